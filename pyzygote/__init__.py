@@ -1,0 +1,50 @@
+"""pyzygote: differentiate plain numpy code, with Zygote.jl or with numpy.
+
+Write a function with numpy; pyzygote traces it into an IR and
+differentiates it, on the embedded NumPy engine or on Julia's Zygote.
+
+>>> import numpy as np, pyzygote as pz
+>>> pz.gradient(lambda x: np.sum(np.tanh(x) ** 2), np.zeros(3))
+(array([0., 0., 0.]),)
+"""
+
+from pyzygote import primitives as _primitives  # noqa: F401  (registers the rules)
+from pyzygote.api import gradient, grad, hessian, jacobian, jvp, pullback, value_and_grad, withgradient
+from pyzygote.engines import current_engine_name, engine, set_engine
+from pyzygote.errors import (
+    JuliaError,
+    JuliaNotAvailableError,
+    NonFiniteGradientError,
+    PyzygoteError,
+    SolverError,
+    TracerBoolError,
+    UnsupportedOperationError,
+)
+from pyzygote.ir import Program
+from pyzygote.tracing import clear_cache, make_program
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "gradient",
+    "withgradient",
+    "grad",
+    "value_and_grad",
+    "pullback",
+    "jacobian",
+    "hessian",
+    "jvp",
+    "make_program",
+    "clear_cache",
+    "Program",
+    "set_engine",
+    "engine",
+    "current_engine_name",
+    "PyzygoteError",
+    "TracerBoolError",
+    "UnsupportedOperationError",
+    "NonFiniteGradientError",
+    "JuliaNotAvailableError",
+    "JuliaError",
+    "SolverError",
+]

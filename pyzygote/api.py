@@ -1,0 +1,247 @@
+"""The differentiation API, named after Zygote.jl (plus JAX's ``grad``).
+
+``gradient`` returns a tuple with one entry per argument, ``withgradient``
+the value and that tuple, ``pullback`` the value and a backward function.
+``jacobian`` gives one array per argument of shape ``out.shape + arg.shape``;
+``hessian`` one array of shape ``x.shape + x.shape``; ``jvp`` pushes tangents
+forward.  Arguments may be numbers, lists of numbers, numpy arrays, or dicts,
+tuples and lists of them; derivatives come back in the same structure.
+
+>>> import numpy as np, pyzygote as pz
+>>> pz.gradient(lambda x, y: np.sum(x * y), np.array([1.0, 2.0]), 3.0)
+(array([3., 3.]), 6.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pyzygote.engines import get_engine
+from pyzygote.errors import NonFiniteGradientError
+from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.tracing import Traced, to_input_array, trace
+
+__all__ = ["gradient", "withgradient", "grad", "value_and_grad", "pullback", "jacobian", "hessian", "jvp"]
+
+
+def _rebuild(traced: Traced, values: Sequence[Any], *, none_for_static: bool = True) -> tuple[Any, ...]:
+    """Per-argument results in the structure of the arguments."""
+    it = iter(values)
+    leaves = []
+    for leaf in traced.leaves:
+        if isinstance(leaf, Static):
+            leaves.append(None)
+        else:
+            value = next(it)
+            is_py = isinstance(leaf, (int, float)) and not isinstance(leaf, np.generic)
+            leaves.append(float(value) if is_py and np.ndim(value) == 0 else np.asarray(value))
+    return tuple(unflatten(traced.in_tree, leaves))
+
+
+def _arg_names(traced: Traced) -> list[str]:
+    from pyzygote.tracing import _leaf_names
+
+    names = _leaf_names((), traced.leaves, traced.in_tree, None)
+    return [n for n, leaf in zip(names, traced.leaves) if not isinstance(leaf, Static)]
+
+
+def _check_finite(traced: Traced, what: str, values: Sequence[Any], value: Any = None) -> None:
+    for name, v in zip(_arg_names(traced), values):
+        if not np.all(np.isfinite(v)):
+            at = "" if value is None else f" (the value is {np.asarray(value)!r})"
+            raise NonFiniteGradientError(
+                f"the {what} with respect to {name} contains NaN or inf{at}. "
+                "Check for log/sqrt/division at zero or overflow in the function."
+            )
+
+
+def _scalar_output(traced: Traced, fname: str) -> None:
+    prog = traced.program
+    if len(prog.outputs) != 1 or prog.outputs[0].aval.shape != ():
+        shapes = [a.aval.shape for a in prog.outputs]
+        raise ValueError(
+            f"{fname} needs a function returning one scalar, but it returned shape(s) {shapes}. "
+            "Use pz.jacobian for vector outputs, or pz.pullback to pull back a chosen cotangent."
+        )
+    if not prog.outputs[0].aval.is_float:
+        raise TypeError(f"{fname} needs a float output, got {prog.outputs[0].aval}")
+
+
+def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, tuple[Any, ...]]:
+    """Value of ``f(*args)`` and its gradient with respect to every argument.
+
+    >>> import numpy as np, pyzygote as pz
+    >>> val, (g,) = pz.withgradient(lambda x: np.sum(x ** 2), np.array([1.0, 2.0]))
+    >>> float(val), g
+    (5.0, array([2., 4.]))
+    """
+    traced, arrays = trace(f, args)
+    _scalar_output(traced, "gradient")
+    y, grads = get_engine(engine).value_and_grad(traced.program, arrays)
+    _check_finite(traced, "gradient", grads, y)
+    return y, _rebuild(traced, grads)
+
+
+def gradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, ...]:
+    """Gradient of scalar ``f`` with respect to each argument (a tuple, like Zygote).
+
+    >>> import numpy as np, pyzygote as pz
+    >>> def simulate_trajectory(v, gravity=9.8, time=1.0):
+    ...     t = np.linspace(0.0, time, 100)
+    ...     return v * t - 0.5 * gravity * t ** 2
+    >>> pz.gradient(lambda v: simulate_trajectory(v)[-1], 10.0)
+    (1.0,)
+    """
+    return withgradient(f, *args, engine=engine)[1]
+
+
+def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, engine: str | None = None) -> Callable[..., Any]:
+    """JAX-style transform: a function returning the gradient w.r.t. ``argnums``.
+
+    >>> import numpy as np, pyzygote as pz
+    >>> pz.grad(lambda x: x ** 3)(2.0)
+    12.0
+    """
+
+    def grad_f(*args: Any) -> Any:
+        grads = gradient(f, *args, engine=engine)
+        if isinstance(argnums, int):
+            return grads[argnums]
+        return tuple(grads[i] for i in argnums)
+
+    return grad_f
+
+
+def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, engine: str | None = None) -> Callable[..., Any]:
+    """JAX-style transform returning ``(value, gradient w.r.t. argnums)``.
+
+    >>> import pyzygote as pz
+    >>> pz.value_and_grad(lambda x: x * x)(3.0)
+    (np.float64(9.0), 6.0)
+    """
+
+    def vg(*args: Any) -> Any:
+        val, grads = withgradient(f, *args, engine=engine)
+        picked = grads[argnums] if isinstance(argnums, int) else tuple(grads[i] for i in argnums)
+        return val, picked
+
+    return vg
+
+
+def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
+    leaves, tree = flatten(dy)
+    if tree != traced.out_tree and not (len(traced.program.outputs) == 1 and len(leaves) == 1):
+        raise ValueError("the cotangent must have the structure of the function's output")
+    cts = []
+    for leaf, out in zip(leaves, traced.program.outputs):
+        ct = np.asarray(leaf, dtype=out.aval.dtype)
+        if ct.shape != out.aval.shape:
+            raise ValueError(f"cotangent of shape {ct.shape} given for an output of shape {out.aval.shape}")
+        cts.append(ct)
+    return cts
+
+
+def pullback(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:
+    """Value of ``f(*args)`` and a function mapping an output cotangent to argument cotangents.
+
+    >>> import numpy as np, pyzygote as pz
+    >>> y, back = pz.pullback(lambda x: 2.0 * x, np.array([1.0, 2.0]))
+    >>> back(np.array([1.0, 10.0]))
+    (array([ 2., 20.]),)
+    """
+    traced, arrays = trace(f, args)
+    ys, back_flat = get_engine(engine).vjp(traced.program, arrays)
+    value = unflatten(traced.out_tree, [np.asarray(y) for y in ys])
+
+    def back(dy: Any) -> tuple[Any, ...]:
+        grads = back_flat(*_cotangents(traced, dy))
+        _check_finite(traced, "pullback", grads)
+        return _rebuild(traced, grads)
+
+    return value, back
+
+
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, engine: str | None = None) -> tuple[Any, Any]:
+    """Forward mode: ``(f(*primals), J @ tangents)``.
+
+    >>> import numpy as np, pyzygote as pz
+    >>> pz.jvp(lambda x: np.sin(x), (0.0,), (2.0,))
+    (array(0.), array(2.))
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp takes primals and tangents as tuples, e.g. pz.jvp(f, (x,), (dx,))")
+    traced, arrays = trace(f, tuple(primals))
+    t_leaves, t_tree = flatten(tuple(tangents))
+    if t_tree != traced.in_tree:
+        raise ValueError("tangents must have the same structure as primals")
+    t_arrays = []
+    for t, a, name in zip([t for t in t_leaves if not isinstance(t, Static)], arrays, _arg_names(traced)):
+        t = to_input_array(t, f"the tangent of {name}").astype(a.dtype)
+        if t.shape != a.shape:
+            raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")
+        t_arrays.append(t)
+    ys, ts = get_engine(engine).jvp(traced.program, arrays, t_arrays)
+    as_tree = lambda vs: unflatten(traced.out_tree, [np.asarray(v) for v in vs])  # noqa: E731
+    return as_tree(ys), as_tree(ts)
+
+
+def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, ...]:
+    """Jacobian with respect to each argument: arrays of shape ``out.shape + arg.shape``.
+
+    >>> import numpy as np, pyzygote as pz
+    >>> pz.jacobian(lambda x: x ** 2, np.array([1.0, 2.0]))[0]
+    array([[2., 0.],
+           [0., 4.]])
+    """
+    traced, arrays = trace(f, args)
+    prog = traced.program
+    if len(prog.outputs) != 1:
+        raise ValueError("jacobian needs a function returning one array")
+    out = prog.outputs[0].aval
+    eng = get_engine(engine)
+    n_in = sum(a.size for a in arrays)
+    if out.size <= n_in:
+        ys, back = eng.vjp(prog, arrays)
+        rows = []
+        for i in range(out.size):
+            ct = np.zeros(out.size, out.dtype)
+            ct[i] = 1.0
+            rows.append(back(ct.reshape(out.shape)))
+        blocks = [
+            np.stack([np.asarray(r[k]) for r in rows]).reshape(out.shape + a.shape) if rows else np.zeros(out.shape + a.shape, a.dtype)
+            for k, a in enumerate(arrays)
+        ]
+    else:
+        blocks = []
+        for k, a in enumerate(arrays):
+            cols = []
+            for i in range(a.size):
+                ts = [np.zeros_like(b) for b in arrays]
+                e = np.zeros(a.size, a.dtype)
+                e[i] = 1.0
+                ts[k] = e.reshape(a.shape)
+                cols.append(np.asarray(eng.jvp(prog, arrays, ts)[1][0]).reshape(-1))
+            j = np.stack(cols, axis=1) if cols else np.zeros((out.size, 0), a.dtype)
+            blocks.append(j.reshape(out.shape + a.shape))
+    _check_finite(traced, "jacobian", blocks)
+    return _rebuild(traced, blocks)
+
+
+def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> np.ndarray:
+    """Hessian of scalar ``f`` at ``x`` (forward-over-reverse), shape ``x.shape + x.shape``.
+
+    >>> import numpy as np, pyzygote as pz
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> pz.hessian(lambda x: 0.5 * x @ A @ x, np.zeros(2))
+    array([[2., 1.],
+           [1., 3.]])
+    """
+    traced, arrays = trace(f, (x,))
+    _scalar_output(traced, "hessian")
+    if len(arrays) != 1:
+        raise TypeError("hessian takes one array argument x; use a flat parameter vector")
+    h = get_engine(engine).hessian(traced.program, arrays, 0)
+    _check_finite(traced, "hessian", [h])
+    return h

@@ -1,0 +1,96 @@
+"""Engine selection: ``"numpy"``, ``"julia"`` or ``"auto"``.
+
+The default comes from ``pz.set_engine``, else the ``PYZYGOTE_ENGINE``
+environment variable, else ``"auto"``: Julia when it is already set up on
+this machine, otherwise the NumPy engine (with a one-time notice).  ``auto``
+never starts a download.
+
+>>> import pyzygote as pz
+>>> with pz.engine("numpy"):
+...     pz.current_engine_name()
+'numpy'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Any, Iterator
+
+from pyzygote.engines.numpy_engine import NumpyEngine
+
+__all__ = ["set_engine", "engine", "get_engine", "current_engine_name", "ENGINE_NAMES"]
+
+ENGINE_NAMES = ("auto", "numpy", "julia")
+_state = threading.local()
+_global_choice: list[str | None] = [None]
+_numpy_engine = NumpyEngine()
+_auto_notice_shown = [False]
+
+
+def _check(name: str) -> str:
+    if name not in ENGINE_NAMES:
+        raise ValueError(f"engine must be one of {ENGINE_NAMES}, got {name!r}")
+    return name
+
+
+def set_engine(name: str) -> None:
+    """Choose the default engine for this process."""
+    _global_choice[0] = _check(name)
+
+
+@contextlib.contextmanager
+def engine(name: str) -> Iterator[None]:
+    """Use an engine inside a ``with`` block (per thread)."""
+    stack = getattr(_state, "stack", None)
+    if stack is None:
+        stack = _state.stack = []
+    stack.append(_check(name))
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _requested(name: str | None) -> str:
+    if name is not None:
+        return _check(name)
+    stack = getattr(_state, "stack", None)
+    if stack:
+        return stack[-1]
+    if _global_choice[0] is not None:
+        return _global_choice[0]
+    env = os.environ.get("PYZYGOTE_ENGINE")
+    if env:
+        return _check(env.strip().lower())
+    return "auto"
+
+
+def current_engine_name(name: str | None = None) -> str:
+    """The engine a call would use now (``auto`` resolved)."""
+    requested = _requested(name)
+    if requested != "auto":
+        return requested
+    from pyzygote.julia.setup import julia_is_set_up
+
+    if julia_is_set_up():
+        return "julia"
+    if not _auto_notice_shown[0]:
+        _auto_notice_shown[0] = True
+        print(
+            "pyzygote: using the NumPy engine (Julia is not set up). "
+            "Run `pyzygote setup-julia` to use Zygote.jl, or `pyzygote doctor` for details.",
+            file=sys.stderr,
+        )
+    return "numpy"
+
+
+def get_engine(name: str | None = None) -> Any:
+    resolved = current_engine_name(name)
+    if resolved == "numpy":
+        return _numpy_engine
+    from pyzygote.julia.engine import julia_engine
+
+    return julia_engine()

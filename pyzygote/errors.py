@@ -1,0 +1,46 @@
+"""Exceptions raised by pyzygote.
+
+>>> import pyzygote as pz
+>>> issubclass(pz.TracerBoolError, TypeError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PyzygoteError",
+    "TracerBoolError",
+    "UnsupportedOperationError",
+    "NonFiniteGradientError",
+    "JuliaNotAvailableError",
+    "JuliaError",
+    "SolverError",
+]
+
+
+class PyzygoteError(Exception):
+    """Base class of pyzygote's own errors."""
+
+
+class TracerBoolError(PyzygoteError, TypeError):
+    """Python control flow (``if``, ``float()``, ``int()``) on a traced value."""
+
+
+class UnsupportedOperationError(PyzygoteError, NotImplementedError):
+    """A numpy function or construct that has no pyzygote rule."""
+
+
+class NonFiniteGradientError(PyzygoteError, FloatingPointError):
+    """A derivative came out NaN or infinite where the value was finite."""
+
+
+class JuliaNotAvailableError(PyzygoteError, RuntimeError):
+    """The Julia engine was requested but Julia is not set up."""
+
+
+class JuliaError(PyzygoteError, RuntimeError):
+    """An exception raised inside Julia, with its message and the top of its stack."""
+
+
+class SolverError(PyzygoteError, RuntimeError):
+    """An ODE solve did not succeed (its retcode is not Success)."""

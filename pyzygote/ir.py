@@ -1,0 +1,189 @@
+"""The intermediate representation (IR) shared by every engine.
+
+A :class:`Program` is a typed, static-shape, straight-line list of equations,
+like a jaxpr: ``outputs = primitive[params](inputs)``.  numpy's implicit rules
+(broadcasting, type promotion, negative axes, ``keepdims``) have already been
+made explicit by the tracer, so an engine only maps each primitive to its own
+operations.
+
+>>> import numpy as np, pyzygote as pz
+>>> print(pz.make_program(lambda x: np.sin(x) * 2.0, np.ones(3)))
+{ lambda ; a:f64[3]. let
+    b:f64[3] = sin a
+    c:f64[3] = mul b 2.0:f64[]
+  in (c,) }
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["Aval", "Var", "Literal", "Eqn", "Program", "Atom"]
+
+_DTYPE_SHORT = {
+    "float64": "f64",
+    "float32": "f32",
+    "float16": "f16",
+    "int64": "i64",
+    "int32": "i32",
+    "int8": "i8",
+    "bool": "bool",
+}
+
+
+@dataclass(frozen=True)
+class Aval:
+    """Abstract value: what the IR knows about an array (shape and dtype)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.kind == "f"
+
+    def __str__(self) -> str:
+        dt = _DTYPE_SHORT.get(self.dtype.name, self.dtype.name)
+        return f"{dt}[{','.join(map(str, self.shape))}]"
+
+    @staticmethod
+    def of(value: Any) -> "Aval":
+        arr = np.asarray(value)
+        return Aval(arr.shape, arr.dtype)
+
+
+_var_ids = itertools.count()
+
+
+class Var:
+    """A value produced by an equation or passed in as an input."""
+
+    __slots__ = ("aval", "uid")
+
+    def __init__(self, aval: Aval):
+        self.aval = aval
+        self.uid = next(_var_ids)
+
+    def __repr__(self) -> str:
+        return f"Var({self.uid}:{self.aval})"
+
+
+class Literal:
+    """A scalar constant written inline in an equation."""
+
+    __slots__ = ("value", "aval")
+
+    def __init__(self, value: Any, dtype: np.dtype):
+        self.value = np.asarray(value, dtype=dtype)
+        self.aval = Aval((), self.value.dtype)
+
+    def __repr__(self) -> str:
+        return f"Literal({self.value!r})"
+
+    def __str__(self) -> str:
+        return f"{self.value.item()!r}:{self.aval}"
+
+
+Atom = Var | Literal
+
+
+@dataclass
+class Eqn:
+    """One equation: ``outputs = prim[params](*inputs)``."""
+
+    prim: Any  # pyzygote.primitive.Primitive (kept untyped to avoid a cycle)
+    inputs: tuple[Atom, ...]
+    params: dict[str, Any]
+    outputs: tuple[Var, ...]
+
+
+@dataclass
+class Program:
+    """A closed, straight-line program.
+
+    ``consts`` are the values of ``constvars`` (closed-over arrays, constants
+    built inside the traced function).  ``outputs`` may name inputs,
+    constants or literals directly.
+    """
+
+    inputs: tuple[Var, ...]
+    constvars: tuple[Var, ...]
+    consts: tuple[np.ndarray, ...]
+    eqns: list[Eqn]
+    outputs: tuple[Atom, ...]
+    _compiled: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def in_avals(self) -> tuple[Aval, ...]:
+        return tuple(v.aval for v in self.inputs)
+
+    @property
+    def out_avals(self) -> tuple[Aval, ...]:
+        return tuple(v.aval for v in self.outputs)
+
+    def __str__(self) -> str:
+        return format_program(self)
+
+    def __call__(self, *args: Any) -> tuple[np.ndarray, ...]:
+        """Evaluate with the NumPy engine (compiled once, then cached)."""
+        from pyzygote.transforms.evaluate import compile_program
+
+        return compile_program(self)(*args)
+
+
+def _names() -> Any:
+    for n in itertools.count(1):
+        for combo in itertools.product("abcdefghijklmnopqrstuvwxyz", repeat=n):
+            yield "".join(combo)
+
+
+def format_program(prog: Program) -> str:
+    names: dict[int, str] = {}
+    gen = _names()
+
+    def name(a: Atom) -> str:
+        if isinstance(a, Literal):
+            return str(a)
+        if a.uid not in names:
+            names[a.uid] = next(gen)
+        return names[a.uid]
+
+    def decl(vs: Sequence[Var]) -> str:
+        return " ".join(f"{name(v)}:{v.aval}" for v in vs)
+
+    head = f"{{ lambda {decl(prog.constvars)} ; {decl(prog.inputs)}. let"
+    lines = [head]
+    for eqn in prog.eqns:
+        params = " ".join(f"{k}={_fmt_param(v)}" for k, v in eqn.params.items())
+        params = f"[{params}]" if params else ""
+        args = " ".join(name(a) for a in eqn.inputs)
+        lines.append(f"    {decl(eqn.outputs)} = {eqn.prim.name}{params} {args}")
+    outs = ", ".join(name(a) for a in prog.outputs)
+    lines.append(f"  in ({outs},) }}")
+    return "\n".join(lines)
+
+
+def _fmt_param(v: Any) -> str:
+    if isinstance(v, np.dtype):
+        return v.name
+    if isinstance(v, Program):
+        return "{ ... }"
+    if isinstance(v, np.ndarray) and v.size > 8:
+        return f"<{v.dtype.name}{list(v.shape)}>"
+    return repr(v)

@@ -1,0 +1,1 @@
+"""The Julia engine: IR compiled to Julia and differentiated by Zygote.jl."""

@@ -1,0 +1,68 @@
+"""How numpy calls on traced values reach pyzygote's primitives.
+
+Family modules register a handler per numpy ufunc or function with
+:func:`implements`; the tracer's ``__array_ufunc__`` and
+``__array_function__`` look handlers up here.  Handlers receive the call's
+arguments as numpy would and must return tracers or numpy arrays.
+
+>>> import numpy as np
+>>> from pyzygote.numpy_api import is_supported
+>>> is_supported(np.sin), is_supported(np.fft.fft)
+(True, False)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+
+__all__ = ["HANDLERS", "implements", "is_supported", "supported_names", "lookup"]
+
+HANDLERS: dict[Any, Callable[..., Any]] = {}
+
+
+def implements(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a handler for numpy ufuncs/functions (or method names like ``"getitem"``)."""
+
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        for f in funcs:
+            HANDLERS[f] = handler
+        return handler
+
+    return register
+
+
+def is_supported(func: Any) -> bool:
+    _load_families()
+    return func in HANDLERS
+
+
+def _name(func: Any) -> str:
+    if isinstance(func, str):
+        return func
+    mod = getattr(func, "__module__", None) or "numpy"
+    # numpy's implementation modules (numpy._core.fromnumeric, ...) are private.
+    public = ".".join(p for p in mod.split(".") if not p.startswith("_"))
+    return f"{public}.{getattr(func, '__name__', repr(func))}"
+
+
+def supported_names() -> list[str]:
+    _load_families()
+    return sorted({_name(f) for f in HANDLERS if not isinstance(f, str)})
+
+
+def lookup(func: Any) -> Callable[..., Any]:
+    handler = HANDLERS.get(func)
+    if handler is None:
+        raise UnsupportedOperationError(
+            f"pyzygote cannot trace {_name(func)}: no rule is registered for it. "
+            f"Supported numpy functions: {', '.join(supported_names())}."
+        )
+    return handler
+
+
+def _load_families() -> None:
+    import pyzygote.primitives  # noqa: F401  (registers every family)

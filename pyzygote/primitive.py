@@ -1,0 +1,165 @@
+"""Primitives and the helpers that register their rules.
+
+A primitive carries every rule about itself: ``abstract_eval`` (shape and
+dtype), ``impl`` (NumPy engine), ``jvp`` (forward derivative), ``transpose``
+(only for primitives linear in some inputs: reverse mode is
+linearize-then-transpose) and ``julia`` (Julia emission).  Each primitive
+family lives in one module of :mod:`pyzygote.primitives` and registers all of
+them there.
+
+Rules are written with ordinary numpy operations on their arguments, which
+may be numpy arrays (evaluated at once) or tracers (recorded into the IR), so
+a rule is also the code that builds derivative programs.
+
+>>> from pyzygote.primitive import PRIMITIVES
+>>> PRIMITIVES["sin"].impl(0.0)
+np.float64(0.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pyzygote.ir import Aval
+
+__all__ = [
+    "Primitive",
+    "PRIMITIVES",
+    "Undefined",
+    "defjvp",
+    "deflinear",
+    "zeros",
+    "add_tangents",
+]
+
+PRIMITIVES: dict[str, "Primitive"] = {}
+
+
+class Primitive:
+    """A named operation of the IR with its rules registered beside it."""
+
+    def __init__(self, name: str, *, multiple_results: bool = False):
+        if name in PRIMITIVES:
+            raise ValueError(f"primitive {name!r} is registered twice")
+        self.name = name
+        self.multiple_results = multiple_results
+        self.abstract_eval: Callable[..., Any] | None = None
+        self.impl: Callable[..., Any] | None = None
+        self.jvp: Callable[..., Any] | None = None
+        self.transpose: Callable[..., Any] | None = None
+        self.julia: Callable[..., Any] | None = None
+        PRIMITIVES[name] = self
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name})"
+
+    def bind(self, *args: Any, **params: Any) -> Any:
+        """Apply the primitive: record it when an argument is traced, else evaluate."""
+        from pyzygote.tracer import Tracer
+
+        for a in args:
+            if isinstance(a, Tracer):
+                return a._builder.add_eqn(self, args, params)
+        return self.impl(*args, **params)
+
+    # Registration decorators, so a family module reads as a table of rules.
+    def def_abstract_eval(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.abstract_eval = fn
+        return fn
+
+    def def_impl(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.impl = fn
+        return fn
+
+    def def_transpose(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.transpose = fn
+        return fn
+
+    def def_julia(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.julia = fn
+        return fn
+
+
+class Undefined:
+    """Marks a linear input of an equation being transposed (its value is unknown)."""
+
+    __slots__ = ("aval",)
+
+    def __init__(self, aval: Aval):
+        self.aval = aval
+
+
+def aval_of(x: Any) -> Aval:
+    if isinstance(x, Undefined):
+        return x.aval
+    aval = getattr(x, "aval", None)
+    return aval if isinstance(aval, Aval) else Aval.of(x)
+
+
+def zeros(aval: Aval) -> np.ndarray:
+    return np.zeros(aval.shape, aval.dtype)
+
+
+def add_tangents(a: Any, b: Any) -> Any:
+    """Sum of two tangents where ``None`` is a symbolic zero."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return add_any.bind(a, b)
+
+
+def defjvp(prim: Primitive, *rules: Callable[..., Any] | None) -> None:
+    """Register one JVP contribution per argument, as in HIPS autograd's tables.
+
+    ``rules[i](g, ans, *args, **params)`` returns the tangent of the output
+    due to the tangent ``g`` of argument ``i``; it must be linear in ``g``.
+    ``None`` marks an argument that is not differentiable.
+    """
+
+    def jvp(primals: Sequence[Any], tangents: Sequence[Any], **params: Any) -> Any:
+        ans = prim.bind(*primals, **params)
+        out = None
+        for rule, g in zip(rules, tangents):
+            if g is not None and rule is not None:
+                out = add_tangents(out, rule(g, ans, *primals, **params))
+        return ans, out
+
+    prim.jvp = jvp
+
+
+def deflinear(prim: Primitive, transpose: Callable[..., Any]) -> None:
+    """Register a primitive that is linear in all its arguments.
+
+    Its JVP applies the primitive to the tangents; ``transpose(ct, *args,
+    **params)`` returns one cotangent per argument.
+    """
+
+    def jvp(primals: Sequence[Any], tangents: Sequence[Any], **params: Any) -> Any:
+        ans = prim.bind(*primals, **params)
+        if all(t is None for t in tangents):
+            return ans, None
+        ts = [zeros(aval_of(p)) if t is None else t for p, t in zip(primals, tangents)]
+        return ans, prim.bind(*ts, **params)
+
+    prim.jvp = jvp
+    prim.transpose = transpose
+
+
+# ``add_any`` sums tangents and cotangents; it is the one primitive every
+# transformation relies on, so it lives here rather than in a family module.
+add_any = Primitive("add_any")
+
+
+@add_any.def_abstract_eval
+def _add_any_aval(x: Aval, y: Aval) -> Aval:
+    if x != y:
+        raise TypeError(f"add_any needs equal avals, got {x} and {y}")
+    return x
+
+
+add_any.def_impl(np.add)
+deflinear(add_any, lambda ct, x, y: (ct, ct))
+add_any.def_julia(lambda e, x, y: f"{x} .+ {y}")

@@ -1,0 +1,14 @@
+"""Primitive families; importing this package registers every rule.
+
+One module per family holds each primitive's abstract evaluation, NumPy
+implementation, derivative rules, Julia emission and numpy bindings.
+
+>>> import pyzygote.primitives
+>>> from pyzygote.primitive import PRIMITIVES
+>>> "einsum" in PRIMITIVES and "gather" in PRIMITIVES
+True
+"""
+
+from pyzygote.primitives import shape, reduction, elementwise, logic, indexing, linalg  # noqa: F401
+
+__all__ = ["shape", "reduction", "elementwise", "logic", "indexing", "linalg"]

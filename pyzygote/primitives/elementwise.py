@@ -1,0 +1,263 @@
+"""Elementwise arithmetic and transcendental functions, and their numpy ufuncs.
+
+Operands of an elementwise primitive have the output's shape or shape ``()``
+(a scalar broadcasts alike in every engine); any other broadcasting was made
+explicit by the handler.  Each primitive's derivative is one line of the
+tables below, one entry per argument, in the style of HIPS autograd.
+
+>>> import numpy as np, pyzygote as pz
+>>> pz.gradient(lambda x: np.sum(np.sin(x) * 2.0), np.zeros(2))[0]
+array([2., 2.])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.ir import Aval
+from pyzygote.numpy_api import implements
+from pyzygote.primitive import Primitive, Undefined, defjvp
+from pyzygote.tracer import as_operand
+
+__all__ = ["elementwise_aval", "ufunc_handler", "unbroadcast", "ELEMENTWISE"]
+
+ELEMENTWISE: dict[str, Primitive] = {}
+
+
+def elementwise_aval(*xs: Aval, out_dtype: Any = None) -> Aval:
+    shapes = {x.shape for x in xs if x.shape != ()}
+    if len(shapes) > 1:
+        raise ValueError(f"elementwise operands must share a shape or be scalars, got {shapes}")
+    shape = shapes.pop() if shapes else ()
+    return Aval(shape, out_dtype or xs[0].dtype)
+
+
+def unbroadcast(ct: Any, aval: Aval) -> Any:
+    """Cotangent of a scalar operand that was broadcast against an array."""
+    if aval.shape == () and np.ndim(ct) != 0:
+        return reduce_sum(ct, tuple(range(np.ndim(ct))))
+    return ct
+
+
+def _dtype_arg(x: Any) -> Any:
+    """The argument numpy's type resolution sees: Python scalars stay weak."""
+    if isinstance(x, bool):
+        return np.dtype(np.bool_)
+    if isinstance(x, (int, float, complex)) and not isinstance(x, np.generic):
+        return type(x)
+    return as_operand(x).dtype
+
+
+def ufunc_handler(ufunc: np.ufunc, prim: Primitive) -> Callable[..., Any]:
+    """numpy's dtype and broadcasting rules for one ufunc, made explicit."""
+
+    def handler(*args: Any, dtype: Any = None, **kwargs: Any) -> Any:
+        unexpected = {k: v for k, v in kwargs.items() if k not in ("casting", "order", "subok")}
+        if unexpected or kwargs.get("casting", "same_kind") != "same_kind":
+            raise NotImplementedError(
+                f"numpy.{ufunc.__name__} keywords {sorted(kwargs)} are not supported while tracing"
+            )
+        if len(args) != ufunc.nin:
+            raise TypeError(f"numpy.{ufunc.__name__} takes {ufunc.nin} arguments, got {len(args)}")
+        dtypes = ufunc.resolve_dtypes(
+            tuple(_dtype_arg(a) for a in args) + (np.dtype(dtype) if dtype else None,)
+        )
+        xs = [convert(as_operand(a), d) for a, d in zip(args, dtypes)]
+        return prim.bind(*broadcast_operands(*xs))
+
+    return handler
+
+
+def _define(name: str, ufunc: Any, *jvps: Any, out_dtype: Any = None) -> Primitive:
+    prim = Primitive(name)
+    prim.def_abstract_eval(lambda *xs: elementwise_aval(*xs, out_dtype=out_dtype))
+    prim.def_impl(ufunc)
+    if jvps:
+        defjvp(prim, *jvps)
+    if isinstance(ufunc, np.ufunc):
+        implements(ufunc)(ufunc_handler(ufunc, prim))
+    ELEMENTWISE[name] = prim
+    return prim
+
+
+def _zero(*_: Any, **__: Any) -> None:
+    """Rule of a piecewise-constant function: no tangent."""
+    return None
+
+
+_LN2, _LN10 = np.log(2.0), np.log(10.0)
+
+# --- unary: d f(x) = rule(g, ans, x) ---------------------------------------
+sin_p = _define("sin", np.sin, lambda g, ans, x: g * np.cos(x))
+cos_p = _define("cos", np.cos, lambda g, ans, x: g * -np.sin(x))
+tan_p = _define("tan", np.tan, lambda g, ans, x: g * (1.0 + ans * ans))
+asin_p = _define("asin", np.arcsin, lambda g, ans, x: g / np.sqrt(1.0 - x * x))
+acos_p = _define("acos", np.arccos, lambda g, ans, x: g / -np.sqrt(1.0 - x * x))
+atan_p = _define("atan", np.arctan, lambda g, ans, x: g / (1.0 + x * x))
+sinh_p = _define("sinh", np.sinh, lambda g, ans, x: g * np.cosh(x))
+cosh_p = _define("cosh", np.cosh, lambda g, ans, x: g * np.sinh(x))
+tanh_p = _define("tanh", np.tanh, lambda g, ans, x: g * (1.0 - ans * ans))
+exp_p = _define("exp", np.exp, lambda g, ans, x: g * ans)
+exp2_p = _define("exp2", np.exp2, lambda g, ans, x: g * (ans * _LN2))
+expm1_p = _define("expm1", np.expm1, lambda g, ans, x: g * (ans + 1.0))
+log_p = _define("log", np.log, lambda g, ans, x: g / x)
+log2_p = _define("log2", np.log2, lambda g, ans, x: g / (x * _LN2))
+log10_p = _define("log10", np.log10, lambda g, ans, x: g / (x * _LN10))
+log1p_p = _define("log1p", np.log1p, lambda g, ans, x: g / (x + 1.0))
+sqrt_p = _define("sqrt", np.sqrt, lambda g, ans, x: g / (ans * 2.0))
+cbrt_p = _define("cbrt", np.cbrt, lambda g, ans, x: g / (ans * ans * 3.0))
+abs_p = _define("abs", np.absolute, lambda g, ans, x: g * np.sign(x))
+sign_p = _define("sign", np.sign, _zero)
+floor_p = _define("floor", np.floor, _zero)
+ceil_p = _define("ceil", np.ceil, _zero)
+round_p = _define("round", np.rint, _zero)
+
+# --- binary: one rule per argument ------------------------------------------
+def _balanced(x: Any, y: Any) -> Any:
+    """1 where x wins, 1/2 at ties, 0 where y wins: ties share the derivative."""
+    dt = np.result_type(x.dtype, y.dtype)
+    return np.greater(x, y).astype(dt) + np.equal(x, y).astype(dt) * 0.5
+
+
+def _safe_log(x: Any) -> Any:
+    positive = np.greater(x, 0.0)
+    return np.where(positive, np.log(np.where(positive, x, 1.0)), 0.0)
+
+
+mul_p = _define("mul", np.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: x * g)
+div_p = _define("div", np.true_divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: g * (-ans / y))
+pow_p = _define(
+    "pow",
+    np.power,
+    lambda g, ans, x, y: g * (y * x ** (y - 1.0)),
+    lambda g, ans, x, y: g * (_safe_log(x) * ans),
+)
+max_p = _define("max", np.maximum, lambda g, ans, x, y: g * _balanced(x, y), lambda g, ans, x, y: g * _balanced(y, x))
+min_p = _define("min", np.minimum, lambda g, ans, x, y: g * _balanced(y, x), lambda g, ans, x, y: g * _balanced(x, y))
+atan2_p = _define(
+    "atan2",
+    np.arctan2,
+    lambda g, ans, y, x: g * (x / (x * x + y * y)),
+    lambda g, ans, y, x: g * (-y / (x * x + y * y)),
+)
+hypot_p = _define("hypot", np.hypot, lambda g, ans, x, y: g * (x / ans), lambda g, ans, x, y: g * (y / ans))
+rem_p = _define("rem", np.remainder, lambda g, ans, x, y: g, lambda g, ans, x, y: g * -np.floor_divide(x, y))
+floordiv_p = _define("floordiv", np.floor_divide, _zero, _zero)
+
+
+def _nan_aware(winner: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """fmax/fmin rules: the non-NaN operand is the winner when the other is NaN."""
+
+    def rule(g: Any, ans: Any, x: Any, y: Any) -> Any:
+        return g * np.where(np.isnan(y), 1.0, np.where(np.isnan(x), 0.0, winner(x, y)))
+
+    return rule
+
+
+fmax_p = _define(
+    "fmax", np.fmax, _nan_aware(_balanced), lambda g, ans, x, y: _nan_aware(_balanced)(g, ans, y, x)
+)
+fmin_p = _define(
+    "fmin",
+    np.fmin,
+    _nan_aware(lambda x, y: _balanced(y, x)),
+    lambda g, ans, x, y: _nan_aware(lambda a, b: _balanced(b, a))(g, ans, y, x),
+)
+
+# --- linear ones carry transposes (they appear in tangent programs) ---------
+def _linear(name: str, ufunc: Any, transpose: Callable[..., Any], *jvps: Any) -> Primitive:
+    prim = _define(name, ufunc, *jvps)
+    prim.def_transpose(transpose)
+    return prim
+
+
+neg_p = _linear("neg", np.negative, lambda ct, x: (-ct,), lambda g, ans, x: -g)
+add_p = _linear(
+    "add",
+    np.add,
+    lambda ct, x, y: tuple(unbroadcast(ct, a.aval) if isinstance(a, Undefined) else None for a in (x, y)),
+    lambda g, ans, x, y: g,
+    lambda g, ans, x, y: g,
+)
+sub_p = _linear(
+    "sub",
+    np.subtract,
+    lambda ct, x, y: (
+        unbroadcast(ct, x.aval) if isinstance(x, Undefined) else None,
+        unbroadcast(-ct, y.aval) if isinstance(y, Undefined) else None,
+    ),
+    lambda g, ans, x, y: g,
+    lambda g, ans, x, y: -g,
+)
+
+
+@mul_p.def_transpose
+def _mul_transpose(ct: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    if isinstance(x, Undefined):
+        return unbroadcast(ct * y, x.aval), None
+    return None, unbroadcast(x * ct, y.aval)
+
+
+@div_p.def_transpose
+def _div_transpose(ct: Any, x: Any, y: Any) -> tuple[Any, None]:
+    if isinstance(y, Undefined):
+        raise TypeError("div is linear only in its numerator")
+    return unbroadcast(ct / y, x.aval), None
+
+
+# --- numpy functions that are compositions ---------------------------------
+@implements(np.square)
+def _np_square(x: Any, **kw: Any) -> Any:
+    return np.multiply(x, x, **kw)
+
+
+@implements(np.reciprocal)
+def _np_reciprocal(x: Any, **kw: Any) -> Any:
+    return np.true_divide(1.0, x, **kw)
+
+
+@implements(np.positive)
+def _np_positive(x: Any) -> Any:
+    return as_operand(x)
+
+
+@implements(np.fabs)
+def _np_fabs(x: Any) -> Any:
+    return np.absolute(x)
+
+
+@implements(np.float_power)
+def _np_float_power(x: Any, y: Any) -> Any:
+    return np.power(convert(as_operand(x), np.float64), y)
+
+
+@implements(np.round, np.around)
+def _np_round(a: Any, decimals: int = 0, out: Any = None) -> Any:
+    if decimals:
+        scale = 10.0**decimals
+        return np.rint(as_operand(a) * scale) / scale
+    return np.rint(a)
+
+
+@implements(np.clip)
+def _np_clip(a: Any, a_min: Any = None, a_max: Any = None, out: Any = None, *, min: Any = None, max: Any = None, **kw: Any) -> Any:
+    def given(v: Any) -> bool:
+        return v is not None and v is not np._NoValue
+
+    lo = a_min if given(a_min) else (min if given(min) else None)
+    hi = a_max if given(a_max) else (max if given(max) else None)
+    if lo is None and hi is None:
+        raise ValueError("One of max or min must be given")
+    x = as_operand(a)
+    if lo is not None:
+        x = np.maximum(x, lo)
+    if hi is not None:
+        x = np.minimum(x, hi)
+    return x
+
+
+from pyzygote.primitives.reduction import reduce_sum  # noqa: E402
+from pyzygote.primitives.shape import broadcast_operands, convert  # noqa: E402
+

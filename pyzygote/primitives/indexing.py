@@ -1,0 +1,199 @@
+"""Indexing: ``gather`` and ``scatter_add`` over static positions.
+
+Every static index numpy understands (integers, slices with steps, ``None``,
+``Ellipsis``, integer and boolean constant arrays) is resolved by numpy itself
+at trace time, on an array of element positions: ``positions =
+arange(x.size).reshape(x.shape)[index]``.  So the IR needs one gather
+primitive whose ``positions`` hold row-major flat positions, and its
+transpose, ``scatter_add``.  The same trick traces numpy functions that only
+rearrange elements (``flip``, ``roll``, ``diagonal``, ``take``, ...).
+Item assignment ``y[i] = v`` becomes ``select(keep, y, scatter_add(v))``.
+
+>>> import numpy as np, pyzygote as pz
+>>> pz.gradient(lambda x: np.sum(x[::2] ** 2), np.arange(4.0))[0]
+array([0., 0., 4., 0.])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.ir import Aval
+from pyzygote.numpy_api import implements
+from pyzygote.primitive import Primitive, deflinear
+from pyzygote.tracer import Builder, Tracer, as_operand
+
+__all__ = ["gather", "scatter_add", "element_positions"]
+
+
+def element_positions(shape: tuple[int, ...]) -> np.ndarray:
+    return np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+
+
+# --- gather -----------------------------------------------------------------
+gather_p = Primitive("gather")
+
+
+@gather_p.def_abstract_eval
+def _gather_aval(x: Aval, *, positions: np.ndarray, index: Any) -> Aval:
+    return Aval(positions.shape, x.dtype)
+
+
+@gather_p.def_impl
+def _gather_impl(x: Any, *, positions: np.ndarray, index: Any) -> Any:
+    if index is not None:  # basic indexing: numpy's fast path
+        return np.asarray(x)[index]
+    return np.ravel(x)[positions]
+
+
+deflinear(gather_p, lambda ct, x, *, positions, index: (scatter_add(ct, positions, x.aval.shape),))
+
+
+def gather(x: Any, positions: np.ndarray, index: Any = None) -> Any:
+    if positions.shape == np.shape(x) and np.array_equal(positions, element_positions(np.shape(x))):
+        return x
+    positions = np.array(positions, dtype=np.int64)
+    positions.setflags(write=False)
+    return gather_p.bind(x, positions=positions, index=index)
+
+
+# --- scatter_add --------------------------------------------------------------
+scatter_add_p = Primitive("scatter_add")
+
+
+@scatter_add_p.def_abstract_eval
+def _scatter_aval(v: Aval, *, positions: np.ndarray, shape: tuple[int, ...], unique: bool) -> Aval:
+    if v.shape != positions.shape:
+        raise ValueError(f"scatter_add needs values of shape {positions.shape}, got {v}")
+    return Aval(shape, v.dtype)
+
+
+@scatter_add_p.def_impl
+def _scatter_impl(v: Any, *, positions: np.ndarray, shape: tuple[int, ...], unique: bool) -> np.ndarray:
+    v = np.asarray(v)
+    out = np.zeros(int(np.prod(shape, dtype=np.int64)), dtype=v.dtype)
+    if unique:
+        out[positions.ravel()] = v.ravel()
+    else:
+        np.add.at(out, positions.ravel(), v.ravel())
+    return out.reshape(shape)
+
+
+deflinear(scatter_add_p, lambda ct, v, *, positions, shape, unique: (gather(ct, positions),))
+
+
+def scatter_add(v: Any, positions: np.ndarray, shape: tuple[int, ...]) -> Any:
+    positions = np.array(positions, dtype=np.int64)
+    positions.setflags(write=False)
+    unique = len(np.unique(positions)) == positions.size
+    return scatter_add_p.bind(v, positions=positions, shape=tuple(shape), unique=unique)
+
+
+# --- indexing handlers ----------------------------------------------------------
+def _check_static(index: Any) -> tuple[Any, bool]:
+    items = index if isinstance(index, tuple) else (index,)
+    basic = True
+    for item in items:
+        if isinstance(item, Tracer):
+            raise UnsupportedOperationError(
+                "indexing with a traced value depends on the data and cannot be traced; "
+                "use np.where for masks, or index with constant integers or arrays"
+            )
+        if isinstance(item, (list, np.ndarray)):
+            basic = False
+        elif not (item is None or item is Ellipsis or isinstance(item, (slice, int, np.integer))):
+            raise IndexError(f"unsupported index {item!r}")
+    return index, basic
+
+
+@implements("getitem")
+def _getitem(x: Any, index: Any) -> Any:
+    x = as_operand(x)
+    index, basic = _check_static(index)
+    positions = element_positions(x.shape)[index]
+    out = gather(x, np.asarray(positions), index if basic else None)
+    if isinstance(out, Tracer) and out is not x:
+        out._base = x
+    return out
+
+
+@implements("setitem")
+def _setitem(y: Any, index: Any, value: Any) -> Any:
+    index, _ = _check_static(index)
+    positions = np.asarray(element_positions(y.shape)[index])
+    if len(np.unique(positions)) != positions.size:
+        raise UnsupportedOperationError(
+            "item assignment with repeated indices cannot be differentiated unambiguously"
+        )
+    value = convert(as_operand(value), y.dtype)
+    value = broadcast_to_shape(value, positions.shape)
+    keep = np.ones(y.shape, dtype=bool)
+    keep.reshape(-1)[positions.ravel()] = False
+    return select(keep, y, scatter_add(value, positions, y.shape))
+
+
+def traced_constant(like: Tracer, value: np.ndarray) -> Tracer:
+    """A constant that is itself traced, so that it can be assigned into."""
+    builder: Builder = like._builder
+    return Tracer(builder, builder.to_atom(np.array(value)))
+
+
+@implements(np.zeros_like, np.empty_like)
+def _zeros_like(a: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
+    a = as_operand(a)
+    value = np.zeros(a.shape, dtype or a.dtype)
+    return traced_constant(a, value) if value.ndim else value
+
+
+@implements(np.ones_like)
+def _ones_like(a: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
+    a = as_operand(a)
+    value = np.ones(a.shape, dtype or a.dtype)
+    return traced_constant(a, value) if value.ndim else value
+
+
+# --- numpy functions that only rearrange elements --------------------------------
+def _rearrangement(func: Callable[..., Any]) -> Callable[..., Any]:
+    def handler(a: Any, *args: Any, **kwargs: Any) -> Any:
+        a = as_operand(a)
+        for v in list(args) + list(kwargs.values()):
+            _check_static(v if not isinstance(v, tuple) else v)
+        positions = np.asarray(func(element_positions(a.shape), *args, **kwargs))
+        return gather(a, positions)
+
+    return handler
+
+
+for _f in (np.flip, np.fliplr, np.flipud, np.roll, np.diagonal, np.take, np.rot90, np.repeat, np.tile):
+    implements(_f)(_rearrangement(_f))
+
+
+@implements(np.diag)
+def _np_diag(v: Any, k: int = 0) -> Any:
+    v = as_operand(v)
+    if v.ndim == 2:
+        return np.diagonal(v, k)
+    if v.ndim != 1:
+        raise ValueError("Input must be 1- or 2-d.")
+    n = v.shape[0] + abs(k)
+    positions = np.diagonal(element_positions((n, n)), k)
+    return scatter_add(v, positions, (n, n))
+
+
+def _triangle(func: Callable[..., Any]) -> Callable[..., Any]:
+    def handler(m: Any, k: int = 0) -> Any:
+        m = as_operand(m)
+        keep = func(np.ones(m.shape, dtype=bool), k)
+        return select(keep, m, np.zeros((), m.dtype))
+
+    return handler
+
+
+implements(np.tril)(_triangle(np.tril))
+implements(np.triu)(_triangle(np.triu))
+
+from pyzygote.primitives.logic import select  # noqa: E402
+from pyzygote.primitives.shape import broadcast_to_shape, convert  # noqa: E402

@@ -1,0 +1,111 @@
+"""Comparisons, logical operations and ``select`` (numpy's ``where``).
+
+Comparisons produce boolean masks with no derivative; ``select`` is linear
+in its two branches, so gradients flow only through the branch chosen.
+
+>>> import numpy as np, pyzygote as pz
+>>> relu = lambda x: np.sum(np.where(x > 0, x, 0.0))
+>>> pz.gradient(relu, np.array([-1.0, 2.0]))[0]
+array([0., 1.])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pyzygote.ir import Aval
+from pyzygote.numpy_api import implements
+from pyzygote.primitive import Primitive, Undefined, zeros
+from pyzygote.primitives.elementwise import ELEMENTWISE, elementwise_aval, ufunc_handler
+from pyzygote.primitives.shape import broadcast_operands, convert
+from pyzygote.tracer import as_operand
+
+__all__ = ["select", "COMPARISONS"]
+
+COMPARISONS: dict[str, Primitive] = {}
+
+
+def _predicate(name: str, ufunc: np.ufunc) -> Primitive:
+    prim = Primitive(name)
+    prim.def_abstract_eval(lambda *xs: elementwise_aval(*xs, out_dtype=np.bool_))
+    prim.def_impl(ufunc)
+    prim.jvp = lambda primals, tangents: (prim.bind(*primals), None)
+    implements(ufunc)(ufunc_handler(ufunc, prim))
+    COMPARISONS[name] = prim
+    ELEMENTWISE[name] = prim
+    return prim
+
+
+lt_p = _predicate("lt", np.less)
+le_p = _predicate("le", np.less_equal)
+gt_p = _predicate("gt", np.greater)
+ge_p = _predicate("ge", np.greater_equal)
+eq_p = _predicate("eq", np.equal)
+ne_p = _predicate("ne", np.not_equal)
+and_p = _predicate("and", np.logical_and)
+or_p = _predicate("or", np.logical_or)
+xor_p = _predicate("xor", np.logical_xor)
+not_p = _predicate("not", np.logical_not)
+isnan_p = _predicate("isnan", np.isnan)
+isinf_p = _predicate("isinf", np.isinf)
+isfinite_p = _predicate("isfinite", np.isfinite)
+
+# --- select ----------------------------------------------------------------
+select_p = Primitive("select")
+
+
+@select_p.def_abstract_eval
+def _select_aval(cond: Aval, x: Aval, y: Aval) -> Aval:
+    if cond.dtype != np.bool_:
+        raise TypeError(f"select needs a boolean condition, got {cond}")
+    if x.dtype != y.dtype:
+        raise TypeError(f"select branches must share a dtype, got {x} and {y}")
+    return elementwise_aval(cond, x, y, out_dtype=x.dtype)
+
+
+select_p.def_impl(np.where)
+
+
+def _select_jvp(primals: Any, tangents: Any) -> Any:
+    cond, x, y = primals
+    _, tx, ty = tangents
+    ans = select_p.bind(cond, x, y)
+    if tx is None and ty is None:
+        return ans, None
+    out = Aval(np.shape(ans), ans.dtype)
+    tx = zeros(out) if tx is None else tx
+    ty = zeros(out) if ty is None else ty
+    return ans, select_p.bind(*broadcast_operands(cond, tx, ty))
+
+
+@select_p.def_transpose
+def _select_transpose(ct: Any, cond: Any, x: Any, y: Any) -> tuple[Any, Any, Any]:
+    from pyzygote.primitives.elementwise import unbroadcast
+
+    zero = np.zeros((), dtype=ct.dtype)
+    ct_x = unbroadcast(select_p.bind(*broadcast_operands(cond, ct, zero)), x.aval) if isinstance(x, Undefined) else None
+    ct_y = unbroadcast(select_p.bind(*broadcast_operands(cond, zero, ct)), y.aval) if isinstance(y, Undefined) else None
+    return None, ct_x, ct_y
+
+
+select_p.jvp = _select_jvp
+
+
+def select(cond: Any, x: Any, y: Any) -> Any:
+    return select_p.bind(*broadcast_operands(cond, x, y))
+
+
+@implements(np.where)
+def _np_where(condition: Any, x: Any = None, y: Any = None) -> Any:
+    if x is None or y is None:
+        raise NotImplementedError(
+            "np.where(condition) with one argument returns data-dependent indices and cannot be "
+            "traced; use np.where(condition, x, y)"
+        )
+    cond = convert(as_operand(condition), np.bool_)
+    dtype = np.result_type(
+        *(v if isinstance(v, (int, float)) and not isinstance(v, bool) else as_operand(v).dtype for v in (x, y))
+    )
+    return select(cond, convert(as_operand(x), dtype), convert(as_operand(y), dtype))

@@ -1,0 +1,380 @@
+"""Shape primitives: broadcast, reshape (row-major), transpose, dtype conversion,
+concatenate; and the numpy functions built from them.
+
+All are linear, so each has a transpose rule and its JVP is itself.
+
+>>> import numpy as np, pyzygote as pz
+>>> pz.gradient(lambda x: np.sum(np.broadcast_to(x, (4, 3))), np.ones(3))[0]
+array([4., 4., 4.])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from pyzygote.ir import Aval
+from pyzygote.numpy_api import implements
+from pyzygote.primitive import Primitive, Undefined, deflinear
+from pyzygote.tracer import Tracer, as_operand
+
+__all__ = [
+    "broadcast_in_dim",
+    "reshape",
+    "transpose",
+    "convert",
+    "concatenate",
+    "broadcast_operands",
+    "normalize_axis",
+    "normalize_axes",
+]
+
+
+def normalize_axis(axis: int, ndim: int, argname: str = "axis") -> int:
+    """numpy's negative-axis rule, decided once here."""
+    axis = int(axis)
+    if not -ndim <= axis < max(ndim, 1) or (ndim == 0 and axis not in (0, -1)):
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim if ndim else 0
+
+
+def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, np.integer)):
+        axis = (axis,)
+    axes = tuple(normalize_axis(a, ndim) for a in axis)
+    if len(set(axes)) != len(axes):
+        raise ValueError("duplicate value in 'axis'")
+    return axes
+
+
+# --- broadcast_in_dim ---------------------------------------------------
+broadcast_in_dim_p = Primitive("broadcast_in_dim")
+
+
+@broadcast_in_dim_p.def_abstract_eval
+def _bcast_aval(x: Aval, *, shape: tuple[int, ...], dims: tuple[int, ...]) -> Aval:
+    if len(dims) != x.ndim or any(x.shape[i] not in (1, shape[d]) for i, d in enumerate(dims)):
+        raise ValueError(f"cannot broadcast {x} to shape {shape} along dims {dims}")
+    return Aval(shape, x.dtype)
+
+
+@broadcast_in_dim_p.def_impl
+def _bcast_impl(x: Any, *, shape: tuple[int, ...], dims: tuple[int, ...]) -> np.ndarray:
+    expanded = [1] * len(shape)
+    for i, d in enumerate(dims):
+        expanded[d] = np.shape(x)[i]
+    return np.broadcast_to(np.reshape(x, expanded), shape)
+
+
+def _bcast_transpose(ct: Any, x: Undefined, *, shape: tuple[int, ...], dims: tuple[int, ...]) -> Any:
+    new_axes = tuple(d for d in range(len(shape)) if d not in dims)
+    expanded = tuple(d for i, d in enumerate(dims) if x.aval.shape[i] == 1 and shape[d] != 1)
+    summed = reduce_sum(ct, tuple(sorted(new_axes + expanded)))
+    return (reshape(summed, x.aval.shape),)
+
+
+deflinear(broadcast_in_dim_p, _bcast_transpose)
+
+
+def broadcast_in_dim(x: Any, shape: Sequence[int], dims: Sequence[int]) -> Any:
+    shape, dims = tuple(shape), tuple(dims)
+    if np.shape(x) == shape and dims == tuple(range(len(shape))):
+        return x
+    return broadcast_in_dim_p.bind(x, shape=shape, dims=dims)
+
+
+def broadcast_to_shape(x: Any, shape: Sequence[int]) -> Any:
+    """numpy's trailing-axis alignment, made explicit."""
+    shape = tuple(shape)
+    nd = np.ndim(x)
+    np.broadcast_shapes(np.shape(x), shape)  # numpy's own error message
+    if np.broadcast_shapes(np.shape(x), shape) != shape:
+        raise ValueError(f"cannot broadcast an array of shape {np.shape(x)} to shape {shape}")
+    return broadcast_in_dim(x, shape, range(len(shape) - nd, len(shape)))
+
+
+def broadcast_operands(*xs: Any) -> list[Any]:
+    """Broadcast operands to one shape; rank-0 operands stay scalars.
+
+    Elementwise primitives accept operands of the output shape or of shape
+    ``()``: a scalar broadcasts the same way in every engine, so it needs no
+    explicit equation.
+    """
+    shape = np.broadcast_shapes(*(np.shape(x) for x in xs))
+    return [x if np.ndim(x) == 0 else broadcast_to_shape(x, shape) for x in xs]
+
+
+# --- reshape (row-major, like numpy) ------------------------------------
+reshape_p = Primitive("reshape")
+
+
+@reshape_p.def_abstract_eval
+def _reshape_aval(x: Aval, *, shape: tuple[int, ...]) -> Aval:
+    if int(np.prod(shape, dtype=np.int64)) != x.size:
+        raise ValueError(f"cannot reshape array of size {x.size} into shape {shape}")
+    return Aval(shape, x.dtype)
+
+
+reshape_p.def_impl(lambda x, *, shape: np.reshape(x, shape))
+deflinear(reshape_p, lambda ct, x, *, shape: (reshape(ct, x.aval.shape),))
+
+
+def reshape(x: Any, shape: Sequence[int]) -> Any:
+    shape = tuple(int(s) for s in shape)
+    if np.shape(x) == shape:
+        return x
+    return reshape_p.bind(x, shape=shape)
+
+
+# --- transpose ----------------------------------------------------------
+transpose_p = Primitive("transpose")
+
+
+@transpose_p.def_abstract_eval
+def _transpose_aval(x: Aval, *, perm: tuple[int, ...]) -> Aval:
+    if sorted(perm) != list(range(x.ndim)):
+        raise ValueError("axes don't match array")
+    return Aval(tuple(x.shape[p] for p in perm), x.dtype)
+
+
+transpose_p.def_impl(lambda x, *, perm: np.transpose(x, perm))
+deflinear(transpose_p, lambda ct, x, *, perm: (transpose(ct, tuple(np.argsort(perm))),))
+
+
+def transpose(x: Any, perm: Sequence[int]) -> Any:
+    perm = tuple(int(p) for p in perm)
+    if perm == tuple(range(len(perm))):
+        return x
+    return transpose_p.bind(x, perm=perm)
+
+
+# --- convert_element_type ---------------------------------------------
+convert_p = Primitive("convert_element_type")
+convert_p.def_abstract_eval(lambda x, *, dtype: Aval(x.shape, dtype))
+convert_p.def_impl(lambda x, *, dtype: np.asarray(x).astype(dtype))
+deflinear(convert_p, lambda ct, x, *, dtype: (convert(ct, x.aval.dtype),))
+
+
+def convert(x: Any, dtype: Any) -> Any:
+    dtype = np.dtype(dtype)
+    if isinstance(x, Tracer):
+        return x if x.dtype == dtype else convert_p.bind(x, dtype=dtype)
+    return np.asarray(x, dtype=dtype)
+
+
+# --- concatenate --------------------------------------------------------
+concatenate_p = Primitive("concatenate")
+
+
+@concatenate_p.def_abstract_eval
+def _concat_aval(*xs: Aval, axis: int) -> Aval:
+    first = xs[0]
+    for x in xs[1:]:
+        if x.ndim != first.ndim or any(
+            a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != axis
+        ):
+            raise ValueError(
+                "all the input array dimensions except for the concatenation axis must match exactly"
+            )
+    shape = list(first.shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    return Aval(tuple(shape), first.dtype)
+
+
+concatenate_p.def_impl(lambda *xs, axis: np.concatenate(xs, axis=axis))
+
+
+def _concat_transpose(ct: Any, *xs: Any, axis: int) -> tuple[Any, ...]:
+    out, start = [], 0
+    for x in xs:
+        n = x.aval.shape[axis]
+        index = (slice(None),) * axis + (slice(start, start + n),)
+        out.append(ct[index] if isinstance(x, Undefined) else None)
+        start += n
+    return tuple(out)
+
+
+deflinear(concatenate_p, _concat_transpose)
+
+
+def concatenate(xs: Sequence[Any], axis: int) -> Any:
+    return xs[0] if len(xs) == 1 else concatenate_p.bind(*xs, axis=axis)
+
+
+# --- numpy functions built from these ------------------------------------
+def _operands_same_dtype(xs: Sequence[Any]) -> list[Any]:
+    xs = [as_operand(x) for x in xs]
+    dtype = np.result_type(*(x.dtype for x in xs))
+    return [convert(x, dtype) for x in xs]
+
+
+@implements(np.reshape)
+def _np_reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None, copy: Any = None) -> Any:
+    if order != "C":
+        raise NotImplementedError("only order='C' reshapes are supported")
+    a = as_operand(a)
+    shape = newshape if shape is None else shape
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    # numpy resolves -1 and reports size mismatches with its own message.
+    shape = np.empty(a.shape, dtype=np.bool_).reshape(shape).shape
+    return reshape(a, shape)
+
+
+@implements(np.ravel)
+def _np_ravel(a: Any, order: str = "C") -> Any:
+    return _np_reshape(a, (-1,), order=order)
+
+
+@implements(np.transpose)
+def _np_transpose(a: Any, axes: Any = None) -> Any:
+    a = as_operand(a)
+    perm = tuple(reversed(range(a.ndim))) if axes is None else normalize_axes(axes, a.ndim)
+    if len(perm) != a.ndim:
+        raise ValueError("axes don't match array")
+    return transpose(a, perm)
+
+
+@implements(np.swapaxes)
+def _np_swapaxes(a: Any, axis1: int, axis2: int) -> Any:
+    a = as_operand(a)
+    perm = list(range(a.ndim))
+    i, j = normalize_axis(axis1, a.ndim), normalize_axis(axis2, a.ndim)
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(a, perm)
+
+
+@implements(np.moveaxis)
+def _np_moveaxis(a: Any, source: Any, destination: Any) -> Any:
+    a = as_operand(a)
+    src, dst = normalize_axes(source, a.ndim), normalize_axes(destination, a.ndim)
+    if len(src) != len(dst):
+        raise ValueError("`source` and `destination` arguments must have the same number of elements")
+    order = [n for n in range(a.ndim) if n not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return transpose(a, order)
+
+
+@implements(np.squeeze)
+def _np_squeeze(a: Any, axis: Any = None) -> Any:
+    a = as_operand(a)
+    if axis is None:
+        axes = tuple(i for i, s in enumerate(a.shape) if s == 1)
+    else:
+        axes = normalize_axes(axis, a.ndim)
+        if any(a.shape[i] != 1 for i in axes):
+            raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
+    return reshape(a, [s for i, s in enumerate(a.shape) if i not in axes])
+
+
+@implements(np.expand_dims)
+def _np_expand_dims(a: Any, axis: Any) -> Any:
+    a = as_operand(a)
+    nd = a.ndim + (len(axis) if isinstance(axis, (tuple, list)) else 1)
+    axes = normalize_axes(axis, nd)
+    it = iter(a.shape)
+    return reshape(a, [1 if i in axes else next(it) for i in range(nd)])
+
+
+@implements(np.broadcast_to)
+def _np_broadcast_to(array: Any, shape: Any, subok: bool = False) -> Any:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    return broadcast_to_shape(as_operand(array), shape)
+
+
+@implements(np.broadcast_arrays)
+def _np_broadcast_arrays(*args: Any, subok: bool = False) -> tuple[Any, ...]:
+    xs = [as_operand(a) for a in args]
+    shape = np.broadcast_shapes(*(x.shape for x in xs))
+    return tuple(broadcast_to_shape(x, shape) for x in xs)
+
+
+@implements(np.atleast_1d)
+def _np_atleast_1d(*arys: Any) -> Any:
+    out = [reshape(x, (1,)) if np.ndim(x) == 0 else x for x in map(as_operand, arys)]
+    return out[0] if len(out) == 1 else out
+
+
+@implements(np.concatenate)
+def _np_concatenate(arrays: Any, axis: Any = 0, out: Any = None, dtype: Any = None, casting: str = "same_kind") -> Any:
+    xs = _operands_same_dtype(arrays)
+    if axis is None:
+        xs, axis = [reshape(x, (x.size,)) for x in xs], 0
+    if any(x.ndim == 0 for x in xs):
+        raise ValueError("zero-dimensional arrays cannot be concatenated")
+    ax = normalize_axis(axis, xs[0].ndim)
+    if any(x.ndim != xs[0].ndim for x in xs):
+        raise ValueError(
+            "all the input arrays must have same number of dimensions, but the array at "
+            "index 0 has %d dimension(s)" % xs[0].ndim
+        )
+    return concatenate(xs, ax)
+
+
+@implements(np.stack)
+def _np_stack(arrays: Any, axis: int = 0, out: Any = None, dtype: Any = None, casting: str = "same_kind") -> Any:
+    xs = _operands_same_dtype(arrays)
+    shapes = {x.shape for x in xs}
+    if len(shapes) != 1:
+        raise ValueError("all input arrays must have the same shape")
+    ax = normalize_axis(axis, xs[0].ndim + 1)
+    return concatenate([_np_expand_dims(x, ax) for x in xs], ax)
+
+
+@implements(np.hstack)
+def _np_hstack(tup: Any, dtype: Any = None, casting: str = "same_kind") -> Any:
+    xs = [as_operand(x) for x in tup]
+    xs = [reshape(x, (1,)) if x.ndim == 0 else x for x in xs]
+    return _np_concatenate(xs, axis=0 if xs[0].ndim == 1 else 1)
+
+
+@implements(np.vstack)
+def _np_vstack(tup: Any, dtype: Any = None, casting: str = "same_kind") -> Any:
+    xs = [as_operand(x) for x in tup]
+    xs = [reshape(x, (1, x.size)) if x.ndim < 2 else x for x in xs]
+    return _np_concatenate(xs, axis=0)
+
+
+@implements(np.copy)
+def _np_copy(a: Any, *args: Any, dtype: Any = None, **kwargs: Any) -> Any:
+    a = as_operand(a)
+    return a if dtype is None else convert(a, dtype)
+
+
+@implements("astype")
+def _astype(a: Any, dtype: Any) -> Any:
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "fb":
+        raise TypeError(
+            f"astype({dtype}) on a traced array would truncate it to {dtype.kind!r} values; "
+            "use np.floor/np.round if that is intended"
+        )
+    return convert(as_operand(a), dtype)
+
+
+@implements(np.shape)
+def _np_shape(a: Any) -> tuple[int, ...]:
+    return as_operand(a).shape
+
+
+@implements(np.ndim)
+def _np_ndim(a: Any) -> int:
+    return as_operand(a).ndim
+
+
+@implements(np.size)
+def _np_size(a: Any, axis: Any = None) -> int:
+    a = as_operand(a)
+    return a.size if axis is None else a.shape[axis]
+
+
+@implements(np.full_like)
+def _np_full_like(a: Any, fill_value: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
+    a = as_operand(a)
+    return broadcast_to_shape(convert(as_operand(fill_value), dtype or a.dtype), a.shape)
+
+
+from pyzygote.primitives.reduction import reduce_sum  # noqa: E402  (mutual use)

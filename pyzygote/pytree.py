@@ -1,0 +1,99 @@
+"""Nested containers of arrays (pytrees): flatten to leaves and rebuild.
+
+Tuples, dicts and lists are containers, except that a list of plain numbers
+(possibly nested) is one array leaf, as numpy would read it.  Numbers and
+numpy arrays are array leaves; anything else (strings, functions, ``None``)
+is a static leaf that takes part in tracing as a Python value.
+
+>>> from pyzygote.pytree import flatten, unflatten
+>>> leaves, tree = flatten({"k": 1.0, "m": ([1.0, 2.0], "tag")})
+>>> len(leaves)
+3
+>>> unflatten(tree, leaves)["m"][1]
+'tag'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+import numpy as np
+
+__all__ = ["flatten", "unflatten", "is_array_leaf", "Static"]
+
+
+class Static:
+    """Marks a static leaf in a flattened list."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def key(self) -> Hashable:
+        try:
+            hash(self.value)
+            return ("static", type(self.value), self.value)
+        except TypeError:
+            return ("static-id", id(self.value))
+
+
+def _numeric_list(x: Any) -> bool:
+    if isinstance(x, list):
+        return len(x) > 0 and all(_numeric_list(e) for e in x)
+    return isinstance(x, (int, float, np.integer, np.floating, bool, np.bool_))
+
+
+def is_array_leaf(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, np.generic, float, int, complex, bool)) or _numeric_list(x) or (
+        hasattr(x, "__array__") and not isinstance(x, (dict, tuple, list, str))
+    )
+
+
+def flatten(tree: Any) -> tuple[list[Any], Hashable]:
+    leaves: list[Any] = []
+
+    def walk(x: Any) -> Hashable:
+        if isinstance(x, dict):
+            keys = tuple(x.keys())
+            return ("dict", keys, tuple(walk(x[k]) for k in keys))
+        if isinstance(x, tuple) and not hasattr(x, "_fields"):
+            return ("tuple", tuple(walk(e) for e in x))
+        if isinstance(x, tuple):  # namedtuple
+            return ("namedtuple", type(x), tuple(walk(e) for e in x))
+        if isinstance(x, list) and not _numeric_list(x):
+            return ("list", tuple(walk(e) for e in x))
+        if is_array_leaf(x) or _is_tracer(x):
+            leaves.append(x)
+            return "*"
+        leaves.append(Static(x))
+        return "s"
+
+    return leaves, walk(tree)
+
+
+def unflatten(tree: Hashable, leaves: list[Any]) -> Any:
+    it = iter(leaves)
+
+    def build(t: Any) -> Any:
+        if t == "*":
+            return next(it)
+        if t == "s":
+            leaf = next(it)
+            return leaf.value if isinstance(leaf, Static) else leaf
+        kind = t[0]
+        if kind == "dict":
+            return {k: build(c) for k, c in zip(t[1], t[2])}
+        if kind == "tuple":
+            return tuple(build(c) for c in t[1])
+        if kind == "namedtuple":
+            return t[1](*(build(c) for c in t[2]))
+        return [build(c) for c in t[1]]
+
+    return build(tree)
+
+
+def _is_tracer(x: Any) -> bool:
+    from pyzygote.tracer import Tracer
+
+    return isinstance(x, Tracer)

@@ -1,0 +1,404 @@
+"""Tracer objects: stand-ins for arrays that record numpy calls into the IR.
+
+A traced function receives :class:`Tracer` objects.  They speak numpy's
+protocols (``__array_ufunc__``, ``__array_function__``, operators, indexing,
+common methods), so ordinary numpy code runs on them unchanged and each call
+becomes equations of a :class:`~pyzygote.ir.Program`.
+
+>>> import numpy as np
+>>> from pyzygote.tracer import Builder
+>>> b = Builder()
+>>> x = b.new_input((3,), np.float64)
+>>> y = np.exp(x).sum()
+>>> y.shape, y.dtype
+((), dtype('float64'))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from pyzygote.errors import TracerBoolError, UnsupportedOperationError
+from pyzygote.ir import Aval, Eqn, Literal, Program, Var
+from pyzygote.numpy_api import lookup
+
+__all__ = ["Tracer", "Builder", "as_operand", "is_traced"]
+
+
+class Builder:
+    """Collects the equations of one program while a function is traced."""
+
+    def __init__(self) -> None:
+        self.eqns: list[Eqn] = []
+        self._consts: dict[int, tuple[Var, Any]] = {}
+        self._const_values: dict[Var, np.ndarray] = {}
+
+    def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
+        return Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
+
+    def to_atom(self, x: Any) -> Var | Literal:
+        if isinstance(x, Tracer):
+            if x._builder is not self:
+                raise UnsupportedOperationError(
+                    "a traced value from another trace was used here; a function traced "
+                    "inside another (an ODE right-hand side, say) must receive traced "
+                    "values as arguments (through p or u0), not capture them from outside"
+                )
+            return x.var
+        arr = np.asarray(x)
+        if arr.dtype == object:
+            raise TypeError(f"cannot use an object array as a constant: {arr!r}")
+        if arr.ndim == 0:
+            return Literal(arr, arr.dtype)
+        hit = self._consts.get(id(x))
+        if hit is not None and hit[1] is x:
+            return hit[0]
+        # A read-only private copy: the program must not change if the caller
+        # later mutates the array it closed over.
+        value = np.array(arr, copy=True)
+        value.setflags(write=False)
+        var = Var(Aval(value.shape, value.dtype))
+        self._consts[id(x)] = (var, x)  # holding ``x`` keeps its id from being reused
+        self._const_values[var] = value
+        return var
+
+    def add_eqn(self, prim: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
+        atoms = tuple(self.to_atom(a) for a in args)
+        out = prim.abstract_eval(*(a.aval for a in atoms), **params)
+        if prim.multiple_results:
+            outvars = tuple(Var(a) for a in out)
+            self.eqns.append(Eqn(prim, atoms, params, outvars))
+            return tuple(Tracer(self, v) for v in outvars)
+        var = Var(out)
+        self.eqns.append(Eqn(prim, atoms, params, (var,)))
+        return Tracer(self, var)
+
+    def build(self, inputs: Sequence["Tracer"], outputs: Sequence[Any]) -> Program:
+        out_atoms = tuple(self.to_atom(as_operand(o)) for o in outputs)
+        live = {a.uid for a in out_atoms if isinstance(a, Var)}
+        kept: list[Eqn] = []
+        for eqn in reversed(self.eqns):
+            if any(v.uid in live for v in eqn.outputs):
+                kept.append(eqn)
+                live.update(a.uid for a in eqn.inputs if isinstance(a, Var))
+        kept.reverse()
+        values = self._const_values
+        constvars = tuple(v for v in values if v.uid in live)
+        return Program(
+            inputs=tuple(t.var for t in inputs),
+            constvars=constvars,
+            consts=tuple(values[v] for v in constvars),
+            eqns=kept,
+            outputs=out_atoms,
+        )
+
+
+def is_traced(x: Any) -> bool:
+    return isinstance(x, Tracer)
+
+
+def as_operand(x: Any) -> Any:
+    """A tracer, or a numpy array for a constant.
+
+    Object arrays and lists holding tracers (``np.array([a*x, b*y])`` on
+    traced scalars builds one) are stacked into a single traced array.
+    """
+    if isinstance(x, Tracer):
+        return x
+    if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.dtype == object):
+        arr = np.empty(len(x), dtype=object) if not isinstance(x, np.ndarray) else x
+        if not isinstance(x, np.ndarray):
+            for i, item in enumerate(x):
+                arr[i] = item
+        if any(isinstance(e, Tracer) for e in arr.flat) or any(
+            isinstance(e, (list, tuple, np.ndarray)) for e in arr.flat
+        ):
+            return _stack_objects(arr)
+    return np.asarray(x)
+
+
+def _stack_objects(arr: np.ndarray) -> Any:
+    items = [as_operand(e) for e in arr.flat]
+    stacked = np.stack(items) if items else np.zeros((0,))
+    return stacked.reshape(arr.shape + np.shape(items[0])) if items else stacked
+
+
+def _concretization_error(what: str) -> TracerBoolError:
+    return TracerBoolError(
+        f"{what} of a traced value: tracing cannot branch on or read out a value "
+        "that depends on the function's inputs. Use np.where(cond, a, b) for "
+        "data-dependent choices (or np.maximum, np.clip). To fill an array element by "
+        "element, create it from a traced one (np.zeros_like(u)) or build it with np.array([...]) "
+        "or np.stack: an array from np.zeros(n) cannot hold traced values."
+    )
+
+
+class Tracer:
+    """A traced array: shape and dtype are known, the value is not."""
+
+    __slots__ = ("_builder", "var", "_base", "__weakref__")
+    __array_priority__ = 1000.0
+
+    def __init__(self, builder: Builder, var: Var, base: "Tracer | None" = None):
+        self._builder = builder
+        self.var = var
+        self._base = base
+
+    # --- what is known statically -------------------------------------
+    @property
+    def aval(self) -> Aval:
+        return self.var.aval
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.var.aval.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.var.aval.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.var.aval.shape)
+
+    @property
+    def size(self) -> int:
+        return self.var.aval.size
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of unsized object")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator["Tracer"]:
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self) -> str:
+        return f"Tracer<{self.aval}>"
+
+    # --- control flow on values is impossible -------------------------
+    def __bool__(self) -> bool:
+        raise _concretization_error("bool()/if")
+
+    def __float__(self) -> float:
+        raise _concretization_error("float()")
+
+    def __int__(self) -> int:
+        raise _concretization_error("int()")
+
+    def __index__(self) -> int:
+        raise _concretization_error("use as an index")
+
+    def __complex__(self) -> complex:
+        raise _concretization_error("complex()")
+
+    def item(self, *args: Any) -> Any:
+        raise _concretization_error(".item()")
+
+    def tolist(self) -> Any:
+        raise _concretization_error(".tolist()")
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # --- numpy protocols ----------------------------------------------
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if kwargs.get("out") is not None:
+            raise UnsupportedOperationError(
+                f"numpy.{ufunc.__name__}(..., out=...) writes in place, which cannot be traced; "
+                "assign the result instead"
+            )
+        kwargs.pop("out", None)
+        if method == "__call__":
+            handler = lookup(ufunc)
+        elif method in ("reduce", "accumulate"):
+            handler = lookup(f"{ufunc.__name__}.{method}")
+        else:
+            raise UnsupportedOperationError(f"numpy.{ufunc.__name__}.{method} cannot be traced")
+        return handler(*inputs, **kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        return lookup(func)(*args, **kwargs)
+
+    # --- operators (each goes through numpy's dispatch) -----------------
+    def __add__(self, o: Any) -> Any:
+        return np.add(self, o)
+
+    def __radd__(self, o: Any) -> Any:
+        return np.add(o, self)
+
+    def __sub__(self, o: Any) -> Any:
+        return np.subtract(self, o)
+
+    def __rsub__(self, o: Any) -> Any:
+        return np.subtract(o, self)
+
+    def __mul__(self, o: Any) -> Any:
+        return np.multiply(self, o)
+
+    def __rmul__(self, o: Any) -> Any:
+        return np.multiply(o, self)
+
+    def __truediv__(self, o: Any) -> Any:
+        return np.true_divide(self, o)
+
+    def __rtruediv__(self, o: Any) -> Any:
+        return np.true_divide(o, self)
+
+    def __floordiv__(self, o: Any) -> Any:
+        return np.floor_divide(self, o)
+
+    def __rfloordiv__(self, o: Any) -> Any:
+        return np.floor_divide(o, self)
+
+    def __mod__(self, o: Any) -> Any:
+        return np.remainder(self, o)
+
+    def __rmod__(self, o: Any) -> Any:
+        return np.remainder(o, self)
+
+    def __pow__(self, o: Any) -> Any:
+        return np.power(self, o)
+
+    def __rpow__(self, o: Any) -> Any:
+        return np.power(o, self)
+
+    def __matmul__(self, o: Any) -> Any:
+        return np.matmul(self, o)
+
+    def __rmatmul__(self, o: Any) -> Any:
+        return np.matmul(o, self)
+
+    def __neg__(self) -> Any:
+        return np.negative(self)
+
+    def __pos__(self) -> Any:
+        return self
+
+    def __abs__(self) -> Any:
+        return np.absolute(self)
+
+    def __lt__(self, o: Any) -> Any:
+        return np.less(self, o)
+
+    def __le__(self, o: Any) -> Any:
+        return np.less_equal(self, o)
+
+    def __gt__(self, o: Any) -> Any:
+        return np.greater(self, o)
+
+    def __ge__(self, o: Any) -> Any:
+        return np.greater_equal(self, o)
+
+    def __eq__(self, o: Any) -> Any:  # type: ignore[override]
+        return np.equal(self, o)
+
+    def __ne__(self, o: Any) -> Any:  # type: ignore[override]
+        return np.not_equal(self, o)
+
+    def __and__(self, o: Any) -> Any:
+        return np.logical_and(self, o)
+
+    def __rand__(self, o: Any) -> Any:
+        return np.logical_and(o, self)
+
+    def __or__(self, o: Any) -> Any:
+        return np.logical_or(self, o)
+
+    def __ror__(self, o: Any) -> Any:
+        return np.logical_or(o, self)
+
+    def __xor__(self, o: Any) -> Any:
+        return np.logical_xor(self, o)
+
+    def __invert__(self) -> Any:
+        return np.logical_not(self)
+
+    # --- indexing -------------------------------------------------------
+    def __getitem__(self, index: Any) -> Any:
+        return lookup("getitem")(self, index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if self._base is not None:
+            raise UnsupportedOperationError(
+                "assigning into a slice of a traced array (a view) cannot be traced; "
+                "assign through the original array, e.g. y[i, j] = v instead of y[i][j] = v"
+            )
+        updated = lookup("setitem")(self, index, value)
+        # numpy code expects ``y`` itself to change: rebind this tracer.
+        self.var = updated.var
+
+    # --- methods --------------------------------------------------------
+    @property
+    def T(self) -> Any:
+        return np.transpose(self)
+
+    @property
+    def mT(self) -> Any:
+        return np.swapaxes(self, -1, -2)
+
+    def reshape(self, *shape: Any, order: str = "C") -> Any:
+        if len(shape) == 1 and not isinstance(shape[0], int):
+            shape = tuple(shape[0])
+        return np.reshape(self, shape, order=order)
+
+    def transpose(self, *axes: Any) -> Any:
+        if len(axes) == 1 and not isinstance(axes[0], int):
+            axes = tuple(axes[0]) if axes[0] is not None else ()
+        return np.transpose(self, axes or None)
+
+    def ravel(self, order: str = "C") -> Any:
+        return np.ravel(self, order=order)
+
+    def flatten(self, order: str = "C") -> Any:
+        return np.ravel(self, order=order)
+
+    def squeeze(self, axis: Any = None) -> Any:
+        return np.squeeze(self, axis=axis)
+
+    def swapaxes(self, a: int, b: int) -> Any:
+        return np.swapaxes(self, a, b)
+
+    def sum(self, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+        return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+        return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def prod(self, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+        return np.prod(self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Any:
+        return np.max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Any:
+        return np.min(self, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, axis: Any = None) -> Any:
+        return np.cumsum(self, axis=axis)
+
+    def dot(self, other: Any) -> Any:
+        return np.dot(self, other)
+
+    def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+        return np.trace(self, offset, axis1, axis2)
+
+    def clip(self, a_min: Any = None, a_max: Any = None) -> Any:
+        return np.clip(self, a_min, a_max)
+
+    def astype(self, dtype: Any, copy: bool = True) -> Any:
+        return lookup("astype")(self, dtype)
+
+    def copy(self) -> "Tracer":
+        return Tracer(self._builder, self.var)
+
+    def conj(self) -> "Tracer":
+        return self
+
+    @property
+    def real(self) -> "Tracer":
+        return self

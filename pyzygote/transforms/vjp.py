@@ -1,0 +1,115 @@
+"""Reverse mode as linearize-then-transpose.
+
+The JVP program of ``f`` is split into its primal part (equations that do not
+touch tangents) and its linear part.  The primal part becomes the forward
+program ``x -> (y, residuals)``; transposing the linear part equation by
+equation, last to first, gives the backward program ``(residuals, ct_y) ->
+ct_x``.  Only linear primitives need transpose rules, so each nonlinear
+primitive needs just its JVP rule.
+
+>>> import numpy as np, pyzygote as pz
+>>> from pyzygote.transforms.vjp import vjp_programs
+>>> fwd, bwd = vjp_programs(pz.make_program(lambda x: x * x, 3.0))
+>>> y, *res = fwd(np.float64(3.0))
+>>> bwd(*res, np.float64(1.0))
+(np.float64(6.0),)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.ir import Literal, Program, Var
+from pyzygote.primitive import Undefined, add_tangents, zeros
+from pyzygote.tracer import Builder
+from pyzygote.transforms.evaluate import program_from
+from pyzygote.transforms.jvp import jvp_program
+
+__all__ = ["vjp_programs", "transpose_linear"]
+
+
+def vjp_programs(prog: Program) -> tuple[Program, Program]:
+    """Forward ``x -> (y..., residuals...)`` and backward ``(residuals..., ct_y...) -> ct_x...``.
+
+    ``ct_x`` has one entry per float input of ``prog``.
+    """
+    cached = prog._compiled.get("vjp")
+    if cached is not None:
+        return cached
+    jp = jvp_program(prog)
+    n_in, n_out = len(prog.inputs), len(prog.outputs)
+    primal_in, tangent_in = jp.inputs[:n_in], jp.inputs[n_in:]
+    linear = {v.uid for v in tangent_in}
+    primal_eqns, linear_eqns = [], []
+    for eqn in jp.eqns:
+        if any(isinstance(a, Var) and a.uid in linear for a in eqn.inputs):
+            linear_eqns.append(eqn)
+            linear.update(v.uid for v in eqn.outputs)
+        else:
+            primal_eqns.append(eqn)
+    const_ids = {v.uid for v in jp.constvars}
+    residuals: dict[int, Var] = {}
+    for eqn in linear_eqns:
+        for a in eqn.inputs:
+            if isinstance(a, Var) and a.uid not in linear and a.uid not in const_ids:
+                residuals.setdefault(a.uid, a)
+    res_vars = list(residuals.values())
+    fwd = program_from(primal_in, primal_eqns, list(jp.outputs[:n_out]) + res_vars, jp)
+    bwd = _backward_program(jp, linear_eqns, linear, res_vars, tangent_in, jp.outputs[n_out:])
+    prog._compiled["vjp"] = (fwd, bwd)
+    return fwd, bwd
+
+
+def _backward_program(
+    jp: Program,
+    linear_eqns: list[Any],
+    linear: set[int],
+    res_vars: list[Var],
+    tangent_in: tuple[Var, ...],
+    tangent_out: tuple[Any, ...],
+) -> Program:
+    b = Builder()
+    res = [b.new_input(v.aval.shape, v.aval.dtype) for v in res_vars]
+    cts = [b.new_input(a.aval.shape, a.aval.dtype) for a in tangent_out]
+    primal_env = {v.uid: t for v, t in zip(res_vars, res)}
+    primal_env.update((v.uid, c) for v, c in zip(jp.constvars, jp.consts))
+    seeds = [(a, ct) for a, ct in zip(tangent_out, cts) if isinstance(a, Var) and a.uid in linear]
+    ct_in = transpose_linear(linear_eqns, linear, primal_env, seeds, tangent_in)
+    ct_in = [zeros(v.aval) if c is None else c for v, c in zip(tangent_in, ct_in)]
+    return b.build(res + cts, ct_in)
+
+
+def transpose_linear(
+    eqns: list[Any],
+    linear: set[int],
+    primal_env: dict[int, Any],
+    seeds: list[tuple[Var, Any]],
+    wanted: tuple[Var, ...],
+) -> list[Any]:
+    """Propagate cotangents backwards through linear equations."""
+    ct_env: dict[int, Any] = {}
+    for v, ct in seeds:
+        ct_env[v.uid] = add_tangents(ct_env.get(v.uid), ct)
+
+    def primal(a: Any) -> Any:
+        if isinstance(a, Literal):
+            return a.value
+        if a.uid in linear:
+            return Undefined(a.aval)
+        return primal_env[a.uid]
+
+    for eqn in reversed(eqns):
+        ct = ct_env.pop(eqn.outputs[0].uid, None)
+        if ct is None:
+            continue
+        if eqn.prim.transpose is None:
+            raise UnsupportedOperationError(
+                f"primitive {eqn.prim.name} appears in a tangent computation but has no "
+                "transpose rule (its JVP rule is not linear in the tangent)"
+            )
+        in_cts = eqn.prim.transpose(ct, *map(primal, eqn.inputs), **eqn.params)
+        for a, c in zip(eqn.inputs, in_cts):
+            if c is not None and isinstance(a, Var) and a.uid in linear:
+                ct_env[a.uid] = add_tangents(ct_env.get(a.uid), c)
+    return [ct_env.get(v.uid) for v in wanted]
