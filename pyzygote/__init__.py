@@ -21,6 +21,10 @@ from pyzygote.errors import (
     UnsupportedOperationError,
 )
 from pyzygote.ir import Program
+from pyzygote.julia.functions import julia_function, julia_include
+from pyzygote.julia.session import start_julia
+from pyzygote.ode.problem import ODEProblem, ODESolution, solve
+from pyzygote.primitives.ode import odesolve
 from pyzygote.tracing import clear_cache, make_program
 
 __version__ = "0.1.0"
@@ -35,6 +39,10 @@ __all__ = [
     "hessian",
     "jvp",
     "make_program",
+    "ODEProblem",
+    "ODESolution",
+    "solve",
+    "odesolve",
     "clear_cache",
     "Program",
     "set_engine",
@@ -47,4 +55,7 @@ __all__ = [
     "JuliaNotAvailableError",
     "JuliaError",
     "SolverError",
+    "julia_function",
+    "julia_include",
+    "start_julia",
 ]

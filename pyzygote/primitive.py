@@ -50,6 +50,7 @@ class Primitive:
         self.jvp: Callable[..., Any] | None = None
         self.transpose: Callable[..., Any] | None = None
         self.julia: Callable[..., Any] | None = None
+        self.scalar: Callable[..., Any] | None = None  # see pyzygote.transforms.scalarize
         PRIMITIVES[name] = self
 
     def __repr__(self) -> str:
@@ -163,3 +164,7 @@ def _add_any_aval(x: Aval, y: Aval) -> Aval:
 add_any.def_impl(np.add)
 deflinear(add_any, lambda ct, x, y: (ct, ct))
 add_any.def_julia(lambda e, x, y: f"{x} .+ {y}")
+
+from pyzygote.transforms.scalarize import elementwise as _scalar_elementwise  # noqa: E402
+
+add_any.scalar = _scalar_elementwise("({0} + {1})")

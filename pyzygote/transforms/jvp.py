@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.primitive import zeros
@@ -48,7 +50,9 @@ def jvp_eval(prog: Program, primals: Sequence[Any], tangents: Sequence[Any]) -> 
         if touts is None:
             touts = (None,) * len(outs)
         for v, o, t in zip(eqn.outputs, outs, touts):
-            env[v.uid] = (o, t if v.aval.is_float else None)
+            if not v.aval.is_float or (isinstance(t, (np.ndarray, np.generic)) and not np.any(t)):
+                t = None  # a known-zero tangent costs nothing downstream
+            env[v.uid] = (o, t)
     results = [read(a) for a in prog.outputs]
     return [p for p, _ in results], [t for _, t in results]
 

@@ -1,0 +1,1 @@
+"""ODE problems, solvers and sensitivities (see :mod:`pyzygote.ode.problem`)."""

@@ -1,0 +1,156 @@
+"""``ODEProblem`` and ``solve``, shaped like DifferentialEquations.jl's.
+
+>>> import numpy as np, pyzygote as pz
+>>> def lotka(u, p, t):
+...     x, y = u
+...     a, b, d, g = p
+...     return np.array([a*x - b*x*y, -d*y + g*x*y])
+>>> prob = pz.ODEProblem(lotka, u0=[1.0, 1.0], tspan=(0.0, 10.0), p=[1.5, 1.0, 3.0, 1.0])
+>>> sol = pz.solve(prob, alg="Tsit5", saveat=np.linspace(0, 10, 101), reltol=1e-8, abstol=1e-8)
+>>> sol.retcode, sol.u.shape
+('Success', (101, 2))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.ode.rhs import RHS
+from pyzygote.ode.solvers import Integration, algorithm, integrate
+from pyzygote.primitives.ode import check_times
+
+__all__ = ["ODEProblem", "ODESolution", "solve"]
+
+
+def _vector(x: Any, name: str, allow_empty: bool = False) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    arr = np.array(arr, dtype=float)
+    if arr.ndim != 1 or (arr.size == 0 and not allow_empty):
+        raise ValueError(f"{name} must be a {'' if allow_empty else 'non-empty '}1-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf: {arr!r}")
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True)
+class ODEProblem:
+    """``u' = f(u, p, t)``, ``u(tspan[0]) = u0``; ``f`` is plain numpy code.
+
+    >>> import pyzygote as pz
+    >>> prob = pz.ODEProblem(lambda u, p, t: -p[0] * u, [1.0], (0.0, 1.0), [2.0])
+    >>> prob.remake(p=[3.0]).p
+    array([3.])
+    """
+
+    f: Callable[..., Any]
+    u0: Any
+    tspan: tuple[float, float]
+    p: Any = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.f):
+            raise TypeError(f"f must be a callable f(u, p, t), got {type(self.f).__name__}")
+        object.__setattr__(self, "u0", _vector(self.u0, "u0"))
+        object.__setattr__(self, "p", _vector(np.zeros(0) if self.p is None else self.p, "p", allow_empty=True))
+        try:
+            t0, t1 = (float(v) for v in self.tspan)
+        except (TypeError, ValueError):
+            raise ValueError(f"tspan must be a pair (t0, t1) of numbers, got {self.tspan!r}") from None
+        if not (np.isfinite(t0) and np.isfinite(t1)) or t1 <= t0:
+            raise ValueError(f"tspan must be finite with t0 < t1, got {self.tspan!r}")
+        object.__setattr__(self, "tspan", (t0, t1))
+
+    def remake(self, **changes: Any) -> "ODEProblem":
+        """A copy with some of ``f``, ``u0``, ``tspan``, ``p`` replaced."""
+        unknown = set(changes) - {"f", "u0", "tspan", "p"}
+        if unknown:
+            raise TypeError(f"remake got unknown fields {sorted(unknown)}; use f, u0, tspan, p")
+        return replace(self, **changes)
+
+    def rhs(self) -> RHS:
+        return RHS.trace(self.f, self.u0.shape[0], self.p.shape[0])
+
+
+@dataclass
+class ODESolution:
+    """Result of :func:`solve`: ``t`` (T,), ``u`` (T, n) time-major, ``retcode``, ``stats``."""
+
+    t: np.ndarray
+    u: np.ndarray
+    retcode: str
+    stats: dict[str, Any]
+    alg: str
+    message: str = ""
+    prob: ODEProblem | None = field(default=None, repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.retcode == "Success"
+
+    def __repr__(self) -> str:
+        return f"ODESolution(retcode={self.retcode!r}, alg={self.alg!r}, t: {self.t.shape}, u: {self.u.shape}, stats={self.stats})"
+
+
+def _saveat(saveat: Any, tspan: tuple[float, float]) -> np.ndarray | None:
+    if saveat is None:
+        return None
+    t0, t1 = tspan
+    if np.ndim(saveat) == 0:
+        dt = float(saveat)
+        if not dt > 0:
+            raise ValueError(f"a scalar saveat is a spacing and must be positive, got {saveat!r}")
+        grid = t0 + dt * np.arange(int(np.floor((t1 - t0) / dt + 1e-9)) + 1)
+        return grid if grid[-1] == t1 else np.append(grid, t1)
+    times = check_times(saveat, "saveat")
+    if times[0] < t0 or times[-1] > t1:
+        raise ValueError(f"saveat must lie within tspan {tspan}, got times from {times[0]} to {times[-1]}")
+    return times
+
+
+def solve(
+    prob: ODEProblem,
+    alg: str = "auto",
+    *,
+    saveat: Any = None,
+    reltol: float = 1e-3,
+    abstol: float = 1e-6,
+    maxiters: int = 100_000,
+    engine: str | None = None,
+) -> ODESolution:
+    """Solve an :class:`ODEProblem`; a failed solve is reported in ``retcode``, never hidden.
+
+    ``saveat`` is an increasing array of times within ``tspan`` or a spacing;
+    without it every step is saved.  For derivatives use :func:`pyzygote.odesolve`
+    inside :func:`pyzygote.gradient` and friends.
+    """
+    if not isinstance(prob, ODEProblem):
+        raise TypeError(f"prob must be a pz.ODEProblem, got {type(prob).__name__}")
+    algorithm(alg)
+    times = _saveat(saveat, prob.tspan)
+    from pyzygote.engines import current_engine_name
+
+    if current_engine_name(engine) == "julia":
+        from pyzygote.julia.ode import solve_julia
+
+        return solve_julia(prob, alg, times, reltol, abstol, maxiters)
+    rhs = prob.rhs()
+    p = prob.p
+    res: Integration = integrate(
+        lambda t, u: rhs(u, p, t),
+        prob.tspan[0],
+        prob.tspan[1],
+        prob.u0,
+        times,
+        alg,
+        reltol,
+        abstol,
+        maxiters=maxiters,
+        jac=(lambda t, u: rhs.jacobian_u(u, p, t)) if algorithm(alg).stiff or alg == "auto" else None,
+    )
+    return ODESolution(res.t, res.u, res.retcode, res.stats, alg, res.message, prob)

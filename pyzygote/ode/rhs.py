@@ -1,0 +1,160 @@
+"""A right-hand side ``f(u, p, t)`` traced once, with its derivative programs.
+
+From the one traced program pyzygote derives, once per problem size:
+the Jacobian ``df/du`` (for stiff solvers), the forward-sensitivity system
+``(u, S) -> (f, J_u S + J_p)`` and the adjoint system ``lambda -> (-lambda^T J_u,
+-lambda^T J_p)``.  All are IR programs, compiled to straight-line float code
+when small (see :mod:`pyzygote.transforms.scalarize`).
+
+>>> import numpy as np
+>>> rhs = RHS.trace(lambda u, p, t: -p[0] * u, 1, 1)
+>>> rhs.jacobian_u(np.array([2.0]), np.array([3.0]), 0.0)
+array([[-3.]])
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.ir import Program
+from pyzygote.primitive import zeros
+from pyzygote.primitives.shape import convert
+from pyzygote.tracer import Builder, as_operand
+from pyzygote.transforms.cse import cse
+from pyzygote.transforms.evaluate import eval_program
+from pyzygote.transforms.jvp import jvp_eval
+from pyzygote.transforms.scalarize import compile_scalar
+from pyzygote.transforms.vjp import vjp_programs
+
+__all__ = ["RHS"]
+
+_TRACES: "weakref.WeakKeyDictionary[Any, dict[tuple, RHS]]" = weakref.WeakKeyDictionary()
+
+
+class RHS:
+    """The traced right-hand side of ``u' = f(u, p, t)`` for given sizes of u and p."""
+
+    def __init__(self, f: Callable[..., Any], program: Program, n: int, m: int):
+        self.f = f
+        self.program = program
+        self.n, self.m = n, m
+        self._call = compile_scalar(program)
+        self._derived: dict[str, Callable[..., Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"<rhs {getattr(self.f, '__name__', 'f')} n={self.n} m={self.m}>"
+
+    @staticmethod
+    def trace(f: Callable[..., Any], n: int, m: int) -> "RHS":
+        """Trace ``f`` at u of shape (n,), p of shape (m,), scalar t (cached per function)."""
+        try:
+            per_fn = _TRACES.setdefault(f, {})
+        except TypeError:
+            per_fn = {}
+        hit = per_fn.get((n, m))
+        if hit is None:
+            b = Builder()
+            u, p, t = b.new_input((n,), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
+            du = as_operand(f(u, p, t))
+            if np.shape(du) != (n,):
+                raise ValueError(
+                    f"the right-hand side returned shape {np.shape(du)}, expected ({n},) like u0"
+                )
+            du = convert(du, np.float64)
+            hit = per_fn[(n, m)] = RHS(f, b.build([u, p, t], [du]), n, m)
+        return hit
+
+    # --- plain evaluation -----------------------------------------------------------
+    def __call__(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:
+        return self._call(u, p, t)[0]
+
+    # --- derived programs, built on first use -------------------------------------------
+    def _get(self, key: str, build: Callable[[], Program]) -> Callable[..., Any]:
+        fn = self._derived.get(key)
+        if fn is None:
+            fn = self._derived[key] = compile_scalar(cse(build()))
+        return fn
+
+    def jacobian_u(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:
+        return self._get("jac", self._jacobian_program)(u, p, t)[0]
+
+    def sensitivity_rhs(self) -> Callable[..., Any]:
+        """``(z, p, t) -> dz`` for ``z = [u, vec(S)]``, S of shape (n, n + m)."""
+        return self._get("sens", self._sensitivity_program)
+
+    def adjoint_rhs(self) -> Callable[..., Any]:
+        """``(u, lam, p, t) -> (-lam^T J_u, -lam^T J_p)``."""
+        return self._get("adj", self._adjoint_program)
+
+    def backsolve_rhs(self) -> Callable[..., Any]:
+        """``(z, p, t) -> dz`` for ``z = [u, lam, mu]``: the state solved backwards with its adjoint."""
+        return self._get("backsolve", self._backsolve_program)
+
+    def _tangent_columns(self, u: Any, p: Any, t: Any, columns: list[tuple[Any, Any]]) -> list[Any]:
+        outs = []
+        for tu, tp in columns:
+            _, (tout,) = jvp_eval(self.program, [u, p, t], [tu, tp, None])
+            outs.append(zeros(self.program.outputs[0].aval) if tout is None else tout)
+        return outs
+
+    def _jacobian_program(self) -> Program:
+        n, m = self.n, self.m
+        b = Builder()
+        u, p, t = b.new_input((n,), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
+        eye = np.eye(n)
+        cols = self._tangent_columns(u, p, t, [(eye[k], None) for k in range(n)])
+        return b.build([u, p, t], [np.stack(cols, axis=1) if cols else np.zeros((n, 0))])
+
+    def _sensitivity_program(self) -> Program:
+        n, m = self.n, self.m
+        b = Builder()
+        z, p, t = b.new_input((n + n * (n + m),), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
+        u = z[:n]
+        S = np.reshape(z[n:], (n, n + m))
+        eye_p = np.eye(m)
+        columns = [(S[:, k], None if k < n else eye_p[k - n]) for k in range(n + m)]
+        (du,) = eval_program(self.program, u, p, t)
+        dS = np.stack(self._tangent_columns(u, p, t, columns), axis=1)
+        return b.build([z, p, t], [np.concatenate([du, np.ravel(dS)])])
+
+    def _adjoint_program(self) -> Program:
+        n, m = self.n, self.m
+        fwd, bwd = vjp_programs(self.program)
+        b = Builder()
+        u, lam, p, t = (
+            b.new_input((n,), np.float64),
+            b.new_input((n,), np.float64),
+            b.new_input((m,), np.float64),
+            b.new_input((), np.float64),
+        )
+        _, *res = eval_program(fwd, u, p, t)
+        ct_u, ct_p, _ = eval_program(bwd, *res, lam)
+        return b.build([u, lam, p, t], [-ct_u, -ct_p])
+
+    def _backsolve_program(self) -> Program:
+        n, m = self.n, self.m
+        b = Builder()
+        z, p, t = b.new_input((2 * n + m,), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
+        u, lam = z[:n], z[n : 2 * n]
+        (du,) = eval_program(self.program, u, p, t)
+        dlam, dmu = eval_program(self._adjoint_program(), u, lam, p, t)
+        return b.build([z, p, t], [np.concatenate([du, dlam, dmu])])
+
+
+def check_no_outer_tracers(f: Callable[..., Any]) -> None:
+    """A right-hand side must not capture values traced outside it."""
+    from pyzygote.tracer import Tracer
+
+    for cell in getattr(f, "__closure__", None) or ():
+        try:
+            content = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(content, Tracer):
+            raise UnsupportedOperationError(
+                "the right-hand side captures a value that is being differentiated; pass it through p"
+            )

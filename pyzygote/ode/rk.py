@@ -1,0 +1,168 @@
+"""A lean explicit Runge-Kutta stepper for small systems.
+
+SciPy's ``solve_ivp`` spends most of a small system's time in per-step
+bookkeeping on tiny arrays.  This stepper runs the Dormand-Prince 5(4) pair
+(SciPy's ``RK45`` coefficients, with its 4th-order dense output) with one
+preallocated stage array, the standard step-size controller, and dense
+output only on steps that hold save times.
+
+>>> import numpy as np
+>>> res = rk_integrate(lambda t, u: -u, 0.0, 1.0, np.array([1.0]), np.array([1.0]), 1e-10, 1e-10)
+>>> round(float(res.u[-1, 0]), 9) == round(float(np.exp(-1.0)), 9)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from scipy.integrate import RK45
+
+__all__ = ["rk_integrate", "DenseSolution"]
+
+_A, _B, _C, _E, _P = RK45.A, RK45.B, RK45.C, RK45.E, RK45.P
+_STAGES = len(_B)
+_ROWS = [(float(_C[s]), np.array(_A[s, :s])) for s in range(1, len(_B))]
+_ERR_EXP = -1.0 / (RK45.error_estimator_order + 1)
+_SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
+
+
+class DenseSolution:
+    """Piecewise interpolant over accepted steps: ``sol(t)`` for t inside the solved span."""
+
+    def __init__(self, ts: list[float], pieces: list[Callable[[Any], np.ndarray]]):
+        self.ts = np.asarray(ts)
+        self.pieces = pieces
+        self._ascending = self.ts[-1] >= self.ts[0]
+
+    def __call__(self, t: float) -> np.ndarray:
+        ts = self.ts if self._ascending else self.ts[::-1]
+        i = int(np.clip(np.searchsorted(ts, t, side="left") - 1, 0, len(self.pieces) - 1))
+        if not self._ascending:
+            i = len(self.pieces) - 1 - i
+        return self.pieces[i](t)
+
+
+class _StepInterpolant:
+    __slots__ = ("t_old", "h", "y_old", "Q")
+
+    def __init__(self, t_old: float, h: float, y_old: np.ndarray, Q: np.ndarray):
+        self.t_old, self.h, self.y_old, self.Q = t_old, h, y_old, Q
+
+    def __call__(self, t: Any) -> np.ndarray:
+        x = (np.asarray(t) - self.t_old) / self.h
+        powers = np.stack([x, x * x, x**3, x**4])
+        return (self.y_old[:, None] + self.h * (self.Q @ powers.reshape(4, -1))).reshape(self.y_old.shape + np.shape(t))
+
+
+def _rms(x: np.ndarray) -> float:
+    return math.sqrt(float(np.dot(x, x)) / x.size) if x.size else 0.0
+
+
+def rk_integrate(
+    fun: Callable[[float, np.ndarray], np.ndarray],
+    t0: float,
+    t1: float,
+    y0: np.ndarray,
+    saveat: np.ndarray | None,
+    rtol: float,
+    atol: Any,
+    *,
+    maxiters: int = 100_000,
+    dense: bool = False,
+) -> Any:
+    from pyzygote.ode.solvers import Integration
+
+    y = np.array(y0, dtype=float)
+    n = y.size
+    direction = 1.0 if t1 >= t0 else -1.0
+    nf = 0
+
+    def f(t: float, u: np.ndarray) -> np.ndarray:
+        nonlocal nf
+        nf += 1
+        return np.asarray(fun(t, u), dtype=float)
+
+    K = np.empty((_STAGES + 1, n))
+    K[0] = f(t0, y)
+    # Initial step (Hairer, Norsett & Wanner, II.4).
+    scale = atol + np.abs(y) * rtol
+    d0, d1 = _rms(y / scale), _rms(K[0] / scale)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    h0 = min(h0, abs(t1 - t0))
+    f1 = f(t0 + direction * h0, y + direction * h0 * K[0])
+    d2 = _rms((f1 - K[0]) / scale) / h0 if h0 > 0 else 0.0
+    h1 = max(1e-6, h0 * 1e-3) if max(d1, d2) <= 1e-15 else (0.01 / max(d1, d2)) ** (1.0 / 5.0)
+    h_abs = min(100 * h0, h1, abs(t1 - t0))
+
+    pending = np.empty(0) if saveat is None else np.asarray(saveat, dtype=float)
+    ts: list[float] = []
+    us: list[np.ndarray] = []
+    k = 0
+    if saveat is None:
+        ts.append(t0)
+        us.append(y.copy())
+    while k < len(pending) and (pending[k] - t0) * direction <= 0:
+        ts.append(float(pending[k]))
+        us.append(y.copy())
+        k += 1
+    seg_ts, pieces = [t0], []
+    t, naccept, nreject = t0, 0, 0
+    retcode, message = "Success", ""
+    while (t1 - t) * direction > 0:
+        if naccept >= maxiters:
+            retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
+            break
+        min_step = 10 * abs(np.nextafter(t, direction * np.inf) - t)
+        rejected = False
+        while True:
+            if h_abs < min_step:
+                retcode, message = "DtLessThanMin", f"required step size {h_abs:.3g} is below the minimum at t={t}"
+                break
+            h = h_abs * direction
+            t_new = t + h
+            if (t_new - t1) * direction > 0:
+                t_new = t1
+            h = t_new - t
+            h_abs = abs(h)
+            for s, (c, a) in enumerate(_ROWS, start=1):
+                K[s] = f(t + c * h, y + (h * a) @ K[:s])
+            y_new = y + (h * _B) @ K[:_STAGES]
+            K[_STAGES] = f(t_new, y_new)
+            scale = atol + np.maximum(np.abs(y), np.abs(y_new)) * rtol
+            err = _rms((_E @ K) * h / scale)
+            if not err == err or err == np.inf:
+                retcode, message = "Unstable", f"the solution became NaN or infinite near t={t_new}"
+                break
+            if err < 1:
+                factor = _MAX_FACTOR if err == 0 else min(_MAX_FACTOR, _SAFETY * err**_ERR_EXP)
+                if rejected:
+                    factor = min(1.0, factor)
+                h_abs *= factor
+                break
+            h_abs *= max(_MIN_FACTOR, _SAFETY * err**_ERR_EXP)
+            rejected = True
+            nreject += 1
+        if retcode != "Success":
+            break
+        naccept += 1
+        need = k < len(pending) and (pending[k] - t_new) * direction <= 0
+        interp = _StepInterpolant(t, h, y, K.T @ _P) if (dense or need) else None
+        if dense:
+            pieces.append(interp)
+            seg_ts.append(t_new)
+        while k < len(pending) and (pending[k] - t_new) * direction <= 0:
+            tk = float(pending[k])
+            ts.append(tk)
+            us.append(y_new.copy() if tk == t_new else interp(tk))
+            k += 1
+        t, y = t_new, y_new
+        K[0] = K[_STAGES]
+        if saveat is None:
+            ts.append(t)
+            us.append(y.copy())
+    stats = {"nf": nf, "njacs": 0, "nlu": 0, "naccept": naccept, "nreject": nreject}
+    u = np.array(us, dtype=float).reshape(len(us), n)
+    return Integration(np.array(ts), u, retcode, float(t), stats, message, DenseSolution(seg_ts, pieces) if dense and pieces else None)

@@ -1,0 +1,228 @@
+"""Straight-line scalar code for small programs (ODE right-hand sides).
+
+numpy calls on tiny arrays cost about a microsecond each, mostly dispatch.
+The IR's static shapes let a small float64 program be unrolled into plain
+Python float arithmetic: each array variable becomes its elements, and
+primitives that only move elements (reshape, gather, broadcast, transpose,
+concatenate) cost nothing at run time.  Each primitive supplies a
+``scalar`` rule beside its other rules; programs with a primitive lacking
+one are not scalarized.
+
+A scalarized function falls back to the numpy-compiled program when Python
+float arithmetic raises (division by zero, ``math.log`` of a negative, overflow),
+so results keep numpy's inf/NaN semantics.
+
+>>> import numpy as np, pyzygote as pz
+>>> prog = pz.make_program(lambda u, p: np.array([p[0] * u[1], -u[0]]), np.ones(2), np.ones(1))
+>>> f = compile_scalar(prog)
+>>> f(np.array([1.0, 2.0]), np.array([3.0]))
+(array([ 6., -1.]),)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pyzygote.ir import Aval, Literal, Program, Var
+
+__all__ = ["compile_scalar", "scalarizable", "rearrangement", "reduction", "elementwise", "MAX_SIZE"]
+
+MAX_SIZE = 512  # elements of the largest variable worth unrolling
+
+
+class ScalarContext:
+    """What a scalar rule may know: input and output avals."""
+
+    def __init__(self, in_avals: Sequence[Aval], out: Any):
+        self.in_avals = tuple(in_avals)
+        self.out = out
+
+
+# --- rule builders shared by the families -------------------------------------------
+def rearrangement(s: ScalarContext, *xs: list[str], **params: Any) -> list[str]:
+    """For primitives that only move elements: apply the numpy rule to positions."""
+    from pyzygote.primitives.indexing import element_positions
+
+    offset, operands, flat = 0, [], []
+    for aval, x in zip(s.in_avals, xs):
+        operands.append(element_positions(aval.shape) + offset)
+        flat.extend(x)
+        offset += aval.size
+    prim = params.pop("_prim")
+    positions = np.asarray(prim.impl(*operands, **params))
+    return [flat[int(p)] for p in positions.ravel()]
+
+
+def reduction(join: Callable[[list[str]], str]) -> Callable[..., list[str]]:
+    def rule(s: ScalarContext, x: list[str], *, axes: tuple[int, ...]) -> list[str]:
+        from pyzygote.primitives.indexing import element_positions
+
+        shape = s.in_avals[0].shape
+        kept = [i for i in range(len(shape)) if i not in axes]
+        pos = np.transpose(element_positions(shape), kept + list(axes))
+        groups = pos.reshape(s.out.size, -1)
+        return [join([x[int(p)] for p in row]) for row in groups]
+
+    return rule
+
+
+def elementwise(template: str) -> Callable[..., list[str]]:
+    """A rule from a format template over the operands, e.g. ``"({0} * {1})"``."""
+
+    def rule(s: ScalarContext, *xs: list[str], **params: Any) -> list[str]:
+        n = s.out.size
+        cols = [x if len(x) == n else x * n for x in xs]
+        return [template.format(*args) for args in zip(*cols)]
+
+    return rule
+
+
+def sum_of(terms: list[str]) -> str:
+    return "(" + " + ".join(terms) + ")" if terms else "0.0"
+
+
+# --- helpers visible to generated code ------------------------------------------------
+def _max(a: float, b: float) -> float:
+    return a if (a >= b or a != a) else b
+
+
+def _min(a: float, b: float) -> float:
+    return a if (a <= b or a != a) else b
+
+
+def _fmax(a: float, b: float) -> float:
+    return b if a != a else (a if (a >= b or b != b) else b)
+
+
+def _fmin(a: float, b: float) -> float:
+    return b if a != a else (a if (a <= b or b != b) else b)
+
+
+def _sign(a: float) -> float:
+    return (a > 0.0) - (a < 0.0) if a == a else a
+
+
+def _cbrt(a: float) -> float:
+    return math.copysign(abs(a) ** (1.0 / 3.0), a)
+
+
+def _pow(a: float, b: float) -> float:
+    return math.pow(a, b)
+
+
+_HELPERS = {
+    "_m": math,
+    "_max": _max,
+    "_min": _min,
+    "_fmax": _fmax,
+    "_fmin": _fmin,
+    "_sign": _sign,
+    "_cbrt": _cbrt,
+    "_pow": _pow,
+}
+
+
+# --- code generation ----------------------------------------------------------------
+def scalarizable(prog: Program) -> bool:
+    avals = [v.aval for v in prog.inputs] + [v.aval for v in prog.constvars]
+    avals += [v.aval for e in prog.eqns for v in e.outputs]
+    if any(a.dtype not in (np.float64, np.bool_) or a.size > MAX_SIZE for a in avals):
+        return False
+    return all(getattr(e.prim, "scalar", None) is not None for e in prog.eqns)
+
+
+def _is_name(expr: str) -> bool:
+    return expr.isidentifier()
+
+
+def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
+    """Like :func:`~pyzygote.transforms.evaluate.compile_program`, unrolled to floats.
+
+    Falls back to the numpy-compiled program when the program is not
+    scalarizable.
+    """
+    from pyzygote.transforms.evaluate import compile_program
+
+    cached = prog._compiled.get("scalar")
+    if cached is not None:
+        return cached
+    fallback = compile_program(prog)
+    if not scalarizable(prog):
+        prog._compiled["scalar"] = fallback
+        return fallback
+    namespace: dict[str, Any] = dict(_HELPERS, _fallback=fallback, _np=np)
+    counter = itertools.count()
+    env: dict[int, list[str]] = {}
+    body: list[str] = []
+    args = [f"x{i}" for i in range(len(prog.inputs))]
+    for i, v in enumerate(prog.inputs):
+        names = [f"i{i}_{k}" for k in range(v.aval.size)]
+        env[v.uid] = names
+        if v.aval.shape == ():
+            body.append(f"{names[0]} = float({args[i]})" if v.aval.dtype == np.float64 else f"{names[0]} = bool({args[i]})")
+        elif names:
+            body.append(f"{', '.join(names)}, = {args[i]}.ravel().tolist()")
+    for v, c in zip(prog.constvars, prog.consts):
+        env[v.uid] = [_literal(e) for e in np.ravel(c)]
+
+    def elems(a: Any) -> list[str]:
+        if isinstance(a, Literal):
+            return [_literal(a.value)]
+        return env[a.uid]
+
+    for eqn in prog.eqns:
+        ctx = ScalarContext([a.aval for a in eqn.inputs], eqn.outputs[0].aval)
+        params = dict(eqn.params)
+        if eqn.prim.scalar is rearrangement:
+            params["_prim"] = eqn.prim
+        exprs = eqn.prim.scalar(ctx, *(elems(a) for a in eqn.inputs), **params)
+        names = []
+        for expr in exprs:
+            if _is_name(expr) or _is_number(expr):
+                names.append(expr)
+            else:
+                name = f"s{next(counter)}"
+                body.append(f"{name} = {expr}")
+                names.append(name)
+        env[eqn.outputs[0].uid] = names
+    outs = []
+    for a in prog.outputs:
+        e = elems(a)
+        dt = "_np.float64" if a.aval.dtype == np.float64 else "_np.bool_"
+        if a.aval.shape == ():
+            outs.append(f"_np.array({e[0]}, dtype={dt})")
+        else:
+            reshape = "" if a.aval.ndim == 1 else f".reshape({a.aval.shape!r})"
+            outs.append(f"_np.array([{', '.join(e)}], dtype={dt}){reshape}")
+    src = [f"def scalar_program({', '.join(args)}):", "    try:"]
+    src += [f"        {line}" for line in body]
+    src.append(f"        return ({''.join(o + ', ' for o in outs)})")
+    src.append("    except (ZeroDivisionError, ValueError, OverflowError):")
+    src.append(f"        return _fallback({', '.join(args)})")
+    source = "\n".join(src)
+    exec(compile(source, f"<pyzygote scalar program {id(prog):x}>", "exec"), namespace)
+    fn = namespace["scalar_program"]
+    fn.__doc__ = source
+    prog._compiled["scalar"] = fn
+    return fn
+
+
+def _literal(value: Any) -> str:
+    value = np.asarray(value)
+    if value.dtype == np.bool_:
+        return repr(bool(value))
+    x = float(value)
+    if math.isfinite(x):
+        return repr(x)
+    return "_m.nan" if x != x else ("_m.inf" if x > 0 else "(-_m.inf)")
+
+
+def _is_number(expr: str) -> bool:
+    try:
+        return math.isfinite(float(expr))
+    except ValueError:
+        return expr in ("True", "False")
