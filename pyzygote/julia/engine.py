@@ -1,0 +1,115 @@
+"""The Julia engine: programs compiled to Julia and differentiated by Zygote.jl.
+
+Same interface as :class:`pyzygote.engines.numpy_engine.NumpyEngine`.  For each
+program, the first call emits Julia source (:mod:`pyzygote.julia.codegen`),
+evaluates it once in a fresh module, builds the closure over the program's
+constants once, and caches it on ``prog._compiled["julia"]``; later calls cost
+one call into Julia (plus Julia's own compilation the first time a new
+derivative is taken).  See :mod:`pyzygote.julia.convert` for the array contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pyzygote.ir import Aval, Program
+from pyzygote.julia import session
+from pyzygote.julia.convert import from_julia, to_julia
+
+__all__ = ["JuliaEngine", "julia_engine", "julia_source"]
+
+
+@dataclass
+class CompiledProgram:
+    fn: Any  # the Julia closure (x1, x2, ...) -> Tuple of outputs
+    source: str
+    name: str
+    module: Any
+
+
+def _compile(prog: Program) -> CompiledProgram:
+    from pyzygote.julia.codegen import emit_program
+
+    name = session.next_name("pz_program")
+    emitted = emit_program(prog, name)
+    module = session.new_module("Program", import_pyzygote=True)
+    session.include_text(module, emitted.source, f"{emitted.name}.jl", origin="program")
+    builder = session.runtime_call("getname", module, emitted.name, origin="program")
+    fn = session.runtime_call("build", builder, *[to_julia(c) for c in emitted.consts], origin="program")
+    return CompiledProgram(fn, emitted.source, emitted.name, module)
+
+
+def compiled(prog: Program) -> CompiledProgram:
+    hit = prog._compiled.get("julia")
+    if hit is None:
+        with session.LOCK:
+            hit = prog._compiled.get("julia")
+            if hit is None:
+                hit = prog._compiled["julia"] = _compile(prog)
+    return hit
+
+
+def julia_source(prog: Program) -> str:
+    """The Julia source the engine runs for ``prog`` (compiles it if needed; starts Julia)."""
+    return compiled(prog).source
+
+
+def _outs(values: Sequence[Any], avals: Sequence[Aval], what: str) -> tuple[Any, ...]:
+    if len(values) != len(avals):
+        raise ValueError(f"the Julia engine returned {len(values)} {what}s, expected {len(avals)}; this is a pyzygote bug")
+    return tuple(from_julia(v, a.dtype, a.shape, what) for v, a in zip(values, avals))
+
+
+class JuliaEngine:
+    """Evaluate and differentiate programs with Julia and Zygote."""
+
+    name = "julia"
+
+    def evaluate(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
+        c = compiled(prog)
+        outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin="program")
+        return _outs(outs, prog.out_avals, "output")
+
+    def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, list[Any]]:
+        c = compiled(prog)
+        val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin="program")
+        (y,) = _outs((val,), prog.out_avals[:1], "output")
+        return y, list(_outs(grads, prog.in_avals, "gradient"))
+
+    def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
+        c = compiled(prog)
+        ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin="program")
+        in_avals = prog.in_avals
+
+        def backward(*cts: Any) -> list[Any]:
+            grads = session.call(back, *map(to_julia, cts), origin="program")
+            return list(_outs(grads, in_avals, "cotangent"))
+
+        return _outs(ys, prog.out_avals, "output"), backward
+
+    def jvp(self, prog: Program, arrays: Sequence[np.ndarray], tangents: Sequence[np.ndarray]) -> tuple[Any, Any]:
+        c = compiled(prog)
+        args = [to_julia(a) for a in arrays] + [to_julia(t) for t in tangents]
+        ys, ts = session.runtime_call("jvp", c.fn, len(arrays), *args, origin="program")
+        return _outs(ys, prog.out_avals, "output"), _outs(ts, prog.out_avals, "tangent")
+
+    def hessian(self, prog: Program, arrays: Sequence[np.ndarray], argnum: int) -> np.ndarray:
+        c = compiled(prog)
+        x = prog.in_avals[argnum]
+        # PyZygote.hessian takes a Julia (1-based) argument number.
+        h = session.runtime_call("hessian", c.fn, argnum + 1, *map(to_julia, arrays), origin="program")
+        return np.asarray(from_julia(h, x.dtype, x.shape + x.shape, "Hessian"))
+
+
+_ENGINE: list[JuliaEngine] = []
+
+
+def julia_engine() -> JuliaEngine:
+    """The Julia engine, with Julia started (fails fast with JuliaNotAvailableError)."""
+    session.start()
+    if not _ENGINE:
+        _ENGINE.append(JuliaEngine())
+    return _ENGINE[0]

@@ -1,0 +1,328 @@
+"""Julia functions you write yourself, differentiated with Zygote.
+
+``pz.julia_function(source)`` evaluates Julia source (a lambda, a function
+name, or several definitions ending with the function to use) and returns a
+callable usable with ``pz.gradient``, ``withgradient``, ``grad``,
+``value_and_grad``, ``pullback``, ``jacobian``, ``hessian`` and ``jvp``:
+
+    energy = pz.julia_function("(x, p) -> sum(abs2, x .- p) + sum(sin, x)")
+    g_x, g_p = pz.gradient(energy, x, p)
+
+``pz.julia_include("model.jl")`` evaluates a file into a fresh module and
+exposes its functions as attributes: ``m = pz.julia_include("model.jl");
+pz.gradient(m.energy, x)``.
+
+Arguments are numbers, float numpy arrays, or tuples, lists and dicts of
+them.  The Julia function receives Julia ``Array``s (same shape, same element
+at the same index as numpy), Julia numbers for numbers and 0-d arrays, Julia
+``Tuple``s for tuples and lists, and ``NamedTuple``s for dicts (keys must be
+Julia identifiers).  It returns a number or an array (or a Tuple of them);
+gradients come back in the structure of the arguments.
+
+These objects run only on the Julia engine: with the NumPy engine selected
+they raise ``TypeError``, and without Julia ``pz.JuliaNotAvailableError``.
+The source is evaluated on first use, in a module of its own.
+
+>>> import pyzygote as pz
+>>> f = pz.julia_function("x -> sum(abs2, x)")
+>>> f
+julia_function('x -> sum(abs2, x)')
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+from pathlib import Path
+from typing import Any, Callable, Hashable, Sequence
+
+import numpy as np
+
+from pyzygote.errors import NonFiniteGradientError
+from pyzygote.julia import session
+from pyzygote.julia.convert import from_julia, to_julia
+from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.tracing import to_input_array
+
+__all__ = ["JuliaFunction", "JuliaModule", "julia_function", "julia_include", "is_julia_function"]
+
+_JULIA_KEYWORDS = frozenset(
+    "baremodule begin break catch const continue do else elseif end export false finally for function "
+    "global if import let local macro module quote return struct true try using while abstract mutable "
+    "primitive type where in isa outer public".split()
+)
+
+
+def is_julia_function(f: Any) -> bool:
+    return isinstance(f, JuliaFunction)
+
+
+def _julia_ident(name: Any) -> str:
+    if not isinstance(name, str) or not name.isidentifier() or name in _JULIA_KEYWORDS or keyword.iskeyword(name):
+        raise TypeError(
+            f"dict keys passed to a Julia function become NamedTuple fields and must be Julia identifiers; got {name!r}"
+        )
+    return name
+
+
+def _tree_expr(tree: Hashable, counter: list[int]) -> str:
+    """Julia expression rebuilding an argument from flat leaves l1, l2, ..."""
+    if tree == "*":
+        counter[0] += 1
+        return f"l{counter[0]}"
+    if tree == "s":
+        raise TypeError(
+            "arguments of Julia functions must be numbers, float numpy arrays, or tuples, lists and dicts of them"
+        )
+    kind = tree[0]  # type: ignore[index]
+    if kind == "dict":
+        keys, children = tree[1], tree[2]  # type: ignore[index]
+        fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter)}" for k, c in zip(keys, children)]
+        return "(; " + ", ".join(fields) + ")" if fields else "NamedTuple()"
+    if kind == "namedtuple":
+        cls, children = tree[1], tree[2]  # type: ignore[index]
+        fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter)}" for k, c in zip(cls._fields, children)]
+        return "(; " + ", ".join(fields) + ")" if fields else "NamedTuple()"
+    children = tree[-1]  # type: ignore[index]
+    parts = [_tree_expr(c, counter) for c in children]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def wrapper_source(in_tree: Hashable) -> str:
+    """``f -> (l1, ..., ln) -> outputs(f(args...))`` for an argument tuple structure."""
+    counter = [0]
+    args = [_tree_expr(c, counter) for c in in_tree[1]]  # type: ignore[index]
+    leaves = ", ".join(f"l{i + 1}" for i in range(counter[0]))
+    return f"f -> ({leaves}) -> outputs(f({', '.join(args)}))"
+
+
+class JuliaFunction:
+    """A Julia function usable with pyzygote's differentiation API (see :mod:`pyzygote.julia.functions`)."""
+
+    def __init__(self, source: str | None = None, *, module: "JuliaModule | None" = None, name: str | None = None):
+        if source is None and module is None:
+            raise TypeError("julia_function needs Julia source text")
+        if source is not None and not isinstance(source, str):
+            raise TypeError(f"julia_function takes Julia source text (a str), got {type(source).__name__}")
+        self._source = source
+        self._module = module
+        self._name = name
+        self._fn: Any = None
+        self._wrappers: dict[Hashable, Any] = {}
+
+    def __repr__(self) -> str:
+        if self._source is not None:
+            text = " ".join(self._source.split())
+            return f"julia_function({text if len(text) <= 60 else text[:57] + '...'!r})"
+        return f"<Julia function {self._name} from {self._module!r}>"
+
+    # --- Julia objects -----------------------------------------------------------
+    def _require(self, engine: str | None) -> None:
+        from pyzygote.engines import _requested
+
+        if _requested(engine) == "numpy":
+            raise TypeError(
+                f"{self!r} is Julia code and runs only on the Julia engine, but the numpy engine is selected. "
+                "Pass engine='julia' (or 'auto'), or write the function with numpy to use the NumPy engine."
+            )
+        session.start()
+
+    def _julia(self) -> Any:
+        if self._fn is None:
+            with session.LOCK:
+                if self._fn is None:
+                    if self._module is not None:
+                        self._fn = self._module._get(self._name or "")
+                    else:
+                        mod = session.new_module("JuliaFunction")
+                        self._fn = session.include_text(mod, self._source or "", "julia_function")
+        return self._fn
+
+    def _wrapped(self, in_tree: Hashable) -> Any:
+        hit = self._wrappers.get(in_tree)
+        if hit is None:
+            with session.LOCK:
+                make = session.include_text(session.runtime(), wrapper_source(in_tree), "pyzygote_wrapper", origin="start")
+                hit = self._wrappers[in_tree] = session.call(make, self._julia())
+        return hit
+
+    # --- arguments ------------------------------------------------------------------
+    def _flat(self, args: Sequence[Any]) -> tuple[Any, list[Any], list[np.ndarray], list[str]]:
+        from pyzygote.tracing import _leaf_names
+
+        leaves, tree = flatten(tuple(args))
+        names = _leaf_names(tuple(args), leaves, tree, None)
+        arrays = []
+        for leaf, name in zip(leaves, names):
+            if isinstance(leaf, Static):
+                raise TypeError(
+                    f"{name} of a Julia function is {leaf.value!r}; arguments must be numbers, float numpy "
+                    "arrays, or tuples, lists and dicts of them"
+                )
+            arrays.append(to_input_array(leaf, name))
+        return tree, leaves, arrays, names
+
+    @staticmethod
+    def _rebuild(tree: Hashable, leaves: list[Any], values: Sequence[Any]) -> tuple[Any, ...]:
+        out = []
+        for leaf, v in zip(leaves, values):
+            is_py = isinstance(leaf, (int, float)) and not isinstance(leaf, np.generic)
+            out.append(float(v) if is_py and np.ndim(v) == 0 else np.asarray(v))
+        return tuple(unflatten(tree, out))
+
+    @staticmethod
+    def _check_finite(names: list[str], what: str, values: Sequence[Any], value: Any = None) -> None:
+        for name, v in zip(names, values):
+            if not np.all(np.isfinite(v)):
+                at = "" if value is None else f" (the value is {np.asarray(value)!r})"
+                raise NonFiniteGradientError(f"the {what} with respect to {name} contains NaN or inf{at}.")
+
+    @staticmethod
+    def _result(outs: Sequence[Any]) -> Any:
+        vals = [from_julia(o) for o in outs]
+        return vals[0] if len(vals) == 1 else tuple(vals)
+
+    # --- the API ------------------------------------------------------------------------
+    def __call__(self, *args: Any, engine: str | None = None) -> Any:
+        self._require(engine)
+        tree, _, arrays, _ = self._flat(args)
+        g = self._wrapped(tree)
+        return self._result(session.runtime_call("evaluate", g, *map(to_julia, arrays)))
+
+    def _withgradient(self, args: Sequence[Any], engine: str | None) -> tuple[Any, tuple[Any, ...]]:
+        self._require(engine)
+        tree, leaves, arrays, names = self._flat(args)
+        g = self._wrapped(tree)
+        val, grads = session.runtime_call("value_and_gradient", g, *map(to_julia, arrays))
+        y = from_julia(val)
+        gs = [from_julia(d, a.dtype, a.shape, "gradient") for d, a in zip(grads, arrays)]
+        self._check_finite(names, "gradient", gs, y)
+        return y, self._rebuild(tree, leaves, gs)
+
+    def _pullback(self, args: Sequence[Any], engine: str | None) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:
+        self._require(engine)
+        tree, leaves, arrays, names = self._flat(args)
+        g = self._wrapped(tree)
+        ys, back = session.runtime_call("pullback", g, *map(to_julia, arrays))
+        outs = [np.asarray(from_julia(y)) for y in ys]
+
+        def backward(dy: Any) -> tuple[Any, ...]:
+            cts = list(dy) if len(outs) > 1 else [dy]
+            if len(cts) != len(outs):
+                raise ValueError(f"the cotangent must have one entry per output ({len(outs)})")
+            fixed = []
+            for ct, out in zip(cts, outs):
+                c = np.asarray(ct, dtype=out.dtype)
+                if c.shape != out.shape:
+                    raise ValueError(f"cotangent of shape {c.shape} given for an output of shape {out.shape}")
+                fixed.append(to_julia(c))
+            grads = session.call(back, *fixed)
+            gs = [from_julia(d, a.dtype, a.shape, "cotangent") for d, a in zip(grads, arrays)]
+            self._check_finite(names, "pullback", gs)
+            return self._rebuild(tree, leaves, gs)
+
+        value = outs[0] if len(outs) == 1 else tuple(outs)
+        return value, backward
+
+    def _jvp(self, primals: Sequence[Any], tangents: Sequence[Any], engine: str | None) -> tuple[Any, Any]:
+        if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+            raise TypeError("jvp takes primals and tangents as tuples, e.g. pz.jvp(f, (x,), (dx,))")
+        self._require(engine)
+        tree, _, arrays, names = self._flat(primals)
+        t_leaves, t_tree = flatten(tuple(tangents))
+        if t_tree != tree:
+            raise ValueError("tangents must have the same structure as primals")
+        ts = []
+        for t, a, name in zip(t_leaves, arrays, names):
+            t = to_input_array(t, f"the tangent of {name}").astype(a.dtype)
+            if t.shape != a.shape:
+                raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")
+            ts.append(t)
+        g = self._wrapped(tree)
+        args = [to_julia(a) for a in arrays] + [to_julia(t) for t in ts]
+        ys, dys = session.runtime_call("jvp", g, len(arrays), *args)
+        as_arrays = lambda vs: tuple(np.asarray(from_julia(v)) for v in vs)  # noqa: E731  (like pz.jvp)
+        y, t = as_arrays(ys), as_arrays(dys)
+        return (y[0], t[0]) if len(y) == 1 else (y, t)
+
+    def _jacobian(self, args: Sequence[Any], engine: str | None) -> tuple[Any, ...]:
+        self._require(engine)
+        tree, leaves, arrays, names = self._flat(args)
+        y, back = self._pullback(args, engine)
+        if isinstance(y, tuple):
+            raise ValueError("jacobian needs a function returning one array")
+        out = np.asarray(y)
+        rows = []
+        for i in range(out.size):
+            ct = np.zeros(out.size, out.dtype)
+            ct[i] = 1.0
+            flat, _ = flatten(back(ct.reshape(out.shape)))
+            rows.append([np.asarray(r) for r in flat])
+        blocks = []
+        for k, a in enumerate(arrays):
+            if rows:
+                blocks.append(np.stack([r[k] for r in rows]).reshape(out.shape + a.shape))
+            else:
+                blocks.append(np.zeros(out.shape + a.shape, a.dtype))
+        self._check_finite(names, "jacobian", blocks)
+        return tuple(unflatten(tree, blocks))
+
+    def _hessian(self, x: Any, engine: str | None) -> np.ndarray:
+        self._require(engine)
+        tree, _, arrays, names = self._flat((x,))
+        if len(arrays) != 1:
+            raise TypeError("hessian takes one array argument x; use a flat parameter vector")
+        g = self._wrapped(tree)
+        a = arrays[0]
+        h = session.runtime_call("hessian", g, 1, to_julia(a))
+        out = np.asarray(from_julia(h, a.dtype, a.shape + a.shape, "Hessian"))
+        self._check_finite(names, "hessian", [out])
+        return out
+
+
+class JuliaModule:
+    """A Julia file evaluated into a fresh module; its functions are attributes."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self._path = Path(path).expanduser().resolve()
+        if not self._path.is_file():
+            raise FileNotFoundError(f"no Julia file {self._path}")
+        session.start()
+        self._mod = session.new_module("Include")
+        session.include_file(self._mod, self._path)
+        self._functions: dict[str, JuliaFunction] = {}
+
+    def __repr__(self) -> str:
+        return f"<Julia module from {str(self._path)!r}>"
+
+    def _get(self, name: str) -> Any:
+        return session.runtime_call("getname", self._mod, name)
+
+    def __getattr__(self, name: str) -> JuliaFunction:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        hit = self._functions.get(name)
+        if hit is None:
+            if not session.runtime_call("hasname", self._mod, name):
+                defined = ", ".join(self.__dir__()) or "nothing"
+                raise AttributeError(f"{self._path.name} defines no {name!r} (it defines: {defined})")
+            hit = self._functions[name] = JuliaFunction(module=self, name=name)
+        return hit
+
+    def __dir__(self) -> list[str]:
+        return sorted(str(n) for n in session.runtime_call("definednames", self._mod))
+
+
+def julia_function(source: str) -> JuliaFunction:
+    """A Julia function from source text, for pyzygote's differentiation API.
+
+    >>> import pyzygote as pz
+    >>> pz.julia_function("(x, p) -> sum(abs2, x .- p) + sum(sin, x)")
+    julia_function('(x, p) -> sum(abs2, x .- p) + sum(sin, x)')
+    """
+    return JuliaFunction(source)
+
+
+def julia_include(path: str | os.PathLike[str]) -> JuliaModule:
+    """Evaluate a Julia file into a fresh module; its functions become attributes (starts Julia)."""
+    return JuliaModule(path)

@@ -1,0 +1,366 @@
+"""The Julia session: started lazily, once per process, used under one lock.
+
+Julia starts the first time the Julia engine, :func:`pyzygote.julia_function`
+or :func:`pyzygote.julia_include` needs it (or when you call
+:func:`pyzygote.start_julia`).  Before ``juliacall`` is imported, these
+defaults are set unless you set them yourself (environment variable or
+``-X juliacall-...`` option):
+
+``PYTHON_JULIACALL_HANDLE_SIGNALS=yes``
+    Julia handles its own signals (GC safepoints and stack overflows are
+    signals); the price is that Ctrl-C does not raise ``KeyboardInterrupt``
+    while Julia runs.
+``PYTHON_JULIACALL_THREADS=1``
+    unless ``JULIA_NUM_THREADS`` is set.  pyzygote's generated code is
+    serial, and multi-threaded JuliaCall is experimental; set ``auto`` to
+    give your own Julia code every core.
+``PYTHON_JULIACALL_OPTIMIZE=2``
+    Julia's usual level, the one juliapkg precompiles packages at (a cache
+    compiled at a lower level than the one requested is rejected, so ``3``
+    recompiles every package).
+
+Every call into Julia holds one process-wide re-entrant lock, so threads may
+share pyzygote but run Julia one at a time.  Julia exceptions become
+:class:`pyzygote.JuliaError` with the Julia message, the top of the Julia
+stack and, for Zygote's classic failures, a hint.
+
+>>> from pyzygote.julia import session
+>>> session.is_running() in (True, False)
+True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from pyzygote.errors import JuliaError, JuliaNotAvailableError
+
+__all__ = [
+    "start",
+    "start_julia",
+    "is_running",
+    "runtime",
+    "call",
+    "new_module",
+    "include_text",
+    "include_file",
+    "julia_versions",
+    "LOCK",
+    "ENV_DEFAULTS",
+    "translate_error",
+]
+
+LOCK = threading.RLock()
+RUNTIME_JL = Path(__file__).resolve().parent / "runtime.jl"
+MAX_FRAMES = 12
+
+# (variable, value, variables/options that, when set, mean "the user chose")
+ENV_DEFAULTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes", ("juliacall-handle-signals",)),
+    ("PYTHON_JULIACALL_THREADS", "1", ("juliacall-threads", "JULIA_NUM_THREADS")),
+    ("PYTHON_JULIACALL_OPTIMIZE", "2", ("juliacall-optimize",)),
+)
+
+_state: dict[str, Any] = {"jl": None, "juliacall": None, "rt": None, "error": None, "counter": 0}
+
+
+def is_running() -> bool:
+    return _state["rt"] is not None
+
+
+def _apply_env_defaults() -> dict[str, str]:
+    applied = {}
+    for var, value, others in ENV_DEFAULTS:
+        if var in os.environ:
+            continue
+        if any(o in sys._xoptions or o in os.environ for o in others):
+            continue
+        os.environ[var] = value
+        applied[var] = value
+    return applied
+
+
+def _warn_torch() -> None:
+    if "torch" in sys.modules and "juliacall" not in sys.modules:
+        warnings.warn(
+            "torch was imported before Julia started. juliacall and torch loaded in this order can corrupt "
+            "the heap and crash (PythonCall.jl issues #215 and #384). Start Julia first: call "
+            "pz.start_julia() (or `import juliacall`) before `import torch`.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _quiet() -> bool:
+    return os.environ.get("PYZYGOTE_QUIET", "").lower() in ("1", "yes", "true")
+
+
+def start() -> Any:
+    """Start Julia (once) and load PyZygote; return the runtime module.
+
+    Raises :class:`pyzygote.JuliaNotAvailableError` at once, without any
+    download, when Julia is not set up (see ``pyzygote doctor``).
+    """
+    rt = _state["rt"]
+    if rt is not None:
+        return rt
+    with LOCK:
+        if _state["rt"] is not None:
+            return _state["rt"]
+        if _state["error"] is not None:
+            raise JuliaNotAvailableError(_state["error"])
+        from pyzygote.julia.setup import julia_status, not_available_message
+
+        status = julia_status(refresh=True)
+        if not status.ok:
+            raise JuliaNotAvailableError(not_available_message(status))
+        _apply_env_defaults()
+        _warn_torch()
+        if not _quiet():
+            print(
+                "pyzygote: starting Julia (the first start after installing precompiles packages and can take "
+                "minutes; each new function then compiles on its first call)",
+                file=sys.stderr,
+                flush=True,
+            )
+        t0 = time.perf_counter()
+        try:
+            juliacall = _import_juliacall(status.mode)
+        except Exception as exc:
+            _state["error"] = (
+                f"Julia failed to start: {type(exc).__name__}: {exc}\n"
+                "Run `pyzygote doctor` to check the setup (this Python process cannot retry: restart it)."
+            )
+            raise JuliaNotAvailableError(_state["error"]) from exc
+        jl = juliacall.Main
+        _state["jl"], _state["juliacall"] = jl, juliacall
+        try:
+            if not bool(jl.seval("isdefined(Main, :PyZygoteRuntime)")):
+                jl.Base.include(jl, str(RUNTIME_JL))
+            rt = jl.PyZygoteRuntime
+        except Exception as exc:
+            err = translate_error(exc, origin="start")
+            _state["error"] = (
+                "Julia started but pyzygote's Julia package PyZygote could not be loaded:\n"
+                f"{err}\nRun `pyzygote doctor`; `pyzygote setup-julia` reinstalls the packages."
+            )
+            raise JuliaNotAvailableError(_state["error"]) from None
+        _state["rt"] = rt
+        if not _quiet():
+            print(f"pyzygote: Julia ready ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+        return rt
+
+
+def _import_juliacall(mode: str) -> Any:
+    """Import juliacall with juliapkg forced offline: pyzygote never installs behind your back.
+
+    The set-up check has already established that nothing needs installing;
+    offline mode turns any disagreement into an error instead of a download.
+    """
+    if "juliacall" in sys.modules and hasattr(sys.modules["juliacall"], "Main"):
+        return sys.modules["juliacall"]
+    if mode != "juliapkg":
+        import juliacall
+
+        return juliacall
+    import juliapkg
+
+    previous = juliapkg.offline(None)
+    juliapkg.offline(True)
+    try:
+        import juliacall
+    finally:
+        if not previous:
+            juliapkg.offline(False)
+    return juliacall
+
+
+def runtime() -> Any:
+    return start()
+
+
+def start_julia() -> None:
+    """Start Julia now (it otherwise starts on first use).
+
+    Call it early, before ``import torch``, or to pay Julia's start-up cost at
+    a moment of your choosing.  Raises :class:`pyzygote.JuliaNotAvailableError`
+    when Julia is not set up.
+    """
+    start()
+
+
+# --- errors -----------------------------------------------------------------------------
+_HINTS: tuple[tuple[str, str], ...] = (
+    (
+        "Mutating arrays is not supported",
+        "Zygote cannot differentiate code that writes into arrays (x[i] = ..., x .= ..., push!, "
+        "copyto!, fill!). Build new arrays instead (broadcasting, map, comprehensions, vcat/hcat), "
+        "or move the mutating part into a function with its own ChainRulesCore.rrule, or compute its "
+        "derivative with Zygote.forwarddiff.",
+    ),
+    (
+        "Can't differentiate foreigncall",
+        "Zygote cannot see through a C call (ccall/foreigncall: some Base internals, in-place BLAS, "
+        "random numbers, Python callbacks). Give the calling function a ChainRulesCore.rrule, mark it "
+        "ChainRulesCore.@non_differentiable, or wrap non-differentiable parts in "
+        "ChainRulesCore.ignore_derivatives.",
+    ),
+    (
+        "Can't differentiate function execution in catch block",
+        "Zygote cannot differentiate a try/catch whose catch branch ran. Check inputs instead of "
+        "catching errors, or move the try/catch out of the differentiated function.",
+    ),
+    (
+        "Can't differentiate",
+        "Zygote reached a construct it cannot differentiate; see "
+        "https://fluxml.ai/Zygote.jl/latest/limitations and give the function a ChainRulesCore.rrule.",
+    ),
+    (
+        "Output is an array, so the gradient is not defined",
+        "gradient needs a function returning one real number; use pz.jacobian, or pz.pullback with a "
+        "chosen cotangent.",
+    ),
+    (
+        "Output should be scalar",
+        "gradient needs a function returning one real number; use pz.jacobian or pz.pullback.",
+    ),
+    (
+        "Package PyZygote not found",
+        "the Julia project lacks pyzygote's PyZygote package: run `pyzygote setup-julia`, or see "
+        "`pyzygote doctor` for an offline project.",
+    ),
+)
+
+_PROGRAM_NOTE = (
+    "This error comes from Julia code pyzygote generated from your numpy function, which should never "
+    "happen: please report it with the program (pz.make_program(f, *args)), and use engine='numpy' meanwhile."
+)
+
+
+def hint_for(message: str) -> str | None:
+    for needle, hint in _HINTS:
+        if needle in message:
+            return hint
+    return None
+
+
+def _frames(text: str, n: int) -> str:
+    lines = text.splitlines()
+    out: list[str] = []
+    frames = 0
+    for line in lines:
+        if re.match(r"^\s*\[\d+\]", line):
+            frames += 1
+            if frames > n:
+                out.append("  ...")
+                break
+        out.append(line)
+    return "\n".join(out)
+
+
+def translate_error(exc: BaseException, origin: str = "user") -> BaseException:
+    """A :class:`pyzygote.JuliaError` for a Julia exception; other exceptions unchanged.
+
+    Must run while holding :data:`LOCK` (formatting calls into Julia).
+    ``origin`` is ``"program"`` for code pyzygote generated, ``"user"`` for
+    Julia code you wrote, ``"start"`` while loading.
+    """
+    juliacall = _state["juliacall"]
+    rt = _state["rt"]
+    jl_error_type = getattr(juliacall, "JuliaError", None) if juliacall is not None else None
+    if jl_error_type is not None and isinstance(exc, jl_error_type):
+        jexc, bt = exc.args[0], (exc.args[1] if len(exc.args) > 1 else None)
+        try:
+            if rt is not None:
+                kind = str(rt.errtype(jexc))
+                message = str(rt.errmessage(jexc))
+                stack = str(rt.errstack(bt, MAX_FRAMES)) if bt is not None else ""
+            else:
+                full = str(exc)
+                message, _, rest = full.partition("\nStacktrace:")
+                kind, stack = message.split(":", 1)[0], _frames(rest, MAX_FRAMES)
+        except Exception:  # formatting must never hide the error
+            kind, message, stack = "Exception", repr(exc), ""
+    elif isinstance(exc, TypeError) and str(exc).startswith("Julia: "):
+        # PythonCall raises TypeError for a MethodError of the called function itself.
+        message = str(exc)[len("Julia: ") :]
+        kind, stack = message.split(":", 1)[0], ""
+    else:
+        return exc
+    hint = hint_for(message)
+    text = f"Julia {kind}: {message}"
+    if stack:
+        text += f"\nJulia stacktrace (top):\n{stack}"
+    if hint:
+        text += f"\nHint: {hint}"
+    if origin == "program" and hint is not None and "Package PyZygote" not in message:
+        text += f"\n{_PROGRAM_NOTE}"
+    err = JuliaError(text)
+    err.julia_type = kind  # type: ignore[attr-defined]
+    err.julia_message = message  # type: ignore[attr-defined]
+    err.julia_stacktrace = stack  # type: ignore[attr-defined]
+    err.hint = hint  # type: ignore[attr-defined]
+    err.original = exc  # type: ignore[attr-defined]
+    return err
+
+
+def call(fn: Any, *args: Any, origin: str = "user") -> Any:
+    """``fn(*args)`` under the Julia lock, with Julia exceptions translated."""
+    with LOCK:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            err = translate_error(exc, origin)
+            if err is exc:
+                raise
+        raise err
+
+
+def runtime_call(name: str, *args: Any, origin: str = "user") -> Any:
+    """Call ``PyZygoteRuntime.<name>(*args)``."""
+    rt = start()
+    return call(getattr(rt, name), *args, origin=origin)
+
+
+def next_name(prefix: str) -> str:
+    with LOCK:
+        _state["counter"] += 1
+        return f"{prefix}_{_state['counter']}"
+
+
+def new_module(prefix: str, import_pyzygote: bool = False) -> Any:
+    """A fresh Julia module (``PyZygoteRuntime.<prefix>_<n>``)."""
+    return runtime_call("newmodule", next_name(prefix), bool(import_pyzygote), origin="start")
+
+
+def include_text(module: Any, code: str, filename: str, origin: str = "user") -> Any:
+    """Evaluate Julia source (any number of top-level expressions, any indentation) in ``module``.
+
+    Uses ``Base.include_string``, so multi-line code, definitions and
+    ``using`` work as in a file, and errors name ``filename``.
+    """
+    return runtime_call("include_text", module, code, filename, origin=origin)
+
+
+def include_file(module: Any, path: str | os.PathLike[str]) -> Any:
+    return runtime_call("include_file", module, os.fspath(path))
+
+
+def julia_versions() -> dict[str, str]:
+    """Julia's and the loaded packages' versions (starts Julia)."""
+    return {str(k): str(v) for k, v in runtime_call("loaded_versions")}
+
+
+def with_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with LOCK:
+            return fn(*args, **kwargs)
+
+    return locked
