@@ -26,6 +26,13 @@ from pyzygote.tracing import Traced, to_input_array, trace
 __all__ = ["gradient", "withgradient", "grad", "value_and_grad", "pullback", "jacobian", "hessian", "jvp"]
 
 
+def _is_julia(f: Any) -> bool:
+    """A pz.julia_function / julia_include function: no tracing, Julia's entry points directly."""
+    from pyzygote.julia.functions import JuliaFunction
+
+    return isinstance(f, JuliaFunction)
+
+
 def _rebuild(traced: Traced, values: Sequence[Any], *, none_for_static: bool = True) -> tuple[Any, ...]:
     """Per-argument results in the structure of the arguments."""
     it = iter(values)
@@ -77,6 +84,8 @@ def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -
     >>> float(val), g
     (5.0, array([2., 4.]))
     """
+    if _is_julia(f):
+        return f._withgradient(args, engine)
     traced, arrays = trace(f, args)
     _scalar_output(traced, "gradient")
     y, grads = get_engine(engine).value_and_grad(traced.program, arrays)
@@ -151,6 +160,8 @@ def pullback(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
     >>> back(np.array([1.0, 10.0]))
     (array([ 2., 20.]),)
     """
+    if _is_julia(f):
+        return f._pullback(args, engine)
     traced, arrays = trace(f, args)
     ys, back_flat = get_engine(engine).vjp(traced.program, arrays)
     value = unflatten(traced.out_tree, [np.asarray(y) for y in ys])
@@ -172,6 +183,8 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], 
     """
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("jvp takes primals and tangents as tuples, e.g. pz.jvp(f, (x,), (dx,))")
+    if _is_julia(f):
+        return f._jvp(primals, tangents, engine)
     traced, arrays = trace(f, tuple(primals))
     t_leaves, t_tree = flatten(tuple(tangents))
     if t_tree != traced.in_tree:
@@ -195,6 +208,8 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
     array([[2., 0.],
            [0., 4.]])
     """
+    if _is_julia(f):
+        return f._jacobian(args, engine)
     traced, arrays = trace(f, args)
     prog = traced.program
     if len(prog.outputs) != 1:
@@ -238,6 +253,8 @@ def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> np.n
     array([[2., 1.],
            [1., 3.]])
     """
+    if _is_julia(f):
+        return f._hessian(x, engine)
     traced, arrays = trace(f, (x,))
     _scalar_output(traced, "hessian")
     if len(arrays) != 1:
