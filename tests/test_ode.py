@@ -1,0 +1,260 @@
+"""ODE solving and its derivatives on the NumPy engine, against closed forms and finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+
+SENSEALGS = ["forward", "adjoint", "backsolve"]
+TIGHT = dict(reltol=1e-10, abstol=1e-10)
+
+
+@pytest.fixture(autouse=True)
+def _numpy_engine():
+    with pz.engine("numpy"):
+        yield
+
+
+def decay(u, p, t):
+    return -p[0] * u
+
+
+def lotka(u, p, t):
+    x, y = u
+    a, b, d, g = p
+    return np.array([a * x - b * x * y, -d * y + g * x * y])
+
+
+def robertson(u, p, t):
+    y1, y2, y3 = u
+    k1, k2, k3 = p
+    return np.array([-k1 * y1 + k3 * y2 * y3, k1 * y1 - k3 * y2 * y3 - k2 * y2 * y2, k2 * y2 * y2])
+
+
+def central_fd(f, x, eps):
+    x = np.asarray(x, dtype=float)
+    g = np.zeros_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = eps if np.isscalar(eps) else eps[i]
+        g[i] = (f(x + e) - f(x - e)) / (2 * e[i])
+    return g
+
+
+# --- exponential decay: everything has a closed form -------------------------------------
+T_DECAY = np.linspace(0.0, 2.0, 9)
+
+
+@pytest.mark.parametrize("alg", ["Tsit5", "DP5", "Vern7", "Vern9", "Rodas5P", "FBDF", "KenCarp4", "auto"])
+def test_decay_solution_matches_closed_form(alg):
+    u = pz.odesolve(decay, np.array([2.0]), T_DECAY, np.array([0.7]), alg=alg, reltol=1e-10, abstol=1e-12)
+    tol = 1e-8 if alg in ("Tsit5", "DP5", "Vern7", "Vern9") else 1e-6
+    np.testing.assert_allclose(u[:, 0], 2.0 * np.exp(-0.7 * T_DECAY), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("sensealg", SENSEALGS)
+def test_decay_gradients_match_closed_form(sensealg):
+    w = np.linspace(1.0, 2.0, T_DECAY.size)
+
+    def loss(k, u0):
+        u = pz.odesolve(decay, u0, T_DECAY, k, alg="Tsit5", sensealg=sensealg, **TIGHT)
+        return np.sum(w * u[:, 0])
+
+    k, u0 = 0.7, 2.0
+    dk, du0 = pz.gradient(loss, np.array([k]), np.array([u0]))
+    np.testing.assert_allclose(du0, [np.sum(w * np.exp(-k * T_DECAY))], rtol=1e-8)
+    np.testing.assert_allclose(dk, [np.sum(w * -T_DECAY * u0 * np.exp(-k * T_DECAY))], rtol=1e-8)
+
+
+def test_decay_jvp_matches_closed_form():
+    k, u0 = 0.7, 2.0
+    f = lambda kk: pz.odesolve(decay, np.array([u0]), T_DECAY, kk, **TIGHT)[:, 0]  # noqa: E731
+    y, ty = pz.jvp(f, (np.array([k]),), (np.array([1.0]),))
+    np.testing.assert_allclose(ty, -T_DECAY * u0 * np.exp(-k * T_DECAY), rtol=1e-8, atol=1e-12)
+
+
+# --- Lotka-Volterra: finite differences, and the sensealgs against each other -----------------
+T_LV = np.linspace(0.0, 10.0, 101)
+P_LV = np.array([1.5, 1.0, 3.0, 1.0])
+U0_LV = np.array([1.0, 1.0])
+DATA_LV = pz.odesolve(lotka, U0_LV, T_LV, np.array([1.3, 0.9, 3.2, 1.1]), alg="Vern9", reltol=1e-12, abstol=1e-12)
+
+
+def lv_loss(p, u0, sensealg="auto"):
+    u = pz.odesolve(lotka, u0, T_LV, p, alg="Tsit5", sensealg=sensealg, **TIGHT)
+    return np.sum((u - DATA_LV) ** 2)
+
+
+@pytest.fixture(scope="module")
+def lv_fd():
+    with pz.engine("numpy"):
+        return (
+            central_fd(lambda p: lv_loss(p, U0_LV), P_LV, 1e-6),
+            central_fd(lambda u: lv_loss(P_LV, u), U0_LV, 1e-6),
+        )
+
+
+@pytest.mark.parametrize("sensealg", SENSEALGS + ["auto"])
+def test_lotka_volterra_gradients_match_finite_differences(sensealg, lv_fd):
+    dp, du0, none = pz.gradient(lv_loss, P_LV, U0_LV, sensealg)
+    assert none is None  # a string argument has no gradient, as in Zygote
+    np.testing.assert_allclose(dp, lv_fd[0], rtol=2e-6)
+    np.testing.assert_allclose(du0, lv_fd[1], rtol=2e-6)
+
+
+def test_lotka_volterra_sensealgs_agree():
+    grads = [pz.gradient(lv_loss, P_LV, U0_LV, s) for s in SENSEALGS]
+    for g in grads[1:]:
+        np.testing.assert_allclose(g[0], grads[0][0], rtol=1e-7)
+        np.testing.assert_allclose(g[1], grads[0][1], rtol=1e-7)
+
+
+def test_jacobian_of_final_state_matches_finite_differences():
+    f = lambda p: pz.odesolve(lotka, U0_LV, T_LV, p, alg="Vern9", **TIGHT)[-1]  # noqa: E731
+    (J,) = pz.jacobian(f, P_LV)
+    assert J.shape == (2, 4)
+    fd = np.stack([central_fd(lambda p, i=i: f(p)[i], P_LV, 1e-6) for i in range(2)])
+    np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_julia_style_solve_reports_stats_and_time_major_solution():
+    prob = pz.ODEProblem(lotka, u0=[1.0, 1.0], tspan=(0.0, 10.0), p=list(P_LV))
+    sol = pz.solve(prob, alg="Tsit5", saveat=T_LV, reltol=1e-8, abstol=1e-8)
+    assert sol.retcode == "Success" and sol.success
+    assert sol.t.shape == (101,) and sol.u.shape == (101, 2)
+    np.testing.assert_allclose(sol.u[0], [1.0, 1.0])
+    assert sol.stats["naccept"] > 0 and sol.stats["nreject"] >= 0
+    assert sol.stats["nf"] == 6 * (sol.stats["naccept"] + sol.stats["nreject"]) + 2
+    np.testing.assert_allclose(sol.u, pz.odesolve(lotka, U0_LV, T_LV, P_LV, alg="Tsit5", reltol=1e-8, abstol=1e-8))
+
+
+def test_remake_and_every_step_saving():
+    prob = pz.ODEProblem(decay, [1.0], (0.0, 1.0), [1.0])
+    prob2 = prob.remake(p=[2.0], u0=[3.0])
+    assert prob.p[0] == 1.0 and prob2.p[0] == 2.0 and prob2.u0[0] == 3.0
+    sol = pz.solve(prob2, alg="Vern9", reltol=1e-10, abstol=1e-10)
+    assert sol.t[0] == 0.0 and sol.t[-1] == 1.0 and len(sol.t) == sol.stats["naccept"] + 1
+    np.testing.assert_allclose(sol.u[:, 0], 3.0 * np.exp(-2.0 * sol.t), rtol=1e-8)
+    sol = pz.solve(prob, saveat=0.25, reltol=1e-8, abstol=1e-10)
+    np.testing.assert_allclose(sol.t, [0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+# --- stiff: Robertson ----------------------------------------------------------------------
+T_ROB = np.array([0.0, 0.1, 1.0, 10.0])
+P_ROB = np.array([0.04, 3e7, 1e4])
+
+
+@pytest.mark.parametrize("alg", ["Rodas5P", "FBDF", "auto"])
+def test_robertson_solves_and_conserves_mass(alg):
+    prob = pz.ODEProblem(robertson, [1.0, 0.0, 0.0], (0.0, 10.0), P_ROB)
+    sol = pz.solve(prob, alg=alg, saveat=T_ROB, reltol=1e-8, abstol=1e-10)
+    assert sol.retcode == "Success"
+    np.testing.assert_allclose(sol.u.sum(axis=1), 1.0, rtol=1e-7)
+    # Reference values of the classic problem at t = 10 (computed with tight Radau).
+    ref = pz.solve(prob.remake(), alg="Rodas5P", saveat=T_ROB, reltol=1e-11, abstol=1e-13).u[-1]
+    np.testing.assert_allclose(sol.u[-1], ref, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("alg", ["Rodas5P", "FBDF"])
+def test_robertson_gradient_matches_finite_differences(alg):
+    w = np.array([1.0, 1e4, 1.0])
+
+    def loss(logp):
+        u = pz.odesolve(robertson, np.array([1.0, 0.0, 0.0]), T_ROB, np.exp(logp), alg=alg, reltol=1e-10, abstol=1e-12)
+        return np.sum(w * u[-1])
+
+    logp = np.log(P_ROB)
+    (g,) = pz.gradient(loss, logp)
+    fd = central_fd(loss, logp, 1e-5)
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-9)
+
+
+# --- non-autonomous --------------------------------------------------------------------------
+def forced(u, p, t):
+    return -p[0] * u + np.sin(t)
+
+
+def test_non_autonomous_forcing_matches_closed_form_including_endpoints():
+    t = np.linspace(0.0, 3.0, 7)  # includes t0 and t1
+    k = 1.0
+    u = pz.odesolve(forced, np.array([0.0]), t, np.array([k]), alg="Tsit5", **TIGHT)[:, 0]
+    exact = 0.5 * (np.sin(t) - np.cos(t) + np.exp(-t))  # u' = -u + sin t, u(0) = 0
+    np.testing.assert_allclose(u, exact, atol=1e-9)
+    final = lambda kk: pz.odesolve(forced, np.array([0.0]), t, kk, alg="Tsit5", **TIGHT)[-1, 0]  # noqa: E731
+    (g,) = pz.gradient(final, np.array([k]))
+    # (LSODA, the "auto" solver on this engine, switches methods and is not smooth enough in k
+    # for finite differences at this tolerance, so the check uses Tsit5.)
+    np.testing.assert_allclose(g, central_fd(final, np.array([k]), 1e-6), rtol=1e-7)
+
+
+# --- errors ----------------------------------------------------------------------------------
+def test_failed_solve_reports_retcode_and_differentiated_loss_raises():
+    blowup = lambda u, p, t: p[0] * u * u  # noqa: E731  (u = 1/(1 - t) blows up at t = 1)
+    prob = pz.ODEProblem(blowup, [1.0], (0.0, 2.0), [1.0])
+    sol = pz.solve(prob, alg="Tsit5")
+    assert sol.retcode in ("DtLessThanMin", "Unstable") and not sol.success
+    assert sol.t[-1] < 1.0 + 1e-6
+    loss = lambda p: pz.odesolve(blowup, np.array([1.0]), np.array([0.0, 2.0]), p, maxiters=5000)[-1, 0]  # noqa: E731
+    with pytest.raises(pz.SolverError, match=r"failed with retcode (DtLessThanMin|Unstable|MaxIters) at t = 0\.99"):
+        pz.gradient(loss, np.array([1.0]))
+
+
+def test_maxiters_is_a_failure_not_a_result():
+    prob = pz.ODEProblem(lotka, U0_LV, (0.0, 10.0), P_LV)
+    assert pz.solve(prob, alg="Tsit5", maxiters=5).retcode == "MaxIters"
+    with pytest.raises(pz.SolverError, match="MaxIters"):
+        pz.odesolve(lotka, U0_LV, T_LV, P_LV, maxiters=5)
+
+
+@pytest.mark.parametrize(
+    "saveat, message",
+    [([0.0, 11.0], "within tspan"), ([0.0, 2.0, 1.0], "strictly increasing"), ([], "non-empty")],
+)
+def test_bad_saveat(saveat, message):
+    prob = pz.ODEProblem(decay, [1.0], (0.0, 10.0), [1.0])
+    with pytest.raises(ValueError, match=message):
+        pz.solve(prob, saveat=saveat)
+
+
+@pytest.mark.parametrize("field", ["u0", "p"])
+def test_nan_in_u0_or_p_is_refused(field):
+    kwargs = {"u0": [1.0], "p": [1.0], field: [np.nan]}
+    with pytest.raises(ValueError, match=f"{field} contains NaN"):
+        pz.ODEProblem(decay, kwargs["u0"], (0.0, 1.0), kwargs["p"])
+    with pytest.raises(ValueError, match=f"{field} contains NaN"):
+        pz.odesolve(decay, np.array(kwargs["u0"]), T_DECAY, np.array(kwargs["p"]))
+
+
+def test_nan_reaching_a_traced_solve_is_refused_before_solving():
+    with pytest.raises(ValueError, match="p contains NaN"):
+        pz.gradient(lambda p: pz.odesolve(decay, np.array([1.0]), T_DECAY, p)[-1, 0], np.array([np.nan]))
+
+
+def test_wrong_rhs_shape_and_unknown_solver():
+    with pytest.raises(ValueError, match=r"returned shape \(3,\), expected \(2,\)"):
+        pz.odesolve(lambda u, p, t: np.ones(3) * u[0], U0_LV, T_LV)
+    with pytest.raises(ValueError, match="unknown solver alg='RK4'.*Tsit5"):
+        pz.odesolve(lotka, U0_LV, T_LV, P_LV, alg="RK4")
+    with pytest.raises(ValueError, match="unknown sensealg"):
+        pz.odesolve(lotka, U0_LV, T_LV, P_LV, sensealg="magic")
+    with pytest.raises(ValueError, match="tspan"):
+        pz.ODEProblem(decay, [1.0], (1.0, 0.0), [1.0])
+
+
+def test_second_derivatives_through_a_solve_say_so():
+    with pytest.raises(pz.UnsupportedOperationError, match="second derivatives through odesolve"):
+        pz.hessian(lambda p: pz.odesolve(decay, np.array([1.0]), T_DECAY, p)[-1, 0], np.array([1.0]))
+
+
+def test_rhs_is_traced_once_per_problem_size():
+    calls = []
+
+    def rhs(u, p, t):
+        calls.append(1)
+        return -p * u
+
+    for k in (1.0, 2.0, 3.0):
+        pz.gradient(lambda p: pz.odesolve(rhs, np.array([1.0]), T_DECAY, p)[-1, 0], np.array([k]))
+    assert len(calls) == 1
