@@ -19,7 +19,7 @@ Names follow SciMLSensitivity.jl:
 >>> t = np.array([0.0, 1.0])
 >>> ct = np.array([[0.0], [1.0]])
 >>> g_u0, g_p = vjp(rhs, np.array([1.0]), np.array([1.0]), t, ct, Options("Tsit5", 1e-10, 1e-10), "adjoint")
->>> round(float(g_p[0]), 6), round(-np.exp(-1.0), 6)
+>>> round(float(g_p[0]), 6), round(float(-np.exp(-1.0)), 6)
 (-0.367879, -0.367879)
 """
 

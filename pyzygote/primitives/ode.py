@@ -11,7 +11,7 @@ SciMLSensitivity.
 >>> import numpy as np, pyzygote as pz
 >>> t = np.array([0.0, 1.0])
 >>> loss = lambda k: pz.odesolve(lambda u, p, t: -p * u, np.array([1.0]), t, k, reltol=1e-10, abstol=1e-10)[-1, 0]
->>> round(float(pz.grad(loss)(np.array([1.0]))[0]), 6), round(-np.exp(-1.0), 6)
+>>> round(float(pz.grad(loss)(np.array([1.0]))[0]), 6), round(float(-np.exp(-1.0)), 6)
 (-0.367879, -0.367879)
 """
 

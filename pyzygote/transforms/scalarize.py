@@ -37,7 +37,8 @@ MAX_SIZE = 512  # elements of the largest variable worth unrolling
 class ScalarContext:
     """What a scalar rule may know: input and output avals."""
 
-    def __init__(self, in_avals: Sequence[Aval], out: Any):
+    def __init__(self, prim: Any, in_avals: Sequence[Aval], out: Any):
+        self.prim = prim
         self.in_avals = tuple(in_avals)
         self.out = out
 
@@ -52,8 +53,7 @@ def rearrangement(s: ScalarContext, *xs: list[str], **params: Any) -> list[str]:
         operands.append(element_positions(aval.shape) + offset)
         flat.extend(x)
         offset += aval.size
-    prim = params.pop("_prim")
-    positions = np.asarray(prim.impl(*operands, **params))
+    positions = np.asarray(s.prim.impl(*operands, **params))
     return [flat[int(p)] for p in positions.ravel()]
 
 
@@ -175,11 +175,8 @@ def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
         return env[a.uid]
 
     for eqn in prog.eqns:
-        ctx = ScalarContext([a.aval for a in eqn.inputs], eqn.outputs[0].aval)
-        params = dict(eqn.params)
-        if eqn.prim.scalar is rearrangement:
-            params["_prim"] = eqn.prim
-        exprs = eqn.prim.scalar(ctx, *(elems(a) for a in eqn.inputs), **params)
+        ctx = ScalarContext(eqn.prim, [a.aval for a in eqn.inputs], eqn.outputs[0].aval)
+        exprs = eqn.prim.scalar(ctx, *(elems(a) for a in eqn.inputs), **eqn.params)
         names = []
         for expr in exprs:
             if _is_name(expr) or _is_number(expr):

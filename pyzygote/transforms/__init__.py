@@ -1,0 +1,1 @@
+"""Program transformations: evaluation, JVP, linearize-then-transpose VJP, CSE, scalar unrolling."""
