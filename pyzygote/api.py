@@ -9,7 +9,7 @@ tuples and lists of them; derivatives come back in the same structure.
 
 >>> import numpy as np, pyzygote as pz
 >>> pz.gradient(lambda x, y: np.sum(x * y), np.array([1.0, 2.0]), 3.0)
-(array([3., 3.]), 6.0)
+(array([3., 3.]), 3.0)
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ are cached per function and signature (tree structure, shapes, dtypes, static
 values).  A cached trace is reused only while the arrays it captured are
 unchanged and the function's closure cells and globals still hold the same
 objects, so mutating or rebinding captured data re-traces instead of silently
-using stale constants.
+using stale constants.  The check follows the helper functions ``f`` calls,
+bound methods' ``self``, and the items and attributes of small containers and
+objects it reads, two levels deep; data hidden deeper than that is not checked
+(call :func:`clear_cache` after changing it).
 
 >>> import numpy as np, pyzygote as pz
 >>> print(pz.make_program(lambda x, y: x @ y, np.ones((2, 3)), np.ones(3)))
@@ -16,6 +19,8 @@ using stale constants.
 
 from __future__ import annotations
 
+import functools
+import types
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable
@@ -72,15 +77,85 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _closure_guard(f: Any) -> tuple[Any, ...]:
-    """Identities of what ``f`` reads from its closure and globals."""
-    code = getattr(f, "__code__", None)
-    if code is None:
-        return ()
-    cells = tuple(id(c.cell_contents) for c in (f.__closure__ or ()) if _cell_filled(c))
-    g = getattr(f, "__globals__", {})
-    names = tuple(id(g[n]) for n in code.co_names if n in g)
-    return cells + names
+def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, Any]:
+    """What ``f`` reads from its closure and globals: ``{where: object}``.
+
+    The walk follows nested code (lambdas, comprehensions, generator
+    expressions), the user's Python functions that ``f`` calls, bound methods'
+    ``self``, partials, and the items of small containers and object
+    attributes (two levels), so that rebinding ``W`` in a helper's globals or
+    assigning ``params["a"] = ...`` is noticed.  Holding the objects (not their
+    ids) keeps an id from being reused.  numpy arrays met on the way are
+    appended to ``arrays``: their *contents* matter too (``w[0] * x`` bakes
+    ``w[0]`` into the trace), and the caller snapshots them.
+    """
+    found: dict[Any, Any] = {}
+    seen: set[int] = set()
+
+    def value(where: Any, v: Any, depth: int) -> None:
+        found[where] = v
+        if id(v) in seen or depth > 4:
+            return
+        if isinstance(v, np.ndarray):
+            if arrays is not None and v.dtype != object:
+                seen.add(id(v))
+                arrays.append(v)
+        elif isinstance(v, types.FunctionType):
+            function(v, depth + 1)
+        elif isinstance(v, types.MethodType):
+            value((id(v), "func"), v.__func__, depth)
+            value((id(v), "self"), v.__self__, depth + 1)
+        elif isinstance(v, functools.partial):
+            seen.add(id(v))
+            for name in ("func", "args", "keywords"):
+                value((id(v), name), getattr(v, name), depth + 1)
+        elif isinstance(v, (list, tuple, dict)) and depth < 2 and len(v) <= 64:
+            seen.add(id(v))
+            found[(id(v), "len")] = len(v)
+            for k, item in v.items() if isinstance(v, dict) else enumerate(v):
+                value((id(v), k), item, depth + 1)
+        elif depth < 2 and not isinstance(v, (type, types.ModuleType, types.BuiltinFunctionType)):
+            attrs = getattr(v, "__dict__", None)
+            if isinstance(attrs, dict) and len(attrs) <= 64:
+                seen.add(id(v))
+                for k, item in list(attrs.items()):
+                    value((id(v), "." + k), item, depth + 1)
+
+    def function(fn: Any, depth: int) -> None:
+        if id(fn) in seen or str(getattr(fn, "__module__", "")).split(".")[0] in ("numpy", "pyzygote"):
+            return
+        seen.add(id(fn))
+        for i, c in enumerate(fn.__closure__ or ()):
+            if _cell_filled(c):
+                value((id(fn), "cell", i), c.cell_contents, depth)
+        g = fn.__globals__
+        for n in _code_names(fn.__code__):
+            if n in g:
+                value((id(fn), "global", n), g[n], depth)
+
+    value("f", f, -1)
+    call = getattr(type(f), "__call__", None)
+    if isinstance(call, types.FunctionType):  # a callable object: its class's __call__
+        function(call, 0)
+    return found
+
+
+_NUMBER = (int, float, complex, str, bytes, np.generic)
+
+
+def _unchanged(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    return type(a) is type(b) and isinstance(a, _NUMBER) and bool(a == b)
+
+
+def _code_names(code: Any) -> list[str]:
+    """Global names read by ``code`` and the code objects nested in it."""
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names += _code_names(const)
+    return names
 
 
 def _cell_filled(cell: Any) -> bool:
@@ -145,10 +220,18 @@ def _function_cache(f: Any) -> dict[Hashable, Traced] | None:
 
 
 def _still_valid(traced: Traced, f: Any) -> bool:
-    closure_ids, captured = traced.guards
-    if closure_ids != _closure_guard(f):
+    reads, captured = traced.guards
+    now = _closure_guard(f)
+    if not all(_unchanged(now.get(where, _MISSING), v) for where, v in reads.items()):
         return False
-    return all(np.array_equal(orig, snap) for orig, snap in captured)
+    return all(_same(orig, snap) for orig, snap in captured)
+
+
+_MISSING = object()
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
 
 
 def _trace_fresh(f: Callable[..., Any], leaves: list[Any], tree: Hashable, arrays: list[np.ndarray]) -> Traced:
@@ -157,8 +240,13 @@ def _trace_fresh(f: Callable[..., Any], leaves: list[Any], tree: Hashable, array
     it = iter(tracers)
     slots = [i for i, leaf in enumerate(leaves) if not isinstance(leaf, Static)]
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
-    guard_before = _closure_guard(f)
+    before = _closure_guard(f)
     out = f(*unflatten(tree, traced_leaves))
+    reached: list[np.ndarray] = []
+    after = _closure_guard(f, reached)
+    # What f itself changes while it runs (a call counter, a log list) is its
+    # own state, not an input of the trace: leave it out of the guard.
+    guard = {k: v for k, v in after.items() if k in before and _unchanged(before[k], v)}
     out_leaves, out_tree = flatten(out)
     for leaf in out_leaves:
         if isinstance(leaf, Static):
@@ -167,7 +255,9 @@ def _trace_fresh(f: Callable[..., Any], leaves: list[Any], tree: Hashable, array
     captured = tuple(
         (orig, snap) for orig, snap in ((o, b._const_values[v]) for v, o in _captured(b)) if isinstance(orig, np.ndarray)
     )
-    return Traced(prog, tree, leaves, slots, out_tree, (guard_before, captured))
+    known = {id(orig) for orig, _ in captured}
+    captured += tuple((a, np.array(a, copy=True)) for a in reached if id(a) not in known)
+    return Traced(prog, tree, leaves, slots, out_tree, (guard, captured))
 
 
 def _captured(b: Builder) -> list[tuple[Any, Any]]:

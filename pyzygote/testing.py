@@ -1,0 +1,219 @@
+"""Assertions for cross-checking pyzygote's derivatives, in the style of ``numpy.testing``.
+
+:func:`check_grads` compares pyzygote's forward mode (``jvp``), reverse mode
+(``pullback``) and, with ``order=2``, its Hessian-vector products against
+central finite differences along several random directions.  Finite
+differences are always evaluated in float64 (float32 inputs are upcast before
+calling ``f`` with plain numpy), so only pyzygote's side carries float32
+rounding.  :func:`numerical_gradient` is a central-difference gradient with
+pyzygote's calling convention, and :func:`assert_allclose_gradients`
+compares two gradients (pytrees) leaf by leaf.
+
+>>> import numpy as np
+>>> from pyzygote.testing import check_grads, numerical_gradient
+>>> check_grads(lambda x, y: np.sum(np.sin(x) * y), (np.array([0.1, 0.2]), 3.0), order=2)
+>>> numerical_gradient(lambda x: np.sum(x ** 2), np.array([1.0, 2.0]))
+(array([2., 4.]),)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pyzygote.pytree import Static, flatten, unflatten
+
+__all__ = ["check_grads", "numerical_gradient", "numerical_jvp", "assert_allclose_gradients"]
+
+
+def _float_leaves(tree: Any) -> tuple[list[Any], Any]:
+    leaves, treedef = flatten(tree)
+    return [leaf if isinstance(leaf, Static) else np.asarray(leaf, dtype=np.float64) for leaf in leaves], treedef
+
+
+def _call(f: Callable[..., Any], treedef: Any, leaves: list[Any]) -> list[np.ndarray]:
+    out_leaves, _ = flatten(f(*unflatten(treedef, leaves)))
+    return [np.asarray(o, dtype=np.float64) for o in out_leaves]
+
+
+def numerical_jvp(f: Callable[..., Any], args: Sequence[Any], tangents: Sequence[Any], eps: float = 1e-6) -> list[np.ndarray]:
+    """Central difference ``(f(x + eps t) - f(x - eps t)) / (2 eps)``, as a list of output leaves.
+
+    >>> numerical_jvp(lambda x: x ** 2, (3.0,), (1.0,))[0].round(6)
+    np.float64(6.0)
+    """
+    leaves, treedef = _float_leaves(tuple(args))
+    t_leaves, t_def = _float_leaves(tuple(tangents))
+    if t_def != treedef:
+        raise ValueError("tangents must have the structure of args")
+
+    def shifted(sign: float) -> list[np.ndarray]:
+        moved = [x if isinstance(x, Static) else x + sign * eps * t for x, t in zip(leaves, t_leaves)]
+        return _call(f, treedef, moved)
+
+    return [(p - m) / (2.0 * eps) for p, m in zip(shifted(1.0), shifted(-1.0))]
+
+
+def numerical_gradient(f: Callable[..., Any], *args: Any, eps: float = 1e-6) -> tuple[Any, ...]:
+    """Central-difference gradient of scalar ``f``: a tuple with one entry per argument, like ``pz.gradient``.
+
+    Arguments may be pytrees; static leaves (strings, ``None``...) get ``None``.
+
+    >>> numerical_gradient(lambda p: p["a"] * p["b"], {"a": 2.0, "b": 5.0})
+    ({'a': 5.0, 'b': 2.0},)
+    """
+    leaves, treedef = _float_leaves(tuple(args))
+    orig, _ = flatten(tuple(args))
+    grads: list[Any] = []
+    for k, x in enumerate(leaves):
+        if isinstance(x, Static):
+            grads.append(None)
+            continue
+        g = np.zeros(x.shape)
+        for i in range(x.size):
+            vals = []
+            for sign in (1.0, -1.0):
+                xi = x.copy()
+                xi.flat[i] += sign * eps
+                (y,) = _call(f, treedef, leaves[:k] + [xi] + leaves[k + 1 :])
+                if y.shape != ():
+                    raise ValueError(f"numerical_gradient needs a scalar function, got shape {y.shape}")
+                vals.append(float(y))
+            g.flat[i] = (vals[0] - vals[1]) / (2.0 * eps)
+        is_py = isinstance(orig[k], (int, float)) and not isinstance(orig[k], np.generic)
+        grads.append(float(g) if is_py else g)
+    return tuple(unflatten(treedef, grads))
+
+
+def assert_allclose_gradients(actual: Any, desired: Any, rtol: float = 1e-7, atol: float = 0.0, err_msg: str = "") -> None:
+    """Assert two pytrees of derivatives have one structure, shapes, and close values.
+
+    >>> assert_allclose_gradients(({"w": np.ones(2)}, 1.0), ({"w": np.ones(2)}, 1.0 + 1e-12))
+    >>> assert_allclose_gradients(({"w": 1.0},), ((1.0,),))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    AssertionError: gradient structures differ...
+    """
+    a_leaves, a_def = flatten(actual)
+    d_leaves, d_def = flatten(desired)
+    if a_def != d_def:
+        raise AssertionError(f"gradient structures differ: {a_def} != {d_def} {err_msg}")
+    for i, (a, d) in enumerate(zip(a_leaves, d_leaves)):
+        if isinstance(a, Static) or isinstance(d, Static):
+            av = a.value if isinstance(a, Static) else a
+            dv = d.value if isinstance(d, Static) else d
+            if av is not dv and av != dv:
+                raise AssertionError(f"leaf {i}: {av!r} != {dv!r} {err_msg}")
+            continue
+        if np.shape(a) != np.shape(d):
+            raise AssertionError(f"leaf {i}: shape {np.shape(a)} != {np.shape(d)} {err_msg}")
+        np.testing.assert_allclose(
+            np.asarray(a, dtype=np.float64), np.asarray(d, dtype=np.float64), rtol=rtol, atol=atol, err_msg=f"leaf {i} {err_msg}"
+        )
+
+
+def _inner(xs: Sequence[Any], ys: Sequence[Any]) -> float:
+    return float(sum(np.vdot(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in zip(xs, ys)))
+
+
+def _norm(xs: Sequence[Any]) -> float:
+    return float(np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in xs)))
+
+
+def check_grads(
+    f: Callable[..., Any],
+    args: Sequence[Any],
+    order: int = 1,
+    modes: Sequence[str] = ("fwd", "rev"),
+    eps: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    n_directions: int = 3,
+    seed: int = 0,
+    engine: str | None = None,
+) -> None:
+    """Check pyzygote's derivatives of ``f`` at ``args`` against central finite differences.
+
+    ``"fwd"`` compares ``pz.jvp`` with finite differences along ``n_directions``
+    random tangents; ``"rev"`` compares ``<pz.pullback(ct), t>`` with
+    ``<ct, finite difference along t>`` for random ``ct`` and ``t``.  With
+    ``order=2`` (scalar ``f`` only) it also compares Hessian-vector products of
+    ``pz.hessian`` with finite differences of ``pz.gradient``.  Values are
+    compared as ``|a - b| <= atol + rtol * |b|`` with ``atol`` defaulting to
+    ``rtol`` times the largest finite-difference entry.  Defaults: ``eps=1e-6``
+    and ``rtol=1e-6`` for float64 inputs, ``rtol=2e-3`` if any input is float32.
+
+    >>> import numpy as np
+    >>> check_grads(lambda x: np.sum(np.exp(x) * x[::-1]), (np.linspace(0.0, 1.0, 4),))
+    >>> check_grads(np.floor, (1.0,))  # a jump: the difference quotient is huge  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    AssertionError: ...
+    """
+    import pyzygote as pz
+
+    if order not in (1, 2):
+        raise ValueError("order must be 1 or 2")
+    bad = set(modes) - {"fwd", "rev"}
+    if bad:
+        raise ValueError(f"unknown modes {sorted(bad)}; use 'fwd' and/or 'rev'")
+    args = tuple(args)
+    leaves, treedef = flatten(args)
+    single = any(np.asarray(x).dtype == np.float32 for x in leaves if not isinstance(x, Static))
+    eps = 1e-6 if eps is None else eps
+    rtol = (2e-3 if single else 1e-6) if rtol is None else rtol
+    rng = np.random.default_rng(seed)
+
+    def direction() -> tuple[Any, ...]:
+        t = [x if isinstance(x, Static) else rng.standard_normal(np.shape(x)) for x in leaves]
+        return tuple(unflatten(treedef, t))
+
+    def close(actual: Sequence[Any], desired: Sequence[Any], what: str) -> None:
+        a_leaves = tuple(np.asarray(a, np.float64) for a in actual)
+        d_leaves = tuple(np.asarray(d, np.float64) for d in desired)
+        scale = max([float(np.max(np.abs(d), initial=0.0)) for d in d_leaves] + [1e-300])
+        tol = rtol * scale if atol is None else atol
+        assert_allclose_gradients(a_leaves, d_leaves, rtol=rtol, atol=tol, err_msg=f"({what})")
+
+    for _ in range(n_directions):
+        t = direction()
+        fd = numerical_jvp(f, args, t, eps)
+        if "fwd" in modes:
+            _, tout = pz.jvp(f, args, t, engine=engine)
+            close(flatten(tout)[0], fd, "jvp vs central differences")
+        if "rev" in modes:
+            y, back = pz.pullback(f, *args, engine=engine)
+            ct = [rng.standard_normal(np.shape(o)) for o in flatten(y)[0]]
+            g = back(unflatten(flatten(y)[1], ct))
+            g_leaves = [x for x in flatten(g)[0] if not isinstance(x, Static) and x is not None]
+            t_leaves = [x for x in flatten(t)[0] if not isinstance(x, Static)]
+            lhs, rhs = _inner(g_leaves, t_leaves), _inner(ct, fd)
+            tol = (atol or 0.0) + rtol * max(_norm(g_leaves) * _norm(t_leaves), _norm(ct) * _norm(fd), 1e-300)
+            if not abs(lhs - rhs) <= tol:
+                raise AssertionError(f"<pullback(ct), t> = {lhs!r} but <ct, central difference> = {rhs!r} (rev)")
+    if order == 2:
+        _check_hvp(f, args, leaves, treedef, rng, eps, rtol, atol, n_directions, engine, close)
+
+
+def _check_hvp(f: Any, args: Any, leaves: Any, treedef: Any, rng: Any, eps: float, rtol: float, atol: Any, n: int, engine: Any, close: Any) -> None:
+    """Hessian-vector products of the flattened function against differences of its gradient."""
+    import pyzygote as pz
+
+    slots = [i for i, x in enumerate(leaves) if not isinstance(x, Static)]
+    arrays = [np.asarray(leaves[i]) for i in slots]
+    sizes = np.cumsum([0] + [a.size for a in arrays])
+    dtype = np.result_type(*arrays) if arrays else np.float64
+
+    def flat_f(v: Any) -> Any:
+        new = list(leaves)
+        for k, i in enumerate(slots):
+            new[i] = v[sizes[k] : sizes[k + 1]].reshape(arrays[k].shape)
+        return f(*unflatten(treedef, new))
+
+    v0 = np.concatenate([a.ravel() for a in arrays]).astype(dtype)
+    h = pz.hessian(flat_f, v0, engine=engine)
+    close([h], [h.T], "Hessian symmetry")
+    for _ in range(n):
+        u = rng.standard_normal(v0.shape)
+        plus = pz.gradient(flat_f, (v0 + eps * u).astype(np.float64), engine=engine)[0]
+        minus = pz.gradient(flat_f, (v0 - eps * u).astype(np.float64), engine=engine)[0]
+        close([h @ u], [(plus - minus) / (2.0 * eps)], "Hessian-vector product vs differences of the gradient")

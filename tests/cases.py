@@ -1,0 +1,353 @@
+"""One or more test cases per registered primitive (``pyzygote.primitive.PRIMITIVES``).
+
+A case is a numpy-level function that exercises the primitive when traced,
+and an input generator respecting the primitive's domain (away from kinks
+and jumps, so central differences are accurate) with random shapes.  A few
+primitives have no numpy spelling of their own (``add_any`` only appears in
+derivative programs; reverse ``cumsum`` and duplicate-position ``scatter_add``
+only in transposes): their cases bind the primitive directly and give a plain
+numpy reference ``ref``.
+
+``kind`` is ``"smooth"`` (differentiable: JVP, VJP and dot-product tests),
+``"zero"`` (piecewise constant: the derivative is exactly zero) or ``"bool"``
+(boolean output: no derivative at all).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.primitive import add_any
+from pyzygote.primitives.indexing import scatter_add
+from pyzygote.primitives.reduction import cumsum_p
+
+__all__ = ["Case", "CASES", "ALL_CASES", "rng_for"]
+
+
+@dataclass
+class Case:
+    label: str
+    fn: Callable[..., Any]
+    make: Callable[[np.random.Generator], tuple[Any, ...]]
+    ref: Callable[..., Any] | None = None  # plain-numpy reference when ``fn`` binds a primitive
+    kind: str = "smooth"
+    eps: float = 1e-6  # central-difference step; linear functions may use 1.0 (exact)
+    rtol: float = 1e-6  # derivative vs central differences
+    dot_rtol: float = 1e-10  # <ct, J t> vs <J^T ct, t>
+    f32_rtol: float = 2e-6  # float32 values vs numpy's float32 values
+    prim: str = field(default="", init=False)
+
+    @property
+    def reference(self) -> Callable[..., Any]:
+        return self.ref or self.fn
+
+    @property
+    def id(self) -> str:
+        return f"{self.prim}-{self.label}"
+
+
+def rng_for(case: Case, salt: str = "") -> np.random.Generator:
+    """A generator seeded by the case id: reproducible, different per case."""
+    return np.random.default_rng(zlib.crc32(f"{case.id}{salt}".encode()))
+
+
+# --- input generators -------------------------------------------------------------
+def rshape(rng: np.random.Generator, lo: int = 0, hi: int = 3) -> tuple[int, ...]:
+    return tuple(int(n) for n in rng.integers(1, 4, size=rng.integers(lo, hi + 1)))
+
+
+def uniform(lo: float, hi: float, *, lo_ndim: int = 0, signed: bool = False) -> Callable[..., tuple[Any, ...]]:
+    """One array in [lo, hi] (or +-[lo, hi] when ``signed``) of a random shape."""
+
+    def make(rng: np.random.Generator) -> tuple[Any, ...]:
+        shape = rshape(rng, lo_ndim)
+        x = rng.uniform(lo, hi, shape)
+        return (x * rng.choice([-1.0, 1.0], shape) if signed else x,)
+
+    return make
+
+
+def broadcast_pair(rng: np.random.Generator, mode: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    s = rshape(rng, 1, 3)
+    if mode == "same":
+        other = s
+    elif mode == "scalar":
+        other = ()
+    else:  # a trailing part with some size-1 dimensions
+        other = tuple(1 if rng.random() < 0.5 else n for n in s[int(rng.integers(0, len(s))) :])
+    return (s, other) if rng.random() < 0.5 else (other, s)
+
+
+def pair(lo: float, hi: float, lo2: float | None = None, hi2: float | None = None, *, mode: str = "same", signed: bool = False) -> Callable[..., tuple[Any, ...]]:
+    lo2 = lo if lo2 is None else lo2
+    hi2 = hi if hi2 is None else hi2
+
+    def make(rng: np.random.Generator) -> tuple[Any, ...]:
+        sx, sy = broadcast_pair(rng, mode)
+        x, y = rng.uniform(lo, hi, sx), rng.uniform(lo2, hi2, sy)
+        if signed:
+            x, y = x * rng.choice([-1.0, 1.0], sx), y * rng.choice([-1.0, 1.0], sy)
+        return x, y
+
+    return make
+
+
+def distinct_pair(mode: str) -> Callable[..., tuple[Any, ...]]:
+    """Two arrays whose broadcast elements differ by at least 0.1 (no ties: max/min are smooth)."""
+
+    def make(rng: np.random.Generator) -> tuple[Any, ...]:
+        sx, sy = broadcast_pair(rng, mode)
+        y = rng.uniform(-1.0, 1.0, sy)
+        gap = rng.uniform(0.1, 1.0, np.broadcast_shapes(sx, sy)) * rng.choice([-1.0, 1.0], np.broadcast_shapes(sx, sy))
+        x = (y + gap) if sx == np.broadcast_shapes(sx, sy) else rng.uniform(2.0, 3.0, sx) * np.sign(rng.uniform(-1, 1))
+        return x, y
+
+    return make
+
+
+def away_from_integers(lo: float, hi: float) -> Callable[..., tuple[Any, ...]]:
+    def make(rng: np.random.Generator) -> tuple[Any, ...]:
+        shape = rshape(rng)
+        return (rng.integers(int(lo), int(hi), shape) + rng.uniform(0.15, 0.85, shape),)
+
+    return make
+
+
+def rem_pair(mode: str) -> Callable[..., tuple[Any, ...]]:
+    """x, y with x / y away from integers (remainder and floor_divide are smooth there)."""
+
+    def make(rng: np.random.Generator) -> tuple[Any, ...]:
+        sx, sy = broadcast_pair(rng, mode)
+        out = np.broadcast_shapes(sx, sy)
+        if sx == out:
+            y = rng.uniform(0.7, 2.0, sy) * rng.choice([-1.0, 1.0])
+            q = rng.integers(-3, 3, out) + rng.uniform(0.2, 0.8, out)
+            return q * y, y
+        x = np.asarray(rng.uniform(1.0, 3.0, sx))
+        q = rng.integers(1, 3, out) + rng.uniform(0.2, 0.8, out)
+        return x, x / q
+
+    return make
+
+
+def matrix(n: int | None = None) -> Callable[[np.random.Generator], np.ndarray]:
+    def make(rng: np.random.Generator) -> np.ndarray:
+        k = n or int(rng.integers(2, 5))
+        return np.eye(k) * 2.0 + 0.4 * rng.standard_normal((k, k))
+
+    return make
+
+
+def with_nonfinite(rng: np.random.Generator) -> tuple[Any, ...]:
+    x = rng.standard_normal(rshape(rng, 1))
+    flat = x.reshape(-1)
+    for v in (np.nan, np.inf, -np.inf):
+        if rng.random() < 0.7:
+            flat[int(rng.integers(0, flat.size))] = v
+    return (x,)
+
+
+def with_ties(rng: np.random.Generator) -> tuple[Any, ...]:
+    x = rng.standard_normal(rshape(rng, 1))
+    y = np.where(rng.random(x.shape) < 0.5, x, rng.standard_normal(x.shape))
+    return x, y
+
+
+def fixed(*shapes: tuple[int, ...]) -> Callable[..., tuple[Any, ...]]:
+    return lambda rng: tuple(rng.standard_normal(s) for s in shapes)
+
+
+# --- the table ------------------------------------------------------------------------
+CASES: dict[str, list[Case]] = {}
+
+
+def case(prim: str, label: str, fn: Callable[..., Any], make: Callable[..., Any], **kw: Any) -> None:
+    c = Case(label, fn, make, **kw)
+    c.prim = prim
+    CASES.setdefault(prim, []).append(c)
+
+
+def _rand_axis(shape_rank: int, rng: np.random.Generator) -> int:
+    return int(rng.integers(-shape_rank, shape_rank))
+
+
+# add_any: only derivative programs produce it; bind it directly.
+case("add_any", "bind", lambda x, y: add_any.bind(x, y), pair(-2, 2), ref=np.add, eps=1.0)
+
+# shape primitives (linear: a unit step is exact)
+case("broadcast_in_dim", "broadcast_to", lambda x: np.broadcast_to(x, (2,) + x.shape), uniform(-2, 2), eps=1.0)
+case("broadcast_in_dim", "size1", lambda x: np.broadcast_to(x[:, None, :], (2, 3, x.shape[-1])), fixed((2, 4)), eps=1.0)
+case("broadcast_in_dim", "add-bcast", lambda x, y: x + y, fixed((2, 1, 3), (4, 1)))
+case("reshape", "ravel", lambda x: np.ravel(x), uniform(-2, 2, lo_ndim=2), eps=1.0)
+case("reshape", "reshape", lambda x: x.reshape(3, -1), fixed((2, 3, 2)), eps=1.0)
+case("reshape", "keepdims", lambda x: np.sum(x, axis=1, keepdims=True), fixed((3, 2, 2)), eps=1.0)
+case("transpose", "T", lambda x: x.T, fixed((2, 3, 4)), eps=1.0)
+case("transpose", "moveaxis", lambda x: np.moveaxis(x, 0, -1), fixed((2, 3, 4)), eps=1.0)
+case("transpose", "swapaxes", lambda x: np.swapaxes(x, -1, 0), fixed((3, 1, 2)), eps=1.0)
+case("convert_element_type", "f64-to-f32", lambda x: x.astype(np.float32), uniform(-2, 2), eps=1.0, rtol=1e-6, dot_rtol=1e-6)
+case("convert_element_type", "bool-to-f64", lambda x: (x > 0).astype(np.float64) * x, uniform(0.1, 2, signed=True))
+case("concatenate", "axis", lambda x, y: np.concatenate([x, y, x], axis=-1), fixed((2, 3), (2, 1)), eps=1.0)
+case("concatenate", "stack", lambda x, y: np.stack([x, y], axis=1), fixed((3, 2), (3, 2)), eps=1.0)
+case("concatenate", "hstack-scalars", lambda x, y: np.hstack([x, y, x]), fixed((), (2,)), eps=1.0)
+
+# reductions
+case("reduce_sum", "all", lambda x: np.sum(x), uniform(-2, 2, lo_ndim=1), eps=1.0)
+case("reduce_sum", "axis", lambda x: np.sum(x, axis=-2), fixed((2, 3, 2)), eps=1.0)
+case("reduce_sum", "axes-keepdims", lambda x: x.sum(axis=(0, 2), keepdims=True), fixed((2, 3, 2)), eps=1.0)
+case("reduce_sum", "mean", lambda x: np.mean(x, axis=0), fixed((4, 3)), eps=1.0)
+case("reduce_max", "all", lambda x: np.max(x), uniform(-2, 2, lo_ndim=1))
+case("reduce_max", "axis", lambda x: np.max(x, axis=-1, keepdims=True), fixed((3, 4)))
+case("reduce_min", "all", lambda x: np.min(x), uniform(-2, 2, lo_ndim=1))
+case("reduce_min", "axis", lambda x: x.min(axis=0), fixed((3, 4)))
+case("reduce_prod", "all", lambda x: np.prod(x), uniform(0.5, 1.5, lo_ndim=1, signed=True))
+case("reduce_prod", "axis", lambda x: np.prod(x, axis=1), lambda rng: (rng.uniform(0.5, 1.5, (2, 3, 2)),))
+case("cumsum", "flat", lambda x: np.cumsum(x), uniform(-2, 2), eps=1.0)
+case("cumsum", "axis", lambda x: np.cumsum(x, axis=-1), fixed((2, 4)), eps=1.0)
+case(
+    "cumsum",
+    "reverse",
+    lambda x: cumsum_p.bind(x, axis=0, reverse=True),
+    fixed((4, 2)),
+    ref=lambda x: np.flip(np.cumsum(np.flip(x, 0), axis=0), 0),
+    eps=1.0,
+)
+
+# elementwise unary: domains away from singularities and kinks
+_UNARY = {
+    "sin": (np.sin, uniform(-3, 3)),
+    "cos": (np.cos, uniform(-3, 3)),
+    "tan": (np.tan, uniform(-1.2, 1.2)),
+    "asin": (np.arcsin, uniform(-0.9, 0.9)),
+    "acos": (np.arccos, uniform(-0.9, 0.9)),
+    "atan": (np.arctan, uniform(-3, 3)),
+    "sinh": (np.sinh, uniform(-2, 2)),
+    "cosh": (np.cosh, uniform(-2, 2)),
+    "tanh": (np.tanh, uniform(-2, 2)),
+    "exp": (np.exp, uniform(-2, 2)),
+    "exp2": (np.exp2, uniform(-2, 2)),
+    "expm1": (np.expm1, uniform(-2, 2)),
+    "log": (np.log, uniform(0.2, 3)),
+    "log2": (np.log2, uniform(0.2, 3)),
+    "log10": (np.log10, uniform(0.2, 3)),
+    "log1p": (np.log1p, uniform(-0.7, 3)),
+    "sqrt": (np.sqrt, uniform(0.2, 3)),
+    "cbrt": (np.cbrt, uniform(0.2, 3, signed=True)),
+    "abs": (np.abs, uniform(0.1, 3, signed=True)),
+    "neg": (np.negative, uniform(-3, 3)),
+}
+for _name, (_f, _make) in _UNARY.items():
+    case(_name, _f.__name__, _f, _make)
+case("abs", "fabs", np.fabs, uniform(0.1, 3, signed=True))
+case("div", "reciprocal", np.reciprocal, uniform(0.3, 2, signed=True))
+case("mul", "square", np.square, uniform(-2, 2))
+
+for _name, _f in (("sign", np.sign), ("floor", np.floor), ("ceil", np.ceil), ("round", np.rint)):
+    case(_name, _f.__name__, _f, away_from_integers(-3, 3), kind="zero")
+case("round", "round-decimals", lambda x: np.round(x * 10.0, 1), away_from_integers(-3, 3), kind="zero")
+
+# elementwise binary, same shapes and numpy broadcasting (a traced scalar included)
+_BINARY = {
+    "add": (np.add, lambda m: pair(-2, 2, mode=m)),
+    "sub": (np.subtract, lambda m: pair(-2, 2, mode=m)),
+    "mul": (np.multiply, lambda m: pair(-2, 2, mode=m)),
+    "div": (np.true_divide, lambda m: pair(-2, 2, 0.3, 2, mode=m, signed=True)),
+    "pow": (np.power, lambda m: pair(0.3, 2, -2, 2, mode=m)),
+    "max": (np.maximum, distinct_pair),
+    "min": (np.minimum, distinct_pair),
+    "fmax": (np.fmax, distinct_pair),
+    "fmin": (np.fmin, distinct_pair),
+    "atan2": (np.arctan2, lambda m: pair(0.2, 2, 0.2, 2, mode=m, signed=True)),
+    "hypot": (np.hypot, lambda m: pair(0.2, 2, 0.2, 2, mode=m, signed=True)),
+    "rem": (np.remainder, rem_pair),
+}
+for _name, (_f, _pair) in _BINARY.items():
+    for _mode in ("same", "scalar", "bcast"):
+        case(_name, f"{_f.__name__}-{_mode}", _f, _pair(_mode))
+case("pow", "int-exponent", lambda x: x**3, uniform(-2, 2))
+case("pow", "sqr-const", lambda x: np.power(x, 2.0), uniform(-2, 2))
+case("pow", "base-const", lambda y: 2.5**y, uniform(-2, 2))
+case("pow", "float_power", lambda x: np.float_power(x, 1.5), uniform(0.2, 2))
+case("neg", "operator", lambda x: -x, uniform(-2, 2), eps=1.0)
+case("mul", "literal", lambda x: 3.0 * x, uniform(-2, 2), eps=1.0)
+case("div", "literal", lambda x: x / 4.0, uniform(-2, 2), eps=1.0)
+case("rem", "operator", lambda x: x % 1.5, lambda rng: ((rng.integers(-3, 3, rshape(rng)) + rng.uniform(0.1, 0.9)) * 1.5,))
+for _mode in ("same", "scalar", "bcast"):
+    case("floordiv", f"floor_divide-{_mode}", np.floor_divide, rem_pair(_mode), kind="zero")
+case("max", "clip", lambda x: np.clip(x, -0.5, 0.5), lambda rng: (np.concatenate([rng.uniform(-0.4, 0.4, 3), rng.uniform(0.6, 2.0, 2) * [-1.0, 1.0]]),))
+case("min", "clip-max", lambda x: np.clip(x, None, 0.5), lambda rng: (np.concatenate([rng.uniform(-1, 0.4, 3), rng.uniform(0.6, 2.0, 2)]),))
+
+# comparisons and logic: boolean outputs
+for _name, _f in (("lt", np.less), ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal)):
+    case(_name, _f.__name__, _f, with_ties, kind="bool")
+    case(_name, f"{_f.__name__}-scalar", lambda x, _f=_f: _f(x, 0.25), uniform(-1, 1), kind="bool")
+case("and", "logical_and", lambda x, y: np.logical_and(x > 0, y > 0), pair(-1, 1, mode="bcast"), kind="bool")
+case("and", "operator", lambda x, y: (x > 0) & (y < 0.5), pair(-1, 1), kind="bool")
+case("or", "logical_or", lambda x, y: np.logical_or(x > 0, y > 0), pair(-1, 1, mode="scalar"), kind="bool")
+case("xor", "logical_xor", lambda x, y: np.logical_xor(x > 0, y > 0), pair(-1, 1), kind="bool")
+case("not", "logical_not", lambda x: np.logical_not(x > 0), uniform(-1, 1), kind="bool")
+case("not", "invert", lambda x: ~(x > 0), uniform(-1, 1), kind="bool")
+case("isnan", "isnan", np.isnan, with_nonfinite, kind="bool")
+case("isinf", "isinf", np.isinf, with_nonfinite, kind="bool")
+case("isfinite", "isfinite", np.isfinite, with_nonfinite, kind="bool")
+
+# select (np.where)
+case("select", "where-relu", lambda x: np.where(x > 0, x, 0.1 * x), uniform(0.1, 2, signed=True))
+case("select", "where-two", lambda x, y: np.where(x > y, x * y, y - x), distinct_pair("bcast"))
+case("select", "where-const-cond", lambda x, y: np.where(np.array([True, False, True]), x, y), fixed((2, 3), ()))
+case("select", "tril", lambda x: np.tril(x), fixed((3, 3)), eps=1.0)
+
+# indexing
+case("gather", "basic", lambda x: x[1:, ::2], fixed((3, 5)), eps=1.0)
+case("gather", "int-newaxis", lambda x: x[..., None, 0], fixed((2, 3)), eps=1.0)
+case("gather", "fancy-repeated", lambda x: x[[0, 2, 0, 1]], fixed((3, 2)), eps=1.0)
+case("gather", "mask", lambda x: x[np.array([True, False, True, True])], fixed((4,)), eps=1.0)
+case("gather", "flip-roll", lambda x: np.roll(np.flip(x, 0), 1, axis=1), fixed((2, 3)), eps=1.0)
+case("gather", "diagonal-take", lambda x: np.diagonal(x) * np.take(x, [2, 0], axis=1)[:, 0], fixed((3, 3)))
+case("gather", "trace", lambda x: np.trace(x), fixed((3, 3)), eps=1.0)
+case("gather", "repeat-tile", lambda x: np.tile(np.repeat(x, 2), 2), fixed((3,)), eps=1.0)
+case("scatter_add", "diag", lambda v: np.diag(v), fixed((3,)), eps=1.0)
+
+
+def _assign(x: Any, v: Any) -> Any:
+    y = x.copy()
+    y[1:, 0] = v
+    return y * 2.0
+
+
+case("scatter_add", "setitem", _assign, fixed((3, 2), (2,)), eps=1.0)
+_POS = np.array([[0, 3], [3, 1]])
+case(
+    "scatter_add",
+    "repeated-positions",
+    lambda v: scatter_add(v, _POS, (5,)),
+    fixed((2, 2)),
+    ref=lambda v: np.bincount(_POS.ravel(), weights=v.ravel(), minlength=5).astype(v.dtype),
+    eps=1.0,
+)
+
+# linear algebra
+case("einsum", "matmul", lambda a, b: a @ b, fixed((2, 3), (3, 4)))
+case("einsum", "matvec", lambda a, b: np.matmul(a, b), fixed((3, 2), (2,)))
+case("einsum", "batched-bcast", lambda a, b: a @ b, fixed((2, 1, 2, 3), (3, 3, 2)))
+case("einsum", "dot-inner", lambda a, b: np.dot(a, b) + np.inner(a, b), fixed((3,), (3,)))
+case("einsum", "outer", lambda a, b: np.outer(a, b), fixed((3,), (2,)))
+case("einsum", "tensordot", lambda a, b: np.tensordot(a, b, axes=([0, 2], [1, 0])), fixed((2, 3, 4), (4, 2)))
+case("einsum", "repeated-index", lambda a, b: np.einsum("iij,j->i", a, b), fixed((3, 3, 2), (2,)))
+case("einsum", "implicit", lambda a, b: np.einsum("ij,jk", a, b), fixed((2, 2), (2, 3)))
+case("einsum", "vdot-const", lambda a: np.vdot(a, np.arange(4.0)), fixed((2, 2)), eps=1.0)
+def _system(rng: np.random.Generator) -> tuple[Any, ...]:
+    a = matrix()(rng)
+    return a, rng.standard_normal(a.shape[0])
+
+
+case("solve", "vector", lambda a, b: np.linalg.solve(a, b), _system, f32_rtol=2e-5)
+case("solve", "matrix", lambda a, b: np.linalg.solve(a, b), lambda rng: (matrix(3)(rng), rng.standard_normal((3, 2))), f32_rtol=2e-5)
+case("inv", "inv", np.linalg.inv, lambda rng: (matrix()(rng),), f32_rtol=2e-5)
+case("det", "det", np.linalg.det, lambda rng: (matrix()(rng),), f32_rtol=2e-5)
+case("det", "logdet-like", lambda a: np.log(np.abs(np.linalg.det(a))), lambda rng: (matrix(3)(rng),), f32_rtol=2e-5)
+
+ALL_CASES: list[Case] = [c for cases in CASES.values() for c in cases]

@@ -1,0 +1,321 @@
+"""The public API: gradient, grad, withgradient, value_and_grad, pullback,
+jacobian, hessian, jvp; pytrees, dtypes, and the errors users meet."""
+
+from __future__ import annotations
+
+import collections
+import traceback
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+from pyzygote.testing import assert_allclose_gradients, check_grads, numerical_gradient
+
+
+def simulate_trajectory(v: Any, gravity: float = 9.8, time: float = 1.0) -> Any:
+    t = np.linspace(0.0, time, 100)
+    return v * t - 0.5 * gravity * t**2
+
+
+# --- the seed example ---------------------------------------------------------------
+def test_seed_example_gradient_is_exactly_one() -> None:
+    result = pz.gradient(lambda v: simulate_trajectory(v)[-1], 10.0)
+    assert result == (1.0,)
+    assert type(result[0]) is float
+
+
+def test_seed_example_grad_and_value() -> None:
+    assert pz.grad(lambda v: simulate_trajectory(v)[-1])(10.0) == 1.0
+    value, grads = pz.withgradient(lambda v: simulate_trajectory(v)[-1], 10.0)
+    assert grads == (1.0,)
+    assert float(value) == pytest.approx(10.0 - 4.9, rel=1e-15)
+    # the whole trajectory: d h(t) / dv = t
+    (jac,) = pz.jacobian(simulate_trajectory, 10.0)
+    np.testing.assert_array_equal(jac, np.linspace(0.0, 1.0, 100))
+
+
+# --- the transforms -------------------------------------------------------------------
+def test_gradient_of_several_arguments() -> None:
+    x, y = np.array([1.0, 2.0]), 3.0
+    gx, gy = pz.gradient(lambda x, y: np.sum(x * y) + y**2, x, y)
+    np.testing.assert_array_equal(gx, [3.0, 3.0])
+    assert gy == 9.0 and isinstance(gy, float)
+
+
+def test_grad_argnums_and_value_and_grad() -> None:
+    f = lambda x, y: x * y**2  # noqa: E731
+    assert pz.grad(f)(2.0, 3.0) == 9.0
+    assert pz.grad(f, argnums=1)(2.0, 3.0) == 12.0
+    assert pz.grad(f, argnums=(0, 1))(2.0, 3.0) == (9.0, 12.0)
+    value, g = pz.value_and_grad(f, argnums=(1,))(2.0, 3.0)
+    assert float(value) == 18.0 and g == (12.0,)
+
+
+def test_withgradient_matches_value_and_finite_differences() -> None:
+    f = lambda w: np.sum(np.tanh(w) ** 2 * np.arange(1.0, 4.0))  # noqa: E731
+    w = np.array([0.3, -0.2, 0.9])
+    value, (g,) = pz.withgradient(f, w)
+    assert float(value) == pytest.approx(f(w), rel=1e-15)
+    np.testing.assert_allclose(g, numerical_gradient(f, w)[0], rtol=1e-8)
+
+
+@pytest.mark.parametrize("sym", [False, True])
+def test_hessian_of_quadratic_form(sym: bool) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 4))
+    if sym:
+        a = a + a.T
+    b = rng.standard_normal(4)
+    h = pz.hessian(lambda x: 0.5 * x @ a @ x + b @ x, rng.standard_normal(4))
+    np.testing.assert_allclose(h, 0.5 * (a + a.T), rtol=1e-14, atol=1e-14)
+    h2 = pz.hessian(lambda x: x @ a @ x, np.zeros(4))
+    np.testing.assert_allclose(h2, a + a.T, rtol=1e-14, atol=1e-14)
+
+
+def test_hessian_shapes_and_scalar_input() -> None:
+    h = pz.hessian(lambda x: np.sum(x**3), np.arange(1.0, 7.0).reshape(2, 3))
+    assert h.shape == (2, 3, 2, 3)
+    expected = np.diag(6.0 * np.arange(1.0, 7.0)).reshape(2, 3, 2, 3)
+    np.testing.assert_allclose(h, expected, rtol=1e-14)
+    np.testing.assert_allclose(pz.hessian(lambda x: x**3, 2.0), 12.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "out_shape, x_shape, y_shape",
+    [((), (3,), ()), ((2,), (3,), (2,)), ((2, 3), (3,), (2, 1)), ((4, 2, 3), (2, 3), ()), ((2,), (), (2,))],
+)
+def test_jacobian_shapes_and_values(out_shape: tuple[int, ...], x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(out_shape + x_shape)
+    x, y = rng.standard_normal(x_shape), rng.standard_normal(y_shape)
+
+    def f(x: Any, y: Any) -> Any:
+        lin = np.tensordot(w, x, axes=len(x_shape)) if x_shape else w * x
+        return np.sin(lin) * (y if np.ndim(y) <= len(out_shape) else np.sum(y)) + np.sum(y**2)
+
+    jx, jy = pz.jacobian(f, x, y)
+    assert np.shape(jx) == out_shape + x_shape
+    assert np.shape(jy) == out_shape + y_shape
+    for j, k in ((jx, 0), (jy, 1)):
+        args = [x, y]
+        flat = np.reshape(j, (int(np.prod(out_shape)), -1))
+        for i in range(flat.shape[0]):
+            ct = np.zeros(int(np.prod(out_shape)))
+            ct[i] = 1.0
+            ct = ct.reshape(out_shape)
+            fd = numerical_gradient(lambda *a: np.sum(ct * f(*a)), *args)[k]
+            np.testing.assert_allclose(flat[i], np.ravel(fd), rtol=1e-7, atol=1e-9)
+
+
+def test_jvp() -> None:
+    x, t = np.array([0.5, 1.0]), np.array([1.0, -2.0])
+    y, ty = pz.jvp(lambda x: np.exp(x) * x[0], (x,), (t,))
+    np.testing.assert_allclose(y, np.exp(x) * x[0], rtol=1e-15)
+    np.testing.assert_allclose(ty, np.exp(x) * t * x[0] + np.exp(x) * t[0], rtol=1e-14)
+    y, ty = pz.jvp(lambda a, b: a * b, (2.0, 3.0), (1.0, 10.0))
+    assert float(y) == 6.0 and float(ty) == 23.0
+    with pytest.raises(TypeError, match="tuples"):
+        pz.jvp(lambda a: a, 1.0, 1.0)
+    with pytest.raises(ValueError, match="same structure"):
+        pz.jvp(lambda a: a, (1.0,), (1.0, 2.0))
+    with pytest.raises(ValueError, match=r"shape \(3,\), expected \(2,\)"):
+        pz.jvp(lambda a: a, (np.ones(2),), (np.ones(3),))
+
+
+def test_pullback() -> None:
+    x = np.array([1.0, 2.0, 3.0])
+    y, back = pz.pullback(lambda x: np.cumsum(x) * 2.0, x)
+    np.testing.assert_array_equal(y, np.cumsum(x) * 2.0)
+    (g,) = back(np.array([1.0, 0.0, 1.0]))
+    np.testing.assert_array_equal(g, [4.0, 2.0, 2.0])
+    (g,) = back(np.array([0.0, 1.0, 0.0]))  # a pullback can be called many times
+    np.testing.assert_array_equal(g, [2.0, 2.0, 0.0])
+    with pytest.raises(ValueError, match="cotangent of shape"):
+        back(np.ones(4))
+    # structured outputs take structured cotangents
+    y, back = pz.pullback(lambda x: {"a": x * 2.0, "b": (np.sum(x), x[0])}, x)
+    (g,) = back({"a": np.ones(3), "b": (1.0, 10.0)})
+    np.testing.assert_array_equal(g, [13.0, 3.0, 3.0])
+
+
+def test_outputs_independent_of_inputs_give_zero_gradients() -> None:
+    assert pz.gradient(lambda x: 1.0, 2.0) == (0.0,)
+    assert pz.gradient(lambda x, y: x * 2.0, 2.0, 3.0) == (2.0, 0.0)
+    assert pz.gradient(lambda x: x, 5.0) == (1.0,)
+    (jac,) = pz.jacobian(lambda x: np.ones(3), np.ones(2))
+    np.testing.assert_array_equal(jac, np.zeros((3, 2)))
+
+
+def test_check_grads_on_a_composite_function() -> None:
+    def f(w: Any, data: Any) -> Any:
+        return {"loss": np.sum(np.tanh(data["x"] @ w) ** 2), "reg": np.abs(w) ** 1.5}
+
+    w = np.array([0.4, -0.7])
+    data = {"x": np.array([[1.0, 2.0], [0.5, -1.0], [0.3, 0.1]])}
+    check_grads(f, (w, data), modes=("fwd", "rev"))
+    check_grads(lambda w: np.sum(np.tanh(data["x"] @ w) ** 2), (w,), order=2)
+
+
+# --- pytrees ---------------------------------------------------------------------------------
+Point = collections.namedtuple("Point", "x y")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"w": np.array([1.0, 2.0]), "b": 0.5},
+        (np.array([[1.0, 2.0], [3.0, 4.0]]), [0.1, 0.2]),
+        [np.ones(3), 2.0, {"deep": (3.0, np.array([1.0, -1.0]))}],
+        {"layers": [{"w": 1.5}, {"w": np.array([2.0, 3.0])}], "s": (5.0, 3.0)},
+        Point(2.0, np.array([1.0, 3.0])),
+    ],
+    ids=["dict", "tuple-numeric-list", "nested-list", "nested-dict", "namedtuple"],
+)
+def test_pytree_gradients_have_the_structure_of_the_arguments(params: Any) -> None:
+    from pyzygote.pytree import flatten
+
+    def f(p: Any) -> Any:
+        leaves, _ = flatten(p)
+        return sum(np.sum(np.sin(leaf) * (i + 1.0)) for i, leaf in enumerate(leaves))
+
+    (g,) = pz.gradient(f, params)
+    assert flatten(g)[1] == flatten(params)[1]
+    assert type(g) is type(params)
+    assert_allclose_gradients(g, numerical_gradient(f, params)[0], rtol=1e-8, atol=1e-10)
+    for leaf, gl in zip(flatten(params)[0], flatten(g)[0]):
+        assert np.shape(gl) == np.shape(leaf)
+        assert isinstance(gl, float) == isinstance(leaf, float)
+
+
+def test_static_leaves_get_none() -> None:
+    assert pz.gradient(lambda x, name, opt: x * len(name), 2.0, "abc", None) == (3.0, None, None)
+    (g,) = pz.gradient(lambda p: p["x"] ** 2, {"x": 3.0, "tag": "label"})
+    assert g == {"x": 6.0, "tag": None}
+
+
+def test_numeric_lists_are_arrays() -> None:
+    (g,) = pz.gradient(lambda x: x[0] * x[1], [1.0, 2.0])
+    np.testing.assert_array_equal(g, [2.0, 1.0])
+    (g,) = pz.gradient(lambda x: np.sum(x**2), [1, 2])  # Python ints become float64
+    np.testing.assert_array_equal(g, [2.0, 4.0])
+    assert g.dtype == np.float64
+
+
+def test_jacobian_and_jvp_of_pytrees() -> None:
+    (jac,) = pz.jacobian(lambda d: d["a"] * d["b"], {"a": 2.0, "b": np.ones(2)})
+    np.testing.assert_array_equal(jac["a"], [1.0, 1.0])
+    np.testing.assert_array_equal(jac["b"], 2.0 * np.eye(2))
+    y, t = pz.jvp(lambda d: {"p": d["a"] * d["b"]}, ({"a": 2.0, "b": np.ones(2)},), ({"a": 1.0, "b": np.array([0.0, 1.0])},))
+    np.testing.assert_array_equal(y["p"], [2.0, 2.0])
+    np.testing.assert_array_equal(t["p"], [1.0, 3.0])
+
+
+# --- dtypes --------------------------------------------------------------------------------------
+def test_float32_in_float32_out() -> None:
+    x = np.array([0.5, 1.5, -0.25], dtype=np.float32)
+    f = lambda x: np.sum(np.sin(x) * 2.0 + x.mean() - np.exp2(x) + np.log10(np.abs(x)) + x**2)  # noqa: E731
+    value, (g,) = pz.withgradient(f, x)
+    assert np.asarray(value).dtype == np.float32 and g.dtype == np.float32
+    np.testing.assert_allclose(g, numerical_gradient(f, x.astype(np.float64))[0], rtol=2e-5)
+    assert pz.gradient(lambda x: x * x, np.float32(3.0))[0].dtype == np.float32
+    assert pz.hessian(lambda x: np.sum(x**3), x).dtype == np.float32
+    assert pz.jacobian(lambda x: x**3, x)[0].dtype == np.float32
+    y, t = pz.jvp(lambda x: x**3, (x,), (np.ones(3, np.float32),))
+    assert y.dtype == t.dtype == np.float32
+    assert pz.pullback(lambda x: x**3, x)[1](np.ones(3))[0].dtype == np.float32
+
+
+def test_mixed_precision_follows_numpy() -> None:
+    x32, y64 = np.ones(2, np.float32), np.full(2, 2.0)
+    value, (gx, gy) = pz.withgradient(lambda a, b: np.sum(a * b), x32, y64)
+    assert np.asarray(value).dtype == np.float64
+    assert gx.dtype == np.float32 and gy.dtype == np.float64
+    np.testing.assert_array_equal(gx, [2.0, 2.0])
+
+
+# --- errors ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "f",
+    [lambda x: x if x > 0 else -x, lambda x: float(x) * 2.0, lambda x: int(x) * x, lambda x: x * (1.0 if x.item() else 0.0)],
+    ids=["if", "float", "int", "item"],
+)
+def test_python_control_flow_on_traced_values(f: Any) -> None:
+    with pytest.raises(pz.TracerBoolError, match="np.where") as info:
+        pz.gradient(f, 1.0)
+    assert isinstance(info.value, TypeError)
+
+
+def test_unsupported_numpy_function() -> None:
+    with pytest.raises(pz.UnsupportedOperationError) as info:
+        pz.gradient(lambda x: np.sum(np.sort(x)), np.ones(3))
+    message = str(info.value)
+    assert "numpy.sort" in message
+    assert "Supported numpy functions:" in message and "numpy.sin" in message and "numpy.einsum" in message
+    with pytest.raises(pz.UnsupportedOperationError, match="numpy.fft.fft"):
+        pz.gradient(lambda x: np.sum(np.fft.fft(x).real), np.ones(4))
+    with pytest.raises(pz.UnsupportedOperationError, match="out="):
+        pz.gradient(lambda x: np.sum(np.sin(x, out=np.empty(2))), np.ones(2))
+
+
+@pytest.mark.parametrize(
+    "bad, kind",
+    [(np.arange(3), "integer"), (np.ones(3, bool), "boolean"), (np.ones(3, complex), "complex"), (np.array([1.0, None]), "object")],
+)
+def test_non_float_arguments_are_rejected_by_name(bad: np.ndarray, kind: str) -> None:
+    with pytest.raises(TypeError, match=rf"argument 2\b.*{kind}"):
+        pz.gradient(lambda x, y: np.sum(x * y), np.ones(3), bad)
+    with pytest.raises(TypeError, match=rf"argument 1\['b'\].*{kind}"):
+        pz.gradient(lambda d: np.sum(d["a"] * d["b"]), {"a": np.ones(3), "b": bad})
+
+
+@pytest.mark.parametrize("transform", [pz.gradient, lambda f, x: pz.grad(f)(x), pz.withgradient, pz.hessian])
+def test_non_scalar_output(transform: Any) -> None:
+    with pytest.raises(ValueError, match="jacobian") as info:
+        transform(lambda x: x * 2.0, np.ones(3))
+    assert "pullback" in str(info.value)
+
+
+def _bad_shapes(x: Any) -> Any:
+    y = np.ones(4)
+    return np.sum(x + y)  # the user's offending line
+
+
+def _bad_matmul(x: Any) -> Any:
+    return np.sum(x @ np.ones((4, 2)))
+
+
+@pytest.mark.parametrize("f, numpy_error", [(_bad_shapes, "broadcast"), (_bad_matmul, "mismatch")])
+def test_shape_errors_at_trace_time_point_at_user_code(f: Any, numpy_error: str) -> None:
+    with pytest.raises(ValueError) as plain:
+        f(np.ones(3))  # what numpy itself says
+    assert numpy_error in str(plain.value)
+    with pytest.raises(ValueError) as info:
+        pz.gradient(f, np.ones(3))
+    assert str(info.value) == str(plain.value)
+    frames = traceback.extract_tb(info.tb)
+    user = [fr for fr in frames if fr.name == f.__name__]
+    assert user and user[-1].filename == __file__
+    assert "np.sum(x" in (user[-1].line or "")
+
+
+@pytest.mark.parametrize(
+    "f, x",
+    [(np.sqrt, 0.0), (lambda x: np.linalg.norm(x), np.zeros(3)), (lambda x: np.sum(np.log(x)), np.array([1.0, 0.0]))],
+    ids=["sqrt0", "norm0", "log0"],
+)
+def test_non_finite_gradient(f: Any, x: Any) -> None:
+    with pytest.raises(pz.NonFiniteGradientError, match="argument 1") as info:
+        with np.errstate(all="ignore"):
+            pz.gradient(f, x)
+    assert isinstance(info.value, FloatingPointError)
+
+
+def test_jacobian_needs_one_output_and_hessian_one_argument() -> None:
+    with pytest.raises(ValueError, match="one array"):
+        pz.jacobian(lambda x: (x, x), 2.0)
+    with pytest.raises(TypeError):
+        pz.hessian(lambda x, y: x * y, 1.0, 2.0)
+    with pytest.raises(TypeError, match="float output"):
+        pz.gradient(lambda x: x > 0, 1.0)

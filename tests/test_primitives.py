@@ -1,0 +1,244 @@
+"""Every registered primitive, checked through a numpy-level function that uses it.
+
+For each case of ``tests/cases.py``: values and dtypes equal numpy's (float64
+and float32), forward and reverse derivatives equal central differences, and
+the two modes agree exactly (dot-product test ``<ct, J t> == <J^T ct, t>``).
+A primitive registered without a case fails ``test_every_primitive_has_a_case``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+from pyzygote.primitive import PRIMITIVES
+from pyzygote.testing import numerical_gradient, numerical_jvp
+from pyzygote.transforms.jvp import jvp_eval, jvp_program
+from pyzygote.transforms.vjp import vjp_programs
+from tests.cases import ALL_CASES, CASES, Case, rng_for
+
+SMOOTH = [c for c in ALL_CASES if c.kind == "smooth"]
+ZERO = [c for c in ALL_CASES if c.kind == "zero"]
+BOOL = [c for c in ALL_CASES if c.kind == "bool"]
+
+
+def ids(cases: list[Case]) -> list[str]:
+    return [c.id for c in cases]
+
+
+def args_of(case: Case, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(a, dtype=dtype) for a in case.make(rng_for(case)))
+
+
+def random_like(rng: np.random.Generator, arrays: Any) -> tuple[np.ndarray, ...]:
+    return tuple(rng.standard_normal(np.shape(a)).astype(np.asarray(a).dtype) for a in arrays)
+
+
+def f64(x: Any) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def dot(xs: Any, ys: Any) -> float:
+    return float(sum(np.vdot(f64(x), f64(y)) for x, y in zip(xs, ys)))
+
+
+def prim_names(prog: pz.Program) -> set[str]:
+    return {e.prim.name for e in prog.eqns}
+
+
+# --- the table covers the registry ------------------------------------------------
+@pytest.mark.parametrize("name", sorted(PRIMITIVES))
+def test_every_primitive_has_a_case(name: str) -> None:
+    assert CASES.get(name), f"primitive {name!r} is registered but tests/cases.py has no case for it"
+    prim = PRIMITIVES[name]
+    assert prim.abstract_eval is not None and prim.impl is not None
+    if any(c.kind != "bool" for c in CASES[name]):
+        assert prim.jvp is not None, f"{name} has differentiable cases but no JVP rule"
+
+
+def test_cases_name_registered_primitives() -> None:
+    assert set(CASES) <= set(PRIMITIVES), set(CASES) - set(PRIMITIVES)
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=ids(ALL_CASES))
+def test_case_exercises_its_primitive(case: Case) -> None:
+    args = args_of(case)
+    prog = pz.make_program(case.fn, *args)
+    seen = prim_names(prog)
+    if case.kind != "bool":
+        seen |= prim_names(jvp_program(prog))
+        fwd, bwd = vjp_programs(prog)
+        seen |= prim_names(fwd) | prim_names(bwd)
+    assert case.prim in seen, f"{case.id} traced to {sorted(seen)}"
+
+
+# --- values and dtypes equal numpy's ---------------------------------------------------
+@pytest.mark.parametrize("case", ALL_CASES, ids=ids(ALL_CASES))
+def test_values_match_numpy(case: Case) -> None:
+    args = args_of(case)
+    expected = np.asarray(case.reference(*args))
+    (got,) = pz.make_program(case.fn, *args)(*args)
+    got = np.asarray(got)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    if expected.dtype == np.bool_:
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=ids(ALL_CASES))
+def test_float32_values_and_dtypes(case: Case) -> None:
+    args = args_of(case, np.float32)
+    with np.errstate(all="ignore"):
+        expected = np.asarray(case.reference(*args))
+    (got,) = pz.make_program(case.fn, *args)(*args)
+    got = np.asarray(got)
+    assert got.dtype == expected.dtype, f"numpy gives {expected.dtype}, pyzygote {got.dtype}"
+    assert got.shape == expected.shape
+    if expected.dtype == np.bool_:
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=case.f32_rtol, atol=case.f32_rtol)
+    if case.kind == "bool":
+        return
+    y, back = pz.pullback(case.fn, *args)
+    grads = back(np.ones(np.shape(y), np.asarray(y).dtype))
+    assert [np.asarray(g).dtype for g in grads] == [np.dtype(np.float32)] * len(args)
+    _, t_out = pz.jvp(case.fn, args, random_like(np.random.default_rng(0), args))
+    assert np.asarray(t_out).dtype == expected.dtype
+
+
+# --- derivatives of differentiable primitives -----------------------------------------
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_jvp_matches_central_differences(case: Case) -> None:
+    args = args_of(case)
+    rng = rng_for(case, "jvp")
+    for _ in range(2):
+        t = random_like(rng, args)
+        y, t_out = pz.jvp(case.fn, args, t)
+        (fd,) = numerical_jvp(case.fn, args, t, eps=case.eps)
+        assert np.shape(t_out) == np.shape(y) == np.shape(fd)
+        np.testing.assert_allclose(f64(t_out), fd, rtol=case.rtol, atol=case.rtol * max(1.0, np.max(np.abs(fd), initial=0)))
+
+
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_vjp_matches_central_differences(case: Case) -> None:
+    args = args_of(case)
+    rng = rng_for(case, "vjp")
+    y, back = pz.pullback(case.fn, *args)
+    ct = rng.standard_normal(np.shape(y))
+    grads = back(ct)
+    expected = numerical_gradient(lambda *a: np.vdot(ct, f64(case.fn(*a))), *args, eps=case.eps)
+    assert len(grads) == len(args)
+    for g, e, a in zip(grads, expected, args):
+        assert np.shape(g) == np.shape(a)
+        np.testing.assert_allclose(f64(g), e, rtol=case.rtol, atol=case.rtol * max(1.0, np.max(np.abs(e), initial=0)))
+
+
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_dot_product_jvp_vs_vjp(case: Case) -> None:
+    args = args_of(case)
+    rng = rng_for(case, "dot")
+    t = random_like(rng, args)
+    y, jt = pz.jvp(case.fn, args, t)
+    ct = rng.standard_normal(np.shape(y))
+    jtct = pz.pullback(case.fn, *args)[1](ct)
+    lhs, rhs = dot([ct], [jt]), dot(jtct, t)
+    scale = np.linalg.norm(ct) * np.linalg.norm(f64(jt)) + sum(np.linalg.norm(f64(g)) * np.linalg.norm(s) for g, s in zip(jtct, t))
+    assert abs(lhs - rhs) <= case.dot_rtol * max(scale, 1e-300), (lhs, rhs)
+
+
+# --- piecewise constant and boolean primitives -------------------------------------------
+@pytest.mark.parametrize("case", ZERO, ids=ids(ZERO))
+def test_piecewise_constant_has_zero_derivative(case: Case) -> None:
+    args = args_of(case)
+    rng = rng_for(case, "zero")
+    t = random_like(rng, args)
+    y, t_out = pz.jvp(case.fn, args, t)
+    np.testing.assert_array_equal(t_out, np.zeros(np.shape(y)))
+    grads = pz.pullback(case.fn, *args)[1](rng.standard_normal(np.shape(y)))
+    for g, a in zip(grads, args):
+        np.testing.assert_array_equal(g, np.zeros(np.shape(a)))
+    # away from the jumps, finite differences agree
+    np.testing.assert_allclose(numerical_jvp(case.fn, args, t)[0], 0.0, atol=1e-9)
+    # the primitive's own rule returns a symbolic zero tangent
+    prim = PRIMITIVES[case.prim]
+    eqn = next(e for e in pz.make_program(case.fn, *args).eqns if e.prim is prim)
+    primals = [np.ones(v.aval.shape, v.aval.dtype) * 0.25 for v in eqn.inputs]
+    tangents = [np.ones(v.aval.shape, v.aval.dtype) for v in eqn.inputs]
+    out, tout = prim.jvp(primals, tangents, **eqn.params)
+    assert tout is None
+    np.testing.assert_array_equal(out, prim.impl(*primals, **eqn.params))
+
+
+@pytest.mark.parametrize("case", BOOL, ids=ids(BOOL))
+def test_boolean_outputs_have_no_tangent(case: Case) -> None:
+    args = args_of(case)
+    prog = pz.make_program(case.fn, *args)
+    assert prog.outputs[0].aval.dtype == np.bool_
+    t = random_like(rng_for(case, "bool"), args)
+    ys, ts = jvp_eval(prog, list(args), list(t))
+    assert ts == [None]
+    np.testing.assert_array_equal(ys[0], case.reference(*args))
+    prim = PRIMITIVES[case.prim]
+    eqn = next(e for e in prog.eqns if e.prim is prim)
+    primals = [np.zeros(v.aval.shape, v.aval.dtype) for v in eqn.inputs]
+    assert prim.jvp(primals, [None if v.aval.dtype == np.bool_ else np.ones(v.aval.shape) for v in eqn.inputs])[1] is None
+    # gradients through a boolean output are zero, not an error
+    y, back = pz.pullback(case.fn, *args)
+    for g, a in zip(back(np.ones(np.shape(y), bool)), args):
+        np.testing.assert_array_equal(g, np.zeros(np.shape(a)))
+
+
+# --- linear primitives: their transpose is their adjoint -----------------------------------
+LINEAR = [n for n, p in sorted(PRIMITIVES.items()) if p.transpose is not None]
+
+
+def test_linear_primitives_are_the_expected_ones() -> None:
+    assert {"add_any", "add", "sub", "neg", "mul", "div", "reshape", "transpose", "broadcast_in_dim",
+            "concatenate", "reduce_sum", "cumsum", "gather", "scatter_add", "select", "einsum",
+            "convert_element_type", "solve"} <= set(LINEAR)
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_linear_primitive_transpose_by_dot_product(name: str) -> None:
+    """Transpose rules checked directly on each linear primitive's equations of the cases."""
+    prim = PRIMITIVES[name]
+    from pyzygote.primitive import Undefined
+
+    if not CASES.get(name):
+        pytest.skip(f"{name} has no case (test_every_primitive_has_a_case fails for it)")
+    checked = 0
+    for case in CASES[name]:
+        if case.kind == "bool":
+            continue
+        args = args_of(case)
+        prog = pz.make_program(case.fn, *args)
+        progs = [prog, jvp_program(prog), *vjp_programs(prog)]
+        eqns = [e for p in progs for e in p.eqns if e.prim is prim]
+        rng = rng_for(case, "transpose")
+        for eqn in eqns[:2]:
+            for k, v in enumerate(eqn.inputs):
+                if not v.aval.is_float or not hasattr(v, "uid"):
+                    continue
+                vals = [np.asarray(rng.standard_normal(a.aval.shape)).astype(a.aval.dtype) if a.aval.is_float
+                        else (rng.random(a.aval.shape) < 0.5) if a.aval.dtype == np.bool_
+                        else a.value for a in eqn.inputs]
+                if (name == "solve" and k == 0) or (name == "div" and k == 1):
+                    continue  # solve is linear in b only, div in its numerator only
+                t = vals[k]
+                base = prim.impl(*[np.zeros_like(t) if i == k else x for i, x in enumerate(vals)], **eqn.params)
+                jt = np.asarray(prim.impl(*vals, **eqn.params)) - base  # the linear part (add is affine)
+                ct = rng.standard_normal(np.shape(jt)).astype(jt.dtype)
+                primals = [Undefined(a.aval) if i == k else vals[i] for i, a in enumerate(eqn.inputs)]
+                cts = prim.transpose(ct, *primals, **eqn.params)
+                assert np.shape(cts[k]) == np.shape(t)
+                lhs, rhs = dot([ct], [jt]), dot([cts[k]], [t])
+                tol = 1e-10 if all(a.aval.dtype != np.float32 for a in (*eqn.inputs, *eqn.outputs)) else 1e-6
+                norms = np.linalg.norm(ct) * np.linalg.norm(f64(jt)) + np.linalg.norm(f64(cts[k])) * np.linalg.norm(f64(t))
+                assert abs(lhs - rhs) <= tol * norms, (eqn, lhs, rhs)
+                checked += 1
+    assert checked > 0

@@ -1,0 +1,260 @@
+"""Tracing: readable programs, the trace cache and its invalidation, derivative
+programs that print and compose."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+from pyzygote.engines.numpy_engine import grad_program
+from pyzygote.testing import numerical_jvp
+from pyzygote.transforms.evaluate import compile_program, eval_program
+from pyzygote.transforms.jvp import jvp_program
+from pyzygote.transforms.vjp import vjp_programs
+
+
+# --- printing ------------------------------------------------------------------------------
+def test_program_prints_like_a_jaxpr() -> None:
+    w = np.array([1.0, -1.0, 0.5])
+    prog = pz.make_program(lambda x, b: np.sum(np.tanh(x @ w + b) * 2.0), np.ones((2, 3)), 0.5)
+    assert str(prog) == (
+        "{ lambda a:f64[3] ; b:f64[2,3] c:f64[]. let\n"
+        "    d:f64[2] = einsum[spec='xy,y->x'] b a\n"
+        "    e:f64[2] = add d c\n"
+        "    f:f64[2] = tanh e\n"
+        "    g:f64[2] = mul f 2.0:f64[]\n"
+        "    h:f64[] = reduce_sum[axes=(0,)] g\n"
+        "  in (h,) }"
+    )
+    np.testing.assert_array_equal(prog.consts[0], w)  # the closed-over array is the constant a
+
+
+def test_program_printing_shows_dtypes_params_and_constants(capsys: Any) -> None:
+    x32 = np.ones((2, 2), np.float32)
+    print(pz.make_program(lambda x: np.max(x[::-1], axis=-1, keepdims=True).astype(np.float64), x32))
+    out = capsys.readouterr().out
+    assert out.startswith("{ lambda  ; a:f32[2,2]. let")
+    assert "gather[positions=array([[2, 3],\n       [0, 1]])" in out
+    assert "reduce_max[axes=(1,)]" in out and "reshape[shape=(2, 1)]" in out
+    assert "convert_element_type[dtype=float64]" in out and out.rstrip().endswith(",) }")
+    big = pz.make_program(lambda x: x[np.arange(20) % 3], np.ones(3))
+    assert "positions=<int64[20]>" in str(big)  # large parameters are summarized
+
+
+def test_programs_are_pruned_to_what_the_outputs_need() -> None:
+    def f(x: Any) -> Any:
+        unused = np.exp(x) * 3.0  # noqa: F841
+        return x * 2.0
+
+    prog = pz.make_program(f, np.ones(2))
+    assert [e.prim.name for e in prog.eqns] == ["mul"]
+
+
+# --- the cache --------------------------------------------------------------------------------
+def test_function_is_traced_once_per_signature() -> None:
+    calls = []
+
+    def f(x: Any) -> Any:
+        calls.append(1)
+        return np.sum(np.sin(x) ** 2)
+
+    for k in range(10):
+        (g,) = pz.gradient(f, np.full(3, 0.1 * k))
+        np.testing.assert_allclose(g, np.sin(0.2 * k) * np.ones(3), rtol=1e-14, atol=1e-15)
+    assert len(calls) == 1
+    pz.withgradient(f, np.ones(3))
+    pz.pullback(f, np.ones(3))
+    pz.jvp(f, (np.ones(3),), (np.ones(3),))
+    pz.hessian(f, np.ones(3))
+    assert len(calls) == 1  # every transform shares the trace
+    pz.gradient(f, np.ones(4))  # new shape
+    pz.gradient(f, np.ones(4, np.float32))  # new dtype
+    pz.gradient(f, np.ones(4))
+    assert len(calls) == 3
+    pz.clear_cache()
+    pz.gradient(f, np.ones(4))
+    assert len(calls) == 4
+
+
+def test_static_arguments_are_part_of_the_signature() -> None:
+    calls = []
+
+    def f(x: Any, mode: str) -> Any:
+        calls.append(mode)
+        return np.sum(x**2) if mode == "sq" else np.sum(x**3)
+
+    assert pz.gradient(f, 2.0, "sq")[0] == 4.0
+    assert pz.gradient(f, 2.0, "cube")[0] == 12.0
+    assert pz.gradient(f, 3.0, "sq")[0] == 6.0
+    assert calls == ["sq", "cube"]
+
+
+W_GLOBAL = np.array([1.0, 2.0, 3.0])
+SCALE_GLOBAL = 2.0
+
+
+def _uses_global_array(x: Any) -> Any:
+    return np.sum(W_GLOBAL * x)
+
+
+def _uses_global_scalar(x: Any) -> Any:
+    return SCALE_GLOBAL * x
+
+
+def _helper(x: Any) -> Any:
+    return np.sum(W_GLOBAL * x)
+
+
+def _calls_helper(x: Any) -> Any:
+    return _helper(x) ** 2
+
+
+def test_cache_sees_mutation_of_a_closed_over_array() -> None:
+    w = np.array([1.0, 2.0, 3.0])
+    f = lambda x: np.sum(w * x)  # noqa: E731
+    np.testing.assert_array_equal(pz.gradient(f, np.ones(3))[0], [1.0, 2.0, 3.0])
+    w[0] = 10.0
+    np.testing.assert_array_equal(pz.gradient(f, np.ones(3))[0], [10.0, 2.0, 3.0])
+    w *= 2.0
+    np.testing.assert_array_equal(pz.gradient(f, np.ones(3))[0], [20.0, 4.0, 6.0])
+
+
+def test_cache_sees_mutation_of_arrays_read_eagerly() -> None:
+    """``w[0]`` and ``np.sum(w)`` are computed while tracing and baked in as constants."""
+    w = np.array([1.0, 2.0, 3.0])
+    f = lambda x: w[0] * x + np.sum(w) * x**2  # noqa: E731
+    assert pz.gradient(f, 1.0) == (13.0,)
+    w[0] = 5.0
+    assert pz.gradient(f, 1.0) == (25.0,)
+
+
+def test_cache_sees_rebinding_of_globals() -> None:
+    global W_GLOBAL, SCALE_GLOBAL
+    old_w, old_s = W_GLOBAL, SCALE_GLOBAL
+    try:
+        np.testing.assert_array_equal(pz.gradient(_uses_global_array, np.ones(3))[0], [1.0, 2.0, 3.0])
+        assert pz.gradient(_uses_global_scalar, 1.0) == (2.0,)
+        np.testing.assert_array_equal(pz.gradient(_calls_helper, np.ones(3))[0], 12.0 * np.array([1.0, 2.0, 3.0]))
+        W_GLOBAL = np.array([4.0, 5.0, 6.0])
+        SCALE_GLOBAL = 3.0
+        np.testing.assert_array_equal(pz.gradient(_uses_global_array, np.ones(3))[0], [4.0, 5.0, 6.0])
+        assert pz.gradient(_uses_global_scalar, 1.0) == (3.0,)
+        # rebinding a global read by a helper function that f calls
+        np.testing.assert_array_equal(pz.gradient(_calls_helper, np.ones(3))[0], 30.0 * np.array([4.0, 5.0, 6.0]))
+    finally:
+        W_GLOBAL, SCALE_GLOBAL = old_w, old_s
+
+
+def test_cache_sees_rebinding_of_closure_cells_and_containers() -> None:
+    scale = 2.0
+    params = {"a": 1.0}
+
+    def f(x: Any) -> Any:
+        return scale * x + params["a"] * sum(x * k for k in (1.0,))
+
+    assert pz.gradient(f, 1.0) == (3.0,)
+    scale = 5.0
+    assert pz.gradient(f, 1.0) == (6.0,)
+    params["a"] = 4.0
+    assert pz.gradient(f, 1.0) == (9.0,)
+
+
+def test_cache_sees_object_attributes_and_partials() -> None:
+    class Model:
+        def __init__(self) -> None:
+            self.w = 2.0
+
+        def __call__(self, x: Any) -> Any:
+            return self.w * x
+
+        def loss(self, x: Any) -> Any:
+            return self.w * x**2
+
+    m = Model()
+    assert pz.gradient(m, 1.0) == (2.0,)
+    assert pz.gradient(m.loss, 1.0) == (4.0,)
+    m.w = 3.0
+    assert pz.gradient(m, 1.0) == (3.0,)
+    assert pz.gradient(m.loss, 1.0) == (6.0,)
+    p = functools.partial(lambda x, c: c * x, c=np.array(2.0))
+    assert pz.gradient(p, 1.0) == (2.0,)
+    p.keywords["c"][()] = 7.0
+    assert pz.gradient(p, 1.0) == (7.0,)
+
+
+def test_a_counter_bumped_by_the_function_does_not_defeat_the_cache() -> None:
+    count = 0
+
+    def f(x: Any) -> Any:
+        nonlocal count
+        count += 1
+        return x * 3.0
+
+    for _ in range(5):
+        assert pz.gradient(f, 1.0) == (3.0,)
+    assert count == 1
+
+
+def test_captured_constants_are_private_copies() -> None:
+    w = np.array([1.0, 2.0])
+    prog = pz.make_program(lambda x: x * w, np.ones(2))
+    w[0] = 100.0
+    np.testing.assert_array_equal(prog(np.ones(2))[0], [1.0, 2.0])
+    assert not prog.consts[0].flags.writeable
+
+
+# --- derivative programs ---------------------------------------------------------------------------
+def f_example(x: Any) -> Any:
+    return np.sum(np.tanh(x) ** 2 * x[::-1]) + np.prod(np.cos(x))
+
+
+def test_derivative_programs_print_and_evaluate() -> None:
+    x = np.array([0.3, -0.4, 0.8])
+    prog = pz.make_program(f_example, x)
+    jp = jvp_program(prog)
+    text = str(jp)
+    assert text.startswith("{ lambda") and "a:f64[3] b:f64[3]. let" in text and "add_any" in text
+    fwd, bwd = vjp_programs(prog)
+    assert "tanh" in str(fwd) and "tanh" not in str(bwd)  # residuals carry nonlinear values
+    assert [v.aval for v in bwd.outputs] == [v.aval for v in prog.inputs]
+    t = np.array([1.0, 2.0, -1.0])
+    y, ty = compile_program(jp)(x, t)
+    np.testing.assert_allclose(y, f_example(x), rtol=1e-15)
+    np.testing.assert_allclose(ty, numerical_jvp(f_example, (x,), (t,))[0], rtol=1e-8)
+    y2, *res = compile_program(fwd)(x)
+    (g,) = compile_program(bwd)(*res, np.float64(1.0))
+    assert float(np.dot(g, t)) == pytest.approx(float(ty), rel=1e-13)
+    # the interpreter and the compiled function agree
+    assert eval_program(jp, x, t)[1] == pytest.approx(float(ty), rel=1e-15)
+
+
+def test_hessian_is_forward_over_reverse() -> None:
+    x = np.array([0.3, -0.4, 0.8])
+    prog = pz.make_program(f_example, x)
+    gp = grad_program(prog)
+    hp = jvp_program(gp)  # a program transformed twice is still an ordinary program
+    assert "{ lambda" in str(hp)
+    h = pz.hessian(f_example, x)
+    grad = lambda x: pz.gradient(f_example, x)[0]  # noqa: E731
+    eps = 1e-5
+    for i in range(3):
+        e = np.zeros(3)
+        e[i] = 1.0
+        fd = (grad(x + eps * e) - grad(x - eps * e)) / (2 * eps)
+        np.testing.assert_allclose(h[:, i], fd, rtol=1e-8, atol=1e-10)
+        outs = compile_program(hp)(x, e)
+        np.testing.assert_allclose(outs[len(gp.outputs) + 1], h[:, i], rtol=1e-14)
+    np.testing.assert_allclose(h, h.T, rtol=1e-13, atol=1e-15)
+
+
+def test_third_order_by_composing_jvp_programs() -> None:
+    prog = pz.make_program(lambda x: np.sin(x) * x, 0.7)
+    p3 = jvp_program(jvp_program(jvp_program(prog)))
+    one, zero, x = np.float64(1.0), np.float64(0.0), np.float64(0.7)
+    outs = compile_program(p3)(x, one, one, zero, one, zero, zero, zero)
+    # d^3/dx^3 (x sin x) = -3 sin x - x cos x
+    assert outs[-1] == pytest.approx(-3 * np.sin(0.7) - 0.7 * np.cos(0.7), rel=1e-14)
