@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any, Callable
 
@@ -33,16 +34,13 @@ class DenseSolution:
     """Piecewise interpolant over accepted steps: ``sol(t)`` for t inside the solved span."""
 
     def __init__(self, ts: list[float], pieces: list[Callable[[Any], np.ndarray]]):
-        self.ts = np.asarray(ts)
+        self._sign = 1.0 if ts[-1] >= ts[0] else -1.0
+        self._keys = [self._sign * t for t in ts]  # ascending, for bisect
         self.pieces = pieces
-        self._ascending = self.ts[-1] >= self.ts[0]
 
     def __call__(self, t: float) -> np.ndarray:
-        ts = self.ts if self._ascending else self.ts[::-1]
-        i = int(np.clip(np.searchsorted(ts, t, side="left") - 1, 0, len(self.pieces) - 1))
-        if not self._ascending:
-            i = len(self.pieces) - 1 - i
-        return self.pieces[i](t)
+        i = bisect.bisect_left(self._keys, self._sign * t) - 1
+        return self.pieces[min(max(i, 0), len(self.pieces) - 1)](t)
 
 
 class _StepInterpolant:
@@ -52,6 +50,9 @@ class _StepInterpolant:
         self.t_old, self.h, self.y_old, self.Q = t_old, h, y_old, Q
 
     def __call__(self, t: Any) -> np.ndarray:
+        if isinstance(t, float):
+            x = (t - self.t_old) / self.h
+            return self.y_old + self.h * (self.Q @ np.array([x, x * x, x**3, x**4]))
         x = (np.asarray(t) - self.t_old) / self.h
         powers = np.stack([x, x * x, x**3, x**4])
         return (self.y_old[:, None] + self.h * (self.Q @ powers.reshape(4, -1))).reshape(self.y_old.shape + np.shape(t))
