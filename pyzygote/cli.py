@@ -49,7 +49,7 @@ def _engine_report(st: Any) -> tuple[str, str, str]:
     else:
         requested, source = "auto", "default"
     if requested == "auto":
-        resolved = "julia" if st.ok else "numpy (Julia is not set up)"
+        resolved = "julia (Zygote.jl)" if st.ok else "numpy: the NumPy engine, because Julia is not set up"
     elif requested == "julia" and not st.ok:
         resolved = "julia requested, but Julia is not set up: calls will raise JuliaNotAvailableError"
     else:

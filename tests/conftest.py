@@ -1,0 +1,34 @@
+"""Test configuration: tests marked ``julia`` need a real, set-up Julia.
+
+They are skipped, with the reason, unless ``julia_is_set_up()`` (the same
+check pyzygote's ``engine="auto"`` uses) is true.  To run them, set up Julia
+(``pyzygote setup-julia``) or point pyzygote at a prepared project:
+
+    PYTHON_JULIAPKG_EXE=/path/to/julia PYTHON_JULIAPKG_PROJECT=/path/to/project \\
+    PYTHON_JULIAPKG_OFFLINE=yes python -m pytest tests -m julia
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _julia_skip_reason() -> str | None:
+    from pyzygote.julia.setup import julia_is_set_up, julia_status
+
+    if julia_is_set_up():
+        return None
+    problems = "; ".join(julia_status().problems) or "unknown reason"
+    return f"Julia is not set up for pyzygote ({problems}); see `pyzygote doctor`"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    julia_items = [item for item in items if item.get_closest_marker("julia") is not None]
+    if not julia_items:
+        return
+    reason = _julia_skip_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in julia_items:
+        item.add_marker(skip)

@@ -1,0 +1,587 @@
+"""Engine selection, the Julia set-up check, and the runtime's Python side (no Julia needed).
+
+Julia is never started here: every environment is arranged so that either
+Julia is "not set up" (and must fail fast, without network or subprocesses),
+or a prepared project is described by files only (manifest, meta.json) to
+exercise the set-up check, which must decide without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+from pyzygote import engines
+from pyzygote.julia import session, setup
+from pyzygote.julia.convert import from_julia, to_julia
+from pyzygote.julia.functions import JuliaFunction, wrapper_source
+from pyzygote.pytree import flatten
+
+ROOT = Path(__file__).resolve().parent.parent
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+JULIA_ENV = (
+    "PYTHON_JULIAPKG_EXE",
+    "PYTHON_JULIAPKG_PROJECT",
+    "PYTHON_JULIAPKG_OFFLINE",
+    "PYTHON_JULIACALL_EXE",
+    "PYTHON_JULIACALL_PROJECT",
+    "PYTHON_JULIACALL_BINDIR",
+    "PYZYGOTE_ENGINE",
+)
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    with open(path, "rb") as fp:
+        return tomllib.load(fp)
+
+
+@pytest.fixture
+def clean_engine_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No engine chosen, no notice shown yet, Julia not running (for this test)."""
+    for var in JULIA_ENV:
+        monkeypatch.delenv(var, raising=False)
+    saved = engines._global_choice[0], engines._auto_notice_shown[0]
+    engines._global_choice[0], engines._auto_notice_shown[0] = None, False
+    monkeypatch.setattr(engines._state, "stack", [], raising=False)
+    monkeypatch.setitem(session._state, "rt", None)
+    monkeypatch.setitem(session._state, "error", None)
+    yield
+    engines._global_choice[0], engines._auto_notice_shown[0] = saved
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Any socket connection or subprocess fails the test (and is recorded)."""
+    attempts: list[str] = []
+
+    def refuse_connect(self: Any, *args: Any, **kwargs: Any) -> None:
+        attempts.append(f"connect {args}")
+        raise AssertionError("network access attempted")
+
+    def refuse_popen(*args: Any, **kwargs: Any) -> None:
+        attempts.append(f"subprocess {args}")
+        raise AssertionError("subprocess started")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    monkeypatch.setattr(subprocess, "Popen", refuse_popen)
+    return attempts
+
+
+@pytest.fixture
+def no_julia(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_engine_state: None, no_network: list[str]) -> Path:
+    """Offline juliapkg pointed at an empty project and a julia that does not exist."""
+    project = tmp_path / "empty-project"
+    project.mkdir()
+    monkeypatch.setenv("PYTHON_JULIAPKG_PROJECT", str(project))
+    monkeypatch.setenv("PYTHON_JULIAPKG_EXE", str(tmp_path / "no-such-julia"))
+    monkeypatch.setenv("PYTHON_JULIAPKG_OFFLINE", "yes")
+    assert not setup.julia_is_set_up()
+    return project
+
+
+@pytest.fixture
+def online_no_julia(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_engine_state: None, no_network: list[str]) -> Path:
+    """juliapkg online (its normal mode) with a project it never resolved."""
+    project = tmp_path / "never-resolved"
+    project.mkdir()
+    monkeypatch.setenv("PYTHON_JULIAPKG_PROJECT", str(project))
+    assert not setup.julia_is_set_up()
+    return project
+
+
+# --- a prepared project, described by files only ----------------------------------------
+def _fake_julia(tmp_path: Path) -> Path:
+    """An executable file named julia. The set-up check must never run it."""
+    exe = tmp_path / "bin" / "julia"
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    exe.write_text("#!/bin/sh\necho 'this test must not run julia' >&2\nexit 1\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def _write_project(project: Path, *, pythoncall: str | None, omit: tuple[str, ...] = (), direct: tuple[str, ...] | None = None) -> None:
+    project.mkdir(parents=True, exist_ok=True)
+    pkgs = {
+        "PythonCall": (setup.PYTHONCALL_UUID, pythoncall or "0.9.34", None),
+        "Zygote": (setup.ZYGOTE_UUID, "0.7.12", None),
+        "ChainRulesCore": ("d360d2e6-b24c-11e9-a2a3-2a2ae2dbcce4", "1.26.1", None),
+        "ForwardDiff": ("f6369f11-7733-5829-9624-2563aa707210", "1.4.5", None),
+        "PyZygote": (setup.pyzygote_julia_uuid(), "0.1.0", str(setup.julia_src_path())),
+    }
+    pkgs = {k: v for k, v in pkgs.items() if k not in omit}
+    direct = tuple(pkgs) if direct is None else direct
+    (project / "Project.toml").write_text(
+        "[deps]\n" + "".join(f'{n} = "{pkgs[n][0]}"\n' for n in direct if n in pkgs)
+    )
+    lines = ['julia_version = "1.10.9"', 'manifest_format = "2.0"', ""]
+    for name, (uuid, version, path) in pkgs.items():
+        lines += [f"[[deps.{name}]]", f'uuid = "{uuid}"', f'version = "{version}"']
+        if path:
+            lines.append(f"path = {json.dumps(path)}")
+        lines.append("")
+    (project / "Manifest.toml").write_text("\n".join(lines))
+
+
+@pytest.fixture
+def prepared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_engine_state: None, no_network: list[str]) -> Path:
+    """Offline juliapkg with PYTHON_JULIAPKG_EXE and a project holding every package."""
+    if setup._juliacall_pinned_pythoncall() is None:
+        pytest.skip("juliacall is not installed")
+    project = tmp_path / "project"
+    _write_project(project, pythoncall=setup._juliacall_pinned_pythoncall())
+    monkeypatch.setenv("PYTHON_JULIAPKG_EXE", str(_fake_julia(tmp_path)))
+    monkeypatch.setenv("PYTHON_JULIAPKG_PROJECT", str(project))
+    monkeypatch.setenv("PYTHON_JULIAPKG_OFFLINE", "yes")
+    return project
+
+
+# --- engine selection ------------------------------------------------------------------------
+def test_precedence_call_over_with_over_set_engine_over_env(monkeypatch: pytest.MonkeyPatch, clean_engine_state: None) -> None:
+    monkeypatch.setenv("PYZYGOTE_ENGINE", "numpy")
+    assert pz.current_engine_name() == "numpy"
+    monkeypatch.setenv("PYZYGOTE_ENGINE", " Julia ")
+    assert pz.current_engine_name() == "julia"
+    pz.set_engine("numpy")
+    assert pz.current_engine_name() == "numpy"
+    with pz.engine("julia"):
+        assert pz.current_engine_name() == "julia"
+        assert pz.current_engine_name("numpy") == "numpy"
+        with pz.engine("numpy"):
+            assert pz.current_engine_name() == "numpy"
+        assert pz.current_engine_name() == "julia"
+    assert pz.current_engine_name() == "numpy"
+
+
+def test_invalid_engine_names(monkeypatch: pytest.MonkeyPatch, clean_engine_state: None) -> None:
+    with pytest.raises(ValueError, match="engine must be one of"):
+        pz.set_engine("jax")
+    with pytest.raises(ValueError):
+        with pz.engine("torch"):
+            pass
+    monkeypatch.setenv("PYZYGOTE_ENGINE", "fortran")
+    with pytest.raises(ValueError):
+        pz.current_engine_name()
+
+
+def test_auto_uses_julia_when_set_up_without_notice(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert setup.julia_is_set_up()
+    assert pz.current_engine_name() == "julia"
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_falls_back_to_numpy_with_exactly_one_notice(no_julia: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x = np.array([1.0, 2.0])
+    for _ in range(3):
+        (g,) = pz.gradient(lambda v: np.sum(v**2), x)
+        np.testing.assert_allclose(g, 2 * x)
+    err = capsys.readouterr().err
+    assert err.count("using the NumPy engine") == 1, err
+    assert "pyzygote setup-julia" in err
+
+
+def test_engine_julia_without_julia_fails_fast(no_julia: Path, no_network: list[str]) -> None:
+    had_juliacall = "juliacall" in sys.modules
+    t0 = time.perf_counter()
+    with pytest.raises(pz.JuliaNotAvailableError) as info:
+        pz.gradient(lambda v: np.sum(v**2), np.ones(3), engine="julia")
+    assert time.perf_counter() - t0 < 1.0
+    msg = str(info.value)
+    assert "not set up" in msg and "pyzygote doctor" in msg and "numpy" in msg
+    assert no_network == []
+    assert ("juliacall" in sys.modules) == had_juliacall  # never imported (importing starts Julia)
+
+
+def test_engine_julia_online_without_resolve_suggests_setup(online_no_julia: Path, no_network: list[str]) -> None:
+    t0 = time.perf_counter()
+    with pz.engine("julia"), pytest.raises(pz.JuliaNotAvailableError) as info:
+        pz.jacobian(lambda v: v * 2.0, np.ones(2))
+    assert time.perf_counter() - t0 < 1.0
+    assert "pyzygote setup-julia" in str(info.value)
+    assert no_network == []
+
+
+def test_importing_pyzygote_does_not_import_juliacall() -> None:
+    code = "import sys, pyzygote; print('juliacall' in sys.modules, 'juliapkg' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+# --- julia_function / julia_include without Julia ---------------------------------------
+def test_julia_function_is_lazy_and_has_a_repr(no_julia: Path) -> None:
+    f = pz.julia_function("(x, p) -> sum(abs2, x .- p) + sum(sin, x)")
+    assert isinstance(f, JuliaFunction)
+    assert repr(f) == "julia_function('(x, p) -> sum(abs2, x .- p) + sum(sin, x)')"
+    with pytest.raises(TypeError, match="Julia source text"):
+        pz.julia_function(lambda x: x)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f, x, e: pz.gradient(f, x, engine=e),
+        lambda f, x, e: pz.withgradient(f, x, engine=e),
+        lambda f, x, e: pz.grad(f, engine=e)(x),
+        lambda f, x, e: pz.value_and_grad(f, engine=e)(x),
+        lambda f, x, e: pz.pullback(f, x, engine=e),
+        lambda f, x, e: pz.jacobian(f, x, engine=e),
+        lambda f, x, e: pz.hessian(f, x, engine=e),
+        lambda f, x, e: pz.jvp(f, (x,), (x,), engine=e),
+        lambda f, x, e: f(x, engine=e),
+    ],
+    ids=["gradient", "withgradient", "grad", "value_and_grad", "pullback", "jacobian", "hessian", "jvp", "call"],
+)
+def test_julia_function_on_numpy_engine_is_a_type_error(no_julia: Path, call: Any) -> None:
+    f = pz.julia_function("x -> sum(abs2, x)")
+    x = np.ones(3)
+    with pytest.raises(TypeError, match="numpy engine"):
+        call(f, x, "numpy")
+    with pz.engine("numpy"), pytest.raises(TypeError, match="numpy engine"):
+        call(f, x, None)
+    with pytest.raises(pz.JuliaNotAvailableError, match="not set up"):
+        call(f, x, None)  # auto, Julia not set up
+    with pytest.raises(pz.JuliaNotAvailableError):
+        call(f, x, "julia")
+
+
+def test_julia_function_numpy_engine_from_set_engine_and_env(no_julia: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = pz.julia_function("x -> sum(x)")
+    monkeypatch.setenv("PYZYGOTE_ENGINE", "numpy")
+    with pytest.raises(TypeError, match="numpy engine"):
+        pz.gradient(f, np.ones(2))
+    monkeypatch.delenv("PYZYGOTE_ENGINE")
+    pz.set_engine("numpy")
+    with pytest.raises(TypeError, match="numpy engine"):
+        pz.gradient(f, np.ones(2))
+
+
+def test_julia_include_without_julia(no_julia: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        pz.julia_include(tmp_path / "missing.jl")
+    model = tmp_path / "model.jl"
+    model.write_text("energy(x) = sum(abs2, x) / 2\n")
+    with pytest.raises(pz.JuliaNotAvailableError):
+        pz.julia_include(model)
+
+
+def test_wrapper_source_rebuilds_pytrees() -> None:
+    _, tree = flatten((np.ones(2), {"a": 1.0, "b": (np.ones(3),)}, [2.0, np.ones(1)]))
+    src = wrapper_source(tree)
+    assert src == "f -> (l1, l2, l3, l4, l5) -> outputs(f(l1, (; a = l2, b = (l3,)), (l4, l5)))"
+    _, tree = flatten(())
+    assert wrapper_source(tree) == "f -> () -> outputs(f())"
+
+
+def test_dict_keys_must_be_julia_identifiers() -> None:
+    for bad in ({"end": 1.0}, {"a b": 1.0}, {1: 1.0}):
+        _, tree = flatten((bad,))
+        with pytest.raises(TypeError, match="Julia identifiers"):
+            wrapper_source(tree)
+
+
+# --- the set-up check (files only) --------------------------------------------------------
+def test_prepared_offline_project_is_set_up(prepared: Path, no_network: list[str]) -> None:
+    st = setup.julia_status(refresh=True)
+    assert st.ok, st.problems
+    assert st.offline and st.mode == "juliapkg"
+    assert st.julia_version == "1.10.9"
+    assert st.package_version("Zygote") == "0.7.12"
+    assert st.executable and st.executable.endswith("julia")
+    assert no_network == []
+
+
+def test_missing_packages_are_reported(prepared: Path, tmp_path: Path) -> None:
+    pc = setup._juliacall_pinned_pythoncall()
+    _write_project(prepared, pythoncall=pc, omit=("PyZygote",))
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("PyZygote" in p for p in st.problems)
+    _write_project(prepared, pythoncall=pc, direct=("PythonCall", "Zygote"))
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("direct dependencies" in p for p in st.problems)
+    (prepared / "Manifest.toml").unlink()
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("no Manifest" in p for p in st.problems)
+
+
+def test_pythoncall_must_match_juliacall(prepared: Path) -> None:
+    _write_project(prepared, pythoncall="0.9.1")
+    st = setup.julia_status(refresh=True)
+    assert not st.ok
+    assert any("PythonCall 0.9.1" in p and st.pythoncall_required in p for p in st.problems)
+
+
+def test_offline_without_executable(prepared: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYTHON_JULIAPKG_EXE", str(tmp_path / "nope" / "julia"))
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("PYTHON_JULIAPKG_EXE" in p for p in st.problems)
+    assert any("pyzygote doctor" in f for f in st.fixes)
+
+
+def test_juliacall_env_mode(prepared: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("PYTHON_JULIAPKG_EXE", "PYTHON_JULIAPKG_PROJECT", "PYTHON_JULIAPKG_OFFLINE"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("PYTHON_JULIACALL_EXE", str(tmp_path / "bin" / "julia"))
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("set together" in p for p in st.problems)
+    monkeypatch.setenv("PYTHON_JULIACALL_PROJECT", str(prepared))
+    st = setup.julia_status(refresh=True)
+    assert st.ok and st.mode == "juliacall-env", st.problems
+
+
+def _meta_for(project: Path, exe: Path) -> dict[str, Any]:
+    """What juliapkg's resolve records, for the juliapkg.json files it would read now."""
+    import hashlib
+
+    import juliapkg.deps as jdeps
+
+    files = {}
+    for fn in jdeps.deps_files():
+        files[fn] = {"timestamp": os.path.getmtime(fn), "hash_sha256": hashlib.sha256(Path(fn).read_bytes()).hexdigest()}
+    return {
+        "meta_version": jdeps.META_VERSION,
+        "dev": setup._juliapkg_dev_flag(),
+        "version": "1.10.9",
+        "executable": str(exe),
+        "deps_files": files,
+        "pkgs": [],
+        "offline": False,
+        "override_executable": None,
+    }
+
+
+def test_online_project_needs_a_current_resolve(prepared: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("juliapkg")
+    import juliapkg.state
+
+    exe = Path(os.environ["PYTHON_JULIAPKG_EXE"])
+    monkeypatch.delenv("PYTHON_JULIAPKG_EXE")
+    monkeypatch.delenv("PYTHON_JULIAPKG_OFFLINE")
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("not installed Julia" in p for p in st.problems)
+    assert any("pyzygote setup-julia" in f for f in st.fixes)
+
+    # juliapkg computed its default deps file at import; make it this project's.
+    monkeypatch.setitem(juliapkg.state.STATE, "deps", str(prepared / "pyjuliapkg" / "juliapkg.json"))
+    meta = prepared / "pyjuliapkg" / "meta.json"
+    meta.parent.mkdir()
+    meta.write_text(json.dumps(_meta_for(prepared, exe)))
+    st = setup.julia_status(refresh=True)
+    assert st.ok, st.problems
+    assert st.executable == str(exe) and st.executable_source == "juliapkg's last resolve"
+
+    # a new juliapkg.json would make juliacall re-resolve (install): not set up
+    (prepared / "pyjuliapkg" / "juliapkg.json").write_text('{"packages": {}}')
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("re-install" in p for p in st.problems)
+
+    # as would going online after an offline resolve
+    (prepared / "pyjuliapkg" / "juliapkg.json").unlink()
+    m = _meta_for(prepared, exe)
+    m["offline"] = True
+    meta.write_text(json.dumps(m))
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("offline" in p for p in st.problems)
+
+
+def test_julia_is_set_up_is_cached_and_refreshes(prepared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert setup.julia_is_set_up()
+    calls = []
+    real = setup._compute_status
+    monkeypatch.setattr(setup, "_compute_status", lambda: calls.append(1) or real())
+    for _ in range(5):
+        setup.julia_is_set_up()
+    assert calls == []  # cached while nothing changes
+    (prepared / "Manifest.toml").write_text("")  # touching the manifest invalidates
+    os.utime(prepared / "Manifest.toml", ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert not setup.julia_is_set_up()
+    assert calls == [1]
+
+
+# --- the session's Python side ------------------------------------------------------------------
+def _juliacall_source() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("juliacall")
+    if spec is None or spec.origin is None:
+        pytest.skip("juliacall is not installed")
+    return Path(spec.origin).read_text()
+
+
+def test_env_defaults_are_real_juliacall_options() -> None:
+    src = _juliacall_source()
+    for var, _value, _others in session.ENV_DEFAULTS:
+        name = var.removeprefix("PYTHON_JULIACALL_").lower()
+        assert re.search(rf"\(\s*'{name}'", src), f"juliacall reads no option {name!r} ({var})"
+    assert not re.search(r"\(\s*'optlevel'", src)  # PYTHON_JULIACALL_OPTLEVEL does not exist
+
+
+def test_env_defaults_respect_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, _, _ in session.ENV_DEFAULTS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("JULIA_NUM_THREADS", raising=False)
+    monkeypatch.setenv("PYTHON_JULIACALL_HANDLE_SIGNALS", "no")
+    applied = session._apply_env_defaults()
+    assert os.environ["PYTHON_JULIACALL_HANDLE_SIGNALS"] == "no"
+    assert applied == {"PYTHON_JULIACALL_THREADS": "1", "PYTHON_JULIACALL_OPTIMIZE": "2"}
+    monkeypatch.delenv("PYTHON_JULIACALL_THREADS")
+    monkeypatch.setenv("JULIA_NUM_THREADS", "4")
+    assert "PYTHON_JULIACALL_THREADS" not in session._apply_env_defaults()
+
+
+def test_torch_imported_first_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", type(sys)("torch"))
+    if "juliacall" in sys.modules:
+        monkeypatch.delitem(sys.modules, "juliacall")
+    with pytest.warns(RuntimeWarning, match="torch was imported before Julia"):
+        session._warn_torch()
+    monkeypatch.setitem(sys.modules, "juliacall", type(sys)("juliacall"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        session._warn_torch()
+
+
+def test_translate_error_for_pythoncall_type_errors_and_hints() -> None:
+    err = session.translate_error(TypeError("Julia: MethodError: no method matching f(::Int64)"))
+    assert isinstance(err, pz.JuliaError)
+    assert err.julia_type == "MethodError" and "no method matching" in str(err)
+    plain = ValueError("not from Julia")
+    assert session.translate_error(plain) is plain
+    assert "writes into arrays" in (session.hint_for("Mutating arrays is not supported -- called setindex!") or "")
+    assert "C call" in (session.hint_for("Can't differentiate foreigncall expression $(Expr(:foreigncall))") or "")
+    assert "try/catch" in (session.hint_for("Can't differentiate function execution in catch block at x.jl:3.") or "")
+    assert "jacobian" in (session.hint_for("Output is an array, so the gradient is not defined.") or "")
+    assert session.hint_for("some other error") is None
+
+
+# --- array conversion ------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(3,), (2, 3), (2, 3, 4)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_to_julia_is_column_major_with_same_values(shape: tuple[int, ...], dtype: Any) -> None:
+    a = np.arange(np.prod(shape), dtype=dtype).reshape(shape)
+    for x in (a, a.T, a[..., ::-1], np.broadcast_to(a, (2,) + shape)[1]):
+        j = to_julia(x)
+        assert j.flags.f_contiguous and j.dtype == dtype and j.shape == x.shape
+        np.testing.assert_array_equal(j, x)
+        # Julia's linear (column-major) order is numpy's Fortran order
+        np.testing.assert_array_equal(np.ravel(j, order="K"), np.ravel(x, order="F"))
+
+
+def test_to_julia_scalars_and_byte_order() -> None:
+    assert to_julia(np.array(1.5)) == 1.5 and type(to_julia(np.array(1.5))) is np.float64
+    assert type(to_julia(np.array(1.5, dtype=np.float32))) is np.float32
+    big = np.arange(3.0).astype(">f8")
+    assert to_julia(big).dtype.isnative
+    np.testing.assert_array_equal(to_julia(big), [0.0, 1.0, 2.0])
+
+
+def test_from_julia() -> None:
+    src = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    out = from_julia(src, np.float64, (2, 3))
+    assert out.flags.c_contiguous and not np.shares_memory(out, src)
+    np.testing.assert_array_equal(out, src)
+    assert from_julia(np.array(2.0, dtype=np.float32), np.float32, ()) == np.float32(2.0)
+    assert type(from_julia(np.array(2.0), np.float64, ())) is np.float64
+    np.testing.assert_array_equal(from_julia(None, np.float32, (2,)), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="pyzygote bug"):
+        from_julia(np.ones(3), np.float64, (2,))
+
+
+# --- the command line ------------------------------------------------------------------------
+def test_doctor_reports_numpy_engine_and_setup_steps(online_no_julia: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyzygote.cli import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert f"Python      {sys.version.split()[0]}" in out
+    assert f"numpy       {np.__version__}" in out
+    assert "set up:       no" in out
+    assert "active:       numpy: the NumPy engine" in out
+    assert "pyzygote setup-julia" in out
+    assert f'Pkg.develop(path=raw"{setup.julia_src_path()}")' in out
+    assert "PYTHON_JULIAPKG_OFFLINE=yes" in out
+
+
+def test_doctor_with_prepared_project(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyzygote.cli import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "set up:       yes" in out and "active:       julia" in out
+    assert "Zygote:       0.7.12" in out and "1.10.9" in out
+
+
+def test_doctor_console_script_in_a_subprocess(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in JULIA_ENV}
+    env.update(PYTHONPATH=str(ROOT), PYTHON_JULIAPKG_PROJECT=str(tmp_path), PYTHON_JULIAPKG_OFFLINE="yes")
+    env["PYTHON_JULIAPKG_EXE"] = str(tmp_path / "no-julia")
+    proc = subprocess.run([sys.executable, "-m", "pyzygote.cli", "doctor"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "set up:       no" in proc.stdout and "Offline / HPC setup" in proc.stdout
+
+
+def test_setup_julia_offline_installs_nothing(no_julia: Path, capsys: pytest.CaptureFixture[str], no_network: list[str]) -> None:
+    from pyzygote.cli import main
+
+    if setup._dist_version("juliacall") is None:
+        pytest.skip("juliacall is not installed")
+    assert main(["setup-julia", "--full"]) == 1
+    out = capsys.readouterr().out
+    assert "offline mode" in out and "DifferentialEquations" in out
+    assert no_network == []
+
+
+# --- pyzygote/juliapkg.json ----------------------------------------------------------------------
+def test_juliapkg_json_matches_julia_src() -> None:
+    data = setup.load_juliapkg_json()
+    pkgs = data["packages"]
+    assert set(pkgs) >= {"PyZygote", "Zygote", "ChainRulesCore", "ForwardDiff"}
+    for name, spec in pkgs.items():
+        assert UUID_RE.match(spec["uuid"]), name
+    assert pkgs["Zygote"]["uuid"] == setup.ZYGOTE_UUID
+    assert pkgs["PyZygote"]["dev"] is True
+    src = setup.julia_src_path()
+    project = _toml(src / "Project.toml")
+    assert project["name"] == "PyZygote"
+    assert project["uuid"] == pkgs["PyZygote"]["uuid"]
+    for name, uuid in project.get("deps", {}).items():
+        if name in pkgs:
+            assert pkgs[name]["uuid"] == uuid, name
+
+
+def test_juliapkg_json_julia_compat() -> None:
+    compat_mod = pytest.importorskip("juliapkg.compat")
+    data = setup.load_juliapkg_json()
+    compat = compat_mod.Compat.parse(data["julia"])
+    V = compat_mod.Version
+    assert V(1, 10, 0) in compat and V(1, 10, 9) in compat and V(1, 11, 5) in compat
+    assert V(1, 9, 4) not in compat and V(2, 0, 0) not in compat
+    assert compat & compat_mod.Compat.parse("^1.10.3")  # juliacall's own requirement
+    for spec in data["packages"].values():
+        if "version" in spec:
+            assert compat_mod.Compat.parse(spec["version"])
+
+
+def test_juliapkg_finds_the_json_and_the_julia_src_path() -> None:
+    jdeps = pytest.importorskip("juliapkg.deps")
+    ours = os.path.normcase(os.path.normpath(str(setup.juliapkg_json_path())))
+    assert ours in jdeps.deps_files()
+    _compat, pkgs = jdeps.find_requirements()
+    spec = {p.name: p for p in pkgs}["PyZygote"]
+    assert spec.dev is True
+    assert Path(spec.path) == setup.julia_src_path()
+    assert (Path(spec.path) / "Project.toml").is_file()
+    assert spec.uuid == setup.pyzygote_julia_uuid()
