@@ -141,7 +141,8 @@ def check_grads(
     ``pz.hessian`` with finite differences of ``pz.gradient``.  Values are
     compared as ``|a - b| <= atol + rtol * |b|`` with ``atol`` defaulting to
     ``rtol`` times the largest finite-difference entry.  Defaults: ``eps=1e-6``
-    and ``rtol=1e-6`` for float64 inputs, ``rtol=2e-3`` if any input is float32.
+    and ``rtol=1e-6`` in float64; ``rtol=2e-3`` if an input or output is
+    float32, and ``eps=1e-3`` if an output is.
 
     >>> import numpy as np
     >>> check_grads(lambda x: np.sum(np.exp(x) * x[::-1]), (np.linspace(0.0, 1.0, 4),))
@@ -159,7 +160,10 @@ def check_grads(
     args = tuple(args)
     leaves, treedef = flatten(args)
     single = any(np.asarray(x).dtype == np.float32 for x in leaves if not isinstance(x, Static))
-    eps = 1e-6 if eps is None else eps
+    f64_leaves = [x if isinstance(x, Static) else np.asarray(x, np.float64) for x in leaves]
+    single_out = any(np.asarray(y).dtype == np.float32 for y in flatten(f(*unflatten(treedef, f64_leaves)))[0])
+    eps = (1e-3 if single_out else 1e-6) if eps is None else eps  # float32 outputs need a longer step
+    single = single or single_out
     rtol = (2e-3 if single else 1e-6) if rtol is None else rtol
     rng = np.random.default_rng(seed)
 

@@ -39,6 +39,7 @@ class Case:
     rtol: float = 1e-6  # derivative vs central differences
     dot_rtol: float = 1e-10  # <ct, J t> vs <J^T ct, t>
     f32_rtol: float = 2e-6  # float32 values vs numpy's float32 values
+    value_rtol: float = 1e-13  # float64 values vs the numpy reference
     prim: str = field(default="", init=False)
 
     @property
@@ -349,5 +350,39 @@ case("solve", "matrix", lambda a, b: np.linalg.solve(a, b), lambda rng: (matrix(
 case("inv", "inv", np.linalg.inv, lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 case("det", "det", np.linalg.det, lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 case("det", "logdet-like", lambda a: np.log(np.abs(np.linalg.det(a))), lambda rng: (matrix(3)(rng),), f32_rtol=2e-5)
+
+# ODE solves: u' = A(p) u with A = [[-p0, 0.1], [0.1, -p1]], whose solution is expm(A t) u0.
+# The solve always runs in float64 (odesolve's documented dtype), so the reference does too.
+_T = np.linspace(0.0, 1.0, 4)
+
+
+def _ode(sensealg: str) -> Callable[..., Any]:
+    import pyzygote as pz
+
+    def solve(u0: Any, p: Any) -> Any:
+        rhs = lambda u, p, t: -p * u + 0.1 * u[::-1]  # noqa: E731
+        return pz.odesolve(rhs, u0, _T, p, alg="Tsit5", sensealg=sensealg, reltol=1e-12, abstol=1e-12)
+
+    return solve
+
+
+def _ode_exact(u0: Any, p: Any) -> np.ndarray:
+    from scipy.linalg import expm
+
+    u0, p = np.asarray(u0, np.float64), np.asarray(p, np.float64)
+    a = np.array([[-p[0], 0.1], [0.1, -p[1]]])
+    return np.stack([expm(a * t) @ u0 for t in _T])
+
+
+def _ode_args(rng: np.random.Generator) -> tuple[Any, ...]:
+    return rng.uniform(0.5, 1.5, 2), rng.uniform(0.5, 1.5, 2)
+
+
+_ODE = dict(ref=_ode_exact, value_rtol=1e-9, f32_rtol=1e-9, rtol=1e-5)
+case("odesolve", "forward-sensitivities", _ode("forward"), _ode_args, **_ODE)
+case("odesolve_sens", "forward", _ode("forward"), _ode_args, **_ODE)
+case("odesolve_tangent", "adjoint", _ode("adjoint"), _ode_args, dot_rtol=1e-7, **_ODE)
+case("odesolve_vjp", "adjoint", _ode("adjoint"), _ode_args, dot_rtol=1e-7, **_ODE)
+case("odesolve_vjp", "backsolve", _ode("backsolve"), _ode_args, dot_rtol=1e-7, **_ODE)
 
 ALL_CASES: list[Case] = [c for cases in CASES.values() for c in cases]

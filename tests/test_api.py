@@ -319,3 +319,48 @@ def test_jacobian_needs_one_output_and_hessian_one_argument() -> None:
         pz.hessian(lambda x, y: x * y, 1.0, 2.0)
     with pytest.raises(TypeError, match="float output"):
         pz.gradient(lambda x: x > 0, 1.0)
+
+
+# --- pyzygote.testing -------------------------------------------------------------------------------
+def test_check_grads_detects_a_wrong_derivative_rule(monkeypatch: Any) -> None:
+    from pyzygote.primitive import PRIMITIVES
+
+    sin = PRIMITIVES["sin"]
+    right = sin.jvp
+
+    def wrong(primals: Any, tangents: Any, **params: Any) -> Any:
+        ans, t = right(primals, tangents, **params)
+        return ans, t * 1.001
+
+    x = (np.array([0.3, -1.2]),)
+    check_grads(lambda x: np.sum(np.sin(x) * x), x, order=2)
+    monkeypatch.setattr(sin, "jvp", wrong)
+    for modes in (("fwd",), ("rev",)):
+        with pytest.raises(AssertionError):
+            check_grads(lambda x: np.sum(np.sin(x) * x), x, modes=modes)
+    with pytest.raises(AssertionError, match="Hessian"):
+        check_grads(lambda x: np.sum(np.sin(x) ** 2), x, order=2, modes=())
+
+
+def test_check_grads_float32_and_validation() -> None:
+    check_grads(lambda x: np.sum(np.exp(x) * x), (np.array([0.5, -0.5], np.float32),), order=2)
+    check_grads(lambda x: np.sum(x, dtype=np.float32) ** 2, (np.array([0.5, -0.5]),))  # float32 output
+    with pytest.raises(ValueError, match="order"):
+        check_grads(np.sin, (1.0,), order=3)
+    with pytest.raises(ValueError, match="modes"):
+        check_grads(np.sin, (1.0,), modes=("backward",))
+
+
+def test_numerical_gradient_and_assert_allclose_gradients() -> None:
+    params = {"w": np.array([1.0, 2.0]), "b": 0.5, "name": "layer"}
+    f = lambda p: np.sum(p["w"] ** 2) * p["b"]  # noqa: E731
+    (num,) = numerical_gradient(f, params)
+    assert num["name"] is None and isinstance(num["b"], float)
+    (exact,) = pz.gradient(f, params)
+    assert_allclose_gradients(exact, num, rtol=1e-9)
+    with pytest.raises(AssertionError, match="leaf"):
+        assert_allclose_gradients(exact, {**num, "b": num["b"] + 1e-3}, rtol=1e-9)
+    with pytest.raises(AssertionError, match="structures differ"):
+        assert_allclose_gradients(exact, (num,))
+    with pytest.raises(ValueError, match="scalar"):
+        numerical_gradient(lambda x: x * 2.0, np.ones(2))
