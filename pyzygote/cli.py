@@ -257,7 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Install Julia (if needed) and pyzygote's Julia packages through juliapkg. Needs network; "
         "the first run takes several minutes (download and precompilation).",
     )
-    p_setup.add_argument("--full", action="store_true", help="also install DifferentialEquations.jl and SciMLSensitivity.jl")
+    p_setup.add_argument(
+        "--full",
+        action="store_true",
+        help="also install the ODE packages (DifferentialEquations.jl, OrdinaryDiffEq solvers, SciMLSensitivity.jl)",
+    )
     p_setup.add_argument("--force", action="store_true", help="resolve again even if juliapkg thinks nothing changed")
     p_setup.add_argument("--no-check", dest="check", action="store_false", help="do not start Julia afterwards")
     p_doctor = sub.add_parser("doctor", help="report versions, the Julia setup and the active engine")

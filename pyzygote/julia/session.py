@@ -245,6 +245,14 @@ _PROGRAM_NOTE = (
 
 
 def hint_for(message: str) -> str | None:
+    from pyzygote.julia.setup import FULL_PACKAGES
+
+    missing = re.search(r"Package (\w+) not found", message)
+    if missing and missing.group(1) in {name for name, _, _ in FULL_PACKAGES}:
+        return (
+            f"{missing.group(1)} is one of the ODE packages, which are optional: install them with "
+            "`pyzygote setup-julia --full` (or add them to your offline project, see `pyzygote doctor --full`)."
+        )
     for needle, hint in _HINTS:
         if needle in message:
             return hint

@@ -1,0 +1,447 @@
+"""The Julia engine against the NumPy engine, on a real Julia (marked ``julia``).
+
+Skipped unless Julia is set up (see tests/conftest.py).  Run e.g. with
+
+    PYTHON_JULIAPKG_EXE=<julia> PYTHON_JULIAPKG_PROJECT=<project> PYTHON_JULIAPKG_OFFLINE=yes \\
+        python -m pytest tests/test_julia_engine.py
+
+Every case of tests/cases.py runs on both engines: values, gradients,
+pullbacks, JVPs, Jacobians and Hessians must agree to 1e-10 relative (float64)
+and dtypes must match (float32 too).  Then the array contract (shapes (3,),
+(2, 3), (2, 3, 4), float32, non-contiguous inputs, 0-d), pz.julia_function and
+pz.julia_include, errors (JuliaError with the Julia message, Zygote hints),
+caching, threads, and the doctor.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+from pyzygote.engines import get_engine
+from pyzygote.engines.numpy_engine import NumpyEngine
+from tests.cases import ALL_CASES, Case, rng_for
+
+pytestmark = pytest.mark.julia
+
+RTOL = 1e-10
+SMOOTH = [c for c in ALL_CASES if c.kind == "smooth"]
+ZERO = [c for c in ALL_CASES if c.kind == "zero"]
+
+
+def ids(cases: list[Case]) -> list[str]:
+    return [c.id for c in cases]
+
+
+def args_of(case: Case, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(a, dtype=dtype) for a in case.make(rng_for(case)))
+
+
+def assert_close(got: Any, want: Any, rtol: float = RTOL, what: str = "") -> None:
+    """Same shape and dtype; equal to ``rtol`` relative to the largest entry (so zeros compare too)."""
+    g, w = np.asarray(got), np.asarray(want)
+    assert g.shape == w.shape, f"{what}: shape {g.shape} != {w.shape}"
+    assert g.dtype == w.dtype, f"{what}: dtype {g.dtype} != {w.dtype}"
+    if w.dtype == np.bool_:
+        np.testing.assert_array_equal(g, w, err_msg=what)
+        return
+    scale = max(1.0, float(np.max(np.abs(w), initial=0.0)))
+    np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def assert_trees_close(got: Any, want: Any, rtol: float = RTOL, what: str = "") -> None:
+    from pyzygote.pytree import flatten
+
+    gl, gt = flatten(got)
+    wl, wt = flatten(want)
+    assert gt == wt, f"{what}: structure {gt} != {wt}"
+    for k, (g, w) in enumerate(zip(gl, wl)):
+        assert type(g) is type(w) or (isinstance(g, np.ndarray) and isinstance(w, np.ndarray)), f"{what}[{k}]: {type(g)} != {type(w)}"
+        assert_close(g, w, rtol, f"{what}[{k}]")
+
+
+def weights(case: Case, like: Any) -> np.ndarray:
+    return rng_for(case, "w").standard_normal(np.shape(like)).astype(np.asarray(like).dtype)
+
+
+@pytest.fixture(scope="module")
+def jl() -> Any:
+    """The Julia engine (starts Julia once for the module)."""
+    return get_engine("julia")
+
+
+# --- the battery: every case on both engines ------------------------------------------------
+@pytest.mark.parametrize("case", ALL_CASES, ids=ids(ALL_CASES))
+def test_values(jl: Any, case: Case) -> None:
+    args = args_of(case)
+    prog = pz.make_program(case.fn, *args)
+    want = NumpyEngine().evaluate(prog, args)
+    got = jl.evaluate(prog, args)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert_close(g, w, what=case.id)
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=ids(ALL_CASES))
+def test_float32_values_and_dtypes(jl: Any, case: Case) -> None:
+    args = args_of(case, np.float32)
+    prog = pz.make_program(case.fn, *args)
+    with np.errstate(all="ignore"):
+        want = NumpyEngine().evaluate(prog, args)
+    got = jl.evaluate(prog, args)
+    for g, w in zip(got, want):
+        assert_close(g, w, rtol=case.f32_rtol, what=case.id)
+    if case.kind != "smooth":
+        return
+    y, back = pz.pullback(case.fn, *args, engine="julia")
+    grads = back(np.ones(np.shape(y), np.asarray(y).dtype))
+    assert [np.asarray(g).dtype for g in grads] == [np.dtype(np.float32)] * len(args)
+    _, want_back = pz.pullback(case.fn, *args, engine="numpy")
+    for g, w in zip(grads, want_back(np.ones(np.shape(y), np.asarray(y).dtype))):
+        assert_close(g, w, rtol=max(case.f32_rtol, 1e-5), what=case.id)
+
+
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_gradients(case: Case) -> None:
+    args = args_of(case)
+    w = weights(case, case.fn(*args))
+
+    def loss(*a: Any) -> Any:
+        return np.sum(np.sin(case.fn(*a)) * w)
+
+    vj, gj = pz.withgradient(loss, *args, engine="julia")
+    vn, gn = pz.withgradient(loss, *args, engine="numpy")
+    assert_close(vj, vn, what=f"{case.id} value")
+    assert_trees_close(gj, gn, what=f"{case.id} gradient")
+
+
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_pullbacks(case: Case) -> None:
+    args = args_of(case)
+    yj, back_j = pz.pullback(case.fn, *args, engine="julia")
+    yn, back_n = pz.pullback(case.fn, *args, engine="numpy")
+    assert_close(yj, yn, what=f"{case.id} value")
+    ct = weights(case, yn)
+    assert_trees_close(back_j(ct), back_n(ct), what=f"{case.id} pullback")
+    assert_trees_close(back_j(2.0 * ct), back_n(2.0 * ct), what=f"{case.id} second pullback")
+
+
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_jvps(case: Case) -> None:
+    args = args_of(case)
+    rng = rng_for(case, "t")
+    ts = tuple(rng.standard_normal(a.shape) for a in args)
+    yj, tj = pz.jvp(case.fn, args, ts, engine="julia")
+    yn, tn = pz.jvp(case.fn, args, ts, engine="numpy")
+    assert_close(yj, yn, what=f"{case.id} value")
+    assert_close(tj, tn, what=f"{case.id} tangent")
+
+
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_jacobians(case: Case) -> None:
+    args = args_of(case)
+    assert_trees_close(pz.jacobian(case.fn, *args, engine="julia"), pz.jacobian(case.fn, *args, engine="numpy"), what=case.id)
+
+
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_hessians(case: Case) -> None:
+    """Hessian w.r.t. the first argument (the others are closed-over constants)."""
+    x, *rest = args_of(case)
+    w = weights(case, case.fn(x, *rest))
+
+    def loss(v: Any) -> Any:
+        return np.sum(np.sin(case.fn(v, *rest)) * w)
+
+    hj = pz.hessian(loss, x, engine="julia")
+    hn = pz.hessian(loss, x, engine="numpy")
+    assert hj.shape == x.shape + x.shape
+    assert_close(hj, hn, rtol=RTOL, what=case.id)
+
+
+@pytest.mark.parametrize("case", ZERO, ids=ids(ZERO))
+def test_piecewise_constant_gradients_are_zero(case: Case) -> None:
+    args = args_of(case)
+    grads = pz.gradient(lambda *a: np.sum(case.fn(*a)), *args, engine="julia")
+    for g, a in zip(grads, args):
+        assert_close(g, np.zeros_like(a), what=case.id)
+
+
+# --- the array contract ------------------------------------------------------------------------
+SHAPES = [(3,), (2, 3), (2, 3, 4)]
+
+
+def variants(x: np.ndarray) -> dict[str, np.ndarray]:
+    """The same logical array in several memory layouts (non-contiguous ones included)."""
+    wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+    wide[..., ::2] = x
+    return {
+        "C": np.ascontiguousarray(x),
+        "F": np.asfortranarray(x),
+        "strided": wide[..., ::2],
+        "reversed": np.ascontiguousarray(x[..., ::-1])[..., ::-1],
+        "transposed-view": np.ascontiguousarray(x.T).T,
+    }
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_array_contract_julia_function(shape: tuple[int, ...], dtype: Any) -> None:
+    x = np.random.default_rng(len(shape)).standard_normal(shape).astype(dtype)
+    ident = pz.julia_function("x -> x")
+    size = pz.julia_function("x -> collect(size(x))")
+    linear = pz.julia_function("x -> vec(x)")
+    is_array = pz.julia_function("x -> x isa Array && eltype(x) == " + ("Float64" if dtype == np.float64 else "Float32"))
+    for name, v in variants(x).items():
+        np.testing.assert_array_equal(v, x)
+        y = ident(v)
+        assert y.shape == shape and y.dtype == dtype and y.flags.c_contiguous, name
+        np.testing.assert_array_equal(y, x, err_msg=name)
+        assert list(size(v)) == list(shape), name
+        # Julia's column-major linear order: with equal sizes this pins every logical index
+        np.testing.assert_array_equal(linear(v), x.ravel(order="F"), err_msg=name)
+        assert bool(is_array(v)), name
+    index = ", ".join(str(n) for n in shape)  # the last element, 1-based
+    assert pz.julia_function(f"x -> x[{index}]")(x) == x[tuple(n - 1 for n in shape)]
+    assert pz.julia_function("x -> x[1]")(x) == x.flat[0]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_array_contract_engine_non_contiguous(shape: tuple[int, ...]) -> None:
+    x = np.random.default_rng(0).standard_normal(shape)
+    w = np.random.default_rng(1).standard_normal(shape)
+    for name, v in variants(x).items():
+        (g,) = pz.gradient(lambda a: np.sum(np.sin(a) * w), v, engine="julia")
+        assert g.shape == shape and g.dtype == np.float64, name
+        assert_close(g, np.cos(x) * w, what=name)
+        y = pz.jvp(lambda a: a.reshape(-1)[::-1] * 2.0, (v,), (np.ones(shape),), engine="julia")[0]
+        assert_close(y, x.reshape(-1)[::-1] * 2.0, what=name)
+
+
+def test_scalars_are_julia_numbers_and_come_back_typed() -> None:
+    assert bool(pz.julia_function("x -> x isa Float64")(np.array(2.0)))
+    assert bool(pz.julia_function("x -> x isa Float64")(2.0))
+    assert bool(pz.julia_function("x -> x isa Float32")(np.float32(2.0)))
+    s32 = pz.julia_function("x -> sum(x)")(np.ones(3, np.float32))
+    assert type(s32) is np.float32 and s32 == 3.0
+    s64 = pz.julia_function("x -> sum(x)")(np.ones(3))
+    assert type(s64) is np.float64
+    val, (g,) = pz.withgradient(lambda x: x * x, 3.0, engine="julia")
+    assert val == 9.0 and g == 6.0 and isinstance(g, float)
+
+
+def test_no_aliasing_between_numpy_and_julia() -> None:
+    consts = pz.julia_function("let c = [1.0, 2.0]\n    () -> c\nend")
+    y = consts()
+    y[0] = 99.0
+    assert consts()[0] == 1.0
+    x = np.arange(3.0)
+    mutate = pz.julia_function("x -> (x[1] = 42.0; sum(x))")
+    assert mutate(x) == 42.0 + 1.0 + 2.0
+    np.testing.assert_array_equal(x, [0.0, 1.0, 2.0])
+
+
+# --- pz.julia_function and pz.julia_include ------------------------------------------------------
+def test_julia_function_gradient_matches_numpy() -> None:
+    energy = pz.julia_function("(x, p) -> sum(abs2, x .- p) + sum(sin, x)")
+    rng = np.random.default_rng(3)
+    x, p = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+
+    def energy_np(x: Any, p: Any) -> Any:
+        return np.sum((x - p) ** 2) + np.sum(np.sin(x))
+
+    assert_close(energy(x, p), energy_np(x, p))
+    vj, gj = pz.withgradient(energy, x, p)  # engine="auto" picks Julia (set up)
+    vn, gn = pz.withgradient(energy_np, x, p, engine="numpy")
+    assert_close(vj, vn)
+    assert_trees_close(gj, gn)
+    assert_close(pz.grad(energy, argnums=1)(x, p), -2 * (x - p))
+    hj = pz.hessian(lambda v: energy(v, p), x)
+    assert_close(hj, pz.hessian(lambda v: energy_np(v, p), x, engine="numpy"))
+
+
+def test_julia_function_pytrees() -> None:
+    f = pz.julia_function("(x, p) -> sum(abs2, x .* p.w) * p.b + sum(p.layers[1]) * sum(p.layers[2])")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(3)
+    p = {"w": rng.standard_normal(3), "b": 2.0, "layers": [rng.standard_normal(2), rng.standard_normal((2, 2))]}
+
+    def f_np(x: Any, p: Any) -> Any:
+        return np.sum((x * p["w"]) ** 2) * p["b"] + np.sum(p["layers"][0]) * np.sum(p["layers"][1])
+
+    assert_trees_close(pz.gradient(f, x, p), pz.gradient(f_np, x, p, engine="numpy"))
+    (gx, gp) = pz.gradient(f, x, p)
+    assert isinstance(gp["b"], float) and isinstance(gp["layers"], list)
+
+
+def test_julia_function_array_outputs() -> None:
+    f = pz.julia_function("x -> 2 .* sin.(x)")
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    y, back = pz.pullback(f, x)
+    assert_close(y, 2 * np.sin(x))
+    ct = np.arange(6.0).reshape(2, 3)
+    (g,) = back(ct)
+    assert_close(g, 2 * np.cos(x) * ct)
+    (jac,) = pz.jacobian(f, x)
+    assert jac.shape == (2, 3, 2, 3)
+    assert_close(jac, np.diag((2 * np.cos(x)).ravel()).reshape(2, 3, 2, 3))
+    yt, tt = pz.jvp(f, (x,), (ct,))
+    assert_close(yt, 2 * np.sin(x))
+    assert_close(tt, 2 * np.cos(x) * ct)
+    two = pz.julia_function("x -> (sum(x), 2 .* x)")
+    s, d = two(x)
+    assert_close(s, np.sum(x))
+    assert_close(d, 2 * x)
+
+
+def test_multiline_indented_source() -> None:
+    src = """
+        helper(x) = 2 .* x
+        function energy(x)
+            y = helper(x)
+            return sum(abs2, y)
+        end
+        energy
+    """
+    f = pz.julia_function(src)
+    x = np.array([1.0, -2.0, 0.5])
+    assert_close(pz.gradient(f, x)[0], 8 * x)
+
+
+def test_julia_include(tmp_path: Path) -> None:
+    (tmp_path / "helpers.jl").write_text("sq(x) = x .^ 2\n")
+    (tmp_path / "model.jl").write_text(
+        'include("helpers.jl")\n\nenergy(x) = sum(sq(x)) / 2\n\nforce(x) = -x\n\nconst SCALE = 3.0\n'
+    )
+    m = pz.julia_include(tmp_path / "model.jl")
+    x = np.array([1.0, 2.0, 3.0])
+    assert_close(pz.gradient(m.energy, x)[0], x)
+    assert_close(m.force(x), -x)
+    assert {"energy", "force", "sq", "SCALE"} <= set(dir(m))
+    with pytest.raises(AttributeError, match="defines no 'enrgy'"):
+        m.enrgy  # noqa: B018
+    m2 = pz.julia_include(tmp_path / "model.jl")  # a fresh module: no redefinition clash
+    assert_close(m2.energy(x), 7.0)
+
+
+# --- errors ----------------------------------------------------------------------------------------
+def test_julia_exception_becomes_julia_error() -> None:
+    f = pz.julia_function('x -> x[1] > 0 ? error("boom: positive input") : sum(x)')
+    with pytest.raises(pz.JuliaError) as info:
+        pz.gradient(f, np.ones(2))
+    err = info.value
+    assert err.julia_type == "ErrorException"
+    assert "boom: positive input" in str(err) and "boom: positive input" in err.julia_message
+    assert "Julia stacktrace" in str(err)
+
+
+def test_zygote_mutation_error_has_a_hint() -> None:
+    f = pz.julia_function(
+        """
+        function f(x)
+            y = copy(x)
+            y[1] = 0.0
+            return sum(abs2, y)
+        end
+        """
+    )
+    assert f(np.ones(3)) == 2.0  # evaluating is fine
+    with pytest.raises(pz.JuliaError) as info:
+        pz.gradient(f, np.ones(3))
+    assert "Mutating arrays is not supported" in str(info.value)
+    assert info.value.hint and "writes into arrays" in info.value.hint
+    assert "Hint:" in str(info.value)
+
+
+def test_zygote_try_catch_error_has_a_hint() -> None:
+    f = pz.julia_function(
+        """
+        function f(x)
+            try
+                error("fails")
+            catch
+                return sum(abs2, x)
+            end
+        end
+        """
+    )
+    with pytest.raises(pz.JuliaError) as info:
+        pz.gradient(f, np.ones(3))
+    assert "catch" in str(info.value)
+    assert info.value.hint is not None
+
+
+def test_syntax_and_name_errors() -> None:
+    with pytest.raises(pz.JuliaError):
+        pz.julia_function("x -> (")(np.ones(2))
+    with pytest.raises(pz.JuliaError, match="no_such_function"):
+        pz.julia_function("x -> no_such_function(x)")(np.ones(2))
+    with pytest.raises(pz.JuliaError):
+        pz.gradient(pz.julia_function("x -> 2 .* x"), np.ones(2))  # not a scalar
+
+
+# --- runtime behaviour ---------------------------------------------------------------------------------
+def test_program_compiled_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyzygote.julia.codegen as codegen
+
+    calls = []
+    real = codegen.emit_program
+    monkeypatch.setattr(codegen, "emit_program", lambda prog, name: calls.append(name) or real(prog, name))
+    w = np.array([1.0, -2.0, 3.0])
+
+    def f(x: Any) -> Any:
+        return np.sum(np.tanh(x) * w)
+
+    x = np.array([0.1, 0.2, 0.3])
+    pz.gradient(f, x, engine="julia")
+    t0 = time.perf_counter()
+    (g,) = pz.gradient(f, x + 1.0, engine="julia")
+    second = time.perf_counter() - t0
+    assert len(calls) == 1
+    assert "julia" in pz.make_program(f, x)._compiled
+    assert second < 1.0, f"second call took {second:.2f} s"
+    assert_close(g, (1 - np.tanh(x + 1.0) ** 2) * w)
+
+
+def test_threads_share_the_julia_engine() -> None:
+    x = np.linspace(0.1, 1.0, 5)
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(5):
+                results[k] = pz.gradient(lambda v: np.sum(v ** (k + 2)), x, engine="julia")[0]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for k in range(4):
+        assert_close(results[k], (k + 2) * x ** (k + 1))
+
+
+def test_auto_picks_julia_and_doctor_agrees(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyzygote import engines
+    from pyzygote.cli import main
+
+    monkeypatch.delenv("PYZYGOTE_ENGINE", raising=False)
+    saved = engines._global_choice[0]
+    engines._global_choice[0] = None
+    try:
+        assert pz.current_engine_name() == "julia"
+    finally:
+        engines._global_choice[0] = saved
+    pz.start_julia()  # idempotent
+    assert main(["doctor", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "set up:       yes" in out and "Julia and NumPy engines agree: yes" in out
