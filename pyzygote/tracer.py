@@ -34,9 +34,17 @@ class Builder:
         self.eqns: list[Eqn] = []
         self._consts: dict[int, tuple[Var, Any]] = {}
         self._const_values: dict[Var, np.ndarray] = {}
+        self._inputs: dict[int, tuple["Tracer", Var]] = {}
 
     def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
-        return Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
+        t = Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
+        self._inputs[id(t)] = (t, t.var)
+        return t
+
+    def _input_var(self, t: "Tracer") -> Var:
+        """An input's own variable, even if the traced code assigned into it (``x[0] = v``)."""
+        hit = self._inputs.get(id(t))
+        return hit[1] if hit is not None and hit[0] is t else t.var
 
     def to_atom(self, x: Any) -> Var | Literal:
         if isinstance(x, Tracer):
@@ -87,7 +95,7 @@ class Builder:
         values = self._const_values
         constvars = tuple(v for v in values if v.uid in live)
         return Program(
-            inputs=tuple(t.var for t in inputs),
+            inputs=tuple(self._input_var(t) for t in inputs),
             constvars=constvars,
             consts=tuple(values[v] for v in constvars),
             eqns=kept,

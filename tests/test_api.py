@@ -364,3 +364,56 @@ def test_numerical_gradient_and_assert_allclose_gradients() -> None:
         assert_allclose_gradients(exact, (num,))
     with pytest.raises(ValueError, match="scalar"):
         numerical_gradient(lambda x: x * 2.0, np.ones(2))
+
+
+# --- item assignment ----------------------------------------------------------------------------------
+def _assignments(x: Any) -> Any:
+    y = x * 1.0
+    y[0] = x[1] ** 2  # a row from a scalar expression (broadcast)
+    y[1:, ::2] = np.sin(x[1:, ::2])  # a strided slice
+    y[np.array([True, False, True]), 1] = 3.0 * x[0, 1]  # a mask with a constant
+    y[[2, 1], [0, 1]] = y[[1, 2], [1, 0]]  # fancy indices, reading y itself
+    return y * x
+
+
+@pytest.mark.parametrize("arg", ["copy", "argument"])
+def test_item_assignment_values_and_gradients(arg: str) -> None:
+    x = np.random.default_rng(4).standard_normal((3, 3))
+    if arg == "argument":  # assigning into the argument itself, as numpy code may do
+        def f(x: Any) -> Any:
+            x[0, 0] = 2.0 * x[1, 1]
+            return _assignments(x)
+    else:
+        f = _assignments
+    expected = f(x.copy())
+    x_before = x.copy()
+    (value,) = pz.make_program(f, x)(x)
+    np.testing.assert_allclose(value, expected, rtol=1e-15)
+    ct = np.random.default_rng(5).standard_normal(expected.shape)
+    (g,) = pz.pullback(f, x)[1](ct)
+    np.testing.assert_allclose(g, numerical_gradient(lambda x: np.sum(ct * f(x.copy())), x)[0], rtol=1e-8, atol=1e-9)
+    np.testing.assert_array_equal(x, x_before)  # pyzygote never writes into the caller's array
+
+
+def test_item_assignment_errors() -> None:
+    def view(x: Any) -> Any:
+        y = x * 1.0
+        y[0][1] = 5.0
+        return y
+
+    with pytest.raises(pz.UnsupportedOperationError, match=r"y\[i, j\] = v"):
+        pz.jacobian(view, np.ones((2, 2)))
+
+    def repeated(x: Any) -> Any:
+        y = x * 1.0
+        y[[0, 0]] = x[1]
+        return y
+
+    with pytest.raises(pz.UnsupportedOperationError, match="repeated indices"):
+        pz.jacobian(repeated, np.ones(3))
+
+    def traced_index(x: Any) -> Any:
+        return x[x > 0]
+
+    with pytest.raises(pz.UnsupportedOperationError, match="np.where"):
+        pz.jacobian(traced_index, np.ones(3))
