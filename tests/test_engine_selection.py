@@ -585,3 +585,22 @@ def test_juliapkg_finds_the_json_and_the_julia_src_path() -> None:
     assert Path(spec.path) == setup.julia_src_path()
     assert (Path(spec.path) / "Project.toml").is_file()
     assert spec.uuid == setup.pyzygote_julia_uuid()
+
+
+def test_full_packages_cover_the_ode_extension() -> None:
+    """`setup-julia --full` installs what PyZygote's ODE extension needs, and the engine loads it."""
+    full = {name: uuid for name, uuid, _ in setup.FULL_PACKAGES}
+    assert set(setup.ODE_PACKAGES) <= set(full)
+    for name, uuid, compat in setup.FULL_PACKAGES:
+        assert UUID_RE.match(uuid), name
+        compat_mod = pytest.importorskip("juliapkg.compat")
+        assert compat_mod.Compat.parse(compat)
+    project = _toml(setup.julia_src_path() / "Project.toml")
+    weak = project.get("weakdeps", {})
+    for ext, triggers in project.get("extensions", {}).items():
+        triggers = [triggers] if isinstance(triggers, str) else triggers
+        if "ODE" not in ext:
+            continue
+        assert set(triggers) == set(setup.ODE_PACKAGES), ext
+        for name in triggers:
+            assert weak[name] == full[name], name

@@ -33,6 +33,8 @@ class CompiledProgram:
 def _compile(prog: Program) -> CompiledProgram:
     from pyzygote.julia.codegen import emit_program
 
+    if _solves_odes(prog):
+        session.load_ode_packages()
     name = session.next_name("pz_program")
     emitted = emit_program(prog, name)
     module = session.new_module("Program", import_pyzygote=True)
@@ -40,6 +42,10 @@ def _compile(prog: Program) -> CompiledProgram:
     builder = session.runtime_call("getname", module, emitted.name, origin="program")
     fn = session.runtime_call("build", builder, *[to_julia(c) for c in emitted.consts], origin="program")
     return CompiledProgram(fn, emitted.source, emitted.name, module)
+
+
+def _solves_odes(prog: Program) -> bool:
+    return any(eqn.prim.name.startswith("odesolve") for eqn in prog.eqns)
 
 
 def compiled(prog: Program) -> CompiledProgram:

@@ -52,6 +52,7 @@ __all__ = [
     "include_text",
     "include_file",
     "julia_versions",
+    "load_ode_packages",
     "LOCK",
     "ENV_DEFAULTS",
     "translate_error",
@@ -239,8 +240,9 @@ _HINTS: tuple[tuple[str, str], ...] = (
 )
 
 _PROGRAM_NOTE = (
-    "This error comes from Julia code pyzygote generated from your numpy function, which should never "
-    "happen: please report it with the program (pz.make_program(f, *args)), and use engine='numpy' meanwhile."
+    "This error comes from the Julia code pyzygote generated for your numpy function. If the same call works "
+    "with engine='numpy', it is a pyzygote bug: please report it with the program (print(pz.make_program(f, "
+    "*args))), and use engine='numpy' meanwhile."
 )
 
 
@@ -308,7 +310,7 @@ def translate_error(exc: BaseException, origin: str = "user") -> BaseException:
         text += f"\nJulia stacktrace (top):\n{stack}"
     if hint:
         text += f"\nHint: {hint}"
-    if origin == "program" and hint is not None and "Package PyZygote" not in message:
+    if origin == "program" and "not found in current path" not in message:
         text += f"\n{_PROGRAM_NOTE}"
     err = JuliaError(text)
     err.julia_type = kind  # type: ignore[attr-defined]
@@ -359,6 +361,22 @@ def include_text(module: Any, code: str, filename: str, origin: str = "user") ->
 
 def include_file(module: Any, path: str | os.PathLike[str]) -> Any:
     return runtime_call("include_file", module, os.fspath(path))
+
+
+def load_ode_packages() -> None:
+    """Load the ODE packages (once), which activates PyZygote's ODE extension.
+
+    Raises :class:`pyzygote.JuliaError` with an installation hint when they are
+    missing (they are optional: ``pyzygote setup-julia --full``).
+    """
+    if _state.get("ode_loaded"):
+        return
+    from pyzygote.julia.setup import ODE_PACKAGES
+
+    with LOCK:
+        if not _state.get("ode_loaded"):
+            include_text(runtime(), "import " + ", ".join(ODE_PACKAGES), "pyzygote_ode_packages", origin="start")
+            _state["ode_loaded"] = True
 
 
 def julia_versions() -> dict[str, str]:

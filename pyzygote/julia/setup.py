@@ -50,6 +50,7 @@ __all__ = [
     "julia_src_path",
     "pyzygote_julia_uuid",
     "FULL_PACKAGES",
+    "ODE_PACKAGES",
     "REQUIRED_PACKAGES",
     "PYTHONCALL_UUID",
     "offline_project_commands",
@@ -70,6 +71,10 @@ FULL_PACKAGES: tuple[tuple[str, str, str], ...] = (
     ("OrdinaryDiffEqSDIRK", "2d112036-d095-4a1e-ab9a-08536f3ecdbf", "1, 2"),
     ("SciMLSensitivity", "1ed8b502-d754-442c-8d5d-10ac956f44a1", "7"),
 )
+
+# Loading these (all of them) activates PyZygote's ODE extension; the engine loads them
+# before compiling a program that solves an ODE.
+ODE_PACKAGES = ("OrdinaryDiffEq", "OrdinaryDiffEqLowOrderRK", "OrdinaryDiffEqSDIRK", "SciMLSensitivity")
 
 # Without these in the project's manifest the engine cannot run.
 REQUIRED_PACKAGES = ("PythonCall", "Zygote", "PyZygote")
