@@ -2,8 +2,9 @@
 
 Tuples, dicts and lists are containers, except that a list of plain numbers
 (possibly nested) is one array leaf, as numpy would read it.  Numbers and
-numpy arrays are array leaves; anything else (strings, functions, ``None``)
-is a static leaf that takes part in tracing as a Python value.
+numpy arrays are array leaves; anything else (strings, functions, ``None``,
+and Python ``True``/``False``, which are flags rather than numbers) is a
+static leaf that takes part in tracing as a Python value.
 
 >>> from pyzygote.pytree import flatten, unflatten
 >>> leaves, tree = flatten({"k": 1.0, "m": ([1.0, 2.0], "tag")})
@@ -41,11 +42,13 @@ class Static:
 def _numeric_list(x: Any) -> bool:
     if isinstance(x, list):
         return len(x) > 0 and all(_numeric_list(e) for e in x)
-    return isinstance(x, (int, float, np.integer, np.floating, bool, np.bool_))
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
 def is_array_leaf(x: Any) -> bool:
-    return isinstance(x, (np.ndarray, np.generic, float, int, complex, bool)) or _numeric_list(x) or (
+    if isinstance(x, bool):  # a flag: static, so ``if training:`` works
+        return False
+    return isinstance(x, (np.ndarray, np.generic, float, int, complex)) or _numeric_list(x) or (
         hasattr(x, "__array__") and not isinstance(x, (dict, tuple, list, str))
     )
 

@@ -195,6 +195,20 @@ def test_static_leaves_get_none() -> None:
     assert g == {"x": 6.0, "tag": None}
 
 
+def test_python_bools_are_static_flags() -> None:
+    calls = []
+
+    def f(x: Any, training: bool) -> Any:
+        calls.append(training)
+        return x * 2.0 if training else x
+
+    assert pz.gradient(f, 1.0, True) == (2.0, None)
+    assert pz.gradient(f, 1.0, False) == (1.0, None)
+    assert pz.gradient(f, 5.0, True) == (2.0, None)
+    assert calls == [True, False]  # one trace per flag value
+    assert pz.gradient(lambda x, opts: x * 3.0 if opts["a"] else x, 1.0, {"a": True}) == (3.0, {"a": None})
+
+
 def test_numeric_lists_are_arrays() -> None:
     (g,) = pz.gradient(lambda x: x[0] * x[1], [1.0, 2.0])
     np.testing.assert_array_equal(g, [2.0, 1.0])

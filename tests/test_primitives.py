@@ -15,7 +15,7 @@ import pytest
 
 import pyzygote as pz
 from pyzygote.primitive import PRIMITIVES
-from pyzygote.testing import numerical_gradient, numerical_jvp
+from pyzygote.testing import check_grads, numerical_gradient, numerical_jvp
 from pyzygote.transforms.jvp import jvp_eval, jvp_program
 from pyzygote.transforms.vjp import vjp_programs
 from tests.cases import ALL_CASES, CASES, Case, rng_for
@@ -149,6 +149,19 @@ def test_dot_product_jvp_vs_vjp(case: Case) -> None:
     lhs, rhs = dot([ct], [jt]), dot(jtct, t)
     scale = np.linalg.norm(ct) * np.linalg.norm(f64(jt)) + sum(np.linalg.norm(f64(g)) * np.linalg.norm(s) for g, s in zip(jtct, t))
     assert abs(lhs - rhs) <= case.dot_rtol * max(scale, 1e-300), (lhs, rhs)
+
+
+@pytest.mark.parametrize("case", SMOOTH, ids=ids(SMOOTH))
+def test_second_order(case: Case) -> None:
+    """Hessians (forward over reverse through every rule) vs differences of the gradient."""
+    args = args_of(case)
+    w = rng_for(case, "w").standard_normal(np.shape(case.reference(*args)))
+    loss = lambda *a: np.sum(w * case.fn(*a))  # noqa: E731
+    if case.prim.startswith("odesolve"):  # documented: no second derivatives on the NumPy engine
+        with pytest.raises(pz.UnsupportedOperationError, match="second derivatives"):
+            check_grads(loss, args, order=2, modes=())
+        return
+    check_grads(loss, args, order=2, modes=(), rtol=1e-5, eps=1e-3 if case.eps == 1.0 else 1e-5, n_directions=2)
 
 
 # --- piecewise constant and boolean primitives -------------------------------------------
