@@ -70,44 +70,55 @@ def _outs(values: Sequence[Any], avals: Sequence[Aval], what: str) -> tuple[Any,
 
 
 class JuliaEngine:
-    """Evaluate and differentiate programs with Julia and Zygote."""
+    """Evaluate and differentiate programs with Julia and Zygote.
+
+    Results are converted to numpy while the Julia lock is held: reading a
+    Julia array from Python is itself a call into Julia.
+    """
 
     name = "julia"
 
     def evaluate(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
         c = compiled(prog)
-        outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin="program")
-        return _outs(outs, prog.out_avals, "output")
+        with session.LOCK:
+            outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin="program")
+            return _outs(outs, prog.out_avals, "output")
 
     def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, list[Any]]:
         c = compiled(prog)
-        val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin="program")
-        (y,) = _outs((val,), prog.out_avals[:1], "output")
-        return y, list(_outs(grads, prog.in_avals, "gradient"))
+        with session.LOCK:
+            val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin="program")
+            (y,) = _outs((val,), prog.out_avals[:1], "output")
+            return y, list(_outs(grads, prog.in_avals, "gradient"))
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         c = compiled(prog)
-        ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin="program")
         in_avals = prog.in_avals
+        with session.LOCK:
+            ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin="program")
+            values = _outs(ys, prog.out_avals, "output")
 
         def backward(*cts: Any) -> list[Any]:
-            grads = session.call(back, *map(to_julia, cts), origin="program")
-            return list(_outs(grads, in_avals, "cotangent"))
+            with session.LOCK:
+                grads = session.call(back, *map(to_julia, cts), origin="program")
+                return list(_outs(grads, in_avals, "cotangent"))
 
-        return _outs(ys, prog.out_avals, "output"), backward
+        return values, backward
 
     def jvp(self, prog: Program, arrays: Sequence[np.ndarray], tangents: Sequence[np.ndarray]) -> tuple[Any, Any]:
         c = compiled(prog)
         args = [to_julia(a) for a in arrays] + [to_julia(t) for t in tangents]
-        ys, ts = session.runtime_call("jvp", c.fn, len(arrays), *args, origin="program")
-        return _outs(ys, prog.out_avals, "output"), _outs(ts, prog.out_avals, "tangent")
+        with session.LOCK:
+            ys, ts = session.runtime_call("jvp", c.fn, len(arrays), *args, origin="program")
+            return _outs(ys, prog.out_avals, "output"), _outs(ts, prog.out_avals, "tangent")
 
     def hessian(self, prog: Program, arrays: Sequence[np.ndarray], argnum: int) -> np.ndarray:
         c = compiled(prog)
         x = prog.in_avals[argnum]
-        # PyZygote.hessian takes a Julia (1-based) argument number.
-        h = session.runtime_call("hessian", c.fn, argnum + 1, *map(to_julia, arrays), origin="program")
-        return np.asarray(from_julia(h, x.dtype, x.shape + x.shape, "Hessian"))
+        with session.LOCK:
+            # PyZygote.hessian takes a Julia (1-based) argument number.
+            h = session.runtime_call("hessian", c.fn, argnum + 1, *map(to_julia, arrays), origin="program")
+            return np.asarray(from_julia(h, x.dtype, x.shape + x.shape, "Hessian"))
 
 
 _ENGINE: list[JuliaEngine] = []

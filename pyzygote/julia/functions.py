@@ -183,12 +183,14 @@ class JuliaFunction:
         return vals[0] if len(vals) == 1 else tuple(vals)
 
     # --- the API ------------------------------------------------------------------------
+    @session.with_lock
     def __call__(self, *args: Any, engine: str | None = None) -> Any:
         self._require(engine)
         tree, _, arrays, _ = self._flat(args)
         g = self._wrapped(tree)
         return self._result(session.runtime_call("evaluate", g, *map(to_julia, arrays)))
 
+    @session.with_lock
     def _withgradient(self, args: Sequence[Any], engine: str | None) -> tuple[Any, tuple[Any, ...]]:
         self._require(engine)
         tree, leaves, arrays, names = self._flat(args)
@@ -199,6 +201,7 @@ class JuliaFunction:
         self._check_finite(names, "gradient", gs, y)
         return y, self._rebuild(tree, leaves, gs)
 
+    @session.with_lock
     def _pullback(self, args: Sequence[Any], engine: str | None) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:
         self._require(engine)
         tree, leaves, arrays, names = self._flat(args)
@@ -206,6 +209,7 @@ class JuliaFunction:
         ys, back = session.runtime_call("pullback", g, *map(to_julia, arrays))
         outs = [np.asarray(from_julia(y)) for y in ys]
 
+        @session.with_lock
         def backward(dy: Any) -> tuple[Any, ...]:
             cts = list(dy) if len(outs) > 1 else [dy]
             if len(cts) != len(outs):
@@ -224,6 +228,7 @@ class JuliaFunction:
         value = outs[0] if len(outs) == 1 else tuple(outs)
         return value, backward
 
+    @session.with_lock
     def _jvp(self, primals: Sequence[Any], tangents: Sequence[Any], engine: str | None) -> tuple[Any, Any]:
         if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
             raise TypeError("jvp takes primals and tangents as tuples, e.g. pz.jvp(f, (x,), (dx,))")
@@ -265,8 +270,9 @@ class JuliaFunction:
             else:
                 blocks.append(np.zeros(out.shape + a.shape, a.dtype))
         self._check_finite(names, "jacobian", blocks)
-        return tuple(unflatten(tree, blocks))
+        return self._rebuild(tree, leaves, blocks)
 
+    @session.with_lock
     def _hessian(self, x: Any, engine: str | None) -> np.ndarray:
         self._require(engine)
         tree, _, arrays, names = self._flat((x,))

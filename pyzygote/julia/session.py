@@ -31,6 +31,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -385,6 +386,9 @@ def julia_versions() -> dict[str, str]:
 
 
 def with_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: run ``fn`` holding the Julia lock (for code that reads Julia results)."""
+
+    @functools.wraps(fn)
     def locked(*args: Any, **kwargs: Any) -> Any:
         with LOCK:
             return fn(*args, **kwargs)
