@@ -604,3 +604,13 @@ def test_full_packages_cover_the_ode_extension() -> None:
         assert set(triggers) == set(setup.ODE_PACKAGES), ext
         for name in triggers:
             assert weak[name] == full[name], name
+
+
+def test_failed_start_makes_auto_fall_back(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert pz.current_engine_name() == "julia"
+    session._state["error"] = "Julia failed to start: simulated"
+    assert not setup.julia_is_set_up()
+    assert pz.current_engine_name() == "numpy"
+    assert "using the NumPy engine" in capsys.readouterr().err
+    with pytest.raises(pz.JuliaNotAvailableError, match="simulated"):
+        pz.gradient(lambda v: np.sum(v), np.ones(2), engine="julia")

@@ -77,6 +77,11 @@ def is_running() -> bool:
     return _state["rt"] is not None
 
 
+def failed_to_start() -> bool:
+    """Julia was started in this process and failed (juliacall cannot retry)."""
+    return _state["error"] is not None
+
+
 def _apply_env_defaults() -> dict[str, str]:
     applied = {}
     for var, value, others in ENV_DEFAULTS:

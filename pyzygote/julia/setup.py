@@ -494,12 +494,15 @@ def julia_status(refresh: bool = False) -> JuliaStatus:
 def julia_is_set_up() -> bool:
     """True when the Julia engine can start without downloading or installing anything.
 
-    Never starts Julia, never touches the network; a running Julia counts as set up.
+    Never starts Julia, never touches the network; a running Julia counts as set up,
+    a Julia that failed to start in this process does not.
     """
     from pyzygote.julia import session
 
     if session.is_running():
         return True
+    if session.failed_to_start():
+        return False  # the error was raised once; engine="auto" now uses numpy
     try:
         return julia_status().ok
     except Exception:  # pragma: no cover - never let the check itself break engine selection
