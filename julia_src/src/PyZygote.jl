@@ -1,0 +1,255 @@
+"""
+    PyZygote
+
+The Julia side of pyzygote: helpers for the Julia code that `pyzygote.julia.codegen` generates
+from traced numpy programs, and the entry points the Python runtime calls.
+
+Array contract: a numpy array of shape `(a, b, c)` is a Julia `Array` of size `(a, b, c)` that
+holds the same element at the same logical index (numpy axis `k` is Julia dimension `k + 1`).
+A numpy 0-d array is a Julia scalar (`Float64`, `Float32`, `Bool`, `Int64`). The generated code
+makes numpy's conventions explicit: row-major reshapes, 0-based and end-exclusive indices,
+reductions that drop the reduced axes, and flat positions (stored as Julia column-major linear
+indices).
+
+A generated program is a function `maker(consts...)` returning a closure
+`f(x1, x2, ...) -> (out1, out2, ...)`; `f` always returns a Tuple and uses only non-mutating
+operations, so Zygote can differentiate it. The entry points below take `f` and a Tuple of
+arguments.
+"""
+module PyZygote
+
+using ChainRulesCore: ChainRulesCore, NoTangent, ProjectTo, unthunk
+using ForwardDiff: ForwardDiff
+using LinearAlgebra: LinearAlgebra
+using Zygote: Zygote
+
+# --- helpers for generated code -----------------------------------------------------------
+
+# The generated code is evaluated in a module that only imports PyZygote, so it reaches these
+# LinearAlgebra functions as `PyZygote.det` and `PyZygote.dot`.
+const det = LinearAlgebra.det
+const dot = LinearAlgebra.dot
+
+"""
+    broadcast_to(x, sz::Dims)
+
+numpy's `broadcast_to`: `x` repeated to size `sz`. `x` is a number, or an array with
+`length(sz)` dimensions whose size along each dimension `d` is `1` or `sz[d]`.
+
+It has an `rrule` because it fills a new array in place, which Zygote cannot differentiate;
+the cotangent is summed over the repeated dimensions.
+"""
+broadcast_to(x::Number, sz::Dims) = fill(x, sz)
+
+function broadcast_to(x::AbstractArray, sz::Dims)
+    y = similar(x, sz)
+    y .= x
+    return y
+end
+
+function ChainRulesCore.rrule(::typeof(broadcast_to), x, sz::Dims)
+    project_x = ProjectTo(x)
+    function broadcast_to_pullback(ȳ)
+        return NoTangent(), project_x(_sum_to(x, unthunk(ȳ))), NoTangent()
+    end
+    return broadcast_to(x, sz), broadcast_to_pullback
+end
+
+# The sum of `ȳ` over the dimensions along which `x` was repeated, with the size of `x`.
+_sum_to(::Number, ȳ) = sum(ȳ)
+
+function _sum_to(x::AbstractArray, ȳ)
+    dims = filter(d -> size(x, d) == 1 && size(ȳ, d) != 1, ntuple(identity, ndims(x)))
+    return isempty(dims) ? ȳ : sum(ȳ; dims = dims)
+end
+
+"""
+    scatter_add(v, idx, sz::Dims)
+
+An array of zeros of size `sz` into which each `v[k]` is added at linear index `idx[k]`
+(`idx` has the size of `v`, and repeated indices accumulate). A number `v` goes with an
+integer `idx`. This is the transpose of `x[idx]`; numpy item assignment `y[i] = v` is traced to
+it.
+
+It has an `rrule` because it writes into a new array; the pullback gathers the cotangent back,
+`ȳ[idx]`.
+"""
+function scatter_add(v::AbstractArray, idx::AbstractArray{<:Integer}, sz::Dims)
+    y = zeros(eltype(v), sz)
+    for k in eachindex(v, idx)
+        y[idx[k]] += v[k]
+    end
+    return y
+end
+
+function scatter_add(v::Number, idx::Integer, sz::Dims)
+    y = zeros(typeof(v), sz)
+    y[idx] = v
+    return y
+end
+
+function ChainRulesCore.rrule(::typeof(scatter_add), v, idx, sz::Dims)
+    project_v = ProjectTo(v)
+    function scatter_add_pullback(ȳ)
+        return NoTangent(), project_v(unthunk(ȳ)[idx]), NoTangent(), NoTangent()
+    end
+    return scatter_add(v, idx, sz), scatter_add_pullback
+end
+
+"""
+    select(c::Bool, x, y)
+
+numpy's `where(c, x, y)` for one element, used as `PyZygote.select.(c, x, y)`. It is
+`ifelse` after promoting `x` and `y` to one type: with plain `ifelse.(c, x, y)`, an array
+of ForwardDiff duals and a constant `Float64` branch would give an array of abstract
+element type `Real`.
+"""
+select(c::Bool, x, y) = ifelse(c, promote(x, y)...)
+
+"""
+    fmax(x, y)
+
+numpy's `fmax` for one element: the larger of `x` and `y`, ignoring a NaN unless both are NaN
+(`max` propagates NaN, like numpy's `maximum`).
+"""
+function fmax(x::Real, y::Real)
+    a, b = promote(x, y)
+    return isnan(a) ? b : isnan(b) ? a : max(a, b)
+end
+
+"""
+    fmin(x, y)
+
+numpy's `fmin` for one element: the smaller of `x` and `y`, ignoring a NaN unless both are NaN.
+"""
+function fmin(x::Real, y::Real)
+    a, b = promote(x, y)
+    return isnan(a) ? b : isnan(b) ? a : min(a, b)
+end
+
+"""
+    convert_eltype(T, x)
+
+numpy's `astype(T)` between floating-point types (`Float32` <-> `Float64`), for a number or
+an array. Unlike `T.(x)` it also converts ForwardDiff duals (their value and partials), so
+forward mode (`jvp`, `hessian`) works through mixed precision.
+
+It has an `rrule` so that Zygote does not differentiate the conversion of duals; the
+cotangent is converted back to the element type of `x`.
+"""
+convert_eltype(::Type{T}, x::Number) where {T <: Real} = _retype(T, x)
+convert_eltype(::Type{T}, x::AbstractArray) where {T <: Real} = map(v -> _retype(T, v), x)
+
+function ChainRulesCore.rrule(::typeof(convert_eltype), ::Type{T}, x) where {T <: Real}
+    project_x = ProjectTo(x)
+    function convert_eltype_pullback(ȳ)
+        return NoTangent(), NoTangent(), project_x(unthunk(ȳ))
+    end
+    return convert_eltype(T, x), convert_eltype_pullback
+end
+
+_retype(::Type{T}, v::Real) where {T} = convert(T, v)
+_retype(::Type{T}, v::ForwardDiff.Dual) where {T} = convert(_retyped(T, typeof(v)), v)
+
+# The type of a (possibly nested) dual with innermost value type `T`.
+_retyped(::Type{T}, ::Type{<:Real}) where {T} = T
+function _retyped(::Type{T}, ::Type{ForwardDiff.Dual{Tag, V, N}}) where {T, Tag, V, N}
+    return ForwardDiff.Dual{Tag, _retyped(T, V), N}
+end
+
+# --- entry points called from Python -------------------------------------------------------
+
+"""
+    evaluate(f, args::Tuple) -> Tuple
+
+The outputs of the generated closure `f` at `args`.
+"""
+evaluate(f, args::Tuple) = f(args...)
+
+"""
+    value_and_gradient(f, args::Tuple) -> (val, grads::Tuple)
+
+For `f` returning a 1-Tuple holding a real scalar: that scalar, and its gradient with respect
+to each argument (Zygote, reverse mode). An argument the output does not depend on gets zeros
+of its own size and element type instead of Zygote's `nothing`.
+"""
+function value_and_gradient(f, args::Tuple)
+    res = Zygote.withgradient((xs...) -> f(xs...)[1], args...)
+    return res.val, map(_gradient_like, args, res.grad)
+end
+
+"""
+    pullback(f, args::Tuple) -> (ys::Tuple, back)
+
+The outputs of `f` at `args` and the vector-Jacobian product `back(cts::Tuple) -> grads::Tuple`:
+`cts` holds one cotangent per output (of the output's size), `grads` one gradient per argument,
+with zeros where Zygote returns `nothing`. `back` may be called many times.
+"""
+function pullback(f, args::Tuple)
+    ys, back = Zygote.pullback(f, args...)
+    function vjp(cts::Tuple)
+        grads = back(cts)
+        grads === nothing && return map(zero, args)
+        return map(_gradient_like, args, grads)
+    end
+    return ys, vjp
+end
+
+# A gradient as a dense array (or number) shaped and typed like the argument `x`.
+_gradient_like(x, ::Nothing) = zero(x)
+_gradient_like(x, ::ChainRulesCore.AbstractZero) = zero(x)
+_gradient_like(x, dx) = _dense(ProjectTo(x)(unthunk(dx)))
+
+_dense(dx::Number) = dx
+_dense(dx::Array) = dx
+_dense(dx::AbstractArray) = collect(dx)
+
+"""
+    jvp(f, args::Tuple, tangents::Tuple) -> (ys::Tuple, ts::Tuple)
+
+The outputs of `f` at `args` and their derivatives along `tangents` (one per argument, of the
+argument's size): `ts[k]` is `d/dt f(args .+ t .* tangents)[k]` at `t = 0`, computed in forward
+mode with `ForwardDiff.derivative`, one pass per output. The direction is taken in the
+floating-point type that all the arguments promote to.
+"""
+function jvp(f, args::Tuple, tangents::Tuple)
+    length(args) == length(tangents) ||
+        throw(ArgumentError("jvp needs one tangent per argument"))
+    ys = f(args...)
+    t0 = zero(float(mapreduce(eltype, promote_type, args; init = Bool)))
+    along(t) = map((x, v) -> x .+ t .* v, args, tangents)
+    ts = ntuple(k -> ForwardDiff.derivative(t -> f(along(t)...)[k], t0), length(ys))
+    return ys, ts
+end
+
+"""
+    hessian(f, args::Tuple, argnum::Int) -> Array or number
+
+Second derivatives of the real scalar `f(args...)[1]` with respect to argument number `argnum`
+(1-based), by ForwardDiff over Zygote (`Zygote.hessian`). For an array argument `x` the result
+has size `(size(x)..., size(x)...)` and holds `∂²f/∂x[I]∂x[J]` at `[I..., J...]`: Zygote's
+`length(x) × length(x)` matrix is indexed by column-major linear indices, and a column-major
+reshape splits each of them back into the logical index of `x`. A scalar argument gives a
+number.
+"""
+function hessian(f, args::Tuple, argnum::Int)
+    1 <= argnum <= length(args) ||
+        throw(ArgumentError("argnum = $argnum, but there are $(length(args)) arguments"))
+    x = args[argnum]
+    before = args[1:(argnum - 1)]
+    after = args[(argnum + 1):end]
+    h = Zygote.hessian(z -> f(before..., z, after...)[1], x)
+    return x isa Number ? h : reshape(h, (size(x)..., size(x)...))
+end
+
+"""
+    to_array(x)
+
+A dense Julia `Array` copy of `x` (for instance a PythonCall `PyArray` wrapping numpy memory),
+with the same size and the same element at each logical index. Numbers are returned as they
+are.
+"""
+to_array(x::AbstractArray) = Array(x)
+to_array(x::Number) = x
+
+end
