@@ -206,6 +206,17 @@ case("reduce_min", "all", lambda x: np.min(x), uniform(-2, 2, lo_ndim=1))
 case("reduce_min", "axis", lambda x: x.min(axis=0), fixed((3, 4)))
 case("reduce_prod", "all", lambda x: np.prod(x), uniform(0.5, 1.5, lo_ndim=1, signed=True))
 case("reduce_prod", "axis", lambda x: np.prod(x, axis=1), lambda rng: (rng.uniform(0.5, 1.5, (2, 3, 2)),))
+
+
+def _with_zeros(rng: np.random.Generator) -> tuple[Any, ...]:
+    """Columns with no zero, one zero and two zeros: np.prod's derivative is exact there too."""
+    x = rng.uniform(0.5, 1.5, (3, 4)) * rng.choice([-1.0, 1.0], (3, 4))
+    x[1, 1] = x[0, 2] = x[2, 2] = x[0, 3] = x[1, 3] = x[2, 3] = 0.0
+    return (x,)
+
+
+case("reduce_prod", "zeros", lambda x: np.prod(x, axis=0), _with_zeros)
+case("reduce_prod", "zeros-all", lambda x: np.prod(x[:, :3]), _with_zeros)
 case("cumsum", "flat", lambda x: np.cumsum(x), uniform(-2, 2), eps=1.0)
 case("cumsum", "axis", lambda x: np.cumsum(x, axis=-1), fixed((2, 4)), eps=1.0)
 case(
