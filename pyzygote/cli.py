@@ -2,7 +2,7 @@
 
 ``setup-julia`` installs Julia (if needed) and pyzygote's Julia packages
 through juliapkg, with juliapkg's and Julia's progress output; ``--full`` also
-installs the ODE packages.  ``doctor`` reports versions, whether Julia is set
+installs DifferentialEquations.jl.  ``doctor`` reports versions, whether Julia is set
 up (read from files, without starting Julia unless ``--check``), the active
 engine, what to do about anything missing, and the Julia commands that
 prepare a project for offline use.
@@ -97,9 +97,11 @@ def doctor(check: bool = False, full: bool = False) -> int:
             else:
                 where = f"  (developed from {e.path})" if e.path else ""
                 _p(f"  {name + ':':<13} {e.version or '?'}{where}")
+        state = ", ".join(f"{n} {st.package_version(n) or 'not installed'}" for n in setup.ODE_PACKAGES)
+        _p(f"  ODE packages: {state}")
         extra = [n for n, _, _ in setup.FULL_PACKAGES]
         state = ", ".join(f"{n} {st.package_version(n) or 'not installed'}" for n in extra)
-        _p(f"  ODE packages: {state}  (pyzygote setup-julia --full)")
+        _p(f"  Extra packages: {state}  (pyzygote setup-julia --full)")
     try:
         src = setup.julia_src_path()
         _p(f"  PyZygote source shipped with pyzygote: {src}" + ("" if (src / "Project.toml").is_file() else "  (MISSING!)"))
@@ -260,13 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_setup.add_argument(
         "--full",
         action="store_true",
-        help="also install the ODE packages (DifferentialEquations.jl, OrdinaryDiffEq solvers, SciMLSensitivity.jl)",
+        help="also install DifferentialEquations.jl, so its other solver packages can be used by name from Julia code",
     )
     p_setup.add_argument("--force", action="store_true", help="resolve again even if juliapkg thinks nothing changed")
     p_setup.add_argument("--no-check", dest="check", action="store_false", help="do not start Julia afterwards")
     p_doctor = sub.add_parser("doctor", help="report versions, the Julia setup and the active engine")
     p_doctor.add_argument("--check", action="store_true", help="also start Julia and compare both engines")
-    p_doctor.add_argument("--full", action="store_true", help="include the ODE packages in the offline commands")
+    p_doctor.add_argument("--full", action="store_true", help="include DifferentialEquations.jl in the offline commands")
     return parser
 
 

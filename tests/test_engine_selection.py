@@ -587,23 +587,21 @@ def test_juliapkg_finds_the_json_and_the_julia_src_path() -> None:
     assert spec.uuid == setup.pyzygote_julia_uuid()
 
 
-def test_full_packages_cover_the_ode_extension() -> None:
-    """`setup-julia --full` installs what PyZygote's ODE extension needs, and the engine loads it."""
-    full = {name: uuid for name, uuid, _ in setup.FULL_PACKAGES}
-    assert set(setup.ODE_PACKAGES) <= set(full)
-    for name, uuid, compat in setup.FULL_PACKAGES:
-        assert UUID_RE.match(uuid), name
-        compat_mod = pytest.importorskip("juliapkg.compat")
-        assert compat_mod.Compat.parse(compat)
+def test_juliapkg_json_declares_the_ode_extension_triggers() -> None:
+    """juliapkg.json installs what PyZygote's ODE extension needs; --full adds DifferentialEquations."""
+    declared = setup.load_juliapkg_json()["packages"]
+    compat_mod = pytest.importorskip("juliapkg.compat")
+    for name in setup.ODE_PACKAGES:
+        assert UUID_RE.match(declared[name]["uuid"]), name
+        assert compat_mod.Compat.parse(declared[name]["version"])
+    assert [n for n, _, _ in setup.FULL_PACKAGES] == ["DifferentialEquations"]
     project = _toml(setup.julia_src_path() / "Project.toml")
     weak = project.get("weakdeps", {})
-    for ext, triggers in project.get("extensions", {}).items():
-        triggers = [triggers] if isinstance(triggers, str) else triggers
-        if "ODE" not in ext:
-            continue
-        assert set(triggers) == set(setup.ODE_PACKAGES), ext
-        for name in triggers:
-            assert weak[name] == full[name], name
+    exts = {ext: ([t] if isinstance(t, str) else t) for ext, t in project.get("extensions", {}).items()}
+    assert set(exts["PyZygoteODEExt"]) == set(setup.ODE_PACKAGES)
+    for name in setup.ODE_PACKAGES:
+        assert weak[name] == declared[name]["uuid"], name
+    assert (setup.julia_src_path() / "ext" / "PyZygoteODEExt.jl").is_file()
 
 
 def test_failed_start_makes_auto_fall_back(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:

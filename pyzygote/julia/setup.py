@@ -61,19 +61,14 @@ ZYGOTE_UUID = "e88e6eb3-aa80-5325-afca-941959d7151f"
 
 # Packages that `pyzygote setup-julia --full` adds on top of pyzygote/juliapkg.json
 # (name, uuid, Julia compat), as direct dependencies of the project so that they can be
-# loaded; loading OrdinaryDiffEq, OrdinaryDiffEqLowOrderRK, OrdinaryDiffEqSDIRK and
-# SciMLSensitivity activates PyZygote's ODE extension (julia_src/ext/PyZygoteODEExt.jl).
-# Hook for the ODE work: add or change solver packages here.
+# loaded by name from Julia code (`pz.julia_function`, `pz.julia_include`).
 FULL_PACKAGES: tuple[tuple[str, str, str], ...] = (
     ("DifferentialEquations", "0c46a032-eb83-5123-abaf-570d42b7fbaa", "7, 8"),
-    ("OrdinaryDiffEq", "1dea7af3-3e70-54e6-95c3-0bf5283fa5ed", "6, 7"),
-    ("OrdinaryDiffEqLowOrderRK", "1344f307-1e59-4825-a18e-ace9aa3fa4c6", "1, 2"),
-    ("OrdinaryDiffEqSDIRK", "2d112036-d095-4a1e-ab9a-08536f3ecdbf", "1, 2"),
-    ("SciMLSensitivity", "1ed8b502-d754-442c-8d5d-10ac956f44a1", "7"),
 )
 
-# Loading these (all of them) activates PyZygote's ODE extension; the engine loads them
-# before compiling a program that solves an ODE.
+# Declared in pyzygote/juliapkg.json.  Loading all of them activates PyZygote's ODE
+# extension (julia_src/ext/PyZygoteODEExt.jl); the engine loads them before compiling a
+# program that solves an ODE, so programs without one do not pay their load time.
 ODE_PACKAGES = ("OrdinaryDiffEq", "OrdinaryDiffEqLowOrderRK", "OrdinaryDiffEqSDIRK", "SciMLSensitivity")
 
 # Without these in the project's manifest the engine cannot run.

@@ -1,0 +1,133 @@
+"""
+ODE solving for PyZygote: loaded when OrdinaryDiffEq, its LowOrderRK and SDIRK solver
+packages and SciMLSensitivity are loaded, so the engine pays their load time only when a
+program contains an ODE solve.
+"""
+module PyZygoteODEExt
+
+using ChainRulesCore: ChainRulesCore
+using OrdinaryDiffEq:
+    OrdinaryDiffEq,
+    ODEProblem,
+    solve,
+    Tsit5,
+    AutoTsit5,
+    Rosenbrock23,
+    Vern7,
+    Vern9,
+    Rodas5P,
+    FBDF
+using OrdinaryDiffEqLowOrderRK: DP5
+using OrdinaryDiffEqSDIRK: KenCarp4
+using SciMLSensitivity: ForwardDiffSensitivity, GaussAdjoint, BacksolveAdjoint, ZygoteVJP
+using PyZygote: PyZygote
+
+const SciMLBase = OrdinaryDiffEq.SciMLBase
+
+"""
+    algorithm(name::Symbol)
+
+The DifferentialEquations.jl solver pyzygote calls `name`.
+"""
+function algorithm(name::Symbol)
+    name === :Tsit5 && return Tsit5()
+    name === :DP5 && return DP5()
+    name === :Vern7 && return Vern7()
+    name === :Vern9 && return Vern9()
+    name === :Rodas5P && return Rodas5P()
+    name === :KenCarp4 && return KenCarp4()
+    name === :FBDF && return FBDF()
+    name === :auto && return AutoTsit5(Rosenbrock23())
+    throw(ArgumentError("unknown ODE solver $(name)"))
+end
+
+"""
+    sensitivity_algorithm(name::Symbol)
+
+The SciMLSensitivity algorithm for pyzygote's `sensealg` name; `nothing` lets
+SciMLSensitivity choose (forward mode when `length(u0) + length(p) <= 100`, else an adjoint).
+"""
+function sensitivity_algorithm(name::Symbol)
+    name === :auto && return nothing
+    name === :forward && return ForwardDiffSensitivity()
+    name === :adjoint && return GaussAdjoint(; autojacvec = ZygoteVJP())
+    name === :backsolve && return BacksolveAdjoint(; autojacvec = ZygoteVJP())
+    throw(ArgumentError("unknown sensealg $(name)"))
+end
+
+# A failed solve must never reach Python as a result: SciMLSensitivity does not check
+# retcodes, and its adjoints extrapolate past the failure point.
+function check_success(sol, nsaved::Integer)
+    if !SciMLBase.successful_retcode(sol) || length(sol.t) != nsaved
+        throw(PyZygote.SolverFailure(string(sol.retcode), Float64(last(sol.t))))
+    end
+    return nothing
+end
+
+function PyZygote.odesolve(
+    f,
+    u0::AbstractVector,
+    p::AbstractVector,
+    t::AbstractVector,
+    alg::Symbol,
+    sensealg::Symbol,
+    reltol::Real,
+    abstol::Real,
+    maxiters::Integer,
+)
+    # Out-of-place on purpose: ZygoteVJP needs it (SciMLSensitivity #1282).
+    prob = ODEProblem{false}(f, u0, (first(t), last(t)), p)
+    sol = solve(
+        prob,
+        algorithm(alg);
+        u0 = u0,
+        p = p,
+        saveat = t,
+        reltol = reltol,
+        abstol = abstol,
+        maxiters = maxiters,
+        sensealg = sensitivity_algorithm(sensealg),
+    )
+    ChainRulesCore.ignore_derivatives() do
+        check_success(sol, length(t))
+    end
+    # Array(sol) is (state, time); pyzygote's contract is time-major.
+    return permutedims(Array(sol))
+end
+
+function PyZygote.solve_problem(
+    f,
+    u0::AbstractVector,
+    p::AbstractVector,
+    tspan::Tuple{Float64, Float64},
+    alg::Symbol,
+    saveat,
+    reltol::Real,
+    abstol::Real,
+    maxiters::Integer,
+)
+    prob = ODEProblem{false}(f, u0, tspan, p)
+    sol = if saveat === nothing
+        solve(prob, algorithm(alg); reltol = reltol, abstol = abstol, maxiters = maxiters)
+    else
+        solve(
+            prob,
+            algorithm(alg);
+            saveat = saveat,
+            reltol = reltol,
+            abstol = abstol,
+            maxiters = maxiters,
+        )
+    end
+    s = sol.stats
+    stats = (
+        nf = s.nf,
+        njacs = s.njacs,
+        nlu = s.nw,
+        naccept = s.naccept,
+        nreject = s.nreject,
+    )
+    return (collect(sol.t), permutedims(Array(sol)), string(sol.retcode), stats)
+end
+
+end # module
