@@ -431,3 +431,17 @@ def test_item_assignment_errors() -> None:
 
     with pytest.raises(pz.UnsupportedOperationError, match="np.where"):
         pz.jacobian(traced_index, np.ones(3))
+
+
+# --- derivatives at the edges of a rule's domain -----------------------------------------------------------
+def test_power_and_product_at_zero() -> None:
+    with np.errstate(all="ignore"):
+        assert pz.gradient(lambda x: x**0.0, 0.0) == (0.0,)
+        assert pz.gradient(lambda x: x**1.0, 0.0) == (1.0,)
+        assert float(pz.hessian(lambda x: x**1.0, 0.0)) == 0.0
+        assert float(pz.hessian(lambda x: x**2, 0.0)) == 2.0
+        assert float(pz.hessian(lambda x: x**3, 0.0)) == 0.0
+        np.testing.assert_array_equal(pz.gradient(np.prod, np.array([0.0, 2.0, 3.0]))[0], [6.0, 0.0, 0.0])
+        np.testing.assert_array_equal(pz.gradient(np.prod, np.array([0.0, 2.0, 0.0]))[0], [0.0, 0.0, 0.0])
+        h = pz.hessian(np.prod, np.array([0.0, 2.0, 0.0]))
+        np.testing.assert_array_equal(h, [[0.0, 0.0, 2.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
