@@ -19,6 +19,7 @@ objects it reads, two levels deep; data hidden deeper than that is not checked
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import types
 import weakref
@@ -205,7 +206,9 @@ def trace(f: Callable[..., Any], args: tuple[Any, ...], argnames: list[str] | No
     per_fn = _function_cache(f)
     hit = per_fn.get(key) if per_fn is not None else None
     if hit is not None and _still_valid(hit, f):
-        return hit, arrays
+        # This call's leaves: whether a result is a Python float or an array
+        # follows this call's arguments (2.0 and np.array(2.0) share a trace).
+        return dataclasses.replace(hit, leaves=leaves), arrays
     traced = _trace_fresh(f, leaves, tree, arrays)
     if per_fn is not None:
         per_fn[key] = traced

@@ -80,6 +80,19 @@ def test_function_is_traced_once_per_signature() -> None:
     assert len(calls) == 4
 
 
+def test_result_types_follow_each_call_not_the_cached_trace() -> None:
+    calls = []
+
+    def f(x: Any) -> Any:
+        calls.append(1)
+        return x * x
+
+    assert repr(pz.gradient(f, np.array(2.0))) == "(array(4.),)"
+    assert repr(pz.gradient(f, 2.0)) == "(4.0,)"  # same trace, but a Python float in, a float out
+    assert repr(pz.gradient(f, np.float64(3.0))) == "(array(6.),)"
+    assert len(calls) == 1
+
+
 def test_static_arguments_are_part_of_the_signature() -> None:
     calls = []
 
