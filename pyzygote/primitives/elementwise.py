@@ -20,6 +20,7 @@ from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, defjvp
 from pyzygote.tracer import as_operand
+from pyzygote.julia import codegen as jl
 
 __all__ = ["elementwise_aval", "ufunc_handler", "unbroadcast", "ELEMENTWISE"]
 
@@ -206,6 +207,51 @@ def _div_transpose(ct: Any, x: Any, y: Any) -> tuple[Any, None]:
         raise TypeError("div is linear only in its numerator")
     return unbroadcast(ct / y, x.aval), None
 
+
+# --- Julia rules: dot-broadcasting works on arrays and on scalars alike ------------
+_JULIA_TEMPLATES = {
+    "sin": "sin.({0})", "cos": "cos.({0})", "tan": "tan.({0})", "asin": "asin.({0})",
+    "acos": "acos.({0})", "atan": "atan.({0})", "sinh": "sinh.({0})", "cosh": "cosh.({0})",
+    "tanh": "tanh.({0})", "exp": "exp.({0})", "exp2": "exp2.({0})", "expm1": "expm1.({0})",
+    "log": "log.({0})", "log2": "log2.({0})", "log10": "log10.({0})", "log1p": "log1p.({0})",
+    "sqrt": "sqrt.({0})", "cbrt": "cbrt.({0})", "abs": "abs.({0})", "sign": "sign.({0})",
+    "floor": "floor.({0})", "ceil": "ceil.({0})", "round": "round.({0})",  # ties to even, as rint
+    "neg": ".-{0}", "sub": "{0} .- {1}", "div": "{0} ./ {1}",
+    "max": "max.({0}, {1})", "min": "min.({0}, {1})",  # NaN propagates, as in numpy
+    "fmax": "PyZygote.fmax.({0}, {1})", "fmin": "PyZygote.fmin.({0}, {1})",
+    "atan2": "atan.({0}, {1})", "hypot": "hypot.({0}, {1})",
+    "rem": "mod.({0}, {1})",  # numpy's remainder has the sign of the divisor, like mod
+    "floordiv": "fld.({0}, {1})",
+}  # fmt: skip
+
+
+def _julia_rule(template: str) -> Callable[..., str]:
+    return lambda e, *xs: template.format(*xs)
+
+
+def _bool_or(template: str, bool_template: str) -> Callable[..., str]:
+    """numpy's add and multiply on booleans are logical or / and."""
+    return lambda e, x, y: (bool_template if e.out.dtype == np.bool_ else template).format(x, y)
+
+
+@pow_p.def_julia
+def _pow_julia(e: Any, x: Any, y: Any) -> str:
+    """``x.^y``; an integral literal exponent is written as an Int literal, which Julia
+    lowers to ``literal_pow`` (so ``x.^2`` is exact and fine for negative ``x``).
+    A negative base with a non-integral exponent throws a DomainError in Julia,
+    where numpy returns NaN."""
+    base = f"({x})" if x.literal is not None and not x.startswith("(") else x
+    if y.literal is not None and y.aval.dtype.kind == "f":
+        p = float(y.literal)
+        if np.isfinite(p) and p == int(p) and abs(p) <= 2**31:
+            return f"{base}.^{jl.julia_literal(int(p), np.int64)}"
+    return f"{base}.^{y}"
+
+
+for _name, _template in _JULIA_TEMPLATES.items():
+    ELEMENTWISE[_name].def_julia(_julia_rule(_template))
+add_p.def_julia(_bool_or("{0} .+ {1}", "{0} .| {1}"))
+mul_p.def_julia(_bool_or("{0} .* {1}", "{0} .& {1}"))
 
 # --- numpy functions that are compositions ---------------------------------
 @implements(np.square)

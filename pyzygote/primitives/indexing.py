@@ -25,6 +25,7 @@ from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, deflinear
 from pyzygote.tracer import Builder, Tracer, as_operand
+from pyzygote.julia import codegen as jl
 
 __all__ = ["gather", "scatter_add", "element_positions"]
 
@@ -50,6 +51,7 @@ def _gather_impl(x: Any, *, positions: np.ndarray, index: Any) -> Any:
 
 
 deflinear(gather_p, lambda ct, x, *, positions, index: (scatter_add(ct, positions, x.aval.shape),))
+gather_p.def_julia(lambda e, x, *, positions, index: jl.gather(e, x, positions, index))
 
 
 def gather(x: Any, positions: np.ndarray, index: Any = None) -> Any:
@@ -83,6 +85,7 @@ def _scatter_impl(v: Any, *, positions: np.ndarray, shape: tuple[int, ...], uniq
 
 
 deflinear(scatter_add_p, lambda ct, v, *, positions, shape, unique: (gather(ct, positions),))
+scatter_add_p.def_julia(lambda e, v, *, positions, shape, unique: jl.scatter_add(e, v, positions, shape))
 
 
 def scatter_add(v: Any, positions: np.ndarray, shape: tuple[int, ...]) -> Any:

@@ -24,6 +24,7 @@ from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, defjvp
 from pyzygote.tracer import as_operand
+from pyzygote.julia import codegen as jl
 
 __all__ = ["einsum", "solve", "inv", "det"]
 
@@ -73,6 +74,7 @@ def _einsum_jvp_y(g: Any, ans: Any, x: Any, y: Any, *, spec: str) -> Any:
 
 
 defjvp(einsum_p, _einsum_jvp_x, _einsum_jvp_y)
+einsum_p.def_julia(lambda e, x, y, *, spec: jl.einsum(e, x, y, spec))
 
 
 @einsum_p.def_transpose
@@ -231,15 +233,20 @@ def _solve_transpose(ct: Any, a: Any, b: Any) -> tuple[None, Any]:
     return None, solve_p.bind(transpose(a, (1, 0)), ct)
 
 
+solve_p.def_julia(lambda e, a, b: f"{a} \\ {b}")
+
+
 inv_p = Primitive("inv")
 inv_p.def_abstract_eval(lambda a: (_square(a, "inv"), a)[1])
 inv_p.def_impl(np.linalg.inv)
 defjvp(inv_p, lambda g, ans, a: -np.matmul(ans, np.matmul(g, ans)))
+inv_p.def_julia(lambda e, a: f"inv({a})")
 
 det_p = Primitive("det")
 det_p.def_abstract_eval(lambda a: (_square(a, "det"), Aval((), a.dtype))[1])
 det_p.def_impl(np.linalg.det)
 defjvp(det_p, lambda g, ans, a: ans * np.trace(solve_p.bind(a, g)))
+det_p.def_julia(lambda e, a: f"PyZygote.det({a})")
 
 
 def _checked(prim: Primitive) -> Any:

@@ -21,6 +21,7 @@ from pyzygote.primitive import Primitive, Undefined, zeros
 from pyzygote.primitives.elementwise import ELEMENTWISE, elementwise_aval, ufunc_handler
 from pyzygote.primitives.shape import broadcast_operands, convert
 from pyzygote.tracer import as_operand
+from pyzygote.julia import codegen as jl
 
 __all__ = ["select", "COMPARISONS"]
 
@@ -51,6 +52,27 @@ not_p = _predicate("not", np.logical_not)
 isnan_p = _predicate("isnan", np.isnan)
 isinf_p = _predicate("isinf", np.isinf)
 isfinite_p = _predicate("isfinite", np.isfinite)
+
+_JULIA_TEMPLATES = {
+    "lt": "{0} .< {1}", "le": "{0} .<= {1}", "gt": "{0} .> {1}", "ge": "{0} .>= {1}",
+    "eq": "{0} .== {1}", "ne": "{0} .!= {1}", "and": "{0} .& {1}", "or": "{0} .| {1}",
+    "xor": "xor.({0}, {1})", "not": ".!{0}", "isnan": "isnan.({0})", "isinf": "isinf.({0})",
+    "isfinite": "isfinite.({0})",
+}  # fmt: skip
+_LOGICAL = ("and", "or", "xor", "not")
+
+
+def _julia_predicate(name: str) -> Any:
+    def rule(e: Any, *xs: Any) -> str:
+        if name in _LOGICAL:  # numpy's logical functions take any nonzero as True
+            xs = tuple(x if x.aval.dtype == np.bool_ else e.bind(f"{x} .!= 0") for x in xs)
+        return _JULIA_TEMPLATES[name].format(*xs)
+
+    return rule
+
+
+for _name in _JULIA_TEMPLATES:
+    COMPARISONS[_name].def_julia(_julia_predicate(_name))
 
 # --- select ----------------------------------------------------------------
 select_p = Primitive("select")
@@ -91,6 +113,8 @@ def _select_transpose(ct: Any, cond: Any, x: Any, y: Any) -> tuple[Any, Any, Any
 
 
 select_p.jvp = _select_jvp
+# PyZygote.select is ifelse on promoted branches (see PyZygote.jl for why).
+select_p.def_julia(lambda e, c, x, y: f"PyZygote.select.({c}, {x}, {y})")
 
 
 def select(cond: Any, x: Any, y: Any) -> Any:

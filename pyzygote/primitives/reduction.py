@@ -18,6 +18,7 @@ from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, defjvp, deflinear
 from pyzygote.tracer import as_operand
+from pyzygote.julia import codegen as jl
 
 __all__ = ["reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "cumsum"]
 
@@ -37,6 +38,7 @@ reduce_sum_p = Primitive("reduce_sum")
 reduce_sum_p.def_abstract_eval(_reduced_aval)
 reduce_sum_p.def_impl(lambda x, *, axes: np.sum(x, axis=axes))
 deflinear(reduce_sum_p, lambda ct, x, *, axes: (_restore(ct, x.aval.shape, axes),))
+reduce_sum_p.def_julia(lambda e, x, *, axes: jl.reduction("sum", x, axes))
 
 
 def reduce_sum(x: Any, axes: tuple[int, ...]) -> Any:
@@ -64,6 +66,9 @@ def _extremum(name: str, fn: Any) -> Primitive:
 
 reduce_max_p = _extremum("reduce_max", np.max)
 reduce_min_p = _extremum("reduce_min", np.min)
+# Julia's maximum/minimum propagate NaN like numpy's max/min.
+reduce_max_p.def_julia(lambda e, x, *, axes: jl.reduction("maximum", x, axes))
+reduce_min_p.def_julia(lambda e, x, *, axes: jl.reduction("minimum", x, axes))
 
 
 def reduce_max(x: Any, axes: tuple[int, ...]) -> Any:
@@ -80,6 +85,7 @@ reduce_prod_p.def_abstract_eval(_reduced_aval)
 reduce_prod_p.def_impl(lambda x, *, axes: np.prod(x, axis=axes))
 # As in HIPS autograd: d prod / dx_i = prod / x_i (undefined at exact zeros).
 defjvp(reduce_prod_p, lambda g, ans, x, *, axes: reduce_sum(g * (_restore(ans, np.shape(x), axes) / x), axes))
+reduce_prod_p.def_julia(lambda e, x, *, axes: jl.reduction("prod", x, axes))
 
 
 def reduce_prod(x: Any, axes: tuple[int, ...]) -> Any:
@@ -99,6 +105,15 @@ def _cumsum_impl(x: Any, *, axis: int, reverse: bool) -> Any:
 
 
 deflinear(cumsum_p, lambda ct, x, *, axis, reverse: (cumsum_p.bind(ct, axis=axis, reverse=not reverse),))
+
+
+@cumsum_p.def_julia
+def _cumsum_julia(e: Any, x: Any, *, axis: int, reverse: bool) -> str:
+    if not reverse:
+        return f"cumsum({x}; dims = {axis + 1})"
+    flipped = e.bind(f"reverse({x}; dims = {axis + 1})")
+    summed = e.bind(f"cumsum({flipped}; dims = {axis + 1})")
+    return f"reverse({summed}; dims = {axis + 1})"
 
 
 # --- numpy handlers -----------------------------------------------------------

@@ -18,6 +18,7 @@ from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, deflinear
 from pyzygote.tracer import Tracer, as_operand
+from pyzygote.julia import codegen as jl
 
 __all__ = [
     "broadcast_in_dim",
@@ -77,6 +78,7 @@ def _bcast_transpose(ct: Any, x: Undefined, *, shape: tuple[int, ...], dims: tup
 
 
 deflinear(broadcast_in_dim_p, _bcast_transpose)
+broadcast_in_dim_p.def_julia(lambda e, x, *, shape, dims: jl.broadcast_in_dim(x, shape, dims))
 
 
 def broadcast_in_dim(x: Any, shape: Sequence[int], dims: Sequence[int]) -> Any:
@@ -120,6 +122,7 @@ def _reshape_aval(x: Aval, *, shape: tuple[int, ...]) -> Aval:
 
 reshape_p.def_impl(lambda x, *, shape: np.reshape(x, shape))
 deflinear(reshape_p, lambda ct, x, *, shape: (reshape(ct, x.aval.shape),))
+reshape_p.def_julia(lambda e, x, *, shape: jl.rowmajor_reshape(x, x.aval.shape, shape))
 
 
 def reshape(x: Any, shape: Sequence[int]) -> Any:
@@ -142,6 +145,7 @@ def _transpose_aval(x: Aval, *, perm: tuple[int, ...]) -> Aval:
 
 transpose_p.def_impl(lambda x, *, perm: np.transpose(x, perm))
 deflinear(transpose_p, lambda ct, x, *, perm: (transpose(ct, tuple(np.argsort(perm))),))
+transpose_p.def_julia(lambda e, x, *, perm: f"permutedims({x}, {jl.jtuple([p + 1 for p in perm])})")
 
 
 def transpose(x: Any, perm: Sequence[int]) -> Any:
@@ -156,6 +160,20 @@ convert_p = Primitive("convert_element_type")
 convert_p.def_abstract_eval(lambda x, *, dtype: Aval(x.shape, dtype))
 convert_p.def_impl(lambda x, *, dtype: np.asarray(x).astype(dtype))
 deflinear(convert_p, lambda ct, x, *, dtype: (convert(ct, x.aval.dtype),))
+
+
+@convert_p.def_julia
+def _convert_julia(e: Any, x: Any, *, dtype: Any) -> str:
+    src, dst = x.aval.dtype, np.dtype(dtype)
+    if src == dst:
+        return x
+    if dst.kind == "b":  # numpy: nonzero is True
+        return f"{x} .!= 0"
+    if src.kind == "f" and dst.kind == "f":  # also converts ForwardDiff duals
+        return f"PyZygote.convert_eltype({jl.julia_type(dst)}, {x})"
+    if src.kind == "f":  # numpy truncates toward zero
+        return f"trunc.({jl.julia_type(dst)}, {x})"
+    return f"{jl.julia_type(dst)}.({x})"
 
 
 def convert(x: Any, dtype: Any) -> Any:
@@ -198,6 +216,16 @@ def _concat_transpose(ct: Any, *xs: Any, axis: int) -> tuple[Any, ...]:
 
 
 deflinear(concatenate_p, _concat_transpose)
+
+
+@concatenate_p.def_julia
+def _concat_julia(e: Any, *xs: Any, axis: int) -> str:
+    args = ", ".join(xs)
+    if axis == 0:
+        return f"vcat({args})"
+    if axis == 1:
+        return f"hcat({args})"
+    return f"cat({args}; dims = {axis + 1})"
 
 
 def concatenate(xs: Sequence[Any], axis: int) -> Any:
