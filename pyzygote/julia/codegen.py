@@ -57,6 +57,7 @@ __all__ = [
     "jtuple",
     "jdims",
     "linear_indices",
+    "permute",
     "rowmajor_reshape",
     "broadcast_in_dim",
     "reduction",
@@ -343,8 +344,9 @@ def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(s) for s in shape if s != 1)
 
 
-def _permute(x: str, perm: Sequence[int]) -> str:
-    """``permutedims`` with a 0-based permutation; nothing when it is the identity."""
+def permute(x: str, perm: Sequence[int]) -> str:
+    """numpy's ``transpose(x, perm)``: ``permutedims`` with the 1-based permutation
+    (numpy axis ``perm[k]`` becomes axis ``k`` in both); ``x`` itself for the identity."""
     perm = [int(p) for p in perm]
     if perm == sorted(perm):
         return x
@@ -369,9 +371,9 @@ def rowmajor_reshape(x: str, in_shape: Sequence[int], out_shape: Sequence[int]) 
         return f"{x}[1]"
     if _squeezed(in_shape) == _squeezed(out_shape):
         return f"reshape({x}, {jtuple(out_shape)})"
-    rev_in = _permute(x, range(len(in_shape) - 1, -1, -1))
+    rev_in = permute(x, range(len(in_shape) - 1, -1, -1))
     flat = f"reshape({rev_in}, {jtuple(out_shape[::-1])})"
-    return _permute(flat, range(len(out_shape) - 1, -1, -1))
+    return permute(flat, range(len(out_shape) - 1, -1, -1))
 
 
 def broadcast_in_dim(x: JArg, shape: Sequence[int], dims: Sequence[int]) -> str:
@@ -382,7 +384,7 @@ def broadcast_in_dim(x: JArg, shape: Sequence[int], dims: Sequence[int]) -> str:
     if x.aval.ndim == 0:
         return f"fill({x}, {jtuple(shape)})"
     order = sorted(range(len(dims)), key=lambda i: dims[i])
-    src = _permute(x, order)
+    src = permute(x, order)
     expanded = [1] * len(shape)
     for i in order:
         expanded[dims[i]] = x.aval.shape[i]
@@ -531,7 +533,7 @@ def einsum(e: Emitter, x: JArg, y: JArg, spec: str) -> str:
     size = dict(zip(a, x.aval.shape)) | dict(zip(b, y.aval.shape))
     if not a or not b:
         scalar, arr, letters = (x, y, b) if not a else (y, x, a)
-        return f"{scalar} .* {_permute(arr, [letters.index(c) for c in out])}"
+        return f"{scalar} .* {permute(arr, [letters.index(c) for c in out])}"
     batch = [c for c in out if c in a and c in b]
     con = [c for c in a if c in b and c not in out]
     if batch:
@@ -539,7 +541,7 @@ def einsum(e: Emitter, x: JArg, y: JArg, spec: str) -> str:
 
         def aligned(arg: JArg, letters: str) -> str:
             mine = [c for c in order if c in letters]
-            moved = _permute(arg, [letters.index(c) for c in mine])
+            moved = permute(arg, [letters.index(c) for c in mine])
             if len(mine) < len(order):
                 moved = f"reshape({moved}, {jtuple([size[c] if c in letters else 1 for c in order])})"
             return _operand(e, moved)
@@ -554,7 +556,7 @@ def einsum(e: Emitter, x: JArg, y: JArg, spec: str) -> str:
 
     def block(arg: JArg, letters: str, first: list[str], second: list[str]) -> str:
         """``arg`` permuted to (first..., second...) and each group merged into one dimension."""
-        moved = _permute(arg, [letters.index(c) for c in first + second])
+        moved = permute(arg, [letters.index(c) for c in first + second])
         groups = [g for g in (first, second) if g]
         if all(len(g) == 1 for g in groups):
             return _operand(e, moved)
@@ -574,12 +576,12 @@ def einsum(e: Emitter, x: JArg, y: JArg, spec: str) -> str:
     elif yf:
         prod = f"{block(y, b, yf, con)} * {block(x, a, con, [])}"
     else:
-        return f"PyZygote.dot({x}, {_permute(y, [b.index(c) for c in a])})"
+        return f"PyZygote.dot({x}, {permute(y, [b.index(c) for c in a])})"
     free = xf + yf
     result = prod
     if len(xf) > 1 or len(yf) > 1:  # split the merged dimensions again
         result = f"reshape({_operand(e, result)}, {jtuple([size[c] for c in free])})"
     perm = [free.index(c) for c in out]
     if perm != sorted(perm):
-        result = _permute(_operand(e, result), perm)
+        result = permute(_operand(e, result), perm)
     return result

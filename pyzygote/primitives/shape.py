@@ -145,7 +145,7 @@ def _transpose_aval(x: Aval, *, perm: tuple[int, ...]) -> Aval:
 
 transpose_p.def_impl(lambda x, *, perm: np.transpose(x, perm))
 deflinear(transpose_p, lambda ct, x, *, perm: (transpose(ct, tuple(np.argsort(perm))),))
-transpose_p.def_julia(lambda e, x, *, perm: f"permutedims({x}, {jl.jtuple([p + 1 for p in perm])})")
+transpose_p.def_julia(lambda e, x, *, perm: jl.permute(x, perm))
 
 
 def transpose(x: Any, perm: Sequence[int]) -> Any:
