@@ -1,20 +1,20 @@
 """
     PyZygote
 
-The Julia side of pyzygote: helpers for the Julia code that `pyzygote.julia.codegen` generates
-from traced numpy programs, and the entry points the Python runtime calls.
+The Julia side of pyzygote: helpers for the Julia code that `pyzygote.julia.codegen`
+generates from traced numpy programs, and the entry points the Python runtime calls.
 
-Array contract: a numpy array of shape `(a, b, c)` is a Julia `Array` of size `(a, b, c)` that
-holds the same element at the same logical index (numpy axis `k` is Julia dimension `k + 1`).
-A numpy 0-d array is a Julia scalar (`Float64`, `Float32`, `Bool`, `Int64`). The generated code
-makes numpy's conventions explicit: row-major reshapes, 0-based and end-exclusive indices,
-reductions that drop the reduced axes, and flat positions (stored as Julia column-major linear
-indices).
+Array contract: a numpy array of shape `(a, b, c)` is a Julia `Array` of size `(a, b, c)`
+that holds the same element at the same logical index (numpy axis `k` is Julia dimension
+`k + 1`). A numpy 0-d array is a Julia scalar (`Float64`, `Float32`, `Bool`, `Int64`). The
+generated code makes numpy's conventions explicit: row-major reshapes, 0-based and
+end-exclusive indices, reductions that drop the reduced axes, and flat positions (stored as
+Julia column-major linear indices).
 
 A generated program is a function `maker(consts...)` returning a closure
-`f(x1, x2, ...) -> (out1, out2, ...)`; `f` always returns a Tuple and uses only non-mutating
-operations, so Zygote can differentiate it. The entry points below take `f` and a Tuple of
-arguments.
+`f(x1, x2, ...) -> (out1, out2, ...)`; `f` always returns a Tuple and uses only
+non-mutating operations, so Zygote can differentiate it. The entry points below take `f`
+and a Tuple of arguments.
 """
 module PyZygote
 
@@ -25,8 +25,8 @@ using Zygote: Zygote
 
 # --- helpers for generated code -----------------------------------------------------------
 
-# The generated code is evaluated in a module that only imports PyZygote, so it reaches these
-# LinearAlgebra functions as `PyZygote.det` and `PyZygote.dot`.
+# The generated code is evaluated in a module that only imports PyZygote, so it reaches
+# these LinearAlgebra functions as `PyZygote.det` and `PyZygote.dot`.
 const det = LinearAlgebra.det
 const dot = LinearAlgebra.dot
 
@@ -68,11 +68,11 @@ end
 
 An array of zeros of size `sz` into which each `v[k]` is added at linear index `idx[k]`
 (`idx` has the size of `v`, and repeated indices accumulate). A number `v` goes with an
-integer `idx`. This is the transpose of `x[idx]`; numpy item assignment `y[i] = v` is traced to
-it.
+integer `idx`. This is the transpose of `x[idx]`; numpy item assignment `y[i] = v` is traced
+to it.
 
-It has an `rrule` because it writes into a new array; the pullback gathers the cotangent back,
-`ȳ[idx]`.
+It has an `rrule` because it writes into a new array; the pullback gathers the cotangent
+back, `ȳ[idx]`.
 """
 function scatter_add(v::AbstractArray, idx::AbstractArray{<:Integer}, sz::Dims)
     y = zeros(eltype(v), sz)
@@ -100,17 +100,17 @@ end
     select(c::Bool, x, y)
 
 numpy's `where(c, x, y)` for one element, used as `PyZygote.select.(c, x, y)`. It is
-`ifelse` after promoting `x` and `y` to one type: with plain `ifelse.(c, x, y)`, an array
-of ForwardDiff duals and a constant `Float64` branch would give an array of abstract
-element type `Real`.
+`ifelse` after promoting `x` and `y` to one type: with plain `ifelse.(c, x, y)`, an array of
+ForwardDiff duals and a constant `Float64` branch would give an array of abstract element
+type `Real`.
 """
 select(c::Bool, x, y) = ifelse(c, promote(x, y)...)
 
 """
     fmax(x, y)
 
-numpy's `fmax` for one element: the larger of `x` and `y`, ignoring a NaN unless both are NaN
-(`max` propagates NaN, like numpy's `maximum`).
+numpy's `fmax` for one element: the larger of `x` and `y`, ignoring a NaN unless both are
+NaN (`max` propagates NaN, like numpy's `maximum`).
 """
 function fmax(x::Real, y::Real)
     a, b = promote(x, y)
@@ -120,7 +120,8 @@ end
 """
     fmin(x, y)
 
-numpy's `fmin` for one element: the smaller of `x` and `y`, ignoring a NaN unless both are NaN.
+numpy's `fmin` for one element: the smaller of `x` and `y`, ignoring a NaN unless both are
+NaN.
 """
 function fmin(x::Real, y::Real)
     a, b = promote(x, y)
@@ -157,7 +158,43 @@ function _retyped(::Type{T}, ::Type{ForwardDiff.Dual{Tag, V, N}}) where {T, Tag,
     return ForwardDiff.Dual{Tag, _retyped(T, V), N}
 end
 
-# --- entry points called from Python -------------------------------------------------------
+# --- ODE solves: declared here, methods in the PyZygoteODEExt extension -------------------
+
+"""
+    odesolve(f, u0, p, t, alg::Symbol, sensealg::Symbol, reltol, abstol, maxiters)
+
+The solution of `u' = f(u, p, t)` from `u0` at the save times `t`, time-major
+(`length(t) × length(u0)`), as pyzygote's `odesolve`. The methods are in the
+`PyZygoteODEExt` extension, loaded with OrdinaryDiffEq, OrdinaryDiffEqLowOrderRK,
+OrdinaryDiffEqSDIRK and SciMLSensitivity; Zygote differentiates them through
+SciMLSensitivity.
+"""
+function odesolve end
+
+"""
+    solve_problem(f, u0, p, tspan, alg::Symbol, saveat, reltol, abstol, maxiters)
+
+An ODE solve that is not differentiated: `(t, u, retcode, stats)` with `u` time-major. The
+methods are in the `PyZygoteODEExt` extension.
+"""
+function solve_problem end
+
+"""
+    SolverFailure(retcode::String, t::Float64)
+
+Thrown when an ODE solve does not succeed: `retcode` is the solver's return code and `t` the
+last time it reached.
+"""
+struct SolverFailure <: Exception
+    retcode::String
+    t::Float64
+end
+
+function Base.showerror(io::IO, e::SolverFailure)
+    return print(io, "SolverFailure: the ODE solve stopped at t = $(e.t): $(e.retcode)")
+end
+
+# --- entry points called from Python ------------------------------------------------------
 
 """
     evaluate(f, args::Tuple) -> Tuple
@@ -169,9 +206,9 @@ evaluate(f, args::Tuple) = f(args...)
 """
     value_and_gradient(f, args::Tuple) -> (val, grads::Tuple)
 
-For `f` returning a 1-Tuple holding a real scalar: that scalar, and its gradient with respect
-to each argument (Zygote, reverse mode). An argument the output does not depend on gets zeros
-of its own size and element type instead of Zygote's `nothing`.
+For `f` returning a 1-Tuple holding a real scalar: that scalar, and its gradient with
+respect to each argument (Zygote, reverse mode). An argument the output does not depend on
+gets zeros of its own size and element type instead of Zygote's `nothing`.
 """
 function value_and_gradient(f, args::Tuple)
     res = Zygote.withgradient((xs...) -> f(xs...)[1], args...)
@@ -181,9 +218,10 @@ end
 """
     pullback(f, args::Tuple) -> (ys::Tuple, back)
 
-The outputs of `f` at `args` and the vector-Jacobian product `back(cts::Tuple) -> grads::Tuple`:
-`cts` holds one cotangent per output (of the output's size), `grads` one gradient per argument,
-with zeros where Zygote returns `nothing`. `back` may be called many times.
+The outputs of `f` at `args` and the vector-Jacobian product
+`back(cts::Tuple) -> grads::Tuple`: `cts` holds one cotangent per output (of the output's
+size), `grads` one gradient per argument, with zeros where Zygote returns `nothing`. `back`
+may be called many times.
 """
 function pullback(f, args::Tuple)
     ys, back = Zygote.pullback(f, args...)
@@ -207,10 +245,10 @@ _dense(dx::AbstractArray) = collect(dx)
 """
     jvp(f, args::Tuple, tangents::Tuple) -> (ys::Tuple, ts::Tuple)
 
-The outputs of `f` at `args` and their derivatives along `tangents` (one per argument, of the
-argument's size): `ts[k]` is `d/dt f(args .+ t .* tangents)[k]` at `t = 0`, computed in forward
-mode with `ForwardDiff.derivative`, one pass per output. The direction is taken in the
-floating-point type that all the arguments promote to.
+The outputs of `f` at `args` and their derivatives along `tangents` (one per argument, of
+the argument's size): `ts[k]` is `d/dt f(args .+ t .* tangents)[k]` at `t = 0`, computed in
+forward mode with `ForwardDiff.derivative`, one pass per output. The direction is taken in
+the floating-point type that all the arguments promote to.
 """
 function jvp(f, args::Tuple, tangents::Tuple)
     length(args) == length(tangents) ||
@@ -225,12 +263,12 @@ end
 """
     hessian(f, args::Tuple, argnum::Int) -> Array or number
 
-Second derivatives of the real scalar `f(args...)[1]` with respect to argument number `argnum`
-(1-based), by ForwardDiff over Zygote (`Zygote.hessian`). For an array argument `x` the result
-has size `(size(x)..., size(x)...)` and holds `∂²f/∂x[I]∂x[J]` at `[I..., J...]`: Zygote's
-`length(x) × length(x)` matrix is indexed by column-major linear indices, and a column-major
-reshape splits each of them back into the logical index of `x`. A scalar argument gives a
-number.
+Second derivatives of the real scalar `f(args...)[1]` with respect to argument number
+`argnum` (1-based), by ForwardDiff over Zygote (`Zygote.hessian`). For an array argument `x`
+the result has size `(size(x)..., size(x)...)` and holds `∂²f/∂x[I]∂x[J]` at `[I..., J...]`:
+Zygote's `length(x) × length(x)` matrix is indexed by column-major linear indices, and a
+column-major reshape splits each of them back into the logical index of `x`. A scalar
+argument gives a number.
 """
 function hessian(f, args::Tuple, argnum::Int)
     1 <= argnum <= length(args) ||
@@ -245,9 +283,9 @@ end
 """
     to_array(x)
 
-A dense Julia `Array` copy of `x` (for instance a PythonCall `PyArray` wrapping numpy memory),
-with the same size and the same element at each logical index. Numbers are returned as they
-are.
+A dense Julia `Array` copy of `x` (for instance a PythonCall `PyArray` wrapping numpy
+memory), with the same size and the same element at each logical index. Numbers are returned
+as they are.
 """
 to_array(x::AbstractArray) = Array(x)
 to_array(x::Number) = x
