@@ -42,6 +42,11 @@ def unbroadcast(ct: Any, aval: Aval) -> Any:
     return ct
 
 
+def _like(g: Any, ans: Any) -> Any:
+    """The tangent ``g`` of a scalar operand, broadcast to the output's shape."""
+    return g if np.shape(g) == np.shape(ans) else broadcast_in_dim(g, np.shape(ans), ())
+
+
 def _dtype_arg(x: Any) -> Any:
     """The argument numpy's type resolution sees: Python scalars stay weak."""
     if isinstance(x, bool):
@@ -66,6 +71,11 @@ def ufunc_handler(ufunc: np.ufunc, prim: Primitive) -> Callable[..., Any]:
             tuple(_dtype_arg(a) for a in args) + (np.dtype(dtype) if dtype else None,)
         )
         xs = [convert(as_operand(a), d) for a, d in zip(args, dtypes)]
+        try:
+            np.broadcast_shapes(*(x.shape for x in xs))
+        except ValueError:  # numpy's own message for ufuncs
+            shapes = " ".join(str(x.shape) for x in xs)
+            raise ValueError(f"operands could not be broadcast together with shapes {shapes} ") from None
         return prim.bind(*broadcast_operands(*xs))
 
     return handler
@@ -88,7 +98,7 @@ def _zero(*_: Any, **__: Any) -> None:
     return None
 
 
-_LN2, _LN10 = np.log(2.0), np.log(10.0)
+_LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))  # weak Python floats keep float32 float32
 
 # --- unary: d f(x) = rule(g, ans, x) ---------------------------------------
 sin_p = _define("sin", np.sin, lambda g, ans, x: g * np.cos(x))
@@ -132,7 +142,8 @@ div_p = _define("div", np.true_divide, lambda g, ans, x, y: g / y, lambda g, ans
 pow_p = _define(
     "pow",
     np.power,
-    lambda g, ans, x, y: g * (y * x ** (y - 1.0)),
+    # y = 0 gives 0 rather than 0 * x**-1 (NaN at x = 0): x**0 and second derivatives of x**1
+    lambda g, ans, x, y: g * np.where(np.equal(y, 0.0), 0.0, y * x ** (y - 1.0)),
     lambda g, ans, x, y: g * (_safe_log(x) * ans),
 )
 max_p = _define("max", np.maximum, lambda g, ans, x, y: g * _balanced(x, y), lambda g, ans, x, y: g * _balanced(y, x))
@@ -144,7 +155,7 @@ atan2_p = _define(
     lambda g, ans, y, x: g * (-y / (x * x + y * y)),
 )
 hypot_p = _define("hypot", np.hypot, lambda g, ans, x, y: g * (x / ans), lambda g, ans, x, y: g * (y / ans))
-rem_p = _define("rem", np.remainder, lambda g, ans, x, y: g, lambda g, ans, x, y: g * -np.floor_divide(x, y))
+rem_p = _define("rem", np.remainder, lambda g, ans, x, y: _like(g, ans), lambda g, ans, x, y: g * -np.floor_divide(x, y))
 floordiv_p = _define("floordiv", np.floor_divide, _zero, _zero)
 
 
@@ -179,8 +190,8 @@ add_p = _linear(
     "add",
     np.add,
     lambda ct, x, y: tuple(unbroadcast(ct, a.aval) if isinstance(a, Undefined) else None for a in (x, y)),
-    lambda g, ans, x, y: g,
-    lambda g, ans, x, y: g,
+    lambda g, ans, x, y: _like(g, ans),
+    lambda g, ans, x, y: _like(g, ans),
 )
 sub_p = _linear(
     "sub",
@@ -189,8 +200,8 @@ sub_p = _linear(
         unbroadcast(ct, x.aval) if isinstance(x, Undefined) else None,
         unbroadcast(-ct, y.aval) if isinstance(y, Undefined) else None,
     ),
-    lambda g, ans, x, y: g,
-    lambda g, ans, x, y: -g,
+    lambda g, ans, x, y: _like(g, ans),
+    lambda g, ans, x, y: _like(-g, ans),
 )
 
 
@@ -305,5 +316,42 @@ def _np_clip(a: Any, a_min: Any = None, a_max: Any = None, out: Any = None, *, m
 
 
 from pyzygote.primitives.reduction import reduce_sum  # noqa: E402
-from pyzygote.primitives.shape import broadcast_operands, convert  # noqa: E402
+from pyzygote.primitives.shape import broadcast_in_dim, broadcast_operands, convert  # noqa: E402
 
+
+
+# --- scalar rules (pyzygote.transforms.scalarize): Python float arithmetic ------------
+_SCALAR_TEMPLATES = {
+    "sin": "_m.sin({0})", "cos": "_m.cos({0})", "tan": "_m.tan({0})",
+    "asin": "_m.asin({0})", "acos": "_m.acos({0})", "atan": "_m.atan({0})",
+    "sinh": "_m.sinh({0})", "cosh": "_m.cosh({0})", "tanh": "_m.tanh({0})",
+    "exp": "_m.exp({0})", "exp2": "_m.pow(2.0, {0})", "expm1": "_m.expm1({0})",
+    "log": "_m.log({0})", "log2": "_m.log2({0})", "log10": "_m.log10({0})",
+    "log1p": "_m.log1p({0})", "sqrt": "_m.sqrt({0})", "cbrt": "_cbrt({0})",
+    "abs": "abs({0})", "sign": "float(_sign({0}))", "floor": "float(_m.floor({0}))",
+    "ceil": "float(_m.ceil({0}))", "round": "float(round({0}))",
+    "mul": "({0} * {1})", "div": "({0} / {1})", "pow": "_pow({0}, {1})",
+    "max": "_max({0}, {1})", "min": "_min({0}, {1})", "fmax": "_fmax({0}, {1})",
+    "fmin": "_fmin({0}, {1})", "atan2": "_m.atan2({0}, {1})", "hypot": "_m.hypot({0}, {1})",
+    "rem": "({0} % {1})", "floordiv": "({0} // {1})",
+    "neg": "(-{0})", "add": "({0} + {1})", "sub": "({0} - {1})",
+}  # fmt: skip
+
+
+def _set_scalar_rules() -> None:
+    from pyzygote.transforms.scalarize import elementwise
+
+    for name, template in _SCALAR_TEMPLATES.items():
+        ELEMENTWISE[name].scalar = elementwise(template)
+
+    def pow_rule(s: Any, x: list[str], y: list[str]) -> list[str]:
+        # Small integer exponents multiply out: faster, and exact like numpy's.
+        if len(y) == 1 and y[0] in ("2.0", "3.0", "1.0"):
+            k = int(float(y[0]))
+            return elementwise("(" + " * ".join(["{0}"] * k) + ")")(s, x)
+        return elementwise("_pow({0}, {1})")(s, x, y)
+
+    pow_p.scalar = pow_rule
+
+
+_set_scalar_rules()

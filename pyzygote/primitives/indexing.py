@@ -200,3 +200,21 @@ implements(np.triu)(_triangle(np.triu))
 
 from pyzygote.primitives.logic import select  # noqa: E402
 from pyzygote.primitives.shape import broadcast_to_shape, convert  # noqa: E402
+
+
+# --- scalar rules (pyzygote.transforms.scalarize) -------------------------------------
+def _set_scalar_rules() -> None:
+    from pyzygote.transforms.scalarize import rearrangement, sum_of
+
+    gather_p.scalar = rearrangement
+
+    def scatter_rule(s: Any, v: list[str], *, positions: np.ndarray, shape: tuple, unique: bool) -> list[str]:
+        terms: list[list[str]] = [[] for _ in range(int(np.prod(shape, dtype=np.int64)))]
+        for p, e in zip(positions.ravel(), v):
+            terms[int(p)].append(e)
+        return [sum_of(t) for t in terms]
+
+    scatter_add_p.scalar = scatter_rule
+
+
+_set_scalar_rules()

@@ -300,3 +300,29 @@ from pyzygote.primitives.shape import (  # noqa: E402
     normalize_axis,
     transpose,
 )
+
+
+# --- scalar rules (pyzygote.transforms.scalarize); solve/inv/det have none -------------
+def _einsum_scalar(s: Any, x: list[str], y: list[str], *, spec: str) -> list[str]:
+    import itertools
+
+    from pyzygote.primitives.indexing import element_positions
+    from pyzygote.transforms.scalarize import sum_of
+
+    a, b, out = parse_spec(spec)
+    sizes = dict(zip(a, s.in_avals[0].shape)) | dict(zip(b, s.in_avals[1].shape))
+    summed = [c for c in sizes if c not in out]
+    px, py = element_positions(s.in_avals[0].shape), element_positions(s.in_avals[1].shape)
+    result = []
+    for out_idx in itertools.product(*(range(sizes[c]) for c in out)):
+        terms = []
+        for sum_idx in itertools.product(*(range(sizes[c]) for c in summed)):
+            at = dict(zip(out, out_idx)) | dict(zip(summed, sum_idx))
+            i = px[tuple(at[c] for c in a)] if a else px[()]
+            j = py[tuple(at[c] for c in b)] if b else py[()]
+            terms.append(f"{x[int(i)]} * {y[int(j)]}")
+        result.append(sum_of(terms))
+    return result
+
+
+einsum_p.scalar = _einsum_scalar

@@ -133,3 +133,21 @@ def _np_where(condition: Any, x: Any = None, y: Any = None) -> Any:
         *(v if isinstance(v, (int, float)) and not isinstance(v, bool) else as_operand(v).dtype for v in (x, y))
     )
     return select(cond, convert(as_operand(x), dtype), convert(as_operand(y), dtype))
+
+
+# --- scalar rules (pyzygote.transforms.scalarize) -------------------------------------
+def _set_scalar_rules() -> None:
+    from pyzygote.transforms.scalarize import elementwise
+
+    templates = {
+        "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
+        "eq": "({0} == {1})", "ne": "({0} != {1})", "and": "({0} and {1})", "or": "({0} or {1})",
+        "xor": "({0} != {1})", "not": "(not {0})", "isnan": "_m.isnan({0})",
+        "isinf": "_m.isinf({0})", "isfinite": "_m.isfinite({0})",
+    }  # fmt: skip
+    for name, template in templates.items():
+        COMPARISONS[name].scalar = elementwise(template)
+    select_p.scalar = elementwise("({1} if {0} else {2})")
+
+
+_set_scalar_rules()

@@ -83,8 +83,30 @@ def reduce_min(x: Any, axes: tuple[int, ...]) -> Any:
 reduce_prod_p = Primitive("reduce_prod")
 reduce_prod_p.def_abstract_eval(_reduced_aval)
 reduce_prod_p.def_impl(lambda x, *, axes: np.prod(x, axis=axes))
-# As in HIPS autograd: d prod / dx_i = prod / x_i (undefined at exact zeros).
-defjvp(reduce_prod_p, lambda g, ans, x, *, axes: reduce_sum(g * (_restore(ans, np.shape(x), axes) / x), axes))
+def _prod_jvp(g: Any, ans: Any, x: Any, *, axes: tuple[int, ...]) -> Any:
+    """d prod / dx_i = the product of the other elements, exact at zeros too.
+
+    With z zeros in a group, P the product of its nonzero elements and e the
+    zeros other than x_i: ``others_i`` is P (or P / x_i) when e = 0; when e = 1
+    it is that zero's value times the same (0, but with the right derivative,
+    so Hessians are right at a single zero too); when e >= 2 it is 0.
+    """
+    zero = np.equal(x, 0.0)
+    r = lambda v: _restore(v, np.shape(x), axes)  # noqa: E731
+    masked = np.where(zero, 0.0, x)
+    nonzero_prod = r(reduce_prod(masked + zero.astype(x.dtype), axes))  # zeros replaced by 1
+    zeros_sum = r(reduce_sum(x - masked, axes))  # 0, but carries the zeros' tangents
+    excluded = r(reduce_sum(zero.astype(x.dtype), axes)) - zero.astype(x.dtype)
+    others_nonzero = np.where(zero, nonzero_prod, nonzero_prod / (masked + zero.astype(x.dtype)))
+    others = np.where(
+        np.equal(excluded, 0.0),
+        others_nonzero,
+        np.where(np.equal(excluded, 1.0), others_nonzero * (zeros_sum - (x - masked)), 0.0),
+    )
+    return reduce_sum(g * others, axes)
+
+
+defjvp(reduce_prod_p, _prod_jvp)
 reduce_prod_p.def_julia(lambda e, x, *, axes: jl.reduction("prod", x, axes))
 
 
@@ -176,3 +198,31 @@ from pyzygote.primitives.shape import (  # noqa: E402  (mutual use)
     normalize_axis,
     reshape,
 )
+
+
+# --- scalar rules (pyzygote.transforms.scalarize) -------------------------------------
+def _set_scalar_rules() -> None:
+    from functools import reduce
+
+    from pyzygote.transforms.scalarize import reduction, sum_of
+
+    reduce_sum_p.scalar = reduction(sum_of)
+    reduce_prod_p.scalar = reduction(lambda xs: "(" + " * ".join(xs) + ")")
+    reduce_max_p.scalar = reduction(lambda xs: reduce(lambda a, b: f"_max({a}, {b})", xs))
+    reduce_min_p.scalar = reduction(lambda xs: reduce(lambda a, b: f"_min({a}, {b})", xs))
+
+    def cumsum_rule(s: Any, x: list[str], *, axis: int, reverse: bool) -> list[str]:
+        from pyzygote.primitives.indexing import element_positions
+
+        pos = np.moveaxis(element_positions(s.out.shape), axis, -1).reshape(-1, s.out.shape[axis])
+        out = list(x)
+        for line in pos:
+            line = line[::-1] if reverse else line
+            for k in range(1, len(line)):
+                out[line[k]] = f"({out[line[k - 1]]} + {x[line[k]]})"
+        return out
+
+    cumsum_p.scalar = cumsum_rule
+
+
+_set_scalar_rules()

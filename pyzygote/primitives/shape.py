@@ -208,7 +208,7 @@ concatenate_p.def_impl(lambda *xs, axis: np.concatenate(xs, axis=axis))
 def _concat_transpose(ct: Any, *xs: Any, axis: int) -> tuple[Any, ...]:
     out, start = [], 0
     for x in xs:
-        n = x.aval.shape[axis]
+        n = (x.aval.shape if isinstance(x, Undefined) else np.shape(x))[axis]
         index = (slice(None),) * axis + (slice(start, start + n),)
         out.append(ct[index] if isinstance(x, Undefined) else None)
         start += n
@@ -406,3 +406,15 @@ def _np_full_like(a: Any, fill_value: Any, dtype: Any = None, *args: Any, **kwar
 
 
 from pyzygote.primitives.reduction import reduce_sum  # noqa: E402  (mutual use)
+
+
+# --- scalar rules (pyzygote.transforms.scalarize): these only move elements --------
+def _set_scalar_rules() -> None:
+    from pyzygote.transforms.scalarize import elementwise, rearrangement
+
+    for prim in (broadcast_in_dim_p, reshape_p, transpose_p, concatenate_p):
+        prim.scalar = rearrangement
+    convert_p.scalar = lambda s, x, *, dtype: elementwise("float({0})" if dtype == np.float64 else "bool({0})")(s, x)
+
+
+_set_scalar_rules()
