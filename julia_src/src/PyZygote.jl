@@ -129,6 +129,15 @@ function fmin(x::Real, y::Real)
 end
 
 """
+    sign(x)
+
+numpy's `sign` for one real number (-1, 0 or 1, NaN for NaN), with derivative 0 everywhere.
+`Base.sign` returns `typeof(one(x))(x)` at zero, which keeps a ForwardDiff dual's partials,
+so Zygote's forward-mode broadcasting would give the derivative 1 at exactly 0.
+"""
+sign(x::Real) = ifelse(x > 0, one(x), ifelse(x < 0, -one(x), ifelse(isnan(x), x, zero(x))))
+
+"""
     convert_eltype(T, x)
 
 numpy's `astype(T)` between floating-point types (`Float32` <-> `Float64`), for a number or

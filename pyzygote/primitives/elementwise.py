@@ -225,7 +225,7 @@ _JULIA_TEMPLATES = {
     "acos": "acos.({0})", "atan": "atan.({0})", "sinh": "sinh.({0})", "cosh": "cosh.({0})",
     "tanh": "tanh.({0})", "exp": "exp.({0})", "exp2": "exp2.({0})", "expm1": "expm1.({0})",
     "log": "log.({0})", "log2": "log2.({0})", "log10": "log10.({0})", "log1p": "log1p.({0})",
-    "sqrt": "sqrt.({0})", "cbrt": "cbrt.({0})", "abs": "abs.({0})", "sign": "sign.({0})",
+    "sqrt": "sqrt.({0})", "cbrt": "cbrt.({0})", "abs": "abs.({0})", "sign": "PyZygote.sign.({0})",
     "floor": "floor.({0})", "ceil": "ceil.({0})", "round": "round.({0})",  # ties to even, as rint
     "neg": ".-{0}", "sub": "{0} .- {1}", "div": "{0} ./ {1}",
     "max": "max.({0}, {1})", "min": "min.({0}, {1})",  # NaN propagates, as in numpy
