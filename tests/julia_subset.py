@@ -86,6 +86,7 @@ _BINARY = {  # Julia precedences: comparison < plus (+ - |) < times (* / \ &) < 
     ".^": 13, "^": 13,
 }  # fmt: skip
 _UNARY_PREC = 12
+_RANGE_PREC = 8
 
 
 class _Parser:
@@ -113,6 +114,13 @@ class _Parser:
             left = self.postfix(self.primary())
         while True:
             tok = self.peek()
+            if tok is not None and tok[1] == ":" and _RANGE_PREC >= min_prec:
+                parts = [left]  # a:b or a:s:b, binding looser than arithmetic
+                while self.peek() is not None and self.peek()[1] == ":" and len(parts) < 3:
+                    self.take(":")
+                    parts.append(self.expr(_RANGE_PREC + 1))
+                left = ("range", parts)
+                continue
             if tok is None or tok[1] not in _BINARY:
                 return left
             prec = _BINARY[tok[1]]
@@ -193,11 +201,7 @@ class _Parser:
                 self.take(":")
                 items.append(("colon",))
             else:
-                parts = [self.expr(7)]  # ranges bind looser than arithmetic
-                while self.peek() and self.peek()[1] == ":":
-                    self.take(":")
-                    parts.append(self.expr(7))
-                items.append(parts[0] if len(parts) == 1 else ("range", parts))
+                items.append(self.expr())
             if self.peek() and self.peek()[1] == ",":
                 self.take(",")
         self.take("]")
@@ -528,6 +532,8 @@ def _scatter_add(v: Any, idx: Any, sz: Any) -> Any:
     sz = _dims_tuple(sz)
     n = int(np.prod(sz, dtype=np.int64))
     out = np.zeros(n, dtype=_dtype(v))
+    if isinstance(idx, range):
+        idx = np.array(list(idx), dtype=np.int64)
     if _is_array(v):
         if not (_is_array(idx) and idx.shape == v.shape):
             raise JuliaSubsetError("scatter_add: v and idx must have one size")
@@ -650,6 +656,8 @@ def evaluate_expr(node: Any, env: dict[str, Any]) -> Any:
         return name  # a function name
     if kind == "tuple":
         return tuple(evaluate_expr(n, env) for n in node[1])
+    if kind == "range":
+        return _julia_range([evaluate_expr(p, env) for p in node[1]])
     if kind == "unary":
         op, x = node[1], evaluate_expr(node[2], env)
         if op in ("-", ".-"):
@@ -683,12 +691,7 @@ def evaluate_expr(node: Any, env: dict[str, Any]) -> Any:
         x = evaluate_expr(node[1], env)
         items = []
         for it in node[2]:
-            if it[0] == "colon":
-                items.append(_Colon())
-            elif it[0] == "range":
-                items.append(_julia_range([evaluate_expr(p, env) for p in it[1]]))
-            else:
-                items.append(evaluate_expr(it, env))
+            items.append(_Colon() if it[0] == "colon" else evaluate_expr(it, env))
         return _getindex(x, items)
     raise JuliaSubsetError(f"cannot evaluate {node!r}")
 

@@ -508,27 +508,38 @@ def test_golden_matmul_of_vectors() -> None:
 
 
 def test_golden_item_assignment() -> None:
-    def f(x: Any, v: Any) -> Any:
+    def f(x: Any, v: Any, w: Any) -> Any:
         y = x.copy()
         y[1:, 0] = v
+        y[0, ::-1] = v * 3.0
+        y[[2, 0, 1], 1] = w
         return y * 2.0
 
-    prog = pz.make_program(f, np.ones((3, 2)), np.ones(2))
+    prog = pz.make_program(f, np.ones((3, 2)), np.ones(2), np.ones(3))
     emitted = emit_program(prog, "f")
     assert body(emitted.source) == [
         # numpy item assignment is traced to select(keep, y, scatter_add(v)): v is
-        # scattered into zeros of y's size at the assigned elements (linear indices c2)
-        # and select picks y where the mask c1 is true, the scattered values elsewhere.
-        "v1 = PyZygote.scatter_add(x2, c2, (3, 2))",
+        # scattered into zeros of y's size at the assigned elements and select picks y
+        # where the mask c1 is true, the scattered values elsewhere.  y[1:, 0] are the
+        # elements (1, 0) and (2, 0): column-major linear indices 2 and 3, a range.
+        "v1 = PyZygote.scatter_add(x2, 2:3, (3, 2))",
         "v2 = PyZygote.select.(c1, x1, v1)",
-        "v3 = v2 .* 2.0",
-        "return (v3,)",
+        # y[0, ::-1] takes (0, 1) then (0, 0): linear indices 4 and 1, the range 4:-3:1.
+        "v3 = x2 .* 3.0",
+        "v4 = PyZygote.scatter_add(v3, 4:-3:1, (3, 2))",
+        "v5 = PyZygote.select.(c2, v2, v4)",
+        # y[[2, 0, 1], 1] are (2, 1), (0, 1), (1, 1): linear indices 6, 4, 5, the constant c4.
+        "v6 = PyZygote.scatter_add(x3, c4, (3, 2))",
+        "v7 = PyZygote.select.(c3, v5, v6)",
+        "v8 = v7 .* 2.0",
+        "return (v8,)",
     ]
-    keep, idx = emitted.consts
-    # keep is the numpy mask (logical layout); y[1:, 0] are elements (1, 0) and (2, 0):
-    # column-major linear indices 2 and 3.
-    assert keep.tolist() == [[True, True], [False, True], [False, True]]
-    assert idx.tolist() == [2, 3]
+    keep1, keep2, keep3, idx = emitted.consts
+    # the masks are numpy arrays in their logical layout (the array contract)
+    assert keep1.tolist() == [[True, True], [False, True], [False, True]]
+    assert keep2.tolist() == [[False, False], [True, True], [True, True]]
+    assert keep3.tolist() == [[True, False], [True, False], [True, False]]
+    assert idx.dtype == np.int64 and idx.tolist() == [6, 4, 5]
 
 
 def test_golden_reverse_cumsum_and_concatenate() -> None:

@@ -498,12 +498,17 @@ def gather(e: Emitter, x: JArg, positions: np.ndarray, index: Any) -> str:
 
 
 def scatter_add(e: Emitter, v: JArg, positions: np.ndarray, shape: Sequence[int]) -> str:
-    """Zeros of ``shape`` with ``v`` added at row-major flat ``positions``."""
+    """Zeros of ``shape`` with ``v`` added at row-major flat ``positions`` (Julia linear
+    indices: a range when evenly spaced, else a constant array)."""
     shape = tuple(int(s) for s in shape)
     if not shape:
         return v if v.aval.ndim == 0 else f"sum({v})"
     lin = linear_indices(positions, shape)
-    idx = str(int(lin)) if lin.ndim == 0 else e.const(lin)
+    if lin.ndim == 0:
+        idx = str(int(lin))
+    else:
+        rng = _as_range(lin)
+        idx = rng if rng is not None else e.const(lin)
     return f"PyZygote.scatter_add({v}, {idx}, {jtuple(shape)})"
 
 
