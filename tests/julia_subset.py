@@ -439,6 +439,10 @@ def _linear_getindex(x: np.ndarray, idx: Any) -> Any:
 
 
 def _getindex(x: Any, items: list[Any]) -> Any:
+    if isinstance(x, tuple):
+        if len(items) != 1 or not isinstance(items[0], (int, np.integer)) or not 1 <= items[0] <= len(x):
+            raise JuliaSubsetError("a Tuple is indexed by one integer in range")
+        return x[int(items[0]) - 1]
     if not _is_array(x):
         if items == [np.int64(1)]:
             return x
@@ -557,6 +561,10 @@ def _convert_eltype(t: Any, x: Any) -> Any:
 
 
 def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any:
+    if callable(fn) and not isinstance(fn, (str, JType)):
+        if dotted or kwargs:
+            raise JuliaSubsetError("local functions are called plainly")
+        return fn(*args)
     if isinstance(fn, JType):
         if not dotted:
             raise JuliaSubsetError("type constructor calls are emitted broadcast only")
@@ -715,6 +723,66 @@ def _statements(source: str) -> list[str]:
 _SIG = re.compile(r"^function ([A-Za-z_][A-Za-z_0-9]*)\((.*)\)$")
 
 
+def _params(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _matching_end(stmts: list[str], start: int) -> int:
+    depth = 0
+    for j in range(start, len(stmts)):
+        if _SIG.match(stmts[j]):
+            depth += 1
+        elif stmts[j] == "end":
+            depth -= 1
+            if depth == 0:
+                return j
+    raise JuliaSubsetError("function without end")
+
+
+def _closure(params: list[str], body: list[str], env: dict[str, Any]) -> Callable[..., Any]:
+    """A local Julia function: it sees the enclosing variables (all distinct names)."""
+
+    def call(*args: Any) -> Any:
+        if len(args) != len(params):
+            raise JuliaSubsetError("MethodError: wrong number of arguments")
+        return _run_block(body, {**env, **dict(zip(params, args))})
+
+    return call
+
+
+def _run_block(stmts: list[str], env: dict[str, Any]) -> tuple[Any, ...]:
+    """Run a function body; return the Tuple of its return statement."""
+    i = 0
+    while i < len(stmts):
+        stmt = stmts[i]
+        sig = _SIG.match(stmt)
+        if sig:
+            j = _matching_end(stmts, i)
+            env[sig.group(1)] = _closure(_params(sig.group(2)), stmts[i + 1 : j], env)
+            i = j + 1
+            continue
+        if stmt.startswith("return "):
+            result = evaluate_expr(parse_expr(stmt[len("return ") :]), env)
+            if not isinstance(result, tuple):
+                raise JuliaSubsetError("a generated function must return a Tuple")
+            for r in result:
+                if isinstance(r, ZeroDim) or isinstance(r, (str, JType)) or callable(r):
+                    raise JuliaSubsetError(f"invalid output {r!r}")
+                _check(r)
+            return result
+        lhs, sep, rhs = stmt.partition(" = ")
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z_0-9]*(, [A-Za-z_][A-Za-z_0-9]*)*$", lhs):
+            raise JuliaSubsetError(f"not an assignment: {stmt!r}")
+        if lhs in env:
+            raise JuliaSubsetError(f"{lhs} is assigned twice (or shadows a captured variable)")
+        value = evaluate_expr(parse_expr(rhs), env)
+        if isinstance(value, ZeroDim):
+            raise JuliaSubsetError(f"a 0-dimensional array was produced by {stmt!r}")
+        env[lhs] = _check(value)
+        i += 1
+    raise JuliaSubsetError("no return statement")
+
+
 def run_program(source: str, consts: tuple[Any, ...], args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Run an emitted ``maker(consts...)(args...)`` and return its output Tuple.
 
@@ -724,8 +792,9 @@ def run_program(source: str, consts: tuple[Any, ...], args: tuple[Any, ...]) -> 
     m1, m2 = _SIG.match(stmts[0]), _SIG.match(stmts[1])
     if not (m1 and m2 and m2.group(1) == "program") or stmts[-3:] != ["end", "return program", "end"]:
         raise JuliaSubsetError("not the maker/closure layout of the contract")
-    names = [n.strip() for n in m1.group(2).split(",") if n.strip()]
-    params = [n.strip() for n in m2.group(2).split(",") if n.strip()]
+    if _matching_end(stmts, 1) != len(stmts) - 3:
+        raise JuliaSubsetError("the maker holds more than the closure")
+    names, params = _params(m1.group(2)), _params(m2.group(2))
     if len(names) != len(consts) or len(params) != len(args):
         raise JuliaSubsetError("argument count mismatch")
 
@@ -734,22 +803,5 @@ def run_program(source: str, consts: tuple[Any, ...], args: tuple[Any, ...]) -> 
         return a[()] if a.ndim == 0 else a.copy()
 
     env = {n: julia_value(v) for n, v in zip(names, consts)}
-    env.update((n, julia_value(v)) for n, v in zip(params, args))
-    for stmt in stmts[2:-3]:
-        if stmt.startswith("return "):
-            result = evaluate_expr(parse_expr(stmt[len("return ") :]), env)
-            if not isinstance(result, tuple):
-                raise JuliaSubsetError("the closure must return a Tuple")
-            for r in result:
-                if isinstance(r, ZeroDim) or isinstance(r, (str, JType)):
-                    raise JuliaSubsetError(f"invalid output {r!r}")
-                _check(r)
-            return result
-        lhs, sep, rhs = stmt.partition(" = ")
-        if not sep or not re.match(r"^[A-Za-z_][A-Za-z_0-9]*(, [A-Za-z_][A-Za-z_0-9]*)*$", lhs):
-            raise JuliaSubsetError(f"not an assignment: {stmt!r}")
-        value = evaluate_expr(parse_expr(rhs), env)
-        if isinstance(value, ZeroDim):
-            raise JuliaSubsetError(f"a 0-dimensional array was produced by {stmt!r}")
-        env[lhs] = _check(value)
-    raise JuliaSubsetError("no return statement")
+    program = _closure(params, stmts[2:-3], env)
+    return program(*(julia_value(a) for a in args))

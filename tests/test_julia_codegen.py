@@ -144,7 +144,7 @@ def body(source: str) -> list[str]:
     """The statements of the generated closure, without indentation."""
     lines = source.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("function program("))
-    end = next(i for i, line in enumerate(lines) if line.strip().startswith("return ("))
+    end = next(i for i, line in enumerate(lines) if line.startswith(" " * 8 + "return ("))
     return [line.strip() for line in lines[start + 1 : end + 1]]
 
 
@@ -327,6 +327,44 @@ def test_emit_errors() -> None:
         del PRIMITIVES["test_ruleless_primitive"]
     with pytest.raises(NotImplementedError, match="complex"):
         julia_literal(1j, np.complex128)
+
+
+def test_local_functions_for_subprograms(tmp_path: Path) -> None:
+    """Emitter.function defines a traced sub-program (an ODE right-hand side, say) as a local
+    Julia function with its own variable names; its constants join the maker's."""
+    apply_p = Primitive("test_apply_subprogram")
+    try:
+        apply_p.def_abstract_eval(lambda x, *, prog: prog.out_avals[0])
+        apply_p.def_impl(lambda x, *, prog: prog(x)[0])
+
+        @apply_p.def_julia
+        def _apply_julia(e: Any, x: Any, *, prog: Program) -> str:
+            return f"{e.function(prog)}({x})[1]"
+
+        w = np.array([1.0, -2.0, 3.0])
+        inner = pz.make_program(lambda u: np.tanh(u * w)[::-1] + 1.0, np.ones(3))
+        outer = pz.make_program(lambda x: apply_p.bind(x * 2.0, prog=inner) * x, np.ones(3))
+        emitted = emit_program(outer, "pz_program_1")
+        assert body(emitted.source) == [
+            "v1 = x1 .* 2.0",
+            # the sub-program: its constant w is the maker's c1, its names start with f1_
+            "function f1(f1_x1)",
+            "f1_v1 = f1_x1 .* c1",
+            "f1_v2 = tanh.(f1_v1)",
+            "f1_v3 = f1_v2[3:-1:1]",
+            "f1_v4 = f1_v3 .+ 1.0",
+            "return (f1_v4,)",
+            "end",
+            "v2 = f1(v1)[1]",
+            "v3 = v2 .* x1",
+            "return (v3,)",
+        ]
+        assert len(emitted.consts) == 1 and np.array_equal(emitted.consts[0], w)
+        x = np.array([0.5, -0.25, 2.0])
+        assert_same(run_program(emitted.source, emitted.consts, (x,)), tuple(outer(x)), 1e-12)
+        fatou_check(write_sources(tmp_path, {"nested": emitted.source}))
+    finally:
+        del PRIMITIVES["test_apply_subprogram"]
 
 
 # --- (b) julia_src --------------------------------------------------------------------------------

@@ -18,6 +18,16 @@ the IR), row-major reshapes, 0-based end-exclusive indices, reductions that
 drop axes, and row-major flat positions (turned into Julia column-major linear
 indices here, at trace time).
 
+A rule ``rule(e, *args, **params) -> str`` receives its arguments as
+:class:`JArg` (the Julia text of a variable or literal, with ``.aval`` and
+``.literal``) and an :class:`Emitter` ``e``: ``e.out`` (the output aval),
+``e.const(array)`` (a constant of the maker, returns its name),
+``e.literal(value, dtype)``, ``e.bind(expr)`` (a temporary assigned before
+the equation) and ``e.function(program)`` (a traced sub-program as a local
+Julia function, for primitives that carry one).  Variables are numbered in
+order of definition: inputs ``x1, x2, ...``, constants ``c1, c2, ...``,
+equation results ``v1, v2, ...`` (``_v3`` when unused), temporaries ``t1, ...``.
+
 The output is formatted as ``fatou format`` formats Julia (92 columns, 4-space
 indent, one argument per line when a call does not fit).
 
@@ -176,29 +186,39 @@ class EmittedFunction:
     consts: tuple[np.ndarray, ...]
 
 
-class Emitter:
-    """What a Julia rule sees: the output aval, constants, literals, temporaries."""
+class _Consts:
+    """The constants of one emitted maker, shared by the program and its local functions."""
 
-    def __init__(self, n_consts: int) -> None:
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.values: list[np.ndarray] = []
+        self.names: dict[tuple[Any, ...], str] = {}
+
+
+class Emitter:
+    """What a Julia rule sees: the output aval, constants, literals, temporaries and
+    local functions.  Names it creates carry ``prefix`` (empty in the program itself)."""
+
+    def __init__(self, consts: _Consts, prefix: str = "") -> None:
         self.out: Any = None
-        self._consts: list[np.ndarray] = []
-        self._const_names: dict[tuple[Any, ...], str] = {}
-        self._first_const = n_consts + 1
-        self._pending: list[str] = []
+        self._table = consts
+        self._prefix = prefix
+        self._pending: list[tuple[int, str]] = []  # (extra indent level, text)
         self._n_temps = 0
+        self._n_functions = 0
 
     def const(self, array: np.ndarray) -> str:
         """Register a constant array (index arrays, masks); return its Julia name."""
         arr = np.ascontiguousarray(array)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
-        name = self._const_names.get(key)
+        name = self._table.names.get(key)
         if name is None:
             julia_type(arr.dtype)
-            name = f"c{self._first_const + len(self._consts)}"
+            name = f"c{self._table.first + len(self._table.values)}"
             frozen = arr.copy()
             frozen.setflags(write=False)
-            self._consts.append(frozen)
-            self._const_names[key] = name
+            self._table.values.append(frozen)
+            self._table.names[key] = name
         return name
 
     def literal(self, value: Any, dtype: Any) -> str:
@@ -207,23 +227,38 @@ class Emitter:
     def bind(self, expr: str) -> str:
         """Assign ``expr`` to a fresh temporary before the current equation; return its name."""
         self._n_temps += 1
-        name = f"t{self._n_temps}"
-        self._pending.append(f"{name} = {expr}")
+        name = f"{self._prefix}t{self._n_temps}"
+        self._pending.append((0, f"{name} = {expr}"))
         return name
+
+    def function(self, prog: Program) -> str:
+        """Define ``prog`` as a local function before the current equation; return its name.
+
+        The function takes the program's inputs and returns the Tuple of its
+        outputs, like the generated closure; its constants become constants of the
+        enclosing maker and its variable names start with its own name, so they
+        never capture the enclosing function's variables.
+        """
+        self._n_functions += 1
+        name = f"{self._prefix}f{self._n_functions}"
+        inner = Emitter(self._table, prefix=f"{name}_")
+        const_names = {v.uid: inner.const(c) for v, c in zip(prog.constvars, prog.consts)}
+        self._pending.extend(_function_lines(prog, name, inner, const_names))
+        return name
+
+    def _take_pending(self) -> list[tuple[int, str]]:
+        pending, self._pending = self._pending, []
+        return pending
 
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 
 
-def emit_program(prog: Program, name: str) -> EmittedFunction:
-    """Julia source for ``prog``: ``function name(consts...)`` returning the program's closure."""
-    if not _NAME_RE.match(name):
-        raise ValueError(f"not a Julia function name: {name!r}")
-    names: dict[int, str] = {}
-    for i, v in enumerate(prog.constvars, 1):
-        names[v.uid] = f"c{i}"
+def _function_lines(prog: Program, fname: str, e: Emitter, const_names: dict[int, str]) -> list[tuple[int, str]]:
+    """``function fname(inputs...) ... return (outputs...,) end`` as (indent level, text) lines."""
+    names = dict(const_names)
     for i, v in enumerate(prog.inputs, 1):
-        names[v.uid] = f"x{i}"
+        names[v.uid] = f"{e._prefix}x{i}"
     used = {a.uid for eqn in prog.eqns for a in eqn.inputs if isinstance(a, Var)}
     used |= {a.uid for a in prog.outputs if isinstance(a, Var)}
 
@@ -232,8 +267,8 @@ def emit_program(prog: Program, name: str) -> EmittedFunction:
             return JArg(julia_literal(a.value, a.aval.dtype), a.aval, a.value)
         return JArg(names[a.uid], a.aval)
 
-    e = Emitter(len(prog.constvars))
-    body: list[str] = []
+    inputs = ", ".join(names[v.uid] for v in prog.inputs)
+    lines: list[tuple[int, str]] = [(0, f"function {fname}({inputs})")]
     count = 0
     for eqn in prog.eqns:
         rule: Callable[..., str] | None = eqn.prim.julia
@@ -242,26 +277,34 @@ def emit_program(prog: Program, name: str) -> EmittedFunction:
         avals = tuple(v.aval for v in eqn.outputs)
         e.out = avals if eqn.prim.multiple_results else avals[0]
         expr = rule(e, *map(arg, eqn.inputs), **eqn.params)
-        body.extend(e._pending)
-        e._pending = []
+        lines += [(level + 1, text) for level, text in e._take_pending()]
         targets = []
         for v in eqn.outputs:
             count += 1
-            names[v.uid] = f"v{count}" if v.uid in used else f"_v{count}"
+            local = f"{e._prefix}v{count}"
+            names[v.uid] = local if v.uid in used else f"_{local}"
             targets.append(names[v.uid])
-        body.append(f"{', '.join(targets)} = {expr}")
-    outs = jtuple([arg(a) for a in prog.outputs])
-    body.append(f"return {outs}")
+        lines.append((1, f"{', '.join(targets)} = {expr}"))
+    lines.append((1, f"return {jtuple([arg(a) for a in prog.outputs])}"))
+    lines.append((0, "end"))
+    return lines
 
-    consts = tuple(prog.consts) + tuple(e._consts)
+
+def emit_program(prog: Program, name: str) -> EmittedFunction:
+    """Julia source for ``prog``: ``function name(consts...)`` returning the program's closure."""
+    if not _NAME_RE.match(name):
+        raise ValueError(f"not a Julia function name: {name!r}")
+    table = _Consts(first=len(prog.constvars) + 1)
+    e = Emitter(table)
+    const_names = {v.uid: f"c{i}" for i, v in enumerate(prog.constvars, 1)}
+    body = _function_lines(prog, "program", e, const_names)
+    consts = tuple(prog.consts) + tuple(table.values)
     params = ", ".join(f"c{i}" for i in range(1, len(consts) + 1))
-    inputs = ", ".join(names[v.uid] for v in prog.inputs)
     lines = ["# Generated by pyzygote.julia.codegen (see PyZygote.jl for the array contract)."]
     lines += wrap_line(f"function {name}({params})", 0)
-    lines += wrap_line(f"function program({inputs})", 1)
-    for stmt in body:
-        lines += wrap_line(stmt, 2)
-    lines += [INDENT + "end", INDENT + "return program", "end", ""]
+    for level, text in body:
+        lines += wrap_line(text, level + 1)
+    lines += [INDENT + "return program", "end", ""]
     return EmittedFunction("\n".join(lines), name, consts)
 
 
