@@ -393,6 +393,9 @@ def _pyzygote_names() -> set[str]:
     text = (JULIA_SRC / "src" / "PyZygote.jl").read_text()
     defined = set(re.findall(r"^(?:function\s+)?([A-Za-z_][A-Za-z_0-9]*)\(", text, re.MULTILINE))
     defined |= set(re.findall(r"^const ([A-Za-z_][A-Za-z_0-9]*) =", text, re.MULTILINE))
+    # Generic functions declared without methods (their methods live in an extension) and structs.
+    defined |= set(re.findall(r"^function ([A-Za-z_][A-Za-z_0-9]*) end$", text, re.MULTILINE))
+    defined |= set(re.findall(r"^struct ([A-Za-z_][A-Za-z_0-9]*)", text, re.MULTILINE))
     return defined
 
 

@@ -49,7 +49,7 @@ def params(cases: list[Case]) -> list[Any]:
     """Cases as parameters; ODE cases skip when the optional ODE packages are not installed."""
     missing = _ode_packages_missing()
     skip_ode = pytest.mark.skipif(
-        bool(missing), reason=f"ODE packages not installed ({', '.join(missing)}): pyzygote setup-julia --full"
+        bool(missing), reason=f"ODE packages not installed ({', '.join(missing)}): pyzygote setup-julia"
     )
     return [pytest.param(c, id=c.id, marks=[skip_ode] if solves_ode(c) else []) for c in cases]
 

@@ -95,6 +95,73 @@ function PyZygote.odesolve(
     return permutedims(Array(sol))
 end
 
+# The derivative-only IR primitives (odesolve_sens, odesolve_tangent, odesolve_vjp) appear in
+# the NumPy engine's derivative programs; on the Julia engine Zygote differentiates
+# `odesolve` itself, so these exist to give every primitive a meaning in Julia.
+function PyZygote.odesolve_sensitivities(
+    f,
+    u0,
+    p,
+    t,
+    alg,
+    sensealg,
+    reltol,
+    abstol,
+    maxiters,
+)
+    n = length(u0)
+    solution(z) = vec(PyZygote.odesolve(
+        f,
+        z[1:n],
+        z[(n + 1):end],
+        t,
+        alg,
+        sensealg,
+        reltol,
+        abstol,
+        maxiters,
+    ))
+    z = vcat(u0, p)
+    U = PyZygote.odesolve(f, u0, p, t, alg, sensealg, reltol, abstol, maxiters)
+    # vec is column-major: row i + (j - 1) * length(t) of the Jacobian belongs to U[i, j].
+    J = PyZygote.ForwardDiff.jacobian(solution, z)
+    return (U, reshape(J, length(t), n, length(z)))
+end
+
+function PyZygote.odesolve_tangent(
+    f,
+    u0,
+    p,
+    du0,
+    dp,
+    t,
+    alg,
+    sensealg,
+    reltol,
+    abstol,
+    maxiters,
+)
+    path(h) = PyZygote.odesolve(
+        f,
+        u0 .+ h .* du0,
+        p .+ h .* dp,
+        t,
+        alg,
+        sensealg,
+        reltol,
+        abstol,
+        maxiters,
+    )
+    return PyZygote.ForwardDiff.derivative(path, zero(eltype(u0)))
+end
+
+function PyZygote.odesolve_vjp(f, u0, p, ct, t, alg, sensealg, reltol, abstol, maxiters)
+    solution(a, b) = PyZygote.odesolve(f, a, b, t, alg, sensealg, reltol, abstol, maxiters)
+    _, back = PyZygote.Zygote.pullback(solution, u0, p)
+    du0, dp = back(ct)
+    return (something(du0, zero(u0)), something(dp, zero(p)))
+end
+
 function PyZygote.solve_problem(
     f,
     u0::AbstractVector,

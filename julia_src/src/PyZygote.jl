@@ -181,6 +181,43 @@ SciMLSensitivity.
 function odesolve end
 
 """
+    odesolve_sensitivities(f, u0, p, t, alg, sensealg, reltol, abstol, maxiters)
+
+`(U, S)`: the solution as [`odesolve`](@ref) gives it, and its sensitivities
+`S[i, j, k] = ∂U[i, j] / ∂[u0; p][k]` (ForwardDiff through the solver). Methods in
+`PyZygoteODEExt`.
+"""
+function odesolve_sensitivities end
+
+"""
+    odesolve_tangent(f, u0, p, du0, dp, t, alg, sensealg, reltol, abstol, maxiters)
+
+The directional derivative of [`odesolve`](@ref) along `(du0, dp)`. Methods in
+`PyZygoteODEExt`.
+"""
+function odesolve_tangent end
+
+"""
+    odesolve_vjp(f, u0, p, ct, t, alg, sensealg, reltol, abstol, maxiters)
+
+`(ct ⋅ ∂U/∂u0, ct ⋅ ∂U/∂p)` for the solution `U` of [`odesolve`](@ref), by Zygote through
+SciMLSensitivity's `sensealg`. Methods in `PyZygoteODEExt`.
+"""
+function odesolve_vjp end
+
+"""
+    FirstOutput(f)
+
+`(u, p, t) -> first(f(u, p, t))`: a generated right-hand side returns the Tuple of its
+outputs; the ODE solvers want the derivative itself.
+"""
+struct FirstOutput{F}
+    f::F
+end
+
+(g::FirstOutput)(u, p, t) = first(g.f(u, p, t))
+
+"""
     solve_problem(f, u0, p, tspan, alg::Symbol, saveat, reltol, abstol, maxiters)
 
 An ODE solve that is not differentiated: `(t, u, retcode, stats)` with `u` time-major. The

@@ -221,6 +221,16 @@ class Emitter:
             self._table.names[key] = name
         return name
 
+    def julia_object(self, obj: Any) -> str:
+        """Register a Julia object (a ``pz.julia_function``) passed to the maker; return its name."""
+        key = ("object", id(obj))
+        name = self._table.names.get(key)
+        if name is None:
+            name = f"c{self._table.first + len(self._table.values)}"
+            self._table.values.append(obj)
+            self._table.names[key] = name
+        return name
+
     def literal(self, value: Any, dtype: Any) -> str:
         return julia_literal(value, dtype)
 

@@ -40,8 +40,15 @@ def _compile(prog: Program) -> CompiledProgram:
     module = session.new_module("Program", import_pyzygote=True)
     session.include_text(module, emitted.source, f"{emitted.name}.jl", origin="program")
     builder = session.runtime_call("getname", module, emitted.name, origin="program")
-    fn = session.runtime_call("build", builder, *[to_julia(c) for c in emitted.consts], origin="program")
+    fn = session.runtime_call("build", builder, *map(_maker_argument, emitted.consts), origin="program")
     return CompiledProgram(fn, emitted.source, emitted.name, module)
+
+
+def _maker_argument(const: Any) -> Any:
+    """A constant for the maker: arrays by the array contract, Julia functions as themselves."""
+    from pyzygote.julia.functions import is_julia_function
+
+    return const._julia() if is_julia_function(const) else to_julia(const)
 
 
 def _solves_odes(prog: Program) -> bool:

@@ -18,6 +18,7 @@ import PyZygote
 jlarg(x::Number) = x
 jlarg(x::AbstractArray{<:Any, 0}) = x[]
 jlarg(x::AbstractArray) = PyZygote.to_array(x)
+jlarg(f::Function) = f  # a pz.julia_function handed to generated code (an ODE right-hand side)
 jlargs(xs::Tuple) = map(jlarg, xs)
 
 # --- Julia -> Python ----------------------------------------------------------------
@@ -63,6 +64,27 @@ function jvp(f, n::Integer, xs_and_ts...)
 end
 
 hessian(f, argnum::Integer, xs...) = pyout(PyZygote.hessian(f, jlargs(xs), argnum))
+
+# pz.solve on the Julia engine: `program` is a generated right-hand side (it returns a
+# Tuple) or a user's Julia function (it returns the derivative).
+rhs_function(program, generated::Bool) = generated ? PyZygote.FirstOutput(program) : program
+
+function solve_problem(program, generated::Bool, u0, p, t0, t1, alg, saveat, tols...)
+    reltol, abstol, maxiters = tols
+    t, u, retcode, stats = PyZygote.solve_problem(
+        rhs_function(program, generated),
+        jlarg(u0),
+        jlarg(p),
+        (Float64(t0), Float64(t1)),
+        Symbol(alg),
+        saveat === nothing ? nothing : jlarg(saveat),
+        reltol,
+        abstol,
+        maxiters,
+    )
+    counts = (stats.nf, stats.njacs, stats.nlu, stats.naccept, stats.nreject)
+    return (pyout(t), pyout(u), retcode, counts)
+end
 
 # --- modules and source text ---------------------------------------------------------
 """

@@ -41,7 +41,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from pyzygote.errors import JuliaError, JuliaNotAvailableError
+from pyzygote.errors import JuliaError, JuliaNotAvailableError, SolverError
 
 __all__ = [
     "start",
@@ -310,6 +310,11 @@ def translate_error(exc: BaseException, origin: str = "user") -> BaseException:
         kind, stack = message.split(":", 1)[0], ""
     else:
         return exc
+    if kind == "SolverFailure":
+        # PyZygote's ODE extension refuses to return a failed solve (see PyZygoteODEExt.jl).
+        err = SolverError(f"the ODE solve on the Julia engine failed: {message}")
+        err.original = exc  # type: ignore[attr-defined]
+        return err
     hint = hint_for(message)
     text = f"Julia {kind}: {message}"
     if stack:

@@ -35,6 +35,26 @@ __all__ = ["RHS"]
 _TRACES: "weakref.WeakKeyDictionary[Any, dict[tuple, RHS]]" = weakref.WeakKeyDictionary()
 
 
+class JuliaRHS:
+    """A ``pz.julia_function`` right-hand side: Julia code, run only by the Julia engine."""
+
+    program = None
+
+    def __init__(self, f: Any, n: int, m: int):
+        self.f, self.n, self.m = f, n, m
+
+    def __repr__(self) -> str:
+        return f"<Julia rhs {self.f!r} n={self.n} m={self.m}>"
+
+    def __call__(self, *args: Any) -> Any:
+        raise TypeError(
+            f"the right-hand side {self.f!r} is Julia code: solve this problem on the Julia engine "
+            "(engine='julia'), or write the right-hand side with numpy for the NumPy engine"
+        )
+
+    jacobian_u = sensitivity_rhs = adjoint_rhs = backsolve_rhs = __call__
+
+
 class RHS:
     """The traced right-hand side of ``u' = f(u, p, t)`` for given sizes of u and p."""
 
@@ -51,6 +71,10 @@ class RHS:
     @staticmethod
     def trace(f: Callable[..., Any], n: int, m: int) -> "RHS":
         """Trace ``f`` at u of shape (n,), p of shape (m,), scalar t (cached per function)."""
+        from pyzygote.julia.functions import is_julia_function
+
+        if is_julia_function(f):
+            return JuliaRHS(f, n, m)  # type: ignore[return-value]
         try:
             per_fn = _TRACES.setdefault(f, {})
         except TypeError:

@@ -190,7 +190,15 @@ def odesolve(
         raise ValueError("u0 must have at least one element")
     rhs = RHS.trace(f, u0.shape[0], p.shape[0])
     opts = Options(alg, float(reltol), float(abstol), int(maxiters))
-    return odesolve_p.bind(u0, p, rhs=rhs, t=times, opts=opts, sensealg=sensealg)
+    params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
+    if rhs.program is None and not isinstance(u0, Tracer) and not isinstance(p, Tracer):
+        # Julia code cannot run on the NumPy engine, so even an untraced call goes to Julia.
+        from pyzygote.engines import get_engine
+        from pyzygote.tracing import make_program
+
+        prog = make_program(lambda a, b: odesolve_p.bind(a, b, **params), u0, p)
+        return get_engine("julia").evaluate(prog, [u0, p])[0]
+    return odesolve_p.bind(u0, p, **params)
 
 
 def _state(x: Any, name: str) -> Any:
@@ -202,3 +210,39 @@ def _state(x: Any, name: str) -> Any:
     if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or inf: {x!r}")
     return convert(x, np.float64)
+
+
+# --- Julia emission: one SciML solve; Zygote differentiates it through SciMLSensitivity ----------
+def _julia_solve_args(e: Any, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> tuple[str, str]:
+    from pyzygote.julia.codegen import julia_literal
+
+    if rhs.program is None:  # a pz.julia_function: it returns the derivative itself
+        f = e.julia_object(rhs.f)
+    else:
+        f = f"PyZygote.FirstOutput({e.function(rhs.program)})"
+    tols = f"{julia_literal(opts.reltol, np.float64)}, {julia_literal(opts.abstol, np.float64)}, {int(opts.maxiters)}"
+    return f"{e.const(np.asarray(t, dtype=np.float64))}, :{opts.alg}, :{sensealg}, {tols}", f
+
+
+@odesolve_p.def_julia
+def _odesolve_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> str:
+    rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
+    return f"PyZygote.odesolve({f}, {u0}, {p}, {rest})"
+
+
+@odesolve_sens_p.def_julia
+def _sens_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> str:
+    rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
+    return f"PyZygote.odesolve_sensitivities({f}, {u0}, {p}, {rest})"
+
+
+@odesolve_tangent_p.def_julia
+def _tangent_julia(e: Any, u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> str:
+    rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
+    return f"PyZygote.odesolve_tangent({f}, {u0}, {p}, {tu0}, {tp}, {rest})"
+
+
+@odesolve_vjp_p.def_julia
+def _vjp_julia(e: Any, u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> str:
+    rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
+    return f"PyZygote.odesolve_vjp({f}, {u0}, {p}, {ct}, {rest})"

@@ -1,0 +1,103 @@
+"""ODE solves on the Julia engine (DifferentialEquations.jl + SciMLSensitivity) against the NumPy engine.
+
+The julia-marked tests need a real Julia with pyzygote's packages (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+from tests.test_ode import P_LV, T_DECAY, T_LV, U0_LV, decay, lotka, robertson
+
+julia = pytest.mark.julia
+TIGHT = dict(reltol=1e-10, abstol=1e-10)
+
+LOTKA_JULIA = "(u, p, t) -> [p[1]*u[1] - p[2]*u[1]*u[2], -p[3]*u[2] + p[4]*u[1]*u[2]]"
+
+
+def test_julia_rhs_on_the_numpy_engine_is_a_clear_error() -> None:
+    rhs = pz.julia_function(LOTKA_JULIA)
+    prob = pz.ODEProblem(rhs, U0_LV, (0.0, 10.0), P_LV)
+    with pytest.raises(TypeError, match="Julia code"):
+        pz.solve(prob, engine="numpy")
+    with pz.engine("numpy"), pytest.raises(TypeError, match="Julia"):
+        pz.gradient(lambda p: np.sum(pz.odesolve(rhs, U0_LV, T_LV, p)), P_LV)
+
+
+def _lv_loss(sensealg: str):
+    data = np.cos(T_LV)[:, None] * np.ones(2)
+
+    def loss(p, u0):
+        u = pz.odesolve(lotka, u0, T_LV, p, alg="Tsit5", sensealg=sensealg, **TIGHT)
+        return np.sum((u - data) ** 2)
+
+    return loss
+
+
+@julia
+@pytest.mark.parametrize("alg", ["Tsit5", "DP5", "Vern7", "Vern9", "Rodas5P", "FBDF", "KenCarp4", "auto"])
+def test_decay_matches_closed_form_on_julia(alg: str) -> None:
+    u = pz.odesolve(decay, np.array([2.0]), T_DECAY, np.array([0.7]), alg=alg, reltol=1e-10, abstol=1e-12)
+    # An untraced odesolve runs on the NumPy engine; trace it to run the Julia solver.
+    (J,) = pz.jacobian(lambda u0: pz.odesolve(decay, u0, T_DECAY, np.array([0.7]), alg=alg, reltol=1e-10, abstol=1e-12)[:, 0], np.array([2.0]), engine="julia")
+    np.testing.assert_allclose(u[:, 0], 2.0 * np.exp(-0.7 * T_DECAY), rtol=1e-6)
+    np.testing.assert_allclose(J[:, 0], np.exp(-0.7 * T_DECAY), rtol=1e-6)
+
+
+@julia
+@pytest.mark.parametrize("sensealg", ["auto", "forward", "adjoint", "backsolve"])
+def test_lotka_volterra_gradients_agree_across_engines(sensealg: str) -> None:
+    loss = _lv_loss(sensealg)
+    g_np = pz.gradient(loss, P_LV, U0_LV, engine="numpy")
+    g_jl = pz.gradient(loss, P_LV, U0_LV, engine="julia")
+    for a, b in zip(g_jl, g_np):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@julia
+def test_solve_on_julia_matches_numpy_and_reports_stats() -> None:
+    prob = pz.ODEProblem(lotka, U0_LV, (0.0, 10.0), P_LV)
+    sol_jl = pz.solve(prob, alg="Vern9", saveat=T_LV, reltol=1e-10, abstol=1e-10, engine="julia")
+    sol_np = pz.solve(prob, alg="Vern9", saveat=T_LV, reltol=1e-10, abstol=1e-10, engine="numpy")
+    assert sol_jl.retcode == "Success"
+    assert sol_jl.u.shape == (101, 2)
+    np.testing.assert_allclose(sol_jl.t, T_LV)
+    np.testing.assert_allclose(sol_jl.u, sol_np.u, rtol=1e-7, atol=1e-9)
+    assert sol_jl.stats["naccept"] > 0 and sol_jl.stats["nf"] > sol_jl.stats["naccept"]
+
+
+@julia
+def test_julia_function_right_hand_side() -> None:
+    rhs = pz.julia_function(LOTKA_JULIA)
+    u_jl = pz.odesolve(rhs, U0_LV, T_LV, P_LV, alg="Tsit5", **TIGHT)
+    u_np = pz.odesolve(lotka, U0_LV, T_LV, P_LV, alg="Tsit5", **TIGHT)
+    np.testing.assert_allclose(u_jl, u_np, rtol=1e-7, atol=1e-9)
+    g_jl = pz.gradient(lambda p: np.sum(pz.odesolve(rhs, U0_LV, T_LV, p, **TIGHT) ** 2), P_LV, engine="julia")
+    g_np = pz.gradient(lambda p: np.sum(pz.odesolve(lotka, U0_LV, T_LV, p, **TIGHT) ** 2), P_LV, engine="numpy")
+    np.testing.assert_allclose(g_jl[0], g_np[0], rtol=1e-6)
+
+
+@julia
+def test_stiff_robertson_gradient_on_julia() -> None:
+    t = np.array([0.0, 0.1, 1.0, 10.0])
+    w = np.array([1.0, 1e4, 1.0])
+
+    def loss(logp):
+        u = pz.odesolve(robertson, np.array([1.0, 0.0, 0.0]), t, np.exp(logp), alg="Rodas5P", reltol=1e-10, abstol=1e-12)
+        return np.sum(w * u[-1])
+
+    logp = np.log([0.04, 3e7, 1e4])
+    np.testing.assert_allclose(pz.gradient(loss, logp, engine="julia")[0], pz.gradient(loss, logp, engine="numpy")[0], rtol=1e-5)
+
+
+@julia
+def test_failed_solve_raises_solver_error_on_julia() -> None:
+    blowup = lambda u, p, t: p[0] * u * u  # noqa: E731
+    prob = pz.ODEProblem(blowup, [1.0], (0.0, 2.0), [1.0])
+    sol = pz.solve(prob, alg="Tsit5", engine="julia")
+    assert sol.retcode != "Success" and not sol.success
+    loss = lambda p: pz.odesolve(blowup, np.array([1.0]), np.array([0.0, 2.0]), p)[-1, 0]  # noqa: E731
+    with pytest.raises(pz.SolverError, match="ODE solve"):
+        pz.gradient(loss, np.array([1.0]), engine="julia")
