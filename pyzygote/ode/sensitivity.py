@@ -26,6 +26,7 @@ Names follow SciMLSensitivity.jl:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -68,24 +69,16 @@ def _jac(rhs: RHS, p: np.ndarray, opts: Options):  # type: ignore[no-untyped-def
     return lambda t, u: rhs.jacobian_u(u, p, t)
 
 
+def _solve(fun: Any, t0: float, t1: float, y0: np.ndarray, saveat: np.ndarray, opts: Options, what: str, **kw: Any) -> Integration:
+    """Integrate with the user's solver settings; a failure raises SolverError naming ``what``."""
+    res = integrate(fun, float(t0), float(t1), y0, saveat, opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters, **kw)
+    return _checked(res, what)
+
+
 def solve_states(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: Options, *, dense: bool = False) -> Integration:
     """The state at times ``t`` (``t[0]`` is the initial time); raises SolverError on failure."""
-    return _checked(
-        integrate(
-            lambda tt, u: rhs(u, p, tt),
-            float(t[0]),
-            float(t[-1]),
-            u0,
-            t,
-            opts.alg,
-            opts.reltol,
-            opts.abstol,
-            maxiters=opts.maxiters,
-            jac=_jac(rhs, p, opts),
-            dense=dense,
-        ),
-        "ODE solve",
-    )
+    fun = lambda tt, u: rhs(u, p, tt)  # noqa: E731
+    return _solve(fun, t[0], t[-1], u0, t, opts, "ODE solve", jac=_jac(rhs, p, opts), dense=dense)
 
 
 def forward_sensitivities(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
@@ -93,20 +86,7 @@ def forward_sensitivities(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray
     n, m = rhs.n, rhs.m
     z0 = np.concatenate([u0, np.eye(n, n + m).ravel()])
     g = rhs.sensitivity_rhs()
-    res = _checked(
-        integrate(
-            lambda tt, z: g(z, p, tt)[0],
-            float(t[0]),
-            float(t[-1]),
-            z0,
-            t,
-            opts.alg,
-            opts.reltol,
-            opts.abstol,
-            maxiters=opts.maxiters,
-        ),
-        "forward sensitivity solve",
-    )
+    res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve")
     return res.u[:, :n], res.u[:, n:].reshape(len(t), n, n + m)
 
 
@@ -138,8 +118,7 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
             dlam, dmu = adj(dense(tt), y[:n], p, tt)
             return np.concatenate([dlam, dmu])
 
-        res = integrate(fun, float(t[i]), float(t[i - 1]), state, np.array([t[i - 1]]), opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters)
-        state = _checked(res, "adjoint solve").u[-1].copy()
+        state = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, "adjoint solve").u[-1].copy()
     state[:n] += ct[0]
     return state[:n], state[n:]
 
@@ -153,7 +132,7 @@ def _backsolve_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, c
         state[n : 2 * n] += ct[i]
         if t[i] == t[i - 1]:
             continue
-        res = integrate(lambda tt, z: g(z, p, tt)[0], float(t[i]), float(t[i - 1]), state, np.array([t[i - 1]]), opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters)
-        state = _checked(res, "backsolve adjoint solve").u[-1].copy()
+        fun = lambda tt, z: g(z, p, tt)[0]  # noqa: E731
+        state = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, "backsolve adjoint solve").u[-1].copy()
     state[n : 2 * n] += ct[0]
     return state[n : 2 * n], state[2 * n :]

@@ -73,11 +73,16 @@ def compile_program(prog: Program) -> Callable[..., tuple[Any, ...]]:
         target = ", ".join(outs) + ("," if eqn.prim.multiple_results and len(outs) == 1 else "")
         lines.append(f"    {target} = {fn}({', '.join(ref(a) for a in eqn.inputs)})")
     lines.append(f"    return ({''.join(ref(a) + ', ' for a in prog.outputs)})")
-    source = "\n".join(lines)
-    exec(compile(source, f"<pyzygote program {id(prog):x}>", "exec"), namespace)
-    fn = namespace["program"]
-    fn.__doc__ = source
+    fn = define_function("\n".join(lines), "program", namespace, f"<pyzygote program {id(prog):x}>")
     prog._compiled["numpy"] = fn
+    return fn
+
+
+def define_function(source: str, name: str, namespace: dict[str, Any], filename: str) -> Callable[..., Any]:
+    """Execute generated source defining ``name``; the function keeps its source as docstring."""
+    exec(compile(source, filename, "exec"), namespace)
+    fn = namespace[name]
+    fn.__doc__ = source
     return fn
 
 

@@ -145,7 +145,7 @@ def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
     Falls back to the numpy-compiled program when the program is not
     scalarizable.
     """
-    from pyzygote.transforms.evaluate import compile_program
+    from pyzygote.transforms.evaluate import compile_program, define_function
 
     cached = prog._compiled.get("scalar")
     if cached is not None:
@@ -200,10 +200,7 @@ def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
     src.append(f"        return ({''.join(o + ', ' for o in outs)})")
     src.append("    except (ZeroDivisionError, ValueError, OverflowError):")
     src.append(f"        return _fallback({', '.join(args)})")
-    source = "\n".join(src)
-    exec(compile(source, f"<pyzygote scalar program {id(prog):x}>", "exec"), namespace)
-    fn = namespace["scalar_program"]
-    fn.__doc__ = source
+    fn = define_function("\n".join(src), "scalar_program", namespace, f"<pyzygote scalar program {id(prog):x}>")
     prog._compiled["scalar"] = fn
     return fn
 
