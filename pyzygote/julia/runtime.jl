@@ -18,7 +18,8 @@ import PyZygote
 jlarg(x::Number) = x
 jlarg(x::AbstractArray{<:Any, 0}) = x[]
 jlarg(x::AbstractArray) = PyZygote.to_array(x)
-jlarg(f::Function) = f  # a pz.julia_function handed to generated code (an ODE right-hand side)
+# A pz.julia_function handed to generated code (an ODE right-hand side).
+jlarg(f::Function) = f
 jlargs(xs::Tuple) = map(jlarg, xs)
 
 # --- Julia -> Python ----------------------------------------------------------------
