@@ -293,18 +293,25 @@ _dense(dx::AbstractArray) = collect(dx)
 
 The outputs of `f` at `args` and their derivatives along `tangents` (one per argument, of
 the argument's size): `ts[k]` is `d/dt f(args .+ t .* tangents)[k]` at `t = 0`, computed in
-forward mode with `ForwardDiff.derivative`, one pass per output. The direction is taken in
-the floating-point type that all the arguments promote to.
+forward mode with `ForwardDiff.derivative`, one pass per output. Only floating-point
+arguments move: integer and Bool arguments (indices, masks) have no tangent, as on the
+NumPy engine, and stay plain numbers. The direction is taken in the floating-point type
+that the floating-point arguments promote to.
 """
 function jvp(f, args::Tuple, tangents::Tuple)
     length(args) == length(tangents) ||
         throw(ArgumentError("jvp needs one tangent per argument"))
     ys = f(args...)
-    t0 = zero(float(mapreduce(eltype, promote_type, args; init = Bool)))
-    along(t) = map((x, v) -> x .+ t .* v, args, tangents)
+    t0 = zero(float(mapreduce(_direction_type, promote_type, args; init = Bool)))
+    along(t) = map((x, v) -> _along(x, v, t), args, tangents)
     ts = ntuple(k -> ForwardDiff.derivative(t -> f(along(t)...)[k], t0), length(ys))
     return ys, ts
 end
+
+_direction_type(x) = eltype(x) <: AbstractFloat ? eltype(x) : Bool
+
+_along(x::Union{AbstractFloat, AbstractArray{<:AbstractFloat}}, v, t) = x .+ t .* v
+_along(x, _, _) = x
 
 """
     hessian(f, args::Tuple, argnum::Int) -> Array or number
