@@ -279,14 +279,17 @@ function pullback(f, args::Tuple)
     return ys, vjp
 end
 
-# A gradient as a dense array (or number) shaped and typed like the argument `x`.
+# A gradient as a dense array (or number) shaped and typed like the argument `x`. The
+# projection gives `NoTangent()` for a Bool argument (ChainRulesCore treats Bool as not
+# differentiable), which becomes zeros too.
 _gradient_like(x, ::Nothing) = zero(x)
 _gradient_like(x, ::ChainRulesCore.AbstractZero) = zero(x)
-_gradient_like(x, dx) = _dense(ProjectTo(x)(unthunk(dx)))
+_gradient_like(x, dx) = _dense(x, ProjectTo(x)(unthunk(dx)))
 
-_dense(dx::Number) = dx
-_dense(dx::Array) = dx
-_dense(dx::AbstractArray) = collect(dx)
+_dense(x, ::ChainRulesCore.AbstractZero) = zero(x)
+_dense(_, dx::Number) = dx
+_dense(_, dx::Array) = dx
+_dense(_, dx::AbstractArray) = collect(dx)
 
 """
     jvp(f, args::Tuple, tangents::Tuple) -> (ys::Tuple, ts::Tuple)
