@@ -43,10 +43,9 @@ JULIA_ENV = (
 
 
 def _toml(path: Path) -> dict[str, Any]:
-    import tomllib
+    from pyzygote.julia.setup import _load_toml
 
-    with open(path, "rb") as fp:
-        return tomllib.load(fp)
+    return _load_toml(path)
 
 
 @pytest.fixture
