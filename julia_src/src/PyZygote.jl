@@ -320,11 +320,19 @@ _along(x, _, _) = x
     hessian(f, args::Tuple, argnum::Int) -> Array or number
 
 Second derivatives of the real scalar `f(args...)[1]` with respect to argument number
-`argnum` (1-based), by ForwardDiff over Zygote (`Zygote.hessian`). For an array argument `x`
-the result has size `(size(x)..., size(x)...)` and holds `∂²f/∂x[I]∂x[J]` at `[I..., J...]`:
-Zygote's `length(x) × length(x)` matrix is indexed by column-major linear indices, and a
-column-major reshape splits each of them back into the logical index of `x`. A scalar
-argument gives a number.
+`argnum` (1-based), forward over reverse: ForwardDiff's Jacobian of Zygote's gradient
+(what `Zygote.hessian` and SciMLSensitivity's `ForwardDiffOverAdjoint` compute). For an
+array argument `x` the result has size `(size(x)..., size(x)...)` and holds
+`∂²f/∂x[I]∂x[J]` at `[I..., J...]`: the `length(x) × length(x)` Jacobian is indexed by
+column-major linear indices, and a column-major reshape splits each of them back into the
+logical index of `x`. A scalar argument gives a number.
+
+`Zygote.hessian` itself is not used: it seeds `ForwardDiff.Dual{Nothing}` numbers, and
+ForwardDiff throws a `DualMismatchError` when such a dual meets a tagged one at the same
+level, as in an ODE solve whose stiff solver takes Jacobians with ForwardDiff or whose
+sensitivity is `ForwardDiffSensitivity`. `ForwardDiff.jacobian` tags its duals. An
+argument the output does not depend on gets a zero Hessian (Zygote's gradient is
+`nothing` there).
 """
 function hessian(f, args::Tuple, argnum::Int)
     1 <= argnum <= length(args) ||
@@ -332,8 +340,11 @@ function hessian(f, args::Tuple, argnum::Int)
     x = args[argnum]
     before = args[1:(argnum - 1)]
     after = args[(argnum + 1):end]
-    h = Zygote.hessian(z -> f(before..., z, after...)[1], x)
-    return x isa Number ? h : reshape(h, (size(x)..., size(x)...))
+    loss(z) = f(before..., z, after...)[1]
+    grad(z) = _gradient_like(z, Zygote.gradient(loss, z)[1])
+    x isa Number && return ForwardDiff.derivative(grad, x)
+    h = ForwardDiff.jacobian(z -> vec(grad(z)), x)
+    return reshape(h, (size(x)..., size(x)...))
 end
 
 """
