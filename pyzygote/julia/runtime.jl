@@ -18,8 +18,9 @@ import PyZygote
 jlarg(x::Number) = x
 jlarg(x::AbstractArray{<:Any, 0}) = x[]
 jlarg(x::AbstractArray) = PyZygote.to_array(x)
-# A pz.julia_function handed to generated code (an ODE right-hand side).
-jlarg(f::Function) = f
+# Anything else (a pz.julia_function handed to generated code as an ODE right-hand
+# side, a callable struct) passes through unchanged.
+jlarg(x) = x
 jlargs(xs::Tuple) = map(jlarg, xs)
 
 # --- Julia -> Python ----------------------------------------------------------------
