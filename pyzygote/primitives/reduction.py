@@ -175,6 +175,19 @@ def _np_mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepd
     return total / count
 
 
+@implements(np.var)
+def _np_var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0, keepdims: bool = False, **kw: Any) -> Any:
+    a = as_operand(a)
+    centered = a - _np_mean(a, axis=axis, dtype=dtype, keepdims=True)
+    count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)], dtype=np.int64))
+    return _sum(centered * centered, axis=axis, keepdims=keepdims, **kw) / (count - ddof)
+
+
+@implements(np.std)
+def _np_std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0, keepdims: bool = False, **kw: Any) -> Any:
+    return np.sqrt(_np_var(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, **kw))
+
+
 @implements(np.cumsum, "add.accumulate")
 def _np_cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     a = as_operand(a)

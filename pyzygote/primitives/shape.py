@@ -399,6 +399,17 @@ def _np_size(a: Any, axis: Any = None) -> int:
     return a.size if axis is None else a.shape[axis]
 
 
+@implements(np.linspace)
+def _np_linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, retstep: bool = False, dtype: Any = None, axis: int = 0) -> Any:
+    """Traced endpoints: ``start + (stop - start) * fraction`` with constant fractions."""
+    start, stop = as_operand(start), as_operand(stop)
+    if start.ndim or stop.ndim or retstep or axis != 0:
+        raise NotImplementedError("traced np.linspace supports scalar start and stop (no retstep, axis)")
+    fraction = np.linspace(0.0, 1.0, num, endpoint=endpoint)
+    out = start + (stop - start) * fraction
+    return out if dtype is None else convert(out, dtype)
+
+
 @implements(np.full_like)
 def _np_full_like(a: Any, fill_value: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
     a = as_operand(a)
