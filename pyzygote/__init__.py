@@ -9,6 +9,7 @@ differentiates it, on the embedded NumPy engine or on Julia's Zygote.
 """
 
 from pyzygote import primitives as _primitives  # noqa: F401  (registers the rules)
+from pyzygote.crosscheck import CrossCheckReport, crosscheck
 from pyzygote.api import gradient, grad, hessian, jacobian, jvp, pullback, value_and_grad, withgradient
 from pyzygote.engines import current_engine_name, engine, set_engine
 from pyzygote.errors import (
@@ -39,6 +40,8 @@ __all__ = [
     "hessian",
     "jvp",
     "make_program",
+    "crosscheck",
+    "CrossCheckReport",
     "ODEProblem",
     "ODESolution",
     "solve",

@@ -1,0 +1,64 @@
+"""pz.crosscheck: an external gradient against pyzygote's engines and finite differences."""
+
+from __future__ import annotations
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+import pyzygote as pz
+
+
+def loss(W, b, x):
+    return np.sum(np.tanh(x @ W + b) ** 2)
+
+
+def autograd_loss(W, b, x):
+    return anp.sum(anp.tanh(anp.dot(x, W) + b) ** 2)
+
+
+@pytest.fixture
+def point():
+    rng = np.random.default_rng(3)
+    return rng.normal(size=(3, 2)), rng.normal(size=2), rng.normal(size=(4, 3))
+
+
+def test_an_independent_ad_gradient_passes(point):
+    external = tuple(autograd.grad(autograd_loss, i)(*point) for i in range(3))
+    report = pz.crosscheck(loss, point, external)
+    assert report.passed
+    names = [row[0] for row in report.rows]
+    assert names[0] == "pyzygote numpy engine" and names[-1].startswith("central finite differences")
+    assert all(diff is None or diff < 1e-9 for _, diff, _, _ in report.rows[:-1])
+    assert "agrees" in str(report)
+
+
+@pytest.mark.parametrize("bug", ["twice", "sign", "one entry"])
+def test_wrong_gradients_are_caught(point, bug):
+    good = list(pz.gradient(loss, *point, engine="numpy"))
+    if bug == "twice":  # the shape of SciMLSensitivity #1181
+        good[0] = 2 * good[0]
+    elif bug == "sign":
+        good[1] = -good[1]
+    else:
+        good[2] = good[2].copy()
+        good[2][1, 2] += 1e-3 * np.max(np.abs(good[2]))
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(loss, point, good)
+    report = pz.crosscheck(loss, point, good, raise_on_failure=False)
+    assert not report.passed
+
+
+def test_julia_row_is_skipped_with_the_reason_when_julia_is_absent(point, monkeypatch):
+    import pyzygote.julia.setup as setup
+
+    monkeypatch.setattr(setup, "julia_is_set_up", lambda: False)
+    report = pz.crosscheck(loss, point, pz.gradient(loss, *point, engine="numpy"))
+    julia_row = next(row for row in report.rows if "julia" in row[0])
+    assert julia_row[1] is None and "not set up" in julia_row[3]
+
+
+def test_structure_mismatch_is_an_error(point):
+    with pytest.raises(ValueError, match="structure and shapes"):
+        pz.crosscheck(loss, point, (np.zeros(2), np.zeros(2), np.zeros((4, 3))))
