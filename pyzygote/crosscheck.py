@@ -42,13 +42,13 @@ class CrossCheckReport:
         return all(diff is None or diff <= tol for _, diff, tol, _ in self.rows)
 
     def __str__(self) -> str:
-        lines = [f"{'reference':34s} {'max rel. diff':>14s} {'tolerance':>10s}  verdict"]
+        lines = [f"{'reference':40s} {'max rel. diff':>14s} {'tolerance':>10s}  verdict"]
         for name, diff, tol, note in self.rows:
             if diff is None:
-                lines.append(f"{name:34s} {'-':>14s} {'-':>10s}  skipped: {note}")
+                lines.append(f"{name:40s} {'-':>14s} {'-':>10s}  skipped: {note}")
             else:
                 verdict = "agrees" if diff <= tol else "DISAGREES"
-                lines.append(f"{name:34s} {diff:14.2e} {tol:10.1e}  {verdict}")
+                lines.append(f"{name:40s} {diff:14.2e} {tol:10.1e}  {verdict}")
         return "\n".join(lines)
 
 
