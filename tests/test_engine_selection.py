@@ -404,8 +404,11 @@ def test_julia_is_set_up_is_cached_and_refreshes(prepared: Path, monkeypatch: py
     for _ in range(5):
         setup.julia_is_set_up()
     assert calls == []  # cached while nothing changes
-    (prepared / "Manifest.toml").write_text("")  # touching the manifest invalidates
+    (prepared / "Manifest.toml").write_text("")  # touching the manifest invalidates...
     os.utime(prepared / "Manifest.toml", ns=(time.time_ns(), time.time_ns() + 10**9))
+    # ...once the file stamps are looked at again (at most every _STAMP_TTL seconds, so that
+    # engine="auto" costs no file system calls per gradient).
+    monkeypatch.setattr(setup, "_STAMP_TTL", 0.0)
     assert not setup.julia_is_set_up()
     assert calls == [1]
 

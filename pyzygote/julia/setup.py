@@ -35,6 +35,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -461,9 +462,19 @@ _ENV_KEYS = (
 )
 
 
+# engine="auto" asks on every pz.gradient call: the project's files are looked at again
+# only after this many seconds (or at once when the environment changes).
+_STAMP_TTL = 2.0
+_STAMPS: dict[str, Any] = {}
+
+
 def _fingerprint() -> tuple[Any, ...]:
     env = tuple(os.environ.get(k) for k in _ENV_KEYS)
     xopts = tuple(sorted((k, str(v)) for k, v in sys._xoptions.items() if k.startswith(("juliapkg-", "juliacall-"))))
+    outer = (env, xopts, tuple(sys.path))
+    now = time.monotonic()
+    if _STAMPS.get("outer") == outer and now - _STAMPS.get("time", -_STAMP_TTL) < _STAMP_TTL:
+        return outer + (_STAMPS["stamps"],)
     project = os.environ.get("PYTHON_JULIACALL_PROJECT") or _juliapkg_project()[0] or ""
     stamps = []
     for rel in ("pyjuliapkg/meta.json", "Project.toml", "Manifest.toml", "JuliaManifest.toml"):
@@ -471,7 +482,8 @@ def _fingerprint() -> tuple[Any, ...]:
             stamps.append(os.stat(os.path.join(project, rel)).st_mtime_ns)
         except OSError:
             stamps.append(None)
-    return env, xopts, tuple(sys.path), tuple(stamps)
+    _STAMPS.update(outer=outer, time=now, stamps=tuple(stamps))
+    return outer + (tuple(stamps),)
 
 
 def julia_status(refresh: bool = False) -> JuliaStatus:
