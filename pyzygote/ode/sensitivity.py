@@ -86,8 +86,24 @@ def forward_sensitivities(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray
     n, m = rhs.n, rhs.m
     z0 = np.concatenate([u0, np.eye(n, n + m).ravel()])
     g = rhs.sensitivity_rhs()
-    res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve")
+    kw = {}
+    if algorithm(opts.alg).stiff:
+        kw["jac"] = lambda tt, z: _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), n + m)
+    res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve", **kw)
     return res.u[:, :n], res.u[:, n:].reshape(len(t), n, n + m)
+
+
+def _sensitivity_jacobian(J: np.ndarray, k: int) -> Any:
+    """Jacobian of ``[u, vec(S)]' = [f, J_u S + J_p]`` for the implicit solvers' Newton steps.
+
+    The block ``d(J_u S + J_p)/du`` (second derivatives of f) is left out:
+    the Newton iteration then converges a little slower, but the error
+    control, and so the solution's accuracy, does not use it.  With S stored
+    row-major, ``J_u S`` is ``kron(J_u, I_k)`` acting on ``vec(S)``.
+    """
+    from scipy.sparse import block_diag, csr_matrix, identity, kron
+
+    return block_diag([csr_matrix(J), kron(csr_matrix(J), identity(k, format="csr"))], format="csc")
 
 
 def vjp(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options, sensealg: str) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +149,7 @@ def _backsolve_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, c
         if t[i] == t[i - 1]:
             continue
         fun = lambda tt, z: g(z, p, tt)[0]  # noqa: E731
-        state = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, "backsolve adjoint solve").u[-1].copy()
+        what = "backsolve adjoint solve (it re-solves the state backwards in time, which is unstable for dissipative or stiff problems: use sensealg='adjoint')"
+        state = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, what).u[-1].copy()
     state[n : 2 * n] += ct[0]
     return state[n : 2 * n], state[2 * n :]
