@@ -298,3 +298,18 @@ def test_backsolve_on_a_dissipative_problem_fails_loudly_with_advice():
     loss = lambda q: np.sum(pz.odesolve(fine_heat, np.exp(-50 * (x - 0.5) ** 2), T_HEAT, q, sensealg="backsolve", alg="Tsit5", reltol=1e-6, abstol=1e-8, maxiters=2000) ** 2)  # noqa: E731
     with pytest.raises(pz.SolverError, match="use sensealg='adjoint'"):
         pz.gradient(loss, np.array([1.0]))
+
+
+def test_julia_extension_knows_exactly_the_solver_table():
+    """The solver names (and constructors) of the ODE extension are those of the Python table."""
+    import re
+    from pathlib import Path
+
+    from pyzygote.ode.solvers import ALGORITHMS
+
+    ext = (Path(__file__).resolve().parent.parent / "julia_src" / "ext" / "PyZygoteODEExt.jl").read_text()
+    body = ext[ext.index("function algorithm(") : ext.index("function sensitivity_algorithm(")]
+    julia = dict(re.findall(r"name === :(\w+) && return (.+)$", body, re.MULTILINE))
+    assert julia == {name: a.julia for name, a in ALGORITHMS.items()}
+    imported = set(re.findall(r"\b(DP5|KenCarp4|Tsit5|Vern7|Vern9|Rodas5P|FBDF|AutoTsit5|Rosenbrock23)\b", ext[: ext.index("const SciMLBase")]))
+    assert {re.match(r"\w+", a.julia).group(0) for a in ALGORITHMS.values()} <= imported

@@ -27,7 +27,7 @@ class Algorithm:
     """A DifferentialEquations.jl solver name and what runs for it on each engine."""
 
     name: str
-    julia: str  # the Julia constructor expression
+    julia: str  # the constructor PyZygoteODEExt.algorithm calls (a test keeps them equal)
     julia_package: str  # the package that exports it
     scipy: type
     stiff: bool
