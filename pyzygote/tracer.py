@@ -110,27 +110,17 @@ def is_traced(x: Any) -> bool:
 def as_operand(x: Any) -> Any:
     """A tracer, or a numpy array for a constant.
 
-    Object arrays and lists holding tracers (``np.array([a*x, b*y])`` on
-    traced scalars builds one) are stacked into a single traced array.
+    Lists, tuples and object arrays holding tracers (``np.array([a*x, b*y])``
+    on traced scalars builds an object array) become one stacked traced array.
     """
     if isinstance(x, Tracer):
         return x
     if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.dtype == object):
-        arr = np.empty(len(x), dtype=object) if not isinstance(x, np.ndarray) else x
-        if not isinstance(x, np.ndarray):
-            for i, item in enumerate(x):
-                arr[i] = item
-        if any(isinstance(e, Tracer) for e in arr.flat) or any(
-            isinstance(e, (list, tuple, np.ndarray)) for e in arr.flat
-        ):
-            return _stack_objects(arr)
+        items = [as_operand(e) for e in (x.flat if isinstance(x, np.ndarray) else x)]
+        if any(isinstance(e, Tracer) for e in items):
+            shape = x.shape if isinstance(x, np.ndarray) else (len(items),)
+            return np.reshape(np.stack(items), shape + np.shape(items[0]))
     return np.asarray(x)
-
-
-def _stack_objects(arr: np.ndarray) -> Any:
-    items = [as_operand(e) for e in arr.flat]
-    stacked = np.stack(items) if items else np.zeros((0,))
-    return stacked.reshape(arr.shape + np.shape(items[0])) if items else stacked
 
 
 def _concretization_error(what: str) -> TracerBoolError:
