@@ -277,7 +277,7 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
         inner_axis, outer_axis = (axes[0], axes[1]) if ord in (1, -1) else (axes[1], axes[0])
         sums = np.sum(np.abs(x), axis=inner_axis, keepdims=True)
         pick = np.max if ord in (1, np.inf) else np.min
-        return pick(sums, axis=(inner_axis, outer_axis), keepdims=keepdims) if keepdims else pick(sums, axis=(inner_axis, outer_axis))
+        return pick(sums, axis=(inner_axis, outer_axis), keepdims=keepdims)
     if ord in (None, 2, "fro") and not (nd_axes == 2 and ord == 2):
         return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
     if ord == 1:
