@@ -115,12 +115,18 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, engine: str
     """
 
     def grad_f(*args: Any) -> Any:
-        grads = gradient(f, *args, engine=engine)
-        if isinstance(argnums, int):
-            return grads[argnums]
-        return tuple(grads[i] for i in argnums)
+        return _pick(gradient(f, *args, engine=engine), argnums)
 
     return grad_f
+
+
+def _pick(grads: tuple[Any, ...], argnums: int | Sequence[int]) -> Any:
+    """The gradients ``argnums`` selects (JAX's convention, negative numbers allowed)."""
+    wanted = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for i in wanted:
+        if not isinstance(i, (int, np.integer)) or not -len(grads) <= i < len(grads):
+            raise ValueError(f"argnums={argnums!r} does not fit a call with {len(grads)} argument(s)")
+    return grads[argnums] if isinstance(argnums, int) else tuple(grads[i] for i in wanted)
 
 
 def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, engine: str | None = None) -> Callable[..., Any]:
@@ -133,8 +139,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, e
 
     def vg(*args: Any) -> Any:
         val, grads = withgradient(f, *args, engine=engine)
-        picked = grads[argnums] if isinstance(argnums, int) else tuple(grads[i] for i in argnums)
-        return val, picked
+        return val, _pick(grads, argnums)
 
     return vg
 

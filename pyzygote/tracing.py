@@ -191,6 +191,8 @@ def _leaf_names(args: tuple[Any, ...], leaves: list[Any], tree: Hashable, argnam
 
 def trace(f: Callable[..., Any], args: tuple[Any, ...], argnames: list[str] | None = None) -> tuple[Traced, list[np.ndarray]]:
     """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays."""
+    if not callable(f):
+        raise TypeError(f"expected a function of numpy arrays to differentiate, got {type(f).__name__} {f!r}")
     leaves, tree = flatten(tuple(args))
     names = _leaf_names(args, leaves, tree, argnames)
     arrays: list[Any] = []

@@ -445,3 +445,12 @@ def test_power_and_product_at_zero() -> None:
         np.testing.assert_array_equal(pz.gradient(np.prod, np.array([0.0, 2.0, 0.0]))[0], [0.0, 0.0, 0.0])
         h = pz.hessian(np.prod, np.array([0.0, 2.0, 0.0]))
         np.testing.assert_array_equal(h, [[0.0, 0.0, 2.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+
+
+def test_bad_function_and_argnums_are_named():
+    with pytest.raises(TypeError, match="expected a function of numpy arrays"):
+        pz.gradient("not a function", 1.0)
+    with pytest.raises(ValueError, match=r"argnums=3 does not fit a call with 1 argument"):
+        pz.grad(lambda x: x**2, argnums=3)(1.0)
+    assert pz.grad(lambda x, y: x * y, argnums=-1)(2.0, 3.0) == 2.0
+    assert pz.value_and_grad(lambda x, y: x * y, argnums=(0, 1))(2.0, 3.0)[1] == (3.0, 2.0)
