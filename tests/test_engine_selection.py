@@ -444,6 +444,27 @@ def test_env_defaults_respect_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "PYTHON_JULIACALL_THREADS" not in session._apply_env_defaults()
 
 
+def test_juliapkg_reads_the_current_environment_when_julia_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """juliapkg reads its options once, at import; starting Julia must not use stale ones."""
+    jstate = pytest.importorskip("juliapkg.state")
+    if "juliacall" in sys.modules:
+        pytest.skip("juliacall is already imported")
+    saved = dict(jstate.STATE)
+    try:
+        monkeypatch.setenv("PYTHON_JULIAPKG_PROJECT", str(tmp_path / "imported-under-this"))
+        monkeypatch.setenv("PYTHON_JULIAPKG_OFFLINE", "no")
+        jstate.reset_state()  # as when the set-up check (or a test) imported juliapkg earlier
+        monkeypatch.setenv("PYTHON_JULIAPKG_PROJECT", str(tmp_path / "current"))
+        monkeypatch.setenv("PYTHON_JULIACALL_INIT", "no")  # import juliacall without starting Julia
+        session._import_juliacall("juliapkg")
+        assert jstate.STATE["project"] == str(tmp_path / "current")
+        assert jstate.STATE["offline"] is False  # forced offline only while juliacall imported
+    finally:
+        sys.modules.pop("juliacall", None)
+        jstate.STATE.clear()
+        jstate.STATE.update(saved)
+
+
 def test_torch_imported_first_warns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", type(sys)("torch"))
     if "juliacall" in sys.modules:

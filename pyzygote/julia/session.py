@@ -178,7 +178,15 @@ def _import_juliacall(mode: str) -> Any:
 
         return juliacall
     import juliapkg
+    import juliapkg.state
 
+    # juliapkg reads its options (project, executable, offline) once, when first imported,
+    # which may have happened under another environment (the set-up check imports it, and
+    # so may a test that patches os.environ).  Read them again now, so that juliacall uses
+    # the project and executable the set-up check has just approved.
+    reset_state = getattr(juliapkg.state, "reset_state", None)
+    if reset_state is not None and "juliacall" not in sys.modules:
+        reset_state()
     previous = juliapkg.offline(None)
     juliapkg.offline(True)
     try:
