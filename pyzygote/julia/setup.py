@@ -365,6 +365,16 @@ def _compute_status() -> JuliaStatus:
                 found = next((c for c in cands if os.path.isfile(c)), None) or shutil.which("julia")
                 if found:
                     st.executable, st.executable_source = found, "PATH (juliapkg offline mode)"
+                    # juliapkg's find_julia, offline: a juliaup installation replaces the PATH
+                    # search, and a julia is taken only if its version is within the merged
+                    # "julia" compat of the juliapkg.json files (not checked here: that needs
+                    # running it).  PYTHON_JULIAPKG_EXE is taken as it is.
+                    via = "juliaup's installed versions" if shutil.which("juliaup") else "the julia on the PATH"
+                    st.notes.append(
+                        f"offline juliapkg will use {via} only if its version satisfies the Julia compat of the "
+                        "juliapkg.json files (pyzygote's: " + str(load_juliapkg_json().get("julia", "any")) + "); "
+                        "set PYTHON_JULIAPKG_EXE=/path/to/julia to choose it yourself"
+                    )
                 else:
                     st.problems.append(
                         "juliapkg is offline and no Julia executable is known: set PYTHON_JULIAPKG_EXE to a julia binary"
@@ -384,6 +394,12 @@ def _compute_status() -> JuliaStatus:
             else:
                 st.problems.append("the Python package juliapkg is not installed")
 
+    if st.mode == "juliapkg" and st.project and os.path.isdir(st.project) and not os.access(st.project, os.W_OK):
+        st.problems.append(
+            f"the Julia project {st.project} is not writable: juliapkg writes lock.pid and pyjuliapkg/meta.json "
+            "there whenever juliacall starts (for a read-only project set PYTHON_JULIACALL_EXE and "
+            "PYTHON_JULIACALL_PROJECT instead, which bypass juliapkg)"
+        )
     if st.project and os.path.isdir(st.project):
         proj_file, manifest = _project_files(Path(st.project))
         if proj_file is None:
