@@ -318,13 +318,16 @@ def translate_error(exc: BaseException, origin: str = "user") -> BaseException:
         kind, stack = message.split(":", 1)[0], ""
     else:
         return exc
+    # Most exceptions' showerror text already starts with "<Type>: " (MethodError,
+    # UndefVarError, ArgumentError, LoadError, ...); ErrorException's is the bare message.
+    body = message[len(kind) + 1 :].lstrip() if message.startswith(kind + ":") else message
     if kind == "SolverFailure":
         # PyZygote's ODE extension refuses to return a failed solve (see PyZygoteODEExt.jl).
-        err = SolverError(f"the ODE solve on the Julia engine failed: {message}")
+        err = SolverError(f"the ODE solve on the Julia engine failed: {body}")
         err.original = exc  # type: ignore[attr-defined]
         return err
     hint = hint_for(message)
-    text = f"Julia {kind}: {message}"
+    text = f"Julia {kind}: {body}"
     if stack:
         text += f"\nJulia stacktrace (top):\n{stack}"
     if hint:
