@@ -98,8 +98,9 @@ A fresh module `PyZygoteRuntime.<name>` (an ordinary module: it has `include` an
 function newmodule(name::AbstractString, import_pyzygote::Bool)
     sym = Symbol(name)
     body = import_pyzygote ? Expr(:block, :(import PyZygote)) : Expr(:block)
-    Core.eval(@__MODULE__, Expr(:module, true, sym, body))
-    return getfield(@__MODULE__, sym)::Module
+    # Evaluating a module expression returns the module: no lookup of the new global,
+    # which code running in this (older) world age may not see (Julia 1.12 bindings).
+    return Core.eval(@__MODULE__, Expr(:module, true, sym, body))::Module
 end
 
 include_text(
