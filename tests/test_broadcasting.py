@@ -19,7 +19,9 @@ from hypothesis.extra import numpy as hnp
 
 import pyzygote as pz
 
-SETTINGS = settings(max_examples=60, deadline=None)
+# Derandomized: the same 60 examples every run, so CI is reproducible; set
+# derandomize=False (and raise max_examples) to explore new examples locally.
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 
 two_shapes = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3)
 three_shapes = hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3)
