@@ -60,7 +60,9 @@ def _check_finite(traced: Traced, what: str, values: Sequence[Any], value: Any =
             at = "" if value is None else f" (the value is {np.asarray(value)!r})"
             raise NonFiniteGradientError(
                 f"the {what} with respect to {name} contains NaN or inf{at}. "
-                "Check for log/sqrt/division at zero or overflow in the function."
+                "Check for log/sqrt/division at zero or overflow in the function. np.where does not "
+                "shield the discarded branch's derivative: make its input safe too, as in "
+                "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0)."
             )
 
 
