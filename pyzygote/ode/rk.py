@@ -58,6 +58,19 @@ class _StepInterpolant:
         return (self.y_old[:, None] + self.h * (self.Q @ powers.reshape(4, -1))).reshape(self.y_old.shape + np.shape(t))
 
 
+def _initial_step(f: Callable[..., np.ndarray], t0: float, t1: float, y: np.ndarray, f0: np.ndarray, rtol: float, atol: Any) -> float:
+    """Hairer, Norsett & Wanner's starting step (Solving ODEs I, II.4)."""
+    direction = 1.0 if t1 >= t0 else -1.0
+    scale = atol + np.abs(y) * rtol
+    d0, d1 = _rms(y / scale), _rms(f0 / scale)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    h0 = min(h0, abs(t1 - t0))
+    f1 = f(t0 + direction * h0, y + direction * h0 * f0)
+    d2 = _rms((f1 - f0) / scale) / h0 if h0 > 0 else 0.0
+    h1 = max(1e-6, h0 * 1e-3) if max(d1, d2) <= 1e-15 else (0.01 / max(d1, d2)) ** (1.0 / 5.0)
+    return min(100 * h0, h1, abs(t1 - t0))
+
+
 def _rms(x: np.ndarray) -> float:
     return math.sqrt(float(np.dot(x, x)) / x.size) if x.size else 0.0
 
@@ -73,6 +86,7 @@ def rk_integrate(
     *,
     maxiters: int = 100_000,
     dense: bool = False,
+    first_step: float | None = None,
 ) -> Any:
     from pyzygote.ode.solvers import Integration
 
@@ -88,15 +102,7 @@ def rk_integrate(
 
     K = np.empty((_STAGES + 1, n))
     K[0] = f(t0, y)
-    # Initial step (Hairer, Norsett & Wanner, II.4).
-    scale = atol + np.abs(y) * rtol
-    d0, d1 = _rms(y / scale), _rms(K[0] / scale)
-    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-    h0 = min(h0, abs(t1 - t0))
-    f1 = f(t0 + direction * h0, y + direction * h0 * K[0])
-    d2 = _rms((f1 - K[0]) / scale) / h0 if h0 > 0 else 0.0
-    h1 = max(1e-6, h0 * 1e-3) if max(d1, d2) <= 1e-15 else (0.01 / max(d1, d2)) ** (1.0 / 5.0)
-    h_abs = min(100 * h0, h1, abs(t1 - t0))
+    h_abs = min(first_step, abs(t1 - t0)) if first_step else _initial_step(f, t0, t1, y, K[0], rtol, atol)
 
     pending = np.empty(0) if saveat is None else np.asarray(saveat, dtype=float)
     ts: list[float] = []
@@ -166,4 +172,5 @@ def rk_integrate(
             us.append(y.copy())
     stats = {"nf": nf, "njacs": 0, "nlu": 0, "naccept": naccept, "nreject": nreject}
     u = np.array(us, dtype=float).reshape(len(us), n)
-    return Integration(np.array(ts), u, retcode, float(t), stats, message, DenseSolution(seg_ts, pieces) if dense and pieces else None)
+    dense_sol = DenseSolution(seg_ts, pieces) if dense and pieces else None
+    return Integration(np.array(ts), u, retcode, float(t), stats, message, dense_sol, h_abs)

@@ -124,6 +124,7 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     adj = rhs.adjoint_rhs()
     n, m = rhs.n, rhs.m
     state = np.zeros(n + m)
+    h = None  # each save time restarts the integration; carry the step size over
     for i in range(len(t) - 1, 0, -1):
         state[:n] += ct[i]
         if t[i] == t[i - 1]:
@@ -134,7 +135,8 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
             dlam, dmu = adj(dense(tt), y[:n], p, tt)
             return np.concatenate([dlam, dmu])
 
-        state = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, "adjoint solve").u[-1].copy()
+        res = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, "adjoint solve", first_step=h)
+        state, h = res.u[-1].copy(), res.last_step
     state[:n] += ct[0]
     return state[:n], state[n:]
 
@@ -144,12 +146,14 @@ def _backsolve_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, c
     g = rhs.backsolve_rhs()
     n, m = rhs.n, rhs.m
     state = np.concatenate([fwd.u[-1], np.zeros(n + m)])
+    h = None
     for i in range(len(t) - 1, 0, -1):
         state[n : 2 * n] += ct[i]
         if t[i] == t[i - 1]:
             continue
         fun = lambda tt, z: g(z, p, tt)[0]  # noqa: E731
         what = "backsolve adjoint solve (it re-solves the state backwards in time, which is unstable for dissipative or stiff problems: use sensealg='adjoint')"
-        state = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, what).u[-1].copy()
+        res = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, what, first_step=h)
+        state, h = res.u[-1].copy(), res.last_step
     state[n : 2 * n] += ct[0]
     return state[n : 2 * n], state[2 * n :]

@@ -73,6 +73,7 @@ class Integration:
     stats: dict[str, Any]
     message: str = ""
     dense: OdeSolution | None = field(default=None, repr=False)
+    last_step: float | None = None  # a step size to start a following integration with
 
     @property
     def success(self) -> bool:
@@ -92,17 +93,19 @@ def integrate(
     maxiters: int = 100_000,
     jac: Callable[[float, np.ndarray], np.ndarray] | None = None,
     dense: bool = False,
+    first_step: float | None = None,
 ) -> Integration:
     """Integrate ``u' = fun(t, u)`` from t0 to t1 (either direction), saving at ``saveat``.
 
     ``saveat=None`` saves every step.  Never raises on a failed solve: the
-    retcode says what happened.
+    retcode says what happened.  ``first_step`` replaces the initial step-size
+    selection (adjoint solves restart at every save time and reuse the last step).
     """
     method = algorithm(alg).scipy
     if method is RK45:
         from pyzygote.ode.rk import rk_integrate
 
-        return rk_integrate(fun, t0, t1, u0, saveat, reltol, abstol, maxiters=maxiters, dense=dense)
+        return rk_integrate(fun, t0, t1, u0, saveat, reltol, abstol, maxiters=maxiters, dense=dense, first_step=first_step)
     n_calls = [0]
 
     def counted(t: float, u: np.ndarray) -> np.ndarray:
@@ -112,6 +115,8 @@ def integrate(
     kwargs: dict[str, Any] = {"rtol": reltol, "atol": abstol}
     if jac is not None and method in (Radau, BDF, LSODA):
         kwargs["jac"] = jac
+    if first_step:
+        kwargs["first_step"] = min(first_step, abs(t1 - t0))
     solver = method(counted, t0, np.array(u0, dtype=float), t1, **kwargs)
     direction = 1.0 if t1 >= t0 else -1.0
     ts: list[float] = []
@@ -176,4 +181,5 @@ def integrate(
     n = len(u0)
     u = np.array(us, dtype=float).reshape(len(us), n)
     dense_sol = OdeSolution(seg_ts, segments) if dense and segments else None
-    return Integration(np.array(ts), u, retcode, float(solver.t), stats, message, dense_sol)
+    last = getattr(solver, "step_size", None)
+    return Integration(np.array(ts), u, retcode, float(solver.t), stats, message, dense_sol, last or None)
