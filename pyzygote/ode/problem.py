@@ -128,6 +128,12 @@ def solve(
     ``saveat`` is an increasing array of times within ``tspan`` or a spacing;
     without it every step is saved.  For derivatives use :func:`pyzygote.odesolve`
     inside :func:`pyzygote.gradient` and friends.
+
+    >>> import numpy as np, pyzygote as pz
+    >>> prob = pz.ODEProblem(lambda u, p, t: -p[0] * u, [1.0], (0.0, 1.0), [2.0])
+    >>> sol = pz.solve(prob, "Tsit5", saveat=[0.0, 0.5, 1.0], reltol=1e-10, abstol=1e-10, engine="numpy")
+    >>> sol.retcode, np.round(sol.u[:, 0], 6).tolist()
+    ('Success', [1.0, 0.367879, 0.135335])
     """
     if not isinstance(prob, ODEProblem):
         raise TypeError(f"prob must be a pz.ODEProblem, got {type(prob).__name__}")
