@@ -24,7 +24,7 @@ from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval, Eqn, Literal, Program, Var
 from pyzygote.numpy_api import lookup
 
-__all__ = ["Tracer", "Builder", "as_operand", "is_traced"]
+__all__ = ["Tracer", "Builder", "as_operand"]
 
 
 class Builder:
@@ -101,10 +101,6 @@ class Builder:
             eqns=kept,
             outputs=out_atoms,
         )
-
-
-def is_traced(x: Any) -> bool:
-    return isinstance(x, Tracer)
 
 
 def as_operand(x: Any) -> Any:

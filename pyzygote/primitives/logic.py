@@ -21,7 +21,6 @@ from pyzygote.primitive import Primitive, Undefined, zeros
 from pyzygote.primitives.elementwise import ELEMENTWISE, elementwise_aval, ufunc_handler
 from pyzygote.primitives.shape import broadcast_operands, convert
 from pyzygote.tracer import as_operand
-from pyzygote.julia import codegen as jl
 
 __all__ = ["select", "COMPARISONS"]
 

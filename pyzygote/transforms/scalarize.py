@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.ir import Aval, Literal, Program, Var
+from pyzygote.ir import Aval, Literal, Program
 
 __all__ = ["compile_scalar", "scalarizable", "rearrangement", "reduction", "elementwise", "MAX_SIZE"]
 
