@@ -26,7 +26,7 @@ from pyzygote.primitive import Primitive, Undefined, defjvp
 from pyzygote.tracer import as_operand
 from pyzygote.julia import codegen as jl
 
-__all__ = ["einsum", "solve", "inv", "det"]
+__all__ = ["einsum", "einsum_p", "solve_p", "inv_p", "det_p"]
 
 _LETTERS = string.ascii_lowercase + string.ascii_uppercase
 

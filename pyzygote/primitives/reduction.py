@@ -20,7 +20,7 @@ from pyzygote.primitive import Primitive, defjvp, deflinear
 from pyzygote.tracer import as_operand
 from pyzygote.julia import codegen as jl
 
-__all__ = ["reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "cumsum"]
+__all__ = ["reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "cumsum_p"]
 
 
 def _reduced_aval(x: Aval, *, axes: tuple[int, ...]) -> Aval:
