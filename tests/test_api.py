@@ -12,6 +12,7 @@ import pytest
 
 import pyzygote as pz
 from pyzygote.testing import assert_allclose_gradients, check_grads, numerical_gradient
+from tests.aliasing import assert_results_are_own
 
 
 def simulate_trajectory(v: Any, gravity: float = 9.8, time: float = 1.0) -> Any:
@@ -454,3 +455,8 @@ def test_bad_function_and_argnums_are_named():
         pz.grad(lambda x: x**2, argnums=3)(1.0)
     assert pz.grad(lambda x, y: x * y, argnums=-1)(2.0, 3.0) == 2.0
     assert pz.value_and_grad(lambda x, y: x * y, argnums=(0, 1))(2.0, 3.0)[1] == (3.0, 2.0)
+
+
+def test_results_never_alias_arguments_constants_or_each_other() -> None:
+    # numpy arrays are mutable: writing into one result must not change another, an input, or the next call
+    assert_results_are_own("numpy")

@@ -2,7 +2,9 @@
 
 It is the embedded default and the executable reference for the Julia
 engine.  Every derivative is an IR program (see :mod:`pyzygote.transforms`),
-compiled once to straight-line Python and cached on the program.
+compiled once to straight-line Python and cached on the program.  Results
+never alias arguments, constants, each other or kept residuals (see
+:mod:`pyzygote.engines.results`).
 
 >>> import numpy as np, pyzygote as pz
 >>> pz.gradient(lambda x: np.sum(x ** 3), np.array([1.0, 2.0]), engine="numpy")[0]
@@ -15,7 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.ir import Program
+from pyzygote.engines.results import unaliased
+from pyzygote.ir import Literal, Program
 from pyzygote.tracer import Builder
 from pyzygote.transforms.evaluate import compile_program, eval_program
 from pyzygote.transforms.jvp import jvp_program
@@ -46,17 +49,27 @@ def grad_program(prog: Program) -> Program:
     return _cached(prog, "grad", build)
 
 
+def _constants(*progs: Program) -> list[Any]:
+    """Arrays a compiled program may hand back as they are: its constants and literal outputs."""
+    out: list[Any] = []
+    for p in progs:
+        out.extend(p.consts)
+        out.extend(o.value for o in p.outputs if isinstance(o, Literal))
+    return out
+
+
 class NumpyEngine:
     """Evaluate and differentiate programs with numpy."""
 
     name = "numpy"
 
     def evaluate(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
-        return compile_program(prog)(*arrays)
+        return unaliased(compile_program(prog)(*arrays), [*arrays, *_constants(prog)])
 
     def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, list[Any]]:
-        y, *grads = compile_program(grad_program(prog))(*arrays)
-        return y, grads
+        gp = grad_program(prog)
+        y, *grads = compile_program(gp)(*arrays)
+        return y, list(unaliased(grads, [*arrays, *_constants(gp)]))
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         fwd, bwd = vjp_programs(prog)
@@ -64,10 +77,17 @@ class NumpyEngine:
         n = len(prog.outputs)
         ys, res = outs[:n], outs[n:]
         run_bwd = compile_program(bwd)
-        return ys, lambda *cts: run_bwd(*res, *cts)
+        # The residuals are kept for every call of the backward function: nothing returned may alias them.
+        kept = [*arrays, *res, *_constants(fwd, bwd)]
+
+        def backward(*cts: Any) -> tuple[Any, ...]:
+            return unaliased(run_bwd(*res, *cts), [*kept, *cts])
+
+        return unaliased(ys, kept), backward
 
     def jvp(self, prog: Program, arrays: Sequence[np.ndarray], tangents: Sequence[np.ndarray]) -> tuple[Any, Any]:
-        outs = compile_program(_cached(prog, "jvp", jvp_program))(*arrays, *tangents)
+        jp = _cached(prog, "jvp", jvp_program)
+        outs = unaliased(compile_program(jp)(*arrays, *tangents), [*arrays, *tangents, *_constants(jp)])
         n = len(prog.outputs)
         return outs[:n], outs[n:]
 

@@ -1,0 +1,56 @@
+"""The promise of pyzygote.engines.results, checked on one engine.
+
+Shared by tests/test_api.py (NumPy engine) and tests/test_julia_engine.py
+(Julia engine): every returned array is the caller's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import pyzygote as pz
+from pyzygote.engines import get_engine
+
+
+def _assert_disjoint(arrays: list[Any], others: list[Any], what: str) -> None:
+    arrays = [a for a in arrays if isinstance(a, np.ndarray)]
+    for k, a in enumerate(arrays):
+        for b in arrays[k + 1 :] + [o for o in others if isinstance(o, np.ndarray)]:
+            assert not np.shares_memory(a, b), what
+
+
+def assert_results_are_own(engine: str) -> None:
+    eng = get_engine(engine)
+    c = np.arange(6.0).reshape(2, 3)
+    x = np.ones((2, 3))
+    prog = pz.make_program(lambda a: (a * 2.0, c, c.reshape(3, 2), a, a), x)
+    first = list(eng.evaluate(prog, [x]))
+    _assert_disjoint(first, [x, c, *prog.consts], "evaluate")
+    for out in first:
+        out[...] = -1.0
+    again = eng.evaluate(prog, [x])
+    np.testing.assert_array_equal(again[1], c)
+    np.testing.assert_array_equal(again[2], c.reshape(3, 2))
+    np.testing.assert_array_equal(again[3], x)
+    np.testing.assert_array_equal(x, np.ones((2, 3)))
+
+    y = x.copy()
+    gx, gy = pz.gradient(lambda a, b: np.sum(a + b), x, y, engine=engine)
+    _assert_disjoint([gx, gy], [x, y], "gradient")
+    gx[0, 0] = 7.0
+    np.testing.assert_array_equal(gy, np.ones((2, 3)))
+
+    t = np.full((2, 3), 3.0)
+    ys, ts = pz.jvp(lambda a: (a, a), (x,), (t,), engine=engine)
+    _assert_disjoint([*ys, *ts], [x, t], "jvp")
+
+    (e, k), back = pz.pullback(lambda a: (np.exp(a), c), x, engine=engine)
+    _assert_disjoint([e, k], [x, c], "pullback values")
+    e[...] = 0.0  # the backward pass must not read the returned value
+    ct = (np.ones((2, 3)), np.ones((2, 3)))
+    (g,) = back(ct)
+    np.testing.assert_allclose(g, np.exp(x), rtol=1e-12)
+    (g2,) = back(ct)
+    _assert_disjoint([g, g2], [x, *ct], "pullback gradients")
