@@ -25,7 +25,7 @@ import pytest
 import pyzygote as pz
 from pyzygote import engines
 from pyzygote.julia import session, setup
-from pyzygote.julia.convert import from_julia, to_julia
+from pyzygote.julia.convert import from_julia, results_from_julia, to_julia
 from pyzygote.julia.functions import JuliaFunction, wrapper_source
 from pyzygote.pytree import flatten
 
@@ -493,14 +493,11 @@ def test_translate_error_for_pythoncall_type_errors_and_hints() -> None:
 # --- array conversion ------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(3,), (2, 3), (2, 3, 4)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_to_julia_is_column_major_with_same_values(shape: tuple[int, ...], dtype: Any) -> None:
+def test_to_julia_passes_arrays_without_copying(shape: tuple[int, ...], dtype: Any) -> None:
+    # PythonCall wraps any strided numpy array (PyArray) and PyZygoteRuntime.jlarg makes the one copy
     a = np.arange(np.prod(shape), dtype=dtype).reshape(shape)
     for x in (a, a.T, a[..., ::-1], np.broadcast_to(a, (2,) + shape)[1]):
-        j = to_julia(x)
-        assert j.flags.f_contiguous and j.dtype == dtype and j.shape == x.shape
-        np.testing.assert_array_equal(j, x)
-        # Julia's linear (column-major) order is numpy's Fortran order
-        np.testing.assert_array_equal(np.ravel(j, order="K"), np.ravel(x, order="F"))
+        assert to_julia(x) is x
 
 
 def test_to_julia_scalars_and_byte_order() -> None:
@@ -521,6 +518,36 @@ def test_from_julia() -> None:
     np.testing.assert_array_equal(from_julia(None, np.float32, (2,)), np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="pyzygote bug"):
         from_julia(np.ones(3), np.float64, (2,))
+    view = from_julia(src, np.float64, (2, 3), copy=False)
+    assert np.shares_memory(view, src) and view.flags.f_contiguous
+
+
+def test_results_from_julia_are_views_unless_they_could_alias() -> None:
+    # Julia arrays reach numpy through the buffer protocol, as numpy arrays do here.
+    const = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    fresh = np.asfortranarray(np.ones((2, 3)))
+    spec = [(np.dtype(np.float64), (2, 3))]
+    (out,) = results_from_julia([fresh], spec, "output", keep_apart=[const])
+    assert np.shares_memory(out, fresh)
+    (out,) = results_from_julia([const], spec, "output", keep_apart=[const])
+    assert not np.shares_memory(out, const)
+    np.testing.assert_array_equal(out, const)
+    # a reshape of a constant shares its memory too (Julia's reshape of an Array does)
+    (out,) = results_from_julia([const.reshape(3, 2, order="F")], [(np.dtype(np.float64), (3, 2))], "output", [const])
+    assert not np.shares_memory(out, const)
+    # Zygote gives x + y the same gradient array for both arguments
+    g1, g2 = results_from_julia([fresh, fresh], spec * 2, "gradient")
+    assert np.shares_memory(g1, fresh) and not np.shares_memory(g2, g1)
+    g1[0, 0] = 5.0
+    assert g2[0, 0] == 1.0
+    # conversions that must copy anyway, nothing, and 0-d results
+    (f32,) = results_from_julia([fresh], [(np.dtype(np.float32), (2, 3))], "gradient")
+    assert f32.dtype == np.float32 and not np.shares_memory(f32, fresh)
+    none, scalar = results_from_julia([None, np.array(2.0)], [(np.dtype(np.float64), (2,)), (np.dtype(np.float64), ())], "x")
+    np.testing.assert_array_equal(none, np.zeros(2))
+    assert type(scalar) is np.float64 and scalar == 2.0
+    with pytest.raises(ValueError, match="pyzygote bug"):
+        results_from_julia([fresh], [(np.dtype(np.float64), (3, 2))], "output")
 
 
 # --- the command line ------------------------------------------------------------------------

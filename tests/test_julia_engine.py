@@ -27,6 +27,7 @@ import pytest
 import pyzygote as pz
 from pyzygote.engines import get_engine
 from pyzygote.engines.numpy_engine import NumpyEngine
+from tests.aliasing import assert_results_are_own
 from tests.cases import ALL_CASES, Case, rng_for
 
 pytestmark = pytest.mark.julia
@@ -274,6 +275,24 @@ def test_no_aliasing_between_numpy_and_julia() -> None:
     mutate = pz.julia_function("x -> (x[1] = 42.0; sum(x))")
     assert mutate(x) == 42.0 + 1.0 + 2.0
     np.testing.assert_array_equal(x, [0.0, 1.0, 2.0])
+
+
+def test_fresh_results_are_views_of_julia_memory(jl: Any) -> None:
+    x = np.random.default_rng(3).standard_normal((2, 3))
+    prog = pz.make_program(lambda a: (np.sin(a) * 2.0,), x)
+    (y,) = jl.evaluate(prog, [x])
+    # no copy on the way out: a column-major view whose memory numpy does not own
+    assert y.flags.f_contiguous and not y.flags.c_contiguous and not y.flags.owndata
+    np.testing.assert_allclose(y, np.sin(x) * 2.0, rtol=RTOL)
+    (g,) = pz.gradient(lambda a: np.sum(np.sin(a)), x, engine="julia")
+    assert g.flags.f_contiguous and not g.flags.owndata
+    np.testing.assert_allclose(g, np.cos(x), rtol=RTOL)
+    y[0, 0] = 99.0  # the view is writable and Julia never reads it again
+    np.testing.assert_allclose(jl.evaluate(prog, [x])[0], np.sin(x) * 2.0, rtol=RTOL)
+
+
+def test_results_never_alias_arguments_constants_or_each_other() -> None:
+    assert_results_are_own("julia")
 
 
 # --- pz.julia_function and pz.julia_include ------------------------------------------------------

@@ -2,16 +2,31 @@
 
 A numpy array of shape ``(a, b, c)`` is a Julia ``Array`` of size
 ``(a, b, c)`` with the same element at the same logical index; a numpy 0-d
-array is a Julia scalar.  Arrays are handed to Julia column-major (a copy only
-when the numpy array is not already Fortran-ordered), where
-``PyZygoteRuntime.jlarg`` copies them into a Julia-owned ``Array``: Zygote
-never sees a strided view of numpy memory, and later changes to the numpy
-array cannot reach Julia.  Results come back as copies in C order, so they
-never alias Julia memory.
+array is a Julia scalar.
+
+Inputs are passed as they are (only a non-native byte order is fixed, because
+PythonCall cannot read it).  They arrive in Julia as zero-copy
+``PythonCall.PyArray`` views with numpy's strides, C order included, and
+``PyZygoteRuntime.jlarg`` copies each into a Julia-owned ``Array``: that is the
+one copy on the way in.  Zygote never sees numpy memory, so later changes to a
+numpy array cannot reach Julia.
+
+Results come back in one of two ways:
+
+* :func:`from_julia` copies (C order).  It is used where Julia may still hold
+  the array: a pullback's closure, a user's ``pz.julia_function`` (which may
+  return one of its globals).
+* :func:`results_from_julia` returns zero-copy numpy views of Julia arrays
+  (column-major strides, same logical indices) where nothing in Julia can read
+  or write that memory again: fresh results of a generated program.  A result
+  that shares memory with a program constant or with an earlier result of the
+  same call is copied, so writing into one returned array never changes another
+  or a later call.
 
 >>> import numpy as np
 >>> from pyzygote.julia.convert import to_julia
->>> to_julia(np.arange(6.0).reshape(2, 3)).flags.f_contiguous
+>>> x = np.arange(6.0).reshape(2, 3)
+>>> to_julia(x) is x
 True
 >>> to_julia(np.array(2.5, dtype=np.float32))
 np.float32(2.5)
@@ -19,36 +34,46 @@ np.float32(2.5)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["to_julia", "from_julia"]
+from pyzygote.engines.results import unaliased
+
+__all__ = ["to_julia", "from_julia", "results_from_julia"]
 
 
 def to_julia(a: Any) -> Any:
-    """What to pass to PyZygoteRuntime for one argument (numpy scalar or F-ordered array)."""
+    """What to pass to PyZygoteRuntime for one argument (a numpy scalar or array)."""
     arr = np.asarray(a)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.ndim == 0:
         return arr[()]
-    return np.asfortranarray(arr)
+    return arr
 
 
-def from_julia(value: Any, dtype: Any = None, shape: tuple[int, ...] | None = None, what: str = "result") -> Any:
-    """A Julia result (array wrapper, number or None) as a fresh numpy array or numpy scalar.
+def from_julia(
+    value: Any,
+    dtype: Any = None,
+    shape: tuple[int, ...] | None = None,
+    what: str = "result",
+    copy: bool = True,
+) -> Any:
+    """A Julia result (array wrapper, number or None) as a numpy array or numpy scalar.
 
     ``None`` (Zygote's "no gradient") becomes zeros when ``shape`` and
     ``dtype`` are known.  0-d results become numpy scalars, as numpy returns
-    them from reductions.
+    them from reductions.  With ``copy=False`` an array result is a view of
+    the Julia array's memory (see :func:`results_from_julia` for when that is
+    safe).
     """
     if value is None:
         if shape is None or dtype is None:
             raise TypeError(f"Julia returned nothing for the {what}")
         arr = np.zeros(shape, dtype)
     else:
-        arr = np.array(value, order="C", copy=True)
+        arr = np.array(value, order="C", copy=True) if copy else np.asarray(value)
         if dtype is not None and arr.dtype != np.dtype(dtype):
             arr = arr.astype(dtype)
         if shape is not None and arr.shape != tuple(shape):
@@ -62,3 +87,21 @@ def from_julia(value: Any, dtype: Any = None, shape: tuple[int, ...] | None = No
     if arr.ndim == 0:
         return arr[()]
     return arr
+
+
+def results_from_julia(
+    values: Sequence[Any],
+    specs: Iterable[tuple[Any, tuple[int, ...]]],
+    what: str,
+    keep_apart: Sequence[np.ndarray] = (),
+) -> tuple[Any, ...]:
+    """Fresh Julia results as numpy views, copying any that could alias.
+
+    ``specs`` gives the expected ``(dtype, shape)`` of each value.  A view is
+    copied when it may share memory with an array in ``keep_apart`` (views
+    of the program's constants) or with an earlier result: Zygote hands the
+    same array to both arguments of ``x + y``, and a program may return a
+    constant (see :mod:`pyzygote.engines.results`).
+    """
+    arrays = [from_julia(value, dtype, shape, what, copy=False) for value, (dtype, shape) in zip(values, specs)]
+    return unaliased(arrays, keep_apart)

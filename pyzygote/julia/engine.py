@@ -5,7 +5,9 @@ program, the first call emits Julia source (:mod:`pyzygote.julia.codegen`),
 evaluates it once in a fresh module, builds the closure over the program's
 constants once, and caches it on ``prog._compiled["julia"]``; later calls cost
 one call into Julia (plus Julia's own compilation the first time a new
-derivative is taken).  See :mod:`pyzygote.julia.convert` for the array contract.
+derivative is taken).  See :mod:`pyzygote.julia.convert` for the array contract
+and for when results are views of Julia memory (values, gradients, JVPs and
+Hessians) or copies (a pullback's results, which its closure may still read).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from pyzygote.ir import Aval, Program
 from pyzygote.julia import session
-from pyzygote.julia.convert import from_julia, to_julia
+from pyzygote.julia.convert import from_julia, results_from_julia, to_julia
 
 __all__ = ["JuliaEngine", "julia_engine", "julia_source"]
 
@@ -25,6 +27,7 @@ __all__ = ["JuliaEngine", "julia_engine", "julia_source"]
 @dataclass
 class CompiledProgram:
     fn: Any  # the Julia closure (x1, x2, ...) -> Tuple of outputs
+    consts: tuple[np.ndarray, ...]  # views of the closure's constant arrays: results must not alias them
     source: str
     name: str
     module: Any
@@ -40,8 +43,9 @@ def _compile(prog: Program) -> CompiledProgram:
     module = session.new_module("Program", import_pyzygote=True)
     session.include_text(module, emitted.source, f"{emitted.name}.jl", origin="program")
     builder = session.runtime_call("getname", module, emitted.name, origin="program")
-    fn = session.runtime_call("build", builder, *map(_maker_argument, emitted.consts), origin="program")
-    return CompiledProgram(fn, emitted.source, emitted.name, module)
+    fn, const_arrays = session.runtime_call("build", builder, *map(_maker_argument, emitted.consts), origin="program")
+    consts = tuple(np.asarray(c) for c in const_arrays)
+    return CompiledProgram(fn, consts, emitted.source, emitted.name, module)
 
 
 def _maker_argument(const: Any) -> Any:
@@ -70,9 +74,22 @@ def julia_source(prog: Program) -> str:
     return compiled(prog).source
 
 
-def _outs(values: Sequence[Any], avals: Sequence[Aval], what: str) -> tuple[Any, ...]:
+def _check_count(values: Sequence[Any], avals: Sequence[Aval], what: str) -> None:
     if len(values) != len(avals):
         raise ValueError(f"the Julia engine returned {len(values)} {what}s, expected {len(avals)}; this is a pyzygote bug")
+
+
+def _views(
+    values: Sequence[Any], avals: Sequence[Aval], what: str, keep_apart: Sequence[Any]
+) -> tuple[Any, ...]:
+    """Fresh results as numpy views of Julia memory (copied where they could alias ``keep_apart``)."""
+    _check_count(values, avals, what)
+    arrays = tuple(v for v in keep_apart if isinstance(v, np.ndarray))
+    return results_from_julia(values, [(a.dtype, a.shape) for a in avals], what, keep_apart=arrays)
+
+
+def _copies(values: Sequence[Any], avals: Sequence[Aval], what: str) -> tuple[Any, ...]:
+    _check_count(values, avals, what)
     return tuple(from_julia(v, a.dtype, a.shape, what) for v, a in zip(values, avals))
 
 
@@ -89,26 +106,26 @@ class JuliaEngine:
         c = compiled(prog)
         with session.LOCK:
             outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin="program")
-            return _outs(outs, prog.out_avals, "output")
+            return _views(outs, prog.out_avals, "output", c.consts)
 
     def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, list[Any]]:
         c = compiled(prog)
         with session.LOCK:
             val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin="program")
-            (y,) = _outs((val,), prog.out_avals[:1], "output")
-            return y, list(_outs(grads, prog.in_avals, "gradient"))
+            (y,) = _copies((val,), prog.out_avals[:1], "output")
+            return y, list(_views(grads, prog.in_avals, "gradient", c.consts))
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         c = compiled(prog)
         in_avals = prog.in_avals
         with session.LOCK:
             ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin="program")
-            values = _outs(ys, prog.out_avals, "output")
+            values = _copies(ys, prog.out_avals, "output")
 
         def backward(*cts: Any) -> list[Any]:
             with session.LOCK:
                 grads = session.call(back, *map(to_julia, cts), origin="program")
-                return list(_outs(grads, in_avals, "cotangent"))
+                return list(_copies(grads, in_avals, "cotangent"))
 
         return values, backward
 
@@ -117,7 +134,8 @@ class JuliaEngine:
         args = [to_julia(a) for a in arrays] + [to_julia(t) for t in tangents]
         with session.LOCK:
             ys, ts = session.runtime_call("jvp", c.fn, len(arrays), *args, origin="program")
-            return _outs(ys, prog.out_avals, "output"), _outs(ts, prog.out_avals, "tangent")
+            values = _views(ys, prog.out_avals, "output", c.consts)
+            return values, _views(ts, prog.out_avals, "tangent", c.consts + values)
 
     def hessian(self, prog: Program, arrays: Sequence[np.ndarray], argnum: int) -> np.ndarray:
         c = compiled(prog)
@@ -125,7 +143,8 @@ class JuliaEngine:
         with session.LOCK:
             # PyZygote.hessian takes a Julia (1-based) argument number.
             h = session.runtime_call("hessian", c.fn, argnum + 1, *map(to_julia, arrays), origin="program")
-            return np.asarray(from_julia(h, x.dtype, x.shape + x.shape, "Hessian"))
+            (hess,) = results_from_julia((h,), [(x.dtype, x.shape + x.shape)], "Hessian", c.consts)
+            return np.asarray(hess)
 
 
 _ENGINE: list[JuliaEngine] = []

@@ -9,6 +9,8 @@
 # arrive as Julia numbers of the same type.  `jlarg` copies every array into a dense
 # `Array` before anything reaches Zygote.  Results travel back as arrays: a number `y`
 # becomes the 0-dimensional `fill(y)`, so Python receives it with its element type.
+# Python reads fresh results of generated programs as zero-copy numpy views (see
+# pyzygote/julia/convert.py): nothing here keeps or mutates an array it returns.
 
 module PyZygoteRuntime
 
@@ -38,7 +40,12 @@ scalarvalue(v::Tuple) = first(v)
 scalarvalue(v) = v
 
 # --- entry points called from Python (arguments as varargs, converted here) --------
-build(builder, consts...) = builder(jlargs(consts)...)
+# The closure over the program's constants, and those constants that are arrays: Python
+# keeps views of them, so that it never hands out a result that shares their memory.
+function build(builder, consts...)
+    cs = jlargs(consts)
+    return (builder(cs...), Tuple(c for c in cs if c isa Array))
+end
 
 evaluate(f, xs...) = pyout(PyZygote.evaluate(f, jlargs(xs)))
 
