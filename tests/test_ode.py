@@ -243,9 +243,68 @@ def test_wrong_rhs_shape_and_unknown_solver():
         pz.ODEProblem(decay, [1.0], (1.0, 0.0), [1.0])
 
 
-def test_second_derivatives_through_a_solve_say_so():
-    with pytest.raises(pz.UnsupportedOperationError, match="second derivatives through odesolve"):
-        pz.hessian(lambda p: pz.odesolve(decay, np.array([1.0]), T_DECAY, p)[-1, 0], np.array([1.0]))
+# --- second derivatives ----------------------------------------------------------------------
+def differenced_gradients(loss, x, eps):
+    """Central differences of pz.gradient: an independent Hessian (symmetric only up to the solver's accuracy)."""
+    cols = []
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = eps
+        cols.append((pz.gradient(loss, x + e)[0] - pz.gradient(loss, x - e)[0]) / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint", "backsolve"])
+def test_hessian_of_decay_matches_closed_form(sensealg):
+    # L(u0, k) = sum_i u(t_i)^2 = u0^2 sum_i exp(-2 k t_i)
+    def loss(x):
+        return np.sum(pz.odesolve(decay, x[:1], T_DECAY, x[1:], sensealg=sensealg, **TIGHT) ** 2)
+
+    u0, k = 1.3, 0.5
+    e = np.exp(-2 * k * T_DECAY)
+    cross = -4 * u0 * np.sum(T_DECAY * e)
+    exact = np.array([[2 * np.sum(e), cross], [cross, 4 * u0**2 * np.sum(T_DECAY**2 * e)]])
+    np.testing.assert_allclose(pz.hessian(loss, np.array([u0, k])), exact, rtol=1e-8)
+
+
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint"])
+def test_hessian_of_lotka_volterra_loss_matches_differenced_gradients(sensealg):
+    t = T_LV[:41]
+
+    def loss(p):
+        return np.sum((pz.odesolve(lotka, U0_LV, t, p, sensealg=sensealg, **TIGHT) - DATA_LV[:41]) ** 2)
+
+    H = pz.hessian(loss, P_LV)
+    fd = differenced_gradients(loss, P_LV, 1e-5)
+    np.testing.assert_allclose(H, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+    np.testing.assert_allclose(H, H.T, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+
+
+def test_hessian_through_a_stiff_solve():
+    w = np.array([1.0, 1e4, 1.0])
+
+    def loss(logp):
+        u = pz.odesolve(robertson, np.array([1.0, 0.0, 0.0]), T_ROB, np.exp(logp), alg="FBDF", reltol=1e-10, abstol=1e-12)
+        return np.sum(w * u[-1])
+
+    logp = np.log(P_ROB)
+    H = pz.hessian(loss, logp)
+    fd = differenced_gradients(loss, logp, 1e-4)
+    np.testing.assert_allclose(H, fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
+
+
+def test_jvp_through_an_adjoint_solve_uses_one_directional_sensitivity():
+    # sensealg="adjoint" linearizes with odesolve_tangent: [u, s]' = [f, J_u s + J_p dp]
+    dp = np.array([0.3, -0.2, 0.1, 0.4])
+    du0 = np.array([0.5, -1.0])
+    f = lambda u0, p, sensealg: pz.odesolve(lotka, u0, T_LV[:41], p, sensealg=sensealg, **TIGHT)  # noqa: E731
+    _, tangent = pz.jvp(lambda u0, p: f(u0, p, "adjoint"), (U0_LV, P_LV), (du0, dp))
+    # against the full sensitivity matrix, S @ [du0, dp]
+    _, via_s = pz.jvp(lambda u0, p: f(u0, p, "forward"), (U0_LV, P_LV), (du0, dp))
+    np.testing.assert_allclose(tangent, via_s, rtol=1e-7, atol=1e-8)
+    eps = 1e-5
+    fd = (f(U0_LV + eps * du0, P_LV + eps * dp, "adjoint") - f(U0_LV - eps * du0, P_LV - eps * dp, "adjoint")) / (2 * eps)
+    np.testing.assert_allclose(tangent, fd, rtol=1e-5, atol=1e-6)
 
 
 def test_rhs_is_traced_once_per_problem_size():

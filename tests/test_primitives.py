@@ -157,10 +157,6 @@ def test_second_order(case: Case) -> None:
     args = args_of(case)
     w = rng_for(case, "w").standard_normal(np.shape(case.reference(*args)))
     loss = lambda *a: np.sum(w * case.fn(*a))  # noqa: E731
-    if case.prim.startswith("odesolve"):  # documented: no second derivatives on the NumPy engine
-        with pytest.raises(pz.UnsupportedOperationError, match="second derivatives"):
-            check_grads(loss, args, order=2, modes=())
-        return
     # atol: where the Hessian is exactly 0 (a product of several zeros) differences leave O(eps^2)
     check_grads(loss, args, order=2, modes=(), rtol=1e-5, atol=1e-9, eps=1e-3 if case.eps == 1.0 else 1e-6, n_directions=2)
 

@@ -4,7 +4,10 @@ From the one traced program pyzygote derives, once per problem size:
 the Jacobian ``df/du`` (for stiff solvers), the forward-sensitivity system
 ``(u, S) -> (f, J_u S + J_p)`` and the adjoint system ``lambda -> (-lambda^T J_u,
 -lambda^T J_p)``.  All are IR programs, compiled to straight-line float code
-when small (see :mod:`pyzygote.transforms.scalarize`).
+when small (see :mod:`pyzygote.transforms.scalarize`).  The sensitivity and
+tangent systems are also right-hand sides in their own right
+(:meth:`RHS.sensitivity_system`, :meth:`RHS.tangent_system`), which is how
+second derivatives of a solve become first derivatives of a bigger solve.
 
 >>> import numpy as np
 >>> rhs = RHS.trace(lambda u, p, t: -p[0] * u, 1, 1)
@@ -58,15 +61,17 @@ class JuliaRHS:
 class RHS:
     """The traced right-hand side of ``u' = f(u, p, t)`` for given sizes of u and p."""
 
-    def __init__(self, f: Callable[..., Any], program: Program, n: int, m: int):
+    def __init__(self, f: Callable[..., Any] | str, program: Program, n: int, m: int):
         self.f = f
         self.program = program
         self.n, self.m = n, m
         self._call = compile_scalar(program)
         self._derived: dict[str, Callable[..., Any]] = {}
+        self._systems: dict[str, RHS] = {}
 
     def __repr__(self) -> str:
-        return f"<rhs {getattr(self.f, '__name__', 'f')} n={self.n} m={self.m}>"
+        name = self.f if isinstance(self.f, str) else getattr(self.f, "__name__", "f")
+        return f"<rhs {name} n={self.n} m={self.m}>"
 
     @staticmethod
     def trace(f: Callable[..., Any], n: int, m: int) -> "RHS":
@@ -117,6 +122,31 @@ class RHS:
     def backsolve_rhs(self) -> Callable[..., Any]:
         """``(z, p, t) -> dz`` for ``z = [u, lam, mu]``: the state solved backwards with its adjoint."""
         return self._get("backsolve", self._backsolve_program)
+
+    # --- derived systems, themselves right-hand sides ------------------------------------
+    def sensitivity_system(self) -> "RHS":
+        """``z' = g(z, p, t)`` for ``z = [u, vec(S)]``: solved from ``[u0, vec(eye(n, n + m))]`` it gives u and S."""
+        hit = self._systems.get("sens")
+        if hit is None:
+            k = self.n * (self.n + self.m)
+            hit = self._systems["sens"] = RHS(f"sensitivities of {self!r}", cse(self._sensitivity_program()), self.n + k, self.m)
+        return hit
+
+    def tangent_system(self) -> "RHS":
+        """``[u, s]' = [f, J_u s + J_p dp]`` with parameters ``[p, dp]``: solved from ``[u0, du0]``, s is the tangent of u."""
+        hit = self._systems.get("tangent")
+        if hit is None:
+            hit = self._systems["tangent"] = RHS(f"tangent of {self!r}", cse(self._tangent_program()), 2 * self.n, 2 * self.m)
+        return hit
+
+    def _tangent_program(self) -> Program:
+        n, m = self.n, self.m
+        b = Builder()
+        z, q, t = b.new_input((2 * n,), np.float64), b.new_input((2 * m,), np.float64), b.new_input((), np.float64)
+        u, s, p, dp = z[:n], z[n:], q[:m], q[m:]
+        (du,), (ds,) = jvp_eval(self.program, [u, p, t], [s, dp, None])
+        ds = zeros(self.program.outputs[0].aval) if ds is None else ds
+        return b.build([z, q, t], [np.concatenate([du, ds])])
 
     def _tangent_columns(self, u: Any, p: Any, t: Any, columns: list[tuple[Any, Any]]) -> list[Any]:
         outs = []

@@ -4,7 +4,8 @@
 ``odesolve_tangent``, linear in the tangents ``(du0, dp)`` and evaluated with
 forward sensitivities; the transpose of that is ``odesolve_vjp``, which uses
 the ``sensealg`` chosen by the user (forward sensitivities or a continuous
-adjoint, see :mod:`pyzygote.ode.sensitivity`).  On the Julia engine the same
+adjoint, see :mod:`pyzygote.ode.sensitivity`).  Second derivatives treat the
+forward-sensitivity system as an ODE of its own.  On the Julia engine the same
 equation becomes one ``solve`` call that Zygote differentiates through
 SciMLSensitivity.
 
@@ -96,8 +97,10 @@ odesolve_tangent_p.def_abstract_eval(lambda u0, p, tu0, tp, **params: _out_aval(
 def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
-    _, S = sensitivity.forward_sensitivities(rhs, u0, p, t, opts)
-    return S @ np.concatenate([np.asarray(tu0, dtype=float), np.asarray(tp, dtype=float)])
+    # One directional sensitivity solved with the state: 2n equations, not n (n + m).
+    z0 = np.concatenate([u0, np.asarray(tu0, dtype=float)])
+    q = np.concatenate([p, np.asarray(tp, dtype=float)])
+    return sensitivity.solve_states(rhs.tangent_system(), z0, q, t, opts).u[:, rhs.n :]
 
 
 @odesolve_tangent_p.def_transpose
@@ -108,15 +111,49 @@ def _tangent_transpose(ct: Any, u0: Any, p: Any, tu0: Any, tp: Any, **params: An
     return None, None, ct_u0, ct_p
 
 
-def _no_second_order(*_: Any, **__: Any) -> Any:
-    raise UnsupportedOperationError(
-        "second derivatives through odesolve (hessian, jvp of a gradient) are not supported on "
-        "the NumPy engine; use pz.jacobian of the gradient with finite differences or the Julia engine"
-    )
+# --- second order --------------------------------------------------------------------------
+# The forward-sensitivity system is itself an ODE in z = [u, vec(S)] (RHS.sensitivity_system),
+# so the tangent of S is the tangent of an ordinary solve of that system.  odesolve_tangent and
+# odesolve_vjp are contractions with S whatever the sensealg, and differentiate through it.
+def _tangents(primals: Any, tangents: Any) -> list[Any]:
+    return [zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents)]
 
 
-odesolve_tangent_p.jvp = _no_second_order
-odesolve_sens_p.jvp = _no_second_order
+def _sens_jvp(primals: Any, tangents: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> Any:
+    u0, p = primals
+    tu0, tp = _tangents(primals, tangents)
+    n, k = rhs.n, rhs.n + rhs.m
+    system = rhs.sensitivity_system()
+    z0 = np.concatenate([u0, np.eye(n, k).ravel()])
+    tz0 = np.concatenate([tu0, np.zeros(n * k)])
+    params = {"rhs": system, "t": t, "opts": opts, "sensealg": sensealg}
+    Z = odesolve_p.bind(z0, p, **params)
+    tZ = odesolve_tangent_p.bind(z0, p, tz0, tp, **params)
+    split = lambda z: (z[:, :n], np.reshape(z[:, n:], (len(t), n, k)))  # noqa: E731
+    return split(Z), split(tZ)
+
+
+def _tangent_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any:
+    u0, p, tu0, tp = primals
+    a, b, c, d = _tangents(primals, tangents)
+    out = odesolve_tangent_p.bind(u0, p, tu0, tp, rhs=rhs, **params)
+    _, (_, dS) = _sens_jvp((u0, p), (a, b), rhs=rhs, **params)
+    dout = odesolve_tangent_p.bind(u0, p, c, d, rhs=rhs, **params) + np.einsum("tik,k->ti", dS, np.concatenate([tu0, tp]))
+    return out, dout
+
+
+def _vjp_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any:
+    u0, p, ct = primals
+    a, b, dct = _tangents(primals, tangents)
+    n = rhs.n
+    out = odesolve_vjp_p.bind(u0, p, ct, rhs=rhs, **params)
+    (_, S), (_, dS) = _sens_jvp((u0, p), (a, b), rhs=rhs, **params)
+    g = np.einsum("ti,tik->k", dct, S) + np.einsum("ti,tik->k", ct, dS)
+    return out, (g[:n], g[n:])
+
+
+odesolve_sens_p.jvp = _sens_jvp
+odesolve_tangent_p.jvp = _tangent_jvp
 
 # --- reverse mode: the sensealg's vector-Jacobian product ----------------------------------------
 odesolve_vjp_p = Primitive("odesolve_vjp", multiple_results=True)
@@ -130,7 +167,7 @@ def _vjp_impl(u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Option
     return sensitivity.vjp(rhs, u0, p, t, np.asarray(ct, dtype=float), opts, sensealg)
 
 
-odesolve_vjp_p.jvp = _no_second_order
+odesolve_vjp_p.jvp = _vjp_jvp
 
 
 # --- the public function -------------------------------------------------------------------------
