@@ -101,3 +101,18 @@ def test_failed_solve_raises_solver_error_on_julia() -> None:
     loss = lambda p: pz.odesolve(blowup, np.array([1.0]), np.array([0.0, 2.0]), p)[-1, 0]  # noqa: E731
     with pytest.raises(pz.SolverError, match="ODE solve"):
         pz.gradient(loss, np.array([1.0]), engine="julia")
+
+
+@julia
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint"])
+def test_hessian_through_a_solve_agrees_across_engines(sensealg: str) -> None:
+    # Julia: ForwardDiff over Zygote over SciMLSensitivity; NumPy: forward mode over the sensitivity system
+    t = T_LV[:41]
+    data = np.cos(t)[:, None] * np.ones(2)
+
+    def loss(p):
+        return np.sum((pz.odesolve(lotka, U0_LV, t, p, alg="Tsit5", sensealg=sensealg, **TIGHT) - data) ** 2)
+
+    h_np = pz.hessian(loss, P_LV, engine="numpy")
+    h_jl = pz.hessian(loss, P_LV, engine="julia")
+    np.testing.assert_allclose(h_jl, h_np, rtol=1e-6, atol=1e-6 * np.abs(h_np).max())
