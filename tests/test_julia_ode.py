@@ -5,6 +5,8 @@ The julia-marked tests need a real Julia with pyzygote's packages (see tests/con
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -99,8 +101,27 @@ def test_failed_solve_raises_solver_error_on_julia() -> None:
     sol = pz.solve(prob, alg="Tsit5", engine="julia")
     assert sol.retcode != "Success" and not sol.success
     loss = lambda p: pz.odesolve(blowup, np.array([1.0]), np.array([0.0, 2.0]), p)[-1, 0]  # noqa: E731
-    with pytest.raises(pz.SolverError, match="ODE solve"):
+    # u' = u^2 from u = 1 blows up at t = 1: the error names where the solver stopped, not a save time
+    with pytest.raises(pz.SolverError, match="stopped at t = ") as info:
         pz.gradient(loss, np.array([1.0]), engine="julia")
+    reached = float(re.search(r"stopped at t = ([0-9.eE+-]+)", str(info.value)).group(1))
+    assert 0.9 < reached <= 1.0
+    # a solve that fails before its first save time returns an empty, failed solution
+    late = pz.solve(prob, alg="Tsit5", saveat=np.array([1.5, 2.0]), engine="julia")
+    assert late.retcode != "Success" and late.u.shape == (0, 1)
+
+
+@julia
+@pytest.mark.parametrize("sensealg", ["auto", "forward", "adjoint", "backsolve"])
+def test_gradient_without_parameters_on_julia(sensealg: str) -> None:
+    # SciMLSensitivity's ForwardDiffSensitivity divides by the parameter count: p=None must still work
+    rhs = lambda u, p, t: -0.7 * u  # noqa: E731
+
+    def loss(u0):
+        return np.sum(pz.odesolve(rhs, u0, T_DECAY, sensealg=sensealg, **TIGHT))
+
+    (g,) = pz.gradient(loss, np.array([2.0]), engine="julia")
+    np.testing.assert_allclose(g, [np.sum(np.exp(-0.7 * T_DECAY))], rtol=1e-7)
 
 
 @julia

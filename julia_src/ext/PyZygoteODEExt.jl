@@ -57,12 +57,33 @@ end
 
 # A failed solve must never reach Python as a result: SciMLSensitivity does not check
 # retcodes, and its adjoints extrapolate past the failure point.
-function check_success(sol, nsaved::Integer)
+function check_success(sol, nsaved::Integer, prob, alg, reltol, abstol, maxiters)
     if !SciMLBase.successful_retcode(sol) || length(sol.t) != nsaved
-        throw(PyZygote.SolverFailure(string(sol.retcode), Float64(last(sol.t))))
+        t = time_reached(prob, alg, reltol, abstol, maxiters)
+        throw(PyZygote.SolverFailure(string(sol.retcode), t))
     end
     return nothing
 end
+
+# Where a failed solve stopped. The solution cannot say: with `saveat` it ends at the last
+# save time before the failure, and an adjoint's forward solution is interpolated to every
+# save time. Integrating once more without saving leaves the integrator at that time.
+function time_reached(prob, alg, reltol, abstol, maxiters)
+    integrator = OrdinaryDiffEq.init(
+        prob,
+        alg;
+        reltol = reltol,
+        abstol = abstol,
+        maxiters = maxiters,
+        save_everystep = false,
+    )
+    OrdinaryDiffEq.solve!(integrator)
+    return Float64(integrator.t)
+end
+
+# ForwardDiffSensitivity divides by the number of parameters (its chunk size), so a problem
+# without parameters carries one that its right-hand side never reads.
+with_parameter(p::AbstractVector) = isempty(p) ? zeros(eltype(p), 1) : p
 
 function PyZygote.odesolve(
     f,
@@ -75,13 +96,15 @@ function PyZygote.odesolve(
     abstol::Real,
     maxiters::Integer,
 )
+    q = with_parameter(p)
+    solver = algorithm(alg)
     # Out-of-place on purpose: ZygoteVJP needs it (SciMLSensitivity #1282).
-    prob = ODEProblem{false}(f, u0, (first(t), last(t)), p)
+    prob = ODEProblem{false}(f, u0, (first(t), last(t)), q)
     sol = solve(
         prob,
-        algorithm(alg);
+        solver;
         u0 = u0,
-        p = p,
+        p = q,
         saveat = t,
         reltol = reltol,
         abstol = abstol,
@@ -89,7 +112,7 @@ function PyZygote.odesolve(
         sensealg = sensitivity_algorithm(sensealg),
     )
     ChainRulesCore.ignore_derivatives() do
-        check_success(sol, length(t))
+        check_success(sol, length(t), prob, solver, reltol, abstol, maxiters)
     end
     # Array(sol) is (state, time); pyzygote's contract is time-major.
     return permutedims(Array(sol))
@@ -194,7 +217,9 @@ function PyZygote.solve_problem(
         naccept = s.naccept,
         nreject = s.nreject,
     )
-    return (collect(sol.t), permutedims(Array(sol)), string(sol.retcode), stats)
+    # A solve that failed before its first save time saved nothing: Array(sol) would throw.
+    u = isempty(sol.u) ? zeros(eltype(u0), 0, length(u0)) : permutedims(Array(sol))
+    return (collect(sol.t), u, string(sol.retcode), stats)
 end
 
 end # module

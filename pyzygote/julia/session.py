@@ -261,13 +261,18 @@ _PROGRAM_NOTE = (
 
 
 def hint_for(message: str) -> str | None:
-    from pyzygote.julia.setup import FULL_PACKAGES
+    from pyzygote.julia.setup import FULL_PACKAGES, ODE_PACKAGES
 
     missing = re.search(r"Package (\w+) not found", message)
     if missing and missing.group(1) in {name for name, _, _ in FULL_PACKAGES}:
         return (
-            f"{missing.group(1)} is one of the ODE packages, which are optional: install them with "
-            "`pyzygote setup-julia --full` (or add them to your offline project, see `pyzygote doctor --full`)."
+            f"{missing.group(1)} comes with the full install: run `pyzygote setup-julia --full` "
+            "(or add it to your offline project, see `pyzygote doctor --full`)."
+        )
+    if missing and missing.group(1) in ODE_PACKAGES:
+        return (
+            f"{missing.group(1)} is one of the ODE packages pyzygote's juliapkg.json declares: run "
+            "`pyzygote setup-julia` (or add it to your offline project, see `pyzygote doctor`)."
         )
     for needle, hint in _HINTS:
         if needle in message:
@@ -389,7 +394,8 @@ def load_ode_packages() -> None:
     """Load the ODE packages (once), which activates PyZygote's ODE extension.
 
     Raises :class:`pyzygote.JuliaError` with an installation hint when they are
-    missing (they are optional: ``pyzygote setup-julia --full``).
+    missing, and when the extension itself failed to load (Julia 1.10 only
+    logs that, which would otherwise surface later as a ``MethodError``).
     """
     if _state.get("ode_loaded"):
         return
@@ -398,7 +404,15 @@ def load_ode_packages() -> None:
     with LOCK:
         if not _state.get("ode_loaded"):
             include_text(runtime(), "import " + ", ".join(ODE_PACKAGES), "pyzygote_ode_packages", origin="start")
+            include_text(runtime(), _CHECK_ODE_EXTENSION, "pyzygote_ode_extension", origin="start")
             _state["ode_loaded"] = True
+
+
+_CHECK_ODE_EXTENSION = """
+if Base.get_extension(PyZygote, :PyZygoteODEExt) === nothing
+    error("PyZygote's ODE extension did not load although its packages did; the error printed above says why")
+end
+"""
 
 
 def julia_versions() -> dict[str, str]:
