@@ -376,6 +376,9 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "isnan": (np.isnan, np.bool_), "isinf": (np.isinf, np.bool_),
     "isfinite": (np.isfinite, np.bool_), "xor": (_bools(np.logical_xor), np.bool_),
     "PyZygote.sign": (_jl_sign, None),
+    "PyZygote.lt": (_compare(np.less), np.bool_), "PyZygote.le": (_compare(np.less_equal), np.bool_),
+    "PyZygote.gt": (_compare(np.greater), np.bool_), "PyZygote.ge": (_compare(np.greater_equal), np.bool_),
+    "PyZygote.eq": (_compare(np.equal), np.bool_), "PyZygote.ne": (_compare(np.not_equal), np.bool_),
     "PyZygote.select": (_jl_select, None),
     "PyZygote.fmax": (_nan_aware(np.fmax), None), "PyZygote.fmin": (_nan_aware(np.fmin), None),
 }  # fmt: skip

@@ -135,7 +135,34 @@ numpy's `sign` for one real number (-1, 0 or 1, NaN for NaN), with derivative 0 
 `Base.sign` returns `typeof(one(x))(x)` at zero, which keeps a ForwardDiff dual's partials,
 so Zygote's forward-mode broadcasting would give the derivative 1 at exactly 0.
 """
-sign(x::Real) = ifelse(x > 0, one(x), ifelse(x < 0, -one(x), ifelse(isnan(x), x, zero(x))))
+function sign(x::Real)
+    v = primal(x)
+    return ifelse(v > 0, one(x), ifelse(v < 0, -one(x), ifelse(isnan(v), x, zero(x))))
+end
+
+"""
+    primal(x)
+
+The plain number under any ForwardDiff duals. numpy compares values; ForwardDiff 1 also
+compares the partials of duals whose values tie (`Dual(0.0, 1.0) == 0` is `false`), so a
+comparison inside `jvp` or `hessian` would take another branch than the evaluation at
+exactly the ties that guards such as `where(x == 0, ...)` are written for.
+"""
+primal(x::Real) = x
+primal(x::ForwardDiff.Dual) = primal(ForwardDiff.value(x))
+
+"""
+    lt(x, y), le(x, y), gt(x, y), ge(x, y), eq(x, y), ne(x, y)
+
+numpy's comparisons for one element, on values only (see [`primal`](@ref)); used
+broadcast, as in `PyZygote.lt.(x, y)`.
+"""
+lt(x::Real, y::Real) = primal(x) < primal(y)
+le(x::Real, y::Real) = primal(x) <= primal(y)
+gt(x::Real, y::Real) = primal(x) > primal(y)
+ge(x::Real, y::Real) = primal(x) >= primal(y)
+eq(x::Real, y::Real) = primal(x) == primal(y)
+ne(x::Real, y::Real) = primal(x) != primal(y)
 
 """
     convert_eltype(T, x)

@@ -52,9 +52,13 @@ isnan_p = _predicate("isnan", np.isnan)
 isinf_p = _predicate("isinf", np.isinf)
 isfinite_p = _predicate("isfinite", np.isfinite)
 
+# Comparisons go through PyZygote's value-only helpers: ForwardDiff 1 compares the partials
+# of tied duals, which would flip masks inside jvp and hessian (see PyZygote.primal).
 _JULIA_TEMPLATES = {
-    "lt": "{0} .< {1}", "le": "{0} .<= {1}", "gt": "{0} .> {1}", "ge": "{0} .>= {1}",
-    "eq": "{0} .== {1}", "ne": "{0} .!= {1}", "and": "{0} .& {1}", "or": "{0} .| {1}",
+    "lt": "PyZygote.lt.({0}, {1})", "le": "PyZygote.le.({0}, {1})",
+    "gt": "PyZygote.gt.({0}, {1})", "ge": "PyZygote.ge.({0}, {1})",
+    "eq": "PyZygote.eq.({0}, {1})", "ne": "PyZygote.ne.({0}, {1})",
+    "and": "{0} .& {1}", "or": "{0} .| {1}",
     "xor": "xor.({0}, {1})", "not": ".!{0}", "isnan": "isnan.({0})", "isinf": "isinf.({0})",
     "isfinite": "isfinite.({0})",
 }  # fmt: skip
@@ -64,7 +68,7 @@ _LOGICAL = ("and", "or", "xor", "not")
 def _julia_predicate(name: str) -> Any:
     def rule(e: Any, *xs: Any) -> str:
         if name in _LOGICAL:  # numpy's logical functions take any nonzero as True
-            xs = tuple(x if x.aval.dtype == np.bool_ else e.bind(f"{x} .!= 0") for x in xs)
+            xs = tuple(x if x.aval.dtype == np.bool_ else e.bind(f"PyZygote.ne.({x}, 0)") for x in xs)
         return _JULIA_TEMPLATES[name].format(*xs)
 
     return rule

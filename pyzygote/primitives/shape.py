@@ -168,7 +168,7 @@ def _convert_julia(e: Any, x: Any, *, dtype: Any) -> str:
     if src == dst:
         return x
     if dst.kind == "b":  # numpy: nonzero is True
-        return f"{x} .!= 0"
+        return f"PyZygote.ne.({x}, 0)"
     if src.kind == "f" and dst.kind == "f":  # also converts ForwardDiff duals
         return f"PyZygote.convert_eltype({jl.julia_type(dst)}, {x})"
     if src.kind == "f":  # numpy truncates toward zero
