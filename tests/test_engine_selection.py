@@ -290,6 +290,9 @@ def test_dict_keys_must_be_julia_identifiers() -> None:
         _, tree = flatten((bad,))
         with pytest.raises(TypeError, match="Julia identifiers"):
             wrapper_source(tree)
+    # Python keywords that Julia allows as field names
+    _, tree = flatten(({"lambda": 1.0, "class": 2.0},))
+    assert "lambda = " in wrapper_source(tree) and "class = " in wrapper_source(tree)
 
 
 # --- the set-up check (files only) --------------------------------------------------------

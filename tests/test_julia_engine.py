@@ -56,9 +56,13 @@ def params(cases: list[Case]) -> list[Any]:
 
 
 def tol(case: Case, kind: str = "value") -> float:
-    """1e-10, except for ODE solves: the engines integrate with different solvers (reltol 1e-12)."""
+    """1e-10, except for ODE solves (the engines integrate with different solvers, reltol 1e-12)
+    and float32 outputs (numpy's SIMD float32 sin/cos are not correctly rounded; Julia's are)."""
     if solves_ode(case):
         return 1e-9 if kind == "value" else 1e-7
+    out = case.fn(*args_of(case))
+    if any(np.asarray(o).dtype == np.float32 for o in (out if isinstance(out, tuple) else (out,))):
+        return max(case.f32_rtol, RTOL)
     return RTOL
 
 
@@ -192,7 +196,7 @@ def test_hessians(case: Case) -> None:
     hj = pz.hessian(loss, x, engine="julia")
     hn = pz.hessian(loss, x, engine="numpy")
     assert hj.shape == x.shape + x.shape
-    assert_close(hj, hn, rtol=RTOL, what=case.id)
+    assert_close(hj, hn, rtol=tol(case, "derivative"), what=case.id)
 
 
 @pytest.mark.parametrize("case", ZERO)
@@ -295,6 +299,26 @@ def test_results_never_alias_arguments_constants_or_each_other() -> None:
     assert_results_are_own("julia")
 
 
+def test_comparisons_at_ties_take_the_evaluated_branch_in_forward_mode() -> None:
+    # ForwardDiff 1 compares the partials of tied duals; numpy compares values (PyZygote.primal)
+    def guarded(x):
+        safe = np.where(x == 0, 1.0, x)
+        return np.sum(np.where(x == 0, 1.0, np.sin(safe) / safe) + np.sign(x) * x + (x >= 0) * x**2)
+
+    x = np.array([0.0, 0.5, -1.0])
+    h_jl, h_np = pz.hessian(guarded, x, engine="julia"), pz.hessian(guarded, x, engine="numpy")
+    assert np.all(np.isfinite(h_jl))
+    assert_close(h_jl, h_np)
+    t = np.ones(3)
+    assert_trees_close(pz.jvp(guarded, (x,), (t,), engine="julia"), pz.jvp(guarded, (x,), (t,), engine="numpy"))
+
+
+def test_numpy_bool_scalars_arrive_as_julia_bools() -> None:
+    # PythonCall 0.9.34 wraps numpy 2's np.bool scalar as a 0-d PyArray; jlarg unwraps it
+    assert bool(pz.julia_function("b -> b isa Bool")(np.bool_(True)))
+    assert pz.julia_function("(b, x) -> b ? 2x : x")(np.bool_(True), 3.0) == 6.0
+
+
 # --- pz.julia_function and pz.julia_include ------------------------------------------------------
 def test_julia_function_gradient_matches_numpy() -> None:
     energy = pz.julia_function("(x, p) -> sum(abs2, x .- p) + sum(sin, x)")
@@ -310,8 +334,11 @@ def test_julia_function_gradient_matches_numpy() -> None:
     assert_close(vj, vn)
     assert_trees_close(gj, gn)
     assert_close(pz.grad(energy, argnums=1)(x, p), -2 * (x - p))
-    hj = pz.hessian(lambda v: energy(v, p), x)
-    assert_close(hj, pz.hessian(lambda v: energy_np(v, p), x, engine="numpy"))
+    # pz.hessian takes one argument: the Julia function's own (a lambda around it would be traced)
+    hj = pz.hessian(pz.julia_function("x -> sum(abs2, x .- 0.5) + sum(sin, x)"), x)
+    assert_close(hj, pz.hessian(lambda v: energy_np(v, 0.5), x, engine="numpy"))
+    with pytest.raises(TypeError, match="cannot be called inside"):
+        pz.gradient(lambda v: energy(v, p), x)
 
 
 def test_julia_function_pytrees() -> None:

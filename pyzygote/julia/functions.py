@@ -31,7 +31,6 @@ julia_function('x -> sum(abs2, x)')
 
 from __future__ import annotations
 
-import keyword
 import os
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
@@ -58,7 +57,7 @@ def is_julia_function(f: Any) -> bool:
 
 
 def _julia_ident(name: Any) -> str:
-    if not isinstance(name, str) or not name.isidentifier() or name in _JULIA_KEYWORDS or keyword.iskeyword(name):
+    if not isinstance(name, str) or not name.isidentifier() or name in _JULIA_KEYWORDS:
         raise TypeError(
             f"dict keys passed to a Julia function become NamedTuple fields and must be Julia identifiers; got {name!r}"
         )
@@ -148,12 +147,19 @@ class JuliaFunction:
 
     # --- arguments ------------------------------------------------------------------
     def _flat(self, args: Sequence[Any]) -> tuple[Any, list[Any], list[np.ndarray], list[str]]:
+        from pyzygote.tracer import Tracer
         from pyzygote.tracing import _leaf_names
 
         leaves, tree = flatten(tuple(args))
         names = _leaf_names(tuple(args), leaves, tree, None)
         arrays = []
         for leaf, name in zip(leaves, names):
+            if isinstance(leaf, Tracer):
+                raise TypeError(
+                    f"a pz.julia_function cannot be called inside a numpy function that pyzygote traces ({name} "
+                    "is being traced): pass the Julia function itself to pz.gradient, pz.jacobian, ..., and "
+                    "write any fixed arguments into its Julia source"
+                )
             if isinstance(leaf, Static):
                 raise TypeError(
                     f"{name} of a Julia function is {leaf.value!r}; arguments must be numbers, float numpy "

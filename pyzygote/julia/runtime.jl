@@ -6,7 +6,9 @@
 # holding the same element at the same logical index (numpy axis k is Julia dimension
 # k + 1); a numpy 0-d array is a Julia scalar.  Python passes numpy arrays, which arrive
 # as zero-copy `PythonCall.PyArray` views with numpy's strides, and numpy scalars, which
-# arrive as Julia numbers of the same type.  `jlarg` copies every array into a dense
+# arrive as Julia numbers of the same type, except numpy 2's `np.bool` (PythonCall 0.9.34
+# knows it as `numpy:bool_`), which arrives as a 0-d `PyArray{Bool}` that `jlarg` unwraps.
+# `jlarg` copies every array into a dense
 # `Array` before anything reaches Zygote.  Results travel back as arrays: a number `y`
 # becomes the 0-dimensional `fill(y)`, so Python receives it with its element type.
 # Python reads fresh results of generated programs as zero-copy numpy views (see
