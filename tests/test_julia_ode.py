@@ -137,3 +137,17 @@ def test_hessian_through_a_solve_agrees_across_engines(sensealg: str) -> None:
     h_np = pz.hessian(loss, P_LV, engine="numpy")
     h_jl = pz.hessian(loss, P_LV, engine="julia")
     np.testing.assert_allclose(h_jl, h_np, rtol=1e-6, atol=1e-6 * np.abs(h_np).max())
+
+
+@julia
+@pytest.mark.parametrize("alg", ["TRBDF2", "Rodas4", "KenCarp47"])
+def test_other_solvers_by_name_on_julia(alg: str) -> None:
+    # exported by OrdinaryDiffEq's SDIRK and Rosenbrock solver packages, which pyzygote loads
+    prob = pz.ODEProblem(decay, [2.0], (0.0, 2.0), [0.7])
+    sol = pz.solve(prob, alg=alg, saveat=T_DECAY, reltol=1e-8, abstol=1e-10, engine="julia")
+    assert sol.retcode == "Success"
+    np.testing.assert_allclose(sol.u[:, 0], 2.0 * np.exp(-0.7 * T_DECAY), rtol=1e-5)
+    (g,) = pz.gradient(lambda k: pz.odesolve(decay, np.array([2.0]), T_DECAY, k, alg=alg, reltol=1e-8, abstol=1e-10)[-1, 0], np.array([0.7]), engine="julia")
+    np.testing.assert_allclose(g, [-2.0 * 2.0 * np.exp(-0.7 * 2.0)], rtol=1e-4)
+    with pytest.raises(pz.JuliaError, match="NoSuchSolver"):
+        pz.solve(prob, alg="NoSuchSolver", engine="julia")

@@ -237,6 +237,13 @@ def test_wrong_rhs_shape_and_unknown_solver():
         pz.odesolve(lambda u, p, t: np.ones(3) * u[0], U0_LV, T_LV)
     with pytest.raises(ValueError, match="unknown solver alg='RK4'.*Tsit5"):
         pz.odesolve(lotka, U0_LV, T_LV, P_LV, alg="RK4")
+    with pytest.raises(ValueError, match="unknown solver alg='Tsit5 '"):
+        pz.odesolve(lotka, U0_LV, T_LV, P_LV, alg="Tsit5 ")
+    # Other DifferentialEquations.jl names are for the Julia engine; the NumPy engine says so before solving
+    with pytest.raises(ValueError, match="TRBDF2.*NumPy engine.*Julia engine"):
+        pz.solve(pz.ODEProblem(lotka, U0_LV, (0.0, 1.0), P_LV), alg="TRBDF2", engine="numpy")
+    with pz.engine("numpy"), pytest.raises(ValueError, match="TRBDF2.*NumPy engine"):
+        pz.gradient(lambda p: pz.odesolve(lotka, U0_LV, T_LV, p, alg="TRBDF2")[-1, 0], P_LV)
     with pytest.raises(ValueError, match="unknown sensealg"):
         pz.odesolve(lotka, U0_LV, T_LV, P_LV, sensealg="magic")
     with pytest.raises(ValueError, match="tspan"):

@@ -27,7 +27,8 @@ const SciMLBase = OrdinaryDiffEq.SciMLBase
 """
     algorithm(name::Symbol)
 
-The DifferentialEquations.jl solver pyzygote calls `name`.
+The DifferentialEquations.jl solver pyzygote calls `name`: one of pyzygote's solver table,
+else a solver of that name, with its default options, from a loaded solver package.
 """
 function algorithm(name::Symbol)
     name === :Tsit5 && return Tsit5()
@@ -38,7 +39,28 @@ function algorithm(name::Symbol)
     name === :KenCarp4 && return KenCarp4()
     name === :FBDF && return FBDF()
     name === :auto && return AutoTsit5(Rosenbrock23())
-    throw(ArgumentError("unknown ODE solver $(name)"))
+    return solver_by_name(name)
+end
+
+ChainRulesCore.@non_differentiable algorithm(name::Symbol)
+
+# Packages whose exported solvers pyzygote finds by name: the OrdinaryDiffEq solver packages
+# (OrdinaryDiffEqSDIRK's TRBDF2, OrdinaryDiffEqRosenbrock's Rodas4, ...), Sundials and
+# DifferentialEquations when they are loaded.
+const SOLVER_PACKAGES = ("OrdinaryDiffEq", "Sundials", "DifferentialEquations")
+
+function solver_by_name(name::Symbol)
+    for (id, m) in Base.loaded_modules
+        any(prefix -> startswith(id.name, prefix), SOLVER_PACKAGES) || continue
+        name in names(m) || continue
+        make = getfield(m, name)
+        applicable(make) || continue
+        alg = make()
+        alg isa SciMLBase.AbstractODEAlgorithm && return alg
+    end
+    msg = "no loaded solver package exports an ODE solver $(name)() that needs no arguments;" *
+        " load the package that has it (e.g. `using Sundials` for CVODE_BDF)"
+    throw(ArgumentError(msg))
 end
 
 """

@@ -20,6 +20,7 @@ import numpy as np
 from pyzygote.ir import Aval, Program
 from pyzygote.julia import session
 from pyzygote.julia.convert import from_julia, results_from_julia, to_julia
+from pyzygote.ode.solvers import runs_on_numpy
 
 __all__ = ["JuliaEngine", "julia_engine", "julia_source"]
 
@@ -38,6 +39,8 @@ def _compile(prog: Program) -> CompiledProgram:
 
     if _solves_odes(prog):
         session.load_ode_packages()
+        if any(not runs_on_numpy(e.params["opts"].alg) for e in prog.eqns if e.prim.name.startswith("odesolve")):
+            session.load_extra_solvers()
     name = session.next_name("pz_program")
     emitted = emit_program(prog, name)
     module = session.new_module("Program", import_pyzygote=True)

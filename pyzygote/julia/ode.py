@@ -15,6 +15,7 @@ import numpy as np
 
 from pyzygote.julia import session
 from pyzygote.julia.convert import from_julia, to_julia
+from pyzygote.ode.solvers import runs_on_numpy
 
 __all__ = ["solve_julia", "rhs_closure"]
 
@@ -37,6 +38,8 @@ def solve_julia(prob: Any, alg: str, saveat: np.ndarray | None, reltol: float, a
 
     get_engine("julia")  # starts Julia, or fails fast with instructions
     session.load_ode_packages()
+    if not runs_on_numpy(alg):
+        session.load_extra_solvers()
     fn, generated = rhs_closure(prob.f, prob.u0.shape[0], prob.p.shape[0])
     t0, t1 = prob.tspan
     with session.LOCK:

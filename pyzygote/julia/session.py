@@ -408,6 +408,27 @@ def load_ode_packages() -> None:
             _state["ode_loaded"] = True
 
 
+def load_extra_solvers() -> None:
+    """Load DifferentialEquations.jl when it is installed (``setup-julia --full``), once.
+
+    PyZygote's ODE extension finds a solver outside pyzygote's table by name in the
+    loaded solver packages; DifferentialEquations brings in the ones it depends on
+    (Sundials with DifferentialEquations 7).
+    """
+    if _state.get("extra_solvers_loaded"):
+        return
+    from pyzygote.julia.setup import FULL_PACKAGES, julia_status
+
+    load_ode_packages()
+    with LOCK:
+        if not _state.get("extra_solvers_loaded"):
+            direct = julia_status().direct_deps  # `import` needs a direct dependency of the project
+            extra = [name for name, _, _ in FULL_PACKAGES if name in direct]
+            if extra:
+                include_text(runtime(), "import " + ", ".join(extra), "pyzygote_extra_solvers", origin="start")
+            _state["extra_solvers_loaded"] = True
+
+
 _CHECK_ODE_EXTENSION = """
 if Base.get_extension(PyZygote, :PyZygoteODEExt) === nothing
     error("PyZygote's ODE extension did not load although its packages did; the error printed above says why")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pyzygote.ode.rhs import RHS
-from pyzygote.ode.solvers import Integration, algorithm, integrate
+from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate
 from pyzygote.primitives.ode import check_times
 
 __all__ = ["ODEProblem", "ODESolution", "solve"]
@@ -137,7 +137,7 @@ def solve(
     """
     if not isinstance(prob, ODEProblem):
         raise TypeError(f"prob must be a pz.ODEProblem, got {type(prob).__name__}")
-    algorithm(alg)
+    check_solver_name(alg)
     times = _saveat(saveat, prob.tspan)
     from pyzygote.engines import current_engine_name
 
@@ -145,6 +145,7 @@ def solve(
         from pyzygote.julia.ode import solve_julia
 
         return solve_julia(prob, alg, times, reltol, abstol, maxiters)
+    algorithm(alg)  # the NumPy engine's solvers, before anything is traced or solved
     rhs = prob.rhs()
     p = prob.p
     res: Integration = integrate(

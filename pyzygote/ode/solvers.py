@@ -13,13 +13,14 @@ accepted and rejected steps, and keep the dense output for adjoints.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 from scipy.integrate import BDF, DOP853, LSODA, RK45, OdeSolution, Radau
 
-__all__ = ["ALGORITHMS", "Algorithm", "Integration", "integrate", "algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "Integration", "integrate", "algorithm", "check_solver_name", "runs_on_numpy"]
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,29 @@ ALGORITHMS: dict[str, Algorithm] = {
 }
 
 
+_JULIA_SOLVER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_solver_name(name: Any) -> str:
+    """``name`` if it can name a solver on some engine: one of :data:`ALGORITHMS`, or any
+    other DifferentialEquations.jl solver name for the Julia engine (``"TRBDF2"``, ``"CVODE_BDF"``)."""
+    if isinstance(name, str) and (name in ALGORITHMS or _JULIA_SOLVER_NAME.match(name)):
+        return name
+    raise ValueError(f"unknown solver alg={name!r}; known solvers: {', '.join(ALGORITHMS)}")
+
+
+def runs_on_numpy(name: str) -> bool:
+    return name in ALGORITHMS
+
+
 def algorithm(name: str) -> Algorithm:
+    """The NumPy engine's solver for ``name``; a clear error for names only Julia knows."""
     if not isinstance(name, str) or name not in ALGORITHMS:
-        raise ValueError(f"unknown solver alg={name!r}; known solvers: {', '.join(ALGORITHMS)}")
+        raise ValueError(
+            f"unknown solver alg={name!r} for the NumPy engine; known solvers: {', '.join(ALGORITHMS)}. "
+            "On the Julia engine any solver that a loaded DifferentialEquations.jl solver package exports "
+            "by name also works (engine='julia')."
+        )
     return ALGORITHMS[name]
 
 

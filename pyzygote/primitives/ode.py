@@ -27,7 +27,7 @@ from pyzygote.ir import Aval
 from pyzygote.ode import sensitivity
 from pyzygote.ode.rhs import RHS, check_no_outer_tracers
 from pyzygote.ode.sensitivity import Options
-from pyzygote.ode.solvers import algorithm
+from pyzygote.ode.solvers import algorithm, check_solver_name, runs_on_numpy
 from pyzygote.primitive import Primitive, Undefined, aval_of, zeros
 from pyzygote.primitives.shape import convert
 from pyzygote.tracer import Tracer, as_operand
@@ -216,7 +216,7 @@ def odesolve(
         raise TypeError(f"f must be a callable f(u, p, t), got {type(f).__name__}")
     check_no_outer_tracers(f)
     times = check_times(t)
-    algorithm(alg)
+    check_solver_name(alg)
     sensitivity.resolve_sensealg(sensealg, 0, 0)
     for name, tol in (("reltol", reltol), ("abstol", abstol)):
         if not (isinstance(tol, (int, float)) and tol > 0):
@@ -228,14 +228,27 @@ def odesolve(
     rhs = RHS.trace(f, u0.shape[0], p.shape[0])
     opts = Options(alg, float(reltol), float(abstol), int(maxiters))
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
-    if rhs.program is None and not isinstance(u0, Tracer) and not isinstance(p, Tracer):
-        # Julia code cannot run on the NumPy engine, so even an untraced call goes to Julia.
+    if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
+        # Julia code and Julia-only solvers cannot run on the NumPy engine, so even an
+        # untraced call goes to Julia.
         from pyzygote.engines import get_engine
         from pyzygote.tracing import make_program
 
         prog = make_program(lambda a, b: odesolve_p.bind(a, b, **params), u0, p)
         return get_engine("julia").evaluate(prog, [u0, p])[0]
     return odesolve_p.bind(u0, p, **params)
+
+
+def _needs_julia(rhs: Any, alg: str) -> bool:
+    if rhs.program is None:
+        return True
+    if runs_on_numpy(alg):
+        return False
+    from pyzygote.engines import current_engine_name
+
+    if current_engine_name(None) != "julia":
+        algorithm(alg)  # the NumPy engine's error, naming its solvers
+    return True
 
 
 def _state(x: Any, name: str) -> Any:
