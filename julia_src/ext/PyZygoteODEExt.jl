@@ -91,21 +91,31 @@ end
 # save time before the failure, and an adjoint's forward solution is interpolated to every
 # save time. Integrating once more without saving leaves the integrator at that time.
 function time_reached(prob, alg, reltol, abstol, maxiters)
-    integrator = OrdinaryDiffEq.init(
-        prob,
-        alg;
+    integrator = OrdinaryDiffEq.init(prob, alg;
         reltol = reltol,
         abstol = abstol,
         maxiters = maxiters,
         save_everystep = false,
+        verbose = false, # the failed solve has already warned
     )
     OrdinaryDiffEq.solve!(integrator)
     return Float64(integrator.t)
 end
 
-# ForwardDiffSensitivity divides by the number of parameters (its chunk size), so a problem
-# without parameters carries one that its right-hand side never reads.
-with_parameter(p::AbstractVector) = isempty(p) ? zeros(eltype(p), 1) : p
+# SciMLSensitivity needs a parameter: ForwardDiffSensitivity divides by their number (its
+# chunk size), and BacksolveAdjoint's ZygoteVJP rejects parameters the right-hand side does
+# not read. So a problem without parameters gets one, which enters with weight zero, while
+# the right-hand side keeps the empty parameters it was written for.
+struct PaddedRHS{F, P}
+    f::F
+    p::P
+end
+
+(g::PaddedRHS)(u, q, t) = g.f(u, g.p, t) .+ zero(eltype(u)) .* first(q)
+
+function with_parameter(f, p::AbstractVector)
+    return isempty(p) ? (PaddedRHS(f, p), zeros(eltype(p), 1)) : (f, p)
+end
 
 function PyZygote.odesolve(
     f,
@@ -118,10 +128,10 @@ function PyZygote.odesolve(
     abstol::Real,
     maxiters::Integer,
 )
-    q = with_parameter(p)
+    g, q = with_parameter(f, p)
     solver = algorithm(alg)
     # Out-of-place on purpose: ZygoteVJP needs it (SciMLSensitivity #1282).
-    prob = ODEProblem{false}(f, u0, (first(t), last(t)), q)
+    prob = ODEProblem{false}(g, u0, (first(t), last(t)), q)
     sol = solve(
         prob,
         solver;

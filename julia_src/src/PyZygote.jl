@@ -137,7 +137,11 @@ so Zygote's forward-mode broadcasting would give the derivative 1 at exactly 0.
 """
 function sign(x::Real)
     v = primal(x)
-    return ifelse(v > 0, one(x), ifelse(v < 0, -one(x), ifelse(isnan(v), x, zero(x))))
+    return ifelse(
+        v > 0,
+        one(x),
+        ifelse(v < 0, -one(x), ifelse(isnan(v), oftype(x, v), zero(x))),
+    )
 end
 
 """

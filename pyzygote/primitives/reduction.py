@@ -220,7 +220,7 @@ def _set_scalar_rules() -> None:
     from pyzygote.transforms.scalarize import reduction, sum_of
 
     reduce_sum_p.scalar = reduction(sum_of)
-    reduce_prod_p.scalar = reduction(lambda xs: "(" + " * ".join(xs) + ")")
+    reduce_prod_p.scalar = reduction(lambda xs: "(" + " * ".join(xs) + ")" if xs else "1.0")
     reduce_max_p.scalar = reduction(lambda xs: reduce(lambda a, b: f"_max({a}, {b})", xs))
     reduce_min_p.scalar = reduction(lambda xs: reduce(lambda a, b: f"_min({a}, {b})", xs))
 
