@@ -2,7 +2,7 @@
 
 ``setup-julia`` installs Julia (if needed) and pyzygote's Julia packages
 through juliapkg, with juliapkg's and Julia's progress output; ``--full`` also
-installs DifferentialEquations.jl.  ``doctor`` reports versions, whether Julia is set
+installs DifferentialEquations.jl and Sundials.jl.  ``doctor`` reports versions, whether Julia is set
 up (read from files, without starting Julia unless ``--check``), the active
 engine, what to do about anything missing, and the Julia commands that
 prepare a project for offline use.
@@ -262,13 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_setup.add_argument(
         "--full",
         action="store_true",
-        help="also install DifferentialEquations.jl, so its other solver packages can be used by name from Julia code",
+        help="also install DifferentialEquations.jl and Sundials.jl, whose solvers (e.g. CVODE_BDF) then work by name",
     )
     p_setup.add_argument("--force", action="store_true", help="resolve again even if juliapkg thinks nothing changed")
     p_setup.add_argument("--no-check", dest="check", action="store_false", help="do not start Julia afterwards")
     p_doctor = sub.add_parser("doctor", help="report versions, the Julia setup and the active engine")
     p_doctor.add_argument("--check", action="store_true", help="also start Julia and compare both engines")
-    p_doctor.add_argument("--full", action="store_true", help="include DifferentialEquations.jl in the offline commands")
+    p_doctor.add_argument("--full", action="store_true", help="include DifferentialEquations.jl and Sundials.jl in the offline commands")
     return parser
 
 

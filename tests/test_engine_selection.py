@@ -643,13 +643,13 @@ def test_juliapkg_finds_the_json_and_the_julia_src_path() -> None:
 
 
 def test_juliapkg_json_declares_the_ode_extension_triggers() -> None:
-    """juliapkg.json installs what PyZygote's ODE extension needs; --full adds DifferentialEquations."""
+    """juliapkg.json installs what PyZygote's ODE extension needs; --full adds DifferentialEquations and Sundials."""
     declared = setup.load_juliapkg_json()["packages"]
     compat_mod = pytest.importorskip("juliapkg.compat")
     for name in setup.ODE_PACKAGES:
         assert UUID_RE.match(declared[name]["uuid"]), name
         assert compat_mod.Compat.parse(declared[name]["version"])
-    assert [n for n, _, _ in setup.FULL_PACKAGES] == ["DifferentialEquations"]
+    assert [n for n, _, _ in setup.FULL_PACKAGES] == ["DifferentialEquations", "Sundials"]
     project = _toml(setup.julia_src_path() / "Project.toml")
     weak = project.get("weakdeps", {})
     exts = {ext: ([t] if isinstance(t, str) else t) for ext, t in project.get("extensions", {}).items()}

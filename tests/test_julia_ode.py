@@ -162,3 +162,19 @@ def test_other_solvers_by_name_on_julia(alg: str) -> None:
     np.testing.assert_allclose(g, [-2.0 * 2.0 * np.exp(-0.7 * 2.0)], rtol=1e-4)
     with pytest.raises(pz.JuliaError, match="NoSuchSolver"):
         pz.solve(prob, alg="NoSuchSolver", engine="julia")
+
+
+def _full_install_missing() -> bool:
+    from pyzygote.julia.setup import julia_status
+
+    return "Sundials" not in julia_status().direct_deps
+
+
+@julia
+def test_sundials_solver_by_name_after_full_setup() -> None:
+    if _full_install_missing():
+        pytest.skip("Sundials.jl is not installed (pyzygote setup-julia --full)")
+    prob = pz.ODEProblem(decay, [2.0], (0.0, 2.0), [0.7])
+    sol = pz.solve(prob, alg="CVODE_BDF", saveat=T_DECAY, reltol=1e-8, abstol=1e-10, engine="julia")
+    assert sol.retcode == "Success"
+    np.testing.assert_allclose(sol.u[:, 0], 2.0 * np.exp(-0.7 * T_DECAY), rtol=1e-5)

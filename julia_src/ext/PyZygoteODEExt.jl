@@ -59,7 +59,7 @@ function solver_by_name(name::Symbol)
         alg isa SciMLBase.AbstractODEAlgorithm && return alg
     end
     msg = "no loaded solver package exports an ODE solver $(name)() that needs no arguments;" *
-        " load the package that has it (e.g. `using Sundials` for CVODE_BDF)"
+        " `pyzygote setup-julia --full` adds Sundials (CVODE_BDF, ...)"
     throw(ArgumentError(msg))
 end
 

@@ -409,11 +409,9 @@ def load_ode_packages() -> None:
 
 
 def load_extra_solvers() -> None:
-    """Load DifferentialEquations.jl when it is installed (``setup-julia --full``), once.
-
-    PyZygote's ODE extension finds a solver outside pyzygote's table by name in the
-    loaded solver packages; DifferentialEquations brings in the ones it depends on
-    (Sundials with DifferentialEquations 7).
+    """Load the ``setup-julia --full`` packages that are installed (DifferentialEquations.jl,
+    Sundials.jl), once: PyZygote's ODE extension finds a solver outside pyzygote's table by
+    name among the loaded solver packages (Sundials' ``CVODE_BDF``, ...).
     """
     if _state.get("extra_solvers_loaded"):
         return

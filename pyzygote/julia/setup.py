@@ -65,6 +65,8 @@ ZYGOTE_UUID = "e88e6eb3-aa80-5325-afca-941959d7151f"
 # loaded by name from Julia code (`pz.julia_function`, `pz.julia_include`).
 FULL_PACKAGES: tuple[tuple[str, str, str], ...] = (
     ("DifferentialEquations", "0c46a032-eb83-5123-abaf-570d42b7fbaa", "7, 8"),
+    # DifferentialEquations 8 (the one SciMLBase 3 admits) no longer brings Sundials' CVODE_BDF & co.
+    ("Sundials", "c3572dad-4567-51f8-b174-8c6c989267f4", "4.19, 5, 6"),
 )
 
 # Declared in pyzygote/juliapkg.json.  Loading all of them activates PyZygote's ODE
