@@ -165,8 +165,23 @@ def test_every_primitive_has_a_julia_rule(name: str) -> None:
     )
 
 
+def _julia_call_programs() -> list[tuple[str, Program, None]]:
+    """julia_call has no case in the table (the NumPy engine cannot run Julia code): programs
+    calling a Julia function with one result, with several, and with structured arguments."""
+    one = pz.julia_function("x -> 2 .* x", result_shape=(2, 3))
+    two = pz.julia_function("(x, q) -> (q.a .* x, sum(x))", result_shape=[(2, 3), ()])
+    x = np.ones((2, 3))
+    return [
+        ("one-result", pz.make_program(lambda v: np.sum(one(v) ** 2), x), None),
+        ("two-results", pz.make_program(lambda v: two(v, {"a": np.float64(3.0)})[1] * 2.0, x), None),
+        ("constant-argument", pz.make_program(lambda v: two(x, {"a": v[0, 0]})[0], x), None),
+    ]
+
+
 def _case_programs(name: str) -> list[tuple[str, Program, tuple[Any, ...]]]:
     """Programs from the primitive table's cases (and their derivative programs) containing ``name``."""
+    if name == "julia_call":
+        return _julia_call_programs()  # type: ignore[return-value]
     found = []
     for case in CASES.get(name, []):
         for dtype in (np.float64, np.float32):
@@ -743,6 +758,29 @@ def test_gather_positions_of_rearranging_functions() -> None:
 
 
 # --- literals ---------------------------------------------------------------------------------------
+def test_golden_julia_call() -> None:
+    two = pz.julia_function("(x, q) -> (q.a .* x, sum(x))", result_shape=[(3,), ()])
+    one = pz.julia_function("x -> 2 .* x", result_shape=(3,))
+    lines = body(check_program(pz.make_program(lambda v: two(v, {"a": 3.0})[1] + np.sum(one(v)), np.ones(3)), None))
+    # a Julia function is a constant of the maker; its arguments are rebuilt (a dict is a NamedTuple)
+    assert lines[0] == "_v1, v2 = PyZygote.as_tuple(c1(x1, (; a = 3.0)))"  # _v1: unused
+    assert lines[1] == "v3 = first(PyZygote.as_tuple(c2(x1)))"
+
+
+def test_julia_call_needs_the_julia_engine_and_valid_result_shapes() -> None:
+    f = pz.julia_function("x -> 2 .* x", result_shape=(3,))
+    with pytest.raises(TypeError, match="runs only on the Julia engine"):
+        pz.gradient(lambda v: np.sum(f(v)), np.ones(3), engine="numpy")
+    for bad in ((3.0,), "3", [(3,), (-1,)]):
+        with pytest.raises(TypeError, match="result_shape must be a shape"):
+            pz.julia_function("x -> x", result_shape=bad)
+    from pyzygote.julia.setup import julia_is_set_up
+
+    if not julia_is_set_up():  # without result_shape the shapes come from calling the function
+        with pytest.raises(pz.JuliaNotAvailableError):
+            pz.make_program(lambda v: pz.julia_function("x -> x")(v), np.ones(3))
+
+
 def test_literals_round_trip_and_are_fatou_formatted(tmp_path: Path) -> None:
     values = [0.0, -0.0, 1.0, -2.5, 0.1, 1e-8, 1.5e-300, 1e22, 123456789.0, 2.0**-1074, np.pi, np.inf, -np.inf, np.nan]
     lines = []

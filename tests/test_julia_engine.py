@@ -341,6 +341,46 @@ def test_julia_function_gradient_matches_numpy() -> None:
         pz.gradient(lambda v: energy(v, p), x)
 
 
+def test_julia_function_inside_traced_numpy_code() -> None:
+    # A numpy model with a Julia piece: Zygote differentiates both as one program.
+    kernel = pz.julia_function("(x, p) -> sin.(x) .* p.w .+ sum(abs2, x)")  # result shape found by a probe call
+    w = np.array([0.5, -1.0, 2.0])
+    x = np.array([0.1, 0.2, -0.3])
+
+    def model(v: Any) -> Any:
+        return np.sum(np.tanh(kernel(v * 2.0, {"w": w})) ** 2)
+
+    def model_np(v: Any) -> Any:
+        return np.sum(np.tanh(np.sin(2.0 * v) * w + np.sum((2.0 * v) ** 2)) ** 2)
+
+    assert_close(pz.gradient(model, x, engine="julia")[0], pz.gradient(model_np, x, engine="numpy")[0])
+    assert_close(pz.hessian(model, x, engine="julia"), pz.hessian(model_np, x, engine="numpy"))
+    (jac,) = pz.jacobian(lambda v: kernel(v, {"w": w}), x, engine="julia")
+    assert_close(jac, np.diag(np.cos(x) * w) + 2.0 * x[None, :])
+    two = pz.julia_function("x -> (2 .* x, sum(x))", result_shape=[(3,), ()])
+    (g,) = pz.gradient(lambda v: two(v)[1] * np.sum(two(v)[0]), x, engine="julia")
+    assert_close(g, 4.0 * np.sum(x) * np.ones(3))
+    picky = pz.julia_function("x -> all(x .< 0.5) ? x : error(\"too big\")")
+    with pytest.raises(TypeError, match="result_shape"):
+        pz.gradient(lambda v: np.sum(picky(v)), x, engine="julia")
+
+
+def test_julia_function_inside_an_ode_right_hand_side() -> None:
+    from tests.test_julia_ode import _ode_packages_missing_reason
+
+    if _ode_packages_missing_reason():
+        pytest.skip(_ode_packages_missing_reason())
+    decay = pz.julia_function("(u, p) -> -p .* u")
+    t = np.linspace(0.0, 1.0, 5)
+
+    def loss(p: Any, rhs: Any) -> Any:
+        return np.sum(pz.odesolve(rhs, np.array([2.0]), t, p, reltol=1e-10, abstol=1e-10) ** 2)
+
+    g_jl = pz.gradient(lambda p: loss(p, lambda u, q, s: decay(u, q)), np.array([0.7]), engine="julia")[0]
+    g_np = pz.gradient(lambda p: loss(p, lambda u, q, s: -q * u), np.array([0.7]), engine="numpy")[0]
+    assert_close(g_jl, g_np, rtol=1e-7)
+
+
 def test_julia_function_pytrees() -> None:
     f = pz.julia_function("(x, p) -> sum(abs2, x .* p.w) * p.b + sum(p.layers[1]) * sum(p.layers[2])")
     rng = np.random.default_rng(4)

@@ -14,6 +14,13 @@ import pyzygote as pz
 from tests.test_ode import P_LV, T_DECAY, T_LV, U0_LV, decay, lotka, robertson
 
 julia = pytest.mark.julia
+
+
+def _ode_packages_missing_reason() -> str:
+    from pyzygote.julia.setup import ODE_PACKAGES, julia_status
+
+    missing = [name for name in ODE_PACKAGES if name not in julia_status().packages]
+    return f"ODE packages not installed ({', '.join(missing)}): pyzygote setup-julia" if missing else ""
 TIGHT = dict(reltol=1e-10, abstol=1e-10)
 
 LOTKA_JULIA = "(u, p, t) -> [p[1]*u[1] - p[2]*u[1]*u[2], -p[3]*u[2] + p[4]*u[1]*u[2]]"

@@ -237,6 +237,15 @@ SciMLSensitivity's `sensealg`. Methods in `PyZygoteODEExt`.
 function odesolve_vjp end
 
 """
+    as_tuple(y)
+
+`y` if it is a Tuple, else `(y,)`: the results of a user's Julia function called from traced
+numpy code, in the form the generated code destructures.
+"""
+as_tuple(y::Tuple) = y
+as_tuple(y) = (y,)
+
+"""
     FirstOutput(f)
 
 `(u, p, t) -> first(f(u, p, t))`: a generated right-hand side returns the Tuple of its

@@ -23,6 +23,11 @@ These objects run only on the Julia engine: with the NumPy engine selected
 they raise ``TypeError``, and without Julia ``pz.JuliaNotAvailableError``.
 The source is evaluated on first use, in a module of its own.
 
+Called on traced values inside a numpy function, a Julia function becomes a
+``julia_call`` equation of that function's program (see
+:mod:`pyzygote.primitives.julia_call`), which the Julia engine runs and
+Zygote differentiates with the rest.
+
 >>> import pyzygote as pz
 >>> f = pz.julia_function("x -> sum(abs2, x)")
 >>> f
@@ -37,7 +42,8 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from pyzygote.errors import NonFiniteGradientError
+from pyzygote.errors import JuliaError, NonFiniteGradientError
+from pyzygote.ir import Aval
 from pyzygote.julia import session
 from pyzygote.julia.convert import from_julia, to_julia
 from pyzygote.pytree import Static, flatten, unflatten
@@ -64,11 +70,11 @@ def _julia_ident(name: Any) -> str:
     return name
 
 
-def _tree_expr(tree: Hashable, counter: list[int]) -> str:
-    """Julia expression rebuilding an argument from flat leaves l1, l2, ..."""
+def _tree_expr(tree: Hashable, counter: list[int], leaves: Sequence[str] | None = None) -> str:
+    """Julia expression rebuilding an argument from flat leaves (``l1, l2, ...`` or ``leaves``)."""
     if tree == "*":
         counter[0] += 1
-        return f"l{counter[0]}"
+        return f"l{counter[0]}" if leaves is None else leaves[counter[0] - 1]
     if tree == "s":
         raise TypeError(
             "arguments of Julia functions must be numbers, float numpy arrays, or tuples, lists and dicts of them"
@@ -76,15 +82,21 @@ def _tree_expr(tree: Hashable, counter: list[int]) -> str:
     kind = tree[0]  # type: ignore[index]
     if kind == "dict":
         keys, children = tree[1], tree[2]  # type: ignore[index]
-        fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter)}" for k, c in zip(keys, children)]
+        fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter, leaves)}" for k, c in zip(keys, children)]
         return "(; " + ", ".join(fields) + ")" if fields else "NamedTuple()"
     if kind == "namedtuple":
         cls, children = tree[1], tree[2]  # type: ignore[index]
-        fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter)}" for k, c in zip(cls._fields, children)]
+        fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter, leaves)}" for k, c in zip(cls._fields, children)]
         return "(; " + ", ".join(fields) + ")" if fields else "NamedTuple()"
     children = tree[-1]  # type: ignore[index]
-    parts = [_tree_expr(c, counter) for c in children]
+    parts = [_tree_expr(c, counter, leaves) for c in children]
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def call_arguments(in_tree: Hashable, leaves: Sequence[str]) -> list[str]:
+    """The Julia argument expressions of a call with structure ``in_tree``, from leaf expressions."""
+    counter = [0]
+    return [_tree_expr(c, counter, leaves) for c in in_tree[1]]  # type: ignore[index]
 
 
 def wrapper_source(in_tree: Hashable) -> str:
@@ -98,11 +110,19 @@ def wrapper_source(in_tree: Hashable) -> str:
 class JuliaFunction:
     """A Julia function usable with pyzygote's differentiation API (see :mod:`pyzygote.julia.functions`)."""
 
-    def __init__(self, source: str | None = None, *, module: "JuliaModule | None" = None, name: str | None = None):
+    def __init__(
+        self,
+        source: str | None = None,
+        *,
+        module: "JuliaModule | None" = None,
+        name: str | None = None,
+        result_shape: Any = None,
+    ):
         if source is None and module is None:
             raise TypeError("julia_function needs Julia source text")
         if source is not None and not isinstance(source, str):
             raise TypeError(f"julia_function takes Julia source text (a str), got {type(source).__name__}")
+        self._result_shapes = _result_shapes(result_shape)
         self._source = source
         self._module = module
         self._name = name
@@ -154,12 +174,8 @@ class JuliaFunction:
         names = _leaf_names(tuple(args), leaves, tree, None)
         arrays = []
         for leaf, name in zip(leaves, names):
-            if isinstance(leaf, Tracer):
-                raise TypeError(
-                    f"a pz.julia_function cannot be called inside a numpy function that pyzygote traces ({name} "
-                    "is being traced): pass the Julia function itself to pz.gradient, pz.jacobian, ..., and "
-                    "write any fixed arguments into its Julia source"
-                )
+            if isinstance(leaf, Tracer):  # a nested trace (a Julia function inside an ODE right-hand side, ...)
+                raise TypeError(f"{name} of {self!r} is being traced; call the function on the traced values directly")
             if isinstance(leaf, Static):
                 raise TypeError(
                     f"{name} of a Julia function is {leaf.value!r}; arguments must be numbers, float numpy "
@@ -188,9 +204,49 @@ class JuliaFunction:
         vals = [from_julia(o) for o in outs]
         return vals[0] if len(vals) == 1 else tuple(vals)
 
+    # --- inside traced numpy code -----------------------------------------------------------
+    def _traced_call(self, args: Sequence[Any]) -> Any:
+        """Record the call as a ``julia_call`` equation; the Julia engine runs it."""
+        from pyzygote.primitives.julia_call import julia_call
+        from pyzygote.tracer import Tracer
+        from pyzygote.tracing import _leaf_names
+
+        leaves, tree = flatten(tuple(args))
+        names = _leaf_names(tuple(args), leaves, tree, None)
+        operands = []
+        for leaf, name in zip(leaves, names):
+            if isinstance(leaf, Static):
+                raise TypeError(f"{name} of a Julia function is {leaf.value!r}; arguments must be numbers or arrays")
+            operands.append(leaf if isinstance(leaf, Tracer) else to_input_array(leaf, name))
+        outs = julia_call(self, tree, self._result_avals(tree, operands), operands)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _result_avals(self, tree: Hashable, operands: Sequence[Any]) -> tuple[Aval, ...]:
+        avals = [Aval(np.shape(o), np.asarray(o).dtype if not hasattr(o, "aval") else o.aval.dtype) for o in operands]
+        if self._result_shapes is not None:
+            floats = [a.dtype for a in avals if a.dtype.kind == "f"]
+            dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+            return tuple(Aval(shape, dtype) for shape in self._result_shapes)
+        # No shapes given: call the function once on ones of the argument shapes and dtypes.
+        session.start()
+        probe = [np.ones(a.shape, a.dtype) for a in avals]
+        try:
+            with session.LOCK:
+                outs = session.runtime_call("evaluate", self._wrapped(tree), *map(to_julia, probe))
+                values = [np.asarray(from_julia(o)) for o in outs]
+        except JuliaError as err:
+            raise TypeError(
+                f"to call {self!r} inside a traced numpy function pyzygote needs the shapes of its results, "
+                f"and calling it on arrays of ones to find them failed ({err.args[0].splitlines()[0]}); "
+                "pass them as pz.julia_function(source, result_shape=(...))"
+            ) from err
+        return tuple(Aval(v.shape, v.dtype) for v in values)
+
     # --- the API ------------------------------------------------------------------------
     @session.with_lock
     def __call__(self, *args: Any, engine: str | None = None) -> Any:
+        if _any_traced(args):
+            return self._traced_call(args)
         self._require(engine)
         tree, _, arrays, _ = self._flat(args)
         g = self._wrapped(tree)
@@ -325,14 +381,42 @@ class JuliaModule:
         return sorted(str(n) for n in session.runtime_call("definednames", self._mod))
 
 
-def julia_function(source: str) -> JuliaFunction:
+def julia_function(source: str, *, result_shape: Any = None) -> JuliaFunction:
     """A Julia function from source text, for pyzygote's differentiation API.
+
+    Called on traced values inside a numpy function, it becomes part of that
+    function's program (Julia engine only).  ``result_shape`` (a shape, or a
+    list of shapes for a function returning a Tuple) fixes the shapes of its
+    results there; without it pyzygote calls the function once on arrays of
+    ones to find them.
 
     >>> import pyzygote as pz
     >>> pz.julia_function("(x, p) -> sum(abs2, x .- p) + sum(sin, x)")
     julia_function('(x, p) -> sum(abs2, x .- p) + sum(sin, x)')
     """
-    return JuliaFunction(source)
+    return JuliaFunction(source, result_shape=result_shape)
+
+
+def _any_traced(args: Sequence[Any]) -> bool:
+    from pyzygote.tracer import Tracer
+
+    leaves, _ = flatten(tuple(args))
+    return any(isinstance(leaf, Tracer) for leaf in leaves)
+
+
+def _result_shapes(spec: Any) -> tuple[tuple[int, ...], ...] | None:
+    """``result_shape`` as a tuple of shapes: ``(3,)`` is one result, ``[(3,), ()]`` two."""
+    if spec is None:
+        return None
+
+    def shape(s: Any) -> tuple[int, ...]:
+        if isinstance(s, (tuple, list)) and all(isinstance(d, (int, np.integer)) and d >= 0 for d in s):
+            return tuple(int(d) for d in s)
+        raise TypeError(f"result_shape must be a shape such as (3,) or (), or a list of shapes; got {spec!r}")
+
+    if isinstance(spec, list):
+        return tuple(shape(s) for s in spec)
+    return (shape(spec),)
 
 
 def julia_include(path: str | os.PathLike[str]) -> JuliaModule:
