@@ -6,6 +6,9 @@ check pyzygote's ``engine="auto"`` uses) is true.  To run them, set up Julia
 
     PYTHON_JULIAPKG_EXE=/path/to/julia PYTHON_JULIAPKG_PROJECT=/path/to/project \\
     PYTHON_JULIAPKG_OFFLINE=yes python -m pytest tests -m julia
+
+Unmarked tests run on the NumPy engine even where Julia is set up (see the
+conftest.py beside pyproject.toml).
 """
 
 from __future__ import annotations

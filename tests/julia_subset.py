@@ -584,8 +584,8 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
             raise JuliaSubsetError(f"broadcast call of {name} is not modelled")
         f, out_dtype = _ELEMENTWISE[name]
         return _broadcast(f, args, out_dtype)
-    if name in ("sum", "maximum", "minimum", "prod"):
-        np_fn = {"sum": np.sum, "maximum": np.max, "minimum": np.min, "prod": np.prod}[name]
+    if name in ("sum", "maximum", "minimum", "prod", "PyZygote.prod"):
+        np_fn = {"sum": np.sum, "maximum": np.max, "minimum": np.min, "prod": np.prod, "PyZygote.prod": np.prod}[name]
         (x,) = args
         return _reduce(np_fn, x, kwargs)
     if name == "dropdims":

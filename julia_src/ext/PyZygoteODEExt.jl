@@ -91,12 +91,13 @@ end
 # save time before the failure, and an adjoint's forward solution is interpolated to every
 # save time. Integrating once more without saving leaves the integrator at that time.
 function time_reached(prob, alg, reltol, abstol, maxiters)
-    integrator = OrdinaryDiffEq.init(prob, alg;
+    integrator = OrdinaryDiffEq.init(
+        prob,
+        alg;
         reltol = reltol,
         abstol = abstol,
         maxiters = maxiters,
         save_everystep = false,
-        verbose = false, # the failed solve has already warned
     )
     OrdinaryDiffEq.solve!(integrator)
     return Float64(integrator.t)

@@ -145,6 +145,40 @@ function sign(x::Real)
 end
 
 """
+    prod(x; dims = :)
+
+`Base.prod`, with an `rrule` that does not divide: ChainRules' rule finds zero factors with
+`iszero`, which ForwardDiff 1 answers `false` for a dual whose value is zero but whose
+partials are not, so a Hessian through a product with a zero factor came out 0/0 = NaN.
+Here the derivative with respect to each factor is the product of the other factors of its
+slice, from running products on either side of it.
+"""
+prod(x::AbstractArray; dims = :) = Base.prod(x; dims = dims)
+
+function ChainRulesCore.rrule(::typeof(prod), x::AbstractArray{<:Real}; dims = :)
+    project_x = ProjectTo(x)
+    function prod_pullback(ȳ)
+        return NoTangent(), project_x(unthunk(ȳ) .* _prod_of_others(x, dims))
+    end
+    return prod(x; dims = dims), prod_pullback
+end
+
+_prod_of_others(x::AbstractArray, ::Colon) = reshape(_others(vec(x)), size(x))
+
+function _prod_of_others(x::AbstractArray, dims)
+    return mapslices(s -> reshape(_others(vec(s)), size(s)), x; dims = dims)
+end
+
+# `o[i]` is the product of `v[j]` over all `j != i`.
+function _others(v::AbstractVector)
+    n = length(v)
+    n == 0 && return copy(v)
+    before = [one(eltype(v)); cumprod(v)[1:(n - 1)]]
+    after = [reverse(cumprod(reverse(v)))[2:n]; one(eltype(v))]
+    return before .* after
+end
+
+"""
     primal(x)
 
 The plain number under any ForwardDiff duals. numpy compares values; ForwardDiff 1 also

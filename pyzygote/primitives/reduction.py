@@ -107,7 +107,8 @@ def _prod_jvp(g: Any, ans: Any, x: Any, *, axes: tuple[int, ...]) -> Any:
 
 
 defjvp(reduce_prod_p, _prod_jvp)
-reduce_prod_p.def_julia(lambda e, x, *, axes: jl.reduction("prod", x, axes))
+# PyZygote.prod: Base.prod with a derivative rule that holds at zero factors under ForwardDiff 1.
+reduce_prod_p.def_julia(lambda e, x, *, axes: jl.reduction("PyZygote.prod", x, axes))
 
 
 def reduce_prod(x: Any, axes: tuple[int, ...]) -> Any:
