@@ -217,6 +217,10 @@ def _with_zeros(rng: np.random.Generator) -> tuple[Any, ...]:
 
 case("reduce_prod", "zeros", lambda x: np.prod(x, axis=0), _with_zeros)
 case("reduce_prod", "zeros-all", lambda x: np.prod(x[:, :3]), _with_zeros)
+# empty axes, reduced and kept (mapslices cannot take a first slice of an empty kept axis)
+case("reduce_prod", "empty-kept", lambda x: np.prod(x, axis=1), lambda rng: (rng.uniform(0.5, 1.5, (0, 3)),))
+case("reduce_prod", "empty-reduced", lambda x: np.prod(x, axis=1), lambda rng: (rng.uniform(0.5, 1.5, (3, 0)),))
+case("reduce_prod", "empty-middle", lambda x: np.prod(x, axis=(0, 2)), lambda rng: (rng.uniform(0.5, 1.5, (2, 0, 3)),))
 case("cumsum", "flat", lambda x: np.cumsum(x), uniform(-2, 2), eps=1.0)
 case("cumsum", "axis", lambda x: np.cumsum(x, axis=-1), fixed((2, 4)), eps=1.0)
 case(

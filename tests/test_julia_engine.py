@@ -371,6 +371,14 @@ def test_julia_function_inside_traced_numpy_code() -> None:
     picky = pz.julia_function("x -> all(x .< 0.5) ? x : error(\"too big\")")
     with pytest.raises(TypeError, match="result_shape"):
         pz.gradient(lambda v: np.sum(picky(v)), x, engine="julia")
+    wrong = pz.julia_function("x -> 2 .* x", result_shape=(4,))
+    with pytest.raises(pz.JuliaError, match=r"has size \(3,\), but pyzygote traced size \(4,\)"):
+        pz.gradient(lambda v: np.sum(wrong(v)), x, engine="julia")
+    # a result the Julia function keeps (here a captured array) comes back as a copy
+    keeps = pz.julia_function("let g = [1.0, 2.0, 3.0]\n    x -> g\nend", result_shape=(3,))
+    y, _ = pz.jvp(lambda v: keeps(v), (x,), (np.ones(3),), engine="julia")
+    y[0] = 99.0
+    np.testing.assert_array_equal(pz.jvp(lambda v: keeps(v), (x,), (np.ones(3),), engine="julia")[0], [1.0, 2.0, 3.0])
 
 
 def test_julia_function_inside_an_ode_right_hand_side() -> None:

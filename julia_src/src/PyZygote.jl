@@ -166,6 +166,8 @@ end
 _prod_of_others(x::AbstractArray, ::Colon) = reshape(_others(vec(x)), size(x))
 
 function _prod_of_others(x::AbstractArray, dims)
+    # mapslices reads a first slice even when a kept dimension is empty
+    isempty(x) && return zero(x)
     return mapslices(s -> reshape(_others(vec(s)), size(s)), x; dims = dims)
 end
 
@@ -271,13 +273,38 @@ SciMLSensitivity's `sensealg`. Methods in `PyZygoteODEExt`.
 function odesolve_vjp end
 
 """
-    as_tuple(y)
+    results(y, sizes::Tuple)
 
-`y` if it is a Tuple, else `(y,)`: the results of a user's Julia function called from traced
-numpy code, in the form the generated code destructures.
+The results of a user's Julia function called from traced numpy code, as the Tuple the
+generated code destructures, after checking them against the sizes pyzygote traced with
+(`()` for a number).
 """
+function results(y, sizes::Tuple)
+    ys = as_tuple(y)
+    ChainRulesCore.ignore_derivatives() do
+        _check_results(ys, sizes)
+    end
+    return ys
+end
+
 as_tuple(y::Tuple) = y
 as_tuple(y) = (y,)
+
+function _check_results(ys::Tuple, sizes::Tuple)
+    if length(ys) != length(sizes)
+        msg = "the Julia function returned $(length(ys)) results where pyzygote traced " *
+            "$(length(sizes)) (see result_shape)"
+        throw(ArgumentError(msg))
+    end
+    for (k, (r, sz)) in enumerate(zip(ys, sizes))
+        if size(r) != sz
+            msg = "result $k of the Julia function has size $(size(r)), but pyzygote traced " *
+                "size $sz (see result_shape)"
+            throw(ArgumentError(msg))
+        end
+    end
+    return nothing
+end
 
 """
     FirstOutput(f)

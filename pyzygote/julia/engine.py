@@ -29,6 +29,7 @@ __all__ = ["JuliaEngine", "julia_engine", "julia_source"]
 class CompiledProgram:
     fn: Any  # the Julia closure (x1, x2, ...) -> Tuple of outputs
     consts: tuple[np.ndarray, ...]  # views of the closure's constant arrays: results must not alias them
+    calls_julia: bool  # calls a user's Julia function: its results may be arrays that function keeps
     source: str
     name: str
     module: Any
@@ -48,7 +49,8 @@ def _compile(prog: Program) -> CompiledProgram:
     builder = session.runtime_call("getname", module, emitted.name, origin="program")
     fn, const_arrays = session.runtime_call("build", builder, *map(_maker_argument, emitted.consts), origin="program")
     consts = tuple(np.asarray(c) for c in const_arrays)
-    return CompiledProgram(fn, consts, emitted.source, emitted.name, module)
+    calls_julia = any(eqn.prim.name == "julia_call" for eqn in prog.eqns)
+    return CompiledProgram(fn, consts, calls_julia, emitted.source, emitted.name, module)
 
 
 def _maker_argument(const: Any) -> Any:
@@ -82,10 +84,20 @@ def _check_count(values: Sequence[Any], avals: Sequence[Aval], what: str) -> Non
         raise ValueError(f"the Julia engine returned {len(values)} {what}s, expected {len(avals)}; this is a pyzygote bug")
 
 
+def _origin(prog: Program) -> str:
+    """Whose code a Julia error comes from: generated code, or a user's Julia function in it."""
+    return "user" if any(eqn.prim.name == "julia_call" for eqn in prog.eqns) else "program"
+
+
 def _views(
-    values: Sequence[Any], avals: Sequence[Aval], what: str, keep_apart: Sequence[Any]
+    values: Sequence[Any], avals: Sequence[Aval], what: str, keep_apart: Sequence[Any], c: CompiledProgram
 ) -> tuple[Any, ...]:
-    """Fresh results as numpy views of Julia memory (copied where they could alias ``keep_apart``)."""
+    """Fresh results as numpy views of Julia memory (copied where they could alias ``keep_apart``).
+
+    A program calling a user's Julia function may return an array that function keeps (a
+    global, say): its results are copies."""
+    if c.calls_julia:
+        return _copies(values, avals, what)
     _check_count(values, avals, what)
     arrays = tuple(v for v in keep_apart if isinstance(v, np.ndarray))
     return results_from_julia(values, [(a.dtype, a.shape) for a in avals], what, keep_apart=arrays)
@@ -108,26 +120,26 @@ class JuliaEngine:
     def evaluate(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
         c = compiled(prog)
         with session.LOCK:
-            outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin="program")
-            return _views(outs, prog.out_avals, "output", c.consts)
+            outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin=_origin(prog))
+            return _views(outs, prog.out_avals, "output", c.consts, c)
 
     def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, list[Any]]:
         c = compiled(prog)
         with session.LOCK:
-            val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin="program")
+            val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin=_origin(prog))
             (y,) = _copies((val,), prog.out_avals[:1], "output")
-            return y, list(_views(grads, prog.in_avals, "gradient", c.consts))
+            return y, list(_views(grads, prog.in_avals, "gradient", c.consts, c))
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         c = compiled(prog)
         in_avals = prog.in_avals
         with session.LOCK:
-            ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin="program")
+            ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin=_origin(prog))
             values = _copies(ys, prog.out_avals, "output")
 
         def backward(*cts: Any) -> list[Any]:
             with session.LOCK:
-                grads = session.call(back, *map(to_julia, cts), origin="program")
+                grads = session.call(back, *map(to_julia, cts), origin=_origin(prog))
                 return list(_copies(grads, in_avals, "cotangent"))
 
         return values, backward
@@ -136,16 +148,16 @@ class JuliaEngine:
         c = compiled(prog)
         args = [to_julia(a) for a in arrays] + [to_julia(t) for t in tangents]
         with session.LOCK:
-            ys, ts = session.runtime_call("jvp", c.fn, len(arrays), *args, origin="program")
-            values = _views(ys, prog.out_avals, "output", c.consts)
-            return values, _views(ts, prog.out_avals, "tangent", c.consts + values)
+            ys, ts = session.runtime_call("jvp", c.fn, len(arrays), *args, origin=_origin(prog))
+            values = _views(ys, prog.out_avals, "output", c.consts, c)
+            return values, _views(ts, prog.out_avals, "tangent", c.consts + values, c)
 
     def hessian(self, prog: Program, arrays: Sequence[np.ndarray], argnum: int) -> np.ndarray:
         c = compiled(prog)
         x = prog.in_avals[argnum]
         with session.LOCK:
             # PyZygote.hessian takes a Julia (1-based) argument number.
-            h = session.runtime_call("hessian", c.fn, argnum + 1, *map(to_julia, arrays), origin="program")
+            h = session.runtime_call("hessian", c.fn, argnum + 1, *map(to_julia, arrays), origin=_origin(prog))
             (hess,) = results_from_julia((h,), [(x.dtype, x.shape + x.shape)], "Hessian", c.consts)
             return np.asarray(hess)
 

@@ -227,9 +227,10 @@ class JuliaFunction:
             floats = [a.dtype for a in avals if a.dtype.kind == "f"]
             dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
             return tuple(Aval(shape, dtype) for shape in self._result_shapes)
-        # No shapes given: call the function once on ones of the argument shapes and dtypes.
+        # No shapes given: call the function once, on ones in place of the traced arguments
+        # (constants as they are: they may set a result's size or the function's domain).
         session.start()
-        probe = [np.ones(a.shape, a.dtype) for a in avals]
+        probe = [np.ones(a.shape, a.dtype) if hasattr(o, "aval") else o for a, o in zip(avals, operands)]
         try:
             with session.LOCK:
                 outs = session.runtime_call("evaluate", self._wrapped(tree), *map(to_julia, probe))

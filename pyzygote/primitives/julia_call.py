@@ -55,9 +55,11 @@ julia_call_p.jvp = _julia_call_jvp
 
 @julia_call_p.def_julia
 def _julia_call_julia(e: Any, *xs: Any, fn: Any, in_tree: Hashable, out_avals: tuple[Aval, ...]) -> str:
+    from pyzygote.julia.codegen import jtuple
     from pyzygote.julia.functions import call_arguments
 
-    call = f"PyZygote.as_tuple({e.julia_object(fn)}({', '.join(call_arguments(in_tree, list(xs)))}))"
+    sizes = jtuple([jtuple([str(d) for d in a.shape]) for a in out_avals])
+    call = f"PyZygote.results({e.julia_object(fn)}({', '.join(call_arguments(in_tree, list(xs)))}), {sizes})"
     return f"first({call})" if len(out_avals) == 1 else call
 
 
