@@ -775,6 +775,9 @@ def test_julia_call_needs_the_julia_engine_and_valid_result_shapes() -> None:
     for bad in ((3.0,), "3", [(3,), (-1,)]):
         with pytest.raises(TypeError, match="result_shape must be a shape"):
             pz.julia_function("x -> x", result_shape=bad)
+    # a Julia function without shapes gets them with with_result_shape (as julia_include's must)
+    g = pz.julia_function("x -> sum(x)").with_result_shape(())
+    assert pz.make_program(lambda v: g(v) * 2.0, np.ones(3)).out_avals[0].shape == ()
     from pyzygote.julia.setup import julia_is_set_up
 
     if not julia_is_set_up():  # without result_shape the shapes come from calling the function

@@ -204,6 +204,13 @@ class JuliaFunction:
         vals = [from_julia(o) for o in outs]
         return vals[0] if len(vals) == 1 else tuple(vals)
 
+    def with_result_shape(self, result_shape: Any) -> "JuliaFunction":
+        """The same Julia function with its result shapes fixed for calls inside traced numpy
+        code (for functions from ``pz.julia_include``: ``m.energy.with_result_shape(())``)."""
+        other = JuliaFunction(self._source, module=self._module, name=self._name, result_shape=result_shape)
+        other._fn, other._wrappers = self._fn, self._wrappers
+        return other
+
     # --- inside traced numpy code -----------------------------------------------------------
     def _traced_call(self, args: Sequence[Any]) -> Any:
         """Record the call as a ``julia_call`` equation; the Julia engine runs it."""
