@@ -29,6 +29,7 @@ from pyzygote.engines import get_engine
 from pyzygote.engines.numpy_engine import NumpyEngine
 from tests.aliasing import assert_results_are_own
 from tests.cases import ALL_CASES, Case, rng_for
+from tests.test_julia_ode import _ode_packages_missing_reason
 
 pytestmark = pytest.mark.julia
 
@@ -39,19 +40,10 @@ def solves_ode(case: Case) -> bool:
     return case.prim.startswith("odesolve")
 
 
-def _ode_packages_missing() -> list[str]:
-    from pyzygote.julia.setup import ODE_PACKAGES, julia_status
-
-    packages = julia_status().packages
-    return [name for name in ODE_PACKAGES if name not in packages]
-
-
 def params(cases: list[Case]) -> list[Any]:
     """Cases as parameters; ODE cases skip when the optional ODE packages are not installed."""
-    missing = _ode_packages_missing()
-    skip_ode = pytest.mark.skipif(
-        bool(missing), reason=f"ODE packages not installed ({', '.join(missing)}): pyzygote setup-julia"
-    )
+    reason = _ode_packages_missing_reason()
+    skip_ode = pytest.mark.skipif(bool(reason), reason=reason)
     return [pytest.param(c, id=c.id, marks=[skip_ode] if solves_ode(c) else []) for c in cases]
 
 
@@ -382,8 +374,6 @@ def test_julia_function_inside_traced_numpy_code() -> None:
 
 
 def test_julia_function_inside_an_ode_right_hand_side() -> None:
-    from tests.test_julia_ode import _ode_packages_missing_reason
-
     if _ode_packages_missing_reason():
         pytest.skip(_ode_packages_missing_reason())
     decay = pz.julia_function("(u, p) -> -p .* u")

@@ -93,15 +93,16 @@ def results_from_julia(
     values: Sequence[Any],
     specs: Iterable[tuple[Any, tuple[int, ...]]],
     what: str,
-    keep_apart: Sequence[np.ndarray] = (),
+    keep_apart: Sequence[Any] = (),
 ) -> tuple[Any, ...]:
     """Fresh Julia results as numpy views, copying any that could alias.
 
     ``specs`` gives the expected ``(dtype, shape)`` of each value.  A view is
-    copied when it may share memory with an array in ``keep_apart`` (views
-    of the program's constants) or with an earlier result: Zygote hands the
-    same array to both arguments of ``x + y``, and a program may return a
-    constant (see :mod:`pyzygote.engines.results`).
+    copied when it may share memory with an array in ``keep_apart`` (views of
+    the program's constants; other values there are ignored) or with an
+    earlier result: Zygote hands the same array to both arguments of
+    ``x + y``, and a program may return a constant (see
+    :mod:`pyzygote.engines.results`).
     """
     arrays = [from_julia(value, dtype, shape, what, copy=False) for value, (dtype, shape) in zip(values, specs)]
     return unaliased(arrays, keep_apart)

@@ -84,9 +84,9 @@ def _check_count(values: Sequence[Any], avals: Sequence[Aval], what: str) -> Non
         raise ValueError(f"the Julia engine returned {len(values)} {what}s, expected {len(avals)}; this is a pyzygote bug")
 
 
-def _origin(prog: Program) -> str:
+def _origin(c: CompiledProgram) -> str:
     """Whose code a Julia error comes from: generated code, or a user's Julia function in it."""
-    return "user" if any(eqn.prim.name == "julia_call" for eqn in prog.eqns) else "program"
+    return "user" if c.calls_julia else "program"
 
 
 def _views(
@@ -99,8 +99,7 @@ def _views(
     if c.calls_julia:
         return _copies(values, avals, what)
     _check_count(values, avals, what)
-    arrays = tuple(v for v in keep_apart if isinstance(v, np.ndarray))
-    return results_from_julia(values, [(a.dtype, a.shape) for a in avals], what, keep_apart=arrays)
+    return results_from_julia(values, [(a.dtype, a.shape) for a in avals], what, keep_apart=keep_apart)
 
 
 def _copies(values: Sequence[Any], avals: Sequence[Aval], what: str) -> tuple[Any, ...]:
@@ -120,13 +119,13 @@ class JuliaEngine:
     def evaluate(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
         c = compiled(prog)
         with session.LOCK:
-            outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin=_origin(prog))
+            outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin=_origin(c))
             return _views(outs, prog.out_avals, "output", c.consts, c)
 
     def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, list[Any]]:
         c = compiled(prog)
         with session.LOCK:
-            val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin=_origin(prog))
+            val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin=_origin(c))
             (y,) = _copies((val,), prog.out_avals[:1], "output")
             return y, list(_views(grads, prog.in_avals, "gradient", c.consts, c))
 
@@ -134,12 +133,12 @@ class JuliaEngine:
         c = compiled(prog)
         in_avals = prog.in_avals
         with session.LOCK:
-            ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin=_origin(prog))
+            ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin=_origin(c))
             values = _copies(ys, prog.out_avals, "output")
 
         def backward(*cts: Any) -> list[Any]:
             with session.LOCK:
-                grads = session.call(back, *map(to_julia, cts), origin=_origin(prog))
+                grads = session.call(back, *map(to_julia, cts), origin=_origin(c))
                 return list(_copies(grads, in_avals, "cotangent"))
 
         return values, backward
@@ -148,7 +147,7 @@ class JuliaEngine:
         c = compiled(prog)
         args = [to_julia(a) for a in arrays] + [to_julia(t) for t in tangents]
         with session.LOCK:
-            ys, ts = session.runtime_call("jvp", c.fn, len(arrays), *args, origin=_origin(prog))
+            ys, ts = session.runtime_call("jvp", c.fn, len(arrays), *args, origin=_origin(c))
             values = _views(ys, prog.out_avals, "output", c.consts, c)
             return values, _views(ts, prog.out_avals, "tangent", c.consts + values, c)
 
@@ -157,7 +156,7 @@ class JuliaEngine:
         x = prog.in_avals[argnum]
         with session.LOCK:
             # PyZygote.hessian takes a Julia (1-based) argument number.
-            h = session.runtime_call("hessian", c.fn, argnum + 1, *map(to_julia, arrays), origin=_origin(prog))
+            h = session.runtime_call("hessian", c.fn, argnum + 1, *map(to_julia, arrays), origin=_origin(c))
             (hess,) = results_from_julia((h,), [(x.dtype, x.shape + x.shape)], "Hessian", c.consts)
             return np.asarray(hess)
 

@@ -46,7 +46,9 @@ from pyzygote.errors import JuliaError, NonFiniteGradientError
 from pyzygote.ir import Aval
 from pyzygote.julia import session
 from pyzygote.julia.convert import from_julia, to_julia
+from pyzygote.primitive import aval_of
 from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.tracer import Tracer
 from pyzygote.tracing import to_input_array
 
 __all__ = ["JuliaFunction", "JuliaModule", "julia_function", "julia_include", "is_julia_function"]
@@ -167,14 +169,13 @@ class JuliaFunction:
 
     # --- arguments ------------------------------------------------------------------
     def _flat(self, args: Sequence[Any]) -> tuple[Any, list[Any], list[np.ndarray], list[str]]:
-        from pyzygote.tracer import Tracer
         from pyzygote.tracing import _leaf_names
 
         leaves, tree = flatten(tuple(args))
         names = _leaf_names(tuple(args), leaves, tree, None)
         arrays = []
         for leaf, name in zip(leaves, names):
-            if isinstance(leaf, Tracer):  # a nested trace (a Julia function inside an ODE right-hand side, ...)
+            if isinstance(leaf, Tracer):  # pz.gradient(f, ...) of a Julia function, inside traced code
                 raise TypeError(f"{name} of {self!r} is being traced; call the function on the traced values directly")
             if isinstance(leaf, Static):
                 raise TypeError(
@@ -215,7 +216,6 @@ class JuliaFunction:
     def _traced_call(self, args: Sequence[Any]) -> Any:
         """Record the call as a ``julia_call`` equation; the Julia engine runs it."""
         from pyzygote.primitives.julia_call import julia_call
-        from pyzygote.tracer import Tracer
         from pyzygote.tracing import _leaf_names
 
         leaves, tree = flatten(tuple(args))
@@ -229,7 +229,7 @@ class JuliaFunction:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _result_avals(self, tree: Hashable, operands: Sequence[Any]) -> tuple[Aval, ...]:
-        avals = [Aval(np.shape(o), np.asarray(o).dtype if not hasattr(o, "aval") else o.aval.dtype) for o in operands]
+        avals = [aval_of(o) for o in operands]
         if self._result_shapes is not None:
             floats = [a.dtype for a in avals if a.dtype.kind == "f"]
             dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
@@ -237,7 +237,7 @@ class JuliaFunction:
         # No shapes given: call the function once, on ones in place of the traced arguments
         # (constants as they are: they may set a result's size or the function's domain).
         session.start()
-        probe = [np.ones(a.shape, a.dtype) if hasattr(o, "aval") else o for a, o in zip(avals, operands)]
+        probe = [np.ones(a.shape, a.dtype) if isinstance(o, Tracer) else o for a, o in zip(avals, operands)]
         try:
             with session.LOCK:
                 outs = session.runtime_call("evaluate", self._wrapped(tree), *map(to_julia, probe))
@@ -406,7 +406,6 @@ def julia_function(source: str, *, result_shape: Any = None) -> JuliaFunction:
 
 
 def _any_traced(args: Sequence[Any]) -> bool:
-    from pyzygote.tracer import Tracer
 
     leaves, _ = flatten(tuple(args))
     return any(isinstance(leaf, Tracer) for leaf in leaves)
