@@ -28,11 +28,12 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
+from pyzygote.errors import TracerBoolError
 from pyzygote.ir import Program
 from pyzygote.pytree import Static, flatten, unflatten
 from pyzygote.tracer import Builder
 
-__all__ = ["make_program", "Traced", "trace", "to_input_array", "clear_cache"]
+__all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
 _ALLOWED_KINDS = "f"
 
@@ -246,7 +247,7 @@ def _trace_fresh(f: Callable[..., Any], leaves: list[Any], tree: Hashable, array
     slots = [i for i, leaf in enumerate(leaves) if not isinstance(leaf, Static)]
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
     before = _closure_guard(f)
-    out = f(*unflatten(tree, traced_leaves))
+    out = call_traced(f, *unflatten(tree, traced_leaves))
     reached: list[np.ndarray] = []
     after = _closure_guard(f, reached)
     # What f itself changes while it runs (a call counter, a log list) is its
@@ -263,6 +264,32 @@ def _trace_fresh(f: Callable[..., Any], leaves: list[Any], tree: Hashable, array
     known = {id(orig) for orig, _ in captured}
     captured += tuple((a, np.array(a, copy=True)) for a in reached if id(a) not in known)
     return Traced(prog, tree, leaves, slots, out_tree, (guard, captured))
+
+
+# numpy's words when a traced value is written into one of its own arrays (np.zeros(n)[i] = v):
+# numpy takes the tracer for a sequence, since it has __len__ and __getitem__.
+_SEQUENCE_MESSAGE = "setting an array element with a sequence"
+
+
+def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
+    """``f(*tracers)``, with numpy's error for a traced value stored into a numpy array explained."""
+    try:
+        return f(*tracers)
+    except ValueError as exc:
+        if _SEQUENCE_MESSAGE in str(exc):
+            raise _assigned_into_numpy_array() from exc
+        raise
+
+
+def _assigned_into_numpy_array() -> TracerBoolError:
+    return TracerBoolError(
+        "numpy could not store a value into one of its arrays (\""
+        + _SEQUENCE_MESSAGE
+        + "\"). While tracing this usually means a traced value was written into an array made by "
+        "np.zeros(n), np.empty(n) or np.array of numbers, which can hold only numbers. Create the array "
+        "from a traced one instead (y = np.zeros_like(u), then y[i] = v), or build it at once with "
+        "np.array([...]) or np.stack."
+    )
 
 
 def _captured(b: Builder) -> list[tuple[Any, Any]]:

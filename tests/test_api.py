@@ -262,6 +262,31 @@ def test_python_control_flow_on_traced_values(f: Any) -> None:
     assert isinstance(info.value, TypeError)
 
 
+def _fill_numpy_array(u: Any) -> Any:
+    du = np.zeros(2)
+    du[0] = u[1]
+    du[1] = -u[0]
+    return du
+
+
+def test_traced_value_written_into_a_numpy_array() -> None:
+    with pytest.raises(pz.TracerBoolError, match=r"np\.zeros_like\(u\)") as info:
+        pz.jacobian(_fill_numpy_array, np.ones(2))
+    assert "setting an array element with a sequence" in str(info.value)
+    with pytest.raises(pz.TracerBoolError, match="np.zeros_like"):
+        pz.odesolve(lambda u, p, t: _fill_numpy_array(u), [1.0, 0.0], [0.0, 1.0], [])
+    # The same code on a traced array is a functional update: the Jacobian of a rotation.
+    (jac,) = pz.jacobian(_rotate, np.ones(2))
+    np.testing.assert_array_equal(jac, [[0.0, 1.0], [-1.0, 0.0]])
+
+
+def _rotate(u: Any) -> Any:
+    du = np.zeros_like(u)
+    du[0] = u[1]
+    du[1] = -u[0]
+    return du
+
+
 def test_unsupported_numpy_function() -> None:
     with pytest.raises(pz.UnsupportedOperationError) as info:
         pz.gradient(lambda x: np.sum(np.sort(x)), np.ones(3))

@@ -27,6 +27,7 @@ from pyzygote.ir import Program
 from pyzygote.primitive import zeros
 from pyzygote.primitives.shape import convert
 from pyzygote.tracer import Builder, as_operand
+from pyzygote.tracing import call_traced
 from pyzygote.transforms.cse import cse
 from pyzygote.transforms.evaluate import eval_program
 from pyzygote.transforms.jvp import jvp_eval
@@ -88,7 +89,7 @@ class RHS:
         if hit is None:
             b = Builder()
             u, p, t = b.new_input((n,), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
-            du = as_operand(f(u, p, t))
+            du = as_operand(call_traced(f, u, p, t))
             if np.shape(du) != (n,):
                 raise ValueError(
                     f"the right-hand side returned shape {np.shape(du)}, expected ({n},) like u0"
