@@ -192,6 +192,14 @@ def test_auto_falls_back_to_numpy_with_exactly_one_notice(no_julia: Path, capsys
     assert "pyzygote setup-julia" in err
 
 
+def test_pyzygote_quiet_silences_the_notice(
+    no_julia: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYZYGOTE_QUIET", "1")
+    assert pz.current_engine_name() == "numpy"
+    assert capsys.readouterr().err == ""
+
+
 def test_engine_julia_without_julia_fails_fast(no_julia: Path, no_network: list[str]) -> None:
     had_juliacall = "juliacall" in sys.modules
     t0 = time.perf_counter()

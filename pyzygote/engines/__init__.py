@@ -68,6 +68,11 @@ def _requested(name: str | None) -> str:
     return "auto"
 
 
+def quiet() -> bool:
+    """``PYZYGOTE_QUIET`` is set: no notices on stderr (which engine runs, Julia starting)."""
+    return os.environ.get("PYZYGOTE_QUIET", "").lower() in ("1", "yes", "true")
+
+
 def current_engine_name(name: str | None = None) -> str:
     """The engine a call would use now (``auto`` resolved)."""
     requested = _requested(name)
@@ -79,11 +84,12 @@ def current_engine_name(name: str | None = None) -> str:
         return "julia"
     if not _auto_notice_shown[0]:
         _auto_notice_shown[0] = True
-        print(
-            "pyzygote: using the NumPy engine (Julia is not set up). "
-            "Run `pyzygote setup-julia` to use Zygote.jl, or `pyzygote doctor` for details.",
-            file=sys.stderr,
-        )
+        if not quiet():
+            print(
+                "pyzygote: using the NumPy engine (Julia is not set up). "
+                "Run `pyzygote setup-julia` to use Zygote.jl, or `pyzygote doctor` for details.",
+                file=sys.stderr,
+            )
     return "numpy"
 
 

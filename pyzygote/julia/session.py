@@ -41,6 +41,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from pyzygote.engines import quiet
 from pyzygote.errors import JuliaError, JuliaNotAvailableError, SolverError
 
 __all__ = [
@@ -105,10 +106,6 @@ def _warn_torch() -> None:
         )
 
 
-def _quiet() -> bool:
-    return os.environ.get("PYZYGOTE_QUIET", "").lower() in ("1", "yes", "true")
-
-
 def start() -> Any:
     """Start Julia (once) and load PyZygote; return the runtime module.
 
@@ -130,7 +127,7 @@ def start() -> Any:
             raise JuliaNotAvailableError(not_available_message(status))
         _apply_env_defaults()
         _warn_torch()
-        if not _quiet():
+        if not quiet():
             print(
                 "pyzygote: starting Julia (the first start after installing precompiles packages and can take "
                 "minutes; each new function then compiles on its first call)",
@@ -160,7 +157,7 @@ def start() -> Any:
             )
             raise JuliaNotAvailableError(_state["error"]) from None
         _state["rt"] = rt
-        if not _quiet():
+        if not quiet():
             print(f"pyzygote: Julia ready ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
         return rt
 
