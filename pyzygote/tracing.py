@@ -190,14 +190,23 @@ def _leaf_names(args: tuple[Any, ...], leaves: list[Any], tree: Hashable, argnam
     return names
 
 
-def trace(f: Callable[..., Any], args: tuple[Any, ...], argnames: list[str] | None = None) -> tuple[Traced, list[np.ndarray]]:
-    """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays."""
+def trace(
+    f: Callable[..., Any],
+    args: tuple[Any, ...],
+    argnames: list[str] | None = None,
+    output: Callable[[Any], Any] | None = None,
+) -> tuple[Traced, list[np.ndarray]]:
+    """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays.
+
+    ``output``, if given, is applied to what ``f`` returns, inside the trace
+    (an ODE right-hand side's list of scalars becomes one float64 vector).
+    """
     if not callable(f):
         raise TypeError(f"expected a function of numpy arrays to differentiate, got {type(f).__name__} {f!r}")
     leaves, tree = flatten(tuple(args))
     names = _leaf_names(args, leaves, tree, argnames)
     arrays: list[Any] = []
-    key_parts: list[Any] = [tree]
+    key_parts: list[Any] = [tree, output]
     for leaf, name in zip(leaves, names):
         if isinstance(leaf, Static):
             key_parts.append(leaf.key())
@@ -212,7 +221,7 @@ def trace(f: Callable[..., Any], args: tuple[Any, ...], argnames: list[str] | No
         # This call's leaves: whether a result is a Python float or an array
         # follows this call's arguments (2.0 and np.array(2.0) share a trace).
         return dataclasses.replace(hit, leaves=leaves), arrays
-    traced = _trace_fresh(f, leaves, tree, arrays)
+    traced = _trace_fresh(f, leaves, tree, arrays, output)
     if per_fn is not None:
         per_fn[key] = traced
     return traced, arrays
@@ -240,7 +249,13 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
 
 
-def _trace_fresh(f: Callable[..., Any], leaves: list[Any], tree: Hashable, arrays: list[np.ndarray]) -> Traced:
+def _trace_fresh(
+    f: Callable[..., Any],
+    leaves: list[Any],
+    tree: Hashable,
+    arrays: list[np.ndarray],
+    output: Callable[[Any], Any] | None,
+) -> Traced:
     b = Builder()
     tracers = [b.new_input(a.shape, a.dtype) for a in arrays]
     it = iter(tracers)
@@ -248,6 +263,8 @@ def _trace_fresh(f: Callable[..., Any], leaves: list[Any], tree: Hashable, array
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
     before = _closure_guard(f)
     out = call_traced(f, *unflatten(tree, traced_leaves))
+    if output is not None:
+        out = output(out)
     reached: list[np.ndarray] = []
     after = _closure_guard(f, reached)
     # What f itself changes while it runs (a call counter, a log list) is its

@@ -235,6 +235,10 @@ def test_nan_reaching_a_traced_solve_is_refused_before_solving():
 def test_wrong_rhs_shape_and_unknown_solver():
     with pytest.raises(ValueError, match=r"returned shape \(3,\), expected \(2,\)"):
         pz.odesolve(lambda u, p, t: np.ones(3) * u[0], U0_LV, T_LV)
+    with pytest.raises(ValueError, match=r"returned shape \(2, 2\), expected \(2,\)"):
+        pz.odesolve(lambda u, p, t: (u, u), U0_LV, T_LV)
+    with pytest.raises(ValueError, match=r"f\(u, p, t\), SciML's argument order"):
+        pz.odesolve(lambda t, u, p: -u, U0_LV, T_LV, [1.0])
     with pytest.raises(ValueError, match="unknown solver alg='RK4'.*Tsit5"):
         pz.odesolve(lotka, U0_LV, T_LV, P_LV, alg="RK4")
     with pytest.raises(ValueError, match="unknown solver alg='Tsit5 '"):
@@ -248,6 +252,48 @@ def test_wrong_rhs_shape_and_unknown_solver():
         pz.odesolve(lotka, U0_LV, T_LV, P_LV, sensealg="magic")
     with pytest.raises(ValueError, match="tspan"):
         pz.ODEProblem(decay, [1.0], (1.0, 0.0), [1.0])
+
+
+# --- what a right-hand side reads is part of its trace --------------------------------------
+FORCING = np.array([1.0])
+RATE = 1.0
+
+
+def forced_decay(u, p, t):
+    return -p[0] * u + FORCING
+
+
+def scaled_decay(u, p, t):
+    return -RATE * p[0] * u
+
+
+def test_rhs_is_traced_again_when_a_captured_array_changes():
+    t = np.array([0.0, 1.0])
+    try:
+        before = pz.odesolve(forced_decay, [0.0], t, [1.0], **TIGHT)[-1, 0]
+        FORCING[0] = 3.0  # u(1) = F (1 - e^-1)
+        after = pz.odesolve(forced_decay, [0.0], t, [1.0], **TIGHT)[-1, 0]
+    finally:
+        FORCING[0] = 1.0
+    np.testing.assert_allclose([before, after], [1 - np.exp(-1), 3 * (1 - np.exp(-1))], rtol=1e-8)
+
+
+def test_rhs_is_traced_again_when_a_global_is_rebound():
+    global RATE
+    t = np.array([0.0, 1.0])
+
+    def loss(p):
+        return pz.odesolve(scaled_decay, [1.0], t, p, **TIGHT)[-1, 0]
+
+    try:
+        grads = []
+        for rate in (1.0, 2.0):
+            RATE = rate  # d/dp exp(-rate p) = -rate exp(-rate p) at p = 1
+            grads.append(pz.gradient(loss, np.array([1.0]))[0][0])
+            grads.append(pz.gradient(loss, np.array([1.0]))[0][0])  # the cached trace, still valid
+    finally:
+        RATE = 1.0
+    np.testing.assert_allclose(grads, [-np.exp(-1)] * 2 + [-2 * np.exp(-2)] * 2, rtol=1e-8)
 
 
 # --- second derivatives ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pyzygote.ir import Program
 from pyzygote.primitive import zeros
 from pyzygote.primitives.shape import convert
 from pyzygote.tracer import Builder, as_operand
-from pyzygote.tracing import call_traced
+from pyzygote.tracing import trace
 from pyzygote.transforms.cse import cse
 from pyzygote.transforms.evaluate import eval_program
 from pyzygote.transforms.jvp import jvp_eval
@@ -36,7 +36,13 @@ from pyzygote.transforms.vjp import vjp_programs
 
 __all__ = ["RHS"]
 
-_TRACES: "weakref.WeakKeyDictionary[Any, dict[tuple, RHS]]" = weakref.WeakKeyDictionary()
+# The RHS (with its derived programs) last built for each function and sizes.
+_RHS: "weakref.WeakKeyDictionary[Any, dict[tuple[int, int], RHS]]" = weakref.WeakKeyDictionary()
+
+
+def _as_derivative(du: Any) -> Any:
+    """What a right-hand side returns (an array, a list of scalars) as one float64 array."""
+    return convert(as_operand(du), np.float64)
 
 
 class JuliaRHS:
@@ -76,26 +82,31 @@ class RHS:
 
     @staticmethod
     def trace(f: Callable[..., Any], n: int, m: int) -> "RHS":
-        """Trace ``f`` at u of shape (n,), p of shape (m,), scalar t (cached per function)."""
+        """Trace ``f`` at u of shape (n,), p of shape (m,), scalar t.
+
+        The trace is cached like any other (:func:`pyzygote.tracing.trace`): it is
+        redone when what ``f`` reads from its closure or globals changes, and
+        the derived programs of the :class:`RHS` are kept as long as it is valid.
+        """
         from pyzygote.julia.functions import is_julia_function
 
         if is_julia_function(f):
             return JuliaRHS(f, n, m)  # type: ignore[return-value]
+        traced, _ = trace(f, (np.zeros(n), np.zeros(m), 0.0), ["u", "p", "t"], output=_as_derivative)
+        prog = traced.program
         try:
-            per_fn = _TRACES.setdefault(f, {})
+            per_fn = _RHS.setdefault(f, {})
         except TypeError:
             per_fn = {}
         hit = per_fn.get((n, m))
-        if hit is None:
-            b = Builder()
-            u, p, t = b.new_input((n,), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
-            du = as_operand(call_traced(f, u, p, t))
-            if np.shape(du) != (n,):
+        if hit is None or hit.program is not prog:
+            shape = prog.out_avals[0].shape
+            if shape != (n,):
                 raise ValueError(
-                    f"the right-hand side returned shape {np.shape(du)}, expected ({n},) like u0"
+                    f"the right-hand side returned shape {shape}, expected ({n},) like u0 "
+                    "(it is called as f(u, p, t), SciML's argument order; SciPy's solve_ivp calls f(t, u))"
                 )
-            du = convert(du, np.float64)
-            hit = per_fn[(n, m)] = RHS(f, b.build([u, p, t], [du]), n, m)
+            hit = per_fn[(n, m)] = RHS(f, prog, n, m)
         return hit
 
     # --- plain evaluation -----------------------------------------------------------
