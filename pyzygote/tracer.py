@@ -38,13 +38,13 @@ class Builder:
 
     def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
         t = Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
-        self._inputs[id(t)] = (t, t.var)
+        self._inputs[id(t)] = (t, t._var)
         return t
 
     def _input_var(self, t: "Tracer") -> Var:
         """An input's own variable, even if the traced code assigned into it (``x[0] = v``)."""
         hit = self._inputs.get(id(t))
-        return hit[1] if hit is not None and hit[0] is t else t.var
+        return hit[1] if hit is not None and hit[0] is t else t._var
 
     def to_atom(self, x: Any) -> Var | Literal:
         if isinstance(x, Tracer):
@@ -54,7 +54,7 @@ class Builder:
                     "inside another (an ODE right-hand side, say) must receive traced "
                     "values as arguments (through p or u0), not capture them from outside"
                 )
-            return x.var
+            return x._var
         arr = np.asarray(x)
         if arr.dtype == object:
             raise TypeError(f"cannot use an object array as a constant: {arr!r}")
@@ -132,34 +132,34 @@ def _concretization_error(what: str) -> TracerBoolError:
 class Tracer:
     """A traced array: shape and dtype are known, the value is not."""
 
-    __slots__ = ("_builder", "var", "_base", "__weakref__")
+    __slots__ = ("_builder", "_var", "_base", "__weakref__")
     __array_priority__ = 1000.0
 
     def __init__(self, builder: Builder, var: Var, base: "Tracer | None" = None):
         self._builder = builder
-        self.var = var
+        self._var = var
         self._base = base
 
     # --- what is known statically -------------------------------------
     @property
     def aval(self) -> Aval:
-        return self.var.aval
+        return self._var.aval
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.var.aval.shape
+        return self._var.aval.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.var.aval.dtype
+        return self._var.aval.dtype
 
     @property
     def ndim(self) -> int:
-        return len(self.var.aval.shape)
+        return len(self._var.aval.shape)
 
     @property
     def size(self) -> int:
-        return self.var.aval.size
+        return self._var.aval.size
 
     def __len__(self) -> int:
         if not self.shape:
@@ -324,7 +324,7 @@ class Tracer:
             )
         updated = lookup("setitem")(self, index, value)
         # numpy code expects ``y`` itself to change: rebind this tracer.
-        self.var = updated.var
+        self._var = updated._var
 
     # --- methods --------------------------------------------------------
     @property
@@ -372,6 +372,24 @@ class Tracer:
     def min(self, axis: Any = None, keepdims: bool = False) -> Any:
         return np.min(self, axis=axis, keepdims=keepdims)
 
+    def var(self, axis: Any = None, dtype: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+        return np.var(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis: Any = None, dtype: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+        return np.std(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
+
+    def round(self, decimals: int = 0) -> Any:
+        return np.round(self, decimals)
+
+    def diagonal(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+        return np.diagonal(self, offset, axis1, axis2)
+
+    def repeat(self, repeats: Any, axis: Any = None) -> Any:
+        return np.repeat(self, repeats, axis=axis)
+
+    def take(self, indices: Any, axis: Any = None) -> Any:
+        return np.take(self, indices, axis=axis)
+
     def cumsum(self, axis: Any = None) -> Any:
         return np.cumsum(self, axis=axis)
 
@@ -388,7 +406,7 @@ class Tracer:
         return lookup("astype")(self, dtype)
 
     def copy(self) -> "Tracer":
-        return Tracer(self._builder, self.var)
+        return Tracer(self._builder, self._var)
 
     def conj(self) -> "Tracer":
         return self

@@ -271,3 +271,23 @@ def test_third_order_by_composing_jvp_programs() -> None:
     outs = compile_program(p3)(x, one, one, zero, one, zero, zero, zero)
     # d^3/dx^3 (x sin x) = -3 sin x - x cos x
     assert outs[-1] == pytest.approx(-3 * np.sin(0.7) - 0.7 * np.cos(0.7), rel=1e-14)
+
+
+# --- ndarray methods ---------------------------------------------------------------------------
+METHODS = [
+    (lambda x: x.var(), lambda x: np.var(x)),
+    (lambda x: x.std(axis=0, ddof=1, keepdims=True), lambda x: np.std(x, axis=0, ddof=1, keepdims=True)),
+    (lambda x: x.var(axis=1, ddof=1), lambda x: np.var(x, axis=1, ddof=1)),
+    (lambda x: x.round(1), lambda x: np.round(x, 1)),
+    (lambda x: x.diagonal(1), lambda x: np.diagonal(x, 1)),
+    (lambda x: x.repeat(2, axis=1), lambda x: np.repeat(x, 2, axis=1)),
+    (lambda x: x.take([2, 0], axis=1), lambda x: np.take(x, [2, 0], axis=1)),
+    (lambda x: x.cumsum(axis=0), lambda x: np.cumsum(x, axis=0)),
+]
+
+
+@pytest.mark.parametrize("method, function", METHODS, ids=["var", "std", "var-ddof", "round", "diagonal", "repeat", "take", "cumsum"])
+def test_ndarray_methods_trace_like_their_numpy_functions(method: Any, function: Any) -> None:
+    x = np.array([[1.0, 2.5, -0.3], [0.7, 0.2, 1.9]])
+    assert str(pz.make_program(method, x)) == str(pz.make_program(function, x))
+    np.testing.assert_allclose(pz.make_program(method, x)(x)[0], function(x), rtol=1e-14)
