@@ -137,10 +137,17 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
             dlam, dmu = adj(dense(tt), y[:n], p, tt)
             return np.concatenate([dlam, dmu])
 
-        res = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, "adjoint solve", first_step=h)
+        res = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, _ADJOINT, first_step=h)
         state, h = res.u[-1].copy(), res.last_step
     state[:n] += ct[0]
     return state[:n], state[n:]
+
+
+_ADJOINT = (
+    "adjoint solve (backwards in time, against the interpolated forward solution; where the forward "
+    "solve succeeds and this fails, as SciPy's BDF can at tight tolerances, sensealg='forward' or "
+    "another stiff solver such as alg='Rodas5P' gets through)"
+)
 
 
 def _backsolve_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
