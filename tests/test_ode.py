@@ -446,3 +446,14 @@ def test_julia_extension_knows_exactly_the_solver_table():
     assert julia == {name: a.julia for name, a in ALGORITHMS.items()}
     imported = set(re.findall(r"\b(DP5|KenCarp4|Tsit5|Vern7|Vern9|Rodas5P|FBDF|AutoTsit5|Rosenbrock23)\b", ext[: ext.index("const SciMLBase")]))
     assert {re.match(r"\w+", a.julia).group(0) for a in ALGORITHMS.values()} <= imported
+
+
+def test_parameters_must_be_one_vector_and_problems_are_not_differentiable():
+    for bad, match in (({"W": np.ones(2)}, "got dict"), (np.ones((2, 2)), r"got shape \(2, 2\)")):
+        with pytest.raises((TypeError, ValueError), match=match + r".*np\.concatenate"):
+            pz.odesolve(decay, [1.0], T_DECAY, bad)
+        with pytest.raises((TypeError, ValueError), match=match + r".*np\.concatenate"):
+            pz.ODEProblem(decay, [1.0], (0.0, 1.0), bad)
+    for make in (lambda q: pz.ODEProblem(decay, [1.0], (0.0, 1.0), q), lambda q: pz.ODEProblem(decay, [q[0]], (0.0, 1.0), [1.0])):
+        with pytest.raises(pz.UnsupportedOperationError, match=r"use pz\.odesolve"):
+            pz.gradient(lambda q: np.sum(pz.solve(make(q)).u), np.ones(1))

@@ -20,18 +20,28 @@ import numpy as np
 
 from pyzygote.ode.rhs import RHS
 from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate
-from pyzygote.primitives.ode import check_times
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.primitives.ode import check_times, flatten_hint
+from pyzygote.tracer import Tracer
 
 __all__ = ["ODEProblem", "ODESolution", "solve"]
 
 
 def _vector(x: Any, name: str, allow_empty: bool = False) -> np.ndarray:
+    if isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tracer) for v in x)):
+        raise UnsupportedOperationError(
+            f"{name} of an ODEProblem is being differentiated: pz.solve and ODEProblem are not "
+            "differentiable; use pz.odesolve(f, u0, t, p, ...) inside the differentiated function"
+        )
+    if isinstance(x, (dict, str)) or x is None:
+        raise TypeError(f"{name} must be a 1-D array of real numbers, got {type(x).__name__}{flatten_hint(name)}")
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     arr = np.array(arr, dtype=float)
     if arr.ndim != 1 or (arr.size == 0 and not allow_empty):
-        raise ValueError(f"{name} must be a {'' if allow_empty else 'non-empty '}1-D array, got shape {arr.shape}")
+        empty = "" if allow_empty else "non-empty "
+        raise ValueError(f"{name} must be a {empty}1-D array, got shape {arr.shape}{flatten_hint(name)}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf: {arr!r}")
     arr.setflags(write=False)

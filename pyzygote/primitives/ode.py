@@ -252,10 +252,19 @@ def _needs_julia(rhs: Any, alg: str) -> bool:
     return True
 
 
+def flatten_hint(name: str) -> str:
+    return (
+        f"; put matrices and several arrays into one vector ({name} = np.concatenate([W.ravel(), b])) "
+        f"and unpack them inside f (W = {name}[:6].reshape(2, 3)), as with SciML's vectors"
+    )
+
+
 def _state(x: Any, name: str) -> Any:
+    if isinstance(x, (dict, str)) or x is None:
+        raise TypeError(f"{name} must be a 1-D array of real numbers, got {type(x).__name__}{flatten_hint(name)}")
     x = as_operand(x)
     if x.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {x.shape}")
+        raise ValueError(f"{name} must be a 1-D array, got shape {x.shape}{flatten_hint(name)}")
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):
