@@ -119,10 +119,10 @@ def as_operand(x: Any) -> Any:
     return np.asarray(x)
 
 
-def _concretization_error(what: str) -> TracerBoolError:
+def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
     return TracerBoolError(
         f"{what} of a traced value: tracing cannot branch on or read out a value "
-        "that depends on the function's inputs. Use np.where(cond, a, b) for "
+        f"that depends on the function's inputs.{advice} Use np.where(cond, a, b) for "
         "data-dependent choices (or np.maximum, np.clip). To fill an array element by "
         "element, create it from a traced one (np.zeros_like(u)) or build it with np.array([...]) "
         "or np.stack: an array from np.zeros(n) cannot hold traced values."
@@ -185,7 +185,11 @@ class Tracer:
         raise _concretization_error("int()")
 
     def __index__(self) -> int:
-        raise _concretization_error("use as an index")
+        raise _concretization_error(
+            "use as an index or size",
+            " Arguments of a differentiated function are traced, Python ints included: pass an index "
+            "or size through a closure or functools.partial(f, n=...) instead.",
+        )
 
     def __complex__(self) -> complex:
         raise _concretization_error("complex()")

@@ -4,6 +4,7 @@ jacobian, hessian, jvp; pytrees, dtypes, and the errors users meet."""
 from __future__ import annotations
 
 import collections
+import functools
 import traceback
 from typing import Any
 
@@ -260,6 +261,13 @@ def test_python_control_flow_on_traced_values(f: Any) -> None:
     with pytest.raises(pz.TracerBoolError, match="np.where") as info:
         pz.gradient(f, 1.0)
     assert isinstance(info.value, TypeError)
+
+
+def test_integer_argument_used_as_an_index_says_it_is_traced() -> None:
+    with pytest.raises(pz.TracerBoolError, match=r"Python ints included.*functools\.partial"):
+        pz.gradient(lambda x, n: np.sum(x[:n] ** 2), np.ones(3), 2)
+    (g,) = pz.gradient(functools.partial(lambda x, n: np.sum(x[:n] ** 2), n=2), np.ones(3))
+    np.testing.assert_array_equal(g, [2.0, 2.0, 0.0])
 
 
 def _fill_numpy_array(u: Any) -> Any:
