@@ -28,10 +28,10 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from pyzygote.errors import TracerBoolError
+from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import Static, flatten, unflatten
-from pyzygote.tracer import Builder
+from pyzygote.tracer import Builder, Tracer
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
@@ -55,6 +55,12 @@ class Traced:
 
 def to_input_array(x: Any, argname: str) -> np.ndarray:
     """Python numbers and lists become float64; numpy arrays keep their dtype."""
+    if isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tracer) for v in x)):
+        raise UnsupportedOperationError(
+            f"{argname} is a value traced by an outer pz.gradient (or jacobian, jvp, ...): pyzygote's "
+            "transformations do not nest. For second derivatives use pz.hessian (forward over reverse), "
+            "or pz.jvp / pz.pullback on a function that returns the first derivative in closed form."
+        )
     if isinstance(x, np.ndarray) or isinstance(x, np.generic):
         arr = np.asarray(x)
     else:
