@@ -141,7 +141,7 @@ def rk_integrate(
             scale = atol + np.maximum(np.abs(y), np.abs(y_new)) * rtol
             err = _rms((_E @ K) * h / scale)
             if not err == err or err == np.inf:
-                retcode, message = "Unstable", f"the solution became NaN or infinite near t={t_new}"
+                retcode, message = "Unstable", f"the solution became NaN or infinite in the step from t={t:.6g}"
                 break
             if err < 1:
                 factor = _MAX_FACTOR if err == 0 else min(_MAX_FACTOR, _SAFETY * err**_ERR_EXP)

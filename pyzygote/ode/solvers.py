@@ -101,6 +101,17 @@ class Integration:
         return self.retcode == "Success"
 
 
+class _NonFinite(Exception):
+    pass
+
+
+def _finite(value: Any, what: str, t: float) -> Any:
+    entries = value.data if hasattr(value, "tocsr") else value  # scipy.sparse Jacobians
+    if not np.all(np.isfinite(entries)):
+        raise _NonFinite(f"the {what} returned NaN or inf at t={t:.6g}")
+    return value
+
+
 def integrate(
     fun: Callable[[float, np.ndarray], np.ndarray],
     t0: float,
@@ -129,16 +140,17 @@ def integrate(
         return rk_integrate(fun, t0, t1, u0, saveat, reltol, abstol, maxiters=maxiters, dense=dense, first_step=first_step)
     n_calls = [0]
 
+    # SciPy's methods do not expect NaN from the right-hand side: DOP853 then loops forever
+    # and Radau/BDF raise from their LU factorization. Stop with a retcode instead.
     def counted(t: float, u: np.ndarray) -> np.ndarray:
         n_calls[0] += 1
-        return fun(t, u)
+        return _finite(fun(t, u), "right-hand side", t)
 
     kwargs: dict[str, Any] = {"rtol": reltol, "atol": abstol}
     if jac is not None and method in (Radau, BDF, LSODA):
-        kwargs["jac"] = jac
+        kwargs["jac"] = lambda t, u: _finite(jac(t, u), "Jacobian", t)
     if first_step:
         kwargs["first_step"] = min(first_step, abs(t1 - t0))
-    solver = method(counted, t0, np.array(u0, dtype=float), t1, **kwargs)
     direction = 1.0 if t1 >= t0 else -1.0
     ts: list[float] = []
     us: list[np.ndarray] = []
@@ -153,6 +165,12 @@ def integrate(
         ts.append(float(pending[k]))
         us.append(np.array(u0, dtype=float))
         k += 1
+    n = len(u0)
+    try:
+        solver = method(counted, t0, np.array(u0, dtype=float), t1, **kwargs)
+    except _NonFinite as exc:
+        stats = {"nf": n_calls[0], "njacs": 0, "nlu": 0, "naccept": 0, "nreject": 0}
+        return Integration(np.array(ts), np.array(us).reshape(len(us), n), "Unstable", t0, stats, str(exc), None, None)
     naccept = 0
     attempts: int | None = 0
     segments: list[Any] = []
@@ -165,7 +183,11 @@ def integrate(
             retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
             break
         before = n_calls[0]
-        msg = solver.step()
+        try:
+            msg = solver.step()
+        except _NonFinite as exc:
+            retcode, message = "Unstable", str(exc)
+            break
         if solver.status == "failed":
             retcode = "DtLessThanMin" if msg and "step size" in msg else "Failure"
             message = msg or "solver failed"
@@ -199,7 +221,6 @@ def integrate(
         "naccept": naccept,
         "nreject": None if attempts is None else attempts - naccept,
     }
-    n = len(u0)
     u = np.array(us, dtype=float).reshape(len(us), n)
     dense_sol = OdeSolution(seg_ts, segments) if dense and segments else None
     last = getattr(solver, "step_size", None)
