@@ -1,6 +1,6 @@
 """Nested containers of arrays (pytrees): flatten to leaves and rebuild.
 
-Tuples, dicts and lists are containers, except that a list of plain numbers
+Tuples, dicts (in sorted key order, like JAX) and lists are containers, except that a list of plain numbers
 (possibly nested) is one array leaf, as numpy would read it.  Numbers and
 numpy arrays are array leaves; anything else (strings, functions, ``None``,
 and Python ``True``/``False``, which are flags rather than numbers) is a
@@ -58,7 +58,12 @@ def flatten(tree: Any) -> tuple[list[Any], Hashable]:
 
     def walk(x: Any) -> Hashable:
         if isinstance(x, dict):
-            keys = tuple(x.keys())
+            # Sorted, as JAX does: the same dict built in another order has the same structure,
+            # and two dicts' leaves line up by key when they are compared or combined.
+            try:
+                keys = tuple(sorted(x))
+            except TypeError:  # keys that do not sort (mixed types) keep their order
+                keys = tuple(x)
             return ("dict", keys, tuple(walk(x[k]) for k in keys))
         if isinstance(x, tuple) and not hasattr(x, "_fields"):
             return ("tuple", tuple(walk(e) for e in x))

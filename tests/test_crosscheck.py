@@ -62,3 +62,17 @@ def test_julia_row_is_skipped_with_the_reason_when_julia_is_absent(point, monkey
 def test_structure_mismatch_is_an_error(point):
     with pytest.raises(ValueError, match="structure and shapes"):
         pz.crosscheck(loss, point, (np.zeros(2), np.zeros(2), np.zeros((4, 3))))
+
+
+def test_dicts_line_up_by_key_not_by_insertion_order():
+    def g(d):
+        return 2.0 * d["a"] + 3.0 * d["b"]
+
+    report = pz.crosscheck(g, ({"a": 1.0, "b": 1.0},), ({"b": 3.0, "a": 2.0},))
+    assert "DISAGREES" not in str(report)
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(g, ({"a": 1.0, "b": 1.0},), ({"b": 2.0, "a": 3.0},))
+    (grads,) = pz.gradient(g, {"b": 1.0, "a": 1.0})
+    assert grads == {"a": 2.0, "b": 3.0}
+    _, tangent = pz.jvp(g, ({"b": 1.0, "a": 1.0},), ({"a": 1.0, "b": 0.0},))
+    assert float(tangent) == 2.0
