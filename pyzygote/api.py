@@ -56,14 +56,18 @@ def _arg_names(traced: Traced) -> list[str]:
 
 def _check_finite(traced: Traced, what: str, values: Sequence[Any], value: Any = None) -> None:
     for name, v in zip(_arg_names(traced), values):
-        if not np.all(np.isfinite(v)):
-            at = "" if value is None else f" (the value is {np.asarray(value)!r})"
-            raise NonFiniteGradientError(
-                f"the {what} with respect to {name} contains NaN or inf{at}. "
-                "Check for log/sqrt/division at zero or overflow in the function. np.where does not "
-                "shield the discarded branch's derivative: make its input safe too, as in "
-                "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0)."
-            )
+        _require_finite(v, f"the {what} with respect to {name}", value)
+
+
+def _require_finite(v: Any, what: str, value: Any = None) -> None:
+    if not np.all(np.isfinite(v)):
+        at = "" if value is None else f" (the value is {np.asarray(value)!r})"
+        raise NonFiniteGradientError(
+            f"{what} contains NaN or inf{at}. "
+            "Check for log/sqrt/division at zero or overflow in the function. np.where does not "
+            "shield the discarded branch's derivative: make its input safe too, as in "
+            "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0)."
+        )
 
 
 def _scalar_output(traced: Traced, fname: str) -> None:
@@ -203,6 +207,8 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], 
             raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")
         t_arrays.append(t)
     ys, ts = get_engine(engine).jvp(traced.program, arrays, t_arrays)
+    for k, t in enumerate(ts):
+        _require_finite(t, "the tangent of the output" + (f" {k}" if len(ts) > 1 else ""), ys[k])
     as_tree = lambda vs: unflatten(traced.out_tree, [np.asarray(v) for v in vs])  # noqa: E731
     return as_tree(ys), as_tree(ts)
 

@@ -367,6 +367,9 @@ def test_non_finite_gradient(f: Any, x: Any) -> None:
         with np.errstate(all="ignore"):
             pz.gradient(f, x)
     assert isinstance(info.value, FloatingPointError)
+    with pytest.raises(pz.NonFiniteGradientError, match="the tangent of the output"):
+        with np.errstate(all="ignore"):
+            pz.jvp(f, (x,), (np.ones_like(x),))
 
 
 def test_jacobian_needs_one_output_and_hessian_one_argument() -> None:
