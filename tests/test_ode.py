@@ -212,6 +212,30 @@ def test_nan_from_the_right_hand_side_stops_every_solver_with_a_retcode(alg):
         pz.gradient(lambda p: pz.odesolve(lambda u, q, t: u * q[0] * np.nan, [1.0], [0.0, 1.0], p, alg=alg)[-1, 0], np.ones(1))
 
 
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(reltol=-1e-3), "reltol must be a positive finite number"),
+        (dict(abstol=np.inf), "abstol must be a positive finite number"),
+        (dict(reltol="1e-6"), "reltol"),
+        (dict(maxiters=None), "maxiters must be a positive integer"),
+        (dict(maxiters=0), "maxiters"),
+    ],
+)
+def test_solver_options_are_checked_before_solving(options, match):
+    prob = pz.ODEProblem(lotka, U0_LV, (0.0, 1.0), P_LV)
+    with pytest.raises(ValueError, match=match):
+        pz.solve(prob, alg="Tsit5", **options)
+    with pytest.raises(ValueError, match=match):
+        pz.odesolve(lotka, U0_LV, T_LV, P_LV, **options)
+
+
+def test_numpy_scalars_are_valid_tolerances():
+    sol = pz.solve(pz.ODEProblem(decay, [1.0], (0.0, 1.0), [1.0]), reltol=np.float32(1e-6), abstol=np.float64(1e-8), maxiters=np.int64(1000))
+    assert sol.success
+    np.testing.assert_allclose(sol.u[-1, 0], np.exp(-1.0), rtol=1e-5)
+
+
 def test_maxiters_is_a_failure_not_a_result():
     prob = pz.ODEProblem(lotka, U0_LV, (0.0, 10.0), P_LV)
     assert pz.solve(prob, alg="Tsit5", maxiters=5).retcode == "MaxIters"

@@ -21,7 +21,7 @@ import numpy as np
 from pyzygote.ode.rhs import RHS
 from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate
 from pyzygote.errors import UnsupportedOperationError
-from pyzygote.primitives.ode import check_times, flatten_hint
+from pyzygote.primitives.ode import check_solver_options, check_times, flatten_hint
 from pyzygote.tracer import Tracer
 
 __all__ = ["ODEProblem", "ODESolution", "solve"]
@@ -148,6 +148,7 @@ def solve(
     if not isinstance(prob, ODEProblem):
         raise TypeError(f"prob must be a pz.ODEProblem, got {type(prob).__name__}")
     check_solver_name(alg)
+    reltol, abstol, maxiters = check_solver_options(reltol, abstol, maxiters)
     times = _saveat(saveat, prob.tspan)
     from pyzygote.engines import current_engine_name
 

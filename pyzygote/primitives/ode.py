@@ -219,15 +219,13 @@ def odesolve(
     times = check_times(t)
     check_solver_name(alg)
     sensitivity.resolve_sensealg(sensealg, 0, 0)
-    for name, tol in (("reltol", reltol), ("abstol", abstol)):
-        if not (isinstance(tol, (int, float)) and tol > 0):
-            raise ValueError(f"{name} must be a positive number, got {tol!r}")
+    reltol, abstol, maxiters = check_solver_options(reltol, abstol, maxiters)
     u0 = _state(u0, "u0")
     p = _state(np.zeros(0) if p is None else p, "p")
     if u0.shape[0] == 0:
         raise ValueError("u0 must have at least one element")
     rhs = RHS.trace(f, u0.shape[0], p.shape[0])
-    opts = Options(alg, float(reltol), float(abstol), int(maxiters))
+    opts = Options(alg, reltol, abstol, maxiters)
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
     if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
         # Julia code and Julia-only solvers cannot run on the NumPy engine, so even an
@@ -238,6 +236,19 @@ def odesolve(
         prog = make_program(lambda a, b: odesolve_p.bind(a, b, **params), u0, p)
         return get_engine("julia").evaluate(prog, [u0, p])[0]
     return odesolve_p.bind(u0, p, **params)
+
+
+def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float, float, int]:
+    """The tolerances as positive finite floats and maxiters as a positive int, or a clear error."""
+    tols = []
+    for name, tol in (("reltol", reltol), ("abstol", abstol)):
+        ok = isinstance(tol, (int, float, np.integer, np.floating)) and not isinstance(tol, (bool, np.bool_))
+        if not (ok and np.isfinite(tol) and tol > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {tol!r}")
+        tols.append(float(tol))
+    if isinstance(maxiters, (bool, np.bool_)) or not isinstance(maxiters, (int, np.integer)) or maxiters < 1:
+        raise ValueError(f"maxiters must be a positive integer (a number of steps), got {maxiters!r}")
+    return tols[0], tols[1], int(maxiters)
 
 
 def _needs_julia(rhs: Any, alg: str) -> bool:
