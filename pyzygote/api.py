@@ -126,13 +126,19 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, engine: str
     return grad_f
 
 
+def _is_index(i: Any) -> bool:
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
 def _pick(grads: tuple[Any, ...], argnums: int | Sequence[int]) -> Any:
     """The gradients ``argnums`` selects (JAX's convention, negative numbers allowed)."""
-    wanted = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not (_is_index(argnums) or (isinstance(argnums, (tuple, list)) and all(_is_index(i) for i in argnums))):
+        raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
+    wanted = (argnums,) if _is_index(argnums) else tuple(argnums)
     for i in wanted:
-        if not isinstance(i, (int, np.integer)) or not -len(grads) <= i < len(grads):
+        if not -len(grads) <= i < len(grads):
             raise ValueError(f"argnums={argnums!r} does not fit a call with {len(grads)} argument(s)")
-    return grads[argnums] if isinstance(argnums, int) else tuple(grads[i] for i in wanted)
+    return grads[argnums] if _is_index(argnums) else tuple(grads[i] for i in wanted)
 
 
 def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, engine: str | None = None) -> Callable[..., Any]:

@@ -500,6 +500,9 @@ def test_bad_function_and_argnums_are_named():
         pz.grad(lambda x: x**2, argnums=3)(1.0)
     assert pz.grad(lambda x, y: x * y, argnums=-1)(2.0, 3.0) == 2.0
     assert pz.value_and_grad(lambda x, y: x * y, argnums=(0, 1))(2.0, 3.0)[1] == (3.0, 2.0)
+    for bad in (None, 1.0, True, (0, 1.0)):
+        with pytest.raises(TypeError, match="argnums must be an int or a tuple of ints"):
+            pz.grad(lambda x, y: x * y, argnums=bad)(2.0, 3.0)
 
 
 def test_results_never_alias_arguments_constants_or_each_other() -> None:

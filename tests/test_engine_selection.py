@@ -172,7 +172,7 @@ def test_invalid_engine_names(monkeypatch: pytest.MonkeyPatch, clean_engine_stat
         with pz.engine("torch"):
             pass
     monkeypatch.setenv("PYZYGOTE_ENGINE", "fortran")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the environment variable PYZYGOTE_ENGINE must be one of"):
         pz.current_engine_name()
 
 

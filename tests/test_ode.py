@@ -483,6 +483,15 @@ def test_julia_extension_knows_exactly_the_solver_table():
     assert {re.match(r"\w+", a.julia).group(0) for a in ALGORITHMS.values()} <= imported
 
 
+def test_rhs_errors_say_how_it_was_called():
+    with pytest.raises(TypeError, match="returned None"):
+        pz.odesolve(lambda u, p, t: None, U0_LV, T_LV)
+    with pytest.raises(TypeError) as info:
+        pz.odesolve(lambda t, u: -u, U0_LV, T_LV)  # SciPy's signature
+    if hasattr(info.value, "add_note"):
+        assert any("f(u, p, t)" in note for note in info.value.__notes__)
+
+
 def test_parameters_must_be_one_vector_and_problems_are_not_differentiable():
     for bad, match in (({"W": np.ones(2)}, "got dict"), (np.ones((2, 2)), r"got shape \(2, 2\)")):
         with pytest.raises((TypeError, ValueError), match=match + r".*np\.concatenate"):

@@ -30,9 +30,9 @@ _numpy_engine = NumpyEngine()
 _auto_notice_shown = [False]
 
 
-def _check(name: str) -> str:
+def _check(name: str, source: str = "engine") -> str:
     if name not in ENGINE_NAMES:
-        raise ValueError(f"engine must be one of {ENGINE_NAMES}, got {name!r}")
+        raise ValueError(f"{source} must be one of {ENGINE_NAMES}, got {name!r}")
     return name
 
 
@@ -64,7 +64,7 @@ def _requested(name: str | None) -> str:
         return _global_choice[0]
     env = os.environ.get("PYZYGOTE_ENGINE")
     if env:
-        return _check(env.strip().lower())
+        return _check(env.strip().lower(), "the environment variable PYZYGOTE_ENGINE")
     return "auto"
 
 

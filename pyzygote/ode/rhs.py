@@ -42,6 +42,8 @@ _RHS: "weakref.WeakKeyDictionary[Any, dict[tuple[int, int], RHS]]" = weakref.Wea
 
 def _as_derivative(du: Any) -> Any:
     """What a right-hand side returns (an array, a list of scalars) as one float64 array."""
+    if du is None:
+        raise TypeError("the right-hand side returned None; it must return du/dt (an array shaped like u0)")
     return convert(as_operand(du), np.float64)
 
 
@@ -92,7 +94,12 @@ class RHS:
 
         if is_julia_function(f):
             return JuliaRHS(f, n, m)  # type: ignore[return-value]
-        traced, _ = trace(f, (np.zeros(n), np.zeros(m), 0.0), ["u", "p", "t"], output=_as_derivative)
+        try:
+            traced, _ = trace(f, (np.zeros(n), np.zeros(m), 0.0), ["u", "p", "t"], output=_as_derivative)
+        except (TypeError, IndexError) as exc:
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape ({n},), p of shape ({m},) and a scalar t)")
+            raise
         prog = traced.program
         try:
             per_fn = _RHS.setdefault(f, {})

@@ -103,7 +103,9 @@ def _check_static(index: Any) -> tuple[Any, bool]:
         if isinstance(item, Tracer):
             raise UnsupportedOperationError(
                 "indexing with a traced value depends on the data and cannot be traced; "
-                "use np.where for masks, or index with constant integers or arrays"
+                "use np.where for masks, or index with constant integers or arrays (arguments of a "
+                "differentiated function are traced, Python ints included: pass an index through a "
+                "closure or functools.partial)"
             )
         if isinstance(item, (list, np.ndarray)):
             basic = False
