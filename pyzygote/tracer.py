@@ -22,7 +22,7 @@ import numpy as np
 
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval, Eqn, Literal, Program, Var
-from pyzygote.numpy_api import lookup
+from pyzygote.numpy_api import is_supported, lookup
 
 __all__ = ["Tracer", "Builder", "as_operand"]
 
@@ -202,6 +202,19 @@ class Tracer:
 
     def __hash__(self) -> int:
         return id(self)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the class does not define.  numpy applies a ufunc to an object
+        # array (np.exp(np.array([x[0], 2 * x[1]]))) by calling each element's method of the
+        # ufunc's name, so traced elements answer to those names.
+        if not name.startswith("_"):
+            ufunc = getattr(np, name, None)
+            if isinstance(ufunc, np.ufunc) and is_supported(ufunc):
+                return lambda *others: ufunc(self, *others)
+            if hasattr(np.ndarray, name):
+                also = f"; np.{name}(x) is supported" if is_supported(getattr(np, name, None)) else ""
+                raise AttributeError(f"pyzygote has no rule for .{name} on traced arrays{also}")
+        raise AttributeError(f"'Tracer' object has no attribute {name!r}")
 
     # --- numpy protocols ----------------------------------------------
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

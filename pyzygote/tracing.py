@@ -302,16 +302,33 @@ def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
         if _SEQUENCE_MESSAGE in str(exc):
             raise _assigned_into_numpy_array() from exc
         raise
+    except TypeError as exc:
+        if not isinstance(exc, TracerBoolError) and any(m in str(exc) for m in _OBJECT_ARRAY_MESSAGES):
+            raise _object_array(exc) from exc
+        raise
 
 
 def _assigned_into_numpy_array() -> TracerBoolError:
     return TracerBoolError(
-        "numpy could not store a value into one of its arrays (\""
+        "numpy could not store a traced value into one of its own arrays (\""
         + _SEQUENCE_MESSAGE
-        + "\"). While tracing this usually means a traced value was written into an array made by "
-        "np.zeros(n), np.empty(n) or np.array of numbers, which can hold only numbers. Create the array "
-        "from a traced one instead (y = np.zeros_like(u), then y[i] = v), or build it at once with "
-        "np.array([...]) or np.stack."
+        + "\"): a numpy array holds only numbers. This happens when a traced value is written into "
+        "an array from np.zeros(n) or np.empty(n) (create it from a traced one instead: "
+        "y = np.zeros_like(u), then y[i] = v; or build it with np.stack), or converted with "
+        "np.asarray(x, dtype=float), np.array(x, dtype=...) or np.float64(x) (leave traced values as they are)."
+    )
+
+
+# numpy's words when a ufunc meets an object array holding traced values.
+_OBJECT_ARRAY_MESSAGES = ("of type Tracer which has no callable", "from dtype('O')")
+
+
+def _object_array(exc: Exception) -> UnsupportedOperationError:
+    return UnsupportedOperationError(
+        f"numpy worked on an array of Python objects holding traced values ({exc}). Such arrays come "
+        "from np.array([...]) or np.asarray(x) applied to traced values; numpy's elementwise arithmetic "
+        "works on them, but this operation does not. Build traced arrays with np.stack([...]) "
+        "instead, and call np.asarray only on data, not on the function's arguments."
     )
 
 

@@ -291,3 +291,32 @@ def test_ndarray_methods_trace_like_their_numpy_functions(method: Any, function:
     x = np.array([[1.0, 2.5, -0.3], [0.7, 0.2, 1.9]])
     assert str(pz.make_program(method, x)) == str(pz.make_program(function, x))
     np.testing.assert_allclose(pz.make_program(method, x)(x)[0], function(x), rtol=1e-14)
+
+
+# --- object arrays of traced values (np.array([...]) of traced scalars, np.asarray(x)) -----------
+def test_ufuncs_on_object_arrays_of_traced_values():
+    x = np.array([0.3, 0.7])
+
+    def built(x: Any) -> Any:
+        return np.sum(np.exp(np.array([x[0], 2.0 * x[1]])) + np.arctan2(np.array([x[0], x[1]]), 1.0))
+
+    def defensive(x: Any) -> Any:
+        x = np.asarray(x)  # a common first line; on a traced x numpy builds an object array
+        return np.sum(np.sin(x) * np.exp(x))
+
+    (g,) = pz.gradient(built, x)
+    np.testing.assert_allclose(g, [np.exp(0.3), 2.0 * np.exp(1.4)] + 1.0 / (1.0 + x**2), rtol=1e-14)
+    (g,) = pz.gradient(defensive, x)
+    np.testing.assert_allclose(g, (np.cos(x) + np.sin(x)) * np.exp(x), rtol=1e-14)
+
+
+def test_what_object_arrays_cannot_do_is_explained():
+    x = np.array([0.3, 0.7])
+    with pytest.raises(pz.UnsupportedOperationError, match=r"array of Python objects.*np\.stack"):
+        pz.gradient(lambda x: np.linalg.det(np.array([[x[0], 0.0], [0.0, x[1]]])), x)
+    with pytest.raises(pz.TracerBoolError, match=r"np\.asarray\(x, dtype=float\)"):
+        pz.gradient(lambda x: np.sum(np.asarray(x, dtype=float)), x)
+    with pytest.raises(AttributeError, match=r"no rule for \.sort on traced arrays"):
+        pz.gradient(lambda x: (x.sort(), np.sum(x))[1], x)
+    with pytest.raises(AttributeError, match=r"no rule for \.argmax"):
+        pz.gradient(lambda x: x.argmax(), x)
