@@ -154,9 +154,15 @@ def check_grads(
 
     if order not in (1, 2):
         raise ValueError("order must be 1 or 2")
-    bad = set(modes) - {"fwd", "rev"}
-    if bad:
-        raise ValueError(f"unknown modes {sorted(bad)}; use 'fwd' and/or 'rev'")
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"args must be a tuple of f's arguments, e.g. check_grads(f, (x,)); got {type(args).__name__}")
+    if isinstance(modes, str) or set(modes) - {"fwd", "rev"} or (not modes and order == 1):
+        raise ValueError(f"modes must be a sequence of 'fwd' and 'rev' (empty only with order=2), e.g. ('rev',); got {modes!r}")
+    if not (isinstance(n_directions, int) and n_directions >= 1):
+        raise ValueError(f"n_directions must be a positive int, got {n_directions!r}")
+    for name, v in (("eps", eps), ("rtol", rtol), ("atol", atol)):
+        if v is not None and not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v >= 0 and (v > 0 or name != "eps")):
+            raise ValueError(f"{name} must be a {'positive' if name == 'eps' else 'non-negative'} finite number, got {v!r}")
     args = tuple(args)
     leaves, treedef = flatten(args)
     single = any(np.asarray(x).dtype == np.float32 for x in leaves if not isinstance(x, Static))

@@ -409,6 +409,11 @@ def test_check_grads_float32_and_validation() -> None:
         check_grads(np.sin, (1.0,), order=3)
     with pytest.raises(ValueError, match="modes"):
         check_grads(np.sin, (1.0,), modes=("backward",))
+    for bad in (dict(modes="rev"), dict(modes=()), dict(n_directions=0), dict(eps=0.0), dict(rtol=np.nan)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            check_grads(np.sin, (1.0,), **bad)
+    with pytest.raises(TypeError, match=r"check_grads\(f, \(x,\)\)"):
+        check_grads(np.sin, np.ones(2))
 
 
 def test_numerical_gradient_and_assert_allclose_gradients() -> None:
