@@ -158,6 +158,9 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, e
 
 def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
     leaves, tree = flatten(dy)
+    for leaf in leaves:
+        if isinstance(leaf, Static):
+            raise TypeError(f"the cotangent must be an array (or arrays in the output's structure), got {leaf.value!r}")
     if tree != traced.out_tree and not (len(traced.program.outputs) == 1 and len(leaves) == 1):
         raise ValueError("the cotangent must have the structure of the function's output")
     cts = []

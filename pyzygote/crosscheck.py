@@ -54,7 +54,11 @@ class CrossCheckReport:
 
 def _leaves(tree: Any) -> list[np.ndarray]:
     leaves, _ = flatten(tree)
-    return [np.asarray(leaf, dtype=np.float64) for leaf in leaves if not isinstance(leaf, Static) and leaf is not None]
+    arrays = [np.asarray(leaf) for leaf in leaves if not isinstance(leaf, Static) and leaf is not None]
+    for a in arrays:
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"gradients must hold real numbers, got an array of dtype {a.dtype}")
+    return [a.astype(np.float64) for a in arrays]
 
 
 def _relative_difference(candidate: Any, reference: Any) -> float:
@@ -88,6 +92,11 @@ def crosscheck(
     from pyzygote.julia.setup import julia_is_set_up
     from pyzygote.testing import numerical_gradient
 
+    for name, value in (("args", args), ("grads", grads)):
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{name} must be a tuple with one entry per argument of f, got {type(value).__name__}")
+    if isinstance(engines, str):
+        raise TypeError(f"engines must be a tuple of engine names, e.g. ({engines!r},)")
     args = tuple(args)
     grads = tuple(grads)
     report = CrossCheckReport()

@@ -63,6 +63,8 @@ def to_input_array(x: Any, argname: str) -> np.ndarray:
         )
     if isinstance(x, np.ndarray) or isinstance(x, np.generic):
         arr = np.asarray(x)
+    elif isinstance(x, complex) or (isinstance(x, list) and any(isinstance(v, complex) for v in x)):
+        arr = np.asarray(x)  # refused below as complex, not by float()
     else:
         arr = np.asarray(x, dtype=np.float64) if not hasattr(x, "__array__") else np.asarray(x)
     if arr.dtype.kind not in _ALLOWED_KINDS:

@@ -263,6 +263,14 @@ def test_python_control_flow_on_traced_values(f: Any) -> None:
     assert isinstance(info.value, TypeError)
 
 
+def test_complex_arguments_and_missing_cotangents_are_named() -> None:
+    with pytest.raises(TypeError, match="argument 1: it is an array of complex values"):
+        pz.gradient(lambda z: z * 2, 1 + 2j)
+    _, back = pz.pullback(lambda x: 2 * x, np.ones(2))
+    with pytest.raises(TypeError, match="the cotangent must be an array"):
+        back(None)
+
+
 def test_integer_argument_used_as_an_index_says_it_is_traced() -> None:
     with pytest.raises(pz.TracerBoolError, match=r"Python ints included.*functools\.partial"):
         pz.gradient(lambda x, n: np.sum(x[:n] ** 2), np.ones(3), 2)

@@ -76,3 +76,14 @@ def test_dicts_line_up_by_key_not_by_insertion_order():
     assert grads == {"a": 2.0, "b": 3.0}
     _, tangent = pz.jvp(g, ({"b": 1.0, "a": 1.0},), ({"a": 1.0, "b": 0.0},))
     assert float(tangent) == 2.0
+
+
+def test_crosscheck_checks_its_arguments():
+    f = lambda x: np.sum(x**2)  # noqa: E731
+    x = np.array([1.0, 2.0])
+    with pytest.raises(TypeError, match="engines must be a tuple"):
+        pz.crosscheck(f, (x,), (2 * x,), engines="numpy")
+    with pytest.raises(TypeError, match="grads must be a tuple"):
+        pz.crosscheck(f, (x,), None)
+    with pytest.raises(TypeError, match="real numbers"):
+        pz.crosscheck(f, (x,), (2 * x + 1j,))
