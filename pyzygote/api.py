@@ -21,6 +21,7 @@ import numpy as np
 from pyzygote.engines import get_engine
 from pyzygote.errors import NonFiniteGradientError
 from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.tracer import Tracer
 from pyzygote.tracing import Traced, to_input_array, trace
 
 __all__ = ["gradient", "withgradient", "grad", "value_and_grad", "pullback", "jacobian", "hessian", "jvp"]
@@ -33,6 +34,20 @@ def _is_julia(f: Any) -> bool:
     return isinstance(f, JuliaFunction)
 
 
+def _engine(traced: Traced, arrays: Sequence[Any], name: str | None) -> Any:
+    """The engine for this call; inside a trace, one that records into it (see engines.inline)."""
+    if traced.lifted or any(isinstance(a, Tracer) for a in arrays):
+        from pyzygote.engines.inline import InlineEngine
+
+        return InlineEngine(traced.lifted)
+    return get_engine(name)
+
+
+def _result(v: Any) -> Any:
+    """A numpy array, or a traced value when the call is recorded into an enclosing trace."""
+    return v if isinstance(v, Tracer) else np.asarray(v)
+
+
 def _rebuild(traced: Traced, values: Sequence[Any], *, none_for_static: bool = True) -> tuple[Any, ...]:
     """Per-argument results in the structure of the arguments."""
     it = iter(values)
@@ -43,7 +58,7 @@ def _rebuild(traced: Traced, values: Sequence[Any], *, none_for_static: bool = T
         else:
             value = next(it)
             is_py = isinstance(leaf, (int, float)) and not isinstance(leaf, np.generic)
-            leaves.append(float(value) if is_py and np.ndim(value) == 0 else np.asarray(value))
+            leaves.append(float(value) if is_py and np.ndim(value) == 0 and not isinstance(value, Tracer) else _result(value))
     return tuple(unflatten(traced.in_tree, leaves))
 
 
@@ -60,6 +75,8 @@ def _check_finite(traced: Traced, what: str, values: Sequence[Any], value: Any =
 
 
 def _require_finite(v: Any, what: str, value: Any = None) -> None:
+    if isinstance(v, Tracer):
+        return  # checked when the enclosing transformation computes values
     if not np.all(np.isfinite(v)):
         at = "" if value is None else f" (the value is {np.asarray(value)!r})"
         raise NonFiniteGradientError(
@@ -92,9 +109,9 @@ def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -
     """
     if _is_julia(f):
         return f._withgradient(args, engine)
-    traced, arrays = trace(f, args)
+    traced, arrays = trace(f, args, nest=True)
     _scalar_output(traced, "gradient")
-    y, grads = get_engine(engine).value_and_grad(traced.program, arrays)
+    y, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays)
     _check_finite(traced, "gradient", grads, y)
     return y, _rebuild(traced, grads)
 
@@ -165,7 +182,7 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
         raise ValueError("the cotangent must have the structure of the function's output")
     cts = []
     for leaf, out in zip(leaves, traced.program.outputs):
-        ct = np.asarray(leaf, dtype=out.aval.dtype)
+        ct = leaf if isinstance(leaf, Tracer) else np.asarray(leaf, dtype=out.aval.dtype)
         if ct.shape != out.aval.shape:
             raise ValueError(f"cotangent of shape {ct.shape} given for an output of shape {out.aval.shape}")
         cts.append(ct)
@@ -182,12 +199,16 @@ def pullback(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
     """
     if _is_julia(f):
         return f._pullback(args, engine)
-    traced, arrays = trace(f, args)
-    ys, back_flat = get_engine(engine).vjp(traced.program, arrays)
-    value = unflatten(traced.out_tree, [np.asarray(y) for y in ys])
+    traced, arrays = trace(f, args, nest=True)
+    ys, back_flat = _engine(traced, arrays, engine).vjp(traced.program, arrays)
+    value = unflatten(traced.out_tree, [_result(y) for y in ys])
 
     def back(dy: Any) -> tuple[Any, ...]:
-        grads = back_flat(*_cotangents(traced, dy))
+        cts = _cotangents(traced, dy)
+        if any(isinstance(ct, Tracer) for ct in cts):  # called inside a trace, on a traced cotangent
+            grads = _engine(traced, [*arrays, *cts], None).vjp(traced.program, arrays)[1](*cts)
+        else:
+            grads = back_flat(*cts)
         _check_finite(traced, "pullback", grads)
         return _rebuild(traced, grads)
 
@@ -205,20 +226,20 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], 
         raise TypeError("jvp takes primals and tangents as tuples, e.g. pz.jvp(f, (x,), (dx,))")
     if _is_julia(f):
         return f._jvp(primals, tangents, engine)
-    traced, arrays = trace(f, tuple(primals))
+    traced, arrays = trace(f, tuple(primals), nest=True)
     t_leaves, t_tree = flatten(tuple(tangents))
     if t_tree != traced.in_tree:
         raise ValueError("tangents must have the same structure as primals")
     t_arrays = []
     for t, a, name in zip([t for t in t_leaves if not isinstance(t, Static)], arrays, _arg_names(traced)):
-        t = to_input_array(t, f"the tangent of {name}").astype(a.dtype)
+        t = t if isinstance(t, Tracer) else to_input_array(t, f"the tangent of {name}").astype(a.dtype)
         if t.shape != a.shape:
             raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")
         t_arrays.append(t)
-    ys, ts = get_engine(engine).jvp(traced.program, arrays, t_arrays)
+    ys, ts = _engine(traced, [*arrays, *t_arrays], engine).jvp(traced.program, arrays, t_arrays)
     for k, t in enumerate(ts):
         _require_finite(t, "the tangent of the output" + (f" {k}" if len(ts) > 1 else ""), ys[k])
-    as_tree = lambda vs: unflatten(traced.out_tree, [np.asarray(v) for v in vs])  # noqa: E731
+    as_tree = lambda vs: unflatten(traced.out_tree, [_result(v) for v in vs])  # noqa: E731
     return as_tree(ys), as_tree(ts)
 
 
@@ -232,12 +253,12 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
     """
     if _is_julia(f):
         return f._jacobian(args, engine)
-    traced, arrays = trace(f, args)
+    traced, arrays = trace(f, args, nest=True)
     prog = traced.program
     if len(prog.outputs) != 1:
         raise ValueError("jacobian needs a function returning one array")
     out = prog.outputs[0].aval
-    eng = get_engine(engine)
+    eng = _engine(traced, arrays, engine)
     n_in = sum(a.size for a in arrays)
     if out.size <= n_in:
         ys, back = eng.vjp(prog, arrays)
@@ -247,7 +268,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
             ct[i] = 1.0
             rows.append(back(ct.reshape(out.shape)))
         blocks = [
-            np.stack([np.asarray(r[k]) for r in rows]).reshape(out.shape + a.shape) if rows else np.zeros(out.shape + a.shape, a.dtype)
+            np.reshape(np.stack([_result(r[k]) for r in rows]), out.shape + a.shape) if rows else np.zeros(out.shape + a.shape, a.dtype)
             for k, a in enumerate(arrays)
         ]
     else:
@@ -255,13 +276,13 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
         for k, a in enumerate(arrays):
             cols = []
             for i in range(a.size):
-                ts = [np.zeros_like(b) for b in arrays]
+                ts = [np.zeros(b.shape, b.dtype) for b in arrays]
                 e = np.zeros(a.size, a.dtype)
                 e[i] = 1.0
                 ts[k] = e.reshape(a.shape)
-                cols.append(np.asarray(eng.jvp(prog, arrays, ts)[1][0]).reshape(-1))
+                cols.append(np.reshape(_result(eng.jvp(prog, arrays, ts)[1][0]), (-1,)))
             j = np.stack(cols, axis=1) if cols else np.zeros((out.size, 0), a.dtype)
-            blocks.append(j.reshape(out.shape + a.shape))
+            blocks.append(np.reshape(j, out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
     return _rebuild(traced, blocks)
 
@@ -277,10 +298,10 @@ def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> np.n
     """
     if _is_julia(f):
         return f._hessian(x, engine)
-    traced, arrays = trace(f, (x,))
+    traced, arrays = trace(f, (x,), nest=True)
     _scalar_output(traced, "hessian")
     if len(arrays) != 1:
         raise TypeError("hessian takes one array argument x; use a flat parameter vector")
-    h = get_engine(engine).hessian(traced.program, arrays, 0)
+    h = _engine(traced, arrays, engine).hessian(traced.program, arrays, 0)
     _check_finite(traced, "hessian", [h])
     return h

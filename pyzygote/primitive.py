@@ -60,9 +60,10 @@ class Primitive:
         """Apply the primitive: record it when an argument is traced, else evaluate."""
         from pyzygote.tracer import Tracer
 
-        for a in args:
-            if isinstance(a, Tracer):
-                return a._builder.add_eqn(self, args, params)
+        builders = [a._builder for a in args if isinstance(a, Tracer)]
+        if builders:
+            # The innermost trace records it; it lifts values of the traces around it.
+            return max(builders, key=lambda b: b.level).add_eqn(self, args, params)
         return self.impl(*args, **params)
 
     # Registration decorators, so a family module reads as a table of rules.

@@ -16,6 +16,9 @@ becomes equations of a :class:`~pyzygote.ir.Program`.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import threading
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -28,13 +31,40 @@ __all__ = ["Tracer", "Builder", "as_operand"]
 
 
 class Builder:
-    """Collects the equations of one program while a function is traced."""
+    """Collects the equations of one program while a function is traced.
 
-    def __init__(self) -> None:
+    A builder made while another trace runs is nested in it (its ``level`` is
+    higher).  With ``lift=True`` it takes a traced value of an enclosing
+    trace that the function reads from its closure (``pz.gradient(lambda y:
+    f(y, w), x)`` inside a trace of ``w``) as an extra input of its program,
+    recorded in ``lifted``; without, such a value is an error.
+    """
+
+    _levels = itertools.count()
+    _active = threading.local()
+
+    @staticmethod
+    def tracing() -> bool:
+        """A user function is being traced in this thread (so a transformation called now is nested)."""
+        return bool(getattr(Builder._active, "stack", None))
+
+    @contextlib.contextmanager
+    def active_trace(self) -> Iterator[None]:
+        stack = Builder._active.__dict__.setdefault("stack", [])
+        stack.append(self)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    def __init__(self, lift: bool = False) -> None:
         self.eqns: list[Eqn] = []
         self._consts: dict[int, tuple[Var, Any]] = {}
         self._const_values: dict[Var, np.ndarray] = {}
         self._inputs: dict[int, tuple["Tracer", Var]] = {}
+        self.level = next(Builder._levels)
+        self.lift = lift
+        self.lifted: dict[int, tuple["Tracer", Var]] = {}
 
     def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
         t = Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
@@ -48,6 +78,11 @@ class Builder:
 
     def to_atom(self, x: Any) -> Var | Literal:
         if isinstance(x, Tracer):
+            if x._builder is not self and self.lift:
+                hit = self.lifted.get(id(x))
+                if hit is None:
+                    hit = self.lifted[id(x)] = (x, Var(x._var.aval))
+                return hit[1]
             if x._builder is not self:
                 raise UnsupportedOperationError(
                     "a traced value from another trace was used here; a function traced "
@@ -95,7 +130,7 @@ class Builder:
         values = self._const_values
         constvars = tuple(v for v in values if v.uid in live)
         return Program(
-            inputs=tuple(self._input_var(t) for t in inputs),
+            inputs=tuple(self._input_var(t) for t in inputs) + tuple(v for _, v in self.lifted.values()),
             constvars=constvars,
             consts=tuple(values[v] for v in constvars),
             eqns=kept,

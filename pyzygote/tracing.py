@@ -31,7 +31,7 @@ import numpy as np
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import Static, flatten, unflatten
-from pyzygote.tracer import Builder, Tracer
+from pyzygote.tracer import Builder, Tracer, as_operand
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
@@ -48,6 +48,9 @@ class Traced:
     array_slots: list[int]  # which leaves are program inputs
     out_tree: Hashable
     guards: tuple[Any, ...]
+    # Values of enclosing traces the function read (see Builder(lift=True)): the program's
+    # inputs after the arguments' arrays.
+    lifted: tuple[Any, ...] = ()
 
     def inputs_from(self, leaves: list[Any]) -> list[np.ndarray]:
         return [leaves[i] for i in self.array_slots]
@@ -57,9 +60,8 @@ def to_input_array(x: Any, argname: str) -> np.ndarray:
     """Python numbers and lists become float64; numpy arrays keep their dtype."""
     if isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tracer) for v in x)):
         raise UnsupportedOperationError(
-            f"{argname} is a value traced by an outer pz.gradient (or jacobian, jvp, ...): pyzygote's "
-            "transformations do not nest. For second derivatives use pz.hessian (forward over reverse), "
-            "or pz.jvp / pz.pullback on a function that returns the first derivative in closed form."
+            f"{argname} is a value traced by an enclosing transformation: pz.make_program takes "
+            "arrays; inside traced code call pz.gradient, pz.jvp, ... on traced values, which nest"
         )
     if isinstance(x, np.ndarray) or isinstance(x, np.generic):
         arr = np.asarray(x)
@@ -203,11 +205,16 @@ def trace(
     args: tuple[Any, ...],
     argnames: list[str] | None = None,
     output: Callable[[Any], Any] | None = None,
-) -> tuple[Traced, list[np.ndarray]]:
+    nest: bool = False,
+) -> tuple[Traced, list[Any]]:
     """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays.
 
     ``output``, if given, is applied to what ``f`` returns, inside the trace
     (an ODE right-hand side's list of scalars becomes one float64 vector).
+    With ``nest``, ``f`` may be called inside another trace: arguments may be
+    traced values (returned as they are among the input arrays) and values
+    of the enclosing trace that ``f`` reads become ``Traced.lifted``.  Such a
+    trace belongs to the enclosing one and is not cached.
     """
     if not callable(f):
         raise TypeError(f"expected a function of numpy arrays to differentiate, got {type(f).__name__} {f!r}")
@@ -219,10 +226,12 @@ def trace(
         if isinstance(leaf, Static):
             key_parts.append(leaf.key())
         else:
-            arr = to_input_array(leaf, name)
+            arr = _traced_input(leaf, name) if nest and _holds_tracer(leaf) else to_input_array(leaf, name)
             arrays.append(arr)
             key_parts.append((arr.shape, arr.dtype.str))
     key = tuple(key_parts)
+    if nest and Builder.tracing():
+        return _trace_fresh(f, leaves, tree, arrays, output, nest=True), arrays
     per_fn = _function_cache(f)
     hit = per_fn.get(key) if per_fn is not None else None
     if hit is not None and _still_valid(hit, f):
@@ -263,16 +272,18 @@ def _trace_fresh(
     tree: Hashable,
     arrays: list[np.ndarray],
     output: Callable[[Any], Any] | None,
+    nest: bool = False,
 ) -> Traced:
-    b = Builder()
+    b = Builder(lift=nest)
     tracers = [b.new_input(a.shape, a.dtype) for a in arrays]
     it = iter(tracers)
     slots = [i for i, leaf in enumerate(leaves) if not isinstance(leaf, Static)]
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
     before = _closure_guard(f)
-    out = call_traced(f, *unflatten(tree, traced_leaves))
-    if output is not None:
-        out = output(out)
+    with b.active_trace():
+        out = call_traced(f, *unflatten(tree, traced_leaves))
+        if output is not None:
+            out = output(out)
     reached: list[np.ndarray] = []
     after = _closure_guard(f, reached)
     # What f itself changes while it runs (a call counter, a log list) is its
@@ -282,13 +293,26 @@ def _trace_fresh(
     for leaf in out_leaves:
         if isinstance(leaf, Static):
             raise TypeError(f"the traced function returned {leaf.value!r}, which is not an array")
-    prog = b.build(tracers, out_leaves)
+    with b.active_trace():
+        prog = b.build(tracers, out_leaves)
+    lifted = tuple(t for t, _ in b.lifted.values())
     captured = tuple(
         (orig, snap) for orig, snap in ((o, b._const_values[v]) for v, o in _captured(b)) if isinstance(orig, np.ndarray)
     )
     known = {id(orig) for orig, _ in captured}
     captured += tuple((a, np.array(a, copy=True)) for a in reached if id(a) not in known)
-    return Traced(prog, tree, leaves, slots, out_tree, (guard, captured))
+    return Traced(prog, tree, leaves, slots, out_tree, (guard, captured), lifted)
+
+
+def _holds_tracer(x: Any) -> bool:
+    return isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and any(_holds_tracer(v) for v in x))
+
+
+def _traced_input(x: Any, argname: str) -> Tracer:
+    t = as_operand(x)
+    if t.dtype.kind not in _ALLOWED_KINDS:
+        raise TypeError(f"cannot differentiate with respect to {argname}: it is a traced {t.dtype} value")
+    return t
 
 
 # numpy's words when a traced value is written into one of its own arrays (np.zeros(n)[i] = v):

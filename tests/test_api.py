@@ -278,15 +278,6 @@ def test_integer_argument_used_as_an_index_says_it_is_traced() -> None:
     np.testing.assert_array_equal(g, [2.0, 2.0, 0.0])
 
 
-def test_nested_transformations_are_refused_with_the_alternatives() -> None:
-    inner = lambda y: np.sum(y**3)  # noqa: E731
-    with pytest.raises(pz.UnsupportedOperationError, match="do not nest.*pz.hessian"):
-        pz.gradient(lambda x: np.sum(pz.gradient(inner, x)[0]), np.ones(3))
-    with pytest.raises(pz.UnsupportedOperationError, match="do not nest"):
-        pz.jvp(lambda x: pz.gradient(inner, x)[0], (np.ones(3),), (np.ones(3),))
-    np.testing.assert_allclose(pz.hessian(inner, np.array([1.0, 2.0])), np.diag([6.0, 12.0]))
-
-
 def _fill_numpy_array(u: Any) -> Any:
     du = np.zeros(2)
     du[0] = u[1]

@@ -42,6 +42,7 @@ from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.vjp import vjp_programs
 from tests.cases import CASES, rng_for
 from tests.julia_subset import evaluate_expr, parse_expr, run_program
+from tests.test_nested import physics_informed
 
 REPO = Path(__file__).resolve().parents[1]
 JULIA_SRC = REPO / "julia_src"
@@ -282,6 +283,9 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "linalg": (linalg, (_well_conditioned(3), np.array([1.0, -2.0, 0.5]))),
     "linalg-f32": (linalg, (_well_conditioned(3).astype(np.float32), np.array([1.0, -2.0, 0.5], np.float32))),
     "mixed": (mixed, rng_arrays((3, 4))),
+    # Transformations inside traced code: their derivative programs are part of the program.
+    "nested-gradient": (physics_informed, rng_arrays((2,), (3,))),
+    "nested-hessian-trace": (lambda x: np.trace(pz.hessian(lambda y: np.sum(np.tanh(y) * y), x)), rng_arrays((3,))),
 }
 
 
