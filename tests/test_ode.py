@@ -486,6 +486,10 @@ def test_julia_extension_knows_exactly_the_solver_table():
 def test_rhs_errors_say_how_it_was_called():
     with pytest.raises(TypeError, match="returned None"):
         pz.odesolve(lambda u, p, t: None, U0_LV, T_LV)
+    with pytest.raises(TypeError, match="returned booleans"):
+        pz.odesolve(lambda u, p, t: u > 0, U0_LV, T_LV)
+    with pytest.raises(ValueError, match="tspan must be a pair"):
+        pz.ODEProblem(decay, [1.0], ("0", "10"), [1.0])
     with pytest.raises(TypeError) as info:
         pz.odesolve(lambda t, u: -u, U0_LV, T_LV)  # SciPy's signature
     if hasattr(info.value, "add_note"):

@@ -69,6 +69,8 @@ class ODEProblem:
         object.__setattr__(self, "u0", _vector(self.u0, "u0"))
         object.__setattr__(self, "p", _vector(np.zeros(0) if self.p is None else self.p, "p", allow_empty=True))
         try:
+            if isinstance(self.tspan, str) or any(isinstance(v, (str, bytes)) for v in self.tspan):
+                raise TypeError
             t0, t1 = (float(v) for v in self.tspan)
         except (TypeError, ValueError):
             raise ValueError(f"tspan must be a pair (t0, t1) of numbers, got {self.tspan!r}") from None

@@ -44,7 +44,10 @@ def _as_derivative(du: Any) -> Any:
     """What a right-hand side returns (an array, a list of scalars) as one float64 array."""
     if du is None:
         raise TypeError("the right-hand side returned None; it must return du/dt (an array shaped like u0)")
-    return convert(as_operand(du), np.float64)
+    du = as_operand(du)
+    if du.dtype.kind == "b":
+        raise TypeError("the right-hand side returned booleans; it must return du/dt as numbers (a comparison? see np.where)")
+    return convert(du, np.float64)
 
 
 class JuliaRHS:
