@@ -15,6 +15,7 @@ import pytest
 
 import pyzygote as pz
 from pyzygote.testing import check_grads
+from tests.test_julia_ode import julia as julia_with_ode_packages
 
 X = np.array([1.0, 2.0, -0.5])
 
@@ -101,6 +102,33 @@ def test_gradient_of_a_gradient_norm_through_an_ode_solve():
     np.testing.assert_allclose(g, 2 * pz.gradient(loss, p0)[0] * pz.hessian(loss, p0)[0], rtol=1e-7)
 
 
+def pendulum_energy(q: Any, p: Any, k: Any) -> Any:
+    return 0.5 * p**2 + k[0] * (1.0 - np.cos(q))
+
+
+def hamiltonian(u: Any, k: Any, t: Any) -> Any:
+    """Hamilton's equations: the right-hand side is a gradient of the energy."""
+    dq, dp = pz.gradient(lambda q, p: pendulum_energy(q, p, k), u[0], u[1])
+    return np.stack([dp, -dq])
+
+
+def pendulum(u: Any, k: Any, t: Any) -> Any:
+    return np.array([u[1], -k[0] * np.sin(u[0])])
+
+
+T_PENDULUM = np.linspace(0.0, 5.0, 11)
+
+
+def swing(rhs: Any, k: Any) -> Any:
+    return np.sum(pz.odesolve(rhs, np.array([1.0, 0.0]), T_PENDULUM, k, reltol=1e-10, abstol=1e-10)[:, 0] ** 2)
+
+
+def test_right_hand_side_written_as_a_gradient_of_the_energy():
+    k = np.array([2.0])
+    np.testing.assert_allclose(swing(hamiltonian, k), swing(pendulum, k), rtol=1e-14)
+    np.testing.assert_allclose(pz.gradient(swing, hamiltonian, k)[1], pz.gradient(swing, pendulum, k)[1], rtol=1e-12)
+
+
 def test_nested_results_are_not_cached_across_outer_traces():
     # The inner trace reads the outer w; a second outer call at another w must see the new value.
     for w in (np.array([0.7, 1.3]), np.array([-0.2, 0.4])):
@@ -117,3 +145,11 @@ def test_nested_transformations_agree_across_engines():
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-10)
     np.testing.assert_allclose(pz.hessian(slope_energy, X, engine="julia"), np.diag(54 * X**2), rtol=1e-10)
+
+
+@julia_with_ode_packages
+def test_hamiltonian_right_hand_side_agrees_across_engines():
+    k = np.array([2.0])
+    (want,) = pz.gradient(lambda q: swing(hamiltonian, q), k, engine="numpy")
+    (got,) = pz.gradient(lambda q: swing(hamiltonian, q), k, engine="julia")
+    np.testing.assert_allclose(got, want, rtol=1e-6)
