@@ -154,13 +154,20 @@ def as_operand(x: Any) -> Any:
     return np.asarray(x)
 
 
+def _no_out(out: Any) -> dict[str, Any]:
+    """No keywords for numpy when ``out`` is None; else numpy's ``out=`` reaches pyzygote's refusal."""
+    return {} if out is None else {"out": out}
+
+
 def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
     return TracerBoolError(
         f"{what} of a traced value: tracing cannot branch on or read out a value "
         f"that depends on the function's inputs.{advice} Use np.where(cond, a, b) for "
         "data-dependent choices (or np.maximum, np.clip). To fill an array element by "
         "element, create it from a traced one (np.zeros_like(u)) or build it with np.array([...]) "
-        "or np.stack: an array from np.zeros(n) cannot hold traced values."
+        "or np.stack: an array from np.zeros(n) cannot hold traced values. If numpy itself did this "
+        "(np.maximum, np.clip, np.max or a comparison on an array that np.array([...]) or np.asarray(x) "
+        "made of traced values), build that array with np.stack([...]) instead."
     )
 
 
@@ -375,6 +382,12 @@ class Tracer:
                 "assign through the original array, e.g. y[i, j] = v instead of y[i][j] = v"
             )
         updated = lookup("setitem")(self, index, value)
+        if updated._builder is not self._builder:
+            raise UnsupportedOperationError(
+                "assigning a value traced by a nested transformation into an array of the enclosing "
+                "trace cannot be traced (it would leak the inner trace's value); compute a new array "
+                "inside the inner function instead"
+            )
         # numpy code expects ``y`` itself to change: rebind this tracer.
         self._var = updated._var
 
@@ -409,26 +422,27 @@ class Tracer:
     def swapaxes(self, a: int, b: int) -> Any:
         return np.swapaxes(self, a, b)
 
-    def sum(self, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
-        return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
+    # ndarray's signatures, positional order included; ``out`` and ``where`` have no traced meaning.
+    def sum(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out))
 
-    def mean(self, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
-        return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims)
+    def mean(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out))
 
-    def prod(self, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
-        return np.prod(self, axis=axis, dtype=dtype, keepdims=keepdims)
+    def prod(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        return np.prod(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out))
 
-    def max(self, axis: Any = None, keepdims: bool = False) -> Any:
-        return np.max(self, axis=axis, keepdims=keepdims)
+    def max(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        return np.max(self, axis=axis, keepdims=keepdims, **_no_out(out))
 
-    def min(self, axis: Any = None, keepdims: bool = False) -> Any:
-        return np.min(self, axis=axis, keepdims=keepdims)
+    def min(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        return np.min(self, axis=axis, keepdims=keepdims, **_no_out(out))
 
-    def var(self, axis: Any = None, dtype: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
-        return np.var(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
+    def var(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+        return np.var(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, **_no_out(out))
 
-    def std(self, axis: Any = None, dtype: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
-        return np.std(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
+    def std(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+        return np.std(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, **_no_out(out))
 
     def round(self, decimals: int = 0) -> Any:
         return np.round(self, decimals)

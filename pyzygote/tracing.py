@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 import weakref
 from dataclasses import dataclass
@@ -328,8 +329,8 @@ def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
         if _SEQUENCE_MESSAGE in str(exc):
             raise _assigned_into_numpy_array() from exc
         raise
-    except TypeError as exc:
-        if not isinstance(exc, TracerBoolError) and any(m in str(exc) for m in _OBJECT_ARRAY_MESSAGES):
+    except (TypeError, AttributeError) as exc:
+        if not isinstance(exc, TracerBoolError) and _from_object_array(str(exc)):
             raise _object_array(exc) from exc
         raise
 
@@ -341,12 +342,23 @@ def _assigned_into_numpy_array() -> TracerBoolError:
         + "\"): a numpy array holds only numbers. This happens when a traced value is written into "
         "an array from np.zeros(n) or np.empty(n) (create it from a traced one instead: "
         "y = np.zeros_like(u), then y[i] = v; or build it with np.stack), or converted with "
-        "np.asarray(x, dtype=float), np.array(x, dtype=...) or np.float64(x) (leave traced values as they are)."
+        "np.asarray(x, dtype=float), np.array(x, dtype=...) or np.float64(x) (leave traced values as they are), "
+        "or by a numpy function such as np.mean working on an array that np.array([...]) or np.asarray(x) "
+        "made of traced values (build that array with np.stack([...]) instead)."
     )
 
 
-# numpy's words when a ufunc meets an object array holding traced values.
-_OBJECT_ARRAY_MESSAGES = ("of type Tracer which has no callable", "from dtype('O')")
+# numpy's words when a ufunc meets an object array holding traced values (and, when the array
+# mixes them with plain numbers, a number's missing method of the ufunc's name).
+_OBJECT_ARRAY_MESSAGES = re.compile(
+    r"which has no callable \w+ method|from dtype\('O'\)|'(?:float|int)' object has no attribute '(\w+)'"
+)
+
+
+def _from_object_array(message: str) -> bool:
+    m = _OBJECT_ARRAY_MESSAGES.search(message)
+    # A number's missing attribute counts only when it is named after a ufunc (not, say, .shape).
+    return m is not None and (m.group(1) is None or isinstance(getattr(np, m.group(1), None), np.ufunc))
 
 
 def _object_array(exc: Exception) -> UnsupportedOperationError:

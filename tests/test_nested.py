@@ -136,6 +136,20 @@ def test_nested_results_are_not_cached_across_outer_traces():
         np.testing.assert_allclose(gw, physics_informed_closed_form(w, X), rtol=1e-13)
 
 
+def test_assigning_inner_values_into_outer_arrays_is_refused():
+    def outer(x: Any) -> Any:
+        w = x * 1.0
+
+        def inner(y: Any) -> Any:
+            w[0] = y[0] * 3.0
+            return np.sum(w * y)
+
+        return np.sum(pz.gradient(inner, x)[0])
+
+    with pytest.raises(pz.UnsupportedOperationError, match="enclosing trace"):
+        pz.gradient(outer, X)
+
+
 @pytest.mark.julia
 def test_nested_transformations_agree_across_engines():
     w = np.array([0.7, 1.3])

@@ -204,10 +204,11 @@ def test_failed_solve_reports_retcode_and_differentiated_loss_raises():
 @pytest.mark.parametrize("alg", ["Tsit5", "DP5", "Vern7", "Vern9", "Rodas5P", "KenCarp4", "FBDF", "auto"])
 def test_nan_from_the_right_hand_side_stops_every_solver_with_a_retcode(alg):
     # SciPy's DOP853 (Vern7, Vern9) looped forever on NaN, and Radau/BDF raised from their LU.
-    for f, stop in ((lambda u, p, t: u * np.nan, 0.0), (lambda u, p, t: np.sqrt(0.5 - t) * u, 0.5)):
-        with np.errstate(invalid="ignore"):
+    for f, stop in ((lambda u, p, t: u * np.nan, 0.0), (lambda u, p, t: u * np.inf, 0.0), (lambda u, p, t: np.sqrt(0.5 - t) * u, 0.5)):
+        with np.errstate(invalid="ignore", over="ignore"):
             sol = pz.solve(pz.ODEProblem(f, [1.0], (0.0, 1.0)), alg=alg)
-        assert sol.retcode in ("Unstable", "DtLessThanMin") and sol.t[-1] <= stop + 1e-6, (sol.retcode, sol.t)
+        assert sol.retcode == ("Unstable" if stop == 0.0 else sol.retcode) and sol.retcode in ("Unstable", "DtLessThanMin")
+        assert sol.t[-1] <= stop + 1e-6, (sol.retcode, sol.t)
     with pytest.raises(pz.SolverError, match="Unstable"):
         pz.gradient(lambda p: pz.odesolve(lambda u, q, t: u * q[0] * np.nan, [1.0], [0.0, 1.0], p, alg=alg)[-1, 0], np.ones(1))
 

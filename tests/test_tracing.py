@@ -320,3 +320,27 @@ def test_what_object_arrays_cannot_do_is_explained():
         pz.gradient(lambda x: (x.sort(), np.sum(x))[1], x)
     with pytest.raises(AttributeError, match=r"no rule for \.argmax"):
         pz.gradient(lambda x: x.argmax(), x)
+    # An object array mixing traced values and numbers, and numpy functions that convert elements
+    for mixed in (lambda x: np.sum(np.sin(np.array([x[0], 1.0]))), lambda x: np.sum(np.arctan2(np.array([x[0], 1.0]), 2.0))):
+        with pytest.raises(pz.UnsupportedOperationError, match="array of Python objects"):
+            pz.gradient(mixed, x)
+    with pytest.raises(pz.TracerBoolError, match=r"np\.mean.*np\.stack"):
+        pz.gradient(lambda x: np.mean(np.asarray(x)), x)
+    with pytest.raises(pz.TracerBoolError, match=r"np\.maximum, np\.clip, np\.max or a comparison.*np\.stack"):
+        pz.gradient(lambda x: np.sum(np.maximum(np.asarray(x), 0.1)), x)
+    with pytest.raises(AttributeError, match="'float' object has no attribute 'shape'"):
+        pz.gradient(lambda x: x[0] * (1.0).shape, x)  # the user's own mistake stays as it is
+
+
+def test_reduction_methods_take_ndarray_positional_arguments():
+    x = np.array([[1.0, 2.5, -0.3], [0.7, 0.2, 1.9]])
+    for method, function in (
+        (lambda z: z.std(1, None, None, 1), lambda z: np.std(z, 1, ddof=1)),
+        (lambda z: z.var(0, None, None, 0, True), lambda z: np.var(z, 0, keepdims=True)),
+        (lambda z: z.sum(0, None, None, True), lambda z: np.sum(z, 0, keepdims=True)),
+        (lambda z: z.max(0, None, True), lambda z: np.max(z, 0, keepdims=True)),
+        (lambda z: z.mean(1, None, None, True), lambda z: np.mean(z, 1, keepdims=True)),
+    ):
+        assert str(pz.make_program(method, x)) == str(pz.make_program(function, x))
+    with pytest.raises(NotImplementedError, match="out="):
+        pz.gradient(lambda z: z.sum(out=np.empty(())), x)

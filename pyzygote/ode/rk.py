@@ -118,7 +118,9 @@ def rk_integrate(
     seg_ts, pieces = [t0], []
     t, naccept, nreject = t0, 0, 0
     retcode, message = "Success", ""
-    while (t1 - t) * direction > 0:
+    if not np.all(np.isfinite(K[0])):  # not a step-size problem: say what it is
+        retcode, message = "Unstable", f"the right-hand side returned NaN or inf at t={t0:.6g}"
+    while retcode == "Success" and (t1 - t) * direction > 0:
         if naccept >= maxiters:
             retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
             break
@@ -141,7 +143,14 @@ def rk_integrate(
             scale = atol + np.maximum(np.abs(y), np.abs(y_new)) * rtol
             err = _rms((_E @ K) * h / scale)
             if not err == err or err == np.inf:
-                retcode, message = "Unstable", f"the solution became NaN or infinite in the step from t={t:.6g}"
+                # A trial step that met NaN or inf (a stage past a singularity, say) is rejected
+                # with the largest cut, as SciPy's and OrdinaryDiffEq's steppers do.
+                h_abs *= _MIN_FACTOR
+                rejected = True
+                nreject += 1
+                continue
+            if err < 1 and not np.all(np.isfinite(y_new)):
+                retcode, message = "Unstable", f"the solution became NaN or infinite at t={t_new:.6g}"
                 break
             if err < 1:
                 factor = _MAX_FACTOR if err == 0 else min(_MAX_FACTOR, _SAFETY * err**_ERR_EXP)

@@ -106,7 +106,7 @@ class _NonFinite(Exception):
 
 
 def _finite(value: Any, what: str, t: float) -> Any:
-    entries = value.data if hasattr(value, "tocsr") else value  # scipy.sparse Jacobians
+    entries = value if isinstance(value, np.ndarray) else value.data  # or a scipy.sparse Jacobian
     if not np.all(np.isfinite(entries)):
         raise _NonFinite(f"the {what} returned NaN or inf at t={t:.6g}")
     return value
@@ -140,11 +140,9 @@ def integrate(
         return rk_integrate(fun, t0, t1, u0, saveat, reltol, abstol, maxiters=maxiters, dense=dense, first_step=first_step)
     n_calls = [0]
 
-    # SciPy's methods do not expect NaN from the right-hand side: DOP853 then loops forever
-    # and Radau/BDF raise from their LU factorization. Stop with a retcode instead.
     def counted(t: float, u: np.ndarray) -> np.ndarray:
         n_calls[0] += 1
-        return _finite(fun(t, u), "right-hand side", t)
+        return fun(t, u)
 
     kwargs: dict[str, Any] = {"rtol": reltol, "atol": abstol}
     if jac is not None and method in (Radau, BDF, LSODA):
@@ -166,7 +164,11 @@ def integrate(
         us.append(np.array(u0, dtype=float))
         k += 1
     n = len(u0)
+    # SciPy's methods do not expect NaN or inf at the start (DOP853's initial step becomes NaN
+    # and it loops forever) or in a Jacobian (Radau and BDF raise from their LU factorization);
+    # later NaN derivatives make them reject the step and shrink it, as OrdinaryDiffEq does.
     try:
+        _finite(counted(t0, np.array(u0, dtype=float)), "right-hand side", t0)
         solver = method(counted, t0, np.array(u0, dtype=float), t1, **kwargs)
     except _NonFinite as exc:
         stats = {"nf": n_calls[0], "njacs": 0, "nlu": 0, "naccept": 0, "nreject": 0}
