@@ -48,6 +48,10 @@ class Builder:
         """A user function is being traced in this thread (so a transformation called now is nested)."""
         return bool(getattr(Builder._active, "stack", None))
 
+    @staticmethod
+    def is_active(builder: "Builder") -> bool:
+        return any(b is builder for b in getattr(Builder._active, "stack", ()))
+
     @contextlib.contextmanager
     def active_trace(self) -> Iterator[None]:
         stack = Builder._active.__dict__.setdefault("stack", [])
@@ -78,18 +82,24 @@ class Builder:
 
     def to_atom(self, x: Any) -> Var | Literal:
         if isinstance(x, Tracer):
-            if x._builder is not self and self.lift:
-                hit = self.lifted.get(id(x))
-                if hit is None:
-                    hit = self.lifted[id(x)] = (x, Var(x._var.aval))
-                return hit[1]
-            if x._builder is not self:
+            if x._builder is self:
+                return x._var
+            if not Builder.is_active(x._builder):
+                raise UnsupportedOperationError(
+                    "a traced value was used after its trace ended (kept in a global, a list or a "
+                    "closure by a function pyzygote traced): traced values are placeholders that "
+                    "exist only while their function is traced"
+                )
+            if not self.lift:
                 raise UnsupportedOperationError(
                     "a traced value from another trace was used here; a function traced "
                     "inside another (an ODE right-hand side, say) must receive traced "
                     "values as arguments (through p or u0), not capture them from outside"
                 )
-            return x._var
+            hit = self.lifted.get(id(x))
+            if hit is None:
+                hit = self.lifted[id(x)] = (x, Var(x._var.aval))
+            return hit[1]
         arr = np.asarray(x)
         if arr.dtype == object:
             raise TypeError(f"cannot use an object array as a constant: {arr!r}")

@@ -32,7 +32,7 @@ import numpy as np
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import Static, flatten, unflatten
-from pyzygote.tracer import Builder, Tracer, as_operand
+from pyzygote.tracer import Builder, Tracer
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
@@ -59,7 +59,7 @@ class Traced:
 
 def to_input_array(x: Any, argname: str) -> np.ndarray:
     """Python numbers and lists become float64; numpy arrays keep their dtype."""
-    if isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tracer) for v in x)):
+    if isinstance(x, Tracer):
         raise UnsupportedOperationError(
             f"{argname} is a value traced by an enclosing transformation: pz.make_program takes "
             "arrays; inside traced code call pz.gradient, pz.jvp, ... on traced values, which nest"
@@ -135,12 +135,17 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, 
                     value((id(v), "." + k), item, depth + 1)
 
     def function(fn: Any, depth: int) -> None:
-        if id(fn) in seen or str(getattr(fn, "__module__", "")).split(".")[0] in ("numpy", "pyzygote"):
+        package = str(getattr(fn, "__module__", "")).split(".")[0]
+        if id(fn) in seen or package == "numpy":
             return
         seen.add(id(fn))
+        # pyzygote's own wrappers (pz.grad(f)) are followed into what they close over (f), not
+        # into their module's globals.
         for i, c in enumerate(fn.__closure__ or ()):
             if _cell_filled(c):
                 value((id(fn), "cell", i), c.cell_contents, depth)
+        if package == "pyzygote":
+            return
         g = fn.__globals__
         for n in _code_names(fn.__code__):
             if n in g:
@@ -227,7 +232,7 @@ def trace(
         if isinstance(leaf, Static):
             key_parts.append(leaf.key())
         else:
-            arr = _traced_input(leaf, name) if nest and _holds_tracer(leaf) else to_input_array(leaf, name)
+            arr = _traced_input(leaf, name) if nest and isinstance(leaf, Tracer) else to_input_array(leaf, name)
             arrays.append(arr)
             key_parts.append((arr.shape, arr.dtype.str))
     key = tuple(key_parts)
@@ -305,12 +310,13 @@ def _trace_fresh(
     return Traced(prog, tree, leaves, slots, out_tree, (guard, captured), lifted)
 
 
-def _holds_tracer(x: Any) -> bool:
-    return isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and any(_holds_tracer(v) for v in x))
-
-
-def _traced_input(x: Any, argname: str) -> Tracer:
-    t = as_operand(x)
+def _traced_input(t: Tracer, argname: str) -> Tracer:
+    """A traced argument of a transformation called inside a trace (see engines.inline)."""
+    if not Builder.is_active(t._builder):
+        raise UnsupportedOperationError(
+            f"{argname} is a traced value whose trace has ended (kept from an earlier pz.gradient "
+            "or similar call): traced values exist only while their function is traced"
+        )
     if t.dtype.kind not in _ALLOWED_KINDS:
         raise TypeError(f"cannot differentiate with respect to {argname}: it is a traced {t.dtype} value")
     return t

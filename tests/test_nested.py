@@ -167,3 +167,38 @@ def test_hamiltonian_right_hand_side_agrees_across_engines():
     (want,) = pz.gradient(lambda q: swing(hamiltonian, q), k, engine="numpy")
     (got,) = pz.gradient(lambda q: swing(hamiltonian, q), k, engine="julia")
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+SCALE = 1.0
+
+
+def scaled_quartic(x: Any) -> Any:
+    return SCALE * x**4
+
+
+def test_transformed_transformations_see_rebound_globals():
+    global SCALE
+    second = pz.grad(pz.grad(scaled_quartic))
+    try:
+        assert second(1.0) == 12.0
+        SCALE = 2.5  # read by scaled_quartic, inside the closures of two pz.grad wrappers
+        assert second(1.0) == 30.0
+    finally:
+        SCALE = 1.0
+
+
+def test_traced_values_that_outlive_their_trace_are_refused():
+    kept: dict[str, Any] = {}
+
+    def f(x: Any) -> Any:
+        kept["x"] = x
+        kept["back"] = pz.pullback(np.sin, x)[1]
+        return np.sum(x**2)
+
+    pz.gradient(f, X)
+    with pytest.raises(pz.UnsupportedOperationError, match="trace has ended"):
+        pz.gradient(np.sum, kept["x"])
+    with pytest.raises(pz.UnsupportedOperationError, match="trace that has ended"):
+        kept["back"](np.ones(3))
+    with pytest.raises(pz.UnsupportedOperationError, match="after its trace ended"):
+        pz.gradient(lambda z: np.sum(z * kept["x"]), X)

@@ -23,7 +23,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pyzygote.engines.numpy_engine import _cached, grad_program
+from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Program
+from pyzygote.tracer import Builder, Tracer
 from pyzygote.transforms.evaluate import eval_program
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.vjp import vjp_programs
@@ -53,6 +55,10 @@ class InlineEngine:
         ys, res = outs[:n], outs[n:]
 
         def backward(*cts: Any) -> tuple[Any, ...]:
+            if not all(Builder.is_active(r._builder) for r in [*arrays, *res] if isinstance(r, Tracer)):
+                raise UnsupportedOperationError(
+                    "this pullback was made inside a trace that has ended: call it within the traced function"
+                )
             return tuple(eval_program(bwd, *res, *cts)[:k])
 
         return tuple(ys), backward
