@@ -202,3 +202,9 @@ def test_traced_values_that_outlive_their_trace_are_refused():
         kept["back"](np.ones(3))
     with pytest.raises(pz.UnsupportedOperationError, match="after its trace ended"):
         pz.gradient(lambda z: np.sum(z * kept["x"]), X)
+
+
+def test_inner_transformations_cannot_see_into_julia_functions():
+    doubled = pz.julia_function("x -> 2 .* x", result_shape=(3,))
+    with pytest.raises(TypeError, match="nested in traced code cannot differentiate the Julia function"):
+        pz.gradient(lambda x: np.sum(pz.gradient(lambda y: np.sum(doubled(y)), x)[0]), X, engine="numpy")

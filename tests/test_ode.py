@@ -221,6 +221,7 @@ def test_nan_from_the_right_hand_side_stops_every_solver_with_a_retcode(alg):
         (dict(reltol="1e-6"), "reltol"),
         (dict(maxiters=None), "maxiters must be a positive integer"),
         (dict(maxiters=0), "maxiters"),
+        (dict(maxiters=10.5), "maxiters"),
     ],
 )
 def test_solver_options_are_checked_before_solving(options, match):
@@ -232,7 +233,7 @@ def test_solver_options_are_checked_before_solving(options, match):
 
 
 def test_numpy_scalars_are_valid_tolerances():
-    sol = pz.solve(pz.ODEProblem(decay, [1.0], (0.0, 1.0), [1.0]), reltol=np.float32(1e-6), abstol=np.float64(1e-8), maxiters=np.int64(1000))
+    sol = pz.solve(pz.ODEProblem(decay, [1.0], (0.0, 1.0), [1.0]), reltol=np.float32(1e-6), abstol=np.float64(1e-8), maxiters=1e5)
     assert sol.success
     np.testing.assert_allclose(sol.u[-1, 0], np.exp(-1.0), rtol=1e-5)
 

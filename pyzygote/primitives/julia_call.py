@@ -45,8 +45,17 @@ def _julia_call_impl(*xs: Any, fn: Any, **_: Any) -> Any:
 
 
 def _julia_call_jvp(primals: Any, tangents: Any, *, fn: Any, **_: Any) -> Any:
-    # The Julia engine differentiates the whole generated program with Zygote; only the
-    # NumPy engine's own transforms come here.
+    # The Julia engine differentiates the whole generated program with Zygote; only pyzygote's
+    # own transforms come here: the NumPy engine's, and those of a transformation nested in
+    # traced code, which records its derivative program on either engine.
+    from pyzygote.tracer import Builder
+
+    if Builder.tracing():
+        raise TypeError(
+            f"a transformation nested in traced code cannot differentiate the Julia function {fn!r}: "
+            "pyzygote differentiates nested transformations itself, and cannot see into Julia code. "
+            "Take that derivative inside Julia (Zygote in the Julia function) or outside the traced code."
+        )
     raise _numpy_cannot(fn)
 
 

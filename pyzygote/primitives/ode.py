@@ -246,7 +246,8 @@ def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float
         if not (ok and np.isfinite(tol) and tol > 0):
             raise ValueError(f"{name} must be a positive finite number, got {tol!r}")
         tols.append(float(tol))
-    if isinstance(maxiters, (bool, np.bool_)) or not isinstance(maxiters, (int, np.integer)) or maxiters < 1:
+    whole = isinstance(maxiters, (int, np.integer, float, np.floating)) and not isinstance(maxiters, (bool, np.bool_))
+    if not (whole and np.isfinite(maxiters) and maxiters == int(maxiters) and maxiters >= 1):  # 1e5 is fine
         raise ValueError(f"maxiters must be a positive integer (a number of steps), got {maxiters!r}")
     return tols[0], tols[1], int(maxiters)
 
