@@ -106,7 +106,8 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, 
     seen: set[int] = set()
 
     def value(where: Any, v: Any, depth: int) -> None:
-        found[where] = v
+        if where != "f":  # f itself is the cache's (weak) key: holding it would keep it alive
+            found[where] = v
         if id(v) in seen or depth > 4:
             return
         if isinstance(v, np.ndarray):

@@ -344,3 +344,18 @@ def test_reduction_methods_take_ndarray_positional_arguments():
         assert str(pz.make_program(method, x)) == str(pz.make_program(function, x))
     with pytest.raises(NotImplementedError, match="out="):
         pz.gradient(lambda z: z.sum(out=np.empty(())), x)
+
+
+def test_caches_do_not_keep_functions_alive():
+    import gc
+    import weakref
+
+    def make() -> tuple[Any, Any]:
+        rhs = lambda u, p, t: -p[0] * u  # noqa: E731
+        loss = lambda p: pz.odesolve(rhs, [1.0], [0.0, 1.0], p)[-1, 0]  # noqa: E731
+        pz.gradient(loss, np.ones(1))
+        return weakref.ref(rhs), weakref.ref(loss)
+
+    refs = make()
+    gc.collect()
+    assert [r() for r in refs] == [None, None]

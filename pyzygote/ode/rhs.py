@@ -74,7 +74,8 @@ class RHS:
     """The traced right-hand side of ``u' = f(u, p, t)`` for given sizes of u and p."""
 
     def __init__(self, f: Callable[..., Any] | str, program: Program, n: int, m: int):
-        self.f = f
+        # The name only: an RHS is cached under its function (weakly), so it must not hold it.
+        self.name = f if isinstance(f, str) else getattr(f, "__name__", "f")
         self.program = program
         self.n, self.m = n, m
         self._call = compile_scalar(program)
@@ -82,8 +83,7 @@ class RHS:
         self._systems: dict[str, RHS] = {}
 
     def __repr__(self) -> str:
-        name = self.f if isinstance(self.f, str) else getattr(self.f, "__name__", "f")
-        return f"<rhs {name} n={self.n} m={self.m}>"
+        return f"<rhs {self.name} n={self.n} m={self.m}>"
 
     @staticmethod
     def trace(f: Callable[..., Any], n: int, m: int) -> "RHS":
