@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.engines.numpy_engine import _cached, grad_program
+from pyzygote.engines.numpy_engine import _cached, grad_program, hessian_by_columns
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.tracer import Builder, Tracer
@@ -75,14 +75,4 @@ class InlineEngine:
 
     def hessian(self, prog: Program, arrays: Sequence[Any], argnum: int) -> Any:
         gp = grad_program(prog)
-        x = arrays[argnum]
-        cols = []
-        for i in range(x.size):
-            basis = np.zeros(x.size, dtype=x.dtype)
-            basis[i] = 1.0
-            tangents = [np.zeros(a.shape, a.dtype) for a in arrays]
-            tangents[argnum] = basis.reshape(x.shape)
-            outs = self._tangents_run(gp, arrays, tangents)
-            cols.append(np.reshape(outs[len(gp.outputs) + 1 + argnum], (-1,)))
-        h = np.stack(cols, axis=1) if cols else np.zeros((0, 0), x.dtype)
-        return np.reshape(h, x.shape + x.shape)
+        return hessian_by_columns(len(gp.outputs), lambda ts: self._tangents_run(gp, arrays, ts), arrays, argnum)

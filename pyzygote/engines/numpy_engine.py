@@ -95,17 +95,23 @@ class NumpyEngine:
         """Forward-over-reverse: one JVP of the gradient program per input element."""
         gp = grad_program(prog)
         run = compile_program(_cached(gp, "jvp", jvp_program))
-        x = arrays[argnum]
-        zeros = [np.zeros_like(a) for a in arrays]
-        cols = []
-        for i in range(x.size):
-            basis = np.zeros(x.size, dtype=x.dtype)
-            basis[i] = 1.0
-            tangents = list(zeros)
-            tangents[argnum] = basis.reshape(x.shape)
-            outs = run(*arrays, *tangents)
-            n = len(gp.outputs)
-            cols.append(np.asarray(outs[n + 1 + argnum]).reshape(-1))
-        # Column i holds d(grad)/dx_i; the Hessian is symmetric, rows follow numpy order.
-        h = np.stack(cols, axis=1) if cols else np.zeros((0, 0), x.dtype)
-        return h.reshape(x.shape + x.shape)
+        return hessian_by_columns(len(gp.outputs), lambda ts: run(*arrays, *ts), arrays, argnum)
+
+
+def hessian_by_columns(n_grad_outputs: int, run_jvp: Callable[[list[Any]], Sequence[Any]], arrays: Sequence[Any], argnum: int) -> Any:
+    """The Hessian from JVPs of a gradient program (outputs ``y, grads...``), one basis tangent per column.
+
+    ``run_jvp(tangents)`` evaluates the gradient program's JVP program at the arrays.
+    """
+    x = arrays[argnum]
+    cols = []
+    for i in range(x.size):
+        basis = np.zeros(x.size, dtype=x.dtype)
+        basis[i] = 1.0
+        tangents = [np.zeros(a.shape, a.dtype) for a in arrays]
+        tangents[argnum] = basis.reshape(x.shape)
+        outs = run_jvp(tangents)
+        cols.append(np.reshape(outs[n_grad_outputs + 1 + argnum], (-1,)))
+    # Column i holds d(grad)/dx_i; the Hessian is symmetric, rows follow numpy order.
+    h = np.stack(cols, axis=1) if cols else np.zeros((0, 0), x.dtype)
+    return np.reshape(h, x.shape + x.shape)
