@@ -299,6 +299,19 @@ def test_composite_programs(name: str, tmp_path: Path) -> None:
     fatou_check(write_sources(tmp_path, sources))
 
 
+def test_right_hand_side_of_a_matrix_state_and_dict_parameters(tmp_path: Path) -> None:
+    """The flat program wrapping such a right-hand side (pyzygote.ode.layout) is what Julia solves with."""
+    from pyzygote.ode.layout import Layout
+    from pyzygote.ode.rhs import RHS
+    from tests.test_ode import K_GRID, U0_GRID, grid_decay
+
+    layout, u, p = Layout.of(U0_GRID, {"rates": K_GRID, "source": 0.2})
+    prog = RHS.trace(grid_decay, layout.n, layout.m, layout).program
+    assert [v.aval.shape for v in prog.inputs] == [(6,), (7,), ()]
+    source = check_program(prog, (u, p, np.float64(0.3)), "pz_rhs")
+    fatou_check(write_sources(tmp_path, {"layout-rhs": source}))
+
+
 def test_long_lines_are_wrapped_as_fatou_formats_them(tmp_path: Path) -> None:
     def many(x: Any) -> Any:
         y = np.broadcast_to(x[:, None, :, None, None, None], (2, 3, 4, 5, 6, 7))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import pyzygote as pz
-from tests.test_ode import P_LV, T_DECAY, T_LV, U0_LV, decay, lotka, robertson
+from tests.test_ode import K_GRID, P_LV, T_DECAY, T_LV, U0_GRID, U0_LV, decay, grid_decay, lotka, robertson
 
 def _ode_packages_missing_reason() -> str:
     """Why a set-up Julia cannot solve ODEs ("" when it can, or when Julia is not set up at all)."""
@@ -191,3 +191,20 @@ def test_sundials_solver_by_name_after_full_setup() -> None:
     sol = pz.solve(prob, alg="CVODE_BDF", saveat=T_DECAY, reltol=1e-8, abstol=1e-10, engine="julia")
     assert sol.retcode == "Success"
     np.testing.assert_allclose(sol.u[:, 0], 2.0 * np.exp(-0.7 * T_DECAY), rtol=1e-5)
+
+
+@julia
+def test_matrix_state_and_dict_parameters_on_julia() -> None:
+    t = np.linspace(0.0, 1.0, 4)
+
+    def loss(u0, rates):
+        return np.sum(pz.odesolve(grid_decay, u0, t, {"rates": rates, "source": 0.2}, **TIGHT) ** 2)
+
+    want = pz.gradient(loss, U0_GRID, K_GRID, engine="numpy")
+    got = pz.gradient(loss, U0_GRID, K_GRID, engine="julia")
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-7)
+    prob = pz.ODEProblem(grid_decay, U0_GRID, (0.0, 1.0), {"rates": K_GRID, "source": 0.0})
+    sol = pz.solve(prob, "Tsit5", saveat=[0.0, 1.0], engine="julia", **TIGHT)
+    assert sol.u.shape == (2, 2, 3)
+    np.testing.assert_allclose(sol.u[-1], U0_GRID * np.exp(-K_GRID), rtol=1e-8)

@@ -20,16 +20,16 @@ from pyzygote.ode.solvers import runs_on_numpy
 __all__ = ["solve_julia", "rhs_closure"]
 
 
-def rhs_closure(f: Any, n: int, m: int) -> tuple[Any, bool]:
-    """The Julia callable for a right-hand side, and whether it is generated code."""
+def rhs_closure(prob: Any) -> tuple[Any, bool]:
+    """The Julia callable for a problem's right-hand side (on flat vectors), and whether it is generated code."""
     from pyzygote.julia.functions import is_julia_function
 
-    if is_julia_function(f):
-        return f._julia(), False
+    rhs = prob.rhs()
+    if is_julia_function(prob.f):
+        return prob.f._julia(), False
     from pyzygote.julia.engine import compiled
-    from pyzygote.ode.rhs import RHS
 
-    return compiled(RHS.trace(f, n, m).program).fn, True
+    return compiled(rhs.program).fn, True
 
 
 def solve_julia(prob: Any, alg: str, saveat: np.ndarray | None, reltol: float, abstol: float, maxiters: int) -> Any:
@@ -40,15 +40,16 @@ def solve_julia(prob: Any, alg: str, saveat: np.ndarray | None, reltol: float, a
     session.load_ode_packages()
     if not runs_on_numpy(alg):
         session.load_extra_solvers()
-    fn, generated = rhs_closure(prob.f, prob.u0.shape[0], prob.p.shape[0])
+    fn, generated = rhs_closure(prob)
+    layout, u0, p = prob.flat()
     t0, t1 = prob.tspan
     with session.LOCK:
         t, u, retcode, counts = session.runtime_call(
             "solve_problem",
             fn,
             generated,
-            to_julia(prob.u0),
-            to_julia(prob.p),
+            to_julia(u0),
+            to_julia(p),
             t0,
             t1,
             alg,
@@ -59,7 +60,7 @@ def solve_julia(prob: Any, alg: str, saveat: np.ndarray | None, reltol: float, a
             origin="program",
         )
         t = np.atleast_1d(from_julia(t, np.float64))
-        u = np.asarray(from_julia(u, np.float64)).reshape(len(t), prob.u0.shape[0])
+        u = layout.states(np.asarray(from_julia(u, np.float64)).reshape(len(t), layout.n))
         stats = dict(zip(("nf", "njacs", "nlu", "naccept", "nreject"), (int(c) for c in counts)))
         retcode = str(retcode)
     return ODESolution(t, u, retcode, stats, alg, "" if retcode == "Success" else f"Julia retcode {retcode}", prob)

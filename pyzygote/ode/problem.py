@@ -21,31 +21,21 @@ import numpy as np
 from pyzygote.ode.rhs import RHS
 from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate
 from pyzygote.errors import UnsupportedOperationError
-from pyzygote.primitives.ode import check_solver_options, check_times, flatten_hint
+from pyzygote.ode.layout import Layout
+from pyzygote.primitives.ode import check_solver_options, check_times
+from pyzygote.pytree import flatten, unflatten
 from pyzygote.tracer import Tracer
 
 __all__ = ["ODEProblem", "ODESolution", "solve"]
 
 
-def _vector(x: Any, name: str, allow_empty: bool = False) -> np.ndarray:
-    if isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tracer) for v in x)):
-        raise UnsupportedOperationError(
-            f"{name} of an ODEProblem is being differentiated: pz.solve and ODEProblem are not "
-            "differentiable; use pz.odesolve(f, u0, t, p, ...) inside the differentiated function"
-        )
-    if isinstance(x, (dict, str)) or x is None:
-        raise TypeError(f"{name} must be a 1-D array of real numbers, got {type(x).__name__}{flatten_hint(name)}")
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    arr = np.array(arr, dtype=float)
-    if arr.ndim != 1 or (arr.size == 0 and not allow_empty):
-        empty = "" if allow_empty else "non-empty "
-        raise ValueError(f"{name} must be a {empty}1-D array, got shape {arr.shape}{flatten_hint(name)}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf: {arr!r}")
-    arr.setflags(write=False)
-    return arr
+def _read_only(tree: Any) -> Any:
+    """``tree`` with read-only float64 array leaves."""
+    leaves, structure = flatten(tree)
+    arrays = [np.array(leaf, dtype=float) for leaf in leaves]
+    for arr in arrays:
+        arr.setflags(write=False)
+    return unflatten(structure, arrays)
 
 
 @dataclass(frozen=True)
@@ -66,8 +56,17 @@ class ODEProblem:
     def __post_init__(self) -> None:
         if not callable(self.f):
             raise TypeError(f"f must be a callable f(u, p, t), got {type(self.f).__name__}")
-        object.__setattr__(self, "u0", _vector(self.u0, "u0"))
-        object.__setattr__(self, "p", _vector(np.zeros(0) if self.p is None else self.p, "p", allow_empty=True))
+        if any(isinstance(v, Tracer) for v in flatten((self.u0, self.p))[0]):
+            raise UnsupportedOperationError(
+                "an ODEProblem is being differentiated: pz.solve and ODEProblem are not "
+                "differentiable; use pz.odesolve(f, u0, t, p, ...) inside the differentiated function"
+            )
+        layout = Layout.of(self.u0, self.p)[0]  # the checks odesolve makes
+        p = np.zeros(0) if self.p is None else self.p
+        if layout.p_tree == "*":  # one array (a list of numbers included)
+            p = np.asarray(p, dtype=float)
+        object.__setattr__(self, "u0", _read_only(np.asarray(self.u0, dtype=float)))
+        object.__setattr__(self, "p", _read_only(p))
         try:
             if isinstance(self.tspan, str) or any(isinstance(v, (str, bytes)) for v in self.tspan):
                 raise TypeError
@@ -85,13 +84,18 @@ class ODEProblem:
             raise TypeError(f"remake got unknown fields {sorted(unknown)}; use f, u0, tspan, p")
         return replace(self, **changes)
 
+    def flat(self) -> tuple[Layout, np.ndarray, np.ndarray]:
+        """The layout of ``u0`` and ``p``, and both as flat vectors (see :mod:`pyzygote.ode.layout`)."""
+        return Layout.of(self.u0, self.p)
+
     def rhs(self) -> RHS:
-        return RHS.trace(self.f, self.u0.shape[0], self.p.shape[0])
+        layout = self.flat()[0]
+        return RHS.trace(self.f, layout.n, layout.m, layout)
 
 
 @dataclass
 class ODESolution:
-    """Result of :func:`solve`: ``t`` (T,), ``u`` (T, n) time-major, ``retcode``, ``stats``."""
+    """Result of :func:`solve`: ``t`` (T,), ``u`` (T, *u0.shape) time-major, ``retcode``, ``stats``."""
 
     t: np.ndarray
     u: np.ndarray
@@ -159,13 +163,13 @@ def solve(
 
         return solve_julia(prob, alg, times, reltol, abstol, maxiters)
     algorithm(alg)  # the NumPy engine's solvers, before anything is traced or solved
+    layout, u0, p = prob.flat()
     rhs = prob.rhs()
-    p = prob.p
     res: Integration = integrate(
         lambda t, u: rhs(u, p, t),
         prob.tspan[0],
         prob.tspan[1],
-        prob.u0,
+        u0,
         times,
         alg,
         reltol,
@@ -173,4 +177,4 @@ def solve(
         maxiters=maxiters,
         jac=(lambda t, u: rhs.jacobian_u(u, p, t)) if algorithm(alg).stiff or alg == "auto" else None,
     )
-    return ODESolution(res.t, res.u, res.retcode, res.stats, alg, res.message, prob)
+    return ODESolution(res.t, layout.states(res.u), res.retcode, res.stats, alg, res.message, prob)

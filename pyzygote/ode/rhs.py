@@ -24,6 +24,7 @@ import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Program
+from pyzygote.ode.layout import Layout
 from pyzygote.primitive import zeros
 from pyzygote.primitives.shape import convert
 from pyzygote.tracer import Builder, as_operand
@@ -36,8 +37,8 @@ from pyzygote.transforms.vjp import vjp_programs
 
 __all__ = ["RHS"]
 
-# The RHS (with its derived programs) last built for each function and sizes.
-_RHS: "weakref.WeakKeyDictionary[Any, dict[tuple[int, int], RHS]]" = weakref.WeakKeyDictionary()
+# Per function and layout: the traced program and the RHS (with its derived programs) built from it.
+_RHS: "weakref.WeakKeyDictionary[Any, dict[Layout, tuple[Program, RHS]]]" = weakref.WeakKeyDictionary()
 
 
 def _as_derivative(du: Any) -> Any:
@@ -86,38 +87,43 @@ class RHS:
         return f"<rhs {self.name} n={self.n} m={self.m}>"
 
     @staticmethod
-    def trace(f: Callable[..., Any], n: int, m: int) -> "RHS":
-        """Trace ``f`` at u of shape (n,), p of shape (m,), scalar t.
+    def trace(f: Callable[..., Any], n: int, m: int, layout: Layout | None = None) -> "RHS":
+        """Trace ``f`` at u of shape (n,), p of shape (m,), scalar t, or at the shapes of ``layout``.
 
         The trace is cached like any other (:func:`pyzygote.tracing.trace`): it is
         redone when what ``f`` reads from its closure or globals changes, and
         the derived programs of the :class:`RHS` are kept as long as it is valid.
+        The RHS itself always works with flat vectors (see :mod:`pyzygote.ode.layout`).
         """
         from pyzygote.julia.functions import is_julia_function
 
+        layout = layout or Layout.vectors(n, m)
         if is_julia_function(f):
+            if not layout.flat:
+                raise TypeError(f"the Julia right-hand side {f!r} takes u and p as vectors; flatten them")
             return JuliaRHS(f, n, m)  # type: ignore[return-value]
         try:
-            traced, _ = trace(f, (np.zeros(n), np.zeros(m), 0.0), ["u", "p", "t"], output=_as_derivative)
+            traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative)
         except (TypeError, IndexError) as exc:
             if hasattr(exc, "add_note"):  # Python 3.11+
-                exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape ({n},), p of shape ({m},) and a scalar t)")
+                exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
+                             "p as given and a scalar t)")
             raise
         prog = traced.program
         try:
             per_fn = _RHS.setdefault(f, {})
         except TypeError:
             per_fn = {}
-        hit = per_fn.get((n, m))
-        if hit is None or hit.program is not prog:
+        hit = per_fn.get(layout)
+        if hit is None or hit[0] is not prog:
             shape = prog.out_avals[0].shape
-            if shape != (n,):
+            if shape != layout.u_shape:
                 raise ValueError(
-                    f"the right-hand side returned shape {shape}, expected ({n},) like u0 "
+                    f"the right-hand side returned shape {shape}, expected {layout.u_shape} like u0 "
                     "(it is called as f(u, p, t), SciML's argument order; SciPy's solve_ivp calls f(t, u))"
                 )
-            hit = per_fn[(n, m)] = RHS(f, prog, n, m)
-        return hit
+            hit = per_fn[layout] = (prog, RHS(f, layout.wrap(prog), n, m))
+        return hit[1]
 
     # --- plain evaluation -----------------------------------------------------------
     def __call__(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:

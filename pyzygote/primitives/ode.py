@@ -25,12 +25,12 @@ import numpy as np
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.ode import sensitivity
+from pyzygote.ode.layout import Layout
 from pyzygote.ode.rhs import RHS, check_no_outer_tracers
 from pyzygote.ode.sensitivity import Options
 from pyzygote.ode.solvers import algorithm, check_solver_name, runs_on_numpy
 from pyzygote.primitive import Primitive, Undefined, aval_of, zeros
-from pyzygote.primitives.shape import convert
-from pyzygote.tracer import Tracer, as_operand
+from pyzygote.tracer import Tracer
 
 __all__ = ["odesolve", "check_times"]
 
@@ -201,10 +201,12 @@ def odesolve(
 ) -> Any:
     """Solve ``u' = f(u, p, t)`` from ``u(t[0]) = u0``; the solution at times ``t``.
 
-    Returns an array of shape ``(len(t), len(u0))`` (time-major, like SciPy's
+    Returns an array of shape ``(len(t), *u0.shape)`` (time-major, like SciPy's
     ``y.T`` and diffrax's ``ys``), differentiable with respect to ``u0`` and
-    ``p`` inside any pyzygote transformation.  ``f`` is plain numpy code,
-    traced once per problem size.  Solver names and ``sensealg`` follow
+    ``p`` inside any pyzygote transformation.  ``u0`` is an array of any shape;
+    ``p`` an array of any shape or a dict, tuple or list of arrays and numbers,
+    which ``f`` receives as given.  ``f`` is plain numpy code, traced once per
+    problem layout.  Solver names and ``sensealg`` follow
     DifferentialEquations.jl and SciMLSensitivity.jl; the default tolerances
     are theirs (``reltol=1e-3, abstol=1e-6``).
 
@@ -220,11 +222,8 @@ def odesolve(
     check_solver_name(alg)
     sensitivity.resolve_sensealg(sensealg, 0, 0)
     reltol, abstol, maxiters = check_solver_options(reltol, abstol, maxiters)
-    u0 = _state(u0, "u0")
-    p = _state(np.zeros(0) if p is None else p, "p")
-    if u0.shape[0] == 0:
-        raise ValueError("u0 must have at least one element")
-    rhs = RHS.trace(f, u0.shape[0], p.shape[0])
+    layout, u0, p = Layout.of(u0, p)
+    rhs = RHS.trace(f, layout.n, layout.m, layout)
     opts = Options(alg, reltol, abstol, maxiters)
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
     if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
@@ -234,8 +233,8 @@ def odesolve(
         from pyzygote.tracing import make_program
 
         prog = make_program(lambda a, b: odesolve_p.bind(a, b, **params), u0, p)
-        return get_engine("julia").evaluate(prog, [u0, p])[0]
-    return odesolve_p.bind(u0, p, **params)
+        return layout.states(get_engine("julia").evaluate(prog, [u0, p])[0])
+    return layout.states(odesolve_p.bind(u0, p, **params))
 
 
 def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float, float, int]:
@@ -262,26 +261,6 @@ def _needs_julia(rhs: Any, alg: str) -> bool:
     if current_engine_name(None) != "julia":
         algorithm(alg)  # the NumPy engine's error, naming its solvers
     return True
-
-
-def flatten_hint(name: str) -> str:
-    return (
-        f"; put matrices and several arrays into one vector ({name} = np.concatenate([W.ravel(), b])) "
-        f"and unpack them inside f (W = {name}[:6].reshape(2, 3)), as with SciML's vectors"
-    )
-
-
-def _state(x: Any, name: str) -> Any:
-    if isinstance(x, (dict, str)) or x is None:
-        raise TypeError(f"{name} must be a 1-D array of real numbers, got {type(x).__name__}{flatten_hint(name)}")
-    x = as_operand(x)
-    if x.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {x.shape}{flatten_hint(name)}")
-    if x.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or inf: {x!r}")
-    return convert(x, np.float64)
 
 
 # --- Julia emission: one SciML solve; Zygote differentiates it through SciMLSensitivity ----------

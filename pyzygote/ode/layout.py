@@ -1,0 +1,112 @@
+"""How the ``u`` and ``p`` a user writes map to the flat vectors solvers work with.
+
+DifferentialEquations.jl takes a ``u0`` of any array shape and parameters of
+any structure; diffrax takes pytrees.  pyzygote's solvers and sensitivities
+work with flat float64 vectors, so ``u0`` of any shape is raveled (row-major)
+and ``p`` (an array of any shape, or a dict, tuple or list of arrays and
+numbers) is flattened leaf by leaf, dicts in sorted key order, and
+concatenated.  The right-hand side still sees ``u`` and ``p`` as written: its
+traced program is wrapped in one that reshapes the flat vectors and ravels
+``du/dt`` (:meth:`Layout.wrap`), so both engines run the same flat program.
+
+>>> import numpy as np
+>>> layout, u, p = Layout.of(np.ones((2, 2)), {"w": np.zeros(3), "k": 2.0})
+>>> layout.u_shape, u.shape, p.shape, layout.flat
+((2, 2), (4,), (4,), False)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Hashable
+
+import numpy as np
+
+from pyzygote.ir import Program
+from pyzygote.primitives.shape import convert
+from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.tracer import Builder, Tracer, as_operand
+from pyzygote.transforms.evaluate import eval_program
+
+__all__ = ["Layout"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The shape of ``u`` and the structure and leaf shapes of ``p``."""
+
+    u_shape: tuple[int, ...]
+    p_tree: Hashable
+    p_shapes: tuple[tuple[int, ...], ...]
+
+    @staticmethod
+    def vectors(n: int, m: int) -> "Layout":
+        """``u`` and ``p`` as plain vectors of lengths n and m."""
+        return Layout((n,), "*", ((m,),))
+
+    @property
+    def n(self) -> int:
+        return math.prod(self.u_shape)
+
+    @property
+    def m(self) -> int:
+        return sum(math.prod(s) for s in self.p_shapes)
+
+    @property
+    def flat(self) -> bool:
+        return self == Layout.vectors(self.n, self.m)
+
+    def example_args(self) -> tuple[Any, Any, float]:
+        """``(u, p, t)`` of the user's shapes, to trace the right-hand side at."""
+        return np.zeros(self.u_shape), unflatten(self.p_tree, [np.zeros(s) for s in self.p_shapes]), 0.0
+
+    def wrap(self, prog: Program) -> Program:
+        """``(u_flat, p_flat, t) -> ravel(du)`` from the traced ``(u, p leaves..., t) -> du``."""
+        if self.flat:
+            return prog
+        b = Builder()
+        u, p, t = (b.new_input(s, np.float64) for s in ((self.n,), (self.m,), ()))
+        leaves, start = [], 0
+        for shape in self.p_shapes:
+            size = math.prod(shape)
+            leaves.append(np.reshape(p[start : start + size], shape))
+            start += size
+        (du,) = eval_program(prog, np.reshape(u, self.u_shape), *leaves, t)
+        return b.build([u, p, t], [np.ravel(du)])
+
+    def states(self, U: Any) -> Any:
+        """Solutions ``(T, n)`` as ``(T, *u0.shape)``."""
+        return U if len(self.u_shape) == 1 else np.reshape(U, (np.shape(U)[0],) + self.u_shape)
+
+    @staticmethod
+    def of(u0: Any, p: Any) -> tuple["Layout", Any, Any]:
+        """The layout of ``u0`` and ``p``, and both as flat float64 vectors (traced or not)."""
+        u = _numbers(u0, "u0")
+        if u.size == 0:
+            raise ValueError("u0 must have at least one element")
+        if p is None:
+            p = np.zeros(0)
+        elif isinstance(p, (list, tuple)) and all(np.ndim(v) == 0 and not isinstance(v, (str, bool)) for v in p):
+            p = as_operand(p)  # numbers and traced scalars in a list: a vector, as numpy reads it
+        leaves, tree = flatten(p)
+        names = ["p"] if tree == "*" else [f"p leaf {i}" for i in range(len(leaves))]
+        arrays = [_numbers(leaf, name) for leaf, name in zip(leaves, names)]
+        layout = Layout(tuple(u.shape), tree, tuple(a.shape for a in arrays))
+        if layout.flat:
+            return layout, u, arrays[0]
+        p_flat = np.concatenate([np.ravel(a) for a in arrays]) if arrays else np.zeros(0)
+        return layout, np.ravel(u), p_flat
+
+
+def _numbers(x: Any, name: str) -> Any:
+    """``x`` as a float64 array or traced value, or a clear error naming it."""
+    if isinstance(x, (Static, dict, str, bytes, bool)) or x is None:
+        value = x.value if isinstance(x, Static) else x
+        raise TypeError(f"{name} must be an array of real numbers (any shape), got {value!r}")
+    x = as_operand(x)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or inf: {x!r}")
+    return convert(x, np.float64)
