@@ -52,13 +52,19 @@ class CrossCheckReport:
         return "\n".join(lines)
 
 
-def _leaves(tree: Any) -> list[np.ndarray]:
+def _leaves(tree: Any, keep_dtype: bool = False) -> list[np.ndarray]:
     leaves, _ = flatten(tree)
-    arrays = [np.asarray(leaf) for leaf in leaves if not isinstance(leaf, Static) and leaf is not None]
+    arrays = [_as_numpy(leaf) for leaf in leaves if not isinstance(leaf, Static) and leaf is not None]
     for a in arrays:
         if a.dtype.kind not in "fiu":
             raise TypeError(f"gradients must hold real numbers, got an array of dtype {a.dtype}")
-    return [a.astype(np.float64) for a in arrays]
+    return arrays if keep_dtype else [a.astype(np.float64) for a in arrays]
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "requires_grad"):  # a PyTorch tensor, perhaps on a GPU
+        x = x.detach().cpu()
+    return np.asarray(x)
 
 
 def _relative_difference(candidate: Any, reference: Any) -> float:
@@ -76,7 +82,7 @@ def crosscheck(
     *,
     engines: Sequence[str] = ("numpy", "julia"),
     finite_differences: bool = True,
-    rtol: float = 1e-7,
+    rtol: float | None = None,
     fd_rtol: float = 1e-5,
     eps: float = 1e-6,
     raise_on_failure: bool = True,
@@ -84,9 +90,12 @@ def crosscheck(
     """Compare ``grads`` (one entry per argument, like ``pz.gradient``) with independent references.
 
     Differences are measured relative to the largest entry of each reference
-    (so tiny entries do not dominate).  Engines that are not available are
-    reported as skipped.  With ``raise_on_failure`` an ``AssertionError``
-    carrying the report is raised when any reference disagrees.
+    (so tiny entries do not dominate), within ``rtol`` against the engines:
+    1e-7, or 1e-4 when ``grads`` holds float32 arrays.  ``grads`` may hold
+    numpy, JAX or PyTorch arrays (tensors that require grad are detached).
+    Engines that are not available are reported as skipped.  With
+    ``raise_on_failure`` an ``AssertionError`` carrying the report is raised
+    when any reference disagrees.
     """
     from pyzygote.api import gradient
     from pyzygote.julia.setup import julia_is_set_up
@@ -99,6 +108,8 @@ def crosscheck(
         raise TypeError(f"engines must be a tuple of engine names, e.g. ({engines!r},)")
     args = tuple(args)
     grads = tuple(grads)
+    if rtol is None:
+        rtol = 1e-4 if any(a.dtype == np.float32 for a in _leaves(grads, keep_dtype=True)) else 1e-7
     report = CrossCheckReport()
     for engine in engines:
         name = f"pyzygote {engine} engine" + (" (Zygote.jl)" if engine == "julia" else "")

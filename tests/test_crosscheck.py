@@ -87,3 +87,14 @@ def test_crosscheck_checks_its_arguments():
         pz.crosscheck(f, (x,), None)
     with pytest.raises(TypeError, match="real numbers"):
         pz.crosscheck(f, (x,), (2 * x + 1j,))
+
+
+def test_float32_gradients_are_checked_at_float32_tolerance():
+    x = np.array([0.3, -1.2, 0.7])
+    f = lambda v: np.sum(np.tanh(v) ** 2)  # noqa: E731
+    exact = 2 * np.tanh(x) / np.cosh(x) ** 2
+    report = pz.crosscheck(f, (x,), (exact.astype(np.float32),), engines=("numpy",))
+    assert report.rows[0][2] == 1e-4
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(f, (x,), ((exact * 1.001).astype(np.float32),), engines=("numpy",))
+    assert pz.crosscheck(f, (x,), (exact,), engines=("numpy",)).rows[0][2] == 1e-7
