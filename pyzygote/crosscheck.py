@@ -67,10 +67,28 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _structure(tree: Any) -> Any:
+    """A pytree's structure, lists and tuples alike (JAX and PyTorch return either)."""
+
+    def same(t: Any) -> Any:
+        if isinstance(t, tuple) and t and t[0] in ("list", "tuple"):
+            return ("sequence", tuple(same(c) for c in t[1]))
+        if isinstance(t, tuple) and t and t[0] == "namedtuple":
+            return ("sequence", tuple(same(c) for c in t[2]))
+        if isinstance(t, tuple) and t and t[0] == "dict":
+            return ("dict", t[1], tuple(same(c) for c in t[2]))
+        return t
+
+    return same(flatten(tree)[1])
+
+
 def _relative_difference(candidate: Any, reference: Any) -> float:
     a, b = _leaves(candidate), _leaves(reference)
-    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
-        raise ValueError("the gradient to check must have the structure and shapes of the function's arguments")
+    if _structure(candidate) != _structure(reference) or any(x.shape != y.shape for x, y in zip(a, b)):
+        raise ValueError(
+            "the gradient to check must have the structure and shapes of the function's arguments "
+            f"(dict keys included): got shapes {[x.shape for x in a]}, expected {[y.shape for y in b]}"
+        )
     scale = max((float(np.max(np.abs(y))) for y in b if y.size), default=0.0) or 1.0
     return max((float(np.max(np.abs(x - y))) / scale for x, y in zip(a, b) if x.size), default=0.0)
 

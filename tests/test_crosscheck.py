@@ -98,3 +98,17 @@ def test_float32_gradients_are_checked_at_float32_tolerance():
     with pytest.raises(AssertionError, match="DISAGREES"):
         pz.crosscheck(f, (x,), ((exact * 1.001).astype(np.float32),), engines=("numpy",))
     assert pz.crosscheck(f, (x,), (exact,), engines=("numpy",)).rows[0][2] == 1e-7
+
+
+def test_gradient_structure_must_match_the_arguments():
+    f = lambda p: p["zeta"] * np.sum(p["alpha"] ** 2) + np.sum(p["mid"] * p["alpha"])  # noqa: E731
+    p = {"zeta": 2.0, "alpha": np.array([1.0, -1.0]), "mid": np.array([0.5, 3.0])}
+    (g,) = pz.gradient(f, p)
+    assert pz.crosscheck(f, (p,), (dict(g),), engines=("numpy",)).passed
+    for wrong in ({"zeta": g["zeta"], "alpha": g["alpha"], "mie": g["mid"]}, [g["alpha"], g["mid"], g["zeta"]]):
+        with pytest.raises(ValueError, match="structure"):
+            pz.crosscheck(f, (p,), (wrong,), engines=("numpy",))
+    # lists and tuples are alike: JAX and PyTorch return either
+    h = lambda a, b: np.sum(a[0] * a[1]) * b  # noqa: E731
+    args = ((np.ones(2), np.full(2, 2.0)), 3.0)
+    assert pz.crosscheck(h, args, ([np.full(2, 6.0), np.full(2, 3.0)], 4.0), engines=("numpy",)).passed
