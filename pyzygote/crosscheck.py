@@ -52,43 +52,66 @@ class CrossCheckReport:
         return "\n".join(lines)
 
 
-def _leaves(tree: Any, keep_dtype: bool = False) -> list[np.ndarray]:
-    leaves, _ = flatten(tree)
-    arrays = [_as_numpy(leaf) for leaf in leaves if not isinstance(leaf, Static) and leaf is not None]
-    for a in arrays:
-        if a.dtype.kind not in "fiu":
-            raise TypeError(f"gradients must hold real numbers, got an array of dtype {a.dtype}")
-    return arrays if keep_dtype else [a.astype(np.float64) for a in arrays]
+def _canonical(tree: Any) -> Any:
+    """Gradients from any tool in one form, so that equal gradients compare equal.
+
+    Leaves become numpy arrays (PyTorch tensors detached); lists, tuples and
+    namedtuples become tuples (JAX and PyTorch return either); a sequence of
+    scalars becomes a vector (pyzygote reads a list of numbers as one array,
+    JAX as a list of leaves); dicts keep their keys; non-numeric leaves are None.
+    """
+    if isinstance(tree, dict):
+        return {k: _canonical(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        items = tuple(_canonical(v) for v in tree)
+        if items and all(isinstance(v, np.ndarray) and v.ndim == 0 for v in items):
+            return np.stack(items)
+        return items
+    if tree is None or isinstance(tree, (str, bytes, bool, Static)):
+        return None
+    arr = _as_numpy(tree)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"gradients must hold real numbers, got an array of dtype {arr.dtype}")
+    return arr
 
 
 def _as_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "requires_grad"):  # a PyTorch tensor, perhaps on a GPU
         x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            x = x.float()
     return np.asarray(x)
 
 
-def _structure(tree: Any) -> Any:
-    """A pytree's structure, lists and tuples alike (JAX and PyTorch return either)."""
+def _leaves(canonical: Any) -> list[np.ndarray]:
+    return [leaf for leaf in flatten(canonical)[0] if isinstance(leaf, np.ndarray)]
 
-    def same(t: Any) -> Any:
-        if isinstance(t, tuple) and t and t[0] in ("list", "tuple"):
-            return ("sequence", tuple(same(c) for c in t[1]))
-        if isinstance(t, tuple) and t and t[0] == "namedtuple":
-            return ("sequence", tuple(same(c) for c in t[2]))
-        if isinstance(t, tuple) and t and t[0] == "dict":
-            return ("dict", t[1], tuple(same(c) for c in t[2]))
-        return t
 
-    return same(flatten(tree)[1])
+def _describe(canonical: Any) -> str:
+    if isinstance(canonical, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe(canonical[k])}" for k in sorted(canonical, key=repr)) + "}"
+    if isinstance(canonical, tuple):
+        return "(" + ", ".join(_describe(v) for v in canonical) + ")"
+    return "None" if canonical is None else f"array{canonical.shape}"
+
+
+# The default rtol against the engines for gradients of each precision.
+_RTOL = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-4}
+
+
+def _default_rtol(canonical: Any) -> float:
+    """The tolerance of the most precise leaf: a float64 leaf is never held to float32's."""
+    return min((_RTOL.get(leaf.dtype, 1e-7) for leaf in _leaves(canonical)), default=1e-7)
 
 
 def _relative_difference(candidate: Any, reference: Any) -> float:
     a, b = _leaves(candidate), _leaves(reference)
-    if _structure(candidate) != _structure(reference) or any(x.shape != y.shape for x, y in zip(a, b)):
+    if flatten(candidate)[1] != flatten(reference)[1] or any(x.shape != y.shape for x, y in zip(a, b)):
         raise ValueError(
-            "the gradient to check must have the structure and shapes of the function's arguments "
-            f"(dict keys included): got shapes {[x.shape for x in a]}, expected {[y.shape for y in b]}"
+            "the gradient to check must have the structure and shapes of the function's arguments: "
+            f"got {_describe(candidate)}, expected {_describe(reference)}"
         )
+    a, b = [x.astype(np.float64) for x in a], [y.astype(np.float64) for y in b]
     scale = max((float(np.max(np.abs(y))) for y in b if y.size), default=0.0) or 1.0
     return max((float(np.max(np.abs(x - y))) / scale for x, y in zip(a, b) if x.size), default=0.0)
 
@@ -109,7 +132,7 @@ def crosscheck(
 
     Differences are measured relative to the largest entry of each reference
     (so tiny entries do not dominate), within ``rtol`` against the engines:
-    1e-7, or 1e-4 when ``grads`` holds float32 arrays.  ``grads`` may hold
+    1e-7, or 1e-4 when every array in ``grads`` is float32 (1e-2 for float16).  ``grads`` may hold
     numpy, JAX or PyTorch arrays (tensors that require grad are detached).
     Engines that are not available are reported as skipped.  With
     ``raise_on_failure`` an ``AssertionError`` carrying the report is raised
@@ -125,19 +148,19 @@ def crosscheck(
     if isinstance(engines, str):
         raise TypeError(f"engines must be a tuple of engine names, e.g. ({engines!r},)")
     args = tuple(args)
-    grads = tuple(grads)
+    grads = _canonical(tuple(grads))
     if rtol is None:
-        rtol = 1e-4 if any(a.dtype == np.float32 for a in _leaves(grads, keep_dtype=True)) else 1e-7
+        rtol = _default_rtol(grads)
     report = CrossCheckReport()
     for engine in engines:
         name = f"pyzygote {engine} engine" + (" (Zygote.jl)" if engine == "julia" else "")
         if engine == "julia" and not julia_is_set_up():
             report.rows.append((name, None, rtol, "Julia is not set up (pyzygote doctor)"))
             continue
-        report.rows.append((name, _relative_difference(grads, gradient(f, *args, engine=engine)), rtol, ""))
+        report.rows.append((name, _relative_difference(grads, _canonical(gradient(f, *args, engine=engine))), rtol, ""))
     if finite_differences:
         fd = numerical_gradient(f, *args, eps=eps)
-        report.rows.append((f"central finite differences (eps={eps:g})", _relative_difference(grads, fd), fd_rtol, ""))
+        report.rows.append((f"central finite differences (eps={eps:g})", _relative_difference(grads, _canonical(fd)), fd_rtol, ""))
     if raise_on_failure and not report.passed:
         raise AssertionError(f"the gradient disagrees with an independent reference:\n{report}")
     return report

@@ -112,3 +112,17 @@ def test_gradient_structure_must_match_the_arguments():
     h = lambda a, b: np.sum(a[0] * a[1]) * b  # noqa: E731
     args = ((np.ones(2), np.full(2, 2.0)), 3.0)
     assert pz.crosscheck(h, args, ([np.full(2, 6.0), np.full(2, 3.0)], 4.0), engines=("numpy",)).passed
+
+
+def test_lists_of_numbers_and_mixed_precision():
+    f = lambda q: q[0] * q[1] ** 2  # noqa: E731
+    # JAX returns a list of scalars for a list argument; pyzygote reads a list of numbers as one array
+    assert pz.crosscheck(f, ([1.0, 2.0],), ([np.float64(4.0), np.float64(4.0)],), engines=("numpy",)).passed
+    assert pz.crosscheck(f, ((1.0, 2.0),), ([4.0, 4.0],), engines=("numpy",)).passed
+    # one float32 leaf does not loosen the float64 one
+    g = lambda a, b: np.sum(a**2) + np.sum(b**2)  # noqa: E731
+    a, b = np.array([1.0, 2.0]), np.array([3.0])
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(g, (a, b), ((2 * a).astype(np.float32), 2 * b * (1 + 5e-5)), engines=("numpy",), finite_differences=False)
+    with pytest.raises(ValueError, match=r"got \(\{'a': array\(\), 'c': array\(\)\}\), expected \(\{'a': array\(\), 'b': array\(\)\}\)"):
+        pz.crosscheck(lambda d: d["a"] * d["b"], ({"a": 1.0, "b": 2.0},), ({"a": 2.0, "c": 1.0},), engines=("numpy",))

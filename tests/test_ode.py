@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -555,9 +557,29 @@ def test_solve_keeps_the_shapes_of_u0_and_p():
     np.testing.assert_allclose(sol.u[-1], U0_GRID * np.exp(-K_GRID), rtol=1e-8)
 
 
+def test_tuples_namedtuples_and_mixed_containers_reach_the_rhs_as_given():
+    Rates = collections.namedtuple("Rates", "a b")
+    t = np.linspace(0.0, 1.0, 3)
+    want = np.exp(-t)
+    u = pz.odesolve(lambda u, p, s: -p.a * p.b * u, [1.0], t, Rates(0.5, 2.0), **TIGHT)
+    np.testing.assert_allclose(u[:, 0], want, rtol=1e-8)
+    u = pz.odesolve(lambda u, p, s: -p[0] * p[1]["k"] * u, [1.0], t, (0.5, {"k": 2.0}), **TIGHT)
+    np.testing.assert_allclose(u[:, 0], want, rtol=1e-8)
+    (g,) = pz.gradient(lambda q: pz.odesolve(lambda u, p, s: -p.a * p.b * u, [1.0], t, q, **TIGHT)[-1, 0], Rates(0.5, 2.0))
+    assert isinstance(g, Rates)
+    np.testing.assert_allclose(g, [-2.0 * np.exp(-1.0), -0.5 * np.exp(-1.0)], rtol=1e-7)
+    # a list or tuple of plain numbers is one vector, as numpy reads it
+    u = pz.odesolve(lambda u, p, s: -(p @ np.ones(2)) * u, [1.0], t, (0.25, 0.75), **TIGHT)
+    np.testing.assert_allclose(u[:, 0], want, rtol=1e-8)
+
+
 def test_structured_inputs_that_are_not_numbers_are_named():
-    with pytest.raises(TypeError, match=r"p leaf 1 must be an array of real numbers.*'fast'"):
+    with pytest.raises(TypeError, match=r"p\['source'\] must be an array of real numbers.*'fast'"):
         pz.odesolve(grid_decay, U0_GRID, T_DECAY, {"rates": K_GRID, "source": "fast"})
+    with pytest.raises(ValueError, match=r"p\['w'\]\[1\] contains NaN"):
+        pz.odesolve(grid_decay, U0_GRID, T_DECAY, {"rates": 1.0, "w": (2.0, np.array([1.0, np.nan]))})
+    with pytest.raises(ValueError, match="p must be an array of real numbers"):
+        pz.odesolve(decay, [1.0], T_DECAY, [1.0, [2.0, 3.0]])
     with pytest.raises(TypeError, match="u0 must be an array of real numbers"):
         pz.odesolve(grid_decay, {"a": 1.0}, T_DECAY, {"rates": 1.0, "source": 0.0})
     with pytest.raises(ValueError, match=r"returned shape \(3,\), expected \(2, 3\)"):

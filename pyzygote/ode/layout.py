@@ -27,6 +27,7 @@ from pyzygote.ir import Program
 from pyzygote.primitives.shape import convert
 from pyzygote.pytree import Static, flatten, unflatten
 from pyzygote.tracer import Builder, Tracer, as_operand
+from pyzygote.tracing import _leaf_names
 from pyzygote.transforms.evaluate import eval_program
 
 __all__ = ["Layout"]
@@ -87,10 +88,11 @@ class Layout:
             raise ValueError("u0 must have at least one element")
         if p is None:
             p = np.zeros(0)
-        elif isinstance(p, (list, tuple)) and all(np.ndim(v) == 0 and not isinstance(v, (str, bool)) for v in p):
-            p = as_operand(p)  # numbers and traced scalars in a list: a vector, as numpy reads it
+        elif _scalars(p):
+            p = as_operand(p)  # numbers and traced scalars in a list or tuple: a vector, as numpy reads it
         leaves, tree = flatten(p)
-        names = ["p"] if tree == "*" else [f"p leaf {i}" for i in range(len(leaves))]
+        wrapped_leaves, wrapped_tree = flatten((p,))
+        names = _leaf_names((p,), wrapped_leaves, wrapped_tree, ["p"])
         arrays = [_numbers(leaf, name) for leaf, name in zip(leaves, names)]
         layout = Layout(tuple(u.shape), tree, tuple(a.shape for a in arrays))
         if layout.flat:
@@ -99,12 +101,26 @@ class Layout:
         return layout, np.ravel(u), p_flat
 
 
+def _scalars(p: Any) -> bool:
+    """A plain list or tuple of numbers and traced scalars (not a namedtuple, no containers)."""
+    if not isinstance(p, (list, tuple)) or hasattr(p, "_fields") or not p:
+        return False
+    return all(
+        (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool))
+        or (isinstance(v, (np.ndarray, Tracer)) and v.ndim == 0)
+        for v in p
+    )
+
+
 def _numbers(x: Any, name: str) -> Any:
     """``x`` as a float64 array or traced value, or a clear error naming it."""
     if isinstance(x, (Static, dict, str, bytes, bool)) or x is None:
         value = x.value if isinstance(x, Static) else x
         raise TypeError(f"{name} must be an array of real numbers (any shape), got {value!r}")
-    x = as_operand(x)
+    try:
+        x = as_operand(x)
+    except ValueError as exc:  # a ragged list
+        raise ValueError(f"{name} must be an array of real numbers (any shape): {exc}") from None
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):

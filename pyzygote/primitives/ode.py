@@ -42,7 +42,7 @@ def _out_aval(u0: Aval, p: Aval, *, t: np.ndarray, **_: Any) -> Aval:
 def _check_values(u0: np.ndarray, p: np.ndarray) -> None:
     for name, v in (("u0", u0), ("p", p)):
         if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name} contains NaN or inf: {np.asarray(v)!r}")
+            raise ValueError(f"{name} contains NaN or inf (as the solver sees it, a flat vector): {np.asarray(v)!r}")
 
 
 # --- the solve ----------------------------------------------------------------------------
