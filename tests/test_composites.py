@@ -30,3 +30,14 @@ def test_linspace_with_traced_endpoints():
     np.testing.assert_allclose(db, frac, atol=1e-15)
     with pytest.raises(NotImplementedError, match="scalar start and stop"):
         pz.make_program(lambda a: np.linspace(a, a + 1.0, 3), np.ones(2))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(n=2), dict(axis=0), dict(n=2, axis=-1, prepend=0.5), dict(axis=0, append=np.array([[1.0, 2.0, 3.0]]))],
+    ids=["first", "second", "axis0", "prepend", "append"],
+)
+def test_diff_matches_numpy_and_finite_differences(kwargs):
+    f = lambda x: np.diff(x, **kwargs)  # noqa: E731
+    np.testing.assert_array_equal(pz.make_program(f, X)(X)[0], f(X))
+    check_grads(f, (X,), engine="numpy")

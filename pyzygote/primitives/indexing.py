@@ -201,7 +201,30 @@ implements(np.tril)(_triangle(np.tril))
 implements(np.triu)(_triangle(np.triu))
 
 from pyzygote.primitives.logic import select  # noqa: E402
-from pyzygote.primitives.shape import broadcast_to_shape, convert  # noqa: E402
+from pyzygote.primitives.shape import broadcast_to_shape, convert, normalize_axis  # noqa: E402
+
+
+@implements(np.diff)
+def _np_diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = np._NoValue, append: Any = np._NoValue) -> Any:
+    """n-th differences along ``axis`` as slices subtracted, numpy's definition."""
+    a = as_operand(a)
+    axis = normalize_axis(axis, a.ndim)
+
+    def edge(v: Any) -> Any:
+        v = as_operand(v)
+        if v.ndim == 0:  # a scalar stands for a slab of thickness 1, as in numpy
+            v = np.broadcast_to(v, a.shape[:axis] + (1,) + a.shape[axis + 1 :])
+        return v
+
+    if prepend is not np._NoValue:
+        a = np.concatenate([edge(prepend), a], axis=axis)
+    if append is not np._NoValue:
+        a = np.concatenate([a, edge(append)], axis=axis)
+    upper = tuple(slice(1, None) if i == axis else slice(None) for i in range(a.ndim))
+    lower = tuple(slice(None, -1) if i == axis else slice(None) for i in range(a.ndim))
+    for _ in range(n):
+        a = a[upper] - a[lower]
+    return a
 
 
 # --- scalar rules (pyzygote.transforms.scalarize) -------------------------------------
