@@ -178,6 +178,8 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
     for leaf in leaves:
         if isinstance(leaf, Static):
             raise TypeError(f"the cotangent must be an array (or arrays in the output's structure), got {leaf.value!r}")
+        if not isinstance(leaf, Tracer) and np.iscomplexobj(leaf):
+            raise TypeError("the cotangent must hold real numbers: pyzygote differentiates real functions")
     if tree != traced.out_tree and not (len(traced.program.outputs) == 1 and len(leaves) == 1):
         raise ValueError("the cotangent must have the structure of the function's output")
     cts = []

@@ -80,7 +80,8 @@ def _as_numpy(x: Any) -> np.ndarray:
         x = x.detach().cpu()
         if str(x.dtype) == "torch.bfloat16":  # numpy has no bfloat16
             x = x.float()
-    return np.asarray(x)
+    arr = np.asarray(x)
+    return arr.astype(np.float32) if arr.dtype.name == "bfloat16" else arr  # JAX's (ml_dtypes) bfloat16
 
 
 def _leaves(canonical: Any) -> list[np.ndarray]:
@@ -95,13 +96,16 @@ def _describe(canonical: Any) -> str:
     return "None" if canonical is None else f"array{canonical.shape}"
 
 
-# The default rtol against the engines for gradients of each precision.
-_RTOL = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-4}
+# The default rtol against the engines for gradients of each precision (by dtype name, so that
+# numpy, JAX and PyTorch dtypes, bfloat16 included, are all recognised).
+_RTOL = {"float16": 1e-2, "bfloat16": 1e-2, "float32": 1e-4}
 
 
-def _default_rtol(canonical: Any) -> float:
-    """The tolerance of the most precise leaf: a float64 leaf is never held to float32's."""
-    return min((_RTOL.get(leaf.dtype, 1e-7) for leaf in _leaves(canonical)), default=1e-7)
+def _precision_rtol(grads: Any) -> float:
+    """The tolerance of the most precise array: a float64 array is never held to float32's."""
+    arrays = [leaf for leaf in flatten(grads)[0] if not isinstance(leaf, Static)]
+    names = [str(getattr(leaf, "dtype", "float64")).replace("torch.", "") for leaf in arrays]
+    return min((_RTOL.get(name, 1e-7) for name in names), default=1e-7)
 
 
 def _relative_difference(candidate: Any, reference: Any) -> float:
@@ -124,16 +128,18 @@ def crosscheck(
     engines: Sequence[str] = ("numpy", "julia"),
     finite_differences: bool = True,
     rtol: float | None = None,
-    fd_rtol: float = 1e-5,
+    fd_rtol: float | None = None,
     eps: float = 1e-6,
     raise_on_failure: bool = True,
 ) -> CrossCheckReport:
     """Compare ``grads`` (one entry per argument, like ``pz.gradient``) with independent references.
 
     Differences are measured relative to the largest entry of each reference
-    (so tiny entries do not dominate), within ``rtol`` against the engines:
-    1e-7, or 1e-4 when every array in ``grads`` is float32 (1e-2 for float16).  ``grads`` may hold
-    numpy, JAX or PyTorch arrays (tensors that require grad are detached).
+    (so tiny entries do not dominate), within ``rtol`` against the engines and
+    ``fd_rtol`` against finite differences: by default 1e-7 and 1e-5, loosened
+    to 1e-4 when every array in ``grads`` is float32 and to 1e-2 when every
+    array is float16 or bfloat16.  ``grads`` may hold numpy, JAX or PyTorch
+    arrays (tensors that require grad are detached).
     Engines that are not available are reported as skipped.  With
     ``raise_on_failure`` an ``AssertionError`` carrying the report is raised
     when any reference disagrees.
@@ -148,9 +154,16 @@ def crosscheck(
     if isinstance(engines, str):
         raise TypeError(f"engines must be a tuple of engine names, e.g. ({engines!r},)")
     args = tuple(args)
-    grads = _canonical(tuple(grads))
-    if rtol is None:
-        rtol = _default_rtol(grads)
+    raw_grads = tuple(grads)
+    grads = _canonical(raw_grads)
+    precision = _precision_rtol(raw_grads)
+    rtol = precision if rtol is None else rtol
+    fd_rtol = max(1e-5, precision) if fd_rtol is None else fd_rtol
+    for name, value in (("rtol", rtol), ("fd_rtol", fd_rtol)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not engines and not finite_differences:
+        raise ValueError("nothing to compare with: give engines or finite_differences=True")
     report = CrossCheckReport()
     for engine in engines:
         name = f"pyzygote {engine} engine" + (" (Zygote.jl)" if engine == "julia" else "")

@@ -432,27 +432,28 @@ class Tracer:
     def swapaxes(self, a: int, b: int) -> Any:
         return np.swapaxes(self, a, b)
 
-    # ndarray's signatures, positional order included; ``out`` and ``where`` have no traced meaning.
-    def sum(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-        return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out))
+    # ndarray's signatures, positional order included; ``out``, ``where`` and ``initial`` reach
+    # numpy's functions, whose handlers refuse them.
+    def sum(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+        return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out), **kw)
 
-    def mean(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-        return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out))
+    def mean(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+        return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out), **kw)
 
-    def prod(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-        return np.prod(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out))
+    def prod(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+        return np.prod(self, axis=axis, dtype=dtype, keepdims=keepdims, **_no_out(out), **kw)
 
-    def max(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-        return np.max(self, axis=axis, keepdims=keepdims, **_no_out(out))
+    def max(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+        return np.max(self, axis=axis, keepdims=keepdims, **_no_out(out), **kw)
 
-    def min(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-        return np.min(self, axis=axis, keepdims=keepdims, **_no_out(out))
+    def min(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+        return np.min(self, axis=axis, keepdims=keepdims, **_no_out(out), **kw)
 
-    def var(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
-        return np.var(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, **_no_out(out))
+    def var(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False, **kw: Any) -> Any:
+        return np.var(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, **_no_out(out), **kw)
 
-    def std(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
-        return np.std(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, **_no_out(out))
+    def std(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False, **kw: Any) -> Any:
+        return np.std(self, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, **_no_out(out), **kw)
 
     def round(self, decimals: int = 0) -> Any:
         return np.round(self, decimals)

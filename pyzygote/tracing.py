@@ -32,7 +32,7 @@ import numpy as np
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import Static, flatten, unflatten
-from pyzygote.tracer import Builder, Tracer
+from pyzygote.tracer import Builder, Tracer, as_operand
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
@@ -233,7 +233,8 @@ def trace(
         if isinstance(leaf, Static):
             key_parts.append(leaf.key())
         else:
-            arr = _traced_input(leaf, name) if nest and isinstance(leaf, Tracer) else to_input_array(leaf, name)
+            traced = nest and (isinstance(leaf, Tracer) or _object_array_of_tracers(leaf))
+            arr = _traced_input(as_operand(leaf), name) if traced else to_input_array(leaf, name)
             arrays.append(arr)
             key_parts.append((arr.shape, arr.dtype.str))
     key = tuple(key_parts)
@@ -311,6 +312,11 @@ def _trace_fresh(
     return Traced(prog, tree, leaves, slots, out_tree, (guard, captured), lifted)
 
 
+def _object_array_of_tracers(x: Any) -> bool:
+    """np.array([...]) of traced values: numpy makes an object array of them."""
+    return isinstance(x, np.ndarray) and x.dtype == object and any(isinstance(v, Tracer) for v in x.flat)
+
+
 def _traced_input(t: Tracer, argname: str) -> Tracer:
     """A traced argument of a transformation called inside a trace (see engines.inline)."""
     if not Builder.is_active(t._builder):
@@ -339,6 +345,13 @@ def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
     except (TypeError, AttributeError) as exc:
         if not isinstance(exc, TracerBoolError) and _from_object_array(str(exc)):
             raise _object_array(exc) from exc
+        raise
+    except IndexError as exc:
+        if "only integers, slices" in str(exc) and hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(
+                "(pyzygote: if the index is a traced value, such as an argument being differentiated or t in "
+                "an ODE right-hand side, it cannot index a numpy array; select with np.where, or interpolate)"
+            )
         raise
 
 

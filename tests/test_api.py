@@ -269,6 +269,8 @@ def test_complex_arguments_and_missing_cotangents_are_named() -> None:
     _, back = pz.pullback(lambda x: 2 * x, np.ones(2))
     with pytest.raises(TypeError, match="the cotangent must be an array"):
         back(None)
+    with pytest.raises(TypeError, match="the cotangent must hold real numbers"):
+        back(np.array([1j, 1.0]))
 
 
 def test_integer_argument_used_as_an_index_says_it_is_traced() -> None:

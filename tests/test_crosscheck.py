@@ -126,3 +126,15 @@ def test_lists_of_numbers_and_mixed_precision():
         pz.crosscheck(g, (a, b), ((2 * a).astype(np.float32), 2 * b * (1 + 5e-5)), engines=("numpy",), finite_differences=False)
     with pytest.raises(ValueError, match=r"got \(\{'a': array\(\), 'c': array\(\)\}\), expected \(\{'a': array\(\), 'b': array\(\)\}\)"):
         pz.crosscheck(lambda d: d["a"] * d["b"], ({"a": 1.0, "b": 2.0},), ({"a": 2.0, "c": 1.0},), engines=("numpy",))
+
+
+def test_low_precision_gradients_and_arguments_that_check_nothing():
+    x = np.array([0.3, -1.2, 0.7])
+    f = lambda v, label: np.sum(np.tanh(v) ** 2)  # noqa: E731
+    exact = 2 * np.tanh(x) / np.cosh(x) ** 2
+    report = pz.crosscheck(f, (x, "a label"), (exact.astype(np.float16), None), engines=("numpy",))
+    assert [row[2] for row in report.rows] == [1e-2, 1e-2]
+    with pytest.raises(ValueError, match="nothing to compare with"):
+        pz.crosscheck(f, (x, "a label"), (exact, None), engines=(), finite_differences=False)
+    with pytest.raises(ValueError, match="rtol must be a positive number"):
+        pz.crosscheck(f, (x, "a label"), (exact, None), rtol=-1.0)

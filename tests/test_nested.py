@@ -79,6 +79,11 @@ def test_third_derivatives_through_hessian_and_jacobian():
     np.testing.assert_allclose(g, [4 * X[0] + 2 * (X[1] + X[2]), 2 * X[0], 2 * X[0]], rtol=1e-14)
 
 
+def test_object_arrays_of_traced_values_as_arguments_of_inner_transformations():
+    (g,) = pz.gradient(lambda x: np.sum(pz.gradient(cube_sum, np.array([x[0] ** 2, x[1]]))[0]), X[:2])
+    np.testing.assert_allclose(g, [12 * X[0] ** 3, 6 * X[1]], rtol=1e-14)
+
+
 def test_pullback_with_a_traced_cotangent():
     def f(x: Any) -> Any:
         _, back = pz.pullback(np.sin, x)

@@ -344,6 +344,8 @@ def test_reduction_methods_take_ndarray_positional_arguments():
         assert str(pz.make_program(method, x)) == str(pz.make_program(function, x))
     with pytest.raises(NotImplementedError, match="out="):
         pz.gradient(lambda z: z.sum(out=np.empty(())), x)
+    with pytest.raises(NotImplementedError, match="where="):
+        pz.gradient(lambda z: z.mean(where=z > 0), x)
 
 
 def test_caches_do_not_keep_functions_alive():

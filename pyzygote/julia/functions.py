@@ -176,7 +176,12 @@ class JuliaFunction:
         arrays = []
         for leaf, name in zip(leaves, names):
             if isinstance(leaf, Tracer):  # pz.gradient(f, ...) of a Julia function, inside traced code
-                raise TypeError(f"{name} of {self!r} is being traced; call the function on the traced values directly")
+                raise TypeError(
+                    f"{name} of {self!r} is a traced value: a transformation nested in traced code cannot "
+                    "differentiate a Julia function (pyzygote differentiates nested transformations itself and "
+                    "cannot see into Julia code); call the function itself on traced values, or take that "
+                    "derivative outside the traced code"
+                )
             if isinstance(leaf, Static):
                 raise TypeError(
                     f"{name} of a Julia function is {leaf.value!r}; arguments must be numbers, float numpy "

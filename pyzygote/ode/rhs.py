@@ -48,6 +48,8 @@ def _as_derivative(du: Any) -> Any:
     du = as_operand(du)
     if du.dtype.kind == "b":
         raise TypeError("the right-hand side returned booleans; it must return du/dt as numbers (a comparison? see np.where)")
+    if du.dtype.kind == "c":
+        raise TypeError("the right-hand side returned complex numbers; pyzygote solves real ODEs (split real and imaginary parts into u)")
     return convert(du, np.float64)
 
 

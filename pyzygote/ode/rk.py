@@ -125,10 +125,11 @@ def rk_integrate(
             retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
             break
         min_step = 10 * abs(np.nextafter(t, direction * np.inf) - t)
-        rejected = False
+        rejected = non_finite = False
         while True:
             if h_abs < min_step:
-                retcode, message = "DtLessThanMin", f"required step size {h_abs:.3g} is below the minimum at t={t}"
+                why = " (every step tried met NaN or inf in the right-hand side)" if non_finite else ""
+                retcode, message = "DtLessThanMin", f"required step size {h_abs:.3g} is below the minimum at t={t}{why}"
                 break
             h = h_abs * direction
             t_new = t + h
@@ -146,12 +147,13 @@ def rk_integrate(
                 # A trial step that met NaN or inf (a stage past a singularity, say) is rejected
                 # with the largest cut, as SciPy's and OrdinaryDiffEq's steppers do.
                 h_abs *= _MIN_FACTOR
-                rejected = True
+                rejected = non_finite = True
                 nreject += 1
                 continue
             if err < 1 and not np.all(np.isfinite(y_new)):
                 retcode, message = "Unstable", f"the solution became NaN or infinite at t={t_new:.6g}"
                 break
+            non_finite = False
             if err < 1:
                 factor = _MAX_FACTOR if err == 0 else min(_MAX_FACTOR, _SAFETY * err**_ERR_EXP)
                 if rejected:
