@@ -203,7 +203,7 @@ def test_matrix_state_and_dict_parameters_on_julia() -> None:
     want = pz.gradient(loss, U0_GRID, K_GRID, engine="numpy")
     got = pz.gradient(loss, U0_GRID, K_GRID, engine="julia")
     for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-7)
+        np.testing.assert_allclose(a, b, rtol=1e-6)  # different solvers at reltol 1e-10, as for Lotka-Volterra
     prob = pz.ODEProblem(grid_decay, U0_GRID, (0.0, 1.0), {"rates": K_GRID, "source": 0.0})
     sol = pz.solve(prob, "Tsit5", saveat=[0.0, 1.0], engine="julia", **TIGHT)
     assert sol.u.shape == (2, 2, 3)
