@@ -301,8 +301,7 @@ def _trace_fresh(
     for leaf in out_leaves:
         if isinstance(leaf, Static):
             raise TypeError(f"the traced function returned {leaf.value!r}, which is not an array")
-    with b.active_trace():
-        prog = b.build(tracers, out_leaves)
+    prog = b.build(tracers, out_leaves)
     lifted = tuple(t for t, _ in b.lifted.values())
     captured = tuple(
         (orig, snap) for orig, snap in ((o, b._const_values[v]) for v, o in _captured(b)) if isinstance(orig, np.ndarray)

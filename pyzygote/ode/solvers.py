@@ -168,7 +168,7 @@ def integrate(
     # and it loops forever) or in a Jacobian (Radau and BDF raise from their LU factorization);
     # later NaN derivatives make them reject the step and shrink it, as OrdinaryDiffEq does.
     try:
-        _finite(counted(t0, np.array(u0, dtype=float)), "right-hand side", t0)
+        _finite(fun(t0, np.array(u0, dtype=float)), "right-hand side", t0)  # not counted in the stats
         solver = method(counted, t0, np.array(u0, dtype=float), t1, **kwargs)
     except _NonFinite as exc:
         stats = {"nf": n_calls[0], "njacs": 0, "nlu": 0, "naccept": 0, "nreject": 0}
