@@ -91,29 +91,79 @@ def _scalar_output(traced: Traced, fname: str) -> None:
     prog = traced.program
     if len(prog.outputs) != 1 or prog.outputs[0].aval.shape != ():
         shapes = [a.aval.shape for a in prog.outputs]
+        aux = (
+            " To return auxiliary values with the loss, return a tuple (loss, aux) and use pz.withgradient, "
+            "or has_aux=True with pz.grad or pz.value_and_grad."
+            if len(prog.outputs) > 1 and fname == "gradient"
+            else ""
+        )
         raise ValueError(
             f"{fname} needs a function returning one scalar, but it returned shape(s) {shapes}. "
-            "Use pz.jacobian for vector outputs, or pz.pullback to pull back a chosen cotangent."
+            "Use pz.jacobian for vector outputs, or pz.pullback to pull back a chosen cotangent." + aux
         )
+    _float_loss(prog, fname)
+
+
+def _float_loss(prog: Any, fname: str) -> None:
     if not prog.outputs[0].aval.is_float:
         raise TypeError(f"{fname} needs a float output, got {prog.outputs[0].aval}")
+
+
+def _loss_and_aux(traced: Traced, fname: str, pair: bool) -> None:
+    """Check that ``f`` returned ``(loss, aux...)``: a tuple, list or namedtuple whose first element is a scalar.
+
+    ``pair`` asks for exactly two elements, as JAX's ``has_aux`` does.
+    """
+    tree, prog = traced.out_tree, traced.program
+    is_seq = isinstance(tree, tuple) and tree[0] in ("tuple", "list", "namedtuple")
+    children = tree[-1] if is_seq else ()
+    if not is_seq or (pair and len(children) != 2) or not children or children[0] != "*" or prog.outputs[0].aval.shape != ():
+        wanted = "a pair (loss, aux)" if pair else "a scalar loss, or a tuple (loss, aux...) whose first element is the scalar loss"
+        if is_seq and children and children[0] == "*":
+            first = prog.outputs[0].aval.shape
+            got = f"a {tree[0]} of {len(children)}" + ("" if first == () else f" whose first element has shape {first}")
+        elif is_seq:
+            got = f"a {tree[0]} of {len(children)} whose first element is not an array"
+        elif isinstance(tree, tuple):
+            got = f"a {tree[0]}"
+        else:
+            got = f"an array of shape {prog.outputs[0].aval.shape}"
+        raise ValueError(f"{fname} needs a function returning {wanted}; it returned {got}")
+    _float_loss(prog, fname)
+
+
+def _withgradient(f: Callable[..., Any], args: tuple[Any, ...], engine: str | None, aux: str | None) -> tuple[Any, tuple[Any, ...]]:
+    """Value and gradient; ``aux`` is None (one scalar output), "zygote" (a tuple led by the loss) or "jax" (a pair)."""
+    if _is_julia(f):
+        return f._withgradient(args, engine, aux=aux)
+    traced, arrays = trace(f, args, nest=True)
+    if aux == "jax" or (aux == "zygote" and traced.out_tree != "*"):
+        _loss_and_aux(traced, "withgradient" if aux == "zygote" else "has_aux=True", pair=aux == "jax")
+    else:
+        _scalar_output(traced, "gradient" if aux is None else "withgradient")
+    ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays)
+    _check_finite(traced, "gradient", grads, ys[0])
+    value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
+    return value, _rebuild(traced, grads)
 
 
 def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, tuple[Any, ...]]:
     """Value of ``f(*args)`` and its gradient with respect to every argument.
 
+    As in Zygote, ``f`` may return a tuple (or list, or namedtuple) whose first
+    element is the scalar loss and whose others are auxiliary values
+    (predictions, residuals): the gradient is that of the first element, and
+    the value is the whole tuple.
+
     >>> import numpy as np, pyzygote as pz
     >>> val, (g,) = pz.withgradient(lambda x: np.sum(x ** 2), np.array([1.0, 2.0]))
     >>> float(val), g
     (5.0, array([2., 4.]))
+    >>> (loss, z), (g,) = pz.withgradient(lambda x: (np.sum(1 / x), 1 / x), np.array([1.0, 2.0, 4.0]))
+    >>> z, g
+    (array([1.  , 0.5 , 0.25]), array([-1.    , -0.25  , -0.0625]))
     """
-    if _is_julia(f):
-        return f._withgradient(args, engine)
-    traced, arrays = trace(f, args, nest=True)
-    _scalar_output(traced, "gradient")
-    y, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays)
-    _check_finite(traced, "gradient", grads, y)
-    return y, _rebuild(traced, grads)
+    return _withgradient(f, args, engine, aux="zygote")
 
 
 def gradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, ...]:
@@ -126,23 +176,31 @@ def gradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
     >>> pz.gradient(lambda v: simulate_trajectory(v)[-1], 10.0)
     (1.0,)
     """
-    return withgradient(f, *args, engine=engine)[1]
+    return _withgradient(f, args, engine, aux=None)[1]
 
 
-def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, engine: str | None = None) -> Callable[..., Any]:
+def grad(
+    f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, has_aux: bool = False, engine: str | None = None
+) -> Callable[..., Any]:
     """JAX-style transform: a function returning the gradient w.r.t. ``argnums``.
+
+    With ``has_aux=True``, ``f`` returns a pair ``(loss, aux)`` and the
+    transformed function returns ``(gradient, aux)``, as in JAX.
 
     >>> import numpy as np, pyzygote as pz
     >>> pz.grad(lambda x: x ** 3)(2.0)
     12.0
+    >>> pz.grad(lambda x: (x ** 3, {"x2": x ** 2}), has_aux=True)(2.0)
+    (12.0, {'x2': array(4.)})
     """
 
     def grad_f(*args: Any) -> Any:
+        if has_aux:
+            (_, aux), grads = _withgradient(f, args, engine, aux="jax")
+            return _pick(grads, argnums), aux
         return _pick(gradient(f, *args, engine=engine), argnums)
 
     return grad_f
-
-
 def _is_index(i: Any) -> bool:
     return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
 
@@ -158,8 +216,13 @@ def _pick(grads: tuple[Any, ...], argnums: int | Sequence[int]) -> Any:
     return grads[argnums] if _is_index(argnums) else tuple(grads[i] for i in wanted)
 
 
-def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, engine: str | None = None) -> Callable[..., Any]:
+def value_and_grad(
+    f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, has_aux: bool = False, engine: str | None = None
+) -> Callable[..., Any]:
     """JAX-style transform returning ``(value, gradient w.r.t. argnums)``.
+
+    With ``has_aux=True``, ``f`` returns a pair ``(loss, aux)`` and the
+    transformed function returns ``((loss, aux), gradient)``, as in JAX.
 
     >>> import pyzygote as pz
     >>> pz.value_and_grad(lambda x: x * x)(3.0)
@@ -167,7 +230,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, e
     """
 
     def vg(*args: Any) -> Any:
-        val, grads = withgradient(f, *args, engine=engine)
+        val, grads = _withgradient(f, args, engine, aux="jax" if has_aux else None)
         return val, _pick(grads, argnums)
 
     return vg

@@ -42,6 +42,10 @@ def assert_results_are_own(engine: str) -> None:
     gx[0, 0] = 7.0
     np.testing.assert_array_equal(gy, np.ones((2, 3)))
 
+    (_, (ax, kc)), (g,) = pz.withgradient(lambda a: (np.sum(a * c), (a, c)), x, engine=engine)
+    _assert_disjoint([g, ax, kc], [x, c], "withgradient with auxiliary outputs")
+    np.testing.assert_array_equal(g, c)
+
     t = np.full((2, 3), 3.0)
     ys, ts = pz.jvp(lambda a: (a, a), (x,), (t,), engine=engine)
     _assert_disjoint([*ys, *ts], [x, t], "jvp")

@@ -335,6 +335,96 @@ def test_non_scalar_output(transform: Any) -> None:
     assert "pullback" in str(info.value)
 
 
+# --- auxiliary outputs: Zygote's withgradient, JAX's has_aux -------------------------
+def test_withgradient_returns_auxiliary_outputs_as_zygote_does() -> None:
+    # Zygote's own docstring example: the gradient of sum(1 ./ x), with z = 1 ./ x returned too.
+    x = np.array([1.0, 2.0, 4.0])
+    (loss, z), (g,) = pz.withgradient(lambda x: (np.sum(1 / x), 1 / x), x)
+    assert float(loss) == 1.75
+    np.testing.assert_array_equal(z, 1 / x)
+    np.testing.assert_allclose(g, -1 / x**2, rtol=1e-15)
+    Fit = collections.namedtuple("Fit", ["loss", "residuals"])
+    val, (g2,) = pz.withgradient(lambda x: Fit(np.sum(x**2), {"r": x - 1.0}), x)
+    assert isinstance(val, Fit) and float(val.loss) == 21.0
+    np.testing.assert_array_equal(val.residuals["r"], x - 1.0)
+    np.testing.assert_array_equal(g2, 2 * x)
+    val, _ = pz.withgradient(lambda x: [np.sum(x), x[0]], x)
+    assert isinstance(val, list) and float(val[1]) == 1.0
+
+
+def test_has_aux_follows_jax() -> None:
+    x = np.array([1.0, 2.0, 4.0])
+    g, aux = pz.grad(lambda x: (np.sum(x**3), {"x2": x**2}), has_aux=True)(x)
+    np.testing.assert_array_equal(g, 3 * x**2)
+    np.testing.assert_array_equal(aux["x2"], x**2)
+    (val, aux), (gx, gy) = pz.value_and_grad(lambda x, y: (np.sum(x * y), x + y), argnums=(0, 1), has_aux=True)(x, 2.0)
+    assert float(val) == 14.0 and gy == 7.0
+    np.testing.assert_array_equal(gx, np.full(3, 2.0))
+    np.testing.assert_array_equal(aux, x + 2.0)
+
+
+def test_auxiliary_outputs_are_not_differentiated() -> None:
+    # A zero cotangent on an auxiliary log(0) would make 0 * inf = NaN in the gradient.
+    x = np.array([1.0, 2.0])
+    with np.errstate(divide="ignore"):
+        (loss, aux), (g,) = pz.withgradient(lambda x: (np.sum(x**2), np.log(x - 1.0)), x)
+    assert np.isneginf(aux[0])
+    np.testing.assert_array_equal(g, 2 * x)
+    # and the gradient is the same as without the auxiliary output, also through an ODE solve
+    t = np.linspace(0.0, 1.0, 5)
+
+    def fit(k: Any) -> Any:
+        u = pz.odesolve(lambda u, p, t: -p * u, np.array([1.0]), t, k, reltol=1e-10, abstol=1e-10)
+        return np.sum(u**2), u
+
+    (loss, u), (gk,) = pz.withgradient(fit, np.array([0.5]))
+    np.testing.assert_allclose(u[:, 0], np.exp(-0.5 * t), rtol=1e-8)
+    np.testing.assert_allclose(gk, [np.sum(-2 * t * np.exp(-t))], rtol=1e-7)
+    np.testing.assert_array_equal(gk, pz.gradient(lambda k: fit(k)[0], np.array([0.5]))[0])
+
+
+def test_auxiliary_outputs_inside_an_enclosing_transformation() -> None:
+    x = np.array([1.0, 2.0, 4.0])
+
+    def outer(w: Any) -> Any:
+        (loss, aux), (g,) = pz.withgradient(lambda z: (np.sum(w * z**2), w * z), x)
+        return np.sum(g) + np.sum(aux) + loss  # sum(2 w x) + sum(w x) + sum(w x^2)
+
+    np.testing.assert_allclose(pz.gradient(outer, np.ones(3))[0], 3 * x + x**2, rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda f: pz.grad(f, has_aux=True)(np.ones(3)), r"has_aux=True needs a function returning a pair"),
+        (lambda f: pz.value_and_grad(f, has_aux=True)(np.ones(3)), r"has_aux=True needs a function returning a pair"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("f", "got"),
+    [
+        (lambda x: np.sum(x), r"an array of shape \(\)"),
+        (lambda x: (x, 1.0), r"a tuple of 2 whose first element has shape \(3,\)"),
+        (lambda x: (np.sum(x), x, x), r"a tuple of 3$"),
+        (lambda x: {"loss": np.sum(x), "x": x}, r"a dict"),
+    ],
+)
+def test_has_aux_needs_a_pair(call: Any, message: str, f: Any, got: str) -> None:
+    with pytest.raises(ValueError, match=message + ".*" + got):
+        call(f)
+
+
+def test_auxiliary_outputs_errors_point_to_the_right_transformation() -> None:
+    with pytest.raises(ValueError, match=r"gradient needs a function returning one scalar.*pz\.withgradient.*has_aux=True"):
+        pz.gradient(lambda x: (np.sum(x), x), np.ones(3))
+    with pytest.raises(ValueError, match=r"has_aux=True"):
+        pz.grad(lambda x: (np.sum(x), x))(np.ones(3))
+    with pytest.raises(ValueError, match=r"withgradient needs .*tuple \(loss, aux\.\.\.\).*a dict"):
+        pz.withgradient(lambda x: {"loss": np.sum(x), "x": x}, np.ones(3))
+    with pytest.raises(TypeError, match="withgradient needs a float output"):
+        pz.withgradient(lambda x: (np.sum(x) > 0, x), np.ones(3))
+
+
 def _bad_shapes(x: Any) -> Any:
     y = np.ones(4)
     return np.sum(x + y)  # the user's offending line

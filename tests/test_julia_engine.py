@@ -387,6 +387,45 @@ def test_julia_function_inside_an_ode_right_hand_side() -> None:
     assert_close(g_jl, g_np, rtol=1e-7)
 
 
+def test_auxiliary_outputs_match_numpy() -> None:
+    # PyZygote.value_and_gradient relies on Zygote.withgradient differentiating the first
+    # element of a returned Tuple (Zygote >= 0.7.0) and returning the rest as they are.
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal(4), rng.standard_normal((4, 2))
+
+    def fit(x: Any, w: Any) -> Any:
+        pred = np.tanh(x @ w)
+        return np.sum(pred**2), {"pred": pred, "count": np.sum(pred > 0)}
+
+    got = pz.withgradient(fit, x, w, engine="julia")
+    want = pz.withgradient(fit, x, w, engine="numpy")
+    assert_trees_close(got, want)
+    assert got[0][1]["count"].dtype == want[0][1]["count"].dtype
+    g, aux = pz.grad(fit, argnums=1, has_aux=True, engine="julia")(x, w)
+    assert_close(g, want[1][1])
+    assert_close(aux["pred"], want[0][1]["pred"])
+    with np.errstate(divide="ignore"):
+        (_, a), (gx,) = pz.withgradient(lambda x: (np.sum(x**2), np.log(x - x[0])), x, engine="julia")
+    assert np.isneginf(a[0])
+    assert_close(gx, 2 * x)
+
+
+def test_julia_function_auxiliary_outputs() -> None:
+    f = pz.julia_function("x -> (sum(1 ./ x), 1 ./ x)")
+    x = np.array([1.0, 2.0, 4.0])
+    (loss, z), (g,) = pz.withgradient(f, x)
+    assert_close(np.asarray(loss), np.asarray(1.75))
+    assert_close(z, 1 / x)
+    assert_close(g, -1 / x**2)
+    g2, aux = pz.grad(f, has_aux=True)(x)
+    assert_close(g2, -1 / x**2)
+    assert_close(aux, 1 / x)
+    with pytest.raises(ValueError, match="gradient needs one scalar.*returned 2 values.*withgradient"):
+        pz.gradient(f, x)
+    with pytest.raises(ValueError, match="has_aux=True needs a pair"):
+        pz.grad(pz.julia_function("x -> (sum(x), x, x)"), has_aux=True)(x)
+
+
 def test_julia_function_pytrees() -> None:
     f = pz.julia_function("(x, p) -> sum(abs2, x .* p.w) * p.b + sum(p.layers[1]) * sum(p.layers[2])")
     rng = np.random.default_rng(4)

@@ -351,14 +351,16 @@ The outputs of the generated closure `f` at `args`.
 evaluate(f, args::Tuple) = f(args...)
 
 """
-    value_and_gradient(f, args::Tuple) -> (val, grads::Tuple)
+    value_and_gradient(f, args::Tuple) -> (vals::Tuple, grads::Tuple)
 
-For `f` returning a 1-Tuple holding a real scalar: that scalar, and its gradient with
-respect to each argument (Zygote, reverse mode). An argument the output does not depend on
-gets zeros of its own size and element type instead of Zygote's `nothing`.
+For `f` returning a Tuple whose first element is a real scalar: all of `f`'s outputs, and
+the gradient of the first with respect to each argument (Zygote, reverse mode). The other
+outputs are auxiliary values, which `Zygote.withgradient` returns without differentiating
+them. An argument the output does not depend on gets zeros of its own size and element type
+instead of Zygote's `nothing`.
 """
 function value_and_gradient(f, args::Tuple)
-    res = Zygote.withgradient((xs...) -> f(xs...)[1], args...)
+    res = Zygote.withgradient(f, args...)
     return res.val, map(_gradient_like, args, res.grad)
 end
 

@@ -44,9 +44,10 @@ class InlineEngine:
     def evaluate(self, prog: Program, arrays: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(eval_program(prog, *arrays, *self.lifted))
 
-    def value_and_grad(self, prog: Program, arrays: Sequence[Any]) -> tuple[Any, list[Any]]:
-        y, *grads = eval_program(grad_program(prog), *arrays, *self.lifted)
-        return y, grads[: len(arrays)]
+    def value_and_grad(self, prog: Program, arrays: Sequence[Any]) -> tuple[tuple[Any, ...], list[Any]]:
+        y, *rest = eval_program(grad_program(prog), *arrays, *self.lifted)
+        n = len(prog.inputs)  # the arrays, then the lifted values
+        return (y, *rest[n:]), rest[: len(arrays)]
 
     def vjp(self, prog: Program, arrays: Sequence[Any]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         fwd, bwd = vjp_programs(prog)

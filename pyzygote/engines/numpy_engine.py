@@ -35,16 +35,20 @@ def _cached(prog: Program, key: str, build: Callable[[Program], Program]) -> Pro
 
 
 def grad_program(prog: Program) -> Program:
-    """``x -> (y, dy/dx...)`` for a program with one scalar output, as one program."""
+    """``x -> (y, dy/dx..., aux...)`` as one program, for a program whose first output is a scalar ``y``.
+
+    Further outputs are auxiliary values: computed with ``y``, not differentiated.
+    """
 
     def build(p: Program) -> Program:
-        fwd, bwd = vjp_programs(p)
+        fwd, bwd = vjp_programs(p, n_seeded=1)
         b = Builder()
         xs = [b.new_input(v.aval.shape, v.aval.dtype) for v in p.inputs]
-        y, *res = eval_program(fwd, *xs)
+        outs = eval_program(fwd, *xs)
+        ys, res = outs[: len(p.outputs)], outs[len(p.outputs) :]
         seed = np.ones((), dtype=p.outputs[0].aval.dtype)
         grads = eval_program(bwd, *res, seed)
-        return b.build(xs, [y, *grads])
+        return b.build(xs, [ys[0], *grads, *ys[1:]])
 
     return _cached(prog, "grad", build)
 
@@ -66,10 +70,12 @@ class NumpyEngine:
     def evaluate(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
         return unaliased(compile_program(prog)(*arrays), [*arrays, *_constants(prog)])
 
-    def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, list[Any]]:
+    def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], list[Any]]:
+        """All outputs, and the gradient of the first (a scalar) with respect to every input."""
         gp = grad_program(prog)
-        y, *grads = compile_program(gp)(*arrays)
-        return y, list(unaliased(grads, [*arrays, *_constants(gp)]))
+        y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
+        n = len(arrays)
+        return (y, *rest[n:]), list(rest[:n])
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         fwd, bwd = vjp_programs(prog)

@@ -122,12 +122,13 @@ class JuliaEngine:
             outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin=_origin(c))
             return _views(outs, prog.out_avals, "output", c.consts, c)
 
-    def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, list[Any]]:
+    def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], list[Any]]:
+        """All outputs, and the gradient of the first (a scalar) with respect to every input."""
         c = compiled(prog)
         with session.LOCK:
-            val, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin=_origin(c))
-            (y,) = _copies((val,), prog.out_avals[:1], "output")
-            return y, list(_views(grads, prog.in_avals, "gradient", c.consts, c))
+            vals, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin=_origin(c))
+            values = _views(vals, prog.out_avals, "output", c.consts, c)
+            return values, list(_views(grads, prog.in_avals, "gradient", c.consts + values, c))
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         c = compiled(prog)

@@ -266,15 +266,26 @@ class JuliaFunction:
         return self._result(session.runtime_call("evaluate", g, *map(to_julia, arrays)))
 
     @session.with_lock
-    def _withgradient(self, args: Sequence[Any], engine: str | None) -> tuple[Any, tuple[Any, ...]]:
+    def _withgradient(self, args: Sequence[Any], engine: str | None, aux: str | None = None) -> tuple[Any, tuple[Any, ...]]:
+        """See pyzygote.api._withgradient; with ``aux``, a Tuple the function returns leads with the loss."""
         self._require(engine)
         tree, leaves, arrays, names = self._flat(args)
         g = self._wrapped(tree)
-        val, grads = session.runtime_call("value_and_gradient", g, *map(to_julia, arrays))
-        y = from_julia(val)
+        vals, grads = session.runtime_call("value_and_gradient", g, *map(to_julia, arrays))
+        n = len(vals)
+        if (aux is None and n != 1) or (aux == "jax" and n != 2):
+            wanted = "a pair (loss, aux)" if aux == "jax" else "one scalar"
+            hint = (
+                "; to return auxiliary values with the loss use pz.withgradient, or has_aux=True with pz.grad or "
+                "pz.value_and_grad"
+                if aux is None
+                else ""
+            )
+            raise ValueError(f"{'has_aux=True' if aux else 'gradient'} needs {wanted}, but {self!r} returned {n} values{hint}")
+        value = self._result(vals)
         gs = [from_julia(d, a.dtype, a.shape, "gradient") for d, a in zip(grads, arrays)]
-        self._check_finite(names, "gradient", gs, y)
-        return y, self._rebuild(tree, leaves, gs)
+        self._check_finite(names, "gradient", gs, value if n == 1 else value[0])
+        return value, self._rebuild(tree, leaves, gs)
 
     @session.with_lock
     def _pullback(self, args: Sequence[Any], engine: str | None) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:

@@ -38,9 +38,6 @@ pyout(ys::Tuple) = map(pyout, ys)
 outputs(y::Tuple) = y
 outputs(y) = (y,)
 
-scalarvalue(v::Tuple) = first(v)
-scalarvalue(v) = v
-
 # --- entry points called from Python (arguments as varargs, converted here) --------
 # The closure over the program's constants, and those constants that are arrays: Python
 # keeps views of them, so that it never hands out a result that shares their memory.
@@ -52,8 +49,8 @@ end
 evaluate(f, xs...) = pyout(PyZygote.evaluate(f, jlargs(xs)))
 
 function value_and_gradient(f, xs...)
-    val, grads = PyZygote.value_and_gradient(f, jlargs(xs))
-    return (pyout(scalarvalue(val)), pyout(grads))
+    vals, grads = PyZygote.value_and_gradient(f, jlargs(xs))
+    return (pyout(vals), pyout(grads))
 end
 
 struct Backward{B}

@@ -29,16 +29,21 @@ from pyzygote.transforms.jvp import jvp_program
 __all__ = ["vjp_programs", "transpose_linear"]
 
 
-def vjp_programs(prog: Program) -> tuple[Program, Program]:
+def vjp_programs(prog: Program, n_seeded: int | None = None) -> tuple[Program, Program]:
     """Forward ``x -> (y..., residuals...)`` and backward ``(residuals..., ct_y...) -> ct_x...``.
 
-    ``ct_x`` has one entry per float input of ``prog``.
+    ``ct_x`` has one entry per float input of ``prog``.  With ``n_seeded``, the
+    backward program takes cotangents for the first ``n_seeded`` outputs only:
+    the others are auxiliary values, which contribute nothing (not even a
+    zero cotangent, which would turn an infinite local derivative into NaN).
     """
-    cached = prog._compiled.get("vjp")
+    n_in, n_out = len(prog.inputs), len(prog.outputs)
+    n_seeded = n_out if n_seeded is None else n_seeded
+    key = "vjp" if n_seeded == n_out else ("vjp", n_seeded)
+    cached = prog._compiled.get(key)
     if cached is not None:
         return cached
     jp = jvp_program(prog)
-    n_in, n_out = len(prog.inputs), len(prog.outputs)
     primal_in, tangent_in = jp.inputs[:n_in], jp.inputs[n_in:]
     linear = {v.uid for v in tangent_in}
     primal_eqns, linear_eqns = [], []
@@ -48,6 +53,9 @@ def vjp_programs(prog: Program) -> tuple[Program, Program]:
             linear.update(v.uid for v in eqn.outputs)
         else:
             primal_eqns.append(eqn)
+    seeded_out = jp.outputs[n_out : n_out + n_seeded]
+    if n_seeded < n_out:
+        linear_eqns = _feeding(linear_eqns, seeded_out)
     const_ids = {v.uid for v in jp.constvars}
     residuals: dict[int, Var] = {}
     for eqn in linear_eqns:
@@ -56,9 +64,20 @@ def vjp_programs(prog: Program) -> tuple[Program, Program]:
                 residuals.setdefault(a.uid, a)
     res_vars = list(residuals.values())
     fwd = program_from(primal_in, primal_eqns, list(jp.outputs[:n_out]) + res_vars, jp)
-    bwd = _backward_program(jp, linear_eqns, linear, res_vars, tangent_in, jp.outputs[n_out:])
-    prog._compiled["vjp"] = (fwd, bwd)
+    bwd = _backward_program(jp, linear_eqns, linear, res_vars, tangent_in, seeded_out)
+    prog._compiled[key] = (fwd, bwd)
     return fwd, bwd
+
+
+def _feeding(eqns: list[Any], outputs: tuple[Any, ...]) -> list[Any]:
+    """The equations that the values ``outputs`` depend on, in order."""
+    needed = {a.uid for a in outputs if isinstance(a, Var)}
+    kept = []
+    for eqn in reversed(eqns):
+        if any(v.uid in needed for v in eqn.outputs):
+            kept.append(eqn)
+            needed.update(a.uid for a in eqn.inputs if isinstance(a, Var))
+    return kept[::-1]
 
 
 def _backward_program(
