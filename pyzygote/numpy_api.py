@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
 
@@ -42,6 +43,8 @@ def is_supported(func: Any) -> bool:
 def _name(func: Any) -> str:
     if isinstance(func, str):
         return func
+    if isinstance(func, np.ufunc) and getattr(np, func.__name__, None) is not func:
+        return f"the ufunc {func.__name__} (not numpy's own; scipy.special's?)"
     mod = getattr(func, "__module__", None) or "numpy"
     # numpy's implementation modules (numpy._core.fromnumeric, ...) are private.
     public = ".".join(p for p in mod.split(".") if not p.startswith("_"))

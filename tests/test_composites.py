@@ -41,3 +41,114 @@ def test_diff_matches_numpy_and_finite_differences(kwargs):
     f = lambda x: np.diff(x, **kwargs)  # noqa: E731
     np.testing.assert_array_equal(pz.make_program(f, X)(X)[0], f(X))
     check_grads(f, (X,), engine="numpy")
+
+
+# --- numpy functions written over other functions (pyzygote/primitives/composites.py) ----------
+R = np.random.default_rng(3)
+V = np.array([0.3, 1.2, -0.7, 2.0, -1.4])  # no ties, no zeros, no integers
+M = R.uniform(0.5, 1.5, (3, 4))
+XP = np.array([0.0, 0.5, 1.5, 2.0, 3.5])  # uneven grid
+
+COMPOSITE_CASES = {
+    "trapezoid-dx": (lambda y: np.trapezoid(y**2, dx=0.5), (V,)),
+    "trapezoid-x": (lambda y: np.trapezoid(np.sin(y), XP), (V,)),
+    "trapezoid-traced-x-axis0": (lambda x, y: np.trapezoid(y, x, axis=0), (XP, R.uniform(-1, 1, (5, 3)))),
+    "average": (lambda a: np.average(a, axis=1, weights=np.arange(1.0, 5.0)), (M,)),
+    "average-traced-weights": (lambda a, w: np.average(a, weights=w), (M, M**2)),
+    "average-returned": (lambda a: np.average(a, axis=0, returned=True)[0], (M,)),
+    "logaddexp": (lambda x, y: np.logaddexp(x, y), (V, V[::-1] * 0.9)),
+    "logaddexp2": (lambda x: np.logaddexp2(x, 0.25), (V,)),
+    "deg2rad-rad2deg": (lambda x: np.sin(np.deg2rad(x * 40.0)) + np.radians(x) + np.rad2deg(x) + np.degrees(x), (V,)),
+    "heaviside": (lambda x: np.heaviside(x, 0.5) * x, (V,)),
+    "nan_to_num": (lambda x: np.nan_to_num(np.log(x)), (np.abs(V),)),
+    "select": (lambda x: np.select([x < 0, x > 1.5], [x**2, np.sin(x)], default=x), (V,)),
+    "isclose": (lambda x: np.where(np.isclose(x, 1.2), 0.0, x**2), (V,)),
+    "cumprod": (lambda x: np.cumprod(x), (V,)),
+    "cumprod-axis": (lambda x: np.cumprod(x, axis=0), (M,)),
+    "multiply-accumulate": (lambda x: np.multiply.accumulate(x), (M,)),
+    "polyval": (lambda p, x: np.polyval(p, x), (V, M)),
+    "gradient-even": (lambda f: np.gradient(f**2, 0.5), (V,)),
+    "gradient-uneven-edge2": (lambda f: np.gradient(f**2, XP, edge_order=2), (V,)),
+    "gradient-2d": (lambda f: np.stack(np.gradient(np.sin(f), 0.3, 2.0)), (M,)),
+    "gradient-axis": (lambda f: np.gradient(f, axis=-1, edge_order=2), (M,)),
+    "ediff1d": (lambda x: np.ediff1d(x, to_begin=x[0], to_end=[1.0, 2.0]), (M,)),
+    "interp-constant-positions": (lambda fp: np.interp(np.array([-1.0, 0.0, 0.2, 1.5, 1.7, 3.5, 4.0]), XP, fp), (V,)),
+    "interp-traced-positions": (lambda x: np.interp(x, XP, np.cos(XP)), (np.array([-0.3, 0.25, 1.0, 1.9, 2.7, 3.9]),)),
+    "interp-traced-everything": (lambda x, fp: np.interp(x, XP, fp), (np.array([0.25, 1.0, 2.7]), V)),
+    "atleast_2d-3d": (lambda x: np.atleast_2d(x) * np.atleast_3d(x)[0].T, (V,)),
+    "column_stack-dstack": (lambda x: np.column_stack([x, x**2]) * np.dstack([x, x])[0], (V,)),
+    "append": (lambda x, y: np.append(x, y**2) + np.append(x, y, axis=None).sum(), (V, M)),
+    "append-axis": (lambda x: np.append(x, x[:1] * 2.0, axis=0), (M,)),
+    "delete": (lambda x: np.delete(x, [0, 2], axis=1) ** 2, (M,)),
+    "meshgrid": (lambda x, y: sum(np.meshgrid(x, y**2)), (V, M[0])),
+    "meshgrid-ij-sparse": (lambda x, y: np.sum(np.meshgrid(x, y, indexing="ij", sparse=True)[1]), (V, M[0])),
+    "split": (lambda x: np.split(x, 2, axis=1)[1] * np.array_split(x, 3, axis=1)[0][:, :1], (M,)),
+    "hsplit-vsplit": (lambda x: np.hsplit(x, [1, 3])[1] * np.vsplit(x, [2])[1][:, :2], (M,)),
+    "pad-constant": (lambda x: np.pad(x, ((1, 0), (2, 1)), constant_values=0.5), (M,)),
+    "pad-modes": (lambda x: np.concatenate([np.pad(x, 2, mode=m) for m in ("edge", "wrap", "reflect", "symmetric")]), (M,)),
+    "kron": (lambda a, b: np.kron(a, b), (M[:2, :2], M[:, 1:])),
+    "kron-vectors": (lambda a: np.kron(a, np.array([1.0, -2.0])), (V,)),
+    "cross-3": (lambda a, b: np.cross(a, b), (R.uniform(-1, 1, (4, 3)), np.array([0.3, -1.0, 2.0]))),
+    "cross-2": (lambda a, b: np.cross(a, b), (R.uniform(-1, 1, (4, 2)), R.uniform(-1, 1, (4, 2)))),
+    "cross-axis": (lambda a: np.cross(a, a**2, axis=0), (M[:, :3],)),
+    "einsum-three": (lambda a, b, c: np.einsum("ij,jk,k->i", a, b, c), (M, M.T, V[:3])),
+    "einsum-four-implicit": (lambda a, b: np.einsum("i,ij,jk,k", a, b, b.T, a), (V[:3], M)),
+    "arc-hyperbolic": (lambda x: np.arcsinh(x) + np.arctanh(x / 3.0) + np.arccosh(x**2 + 1.5), (V,)),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Arrays of 2-dimensional vectors are deprecated")
+@pytest.mark.parametrize("name", sorted(COMPOSITE_CASES))
+def test_composite_matches_numpy_and_finite_differences(name: str) -> None:
+    f, args = COMPOSITE_CASES[name]
+    got = pz.make_program(f, *args)(*args)
+    want = f(*args)
+    assert len(got) == 1
+    np.testing.assert_allclose(got[0], want, rtol=1e-13, atol=1e-15)
+    assert got[0].dtype == np.asarray(want).dtype
+    check_grads(f, args, engine="numpy")
+    check_grads(lambda *a: np.sum(np.sin(f(*a))), args, order=2, engine="numpy")
+
+
+def test_logaddexp_is_exact_at_ties_and_infinities() -> None:
+    # Hessian of softplus at 0 is 1/4; an average of the two branches at the tie would give 0.
+    h = pz.hessian(lambda x: np.sum(np.logaddexp(x, 0.0)), np.zeros(2))
+    np.testing.assert_allclose(h, np.diag([0.25, 0.25]), rtol=1e-15)
+    (g,) = pz.gradient(lambda x: np.sum(np.logaddexp(x, x)), np.array([1.0, -3.0]))
+    np.testing.assert_allclose(g, [1.0, 1.0], rtol=1e-15)
+    x = np.array([-np.inf, np.inf, -40.0, 0.0])
+    y = np.array([-np.inf, np.inf, 0.0, -40.0])
+    np.testing.assert_array_equal(pz.make_program(np.logaddexp, x, y)(x, y)[0], np.logaddexp(x, y))
+    tiny = np.array([-40.0])  # softplus(-40) = 4.2e-18: kept, not rounded to 0
+    np.testing.assert_allclose(pz.make_program(lambda t: np.logaddexp(t, 0.0), tiny)(tiny)[0], np.logaddexp(tiny, 0.0), rtol=1e-15)
+
+
+def test_cumprod_through_zeros() -> None:
+    x = np.array([2.0, 0.0, 3.0, 0.5])
+    (jac,) = pz.jacobian(np.cumprod, x)
+    want = np.array([[1, 0, 0, 0], [0, 2, 0, 0], [0, 6, 0, 0], [0, 3, 0, 0]], dtype=float)
+    np.testing.assert_array_equal(jac, want)
+
+
+def test_ufunc_reduce_and_accumulate_default_to_axis_0() -> None:
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    for f in (np.add.reduce, np.multiply.reduce, np.maximum.reduce, np.minimum.reduce, np.add.accumulate, np.multiply.accumulate):
+        np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x), err_msg=str(f))
+    np.testing.assert_array_equal(pz.make_program(lambda x: np.add.reduce(x, axis=None), x)(x)[0], 21.0)
+
+
+@pytest.mark.parametrize(
+    ("f", "error", "message"),
+    [
+        (lambda x: np.split(x, 3, axis=1), ValueError, "equal division"),
+        (lambda x: np.pad(x, 1, mode="linear_ramp"), pz.UnsupportedOperationError, "linear_ramp"),
+        (lambda x: np.pad(x, 5, mode="reflect"), pz.UnsupportedOperationError, "at most 2 along axis 0"),
+        (lambda x: np.interp(x[0], x[0], x[0], period=1.0), pz.UnsupportedOperationError, "period"),
+        (lambda x: np.gradient(x, x[0], axis=1), pz.UnsupportedOperationError, "constant spacings"),
+        (lambda x: np.cross(x[:, :2], x[:, :3]), pz.UnsupportedOperationError, "two 2-vectors or two 3-vectors"),
+        (lambda x: np.average(x, weights=np.ones(4)), TypeError, "Axis must be specified"),
+    ],
+)
+def test_composite_errors(f, error, message) -> None:
+    with pytest.raises(error, match=message):
+        pz.gradient(lambda x: np.sum(f(x)), M)

@@ -110,6 +110,9 @@ atan_p = _define("atan", np.arctan, lambda g, ans, x: g / (1.0 + x * x))
 sinh_p = _define("sinh", np.sinh, lambda g, ans, x: g * np.cosh(x))
 cosh_p = _define("cosh", np.cosh, lambda g, ans, x: g * np.sinh(x))
 tanh_p = _define("tanh", np.tanh, lambda g, ans, x: g * (1.0 - ans * ans))
+asinh_p = _define("asinh", np.arcsinh, lambda g, ans, x: g / np.sqrt(x * x + 1.0))
+acosh_p = _define("acosh", np.arccosh, lambda g, ans, x: g / (np.sqrt(x - 1.0) * np.sqrt(x + 1.0)))
+atanh_p = _define("atanh", np.arctanh, lambda g, ans, x: g / (1.0 - x * x))
 exp_p = _define("exp", np.exp, lambda g, ans, x: g * ans)
 exp2_p = _define("exp2", np.exp2, lambda g, ans, x: g * (ans * _LN2))
 expm1_p = _define("expm1", np.expm1, lambda g, ans, x: g * (ans + 1.0))
@@ -223,7 +226,8 @@ def _div_transpose(ct: Any, x: Any, y: Any) -> tuple[Any, None]:
 _JULIA_TEMPLATES = {
     "sin": "sin.({0})", "cos": "cos.({0})", "tan": "tan.({0})", "asin": "asin.({0})",
     "acos": "acos.({0})", "atan": "atan.({0})", "sinh": "sinh.({0})", "cosh": "cosh.({0})",
-    "tanh": "tanh.({0})", "exp": "exp.({0})", "exp2": "exp2.({0})", "expm1": "expm1.({0})",
+    "tanh": "tanh.({0})", "asinh": "asinh.({0})", "acosh": "acosh.({0})", "atanh": "atanh.({0})",
+    "exp": "exp.({0})", "exp2": "exp2.({0})", "expm1": "expm1.({0})",
     "log": "log.({0})", "log2": "log2.({0})", "log10": "log10.({0})", "log1p": "log1p.({0})",
     "sqrt": "sqrt.({0})", "cbrt": "cbrt.({0})", "abs": "abs.({0})", "sign": "PyZygote.sign.({0})",
     "floor": "floor.({0})", "ceil": "ceil.({0})", "round": "round.({0})",  # ties to even, as rint
@@ -325,6 +329,7 @@ _SCALAR_TEMPLATES = {
     "sin": "_m.sin({0})", "cos": "_m.cos({0})", "tan": "_m.tan({0})",
     "asin": "_m.asin({0})", "acos": "_m.acos({0})", "atan": "_m.atan({0})",
     "sinh": "_m.sinh({0})", "cosh": "_m.cosh({0})", "tanh": "_m.tanh({0})",
+    "asinh": "_m.asinh({0})", "acosh": "_m.acosh({0})", "atanh": "_m.atanh({0})",
     "exp": "_m.exp({0})", "exp2": "_m.pow(2.0, {0})", "expm1": "_m.expm1({0})",
     "log": "_m.log({0})", "log2": "_m.log2({0})", "log10": "_m.log10({0})",
     "log1p": "_m.log1p({0})", "sqrt": "_m.sqrt({0})", "cbrt": "_cbrt({0})",

@@ -187,16 +187,26 @@ def _np_tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
 
 @implements(np.einsum)
 def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any = False, **kw: Any) -> Any:
-    if not isinstance(subscripts, str) or len(operands) != 2 or "." in subscripts:
+    if not isinstance(subscripts, str) or len(operands) < 2 or "." in subscripts:
         raise UnsupportedOperationError(
-            "traced np.einsum supports two operands with explicit letter subscripts "
+            "traced np.einsum supports two or more operands with explicit letter subscripts "
             "(no '...'), e.g. np.einsum('ij,jk->ik', a, b)"
         )
     spec = subscripts.replace(" ", "")
     if "->" not in spec:
         letters = spec.replace(",", "")
         spec += "->" + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    return einsum(spec, *operands)
+    ins, result = spec.split("->")
+    terms = ins.split(",")
+    if len(terms) != len(operands):
+        raise ValueError(f"einsum spec {subscripts!r} names {len(terms)} operands, got {len(operands)}")
+    # More than two operands: contract left to right, keeping the indices still needed.
+    acc, acc_letters = operands[0], terms[0]
+    for k in range(1, len(terms) - 1):
+        later = "".join(terms[k + 1 :]) + result
+        keep = "".join(dict.fromkeys(c for c in acc_letters + terms[k] if c in later))
+        acc, acc_letters = einsum(f"{acc_letters},{terms[k]}->{keep}", acc, operands[k]), keep
+    return einsum(f"{acc_letters},{terms[-1]}->{result}", acc, operands[-1])
 
 
 # --- solve, inv, det ------------------------------------------------------------------

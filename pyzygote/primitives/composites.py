@@ -1,0 +1,496 @@
+"""numpy functions traced as numpy code over other traced functions.
+
+None of these has a primitive of its own: derivatives, Julia code and scalar
+code all come from the functions each one is written with, so the engines
+cannot disagree about them.  Where numpy has a numerically careful formula,
+so does the composition (``logaddexp`` shifts by the larger operand), and
+where two formulas are each exact everywhere, ``np.where`` picks the stable
+one, which keeps derivatives of every order exact, ties included.  Each is
+checked against numpy's own result and against finite differences in
+``tests/test_composites.py``.
+
+>>> import numpy as np, pyzygote as pz
+>>> pz.gradient(lambda y: np.trapezoid(y, dx=0.5), np.ones(3))[0]
+array([0.25, 0.5 , 0.25])
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Sequence
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.numpy_api import implements
+from pyzygote.primitives.shape import normalize_axis
+from pyzygote.tracer import Tracer, as_operand
+
+__all__: list[str] = []
+
+
+def _no_keywords(name: str, kw: dict[str, Any]) -> None:
+    if kw:
+        raise NotImplementedError(f"numpy.{name} keywords {sorted(kw)} are not supported while tracing")
+
+
+def _along(axis: int, ndim: int, index: Any) -> tuple[Any, ...]:
+    """An index tuple that applies ``index`` along ``axis`` only."""
+    return tuple(index if i == axis else slice(None) for i in range(ndim))
+
+
+def _is_traced(*xs: Any) -> bool:
+    return any(isinstance(x, Tracer) for x in xs)
+
+
+# --- elementwise ----------------------------------------------------------------------
+def _log_add(x: Any, y: Any, exp: Any, log1p: Any) -> Any:
+    """``log(exp(x) + exp(y))`` in base e or 2, shifted by the larger operand.
+
+    ``a + log1p(exp(b - a))`` is exact for either order of ``a`` and ``b``;
+    choosing the order with ``np.where`` keeps it stable and its derivatives
+    of every order exact (a tie takes one branch, not an average of two).
+    """
+    x, y = as_operand(x), as_operand(y)
+    first = np.greater_equal(x, y)
+    a, b = np.where(first, x, y), np.where(first, y, x)
+    # Equal infinities: numpy's result is that infinity; b - a would be NaN.
+    same_inf = np.logical_and(np.isinf(a), np.equal(a, b))
+    d = np.where(same_inf, 0.0, b) - np.where(same_inf, 0.0, a)
+    return a + log1p(exp(d))
+
+
+@implements(np.logaddexp)
+def _np_logaddexp(x: Any, y: Any, **kw: Any) -> Any:
+    _no_keywords("logaddexp", kw)
+    return _log_add(x, y, np.exp, np.log1p)
+
+
+@implements(np.logaddexp2)
+def _np_logaddexp2(x: Any, y: Any, **kw: Any) -> Any:
+    _no_keywords("logaddexp2", kw)
+    return _log_add(x, y, np.exp2, lambda z: np.log1p(z) / float(np.log(2.0)))
+
+
+@implements(np.deg2rad, np.radians)
+def _np_deg2rad(x: Any, **kw: Any) -> Any:
+    _no_keywords("deg2rad", kw)
+    return np.multiply(x, np.pi / 180.0)
+
+
+@implements(np.rad2deg, np.degrees)
+def _np_rad2deg(x: Any, **kw: Any) -> Any:
+    _no_keywords("rad2deg", kw)
+    return np.multiply(x, 180.0 / np.pi)
+
+
+@implements(np.heaviside)
+def _np_heaviside(x: Any, h0: Any, **kw: Any) -> Any:
+    _no_keywords("heaviside", kw)
+    x = as_operand(x)
+    step = np.where(np.less(x, 0.0), 0.0, np.where(np.greater(x, 0.0), 1.0, h0))
+    return np.where(np.isnan(x), x, step)
+
+
+@implements(np.nan_to_num)
+def _np_nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None, neginf: Any = None) -> Any:
+    x = as_operand(x)
+    if x.dtype.kind != "f":
+        return x
+    big = float(np.finfo(x.dtype).max)
+    x = np.where(np.isnan(x), nan, x)
+    x = np.where(np.isposinf(x), big if posinf is None else posinf, x)
+    return np.where(np.isneginf(x), -big if neginf is None else neginf, x)
+
+
+@implements(np.isposinf)
+def _np_isposinf(x: Any, out: Any = None) -> Any:
+    x = as_operand(x)
+    return np.logical_and(np.isinf(x), np.greater(x, 0.0))
+
+
+@implements(np.isneginf)
+def _np_isneginf(x: Any, out: Any = None) -> Any:
+    x = as_operand(x)
+    return np.logical_and(np.isinf(x), np.less(x, 0.0))
+
+
+@implements(np.isclose)
+def _np_isclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Any:
+    a, b = as_operand(a), as_operand(b)
+    close = np.less_equal(np.abs(a - b), atol + rtol * np.abs(b))
+    close = np.logical_and(close, np.logical_and(np.isfinite(a), np.isfinite(b)))
+    close = np.logical_or(close, np.equal(a, b))  # equal infinities
+    if equal_nan:
+        close = np.logical_or(close, np.logical_and(np.isnan(a), np.isnan(b)))
+    return close
+
+
+@implements(np.select)
+def _np_select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0) -> Any:
+    if len(condlist) != len(choicelist):
+        raise ValueError("list of cases must be same length as list of conditions")
+    out = default
+    for cond, choice in reversed(list(zip(condlist, choicelist))):
+        out = np.where(cond, choice, out)
+    return as_operand(out)
+
+
+@implements(np.polyval)
+def _np_polyval(p: Any, x: Any) -> Any:
+    """Horner's rule, as numpy evaluates it."""
+    p = as_operand(p)
+    y = np.zeros_like(as_operand(x) * p[0])
+    for k in range(p.shape[0]):
+        y = y * x + p[k]
+    return y
+
+
+# --- reductions and integrals ---------------------------------------------------------
+@implements(*(f for f in (np.trapezoid, getattr(np, "trapz", None)) if f is not None))
+def _np_trapezoid(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) -> Any:
+    y = as_operand(y)
+    axis = normalize_axis(axis, y.ndim)
+    if x is None:
+        d = dx
+    else:
+        x = as_operand(x)
+        if x.ndim == 1:
+            d = np.reshape(np.diff(x), tuple(-1 if i == axis else 1 for i in range(y.ndim)))
+        else:
+            d = np.diff(x, axis=axis)
+    upper, lower = y[_along(axis, y.ndim, slice(1, None))], y[_along(axis, y.ndim, slice(None, -1))]
+    return np.sum(d * (upper + lower) / 2.0, axis=axis)
+
+
+@implements(np.average)
+def _np_average(a: Any, axis: Any = None, weights: Any = None, returned: bool = False, *, keepdims: bool = False) -> Any:
+    a = as_operand(a)
+    if weights is None:
+        avg = np.mean(a, axis=axis, keepdims=keepdims)
+        scale = np.asarray(a.size / max(avg.size, 1), dtype=avg.dtype)
+    else:
+        w = as_operand(weights)
+        if w.shape != a.shape:
+            if axis is None:
+                raise TypeError("Axis must be specified when shapes of a and weights differ.")
+            if w.ndim != 1 or not isinstance(axis, (int, np.integer)):
+                raise TypeError("1D weights expected when shapes of a and weights differ.")
+            ax = normalize_axis(axis, a.ndim)
+            if w.shape[0] != a.shape[ax]:
+                raise ValueError("Length of weights not compatible with specified axis.")
+            w = np.reshape(w, tuple(-1 if i == ax else 1 for i in range(a.ndim)))
+        scale = np.sum(np.broadcast_to(w, a.shape) * 1.0, axis=axis, keepdims=keepdims)
+        avg = np.sum(a * w, axis=axis, keepdims=keepdims) / scale
+    if returned:
+        return avg, np.broadcast_to(scale, np.shape(avg))
+    return avg
+
+
+@implements(np.cumprod, "multiply.accumulate")
+def _np_cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+    """Products of leading elements, as products over a triangular mask (no division, so zeros are fine)."""
+    a = as_operand(a)
+    if dtype is not None:
+        a = a.astype(dtype)
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    axis = normalize_axis(axis, a.ndim)
+    moved = np.moveaxis(a, axis, -1)
+    n = moved.shape[-1]
+    leading = np.tril(np.ones((n, n), dtype=bool))  # row k keeps elements 0..k
+    factors = np.where(leading, np.expand_dims(moved, -2), 1.0)
+    return np.moveaxis(np.prod(factors, axis=-1), -1, axis)
+
+
+@implements(np.gradient)
+def _np_gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
+    """Second-order central differences inside, one-sided ones at the edges (numpy's formulas)."""
+    f = as_operand(f)
+    axes = tuple(range(f.ndim)) if axis is None else tuple(normalize_axis(a, f.ndim) for a in np.atleast_1d(axis))
+    if edge_order not in (1, 2):
+        raise ValueError("'edge_order' greater than 2 not supported")
+    if len(varargs) == 0:
+        spacings: list[Any] = [1.0] * len(axes)
+    elif len(varargs) == 1 and np.ndim(varargs[0]) == 0:
+        spacings = list(varargs) * len(axes)
+    elif len(varargs) == len(axes):
+        spacings = list(varargs)
+    else:
+        raise TypeError("invalid number of arguments")
+    results = []
+    for ax, h in zip(axes, spacings):
+        if _is_traced(h):
+            raise UnsupportedOperationError("traced np.gradient needs constant spacings or coordinates")
+        n = f.shape[ax]
+        if n < edge_order + 1:
+            raise ValueError("Shape of array too small to calculate a numerical gradient, at least (edge_order + 1) elements are required.")
+        results.append(_gradient_along(f, ax, n, np.asarray(h, dtype=float), edge_order))
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def _gradient_along(f: Any, ax: int, n: int, h: np.ndarray, edge_order: int) -> Any:
+    if h.ndim == 0:
+        dx = np.full(n - 1, float(h))
+    elif h.shape == (n,):
+        dx = np.diff(h)
+    else:
+        raise ValueError("when 1d, distances must match the length of the corresponding dimension")
+
+    def at(index: Any) -> Any:
+        return f[_along(ax, f.ndim, index)]
+
+    def coef(c: np.ndarray) -> np.ndarray:
+        return np.reshape(c, tuple(-1 if i == ax else 1 for i in range(f.ndim)))
+
+    if np.all(dx == dx[0]):  # numpy's formulas for even spacing, so results match it exactly
+        return _even_gradient(at, float(dx[0]), edge_order, ax, n)
+    h1, h2 = dx[:-1], dx[1:]
+    inner = (
+        at(slice(None, -2)) * coef(-h2 / (h1 * (h1 + h2)))
+        + at(slice(1, -1)) * coef((h2 - h1) / (h1 * h2))
+        + at(slice(2, None)) * coef(h1 / (h2 * (h1 + h2)))
+    )
+    if edge_order == 1:
+        first = (at(slice(1, 2)) - at(slice(0, 1))) / dx[0]
+        last = (at(slice(-1, None)) - at(slice(-2, -1))) / dx[-1]
+    else:
+        a1, a2 = dx[0], dx[1]
+        first = (
+            at(slice(0, 1)) * (-(2.0 * a1 + a2) / (a1 * (a1 + a2)))
+            + at(slice(1, 2)) * ((a1 + a2) / (a1 * a2))
+            + at(slice(2, 3)) * (-a1 / (a2 * (a1 + a2)))
+        )
+        b1, b2 = dx[-2], dx[-1]
+        last = (
+            at(slice(-3, -2)) * (b2 / (b1 * (b1 + b2)))
+            + at(slice(-2, -1)) * (-(b2 + b1) / (b1 * b2))
+            + at(slice(-1, None)) * ((2.0 * b2 + b1) / (b2 * (b1 + b2)))
+        )
+    return np.concatenate([first, inner, last], axis=ax) if n > 2 else np.concatenate([first, last], axis=ax)
+
+
+def _even_gradient(at: Any, h: float, edge_order: int, ax: int, n: int) -> Any:
+    inner = (at(slice(2, None)) - at(slice(None, -2))) / (2.0 * h)
+    if edge_order == 1:
+        first = (at(slice(1, 2)) - at(slice(0, 1))) / h
+        last = (at(slice(-1, None)) - at(slice(-2, -1))) / h
+    else:
+        first = -1.5 / h * at(slice(0, 1)) + 2.0 / h * at(slice(1, 2)) - 0.5 / h * at(slice(2, 3))
+        last = 0.5 / h * at(slice(-3, -2)) - 2.0 / h * at(slice(-2, -1)) + 1.5 / h * at(slice(-1, None))
+    return np.concatenate([first, inner, last], axis=ax) if n > 2 else np.concatenate([first, last], axis=ax)
+
+
+@implements(np.ediff1d)
+def _np_ediff1d(ary: Any, to_end: Any = None, to_begin: Any = None) -> Any:
+    parts = [np.ravel(to_begin)] if to_begin is not None else []
+    parts.append(np.diff(np.ravel(ary)))
+    if to_end is not None:
+        parts.append(np.ravel(to_end))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+@implements(np.interp)
+def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, period: Any = None) -> Any:
+    """Piecewise-linear interpolation; ``xp`` must be increasing, as numpy assumes."""
+    if period is not None:
+        raise UnsupportedOperationError("traced np.interp does not support period")
+    xp_c = None if _is_traced(xp) else np.asarray(xp, dtype=float)
+    fp = as_operand(fp).astype(np.float64)  # numpy interpolates in float64
+    if xp_c is not None and (xp_c.ndim != 1 or fp.shape != xp_c.shape):
+        raise ValueError("fp and xp are not of the same length.")
+    left = fp[0] if left is None else left
+    right = fp[-1] if right is None else right
+    if xp_c is not None and not _is_traced(x):
+        # Constant positions: each value is a fixed blend of two neighbours of fp.
+        xc = np.asarray(x, dtype=float)
+        j = np.clip(np.searchsorted(xp_c, xc, side="right") - 1, 0, max(len(xp_c) - 2, 0))
+        span = np.diff(xp_c)[j] if len(xp_c) > 1 else np.ones_like(xc)
+        w = (xc - xp_c[j]) / np.where(span == 0.0, 1.0, span)
+        inside = fp[j] + (np.take(fp, np.minimum(j + 1, len(xp_c) - 1)) - fp[j]) * w
+        return np.where(xc < xp_c[0], left, np.where(xc >= xp_c[-1], right, inside))
+    # Traced positions: every segment's line, masked to where x falls (cost len(x) * len(xp)).
+    x, xp = as_operand(x), as_operand(xp)
+    lo, hi = xp[:-1], xp[1:]
+    span = hi - lo
+    slope = (fp[1:] - fp[:-1]) / np.where(np.equal(span, 0.0), 1.0, span)
+    xs = np.expand_dims(x, -1)
+    inside = np.logical_and(np.greater_equal(xs, lo), np.less(xs, hi))
+    y = np.sum(np.where(inside, fp[:-1] + slope * (xs - lo), 0.0), axis=-1)
+    return np.where(np.less(x, xp[0]), left, np.where(np.greater_equal(x, xp[-1]), right, y))
+
+
+# --- shapes ---------------------------------------------------------------------------
+@implements(np.atleast_2d)
+def _np_atleast_2d(*arys: Any) -> Any:
+    out = [np.reshape(x, (1,) * (2 - x.ndim) + x.shape) if x.ndim < 2 else x for x in map(as_operand, arys)]
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+@implements(np.atleast_3d)
+def _np_atleast_3d(*arys: Any) -> Any:
+    shapes = {0: lambda s: (1, 1, 1), 1: lambda s: (1, s[0], 1), 2: lambda s: s + (1,)}
+    out = [np.reshape(x, shapes[x.ndim](x.shape)) if x.ndim < 3 else x for x in map(as_operand, arys)]
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+@implements(np.column_stack)
+def _np_column_stack(tup: Sequence[Any]) -> Any:
+    cols = [as_operand(x) for x in tup]
+    return np.concatenate([np.reshape(c, (-1, 1)) if c.ndim < 2 else c for c in cols], axis=1)
+
+
+@implements(np.dstack)
+def _np_dstack(tup: Sequence[Any]) -> Any:
+    return np.concatenate([_np_atleast_3d(x) for x in tup], axis=2)
+
+
+@implements(np.append)
+def _np_append(arr: Any, values: Any, axis: Any = None) -> Any:
+    if axis is None:
+        return np.concatenate([np.ravel(arr), np.ravel(values)])
+    return np.concatenate([arr, values], axis=axis)
+
+
+@implements(np.delete)
+def _np_delete(arr: Any, obj: Any, axis: Any = None) -> Any:
+    if _is_traced(obj):
+        raise UnsupportedOperationError("traced np.delete needs constant indices")
+    arr = as_operand(arr)
+    if axis is None:
+        arr, axis = np.ravel(arr), 0
+    axis = normalize_axis(axis, arr.ndim)
+    keep = np.delete(np.arange(arr.shape[axis]), obj)
+    return np.take(arr, keep, axis=axis)
+
+
+@implements(np.meshgrid)
+def _np_meshgrid(*xi: Any, copy: bool = True, sparse: bool = False, indexing: str = "xy") -> Any:
+    if indexing not in ("xy", "ij"):
+        raise ValueError("Valid values for `indexing` are 'xy' and 'ij'.")
+    xs = [np.ravel(x) for x in xi]
+    ndim = len(xs)
+    shapes = [tuple(-1 if i == k else 1 for i in range(ndim)) for k in range(ndim)]
+    if indexing == "xy" and ndim > 1:
+        shapes[0] = (1, -1) + (1,) * (ndim - 2)
+        shapes[1] = (-1, 1) + (1,) * (ndim - 2)
+    grids = [np.reshape(x, s) for x, s in zip(xs, shapes)]
+    if not sparse:
+        full = np.broadcast_shapes(*(g.shape for g in grids))
+        grids = [np.broadcast_to(g, full) for g in grids]
+    return tuple(grids)
+
+
+def _split_points(n: int, sections: Any, equal: bool) -> list[int]:
+    if isinstance(sections, (int, np.integer)):
+        k = int(sections)
+        if k <= 0:
+            raise ValueError("number sections must be larger than 0.")
+        if equal and n % k:
+            raise ValueError("array split does not result in an equal division")
+        each, extra = divmod(n, k)
+        sizes = [each + 1] * extra + [each] * (k - extra)
+        return list(np.cumsum(sizes)[:-1])
+    return [operator.index(i) for i in sections]
+
+
+def _split(ary: Any, sections: Any, axis: int, equal: bool) -> list[Any]:
+    ary = as_operand(ary)
+    axis = normalize_axis(axis, ary.ndim)
+    bounds = [0, *_split_points(ary.shape[axis], sections, equal), ary.shape[axis]]
+    return [ary[_along(axis, ary.ndim, slice(lo, hi))] for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+@implements(np.split)
+def _np_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> Any:
+    return _split(ary, indices_or_sections, axis, equal=True)
+
+
+@implements(np.array_split)
+def _np_array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> Any:
+    return _split(ary, indices_or_sections, axis, equal=False)
+
+
+@implements(np.hsplit)
+def _np_hsplit(ary: Any, indices_or_sections: Any) -> Any:
+    ary = as_operand(ary)
+    return _split(ary, indices_or_sections, 1 if ary.ndim > 1 else 0, equal=True)
+
+
+@implements(np.vsplit)
+def _np_vsplit(ary: Any, indices_or_sections: Any) -> Any:
+    ary = as_operand(ary)
+    if ary.ndim < 2:
+        raise ValueError("vsplit only works on arrays of 2 or more dimensions")
+    return _split(ary, indices_or_sections, 0, equal=True)
+
+
+@implements(np.pad)
+def _np_pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> Any:
+    """``constant``, ``edge``, ``wrap``, ``reflect`` and ``symmetric`` padding, axis by axis."""
+    x = as_operand(array)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    if np.any(widths < 0):
+        raise ValueError("index can't contain negative values")
+    extra = set(kwargs) - ({"constant_values"} if mode == "constant" else set())
+    if mode not in ("constant", "edge", "wrap", "reflect", "symmetric") or extra:
+        raise UnsupportedOperationError(
+            f"traced np.pad supports mode 'constant' (scalar constant_values), 'edge', 'wrap', "
+            f"'reflect' and 'symmetric' without further options; got mode={mode!r} with {sorted(kwargs)}"
+        )
+    value = kwargs.get("constant_values", 0)
+    if np.ndim(value) != 0:
+        raise UnsupportedOperationError("traced np.pad supports one scalar constant_values")
+    for ax in range(x.ndim):
+        before, after = (int(w) for w in widths[ax])
+        n = x.shape[ax]
+        if mode in ("wrap", "reflect", "symmetric", "edge") and n == 0 and before + after:
+            raise ValueError(f"can't extend empty axis {ax} using modes other than 'constant'")
+        limit = n - 1 if mode == "reflect" else n
+        if mode in ("wrap", "reflect", "symmetric") and max(before, after) > limit:
+            raise UnsupportedOperationError(f"traced np.pad with mode {mode!r} pads at most {limit} along axis {ax}")
+
+        def side(width: int, at_start: bool) -> Any:
+            shape = x.shape[:ax] + (width,) + x.shape[ax + 1 :]
+            if mode == "constant":
+                return np.broadcast_to(np.asarray(value, dtype=x.dtype), shape)
+            if mode == "edge":
+                return np.broadcast_to(x[_along(ax, x.ndim, slice(0, 1) if at_start else slice(n - 1, n))], shape)
+            if mode == "wrap":
+                idx = np.arange(n - width, n) if at_start else np.arange(0, width)
+            elif mode == "reflect":
+                idx = np.arange(width, 0, -1) if at_start else np.arange(n - 2, n - 2 - width, -1)
+            else:  # symmetric
+                idx = np.arange(width - 1, -1, -1) if at_start else np.arange(n - 1, n - 1 - width, -1)
+            return np.take(x, idx, axis=ax)
+
+        parts = ([side(before, True)] if before else []) + [x] + ([side(after, False)] if after else [])
+        x = np.concatenate(parts, axis=ax) if len(parts) > 1 else x
+    return x
+
+
+@implements(np.kron)
+def _np_kron(a: Any, b: Any) -> Any:
+    a, b = as_operand(a), as_operand(b)
+    nd = max(a.ndim, b.ndim)
+    sa, sb = (1,) * (nd - a.ndim) + a.shape, (1,) * (nd - b.ndim) + b.shape
+    ea = np.reshape(a, tuple(d for n in sa for d in (n, 1)))
+    eb = np.reshape(b, tuple(d for n in sb for d in (1, n)))
+    return np.reshape(ea * eb, tuple(m * n for m, n in zip(sa, sb)))
+
+
+@implements(np.cross)
+def _np_cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, axis: Any = None) -> Any:
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = np.moveaxis(as_operand(a), axisa, -1), np.moveaxis(as_operand(b), axisb, -1)
+    if a.shape[-1] not in (2, 3) or b.shape[-1] not in (2, 3):
+        raise ValueError("incompatible dimensions for cross product\n(dimension must be 2 or 3)")
+    if a.shape[-1] == 2 and b.shape[-1] == 2:
+        return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+    if a.shape[-1] == 2 or b.shape[-1] == 2:
+        raise UnsupportedOperationError("traced np.cross needs two 2-vectors or two 3-vectors")
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    c = np.stack(np.broadcast_arrays(a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0), axis=-1)
+    return np.moveaxis(c, -1, axisc)
