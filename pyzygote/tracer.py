@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -184,13 +184,30 @@ def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
 class Tracer:
     """A traced array: shape and dtype are known, the value is not."""
 
-    __slots__ = ("_builder", "_var", "_base", "__weakref__")
+    __slots__ = ("_builder", "_v", "_root", "_positions", "_seen", "_version", "_dummy", "__weakref__")
     __array_priority__ = 1000.0
 
-    def __init__(self, builder: Builder, var: Var, base: "Tracer | None" = None):
+    def __init__(self, builder: Builder, var: Var):
         self._builder = builder
-        self._var = var
-        self._base = base
+        self._v = var
+        # numpy view semantics (see _mark_view): a view shows elements of a root array,
+        # at flat positions that are a numpy view of the root's _dummy, and re-reads
+        # them when the root has changed in place since (its _version moved on).
+        self._root: Tracer | None = None
+        self._positions: np.ndarray | None = None
+        self._seen = 0
+        self._version = 0
+        self._dummy: np.ndarray | None = None
+
+    @property
+    def _var(self) -> Var:
+        root = self._root
+        if root is not None and self._seen != root._version:
+            from pyzygote.primitives.indexing import gather
+
+            self._v = as_operand(gather(root, np.array(self._positions)))._var
+            self._seen = root._version
+        return self._v
 
     # --- what is known statically -------------------------------------
     @property
@@ -280,12 +297,18 @@ class Tracer:
             handler = lookup(ufunc)
         elif method in ("reduce", "accumulate"):
             handler = lookup(f"{ufunc.__name__}.{method}")
+            # ufunc.reduce and .accumulate work along axis 0 unless told otherwise; the
+            # functions their handlers share (np.sum, np.cumsum) default to all axes.
+            kwargs.setdefault("axis", 0)
         else:
             raise UnsupportedOperationError(f"numpy.{ufunc.__name__}.{method} cannot be traced")
         return handler(*inputs, **kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        return lookup(func)(*args, **kwargs)
+        result = lookup(func)(*args, **kwargs)
+        if func in _VIEW_FUNCTIONS and args and isinstance(args[0], Tracer):
+            result = _mark_view(args[0], result, lambda p: func(p, *args[1:], **kwargs))
+        return result
 
     # --- operators (each goes through numpy's dispatch) -----------------
     def __add__(self, o: Any) -> Any:
@@ -383,14 +406,18 @@ class Tracer:
 
     # --- indexing -------------------------------------------------------
     def __getitem__(self, index: Any) -> Any:
-        return lookup("getitem")(self, index)
+        return _mark_view(self, lookup("getitem")(self, index), lambda p: p[index])
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        if self._base is not None:
-            raise UnsupportedOperationError(
-                "assigning into a slice of a traced array (a view) cannot be traced; "
-                "assign through the original array, e.g. y[i, j] = v instead of y[i][j] = v"
-            )
+        root = self._root
+        if root is not None:  # a view: numpy writes into the array it views
+            if any(isinstance(i, Tracer) for i in (index if isinstance(index, tuple) else (index,))):
+                lookup("getitem")(self, index)  # raises the error for traced indices
+            if not self._positions.flags.writeable:
+                raise ValueError("assignment destination is read-only")
+            target = np.asarray(self._positions[index])
+            root[np.unravel_index(target, root.shape)] = value
+            return
         updated = lookup("setitem")(self, index, value)
         if updated._builder is not self._builder:
             raise UnsupportedOperationError(
@@ -398,8 +425,62 @@ class Tracer:
                 "trace cannot be traced (it would leak the inner trace's value); compute a new array "
                 "inside the inner function instead"
             )
-        # numpy code expects ``y`` itself to change: rebind this tracer.
-        self._var = updated._var
+        self._changed_to(updated._var)
+
+    def _changed_to(self, var: Var) -> None:
+        """numpy code expects this array itself to change: rebind it, and tell its views."""
+        self._v = var
+        self._version += 1
+
+    def _inplace(self, result: Any) -> "Tracer":
+        """``self op= o`` with numpy's rules: same shape and dtype, views write through."""
+        result = as_operand(result)
+        if result.shape != self.shape:
+            raise ValueError(
+                f"non-broadcastable output operand with shape {self.shape} doesn't match the broadcast shape {result.shape}"
+            )
+        if result.dtype != self.dtype and not np.can_cast(result.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"Cannot cast ufunc output from {result.dtype} to {self.dtype} with casting rule 'same_kind'")
+        if self._root is not None or not isinstance(result, Tracer) or result._builder is not self._builder:
+            self[...] = result
+        else:
+            from pyzygote.primitives.shape import convert
+
+            self._changed_to(convert(result, self.dtype)._var)
+        return self
+
+    def __iadd__(self, o: Any) -> "Tracer":
+        return self._inplace(np.add(self, o))
+
+    def __isub__(self, o: Any) -> "Tracer":
+        return self._inplace(np.subtract(self, o))
+
+    def __imul__(self, o: Any) -> "Tracer":
+        return self._inplace(np.multiply(self, o))
+
+    def __itruediv__(self, o: Any) -> "Tracer":
+        return self._inplace(np.true_divide(self, o))
+
+    def __ifloordiv__(self, o: Any) -> "Tracer":
+        return self._inplace(np.floor_divide(self, o))
+
+    def __imod__(self, o: Any) -> "Tracer":
+        return self._inplace(np.remainder(self, o))
+
+    def __ipow__(self, o: Any) -> "Tracer":
+        return self._inplace(np.power(self, o))
+
+    def __imatmul__(self, o: Any) -> "Tracer":
+        return self._inplace(np.matmul(self, o))
+
+    def __iand__(self, o: Any) -> "Tracer":
+        return self._inplace(np.logical_and(self, o))
+
+    def __ior__(self, o: Any) -> "Tracer":
+        return self._inplace(np.logical_or(self, o))
+
+    def __ixor__(self, o: Any) -> "Tracer":
+        return self._inplace(np.logical_xor(self, o))
 
     # --- methods --------------------------------------------------------
     @property
@@ -424,7 +505,7 @@ class Tracer:
         return np.ravel(self, order=order)
 
     def flatten(self, order: str = "C") -> Any:
-        return np.ravel(self, order=order)
+        return np.ravel(self, order=order).copy()  # always a copy, unlike ravel
 
     def squeeze(self, axis: Any = None) -> Any:
         return np.squeeze(self, axis=axis)
@@ -480,14 +561,47 @@ class Tracer:
         return np.clip(self, a_min, a_max)
 
     def astype(self, dtype: Any, copy: bool = True) -> Any:
-        return lookup("astype")(self, dtype)
+        out = lookup("astype")(self, dtype)
+        return out.copy() if copy and out is self else out
 
     def copy(self) -> "Tracer":
         return Tracer(self._builder, self._var)
 
     def conj(self) -> "Tracer":
-        return self
+        return self.copy()
 
     @property
     def real(self) -> "Tracer":
         return self
+
+
+# numpy functions whose result may be a view of their first argument (numpy decides, see _mark_view).
+_VIEW_FUNCTIONS = frozenset(
+    (
+        np.reshape, np.ravel, np.transpose, np.swapaxes, np.moveaxis, np.squeeze, np.expand_dims,
+        np.diagonal, np.broadcast_to, np.flip, np.fliplr, np.flipud, np.rot90, np.atleast_1d,
+        np.atleast_2d, np.atleast_3d,
+    )
+)  # fmt: skip
+
+
+def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], Any]) -> Any:
+    """Make ``result`` a view of ``parent`` where numpy would make one.
+
+    numpy itself decides: the same operation is applied to an array of the root's
+    flat positions, and when its result shares that array's memory it is a view
+    (with numpy's read-only flag), holding the positions the view shows.
+    """
+    if not isinstance(result, Tracer) or result is parent or result._builder is not parent._builder:
+        return result
+    root = parent._root if parent._root is not None else parent
+    if root._dummy is None:
+        root._dummy = np.arange(root.size, dtype=np.int64).reshape(root.shape)
+    base = parent._positions if parent._root is not None else root._dummy
+    try:
+        positions = rearrange(base)
+    except Exception:  # noqa: BLE001  (numpy's own error was raised, or not, by the traced call)
+        return result
+    if isinstance(positions, np.ndarray) and positions.size and np.may_share_memory(positions, root._dummy):
+        result._root, result._positions, result._seen = root, positions, root._version
+    return result

@@ -261,6 +261,20 @@ def mixed(x: Any) -> Any:
     return np.stack([y, z, np.hypot(x, y), np.sign(x)], axis=-1), (x > 0.5) & ~(x < 0.9)
 
 
+from tests.test_api import _numpy_views  # noqa: E402
+
+
+def numpy_composites(x: Any, m: Any) -> Any:
+    """numpy functions that pyzygote writes over other functions (pyzygote/primitives/composites.py)."""
+    grid = np.array([-1.0, -0.2, 0.4, 1.0])
+    return (
+        np.logaddexp(x, 0.3) + np.cumprod(x) + np.interp(x, grid, np.cos(grid)) + np.gradient(x**2, 0.5),
+        np.pad(m, ((1, 0), (0, 2)), mode="reflect") * 2.0,
+        np.einsum("ij,jk,k->i", m, m.T, x[:3]) + np.arcsinh(x[:3]) + np.arctanh(x[:3] / 2.0),
+        np.trapezoid(m, axis=0) + np.kron(x[:2], x[2:3]).sum(),
+    )
+
+
 def rng_arrays(*shapes: tuple[int, ...], seed: int = 0, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     return tuple(np.asarray(rng.uniform(-1.0, 1.0, s), dtype=dtype) for s in shapes)
@@ -283,6 +297,8 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "linalg": (linalg, (_well_conditioned(3), np.array([1.0, -2.0, 0.5]))),
     "linalg-f32": (linalg, (_well_conditioned(3).astype(np.float32), np.array([1.0, -2.0, 0.5], np.float32))),
     "mixed": (mixed, rng_arrays((3, 4))),
+    "numpy-composites": (numpy_composites, rng_arrays((4,), (3, 3))),
+    "writes-through-views": (_numpy_views, rng_arrays((6,))),
     # Transformations inside traced code: their derivative programs are part of the program.
     "nested-gradient": (physics_informed, rng_arrays((2,), (3,))),
     "nested-hessian-trace": (lambda x: np.trace(pz.hessian(lambda y: np.sum(np.tanh(y) * y), x)), rng_arrays((3,))),

@@ -119,10 +119,7 @@ def _getitem(x: Any, index: Any) -> Any:
     x = as_operand(x)
     index, basic = _check_static(index)
     positions = element_positions(x.shape)[index]
-    out = gather(x, np.asarray(positions), index if basic else None)
-    if isinstance(out, Tracer) and out is not x:
-        out._base = x
-    return out
+    return gather(x, np.asarray(positions), index if basic else None)
 
 
 @implements("setitem")

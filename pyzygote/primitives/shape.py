@@ -369,7 +369,8 @@ def _np_vstack(tup: Any, dtype: Any = None, casting: str = "same_kind") -> Any:
 @implements(np.copy)
 def _np_copy(a: Any, *args: Any, dtype: Any = None, **kwargs: Any) -> Any:
     a = as_operand(a)
-    return a if dtype is None else convert(a, dtype)
+    out = a if dtype is None else convert(a, dtype)
+    return out.copy() if out is a and isinstance(out, Tracer) else out  # a new array, never an alias
 
 
 @implements("astype")
