@@ -474,6 +474,49 @@ def test_backsolve_on_a_dissipative_problem_fails_loudly_with_advice():
         pz.gradient(loss, np.array([1.0]))
 
 
+def _heat_loss(n, sensealg):
+    # The conductivity k on the n + 1 cell faces of a rod held at zero at both ends.
+    h = 1.0 / (n + 1)
+    x = np.arange(1, n + 1) * h
+
+    def heat(u, k, t):
+        flux = k * np.diff(np.concatenate([[0.0], u, [0.0]])) / h
+        return np.diff(flux) / h
+
+    t = np.linspace(0.0, 0.5, 6)
+    return lambda k: np.sum(pz.odesolve(heat, np.exp(-100 * (x - 0.3) ** 2), t, k, alg="Tsit5", sensealg=sensealg, reltol=1e-8, abstol=1e-8) ** 2)
+
+
+def test_backsolve_that_leaves_the_trajectory_is_refused_not_returned():
+    # Found in user testing: on 40 cells the state re-solved backwards grows by 1e29 between save
+    # times, and the "gradient" came out 1e20 times too large, finite, with no error.
+    k = np.full(41, 0.1)
+    with pytest.raises(pz.SolverError, match=r"backsolve' is unstable.*left the forward solution.*sensealg='adjoint'"):
+        pz.gradient(_heat_loss(40, "backsolve"), k)
+    # On 10 cells backwards integration is stable, and backsolve agrees with the adjoint.
+    k = np.full(11, 0.1)
+    np.testing.assert_allclose(pz.gradient(_heat_loss(10, "backsolve"), k)[0], pz.gradient(_heat_loss(10, "adjoint"), k)[0], rtol=1e-5)
+
+
+def test_stiff_adjoints_restart_cleanly_and_fail_as_solver_errors():
+    u0, p, t = np.array([1.0, 0.0, 0.0]), np.array([0.04, 3e7, 1e4]), np.array([0.0, 100.0, 1e5])
+    # Only an intermediate save time is read: LSODA once failed restarting there with the step
+    # size of the (empty) segment before ("Unexpected istate in LSODA").
+    loss = lambda q, s: pz.odesolve(robertson, u0, t, q, alg="auto", sensealg=s, reltol=1e-8, abstol=1e-10)[1, 1]  # noqa: E731
+    (g_adj,) = pz.gradient(lambda q: loss(q, "adjoint"), p)
+    (g_fwd,) = pz.gradient(lambda q: loss(q, "forward"), p)
+    np.testing.assert_allclose(g_adj, g_fwd, rtol=1e-3)
+
+
+def test_nan_in_a_difference_quotient_jacobian_is_a_retcode():
+    # Radau factorizing its own NaN Jacobian raised SciPy's bare ValueError (met in user testing
+    # by sensealg="backsolve" on Robertson, whose backward solve has no traced Jacobian).
+    from pyzygote.ode.solvers import integrate
+
+    res = integrate(lambda t, u: np.where(u == 1.0, -u, np.nan), 0.0, 1.0, np.array([1.0]), None, "Rodas5P", 1e-6, 1e-8)
+    assert res.retcode == "Unstable" and "Jacobian became NaN" in res.message
+
+
 def test_julia_extension_knows_exactly_the_solver_table():
     """The solver names (and constructors) of the ODE extension are those of the Python table."""
     import re

@@ -190,6 +190,11 @@ def integrate(
         except _NonFinite as exc:
             retcode, message = "Unstable", str(exc)
             break
+        except ValueError as exc:  # Radau/BDF factorizing their own difference-quotient Jacobian
+            if "infs or NaNs" not in str(exc):
+                raise
+            retcode, message = "Unstable", f"the Jacobian became NaN or infinite near t={solver.t}"
+            break
         if solver.status == "failed":
             retcode = "DtLessThanMin" if msg and "step size" in msg else "Failure"
             message = msg or "solver failed"
