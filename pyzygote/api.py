@@ -132,11 +132,17 @@ def _loss_and_aux(traced: Traced, fname: str, pair: bool) -> None:
     _float_loss(prog, fname)
 
 
-def _withgradient(f: Callable[..., Any], args: tuple[Any, ...], engine: str | None, aux: str | None) -> tuple[Any, tuple[Any, ...]]:
-    """Value and gradient; ``aux`` is None (one scalar output), "zygote" (a tuple led by the loss) or "jax" (a pair)."""
+def _withgradient(
+    f: Callable[..., Any], args: tuple[Any, ...], engine: str | None, aux: str | None, argnums: Any = None
+) -> tuple[Any, tuple[Any, ...]]:
+    """Value and gradient; ``aux`` is None (one scalar output), "zygote" (a tuple led by the loss) or "jax" (a pair).
+
+    With ``argnums`` only those arguments are differentiated; the others are data (``None`` gradients).
+    """
     if _is_julia(f):
         return f._withgradient(args, engine, aux=aux)
-    traced, arrays = trace(f, args, nest=True)
+    const_args = () if argnums is None else set(range(len(args))) - set(_wanted(argnums, len(args)))
+    traced, arrays = trace(f, args, nest=True, const_args=const_args)
     if aux == "jax" or (aux == "zygote" and traced.out_tree != "*"):
         _loss_and_aux(traced, "withgradient" if aux == "zygote" else "has_aux=True", pair=aux == "jax")
     else:
@@ -195,25 +201,29 @@ def grad(
     """
 
     def grad_f(*args: Any) -> Any:
-        if has_aux:
-            (_, aux), grads = _withgradient(f, args, engine, aux="jax")
-            return _pick(grads, argnums), aux
-        return _pick(gradient(f, *args, engine=engine), argnums)
+        (value, grads) = _withgradient(f, args, engine, aux="jax" if has_aux else None, argnums=argnums)
+        return (_pick(grads, argnums), value[1]) if has_aux else _pick(grads, argnums)
 
     return grad_f
 def _is_index(i: Any) -> bool:
     return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
 
 
-def _pick(grads: tuple[Any, ...], argnums: int | Sequence[int]) -> Any:
-    """The gradients ``argnums`` selects (JAX's convention, negative numbers allowed)."""
+def _wanted(argnums: int | Sequence[int], n: int) -> tuple[int, ...]:
+    """The argument positions ``argnums`` selects (JAX's convention, negative numbers allowed)."""
     if not (_is_index(argnums) or (isinstance(argnums, (tuple, list)) and all(_is_index(i) for i in argnums))):
         raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
     wanted = (argnums,) if _is_index(argnums) else tuple(argnums)
     for i in wanted:
-        if not -len(grads) <= i < len(grads):
-            raise ValueError(f"argnums={argnums!r} does not fit a call with {len(grads)} argument(s)")
-    return grads[argnums] if _is_index(argnums) else tuple(grads[i] for i in wanted)
+        if not -n <= i < n:
+            raise ValueError(f"argnums={argnums!r} does not fit a call with {n} argument(s)")
+    return tuple(int(i) % n for i in wanted)
+
+
+def _pick(grads: tuple[Any, ...], argnums: int | Sequence[int]) -> Any:
+    """The gradients ``argnums`` selects."""
+    wanted = _wanted(argnums, len(grads))
+    return grads[wanted[0]] if _is_index(argnums) else tuple(grads[i] for i in wanted)
 
 
 def value_and_grad(
@@ -230,7 +240,7 @@ def value_and_grad(
     """
 
     def vg(*args: Any) -> Any:
-        val, grads = _withgradient(f, args, engine, aux="jax" if has_aux else None)
+        val, grads = _withgradient(f, args, engine, aux="jax" if has_aux else None, argnums=argnums)
         return val, _pick(grads, argnums)
 
     return vg

@@ -16,6 +16,7 @@ static leaf that takes part in tracing as a Python value.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Hashable
 
 import numpy as np
@@ -36,7 +37,13 @@ class Static:
             hash(self.value)
             return ("static", type(self.value), self.value)
         except TypeError:
-            return ("static-id", id(self.value))
+            pass
+        if is_array_leaf(self.value):  # data held constant (JAX's argnums): keyed by content
+            arr = np.asarray(self.value)
+            if arr.dtype != object:
+                digest = hashlib.blake2b(np.ascontiguousarray(arr).view(np.uint8), digest_size=16).digest()
+                return ("static-array", arr.shape, arr.dtype.str, digest)
+        return ("static-id", id(self.value))
 
 
 def _numeric_list(x: Any) -> bool:
@@ -85,7 +92,8 @@ def unflatten(tree: Hashable, leaves: list[Any]) -> Any:
 
     def build(t: Any) -> Any:
         if t == "*":
-            return next(it)
+            leaf = next(it)
+            return leaf.value if isinstance(leaf, Static) else leaf  # an array held constant
         if t == "s":
             leaf = next(it)
             return leaf.value if isinstance(leaf, Static) else leaf

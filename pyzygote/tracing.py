@@ -25,7 +25,7 @@ import re
 import types
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Collection, Hashable
 
 import numpy as np
 
@@ -213,8 +213,14 @@ def trace(
     argnames: list[str] | None = None,
     output: Callable[[Any], Any] | None = None,
     nest: bool = False,
+    const_args: Collection[int] = (),
 ) -> tuple[Traced, list[Any]]:
     """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays.
+
+    The arguments at the positions ``const_args`` are data, not inputs: ``f``
+    receives them as they are (integer labels may index), they are constants of
+    the trace, which is cached per their contents, and they get no derivative
+    (JAX's ``argnums`` leaves the other arguments alone in the same way).
 
     ``output``, if given, is applied to what ``f`` returns, inside the trace
     (an ODE right-hand side's list of scalars becomes one float64 vector).
@@ -226,6 +232,9 @@ def trace(
     if not callable(f):
         raise TypeError(f"expected a function of numpy arrays to differentiate, got {type(f).__name__} {f!r}")
     leaves, tree = flatten(tuple(args))
+    if const_args:
+        owners = _top_level_owners(tree)
+        leaves = [Static(leaf) if owners[i] in const_args and not isinstance(leaf, Static) else leaf for i, leaf in enumerate(leaves)]
     names = _leaf_names(args, leaves, tree, argnames)
     arrays: list[Any] = []
     key_parts: list[Any] = [tree, output]
@@ -248,8 +257,24 @@ def trace(
         return dataclasses.replace(hit, leaves=leaves), arrays
     traced = _trace_fresh(f, leaves, tree, arrays, output)
     if per_fn is not None:
+        if len(per_fn) >= _MAX_TRACES_PER_FUNCTION:  # minibatches held constant would pile up
+            per_fn.pop(next(iter(per_fn)))
         per_fn[key] = traced
     return traced, arrays
+
+
+_MAX_TRACES_PER_FUNCTION = 32
+
+
+def _top_level_owners(tree: Hashable) -> list[int]:
+    """For each leaf of an argument tuple's tree, the position of the argument it belongs to."""
+
+    def count(t: Any) -> int:
+        if t in ("*", "s"):
+            return 1
+        return sum(count(c) for c in t[-1])
+
+    return [i for i, child in enumerate(tree[1]) for _ in range(count(child))]  # type: ignore[index]
 
 
 def _function_cache(f: Any) -> dict[Hashable, Traced] | None:

@@ -363,6 +363,40 @@ def test_has_aux_follows_jax() -> None:
     np.testing.assert_array_equal(aux, x + 2.0)
 
 
+def test_arguments_outside_argnums_are_data_as_in_jax() -> None:
+    def loss(W: Any, X: Any, labels: Any) -> Any:  # integer labels index the logits
+        logits = X @ W
+        m = np.max(logits, axis=1, keepdims=True)
+        return np.mean(m[:, 0] + np.log(np.sum(np.exp(logits - m), axis=1)) - logits[np.arange(len(labels)), labels])
+
+    rng = np.random.default_rng(0)
+    W, X, labels = rng.standard_normal((3, 4)), rng.standard_normal((5, 3)), np.array([0, 3, 1, 1, 2])
+    for _ in range(2):  # the second time with other labels, changed in place
+        g = pz.grad(loss)(W, X, labels)
+        np.testing.assert_allclose(g, numerical_gradient(lambda W: loss(W, X, labels), W)[0], rtol=1e-7, atol=1e-9)
+        labels[0] = 2
+    (val, aux), (gW, gX) = pz.value_and_grad(lambda W, X, labels: (loss(W, X, labels), labels), argnums=(0, 1), has_aux=True)(W, X, labels)
+    np.testing.assert_array_equal(aux, labels)
+    np.testing.assert_allclose(gX, numerical_gradient(lambda X: loss(W, X, labels), X)[0], rtol=1e-7, atol=1e-9)
+    # data where a derivative would be infinite is no error when nobody asks for that derivative
+    assert_allclose_gradients(pz.grad(lambda w, x: np.sum(w * np.sqrt(x)))(np.ones(3), np.array([0.0, 1.0, 4.0])), np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(pz.NonFiniteGradientError, match="argument 2"), np.errstate(divide="ignore"):
+        pz.grad(lambda w, x: np.sum(w * np.sqrt(x)), argnums=1)(np.ones(3), np.array([0.0, 1.0, 4.0]))
+
+
+def test_data_held_constant_does_not_pile_up_traces() -> None:
+    from pyzygote.tracing import _CACHE, _MAX_TRACES_PER_FUNCTION
+
+    def f(w: Any, batch: Any) -> Any:
+        return np.sum((batch @ w) ** 2)
+
+    g = pz.grad(f)
+    for k in range(_MAX_TRACES_PER_FUNCTION + 5):
+        batch = np.full((2, 3), float(k))
+        np.testing.assert_allclose(g(np.ones(3), batch), 2 * batch.T @ (batch @ np.ones(3)))
+    assert len(_CACHE[f]) == _MAX_TRACES_PER_FUNCTION
+
+
 def test_auxiliary_outputs_are_not_differentiated() -> None:
     # A zero cotangent on an auxiliary log(0) would make 0 * inf = NaN in the gradient.
     x = np.array([1.0, 2.0])
