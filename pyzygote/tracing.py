@@ -7,8 +7,9 @@ unchanged and the function's closure cells and globals still hold the same
 objects, so mutating or rebinding captured data re-traces instead of silently
 using stale constants.  The check follows the helper functions ``f`` calls,
 bound methods' ``self``, and the items and attributes of small containers and
-objects it reads, two levels deep; data hidden deeper than that is not checked
-(call :func:`clear_cache` after changing it).
+objects it reads, five levels deep counting the helpers (``hp["model"]["reg"]["l2"]``
+read in a helper is checked), up to a few thousand objects; data hidden deeper than
+that is not checked (call :func:`clear_cache` after changing it).
 
 >>> import numpy as np, pyzygote as pz
 >>> print(pz.make_program(lambda x, y: x @ y, np.ones((2, 3)), np.ones(3)))
@@ -90,14 +91,21 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
+# How deep the guard looks into what a function reads (helpers it calls, their globals, nested
+# dicts, lists and object attributes, such as HP["model"]["reg"]["l2"] read in a helper), and how
+# many objects it notes at most, which bounds its cost on every call.
+_GUARD_DEPTH = 5
+_GUARD_BUDGET = 2000
+
+
 def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, Any]:
     """What ``f`` reads from its closure and globals: ``{where: object}``.
 
     The walk follows nested code (lambdas, comprehensions, generator
     expressions), the user's Python functions that ``f`` calls, bound methods'
     ``self``, partials, and the items of small containers and object
-    attributes (two levels), so that rebinding ``W`` in a helper's globals or
-    assigning ``params["a"] = ...`` is noticed.  Holding the objects (not their
+    attributes (``_GUARD_DEPTH`` levels in all, helpers included), so that rebinding
+    ``W`` in a helper's globals or assigning ``hp["model"]["reg"] = ...`` is noticed.  Holding the objects (not their
     ids) keeps an id from being reused.  numpy arrays met on the way are
     appended to ``arrays``: their *contents* matter too (``w[0] * x`` bakes
     ``w[0]`` into the trace), and the caller snapshots them.
@@ -108,7 +116,7 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, 
     def value(where: Any, v: Any, depth: int) -> None:
         if where != "f":  # f itself is the cache's (weak) key: holding it would keep it alive
             found[where] = v
-        if id(v) in seen or depth > 4:
+        if id(v) in seen or depth > _GUARD_DEPTH or len(found) > _GUARD_BUDGET:
             return
         if isinstance(v, np.ndarray):
             if arrays is not None and v.dtype != object:
@@ -123,12 +131,12 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, 
             seen.add(id(v))
             for name in ("func", "args", "keywords"):
                 value((id(v), name), getattr(v, name), depth + 1)
-        elif isinstance(v, (list, tuple, dict)) and depth < 2 and len(v) <= 64:
+        elif isinstance(v, (list, tuple, dict)) and depth < _GUARD_DEPTH and len(v) <= 64:
             seen.add(id(v))
             found[(id(v), "len")] = len(v)
             for k, item in v.items() if isinstance(v, dict) else enumerate(v):
                 value((id(v), k), item, depth + 1)
-        elif depth < 2 and not isinstance(v, (type, types.ModuleType, types.BuiltinFunctionType)):
+        elif depth < _GUARD_DEPTH and not isinstance(v, (type, types.ModuleType, types.BuiltinFunctionType)):
             attrs = getattr(v, "__dict__", None)
             if isinstance(attrs, dict) and len(attrs) <= 64:
                 seen.add(id(v))

@@ -176,6 +176,39 @@ def test_cache_sees_rebinding_of_closure_cells_and_containers() -> None:
     assert pz.gradient(f, 1.0) == (9.0,)
 
 
+HYPER = {"model": {"reg": {"l2": 1.0}}}
+
+
+def _regularizer(x: Any) -> Any:
+    return HYPER["model"]["reg"]["l2"] * np.sum(x**2)
+
+
+def test_cache_sees_nested_configuration_read_in_a_helper() -> None:
+    # Found in user testing: three levels down, in a helper's global, the change went unseen.
+    def total(x: Any) -> Any:
+        return _regularizer(x) + np.sum(x)
+
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(pz.gradient(total, x)[0], 2 * x + 1)
+    HYPER["model"]["reg"]["l2"] = 10.0
+    try:
+        np.testing.assert_array_equal(pz.gradient(total, x)[0], 20 * x + 1)
+    finally:
+        HYPER["model"]["reg"]["l2"] = 1.0
+
+    class Box:
+        pass
+
+    cfg = Box()
+    cfg.inner = Box()
+    cfg.inner.k = Box()
+    cfg.inner.k.v = 1.0
+    f = lambda x: cfg.inner.k.v * x  # noqa: E731
+    assert pz.gradient(f, 1.0) == (1.0,)
+    cfg.inner.k.v = 7.0
+    assert pz.gradient(f, 1.0) == (7.0,)
+
+
 def test_cache_sees_object_attributes_and_partials() -> None:
     class Model:
         def __init__(self) -> None:
