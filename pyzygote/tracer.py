@@ -248,7 +248,12 @@ class Tracer:
         raise _concretization_error("bool()/if")
 
     def __float__(self) -> float:
-        raise _concretization_error("float()")
+        raise _concretization_error("float()", " (The math module's functions take Python floats: use numpy's, np.sin for math.sin.)")
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        if self.ndim:  # as numpy: only scalars round() (to a float here, as it cannot be an int)
+            raise TypeError("type numpy.ndarray doesn't define __round__ method; use np.round(x)")
+        return np.round(self, ndigits or 0)
 
     def __int__(self) -> int:
         raise _concretization_error("int()")
@@ -556,6 +561,12 @@ class Tracer:
 
     def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
         return np.trace(self, offset, axis1, axis2)
+
+    def any(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        return np.any(self, axis=axis, out=out, keepdims=keepdims)
+
+    def all(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        return np.all(self, axis=axis, out=out, keepdims=keepdims)
 
     def clip(self, a_min: Any = None, a_max: Any = None) -> Any:
         return np.clip(self, a_min, a_max)

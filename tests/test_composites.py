@@ -63,6 +63,8 @@ COMPOSITE_CASES = {
     "nan_to_num": (lambda x: np.nan_to_num(np.log(x)), (np.abs(V),)),
     "select": (lambda x: np.select([x < 0, x > 1.5], [x**2, np.sin(x)], default=x), (V,)),
     "isclose": (lambda x: np.where(np.isclose(x, 1.2), 0.0, x**2), (V,)),
+    "any-all": (lambda x: np.where(np.any(x > 1.1, axis=1, keepdims=True), x, -x) + np.where((x < 1.4).all(axis=0), x**2, 0.0) + np.where(np.all(x > 0), 1.0, 2.0), (M,)),
+    "round-builtin": (lambda x: round(x[0] * 3.3) * x + round(x[1], 1), (V,)),
     "cumprod": (lambda x: np.cumprod(x), (V,)),
     "cumprod-axis": (lambda x: np.cumprod(x, axis=0), (M,)),
     "multiply-accumulate": (lambda x: np.multiply.accumulate(x), (M,)),

@@ -508,6 +508,11 @@ def test_stiff_adjoints_restart_cleanly_and_fail_as_solver_errors():
     np.testing.assert_allclose(g_adj, g_fwd, rtol=1e-3)
 
 
+def test_a_scipy_style_right_hand_side_is_told_the_argument_order():
+    with pytest.raises(TypeError, match=r"f\(u, p, t\), SciML's order.*signature \(t, y\).*lambda u, p, t: f\(t, u\)"):
+        pz.odesolve(lambda t, y: -y, np.ones(2), np.linspace(0.0, 1.0, 3), np.ones(1))
+
+
 def test_nan_in_a_difference_quotient_jacobian_is_a_retcode():
     # Radau factorizing its own NaN Jacobian raised SciPy's bare ValueError (met in user testing
     # by sensealg="backsolve" on Robertson, whose backward solve has no traced Jacobian).
@@ -541,8 +546,8 @@ def test_rhs_errors_say_how_it_was_called():
         pz.odesolve(lambda u, p, t: u * 1j, U0_LV, T_LV)
     with pytest.raises(ValueError, match="tspan must be a pair"):
         pz.ODEProblem(decay, [1.0], ("0", "10"), [1.0])
-    with pytest.raises(TypeError) as info:
-        pz.odesolve(lambda t, u: -u, U0_LV, T_LV)  # SciPy's signature
+    with pytest.raises(IndexError) as info:
+        pz.odesolve(lambda u, p, t: u[5], U0_LV, T_LV)  # an error inside the function
     if hasattr(info.value, "add_note"):
         assert any("f(u, p, t)" in note for note in info.value.__notes__)
 

@@ -17,6 +17,8 @@ array([[-3.]])
 
 from __future__ import annotations
 
+import inspect
+
 import weakref
 from typing import Any, Callable
 
@@ -104,6 +106,7 @@ class RHS:
             if not layout.flat:
                 raise TypeError(f"the Julia right-hand side {f!r} takes u and p as vectors; flatten them")
             return JuliaRHS(f, n, m)  # type: ignore[return-value]
+        _check_takes_u_p_t(f)
         try:
             traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative)
         except (TypeError, IndexError) as exc:
@@ -242,3 +245,19 @@ def check_no_outer_tracers(f: Callable[..., Any]) -> None:
             raise UnsupportedOperationError(
                 "the right-hand side captures a value that is being differentiated; pass it through p"
             )
+
+
+def _check_takes_u_p_t(f: Any) -> None:
+    """A right-hand side written for SciPy, ``f(t, u)``, gets told the order pyzygote calls it in."""
+    try:
+        sig = inspect.signature(f)
+    except (TypeError, ValueError):  # builtins and other callables without a signature
+        return
+    try:
+        sig.bind(None, None, None)
+    except TypeError:
+        raise TypeError(
+            f"the right-hand side must take three arguments f(u, p, t), SciML's order, but {getattr(f, '__name__', f)!r} "
+            f"has the signature {sig}. For a function written for SciPy's solve_ivp, f(t, u), pass "
+            "lambda u, p, t: f(t, u)."
+        ) from None

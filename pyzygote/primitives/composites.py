@@ -126,6 +126,20 @@ def _np_isclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_
     return close
 
 
+@implements(np.any)
+def _np_any(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *, where: Any = None) -> Any:
+    if out is not None or where is not None:
+        raise UnsupportedOperationError("traced np.any does not support out= or where=")
+    return np.greater(np.sum(np.not_equal(a, 0), axis=axis, keepdims=keepdims), 0)
+
+
+@implements(np.all)
+def _np_all(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *, where: Any = None) -> Any:
+    if out is not None or where is not None:
+        raise UnsupportedOperationError("traced np.all does not support out= or where=")
+    return np.equal(np.sum(np.equal(a, 0), axis=axis, keepdims=keepdims), 0)
+
+
 @implements(np.select)
 def _np_select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0) -> Any:
     if len(condlist) != len(choicelist):
