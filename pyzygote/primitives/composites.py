@@ -31,7 +31,7 @@ __all__: list[str] = []
 
 def _no_keywords(name: str, kw: dict[str, Any]) -> None:
     if kw:
-        raise NotImplementedError(f"numpy.{name} keywords {sorted(kw)} are not supported while tracing")
+        raise UnsupportedOperationError(f"numpy.{name} keywords {sorted(kw)} are not supported while tracing")
 
 
 def _along(axis: int, ndim: int, index: Any) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, defjvp
@@ -62,7 +63,7 @@ def ufunc_handler(ufunc: np.ufunc, prim: Primitive) -> Callable[..., Any]:
     def handler(*args: Any, dtype: Any = None, **kwargs: Any) -> Any:
         unexpected = {k: v for k, v in kwargs.items() if k not in ("casting", "order", "subok")}
         if unexpected or kwargs.get("casting", "same_kind") != "same_kind":
-            raise NotImplementedError(
+            raise UnsupportedOperationError(
                 f"numpy.{ufunc.__name__} keywords {sorted(kwargs)} are not supported while tracing"
             )
         if len(args) != ufunc.nin:

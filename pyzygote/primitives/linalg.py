@@ -113,7 +113,7 @@ def _normalize_operand(x: Any, letters: str, elsewhere: str) -> tuple[Any, str]:
 @implements(np.matmul)
 def _np_matmul(a: Any, b: Any, **kwargs: Any) -> Any:
     if kwargs:
-        raise NotImplementedError(f"matmul keywords {sorted(kwargs)} are not supported while tracing")
+        raise UnsupportedOperationError(f"matmul keywords {sorted(kwargs)} are not supported while tracing")
     a, b = as_operand(a), as_operand(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: Input operand does not have enough dimensions (scalars are not allowed, use '*')")

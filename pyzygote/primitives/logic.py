@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, zeros
@@ -127,7 +128,7 @@ def select(cond: Any, x: Any, y: Any) -> Any:
 @implements(np.where)
 def _np_where(condition: Any, x: Any = None, y: Any = None) -> Any:
     if x is None or y is None:
-        raise NotImplementedError(
+        raise UnsupportedOperationError(
             "np.where(condition) with one argument returns data-dependent indices and cannot be "
             "traced; use np.where(condition, x, y)"
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, defjvp, deflinear
@@ -143,9 +144,9 @@ def _cumsum_julia(e: Any, x: Any, *, axis: int, reverse: bool) -> str:
 def _reduction_handler(reducer: Any, allow_empty: bool = True) -> Any:
     def handler(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
         if out is not None or kw.get("where", True) is not True:
-            raise NotImplementedError("out= and where= are not supported in traced reductions")
+            raise UnsupportedOperationError("out= and where= are not supported in traced reductions")
         if kw.get("initial", np._NoValue) is not np._NoValue:
-            raise NotImplementedError("initial= is not supported in traced reductions")
+            raise UnsupportedOperationError("initial= is not supported in traced reductions")
         a = as_operand(a)
         if dtype is not None:
             a = convert(a, dtype)

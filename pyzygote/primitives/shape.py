@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, deflinear
@@ -242,7 +243,7 @@ def _operands_same_dtype(xs: Sequence[Any]) -> list[Any]:
 @implements(np.reshape)
 def _np_reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None, copy: Any = None) -> Any:
     if order != "C":
-        raise NotImplementedError("only order='C' reshapes are supported")
+        raise UnsupportedOperationError("only order='C' reshapes are supported")
     a = as_operand(a)
     shape = newshape if shape is None else shape
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
@@ -405,7 +406,7 @@ def _np_linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, re
     """Traced endpoints: ``start + (stop - start) * fraction`` with constant fractions."""
     start, stop = as_operand(start), as_operand(stop)
     if start.ndim or stop.ndim or retstep or axis != 0:
-        raise NotImplementedError("traced np.linspace supports scalar start and stop (no retstep, axis)")
+        raise UnsupportedOperationError("traced np.linspace supports scalar start and stop (no retstep, axis)")
     fraction = np.linspace(0.0, 1.0, num, endpoint=endpoint)
     out = start + (stop - start) * fraction
     return out if dtype is None else convert(out, dtype)
