@@ -454,38 +454,24 @@ class Tracer:
             self._changed_to(convert(result, self.dtype)._var)
         return self
 
-    def __iadd__(self, o: Any) -> "Tracer":
-        return self._inplace(np.add(self, o))
+    def _inplace_operator(ufunc: Any) -> Any:  # type: ignore[misc]  (used in the class body only)
+        def operator(self: "Tracer", o: Any) -> "Tracer":
+            return self._inplace(ufunc(self, o))
 
-    def __isub__(self, o: Any) -> "Tracer":
-        return self._inplace(np.subtract(self, o))
+        return operator
 
-    def __imul__(self, o: Any) -> "Tracer":
-        return self._inplace(np.multiply(self, o))
-
-    def __itruediv__(self, o: Any) -> "Tracer":
-        return self._inplace(np.true_divide(self, o))
-
-    def __ifloordiv__(self, o: Any) -> "Tracer":
-        return self._inplace(np.floor_divide(self, o))
-
-    def __imod__(self, o: Any) -> "Tracer":
-        return self._inplace(np.remainder(self, o))
-
-    def __ipow__(self, o: Any) -> "Tracer":
-        return self._inplace(np.power(self, o))
-
-    def __imatmul__(self, o: Any) -> "Tracer":
-        return self._inplace(np.matmul(self, o))
-
-    def __iand__(self, o: Any) -> "Tracer":
-        return self._inplace(np.logical_and(self, o))
-
-    def __ior__(self, o: Any) -> "Tracer":
-        return self._inplace(np.logical_or(self, o))
-
-    def __ixor__(self, o: Any) -> "Tracer":
-        return self._inplace(np.logical_xor(self, o))
+    __iadd__ = _inplace_operator(np.add)
+    __isub__ = _inplace_operator(np.subtract)
+    __imul__ = _inplace_operator(np.multiply)
+    __itruediv__ = _inplace_operator(np.true_divide)
+    __ifloordiv__ = _inplace_operator(np.floor_divide)
+    __imod__ = _inplace_operator(np.remainder)
+    __ipow__ = _inplace_operator(np.power)
+    __imatmul__ = _inplace_operator(np.matmul)
+    __iand__ = _inplace_operator(np.logical_and)
+    __ior__ = _inplace_operator(np.logical_or)
+    __ixor__ = _inplace_operator(np.logical_xor)
+    del _inplace_operator
 
     # --- methods --------------------------------------------------------
     @property
