@@ -292,12 +292,9 @@ class Tracer:
 
     # --- numpy protocols ----------------------------------------------
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        if kwargs.get("out") is not None:
-            raise UnsupportedOperationError(
-                f"numpy.{ufunc.__name__}(..., out=...) writes in place, which cannot be traced; "
-                "assign the result instead"
-            )
-        kwargs.pop("out", None)
+        out = kwargs.pop("out", None)
+        if out is not None:
+            return _into(out, getattr(ufunc, method)(*inputs, **kwargs), ufunc)
         if method == "__call__":
             handler = lookup(ufunc)
         elif method in ("reduce", "accumulate"):
@@ -307,13 +304,13 @@ class Tracer:
             kwargs.setdefault("axis", 0)
         else:
             raise UnsupportedOperationError(f"numpy.{ufunc.__name__}.{method} cannot be traced")
-        return handler(*inputs, **kwargs)
+        return _fresh(handler(*inputs, **kwargs), inputs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         result = lookup(func)(*args, **kwargs)
         if func in _VIEW_FUNCTIONS and args and isinstance(args[0], Tracer):
-            result = _mark_view(args[0], result, lambda p: func(p, *args[1:], **kwargs))
-        return result
+            return _mark_view(args[0], result, lambda p: func(p, *args[1:], **kwargs))
+        return _fresh(result, [*args, *kwargs.values()])
 
     # --- operators (each goes through numpy's dispatch) -----------------
     def __add__(self, o: Any) -> Any:
@@ -368,7 +365,7 @@ class Tracer:
         return np.negative(self)
 
     def __pos__(self) -> Any:
-        return self
+        return self.copy()  # numpy's +x is a new array
 
     def __abs__(self) -> Any:
         return np.absolute(self)
@@ -602,3 +599,34 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
     if isinstance(positions, np.ndarray) and positions.size and np.may_share_memory(positions, root._dummy):
         result._root, result._positions, result._seen = root, positions, root._version
     return result
+
+
+def _fresh(result: Any, inputs: Sequence[Any]) -> Any:
+    """numpy functions other than views return new arrays: never one of their inputs itself.
+
+    Handlers may return an input unchanged (``np.roll(x, 0)``, ``np.pad(x, 0)``); a write
+    into the result must not reach that input.
+    """
+    given = {id(e) for a in inputs for e in (a if isinstance(a, (list, tuple)) else (a,)) if isinstance(e, Tracer)}
+
+    def new(r: Any) -> Any:
+        if isinstance(r, Tracer):
+            return r.copy() if id(r) in given else r
+        if isinstance(r, (list, tuple)) and not hasattr(r, "_fields"):
+            return type(r)(new(e) for e in r)
+        return r
+
+    return new(result) if given else result
+
+
+def _into(out: Any, result: Any, ufunc: Any) -> Any:
+    """``ufunc(..., out=y)``: numpy writes the result into ``y`` (``y += x`` on numpy arrays comes here)."""
+    target = out[0] if isinstance(out, tuple) and len(out) == 1 else out
+    if isinstance(target, Tracer):
+        target[...] = result
+        return target
+    raise TracerBoolError(
+        f"numpy.{ufunc.__name__}(..., out=y), which y += x and y *= x also call, writes into y, a numpy "
+        "array, which cannot hold traced values. Create y from a traced array (y = np.zeros_like(u)) "
+        "or compute a new array (y = y + x)."
+    )

@@ -77,6 +77,7 @@ COMPOSITE_CASES = {
     "interp-constant-positions": (lambda fp: np.interp(np.array([-1.0, 0.0, 0.2, 1.5, 1.7, 3.5, 4.0]), XP, fp), (V,)),
     "interp-traced-positions": (lambda x: np.interp(x, XP, np.cos(XP)), (np.array([-0.3, 0.25, 1.0, 1.9, 2.7, 3.9]),)),
     "interp-traced-everything": (lambda x, fp: np.interp(x, XP, fp), (np.array([0.25, 1.0, 2.7]), V)),
+    "interp-left-right": (lambda fp: np.interp(np.array([-1.0, 0.0, 3.5, 4.0]), XP, fp, left=-7.0, right=9.0) + np.interp(np.array([3.5, 4.0]), XP, fp, right=9.0).sum(), (V,)),
     "atleast_2d-3d": (lambda x: np.atleast_2d(x) * np.atleast_3d(x)[0].T, (V,)),
     "column_stack-dstack": (lambda x: np.column_stack([x, x**2]) * np.dstack([x, x])[0], (V,)),
     "append": (lambda x, y: np.append(x, y**2) + np.append(x, y, axis=None).sum(), (V, M)),
@@ -123,6 +124,15 @@ def test_logaddexp_is_exact_at_ties_and_infinities() -> None:
     np.testing.assert_array_equal(pz.make_program(np.logaddexp, x, y)(x, y)[0], np.logaddexp(x, y))
     tiny = np.array([-40.0])  # softplus(-40) = 4.2e-18: kept, not rounded to 0
     np.testing.assert_allclose(pz.make_program(lambda t: np.logaddexp(t, 0.0), tiny)(tiny)[0], np.logaddexp(tiny, 0.0), rtol=1e-15)
+
+
+def test_interp_at_the_ends_of_the_grid_is_fp_there() -> None:
+    # Found in user testing: with right= given, x == xp[-1] gave right instead of fp[-1].
+    f = lambda x: np.interp(x, XP, np.cos(XP), left=-7.0, right=9.0)  # noqa: E731
+    x = np.array([XP[0], XP[-1], XP[-1] + 1.0, XP[0] - 1.0])
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x))
+    g = lambda fp: np.interp(x, XP, fp, left=-7.0, right=9.0)  # noqa: E731
+    np.testing.assert_array_equal(pz.make_program(g, V)(V)[0], g(V))
 
 
 def test_cumprod_through_zeros() -> None:

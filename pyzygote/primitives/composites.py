@@ -98,9 +98,13 @@ def _np_nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = No
     if x.dtype.kind != "f":
         return x
     big = float(np.finfo(x.dtype).max)
-    x = np.where(np.isnan(x), nan, x)
-    x = np.where(np.isposinf(x), big if posinf is None else posinf, x)
-    return np.where(np.isneginf(x), -big if neginf is None else neginf, x)
+    y = np.where(np.isnan(x), nan, x)
+    y = np.where(np.isposinf(y), big if posinf is None else posinf, y)
+    y = np.where(np.isneginf(y), -big if neginf is None else neginf, y)
+    if not copy and isinstance(x, Tracer):  # numpy replaces in place
+        x[...] = y
+        return x
+    return y
 
 
 @implements(np.isposinf)
@@ -322,7 +326,7 @@ def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, pe
         span = np.diff(xp_c)[j] if len(xp_c) > 1 else np.ones_like(xc)
         w = (xc - xp_c[j]) / np.where(span == 0.0, 1.0, span)
         inside = fp[j] + (np.take(fp, np.minimum(j + 1, len(xp_c) - 1)) - fp[j]) * w
-        return np.where(xc < xp_c[0], left, np.where(xc >= xp_c[-1], right, inside))
+        return np.where(xc < xp_c[0], left, np.where(xc > xp_c[-1], right, np.where(xc == xp_c[-1], fp[-1], inside)))
     # Traced positions: every segment's line, masked to where x falls (cost len(x) * len(xp)).
     x, xp = as_operand(x), as_operand(xp)
     lo, hi = xp[:-1], xp[1:]
@@ -331,7 +335,7 @@ def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, pe
     xs = np.expand_dims(x, -1)
     inside = np.logical_and(np.greater_equal(xs, lo), np.less(xs, hi))
     y = np.sum(np.where(inside, fp[:-1] + slope * (xs - lo), 0.0), axis=-1)
-    return np.where(np.less(x, xp[0]), left, np.where(np.greater_equal(x, xp[-1]), right, y))
+    return np.where(np.less(x, xp[0]), left, np.where(np.greater(x, xp[-1]), right, np.where(np.equal(x, xp[-1]), fp[-1], y)))
 
 
 # --- shapes ---------------------------------------------------------------------------
@@ -392,7 +396,7 @@ def _np_meshgrid(*xi: Any, copy: bool = True, sparse: bool = False, indexing: st
     if not sparse:
         full = np.broadcast_shapes(*(g.shape for g in grids))
         grids = [np.broadcast_to(g, full) for g in grids]
-    return tuple(grids)
+    return tuple(np.copy(g) for g in grids) if copy else tuple(grids)
 
 
 def _split_points(n: int, sections: Any, equal: bool) -> list[int]:
