@@ -437,6 +437,9 @@ class Tracer:
     def _inplace(self, result: Any) -> "Tracer":
         """``self op= o`` with numpy's rules: same shape and dtype, views write through."""
         result = as_operand(result)
+        if self.ndim == 0 and self._root is None:
+            # numpy's scalars (what x[i], np.sum(x) and floats give) are immutable: s += v rebinds s.
+            return result
         if result.shape != self.shape:
             raise ValueError(
                 f"non-broadcastable output operand with shape {self.shape} doesn't match the broadcast shape {result.shape}"

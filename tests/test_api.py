@@ -668,6 +668,27 @@ def test_out_arguments_write_into_traced_arrays() -> None:
         pz.gradient(into_numpy, np.ones(3))
 
 
+def test_in_place_operators_on_scalars_rebind_as_numpy_scalars_do() -> None:
+    # Found in code review: mutating a traced scalar in place changed every name for it.
+    def f(x: Any) -> Any:
+        s, partial_sums = 0.0, []
+        for i in range(3):
+            s += x[i]  # numpy: x[i] and s are immutable scalars, s is rebound
+            partial_sums.append(s)
+        a = np.sum(x)
+        a0 = a
+        a *= 2.0
+        y = x.copy()
+        v = y[..., 0]  # but a 0-d view is an array: writing through it changes y
+        v += 5.0
+        return np.concatenate([np.stack(partial_sums + [a0 + a]), y])
+
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
+    (jac,) = pz.jacobian(f, x)
+    np.testing.assert_array_equal(jac[:4], [[1, 0, 0], [1, 1, 0], [1, 1, 1], [3, 3, 3]])
+
+
 def test_writes_into_read_only_views_and_mismatched_in_place() -> None:
     def broadcast_write(x: Any) -> Any:
         b = np.broadcast_to(x, (2, 3))
