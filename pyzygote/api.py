@@ -22,7 +22,7 @@ from pyzygote.engines import get_engine
 from pyzygote.errors import NonFiniteGradientError
 from pyzygote.pytree import Static, flatten, unflatten
 from pyzygote.tracer import Tracer
-from pyzygote.tracing import Traced, to_input_array, trace
+from pyzygote.tracing import Traced, _top_level_owners, to_input_array, trace
 
 __all__ = ["gradient", "withgradient", "grad", "value_and_grad", "pullback", "jacobian", "hessian", "jvp"]
 
@@ -58,7 +58,10 @@ def _rebuild(traced: Traced, values: Sequence[Any], *, none_for_static: bool = T
         else:
             value = next(it)
             is_py = isinstance(leaf, (int, float)) and not isinstance(leaf, np.generic)
-            leaves.append(float(value) if is_py and np.ndim(value) == 0 and not isinstance(value, Tracer) else _result(value))
+            if value is None:  # no derivative asked for (data)
+                leaves.append(None)
+            else:
+                leaves.append(float(value) if is_py and np.ndim(value) == 0 and not isinstance(value, Tracer) else _result(value))
     return tuple(unflatten(traced.in_tree, leaves))
 
 
@@ -75,8 +78,8 @@ def _check_finite(traced: Traced, what: str, values: Sequence[Any], value: Any =
 
 
 def _require_finite(v: Any, what: str, value: Any = None) -> None:
-    if isinstance(v, Tracer):
-        return  # checked when the enclosing transformation computes values
+    if v is None or isinstance(v, Tracer):
+        return  # not computed (data), or checked when the enclosing transformation computes values
     if not np.all(np.isfinite(v)):
         at = "" if value is None else f" (the value is {np.asarray(value)!r})"
         raise NonFiniteGradientError(
@@ -143,11 +146,15 @@ def _withgradient(
         return f._withgradient(args, engine, aux=aux)
     const_args = () if argnums is None else set(range(len(args))) - set(_wanted(argnums, len(args)))
     traced, arrays = trace(f, args, nest=True, const_args=const_args)
+    wrt = None
+    if const_args:
+        owners = _top_level_owners(traced.in_tree)
+        wrt = tuple(owners[i] not in const_args for i in traced.array_slots)
     if aux == "jax" or (aux == "zygote" and traced.out_tree != "*"):
         _loss_and_aux(traced, "withgradient" if aux == "zygote" else "has_aux=True", pair=aux == "jax")
     else:
         _scalar_output(traced, "gradient" if aux is None else "withgradient")
-    ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays)
+    ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
     _check_finite(traced, "gradient", grads, ys[0])
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
     return value, _rebuild(traced, grads)

@@ -577,19 +577,20 @@ _VIEW_FUNCTIONS = frozenset(
     (
         np.reshape, np.ravel, np.transpose, np.swapaxes, np.moveaxis, np.squeeze, np.expand_dims,
         np.diagonal, np.broadcast_to, np.flip, np.fliplr, np.flipud, np.rot90, np.atleast_1d,
-        np.atleast_2d, np.atleast_3d,
+        np.atleast_2d, np.atleast_3d, np.split, np.array_split, np.hsplit, np.vsplit, np.broadcast_arrays,
     )
 )  # fmt: skip
 
 
 def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], Any]) -> Any:
-    """Make ``result`` a view of ``parent`` where numpy would make one.
+    """Make ``result`` (an array, or a list of them) a view of ``parent`` where numpy would make one.
 
     numpy itself decides: the same operation is applied to an array of the root's
     flat positions, and when its result shares that array's memory it is a view
     (with numpy's read-only flag), holding the positions the view shows.
     """
-    if not isinstance(result, Tracer) or result is parent or result._builder is not parent._builder:
+    results = result if isinstance(result, (list, tuple)) else (result,)
+    if not any(isinstance(r, Tracer) and r is not parent and r._builder is parent._builder for r in results):
         return result
     root = parent._root if parent._root is not None else parent
     if root._dummy is None:
@@ -599,8 +600,11 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
         positions = rearrange(base)
     except Exception:  # noqa: BLE001  (numpy's own error was raised, or not, by the traced call)
         return result
-    if isinstance(positions, np.ndarray) and positions.size and np.may_share_memory(positions, root._dummy):
-        result._root, result._positions, result._seen = root, positions, root._version
+    all_positions = positions if isinstance(result, (list, tuple)) else (positions,)
+    for r, pos in zip(results, all_positions):
+        if isinstance(r, Tracer) and r is not parent and isinstance(pos, np.ndarray) and pos.size:
+            if np.may_share_memory(pos, root._dummy):
+                r._root, r._positions, r._seen = root, pos, root._version
     return result
 
 

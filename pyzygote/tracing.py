@@ -7,7 +7,7 @@ unchanged and the function's closure cells and globals still hold the same
 objects, so mutating or rebinding captured data re-traces instead of silently
 using stale constants.  The check follows the helper functions ``f`` calls,
 bound methods' ``self``, and the items and attributes of small containers and
-objects it reads, five levels deep counting the helpers (``hp["model"]["reg"]["l2"]``
+objects it reads, four levels deep counting the helpers (``hp["model"]["reg"]["l2"]``
 read in a helper is checked), up to a few thousand objects; data hidden deeper than
 that is not checked (call :func:`clear_cache` after changing it).
 
@@ -94,7 +94,7 @@ def clear_cache() -> None:
 # How deep the guard looks into what a function reads (helpers it calls, their globals, nested
 # dicts, lists and object attributes, such as HP["model"]["reg"]["l2"] read in a helper), and how
 # many objects it notes at most, which bounds its cost on every call.
-_GUARD_DEPTH = 5
+_GUARD_DEPTH = 4
 _GUARD_BUDGET = 2000
 
 
@@ -225,10 +225,11 @@ def trace(
 ) -> tuple[Traced, list[Any]]:
     """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays.
 
-    The arguments at the positions ``const_args`` are data, not inputs: ``f``
-    receives them as they are (integer labels may index), they are constants of
-    the trace, which is cached per their contents, and they get no derivative
-    (JAX's ``argnums`` leaves the other arguments alone in the same way).
+    In the arguments at the positions ``const_args`` (data that will not be
+    differentiated, as JAX's ``argnums`` leaves them), only floating-point arrays
+    are inputs; integers, booleans and other values reach ``f`` as they are
+    (integer labels may index, ``range(n)`` works) and are constants of the trace,
+    which is cached per their contents.
 
     ``output``, if given, is applied to what ``f`` returns, inside the trace
     (an ODE right-hand side's list of scalars becomes one float64 vector).
@@ -242,7 +243,7 @@ def trace(
     leaves, tree = flatten(tuple(args))
     if const_args:
         owners = _top_level_owners(tree)
-        leaves = [Static(leaf) if owners[i] in const_args and not isinstance(leaf, Static) else leaf for i, leaf in enumerate(leaves)]
+        leaves = [Static(leaf) if owners[i] in const_args and _held_constant(leaf) else leaf for i, leaf in enumerate(leaves)]
     names = _leaf_names(args, leaves, tree, argnames)
     arrays: list[Any] = []
     key_parts: list[Any] = [tree, output]
@@ -265,13 +266,26 @@ def trace(
         return dataclasses.replace(hit, leaves=leaves), arrays
     traced = _trace_fresh(f, leaves, tree, arrays, output)
     if per_fn is not None:
-        if len(per_fn) >= _MAX_TRACES_PER_FUNCTION:  # minibatches held constant would pile up
-            per_fn.pop(next(iter(per_fn)))
+        if len(per_fn) >= _MAX_TRACES_PER_FUNCTION:  # labels held constant would pile up
+            try:
+                per_fn.pop(next(iter(per_fn)), None)
+            except (StopIteration, RuntimeError):  # another thread got there first
+                pass
         per_fn[key] = traced
     return traced, arrays
 
 
 _MAX_TRACES_PER_FUNCTION = 32
+
+
+def _held_constant(leaf: Any) -> bool:
+    """Data that is not floating point (labels, counts, masks) is a constant of the trace."""
+    if isinstance(leaf, (Static, Tracer)):
+        return False
+    try:
+        return np.asarray(leaf).dtype.kind != "f"
+    except (TypeError, ValueError):
+        return True
 
 
 def _top_level_owners(tree: Hashable) -> list[int]:
@@ -304,7 +318,11 @@ _MISSING = object()
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.nbytes <= 65536:  # the usual case, checked on every call: comparing bytes is several times faster
+        return a.tobytes() == b.tobytes()
+    return np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
 
 
 def _trace_fresh(

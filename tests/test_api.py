@@ -384,17 +384,25 @@ def test_arguments_outside_argnums_are_data_as_in_jax() -> None:
         pz.grad(lambda w, x: np.sum(w * np.sqrt(x)), argnums=1)(np.ones(3), np.array([0.0, 1.0, 4.0]))
 
 
-def test_data_held_constant_does_not_pile_up_traces() -> None:
+def test_float_data_are_inputs_and_integer_data_constants() -> None:
     from pyzygote.tracing import _CACHE, _MAX_TRACES_PER_FUNCTION
 
-    def f(w: Any, batch: Any) -> Any:
-        return np.sum((batch @ w) ** 2)
+    def f(w: Any, batch: Any, labels: Any) -> Any:
+        return np.sum((batch @ w)[np.arange(2), labels] ** 2)
 
     g = pz.grad(f)
-    for k in range(_MAX_TRACES_PER_FUNCTION + 5):
-        batch = np.full((2, 3), float(k))
-        np.testing.assert_allclose(g(np.ones(3), batch), 2 * batch.T @ (batch @ np.ones(3)))
-    assert len(_CACHE[f]) == _MAX_TRACES_PER_FUNCTION
+    for k in range(_MAX_TRACES_PER_FUNCTION + 5):  # new float data: one trace for all (found in review: 40x slower)
+        batch, w = np.full((2, 3), float(k)), np.arange(6.0).reshape(3, 2)
+        np.testing.assert_allclose(g(w, batch, np.array([0, 1])), numerical_gradient(lambda w: f(w, batch, np.array([0, 1])), w)[0], rtol=1e-7)
+    assert len(_CACHE[f]) == 1
+
+
+    def pick(w: Any, labels: Any) -> Any:
+        return np.sum(w[labels] ** 2)
+
+    for k in range(_MAX_TRACES_PER_FUNCTION + 5):  # new integer labels: constants, a trace each, bounded
+        np.testing.assert_array_equal(pz.grad(pick)(np.arange(40.0), np.array([k])), 2.0 * k * (np.arange(40) == k))
+    assert len(_CACHE[pick]) == _MAX_TRACES_PER_FUNCTION
 
 
 def test_auxiliary_outputs_are_not_differentiated() -> None:
@@ -599,6 +607,8 @@ def _numpy_views(x: Any) -> Any:
     flat[0] = 100.0
     d = np.copy(y)  # a copy
     d[1] = -1.0
+    _, piece = np.split(y, [4])  # split gives views
+    piece[0] += 0.5
     late = y[::2]  # sees the write below
     y[2] = x[0] ** 2
     x[5] = 3.0  # the argument itself

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.engines.numpy_engine import _cached, grad_program, hessian_by_columns
+from pyzygote.engines.numpy_engine import _cached, grad_program, hessian_by_columns, with_gaps
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.tracer import Builder, Tracer
@@ -44,10 +44,14 @@ class InlineEngine:
     def evaluate(self, prog: Program, arrays: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(eval_program(prog, *arrays, *self.lifted))
 
-    def value_and_grad(self, prog: Program, arrays: Sequence[Any]) -> tuple[tuple[Any, ...], list[Any]]:
-        y, *rest = eval_program(grad_program(prog), *arrays, *self.lifted)
-        n = len(prog.inputs)  # the arrays, then the lifted values
-        return (y, *rest[n:]), rest[: len(arrays)]
+    def value_and_grad(
+        self, prog: Program, arrays: Sequence[Any], wrt: tuple[bool, ...] | None = None
+    ) -> tuple[tuple[Any, ...], list[Any]]:
+        # The lifted values (inputs after the arrays) are held constant: no derivative.
+        mask = (*(wrt or (True,) * len(arrays)), *(False,) * len(self.lifted))
+        y, *rest = eval_program(grad_program(prog, mask), *arrays, *self.lifted)
+        n = sum(mask)
+        return (y, *rest[n:]), with_gaps(rest[:n], mask)[: len(arrays)]
 
     def vjp(self, prog: Program, arrays: Sequence[Any]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         fwd, bwd = vjp_programs(prog)

@@ -24,7 +24,7 @@ from pyzygote.transforms.evaluate import compile_program, eval_program
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.vjp import vjp_programs
 
-__all__ = ["NumpyEngine", "grad_program"]
+__all__ = ["NumpyEngine", "grad_program", "with_gaps"]
 
 
 def _cached(prog: Program, key: str, build: Callable[[Program], Program]) -> Program:
@@ -34,10 +34,12 @@ def _cached(prog: Program, key: str, build: Callable[[Program], Program]) -> Pro
     return hit
 
 
-def grad_program(prog: Program) -> Program:
+def grad_program(prog: Program, wrt: tuple[bool, ...] | None = None) -> Program:
     """``x -> (y, dy/dx..., aux...)`` as one program, for a program whose first output is a scalar ``y``.
 
     Further outputs are auxiliary values: computed with ``y``, not differentiated.
+    With ``wrt``, only the inputs it marks get a derivative (the others are data,
+    and nothing is computed for them).
     """
 
     def build(p: Program) -> Program:
@@ -48,9 +50,19 @@ def grad_program(prog: Program) -> Program:
         ys, res = outs[: len(p.outputs)], outs[len(p.outputs) :]
         seed = np.ones((), dtype=p.outputs[0].aval.dtype)
         grads = eval_program(bwd, *res, seed)
+        if wrt is not None:
+            grads = [g for g, wanted in zip(grads, wrt) if wanted]
         return b.build(xs, [ys[0], *grads, *ys[1:]])
 
-    return _cached(prog, "grad", build)
+    return _cached(prog, "grad" if wrt is None or all(wrt) else ("grad", wrt), build)
+
+
+def with_gaps(grads: Sequence[Any], wrt: Sequence[bool] | None) -> list[Any]:
+    """The wanted gradients spread back over all inputs, ``None`` for the others."""
+    if wrt is None:
+        return list(grads)
+    it = iter(grads)
+    return [next(it) if wanted else None for wanted in wrt]
 
 
 def _constants(*progs: Program) -> list[Any]:
@@ -70,12 +82,15 @@ class NumpyEngine:
     def evaluate(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
         return unaliased(compile_program(prog)(*arrays), [*arrays, *_constants(prog)])
 
-    def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], list[Any]]:
-        """All outputs, and the gradient of the first (a scalar) with respect to every input."""
-        gp = grad_program(prog)
+    def value_and_grad(
+        self, prog: Program, arrays: Sequence[np.ndarray], wrt: tuple[bool, ...] | None = None
+    ) -> tuple[tuple[Any, ...], list[Any]]:
+        """All outputs, and the gradient of the first (a scalar) with respect to the inputs ``wrt`` marks
+        (every input by default; ``None`` for the others)."""
+        gp = grad_program(prog, wrt)
         y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
-        n = len(arrays)
-        return (y, *rest[n:]), list(rest[:n])
+        n = len(arrays) if wrt is None else sum(wrt)
+        return (y, *rest[n:]), with_gaps(rest[:n], wrt)
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         fwd, bwd = vjp_programs(prog)

@@ -122,13 +122,17 @@ class JuliaEngine:
             outs = session.runtime_call("evaluate", c.fn, *map(to_julia, arrays), origin=_origin(c))
             return _views(outs, prog.out_avals, "output", c.consts, c)
 
-    def value_and_grad(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], list[Any]]:
-        """All outputs, and the gradient of the first (a scalar) with respect to every input."""
+    def value_and_grad(
+        self, prog: Program, arrays: Sequence[np.ndarray], wrt: tuple[bool, ...] | None = None
+    ) -> tuple[tuple[Any, ...], list[Any]]:
+        """All outputs, and the gradient of the first (a scalar) with respect to the inputs ``wrt``
+        marks (Zygote computes them all; the others become ``None``)."""
         c = compiled(prog)
         with session.LOCK:
             vals, grads = session.runtime_call("value_and_gradient", c.fn, *map(to_julia, arrays), origin=_origin(c))
             values = _views(vals, prog.out_avals, "output", c.consts, c)
-            return values, list(_views(grads, prog.in_avals, "gradient", c.consts + values, c))
+            grads = list(_views(grads, prog.in_avals, "gradient", c.consts + values, c))
+            return values, grads if wrt is None else [g if w else None for g, w in zip(grads, wrt)]
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         c = compiled(prog)

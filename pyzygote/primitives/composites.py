@@ -207,18 +207,19 @@ def _np_average(a: Any, axis: Any = None, weights: Any = None, returned: bool = 
 
 @implements(np.cumprod, "multiply.accumulate")
 def _np_cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
-    """Products of leading elements, as products over a triangular mask (no division, so zeros are fine)."""
+    """Products of leading elements by doubling strides (a log-depth scan): no division, so zeros are fine."""
     a = as_operand(a)
     if dtype is not None:
         a = a.astype(dtype)
     if axis is None:
         a, axis = np.ravel(a), 0
     axis = normalize_axis(axis, a.ndim)
-    moved = np.moveaxis(a, axis, -1)
-    n = moved.shape[-1]
-    leading = np.tril(np.ones((n, n), dtype=bool))  # row k keeps elements 0..k
-    factors = np.where(leading, np.expand_dims(moved, -2), 1.0)
-    return np.moveaxis(np.prod(factors, axis=-1), -1, axis)
+    n, k = a.shape[axis], 1
+    while k < n:  # after this pass, each element holds the product of the 2k elements ending at it
+        ones = np.ones(a.shape[:axis] + (k,) + a.shape[axis + 1 :], dtype=a.dtype)
+        a = a * np.concatenate([ones, a[_along(axis, a.ndim, slice(None, n - k))]], axis=axis)
+        k *= 2
+    return a
 
 
 @implements(np.gradient)
