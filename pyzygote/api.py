@@ -212,6 +212,8 @@ def grad(
         return (_pick(grads, argnums), value[1]) if has_aux else _pick(grads, argnums)
 
     return grad_f
+
+
 def _is_index(i: Any) -> bool:
     return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
 

@@ -358,6 +358,8 @@ case("einsum", "tensordot", lambda a, b: np.tensordot(a, b, axes=([0, 2], [1, 0]
 case("einsum", "repeated-index", lambda a, b: np.einsum("iij,j->i", a, b), fixed((3, 3, 2), (2,)))
 case("einsum", "implicit", lambda a, b: np.einsum("ij,jk", a, b), fixed((2, 2), (2, 3)))
 case("einsum", "vdot-const", lambda a: np.vdot(a, np.arange(4.0)), fixed((2, 2)), eps=1.0)
+
+
 def _system(rng: np.random.Generator) -> tuple[Any, ...]:
     a = matrix()(rng)
     return a, rng.standard_normal(a.shape[0])

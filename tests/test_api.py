@@ -396,7 +396,6 @@ def test_float_data_are_inputs_and_integer_data_constants() -> None:
         np.testing.assert_allclose(g(w, batch, np.array([0, 1])), numerical_gradient(lambda w: f(w, batch, np.array([0, 1])), w)[0], rtol=1e-7)
     assert len(_CACHE[f]) == 1
 
-
     def pick(w: Any, labels: Any) -> Any:
         return np.sum(w[labels] ** 2)
 

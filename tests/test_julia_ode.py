@@ -13,6 +13,7 @@ import pytest
 import pyzygote as pz
 from tests.test_ode import K_GRID, P_LV, T_DECAY, T_LV, U0_GRID, U0_LV, decay, grid_decay, lotka, robertson
 
+
 def _ode_packages_missing_reason() -> str:
     """Why a set-up Julia cannot solve ODEs ("" when it can, or when Julia is not set up at all)."""
     from pyzygote.julia.setup import ODE_PACKAGES, julia_is_set_up, julia_status
@@ -27,6 +28,8 @@ def julia(test):  # type: ignore[no-untyped-def]
     """Marked ``julia``, and skipped when the project lacks the ODE packages."""
     reason = _ode_packages_missing_reason()
     return pytest.mark.skipif(bool(reason), reason=reason)(pytest.mark.julia(test))
+
+
 TIGHT = dict(reltol=1e-10, abstol=1e-10)
 
 LOTKA_JULIA = "(u, p, t) -> [p[1]*u[1] - p[2]*u[1]*u[2], -p[3]*u[2] + p[4]*u[1]*u[2]]"

@@ -129,6 +129,7 @@ floor_p = _define("floor", np.floor, _zero)
 ceil_p = _define("ceil", np.ceil, _zero)
 round_p = _define("round", np.rint, _zero)
 
+
 # --- binary: one rule per argument ------------------------------------------
 def _balanced(x: Any, y: Any) -> Any:
     """1 where x wins, 1/2 at ties, 0 where y wins: ties share the derivative."""
@@ -181,6 +182,7 @@ fmin_p = _define(
     _nan_aware(lambda x, y: _balanced(y, x)),
     lambda g, ans, x, y: _nan_aware(lambda a, b: _balanced(b, a))(g, ans, y, x),
 )
+
 
 # --- linear ones carry transposes (they appear in tangent programs) ---------
 def _linear(name: str, ufunc: Any, transpose: Callable[..., Any], *jvps: Any) -> Primitive:
@@ -269,6 +271,7 @@ for _name, _template in _JULIA_TEMPLATES.items():
 add_p.def_julia(_bool_or("{0} .+ {1}", "{0} .| {1}"))
 mul_p.def_julia(_bool_or("{0} .* {1}", "{0} .& {1}"))
 
+
 # --- numpy functions that are compositions ---------------------------------
 @implements(np.square)
 def _np_square(x: Any, **kw: Any) -> Any:
@@ -322,7 +325,6 @@ def _np_clip(a: Any, a_min: Any = None, a_max: Any = None, out: Any = None, *, m
 
 from pyzygote.primitives.reduction import reduce_sum  # noqa: E402
 from pyzygote.primitives.shape import broadcast_in_dim, broadcast_operands, convert  # noqa: E402
-
 
 
 # --- scalar rules (pyzygote.transforms.scalarize): Python float arithmetic ------------

@@ -84,6 +84,8 @@ def reduce_min(x: Any, axes: tuple[int, ...]) -> Any:
 reduce_prod_p = Primitive("reduce_prod")
 reduce_prod_p.def_abstract_eval(_reduced_aval)
 reduce_prod_p.def_impl(lambda x, *, axes: np.prod(x, axis=axes))
+
+
 def _prod_jvp(g: Any, ans: Any, x: Any, *, axes: tuple[int, ...]) -> Any:
     """d prod / dx_i = the product of the other elements, exact at zeros too.
 
