@@ -14,12 +14,13 @@ tuples and lists of them; derivatives come back in the same structure.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from pyzygote.engines import get_engine
-from pyzygote.errors import NonFiniteGradientError
+from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
 from pyzygote.pytree import Static, flatten, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import Traced, _top_level_owners, to_input_array, trace
@@ -145,7 +146,7 @@ def _withgradient(
     if _is_julia(f):
         return f._withgradient(args, engine, aux=aux)
     const_args = () if argnums is None else set(range(len(args))) - set(_wanted(argnums, len(args)))
-    traced, arrays = trace(f, args, nest=True, const_args=const_args)
+    traced, arrays = _trace_with_data(f, args, const_args)
     wrt = None
     if const_args:
         owners = _top_level_owners(traced.in_tree)
@@ -158,6 +159,30 @@ def _withgradient(
     _check_finite(traced, "gradient", grads, ys[0])
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
     return value, _rebuild(traced, grads)
+
+
+# Functions that use floating-point data (arguments outside argnums) as plain numbers.
+_CONCRETE_DATA: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _trace_with_data(f: Callable[..., Any], args: tuple[Any, ...], const_args: Any) -> tuple[Traced, list[Any]]:
+    """Trace with floating-point data as inputs (a new minibatch reuses the trace); where ``f`` needs
+    their values (``range(int(T / dt))``, ``if temp > 0``), as JAX gives them, trace with them constant."""
+    if not const_args:
+        return trace(f, args, nest=True)
+    try:
+        concrete = f in _CONCRETE_DATA
+    except TypeError:
+        concrete = False
+    if not concrete:
+        try:
+            return trace(f, args, nest=True, const_args=const_args)
+        except (TracerBoolError, UnsupportedOperationError, IndexError):
+            try:
+                _CONCRETE_DATA.add(f)
+            except TypeError:
+                pass
+    return trace(f, args, nest=True, const_args=const_args, concrete_data=True)
 
 
 def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, tuple[Any, ...]]:

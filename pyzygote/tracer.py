@@ -548,6 +548,9 @@ class Tracer:
     def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
         return np.trace(self, offset, axis1, axis2)
 
+    def cumprod(self, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+        return np.cumprod(self, axis=axis, dtype=dtype, out=out)
+
     def any(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
         return np.any(self, axis=axis, out=out, keepdims=keepdims)
 

@@ -7,7 +7,7 @@ unchanged and the function's closure cells and globals still hold the same
 objects, so mutating or rebinding captured data re-traces instead of silently
 using stale constants.  The check follows the helper functions ``f`` calls,
 bound methods' ``self``, and the items and attributes of small containers and
-objects it reads, four levels deep counting the helpers (``hp["model"]["reg"]["l2"]``
+objects it reads, five levels deep counting the helpers (``hp["model"]["reg"]["l2"]``
 read in a helper is checked), up to a few thousand objects; data hidden deeper than
 that is not checked (call :func:`clear_cache` after changing it).
 
@@ -94,7 +94,7 @@ def clear_cache() -> None:
 # How deep the guard looks into what a function reads (helpers it calls, their globals, nested
 # dicts, lists and object attributes, such as HP["model"]["reg"]["l2"] read in a helper), and how
 # many objects it notes at most, which bounds its cost on every call.
-_GUARD_DEPTH = 4
+_GUARD_DEPTH = 5
 _GUARD_BUDGET = 2000
 
 
@@ -222,6 +222,7 @@ def trace(
     output: Callable[[Any], Any] | None = None,
     nest: bool = False,
     const_args: Collection[int] = (),
+    concrete_data: bool = False,
 ) -> tuple[Traced, list[Any]]:
     """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays.
 
@@ -229,7 +230,8 @@ def trace(
     differentiated, as JAX's ``argnums`` leaves them), only floating-point arrays
     are inputs; integers, booleans and other values reach ``f`` as they are
     (integer labels may index, ``range(n)`` works) and are constants of the trace,
-    which is cached per their contents.
+    which is cached per their contents.  With ``concrete_data`` floating-point data
+    are constants too, for functions that use them as plain numbers (``range(int(T / dt))``).
 
     ``output``, if given, is applied to what ``f`` returns, inside the trace
     (an ODE right-hand side's list of scalars becomes one float64 vector).
@@ -243,7 +245,10 @@ def trace(
     leaves, tree = flatten(tuple(args))
     if const_args:
         owners = _top_level_owners(tree)
-        leaves = [Static(leaf) if owners[i] in const_args and _held_constant(leaf) else leaf for i, leaf in enumerate(leaves)]
+        leaves = [
+            Static(leaf) if owners[i] in const_args and _held_constant(leaf, concrete_data) else leaf
+            for i, leaf in enumerate(leaves)
+        ]
     names = _leaf_names(args, leaves, tree, argnames)
     arrays: list[Any] = []
     key_parts: list[Any] = [tree, output]
@@ -278,10 +283,12 @@ def trace(
 _MAX_TRACES_PER_FUNCTION = 32
 
 
-def _held_constant(leaf: Any) -> bool:
+def _held_constant(leaf: Any, concrete_data: bool) -> bool:
     """Data that is not floating point (labels, counts, masks) is a constant of the trace."""
     if isinstance(leaf, (Static, Tracer)):
         return False
+    if concrete_data:
+        return True
     try:
         return np.asarray(leaf).dtype.kind != "f"
     except (TypeError, ValueError):

@@ -384,6 +384,36 @@ def test_arguments_outside_argnums_are_data_as_in_jax() -> None:
         pz.grad(lambda w, x: np.sum(w * np.sqrt(x)), argnums=1)(np.ones(3), np.array([0.0, 1.0, 4.0]))
 
 
+def test_data_used_as_plain_numbers_work_as_in_jax() -> None:
+    # Found in review: float data became trace inputs, so range(int(T / dt)) on them failed.
+    def euler(k: Any, dt: Any, T: Any) -> Any:
+        x = 1.0
+        for _ in range(int(round(T / dt))):
+            x = x - dt * k * x
+        return x
+
+    for dt in (0.1, 0.05):
+        n = int(round(1.0 / dt))
+        assert pz.grad(euler)(0.5, dt, 1.0) == pytest.approx(-n * dt * (1 - dt * 0.5) ** (n - 1), rel=1e-12)
+
+
+def test_zeros_like_of_a_traced_scalar_accumulates() -> None:
+    def rhs(u: Any, p: Any, t: Any) -> Any:
+        du = np.zeros_like(u)
+        for i in range(2):
+            s = np.zeros_like(u[i])  # what the error message for np.zeros advises
+            for j in range(2):
+                s += p[i, j] * u[j]
+            du[i] = s
+        return du
+
+    P = np.array([[-1.0, 0.2], [0.1, -0.5]])
+    got = pz.odesolve(rhs, np.ones(2), np.array([0.0, 1.0]), P, alg="Tsit5", reltol=1e-10, abstol=1e-10)[-1]
+    from scipy.linalg import expm
+
+    np.testing.assert_allclose(got, expm(P) @ np.ones(2), rtol=1e-8)
+
+
 def test_float_data_are_inputs_and_integer_data_constants() -> None:
     from pyzygote.tracing import _CACHE, _MAX_TRACES_PER_FUNCTION
 

@@ -133,6 +133,8 @@ def test_interp_at_the_ends_of_the_grid_is_fp_there() -> None:
     np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x))
     g = lambda fp: np.interp(x, XP, fp, left=-7.0, right=9.0)  # noqa: E731
     np.testing.assert_array_equal(pz.make_program(g, V)(V)[0], g(V))
+    nan = np.array([np.nan, 1.0])  # NaN positions give NaN, traced or not
+    np.testing.assert_array_equal(pz.make_program(f, nan)(nan)[0], f(nan))
 
 
 def test_cumprod_through_zeros() -> None:

@@ -183,10 +183,14 @@ def _regularizer(x: Any) -> Any:
     return HYPER["model"]["reg"]["l2"] * np.sum(x**2)
 
 
+def _through_two_helpers(x: Any) -> Any:
+    return _regularizer(x)
+
+
 def test_cache_sees_nested_configuration_read_in_a_helper() -> None:
     # Found in user testing: three levels down, in a helper's global, the change went unseen.
     def total(x: Any) -> Any:
-        return _regularizer(x) + np.sum(x)
+        return _through_two_helpers(x) + np.sum(x)
 
     x = np.array([1.0, 2.0, 3.0])
     np.testing.assert_array_equal(pz.gradient(total, x)[0], 2 * x + 1)

@@ -336,7 +336,8 @@ def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, pe
     xs = np.expand_dims(x, -1)
     inside = np.logical_and(np.greater_equal(xs, lo), np.less(xs, hi))
     y = np.sum(np.where(inside, fp[:-1] + slope * (xs - lo), 0.0), axis=-1)
-    return np.where(np.less(x, xp[0]), left, np.where(np.greater(x, xp[-1]), right, np.where(np.equal(x, xp[-1]), fp[-1], y)))
+    y = np.where(np.less(x, xp[0]), left, np.where(np.greater(x, xp[-1]), right, np.where(np.equal(x, xp[-1]), fp[-1], y)))
+    return np.where(np.isnan(x), x, y)  # no segment holds NaN: numpy's result is NaN
 
 
 # --- shapes ---------------------------------------------------------------------------

@@ -147,14 +147,14 @@ def traced_constant(like: Tracer, value: np.ndarray) -> Tracer:
 def _zeros_like(a: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
     a = as_operand(a)
     value = np.zeros(a.shape, dtype or a.dtype)
-    return traced_constant(a, value) if value.ndim else value
+    return traced_constant(a, value) if isinstance(a, Tracer) else value  # 0-d too: s += ... must work
 
 
 @implements(np.ones_like)
 def _ones_like(a: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
     a = as_operand(a)
     value = np.ones(a.shape, dtype or a.dtype)
-    return traced_constant(a, value) if value.ndim else value
+    return traced_constant(a, value) if isinstance(a, Tracer) else value
 
 
 # --- numpy functions that only rearrange elements --------------------------------
