@@ -169,20 +169,20 @@ def _trace_with_data(f: Callable[..., Any], args: tuple[Any, ...], const_args: A
     """Trace with floating-point data as inputs (a new minibatch reuses the trace); where ``f`` needs
     their values (``range(int(T / dt))``, ``if temp > 0``), as JAX gives them, trace with them constant."""
     if not const_args:
-        return trace(f, args, nest=True)
+        return trace(f, args, nest=True, int_arrays_constant=True)
     try:
         concrete = f in _CONCRETE_DATA
     except TypeError:
         concrete = False
     if not concrete:
         try:
-            return trace(f, args, nest=True, const_args=const_args)
+            return trace(f, args, nest=True, const_args=const_args, int_arrays_constant=True)
         except (TracerBoolError, UnsupportedOperationError, IndexError):
             try:
                 _CONCRETE_DATA.add(f)
             except TypeError:
                 pass
-    return trace(f, args, nest=True, const_args=const_args, concrete_data=True)
+    return trace(f, args, nest=True, const_args=const_args, concrete_data=True, int_arrays_constant=True)
 
 
 def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, tuple[Any, ...]]:

@@ -184,7 +184,7 @@ def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
 class Tracer:
     """A traced array: shape and dtype are known, the value is not."""
 
-    __slots__ = ("_builder", "_v", "_root", "_positions", "_seen", "_version", "_dummy", "__weakref__")
+    __slots__ = ("_builder", "_v", "_root", "_positions", "_seen", "_version", "_dummy", "_array0d", "__weakref__")
     __array_priority__ = 1000.0
 
     def __init__(self, builder: Builder, var: Var):
@@ -198,6 +198,9 @@ class Tracer:
         self._seen = 0
         self._version = 0
         self._dummy: np.ndarray | None = None
+        # A 0-d value is one of numpy's immutable scalars (x[i], np.sum(x)) unless it stands for
+        # a 0-d array (np.zeros_like(x[i]), np.copy(s), a 0-d array argument), which is mutable.
+        self._array0d = False
 
     @property
     def _var(self) -> Var:
@@ -437,7 +440,7 @@ class Tracer:
     def _inplace(self, result: Any) -> "Tracer":
         """``self op= o`` with numpy's rules: same shape and dtype, views write through."""
         result = as_operand(result)
-        if self.ndim == 0 and self._root is None:
+        if self.ndim == 0 and self._root is None and not self._array0d:
             # numpy's scalars (what x[i], np.sum(x) and floats give) are immutable: s += v rebinds s.
             return result
         if result.shape != self.shape:
@@ -565,7 +568,9 @@ class Tracer:
         return out.copy() if copy and out is self else out
 
     def copy(self) -> "Tracer":
-        return Tracer(self._builder, self._var)
+        out = Tracer(self._builder, self._var)
+        out._array0d = self._array0d
+        return out
 
     def conj(self) -> "Tracer":
         return self.copy()

@@ -223,6 +223,7 @@ def trace(
     nest: bool = False,
     const_args: Collection[int] = (),
     concrete_data: bool = False,
+    int_arrays_constant: bool = False,
 ) -> tuple[Traced, list[Any]]:
     """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays.
 
@@ -232,6 +233,8 @@ def trace(
     (integer labels may index, ``range(n)`` works) and are constants of the trace,
     which is cached per their contents.  With ``concrete_data`` floating-point data
     are constants too, for functions that use them as plain numbers (``range(int(T / dt))``).
+    With ``int_arrays_constant`` integer and boolean numpy arrays anywhere in the
+    arguments are such constants (they get no gradient, as Zygote gives them ``nothing``).
 
     ``output``, if given, is applied to what ``f`` returns, inside the trace
     (an ODE right-hand side's list of scalars becomes one float64 vector).
@@ -243,10 +246,10 @@ def trace(
     if not callable(f):
         raise TypeError(f"expected a function of numpy arrays to differentiate, got {type(f).__name__} {f!r}")
     leaves, tree = flatten(tuple(args))
-    if const_args:
+    if const_args or int_arrays_constant:
         owners = _top_level_owners(tree)
         leaves = [
-            Static(leaf) if owners[i] in const_args and _held_constant(leaf, concrete_data) else leaf
+            Static(leaf) if _held_constant(leaf, owners[i] in const_args, concrete_data) else leaf
             for i, leaf in enumerate(leaves)
         ]
     names = _leaf_names(args, leaves, tree, argnames)
@@ -283,12 +286,17 @@ def trace(
 _MAX_TRACES_PER_FUNCTION = 32
 
 
-def _held_constant(leaf: Any, concrete_data: bool) -> bool:
-    """Data that is not floating point (labels, counts, masks) is a constant of the trace."""
+def _held_constant(leaf: Any, is_data: bool, concrete_data: bool) -> bool:
+    """Integer and boolean arrays (labels, masks) and, in data, anything not floating point
+    (counts, flags) are constants of the trace."""
     if isinstance(leaf, (Static, Tracer)):
         return False
-    if concrete_data:
+    if is_data and concrete_data:
         return True
+    if isinstance(leaf, (np.ndarray, np.generic)):
+        return leaf.dtype.kind in "iub"
+    if not is_data:
+        return False  # Python numbers become float64 inputs
     try:
         return np.asarray(leaf).dtype.kind != "f"
     except (TypeError, ValueError):
@@ -344,6 +352,8 @@ def _trace_fresh(
     tracers = [b.new_input(a.shape, a.dtype) for a in arrays]
     it = iter(tracers)
     slots = [i for i, leaf in enumerate(leaves) if not isinstance(leaf, Static)]
+    for i, t in zip(slots, tracers):
+        t._array0d = isinstance(leaves[i], np.ndarray) and leaves[i].ndim == 0  # a 0-d array argument is mutable
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
     before = _closure_guard(f)
     with b.active_trace():

@@ -140,7 +140,9 @@ def _setitem(y: Any, index: Any, value: Any) -> Any:
 def traced_constant(like: Tracer, value: np.ndarray) -> Tracer:
     """A constant that is itself traced, so that it can be assigned into."""
     builder: Builder = like._builder
-    return Tracer(builder, builder.to_atom(np.array(value)))
+    out = Tracer(builder, builder.to_atom(np.array(value)))
+    out._array0d = out.ndim == 0
+    return out
 
 
 @implements(np.zeros_like, np.empty_like)

@@ -371,7 +371,10 @@ def _np_vstack(tup: Any, dtype: Any = None, casting: str = "same_kind") -> Any:
 def _np_copy(a: Any, *args: Any, dtype: Any = None, **kwargs: Any) -> Any:
     a = as_operand(a)
     out = a if dtype is None else convert(a, dtype)
-    return out.copy() if out is a and isinstance(out, Tracer) else out  # a new array, never an alias
+    out = out.copy() if out is a and isinstance(out, Tracer) else out  # a new array, never an alias
+    if isinstance(out, Tracer):
+        out._array0d = out.ndim == 0  # np.copy of a scalar is a (mutable) 0-d array
+    return out
 
 
 @implements("astype")
@@ -415,7 +418,11 @@ def _np_linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, re
 @implements(np.full_like)
 def _np_full_like(a: Any, fill_value: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
     a = as_operand(a)
-    return broadcast_to_shape(convert(as_operand(fill_value), dtype or a.dtype), a.shape)
+    out = broadcast_to_shape(convert(as_operand(fill_value), dtype or a.dtype), a.shape)
+    if isinstance(out, Tracer) and out.ndim == 0:
+        out = out.copy()
+        out._array0d = True
+    return out
 
 
 from pyzygote.primitives.reduction import reduce_sum  # noqa: E402  (mutual use)
