@@ -310,6 +310,10 @@ class Tracer:
         return _fresh(handler(*inputs, **kwargs), inputs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if kwargs.get("out") is not None:  # numpy writes the result into out (np.clip(u, 0, 1, out=u))
+            kwargs = dict(kwargs)
+            out = kwargs.pop("out")
+            return _into(out, self.__array_function__(func, types, args, kwargs), func)
         result = lookup(func)(*args, **kwargs)
         if func in _VIEW_FUNCTIONS and args and isinstance(args[0], Tracer):
             return _mark_view(args[0], result, lambda p: func(p, *args[1:], **kwargs))
@@ -634,14 +638,14 @@ def _fresh(result: Any, inputs: Sequence[Any]) -> Any:
     return new(result) if given else result
 
 
-def _into(out: Any, result: Any, ufunc: Any) -> Any:
-    """``ufunc(..., out=y)``: numpy writes the result into ``y`` (``y += x`` on numpy arrays comes here)."""
+def _into(out: Any, result: Any, func: Any) -> Any:
+    """``func(..., out=y)``: numpy writes the result into ``y`` (``y += x`` on numpy arrays comes here)."""
     target = out[0] if isinstance(out, tuple) and len(out) == 1 else out
     if isinstance(target, Tracer):
         target[...] = result
         return target
     raise TracerBoolError(
-        f"numpy.{ufunc.__name__}(..., out=y), which y += x and y *= x also call, writes into y, a numpy "
-        "array, which cannot hold traced values. Create y from a traced array (y = np.zeros_like(u)) "
-        "or compute a new array (y = y + x)."
+        f"numpy.{func.__name__}(..., out=y) writes into y, a numpy array, which cannot hold traced values "
+        "(y += x and y *= x call numpy's ufuncs that way too). Create y from a traced array "
+        "(y = np.zeros_like(u)) or compute a new array (y = y + x)."
     )

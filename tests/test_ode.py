@@ -278,8 +278,10 @@ def test_wrong_rhs_shape_and_unknown_solver():
         pz.odesolve(lambda u, p, t: np.ones(3) * u[0], U0_LV, T_LV)
     with pytest.raises(ValueError, match=r"returned shape \(2, 2\), expected \(2,\)"):
         pz.odesolve(lambda u, p, t: (u, u), U0_LV, T_LV)
-    with pytest.raises(ValueError, match=r"f\(u, p, t\), SciML's argument order"):
+    with pytest.raises(TypeError, match=r"first argument is named 't'.*f\(u, p, t\), SciML's order"):
         pz.odesolve(lambda t, u, p: -u, U0_LV, T_LV, [1.0])
+    with pytest.raises(ValueError, match=r"f\(u, p, t\), SciML's argument order"):  # other names: the shape check
+        pz.odesolve(lambda s, u, p: -u, U0_LV, T_LV, [1.0])
     with pytest.raises(ValueError, match="unknown solver alg='RK4'.*Tsit5"):
         pz.odesolve(lotka, U0_LV, T_LV, P_LV, alg="RK4")
     with pytest.raises(ValueError, match="unknown solver alg='Tsit5 '"):
@@ -509,8 +511,16 @@ def test_stiff_adjoints_restart_cleanly_and_fail_as_solver_errors():
 
 
 def test_a_scipy_style_right_hand_side_is_told_the_argument_order():
-    with pytest.raises(TypeError, match=r"f\(u, p, t\), SciML's order.*signature \(t, y\).*lambda u, p, t: f\(t, u\)"):
+    with pytest.raises(TypeError, match=r"calls f\(u, p, t\), SciML's order.*signature \(t, y\)"):
         pz.odesolve(lambda t, y: -y, np.ones(2), np.linspace(0.0, 1.0, 3), np.ones(1))
+    with pytest.raises(TypeError, match=r"f\(u, p, t\), SciML's order.*signature \(u\).*lambda u, p, t: f\(t, u\)"):
+        pz.odesolve(lambda u: -u, np.ones(2), np.linspace(0.0, 1.0, 3), np.ones(1))
+
+    def rhs(t, y, k):  # written for solve_ivp(..., args=(k,)): it used to run with t and y swapped
+        return -k * y
+
+    with pytest.raises(TypeError, match=r"first argument is named 't'.*lambda u, p, t: f\(t, u, p\)"):
+        pz.odesolve(rhs, np.ones(2), np.linspace(0.0, 1.0, 3), np.ones(2))
 
 
 def test_nan_in_a_difference_quotient_jacobian_is_a_retcode():

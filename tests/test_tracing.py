@@ -379,7 +379,7 @@ def test_reduction_methods_take_ndarray_positional_arguments():
         (lambda z: z.mean(1, None, None, True), lambda z: np.mean(z, 1, keepdims=True)),
     ):
         assert str(pz.make_program(method, x)) == str(pz.make_program(function, x))
-    with pytest.raises(NotImplementedError, match="out="):
+    with pytest.raises(pz.TracerBoolError, match="out=y"):  # a numpy array cannot hold the traced sum
         pz.gradient(lambda z: z.sum(out=np.empty(())), x)
     with pytest.raises(NotImplementedError, match="where="):
         pz.gradient(lambda z: z.mean(where=z > 0), x)

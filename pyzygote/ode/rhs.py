@@ -253,6 +253,14 @@ def _check_takes_u_p_t(f: Any) -> None:
         sig = inspect.signature(f)
     except (TypeError, ValueError):  # builtins and other callables without a signature
         return
+    first = next(iter(sig.parameters.values()), None)
+    if first is not None and first.name in ("t", "time") and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
+        # f(t, y, k) written for solve_ivp(..., args=(k,)) or diffrax's f(t, y, args) would run, scrambled.
+        raise TypeError(
+            f"the right-hand side's first argument is named {first.name!r}, but pyzygote calls f(u, p, t), "
+            f"SciML's order ({getattr(f, '__name__', f)!r} has the signature {sig}). For a function written for "
+            "SciPy's solve_ivp or diffrax, f(t, y, p), pass lambda u, p, t: f(t, u, p)."
+        )
     try:
         sig.bind(None, None, None)
     except TypeError:
