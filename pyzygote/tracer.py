@@ -427,6 +427,12 @@ class Tracer:
             target = np.asarray(self._positions[index])
             root[np.unravel_index(target, root.shape)] = value
             return
+        if index is Ellipsis and isinstance(value, Tracer) and value._builder is self._builder:
+            # y[...] = v (out=y, in-place operators): all of y is replaced, nothing to select or scatter
+            from pyzygote.primitives.shape import broadcast_to_shape, convert
+
+            self._changed_to(as_operand(broadcast_to_shape(convert(value, self.dtype), self.shape))._var)
+            return
         updated = lookup("setitem")(self, index, value)
         if updated._builder is not self._builder:
             raise UnsupportedOperationError(
@@ -453,12 +459,7 @@ class Tracer:
             )
         if result.dtype != self.dtype and not np.can_cast(result.dtype, self.dtype, "same_kind"):
             raise TypeError(f"Cannot cast ufunc output from {result.dtype} to {self.dtype} with casting rule 'same_kind'")
-        if self._root is not None or not isinstance(result, Tracer) or result._builder is not self._builder:
-            self[...] = result
-        else:
-            from pyzygote.primitives.shape import convert
-
-            self._changed_to(convert(result, self.dtype)._var)
+        self[...] = result
         return self
 
     def _inplace_operator(ufunc: Any) -> Any:  # type: ignore[misc]  (used in the class body only)
