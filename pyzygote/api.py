@@ -396,17 +396,25 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
     return _rebuild(traced, blocks)
 
 
-def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> np.ndarray:
+def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> Any:
     """Hessian of scalar ``f`` at ``x`` (forward-over-reverse), shape ``x.shape + x.shape``.
+
+    For ``x`` a dict, tuple or list of arrays (the parameters of an ODE model, say)
+    the result is nested as JAX nests it: ``H[a][b]`` has shape ``x[a].shape + x[b].shape``.
 
     >>> import numpy as np, pyzygote as pz
     >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
     >>> pz.hessian(lambda x: 0.5 * x @ A @ x, np.zeros(2))
     array([[2., 1.],
            [1., 3.]])
+    >>> pz.hessian(lambda p: p["k"] ** 2 * np.sum(p["w"]), {"k": 3.0, "w": np.ones(2)})["k"]["w"]
+    array([6., 6.])
     """
     if _is_julia(f):
         return f._hessian(x, engine)
+    leaves, tree = flatten(x)
+    if tree != "*":
+        return _structured_hessian(f, x, leaves, tree, engine)
     traced, arrays = trace(f, (x,), nest=True)
     _scalar_output(traced, "hessian")
     if len(arrays) != 1:
@@ -414,3 +422,44 @@ def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> np.n
     h = _engine(traced, arrays, engine).hessian(traced.program, arrays, 0)
     _check_finite(traced, "hessian", [h])
     return h
+
+
+_FLAT_VERSIONS: "weakref.WeakKeyDictionary[Any, dict[Any, Callable[[Any], Any]]]" = weakref.WeakKeyDictionary()
+
+
+def _structured_hessian(f: Callable[..., Any], x: Any, leaves: list[Any], tree: Any, engine: str | None) -> Any:
+    """The Hessian in a structured ``x``: that of ``f`` on one flat vector, cut into blocks."""
+    if any(isinstance(leaf, Static) for leaf in leaves):
+        raise TypeError(f"hessian takes an array, or arrays and numbers in a dict, tuple or list; got {x!r}")
+    arrays = [leaf if isinstance(leaf, Tracer) else to_input_array(leaf, "x") for leaf in leaves]
+    shapes = tuple(tuple(a.shape) for a in arrays)
+    flat = np.concatenate([np.reshape(a, (-1,)) for a in arrays]) if arrays else np.zeros(0)
+    h = hessian(_flat_version(f, tree, shapes), flat, engine=engine)
+    bounds = np.cumsum([0, *(int(np.prod(s, dtype=np.int64)) for s in shapes)])
+
+    def block(i: int, j: int) -> Any:
+        b = h[bounds[i] : bounds[i + 1], bounds[j] : bounds[j + 1]]
+        return np.reshape(b, shapes[i] + shapes[j])
+
+    return unflatten(tree, [unflatten(tree, [block(i, j) for j in range(len(shapes))]) for i in range(len(shapes))])
+
+
+def _flat_version(f: Callable[..., Any], tree: Any, shapes: tuple[tuple[int, ...], ...]) -> Callable[[Any], Any]:
+    """``v -> f(x)`` with ``x`` rebuilt from the flat vector ``v``; one per function and structure, so its trace is cached."""
+    try:
+        per_f = _FLAT_VERSIONS.setdefault(f, {})
+    except TypeError:  # not weak-referenceable
+        per_f = {}
+    hit = per_f.get((tree, shapes))
+    if hit is None:
+
+        def on_flat(v: Any) -> Any:
+            parts, start = [], 0
+            for shape in shapes:
+                n = int(np.prod(shape, dtype=np.int64))
+                parts.append(np.reshape(v[start : start + n], shape))
+                start += n
+            return f(unflatten(tree, parts))
+
+        hit = per_f[(tree, shapes)] = on_flat
+    return hit

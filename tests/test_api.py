@@ -219,6 +219,48 @@ def test_numeric_lists_are_arrays() -> None:
     assert g.dtype == np.float64
 
 
+def test_hessian_of_structured_parameters_is_nested_as_in_jax() -> None:
+    f = lambda p: p["k"] ** 2 * np.sum(p["w"] ** 3)  # noqa: E731
+    k, w = 3.0, np.array([1.0, 2.0])
+    H = pz.hessian(f, {"k": k, "w": w})
+    np.testing.assert_allclose(H["k"]["k"], 2 * np.sum(w**3))
+    np.testing.assert_allclose(H["k"]["w"], 2 * k * 3 * w**2)
+    np.testing.assert_allclose(H["w"]["k"], 2 * k * 3 * w**2)
+    np.testing.assert_allclose(H["w"]["w"], np.diag(k**2 * 6 * w))
+    # a tuple with a matrix: blocks have the shapes of the pair of leaves
+    g = lambda p: np.sum(np.tanh(p[0] @ p[1]))  # noqa: E731
+    A, v = np.array([[0.3, -0.2], [0.1, 0.4]]), np.array([0.5, -1.0])
+    Hg = pz.hessian(g, (A, v))
+    assert Hg[0][0].shape == (2, 2, 2, 2) and Hg[0][1].shape == (2, 2, 2) and Hg[1][1].shape == (2, 2)
+    (gv,) = pz.gradient(lambda v: g((A, v)), v)
+    fd = np.stack([(pz.gradient(lambda v: g((A, v)), v + e)[0] - pz.gradient(lambda v: g((A, v)), v - e)[0]) / 2e-6 for e in np.eye(2) * 1e-6], axis=1)
+    np.testing.assert_allclose(Hg[1][1], fd, rtol=1e-6)
+    with pytest.raises(TypeError, match="hessian takes an array, or arrays and numbers"):
+        pz.hessian(lambda p: p["k"] ** 2, {"k": 1.0, "name": "x"})
+
+
+def test_hessian_of_dict_ode_parameters() -> None:
+    t = np.array([0.0, 0.5, 1.0])
+
+    def loss(p: Any) -> Any:
+        u = pz.odesolve(lambda u, p, t: -p["k"] * u + p["s"], np.array([1.0]), t, p, reltol=1e-10, abstol=1e-10)
+        return np.sum(u**2)
+
+    p = {"k": 0.7, "s": np.array(0.2)}
+    H = pz.hessian(loss, p)
+
+    def closed(k: float, s: float) -> float:  # u = s/k + (1 - s/k) e^{-kt}
+        u = s / k + (1 - s / k) * np.exp(-k * t)
+        return float(np.sum(u**2))
+
+    e = 1e-4
+    hkk = (closed(0.7 + e, 0.2) - 2 * closed(0.7, 0.2) + closed(0.7 - e, 0.2)) / e**2
+    hks = (closed(0.7 + e, 0.2 + e) - closed(0.7 + e, 0.2 - e) - closed(0.7 - e, 0.2 + e) + closed(0.7 - e, 0.2 - e)) / (4 * e**2)
+    np.testing.assert_allclose(H["k"]["k"], hkk, rtol=1e-5)
+    np.testing.assert_allclose(H["k"]["s"], hks, rtol=1e-5)
+    np.testing.assert_allclose(H["s"]["k"], hks, rtol=1e-5)
+
+
 def test_jacobian_and_jvp_of_pytrees() -> None:
     (jac,) = pz.jacobian(lambda d: d["a"] * d["b"], {"a": 2.0, "b": np.ones(2)})
     np.testing.assert_array_equal(jac["a"], [1.0, 1.0])

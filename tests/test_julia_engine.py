@@ -410,6 +410,14 @@ def test_auxiliary_outputs_match_numpy() -> None:
     assert_close(gx, 2 * x)
 
 
+def test_structured_hessian_matches_numpy() -> None:
+    def f(p: Any) -> Any:
+        return np.sum(np.tanh(p["A"] @ p["v"]) ** 2) * p["c"]
+
+    p = {"A": np.array([[0.3, -0.2], [0.1, 0.4]]), "v": np.array([0.5, -1.0]), "c": 1.5}
+    assert_trees_close(pz.hessian(f, p, engine="julia"), pz.hessian(f, p, engine="numpy"))
+
+
 def test_julia_function_auxiliary_outputs() -> None:
     f = pz.julia_function("x -> (sum(1 ./ x), 1 ./ x)")
     x = np.array([1.0, 2.0, 4.0])
