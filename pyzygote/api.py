@@ -424,9 +424,6 @@ def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> Any:
     return h
 
 
-_FLAT_VERSIONS: "weakref.WeakKeyDictionary[Any, dict[Any, Callable[[Any], Any]]]" = weakref.WeakKeyDictionary()
-
-
 def _structured_hessian(f: Callable[..., Any], x: Any, leaves: list[Any], tree: Any, engine: str | None) -> Any:
     """The Hessian in a structured ``x``: that of ``f`` on one flat vector, cut into blocks."""
     if any(isinstance(leaf, Static) for leaf in leaves):
@@ -445,21 +442,18 @@ def _structured_hessian(f: Callable[..., Any], x: Any, leaves: list[Any], tree: 
 
 
 def _flat_version(f: Callable[..., Any], tree: Any, shapes: tuple[tuple[int, ...], ...]) -> Callable[[Any], Any]:
-    """``v -> f(x)`` with ``x`` rebuilt from the flat vector ``v``; one per function and structure, so its trace is cached."""
-    try:
-        per_f = _FLAT_VERSIONS.setdefault(f, {})
-    except TypeError:  # not weak-referenceable
-        per_f = {}
-    hit = per_f.get((tree, shapes))
-    if hit is None:
+    """``v -> f(x)`` with ``x`` rebuilt from the flat vector ``v``.
 
-        def on_flat(v: Any) -> Any:
-            parts, start = [], 0
-            for shape in shapes:
-                n = int(np.prod(shape, dtype=np.int64))
-                parts.append(np.reshape(v[start : start + n], shape))
-                start += n
-            return f(unflatten(tree, parts))
+    A new function each call, traced each call: a cached one would hold ``f`` and keep it
+    (with everything it reads) alive for good.
+    """
 
-        hit = per_f[(tree, shapes)] = on_flat
-    return hit
+    def on_flat(v: Any) -> Any:
+        parts, start = [], 0
+        for shape in shapes:
+            n = int(np.prod(shape, dtype=np.int64))
+            parts.append(np.reshape(v[start : start + n], shape))
+            start += n
+        return f(unflatten(tree, parts))
+
+    return on_flat

@@ -17,6 +17,7 @@ becomes equations of a :class:`~pyzygote.ir.Program`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import threading
 from typing import Any, Callable, Iterator, Sequence
@@ -310,9 +311,11 @@ class Tracer:
         return _fresh(handler(*inputs, **kwargs), inputs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        if kwargs.get("out") is not None:  # numpy writes the result into out (np.clip(u, 0, 1, out=u))
-            kwargs = dict(kwargs)
-            out = kwargs.pop("out")
+        out, at = kwargs.get("out"), _out_position(func)
+        if out is None and at is not None and len(args) > at and args[at] is not None:
+            out, args = args[at], (*args[:at], None, *args[at + 1 :])  # np.dot(a, b, y)
+        if out is not None:  # numpy writes the result into out (np.clip(u, 0, 1, out=u))
+            kwargs = {k: v for k, v in kwargs.items() if k != "out"}
             return _into(out, self.__array_function__(func, types, args, kwargs), func)
         result = lookup(func)(*args, **kwargs)
         if func in _VIEW_FUNCTIONS and args and isinstance(args[0], Tracer):
@@ -418,6 +421,8 @@ class Tracer:
         return _mark_view(self, lookup("getitem")(self, index), lambda p: p[index])
 
     def __setitem__(self, index: Any, value: Any) -> None:
+        if self.ndim == 0 and self._root is None and not self._array0d:
+            raise TypeError(f"'numpy.{self.dtype}' object does not support item assignment (a traced scalar, as numpy's are)")
         root = self._root
         if root is not None:  # a view: numpy writes into the array it views
             if any(isinstance(i, Tracer) for i in (index if isinstance(index, tuple) else (index,))):
@@ -637,6 +642,21 @@ def _fresh(result: Any, inputs: Sequence[Any]) -> Any:
         return r
 
     return new(result) if given else result
+
+
+_OUT_POSITIONS: dict[Any, int | None] = {}
+
+
+def _out_position(func: Any) -> int | None:
+    """Where a numpy function takes ``out`` positionally (``np.dot(a, b, out)``), if it does."""
+    if func not in _OUT_POSITIONS:
+        try:
+            params = [p for p in inspect.signature(func).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            params = []
+        names = [p.name for p in params]
+        _OUT_POSITIONS[func] = names.index("out") if "out" in names else None
+    return _OUT_POSITIONS[func]
 
 
 def _into(out: Any, result: Any, func: Any) -> Any:

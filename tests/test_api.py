@@ -239,6 +239,24 @@ def test_hessian_of_structured_parameters_is_nested_as_in_jax() -> None:
         pz.hessian(lambda p: p["k"] ** 2, {"k": 1.0, "name": "x"})
 
 
+def test_structured_hessians_keep_no_function_alive() -> None:
+    import gc
+    import weakref
+
+    def make() -> Any:
+        big = np.ones(1000)
+        return lambda p: p["a"] ** 2 * p["b"] + big[0]
+
+    refs = []
+    for _ in range(3):
+        f = make()
+        pz.hessian(f, {"a": 1.0, "b": 2.0})
+        refs.append(weakref.ref(f))
+        del f
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
 def test_hessian_of_dict_ode_parameters() -> None:
     t = np.array([0.0, 0.5, 1.0])
 
@@ -748,6 +766,19 @@ def test_out_arguments_write_into_traced_arrays() -> None:
     np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
     (jac,) = pz.jacobian(f, x)
     np.testing.assert_allclose(jac, [[1, 0, 0], [2, 0.5, 0], [0, 0, 0]])  # the last entry is clipped
+
+    def positional(u: Any) -> Any:  # out given by position (found in review: it was dropped)
+        y = np.zeros_like(u[:2])
+        np.dot(u.reshape(2, 2), u[:2], y)
+        z = np.zeros_like(u)
+        np.clip(u, 0.0, 1.0, z)
+        return np.sum(y * np.arange(1, 3)) + np.sum(z)
+
+    x4 = np.array([0.3, -1.2, 2.5, 0.7])
+    np.testing.assert_allclose(pz.make_program(positional, x4)(x4)[0], positional(x4.copy()), rtol=1e-15)
+    np.testing.assert_allclose(pz.gradient(positional, x4)[0], numerical_gradient(positional, x4)[0], rtol=1e-7)
+    with pytest.raises(TypeError, match="does not support item assignment"):  # as on numpy's scalars
+        pz.gradient(lambda u: (lambda s: (s.__setitem__(..., 1.0), s)[1])(np.sum(u)), x4)
 
     def g(x: Any) -> Any:
         w = x * 0.0
