@@ -178,11 +178,13 @@ def _trace_with_data(f: Callable[..., Any], args: tuple[Any, ...], const_args: A
         try:
             return trace(f, args, nest=True, const_args=const_args, int_arrays_constant=True)
         except (TracerBoolError, UnsupportedOperationError, IndexError):
-            try:
-                _CONCRETE_DATA.add(f)
-            except TypeError:
-                pass
-    return trace(f, args, nest=True, const_args=const_args, concrete_data=True, int_arrays_constant=True)
+            pass
+    result = trace(f, args, nest=True, const_args=const_args, concrete_data=True, int_arrays_constant=True)
+    try:  # remembered only when constant data is what made tracing work, not for errors of f's own
+        _CONCRETE_DATA.add(f)
+    except TypeError:
+        pass
+    return result
 
 
 def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, tuple[Any, ...]]:
