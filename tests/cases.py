@@ -371,6 +371,36 @@ case("inv", "inv", np.linalg.inv, lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 case("det", "det", np.linalg.det, lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 case("det", "logdet-like", lambda a: np.log(np.abs(np.linalg.det(a))), lambda rng: (matrix(3)(rng),), f32_rtol=2e-5)
 
+
+def _spd(rng: np.random.Generator) -> tuple[Any, ...]:
+    b = matrix()(rng)
+    return (b @ b.T + np.eye(b.shape[0]),)
+
+
+def _lower_read(rng: np.random.Generator) -> tuple[Any, ...]:
+    """An SPD lower triangle under an unrelated upper one, which numpy's cholesky never reads."""
+    (a,) = _spd(rng)
+    return (a + np.triu(rng.standard_normal(a.shape), 1),)
+
+
+def _spd_and_residual(rng: np.random.Generator) -> tuple[Any, ...]:
+    (a,) = _spd(rng)
+    return a, rng.standard_normal(a.shape[0])
+
+
+case("cholesky", "factor", np.linalg.cholesky, _spd, f32_rtol=2e-5)
+case("cholesky", "reads-lower", lambda a: np.linalg.cholesky(a, upper=True), _lower_read, f32_rtol=2e-5)
+case(
+    "cholesky",
+    "gaussian-loglik",
+    lambda a, r: -np.sum(np.log(np.diagonal(np.linalg.cholesky(a)))) - 0.5 * np.sum(np.linalg.solve(np.linalg.cholesky(a), r) ** 2),
+    _spd_and_residual,
+    f32_rtol=2e-5,
+)
+case("logabsdet", "slogdet", lambda a: np.linalg.slogdet(a)[1], lambda rng: (matrix()(rng),), f32_rtol=2e-5)
+case("detsign", "slogdet", lambda a: np.linalg.slogdet(a)[0] * 1.0, lambda rng: (matrix()(rng),), kind="zero")
+case("detsign", "signed-det", lambda a: np.linalg.slogdet(a).sign * np.exp(np.linalg.slogdet(a).logabsdet), lambda rng: (matrix()(rng),), f32_rtol=2e-5)
+
 # ODE solves: u' = A(p) u with A = [[-p0, 0.1], [0.1, -p1]], whose solution is expm(A t) u0.
 # The solve always runs in float64 (odesolve's documented dtype), so the reference does too.
 _T = np.linspace(0.0, 1.0, 4)

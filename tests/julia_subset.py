@@ -634,6 +634,13 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
     if name == "PyZygote.det":
         (a,) = args
         return np.asarray(np.linalg.det(a)).astype(a.dtype)[()]
+    if name == "PyZygote.cholesky_lower":
+        (a,) = args
+        return np.linalg.cholesky(a)
+    if name in ("PyZygote.logabsdet", "PyZygote.detsign"):
+        (a,) = args
+        sign, logabs = np.linalg.slogdet(a)
+        return np.asarray(logabs if name == "PyZygote.logabsdet" else sign).astype(a.dtype)[()]
     if name == "PyZygote.dot":
         x, y = args
         if not (_is_array(x) and _is_array(y) and x.size == y.size):

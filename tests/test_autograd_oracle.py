@@ -60,6 +60,14 @@ def inv_det(m: Any, x: Any) -> Any:
     return m.sum(m.linalg.inv(a) * M_CONST) + m.log(m.abs(m.linalg.det(a))) + m.linalg.det(a) ** 2 / 100.0
 
 
+def cholesky_slogdet(m: Any, x: Any) -> Any:
+    a = x.reshape(3, 3)
+    s = a @ a.T + np.eye(3)
+    chol = m.linalg.cholesky(s)
+    sign, logabs = m.linalg.slogdet(a + 3.0 * np.eye(3))
+    return m.sum(chol * M_CONST) + m.linalg.slogdet(s)[1] + sign * logabs + m.sum(m.linalg.solve(chol, B_CONST) ** 2)
+
+
 def einsums(m: Any, x: Any) -> Any:
     a = x.reshape(3, 3)
     return m.einsum("ij,jk->", a, M_CONST * a) + m.einsum("ij,ij->", a, a @ a) + m.sum(m.einsum("ij,j->i", a, B_CONST) ** 3)
@@ -204,6 +212,7 @@ ORACLE = {
     "norms": _single(norms, _normal(6)),
     "solve": _single(solve_sum, lambda rng: 0.3 * rng.standard_normal(9)),
     "inv_det": _single(inv_det, lambda rng: 0.3 * rng.standard_normal(9)),
+    "cholesky_slogdet": _single(cholesky_slogdet, _normal(9)),
     "einsum": _single(einsums, _normal(9)),
     "indexing": _single(indexing, _normal(12)),
     "setitem": (setitem_np, setitem_ag, _normal(6)),

@@ -181,6 +181,58 @@ function _others(v::AbstractVector)
 end
 
 """
+    cholesky_lower(A)
+
+numpy's `linalg.cholesky`: the lower-triangular `L` with `A = L * L'`, as a `Matrix`. Like
+numpy (LAPACK's `potrf` with `'L'`), it reads only the lower triangle of `A`.
+
+It has an `rrule` so that the cotangent follows that reading: zero above the diagonal, and a
+strictly lower entry collects the cotangents of both positions it stands for. ChainRules'
+rule for `cholesky(::Symmetric)` returns a symmetric cotangent instead, which would put
+half of each entry's gradient in the triangle that numpy never reads.
+"""
+function cholesky_lower(A::AbstractMatrix)
+    return Matrix(LinearAlgebra.cholesky(LinearAlgebra.Symmetric(A, :L)).L)
+end
+
+function ChainRulesCore.rrule(::typeof(cholesky_lower), A::AbstractMatrix{<:Real})
+    L = cholesky_lower(A)
+    function cholesky_lower_pullback(ΔL)
+        # With dL = L Φ(L⁻¹ dS L⁻ᵀ), where Φ keeps the strict lower triangle and half the
+        # diagonal and dS is the symmetric matrix built from the lower triangle of dA.
+        P = LinearAlgebra.tril(L' * unthunk(ΔL))
+        P[LinearAlgebra.diagind(P)] ./= 2
+        Lt = LinearAlgebra.LowerTriangular(L)
+        M = Lt' \ (P / Lt)
+        return NoTangent(), LinearAlgebra.tril(M + M') - LinearAlgebra.Diagonal(M)
+    end
+    return L, cholesky_lower_pullback
+end
+
+"""
+    logabsdet(A)
+
+`log(abs(det(A)))` from an LU factorization, so that it neither overflows nor underflows;
+numpy's `linalg.slogdet(A)` is `(detsign(A), logabsdet(A))`. A singular `A` gives `-Inf`.
+"""
+logabsdet(A::AbstractMatrix) = first(LinearAlgebra.logabsdet(A))
+
+function ChainRulesCore.rrule(::typeof(logabsdet), A::AbstractMatrix{<:Real})
+    F = LinearAlgebra.lu(A; check = false)
+    logabsdet_pullback(ȳ) = (NoTangent(), unthunk(ȳ) .* inv(F)')
+    return first(LinearAlgebra.logabsdet(F)), logabsdet_pullback
+end
+
+"""
+    detsign(A)
+
+The sign of `det(A)` (`0` for a singular `A`), computed without forming the determinant.
+"""
+detsign(A::AbstractMatrix) = last(LinearAlgebra.logabsdet(A))
+
+ChainRulesCore.@non_differentiable detsign(::Any)
+
+"""
     primal(x)
 
 The plain number under any ForwardDiff duals. numpy compares values; ForwardDiff 1 also

@@ -1,4 +1,5 @@
-"""Linear algebra: two-operand ``einsum`` (every product), ``solve``, ``inv``, ``det``.
+"""Linear algebra: two-operand ``einsum`` (every product), ``solve``, ``inv``, ``det``,
+``cholesky`` and ``slogdet``.
 
 Every numpy product (``@``, ``dot``, ``inner``, ``outer``, ``tensordot``,
 ``einsum``) becomes one ``einsum`` equation with an explicit spec in which
@@ -26,7 +27,7 @@ from pyzygote.primitive import Primitive, Undefined, defjvp
 from pyzygote.tracer import as_operand
 from pyzygote.julia import codegen as jl
 
-__all__ = ["einsum", "einsum_p", "solve_p", "inv_p", "det_p"]
+__all__ = ["einsum", "einsum_p", "solve_p", "inv_p", "det_p", "cholesky_p", "logabsdet_p", "detsign_p"]
 
 _LETTERS = string.ascii_lowercase + string.ascii_uppercase
 
@@ -259,6 +260,43 @@ defjvp(det_p, lambda g, ans, a: ans * np.trace(solve_p.bind(a, g)))
 det_p.def_julia(lambda e, a: f"PyZygote.det({a})")
 
 
+# --- cholesky, slogdet ------------------------------------------------------------------
+# numpy's cholesky reads only the lower triangle, so its derivative in an upper entry is
+# zero and a diagonal entry counts once: the tangent the factor sees is the symmetric
+# matrix built from the lower triangle of the input's tangent.
+cholesky_p = Primitive("cholesky")
+cholesky_p.def_abstract_eval(lambda a: (_square(a, "cholesky"), a)[1])
+cholesky_p.def_impl(np.linalg.cholesky)
+
+
+def _cholesky_jvp(g: Any, ans: Any, a: Any) -> Any:
+    # dL = L Phi(L^-1 dA L^-T), Phi keeping the strict lower triangle and half the diagonal.
+    n = a.shape[0]
+    below = np.tri(n, k=-1, dtype=bool)
+    dA = np.where(below, g, 0.0) + np.where(below, g, 0.0).T + np.where(np.eye(n, dtype=bool), g, 0.0)
+    half_lower = np.tri(n, k=-1) + 0.5 * np.eye(n)
+    x = solve_p.bind(ans, transpose(solve_p.bind(ans, dA), (1, 0)))
+    return np.matmul(ans, x * half_lower.astype(ans.dtype))
+
+
+defjvp(cholesky_p, _cholesky_jvp)
+cholesky_p.def_julia(lambda e, a: f"PyZygote.cholesky_lower({a})")
+
+# slogdet is two primitives: the log of |det| (differentiable, no overflow) and the sign
+# (piecewise constant).
+logabsdet_p = Primitive("logabsdet")
+logabsdet_p.def_abstract_eval(lambda a: (_square(a, "slogdet"), Aval((), a.dtype))[1])
+logabsdet_p.def_impl(lambda a: np.asarray(np.linalg.slogdet(a)[1], a.dtype)[()])
+defjvp(logabsdet_p, lambda g, ans, a: np.trace(solve_p.bind(a, g)))
+logabsdet_p.def_julia(lambda e, a: f"PyZygote.logabsdet({a})")
+
+detsign_p = Primitive("detsign")
+detsign_p.def_abstract_eval(lambda a: (_square(a, "slogdet"), Aval((), a.dtype))[1])
+detsign_p.def_impl(lambda a: np.asarray(np.linalg.slogdet(a)[0], a.dtype)[()])
+defjvp(detsign_p, lambda g, ans, a: None)
+detsign_p.def_julia(lambda e, a: f"PyZygote.detsign({a})")
+
+
 def _checked(prim: Primitive) -> Any:
     def handler(*args: Any) -> Any:
         ops = [as_operand(x) for x in args]
@@ -272,6 +310,24 @@ def _checked(prim: Primitive) -> Any:
 implements(np.linalg.solve)(_checked(solve_p))
 implements(np.linalg.inv)(_checked(inv_p))
 implements(np.linalg.det)(_checked(det_p))
+
+
+@implements(np.linalg.cholesky)
+def _np_cholesky(a: Any, /, *, upper: bool = False) -> Any:
+    a = as_operand(a)
+    _square(a, "cholesky")
+    if not upper:
+        return _checked(cholesky_p)(a)
+    # numpy then reads the upper triangle: the factor of the transpose, transposed.
+    return transpose(_checked(cholesky_p)(transpose(a, (1, 0))), (1, 0))
+
+
+_SLOGDET_RESULT = type(np.linalg.slogdet(np.eye(1)))  # numpy's named tuple (sign, logabsdet)
+
+
+@implements(np.linalg.slogdet)
+def _np_slogdet(a: Any) -> Any:
+    return _SLOGDET_RESULT(_checked(detsign_p)(a), _checked(logabsdet_p)(a))
 
 
 @implements(np.linalg.norm)
