@@ -33,6 +33,7 @@ import numpy as np
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.scipy_calls import scipy_error
 from pyzygote.tracer import Builder, Tracer, as_operand
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
@@ -402,7 +403,17 @@ _SEQUENCE_MESSAGE = "setting an array element with a sequence"
 
 
 def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
-    """``f(*tracers)``, with numpy's error for a traced value stored into a numpy array explained."""
+    """``f(*tracers)``, with numpy's and SciPy's errors about traced values explained."""
+    try:
+        return _call_explained(f, *tracers)
+    except Exception as exc:
+        instead = scipy_error(exc)
+        if instead is None:
+            raise
+        raise instead from exc
+
+
+def _call_explained(f: Callable[..., Any], *tracers: Any) -> Any:
     try:
         return f(*tracers)
     except ValueError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.special as sc
 
 import pyzygote as pz
 from pyzygote.testing import check_grads
@@ -97,6 +98,12 @@ COMPOSITE_CASES = {
     "einsum-three": (lambda a, b, c: np.einsum("ij,jk,k->i", a, b, c), (M, M.T, V[:3])),
     "einsum-four-implicit": (lambda a, b: np.einsum("i,ij,jk,k", a, b, b.T, a), (V[:3], M)),
     "arc-hyperbolic": (lambda x: np.arcsinh(x) + np.arctanh(x / 3.0) + np.arccosh(x**2 + 1.5), (V,)),
+    # scipy.special's ufuncs (pyzygote/primitives/scipy_special.py)
+    "expit": (lambda x: sc.expit(x * 3.0), (V,)),
+    "log_expit": (lambda x: sc.log_expit(x * 3.0), (V,)),
+    "logit": (lambda p: sc.logit(p), (M / 2.0,)),
+    "xlogy": (lambda x, y: sc.xlogy(x, y), (V, M[0, :1] * V**2)),
+    "xlog1py": (lambda x, y: sc.xlog1py(x, y), (V, np.abs(V))),
 }
 
 
@@ -166,3 +173,44 @@ def test_ufunc_reduce_and_accumulate_default_to_axis_0() -> None:
 def test_composite_errors(f, error, message) -> None:
     with pytest.raises(error, match=message):
         pz.gradient(lambda x: np.sum(f(x)), M)
+
+
+def test_scipy_special_at_extremes_and_zeros() -> None:
+    """expit and log_expit never overflow, nor put inf * 0 into a derivative; xlogy is 0 at x == 0."""
+    x = np.array([-800.0, -40.0, 0.0, 40.0, 800.0])
+    for fn in (sc.expit, sc.log_expit):
+        got = pz.make_program(fn, x)(x)[0]
+        np.testing.assert_allclose(got, fn(x), rtol=1e-15, atol=0)
+        (g,) = pz.gradient(lambda v, fn=fn: np.sum(fn(v)), x)
+        want = sc.expit(x) * sc.expit(-x) if fn is sc.expit else sc.expit(-x)
+        np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-300)
+    # Second derivative of expit at its symmetric point is exactly 0, of log_expit -1/4.
+    np.testing.assert_allclose(pz.hessian(lambda v: np.sum(sc.expit(v)), np.zeros(2)), np.zeros((2, 2)), atol=1e-16)
+    np.testing.assert_allclose(pz.hessian(lambda v: np.sum(sc.log_expit(v)), np.zeros(2)), -0.25 * np.eye(2), rtol=1e-15)
+    counts = np.array([0.0, 0.0, 3.0])
+    probs = np.array([0.0, 0.5, 0.25])
+    value, (dx, dy) = pz.withgradient(lambda c, p: np.sum(sc.xlogy(c, p)), counts, probs)
+    assert value == sc.xlogy(counts, probs).sum()
+    np.testing.assert_allclose(dy, [0.0, 0.0, 12.0], rtol=1e-15)
+    np.testing.assert_allclose(dx[1:], np.log(probs[1:]), rtol=1e-15)  # d/dx at x == 0 is log(y)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda x: __import__("scipy.special").special.logsumexp(x), "scipy.special.logsumexp"),
+        (lambda x: __import__("scipy.linalg").linalg.cho_solve((np.eye(2), True), x).sum(), "scipy.linalg.cho_solve"),
+        (lambda x: __import__("scipy.linalg").linalg.solve_triangular(np.eye(2), x).sum(), "scipy.linalg.solve_triangular"),
+    ],
+)
+def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> None:
+    with pytest.raises(pz.UnsupportedOperationError, match=rf"{name} was called on a traced value.*Write it with numpy: "):
+        pz.gradient(call, np.ones(2))
+
+
+def test_scipy_errors_about_plain_arrays_pass_through() -> None:
+    """A SciPy error that no traced value caused is the user's own, reported unchanged."""
+    import scipy.linalg
+
+    with pytest.raises(ValueError, match="(?i)expected square matrix"):
+        pz.gradient(lambda x: np.sum(x) * scipy.linalg.inv(np.ones((2, 3)))[0, 0], np.ones(2))

@@ -275,6 +275,21 @@ def numpy_composites(x: Any, m: Any) -> Any:
     )
 
 
+def statistics(x: Any, m: Any) -> Any:
+    """Likelihood pieces: scipy.special's traced ufuncs, cholesky and slogdet."""
+    import scipy.special as sc
+
+    cov = m @ m.T + np.eye(3)
+    chol = np.linalg.cholesky(cov)
+    sign, logdet = np.linalg.slogdet(m + 2.0 * np.eye(3))
+    counts = np.array([0.0, 2.0, 1.0, 0.0])
+    return (
+        sc.expit(3.0 * x) + sc.log_expit(x) + sc.logit(sc.expit(x)) + sc.xlogy(counts, sc.expit(x)) + sc.xlog1py(x, x**2),
+        np.linalg.solve(chol, x[:3]) + np.linalg.cholesky(cov, upper=True)[0],
+        sign * logdet + np.linalg.slogdet(cov)[1],
+    )
+
+
 def rng_arrays(*shapes: tuple[int, ...], seed: int = 0, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     return tuple(np.asarray(rng.uniform(-1.0, 1.0, s), dtype=dtype) for s in shapes)
@@ -298,6 +313,8 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "linalg-f32": (linalg, (_well_conditioned(3).astype(np.float32), np.array([1.0, -2.0, 0.5], np.float32))),
     "mixed": (mixed, rng_arrays((3, 4))),
     "numpy-composites": (numpy_composites, rng_arrays((4,), (3, 3))),
+    "statistics": (statistics, rng_arrays((4,), (3, 3))),
+    "statistics-f32": (statistics, rng_arrays((4,), (3, 3), dtype=np.float32)),
     "writes-through-views": (_numpy_views, rng_arrays((6,))),
     # Transformations inside traced code: their derivative programs are part of the program.
     "nested-gradient": (physics_informed, rng_arrays((2,), (3,))),

@@ -29,6 +29,7 @@ from pyzygote.engines import get_engine
 from pyzygote.engines.numpy_engine import NumpyEngine
 from tests.aliasing import assert_results_are_own
 from tests.cases import ALL_CASES, Case, rng_for
+from tests.test_julia_codegen import COMPOSITES
 from tests.test_julia_ode import _ode_packages_missing_reason
 
 pytestmark = pytest.mark.julia
@@ -99,6 +100,24 @@ def weights(case: Case, like: Any) -> np.ndarray:
 def jl() -> Any:
     """The Julia engine (starts Julia once for the module)."""
     return get_engine("julia")
+
+
+# --- composite programs: the ones whose generated code tests/test_julia_codegen.py checks ------
+@pytest.mark.parametrize("name", sorted(COMPOSITES))
+def test_composite_programs_match_numpy(jl: Any, name: str) -> None:
+    f, args = COMPOSITES[name]
+    rtol = 1e-5 if any(a.dtype == np.float32 for a in args) else RTOL
+    prog = pz.make_program(f, *args)
+    for k, (g, w) in enumerate(zip(jl.evaluate(prog, args), NumpyEngine().evaluate(prog, args), strict=True)):
+        assert_close(g, w, rtol=rtol, what=f"{name} output {k}")
+
+    def loss(*a: Any) -> Any:
+        outs = f(*a)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        return sum(np.sum(np.sin(o)) for o in outs if o.dtype.kind in "fO")  # O: np.array of traced values
+
+    want = pz.gradient(loss, *args, engine="numpy")
+    assert_trees_close(pz.gradient(loss, *args, engine="julia"), want, rtol=rtol, what=f"{name} gradient")
 
 
 # --- the battery: every case on both engines ------------------------------------------------

@@ -1,0 +1,83 @@
+"""scipy.special's elementwise functions that statistics code reaches for, traced.
+
+They are ufuncs, so a traced argument reaches pyzygote as numpy's do, and each
+is a composition of numpy functions (no primitive of its own, like
+:mod:`pyzygote.primitives.composites`).  Where two formulas are exact,
+``np.where`` picks the one that cannot overflow, and the branch not taken is
+given an argument it cannot overflow on either, so no ``inf * 0`` reaches a
+derivative.
+
+>>> import numpy as np, scipy.special, pyzygote as pz
+>>> pz.gradient(lambda x: np.sum(scipy.special.expit(x)), np.zeros(2))[0]
+array([0.25, 0.25])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.special as sc
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.numpy_api import implements
+from pyzygote.tracer import as_operand
+
+__all__: list[str] = []
+
+
+def _floating(x: Any) -> Any:
+    x = as_operand(x)
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+def _plain(name: str, kw: dict[str, Any]) -> None:
+    if kw:
+        raise UnsupportedOperationError(f"scipy.special.{name} keywords {sorted(kw)} are not supported while tracing")
+
+
+def _negative_abs(x: Any) -> Any:
+    """``-|x|`` with the derivative of the branch at 0 (``-1``), which ``np.abs`` would make 0."""
+    return np.where(x >= 0, -x, x)
+
+
+@implements(sc.expit)
+def _expit(x: Any, **kw: Any) -> Any:
+    _plain("expit", kw)
+    x = _floating(x)
+    e = np.exp(_negative_abs(x))  # at most 1
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@implements(sc.log_expit)
+def _log_expit(x: Any, **kw: Any) -> Any:
+    _plain("log_expit", kw)
+    x = _floating(x)
+    return np.where(x >= 0, 0.0, x) - np.log1p(np.exp(_negative_abs(x)))
+
+
+@implements(sc.logit)
+def _logit(p: Any, **kw: Any) -> Any:
+    _plain("logit", kw)
+    p = _floating(p)
+    return np.log(p) - np.log1p(-p)
+
+
+def _x_times(name: str, log: Any, inside: Any) -> Any:
+    """``x * log(y)`` that is 0 where ``x == 0`` and ``y`` is not NaN, as SciPy defines it.
+
+    ``y`` stays itself wherever ``log`` is finite, so that ``d/dx = log(y)`` at ``x == 0``
+    too; elsewhere at ``x == 0`` it is replaced by a harmless value.
+    """
+
+    def handler(x: Any, y: Any, **kw: Any) -> Any:
+        _plain(name, kw)
+        x, y = _floating(x), _floating(y)
+        harmless = np.logical_and(np.equal(x, 0.0), np.logical_not(np.logical_or(np.isnan(y), inside(y))))
+        return x * log(np.where(harmless, 1.0 if log is np.log else 0.0, y))
+
+    return handler
+
+
+implements(sc.xlogy)(_x_times("xlogy", np.log, lambda y: np.logical_and(y > 0, y < np.inf)))
+implements(sc.xlog1py)(_x_times("xlog1py", np.log1p, lambda y: np.logical_and(y > -1, y < np.inf)))

@@ -1,0 +1,98 @@
+"""Name the SciPy function behind an error raised while tracing.
+
+SciPy's functions (other than ``scipy.special``'s ufuncs) turn their arguments
+into plain numpy arrays, which a traced value cannot become, so they fail deep
+inside SciPy with an error about bools, sequences or object arrays.  This
+module finds the SciPy function the traced code called and says what to write
+instead.
+
+>>> import numpy as np, scipy.special, pyzygote as pz
+>>> try:
+...     pz.gradient(lambda x: scipy.special.logsumexp(x), np.ones(2))
+... except pz.UnsupportedOperationError as e:
+...     print(str(e).split(":")[0])
+scipy.special.logsumexp was called on a traced value
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+
+__all__ = ["scipy_error"]
+
+# Names of SciPy's decorators' inner functions, which do not say what the user called.
+_WRAPPERS = frozenset({"wrapper", "wrapped", "inner", "decorated", "_wrapper", "<lambda>"})
+
+_INSTEAD = {
+    "logsumexp": "m = np.max(x); m + np.log(np.sum(np.exp(x - m)))",
+    "softmax": "e = np.exp(x - np.max(x)); e / np.sum(e)",
+    "log_softmax": "x - m - np.log(np.sum(np.exp(x - m))) with m = np.max(x)",
+    "cho_solve": "np.linalg.solve(L.T, np.linalg.solve(L, b)) with L = np.linalg.cholesky(A)",
+    "cho_factor": "L = np.linalg.cholesky(A)",
+    "cholesky": "np.linalg.cholesky(A) (lower; scipy.linalg.cholesky is upper by default)",
+    "solve_triangular": "np.linalg.solve(np.tril(L), b) (or np.triu for an upper factor)",
+    "solve": "np.linalg.solve(A, b)",
+    "inv": "np.linalg.inv(A)",
+    "det": "np.linalg.det(A)",
+    "logpdf": "the density written out, e.g. -0.5 * ((x - mu) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)",
+}
+
+
+def _public(module: str) -> str:
+    return ".".join(p for p in module.split(".") if not p.startswith("_"))
+
+
+def _holds_tracer(value: Any, depth: int = 2) -> bool:
+    from pyzygote.tracer import Tracer
+
+    if isinstance(value, Tracer):
+        return True
+    if isinstance(value, np.ndarray) and value.dtype == object:  # what np.asarray made of one
+        return any(isinstance(v, Tracer) for v in value.flat[:16])
+    if depth and isinstance(value, (tuple, list)):
+        return any(_holds_tracer(v, depth - 1) for v in value[:16])
+    return False
+
+
+def _scipy_entry(exc: BaseException) -> tuple[str, str] | None:
+    """The outermost SciPy function, in ``exc`` or what caused it, that received a traced value."""
+    seen: set[int] = set()
+    chain: BaseException | None = exc
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        tb: types.TracebackType | None = chain.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            module = frame.f_globals.get("__name__", "")
+            if module.split(".")[0] == "scipy" and frame.f_code.co_name not in _WRAPPERS:
+                if any(_holds_tracer(v) for v in frame.f_locals.values()):
+                    code = frame.f_code
+                    return _public(module), getattr(code, "co_qualname", code.co_name)
+            tb = tb.tb_next
+        chain = chain.__cause__ or chain.__context__
+    return None
+
+
+def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
+    """The error to raise instead of ``exc`` when SciPy code choked on a traced value, else None."""
+    if getattr(exc, "_pyzygote_scipy", False):
+        return None
+    entry = _scipy_entry(exc)
+    if entry is None:
+        return None
+    module, name = entry
+    instead = _INSTEAD.get(name.rsplit(".", 1)[-1])
+    err = UnsupportedOperationError(
+        f"{module}.{name} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
+        "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "
+        + (f"Write it with numpy: {instead}." if instead else "Write this step with numpy functions.")
+        + " (scipy.special's expit, logit, log_expit, xlogy and xlog1py are traced; see README, "
+        "'What can be traced'.)"
+    )
+    err._pyzygote_scipy = True  # type: ignore[attr-defined]
+    return err
