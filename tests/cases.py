@@ -397,6 +397,51 @@ case(
     _spd_and_residual,
     f32_rtol=2e-5,
 )
+
+
+def _symmetric(rng: np.random.Generator) -> tuple[Any, ...]:
+    """A symmetric matrix with eigenvalues at least 0.3 apart (eigenvectors are smooth there)."""
+    k = int(rng.integers(2, 5))
+    q, _ = np.linalg.qr(rng.standard_normal((k, k)))
+    w = np.cumsum(rng.uniform(0.3, 1.0, k)) - 1.0
+    return ((q * w) @ q.T,)
+
+
+def _upper_read(rng: np.random.Generator) -> tuple[Any, ...]:
+    """Symmetric in its upper triangle, unrelated below it (numpy reads only one with UPLO="U")."""
+    (a,) = _symmetric(rng)
+    return (np.triu(a) + np.tril(rng.standard_normal(a.shape), -1),)
+
+
+def _eigvec_weights(k: int) -> np.ndarray:
+    return np.linspace(-1.0, 1.0, k * k).reshape(k, k) + np.eye(k)
+
+
+def _signed_eigh(a: Any, uplo: str = "L") -> tuple[Any, Any]:
+    """numpy's eigh with pyzygote's sign convention for eigenvectors."""
+    from pyzygote.primitives.linalg import signed_eigenvectors
+
+    w, v = np.linalg.eigh(a, UPLO=uplo)
+    return w, signed_eigenvectors(v)
+
+
+case("eigh", "eigenvalues", np.linalg.eigvalsh, _symmetric, f32_rtol=2e-5)
+case(
+    "eigh",
+    "eigenvectors",
+    lambda a: np.linalg.eigh(a).eigenvectors * _eigvec_weights(a.shape[0]),
+    _symmetric,
+    ref=lambda a: _signed_eigh(a)[1] * _eigvec_weights(a.shape[0]),
+    f32_rtol=1e-4,
+)
+case(
+    "eigh",
+    "upper-both",
+    lambda a: np.linalg.eigh(a, UPLO="U")[1] * np.linalg.eigh(a, UPLO="U")[0] ** 2,
+    _upper_read,
+    ref=lambda a: _signed_eigh(a, "U")[1] * _signed_eigh(a, "U")[0] ** 2,
+    f32_rtol=1e-4,
+)
 case("logabsdet", "slogdet", lambda a: np.linalg.slogdet(a)[1], lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 case("detsign", "slogdet", lambda a: np.linalg.slogdet(a)[0] * 1.0, lambda rng: (matrix()(rng),), kind="zero")
 case("detsign", "signed-det", lambda a: np.linalg.slogdet(a).sign * np.exp(np.linalg.slogdet(a).logabsdet), lambda rng: (matrix()(rng),), f32_rtol=2e-5)

@@ -634,6 +634,12 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
     if name == "PyZygote.det":
         (a,) = args
         return np.asarray(np.linalg.det(a)).astype(a.dtype)[()]
+    if name == "PyZygote.eigh_lower":
+        from pyzygote.primitives.linalg import signed_eigenvectors
+
+        (a,) = args
+        w, v = np.linalg.eigh(a)
+        return (w, signed_eigenvectors(v))
     if name == "PyZygote.cholesky_lower":
         (a,) = args
         return np.linalg.cholesky(a)
@@ -786,12 +792,17 @@ def _run_block(stmts: list[str], env: dict[str, Any]) -> tuple[Any, ...]:
         lhs, sep, rhs = stmt.partition(" = ")
         if not sep or not re.match(r"^[A-Za-z_][A-Za-z_0-9]*(, [A-Za-z_][A-Za-z_0-9]*)*$", lhs):
             raise JuliaSubsetError(f"not an assignment: {stmt!r}")
-        if lhs in env:
+        names = lhs.split(", ")
+        if any(n in env for n in names):
             raise JuliaSubsetError(f"{lhs} is assigned twice (or shadows a captured variable)")
         value = evaluate_expr(parse_expr(rhs), env)
-        if isinstance(value, ZeroDim):
-            raise JuliaSubsetError(f"a 0-dimensional array was produced by {stmt!r}")
-        env[lhs] = _check(value)
+        values = (value,) if len(names) == 1 else value
+        if len(names) > 1 and not (isinstance(value, tuple) and len(value) == len(names)):
+            raise JuliaSubsetError(f"cannot destructure {type(value).__name__} into {lhs}")
+        for n, v in zip(names, values):
+            if isinstance(v, ZeroDim):
+                raise JuliaSubsetError(f"a 0-dimensional array was produced by {stmt!r}")
+            env[n] = _check(v)
         i += 1
     raise JuliaSubsetError("no return statement")
 

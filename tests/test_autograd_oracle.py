@@ -68,6 +68,12 @@ def cholesky_slogdet(m: Any, x: Any) -> Any:
     return m.sum(chol * M_CONST) + m.linalg.slogdet(s)[1] + sign * logabs + m.sum(m.linalg.solve(chol, B_CONST) ** 2)
 
 
+def eigh(m: Any, x: Any) -> Any:
+    a = x.reshape(3, 3)
+    w, v = m.linalg.eigh(a + a.T)
+    return m.sum(w**3) + m.sum(v**2 * M_CONST) + m.sum((v * v[:1]) * M_CONST)  # sign-invariant in v
+
+
 def einsums(m: Any, x: Any) -> Any:
     a = x.reshape(3, 3)
     return m.einsum("ij,jk->", a, M_CONST * a) + m.einsum("ij,ij->", a, a @ a) + m.sum(m.einsum("ij,j->i", a, B_CONST) ** 3)
@@ -213,6 +219,7 @@ ORACLE = {
     "solve": _single(solve_sum, lambda rng: 0.3 * rng.standard_normal(9)),
     "inv_det": _single(inv_det, lambda rng: 0.3 * rng.standard_normal(9)),
     "cholesky_slogdet": _single(cholesky_slogdet, _normal(9)),
+    "eigh": _single(eigh, _normal(9)),
     "einsum": _single(einsums, _normal(9)),
     "indexing": _single(indexing, _normal(12)),
     "setitem": (setitem_np, setitem_ag, _normal(6)),

@@ -98,6 +98,8 @@ COMPOSITE_CASES = {
     "einsum-three": (lambda a, b, c: np.einsum("ij,jk,k->i", a, b, c), (M, M.T, V[:3])),
     "einsum-four-implicit": (lambda a, b: np.einsum("i,ij,jk,k", a, b, b.T, a), (V[:3], M)),
     "arc-hyperbolic": (lambda x: np.arcsinh(x) + np.arctanh(x / 3.0) + np.arccosh(x**2 + 1.5), (V,)),
+    "multi_dot": (lambda a, v: np.linalg.multi_dot([v[:3], a, a.T, a]), (M, V)),
+    "matrix_power": (lambda a: sum(np.linalg.matrix_power(a[:, :3], n) for n in (0, 1, 2, 5, -1, -3)), (M + 2.0 * np.eye(3, 4),)),
     # scipy.special's ufuncs (pyzygote/primitives/scipy_special.py)
     "expit": (lambda x: sc.expit(x * 3.0), (V,)),
     "log_expit": (lambda x: sc.log_expit(x * 3.0), (V,)),

@@ -290,6 +290,14 @@ def statistics(x: Any, m: Any) -> Any:
     )
 
 
+def normal_modes(k: Any) -> Any:
+    """A spring chain's frequencies and mode shapes: eigh of the stiffness matrix built from k."""
+    n = k.shape[0] - 1
+    stiffness = np.diag(k[:-1] + k[1:]) - np.diag(k[1:-1], 1) - np.diag(k[1:-1], -1)
+    w, v = np.linalg.eigh(stiffness)
+    return np.sqrt(w), v[:, :2] ** 2 + v[:1, :2], np.linalg.multi_dot([v.T, stiffness, v]) + np.linalg.matrix_power(stiffness, 2)[:n]
+
+
 def rng_arrays(*shapes: tuple[int, ...], seed: int = 0, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     return tuple(np.asarray(rng.uniform(-1.0, 1.0, s), dtype=dtype) for s in shapes)
@@ -314,6 +322,7 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "mixed": (mixed, rng_arrays((3, 4))),
     "numpy-composites": (numpy_composites, rng_arrays((4,), (3, 3))),
     "statistics": (statistics, rng_arrays((4,), (3, 3))),
+    "normal-modes": (normal_modes, (np.array([1.0, 2.0, 1.5, 3.0, 0.7]),)),
     "statistics-f32": (statistics, rng_arrays((4,), (3, 3), dtype=np.float32)),
     "writes-through-views": (_numpy_views, rng_arrays((6,))),
     # Transformations inside traced code: their derivative programs are part of the program.

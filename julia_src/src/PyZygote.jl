@@ -197,16 +197,77 @@ end
 
 function ChainRulesCore.rrule(::typeof(cholesky_lower), A::AbstractMatrix{<:Real})
     L = cholesky_lower(A)
+    project_A = ProjectTo(A)
     function cholesky_lower_pullback(ΔL)
         # With dL = L Φ(L⁻¹ dS L⁻ᵀ), where Φ keeps the strict lower triangle and half the
         # diagonal and dS is the symmetric matrix built from the lower triangle of dA.
+        ΔL isa ChainRulesCore.AbstractZero && return (NoTangent(), ΔL)
         P = LinearAlgebra.tril(L' * unthunk(ΔL))
-        P[LinearAlgebra.diagind(P)] ./= 2
+        P = P - LinearAlgebra.Diagonal(P) / 2
         Lt = LinearAlgebra.LowerTriangular(L)
-        M = Lt' \ (P / Lt)
-        return NoTangent(), LinearAlgebra.tril(M + M') - LinearAlgebra.Diagonal(M)
+        return NoTangent(), project_A(_lower_cotangent(Lt' \ (P / Lt)))
     end
     return L, cholesky_lower_pullback
+end
+
+# The cotangent of `A` for a symmetric-matrix cotangent `M` when only the lower triangle of `A`
+# is read: a strictly lower entry stands for two positions, a diagonal entry for one.
+_lower_cotangent(M) = LinearAlgebra.tril(M + M') - LinearAlgebra.Diagonal(M)
+
+"""
+    eigh_lower(A)
+
+numpy's `linalg.eigh`: the eigenvalues (ascending) and orthonormal eigenvectors (columns) of
+the symmetric matrix whose lower triangle is that of `A`, as a Tuple. LAPACK's drivers leave
+each eigenvector's sign open, so it is fixed as pyzygote's NumPy engine fixes it: the first
+entry of largest magnitude (to within `sqrt(eps)`) is positive. Duals go through
+ForwardDiff's `eigen(::Symmetric{<:Dual})`.
+
+It has an `rrule` for the same reason as [`cholesky_lower`](@ref): the cotangent of `A`
+lies in its lower triangle.
+"""
+function eigh_lower(A::AbstractMatrix)
+    # Densely symmetric first: ForwardDiff's `eigen(::Symmetric{<:Dual})` takes the values
+    # from the upper triangle of the parent matrix, whatever the wrapper's `uplo`.
+    S = Matrix(LinearAlgebra.Symmetric(A, :L))
+    F = LinearAlgebra.eigen(LinearAlgebra.Symmetric(S))
+    return F.values, F.vectors .* permutedims(_column_signs(F.vectors))
+end
+
+function _column_signs(V::AbstractMatrix)
+    tol = 1 - sqrt(eps(typeof(primal(first(V)))))
+    return map(axes(V, 2)) do j
+        col = primal.(view(V, :, j))
+        big = maximum(abs, col)
+        lead = col[findfirst(x -> abs(x) >= big * tol, col)]
+        return lead < 0 ? -one(eltype(V)) : one(eltype(V))
+    end
+end
+
+function ChainRulesCore.rrule(::typeof(eigh_lower), A::AbstractMatrix{<:Real})
+    w, V = eigh_lower(A)
+    project_A = ProjectTo(A)
+    function eigh_lower_pullback(Δ)
+        Δw, ΔV = _pair(Δ)
+        # With C = Vᵀ dS V: dw = diag(C) and dV = V (F ∘ C), F[i, j] = 1 / (w[j] - w[i]).
+        M = V * (_diagonal_part(Δw, w) + _rotation_part(ΔV, w, V)) * V'
+        return NoTangent(), project_A(_lower_cotangent(M))
+    end
+    return (w, V), eigh_lower_pullback
+end
+
+# Zygote hands the pullback of a Tuple a `Tangent` (or a zero when neither result is used).
+_pair(Δ::ChainRulesCore.AbstractZero) = (Δ, Δ)
+_pair(Δ) = (Δ[1], Δ[2])
+
+_diagonal_part(::ChainRulesCore.AbstractZero, w) = LinearAlgebra.Diagonal(zero(w))
+_diagonal_part(Δw, _) = LinearAlgebra.Diagonal(unthunk(Δw))
+
+_rotation_part(::ChainRulesCore.AbstractZero, _, V) = zero(V)
+function _rotation_part(ΔV, w, V)
+    C = V' * unthunk(ΔV)
+    gaps = permutedims(w) .- w
+    return map((c, g, I) -> I[1] == I[2] ? zero(c) : c / g, C, gaps, CartesianIndices(C))
 end
 
 """
@@ -219,7 +280,8 @@ logabsdet(A::AbstractMatrix) = first(LinearAlgebra.logabsdet(A))
 
 function ChainRulesCore.rrule(::typeof(logabsdet), A::AbstractMatrix{<:Real})
     F = LinearAlgebra.lu(A; check = false)
-    logabsdet_pullback(ȳ) = (NoTangent(), unthunk(ȳ) .* inv(F)')
+    project_A = ProjectTo(A)
+    logabsdet_pullback(ȳ) = (NoTangent(), project_A(unthunk(ȳ) .* inv(F)'))
     return first(LinearAlgebra.logabsdet(F)), logabsdet_pullback
 end
 

@@ -1,5 +1,5 @@
 """Linear algebra: two-operand ``einsum`` (every product), ``solve``, ``inv``, ``det``,
-``cholesky`` and ``slogdet``.
+``cholesky``, ``slogdet`` and ``eigh``.
 
 Every numpy product (``@``, ``dot``, ``inner``, ``outer``, ``tensordot``,
 ``einsum``) becomes one ``einsum`` equation with an explicit spec in which
@@ -27,7 +27,7 @@ from pyzygote.primitive import Primitive, Undefined, defjvp
 from pyzygote.tracer import as_operand
 from pyzygote.julia import codegen as jl
 
-__all__ = ["einsum", "einsum_p", "solve_p", "inv_p", "det_p", "cholesky_p", "logabsdet_p", "detsign_p"]
+__all__ = ["einsum", "einsum_p", "solve_p", "inv_p", "det_p", "cholesky_p", "logabsdet_p", "detsign_p", "eigh_p"]
 
 _LETTERS = string.ascii_lowercase + string.ascii_uppercase
 
@@ -297,6 +297,52 @@ defjvp(detsign_p, lambda g, ans, a: None)
 detsign_p.def_julia(lambda e, a: f"PyZygote.detsign({a})")
 
 
+# --- eigh ------------------------------------------------------------------------------
+# numpy's eigh reads the lower triangle (UPLO="L"), as cholesky does.  LAPACK leaves each
+# eigenvector's sign to its driver (numpy and Julia use different ones), so the IR fixes it:
+# the first entry of largest magnitude (to within sqrt(eps)) is positive, on both engines.
+eigh_p = Primitive("eigh", multiple_results=True)
+
+
+@eigh_p.def_abstract_eval
+def _eigh_aval(a: Aval) -> tuple[Aval, Aval]:
+    _square(a, "eigh")
+    return Aval(a.shape[:1], a.dtype), a
+
+
+def signed_eigenvectors(v: np.ndarray) -> np.ndarray:
+    """``v`` with each column's sign fixed: its first entry of largest magnitude is positive."""
+    mag = np.abs(v)
+    near_max = mag >= mag.max(axis=0) * (1.0 - np.sqrt(np.finfo(v.dtype).eps))
+    lead = v[np.argmax(near_max, axis=0), np.arange(v.shape[1])]
+    return v * np.where(lead < 0, -1.0, 1.0).astype(v.dtype)
+
+
+@eigh_p.def_impl
+def _eigh_impl(a: Any) -> tuple[np.ndarray, np.ndarray]:
+    w, v = np.linalg.eigh(a)
+    return w, signed_eigenvectors(v)
+
+
+def _eigh_jvp(primals: Any, tangents: Any) -> Any:
+    # C = V^T dS V: dw = diag(C), dV = V (F o C) with F[i, j] = 1 / (w[j] - w[i]) off the
+    # diagonal.  Repeated eigenvalues make F infinite: their eigenvectors are not unique.
+    (a,), (g,) = primals, tangents
+    w, v = eigh_p.bind(a)
+    n = a.shape[0]
+    below = np.tri(n, k=-1, dtype=bool)
+    dA = np.where(below, g, 0.0) + np.where(below, g, 0.0).T + np.where(np.eye(n, dtype=bool), g, 0.0)
+    c = np.matmul(np.matmul(v.T, dA), v)
+    off = np.logical_not(np.eye(n, dtype=bool))
+    gap = w[None, :] - w[:, None]
+    f = np.where(off, 1.0 / np.where(off, gap, 1.0), 0.0)
+    return (w, v), (np.diagonal(c), np.matmul(v, c * f))
+
+
+eigh_p.jvp = _eigh_jvp
+eigh_p.def_julia(lambda e, a: f"PyZygote.eigh_lower({a})")
+
+
 def _checked(prim: Primitive) -> Any:
     def handler(*args: Any) -> Any:
         ops = [as_operand(x) for x in args]
@@ -320,6 +366,29 @@ def _np_cholesky(a: Any, /, *, upper: bool = False) -> Any:
         return _checked(cholesky_p)(a)
     # numpy then reads the upper triangle: the factor of the transpose, transposed.
     return transpose(_checked(cholesky_p)(transpose(a, (1, 0))), (1, 0))
+
+
+_EIGH_RESULT = type(np.linalg.eigh(np.eye(1)))  # numpy's named tuple (eigenvalues, eigenvectors)
+
+
+def _lower_read(a: Any, uplo: str, name: str) -> Any:
+    """The matrix whose lower triangle holds the triangle numpy reads (``UPLO``)."""
+    a = as_operand(a)
+    _square(a, name)
+    if uplo not in ("L", "U"):
+        raise ValueError("UPLO argument must be 'L' or 'U'")
+    return a if uplo == "L" else transpose(a, (1, 0))
+
+
+@implements(np.linalg.eigh)
+def _np_eigh(a: Any, UPLO: str = "L") -> Any:
+    w, v = _checked(eigh_p)(_lower_read(a, UPLO, "eigh"))
+    return _EIGH_RESULT(w, v)
+
+
+@implements(np.linalg.eigvalsh)
+def _np_eigvalsh(a: Any, UPLO: str = "L") -> Any:
+    return _checked(eigh_p)(_lower_read(a, UPLO, "eigvalsh"))[0]
 
 
 _SLOGDET_RESULT = type(np.linalg.slogdet(np.eye(1)))  # numpy's named tuple (sign, logabsdet)
@@ -355,6 +424,41 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
     if isinstance(ord, (int, float)) and ord > 0 and nd_axes == 1:
         return np.sum(np.abs(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
     raise UnsupportedOperationError(f"traced np.linalg.norm does not support ord={ord!r} here")
+
+
+@implements(np.linalg.multi_dot)
+def _np_multi_dot(arrays: Any, *, out: Any = None) -> Any:
+    if out is not None:
+        raise UnsupportedOperationError("numpy.linalg.multi_dot's out= is not supported while tracing")
+    arrays = [as_operand(a) for a in arrays]
+    if len(arrays) < 2:
+        raise ValueError("Expecting at least two arrays.")
+    if any(a.ndim not in (1, 2) for a in arrays) or any(a.ndim != 2 for a in arrays[1:-1]):
+        raise ValueError("multi_dot takes 1-D or 2-D first and last arrays and 2-D arrays between them")
+    acc = arrays[0]
+    for a in arrays[1:]:
+        acc = np.matmul(acc, a)
+    return acc
+
+
+@implements(np.linalg.matrix_power)
+def _np_matrix_power(a: Any, n: Any) -> Any:
+    a = as_operand(a)
+    if not isinstance(n, (int, np.integer)):
+        raise TypeError("exponent must be an integer")
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise np.linalg.LinAlgError(f"matrix_power: the traced version needs one square matrix, got shape {a.shape}")
+    if n == 0:
+        return np.eye(a.shape[0], dtype=a.dtype)
+    base = np.linalg.inv(a) if n < 0 else a
+    n, result = abs(int(n)), None
+    while n:  # binary powering, as numpy does
+        if n & 1:
+            result = base if result is None else np.matmul(result, base)
+        n >>= 1
+        if n:
+            base = np.matmul(base, base)
+    return result if result is not a else np.copy(a)
 
 
 from pyzygote.primitives.indexing import element_positions, gather  # noqa: E402
