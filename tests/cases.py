@@ -24,6 +24,7 @@ import numpy as np
 from pyzygote.primitive import add_any
 from pyzygote.primitives.indexing import scatter_add
 from pyzygote.primitives.reduction import cumsum_p
+from pyzygote.primitives.traced_indexing import put_add
 
 __all__ = ["Case", "CASES", "ALL_CASES", "rng_for"]
 
@@ -347,6 +348,29 @@ case(
     ref=lambda v: np.bincount(_POS.ravel(), weights=v.ravel(), minlength=5).astype(v.dtype),
     eps=1.0,
 )
+
+# traced integer positions (pyzygote/primitives/traced_indexing.py); uniform draws have no ties
+_TAKE_POS = np.array([[4, 0], [4, 2]])
+case("take", "sort", lambda x: np.sort(x, axis=0), uniform(-1, 1, lo_ndim=1))
+case("take", "sort-last-axis-and-flat", lambda x: np.sort(x) * 2.0 + np.sort(x, axis=None).sum(), uniform(-1, 1, lo_ndim=1))
+case("take", "median-quantile", lambda x: np.median(x) + np.quantile(x, [0.2, 0.75]) * np.percentile(x, 40), uniform(-1, 1, lo_ndim=1))
+case("take", "median-axis", lambda x: np.median(x, axis=-1, keepdims=True) * x, fixed((3, 4)))
+case("take", "index-at-argmax", lambda x: x[np.argmax(x)] * x + x[np.argsort(x)[::-1]], fixed((5,)))
+case("take", "take-along-axis", lambda x: np.take_along_axis(x, np.argsort(x, axis=0)[:2], axis=0), fixed((3, 4)))
+case("take", "two-traced-indices", lambda x: x[np.argmin(x, axis=0) % 2, np.argmax(x, axis=1)[:1] + 1], fixed((3, 4)))
+case("take", "np-take-axis", lambda x: np.take(x, np.argmax(x, axis=1), axis=1), fixed((3, 4)))
+case(
+    "put_add",
+    "repeated-positions",
+    lambda v: put_add(v, _TAKE_POS, (5,)),
+    fixed((2, 2)),
+    ref=lambda v: np.bincount(_TAKE_POS.ravel(), weights=v.ravel(), minlength=5).astype(v.dtype),
+    eps=1.0,
+)
+case("argsort", "argsort", lambda x: np.argsort(x, axis=0) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")
+case("argsort", "flat", lambda x: np.argsort(x, axis=None) * x.ravel(), uniform(-1, 1, lo_ndim=1))
+case("argextreme", "argmax", lambda x: np.argmax(x) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")
+case("argextreme", "argmin-axis", lambda x: np.argmin(x, axis=-1) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")
 
 # linear algebra
 case("einsum", "matmul", lambda a, b: a @ b, fixed((2, 3), (3, 4)))

@@ -634,6 +634,23 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
     if name == "PyZygote.det":
         (a,) = args
         return np.asarray(np.linalg.det(a)).astype(a.dtype)[()]
+    if name == "PyZygote.take":
+        x, p = args
+        return _take_numpy_positions(x, p)
+    if name == "PyZygote.put_add":
+        v, p, dims = args
+        dims = _dims_tuple(dims)
+        out = np.zeros(dims, dtype=_dtype(v))
+        for val, pos in zip(np.ravel(np.asarray(v), order="F"), np.ravel(np.asarray(p), order="F")):
+            out.reshape(-1)[int(pos)] += val  # row-major position of the logical index
+        return out
+    if name == "PyZygote.argsort_along":
+        x, d = args
+        return np.argsort(x, axis=int(d) - 1, kind="stable").astype(np.int64)
+    if name in ("PyZygote.argmax_along", "PyZygote.argmin_along"):
+        x, d = args
+        pick = np.argmax if name.endswith("max_along") else np.argmin
+        return np.asarray(pick(x, axis=int(d) - 1), dtype=np.int64)[()]
     if name == "PyZygote.eigh_lower":
         from pyzygote.primitives.linalg import signed_eigenvectors
 
@@ -767,6 +784,17 @@ def _closure(params: list[str], body: list[str], env: dict[str, Any]) -> Callabl
         return _run_block(body, {**env, **dict(zip(params, args))})
 
     return call
+
+
+def _take_numpy_positions(x: Any, p: Any) -> Any:
+    """PyZygote.take: ``p`` holds 0-based row-major positions; Julia arrays here are numpy arrays
+    with the same logical indices, so the positions index numpy's own ravel."""
+    if not (_is_array(x) and x.ndim >= 1):
+        raise JuliaSubsetError("PyZygote.take needs an array")
+    flat = np.asarray(x).reshape(-1)
+    if np.ndim(p) == 0:
+        return flat[int(p)].astype(x.dtype)[()] if hasattr(flat[int(p)], "astype") else flat[int(p)]
+    return flat[np.asarray(p, dtype=np.int64)]
 
 
 def _run_block(stmts: list[str], env: dict[str, Any]) -> tuple[Any, ...]:

@@ -367,9 +367,9 @@ def _rotate(u: Any) -> Any:
 
 def test_unsupported_numpy_function() -> None:
     with pytest.raises(pz.UnsupportedOperationError) as info:
-        pz.gradient(lambda x: np.sum(np.sort(x)), np.ones(3))
+        pz.gradient(lambda x: np.sum(np.unique(x)), np.ones(3))
     message = str(info.value)
-    assert "numpy.sort" in message
+    assert "numpy.unique" in message
     assert "Supported numpy functions:" in message and "numpy.sin" in message and "numpy.einsum" in message
     with pytest.raises(pz.UnsupportedOperationError, match="numpy.fft.fft"):
         pz.gradient(lambda x: np.sum(np.fft.fft(x).real), np.ones(4))

@@ -100,6 +100,15 @@ COMPOSITE_CASES = {
     "arc-hyperbolic": (lambda x: np.arcsinh(x) + np.arctanh(x / 3.0) + np.arccosh(x**2 + 1.5), (V,)),
     "multi_dot": (lambda a, v: np.linalg.multi_dot([v[:3], a, a.T, a]), (M, V)),
     "matrix_power": (lambda a: sum(np.linalg.matrix_power(a[:, :3], n) for n in (0, 1, 2, 5, -1, -3)), (M + 2.0 * np.eye(3, 4),)),
+    # order statistics and traced positions (pyzygote/primitives/traced_indexing.py)
+    "sort": (lambda x: np.sort(x, axis=0) * np.sort(x, axis=None)[:4], (M,)),
+    "median": (lambda x: np.median(x) + np.median(x, axis=1, keepdims=True), (M,)),
+    "median-even": (lambda x: np.median(x[:4]), (V,)),
+    "quantile-percentile": (lambda x: np.quantile(x, [0.0, 0.3, 1.0], axis=1) + np.percentile(x, 65.0, axis=1), (M,)),
+    "argmax-index": (lambda x: x[np.argmax(x)] * x + x[np.argmin(x)], (V,)),
+    "take-along-axis": (lambda x: np.take_along_axis(x, np.argsort(-x, axis=1)[:, :2], axis=1), (M,)),
+    "take-traced": (lambda x: np.take(x, np.argsort(x[0]), axis=1), (M,)),
+    "index-from-floor": (lambda x, t: x[np.floor(t * 2.0).astype(int)] * t, (V, np.float64(1.3))),
     # scipy.special's ufuncs (pyzygote/primitives/scipy_special.py)
     "expit": (lambda x: sc.expit(x * 3.0), (V,)),
     "log_expit": (lambda x: sc.log_expit(x * 3.0), (V,)),
@@ -216,3 +225,46 @@ def test_scipy_errors_about_plain_arrays_pass_through() -> None:
 
     with pytest.raises(ValueError, match="(?i)expected square matrix"):
         pz.gradient(lambda x: np.sum(x) * scipy.linalg.inv(np.ones((2, 3)))[0, 0], np.ones(2))
+
+
+def test_sort_gradient_follows_the_order() -> None:
+    """The derivative of a sorted array moves each element's derivative to its rank."""
+    x = np.array([0.3, -2.0, 1.5, 0.1])
+    (jac,) = pz.jacobian(np.sort, x)
+    np.testing.assert_array_equal(jac, np.eye(4)[np.argsort(x)])
+    (g,) = pz.gradient(lambda v: np.median(v), x)  # even length: the mean of the middle two
+    np.testing.assert_array_equal(g, [0.5, 0.0, 0.0, 0.5])
+    ties = np.array([1.0, 1.0, 0.0])  # stable: the first of equal values sorts first
+    np.testing.assert_array_equal(pz.make_program(np.argsort, ties)(ties)[0], [2, 0, 1])
+
+
+@pytest.mark.parametrize(
+    ("f", "error", "message"),
+    [
+        (lambda x: x[x > 0], pz.UnsupportedOperationError, "boolean mask"),
+        (lambda x: x[np.argmax(x), 1:], pz.UnsupportedOperationError, "mixes traced integers with slices"),
+        (lambda x: x[x[0, 0]], IndexError, "must be of integer type"),
+        (lambda x: np.quantile(x, x[0, 0]), pz.UnsupportedOperationError, "constant quantiles"),
+        (lambda x: np.quantile(x, 0.5, method="nearest"), pz.UnsupportedOperationError, "method='linear'"),
+        (lambda x: np.percentile(x, 120.0), ValueError, r"range \[0, 100\]"),
+    ],
+)
+def test_traced_indexing_errors(f, error, message) -> None:
+    with pytest.raises(error, match=message):
+        pz.gradient(lambda x: np.sum(f(x)), M)
+
+
+def test_assignment_at_a_traced_position_is_refused_with_the_where_spelling() -> None:
+    def f(x):
+        y = np.zeros_like(x)
+        y[np.argmax(x)] = 1.0
+        return np.sum(y * x)
+
+    with pytest.raises(pz.UnsupportedOperationError, match=r"np.where\(np.arange\(n\) == i, v, y\)"):
+        pz.gradient(f, V)
+
+
+def test_out_of_bounds_traced_index_raises() -> None:
+    f = lambda x: x[np.argmax(x) + 10]  # noqa: E731
+    with pytest.raises(IndexError, match="out of bounds"):
+        pz.make_program(f, V)(V)

@@ -298,6 +298,17 @@ def normal_modes(k: Any) -> Any:
     return np.sqrt(w), v[:, :2] ** 2 + v[:1, :2], np.linalg.multi_dot([v.T, stiffness, v]) + np.linalg.matrix_power(stiffness, 2)[:n]
 
 
+def robust_statistics(x: Any, m: Any) -> Any:
+    """Order statistics and reads at traced positions (pyzygote/primitives/traced_indexing.py)."""
+    ranks = np.argsort(np.argsort(x))
+    return (
+        np.sort(x) * 2.0 + np.median(x) + x[np.argmax(x)] * x[ranks],
+        np.quantile(m, [0.25, 0.5], axis=0) + np.percentile(m, 90, axis=1, keepdims=True)[:2],
+        np.take_along_axis(m, np.argsort(m, axis=1), axis=1) + m[np.argmin(m, axis=0), np.array([0, 1, 2])],
+        np.take(m, np.argmax(m, axis=0), axis=0).sum() + np.argmax(m) * 1.0 + np.floor(x * 2.0).astype(np.int64).sum(),
+    )
+
+
 def rng_arrays(*shapes: tuple[int, ...], seed: int = 0, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     return tuple(np.asarray(rng.uniform(-1.0, 1.0, s), dtype=dtype) for s in shapes)
@@ -323,6 +334,8 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "numpy-composites": (numpy_composites, rng_arrays((4,), (3, 3))),
     "statistics": (statistics, rng_arrays((4,), (3, 3))),
     "normal-modes": (normal_modes, (np.array([1.0, 2.0, 1.5, 3.0, 0.7]),)),
+    "robust-statistics": (robust_statistics, rng_arrays((5,), (3, 3))),
+    "robust-statistics-f32": (robust_statistics, rng_arrays((5,), (3, 3), dtype=np.float32)),
     "statistics-f32": (statistics, rng_arrays((4,), (3, 3), dtype=np.float32)),
     "writes-through-views": (_numpy_views, rng_arrays((6,))),
     # Transformations inside traced code: their derivative programs are part of the program.

@@ -239,8 +239,11 @@ def test_linear_primitive_transpose_by_dot_product(name: str) -> None:
             for k, v in enumerate(eqn.inputs):
                 if not v.aval.is_float or not hasattr(v, "uid"):
                     continue
+                # Integer operands are positions (take, put_add) into the array the equation reads or makes.
+                size = int(np.prod(eqn.params.get("shape", eqn.inputs[0].aval.shape)))
                 vals = [np.asarray(rng.standard_normal(a.aval.shape)).astype(a.aval.dtype) if a.aval.is_float
                         else (rng.random(a.aval.shape) < 0.5) if a.aval.dtype == np.bool_
+                        else rng.integers(0, size, a.aval.shape) if hasattr(a, "uid")
                         else a.value for a in eqn.inputs]
                 if k not in LINEAR_IN.get(name, (k,)):
                     continue  # e.g. solve is linear in b only, div in its numerator only

@@ -97,6 +97,95 @@ function ChainRulesCore.rrule(::typeof(scatter_add), v, idx, sz::Dims)
 end
 
 """
+    take(x, p)
+
+numpy's `x.ravel()[p]` for positions known only at run time (traced integers, such as
+`argsort` results): each entry of `p` is a 0-based row-major flat position in `x`, and the
+result has the size of `p` (a number for an integer `p`).
+
+It has an `rrule` whose pullback adds the cotangent back at the same positions with
+[`put_add`](@ref).
+"""
+take(x::AbstractArray, p::Integer) = x[_linear_index(size(x), p)]
+function take(x::AbstractArray, p::AbstractArray{<:Integer})
+    return map(k -> x[_linear_index(size(x), k)], p)
+end
+
+function ChainRulesCore.rrule(::typeof(take), x::AbstractArray, p)
+    project_x = ProjectTo(x)
+    function take_pullback(ȳ)
+        return NoTangent(), project_x(put_add(unthunk(ȳ), p, size(x))), NoTangent()
+    end
+    return take(x, p), take_pullback
+end
+
+# The Julia linear index of the element at 0-based row-major flat position `p` in an array of
+# size `sz`: row-major positions of `sz` are column-major positions of `reverse(sz)`.
+function _linear_index(sz::Dims, p::Integer)
+    0 <= p < prod(sz) || throw(BoundsError(CartesianIndices(sz), p + 1))
+    flipped = Tuple(CartesianIndices(reverse(sz))[p + 1])
+    return LinearIndices(sz)[reverse(flipped)...]
+end
+
+"""
+    put_add(v, p, sz::Dims)
+
+Zeros of size `sz` into which each `v[k]` is added at the 0-based row-major flat position
+`p[k]` (repeated positions accumulate); a number `v` goes with an integer `p`. The transpose
+of [`take`](@ref), with an `rrule` whose pullback is `take`.
+"""
+put_add(v::Number, p::Integer, sz::Dims) = put_add(fill(v), fill(p), sz)
+
+function put_add(v::AbstractArray, p::AbstractArray{<:Integer}, sz::Dims)
+    y = zeros(eltype(v), sz)
+    for k in eachindex(v, p)
+        y[_linear_index(sz, p[k])] += v[k]
+    end
+    return y
+end
+
+function ChainRulesCore.rrule(::typeof(put_add), v, p, sz::Dims)
+    project_v = ProjectTo(v)
+    function put_add_pullback(ȳ)
+        return NoTangent(), project_v(take(unthunk(ȳ), p)), NoTangent(), NoTangent()
+    end
+    return put_add(v, p, sz), put_add_pullback
+end
+
+"""
+    argsort_along(x, d)
+
+numpy's `argsort(x, axis = d - 1, kind = "stable")`: for each slice along dimension `d`, the
+0-based positions along `d` that sort it. It compares values only (see [`primal`](@ref)),
+and `sortperm` keeps equal values in their order, as numpy's stable sort does.
+"""
+function argsort_along(x::AbstractArray, d::Integer)
+    perm = sortperm(primal.(x); dims = d)
+    cartesian = CartesianIndices(x)
+    return map(k -> cartesian[k][d] - 1, perm)
+end
+
+"""
+    argmax_along(x, d), argmin_along(x, d)
+
+numpy's `argmax(x, axis = d - 1)` and `argmin`: the 0-based position along dimension `d` of
+the first largest (smallest) value of each slice, or of its first NaN, as in numpy. A vector
+gives a number.
+"""
+argmax_along(x::AbstractArray, d::Integer) = _arg_along(argmax, x, d)
+argmin_along(x::AbstractArray, d::Integer) = _arg_along(argmin, x, d)
+
+function _arg_along(pick, x::AbstractArray, d::Integer)
+    v = primal.(x)
+    ndims(x) == 1 && return pick(v) - 1
+    return dropdims(map(I -> I[d] - 1, pick(v; dims = d)); dims = d)
+end
+
+ChainRulesCore.@non_differentiable argsort_along(::Any, ::Any)
+ChainRulesCore.@non_differentiable argmax_along(::Any, ::Any)
+ChainRulesCore.@non_differentiable argmin_along(::Any, ::Any)
+
+"""
     select(c::Bool, x, y)
 
 numpy's `where(c, x, y)` for one element, used as `PyZygote.select.(c, x, y)`. It is
@@ -234,13 +323,15 @@ function eigh_lower(A::AbstractMatrix)
     return F.values, F.vectors .* permutedims(_column_signs(F.vectors))
 end
 
+# Plain numbers (not duals), so that multiplying by them keeps the partials as they are.
 function _column_signs(V::AbstractMatrix)
-    tol = 1 - sqrt(eps(typeof(primal(first(V)))))
+    T = typeof(primal(zero(eltype(V))))
+    tol = 1 - sqrt(eps(T))
     return map(axes(V, 2)) do j
         col = primal.(view(V, :, j))
         big = maximum(abs, col)
         lead = col[findfirst(x -> abs(x) >= big * tol, col)]
-        return lead < 0 ? -one(eltype(V)) : one(eltype(V))
+        return lead < 0 ? -one(T) : one(T)
     end
 end
 
@@ -248,7 +339,8 @@ function ChainRulesCore.rrule(::typeof(eigh_lower), A::AbstractMatrix{<:Real})
     w, V = eigh_lower(A)
     project_A = ProjectTo(A)
     function eigh_lower_pullback(Δ)
-        Δw, ΔV = _pair(Δ)
+        Δ isa ChainRulesCore.AbstractZero && return (NoTangent(), Δ)
+        Δw, ΔV = _pair(unthunk(Δ))
         # With C = Vᵀ dS V: dw = diag(C) and dV = V (F ∘ C), F[i, j] = 1 / (w[j] - w[i]).
         M = V * (_diagonal_part(Δw, w) + _rotation_part(ΔV, w, V)) * V'
         return NoTangent(), project_A(_lower_cotangent(M))
@@ -256,8 +348,7 @@ function ChainRulesCore.rrule(::typeof(eigh_lower), A::AbstractMatrix{<:Real})
     return (w, V), eigh_lower_pullback
 end
 
-# Zygote hands the pullback of a Tuple a `Tangent` (or a zero when neither result is used).
-_pair(Δ::ChainRulesCore.AbstractZero) = (Δ, Δ)
+# Zygote hands the pullback of a Tuple a `Tangent` whose unused entries are zeros.
 _pair(Δ) = (Δ[1], Δ[2])
 
 _diagonal_part(::ChainRulesCore.AbstractZero, w) = LinearAlgebra.Diagonal(zero(w))

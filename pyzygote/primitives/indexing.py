@@ -101,11 +101,13 @@ def _check_static(index: Any) -> tuple[Any, bool]:
     basic = True
     for item in items:
         if isinstance(item, Tracer):
+            if item.dtype.kind == "f":
+                raise IndexError("arrays used as indices must be of integer type (a traced float index: use .astype(int))")
             raise UnsupportedOperationError(
-                "indexing with a traced value depends on the data and cannot be traced; "
-                "use np.where for masks, or index with constant integers or arrays (arguments of a "
-                "differentiated function are traced, Python ints included: pass an index through a "
-                "closure or functools.partial)"
+                "this use of a traced index depends on the data and cannot be traced: a traced boolean "
+                "mask selects a data-dependent number of elements (use np.where(mask, x, 0.0)), and "
+                "assigning at a traced position is not supported (use np.where(np.arange(n) == i, v, y)). "
+                "Reading at traced integer positions works: x[i], x[i, j], np.take, np.take_along_axis"
             )
         if isinstance(item, (list, np.ndarray)):
             basic = False
@@ -117,6 +119,11 @@ def _check_static(index: Any) -> tuple[Any, bool]:
 @implements("getitem")
 def _getitem(x: Any, index: Any) -> Any:
     x = as_operand(x)
+    items = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(item, Tracer) and item.dtype.kind in "iu" for item in items):
+        from pyzygote.primitives.traced_indexing import traced_getitem
+
+        return traced_getitem(x, index)
     index, basic = _check_static(index)
     positions = element_positions(x.shape)[index]
     return gather(x, np.asarray(positions), index if basic else None)
@@ -171,8 +178,9 @@ def _rearrangement(func: Callable[..., Any]) -> Callable[..., Any]:
     return handler
 
 
-for _f in (np.flip, np.fliplr, np.flipud, np.roll, np.diagonal, np.take, np.rot90, np.repeat, np.tile):
+for _f in (np.flip, np.fliplr, np.flipud, np.roll, np.diagonal, np.rot90, np.repeat, np.tile):
     implements(_f)(_rearrangement(_f))
+take_static = _rearrangement(np.take)  # traced indices: pyzygote.primitives.traced_indexing
 
 
 @implements(np.diag)

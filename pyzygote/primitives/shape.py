@@ -380,11 +380,9 @@ def _np_copy(a: Any, *args: Any, dtype: Any = None, **kwargs: Any) -> Any:
 @implements("astype")
 def _astype(a: Any, dtype: Any) -> Any:
     dtype = np.dtype(dtype)
-    if dtype.kind not in "fb":
-        raise TypeError(
-            f"astype({dtype}) on a traced array would truncate it to {dtype.kind!r} values; "
-            "use np.floor/np.round if that is intended"
-        )
+    if dtype.kind not in "fbiu":
+        raise TypeError(f"astype({dtype}) of a traced array: only float, integer and bool types can be traced")
+    # To integers numpy truncates toward zero: piecewise constant, no derivative (an index).
     return convert(as_operand(a), dtype)
 
 

@@ -1,0 +1,348 @@
+"""Indexing with traced integers: ``take``/``put_add``, ``argsort``, ``argmax``/``argmin``.
+
+:mod:`pyzygote.primitives.indexing` resolves constant indices at trace time.
+Indices that depend on the data (``np.argsort(x)``, ``np.argmax(y)``, an index
+computed from a traced value) are operands instead: ``take`` reads a flat
+array at 0-based row-major positions given at run time, and ``put_add``, its
+transpose, adds values back at such positions.  On top of them, numpy's
+``sort``, ``median``, ``quantile``/``percentile``, ``take_along_axis``,
+``take`` and ``x[i]`` with traced integers are compositions.  Sorting is
+stable on both engines (numpy's ``kind="stable"``, Julia's ``sortperm``) and
+compares values only, so ties are ordered the same way.
+
+>>> import numpy as np, pyzygote as pz
+>>> pz.gradient(lambda x: np.median(x), np.array([3.0, 1.0, 2.0]))[0]
+array([0., 0., 1.])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.ir import Aval
+from pyzygote.numpy_api import implements
+from pyzygote.primitive import Primitive, Undefined, defjvp
+from pyzygote.primitives.shape import normalize_axis
+from pyzygote.tracer import Tracer, as_operand
+
+__all__ = ["take", "put_add", "argsort", "argextreme", "take_p", "put_add_p", "argsort_p", "argextreme_p"]
+
+_INT = np.dtype(np.int64)
+
+
+def _positions(idx: Any, size: int) -> np.ndarray:
+    idx = np.asarray(idx)
+    if idx.size and (idx.min() < 0 or idx.max() >= size):
+        bad = idx[(idx < 0) | (idx >= size)].flat[0]
+        raise IndexError(f"index {bad} is out of bounds for a traced array of {size} elements")
+    return idx
+
+
+# --- take: x.ravel()[idx] -------------------------------------------------------------------
+take_p = Primitive("take")
+
+
+@take_p.def_abstract_eval
+def _take_aval(x: Aval, idx: Aval) -> Aval:
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"take needs integer positions, got {idx.dtype}")
+    return Aval(idx.shape, x.dtype)
+
+
+@take_p.def_impl
+def _take_impl(x: Any, idx: Any) -> Any:
+    x = np.asarray(x)
+    return x.reshape(-1)[_positions(idx, x.size)]
+
+
+defjvp(take_p, lambda g, ans, x, idx: take_p.bind(g, idx), None)
+
+
+@take_p.def_transpose
+def _take_transpose(ct: Any, x: Any, idx: Any) -> tuple[Any, None]:
+    if isinstance(idx, Undefined):
+        raise TypeError("take is linear only in the array it reads")
+    return put_add(ct, idx, x.aval.shape), None
+
+
+@take_p.def_julia
+def _take_julia(e: Any, x: Any, idx: Any) -> str:
+    if x.aval.ndim == 0:  # a 0-d array is a Julia number; every valid position is 0
+        return x if idx.aval.ndim == 0 else f"fill({x}, size({idx}))"
+    return f"PyZygote.take({x}, {idx})"
+
+
+def take(x: Any, idx: Any) -> Any:
+    """``x.ravel()[idx]`` for integer positions ``idx`` that may be traced."""
+    return take_p.bind(as_operand(x), as_operand(idx).astype(_INT))
+
+
+# --- put_add: zeros(shape) with v added at positions idx ----------------------------------
+put_add_p = Primitive("put_add")
+
+
+@put_add_p.def_abstract_eval
+def _put_add_aval(v: Aval, idx: Aval, *, shape: tuple[int, ...]) -> Aval:
+    if v.shape != idx.shape:
+        raise ValueError(f"put_add needs values of the shape of the positions {idx.shape}, got {v.shape}")
+    return Aval(shape, v.dtype)
+
+
+@put_add_p.def_impl
+def _put_add_impl(v: Any, idx: Any, *, shape: tuple[int, ...]) -> np.ndarray:
+    v = np.asarray(v)
+    out = np.zeros(int(np.prod(shape, dtype=np.int64)), v.dtype)
+    np.add.at(out, _positions(idx, out.size).ravel(), v.ravel())
+    return out.reshape(shape)
+
+
+defjvp(put_add_p, lambda g, ans, v, idx, *, shape: put_add_p.bind(g, idx, shape=shape), None)
+
+
+@put_add_p.def_transpose
+def _put_add_transpose(ct: Any, v: Any, idx: Any, *, shape: tuple[int, ...]) -> tuple[Any, None]:
+    if isinstance(idx, Undefined):
+        raise TypeError("put_add is linear only in the values it adds")
+    return take(ct, idx), None
+
+
+@put_add_p.def_julia
+def _put_add_julia(e: Any, v: Any, idx: Any, *, shape: tuple[int, ...]) -> str:
+    from pyzygote.julia.codegen import jtuple
+
+    if not shape:
+        return v if v.aval.ndim == 0 else f"sum({v})"
+    return f"PyZygote.put_add({v}, {idx}, {jtuple(tuple(int(s) for s in shape))})"
+
+
+def put_add(v: Any, idx: Any, shape: tuple[int, ...]) -> Any:
+    return put_add_p.bind(v, idx, shape=tuple(int(s) for s in shape))
+
+
+# --- argsort and argmax/argmin: integer results, no derivative ---------------------------
+def _no_derivative(prim: Primitive) -> None:
+    prim.jvp = lambda primals, tangents, **params: (prim.bind(*primals, **params), None)
+
+
+argsort_p = Primitive("argsort")
+argsort_p.def_abstract_eval(lambda x, *, axis: Aval(x.shape, _INT))
+argsort_p.def_impl(lambda x, *, axis: np.argsort(x, axis=axis, kind="stable").astype(_INT))
+_no_derivative(argsort_p)
+argsort_p.def_julia(lambda e, x, *, axis: f"PyZygote.argsort_along({x}, {axis + 1})")
+
+
+def argsort(x: Any, axis: int) -> Any:
+    x = as_operand(x)
+    return argsort_p.bind(x, axis=normalize_axis(axis, x.ndim))
+
+
+argextreme_p = Primitive("argextreme")
+argextreme_p.def_abstract_eval(lambda x, *, axis, which: Aval(x.shape[:axis] + x.shape[axis + 1 :], _INT))
+argextreme_p.def_impl(
+    lambda x, *, axis, which: np.asarray((np.argmax if which == "max" else np.argmin)(x, axis=axis), _INT)[()]
+)
+_no_derivative(argextreme_p)
+_JULIA_ARG = {"max": "PyZygote.argmax_along", "min": "PyZygote.argmin_along"}
+argextreme_p.def_julia(lambda e, x, *, axis, which: f"{_JULIA_ARG[which]}({x}, {axis + 1})")
+
+
+def argextreme(x: Any, axis: int, which: str) -> Any:
+    x = as_operand(x)
+    if x.shape[axis] == 0:
+        raise ValueError(f"attempt to get arg{which} of an empty sequence")
+    return argextreme_p.bind(x, axis=axis, which=which)
+
+
+# --- numpy functions ------------------------------------------------------------------------
+def _flat_axis(x: Any, axis: Any) -> tuple[Any, int]:
+    """``x`` and a normalized axis; ``axis=None`` means the raveled array, as in numpy."""
+    x = as_operand(x)
+    if axis is None:
+        return np.ravel(x), 0
+    return x, normalize_axis(axis, x.ndim)
+
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+    return [int(np.prod(shape[k + 1 :], dtype=np.int64)) for k in range(len(shape))]
+
+
+def _along_axis_positions(shape: tuple[int, ...], idx: Any, axis: int) -> Any:
+    """Flat positions of ``take_along_axis``: ``idx`` along ``axis``, the own index elsewhere."""
+    strides = _strides(shape)
+    grid = np.indices(idx.shape, dtype=np.int64)
+    fixed = sum(grid[k] * strides[k] for k in range(len(shape)) if k != axis)
+    return idx * strides[axis] + fixed
+
+
+def _wrapped(idx: Any, n: int) -> Any:
+    """Negative indices count from the end, as numpy's do."""
+    idx = as_operand(idx)
+    if idx.dtype.kind not in "iu":
+        raise IndexError("arrays used as indices must be of integer type")
+    return np.where(idx < 0, idx + n, idx).astype(_INT)
+
+
+@implements(np.take_along_axis)
+def _np_take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
+    arr, axis = _flat_axis(arr, axis)
+    indices = as_operand(indices)
+    if indices.ndim != arr.ndim:
+        raise ValueError("`indices` and `arr` must have the same number of dimensions")
+    shape = tuple(max(a, 1) if i == axis else a for i, a in enumerate(arr.shape))
+    indices = np.broadcast_to(indices, tuple(i if k == axis else shape[k] for k, i in enumerate(indices.shape)))
+    return take(arr, _along_axis_positions(arr.shape, _wrapped(indices, arr.shape[axis]), axis))
+
+
+@implements(np.argsort)
+def _np_argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> Any:
+    if order is not None:
+        raise UnsupportedOperationError("numpy.argsort's order= is for structured arrays, which cannot be traced")
+    a, axis = _flat_axis(a, axis)
+    return argsort(a, axis)
+
+
+@implements(np.sort)
+def _np_sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> Any:
+    if order is not None:
+        raise UnsupportedOperationError("numpy.sort's order= is for structured arrays, which cannot be traced")
+    a, axis = _flat_axis(a, axis)
+    return np.take_along_axis(a, argsort(a, axis), axis)
+
+
+def _arg_handler(which: str) -> Any:
+    def handler(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
+        if out is not None:
+            raise UnsupportedOperationError(f"numpy.arg{which}'s out= is not supported while tracing")
+        flat, ax = _flat_axis(a, axis)
+        result = argextreme(flat, ax, which)
+        if keepdims:
+            kept = [1] * np.ndim(a) if axis is None else list(flat.shape[:ax]) + [1] + list(flat.shape[ax + 1 :])
+            result = np.reshape(result, kept)
+        return result
+
+    return handler
+
+
+implements(np.argmax)(_arg_handler("max"))
+implements(np.argmin)(_arg_handler("min"))
+
+
+def _sorted_along(a: Any, axis: Any) -> tuple[Any, int]:
+    a, axis = _flat_axis(a, axis)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    return np.sort(a, axis=axis), axis
+
+
+def _quantile_sorted(s: Any, q: np.ndarray, axis: int) -> Any:
+    """numpy's default ("linear") quantiles of ``s``, sorted along ``axis``, at constant ``q``."""
+    n = s.shape[axis]
+    if n == 0:
+        raise ValueError("quantiles of an empty array")
+    pos = q * (n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).astype(s.dtype)
+    below = np.take(s, lo.ravel(), axis=axis)
+    above = np.take(s, hi.ravel(), axis=axis)
+    shape = [1] * s.ndim
+    shape[axis] = lo.size
+    frac = frac.reshape(shape)
+    # numpy's own interpolation (_lerp): from the nearer end, so that it is exact at both.
+    diff = above - below
+    out = np.where(frac >= 0.5, above - diff * (1.0 - frac), below + diff * frac)
+    out = np.moveaxis(out, axis, 0)
+    return np.reshape(out, q.shape + out.shape[1:])
+
+
+def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str, scale: float) -> Any:
+    if method != "linear":
+        raise UnsupportedOperationError(f"numpy.{name} supports method='linear' (the default) while tracing")
+    if isinstance(q, Tracer):
+        raise UnsupportedOperationError(f"numpy.{name} needs constant quantiles q while tracing")
+    # numpy's result type: a Python float q is weak (float32 data stay float32), an array q is not.
+    q_type = q if isinstance(q, (int, float)) else np.asarray(q).dtype
+    q = np.asarray(q, dtype=np.float64) / scale
+    if np.any((q < 0) | (q > 1)) or np.any(np.isnan(q)):
+        raise ValueError(f"{'Percentiles' if scale == 100 else 'Quantiles'} must be in the range [0, {scale:g}]")
+    orig = as_operand(a)
+    s, ax = _sorted_along(orig, axis)
+    s = s.astype(np.result_type(s.dtype, q_type))
+    out = _quantile_sorted(s, q, ax)
+    if keepdims:
+        if axis is None:
+            out = np.reshape(out, q.shape + (1,) * orig.ndim)
+        else:
+            out = np.expand_dims(out, q.ndim + ax)
+    return out
+
+
+@implements(np.quantile)
+def _np_quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
+    if out is not None or kw:
+        raise UnsupportedOperationError("numpy.quantile's out= and weights are not supported while tracing")
+    return _quantile(a, q, axis, keepdims, method, "quantile", 1.0)
+
+
+@implements(np.percentile)
+def _np_percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
+    if out is not None or kw:
+        raise UnsupportedOperationError("numpy.percentile's out= and weights are not supported while tracing")
+    return _quantile(a, q, axis, keepdims, method, "percentile", 100.0)
+
+
+@implements(np.median)
+def _np_median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, keepdims: bool = False) -> Any:
+    if out is not None:
+        raise UnsupportedOperationError("numpy.median's out= is not supported while tracing")
+    if isinstance(axis, (tuple, list)):
+        raise UnsupportedOperationError("numpy.median over several axes is not supported while tracing")
+    orig = as_operand(a)
+    s, ax = _sorted_along(orig, axis)
+    n = s.shape[ax]
+    if n == 0:
+        raise ValueError("median of an empty array")
+    mid = np.take(s, [(n - 1) // 2, n // 2], axis=ax)
+    out = np.mean(mid, axis=ax)  # numpy's: the mean of the middle one or two
+    if keepdims:
+        out = np.reshape(out, (1,) * orig.ndim) if axis is None else np.expand_dims(out, ax)
+    return out
+
+
+# --- indexing with traced integers -----------------------------------------------------------
+def traced_getitem(x: Any, index: Any) -> Any:
+    """``x[i, j, ...]`` where each item is an integer, an integer array or a traced integer:
+    numpy's advanced indexing, whose result has the broadcast shape of the items followed
+    by the dimensions they do not index."""
+    items = index if isinstance(index, tuple) else (index,)
+    if len(items) > x.ndim:
+        raise IndexError(f"too many indices for array: array is {x.ndim}-dimensional, but {len(items)} were indexed")
+    for item in items:
+        if isinstance(item, (slice, type(None), type(Ellipsis))) or (isinstance(item, np.ndarray) and item.dtype == bool):
+            raise UnsupportedOperationError(
+                "an index that mixes traced integers with slices, None, ... or masks is not supported; "
+                "index with traced integers alone (x[i] or x[i, j]), or use np.take_along_axis"
+            )
+    strides = _strides(x.shape)
+    pos = sum(_wrapped(item, x.shape[k]) * strides[k] for k, item in enumerate(items))
+    tail = np.arange(strides[len(items) - 1], dtype=np.int64).reshape(x.shape[len(items) :])
+    flat = np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail
+    return take(x, flat)
+
+
+@implements(np.take)
+def _np_take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str = "raise") -> Any:
+    from pyzygote.primitives.indexing import take_static
+
+    if out is not None or mode != "raise":
+        raise UnsupportedOperationError("numpy.take supports neither out= nor mode= while tracing")
+    if not isinstance(indices, Tracer):
+        return take_static(a, indices, axis=axis)
+    a, axis = _flat_axis(a, axis)
+    moved = traced_getitem(np.moveaxis(a, axis, 0), indices)
+    m = np.ndim(indices)
+    perm = list(range(m, m + axis)) + list(range(m)) + list(range(m + axis, moved.ndim))
+    return np.transpose(moved, perm)
