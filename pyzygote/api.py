@@ -87,7 +87,8 @@ def _require_finite(v: Any, what: str, value: Any = None) -> None:
             f"{what} contains NaN or inf{at}. "
             "Check for log/sqrt/division at zero or overflow in the function. np.where does not "
             "shield the discarded branch's derivative: make its input safe too, as in "
-            "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0)."
+            "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0). Eigenvectors from np.linalg.eigh "
+            "have infinite derivatives where eigenvalues repeat."
         )
 
 

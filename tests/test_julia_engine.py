@@ -429,6 +429,23 @@ def test_auxiliary_outputs_match_numpy() -> None:
     assert_close(gx, 2 * x)
 
 
+def test_order_statistics_at_ties_signed_zeros_and_nans_match_numpy() -> None:
+    # Julia orders -0.0 before 0.0 and ForwardDiff 1 orders tied duals by their partials;
+    # numpy does neither, so PyZygote sorts on plain values with the zeros made equal.
+    x = np.array([0.0, -0.0, 1.0, 1.0, -2.0, np.nan, 1.0])
+    for f in (np.argsort, lambda v: np.argmax(v[:5]), lambda v: np.argmin(v[:5]), lambda v: np.argmax(v)):
+        prog = pz.make_program(f, x)
+        assert_close(get_engine("julia").evaluate(prog, (x,))[0], NumpyEngine().evaluate(prog, (x,))[0])
+    y = x[:5]
+
+    def loss(v: Any) -> Any:
+        return np.sum(np.sort(v) * np.arange(5.0)) + np.median(v) + v[np.argmax(v)]
+
+    assert_trees_close(pz.gradient(loss, y, engine="julia"), pz.gradient(loss, y, engine="numpy"))
+    assert_close(pz.jvp(loss, (y,), (np.arange(5.0),), engine="julia")[1], pz.jvp(loss, (y,), (np.arange(5.0),), engine="numpy")[1])
+    assert_close(pz.hessian(lambda v: loss(v) ** 2, y, engine="julia"), pz.hessian(lambda v: loss(v) ** 2, y, engine="numpy"))
+
+
 def test_structured_hessian_matches_numpy() -> None:
     def f(p: Any) -> Any:
         return np.sum(np.tanh(p["A"] @ p["v"]) ** 2) * p["c"]

@@ -113,8 +113,10 @@ end
 
 function ChainRulesCore.rrule(::typeof(take), x::AbstractArray, p)
     project_x = ProjectTo(x)
+    sz = size(x)
     function take_pullback(ȳ)
-        return NoTangent(), project_x(put_add(unthunk(ȳ), p, size(x))), NoTangent()
+        ȳ isa ChainRulesCore.AbstractZero && return (NoTangent(), ȳ, NoTangent())
+        return NoTangent(), project_x(put_add(unthunk(ȳ), p, sz)), NoTangent()
     end
     return take(x, p), take_pullback
 end
@@ -122,7 +124,10 @@ end
 # The Julia linear index of the element at 0-based row-major flat position `p` in an array of
 # size `sz`: row-major positions of `sz` are column-major positions of `reverse(sz)`.
 function _linear_index(sz::Dims, p::Integer)
-    0 <= p < prod(sz) || throw(BoundsError(CartesianIndices(sz), p + 1))
+    if !(0 <= p < prod(sz))
+        msg = "position $p (0-based) is out of bounds for an array of $(prod(sz)) elements"
+        throw(ArgumentError(msg))
+    end
     flipped = Tuple(CartesianIndices(reverse(sz))[p + 1])
     return LinearIndices(sz)[reverse(flipped)...]
 end
@@ -147,7 +152,8 @@ end
 function ChainRulesCore.rrule(::typeof(put_add), v, p, sz::Dims)
     project_v = ProjectTo(v)
     function put_add_pullback(ȳ)
-        return NoTangent(), project_v(take(unthunk(ȳ), p)), NoTangent(), NoTangent()
+        v̄ = ȳ isa ChainRulesCore.AbstractZero ? ȳ : project_v(take(unthunk(ȳ), p))
+        return NoTangent(), v̄, NoTangent(), NoTangent()
     end
     return put_add(v, p, sz), put_add_pullback
 end
@@ -156,13 +162,29 @@ end
     argsort_along(x, d)
 
 numpy's `argsort(x, axis = d - 1, kind = "stable")`: for each slice along dimension `d`, the
-0-based positions along `d` that sort it. It compares values only (see [`primal`](@ref)),
-and `sortperm` keeps equal values in their order, as numpy's stable sort does.
+0-based positions along `d` that sort it. It compares values only, as numpy does (see
+[`_sort_key`](@ref)), and `sortperm` keeps equal values in their order, as numpy's stable
+sort does.
 """
 function argsort_along(x::AbstractArray, d::Integer)
-    perm = sortperm(primal.(x); dims = d)
+    v = map(_sort_key, x)
+    # `sortperm(v; dims)` of a vector reaches `sort!` with a `dims` keyword, which vectors'
+    # `sort!` does not take (JuliaLang/julia#55370).
+    ndims(v) == 1 && return sortperm(v) .- 1
     cartesian = CartesianIndices(x)
-    return map(k -> cartesian[k][d] - 1, perm)
+    return map(k -> cartesian[k][d] - 1, sortperm(v; dims = d))
+end
+
+"""
+    _sort_key(x)
+
+The plain number under any ForwardDiff duals (ForwardDiff 1 orders tied duals by their
+partials), with `-0.0` as `0.0`: `isless(-0.0, 0.0)` holds in Julia, while numpy's sorts and
+`argmax` treat the two zeros as equal.
+"""
+function _sort_key(x::Real)
+    v = primal(x)
+    return iszero(v) ? zero(v) : v
 end
 
 """
@@ -176,7 +198,7 @@ argmax_along(x::AbstractArray, d::Integer) = _arg_along(argmax, x, d)
 argmin_along(x::AbstractArray, d::Integer) = _arg_along(argmin, x, d)
 
 function _arg_along(pick, x::AbstractArray, d::Integer)
-    v = primal.(x)
+    v = map(_sort_key, x)
     ndims(x) == 1 && return pick(v) - 1
     return dropdims(map(I -> I[d] - 1, pick(v; dims = d)); dims = d)
 end
