@@ -13,15 +13,19 @@ arguments as numpy would and must return tracers or numpy arrays.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
 
-__all__ = ["HANDLERS", "implements", "is_supported", "supported_names", "lookup"]
+__all__ = ["HANDLERS", "implements", "implements_scipy_ufunc", "is_supported", "supported_names", "lookup"]
 
 HANDLERS: dict[Any, Callable[..., Any]] = {}
+# scipy.special's ufuncs by name: registered when first met, so that importing pyzygote does
+# not import scipy.special (whoever calls one has imported it).
+SCIPY_UFUNCS: dict[str, Callable[..., Any]] = {}
 
 
 def implements(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -35,9 +39,28 @@ def implements(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]
     return register
 
 
+def implements_scipy_ufunc(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a handler for the ufunc ``scipy.special.<name>``."""
+
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        SCIPY_UFUNCS[name] = handler
+        return handler
+
+    return register
+
+
+def _handler(func: Any) -> Callable[..., Any] | None:
+    handler = HANDLERS.get(func)
+    if handler is None and isinstance(func, np.ufunc) and func.__name__ in SCIPY_UFUNCS:
+        special = sys.modules.get("scipy.special")
+        if special is not None and getattr(special, func.__name__, None) is func:
+            handler = HANDLERS[func] = SCIPY_UFUNCS[func.__name__]
+    return handler
+
+
 def is_supported(func: Any) -> bool:
     _load_families()
-    return func in HANDLERS
+    return _handler(func) is not None
 
 
 def _name(func: Any) -> str:
@@ -53,11 +76,12 @@ def _name(func: Any) -> str:
 
 def supported_names() -> list[str]:
     _load_families()
-    return sorted({_name(f) for f in HANDLERS if not isinstance(f, str)})
+    scipy = {f"scipy.special.{name}" for name in SCIPY_UFUNCS}
+    return sorted({_name(f) for f in HANDLERS if not isinstance(f, str) and _name(f) not in scipy} | scipy)
 
 
 def lookup(func: Any) -> Callable[..., Any]:
-    handler = HANDLERS.get(func)
+    handler = _handler(func)
     if handler is None:
         raise UnsupportedOperationError(
             f"pyzygote cannot trace {_name(func)}: no rule is registered for it. "

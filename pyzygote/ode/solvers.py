@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-from scipy.integrate import BDF, DOP853, LSODA, RK45, OdeSolution, Radau
+
+if TYPE_CHECKING:
+    from scipy.integrate import OdeSolution
 
 __all__ = ["ALGORITHMS", "Algorithm", "Integration", "integrate", "algorithm", "check_solver_name", "runs_on_numpy"]
 
@@ -30,7 +32,7 @@ class Algorithm:
     name: str
     julia: str  # the constructor PyZygoteODEExt.algorithm calls (a test keeps them equal)
     julia_package: str  # the package that exports it
-    scipy: type
+    scipy: str  # the scipy.integrate class, imported when a solve first needs it
     stiff: bool
     note: str
 
@@ -38,18 +40,18 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
     for a in (
-        Algorithm("Tsit5", "Tsit5()", "OrdinaryDiffEqTsit5", RK45, False, "explicit RK 5(4); NumPy engine: Dormand-Prince 5(4) (RK45 tableau, own stepper)"),
-        Algorithm("DP5", "DP5()", "OrdinaryDiffEqLowOrderRK", RK45, False, "Dormand-Prince 5(4); NumPy engine: same tableau, own stepper"),
-        Algorithm("Vern7", "Vern7()", "OrdinaryDiffEqVerner", DOP853, False, "explicit RK 7(6); SciPy: DOP853"),
-        Algorithm("Vern9", "Vern9()", "OrdinaryDiffEqVerner", DOP853, False, "explicit RK 9(8); SciPy: DOP853"),
-        Algorithm("Rodas5P", "Rodas5P()", "OrdinaryDiffEqRosenbrock", Radau, True, "stiff Rosenbrock; SciPy: Radau IIA"),
-        Algorithm("KenCarp4", "KenCarp4()", "OrdinaryDiffEqSDIRK", Radau, True, "stiff ESDIRK; SciPy: Radau IIA"),
-        Algorithm("FBDF", "FBDF()", "OrdinaryDiffEqBDF", BDF, True, "stiff variable-order BDF; SciPy: BDF"),
+        Algorithm("Tsit5", "Tsit5()", "OrdinaryDiffEqTsit5", "RK45", False, "explicit RK 5(4); NumPy engine: Dormand-Prince 5(4) (RK45 tableau, own stepper)"),
+        Algorithm("DP5", "DP5()", "OrdinaryDiffEqLowOrderRK", "RK45", False, "Dormand-Prince 5(4); NumPy engine: same tableau, own stepper"),
+        Algorithm("Vern7", "Vern7()", "OrdinaryDiffEqVerner", "DOP853", False, "explicit RK 7(6); SciPy: DOP853"),
+        Algorithm("Vern9", "Vern9()", "OrdinaryDiffEqVerner", "DOP853", False, "explicit RK 9(8); SciPy: DOP853"),
+        Algorithm("Rodas5P", "Rodas5P()", "OrdinaryDiffEqRosenbrock", "Radau", True, "stiff Rosenbrock; SciPy: Radau IIA"),
+        Algorithm("KenCarp4", "KenCarp4()", "OrdinaryDiffEqSDIRK", "Radau", True, "stiff ESDIRK; SciPy: Radau IIA"),
+        Algorithm("FBDF", "FBDF()", "OrdinaryDiffEqBDF", "BDF", True, "stiff variable-order BDF; SciPy: BDF"),
         Algorithm(
             "auto",
             "AutoTsit5(Rosenbrock23())",
             "OrdinaryDiffEqTsit5",
-            LSODA,
+            "LSODA",
             False,
             "switches to a stiff method when needed; SciPy: LSODA",
         ),
@@ -133,8 +135,11 @@ def integrate(
     retcode says what happened.  ``first_step`` replaces the initial step-size
     selection (adjoint solves restart at every save time and reuse the last step).
     """
-    method = algorithm(alg).scipy
-    if method is RK45:
+    import scipy.integrate  # here, not at import: it is most of the time `import pyzygote` took
+
+    kind = algorithm(alg).scipy
+    method = getattr(scipy.integrate, kind)
+    if kind == "RK45":
         from pyzygote.ode.rk import rk_integrate
 
         return rk_integrate(fun, t0, t1, u0, saveat, reltol, abstol, maxiters=maxiters, dense=dense, first_step=first_step)
@@ -145,7 +150,7 @@ def integrate(
         return fun(t, u)
 
     kwargs: dict[str, Any] = {"rtol": reltol, "atol": abstol}
-    if jac is not None and method in (Radau, BDF, LSODA):
+    if jac is not None and kind in ("Radau", "BDF", "LSODA"):
         kwargs["jac"] = lambda t, u: _finite(jac(t, u), "Jacobian", t)
     if first_step:
         kwargs["first_step"] = min(first_step, abs(t1 - t0))
@@ -179,7 +184,7 @@ def integrate(
     seg_ts = [t0]
     retcode, message = "Success", ""
     # SciPy's explicit RK methods spend exactly n_stages evaluations per attempt.
-    per_attempt = getattr(solver, "n_stages", None) if method in (RK45, DOP853) else None
+    per_attempt = getattr(solver, "n_stages", None) if kind in ("RK45", "DOP853") else None
     while solver.status == "running":
         if naccept >= maxiters:
             retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
@@ -229,6 +234,6 @@ def integrate(
         "nreject": None if attempts is None else attempts - naccept,
     }
     u = np.array(us, dtype=float).reshape(len(us), n)
-    dense_sol = OdeSolution(seg_ts, segments) if dense and segments else None
+    dense_sol = scipy.integrate.OdeSolution(seg_ts, segments) if dense and segments else None
     last = getattr(solver, "step_size", None)
     return Integration(np.array(ts), u, retcode, float(solver.t), stats, message, dense_sol, last or None)

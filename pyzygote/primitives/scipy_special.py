@@ -17,10 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.special as sc
 
 from pyzygote.errors import UnsupportedOperationError
-from pyzygote.numpy_api import implements
+from pyzygote.numpy_api import implements_scipy_ufunc
 from pyzygote.tracer import as_operand
 
 __all__: list[str] = []
@@ -41,7 +40,7 @@ def _negative_abs(x: Any) -> Any:
     return np.where(x >= 0, -x, x)
 
 
-@implements(sc.expit)
+@implements_scipy_ufunc("expit")
 def _expit(x: Any, **kw: Any) -> Any:
     _plain("expit", kw)
     x = _floating(x)
@@ -49,14 +48,14 @@ def _expit(x: Any, **kw: Any) -> Any:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-@implements(sc.log_expit)
+@implements_scipy_ufunc("log_expit")
 def _log_expit(x: Any, **kw: Any) -> Any:
     _plain("log_expit", kw)
     x = _floating(x)
     return np.where(x >= 0, 0.0, x) - np.log1p(np.exp(_negative_abs(x)))
 
 
-@implements(sc.logit)
+@implements_scipy_ufunc("logit")
 def _logit(p: Any, **kw: Any) -> Any:
     _plain("logit", kw)
     p = _floating(p)
@@ -79,5 +78,5 @@ def _x_times(name: str, log: Any, inside: Any) -> Any:
     return handler
 
 
-implements(sc.xlogy)(_x_times("xlogy", np.log, lambda y: np.logical_and(y > 0, y < np.inf)))
-implements(sc.xlog1py)(_x_times("xlog1py", np.log1p, lambda y: np.logical_and(y > -1, y < np.inf)))
+implements_scipy_ufunc("xlogy")(_x_times("xlogy", np.log, lambda y: np.logical_and(y > 0, y < np.inf)))
+implements_scipy_ufunc("xlog1py")(_x_times("xlog1py", np.log1p, lambda y: np.logical_and(y > -1, y < np.inf)))
