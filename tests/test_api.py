@@ -908,3 +908,13 @@ def test_bad_function_and_argnums_are_named():
 def test_results_never_alias_arguments_constants_or_each_other() -> None:
     # numpy arrays are mutable: writing into one result must not change another, an input, or the next call
     assert_results_are_own("numpy")
+
+
+def test_import_does_not_import_scipy() -> None:
+    """SciPy's import is most of what `import pyzygote` used to cost; only solves need it."""
+    import subprocess
+    import sys
+
+    code = "import sys, pyzygote; print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
