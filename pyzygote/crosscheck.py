@@ -108,7 +108,31 @@ def _precision_rtol(grads: Any) -> float:
     return min((_RTOL.get(name, 1e-7) for name in names), default=1e-7)
 
 
-def _relative_difference(candidate: Any, reference: Any) -> float:
+# Unit roundoff of the precision each tolerance stands for.
+_ROUNDOFF = {1e-7: float(np.finfo(np.float64).eps), 1e-4: float(np.finfo(np.float32).eps), 1e-2: float(np.finfo(np.float16).eps)}
+
+
+def _noise_floors(f: Callable[..., Any], args: tuple[Any, ...], precision: float, eps: float) -> tuple[float, float]:
+    """Differences below which gradients are equal within rounding, for AD and for central differences.
+
+    At a stationary point (a fitted optimum) every entry of the gradient is rounding noise, so a
+    relative comparison alone would report a disagreement.  AD gradients carry about
+    ``u * |f| / |x|``; central differences ``u * |f| / eps`` (``u`` the unit roundoff).
+    """
+    try:
+        value = float(np.abs(np.asarray(f(*args), dtype=np.float64)).max())
+    except (TypeError, ValueError):
+        value = 1.0
+    xs = [np.abs(np.asarray(_as_numpy(leaf), dtype=np.float64)) for leaf in flatten(args)[0] if not isinstance(leaf, Static)]
+    x_scale = max((float(x.max()) for x in xs if x.size), default=1.0)
+    u = _ROUNDOFF.get(precision, float(np.finfo(np.float64).eps))
+    size = max(1.0, value if np.isfinite(value) else 1.0)
+    return 10.0 * u * size / max(1.0, x_scale), 10.0 * float(np.finfo(np.float64).eps) * size / eps
+
+
+def _relative_difference(candidate: Any, reference: Any, floor: float = 0.0, rtol: float = 1.0) -> float:
+    """The largest difference relative to the largest reference entry; differences below
+    ``floor`` count as agreement at ``rtol``."""
     a, b = _leaves(candidate), _leaves(reference)
     if flatten(candidate)[1] != flatten(reference)[1] or any(x.shape != y.shape for x, y in zip(a, b)):
         raise ValueError(
@@ -116,7 +140,7 @@ def _relative_difference(candidate: Any, reference: Any) -> float:
             f"got {_describe(candidate)}, expected {_describe(reference)}"
         )
     a, b = [x.astype(np.float64) for x in a], [y.astype(np.float64) for y in b]
-    scale = max((float(np.max(np.abs(y))) for y in b if y.size), default=0.0) or 1.0
+    scale = max(max((float(np.max(np.abs(y))) for y in b if y.size), default=0.0), floor / rtol) or 1.0
     return max((float(np.max(np.abs(x - y))) / scale for x, y in zip(a, b) if x.size), default=0.0)
 
 
@@ -135,7 +159,8 @@ def crosscheck(
     """Compare ``grads`` (one entry per argument, like ``pz.gradient``) with independent references.
 
     Differences are measured relative to the largest entry of each reference
-    (so tiny entries do not dominate), within ``rtol`` against the engines and
+    (so tiny entries do not dominate), or to rounding noise where the whole gradient
+    is that small (at an optimum), within ``rtol`` against the engines and
     ``fd_rtol`` against finite differences: by default 1e-7 and 1e-5, loosened
     to 1e-4 when every array in ``grads`` is float32 and to 1e-2 when every
     array is float16 or bfloat16.  ``grads`` may hold numpy, JAX or PyTorch
@@ -165,15 +190,18 @@ def crosscheck(
     if not engines and not finite_differences:
         raise ValueError("nothing to compare with: give engines or finite_differences=True")
     report = CrossCheckReport()
+    ad_floor, fd_floor = _noise_floors(f, args, precision, eps)
     for engine in engines:
         name = f"pyzygote {engine} engine" + (" (Zygote.jl)" if engine == "julia" else "")
         if engine == "julia" and not julia_is_set_up():
             report.rows.append((name, None, rtol, "Julia is not set up (pyzygote doctor)"))
             continue
-        report.rows.append((name, _relative_difference(grads, _canonical(gradient(f, *args, engine=engine))), rtol, ""))
+        difference = _relative_difference(grads, _canonical(gradient(f, *args, engine=engine)), ad_floor, rtol)
+        report.rows.append((name, difference, rtol, ""))
     if finite_differences:
         fd = numerical_gradient(f, *args, eps=eps)
-        report.rows.append((f"central finite differences (eps={eps:g})", _relative_difference(grads, _canonical(fd)), fd_rtol, ""))
+        difference = _relative_difference(grads, _canonical(fd), fd_floor, fd_rtol)
+        report.rows.append((f"central finite differences (eps={eps:g})", difference, fd_rtol, ""))
     if raise_on_failure and not report.passed:
         raise AssertionError(f"the gradient disagrees with an independent reference:\n{report}")
     return report

@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import re
 import types
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Hashable
@@ -99,7 +100,7 @@ _GUARD_DEPTH = 5
 _GUARD_BUDGET = 2000
 
 
-def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, Any]:
+def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None, unchecked: list[str] | None = None) -> dict[Any, Any]:
     """What ``f`` reads from its closure and globals: ``{where: object}``.
 
     The walk follows nested code (lambdas, comprehensions, generator
@@ -109,15 +110,23 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, 
     ``W`` in a helper's globals or assigning ``hp["model"]["reg"] = ...`` is noticed.  Holding the objects (not their
     ids) keeps an id from being reused.  numpy arrays met on the way are
     appended to ``arrays``: their *contents* matter too (``w[0] * x`` bakes
-    ``w[0]`` into the trace), and the caller snapshots them.
+    ``w[0]`` into the trace), and the caller snapshots them.  What the budget leaves
+    unchecked is described in ``unchecked``.
     """
     found: dict[Any, Any] = {}
     seen: set[int] = set()
 
+    def over_budget(v: Any, n: int) -> bool:
+        if len(found) + n <= _GUARD_BUDGET:
+            return False
+        if unchecked is not None:
+            unchecked.append(f"{type(v).__name__} of {n} items" if n > 1 else type(v).__name__)
+        return True
+
     def value(where: Any, v: Any, depth: int) -> None:
         if where != "f":  # f itself is the cache's (weak) key: holding it would keep it alive
             found[where] = v
-        if id(v) in seen or depth > _GUARD_DEPTH or len(found) > _GUARD_BUDGET:
+        if id(v) in seen or depth > _GUARD_DEPTH or over_budget(v, 0):
             return
         if isinstance(v, np.ndarray):
             if arrays is not None and v.dtype != object:
@@ -132,14 +141,16 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None) -> dict[Any, 
             seen.add(id(v))
             for name in ("func", "args", "keywords"):
                 value((id(v), name), getattr(v, name), depth + 1)
-        elif isinstance(v, (list, tuple, dict)) and depth < _GUARD_DEPTH and len(v) <= 64:
+        elif isinstance(v, (list, tuple, dict)) and depth < _GUARD_DEPTH:
+            if over_budget(v, len(v)):
+                return
             seen.add(id(v))
             found[(id(v), "len")] = len(v)
             for k, item in v.items() if isinstance(v, dict) else enumerate(v):
                 value((id(v), k), item, depth + 1)
         elif depth < _GUARD_DEPTH and not isinstance(v, (type, types.ModuleType, types.BuiltinFunctionType)):
             attrs = getattr(v, "__dict__", None)
-            if isinstance(attrs, dict) and len(attrs) <= 64:
+            if isinstance(attrs, dict) and not over_budget(v, len(attrs)):
                 seen.add(id(v))
                 for k, item in list(attrs.items()):
                     value((id(v), "." + k), item, depth + 1)
@@ -362,7 +373,10 @@ def _trace_fresh(
         if output is not None:
             out = output(out)
     reached: list[np.ndarray] = []
-    after = _closure_guard(f, reached)
+    unchecked: list[str] = []
+    after = _closure_guard(f, reached, unchecked)
+    if unchecked:
+        _warn_unchecked(f, unchecked)
     # What f itself changes while it runs (a call counter, a log list) is its
     # own state, not an input of the trace: leave it out of the guard.
     guard = {k: v for k, v in after.items() if k in before and _unchanged(before[k], v)}
@@ -378,6 +392,31 @@ def _trace_fresh(
     known = {id(orig) for orig, _ in captured}
     captured += tuple((a, np.array(a, copy=True)) for a in reached if id(a) not in known)
     return Traced(prog, tree, leaves, slots, out_tree, (guard, captured), lifted)
+
+
+_WARNED: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _warn_unchecked(f: Any, unchecked: list[str]) -> None:
+    """Say once per function that changes to some of the data it reads would go unnoticed."""
+    try:
+        if f in _WARNED:
+            return
+        _WARNED.add(f)
+    except TypeError:
+        pass
+    warnings.warn(
+        f"pyzygote checks what {getattr(f, '__qualname__', f)!r} reads from its globals and closure for "
+        f"changes before reusing its trace, up to {_GUARD_BUDGET} objects; it reads more (the check stopped "
+        f"at a {unchecked[0]}). If you change that data between calls, call pz.clear_cache(), or pass the "
+        "data as an argument.",
+        UncheckedDataWarning,
+        stacklevel=4,
+    )
+
+
+class UncheckedDataWarning(UserWarning):
+    """A traced function reads more global or closed-over data than pyzygote checks for changes."""
 
 
 def _object_array_of_tracers(x: Any) -> bool:

@@ -138,3 +138,21 @@ def test_low_precision_gradients_and_arguments_that_check_nothing():
         pz.crosscheck(f, (x, "a label"), (exact, None), engines=(), finite_differences=False)
     with pytest.raises(ValueError, match="rtol must be a positive number"):
         pz.crosscheck(f, (x, "a label"), (exact, None), rtol=-1.0)
+
+
+def test_at_an_optimum_rounding_noise_agrees_and_a_real_error_does_not() -> None:
+    """Found in user testing: at a fitted optimum every gradient entry is noise, and the relative
+    comparison alone reported finite differences as disagreeing."""
+    rng = np.random.default_rng(0)
+    A, b = rng.standard_normal((20, 3)), rng.standard_normal(20)
+    w = np.linalg.lstsq(A, b, rcond=None)[0]
+
+    def f(w):
+        return np.sum((A @ w - b) ** 2)
+
+    exact = 2 * A.T @ (A @ w - b)  # about 1e-14: rounding noise around zero
+    assert np.max(np.abs(exact)) < 1e-12
+    report = pz.crosscheck(f, (w,), (exact,), engines=("numpy",))
+    assert report.passed
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(f, (w,), (exact + 1e-4,), engines=("numpy",))

@@ -398,3 +398,38 @@ def test_caches_do_not_keep_functions_alive():
     refs = make()
     gc.collect()
     assert [r() for r in refs] == [None, None]
+
+
+SUBJECTS = [{"dose": 100.0, "y": np.ones(3)} for _ in range(100)]
+
+
+def test_changes_inside_a_long_global_list_are_noticed() -> None:
+    """Found in user testing: containers of more than 64 items were not checked at all."""
+
+    def nll(th):
+        s = SUBJECTS[63 + 10]
+        return np.sum((s["dose"] * np.exp(-th) - s["y"]) ** 2)
+
+    th = np.array([0.1, 0.2, 0.3])
+    before = pz.gradient(nll, th)[0]
+    SUBJECTS[73]["dose"] = 200.0
+    try:
+        after = pz.gradient(nll, th)[0]
+        np.testing.assert_allclose(after, pz.gradient(lambda t: nll(t), th)[0], rtol=1e-15)
+        assert not np.allclose(after, before)
+        SUBJECTS[73] = {"dose": 50.0, "y": np.zeros(3)}
+        np.testing.assert_allclose(pz.gradient(nll, th)[0], 2 * (50.0 * np.exp(-th)) * -50.0 * np.exp(-th), rtol=1e-14)
+    finally:
+        SUBJECTS[73] = {"dose": 100.0, "y": np.ones(3)}
+
+
+def test_data_beyond_the_guard_budget_is_announced() -> None:
+    from pyzygote.tracing import UncheckedDataWarning
+
+    many = [np.full(2, float(i)) for i in range(3000)]
+
+    def f(w):
+        return np.sum(w * many[2999])
+
+    with pytest.warns(UncheckedDataWarning, match="call pz.clear_cache"):
+        pz.gradient(f, np.ones(2))
