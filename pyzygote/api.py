@@ -21,7 +21,7 @@ import numpy as np
 
 from pyzygote.engines import get_engine
 from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
-from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import Traced, _top_level_owners, to_input_array, trace
 
@@ -137,16 +137,35 @@ def _loss_and_aux(traced: Traced, fname: str, pair: bool) -> None:
     _float_loss(prog, fname)
 
 
+def _with_keywords(f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], set[int]]:
+    """``args`` with the keyword arguments appended, and their position: they are data, held
+    constant and not differentiated, as JAX's transformations treat keyword arguments."""
+    if not kwargs:
+        return args, set()
+    if _is_julia(f):
+        raise TypeError(f"{f!r} is a Julia function, which pyzygote calls with positional arguments only")
+    return args + (KeywordArguments(dict(kwargs)),), {len(args)}
+
+
 def _withgradient(
-    f: Callable[..., Any], args: tuple[Any, ...], engine: str | None, aux: str | None, argnums: Any = None
+    f: Callable[..., Any],
+    args: tuple[Any, ...],
+    engine: str | None,
+    aux: str | None,
+    argnums: Any = None,
+    kwargs: dict[str, Any] | None = None,
 ) -> tuple[Any, tuple[Any, ...]]:
     """Value and gradient; ``aux`` is None (one scalar output), "zygote" (a tuple led by the loss) or "jax" (a pair).
 
-    With ``argnums`` only those arguments are differentiated; the others are data (``None`` gradients).
+    With ``argnums`` only those arguments are differentiated; the others are data (``None`` gradients),
+    as keyword arguments always are.
     """
-    if _is_julia(f):
+    if _is_julia(f) and not kwargs:
         return f._withgradient(args, engine, aux=aux)
-    const_args = () if argnums is None else set(range(len(args))) - set(_wanted(argnums, len(args)))
+    n = len(args)
+    args, const_args = _with_keywords(f, args, kwargs or {})
+    if argnums is not None:
+        const_args |= set(range(n)) - set(_wanted(argnums, n))
     traced, arrays = _trace_with_data(f, args, const_args)
     wrt = None
     if const_args:
@@ -159,7 +178,7 @@ def _withgradient(
     ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
     _check_finite(traced, "gradient", grads, ys[0])
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
-    return value, _rebuild(traced, grads)
+    return value, _rebuild(traced, grads)[:n]
 
 
 # Functions that use floating-point data (arguments outside argnums) as plain numbers.
@@ -188,8 +207,10 @@ def _trace_with_data(f: Callable[..., Any], args: tuple[Any, ...], const_args: A
     return result
 
 
-def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, tuple[Any, ...]]:
-    """Value of ``f(*args)`` and its gradient with respect to every argument.
+def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Value of ``f(*args, **kwargs)`` and its gradient with respect to every positional argument.
+
+    Keyword arguments (other than ``engine``) are passed to ``f`` and held constant.
 
     As in Zygote, ``f`` may return a tuple (or list, or namedtuple) whose first
     element is the scalar loss and whose others are auxiliary values
@@ -204,11 +225,13 @@ def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -
     >>> z, g
     (array([1.  , 0.5 , 0.25]), array([-1.    , -0.25  , -0.0625]))
     """
-    return _withgradient(f, args, engine, aux="zygote")
+    return _withgradient(f, args, engine, aux="zygote", kwargs=kwargs)
 
 
-def gradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, ...]:
-    """Gradient of scalar ``f`` with respect to each argument (a tuple, like Zygote).
+def gradient(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, ...]:
+    """Gradient of scalar ``f`` with respect to each positional argument (a tuple, like Zygote).
+
+    Keyword arguments (other than ``engine``) are passed to ``f`` and held constant.
 
     >>> import numpy as np, pyzygote as pz
     >>> def simulate_trajectory(v, gravity=9.8, time=1.0):
@@ -217,7 +240,7 @@ def gradient(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
     >>> pz.gradient(lambda v: simulate_trajectory(v)[-1], 10.0)
     (1.0,)
     """
-    return _withgradient(f, args, engine, aux=None)[1]
+    return _withgradient(f, args, engine, aux=None, kwargs=kwargs)[1]
 
 
 def grad(
@@ -235,8 +258,8 @@ def grad(
     (12.0, {'x2': array(4.)})
     """
 
-    def grad_f(*args: Any) -> Any:
-        (value, grads) = _withgradient(f, args, engine, aux="jax" if has_aux else None, argnums=argnums)
+    def grad_f(*args: Any, **kwargs: Any) -> Any:
+        (value, grads) = _withgradient(f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs)
         return (_pick(grads, argnums), value[1]) if has_aux else _pick(grads, argnums)
 
     return grad_f
@@ -276,11 +299,22 @@ def value_and_grad(
     (np.float64(9.0), 6.0)
     """
 
-    def vg(*args: Any) -> Any:
-        val, grads = _withgradient(f, args, engine, aux="jax" if has_aux else None, argnums=argnums)
+    def vg(*args: Any, **kwargs: Any) -> Any:
+        val, grads = _withgradient(f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs)
         return val, _pick(grads, argnums)
 
     return vg
+
+
+def _trace_args(
+    f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], held: set[int] = frozenset()  # type: ignore[assignment]
+) -> tuple[Traced, list[Any]]:
+    """The trace of ``f(*args, **kwargs)``; keyword arguments and the positions ``held`` are data
+    (integers among them constants, as in :func:`grad`'s ``argnums``)."""
+    all_args, const_args = _with_keywords(f, args, kwargs)
+    if not (const_args or held):
+        return trace(f, args, nest=True)
+    return _trace_with_data(f, all_args, const_args | set(held))
 
 
 def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
@@ -301,17 +335,22 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
     return cts
 
 
-def pullback(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:
+def pullback(
+    f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any
+) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:
     """Value of ``f(*args)`` and a function mapping an output cotangent to argument cotangents.
+
+    Keyword arguments (other than ``engine``) are passed to ``f`` and held constant.
 
     >>> import numpy as np, pyzygote as pz
     >>> y, back = pz.pullback(lambda x: 2.0 * x, np.array([1.0, 2.0]))
     >>> back(np.array([1.0, 10.0]))
     (array([ 2., 20.]),)
     """
-    if _is_julia(f):
+    if _is_julia(f) and not kwargs:
         return f._pullback(args, engine)
-    traced, arrays = trace(f, args, nest=True)
+    n = len(args)
+    traced, arrays = _trace_args(f, args, kwargs)
     ys, back_flat = _engine(traced, arrays, engine).vjp(traced.program, arrays)
     value = unflatten(traced.out_tree, [_result(y) for y in ys])
 
@@ -322,7 +361,7 @@ def pullback(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
         else:
             grads = back_flat(*cts)
         _check_finite(traced, "pullback", grads)
-        return _rebuild(traced, grads)
+        return _rebuild(traced, grads)[:n]
 
     return value, back
 
@@ -355,17 +394,20 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], 
     return as_tree(ys), as_tree(ts)
 
 
-def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tuple[Any, ...]:
-    """Jacobian with respect to each argument: arrays of shape ``out.shape + arg.shape``.
+def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, ...]:
+    """Jacobian with respect to each positional argument: arrays of shape ``out.shape + arg.shape``.
+
+    Keyword arguments (other than ``engine``) are passed to ``f`` and held constant.
 
     >>> import numpy as np, pyzygote as pz
     >>> pz.jacobian(lambda x: x ** 2, np.array([1.0, 2.0]))[0]
     array([[2., 0.],
            [0., 4.]])
     """
-    if _is_julia(f):
+    if _is_julia(f) and not kwargs:
         return f._jacobian(args, engine)
-    traced, arrays = trace(f, args, nest=True)
+    n = len(args)
+    traced, arrays = _trace_args(f, args, kwargs)
     prog = traced.program
     if len(prog.outputs) != 1:
         raise ValueError("jacobian needs a function returning one array")
@@ -396,11 +438,14 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None) -> tu
             j = np.stack(cols, axis=1) if cols else np.zeros((out.size, 0), a.dtype)
             blocks.append(np.reshape(j, out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
-    return _rebuild(traced, blocks)
+    return _rebuild(traced, blocks)[:n]
 
 
-def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> Any:
-    """Hessian of scalar ``f`` at ``x`` (forward-over-reverse), shape ``x.shape + x.shape``.
+def hessian(f: Callable[..., Any], x: Any, *args: Any, engine: str | None = None, **kwargs: Any) -> Any:
+    """Hessian of scalar ``f(x, *args, **kwargs)`` in ``x`` (forward-over-reverse), shape ``x.shape + x.shape``.
+
+    Further arguments and keyword arguments (other than ``engine``) are passed to ``f`` and held
+    constant, as JAX's ``hessian(f)(x, *args)`` holds them.
 
     For ``x`` a dict, tuple or list of arrays (the parameters of an ODE model, say)
     the result is nested as JAX nests it: ``H[a][b]`` has shape ``x[a].shape + x[b].shape``.
@@ -413,28 +458,33 @@ def hessian(f: Callable[..., Any], x: Any, *, engine: str | None = None) -> Any:
     >>> pz.hessian(lambda p: p["k"] ** 2 * np.sum(p["w"]), {"k": 3.0, "w": np.ones(2)})["k"]["w"]
     array([6., 6.])
     """
-    if _is_julia(f):
+    if _is_julia(f) and not (args or kwargs):
         return f._hessian(x, engine)
     leaves, tree = flatten(x)
     if tree != "*":
-        return _structured_hessian(f, x, leaves, tree, engine)
-    traced, arrays = trace(f, (x,), nest=True)
+        return _structured_hessian(f, x, leaves, tree, engine, args, kwargs)
+    if isinstance(leaves[0], Static):
+        raise TypeError(f"hessian takes an array x, or arrays and numbers in a dict, tuple or list; got {x!r}")
+    if args or kwargs:
+        traced, arrays = _trace_args(f, (x, *args), kwargs, held=set(range(1, 1 + len(args))))
+    else:
+        traced, arrays = trace(f, (x,), nest=True)
     _scalar_output(traced, "hessian")
-    if len(arrays) != 1:
-        raise TypeError("hessian takes one array argument x; use a flat parameter vector")
     h = _engine(traced, arrays, engine).hessian(traced.program, arrays, 0)
     _check_finite(traced, "hessian", [h])
     return h
 
 
-def _structured_hessian(f: Callable[..., Any], x: Any, leaves: list[Any], tree: Any, engine: str | None) -> Any:
+def _structured_hessian(
+    f: Callable[..., Any], x: Any, leaves: list[Any], tree: Any, engine: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     """The Hessian in a structured ``x``: that of ``f`` on one flat vector, cut into blocks."""
     if any(isinstance(leaf, Static) for leaf in leaves):
         raise TypeError(f"hessian takes an array, or arrays and numbers in a dict, tuple or list; got {x!r}")
     arrays = [leaf if isinstance(leaf, Tracer) else to_input_array(leaf, "x") for leaf in leaves]
     shapes = tuple(tuple(a.shape) for a in arrays)
     flat = np.concatenate([np.reshape(a, (-1,)) for a in arrays]) if arrays else np.zeros(0)
-    h = hessian(_flat_version(f, tree, shapes), flat, engine=engine)
+    h = hessian(_flat_version(f, tree, shapes), flat, *args, engine=engine, **kwargs)
     bounds = np.cumsum([0, *(int(np.prod(s, dtype=np.int64)) for s in shapes)])
 
     def block(i: int, j: int) -> Any:
@@ -451,12 +501,12 @@ def _flat_version(f: Callable[..., Any], tree: Any, shapes: tuple[tuple[int, ...
     (with everything it reads) alive for good.
     """
 
-    def on_flat(v: Any) -> Any:
+    def on_flat(v: Any, *args: Any, **kwargs: Any) -> Any:
         parts, start = [], 0
         for shape in shapes:
             n = int(np.prod(shape, dtype=np.int64))
             parts.append(np.reshape(v[start : start + n], shape))
             start += n
-        return f(unflatten(tree, parts))
+        return f(unflatten(tree, parts), *args, **kwargs)
 
     return on_flat

@@ -17,11 +17,18 @@ static leaf that takes part in tracing as a Python value.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Hashable
+from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
-__all__ = ["flatten", "unflatten", "is_array_leaf", "Static"]
+__all__ = ["flatten", "unflatten", "is_array_leaf", "Static", "KeywordArguments"]
+
+
+class KeywordArguments(NamedTuple):
+    """The keyword arguments of a call, as the last of its arguments: a tree node of its own,
+    so that they never look like a dict passed by position."""
+
+    given: dict[str, Any]
 
 
 class Static:

@@ -33,7 +33,7 @@ import numpy as np
 
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
-from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.scipy_calls import scipy_error
 from pyzygote.tracer import Builder, Tracer, as_operand
 
@@ -222,6 +222,10 @@ def _leaf_names(args: tuple[Any, ...], leaves: list[Any], tree: Hashable, argnam
                 walk(c, f"{path}[{i}]")
 
     for i, c in enumerate(tree[1]):
+        if isinstance(c, tuple) and c[0] == "namedtuple" and c[1] is KeywordArguments:
+            for k, leaf_tree in zip(c[2][0][1], c[2][0][2]):
+                walk(leaf_tree, f"keyword argument {k}")
+            continue
         base = argnames[i] if argnames and i < len(argnames) else f"argument {i + 1}"
         walk(c, base)
     return names
@@ -442,9 +446,14 @@ _SEQUENCE_MESSAGE = "setting an array element with a sequence"
 
 
 def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
-    """``f(*tracers)``, with numpy's and SciPy's errors about traced values explained."""
+    """``f(*tracers)``, with numpy's and SciPy's errors about traced values explained.
+
+    A last argument of type :class:`~pyzygote.pytree.KeywordArguments` is passed as keywords."""
+    kwargs: dict[str, Any] = {}
+    if tracers and isinstance(tracers[-1], KeywordArguments):
+        kwargs, tracers = tracers[-1].given, tracers[:-1]
     try:
-        return _call_explained(f, *tracers)
+        return _call_explained(f, *tracers, **kwargs)
     except Exception as exc:
         instead = scipy_error(exc)
         if instead is None:
@@ -452,9 +461,9 @@ def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
         raise instead from exc
 
 
-def _call_explained(f: Callable[..., Any], *tracers: Any) -> Any:
+def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
     try:
-        return f(*tracers)
+        return f(*tracers, **kwargs)
     except ValueError as exc:
         if _SEQUENCE_MESSAGE in str(exc):
             raise _assigned_into_numpy_array() from exc

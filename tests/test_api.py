@@ -602,11 +602,12 @@ def test_non_finite_gradient(f: Any, x: Any) -> None:
             pz.jvp(f, (x,), (np.ones_like(x),))
 
 
-def test_jacobian_needs_one_output_and_hessian_one_argument() -> None:
+def test_jacobian_needs_one_output_and_hessian_differentiates_its_first_argument() -> None:
     with pytest.raises(ValueError, match="one array"):
         pz.jacobian(lambda x: (x, x), 2.0)
-    with pytest.raises(TypeError):
-        pz.hessian(lambda x, y: x * y, 1.0, 2.0)
+    np.testing.assert_allclose(pz.hessian(lambda x, y: x**2 * y, 1.0, 2.0), 4.0)  # y held constant
+    with pytest.raises(TypeError, match="hessian takes an array x"):
+        pz.hessian(lambda x: 1.0, "a")
     with pytest.raises(TypeError, match="float output"):
         pz.gradient(lambda x: x > 0, 1.0)
 
@@ -918,3 +919,60 @@ def test_import_does_not_import_scipy() -> None:
     code = "import sys, pyzygote; print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def _ridge(w, X, y, l2=0.0, passes=1):
+    r = X @ w - y
+    for _ in range(passes):  # a Python int keyword: a constant, as in JAX
+        r = r * 1.0
+    return np.sum(r**2) + l2 * np.sum(w**2)
+
+
+_RX = np.random.default_rng(5).standard_normal((6, 3))
+_RY = np.random.default_rng(6).standard_normal(6)
+_RW = np.array([0.3, -0.2, 0.5])
+
+
+def test_keyword_arguments_are_passed_and_held_constant() -> None:
+    """Found in user testing: pz.grad(f)(w, X=X) and pz.gradient(f, w, l2=1.0) raised TypeError."""
+    want = 2 * _RX.T @ (_RX @ _RW - _RY) + 2 * 0.5 * _RW
+    grads = pz.gradient(_ridge, _RW, _RX, _RY, l2=0.5, passes=2)
+    assert len(grads) == 3
+    np.testing.assert_allclose(grads[0], want, rtol=1e-13)
+    np.testing.assert_allclose(pz.grad(_ridge)(_RW, X=_RX, y=_RY, l2=0.5), want, rtol=1e-13)
+    value, g = pz.value_and_grad(_ridge)(_RW, _RX, _RY, l2=0.5)
+    np.testing.assert_allclose(value, _ridge(_RW, _RX, _RY, l2=0.5), rtol=1e-14)
+    np.testing.assert_allclose(g, want, rtol=1e-13)
+    (val, _), _ = pz.withgradient(lambda w, s=1.0: (s * np.sum(w**2), w), _RW, s=2.0)
+    np.testing.assert_allclose(val, 2.0 * np.sum(_RW**2))
+    (jac,) = pz.jacobian(lambda w, scale=1.0: scale * (_RX @ w), _RW, scale=2.0)
+    np.testing.assert_allclose(jac, 2.0 * _RX, rtol=1e-15)
+    _, back = pz.pullback(lambda w, scale: scale * w, _RW, scale=3.0)
+    (ct,) = back(np.ones(3))
+    np.testing.assert_allclose(ct, 3.0)
+
+
+def test_a_new_keyword_value_reuses_the_trace() -> None:
+    from pyzygote.tracing import _CACHE
+
+    f = pz.grad(_ridge)
+    f(_RW, _RX, _RY, l2=0.1)
+    n = len(_CACHE.get(_ridge, {}))
+    for l2 in (0.2, 0.3):
+        np.testing.assert_allclose(f(_RW, _RX, _RY, l2=l2), 2 * _RX.T @ (_RX @ _RW - _RY) + 2 * l2 * _RW, rtol=1e-13)
+    assert len(_CACHE.get(_ridge, {})) == n
+
+
+def test_hessian_holds_further_arguments_constant() -> None:
+    """Found in user testing: pz.hessian(f, params, group, x, y) raised 'takes 2 positional arguments'."""
+    np.testing.assert_allclose(pz.hessian(_ridge, _RW, _RX, _RY, l2=0.5), 2 * _RX.T @ _RX + np.eye(3), rtol=1e-13)
+    h = pz.hessian(lambda p, X, y: _ridge(p["w"], X, y, l2=p["l2"]), {"w": _RW, "l2": 0.5}, _RX, _RY)
+    np.testing.assert_allclose(h["w"]["w"], 2 * _RX.T @ _RX + np.eye(3), rtol=1e-13)
+    np.testing.assert_allclose(h["w"]["l2"], 2 * _RW, rtol=1e-13)
+
+
+def test_keyword_names_appear_in_errors() -> None:
+    with pytest.raises(pz.NonFiniteGradientError):
+        pz.gradient(lambda w, c: np.sum(np.sqrt(w - c)), np.array([1.0, 2.0]), c=1.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bad'"):
+        pz.gradient(_ridge, _RW, _RX, _RY, bad=1)

@@ -74,6 +74,15 @@ def _constants(*progs: Program) -> list[Any]:
     return out
 
 
+def _quiet_derivatives() -> Any:
+    """numpy's floating-point warnings silenced while derivatives are computed.
+
+    Derivative rules compute terms that ``np.where`` then discards (``x ** (y - 1)`` at ``x = 0``),
+    so numpy's warnings there would be false alarms; a NaN or inf that reaches a result raises
+    :class:`pyzygote.NonFiniteGradientError` instead."""
+    return np.errstate(all="ignore")
+
+
 class NumpyEngine:
     """Evaluate and differentiate programs with numpy."""
 
@@ -88,7 +97,8 @@ class NumpyEngine:
         """All outputs, and the gradient of the first (a scalar) with respect to the inputs ``wrt`` marks
         (every input by default; ``None`` for the others)."""
         gp = grad_program(prog, wrt)
-        y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
+        with _quiet_derivatives():
+            y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
         n = len(arrays) if wrt is None else sum(wrt)
         return (y, *rest[n:]), with_gaps(rest[:n], wrt)
 
@@ -102,13 +112,15 @@ class NumpyEngine:
         kept = [*arrays, *res, *_constants(fwd, bwd)]
 
         def backward(*cts: Any) -> tuple[Any, ...]:
-            return unaliased(run_bwd(*res, *cts), [*kept, *cts])
+            with _quiet_derivatives():
+                return unaliased(run_bwd(*res, *cts), [*kept, *cts])
 
         return unaliased(ys, kept), backward
 
     def jvp(self, prog: Program, arrays: Sequence[np.ndarray], tangents: Sequence[np.ndarray]) -> tuple[Any, Any]:
         jp = _cached(prog, "jvp", jvp_program)
-        outs = unaliased(compile_program(jp)(*arrays, *tangents), [*arrays, *tangents, *_constants(jp)])
+        with _quiet_derivatives():
+            outs = unaliased(compile_program(jp)(*arrays, *tangents), [*arrays, *tangents, *_constants(jp)])
         n = len(prog.outputs)
         return outs[:n], outs[n:]
 
@@ -116,7 +128,8 @@ class NumpyEngine:
         """Forward-over-reverse: one JVP of the gradient program per input element."""
         gp = grad_program(prog)
         run = compile_program(_cached(gp, "jvp", jvp_program))
-        return hessian_by_columns(len(gp.outputs), lambda ts: run(*arrays, *ts), arrays, argnum)
+        with _quiet_derivatives():
+            return hessian_by_columns(len(gp.outputs), lambda ts: run(*arrays, *ts), arrays, argnum)
 
 
 def hessian_by_columns(n_grad_outputs: int, run_jvp: Callable[[list[Any]], Sequence[Any]], arrays: Sequence[Any], argnum: int) -> Any:

@@ -181,7 +181,11 @@ def check_times(t: Any, name: str = "t") -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     if arr.size > 1 and not np.all(np.diff(arr) > 0):
-        raise ValueError(f"{name} must be strictly increasing")
+        raise ValueError(
+            f"{name} must be strictly increasing (its first entry is the initial time). For repeated or "
+            "unsorted measurement times tm: times, where = np.unique(np.concatenate([[t0], tm]), "
+            "return_inverse=True); u = pz.odesolve(f, u0, times, p)[where[1:]]"
+        )
     arr = arr.copy()
     arr.setflags(write=False)
     return arr
