@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 import itertools
 import threading
 from typing import Any, Callable, Iterator, Sequence
@@ -651,12 +652,30 @@ def _out_position(func: Any) -> int | None:
     """Where a numpy function takes ``out`` positionally (``np.dot(a, b, out)``), if it does."""
     if func not in _OUT_POSITIONS:
         try:
-            params = [p for p in inspect.signature(func).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            params = inspect.signature(func).parameters.values()
+            names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         except (TypeError, ValueError):
-            params = []
-        names = [p.name for p in params]
+            names = _documented_positional(func)
         _OUT_POSITIONS[func] = names.index("out") if "out" in names else None
     return _OUT_POSITIONS[func]
+
+
+def _documented_positional(func: Any) -> list[str]:
+    """Positional parameter names from the ``name(a, b, out=None)`` line that opens a C function's
+    docstring: numpy before 2.3 gives ``np.dot`` and others no introspectable signature."""
+    name = getattr(func, "__name__", "")
+    for line in (getattr(func, "__doc__", None) or "").splitlines()[:3]:
+        m = re.match(rf"\s*{re.escape(name)}\((.*)\)\s*$", line)
+        if m:
+            names = []
+            for part in m.group(1).split(","):
+                part = part.strip().split("=")[0].strip()
+                if part.startswith("*"):
+                    break
+                if part and part != "/":
+                    names.append(part)
+            return names
+    return []
 
 
 def _into(out: Any, result: Any, func: Any) -> Any:
