@@ -26,6 +26,7 @@ from pyzygote.julia.functions import julia_function, julia_include
 from pyzygote.julia.session import start_julia
 from pyzygote.ode.problem import ODEProblem, ODESolution, solve
 from pyzygote.primitives.ode import odesolve
+from pyzygote.primitives.traced_indexing import take_public as take
 from pyzygote.tracing import clear_cache, make_program
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "ODESolution",
     "solve",
     "odesolve",
+    "take",
     "clear_cache",
     "Program",
     "set_engine",

@@ -366,8 +366,12 @@ def pullback(
     return value, back
 
 
-def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, engine: str | None = None) -> tuple[Any, Any]:
+def jvp(
+    f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, engine: str | None = None, **kwargs: Any
+) -> tuple[Any, Any]:
     """Forward mode: ``(f(*primals), J @ tangents)``.
+
+    Keyword arguments (other than ``engine``) are passed to ``f`` and held constant.
 
     >>> import numpy as np, pyzygote as pz
     >>> pz.jvp(lambda x: np.sin(x), (0.0,), (2.0,))
@@ -375,14 +379,18 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], 
     """
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("jvp takes primals and tangents as tuples, e.g. pz.jvp(f, (x,), (dx,))")
-    if _is_julia(f):
+    if _is_julia(f) and not kwargs:
         return f._jvp(primals, tangents, engine)
-    traced, arrays = trace(f, tuple(primals), nest=True)
+    n = len(primals)
+    traced, arrays = _trace_args(f, tuple(primals), kwargs)
     t_leaves, t_tree = flatten(tuple(tangents))
-    if t_tree != traced.in_tree:
+    if t_tree != (traced.in_tree if not kwargs else ("tuple", traced.in_tree[1][:n])):  # type: ignore[index]
         raise ValueError("tangents must have the same structure as primals")
+    given = [t for t in t_leaves if not isinstance(t, Static)]
+    # Keyword arguments come last and do not move: zero tangents.
+    given += [np.zeros(a.shape, a.dtype) for a in arrays[len(given) :]]
     t_arrays = []
-    for t, a, name in zip([t for t in t_leaves if not isinstance(t, Static)], arrays, _arg_names(traced)):
+    for t, a, name in zip(given, arrays, _arg_names(traced)):
         t = t if isinstance(t, Tracer) else to_input_array(t, f"the tangent of {name}").astype(a.dtype)
         if t.shape != a.shape:
             raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")

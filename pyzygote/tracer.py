@@ -267,7 +267,9 @@ class Tracer:
         raise _concretization_error(
             "use as an index or size",
             " Arguments of a differentiated function are traced, Python ints included: pass an index "
-            "or size through a closure or functools.partial(f, n=...) instead.",
+            "or size through a closure or functools.partial(f, n=...) instead. To read a numpy array at "
+            "a traced integer position (table[i]), use pz.take(table, i); traced arrays take traced "
+            "indices directly (x[i]).",
         )
 
     def __complex__(self) -> complex:

@@ -20,14 +20,17 @@ that is not checked (call :func:`clear_cache` after changing it).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import sys
 import re
 import types
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Hashable
+from pathlib import Path
+from typing import Any, Callable, Collection, Hashable, Sequence
 
 import numpy as np
 
@@ -98,9 +101,12 @@ def clear_cache() -> None:
 # many objects it notes at most, which bounds its cost on every call.
 _GUARD_DEPTH = 5
 _GUARD_BUDGET = 2000
+_GUARD_BYTES = 16 << 20  # arrays it reaches are copied once and compared on every call
 
 
-def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None, unchecked: list[str] | None = None) -> dict[Any, Any]:
+def _closure_guard(
+    f: Any, arrays: list[np.ndarray] | None = None, unchecked: list[str] | None = None, extra: Sequence[Any] = ()
+) -> dict[Any, Any]:
     """What ``f`` reads from its closure and globals: ``{where: object}``.
 
     The walk follows nested code (lambdas, comprehensions, generator
@@ -111,10 +117,12 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None, unchecked: li
     ids) keeps an id from being reused.  numpy arrays met on the way are
     appended to ``arrays``: their *contents* matter too (``w[0] * x`` bakes
     ``w[0]`` into the trace), and the caller snapshots them.  What the budget leaves
-    unchecked is described in ``unchecked``.
+    unchecked is described in ``unchecked``.  ``extra`` holds further objects the trace
+    depends on: arguments passed as they are (a model object, a right-hand side function).
     """
     found: dict[Any, Any] = {}
     seen: set[int] = set()
+    array_bytes = [0]
 
     def over_budget(v: Any, n: int) -> bool:
         if len(found) + n <= _GUARD_BUDGET:
@@ -131,6 +139,11 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None, unchecked: li
         if isinstance(v, np.ndarray):
             if arrays is not None and v.dtype != object:
                 seen.add(id(v))
+                if array_bytes[0] + v.nbytes > _GUARD_BYTES:
+                    if unchecked is not None:
+                        unchecked.append(f"array of {v.nbytes} bytes beyond the {_GUARD_BYTES >> 20} MB of arrays it compares")
+                    return
+                array_bytes[0] += v.nbytes
                 arrays.append(v)
         elif isinstance(v, types.FunctionType):
             function(v, depth + 1)
@@ -141,19 +154,28 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None, unchecked: li
             seen.add(id(v))
             for name in ("func", "args", "keywords"):
                 value((id(v), name), getattr(v, name), depth + 1)
-        elif isinstance(v, (list, tuple, dict)) and depth < _GUARD_DEPTH:
+        elif isinstance(v, (list, tuple, dict, collections.deque)) and depth < _GUARD_DEPTH:
             if over_budget(v, len(v)):
                 return
             seen.add(id(v))
             found[(id(v), "len")] = len(v)
             for k, item in v.items() if isinstance(v, dict) else enumerate(v):
                 value((id(v), k), item, depth + 1)
-        elif depth < _GUARD_DEPTH and not isinstance(v, (type, types.ModuleType, types.BuiltinFunctionType)):
-            attrs = getattr(v, "__dict__", None)
-            if isinstance(attrs, dict) and not over_budget(v, len(attrs)):
+        elif isinstance(v, type):
+            # A user's class: its attributes (Cfg.l2) and methods (which read globals).
+            if depth < _GUARD_DEPTH and _user_defined(v):
                 seen.add(id(v))
-                for k, item in list(attrs.items()):
+                attrs = [(k, x) for k, x in vars(v).items() if not k.startswith("__")]
+                if not over_budget(v, len(attrs)):
+                    for k, item in attrs:
+                        value((id(v), "." + k), item, depth + 1)
+        elif depth < _GUARD_DEPTH and not isinstance(v, (types.ModuleType, types.BuiltinFunctionType)):
+            attrs = _attributes(v)
+            if attrs is not None and not over_budget(v, len(attrs)):
+                seen.add(id(v))
+                for k, item in attrs:
                     value((id(v), "." + k), item, depth + 1)
+                value((id(v), "class"), type(v), depth + 1)
 
     def function(fn: Any, depth: int) -> None:
         package = str(getattr(fn, "__module__", "")).split(".")[0]
@@ -167,12 +189,25 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None, unchecked: li
                 value((id(fn), "cell", i), c.cell_contents, depth)
         if package == "pyzygote":
             return
+        for i, d in enumerate(fn.__defaults__ or ()):  # def f(w, cfg=CONFIG): CONFIG["l2"] = ...
+            value((id(fn), "default", i), d, depth)
+        for k, d in (fn.__kwdefaults__ or {}).items():
+            value((id(fn), "kwdefault", k), d, depth)
         g = fn.__globals__
-        for n in _code_names(fn.__code__):
+        names = _code_names(fn.__code__)  # global names and attribute names alike
+        for n in names:
             if n in g:
                 value((id(fn), "global", n), g[n], depth)
+                if isinstance(g[n], types.ModuleType) and _user_module(g[n]):
+                    # A module of the user's used as a namespace (config.scale): the attributes
+                    # the code names, not the whole module.
+                    for a in names:
+                        if a in vars(g[n]):
+                            value((id(fn), "global", n, a), vars(g[n])[a], depth)
 
     value("f", f, -1)
+    for i, obj in enumerate(extra):
+        value(("argument", i), obj, 0)
     call = getattr(type(f), "__call__", None)
     if isinstance(call, types.FunctionType):  # a callable object: its class's __call__
         function(call, 0)
@@ -180,6 +215,33 @@ def _closure_guard(f: Any, arrays: list[np.ndarray] | None = None, unchecked: li
 
 
 _NUMBER = (int, float, complex, str, bytes, np.generic)
+
+
+def _attributes(v: Any) -> list[tuple[str, Any]] | None:
+    """An object's attributes: its ``__dict__`` and its ``__slots__`` (dataclasses with slots=True)."""
+    attrs = getattr(v, "__dict__", None)
+    items = list(attrs.items()) if isinstance(attrs, dict) else []
+    for cls in type(v).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(v, name):
+                items.append((name, getattr(v, name)))
+    return items if isinstance(attrs, dict) or items else None
+
+
+def _user_defined(cls: type) -> bool:
+    """A class of the user's own code, not of the standard library or an installed package."""
+    module = sys.modules.get(cls.__module__)
+    return module is not None and _user_module(module)
+
+
+def _user_module(module: types.ModuleType) -> bool:
+    """A module of the user's own code, not of the standard library or an installed package."""
+    top = module.__name__.split(".")[0]
+    if top in sys.stdlib_module_names or top in ("builtins", "pyzygote"):
+        return False
+    path = str(getattr(module, "__file__", "") or "")
+    return "site-packages" not in path and "dist-packages" not in path
 
 
 def _unchanged(a: Any, b: Any) -> bool:
@@ -337,9 +399,18 @@ def _function_cache(f: Any) -> dict[Hashable, Traced] | None:
         return None
 
 
+def _static_objects(leaves: Sequence[Any]) -> list[Any]:
+    """Arguments passed as they are whose contents can change (objects, functions, containers
+    of them): a trace keyed by their identity is only valid while they are unchanged."""
+    return [leaf.value for leaf in leaves if isinstance(leaf, Static) and not isinstance(leaf.value, _IMMUTABLE)]
+
+
+_IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), np.generic, type, range, slice, type(Ellipsis))
+
+
 def _still_valid(traced: Traced, f: Any) -> bool:
     reads, captured = traced.guards
-    now = _closure_guard(f)
+    now = _closure_guard(f, extra=_static_objects(traced.leaves))
     if not all(_unchanged(now.get(where, _MISSING), v) for where, v in reads.items()):
         return False
     return all(_same(orig, snap) for orig, snap in captured)
@@ -371,14 +442,15 @@ def _trace_fresh(
     for i, t in zip(slots, tracers):
         t._array0d = isinstance(leaves[i], np.ndarray) and leaves[i].ndim == 0  # a 0-d array argument is mutable
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
-    before = _closure_guard(f)
+    statics = _static_objects(leaves)
+    before = _closure_guard(f, extra=statics)
     with b.active_trace():
         out = call_traced(f, *unflatten(tree, traced_leaves))
         if output is not None:
             out = output(out)
     reached: list[np.ndarray] = []
     unchecked: list[str] = []
-    after = _closure_guard(f, reached, unchecked)
+    after = _closure_guard(f, reached, unchecked, extra=statics)
     if unchecked:
         _warn_unchecked(f, unchecked)
     # What f itself changes while it runs (a call counter, a log list) is its
@@ -415,8 +487,17 @@ def _warn_unchecked(f: Any, unchecked: list[str]) -> None:
         f"at a {unchecked[0]}). If you change that data between calls, call pz.clear_cache(), or pass the "
         "data as an argument.",
         UncheckedDataWarning,
-        stacklevel=4,
+        stacklevel=_user_stacklevel(),
     )
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside pyzygote."""
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class UncheckedDataWarning(UserWarning):
@@ -476,7 +557,8 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
         if "only integers, slices" in str(exc) and hasattr(exc, "add_note"):  # Python 3.11+
             exc.add_note(
                 "(pyzygote: if the index is a traced value, such as an argument being differentiated or t in "
-                "an ODE right-hand side, it cannot index a numpy array; select with np.where, or interpolate)"
+                "an ODE right-hand side, numpy's own arrays cannot be indexed with it: read them with "
+                "pz.take(table, i), select with np.where, or interpolate with np.interp)"
             )
         raise
 

@@ -976,3 +976,10 @@ def test_keyword_names_appear_in_errors() -> None:
         pz.gradient(lambda w, c: np.sum(np.sqrt(w - c)), np.array([1.0, 2.0]), c=1.0)
     with pytest.raises(TypeError, match="unexpected keyword argument 'bad'"):
         pz.gradient(_ridge, _RW, _RX, _RY, bad=1)
+
+
+def test_jvp_takes_keyword_arguments_too() -> None:
+    A = np.arange(6.0).reshape(2, 3)
+    y, t = pz.jvp(lambda x, A=None, s=1.0: s * (A @ x), (np.ones(3),), (np.array([1.0, 0.0, 0.0]),), A=A, s=2.0)
+    np.testing.assert_array_equal(y, 2.0 * A.sum(axis=1))
+    np.testing.assert_array_equal(t, 2.0 * A[:, 0])

@@ -268,3 +268,37 @@ def test_out_of_bounds_traced_index_raises() -> None:
     f = lambda x: x[np.argmax(x) + 10]  # noqa: E731
     with pytest.raises(IndexError, match="out of bounds"):
         pz.make_program(f, V)(V)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda x: x[0, np.argmax(x[0]) + 2],  # past the end of axis 1, inside the array
+        lambda x: x[1, np.argmax(x[0]) - 9],  # below -n on axis 1
+        lambda x: np.take_along_axis(x, np.argmax(x, axis=1, keepdims=True) + 2, axis=1),
+        lambda x: np.take(x, np.argmax(x[0]) + 2, axis=1),
+    ],
+)
+def test_an_index_past_its_axis_raises_like_numpy(f) -> None:
+    """Found in user testing and review: only the flat position was checked, so x[0, 5] of a
+    3x4 array read x[1, 1]."""
+    x = np.arange(12.0).reshape(3, 4)
+    with pytest.raises(IndexError):
+        f(x)
+    with pytest.raises(IndexError, match="out of bounds for its axis"):
+        pz.make_program(f, x)(x)
+
+
+def test_median_and_quantile_of_slices_holding_nan_are_nan() -> None:
+    x = np.array([[1.0, np.nan, 3.0], [4.0, 5.0, 6.0]])
+    for f in (np.median, lambda v: np.median(v, axis=1), lambda v: np.quantile(v, [0.2, 0.8], axis=1), lambda v: np.percentile(v, 30, axis=0)):
+        np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x))
+
+
+def test_pz_take_reads_a_constant_table_at_a_traced_position() -> None:
+    table = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    x = np.array([0.5, 2.5, 1.0])
+    f = lambda v: pz.take(table, np.argmax(v), axis=0) * v[1]  # noqa: E731
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], table[1] * 2.5)
+    np.testing.assert_array_equal(pz.jacobian(f, x)[0], [[0.0, 3.0, 0.0], [0.0, 4.0, 0.0]])
+    np.testing.assert_array_equal(pz.take(table, [2, 0], axis=0), table[[2, 0]])  # plain numpy too

@@ -153,6 +153,17 @@ def test_at_an_optimum_rounding_noise_agrees_and_a_real_error_does_not() -> None
     exact = 2 * A.T @ (A @ w - b)  # about 1e-14: rounding noise around zero
     assert np.max(np.abs(exact)) < 1e-12
     report = pz.crosscheck(f, (w,), (exact,), engines=("numpy",))
-    assert report.passed
+    assert report.passed and "inconclusive" in str(report)  # differences cannot see below their noise
     with pytest.raises(AssertionError, match="DISAGREES"):
         pz.crosscheck(f, (w,), (exact + 1e-4,), engines=("numpy",))
+
+
+def test_finite_differences_below_their_noise_are_inconclusive_not_a_pass() -> None:
+    """Found in review: where the differences' rounding noise exceeds the gradient, a wrong
+    (zero) gradient was reported as agreeing."""
+    f = lambda x: np.sum(x**2) + 1e8  # noqa: E731
+    x = np.array([1e-3, 2e-3])
+    with pytest.raises(AssertionError, match="no reference could check"):
+        pz.crosscheck(f, (x,), (np.zeros(2),), engines=())
+    report = pz.crosscheck(f, (x,), (np.zeros(2),), engines=(), raise_on_failure=False)
+    assert "inconclusive" in str(report)

@@ -646,3 +646,15 @@ def test_structured_inputs_that_are_not_numbers_are_named():
         pz.odesolve(grid_decay, {"a": 1.0}, T_DECAY, {"rates": 1.0, "source": 0.0})
     with pytest.raises(ValueError, match=r"returned shape \(3,\), expected \(2, 3\)"):
         pz.odesolve(lambda u, p, t: u[0], U0_GRID, T_DECAY)
+
+
+def test_solver_tolerances_given_as_keyword_data() -> None:
+    """Found in user testing: pz.gradient(loss, p, rtol=1e-9) raised 'reltol must be a positive
+    finite number, got Tracer'; such data is now traced with its value, as JAX gives it."""
+    t = np.linspace(0.0, 1.0, 5)
+
+    def loss(k, rtol=1e-6):
+        return np.sum(pz.odesolve(lambda u, p, s: -p * u, np.array([1.0]), t, k, reltol=rtol, abstol=1e-12))
+
+    (g,) = pz.gradient(loss, np.array([0.7]), rtol=1e-10)
+    np.testing.assert_allclose(g, [np.sum(-t * np.exp(-0.7 * t))], rtol=1e-8)

@@ -433,3 +433,53 @@ def test_data_beyond_the_guard_budget_is_announced() -> None:
 
     with pytest.warns(UncheckedDataWarning, match="call pz.clear_cache"):
         pz.gradient(f, np.ones(2))
+
+
+class _Config:
+    l2 = 1.0
+
+
+SCALE = 2.0
+
+
+class _Model:
+    __slots__ = ("w",)
+
+    def __init__(self, w):
+        self.w = w
+
+    def predict(self, x):
+        return SCALE * self.w * x
+
+
+_DEFAULTS = {"l2": 1.0}
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["class attribute", "slots", "method reads a global", "default argument", "object argument"],
+)
+def test_what_a_function_reads_through_classes_defaults_and_arguments_is_checked(case) -> None:
+    """Found in user testing: these changes gave the old trace's result."""
+    global SCALE
+    x = np.array([1.0, 2.0])
+    m = _Model(np.array([1.0, 1.0]))
+    fs = {
+        "class attribute": lambda v: np.sum(_Config.l2 * v**2),
+        "slots": lambda v: np.sum(m.w * v**2),
+        "method reads a global": lambda v: np.sum(m.predict(v)),
+        "default argument": lambda v, cfg=_DEFAULTS: np.sum(cfg["l2"] * v**2),
+        "object argument": lambda v, model: np.sum(model.predict(v)),
+    }
+    f = fs[case]
+    args = (x, m) if case == "object argument" else (x,)
+    first = pz.gradient(f, *args)[0]
+    saved = (_Config.l2, SCALE, _DEFAULTS["l2"], m.w)
+    try:
+        _Config.l2, SCALE, _DEFAULTS["l2"], m.w = 3.0, 5.0, 4.0, np.array([2.0, 2.0])
+        again = pz.gradient(f, *args)[0]
+        pz.clear_cache()
+        np.testing.assert_array_equal(again, pz.gradient(f, *args)[0])
+        assert not np.array_equal(again, first)
+    finally:
+        _Config.l2, SCALE, _DEFAULTS["l2"], m.w = saved

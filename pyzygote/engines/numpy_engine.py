@@ -75,11 +75,13 @@ def _constants(*progs: Program) -> list[Any]:
 
 
 def _quiet_derivatives() -> Any:
-    """numpy's floating-point warnings silenced while derivatives are computed.
+    """numpy's floating-point warnings silenced where only derivatives are computed (a pullback's
+    backward pass, a Hessian's columns).
 
     Derivative rules compute terms that ``np.where`` then discards (``x ** (y - 1)`` at ``x = 0``),
     so numpy's warnings there would be false alarms; a NaN or inf that reaches a result raises
-    :class:`pyzygote.NonFiniteGradientError` instead."""
+    :class:`pyzygote.NonFiniteGradientError` instead.  Programs that also compute the function's
+    value keep numpy's warnings, which may be about the value."""
     return np.errstate(all="ignore")
 
 
@@ -97,8 +99,8 @@ class NumpyEngine:
         """All outputs, and the gradient of the first (a scalar) with respect to the inputs ``wrt`` marks
         (every input by default; ``None`` for the others)."""
         gp = grad_program(prog, wrt)
-        with _quiet_derivatives():
-            y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
+        # The value is computed here too: numpy's warnings about it (log of a negative) stay.
+        y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
         n = len(arrays) if wrt is None else sum(wrt)
         return (y, *rest[n:]), with_gaps(rest[:n], wrt)
 
@@ -119,8 +121,7 @@ class NumpyEngine:
 
     def jvp(self, prog: Program, arrays: Sequence[np.ndarray], tangents: Sequence[np.ndarray]) -> tuple[Any, Any]:
         jp = _cached(prog, "jvp", jvp_program)
-        with _quiet_derivatives():
-            outs = unaliased(compile_program(jp)(*arrays, *tangents), [*arrays, *tangents, *_constants(jp)])
+        outs = unaliased(compile_program(jp)(*arrays, *tangents), [*arrays, *tangents, *_constants(jp)])
         n = len(prog.outputs)
         return outs[:n], outs[n:]
 

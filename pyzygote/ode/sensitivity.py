@@ -107,7 +107,7 @@ def forward_sensitivities(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray
 
 
 # Above this many equations, alg="auto" solves forward sensitivities with BDF (sparse Newton).
-_DENSE_SENSITIVITY_LIMIT = 400
+_DENSE_SENSITIVITY_LIMIT = 1000
 
 
 def _sensitivity_jacobian(J: np.ndarray, k: int) -> Any:

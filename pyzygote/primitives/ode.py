@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pyzygote.errors import UnsupportedOperationError
+from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.ode import sensitivity
 from pyzygote.ode.layout import Layout
@@ -243,6 +243,9 @@ def odesolve(
 
 def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float, float, int]:
     """The tolerances as positive finite floats and maxiters as a positive int, or a clear error."""
+    for name, v in (("reltol", reltol), ("abstol", abstol), ("maxiters", maxiters)):
+        if isinstance(v, Tracer):  # data read as a number: traced again with its value (api._trace_with_data)
+            raise TracerBoolError(f"{name} of an ODE solve must be a number, not a traced value")
     tols = []
     for name, tol in (("reltol", reltol), ("abstol", abstol)):
         ok = isinstance(tol, (int, float, np.integer, np.floating)) and not isinstance(tol, (bool, np.bool_))

@@ -17,6 +17,7 @@ array([0., 0., 1.])
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,7 @@ _INT = np.dtype(np.int64)
 def _positions(idx: Any, size: int) -> np.ndarray:
     idx = np.asarray(idx)
     if idx.size and (idx.min() < 0 or idx.max() >= size):
-        bad = idx[(idx < 0) | (idx >= size)].flat[0]
-        raise IndexError(f"index {bad} is out of bounds for a traced array of {size} elements")
+        raise IndexError("a traced index is out of bounds for its axis (numpy raises IndexError here too)")
     return idx
 
 
@@ -177,12 +177,15 @@ def _along_axis_positions(shape: tuple[int, ...], idx: Any, axis: int) -> Any:
     return idx * strides[axis] + fixed
 
 
-def _wrapped(idx: Any, n: int) -> Any:
-    """Negative indices count from the end, as numpy's do."""
+def _wrapped(idx: Any, n: int, size: int) -> Any:
+    """Negative indices count from the end, as numpy's do.  An index outside ``[-n, n)`` becomes
+    ``size``, a flat position past the end of the whole array, so that reading it raises however
+    the other axes' offsets would have added up."""
     idx = as_operand(idx)
     if idx.dtype.kind not in "iu":
         raise IndexError("arrays used as indices must be of integer type")
-    return np.where(idx < 0, idx + n, idx).astype(_INT)
+    inside = np.logical_and(idx >= -n, idx < n)
+    return np.where(inside, np.where(idx < 0, idx + n, idx), size).astype(_INT)
 
 
 @implements(np.take_along_axis)
@@ -193,7 +196,8 @@ def _np_take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
         raise ValueError("`indices` and `arr` must have the same number of dimensions")
     shape = tuple(max(a, 1) if i == axis else a for i, a in enumerate(arr.shape))
     indices = np.broadcast_to(indices, tuple(i if k == axis else shape[k] for k, i in enumerate(indices.shape)))
-    return take(arr, _along_axis_positions(arr.shape, _wrapped(indices, arr.shape[axis]), axis))
+    positions = _along_axis_positions(arr.shape, _wrapped(indices, arr.shape[axis], arr.size), axis)
+    return take(arr, np.minimum(positions, arr.size))
 
 
 @implements(np.argsort)
@@ -237,6 +241,14 @@ def _sorted_along(a: Any, axis: Any) -> tuple[Any, int]:
     return np.sort(a, axis=axis), axis
 
 
+def _with_nan(out: Any, s: Any, axis: int) -> Any:
+    """NaN where a slice holds a NaN, as numpy's median and quantile give (sorting puts NaN
+    last, so the middle of the sorted slice would be a number)."""
+    last = np.take(s, [s.shape[axis] - 1], axis=axis)
+    has_nan = np.isnan(np.squeeze(last, axis=axis))  # NaN sorts last: the slice's last value tells
+    return np.where(has_nan, np.nan, out)
+
+
 def _quantile_sorted(s: Any, q: np.ndarray, axis: int) -> Any:
     """numpy's default ("linear") quantiles of ``s``, sorted along ``axis``, at constant ``q``."""
     n = s.shape[axis]
@@ -271,7 +283,7 @@ def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str,
     orig = as_operand(a)
     s, ax = _sorted_along(orig, axis)
     s = s.astype(np.result_type(s.dtype, q_type))
-    out = _quantile_sorted(s, q, ax)
+    out = _with_nan(_quantile_sorted(s, q, ax), s, ax)
     if keepdims:
         if axis is None:
             out = np.reshape(out, q.shape + (1,) * orig.ndim)
@@ -306,7 +318,7 @@ def _np_median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool 
     if n == 0:
         raise ValueError("median of an empty array")
     mid = np.take(s, [(n - 1) // 2, n // 2], axis=ax)
-    out = np.mean(mid, axis=ax)  # numpy's: the mean of the middle one or two
+    out = _with_nan(np.mean(mid, axis=ax), s, ax)  # numpy's: the mean of the middle one or two
     if keepdims:
         out = np.reshape(out, (1,) * orig.ndim) if axis is None else np.expand_dims(out, ax)
     return out
@@ -327,10 +339,29 @@ def traced_getitem(x: Any, index: Any) -> Any:
                 "index with traced integers alone (x[i] or x[i, j]), or use np.take_along_axis"
             )
     strides = _strides(x.shape)
-    pos = sum(_wrapped(item, x.shape[k]) * strides[k] for k, item in enumerate(items))
+    wrapped = [_wrapped(item, x.shape[k], x.size) for k, item in enumerate(items)]
+    # Any index out of its axis makes the whole position x.size (past the end): reading raises.
+    outside = functools.reduce(np.logical_or, [np.equal(w, x.size) for w in wrapped])
+    pos = np.where(outside, x.size, sum(w * strides[k] for k, w in enumerate(wrapped)))
     tail = np.arange(strides[len(items) - 1], dtype=np.int64).reshape(x.shape[len(items) :])
     flat = np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail
     return take(x, flat)
+
+
+def take_public(a: Any, indices: Any, axis: int | None = None) -> Any:
+    """numpy's ``np.take(a, indices, axis)``, also where only ``indices`` is traced.
+
+    numpy hands ``np.take`` to a traced value only when ``a`` is one, so reading a constant
+    table at a traced position (``table[i]``, ``np.take(table, i)``) needs this spelling.
+
+    >>> import numpy as np, pyzygote as pz
+    >>> table = np.array([10.0, 20.0, 30.0])
+    >>> pz.gradient(lambda x: pz.take(table, np.argmax(x)) * np.max(x), np.array([1.0, 3.0, 2.0]))[0]
+    array([ 0., 20.,  0.])
+    """
+    if not (isinstance(a, Tracer) or isinstance(indices, Tracer)):
+        return np.take(a, indices, axis=axis)
+    return _np_take(a, indices, axis)
 
 
 @implements(np.take)
