@@ -34,7 +34,7 @@ class Case:
     label: str
     fn: Callable[..., Any]
     make: Callable[[np.random.Generator], tuple[Any, ...]]
-    ref: Callable[..., Any] | None = None  # plain-numpy reference when ``fn`` binds a primitive
+    ref: Callable[..., Any] | None = None  # plain-numpy reference (values, finite differences) when ``fn`` is not one
     kind: str = "smooth"
     eps: float = 1e-6  # central-difference step; linear functions may use 1.0 (exact)
     rtol: float = 1e-6  # derivative vs central differences

@@ -96,7 +96,9 @@ def forward_sensitivities(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray
         # LSODA takes only a dense Jacobian, which costs (n (1 + n + m))^3 to factorize; without
         # one, its stiff phase differenced the whole system, 100 times slower on a 45-cell heat
         # equation.  Large systems go to BDF, whose Newton steps use the sparse Jacobian.
-        jac = lambda tt, z: _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), n + m)  # noqa: E731
+        def jac(tt: float, z: np.ndarray) -> Any:
+            return _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), n + m)
+
         if n * (1 + n + m) > _DENSE_SENSITIVITY_LIMIT:
             opts = dataclasses.replace(opts, alg="FBDF")
             kw["jac"] = jac

@@ -264,6 +264,15 @@ det_p.def_julia(lambda e, a: f"PyZygote.det({a})")
 # numpy's cholesky reads only the lower triangle, so its derivative in an upper entry is
 # zero and a diagonal entry counts once: the tangent the factor sees is the symmetric
 # matrix built from the lower triangle of the input's tangent.
+def _lower_symmetric(g: Any) -> Any:
+    """The symmetric matrix whose lower triangle is that of ``g``: the tangent of what a
+    function reading only the lower triangle (LAPACK's ``'L'``) sees."""
+    n = g.shape[0]
+    below = np.tri(n, k=-1, dtype=bool)
+    strict = np.where(below, g, 0.0)
+    return strict + strict.T + np.where(np.eye(n, dtype=bool), g, 0.0)
+
+
 cholesky_p = Primitive("cholesky")
 cholesky_p.def_abstract_eval(lambda a: (_square(a, "cholesky"), a)[1])
 cholesky_p.def_impl(np.linalg.cholesky)
@@ -272,8 +281,7 @@ cholesky_p.def_impl(np.linalg.cholesky)
 def _cholesky_jvp(g: Any, ans: Any, a: Any) -> Any:
     # dL = L Phi(L^-1 dA L^-T), Phi keeping the strict lower triangle and half the diagonal.
     n = a.shape[0]
-    below = np.tri(n, k=-1, dtype=bool)
-    dA = np.where(below, g, 0.0) + np.where(below, g, 0.0).T + np.where(np.eye(n, dtype=bool), g, 0.0)
+    dA = _lower_symmetric(g)
     half_lower = np.tri(n, k=-1) + 0.5 * np.eye(n)
     x = solve_p.bind(ans, transpose(solve_p.bind(ans, dA), (1, 0)))
     return np.matmul(ans, x * half_lower.astype(ans.dtype))
@@ -330,8 +338,7 @@ def _eigh_jvp(primals: Any, tangents: Any) -> Any:
     (a,), (g,) = primals, tangents
     w, v = eigh_p.bind(a)
     n = a.shape[0]
-    below = np.tri(n, k=-1, dtype=bool)
-    dA = np.where(below, g, 0.0) + np.where(below, g, 0.0).T + np.where(np.eye(n, dtype=bool), g, 0.0)
+    dA = _lower_symmetric(g)
     c = np.matmul(np.matmul(v.T, dA), v)
     off = np.logical_not(np.eye(n, dtype=bool))
     gap = w[None, :] - w[:, None]

@@ -119,6 +119,7 @@ def _put_add_julia(e: Any, v: Any, idx: Any, *, shape: tuple[int, ...]) -> str:
 
 
 def put_add(v: Any, idx: Any, shape: tuple[int, ...]) -> Any:
+    """Zeros of ``shape`` with ``v`` added at the flat positions ``idx`` (the transpose of :func:`take`)."""
     return put_add_p.bind(v, idx, shape=tuple(int(s) for s in shape))
 
 
@@ -292,18 +293,22 @@ def _quantile(a: Any, q: Any, axis: Any, keepdims: bool, method: str, name: str,
     return out
 
 
-@implements(np.quantile)
-def _np_quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
-    if out is not None or kw:
-        raise UnsupportedOperationError("numpy.quantile's out= and weights are not supported while tracing")
-    return _quantile(a, q, axis, keepdims, method, "quantile", 1.0)
+def _quantile_handler(name: str, scale: float) -> Any:
+    def handler(
+        a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+        method: str = "linear", keepdims: bool = False, **kw: Any,
+    ) -> Any:
+        if out is not None or kw:
+            raise UnsupportedOperationError(f"numpy.{name} keywords out= and {sorted(kw)} are not supported while tracing")
+        if isinstance(axis, (tuple, list)):
+            raise UnsupportedOperationError(f"numpy.{name} over several axes is not supported while tracing")
+        return _quantile(a, q, axis, keepdims, method, name, scale)
+
+    return handler
 
 
-@implements(np.percentile)
-def _np_percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
-    if out is not None or kw:
-        raise UnsupportedOperationError("numpy.percentile's out= and weights are not supported while tracing")
-    return _quantile(a, q, axis, keepdims, method, "percentile", 100.0)
+implements(np.quantile)(_quantile_handler("quantile", 1.0))
+implements(np.percentile)(_quantile_handler("percentile", 100.0))
 
 
 @implements(np.median)
