@@ -320,6 +320,8 @@ def _eigh_aval(a: Aval) -> tuple[Aval, Aval]:
 
 def signed_eigenvectors(v: np.ndarray) -> np.ndarray:
     """``v`` with each column's sign fixed: its first entry of largest magnitude is positive."""
+    if v.size == 0:
+        return v
     mag = np.abs(v)
     near_max = mag >= mag.max(axis=0, initial=0.0) * (1.0 - np.sqrt(np.finfo(v.dtype).eps))
     lead = v[np.argmax(near_max, axis=0), np.arange(v.shape[1])]
