@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 import functools
 import sys
 import re
@@ -120,28 +121,57 @@ def _closure_guard(
     unchecked is described in ``unchecked``.  ``extra`` holds further objects the trace
     depends on: arguments passed as they are (a model object, a right-hand side function).
     """
+    # Objects and classes are followed only into the attributes that the code reached names
+    # (``self.w``, ``Config.l2``, ``getattr(m, "w")``): a trainer's growing ``self.history`` or a
+    # class's other methods are not what the loss reads.  A name met later than an object it
+    # belongs to makes the walk start again, knowing it.
+    named: set[str] = {"__call__"}
+    while True:
+        excluded: set[str] = set()
+        found = _walk(f, named, excluded, arrays, unchecked, extra)
+        if not (excluded & named):
+            return found
+        if arrays is not None:
+            arrays.clear()
+        if unchecked is not None:
+            unchecked.clear()
+
+
+def _walk(
+    f: Any,
+    named: set[str],
+    excluded: set[str],
+    arrays: list[np.ndarray] | None,
+    unchecked: list[str] | None,
+    extra: Sequence[Any],
+) -> dict[Any, Any]:
     found: dict[Any, Any] = {}
-    seen: set[int] = set()
+    seen: dict[int, int] = {}  # id -> the depth it was walked from (a shallower path walks it again)
     array_bytes = [0]
 
     def over_budget(v: Any, n: int) -> bool:
         if len(found) + n <= _GUARD_BUDGET:
             return False
         if unchecked is not None:
-            unchecked.append(f"{type(v).__name__} of {n} items" if n > 1 else type(v).__name__)
+            what = f"{type(v).__name__} of {n} items" if n > 1 else type(v).__name__
+            unchecked.append(what)
         return True
+
+    def chosen(attrs: dict[str, Any]) -> list[tuple[str, Any]]:
+        excluded.update(k for k in attrs if k not in named)
+        return [(k, x) for k, x in attrs.items() if k in named]
 
     def value(where: Any, v: Any, depth: int) -> None:
         if where != "f":  # f itself is the cache's (weak) key: holding it would keep it alive
             found[where] = v
-        if id(v) in seen or depth > _GUARD_DEPTH or over_budget(v, 0):
-            return
+        if type(v) in _PROXIES or seen.get(id(v), _GUARD_DEPTH + 1) <= depth or depth > _GUARD_DEPTH or over_budget(v, 0):
+            return  # (a weak proxy's referent may be gone: not even isinstance works on it)
         if isinstance(v, np.ndarray):
-            if arrays is not None and v.dtype != object:
-                seen.add(id(v))
+            if arrays is not None and v.dtype != object and id(v) not in seen:
+                seen[id(v)] = depth
                 if array_bytes[0] + v.nbytes > _GUARD_BYTES:
                     if unchecked is not None:
-                        unchecked.append(f"array of {v.nbytes} bytes beyond the {_GUARD_BYTES >> 20} MB of arrays it compares")
+                        unchecked.append(f"{v.nbytes}-byte array beyond the {_GUARD_BYTES >> 20} MB of arrays it compares")
                     return
                 array_bytes[0] += v.nbytes
                 arrays.append(v)
@@ -151,37 +181,64 @@ def _closure_guard(
             value((id(v), "func"), v.__func__, depth)
             value((id(v), "self"), v.__self__, depth + 1)
         elif isinstance(v, functools.partial):
-            seen.add(id(v))
+            seen[id(v)] = depth
             for name in ("func", "args", "keywords"):
                 value((id(v), name), getattr(v, name), depth + 1)
+        elif isinstance(v, property):
+            seen[id(v)] = depth
+            value((id(v), "fget"), v.fget, depth)
         elif isinstance(v, (list, tuple, dict, collections.deque)) and depth < _GUARD_DEPTH:
-            if over_budget(v, len(v)):
+            seen[id(v)] = depth
+            try:
+                items = list(v.items()) if isinstance(v, dict) else list(enumerate(v))
+            except RuntimeError:  # changed by another thread meanwhile: cannot be checked now
+                found[(id(v), "changing")] = object()
                 return
-            seen.add(id(v))
-            found[(id(v), "len")] = len(v)
-            for k, item in v.items() if isinstance(v, dict) else enumerate(v):
+            if all(type(x) in _SCALARS for _, x in items):
+                # Numbers and strings only (a table of constants): one snapshot, compared at C speed.
+                found[(id(v), "scalars")] = tuple(items)
+                return
+            if over_budget(v, len(items)):
+                return
+            found[(id(v), "len")] = len(items)
+            for k, item in items:
                 value((id(v), k), item, depth + 1)
-        elif isinstance(v, type):
-            # A user's class: its attributes (Cfg.l2) and methods (which read globals).
-            if depth < _GUARD_DEPTH and _user_defined(v):
-                seen.add(id(v))
-                attrs = [(k, x) for k, x in vars(v).items() if not k.startswith("__")]
-                if not over_budget(v, len(attrs)):
-                    for k, item in attrs:
-                        value((id(v), "." + k), item, depth + 1)
-        elif depth < _GUARD_DEPTH and not isinstance(v, (types.ModuleType, types.BuiltinFunctionType)):
-            attrs = _attributes(v)
-            if attrs is not None and not over_budget(v, len(attrs)):
-                seen.add(id(v))
-                for k, item in attrs:
+        elif isinstance(v, types.ModuleType):
+            # A module of the user's used as a namespace (config.scale, pkg.config.scale): the
+            # attributes the code names, not the whole module.
+            if depth < _GUARD_DEPTH and _user_module(v):
+                seen[id(v)] = depth
+                for k, item in [(k, x) for k, x in vars(v).items() if k in named]:
                     value((id(v), "." + k), item, depth + 1)
-                value((id(v), "class"), type(v), depth + 1)
+        elif isinstance(v, type):
+            # A user's class, base classes included: the attributes and methods the code names.
+            if depth < _GUARD_DEPTH and _user_defined(v) and not issubclass(v, enum.Enum):
+                seen[id(v)] = depth
+                for cls in v.__mro__:
+                    if cls is not v and not _user_defined(cls):
+                        continue
+                    for k, item in chosen(dict(vars(cls))):
+                        value((id(cls), "." + k), item, depth + 1)
+        elif depth < _GUARD_DEPTH and not isinstance(v, _OPAQUE):
+            if _user_defined(type(v)):
+                value((id(v), "class"), type(v), depth + 1)  # first: its methods name attributes
+            attrs = _attributes(v)
+            if attrs is not None:
+                seen[id(v)] = depth
+                picked = chosen(attrs)
+                if not over_budget(v, len(picked)):
+                    # An attribute set on the object that shadows its class's (cfg.l2 = 5.0) counts too.
+                    found[(id(v), "names")] = tuple(sorted(k for k, _ in picked))
+                    for k, item in picked:
+                        value((id(v), "." + k), item, depth + 1)
 
     def function(fn: Any, depth: int) -> None:
         package = str(getattr(fn, "__module__", "")).split(".")[0]
-        if id(fn) in seen or package == "numpy":
+        if seen.get(id(fn), _GUARD_DEPTH + 1) <= depth or package == "numpy":
             return
-        seen.add(id(fn))
+        seen[id(fn)] = depth
+        names = _code_names(fn.__code__)  # global names, attribute names and string constants
+        named.update(names)
         # pyzygote's own wrappers (pz.grad(f)) are followed into what they close over (f), not
         # into their module's globals.
         for i, c in enumerate(fn.__closure__ or ()):
@@ -194,16 +251,9 @@ def _closure_guard(
         for k, d in (fn.__kwdefaults__ or {}).items():
             value((id(fn), "kwdefault", k), d, depth)
         g = fn.__globals__
-        names = _code_names(fn.__code__)  # global names and attribute names alike
         for n in names:
             if n in g:
                 value((id(fn), "global", n), g[n], depth)
-                if isinstance(g[n], types.ModuleType) and _user_module(g[n]):
-                    # A module of the user's used as a namespace (config.scale): the attributes
-                    # the code names, not the whole module.
-                    for a in names:
-                        if a in vars(g[n]):
-                            value((id(fn), "global", n, a), vars(g[n])[a], depth)
 
     value("f", f, -1)
     for i, obj in enumerate(extra):
@@ -217,27 +267,49 @@ def _closure_guard(
 _NUMBER = (int, float, complex, str, bytes, np.generic)
 
 
-def _attributes(v: Any) -> list[tuple[str, Any]] | None:
-    """An object's attributes: its ``__dict__`` and its ``__slots__`` (dataclasses with slots=True)."""
-    attrs = getattr(v, "__dict__", None)
-    items = list(attrs.items()) if isinstance(attrs, dict) else []
+def _attributes(v: Any) -> dict[str, Any] | None:
+    """An object's attributes, its ``__dict__`` and its ``__slots__`` (dataclasses with slots=True),
+    read without running its code (no ``__getattr__``, no properties)."""
+    try:
+        attrs = object.__getattribute__(v, "__dict__")
+    except Exception:
+        attrs = None
+    items = dict(attrs) if isinstance(attrs, dict) else {}
     for cls in type(v).__mro__:
         slots = cls.__dict__.get("__slots__", ())
         for name in (slots,) if isinstance(slots, str) else slots:
-            if name not in ("__dict__", "__weakref__") and hasattr(v, name):
-                items.append((name, getattr(v, name)))
+            stored = f"_{cls.__name__.lstrip('_')}{name}" if name.startswith("__") and not name.endswith("__") else name
+            slot = cls.__dict__.get(stored)
+            if isinstance(slot, types.MemberDescriptorType):
+                try:
+                    items[stored] = slot.__get__(v, cls)  # code names it mangled, as stored
+                except AttributeError:  # an unset slot
+                    pass
     return items if isinstance(attrs, dict) or items else None
+
+
+# Objects the walk does not open as objects: modules (handled above), C functions, weak proxies.
+_OPAQUE = (types.ModuleType, types.BuiltinFunctionType, *weakref.ProxyTypes)
+_PROXIES = frozenset(weakref.ProxyTypes)
+_SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 def _user_defined(cls: type) -> bool:
     """A class of the user's own code, not of the standard library or an installed package."""
-    module = sys.modules.get(cls.__module__)
+    try:
+        name = cls.__dict__.get("__module__") if isinstance(getattr(cls, "__dict__", None), types.MappingProxyType) else None
+    except Exception:  # a metaclass that computes attributes
+        return False
+    module = sys.modules.get(name) if isinstance(name, str) else None
     return module is not None and _user_module(module)
 
 
 def _user_module(module: types.ModuleType) -> bool:
     """A module of the user's own code, not of the standard library or an installed package."""
-    top = module.__name__.split(".")[0]
+    name = getattr(module, "__name__", None)
+    if not isinstance(name, str):
+        return False
+    top = name.split(".")[0]
     if top in sys.stdlib_module_names or top in ("builtins", "pyzygote"):
         return False
     path = str(getattr(module, "__file__", "") or "")
@@ -247,15 +319,20 @@ def _user_module(module: types.ModuleType) -> bool:
 def _unchanged(a: Any, b: Any) -> bool:
     if a is b:
         return True
+    if type(a) is tuple and type(b) is tuple:  # snapshots of scalar containers and attribute names
+        return a == b
     return type(a) is type(b) and isinstance(a, _NUMBER) and bool(a == b)
 
 
 def _code_names(code: Any) -> list[str]:
-    """Global names read by ``code`` and the code objects nested in it."""
+    """Global and attribute names read by ``code`` and the code objects nested in it, and its
+    identifier-like string constants (``getattr(m, "w")``)."""
     names = list(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names += _code_names(const)
+        elif isinstance(const, str) and const.isidentifier():
+            names.append(const)
     return names
 
 

@@ -483,3 +483,50 @@ def test_what_a_function_reads_through_classes_defaults_and_arguments_is_checked
         assert not np.array_equal(again, first)
     finally:
         _Config.l2, SCALE, _DEFAULTS["l2"], m.w = saved
+
+
+class _Trainer:
+    def __init__(self):
+        self.w = np.array([1.0, 2.0])
+        self.history: list[float] = []
+
+    def loss(self, x):
+        return np.sum(self.w * x**2)
+
+
+def test_state_the_function_does_not_name_neither_retraces_nor_costs() -> None:
+    """Found in review: a trainer appending to self.history between steps re-traced every step,
+    and every method of a class was walked on every call."""
+    from pyzygote.tracing import _CACHE
+
+    t = _Trainer()
+    x = np.array([1.0, 1.0])
+    pz.gradient(t.loss, x)
+    entry = dict(_CACHE.get(t.loss, {}) or _CACHE.get(_Trainer.loss, {}))
+    for k in range(100):
+        t.history.append(float(k))
+        np.testing.assert_array_equal(pz.gradient(t.loss, x)[0], 2 * t.w * x)
+    assert dict(_CACHE.get(t.loss, {}) or _CACHE.get(_Trainer.loss, {})).keys() == entry.keys()
+    t.w = np.array([3.0, 3.0])  # what it names is still checked
+    np.testing.assert_array_equal(pz.gradient(t.loss, x)[0], [6.0, 6.0])
+
+
+def test_the_guard_never_runs_user_code_or_trips_on_dead_proxies() -> None:
+    import weakref
+
+    class Sneaky:
+        __slots__ = ("a",)
+
+        def __getattr__(self, name):
+            raise AssertionError(f"the guard read {name}")
+
+    class Target:
+        v = 2.0
+
+    target = Target()
+    proxy = weakref.proxy(target)
+    s = Sneaky()
+    f = lambda x: np.sum(x) * (1.0 if s is not None and proxy is not None else 0.0)  # noqa: E731
+    np.testing.assert_array_equal(pz.gradient(f, np.ones(2))[0], [1.0, 1.0])
+    del target
+    np.testing.assert_array_equal(pz.gradient(f, np.ones(2))[0], [1.0, 1.0])
