@@ -121,10 +121,11 @@ def _closure_guard(
     unchecked is described in ``unchecked``.  ``extra`` holds further objects the trace
     depends on: arguments passed as they are (a model object, a right-hand side function).
     """
-    # Objects and classes are followed only into the attributes that the code reached names
-    # (``self.w``, ``Config.l2``, ``getattr(m, "w")``): a trainer's growing ``self.history`` or a
-    # class's other methods are not what the loss reads.  A name met later than an object it
-    # belongs to makes the walk start again, knowing it.
+    # An object's own attributes are all followed: library code reads them by reflection
+    # (dataclasses.asdict, vars, attrgetter).  Its class's methods are followed when the code
+    # names them (``m.predict``) or numpy calls them implicitly (dunders such as __getitem__),
+    # and a user module only into the attributes the code names (``config.scale``).  A name met
+    # later than the class or module it belongs to makes the walk start again, knowing it.
     named: set[str] = {"__call__"}
     while True:
         excluded: set[str] = set()
@@ -203,6 +204,8 @@ def _walk(
             found[(id(v), "len")] = len(items)
             for k, item in items:
                 value((id(v), k), item, depth + 1)
+        elif isinstance(v, (set, frozenset)):
+            found[(id(v), "set")] = frozenset(v)  # its members, compared by equality
         elif isinstance(v, types.ModuleType):
             # A module of the user's used as a namespace (config.scale, pkg.config.scale): the
             # attributes the code names, not the whole module.
@@ -217,7 +220,10 @@ def _walk(
                 for cls in v.__mro__:
                     if cls is not v and not _user_defined(cls):
                         continue
-                    for k, item in chosen(dict(vars(cls))):
+                    attrs = dict(vars(cls))
+                    methods = {k: x for k, x in attrs.items() if _is_code(x) and not (k.startswith("__") and k.endswith("__"))}
+                    data = [(k, x) for k, x in attrs.items() if k not in methods and k not in ("__dict__", "__weakref__", "__doc__", "__module__")]
+                    for k, item in data + chosen(methods):
                         value((id(cls), "." + k), item, depth + 1)
         elif depth < _GUARD_DEPTH and not isinstance(v, _OPAQUE):
             if _user_defined(type(v)):
@@ -225,11 +231,10 @@ def _walk(
             attrs = _attributes(v)
             if attrs is not None:
                 seen[id(v)] = depth
-                picked = chosen(attrs)
-                if not over_budget(v, len(picked)):
+                if not over_budget(v, len(attrs)):
                     # An attribute set on the object that shadows its class's (cfg.l2 = 5.0) counts too.
-                    found[(id(v), "names")] = tuple(sorted(k for k, _ in picked))
-                    for k, item in picked:
+                    found[(id(v), "names")] = tuple(attrs)
+                    for k, item in attrs.items():
                         value((id(v), "." + k), item, depth + 1)
 
     def function(fn: Any, depth: int) -> None:
@@ -319,21 +324,32 @@ def _user_module(module: types.ModuleType) -> bool:
 def _unchanged(a: Any, b: Any) -> bool:
     if a is b:
         return True
-    if type(a) is tuple and type(b) is tuple:  # snapshots of scalar containers and attribute names
+    if type(a) is type(b) and type(a) in (tuple, frozenset):  # snapshots: scalars, names, set members
         return a == b
     return type(a) is type(b) and isinstance(a, _NUMBER) and bool(a == b)
 
 
 def _code_names(code: Any) -> list[str]:
     """Global and attribute names read by ``code`` and the code objects nested in it, and its
-    identifier-like string constants (``getattr(m, "w")``)."""
+    identifier-like string constants (``getattr(m, "w")``, ``for k in ("a", "b")``)."""
     names = list(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names += _code_names(const)
-        elif isinstance(const, str) and const.isidentifier():
-            names.append(const)
+
+    def constants(values: Any) -> None:
+        for const in values:
+            if isinstance(const, types.CodeType):
+                names.extend(_code_names(const))
+            elif isinstance(const, str) and const.isidentifier():
+                names.append(const)
+            elif isinstance(const, (tuple, frozenset)):
+                constants(const)
+
+    constants(code.co_consts)
     return names
+
+
+def _is_code(x: Any) -> bool:
+    """A function-like class attribute (a method, a property, a static or class method)."""
+    return isinstance(x, (types.FunctionType, property, staticmethod, classmethod))
 
 
 def _cell_filled(cell: Any) -> bool:
