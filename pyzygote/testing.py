@@ -140,7 +140,8 @@ def check_grads(
     ``order=2`` (scalar ``f`` only) it also compares Hessian-vector products of
     ``pz.hessian`` with finite differences of ``pz.gradient``.  Values are
     compared as ``|a - b| <= atol + rtol * |b|`` with ``atol`` defaulting to
-    ``rtol`` times the largest finite-difference entry.  Defaults: ``eps=1e-6``
+    ``rtol`` times the largest finite-difference entry, or to the differences' rounding
+    noise (``10 u |f| / eps``) where that is larger, as at a minimum.  Defaults: ``eps=1e-6``
     and ``rtol=1e-6`` in float64; ``rtol=2e-3`` if an input or output is
     float32, and ``eps=1e-3`` if an output is.
 
@@ -167,10 +168,15 @@ def check_grads(
     leaves, treedef = flatten(args)
     single = any(np.asarray(x).dtype == np.float32 for x in leaves if not isinstance(x, Static))
     f64_leaves = [x if isinstance(x, Static) else np.asarray(x, np.float64) for x in leaves]
-    single_out = any(np.asarray(y).dtype == np.float32 for y in flatten(f(*unflatten(treedef, f64_leaves)))[0])
+    outputs = [np.asarray(y) for y in flatten(f(*unflatten(treedef, f64_leaves)))[0]]
+    single_out = any(y.dtype == np.float32 for y in outputs)
     eps = (1e-3 if single_out else 1e-6) if eps is None else eps  # float32 outputs need a longer step
     single = single or single_out
     rtol = (2e-3 if single else 1e-6) if rtol is None else rtol
+    # Central differences carry rounding noise of about u |f| / eps: at a minimum, where the
+    # derivative is itself about zero, that noise is all they show.
+    size = max([float(np.max(np.abs(y), initial=0.0)) for y in outputs if y.dtype.kind == "f"] + [1.0])
+    noise = 10.0 * float(np.finfo(np.float32 if single_out else np.float64).eps) * size / eps
     rng = np.random.default_rng(seed)
 
     def direction() -> tuple[Any, ...]:
@@ -181,7 +187,7 @@ def check_grads(
         a_leaves = tuple(np.asarray(a, np.float64) for a in actual)
         d_leaves = tuple(np.asarray(d, np.float64) for d in desired)
         scale = max([float(np.max(np.abs(d), initial=0.0)) for d in d_leaves] + [1e-300])
-        tol = rtol * scale if atol is None else atol
+        tol = max(rtol * scale, noise) if atol is None else atol
         assert_allclose_gradients(a_leaves, d_leaves, rtol=rtol, atol=tol, err_msg=f"({what})")
 
     for _ in range(n_directions):
@@ -197,7 +203,8 @@ def check_grads(
             g_leaves = [x for x in flatten(g)[0] if not isinstance(x, Static) and x is not None]
             t_leaves = [x for x in flatten(t)[0] if not isinstance(x, Static)]
             lhs, rhs = _inner(g_leaves, t_leaves), _inner(ct, fd)
-            tol = (atol or 0.0) + rtol * max(_norm(g_leaves) * _norm(t_leaves), _norm(ct) * _norm(fd), 1e-300)
+            floor = noise * _norm(ct) * np.sqrt(sum(np.size(c) for c in ct)) if atol is None else atol
+            tol = floor + rtol * max(_norm(g_leaves) * _norm(t_leaves), _norm(ct) * _norm(fd), 1e-300)
             if not abs(lhs - rhs) <= tol:
                 raise AssertionError(f"<pullback(ct), t> = {lhs!r} but <ct, central difference> = {rhs!r} (rev)")
     if order == 2:

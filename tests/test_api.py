@@ -983,3 +983,16 @@ def test_jvp_takes_keyword_arguments_too() -> None:
     y, t = pz.jvp(lambda x, A=None, s=1.0: s * (A @ x), (np.ones(3),), (np.array([1.0, 0.0, 0.0]),), A=A, s=2.0)
     np.testing.assert_array_equal(y, 2.0 * A.sum(axis=1))
     np.testing.assert_array_equal(t, 2.0 * A[:, 0])
+
+
+def test_check_grads_at_a_minimum_accepts_rounding_noise() -> None:
+    """Found in user testing: at a fitted optimum the finite differences are all rounding noise
+    (1e-8 against a gradient of 1e-15) and check_grads reported a mismatch."""
+    from pyzygote.testing import check_grads
+
+    rng = np.random.default_rng(0)
+    A, b = rng.standard_normal((20, 3)), rng.standard_normal(20)
+    w = np.linalg.lstsq(A, b, rcond=None)[0]
+    check_grads(lambda v: np.sum((A @ v - b) ** 2), (w,), order=2)
+    with pytest.raises(AssertionError):  # a wrong rule is still caught there
+        check_grads(lambda v: np.sum((A @ v - b) ** 2) + 1e-2 * np.sum(np.floor(v * 1e7)), (w,))
