@@ -339,18 +339,23 @@ def _assign(x: Any, v: Any) -> Any:
 
 
 case("scatter_add", "setitem", _assign, fixed((3, 2), (2,)), eps=1.0)
-_POS = np.array([[0, 3], [3, 1]])
-case(
-    "scatter_add",
-    "repeated-positions",
-    lambda v: scatter_add(v, _POS, (5,)),
-    fixed((2, 2)),
-    ref=lambda v: np.bincount(_POS.ravel(), weights=v.ravel(), minlength=5).astype(v.dtype),
-    eps=1.0,
-)
+
+
+def _repeated_positions(prim: str, add_at: Callable[..., Any], positions: np.ndarray) -> None:
+    """A case of a primitive that adds values into zeros at (repeated) flat positions."""
+    case(
+        prim,
+        "repeated-positions",
+        lambda v: add_at(v, positions, (5,)),
+        fixed(positions.shape),
+        ref=lambda v: np.bincount(positions.ravel(), weights=v.ravel(), minlength=5).astype(v.dtype),
+        eps=1.0,
+    )
+
+
+_repeated_positions("scatter_add", scatter_add, np.array([[0, 3], [3, 1]]))
 
 # traced integer positions (pyzygote/primitives/traced_indexing.py); uniform draws have no ties
-_TAKE_POS = np.array([[4, 0], [4, 2]])
 case("take", "sort", lambda x: np.sort(x, axis=0), uniform(-1, 1, lo_ndim=1))
 case("take", "sort-last-axis-and-flat", lambda x: np.sort(x) * 2.0 + np.sort(x, axis=None).sum(), uniform(-1, 1, lo_ndim=1))
 case("take", "median-quantile", lambda x: np.median(x) + np.quantile(x, [0.2, 0.75]) * np.percentile(x, 40), uniform(-1, 1, lo_ndim=1))
@@ -359,14 +364,7 @@ case("take", "index-at-argmax", lambda x: x[np.argmax(x)] * x + x[np.argsort(x)[
 case("take", "take-along-axis", lambda x: np.take_along_axis(x, np.argsort(x, axis=0)[:2], axis=0), fixed((3, 4)))
 case("take", "two-traced-indices", lambda x: x[np.argmin(x, axis=0) % 2, np.argmax(x, axis=1)[:1] + 1], fixed((3, 4)))
 case("take", "np-take-axis", lambda x: np.take(x, np.argmax(x, axis=1), axis=1), fixed((3, 4)))
-case(
-    "put_add",
-    "repeated-positions",
-    lambda v: put_add(v, _TAKE_POS, (5,)),
-    fixed((2, 2)),
-    ref=lambda v: np.bincount(_TAKE_POS.ravel(), weights=v.ravel(), minlength=5).astype(v.dtype),
-    eps=1.0,
-)
+_repeated_positions("put_add", put_add, np.array([[4, 0], [4, 2]]))
 case("argsort", "argsort", lambda x: np.argsort(x, axis=0) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")
 case("argsort", "flat", lambda x: np.argsort(x, axis=None) * x.ravel(), uniform(-1, 1, lo_ndim=1))
 case("argextreme", "argmax", lambda x: np.argmax(x) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")
