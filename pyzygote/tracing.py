@@ -214,16 +214,21 @@ def _walk(
                 for k, item in [(k, x) for k, x in vars(v).items() if k in named]:
                     value((id(v), "." + k), item, depth + 1)
         elif isinstance(v, type):
-            # A user's class, base classes included: the attributes and methods the code names.
+            # A user's class, base classes included: its data attributes, its dunder methods
+            # (which Python and numpy call implicitly) and the other methods the code names.
             if depth < _GUARD_DEPTH and _user_defined(v) and not issubclass(v, enum.Enum):
                 seen[id(v)] = depth
                 for cls in v.__mro__:
                     if cls is not v and not _user_defined(cls):
                         continue
-                    attrs = dict(vars(cls))
-                    methods = {k: x for k, x in attrs.items() if _is_code(x) and not (k.startswith("__") and k.endswith("__"))}
-                    data = [(k, x) for k, x in attrs.items() if k not in methods and k not in ("__dict__", "__weakref__", "__doc__", "__module__")]
-                    for k, item in data + chosen(methods):
+                    always, named_methods = [], {}
+                    for k, x in vars(cls).items():
+                        dunder = k.startswith("__") and k.endswith("__")
+                        if _is_code(x) and not dunder:
+                            named_methods[k] = x
+                        elif _is_code(x) or not dunder:  # class bookkeeping (__dict__, __doc__, ...) left out
+                            always.append((k, x))
+                    for k, item in always + chosen(named_methods):
                         value((id(cls), "." + k), item, depth + 1)
         elif depth < _GUARD_DEPTH and not isinstance(v, _OPAQUE):
             if _user_defined(type(v)):
