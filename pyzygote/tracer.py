@@ -428,10 +428,12 @@ class Tracer:
             raise TypeError(f"'numpy.{self.dtype}' object does not support item assignment (a traced scalar, as numpy's are)")
         root = self._root
         if root is not None:  # a view: numpy writes into the array it views
-            if any(isinstance(i, Tracer) for i in (index if isinstance(index, tuple) else (index,))):
-                lookup("getitem")(self, index)  # raises the error for traced indices
             if not self._positions.flags.writeable:
                 raise ValueError("assignment destination is read-only")
+            if any(isinstance(i, Tracer) for i in (index if isinstance(index, tuple) else (index,))):
+                # which elements change is data: compute the view's new values, write them all
+                root[np.unravel_index(self._positions, root.shape)] = lookup("setitem")(self, index, value)
+                return
             target = np.asarray(self._positions[index])
             root[np.unravel_index(target, root.shape)] = value
             return

@@ -656,7 +656,8 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
             exc.add_note(
                 "(pyzygote: if the index is a traced value, such as an argument being differentiated or t in "
                 "an ODE right-hand side, numpy's own arrays cannot be indexed with it: read them with "
-                "pz.take(table, i), select with np.where, or interpolate with np.interp)"
+                "pz.take(table, i), select with np.where, or interpolate with np.interp; to assign at a "
+                "traced position, create the array from a traced one: y = np.zeros_like(x, shape=(n,)))"
             )
         raise
 

@@ -254,14 +254,106 @@ def test_traced_indexing_errors(f, error, message) -> None:
         pz.gradient(lambda x: np.sum(f(x)), M)
 
 
-def test_assignment_at_a_traced_position_is_refused_with_the_where_spelling() -> None:
-    def f(x):
-        y = np.zeros_like(x)
-        y[np.argmax(x)] = 1.0
-        return np.sum(y * x)
+def _assign_at_argmax(x):
+    y = np.zeros_like(x)
+    y[np.argmax(x)] = x[0] * 3.0
+    return np.sum(y * x)
 
-    with pytest.raises(pz.UnsupportedOperationError, match=r"np.where\(np.arange\(n\) == i, v, y\)"):
-        pz.gradient(f, V)
+
+def _assign_repeated(x):
+    y = x * 1.0
+    i = np.argmax(x)
+    y[np.stack([i, i, i - 1])] = x[:3] * np.array([1.0, 2.0, 3.0])  # y[i] gets the second value
+    return np.sum(y * np.arange(1.0, 1.0 + x.size))
+
+
+def _assign_rows_and_views(m):
+    y = m * 1.0
+    i, j = np.argmax(m[:, 0]), np.argmin(m[0])
+    y[i, j] = -m[0, 1] ** 2
+    y[i] = y[i] * 2.0  # a whole row
+    y[j, i] += 1.0  # read, add, write back at the same traced position
+    v = y[1:]  # a view: writes at traced positions reach y
+    v[np.argmax(m[1:, 1])] = 7.0 * m[2, 2]
+    return y
+
+
+def _assign_masked(m):
+    z = m.copy()
+    z[z > 0.3] = -m[0, 0]
+    z[m[:, 0] < 0.0] = np.tanh(m[1])
+    return z
+
+
+ASSIGNMENTS = {"argmax": (_assign_at_argmax, V), "repeated": (_assign_repeated, V), "rows": (_assign_rows_and_views, M)}
+ASSIGNMENTS["masked"] = (_assign_masked, R.uniform(-1.0, 1.0, (3, 4)))
+
+
+@pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
+def test_assignment_at_traced_positions_matches_numpy_and_finite_differences(name: str) -> None:
+    f, x = ASSIGNMENTS[name]
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x))
+    check_grads(f, (x,), engine="numpy")
+
+
+def test_assignment_at_traced_positions_derivatives_by_hand() -> None:
+    x = np.array([1.0, 5.0, 2.0, 4.0])  # argmax 1: y = [6 x2, 2 x1, x2, x3] . [1, 2, 3, 4]
+    np.testing.assert_array_equal(pz.gradient(_assign_repeated, x)[0], [0.0, 4.0, 6.0, 4.0])
+    np.testing.assert_array_equal(pz.gradient(_assign_at_argmax, x)[0], [15.0, 3.0, 0.0, 0.0])
+    m = np.array([[0.5, -0.2, 0.1, 0.9], [-0.3, 0.4, -0.8, 0.2], [0.7, 0.25, -0.1, 0.35]])
+    y, back = pz.pullback(_assign_masked, m)
+    (dm,) = back(np.ones_like(y))
+    rows_kept = m[:, :1] >= 0.0  # the masked row assignment overwrites row 1 with tanh(m[1])
+    want = ((m <= 0.3) & rows_kept) * 1.0
+    want[0, 0] -= np.sum((m > 0.3) & rows_kept)  # z = -m[0, 0] where z > 0.3
+    want[1] += 1.0 / np.cosh(m[1]) ** 2
+    np.testing.assert_allclose(dm, want, rtol=1e-14)
+    np.testing.assert_array_equal(y, _assign_masked(m))
+
+
+def test_assignment_at_traced_positions_keeps_dtypes() -> None:
+    def f(x):
+        flags = x > 0.0
+        flags[np.argmax(x)] = False
+        counts = np.zeros_like(x, dtype=np.int64, shape=(2, x.size))
+        counts[1, np.argmax(x)] = -2
+        counts[0, np.argmin(x)] = 7.9  # numpy truncates into an integer array
+        return np.where(flags, x, 0.0) + counts
+
+    got = pz.make_program(f, V)(V)[0]
+    np.testing.assert_array_equal(got, f(V))
+    assert got.dtype == f(V).dtype
+
+
+@pytest.mark.parametrize(
+    ("f", "error", "message"),
+    [
+        (lambda y: y.__setitem__(np.argmax(y) + 10, 1.0), IndexError, "out of bounds"),
+        (lambda y: y.__setitem__((0, np.argmax(y) + 4), 1.0), IndexError, "out of bounds"),
+        (lambda y: y.__setitem__(y[:, 0] > 0, np.ones((2, 4))), pz.UnsupportedOperationError, "how many entries are True"),
+        (lambda y: y.__setitem__(y[0] > 0, 1.0), IndexError, "does not match"),
+        (lambda y: y.__setitem__((np.argmax(y), slice(1, None)), 1.0), pz.UnsupportedOperationError, "mixes traced"),
+        (lambda y: np.broadcast_to(y[0], (3, 4)).__setitem__(np.argmax(y[0]), 1.0), ValueError, "read-only"),
+    ],
+)
+def test_assignment_at_traced_positions_errors(f, error, message) -> None:
+    def g(x):
+        y = x * 1.0
+        f(y)
+        return np.sum(y)
+
+    with pytest.raises(error, match=message):
+        pz.make_program(g, M)(M)
+
+
+def test_assignment_at_too_many_traced_positions_is_refused() -> None:
+    def f(x):
+        y = x * 1.0
+        y[np.argsort(x)] = x
+        return y
+
+    with pytest.raises(pz.UnsupportedOperationError, match="at most 4096"):
+        pz.make_program(f, np.ones(5000))
 
 
 def test_out_of_bounds_traced_index_raises() -> None:
@@ -302,3 +394,22 @@ def test_pz_take_reads_a_constant_table_at_a_traced_position() -> None:
     np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], table[1] * 2.5)
     np.testing.assert_array_equal(pz.jacobian(f, x)[0], [[0.0, 3.0, 0.0], [0.0, 4.0, 0.0]])
     np.testing.assert_array_equal(pz.take(table, [2, 0], axis=0), table[[2, 0]])  # plain numpy too
+
+
+def test_like_functions_take_shape_and_dtype_and_are_writable() -> None:
+    def f(x):
+        y = np.full_like(x, 2.0)
+        y[1] = x[0]  # a constant fill is still an array that can be assigned into
+        z = np.zeros_like(x, shape=(2, 3))
+        z[1, np.argmax(x) % 3] = x[1]
+        w = np.full_like(x, x[2], shape=3)
+        w[0] = 1.0
+        return y, z, w, np.ones_like(x, np.float32, shape=(2,)), np.full_like(x, 2.5, dtype=int, shape=2)
+
+    x = np.array([0.5, -1.0, 3.0, 2.0])
+    got, want = pz.make_program(f, x)(x), f(x)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+        assert g.dtype == w.dtype
+    (dx,) = pz.gradient(lambda x: sum(np.sum(o * (k + 1.0)) for k, o in enumerate(f(x)[:3])), x)
+    np.testing.assert_array_equal(dx, [1.0, 2.0, 6.0, 0.0])

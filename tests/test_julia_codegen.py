@@ -309,6 +309,20 @@ def robust_statistics(x: Any, m: Any) -> Any:
     )
 
 
+def traced_assignment(x: Any, m: Any) -> Any:
+    """Assignment at traced positions and through traced masks (traced_indexing.traced_setitem)."""
+    y = x * 2.0
+    i = np.argmax(x)
+    y[i] = x[0] ** 2  # one position
+    y[np.stack([i, i - 1, i])] = x[:3] * 3.0  # repeated positions: the last wins, as in numpy
+    z = m.copy()
+    z[np.argmin(m[:, 0]), np.argmax(m[0])] += m[1, 1] * y[2]
+    z[np.argmax(m[:, 2])] = y[:3]  # a whole row
+    z[z > 0.3] = -x[1]  # a traced mask with a scalar value
+    z[m[:, 0] < 0.0] = np.sin(y[:3])  # masked rows with a value of the row's shape
+    return y, z
+
+
 def rng_arrays(*shapes: tuple[int, ...], seed: int = 0, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     return tuple(np.asarray(rng.uniform(-1.0, 1.0, s), dtype=dtype) for s in shapes)
@@ -338,6 +352,8 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "robust-statistics-f32": (robust_statistics, rng_arrays((5,), (3, 3), dtype=np.float32)),
     "statistics-f32": (statistics, rng_arrays((4,), (3, 3), dtype=np.float32)),
     "writes-through-views": (_numpy_views, rng_arrays((6,))),
+    "traced-assignment": (traced_assignment, rng_arrays((5,), (3, 3), seed=3)),
+    "traced-assignment-f32": (traced_assignment, rng_arrays((5,), (3, 3), seed=3, dtype=np.float32)),
     # Transformations inside traced code: their derivative programs are part of the program.
     "nested-gradient": (physics_informed, rng_arrays((2,), (3,))),
     "nested-hessian-trace": (lambda x: np.trace(pz.hessian(lambda y: np.sum(np.tanh(y) * y), x)), rng_arrays((3,))),

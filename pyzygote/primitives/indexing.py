@@ -105,9 +105,9 @@ def _check_static(index: Any) -> tuple[Any, bool]:
                 raise IndexError("arrays used as indices must be of integer type (a traced float index: use .astype(int))")
             raise UnsupportedOperationError(
                 "this use of a traced index depends on the data and cannot be traced: a traced boolean "
-                "mask selects a data-dependent number of elements (use np.where(mask, x, 0.0)), and "
-                "assigning at a traced position is not supported (use np.where(np.arange(n) == i, v, y)). "
-                "Reading at traced integer positions works: x[i], x[i, j], np.take, np.take_along_axis"
+                "mask selects a data-dependent number of elements (use np.where(mask, x, 0.0) to read, and "
+                "y[mask] = v or np.where(mask, v, y) to assign). Traced integer positions work alone: x[i], "
+                "x[i, j] = v, np.take, np.take_along_axis"
             )
         if isinstance(item, (list, np.ndarray)):
             basic = False
@@ -131,6 +131,14 @@ def _getitem(x: Any, index: Any) -> Any:
 
 @implements("setitem")
 def _setitem(y: Any, index: Any, value: Any) -> Any:
+    items = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(item, Tracer) for item in items):
+        from pyzygote.primitives import traced_indexing
+
+        if len(items) == 1 and items[0].dtype == bool:
+            return traced_indexing.masked_setitem(y, items[0], value)
+        if all(not isinstance(item, Tracer) or item.dtype.kind in "iu" for item in items):
+            return traced_indexing.traced_setitem(y, index, value)
     index, _ = _check_static(index)
     positions = np.asarray(element_positions(y.shape)[index])
     if len(np.unique(positions)) != positions.size:
@@ -152,18 +160,34 @@ def traced_constant(like: Tracer, value: np.ndarray) -> Tracer:
     return out
 
 
-@implements(np.zeros_like, np.empty_like)
-def _zeros_like(a: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
+def _like(a: Any, fill_value: Any, dtype: Any, shape: Any) -> Any:
+    """numpy's ``*_like``: a new, writable array; traced when ``a`` or ``fill_value`` is."""
+    from pyzygote.primitives.shape import broadcast_to_shape, convert
+
     a = as_operand(a)
-    value = np.zeros(a.shape, dtype or a.dtype)
+    shape = a.shape if shape is None else ((int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape))
+    dtype = np.dtype(dtype) if dtype is not None else a.dtype
+    if isinstance(fill_value, Tracer):
+        out = broadcast_to_shape(convert(fill_value, dtype), shape).copy()
+        out._array0d = out.ndim == 0
+        return out
+    value = np.full(shape, fill_value, dtype)
     return traced_constant(a, value) if isinstance(a, Tracer) else value  # 0-d too: s += ... must work
 
 
+@implements(np.zeros_like, np.empty_like)
+def _zeros_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, **kwargs: Any) -> Any:
+    return _like(a, 0, dtype, shape)
+
+
 @implements(np.ones_like)
-def _ones_like(a: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
-    a = as_operand(a)
-    value = np.ones(a.shape, dtype or a.dtype)
-    return traced_constant(a, value) if isinstance(a, Tracer) else value
+def _ones_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, **kwargs: Any) -> Any:
+    return _like(a, 1, dtype, shape)
+
+
+@implements(np.full_like)
+def _full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, **kwargs: Any) -> Any:
+    return _like(a, fill_value, dtype, shape)
 
 
 # --- numpy functions that only rearrange elements --------------------------------

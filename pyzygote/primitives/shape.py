@@ -413,16 +413,6 @@ def _np_linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, re
     return out if dtype is None else convert(out, dtype)
 
 
-@implements(np.full_like)
-def _np_full_like(a: Any, fill_value: Any, dtype: Any = None, *args: Any, **kwargs: Any) -> Any:
-    a = as_operand(a)
-    out = broadcast_to_shape(convert(as_operand(fill_value), dtype or a.dtype), a.shape)
-    if isinstance(out, Tracer) and out.ndim == 0:
-        out = out.copy()
-        out._array0d = True
-    return out
-
-
 from pyzygote.primitives.reduction import reduce_sum  # noqa: E402  (mutual use)
 
 

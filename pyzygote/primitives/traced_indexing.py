@@ -337,6 +337,11 @@ def traced_getitem(x: Any, index: Any) -> Any:
     items = index if isinstance(index, tuple) else (index,)
     if len(items) > x.ndim:
         raise IndexError(f"too many indices for array: array is {x.ndim}-dimensional, but {len(items)} were indexed")
+    return take(x, _flat_positions(x, items))
+
+
+def _flat_positions(x: Any, items: tuple[Any, ...]) -> Any:
+    """The flat positions ``x[items]`` reads, ``x.size`` (past the end) for any index outside its axis."""
     for item in items:
         if isinstance(item, (slice, type(None), type(Ellipsis))) or (isinstance(item, np.ndarray) and item.dtype == bool):
             raise UnsupportedOperationError(
@@ -345,12 +350,86 @@ def traced_getitem(x: Any, index: Any) -> Any:
             )
     strides = _strides(x.shape)
     wrapped = [_wrapped(item, x.shape[k], x.size) for k, item in enumerate(items)]
-    # Any index out of its axis makes the whole position x.size (past the end): reading raises.
     outside = functools.reduce(np.logical_or, [np.equal(w, x.size) for w in wrapped])
     pos = np.where(outside, x.size, sum(w * strides[k] for k, w in enumerate(wrapped)))
     tail = np.arange(strides[len(items) - 1], dtype=np.int64).reshape(x.shape[len(items) :])
-    flat = np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail
-    return take(x, flat)
+    return np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail
+
+
+# Deciding which of K assigned values is the last at its position compares all pairs.
+_MAX_ASSIGNED = 4096
+
+
+def traced_setitem(y: Any, index: Any, value: Any) -> Any:
+    """The new value of ``y`` after ``y[i, j, ...] = value`` with traced integer indices.
+
+    As in numpy, the last of repeated positions wins and an index outside its axis raises
+    ``IndexError``.  It is a composition: the assigned positions are marked with ``put_add``
+    and ``value`` is selected there, so the derivative with respect to ``y`` is zero where
+    ``y`` was overwritten and the one with respect to ``value`` flows only from the winning
+    entries.
+    """
+    from pyzygote.primitives.shape import broadcast_to_shape, convert
+
+    items = index if isinstance(index, tuple) else (index,)
+    if len(items) > y.ndim:
+        raise IndexError(f"too many indices for array: array is {y.ndim}-dimensional, but {len(items)} were indexed")
+    flat = np.ravel(_flat_positions(y, items))
+    n = flat.shape[0]
+    if n > _MAX_ASSIGNED:
+        raise UnsupportedOperationError(
+            f"assigning {n} elements at traced positions is not supported (at most {_MAX_ASSIGNED}); "
+            "build the array with np.where instead"
+        )
+    values = np.ravel(broadcast_to_shape(convert(as_operand(value), y.dtype), _flat_positions_shape(y, items)))
+    counts = np.ones(n, _INT)
+    if n > 1:  # numpy's rule for repeated positions: the last assignment wins
+        order = np.arange(n, dtype=_INT)
+        # The last k at each k's position, plus one.  `flat * 0` makes the ranks traced, so they
+        # are broadcast at run time instead of becoming a constant of n * n entries.
+        last = np.max(np.equal(flat[:, None], flat[None, :]) * (flat * 0 + order + 1), axis=1)
+        overwritten = np.greater(last, order + 1)
+        counts = np.where(overwritten, 0, counts)
+        values = np.where(overwritten, np.zeros((), y.dtype), values)
+    hit = np.greater(put_add(as_operand(counts), flat, (y.size,)), 0)
+    if y.dtype == bool:  # put_add adds; one winner per position makes the sum its value
+        placed = np.not_equal(put_add(values.astype(_INT), flat, (y.size,)), 0)
+    else:
+        placed = put_add(values, flat, (y.size,))
+    return np.reshape(np.where(hit, placed, np.ravel(y)), y.shape)
+
+
+def _flat_positions_shape(y: Any, items: tuple[Any, ...]) -> tuple[int, ...]:
+    lead = np.broadcast_shapes(*(np.shape(item) for item in items))
+    return tuple(lead) + tuple(y.shape[len(items) :])
+
+
+def masked_setitem(y: Any, mask: Any, value: Any) -> Any:
+    """The new value of ``y`` after ``y[mask] = value`` with a traced boolean ``mask``.
+
+    numpy broadcasts ``value`` to ``(number of True entries,) + y.shape[mask.ndim:]``; a value
+    that fits that for any count (a scalar, or an array of the trailing shape) is a
+    ``np.where``.  A value with one entry per True entry depends on the data and is refused.
+    """
+    from pyzygote.primitives.shape import convert
+
+    mask = as_operand(mask)
+    if mask.ndim > y.ndim or tuple(mask.shape) != tuple(y.shape[: mask.ndim]):
+        raise IndexError(
+            f"boolean index of shape {tuple(mask.shape)} does not match the indexed array of shape {tuple(y.shape)}"
+        )
+    tail = tuple(y.shape[mask.ndim :])
+    value = convert(as_operand(value), y.dtype)
+    if value.ndim > len(tail):
+        lead = value.shape[: value.ndim - len(tail)]
+        if len(lead) > 1 or lead[0] != 1:
+            raise UnsupportedOperationError(
+                f"y[mask] = value with a traced mask needs a value that fits any number of selected "
+                f"elements (a scalar, or shape {tail}); a value of shape {tuple(value.shape)} depends on how "
+                "many entries are True. Use np.where(mask, new_values, y) with new_values of y's shape"
+            )
+        value = np.reshape(value, value.shape[len(lead) :])
+    return np.where(np.reshape(mask, mask.shape + (1,) * len(tail)), value, y)
 
 
 def take_public(a: Any, indices: Any, axis: int | None = None) -> Any:
