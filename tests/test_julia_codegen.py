@@ -505,6 +505,34 @@ def _pyzygote_names() -> set[str]:
     return defined
 
 
+# Base exports that PyZygote.jl might define a function of the same name as.
+_BASE_EXPORTS = frozenset(
+    "abs adjoint argmax argmin atan ceil clamp collect copy cos cumprod cumsum div eltype exp fill findall "
+    "first floor hypot ifelse inv isfinite isinf isnan last length log map max maximum min minimum mod ndims "
+    "one ones permutedims prod rem reshape reverse round sign similar sin size sort sortperm sqrt sum tanh "
+    "transpose vec zero zeros".split()
+)
+
+
+def test_functions_that_shadow_base_are_called_unqualified_only_where_meant() -> None:
+    """A module's own ``prod`` hides ``Base.prod`` in every function body of the module, so a
+    call meant for Base (``prod(size)`` of a tuple) would find only PyZygote's array method
+    and throw a MethodError at run time.  Calls meant for Base must say ``Base.``."""
+    text = (JULIA_SRC / "src" / "PyZygote.jl").read_text()
+    code = re.sub(r'"""(?:.|\n)*?"""', "", text)  # docstrings
+    code = re.sub(r"#.*", "", code)
+    shadowing = _pyzygote_names() & _BASE_EXPORTS
+    assert shadowing == {"prod", "sign"}
+    calls = []
+    for name in sorted(shadowing):
+        for line in code.splitlines():
+            if re.match(rf"(function\s+)?{name}\(", line):
+                continue  # a definition (top-level, so not indented)
+            calls += [line.strip() for _ in re.finditer(rf"(?<![\w.:]){name}\(", line)]
+    # The rrule's primal is PyZygote's own prod, whose one method calls Base.prod.
+    assert calls == ["return prod(x; dims = dims), prod_pullback"]
+
+
 def test_helpers_used_by_generated_code_are_defined_in_pyzygote_jl() -> None:
     """Every ``PyZygote.<name>`` in the rules is defined in julia_src/src/PyZygote.jl, and
     every entry point of the contract is there too."""

@@ -251,8 +251,15 @@ function PyZygote.solve_problem(
         nreject = s.nreject,
     )
     # A solve that failed before its first save time saved nothing: Array(sol) would throw.
+    t = collect(sol.t)
     u = isempty(sol.u) ? zeros(eltype(u0), 0, length(u0)) : permutedims(Array(sol))
-    return (collect(sol.t), u, string(sol.retcode), stats)
+    if saveat !== nothing
+        # A failed solve also saves the time it stopped at (`postamble!` matches the solution's
+        # end to the integrator), which is not a save time: report the save times reached.
+        keep = map(in(saveat), t)
+        t, u = t[keep], u[keep, :]
+    end
+    return (t, u, string(sol.retcode), stats)
 end
 
 end # module

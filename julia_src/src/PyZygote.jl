@@ -124,8 +124,9 @@ end
 # The Julia linear index of the element at 0-based row-major flat position `p` in an array of
 # size `sz`: row-major positions of `sz` are column-major positions of `reverse(sz)`.
 function _linear_index(sz::Dims, p::Integer)
-    if !(0 <= p < prod(sz))
-        msg = "position $p (0-based) is out of bounds for an array of $(prod(sz)) elements"
+    # `Base.prod`: this module's own `prod` (below) has methods for arrays only.
+    if !(0 <= p < Base.prod(sz))
+        msg = "position $p (0-based) is out of bounds for an array of $(Base.prod(sz)) elements"
         throw(ArgumentError(msg))
     end
     flipped = Tuple(CartesianIndices(reverse(sz))[p + 1])
