@@ -320,7 +320,9 @@ class Tracer:
         if out is not None:  # numpy writes the result into out (np.clip(u, 0, 1, out=u))
             kwargs = {k: v for k, v in kwargs.items() if k != "out"}
             return _into(out, self.__array_function__(func, types, args, kwargs), func)
-        result = lookup(func)(*args, **kwargs)
+        handler = lookup(func)
+        args, kwargs = _leading_keywords_as_positional(func, handler, args, kwargs)
+        result = handler(*args, **kwargs)
         if func in _VIEW_FUNCTIONS and args and isinstance(args[0], Tracer):
             return _mark_view(args[0], result, lambda p: func(p, *args[1:], **kwargs))
         return _fresh(result, [*args, *kwargs.values()])
@@ -649,19 +651,40 @@ def _fresh(result: Any, inputs: Sequence[Any]) -> Any:
     return new(result) if given else result
 
 
-_OUT_POSITIONS: dict[Any, int | None] = {}
+_POSITIONAL_NAMES: dict[Any, list[str]] = {}
+_KEYWORD_NAMES: dict[Any, frozenset[str]] = {}
 
 
-def _out_position(func: Any) -> int | None:
-    """Where a numpy function takes ``out`` positionally (``np.dot(a, b, out)``), if it does."""
-    if func not in _OUT_POSITIONS:
+def _positional_names(func: Any) -> list[str]:
+    """The names of a numpy function's positional parameters, in order."""
+    if func not in _POSITIONAL_NAMES:
         try:
             params = inspect.signature(func).parameters.values()
             names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         except (TypeError, ValueError):
             names = _documented_positional(func)
-        _OUT_POSITIONS[func] = names.index("out") if "out" in names else None
-    return _OUT_POSITIONS[func]
+        _POSITIONAL_NAMES[func] = names
+    return _POSITIONAL_NAMES[func]
+
+
+def _out_position(func: Any) -> int | None:
+    """Where a numpy function takes ``out`` positionally (``np.dot(a, b, out)``), if it does."""
+    names = _positional_names(func)
+    return names.index("out") if "out" in names else None
+
+
+def _leading_keywords_as_positional(func: Any, handler: Any, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``np.flip(m=x, axis=0)`` as ``np.flip(x, axis=0)``: a handler may take numpy's leading
+    parameters by position under other names, so pass those it has no keyword for in order."""
+    if handler not in _KEYWORD_NAMES:
+        params = inspect.signature(handler).parameters.values()
+        _KEYWORD_NAMES[handler] = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    own = _KEYWORD_NAMES[handler]
+    names = _positional_names(func)
+    args, kwargs = list(args), dict(kwargs)
+    while len(args) < len(names) and names[len(args)] in kwargs and names[len(args)] not in own:
+        args.append(kwargs.pop(names[len(args)]))
+    return tuple(args), kwargs
 
 
 def _documented_positional(func: Any) -> list[str]:
@@ -686,6 +709,11 @@ def _into(out: Any, result: Any, func: Any) -> Any:
     """``func(..., out=y)``: numpy writes the result into ``y`` (``y += x`` on numpy arrays comes here)."""
     target = out[0] if isinstance(out, tuple) and len(out) == 1 else out
     if isinstance(target, Tracer):
+        # ufuncs (and np.clip, which calls one) broadcast into out; other functions need its shape
+        if not isinstance(func, np.ufunc) and func is not np.clip and np.shape(result) != target.shape:
+            raise ValueError(
+                f"numpy.{func.__name__}(..., out=y): y has shape {target.shape}, the result has shape {np.shape(result)}"
+            )
         target[...] = result
         return target
     raise TracerBoolError(

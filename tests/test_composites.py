@@ -413,3 +413,45 @@ def test_like_functions_take_shape_and_dtype_and_are_writable() -> None:
         assert g.dtype == w.dtype
     (dx,) = pz.gradient(lambda x: sum(np.sum(o * (k + 1.0)) for k, o in enumerate(f(x)[:3])), x)
     np.testing.assert_array_equal(dx, [1.0, 2.0, 6.0, 0.0])
+
+
+W = np.array([[True, False, True, True], [True, True, False, False], [False, True, True, True]])
+REDUCTION_KEYWORDS = {
+    "sum-initial": lambda x: np.sum(x, initial=10.0),
+    "sum-where": lambda x: np.sum(x, where=W, axis=1),
+    "sum-where-traced": lambda x: np.sum(x, where=x > 1.0, axis=0, keepdims=True),
+    "prod-initial-where": lambda x: np.prod(x, initial=2.0, where=W[0], axis=1),
+    "max-where": lambda x: np.max(x, where=W, initial=-5.0, axis=0),
+    "min-where-traced": lambda x: np.min(x, where=x > 0.8, initial=100.0, axis=1),
+    "mean-where": lambda x: np.mean(x, where=W),
+    "mean-where-row": lambda x: np.mean(x, where=W[0], axis=1, keepdims=True),
+    "mean-where-traced": lambda x: np.mean(x, where=x > 0.8, axis=0),
+    "var-mean": lambda x: np.var(x, mean=np.ones((1, 1))),
+    "var-mean-axis": lambda x: np.var(x, axis=1, mean=np.mean(x, axis=1, keepdims=True) + 0.5),
+    "var-correction": lambda x: np.var(x, correction=1),
+    "std-where": lambda x: np.std(x, where=W, axis=1, ddof=1),
+    "std-where-traced": lambda x: np.std(x, where=x > 0.9, axis=0, mean=np.full((1, 4), 1.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REDUCTION_KEYWORDS))
+def test_reduction_keywords_match_numpy_and_finite_differences(name: str) -> None:
+    f = REDUCTION_KEYWORDS[name]
+    got, want = pz.make_program(f, M)(M)[0], f(M)
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+    assert np.shape(got) == np.shape(want) and np.asarray(got).dtype == want.dtype
+    check_grads(f, (M,), engine="numpy")
+
+
+@pytest.mark.parametrize(
+    ("f", "error", "message"),
+    [
+        (lambda x: np.max(x, where=W), ValueError, "has to specify 'initial'"),
+        (lambda x: np.var(x, ddof=1, correction=1), ValueError, "simultaneously"),
+        (lambda x: np.sum(x, where=x), TypeError, "boolean"),
+        (lambda x: np.sum(x, out=x), ValueError, r"shape \(3, 4\), the result has shape \(\)"),
+    ],
+)
+def test_reduction_keyword_errors(f, error, message) -> None:
+    with pytest.raises(error, match=message):
+        pz.make_program(f, M)

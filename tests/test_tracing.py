@@ -381,8 +381,8 @@ def test_reduction_methods_take_ndarray_positional_arguments():
         assert str(pz.make_program(method, x)) == str(pz.make_program(function, x))
     with pytest.raises(pz.TracerBoolError, match="out=y"):  # a numpy array cannot hold the traced sum
         pz.gradient(lambda z: z.sum(out=np.empty(())), x)
-    with pytest.raises(NotImplementedError, match="where="):
-        pz.gradient(lambda z: z.mean(where=z > 0), x)
+    (g,) = pz.gradient(lambda z: z.mean(where=z > 0), x)  # the mean of the positive entries
+    np.testing.assert_allclose(g, (x > 0) / np.sum(x > 0), rtol=1e-15)
 
 
 def test_caches_do_not_keep_functions_alive():
@@ -548,3 +548,23 @@ def test_the_guard_never_runs_user_code_or_trips_on_dead_proxies() -> None:
     np.testing.assert_array_equal(pz.gradient(f, np.ones(2))[0], [1.0, 1.0])
     del target
     np.testing.assert_array_equal(pz.gradient(f, np.ones(2))[0], [1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda x: np.flip(m=x, axis=0),
+        lambda x: np.tile(A=x, reps=2),
+        lambda x: np.roll(a=x, shift=1, axis=1),
+        lambda x: np.linalg.solve(a=x[:, :2] + 3.0 * np.eye(2), b=x[:, 2]),
+        lambda x: np.empty_like(prototype=x, shape=(2,)) * 0.0 + x[0, :2],
+        lambda x: np.clip(a=x, a_min=0.0, a_max=1.0),
+        lambda x: np.dot(a=x, b=x.T),
+        lambda x: np.take(a=x, indices=[0, 2], axis=1),
+        lambda x: np.mean(a=x, axis=0),
+    ],
+    ids=["flip", "tile", "roll", "solve", "empty_like", "clip", "dot", "take", "mean"],
+)
+def test_numpy_parameters_given_by_keyword(f):
+    x = np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
+    np.testing.assert_allclose(pz.make_program(f, x)(x)[0], f(x), rtol=1e-15)

@@ -18,7 +18,7 @@ from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, defjvp, deflinear
-from pyzygote.tracer import as_operand
+from pyzygote.tracer import Tracer, as_operand
 from pyzygote.julia import codegen as jl
 
 __all__ = ["reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "cumsum_p"]
@@ -143,19 +143,54 @@ def _cumsum_julia(e: Any, x: Any, *, axis: int, reverse: bool) -> str:
 
 
 # --- numpy handlers -----------------------------------------------------------
-def _reduction_handler(reducer: Any, allow_empty: bool = True) -> Any:
-    def handler(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
-        if out is not None or kw.get("where", True) is not True:
-            raise UnsupportedOperationError("out= and where= are not supported in traced reductions")
-        if kw.get("initial", np._NoValue) is not np._NoValue:
-            raise UnsupportedOperationError("initial= is not supported in traced reductions")
+# What a masked-out element contributes, so that where= is a select before the reduction.
+_IDENTITY = {"sum": 0, "prod": 1, "max": -np.inf, "min": np.inf}
+
+
+def _masked(a: Any, where: Any, name: str) -> Any:
+    """``a`` with the elements ``where`` excludes replaced by the reduction's identity."""
+    if where is True:
+        return a
+    where = as_operand(where)
+    if where.dtype != np.bool_:
+        raise TypeError(f"where= must be a boolean array, got {where.dtype}")
+    identity = _IDENTITY[name]
+    if a.dtype.kind in "iu" and np.isinf(identity):
+        info = np.iinfo(a.dtype)
+        identity = info.min if identity < 0 else info.max
+    mask = broadcast_to_shape(where, a.shape)
+    return select(mask, a, np.asarray(identity, dtype=a.dtype))
+
+
+def _reduction_handler(name: str, reducer: Any) -> Any:
+    def handler(
+        a: Any,
+        axis: Any = None,
+        dtype: Any = None,
+        out: Any = None,
+        keepdims: bool = False,
+        initial: Any = np._NoValue,
+        where: Any = True,
+    ) -> Any:
+        if out is not None:
+            raise UnsupportedOperationError("out= is not supported in traced reductions")
         a = as_operand(a)
         if dtype is not None:
             a = convert(a, dtype)
-        elif a.dtype == np.bool_:
-            a = convert(a, np.int64)
+        elif a.dtype == np.bool_ or (name in ("sum", "prod") and a.dtype.kind == "i"):
+            a = convert(a, np.int64)  # numpy accumulates integers in 64 bits
+        elif name in ("sum", "prod") and a.dtype.kind == "u":
+            a = convert(a, np.uint64)
+        if where is not True and initial is np._NoValue and name in ("max", "min"):
+            raise ValueError(
+                f"reduction operation '{'maximum' if name == 'max' else 'minimum'}' does not have an identity, "
+                "so to use a where mask one has to specify 'initial'"
+            )
         axes = normalize_axes(axis, a.ndim)
-        result = reducer(a, axes)
+        result = reducer(_masked(a, where, name), axes)
+        if initial is not np._NoValue:
+            combine = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum}[name]
+            result = combine(result, np.asarray(initial, dtype=result.dtype))
         if keepdims:
             result = reshape(result, [1 if i in axes else s for i, s in enumerate(a.shape)])
         return result
@@ -163,33 +198,71 @@ def _reduction_handler(reducer: Any, allow_empty: bool = True) -> Any:
     return handler
 
 
-_sum = implements(np.sum, "add.reduce")(_reduction_handler(reduce_sum))
-implements(np.max, np.amax, "maximum.reduce")(_reduction_handler(reduce_max))
-implements(np.min, np.amin, "minimum.reduce")(_reduction_handler(reduce_min))
-implements(np.prod, "multiply.reduce")(_reduction_handler(reduce_prod))
+_sum = implements(np.sum, "add.reduce")(_reduction_handler("sum", reduce_sum))
+implements(np.max, np.amax, "maximum.reduce")(_reduction_handler("max", reduce_max))
+implements(np.min, np.amin, "minimum.reduce")(_reduction_handler("min", reduce_min))
+implements(np.prod, "multiply.reduce")(_reduction_handler("prod", reduce_prod))
+
+
+def _count(a: Any, axis: Any, where: Any, keepdims: bool) -> Any:
+    """How many elements each slice of a mean or variance averages: constant unless ``where`` is traced."""
+    if where is True:
+        return int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)], dtype=np.int64))
+    if isinstance(where, Tracer):
+        return _sum(broadcast_to_shape(where, a.shape), axis=axis, keepdims=keepdims)
+    return np.sum(np.broadcast_to(np.asarray(where), a.shape), axis=axis, keepdims=keepdims)
 
 
 @implements(np.mean)
-def _np_mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+def _np_mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, *, where: Any = True) -> Any:
     a = as_operand(a)
     if a.dtype.kind != "f" and dtype is None:
         dtype = np.float64
-    total = _sum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kw)
-    count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)], dtype=np.int64))
-    return total / count
+    total = _sum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
+    return total / _count(a, axis, where, keepdims)
 
 
 @implements(np.var)
-def _np_var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0, keepdims: bool = False, **kw: Any) -> Any:
+def _np_var(
+    a: Any,
+    axis: Any = None,
+    dtype: Any = None,
+    out: Any = None,
+    ddof: float = 0,
+    keepdims: bool = False,
+    *,
+    where: Any = True,
+    mean: Any = np._NoValue,
+    correction: Any = np._NoValue,
+) -> Any:
+    if correction is not np._NoValue:
+        if ddof != 0:
+            raise ValueError("ddof and correction can't be provided simultaneously.")
+        ddof = correction
     a = as_operand(a)
-    centered = a - _np_mean(a, axis=axis, dtype=dtype, keepdims=True)
-    count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)], dtype=np.int64))
-    return _sum(centered * centered, axis=axis, keepdims=keepdims, **kw) / (count - ddof)
+    if mean is np._NoValue:
+        mean = _np_mean(a, axis=axis, dtype=dtype, keepdims=True, where=where)
+    centered = a - mean
+    squares = _sum(centered * centered, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
+    return squares / (_count(a, axis, where, keepdims) - ddof)
 
 
 @implements(np.std)
-def _np_std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0, keepdims: bool = False, **kw: Any) -> Any:
-    return np.sqrt(_np_var(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, **kw))
+def _np_std(
+    a: Any,
+    axis: Any = None,
+    dtype: Any = None,
+    out: Any = None,
+    ddof: float = 0,
+    keepdims: bool = False,
+    *,
+    where: Any = True,
+    mean: Any = np._NoValue,
+    correction: Any = np._NoValue,
+) -> Any:
+    return np.sqrt(
+        _np_var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, where=where, mean=mean, correction=correction)
+    )
 
 
 @implements(np.cumsum, "add.accumulate")
@@ -208,8 +281,10 @@ def _np_trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: An
     return _sum(np.diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
 
 
+from pyzygote.primitives.logic import select  # noqa: E402  (mutual use)
 from pyzygote.primitives.shape import (  # noqa: E402  (mutual use)
     broadcast_in_dim,
+    broadcast_to_shape,
     convert,
     normalize_axes,
     normalize_axis,
