@@ -455,3 +455,31 @@ def test_reduction_keywords_match_numpy_and_finite_differences(name: str) -> Non
 def test_reduction_keyword_errors(f, error, message) -> None:
     with pytest.raises(error, match=message):
         pz.make_program(f, M)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda x: np.concatenate([x, x], dtype=np.float32),
+        lambda x: np.stack([x, x], axis=1, dtype=np.float32),
+        lambda x: np.hstack([x, x], dtype=np.float32),
+        lambda x: np.vstack([x, x], dtype=np.float32),
+    ],
+    ids=["concatenate", "stack", "hstack", "vstack"],
+)
+def test_joining_functions_take_dtype(f) -> None:
+    got, want = pz.make_program(f, M)(M)[0], f(M)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype == np.float32
+    with pytest.raises(TypeError, match="according to the rule 'same_kind'"):
+        pz.make_program(lambda x: np.concatenate([x, x], dtype=np.int64), M)
+
+
+def test_reshape_with_copy_is_not_a_view() -> None:
+    def f(x):
+        y = x * 1.0
+        np.reshape(y, (4, 3), copy=True)[0, 0] = 9.0  # a copy: y keeps its value
+        np.reshape(y, (4, 3))[0, 1] = 7.0  # a view: y changes
+        return y
+
+    np.testing.assert_array_equal(pz.make_program(f, M)(M)[0], f(M))

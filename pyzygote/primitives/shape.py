@@ -327,9 +327,20 @@ def _np_atleast_1d(*arys: Any) -> Any:
     return out[0] if len(out) == 1 else out
 
 
+def _cast_all(xs: list[Any], dtype: Any, casting: str) -> list[Any]:
+    """numpy's ``dtype=`` and ``casting=`` of the joining functions."""
+    if dtype is None:
+        return xs
+    dtype = np.dtype(dtype)
+    for x in xs:
+        if not np.can_cast(x.dtype, dtype, casting):
+            raise TypeError(f"Cannot cast array data from {x.dtype!r} to {dtype!r} according to the rule {casting!r}")
+    return [convert(x, dtype) for x in xs]
+
+
 @implements(np.concatenate)
 def _np_concatenate(arrays: Any, axis: Any = 0, out: Any = None, dtype: Any = None, casting: str = "same_kind") -> Any:
-    xs = _operands_same_dtype(arrays)
+    xs = _cast_all(_operands_same_dtype(arrays), dtype, casting)
     if axis is None:
         xs, axis = [reshape(x, (x.size,)) for x in xs], 0
     if any(x.ndim == 0 for x in xs):
@@ -345,7 +356,7 @@ def _np_concatenate(arrays: Any, axis: Any = 0, out: Any = None, dtype: Any = No
 
 @implements(np.stack)
 def _np_stack(arrays: Any, axis: int = 0, out: Any = None, dtype: Any = None, casting: str = "same_kind") -> Any:
-    xs = _operands_same_dtype(arrays)
+    xs = _cast_all(_operands_same_dtype(arrays), dtype, casting)
     shapes = {x.shape for x in xs}
     if len(shapes) != 1:
         raise ValueError("all input arrays must have the same shape")
@@ -357,14 +368,14 @@ def _np_stack(arrays: Any, axis: int = 0, out: Any = None, dtype: Any = None, ca
 def _np_hstack(tup: Any, dtype: Any = None, casting: str = "same_kind") -> Any:
     xs = [as_operand(x) for x in tup]
     xs = [reshape(x, (1,)) if x.ndim == 0 else x for x in xs]
-    return _np_concatenate(xs, axis=0 if xs[0].ndim == 1 else 1)
+    return _np_concatenate(xs, axis=0 if xs[0].ndim == 1 else 1, dtype=dtype, casting=casting)
 
 
 @implements(np.vstack)
 def _np_vstack(tup: Any, dtype: Any = None, casting: str = "same_kind") -> Any:
     xs = [as_operand(x) for x in tup]
     xs = [reshape(x, (1, x.size)) if x.ndim < 2 else x for x in xs]
-    return _np_concatenate(xs, axis=0)
+    return _np_concatenate(xs, axis=0, dtype=dtype, casting=casting)
 
 
 @implements(np.copy)
