@@ -84,6 +84,8 @@ def test_solve_on_julia_matches_numpy_and_reports_stats() -> None:
     np.testing.assert_allclose(sol_jl.t, T_LV)
     np.testing.assert_allclose(sol_jl.u, sol_np.u, rtol=1e-7, atol=1e-9)
     assert sol_jl.stats["naccept"] > 0 and sol_jl.stats["nf"] > sol_jl.stats["naccept"]
+    t = np.array([7.5, 0.05, 7.5, 10.0])  # sol(t) solves again on the same engine
+    np.testing.assert_allclose(sol_jl(t), sol_np(t), rtol=1e-7, atol=1e-9)
 
 
 @julia

@@ -192,6 +192,27 @@ def test_non_autonomous_forcing_matches_closed_form_including_endpoints():
 
 
 # --- errors ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("alg", ["Tsit5", "Rodas5P", "auto"])
+def test_solution_called_at_new_times_matches_the_closed_form(alg):
+    k = np.array([[0.5, 1.0], [2.0, 0.25]])  # a matrix state, each entry decaying at its own rate
+    prob = pz.ODEProblem(lambda u, p, t: -p * u, np.ones((2, 2)), (0.0, 2.0), k)
+    sol = pz.solve(prob, alg=alg, saveat=[0.0, 2.0], reltol=1e-10, abstol=1e-12)
+    t = np.array([[1.5, 0.2, 0.2], [2.0, 0.0, 0.7]])  # any order, repeats, both ends
+    u = sol(t)
+    assert u.shape == (2, 3, 2, 2)
+    np.testing.assert_allclose(u, np.exp(-k * t[..., None, None]), rtol=1e-8)
+    np.testing.assert_allclose(sol(0.3), np.exp(-k * 0.3), rtol=1e-8)
+    with pytest.raises(ValueError, match=r"within tspan \(0.0, 2.0\)"):
+        sol([0.5, 2.5])
+
+
+def test_solution_of_a_failed_solve_cannot_be_called():
+    prob = pz.ODEProblem(lambda u, p, t: u * u, [1.0], (0.0, 2.0))
+    sol = pz.solve(prob, alg="Tsit5")
+    with pytest.raises(ValueError, match="needs a successful solve; this one ended with retcode"):
+        sol(0.5)
+
+
 def test_failed_solve_reports_retcode_and_differentiated_loss_raises():
     blowup = lambda u, p, t: p[0] * u * u  # noqa: E731  (u = 1/(1 - t) blows up at t = 1)
     prob = pz.ODEProblem(blowup, [1.0], (0.0, 2.0), [1.0])
