@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pyzygote.errors import NonFiniteGradientError
 from pyzygote.pytree import Static, flatten
 
 __all__ = ["crosscheck", "CrossCheckReport"]
@@ -33,13 +34,18 @@ __all__ = ["crosscheck", "CrossCheckReport"]
 
 @dataclass
 class CrossCheckReport:
-    """Largest relative difference of the checked gradient to each reference."""
+    """Largest relative difference of the checked gradient to each reference.
+
+    Each row is ``(reference, difference, tolerance, note)``; ``difference`` is ``None`` where
+    the reference could not judge (the note says why).  A note starting with ``"entry"`` names
+    an entry that disagrees with the reference by more than ``element_rtol`` of itself.
+    """
 
     rows: list[tuple[str, float | None, float, str]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return all(diff is None or diff <= tol for _, diff, tol, _ in self.rows)
+        return all(diff is None or (diff <= tol and not note.startswith("entry")) for _, diff, tol, note in self.rows)
 
     def __str__(self) -> str:
         lines = [f"{'reference':40s} {'max rel. diff':>14s} {'tolerance':>10s}  verdict"]
@@ -47,8 +53,8 @@ class CrossCheckReport:
             if diff is None:
                 lines.append(f"{name:40s} {'-':>14s} {'-':>10s}  {note}")
             else:
-                verdict = "agrees" if diff <= tol else "DISAGREES"
-                lines.append(f"{name:40s} {diff:14.2e} {tol:10.1e}  {verdict}")
+                verdict = "agrees" if diff <= tol and not note.startswith("entry") else "DISAGREES"
+                lines.append(f"{name:40s} {diff:14.2e} {tol:10.1e}  {verdict}" + (f": {note}" if note else ""))
         return "\n".join(lines)
 
 
@@ -70,6 +76,8 @@ def _canonical(tree: Any) -> Any:
     if tree is None or isinstance(tree, (str, bytes, bool, Static)):
         return None
     arr = _as_numpy(tree)
+    if arr.dtype.kind == "V":  # JAX's float0: the gradient of an integer argument
+        return None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"gradients must hold real numbers, got an array of dtype {arr.dtype}")
     return arr
@@ -130,18 +138,84 @@ def _noise_floors(f: Callable[..., Any], args: tuple[Any, ...], precision: float
     return 10.0 * u * size / max(1.0, x_scale), 10.0 * float(np.finfo(np.float64).eps) * size / eps
 
 
-def _relative_difference(candidate: Any, reference: Any, floor: float = 0.0, rtol: float = 1.0) -> float:
-    """The largest difference relative to the largest reference entry; differences below
-    ``floor`` count as agreement at ``rtol``."""
-    a, b = _leaves(candidate), _leaves(reference)
-    if flatten(candidate)[1] != flatten(reference)[1] or any(x.shape != y.shape for x, y in zip(a, b)):
+def _pairs(candidate: Any, reference: Any, path: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The leaves of two gradients side by side, with their paths; where the reference is
+    ``None`` (an integer or boolean argument: data), whatever the candidate holds is ignored."""
+    if reference is None:
+        return []
+    same_kind = type(candidate) is type(reference) or (isinstance(candidate, np.ndarray) and isinstance(reference, np.ndarray))
+    if isinstance(reference, dict) and isinstance(candidate, dict) and set(candidate) == set(reference):
+        return [pair for k in sorted(reference, key=repr) for pair in _pairs(candidate[k], reference[k], f"{path}[{k!r}]")]
+    if isinstance(reference, tuple) and same_kind and len(candidate) == len(reference):
+        return [pair for i, (c, r) in enumerate(zip(candidate, reference)) for pair in _pairs(c, r, f"{path}[{i}]")]
+    if isinstance(reference, np.ndarray) and same_kind and candidate.shape == reference.shape:
+        return [(path, candidate.astype(np.float64), reference.astype(np.float64))]
+    raise _Mismatch
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _paired(candidate: Any, reference: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    try:
+        return _pairs(candidate, reference)
+    except _Mismatch:
         raise ValueError(
             "the gradient to check must have the structure and shapes of the function's arguments: "
-            f"got {_describe(candidate)}, expected {_describe(reference)}"
-        )
-    a, b = [x.astype(np.float64) for x in a], [y.astype(np.float64) for y in b]
-    scale = max(max((float(np.max(np.abs(y))) for y in b if y.size), default=0.0), floor / rtol) or 1.0
-    return max((float(np.max(np.abs(x - y))) / scale for x, y in zip(a, b) if x.size), default=0.0)
+            f"got {_describe(candidate)}, expected {_describe(reference)} (integer and boolean arguments "
+            "are data: their entries may hold anything). To check the gradient with respect to some "
+            "arguments only, close over the others: crosscheck(lambda w: f(w, x), (w,), (grad_w,))"
+        ) from None
+
+
+def _compare(
+    candidate: Any, reference: Any, floor: float, rtol: float, element_rtol: float, element_floor: float
+) -> tuple[float, str]:
+    """The largest difference relative to the largest reference entry (differences below ``floor``
+    count as agreement at ``rtol``), and a note naming the worst entry that differs from its reference
+    by more than ``element_rtol`` of the reference, among entries larger than ``element_floor``."""
+    pairs = _paired(candidate, reference)
+    scale = max(max((float(np.max(np.abs(r))) for _, _, r in pairs if r.size), default=0.0), floor / rtol) or 1.0
+    diff = max((float(np.max(np.abs(c - r))) / scale for _, c, r in pairs if c.size), default=0.0)
+    worst, note = element_rtol, ""
+    for path, c, r in pairs:
+        judged = np.abs(r) > element_floor
+        if not np.any(judged):
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(judged, np.abs(c - r) / np.abs(r), 0.0)
+        rel = np.where(np.isnan(c) & judged, np.inf, rel)
+        k = int(np.argmax(rel))
+        if rel.flat[k] > worst:
+            worst = float(rel.flat[k])
+            at = tuple(int(i) for i in np.unravel_index(k, r.shape))
+            note = f"entry {list(at) if at else ''} of {_argument(path)} is {c.flat[k]:.6g}, the reference {r.flat[k]:.6g}"
+    return diff, note
+
+
+def _argument(path: str) -> str:
+    """``[0]['w']`` as ``argument 0['w']``."""
+    if not path:
+        return "the gradient"
+    head, _, rest = path[1:].partition("]")
+    return f"argument {head}{rest}"
+
+
+def _convention_hint(candidate: Any, reference: Any, rtol: float) -> str:
+    """Why a disagreement may be a convention: JAX and PyTorch give functions of a symmetric
+    matrix that read one triangle (cholesky, eigh) the symmetric part of the gradient."""
+    for path, c, r in _paired(candidate, reference):
+        if c.ndim == 2 and c.shape[0] == c.shape[1] > 1 and not np.allclose(c, r, rtol=rtol, atol=0.0):
+            sym = lambda g: (g + g.T) / 2.0  # noqa: E731
+            if np.allclose(sym(c), sym(r), rtol=100 * rtol, atol=100 * rtol * float(np.max(np.abs(r)) or 1.0)):
+                return (
+                    f"\nThe gradients for {_argument(path)} agree once symmetrized: for a function that reads one "
+                    "triangle of a symmetric matrix (np.linalg.cholesky, eigh), pyzygote, as numpy reads it, "
+                    "puts the gradient in that triangle, and JAX and PyTorch give its symmetric part. Compare "
+                    "(g + g.T) / 2, or write f on the symmetric part, e.g. f((A + A.T) / 2)."
+                )
+    return ""
 
 
 def crosscheck(
@@ -155,6 +229,7 @@ def crosscheck(
     fd_rtol: float | None = None,
     eps: float = 1e-6,
     raise_on_failure: bool = True,
+    element_rtol: float = 0.1,
 ) -> CrossCheckReport:
     """Compare ``grads`` (one entry per argument, like ``pz.gradient``) with independent references.
 
@@ -164,7 +239,11 @@ def crosscheck(
     ``fd_rtol`` against finite differences: by default 1e-7 and 1e-5, loosened
     to 1e-4 when every array in ``grads`` is float32 and to 1e-2 when every
     array is float16 or bfloat16.  ``grads`` may hold numpy, JAX or PyTorch
-    arrays (tensors that require grad are detached).
+    arrays (tensors that require grad are detached).  Each entry larger than the
+    references' rounding noise must also agree to ``element_rtol`` (10%) of
+    itself, which catches a wrong sign or a missing term in an entry far
+    smaller than the largest (a rate constant of 3e7 beside one of 0.04).
+    Integer and boolean arguments are data: their gradients are not compared.
     Engines that are not available are reported as skipped.  With
     ``raise_on_failure`` an ``AssertionError`` carrying the report is raised
     when any reference disagrees.
@@ -184,20 +263,27 @@ def crosscheck(
     precision = _precision_rtol(raw_grads)
     rtol = precision if rtol is None else rtol
     fd_rtol = max(1e-5, precision) if fd_rtol is None else fd_rtol
-    for name, value in (("rtol", rtol), ("fd_rtol", fd_rtol)):
+    for name, value in (("rtol", rtol), ("fd_rtol", fd_rtol), ("element_rtol", element_rtol)):
         if not (isinstance(value, (int, float)) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not engines and not finite_differences:
         raise ValueError("nothing to compare with: give engines or finite_differences=True")
     report = CrossCheckReport()
+    hint = ""
     ad_floor, fd_floor = _noise_floors(f, args, precision, eps)
     for engine in engines:
         name = f"pyzygote {engine} engine" + (" (Zygote.jl)" if engine == "julia" else "")
         if engine == "julia" and not julia_is_set_up():
             report.rows.append((name, None, rtol, "skipped: Julia is not set up (pyzygote doctor)"))
             continue
-        difference = _relative_difference(grads, _canonical(gradient(f, *args, engine=engine)), ad_floor, rtol)
-        report.rows.append((name, difference, rtol, ""))
+        try:
+            reference = _canonical(gradient(f, *args, engine=engine))
+        except NonFiniteGradientError as exc:
+            reason = str(exc).split(" (the value")[0]
+            report.rows.append((name, None, rtol, f"no reference: its own gradient is not finite here ({reason})"))
+            continue
+        hint = hint or _convention_hint(grads, reference, rtol)
+        report.rows.append((name, *_row(grads, reference, ad_floor, rtol, element_rtol, 100.0 * ad_floor)))
     if finite_differences:
         fd = numerical_gradient(f, *args, eps=eps)
         fd = _canonical(fd)
@@ -205,12 +291,18 @@ def crosscheck(
         if fd_floor > fd_rtol * max((float(np.max(np.abs(y))) for y in _leaves(fd) if y.size), default=0.0):
             # Every entry is within the differences' rounding noise (an optimum, or a flat f):
             # they can tell neither a right nor a wrong gradient.
-            _relative_difference(grads, fd)  # the structure check still applies
+            _paired(grads, fd)  # the structure check still applies
             report.rows.append((name, None, fd_rtol, f"inconclusive: the gradient is below their rounding noise ({fd_floor:.1e})"))
         else:
-            report.rows.append((name, _relative_difference(grads, fd, fd_floor, fd_rtol), fd_rtol, ""))
+            hint = hint or _convention_hint(grads, fd, fd_rtol)
+            report.rows.append((name, *_row(grads, fd, fd_floor, fd_rtol, element_rtol, 100.0 * fd_floor)))
     if raise_on_failure and not report.passed:
-        raise AssertionError(f"the gradient disagrees with an independent reference:\n{report}")
+        raise AssertionError(f"the gradient disagrees with an independent reference:\n{report}{hint}")
     if raise_on_failure and all(diff is None for _, diff, _, _ in report.rows):
         raise AssertionError(f"no reference could check the gradient:\n{report}")
     return report
+
+
+def _row(grads: Any, reference: Any, floor: float, rtol: float, element_rtol: float, element_floor: float) -> tuple[float, float, str]:
+    diff, note = _compare(grads, reference, floor, rtol, element_rtol, element_floor)
+    return diff, rtol, note

@@ -32,6 +32,11 @@ def _float_leaves(tree: Any) -> tuple[list[Any], Any]:
     return [leaf if isinstance(leaf, Static) else np.asarray(leaf, dtype=np.float64) for leaf in leaves], treedef
 
 
+def is_data(leaf: Any) -> bool:
+    """An integer or boolean numpy array (labels, masks): data with no derivative, as in ``pz.gradient``."""
+    return isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype.kind in "biu"
+
+
 def _call(f: Callable[..., Any], treedef: Any, leaves: list[Any]) -> list[np.ndarray]:
     out_leaves, _ = flatten(f(*unflatten(treedef, leaves)))
     return [np.asarray(o, dtype=np.float64) for o in out_leaves]
@@ -58,16 +63,17 @@ def numerical_jvp(f: Callable[..., Any], args: Sequence[Any], tangents: Sequence
 def numerical_gradient(f: Callable[..., Any], *args: Any, eps: float = 1e-6) -> tuple[Any, ...]:
     """Central-difference gradient of scalar ``f``: a tuple with one entry per argument, like ``pz.gradient``.
 
-    Arguments may be pytrees; static leaves (strings, ``None``...) get ``None``.
+    Arguments may be pytrees; static leaves (strings, ``None``...) and integer or boolean
+    arrays (labels, masks) get ``None``, as in ``pz.gradient``.
 
     >>> numerical_gradient(lambda p: p["a"] * p["b"], {"a": 2.0, "b": 5.0})
     ({'a': 5.0, 'b': 2.0},)
     """
-    leaves, treedef = _float_leaves(tuple(args))
-    orig, _ = flatten(tuple(args))
+    orig, treedef = flatten(tuple(args))
+    leaves = [x if is_data(x) else leaf for x, leaf in zip(orig, _float_leaves(tuple(args))[0])]
     grads: list[Any] = []
     for k, x in enumerate(leaves):
-        if isinstance(x, Static):
+        if isinstance(x, Static) or is_data(x):
             grads.append(None)
             continue
         g = np.zeros(x.shape)

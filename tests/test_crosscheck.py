@@ -167,3 +167,47 @@ def test_finite_differences_below_their_noise_are_inconclusive_not_a_pass() -> N
         pz.crosscheck(f, (x,), (np.zeros(2),), engines=())
     report = pz.crosscheck(f, (x,), (np.zeros(2),), engines=(), raise_on_failure=False)
     assert "inconclusive" in str(report)
+
+
+def test_a_wrong_entry_far_smaller_than_the_largest_is_caught():
+    # Robertson-like scales: the gradient's entries span ten orders of magnitude
+    f = lambda k: np.log1p(k[0]) + 1e-3 * np.tanh(1e-7 * k[1]) + np.sin(k[2] * 1e-4)  # noqa: E731
+    k = np.array([0.04, 3e7, 1e4])
+    (g,) = pz.gradient(f, k)
+    assert pz.crosscheck(f, (k,), (g,), engines=("numpy",)).passed
+    flipped = g * np.array([1.0, -1.0, 1.0])
+    assert abs(g[1]) < 1e-9 * abs(g[0])  # far below the global tolerance
+    with pytest.raises(AssertionError, match=r"DISAGREES: entry \[1\] of argument 0 is -"):
+        pz.crosscheck(f, (k,), (flipped,), engines=("numpy",), finite_differences=False)
+    report = pz.crosscheck(f, (k,), (flipped,), engines=("numpy",), finite_differences=False, element_rtol=3.0, raise_on_failure=False)
+    assert report.passed  # the entry check can be loosened
+
+
+def test_integer_and_boolean_arguments_are_data():
+    f = lambda W, labels, mask: np.sum(np.where(mask, W[np.arange(3), labels] ** 2, 0.0))  # noqa: E731
+    W, labels, mask = np.arange(6.0).reshape(3, 2), np.array([0, 1, 1]), np.array([True, False, True])
+    gW = pz.gradient(f, W, labels, mask)[0]
+    float0 = np.zeros(3, dtype=np.dtype([("float0", np.void, 0)]))  # what jax.grad(allow_int=True) gives
+    for data_grads in ((None, None), (float0, None), (np.zeros(3), np.zeros(3))):
+        assert pz.crosscheck(f, (W, labels, mask), (gW, *data_grads), engines=("numpy",)).passed
+    with pytest.raises(ValueError, match=r"close over the others: crosscheck\(lambda w: f\(w, x\)"):
+        pz.crosscheck(f, (W, labels, mask), (gW,), engines=("numpy",))
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")
+def test_a_reference_that_is_not_finite_says_so_and_the_others_still_judge():
+    f = lambda x: np.sum(np.sqrt(x))  # noqa: E731  (infinite derivative at 0)
+    x = np.array([0.0, 4.0])
+    report = pz.crosscheck(f, (x,), (np.array([np.inf, 0.25]),), engines=("numpy",), finite_differences=False, raise_on_failure=False)
+    assert report.rows[0][1] is None and "not finite here" in report.rows[0][3]
+    with pytest.raises(AssertionError, match="no reference could check"):
+        pz.crosscheck(f, (x,), (np.array([np.inf, 0.25]),), engines=("numpy",), finite_differences=False)
+
+
+def test_the_symmetric_gradient_convention_is_explained():
+    A = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]])
+    f = lambda a: np.sum(np.linalg.cholesky(a) ** 3)  # noqa: E731
+    (g,) = pz.gradient(f, A)
+    symmetric = (g + g.T) / 2.0  # what JAX and PyTorch give
+    with pytest.raises(AssertionError, match="agree once symmetrized"):
+        pz.crosscheck(f, (A,), (symmetric,), engines=("numpy",))
