@@ -35,6 +35,7 @@ from typing import Any, Callable, Collection, Hashable, Sequence
 
 import numpy as np
 
+from pyzygote import random_draws
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
@@ -59,6 +60,8 @@ class Traced:
     # Values of enclosing traces the function read (see Builder(lift=True)): the program's
     # inputs after the arguments' arrays.
     lifted: tuple[Any, ...] = ()
+    # Tracing advanced a random generator: reusing the trace would repeat its numbers.
+    draws_random: bool = False
 
     def inputs_from(self, leaves: list[Any]) -> list[np.ndarray]:
         return [leaves[i] for i in self.array_slots]
@@ -449,6 +452,16 @@ def trace(
         # follows this call's arguments (2.0 and np.array(2.0) share a trace).
         return dataclasses.replace(hit, leaves=leaves), arrays
     traced = _trace_fresh(f, leaves, tree, arrays, output)
+    if traced.draws_random:
+        _warn_once(
+            f,
+            f"{getattr(f, '__qualname__', f)!r} draws random numbers while it is traced (np.random or a "
+            "Generator). A trace records their values, so to give each call new numbers, as numpy does, "
+            "pyzygote traces it again on every call, which is slower. Draw them outside and pass them in "
+            "as an argument to trace once.",
+            random_draws.RandomDrawWarning,
+        )
+        return traced, arrays
     if per_fn is not None:
         if len(per_fn) >= _MAX_TRACES_PER_FUNCTION:  # labels held constant would pile up
             try:
@@ -542,10 +555,12 @@ def _trace_fresh(
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
     statics = _static_objects(leaves)
     before = _closure_guard(f, extra=statics)
+    generators = random_draws.states(before.values())
     with b.active_trace():
         out = call_traced(f, *unflatten(tree, traced_leaves))
         if output is not None:
             out = output(out)
+    draws_random = random_draws.drew(generators, random_draws.states(before.values()))
     reached: list[np.ndarray] = []
     unchecked: list[str] = []
     after = _closure_guard(f, reached, unchecked, extra=statics)
@@ -565,28 +580,34 @@ def _trace_fresh(
     )
     known = {id(orig) for orig, _ in captured}
     captured += tuple((a, np.array(a, copy=True)) for a in reached if id(a) not in known)
-    return Traced(prog, tree, leaves, slots, out_tree, (guard, captured), lifted)
+    return Traced(prog, tree, leaves, slots, out_tree, (guard, captured), lifted, draws_random)
 
 
-_WARNED: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_WARNED: "collections.defaultdict[type, weakref.WeakSet[Any]]" = collections.defaultdict(weakref.WeakSet)
 
 
 def _warn_unchecked(f: Any, unchecked: list[str]) -> None:
     """Say once per function that changes to some of the data it reads would go unnoticed."""
-    try:
-        if f in _WARNED:
-            return
-        _WARNED.add(f)
-    except TypeError:
-        pass
-    warnings.warn(
+    _warn_once(
+        f,
         f"pyzygote checks what {getattr(f, '__qualname__', f)!r} reads from its globals and closure for "
         f"changes before reusing its trace, up to {_GUARD_BUDGET} objects; it reads more (the check stopped "
         f"at a {unchecked[0]}). If you change that data between calls, call pz.clear_cache(), or pass the "
         "data as an argument.",
         UncheckedDataWarning,
-        stacklevel=_user_stacklevel(),
     )
+
+
+def _warn_once(f: Any, message: str, category: type[Warning]) -> None:
+    """Warn once per function and kind of warning, pointing at the user's line."""
+    seen = _WARNED[category]
+    try:
+        if f in seen:
+            return
+        seen.add(f)
+    except TypeError:  # not weak-referenceable
+        pass
+    warnings.warn(message, category, stacklevel=_user_stacklevel())
 
 
 def _user_stacklevel() -> int:

@@ -568,3 +568,50 @@ def test_the_guard_never_runs_user_code_or_trips_on_dead_proxies() -> None:
 def test_numpy_parameters_given_by_keyword(f):
     x = np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
     np.testing.assert_allclose(pz.make_program(f, x)(x)[0], f(x), rtol=1e-15)
+
+
+class _Dropout:
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def loss(self, w):
+        keep = self.rng.random(w.shape) > 0.5
+        return np.sum(np.where(keep, w, 0.0) ** 2)
+
+
+@pytest.mark.parametrize("where", ["closure", "attribute", "global-legacy"])
+def test_random_draws_inside_a_traced_function_are_new_on_each_call(where):
+    from pyzygote.random_draws import RandomDrawWarning
+
+    w = np.arange(1.0, 7.0)
+    if where == "closure":
+        rng = np.random.default_rng(1)
+        make = lambda: (lambda w: np.sum((w + rng.normal(size=w.shape)) ** 2))  # noqa: E731
+        reset = lambda: rng.bit_generator.__setstate__(np.random.default_rng(1).bit_generator.state)  # noqa: E731
+    elif where == "attribute":
+        model = _Dropout(2)
+        make = lambda: model.loss  # noqa: E731
+        reset = lambda: setattr(model, "rng", np.random.default_rng(2))  # noqa: E731
+    else:
+        make = lambda: (lambda w: np.sum(w * np.random.rand(*w.shape)))  # noqa: E731
+        reset = lambda: np.random.seed(3)  # noqa: E731
+    f = make()
+    reset()
+    eager = [f(w) for _ in range(3)]
+    reset()
+    with pytest.warns(RandomDrawWarning, match="draws random numbers while it is traced") as record:
+        traced = [pz.withgradient(f, w)[0] for _ in range(3)]
+    assert len(record) == 1  # once per function
+    np.testing.assert_allclose(traced, eager, rtol=1e-14)
+    assert len(set(np.round(traced, 12))) == 3
+
+
+def test_functions_that_draw_nothing_keep_their_trace():
+    import warnings
+
+    f = lambda w: np.sum(w**2)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pz.gradient(f, np.ones(3))
+        prog = pz.make_program(f, np.ones(3))
+    assert pz.make_program(f, np.ones(3)) is prog
