@@ -69,7 +69,7 @@ def _rebuild(traced: Traced, values: Sequence[Any], *, none_for_static: bool = T
 def _arg_names(traced: Traced) -> list[str]:
     from pyzygote.tracing import _leaf_names
 
-    names = _leaf_names((), traced.leaves, traced.in_tree, None)
+    names = traced.leaf_names or _leaf_names((), traced.leaves, traced.in_tree, None)
     return [n for n, leaf in zip(names, traced.leaves) if not isinstance(leaf, Static)]
 
 
@@ -82,7 +82,7 @@ def _require_finite(v: Any, what: str, value: Any = None) -> None:
     if v is None or isinstance(v, Tracer):
         return  # not computed (data), or checked when the enclosing transformation computes values
     if not np.all(np.isfinite(v)):
-        at = "" if value is None else f" (the value is {np.asarray(value)!r})"
+        at = "" if value is None else f" (where the function's value is {np.asarray(value)!r})"
         raise NonFiniteGradientError(
             f"{what} contains NaN or inf{at}. "
             "Check for log/sqrt/division at zero or overflow in the function. np.where does not "

@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import enum
 import functools
+import inspect
 import sys
 import re
 import types
@@ -62,6 +63,7 @@ class Traced:
     lifted: tuple[Any, ...] = ()
     # Tracing advanced a random generator: reusing the trace would repeat its numbers.
     draws_random: bool = False
+    leaf_names: tuple[str, ...] = ()  # for messages: "w (argument 0)['k']"
 
     def inputs_from(self, leaves: list[Any]) -> list[np.ndarray]:
         return [leaves[i] for i in self.array_slots]
@@ -368,7 +370,23 @@ def _cell_filled(cell: Any) -> bool:
         return False
 
 
-def _leaf_names(args: tuple[Any, ...], leaves: list[Any], tree: Hashable, argnames: list[str] | None) -> list[str]:
+def _parameter_names(f: Any) -> list[str] | None:
+    """The names of ``f``'s positional parameters, for messages (``None`` past ``*args``)."""
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for p in params:
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(p.name)
+    return names
+
+
+def _leaf_names(
+    args: tuple[Any, ...], leaves: list[Any], tree: Hashable, argnames: list[str] | None, parameters: list[str] | None = None
+) -> list[str]:
     """Human names for leaves: 'argument 2' or "argument 1['k']"."""
     names: list[str] = []
 
@@ -389,7 +407,12 @@ def _leaf_names(args: tuple[Any, ...], leaves: list[Any], tree: Hashable, argnam
             for k, leaf_tree in zip(c[2][0][1], c[2][0][2]):
                 walk(leaf_tree, f"keyword argument {k}")
             continue
-        base = argnames[i] if argnames and i < len(argnames) else f"argument {i + 1}"
+        if argnames and i < len(argnames):
+            base = argnames[i]
+        elif parameters and i < len(parameters):
+            base = f"{parameters[i]} (argument {i})"  # f's own parameter name, and its position
+        else:
+            base = f"argument {i}"
         walk(c, base)
     return names
 
@@ -431,7 +454,7 @@ def trace(
             Static(leaf) if _held_constant(leaf, owners[i] in const_args, concrete_data) else leaf
             for i, leaf in enumerate(leaves)
         ]
-    names = _leaf_names(args, leaves, tree, argnames)
+    names = _leaf_names(args, leaves, tree, argnames, None if argnames else _parameter_names(f))
     arrays: list[Any] = []
     key_parts: list[Any] = [tree, output]
     for leaf, name in zip(leaves, names):
@@ -451,7 +474,7 @@ def trace(
         # This call's leaves: whether a result is a Python float or an array
         # follows this call's arguments (2.0 and np.array(2.0) share a trace).
         return dataclasses.replace(hit, leaves=leaves), arrays
-    traced = _trace_fresh(f, leaves, tree, arrays, output)
+    traced = dataclasses.replace(_trace_fresh(f, leaves, tree, arrays, output), leaf_names=tuple(names))
     if traced.draws_random:
         _warn_once(
             f,

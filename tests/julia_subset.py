@@ -43,6 +43,11 @@ _TYPES = {
     "Int32": JType("Int32", np.dtype(np.int32)),
     "Bool": JType("Bool", np.dtype(np.bool_)),
 }
+_TYPES.update(
+    (name, JType(name, np.dtype(dt)))
+    for name, dt in (("Int16", np.int16), ("Int8", np.int8), ("UInt64", np.uint64), ("UInt32", np.uint32),
+                     ("UInt16", np.uint16), ("UInt8", np.uint8))
+)  # fmt: skip
 
 
 class ZeroDim:
@@ -287,10 +292,23 @@ def _float_fn(np_fn: Callable[..., Any], domain: Callable[..., Any] | None = Non
     return f
 
 
-def _same_type(np_fn: Callable[..., Any]) -> Callable[..., Any]:
+def _same_type(np_fn: Callable[..., Any], quiet: bool = False) -> Callable[..., Any]:
     def f(*xs: Any) -> Any:
         dt = _promote(*(_dtype(x) for x in xs))
-        return np_fn(*(np.asarray(x).astype(dt) for x in xs)).astype(dt)
+        with np.errstate(all="ignore" if quiet else "warn"):
+            return np_fn(*(np.asarray(x).astype(dt) for x in xs)).astype(dt)
+
+    return f
+
+
+def _divide_by_nonzero(np_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Julia's integer ``mod`` and ``fld`` throw a DivideError for a zero divisor."""
+    same = _same_type(np_fn)
+
+    def f(x: Any, y: Any) -> Any:
+        if _promote(_dtype(x), _dtype(y)).kind in "iu" and np.any(np.asarray(y) == 0):
+            raise JuliaSubsetError("DivideError: integer division by zero")
+        return same(x, y)
 
     return f
 
@@ -375,7 +393,9 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "abs": (np.abs, None), "floor": (np.floor, None),
     "ceil": (np.ceil, None), "round": (np.rint, None),
     "max": (_jl_max, None), "min": (_jl_min, None),
-    "mod": (_same_type(np.remainder), None), "fld": (_same_type(np.floor_divide), None),
+    "mod": (_divide_by_nonzero(np.remainder), None), "fld": (_divide_by_nonzero(np.floor_divide), None),
+    "PyZygote.int_mod": (_same_type(np.remainder, quiet=True), None),
+    "PyZygote.int_fld": (_same_type(np.floor_divide, quiet=True), None),
     "isnan": (np.isnan, np.bool_), "isinf": (np.isinf, np.bool_),
     "isfinite": (np.isfinite, np.bool_), "xor": (_bools(np.logical_xor), np.bool_),
     "PyZygote.sign": (_jl_sign, None),
@@ -676,6 +696,12 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
         return _scatter_add(*args)
     if name == "PyZygote.convert_eltype":
         return _convert_eltype(*args)
+    if name == "PyZygote.astype_int":  # numpy's conversion, which the helper reproduces
+        t, x = args
+        if not isinstance(t, JType) or t.dtype.kind not in "iu" or _dtype(x).kind not in "fiu":
+            raise JuliaSubsetError("astype_int converts numbers to an integer type")
+        with np.errstate(invalid="ignore"):
+            return np.asarray(x).astype(t.dtype) if _is_array(x) else np.asarray(x).astype(t.dtype)[()]
     raise JuliaSubsetError(f"call of {name} is not modelled")
 
 

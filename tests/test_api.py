@@ -324,7 +324,7 @@ def test_python_control_flow_on_traced_values(f: Any) -> None:
 
 
 def test_complex_arguments_and_missing_cotangents_are_named() -> None:
-    with pytest.raises(TypeError, match="argument 1: it is an array of complex values"):
+    with pytest.raises(TypeError, match=r"z \(argument 0\): it is an array of complex values"):
         pz.gradient(lambda z: z * 2, 1 + 2j)
     _, back = pz.pullback(lambda x: 2 * x, np.ones(2))
     with pytest.raises(TypeError, match="the cotangent must be an array"):
@@ -379,12 +379,12 @@ def test_unsupported_numpy_function() -> None:
 
 @pytest.mark.parametrize("bad, kind", [(np.ones(3, complex), "complex"), (np.array([1.0, None]), "object")])
 def test_non_float_arguments_are_rejected_by_name(bad: np.ndarray, kind: str) -> None:
-    with pytest.raises(TypeError, match=rf"argument 2\b.*{kind}"):
+    with pytest.raises(TypeError, match=rf"y \(argument 1\).*{kind}"):
         pz.gradient(lambda x, y: np.sum(x * y), np.ones(3), bad)
-    with pytest.raises(TypeError, match=rf"argument 1\['b'\].*{kind}"):
+    with pytest.raises(TypeError, match=rf"d \(argument 0\)\['b'\].*{kind}"):
         pz.gradient(lambda d: np.sum(d["a"] * d["b"]), {"a": np.ones(3), "b": bad})
-    with pytest.raises(TypeError, match=rf"argument 2\b.*{kind}"):
-        pz.jacobian(lambda x, y: x * y, np.ones(3), bad)
+    with pytest.raises(TypeError, match=rf"argument 1\b.*{kind}"):
+        pz.jacobian(lambda *xs: xs[0] * xs[1], np.ones(3), bad)
 
 
 def test_integer_and_boolean_arrays_are_data_with_no_gradient_as_in_zygote() -> None:
@@ -448,7 +448,7 @@ def test_arguments_outside_argnums_are_data_as_in_jax() -> None:
     np.testing.assert_allclose(gX, numerical_gradient(lambda X: loss(W, X, labels), X)[0], rtol=1e-7, atol=1e-9)
     # data where a derivative would be infinite is no error when nobody asks for that derivative
     assert_allclose_gradients(pz.grad(lambda w, x: np.sum(w * np.sqrt(x)))(np.ones(3), np.array([0.0, 1.0, 4.0])), np.array([0.0, 1.0, 2.0]))
-    with pytest.raises(pz.NonFiniteGradientError, match="argument 2"), np.errstate(divide="ignore"):
+    with pytest.raises(pz.NonFiniteGradientError, match=r"x \(argument 1\)"), np.errstate(divide="ignore"):
         pz.grad(lambda w, x: np.sum(w * np.sqrt(x)), argnums=1)(np.ones(3), np.array([0.0, 1.0, 4.0]))
 
 
@@ -593,7 +593,7 @@ def test_shape_errors_at_trace_time_point_at_user_code(f: Any, numpy_error: str)
     ids=["sqrt0", "norm0", "log0"],
 )
 def test_non_finite_gradient(f: Any, x: Any) -> None:
-    with pytest.raises(pz.NonFiniteGradientError, match="argument 1") as info:
+    with pytest.raises(pz.NonFiniteGradientError, match=r"argument 0\b") as info:
         with np.errstate(all="ignore"):
             pz.gradient(f, x)
     assert isinstance(info.value, FloatingPointError)

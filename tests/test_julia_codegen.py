@@ -323,6 +323,16 @@ def traced_assignment(x: Any, m: Any) -> Any:
     return y, z
 
 
+def integer_arithmetic(x: Any) -> Any:
+    """Integer results where Julia's own functions would throw: `%` and `//` by zero (numpy gives
+    0), `typemin // -1`, and conversions that wrap (`300` as uint8 is 44)."""
+    k = np.floor(x * 4.0).astype(np.int64)  # x in [-1, 1): k in [-4, 3], zeros included
+    big = (k + 300).astype(np.uint8) + np.cumsum(x > 0)  # wraps; cumsum of booleans is int64
+    lowest = np.full(k.shape, np.iinfo(np.int64).min) + k * 0
+    with np.errstate(divide="ignore", over="ignore"):
+        return x * (k % 3 + k // 2 + (k + 1) % k + (k + 1) // k), big, lowest // -1, (x * 1e3).astype(np.int16)
+
+
 def rng_arrays(*shapes: tuple[int, ...], seed: int = 0, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     return tuple(np.asarray(rng.uniform(-1.0, 1.0, s), dtype=dtype) for s in shapes)
@@ -352,6 +362,7 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "robust-statistics-f32": (robust_statistics, rng_arrays((5,), (3, 3), dtype=np.float32)),
     "statistics-f32": (statistics, rng_arrays((4,), (3, 3), dtype=np.float32)),
     "writes-through-views": (_numpy_views, rng_arrays((6,))),
+    "integer-arithmetic": (integer_arithmetic, rng_arrays((7,), seed=5)),
     "traced-assignment": (traced_assignment, rng_arrays((5,), (3, 3), seed=3)),
     "traced-assignment-f32": (traced_assignment, rng_arrays((5,), (3, 3), seed=3, dtype=np.float32)),
     # Transformations inside traced code: their derivative programs are part of the program.
@@ -360,6 +371,7 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero encountered", "ignore:overflow encountered")
 @pytest.mark.parametrize("name", sorted(COMPOSITES))
 def test_composite_programs(name: str, tmp_path: Path) -> None:
     f, args = COMPOSITES[name]

@@ -151,9 +151,50 @@ function PyZygote.odesolve(
     return permutedims(Array(sol))
 end
 
+# The solution as a function of `z = [u0; p]`, as a vector: `vec` is column-major, so entry
+# `i + (j - 1) * length(t)` is `U[i, j]`.
+function flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
+    return z -> vec(PyZygote.odesolve(
+        f,
+        z[1:n],
+        z[(n + 1):end],
+        t,
+        alg,
+        sensealg,
+        reltol,
+        abstol,
+        maxiters,
+    ))
+end
+
+# The derivative of `solution` at `z` along `v`, by ForwardDiff through the solver.
+function along(solution, z, v)
+    return PyZygote.ForwardDiff.derivative(h -> solution(z .+ h .* v), zero(eltype(z)))
+end
+
+# `∇z (c ⋅ along(solution, z, v))`: the second-order term in the rules below, forward over
+# forward. Explicit arguments throughout: Zygote's rules for ForwardDiff calls drop whatever
+# the differentiated function closes over (Zygote's src/lib/forward.jl).
+function curvature(solution, z, c, v)
+    return PyZygote.ForwardDiff.gradient(w -> PyZygote.dot(c, along(solution, w, v)), z)
+end
+
+# `Jᵀ c` for the Jacobian `J` of `solution` at `z`.
+function transposed(solution, z, c)
+    return PyZygote.ForwardDiff.gradient(w -> PyZygote.dot(c, solution(w)), z)
+end
+
+# A cotangent that Zygote may give as a zero, as a dense array like `x`.
+function dense_like(x, dx)
+    dx isa ChainRulesCore.AbstractZero && return zero(x)
+    dx === nothing && return zero(x)
+    return ChainRulesCore.unthunk(dx)
+end
+
 # The derivative-only IR primitives (odesolve_sens, odesolve_tangent, odesolve_vjp) appear in
-# the NumPy engine's derivative programs; on the Julia engine Zygote differentiates
-# `odesolve` itself, so these exist to give every primitive a meaning in Julia.
+# the NumPy engine's derivative programs, and on the Julia engine in programs that call a
+# transformation of an ODE loss (a `pz.jvp` or `pz.grad` inside the traced function). Their
+# rules below differentiate them with ForwardDiff, so Zygote never differentiates an adjoint.
 function PyZygote.odesolve_sensitivities(
     f,
     u0,
@@ -166,22 +207,45 @@ function PyZygote.odesolve_sensitivities(
     maxiters,
 )
     n = length(u0)
-    solution(z) = vec(PyZygote.odesolve(
-        f,
-        z[1:n],
-        z[(n + 1):end],
-        t,
-        alg,
-        sensealg,
-        reltol,
-        abstol,
-        maxiters,
-    ))
+    solution = flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
     z = vcat(u0, p)
     U = PyZygote.odesolve(f, u0, p, t, alg, sensealg, reltol, abstol, maxiters)
-    # vec is column-major: row i + (j - 1) * length(t) of the Jacobian belongs to U[i, j].
+    # Row i + (j - 1) * length(t) of the Jacobian belongs to U[i, j].
     J = PyZygote.ForwardDiff.jacobian(solution, z)
     return (U, reshape(J, length(t), n, length(z)))
+end
+
+function ChainRulesCore.rrule(
+    ::typeof(PyZygote.odesolve_sensitivities),
+    f,
+    u0,
+    p,
+    t,
+    alg,
+    sensealg,
+    reltol,
+    abstol,
+    maxiters,
+)
+    n = length(u0)
+    solution = flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
+    z = vcat(u0, p)
+    U = PyZygote.odesolve(f, u0, p, t, alg, sensealg, reltol, abstol, maxiters)
+    S = reshape(PyZygote.ForwardDiff.jacobian(solution, z), length(t), n, length(z))
+    function odesolve_sensitivities_pullback(Δ)
+        Δ = ChainRulesCore.unthunk(Δ)
+        gz = transposed(solution, z, vec(dense_like(U, Δ[1])))
+        ΔS = dense_like(S, Δ[2])
+        if !iszero(ΔS)
+            # ∇z ⟨ΔS, J(z)⟩, forward over forward
+            C = reshape(ΔS, size(S, 1) * size(S, 2), size(S, 3))
+            jacobian(w) = PyZygote.ForwardDiff.jacobian(solution, w)
+            gz += PyZygote.ForwardDiff.gradient(w -> PyZygote.dot(C, jacobian(w)), z)
+        end
+        no = ChainRulesCore.NoTangent()
+        return (no, no, gz[1:n], gz[(n + 1):end], ntuple(_ -> no, 6)...)
+    end
+    return (U, S), odesolve_sensitivities_pullback
 end
 
 function PyZygote.odesolve_tangent(
@@ -197,18 +261,37 @@ function PyZygote.odesolve_tangent(
     abstol,
     maxiters,
 )
-    path(h) = PyZygote.odesolve(
-        f,
-        u0 .+ h .* du0,
-        p .+ h .* dp,
-        t,
-        alg,
-        sensealg,
-        reltol,
-        abstol,
-        maxiters,
-    )
-    return PyZygote.ForwardDiff.derivative(path, zero(eltype(u0)))
+    solution = flat_solution(f, length(u0), t, alg, sensealg, reltol, abstol, maxiters)
+    return reshape(along(solution, vcat(u0, p), vcat(du0, dp)), length(t), length(u0))
+end
+
+function ChainRulesCore.rrule(
+    ::typeof(PyZygote.odesolve_tangent),
+    f,
+    u0,
+    p,
+    du0,
+    dp,
+    t,
+    alg,
+    sensealg,
+    reltol,
+    abstol,
+    maxiters,
+)
+    n = length(u0)
+    solution = flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
+    z, dz = vcat(u0, p), vcat(du0, dp)
+    y = reshape(along(solution, z, dz), length(t), n)
+    function odesolve_tangent_pullback(ȳ)
+        c = vec(dense_like(y, ȳ))
+        gz = curvature(solution, z, c, dz)
+        gdz = transposed(solution, z, c)
+        no = ChainRulesCore.NoTangent()
+        grads = (gz[1:n], gz[(n + 1):end], gdz[1:n], gdz[(n + 1):end])
+        return (no, no, grads..., ntuple(_ -> no, 6)...)
+    end
+    return y, odesolve_tangent_pullback
 end
 
 function PyZygote.odesolve_vjp(f, u0, p, ct, t, alg, sensealg, reltol, abstol, maxiters)
@@ -216,6 +299,34 @@ function PyZygote.odesolve_vjp(f, u0, p, ct, t, alg, sensealg, reltol, abstol, m
     _, back = PyZygote.Zygote.pullback(solution, u0, p)
     du0, dp = back(ct)
     return (something(du0, zero(u0)), something(dp, zero(p)))
+end
+
+function ChainRulesCore.rrule(
+    ::typeof(PyZygote.odesolve_vjp),
+    f,
+    u0,
+    p,
+    ct,
+    t,
+    alg,
+    sensealg,
+    reltol,
+    abstol,
+    maxiters,
+)
+    n = length(u0)
+    solution = flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
+    z, c = vcat(u0, p), vec(ct)
+    g = transposed(solution, z, c)
+    function odesolve_vjp_pullback(Δ)
+        Δ = ChainRulesCore.unthunk(Δ)
+        v = vcat(dense_like(u0, Δ[1]), dense_like(p, Δ[2]))
+        gz = curvature(solution, z, c, v)
+        gct = reshape(along(solution, z, v), size(ct))
+        no = ChainRulesCore.NoTangent()
+        return (no, no, gz[1:n], gz[(n + 1):end], gct, ntuple(_ -> no, 6)...)
+    end
+    return (g[1:n], g[(n + 1):end]), odesolve_vjp_pullback
 end
 
 function PyZygote.solve_problem(

@@ -241,6 +241,54 @@ function fmin(x::Real, y::Real)
 end
 
 """
+    int_mod(x, y), int_fld(x, y)
+
+numpy's `%` and `//` of two integers: `0` where `y` is zero (numpy warns and gives 0,
+where Julia's `mod` and `fld` throw a `DivideError`), and wrapping at
+`typemin // -1`, as numpy does.
+"""
+function int_mod(x::Integer, y::Integer)
+    T = promote_type(typeof(x), typeof(y))
+    return iszero(y) || y == -1 ? zero(T) : mod(x, y)
+end
+
+function int_fld(x::Integer, y::Integer)
+    T = promote_type(typeof(x), typeof(y))
+    iszero(y) && return zero(T)
+    # `-x` wraps at typemin, where `fld` throws
+    y == -1 && return -T(x)
+    return fld(x, y)
+end
+
+"""
+    astype_int(T, x)
+
+numpy's `x.astype(T)` into an integer type `T`, which never throws (Julia's `trunc(T, v)`
+and `T(v)` throw an `InexactError`): floats truncate toward zero; a NaN, an infinity or a
+float outside `T`'s range becomes what numpy gives on x86 (`typemin` for 32- and 64-bit
+signed types, the wrapped result of that conversion for narrower and unsigned ones); and
+integers wrap (`300` as `UInt8` is `44`). It has no derivative.
+"""
+astype_int(::Type{T}, x::AbstractArray) where {T <: Integer} = map(v -> _to_int(T, v), x)
+astype_int(::Type{T}, x::Real) where {T <: Integer} = _to_int(T, x)
+
+ChainRulesCore.@non_differentiable astype_int(::Any, ::Any)
+
+_to_int(::Type{T}, v::Integer) where {T <: Integer} = v % T
+
+function _to_int(::Type{T}, v::Real) where {T <: Integer}
+    w = primal(v)
+    if T === UInt64 && 0 <= w < 2.0^64
+        return trunc(UInt64, w)
+    elseif T <: Signed && sizeof(T) >= 4
+        inside = isfinite(w) && typemin(T) <= trunc(w) < float(typemax(T)) + 1
+        return inside ? trunc(T, w) : typemin(T)
+    end
+    # numpy converts to these through a wider signed type, then wraps
+    return _to_int(T <: Signed ? Int32 : Int64, w) % T
+end
+
+"""
     sign(x)
 
 numpy's `sign` for one real number (-1, 0 or 1, NaN for NaN), with derivative 0 everywhere.
@@ -508,7 +556,7 @@ generated code destructures, after checking them against the sizes pyzygote trac
 (`()` for a number).
 """
 function results(y, sizes::Tuple)
-    ys = as_tuple(y)
+    ys = map(_number_if_0d, as_tuple(y))
     ChainRulesCore.ignore_derivatives() do
         _check_results(ys, sizes)
     end
@@ -518,6 +566,10 @@ end
 as_tuple(y::Tuple) = y
 as_tuple(y) = (y,)
 
+# The array contract has no 0-d arrays: numpy's 0-d results are Julia numbers.
+_number_if_0d(r::AbstractArray{<:Any, 0}) = r[]
+_number_if_0d(r) = r
+
 function _check_results(ys::Tuple, sizes::Tuple)
     if length(ys) != length(sizes)
         msg = "the Julia function returned $(length(ys)) results where pyzygote traced " *
@@ -525,6 +577,11 @@ function _check_results(ys::Tuple, sizes::Tuple)
         throw(ArgumentError(msg))
     end
     for (k, (r, sz)) in enumerate(zip(ys, sizes))
+        if !(r isa Union{Real, AbstractArray{<:Real}})
+            msg = "result $k of the Julia function is a $(typeof(r)); pyzygote takes real " *
+                "numbers and arrays of them"
+            throw(ArgumentError(msg))
+        end
         if size(r) != sz
             msg = "result $k of the Julia function has size $(size(r)), but pyzygote traced " *
                 "size $sz (see result_shape)"

@@ -268,6 +268,12 @@ def _pow_julia(e: Any, x: Any, y: Any) -> str:
 
 for _name, _template in _JULIA_TEMPLATES.items():
     ELEMENTWISE[_name].def_julia(_julia_rule(_template))
+for _name, _helper in (("rem", "int_mod"), ("floordiv", "int_fld")):  # integers: 0 for a zero divisor, as numpy
+    ELEMENTWISE[_name].def_julia(
+        lambda e, x, y, _t=_JULIA_TEMPLATES[_name], _h=_helper: (
+            f"PyZygote.{_h}.({x}, {y})" if e.out.dtype.kind in "iu" else _t.format(x, y)
+        )
+    )
 add_p.def_julia(_bool_or("{0} .+ {1}", "{0} .| {1}"))
 mul_p.def_julia(_bool_or("{0} .* {1}", "{0} .& {1}"))
 

@@ -270,6 +270,10 @@ def _np_cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> 
     a = as_operand(a)
     if dtype is not None:
         a = convert(a, dtype)
+    elif a.dtype.kind in "bi":  # numpy accumulates booleans and integers in 64 bits
+        a = convert(a, np.int64)
+    elif a.dtype.kind == "u":
+        a = convert(a, np.uint64)
     if axis is None:
         a, axis = reshape(a, (a.size,)), 0
     return cumsum_p.bind(a, axis=normalize_axis(axis, a.ndim), reverse=False)

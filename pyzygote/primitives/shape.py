@@ -172,8 +172,8 @@ def _convert_julia(e: Any, x: Any, *, dtype: Any) -> str:
         return f"PyZygote.ne.({x}, 0)"
     if src.kind == "f" and dst.kind == "f":  # also converts ForwardDiff duals
         return f"PyZygote.convert_eltype({jl.julia_type(dst)}, {x})"
-    if src.kind == "f":  # numpy truncates toward zero
-        return f"trunc.({jl.julia_type(dst)}, {x})"
+    if dst.kind in "iu" and src.kind in "fiu":  # truncates toward zero and wraps; never throws
+        return f"PyZygote.astype_int({jl.julia_type(dst)}, {x})"
     return f"{jl.julia_type(dst)}.({x})"
 
 
