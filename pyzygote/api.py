@@ -111,7 +111,11 @@ def _scalar_output(traced: Traced, fname: str) -> None:
 
 def _float_loss(prog: Any, fname: str) -> None:
     if not prog.outputs[0].aval.is_float:
-        raise TypeError(f"{fname} needs a float output, got {prog.outputs[0].aval}")
+        raise TypeError(
+            f"{fname} needs a float output, got {prog.outputs[0].aval}. Integer and boolean arrays are "
+            "data with no derivative, as in Zygote: to differentiate with respect to an argument, pass "
+            "it as floats (np.arange(3.0), x.astype(float))"
+        )
 
 
 def _loss_and_aux(traced: Traced, fname: str, pair: bool) -> None:

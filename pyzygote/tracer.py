@@ -577,8 +577,8 @@ class Tracer:
     def all(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
         return np.all(self, axis=axis, out=out, keepdims=keepdims)
 
-    def clip(self, a_min: Any = None, a_max: Any = None) -> Any:
-        return np.clip(self, a_min, a_max)
+    def clip(self, min: Any = None, max: Any = None, out: Any = None, **kwargs: Any) -> Any:  # noqa: A002  (numpy's names)
+        return np.clip(self, min, max, out=out, **kwargs)
 
     def astype(self, dtype: Any, copy: bool = True) -> Any:
         out = lookup("astype")(self, dtype)

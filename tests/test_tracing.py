@@ -615,3 +615,10 @@ def test_functions_that_draw_nothing_keep_their_trace():
         pz.gradient(f, np.ones(3))
         prog = pz.make_program(f, np.ones(3))
     assert pz.make_program(f, np.ones(3)) is prog
+
+
+def test_clip_method_takes_numpy_keywords():
+    x = np.array([-1.0, 0.5, 2.0])
+    f = lambda x: (x.clip(min=0.0), x.clip(0.0, 1.0), x.clip(max=1.0), x.clip(-0.5))  # noqa: E731
+    for got, want in zip(pz.make_program(f, x)(x), f(x)):
+        np.testing.assert_array_equal(got, want)
