@@ -95,6 +95,8 @@ COMPOSITE_CASES = {
     "cross-3": (lambda a, b: np.cross(a, b), (R.uniform(-1, 1, (4, 3)), np.array([0.3, -1.0, 2.0]))),
     "cross-2": (lambda a, b: np.cross(a, b), (R.uniform(-1, 1, (4, 2)), R.uniform(-1, 1, (4, 2)))),
     "cross-axis": (lambda a: np.cross(a, a**2, axis=0), (M[:, :3],)),
+    "einsum-one-operand": (lambda a: np.einsum("ii->i", a[:, :3]) + np.einsum("ij->", a) + np.einsum("ii", a[:, 1:]), (M,)),
+    "einsum-ellipsis": (lambda a, b: np.einsum("...ij,...jk->...ik", a, b) + np.einsum("...j,j", a, b[0, :, 0])[..., None], (R.uniform(-1, 1, (2, 3, 4)), R.uniform(-1, 1, (2, 4, 3)))),
     "einsum-three": (lambda a, b, c: np.einsum("ij,jk,k->i", a, b, c), (M, M.T, V[:3])),
     "einsum-four-implicit": (lambda a, b: np.einsum("i,ij,jk,k", a, b, b.T, a), (V[:3], M)),
     "arc-hyperbolic": (lambda x: np.arcsinh(x) + np.arctanh(x / 3.0) + np.arccosh(x**2 + 1.5), (V,)),

@@ -248,6 +248,8 @@ def einsums(a: Any, b: Any, c: Any) -> Any:
         np.einsum("bij,bjk->bik", c, np.broadcast_to(b, (2,) + b.shape)),
         np.einsum("ij,ij->", a, a),
         np.einsum("bij,jk->kb", c, b),
+        np.einsum("ii->i", a[:, :2]) + np.einsum("ij->", a),  # one operand: a diagonal, a sum
+        np.einsum("...ij,jk->...ik", c, b) + np.einsum("bij", c)[:, :, :1],  # ellipsis; implicit output
     )
 
 

@@ -188,12 +188,12 @@ def _np_tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
 
 @implements(np.einsum)
 def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any = False, **kw: Any) -> Any:
-    if not isinstance(subscripts, str) or len(operands) < 2 or "." in subscripts:
+    if not isinstance(subscripts, str) or not operands or kw:
         raise UnsupportedOperationError(
-            "traced np.einsum supports two or more operands with explicit letter subscripts "
-            "(no '...'), e.g. np.einsum('ij,jk->ik', a, b)"
+            "traced np.einsum takes a subscripts string and operands, e.g. np.einsum('ij,jk->ik', a, b) "
+            "(not the interleaved operand, sublist form, nor dtype=, casting=, order=)"
         )
-    spec = subscripts.replace(" ", "")
+    spec = _without_ellipsis(subscripts.replace(" ", ""), [np.ndim(x) for x in operands])
     if "->" not in spec:
         letters = spec.replace(",", "")
         spec += "->" + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
@@ -201,6 +201,9 @@ def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any =
     terms = ins.split(",")
     if len(terms) != len(operands):
         raise ValueError(f"einsum spec {subscripts!r} names {len(terms)} operands, got {len(operands)}")
+    if len(operands) == 1:  # a trace, a diagonal, a transposition or a sum: contract with the number 1
+        x = as_operand(operands[0])
+        return einsum(f"{terms[0]},->{result}", x, np.ones((), x.dtype))
     # More than two operands: contract left to right, keeping the indices still needed.
     acc, acc_letters = operands[0], terms[0]
     for k in range(1, len(terms) - 1):
@@ -208,6 +211,27 @@ def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any =
         keep = "".join(dict.fromkeys(c for c in acc_letters + terms[k] if c in later))
         acc, acc_letters = einsum(f"{acc_letters},{terms[k]}->{keep}", acc, operands[k]), keep
     return einsum(f"{acc_letters},{terms[-1]}->{result}", acc, operands[-1])
+
+
+def _without_ellipsis(spec: str, ndims: list[int]) -> str:
+    """``'...ij,...jk->...ik'`` with the ellipses spelled as letters, aligned from the right as
+    numpy aligns the dimensions they stand for; without ``->`` they lead the output."""
+    if "." not in spec:
+        return spec
+    ins, arrow, result = spec.partition("->")
+    terms = ins.split(",")
+    if len(terms) != len(ndims) or any(t.count("...") > 1 or t.replace("...", "").count(".") for t in terms):
+        raise ValueError(f"einsum subscripts {spec!r} do not fit {len(ndims)} operands")
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in spec]
+    widths = [n - len(t.replace("...", "")) if "..." in t else 0 for t, n in zip(terms, ndims)]
+    if min(widths) < 0:
+        raise ValueError(f"einsum subscripts {spec!r} name more dimensions than an operand has")
+    letters = "".join(spare[: max(widths)])
+    terms = [t.replace("...", letters[len(letters) - w :] if w else "") for t, w in zip(terms, widths)]
+    if arrow:
+        return ",".join(terms) + "->" + result.replace("...", letters)
+    singles = sorted(c for c in set("".join(terms)) if "".join(terms).count(c) == 1 and c not in letters)
+    return ",".join(terms) + "->" + letters + "".join(singles)
 
 
 # --- solve, inv, det ------------------------------------------------------------------
