@@ -7,7 +7,7 @@ import pytest
 import scipy.special as sc
 
 import pyzygote as pz
-from pyzygote.testing import check_grads
+from pyzygote.testing import check_grads, numerical_gradient
 
 X = np.array([[0.3, -1.2, 2.0], [1.1, 0.4, -0.7]])
 
@@ -485,3 +485,40 @@ def test_reshape_with_copy_is_not_a_view() -> None:
         return y
 
     np.testing.assert_array_equal(pz.make_program(f, M)(M)[0], f(M))
+
+
+NAN_DATA = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan], [0.5, -2.0, 4.0]])
+NAN_REDUCTIONS = {
+    "nansum": lambda x: np.nansum(x, axis=1),
+    "nanprod": lambda x: np.nanprod(x, axis=0, keepdims=True),
+    "nanmean": lambda x: np.nanmean(x, axis=1),  # an all-NaN row is NaN, as in numpy
+    "nanmax": lambda x: np.nanmax(x, axis=1),
+    "nanmin": lambda x: np.nanmin(x, axis=0),
+    "nanvar": lambda x: np.nanvar(x, axis=1, ddof=1),
+    "nanstd": lambda x: np.nanstd(x),
+    "ptp": lambda x: np.ptp(np.nan_to_num(x), axis=0),
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("name", sorted(NAN_REDUCTIONS))
+def test_nan_reductions_match_numpy_and_ignore_nans_in_derivatives(name: str) -> None:
+    f = NAN_REDUCTIONS[name]
+    got, want = pz.make_program(f, NAN_DATA)(NAN_DATA)[0], f(NAN_DATA)
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+    assert np.shape(got) == np.shape(want)
+    x = NAN_DATA.copy()
+    x[1] = [0.3, np.nan, -0.4]  # every reduced slice keeps a number, so the loss is finite
+    seen = ~np.isnan(x)
+    loss = lambda z: np.sum(f(z))  # noqa: E731
+    (g,) = pz.gradient(loss, x)
+    assert np.all(g[~seen] == 0.0)
+    fd = numerical_gradient(lambda z: loss(np.where(seen, z, np.nan)), np.where(seen, x, 0.5))[0]
+    np.testing.assert_allclose(g[seen], fd[seen], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_variance_with_more_degrees_of_freedom_than_entries_is_inf_as_in_numpy() -> None:
+    x = np.array([1.0, 2.0, 4.0])
+    for ddof in (3, 5):
+        assert pz.make_program(lambda v: np.var(v, ddof=ddof), x)(x)[0] == np.var(x, ddof=ddof) == np.inf

@@ -243,8 +243,11 @@ def _np_var(
     if mean is np._NoValue:
         mean = _np_mean(a, axis=axis, dtype=dtype, keepdims=True, where=where)
     centered = a - mean
+    if where is not True:  # zeros where left out, so that a NaN there cannot reach the derivative
+        centered = select(broadcast_to_shape(as_operand(where), a.shape), centered, np.zeros((), centered.dtype))
     squares = _sum(centered * centered, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
-    return squares / (_count(a, axis, where, keepdims) - ddof)
+    # numpy divides by max(count - ddof, 0): too few entries give inf or NaN, never a negative variance
+    return squares / np.maximum(_count(a, axis, where, keepdims) - ddof, 0)
 
 
 @implements(np.std)
@@ -263,6 +266,70 @@ def _np_std(
     return np.sqrt(
         _np_var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, where=where, mean=mean, correction=correction)
     )
+
+
+# --- NaN-ignoring reductions and the peak-to-peak range: where= over the non-NaN entries ---------
+def _not_nan(a: Any, where: Any) -> Any:
+    a = as_operand(a)
+    keep = np.logical_not(np.isnan(a)) if a.dtype.kind == "f" else np.ones(a.shape, dtype=bool)
+    return keep if where is True else np.logical_and(keep, where)
+
+
+@implements(np.nansum)
+def _np_nansum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, initial: Any = np._NoValue, where: Any = True) -> Any:
+    return _sum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, initial=initial, where=_not_nan(a, where))
+
+
+@implements(np.nanprod)
+def _np_nanprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, initial: Any = np._NoValue, where: Any = True) -> Any:
+    return np.prod(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, initial=initial, where=_not_nan(a, where))
+
+
+@implements(np.nanmean)
+def _np_nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, *, where: Any = True) -> Any:
+    return _np_mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=_not_nan(a, where))
+
+
+def _nan_var(std: bool) -> Any:
+    def handler(
+        a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0, keepdims: bool = False,
+        *, where: Any = True, mean: Any = np._NoValue, correction: Any = np._NoValue,
+    ) -> Any:  # fmt: skip
+        kept = _not_nan(a, where)
+        v = _np_var(a, axis, dtype, out, ddof, keepdims, where=kept, mean=mean, correction=correction)
+        return np.sqrt(v) if std else v
+
+    return handler
+
+
+implements(np.nanvar)(_nan_var(std=False))
+implements(np.nanstd)(_nan_var(std=True))
+
+
+def _nan_extreme(name: str) -> Any:
+    def handler(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, initial: Any = np._NoValue, where: Any = True) -> Any:
+        a = as_operand(a)
+        reduce = np.max if name == "max" else np.min
+        if a.dtype.kind != "f":
+            return reduce(a, axis=axis, out=out, keepdims=keepdims, initial=initial, where=where)
+        kept = _not_nan(a, where)
+        start = (-np.inf if name == "max" else np.inf) if initial is np._NoValue else initial
+        result = reduce(a, axis=axis, keepdims=keepdims, initial=start, where=kept)
+        if initial is not np._NoValue:
+            return result
+        empty = np.logical_not(np.any(kept, axis=axis, keepdims=keepdims))  # numpy: NaN, with a warning
+        return np.where(empty, np.asarray(np.nan, a.dtype), result)
+
+    return handler
+
+
+implements(np.nanmax)(_nan_extreme("max"))
+implements(np.nanmin)(_nan_extreme("min"))
+
+
+@implements(np.ptp)
+def _np_ptp(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+    return np.subtract(np.max(a, axis=axis, keepdims=keepdims), np.min(a, axis=axis, keepdims=keepdims))
 
 
 @implements(np.cumsum, "add.accumulate")
