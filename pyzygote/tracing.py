@@ -182,7 +182,9 @@ def _walk(
                 array_bytes[0] += v.nbytes
                 arrays.append(v)
         elif isinstance(v, types.FunctionType):
-            function(v, depth + 1)
+            # Calling a helper is not nesting data: a chain of helpers (loss -> predict -> model ->
+            # ... -> force) reads its globals at the depth it was reached from.
+            function(v, max(depth, 0))
         elif isinstance(v, types.MethodType):
             value((id(v), "func"), v.__func__, depth)
             value((id(v), "self"), v.__self__, depth + 1)
@@ -261,6 +263,8 @@ def _walk(
                 value((id(fn), "cell", i), c.cell_contents, depth)
         if package == "pyzygote":
             return
+        for k, d in vars(fn).items():  # attributes set on the function (loss.scale = 3.0)
+            value((id(fn), "attr", k), d, depth)
         for i, d in enumerate(fn.__defaults__ or ()):  # def f(w, cfg=CONFIG): CONFIG["l2"] = ...
             value((id(fn), "default", i), d, depth)
         for k, d in (fn.__kwdefaults__ or {}).items():

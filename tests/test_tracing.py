@@ -622,3 +622,56 @@ def test_clip_method_takes_numpy_keywords():
     f = lambda x: (x.clip(min=0.0), x.clip(0.0, 1.0), x.clip(max=1.0), x.clip(-0.5))  # noqa: E731
     for got, want in zip(pz.make_program(f, x)(x), f(x)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_attributes_set_on_functions_are_checked_before_a_trace_is_reused():
+    def prior() -> None:
+        pass
+
+    def loss(x):
+        return loss.scale * np.sum(x**2) / prior.sigma**2
+
+    x = np.array([1.0, 2.0])
+    loss.scale, prior.sigma = 1.0, 1.0
+    np.testing.assert_array_equal(pz.grad(loss)(x), 2 * x)
+    loss.scale = 3.0
+    np.testing.assert_array_equal(pz.grad(loss)(x), 6 * x)
+    prior.sigma = 0.5
+    np.testing.assert_array_equal(pz.grad(loss)(x), 24 * x)
+
+
+DEEP_CONFIG = {"stiffness": 1.0}
+
+
+def _force(x):
+    return DEEP_CONFIG["stiffness"] * x
+
+
+def _element(x):
+    return _force(x)
+
+
+def _assemble(x):
+    return _element(x)
+
+
+def _model(x):
+    return _assemble(x)
+
+
+def _predict(x):
+    return _model(x)
+
+
+def _deep_loss(x):
+    return np.sum(_predict(x) ** 2)
+
+
+def test_globals_read_at_the_end_of_a_long_chain_of_helpers_are_checked():
+    x = np.array([1.0, 2.0])
+    try:
+        np.testing.assert_array_equal(pz.grad(_deep_loss)(x), 2 * x)
+        DEEP_CONFIG["stiffness"] = 3.0  # read six calls deep
+        np.testing.assert_array_equal(pz.grad(_deep_loss)(x), 18 * x)
+    finally:
+        DEEP_CONFIG["stiffness"] = 1.0
