@@ -13,6 +13,7 @@ arguments as numpy would and must return tracers or numpy arrays.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Any, Callable
 
@@ -80,12 +81,27 @@ def supported_names() -> list[str]:
     return sorted({_name(f) for f in HANDLERS if not isinstance(f, str) and _name(f) not in scipy} | scipy)
 
 
+_INSTEAD = {
+    "sinc": "np.where(x == 0, 1.0, np.sin(np.pi * x) / (np.pi * np.where(x == 0, 1.0, x)))",
+    "convolve": "a sum of shifted slices, sum(k[j] * x[j : j + len(x) - len(k) + 1] for j in range(len(k))) "
+    "for mode='valid' (with the kernel reversed)",
+    "fmod": "x - y * np.trunc(x / y)",
+}
+
+
 def lookup(func: Any) -> Callable[..., Any]:
     handler = _handler(func)
     if handler is None:
+        name = _name(func)
+        names = supported_names()
+        short = getattr(func, "__name__", str(func))
+        close = difflib.get_close_matches(short, [n.rsplit(".", 1)[-1] for n in names], n=4, cutoff=0.7)
+        hint = f" Write it as {_INSTEAD[short]}." if short in _INSTEAD else ""
+        similar = f" Similar ones that are traced: {', '.join(close)}." if close else ""
         raise UnsupportedOperationError(
-            f"pyzygote cannot trace {_name(func)}: no rule is registered for it. "
-            f"Supported numpy functions: {', '.join(supported_names())}."
+            f"pyzygote cannot trace {name}: no rule is registered for it.{hint}{similar} "
+            f"{len(names)} numpy and scipy.special functions are traced: "
+            "pyzygote.numpy_api.supported_names() lists them (README: 'What can be traced')."
         )
     return handler
 

@@ -40,7 +40,16 @@ _INSTEAD = {
     "inv": "np.linalg.inv(A)",
     "det": "np.linalg.det(A)",
     "logpdf": "the density written out, e.g. -0.5 * ((x - mu) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)",
+    "solve_ivp": (
+        "pz.odesolve(lambda u, p, t: f(t, u, *p), y0, t_eval, p), which solves and differentiates the ODE "
+        "(SciML's argument order; sol.y of solve_ivp is its result transposed)"
+    ),
+    "odeint": "pz.odesolve(lambda u, p, t: f(u, t, *p), y0, t, p), which solves and differentiates the ODE",
 }
+
+# SciPy functions that call the user's code back: a traced value reaches them through a closure
+# (odeint(lambda u, t: f(u, t, k), ...)), so it is not among their own arguments.
+_CALLERS_BACK = frozenset({"solve_ivp", "odeint", "quad", "minimize", "root", "fsolve", "least_squares", "curve_fit"})
 
 
 def _public(module: str) -> str:
@@ -70,12 +79,18 @@ def _scipy_entry(exc: BaseException) -> tuple[str, str] | None:
             frame = tb.tb_frame
             module = frame.f_globals.get("__name__", "")
             if module.split(".")[0] == "scipy" and frame.f_code.co_name not in _WRAPPERS:
-                if any(_holds_tracer(v) for v in frame.f_locals.values()):
+                if frame.f_code.co_name in _CALLERS_BACK or any(_holds_tracer(v) for v in frame.f_locals.values()):
                     code = frame.f_code
                     return _public(module), getattr(code, "co_qualname", code.co_name)
             tb = tb.tb_next
         chain = chain.__cause__ or chain.__context__
     return None
+
+
+def _advice(instead: str | None) -> str:
+    if instead is None:
+        return "Write this step with numpy functions."
+    return f"Use {instead}." if instead.startswith("pz.") else f"Write it with numpy: {instead}."
 
 
 def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
@@ -90,7 +105,7 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
     err = UnsupportedOperationError(
         f"{module}.{name} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
         "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "
-        + (f"Write it with numpy: {instead}." if instead else "Write this step with numpy functions.")
+        + _advice(instead)
         + " (scipy.special's expit, logit, log_expit, xlogy and xlog1py are traced; see README, "
         "'What can be traced'.)"
     )

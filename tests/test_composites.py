@@ -522,3 +522,16 @@ def test_variance_with_more_degrees_of_freedom_than_entries_is_inf_as_in_numpy()
     x = np.array([1.0, 2.0, 4.0])
     for ddof in (3, 5):
         assert pz.make_program(lambda v: np.var(v, ddof=ddof), x)(x)[0] == np.var(x, ddof=ddof) == np.inf
+
+
+@pytest.mark.parametrize(
+    "f",
+    [np.trunc, np.fix, np.signbit, lambda x: np.copysign(x, x[::-1]), lambda x: np.copysign(x[::-1], -1.0)],
+    ids=["trunc", "fix", "signbit", "copysign", "copysign-constant"],
+)
+def test_rounding_toward_zero_and_signs_match_numpy_at_signed_zeros(f) -> None:
+    x = np.array([-2.5, -0.5, -0.0, 0.0, 0.7, 3.0, -np.inf])
+    got, want = pz.make_program(f, x)(x)[0], f(x)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

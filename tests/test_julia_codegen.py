@@ -332,7 +332,8 @@ def integer_arithmetic(x: Any) -> Any:
     big = (k + 300).astype(np.uint8) + np.cumsum(x > 0)  # wraps; cumsum of booleans is int64
     lowest = np.full(k.shape, np.iinfo(np.int64).min) + k * 0
     with np.errstate(divide="ignore", over="ignore"):
-        return x * (k % 3 + k // 2 + (k + 1) % k + (k + 1) // k), big, lowest // -1, (x * 1e3).astype(np.int16)
+        signs = np.trunc(x * 3.0) * x + np.copysign(x, x[::-1]) + np.signbit(x * 0.0 - 0.2)
+        return x * (k % 3 + k // 2 + (k + 1) % k + (k + 1) // k), big, lowest // -1, (x * 1e3).astype(np.int16), signs
 
 
 def rng_arrays(*shapes: tuple[int, ...], seed: int = 0, dtype: Any = np.float64) -> tuple[np.ndarray, ...]:

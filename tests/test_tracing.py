@@ -675,3 +675,17 @@ def test_globals_read_at_the_end_of_a_long_chain_of_helpers_are_checked():
         np.testing.assert_array_equal(pz.grad(_deep_loss)(x), 18 * x)
     finally:
         DEEP_CONFIG["stiffness"] = 1.0
+
+
+def test_scipy_integrators_in_a_loss_point_to_odesolve():
+    from scipy.integrate import odeint, solve_ivp
+
+    def with_args(p):
+        return np.sum(solve_ivp(lambda t, u, k: -k * u, (0.0, 1.0), [1.0], t_eval=[1.0], args=(p[0],)).y)
+
+    def with_closure(p):
+        return np.sum(odeint(lambda u, t: -p[0] * u, [1.0], [0.0, 1.0]))
+
+    for loss, name in ((with_args, "solve_ivp"), (with_closure, "odeint")):
+        with pytest.raises(pz.UnsupportedOperationError, match=rf"{name} was called on a traced value.*Use pz.odesolve"):
+            pz.grad(loss)(np.array([0.5]))

@@ -299,6 +299,29 @@ def _np_fabs(x: Any) -> Any:
     return np.absolute(x)
 
 
+@implements(np.trunc, np.fix)
+def _np_trunc(x: Any, **kw: Any) -> Any:
+    """Rounding toward zero: ``ceil`` below zero, ``floor`` above (derivative zero, as both)."""
+    x = as_operand(x)
+    return np.where(np.less(x, 0), np.ceil(x, **kw), np.floor(x, **kw))
+
+
+@implements(np.signbit)
+def _np_signbit(x: Any) -> Any:
+    """``x < 0``, and ``True`` at ``-0.0``: ``atan2(-0.0, -1) = -pi`` is the one comparison IEEE
+    arithmetic offers that tells the zeros apart (a NaN's sign bit is not read)."""
+    x = as_operand(x)
+    if x.dtype.kind != "f":
+        return np.less(x, 0)
+    return np.where(np.equal(x, 0), np.less(np.arctan2(x, -1.0), 0), np.less(x, 0))
+
+
+@implements(np.copysign)
+def _np_copysign(x: Any, y: Any, **kw: Any) -> Any:
+    """``|x|`` with the sign of ``y`` (of a zero or NaN ``y`` too, as numpy reads its sign bit)."""
+    return np.multiply(np.absolute(x), np.where(np.signbit(y), -1.0, 1.0), **kw)
+
+
 @implements(np.float_power)
 def _np_float_power(x: Any, y: Any) -> Any:
     return np.power(convert(as_operand(x), np.float64), y)
