@@ -933,3 +933,63 @@ def test_literals_round_trip_and_are_fatou_formatted(tmp_path: Path) -> None:
     path = tmp_path / "literals.jl"
     path.write_text("\n".join(lines) + "\n")
     fatou_check([path])
+
+
+def _arguments(source: str, start: int) -> list[str]:
+    """The comma-separated arguments of the parenthesis opened just before ``start``."""
+    depth, k, pieces, current = 1, start, [], ""
+    while depth:
+        ch = source[k]
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 1 and ch == ",":
+            pieces.append(current)
+            current = ""
+        elif depth:
+            current += ch
+        k += 1
+    return [piece.strip() for piece in pieces + [current] if piece.strip()]  # a trailing comma adds none
+
+
+def _call_arities(source: str, name: str) -> list[int]:
+    """How many arguments each call ``name(...)`` in ``source`` passes."""
+    return [len(_arguments(source, m.end())) for m in re.finditer(re.escape(name) + r"\(", source)]
+
+
+def _method_arities(path: Path, name: str) -> set[int]:
+    """The numbers of positional parameters of the methods ``function name(...)`` in a Julia file
+    (a method ending in a vararg counts as taking any number from its fixed ones up)."""
+    source = path.read_text()
+    found: set[int] = set()
+    for m in re.finditer(r"^function " + re.escape(name) + r"\(", source, re.MULTILINE):
+        params = _arguments(source, m.end())
+        found.update(range(len(params) - 1, 30) if params and params[-1].endswith("...") else {len(params)})
+    return found
+
+
+@pytest.mark.parametrize(
+    ("primitive", "julia"),
+    [("odesolve", "odesolve"), ("odesolve_sens", "odesolve_sensitivities"), ("odesolve_tangent", "odesolve_tangent"), ("odesolve_vjp", "odesolve_vjp")],
+)
+def test_emitted_ode_calls_match_the_extension_methods(primitive: str, julia: str) -> None:
+    """The ODE extension cannot run here: check at least that every emitted call has a method
+    of its arity (and that the rrules take the same arguments)."""
+    ext = JULIA_SRC / "ext" / "PyZygoteODEExt.jl"
+    methods = _method_arities(ext, f"PyZygote.{julia}")
+    assert methods, f"no method of PyZygote.{julia} in {ext}"
+    programs = _case_programs(primitive)
+    assert programs
+    for label, prog, _ in programs:
+        source = emit_program(prog, "pz_ode").source
+        calls = _call_arities(source, f"PyZygote.{julia}")
+        assert calls and set(calls) <= methods, f"{label}: calls with {calls} arguments, methods take {methods}"
+    text = ext.read_text()
+    rrule = re.search(r"rrule\(\s*::typeof\(PyZygote\." + julia + r"\),", text)
+    if rrule is not None:
+        assert len(_arguments(text, text.index("(", rrule.start()) + 1)) - 1 in methods
+
+
+def test_runtime_solve_problem_passes_what_the_extension_takes() -> None:
+    runtime = (Path(pz.__file__).parent / "julia" / "runtime.jl").read_text()
+    (call,) = _call_arities(runtime, "PyZygote.solve_problem")
+    assert call in _method_arities(JULIA_SRC / "ext" / "PyZygoteODEExt.jl", "PyZygote.solve_problem")

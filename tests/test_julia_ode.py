@@ -11,7 +11,21 @@ import numpy as np
 import pytest
 
 import pyzygote as pz
-from tests.test_ode import K_GRID, P_LV, T_DECAY, T_LV, U0_GRID, U0_LV, decay, grid_decay, lotka, robertson
+from tests.test_ode import (
+    K_GRID,
+    P_LV,
+    T_DECAY,
+    T_INFUSION,
+    T_LV,
+    U0_GRID,
+    U0_LV,
+    decay,
+    grid_decay,
+    infusion,
+    infusion_closed_form,
+    lotka,
+    robertson,
+)
 
 
 def _ode_packages_missing_reason() -> str:
@@ -213,3 +227,19 @@ def test_matrix_state_and_dict_parameters_on_julia() -> None:
     sol = pz.solve(prob, "Tsit5", saveat=[0.0, 1.0], engine="julia", **TIGHT)
     assert sol.u.shape == (2, 2, 3)
     np.testing.assert_allclose(sol.u[-1], U0_GRID * np.exp(-K_GRID), rtol=1e-8)
+
+
+@julia
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint"])
+def test_tstops_on_julia_match_the_closed_form_and_numpy(sensealg: str) -> None:
+    q = np.array([0.5, 10.0])
+    opts = dict(alg="Tsit5", sensealg=sensealg, reltol=1e-10, abstol=1e-12, tstops=[2.0, 2.5])
+    loss = lambda q: np.sum(pz.odesolve(infusion, [0.0], T_INFUSION, q, **opts)[:, 0] ** 2)  # noqa: E731
+    value, (g_jl,) = pz.withgradient(loss, q, engine="julia")
+    np.testing.assert_allclose(value, np.sum(infusion_closed_form(0.5, 10.0, T_INFUSION) ** 2), rtol=1e-7)
+    (g_np,) = pz.gradient(loss, q, engine="numpy")
+    np.testing.assert_allclose(g_jl, g_np, rtol=1e-5)
+    prob = pz.ODEProblem(infusion, [0.0], (0.0, 10.0), q)
+    sol = pz.solve(prob, "Tsit5", reltol=1e-10, abstol=1e-12, tstops=[2.0, 2.5], engine="julia")
+    assert 2.0 in sol.t and 2.5 in sol.t
+    np.testing.assert_allclose(sol([2.25, 9.0])[:, 0], infusion_closed_form(0.5, 10.0, np.array([2.25, 9.0])), rtol=1e-7)

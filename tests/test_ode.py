@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import pyzygote as pz
+from pyzygote.testing import numerical_gradient
 
 SENSEALGS = ["forward", "adjoint", "backsolve"]
 TIGHT = dict(reltol=1e-10, abstol=1e-10)
@@ -211,6 +212,58 @@ def test_solution_of_a_failed_solve_cannot_be_called():
     sol = pz.solve(prob, alg="Tsit5")
     with pytest.raises(ValueError, match="needs a successful solve; this one ended with retcode"):
         sol(0.5)
+
+
+def infusion(u, q, t):
+    """A one-compartment model with a zero-order infusion of rate q[1] from t = 2 to 2.5."""
+    rate = np.where((t >= 2.0) & (t < 2.5), q[1], 0.0)
+    return rate - q[0] * u
+
+
+T_INFUSION = np.linspace(0.0, 10.0, 11)
+
+
+def infusion_closed_form(k, r, t):
+    on = np.clip(t, 2.0, 2.5)
+    return r / k * (np.exp(-k * (t - on)) - np.exp(-k * (t - 2.0))) * (t >= 2.0)
+
+
+@pytest.mark.parametrize("alg", ["auto", "Tsit5", "Rodas5P"])
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint", "backsolve"])
+def test_tstops_make_the_solver_step_to_a_switch_it_would_step_over(alg, sensealg):
+    q = np.array([0.5, 10.0])
+    loss = lambda q: np.sum(pz.odesolve(infusion, [0.0], T_INFUSION, q, alg=alg, sensealg=sensealg, tstops=[2.0, 2.5])[:, 0] ** 2)  # noqa: E731
+    want = lambda q: np.sum(infusion_closed_form(q[0], q[1], T_INFUSION) ** 2)  # noqa: E731
+    value, (g,) = pz.withgradient(loss, q)
+    np.testing.assert_allclose(value, want(q), rtol=2e-2)  # default tolerances (1e-3)
+    np.testing.assert_allclose(g, numerical_gradient(want, q)[0], rtol=5e-2)
+    # Without tstops the default solver never sees the half-hour pulse: the drug never arrives.
+    if alg == "auto":
+        plain = pz.odesolve(infusion, [0.0], T_INFUSION, q)
+        assert np.max(np.abs(plain)) < 0.1 * np.max(infusion_closed_form(0.5, 10.0, T_INFUSION))
+
+
+def test_tstops_at_tight_tolerances_give_the_closed_form_and_its_gradient():
+    q = np.array([0.5, 10.0])
+    opts = dict(alg="Tsit5", reltol=1e-10, abstol=1e-12, tstops=np.array([2.5, 2.0, 2.0]))  # any order, repeats
+    u = pz.odesolve(infusion, [0.0], T_INFUSION, q, **opts)[:, 0]
+    np.testing.assert_allclose(u, infusion_closed_form(0.5, 10.0, T_INFUSION), rtol=1e-8, atol=1e-10)
+    (g,) = pz.gradient(lambda q: pz.odesolve(infusion, [0.0], T_INFUSION, q, sensealg="adjoint", **opts)[-1, 0], q)
+    k, r, t = 0.5, 10.0, 10.0
+    dk = -r / k**2 * (np.exp(-k * (t - 2.5)) - np.exp(-k * (t - 2.0))) + r / k * (-(t - 2.5) * np.exp(-k * (t - 2.5)) + (t - 2.0) * np.exp(-k * (t - 2.0)))
+    np.testing.assert_allclose(g, [dk, infusion_closed_form(k, 1.0, t)], rtol=1e-7)
+    sol = pz.solve(pz.ODEProblem(infusion, [0.0], (0.0, 10.0), q), "Tsit5", reltol=1e-10, abstol=1e-12, tstops=[2.0, 2.5])
+    assert 2.0 in sol.t and 2.5 in sol.t and np.all(np.diff(sol.t) > 0)
+    np.testing.assert_allclose(sol([2.25, 9.0])[:, 0], infusion_closed_form(0.5, 10.0, np.array([2.25, 9.0])), rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("tstops", "match"),
+    [([np.nan], "finite"), ([11.0], r"within the solved span \[0.0, 10.0\]"), ([[1.0]], "1-D")],
+)
+def test_bad_tstops_are_refused_before_solving(tstops, match):
+    with pytest.raises(ValueError, match=match):
+        pz.odesolve(infusion, [0.0], T_INFUSION, np.array([0.5, 10.0]), tstops=tstops)
 
 
 def test_failed_solve_reports_retcode_and_differentiated_loss_raises():

@@ -79,9 +79,9 @@ end
 
 # A failed solve must never reach Python as a result: SciMLSensitivity does not check
 # retcodes, and its adjoints extrapolate past the failure point.
-function check_success(sol, nsaved::Integer, prob, alg, reltol, abstol, maxiters)
+function check_success(sol, nsaved::Integer, prob, alg, options::NamedTuple)
     if !SciMLBase.successful_retcode(sol) || length(sol.t) != nsaved
-        t = time_reached(prob, alg, reltol, abstol, maxiters)
+        t = time_reached(prob, alg, options)
         throw(PyZygote.SolverFailure(string(sol.retcode), t))
     end
     return nothing
@@ -90,15 +90,8 @@ end
 # Where a failed solve stopped. The solution cannot say: with `saveat` it ends at the last
 # save time before the failure, and an adjoint's forward solution is interpolated to every
 # save time. Integrating once more without saving leaves the integrator at that time.
-function time_reached(prob, alg, reltol, abstol, maxiters)
-    integrator = OrdinaryDiffEq.init(
-        prob,
-        alg;
-        reltol = reltol,
-        abstol = abstol,
-        maxiters = maxiters,
-        save_everystep = false,
-    )
+function time_reached(prob, alg, options::NamedTuple)
+    integrator = OrdinaryDiffEq.init(prob, alg; options..., save_everystep = false)
     OrdinaryDiffEq.solve!(integrator)
     return Float64(integrator.t)
 end
@@ -128,6 +121,7 @@ function PyZygote.odesolve(
     reltol::Real,
     abstol::Real,
     maxiters::Integer,
+    tstops::AbstractVector,
 )
     g, q = with_parameter(f, p)
     solver = algorithm(alg)
@@ -142,10 +136,11 @@ function PyZygote.odesolve(
         reltol = reltol,
         abstol = abstol,
         maxiters = maxiters,
+        tstops = tstops,
         sensealg = sensitivity_algorithm(sensealg),
     )
     ChainRulesCore.ignore_derivatives() do
-        check_success(sol, length(t), prob, solver, reltol, abstol, maxiters)
+        check_success(sol, length(t), prob, solver, (; reltol, abstol, maxiters, tstops))
     end
     # Array(sol) is (state, time); pyzygote's contract is time-major.
     return permutedims(Array(sol))
@@ -153,18 +148,10 @@ end
 
 # The solution as a function of `z = [u0; p]`, as a vector: `vec` is column-major, so entry
 # `i + (j - 1) * length(t)` is `U[i, j]`.
-function flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
-    return z -> vec(PyZygote.odesolve(
-        f,
-        z[1:n],
-        z[(n + 1):end],
-        t,
-        alg,
-        sensealg,
-        reltol,
-        abstol,
-        maxiters,
-    ))
+# `settings` are odesolve's arguments after `t`:
+# `(alg, sensealg, reltol, abstol, maxiters, tstops)`.
+function flat_solution(f, n, t, settings::Tuple)
+    return z -> vec(PyZygote.odesolve(f, z[1:n], z[(n + 1):end], t, settings...))
 end
 
 # The derivative of `solution` at `z` along `v`, by ForwardDiff through the solver.
@@ -205,11 +192,13 @@ function PyZygote.odesolve_sensitivities(
     reltol,
     abstol,
     maxiters,
+    tstops,
 )
     n = length(u0)
-    solution = flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
+    settings = (alg, sensealg, reltol, abstol, maxiters, tstops)
+    solution = flat_solution(f, n, t, settings)
     z = vcat(u0, p)
-    U = PyZygote.odesolve(f, u0, p, t, alg, sensealg, reltol, abstol, maxiters)
+    U = PyZygote.odesolve(f, u0, p, t, settings...)
     # Row i + (j - 1) * length(t) of the Jacobian belongs to U[i, j].
     J = PyZygote.ForwardDiff.jacobian(solution, z)
     return (U, reshape(J, length(t), n, length(z)))
@@ -226,11 +215,13 @@ function ChainRulesCore.rrule(
     reltol,
     abstol,
     maxiters,
+    tstops,
 )
     n = length(u0)
-    solution = flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
+    settings = (alg, sensealg, reltol, abstol, maxiters, tstops)
+    solution = flat_solution(f, n, t, settings)
     z = vcat(u0, p)
-    U = PyZygote.odesolve(f, u0, p, t, alg, sensealg, reltol, abstol, maxiters)
+    U = PyZygote.odesolve(f, u0, p, t, settings...)
     S = reshape(PyZygote.ForwardDiff.jacobian(solution, z), length(t), n, length(z))
     function odesolve_sensitivities_pullback(Δ)
         Δ = ChainRulesCore.unthunk(Δ)
@@ -243,7 +234,7 @@ function ChainRulesCore.rrule(
             gz += PyZygote.ForwardDiff.gradient(w -> PyZygote.dot(C, jacobian(w)), z)
         end
         no = ChainRulesCore.NoTangent()
-        return (no, no, gz[1:n], gz[(n + 1):end], ntuple(_ -> no, 6)...)
+        return (no, no, gz[1:n], gz[(n + 1):end], ntuple(_ -> no, 7)...)
     end
     return (U, S), odesolve_sensitivities_pullback
 end
@@ -260,8 +251,10 @@ function PyZygote.odesolve_tangent(
     reltol,
     abstol,
     maxiters,
+    tstops,
 )
-    solution = flat_solution(f, length(u0), t, alg, sensealg, reltol, abstol, maxiters)
+    settings = (alg, sensealg, reltol, abstol, maxiters, tstops)
+    solution = flat_solution(f, length(u0), t, settings)
     return reshape(along(solution, vcat(u0, p), vcat(du0, dp)), length(t), length(u0))
 end
 
@@ -278,9 +271,11 @@ function ChainRulesCore.rrule(
     reltol,
     abstol,
     maxiters,
+    tstops,
 )
     n = length(u0)
-    solution = flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
+    settings = (alg, sensealg, reltol, abstol, maxiters, tstops)
+    solution = flat_solution(f, n, t, settings)
     z, dz = vcat(u0, p), vcat(du0, dp)
     y = reshape(along(solution, z, dz), length(t), n)
     function odesolve_tangent_pullback(ȳ)
@@ -289,13 +284,13 @@ function ChainRulesCore.rrule(
         gdz = transposed(solution, z, c)
         no = ChainRulesCore.NoTangent()
         grads = (gz[1:n], gz[(n + 1):end], gdz[1:n], gdz[(n + 1):end])
-        return (no, no, grads..., ntuple(_ -> no, 6)...)
+        return (no, no, grads..., ntuple(_ -> no, 7)...)
     end
     return y, odesolve_tangent_pullback
 end
 
-function PyZygote.odesolve_vjp(f, u0, p, ct, t, alg, sensealg, reltol, abstol, maxiters)
-    solution(a, b) = PyZygote.odesolve(f, a, b, t, alg, sensealg, reltol, abstol, maxiters)
+function PyZygote.odesolve_vjp(f, u0, p, ct, t, settings...)
+    solution(a, b) = PyZygote.odesolve(f, a, b, t, settings...)
     _, back = PyZygote.Zygote.pullback(solution, u0, p)
     du0, dp = back(ct)
     return (something(du0, zero(u0)), something(dp, zero(p)))
@@ -313,9 +308,11 @@ function ChainRulesCore.rrule(
     reltol,
     abstol,
     maxiters,
+    tstops,
 )
     n = length(u0)
-    solution = flat_solution(f, n, t, alg, sensealg, reltol, abstol, maxiters)
+    settings = (alg, sensealg, reltol, abstol, maxiters, tstops)
+    solution = flat_solution(f, n, t, settings)
     z, c = vcat(u0, p), vec(ct)
     g = transposed(solution, z, c)
     function odesolve_vjp_pullback(Δ)
@@ -324,7 +321,7 @@ function ChainRulesCore.rrule(
         gz = curvature(solution, z, c, v)
         gct = reshape(along(solution, z, v), size(ct))
         no = ChainRulesCore.NoTangent()
-        return (no, no, gz[1:n], gz[(n + 1):end], gct, ntuple(_ -> no, 6)...)
+        return (no, no, gz[1:n], gz[(n + 1):end], gct, ntuple(_ -> no, 7)...)
     end
     return (g[1:n], g[(n + 1):end]), odesolve_vjp_pullback
 end
@@ -339,19 +336,14 @@ function PyZygote.solve_problem(
     reltol::Real,
     abstol::Real,
     maxiters::Integer,
+    tstops::AbstractVector,
 )
     prob = ODEProblem{false}(f, u0, tspan, p)
+    options = (; reltol, abstol, maxiters, tstops)
     sol = if saveat === nothing
-        solve(prob, algorithm(alg); reltol = reltol, abstol = abstol, maxiters = maxiters)
+        solve(prob, algorithm(alg); options...)
     else
-        solve(
-            prob,
-            algorithm(alg);
-            saveat = saveat,
-            reltol = reltol,
-            abstol = abstol,
-            maxiters = maxiters,
-        )
+        solve(prob, algorithm(alg); saveat = saveat, options...)
     end
     s = sol.stats
     stats = (

@@ -513,10 +513,11 @@ end
 # --- ODE solves: declared here, methods in the PyZygoteODEExt extension -------------------
 
 """
-    odesolve(f, u0, p, t, alg::Symbol, sensealg::Symbol, reltol, abstol, maxiters)
+    odesolve(f, u0, p, t, alg::Symbol, sensealg::Symbol, reltol, abstol, maxiters, tstops)
 
 The solution of `u' = f(u, p, t)` from `u0` at the save times `t`, time-major
-(`length(t) × length(u0)`), as pyzygote's `odesolve`. The methods are in the
+(`length(t) × length(u0)`), as pyzygote's `odesolve`; the solver steps to each time in
+`tstops` (possibly empty). The methods are in the
 `PyZygoteODEExt` extension, loaded with OrdinaryDiffEq, OrdinaryDiffEqLowOrderRK,
 OrdinaryDiffEqSDIRK and SciMLSensitivity; Zygote differentiates them through
 SciMLSensitivity.
@@ -524,7 +525,7 @@ SciMLSensitivity.
 function odesolve end
 
 """
-    odesolve_sensitivities(f, u0, p, t, alg, sensealg, reltol, abstol, maxiters)
+    odesolve_sensitivities(f, u0, p, t, alg, sensealg, reltol, abstol, maxiters, tstops)
 
 `(U, S)`: the solution as [`odesolve`](@ref) gives it, and its sensitivities
 `S[i, j, k] = ∂U[i, j] / ∂[u0; p][k]` (ForwardDiff through the solver). Methods in
@@ -533,7 +534,7 @@ function odesolve end
 function odesolve_sensitivities end
 
 """
-    odesolve_tangent(f, u0, p, du0, dp, t, alg, sensealg, reltol, abstol, maxiters)
+    odesolve_tangent(f, u0, p, du0, dp, t, alg, sensealg, reltol, abstol, maxiters, tstops)
 
 The directional derivative of [`odesolve`](@ref) along `(du0, dp)`. Methods in
 `PyZygoteODEExt`.
@@ -541,7 +542,7 @@ The directional derivative of [`odesolve`](@ref) along `(du0, dp)`. Methods in
 function odesolve_tangent end
 
 """
-    odesolve_vjp(f, u0, p, ct, t, alg, sensealg, reltol, abstol, maxiters)
+    odesolve_vjp(f, u0, p, ct, t, alg, sensealg, reltol, abstol, maxiters, tstops)
 
 `(ct ⋅ ∂U/∂u0, ct ⋅ ∂U/∂p)` for the solution `U` of [`odesolve`](@ref), by Zygote through
 SciMLSensitivity's `sensealg`. Methods in `PyZygoteODEExt`.
@@ -604,7 +605,7 @@ end
 (g::FirstOutput)(u, p, t) = first(g.f(u, p, t))
 
 """
-    solve_problem(f, u0, p, tspan, alg::Symbol, saveat, reltol, abstol, maxiters)
+    solve_problem(f, u0, p, tspan, alg::Symbol, saveat, reltol, abstol, maxiters, tstops)
 
 An ODE solve that is not differentiated: `(t, u, retcode, stats)` with `u` time-major. The
 methods are in the `PyZygoteODEExt` extension.

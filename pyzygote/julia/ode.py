@@ -32,7 +32,9 @@ def rhs_closure(prob: Any) -> tuple[Any, bool]:
     return compiled(rhs.program).fn, True
 
 
-def solve_julia(prob: Any, alg: str, saveat: np.ndarray | None, reltol: float, abstol: float, maxiters: int) -> Any:
+def solve_julia(
+    prob: Any, alg: str, saveat: np.ndarray | None, reltol: float, abstol: float, maxiters: int, tstops: tuple[float, ...] = ()
+) -> Any:
     from pyzygote.engines import get_engine
     from pyzygote.ode.problem import ODESolution
 
@@ -57,6 +59,7 @@ def solve_julia(prob: Any, alg: str, saveat: np.ndarray | None, reltol: float, a
             float(reltol),
             float(abstol),
             int(maxiters),
+            to_julia(np.asarray(tstops, dtype=np.float64)),
             origin="program",
         )
         t = np.atleast_1d(from_julia(t, np.float64))

@@ -77,8 +77,8 @@ hessian(f, argnum::Integer, xs...) = pyout(PyZygote.hessian(f, jlargs(xs), argnu
 # Tuple) or a user's Julia function (it returns the derivative).
 rhs_function(program, generated::Bool) = generated ? PyZygote.FirstOutput(program) : program
 
-function solve_problem(program, generated::Bool, u0, p, t0, t1, alg, saveat, tols...)
-    reltol, abstol, maxiters = tols
+function solve_problem(program, generated::Bool, u0, p, t0, t1, alg, saveat, options...)
+    reltol, abstol, maxiters, tstops = options
     t, u, retcode, stats = PyZygote.solve_problem(
         rhs_function(program, generated),
         jlarg(u0),
@@ -89,6 +89,7 @@ function solve_problem(program, generated::Bool, u0, p, t0, t1, alg, saveat, tol
         reltol,
         abstol,
         maxiters,
+        jlarg(tstops),
     )
     counts = (stats.nf, stats.njacs, stats.nlu, stats.naccept, stats.nreject)
     return (pyout(t), pyout(u), retcode, counts)

@@ -22,7 +22,7 @@ from pyzygote.ode.rhs import RHS
 from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ode.layout import Layout
-from pyzygote.primitives.ode import check_solver_options, check_times
+from pyzygote.primitives.ode import check_solver_options, check_times, check_tstops
 from pyzygote.pytree import flatten, unflatten
 from pyzygote.tracer import Tracer
 
@@ -170,12 +170,14 @@ def solve(
     reltol: float = 1e-3,
     abstol: float = 1e-6,
     maxiters: int = 100_000,
+    tstops: Any = None,
     engine: str | None = None,
 ) -> ODESolution:
     """Solve an :class:`ODEProblem`; a failed solve is reported in ``retcode``, never hidden.
 
     ``saveat`` is an increasing array of times within ``tspan`` or a spacing;
-    without it every step is saved.  For derivatives use :func:`pyzygote.odesolve`
+    without it every step is saved.  ``tstops`` are times the solver steps to
+    (SciML's), where the right-hand side switches.  For derivatives use :func:`pyzygote.odesolve`
     inside :func:`pyzygote.gradient` and friends.
 
     >>> import numpy as np, pyzygote as pz
@@ -189,13 +191,14 @@ def solve(
     check_solver_name(alg)
     reltol, abstol, maxiters = check_solver_options(reltol, abstol, maxiters)
     times = _saveat(saveat, prob.tspan)
+    stops = check_tstops(tstops, prob.tspan)
     from pyzygote.engines import current_engine_name
 
-    options = dict(reltol=reltol, abstol=abstol, maxiters=maxiters, engine=current_engine_name(engine))
+    options = dict(reltol=reltol, abstol=abstol, maxiters=maxiters, tstops=stops or None, engine=current_engine_name(engine))
     if options["engine"] == "julia":
         from pyzygote.julia.ode import solve_julia
 
-        return replace(solve_julia(prob, alg, times, reltol, abstol, maxiters), options=options)
+        return replace(solve_julia(prob, alg, times, reltol, abstol, maxiters, stops), options=options)
     algorithm(alg)  # the NumPy engine's solvers, before anything is traced or solved
     layout, u0, p = prob.flat()
     rhs = prob.rhs()
@@ -210,5 +213,6 @@ def solve(
         abstol,
         maxiters=maxiters,
         jac=(lambda t, u: rhs.jacobian_u(u, p, t)) if algorithm(alg).stiff or alg == "auto" else None,
+        tstops=stops,
     )
     return ODESolution(res.t, layout.states(res.u), res.retcode, res.stats, alg, res.message, prob, options)

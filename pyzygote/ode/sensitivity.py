@@ -48,6 +48,7 @@ class Options:
     reltol: float
     abstol: float
     maxiters: int = 100_000
+    tstops: tuple[float, ...] = ()  # times every solve steps to (SciML's tstops)
 
 
 def resolve_sensealg(sensealg: str, n: int, m: int) -> str:
@@ -74,7 +75,9 @@ def _jac(rhs: RHS, p: np.ndarray, opts: Options):  # type: ignore[no-untyped-def
 
 def _solve(fun: Any, t0: float, t1: float, y0: np.ndarray, saveat: np.ndarray, opts: Options, what: str, **kw: Any) -> Integration:
     """Integrate with the user's solver settings; a failure raises SolverError naming ``what``."""
-    res = integrate(fun, float(t0), float(t1), y0, saveat, opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters, **kw)
+    res = integrate(
+        fun, float(t0), float(t1), y0, saveat, opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters, tstops=opts.tstops, **kw
+    )
     return _checked(res, what)
 
 

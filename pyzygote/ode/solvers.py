@@ -13,9 +13,10 @@ accepted and rejected steps, and keep the dense output for adjoints.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -128,13 +129,88 @@ def integrate(
     jac: Callable[[float, np.ndarray], np.ndarray] | None = None,
     dense: bool = False,
     first_step: float | None = None,
+    tstops: Sequence[float] = (),
 ) -> Integration:
     """Integrate ``u' = fun(t, u)`` from t0 to t1 (either direction), saving at ``saveat``.
 
     ``saveat=None`` saves every step.  Never raises on a failed solve: the
     retcode says what happened.  ``first_step`` replaces the initial step-size
     selection (adjoint solves restart at every save time and reuse the last step).
+    ``tstops`` are times the solver must step to, as SciML's ``tstops``: the
+    integration restarts there, so a switch at such a time (a dose, an infusion
+    that starts or stops) is never stepped over.
     """
+    direction = 1.0 if t1 >= t0 else -1.0
+    span = [s for s in tstops if 0 <= (s - t0) * direction <= (t1 - t0) * direction]
+    if not span:
+        return _integrate_span(fun, t0, t1, u0, saveat, alg, reltol, abstol, maxiters, jac, dense, first_step)
+    # Stops at the ends too (an adjoint restarting at a save time that is a switch) make the
+    # right-hand side see only times inside the span.
+    stops = sorted({float(s) for s in span if s not in (t0, t1)}, key=lambda s: s * direction)
+    bounds = [t0, *stops, t1]
+    requested = None if saveat is None else np.asarray(saveat, dtype=float)
+    pieces: list[Integration] = []
+    u, step = np.asarray(u0, dtype=float), first_step
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        here = None
+        if requested is not None:
+            # A save time at a stop belongs to the piece that ends there; b itself is saved to
+            # restart from, and dropped again if it was not asked for.
+            after_a = (requested - a) * direction > 0 if i else np.ones(len(requested), dtype=bool)
+            mine = requested[after_a & ((requested - b) * direction <= 0)]
+            here = np.array(sorted({*mine.tolist(), b}, key=lambda s: s * direction))
+        # The right-hand side sees times one ulp inside the piece at its ends: a switch at a stop
+        # (rate = where(t < 2.5, r, 0)) then belongs to the side being integrated, also backwards.
+        lo, hi = np.nextafter(a, b), np.nextafter(b, a)
+        f = _clamped(fun, lo, hi)
+        J = None if jac is None else _clamped(jac, lo, hi)
+        piece = _integrate_span(f, a, b, u, here, alg, reltol, abstol, maxiters, J, dense, step)
+        if not piece.success:
+            pieces.append(piece)
+            break
+        u, step = piece.u[-1], piece.last_step
+        if requested is not None and b not in requested:
+            piece = dataclasses.replace(piece, t=piece.t[:-1], u=piece.u[:-1])
+        pieces.append(piece)
+    return _joined(pieces, saveat is None, bounds if dense else None)
+
+
+def _clamped(fun: Callable[[float, np.ndarray], Any], lo: float, hi: float) -> Callable[[float, np.ndarray], Any]:
+    low, high = min(lo, hi), max(lo, hi)
+    return lambda t, u: fun(min(max(t, low), high), u)
+
+
+def _joined(pieces: list[Integration], every_step: bool, bounds: list[float] | None) -> Integration:
+    """One integration from consecutive pieces, each starting where the one before ended."""
+    ts = [pieces[0].t] + [p.t[1:] if every_step else p.t for p in pieces[1:]]
+    us = [pieces[0].u] + [p.u[1:] if every_step else p.u for p in pieces[1:]]
+    stats: dict[str, Any] = {}
+    for key in pieces[0].stats:
+        values = [p.stats[key] for p in pieces]
+        stats[key] = None if any(v is None for v in values) else sum(values)
+    end = pieces[-1]
+    dense_sol = None
+    if bounds is not None and all(p.dense is not None for p in pieces):
+        from pyzygote.ode.rk import DenseSolution
+
+        dense_sol = DenseSolution(bounds[: len(pieces) + 1], [p.dense for p in pieces])
+    return Integration(np.concatenate(ts), np.concatenate(us), end.retcode, end.t_reached, stats, end.message, dense_sol, end.last_step)
+
+
+def _integrate_span(
+    fun: Callable[[float, np.ndarray], np.ndarray],
+    t0: float,
+    t1: float,
+    u0: np.ndarray,
+    saveat: np.ndarray | None,
+    alg: str,
+    reltol: float,
+    abstol: float | np.ndarray,
+    maxiters: int,
+    jac: Callable[[float, np.ndarray], np.ndarray] | None,
+    dense: bool,
+    first_step: float | None,
+) -> Integration:
     import scipy.integrate  # here, not at import: it is most of the time `import pyzygote` took
 
     kind = algorithm(alg).scipy

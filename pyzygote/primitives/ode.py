@@ -202,6 +202,7 @@ def odesolve(
     reltol: float = 1e-3,
     abstol: float = 1e-6,
     maxiters: int = 100_000,
+    tstops: Any = None,
 ) -> Any:
     """Solve ``u' = f(u, p, t)`` from ``u(t[0]) = u0``; the solution at times ``t``.
 
@@ -212,7 +213,9 @@ def odesolve(
     which ``f`` receives as given.  ``f`` is plain numpy code, traced once per
     problem layout.  Solver names and ``sensealg`` follow
     DifferentialEquations.jl and SciMLSensitivity.jl; the default tolerances
-    are theirs (``reltol=1e-3, abstol=1e-6``).
+    are theirs (``reltol=1e-3, abstol=1e-6``).  ``tstops`` are times the solver
+    must step to, as SciML's: put the times where ``f`` switches (a dose, an
+    infusion that starts or stops) there, or an adaptive solver may step over the switch.
 
     >>> import numpy as np, pyzygote as pz
     >>> u = pz.odesolve(lambda u, p, t: -u, np.array([1.0]), np.linspace(0, 1, 3), reltol=1e-9, abstol=1e-9)
@@ -226,9 +229,10 @@ def odesolve(
     check_solver_name(alg)
     sensitivity.resolve_sensealg(sensealg, 0, 0)
     reltol, abstol, maxiters = check_solver_options(reltol, abstol, maxiters)
+    stops = check_tstops(tstops, (float(times[0]), float(times[-1])))
     layout, u0, p = Layout.of(u0, p)
     rhs = RHS.trace(f, layout.n, layout.m, layout)
-    opts = Options(alg, reltol, abstol, maxiters)
+    opts = Options(alg, reltol, abstol, maxiters, stops)
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
     if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
         # Julia code and Julia-only solvers cannot run on the NumPy engine, so even an
@@ -239,6 +243,21 @@ def odesolve(
         prog = make_program(lambda a, b: odesolve_p.bind(a, b, **params), u0, p)
         return layout.states(get_engine("julia").evaluate(prog, [u0, p])[0])
     return layout.states(odesolve_p.bind(u0, p, **params))
+
+
+def check_tstops(tstops: Any, span: tuple[float, float]) -> tuple[float, ...]:
+    """``tstops`` as a sorted tuple of distinct finite times within ``span``, or a clear error."""
+    if tstops is None:
+        return ()
+    if isinstance(tstops, Tracer):
+        raise UnsupportedOperationError("tstops must be constant times, not a traced value")
+    stops = np.atleast_1d(np.asarray(tstops, dtype=float))
+    if stops.ndim != 1 or not np.all(np.isfinite(stops)):
+        raise ValueError(f"tstops must be a 1-D array of finite times, got {tstops!r}")
+    low, high = min(span), max(span)
+    if np.any((stops < low) | (stops > high)):
+        raise ValueError(f"tstops must lie within the solved span [{low}, {high}], got {tstops!r}")
+    return tuple(float(s) for s in np.unique(stops))
 
 
 def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float, float, int]:
@@ -279,7 +298,8 @@ def _julia_solve_args(e: Any, rhs: RHS, t: np.ndarray, opts: Options, sensealg: 
     else:
         f = f"PyZygote.FirstOutput({e.function(rhs.program)})"
     tols = f"{julia_literal(opts.reltol, np.float64)}, {julia_literal(opts.abstol, np.float64)}, {int(opts.maxiters)}"
-    return f"{e.const(np.asarray(t, dtype=np.float64))}, :{opts.alg}, :{sensealg}, {tols}", f
+    stops = e.const(np.asarray(opts.tstops, dtype=np.float64)) if opts.tstops else "Float64[]"
+    return f"{e.const(np.asarray(t, dtype=np.float64))}, :{opts.alg}, :{sensealg}, {tols}, {stops}", f
 
 
 @odesolve_p.def_julia
