@@ -25,6 +25,7 @@ import dataclasses
 import enum
 import functools
 import inspect
+import linecache
 import sys
 import re
 import types
@@ -693,8 +694,12 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
         return f(*tracers, **kwargs)
     except ValueError as exc:
         if _SEQUENCE_MESSAGE in str(exc):
-            raise _assigned_into_numpy_array() from exc
+            raise _at_user_line(_assigned_into_numpy_array(), exc) from exc
         raise
+    except TracerBoolError as exc:
+        if getattr(exc, "_pyzygote_located", False):
+            raise
+        raise _at_user_line(TracerBoolError(str(exc)), exc) from exc
     except (TypeError, AttributeError) as exc:
         if not isinstance(exc, TracerBoolError) and _from_object_array(str(exc)):
             raise _object_array(exc) from exc
@@ -708,6 +713,32 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
                 "traced position, create the array from a traced one: y = np.zeros_like(x, shape=(n,)))"
             )
         raise
+
+
+def _at_user_line(err: TracerBoolError, cause: BaseException) -> TracerBoolError:
+    """``err`` naming the line of the user's code where ``cause`` was raised, and what to write
+    instead when that line converts a traced value with ``np.asarray``/``np.array``."""
+    frame, line = None, ""
+    tb = cause.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] not in ("numpy", "pyzygote", "scipy"):
+            frame = tb
+        tb = tb.tb_next
+    if frame is not None:
+        code = frame.tb_frame.f_code
+        line = linecache.getline(code.co_filename, frame.tb_lineno).strip()
+        where = f"{Path(code.co_filename).name}, line {frame.tb_lineno}, in {code.co_name}: {line}"
+        text = str(err)
+        if re.search(r"\b(asarray|array|asanyarray|ascontiguousarray)\(", line):
+            text = (
+                f"this line converts a traced value with numpy ({line}); traced values are already arrays "
+                "of their dtype: leave them as they are (drop the conversion, or convert only inputs that are "
+                "lists: x = x if hasattr(x, 'shape') else np.asarray(x, dtype=float)). " + text
+            )
+        err = TracerBoolError(f"{text}\n  ({where})")
+    err._pyzygote_located = True  # type: ignore[attr-defined]
+    return err
 
 
 def _assigned_into_numpy_array() -> TracerBoolError:

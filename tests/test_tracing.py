@@ -689,3 +689,20 @@ def test_scipy_integrators_in_a_loss_point_to_odesolve():
     for loss, name in ((with_args, "solve_ivp"), (with_closure, "odeint")):
         with pytest.raises(pz.UnsupportedOperationError, match=rf"{name} was called on a traced value.*Use pz.odesolve"):
             pz.grad(loss)(np.array([0.5]))
+
+
+def test_errors_about_traced_values_name_the_users_line():
+    def loglik(theta):
+        theta = np.asarray(theta, dtype=float)  # a common first line, which cannot take a traced value
+        return -0.5 * np.sum(theta**2)
+
+    with pytest.raises(pz.TracerBoolError, match=r"(?s)this line converts a traced value.*line \d+, in loglik: theta = np.asarray"):
+        pz.grad(loglik)(np.array([0.3, -1.2]))
+
+    def branches(x):
+        if np.sum(x) > 0:
+            return np.sum(x)
+        return -np.sum(x)
+
+    with pytest.raises(pz.TracerBoolError, match=r"(?s)bool\(\)/if of a traced value.*in branches: if np.sum\(x\) > 0:"):
+        pz.grad(branches)(np.array([0.3, -1.2]))
