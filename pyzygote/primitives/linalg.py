@@ -237,9 +237,13 @@ def _without_ellipsis(spec: str, ndims: list[int]) -> str:
 # --- solve, inv, det ------------------------------------------------------------------
 def _square(a: Aval, what: str) -> None:
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise np.linalg.LinAlgError(
-            f"{what}: the traced version needs one square matrix, got shape {a.shape}"
+        batch = (
+            f"; for a batch of matrices, loop and stack: np.stack([np.linalg.{what}(a[i]) for i in range({a.shape[0]})]) "
+            "(other arguments indexed alike)"
+            if a.ndim > 2
+            else ""
         )
+        raise np.linalg.LinAlgError(f"{what}: the traced version needs one square matrix, got shape {a.shape}{batch}")
 
 
 solve_p = Primitive("solve")
