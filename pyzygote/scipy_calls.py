@@ -29,7 +29,10 @@ __all__ = ["scipy_error"]
 _WRAPPERS = frozenset({"wrapper", "wrapped", "inner", "decorated", "_wrapper", "<lambda>"})
 
 _INSTEAD = {
-    "logsumexp": "m = np.max(x); m + np.log(np.sum(np.exp(x - m)))",
+    "logsumexp": (
+        "m = np.max(x, axis=axis, keepdims=True); np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis)) "
+        "(np.max(x) and no axis for all entries)"
+    ),
     "softmax": "e = np.exp(x - np.max(x)); e / np.sum(e)",
     "log_softmax": "x - m - np.log(np.sum(np.exp(x - m))) with m = np.max(x)",
     "cho_solve": "np.linalg.solve(L.T, np.linalg.solve(L, b)) with L = np.linalg.cholesky(A)",

@@ -174,7 +174,12 @@ odesolve_vjp_p.jvp = _vjp_jvp
 # --- the public function -------------------------------------------------------------------------
 def check_times(t: Any, name: str = "t") -> np.ndarray:
     if isinstance(t, Tracer):
-        raise UnsupportedOperationError(f"{name} must be constant: differentiating with respect to save times is not supported")
+        raise UnsupportedOperationError(
+            f"{name} must be constant: differentiating with respect to save times is not supported. To fit a "
+            "time (a lag, an onset), put it in the right-hand side, which may read p and t: for a lag, make the "
+            "input switch at t = p['lag'] (np.where(t >= p['lag'], dose, 0.0)); for a time scale, solve on "
+            "s = t / T with the right-hand side multiplied by T"
+        )
     arr = np.asarray(t, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of times, got shape {arr.shape}")
