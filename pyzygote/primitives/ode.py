@@ -176,9 +176,9 @@ def check_times(t: Any, name: str = "t") -> np.ndarray:
     if isinstance(t, Tracer):
         raise UnsupportedOperationError(
             f"{name} must be constant: differentiating with respect to save times is not supported. To fit a "
-            "time (a lag, an onset), put it in the right-hand side, which may read p and t: for a lag, make the "
-            "input switch at t = p['lag'] (np.where(t >= p['lag'], dose, 0.0)); for a time scale, solve on "
-            "s = t / T with the right-hand side multiplied by T"
+            "time scale T, solve on s = t / T with the right-hand side multiplied by T. To fit a lag or an onset, "
+            "make the switch smooth in the right-hand side, e.g. dose * scipy.special.expit((t - p['lag']) / w): "
+            "a hard switch (np.where(t >= p['lag'], ...)) has a zero derivative with respect to the lag"
         )
     arr = np.asarray(t, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
