@@ -125,8 +125,9 @@ function PyZygote.odesolve(
 )
     g, q = with_parameter(f, p)
     solver = algorithm(alg)
-    # Out-of-place on purpose: ZygoteVJP needs it (SciMLSensitivity #1282).
-    prob = ODEProblem{false}(g, u0, (first(t), last(t)), q)
+    # Out-of-place on purpose: ZygoteVJP needs it (SciMLSensitivity #1282). `tstops` is also a
+    # keyword of the problem: GaussAdjoint re-solves checkpoint intervals from `sol.prob`.
+    prob = ODEProblem{false}(g, u0, (first(t), last(t)), q; tstops = tstops)
     sol = solve(
         prob,
         solver;

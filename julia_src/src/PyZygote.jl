@@ -260,13 +260,17 @@ function int_fld(x::Integer, y::Integer)
     return fld(x, y)
 end
 
+# Zygote's broadcasting wraps the entries of integer arrays in ForwardDiff duals too.
+int_mod(x::Real, y::Real) = int_mod(primal(x), primal(y))
+int_fld(x::Real, y::Real) = int_fld(primal(x), primal(y))
+
 """
     astype_int(T, x)
 
 numpy's `x.astype(T)` into an integer type `T`, which never throws (Julia's `trunc(T, v)`
 and `T(v)` throw an `InexactError`): floats truncate toward zero; a NaN, an infinity or a
-float outside `T`'s range becomes what numpy gives on x86 (`typemin` for 32- and 64-bit
-signed types, the wrapped result of that conversion for narrower and unsigned ones); and
+float outside `T`'s range becomes what numpy's vectorized conversion gives on x86-64
+(numpy leaves it to the hardware, and its scalar loop differs for `UInt32`); and
 integers wrap (`300` as `UInt8` is `44`). It has no derivative.
 """
 astype_int(::Type{T}, x::AbstractArray) where {T <: Integer} = map(v -> _to_int(T, v), x)
@@ -278,14 +282,21 @@ _to_int(::Type{T}, v::Integer) where {T <: Integer} = v % T
 
 function _to_int(::Type{T}, v::Real) where {T <: Integer}
     w = primal(v)
-    if T === UInt64 && 0 <= w < 2.0^64
-        return trunc(UInt64, w)
-    elseif T <: Signed && sizeof(T) >= 4
+    if T <: Signed && sizeof(T) >= 4
         inside = isfinite(w) && typemin(T) <= trunc(w) < float(typemax(T)) + 1
         return inside ? trunc(T, w) : typemin(T)
+    elseif T === UInt32
+        w >= 2.0^32 && return zero(T)
+        # below -2^31, and NaN
+        w >= -2.0^31 || return T(2)^31
+        return trunc(Int64, w) % T
+    elseif T === UInt64
+        w >= 2.0^64 && return zero(T)
+        0 <= w && return trunc(UInt64, w)
+        return _to_int(Int64, w) % T
     end
-    # numpy converts to these through a wider signed type, then wraps
-    return _to_int(T <: Signed ? Int32 : Int64, w) % T
+    # Int8, Int16, UInt8 and UInt16: through Int32, then wrapped
+    return _to_int(Int32, w) % T
 end
 
 """
