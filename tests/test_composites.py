@@ -535,3 +535,39 @@ def test_rounding_toward_zero_and_signs_match_numpy_at_signed_zeros(f) -> None:
     np.testing.assert_array_equal(got, want)
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda x: np.var(x[0]),
+        lambda x: np.std(x[0], ddof=1),
+        lambda x: np.mean(x, where=np.array([True, False, True])),
+        lambda x: np.mean(x, where=x > 0, axis=0),
+        lambda x: np.nanmean(x, axis=1),
+        lambda x: np.nanvar(x),
+        lambda x: np.copysign(x, -1.0),
+        lambda x: np.copysign(x, np.float64(-1.0)),
+        lambda x: np.copysign(2.0, x),
+    ],
+)
+def test_float32_stays_float32_where_numpy_keeps_it(f) -> None:
+    x = np.array([[1.0, -2.0, 3.0], [0.5, np.nan, -1.0]], np.float32)
+    got, want = pz.make_program(f, x)(x)[0], f(x)
+    assert np.asarray(got).dtype == np.asarray(want).dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+
+
+def test_assigning_whole_rows_at_traced_positions_counts_rows_not_elements() -> None:
+    wide = np.random.default_rng(4).normal(size=(3, 5000))  # more elements than the pairwise limit
+
+    def f(b):
+        c = b * 1.0
+        c[np.argmax(b[:, 0])] = 0.0
+        c[np.argmin(b[:, 1]), :] = c[0] * 2.0  # a trailing full slice is the same row
+        c[np.argsort(b[:, 2])[:2]] = b[:1, :] * 3.0  # a value with a leading dimension of 1
+        return c + b[np.argmax(b[:, 3]), ...]
+
+    np.testing.assert_array_equal(pz.make_program(f, wide)(wide)[0], f(wide))
+    check_grads(lambda b: np.sum(f(b) ** 2), (wide[:, :6],), engine="numpy")

@@ -141,12 +141,18 @@ def integrate(
     that starts or stops) is never stepped over.
     """
     direction = 1.0 if t1 >= t0 else -1.0
-    span = [s for s in tstops if 0 <= (s - t0) * direction <= (t1 - t0) * direction]
+    # Times closer than a few ulps count as one (0.3 and 0.1 * 3 from np.linspace): a piece
+    # between them would be too short for any solver to step across.
+    near = 8.0 * np.finfo(float).eps * max(1.0, abs(t0), abs(t1))
+    span = [s for s in tstops if -near <= (s - t0) * direction <= (t1 - t0) * direction + near]
     if not span:
         return _integrate_span(fun, t0, t1, u0, saveat, alg, reltol, abstol, maxiters, jac, dense, first_step)
     # Stops at the ends too (an adjoint restarting at a save time that is a switch) make the
     # right-hand side see only times inside the span.
-    stops = sorted({float(s) for s in span if s not in (t0, t1)}, key=lambda s: s * direction)
+    stops: list[float] = []
+    for s in sorted({float(s) for s in span}, key=lambda s: s * direction):
+        if (s - t0) * direction > near and (t1 - s) * direction > near and (not stops or (s - stops[-1]) * direction > near):
+            stops.append(s)
     bounds = [t0, *stops, t1]
     requested = None if saveat is None else np.asarray(saveat, dtype=float)
     pieces: list[Integration] = []
@@ -164,7 +170,8 @@ def integrate(
         lo, hi = np.nextafter(a, b), np.nextafter(b, a)
         f = _clamped(fun, lo, hi)
         J = None if jac is None else _clamped(jac, lo, hi)
-        piece = _integrate_span(f, a, b, u, here, alg, reltol, abstol, maxiters, J, dense, step)
+        left = maxiters - sum(int(p.stats["naccept"]) for p in pieces)  # one budget for the whole span
+        piece = _integrate_span(f, a, b, u, here, alg, reltol, abstol, max(left, 1), J, dense, step)
         if not piece.success:
             pieces.append(piece)
             break

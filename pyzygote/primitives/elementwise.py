@@ -20,7 +20,7 @@ from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, defjvp
-from pyzygote.tracer import as_operand
+from pyzygote.tracer import Tracer, as_operand
 from pyzygote.julia import codegen as jl
 
 __all__ = ["elementwise_aval", "ufunc_handler", "unbroadcast", "ELEMENTWISE"]
@@ -318,8 +318,11 @@ def _np_signbit(x: Any) -> Any:
 
 @implements(np.copysign)
 def _np_copysign(x: Any, y: Any, **kw: Any) -> Any:
-    """``|x|`` with the sign of ``y`` (of a zero or NaN ``y`` too, as numpy reads its sign bit)."""
-    return np.multiply(np.absolute(x), np.where(np.signbit(y), -1.0, 1.0), **kw)
+    """``|x|`` with the sign of ``y``, a zero ``y``'s too (a traced NaN's sign is not read)."""
+    zero = np.zeros_like(y) if isinstance(y, (np.ndarray, np.generic, Tracer)) else 0.0  # a Python float stays weak
+    magnitude = np.absolute(np.add(x, zero))  # numpy's result dtype and shape for x and y
+    one = np.ones((), magnitude.dtype)
+    return np.multiply(magnitude, np.where(np.signbit(y), -one, one), **kw)
 
 
 @implements(np.float_power)

@@ -213,13 +213,21 @@ def _count(a: Any, axis: Any, where: Any, keepdims: bool) -> Any:
     return np.sum(np.broadcast_to(np.asarray(where), a.shape), axis=axis, keepdims=keepdims)
 
 
+def _in_dtype(count: Any, like: Any) -> Any:
+    """A count to divide ``like`` by without promoting float32 to float64 (numpy divides in the
+    result's precision); a Python number already divides without promotion."""
+    if isinstance(count, (int, float)):
+        return count
+    return convert(as_operand(count), as_operand(like).dtype)
+
+
 @implements(np.mean)
 def _np_mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, *, where: Any = True) -> Any:
     a = as_operand(a)
     if a.dtype.kind != "f" and dtype is None:
         dtype = np.float64
     total = _sum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
-    return total / _count(a, axis, where, keepdims)
+    return total / _in_dtype(_count(a, axis, where, keepdims), total)
 
 
 @implements(np.var)
@@ -247,7 +255,9 @@ def _np_var(
         centered = select(broadcast_to_shape(as_operand(where), a.shape), centered, np.zeros((), centered.dtype))
     squares = _sum(centered * centered, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
     # numpy divides by max(count - ddof, 0): too few entries give inf or NaN, never a negative variance
-    return squares / np.maximum(_count(a, axis, where, keepdims) - ddof, 0)
+    count = _count(a, axis, where, keepdims)
+    denominator = max(count - ddof, 0) if isinstance(count, int) else np.maximum(count - ddof, 0)
+    return squares / _in_dtype(denominator, squares)
 
 
 @implements(np.std)

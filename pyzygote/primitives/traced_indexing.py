@@ -334,25 +334,40 @@ def traced_getitem(x: Any, index: Any) -> Any:
     """``x[i, j, ...]`` where each item is an integer, an integer array or a traced integer:
     numpy's advanced indexing, whose result has the broadcast shape of the items followed
     by the dimensions they do not index."""
-    items = index if isinstance(index, tuple) else (index,)
+    items = _integer_items(index)
     if len(items) > x.ndim:
         raise IndexError(f"too many indices for array: array is {x.ndim}-dimensional, but {len(items)} were indexed")
     return take(x, _flat_positions(x, items))
 
 
-def _flat_positions(x: Any, items: tuple[Any, ...]) -> Any:
-    """The flat positions ``x[items]`` reads, ``x.size`` (past the end) for any index outside its axis."""
+def _leading_positions(x: Any, items: tuple[Any, ...]) -> tuple[Any, np.ndarray]:
+    """The flat position of each indexed subarray's first element (``x.size`` for an index
+    outside its axis) and the offsets of the subarray's elements from it."""
+    strides = _strides(x.shape)
+    wrapped = [_wrapped(item, x.shape[k], x.size) for k, item in enumerate(items)]
+    outside = functools.reduce(np.logical_or, [np.equal(w, x.size) for w in wrapped])
+    pos = np.where(outside, x.size, sum(w * strides[k] for k, w in enumerate(wrapped)))
+    return pos, np.arange(strides[len(items) - 1], dtype=np.int64).reshape(x.shape[len(items) :])
+
+
+def _integer_items(index: Any) -> tuple[Any, ...]:
+    """The items of an index of traced integers, without trailing full slices (``x[i, :]`` is
+    ``x[i]``); anything else mixed in is refused."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    while items and (items[-1] is Ellipsis or (isinstance(items[-1], slice) and items[-1] == slice(None))):
+        items.pop()
     for item in items:
         if isinstance(item, (slice, type(None), type(Ellipsis))) or (isinstance(item, np.ndarray) and item.dtype == bool):
             raise UnsupportedOperationError(
                 "an index that mixes traced integers with slices, None, ... or masks is not supported; "
                 "index with traced integers alone (x[i] or x[i, j]), or use np.take_along_axis"
             )
-    strides = _strides(x.shape)
-    wrapped = [_wrapped(item, x.shape[k], x.size) for k, item in enumerate(items)]
-    outside = functools.reduce(np.logical_or, [np.equal(w, x.size) for w in wrapped])
-    pos = np.where(outside, x.size, sum(w * strides[k] for k, w in enumerate(wrapped)))
-    tail = np.arange(strides[len(items) - 1], dtype=np.int64).reshape(x.shape[len(items) :])
+    return tuple(items)
+
+
+def _flat_positions(x: Any, items: tuple[Any, ...]) -> Any:
+    """The flat positions ``x[items]`` reads, ``x.size`` (past the end) for any index outside its axis."""
+    pos, tail = _leading_positions(x, items)
     return np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail
 
 
@@ -371,24 +386,27 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
     """
     from pyzygote.primitives.shape import broadcast_to_shape, convert
 
-    items = index if isinstance(index, tuple) else (index,)
+    items = _integer_items(index)
     if len(items) > y.ndim:
         raise IndexError(f"too many indices for array: array is {y.ndim}-dimensional, but {len(items)} were indexed")
-    flat = np.ravel(_flat_positions(y, items))
-    n = flat.shape[0]
+    pos, tail = _leading_positions(y, items)
+    lead = np.ravel(pos)  # repeats can only be among these: a subarray's offsets differ
+    n = lead.shape[0]
     if n > _MAX_ASSIGNED:
         raise UnsupportedOperationError(
-            f"assigning {n} elements at traced positions is not supported (at most {_MAX_ASSIGNED}); "
+            f"assigning at {n} traced positions is not supported (at most {_MAX_ASSIGNED}); "
             "build the array with np.where instead"
         )
-    values = np.ravel(broadcast_to_shape(convert(as_operand(value), y.dtype), _flat_positions_shape(y, items)))
-    counts = np.ones(n, _INT)
+    shape = _flat_positions_shape(y, items)
+    flat = np.ravel(np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail)
+    values = np.ravel(broadcast_to_shape(_without_leading_ones(convert(as_operand(value), y.dtype), len(shape)), shape))
+    counts = np.ones(flat.shape[0], _INT)
     if n > 1:  # numpy's rule for repeated positions: the last assignment wins
         order = np.arange(n, dtype=_INT)
-        # The last k at each k's position, plus one.  `flat * 0` makes the ranks traced, so they
+        # The last k at each k's position, plus one.  `lead * 0` makes the ranks traced, so they
         # are broadcast at run time instead of becoming a constant of n * n entries.
-        last = np.max(np.equal(flat[:, None], flat[None, :]) * (flat * 0 + order + 1), axis=1)
-        overwritten = np.greater(last, order + 1)
+        last = np.max(np.equal(lead[:, None], lead[None, :]) * (lead * 0 + order + 1), axis=1)
+        overwritten = np.repeat(np.greater(last, order + 1), tail.size)  # for each element of its subarray
         counts = np.where(overwritten, 0, counts)
         values = np.where(overwritten, np.zeros((), y.dtype), values)
     hit = np.greater(put_add(as_operand(counts), flat, (y.size,)), 0)
@@ -397,6 +415,13 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
     else:
         placed = put_add(values, flat, (y.size,))
     return np.reshape(np.where(hit, placed, np.ravel(y)), y.shape)
+
+
+def _without_leading_ones(value: Any, ndim: int) -> Any:
+    """numpy lets an assigned value have more dimensions than its target if they have size 1."""
+    while value.ndim > ndim and value.shape[0] == 1:
+        value = np.reshape(value, value.shape[1:])
+    return value
 
 
 def _flat_positions_shape(y: Any, items: tuple[Any, ...]) -> tuple[int, ...]:
