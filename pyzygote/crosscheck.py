@@ -279,7 +279,7 @@ def crosscheck(
         try:
             reference = _canonical(gradient(f, *args, engine=engine))
         except NonFiniteGradientError as exc:
-            reason = str(exc).split(" (the value")[0]
+            reason = str(exc).split(" (where the function's value")[0].split(". ")[0]
             report.rows.append((name, None, rtol, f"no reference: its own gradient is not finite here ({reason})"))
             continue
         hint = hint or _convention_hint(grads, reference, rtol)

@@ -1,7 +1,7 @@
 """Noticing random numbers drawn while a function is traced.
 
-A trace records values, not calls, so numbers that ``np.random`` or a
-``Generator`` draws inside a traced function would be the same on every later
+A trace records values, not calls, so numbers that ``np.random``, a
+``Generator`` or Python's ``random`` draws inside a traced function would be the same on every later
 call that reuses the trace.  numpy gives new numbers on each call; so, once a
 trace is seen to have advanced a generator, pyzygote traces that function
 afresh on every call and says so once.
@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import pickle
+import random
 from typing import Any, Iterable
 
 import numpy as np
@@ -39,8 +40,9 @@ def _bit_generator(obj: Any) -> Any:
 
 
 def states(objects: Iterable[Any]) -> dict[int, bytes]:
-    """The states of the generators among ``objects`` and of numpy's global one, by identity."""
-    found: dict[int, bytes] = {}
+    """The states of the generators among ``objects``, of numpy's global one and of Python's
+    ``random`` module, by identity."""
+    found: dict[int, bytes] = {id(random): pickle.dumps(random.getstate())}
     for obj in [np.random.mtrand._rand, *objects]:
         bits = _bit_generator(obj)
         if bits is not None and id(bits) not in found:

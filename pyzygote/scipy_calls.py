@@ -44,8 +44,9 @@ _INSTEAD = {
     "det": "np.linalg.det(A)",
     "logpdf": "the density written out, e.g. -0.5 * ((x - mu) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)",
     "solve_ivp": (
-        "pz.odesolve(lambda u, p, t: f(t, u, *p), y0, t_eval, p), which solves and differentiates the ODE "
-        "(SciML's argument order; sol.y of solve_ivp is its result transposed)"
+        "pz.odesolve(lambda u, p, t: f(t, u, *p), y0, times, p), which solves and differentiates the ODE: "
+        "times must start at t0, so pass times = np.concatenate([[t0], t_eval]) and drop the first row of "
+        "the result (unless t_eval already starts at t0); it is time-major, sol.y of solve_ivp transposed"
     ),
     "odeint": "pz.odesolve(lambda u, p, t: f(u, t, *p), y0, t, p), which solves and differentiates the ODE",
 }

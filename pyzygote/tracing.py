@@ -629,6 +629,7 @@ def _warn_unchecked(f: Any, unchecked: list[str]) -> None:
 def _warn_once(f: Any, message: str, category: type[Warning]) -> None:
     """Warn once per function and kind of warning, pointing at the user's line."""
     seen = _WARNED[category]
+    f = getattr(f, "__func__", f)  # a bound method is a new object on each access
     try:
         if f in seen:
             return

@@ -203,6 +203,7 @@ def test_solution_called_at_new_times_matches_the_closed_form(alg):
     assert u.shape == (2, 3, 2, 2)
     np.testing.assert_allclose(u, np.exp(-k * t[..., None, None]), rtol=1e-8)
     np.testing.assert_allclose(sol(0.3), np.exp(-k * 0.3), rtol=1e-8)
+    assert sol(np.array([])).shape == (0, 2, 2)
     with pytest.raises(ValueError, match=r"within tspan \(0.0, 2.0\)"):
         sol([0.5, 2.5])
 

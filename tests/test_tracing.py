@@ -579,7 +579,7 @@ class _Dropout:
         return np.sum(np.where(keep, w, 0.0) ** 2)
 
 
-@pytest.mark.parametrize("where", ["closure", "attribute", "global-legacy"])
+@pytest.mark.parametrize("where", ["closure", "attribute", "global-legacy", "python-random"])
 def test_random_draws_inside_a_traced_function_are_new_on_each_call(where):
     from pyzygote.random_draws import RandomDrawWarning
 
@@ -592,15 +592,20 @@ def test_random_draws_inside_a_traced_function_are_new_on_each_call(where):
         model = _Dropout(2)
         make = lambda: model.loss  # noqa: E731
         reset = lambda: setattr(model, "rng", np.random.default_rng(2))  # noqa: E731
-    else:
+    elif where == "global-legacy":
         make = lambda: (lambda w: np.sum(w * np.random.rand(*w.shape)))  # noqa: E731
         reset = lambda: np.random.seed(3)  # noqa: E731
+    else:
+        import random
+
+        make = lambda: (lambda w: np.sum(w) * random.gauss(0.0, 1.0))  # noqa: E731
+        reset = lambda: random.seed(5)  # noqa: E731
     f = make()
     reset()
     eager = [f(w) for _ in range(3)]
     reset()
     with pytest.warns(RandomDrawWarning, match="draws random numbers while it is traced") as record:
-        traced = [pz.withgradient(f, w)[0] for _ in range(3)]
+        traced = [pz.withgradient(make() if where == "attribute" else f, w)[0] for _ in range(3)]  # a new bound method each time
     assert len(record) == 1  # once per function
     np.testing.assert_allclose(traced, eager, rtol=1e-14)
     assert len(set(np.round(traced, 12))) == 3

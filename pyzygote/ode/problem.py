@@ -133,6 +133,8 @@ class ODESolution:
         t0, t1 = self.prob.tspan
         if not np.all(np.isfinite(times)) or np.any(times < t0) or np.any(times > t1):
             raise ValueError(f"t must lie within tspan {self.prob.tspan}, got {t!r}")
+        if times.size == 0:
+            return np.empty(times.shape + np.shape(self.u)[1:])
         unique, position = np.unique(times.ravel(), return_inverse=True)
         again = solve(self.prob, self.alg, saveat=unique, **self.options)
         if not again.success:

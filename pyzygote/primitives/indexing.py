@@ -105,9 +105,9 @@ def _check_static(index: Any) -> tuple[Any, bool]:
                 raise IndexError("arrays used as indices must be of integer type (a traced float index: use .astype(int))")
             raise UnsupportedOperationError(
                 "this use of a traced index depends on the data and cannot be traced: a traced boolean "
-                "mask selects a data-dependent number of elements (use np.where(mask, x, 0.0) to read, and "
-                "y[mask] = v or np.where(mask, v, y) to assign). Traced integer positions work alone: x[i], "
-                "x[i, j] = v, np.take, np.take_along_axis"
+                "mask selects a data-dependent number of elements (use np.where(mask, x, 0.0) to read; "
+                "y[mask] = v assigns, and y[mask] += v is y = np.where(mask, y + v, y)). Traced integer positions "
+                "work alone: x[i], x[i, j] = v, np.take, np.take_along_axis"
             )
         if isinstance(item, (list, np.ndarray)):
             basic = False

@@ -219,6 +219,8 @@ def _without_ellipsis(spec: str, ndims: list[int]) -> str:
     if "." not in spec:
         return spec
     ins, arrow, result = spec.partition("->")
+    if "..." in result and "..." not in ins:
+        raise ValueError("output has more dimensions than subscripts given in einstein sum, but no '...' ellipsis provided to broadcast the extra dimensions.")
     terms = ins.split(",")
     if len(terms) != len(ndims) or any(t.count("...") > 1 or t.replace("...", "").count(".") for t in terms):
         raise ValueError(f"einsum subscripts {spec!r} do not fit {len(ndims)} operands")
