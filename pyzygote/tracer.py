@@ -691,18 +691,29 @@ def _documented_positional(func: Any) -> list[str]:
     """Positional parameter names from the ``name(a, b, out=None)`` line that opens a C function's
     docstring: numpy before 2.3 gives ``np.dot`` and others no introspectable signature."""
     name = getattr(func, "__name__", "")
-    for line in (getattr(func, "__doc__", None) or "").splitlines()[:3]:
-        m = re.match(rf"\s*{re.escape(name)}\((.*)\)\s*$", line)
-        if m:
-            names = []
-            for part in m.group(1).split(","):
-                part = part.strip().split("=")[0].strip()
-                if part.startswith("*"):
-                    break
-                if part and part != "/":
-                    names.append(part)
-            return names
-    return []
+    opening = " ".join((getattr(func, "__doc__", None) or "").splitlines()[:12])  # it may wrap
+    m = re.match(rf"\s*{re.escape(name)}\(", opening)
+    if not m:
+        return []
+    parts, depth, current = [], 0, ""
+    for ch in opening[m.end() :]:  # split at top-level commas: "(a1, a2, ...)" and "[x, y]" are one each
+        if depth == 0 and ch in ",)":
+            parts.append(current.strip())
+            current = ""
+            if ch == ")":
+                break
+            continue
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        current += ch
+    names = []
+    for part in parts:
+        part = part.split("=")[0].strip()
+        if part.startswith("*"):
+            break
+        if part and part != "/":
+            names.append(part)
+    return names
 
 
 def _into(out: Any, result: Any, func: Any) -> Any:

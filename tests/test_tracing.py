@@ -711,3 +711,19 @@ def test_errors_about_traced_values_name_the_users_line():
 
     with pytest.raises(pz.TracerBoolError, match=r"(?s)bool\(\)/if of a traced value.*in branches: if np.sum\(x\) > 0:"):
         pz.grad(branches)(np.array([0.3, -1.2]))
+
+
+def test_positional_parameters_read_from_numpy_docstrings():
+    """numpy before 2.3 gives C functions no signature: their docstring's first lines name them."""
+    from pyzygote.tracer import _documented_positional
+
+    class Fake:
+        __name__ = "empty_like"
+        __doc__ = "\n    empty_like(prototype, dtype=None, order='K', subok=True, shape=None, *,\n               device=None)\n"
+
+    class Joined:
+        __name__ = "concatenate"
+        __doc__ = 'concatenate((a1, a2, ...), axis=0, out=None, dtype=None, casting="same_kind")'
+
+    assert _documented_positional(Fake()) == ["prototype", "dtype", "order", "subok", "shape"]
+    assert _documented_positional(Joined()).index("out") == 2
