@@ -163,8 +163,9 @@ def _paired(candidate: Any, reference: Any) -> list[tuple[str, np.ndarray, np.nd
     except _Mismatch:
         raise ValueError(
             "the gradient to check must have the structure and shapes of the function's arguments: "
-            f"got {_describe(candidate)}, expected {_describe(reference)} (integer and boolean arguments "
-            "are data: their entries may hold anything). To check the gradient with respect to some "
+            f"got {_describe(candidate)}, expected {_describe(reference)} (integer and boolean numpy arrays "
+            "are data: their entries may hold anything; a Python int is a number pyzygote differentiates, as "
+            "pz.gradient does: pass np.int64(3) to make it data). To check the gradient with respect to some "
             "arguments only, close over the others: crosscheck(lambda w: f(w, x), (w,), (grad_w,))"
         ) from None
 
@@ -179,6 +180,12 @@ def _compare(
     scale = max(max((float(np.max(np.abs(r))) for _, _, r in pairs if r.size), default=0.0), floor / rtol) or 1.0
     diff = max((float(np.max(np.abs(c - r))) / scale for _, c, r in pairs if c.size), default=0.0)
     worst, note = element_rtol, ""
+    for path, c, r in pairs:
+        bad = ~np.isfinite(c) & np.isfinite(r)
+        if np.any(bad):  # named even where the reference is too small to judge relatively
+            k = int(np.argmax(bad))
+            at = tuple(int(i) for i in np.unravel_index(k, r.shape))
+            return diff, f"entry {list(at) if at else ''} of {_argument(path)} is {c.flat[k]:.6g}, the reference {r.flat[k]:.6g}"
     for path, c, r in pairs:
         judged = np.abs(r) > element_floor
         if not np.any(judged):

@@ -44,6 +44,10 @@ def states(objects: Iterable[Any]) -> dict[int, bytes]:
     ``random`` module, by identity."""
     found: dict[int, bytes] = {id(random): pickle.dumps(random.getstate())}
     for obj in [np.random.mtrand._rand, *objects]:
+        if isinstance(obj, np.random.RandomState) and id(obj) not in found:
+            # with its cached second Gaussian, which a draw may use without advancing the bits
+            found[id(obj)] = pickle.dumps(obj.get_state(legacy=False))
+            continue
         bits = _bit_generator(obj)
         if bits is not None and id(bits) not in found:
             found[id(bits)] = pickle.dumps(bits.state)  # exact, and comparable when it holds arrays

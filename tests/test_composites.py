@@ -571,3 +571,13 @@ def test_assigning_whole_rows_at_traced_positions_counts_rows_not_elements() -> 
 
     np.testing.assert_array_equal(pz.make_program(f, wide)(wide)[0], f(wide))
     check_grads(lambda b: np.sum(f(b) ** 2), (wide[:, :6],), engine="numpy")
+
+
+def test_lists_holding_traced_integers_index_like_arrays() -> None:
+    def f(x):
+        y = x * 1.0
+        y[[np.argmax(x), 0]] = 5.0 * x[4]
+        return y * np.sum(x[[np.argmin(x), 1]])
+
+    np.testing.assert_array_equal(pz.make_program(f, V)(V)[0], f(V))
+    check_grads(lambda x: np.sum(f(x) ** 2), (V,), engine="numpy")

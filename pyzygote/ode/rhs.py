@@ -114,6 +114,13 @@ class RHS:
                 exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
                              "p as given and a scalar t)")
             raise
+        if traced.draws_random:
+            raise UnsupportedOperationError(
+                f"the right-hand side {getattr(f, '__qualname__', f)!r} draws random numbers: it is traced once "
+                "and evaluated at every solver step, so its draws would be frozen, not new at each step (an "
+                "ODE solver needs a deterministic right-hand side). Draw the noise outside, as a table of "
+                "values in p read with np.interp(t, times, p['noise']), and solve again for new noise"
+            )
         prog = traced.program
         try:
             per_fn = _RHS.setdefault(f, {})

@@ -165,9 +165,10 @@ def integrate(
             after_a = (requested - a) * direction > 0 if i else np.ones(len(requested), dtype=bool)
             mine = requested[after_a & ((requested - b) * direction <= 0)]
             here = np.array(sorted({*mine.tolist(), b}, key=lambda s: s * direction))
-        # The right-hand side sees times one ulp inside the piece at its ends: a switch at a stop
-        # (rate = where(t < 2.5, r, 0)) then belongs to the side being integrated, also backwards.
-        lo, hi = np.nextafter(a, b), np.nextafter(b, a)
+        # The right-hand side sees times just inside the piece at its ends: a switch at a stop
+        # (rate = where(t < 2.5, r, 0)) then belongs to the side being integrated, also backwards,
+        # and also when the stop is a few ulps off the switch (3 * 0.1 for 0.3).
+        lo, hi = a + 2.0 * near * direction, b - 2.0 * near * direction
         f = _clamped(fun, lo, hi)
         J = None if jac is None else _clamped(jac, lo, hi)
         left = maxiters - sum(int(p.stats["naccept"]) for p in pieces)  # one budget for the whole span

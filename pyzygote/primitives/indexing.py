@@ -119,6 +119,7 @@ def _check_static(index: Any) -> tuple[Any, bool]:
 @implements("getitem")
 def _getitem(x: Any, index: Any) -> Any:
     x = as_operand(x)
+    index = _stacked_lists(index)
     items = index if isinstance(index, tuple) else (index,)
     if any(isinstance(item, Tracer) and item.dtype.kind in "iu" for item in items):
         from pyzygote.primitives.traced_indexing import traced_getitem
@@ -129,8 +130,19 @@ def _getitem(x: Any, index: Any) -> Any:
     return gather(x, np.asarray(positions), index if basic else None)
 
 
+def _stacked_lists(index: Any) -> Any:
+    """``x[[i, 0]]`` with a traced ``i``: a list holding traced integers is an index array."""
+    def one(item: Any) -> Any:
+        if isinstance(item, list) and any(isinstance(v, Tracer) for v in item):
+            return np.stack([as_operand(v) for v in item])
+        return item
+
+    return tuple(one(item) for item in index) if isinstance(index, tuple) else one(index)
+
+
 @implements("setitem")
 def _setitem(y: Any, index: Any, value: Any) -> Any:
+    index = _stacked_lists(index)
     items = index if isinstance(index, tuple) else (index,)
     if any(isinstance(item, Tracer) for item in items):
         from pyzygote.primitives import traced_indexing
@@ -141,12 +153,13 @@ def _setitem(y: Any, index: Any, value: Any) -> Any:
             return traced_indexing.traced_setitem(y, index, value)
     index, _ = _check_static(index)
     positions = np.asarray(element_positions(y.shape)[index])
-    if len(np.unique(positions)) != positions.size:
-        raise UnsupportedOperationError(
-            "item assignment with repeated indices cannot be differentiated unambiguously"
-        )
     value = convert(as_operand(value), y.dtype)
     value = broadcast_to_shape(value, positions.shape)
+    flat = positions.ravel()
+    if len(np.unique(flat)) != flat.size:  # numpy: the last assignment to a position wins
+        first_from_end = np.unique(flat[::-1], return_index=True)[1]
+        last = np.sort(flat.size - 1 - first_from_end)
+        positions, value = flat[last], gather(np.ravel(value), last, None)
     keep = np.ones(y.shape, dtype=bool)
     keep.reshape(-1)[positions.ravel()] = False
     return select(keep, y, scatter_add(value, positions, y.shape))

@@ -256,13 +256,14 @@ def check_tstops(tstops: Any, span: tuple[float, float]) -> tuple[float, ...]:
         return ()
     if isinstance(tstops, Tracer):
         raise UnsupportedOperationError("tstops must be constant times, not a traced value")
-    stops = np.atleast_1d(np.asarray(tstops, dtype=float))
-    if stops.ndim != 1 or not np.all(np.isfinite(stops)):
-        raise ValueError(f"tstops must be a 1-D array of finite times, got {tstops!r}")
+    given = np.atleast_1d(np.asarray(tstops))
+    if given.dtype.kind not in "iuf" or given.ndim != 1 or not np.all(np.isfinite(given)):
+        raise ValueError(f"tstops must be a 1-D array of finite times (numbers), got {tstops!r}")
+    stops = given.astype(float)
+    # Times outside the solved span are left out, as OrdinaryDiffEq does: a whole dosing
+    # schedule can be given while fitting its first part.
     low, high = min(span), max(span)
-    if np.any((stops < low) | (stops > high)):
-        raise ValueError(f"tstops must lie within the solved span [{low}, {high}], got {tstops!r}")
-    return tuple(float(s) for s in np.unique(stops))
+    return tuple(float(s) for s in np.unique(stops[(stops >= low) & (stops <= high)]))
 
 
 def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float, float, int]:
