@@ -403,23 +403,28 @@ class Tracer:
     def __ne__(self, o: Any) -> Any:  # type: ignore[override]
         return np.not_equal(self, o)
 
+    # On booleans, numpy's &, |, ^ and ~ are the logical operations; on integers they are bitwise,
+    # which is not traced (it must not become the logical one).
     def __and__(self, o: Any) -> Any:
-        return np.logical_and(self, o)
+        return np.logical_and(*_booleans("&", self, o))
 
     def __rand__(self, o: Any) -> Any:
-        return np.logical_and(o, self)
+        return np.logical_and(*_booleans("&", o, self))
 
     def __or__(self, o: Any) -> Any:
-        return np.logical_or(self, o)
+        return np.logical_or(*_booleans("|", self, o))
 
     def __ror__(self, o: Any) -> Any:
-        return np.logical_or(o, self)
+        return np.logical_or(*_booleans("|", o, self))
 
     def __xor__(self, o: Any) -> Any:
-        return np.logical_xor(self, o)
+        return np.logical_xor(*_booleans("^", self, o))
+
+    def __rxor__(self, o: Any) -> Any:
+        return np.logical_xor(*_booleans("^", o, self))
 
     def __invert__(self) -> Any:
-        return np.logical_not(self)
+        return np.logical_not(*_booleans("~", self))
 
     # --- indexing -------------------------------------------------------
     def __getitem__(self, index: Any) -> Any:
@@ -488,10 +493,16 @@ class Tracer:
     __imod__ = _inplace_operator(np.remainder)
     __ipow__ = _inplace_operator(np.power)
     __imatmul__ = _inplace_operator(np.matmul)
-    __iand__ = _inplace_operator(np.logical_and)
-    __ior__ = _inplace_operator(np.logical_or)
-    __ixor__ = _inplace_operator(np.logical_xor)
     del _inplace_operator
+
+    def __iand__(self, o: Any) -> "Tracer":
+        return self._inplace(self.__and__(o))
+
+    def __ior__(self, o: Any) -> "Tracer":
+        return self._inplace(self.__or__(o))
+
+    def __ixor__(self, o: Any) -> "Tracer":
+        return self._inplace(self.__xor__(o))
 
     # --- methods --------------------------------------------------------
     @property
@@ -714,6 +725,16 @@ def _documented_positional(func: Any) -> list[str]:
         if part and part != "/":
             names.append(part)
     return names
+
+
+def _booleans(op: str, *xs: Any) -> tuple[Any, ...]:
+    for x in xs:
+        if np.result_type(x).kind != "b" if not isinstance(x, Tracer) else x.dtype.kind != "b":
+            raise UnsupportedOperationError(
+                f"the bitwise operator {op} of integers is not traced (on booleans it is the logical one, "
+                "which is); compute integer bit patterns outside the traced function"
+            )
+    return xs
 
 
 def _into(out: Any, result: Any, func: Any) -> Any:

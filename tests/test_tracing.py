@@ -727,3 +727,28 @@ def test_positional_parameters_read_from_numpy_docstrings():
 
     assert _documented_positional(Fake()) == ["prototype", "dtype", "order", "subok", "shape"]
     assert _documented_positional(Joined()).index("out") == 2
+
+
+@pytest.mark.parametrize(
+    "op",
+    [lambda i: i & 3, lambda i: 3 | i, lambda i: i ^ 1, lambda i: ~i, lambda i: i.__iand__(3)],
+    ids=["and", "ror", "xor", "invert", "iand"],
+)
+def test_bitwise_operators_on_integers_are_refused_not_made_logical(op):
+    x = np.arange(6.0)
+    with pytest.raises(pz.UnsupportedOperationError, match="bitwise operator"):
+        pz.make_program(lambda x: op((x * 1).astype(np.int64)).astype(float), x)
+
+
+def test_logical_operators_on_booleans_still_work():
+    x = np.array([-1.0, 0.5, 2.0, 3.0])
+    f = lambda x: ((x > 0) & (x < 2.5)) | ~(x > -0.5) ^ (x > 2.9)  # noqa: E731
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x))
+
+    def g(x):
+        m = x > 0
+        m &= x < 2.5
+        m |= x < -0.5
+        return np.where(m, x, 0.0)
+
+    np.testing.assert_array_equal(pz.make_program(g, x)(x)[0], g(x))
