@@ -323,6 +323,8 @@ class Tracer:
         handler = lookup(func)
         args, kwargs = _leading_keywords_as_positional(func, handler, args, kwargs)
         result = handler(*args, **kwargs)
+        if func is np.einsum and len(args) == 2 and isinstance(args[1], Tracer):  # "i->i", "ij->ji", "ii->i" are views
+            return _mark_view(args[1], result, lambda p: np.einsum(args[0], p))
         if func in _VIEW_FUNCTIONS and args and isinstance(args[0], Tracer) and kwargs.get("copy") is not True:
             return _mark_view(args[0], result, lambda p: func(p, *args[1:], **kwargs))
         return _fresh(result, [*args, *kwargs.values()])

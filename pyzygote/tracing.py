@@ -695,7 +695,7 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
         return f(*tracers, **kwargs)
     except ValueError as exc:
         if _SEQUENCE_MESSAGE in str(exc):
-            raise _at_user_line(_assigned_into_numpy_array(), exc) from exc
+            raise _at_user_line(_assigned_into_numpy_array(), exc, conversion=True) from exc
         raise
     except TracerBoolError as exc:
         if getattr(exc, "_pyzygote_located", False):
@@ -716,7 +716,7 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
         raise
 
 
-def _at_user_line(err: TracerBoolError, cause: BaseException) -> TracerBoolError:
+def _at_user_line(err: TracerBoolError, cause: BaseException, conversion: bool = False) -> TracerBoolError:
     """``err`` naming the line of the user's code where ``cause`` was raised, and what to write
     instead when that line converts a traced value with ``np.asarray``/``np.array``."""
     frame, line = None, ""
@@ -731,7 +731,7 @@ def _at_user_line(err: TracerBoolError, cause: BaseException) -> TracerBoolError
         line = linecache.getline(code.co_filename, frame.tb_lineno).strip()
         where = f"{Path(code.co_filename).name}, line {frame.tb_lineno}, in {code.co_name}: {line}"
         text = str(err)
-        if re.search(r"\b(asarray|array|asanyarray|ascontiguousarray)\(", line):
+        if conversion and re.search(r"\b(asarray|array|asanyarray|ascontiguousarray)\(", line):
             text = (
                 f"this line converts a traced value with numpy ({line}); traced values are already arrays "
                 "of their dtype: leave them as they are (drop the conversion, or convert only inputs that are "

@@ -752,3 +752,28 @@ def test_logical_operators_on_booleans_still_work():
         return np.where(m, x, 0.0)
 
     np.testing.assert_array_equal(pz.make_program(g, x)(x)[0], g(x))
+
+
+def test_a_branch_next_to_np_array_is_not_called_a_conversion():
+    def f(x):
+        if x[0] > np.array(0.0):
+            return np.sum(x)
+        return -np.sum(x)
+
+    with pytest.raises(pz.TracerBoolError) as info:
+        pz.grad(f)(np.ones(2))
+    assert str(info.value).startswith("bool()/if of a traced value")
+
+
+def test_one_operand_einsum_is_a_view_where_numpy_makes_one():
+    def f(x):
+        y = np.concatenate([x, x])
+        z = np.einsum("i->i", y)  # a view of y in numpy
+        z[0] = 100.0
+        d = np.einsum("ii->i", np.outer(x, x))  # a view of a temporary
+        s = np.einsum("i->", y)  # a sum: a new value
+        return y, d, s
+
+    x = np.array([1.0, 2.0, 3.0])
+    for got, want in zip(pz.make_program(f, x)(x), f(x)):
+        np.testing.assert_array_equal(got, want)
