@@ -261,21 +261,9 @@ def _np_var(
 
 
 @implements(np.std)
-def _np_std(
-    a: Any,
-    axis: Any = None,
-    dtype: Any = None,
-    out: Any = None,
-    ddof: float = 0,
-    keepdims: bool = False,
-    *,
-    where: Any = True,
-    mean: Any = np._NoValue,
-    correction: Any = np._NoValue,
-) -> Any:
-    return np.sqrt(
-        _np_var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, where=where, mean=mean, correction=correction)
-    )
+def _np_std(*args: Any, **kwargs: Any) -> Any:
+    """numpy's ``std``: the square root of :func:`_np_var`, which takes the same arguments."""
+    return np.sqrt(_np_var(*args, **kwargs))
 
 
 # --- NaN-ignoring reductions and the peak-to-peak range: where= over the non-NaN entries ---------
