@@ -101,6 +101,7 @@ _CACHE: "weakref.WeakKeyDictionary[Any, dict[Hashable, Traced]]" = weakref.WeakK
 def clear_cache() -> None:
     """Forget every cached trace."""
     _CACHE.clear()
+    _METHOD_CACHE.clear()
 
 
 # How deep the guard looks into what a function reads (helpers it calls, their globals, nested
@@ -169,7 +170,9 @@ def _walk(
         return [(k, x) for k, x in attrs.items() if k in named]
 
     def value(where: Any, v: Any, depth: int) -> None:
-        if where != "f":  # f itself is the cache's (weak) key: holding it would keep it alive
+        if where != "f" and where[0] != "f":
+            # f itself (a bound method's function and owner) is what the cache is keyed by,
+            # weakly: holding it would keep it alive.
             found[where] = v
         if type(v) in _PROXIES or seen.get(id(v), _GUARD_DEPTH + 1) <= depth or depth > _GUARD_DEPTH or over_budget(v, 0):
             return  # (a weak proxy's referent may be gone: not even isinstance works on it)
@@ -187,8 +190,9 @@ def _walk(
             # ... -> force) reads its globals at the depth it was reached from.
             function(v, max(depth, 0))
         elif isinstance(v, types.MethodType):
-            value((id(v), "func"), v.__func__, depth)
-            value((id(v), "self"), v.__self__, depth + 1)
+            at = "f" if where == "f" else id(v)  # model.loss is a new object on every access
+            value((at, "func"), v.__func__, depth)
+            value((at, "self"), v.__self__, depth + 1)
         elif isinstance(v, functools.partial):
             seen[id(v)] = depth
             for name in ("func", "args", "keywords"):
@@ -532,10 +536,34 @@ def _top_level_owners(tree: Hashable) -> list[int]:
 
 
 def _function_cache(f: Any) -> dict[Hashable, Traced] | None:
+    owner, func = getattr(f, "__self__", None), getattr(f, "__func__", None)
+    if owner is not None and func is not None and not isinstance(owner, types.ModuleType):
+        return _method_cache(owner, func)
     try:
         return _CACHE.setdefault(f, {})
     except TypeError:  # not weak-referenceable
         return None
+
+
+def _method_cache(owner: Any, func: Any) -> dict[Hashable, Traced] | None:
+    """The traces of ``owner.method``: ``pz.gradient(model.loss, w)`` makes a new bound method
+    on every access, which a cache keyed by the method itself would forget at once.  They live
+    as long as ``owner``, which need not be hashable (a dataclass)."""
+    try:
+        per_owner = _METHOD_CACHE[id(owner)]
+    except KeyError:
+        try:
+            weakref.finalize(owner, _METHOD_CACHE.pop, id(owner), None)
+        except TypeError:  # not weak-referenceable (__slots__ without __weakref__)
+            return None
+        per_owner = _METHOD_CACHE.setdefault(id(owner), weakref.WeakKeyDictionary())
+    try:
+        return per_owner.setdefault(func, {})
+    except TypeError:
+        return None
+
+
+_METHOD_CACHE: dict[int, "weakref.WeakKeyDictionary[Any, dict[Hashable, Traced]]"] = {}
 
 
 def _static_objects(leaves: Sequence[Any]) -> list[Any]:

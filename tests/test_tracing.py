@@ -504,6 +504,26 @@ def test_a_trainer_object_stays_correct_across_steps() -> None:
     np.testing.assert_array_equal(pz.gradient(t.loss, x)[0], [6.0, 6.0])
 
 
+def test_a_fresh_bound_method_reuses_its_instance_trace_and_does_not_keep_it_alive() -> None:
+    """Found by the regression sweep: pz.gradient(model.loss, w) traced again on every call."""
+    import gc
+    import weakref
+
+    a, b = _Trainer(), _Trainer()
+    b.w = np.array([5.0, 7.0])
+    x = np.array([1.0, 3.0])
+    first = pz.make_program(a.loss, x)
+    assert pz.make_program(a.loss, x) is first  # a new bound method object, the same trace
+    assert pz.make_program(b.loss, x) is not first  # another instance, its own trace
+    np.testing.assert_array_equal(pz.gradient(b.loss, x)[0], 2 * b.w * x)
+    a.w = np.array([2.0, 2.0])
+    np.testing.assert_array_equal(pz.gradient(a.loss, x)[0], 2 * a.w * x)
+    gone = weakref.ref(a)
+    del a, first
+    gc.collect()
+    assert gone() is None
+
+
 def test_attributes_read_by_reflection_or_dunders_are_checked() -> None:
     """Found in the regression sweep: following only attributes the code names missed these."""
     import dataclasses
