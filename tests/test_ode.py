@@ -274,6 +274,20 @@ def test_tstops_outside_the_span_are_left_out_as_in_ordinarydiffeq():
     np.testing.assert_allclose(u[:, 0], infusion_closed_form(0.5, 10.0, T_INFUSION), rtol=1e-8, atol=1e-10)
 
 
+def test_an_odeproblem_carries_its_own_tstops_into_every_solve():
+    q = np.array([0.5, 10.0])
+    prob = pz.ODEProblem(infusion, [0.0], (0.0, 10.0), q, tstops=[2.5, 2.0, 26.0])  # a schedule longer than tspan
+    assert prob.tstops.tolist() == [2.0, 2.5, 26.0]
+    sol = pz.solve(prob, saveat=T_INFUSION)  # default solver and tolerances, which step over the pulse alone
+    np.testing.assert_allclose(sol.u[:, 0], infusion_closed_form(0.5, 10.0, T_INFUSION), rtol=2e-2, atol=1e-3)
+    assert np.max(np.abs(pz.solve(prob.remake(tstops=None), saveat=T_INFUSION).u)) < 0.1 * np.max(sol.u)
+    later = pz.solve(prob.remake(tspan=(20.0, 30.0), u0=[0.0]), "Tsit5", reltol=1e-10, abstol=1e-12, tstops=[27.0])
+    assert 26.0 in later.t and 27.0 in later.t  # the problem's stop within the new span, and solve's own
+    assert prob.remake(p=[1.0, 1.0]).tstops.tolist() == [2.0, 2.5, 26.0]
+    with pytest.raises(ValueError, match="tstops must be a 1-D array of finite times"):
+        pz.ODEProblem(infusion, [0.0], (0.0, 10.0), q, tstops=[np.inf])
+
+
 def test_failed_solve_reports_retcode_and_differentiated_loss_raises():
     blowup = lambda u, p, t: p[0] * u * u  # noqa: E731  (u = 1/(1 - t) blows up at t = 1)
     prob = pz.ODEProblem(blowup, [1.0], (0.0, 2.0), [1.0])

@@ -42,6 +42,10 @@ def _read_only(tree: Any) -> Any:
 class ODEProblem:
     """``u' = f(u, p, t)``, ``u(tspan[0]) = u0``; ``f`` is plain numpy code.
 
+    ``tstops`` are times every solve of this problem steps to, as SciML's
+    ``ODEProblem(f, u0, tspan, p; tstops)`` (a dosing schedule that belongs to the model);
+    :func:`solve` adds its own.
+
     >>> import pyzygote as pz
     >>> prob = pz.ODEProblem(lambda u, p, t: -p[0] * u, [1.0], (0.0, 1.0), [2.0])
     >>> prob.remake(p=[3.0]).p
@@ -52,6 +56,7 @@ class ODEProblem:
     u0: Any
     tspan: tuple[float, float]
     p: Any = None
+    tstops: Any = None
 
     def __post_init__(self) -> None:
         if not callable(self.f):
@@ -76,12 +81,16 @@ class ODEProblem:
         if not (np.isfinite(t0) and np.isfinite(t1)) or t1 <= t0:
             raise ValueError(f"tspan must be finite with t0 < t1, got {self.tspan!r}")
         object.__setattr__(self, "tspan", (t0, t1))
+        # Kept whole, not cut to tspan: remake(tspan=...) may reach the rest of a schedule.
+        check_tstops(self.tstops, (-np.inf, np.inf))
+        stops = None if self.tstops is None else np.unique(np.atleast_1d(np.asarray(self.tstops, dtype=float)))
+        object.__setattr__(self, "tstops", None if stops is None else _read_only(stops))
 
     def remake(self, **changes: Any) -> "ODEProblem":
-        """A copy with some of ``f``, ``u0``, ``tspan``, ``p`` replaced."""
-        unknown = set(changes) - {"f", "u0", "tspan", "p"}
+        """A copy with some of ``f``, ``u0``, ``tspan``, ``p``, ``tstops`` replaced."""
+        unknown = set(changes) - {"f", "u0", "tspan", "p", "tstops"}
         if unknown:
-            raise TypeError(f"remake got unknown fields {sorted(unknown)}; use f, u0, tspan, p")
+            raise TypeError(f"remake got unknown fields {sorted(unknown)}; use f, u0, tspan, p, tstops")
         return replace(self, **changes)
 
     def flat(self) -> tuple[Layout, np.ndarray, np.ndarray]:
@@ -179,7 +188,7 @@ def solve(
 
     ``saveat`` is an increasing array of times within ``tspan`` or a spacing;
     without it every step is saved.  ``tstops`` are times the solver steps to
-    (SciML's), where the right-hand side switches.  For derivatives use :func:`pyzygote.odesolve`
+    (SciML's), where the right-hand side switches, in addition to the problem's own.  For derivatives use :func:`pyzygote.odesolve`
     inside :func:`pyzygote.gradient` and friends.
 
     >>> import numpy as np, pyzygote as pz
@@ -193,7 +202,8 @@ def solve(
     check_solver_name(alg)
     reltol, abstol, maxiters = check_solver_options(reltol, abstol, maxiters)
     times = _saveat(saveat, prob.tspan)
-    stops = check_tstops(tstops, prob.tspan)
+    given = () if prob.tstops is None else tuple(prob.tstops)
+    stops = check_tstops(given + check_tstops(tstops, (-np.inf, np.inf)), prob.tspan)
     from pyzygote.engines import current_engine_name
 
     options = dict(reltol=reltol, abstol=abstol, maxiters=maxiters, tstops=stops or None, engine=current_engine_name(engine))
