@@ -365,6 +365,18 @@ case("take", "take-along-axis", lambda x: np.take_along_axis(x, np.argsort(x, ax
 case("take", "two-traced-indices", lambda x: x[np.argmin(x, axis=0) % 2, np.argmax(x, axis=1)[:1] + 1], fixed((3, 4)))
 case("take", "np-take-axis", lambda x: np.take(x, np.argmax(x, axis=1), axis=1), fixed((3, 4)))
 _repeated_positions("put_add", put_add, np.array([[4, 0], [4, 2]]))
+case("take", "traced-with-slices", lambda x: x[:, np.argmax(x[0])] * 2.0 + x[np.argmin(x[:, 0]), 1:].sum() + x[..., 1::2, np.argmax(x[1])], fixed((3, 4)))
+
+
+def _assign_with_slices(x: Any) -> Any:
+    y = x * 1.0
+    y[np.argmax(x[:, 0]), 1:] = x[0, :3] ** 2
+    y[:, np.argmin(x[0])] += 1.0
+    y[1:, np.stack([np.argmax(x[2]), np.argmax(x[2])])] = x[1:, :2]  # repeated columns: the last wins
+    return y
+
+
+case("put_add", "assign-with-slices", _assign_with_slices, fixed((3, 4)))
 case("argsort", "argsort", lambda x: np.argsort(x, axis=0) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")
 case("argsort", "flat", lambda x: np.argsort(x, axis=None) * x.ravel(), uniform(-1, 1, lo_ndim=1))
 case("argextreme", "argmax", lambda x: np.argmax(x) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")

@@ -7,6 +7,7 @@ import pytest
 import scipy.special as sc
 
 import pyzygote as pz
+from pyzygote.tracer import Tracer
 from pyzygote.testing import check_grads, numerical_gradient
 
 X = np.array([[0.3, -1.2, 2.0], [1.1, 0.4, -0.7]])
@@ -244,7 +245,9 @@ def test_sort_gradient_follows_the_order() -> None:
     ("f", "error", "message"),
     [
         (lambda x: x[x > 0], pz.UnsupportedOperationError, "boolean mask"),
-        (lambda x: x[np.argmax(x), 1:], pz.UnsupportedOperationError, "mixes traced integers with slices"),
+        (lambda x: x[np.argmax(x), None], pz.UnsupportedOperationError, "mixes traced integers with None"),
+        (lambda x: x[np.argmax(x[0]), ..., ...], IndexError, "single ellipsis"),
+        (lambda x: x[np.argmax(x[0]), 1:, 0], IndexError, "too many indices"),
         (lambda x: x[x[0, 0]], IndexError, "must be of integer type"),
         (lambda x: np.quantile(x, x[0, 0]), pz.UnsupportedOperationError, "constant quantiles"),
         (lambda x: np.quantile(x, 0.5, method="nearest"), pz.UnsupportedOperationError, "method='linear'"),
@@ -334,7 +337,8 @@ def test_assignment_at_traced_positions_keeps_dtypes() -> None:
         (lambda y: y.__setitem__((0, np.argmax(y) + 4), 1.0), IndexError, "out of bounds"),
         (lambda y: y.__setitem__(y[:, 0] > 0, np.ones((2, 4))), pz.UnsupportedOperationError, "how many entries are True"),
         (lambda y: y.__setitem__(y[0] > 0, 1.0), IndexError, "does not match"),
-        (lambda y: y.__setitem__((np.argmax(y), slice(1, None)), 1.0), pz.UnsupportedOperationError, "mixes traced"),
+        (lambda y: y.__setitem__((slice(None), np.argmax(y[0]) + 4), 1.0), IndexError, "out of bounds"),
+        (lambda y: y.__setitem__((np.argmax(y), None), 1.0), pz.UnsupportedOperationError, "mixes traced integers with None"),
         (lambda y: np.broadcast_to(y[0], (3, 4)).__setitem__(np.argmax(y[0]), 1.0), ValueError, "read-only"),
     ],
 )
@@ -346,6 +350,43 @@ def test_assignment_at_traced_positions_errors(f, error, message) -> None:
 
     with pytest.raises(error, match=message):
         pz.make_program(g, M)(M)
+
+
+_MIXED = {
+    "row-tail": lambda i, j: (i, slice(1, None)),
+    "column": lambda i, j: (slice(None), i),
+    "ellipsis": lambda i, j: (Ellipsis, j),
+    "around-a-reversed-slice": lambda i, j: (i, slice(None, None, -2), j),  # not adjacent: broadcast dims first
+    "slice-then-two": lambda i, j: (slice(0, 2), i, j),
+    "constant-int-and-slice": lambda i, j: (1, slice(None), j),
+    "int-array-and-slice": lambda i, j: (i, slice(None), np.array([0, 4, -1])),
+    "repeated-in-an-array": lambda i, j: (slice(None), np.stack([i, i]) if isinstance(i, Tracer) else np.array([i, i]), slice(None)),
+}
+
+
+@pytest.mark.parametrize("form", sorted(_MIXED))
+def test_traced_integers_mixed_with_slices_read_and_assign_as_numpy(form: str) -> None:
+    def positions(x, traced):
+        i, j = np.argmax(x[0, 0, :3]), np.argmin(x[0, 1])
+        return _MIXED[form](i, j) if traced else _MIXED[form](int(i), int(j))
+
+    def read(x, traced=True):
+        return x[positions(x, traced)]
+
+    def assign(x, traced=True):
+        y = x * 1.0
+        where = positions(x, traced)
+        y[where] = 2.0 * y[where] + 1.0
+        y[where] += x[0, 0, 0]
+        return y
+
+    x = R.normal(size=(3, 4, 5))
+    for f in (read, assign):
+        got = pz.make_program(f, x)(x)[0]
+        want = f(x, traced=False)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        check_grads(f, (x,), engine="numpy")
 
 
 def test_assignment_at_too_many_traced_positions_is_refused() -> None:

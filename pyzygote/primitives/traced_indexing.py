@@ -331,13 +331,23 @@ def _np_median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool 
 
 # --- indexing with traced integers -----------------------------------------------------------
 def traced_getitem(x: Any, index: Any) -> Any:
-    """``x[i, j, ...]`` where each item is an integer, an integer array or a traced integer:
-    numpy's advanced indexing, whose result has the broadcast shape of the items followed
-    by the dimensions they do not index."""
-    items = _integer_items(index)
-    if len(items) > x.ndim:
-        raise IndexError(f"too many indices for array: array is {x.ndim}-dimensional, but {len(items)} were indexed")
-    return take(x, _flat_positions(x, items))
+    """``x[index]`` where some items are traced integers (or integer arrays) and the others
+    integers, integer arrays, slices or ``...``: numpy's advanced indexing.  The result has
+    the broadcast shape of the integer items in place of their axes when they are adjacent,
+    and first otherwise, followed or surrounded by the sliced axes."""
+    items = _integer_items(index, x.ndim)
+    sliced = [k for k, item in enumerate(items) if isinstance(item, slice)]
+    if not sliced:
+        return take(x, _flat_positions(x, items))
+    # Slices select a constant part first; the integer items then index that part, moved to the front.
+    advanced = [k for k in range(len(items)) if k not in sliced]
+    part = x[tuple(item if k in sliced else slice(None) for k, item in enumerate(items))]
+    front = np.moveaxis(part, advanced, list(range(len(advanced))))
+    out = take(front, _flat_positions(front, tuple(items[k] for k in advanced)))
+    if advanced == list(range(advanced[0], advanced[-1] + 1)):  # adjacent: numpy keeps them in place
+        nb = out.ndim - (x.ndim - len(advanced))
+        out = np.moveaxis(out, list(range(nb)), list(range(advanced[0], advanced[0] + nb)))
+    return out
 
 
 def _leading_positions(x: Any, items: tuple[Any, ...]) -> tuple[Any, np.ndarray]:
@@ -350,18 +360,25 @@ def _leading_positions(x: Any, items: tuple[Any, ...]) -> tuple[Any, np.ndarray]
     return pos, np.arange(strides[len(items) - 1], dtype=np.int64).reshape(x.shape[len(items) :])
 
 
-def _integer_items(index: Any) -> tuple[Any, ...]:
-    """The items of an index of traced integers, without trailing full slices (``x[i, :]`` is
-    ``x[i]``); anything else mixed in is refused."""
+def _integer_items(index: Any, ndim: int) -> tuple[Any, ...]:
+    """The items of an index holding traced integers, with ``...`` expanded and without trailing
+    full slices (``x[i, :]`` is ``x[i]``); ``None`` and boolean masks mixed in are refused."""
     items = list(index) if isinstance(index, tuple) else [index]
-    while items and (items[-1] is Ellipsis or (isinstance(items[-1], slice) and items[-1] == slice(None))):
-        items.pop()
     for item in items:
-        if isinstance(item, (slice, type(None), type(Ellipsis))) or (isinstance(item, np.ndarray) and item.dtype == bool):
+        if item is None or (isinstance(item, (np.ndarray, Tracer)) and item.dtype == bool):
             raise UnsupportedOperationError(
-                "an index that mixes traced integers with slices, None, ... or masks is not supported; "
-                "index with traced integers alone (x[i] or x[i, j]), or use np.take_along_axis"
+                "an index that mixes traced integers with None (np.newaxis) or a boolean mask is not "
+                "supported; index with the integers and slices first, then add the axis with np.expand_dims"
             )
+    if sum(item is Ellipsis for item in items) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if Ellipsis in [item for item in items if not isinstance(item, (np.ndarray, Tracer))]:
+        k = next(k for k, item in enumerate(items) if not isinstance(item, (np.ndarray, Tracer)) and item is Ellipsis)
+        items[k : k + 1] = [slice(None)] * max(ndim - (len(items) - 1), 0)
+    if len(items) > ndim:
+        raise IndexError(f"too many indices for array: array is {ndim}-dimensional, but {len(items)} were indexed")
+    while items and isinstance(items[-1], slice) and items[-1] == slice(None):
+        items.pop()
     return tuple(items)
 
 
@@ -376,7 +393,8 @@ _MAX_ASSIGNED = 4096
 
 
 def traced_setitem(y: Any, index: Any, value: Any) -> Any:
-    """The new value of ``y`` after ``y[i, j, ...] = value`` with traced integer indices.
+    """The new value of ``y`` after ``y[index] = value`` with traced integers in ``index``
+    (alone or with slices, as :func:`traced_getitem` reads them).
 
     As in numpy, the last of repeated positions wins and an index outside its axis raises
     ``IndexError``.  It is a composition: the assigned positions are marked with ``put_add``
@@ -386,27 +404,35 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
     """
     from pyzygote.primitives.shape import broadcast_to_shape, convert
 
-    items = _integer_items(index)
-    if len(items) > y.ndim:
-        raise IndexError(f"too many indices for array: array is {y.ndim}-dimensional, but {len(items)} were indexed")
-    pos, tail = _leading_positions(y, items)
-    lead = np.ravel(pos)  # repeats can only be among these: a subarray's offsets differ
-    n = lead.shape[0]
-    if n > _MAX_ASSIGNED:
-        raise UnsupportedOperationError(
-            f"assigning at {n} traced positions is not supported (at most {_MAX_ASSIGNED}); "
-            "build the array with np.where instead"
-        )
-    shape = _flat_positions_shape(y, items)
-    flat = np.ravel(np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail)
+    items = _integer_items(index, y.ndim)
+    if any(isinstance(item, slice) for item in items):
+        # The positions a read with the same index would see, read from a table of positions.
+        grid = np.arange(y.size, dtype=_INT).reshape(y.shape)
+        flat_shape = traced_getitem(grid, items)
+        lead = np.ravel(flat_shape)  # repeats may be anywhere, unless the integers are scalars
+        repeats = int(np.prod(np.broadcast_shapes(*(np.shape(i) for i in items if not isinstance(i, slice))))) > 1
+        tail_size = 1
+    else:
+        pos, tail = _leading_positions(y, items)
+        flat_shape = np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail
+        lead = np.ravel(pos)  # repeats can only be among these: a subarray's offsets differ
+        repeats, tail_size = lead.shape[0] > 1, tail.size
+    shape = tuple(flat_shape.shape)
+    flat = np.ravel(flat_shape)
     values = np.ravel(broadcast_to_shape(_without_leading_ones(convert(as_operand(value), y.dtype), len(shape)), shape))
     counts = np.ones(flat.shape[0], _INT)
-    if n > 1:  # numpy's rule for repeated positions: the last assignment wins
+    if repeats:  # numpy's rule for repeated positions: the last assignment wins
+        n = lead.shape[0]
+        if n > _MAX_ASSIGNED:
+            raise UnsupportedOperationError(
+                f"assigning at {n} traced positions is not supported (at most {_MAX_ASSIGNED}); "
+                "build the array with np.where instead"
+            )
         order = np.arange(n, dtype=_INT)
         # The last k at each k's position, plus one.  `lead * 0` makes the ranks traced, so they
         # are broadcast at run time instead of becoming a constant of n * n entries.
         last = np.max(np.equal(lead[:, None], lead[None, :]) * (lead * 0 + order + 1), axis=1)
-        overwritten = np.repeat(np.greater(last, order + 1), tail.size)  # for each element of its subarray
+        overwritten = np.repeat(np.greater(last, order + 1), tail_size)  # for each element of its subarray
         counts = np.where(overwritten, 0, counts)
         values = np.where(overwritten, np.zeros((), y.dtype), values)
     hit = np.greater(put_add(as_operand(counts), flat, (y.size,)), 0)
@@ -422,11 +448,6 @@ def _without_leading_ones(value: Any, ndim: int) -> Any:
     while value.ndim > ndim and value.shape[0] == 1:
         value = np.reshape(value, value.shape[1:])
     return value
-
-
-def _flat_positions_shape(y: Any, items: tuple[Any, ...]) -> tuple[int, ...]:
-    lead = np.broadcast_shapes(*(np.shape(item) for item in items))
-    return tuple(lead) + tuple(y.shape[len(items) :])
 
 
 def masked_setitem(y: Any, mask: Any, value: Any) -> Any:
