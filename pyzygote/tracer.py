@@ -299,6 +299,8 @@ class Tracer:
 
     # --- numpy protocols ----------------------------------------------
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if any(getattr(type(x), "_is_selection", False) for x in inputs):
+            return NotImplemented  # x * y[mask]: the selection (pyzygote.selection) combines them
         out = kwargs.pop("out", None)
         if out is not None:
             return _into(out, getattr(ufunc, method)(*inputs, **kwargs), ufunc)
@@ -314,6 +316,8 @@ class Tracer:
         return _fresh(handler(*inputs, **kwargs), inputs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if any(getattr(t, "_is_selection", False) for t in types):
+            return NotImplemented  # the selection explains what it cannot do
         out, at = kwargs.get("out"), _out_position(func)
         if out is None and at is not None and len(args) > at and args[at] is not None:
             out, args = args[at], (*args[:at], None, *args[at + 1 :])  # np.dot(a, b, y)

@@ -318,6 +318,16 @@ case("isfinite", "isfinite", np.isfinite, with_nonfinite, kind="bool")
 case("select", "where-relu", lambda x: np.where(x > 0, x, 0.1 * x), uniform(0.1, 2, signed=True))
 case("select", "where-two", lambda x, y: np.where(x > y, x * y, y - x), distinct_pair("bcast"))
 case("select", "where-const-cond", lambda x, y: np.where(np.array([True, False, True]), x, y), fixed((2, 3), ()))
+
+
+def _through_traced_masks(x: Any) -> Any:
+    y = x * 1.0
+    y[y < 0] *= -0.5  # pyzygote/selection.py: x[mask] with a traced mask
+    y[x > 1] = np.sqrt(y[x > 1])
+    return y + np.sum(np.log(x[x > 0])) + np.mean(x[x[:, 0] > -3] ** 2, axis=0) + np.linalg.norm(x[x < 0])
+
+
+case("select", "traced-masks", _through_traced_masks, uniform(0.1, 2, lo_ndim=2, signed=True))
 case("select", "tril", lambda x: np.tril(x), fixed((3, 3)), eps=1.0)
 
 # indexing

@@ -244,7 +244,7 @@ def test_sort_gradient_follows_the_order() -> None:
 @pytest.mark.parametrize(
     ("f", "error", "message"),
     [
-        (lambda x: x[x > 0], pz.UnsupportedOperationError, "boolean mask"),
+        (lambda x: x[x[:, 0] > 0, 1], pz.UnsupportedOperationError, "boolean mask mixed with other indices"),
         (lambda x: x[np.argmax(x), None], pz.UnsupportedOperationError, "mixes traced integers with None"),
         (lambda x: x[np.argmax(x[0]), ..., ...], IndexError, "single ellipsis"),
         (lambda x: x[np.argmax(x[0]), 1:, 0], IndexError, "too many indices"),

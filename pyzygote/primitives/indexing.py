@@ -105,9 +105,10 @@ def _check_static(index: Any) -> tuple[Any, bool]:
                 raise IndexError("arrays used as indices must be of integer type (a traced float index: use .astype(int))")
             raise UnsupportedOperationError(
                 "this use of a traced index depends on the data and cannot be traced: a traced boolean "
-                "mask selects a data-dependent number of elements (use np.where(mask, x, 0.0) to read; "
-                "y[mask] = v assigns, and y[mask] += v is y = np.where(mask, y + v, y)). Traced integer positions "
-                "work alone: x[i], x[i, j] = v, np.take, np.take_along_axis"
+                "mask mixed with other indices selects a data-dependent number of elements. A mask alone "
+                "works, x[mask] or x[mask, :], for sums, means and elementwise math, and y[mask] = v or "
+                "y[mask] *= v; otherwise use np.where(mask, x, 0.0). Traced integer positions work with "
+                "slices: x[i], x[:, i], x[i, j] = v, np.take, np.take_along_axis"
             )
         if isinstance(item, (list, np.ndarray)):
             basic = False
@@ -125,9 +126,23 @@ def _getitem(x: Any, index: Any) -> Any:
         from pyzygote.primitives.traced_indexing import traced_getitem
 
         return traced_getitem(x, index)
+    mask = _traced_mask(items)
+    if mask is not None:
+        from pyzygote.selection import select
+
+        return select(x, mask)
     index, basic = _check_static(index)
     positions = element_positions(x.shape)[index]
     return gather(x, np.asarray(positions), index if basic else None)
+
+
+def _traced_mask(items: tuple[Any, ...]) -> Tracer | None:
+    """The traced boolean mask of ``x[mask]``, ``x[mask, ...]`` or ``x[mask, :]``, if that is the index."""
+    rest = [item for item in items[1:] if not (item is Ellipsis or (isinstance(item, slice) and item == slice(None)))]
+    first = items[0] if items else None
+    if not rest and isinstance(first, Tracer) and first.dtype == bool:
+        return first
+    return None
 
 
 def _stacked_lists(index: Any) -> Any:
@@ -147,8 +162,9 @@ def _setitem(y: Any, index: Any, value: Any) -> Any:
     if any(isinstance(item, Tracer) for item in items):
         from pyzygote.primitives import traced_indexing
 
-        if len(items) == 1 and items[0].dtype == bool:
-            return traced_indexing.masked_setitem(y, items[0], value)
+        mask = _traced_mask(items)
+        if mask is not None:
+            return traced_indexing.masked_setitem(y, mask, value)
         if all(not isinstance(item, Tracer) or item.dtype.kind in "iu" for item in items):
             return traced_indexing.traced_setitem(y, index, value)
     index, _ = _check_static(index)

@@ -465,6 +465,15 @@ def masked_setitem(y: Any, mask: Any, value: Any) -> Any:
             f"boolean index of shape {tuple(mask.shape)} does not match the indexed array of shape {tuple(y.shape)}"
         )
     tail = tuple(y.shape[mask.ndim :])
+    from pyzygote.selection import Selection, same_mask
+
+    if isinstance(value, Selection):  # y[m] *= 2, y[m] = np.sqrt(y[m]): numpy's copy, changed, written back
+        if not same_mask(value._mask, mask) or tuple(value._tail) != tail:
+            raise UnsupportedOperationError(
+                "y[mask] = x[other_mask] with traced masks: the selected entries need not line up. "
+                "Write y = np.where(mask, new_values, y) with new_values of y's shape"
+            )
+        return np.where(np.reshape(mask, mask.shape + (1,) * len(tail)), convert(value._values, y.dtype), y)
     value = convert(as_operand(value), y.dtype)
     if value.ndim > len(tail):
         lead = value.shape[: value.ndim - len(tail)]

@@ -1,0 +1,352 @@
+"""Reading through a traced boolean mask: ``x[x > 0]`` as a :class:`Selection`.
+
+numpy's ``x[mask]`` has as many entries as ``mask`` has True ones.  When the mask is
+traced that count depends on the data, and a trace has static shapes.  So such a read
+is kept whole: the values of ``x`` with the mask beside them.  Whatever gives the same
+answer without knowing the count works on it, as on numpy's result:
+
+- elementwise arithmetic and ufuncs, with scalars, with arrays of the shape of one
+  selected entry, and with other selections through the same mask;
+- ``sum``, ``mean``, ``prod``, ``var``, ``std``, ``any``, ``all``, ``count_nonzero``
+  and ``np.linalg.norm``, of the whole selection or along its axes;
+- assigning back through the same mask: ``v[x < 0] *= -1``, ``y[m] = np.sqrt(y[m])``.
+
+What needs the count itself (its shape, ``len``, indexing it, ``max`` of a selection that
+may be empty, ``np.dot``) raises an error that shows the ``np.where`` form instead.
+
+Entries outside the mask are never read, but ufuncs still run on them; each result keeps
+them at a harmless value (0.5), so that ``np.log(x[x > 0])`` has no NaN or infinity in
+its derivative from the entries it leaves out.
+
+>>> import numpy as np, pyzygote as pz
+>>> pz.gradient(lambda x: np.sum(x[x > 0] ** 2), np.array([-1.0, 2.0, 3.0]))[0]
+array([0., 4., 6.])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.ir import Literal
+from pyzygote.tracer import Tracer, as_operand
+
+__all__ = ["Selection", "select", "same_mask"]
+
+
+def _count_error(what: str) -> UnsupportedOperationError:
+    return UnsupportedOperationError(
+        f"{what} of x[mask] with a traced mask depends on how many entries are True, which tracing "
+        "cannot know. Write it over the whole array with np.where: np.sum(np.where(mask, x, 0.0)), "
+        "np.max(np.where(mask, x, -np.inf)), np.sum(mask) for the count; sum, mean, var, std, prod, "
+        "norm, elementwise arithmetic and y[mask] = ... work on x[mask] directly"
+    )
+
+
+def select(x: Any, mask: Tracer) -> "Selection":
+    """``x[mask]`` for a traced boolean ``mask`` over the leading axes of ``x``."""
+    x = as_operand(x)
+    if mask.ndim == 0 or mask.ndim > x.ndim or tuple(mask.shape) != tuple(x.shape[: mask.ndim]):
+        raise IndexError(
+            f"boolean index of shape {tuple(mask.shape)} does not match the indexed array of shape {tuple(x.shape)}"
+        )
+    return Selection(mask, _kept(x, mask))
+
+
+def _filler(dtype: np.dtype) -> Any:
+    return np.asarray(False if dtype == bool else (1 if dtype.kind in "iu" else 0.5), dtype)
+
+
+def _kept(values: Any, mask: Tracer) -> Any:
+    """``values`` with the entries outside ``mask`` set to a value in every ufunc's domain."""
+    return np.where(_spread(mask, np.ndim(values)), values, _filler(np.asarray(values).dtype if not isinstance(values, Tracer) else values.dtype))
+
+
+def _spread(mask: Tracer, ndim: int) -> Any:
+    return np.reshape(mask, tuple(mask.shape) + (1,) * (ndim - mask.ndim))
+
+
+def same_mask(a: Tracer, b: Tracer) -> bool:
+    """Whether two traced masks are the same value: the same variable, or computed alike from the
+    same variables (``y[y > 0] = np.sqrt(y[y > 0])`` evaluates ``y > 0`` twice)."""
+    if a is b or a._var is b._var:
+        return True
+    if a._builder is not b._builder:
+        return False
+    builder = a._builder
+    producers = {out: eqn for eqn in builder.eqns for out in eqn.outputs}
+    return _same_value(builder, producers, a._var, b._var, 32)
+
+
+def _same_value(builder: Any, producers: dict[Any, Any], a: Any, b: Any, depth: int) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, Literal) or isinstance(b, Literal):
+        return isinstance(a, Literal) and isinstance(b, Literal) and a.aval == b.aval and bool(a.value == b.value)
+    if a.aval != b.aval or depth == 0:
+        return False
+    consts = builder._const_values
+    if a in consts or b in consts:
+        return a in consts and b in consts and np.array_equal(consts[a], consts[b])
+    ea, eb = producers.get(a), producers.get(b)
+    if ea is None or eb is None or ea.prim is not eb.prim or len(ea.inputs) != len(eb.inputs):
+        return False
+    if ea.outputs.index(a) != eb.outputs.index(b) or not _equal_params(ea.params, eb.params):
+        return False
+    return all(_same_value(builder, producers, x, y, depth - 1) for x, y in zip(ea.inputs, eb.inputs))
+
+
+def _equal_params(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    try:
+        return all(np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) else bool(a[k] == b[k]) for k in a)
+    except Exception:  # parameters that do not compare: treat as different, which only refuses
+        return False
+
+
+class Selection:
+    """``x[mask]`` for a traced ``mask``: ``x``'s values with the mask (see the module's notes)."""
+
+    __array_priority__ = 2000.0
+    __slots__ = ("_mask", "_values")
+    _is_selection = True  # traced arrays leave numpy calls involving one to it
+
+    def __init__(self, mask: Tracer, values: Any):
+        self._mask = mask
+        self._values = values
+
+    # --- what is known --------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype:
+        return self._values.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 1 + self._values.ndim - self._mask.ndim
+
+    @property
+    def _tail(self) -> tuple[int, ...]:
+        return tuple(self._values.shape[self._mask.ndim :])
+
+    @property
+    def shape(self) -> Any:
+        raise _count_error("the shape")
+
+    @property
+    def size(self) -> Any:
+        raise _count_error("the size")
+
+    def __len__(self) -> int:
+        raise _count_error("len()")
+
+    def __getitem__(self, index: Any) -> Any:
+        raise _count_error("indexing")
+
+    def __iter__(self) -> Any:
+        raise _count_error("iterating")
+
+    def __bool__(self) -> bool:
+        raise _count_error("the truth value")
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise _count_error("converting to a numpy array")
+
+    def __repr__(self) -> str:
+        return f"Selection(x[mask] of a traced mask of shape {tuple(self._mask.shape)}, dtype {self.dtype})"
+
+    # --- elementwise ----------------------------------------------------
+    def _operand(self, x: Any) -> Any:
+        if isinstance(x, Selection):
+            if not same_mask(x._mask, self._mask):
+                raise UnsupportedOperationError(
+                    "x[m1] and y[m2] through two different traced masks cannot be combined: their entries "
+                    "need not line up. Combine the whole arrays with np.where instead"
+                )
+            return x._values
+        if isinstance(x, (int, float, complex, np.generic)):
+            return x  # a Python number stays weak, as numpy treats it: float32 * 0.5 is float32
+        x = as_operand(x)
+        tail = len(self._tail)
+        while np.ndim(x) > tail and np.shape(x)[0] == 1:
+            x = np.reshape(x, np.shape(x)[1:])
+        if np.ndim(x) > tail:
+            raise UnsupportedOperationError(
+                f"an array of shape {np.shape(x)} cannot be combined with x[mask] for a traced mask: only "
+                f"scalars and arrays of the shape of one selected entry {self._tail} broadcast against a "
+                "data-dependent number of entries. Use np.where(mask, ..., ...) over the whole array"
+            )
+        return x
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if method != "__call__" or kwargs.get("out") is not None or ufunc.nout != 1 or ufunc.signature:
+            raise _count_error(f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}"))
+        out = ufunc(*(self._operand(x) for x in inputs), **kwargs)
+        return Selection(self._mask, _kept(out, self._mask))
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        reduction = _FUNCTIONS.get(func)
+        if reduction is None or not args or args[0] is not self:
+            raise _count_error(f"numpy.{getattr(func, '__name__', func)}")
+        return reduction(self, *args[1:], **kwargs)
+
+    def _apply(self, ufunc: Any, *operands: Any) -> "Selection":
+        return self.__array_ufunc__(ufunc, "__call__", *operands)
+
+    __add__ = lambda s, o: s._apply(np.add, s, o)  # noqa: E731
+    __radd__ = lambda s, o: s._apply(np.add, o, s)  # noqa: E731
+    __sub__ = lambda s, o: s._apply(np.subtract, s, o)  # noqa: E731
+    __rsub__ = lambda s, o: s._apply(np.subtract, o, s)  # noqa: E731
+    __mul__ = lambda s, o: s._apply(np.multiply, s, o)  # noqa: E731
+    __rmul__ = lambda s, o: s._apply(np.multiply, o, s)  # noqa: E731
+    __truediv__ = lambda s, o: s._apply(np.true_divide, s, o)  # noqa: E731
+    __rtruediv__ = lambda s, o: s._apply(np.true_divide, o, s)  # noqa: E731
+    __pow__ = lambda s, o: s._apply(np.power, s, o)  # noqa: E731
+    __rpow__ = lambda s, o: s._apply(np.power, o, s)  # noqa: E731
+    __lt__ = lambda s, o: s._apply(np.less, s, o)  # noqa: E731
+    __le__ = lambda s, o: s._apply(np.less_equal, s, o)  # noqa: E731
+    __gt__ = lambda s, o: s._apply(np.greater, s, o)  # noqa: E731
+    __ge__ = lambda s, o: s._apply(np.greater_equal, s, o)  # noqa: E731
+    __eq__ = lambda s, o: s._apply(np.equal, s, o)  # type: ignore[assignment]  # noqa: E731
+    __ne__ = lambda s, o: s._apply(np.not_equal, s, o)  # type: ignore[assignment]  # noqa: E731
+    __hash__ = None  # type: ignore[assignment]
+    # In place, as on numpy's copy: a new selection, which y[mask] = ... then writes back.
+    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = __add__, __sub__, __mul__, __truediv__, __pow__
+    __neg__ = lambda s: s._apply(np.negative, s)  # noqa: E731
+    __abs__ = lambda s: s._apply(np.absolute, s)  # noqa: E731
+    __pos__ = lambda s: s  # noqa: E731
+
+    def astype(self, dtype: Any, **kwargs: Any) -> "Selection":
+        return Selection(self._mask, _kept(self._values.astype(dtype), self._mask))
+
+    def copy(self) -> "Selection":
+        return self
+
+    # --- reductions -----------------------------------------------------
+    def _masked(self, fill: Any) -> Any:
+        return np.where(_spread(self._mask, self._values.ndim), self._values, np.asarray(fill, self._values.dtype))
+
+    def _axes(self, axis: Any) -> tuple[bool, tuple[int, ...]]:
+        """Whether ``axis`` takes in the selected axis, and the axes of the whole array it means."""
+        if axis is None:
+            return True, tuple(range(self._values.ndim))
+        axes = axis if isinstance(axis, tuple) else (axis,)
+        out: list[int] = []
+        over_selected = False
+        for a in axes:
+            k = int(a) + self.ndim if int(a) < 0 else int(a)
+            if not 0 <= k < self.ndim:
+                raise np.exceptions.AxisError(f"axis {a} is out of bounds for array of dimension {self.ndim}")
+            if k == 0:
+                over_selected = True
+                out.extend(range(self._mask.ndim))
+            else:
+                out.append(self._mask.ndim + k - 1)
+        return over_selected, tuple(sorted(out))
+
+    def _reduce(self, name: str, fill: Any, axis: Any, keepdims: bool, **kwargs: Any) -> Any:
+        over_selected, axes = self._axes(axis)
+        fn = getattr(np, name)
+        if not over_selected:  # along an entry's own axes: still a selection
+            return Selection(self._mask, _kept(fn(self._values, axis=axes, **kwargs), self._mask))
+        out = fn(self._masked(fill), axis=axes, **kwargs)
+        return self._kept_dims(out, axis) if keepdims else out
+
+    def _kept_dims(self, out: Any, axis: Any) -> Any:
+        if axis is None:
+            return np.reshape(out, (1,) * self.ndim)
+        axes = axis if isinstance(axis, tuple) else (axis,)
+        return np.expand_dims(out, tuple(int(a) % self.ndim for a in axes))
+
+    def _count(self, axis: Any) -> Any:
+        """How many selected values each reduction over ``axis`` takes in."""
+        over_selected, axes = self._axes(axis)
+        per_entry = int(np.prod([self._values.shape[k] for k in axes if k >= self._mask.ndim], dtype=np.int64))
+        return np.sum(self._mask) * per_entry if over_selected else per_entry
+
+    def sum(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        _no_out(out, "sum")
+        return self._reduce("sum", 0, axis, keepdims, **({} if dtype is None else {"dtype": dtype}))
+
+    def prod(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        _no_out(out, "prod")
+        return self._reduce("prod", 1, axis, keepdims, **({} if dtype is None else {"dtype": dtype}))
+
+    def any(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        _no_out(out, "any")
+        return self._reduce("any", False, axis, keepdims)
+
+    def all(self, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        _no_out(out, "all")
+        return self._reduce("all", True, axis, keepdims)
+
+    def mean(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        _no_out(out, "mean")
+        over_selected, _ = self._axes(axis)
+        if not over_selected:
+            return self._reduce("mean", 0, axis, keepdims)
+        kind = np.dtype(dtype) if dtype is not None else (self.dtype if self.dtype.kind == "f" else np.dtype(np.float64))
+        total = self._reduce("sum", 0, axis, keepdims, dtype=kind)
+        return total / self._count(axis).astype(kind)  # an empty selection gives NaN, as numpy's mean does
+
+    def var(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0, keepdims: bool = False) -> Any:
+        _no_out(out, "var")
+        over_selected, _ = self._axes(axis)
+        if not over_selected:
+            return Selection(self._mask, _kept(np.var(self._values, axis=self._axes(axis)[1], ddof=ddof), self._mask))
+        deviation = self - self.mean(axis=axis, dtype=dtype, keepdims=True)
+        squares = (deviation * deviation).sum(axis=axis, keepdims=keepdims)
+        dof = np.maximum(self._count(axis) - ddof, 0)  # numpy: inf or NaN when nothing is left
+        return squares / dof.astype(squares.dtype)
+
+    def std(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0, keepdims: bool = False) -> Any:
+        variance = self.var(axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims)
+        return np.sqrt(variance)
+
+    def max(self, *args: Any, **kwargs: Any) -> Any:
+        raise _extreme_error("max", "-np.inf")
+
+    def min(self, *args: Any, **kwargs: Any) -> Any:
+        raise _extreme_error("min", "np.inf")
+
+
+def _extreme_error(name: str, fill: str) -> UnsupportedOperationError:
+    return UnsupportedOperationError(
+        f"np.{name}(x[mask]) with a traced mask is not supported: numpy raises when no entry is True, "
+        f"which a trace cannot check. Write np.{name}(np.where(mask, x, {fill})) and decide what no "
+        "entry means"
+    )
+
+
+def _no_out(out: Any, name: str) -> None:
+    if out is not None:
+        raise UnsupportedOperationError(f"{name} of x[mask] with out= is not supported while tracing")
+
+
+def _norm(x: Selection, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    if ord not in (None, 2, "fro") or (axis is not None and x.ndim > 1):
+        raise _count_error("numpy.linalg.norm other than the default 2-norm of a vector")
+    return np.sqrt((abs(x) ** 2).sum(axis=axis, keepdims=keepdims))
+
+
+def _count_nonzero(x: Selection, axis: Any = None, *, keepdims: bool = False) -> Any:
+    return (x != 0).astype(np.int64).sum(axis=axis, keepdims=keepdims)
+
+
+def _nansum(x: Selection, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+    clean = Selection(x._mask, np.where(np.isnan(x._values), np.asarray(0, x.dtype), x._values))
+    return clean.sum(axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+
+
+def _method(name: str) -> Callable[..., Any]:
+    return lambda x, *args, **kwargs: getattr(x, name)(*args, **kwargs)
+
+
+_FUNCTIONS: dict[Any, Callable[..., Any]] = {
+    **{getattr(np, name): _method(name) for name in ("sum", "prod", "mean", "var", "std", "any", "all", "max", "min")},
+    np.linalg.norm: _norm,
+    np.count_nonzero: _count_nonzero,
+    np.nansum: _nansum,
+}

@@ -1,0 +1,143 @@
+"""x[mask] with a traced mask (pyzygote/selection.py): values, derivatives and refusals."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+from pyzygote.testing import check_grads, numerical_gradient
+
+X = np.array([-1.0, 2.0, 3.0, -0.5, 0.2, 1.5])
+M = np.array([[0.3, -1.2, 0.8], [-0.7, 0.4, 1.1], [1.3, 0.9, -0.2], [-0.4, -1.5, 0.6]])
+
+
+def _scaled_in_place(x):
+    v = x * 1.0
+    v[x < 0] *= -2.0  # a reflecting boundary: v[pos < 0] *= -1
+    v[v > 2.5] += 1.0
+    return np.sum(v**3)
+
+
+def _assigned_back(x):
+    y = x * 1.0
+    y[y > 0] = np.sqrt(y[y > 0]) * x[0]  # the mask is computed twice, alike
+    return np.sum(y * np.arange(x.size))
+
+
+def _rows(m):
+    keep = m[:, 0] > 0
+    return np.sum(m[keep] ** 2, axis=0) @ np.array([1.0, 2.0, 3.0]) + np.mean(m[keep], axis=0).sum() + m[keep].sum(axis=1).sum()
+
+
+def _rows_in_place(m):
+    y = m * 1.0
+    keep = m[:, 1] > 0
+    y[keep] *= np.array([1.0, 2.0, 3.0])  # an array of one selected entry's shape
+    y[keep] = y[keep] - m[keep] * 0.5
+    return np.sum(y**2)
+
+
+CASES = {
+    "sum-of-squares": (lambda x: np.sum(x[x > 0] ** 2), X),
+    "mean": (lambda x: np.mean(x[x > 0]), X),
+    "log": (lambda x: np.sum(np.log(x[x > 0])), X),
+    "methods": (lambda x: x[x < 0].sum() * 3 + x[x > 0].mean() + x[x > 0].prod(), X),
+    "var-std": (lambda x: np.var(x[x > 0]) + x[x > -2].std(ddof=1), X),
+    "norm": (lambda x: np.linalg.norm(x[x > 0.1]), X),
+    "nansum": (lambda x: np.nansum(np.sqrt(x[x > -0.6] + 0.7)), X),
+    "in-place": (_scaled_in_place, X),
+    "assigned-back": (_assigned_back, X),
+    "rows": (_rows, M),
+    "rows-in-place": (_rows_in_place, M),
+    "two-selections-one-mask": (lambda x: np.sum(x[x > 0] * np.exp(x)[x > 0]), X),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_selection_values_and_gradients_match_numpy_and_finite_differences(name: str) -> None:
+    f, x = CASES[name]
+    value, (g,) = pz.withgradient(f, x)
+    np.testing.assert_allclose(value, f(x), rtol=1e-13)
+    np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-6, atol=1e-8)
+    check_grads(f, (x,), engine="numpy")
+
+
+def test_the_trace_holds_for_any_mask_the_data_give() -> None:
+    f = lambda x: np.sum(np.log(x[x > 0])) + np.mean(x[x > 0] ** 2)  # noqa: E731
+    for x in (X, -X, np.abs(X), np.array([3.0, -1.0, -2.0, 0.5, 4.0, -0.1])):
+        value, (g,) = pz.withgradient(f, x)
+        np.testing.assert_allclose(value, f(x), rtol=1e-13)
+        np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-6, atol=1e-8)
+
+
+def test_entries_left_out_put_no_nan_into_derivatives() -> None:
+    x = np.array([0.0, -1.0, 4.0, 0.0])  # log and sqrt are infinite or NaN outside the selection
+    f = lambda x: np.sum(np.log(x[x > 0])) + np.sum(np.sqrt(x[x > 0]) / x[x > 0])  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning either
+        (g,) = pz.gradient(f, x)
+    np.testing.assert_allclose(g, [0.0, 0.0, 0.25 - 0.5 * 4.0**-1.5, 0.0], rtol=1e-14)
+
+
+def test_an_empty_selection_sums_to_zero_and_has_a_nan_mean_as_in_numpy() -> None:
+    x = -np.abs(X)
+    np.testing.assert_array_equal(pz.make_program(lambda x: np.sum(x[x > 0] ** 2), x)(x)[0], 0.0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert np.isnan(np.mean(x[x > 0]))
+        assert np.isnan(pz.make_program(lambda x: np.mean(x[x > 0]), x)(x)[0])
+
+
+def test_forward_mode_and_hessians_go_through_selections() -> None:
+    f = lambda x: np.sum(x[x > 0] ** 3)  # noqa: E731
+    h = pz.hessian(f, X)
+    np.testing.assert_allclose(h, np.diag(np.where(X > 0, 6 * X, 0.0)), rtol=1e-14)
+    t = np.arange(X.size, dtype=float)
+    _, tangent = pz.jvp(f, (X,), (t,))
+    np.testing.assert_allclose(tangent, np.sum(np.where(X > 0, 3 * X**2 * t, 0.0)), rtol=1e-14)
+
+
+def test_float32_stays_float32() -> None:
+    x = X.astype(np.float32)
+    for f in (lambda x: np.sum(x[x > 0] * 0.5), lambda x: np.mean(x[x > 0]), _scaled_in_place):
+        (got,) = pz.make_program(f, x)(x)
+        assert np.asarray(got).dtype == np.asarray(f(x)).dtype == np.float32
+        np.testing.assert_allclose(got, f(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("f", "match"),
+    [
+        (lambda x: np.max(x[x > 0]), r"np.max\(np.where\(mask, x, -np.inf\)\)"),
+        (lambda x: x[x > 0].min(), "numpy raises when no entry is True"),
+        (lambda x: x[x > 0].shape[0] * 1.0, "the shape of x\\[mask\\]"),
+        (lambda x: len(x[x > 0]) * 1.0, "len()"),
+        (lambda x: x[x > 0][0], "indexing"),
+        (lambda x: np.dot(x[x > 0], x[x > 0]), "numpy.dot"),
+        (lambda x: x @ x[x > 0], "numpy.matmul"),
+        (lambda x: np.sum(x[x > 0] * x[x < 1]), "two different traced masks"),
+        (lambda x: np.sum(x[x > 0] * np.ones(6)), r"an array of shape \(6,\) cannot be combined"),
+        (lambda x: np.sum(np.where(x[x > 0] > 1, 1.0, 0.0)), "numpy.where"),
+    ],
+)
+def test_what_needs_the_count_is_refused_with_the_np_where_form(f, match) -> None:
+    with pytest.raises(pz.UnsupportedOperationError, match=match):
+        pz.gradient(f, X)
+
+
+def test_assigning_a_selection_through_another_mask_is_refused() -> None:
+    def f(x):
+        y = x * 1.0
+        y[x > 0] = x[x < 1] * 2.0
+        return np.sum(y)
+
+    with pytest.raises(pz.UnsupportedOperationError, match="selected entries need not line up"):
+        pz.gradient(f, X)
+
+
+def test_a_mask_that_does_not_fit_the_array_raises_index_error() -> None:
+    with pytest.raises(IndexError, match="does not match the indexed array"):
+        pz.gradient(lambda m: np.sum(m[m[0] > 0]), M)
