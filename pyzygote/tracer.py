@@ -318,6 +318,9 @@ class Tracer:
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         if any(getattr(t, "_is_selection", False) for t in types):
             return NotImplemented  # the selection explains what it cannot do
+        if (func is np.shape or func is np.ndim) and len(args) == 1 and not kwargs:
+            # Asked on every broadcast while tracing: answered before numpy's argument handling.
+            return self.shape if func is np.shape else self.ndim
         out, at = kwargs.get("out"), _out_position(func)
         if out is None and at is not None and len(args) > at and args[at] is not None:
             out, args = args[at], (*args[:at], None, *args[at + 1 :])  # np.dot(a, b, y)
