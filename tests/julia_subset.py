@@ -326,6 +326,26 @@ def _jl_pow(x: Any, y: Any) -> Any:
     return np.power(np.asarray(x).astype(dt), np.asarray(y).astype(dt))
 
 
+def _nan_outside(np_fn: Callable[..., Any], outside: Callable[..., Any]) -> Callable[..., Any]:
+    """PyZygote.nan_log and friends: NaN outside the domain, where Julia's own throw."""
+
+    def f(x: Any) -> Any:
+        dt = _dtype(x) if _dtype(x).kind == "f" else np.dtype(np.float64)
+        xf = np.asarray(x).astype(dt)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(outside(xf), np.asarray(np.nan, dt), np_fn(np.where(outside(xf), 1, xf))).astype(dt)
+
+    return f
+
+
+def _nan_pow(x: Any, y: Any) -> Any:
+    dt = _promote(_dtype(x), _dtype(y))
+    xf, yf = np.asarray(x).astype(dt), np.asarray(y).astype(dt)
+    nan = (xf < 0) & (yf != np.round(yf))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return np.where(nan, np.asarray(np.nan, dt), np.power(np.where(nan, 1, xf), yf)).astype(dt)
+
+
 def _jl_max(x: Any, y: Any) -> Any:
     dt = _promote(_dtype(x), _dtype(y)) if _dtype(x) != _dtype(y) else _dtype(x)
     return np.maximum(np.asarray(x).astype(dt), np.asarray(y).astype(dt))
@@ -399,6 +419,16 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "isnan": (np.isnan, np.bool_), "isinf": (np.isinf, np.bool_),
     "isfinite": (np.isfinite, np.bool_), "xor": (_bools(np.logical_xor), np.bool_),
     "PyZygote.sign": (_jl_sign, None),
+    "PyZygote.nan_log": (_nan_outside(np.log, lambda x: x < 0), None),
+    "PyZygote.nan_log2": (_nan_outside(np.log2, lambda x: x < 0), None),
+    "PyZygote.nan_log10": (_nan_outside(np.log10, lambda x: x < 0), None),
+    "PyZygote.nan_log1p": (_nan_outside(np.log1p, lambda x: x < -1), None),
+    "PyZygote.nan_sqrt": (_nan_outside(np.sqrt, lambda x: x < 0), None),
+    "PyZygote.nan_asin": (_nan_outside(np.arcsin, lambda x: np.abs(x) > 1), None),
+    "PyZygote.nan_acos": (_nan_outside(np.arccos, lambda x: np.abs(x) > 1), None),
+    "PyZygote.nan_acosh": (_nan_outside(np.arccosh, lambda x: x < 1), None),
+    "PyZygote.nan_atanh": (_nan_outside(np.arctanh, lambda x: np.abs(x) > 1), None),
+    "PyZygote.nan_pow": (_nan_pow, None),
     "PyZygote.lt": (_compare(np.less), np.bool_), "PyZygote.le": (_compare(np.less_equal), np.bool_),
     "PyZygote.gt": (_compare(np.greater), np.bool_), "PyZygote.ge": (_compare(np.greater_equal), np.bool_),
     "PyZygote.eq": (_compare(np.equal), np.bool_), "PyZygote.ne": (_compare(np.not_equal), np.bool_),

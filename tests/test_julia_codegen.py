@@ -993,3 +993,22 @@ def test_runtime_solve_problem_passes_what_the_extension_takes() -> None:
     runtime = (Path(pz.__file__).parent / "julia" / "runtime.jl").read_text()
     (call,) = _call_arities(runtime, "PyZygote.solve_problem")
     assert call in _method_arities(JULIA_SRC / "ext" / "PyZygoteODEExt.jl", "PyZygote.solve_problem")
+
+
+def test_functions_outside_their_domain_give_nan_in_the_generated_julia_as_in_numpy() -> None:
+    """Found by the Julia review: Julia's log, sqrt, asin, ^ ... throw a DomainError where numpy
+    gives NaN, so np.where(x > 0, np.log(x), 0.0), whose discarded branch numpy also computes,
+    failed on the Julia engine."""
+    x = np.array([-2.0, -0.5, 0.0, 0.5, 3.0])
+
+    def f(x):
+        with np.errstate(all="ignore"):
+            safe = np.where(x > 0, np.log(x) + np.sqrt(x) + np.log2(x) + np.log10(x) + np.abs(x) ** 0.5, 0.0)
+            return safe, np.arcsin(x), np.arccos(x), np.arccosh(x), np.arctanh(x), np.log1p(x - 1.0), x**1.5
+
+    prog = pz.make_program(f, x)
+    with np.errstate(all="ignore"):
+        source = check_program(prog, (x,))
+        want = f(x)
+    assert "PyZygote.nan_log." in source and "PyZygote.nan_pow." in source
+    assert np.isnan(want[1][0]) and np.isnan(want[-1][0])  # the comparison above includes the NaNs

@@ -227,8 +227,10 @@ function ChainRulesCore.rrule(
     function odesolve_sensitivities_pullback(Δ)
         Δ = ChainRulesCore.unthunk(Δ)
         gz = transposed(solution, z, vec(dense_like(U, Δ[1])))
-        ΔS = dense_like(S, Δ[2])
-        if !iszero(ΔS)
+        # Skipped only for a structural zero: `iszero` of ForwardDiff 0.10 duals reads values
+        # alone, and a Hessian's cotangent can be zero in value with nonzero partials.
+        if !(Δ[2] === nothing || Δ[2] isa ChainRulesCore.AbstractZero)
+            ΔS = dense_like(S, Δ[2])
             # ∇z ⟨ΔS, J(z)⟩, forward over forward
             C = reshape(ΔS, size(S, 1) * size(S, 2), size(S, 3))
             jacobian(w) = PyZygote.ForwardDiff.jacobian(solution, w)

@@ -241,6 +241,30 @@ function fmin(x::Real, y::Real)
 end
 
 """
+    nan_log(x), nan_log2(x), nan_log10(x), nan_log1p(x), nan_sqrt(x)
+    nan_asin(x), nan_acos(x), nan_acosh(x), nan_atanh(x), nan_pow(x, y)
+
+numpy's functions of real numbers outside their real domain: NaN, where Julia's throw a
+`DomainError`. numpy evaluates both branches of `np.where(x > 0, np.log(x), 0.0)`, so
+code written that way must run. The NaN is a constant: its derivative only reaches a
+result through a branch that `np.where` discards.
+"""
+nan_log(x::Real) = x < 0 ? _nan(x) : log(x)
+nan_log2(x::Real) = x < 0 ? _nan(x) : log2(x)
+nan_log10(x::Real) = x < 0 ? _nan(x) : log10(x)
+nan_log1p(x::Real) = x < -1 ? _nan(x) : log1p(x)
+nan_sqrt(x::Real) = x < 0 ? _nan(x) : sqrt(x)
+nan_asin(x::Real) = abs(x) > 1 ? _nan(x) : asin(x)
+nan_acos(x::Real) = abs(x) > 1 ? _nan(x) : acos(x)
+nan_acosh(x::Real) = x < 1 ? _nan(x) : acosh(x)
+nan_atanh(x::Real) = abs(x) > 1 ? _nan(x) : atanh(x)
+nan_pow(x::Real, y::Real) = x < 0 && !isinteger(y) ? _nan(x * y) : x^y
+
+_nan(x::Real) = convert(float(typeof(x)), NaN)
+
+ChainRulesCore.@non_differentiable _nan(::Any)
+
+"""
     int_mod(x, y), int_fld(x, y)
 
 numpy's `%` and `//` of two integers: `0` where `y` is zero (numpy warns and gives 0,

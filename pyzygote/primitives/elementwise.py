@@ -227,12 +227,9 @@ def _div_transpose(ct: Any, x: Any, y: Any) -> tuple[Any, None]:
 
 # --- Julia rules: dot-broadcasting works on arrays and on scalars alike ------------
 _JULIA_TEMPLATES = {
-    "sin": "sin.({0})", "cos": "cos.({0})", "tan": "tan.({0})", "asin": "asin.({0})",
-    "acos": "acos.({0})", "atan": "atan.({0})", "sinh": "sinh.({0})", "cosh": "cosh.({0})",
-    "tanh": "tanh.({0})", "asinh": "asinh.({0})", "acosh": "acosh.({0})", "atanh": "atanh.({0})",
-    "exp": "exp.({0})", "exp2": "exp2.({0})", "expm1": "expm1.({0})",
-    "log": "log.({0})", "log2": "log2.({0})", "log10": "log10.({0})", "log1p": "log1p.({0})",
-    "sqrt": "sqrt.({0})", "cbrt": "cbrt.({0})", "abs": "abs.({0})", "sign": "PyZygote.sign.({0})",
+    "sin": "sin.({0})", "cos": "cos.({0})", "tan": "tan.({0})", "atan": "atan.({0})", "sinh": "sinh.({0})", "cosh": "cosh.({0})",
+    "tanh": "tanh.({0})", "asinh": "asinh.({0})", "exp": "exp.({0})", "exp2": "exp2.({0})", "expm1": "expm1.({0})",
+    "cbrt": "cbrt.({0})", "abs": "abs.({0})", "sign": "PyZygote.sign.({0})",
     "floor": "floor.({0})", "ceil": "ceil.({0})", "round": "round.({0})",  # ties to even, as rint
     "neg": ".-{0}", "sub": "{0} .- {1}", "div": "{0} ./ {1}",
     "max": "max.({0}, {1})", "min": "min.({0}, {1})",  # NaN propagates, as in numpy
@@ -241,6 +238,12 @@ _JULIA_TEMPLATES = {
     "rem": "mod.({0}, {1})",  # numpy's remainder has the sign of the divisor, like mod
     "floordiv": "fld.({0}, {1})",
 }  # fmt: skip
+# Outside the real domain numpy gives NaN where Julia throws: PyZygote's nan_* helpers.
+_JULIA_TEMPLATES.update({
+    "log": "PyZygote.nan_log.({0})", "log2": "PyZygote.nan_log2.({0})", "log10": "PyZygote.nan_log10.({0})",
+    "log1p": "PyZygote.nan_log1p.({0})", "sqrt": "PyZygote.nan_sqrt.({0})", "asin": "PyZygote.nan_asin.({0})",
+    "acos": "PyZygote.nan_acos.({0})", "acosh": "PyZygote.nan_acosh.({0})", "atanh": "PyZygote.nan_atanh.({0})",
+})  # fmt: skip
 
 
 def _julia_rule(template: str) -> Callable[..., str]:
@@ -256,14 +259,16 @@ def _bool_or(template: str, bool_template: str) -> Callable[..., str]:
 def _pow_julia(e: Any, x: Any, y: Any) -> str:
     """``x.^y``; an integral literal exponent is written as an Int literal, which Julia
     lowers to ``literal_pow`` (so ``x.^2`` is exact and fine for negative ``x``).
-    A negative base with a non-integral exponent throws a DomainError in Julia,
-    where numpy returns NaN."""
+    Otherwise ``PyZygote.nan_pow``: a negative base with a non-integral exponent is NaN,
+    as in numpy, where Julia's ``^`` throws a DomainError."""
     base = f"({x})" if x.literal is not None and not x.startswith("(") else x
     if y.literal is not None and y.aval.dtype.kind == "f":
         p = float(y.literal)
         if np.isfinite(p) and p == int(p) and abs(p) <= 2**31:
             return f"{base}.^{jl.julia_literal(int(p), np.int64)}"
-    return f"{base}.^{y}"
+    if e.out.dtype.kind != "f":
+        return f"{base}.^{y}"
+    return f"PyZygote.nan_pow.({x}, {y})"
 
 
 for _name, _template in _JULIA_TEMPLATES.items():
