@@ -402,6 +402,8 @@ case("einsum", "tensordot", lambda a, b: np.tensordot(a, b, axes=([0, 2], [1, 0]
 case("einsum", "repeated-index", lambda a, b: np.einsum("iij,j->i", a, b), fixed((3, 3, 2), (2,)))
 case("einsum", "implicit", lambda a, b: np.einsum("ij,jk", a, b), fixed((2, 2), (2, 3)))
 case("einsum", "vdot-const", lambda a: np.vdot(a, np.arange(4.0)), fixed((2, 2)), eps=1.0)
+case("einsum", "size-one-broadcast", lambda a, b: np.einsum("ij,ij->i", a, b) + np.einsum("i,i->", a[0], np.ones(1)), fixed((3, 3), (1, 3)))
+case("reduce_sum", "norm-keepdims-3d", lambda x: np.linalg.norm(x, keepdims=True) * x, fixed((2, 3, 4)))
 
 
 def _system(rng: np.random.Generator) -> tuple[Any, ...]:

@@ -201,6 +201,7 @@ def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any =
     terms = ins.split(",")
     if len(terms) != len(operands):
         raise ValueError(f"einsum spec {subscripts!r} names {len(terms)} operands, got {len(operands)}")
+    operands = _size_one_broadcast(terms, [as_operand(x) for x in operands])
     if len(operands) == 1:  # a trace, a diagonal, a transposition or a sum: contract with the number 1
         x = as_operand(operands[0])
         return einsum(f"{terms[0]},->{result}", x, np.ones((), x.dtype))
@@ -211,6 +212,20 @@ def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any =
         keep = "".join(dict.fromkeys(c for c in acc_letters + terms[k] if c in later))
         acc, acc_letters = einsum(f"{acc_letters},{terms[k]}->{keep}", acc, operands[k]), keep
     return einsum(f"{acc_letters},{terms[-1]}->{result}", acc, operands[-1])
+
+
+def _size_one_broadcast(terms: list[str], operands: list[Any]) -> list[Any]:
+    """numpy's einsum broadcasts an index of size 1 against the same index of another size
+    (``'ij,ij->i'`` with shapes (3, 3) and (1, 3))."""
+    size: dict[str, int] = {}
+    for term, x in zip(terms, operands):
+        for c, n in zip(term, np.shape(x)):
+            size[c] = n if size.get(c, 1) == 1 else size[c]
+    out = []
+    for term, x in zip(terms, operands):
+        want = tuple(size[c] if n == 1 else n for c, n in zip(term, np.shape(x)))
+        out.append(np.broadcast_to(x, want) if want != np.shape(x) and len(term) == np.ndim(x) else x)
+    return out
 
 
 def _without_ellipsis(spec: str, ndims: list[int]) -> str:
@@ -442,7 +457,10 @@ def _np_slogdet(a: Any) -> Any:
 def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
     x = as_operand(x)
     if axis is None and x.ndim > 2:
-        x, axis = np.ravel(x), None
+        if ord is not None:
+            raise ValueError("Improper number of dimensions to norm.")  # numpy's
+        whole = np.sqrt(np.sum(x * x))
+        return np.reshape(whole, (1,) * x.ndim) if keepdims else whole  # numpy keeps every axis
     nd_axes = x.ndim if axis is None else (1 if isinstance(axis, (int, np.integer)) else len(axis))
     if nd_axes == 2 and ord not in (None, "fro", 1, -1, np.inf, -np.inf):
         raise UnsupportedOperationError(f"traced np.linalg.norm supports matrix ord None, 'fro', 1, inf; got {ord!r}")
