@@ -455,9 +455,9 @@ class Tracer:
             return
         if index is Ellipsis and isinstance(value, Tracer) and value._builder is self._builder:
             # y[...] = v (out=y, in-place operators): all of y is replaced, nothing to select or scatter
-            from pyzygote.primitives.shape import broadcast_to_shape, convert
+            from pyzygote.primitives.shape import assigned_to_shape, convert
 
-            self._changed_to(as_operand(broadcast_to_shape(convert(value, self.dtype), self.shape))._var)
+            self._changed_to(as_operand(assigned_to_shape(convert(value, self.dtype), self.shape))._var)
             return
         updated = lookup("setitem")(self, index, value)
         if updated._builder is not self._builder:
@@ -635,7 +635,7 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
     (with numpy's read-only flag), holding the positions the view shows.
     """
     results = result if isinstance(result, (list, tuple)) else (result,)
-    if not any(isinstance(r, Tracer) and r is not parent and r._builder is parent._builder for r in results):
+    if not any(isinstance(r, Tracer) and r._builder is parent._builder for r in results):
         return result
     root = parent._root if parent._root is not None else parent
     if root._dummy is None:
@@ -646,11 +646,19 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
     except Exception:  # noqa: BLE001  (numpy's own error was raised, or not, by the traced call)
         return result
     all_positions = positions if isinstance(result, (list, tuple)) else (positions,)
+    out = []
     for r, pos in zip(results, all_positions):
-        if isinstance(r, Tracer) and r is not parent and isinstance(pos, np.ndarray) and pos.size:
+        if isinstance(r, Tracer) and r is parent and isinstance(pos, np.ndarray):
+            # A handler may hand back its input when nothing changes (y[[0, 1, 2]] of three rows,
+            # np.ravel of a 1-D column); numpy made a copy there unless its result is a view.
+            r = r if np.may_share_memory(pos, base) else r.copy()
+        elif isinstance(r, Tracer) and isinstance(pos, np.ndarray) and pos.size:
             if np.may_share_memory(pos, root._dummy):
                 r._root, r._positions, r._seen = root, pos, root._version
-    return result
+        out.append(r)
+    if isinstance(result, (list, tuple)):
+        return type(result)(out) if not hasattr(result, "_fields") else type(result)(*out)
+    return out[0]
 
 
 def _fresh(result: Any, inputs: Sequence[Any]) -> Any:

@@ -758,6 +758,36 @@ def test_functions_that_copy_in_numpy_never_hand_back_their_input(op: Any) -> No
     np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
 
 
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda y: y[[0, 1, 2]],  # integer arrays that happen to select every row, in order
+        lambda y: y[np.arange(3)],
+        lambda y: y[:, [0, 1, 2, 3]],
+        lambda y: y[np.array([True, True, True])],
+        lambda y: np.ravel(y[:, -1]),  # ravel of a strided column copies
+        lambda y: y.T[0].ravel(),
+        lambda y: np.flip(y[0]).ravel(),
+    ],
+)
+def test_copies_that_select_everything_do_not_follow_later_writes(op: Any) -> None:
+    """Found by the differential fuzzer: the handler handed back its input, which a later
+    write into y then changed."""
+
+    def f(x: Any) -> Any:
+        y = x * 1.0
+        r = op(y)
+        y[...] = -1.0
+        return r * 2.0
+
+    x = np.arange(1.0, 13.0).reshape(3, 4)
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
+    (jac,) = pz.jacobian(f, x)
+    steps = np.eye(x.size).reshape((x.size,) + x.shape)
+    fd = np.stack([(f(x + e) - f(x - e)) / 2.0 for e in steps], axis=-1).reshape(jac.shape)
+    np.testing.assert_array_equal(jac, fd)
+
+
 def test_out_arguments_write_into_traced_arrays() -> None:
     def f(x: Any) -> Any:
         y = x * 1.0

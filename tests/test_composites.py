@@ -622,3 +622,18 @@ def test_lists_holding_traced_integers_index_like_arrays() -> None:
 
     np.testing.assert_array_equal(pz.make_program(f, V)(V)[0], f(V))
     check_grads(lambda x: np.sum(f(x) ** 2), (V,), engine="numpy")
+
+
+def test_assigned_values_may_have_extra_leading_dimensions_of_size_one() -> None:
+    """Found by the differential fuzzer: numpy accepts these, tracing raised."""
+
+    def f(x):
+        y = x * 1.0
+        y[...] = x[None] * 2.0  # (1, 6) into (6,)
+        y[1:4] = np.ones((1, 1, 3)) * x[5]
+        y[np.argmax(x[:2]), ...] = x[None, 0]
+        return y
+
+    x = np.arange(1.0, 7.0)
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
+    check_grads(lambda x: np.sum(f(x) ** 2), (x,), engine="numpy")

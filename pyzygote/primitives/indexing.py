@@ -170,7 +170,7 @@ def _setitem(y: Any, index: Any, value: Any) -> Any:
     index, _ = _check_static(index)
     positions = np.asarray(element_positions(y.shape)[index])
     value = convert(as_operand(value), y.dtype)
-    value = broadcast_to_shape(value, positions.shape)
+    value = assigned_to_shape(value, positions.shape)
     flat = positions.ravel()
     if len(np.unique(flat)) != flat.size:  # numpy: the last assignment to a position wins
         first_from_end = np.unique(flat[::-1], return_index=True)[1]
@@ -261,7 +261,7 @@ implements(np.tril)(_triangle(np.tril))
 implements(np.triu)(_triangle(np.triu))
 
 from pyzygote.primitives.logic import select  # noqa: E402
-from pyzygote.primitives.shape import broadcast_to_shape, convert, normalize_axis  # noqa: E402
+from pyzygote.primitives.shape import assigned_to_shape, convert, normalize_axis  # noqa: E402
 
 
 @implements(np.diff)

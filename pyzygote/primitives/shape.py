@@ -99,6 +99,15 @@ def broadcast_to_shape(x: Any, shape: Sequence[int]) -> Any:
     return broadcast_in_dim(x, shape, range(len(shape) - nd, len(shape)))
 
 
+def assigned_to_shape(value: Any, shape: Sequence[int]) -> Any:
+    """``value`` broadcast for ``y[index] = value`` into a target of ``shape``: numpy also
+    accepts extra leading dimensions of size 1 (a (1, 6) value into 6 elements)."""
+    shape = tuple(shape)
+    while np.ndim(value) > len(shape) and np.shape(value)[0] == 1:
+        value = reshape(value, np.shape(value)[1:])
+    return broadcast_to_shape(value, shape)
+
+
 def broadcast_operands(*xs: Any) -> list[Any]:
     """Broadcast operands to one shape; rank-0 operands stay scalars.
 

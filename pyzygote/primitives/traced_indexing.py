@@ -402,7 +402,7 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
     ``y`` was overwritten and the one with respect to ``value`` flows only from the winning
     entries.
     """
-    from pyzygote.primitives.shape import broadcast_to_shape, convert
+    from pyzygote.primitives.shape import assigned_to_shape, convert
 
     items = _integer_items(index, y.ndim)
     if any(isinstance(item, slice) for item in items):
@@ -419,7 +419,7 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
         repeats, tail_size = lead.shape[0] > 1, tail.size
     shape = tuple(flat_shape.shape)
     flat = np.ravel(flat_shape)
-    values = np.ravel(broadcast_to_shape(_without_leading_ones(convert(as_operand(value), y.dtype), len(shape)), shape))
+    values = np.ravel(assigned_to_shape(convert(as_operand(value), y.dtype), shape))
     counts = np.ones(flat.shape[0], _INT)
     if repeats:  # numpy's rule for repeated positions: the last assignment wins
         n = lead.shape[0]
@@ -441,13 +441,6 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
     else:
         placed = put_add(values, flat, (y.size,))
     return np.reshape(np.where(hit, placed, np.ravel(y)), y.shape)
-
-
-def _without_leading_ones(value: Any, ndim: int) -> Any:
-    """numpy lets an assigned value have more dimensions than its target if they have size 1."""
-    while value.ndim > ndim and value.shape[0] == 1:
-        value = np.reshape(value, value.shape[1:])
-    return value
 
 
 def masked_setitem(y: Any, mask: Any, value: Any) -> Any:
