@@ -60,6 +60,9 @@ COMPOSITE_CASES = {
     "average-returned": (lambda a: np.average(a, axis=0, returned=True)[0], (M,)),
     "logaddexp": (lambda x, y: np.logaddexp(x, y), (V, V[::-1] * 0.9)),
     "logaddexp2": (lambda x: np.logaddexp2(x, 0.25), (V,)),
+    "logaddexp-number": (lambda x: np.logaddexp(x, 0.5), (V,)),
+    "ediff1d-ends": (lambda x: np.ediff1d(x, to_end=1.0, to_begin=[2.0, 3.0]), (V,)),
+    "linspace-traced": (lambda x: np.linspace(x[0], x[1], 5), (V,)),
     "deg2rad-rad2deg": (lambda x: np.sin(np.deg2rad(x * 40.0)) + np.radians(x) + np.rad2deg(x) + np.degrees(x), (V,)),
     "heaviside": (lambda x: np.heaviside(x, 0.5) * x, (V,)),
     "nan_to_num": (lambda x: np.nan_to_num(np.log(x)), (np.abs(V),)),
@@ -132,6 +135,20 @@ def test_composite_matches_numpy_and_finite_differences(name: str) -> None:
     assert got[0].dtype == np.asarray(want).dtype
     check_grads(f, args, engine="numpy")
     check_grads(lambda *a: np.sum(np.sin(f(*a))), args, order=2, engine="numpy")
+
+
+@pytest.mark.filterwarnings("ignore:Arrays of 2-dimensional vectors are deprecated")
+@pytest.mark.parametrize("name", sorted(COMPOSITE_CASES))
+def test_composite_keeps_float32_as_numpy_does(name: str) -> None:
+    """Found by the differential fuzzer: a Python float or a float64 constant inside some
+    compositions (heaviside, logaddexp, ediff1d, linspace, gradient) made float32 values float64."""
+    f, args = COMPOSITE_CASES[name]
+    args = tuple(a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a for a in args)
+    with np.errstate(all="ignore"):
+        want = np.asarray(f(*args))
+    (got,) = pz.make_program(f, *args)(*args)
+    assert np.asarray(got).dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
 
 
 def test_logaddexp_is_exact_at_ties_and_infinities() -> None:

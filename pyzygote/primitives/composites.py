@@ -23,7 +23,7 @@ import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.numpy_api import implements
-from pyzygote.primitives.shape import normalize_axis
+from pyzygote.primitives.shape import convert, normalize_axis
 from pyzygote.tracer import Tracer, as_operand
 
 __all__: list[str] = []
@@ -51,13 +51,23 @@ def _log_add(x: Any, y: Any, exp: Any, log1p: Any) -> Any:
     choosing the order with ``np.where`` keeps it stable and its derivatives
     of every order exact (a tie takes one branch, not an average of two).
     """
-    x, y = as_operand(x), as_operand(y)
+    x, y = _in_ufunc_type(np.logaddexp, x, y)
     first = np.greater_equal(x, y)
     a, b = np.where(first, x, y), np.where(first, y, x)
     # Equal infinities: numpy's result is that infinity; b - a would be NaN.
     same_inf = np.logical_and(np.isinf(a), np.equal(a, b))
-    d = np.where(same_inf, 0.0, b) - np.where(same_inf, 0.0, a)
+    zero = np.zeros((), a.dtype)
+    d = np.where(same_inf, zero, b) - np.where(same_inf, zero, a)
     return a + log1p(exp(d))
+
+
+def _in_ufunc_type(ufunc: Any, *xs: Any) -> list[Any]:
+    """The operands converted to the type numpy's ``ufunc`` computes in (a Python number is
+    weak: float32 and 0.5 stay float32)."""
+    from pyzygote.primitives.elementwise import _dtype_arg
+
+    kinds = ufunc.resolve_dtypes(tuple(_dtype_arg(x) for x in xs) + (None,))
+    return [convert(as_operand(x), k) for x, k in zip(xs, kinds)]
 
 
 @implements(np.logaddexp)
@@ -87,8 +97,9 @@ def _np_rad2deg(x: Any, **kw: Any) -> Any:
 @implements(np.heaviside)
 def _np_heaviside(x: Any, h0: Any, **kw: Any) -> Any:
     _no_keywords("heaviside", kw)
-    x = as_operand(x)
-    step = np.where(np.less(x, 0.0), 0.0, np.where(np.greater(x, 0.0), 1.0, h0))
+    x, h0 = _in_ufunc_type(np.heaviside, x, h0)
+    zero, one = np.zeros((), x.dtype), np.ones((), x.dtype)
+    step = np.where(np.less(x, 0.0), zero, np.where(np.greater(x, 0.0), one, h0))
     return np.where(np.isnan(x), x, step)
 
 
@@ -244,7 +255,8 @@ def _np_gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -
         n = f.shape[ax]
         if n < edge_order + 1:
             raise ValueError("Shape of array too small to calculate a numerical gradient, at least (edge_order + 1) elements are required.")
-        results.append(_gradient_along(f, ax, n, np.asarray(h, dtype=float), edge_order))
+        along = _gradient_along(f, ax, n, np.asarray(h, dtype=float), edge_order)
+        results.append(convert(along, f.dtype) if f.dtype.kind == "f" else along)  # numpy's output type
     return results[0] if len(results) == 1 else tuple(results)
 
 
@@ -302,10 +314,12 @@ def _even_gradient(at: Any, h: float, edge_order: int, ax: int, n: int) -> Any:
 
 @implements(np.ediff1d)
 def _np_ediff1d(ary: Any, to_end: Any = None, to_begin: Any = None) -> Any:
-    parts = [np.ravel(to_begin)] if to_begin is not None else []
-    parts.append(np.diff(np.ravel(ary)))
+    diffs = np.diff(np.ravel(ary))
+    # numpy casts to_begin and to_end to the differences' type
+    parts = [convert(np.ravel(as_operand(to_begin)), diffs.dtype)] if to_begin is not None else []
+    parts.append(diffs)
     if to_end is not None:
-        parts.append(np.ravel(to_end))
+        parts.append(convert(np.ravel(as_operand(to_end)), diffs.dtype))
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 

@@ -428,8 +428,10 @@ def _np_linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, re
     start, stop = as_operand(start), as_operand(stop)
     if start.ndim or stop.ndim or retstep or axis != 0:
         raise UnsupportedOperationError("traced np.linspace supports scalar start and stop (no retstep, axis)")
-    fraction = np.linspace(0.0, 1.0, num, endpoint=endpoint)
-    out = start + (stop - start) * fraction
+    # numpy's type: of start, stop and a Python float (float32 endpoints stay float32)
+    kind = np.result_type(start.dtype, stop.dtype, 1.0)
+    fraction = np.linspace(0.0, 1.0, num, endpoint=endpoint).astype(kind)
+    out = convert(start, kind) + (convert(stop, kind) - convert(start, kind)) * fraction
     return out if dtype is None else convert(out, dtype)
 
 
