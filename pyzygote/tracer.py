@@ -313,7 +313,19 @@ class Tracer:
             kwargs.setdefault("axis", 0)
         else:
             raise UnsupportedOperationError(f"numpy.{ufunc.__name__}.{method} cannot be traced")
-        return _fresh(handler(*inputs, **kwargs), inputs)
+        result = _fresh(handler(*inputs, **kwargs), inputs)
+        if (
+            method == "__call__"
+            and ufunc.signature is None  # not matmul and the other generalized ufuncs
+            and ufunc.nin <= 2
+            and isinstance(result, Tracer)
+            and any(_not_c_order(x) for x in inputs)
+        ):
+            # numpy lays the result out like its inputs (order K): np.sin(x.T) is Fortran-ordered,
+            # so result.reshape(-1) is a copy.
+            given = [memory_layout(x) if isinstance(x, Tracer) else np.asarray(x) for x in inputs]
+            _lay_out_like(result, np.positive(given[0]) if len(given) == 1 else np.add(given[0], given[1]))
+        return result
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         if any(getattr(t, "_is_selection", False) for t in types):
@@ -600,13 +612,22 @@ class Tracer:
     def clip(self, min: Any = None, max: Any = None, out: Any = None, **kwargs: Any) -> Any:  # noqa: A002  (numpy's names)
         return np.clip(self, min, max, out=out, **kwargs)
 
-    def astype(self, dtype: Any, copy: bool = True) -> Any:
+    def astype(self, dtype: Any, order: str = "K", casting: str = "unsafe", subok: bool = True, copy: bool = True) -> Any:
         out = lookup("astype")(self, dtype)
-        return out.copy() if copy and out is self else out
+        out = out.copy(order) if copy and out is self else out
+        if out is not self and _not_c_order(self):
+            _lay_out_like(out, np.array(memory_layout(self), order=order))
+        return out
 
-    def copy(self) -> "Tracer":
+    def copy(self, order: str = "C") -> "Tracer":
+        """A new array; ``order`` decides its memory layout, which decides whether a later
+        ``reshape`` of it is a view, as in numpy."""
+        if order not in ("C", "F", "A", "K"):
+            raise ValueError(f"order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
         out = Tracer(self._builder, self._var)
         out._array0d = self._array0d
+        if order != "C" and self.ndim > 1:
+            _lay_out_like(out, np.array(memory_layout(self), order=order))
         return out
 
     def conj(self) -> "Tracer":
@@ -625,6 +646,33 @@ _VIEW_FUNCTIONS = frozenset(
         np.atleast_2d, np.atleast_3d, np.split, np.array_split, np.hsplit, np.vsplit, np.broadcast_arrays,
     )
 )  # fmt: skip
+
+
+def memory_layout(t: Tracer) -> np.ndarray:
+    """An array of ``t``'s shape laid out in memory as numpy would lay out ``t``: the flat
+    positions it shows (a view), its own positions (a root with a layout of its own), or a
+    C-ordered array."""
+    if t._root is not None and t._positions is not None:
+        return t._positions
+    if t._dummy is not None:
+        return t._dummy
+    return np.zeros(t.shape, np.int8)
+
+
+def _not_c_order(x: Any) -> bool:
+    if not isinstance(x, Tracer) or x.ndim < 2:
+        return False
+    layout = x._positions if x._root is not None else x._dummy
+    return layout is not None and not layout.flags.c_contiguous
+
+
+def _lay_out_like(out: Tracer, like: np.ndarray) -> None:
+    """Give the new array ``out`` the memory layout of ``like`` (numpy's for it)."""
+    if out._root is not None or like.ndim < 2 or like.flags.c_contiguous or tuple(like.shape) != out.shape:
+        return
+    positions = np.empty_like(like, dtype=np.int64)  # order K: like's layout
+    positions[...] = np.arange(out.size, dtype=np.int64).reshape(out.shape)
+    out._dummy = positions
 
 
 def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], Any]) -> Any:

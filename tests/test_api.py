@@ -1033,3 +1033,37 @@ def test_check_grads_at_a_minimum_accepts_rounding_noise() -> None:
     check_grads(lambda v: np.sum((A @ v - b) ** 2), (w,), order=2)
     with pytest.raises(AssertionError):  # a wrong rule is still caught there
         check_grads(lambda v: np.sum((A @ v - b) ** 2) + 1e-2 * np.sum(np.floor(v * 1e7)), (w,))
+
+
+_LAYOUTS = {
+    "ufunc-of-transpose": lambda y: y.T * 1.0,
+    "unary-ufunc": lambda y: np.sin(y.T),
+    "np.copy": lambda y: np.copy(y.T),
+    "copy-C": lambda y: y.T.copy(),
+    "copy-F": lambda y: y.copy(order="F"),
+    "copy-K": lambda y: y.T.copy(order="K"),
+    "astype": lambda y: y.T.astype(np.float64),
+    "zeros_like": lambda y: np.zeros_like(y.T) + 0.0 * y.T,  # adds onto a Fortran-ordered array
+    "ones_like-then-write": lambda y: np.ones_like(y.T),
+    "ufunc-with-constant": lambda y: y.T + np.ones((4, 3)),
+    "twice-transposed": lambda y: np.copy(y.T).T,
+}
+
+
+@pytest.mark.parametrize("make", sorted(_LAYOUTS))
+def test_new_arrays_take_numpys_memory_layout_so_reshape_views_follow_numpy(make: str) -> None:
+    """Found by the differential fuzzer: x.T * 1.0 is Fortran-ordered in numpy, so its
+    reshape(-1) is a copy, and np.copy(x.T).T.reshape(-1) is a view."""
+
+    def f(x: Any) -> Any:
+        y = x * 1.0
+        t = _LAYOUTS[make](y)
+        flat = t.reshape(-1)
+        flat[0] = 100.0 * x[0, 1]
+        t[1, 1] = -x[1, 1]
+        return t * 1.0, flat * 1.0
+
+    x = np.arange(1.0, 13.0).reshape(3, 4)
+    got, want = pz.make_program(f, x)(x), f(x.copy())
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

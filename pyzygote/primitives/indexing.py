@@ -189,9 +189,10 @@ def traced_constant(like: Tracer, value: np.ndarray) -> Tracer:
     return out
 
 
-def _like(a: Any, fill_value: Any, dtype: Any, shape: Any) -> Any:
+def _like(a: Any, fill_value: Any, dtype: Any, shape: Any, order: str = "K") -> Any:
     """numpy's ``*_like``: a new, writable array; traced when ``a`` or ``fill_value`` is."""
     from pyzygote.primitives.shape import broadcast_to_shape, convert
+    from pyzygote.tracer import _lay_out_like, memory_layout
 
     a = as_operand(a)
     shape = a.shape if shape is None else ((int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape))
@@ -199,24 +200,29 @@ def _like(a: Any, fill_value: Any, dtype: Any, shape: Any) -> Any:
     if isinstance(fill_value, Tracer):
         out = broadcast_to_shape(convert(fill_value, dtype), shape).copy()
         out._array0d = out.ndim == 0
-        return out
-    value = np.full(shape, fill_value, dtype)
-    return traced_constant(a, value) if isinstance(a, Tracer) else value  # 0-d too: s += ... must work
+    else:
+        value = np.full(shape, fill_value, dtype)
+        if not isinstance(a, Tracer):
+            return value
+        out = traced_constant(a, value)  # 0-d too: s += ... must work
+    if isinstance(a, Tracer) and shape == a.shape and a.ndim > 1:
+        _lay_out_like(out, np.array(memory_layout(a), order=order))  # np.zeros_like(x.T) is Fortran-ordered
+    return out
 
 
 @implements(np.zeros_like, np.empty_like)
 def _zeros_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, **kwargs: Any) -> Any:
-    return _like(a, 0, dtype, shape)
+    return _like(a, 0, dtype, shape, order)
 
 
 @implements(np.ones_like)
 def _ones_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, **kwargs: Any) -> Any:
-    return _like(a, 1, dtype, shape)
+    return _like(a, 1, dtype, shape, order)
 
 
 @implements(np.full_like)
 def _full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, **kwargs: Any) -> Any:
-    return _like(a, fill_value, dtype, shape)
+    return _like(a, fill_value, dtype, shape, order)
 
 
 # --- numpy functions that only rearrange elements --------------------------------

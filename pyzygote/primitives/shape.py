@@ -388,10 +388,10 @@ def _np_vstack(tup: Any, dtype: Any = None, casting: str = "same_kind") -> Any:
 
 
 @implements(np.copy)
-def _np_copy(a: Any, *args: Any, dtype: Any = None, **kwargs: Any) -> Any:
+def _np_copy(a: Any, order: str = "K", *args: Any, dtype: Any = None, **kwargs: Any) -> Any:
     a = as_operand(a)
     out = a if dtype is None else convert(a, dtype)
-    out = out.copy() if out is a and isinstance(out, Tracer) else out  # a new array, never an alias
+    out = out.copy(order) if out is a and isinstance(out, Tracer) else out  # a new array, never an alias
     if isinstance(out, Tracer):
         out._array0d = out.ndim == 0  # np.copy of a scalar is a (mutable) 0-d array
     return out
