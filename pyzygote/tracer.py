@@ -376,6 +376,12 @@ class Tracer:
     def __floordiv__(self, o: Any) -> Any:
         return np.floor_divide(self, o)
 
+    def __divmod__(self, o: Any) -> Any:
+        return np.floor_divide(self, o), np.remainder(self, o)
+
+    def __rdivmod__(self, o: Any) -> Any:
+        return np.floor_divide(o, self), np.remainder(o, self)
+
     def __rfloordiv__(self, o: Any) -> Any:
         return np.floor_divide(o, self)
 

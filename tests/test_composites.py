@@ -654,3 +654,41 @@ def test_assigned_values_may_have_extra_leading_dimensions_of_size_one() -> None
     x = np.arange(1.0, 7.0)
     np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
     check_grads(lambda x: np.sum(f(x) ** 2), (x,), engine="numpy")
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda y: np.ravel(y, order="F"),
+        lambda y: y.reshape(2, 6, order="F"),
+        lambda y: y.T.reshape(-1, order="A"),  # Fortran-ordered in memory: read so
+        lambda y: np.ravel(y.T, order="K"),
+        lambda y: np.ravel(y[:, ::2].T, order="K"),
+        lambda y: np.pad(y, {1: (1, 2)}),  # numpy 2's per-axis dict
+        lambda y: np.stack(divmod(y + 0.05, 0.7)),  # away from the jumps
+        lambda y: np.stack(divmod(10.0, y + 1.05)),
+    ],
+)
+def test_orders_dict_pad_widths_and_divmod_match_numpy(f) -> None:
+    """Found by the differential fuzzer: these raised while tracing."""
+    x = np.arange(1.0, 13.0).reshape(3, 4)
+    np.testing.assert_allclose(pz.make_program(f, x)(x)[0], f(x), rtol=1e-15)
+    check_grads(lambda x: np.sum(np.sin(f(x))), (x,), engine="numpy")
+
+
+def test_reshape_in_fortran_order_is_a_view_where_numpy_makes_one() -> None:
+    def f(x):
+        y = x * 1.0
+        r = y.T.reshape(-1, order="A")  # y.T is Fortran-contiguous: a view
+        r[0] = 100.0
+        c = np.ravel(y, order="F")  # a copy
+        c[1] = -7.0
+        return y
+
+    x = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
+
+
+def test_string_norm_orders_of_vectors_raise_as_in_numpy() -> None:
+    with pytest.raises(ValueError, match="Invalid norm order 'fro' for vectors"):
+        pz.gradient(lambda v: np.linalg.norm(v, "fro"), np.ones(3))

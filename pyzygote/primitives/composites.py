@@ -463,6 +463,11 @@ def _np_vsplit(ary: Any, indices_or_sections: Any) -> Any:
 def _np_pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> Any:
     """``constant``, ``edge``, ``wrap``, ``reflect`` and ``symmetric`` padding, axis by axis."""
     x = as_operand(array)
+    if isinstance(pad_width, dict):  # numpy 2's {axis: width}: other axes are not padded
+        per_axis = np.zeros((x.ndim, 2), dtype=np.int64)
+        for axis, width in pad_width.items():
+            per_axis[normalize_axis(axis, x.ndim)] = np.broadcast_to(np.asarray(width, dtype=np.int64), (2,))
+        pad_width = per_axis
     widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
     if np.any(widths < 0):
         raise ValueError("index can't contain negative values")

@@ -462,6 +462,8 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
         whole = np.sqrt(np.sum(x * x))
         return np.reshape(whole, (1,) * x.ndim) if keepdims else whole  # numpy keeps every axis
     nd_axes = x.ndim if axis is None else (1 if isinstance(axis, (int, np.integer)) else len(axis))
+    if nd_axes == 1 and isinstance(ord, str):
+        raise ValueError(f"Invalid norm order '{ord}' for vectors")  # numpy's
     if nd_axes == 2 and ord not in (None, "fro", 1, -1, np.inf, -np.inf):
         raise UnsupportedOperationError(f"traced np.linalg.norm supports matrix ord None, 'fro', 1, inf; got {ord!r}")
     if nd_axes == 2 and ord in (1, -1, np.inf, -np.inf):

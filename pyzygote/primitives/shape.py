@@ -251,18 +251,42 @@ def _operands_same_dtype(xs: Sequence[Any]) -> list[Any]:
 
 @implements(np.reshape)
 def _np_reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None, copy: Any = None) -> Any:
-    if order != "C":
-        raise UnsupportedOperationError("only order='C' reshapes are supported")
     a = as_operand(a)
     shape = newshape if shape is None else shape
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if order not in ("C", "F", "A"):
+        raise ValueError(f"order must be one of 'C', 'F', 'A' (got {order!r})")
     # numpy resolves -1 and reports size mismatches with its own message.
     shape = np.empty(a.shape, dtype=np.bool_).reshape(shape).shape
+    if order == "A":  # Fortran order for an array laid out so in memory
+        order = "F" if _fortran_only(a) else "C"
+    if order == "F" and (a.ndim > 1 or len(shape) > 1):
+        # Column-major: reverse the axes, reshape row-major to the reversed shape, reverse back.
+        flipped = transpose(a, tuple(reversed(range(a.ndim))))
+        out = reshape(flipped, tuple(reversed(shape)))
+        return transpose(out, tuple(reversed(range(len(shape)))))
     return reshape(a, shape)
+
+
+def _fortran_only(a: Any) -> bool:
+    from pyzygote.tracer import Tracer, memory_layout
+
+    layout = memory_layout(a) if isinstance(a, Tracer) else np.asarray(a)
+    return bool(layout.flags.f_contiguous and not layout.flags.c_contiguous)
 
 
 @implements(np.ravel)
 def _np_ravel(a: Any, order: str = "C") -> Any:
+    if order == "K":  # in memory order
+        from pyzygote.primitives.indexing import gather
+        from pyzygote.tracer import Tracer, memory_layout
+
+        a = as_operand(a)
+        if not isinstance(a, Tracer):
+            return np.ravel(a, order="K")
+        ids = np.empty_like(memory_layout(a), dtype=np.int64)
+        ids[...] = np.arange(a.size, dtype=np.int64).reshape(a.shape)
+        return gather(reshape(a, (a.size,)), np.ravel(ids, order="K"), None)
     return _np_reshape(a, (-1,), order=order)
 
 
