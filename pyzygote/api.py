@@ -151,6 +151,16 @@ def _with_keywords(f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[st
     return args + (KeywordArguments(dict(kwargs)),), {len(args)}
 
 
+def _positional_needed(name: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:
+    """Derivatives are taken with respect to positional arguments; keyword arguments are data."""
+    if not args:
+        given = f" (keyword arguments {', '.join(sorted(kwargs))} are held constant, as data)" if kwargs else ""
+        raise TypeError(
+            f"pz.{name} differentiates with respect to positional arguments and got none{given}; "
+            f"pass what to differentiate positionally, e.g. pz.{name}(loss, W, x=x)"
+        )
+
+
 def _withgradient(
     f: Callable[..., Any],
     args: tuple[Any, ...],
@@ -158,12 +168,14 @@ def _withgradient(
     aux: str | None,
     argnums: Any = None,
     kwargs: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> tuple[Any, tuple[Any, ...]]:
     """Value and gradient; ``aux`` is None (one scalar output), "zygote" (a tuple led by the loss) or "jax" (a pair).
 
     With ``argnums`` only those arguments are differentiated; the others are data (``None`` gradients),
     as keyword arguments always are.
     """
+    _positional_needed(name or ("gradient" if aux is None else "withgradient"), args, kwargs)
     if _is_julia(f) and not kwargs:
         return f._withgradient(args, engine, aux=aux)
     n = len(args)
@@ -263,7 +275,9 @@ def grad(
     """
 
     def grad_f(*args: Any, **kwargs: Any) -> Any:
-        (value, grads) = _withgradient(f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs)
+        (value, grads) = _withgradient(
+            f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs, name="grad(f)"
+        )
         return (_pick(grads, argnums), value[1]) if has_aux else _pick(grads, argnums)
 
     return grad_f
@@ -304,7 +318,9 @@ def value_and_grad(
     """
 
     def vg(*args: Any, **kwargs: Any) -> Any:
-        val, grads = _withgradient(f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs)
+        val, grads = _withgradient(
+            f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs, name="value_and_grad(f)"
+        )
         return val, _pick(grads, argnums)
 
     return vg
@@ -351,6 +367,7 @@ def pullback(
     >>> back(np.array([1.0, 10.0]))
     (array([ 2., 20.]),)
     """
+    _positional_needed("pullback", args, kwargs)
     if _is_julia(f) and not kwargs:
         return f._pullback(args, engine)
     n = len(args)
@@ -416,6 +433,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     array([[2., 0.],
            [0., 4.]])
     """
+    _positional_needed("jacobian", args, kwargs)
     if _is_julia(f) and not kwargs:
         return f._jacobian(args, engine)
     n = len(args)
@@ -453,7 +471,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     return _rebuild(traced, blocks)[:n]
 
 
-def hessian(f: Callable[..., Any], x: Any, *args: Any, engine: str | None = None, **kwargs: Any) -> Any:
+def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> Any:
     """Hessian of scalar ``f(x, *args, **kwargs)`` in ``x`` (forward-over-reverse), shape ``x.shape + x.shape``.
 
     Further arguments and keyword arguments (other than ``engine``) are passed to ``f`` and held
@@ -470,6 +488,8 @@ def hessian(f: Callable[..., Any], x: Any, *args: Any, engine: str | None = None
     >>> pz.hessian(lambda p: p["k"] ** 2 * np.sum(p["w"]), {"k": 3.0, "w": np.ones(2)})["k"]["w"]
     array([6., 6.])
     """
+    _positional_needed("hessian", args, kwargs)
+    x, args = args[0], args[1:]
     if _is_julia(f) and not (args or kwargs):
         return f._hessian(x, engine)
     leaves, tree = flatten(x)
@@ -482,8 +502,18 @@ def hessian(f: Callable[..., Any], x: Any, *args: Any, engine: str | None = None
     else:
         traced, arrays = trace(f, (x,), nest=True)
     _scalar_output(traced, "hessian")
-    h = _engine(traced, arrays, engine).hessian(traced.program, arrays, 0)
+    eng = _engine(traced, arrays, engine)
+    h = eng.hessian(traced.program, arrays, 0)
     _check_finite(traced, "hessian", [h])
+    if not isinstance(h, Tracer):
+        # A NaN value (NaN in the data) can have a finite Hessian ((x - nan) ** 2 has 2): say so
+        # instead of handing it back, as the other transformations do through their gradients.
+        (value,) = eng.evaluate(traced.program, arrays)
+        if not np.all(np.isfinite(value)):
+            raise NonFiniteGradientError(
+                f"the function's value is {np.asarray(value)!r} at this x, so its Hessian is meaningless "
+                "(NaN or inf in the data, or log/sqrt/division at zero?)"
+            )
     return h
 
 

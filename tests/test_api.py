@@ -1067,3 +1067,30 @@ def test_new_arrays_take_numpys_memory_layout_so_reshape_views_follow_numpy(make
     got, want = pz.make_program(f, x)(x), f(x.copy())
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f, W, x: pz.gradient(f, W=W, x=x),
+        lambda f, W, x: pz.withgradient(f, W=W, x=x),
+        lambda f, W, x: pz.jacobian(f, W=W, x=x),
+        lambda f, W, x: pz.pullback(f, W=W, x=x),
+        lambda f, W, x: pz.hessian(f, W=W, x=x),
+        lambda f, W, x: pz.grad(f)(W=W, x=x),
+        lambda f, W, x: pz.value_and_grad(f)(W=W, x=x),
+    ],
+)
+def test_calls_with_keyword_arguments_only_say_what_to_pass_positionally(call) -> None:
+    """Found in user testing: pz.gradient(loss, W=W, x=x) returned () silently."""
+    loss = lambda W, x: np.sum((x @ W) ** 2)  # noqa: E731
+    with pytest.raises(TypeError, match=r"differentiates with respect to positional arguments and got none \(keyword arguments W, x"):
+        call(loss, np.ones((3, 2)), np.ones((2, 3)))
+
+
+def test_the_hessian_of_a_function_whose_value_is_nan_raises() -> None:
+    """Found in user testing: NaN in the data gave a finite Hessian (2 * I) with no error."""
+    data = np.array([1.0, np.nan, 2.0])
+    with pytest.raises(pz.NonFiniteGradientError, match="value is array\\(nan\\)"):
+        pz.hessian(lambda x: np.sum((x - data) ** 2), np.zeros(3))
+    np.testing.assert_array_equal(pz.hessian(lambda x: np.sum((x - data[[0, 2, 0]]) ** 2), np.zeros(3)), 2 * np.eye(3))
