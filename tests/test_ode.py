@@ -762,3 +762,18 @@ def test_a_right_hand_side_that_draws_random_numbers_is_refused():
     for _ in range(3):  # the legacy generator's cached second Gaussian does not hide the second draw
         with pytest.raises(pz.UnsupportedOperationError, match="draws random numbers"):
             pz.odesolve(rhs, [1.0], [0.0, 1.0], [0.5])
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], rtol=1e-8), "rtol= is SciPy's; here it is reltol"),
+        (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], method="BDF"), "method= is SciPy's; here it is alg"),
+        (lambda f: pz.solve(pz.ODEProblem(f, [1.0], (0.0, 1.0), [0.3]), t_eval=[0.0, 1.0]), "t_eval= is SciPy's; here it is saveat"),
+        (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], alg="Radau"), "'Rodas5P' or 'KenCarp4' runs as SciPy's Radau"),
+    ],
+)
+def test_scipy_names_are_pointed_to_their_counterparts(call, match) -> None:
+    """Found in user testing: these gave Python's bare unexpected-keyword errors."""
+    with pytest.raises((TypeError, ValueError), match=match):
+        call(lambda u, p, t: -p[0] * u)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pyzygote.ode.rhs import RHS
-from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate
+from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate, refuse_unknown_keywords
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ode.layout import Layout
 from pyzygote.primitives.ode import check_solver_options, check_times, check_tstops
@@ -183,6 +183,7 @@ def solve(
     maxiters: int = 100_000,
     tstops: Any = None,
     engine: str | None = None,
+    **unknown: Any,
 ) -> ODESolution:
     """Solve an :class:`ODEProblem`; a failed solve is reported in ``retcode``, never hidden.
 
@@ -197,6 +198,7 @@ def solve(
     >>> sol.retcode, np.round(sol.u[:, 0], 6).tolist()
     ('Success', [1.0, 0.367879, 0.135335])
     """
+    refuse_unknown_keywords("pz.solve", unknown)
     if not isinstance(prob, ODEProblem):
         raise TypeError(f"prob must be a pz.ODEProblem, got {type(prob).__name__}")
     check_solver_name(alg)

@@ -78,12 +78,41 @@ def runs_on_numpy(name: str) -> bool:
 def algorithm(name: str) -> Algorithm:
     """The NumPy engine's solver for ``name``; a clear error for names only Julia knows."""
     if not isinstance(name, str) or name not in ALGORITHMS:
+        same = [a.name for a in ALGORITHMS.values() if a.scipy == name]
+        scipy = (
+            f" {name!r} is SciPy's name: solver names here are DifferentialEquations.jl's, and "
+            f"{' or '.join(repr(s) for s in same)} runs as SciPy's {name} on the NumPy engine."
+            if same
+            else ""
+        )
         raise ValueError(
-            f"unknown solver alg={name!r} for the NumPy engine; known solvers: {', '.join(ALGORITHMS)}. "
+            f"unknown solver alg={name!r} for the NumPy engine; known solvers: {', '.join(ALGORITHMS)}.{scipy} "
             "On the Julia engine any solver that a loaded DifferentialEquations.jl solver package exports "
             "by name also works (engine='julia')."
         )
     return ALGORITHMS[name]
+
+
+# SciPy's solve_ivp keywords, and what pyzygote (and DifferentialEquations.jl) calls them.
+_SCIPY_KEYWORDS = {
+    "rtol": "reltol", "atol": "abstol", "method": "alg (a DifferentialEquations.jl solver name)",
+    "t_eval": "saveat (pz.solve) or the times t (pz.odesolve)", "args": "p", "max_steps": "maxiters",
+    "dense_output": "sol(t) on pz.solve's solution", "first_step": None, "max_step": None, "jac": None,
+    "events": None, "vectorized": None, "mxstep": "maxiters", "tfirst": None,
+}  # fmt: skip
+
+
+def refuse_unknown_keywords(function: str, given: dict[str, Any]) -> None:
+    """A clear error for keywords ``function`` does not take, naming its own for SciPy's."""
+    if not given:
+        return
+    hints = []
+    for k in sorted(given):
+        if k in _SCIPY_KEYWORDS:
+            ours = _SCIPY_KEYWORDS[k]
+            hints.append(f"{k}= is SciPy's; here it is {ours}" if ours else f"{k}= (SciPy's) has no counterpart here")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    raise TypeError(f"{function}() got unexpected keyword arguments {sorted(given)}{hint}")
 
 
 @dataclass

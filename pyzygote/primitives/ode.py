@@ -208,6 +208,7 @@ def odesolve(
     abstol: float = 1e-6,
     maxiters: int = 100_000,
     tstops: Any = None,
+    **unknown: Any,
 ) -> Any:
     """Solve ``u' = f(u, p, t)`` from ``u(t[0]) = u0``; the solution at times ``t``.
 
@@ -227,6 +228,9 @@ def odesolve(
     >>> np.round(u[:, 0], 6)
     array([1.      , 0.606531, 0.367879])
     """
+    from pyzygote.ode.solvers import refuse_unknown_keywords
+
+    refuse_unknown_keywords("pz.odesolve", unknown)
     if not callable(f):
         raise TypeError(f"f must be a callable f(u, p, t), got {type(f).__name__}")
     check_no_outer_tracers(f)
