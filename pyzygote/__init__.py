@@ -18,6 +18,7 @@ from pyzygote.errors import (
     NonFiniteGradientError,
     PyzygoteError,
     SolverError,
+    SwitchingTimeWarning,
     TracerBoolError,
     UnsupportedOperationError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "JuliaNotAvailableError",
     "JuliaError",
     "SolverError",
+    "SwitchingTimeWarning",
     "julia_function",
     "julia_include",
     "start_julia",

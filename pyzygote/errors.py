@@ -44,3 +44,9 @@ class JuliaError(PyzygoteError, RuntimeError):
 
 class SolverError(PyzygoteError, RuntimeError):
     """An ODE solve did not succeed (its retcode is not Success)."""
+
+
+class SwitchingTimeWarning(UserWarning):
+    """An ODE right-hand side switches at a time computed from the parameters being
+    differentiated (``np.where(t >= p["t_on"], ...)``): the derivative with respect to that
+    time is not computed, because it needs event handling."""

@@ -777,3 +777,32 @@ def test_scipy_names_are_pointed_to_their_counterparts(call, match) -> None:
     """Found in user testing: these gave Python's bare unexpected-keyword errors."""
     with pytest.raises((TypeError, ValueError), match=match):
         call(lambda u, p, t: -p[0] * u)
+
+
+def _dosed(u, p, t):
+    rate = np.where((t >= p["t_on"]) & (t < p["t_off"]), p["R"], 0.0)
+    return rate - p["k"] * u
+
+
+def test_a_switching_time_set_by_p_is_warned_about_and_the_other_gradients_are_right() -> None:
+    """Found in user testing: the gradient with respect to an infusion's start came back 0, silently."""
+    import warnings
+
+    p = {"t_on": 1.0, "t_off": 3.5, "R": 10.0, "k": 0.4}
+    times = np.linspace(0.0, 8.0, 9)
+    loss = lambda p: np.sum(pz.odesolve(_dosed, [0.0], times, p, alg="Tsit5", reltol=1e-10, abstol=1e-12, tstops=[1.0, 3.5]))  # noqa: E731
+    with pytest.warns(pz.SwitchingTimeWarning, match="switches at a time computed from p"):
+        (g,) = pz.gradient(loss, p)
+
+    def closed_form(R, k):
+        on, off = 1.0, 3.5
+        c = np.where(times < on, 0.0, np.where(times < off, R / k * (1 - np.exp(-k * (times - on))),
+                                                R / k * (1 - np.exp(-k * (off - on))) * np.exp(-k * (times - off))))
+        return np.sum(c)
+
+    np.testing.assert_allclose([g["R"], g["k"]], numerical_gradient(lambda q: closed_form(q[0], q[1]), np.array([10.0, 0.4]))[0], rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning when the switching times are constants
+        fixed = lambda t: (t >= 1.0) & (t < 3.5)  # noqa: E731
+        pz.gradient(lambda q: np.sum(pz.odesolve(lambda u, q, t: np.where(fixed(t), q[0], 0.0) - q[1] * u, [0.0], times, q)), np.array([10.0, 0.4]))
+        pz.solve(pz.ODEProblem(_dosed, [0.0], (0.0, 8.0), p))  # nothing differentiated

@@ -25,9 +25,10 @@ from typing import Any, Callable
 import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
-from pyzygote.ir import Program
+from pyzygote.ir import Program, Var
 from pyzygote.ode.layout import Layout
 from pyzygote.primitive import zeros
+from pyzygote.primitives.logic import COMPARISONS
 from pyzygote.primitives.shape import convert
 from pyzygote.tracer import Builder, as_operand
 from pyzygote.tracing import trace
@@ -38,6 +39,9 @@ from pyzygote.transforms.scalarize import compile_scalar
 from pyzygote.transforms.vjp import vjp_programs
 
 __all__ = ["RHS"]
+
+# Piecewise-constant functions whose jumps, like a comparison's, carry a switching time.
+_STEPS = frozenset({"floor", "ceil", "round", "sign", "floordiv", "rem", "argextreme", "argsort"})
 
 # Per function and layout: the traced program and the RHS (with its derived programs) built from it.
 _RHS: "weakref.WeakKeyDictionary[Any, dict[Layout, tuple[Program, RHS]]]" = weakref.WeakKeyDictionary()
@@ -136,6 +140,28 @@ class RHS:
                 )
             hit = per_fn[layout] = (prog, RHS(f, layout.wrap(prog), n, m))
         return hit[1]
+
+    def switches_at_a_time_set_by_p(self) -> bool:
+        """Whether ``f`` compares (or rounds) a value that depends on both ``t`` and ``p``:
+        ``np.where(t >= p["t_on"], rate, 0.0)``.  Its derivative with respect to such a switching
+        time comes from the jump at the switch, which needs events; a solve without them gives 0."""
+        hit = self._derived.get("switch")
+        if hit is None:
+            _, p_in, t_in = self.program.inputs
+            on_t, on_p = {t_in}, {p_in}
+            found = False
+            for eqn in self.program.eqns:
+                ins = [a for a in eqn.inputs if isinstance(a, Var)]
+                t_dep, p_dep = any(a in on_t for a in ins), any(a in on_p for a in ins)
+                if t_dep and p_dep and (eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS):
+                    found = True
+                    break
+                if t_dep:
+                    on_t.update(eqn.outputs)
+                if p_dep:
+                    on_p.update(eqn.outputs)
+            hit = self._derived["switch"] = found  # type: ignore[assignment]
+        return bool(hit)
 
     # --- plain evaluation -----------------------------------------------------------
     def __call__(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:

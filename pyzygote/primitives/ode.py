@@ -241,6 +241,8 @@ def odesolve(
     stops = check_tstops(tstops, (float(times[0]), float(times[-1])))
     layout, u0, p = Layout.of(u0, p)
     rhs = RHS.trace(f, layout.n, layout.m, layout)
+    if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p():
+        _warn_switching_time(f)
     opts = Options(alg, reltol, abstol, maxiters, stops)
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
     if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
@@ -252,6 +254,22 @@ def odesolve(
         prog = make_program(lambda a, b: odesolve_p.bind(a, b, **params), u0, p)
         return layout.states(get_engine("julia").evaluate(prog, [u0, p])[0])
     return layout.states(odesolve_p.bind(u0, p, **params))
+
+
+def _warn_switching_time(f: Any) -> None:
+    from pyzygote.errors import SwitchingTimeWarning
+    from pyzygote.tracing import _warn_once
+
+    _warn_once(
+        f,
+        f"the right-hand side {getattr(f, '__qualname__', f)!r} switches at a time computed from p (it "
+        "compares t with something that depends on p, as np.where(t >= p['t_on'], rate, 0.0) does). The "
+        "derivative with respect to such a switching time is not computed: it comes from the jump at the "
+        "switch, which needs event handling, so the gradient with respect to the p entries that set it "
+        "is 0 (the others are right). To fit a switching time, make the switch smooth, e.g. "
+        "scipy.special.expit((t - p['t_on']) / width) with a small width and tstops near it",
+        SwitchingTimeWarning,
+    )
 
 
 def check_tstops(tstops: Any, span: tuple[float, float]) -> tuple[float, ...]:
