@@ -1094,3 +1094,17 @@ def test_the_hessian_of_a_function_whose_value_is_nan_raises() -> None:
     with pytest.raises(pz.NonFiniteGradientError, match="value is array\\(nan\\)"):
         pz.hessian(lambda x: np.sum((x - data) ** 2), np.zeros(3))
     np.testing.assert_array_equal(pz.hessian(lambda x: np.sum((x - data[[0, 2, 0]]) ** 2), np.zeros(3)), 2 * np.eye(3))
+
+
+def test_derivative_terms_do_not_warn_but_the_value_still_does() -> None:
+    """Found in user testing: mass-action rates u ** orders with u = 0 and order 0 printed numpy
+    warnings from derivative terms (0 ** -1) that plain numpy never shows."""
+    import warnings
+
+    orders = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = pz.gradient(lambda u: np.sum(np.prod(u[:, None] ** orders, axis=0)), np.array([0.0, 1.0, 3.0]))
+    np.testing.assert_array_equal(g, [1.0, 3.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
+        pz.withgradient(lambda x: np.sum(np.log(x)), np.array([-1.0, 2.0]))

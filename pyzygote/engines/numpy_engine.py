@@ -99,8 +99,14 @@ class NumpyEngine:
         """All outputs, and the gradient of the first (a scalar) with respect to the inputs ``wrt`` marks
         (every input by default; ``None`` for the others)."""
         gp = grad_program(prog, wrt)
-        # The value is computed here too: numpy's warnings about it (log of a negative) stay.
-        y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
+        # Derivative terms warn falsely (0 ** -1 in the derivative of x ** 0 at 0), but numpy's
+        # warnings about the value itself (log of a negative) must stay: when anything warned,
+        # the function alone is run again, with numpy's warnings as the user has them set.
+        warned: list[str] = []
+        with np.errstate(all="call", call=lambda kind, flag: warned.append(kind)):
+            y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
+        if warned:
+            compile_program(prog)(*arrays)
         n = len(arrays) if wrt is None else sum(wrt)
         return (y, *rest[n:]), with_gaps(rest[:n], wrt)
 
