@@ -311,6 +311,8 @@ class Tracer:
             # ufunc.reduce and .accumulate work along axis 0 unless told otherwise; the
             # functions their handlers share (np.sum, np.cumsum) default to all axes.
             kwargs.setdefault("axis", 0)
+        elif method == "at":  # np.add.at(y, idx, v): unbuffered, in place, repeated positions add up
+            return lookup(f"{ufunc.__name__}.at")(*inputs, **kwargs)
         else:
             raise UnsupportedOperationError(f"numpy.{ufunc.__name__}.{method} cannot be traced")
         result = _fresh(handler(*inputs, **kwargs), inputs)

@@ -692,3 +692,25 @@ def test_reshape_in_fortran_order_is_a_view_where_numpy_makes_one() -> None:
 def test_string_norm_orders_of_vectors_raise_as_in_numpy() -> None:
     with pytest.raises(ValueError, match="Invalid norm order 'fro' for vectors"):
         pz.gradient(lambda v: np.linalg.norm(v, "fro"), np.ones(3))
+
+
+def _assemble(x):
+    """Finite-element style assembly: element matrices summed into a global one."""
+    K = np.zeros((4, 4)) + 0.0 * x[0]
+    elements = np.array([[0, 1], [1, 2], [2, 3]])
+    for e, (i, j) in enumerate(elements):
+        ke = x[e] * np.array([[1.0, -1.0], [-1.0, 1.0]])
+        np.add.at(K, (np.array([[i], [j]]), np.array([[i, j]])), ke)
+    v = np.zeros(3) + 0.0 * x[0]
+    np.add.at(v, np.array([0, 1, 1, 2]), x)  # repeated positions add up
+    np.subtract.at(v, np.argmax(x), 10.0 * x[3])  # a traced position
+    return K.sum(axis=0) * 0.0 + K[1] + np.sum(v**2) + np.bincount(np.array([2, 0, 2]), weights=x[:3] ** 2, minlength=4)
+
+
+def test_add_at_subtract_at_and_bincount_sum_at_repeated_positions() -> None:
+    """Found in user testing: np.add.at, common in FEM assembly, could not be traced."""
+    x = np.array([1.5, 0.5, 2.5, 1.0])
+    np.testing.assert_allclose(pz.make_program(_assemble, x)(x)[0], _assemble(x), rtol=1e-15)
+    check_grads(lambda x: np.sum(np.sin(_assemble(x))), (x,), engine="numpy")
+    with pytest.raises(pz.UnsupportedOperationError, match="a numpy array, which cannot hold"):
+        pz.gradient(lambda x: np.add.at(np.zeros(3), [0, 1], x[:2]) or 0.0, x)

@@ -509,3 +509,54 @@ def _np_take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str 
     m = np.ndim(indices)
     perm = list(range(m, m + axis)) + list(range(m)) + list(range(m + axis, moved.ndim))
     return np.transpose(moved, perm)
+
+
+# --- np.add.at and np.bincount: sums at (repeated) positions ------------------------------------
+def _ufunc_at(sign: float, name: str) -> Any:
+    def handler(a: Any, indices: Any, b: Any = None) -> None:
+        from pyzygote.primitives.shape import assigned_to_shape, convert
+
+        if not isinstance(a, Tracer):
+            raise UnsupportedOperationError(
+                f"np.{name}.at(a, ...) with traced values writes them into a, a numpy array, which cannot hold "
+                "them; make a traced array first (a = np.zeros_like(x), or a = a + 0.0 * x[0])"
+            )
+        if b is None:
+            raise TypeError(f"np.{name}.at needs the values to {name}")
+        grid = np.arange(a.size, dtype=_INT).reshape(a.shape)
+        index = indices if isinstance(indices, tuple) else (indices,)
+        if any(isinstance(i, Tracer) and i.dtype == bool for i in index):
+            raise UnsupportedOperationError(f"np.{name}.at through a traced boolean mask is not supported; use np.where")
+        traced = any(isinstance(i, Tracer) for i in index)
+        positions = traced_getitem(grid, indices) if traced else as_operand(grid[indices])
+        values = assigned_to_shape(convert(as_operand(b), a.dtype), tuple(np.shape(positions)))
+        added = put_add(np.ravel(values) * sign, np.ravel(positions), (a.size,))
+        a[...] = a + np.reshape(added, a.shape)
+
+    return handler
+
+
+implements("add.at")(_ufunc_at(1.0, "add"))
+implements("subtract.at")(_ufunc_at(-1.0, "subtract"))
+
+
+@implements(np.bincount)
+def _np_bincount(x: Any, weights: Any = None, minlength: int = 0) -> Any:
+    """Sums of ``weights`` per label, for constant labels ``x`` (the count is then known)."""
+    if isinstance(x, Tracer):
+        raise UnsupportedOperationError(
+            "np.bincount of traced labels has a length that depends on the data; pass the labels as "
+            "constant integers (weights may be traced), or use pz.take / np.add.at into an array of known length"
+        )
+    labels = np.asarray(x)
+    if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+        raise ValueError("np.bincount needs a 1-D array of non-negative integers")
+    if labels.size and labels.min() < 0:
+        raise ValueError("'list' argument must have no negative elements")
+    n = max(int(labels.max()) + 1 if labels.size else 0, int(minlength))
+    if weights is None:
+        return np.bincount(labels, minlength=minlength)
+    w = as_operand(weights)
+    if w.shape != labels.shape:
+        raise ValueError("The weights and list don't have the same length.")
+    return put_add(w.astype(np.float64), labels.astype(_INT), (n,))
