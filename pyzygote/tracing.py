@@ -775,8 +775,9 @@ def _assigned_into_numpy_array() -> TracerBoolError:
         "numpy could not store a traced value into one of its own arrays (\""
         + _SEQUENCE_MESSAGE
         + "\"): a numpy array holds only numbers. This happens when a traced value is written into "
-        "an array from np.zeros(n) or np.empty(n) (create it from a traced one instead: "
-        "y = np.zeros_like(u), then y[i] = v; or build it with np.stack), or converted with "
+        "an array from np.zeros(n) or np.empty(n), or a .copy() of a constant array (create it from a "
+        "traced one instead: y = np.zeros_like(u), then y[i] = v; T = T0 + 0.0 * u[0] for a copy of the "
+        "constant T0 that can take traced values; or build it with np.stack), or converted with "
         "np.asarray(x, dtype=float), np.array(x, dtype=...) or np.float64(x) (leave traced values as they are), "
         "or by a numpy function such as np.mean working on an array that np.array([...]) or np.asarray(x) "
         "made of traced values (build that array with np.stack([...]) instead)."
