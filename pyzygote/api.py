@@ -23,7 +23,7 @@ from pyzygote.engines import get_engine
 from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.tracer import Tracer
-from pyzygote.tracing import Traced, _top_level_owners, to_input_array, trace
+from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, to_input_array, trace
 
 __all__ = ["gradient", "withgradient", "grad", "value_and_grad", "pullback", "jacobian", "hessian", "jvp"]
 
@@ -182,11 +182,12 @@ def _withgradient(
     args, const_args = _with_keywords(f, args, kwargs or {})
     if argnums is not None:
         const_args |= set(range(n)) - set(_wanted(argnums, n))
-    traced, arrays = _trace_with_data(f, args, const_args)
+    traced, arrays = _trace_with_data(f, args, const_args, int_inputs=True)
     wrt = None
-    if const_args:
+    if const_args or any(a.dtype.kind != "f" for a in arrays):
         owners = _top_level_owners(traced.in_tree)
-        wrt = tuple(owners[i] not in const_args for i in traced.array_slots)
+        # integer and boolean inputs (labels, masks) are data too: no gradient
+        wrt = tuple(owners[i] not in const_args and a.dtype.kind == "f" for i, a in zip(traced.array_slots, arrays))
     if aux == "jax" or (aux == "zygote" and traced.out_tree != "*"):
         _loss_and_aux(traced, "withgradient" if aux == "zygote" else "has_aux=True", pair=aux == "jax")
     else:
@@ -199,23 +200,49 @@ def _withgradient(
 
 # Functions that use floating-point data (arguments outside argnums) as plain numbers.
 _CONCRETE_DATA: "weakref.WeakSet[Any]" = weakref.WeakSet()
+# Functions that need the values of their integer or boolean arrays (np.unique(labels), table[labels]).
+_CONCRETE_INTS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_NEEDS_VALUES = (TracerBoolError, UnsupportedOperationError, IndexError, TypeError, ValueError)
 
 
-def _trace_with_data(f: Callable[..., Any], args: tuple[Any, ...], const_args: Any) -> tuple[Traced, list[Any]]:
+def _trace_with_data(
+    f: Callable[..., Any], args: tuple[Any, ...], const_args: Any, int_inputs: bool = False
+) -> tuple[Traced, list[Any]]:
     """Trace with floating-point data as inputs (a new minibatch reuses the trace); where ``f`` needs
-    their values (``range(int(T / dt))``, ``if temp > 0``), as JAX gives them, trace with them constant."""
+    their values (``range(int(T / dt))``, ``if temp > 0``), as JAX gives them, trace with them constant.
+
+    With ``int_inputs`` integer and boolean arrays (labels, masks) are inputs too, so that new labels
+    reuse the trace, unless ``f`` needs their values, in which case they are constants of the trace
+    (one trace per distinct content)."""
+    if int_inputs and has_int_arrays(args):
+        try:
+            concrete_ints = f in _CONCRETE_INTS
+        except TypeError:
+            concrete_ints = True
+        if not concrete_ints:
+            try:
+                return _trace_with_data_as(f, args, const_args, int_arrays_traced=True)
+            except _NEEDS_VALUES:
+                # Traced again below with the integers as constants; an error of f's own shows there.
+                _CONCRETE_INTS.add(f)
+    return _trace_with_data_as(f, args, const_args, int_arrays_traced=False)
+
+
+def _trace_with_data_as(f: Callable[..., Any], args: tuple[Any, ...], const_args: Any, int_arrays_traced: bool) -> tuple[Traced, list[Any]]:
     if not const_args:
-        return trace(f, args, nest=True, int_arrays_constant=True)
+        return trace(f, args, nest=True, int_arrays_constant=True, int_arrays_traced=int_arrays_traced)
     try:
         concrete = f in _CONCRETE_DATA
     except TypeError:
         concrete = False
     if not concrete:
         try:
-            return trace(f, args, nest=True, const_args=const_args, int_arrays_constant=True)
+            return trace(f, args, nest=True, const_args=const_args, int_arrays_constant=True, int_arrays_traced=int_arrays_traced)
         except (TracerBoolError, UnsupportedOperationError, IndexError):
             pass
-    result = trace(f, args, nest=True, const_args=const_args, concrete_data=True, int_arrays_constant=True)
+    result = trace(
+        f, args, nest=True, const_args=const_args, concrete_data=True, int_arrays_constant=True, int_arrays_traced=int_arrays_traced
+    )
     try:  # remembered only when constant data is what made tracing work, not for errors of f's own
         _CONCRETE_DATA.add(f)
     except TypeError:

@@ -435,6 +435,7 @@ def trace(
     const_args: Collection[int] = (),
     concrete_data: bool = False,
     int_arrays_constant: bool = False,
+    int_arrays_traced: bool = False,
 ) -> tuple[Traced, list[Any]]:
     """Trace ``f(*args)`` (or reuse a valid cached trace); return it and the input arrays.
 
@@ -445,7 +446,9 @@ def trace(
     which is cached per their contents.  With ``concrete_data`` floating-point data
     are constants too, for functions that use them as plain numbers (``range(int(T / dt))``).
     With ``int_arrays_constant`` integer and boolean numpy arrays anywhere in the
-    arguments are such constants (they get no gradient, as Zygote gives them ``nothing``).
+    arguments are such constants (they get no gradient, as Zygote gives them ``nothing``);
+    with ``int_arrays_traced`` as well, those of one or more dimensions are inputs instead
+    (labels of a new minibatch reuse the trace), for functions that only compute with them.
 
     ``output``, if given, is applied to what ``f`` returns, inside the trace
     (an ODE right-hand side's list of scalars becomes one float64 vector).
@@ -460,7 +463,11 @@ def trace(
     if const_args or int_arrays_constant:
         owners = _top_level_owners(tree)
         leaves = [
-            Static(leaf) if _held_constant(leaf, owners[i] in const_args, concrete_data) else leaf
+            leaf
+            if int_arrays_traced and _int_array(leaf) and not (concrete_data and owners[i] in const_args)
+            else Static(leaf)
+            if _held_constant(leaf, owners[i] in const_args, concrete_data)
+            else leaf
             for i, leaf in enumerate(leaves)
         ]
     names = _leaf_names(args, leaves, tree, argnames, None if argnames else _parameter_names(f))
@@ -471,7 +478,10 @@ def trace(
             key_parts.append(leaf.key())
         else:
             traced = nest and (isinstance(leaf, Tracer) or _object_array_of_tracers(leaf))
-            arr = _traced_input(as_operand(leaf), name) if traced else to_input_array(leaf, name)
+            if traced:
+                arr = _traced_input(as_operand(leaf), name)
+            else:
+                arr = leaf if int_arrays_traced and _int_array(leaf) else to_input_array(leaf, name)
             arrays.append(arr)
             key_parts.append((arr.shape, arr.dtype.str))
     key = tuple(key_parts)
@@ -505,6 +515,15 @@ def trace(
 
 
 _MAX_TRACES_PER_FUNCTION = 32
+
+
+def _int_array(leaf: Any) -> bool:
+    """An integer or boolean numpy array of one or more dimensions (labels, masks, index arrays)."""
+    return isinstance(leaf, np.ndarray) and leaf.ndim > 0 and leaf.dtype.kind in "iub"
+
+
+def has_int_arrays(args: Any) -> bool:
+    return any(_int_array(leaf) for leaf in flatten(tuple(args))[0])
 
 
 def _held_constant(leaf: Any, is_data: bool, concrete_data: bool) -> bool:

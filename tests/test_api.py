@@ -502,9 +502,16 @@ def test_float_data_are_inputs_and_integer_data_constants() -> None:
     def pick(w: Any, labels: Any) -> Any:
         return np.sum(w[labels] ** 2)
 
-    for k in range(_MAX_TRACES_PER_FUNCTION + 5):  # new integer labels: constants, a trace each, bounded
+    for k in range(_MAX_TRACES_PER_FUNCTION + 5):  # new integer labels: inputs too, one trace for all
         np.testing.assert_array_equal(pz.grad(pick)(np.arange(40.0), np.array([k])), 2.0 * k * (np.arange(40) == k))
-    assert len(_CACHE[pick]) == _MAX_TRACES_PER_FUNCTION
+    assert len(_CACHE[pick]) == 1
+
+    def head(w: Any, labels: Any) -> Any:
+        return np.sum(w[: int(labels[0]) + 1] ** 2)  # needs the labels' values: constants, a trace each
+
+    for k in range(_MAX_TRACES_PER_FUNCTION + 5):
+        np.testing.assert_array_equal(pz.grad(head)(np.arange(40.0), np.array([k])), 2.0 * np.arange(40) * (np.arange(40) <= k))
+    assert len(_CACHE[head]) == _MAX_TRACES_PER_FUNCTION
 
 
 def test_auxiliary_outputs_are_not_differentiated() -> None:
@@ -1108,3 +1115,33 @@ def test_derivative_terms_do_not_warn_but_the_value_still_does() -> None:
     np.testing.assert_array_equal(g, [1.0, 3.0, 1.0])
     with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
         pz.withgradient(lambda x: np.sum(np.log(x)), np.array([-1.0, 2.0]))
+
+
+def _cross_entropy(W: Any, X: Any, y: Any) -> Any:
+    logits = X @ W
+    logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    return -np.mean(logp[np.arange(X.shape[0]), y])
+
+
+def test_new_integer_labels_reuse_the_trace_and_values_that_need_them_fall_back() -> None:
+    """Found in user testing: every new minibatch of integer labels traced again (10x slower steps)."""
+    from pyzygote.tracing import _CACHE
+
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(4, 3))
+    g = pz.grad(_cross_entropy)
+    for _ in range(5):
+        X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
+        np.testing.assert_allclose(g(W, X, y), numerical_gradient(lambda W: _cross_entropy(W, X, y), W)[0], rtol=1e-6, atol=1e-9)
+    assert len(_CACHE[_cross_entropy]) == 1
+    table = np.array([0.5, 2.0, 3.0])  # a numpy table indexed by the labels needs their values
+
+    def weighted(w: Any, y: Any, mask: Any) -> Any:
+        return np.sum(table[y] * w**2) + np.sum(np.where(mask, w, 0.0))
+
+    for y in (np.array([0, 2, 1]), np.array([2, 2, 0])):
+        mask = y > 0
+        gw = pz.grad(weighted)(np.ones(3), y, mask)
+        np.testing.assert_allclose(gw, 2 * table[y] + mask, rtol=1e-15)
+    with pytest.raises(IndexError):
+        pz.grad(_cross_entropy)(W, np.ones((2, 4)), np.array([0, 5]))

@@ -1012,3 +1012,23 @@ def test_functions_outside_their_domain_give_nan_in_the_generated_julia_as_in_nu
         want = f(x)
     assert "PyZygote.nan_log." in source and "PyZygote.nan_pow." in source
     assert np.isnan(want[1][0]) and np.isnan(want[-1][0])  # the comparison above includes the NaNs
+
+
+def test_programs_with_integer_and_boolean_inputs_emit_and_run(tmp_path: Path) -> None:
+    """Labels and masks are program inputs (a new minibatch reuses the trace)."""
+    from pyzygote.api import _trace_with_data
+
+    def loss(W: Any, X: Any, y: Any, mask: Any) -> Any:
+        logits = X @ W
+        picked = logits[np.arange(X.shape[0]), y]
+        return np.sum(np.where(mask, picked, 0.0) ** 2)
+
+    rng = np.random.default_rng(5)
+    args = (rng.normal(size=(4, 3)), rng.normal(size=(6, 4)), rng.integers(0, 3, 6), rng.random(6) > 0.5)
+    traced, arrays = _trace_with_data(loss, args, set(), int_inputs=True)
+    assert [a.dtype.kind for a in arrays] == ["f", "f", "i", "b"]
+    prog = traced.program
+    sources = {"program": check_program(prog, tuple(arrays))}
+    for label, p, a in derived(prog, tuple(arrays), rng):
+        sources[label] = check_program(p, a, name="pz_" + label.replace("-", "_"))
+    fatou_check(write_sources(tmp_path, sources))

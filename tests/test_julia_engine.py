@@ -650,3 +650,25 @@ def test_auto_picks_julia_and_doctor_agrees(monkeypatch: pytest.MonkeyPatch, cap
     assert main(["doctor", "--check"]) == 0
     out = capsys.readouterr().out
     assert "set up:       yes" in out and "Julia and NumPy engines agree: yes" in out
+
+
+def test_integer_labels_and_boolean_masks_are_inputs_on_julia_too() -> None:
+    """Integer and boolean data are program inputs (a new minibatch reuses the trace): the
+    generated Julia takes Int and Bool arrays, and Zygote gives them no gradient."""
+    from tests.test_api import _cross_entropy
+
+    rng = np.random.default_rng(3)
+    W, X, y = rng.normal(size=(4, 3)), rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
+    mask = y > 0
+
+    def loss(W: Any, X: Any, y: Any, mask: Any) -> Any:
+        return _cross_entropy(W, X, y) + np.sum(np.where(mask[:, None], X @ W, 0.0) ** 2)
+
+    got = pz.withgradient(loss, W, X, y, mask, engine="julia")
+    want = pz.withgradient(loss, W, X, y, mask, engine="numpy")
+    assert_close(got[0], want[0])
+    for g, w in zip(got[1], want[1]):
+        assert (g is None) == (w is None)
+        if w is not None:
+            assert_close(g, w)
+    assert got[1][2] is None and got[1][3] is None

@@ -705,10 +705,14 @@ end
 
 # A gradient as a dense array (or number) shaped and typed like the argument `x`. The
 # projection gives `NoTangent()` for a Bool argument (ChainRulesCore treats Bool as not
-# differentiable), which becomes zeros too.
-_gradient_like(x, ::Nothing) = zero(x)
-_gradient_like(x, ::ChainRulesCore.AbstractZero) = zero(x)
-_gradient_like(x, dx) = _dense(x, ProjectTo(x)(unthunk(dx)))
+# differentiable), which becomes zeros too. Integer arguments (labels) are data, as on the
+# NumPy engine: zeros of their own type, where ChainRulesCore would project a Float64
+# gradient (`ProjectTo(::Integer)` is `ProjectTo(float(x))`).
+_gradient_like(x, dx) = _is_data(x) ? zero(x) : _gradient_of(x, dx)
+_is_data(x) = x isa Integer || x isa AbstractArray{<:Integer}
+_gradient_of(x, ::Nothing) = zero(x)
+_gradient_of(x, ::ChainRulesCore.AbstractZero) = zero(x)
+_gradient_of(x, dx) = _dense(x, ProjectTo(x)(unthunk(dx)))
 
 _dense(x, ::ChainRulesCore.AbstractZero) = zero(x)
 _dense(_, dx::Number) = dx

@@ -49,9 +49,10 @@ def grad_program(prog: Program, wrt: tuple[bool, ...] | None = None) -> Program:
         outs = eval_program(fwd, *xs)
         ys, res = outs[: len(p.outputs)], outs[len(p.outputs) :]
         seed = np.ones((), dtype=p.outputs[0].aval.dtype)
-        grads = eval_program(bwd, *res, seed)
+        grads = eval_program(bwd, *res, seed)  # one per float input
         if wrt is not None:
-            grads = [g for g, wanted in zip(grads, wrt) if wanted]
+            of_floats = [w for w, v in zip(wrt, p.inputs) if v.aval.dtype.kind == "f"]
+            grads = [g for g, wanted in zip(grads, of_floats) if wanted]
         return b.build(xs, [ys[0], *grads, *ys[1:]])
 
     return _cached(prog, "grad" if wrt is None or all(wrt) else ("grad", wrt), build)
