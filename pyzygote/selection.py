@@ -52,6 +52,7 @@ def select(x: Any, mask: Tracer) -> "Selection":
         raise IndexError(
             f"boolean index of shape {tuple(mask.shape)} does not match the indexed array of shape {tuple(x.shape)}"
         )
+    mask = mask.copy()  # numpy's x[mask] is taken now: later changes to mask do not move it
     return Selection(mask, _kept(x, mask))
 
 
@@ -165,6 +166,21 @@ class Selection:
                     "x[m1] and y[m2] through two different traced masks cannot be combined: their entries "
                     "need not line up. Combine the whole arrays with np.where instead"
                 )
+            if x._tail != self._tail and x._tail and self._tail:
+                # numpy broadcasts (count,) + tail against (count,) + other_tail: only equal or
+                # size-1 trailing axes fit, whatever the count
+                try:
+                    np.broadcast_shapes(x._tail, self._tail)
+                except ValueError:
+                    raise ValueError(
+                        f"operands could not be broadcast together: selected entries of shapes {x._tail} and {self._tail}"
+                    ) from None
+            if len(x._tail) != len(self._tail):
+                raise UnsupportedOperationError(
+                    f"selections x[mask] with entries of {len(x._tail)} and {len(self._tail)} dimensions would "
+                    "broadcast the selected axis against an entry's axis, which depends on the count; "
+                    "index both alike, or combine the whole arrays with np.where"
+                )
             return x._values
         if isinstance(x, (int, float, complex, np.generic)):
             return x  # a Python number stays weak, as numpy treats it: float32 * 0.5 is float32
@@ -187,6 +203,8 @@ class Selection:
         return Selection(self._mask, _kept(out, self._mask))
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func in _ELEMENTWISE_FUNCTIONS and kwargs.get("out") is None and args:
+            return _elementwise(func, args[0], *args[1:], **{k: v for k, v in kwargs.items() if k != "out"})
         reduction = _FUNCTIONS.get(func)
         if reduction is None or not args or args[0] is not self:
             raise _count_error(f"numpy.{getattr(func, '__name__', func)}")
@@ -214,9 +232,24 @@ class Selection:
     __hash__ = None  # type: ignore[assignment]
     # In place, as on numpy's copy: a new selection, which y[mask] = ... then writes back.
     __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = __add__, __sub__, __mul__, __truediv__, __pow__
+    __floordiv__ = lambda s, o: s._apply(np.floor_divide, s, o)  # noqa: E731
+    __rfloordiv__ = lambda s, o: s._apply(np.floor_divide, o, s)  # noqa: E731
+    __mod__ = lambda s, o: s._apply(np.remainder, s, o)  # noqa: E731
+    __rmod__ = lambda s, o: s._apply(np.remainder, o, s)  # noqa: E731
+    __divmod__ = lambda s, o: (s // o, s % o)  # noqa: E731
+    __and__ = __rand__ = lambda s, o: s._apply(np.logical_and, *_booleans("&", s, o))  # noqa: E731
+    __or__ = __ror__ = lambda s, o: s._apply(np.logical_or, *_booleans("|", s, o))  # noqa: E731
+    __xor__ = __rxor__ = lambda s, o: s._apply(np.logical_xor, *_booleans("^", s, o))  # noqa: E731
+    __invert__ = lambda s: s._apply(np.logical_not, *_booleans("~", s))  # noqa: E731
     __neg__ = lambda s: s._apply(np.negative, s)  # noqa: E731
     __abs__ = lambda s: s._apply(np.absolute, s)  # noqa: E731
     __pos__ = lambda s: s  # noqa: E731
+
+    def clip(self, min: Any = None, max: Any = None) -> "Selection":  # noqa: A002  (numpy's names)
+        return _elementwise(np.clip, self, min, max)
+
+    def round(self, decimals: int = 0) -> "Selection":
+        return _elementwise(np.round, self, decimals)
 
     def astype(self, dtype: Any, **kwargs: Any) -> "Selection":
         return Selection(self._mask, _kept(self._values.astype(dtype), self._mask))
@@ -250,7 +283,7 @@ class Selection:
         over_selected, axes = self._axes(axis)
         fn = getattr(np, name)
         if not over_selected:  # along an entry's own axes: still a selection
-            return Selection(self._mask, _kept(fn(self._values, axis=axes, **kwargs), self._mask))
+            return Selection(self._mask, _kept(fn(self._values, axis=axes, keepdims=keepdims, **kwargs), self._mask))
         out = fn(self._masked(fill), axis=axes, **kwargs)
         return self._kept_dims(out, axis) if keepdims else out
 
@@ -286,7 +319,7 @@ class Selection:
         _no_out(out, "mean")
         over_selected, _ = self._axes(axis)
         if not over_selected:
-            return self._reduce("mean", 0, axis, keepdims)
+            return self._reduce("mean", 0, axis, keepdims, **({} if dtype is None else {"dtype": dtype}))
         kind = np.dtype(dtype) if dtype is not None else (self.dtype if self.dtype.kind == "f" else np.dtype(np.float64))
         total = self._reduce("sum", 0, axis, keepdims, dtype=kind)
         return total / self._count(axis).astype(kind)  # an empty selection gives NaN, as numpy's mean does
@@ -295,7 +328,7 @@ class Selection:
         _no_out(out, "var")
         over_selected, _ = self._axes(axis)
         if not over_selected:
-            return Selection(self._mask, _kept(np.var(self._values, axis=self._axes(axis)[1], ddof=ddof), self._mask))
+            return self._reduce("var", 0, axis, keepdims, ddof=ddof)
         deviation = self - self.mean(axis=axis, dtype=dtype, keepdims=True)
         squares = (deviation * deviation).sum(axis=axis, keepdims=keepdims)
         dof = np.maximum(self._count(axis) - ddof, 0)  # numpy: inf or NaN when nothing is left
@@ -320,15 +353,38 @@ def _extreme_error(name: str, fill: str) -> UnsupportedOperationError:
     )
 
 
+def _booleans(op: str, *xs: Any) -> tuple[Any, ...]:
+    """On booleans numpy's &, |, ^ and ~ are the logical operations; on integers they are bitwise."""
+    for x in xs:
+        dtype = x.dtype if isinstance(x, (Selection, Tracer, np.ndarray, np.generic)) else np.asarray(x).dtype
+        if dtype != bool:
+            raise UnsupportedOperationError(f"{op} on traced integers (bitwise) is not supported; on booleans it is")
+    return xs
+
+
+def _elementwise(func: Any, x: Selection, *args: Any, **kwargs: Any) -> Selection:
+    """A numpy function of one entry at a time (np.clip, np.round, np.where of selections)."""
+    mask = next(a._mask for a in (x, *args) if isinstance(a, Selection))
+    owner = x if isinstance(x, Selection) else next(a for a in args if isinstance(a, Selection))
+    values = [owner._operand(a) if isinstance(a, (Selection, Tracer, np.ndarray, list)) else a for a in (x, *args)]
+    return Selection(mask, _kept(func(*values, **kwargs), mask))
+
+
 def _no_out(out: Any, name: str) -> None:
     if out is not None:
         raise UnsupportedOperationError(f"{name} of x[mask] with out= is not supported while tracing")
 
 
 def _norm(x: Selection, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
-    if ord not in (None, 2, "fro") or (axis is not None and x.ndim > 1):
-        raise _count_error("numpy.linalg.norm other than the default 2-norm of a vector")
-    return np.sqrt((abs(x) ** 2).sum(axis=axis, keepdims=keepdims))
+    """numpy's 2-norm of a vector or of each vector along one axis, and the Frobenius norm."""
+    one_axis = isinstance(axis, (int, np.integer)) or (axis is None and x.ndim == 1)
+    if isinstance(ord, str) and one_axis:
+        raise ValueError(f"Invalid norm order '{ord}' for vectors")  # numpy's
+    if one_axis and ord in (None, 2):
+        return np.sqrt((abs(x) ** 2).sum(axis=axis, keepdims=keepdims))
+    if not one_axis and ord in (None, "fro") and (axis is None or len(tuple(axis)) == 2):
+        return np.sqrt((abs(x) ** 2).sum(axis=axis, keepdims=keepdims))
+    raise _count_error(f"numpy.linalg.norm with ord={ord!r} and axis={axis!r}")
 
 
 def _count_nonzero(x: Selection, axis: Any = None, *, keepdims: bool = False) -> Any:
@@ -343,6 +399,8 @@ def _nansum(x: Selection, axis: Any = None, dtype: Any = None, out: Any = None, 
 def _method(name: str) -> Callable[..., Any]:
     return lambda x, *args, **kwargs: getattr(x, name)(*args, **kwargs)
 
+
+_ELEMENTWISE_FUNCTIONS = frozenset({np.clip, np.round, np.around, np.where, np.nan_to_num, np.real, np.fix})
 
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {
     **{getattr(np, name): _method(name) for name in ("sum", "prod", "mean", "var", "std", "any", "all", "max", "min")},

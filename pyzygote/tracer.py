@@ -108,7 +108,7 @@ class Builder:
         if arr.ndim == 0:
             return Literal(arr, arr.dtype)
         hit = self._consts.get(id(x))
-        if hit is not None and hit[1] is x:
+        if hit is not None and hit[1] is x and _unchanged_since(self._const_values[hit[0]], arr):
             return hit[0]
         # A read-only private copy: the program must not change if the caller
         # later mutates the array it closed over.
@@ -347,8 +347,11 @@ class Tracer:
         if func is np.einsum and len(args) == 2 and isinstance(args[1], Tracer):  # "i->i", "ij->ji", "ii->i" are views
             return _mark_view(args[1], result, lambda p: np.einsum(args[0], p))
         if func in _VIEW_FUNCTIONS and args and isinstance(args[0], Tracer) and kwargs.get("copy") is not True:
+            _numpys_layout(func, args, kwargs, result)  # for a copy (reshape in order F)
             return _mark_view(args[0], result, lambda p: func(p, *args[1:], **kwargs))
-        return _fresh(result, [*args, *kwargs.values()])
+        result = _fresh(result, [*args, *kwargs.values()])
+        _numpys_layout(func, args, kwargs, result)
+        return result
 
     # --- operators (each goes through numpy's dispatch) -----------------
     def __add__(self, o: Any) -> Any:
@@ -656,6 +659,19 @@ _VIEW_FUNCTIONS = frozenset(
 )  # fmt: skip
 
 
+def _unchanged_since(copy: np.ndarray, arr: np.ndarray) -> bool:
+    """Whether a numpy array still holds what it held when it became a constant: the traced code
+    may change it in place between uses (e[:] = 0; e[k] = 1 in a loop)."""
+    if copy.shape != arr.shape or copy.dtype != arr.dtype:
+        return False
+    if not arr.flags.writeable and arr.base is None:
+        return True
+    try:
+        return bool(np.array_equal(copy, arr, equal_nan=copy.dtype.kind in "fc"))
+    except TypeError:
+        return False
+
+
 def memory_layout(t: Tracer) -> np.ndarray:
     """An array of ``t``'s shape laid out in memory as numpy would lay out ``t``: the flat
     positions it shows (a view), its own positions (a root with a layout of its own), or a
@@ -672,6 +688,31 @@ def _not_c_order(x: Any) -> bool:
         return False
     layout = x._positions if x._root is not None else x._dummy
     return layout is not None and not layout.flags.c_contiguous
+
+
+def _numpys_layout(func: Any, args: Any, kwargs: dict[str, Any], result: Any) -> None:
+    """Give a new array the memory layout numpy gives it (np.where(c, x.T, 0.0), np.sort(x.T) and
+    reshape in order F are Fortran-ordered): numpy's own function applied to arrays laid out as the
+    arguments are.  Only asked when an argument is not C-ordered or an order is given."""
+    if not isinstance(result, Tracer) or result._root is not None or result.ndim < 2:
+        return
+    given = [*args, *kwargs.values()]
+    flat = [e for a in given for e in (a if isinstance(a, (list, tuple)) else (a,))]
+    if not (any(_not_c_order(a) for a in flat) or "order" in kwargs or (func in (np.reshape, np.ravel) and len(args) > 2)):
+        return
+
+    def layout(a: Any) -> Any:
+        if isinstance(a, Tracer):
+            return memory_layout(a)
+        return type(a)(layout(e) for e in a) if isinstance(a, (list, tuple)) and not hasattr(a, "_fields") else a
+
+    try:
+        with np.errstate(all="ignore"):
+            like = func(*(layout(a) for a in args), **{k: layout(v) for k, v in kwargs.items()})
+    except Exception:  # noqa: BLE001  (a function numpy runs differently on these arrays: keep C order)
+        return
+    if isinstance(like, np.ndarray):
+        _lay_out_like(result, like)
 
 
 def _lay_out_like(out: Tracer, like: np.ndarray) -> None:

@@ -42,7 +42,7 @@ from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.scipy_calls import scipy_error
-from pyzygote.tracer import Builder, Tracer, as_operand
+from pyzygote.tracer import Builder, Tracer, _lay_out_like, as_operand
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
@@ -483,7 +483,7 @@ def trace(
             else:
                 arr = leaf if int_arrays_traced and _int_array(leaf) else to_input_array(leaf, name)
             arrays.append(arr)
-            key_parts.append((arr.shape, arr.dtype.str))
+            key_parts.append((arr.shape, arr.dtype.str, _layout_key(arr)))
     key = tuple(key_parts)
     if nest and Builder.tracing():
         return _trace_fresh(f, leaves, tree, arrays, output, nest=True), arrays
@@ -515,6 +515,13 @@ def trace(
 
 
 _MAX_TRACES_PER_FUNCTION = 32
+
+
+def _layout_key(arr: Any) -> str:
+    """How an argument is laid out in memory, which decides what numpy makes a view of it."""
+    if not isinstance(arr, np.ndarray) or arr.ndim < 2 or arr.flags.c_contiguous:
+        return "C"
+    return "F" if arr.flags.f_contiguous else "strided"
 
 
 def _int_array(leaf: Any) -> bool:
@@ -625,8 +632,10 @@ def _trace_fresh(
     tracers = [b.new_input(a.shape, a.dtype) for a in arrays]
     it = iter(tracers)
     slots = [i for i, leaf in enumerate(leaves) if not isinstance(leaf, Static)]
-    for i, t in zip(slots, tracers):
+    for i, t, a in zip(slots, tracers, arrays):
         t._array0d = isinstance(leaves[i], np.ndarray) and leaves[i].ndim == 0  # a 0-d array argument is mutable
+        if isinstance(a, np.ndarray) and _layout_key(a) != "C":
+            _lay_out_like(t, np.empty_like(a))  # a Fortran-ordered argument: its reshape(-1) is a copy
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
     statics = _static_objects(leaves)
     before = _closure_guard(f, extra=statics)

@@ -1054,6 +1054,12 @@ _LAYOUTS = {
     "ones_like-then-write": lambda y: np.ones_like(y.T),
     "ufunc-with-constant": lambda y: y.T + np.ones((4, 3)),
     "twice-transposed": lambda y: np.copy(y.T).T,
+    "np.where": lambda y: np.where(y.T > 2, y.T, 0.0),
+    "np.cumsum": lambda y: np.cumsum(y.T * 1.0, axis=0),
+    "np.sort": lambda y: np.sort(y.T, axis=0),
+    "np.diff": lambda y: np.diff(y.T, axis=0, prepend=0),
+    "np.nan_to_num": lambda y: np.nan_to_num(y.T),
+    "reshape-F-copy": lambda y: y.reshape(4, 3, order="F"),
 }
 
 
@@ -1145,3 +1151,36 @@ def test_new_integer_labels_reuse_the_trace_and_values_that_need_them_fall_back(
         np.testing.assert_allclose(gw, 2 * table[y] + mask, rtol=1e-15)
     with pytest.raises(IndexError):
         pz.grad(_cross_entropy)(W, np.ones((2, 4)), np.array([0, 5]))
+
+
+@pytest.mark.parametrize("layout", ["F", "transposed", "C"])
+def test_an_arguments_own_memory_layout_decides_its_views(layout: str) -> None:
+    """Found by the adversarial round: x.reshape(-1) of a Fortran-ordered argument is a copy in numpy."""
+
+    def f(x: Any) -> Any:
+        r = x.reshape(-1)
+        r[0] = 100.0
+        return x * 1.0
+
+    base = np.arange(1.0, 7.0).reshape(2, 3)
+    x = {"F": np.asfortranarray(base), "transposed": base.T.copy().T, "C": base}[layout]
+    assert pz.make_program(f, x) is not pz.make_program(f, base) or layout == "C"  # traced per layout
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy(order="K")))
+
+
+def test_a_numpy_array_changed_in_place_inside_the_function_is_read_afresh() -> None:
+    """Found by the adversarial round (an old bug): a constant changed between two uses kept its first value."""
+
+    def f(x: Any) -> Any:
+        e = np.zeros(3)
+        total = 0.0
+        for k in range(3):
+            e[:] = 0.0
+            e[k] = 1.0
+            total = total + np.sum(x * e) ** 2
+        return total
+
+    x = np.array([1.0, 2.0, 3.0])
+    value, (g,) = pz.withgradient(f, x)
+    assert value == f(x) == 14.0
+    np.testing.assert_array_equal(g, 2 * x)

@@ -714,3 +714,18 @@ def test_add_at_subtract_at_and_bincount_sum_at_repeated_positions() -> None:
     check_grads(lambda x: np.sum(np.sin(_assemble(x))), (x,), engine="numpy")
     with pytest.raises(pz.UnsupportedOperationError, match="a numpy array, which cannot hold"):
         pz.gradient(lambda x: np.add.at(np.zeros(3), [0, 1], x[:2]) or 0.0, x)
+
+
+def test_empty_assignments_at_traced_positions_and_constant_masks_with_traced_ones() -> None:
+    """Found by the adversarial round: y[idx, 2:2] = v raised, and np.array([...]) | (x > 0) had no rule."""
+
+    def f(x):
+        y = x * 1.0
+        y[np.argmax(x[:, :3], axis=1), 2:2] = 5.0  # nothing is assigned
+        keep = np.array([[True, False, False, True]] * 3) | (x > 0.5)
+        return np.where(keep, y, 0.0)
+
+    x = np.arange(12.0).reshape(3, 4) / 10.0
+    np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
+    with pytest.raises(pz.UnsupportedOperationError, match="bitwise operator | of integers"):
+        pz.make_program(lambda x: np.array([1, 2]) | np.argmax(x), x)

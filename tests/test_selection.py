@@ -120,7 +120,7 @@ def test_float32_stays_float32() -> None:
         (lambda x: x @ x[x > 0], "numpy.matmul"),
         (lambda x: np.sum(x[x > 0] * x[x < 1]), "two different traced masks"),
         (lambda x: np.sum(x[x > 0] * np.ones(6)), r"an array of shape \(6,\) cannot be combined"),
-        (lambda x: np.sum(np.where(x[x > 0] > 1, 1.0, 0.0)), "numpy.where"),
+        (lambda x: np.sum(np.cumsum(x[x > 0])), "numpy.cumsum"),
     ],
 )
 def test_what_needs_the_count_is_refused_with_the_np_where_form(f, match) -> None:
@@ -141,3 +141,79 @@ def test_assigning_a_selection_through_another_mask_is_refused() -> None:
 def test_a_mask_that_does_not_fit_the_array_raises_index_error() -> None:
     with pytest.raises(IndexError, match="does not match the indexed array"):
         pz.gradient(lambda m: np.sum(m[m[0] > 0]), M)
+
+
+def test_keepdims_along_an_entrys_axes_and_per_row_norms() -> None:
+    """Found by the adversarial round: keepdims was dropped there, so a 3 x 3 selection
+    broadcast along the wrong axis with no error."""
+    X = np.arange(1.0, 10.0).reshape(3, 3) * np.array([[1.0], [-1.0], [1.0]])
+
+    def normalize(x):
+        s = x[x[:, 0] > 0]
+        y = x * 1.0
+        y[x[:, 0] > 0] = s / s.sum(axis=1, keepdims=True) - s.mean(axis=1, keepdims=True) + s.var(axis=1, keepdims=True)
+        return np.sum(y**2) + np.sum(np.linalg.norm(x[x[:, 0] > 0], axis=-1))
+
+    value, (g,) = pz.withgradient(normalize, X)
+    np.testing.assert_allclose(value, normalize(X), rtol=1e-13)
+    np.testing.assert_allclose(g, numerical_gradient(normalize, X)[0], rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="selected entries of shapes"):
+        pz.gradient(lambda x: np.sum(x[x[:, 0] > 0] * x[:, :2][x[:, 0] > 0]), X)
+    with pytest.raises(pz.UnsupportedOperationError, match="would broadcast the selected axis"):
+        pz.gradient(lambda x: np.sum(x[x[:, 0] > 0] * x[:, 0][x[:, 0] > 0]), X)
+
+
+def test_norm_orders_of_selections_follow_numpy_or_are_refused() -> None:
+    X = np.arange(1.0, 10.0).reshape(3, 3)
+    with pytest.raises(pz.UnsupportedOperationError, match="ord=2"):
+        pz.gradient(lambda x: np.linalg.norm(x[x[:, 0] > 0], 2), X)  # the spectral norm
+    with pytest.raises(ValueError, match="Invalid norm order 'fro' for vectors"):
+        pz.gradient(lambda x: np.linalg.norm(x[x > 0], "fro"), X[0])
+    f = lambda x: np.linalg.norm(x[x[:, 0] > 1], "fro")  # noqa: E731
+    np.testing.assert_allclose(pz.withgradient(f, X)[0], f(X), rtol=1e-14)
+
+
+def test_a_selection_is_taken_when_it_is_made() -> None:
+    """Found by the adversarial round: changing the mask in place afterwards moved the selection."""
+
+    def f(x):
+        m = x > 1.5
+        s = x[m]
+        m &= x < 4  # numpy's s is already a copy
+        t = x[m]
+        m[:] = True
+        return np.sum(s**2) + 10.0 * np.sum(t) + np.sum(x[m])
+
+    x = np.array([1.0, 2.0, 3.0, 4.5, 5.0])
+    value, (g,) = pz.withgradient(f, x)
+    np.testing.assert_allclose(value, f(x), rtol=1e-14)
+    np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda x: np.sum(((x[x > 0] > 2) & (x[x > 0] < 4)) * x[x > 0]),
+        lambda x: np.sum(~(x[x > 0] > 2) * x[x > 0]),
+        lambda x: np.sum(x[x > 0] // 2 + x[x > 0] % 2),
+        lambda x: np.sum(np.stack(divmod(x[x > 0] + 0.05, 1.5)) if False else divmod(x[x > 0] + 0.05, 1.5)[1]),
+        lambda x: np.sum(np.clip(x[x > 0], 1.5, 3.5) + x[x > 0].clip(0.0, 2.0)),
+        lambda x: np.sum(np.round(x[x > 0] ** 2, 1) * x[x > 0]),
+        lambda x: np.sum(np.where(x[x > 0] > 2, x[x > 0], 0.0)),
+    ],
+)
+def test_elementwise_functions_and_operators_of_selections(f) -> None:
+    """Found by the adversarial round: these raised or were refused as needing the count."""
+    x = np.array([-1.0, 1.2, 2.6, 3.1, -0.4, 4.7])
+    value, (g,) = pz.withgradient(f, x)
+    np.testing.assert_allclose(value, f(x), rtol=1e-14)
+    np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-6, atol=1e-9)
+
+
+def test_assigning_through_a_mask_takes_extra_leading_size_one_dimensions() -> None:
+    def f(m):
+        y = m * 1.0
+        y[m[:, 0] > 0] = np.ones((1, 1, 3)) * m[0, 0]
+        return y
+
+    np.testing.assert_array_equal(pz.make_program(f, M)(M)[0], f(M.copy()))

@@ -155,3 +155,20 @@ def _set_scalar_rules() -> None:
 
 
 _set_scalar_rules()
+
+
+# numpy's bitwise ufuncs reach pyzygote when the traced operand is on the right
+# (np.array([True, False]) | (x > 0)): on booleans they are the logical ones.
+def _bitwise(op: str, logical: Any) -> Any:
+    def handler(*xs: Any, **kwargs: Any) -> Any:
+        from pyzygote.tracer import _booleans
+
+        return logical(*_booleans(op, *xs), **kwargs)
+
+    return handler
+
+
+implements(np.bitwise_and)(_bitwise("&", np.logical_and))
+implements(np.bitwise_or)(_bitwise("|", np.logical_or))
+implements(np.bitwise_xor)(_bitwise("^", np.logical_xor))
+implements(np.invert)(_bitwise("~", np.logical_not))

@@ -418,6 +418,8 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
         lead = np.ravel(pos)  # repeats can only be among these: a subarray's offsets differ
         repeats, tail_size = lead.shape[0] > 1, tail.size
     shape = tuple(flat_shape.shape)
+    if 0 in shape:  # nothing is assigned (y[idx, 2:2] = v), as in numpy
+        return y
     flat = np.ravel(flat_shape)
     values = np.ravel(assigned_to_shape(convert(as_operand(value), y.dtype), shape))
     counts = np.ones(flat.shape[0], _INT)
@@ -470,7 +472,7 @@ def masked_setitem(y: Any, mask: Any, value: Any) -> Any:
     value = convert(as_operand(value), y.dtype)
     if value.ndim > len(tail):
         lead = value.shape[: value.ndim - len(tail)]
-        if len(lead) > 1 or lead[0] != 1:
+        if any(n != 1 for n in lead):
             raise UnsupportedOperationError(
                 f"y[mask] = value with a traced mask needs a value that fits any number of selected "
                 f"elements (a scalar, or shape {tail}); a value of shape {tuple(value.shape)} depends on how "
