@@ -104,7 +104,9 @@ class NumpyEngine:
         # warnings about the value itself (log of a negative) must stay: when anything warned,
         # the function alone is run again, with numpy's warnings as the user has them set.
         warned: list[str] = []
-        with np.errstate(all="call", call=lambda kind, flag: warned.append(kind)):
+        # Only what the user's settings would report (numpy ignores underflow by default).
+        noted = {kind: "ignore" if how == "ignore" else "call" for kind, how in np.geterr().items()}
+        with np.errstate(call=lambda kind, flag: warned.append(kind), **noted):
             y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
         if warned:
             compile_program(prog)(*arrays)
