@@ -35,19 +35,37 @@ _DTYPE_SHORT = {
 }
 
 
-@dataclass(frozen=True)
 class Aval:
-    """Abstract value: what the IR knows about an array (shape and dtype)."""
+    """Abstract value: what the IR knows about an array (shape and dtype).
 
+    Immutable and hashable.  One is made for every equation while tracing, so it is a small
+    slotted class rather than a dataclass.
+    """
+
+    __slots__ = ("shape", "dtype")
     shape: tuple[int, ...]
     dtype: np.dtype
 
-    def __post_init__(self) -> None:
-        # Made for every equation while tracing: skip the conversions when they would change nothing.
-        if type(self.shape) is not tuple or not all(type(d) is int for d in self.shape):
-            object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        if not isinstance(self.dtype, np.dtype):
-            object.__setattr__(self, "dtype", np.dtype(self.dtype))
+    def __init__(self, shape: Sequence[int], dtype: Any):
+        if type(shape) is not tuple or not all(type(d) is int for d in shape):
+            shape = tuple(int(d) for d in shape)
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "dtype", dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Aval is immutable (cannot set {name})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Aval) and self.shape == other.shape and self.dtype == other.dtype
+
+    def __hash__(self) -> int:
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self) -> str:
+        return f"Aval(shape={self.shape!r}, dtype={self.dtype!r})"
+
+    def __reduce__(self) -> Any:
+        return (Aval, (self.shape, self.dtype))
 
     @property
     def ndim(self) -> int:
