@@ -38,14 +38,15 @@ def elementwise_aval(*xs: Aval, out_dtype: Any = None) -> Aval:
 
 def unbroadcast(ct: Any, aval: Aval) -> Any:
     """Cotangent of a scalar operand that was broadcast against an array."""
-    if aval.shape == () and np.ndim(ct) != 0:
-        return reduce_sum(ct, tuple(range(np.ndim(ct))))
+    if aval.shape == () and shape_of(ct) != ():
+        return reduce_sum(ct, tuple(range(len(shape_of(ct)))))
     return ct
 
 
 def _like(g: Any, ans: Any) -> Any:
     """The tangent ``g`` of a scalar operand, broadcast to the output's shape."""
-    return g if np.shape(g) == np.shape(ans) else broadcast_in_dim(g, np.shape(ans), ())
+    shape = shape_of(ans)
+    return g if shape_of(g) == shape else broadcast_in_dim(g, shape, ())
 
 
 def _dtype_arg(x: Any) -> Any:
@@ -361,7 +362,7 @@ def _np_clip(a: Any, a_min: Any = None, a_max: Any = None, out: Any = None, *, m
 
 
 from pyzygote.primitives.reduction import reduce_sum  # noqa: E402
-from pyzygote.primitives.shape import broadcast_in_dim, broadcast_operands, convert  # noqa: E402
+from pyzygote.primitives.shape import broadcast_in_dim, broadcast_operands, convert, shape_of  # noqa: E402
 
 
 # --- scalar rules (pyzygote.transforms.scalarize): Python float arithmetic ------------

@@ -82,9 +82,14 @@ deflinear(broadcast_in_dim_p, _bcast_transpose)
 broadcast_in_dim_p.def_julia(lambda e, x, *, shape, dims: jl.broadcast_in_dim(x, shape, dims))
 
 
+def shape_of(x: Any) -> tuple[int, ...]:
+    """``np.shape(x)`` without numpy's dispatch for traced arrays (asked on every broadcast)."""
+    return x.shape if isinstance(x, Tracer) else np.shape(x)
+
+
 def broadcast_in_dim(x: Any, shape: Sequence[int], dims: Sequence[int]) -> Any:
     shape, dims = tuple(shape), tuple(dims)
-    if np.shape(x) == shape and dims == tuple(range(len(shape))):
+    if shape_of(x) == shape and dims == tuple(range(len(shape))):
         return x
     return broadcast_in_dim_p.bind(x, shape=shape, dims=dims)
 
@@ -92,11 +97,12 @@ def broadcast_in_dim(x: Any, shape: Sequence[int], dims: Sequence[int]) -> Any:
 def broadcast_to_shape(x: Any, shape: Sequence[int]) -> Any:
     """numpy's trailing-axis alignment, made explicit."""
     shape = tuple(shape)
-    nd = np.ndim(x)
-    np.broadcast_shapes(np.shape(x), shape)  # numpy's own error message
-    if np.broadcast_shapes(np.shape(x), shape) != shape:
-        raise ValueError(f"cannot broadcast an array of shape {np.shape(x)} to shape {shape}")
-    return broadcast_in_dim(x, shape, range(len(shape) - nd, len(shape)))
+    have = shape_of(x)
+    if have == shape:
+        return x
+    if np.broadcast_shapes(have, shape) != shape:  # numpy's own error message where it has one
+        raise ValueError(f"cannot broadcast an array of shape {have} to shape {shape}")
+    return broadcast_in_dim(x, shape, range(len(shape) - len(have), len(shape)))
 
 
 def assigned_to_shape(value: Any, shape: Sequence[int]) -> Any:
@@ -115,8 +121,9 @@ def broadcast_operands(*xs: Any) -> list[Any]:
     ``()``: a scalar broadcasts the same way in every engine, so it needs no
     explicit equation.
     """
-    shape = np.broadcast_shapes(*(np.shape(x) for x in xs))
-    return [x if np.ndim(x) == 0 else broadcast_to_shape(x, shape) for x in xs]
+    shapes = [shape_of(x) for x in xs]
+    shape = np.broadcast_shapes(*shapes)
+    return [x if not s else broadcast_to_shape(x, shape) for x, s in zip(xs, shapes)]
 
 
 # --- reshape (row-major, like numpy) ------------------------------------
