@@ -806,3 +806,14 @@ def test_a_switching_time_set_by_p_is_warned_about_and_the_other_gradients_are_r
         fixed = lambda t: (t >= 1.0) & (t < 3.5)  # noqa: E731
         pz.gradient(lambda q: np.sum(pz.odesolve(lambda u, q, t: np.where(fixed(t), q[0], 0.0) - q[1] * u, [0.0], times, q)), np.array([10.0, 0.4]))
         pz.solve(pz.ODEProblem(_dosed, [0.0], (0.0, 8.0), p))  # nothing differentiated
+
+
+def test_explicit_forward_sensitivities_of_a_large_system_warn_about_their_cost() -> None:
+    """Found in user testing: sensealg='forward' with 200 states and 200 parameters ran for
+    minutes with no word."""
+    n = 150
+    decay = lambda u, p, t: -p * u  # noqa: E731
+    loss = lambda p: np.sum(pz.odesolve(decay, np.ones(n), np.array([0.0, 0.01]), p, sensealg="forward"))  # noqa: E731
+    with pytest.warns(UserWarning, match="sensealg='forward' solves .* 45150 equations"):
+        (g,) = pz.gradient(loss, np.ones(n))
+    np.testing.assert_allclose(g, -0.01 * np.exp(-0.01), rtol=1e-4)

@@ -61,6 +61,7 @@ def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> An
     u0, p = primals
     tu0, tp = (zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents))
     if sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m) == "forward":
+        _warn_if_large(rhs)
         # One solve gives the states and their sensitivities; the tangent is a
         # contraction with them, so reverse mode needs no second solve.
         U, S = odesolve_sens_p.bind(u0, p, rhs=rhs, **params)
@@ -254,6 +255,28 @@ def odesolve(
         prog = make_program(lambda a, b: odesolve_p.bind(a, b, **params), u0, p)
         return layout.states(get_engine("julia").evaluate(prog, [u0, p])[0])
     return layout.states(odesolve_p.bind(u0, p, **params))
+
+
+# Forward sensitivities solve n (1 + n + m) equations; sensealg="auto" stays below 10100.
+_LARGE_FORWARD = 20_000
+
+
+def _warn_if_large(rhs: Any) -> None:
+    size = rhs.n * (1 + rhs.n + rhs.m)
+    if size > _LARGE_FORWARD and not getattr(rhs, "_warned_large", False):
+        import warnings
+
+        from pyzygote.tracing import _user_stacklevel
+
+        rhs._warned_large = True
+        warnings.warn(
+            f"sensealg='forward' solves the states with their sensitivities to all {rhs.n} states and "
+            f"{rhs.m} parameters, {size} equations, which is slow (user testing saw minutes for 200 + 200); "
+            "sensealg='adjoint' (or 'auto', which picks it above 100 states and parameters) costs a "
+            "backward solve of 2n + m equations",
+            UserWarning,
+            stacklevel=_user_stacklevel(),
+        )
 
 
 def _warn_switching_time(f: Any) -> None:
