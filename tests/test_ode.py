@@ -813,7 +813,7 @@ def test_explicit_forward_sensitivities_of_a_large_system_warn_about_their_cost(
     minutes with no word."""
     n = 150
     decay = lambda u, p, t: -p * u  # noqa: E731
-    loss = lambda p: np.sum(pz.odesolve(decay, np.ones(n), np.array([0.0, 0.01]), p, sensealg="forward"))  # noqa: E731
+    loss = lambda p: np.sum(pz.odesolve(decay, np.ones(n), np.array([0.0, 0.01]), p, sensealg="forward", reltol=1e-8, abstol=1e-10))  # noqa: E731
     with pytest.warns(UserWarning, match="sensealg='forward' solves .* 45150 equations"):
         (g,) = pz.gradient(loss, np.ones(n))
     np.testing.assert_allclose(g, -0.01 * np.exp(-0.01), rtol=1e-4)
