@@ -666,10 +666,20 @@ def _unchanged_since(copy: np.ndarray, arr: np.ndarray) -> bool:
         return False
     if not arr.flags.writeable and arr.base is None:
         return True
+    nan = copy.dtype.kind in "fc"
     try:
-        return bool(np.array_equal(copy, arr, equal_nan=copy.dtype.kind in "fc"))
+        if arr.size > _COMPARED_WHOLE and arr.flags.c_contiguous:
+            # A large constant read on every step of a loop: compare evenly spread entries and
+            # both ends (a whole-array edit, a changed row), not every entry on every use.
+            step = arr.size // _COMPARED_WHOLE + 1
+            a, b = copy.reshape(-1), arr.reshape(-1)
+            return bool(np.array_equal(a[::step], b[::step], equal_nan=nan) and np.array_equal(a[-4096:], b[-4096:], equal_nan=nan))
+        return bool(np.array_equal(copy, arr, equal_nan=nan))
     except TypeError:
         return False
+
+
+_COMPARED_WHOLE = 1 << 17  # entries of a constant compared in full on every use
 
 
 def memory_layout(t: Tracer) -> np.ndarray:

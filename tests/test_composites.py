@@ -729,3 +729,28 @@ def test_empty_assignments_at_traced_positions_and_constant_masks_with_traced_on
     np.testing.assert_array_equal(pz.make_program(f, x)(x)[0], f(x.copy()))
     with pytest.raises(pz.UnsupportedOperationError, match="bitwise operator | of integers"):
         pz.make_program(lambda x: np.array([1, 2]) | np.argmax(x), x)
+
+
+def test_assignments_whose_positions_cannot_repeat_skip_the_pairwise_check() -> None:
+    """Found in review: a one-hot target Y[np.arange(n), labels] = 1 with traced labels compared
+    all n * n pairs (refused above 4096), and y[:, j] = v compared every element, not every j."""
+
+    def one_hot_loss(W, X, labels):
+        logits = X @ W
+        Y = np.zeros_like(logits)
+        Y[np.arange(labels.size), labels] = 1.0
+        return np.sum((logits - Y) ** 2)
+
+    rng = np.random.default_rng(1)
+    W, X, labels = rng.normal(size=(3, 4)), rng.normal(size=(5000, 3)), rng.integers(0, 4, 5000)
+    g = (pz.grad(one_hot_loss)(W, X, labels),)
+    np.testing.assert_allclose(g[0], 2 * X.T @ (X @ W - np.eye(4)[labels]), rtol=1e-10)
+
+    def columns(x):
+        y = x * 1.0
+        j = np.argsort(x[0])[np.array([0, 1, 0])]  # traced, with a repeat: the last wins
+        y[:, j] = np.array([1.0, 2.0, 3.0]) * x[:, :3]
+        return y
+
+    x = rng.normal(size=(2000, 4))
+    np.testing.assert_array_equal(pz.make_program(columns, x)(x)[0], columns(x.copy()))

@@ -405,36 +405,34 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
     from pyzygote.primitives.shape import assigned_to_shape, convert
 
     items = _integer_items(index, y.ndim)
-    if any(isinstance(item, slice) for item in items):
-        # The positions a read with the same index would see, read from a table of positions.
-        grid = np.arange(y.size, dtype=_INT).reshape(y.shape)
-        flat_shape = traced_getitem(grid, items)
-        lead = np.ravel(flat_shape)  # repeats may be anywhere, unless the integers are scalars
-        repeats = int(np.prod(np.broadcast_shapes(*(np.shape(i) for i in items if not isinstance(i, slice))))) > 1
-        tail_size = 1
-    else:
-        pos, tail = _leading_positions(y, items)
-        flat_shape = np.reshape(pos, np.shape(pos) + (1,) * tail.ndim) + tail
-        lead = np.ravel(pos)  # repeats can only be among these: a subarray's offsets differ
-        repeats, tail_size = lead.shape[0] > 1, tail.size
+    advanced = [k for k, item in enumerate(items) if not isinstance(item, slice)]
+    # The positions a read with the same index would see, read from a table of positions.
+    grid = np.arange(y.size, dtype=_INT).reshape(y.shape)
+    flat_shape = traced_getitem(grid, items)
     shape = tuple(flat_shape.shape)
     if 0 in shape:  # nothing is assigned (y[idx, 2:2] = v), as in numpy
         return y
     flat = np.ravel(flat_shape)
     values = np.ravel(assigned_to_shape(convert(as_operand(value), y.dtype), shape))
     counts = np.ones(flat.shape[0], _INT)
-    if repeats:  # numpy's rule for repeated positions: the last assignment wins
-        n = lead.shape[0]
+    combos = np.broadcast_shapes(*(np.shape(items[k]) for k in advanced))
+    if int(np.prod(combos)) > 1 and not _distinct_by_a_constant(y, items, advanced, combos):
+        # numpy's rule for repeated positions: the last assignment wins.  Repeats can only be
+        # among the combinations of the integer items; each stands for the same slice offsets.
+        n = int(np.prod(combos))
         if n > _MAX_ASSIGNED:
             raise UnsupportedOperationError(
                 f"assigning at {n} traced positions is not supported (at most {_MAX_ASSIGNED}); "
                 "build the array with np.where instead"
             )
+        strides = _strides(y.shape)
+        lead = np.ravel(sum(_wrapped(items[k], y.shape[k], y.size) * strides[k] for k in advanced))
         order = np.arange(n, dtype=_INT)
         # The last k at each k's position, plus one.  `lead * 0` makes the ranks traced, so they
         # are broadcast at run time instead of becoming a constant of n * n entries.
         last = np.max(np.equal(lead[:, None], lead[None, :]) * (lead * 0 + order + 1), axis=1)
-        overwritten = np.repeat(np.greater(last, order + 1), tail_size)  # for each element of its subarray
+        overwritten = np.reshape(np.greater(last, order + 1), combos)
+        overwritten = np.ravel(np.broadcast_to(_combos_in_result(overwritten, items, advanced, len(shape)), shape))
         counts = np.where(overwritten, 0, counts)
         values = np.where(overwritten, np.zeros((), y.dtype), values)
     hit = np.greater(put_add(as_operand(counts), flat, (y.size,)), 0)
@@ -443,6 +441,27 @@ def traced_setitem(y: Any, index: Any, value: Any) -> Any:
     else:
         placed = put_add(values, flat, (y.size,))
     return np.reshape(np.where(hit, placed, np.ravel(y)), y.shape)
+
+
+def _distinct_by_a_constant(y: Any, items: tuple[Any, ...], advanced: list[int], combos: tuple[int, ...]) -> bool:
+    """Whether a constant integer item alone tells every combination apart
+    (``Y[np.arange(n), labels] = 1``), so that no position can repeat."""
+    for k in advanced:
+        if isinstance(items[k], Tracer):
+            continue
+        c = np.broadcast_to(np.asarray(items[k]), combos).ravel() % max(y.shape[k], 1)
+        if np.unique(c).size == c.size:
+            return True
+    return False
+
+
+def _combos_in_result(per_combo: Any, items: tuple[Any, ...], advanced: list[int], ndim: int) -> Any:
+    """``per_combo`` (over the integer items' broadcast shape) placed among the result's axes:
+    where numpy puts the broadcast axes (in place when the integer items are adjacent, first
+    otherwise), with size-1 axes for the sliced ones."""
+    nb = per_combo.ndim
+    sliced_before = advanced[0] if advanced == list(range(advanced[0], advanced[-1] + 1)) else 0
+    return np.reshape(per_combo, (1,) * sliced_before + tuple(per_combo.shape) + (1,) * (ndim - sliced_before - nb))
 
 
 def masked_setitem(y: Any, mask: Any, value: Any) -> Any:
