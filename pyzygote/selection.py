@@ -78,12 +78,19 @@ def same_mask(a: Tracer, b: Tracer) -> bool:
         return False
     builder = a._builder
     producers = {out: eqn for eqn in builder.eqns for out in eqn.outputs}
-    return _same_value(builder, producers, a._var, b._var, 32)
+    return _same_value(builder, producers, a._var, b._var, 32, {})
 
 
-def _same_value(builder: Any, producers: dict[Any, Any], a: Any, b: Any, depth: int) -> bool:
+def _same_value(builder: Any, producers: dict[Any, Any], a: Any, b: Any, depth: int, memo: dict[Any, bool]) -> bool:
     if a is b:
         return True
+    key = (id(a), id(b))
+    if key not in memo:  # values used twice (z * z) would otherwise be compared 2 ** depth times
+        memo[key] = _same_value_uncached(builder, producers, a, b, depth, memo)
+    return memo[key]
+
+
+def _same_value_uncached(builder: Any, producers: dict[Any, Any], a: Any, b: Any, depth: int, memo: dict[Any, bool]) -> bool:
     if isinstance(a, Literal) or isinstance(b, Literal):
         return isinstance(a, Literal) and isinstance(b, Literal) and a.aval == b.aval and bool(a.value == b.value)
     if a.aval != b.aval or depth == 0:
@@ -96,7 +103,7 @@ def _same_value(builder: Any, producers: dict[Any, Any], a: Any, b: Any, depth: 
         return False
     if ea.outputs.index(a) != eb.outputs.index(b) or not _equal_params(ea.params, eb.params):
         return False
-    return all(_same_value(builder, producers, x, y, depth - 1) for x, y in zip(ea.inputs, eb.inputs))
+    return all(_same_value(builder, producers, x, y, depth - 1, memo) for x, y in zip(ea.inputs, eb.inputs))
 
 
 def _equal_params(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -155,6 +155,9 @@ def _walk(
 ) -> dict[Any, Any]:
     found: dict[Any, Any] = {}
     seen: dict[int, int] = {}  # id -> the depth it was walked from (a shallower path walks it again)
+    # A bound method's traces are cached per owner (_method_cache), so the owner reached again
+    # (self.activation = self.relu) is noted by a marker: holding it would keep it alive.
+    owner = f.__self__ if isinstance(f, types.MethodType) else None
     array_bytes = [0]
 
     def over_budget(v: Any, n: int) -> bool:
@@ -173,7 +176,7 @@ def _walk(
         if where != "f" and where[0] != "f":
             # f itself (a bound method's function and owner) is what the cache is keyed by,
             # weakly: holding it would keep it alive.
-            found[where] = v
+            found[where] = _standing_for_owner(v, owner) if owner is not None else v
         if type(v) in _PROXIES or seen.get(id(v), _GUARD_DEPTH + 1) <= depth or depth > _GUARD_DEPTH or over_budget(v, 0):
             return  # (a weak proxy's referent may be gone: not even isinstance works on it)
         if isinstance(v, np.ndarray):
@@ -522,6 +525,19 @@ def _layout_key(arr: Any) -> str:
     if not isinstance(arr, np.ndarray) or arr.ndim < 2 or arr.flags.c_contiguous:
         return "C"
     return "F" if arr.flags.f_contiguous else "strided"
+
+
+_OWNER = object()  # stands for a bound method's owner among what its function reads
+
+
+def _standing_for_owner(v: Any, owner: Any) -> Any:
+    """What is noted for ``v`` without holding ``owner``: ``v`` itself, or a marker for the
+    owner and for its bound methods (self.activation = self.relu)."""
+    if v is owner:
+        return _OWNER
+    if isinstance(v, types.MethodType) and v.__self__ is owner:
+        return ("<a method of the owner>", v.__func__)
+    return v
 
 
 def _int_array(leaf: Any) -> bool:

@@ -217,3 +217,22 @@ def test_assigning_through_a_mask_takes_extra_leading_size_one_dimensions() -> N
         return y
 
     np.testing.assert_array_equal(pz.make_program(f, M)(M)[0], f(M.copy()))
+
+
+def test_masks_computed_alike_through_reused_values_compare_quickly() -> None:
+    """Found in review: comparing two masks computed alike visited 2 ** depth paths when a value
+    was used twice (z * z)."""
+
+    def mask_of(y):
+        z = y
+        for _ in range(15):  # 30 equations deep, each value used twice
+            z = z * z - z
+        return z > 0.01
+
+    def f(x):
+        y = x * 1.0
+        y[mask_of(y)] = np.sqrt(np.abs(y[mask_of(y)]))
+        return np.sum(y)
+
+    x = np.array([0.3, -0.2, 0.5, 0.1])
+    np.testing.assert_allclose(pz.make_program(f, x)(x)[0], f(x.copy()), rtol=1e-14)

@@ -797,3 +797,32 @@ def test_one_operand_einsum_is_a_view_where_numpy_makes_one():
     x = np.array([1.0, 2.0, 3.0])
     for got, want in zip(pz.make_program(f, x)(x), f(x)):
         np.testing.assert_array_equal(got, want)
+
+
+class _SelfReferencing:
+    def __init__(self) -> None:
+        self.w = np.ones(3)
+        self.activation = self.relu  # a bound method of itself: a cycle through the instance
+
+    def relu(self, z):
+        return np.maximum(z, 0.0)
+
+    def loss(self, x):
+        return np.sum(self.activation(self.w * x))
+
+
+def test_the_method_cache_does_not_keep_an_instance_that_refers_to_itself_alive() -> None:
+    """Found in review: the cached trace's record of what it read held the instance."""
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(3):
+        m = _SelfReferencing()
+        refs.append(weakref.ref(m))
+        np.testing.assert_array_equal(pz.gradient(m.loss, np.array([1.0, -1.0, 2.0]))[0], [1.0, 0.0, 1.0])
+        m.w = np.full(3, 2.0)  # still checked: a changed attribute re-traces
+        np.testing.assert_array_equal(pz.gradient(m.loss, np.array([1.0, -1.0, 2.0]))[0], [2.0, 0.0, 2.0])
+        del m
+    gc.collect()
+    assert all(r() is None for r in refs)

@@ -258,7 +258,11 @@ nan_asin(x::Real) = abs(x) > 1 ? _nan(x) : asin(x)
 nan_acos(x::Real) = abs(x) > 1 ? _nan(x) : acos(x)
 nan_acosh(x::Real) = x < 1 ? _nan(x) : acosh(x)
 nan_atanh(x::Real) = abs(x) > 1 ? _nan(x) : atanh(x)
-nan_pow(x::Real, y::Real) = x < 0 && !isinteger(y) ? _nan(x * y) : x^y
+nan_pow(x::Real, y::Real) = x < 0 ? _negative_pow(x, y) : x^y
+
+# A negative base: through `-x`, because ForwardDiff's `Dual ^ Dual` (Zygote broadcasts
+# `nan_pow` with duals) takes `log` of the base even for an integer exponent.
+_negative_pow(x, y) = isinteger(y) ? (iseven(y) ? (-x)^y : -((-x)^y)) : _nan(x * y)
 
 _nan(x::Real) = convert(float(typeof(x)), NaN)
 
