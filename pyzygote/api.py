@@ -202,7 +202,7 @@ def _withgradient(
 _CONCRETE_DATA: "weakref.WeakSet[Any]" = weakref.WeakSet()
 # Functions that need the values of their integer or boolean arrays (np.unique(labels), table[labels]).
 _CONCRETE_INTS: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_NEEDS_VALUES = (TracerBoolError, UnsupportedOperationError, IndexError, TypeError, ValueError)
+_NEEDS_VALUES = (TracerBoolError, UnsupportedOperationError, IndexError, KeyError, TypeError, ValueError, AttributeError)
 
 
 def _trace_with_data(
@@ -216,7 +216,7 @@ def _trace_with_data(
     (one trace per distinct content)."""
     if int_inputs and has_int_arrays(args):
         try:
-            concrete_ints = f in _CONCRETE_INTS
+            concrete_ints = getattr(f, "__func__", f) in _CONCRETE_INTS  # model.loss is new on each access
         except TypeError:
             concrete_ints = True
         if not concrete_ints:
@@ -224,7 +224,10 @@ def _trace_with_data(
                 return _trace_with_data_as(f, args, const_args, int_arrays_traced=True)
             except _NEEDS_VALUES:
                 # Traced again below with the integers as constants; an error of f's own shows there.
-                _CONCRETE_INTS.add(f)
+                try:
+                    _CONCRETE_INTS.add(getattr(f, "__func__", f))
+                except TypeError:
+                    pass
     return _trace_with_data_as(f, args, const_args, int_arrays_traced=False)
 
 
@@ -515,6 +518,8 @@ def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwar
     >>> pz.hessian(lambda p: p["k"] ** 2 * np.sum(p["w"]), {"k": 3.0, "w": np.ones(2)})["k"]["w"]
     array([6., 6.])
     """
+    if not args and set(kwargs) == {"x"}:  # hessian(f, x=x), its own parameter's name
+        args = (kwargs.pop("x"),)
     _positional_needed("hessian", args, kwargs)
     x, args = args[0], args[1:]
     if _is_julia(f) and not (args or kwargs):
@@ -536,7 +541,7 @@ def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwar
         # A NaN value (NaN in the data) can have a finite Hessian ((x - nan) ** 2 has 2): say so
         # instead of handing it back, as the other transformations do through their gradients.
         (value,) = eng.evaluate(traced.program, arrays)
-        if not np.all(np.isfinite(value)):
+        if np.any(np.isnan(value)):
             raise NonFiniteGradientError(
                 f"the function's value is {np.asarray(value)!r} at this x, so its Hessian is meaningless "
                 "(NaN or inf in the data, or log/sqrt/division at zero?)"

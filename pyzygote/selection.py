@@ -60,9 +60,11 @@ def _filler(dtype: np.dtype) -> Any:
     return np.asarray(False if dtype == bool else (1 if dtype.kind in "iu" else 0.5), dtype)
 
 
-def _kept(values: Any, mask: Tracer) -> Any:
-    """``values`` with the entries outside ``mask`` set to a value in every ufunc's domain."""
-    return np.where(_spread(mask, np.ndim(values)), values, _filler(np.asarray(values).dtype if not isinstance(values, Tracer) else values.dtype))
+def _kept(values: Any, mask: Tracer, fill: float = 0.5) -> Any:
+    """``values`` with the entries outside ``mask`` set to a value in the next ufunc's domain."""
+    dtype = values.dtype if isinstance(values, Tracer) else np.asarray(values).dtype
+    filler = _filler(dtype) if fill == 0.5 or dtype.kind != "f" else np.asarray(fill, dtype)
+    return np.where(_spread(mask, np.ndim(values)), values, filler)
 
 
 def _spread(mask: Tracer, ndim: int) -> Any:
@@ -162,6 +164,12 @@ class Selection:
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         raise _count_error("converting to a numpy array")
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the class does not define (.T, .reshape, .dot, ...).
+        if hasattr(np.ndarray, name):
+            raise _count_error(f".{name}")
+        raise AttributeError(f"'Selection' object has no attribute {name!r}")
+
     def __repr__(self) -> str:
         return f"Selection(x[mask] of a traced mask of shape {tuple(self._mask.shape)}, dtype {self.dtype})"
 
@@ -193,7 +201,10 @@ class Selection:
             return x  # a Python number stays weak, as numpy treats it: float32 * 0.5 is float32
         x = as_operand(x)
         tail = len(self._tail)
-        while np.ndim(x) > tail and np.shape(x)[0] == 1:
+        # An array with the selection's own dimensions broadcasts along the selected axis only
+        # if that axis has size 1 (x.mean(keepdims=True)); with more, numpy would broadcast the
+        # selected axis against one of x's (a (1, 1) array makes the result 2-D).
+        if np.ndim(x) == self.ndim and np.shape(x)[0] == 1:
             x = np.reshape(x, np.shape(x)[1:])
         if np.ndim(x) > tail:
             raise UnsupportedOperationError(
@@ -206,7 +217,10 @@ class Selection:
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if method != "__call__" or kwargs.get("out") is not None or ufunc.nout != 1 or ufunc.signature:
             raise _count_error(f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}"))
-        out = ufunc(*(self._operand(x) for x in inputs), **kwargs)
+        operands = [self._operand(x) for x in inputs]
+        if ufunc is np.arccosh:  # its domain starts at 1: 0.5 would warn where numpy does not
+            operands = [_kept(x, self._mask, 1.5) if isinstance(y, Selection) else x for x, y in zip(operands, inputs)]
+        out = ufunc(*operands, **kwargs)
         return Selection(self._mask, _kept(out, self._mask))
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
@@ -407,7 +421,7 @@ def _method(name: str) -> Callable[..., Any]:
     return lambda x, *args, **kwargs: getattr(x, name)(*args, **kwargs)
 
 
-_ELEMENTWISE_FUNCTIONS = frozenset({np.clip, np.round, np.around, np.where, np.nan_to_num, np.real, np.fix})
+_ELEMENTWISE_FUNCTIONS = frozenset({np.clip, np.round, np.around, np.where, np.nan_to_num, np.fix})
 
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {
     **{getattr(np, name): _method(name) for name in ("sum", "prod", "mean", "var", "std", "any", "all", "max", "min")},

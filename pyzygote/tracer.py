@@ -71,6 +71,8 @@ class Builder:
         self.level = next(Builder._levels)
         self.lift = lift
         self.lifted: dict[int, tuple["Tracer", Var]] = {}
+        # Whether each use of a numpy constant compares it with its copy (see ConstantChanged).
+        self.careful = bool(getattr(Builder._active, "careful", False))
 
     def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
         t = Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
@@ -108,7 +110,7 @@ class Builder:
         if arr.ndim == 0:
             return Literal(arr, arr.dtype)
         hit = self._consts.get(id(x))
-        if hit is not None and hit[1] is x and _unchanged_since(self._const_values[hit[0]], arr):
+        if hit is not None and hit[1] is x and (not self.careful or _unchanged_since(self._const_values[hit[0]], arr)):
             return hit[0]
         # A read-only private copy: the program must not change if the caller
         # later mutates the array it closed over.
@@ -131,6 +133,10 @@ class Builder:
         return Tracer(self, var)
 
     def build(self, inputs: Sequence["Tracer"], outputs: Sequence[Any]) -> Program:
+        if not self.careful:
+            for var, x in self._consts.values():
+                if isinstance(x, np.ndarray) and not _unchanged_since(self._const_values[var], x):
+                    raise ConstantChanged(x)
         out_atoms = tuple(self.to_atom(as_operand(o)) for o in outputs)
         live = {a.uid for a in out_atoms if isinstance(a, Var)}
         kept: list[Eqn] = []
@@ -282,7 +288,9 @@ class Tracer:
         raise _concretization_error(".tolist()")
 
     def __hash__(self) -> int:
-        return id(self)
+        # A set or dict of traced values (set(labels), Counter(y)) would count equal values as
+        # different; as JAX's tracers, traced values are not hashable.
+        raise _concretization_error("hash() (a set or dict key)")
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names the class does not define.  numpy applies a ufunc to an object
@@ -659,27 +667,33 @@ _VIEW_FUNCTIONS = frozenset(
 )  # fmt: skip
 
 
+class ConstantChanged(Exception):
+    """A numpy array the traced function read as a constant was changed in place while it was
+    traced (e[:] = 0; e[k] = 1 in a loop).  Uses are then not all of one value, so the function
+    is traced again, comparing the array with its copy at every use (a careful trace)."""
+
+
+@contextlib.contextmanager
+def careful_constants() -> Iterator[None]:
+    """Builders made meanwhile (in this thread) compare every use of a numpy constant with its copy."""
+    before = getattr(Builder._active, "careful", False)
+    Builder._active.careful = True
+    try:
+        yield
+    finally:
+        Builder._active.careful = before
+
+
 def _unchanged_since(copy: np.ndarray, arr: np.ndarray) -> bool:
-    """Whether a numpy array still holds what it held when it became a constant: the traced code
-    may change it in place between uses (e[:] = 0; e[k] = 1 in a loop)."""
+    """Whether a numpy array still holds what it held when it became a constant."""
     if copy.shape != arr.shape or copy.dtype != arr.dtype:
         return False
     if not arr.flags.writeable and arr.base is None:
         return True
-    nan = copy.dtype.kind in "fc"
     try:
-        if arr.size > _COMPARED_WHOLE and arr.flags.c_contiguous:
-            # A large constant read on every step of a loop: compare evenly spread entries and
-            # both ends (a whole-array edit, a changed row), not every entry on every use.
-            step = arr.size // _COMPARED_WHOLE + 1
-            a, b = copy.reshape(-1), arr.reshape(-1)
-            return bool(np.array_equal(a[::step], b[::step], equal_nan=nan) and np.array_equal(a[-4096:], b[-4096:], equal_nan=nan))
-        return bool(np.array_equal(copy, arr, equal_nan=nan))
+        return bool(np.array_equal(copy, arr, equal_nan=copy.dtype.kind in "fc"))
     except TypeError:
         return False
-
-
-_COMPARED_WHOLE = 1 << 17  # entries of a constant compared in full on every use
 
 
 def memory_layout(t: Tracer) -> np.ndarray:
@@ -700,11 +714,22 @@ def _not_c_order(x: Any) -> bool:
     return layout is not None and not layout.flags.c_contiguous
 
 
+# numpy functions whose results are laid out like their inputs (order K), or by an order given.
+# Others (dot, einsum, linalg) make C-ordered results, and running them to find out would cost
+# a whole computation on position arrays.
+_LAYOUT_FOLLOWING = frozenset(
+    (
+        np.where, np.copy, np.sort, np.cumsum, np.cumprod, np.diff, np.clip, np.nan_to_num, np.round,
+        np.around, np.reshape, np.ravel, np.nancumsum, np.nancumprod, np.fix, np.real, np.imag,
+    )
+)  # fmt: skip
+
+
 def _numpys_layout(func: Any, args: Any, kwargs: dict[str, Any], result: Any) -> None:
     """Give a new array the memory layout numpy gives it (np.where(c, x.T, 0.0), np.sort(x.T) and
     reshape in order F are Fortran-ordered): numpy's own function applied to arrays laid out as the
     arguments are.  Only asked when an argument is not C-ordered or an order is given."""
-    if not isinstance(result, Tracer) or result._root is not None or result.ndim < 2:
+    if not isinstance(result, Tracer) or result._root is not None or result.ndim < 2 or func not in _LAYOUT_FOLLOWING:
         return
     given = [*args, *kwargs.values()]
     flat = [e for a in given for e in (a if isinstance(a, (list, tuple)) else (a,))]

@@ -42,7 +42,7 @@ from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.scipy_calls import scipy_error
-from pyzygote.tracer import Builder, Tracer, _lay_out_like, as_operand
+from pyzygote.tracer import Builder, ConstantChanged, Tracer, _lay_out_like, as_operand, careful_constants
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
@@ -637,6 +637,23 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _trace_fresh(
+    f: Callable[..., Any],
+    leaves: list[Any],
+    tree: Hashable,
+    arrays: list[np.ndarray],
+    output: Callable[[Any], Any] | None,
+    nest: bool = False,
+) -> Traced:
+    try:
+        return _trace_once(f, leaves, tree, arrays, output, nest)
+    except ConstantChanged:
+        # f changed a numpy array it reads in place while it ran; traced again, reading it
+        # afresh at each use (rare, and slower: every use is compared).
+        with careful_constants():
+            return _trace_once(f, leaves, tree, arrays, output, nest)
+
+
+def _trace_once(
     f: Callable[..., Any],
     leaves: list[Any],
     tree: Hashable,

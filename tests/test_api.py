@@ -1184,3 +1184,30 @@ def test_a_numpy_array_changed_in_place_inside_the_function_is_read_afresh() -> 
     value, (g,) = pz.withgradient(f, x)
     assert value == f(x) == 14.0
     np.testing.assert_array_equal(g, 2 * x)
+
+
+def test_integer_labels_in_sets_dicts_and_attributes_fall_back_to_their_values() -> None:
+    """Found in review: with labels traced, set(y) counted equal labels as distinct (traced
+    values hashed by identity), d[label] raised KeyError and X[m].T an AttributeError."""
+    weights = {0: 1.0, 1: 2.0, 2: 0.5}
+
+    def f(w, y, m):
+        classes = len(set(y.tolist() if isinstance(y, np.ndarray) else y))
+        scale = sum(weights[int(label)] for label in y)
+        Z = w * np.arange(4.0)[m]
+        return np.sum(w**2) * classes * scale + np.sum(Z.T @ Z)
+
+    y, m = np.array([0, 1, 1, 2, 0]), np.array([True, False, True, True])
+    w = np.array([0.5, -1.0, 2.0])
+    value, (g,) = pz.withgradient(lambda w, y, m: f(w, y, m), w, y, m)[0], pz.gradient(f, w, y, m)[:1]
+    np.testing.assert_allclose(value, f(w, y, m), rtol=1e-14)
+    np.testing.assert_allclose(g, numerical_gradient(lambda w: f(w, y, m), w)[0], rtol=1e-7)
+    with pytest.raises(pz.TracerBoolError, match="hash"):
+        pz.gradient(lambda x: np.sum(x) * len({x[0], x[1]}), np.ones(2))
+
+
+def test_hessian_takes_x_by_its_own_name_and_raises_only_for_nan() -> None:
+    np.testing.assert_array_equal(pz.hessian(lambda x: np.sum(x**3), x=np.array([1.0, 2.0])), np.diag([6.0, 12.0]))
+    with np.errstate(divide="ignore"):
+        h = pz.hessian(lambda x: np.sum(x**2) + np.log(np.zeros(())), np.array([1.0, 2.0]))  # value -inf
+    np.testing.assert_array_equal(h, 2 * np.eye(2))

@@ -236,3 +236,17 @@ def test_masks_computed_alike_through_reused_values_compare_quickly() -> None:
 
     x = np.array([0.3, -0.2, 0.5, 0.1])
     np.testing.assert_allclose(pz.make_program(f, x)(x)[0], f(x.copy()), rtol=1e-14)
+
+
+def test_arrays_with_more_dimensions_than_an_entry_are_refused_and_arccosh_does_not_warn() -> None:
+    """Found in review: a (1, 1) array made numpy's result 2-D, which the selection did not."""
+    import warnings
+
+    with pytest.raises(pz.UnsupportedOperationError, match=r"an array of shape \(1, 1\) cannot be combined"):
+        pz.gradient(lambda x: np.sum(np.mean(x[x > 0] - x.mean(keepdims=True)[None], axis=0)), X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = pz.gradient(lambda x: np.sum(np.arccosh(x[x > 1])), X)
+    np.testing.assert_allclose(g, np.where(X > 1, 1 / np.sqrt(np.maximum(X**2 - 1, 1e-300)), 0.0), rtol=1e-12)
+    with pytest.raises(pz.UnsupportedOperationError, match=r"\.T of x\[mask\]"):
+        pz.gradient(lambda x: np.sum(x[x > 0].T), X)

@@ -287,9 +287,11 @@ def _warn_switching_time(f: Any) -> None:
         f,
         f"the right-hand side {getattr(f, '__qualname__', f)!r} switches at a time computed from p (it "
         "compares t with something that depends on p, as np.where(t >= p['t_on'], rate, 0.0) does). The "
-        "derivative with respect to such a switching time is not computed: it comes from the jump at the "
-        "switch, which needs event handling, so the gradient with respect to the p entries that set it "
-        "is 0 (the others are right). To fit a switching time, make the switch smooth, e.g. "
+        "derivative with respect to such a switching time is not computed where the right-hand side jumps "
+        "there: it comes from the jump, which needs event handling, so the gradient with respect to the p "
+        "entries that set it misses that part, and is 0 for an on/off switch (the others are right; a "
+        "switch without a jump, np.where(t >= t_on, t - t_on, 0.0), is fine). To fit a switching time, "
+        "make the switch smooth, e.g. "
         "scipy.special.expit((t - p['t_on']) / width) with a small width and tstops near it",
         SwitchingTimeWarning,
     )
