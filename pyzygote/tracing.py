@@ -541,8 +541,10 @@ def _standing_for_owner(v: Any, owner: Any) -> Any:
 
 
 def _int_array(leaf: Any) -> bool:
-    """An integer or boolean numpy array of one or more dimensions (labels, masks, index arrays)."""
-    return isinstance(leaf, np.ndarray) and leaf.ndim > 0 and leaf.dtype.kind in "iub"
+    """An int64 or boolean numpy array of one or more dimensions (labels, masks, index arrays).
+    Smaller integer types stay constants: traced index arithmetic in them (i + n) would wrap, and
+    numpy compares them with out-of-range Python integers by value."""
+    return isinstance(leaf, np.ndarray) and leaf.ndim > 0 and leaf.dtype in (np.dtype(np.int64), np.dtype(np.bool_))
 
 
 def has_int_arrays(args: Any) -> bool:

@@ -1211,3 +1211,15 @@ def test_hessian_takes_x_by_its_own_name_and_raises_only_for_nan() -> None:
     with np.errstate(divide="ignore"):
         h = pz.hessian(lambda x: np.sum(x**2) + np.log(np.zeros(())), np.array([1.0, 2.0]))  # value -inf
     np.testing.assert_array_equal(h, 2 * np.eye(2))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32])
+def test_small_integer_labels_stay_constants_so_index_arithmetic_does_not_wrap(dtype: Any) -> None:
+    """Found by the regression sweep: traced int8 labels wrapped in i + n (w[int8(100)] of 300
+    entries read entry 44) and compared with out-of-range Python integers wrongly."""
+    w = np.arange(300.0)
+    i = np.array([100, 7], dtype=dtype)
+    f = lambda w, i: np.sum(w[i] ** 2) + np.sum(i >= -5) * np.sum(i < 300)  # noqa: E731
+    value, g = pz.withgradient(f, w, i)
+    assert value == f(w, i)
+    np.testing.assert_array_equal(g[0], 2 * w * np.isin(np.arange(300), i))

@@ -250,3 +250,15 @@ def test_arrays_with_more_dimensions_than_an_entry_are_refused_and_arccosh_does_
     np.testing.assert_allclose(g, np.where(X > 1, 1 / np.sqrt(np.maximum(X**2 - 1, 1e-300)), 0.0), rtol=1e-12)
     with pytest.raises(pz.UnsupportedOperationError, match=r"\.T of x\[mask\]"):
         pz.gradient(lambda x: np.sum(x[x > 0].T), X)
+
+
+def test_a_mask_over_every_axis_takes_at_most_a_one_dimensional_value_as_in_numpy() -> None:
+    def f(m, value):
+        y = m * 1.0
+        y[m > 0] = value
+        return y
+
+    with pytest.raises(TypeError, match="requires a 0 or 1-dimensional input"):
+        f(M.copy(), np.ones((1, 1, 1)))
+    with pytest.raises(TypeError, match="requires a 0 or 1-dimensional input"):
+        pz.make_program(lambda m: f(m, np.ones((1, 1, 1)) * m[0, 0]), M)

@@ -489,6 +489,10 @@ def masked_setitem(y: Any, mask: Any, value: Any) -> Any:
             )
         return np.where(np.reshape(mask, mask.shape + (1,) * len(tail)), convert(value._values, y.dtype), y)
     value = convert(as_operand(value), y.dtype)
+    if not tail and value.ndim > 1:  # numpy's own rule for a mask over every axis
+        raise TypeError(
+            f"NumPy boolean array indexing assignment requires a 0 or 1-dimensional input, input has {value.ndim} dimensions"
+        )
     if value.ndim > len(tail):
         lead = value.shape[: value.ndim - len(tail)]
         if any(n != 1 for n in lead):
