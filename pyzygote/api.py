@@ -155,9 +155,10 @@ def _positional_needed(name: str, args: tuple[Any, ...], kwargs: dict[str, Any] 
     """Derivatives are taken with respect to positional arguments; keyword arguments are data."""
     if not args:
         given = f" (keyword arguments {', '.join(sorted(kwargs))} are held constant, as data)" if kwargs else ""
+        example = f"pz.{name[:-3]}(loss)(W, x=x)" if name.endswith("(f)") else f"pz.{name}(loss, W, x=x)"
         raise TypeError(
             f"pz.{name} differentiates with respect to positional arguments and got none{given}; "
-            f"pass what to differentiate positionally, e.g. pz.{name}(loss, W, x=x)"
+            f"pass what to differentiate positionally, e.g. {example}"
         )
 
 
