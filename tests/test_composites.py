@@ -672,7 +672,11 @@ def test_assigned_values_may_have_extra_leading_dimensions_of_size_one() -> None
 def test_orders_dict_pad_widths_and_divmod_match_numpy(f) -> None:
     """Found by the differential fuzzer: these raised while tracing."""
     x = np.arange(1.0, 13.0).reshape(3, 4)
-    np.testing.assert_allclose(pz.make_program(f, x)(x)[0], f(x), rtol=1e-15)
+    try:
+        want = f(x)
+    except TypeError as exc:  # dict pad widths are numpy >= 2.3's
+        pytest.skip(f"this numpy does not take it either: {exc}")
+    np.testing.assert_allclose(pz.make_program(f, x)(x)[0], want, rtol=1e-15)
     check_grads(lambda x: np.sum(np.sin(f(x))), (x,), engine="numpy")
 
 
