@@ -262,7 +262,12 @@ nan_pow(x::Real, y::Real) = x < 0 ? _negative_pow(x, y) : x^y
 
 # A negative base: through `-x`, because ForwardDiff's `Dual ^ Dual` (Zygote broadcasts
 # `nan_pow` with duals) takes `log` of the base even for an integer exponent.
-_negative_pow(x, y) = isinteger(y) ? (iseven(y) ? (-x)^y : -((-x)^y)) : _nan(x * y)
+function _negative_pow(x, y)
+    isinteger(y) || return _nan(x * y)
+    # `rem` of the plain number: an odd power keeps the sign (`iseven` of a float would
+    # convert it to an Integer, which throws for 1e300)
+    return iszero(rem(primal(y), 2)) ? (-x)^y : -((-x)^y)
+end
 
 _nan(x::Real) = convert(float(typeof(x)), NaN)
 
