@@ -31,7 +31,7 @@ import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Literal
-from pyzygote.tracer import Tracer, as_operand
+from pyzygote.tracer import Tracer, _booleans, as_operand
 
 __all__ = ["Selection", "select", "same_mask"]
 
@@ -372,15 +372,6 @@ def _extreme_error(name: str, fill: str) -> UnsupportedOperationError:
         f"which a trace cannot check. Write np.{name}(np.where(mask, x, {fill})) and decide what no "
         "entry means"
     )
-
-
-def _booleans(op: str, *xs: Any) -> tuple[Any, ...]:
-    """On booleans numpy's &, |, ^ and ~ are the logical operations; on integers they are bitwise."""
-    for x in xs:
-        dtype = x.dtype if isinstance(x, (Selection, Tracer, np.ndarray, np.generic)) else np.asarray(x).dtype
-        if dtype != bool:
-            raise UnsupportedOperationError(f"{op} on traced integers (bitwise) is not supported; on booleans it is")
-    return xs
 
 
 def _elementwise(func: Any, x: Selection, *args: Any, **kwargs: Any) -> Selection:

@@ -877,8 +877,10 @@ def _documented_positional(func: Any) -> list[str]:
 
 
 def _booleans(op: str, *xs: Any) -> tuple[Any, ...]:
+    """The operands of &, |, ^ or ~, if all are booleans (numpy's logical operations then)."""
     for x in xs:
-        if np.result_type(x).kind != "b" if not isinstance(x, Tracer) else x.dtype.kind != "b":
+        dtype = x.dtype if isinstance(getattr(x, "dtype", None), np.dtype) else np.result_type(x)
+        if dtype.kind != "b":
             raise UnsupportedOperationError(
                 f"the bitwise operator {op} of integers is not traced (on booleans it is the logical one, "
                 "which is); compute integer bit patterns outside the traced function"
