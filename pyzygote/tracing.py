@@ -42,7 +42,7 @@ from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.scipy_calls import scipy_error
-from pyzygote.tracer import Builder, ConstantChanged, Tracer, _lay_out_like, as_operand, careful_constants
+from pyzygote.tracer import Builder, ConstantChanged, Tracer, _lay_out_like, as_operand, careful_constants, same_contents
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
@@ -624,18 +624,10 @@ def _still_valid(traced: Traced, f: Any) -> bool:
     now = _closure_guard(f, extra=_static_objects(traced.leaves))
     if not all(_unchanged(now.get(where, _MISSING), v) for where, v in reads.items()):
         return False
-    return all(_same(orig, snap) for orig, snap in captured)
+    return all(same_contents(orig, snap) for orig, snap in captured)
 
 
 _MISSING = object()
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.nbytes <= 65536:  # the usual case, checked on every call: comparing bytes is several times faster
-        return a.tobytes() == b.tobytes()
-    return np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
 
 
 def _trace_fresh(
