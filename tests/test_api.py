@@ -1123,6 +1123,22 @@ def test_derivative_terms_do_not_warn_but_the_value_still_does() -> None:
         pz.withgradient(lambda x: np.sum(np.log(x)), np.array([-1.0, 2.0]))
 
 
+def test_derivative_terms_do_not_warn_in_pullback_jvp_or_jacobian() -> None:
+    """Found in user testing: gradient was quiet but the other transformations printed the warnings."""
+    import warnings
+
+    x = np.array([0.0, 1.0, 4.0])
+    power = lambda x: x**0.0  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(pz.pullback(power, x)[1](np.ones(3))[0], np.zeros(3))
+        np.testing.assert_array_equal(pz.jvp(power, (x,), (np.ones(3),))[1], np.zeros(3))
+        np.testing.assert_array_equal(pz.jacobian(power, x)[0], np.zeros((3, 3)))
+    for transform in (lambda f, x: pz.pullback(f, x), lambda f, x: pz.jvp(f, (x,), (x,)), lambda f, x: pz.jacobian(f, x)):
+        with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
+            transform(lambda x: np.log(x) * 1.0, np.array([-1.0, 2.0]))
+
+
 def _cross_entropy(W: Any, X: Any, y: Any) -> Any:
     logits = X @ W
     logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))

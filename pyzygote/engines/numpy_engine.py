@@ -86,6 +86,26 @@ def _quiet_derivatives() -> Any:
     return np.errstate(all="ignore")
 
 
+def _warning_as_the_value_would(
+    derived: Program, prog: Program, arrays: Sequence[Any], extra: Sequence[Any] = ()
+) -> Any:
+    """Run ``derived`` (a program computing ``prog``'s value and derivatives) on ``arrays, *extra``,
+    with numpy's floating-point warnings only where ``prog`` alone would give them.
+
+    Derivative terms warn falsely (``0 ** -1`` in the derivative of ``x ** 0`` at 0), but numpy's
+    warnings about the value itself (log of a negative) must stay: when anything warned, ``prog``
+    alone is run again, with numpy's warnings as the user has them set.
+    """
+    warned: list[str] = []
+    # Only what the user's settings would report (numpy ignores underflow by default).
+    noted = {kind: "ignore" if how == "ignore" else "call" for kind, how in np.geterr().items()}
+    with np.errstate(call=lambda kind, flag: warned.append(kind), **noted):
+        outs = compile_program(derived)(*arrays, *extra)
+    if warned:
+        compile_program(prog)(*arrays)
+    return outs
+
+
 class NumpyEngine:
     """Evaluate and differentiate programs with numpy."""
 
@@ -100,22 +120,13 @@ class NumpyEngine:
         """All outputs, and the gradient of the first (a scalar) with respect to the inputs ``wrt`` marks
         (every input by default; ``None`` for the others)."""
         gp = grad_program(prog, wrt)
-        # Derivative terms warn falsely (0 ** -1 in the derivative of x ** 0 at 0), but numpy's
-        # warnings about the value itself (log of a negative) must stay: when anything warned,
-        # the function alone is run again, with numpy's warnings as the user has them set.
-        warned: list[str] = []
-        # Only what the user's settings would report (numpy ignores underflow by default).
-        noted = {kind: "ignore" if how == "ignore" else "call" for kind, how in np.geterr().items()}
-        with np.errstate(call=lambda kind, flag: warned.append(kind), **noted):
-            y, *rest = unaliased(compile_program(gp)(*arrays), [*arrays, *_constants(gp)])
-        if warned:
-            compile_program(prog)(*arrays)
+        y, *rest = unaliased(_warning_as_the_value_would(gp, prog, arrays), [*arrays, *_constants(gp)])
         n = len(arrays) if wrt is None else sum(wrt)
         return (y, *rest[n:]), with_gaps(rest[:n], wrt)
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         fwd, bwd = vjp_programs(prog)
-        outs = compile_program(fwd)(*arrays)
+        outs = _warning_as_the_value_would(fwd, prog, arrays)
         n = len(prog.outputs)
         ys, res = outs[:n], outs[n:]
         run_bwd = compile_program(bwd)
@@ -130,7 +141,7 @@ class NumpyEngine:
 
     def jvp(self, prog: Program, arrays: Sequence[np.ndarray], tangents: Sequence[np.ndarray]) -> tuple[Any, Any]:
         jp = _cached(prog, "jvp", jvp_program)
-        outs = unaliased(compile_program(jp)(*arrays, *tangents), [*arrays, *tangents, *_constants(jp)])
+        outs = unaliased(_warning_as_the_value_would(jp, prog, arrays, tangents), [*arrays, *tangents, *_constants(jp)])
         n = len(prog.outputs)
         return outs[:n], outs[n:]
 
