@@ -35,6 +35,9 @@ _DTYPE_SHORT = {
 }
 
 
+_AVALS: dict[Any, Any] = {}
+
+
 class Aval:
     """Abstract value: what the IR knows about an array (shape and dtype).
 
@@ -46,17 +49,27 @@ class Aval:
     shape: tuple[int, ...]
     dtype: np.dtype
 
-    def __init__(self, shape: Sequence[int], dtype: Any):
-        if type(shape) is not tuple or not all(type(d) is int for d in shape):
-            shape = tuple(int(d) for d in shape)
-        object.__setattr__(self, "shape", shape)
+    def __new__(cls, shape: Sequence[int], dtype: Any) -> "Aval":
+        # Equal avals are one object, made once: tracing asks for one per equation.
+        try:
+            return _AVALS[shape, dtype]
+        except (KeyError, TypeError):  # TypeError: a list for a shape
+            pass
+        self = object.__new__(cls)
+        canonical = tuple(int(d) for d in shape)
+        object.__setattr__(self, "shape", canonical)
         object.__setattr__(self, "dtype", dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
+        if len(_AVALS) > 100_000:
+            _AVALS.clear()
+        if type(shape) is tuple:
+            _AVALS[shape, dtype] = self
+        return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Aval is immutable (cannot set {name})")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Aval) and self.shape == other.shape and self.dtype == other.dtype
+        return self is other or isinstance(other, Aval) and self.shape == other.shape and self.dtype == other.dtype
 
     def __hash__(self) -> int:
         return hash((self.shape, self.dtype))
@@ -124,14 +137,19 @@ class Literal:
 Atom = Var | Literal
 
 
-@dataclass
 class Eqn:
     """One equation: ``outputs = prim[params](*inputs)``."""
 
-    prim: Any  # pyzygote.primitive.Primitive (kept untyped to avoid a cycle)
-    inputs: tuple[Atom, ...]
-    params: dict[str, Any]
-    outputs: tuple[Var, ...]
+    __slots__ = ("prim", "inputs", "params", "outputs")
+
+    def __init__(self, prim: Any, inputs: tuple[Atom, ...], params: dict[str, Any], outputs: tuple[Var, ...]):
+        self.prim = prim  # pyzygote.primitive.Primitive (kept untyped to avoid a cycle)
+        self.inputs = inputs
+        self.params = params
+        self.outputs = outputs
+
+    def __repr__(self) -> str:
+        return f"Eqn({self.prim.name}, {self.inputs}, {self.params}, {self.outputs})"
 
 
 @dataclass

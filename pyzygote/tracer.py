@@ -122,7 +122,7 @@ class Builder:
         return var
 
     def add_eqn(self, prim: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
-        atoms = tuple(self.to_atom(a) for a in args)
+        atoms = tuple(map(self.to_atom, args))
         out = prim.abstract_eval(*(a.aval for a in atoms), **params)
         if prim.multiple_results:
             outvars = tuple(Var(a) for a in out)
