@@ -18,9 +18,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pyzygote.engines.results import unaliased
-from pyzygote.ir import Literal, Program
-from pyzygote.tracer import Builder
-from pyzygote.transforms.evaluate import compile_program, eval_program
+from pyzygote.ir import Eqn, Literal, Program, Var
+from pyzygote.transforms.evaluate import compile_program, prune
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.vjp import vjp_programs
 
@@ -44,18 +43,44 @@ def grad_program(prog: Program, wrt: tuple[bool, ...] | None = None) -> Program:
 
     def build(p: Program) -> Program:
         fwd, bwd = vjp_programs(p, n_seeded=1)
-        b = Builder()
-        xs = [b.new_input(v.aval.shape, v.aval.dtype) for v in p.inputs]
-        outs = eval_program(fwd, *xs)
-        ys, res = outs[: len(p.outputs)], outs[len(p.outputs) :]
-        seed = np.ones((), dtype=p.outputs[0].aval.dtype)
-        grads = eval_program(bwd, *res, seed)  # one per float input
+        n_out = len(p.outputs)
+        ys, residuals = fwd.outputs[:n_out], fwd.outputs[n_out:]
+        seed = Literal(np.ones((), dtype=p.outputs[0].aval.dtype), p.outputs[0].aval.dtype)
+        # The backward program spliced after the forward one, its inputs replaced by what feeds
+        # them: no equation is bound (and its rules run) again, which long programs feel.
+        feeds = {v.uid: a for v, a in zip(bwd.inputs, (*residuals, seed))}
+        eqns = list(fwd.eqns)
+        consts = {v.uid: (v, c) for prog_ in (fwd, bwd) for v, c in zip(prog_.constvars, prog_.consts)}
+        for eqn in bwd.eqns:
+            if any(isinstance(a, Var) and a.uid in feeds for a in eqn.inputs):
+                eqn = Eqn(eqn.prim, tuple(_fed(a, feeds) for a in eqn.inputs), eqn.params, eqn.outputs)
+                if all(isinstance(a, Literal) for a in eqn.inputs) and not eqn.prim.multiple_results:
+                    # Of the seed alone (its broadcast, say): computed now, as tracing would.
+                    (out,) = eqn.outputs
+                    value = np.asarray(eqn.prim.impl(*(a.value for a in eqn.inputs), **eqn.params)).copy()
+                    value.setflags(write=False)
+                    consts[out.uid] = (out, value)
+                    continue
+            eqns.append(eqn)
+        grads = [_fed(a, feeds) for a in bwd.outputs]  # one per float input
         if wrt is not None:
             of_floats = [w for w, v in zip(wrt, p.inputs) if v.aval.dtype.kind == "f"]
             grads = [g for g, wanted in zip(grads, of_floats) if wanted]
-        return b.build(xs, [ys[0], *grads, *ys[1:]])
+        return prune(
+            Program(
+                inputs=fwd.inputs,
+                constvars=tuple(v for v, _ in consts.values()),
+                consts=tuple(c for _, c in consts.values()),
+                eqns=eqns,
+                outputs=(ys[0], *grads, *ys[1:]),
+            )
+        )
 
     return _cached(prog, "grad" if wrt is None or all(wrt) else ("grad", wrt), build)
+
+
+def _fed(a: Any, feeds: dict[int, Any]) -> Any:
+    return feeds.get(a.uid, a) if isinstance(a, Var) else a
 
 
 def with_gaps(grads: Sequence[Any], wrt: Sequence[bool] | None) -> list[Any]:
