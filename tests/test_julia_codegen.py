@@ -1014,6 +1014,24 @@ def test_functions_outside_their_domain_give_nan_in_the_generated_julia_as_in_nu
     assert np.isnan(want[1][0]) and np.isnan(want[-1][0])  # the comparison above includes the NaNs
 
 
+def test_zero_powers_and_abs_at_zero_avoid_the_forward_mode_rules_that_differ_from_numpy() -> None:
+    """Found by the Julia audit: Zygote broadcasts abs with ForwardDiff duals (derivative 1 at 0.0,
+    -1 at -0.0, from DiffRules), differentiates x.^0 as 0 * x.^-1 (NaN at 0), and ForwardDiff's
+    Dual ^ Dual is NaN at 0 ^ 0; numpy's rules give 0 in all three."""
+    x = np.array([0.0, -0.0, 1.5, -2.0])
+    y = np.array([0.0, 0.0, 2.0, np.inf])
+
+    def f(x, y):
+        return np.abs(x) + x**0.0 + x**y
+
+    with np.errstate(all="ignore"):
+        source = check_program(pz.make_program(f, x, y), (x, y))
+    assert "PyZygote.absolute.(" in source and "one.(" in source and "PyZygote.nan_pow.(" in source
+    assert "abs.(" not in source and ".^0" not in source
+    # (-2.0) ** inf is inf in numpy; the interpreter's model of nan_pow agrees, and so must Julia's
+    assert f(x, y)[-1] == np.inf
+
+
 def test_programs_with_integer_and_boolean_inputs_emit_and_run(tmp_path: Path) -> None:
     """Labels and masks are program inputs (a new minibatch reuses the trace)."""
     from pyzygote.api import _trace_with_data

@@ -324,6 +324,27 @@ def test_comparisons_at_ties_take_the_evaluated_branch_in_forward_mode() -> None
     assert_trees_close(pz.jvp(guarded, (x,), (t,), engine="julia"), pz.jvp(guarded, (x,), (t,), engine="numpy"))
 
 
+def test_kinks_and_zero_powers_have_numpys_derivatives() -> None:
+    """Found by the Julia audit: abs at 0.0 and -0.0, x ** 0.0 at 0, x ** y at 0 ** 0 and the
+    exponent's derivative at a negative base came from ForwardDiff's rules, which differ."""
+
+    def f(x, y):
+        return np.sum(np.abs(x) + x**0.0 + x**y + np.abs(x) ** y)
+
+    x = np.array([0.0, -0.0, 1.5, -2.0, -2.0])
+    y = np.array([0.0, 0.0, 2.0, 3.0, 2.0])
+    g_jl, g_np = pz.gradient(f, x, y, engine="julia"), pz.gradient(f, x, y, engine="numpy")
+    np.testing.assert_array_equal(g_np[0][:2], [0.0, 0.0])  # the numpy rules the Julia side must follow
+    np.testing.assert_allclose(g_np[1][3:], 2.0 ** y[3:] * np.log(2.0), rtol=1e-14)  # only |x| ** y's
+    assert_trees_close(g_jl, g_np)
+    t = (np.ones(5), np.ones(5))
+    assert_trees_close(pz.jvp(f, (x, y), t, engine="julia"), pz.jvp(f, (x, y), t, engine="numpy"))
+    with np.errstate(all="ignore"):
+        v = pz.make_program(lambda x, y: x**y, x, y)
+        got = get_engine("julia").evaluate(v, [np.array([-2.0, -1.0, -0.5]), np.full(3, np.inf)])[0]
+    np.testing.assert_array_equal(got, [np.inf, 1.0, 0.0])
+
+
 def test_numpy_bool_scalars_arrive_as_julia_bools() -> None:
     # PythonCall 0.9.34 wraps numpy 2's np.bool scalar as a 0-d PyArray; jlarg unwraps it.
     # (pz.julia_function refuses bool arguments, so this calls the runtime entry point, as

@@ -258,15 +258,23 @@ nan_asin(x::Real) = abs(x) > 1 ? _nan(x) : asin(x)
 nan_acos(x::Real) = abs(x) > 1 ? _nan(x) : acos(x)
 nan_acosh(x::Real) = x < 1 ? _nan(x) : acosh(x)
 nan_atanh(x::Real) = abs(x) > 1 ? _nan(x) : atanh(x)
-nan_pow(x::Real, y::Real) = x < 0 ? _negative_pow(x, y) : x^y
+function nan_pow(x::Real, y::Real)
+    # 0 ^ 0 is 1 with derivative 0 in both, as numpy's rule has it: ForwardDiff's
+    # `Dual ^ Dual` gives 0 * Inf = NaN there (Zygote broadcasts `nan_pow` with duals).
+    iszero(primal(x)) && iszero(primal(y)) && return one(x * y)
+    return x < 0 ? _negative_pow(x, y) : x^y
+end
 
-# A negative base: through `-x`, because ForwardDiff's `Dual ^ Dual` (Zygote broadcasts
-# `nan_pow` with duals) takes `log` of the base even for an integer exponent.
+# A negative base: through `-x`, because ForwardDiff's `Dual ^ Dual` takes `log` of the
+# base even for an integer exponent. The exponent enters as a plain number: a negative
+# number's power has no derivative in the exponent, which numpy's rule makes 0.
 function _negative_pow(x, y)
-    isinteger(y) || return _nan(x * y)
-    # `rem` of the plain number: an odd power keeps the sign (`iseven` of a float would
-    # convert it to an Integer, which throws for 1e300)
-    return iszero(rem(primal(y), 2)) ? (-x)^y : -((-x)^y)
+    n = primal(y)
+    isinf(n) && return (-x)^n # numpy: (-2.0) ** inf is inf, (-0.5) ** inf is 0
+    isinteger(n) || return _nan(x * y)
+    # an odd power keeps the sign (`iseven` of a float would convert it to an Integer,
+    # which throws for 1e300)
+    return iszero(rem(n, 2)) ? (-x)^n : -((-x)^n)
 end
 
 _nan(x::Real) = convert(float(typeof(x)), NaN)
@@ -331,6 +339,15 @@ function _to_int(::Type{T}, v::Real) where {T <: Integer}
     # Int8, Int16, UInt8 and UInt16: through Int32, then wrapped
     return _to_int(Int32, w) % T
 end
+
+"""
+    absolute(x)
+
+numpy's `absolute` for one real number, with derivative 0 at 0 as numpy's rule has it.
+Zygote broadcasts `abs` with ForwardDiff duals, whose derivative (DiffRules) is the sign
+bit's: 1 at 0.0 and -1 at -0.0.
+"""
+absolute(x::Real) = iszero(primal(x)) ? zero(x) : abs(x)
 
 """
     sign(x)

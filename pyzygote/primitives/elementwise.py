@@ -230,7 +230,7 @@ def _div_transpose(ct: Any, x: Any, y: Any) -> tuple[Any, None]:
 _JULIA_TEMPLATES = {
     "sin": "sin.({0})", "cos": "cos.({0})", "tan": "tan.({0})", "atan": "atan.({0})", "sinh": "sinh.({0})", "cosh": "cosh.({0})",
     "tanh": "tanh.({0})", "asinh": "asinh.({0})", "exp": "exp.({0})", "exp2": "exp2.({0})", "expm1": "expm1.({0})",
-    "cbrt": "cbrt.({0})", "abs": "abs.({0})", "sign": "PyZygote.sign.({0})",
+    "cbrt": "cbrt.({0})", "abs": "PyZygote.absolute.({0})", "sign": "PyZygote.sign.({0})",
     "floor": "floor.({0})", "ceil": "ceil.({0})", "round": "round.({0})",  # ties to even, as rint
     "neg": ".-{0}", "sub": "{0} .- {1}", "div": "{0} ./ {1}",
     "max": "max.({0}, {1})", "min": "min.({0}, {1})",  # NaN propagates, as in numpy
@@ -265,6 +265,8 @@ def _pow_julia(e: Any, x: Any, y: Any) -> str:
     base = f"({x})" if x.literal is not None and not x.startswith("(") else x
     if y.literal is not None and y.aval.dtype.kind == "f":
         p = float(y.literal)
+        if p == 0 and x.aval.dtype == e.out.dtype:  # x.^0's rule in Zygote is 0 * x.^-1, NaN at 0
+            return f"one.({x})"
         if np.isfinite(p) and p == int(p) and abs(p) <= 2**31:
             return f"{base}.^{jl.julia_literal(int(p), np.int64)}"
     if e.out.dtype.kind != "f":
