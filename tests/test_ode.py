@@ -817,3 +817,15 @@ def test_explicit_forward_sensitivities_of_a_large_system_warn_about_their_cost(
     with pytest.warns(UserWarning, match="sensealg='forward' solves .* 45150 equations"):
         (g,) = pz.gradient(loss, np.ones(n))
     np.testing.assert_allclose(g, -0.01 * np.exp(-0.01), rtol=1e-4)
+
+
+def test_a_single_save_time_gives_u0_and_identity_derivatives() -> None:
+    """Found by the Julia audit: one save time made a zero-length tspan for OrdinaryDiffEq; there is
+    nothing to integrate, so the solution is u0 on both engines."""
+    u0 = np.array([[1.0, 2.0], [3.0, 4.0]])
+    u = pz.odesolve(lambda u, p, t: -p[0] * u, u0, np.array([0.5]), np.array([2.0]))
+    np.testing.assert_array_equal(u, u0[None])
+    assert not np.shares_memory(u, u0)
+    g_u0, g_p = pz.gradient(lambda u0, p: np.sum(pz.odesolve(lambda u, p, t: -p[0] * u, u0, [0.5], p) ** 2), u0, np.array([2.0]))
+    np.testing.assert_array_equal(g_u0, 2 * u0)
+    np.testing.assert_array_equal(g_p, [0.0])

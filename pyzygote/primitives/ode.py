@@ -244,6 +244,9 @@ def odesolve(
     rhs = RHS.trace(f, layout.n, layout.m, layout)
     if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p():
         _warn_switching_time(f)
+    if times.size == 1:
+        # Nothing to integrate: the solution is u0. (OrdinaryDiffEq would get a zero-length tspan.)
+        return layout.states(np.reshape(np.copy(u0), (1, -1)))
     opts = Options(alg, reltol, abstol, maxiters, stops)
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
     if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
