@@ -92,6 +92,22 @@ def _require_finite(v: Any, what: str, value: Any = None) -> None:
         )
 
 
+def _container(tree: Any) -> str:
+    return tree[0] if isinstance(tree, tuple) and isinstance(tree[0], str) else type(tree).__name__
+
+
+def _require_finite_value(value: Any, fname: str) -> None:
+    """Refuse derivatives at a point where the function's value is NaN or infinite: they are
+    meaningless there (a log-likelihood at a negative rate has a finite gradient and a NaN value)."""
+    if value is None or isinstance(value, Tracer) or np.all(np.isfinite(value)):
+        return
+    raise NonFiniteGradientError(
+        f"the function's value is {np.asarray(value)!r} at this point, so its {fname.replace('(f)', '')} is meaningless "
+        "(log or sqrt of a negative number, division by zero, overflow, or NaN in the data?). "
+        "pz.withgradient and pz.value_and_grad return the value with the gradient, for optimizers that step back from it"
+    )
+
+
 def _scalar_output(traced: Traced, fname: str) -> None:
     prog = traced.program
     if len(prog.outputs) != 1 or prog.outputs[0].aval.shape != ():
@@ -116,6 +132,15 @@ def _float_loss(prog: Any, fname: str) -> None:
             "data with no derivative, as in Zygote: to differentiate with respect to an argument, pass "
             "it as floats (np.arange(3.0), x.astype(float))"
         )
+
+
+def _float_outputs(traced: Traced, fname: str) -> None:
+    for out in traced.program.outputs:
+        if not out.aval.is_float:
+            raise TypeError(
+                f"{fname} needs float outputs, got {out.aval}: integer and boolean values (floor(x).astype(int), "
+                "x > 0) have no derivative. Return floats, or leave such values out of the differentiated function"
+            )
 
 
 def _loss_and_aux(traced: Traced, fname: str, pair: bool) -> None:
@@ -189,12 +214,20 @@ def _withgradient(
         owners = _top_level_owners(traced.in_tree)
         # integer and boolean inputs (labels, masks) are data too: no gradient
         wrt = tuple(owners[i] not in const_args and a.dtype.kind == "f" for i, a in zip(traced.array_slots, arrays))
+    fname = name or ("gradient" if aux is None else "withgradient")
     if aux == "jax" or (aux == "zygote" and traced.out_tree != "*"):
         _loss_and_aux(traced, "withgradient" if aux == "zygote" else "has_aux=True", pair=aux == "jax")
     else:
         _scalar_output(traced, "gradient" if aux is None else "withgradient")
+        if traced.out_tree != "*":  # [loss] or {"loss": loss}: Zygote and JAX want the number itself
+            raise ValueError(
+                f"{fname} needs a function returning one scalar, but it returned a {_container(traced.out_tree)} "
+                "holding one; return the scalar itself" + ("" if aux is None and name is None else ", or use has_aux=True for (loss, aux)")
+            )
     ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
     _check_finite(traced, "gradient", grads, ys[0])
+    if fname in ("gradient", "grad(f)"):  # the value is not handed back: a NaN in it must not pass unseen
+        _require_finite_value(ys[0], fname)
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
     return value, _rebuild(traced, grads)[:n]
 
@@ -305,13 +338,42 @@ def grad(
     (12.0, {'x2': array(4.)})
     """
 
+    _check_transform(f, argnums, engine, "grad")
+
     def grad_f(*args: Any, **kwargs: Any) -> Any:
+        _floats_at(args, argnums, "grad")
         (value, grads) = _withgradient(
             f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs, name="grad(f)"
         )
         return (_pick(grads, argnums), value[1]) if has_aux else _pick(grads, argnums)
 
     return grad_f
+
+
+def _check_transform(f: Any, argnums: Any, engine: str | None, name: str) -> None:
+    """What JAX checks when the transformation is made, not when it is first called."""
+    if not callable(f):
+        raise TypeError(f"pz.{name} expected a function to differentiate, got {type(f).__name__} {f!r}")
+    if not (_is_index(argnums) or (isinstance(argnums, (tuple, list)) and all(_is_index(i) for i in argnums))):
+        raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
+    if engine is not None:
+        from pyzygote.engines import _check
+
+        _check(engine)
+
+
+def _floats_at(args: tuple[Any, ...], argnums: Any, name: str) -> None:
+    """The arguments ``argnums`` asks to differentiate must be floats, as in JAX's grad."""
+    for i in _wanted(argnums, len(args)) if args else ():
+        leaves, _ = flatten(args[i])
+        for leaf in leaves:
+            if isinstance(leaf, (bool, np.bool_)) or (isinstance(leaf, np.ndarray) and leaf.dtype.kind in "biu"):
+                dtype = "bool" if isinstance(leaf, bool) else np.asarray(leaf).dtype
+                raise TypeError(
+                    f"pz.{name} differentiates argument {i} (argnums), which holds {dtype} values: integers and "
+                    "booleans have no derivative. Pass floats to differentiate (x.astype(float)), or leave the "
+                    "argument out of argnums to use it as data (labels, masks)"
+                )
 
 
 def _is_index(i: Any) -> bool:
@@ -348,7 +410,10 @@ def value_and_grad(
     (np.float64(9.0), 6.0)
     """
 
+    _check_transform(f, argnums, engine, "value_and_grad")
+
     def vg(*args: Any, **kwargs: Any) -> Any:
+        _floats_at(args, argnums, "value_and_grad")
         val, grads = _withgradient(
             f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs, name="value_and_grad(f)"
         )
@@ -368,6 +433,16 @@ def _trace_args(
     return _trace_with_data(f, all_args, const_args | set(held))
 
 
+def _describe_tree(tree: Any) -> str:
+    if tree == "*":
+        return "an array"
+    if isinstance(tree, tuple) and tree and tree[0] in ("tuple", "list", "namedtuple"):
+        return f"a {tree[0]} of {len(tree[-1])}"
+    if isinstance(tree, tuple) and tree and tree[0] == "dict":
+        return f"a dict with keys {list(tree[1])}"
+    return f"a {_container(tree)}"
+
+
 def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
     leaves, tree = flatten(dy)
     for leaf in leaves:
@@ -375,8 +450,14 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
             raise TypeError(f"the cotangent must be an array (or arrays in the output's structure), got {leaf.value!r}")
         if not isinstance(leaf, Tracer) and np.iscomplexobj(leaf):
             raise TypeError("the cotangent must hold real numbers: pyzygote differentiates real functions")
-    if tree != traced.out_tree and not (len(traced.program.outputs) == 1 and len(leaves) == 1):
-        raise ValueError("the cotangent must have the structure of the function's output")
+    # A bare array for an output that is one array inside a tuple is taken as meant; the other way
+    # round ((ct,) or {"a": ct} for an array output) is a mistake JAX's vjp refuses too.
+    one_in_one = len(traced.program.outputs) == 1 and len(leaves) == 1 and tree == "*"
+    if tree != traced.out_tree and not one_in_one:
+        raise ValueError(
+            f"the cotangent must have the structure of the function's output ({_describe_tree(traced.out_tree)}), "
+            f"got {_describe_tree(tree)}"
+        )
     cts = []
     for leaf, out in zip(leaves, traced.program.outputs):
         ct = leaf if isinstance(leaf, Tracer) else np.asarray(leaf, dtype=out.aval.dtype)
@@ -472,11 +553,14 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     prog = traced.program
     if len(prog.outputs) != 1:
         raise ValueError("jacobian needs a function returning one array")
+    _float_outputs(traced, "jacobian")
     out = prog.outputs[0].aval
     eng = _engine(traced, arrays, engine)
     n_in = sum(a.size for a in arrays)
+    value = None
     if out.size <= n_in:
         ys, back = eng.vjp(prog, arrays)
+        value = ys[0]
         rows = []
         for i in range(out.size):
             ct = np.zeros(out.size, out.dtype)
@@ -495,10 +579,13 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
                 e = np.zeros(a.size, a.dtype)
                 e[i] = 1.0
                 ts[k] = e.reshape(a.shape)
-                cols.append(np.reshape(_result(eng.jvp(prog, arrays, ts)[1][0]), (-1,)))
+                ys, tangents = eng.jvp(prog, arrays, ts)
+                value = ys[0]
+                cols.append(np.reshape(_result(tangents[0]), (-1,)))
             j = np.stack(cols, axis=1) if cols else np.zeros((out.size, 0), a.dtype)
             blocks.append(np.reshape(j, out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
+    _require_finite_value(value, "jacobian")
     return _rebuild(traced, blocks)[:n]
 
 

@@ -1134,7 +1134,7 @@ def test_derivative_terms_do_not_warn_in_pullback_jvp_or_jacobian() -> None:
         np.testing.assert_array_equal(pz.pullback(power, x)[1](np.ones(3))[0], np.zeros(3))
         np.testing.assert_array_equal(pz.jvp(power, (x,), (np.ones(3),))[1], np.zeros(3))
         np.testing.assert_array_equal(pz.jacobian(power, x)[0], np.zeros((3, 3)))
-    for transform in (lambda f, x: pz.pullback(f, x), lambda f, x: pz.jvp(f, (x,), (x,)), lambda f, x: pz.jacobian(f, x)):
+    for transform in (lambda f, x: pz.pullback(f, x), lambda f, x: pz.jvp(f, (x,), (x,))):
         with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
             transform(lambda x: np.log(x) * 1.0, np.array([-1.0, 2.0]))
 
@@ -1239,3 +1239,66 @@ def test_small_integer_labels_stay_constants_so_index_arithmetic_does_not_wrap(d
     value, g = pz.withgradient(f, w, i)
     assert value == f(w, i)
     np.testing.assert_array_equal(g[0], 2 * w * np.isin(np.arange(300), i))
+
+
+def test_derivatives_at_a_nan_or_infinite_value_raise_where_the_value_is_not_returned() -> None:
+    """Found by the bad-input audit: a log-likelihood at a negative rate has a NaN value and a finite
+    gradient, which pz.gradient returned with only numpy's warning."""
+    X = np.array([[1.0, 2.0], [1.0, -3.0]])
+
+    def nll(w: Any) -> Any:
+        with np.errstate(invalid="ignore"):
+            return -np.sum(np.log(X @ w))
+
+    w = np.ones(2)
+    for call in (lambda: pz.gradient(nll, w), lambda: pz.grad(nll)(w), lambda: pz.jacobian(lambda w: np.log(X @ w), w)):
+        with pytest.raises(pz.NonFiniteGradientError, match="value is .*nan.* meaningless"):
+            with np.errstate(invalid="ignore"):
+                call()
+    with pytest.raises(pz.NonFiniteGradientError, match="value is array\\(inf\\)"):
+        pz.gradient(lambda x: np.sum(x) + np.inf, w)
+    with np.errstate(invalid="ignore"):
+        value, (g,) = pz.withgradient(nll, w)  # the value comes back: an optimizer can step back from it
+        assert np.isnan(pz.value_and_grad(nll)(w)[0])
+    assert np.isnan(value)
+    np.testing.assert_allclose(g, -(X[0] / 3.0 + X[1] / -2.0))
+
+
+def test_gradient_wants_the_scalar_itself_not_a_container_of_it() -> None:
+    for out in (lambda s: [s], lambda s: {"loss": s}, lambda s: (s,)):
+        with pytest.raises(ValueError, match="gradient needs a function returning one scalar, but it returned a (list|dict|tuple) holding one"):
+            pz.gradient(lambda x, out=out: out(np.sum(x**2)), np.ones(3))
+        with pytest.raises(ValueError, match="grad\\(f\\) needs .* holding one; return the scalar itself, or use has_aux"):
+            pz.grad(lambda x, out=out: out(np.sum(x**2)))(np.ones(3))
+
+
+def test_a_cotangent_must_have_the_outputs_structure() -> None:
+    y, back = pz.pullback(lambda x: 2.0 * x, np.ones(3))
+    for wrong, described in (({"a": np.ones(3)}, "a dict with keys \\['a'\\]"), ((np.ones(3),), "a tuple of 1"), ([np.ones(3)], "a list of 1")):
+        with pytest.raises(ValueError, match=f"structure of the function's output \\(an array\\), got {described}"):
+            back(wrong)
+    _, back2 = pz.pullback(lambda x: (2.0 * x,), np.ones(3))
+    np.testing.assert_array_equal(back2(np.ones(3))[0], 2 * np.ones(3))  # a bare array for a 1-tuple is taken as meant
+
+
+def test_jacobian_of_integer_or_boolean_outputs_is_refused() -> None:
+    for f in (lambda x: np.floor(x).astype(int), lambda x: x > 0):
+        with pytest.raises(TypeError, match="jacobian needs float outputs"):
+            pz.jacobian(f, np.array([0.5, 1.5]))
+
+
+def test_grad_checks_its_function_argnums_and_engine_when_made_and_refuses_integer_argnums() -> None:
+    """As JAX's grad: a mistake shows where the transformation is made, and differentiating an
+    integer argument that argnums names is an error, not None."""
+    with pytest.raises(TypeError, match="pz.grad expected a function to differentiate, got float"):
+        pz.grad(3.0)
+    with pytest.raises(TypeError, match="argnums must be an int or a tuple of ints, got '0'"):
+        pz.value_and_grad(np.sum, argnums="0")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        pz.grad(np.sum, engine="jaxx")
+    with pytest.raises(TypeError, match="pz.grad differentiates argument 0 \\(argnums\\), which holds int64 values"):
+        pz.grad(lambda x: np.sum(x * 1.0))(np.array([1, 2]))
+    with pytest.raises(TypeError, match="pz.value_and_grad differentiates argument 1 \\(argnums\\), which holds bool values"):
+        pz.value_and_grad(lambda x, m: np.sum(np.where(m, x, 0.0)), argnums=(0, 1))(np.ones(2), np.array([True, False]))
+    # as data (outside argnums) they are fine
+    np.testing.assert_array_equal(pz.grad(lambda x, m: np.sum(np.where(m, x, 0.0)))(np.ones(2), np.array([True, False])), [1.0, 0.0])
