@@ -629,11 +629,7 @@ def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwar
         # A NaN value (NaN in the data) can have a finite Hessian ((x - nan) ** 2 has 2): say so
         # instead of handing it back, as the other transformations do through their gradients.
         (value,) = eng.evaluate(traced.program, arrays)
-        if np.any(np.isnan(value)):
-            raise NonFiniteGradientError(
-                f"the function's value is {np.asarray(value)!r} at this x, so its Hessian is meaningless "
-                "(NaN or inf in the data, or log/sqrt/division at zero?)"
-            )
+        _require_finite_value(value, "hessian")
     return h
 
 
