@@ -104,6 +104,7 @@ class Builder:
             if hit is None:
                 hit = self.lifted[id(x)] = (x, Var(x._var.aval))
             return hit[1]
+        _refuse_masked(x)
         arr = np.asarray(x)
         if arr.dtype == object:
             raise TypeError(f"cannot use an object array as a constant: {arr!r}")
@@ -169,7 +170,15 @@ def as_operand(x: Any) -> Any:
         if any(isinstance(e, Tracer) for e in items):
             shape = x.shape if isinstance(x, np.ndarray) else (len(items),)
             return np.reshape(np.stack(items), shape + np.shape(items[0]))
+    _refuse_masked(x)
     return np.asarray(x)
+
+
+def _refuse_masked(x: Any) -> None:
+    if isinstance(x, np.ma.MaskedArray):
+        from pyzygote.tracing import masked_array_message
+
+        raise TypeError(masked_array_message("an array the traced function uses"))
 
 
 def _no_out(out: Any) -> dict[str, Any]:

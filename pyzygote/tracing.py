@@ -70,6 +70,14 @@ class Traced:
         return [leaves[i] for i in self.array_slots]
 
 
+def masked_array_message(what: str) -> str:
+    # np.asarray drops the mask, which would silently bring the masked entries back.
+    return (
+        f"{what} is a numpy masked array, which pyzygote does not support (its mask would be lost): pass "
+        "x.filled(fill_value) and the mask np.ma.getmaskarray(x), and use np.where(mask, ..., ...)"
+    )
+
+
 def to_input_array(x: Any, argname: str) -> np.ndarray:
     """Python numbers and lists become float64; numpy arrays keep their dtype."""
     if isinstance(x, Tracer):
@@ -77,6 +85,8 @@ def to_input_array(x: Any, argname: str) -> np.ndarray:
             f"{argname} is a value traced by an enclosing transformation: pz.make_program takes "
             "arrays; inside traced code call pz.gradient, pz.jvp, ... on traced values, which nest"
         )
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(masked_array_message(argname))
     if isinstance(x, np.ndarray) or isinstance(x, np.generic):
         arr = np.asarray(x)
     elif isinstance(x, complex) or (isinstance(x, list) and any(isinstance(v, complex) for v in x)):

@@ -1301,3 +1301,12 @@ def test_grad_checks_its_function_argnums_and_engine_when_made_and_refuses_integ
         pz.value_and_grad(lambda x, m: np.sum(np.where(m, x, 0.0)), argnums=(0, 1))(np.ones(2), np.array([True, False]))
     # as data (outside argnums) they are fine
     np.testing.assert_array_equal(pz.grad(lambda x, m: np.sum(np.where(m, x, 0.0)))(np.ones(2), np.array([True, False])), [1.0, 0.0])
+
+
+def test_masked_arrays_are_refused_rather_than_losing_their_mask() -> None:
+    """Found by the bad-input audit: np.asarray drops the mask, so masked entries came back silently."""
+    m = np.ma.masked_array([1.0, 2.0], mask=[False, True])
+    with pytest.raises(TypeError, match="x \\(argument 0\\) is a numpy masked array.*x.filled"):
+        pz.withgradient(lambda x: np.sum(x**2), m)
+    with pytest.raises(TypeError, match="an array the traced function uses is a numpy masked array"):
+        pz.gradient(lambda x: np.sum(x * m), np.ones(2))

@@ -829,3 +829,15 @@ def test_a_single_save_time_gives_u0_and_identity_derivatives() -> None:
     g_u0, g_p = pz.gradient(lambda u0, p: np.sum(pz.odesolve(lambda u, p, t: -p[0] * u, u0, [0.5], p) ** 2), u0, np.array([2.0]))
     np.testing.assert_array_equal(g_u0, 2 * u0)
     np.testing.assert_array_equal(g_p, [0.0])
+
+
+def test_a_scalar_saveat_must_be_a_sensible_spacing() -> None:
+    """Found by the bad-input audit: saveat=np.inf saved no times with retcode Success, a string or
+    True was taken as a spacing, and 1e-12 tried to allocate terabytes."""
+    prob = pz.ODEProblem(lambda u, p, t: -u, np.ones(2), (0.0, 2.0))
+    for bad in (np.inf, np.nan, "0.5", True, -1.0, 0.0):
+        with pytest.raises(ValueError, match="a scalar saveat is a spacing and must be a positive finite number"):
+            pz.solve(prob, saveat=bad)
+    with pytest.raises(ValueError, match="saveat=1e-12 saves 2e\\+12 times over tspan"):
+        pz.solve(prob, saveat=1e-12)
+    np.testing.assert_array_equal(pz.solve(prob, saveat=0.5).t, [0.0, 0.5, 1.0, 1.5, 2.0])

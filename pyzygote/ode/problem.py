@@ -157,15 +157,26 @@ class ODESolution:
         return f"ODESolution(retcode={self.retcode!r}, alg={self.alg!r}, t: {self.t.shape}, u: {self.u.shape}, stats={self.stats})"
 
 
+# A spacing that would save more times than this is a mistake (saveat=1e-12), not a request.
+_MAX_SAVED = 10**7
+
+
 def _saveat(saveat: Any, tspan: tuple[float, float]) -> np.ndarray | None:
     if saveat is None:
         return None
     t0, t1 = tspan
     if np.ndim(saveat) == 0:
+        number = isinstance(saveat, (int, float, np.integer, np.floating)) and not isinstance(saveat, (bool, np.bool_))
+        if not (number and np.isfinite(saveat) and saveat > 0):
+            raise ValueError(f"a scalar saveat is a spacing and must be a positive finite number, got {saveat!r}")
         dt = float(saveat)
-        if not dt > 0:
-            raise ValueError(f"a scalar saveat is a spacing and must be positive, got {saveat!r}")
-        grid = t0 + dt * np.arange(int(np.floor((t1 - t0) / dt + 1e-9)) + 1)
+        count = np.floor((t1 - t0) / dt + 1e-9) + 1
+        if count > _MAX_SAVED:
+            raise ValueError(
+                f"saveat={saveat!r} saves {count:.3g} times over tspan {tspan}; give a larger spacing "
+                f"(at most {_MAX_SAVED:.0e} times) or an array of the times wanted"
+            )
+        grid = t0 + dt * np.arange(int(count))
         return grid if grid[-1] == t1 else np.append(grid, t1)
     times = check_times(saveat, "saveat")
     if times[0] < t0 or times[-1] > t1:
