@@ -841,3 +841,15 @@ def test_a_scalar_saveat_must_be_a_sensible_spacing() -> None:
     with pytest.raises(ValueError, match="saveat=1e-12 saves 2e\\+12 times over tspan"):
         pz.solve(prob, saveat=1e-12)
     np.testing.assert_array_equal(pz.solve(prob, saveat=0.5).t, [0.0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_times_and_right_hand_side_results_of_the_wrong_kind_are_named() -> None:
+    """Found by the bad-input audit: numpy's conversion errors did not say which argument was wrong."""
+    with pytest.raises(TypeError, match="the right-hand side returned a dict; it must return du/dt as an array"):
+        pz.odesolve(lambda u, p, t: {"a": u}, np.ones(2), [0.0, 1.0])
+    for bad in ("0 1", [0.0, 1j], [True, False]):
+        with pytest.raises(TypeError, match="t must be an array of times \\(real numbers\\)"):
+            pz.odesolve(lambda u, p, t: -u, np.ones(2), bad)
+    sol = pz.solve(pz.ODEProblem(lambda u, p, t: -u, np.ones(2), (0.0, 1.0)))
+    with pytest.raises(TypeError, match="sol\\(t\\) takes times"):
+        sol("a")

@@ -138,7 +138,10 @@ class ODESolution:
             raise ValueError(
                 f"sol(t) needs a successful solve; this one ended with retcode {self.retcode!r} at t = {self.t[-1] if len(self.t) else self.prob.tspan[0]}"
             )
-        times = np.asarray(t, dtype=np.float64)
+        given = np.asarray(t)
+        if given.dtype.kind not in "iuf" or isinstance(t, (bool, np.bool_)):
+            raise TypeError(f"sol(t) takes times (real numbers), got {t!r}")
+        times = given.astype(np.float64)
         t0, t1 = self.prob.tspan
         if not np.all(np.isfinite(times)) or np.any(times < t0) or np.any(times > t1):
             raise ValueError(f"t must lie within tspan {self.prob.tspan}, got {t!r}")

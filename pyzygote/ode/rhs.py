@@ -30,7 +30,7 @@ from pyzygote.ode.layout import Layout
 from pyzygote.primitive import zeros
 from pyzygote.primitives.logic import COMPARISONS
 from pyzygote.primitives.shape import convert
-from pyzygote.tracer import Builder, as_operand
+from pyzygote.tracer import Builder, Tracer, as_operand
 from pyzygote.tracing import trace
 from pyzygote.transforms.cse import cse
 from pyzygote.transforms.evaluate import eval_program
@@ -51,7 +51,14 @@ def _as_derivative(du: Any) -> Any:
     """What a right-hand side returns (an array, a list of scalars) as one float64 array."""
     if du is None:
         raise TypeError("the right-hand side returned None; it must return du/dt (an array shaped like u0)")
+    if isinstance(du, (dict, str, set)) or not (isinstance(du, (Tracer, list, tuple)) or hasattr(du, "__array__") or np.isscalar(du)):
+        raise TypeError(
+            f"the right-hand side returned a {type(du).__name__}; it must return du/dt as an array shaped like u0 "
+            "(np.stack or np.concatenate the parts of a structured state)"
+        )
     du = as_operand(du)
+    if du.dtype.kind == "O":
+        raise TypeError("the right-hand side returned a ragged or object array; it must return du/dt as an array shaped like u0")
     if du.dtype.kind == "b":
         raise TypeError("the right-hand side returned booleans; it must return du/dt as numbers (a comparison? see np.where)")
     if du.dtype.kind == "c":

@@ -181,7 +181,10 @@ def check_times(t: Any, name: str = "t") -> np.ndarray:
             "make the switch smooth in the right-hand side, e.g. dose * scipy.special.expit((t - p['lag']) / w): "
             "a hard switch (np.where(t >= p['lag'], ...)) has a zero derivative with respect to the lag"
         )
-    arr = np.asarray(t, dtype=float)
+    given = np.asarray(t)
+    if given.dtype.kind not in "iuf" or isinstance(t, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an array of times (real numbers), got {t!r}")
+    arr = given.astype(float)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of times, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
