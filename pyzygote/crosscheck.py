@@ -257,8 +257,9 @@ def crosscheck(
     """
     from pyzygote.api import gradient
     from pyzygote.julia.setup import julia_is_set_up
-    from pyzygote.testing import numerical_gradient
+    from pyzygote.testing import check_step, numerical_gradient
 
+    eps = check_step(eps)
     for name, value in (("args", args), ("grads", grads)):
         if not isinstance(value, (tuple, list)):
             raise TypeError(f"{name} must be a tuple with one entry per argument of f, got {type(value).__name__}")

@@ -37,6 +37,42 @@ def is_data(leaf: Any) -> bool:
     return isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype.kind in "biu"
 
 
+def check_step(eps: Any, name: str = "eps") -> float:
+    """A finite-difference step: a positive finite number, or a ValueError naming it."""
+    number = isinstance(eps, (int, float, np.integer, np.floating)) and not isinstance(eps, (bool, np.bool_))
+    if not (number and np.isfinite(eps) and eps > 0):
+        raise ValueError(f"{name} (the finite-difference step) must be a positive finite number, got {eps!r}")
+    return float(eps)
+
+
+def _real_leaves(leaves: list[Any], what: str) -> None:
+    for leaf in leaves:
+        if not isinstance(leaf, Static) and np.iscomplexobj(leaf):
+            raise TypeError(f"{what} must be real: pyzygote differentiates real functions, got complex {leaf!r}")
+
+
+def leaf_paths(treedef: Any, prefix: str = "") -> list[str]:
+    """Where each leaf sits, as indexing reads it: ``[0]['b']``."""
+    if treedef in ("*", "s"):
+        return [prefix or "(the value)"]
+    kind = treedef[0]
+    if kind == "dict":
+        return [p for k, sub in zip(treedef[1], treedef[2]) for p in leaf_paths(sub, f"{prefix}[{k!r}]")]
+    children = treedef[-1]
+    return [p for i, sub in enumerate(children) for p in leaf_paths(sub, f"{prefix}[{i}]")]
+
+
+def _describe(treedef: Any) -> str:
+    if treedef == "*":
+        return "an array"
+    if treedef == "s":
+        return "None or a non-array"
+    if treedef[0] == "dict":
+        return "{" + ", ".join(f"{k!r}: {_describe(sub)}" for k, sub in zip(treedef[1], treedef[2])) + "}"
+    inner = ", ".join(_describe(sub) for sub in treedef[-1])
+    return f"[{inner}]" if treedef[0] == "list" else f"({inner}{',' if len(treedef[-1]) == 1 else ''})"
+
+
 def _call(f: Callable[..., Any], treedef: Any, leaves: list[Any]) -> list[np.ndarray]:
     out_leaves, _ = flatten(f(*unflatten(treedef, leaves)))
     return [np.asarray(o, dtype=np.float64) for o in out_leaves]
@@ -48,10 +84,15 @@ def numerical_jvp(f: Callable[..., Any], args: Sequence[Any], tangents: Sequence
     >>> numerical_jvp(lambda x: x ** 2, (3.0,), (1.0,))[0].round(6)
     np.float64(6.0)
     """
+    eps = check_step(eps)
+    _real_leaves(flatten(tuple(args))[0] + flatten(tuple(tangents))[0], "args and tangents")
     leaves, treedef = _float_leaves(tuple(args))
     t_leaves, t_def = _float_leaves(tuple(tangents))
     if t_def != treedef:
-        raise ValueError("tangents must have the structure of args")
+        raise ValueError(f"tangents must have the structure of args: {_describe(treedef)}, got {_describe(t_def)}")
+    for path, x, t in zip(leaf_paths(treedef), leaves, t_leaves):
+        if not isinstance(x, Static) and np.shape(x) != np.shape(t):
+            raise ValueError(f"the tangent of args{path} has shape {np.shape(t)}, expected {np.shape(x)}")
 
     def shifted(sign: float) -> list[np.ndarray]:
         moved = [x if isinstance(x, Static) else x + sign * eps * t for x, t in zip(leaves, t_leaves)]
@@ -69,7 +110,11 @@ def numerical_gradient(f: Callable[..., Any], *args: Any, eps: float = 1e-6) -> 
     >>> numerical_gradient(lambda p: p["a"] * p["b"], {"a": 2.0, "b": 5.0})
     ({'a': 5.0, 'b': 2.0},)
     """
+    eps = check_step(eps)
+    if not callable(f):
+        raise TypeError(f"numerical_gradient expected a function, got {type(f).__name__}")
     orig, treedef = flatten(tuple(args))
+    _real_leaves(orig, "the arguments")
     leaves = [x if is_data(x) else leaf for x, leaf in zip(orig, _float_leaves(tuple(args))[0])]
     grads: list[Any] = []
     for k, x in enumerate(leaves):
@@ -82,9 +127,11 @@ def numerical_gradient(f: Callable[..., Any], *args: Any, eps: float = 1e-6) -> 
             for sign in (1.0, -1.0):
                 xi = x.copy()
                 xi.flat[i] += sign * eps
-                (y,) = _call(f, treedef, leaves[:k] + [xi] + leaves[k + 1 :])
-                if y.shape != ():
-                    raise ValueError(f"numerical_gradient needs a scalar function, got shape {y.shape}")
+                ys = _call(f, treedef, leaves[:k] + [xi] + leaves[k + 1 :])
+                if len(ys) != 1 or ys[0].shape != ():
+                    got = f"shape {ys[0].shape}" if len(ys) == 1 else f"{len(ys)} arrays"
+                    raise ValueError(f"numerical_gradient needs a function returning one scalar, got {got}")
+                (y,) = ys
                 vals.append(float(y))
             g.flat[i] = (vals[0] - vals[1]) / (2.0 * eps)
         is_py = isinstance(orig[k], (int, float)) and not isinstance(orig[k], np.generic)
@@ -96,25 +143,41 @@ def assert_allclose_gradients(actual: Any, desired: Any, rtol: float = 1e-7, ato
     """Assert two pytrees of derivatives have one structure, shapes, and close values.
 
     >>> assert_allclose_gradients(({"w": np.ones(2)}, 1.0), ({"w": np.ones(2)}, 1.0 + 1e-12))
-    >>> assert_allclose_gradients(({"w": 1.0},), ((1.0,),))  # doctest: +ELLIPSIS
+    >>> assert_allclose_gradients(({"w": 1.0},), ((1.0,),))  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
-    AssertionError: gradient structures differ...
+    AssertionError: gradient structures differ
+     ACTUAL: ({'w': an array},)
+     DESIRED: ((an array,),)
     """
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        if not (number and np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a non-negative finite number, got {v!r}")
     a_leaves, a_def = flatten(actual)
     d_leaves, d_def = flatten(desired)
     if a_def != d_def:
-        raise AssertionError(f"gradient structures differ: {a_def} != {d_def} {err_msg}")
-    for i, (a, d) in enumerate(zip(a_leaves, d_leaves)):
+        raise AssertionError(
+            f"gradient structures differ {err_msg}\n ACTUAL: {_describe(a_def)}\n DESIRED: {_describe(d_def)}"
+        )
+    for path, a, d in zip(leaf_paths(a_def), a_leaves, d_leaves):
         if isinstance(a, Static) or isinstance(d, Static):
             av = a.value if isinstance(a, Static) else a
             dv = d.value if isinstance(d, Static) else d
             if av is not dv and av != dv:
-                raise AssertionError(f"leaf {i}: {av!r} != {dv!r} {err_msg}")
+                raise AssertionError(f"gradient{path}: {av!r} != {dv!r} {err_msg}")
             continue
         if np.shape(a) != np.shape(d):
-            raise AssertionError(f"leaf {i}: shape {np.shape(a)} != {np.shape(d)} {err_msg}")
+            raise AssertionError(f"gradient{path}: shape {np.shape(a)} != {np.shape(d)} {err_msg}")
+        if np.iscomplexobj(a) or np.iscomplexobj(d):
+            raise AssertionError(f"gradient{path} is complex; pyzygote's derivatives are real {err_msg}")
+        # A NaN gradient matches nothing, not even a NaN reference: both are broken.
         np.testing.assert_allclose(
-            np.asarray(a, dtype=np.float64), np.asarray(d, dtype=np.float64), rtol=rtol, atol=atol, err_msg=f"leaf {i} {err_msg}"
+            np.asarray(a, dtype=np.float64),
+            np.asarray(d, dtype=np.float64),
+            rtol=rtol,
+            atol=atol,
+            equal_nan=False,
+            err_msg=f"gradient{path} {err_msg}",
         )
 
 
@@ -159,6 +222,8 @@ def check_grads(
     """
     import pyzygote as pz
 
+    if not callable(f):
+        raise TypeError(f"check_grads expected a function to check, got {type(f).__name__}")
     if order not in (1, 2):
         raise ValueError("order must be 1 or 2")
     if not isinstance(args, (tuple, list)):
@@ -175,6 +240,11 @@ def check_grads(
     single = any(np.asarray(x).dtype == np.float32 for x in leaves if not isinstance(x, Static))
     f64_leaves = [x if isinstance(x, Static) else np.asarray(x, np.float64) for x in leaves]
     outputs = [np.asarray(y) for y in flatten(f(*unflatten(treedef, f64_leaves)))[0]]
+    if any(y.dtype.kind == "f" and not np.all(np.isfinite(y)) for y in outputs):
+        raise ValueError(
+            "f is NaN or infinite at args, where derivatives are meaningless and finite differences are NaN: "
+            "check_grads needs a point where f is finite"
+        )
     single_out = any(y.dtype == np.float32 for y in outputs)
     eps = (1e-3 if single_out else 1e-6) if eps is None else eps  # float32 outputs need a longer step
     single = single or single_out
@@ -212,7 +282,11 @@ def check_grads(
             floor = noise * _norm(ct) * np.sqrt(sum(np.size(c) for c in ct)) if atol is None else atol
             tol = floor + rtol * max(_norm(g_leaves) * _norm(t_leaves), _norm(ct) * _norm(fd), 1e-300)
             if not abs(lhs - rhs) <= tol:
-                raise AssertionError(f"<pullback(ct), t> = {lhs!r} but <ct, central difference> = {rhs!r} (rev)")
+                raise AssertionError(
+                    f"reverse mode disagrees with central differences: <pullback(ct), t> = {lhs!r} but "
+                    f"<ct, central difference> = {rhs!r}, a difference of {abs(lhs - rhs):.3g} against a tolerance "
+                    f"of {tol:.3g} (rtol={rtol:g})"
+                )
     if order == 2:
         _check_hvp(f, args, leaves, treedef, rng, eps, rtol, atol, n_directions, engine, close)
 

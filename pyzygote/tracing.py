@@ -78,6 +78,15 @@ def masked_array_message(what: str) -> str:
     )
 
 
+def _from_torch(x: Any, argname: str) -> Any:
+    """A PyTorch tensor as numpy sees it: detached (pyzygote computes its own derivatives), on the CPU."""
+    if type(x).__module__.split(".")[0] != "torch" or not hasattr(x, "detach"):
+        return x
+    if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+        raise TypeError(f"{argname} is a bfloat16 tensor, which numpy has no type for: pass it as x.float() (float32)")
+    return x.detach().cpu().numpy()
+
+
 def to_input_array(x: Any, argname: str) -> np.ndarray:
     """Python numbers and lists become float64; numpy arrays keep their dtype."""
     if isinstance(x, Tracer):
@@ -87,6 +96,7 @@ def to_input_array(x: Any, argname: str) -> np.ndarray:
         )
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(masked_array_message(argname))
+    x = _from_torch(x, argname)
     if isinstance(x, np.ndarray) or isinstance(x, np.generic):
         arr = np.asarray(x)
     elif isinstance(x, complex) or (isinstance(x, list) and any(isinstance(v, complex) for v in x)):

@@ -211,3 +211,38 @@ def test_the_symmetric_gradient_convention_is_explained():
     symmetric = (g + g.T) / 2.0  # what JAX and PyTorch give
     with pytest.raises(AssertionError, match="agree once symmetrized"):
         pz.crosscheck(f, (A,), (symmetric,), engines=("numpy",))
+
+
+def test_testing_helpers_validate_their_inputs_and_name_what_differs() -> None:
+    """Found by the bad-input audit: a NaN gradient matched a NaN reference, complex values passed,
+    eps=0 divided by zero, and structure mismatches printed internal tree encodings."""
+    from pyzygote.testing import assert_allclose_gradients, check_grads, numerical_gradient, numerical_jvp
+
+    with pytest.raises(AssertionError, match="gradient\\[0\\]"):
+        assert_allclose_gradients((np.array([np.nan]),), (np.array([np.nan]),))
+    with pytest.raises(AssertionError, match="gradient\\[0\\] is complex"):
+        assert_allclose_gradients((np.array([1.0 + 1j]),), (np.array([1.0]),))
+    with pytest.raises(ValueError, match="rtol must be a non-negative finite number, got -1"):
+        assert_allclose_gradients((1.0,), (1.0,), rtol=-1)
+    with pytest.raises(AssertionError, match="ACTUAL: \\(None or a non-array,\\)\\n DESIRED: \\(an array,\\)"):
+        assert_allclose_gradients((None,), (np.ones(2),))
+    with pytest.raises(AssertionError, match="gradient\\[0\\]\\['b'\\]"):
+        assert_allclose_gradients(({"a": np.ones(2), "b": np.ones(2)},), ({"a": np.ones(2), "b": np.zeros(2)},))
+    for bad in (0.0, np.nan, -1e-6, "1e-6"):
+        with pytest.raises(ValueError, match="eps \\(the finite-difference step\\) must be a positive finite number"):
+            numerical_gradient(np.sum, np.ones(2), eps=bad)
+        with pytest.raises(ValueError, match="eps \\(the finite-difference step\\)"):
+            numerical_jvp(np.sum, (np.ones(2),), (np.ones(2),), eps=bad)
+        with pytest.raises(ValueError, match="eps \\(the finite-difference step\\)"):
+            pz.crosscheck(np.sum, (np.ones(2),), (np.ones(2),), eps=bad, engines=("numpy",))
+    with pytest.raises(TypeError, match="the arguments must be real"):
+        numerical_gradient(lambda x: np.sum(x * x), np.array([1j]))
+    with pytest.raises(ValueError, match="numerical_gradient needs a function returning one scalar, got 2 arrays"):
+        numerical_gradient(lambda x: (np.sum(x), np.sum(x)), np.ones(2))
+    with pytest.raises(ValueError, match="the tangent of args\\[0\\] has shape \\(2,\\), expected \\(3,\\)"):
+        numerical_jvp(np.sin, (np.ones(3),), (np.ones(2),))
+    with pytest.raises(TypeError, match="check_grads expected a function to check, got NoneType"):
+        check_grads(None, (np.ones(2),))
+    with pytest.raises(ValueError, match="f is NaN or infinite at args"):
+        with np.errstate(invalid="ignore"):
+            check_grads(lambda x: np.sum(np.log(x)), (np.array([-1.0, 2.0]),))

@@ -117,8 +117,10 @@ def _numbers(x: Any, name: str) -> Any:
     if isinstance(x, (Static, dict, str, bytes, bool)) or x is None:
         value = x.value if isinstance(x, Static) else x
         raise TypeError(f"{name} must be an array of real numbers (any shape), got {value!r}")
+    from pyzygote.tracing import _from_torch
+
     try:
-        x = as_operand(x)
+        x = as_operand(_from_torch(x, name))
     except ValueError as exc:  # a ragged list
         raise ValueError(f"{name} must be an array of real numbers (any shape): {exc}") from None
     if x.dtype.kind not in "fiu":
