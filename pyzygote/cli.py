@@ -48,7 +48,9 @@ def _engine_report(st: Any) -> tuple[str, str, str]:
         requested, source = os.environ["PYZYGOTE_ENGINE"].strip().lower(), "PYZYGOTE_ENGINE"
     else:
         requested, source = "auto", "default"
-    if requested == "auto":
+    if requested not in engines.ENGINE_NAMES:
+        resolved = f"none: {requested!r} is not an engine ({', '.join(engines.ENGINE_NAMES)}), so every call raises ValueError"
+    elif requested == "auto":
         resolved = "julia (Zygote.jl)" if st.ok else "numpy: the NumPy engine, because Julia is not set up"
     elif requested == "julia" and not st.ok:
         resolved = "julia requested, but Julia is not set up: calls will raise JuliaNotAvailableError"
@@ -120,6 +122,11 @@ def doctor(check: bool = False, full: bool = False) -> int:
 
     _p("")
     _p("What to do")
+    from pyzygote.engines import ENGINE_NAMES
+
+    bad_engine = requested not in ENGINE_NAMES
+    if bad_engine:
+        _p(f"  {source} is {requested!r}: set it to one of {', '.join(ENGINE_NAMES)}.")
     if st.ok:
         _p("  Nothing: the Julia engine is ready (engine='auto' uses it). `pyzygote doctor --check` starts it")
         _p("  and compares it with the NumPy engine.")
@@ -144,10 +151,10 @@ def doctor(check: bool = False, full: bool = False) -> int:
     _p("     then skips juliapkg). PYTHON_JULIACALL_SYSIMAGE=<file.so> loads a PackageCompiler system image.")
     _p("  3. `pyzygote doctor` should then say `set up: yes`.")
 
-    if check:
+    if check and not bad_engine:
         _p("")
         return _check(st)
-    return 0
+    return 1 if bad_engine else 0
 
 
 def _check(st: Any) -> int:

@@ -578,6 +578,20 @@ def test_doctor_reports_numpy_engine_and_setup_steps(online_no_julia: Path, caps
     assert "PYTHON_JULIAPKG_OFFLINE=yes" in out
 
 
+def test_doctor_reports_an_unknown_engine_and_fails(
+    online_no_julia: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the bad-input audit: PYZYGOTE_ENGINE=jaxx printed "active: jaxx" and exited 0 while
+    every call raised."""
+    from pyzygote.cli import main
+
+    monkeypatch.setenv("PYZYGOTE_ENGINE", "jaxx")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "active:       none: 'jaxx' is not an engine" in out
+    assert "PYZYGOTE_ENGINE is 'jaxx': set it to one of auto, numpy, julia." in out
+
+
 def test_doctor_with_prepared_project(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pyzygote.cli import main
 
