@@ -853,3 +853,20 @@ def test_times_and_right_hand_side_results_of_the_wrong_kind_are_named() -> None
     sol = pz.solve(pz.ODEProblem(lambda u, p, t: -u, np.ones(2), (0.0, 1.0)))
     with pytest.raises(TypeError, match="sol\\(t\\) takes times"):
         sol("a")
+
+
+def test_nan_data_under_an_adjoint_is_named_not_blamed_on_the_solver() -> None:
+    """Found by the bad-input audit: the adjoint solve failed with retcode Unstable and advice about
+    solvers, while the cause was NaN in the data."""
+    t = np.linspace(0.0, 1.0, 5)
+    data = np.exp(-t)[:, None] * np.ones(2)
+    data[2, 0] = np.nan
+
+    def loss(p: Any, sensealg: str) -> Any:
+        u = pz.odesolve(lambda u, p, t: -p[0] * u, np.ones(2), t, p, sensealg=sensealg, reltol=1e-8, abstol=1e-8)
+        return np.sum((u - data) ** 2)
+
+    for sensealg in ("adjoint", "backsolve"):
+        with pytest.raises(pz.NonFiniteGradientError, match="contains NaN or inf at t = \\[0.5\\].*np.where\\(np.isnan\\(data\\)"):
+            with np.errstate(invalid="ignore"):
+                pz.withgradient(loss, np.array([1.0]), sensealg)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pyzygote.errors import SolverError
+from pyzygote.errors import NonFiniteGradientError, SolverError
 from pyzygote.ode.rhs import RHS
 from pyzygote.ode.solvers import Integration, algorithm, integrate
 
@@ -136,6 +136,15 @@ def vjp(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, 
         _, S = forward_sensitivities(rhs, u0, p, t, opts)
         g = np.einsum("ti,tik->k", ct, S)
         return g[:n], g[n:]
+    if not np.all(np.isfinite(ct)):
+        # An adjoint solve started from it fails as if the solver were at fault; say what it is.
+        bad = np.unique(t[~np.all(np.isfinite(ct), axis=1)])
+        raise NonFiniteGradientError(
+            f"the derivative of the result with respect to the ODE solution contains NaN or inf at t = {bad[:5].tolist()}"
+            f"{' ...' if bad.size > 5 else ''}, so the adjoint solve ({mode}) cannot start from it. NaN in the data the "
+            "solution is compared with? Mask missing observations before the arithmetic: "
+            "np.where(np.isnan(data), 0.0, u - data)"
+        )
     if mode == "adjoint":
         return _interpolating_adjoint(rhs, u0, p, t, ct, opts)
     return _backsolve_adjoint(rhs, u0, p, t, ct, opts)
