@@ -126,6 +126,11 @@ def _scalar_output(traced: Traced, fname: str) -> None:
 
 
 def _float_loss(prog: Any, fname: str) -> None:
+    if prog.outputs[0].aval.dtype.kind == "c":
+        raise TypeError(
+            f"{fname} needs a real-valued loss, got {prog.outputs[0].aval}: pyzygote differentiates real functions. "
+            "Return a real number, such as np.sum(np.abs(z) ** 2) or z.real"
+        )
     if not prog.outputs[0].aval.is_float:
         raise TypeError(
             f"{fname} needs a float output, got {prog.outputs[0].aval}. Integer and boolean arrays are "
@@ -156,6 +161,8 @@ def _loss_and_aux(traced: Traced, fname: str, pair: bool) -> None:
         if is_seq and children and children[0] == "*":
             first = prog.outputs[0].aval.shape
             got = f"a {tree[0]} of {len(children)}" + ("" if first == () else f" whose first element has shape {first}")
+        elif is_seq and not children:
+            got = f"an empty {tree[0]}"
         elif is_seq:
             got = f"a {tree[0]} of {len(children)} whose first element is not an array"
         elif isinstance(tree, tuple):
@@ -524,6 +531,8 @@ def jvp(
     given += [np.zeros(a.shape, a.dtype) for a in arrays[len(given) :]]
     t_arrays = []
     for t, a, name in zip(given, arrays, _arg_names(traced)):
+        if isinstance(t, (np.ndarray, np.generic)) and t.dtype.kind in "iu":
+            t = t.astype(a.dtype)  # whole-number directions are directions too
         t = t if isinstance(t, Tracer) else to_input_array(t, f"the tangent of {name}").astype(a.dtype)
         if t.shape != a.shape:
             raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")

@@ -1344,3 +1344,11 @@ def test_tensors_that_require_grad_are_taken_detached_and_bfloat16_is_named() ->
     np.testing.assert_allclose(u[-1], np.exp(-1.0) * np.array([1.0, 2.0]), rtol=1e-8)
     with pytest.raises(TypeError, match="x \\(argument 0\\) is a bfloat16 tensor.*x.float\\(\\)"):
         pz.gradient(lambda x: np.sum(x**2), _TensorLike([1.0], dtype="torch.bfloat16"))
+
+
+def test_messages_for_complex_losses_empty_results_and_integer_tangents() -> None:
+    with pytest.raises(TypeError, match="gradient needs a real-valued loss, got complex128"):
+        pz.gradient(lambda x: np.sum(x * 1j), np.ones(2))
+    with pytest.raises(ValueError, match="it returned an empty tuple"):
+        pz.withgradient(lambda x: (), np.ones(2))
+    np.testing.assert_array_equal(pz.jvp(lambda x: x**2, (np.ones(2),), (np.array([1, 2]),))[1], [2.0, 4.0])
