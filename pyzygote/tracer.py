@@ -67,6 +67,9 @@ class Builder:
         self.eqns: list[Eqn] = []
         self._consts: dict[int, tuple[Var, Any]] = {}
         self._const_values: dict[Var, np.ndarray] = {}
+        # Each numpy constant as first read: a careful trace reads some again after the function
+        # changed them, but a call is like this trace only if they start as first read.
+        self.first_reads: dict[int, tuple[Any, np.ndarray]] = {}
         self._inputs: dict[int, tuple["Tracer", Var]] = {}
         self.level = next(Builder._levels)
         self.lift = lift
@@ -120,6 +123,7 @@ class Builder:
         var = Var(Aval(value.shape, value.dtype))
         self._consts[id(x)] = (var, x)  # holding ``x`` keeps its id from being reused
         self._const_values[var] = value
+        self.first_reads.setdefault(id(x), (x, value))
         return var
 
     def add_eqn(self, prim: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
@@ -135,9 +139,13 @@ class Builder:
 
     def build(self, inputs: Sequence["Tracer"], outputs: Sequence[Any]) -> Program:
         if not self.careful:
-            for var, x in self._consts.values():
-                if isinstance(x, np.ndarray) and not _unchanged_since(self._const_values[var], x):
-                    raise ConstantChanged(x)
+            changed = [
+                (x, self._const_values[var])
+                for var, x in self._consts.values()
+                if isinstance(x, np.ndarray) and not _unchanged_since(self._const_values[var], x)
+            ]
+            if changed:
+                raise ConstantChanged(changed)
         out_atoms = tuple(self.to_atom(as_operand(o)) for o in outputs)
         live = {a.uid for a in out_atoms if isinstance(a, Var)}
         kept: list[Eqn] = []
@@ -679,7 +687,20 @@ _VIEW_FUNCTIONS = frozenset(
 class ConstantChanged(Exception):
     """A numpy array the traced function read as a constant was changed in place while it was
     traced (e[:] = 0; e[k] = 1 in a loop).  Uses are then not all of one value, so the function
-    is traced again, comparing the array with its copy at every use (a careful trace)."""
+    is traced again, comparing the array with its copy at every use (a careful trace).
+
+    ``changed`` pairs each such array with its value when the trace first read it."""
+
+    def __init__(self, changed: list[tuple[np.ndarray, np.ndarray]]):
+        super().__init__(f"{len(changed)} numpy array(s) changed in place during the trace")
+        self.changed = changed
+
+    def restore(self) -> None:
+        """Put the arrays back as the trace first read them, so that the function runs again on
+        what it saw the first time (it then changes them again, as one numpy call would)."""
+        for x, first in self.changed:
+            if x.flags.writeable:
+                np.copyto(x, first)
 
 
 @contextlib.contextmanager

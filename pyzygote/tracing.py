@@ -660,9 +660,10 @@ def _trace_fresh(
 ) -> Traced:
     try:
         return _trace_once(f, leaves, tree, arrays, output, nest)
-    except ConstantChanged:
+    except ConstantChanged as changed:
         # f changed a numpy array it reads in place while it ran; traced again, reading it
         # afresh at each use (rare, and slower: every use is compared).
+        changed.restore()
         with careful_constants():
             return _trace_once(f, leaves, tree, arrays, output, nest)
 
@@ -706,9 +707,7 @@ def _trace_once(
             raise TypeError(f"the traced function returned {leaf.value!r}, which is not an array")
     prog = b.build(tracers, out_leaves)
     lifted = tuple(t for t, _ in b.lifted.values())
-    captured = tuple(
-        (orig, snap) for orig, snap in ((o, b._const_values[v]) for v, o in _captured(b)) if isinstance(orig, np.ndarray)
-    )
+    captured = tuple((orig, snap) for orig, snap in b.first_reads.values() if isinstance(orig, np.ndarray))
     known = {id(orig) for orig, _ in captured}
     captured += tuple((a, np.array(a, copy=True)) for a in reached if id(a) not in known)
     return Traced(prog, tree, leaves, slots, out_tree, (guard, captured), lifted, draws_random)
@@ -879,10 +878,6 @@ def _object_array(exc: Exception) -> UnsupportedOperationError:
         "works on them, but this operation does not. Build traced arrays with np.stack([...]) "
         "instead, and call np.asarray only on data, not on the function's arguments."
     )
-
-
-def _captured(b: Builder) -> list[tuple[Any, Any]]:
-    return [(var, orig) for var, orig in b._consts.values()]
 
 
 def make_program(f: Callable[..., Any], *args: Any) -> Program:

@@ -1202,6 +1202,26 @@ def test_a_numpy_array_changed_in_place_inside_the_function_is_read_afresh() -> 
     np.testing.assert_array_equal(g, 2 * x)
 
 
+def test_a_numpy_array_read_then_reused_as_scratch_is_traced_again_from_what_was_read() -> None:
+    """Found by the fuzzer: the second trace ran on the array as the first trace had left it."""
+    B = np.array([5.0, 7.0])
+
+    def f(x: Any) -> Any:
+        v = np.sum(x * B)  # reads the caller's values
+        B[...] = 0.0  # then uses the array as scratch
+        B[0] = 1.0
+        return v + np.sum(x * B)
+
+    x = np.array([1.0, 2.0])
+    value, (g,) = pz.withgradient(f, x)
+    assert value == 20.0
+    np.testing.assert_array_equal(g, [6.0, 7.0])
+    np.testing.assert_array_equal(B, [1.0, 0.0])  # left as one numpy call leaves it
+    value, (g,) = pz.withgradient(f, x)  # now it reads [1, 0], as numpy's second call would
+    assert value == 1.0 + 1.0
+    np.testing.assert_array_equal(g, [2.0, 0.0])
+
+
 def test_integer_labels_in_sets_dicts_and_attributes_fall_back_to_their_values() -> None:
     """Found in review: with labels traced, set(y) counted equal labels as distinct (traced
     values hashed by identity), d[label] raised KeyError and X[m].T an AttributeError."""
