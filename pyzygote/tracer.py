@@ -804,6 +804,14 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
     if not any(isinstance(r, Tracer) and r._builder is parent._builder for r in results):
         return result
     root = parent._root if parent._root is not None else parent
+    if root.ndim == 0 and not root._array0d:
+        # numpy's scalars are immutable: what is made from one (s[None], np.expand_dims(s, 0),
+        # s[...]) is a new array, and a writable one
+        fresh = [r.copy() if r is parent else r for r in results]
+        for r in fresh:
+            if isinstance(r, Tracer) and r.ndim == 0:
+                r._array0d = True
+        return type(result)(fresh) if isinstance(result, list) else tuple(fresh) if isinstance(result, tuple) else fresh[0]
     if root._dummy is None:
         root._dummy = np.arange(root.size, dtype=np.int64).reshape(root.shape)
     base = parent._positions if parent._root is not None else root._dummy

@@ -1372,3 +1372,19 @@ def test_messages_for_complex_losses_empty_results_and_integer_tangents() -> Non
     with pytest.raises(ValueError, match="it returned an empty tuple"):
         pz.withgradient(lambda x: (), np.ones(2))
     np.testing.assert_array_equal(pz.jvp(lambda x: x**2, (np.ones(2),), (np.array([1, 2]),))[1], [2.0, 4.0])
+
+
+def test_arrays_made_from_a_traced_scalar_are_new_and_writable() -> None:
+    """Found by the fuzzer: np.expand_dims(s, 0), s[None], np.atleast_1d(s) and s[...] of a numpy
+    scalar are new arrays in numpy, but writes into them raised."""
+    x = np.array([0.3, -0.2, 0.9, 0.1])
+    cases = [
+        lambda x: (lambda v: (v.__setitem__(v > 0, v[v > 0] * 2), np.sum(v))[1])(np.expand_dims(np.sum(x), 0)),
+        lambda x: (lambda v: (v.__setitem__(0, 5.0 * x[1]), np.sum(v))[1])(np.atleast_1d(np.sum(x))),
+        lambda x: (lambda v: (v.__setitem__(slice(None), x[2]), np.sum(v))[1])(np.sum(x)[None]),
+        lambda x: (lambda v: (v.__setitem__(Ellipsis, 5 * x[0]), np.sum(v))[1])(np.sum(x)[...]),
+    ]
+    for f in cases:
+        value, (g,) = pz.withgradient(f, x)
+        assert value == f(x.copy())
+        np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-7, atol=1e-9)
