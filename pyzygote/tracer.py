@@ -209,7 +209,7 @@ def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
 class Tracer:
     """A traced array: shape and dtype are known, the value is not."""
 
-    __slots__ = ("_builder", "_v", "_root", "_positions", "_seen", "_version", "_dummy", "_array0d", "__weakref__")
+    __slots__ = ("_builder", "_v", "_root", "_positions", "_source", "_seen", "_version", "_dummy", "_array0d", "__weakref__")
     __array_priority__ = 1000.0
 
     def __init__(self, builder: Builder, var: Var):
@@ -220,6 +220,9 @@ class Tracer:
         # them when the root has changed in place since (its _version moved on).
         self._root: Tracer | None = None
         self._positions: np.ndarray | None = None
+        # A view at a traced position (y[:, i], i = np.argmax(...)): which elements it shows is
+        # data, so instead of positions it keeps (parent, index) and reads parent[index] again.
+        self._source: tuple[Tracer, Any] | None = None
         self._seen = 0
         self._version = 0
         self._dummy: np.ndarray | None = None
@@ -230,11 +233,19 @@ class Tracer:
     @property
     def _var(self) -> Var:
         root = self._root
-        if root is not None and self._seen != root._version:
-            from pyzygote.primitives.indexing import gather
+        if root is not None:
+            if root._root is not None:  # a view of a view at a traced position: bring that one up to date
+                root._var  # noqa: B018
+            if self._seen != root._version:
+                if self._source is not None:
+                    parent, index = self._source
+                    self._v = as_operand(lookup("getitem")(parent, index))._var
+                    self._version += 1  # its own views read it again
+                else:
+                    from pyzygote.primitives.indexing import gather
 
-            self._v = as_operand(gather(root, np.array(self._positions)))._var
-            self._seen = root._version
+                    self._v = as_operand(gather(root, np.array(self._positions)))._var
+                self._seen = root._version
         return self._v
 
     # --- what is known statically -------------------------------------
@@ -485,12 +496,19 @@ class Tracer:
 
     # --- indexing -------------------------------------------------------
     def __getitem__(self, index: Any) -> Any:
-        return _mark_view(self, lookup("getitem")(self, index), lambda p: p[index])
+        result = lookup("getitem")(self, index)
+        if isinstance(result, Tracer) and result.ndim > 0 and _basic_at_traced_positions(index):
+            return _view_at_traced_positions(self, result, index)
+        return _mark_view(self, result, lambda p: p[index])
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if self.ndim == 0 and self._root is None and not self._array0d:
             raise TypeError(f"'numpy.{self.dtype}' object does not support item assignment (a traced scalar, as numpy's are)")
         root = self._root
+        if self._source is not None:  # a view at traced positions: write its new values there
+            parent, at = self._source
+            parent[at] = lookup("setitem")(self, index, value)
+            return
         if root is not None:  # a view: numpy writes into the array it views
             if not self._positions.flags.writeable:
                 raise ValueError("assignment destination is read-only")
@@ -744,7 +762,7 @@ def memory_layout(t: Tracer) -> np.ndarray:
 def _not_c_order(x: Any) -> bool:
     if not isinstance(x, Tracer) or x.ndim < 2:
         return False
-    layout = x._positions if x._root is not None else x._dummy
+    layout = x._positions if x._positions is not None else x._dummy
     return layout is not None and not layout.flags.c_contiguous
 
 
@@ -803,7 +821,8 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
     results = result if isinstance(result, (list, tuple)) else (result,)
     if not any(isinstance(r, Tracer) and r._builder is parent._builder for r in results):
         return result
-    root = parent._root if parent._root is not None else parent
+    # A view at traced positions is the root of its own views (it reads its parent again).
+    root = parent._root if parent._root is not None and parent._source is None else parent
     if root.ndim == 0 and not root._array0d:
         # numpy's scalars are immutable: what is made from one (s[None], np.expand_dims(s, 0),
         # s[...]) is a new array, and a writable one
@@ -814,7 +833,7 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
         return type(result)(fresh) if isinstance(result, list) else tuple(fresh) if isinstance(result, tuple) else fresh[0]
     if root._dummy is None:
         root._dummy = np.arange(root.size, dtype=np.int64).reshape(root.shape)
-    base = parent._positions if parent._root is not None else root._dummy
+    base = parent._positions if root is not parent else root._dummy
     try:
         positions = rearrange(base)
     except Exception:  # noqa: BLE001  (numpy's own error was raised, or not, by the traced call)
@@ -833,6 +852,37 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
     if isinstance(result, (list, tuple)):
         return type(result)(out) if not hasattr(result, "_fields") else type(result)(*out)
     return out[0]
+
+
+def _basic_at_traced_positions(index: Any) -> bool:
+    """numpy's basic indexing with a traced integer among the items (y[:, i], y[i, 1:], with i from
+    np.argmax): a view in numpy, as 0-d integers index like Python integers."""
+    items = index if isinstance(index, tuple) else (index,)
+    traced = False
+    for item in items:
+        if isinstance(item, Tracer):
+            if item.ndim != 0 or item.dtype.kind not in "iu":
+                return False
+            traced = True
+        elif not (item is None or item is Ellipsis or isinstance(item, slice)):
+            if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+                return False
+    return traced
+
+
+def _view_at_traced_positions(parent: Tracer, result: Tracer, index: Any) -> Tracer:
+    """Make ``result = parent[index]`` (traced integers in ``index``) a view of ``parent``: it
+    reads ``parent[index]`` again when the array under it changes, and writes go to ``parent[index]``."""
+    root = parent._root if parent._root is not None and parent._source is None else parent
+    result._root, result._source, result._seen = root, (parent, index), root._version
+    # Its layout for views of it: numpy's strides for this index at any one position.
+    items = index if isinstance(index, tuple) else (index,)
+    at_zero = tuple(0 if isinstance(i, Tracer) else i for i in items)
+    buffer = np.empty_like(memory_layout(parent), dtype=np.int64)
+    shown = buffer[at_zero]
+    shown[...] = np.arange(shown.size, dtype=np.int64).reshape(shown.shape)
+    result._dummy = shown
+    return result
 
 
 def _fresh(result: Any, inputs: Sequence[Any]) -> Any:

@@ -1388,3 +1388,57 @@ def test_arrays_made_from_a_traced_scalar_are_new_and_writable() -> None:
         value, (g,) = pz.withgradient(f, x)
         assert value == f(x.copy())
         np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-7, atol=1e-9)
+
+
+def _view_at_traced_position_programs() -> list[tuple[Any, np.ndarray]]:
+    x = np.array([[0.3, -0.2, 0.9], [0.1, 0.5, -0.4]])
+    x3 = np.arange(24.0).reshape(2, 3, 4) / 10 - 1.0
+
+    def column_write(x: Any) -> Any:
+        y = x * 1.0
+        col = y[:, np.argmax(y[0])]  # basic indexing: a view in numpy
+        col *= 10.0
+        return np.sum(y)
+
+    def chained(x: Any) -> Any:
+        y = x * 1.0
+        y[np.argmax(x[:, 0])][1] = 7.0
+        return np.sum(y * x)
+
+    def sees_later_writes(x: Any) -> Any:
+        y = x * 1.0
+        c = y[:, np.argmax(y[0])]
+        y[...] = y * 0.5
+        return np.sum(c**2)
+
+    def view_of_the_view(x: Any) -> Any:
+        y = x * 1.0
+        part = y[:, np.argmax(y[0])][1:]
+        part *= 3.0
+        return np.sum(y**2)
+
+    def of_a_transpose(x: Any) -> Any:
+        y = x * 1.0
+        row = y.T[np.argmin(x[0])]
+        row[:] = row * 2.0 + 1.0
+        return np.sum(y * x)
+
+    def reshapes(x: Any) -> Any:
+        y = x * 1.0
+        flat = y[np.argmax(x[:, 0, 0])].reshape(-1)  # contiguous: a view
+        flat[::2] = 0.0
+        z = y[:, np.argmax(x[0, :, 0])].reshape(-1)  # strided across the first axis: a copy
+        z[:] = 100.0
+        return np.sum(y**2) + np.sum(z)
+
+    return [(column_write, x), (chained, x), (sees_later_writes, x), (view_of_the_view, x), (of_a_transpose, x), (reshapes, x3)]
+
+
+@pytest.mark.parametrize("k", range(6))
+def test_basic_indexing_at_a_traced_position_is_a_view_as_in_numpy(k: int) -> None:
+    """Found by the fuzzer: y[:, i] with i = np.argmax(...) is a view in numpy (basic indexing), but
+    pyzygote made a copy, so writes through it were lost and it missed later writes into y."""
+    f, x = _view_at_traced_position_programs()[k]
+    value, (g,) = pz.withgradient(f, x.copy())
+    assert value == f(x.copy())
+    np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-7, atol=1e-6)  # values up to 800: FD noise
