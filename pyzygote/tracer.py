@@ -802,6 +802,23 @@ def _numpys_layout(func: Any, args: Any, kwargs: dict[str, Any], result: Any) ->
         _lay_out_like(result, like)
 
 
+def positions_strided_like(a: np.ndarray) -> np.ndarray | None:
+    """The flat positions ``0 .. a.size - 1`` of an array of ``a``'s shape, laid out in memory with
+    ``a``'s strides (a non-contiguous argument, ``X[:, ::2]``), so that numpy decides views of it as
+    it does for ``a``; ``None`` where that cannot be mirrored (overlapping or odd strides)."""
+    if a.size == 0 or any(s % a.itemsize for s in a.strides):
+        return None
+    steps = [s // a.itemsize for s, n in zip(a.strides, a.shape)]
+    if any(step == 0 and n > 1 for step, n in zip(steps, a.shape)):
+        return None  # a broadcast: elements share memory
+    low = sum(min(0, (n - 1) * step) for n, step in zip(a.shape, steps))
+    high = sum(max(0, (n - 1) * step) for n, step in zip(a.shape, steps))
+    buffer = np.empty(high - low + 1, np.int64)
+    view = np.lib.stride_tricks.as_strided(buffer[-low:], a.shape, tuple(8 * step for step in steps))
+    view[...] = np.arange(a.size, dtype=np.int64).reshape(a.shape)
+    return view
+
+
 def _lay_out_like(out: Tracer, like: np.ndarray) -> None:
     """Give the new array ``out`` the memory layout of ``like`` (numpy's for it)."""
     if out._root is not None or like.ndim < 2 or like.flags.c_contiguous or tuple(like.shape) != out.shape:

@@ -42,7 +42,7 @@ from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.scipy_calls import scipy_error
-from pyzygote.tracer import Builder, ConstantChanged, Tracer, _lay_out_like, as_operand, careful_constants, same_contents
+from pyzygote.tracer import Builder, ConstantChanged, Tracer, as_operand, careful_constants, positions_strided_like, same_contents
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 
@@ -542,9 +542,12 @@ _MAX_TRACES_PER_FUNCTION = 32
 
 def _layout_key(arr: Any) -> str:
     """How an argument is laid out in memory, which decides what numpy makes a view of it."""
-    if not isinstance(arr, np.ndarray) or arr.ndim < 2 or arr.flags.c_contiguous:
+    if not isinstance(arr, np.ndarray) or arr.flags.c_contiguous or arr.size <= 1:
         return "C"
-    return "F" if arr.flags.f_contiguous else "strided"
+    if arr.flags.f_contiguous:
+        return "F"
+    # Which reshapes and ravels copy depends on the whole pattern of strides.
+    return "strided" + repr(tuple(s // arr.itemsize if s % arr.itemsize == 0 else s for s in arr.strides))
 
 
 _OWNER = object()  # stands for a bound method's owner among what its function reads
@@ -683,7 +686,8 @@ def _trace_once(
     for i, t, a in zip(slots, tracers, arrays):
         t._array0d = isinstance(leaves[i], np.ndarray) and leaves[i].ndim == 0  # a 0-d array argument is mutable
         if isinstance(a, np.ndarray) and _layout_key(a) != "C":
-            _lay_out_like(t, np.empty_like(a))  # a Fortran-ordered argument: its reshape(-1) is a copy
+            # Fortran-ordered or strided: its reshape(-1) or ravel() is a copy, as numpy decides
+            t._dummy = positions_strided_like(a)
     traced_leaves = [leaf if isinstance(leaf, Static) else next(it) for leaf in leaves]
     statics = _static_objects(leaves)
     before = _closure_guard(f, extra=statics)

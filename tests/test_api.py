@@ -1442,3 +1442,32 @@ def test_basic_indexing_at_a_traced_position_is_a_view_as_in_numpy(k: int) -> No
     value, (g,) = pz.withgradient(f, x.copy())
     assert value == f(x.copy())
     np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-7, atol=1e-6)  # values up to 800: FD noise
+
+
+def test_non_contiguous_arguments_copy_where_numpy_copies() -> None:
+    """Found by the fuzzer: a strided argument (X[:, ::2]) was laid out as if contiguous, so
+    x.ravel() was a view and writes into it changed x."""
+    X = np.arange(1.0, 13.0).reshape(3, 4) / 4
+
+    def f(x: Any) -> Any:
+        flat = x.ravel()
+        flat[0] = 100.0
+        r = x.reshape(-1)
+        r[-1] = -50.0
+        return np.sum(x**2) + np.sum(flat) + np.sum(r)
+
+    views = [
+        lambda B: B[:, ::2], lambda B: B[::2], lambda B: B[::-1], lambda B: B[:, 1], lambda B: B[::-1, ::-2],
+        lambda B: np.asfortranarray(B), lambda B: B.T[1:], lambda B: B[1],
+    ]  # fmt: skip
+    for view in views:
+        x = view(X.copy())
+        value, (g, ) = pz.withgradient(f, x)
+        assert value == f(view(X.copy())), x.strides
+        fd = np.zeros(x.shape)
+        for i in np.ndindex(x.shape):  # central differences on arguments laid out the same way
+            up, down = view(X.copy()), view(X.copy())
+            up[i] += 1e-6
+            down[i] -= 1e-6
+            fd[i] = (f(up) - f(down)) / 2e-6
+        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-4)
