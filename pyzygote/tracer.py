@@ -448,7 +448,7 @@ class Tracer:
         return np.negative(self)
 
     def __pos__(self) -> Any:
-        return self.copy()  # numpy's +x is a new array
+        return np.positive(self)  # numpy's +x: a new array, laid out like x
 
     def __abs__(self) -> Any:
         return np.absolute(self)
@@ -773,14 +773,25 @@ _LAYOUT_FOLLOWING = frozenset(
     (
         np.where, np.copy, np.sort, np.cumsum, np.cumprod, np.diff, np.clip, np.nan_to_num, np.round,
         np.around, np.reshape, np.ravel, np.nancumsum, np.nancumprod, np.fix, np.real, np.imag,
+        # reductions along axes, and the joining and tiling functions (found by the fuzzer)
+        np.sum, np.mean, np.max, np.min, np.amax, np.amin, np.prod, np.var, np.std, np.any, np.all,
+        np.nansum, np.nanmean, np.nanmax, np.nanmin, np.nanprod, np.nanvar, np.nanstd, np.ptp,
+        np.concatenate, np.vstack, np.hstack, np.stack, np.column_stack, np.dstack, np.append,
+        np.delete, np.pad, np.roll, np.tile, np.repeat, np.tril, np.triu, np.take, np.take_along_axis,
+        np.gradient, np.outer, np.kron,
     )
 )  # fmt: skip
+# numpy functions that make C-ordered results whatever their inputs (and whose probe would fail:
+# np.select wants boolean conditions), while pyzygote builds them from functions that follow layouts.
+_C_ORDERED = frozenset((np.select,))
 
 
 def _numpys_layout(func: Any, args: Any, kwargs: dict[str, Any], result: Any) -> None:
     """Give a new array the memory layout numpy gives it (np.where(c, x.T, 0.0), np.sort(x.T) and
     reshape in order F are Fortran-ordered): numpy's own function applied to arrays laid out as the
     arguments are.  Only asked when an argument is not C-ordered or an order is given."""
+    if isinstance(result, Tracer) and result._root is None and func in _C_ORDERED:
+        result._dummy = None
     if not isinstance(result, Tracer) or result._root is not None or result.ndim < 2 or func not in _LAYOUT_FOLLOWING:
         return
     given = [*args, *kwargs.values()]
@@ -861,10 +872,14 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
         if isinstance(r, Tracer) and r is parent and isinstance(pos, np.ndarray):
             # A handler may hand back its input when nothing changes (y[[0, 1, 2]] of three rows,
             # np.ravel of a 1-D column); numpy made a copy there unless its result is a view.
-            r = r if np.may_share_memory(pos, base) else r.copy()
+            if not np.may_share_memory(pos, base):
+                r = r.copy()
+                _lay_out_like(r, pos)
         elif isinstance(r, Tracer) and isinstance(pos, np.ndarray) and pos.size:
             if np.may_share_memory(pos, root._dummy):
                 r._root, r._positions, r._seen = root, pos, root._version
+            else:  # a copy (advanced indexing): laid out as numpy lays out its copy
+                _lay_out_like(r, pos)
         out.append(r)
     if isinstance(result, (list, tuple)):
         return type(result)(out) if not hasattr(result, "_fields") else type(result)(*out)
@@ -912,12 +927,13 @@ def _fresh(result: Any, inputs: Sequence[Any]) -> Any:
 
     def new(r: Any) -> Any:
         if isinstance(r, Tracer):
-            return r.copy() if id(r) in given else r
+            # a view of a temporary (np.take's transpose of what it gathered) is new in numpy too
+            return r.copy() if id(r) in given or r._root is not None else r
         if isinstance(r, (list, tuple)) and not hasattr(r, "_fields"):
             return type(r)(new(e) for e in r)
         return r
 
-    return new(result) if given else result
+    return new(result)
 
 
 _POSITIONAL_NAMES: dict[Any, list[str]] = {}

@@ -1060,6 +1060,19 @@ _LAYOUTS = {
     "np.diff": lambda y: np.diff(y.T, axis=0, prepend=0),
     "np.nan_to_num": lambda y: np.nan_to_num(y.T),
     "reshape-F-copy": lambda y: y.reshape(4, 3, order="F"),
+    # found by the fuzzer's layout oracle
+    "np.sum-along-an-axis": lambda y: np.sum(np.transpose(np.stack([y, y]), (2, 0, 1)), axis=1),
+    "np.max-along-an-axis": lambda y: np.max(np.transpose(np.stack([y, y]), (2, 0, 1)), axis=1),
+    "np.var-along-an-axis": lambda y: np.var(np.transpose(np.stack([y, y]), (2, 0, 1)), axis=1),
+    "np.concatenate": lambda y: np.concatenate([y.T, y.T], axis=1),
+    "np.vstack": lambda y: np.vstack([y.T, y.T]),
+    "np.pad": lambda y: np.pad(y.T, 1),
+    "np.roll": lambda y: np.roll(y.T, 1, axis=0),
+    "np.tile": lambda y: np.tile(y.T, 1),
+    "unary-plus": lambda y: +(y.T),
+    "np.select-is-C": lambda y: np.select([y.T > 2], [y.T], 0.0),
+    "fancy-index-after-a-slice": lambda y: y[:, [0, 1, 2, 3]],
+    "take-at-traced-positions-is-C": lambda y: np.take(y, np.argsort(y[:, 0]) % 2, axis=1),
 }
 
 
