@@ -352,6 +352,18 @@ def test_juliacall_env_mode(prepared: Path, monkeypatch: pytest.MonkeyPatch, tmp
     assert st.ok and st.mode == "juliacall-env", st.problems
 
 
+def test_juliacall_bindir_alone_is_passed_on(prepared: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Found by the PythonCall review: PYTHON_JULIACALL_BINDIR without EXE and PROJECT was refused,
+    but juliacall 0.9.34 passes it to Julia as --home whatever else is set (it must exist)."""
+    monkeypatch.setenv("PYTHON_JULIACALL_BINDIR", str(tmp_path / "bin"))
+    st = setup.julia_status(refresh=True)
+    assert st.ok, st.problems
+    assert any("--home" in note for note in st.notes)
+    monkeypatch.setenv("PYTHON_JULIACALL_BINDIR", str(tmp_path / "missing"))
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("PYTHON_JULIACALL_BINDIR" in p and "does not exist" in p for p in st.problems)
+
+
 def _meta_for(project: Path, exe: Path) -> dict[str, Any]:
     """What juliapkg's resolve records, for the juliapkg.json files it would read now."""
     import hashlib
@@ -398,13 +410,14 @@ def test_online_project_needs_a_current_resolve(prepared: Path, monkeypatch: pyt
     st = setup.julia_status(refresh=True)
     assert not st.ok and any("re-install" in p for p in st.problems)
 
-    # as would going online after an offline resolve
+    # an offline resolve stands: juliapkg re-resolves going from offline to online, but pyzygote
+    # starts it offline (found by the PythonCall review: this was refused)
     (prepared / "pyjuliapkg" / "juliapkg.json").unlink()
     m = _meta_for(prepared, exe)
     m["offline"] = True
     meta.write_text(json.dumps(m))
     st = setup.julia_status(refresh=True)
-    assert not st.ok and any("offline" in p for p in st.problems)
+    assert st.ok, st.problems
 
 
 def test_julia_is_set_up_is_cached_and_refreshes(prepared: Path, monkeypatch: pytest.MonkeyPatch) -> None:

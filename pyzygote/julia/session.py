@@ -9,7 +9,7 @@ defaults are set unless you set them yourself (environment variable or
 ``PYTHON_JULIACALL_HANDLE_SIGNALS=yes``
     Julia handles its own signals (GC safepoints and stack overflows are
     signals); the price is that Ctrl-C does not raise ``KeyboardInterrupt``
-    while Julia runs.
+    while Julia runs and can end the whole process (PythonCall issues #347, #219).
 ``PYTHON_JULIACALL_THREADS=1``
     unless ``JULIA_NUM_THREADS`` is set.  pyzygote's generated code is
     serial, and multi-threaded JuliaCall is experimental; set ``auto`` to

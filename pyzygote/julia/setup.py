@@ -284,8 +284,8 @@ def _stale_meta_reason(meta: dict[str, Any], project: str) -> str | None:
     exe = meta.get("executable")
     if not exe or not os.path.exists(exe):
         return f"the Julia executable recorded by juliapkg ({exe}) no longer exists"
-    if meta.get("offline"):
-        return "juliapkg last resolved in offline mode and would now resolve online"
+    # juliapkg re-resolves when it goes from offline to online, but pyzygote starts it offline
+    # (see pyzygote.julia.session), so a resolve made offline stands.
     if bool(meta.get("dev")) != _juliapkg_dev_flag():
         return "juliapkg changed between a development and a regular install"
     files = set(jdeps.deps_files())
@@ -318,6 +318,11 @@ def _compute_status() -> JuliaStatus:
     jc_exe, jc_exe_key = _juliacall_option("exe")
     jc_proj, jc_proj_key = _juliacall_option("project")
     jc_bindir, jc_bindir_key = _juliacall_option("home", envkey="PYTHON_JULIACALL_BINDIR")
+    if jc_bindir:  # juliacall's --home, passed to Julia as it is, in either mode (juliacall 0.9.34)
+        if os.path.isdir(jc_bindir):
+            st.notes.append(f"{jc_bindir_key}={jc_bindir} is passed to Julia as its --home")
+        else:
+            st.problems.append(f"{jc_bindir_key}={jc_bindir} does not exist (juliacall refuses a missing one)")
     if jc_exe or jc_proj:
         st.mode = "juliacall-env"
         if not (jc_exe and jc_proj):
@@ -332,8 +337,6 @@ def _compute_status() -> JuliaStatus:
             if not os.path.isdir(st.project):
                 st.problems.append(f"{jc_proj_key}={jc_proj} does not exist")
     else:
-        if jc_bindir:
-            st.problems.append(f"{jc_bindir_key} is set without PYTHON_JULIACALL_PROJECT; juliacall refuses that")
         offline, offline_key = _juliapkg_option("offline")
         if offline not in (None, "yes", "no"):
             st.problems.append(f"{offline_key} must be yes or no, not {offline!r}")
