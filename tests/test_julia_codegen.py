@@ -1050,3 +1050,16 @@ def test_programs_with_integer_and_boolean_inputs_emit_and_run(tmp_path: Path) -
     for label, p, a in derived(prog, tuple(arrays), rng):
         sources[label] = check_program(p, a, name="pz_" + label.replace("-", "_"))
     fatou_check(write_sources(tmp_path, sources))
+
+
+def test_arrays_python_call_cannot_read_are_refused_before_julia() -> None:
+    """Found by the PythonCall review: a long-double array matches none of PythonCall's array
+    rules, so it would reach Julia as an iterable and fail there with a confusing error."""
+    from pyzygote.julia.convert import to_julia
+
+    for dtype in (np.bool_, np.int8, np.int64, np.float16, np.float32, np.float64):
+        assert to_julia(np.zeros(2, dtype)).dtype == dtype
+    wide = [np.complex128] + ([np.longdouble] if np.dtype(np.longdouble).itemsize > 8 else [])
+    for dtype in wide:
+        with pytest.raises(TypeError, match="the Julia engine takes boolean, integer and float16/32/64 arrays, got dtype"):
+            to_julia(np.zeros(2, dtype))

@@ -46,6 +46,12 @@ __all__ = ["to_julia", "from_julia", "results_from_julia"]
 def to_julia(a: Any) -> Any:
     """What to pass to PyZygoteRuntime for one argument (a numpy scalar or array)."""
     arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf" or arr.dtype.itemsize > 8:
+        # PythonCall reads numpy arrays only of these types; others would arrive as an iterable
+        raise TypeError(
+            f"the Julia engine takes boolean, integer and float16/32/64 arrays, got dtype {arr.dtype} "
+            "(convert it with .astype(np.float64))"
+        )
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.ndim == 0:
