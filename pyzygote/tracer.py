@@ -320,6 +320,17 @@ class Tracer:
         # different; as JAX's tracers, traced values are not hashable.
         raise _concretization_error("hash() (a set or dict key)")
 
+    def view(self, dtype: Any = None, type: Any = None) -> "Tracer":  # noqa: A002  (numpy's names)
+        """A new array object on the same data, as ``ndarray.view()``: writes go through both ways."""
+        if dtype is not None or type is not None:
+            raise UnsupportedOperationError(".view(dtype) reinterprets bytes, which cannot be traced; use .astype")
+        return _mark_view(self, Tracer(self._builder, self._var), lambda p: p.view())
+
+    @property
+    def flat(self) -> "_Flat":
+        """numpy's ``x.flat``: reads and writes at flat (C-order) positions, constant or traced."""
+        return _Flat(self)
+
     def __getattr__(self, name: str) -> Any:
         # Only reached for names the class does not define.  numpy applies a ufunc to an object
         # array (np.exp(np.array([x[0], 2 * x[1]]))) by calling each element's method of the
@@ -884,6 +895,27 @@ def _mark_view(parent: Tracer, result: Any, rearrange: Callable[[np.ndarray], An
     if isinstance(result, (list, tuple)):
         return type(result)(out) if not hasattr(result, "_fields") else type(result)(*out)
     return out[0]
+
+
+class _Flat:
+    """``x.flat`` of a traced array: indexing it reads a copy, assigning through it writes into ``x``."""
+
+    def __init__(self, x: Tracer):
+        self._x = x
+
+    def __len__(self) -> int:
+        return self._x.size
+
+    def __getitem__(self, index: Any) -> Any:
+        return lookup("getitem")(np.reshape(self._x.copy(), (-1,)), index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        x = self._x
+        if isinstance(index, Tracer):
+            x[np.unravel_index(index, x.shape)] = value
+            return
+        where = np.arange(x.size).reshape(-1)[index]
+        x[np.unravel_index(where, x.shape)] = np.broadcast_to(as_operand(value), np.shape(where))
 
 
 def _basic_at_traced_positions(index: Any) -> bool:

@@ -1484,3 +1484,33 @@ def test_non_contiguous_arguments_copy_where_numpy_copies() -> None:
             down[i] -= 1e-6
             fd[i] = (f(up) - f(down)) / 2e-6
         np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-4)
+
+
+_INDEX_HELPERS = {
+    "unravel_index of argmax": lambda x: x[np.unravel_index(np.argmax(x), x.shape)] * np.sum(x),
+    "unravel_index order F": lambda x: np.sum(x[np.unravel_index(np.argmin(x), x.shape, order="F")[0]] ** 2),
+    "flat read at a traced position": lambda x: x.flat[np.argmax(x)] * x[0, 0],
+    "flat write": lambda x: (lambda y: (y.flat.__setitem__(np.argmin(x), 3.0 * x[1, 1]), y.flat.__setitem__(slice(0, 2), x[0, :2] ** 2), np.sum(y**2))[-1])(x * 1.0),
+    "count_nonzero": lambda x: np.sum(x) * np.count_nonzero(x > 0.2) + np.sum(np.count_nonzero(x > 0, axis=0) * x),
+    "searchsorted into a table": lambda x: np.sum(pz.take(np.array([1.0, 2.0, 5.0, 7.0]), np.searchsorted(np.array([-0.5, 0.0, 0.5]), x)) * x),
+    "searchsorted right into traced a": lambda x: np.sum(np.searchsorted(np.sort(x[0]), x[1], side="right") * x[1]),
+    "digitize increasing": lambda x: np.sum(np.digitize(x, np.array([-0.5, 0.0, 0.5])) * x**2),
+    "digitize decreasing right": lambda x: np.sum(np.digitize(x, np.array([0.5, 0.0, -0.5]), right=True) * x**2),
+    "roll by a traced shift": lambda x: np.sum(np.roll(x, np.argmax(x[0]), axis=1) * np.arange(6.0).reshape(2, 3)),
+    "roll flat by a traced shift": lambda x: np.sum(np.roll(x, np.argmin(x)) * np.arange(6.0).reshape(2, 3)),
+    "copyto where": lambda x: (lambda y: (np.copyto(y, x**2, where=x > 0), np.sum(y * x))[-1])(x * 1.0),
+    "view writes through": lambda x: (lambda y: (y.view().__setitem__((0, 0), 5.0 * x[1, 2]), np.sum(y**2))[-1])(x * 1.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_INDEX_HELPERS))
+def test_index_helpers_around_traced_positions(name: str) -> None:
+    """Found refused by the fuzzer: unravel_index (argmax's companion), x.flat, count_nonzero,
+    searchsorted/digitize, roll by a traced shift, copyto(where=) and x.view()."""
+    f = _INDEX_HELPERS[name]
+    x = np.array([[0.3, -0.2, 0.9], [0.1, 0.65, -0.4]])
+    value, (g,) = pz.withgradient(f, x)
+    assert value == f(x.copy())
+    np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-7, atol=1e-8)
+    x2 = x[::-1, ::-1] * 1.3  # a second point: the trace is reused with other positions
+    np.testing.assert_allclose(pz.withgradient(f, x2)[0], f(x2.copy()), rtol=1e-14)

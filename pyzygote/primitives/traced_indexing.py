@@ -585,3 +585,102 @@ def _np_bincount(x: Any, weights: Any = None, minlength: int = 0) -> Any:
     if w.shape != labels.shape:
         raise ValueError("The weights and list don't have the same length.")
     return put_add(w.astype(np.float64), labels.astype(_INT), (n,))
+
+
+# --- integer bookkeeping around traced positions ----------------------------------------------
+@implements(np.unravel_index)
+def _np_unravel_index(indices: Any, shape: Any, order: str = "C") -> Any:
+    """numpy's ``unravel_index`` of traced flat positions (``np.argmax(x)`` of a matrix)."""
+    if not isinstance(indices, Tracer):
+        return np.unravel_index(indices, shape, order=order)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"only int indices permitted, got {indices.dtype}")
+    dims = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    if order not in ("C", "F"):
+        raise ValueError("order must be 'C' or 'F'")
+    rest, out = indices, {}
+    axes = range(len(dims) - 1, -1, -1) if order == "C" else range(len(dims))
+    for k in axes:  # the fastest-varying axis first
+        out[k] = rest % dims[k]
+        rest = rest // dims[k]
+    return tuple(out[k] for k in range(len(dims)))
+
+
+@implements(np.count_nonzero)
+def _np_count_nonzero(a: Any, axis: Any = None, *, keepdims: bool = False) -> Any:
+    return np.sum(np.not_equal(a, 0), axis=axis, keepdims=keepdims, dtype=_INT)
+
+
+@implements(np.searchsorted)
+def _np_searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> Any:
+    """Where ``v`` would go in the sorted 1-D ``a``: how many entries are below it (``left``) or
+    not above it (``right``).  Integer positions: no derivative."""
+    if sorter is not None:
+        a = np.take(a, sorter)
+    a, v = as_operand(a), as_operand(v)
+    if a.ndim != 1:
+        raise ValueError("object too deep for desired array: searchsorted needs a 1-D a")
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    below = np.less if side == "left" else np.less_equal
+    return np.sum(below(a, np.expand_dims(v, -1)), axis=-1, dtype=_INT)
+
+
+@implements(np.digitize)
+def _np_digitize(x: Any, bins: Any, right: bool = False) -> Any:
+    if isinstance(bins, Tracer):
+        raise UnsupportedOperationError(
+            "numpy.digitize with traced bins cannot be traced (whether they increase or decrease decides the "
+            "result); for increasing bins use np.searchsorted(bins, x, side='left' if right else 'right')"
+        )
+    bins = np.asarray(bins)
+    steps = np.diff(bins)
+    side = "left" if right else "right"
+    if np.all(steps >= 0):
+        return np.searchsorted(bins, x, side=side)
+    if np.all(steps <= 0):
+        return len(bins) - np.searchsorted(bins[::-1], x, side=side)
+    raise ValueError("bins must be monotonically increasing or decreasing")
+
+
+_static_roll = None
+
+
+def _np_roll(a: Any, shift: Any, axis: Any = None) -> Any:
+    """numpy's ``roll``; a traced ``shift`` (a 0-d integer) reads at positions computed from it."""
+    if not isinstance(shift, Tracer):
+        return _static_roll(a, shift, axis=axis)  # type: ignore[misc]
+    if shift.ndim != 0 or shift.dtype.kind not in "iu" or (axis is not None and np.ndim(axis) != 0):
+        raise UnsupportedOperationError("numpy.roll by a traced shift takes one integer shift and one axis (or none)")
+    a = as_operand(a)
+    flat = axis is None
+    x = np.reshape(a, (-1,)) if flat else a
+    k = 0 if flat else normalize_axis(int(axis), x.ndim)
+    n = x.shape[k]
+    if n == 0:
+        return a
+    out = np.take(x, (np.arange(n) - shift) % n, axis=k)
+    return np.reshape(out, a.shape) if flat else out
+
+
+def _install_roll() -> None:
+    global _static_roll
+    from pyzygote.numpy_api import HANDLERS
+
+    _static_roll = HANDLERS[np.roll]
+    implements(np.roll)(_np_roll)
+
+
+_install_roll()
+
+
+@implements(np.copyto)
+def _np_copyto(dst: Any, src: Any, casting: str = "same_kind", where: Any = True) -> None:
+    """``np.copyto(dst, src, where=mask)`` into a traced ``dst``: its entries replaced where the mask holds."""
+    if not isinstance(dst, Tracer):
+        raise UnsupportedOperationError(
+            "numpy.copyto into a numpy array cannot hold traced values; make dst from a traced one (np.zeros_like(x))"
+        )
+    if casting != "same_kind":
+        raise UnsupportedOperationError("numpy.copyto supports only casting='same_kind' while tracing")
+    dst[...] = np.where(where, src, dst) if where is not True else np.broadcast_to(as_operand(src), dst.shape)
