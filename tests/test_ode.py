@@ -862,7 +862,7 @@ def test_nan_data_under_an_adjoint_is_named_not_blamed_on_the_solver() -> None:
     data = np.exp(-t)[:, None] * np.ones(2)
     data[2, 0] = np.nan
 
-    def loss(p: Any, sensealg: str) -> Any:
+    def loss(p: np.ndarray, sensealg: str) -> np.ndarray:
         u = pz.odesolve(lambda u, p, t: -p[0] * u, np.ones(2), t, p, sensealg=sensealg, reltol=1e-8, abstol=1e-8)
         return np.sum((u - data) ** 2)
 
