@@ -234,6 +234,11 @@ class Selection:
     def _apply(self, ufunc: Any, *operands: Any) -> "Selection":
         return self.__array_ufunc__(ufunc, "__call__", *operands)
 
+    def __matmul__(self, other: Any) -> Any:
+        raise _count_error("@ (np.matmul)")
+
+    __rmatmul__ = __matmul__
+
     __add__ = lambda s, o: s._apply(np.add, s, o)  # noqa: E731
     __radd__ = lambda s, o: s._apply(np.add, o, s)  # noqa: E731
     __sub__ = lambda s, o: s._apply(np.subtract, s, o)  # noqa: E731
@@ -414,9 +419,28 @@ def _method(name: str) -> Callable[..., Any]:
 
 _ELEMENTWISE_FUNCTIONS = frozenset({np.clip, np.round, np.around, np.where, np.nan_to_num, np.fix})
 
+def _average(x: Selection, axis: Any = None, weights: Any = None, returned: bool = False, *, keepdims: bool = False) -> Any:
+    if returned:
+        raise _count_error("numpy.average(..., returned=True)")
+    if weights is None:
+        return x.mean(axis=axis, keepdims=keepdims)
+    if not isinstance(weights, Selection):
+        raise _count_error("numpy.average with weights that are not selected through the same mask")
+    total = (x * weights).sum(axis=axis, keepdims=keepdims)
+    return total / weights.sum(axis=axis, keepdims=keepdims)
+
+
+def _nanmean(x: Selection, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+    _no_out(out, "nanmean")
+    present = Selection(x._mask, np.where(np.isnan(x._values), np.asarray(0, x.dtype), np.asarray(1, x.dtype)))
+    return _nansum(x, axis=axis, dtype=dtype, keepdims=keepdims) / present.sum(axis=axis, keepdims=keepdims)
+
+
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {
     **{getattr(np, name): _method(name) for name in ("sum", "prod", "mean", "var", "std", "any", "all", "max", "min")},
     np.linalg.norm: _norm,
     np.count_nonzero: _count_nonzero,
     np.nansum: _nansum,
+    np.average: _average,
+    np.nanmean: _nanmean,
 }

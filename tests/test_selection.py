@@ -262,3 +262,24 @@ def test_a_mask_over_every_axis_takes_at_most_a_one_dimensional_value_as_in_nump
         f(M.copy(), np.ones((1, 1, 1)))
     with pytest.raises(TypeError, match="requires a 0 or 1-dimensional input"):
         pz.make_program(lambda m: f(m, np.ones((1, 1, 1)) * m[0, 0]), M)
+
+
+def test_average_nanmean_and_matmul_of_a_selection() -> None:
+    """Found by the fuzzer: np.average and np.nanmean of x[mask] were refused although mean and
+    nansum work, and s @ s gave a bare TypeError."""
+    x = np.array([0.3, -0.2, 0.9, np.nan, 0.5])
+    w = np.array([1.0, 2.0, 3.0, 4.0, 0.5])
+    cases = [
+        lambda x: np.average(x[x > 0]),
+        lambda x: np.average(x[x > 0], weights=(x * 0 + w)[x > 0]),
+        lambda x: np.nanmean(x[~(x < 0)]),
+    ]
+    for f in cases:
+        with np.errstate(invalid="ignore"):
+            value, (g,) = pz.withgradient(f, x)
+            want = f(x)
+            fd = numerical_gradient(lambda v: f(np.where(np.isnan(x), np.nan, v)), np.nan_to_num(x))[0]
+        assert value == pytest.approx(want, rel=1e-15)
+        np.testing.assert_allclose(g, np.where(np.isnan(x), 0.0, fd), rtol=1e-7, atol=1e-9)
+    with pytest.raises(pz.UnsupportedOperationError, match="@ \\(np.matmul\\) of x\\[mask\\]"):
+        pz.gradient(lambda x: x[x > 0] @ x[x > 0], np.ones(3))
