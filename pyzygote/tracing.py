@@ -42,7 +42,8 @@ from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.scipy_calls import scipy_error
-from pyzygote.tracer import Builder, ConstantChanged, Tracer, as_operand, careful_constants, positions_strided_like, same_contents
+from pyzygote.tracer import Builder, ConstantChanged, Tracer, as_operand, careful_constants, same_contents
+from pyzygote.views import positions_strided_like
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
 

@@ -192,7 +192,7 @@ def traced_constant(like: Tracer, value: np.ndarray) -> Tracer:
 def _like(a: Any, fill_value: Any, dtype: Any, shape: Any, order: str = "K") -> Any:
     """numpy's ``*_like``: a new, writable array; traced when ``a`` or ``fill_value`` is."""
     from pyzygote.primitives.shape import broadcast_to_shape, convert
-    from pyzygote.tracer import _lay_out_like, memory_layout
+    from pyzygote.views import _lay_out_like, memory_layout
 
     a = as_operand(a)
     shape = a.shape if shape is None else ((int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape))

@@ -276,7 +276,8 @@ def _np_reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = 
 
 
 def _fortran_only(a: Any) -> bool:
-    from pyzygote.tracer import Tracer, memory_layout
+    from pyzygote.tracer import Tracer
+    from pyzygote.views import memory_layout
 
     layout = memory_layout(a) if isinstance(a, Tracer) else np.asarray(a)
     return bool(layout.flags.f_contiguous and not layout.flags.c_contiguous)
@@ -286,7 +287,8 @@ def _fortran_only(a: Any) -> bool:
 def _np_ravel(a: Any, order: str = "C") -> Any:
     if order == "K":  # in memory order
         from pyzygote.primitives.indexing import gather
-        from pyzygote.tracer import Tracer, memory_layout
+        from pyzygote.tracer import Tracer
+        from pyzygote.views import memory_layout
 
         a = as_operand(a)
         if not isinstance(a, Tracer):
