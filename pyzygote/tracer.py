@@ -703,7 +703,6 @@ class Tracer:
         return self
 
 
-# numpy functions whose result may be a view of their first argument (numpy decides, see _mark_view).
 class ConstantChanged(Exception):
     """A numpy array the traced function read as a constant was changed in place while it was
     traced (e[:] = 0; e[k] = 1 in a loop).  Uses are then not all of one value, so the function

@@ -29,6 +29,7 @@ from pyzygote.numpy_api import lookup
 from pyzygote.tracer import Tracer, as_operand
 
 
+# numpy functions whose result may be a view of their first argument (numpy decides, see _mark_view).
 _VIEW_FUNCTIONS = frozenset(
     (
         np.reshape, np.ravel, np.transpose, np.swapaxes, np.moveaxis, np.squeeze, np.expand_dims,
