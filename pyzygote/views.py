@@ -235,12 +235,17 @@ def _fresh(result: Any, inputs: Sequence[Any]) -> Any:
     Handlers may return an input unchanged (``np.roll(x, 0)``, ``np.pad(x, 0)``); a write
     into the result must not reach that input.
     """
-    given = {id(e) for a in inputs for e in (a if isinstance(a, (list, tuple)) else (a,)) if isinstance(e, Tracer)}
+    tracers = [e for a in inputs for e in (a if isinstance(a, (list, tuple)) else (a,)) if isinstance(e, Tracer)]
+    given = {id(e) for e in tracers}
+    # What the inputs are views of: a result viewing one of them is numpy's view (np.diag of a
+    # matrix is its read-only diagonal), a result viewing a temporary is a new array in numpy
+    # (np.take's transpose of what it gathered).
+    under = given | {id(e._root) for e in tracers if e._root is not None}
 
     def new(r: Any) -> Any:
         if isinstance(r, Tracer):
-            # a view of a temporary (np.take's transpose of what it gathered) is new in numpy too
-            return r.copy() if id(r) in given or r._root is not None else r
+            temporary_view = r._root is not None and id(r._root) not in under
+            return r.copy() if id(r) in given or temporary_view else r
         if isinstance(r, (list, tuple)) and not hasattr(r, "_fields"):
             return type(r)(new(e) for e in r)
         return r

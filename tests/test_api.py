@@ -1514,3 +1514,27 @@ def test_index_helpers_around_traced_positions(name: str) -> None:
     np.testing.assert_allclose(g, numerical_gradient(f, x)[0], rtol=1e-7, atol=1e-8)
     x2 = x[::-1, ::-1] * 1.3  # a second point: the trace is reused with other positions
     np.testing.assert_allclose(pz.withgradient(f, x2)[0], f(x2.copy()), rtol=1e-14)
+
+
+def test_np_diag_of_a_matrix_stays_numpys_read_only_view() -> None:
+    """Found by the regression sweep: after results viewing temporaries became copies, np.diag(M)
+    (numpy's read-only diagonal of M) became a writable copy that missed later writes into M."""
+
+    def sees(x: Any) -> Any:
+        M = np.outer(x, x) * 1.0
+        d = np.diag(M)
+        M[0, 0] = -7.0 * x[1]
+        return np.sum(d * x)
+
+    x = np.arange(1.0, 4.0)
+    value, (g,) = pz.withgradient(sees, x)
+    assert value == sees(x.copy())
+    np.testing.assert_allclose(g, numerical_gradient(sees, x)[0], rtol=1e-7)
+
+    def writes(x: Any) -> Any:
+        d = np.diag(np.outer(x, x) * 1.0)
+        d[0] = 1.0
+        return np.sum(d)
+
+    with pytest.raises(ValueError, match="read-only"):
+        pz.gradient(writes, x)
