@@ -1255,10 +1255,11 @@ def test_integer_labels_in_sets_dicts_and_attributes_fall_back_to_their_values()
         pz.gradient(lambda x: np.sum(x) * len({x[0], x[1]}), np.ones(2))
 
 
-def test_hessian_takes_x_by_its_own_name_and_raises_for_an_infinite_value() -> None:
+def test_hessian_takes_x_by_its_own_name_and_raises_only_for_nan() -> None:
     np.testing.assert_array_equal(pz.hessian(lambda x: np.sum(x**3), x=np.array([1.0, 2.0])), np.diag([6.0, 12.0]))
-    with np.errstate(divide="ignore"), pytest.raises(pz.NonFiniteGradientError, match="value is array\\(-inf\\)"):
-        pz.hessian(lambda x: np.sum(x**2) + np.log(np.zeros(())), np.array([1.0, 2.0]))  # as gradient does
+    with np.errstate(divide="ignore"):
+        h = pz.hessian(lambda x: np.sum(x**2) + np.log(np.zeros(())), np.array([1.0, 2.0]))  # value -inf
+    np.testing.assert_array_equal(h, 2 * np.eye(2))
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32])
@@ -1273,25 +1274,24 @@ def test_small_integer_labels_stay_constants_so_index_arithmetic_does_not_wrap(d
     np.testing.assert_array_equal(g[0], 2 * w * np.isin(np.arange(300), i))
 
 
-def test_derivatives_at_a_nan_or_infinite_value_raise_where_the_value_is_not_returned() -> None:
-    """Found by the bad-input audit: a log-likelihood at a negative rate has a NaN value and a finite
-    gradient, which pz.gradient returned with only numpy's warning."""
+def test_derivatives_at_a_nan_value_are_returned_for_optimizers_to_step_back_from() -> None:
+    """A log-likelihood at a negative rate has a NaN value and a finite gradient.  The bad-input
+    audit asked for an error; user testing then showed a BFGS line search stepping into such a
+    point and crashing on it, where numpy and JAX hand back the NaN and let the optimizer decide.
+    So the value is NaN (numpy warns about it) and the gradient is the finite one; only a Hessian,
+    which optimizers do not probe with, refuses a NaN value."""
     X = np.array([[1.0, 2.0], [1.0, -3.0]])
 
     def nll(w: Any) -> Any:
-        with np.errstate(invalid="ignore"):
-            return -np.sum(np.log(X @ w))
+        return -np.sum(np.log(X @ w))
 
     w = np.ones(2)
-    for call in (lambda: pz.gradient(nll, w), lambda: pz.grad(nll)(w), lambda: pz.jacobian(lambda w: np.log(X @ w), w)):
-        with pytest.raises(pz.NonFiniteGradientError, match="value is .*nan.* meaningless"):
-            with np.errstate(invalid="ignore"):
-                call()
-    with pytest.raises(pz.NonFiniteGradientError, match="value is array\\(inf\\)"):
-        pz.gradient(lambda x: np.sum(x) + np.inf, w)
     with np.errstate(invalid="ignore"):
-        value, (g,) = pz.withgradient(nll, w)  # the value comes back: an optimizer can step back from it
-        assert np.isnan(pz.value_and_grad(nll)(w)[0])
+        value, (g,) = pz.withgradient(nll, w)
+        np.testing.assert_allclose(pz.grad(nll)(w), g)
+        np.testing.assert_allclose(pz.jacobian(lambda w: np.log(X @ w), w)[0], X / (X @ w)[:, None])
+        with pytest.raises(pz.NonFiniteGradientError, match="value is array\\(nan\\)"):
+            pz.hessian(nll, w)
     assert np.isnan(value)
     np.testing.assert_allclose(g, -(X[0] / 3.0 + X[1] / -2.0))
 
