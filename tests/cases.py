@@ -522,6 +522,10 @@ def _ode_args(rng: np.random.Generator) -> tuple[Any, ...]:
 _ODE = dict(ref=_ode_exact, value_rtol=1e-9, f32_rtol=1e-9, rtol=1e-5)
 case("odesolve", "forward-sensitivities", _ode("forward"), _ode_args, **_ODE)
 case("odesolve_sens", "forward", _ode("forward"), _ode_args, **_ODE)
+_U0 = np.array([0.7, 1.3])
+# A constant u0: the sensitivities to it are not solved for (sensitivity_columns on Julia).
+case("odesolve_sens", "forward-u0-constant", lambda p: _ode("forward")(_U0, p), lambda rng: _ode_args(rng)[1:],
+     **dict(_ODE, ref=lambda p: _ode_exact(_U0, p)))
 case("odesolve_tangent", "adjoint", _ode("adjoint"), _ode_args, dot_rtol=1e-7, **_ODE)
 case("odesolve_vjp", "adjoint", _ode("adjoint"), _ode_args, dot_rtol=1e-7, **_ODE)
 case("odesolve_vjp", "backsolve", _ode("backsolve"), _ode_args, dot_rtol=1e-7, **_ODE)

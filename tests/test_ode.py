@@ -813,10 +813,30 @@ def test_explicit_forward_sensitivities_of_a_large_system_warn_about_their_cost(
     minutes with no word."""
     n = 150
     decay = lambda u, p, t: -p * u  # noqa: E731
-    loss = lambda p: np.sum(pz.odesolve(decay, np.ones(n), np.array([0.0, 0.01]), p, sensealg="forward", reltol=1e-8, abstol=1e-10))  # noqa: E731
+    loss = lambda p, u0: np.sum(pz.odesolve(decay, u0, np.array([0.0, 0.01]), p, sensealg="forward", reltol=1e-8, abstol=1e-10))  # noqa: E731
     with pytest.warns(UserWarning, match="sensealg='forward' solves .* 45150 equations"):
-        (g,) = pz.gradient(loss, np.ones(n))
+        g, g_u0 = pz.gradient(loss, np.ones(n), np.ones(n))
     np.testing.assert_allclose(g, -0.01 * np.exp(-0.01), rtol=1e-4)
+    np.testing.assert_allclose(g_u0, 1 + np.exp(-0.01), rtol=1e-6)
+
+
+def test_forward_sensitivities_follow_only_the_differentiated_directions() -> None:
+    """Found in user testing: with u0 a constant, sensealg='forward' still solved for the
+    sensitivities to u0, n (1 + n + m) equations where n (1 + m) do (1680 instead of 80)."""
+    n = 150
+    decay = lambda u, p, t: -p * u  # noqa: E731
+    t = np.array([0.0, 0.01])
+    loss = lambda p, u0: np.sum(pz.odesolve(decay, u0, t, p, sensealg="forward", reltol=1e-8, abstol=1e-10) ** 2)  # noqa: E731
+    u0 = np.linspace(1.0, 2.0, n)
+    with pytest.warns(UserWarning, match="sensealg='forward' solves .* 22650 equations"):
+        (g,) = pz.gradient(lambda p: loss(p, u0), np.ones(n))
+    np.testing.assert_allclose(g, -2 * 0.01 * u0**2 * np.exp(-0.02), rtol=1e-6)
+    (g_u0,) = pz.gradient(lambda u0: loss(np.ones(n), u0), u0)  # warned once per right-hand side
+    np.testing.assert_allclose(g_u0, 2 * u0 * (1 + np.exp(-0.02)), rtol=1e-6)
+    # The same with a Hessian, which differentiates the restricted sensitivities once more.
+    small = lambda p, u0: np.sum(pz.odesolve(decay, u0, np.array([0.0, 0.5]), p, sensealg="forward", reltol=1e-10, abstol=1e-12) ** 2)  # noqa: E731
+    H = pz.hessian(lambda p: small(p, np.array([1.0, 2.0])), np.array([1.0, 3.0]))
+    np.testing.assert_allclose(H, np.diag(2 * 0.5**2 * np.array([1.0, 4.0]) * np.exp(-2 * 0.5 * np.array([1.0, 3.0]))) * 2, rtol=1e-6)
 
 
 def test_a_single_save_time_gives_u0_and_identity_derivatives() -> None:

@@ -595,6 +595,17 @@ function odesolve end
 function odesolve_sensitivities end
 
 """
+    sensitivity_columns(cols, f, u0, p, t, alg, sensealg, reltol, abstol, maxiters, tstops)
+
+[`odesolve_sensitivities`](@ref) restricted to the directions `cols` of `[u0; p]` that a
+program follows (those of a constant `u0` are left out): `(U, S[:, :, cols])`.
+"""
+function sensitivity_columns(cols::AbstractVector{<:Integer}, args...)
+    U, S = odesolve_sensitivities(args...)
+    return (U, S[:, :, cols])
+end
+
+"""
     odesolve_tangent(f, u0, p, du0, dp, t, alg, sensealg, reltol, abstol, maxiters, tstops)
 
 The directional derivative of [`odesolve`](@ref) along `(du0, dp)`. Methods in

@@ -66,7 +66,16 @@ def _as_derivative(du: Any) -> Any:
     return convert(du, np.float64)
 
 
-class JuliaRHS:
+class _Directions:
+    n: int
+    m: int
+
+    def columns(self, cols: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """Directions of ``(u0, p)`` to follow, as indices into their concatenation (all by default)."""
+        return tuple(range(self.n + self.m)) if cols is None else tuple(cols)
+
+
+class JuliaRHS(_Directions):
     """A ``pz.julia_function`` right-hand side: Julia code, run only by the Julia engine."""
 
     program = None
@@ -83,10 +92,10 @@ class JuliaRHS:
             "(engine='julia'), or write the right-hand side with numpy for the NumPy engine"
         )
 
-    jacobian_u = sensitivity_rhs = adjoint_rhs = backsolve_rhs = __call__
+    jacobian_u = sensitivity_rhs = initial_sensitivities = adjoint_rhs = backsolve_rhs = __call__
 
 
-class RHS:
+class RHS(_Directions):
     """The traced right-hand side of ``u' = f(u, p, t)`` for given sizes of u and p."""
 
     def __init__(self, f: Callable[..., Any] | str, program: Program, n: int, m: int):
@@ -95,8 +104,8 @@ class RHS:
         self.program = program
         self.n, self.m = n, m
         self._call = compile_scalar(program)
-        self._derived: dict[str, Callable[..., Any]] = {}
-        self._systems: dict[str, RHS] = {}
+        self._derived: dict[Any, Callable[..., Any]] = {}
+        self._systems: dict[Any, RHS] = {}
 
     def __repr__(self) -> str:
         return f"<rhs {self.name} n={self.n} m={self.m}>"
@@ -175,7 +184,7 @@ class RHS:
         return self._call(u, p, t)[0]
 
     # --- derived programs, built on first use -------------------------------------------
-    def _get(self, key: str, build: Callable[[], Program]) -> Callable[..., Any]:
+    def _get(self, key: Any, build: Callable[[], Program]) -> Callable[..., Any]:
         fn = self._derived.get(key)
         if fn is None:
             fn = self._derived[key] = compile_scalar(cse(build()))
@@ -184,9 +193,11 @@ class RHS:
     def jacobian_u(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:
         return self._get("jac", self._jacobian_program)(u, p, t)[0]
 
-    def sensitivity_rhs(self) -> Callable[..., Any]:
-        """``(z, p, t) -> dz`` for ``z = [u, vec(S)]``, S of shape (n, n + m)."""
-        return self._get("sens", self._sensitivity_program)
+    def sensitivity_rhs(self, cols: tuple[int, ...] | None = None) -> Callable[..., Any]:
+        """``(z, p, t) -> dz`` for ``z = [u, vec(S)]``, S of shape (n, len(cols)): the sensitivities
+        to the directions ``cols`` of ``(u0, p)``."""
+        cols = self.columns(cols)
+        return self._get(("sens", cols), lambda: self._sensitivity_program(cols))
 
     def adjoint_rhs(self) -> Callable[..., Any]:
         """``(u, lam, p, t) -> (-lam^T J_u, -lam^T J_p)``."""
@@ -197,13 +208,19 @@ class RHS:
         return self._get("backsolve", self._backsolve_program)
 
     # --- derived systems, themselves right-hand sides ------------------------------------
-    def sensitivity_system(self) -> "RHS":
-        """``z' = g(z, p, t)`` for ``z = [u, vec(S)]``: solved from ``[u0, vec(eye(n, n + m))]`` it gives u and S."""
-        hit = self._systems.get("sens")
+    def sensitivity_system(self, cols: tuple[int, ...] | None = None) -> "RHS":
+        """``z' = g(z, p, t)`` for ``z = [u, vec(S)]``: solved from ``[u0, vec(eye(n, n + m)[:, cols])]``
+        it gives u and its sensitivities S to the directions ``cols``."""
+        cols = self.columns(cols)
+        hit = self._systems.get(("sens", cols))
         if hit is None:
-            k = self.n * (self.n + self.m)
-            hit = self._systems["sens"] = RHS(f"sensitivities of {self!r}", cse(self._sensitivity_program()), self.n + k, self.m)
+            size = self.n * (1 + len(cols))
+            hit = self._systems[("sens", cols)] = RHS(f"sensitivities of {self!r}", cse(self._sensitivity_program(cols)), size, self.m)
         return hit
+
+    def initial_sensitivities(self, cols: tuple[int, ...] | None = None) -> np.ndarray:
+        """``vec(S(t0))``: the identity's columns for directions of u0, zero for those of p."""
+        return np.eye(self.n, self.n + self.m)[:, list(self.columns(cols))].ravel()
 
     def tangent_system(self) -> "RHS":
         """``[u, s]' = [f, J_u s + J_p dp]`` with parameters ``[p, dp]``: solved from ``[u0, du0]``, s is the tangent of u."""
@@ -236,16 +253,16 @@ class RHS:
         cols = self._tangent_columns(u, p, t, [(eye[k], None) for k in range(n)])
         return b.build([u, p, t], [np.stack(cols, axis=1) if cols else np.zeros((n, 0))])
 
-    def _sensitivity_program(self) -> Program:
-        n, m = self.n, self.m
+    def _sensitivity_program(self, cols: tuple[int, ...]) -> Program:
+        n, m, k = self.n, self.m, len(cols)
         b = Builder()
-        z, p, t = b.new_input((n + n * (n + m),), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
+        z, p, t = b.new_input((n + n * k,), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
         u = z[:n]
-        S = np.reshape(z[n:], (n, n + m))
+        S = np.reshape(z[n:], (n, k))
         eye_p = np.eye(m)
-        columns = [(S[:, k], None if k < n else eye_p[k - n]) for k in range(n + m)]
+        columns = [(S[:, j], None if c < n else eye_p[c - n]) for j, c in enumerate(cols)]
         (du,) = eval_program(self.program, u, p, t)
-        dS = np.stack(self._tangent_columns(u, p, t, columns), axis=1)
+        dS = np.stack(self._tangent_columns(u, p, t, columns), axis=1) if columns else np.zeros((n, 0))
         return b.build([z, p, t], [np.concatenate([du, np.ravel(dS)])])
 
     def _adjoint_program(self) -> Program:

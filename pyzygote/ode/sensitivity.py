@@ -87,28 +87,32 @@ def solve_states(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: O
     return _solve(fun, t[0], t[-1], u0, t, opts, "ODE solve", jac=_jac(rhs, p, opts), dense=dense)
 
 
-def forward_sensitivities(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
-    """States ``U`` (T, n) and sensitivities ``S`` (T, n, n + m) = d u(t_i) / d (u0, p)."""
-    n, m = rhs.n, rhs.m
-    z0 = np.concatenate([u0, np.eye(n, n + m).ravel()])
-    g = rhs.sensitivity_rhs()
+def forward_sensitivities(
+    rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: Options, cols: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """States ``U`` (T, n) and sensitivities ``S`` (T, n, k) = d u(t_i) / d (u0, p)[cols], k = len(cols) (all by default)."""
+    n = rhs.n
+    cols = rhs.columns(cols)
+    k = len(cols)
+    z0 = np.concatenate([u0, rhs.initial_sensitivities(cols)])
+    g = rhs.sensitivity_rhs(cols)
     kw = {}
     if algorithm(opts.alg).stiff:
-        kw["jac"] = lambda tt, z: _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), n + m)
+        kw["jac"] = lambda tt, z: _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
     elif opts.alg == "auto":
-        # LSODA takes only a dense Jacobian, which costs (n (1 + n + m))^3 to factorize; without
+        # LSODA takes only a dense Jacobian, which costs (n (1 + k))^3 to factorize; without
         # one, its stiff phase differenced the whole system, 100 times slower on a 45-cell heat
         # equation.  Large systems go to BDF, whose Newton steps use the sparse Jacobian.
         def jac(tt: float, z: np.ndarray) -> Any:
-            return _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), n + m)
+            return _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
 
-        if n * (1 + n + m) > _DENSE_SENSITIVITY_LIMIT:
+        if n * (1 + k) > _DENSE_SENSITIVITY_LIMIT:
             opts = dataclasses.replace(opts, alg="FBDF")
             kw["jac"] = jac
         else:
             kw["jac"] = lambda tt, z: jac(tt, z).toarray()
     res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve", **kw)
-    return res.u[:, :n], res.u[:, n:].reshape(len(t), n, n + m)
+    return res.u[:, :n], res.u[:, n:].reshape(len(t), n, k)
 
 
 # Above this many equations, alg="auto" solves forward sensitivities with BDF (sparse Newton).

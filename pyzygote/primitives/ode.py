@@ -61,11 +61,15 @@ def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> An
     u0, p = primals
     tu0, tp = (zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents))
     if sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m) == "forward":
-        _warn_if_large(rhs)
         # One solve gives the states and their sensitivities; the tangent is a
-        # contraction with them, so reverse mode needs no second solve.
-        U, S = odesolve_sens_p.bind(u0, p, rhs=rhs, **params)
-        return U, np.einsum("tik,k->ti", S, np.concatenate([tu0, tp]))
+        # contraction with them, so reverse mode needs no second solve.  Only the
+        # directions with a tangent are followed: a constant u0 costs nothing.
+        n, m = rhs.n, rhs.m
+        cols = (tuple(range(n)) if tangents[0] is not None else ()) + (tuple(range(n, n + m)) if tangents[1] is not None else ())
+        _warn_if_large(rhs, len(cols))
+        U, S = odesolve_sens_p.bind(u0, p, rhs=rhs, cols=cols, **params)
+        v = [g for g in (tangents[0], tangents[1]) if g is not None]
+        return U, np.einsum("tik,k->ti", S, np.concatenate(v) if v else np.zeros(0))
     ans = odesolve_p.bind(u0, p, rhs=rhs, **params)
     return ans, odesolve_tangent_p.bind(u0, p, tu0, tp, rhs=rhs, **params)
 
@@ -76,17 +80,21 @@ odesolve_p.jvp = _odesolve_jvp
 odesolve_sens_p = Primitive("odesolve_sens", multiple_results=True)
 
 
+# ``cols`` selects the directions of ``(u0, p)`` (indices into their concatenation) whose
+# sensitivities are solved for: S has shape (len(t), n, len(cols)).
+
+
 @odesolve_sens_p.def_abstract_eval
-def _sens_aval(u0: Aval, p: Aval, **params: Any) -> tuple[Aval, Aval]:
+def _sens_aval(u0: Aval, p: Aval, *, cols: tuple[int, ...], **params: Any) -> tuple[Aval, Aval]:
     U = _out_aval(u0, p, **params)
-    return U, Aval(U.shape + (u0.shape[0] + p.shape[0],), u0.dtype)
+    return U, Aval(U.shape + (len(cols),), u0.dtype)
 
 
 @odesolve_sens_p.def_impl
-def _sens_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> tuple[np.ndarray, np.ndarray]:
+def _sens_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
-    return sensitivity.forward_sensitivities(rhs, u0, p, t, opts)
+    return sensitivity.forward_sensitivities(rhs, u0, p, t, opts, cols)
 
 
 # --- the linearization used with adjoint sensealgs -------------------------------------------------------------------------------------
@@ -120,12 +128,13 @@ def _tangents(primals: Any, tangents: Any) -> list[Any]:
     return [zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents)]
 
 
-def _sens_jvp(primals: Any, tangents: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> Any:
+def _sens_jvp(primals: Any, tangents: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...] | None = None) -> Any:
     u0, p = primals
     tu0, tp = _tangents(primals, tangents)
-    n, k = rhs.n, rhs.n + rhs.m
-    system = rhs.sensitivity_system()
-    z0 = np.concatenate([u0, np.eye(n, k).ravel()])
+    cols = rhs.columns(cols)
+    n, k = rhs.n, len(cols)
+    system = rhs.sensitivity_system(cols)
+    z0 = np.concatenate([u0, rhs.initial_sensitivities(cols)])
     tz0 = np.concatenate([tu0, np.zeros(n * k)])
     params = {"rhs": system, "t": t, "opts": opts, "sensealg": sensealg}
     Z = odesolve_p.bind(z0, p, **params)
@@ -267,8 +276,8 @@ def odesolve(
 _LARGE_FORWARD = 20_000
 
 
-def _warn_if_large(rhs: Any) -> None:
-    size = rhs.n * (1 + rhs.n + rhs.m)
+def _warn_if_large(rhs: Any, k: int) -> None:
+    size = rhs.n * (1 + k)
     if size > _LARGE_FORWARD and not getattr(rhs, "_warned_large", False):
         import warnings
 
@@ -276,8 +285,8 @@ def _warn_if_large(rhs: Any) -> None:
 
         rhs._warned_large = True
         warnings.warn(
-            f"sensealg='forward' solves the states with their sensitivities to all {rhs.n} states and "
-            f"{rhs.m} parameters, {size} equations, which is slow (user testing saw minutes for 200 + 200); "
+            f"sensealg='forward' solves the {rhs.n} states with their sensitivities to {k} initial states and "
+            f"parameters, {size} equations, which is slow (user testing saw minutes for 200 + 200); "
             "sensealg='adjoint' (or 'auto', which picks it above 100 states and parameters) costs a "
             "backward solve of 2n + m equations",
             UserWarning,
@@ -368,9 +377,12 @@ def _odesolve_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: O
 
 
 @odesolve_sens_p.def_julia
-def _sens_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> str:
+def _sens_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...]) -> str:
     rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
-    return f"PyZygote.odesolve_sensitivities({f}, {u0}, {p}, {rest})"
+    if cols == rhs.columns():
+        return f"PyZygote.odesolve_sensitivities({f}, {u0}, {p}, {rest})"
+    # ForwardDiff follows every direction; the program uses these (1-based) columns of S.
+    return f"PyZygote.sensitivity_columns({e.const(np.asarray(cols, dtype=np.int64) + 1)}, {f}, {u0}, {p}, {rest})"
 
 
 @odesolve_tangent_p.def_julia
