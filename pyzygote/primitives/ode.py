@@ -60,12 +60,12 @@ def _odesolve_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, s
 def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any:
     u0, p = primals
     tu0, tp = (zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents))
-    if sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m) == "forward":
+    n, m = rhs.n, rhs.m
+    # Only the directions with a tangent are followed: a constant u0 costs nothing.
+    cols = (tuple(range(n)) if tangents[0] is not None else ()) + (tuple(range(n, n + m)) if tangents[1] is not None else ())
+    if sensitivity.resolve_sensealg(params["sensealg"], n, m, len(cols)) == "forward":
         # One solve gives the states and their sensitivities; the tangent is a
-        # contraction with them, so reverse mode needs no second solve.  Only the
-        # directions with a tangent are followed: a constant u0 costs nothing.
-        n, m = rhs.n, rhs.m
-        cols = (tuple(range(n)) if tangents[0] is not None else ()) + (tuple(range(n, n + m)) if tangents[1] is not None else ())
+        # contraction with them, so reverse mode needs no second solve.
         _warn_if_large(rhs, len(cols))
         U, S = odesolve_sens_p.bind(u0, p, rhs=rhs, cols=cols, **params)
         v = [g for g in (tangents[0], tangents[1]) if g is not None]
@@ -287,7 +287,7 @@ def _warn_if_large(rhs: Any, k: int) -> None:
         warnings.warn(
             f"sensealg='forward' solves the {rhs.n} states with their sensitivities to {k} initial states and "
             f"parameters, {size} equations, which is slow (user testing saw minutes for 200 + 200); "
-            "sensealg='adjoint' (or 'auto', which picks it above 100 states and parameters) costs a "
+            "sensealg='adjoint' (or 'auto', which picks it above 150 equations) costs a "
             "backward solve of 2n + m equations",
             UserWarning,
             stacklevel=_user_stacklevel(),
