@@ -341,7 +341,7 @@ def _nan_outside(np_fn: Callable[..., Any], outside: Callable[..., Any]) -> Call
 def _nan_pow(x: Any, y: Any) -> Any:
     dt = _promote(_dtype(x), _dtype(y))
     xf, yf = np.asarray(x).astype(dt), np.asarray(y).astype(dt)
-    nan = (xf < 0) & (yf != np.round(yf))
+    nan = (xf < 0) & (yf != np.round(yf)) & np.isfinite(xf)  # C's pow: (-inf) ** 2.5 is inf
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         return np.where(nan, np.asarray(np.nan, dt), np.power(np.where(nan, 1, xf), yf)).astype(dt)
 

@@ -346,6 +346,30 @@ def test_kinks_and_zero_powers_have_numpys_derivatives() -> None:
         np.testing.assert_array_equal(got, base**power)  # numpy: inf, 1, 0
 
 
+def test_domain_edges_and_zero_bases_under_nested_duals() -> None:
+    """Found by the Julia audit: ForwardDiff 1 orders duals with equal values by their partials
+    and its iszero reads them, so arccos at exactly 1 was NaN in a pullback's value, x ** 1.5 at 0
+    had a NaN tangent along -1, and Hessians of x ** 2.5 and x ** y were NaN at x = 0."""
+    x = np.array([1.0, 0.5, -1.0])
+    for engine in ("julia", "numpy"):
+        value, _ = pz.pullback(np.arccos, x, engine=engine)
+        np.testing.assert_allclose(value, np.arccos(x), rtol=1e-15)
+    f = lambda x: np.sin(x**1.5)  # noqa: E731
+    args, tangents = (np.array([0.0, 1.0]),), (np.array([-1.0, 1.0]),)
+    assert_trees_close(pz.jvp(f, args, tangents, engine="julia"), pz.jvp(f, args, tangents, engine="numpy"))
+    for x in (np.array([0.0, 1.0]), np.array(0.0)):
+        H = pz.hessian(lambda x: np.sum(x**2.5 + (1.0 - x) ** 2.5), x, engine="julia")
+        np.testing.assert_allclose(H, pz.hessian(lambda x: np.sum(x**2.5 + (1.0 - x) ** 2.5), x, engine="numpy"), rtol=1e-12)
+    x, y = np.array([0.0, 1.0]), np.array([2.0, 3.0])
+    for f in (lambda x: np.sum(x**y), lambda y: np.sum(x**y)):
+        for at in (x, y):
+            np.testing.assert_allclose(pz.hessian(f, at, engine="julia"), pz.hessian(f, at, engine="numpy"), rtol=1e-12)
+    base, power_ = np.full(3, -np.inf), np.array([2.5, -0.5, 3.0])
+    with np.errstate(all="ignore"):
+        prog = pz.make_program(lambda x, y: x**y, base, power_)
+        np.testing.assert_array_equal(get_engine("julia").evaluate(prog, [base, power_])[0], base**power_)  # inf, 0, -inf
+
+
 def test_numpy_bool_scalars_arrive_as_julia_bools() -> None:
     # PythonCall 0.9.34 wraps numpy 2's np.bool scalar as a 0-d PyArray; jlarg unwraps it.
     # (pz.julia_function refuses bool arguments, so this calls the runtime entry point, as

@@ -249,20 +249,41 @@ numpy's functions of real numbers outside their real domain: NaN, where Julia's 
 code written that way must run. The NaN is a constant: its derivative only reaches a
 result through a branch that `np.where` discards.
 """
-nan_log(x::Real) = x < 0 ? _nan(x) : log(x)
-nan_log2(x::Real) = x < 0 ? _nan(x) : log2(x)
-nan_log10(x::Real) = x < 0 ? _nan(x) : log10(x)
-nan_log1p(x::Real) = x < -1 ? _nan(x) : log1p(x)
-nan_sqrt(x::Real) = x < 0 ? _nan(x) : sqrt(x)
-nan_asin(x::Real) = abs(x) > 1 ? _nan(x) : asin(x)
-nan_acos(x::Real) = abs(x) > 1 ? _nan(x) : acos(x)
-nan_acosh(x::Real) = x < 1 ? _nan(x) : acosh(x)
-nan_atanh(x::Real) = abs(x) > 1 ? _nan(x) : atanh(x)
+# The domain tests compare plain values: ForwardDiff 1 orders duals with equal values by
+# their partials, so `1 < Dual(1.0, 1.0)` would make acos(1.0) NaN in a gradient.
+nan_log(x::Real) = primal(x) < 0 ? _nan(x) : log(x)
+nan_log2(x::Real) = primal(x) < 0 ? _nan(x) : log2(x)
+nan_log10(x::Real) = primal(x) < 0 ? _nan(x) : log10(x)
+nan_log1p(x::Real) = primal(x) < -1 ? _nan(x) : log1p(x)
+nan_sqrt(x::Real) = primal(x) < 0 ? _nan(x) : sqrt(x)
+nan_asin(x::Real) = abs(primal(x)) > 1 ? _nan(x) : asin(x)
+nan_acos(x::Real) = abs(primal(x)) > 1 ? _nan(x) : acos(x)
+nan_acosh(x::Real) = primal(x) < 1 ? _nan(x) : acosh(x)
+nan_atanh(x::Real) = abs(primal(x)) > 1 ? _nan(x) : atanh(x)
 function nan_pow(x::Real, y::Real)
+    px, py = primal(x), primal(y)
     # 0 ^ 0 is 1 with derivative 0 in both, as numpy's rule has it: ForwardDiff's
     # `Dual ^ Dual` gives 0 * Inf = NaN there (Zygote broadcasts `nan_pow` with duals).
-    iszero(primal(x)) && iszero(primal(y)) && return one(x * y)
-    return x < 0 ? _negative_pow(x, y) : x^y
+    iszero(px) && iszero(py) && return one(x * y)
+    px < 0 && return _negative_pow(x, y)
+    # A zero base with the exponent as a plain number: `Dual ^ Dual` takes log(0) once the
+    # base carries partials (a Hessian's nested duals; ForwardDiff 1's `iszero` reads them).
+    # numpy's derivative in the exponent is 0 there.
+    iszero(px) && return x^py + zero(y)
+    return x^y
+end
+
+# Zygote differentiates a 0-d broadcast with this rule (arrays go through duals): numpy's,
+# where ChainRules' rule for `^` divides by a zero base that carries partials.
+function ChainRulesCore.rrule(::typeof(nan_pow), x::Real, y::Real)
+    z = nan_pow(x, y)
+    function nan_pow_pullback(dz)
+        dx = iszero(primal(y)) ? zero(z) : y * nan_pow(x, y - one(y))
+        dy = primal(x) > 0 ? z * log(x) : zero(z)
+        no = ChainRulesCore.NoTangent()
+        return (no, dx * ChainRulesCore.unthunk(dz), dy * ChainRulesCore.unthunk(dz))
+    end
+    return z, nan_pow_pullback
 end
 
 # A negative base: through `-x`, because ForwardDiff's `Dual ^ Dual` takes `log` of the
@@ -271,7 +292,8 @@ end
 function _negative_pow(x, y)
     n = primal(y)
     isinf(n) && return (-x)^n # numpy: (-2.0) ** inf is inf, (-0.5) ** inf is 0
-    isinteger(n) || return _nan(x * y)
+    # numpy (C's pow): (-inf) ** 2.5 is inf, (-inf) ** -0.5 is 0
+    isinteger(n) || return isinf(primal(x)) ? (-x)^n : _nan(x * y)
     # an odd power keeps the sign (`iseven` of a float would convert it to an Integer,
     # which throws for 1e300)
     return iszero(rem(n, 2)) ? (-x)^n : -((-x)^n)
