@@ -1538,3 +1538,22 @@ def test_np_diag_of_a_matrix_stays_numpys_read_only_view() -> None:
 
     with pytest.raises(ValueError, match="read-only"):
         pz.gradient(writes, x)
+
+
+def test_searchsorted_and_digitize_sort_nan_last_as_numpy_does() -> None:
+    """Found by the Julia audit: NaN counted as below every bin (position 0), where numpy sorts NaN
+    last, above every number, in the values and in a traced sorted array alike."""
+    table = np.array([0.0, 1.0, 2.0])
+    v = np.array([np.nan, 0.5, 5.0, 1.0])
+    cases = {
+        "left": lambda v: np.searchsorted(table, v),
+        "right": lambda v: np.searchsorted(table, v, side="right"),
+        "traced a with NaN": lambda v: np.searchsorted(np.sort(v), v),
+        "traced a with NaN right": lambda v: np.searchsorted(np.sort(v), v, side="right"),
+        "digitize": lambda v: np.digitize(v, table),
+        "digitize right": lambda v: np.digitize(v, table, right=True),
+        "digitize decreasing": lambda v: np.digitize(v, table[::-1]),
+    }
+    for name, f in cases.items():
+        got = pz.make_program(f, v)(v)[0]
+        np.testing.assert_array_equal(got, f(v), err_msg=name)

@@ -622,8 +622,11 @@ def _np_searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> 
         raise ValueError("object too deep for desired array: searchsorted needs a 1-D a")
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
-    below = np.less if side == "left" else np.less_equal
-    return np.sum(below(a, np.expand_dims(v, -1)), axis=-1, dtype=_INT)
+    v = np.expand_dims(v, -1)
+    below = np.less(a, v) if side == "left" else np.less_equal(a, v)
+    if a.dtype.kind == "f" or v.dtype.kind == "f":  # numpy sorts NaN last, above every number
+        below = (below | (np.isnan(v) & ~np.isnan(a))) if side == "left" else (below | np.isnan(v))
+    return np.sum(below, axis=-1, dtype=_INT)
 
 
 @implements(np.digitize)
