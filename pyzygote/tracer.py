@@ -283,11 +283,29 @@ class Tracer:
         return f"Tracer<{self.aval}>"
 
     # --- control flow on values is impossible -------------------------
+    def _setting_hint(self) -> str:
+        """For a number the function was called with: settings passed positionally get traced."""
+        b = self._builder
+        scalars = {v for _, v in b._inputs.values() if not v.aval.shape}
+        if self.ndim or not scalars:
+            return ""
+        if self._var not in scalars:  # tol > 0: the value compared or converted comes from one
+            made = next((e for e in reversed(b.eqns) if self._var in e.outputs), None)
+            if made is None or not any(isinstance(a, Var) and a in scalars for a in made.inputs):
+                return ""
+        return (
+            " If this value is a setting (a tolerance, a count, a flag) passed positionally to pz.gradient "
+            "or pz.grad, which differentiate every positional argument as Zygote does, pass it as a keyword "
+            "argument instead (pz.gradient(f, x, tol=1e-6)) or through a closure."
+        )
+
     def __bool__(self) -> bool:
-        raise _concretization_error("bool()/if")
+        raise _concretization_error("bool()/if", self._setting_hint())
 
     def __float__(self) -> float:
-        raise _concretization_error("float()", " (The math module's functions take Python floats: use numpy's, np.sin for math.sin.)")
+        raise _concretization_error(
+            "float()", " (The math module's functions take Python floats: use numpy's, np.sin for math.sin.)" + self._setting_hint()
+        )
 
     def __round__(self, ndigits: int | None = None) -> Any:
         if self.ndim:  # as numpy: only scalars round() (to a float here, as it cannot be an int)
@@ -295,7 +313,7 @@ class Tracer:
         return np.round(self, ndigits or 0)
 
     def __int__(self) -> int:
-        raise _concretization_error("int()")
+        raise _concretization_error("int()", self._setting_hint())
 
     def __index__(self) -> int:
         raise _concretization_error(

@@ -1557,3 +1557,21 @@ def test_searchsorted_and_digitize_sort_nan_last_as_numpy_does() -> None:
     for name, f in cases.items():
         got = pz.make_program(f, v)(v)[0]
         np.testing.assert_array_equal(got, f(v), err_msg=name)
+
+
+def test_a_setting_passed_positionally_to_gradient_is_named_as_such() -> None:
+    """Found in user testing: pz.gradient(loss, p, alg, tol) differentiates tol too, and the error
+    said only that tracing cannot read out a traced value."""
+
+    def loss(x: Any, tol: Any) -> Any:
+        return np.sum(x) if tol > 0 else 0.0
+
+    with pytest.raises(pz.TracerBoolError, match="pass it as a keyword argument"):
+        pz.gradient(loss, np.ones(2), 1e-6)
+    assert pz.gradient(loss, np.ones(2), tol=1e-6)[0].tolist() == [1.0, 1.0]
+    with pytest.raises(pz.TracerBoolError) as info:
+        pz.gradient(lambda x: np.sum(x) if x[0] > 0 else 0.0, np.ones(2))
+    assert "keyword" not in str(info.value)  # an array's entry is data, not a setting
+    ode_loss = lambda p, tol: np.sum(pz.odesolve(lambda u, p, t: -p * u, [1.0], [0.0, 1.0], p, reltol=tol))  # noqa: E731
+    with pytest.raises(pz.TracerBoolError, match="solver settings as keyword arguments"):
+        pz.gradient(ode_loss, np.array([1.0]), 1e-6)

@@ -332,7 +332,11 @@ def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float
     """The tolerances as positive finite floats and maxiters as a positive int, or a clear error."""
     for name, v in (("reltol", reltol), ("abstol", abstol), ("maxiters", maxiters)):
         if isinstance(v, Tracer):  # data read as a number: traced again with its value (api._trace_with_data)
-            raise TracerBoolError(f"{name} of an ODE solve must be a number, not a traced value")
+            raise TracerBoolError(
+                f"{name} of an ODE solve must be a number, not a traced value. pz.gradient and pz.grad differentiate "
+                "every positional argument, as Zygote does: pass solver settings as keyword arguments "
+                "(pz.gradient(loss, p, tol=1e-6)) or through a closure"
+            )
     tols = []
     for name, tol in (("reltol", reltol), ("abstol", abstol)):
         ok = isinstance(tol, (int, float, np.integer, np.floating)) and not isinstance(tol, (bool, np.bool_))
