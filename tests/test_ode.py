@@ -921,3 +921,26 @@ def test_auto_sensealg_picks_forward_only_for_a_small_sensitivity_system(monkeyp
     assert followed[1] == tuple(range(16))
     assert sensitivity.resolve_sensealg("auto", 20, 35, 35) == "adjoint"
     assert sensitivity.resolve_sensealg("auto", 2, 4, 4) == "forward"
+
+
+def test_stiff_adjoint_solves_get_the_adjoint_jacobian(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in user testing: the backward solve of a stiff adjoint got no Jacobian, so SciPy
+    differenced all n + m columns (a 144-cell plate: most of 27 s per gradient)."""
+    from pyzygote.ode import sensitivity
+
+    seen = []
+    real = sensitivity._solve
+    monkeypatch.setattr(sensitivity, "_solve", lambda fun, *a, **kw: seen.append((fun, kw.get("jac"))) or real(fun, *a, **kw))
+    p = np.array([1.0, 0.2])
+    (g,) = pz.gradient(lambda q: heat_loss(q, "adjoint", "Rodas5P"), p)
+    backward = [(fun, jac) for fun, jac in seen if "_interpolating_adjoint" in fun.__qualname__]
+    assert len(backward) == len(T_HEAT) - 1 and all(jac is not None for _, jac in backward)
+    fun, jac = backward[0]
+    y = np.random.default_rng(0).standard_normal(N_HEAT + 2)
+    J = jac(0.05, y)
+    fd = np.stack([(fun(0.05, y + 1e-6 * e) - fun(0.05, y - 1e-6 * e)) / 2e-6 for e in np.eye(N_HEAT + 2)], axis=1)
+    lam = np.arange(N_HEAT + 2) < N_HEAT
+    np.testing.assert_allclose(J[:, :N_HEAT], fd[:, :N_HEAT] * lam[:, None], atol=1e-6 * np.abs(fd).max())  # d mu'/d lambda left out
+    np.testing.assert_array_equal(J[:, N_HEAT:], 0.0)
+    np.testing.assert_allclose(fd[:, N_HEAT:], 0.0, atol=1e-8)  # mu enters no derivative
+    np.testing.assert_allclose(g, central_fd(lambda q: heat_loss(q, "forward", "Vern9"), p, 1e-6), rtol=1e-5)
