@@ -20,7 +20,7 @@ Names follow SciMLSensitivity.jl:
   right-hand side at every step.)
 
 >>> import numpy as np
->>> from pyzygote.ode.rhs import RHS
+>>> from pyzygote.ode.rhs import RHS, sensitivity_jacobian
 >>> rhs = RHS.trace(lambda u, p, t: -p * u, 1, 1)
 >>> t = np.array([0.0, 1.0])
 >>> ct = np.array([[0.0], [1.0]])
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from pyzygote.errors import NonFiniteGradientError, SolverError
-from pyzygote.ode.rhs import RHS
-from pyzygote.ode.solvers import Integration, algorithm, integrate
+from pyzygote.ode.rhs import RHS, sensitivity_jacobian
+from pyzygote.ode.solvers import Integration, algorithm, dense_matrix, integrate
 
 __all__ = ["Options", "SENSEALGS", "solve_states", "forward_sensitivities", "vjp", "resolve_sensealg"]
 
@@ -111,13 +111,13 @@ def forward_sensitivities(
     g = rhs.sensitivity_rhs(cols)
     kw = {}
     if algorithm(opts.alg).stiff:
-        kw["jac"] = lambda tt, z: _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
+        kw["jac"] = lambda tt, z: sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
     elif opts.alg == "auto":
         # LSODA takes only a dense Jacobian, which costs (n (1 + k))^3 to factorize; without
         # one, its stiff phase differenced the whole system, 100 times slower on a 45-cell heat
         # equation.  Large systems go to BDF, whose Newton steps use the sparse Jacobian.
         def jac(tt: float, z: np.ndarray) -> Any:
-            return _sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
+            return sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
 
         if n * (1 + k) > _DENSE_SENSITIVITY_LIMIT:
             opts = dataclasses.replace(opts, alg="FBDF")
@@ -130,19 +130,6 @@ def forward_sensitivities(
 
 # Above this many equations, alg="auto" solves forward sensitivities with BDF (sparse Newton).
 _DENSE_SENSITIVITY_LIMIT = 1000
-
-
-def _sensitivity_jacobian(J: np.ndarray, k: int) -> Any:
-    """Jacobian of ``[u, vec(S)]' = [f, J_u S + J_p]`` for the implicit solvers' Newton steps.
-
-    The block ``d(J_u S + J_p)/du`` (second derivatives of f) is left out:
-    the Newton iteration then converges a little slower, but the error
-    control, and so the solution's accuracy, does not use it.  With S stored
-    row-major, ``J_u S`` is ``kron(J_u, I_k)`` acting on ``vec(S)``.
-    """
-    from scipy.sparse import block_diag, csr_matrix, identity, kron
-
-    return block_diag([csr_matrix(J), kron(csr_matrix(J), identity(k, format="csr"))], format="csc")
 
 
 def vjp(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options, sensealg: str) -> tuple[np.ndarray, np.ndarray]:
@@ -204,10 +191,10 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
         return lambda dense: None
     n, m = rhs.n, rhs.m
 
-    def jac(dense: Any) -> Any:
+    def jac(forward: Any) -> Any:
         def at(tt: float, y: np.ndarray) -> np.ndarray:
             out = np.zeros((n + m, n + m))
-            out[:n, :n] = -rhs.jacobian_u(dense(tt), p, tt).T
+            out[:n, :n] = -dense_matrix(rhs.jacobian_u(forward(tt), p, tt)).T
             return out
 
         return at

@@ -137,6 +137,11 @@ class _NonFinite(Exception):
     pass
 
 
+def dense_matrix(J: Any) -> np.ndarray:
+    """A Jacobian as a numpy array (LSODA and the adjoint's Jacobian need one)."""
+    return J.toarray() if hasattr(J, "toarray") else np.asarray(J)
+
+
 def _finite(value: Any, what: str, t: float) -> Any:
     entries = value if isinstance(value, np.ndarray) else value.data  # or a scipy.sparse Jacobian
     if not np.all(np.isfinite(entries)):
@@ -263,8 +268,10 @@ def _integrate_span(
         return fun(t, u)
 
     kwargs: dict[str, Any] = {"rtol": reltol, "atol": abstol}
-    if jac is not None and kind in ("Radau", "BDF", "LSODA"):
+    if jac is not None and kind in ("Radau", "BDF"):
         kwargs["jac"] = lambda t, u: _finite(jac(t, u), "Jacobian", t)
+    elif jac is not None and kind == "LSODA":  # dense only
+        kwargs["jac"] = lambda t, u: _finite(dense_matrix(jac(t, u)), "Jacobian", t)
     if first_step:
         kwargs["first_step"] = min(first_step, abs(t1 - t0))
     direction = 1.0 if t1 >= t0 else -1.0
