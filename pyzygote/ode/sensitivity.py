@@ -132,13 +132,17 @@ def forward_sensitivities(
 _DENSE_SENSITIVITY_LIMIT = 1000
 
 
-def vjp(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options, sensealg: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(ct . du/du0, ct . du/dp)`` for the solution at times ``t``."""
+def vjp(
+    rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ct . du/du0, ct . du/dp)`` for the solution at times ``t``; entries outside ``cols`` may be left zero."""
     n, m = rhs.n, rhs.m
-    mode = resolve_sensealg(sensealg, n, m)
+    cols = rhs.columns(cols)
+    mode = resolve_sensealg(sensealg, n, m, len(cols))
     if mode == "forward":
-        _, S = forward_sensitivities(rhs, u0, p, t, opts)
-        g = np.einsum("ti,tik->k", ct, S)
+        _, S = forward_sensitivities(rhs, u0, p, t, opts, cols)
+        g = np.zeros(n + m)
+        g[list(cols)] = np.einsum("ti,tik->k", ct, S)
         return g[:n], g[n:]
     if not np.all(np.isfinite(ct)):
         # An adjoint solve started from it fails as if the solver were at fault; say what it is.

@@ -116,8 +116,11 @@ def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray
 def _tangent_transpose(ct: Any, u0: Any, p: Any, tu0: Any, tp: Any, **params: Any) -> tuple[Any, ...]:
     if isinstance(u0, Undefined) or isinstance(p, Undefined):
         raise TypeError("odesolve_tangent is linear only in its tangents")
-    ct_u0, ct_p = odesolve_vjp_p.bind(u0, p, ct, **params)
-    return None, None, ct_u0, ct_p
+    # A tangent that is a constant (the zero of a constant u0) needs no cotangent: its
+    # sensitivities are then left out of forward-mode products and second derivatives.
+    wrt = (isinstance(tu0, Undefined), isinstance(tp, Undefined))
+    ct_u0, ct_p = odesolve_vjp_p.bind(u0, p, ct, wrt=wrt, **params)
+    return None, None, ct_u0 if wrt[0] else None, ct_p if wrt[1] else None
 
 
 # --- second order --------------------------------------------------------------------------
@@ -153,14 +156,24 @@ def _tangent_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any
     return out, np.einsum("tik,k->ti", S, np.concatenate([c, d])) + np.einsum("tik,k->ti", dS, v)
 
 
-def _vjp_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any:
+def _wanted_columns(rhs: RHS, wrt: tuple[bool, bool]) -> tuple[int, ...]:
+    n, m = rhs.n, rhs.m
+    return (tuple(range(n)) if wrt[0] else ()) + (tuple(range(n, n + m)) if wrt[1] else ())
+
+
+def _split_gradient(g: Any, rhs: RHS, wrt: tuple[bool, bool]) -> tuple[Any, Any]:
+    """``(g_u0, g_p)`` from the entries of the wanted directions, zeros for the others."""
+    n = rhs.n if wrt[0] else 0
+    return (g[:n] if wrt[0] else np.zeros(rhs.n)), (g[n:] if wrt[1] else np.zeros(rhs.m))
+
+
+def _vjp_jvp(primals: Any, tangents: Any, *, rhs: RHS, wrt: tuple[bool, bool], **params: Any) -> Any:
     u0, p, ct = primals
     a, b, dct = _tangents(primals, tangents)
-    n = rhs.n
-    (_, S), (_, dS) = _sens_jvp((u0, p), (a, b), rhs=rhs, **params)
+    (_, S), (_, dS) = _sens_jvp((u0, p), (a, b), rhs=rhs, cols=_wanted_columns(rhs, wrt), **params)
     g = np.einsum("ti,tik->k", ct, S)
     dg = np.einsum("ti,tik->k", dct, S) + np.einsum("ti,tik->k", ct, dS)
-    return (g[:n], g[n:]), (dg[:n], dg[n:])
+    return _split_gradient(g, rhs, wrt), _split_gradient(dg, rhs, wrt)
 
 
 odesolve_sens_p.jvp = _sens_jvp
@@ -171,11 +184,12 @@ odesolve_vjp_p = Primitive("odesolve_vjp", multiple_results=True)
 odesolve_vjp_p.def_abstract_eval(lambda u0, p, ct, **params: (u0, p))
 
 
+# ``wrt``: whether the cotangents of u0 and of p are used (the other is returned as zeros).
 @odesolve_vjp_p.def_impl
-def _vjp_impl(u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> tuple[np.ndarray, np.ndarray]:
+def _vjp_impl(u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool]) -> tuple[np.ndarray, np.ndarray]:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
-    return sensitivity.vjp(rhs, u0, p, t, np.asarray(ct, dtype=float), opts, sensealg)
+    return sensitivity.vjp(rhs, u0, p, t, np.asarray(ct, dtype=float), opts, sensealg, _wanted_columns(rhs, wrt))
 
 
 odesolve_vjp_p.jvp = _vjp_jvp
@@ -396,6 +410,6 @@ def _tangent_julia(e: Any, u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: n
 
 
 @odesolve_vjp_p.def_julia
-def _vjp_julia(e: Any, u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> str:
+def _vjp_julia(e: Any, u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool]) -> str:
     rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
     return f"PyZygote.odesolve_vjp({f}, {u0}, {p}, {ct}, {rest})"
