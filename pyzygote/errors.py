@@ -46,6 +46,12 @@ class SolverError(PyzygoteError, RuntimeError):
     """An ODE solve did not succeed (its retcode is not Success)."""
 
 
+class MissingTstopsWarning(UserWarning):
+    """An ODE right-hand side switches at constant times (``np.where(t < 2.5, rate, 0.0)``)
+    that are not among the solve's ``tstops``: an adaptive solver may step over a short pulse
+    and still report success."""
+
+
 class SwitchingTimeWarning(UserWarning):
     """An ODE right-hand side switches at a time computed from the parameters being
     differentiated (``np.where(t >= p["t_on"], ...)``): the derivative with respect to that

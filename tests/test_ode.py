@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -240,7 +242,9 @@ def test_tstops_make_the_solver_step_to_a_switch_it_would_step_over(alg, senseal
     np.testing.assert_allclose(g, numerical_gradient(want, q)[0], rtol=5e-2)
     # Without tstops the default solver never sees the half-hour pulse: the drug never arrives.
     if alg == "auto":
-        plain = pz.odesolve(infusion, [0.0], T_INFUSION, q)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pz.MissingTstopsWarning)  # what it warns about
+            plain = pz.odesolve(infusion, [0.0], T_INFUSION, q)
         assert np.max(np.abs(plain)) < 0.1 * np.max(infusion_closed_form(0.5, 10.0, T_INFUSION))
 
 
@@ -804,7 +808,7 @@ def test_a_switching_time_set_by_p_is_warned_about_and_the_other_gradients_are_r
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning when the switching times are constants
         fixed = lambda t: (t >= 1.0) & (t < 3.5)  # noqa: E731
-        pz.gradient(lambda q: np.sum(pz.odesolve(lambda u, q, t: np.where(fixed(t), q[0], 0.0) - q[1] * u, [0.0], times, q)), np.array([10.0, 0.4]))
+        pz.gradient(lambda q: np.sum(pz.odesolve(lambda u, q, t: np.where(fixed(t), q[0], 0.0) - q[1] * u, [0.0], times, q, tstops=[1.0, 3.5])), np.array([10.0, 0.4]))
         pz.solve(pz.ODEProblem(_dosed, [0.0], (0.0, 8.0), p))  # nothing differentiated
 
 
@@ -998,3 +1002,37 @@ def test_adjoint_hessians_follow_only_the_differentiated_directions(monkeypatch:
     gu = lambda q: pz.gradient(lambda r: loss({"p": p, "u0": r}), q)[0]  # noqa: E731
     v = np.linspace(-1.0, 1.0, N_HEAT)
     np.testing.assert_allclose(both["u0"]["u0"] @ v, (gu(u0 + 1e-5 * v) - gu(u0 - 1e-5 * v)) / 2e-5, rtol=1e-5, atol=1e-8)
+
+
+def test_constant_switching_times_missing_from_tstops_are_warned_about() -> None:
+    """Found in user testing: an infusion schedule solved without tstops reported Success and
+    returned 1.22 mg instead of 16.05 mg: the adaptive solver stepped over most infusions."""
+    import warnings
+
+    doses = np.array([0.0, 12.0, 24.0, 36.0])
+
+    def make() -> Any:
+        def infusion(u, p, t):
+            rate = np.sum(np.where((t >= doses) & (t < doses + 0.5), 200.0, 0.0))
+            return np.array([rate - p[0] * u[0]])
+
+        return infusion
+
+    infusion = make()
+
+    stops = np.sort(np.r_[doses, doses + 0.5])
+    t = np.array([0.0, 48.0])
+    with pytest.warns(pz.MissingTstopsWarning, match=r"switches at t = 0.5, 12, 12.5, 24, 24.5, 36, 36.5 .*tstops=\[0.5, 12.0"):
+        missed = pz.odesolve(infusion, [0.0], t, [0.2])
+    prob = pz.ODEProblem(make(), [0.0], (0.0, 48.0), [0.2])
+    with pytest.warns(pz.MissingTstopsWarning, match="t = 24.5 .*this time is not among tstops"):
+        pz.solve(prob, tstops=stops[stops != 24.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        right = pz.odesolve(infusion, [0.0], t, [0.2], tstops=stops, reltol=1e-10, abstol=1e-12)
+        pz.solve(pz.ODEProblem(infusion, [0.0], (0.0, 48.0), [0.2], tstops=stops))
+        pz.odesolve(infusion, [0.0], np.array([0.0, 10.0]), [0.2], tstops=[0.5])  # only times inside the span
+        pz.odesolve(lambda u, p, t: np.array([np.interp(t, np.linspace(0, 50, 500), np.sin(np.linspace(0, 50, 500)))]), [0.0], t)  # a table
+    exact = sum(200.0 / 0.2 * (1 - np.exp(-0.2 * 0.5)) * np.exp(-0.2 * (48.0 - d - 0.5)) for d in doses)
+    np.testing.assert_allclose(right[-1, 0], exact, rtol=1e-8)
+    assert abs(missed[-1, 0] - exact) > 0.5 * exact  # what the warning is about

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
-from pyzygote.ir import Program, Var
+from pyzygote.ir import Literal, Program, Var
 from pyzygote.ode.layout import Layout
 from pyzygote.primitive import zeros
 from pyzygote.primitives.logic import COMPARISONS
@@ -42,6 +42,9 @@ __all__ = ["RHS"]
 
 # Piecewise-constant functions whose jumps, like a comparison's, carry a switching time.
 _STEPS = frozenset({"floor", "ceil", "round", "sign", "floordiv", "rem", "argextreme", "argsort"})
+
+# Primitives that hand t on unchanged in value: broadcasting it against an array of times.
+_SAME_T = frozenset({"broadcast_in_dim", "reshape", "convert_element_type"})
 
 # Per function and layout: the traced program and the RHS (with its derived programs) built from it.
 _RHS: "weakref.WeakKeyDictionary[Any, dict[Layout, tuple[Program, RHS]]]" = weakref.WeakKeyDictionary()
@@ -180,6 +183,31 @@ class RHS(_Directions):
                     on_p.update(eqn.outputs)
             hit = self._derived["switch"] = found  # type: ignore[assignment]
         return bool(hit)
+
+    def constant_switching_times(self) -> np.ndarray:
+        """The constants ``f`` compares ``t`` itself with (``t >= 2.5``, ``t < DOSES``), sorted:
+        where it may switch at a time known in advance.  (A switch on ``t % 24`` is not found.)"""
+        hit = self._derived.get("tswitch")
+        if hit is None:
+            prog = self.program
+            consts = {v: c for v, c in zip(prog.constvars, prog.consts)}
+            same_t = {prog.inputs[2]}  # t, and t broadcast, reshaped or converted
+            found: list[np.ndarray] = []
+
+            def constant(a: Any) -> Any:
+                return a.value if isinstance(a, Literal) else consts.get(a)
+
+            for eqn in prog.eqns:
+                ins = eqn.inputs
+                if eqn.prim.name in _SAME_T and ins and isinstance(ins[0], Var) and ins[0] in same_t:
+                    same_t.update(eqn.outputs)
+                elif eqn.prim.name in COMPARISONS and len(ins) == 2:
+                    for a, b in (ins, ins[::-1]):
+                        if isinstance(a, Var) and a in same_t and (isinstance(b, Literal) or b in consts):
+                            found.append(np.ravel(np.asarray(constant(b), dtype=float)))
+            times = np.unique(np.concatenate(found)) if found else np.zeros(0)
+            hit = self._derived["tswitch"] = times[np.isfinite(times)]  # type: ignore[assignment]
+        return hit  # type: ignore[return-value]
 
     # --- plain evaluation -----------------------------------------------------------
     def __call__(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:

@@ -270,6 +270,7 @@ def odesolve(
     rhs = RHS.trace(f, layout.n, layout.m, layout)
     if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p():
         _warn_switching_time(f)
+    warn_missing_tstops(f, rhs, (float(times[0]), float(times[-1])), stops)
     if times.size == 1:
         # Nothing to integrate: the solution is u0. (OrdinaryDiffEq would get a zero-length tspan.)
         return layout.states(np.reshape(np.copy(u0), (1, -1)))
@@ -323,6 +324,39 @@ def _warn_switching_time(f: Any) -> None:
         "make the switch smooth, e.g. "
         "scipy.special.expit((t - p['t_on']) / width) with a small width and tstops near it",
         SwitchingTimeWarning,
+    )
+
+
+# More times than this are a table (np.interp of forcing data, whose kinks adaptive steps
+# handle), not a schedule of switches.
+_MAX_SCHEDULE = 100
+
+
+def warn_missing_tstops(f: Any, rhs: Any, span: tuple[float, float], stops: tuple[float, ...]) -> None:
+    """Warn (once per function) when ``f`` switches at constant times inside ``span`` that are not ``stops``."""
+    if getattr(rhs, "program", None) is None:
+        return
+    times = rhs.constant_switching_times()
+    inside = times[(times > min(span)) & (times < max(span))]
+    if inside.size == 0 or inside.size > _MAX_SCHEDULE:
+        return
+    given = np.asarray(stops, dtype=float)
+    missing = inside[[not np.any(np.isclose(s, given, rtol=1e-12, atol=0.0)) for s in inside]] if given.size else inside
+    if missing.size == 0:
+        return
+    from pyzygote.errors import MissingTstopsWarning
+    from pyzygote.tracing import _warn_once
+
+    shown = ", ".join(f"{x:.6g}" for x in missing[:8]) + (", ..." if missing.size > 8 else "")
+    _warn_once(
+        f,
+        f"the right-hand side {getattr(f, '__qualname__', f)!r} switches at t = {shown} (it compares t with "
+        f"these constants), and {'this time is' if missing.size == 1 else f'these {missing.size} times are'} not "
+        "among tstops. An adaptive solver can step over a short pulse and still report success (in user "
+        "testing an infusion schedule gave 1.22 mg instead of 16.05 mg). Pass the times where the right-hand "
+        f"side switches as tstops, here tstops={np.unique(np.concatenate([given, inside])).tolist()!r}, to "
+        "pz.odesolve, pz.solve or pz.ODEProblem",
+        MissingTstopsWarning,
     )
 
 
