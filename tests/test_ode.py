@@ -867,6 +867,22 @@ def test_a_scalar_saveat_must_be_a_sensible_spacing() -> None:
     np.testing.assert_array_equal(pz.solve(prob, saveat=0.5).t, [0.0, 0.5, 1.0, 1.5, 2.0])
 
 
+@pytest.mark.parametrize(
+    ("tspan", "dt", "count"),
+    [((0.0, 0.7), 0.1, 8), ((0.0, 0.3), 0.1, 4), ((0.1, 0.7), 0.2, 4), ((0.0, 2.3), 0.1, 24), ((0.0, 0.9), 0.3, 4), ((0.0, 0.75), 0.1, 9), ((0.0, 1 - 1e-10), 0.1, 11)],
+)
+def test_a_saveat_spacing_ends_at_the_end_of_tspan(tspan: tuple[float, float], dt: float, count: int) -> None:
+    """Found by the ODE fuzzer: the grid t0 + dt * k was compared with t1 exactly, so 0.1 * 7 =
+    0.7000000000000001 lost the final time (u(0.6) came back as the last row, retcode Success),
+    and 0.3 * 3 = 0.8999999999999999 put a near-duplicate row before 0.9."""
+    sol = pz.solve(pz.ODEProblem(lambda u, p, t: -u, np.ones(1), tspan), saveat=dt, reltol=1e-10, abstol=1e-12)
+    assert len(sol.t) == count and sol.t[-1] == tspan[1] and sol.t[0] == tspan[0]
+    gaps = np.diff(sol.t)
+    np.testing.assert_allclose(gaps[:-1], dt, rtol=1e-9)
+    assert 1e-6 < gaps[-1] <= dt * (1 + 1e-9)  # no near-duplicate of t1
+    np.testing.assert_allclose(sol.u[:, 0], np.exp(-(sol.t - tspan[0])), rtol=1e-8)
+
+
 def test_times_and_right_hand_side_results_of_the_wrong_kind_are_named() -> None:
     """Found by the bad-input audit: numpy's conversion errors did not say which argument was wrong."""
     with pytest.raises(TypeError, match="the right-hand side returned a dict; it must return du/dt as an array"):

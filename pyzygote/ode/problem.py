@@ -173,14 +173,17 @@ def _saveat(saveat: Any, tspan: tuple[float, float]) -> np.ndarray | None:
         if not (number and np.isfinite(saveat) and saveat > 0):
             raise ValueError(f"a scalar saveat is a spacing and must be a positive finite number, got {saveat!r}")
         dt = float(saveat)
-        count = np.floor((t1 - t0) / dt + 1e-9) + 1
-        if count > _MAX_SAVED:
+        steps = abs(t1 - t0) / dt
+        # The grid t0, t0 + dt, ... before t1, then t1 itself: t1 that is a multiple of dt up to
+        # rounding (0.1 * 7 is 0.7000000000000001) ends the grid, not a point beside it.
+        whole = round(steps)
+        count = whole if abs(steps - whole) <= 1e-9 * max(1.0, steps) else np.floor(steps) + 1
+        if count + 1 > _MAX_SAVED:
             raise ValueError(
-                f"saveat={saveat!r} saves {count:.3g} times over tspan {tspan}; give a larger spacing "
+                f"saveat={saveat!r} saves {count + 1:.3g} times over tspan {tspan}; give a larger spacing "
                 f"(at most {_MAX_SAVED:.0e} times) or an array of the times wanted"
             )
-        grid = t0 + dt * np.arange(int(count))
-        return grid if grid[-1] == t1 else np.append(grid, t1)
+        return np.append(t0 + np.copysign(dt, t1 - t0) * np.arange(int(count)), t1)
     times = check_times(saveat, "saveat")
     if times[0] < t0 or times[-1] > t1:
         raise ValueError(f"saveat must lie within tspan {tspan}, got times from {times[0]} to {times[-1]}")
