@@ -809,7 +809,7 @@ def test_a_switching_time_set_by_p_is_warned_about_and_the_other_gradients_are_r
         warnings.simplefilter("error")  # no warning when the switching times are constants
         fixed = lambda t: (t >= 1.0) & (t < 3.5)  # noqa: E731
         pz.gradient(lambda q: np.sum(pz.odesolve(lambda u, q, t: np.where(fixed(t), q[0], 0.0) - q[1] * u, [0.0], times, q, tstops=[1.0, 3.5])), np.array([10.0, 0.4]))
-        pz.solve(pz.ODEProblem(_dosed, [0.0], (0.0, 8.0), p))  # nothing differentiated
+        pz.solve(pz.ODEProblem(_dosed, [0.0], (0.0, 8.0), p, tstops=[1.0, 3.5]))  # nothing differentiated
 
 
 def test_explicit_forward_sensitivities_of_a_large_system_warn_about_their_cost() -> None:
@@ -1052,3 +1052,20 @@ def test_constant_switching_times_missing_from_tstops_are_warned_about() -> None
     exact = sum(200.0 / 0.2 * (1 - np.exp(-0.2 * 0.5)) * np.exp(-0.2 * (48.0 - d - 0.5)) for d in doses)
     np.testing.assert_allclose(right[-1, 0], exact, rtol=1e-8)
     assert abs(missed[-1, 0] - exact) > 0.5 * exact  # what the warning is about
+
+
+def test_a_switching_time_in_a_constant_leaf_of_p_is_a_constant() -> None:
+    """Found by the ODE fuzzer: with p = {"k": k, "t_on": 2.0} and only k differentiated, the
+    SwitchingTimeWarning said the gradient missed the switch; t_on is a constant and the gradient
+    is the closed form.  Without tstops such a t_on is a missing tstop instead."""
+    t = np.linspace(0.0, 4.0, 9)
+    rhs = lambda u, p, t: -p["k"] * u + np.where(t >= p["t_on"], 1.0, 0.0)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = pz.gradient(lambda k: np.sum(pz.odesolve(rhs, [0.0], t, {"k": k, "t_on": 2.0}, tstops=[2.0], reltol=1e-10, abstol=1e-12)), 0.5)
+    s = t[t > 2] - 2
+    np.testing.assert_allclose(g, np.sum(s * np.exp(-0.5 * s) / 0.5 - (1 - np.exp(-0.5 * s)) / 0.25), rtol=1e-8)
+    with pytest.warns(pz.MissingTstopsWarning, match=r"switches at t = 2 .*tstops=\[2.0\]"):
+        pz.gradient(lambda k: np.sum(pz.odesolve(rhs, [0.0], t, {"k": k, "t_on": 2.0})), 0.5)
+    with pytest.warns(pz.SwitchingTimeWarning):  # a differentiated t_on still is
+        pz.gradient(lambda p: np.sum(pz.odesolve(rhs, [0.0], t, p, tstops=[2.0])), {"k": 0.5, "t_on": 2.0})

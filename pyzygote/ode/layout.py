@@ -101,6 +101,16 @@ class Layout:
         return layout, np.ravel(u), p_flat
 
 
+def leaf_values(p: Any) -> tuple[Any, ...]:
+    """The leaves of ``p``, as :meth:`Layout.of` splits it: each a numpy array, or ``None`` where
+    it is traced (being differentiated)."""
+    if p is None:
+        return ()
+    if _scalars(p):
+        return (None if any(isinstance(v, Tracer) for v in p) else np.asarray(p, dtype=float),)
+    return tuple(None if isinstance(leaf, Tracer) else np.asarray(leaf) for leaf in flatten(p)[0])
+
+
 def _scalars(p: Any) -> bool:
     """A plain list or tuple of numbers and traced scalars (not a namedtuple, no containers)."""
     if not isinstance(p, (list, tuple)) or hasattr(p, "_fields") or not p:

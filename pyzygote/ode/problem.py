@@ -21,7 +21,7 @@ import numpy as np
 from pyzygote.ode.rhs import RHS
 from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate, refuse_unknown_keywords
 from pyzygote.errors import UnsupportedOperationError
-from pyzygote.ode.layout import Layout
+from pyzygote.ode.layout import Layout, leaf_values
 from pyzygote.primitives.ode import check_solver_options, check_times, check_tstops, warn_missing_tstops
 from pyzygote.pytree import flatten, unflatten
 from pyzygote.tracer import Tracer
@@ -226,7 +226,7 @@ def solve(
     from pyzygote.engines import current_engine_name
 
     options = dict(reltol=reltol, abstol=abstol, maxiters=maxiters, tstops=stops or None, engine=current_engine_name(engine))
-    warn_missing_tstops(prob.f, prob.rhs(), prob.tspan, stops)
+    warn_missing_tstops(prob.f, prob.rhs(), prob.tspan, stops, leaf_values(prob.p))
     if options["engine"] == "julia":
         from pyzygote.julia.ode import solve_julia
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -105,6 +105,8 @@ class RHS(_Directions):
         # The name only: an RHS is cached under its function (weakly), so it must not hold it.
         self.name = f if isinstance(f, str) else getattr(f, "__name__", "f")
         self.program = program
+        # The traced program with p as its leaves (u, p leaves..., t), before flattening.
+        self.leaf_program = program
         self.n, self.m = n, m
         self._call = compile_scalar(program)
         self._derived: dict[Any, Callable[..., Any]] = {}
@@ -159,19 +161,26 @@ class RHS(_Directions):
                     f"the right-hand side returned shape {shape}, expected {layout.u_shape} like u0 "
                     "(it is called as f(u, p, t), SciML's argument order; SciPy's solve_ivp calls f(t, u))"
                 )
-            hit = per_fn[layout] = (prog, RHS(f, layout.wrap(prog), n, m))
+            rhs = RHS(f, layout.wrap(prog), n, m)
+            rhs.leaf_program = prog
+            hit = per_fn[layout] = (prog, rhs)
         return hit[1]
 
-    def switches_at_a_time_set_by_p(self) -> bool:
+    def switches_at_a_time_set_by_p(self, traced: tuple[bool, ...] | None = None) -> bool:
         """Whether ``f`` compares (or rounds) a value that depends on both ``t`` and ``p``:
         ``np.where(t >= p["t_on"], rate, 0.0)``.  Its derivative with respect to such a switching
-        time comes from the jump at the switch, which needs events; a solve without them gives 0."""
-        hit = self._derived.get("switch")
+        time comes from the jump at the switch, which needs events; a solve without them gives 0.
+        ``traced`` marks the leaves of ``p`` being differentiated (all by default): a switching
+        time read from a constant leaf is just a constant."""
+        prog = self.leaf_program
+        leaves = prog.inputs[1:-1]
+        traced = tuple(traced) if traced is not None and len(traced) == len(leaves) else (True,) * len(leaves)
+        hit = self._derived.get(("switch", traced))
         if hit is None:
-            _, p_in, t_in = self.program.inputs
-            on_t, on_p = {t_in}, {p_in}
+            t_in = prog.inputs[-1]
+            on_t, on_p = {t_in}, {v for v, d in zip(leaves, traced) if d}
             found = False
-            for eqn in self.program.eqns:
+            for eqn in prog.eqns:
                 ins = [a for a in eqn.inputs if isinstance(a, Var)]
                 t_dep, p_dep = any(a in on_t for a in ins), any(a in on_p for a in ins)
                 if t_dep and p_dep and (eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS):
@@ -181,33 +190,40 @@ class RHS(_Directions):
                     on_t.update(eqn.outputs)
                 if p_dep:
                     on_p.update(eqn.outputs)
-            hit = self._derived["switch"] = found  # type: ignore[assignment]
+            hit = self._derived[("switch", traced)] = found  # type: ignore[assignment]
         return bool(hit)
 
-    def constant_switching_times(self) -> np.ndarray:
-        """The constants ``f`` compares ``t`` itself with (``t >= 2.5``, ``t < DOSES``), sorted:
-        where it may switch at a time known in advance.  (A switch on ``t % 24`` is not found.)"""
+    def constant_switching_times(self, leaves: "Sequence[Any] | None" = None) -> np.ndarray:
+        """The constants ``f`` compares ``t`` itself with (``t >= 2.5``, ``t < DOSES``), and the
+        values of the leaves of ``p`` it compares ``t`` with (``t >= p["t_on"]``) that ``leaves``
+        gives as numpy arrays (``None`` for a traced leaf), sorted: where it may switch at a time
+        known in advance.  (A switch on ``t % 24`` is not found.)"""
         hit = self._derived.get("tswitch")
         if hit is None:
-            prog = self.program
+            prog = self.leaf_program
             consts = {v: c for v, c in zip(prog.constvars, prog.consts)}
-            same_t = {prog.inputs[2]}  # t, and t broadcast, reshaped or converted
-            found: list[np.ndarray] = []
-
-            def constant(a: Any) -> Any:
-                return a.value if isinstance(a, Literal) else consts.get(a)
-
+            inputs = prog.inputs[1:-1]
+            # t, each p leaf, and these broadcast, reshaped or converted
+            same: dict[Var, Any] = {prog.inputs[-1]: "t", **{v: i for i, v in enumerate(inputs)}}
+            fixed: list[np.ndarray] = []
+            compared: set[int] = set()
             for eqn in prog.eqns:
                 ins = eqn.inputs
-                if eqn.prim.name in _SAME_T and ins and isinstance(ins[0], Var) and ins[0] in same_t:
-                    same_t.update(eqn.outputs)
+                if eqn.prim.name in _SAME_T and ins and isinstance(ins[0], Var) and ins[0] in same:
+                    same.update((v, same[ins[0]]) for v in eqn.outputs)
                 elif eqn.prim.name in COMPARISONS and len(ins) == 2:
                     for a, b in (ins, ins[::-1]):
-                        if isinstance(a, Var) and a in same_t and (isinstance(b, Literal) or b in consts):
-                            found.append(np.ravel(np.asarray(constant(b), dtype=float)))
-            times = np.unique(np.concatenate(found)) if found else np.zeros(0)
-            hit = self._derived["tswitch"] = times[np.isfinite(times)]  # type: ignore[assignment]
-        return hit  # type: ignore[return-value]
+                        if not (isinstance(a, Var) and same.get(a) == "t"):
+                            continue
+                        if isinstance(b, Literal) or b in consts:
+                            fixed.append(np.ravel(np.asarray(b.value if isinstance(b, Literal) else consts[b], dtype=float)))
+                        elif isinstance(same.get(b), int):
+                            compared.add(same[b])
+            hit = self._derived["tswitch"] = (np.concatenate(fixed) if fixed else np.zeros(0), frozenset(compared))  # type: ignore[assignment]
+        fixed, compared = hit  # type: ignore[misc]
+        known = [np.ravel(np.asarray(leaves[i], dtype=float)) for i in compared if leaves is not None and leaves[i] is not None]
+        times = np.unique(np.concatenate([fixed, *known]))
+        return times[np.isfinite(times)]
 
     # --- plain evaluation -----------------------------------------------------------
     def __call__(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:

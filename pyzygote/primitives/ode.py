@@ -25,7 +25,7 @@ import numpy as np
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.ode import sensitivity
-from pyzygote.ode.layout import Layout
+from pyzygote.ode.layout import Layout, leaf_values
 from pyzygote.ode.rhs import RHS, check_no_outer_tracers
 from pyzygote.ode.sensitivity import Options
 from pyzygote.ode.solvers import algorithm, check_solver_name, runs_on_numpy
@@ -266,11 +266,13 @@ def odesolve(
     sensitivity.resolve_sensealg(sensealg, 0, 0)
     reltol, abstol, maxiters = check_solver_options(reltol, abstol, maxiters)
     stops = check_tstops(tstops, (float(times[0]), float(times[-1])))
+    given = p
     layout, u0, p = Layout.of(u0, p)
+    leaves = leaf_values(given)
     rhs = RHS.trace(f, layout.n, layout.m, layout)
-    if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p():
+    if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p(tuple(v is None for v in leaves)):
         _warn_switching_time(f)
-    warn_missing_tstops(f, rhs, (float(times[0]), float(times[-1])), stops)
+    warn_missing_tstops(f, rhs, (float(times[0]), float(times[-1])), stops, leaves)
     if times.size == 1:
         # Nothing to integrate: the solution is u0. (OrdinaryDiffEq would get a zero-length tspan.)
         return layout.states(np.reshape(np.copy(u0), (1, -1)))
@@ -332,11 +334,12 @@ def _warn_switching_time(f: Any) -> None:
 _MAX_SCHEDULE = 100
 
 
-def warn_missing_tstops(f: Any, rhs: Any, span: tuple[float, float], stops: tuple[float, ...]) -> None:
-    """Warn (once per function) when ``f`` switches at constant times inside ``span`` that are not ``stops``."""
+def warn_missing_tstops(f: Any, rhs: Any, span: tuple[float, float], stops: tuple[float, ...], leaves: Any = None) -> None:
+    """Warn (once per function) when ``f`` switches at constant times inside ``span`` that are not
+    ``stops``; ``leaves`` are the values of p's leaves (``None`` where traced, see :func:`leaf_values`)."""
     if getattr(rhs, "program", None) is None:
         return
-    times = rhs.constant_switching_times()
+    times = rhs.constant_switching_times(leaves)
     inside = times[(times > min(span)) & (times < max(span))]
     if inside.size == 0 or inside.size > _MAX_SCHEDULE:
         return
@@ -351,7 +354,7 @@ def warn_missing_tstops(f: Any, rhs: Any, span: tuple[float, float], stops: tupl
     _warn_once(
         f,
         f"the right-hand side {getattr(f, '__qualname__', f)!r} switches at t = {shown} (it compares t with "
-        f"these constants), and {'this time is' if missing.size == 1 else f'these {missing.size} times are'} not "
+        f"these constants or constant entries of p), and {'this time is' if missing.size == 1 else f'these {missing.size} times are'} not "
         "among tstops. An adaptive solver can step over a short pulse and still report success (in user "
         "testing an infusion schedule gave 1.22 mg instead of 16.05 mg). Pass the times where the right-hand "
         f"side switches as tstops, here tstops={np.unique(np.concatenate([given, inside])).tolist()!r}, to "
