@@ -1069,3 +1069,16 @@ def test_a_switching_time_in_a_constant_leaf_of_p_is_a_constant() -> None:
         pz.gradient(lambda k: np.sum(pz.odesolve(rhs, [0.0], t, {"k": k, "t_on": 2.0})), 0.5)
     with pytest.warns(pz.SwitchingTimeWarning):  # a differentiated t_on still is
         pz.gradient(lambda p: np.sum(pz.odesolve(rhs, [0.0], t, p, tstops=[2.0])), {"k": 0.5, "t_on": 2.0})
+
+
+def test_maxiters_is_one_budget_across_tstops() -> None:
+    """Found by the ODE fuzzer: with tstops each later piece got at least one step, so a solve
+    needing maxiters + 1 steps reported Success."""
+    prob = pz.ODEProblem(lambda u, p, t: -u + np.sin(5 * t), [1.0], (0.0, 2.0))
+    opts = dict(reltol=1e-8, abstol=1e-8, tstops=[1.9999])
+    need = pz.solve(prob, "Tsit5", **opts).stats["naccept"]
+    short = pz.solve(prob, "Tsit5", maxiters=need - 1, **opts)
+    assert short.retcode == "MaxIters" and short.stats["naccept"] <= need - 1
+    assert pz.solve(prob, "Tsit5", maxiters=need, **opts).retcode == "Success"
+    with pytest.raises(pz.SolverError, match="MaxIters at t = 1.9999"):
+        pz.odesolve(prob.f, [1.0], [0.0, 2.0], alg="Tsit5", maxiters=need - 1, **opts)

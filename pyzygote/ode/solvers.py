@@ -206,7 +206,12 @@ def integrate(
         f = _clamped(fun, lo, hi)
         J = None if jac is None else _clamped(jac, lo, hi)
         left = maxiters - sum(int(p.stats["naccept"]) for p in pieces)  # one budget for the whole span
-        piece = _integrate_span(f, a, b, u, here, alg, reltol, abstol, max(left, 1), J, dense, step)
+        if left < 1:
+            none = dict.fromkeys(pieces[-1].stats, 0)
+            empty = Integration(np.zeros(0), np.zeros((0, u.size)), "MaxIters", a, none, f"reached maxiters={maxiters} steps")
+            pieces.append(empty)
+            break
+        piece = _integrate_span(f, a, b, u, here, alg, reltol, abstol, left, J, dense, step)
         if not piece.success:
             pieces.append(piece)
             break
