@@ -1082,3 +1082,26 @@ def test_maxiters_is_one_budget_across_tstops() -> None:
     assert pz.solve(prob, "Tsit5", maxiters=need, **opts).retcode == "Success"
     with pytest.raises(pz.SolverError, match="MaxIters at t = 1.9999"):
         pz.odesolve(prob.f, [1.0], [0.0, 2.0], alg="Tsit5", maxiters=need - 1, **opts)
+
+
+def test_right_hand_sides_are_unrolled_only_while_that_is_cheaper() -> None:
+    """Found in user testing: stencils of up to 512 cells were unrolled to float code, which made a
+    400-cell advection solve 9 times slower than its numpy program."""
+    from pyzygote.ode.layout import Layout
+    from pyzygote.ode.rhs import RHS
+    from pyzygote.transforms.scalarize import scalarizable
+
+    def stencil(n: int) -> Any:
+        def rhs(c, p, t):
+            flux = 0.5 * c - p["kappa"] * (np.roll(c, -1) - c) * n
+            return -(flux - np.roll(flux, 1)) * n
+
+        layout, _, _ = Layout.of(np.ones(n), {"kappa": 1e-3})
+        return RHS.trace(rhs, n, 1, layout)
+
+    assert scalarizable(stencil(20).program) and not scalarizable(stencil(400).program)
+    small, large = stencil(20), stencil(400)
+    for r, n in ((small, 20), (large, 400)):
+        c = np.sin(np.arange(n))
+        want = -(0.5 * c - 1e-3 * (np.roll(c, -1) - c) * n - np.roll(0.5 * c - 1e-3 * (np.roll(c, -1) - c) * n, 1)) * n
+        np.testing.assert_allclose(r(c, np.array([1e-3]), 0.0), want, rtol=1e-12)
