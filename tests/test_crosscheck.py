@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import autograd
 import autograd.numpy as anp
+
 import numpy as np
 import pytest
 
@@ -246,3 +249,39 @@ def test_testing_helpers_validate_their_inputs_and_name_what_differs() -> None:
     with pytest.raises(ValueError, match="f is NaN or infinite at args"):
         with np.errstate(invalid="ignore"):
             check_grads(lambda x: np.sum(np.log(x)), (np.array([-1.0, 2.0]),))
+
+
+def test_ode_losses_are_held_to_their_solver_tolerance() -> None:
+    """Found in user testing: a correct torchdiffeq gradient of an ODE loss solved at rtol=1e-6 was
+    reported DISAGREES (2.4e-5 against the default 1e-7), and raised."""
+    t = np.linspace(0.0, 5.0, 21)
+    decay = lambda u, p, t: -p * u  # noqa: E731
+    loss = lambda p, tol: np.sum(pz.odesolve(decay, np.ones(2), t, p, alg="Tsit5", reltol=tol, abstol=tol * 1e-2) ** 2)  # noqa: E731
+    p = np.array([0.3, 0.7])
+    exact = np.sum(-2 * t[:, None] * np.exp(-2 * p * t[:, None]), axis=0)  # what another AD system's solve approximates
+    report = pz.crosscheck(lambda p: loss(p, 1e-6), (p,), (exact * (1 + 2e-5),), engines=("numpy",))
+    assert report.passed and "reltol=1e-06" in str(report)
+    assert all(tol == pytest.approx(1e-4) for _, diff, tol, _ in report.rows if diff is not None)
+    with pytest.raises(AssertionError, match="DISAGREES"):  # a real error still shows
+        pz.crosscheck(lambda p: loss(p, 1e-6), (p,), (exact * np.array([1.0, 1.01]),), engines=("numpy",))
+    tight = pz.crosscheck(lambda p: loss(p, 1e-12), (p,), (exact,), engines=("numpy",), raise_on_failure=False)
+    assert tight.rows[0][2] == 1e-7 and not tight.notes  # 100 * 1e-12 is below the default
+    with pytest.raises(AssertionError):  # an explicit rtol is kept
+        pz.crosscheck(lambda p: loss(p, 1e-6), (p,), (exact * (1 + 2e-5),), engines=("numpy",), rtol=1e-7, finite_differences=False)
+
+
+def test_the_symmetric_hint_needs_a_disagreement_that_symmetrizing_removes() -> None:
+    """Found in user testing: 1e-6 noise in a square weight matrix drew the 'agree once
+    symmetrized' hint while the real error was the sign of a bias."""
+    rng = np.random.default_rng(0)
+    p = {"W2": rng.normal(size=(4, 4)) / 3, "b": np.zeros(2), "W3": rng.normal(size=(4, 2))}
+    x = rng.normal(size=(10, 4))
+
+    def loss(p: Any) -> Any:
+        return np.mean((np.tanh(x @ p["W2"]) @ p["W3"] + p["b"] - 1.0) ** 2)
+
+    (g,) = pz.gradient(loss, p)
+    wrong = dict(g, W2=g["W2"] * (1 + 1e-6 * rng.normal(size=(4, 4))), b=-g["b"])
+    with pytest.raises(AssertionError) as info:
+        pz.crosscheck(loss, (p,), (wrong,), finite_differences=False)
+    assert "argument 0['b']" in str(info.value) and "symmetrized" not in str(info.value)
