@@ -572,7 +572,7 @@ def test_backsolve_on_a_dissipative_problem_fails_loudly_with_advice():
         return p[0] * np.concatenate([[0.0], u[2:] - 2.0 * u[1:-1] + u[:-2], [0.0]]) * (n - 1) ** 2
 
     loss = lambda q: np.sum(pz.odesolve(fine_heat, np.exp(-50 * (x - 0.5) ** 2), T_HEAT, q, sensealg="backsolve", alg="Tsit5", reltol=1e-6, abstol=1e-8, maxiters=2000) ** 2)  # noqa: E731
-    with pytest.raises(pz.SolverError, match="use sensealg='adjoint'"):
+    with pytest.raises(pz.SolverError, match="(?i)use sensealg='adjoint'"):
         pz.gradient(loss, np.array([1.0]))
 
 
@@ -593,7 +593,7 @@ def test_backsolve_that_leaves_the_trajectory_is_refused_not_returned():
     # Found in user testing: on 40 cells the state re-solved backwards grows by 1e29 between save
     # times, and the "gradient" came out 1e20 times too large, finite, with no error.
     k = np.full(41, 0.1)
-    with pytest.raises(pz.SolverError, match=r"backsolve' is unstable.*left the forward solution.*sensealg='adjoint'"):
+    with pytest.raises(pz.SolverError, match=r"backsolve' is unstable.*(left the forward solution|grew beyond).*sensealg='adjoint'"):
         pz.gradient(_heat_loss(40, "backsolve"), k)
     # On 10 cells backwards integration is stable, and backsolve agrees with the adjoint.
     k = np.full(11, 0.1)
@@ -1105,3 +1105,16 @@ def test_right_hand_sides_are_unrolled_only_while_that_is_cheaper() -> None:
         c = np.sin(np.arange(n))
         want = -(0.5 * c - 1e-3 * (np.roll(c, -1) - c) * n - np.roll(0.5 * c - 1e-3 * (np.roll(c, -1) - c) * n, 1)) * n
         np.testing.assert_allclose(r(c, np.array([1e-3]), 0.0), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("alg", ["Rodas5P", "FBDF"])
+def test_an_exploding_backsolve_stops_as_it_leaves_the_forward_range(alg: str) -> None:
+    """Found by the ODE fuzzer: on a stiff problem with one save interval the backsolve's state
+    exploded for 147 s (Rodas5P) before the drift check at the save time refused it."""
+    k = np.array([50.0, 200.0, 500.0, 1000.0])
+    rhs = lambda u, p, t: -p * k * (u - np.cos(t))  # noqa: E731
+    loss = lambda p, sensealg: np.sum(pz.odesolve(rhs, np.ones(4), [0.0, 2.0], p, alg=alg, sensealg=sensealg, reltol=1e-9, abstol=1e-9) ** 2)  # noqa: E731
+    with pytest.raises(pz.SolverError, match=r"backsolve' is unstable.*grew beyond 1e\+06 times"):
+        pz.gradient(lambda p: loss(p, "backsolve"), np.ones(4))
+    g_adj, g_fwd = (pz.gradient(lambda p: loss(p, s), np.ones(4))[0] for s in ("adjoint", "forward"))
+    np.testing.assert_allclose(g_adj, g_fwd, rtol=1e-5, atol=1e-10)

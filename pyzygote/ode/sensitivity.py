@@ -217,6 +217,16 @@ def _backsolve_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, c
     fwd = solve_states(rhs, u0, p, t, opts)
     g = rhs.backsolve_rhs()
     n, m = rhs.n, rhs.m
+    # Where integrating backwards is unstable the re-solved state explodes (to 1e29 on a heat
+    # equation), and a stiff solver crawls after it for minutes before the next save time's
+    # drift check: stop as soon as it leaves the forward solution's range by this much.
+    bound = _BACKSOLVE_GROWTH * (float(np.max(np.abs(fwd.u))) + opts.abstol)
+
+    def guarded(tt: float, z: np.ndarray) -> np.ndarray:
+        if not np.max(np.abs(z[:n])) <= bound:
+            raise _Diverged(tt)
+        return g(z, p, tt)[0]
+
     state = np.concatenate([fwd.u[-1], np.zeros(n + m)])
     h = None
     for i in range(len(t) - 1, 0, -1):
@@ -226,13 +236,27 @@ def _backsolve_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, c
         state[n : 2 * n] += ct[i]
         if t[i] == t[i - 1]:
             continue
-        fun = lambda tt, z: g(z, p, tt)[0]  # noqa: E731
         what = "backsolve adjoint solve (it re-solves the state backwards in time, which is unstable for dissipative or stiff problems: use sensealg='adjoint')"
-        res = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, what, first_step=h)
+        try:
+            res = _solve(guarded, t[i], t[i - 1], state, t[i - 1 : i], opts, what, first_step=h)
+        except _Diverged as exc:
+            raise SolverError(
+                f"sensealg='backsolve' is unstable for this problem: the state it re-solves backwards in time grew "
+                f"beyond {_BACKSOLVE_GROWTH:g} times the forward solution's largest entry at t = {exc.args[0]:.6g} "
+                "(dissipative or stiff dynamics grow when integrated backwards), so its gradient would be wrong. "
+                "Use sensealg='adjoint' (which interpolates the forward solution) or 'forward'."
+            ) from None
         state, h = res.u[-1].copy(), res.last_step
         _check_drift(state[:n], fwd.u[i - 1], t[i - 1], opts)
     state[n : 2 * n] += ct[0]
     return state[n : 2 * n], state[2 * n :]
+
+
+_BACKSOLVE_GROWTH = 1e6
+
+
+class _Diverged(Exception):
+    """The state re-solved backwards left the forward solution's range (at time ``args[0]``)."""
 
 
 # How far, in units of the solver's tolerance, the state re-solved backwards may stray from
