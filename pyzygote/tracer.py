@@ -300,7 +300,13 @@ class Tracer:
         )
 
     def __bool__(self) -> bool:
-        raise _concretization_error("bool()/if", self._setting_hint())
+        loop = (
+            " A loop that runs until it converges (while np.max(np.abs(step)) > tol) cannot be traced either: "
+            "run a fixed number of iterations (for _ in range(30)) that is enough to converge."
+            if not self.ndim
+            else ""
+        )
+        raise _concretization_error("bool()/if", loop + self._setting_hint())
 
     def __float__(self) -> float:
         raise _concretization_error(

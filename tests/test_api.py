@@ -1575,3 +1575,18 @@ def test_a_setting_passed_positionally_to_gradient_is_named_as_such() -> None:
     ode_loss = lambda p, tol: np.sum(pz.odesolve(lambda u, p, t: -p * u, [1.0], [0.0, 1.0], p, reltol=tol))  # noqa: E731
     with pytest.raises(pz.TracerBoolError, match="solver settings as keyword arguments"):
         pz.gradient(ode_loss, np.array([1.0]), 1e-6)
+
+
+def test_a_loop_until_convergence_is_told_to_run_fixed_iterations() -> None:
+    """Found in user testing: a Newton solve `while abs(step) > tol` got only the np.where hint."""
+
+    def kepler(M: Any, e: float = 0.3) -> Any:
+        E = M * 1.0
+        step = np.ones_like(M)
+        while np.max(np.abs(step)) > 1e-12:
+            step = (E - e * np.sin(E) - M) / (1 - e * np.cos(E))
+            E = E - step
+        return np.sum(E)
+
+    with pytest.raises(pz.TracerBoolError, match=r"fixed number of iterations \(for _ in range\(30\)\)"):
+        pz.gradient(kepler, np.array([0.5, 1.0]))
