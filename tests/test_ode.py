@@ -1118,3 +1118,27 @@ def test_an_exploding_backsolve_stops_as_it_leaves_the_forward_range(alg: str) -
         pz.gradient(lambda p: loss(p, "backsolve"), np.ones(4))
     g_adj, g_fwd = (pz.gradient(lambda p: loss(p, s), np.ones(4))[0] for s in ("adjoint", "forward"))
     np.testing.assert_allclose(g_adj, g_fwd, rtol=1e-5, atol=1e-10)
+
+
+def test_the_adjoint_restarts_only_at_save_times_with_a_cotangent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the ODE fuzzer (slow, not wrong): the adjoint restarted its solver at every save
+    time, also where the loss does not look (a final-state loss over 1000 save times)."""
+    from pyzygote.ode import sensitivity
+
+    solves = []
+    real = sensitivity._solve
+    monkeypatch.setattr(sensitivity, "_solve", lambda fun, t0, t1, *a, **kw: solves.append((t0, t1)) or real(fun, t0, t1, *a, **kw))
+    t = np.linspace(0.0, 2.0, 41)
+    seen = np.zeros(41, dtype=bool)
+    seen[[10, 11, 30]] = True
+
+    def loss(p: Any, sensealg: str, where: Any) -> Any:
+        u = pz.odesolve(seir, np.array([990.0, 5.0, 5.0, 0.0]), t, p, reltol=1e-10, abstol=1e-8, sensealg=sensealg)
+        return np.sum(u[where, 2] ** 2)
+
+    p = np.array([0.5, 0.2, 0.1])
+    for where, spans in ((np.array([40]), [(2.0, 0.0)]), (seen, [(t[30], t[11]), (t[11], t[10]), (t[10], 0.0)])):
+        solves.clear()
+        (g,) = pz.gradient(lambda q: loss(q, "adjoint", where), p)
+        assert [(a, b) for a, b in solves if a > b] == spans  # the backward solves
+        np.testing.assert_allclose(g, pz.gradient(lambda q: loss(q, "forward", where), p)[0], rtol=1e-6)

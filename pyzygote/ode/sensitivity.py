@@ -164,20 +164,20 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     jac = _adjoint_jacobian(rhs, p, opts)
     n, m = rhs.n, rhs.m
     state = np.zeros(n + m)
-    h = None  # each save time restarts the integration; carry the step size over
-    for i in range(len(t) - 1, 0, -1):
-        if not np.any(state):
-            h = None  # nothing was integrated yet: a carried-over step size means nothing (LSODA fails with it)
-        state[:n] += ct[i]
-        if t[i] == t[i - 1]:
-            continue
-        dense = fwd.dense
+    dense = fwd.dense
 
-        def fun(tt: float, y: np.ndarray) -> np.ndarray:
-            dlam, dmu = adj(dense(tt), y[:n], p, tt)
-            return np.concatenate([dlam, dmu])
+    def fun(tt: float, y: np.ndarray) -> np.ndarray:
+        dlam, dmu = adj(dense(tt), y[:n], p, tt)
+        return np.concatenate([dlam, dmu])
 
-        res = _solve(fun, t[i], t[i - 1], state, t[i - 1 : i], opts, _ADJOINT, first_step=h, jac=jac(dense))
+    # The adjoint is linear and jumps by the cotangent at each save time: it is zero after the
+    # last nonzero one, and integrates straight across save times without one (a loss on the
+    # final state, sparse observations), each of which would otherwise restart the solver.
+    marks = [0] + [i for i in range(1, len(t)) if np.any(ct[i])]
+    h = None  # each restart carries the step size over
+    for a, b in reversed(list(zip(marks[:-1], marks[1:]))):
+        state[:n] += ct[b]
+        res = _solve(fun, t[b], t[a], state, t[a : a + 1], opts, _ADJOINT, first_step=h, jac=jac(dense))
         state, h = res.u[-1].copy(), res.last_step
     state[:n] += ct[0]
     return state[:n], state[n:]
