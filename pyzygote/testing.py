@@ -212,7 +212,9 @@ def check_grads(
     ``rtol`` times the largest finite-difference entry, or to the differences' rounding
     noise (``10 u |f| / eps``) where that is larger, as at a minimum.  Defaults: ``eps=1e-6``
     and ``rtol=1e-6`` in float64; ``rtol=2e-3`` if an input or output is
-    float32, and ``eps=1e-3`` if an output is.
+    float32, and ``eps=1e-3`` if an output is.  Where ``f`` solves an ODE, whose
+    value is accurate to the solver's ``reltol``, ``rtol`` is at least 100 times
+    that and the noise ``reltol |f| / eps``.
 
     >>> import numpy as np
     >>> check_grads(lambda x: np.sum(np.exp(x) * x[::-1]), (np.linspace(0.0, 1.0, 4),))
@@ -248,11 +250,24 @@ def check_grads(
     single_out = any(y.dtype == np.float32 for y in outputs)
     eps = (1e-3 if single_out else 1e-6) if eps is None else eps  # float32 outputs need a longer step
     single = single or single_out
-    rtol = (2e-3 if single else 1e-6) if rtol is None else rtol
+    # An ODE solve is accurate to its reltol, and its finite differences carry that error over eps.
+    from pyzygote.crosscheck import _SOLVER_SLACK, _solver_reltol
+
+    solver = (_solver_reltol(f, args) if rtol is None or atol is None else None) or 0.0
+    if solver > 1e-6:
+        import warnings
+
+        warnings.warn(
+            f"f solves an ODE at reltol={solver:g}: its finite differences are noise of about reltol |f| / eps, "
+            "so this check can tell little; solve at reltol=1e-8 or tighter to check its gradient",
+            UserWarning,
+            stacklevel=2,
+        )
+    rtol = max(2e-3 if single else 1e-6, _SOLVER_SLACK * solver) if rtol is None else rtol
     # Central differences carry rounding noise of about u |f| / eps: at a minimum, where the
     # derivative is itself about zero, that noise is all they show.
     size = max([float(np.max(np.abs(y), initial=0.0)) for y in outputs if y.dtype.kind == "f"] + [1.0])
-    noise = 10.0 * float(np.finfo(np.float32 if single_out else np.float64).eps) * size / eps
+    noise = max(10.0 * float(np.finfo(np.float32 if single_out else np.float64).eps), solver) * size / eps
     rng = np.random.default_rng(seed)
 
     def direction() -> tuple[Any, ...]:
