@@ -104,11 +104,13 @@ class Layout:
 def leaf_values(p: Any) -> tuple[Any, ...]:
     """The leaves of ``p``, as :meth:`Layout.of` splits it: each a numpy array, or ``None`` where
     it is traced (being differentiated)."""
+    from pyzygote.tracing import _from_torch
+
     if p is None:
         return ()
     if _scalars(p):
         return (None if any(isinstance(v, Tracer) for v in p) else np.asarray(p, dtype=float),)
-    return tuple(None if isinstance(leaf, Tracer) else np.asarray(leaf) for leaf in flatten(p)[0])
+    return tuple(None if isinstance(leaf, Tracer) else np.asarray(_from_torch(leaf, "p")) for leaf in flatten(p)[0])
 
 
 def _scalars(p: Any) -> bool:

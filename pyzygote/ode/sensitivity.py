@@ -20,7 +20,7 @@ Names follow SciMLSensitivity.jl:
   right-hand side at every step.)
 
 >>> import numpy as np
->>> from pyzygote.ode.rhs import RHS, sensitivity_jacobian
+>>> from pyzygote.ode.rhs import RHS
 >>> rhs = RHS.trace(lambda u, p, t: -p * u, 1, 1)
 >>> t = np.array([0.0, 1.0])
 >>> ct = np.array([[0.0], [1.0]])

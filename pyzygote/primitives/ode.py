@@ -60,10 +60,9 @@ def _odesolve_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, s
 def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any:
     u0, p = primals
     tu0, tp = (zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents))
-    n, m = rhs.n, rhs.m
     # Only the directions with a tangent are followed: a constant u0 costs nothing.
-    cols = (tuple(range(n)) if tangents[0] is not None else ()) + (tuple(range(n, n + m)) if tangents[1] is not None else ())
-    if sensitivity.resolve_sensealg(params["sensealg"], n, m, len(cols)) == "forward":
+    cols = _wanted_columns(rhs, (tangents[0] is not None, tangents[1] is not None))
+    if sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols)) == "forward":
         # One solve gives the states and their sensitivities; the tangent is a
         # contraction with them, so reverse mode needs no second solve.
         _warn_if_large(rhs, len(cols))
