@@ -578,17 +578,32 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     else:
         blocks = []
         for k, a in enumerate(arrays):
+            along = _tangent_map(eng, prog, arrays, k)
             cols = []
             for i in range(a.size):
-                ts = [np.zeros(b.shape, b.dtype) for b in arrays]
                 e = np.zeros(a.size, a.dtype)
                 e[i] = 1.0
-                ts[k] = e.reshape(a.shape)
-                cols.append(np.reshape(_result(eng.jvp(prog, arrays, ts)[1][0]), (-1,)))
+                cols.append(np.reshape(_result(along(e.reshape(a.shape))), (-1,)))
             j = np.stack(cols, axis=1) if cols else np.zeros((out.size, 0), a.dtype)
             blocks.append(np.reshape(j, out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
     return _rebuild(traced, blocks)[:n]
+
+
+def _tangent_map(eng: Any, prog: Any, arrays: list[Any], k: int) -> Callable[[Any], Any]:
+    """``t -> `` the tangent of ``prog``'s output along ``t`` in input ``k`` (the others held).
+
+    Engines that linearize do the primal work (an ODE's sensitivities, say) once, not per column."""
+    if hasattr(eng, "linearize"):
+        _, tangent = eng.linearize(prog, arrays, tuple(i == k for i in range(len(arrays))))
+        return lambda t: tangent(t)[0]
+
+    def along(t: Any) -> Any:
+        ts = [np.zeros(b.shape, b.dtype) for b in arrays]
+        ts[k] = t
+        return eng.jvp(prog, arrays, ts)[1][0]
+
+    return along
 
 
 def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> Any:

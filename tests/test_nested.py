@@ -236,3 +236,25 @@ def test_inner_transformations_cannot_see_into_julia_functions():
     doubled = pz.julia_function("x -> 2 .* x", result_shape=(3,))
     with pytest.raises(TypeError, match="nested in traced code cannot differentiate the Julia function"):
         pz.gradient(lambda x: np.sum(pz.gradient(lambda y: np.sum(doubled(y)), x)[0]), X, engine="numpy")
+
+
+def test_linearized_programs_do_the_primal_work_once() -> None:
+    from pyzygote.transforms.jvp import jvp_program
+    from pyzygote.transforms.linearize import linearize_programs
+
+    def f(x: Any, y: Any) -> Any:
+        h = np.tanh(x[:, None] * y)
+        return np.sum(np.exp(h), axis=0) * x[0]
+
+    x, y = np.array([0.3, -0.7, 1.1]), np.array([0.5, 2.0])
+    prog = pz.make_program(f, x, y)
+    primal, linear = linearize_programs(prog, (True, False))
+    assert {e.prim.name for e in linear.eqns}.isdisjoint({"tanh", "exp"})  # their values are residuals
+    ys, *res = primal(x, y)
+    jp = jvp_program(prog)
+    dx = np.array([1.0, -2.0, 0.5])
+    expect_y, expect_dy = jp(x, y, dx, np.zeros(2))
+    np.testing.assert_allclose(ys, expect_y, rtol=1e-15)
+    np.testing.assert_allclose(linear(*res, dx)[0], expect_dy, rtol=1e-14)
+    np.testing.assert_allclose(linear(*res, 2 * dx)[0], 2 * expect_dy, rtol=1e-14)
+    assert len(linearize_programs(prog, None, (0,))[1].outputs) == 1

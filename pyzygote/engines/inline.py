@@ -28,6 +28,7 @@ from pyzygote.ir import Program
 from pyzygote.tracer import Builder, Tracer
 from pyzygote.transforms.evaluate import eval_program
 from pyzygote.transforms.jvp import jvp_program
+from pyzygote.transforms.linearize import linearize_programs
 from pyzygote.transforms.vjp import vjp_programs
 
 __all__ = ["InlineEngine"]
@@ -78,6 +79,18 @@ class InlineEngine:
         n = len(prog.outputs)
         return outs[:n], outs[n:]
 
+    def linearize(
+        self, prog: Program, arrays: Sequence[Any], wrt: tuple[bool, ...], tangent_outputs: Sequence[int] | None = None
+    ) -> tuple[tuple[Any, ...], Callable[..., tuple[Any, ...]]]:
+        # The lifted values are held constant: no tangent.
+        primal, linear = linearize_programs(prog, (*wrt, *(False,) * len(self.lifted)), tangent_outputs)
+        outs = eval_program(primal, *arrays, *self.lifted)
+        n = len(prog.outputs)
+        ys, res = outs[:n], outs[n:]
+        return tuple(ys), lambda *ts: tuple(eval_program(linear, *res, *ts))
+
     def hessian(self, prog: Program, arrays: Sequence[Any], argnum: int) -> Any:
-        gp = grad_program(prog)
-        return hessian_by_columns(len(gp.outputs), lambda ts: self._tangents_run(gp, arrays, ts), arrays, argnum)
+        wrt = tuple(i == argnum for i in range(len(arrays)))
+        mask = (*wrt, *(False,) * len(self.lifted))
+        _, tangent = self.linearize(grad_program(prog, mask), arrays, wrt, tangent_outputs=(1,))
+        return hessian_by_columns(lambda t: tangent(t)[0], arrays[argnum])

@@ -21,6 +21,7 @@ from pyzygote.engines.results import unaliased
 from pyzygote.ir import Eqn, Literal, Program, Var
 from pyzygote.transforms.evaluate import compile_program, prune
 from pyzygote.transforms.jvp import jvp_program
+from pyzygote.transforms.linearize import linearize_programs
 from pyzygote.transforms.vjp import vjp_programs
 
 __all__ = ["NumpyEngine", "grad_program", "with_gaps"]
@@ -170,28 +171,41 @@ class NumpyEngine:
         n = len(prog.outputs)
         return outs[:n], outs[n:]
 
+    def linearize(
+        self, prog: Program, arrays: Sequence[np.ndarray], wrt: tuple[bool, ...], tangent_outputs: Sequence[int] | None = None
+    ) -> tuple[tuple[Any, ...], Callable[..., tuple[Any, ...]]]:
+        """The outputs, and a function from tangents of the inputs ``wrt`` marks to the output
+        tangents (those ``tangent_outputs`` selects): the primal work is done once, here."""
+        primal, linear = linearize_programs(prog, wrt, tangent_outputs)
+        outs = _warning_as_the_value_would(primal, prog, arrays)
+        n = len(prog.outputs)
+        ys, res = outs[:n], outs[n:]
+        run = compile_program(linear)
+        kept = [*arrays, *res, *_constants(primal, linear)]
+
+        def tangent(*ts: Any) -> tuple[Any, ...]:
+            with _quiet_derivatives():
+                return unaliased(run(*res, *ts), [*kept, *ts])
+
+        return unaliased(ys, kept), tangent
+
     def hessian(self, prog: Program, arrays: Sequence[np.ndarray], argnum: int) -> np.ndarray:
-        """Forward-over-reverse: one JVP of the gradient program per input element."""
-        gp = grad_program(prog)
-        run = compile_program(_cached(gp, "jvp", jvp_program))
+        """Forward-over-reverse: the gradient program linearized once, its linear part run once
+        per input element."""
+        wrt = tuple(i == argnum for i in range(len(arrays)))
         with _quiet_derivatives():
-            return hessian_by_columns(len(gp.outputs), lambda ts: run(*arrays, *ts), arrays, argnum)
+            _, tangent = self.linearize(grad_program(prog, wrt), arrays, wrt, tangent_outputs=(1,))
+        return hessian_by_columns(lambda t: tangent(t)[0], arrays[argnum])
 
 
-def hessian_by_columns(n_grad_outputs: int, run_jvp: Callable[[list[Any]], Sequence[Any]], arrays: Sequence[Any], argnum: int) -> Any:
-    """The Hessian from JVPs of a gradient program (outputs ``y, grads...``), one basis tangent per column.
-
-    ``run_jvp(tangents)`` evaluates the gradient program's JVP program at the arrays.
-    """
-    x = arrays[argnum]
+def hessian_by_columns(run_column: Callable[[Any], Any], x: Any) -> Any:
+    """The Hessian in ``x`` from ``run_column(t)``, the derivative of the gradient in ``x``
+    along ``t``, called with each basis tangent."""
     cols = []
     for i in range(x.size):
         basis = np.zeros(x.size, dtype=x.dtype)
         basis[i] = 1.0
-        tangents = [np.zeros(a.shape, a.dtype) for a in arrays]
-        tangents[argnum] = basis.reshape(x.shape)
-        outs = run_jvp(tangents)
-        cols.append(np.reshape(outs[n_grad_outputs + 1 + argnum], (-1,)))
+        cols.append(np.reshape(run_column(basis.reshape(x.shape)), (-1,)))
     # Column i holds d(grad)/dx_i; the Hessian is symmetric, rows follow numpy order.
     h = np.stack(cols, axis=1) if cols else np.zeros((0, 0), x.dtype)
     return np.reshape(h, x.shape + x.shape)

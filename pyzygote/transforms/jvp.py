@@ -57,11 +57,15 @@ def jvp_eval(prog: Program, primals: Sequence[Any], tangents: Sequence[Any]) -> 
     return [p for p, _ in results], [t for _, t in results]
 
 
-def jvp_program(prog: Program) -> Program:
-    """``(x..., dx...) -> (y..., dy...)`` with a tangent input for each float input."""
+def jvp_program(prog: Program, wrt: Sequence[bool] | None = None) -> Program:
+    """``(x..., dx...) -> (y..., dy...)`` with a tangent input for each float input (each that
+    ``wrt`` marks: the others are held constant, at no cost)."""
     b = Builder()
     primals = [b.new_input(v.aval.shape, v.aval.dtype) for v in prog.inputs]
-    tangents = [b.new_input(v.aval.shape, v.aval.dtype) if v.aval.is_float else None for v in prog.inputs]
+    wanted = [True] * len(prog.inputs) if wrt is None else list(wrt)
+    if len(wanted) != len(prog.inputs):
+        raise ValueError(f"wrt has {len(wanted)} entries for a program of {len(prog.inputs)} inputs")
+    tangents = [b.new_input(v.aval.shape, v.aval.dtype) if v.aval.is_float and w else None for v, w in zip(prog.inputs, wanted)]
     outs, touts = jvp_eval(prog, primals, tangents)
     touts = [zeros(a.aval) if t is None else t for a, t in zip(prog.outputs, touts)]
     return b.build(primals + [t for t in tangents if t is not None], list(outs) + touts)

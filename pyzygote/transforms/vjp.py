@@ -25,6 +25,7 @@ from pyzygote.primitive import Undefined, add_tangents, zeros
 from pyzygote.tracer import Builder
 from pyzygote.transforms.evaluate import program_from
 from pyzygote.transforms.jvp import jvp_program
+from pyzygote.transforms.linearize import residuals_of, split_linear
 
 __all__ = ["vjp_programs", "transpose_linear"]
 
@@ -45,24 +46,11 @@ def vjp_programs(prog: Program, n_seeded: int | None = None) -> tuple[Program, P
         return cached
     jp = jvp_program(prog)
     primal_in, tangent_in = jp.inputs[:n_in], jp.inputs[n_in:]
-    linear = {v.uid for v in tangent_in}
-    primal_eqns, linear_eqns = [], []
-    for eqn in jp.eqns:
-        if any(isinstance(a, Var) and a.uid in linear for a in eqn.inputs):
-            linear_eqns.append(eqn)
-            linear.update(v.uid for v in eqn.outputs)
-        else:
-            primal_eqns.append(eqn)
+    primal_eqns, linear_eqns, linear = split_linear(jp, n_in)
     seeded_out = jp.outputs[n_out : n_out + n_seeded]
     if n_seeded < n_out:
         linear_eqns = _feeding(linear_eqns, seeded_out)
-    const_ids = {v.uid for v in jp.constvars}
-    residuals: dict[int, Var] = {}
-    for eqn in linear_eqns:
-        for a in eqn.inputs:
-            if isinstance(a, Var) and a.uid not in linear and a.uid not in const_ids:
-                residuals.setdefault(a.uid, a)
-    res_vars = list(residuals.values())
+    res_vars = residuals_of(jp, linear_eqns, linear)
     fwd = program_from(primal_in, primal_eqns, list(jp.outputs[:n_out]) + res_vars, jp)
     bwd = _backward_program(jp, linear_eqns, linear, res_vars, tangent_in, seeded_out)
     prog._compiled[key] = (fwd, bwd)
