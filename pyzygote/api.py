@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pyzygote.engines import get_engine
+from pyzygote.engines.numpy_engine import basis_columns, per_column
 from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.tracer import Tracer
@@ -578,32 +579,30 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     else:
         blocks = []
         for k, a in enumerate(arrays):
-            along = _tangent_map(eng, prog, arrays, k)
-            cols = []
-            for i in range(a.size):
-                e = np.zeros(a.size, a.dtype)
-                e[i] = 1.0
-                cols.append(np.reshape(_result(along(e.reshape(a.shape))), (-1,)))
-            j = np.stack(cols, axis=1) if cols else np.zeros((out.size, 0), a.dtype)
-            blocks.append(np.reshape(j, out.shape + a.shape))
+            if a.size == 0:
+                blocks.append(np.zeros(out.shape + a.shape, a.dtype))
+                continue
+            cols = np.reshape(_result(basis_columns(a, _tangent_columns(eng, prog, arrays, k))), (a.size, out.size))
+            blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
     return _rebuild(traced, blocks)[:n]
 
 
-def _tangent_map(eng: Any, prog: Any, arrays: list[Any], k: int) -> Callable[[Any], Any]:
-    """``t -> `` the tangent of ``prog``'s output along ``t`` in input ``k`` (the others held).
+def _tangent_columns(eng: Any, prog: Any, arrays: list[Any], k: int) -> Callable[[Any], Any]:
+    """``T -> `` the tangents of ``prog``'s output along each ``T[i]`` in input ``k`` (the others
+    held), stacked.
 
     Engines that linearize do the primal work (an ODE's sensitivities, say) once, not per column."""
     if hasattr(eng, "linearize"):
         _, tangent = eng.linearize(prog, arrays, tuple(i == k for i in range(len(arrays))))
-        return lambda t: tangent(t)[0]
+        return tangent.columns
 
     def along(t: Any) -> Any:
         ts = [np.zeros(b.shape, b.dtype) for b in arrays]
         ts[k] = t
-        return eng.jvp(prog, arrays, ts)[1][0]
+        return _result(eng.jvp(prog, arrays, ts)[1][0])
 
-    return along
+    return per_column(along)
 
 
 def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> Any:

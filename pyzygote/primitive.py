@@ -3,7 +3,8 @@
 A primitive carries every rule about itself: ``abstract_eval`` (shape and
 dtype), ``impl`` (NumPy engine), ``jvp`` (forward derivative), ``transpose``
 (only for primitives linear in some inputs: reverse mode is
-linearize-then-transpose) and ``julia`` (Julia emission).  Each primitive
+linearize-then-transpose), ``julia`` (Julia emission), and optionally ``batch``
+(many tangents at once, where that saves work).  Each primitive
 family lives in one module of :mod:`pyzygote.primitives` and registers all of
 them there.
 
@@ -51,6 +52,7 @@ class Primitive:
         self.transpose: Callable[..., Any] | None = None
         self.julia: Callable[..., Any] | None = None
         self.scalar: Callable[..., Any] | None = None  # see pyzygote.transforms.scalarize
+        self.batch: Callable[..., Any] | None = None  # see pyzygote.transforms.batch
         PRIMITIVES[name] = self
 
     def __repr__(self) -> str:

@@ -258,3 +258,20 @@ def test_linearized_programs_do_the_primal_work_once() -> None:
     np.testing.assert_allclose(linear(*res, dx)[0], expect_dy, rtol=1e-14)
     np.testing.assert_allclose(linear(*res, 2 * dx)[0], 2 * expect_dy, rtol=1e-14)
     assert len(linearize_programs(prog, None, (0,))[1].outputs) == 1
+
+
+def test_a_batch_of_tangents_matches_them_one_at_a_time() -> None:
+    from pyzygote.engines.numpy_engine import NumpyEngine
+    from pyzygote.transforms.batch import eval_batched
+
+    def f(x: Any, y: Any) -> Any:
+        z = x.copy()
+        z[1:] += np.cumsum(x[:-1] * y[0])
+        return np.tanh(np.outer(z, y)) @ y
+
+    x, y = np.array([0.3, -0.7, 1.1]), np.array([0.5, 2.0])
+    _, tangent = NumpyEngine().linearize(pz.make_program(f, x, y), [x, y], (True, False))
+    T = np.random.default_rng(0).standard_normal((5, 3))
+    expect = np.stack([tangent(t)[0] for t in T])
+    flags = [False] * len(tangent.res) + [True]
+    np.testing.assert_allclose(eval_batched(tangent.linear, [*tangent.res, T], flags, 5)[0], expect, rtol=1e-14)

@@ -1164,3 +1164,30 @@ def test_a_jacobian_solves_the_forward_sensitivities_once(monkeypatch: pytest.Mo
     tight = lambda q: pz.odesolve(rhs, u0, t, q, alg="Vern9", reltol=1e-12, abstol=1e-12)  # noqa: E731
     fd = np.stack([(tight(p + 1e-4 * e) - tight(p - 1e-4 * e)) / 2e-4 for e in np.eye(4)], axis=-1)
     np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-6)
+
+
+def test_hessian_columns_share_one_tangent_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hessian's columns were one tangent solve each (k solves of 2 n (1 + k) equations);
+    the k directions are now one solve of the tangent system with k columns."""
+    from pyzygote.ode import sensitivity
+
+    solved = []
+    real = sensitivity.solve_states
+    monkeypatch.setattr(sensitivity, "solve_states", lambda rhs, *a, **kw: solved.append(rhs.n) or real(rhs, *a, **kw))
+
+    def rhs(u: Any, p: Any, t: Any) -> Any:
+        return np.array([p[0] * u[0] - p[1] * u[0] * u[1], -p[2] * u[1] + p[3] * u[0] * u[1]])
+
+    t, u0 = np.linspace(0.0, 5.0, 11), np.array([1.0, 1.0])
+    loss = lambda q, sensealg: np.sum(pz.odesolve(rhs, u0, t, q, sensealg=sensealg, reltol=1e-10, abstol=1e-12) ** 2)  # noqa: E731
+    p = np.array([1.5, 1.0, 3.0, 1.0])
+    g = lambda q: pz.gradient(lambda r: loss(r, "forward"), q)[0]  # noqa: E731
+    fd = np.stack([(8 * (g(p + h) - g(p - h)) - g(p + 2 * h) + g(p - 2 * h)) / 12e-3 for h in 1e-3 * np.eye(4)], axis=1)
+    for sensealg in ("forward", "adjoint"):
+        solved.clear()
+        H = pz.hessian(lambda q: loss(q, sensealg), p)
+        # The sensitivity system (2 (1 + 4) = 10 equations) has one 4-direction tangent solve
+        # (with the adjoint, so has the solve itself: 2 (1 + 4) equations again).
+        assert solved.count(10 * (1 + 4)) == 1 and set(solved) == {2, 10, 50}
+        np.testing.assert_allclose(H, fd, rtol=1e-5)
+        np.testing.assert_allclose(H, H.T, rtol=1e-7)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.engines.numpy_engine import _cached, grad_program, hessian_by_columns, with_gaps
+from pyzygote.engines.numpy_engine import _cached, grad_program, hessian_by_columns, per_column, with_gaps
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.tracer import Builder, Tracer
@@ -87,10 +87,12 @@ class InlineEngine:
         outs = eval_program(primal, *arrays, *self.lifted)
         n = len(prog.outputs)
         ys, res = outs[:n], outs[n:]
-        return tuple(ys), lambda *ts: tuple(eval_program(linear, *res, *ts))
+        tangent = lambda *ts: tuple(eval_program(linear, *res, *ts))  # noqa: E731
+        tangent.columns = per_column(lambda t: tangent(t)[0])  # type: ignore[attr-defined]
+        return tuple(ys), tangent
 
     def hessian(self, prog: Program, arrays: Sequence[Any], argnum: int) -> Any:
         wrt = tuple(i == argnum for i in range(len(arrays)))
         mask = (*wrt, *(False,) * len(self.lifted))
         _, tangent = self.linearize(grad_program(prog, mask), arrays, wrt, tangent_outputs=(1,))
-        return hessian_by_columns(lambda t: tangent(t)[0], arrays[argnum])
+        return hessian_by_columns(tangent.columns, arrays[argnum])

@@ -19,6 +19,7 @@ import numpy as np
 
 from pyzygote.engines.results import unaliased
 from pyzygote.ir import Eqn, Literal, Program, Var
+from pyzygote.transforms.batch import eval_batched, has_batch_rules
 from pyzygote.transforms.evaluate import compile_program, prune
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.linearize import linearize_programs
@@ -173,39 +174,70 @@ class NumpyEngine:
 
     def linearize(
         self, prog: Program, arrays: Sequence[np.ndarray], wrt: tuple[bool, ...], tangent_outputs: Sequence[int] | None = None
-    ) -> tuple[tuple[Any, ...], Callable[..., tuple[Any, ...]]]:
-        """The outputs, and a function from tangents of the inputs ``wrt`` marks to the output
+    ) -> tuple[tuple[Any, ...], "Linear"]:
+        """The outputs, and the map from tangents of the inputs ``wrt`` marks to the output
         tangents (those ``tangent_outputs`` selects): the primal work is done once, here."""
         primal, linear = linearize_programs(prog, wrt, tangent_outputs)
         outs = _warning_as_the_value_would(primal, prog, arrays)
         n = len(prog.outputs)
         ys, res = outs[:n], outs[n:]
-        run = compile_program(linear)
         kept = [*arrays, *res, *_constants(primal, linear)]
-
-        def tangent(*ts: Any) -> tuple[Any, ...]:
-            with _quiet_derivatives():
-                return unaliased(run(*res, *ts), [*kept, *ts])
-
-        return unaliased(ys, kept), tangent
+        return unaliased(ys, kept), Linear(linear, res, kept)
 
     def hessian(self, prog: Program, arrays: Sequence[np.ndarray], argnum: int) -> np.ndarray:
-        """Forward-over-reverse: the gradient program linearized once, its linear part run once
-        per input element."""
+        """Forward-over-reverse: the gradient program linearized once, its linear part run on
+        the basis tangents."""
         wrt = tuple(i == argnum for i in range(len(arrays)))
         with _quiet_derivatives():
             _, tangent = self.linearize(grad_program(prog, wrt), arrays, wrt, tangent_outputs=(1,))
-        return hessian_by_columns(lambda t: tangent(t)[0], arrays[argnum])
+        return hessian_by_columns(tangent.columns, arrays[argnum])
 
 
-def hessian_by_columns(run_column: Callable[[Any], Any], x: Any) -> Any:
-    """The Hessian in ``x`` from ``run_column(t)``, the derivative of the gradient in ``x``
-    along ``t``, called with each basis tangent."""
-    cols = []
-    for i in range(x.size):
-        basis = np.zeros(x.size, dtype=x.dtype)
-        basis[i] = 1.0
-        cols.append(np.reshape(run_column(basis.reshape(x.shape)), (-1,)))
-    # Column i holds d(grad)/dx_i; the Hessian is symmetric, rows follow numpy order.
-    h = np.stack(cols, axis=1) if cols else np.zeros((0, 0), x.dtype)
-    return np.reshape(h, x.shape + x.shape)
+class Linear:
+    """A linear program with its residuals bound: ``dx... -> dy...``."""
+
+    def __init__(self, linear: Program, res: Sequence[Any], kept: Sequence[Any]):
+        self.linear, self.res, self.kept = linear, list(res), list(kept)
+        self.run = compile_program(linear)
+
+    def __call__(self, *ts: Any) -> tuple[Any, ...]:
+        with _quiet_derivatives():
+            return unaliased(self.run(*self.res, *ts), [*self.kept, *ts])
+
+    def columns(self, T: np.ndarray) -> np.ndarray:
+        """The first output tangent along each ``T[i]`` (one tangent input), stacked."""
+        if not has_batch_rules(self.linear):
+            return np.stack([self(t)[0] for t in T])
+        flags = [False] * len(self.res) + [True]
+        with _quiet_derivatives():
+            return eval_batched(self.linear, [*self.res, T], flags, len(T))[0]
+
+
+def per_column(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``T -> stack(run(t) for t in T)``: columns one at a time."""
+    return lambda T: np.stack([run(t) for t in T])
+
+
+# Basis tangents per batch: an ODE's batched tangent system has n (1 + COLUMN_BATCH) equations.
+COLUMN_BATCH = 32
+
+
+def basis_columns(x: Any, run_columns: Callable[[Any], Any]) -> Any:
+    """``run_columns`` applied to the basis tangents of ``x`` in batches: shape (x.size, ...)."""
+    n, outs = x.size, []
+    for start in range(0, n, COLUMN_BATCH):
+        k = min(COLUMN_BATCH, n - start)
+        E = np.zeros((k, n), dtype=x.dtype)
+        E[np.arange(k), start + np.arange(k)] = 1.0
+        outs.append(run_columns(np.reshape(E, (k, *x.shape))))
+    return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+
+def hessian_by_columns(run_columns: Callable[[Any], Any], x: Any) -> Any:
+    """The Hessian in ``x`` from ``run_columns(T)``: the derivatives of the gradient in ``x``
+    along each ``T[i]``, stacked."""
+    if x.size == 0:
+        return np.zeros(x.shape + x.shape, x.dtype)
+    cols = np.reshape(basis_columns(x, run_columns), (x.size, x.size))
+    # Row i holds d(grad)/dx_i; the Hessian is symmetric, rows follow numpy order.
+    return np.reshape(np.transpose(cols), x.shape + x.shape)

@@ -272,23 +272,25 @@ class RHS(_Directions):
         """``vec(S(t0))``: the identity's columns for directions of u0, zero for those of p."""
         return np.eye(self.n, self.n + self.m)[:, list(self.columns(cols))].ravel()
 
-    def tangent_system(self) -> "RHS":
-        """``[u, s]' = [f, J_u s + J_p dp]`` with parameters ``[p, dp]``: solved from ``[u0, du0]``, s is the tangent of u."""
-        hit = self._systems.get("tangent")
+    def tangent_system(self, k: int = 1) -> "RHS":
+        """``[u, S]' = [f, J_u S + J_p D]`` with parameters ``[p, vec(D)]`` (S of shape (n, k),
+        D of shape (m, k), both row-major): solved from ``[u0, vec(S0)]``, column j of S is the
+        tangent of u along ``(S0[:, j], D[:, j])``.  k directions in one solve."""
+        hit = self._systems.get(("tangent", k))
         if hit is None:
             n, m = self.n, self.m
-            hit = self._systems["tangent"] = RHS(f"tangent of {self!r}", cse(self._tangent_program()), 2 * n, 2 * m)
-            hit._structured_jacobian = lambda z, q, t: sensitivity_jacobian(self.jacobian_u(z[:n], q[:m], t), 1)
+            hit = self._systems["tangent", k] = RHS(f"tangent of {self!r}", cse(self._tangent_program(k)), n * (1 + k), m * (1 + k))
+            hit._structured_jacobian = lambda z, q, t: sensitivity_jacobian(self.jacobian_u(z[:n], q[:m], t), k)
         return hit
 
-    def _tangent_program(self) -> Program:
+    def _tangent_program(self, k: int) -> Program:
         n, m = self.n, self.m
         b = Builder()
-        z, q, t = b.new_input((2 * n,), np.float64), b.new_input((2 * m,), np.float64), b.new_input((), np.float64)
-        u, s, p, dp = z[:n], z[n:], q[:m], q[m:]
-        (du,), (ds,) = jvp_eval(self.program, [u, p, t], [s, dp, None])
-        ds = zeros(self.program.outputs[0].aval) if ds is None else ds
-        return b.build([z, q, t], [np.concatenate([du, ds])])
+        z, q, t = b.new_input((n * (1 + k),), np.float64), b.new_input((m * (1 + k),), np.float64), b.new_input((), np.float64)
+        u, S, p, D = z[:n], np.reshape(z[n:], (n, k)), q[:m], np.reshape(q[m:], (m, k))
+        (du,) = eval_program(self.program, u, p, t)
+        dS = np.stack(self._tangent_columns(u, p, t, [(S[:, j], D[:, j]) for j in range(k)]), axis=1)
+        return b.build([z, q, t], [np.concatenate([du, np.ravel(dS)])])
 
     def _tangent_columns(self, u: Any, p: Any, t: Any, columns: list[tuple[Any, Any]]) -> list[Any]:
         outs = []

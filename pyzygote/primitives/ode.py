@@ -111,6 +111,24 @@ def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray
     return sensitivity.solve_states(rhs.tangent_system(), z0, q, t, opts).u[:, rhs.n :]
 
 
+def _tangent_batch(args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> Any:
+    u0, p, tu0, tp = args
+    if batched[0] or batched[1]:
+        return None  # a batch of primal points: one solve each
+    k = len(tu0) if batched[2] else len(tp)
+    u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
+    _check_values(u0, p)
+    # The k directions as the columns of S0 and D: one solve of n (1 + k) equations.
+    S0 = np.asarray(tu0, dtype=float).T if batched[2] else np.repeat(np.asarray(tu0, dtype=float)[:, None], k, axis=1)
+    D = np.asarray(tp, dtype=float).T if batched[3] else np.repeat(np.asarray(tp, dtype=float)[:, None], k, axis=1)
+    z0, q = np.concatenate([u0, np.ravel(S0)]), np.concatenate([p, np.ravel(D)])
+    Z = sensitivity.solve_states(rhs.tangent_system(k), z0, q, t, opts).u
+    return np.moveaxis(np.reshape(Z[:, rhs.n :], (len(t), rhs.n, k)), 2, 0)
+
+
+odesolve_tangent_p.batch = _tangent_batch
+
+
 @odesolve_tangent_p.def_transpose
 def _tangent_transpose(ct: Any, u0: Any, p: Any, tu0: Any, tp: Any, **params: Any) -> tuple[Any, ...]:
     if isinstance(u0, Undefined) or isinstance(p, Undefined):
