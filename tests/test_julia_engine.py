@@ -370,6 +370,23 @@ def test_domain_edges_and_zero_bases_under_nested_duals() -> None:
         np.testing.assert_array_equal(get_engine("julia").evaluate(prog, [base, power_])[0], base**power_)  # inf, 0, -inf
 
 
+def test_a_constant_zero_base_gives_the_exponent_numpys_derivative() -> None:
+    """Found by the Julia audit: Zygote's broadcast gives the constant base its own partial,
+    and ForwardDiff's `Dual ^ Real` scaled it by 0.5 * 0 ^ -0.5 = Inf, so the exponent's slot
+    became 0 * Inf: a NaN gradient of `data ** p` where the data holds a zero."""
+    data = np.array([0.0, 1.0, 2.0, 3.0])
+    for p in (np.array(0.5), np.full(4, 0.5)):
+        f = lambda p: np.sum(data**p)  # noqa: E731
+        expect = np.log(data[1:]) * data[1:] ** 0.5
+        (g,) = pz.gradient(f, p, engine="julia")
+        np.testing.assert_allclose(np.sum(g), np.sum(expect), rtol=1e-12)
+        np.testing.assert_allclose(g, pz.gradient(f, p, engine="numpy")[0], rtol=1e-12)
+        np.testing.assert_allclose(pz.hessian(f, p, engine="julia"), pz.hessian(f, p, engine="numpy"), rtol=1e-12)
+    x = np.array([0.0, 0.5, 1.0])
+    g = lambda q: np.sum(pz.odesolve(lambda u, q, t: -u + x ** q[0], np.zeros(3), np.array([0.0, 1.0]), q, sensealg="adjoint", reltol=1e-10, abstol=1e-12))  # noqa: E731
+    np.testing.assert_allclose(pz.gradient(g, np.array([0.5]), engine="julia")[0], pz.gradient(g, np.array([0.5]), engine="numpy")[0], rtol=1e-6)
+
+
 def test_numpy_bool_scalars_arrive_as_julia_bools() -> None:
     # PythonCall 0.9.34 wraps numpy 2's np.bool scalar as a 0-d PyArray; jlarg unwraps it.
     # (pz.julia_function refuses bool arguments, so this calls the runtime entry point, as

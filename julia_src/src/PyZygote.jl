@@ -269,8 +269,20 @@ function nan_pow(x::Real, y::Real)
     # A zero base with the exponent as a plain number: `Dual ^ Dual` takes log(0) once the
     # base carries partials (a Hessian's nested duals; ForwardDiff 1's `iszero` reads them).
     # numpy's derivative in the exponent is 0 there.
-    iszero(px) && return x^py + zero(y)
+    iszero(px) && return _zero_base_pow(x, py) + zero(y)
     return x^y
+end
+
+# 0 ^ p for a plain exponent p, its derivative p * 0 ^ (p - 1) applied to the partials that
+# are not zero. ForwardDiff's `Dual ^ Real` scales every partial, and Zygote's broadcast gives
+# a constant base a partial only in its own slot, so for 0 < p < 1 the exponent's slot got
+# 0 * Inf = NaN (`data .^ p` with a zero in the data).
+_zero_base_pow(x::Real, p::Real) = x^p
+function _zero_base_pow(x::ForwardDiff.Dual{T}, p::Real) where {T}
+    v = ForwardDiff.value(x)
+    d = p * _zero_base_pow(v, p - one(p))
+    scaled = map(q -> iszero(q) ? zero(q * d) : q * d, ForwardDiff.partials(x).values)
+    return ForwardDiff.Dual{T}(_zero_base_pow(v, p), scaled)
 end
 
 # Zygote differentiates a 0-d broadcast with this rule (arrays go through duals): numpy's,
