@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pyzygote.engines import get_engine
-from pyzygote.engines.numpy_engine import basis_columns, per_column
+from pyzygote.transforms.batch import basis_columns, per_column
 from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.tracer import Tracer

@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.engines.numpy_engine import _cached, grad_program, hessian_by_columns, per_column, with_gaps
+from pyzygote.engines.numpy_engine import _cached, grad_program, with_gaps
+from pyzygote.transforms.batch import hessian_by_columns, per_column
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.tracer import Builder, Tracer

@@ -19,7 +19,7 @@ import numpy as np
 
 from pyzygote.engines.results import unaliased
 from pyzygote.ir import Eqn, Literal, Program, Var
-from pyzygote.transforms.batch import eval_batched, has_batch_rules
+from pyzygote.transforms.batch import eval_batched, has_batch_rules, hessian_by_columns
 from pyzygote.transforms.evaluate import compile_program, prune
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.linearize import linearize_programs
@@ -211,33 +211,3 @@ class Linear:
         flags = [False] * len(self.res) + [True]
         with _quiet_derivatives():
             return eval_batched(self.linear, [*self.res, T], flags, len(T))[0]
-
-
-def per_column(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``T -> stack(run(t) for t in T)``: columns one at a time."""
-    return lambda T: np.stack([run(t) for t in T])
-
-
-# Basis tangents per batch: an ODE's batched tangent system has n (1 + COLUMN_BATCH) equations.
-COLUMN_BATCH = 32
-
-
-def basis_columns(x: Any, run_columns: Callable[[Any], Any]) -> Any:
-    """``run_columns`` applied to the basis tangents of ``x`` in batches: shape (x.size, ...)."""
-    n, outs = x.size, []
-    for start in range(0, n, COLUMN_BATCH):
-        k = min(COLUMN_BATCH, n - start)
-        E = np.zeros((k, n), dtype=x.dtype)
-        E[np.arange(k), start + np.arange(k)] = 1.0
-        outs.append(run_columns(np.reshape(E, (k, *x.shape))))
-    return outs[0] if len(outs) == 1 else np.concatenate(outs)
-
-
-def hessian_by_columns(run_columns: Callable[[Any], Any], x: Any) -> Any:
-    """The Hessian in ``x`` from ``run_columns(T)``: the derivatives of the gradient in ``x``
-    along each ``T[i]``, stacked."""
-    if x.size == 0:
-        return np.zeros(x.shape + x.shape, x.dtype)
-    cols = np.reshape(basis_columns(x, run_columns), (x.size, x.size))
-    # Row i holds d(grad)/dx_i; the Hessian is symmetric, rows follow numpy order.
-    return np.reshape(np.transpose(cols), x.shape + x.shape)

@@ -6,6 +6,7 @@ primitives gain nothing from seeing them together, and are applied column by
 column; a primitive with a ``batch`` rule takes the whole batch in one call.
 An ODE's tangent solve has one: the k directions are solved as one system of
 ``n (1 + k)`` equations, as forward sensitivities are, instead of k solves.
+:func:`basis_columns` feeds the basis tangents of an input in batches.
 
 >>> import numpy as np, pyzygote as pz
 >>> from pyzygote.transforms.linearize import linearize_programs
@@ -18,13 +19,13 @@ array([[3., 0.],
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from pyzygote.ir import Literal, Program, Var
 
-__all__ = ["eval_batched", "has_batch_rules"]
+__all__ = ["eval_batched", "has_batch_rules", "basis_columns", "hessian_by_columns", "per_column"]
 
 
 def has_batch_rules(prog: Program) -> bool:
@@ -69,3 +70,33 @@ def _column_by_column(eqn: Any, xs: list[Any], flags: list[bool], size: int) -> 
     if eqn.prim.multiple_results:
         return tuple(np.stack(parts) for parts in zip(*columns))
     return np.stack(columns)
+
+
+def per_column(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``T -> stack(run(t) for t in T)``: columns one at a time."""
+    return lambda T: np.stack([run(t) for t in T])
+
+
+# Basis tangents per batch: an ODE's batched tangent system has n (1 + COLUMN_BATCH) equations.
+COLUMN_BATCH = 32
+
+
+def basis_columns(x: Any, run_columns: Callable[[Any], Any]) -> Any:
+    """``run_columns`` applied to the basis tangents of ``x`` in batches: shape (x.size, ...)."""
+    n, outs = x.size, []
+    for start in range(0, n, COLUMN_BATCH):
+        k = min(COLUMN_BATCH, n - start)
+        E = np.zeros((k, n), dtype=x.dtype)
+        E[np.arange(k), start + np.arange(k)] = 1.0
+        outs.append(run_columns(np.reshape(E, (k, *x.shape))))
+    return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+
+def hessian_by_columns(run_columns: Callable[[Any], Any], x: Any) -> Any:
+    """The Hessian in ``x`` from ``run_columns(T)``: the derivatives of the gradient in ``x``
+    along each ``T[i]``, stacked."""
+    if x.size == 0:
+        return np.zeros(x.shape + x.shape, x.dtype)
+    cols = np.reshape(basis_columns(x, run_columns), (x.size, x.size))
+    # Row i holds d(grad)/dx_i; the Hessian is symmetric, rows follow numpy order.
+    return np.reshape(np.transpose(cols), x.shape + x.shape)
