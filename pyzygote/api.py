@@ -564,7 +564,10 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     _float_outputs(traced, "jacobian")
     out = prog.outputs[0].aval
     eng = _engine(traced, arrays, engine)
-    n_in = sum(a.size for a in arrays)
+    # Keyword arguments are data: no columns or rows of theirs are wanted.
+    owners = _top_level_owners(traced.in_tree)
+    wanted = [owners[i] < n for i in traced.array_slots]
+    n_in = sum(a.size for a, w in zip(arrays, wanted) if w)
     if out.size <= n_in:
         ys, back = eng.vjp(prog, arrays)
         rows = []
@@ -573,17 +576,23 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
             ct[i] = 1.0
             rows.append(back(ct.reshape(out.shape)))
         blocks = [
-            np.reshape(np.stack([_result(r[k]) for r in rows]), out.shape + a.shape) if rows else np.zeros(out.shape + a.shape, a.dtype)
-            for k, a in enumerate(arrays)
+            None
+            if not w
+            else np.reshape(np.stack([_result(r[k]) for r in rows]), out.shape + a.shape)
+            if rows
+            else np.zeros(out.shape + a.shape, a.dtype)
+            for k, (a, w) in enumerate(zip(arrays, wanted))
         ]
     else:
         blocks = []
-        for k, a in enumerate(arrays):
-            if a.size == 0:
+        for k, (a, w) in enumerate(zip(arrays, wanted)):
+            if not w:
+                blocks.append(None)
+            elif a.size == 0:
                 blocks.append(np.zeros(out.shape + a.shape, a.dtype))
-                continue
-            cols = np.reshape(_result(basis_columns(a, _tangent_columns(eng, prog, arrays, k))), (a.size, out.size))
-            blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
+            else:
+                cols = np.reshape(_result(basis_columns(a, _tangent_columns(eng, prog, arrays, k))), (a.size, out.size))
+                blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
     return _rebuild(traced, blocks)[:n]
 

@@ -1590,3 +1590,18 @@ def test_a_loop_until_convergence_is_told_to_run_fixed_iterations() -> None:
 
     with pytest.raises(pz.TracerBoolError, match=r"fixed number of iterations \(for _ in range\(30\)\)"):
         pz.gradient(kepler, np.array([0.5, 1.0]))
+
+
+def test_jacobian_takes_no_rows_or_columns_for_keyword_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the Jacobian fuzzer: keyword data counted as inputs, so 3 columns became 1200
+    pullbacks (reverse mode chosen for 1200 outputs against 2003 'inputs'), or 2003 columns."""
+    from pyzygote.engines.numpy_engine import NumpyEngine
+
+    asked = []
+    real = NumpyEngine.linearize
+    monkeypatch.setattr(NumpyEngine, "linearize", lambda self, prog, arrays, wrt, *a: asked.append(wrt) or real(self, prog, arrays, wrt, *a))
+    monkeypatch.setattr(NumpyEngine, "vjp", lambda *a: pytest.fail("reverse mode for 1200 outputs of 3 inputs"))
+    x, data = np.array([0.3, -0.7, 1.1]), np.linspace(0.0, 1.0, 2000)
+    (J,) = pz.jacobian(lambda x, data: np.outer(np.tanh(data[:400]), x).ravel(), x, data=data, engine="numpy")
+    assert asked == [(True, False)]
+    np.testing.assert_array_equal(J, np.kron(np.tanh(data[:400])[:, None], np.eye(3)))
