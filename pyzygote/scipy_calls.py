@@ -110,7 +110,7 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
         f"{module}.{name} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
         "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "
         + _advice(instead)
-        + " (scipy.special's expit, logit, log_expit, xlogy and xlog1py are traced; see README, "
+        + " (scipy.special's expit, logit, log_expit, xlogy, xlog1py, gammaln, digamma and betaln are traced; see README, "
         "'What can be traced'.)"
     )
     err._pyzygote_scipy = True  # type: ignore[attr-defined]

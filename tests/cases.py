@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import scipy.special
 
 from pyzygote.primitive import add_any
 from pyzygote.primitives.indexing import scatter_add
@@ -262,6 +263,9 @@ _UNARY = {
 for _name, (_f, _make) in _UNARY.items():
     case(_name, _f.__name__, _f, _make)
 case("abs", "fabs", np.fabs, uniform(0.1, 3, signed=True))
+case("gammaln", "gammaln", lambda x: scipy.special.gammaln(x), uniform(0.3, 5))
+case("gammaln", "betaln", lambda x, y: scipy.special.betaln(x, y), pair(0.3, 4, mode="same"))
+case("polygamma", "digamma", lambda x: scipy.special.digamma(x), uniform(0.3, 5))
 case("div", "reciprocal", np.reciprocal, uniform(0.3, 2, signed=True))
 case("mul", "square", np.square, uniform(-2, 2))
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import scipy.special
 
 __all__ = ["JuliaSubsetError", "run_program", "parse_expr", "evaluate_expr", "ZeroDim"]
 
@@ -419,6 +420,8 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "isnan": (np.isnan, np.bool_), "isinf": (np.isinf, np.bool_),
     "isfinite": (np.isfinite, np.bool_), "xor": (_bools(np.logical_xor), np.bool_),
     "PyZygote.sign": (_jl_sign, None), "PyZygote.absolute": (np.abs, None),
+    "PyZygote.gammaln": (_float_fn(scipy.special.gammaln), None),
+    "PyZygote.polygamma_of": (lambda x, n: _float_fn(lambda v: scipy.special.polygamma(int(n), v))(x), None),
     "one": (lambda x: np.ones_like(x)[()], None),
     "PyZygote.nan_log": (_nan_outside(np.log, lambda x: x < 0), None),
     "PyZygote.nan_log2": (_nan_outside(np.log2, lambda x: x < 0), None),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import scipy.special as sc
@@ -758,3 +760,27 @@ def test_assignments_whose_positions_cannot_repeat_skip_the_pairwise_check() -> 
 
     x = rng.normal(size=(2000, 4))
     np.testing.assert_array_equal(pz.make_program(columns, x)(x)[0], columns(x.copy()))
+
+
+def test_negative_binomial_likelihood_through_gammaln_and_digamma() -> None:
+    """User testing: a negative-binomial log-likelihood needs gammaln of the fitted dispersion,
+    which was refused.  gammaln's derivative is digamma, digamma's is polygamma(1, .)."""
+    y = np.array([0.0, 3.0, 7.0, 12.0, 1.0])
+
+    def nll(theta: Any) -> Any:
+        mu, phi = np.exp(theta[0]), np.exp(theta[1])
+        ll = sc.gammaln(y + phi) - sc.gammaln(phi) - sc.gammaln(y + 1.0) + phi * np.log(phi / (phi + mu)) + y * np.log(mu / (phi + mu))
+        return -np.sum(ll)
+
+    theta = np.array([1.2, 0.3])
+    (g,) = pz.gradient(nll, theta)
+    np.testing.assert_allclose(g, numerical_gradient(nll, theta)[0], rtol=1e-8)
+    H = pz.hessian(nll, theta)
+    grad = lambda t: pz.gradient(nll, t)[0]  # noqa: E731
+    np.testing.assert_allclose(H, np.stack([(grad(theta + h) - grad(theta - h)) / 2e-6 for h in 1e-6 * np.eye(2)], axis=1), rtol=1e-7)
+    # log|Gamma| at negative non-integers (Gamma(-2.5) < 0), third derivatives through polygamma
+    x = np.array([-2.5, 0.5, 3.0])
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.gammaln(v)), x)[0], sc.digamma(x), rtol=1e-13)
+    d3 = pz.gradient(lambda v: np.sum(pz.hessian(lambda w: np.sum(sc.gammaln(w)), v)), x)[0]
+    np.testing.assert_allclose(d3, sc.polygamma(2, x), rtol=1e-12)
+    np.testing.assert_allclose(pz.gradient(lambda v: sc.betaln(v[0], v[1]), x[1:])[0], sc.digamma(x[1:]) - sc.digamma(np.sum(x[1:])), rtol=1e-13)

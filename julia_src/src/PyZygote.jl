@@ -21,6 +21,7 @@ module PyZygote
 using ChainRulesCore: ChainRulesCore, NoTangent, ProjectTo, unthunk
 using ForwardDiff: ForwardDiff
 using LinearAlgebra: LinearAlgebra
+using SpecialFunctions: SpecialFunctions
 using Zygote: Zygote
 
 # --- helpers for generated code -----------------------------------------------------------
@@ -310,6 +311,17 @@ function _negative_pow(x, y)
     # which throws for 1e300)
     return iszero(rem(n, 2)) ? (-x)^n : -((-x)^n)
 end
+
+"""
+    gammaln(x), polygamma_of(x, n)
+
+scipy.special's `gammaln`, the log of `|Gamma(x)|` (SpecialFunctions' `loggamma` throws
+where `Gamma(x) < 0`), and `polygamma(n, x)` (`digamma` for `n = 0`). ForwardDiff and
+SpecialFunctions' ChainRules extension carry their derivatives. Zygote's broadcast may
+make the order `n` a dual number; only its plain value is used.
+"""
+gammaln(x::Real) = first(SpecialFunctions.logabsgamma(x))
+polygamma_of(x::Real, n::Real) = SpecialFunctions.polygamma(Int(primal(n)), x)
 
 _nan(x::Real) = convert(float(typeof(x)), NaN)
 
