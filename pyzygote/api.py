@@ -84,8 +84,15 @@ def _require_finite(v: Any, what: str, value: Any = None) -> None:
         return  # not computed (data), or checked when the enclosing transformation computes values
     if not np.all(np.isfinite(v)):
         at = "" if value is None else f" (where the function's value is {np.asarray(value)!r})"
+        data = (
+            "The value is NaN too: is there NaN in the data (a missing observation)? Mask it before "
+            "the arithmetic, np.where(np.isnan(data), 0.0, pred - data); np.nansum alone comes too "
+            "late, since the NaN reaches the derivative of what it sums. "
+            if value is not None and np.any(np.isnan(np.asarray(value, dtype=float)))
+            else ""
+        )
         raise NonFiniteGradientError(
-            f"{what} contains NaN or inf{at}. "
+            f"{what} contains NaN or inf{at}. " + data +
             "Check for log/sqrt/division at zero or overflow in the function. np.where does not "
             "shield the discarded branch's derivative: make its input safe too, as in "
             "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0). Eigenvectors from np.linalg.eigh "

@@ -1605,3 +1605,15 @@ def test_jacobian_takes_no_rows_or_columns_for_keyword_data(monkeypatch: pytest.
     (J,) = pz.jacobian(lambda x, data: np.outer(np.tanh(data[:400]), x).ravel(), x, data=data, engine="numpy")
     assert asked == [(True, False)]
     np.testing.assert_array_equal(J, np.kron(np.tanh(data[:400])[:, None], np.eye(3)))
+
+
+def test_a_nan_gradient_at_a_nan_value_points_at_nan_in_the_data() -> None:
+    """User testing: NaN in the data (a missing day) gave advice about log and sqrt at zero only."""
+    data = np.array([1.0, np.nan, 2.0])
+    with pytest.raises(pz.NonFiniteGradientError, match=r"NaN in the data .* np.where\(np.isnan\(data\)"):
+        with np.errstate(invalid="ignore"):
+            pz.gradient(lambda p: np.sum((p - data) ** 2), np.ones(3))
+    with pytest.raises(pz.NonFiniteGradientError) as info:
+        with np.errstate(divide="ignore"):
+            pz.gradient(lambda p: np.sum(np.log(p)), np.zeros(3))
+    assert "NaN in the data" not in str(info.value) and "log/sqrt/division at zero" in str(info.value)
