@@ -1191,3 +1191,16 @@ def test_hessian_columns_share_one_tangent_solve(monkeypatch: pytest.MonkeyPatch
         assert solved.count(10 * (1 + 4)) == 1 and set(solved) == {2, 10, 50}
         np.testing.assert_allclose(H, fd, rtol=1e-5)
         np.testing.assert_allclose(H, H.T, rtol=1e-7)
+
+
+def test_solver_and_sensealg_names_from_habit_get_a_hint() -> None:
+    """User testing: alg='tsit5' and sensealg='InterpolatingAdjoint' were refused with a plain list."""
+    solve = lambda **kw: pz.odesolve(lambda u, p, t: -u, np.ones(1), np.array([0.0, 1.0]), np.ones(1), **kw)  # noqa: E731
+    with pytest.raises(ValueError, match="Did you mean 'Tsit5'"):
+        solve(alg="tsit5")
+    with pytest.raises(ValueError, match="Did you mean 'Rodas5P'"):
+        solve(alg="rodas5p()")
+    with pytest.raises(ValueError, match="SciMLSensitivity's name; here it is sensealg='adjoint'"):
+        solve(sensealg="InterpolatingAdjoint")
+    with pytest.raises(ValueError, match="here it is sensealg='backsolve'"):
+        solve(sensealg="BacksolveAdjoint()")

@@ -62,10 +62,23 @@ class Options:
 AUTO_FORWARD_EQUATIONS = 150
 
 
+# SciMLSensitivity's sensealgs and the name of what computes the same gradient here.
+_SCIML_NAMES = {
+    "ForwardDiffSensitivity": "sensealg='forward'",
+    "ForwardSensitivity": "sensealg='forward'",
+    "GaussAdjoint": "sensealg='adjoint'",
+    "InterpolatingAdjoint": "sensealg='adjoint' (a continuous adjoint against the interpolated forward solution)",
+    "QuadratureAdjoint": "sensealg='adjoint' (a continuous adjoint against the interpolated forward solution)",
+    "BacksolveAdjoint": "sensealg='backsolve'",
+}
+
+
 def resolve_sensealg(sensealg: str, n: int, m: int, k: int | None = None) -> str:
     """The sensealg that runs for ``sensealg`` with n states, m parameters and k followed directions (all n + m by default)."""
     if sensealg not in SENSEALGS:
-        raise ValueError(f"unknown sensealg={sensealg!r}; choose one of {', '.join(SENSEALGS)}")
+        sciml = _SCIML_NAMES.get(str(sensealg).removesuffix("()").split("(")[0]) if isinstance(sensealg, str) else None
+        hint = f" ({sensealg!r} is SciMLSensitivity's name; here it is {sciml})" if sciml else ""
+        raise ValueError(f"unknown sensealg={sensealg!r}; choose one of {', '.join(SENSEALGS)}{hint}")
     if sensealg == "auto":
         k = n + m if k is None else k
         return "forward" if n * (1 + k) <= AUTO_FORWARD_EQUATIONS else "adjoint"

@@ -68,7 +68,12 @@ def check_solver_name(name: Any) -> str:
     other DifferentialEquations.jl solver name for the Julia engine (``"TRBDF2"``, ``"CVODE_BDF"``)."""
     if isinstance(name, str) and (name in ALGORITHMS or _JULIA_SOLVER_NAME.match(name)):
         return name
-    raise ValueError(f"unknown solver alg={name!r}; known solvers: {', '.join(ALGORITHMS)}")
+    raise ValueError(f"unknown solver alg={name!r}; known solvers: {', '.join(ALGORITHMS)}.{_did_you_mean(name)}")
+
+
+def _did_you_mean(name: Any) -> str:
+    cased = [a for a in ALGORITHMS if isinstance(name, str) and a.lower() == name.lower().removesuffix("()")]
+    return f" Did you mean {cased[0]!r}? (solver names are case-sensitive, as in Julia, and take no parentheses)" if cased else ""
 
 
 def runs_on_numpy(name: str) -> bool:
@@ -85,6 +90,7 @@ def algorithm(name: str) -> Algorithm:
             if same
             else ""
         )
+        scipy = scipy or _did_you_mean(name)
         raise ValueError(
             f"unknown solver alg={name!r} for the NumPy engine; known solvers: {', '.join(ALGORITHMS)}.{scipy} "
             "On the Julia engine any solver that a loaded DifferentialEquations.jl solver package exports "
