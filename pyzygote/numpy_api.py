@@ -78,7 +78,9 @@ def _name(func: Any) -> str:
 def supported_names() -> list[str]:
     _load_families()
     scipy = {f"scipy.special.{name}" for name in SCIPY_UFUNCS}
-    return sorted({_name(f) for f in HANDLERS if not isinstance(f, str) and _name(f) not in scipy} | scipy)
+    # scipy.special's ufuncs already met are also keys of HANDLERS: counted once, by name.
+    met = set(map(id, SCIPY_UFUNCS.values()))
+    return sorted({_name(f) for f, h in HANDLERS.items() if not isinstance(f, str) and id(h) not in met} | scipy)
 
 
 _INSTEAD = {

@@ -1617,3 +1617,11 @@ def test_a_nan_gradient_at_a_nan_value_points_at_nan_in_the_data() -> None:
         with np.errstate(divide="ignore"):
             pz.gradient(lambda p: np.sum(np.log(p)), np.zeros(3))
     assert "NaN in the data" not in str(info.value) and "log/sqrt/division at zero" in str(info.value)
+
+
+def test_supported_names_count_a_scipy_ufunc_once_after_it_is_used() -> None:
+    import scipy.special as sc
+
+    before = pz.numpy_api.supported_names()
+    pz.gradient(lambda x: np.sum(sc.xlogy(x, x) + sc.psi(x)), np.ones(2))
+    assert pz.numpy_api.supported_names() == before and "scipy.special.psi" in before
