@@ -1204,3 +1204,16 @@ def test_solver_and_sensealg_names_from_habit_get_a_hint() -> None:
         solve(sensealg="InterpolatingAdjoint")
     with pytest.raises(ValueError, match="here it is sensealg='backsolve'"):
         solve(sensealg="BacksolveAdjoint()")
+
+
+def test_large_tangent_batches_fall_back_to_one_solve_per_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyzygote.primitives import ode as ode_rules
+
+    def rhs(u: Any, p: Any, t: Any) -> Any:
+        return np.array([p[0] * u[0] - p[1] * u[0] * u[1], -p[2] * u[1] + p[3] * u[0] * u[1]])
+
+    t, u0, p = np.linspace(0.0, 5.0, 11), np.array([1.0, 1.0]), np.array([1.5, 1.0, 3.0, 1.0])
+    loss = lambda q: np.sum(pz.odesolve(rhs, u0, t, q, sensealg="adjoint", reltol=1e-10, abstol=1e-12) ** 2)  # noqa: E731
+    together = pz.hessian(loss, p)
+    monkeypatch.setattr(ode_rules, "BATCH_EQUATIONS", 0)
+    np.testing.assert_allclose(pz.hessian(loss, p), together, rtol=1e-6)

@@ -111,11 +111,18 @@ def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray
     return sensitivity.solve_states(rhs.tangent_system(), z0, q, t, opts).u[:, rhs.n :]
 
 
+# Directions are solved together while the system stays small: there a solve's cost is the
+# solver's own per-step work, which they share; past this the right-hand side's cost dominates.
+BATCH_EQUATIONS = 400
+
+
 def _tangent_batch(args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> Any:
     u0, p, tu0, tp = args
     if batched[0] or batched[1]:
         return None  # a batch of primal points: one solve each
     k = len(tu0) if batched[2] else len(tp)
+    if rhs.n * (1 + k) > BATCH_EQUATIONS:
+        return None  # a right-hand side k times as long saves little once its arrays are large
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
     # The k directions as the columns of S0 and D: one solve of n (1 + k) equations.
