@@ -597,6 +597,8 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
                 blocks.append(None)
             elif a.size == 0:
                 blocks.append(np.zeros(out.shape + a.shape, a.dtype))
+            elif hasattr(eng, "jacobian_forward") and a.dtype.kind == "f":
+                blocks.append(eng.jacobian_forward(prog, arrays, k))
             else:
                 cols = np.reshape(_result(basis_columns(a, _tangent_columns(eng, prog, arrays, k))), (a.size, out.size))
                 blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))

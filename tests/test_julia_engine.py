@@ -195,6 +195,22 @@ def test_jacobians(case: Case) -> None:
     assert_trees_close(jac_j, pz.jacobian(case.fn, *args, engine="numpy"), rtol=tol(case, "derivative"), what=case.id)
 
 
+def test_forward_jacobians_in_one_forwarddiff_call_keep_numpys_index_order() -> None:
+    """More outputs than inputs: the Julia engine takes the whole Jacobian from one
+    ForwardDiff.jacobian, whose rows and columns are column-major linear indices."""
+    W = np.arange(24.0).reshape(2, 3, 4) / 10.0
+
+    def f(x: Any, s: Any) -> Any:
+        return np.tanh(W * x[None, :, :1] + s) * x.sum()
+
+    x, s = np.array([[0.3, -0.2], [0.5, 0.1], [-0.4, 0.7]]), np.array(0.25)
+    for args in ((x, s), (x.astype(np.float32), s), (x[:, ::-1], s)):
+        jac_j = pz.jacobian(f, *args, engine="julia")
+        jac_n = pz.jacobian(f, *args, engine="numpy")
+        assert jac_j[0].shape == (2, 3, 4, 3, 2) and jac_j[1].shape == (2, 3, 4)
+        assert_trees_close(jac_j, jac_n, rtol=1e-5 if args[0].dtype == np.float32 else 1e-12, what="forward jacobian")
+
+
 @pytest.mark.parametrize("case", SMOOTH_NO_ODE)
 def test_hessians(case: Case) -> None:
     """Hessian w.r.t. the first argument (the others are closed-over constants)."""

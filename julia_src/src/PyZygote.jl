@@ -828,6 +828,26 @@ _along(x::Union{AbstractFloat, AbstractArray{<:AbstractFloat}}, v, t) = x .+ t .
 _along(x, _, _) = x
 
 """
+    jacobian(f, args::Tuple, argnum::Int) -> Matrix
+
+Forward-mode Jacobian of the array `f(args...)[1]` with respect to argument number `argnum`
+(1-based), the others held: `ForwardDiff.jacobian` carries the columns in chunks of dual
+numbers, so `f` runs once per chunk rather than once per column. Rows and columns follow
+the column-major linear indices of the output and of `x`, as `ForwardDiff.jacobian` has
+them (a scalar `x` gives one column); the caller reshapes in column-major order.
+"""
+function jacobian(f, args::Tuple, argnum::Int)
+    1 <= argnum <= length(args) ||
+        throw(ArgumentError("argnum = $argnum, but there are $(length(args)) arguments"))
+    x = args[argnum]
+    before = args[1:(argnum - 1)]
+    after = args[(argnum + 1):end]
+    output(z) = f(before..., z, after...)[1]
+    x isa Number && return reshape(ForwardDiff.derivative(output, x), :, 1)
+    return ForwardDiff.jacobian(output, x)
+end
+
+"""
     hessian(f, args::Tuple, argnum::Int) -> Array or number
 
 Second derivatives of the real scalar `f(args...)[1]` with respect to argument number

@@ -72,6 +72,7 @@ function jvp(f, n::Integer, xs_and_ts...)
 end
 
 hessian(f, argnum::Integer, xs...) = pyout(PyZygote.hessian(f, jlargs(xs), argnum))
+jacobian(f, argnum::Integer, xs...) = pyout(PyZygote.jacobian(f, jlargs(xs), argnum))
 
 # pz.solve on the Julia engine: `program` is a generated right-hand side (it returns a
 # Tuple) or a user's Julia function (it returns the derivative).
