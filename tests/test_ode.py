@@ -1217,3 +1217,22 @@ def test_large_tangent_batches_fall_back_to_one_solve_per_column(monkeypatch: py
     together = pz.hessian(loss, p)
     monkeypatch.setattr(ode_rules, "BATCH_EQUATIONS", 0)
     np.testing.assert_allclose(pz.hessian(loss, p), together, rtol=1e-6)
+
+
+def test_switching_times_computed_from_constant_leaves_of_p_are_warned_about() -> None:
+    """Found in regression testing: t < p["tlag"] + 1.0 (an infusion's end) was not seen."""
+    import warnings
+
+    def rhs(u: Any, p: Any, t: Any) -> Any:
+        rate = np.where((t >= p["tlag"]) & (t < p["tlag"] + 1.0), 50.0, 0.0)
+        return np.array([rate - p["k"] * u[0]])
+
+    t = np.linspace(0.0, 10.0, 11)
+    with pytest.warns(pz.MissingTstopsWarning, match=r"t = 1\.7 .*tstops=\[0\.7, 1\.7\]"):
+        pz.odesolve(rhs, np.array([0.0]), t, {"tlag": 0.7, "k": 0.3}, alg="Tsit5", tstops=[0.7])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pz.MissingTstopsWarning)
+        pz.odesolve(rhs, np.array([0.0]), t, {"tlag": 0.7, "k": 0.3}, alg="Tsit5", tstops=[0.7, 1.7])
+        # differentiated, the switching time is not known in advance (SwitchingTimeWarning's case)
+        with pytest.warns(pz.SwitchingTimeWarning):
+            pz.gradient(lambda q: pz.odesolve(rhs, np.array([0.0]), t, {"tlag": q, "k": 0.3}, alg="Tsit5")[-1, 0], 0.7)

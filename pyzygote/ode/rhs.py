@@ -33,7 +33,7 @@ from pyzygote.primitives.shape import convert
 from pyzygote.tracer import Builder, Tracer, as_operand
 from pyzygote.tracing import trace
 from pyzygote.transforms.cse import cse
-from pyzygote.transforms.evaluate import eval_program
+from pyzygote.transforms.evaluate import eval_program, program_from
 from pyzygote.transforms.jvp import jvp_eval
 from pyzygote.transforms.scalarize import compile_scalar
 from pyzygote.transforms.vjp import vjp_programs
@@ -194,34 +194,37 @@ class RHS(_Directions):
         return bool(hit)
 
     def constant_switching_times(self, leaves: "Sequence[Any] | None" = None) -> np.ndarray:
-        """The constants ``f`` compares ``t`` itself with (``t >= 2.5``, ``t < DOSES``), and the
-        values of the leaves of ``p`` it compares ``t`` with (``t >= p["t_on"]``) that ``leaves``
-        gives as numpy arrays (``None`` for a traced leaf), sorted: where it may switch at a time
-        known in advance.  (A switch on ``t % 24`` is not found.)"""
+        """The times ``f`` compares ``t`` itself with that are known in advance, sorted: constants
+        (``t >= 2.5``, ``t < DOSES``) and values computed from the leaves of ``p`` that ``leaves``
+        gives as numpy arrays (``None`` for a traced leaf): ``t >= p["t_on"]``,
+        ``t < p["tlag"] + 1.0``.  (A switch on ``t % 24`` is not found.)"""
         hit = self._derived.get("tswitch")
         if hit is None:
             prog = self.leaf_program
             consts = {v: c for v, c in zip(prog.constvars, prog.consts)}
-            inputs = prog.inputs[1:-1]
-            # t, each p leaf, and these broadcast, reshaped or converted
-            same: dict[Var, Any] = {prog.inputs[-1]: "t", **{v: i for i, v in enumerate(inputs)}}
+            t_in = prog.inputs[-1]
+            same: set[Var] = {t_in}  # t, broadcast, reshaped or converted
+            varying: set[Var] = {prog.inputs[0], t_in}  # what depends on u or t
             fixed: list[np.ndarray] = []
-            compared: set[int] = set()
+            compared: list[Var] = []
             for eqn in prog.eqns:
                 ins = eqn.inputs
                 if eqn.prim.name in _SAME_T and ins and isinstance(ins[0], Var) and ins[0] in same:
-                    same.update((v, same[ins[0]]) for v in eqn.outputs)
+                    same.update(eqn.outputs)
                 elif eqn.prim.name in COMPARISONS and len(ins) == 2:
                     for a, b in (ins, ins[::-1]):
-                        if not (isinstance(a, Var) and same.get(a) == "t"):
+                        if not (isinstance(a, Var) and a in same):
                             continue
                         if isinstance(b, Literal) or b in consts:
                             fixed.append(np.ravel(np.asarray(b.value if isinstance(b, Literal) else consts[b], dtype=float)))
-                        elif isinstance(same.get(b), int):
-                            compared.add(same[b])
-            hit = self._derived["tswitch"] = (np.concatenate(fixed) if fixed else np.zeros(0), frozenset(compared))  # type: ignore[assignment]
-        fixed, compared = hit  # type: ignore[misc]
-        known = [np.ravel(np.asarray(leaves[i], dtype=float)) for i in compared if leaves is not None and leaves[i] is not None]
+                        elif b not in varying:
+                            compared.append(b)
+                if any(isinstance(a, Var) and a in varying for a in ins):
+                    varying.update(eqn.outputs)
+            feeding = program_from(prog.inputs[1:-1], list(prog.eqns), compared, prog) if compared else None
+            hit = self._derived["tswitch"] = (np.concatenate(fixed) if fixed else np.zeros(0), feeding)  # type: ignore[assignment]
+        fixed, feeding = hit  # type: ignore[misc]
+        known = _values_from_leaves(feeding, leaves) if feeding is not None and leaves is not None else []
         times = np.unique(np.concatenate([fixed, *known]))
         return times[np.isfinite(times)]
 
@@ -341,6 +344,21 @@ class RHS(_Directions):
         (du,) = eval_program(self.program, u, p, t)
         dlam, dmu = eval_program(self._adjoint_program(), u, lam, p, t)
         return b.build([z, p, t], [np.concatenate([du, dlam, dmu])])
+
+
+def _values_from_leaves(prog: Program, leaves: "Sequence[Any]") -> list[np.ndarray]:
+    """``prog``'s outputs (computed from p's leaves alone) at ``leaves``, raveled; those that
+    need a traced leaf (``None``) are left out."""
+    env: dict[Var, Any] = {v: x for v, x in zip(prog.inputs, leaves) if x is not None}
+    env.update(zip(prog.constvars, prog.consts))
+    for eqn in prog.eqns:
+        if all(isinstance(a, Literal) or a in env for a in eqn.inputs):
+            try:
+                out = eqn.prim.bind(*(a.value if isinstance(a, Literal) else env[a] for a in eqn.inputs), **eqn.params)
+            except Exception:  # a value this check cannot compute: it warns about the others
+                continue
+            env.update(zip(eqn.outputs, out if eqn.prim.multiple_results else (out,)))
+    return [np.ravel(np.asarray(env[v], dtype=float)) for v in prog.outputs if isinstance(v, Var) and v in env]
 
 
 def sensitivity_jacobian(J: Any, k: int) -> Any:
