@@ -52,6 +52,13 @@ class MissingTstopsWarning(UserWarning):
     and still report success."""
 
 
+class StateSwitchWarning(UserWarning):
+    """An ODE right-hand side being differentiated switches on the state
+    (``np.where(u[0] < 1.0, p[0], p[1])``): where the trajectory crosses the switch and the
+    right-hand side jumps there, the derivative misses the crossing time's sensitivity, which
+    needs event handling."""
+
+
 class SwitchingTimeWarning(UserWarning):
     """An ODE right-hand side switches at a time computed from the parameters being
     differentiated (``np.where(t >= p["t_on"], ...)``): the derivative with respect to that

@@ -1236,3 +1236,25 @@ def test_switching_times_computed_from_constant_leaves_of_p_are_warned_about() -
         # differentiated, the switching time is not known in advance (SwitchingTimeWarning's case)
         with pytest.warns(pz.SwitchingTimeWarning):
             pz.gradient(lambda q: pz.odesolve(rhs, np.array([0.0]), t, {"tlag": q, "k": 0.3}, alg="Tsit5")[-1, 0], 0.7)
+
+
+def test_differentiating_a_solve_that_switches_on_the_state_warns() -> None:
+    """User testing: np.where(u[0] < 1.0, p[0], p[1]) gave d/dp0 = 2.50 where 0.90 is right,
+    silently (the crossing time's sensitivity needs events)."""
+    import warnings
+
+    t = np.linspace(0.0, 2.0, 5)
+
+    def jump(u: Any, p: Any, t: Any) -> Any:
+        return np.array([np.where(u[0] < 1.0, p[0], p[1])])
+
+    def clamp(u: Any, p: Any, t: Any) -> Any:
+        return np.maximum(p[0] - u, 0.0) - p[1] * u
+
+    with pytest.warns(pz.StateSwitchWarning, match="switches on the state"):
+        pz.gradient(lambda q: np.sum(pz.odesolve(jump, np.array([0.0]), t, q, alg="Tsit5")), np.array([1.5, 0.3]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pz.StateSwitchWarning)
+        pz.odesolve(jump, np.array([0.0]), t, np.array([1.5, 0.3]))  # nothing differentiated
+        (g,) = pz.gradient(lambda q: np.sum(pz.odesolve(clamp, np.array([0.0]), t, q, alg="Tsit5")), np.array([1.5, 0.3]))
+    assert np.all(np.isfinite(g))

@@ -193,6 +193,24 @@ class RHS(_Directions):
             hit = self._derived[("switch", traced)] = found  # type: ignore[assignment]
         return bool(hit)
 
+    def switches_on_the_state(self) -> bool:
+        """Whether ``f`` compares (or rounds) a value computed from ``u``: ``np.where(u[0] < 1.0,
+        p[0], p[1])``.  Where the trajectory crosses such a switch and ``f`` jumps there, the
+        derivative misses the crossing time's own sensitivity, which needs events."""
+        hit = self._derived.get("uswitch")
+        if hit is None:
+            prog = self.leaf_program
+            on_u = {prog.inputs[0]}
+            hit = False
+            for eqn in prog.eqns:
+                if any(isinstance(a, Var) and a in on_u for a in eqn.inputs):
+                    if eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS:
+                        hit = True
+                        break
+                    on_u.update(eqn.outputs)
+            self._derived["uswitch"] = hit  # type: ignore[assignment]
+        return bool(hit)
+
     def constant_switching_times(self, leaves: "Sequence[Any] | None" = None) -> np.ndarray:
         """The times ``f`` compares ``t`` itself with that are known in advance, sorted: constants
         (``t >= 2.5``, ``t < DOSES``) and values computed from the leaves of ``p`` that ``leaves``
