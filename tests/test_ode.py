@@ -1258,3 +1258,17 @@ def test_differentiating_a_solve_that_switches_on_the_state_warns() -> None:
         pz.odesolve(jump, np.array([0.0]), t, np.array([1.5, 0.3]))  # nothing differentiated
         (g,) = pz.gradient(lambda q: np.sum(pz.odesolve(clamp, np.array([0.0]), t, q, alg="Tsit5")), np.array([1.5, 0.3]))
     assert np.all(np.isfinite(g))
+
+
+def test_an_explicit_solver_stalling_on_a_stiff_problem_suggests_a_stiff_one() -> None:
+    """User testing: Tsit5 on Robertson's kinetics stopped with DtLessThanMin and no hint."""
+
+    def robertson(u: Any, p: Any, t: Any) -> Any:
+        y1, y2, y3 = u
+        return np.array([-p[0] * y1 + p[2] * y2 * y3, p[0] * y1 - p[1] * y2**2 - p[2] * y2 * y3, p[1] * y2**2])
+
+    args = (robertson, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1e5]), np.array([0.04, 3e7, 1e4]))
+    with pytest.raises(pz.SolverError, match="try alg='Rodas5P' or 'FBDF'"):
+        pz.odesolve(*args, alg="Tsit5", maxiters=2000)
+    u = pz.odesolve(*args, alg="Rodas5P", reltol=1e-8, abstol=1e-10)
+    np.testing.assert_allclose(np.sum(u[-1]), 1.0, rtol=1e-8)  # mass is conserved

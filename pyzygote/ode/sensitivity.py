@@ -85,10 +85,17 @@ def resolve_sensealg(sensealg: str, n: int, m: int, k: int | None = None) -> str
     return sensealg
 
 
-def _checked(res: Integration, what: str) -> Integration:
+def _checked(res: Integration, what: str, alg: str | None = None) -> Integration:
     if not res.success:
+        stiff = (
+            f" An explicit solver ({alg}) that needs ever smaller or ever more steps often meets a stiff "
+            "problem: try alg='Rodas5P' or 'FBDF', or alg='auto', which switches to a stiff method."
+            if alg is not None and alg != "auto" and not algorithm(alg).stiff and res.retcode in ("DtLessThanMin", "MaxIters")
+            and "NaN or inf" not in res.message
+            else ""
+        )
         raise SolverError(
-            f"the {what} failed with retcode {res.retcode} at t = {res.t_reached:.6g}: {res.message}"
+            f"the {what} failed with retcode {res.retcode} at t = {res.t_reached:.6g}: {res.message}" + (f".{stiff}" if stiff else "")
         )
     return res
 
@@ -104,7 +111,7 @@ def _solve(fun: Any, t0: float, t1: float, y0: np.ndarray, saveat: np.ndarray, o
     res = integrate(
         fun, float(t0), float(t1), y0, saveat, opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters, tstops=opts.tstops, **kw
     )
-    return _checked(res, what)
+    return _checked(res, what, opts.alg)
 
 
 def solve_states(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: Options, *, dense: bool = False) -> Integration:
