@@ -191,6 +191,25 @@ def _with_keywords(f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[st
     return args + (KeywordArguments(dict(kwargs)),), {len(args)}
 
 
+def _no_has_aux(name: str, f: Any, kwargs: dict[str, Any]) -> None:
+    """JAX's ``jacobian(f, has_aux=True)`` habit: pyzygote would hand ``has_aux`` to ``f`` as data."""
+    if "has_aux" not in kwargs:
+        return
+    import inspect
+
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.name == "has_aux" or p.kind is p.VAR_KEYWORD for p in params):
+        return  # f takes it itself
+    raise TypeError(
+        f"pz.{name} takes no has_aux (keyword arguments are passed to the function, as data): differentiate "
+        "a function returning the array alone, and compute the auxiliary values separately, or use pz.pullback "
+        "or pz.jvp, which take functions returning several outputs"
+    )
+
+
 def _positional_needed(name: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:
     """Derivatives are taken with respect to positional arguments; keyword arguments are data."""
     if not args:
@@ -561,6 +580,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
            [0., 4.]])
     """
     _positional_needed("jacobian", args, kwargs)
+    _no_has_aux("jacobian", f, kwargs)
     if _is_julia(f) and not kwargs:
         return f._jacobian(args, engine)
     n = len(args)
@@ -643,6 +663,7 @@ def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwar
     if not args and set(kwargs) == {"x"}:  # hessian(f, x=x), its own parameter's name
         args = (kwargs.pop("x"),)
     _positional_needed("hessian", args, kwargs)
+    _no_has_aux("hessian", f, kwargs)
     x, args = args[0], args[1:]
     if _is_julia(f) and not (args or kwargs):
         return f._hessian(x, engine)

@@ -1625,3 +1625,14 @@ def test_supported_names_count_a_scipy_ufunc_once_after_it_is_used() -> None:
     before = pz.numpy_api.supported_names()
     pz.gradient(lambda x: np.sum(sc.xlogy(x, x) + sc.psi(x)), np.ones(2))
     assert pz.numpy_api.supported_names() == before and "scipy.special.psi" in before
+
+
+def test_jacobian_and_hessian_refuse_jaxs_has_aux_by_name() -> None:
+    """Found by the Jacobian fuzzer: has_aux=True reached the function as data, and Python said
+    '<lambda>() got an unexpected keyword argument'."""
+    for transform in (pz.jacobian, pz.hessian):
+        with pytest.raises(TypeError, match=f"pz.{transform.__name__} takes no has_aux"):
+            transform(lambda x: (np.sin(x), x), np.ones(2), has_aux=True)
+    # a function with its own has_aux keyword still gets it
+    (J,) = pz.jacobian(lambda x, has_aux: np.sin(x) * (2.0 if has_aux else 1.0), np.zeros(2), has_aux=True)
+    np.testing.assert_allclose(J, 2.0 * np.eye(2))
