@@ -398,6 +398,11 @@ def test_a_constant_zero_base_gives_the_exponent_numpys_derivative() -> None:
         np.testing.assert_allclose(np.sum(g), np.sum(expect), rtol=1e-12)
         np.testing.assert_allclose(g, pz.gradient(f, p, engine="numpy")[0], rtol=1e-12)
         np.testing.assert_allclose(pz.hessian(f, p, engine="julia"), pz.hessian(f, p, engine="numpy"), rtol=1e-12)
+    # a Hessian at a zero base with exponent 1: the nested duals' inner x^0 had 0 * Inf
+    x, one = np.array([0.0, 2.0]), np.ones(2)
+    for p in (one, 2.0 * one, 3.0 * one):
+        f = lambda x: np.sum(x**p)  # noqa: E731
+        np.testing.assert_allclose(pz.hessian(f, x, engine="julia"), pz.hessian(f, x, engine="numpy"), rtol=1e-12)
     x = np.array([0.0, 0.5, 1.0])
     g = lambda q: np.sum(pz.odesolve(lambda u, q, t: -u + x ** q[0], np.zeros(3), np.array([0.0, 1.0]), q, sensealg="adjoint", reltol=1e-10, abstol=1e-12))  # noqa: E731
     np.testing.assert_allclose(pz.gradient(g, np.array([0.5]), engine="julia")[0], pz.gradient(g, np.array([0.5]), engine="numpy")[0], rtol=1e-6)

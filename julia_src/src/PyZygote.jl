@@ -281,6 +281,9 @@ end
 _zero_base_pow(x::Real, p::Real) = x^p
 function _zero_base_pow(x::ForwardDiff.Dual{T}, p::Real) where {T}
     v = ForwardDiff.value(x)
+    # x^0 is 1 with no derivative: p * 0^(p - 1) would be 0 * Inf (a Hessian of x^1 at 0)
+    iszero(p) &&
+        return ForwardDiff.Dual{T}(_zero_base_pow(v, p), zero(ForwardDiff.partials(x)))
     d = p * _zero_base_pow(v, p - one(p))
     scaled = map(q -> iszero(q) ? zero(q * d) : q * d, ForwardDiff.partials(x).values)
     return ForwardDiff.Dual{T}(_zero_base_pow(v, p), scaled)
