@@ -112,7 +112,9 @@ def _fake_julia(tmp_path: Path) -> Path:
     return exe
 
 
-def _write_project(project: Path, *, pythoncall: str | None, omit: tuple[str, ...] = (), direct: tuple[str, ...] | None = None) -> None:
+def _write_project(
+    project: Path, *, pythoncall: str | None, omit: tuple[str, ...] = (), direct: tuple[str, ...] | None = None, pyzygote_deps: tuple[str, ...] | None = None
+) -> None:
     project.mkdir(parents=True, exist_ok=True)
     pkgs = {
         "PythonCall": (setup.PYTHONCALL_UUID, pythoncall or "0.9.34", None),
@@ -131,6 +133,8 @@ def _write_project(project: Path, *, pythoncall: str | None, omit: tuple[str, ..
         lines += [f"[[deps.{name}]]", f'uuid = "{uuid}"', f'version = "{version}"']
         if path:
             lines.append(f"path = {json.dumps(path)}")
+        if name == "PyZygote" and pyzygote_deps is not None:
+            lines.append("deps = [" + ", ".join(json.dumps(d) for d in pyzygote_deps) + "]")
         lines.append("")
     (project / "Manifest.toml").write_text("\n".join(lines))
 
@@ -702,3 +706,17 @@ def test_failed_start_makes_auto_fall_back(prepared: Path, capsys: pytest.Captur
     assert "using the NumPy engine" in capsys.readouterr().err
     with pytest.raises(pz.JuliaNotAvailableError, match="simulated"):
         pz.gradient(lambda v: np.sum(v), np.ones(2), engine="julia")
+
+
+def test_a_project_resolved_before_pyzygote_gained_a_dependency_is_not_set_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prepared: Path) -> None:
+    """Found by the Julia audit: Julia loads a developed package's dependencies from the
+    manifest, so a project resolved before julia_src depended on SpecialFunctions would fail at
+    `using PyZygote`; the set-up check says to run Pkg.resolve() instead."""
+    deps = tuple(setup._load_toml(setup.julia_src_path() / "Project.toml")["deps"])
+    _write_project(prepared, pythoncall=setup._juliacall_pinned_pythoncall(), pyzygote_deps=tuple(d for d in deps if d != "SpecialFunctions"))
+    setup._STAMPS.clear()
+    st = setup.julia_status()
+    assert not st.ok and any("before it depended on SpecialFunctions" in p and "Pkg.resolve()" in p for p in st.problems)
+    _write_project(prepared, pythoncall=setup._juliacall_pinned_pythoncall(), pyzygote_deps=deps)
+    setup._STAMPS.clear()
+    assert setup.julia_status().ok

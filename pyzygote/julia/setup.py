@@ -164,6 +164,7 @@ class PackageEntry:
     uuid: str | None
     version: str | None
     path: str | None  # for developed packages, absolute
+    deps: tuple[str, ...] | None = None  # the names the manifest resolved it with
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -202,7 +203,9 @@ def _read_manifest(path: Path) -> tuple[str | None, dict[str, PackageEntry]]:
         p = e.get("path")
         if p is not None and not os.path.isabs(p):
             p = os.path.normpath(os.path.join(path.parent, p))
-        out[name] = PackageEntry(name, e.get("uuid"), e.get("version"), p)
+        deps = e.get("deps")
+        names = tuple(deps) if isinstance(deps, (list, dict)) else None
+        out[name] = PackageEntry(name, e.get("uuid"), e.get("version"), p, names)
     return data.get("julia_version"), out
 
 
@@ -465,6 +468,17 @@ def _check_packages(st: JuliaStatus) -> None:
             st.problems.append(f"the project's PyZygote path {entry.path} does not exist")
         elif os.path.realpath(entry.path) != os.path.realpath(src):
             st.notes.append(f"the project develops PyZygote from {entry.path}, not from this pyzygote's {src}")
+        elif entry.deps is not None:
+            # Julia loads a developed package's dependencies from the manifest: one resolved
+            # before julia_src gained a dependency fails at `using PyZygote`.
+            wanted = (_load_toml(Path(src) / "Project.toml").get("deps") or {}).keys()
+            new = sorted(set(wanted) - set(entry.deps))
+            if new:
+                st.problems.append(
+                    f"the project resolved PyZygote before it depended on {', '.join(new)}: run "
+                    f'`using Pkg; Pkg.activate(raw"{st.project}"); Pkg.resolve()` (it works offline when '
+                    "the packages are installed; ForwardDiff already brings SpecialFunctions)"
+                )
 
 
 # --- cached entry points ------------------------------------------------------------------
