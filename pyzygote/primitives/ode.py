@@ -114,6 +114,10 @@ def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray
 # Directions are solved together while the system stays small: there a solve's cost is the
 # solver's own per-step work, which they share; past this the right-hand side's cost dominates.
 BATCH_EQUATIONS = 400
+# The batched system is derived once per problem, at a cost that grows with its program (k
+# tangents of the right-hand side): past this many equations the first Hessian, which pays
+# for it, took seconds longer than one solve per direction (a 2-state, 12-parameter model).
+BATCH_PROGRAM = 1500
 
 
 def _tangent_batch(args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> Any:
@@ -121,8 +125,8 @@ def _tangent_batch(args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Op
     if batched[0] or batched[1]:
         return None  # a batch of primal points: one solve each
     k = len(tu0) if batched[2] else len(tp)
-    if rhs.n * (1 + k) > BATCH_EQUATIONS:
-        return None  # a right-hand side k times as long saves little once its arrays are large
+    if rhs.n * (1 + k) > BATCH_EQUATIONS or len(rhs.program.eqns) * k > BATCH_PROGRAM:
+        return None  # one solve per direction: see BATCH_EQUATIONS and BATCH_PROGRAM
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
     # The k directions as the columns of S0 and D: one solve of n (1 + k) equations.
