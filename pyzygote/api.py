@@ -698,14 +698,65 @@ def _structured_hessian(
     arrays = [leaf if isinstance(leaf, Tracer) else to_input_array(leaf, "x") for leaf in leaves]
     shapes = tuple(tuple(a.shape) for a in arrays)
     flat = np.concatenate([np.reshape(a, (-1,)) for a in arrays]) if arrays else np.zeros(0)
-    h = hessian(_flat_version(f, tree, shapes), flat, *args, engine=engine, **kwargs)
     bounds = np.cumsum([0, *(int(np.prod(s, dtype=np.int64)) for s in shapes)])
+    h = None
+    if not any(isinstance(a, Tracer) for a in arrays) and not _is_julia(f):
+        h = _hessian_on_flat(f, tree, flat, shapes, bounds, args, kwargs, engine)
+    if h is None:
+        h = hessian(_flat_version(f, tree, shapes), flat, *args, engine=engine, **kwargs)
 
     def block(i: int, j: int) -> Any:
         b = h[bounds[i] : bounds[i + 1], bounds[j] : bounds[j + 1]]
         return np.reshape(b, shapes[i] + shapes[j])
 
     return unflatten(tree, [unflatten(tree, [block(i, j) for j in range(len(shapes))]) for i in range(len(shapes))])
+
+
+def _hessian_on_flat(
+    f: Callable[..., Any], tree: Any, flat: np.ndarray, shapes: tuple[tuple[int, ...], ...], bounds: Any,
+    args: tuple[Any, ...], kwargs: dict[str, Any], engine: str | None,
+) -> Any:
+    """The Hessian of ``f`` in the flat vector of ``x``'s leaves, from ``f``'s own cached trace
+    (a Newton loop over a dict of parameters reuses it, and every derivative program of it):
+    a program that cuts the vector into the leaves and runs ``f``'s program on them.  ``None``
+    inside an enclosing trace, where :func:`_flat_version` is used."""
+    leaves = [np.reshape(flat[bounds[i] : bounds[i + 1]], shape) for i, shape in enumerate(shapes)]
+    traced, arrays = _trace_args(f, (unflatten(tree, leaves), *args), kwargs, held=set(range(1, 1 + len(args))))
+    owners = _top_level_owners(traced.in_tree)
+    nx = sum(1 for i in traced.array_slots if owners[i] == 0)
+    if traced.lifted or nx != len(shapes):
+        return None
+    _scalar_output(traced, "hessian")
+    prog = _cut_into_leaves(traced.program, shapes, flat.dtype)
+    inputs = [flat, *arrays[nx:]]
+    eng = _engine(traced, arrays, engine)
+    h = eng.hessian(prog, inputs, 0)
+    _require_finite(h, "the hessian with respect to x")
+    (value,) = eng.evaluate(prog, inputs)
+    if np.any(np.isnan(value)):
+        _require_finite_value(value, "hessian")  # as for an array x
+    return h
+
+
+def _cut_into_leaves(prog: Any, shapes: tuple[tuple[int, ...], ...], dtype: Any) -> Any:
+    """``(v, *rest) -> prog(leaves of v, *rest)``, ``v`` the leaves of ``prog``'s first inputs
+    raveled and concatenated; made once per program."""
+    key = ("cut_into_leaves", shapes, np.dtype(dtype))
+    hit = prog._compiled.get(key)
+    if hit is None:
+        from pyzygote.tracer import Builder
+        from pyzygote.transforms.evaluate import eval_program
+
+        b = Builder()
+        sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
+        v = b.new_input((sum(sizes),), dtype)
+        rest = [b.new_input(a.shape, a.dtype) for a in prog.in_avals[len(shapes) :]]
+        parts, start = [], 0
+        for shape, size in zip(shapes, sizes):
+            parts.append(np.reshape(v[start : start + size], shape))
+            start += size
+        hit = prog._compiled[key] = b.build([v, *rest], eval_program(prog, *parts, *rest))
+    return hit
 
 
 def _flat_version(f: Callable[..., Any], tree: Any, shapes: tuple[tuple[int, ...], ...]) -> Callable[[Any], Any]:

@@ -1636,3 +1636,26 @@ def test_jacobian_and_hessian_refuse_jaxs_has_aux_by_name() -> None:
     # a function with its own has_aux keyword still gets it
     (J,) = pz.jacobian(lambda x, has_aux: np.sin(x) * (2.0 if has_aux else 1.0), np.zeros(2), has_aux=True)
     np.testing.assert_allclose(J, 2.0 * np.eye(2))
+
+
+def test_a_structured_hessian_reuses_the_functions_trace() -> None:
+    """Found by the Jacobian fuzzer: pz.hessian of a dict x traced f again on every call (about
+    0.1 s each in a Newton loop); it now cuts one flat vector into the leaves of f's own trace."""
+    traced = []
+
+    def f(p: Any, c: Any, scale: float = 1.0) -> Any:
+        traced.append(1)
+        return scale * (np.sum(p["a"] ** 3) * p["b"] + np.sin(p["b"]) * c + p["s"] ** 2 * np.sum(p["a"]))
+
+    P = {"a": np.array([1.0, 2.0]), "b": np.float32(0.5), "s": 1.5}
+    H = pz.hessian(f, P, 2.0, scale=3.0)
+    H2 = pz.hessian(f, {"a": np.array([2.0, 1.0]), "b": np.float32(0.25), "s": 0.5}, 2.0, scale=3.0)
+    assert len(traced) == 1
+    flat = lambda v, c: f({"a": v[:2], "b": v[2], "s": v[3]}, c, scale=3.0)  # noqa: E731
+    for h, v in ((H, np.array([1.0, 2.0, 0.5, 1.5])), (H2, np.array([2.0, 1.0, 0.25, 0.5]))):
+        want = pz.hessian(flat, v, 2.0)
+        np.testing.assert_allclose(h["a"]["a"], want[:2, :2], rtol=1e-14)
+        np.testing.assert_allclose(h["a"]["b"], want[:2, 2], rtol=1e-14)
+        np.testing.assert_allclose(h["b"]["b"], want[2, 2], rtol=1e-14)
+        np.testing.assert_allclose(h["s"]["a"], want[3, :2], rtol=1e-14)
+        assert h["b"]["b"].dtype == np.float64  # mixed precision promoted, as documented
