@@ -612,6 +612,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
         ]
     else:
         blocks = []
+        along = _tangent_columns(eng, prog, arrays, wanted)
         for k, (a, w) in enumerate(zip(arrays, wanted)):
             if not w:
                 blocks.append(None)
@@ -620,27 +621,36 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
             elif hasattr(eng, "jacobian_forward") and a.dtype.kind == "f":
                 blocks.append(eng.jacobian_forward(prog, arrays, k))
             else:
-                cols = np.reshape(_result(basis_columns(a, _tangent_columns(eng, prog, arrays, k))), (a.size, out.size))
+                cols = np.reshape(_result(basis_columns(a, along(k))), (a.size, out.size))
                 blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
     return _rebuild(traced, blocks)[:n]
 
 
-def _tangent_columns(eng: Any, prog: Any, arrays: list[Any], k: int) -> Callable[[Any], Any]:
-    """``T -> `` the tangents of ``prog``'s output along each ``T[i]`` in input ``k`` (the others
-    held), stacked.
+def _tangent_columns(eng: Any, prog: Any, arrays: list[Any], wanted: list[bool]) -> Callable[[int], Callable[[Any], Any]]:
+    """``k -> (T -> `` the tangents of ``prog``'s output along each ``T[i]`` in input ``k``, the
+    others held, stacked ``)``.
 
-    Engines that linearize do the primal work (an ODE's sensitivities, say) once, not per column."""
-    if hasattr(eng, "linearize"):
-        _, tangent = eng.linearize(prog, arrays, tuple(i == k for i in range(len(arrays))))
-        return tangent.columns
+    Engines that linearize do it once, on first use, for every wanted input: the primal work
+    (an ODE's sensitivities, say) is done once, not per argument or column."""
+    floats = tuple(w and a.dtype.kind == "f" for a, w in zip(arrays, wanted))
+    position = {k: j for j, k in enumerate(k for k, f in enumerate(floats) if f)}
+    made: list[Any] = []
 
-    def along(t: Any) -> Any:
-        ts = [np.zeros(b.shape, b.dtype) for b in arrays]
-        ts[k] = t
-        return _result(eng.jvp(prog, arrays, ts)[1][0])
+    def along(k: int) -> Callable[[Any], Any]:
+        if hasattr(eng, "linearize") and k in position:
+            if not made:
+                made.append(eng.linearize(prog, arrays, floats)[1])
+            return lambda T: made[0].columns(T, position[k])
 
-    return per_column(along)
+        def one(t: Any) -> Any:
+            ts = [np.zeros(b.shape, b.dtype) for b in arrays]
+            ts[k] = t
+            return _result(eng.jvp(prog, arrays, ts)[1][0])
+
+        return per_column(one)
+
+    return along
 
 
 def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> Any:

@@ -1164,6 +1164,13 @@ def test_a_jacobian_solves_the_forward_sensitivities_once(monkeypatch: pytest.Mo
     tight = lambda q: pz.odesolve(rhs, u0, t, q, alg="Vern9", reltol=1e-12, abstol=1e-12)  # noqa: E731
     fd = np.stack([(tight(p + 1e-4 * e) - tight(p - 1e-4 * e)) / 2e-4 for e in np.eye(4)], axis=-1)
     np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-6)
+    # in p and u0 together: still one solve, not one per argument
+    calls.clear()
+    J_p, J_u0 = pz.jacobian(lambda q, v: pz.odesolve(rhs, v, t, q, sensealg="forward", reltol=1e-10, abstol=1e-12), p, u0)
+    assert len(calls) == 1
+    np.testing.assert_allclose(J_p, J, rtol=1e-7, atol=1e-9)
+    fd_u0 = np.stack([(pz.odesolve(rhs, u0 + 1e-4 * e, t, p, alg="Vern9", reltol=1e-12, abstol=1e-12) - pz.odesolve(rhs, u0 - 1e-4 * e, t, p, alg="Vern9", reltol=1e-12, abstol=1e-12)) / 2e-4 for e in np.eye(2)], axis=-1)
+    np.testing.assert_allclose(J_u0, fd_u0, rtol=1e-6, atol=1e-6)
 
 
 def test_hessian_columns_share_one_tangent_solve(monkeypatch: pytest.MonkeyPatch) -> None:

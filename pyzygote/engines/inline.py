@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pyzygote.engines.numpy_engine import _cached, grad_program, with_gaps
-from pyzygote.transforms.batch import hessian_by_columns, per_column
+from pyzygote.transforms.batch import along_one_input, hessian_by_columns, per_column
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.tracer import Builder, Tracer
@@ -89,7 +89,8 @@ class InlineEngine:
         n = len(prog.outputs)
         ys, res = outs[:n], outs[n:]
         tangent = lambda *ts: tuple(eval_program(linear, *res, *ts))  # noqa: E731
-        tangent.columns = per_column(lambda t: tangent(t)[0])  # type: ignore[attr-defined]
+        avals = [v.aval for v in linear.inputs[len(res) :]]
+        tangent.columns = lambda T, position=0: per_column(along_one_input(tangent, avals, position))(T)  # type: ignore[attr-defined]
         return tuple(ys), tangent
 
     def hessian(self, prog: Program, arrays: Sequence[Any], argnum: int) -> Any:

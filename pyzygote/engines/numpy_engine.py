@@ -19,7 +19,7 @@ import numpy as np
 
 from pyzygote.engines.results import unaliased
 from pyzygote.ir import Eqn, Literal, Program, Var
-from pyzygote.transforms.batch import eval_batched, has_batch_rules, hessian_by_columns
+from pyzygote.transforms.batch import along_one_input, eval_batched, has_batch_rules, hessian_by_columns, per_column
 from pyzygote.transforms.evaluate import compile_program, prune
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.linearize import linearize_programs
@@ -204,10 +204,14 @@ class Linear:
         with _quiet_derivatives():
             return unaliased(self.run(*self.res, *ts), [*self.kept, *ts])
 
-    def columns(self, T: np.ndarray) -> np.ndarray:
-        """The first output tangent along each ``T[i]`` (one tangent input), stacked."""
+    def columns(self, T: np.ndarray, position: int = 0) -> np.ndarray:
+        """The first output tangent along each ``T[i]`` in tangent input ``position`` (the others
+        zero), stacked."""
+        avals = [v.aval for v in self.linear.inputs[len(self.res) :]]
         if not has_batch_rules(self.linear):
-            return np.stack([self(t)[0] for t in T])
-        flags = [False] * len(self.res) + [True]
+            return per_column(along_one_input(self, avals, position))(T)
+        ts: list[Any] = [np.zeros(a.shape, a.dtype) for a in avals]
+        ts[position] = T
+        flags = [False] * len(self.res) + [i == position for i in range(len(avals))]
         with _quiet_derivatives():
-            return eval_batched(self.linear, [*self.res, T], flags, len(T))[0]
+            return eval_batched(self.linear, [*self.res, *ts], flags, len(T))[0]

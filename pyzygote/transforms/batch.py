@@ -25,7 +25,7 @@ import numpy as np
 
 from pyzygote.ir import Literal, Program, Var
 
-__all__ = ["eval_batched", "has_batch_rules", "basis_columns", "hessian_by_columns", "per_column"]
+__all__ = ["eval_batched", "has_batch_rules", "along_one_input", "basis_columns", "hessian_by_columns", "per_column"]
 
 
 def has_batch_rules(prog: Program) -> bool:
@@ -70,6 +70,18 @@ def _column_by_column(eqn: Any, xs: list[Any], flags: list[bool], size: int) -> 
     if eqn.prim.multiple_results:
         return tuple(np.stack(parts) for parts in zip(*columns))
     return np.stack(columns)
+
+
+def along_one_input(run: Callable[..., Any], avals: Sequence[Any], position: int) -> Callable[[Any], Any]:
+    """``t -> run(0, ..., t, ..., 0)[0]``: ``t`` the tangent at ``position``, zeros for the
+    other tangent inputs (of abstract values ``avals``)."""
+
+    def along(t: Any) -> Any:
+        ts = [np.zeros(a.shape, a.dtype) for a in avals]
+        ts[position] = t
+        return run(*ts)[0]
+
+    return along
 
 
 def per_column(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
