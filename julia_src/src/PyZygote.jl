@@ -830,6 +830,13 @@ _direction_type(x) = eltype(x) <: AbstractFloat ? eltype(x) : Bool
 _along(x::Union{AbstractFloat, AbstractArray{<:AbstractFloat}}, v, t) = x .+ t .* v
 _along(x, _, _) = x
 
+# The arguments before argument number `argnum` (1-based), that argument, and those after.
+function _around(args::Tuple, argnum::Int)
+    1 <= argnum <= length(args) ||
+        throw(ArgumentError("argnum = $argnum, but there are $(length(args)) arguments"))
+    return args[1:(argnum - 1)], args[argnum], args[(argnum + 1):end]
+end
+
 """
     jacobian(f, args::Tuple, argnum::Int) -> Matrix
 
@@ -840,11 +847,7 @@ the column-major linear indices of the output and of `x`, as `ForwardDiff.jacobi
 them (a scalar `x` gives one column); the caller reshapes in column-major order.
 """
 function jacobian(f, args::Tuple, argnum::Int)
-    1 <= argnum <= length(args) ||
-        throw(ArgumentError("argnum = $argnum, but there are $(length(args)) arguments"))
-    x = args[argnum]
-    before = args[1:(argnum - 1)]
-    after = args[(argnum + 1):end]
+    before, x, after = _around(args, argnum)
     output(z) = f(before..., z, after...)[1]
     x isa Number && return reshape(ForwardDiff.derivative(output, x), :, 1)
     return ForwardDiff.jacobian(output, x)
@@ -869,11 +872,7 @@ argument the output does not depend on gets a zero Hessian (Zygote's gradient is
 `nothing` there).
 """
 function hessian(f, args::Tuple, argnum::Int)
-    1 <= argnum <= length(args) ||
-        throw(ArgumentError("argnum = $argnum, but there are $(length(args)) arguments"))
-    x = args[argnum]
-    before = args[1:(argnum - 1)]
-    after = args[(argnum + 1):end]
+    before, x, after = _around(args, argnum)
     loss(z) = f(before..., z, after...)[1]
     grad(z) = _gradient_like(z, Zygote.gradient(loss, z)[1])
     x isa Number && return ForwardDiff.derivative(grad, x)
