@@ -76,19 +76,27 @@ def _arg_names(traced: Traced) -> list[str]:
 
 def _check_finite(traced: Traced, what: str, values: Sequence[Any], value: Any = None) -> None:
     for name, v in zip(_arg_names(traced), values):
-        _require_finite(v, f"the {what} with respect to {name}", value)
+        _require_finite(v, f"the {what} with respect to {name}", value, lambda: _reads_nan(traced))
 
 
-def _require_finite(v: Any, what: str, value: Any = None) -> None:
+def _reads_nan(traced: Traced) -> bool:
+    """Whether the arguments or the arrays the function read (its trace's constants) hold NaN."""
+    arrays = [*traced.program.consts, *(leaf for leaf in traced.leaves if isinstance(leaf, np.ndarray))]
+    return any(np.asarray(a).dtype.kind == "f" and np.isnan(a).any() for a in arrays)
+
+
+def _require_finite(v: Any, what: str, value: Any = None, reads_nan: Callable[[], bool] = lambda: False) -> None:
     if v is None or isinstance(v, Tracer):
         return  # not computed (data), or checked when the enclosing transformation computes values
     if not np.all(np.isfinite(v)):
         at = "" if value is None else f" (where the function's value is {np.asarray(value)!r})"
+        nan_value = value is not None and np.any(np.isnan(np.asarray(value, dtype=float)))
         data = (
-            "The value is NaN too: is there NaN in the data (a missing observation)? Mask it before "
-            "the arithmetic, np.where(np.isnan(data), 0.0, pred - data); np.nansum alone comes too "
-            "late, since the NaN reaches the derivative of what it sums. "
-            if value is not None and np.any(np.isnan(np.asarray(value, dtype=float)))
+            ("The value is NaN too" if nan_value else "The function reads arrays that hold NaN")
+            + ": is there NaN in the data (a missing observation)? Mask it before the arithmetic, "
+            "np.where(np.isnan(data), 0.0, pred - data); np.nansum alone comes too late, since the "
+            "NaN reaches the derivative of what it sums. "
+            if nan_value or reads_nan()
             else ""
         )
         raise NonFiniteGradientError(

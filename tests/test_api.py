@@ -1659,3 +1659,13 @@ def test_a_structured_hessian_reuses_the_functions_trace() -> None:
         np.testing.assert_allclose(h["b"]["b"], want[2, 2], rtol=1e-14)
         np.testing.assert_allclose(h["s"]["a"], want[3, :2], rtol=1e-14)
         assert h["b"]["b"].dtype == np.float64  # mixed precision promoted, as documented
+
+
+def test_a_nan_gradient_from_nan_data_under_nansum_points_at_the_data() -> None:
+    """Regression testing: with np.nansum the value is finite and the gradient NaN; the hint about
+    NaN in the data was given only at a NaN value."""
+    cases = np.array([3.0, np.nan, 7.0])
+    for args in ((np.ones(3),), (np.ones(3), cases)):
+        f = (lambda mu: -np.nansum(cases * np.log(mu) - mu)) if len(args) == 1 else (lambda mu, c: -np.nansum(c * np.log(mu) - mu))
+        with pytest.raises(pz.NonFiniteGradientError, match=r"reads arrays that hold NaN: is there NaN in the data"):
+            pz.gradient(f, *args)
