@@ -38,6 +38,18 @@ __all__ = [
 PRIMITIVES: dict[str, "Primitive"] = {}
 
 
+def _tracer_type() -> type:
+    global _TRACER
+    if _TRACER is None:
+        from pyzygote.tracer import Tracer  # not at import: pyzygote.tracer imports this module
+
+        _TRACER = Tracer
+    return _TRACER
+
+
+_TRACER: Any = None
+
+
 class Primitive:
     """A named operation of the IR with its rules registered beside it."""
 
@@ -60,12 +72,14 @@ class Primitive:
 
     def bind(self, *args: Any, **params: Any) -> Any:
         """Apply the primitive: record it when an argument is traced, else evaluate."""
-        from pyzygote.tracer import Tracer
-
-        builders = [a._builder for a in args if isinstance(a, Tracer)]
-        if builders:
-            # The innermost trace records it; it lifts values of the traces around it.
-            return max(builders, key=lambda b: b.level).add_eqn(self, args, params)
+        builder = None
+        for a in args:
+            if isinstance(a, _tracer_type()):
+                # The innermost trace records it; it lifts values of the traces around it.
+                if builder is None or a._builder.level > builder.level:
+                    builder = a._builder
+        if builder is not None:
+            return builder.add_eqn(self, args, params)
         return self.impl(*args, **params)
 
     # Registration decorators, so a family module reads as a table of rules.

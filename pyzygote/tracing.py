@@ -37,6 +37,7 @@ from typing import Any, Callable, Collection, Hashable, Sequence
 
 import numpy as np
 
+from pyzygote.gc_pause import gc_paused
 from pyzygote import random_draws
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
@@ -654,6 +655,7 @@ def _still_valid(traced: Traced, f: Any) -> bool:
 _MISSING = object()
 
 
+@gc_paused
 def _trace_fresh(
     f: Callable[..., Any],
     leaves: list[Any],

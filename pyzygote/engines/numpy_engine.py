@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pyzygote.gc_pause import gc_paused
 from pyzygote.engines.results import unaliased
 from pyzygote.ir import Eqn, Literal, Program, Var
 from pyzygote.transforms.batch import along_one_input, eval_batched, has_batch_rules, hessian_by_columns, per_column
@@ -31,7 +32,7 @@ __all__ = ["NumpyEngine", "grad_program", "with_gaps"]
 def _cached(prog: Program, key: str, build: Callable[[Program], Program]) -> Program:
     hit = prog._compiled.get(key)
     if hit is None:
-        hit = prog._compiled[key] = build(prog)
+        hit = prog._compiled[key] = gc_paused(build)(prog)
     return hit
 
 

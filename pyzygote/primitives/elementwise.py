@@ -60,24 +60,33 @@ def _dtype_arg(x: Any) -> Any:
 
 def ufunc_handler(ufunc: np.ufunc, prim: Primitive) -> Callable[..., Any]:
     """numpy's dtype and broadcasting rules for one ufunc, made explicit."""
+    # Tracing and every derivative rule come through here once per operation, so numpy's type
+    # resolution is asked once per combination of operand types.
+    resolved: dict[tuple[Any, ...], tuple[np.dtype, ...]] = {}
 
     def handler(*args: Any, dtype: Any = None, **kwargs: Any) -> Any:
-        unexpected = {k: v for k, v in kwargs.items() if k not in ("casting", "order", "subok")}
-        if unexpected or kwargs.get("casting", "same_kind") != "same_kind":
-            raise UnsupportedOperationError(
-                f"numpy.{ufunc.__name__} keywords {sorted(kwargs)} are not supported while tracing"
-            )
+        if kwargs:
+            unexpected = {k: v for k, v in kwargs.items() if k not in ("casting", "order", "subok")}
+            if unexpected or kwargs.get("casting", "same_kind") != "same_kind":
+                raise UnsupportedOperationError(
+                    f"numpy.{ufunc.__name__} keywords {sorted(kwargs)} are not supported while tracing"
+                )
         if len(args) != ufunc.nin:
             raise TypeError(f"numpy.{ufunc.__name__} takes {ufunc.nin} arguments, got {len(args)}")
-        dtypes = ufunc.resolve_dtypes(
-            tuple(_dtype_arg(a) for a in args) + (np.dtype(dtype) if dtype else None,)
-        )
+        key = tuple(_dtype_arg(a) for a in args) + (None if dtype is None else np.dtype(dtype),)
+        dtypes = resolved.get(key)
+        if dtypes is None:
+            dtypes = resolved[key] = ufunc.resolve_dtypes(key)
         xs = [convert(as_operand(a), d) for a, d in zip(args, dtypes)]
+        shapes = {shape_of(x) for x in xs}
+        shapes.discard(())
+        if len(shapes) <= 1:  # equal shapes and scalars: nothing to make explicit
+            return prim.bind(*xs)
         try:
             np.broadcast_shapes(*(x.shape for x in xs))
         except ValueError:  # numpy's own message for ufuncs
-            shapes = " ".join(str(x.shape) for x in xs)
-            raise ValueError(f"operands could not be broadcast together with shapes {shapes} ") from None
+            shapes_text = " ".join(str(x.shape) for x in xs)
+            raise ValueError(f"operands could not be broadcast together with shapes {shapes_text} ") from None
         return prim.bind(*broadcast_operands(*xs))
 
     return handler

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Sequence
 
+from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Literal, Program, Var
 
 __all__ = ["eval_program", "compile_program", "prune"]
@@ -47,6 +48,11 @@ def compile_program(prog: Program) -> Callable[..., tuple[Any, ...]]:
     cached = prog._compiled.get("numpy")
     if cached is not None:
         return cached
+    return _compiled(prog)
+
+
+@gc_paused
+def _compiled(prog: Program) -> Callable[..., tuple[Any, ...]]:
     namespace: dict[str, Any] = {}
     names: dict[int, str] = {}
     for i, v in enumerate(prog.inputs):

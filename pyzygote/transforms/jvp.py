@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pyzygote.gc_pause import gc_paused
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.primitive import zeros
@@ -57,6 +58,7 @@ def jvp_eval(prog: Program, primals: Sequence[Any], tangents: Sequence[Any]) -> 
     return [p for p, _ in results], [t for _, t in results]
 
 
+@gc_paused
 def jvp_program(prog: Program, wrt: Sequence[bool] | None = None) -> Program:
     """``(x..., dx...) -> (y..., dy...)`` with a tangent input for each float input (each that
     ``wrt`` marks: the others are held constant, at no cost)."""

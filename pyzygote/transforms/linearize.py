@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Program, Var
 from pyzygote.transforms.evaluate import program_from
 from pyzygote.transforms.jvp import jvp_program
@@ -51,6 +52,7 @@ def residuals_of(jp: Program, linear_eqns: list[Any], linear: set[int], outputs:
     return list(found.values())
 
 
+@gc_paused
 def linearize_programs(
     prog: Program, wrt: tuple[bool, ...] | None = None, tangent_outputs: Sequence[int] | None = None
 ) -> tuple[Program, Program]:

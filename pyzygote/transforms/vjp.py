@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyzygote.gc_pause import gc_paused
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.primitive import Undefined, add_tangents, zeros
@@ -30,6 +31,7 @@ from pyzygote.transforms.linearize import residuals_of, split_linear
 __all__ = ["vjp_programs", "transpose_linear"]
 
 
+@gc_paused
 def vjp_programs(prog: Program, n_seeded: int | None = None) -> tuple[Program, Program]:
     """Forward ``x -> (y..., residuals...)`` and backward ``(residuals..., ct_y...) -> ct_x...``.
 
