@@ -282,6 +282,36 @@ def test_derivative_programs_print_and_evaluate() -> None:
     assert eval_program(jp, x, t)[1] == pytest.approx(float(ty), rel=1e-15)
 
 
+def test_long_programs_are_interpreted_until_compiling_pays(monkeypatch: Any) -> None:
+    import pyzygote.transforms.evaluate as evaluate
+
+    def f(x, y):  # several results per equation (eigh), literals, an input returned as it is
+        z = x
+        for i in range(12):
+            z = np.sin(z) * y + np.maximum(z, 0.1) ** 2 / (1 + i)
+            a, b = np.split(z, 2)
+            z = np.concatenate([b, a])
+        w, v = np.linalg.eigh(np.outer(z, z) + np.eye(z.size))
+        return np.sum(z**2) + w[-1], z, x, 2.5
+
+    x, y = np.linspace(0, 1, 6), np.float64(0.7)
+    prog = pz.make_program(f, x, y)
+    assert any(e.prim.multiple_results for e in prog.eqns)
+    expected = f(x, y)
+    monkeypatch.setattr(evaluate, "INTERPRET_ABOVE", 10)
+    run = compile_program(prog)
+    assert type(run).__name__ == "_Interpreted"
+    for call in range(1, evaluate.INTERPRETED_CALLS + 3):
+        got = run(x, y)
+        assert (run.compiled is not None) == (call > evaluate.INTERPRETED_CALLS)
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g, e)
+        assert got[2] is x
+    with pytest.raises(TypeError, match="2 positional arguments"):
+        run(x)
+
+
 def test_hessian_is_forward_over_reverse() -> None:
     x = np.array([0.3, -0.4, 0.8])
     prog = pz.make_program(f_example, x)

@@ -15,6 +15,7 @@ lookups or tracing at call time, which matters inside ODE solvers.
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any, Callable, Sequence
 
 from pyzygote.gc_pause import gc_paused
@@ -48,7 +49,90 @@ def compile_program(prog: Program) -> Callable[..., tuple[Any, ...]]:
     cached = prog._compiled.get("numpy")
     if cached is not None:
         return cached
+    if len(prog.eqns) > INTERPRET_ABOVE:
+        run = prog._compiled["numpy"] = _Interpreted(prog)
+        return run
     return _compiled(prog)
+
+
+# Python compiles generated code at about 25 us a line, ten times what running a line costs
+# (0.5 s for the 20,000 lines of a 365-day loop's gradient), so programs longer than this run
+# equation by equation until they have been called often enough to repay compiling.
+INTERPRET_ABOVE = 2000
+INTERPRETED_CALLS = 2
+
+
+class _Interpreted:
+    """``prog`` run equation by equation; compiled at its ``INTERPRETED_CALLS + 1``-th call.
+
+    Each value is dropped after its last use, which compiled code (holding every local to the
+    end) does not do.
+    """
+
+    def __init__(self, prog: Program):
+        self.prog = prog
+        self.calls = 0
+        self.n_in = len(prog.inputs)
+        self.compiled: Callable[..., tuple[Any, ...]] | None = None
+        numbers = itertools.count(self.n_in)
+        slots: dict[int, int] = {v.uid: i for i, v in enumerate(prog.inputs)}
+        fixed: dict[int, Any] = {}  # constants and literals
+
+        def slot(a: Var | Literal) -> int:
+            if isinstance(a, Literal):
+                i = next(numbers)
+                fixed[i] = a.value
+                return i
+            return slots[a.uid]
+
+        for v, c in zip(prog.constvars, prog.consts):
+            slots[v.uid] = next(numbers)
+            fixed[slots[v.uid]] = c
+        reads, writes = [], []
+        for eqn in prog.eqns:
+            reads.append(tuple(slot(a) for a in eqn.inputs))
+            for v in eqn.outputs:
+                slots[v.uid] = next(numbers)
+            writes.append(tuple(slots[v.uid] for v in eqn.outputs))
+        self.outputs = tuple(slot(a) for a in prog.outputs)
+        last: dict[int, int] = {}
+        for k, ins in enumerate(reads):
+            for i in ins:
+                last[i] = k
+        kept = set(self.outputs) | set(fixed) | set(range(self.n_in))
+        frees: list[list[int]] = [[] for _ in prog.eqns]
+        for i, k in last.items():
+            if i not in kept:
+                frees[k].append(i)
+        self.template: list[Any] = [None] * next(numbers)
+        for i, value in fixed.items():
+            self.template[i] = value
+        self.steps = [
+            (_specialize(eqn.prim, eqn.params), ins, outs, eqn.prim.multiple_results, tuple(free))
+            for eqn, ins, outs, free in zip(prog.eqns, reads, writes, frees)
+        ]
+
+    def __call__(self, *args: Any) -> tuple[Any, ...]:
+        if len(args) != self.n_in:
+            raise TypeError(f"program() takes {self.n_in} positional arguments but {len(args)} were given")
+        if self.compiled is not None:
+            return self.compiled(*args)
+        self.calls += 1
+        if self.calls > INTERPRETED_CALLS:
+            self.compiled = _compiled(self.prog)
+            return self.compiled(*args)
+        env = self.template.copy()
+        env[: self.n_in] = args
+        for fn, ins, outs, multiple, free in self.steps:
+            result = fn(*[env[i] for i in ins])
+            if multiple:
+                for i, r in zip(outs, result):
+                    env[i] = r
+            else:
+                env[outs[0]] = result
+            for i in free:
+                env[i] = None
+        return tuple(env[i] for i in self.outputs)
 
 
 @gc_paused
