@@ -310,6 +310,12 @@ def test_long_programs_are_interpreted_until_compiling_pays(monkeypatch: Any) ->
         assert got[2] is x
     with pytest.raises(TypeError, match="2 positional arguments"):
         run(x)
+    # the longest programs are never compiled (compiling them takes memory in proportion)
+    monkeypatch.setattr(evaluate, "COMPILE_AT_MOST", 20)
+    longest = compile_program(pz.make_program(lambda x, y: f(x, y)[:2], x, y))
+    for _ in range(evaluate.INTERPRETED_CALLS + 2):
+        np.testing.assert_array_equal(longest(x, y)[1], expected[1])
+    assert longest.compiled is None
 
 
 def test_hessian_is_forward_over_reverse() -> None:
