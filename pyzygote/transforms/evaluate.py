@@ -50,7 +50,7 @@ def compile_program(prog: Program) -> Callable[..., tuple[Any, ...]]:
     if cached is not None:
         return cached
     if len(prog.eqns) > INTERPRET_ABOVE:
-        run = prog._compiled["numpy"] = _Interpreted(prog)
+        run = prog._compiled["numpy"] = gc_paused(_Interpreted)(prog)
         return run
     return _compiled(prog)
 
