@@ -141,6 +141,11 @@ def test_failed_solve_raises_solver_error_on_julia() -> None:
     # a solve that fails before its first save time returns an empty, failed solution
     late = pz.solve(prob, alg="Tsit5", saveat=np.array([1.5, 2.0]), engine="julia")
     assert late.retcode != "Success" and late.u.shape == (0, 1)
+    # one that fails after two save times reports those two, not the time it stopped at
+    some = pz.solve(prob, alg="Tsit5", saveat=np.array([0.0, 0.5, 1.5, 2.0]), reltol=1e-10, abstol=1e-12, engine="julia")
+    assert some.retcode != "Success"
+    np.testing.assert_array_equal(some.t, [0.0, 0.5])
+    np.testing.assert_allclose(some.u[:, 0], 1.0 / (1.0 - some.t), rtol=1e-8)
 
 
 def _no_parameter_solve(u0, sensealg):

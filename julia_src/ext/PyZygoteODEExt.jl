@@ -362,7 +362,10 @@ function PyZygote.solve_problem(
     if saveat !== nothing
         # A failed solve also saves the time it stopped at (`postamble!` matches the solution's
         # end to the integrator), which is not a save time: report the save times reached.
-        keep = map(in(saveat), t)
+        # A set, as `in` on a vector searches it linearly (minutes for 10^6 save times); adding
+        # zero makes -0.0 and 0.0 one key, as they are equal under `==`.
+        wanted = Set(s + zero(s) for s in saveat)
+        keep = [s + zero(s) in wanted for s in t]
         t, u = t[keep], u[keep, :]
     end
     return (t, u, string(sol.retcode), stats)
