@@ -1258,12 +1258,21 @@ def test_differentiating_a_solve_that_switches_on_the_state_warns() -> None:
     def clamp(u: Any, p: Any, t: Any) -> Any:
         return np.maximum(p[0] - u, 0.0) - p[1] * u
 
+    def smooth(u: Any, p: Any, t: Any) -> Any:  # the smooth switch the warning recommends
+        import scipy.special
+
+        on = scipy.special.expit((1.0 - u[0]) / 0.05) * scipy.special.expit((t - p[1]) / 0.1)
+        return np.array([p[0] * on + scipy.special.log_expit(u[0])])
+
     with pytest.warns(pz.StateSwitchWarning, match="switches on the state"):
         pz.gradient(lambda q: np.sum(pz.odesolve(jump, np.array([0.0]), t, q, alg="Tsit5")), np.array([1.5, 0.3]))
     with warnings.catch_warnings():
         warnings.simplefilter("error", pz.StateSwitchWarning)
         pz.odesolve(jump, np.array([0.0]), t, np.array([1.5, 0.3]))  # nothing differentiated
         (g,) = pz.gradient(lambda q: np.sum(pz.odesolve(clamp, np.array([0.0]), t, q, alg="Tsit5")), np.array([1.5, 0.3]))
+        assert np.all(np.isfinite(g))
+        warnings.simplefilter("error", pz.SwitchingTimeWarning)
+        (g,) = pz.gradient(lambda q: np.sum(pz.odesolve(smooth, np.array([0.0]), t, q, alg="Tsit5")), np.array([1.5, 0.3]))
     assert np.all(np.isfinite(g))
 
 

@@ -35,24 +35,37 @@ def _plain(name: str, kw: dict[str, Any]) -> None:
         raise UnsupportedOperationError(f"scipy.special.{name} keywords {sorted(kw)} are not supported while tracing")
 
 
-def _negative_abs(x: Any) -> Any:
-    """``-|x|`` with the derivative of the branch at 0 (``-1``), which ``np.abs`` would make 0."""
-    return np.where(x >= 0, -x, x)
+def _shifted(x: Any) -> tuple[Any, Any, Any, Any]:
+    """``m = min(x, 0)``, ``n = min(-x, 0) = m - x``, ``exp(m)`` and ``exp(n)``: both at most 1, so
+    nothing overflows (and ``n`` stays finite at ``x = -inf``, where ``m - x`` would be NaN).
+
+    ``expit`` and ``log_expit`` below are written so that ``m`` cancels out exactly: as a function
+    of ``m`` and ``x`` they do not depend on ``m``.  Their derivatives of every order are then
+    those of the smooth function, also at ``x = 0``, where ``min`` splits its derivative
+    between the two sides (``n``'s split, ``-1/2``, is ``m``'s minus 1, as for ``m - x``).  No
+    comparison is involved: ``expit`` of the state is the smooth switch that
+    :class:`pyzygote.StateSwitchWarning` recommends, and must not set it off.
+    """
+    m, n = np.minimum(x, 0.0), np.minimum(-x, 0.0)
+    return m, n, np.exp(m), np.exp(n)
 
 
 @implements_scipy_ufunc("expit")
 def _expit(x: Any, **kw: Any) -> Any:
     _plain("expit", kw)
-    x = _floating(x)
-    e = np.exp(_negative_abs(x))  # at most 1
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    _, _, a, b = _shifted(_floating(x))
+    return a / (a + b)
 
 
 @implements_scipy_ufunc("log_expit")
 def _log_expit(x: Any, **kw: Any) -> Any:
     _plain("log_expit", kw)
-    x = _floating(x)
-    return np.where(x >= 0, 0.0, x) - np.log1p(np.exp(_negative_abs(x)))
+    m, n, a, b = _shifted(_floating(x))
+    # log(a + b) twice: as log1p(expm1(m) + b), exact where x >= 0 (m = 0), and as
+    # log1p(a + expm1(n)), exact where x <= 0 (n = 0); weighted by a, which is 1 where
+    # x >= 0 and tiny where x << 0, so each counts where it is exact.
+    log_sum = a * np.log1p(np.expm1(m) + b) + (1.0 - a) * np.log1p(a + np.expm1(n))
+    return m - log_sum
 
 
 @implements_scipy_ufunc("logit")
