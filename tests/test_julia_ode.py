@@ -6,6 +6,7 @@ The julia-marked tests need a real Julia with pyzygote's packages (see tests/con
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -170,6 +171,49 @@ def test_gradient_without_parameters_on_julia(sensealg: str) -> None:
     np.testing.assert_allclose(g, [np.sum(np.exp(-0.7 * T_DECAY))], rtol=1e-7)
     u = pz.jacobian(lambda u0: _no_parameter_solve(u0, sensealg)[:, 0], np.array([2.0]), engine="julia")[0]
     np.testing.assert_allclose(u[:, 0], np.exp(-0.7 * T_DECAY), rtol=1e-7)
+
+
+# Right-hand sides whose derivative in u or p is Zygote's `nothing`, which SciMLSensitivity's
+# ZygoteVJP refuses (ZygoteVJPNothingError): u not read (a forcing integrated over time), u read
+# only through a comparison, and a p that is given but not read.
+T_UNREAD = np.linspace(0.0, 1.0, 5)
+UNREAD = {
+    "u unread": (lambda u, p, t: p[0] * np.cos(t) * np.ones(1), np.array([0.5]), np.array([2.0])),
+    "u only compared": (lambda u, p, t: np.where(u < 1.0, p[0], p[1]), np.array([0.0]), np.array([2.0, 0.5])),
+    "p unread": (lambda u, p, t: -u, np.array([2.0]), np.array([1.0])),
+}
+
+
+def _unread_loss(case: str, sensealg: str):
+    rhs, u0, p = UNREAD[case]
+    return lambda u0, p: np.sum(pz.odesolve(rhs, u0, T_UNREAD, p, alg="Tsit5", sensealg=sensealg, **TIGHT) ** 2)
+
+
+@pytest.mark.parametrize("case", ["u unread", "p unread"])
+@pytest.mark.parametrize("sensealg", ["adjoint", "backsolve"])
+def test_right_hand_side_not_reading_u_or_p_on_numpy(case: str, sensealg: str) -> None:
+    rhs, u0, p = UNREAD[case]
+    du0, dp = pz.gradient(_unread_loss(case, sensealg), u0, p, engine="numpy")
+    if case == "u unread":  # u(t) = u0 + p sin(t)
+        u = u0[0] + p[0] * np.sin(T_UNREAD)
+        np.testing.assert_allclose([du0[0], dp[0]], [np.sum(2 * u), np.sum(2 * u * np.sin(T_UNREAD))], rtol=1e-8)
+    else:  # u(t) = u0 exp(-t), p enters nothing
+        e = np.exp(-T_UNREAD)
+        np.testing.assert_allclose([du0[0], dp[0]], [np.sum(2 * u0[0] * e**2), 0.0], rtol=1e-8, atol=1e-12)
+
+
+@julia
+@pytest.mark.parametrize("case", sorted(UNREAD))
+@pytest.mark.parametrize("sensealg", ["auto", "forward", "adjoint", "backsolve"])
+def test_right_hand_side_not_reading_u_or_p_on_julia(case: str, sensealg: str) -> None:
+    rhs, u0, p = UNREAD[case]
+    loss = _unread_loss(case, sensealg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pz.StateSwitchWarning)  # the comparison's case: known, and the same on both
+        want = pz.gradient(loss, u0, p, engine="numpy")
+        got = pz.gradient(loss, u0, p, engine="julia")
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-9)
 
 
 @julia

@@ -96,19 +96,38 @@ function time_reached(prob, alg, options::NamedTuple)
     return Float64(integrator.t)
 end
 
-# SciMLSensitivity needs a parameter: ForwardDiffSensitivity divides by their number (its
-# chunk size), and BacksolveAdjoint's ZygoteVJP rejects parameters the right-hand side does
-# not read. So a problem without parameters gets one, which enters with weight zero, while
-# the right-hand side keeps the empty parameters it was written for.
-struct PaddedRHS{F, P}
+# SciMLSensitivity's ZygoteVJP throws `ZygoteVJPNothingError` where Zygote's derivative of
+# the right-hand side in `u` or in the parameters is `nothing`: where it does not read them
+# (u' = p[1] * cos(t)), or reads `u` only through a comparison (np.where(u < 1, p[1], p[2])).
+# Its `allow_nothing = true` would leave the adjoint's buffers unwritten, so instead the
+# right-hand side hands `u` and the parameters on with zero cotangents (`read_also`).
+# SciMLSensitivity also needs a parameter: ForwardDiffSensitivity divides by their number
+# (its chunk size). A problem without parameters gets one, unused, while the right-hand side
+# keeps the empty parameters it was written for.
+struct WrappedRHS{F, P}
     f::F
-    p::P
+    p::P # `nothing`: the solver's parameters are the right-hand side's own
 end
 
-(g::PaddedRHS)(u, q, t) = g.f(u, g.p, t) .+ zero(eltype(u)) .* first(q)
+(g::WrappedRHS{F, Nothing})(u, q, t) where {F} = read_also(g.f(u, q, t), u, q)
+(g::WrappedRHS)(u, q, t) = read_also(g.f(u, g.p, t), u, q)
+
+"""
+    read_also(y, u, q)
+
+`y` itself; its pullback gives `u` and `q` zero cotangents rather than `nothing`.
+"""
+read_also(y, u, q) = y
+
+function ChainRulesCore.rrule(::typeof(read_also), y, u, q)
+    read_also_pullback(ȳ) = (ChainRulesCore.NoTangent(), ȳ, zero(u), zero(q))
+    return y, read_also_pullback
+end
 
 function with_parameter(f, p::AbstractVector)
-    return isempty(p) ? (PaddedRHS(f, p), zeros(eltype(p), 1)) : (f, p)
+    return isempty(p) ?
+        (WrappedRHS(f, p), zeros(eltype(p), 1)) :
+        (WrappedRHS(f, nothing), p)
 end
 
 function PyZygote.odesolve(
