@@ -115,12 +115,15 @@ def test_julia_function_right_hand_side() -> None:
 
 
 @julia
-def test_stiff_robertson_gradient_on_julia() -> None:
+@pytest.mark.parametrize("alg, sensealg", [("Rodas5P", "auto"), ("Rodas5P", "adjoint"), ("FBDF", "adjoint"), ("KenCarp4", "forward")])
+def test_stiff_robertson_gradient_on_julia(alg: str, sensealg: str) -> None:
     t = np.array([0.0, 0.1, 1.0, 10.0])
     w = np.array([1.0, 1e4, 1.0])
 
     def loss(logp):
-        u = pz.odesolve(robertson, np.array([1.0, 0.0, 0.0]), t, np.exp(logp), alg="Rodas5P", reltol=1e-10, abstol=1e-12)
+        u = pz.odesolve(
+            robertson, np.array([1.0, 0.0, 0.0]), t, np.exp(logp), alg=alg, sensealg=sensealg, reltol=1e-10, abstol=1e-12
+        )
         return np.sum(w * u[-1])
 
     logp = np.log([0.04, 3e7, 1e4])
@@ -217,7 +220,7 @@ def test_right_hand_side_not_reading_u_or_p_on_julia(case: str, sensealg: str) -
 
 
 @julia
-@pytest.mark.parametrize("sensealg", ["forward", "adjoint"])
+@pytest.mark.parametrize("sensealg", ["auto", "forward", "adjoint"])
 def test_hessian_through_a_solve_agrees_across_engines(sensealg: str) -> None:
     # Julia: ForwardDiff over Zygote over SciMLSensitivity; NumPy: forward mode over the sensitivity system
     t = T_LV[:41]
