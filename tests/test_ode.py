@@ -1054,6 +1054,24 @@ def test_constant_switching_times_missing_from_tstops_are_warned_about() -> None
     assert abs(missed[-1, 0] - exact) > 0.5 * exact  # what the warning is about
 
 
+@pytest.mark.parametrize(
+    "pulse, times",
+    [
+        (lambda t, p: 10.0 * (np.heaviside(t - 5.0, 1.0) - np.heaviside(t - 45.0, 1.0)), "5, 45"),
+        (lambda t, p: 5.0 * (np.sign((t - 5.0) / 2.0) - np.sign(45.0 - t)), "5, 45"),
+        (lambda t, p: np.where(2.0 * t + 1.0 >= p["on"], 1.0, 0.0), "1.5"),  # a constant leaf of p
+        (lambda t, p: np.sum(np.where(-(t - np.array([1.0, 2.0])) / 4.0 < 0.0, 1.0, 0.0)), "1, 2"),
+    ],
+)
+def test_switches_of_affine_functions_of_t_are_found(pulse: Any, times: Any) -> None:
+    """User testing: MissingTstopsWarning came for np.where(t > 5) but not for np.heaviside(t - 5, 1)
+    or np.sign(t - 5), the same switch written as a step function."""
+    rhs = lambda u, p, t: pulse(t, p) - p["k"] * u  # noqa: E731
+    p = {"k": 0.1, "on": 4.0}
+    with pytest.warns(pz.MissingTstopsWarning, match=rf"switches at t = {times} "):
+        pz.odesolve(rhs, [0.0], np.array([0.0, 50.0]), p)
+
+
 def test_a_switching_time_in_a_constant_leaf_of_p_is_a_constant() -> None:
     """Found by the ODE fuzzer: with p = {"k": k, "t_on": 2.0} and only k differentiated, the
     SwitchingTimeWarning said the gradient missed the switch; t_on is a constant and the gradient

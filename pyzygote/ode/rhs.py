@@ -212,38 +212,55 @@ class RHS(_Directions):
         return bool(hit)
 
     def constant_switching_times(self, leaves: "Sequence[Any] | None" = None) -> np.ndarray:
-        """The times ``f`` compares ``t`` itself with that are known in advance, sorted: constants
-        (``t >= 2.5``, ``t < DOSES``) and values computed from the leaves of ``p`` that ``leaves``
-        gives as numpy arrays (``None`` for a traced leaf): ``t >= p["t_on"]``,
-        ``t < p["tlag"] + 1.0``.  (A switch on ``t % 24`` is not found.)"""
+        """The times known in advance at which ``f`` switches, sorted: where it compares ``t``, or
+        ``a * t + b`` for constants ``a`` and ``b`` (``(t - 5.0) / w``, as in ``np.heaviside(t - 5.0,
+        1.0)``), or takes the sign of one, with constants (``t >= 2.5``, ``t < DOSES``) or values
+        computed from the leaves of ``p`` that ``leaves`` gives as numpy arrays (``None`` for a
+        traced leaf): ``t >= p["t_on"]``, ``t < p["tlag"] + 1.0``.  (A switch on ``t % 24`` is
+        not found.)"""
         hit = self._derived.get("tswitch")
         if hit is None:
             prog = self.leaf_program
             consts = {v: c for v, c in zip(prog.constvars, prog.consts)}
             t_in = prog.inputs[-1]
-            same: set[Var] = {t_in}  # t, broadcast, reshaped or converted
+            # a * t + b, elementwise, for values computed from t with constants
+            affine: dict[Var, tuple[Any, Any]] = {t_in: (1.0, 0.0)}
             varying: set[Var] = {prog.inputs[0], t_in}  # what depends on u or t
             fixed: list[np.ndarray] = []
-            compared: list[Var] = []
+            compared: list[tuple[Var, Any, Any]] = []
+
+            def constant(x: Any) -> Any:
+                if isinstance(x, Literal):
+                    return np.asarray(x.value, dtype=float)
+                return np.asarray(consts[x], dtype=float) if x in consts else None
+
             for eqn in prog.eqns:
-                ins = eqn.inputs
-                if eqn.prim.name in _SAME_T and ins and isinstance(ins[0], Var) and ins[0] in same:
-                    same.update(eqn.outputs)
-                elif eqn.prim.name in COMPARISONS and len(ins) == 2:
-                    for a, b in (ins, ins[::-1]):
-                        if not (isinstance(a, Var) and a in same):
+                ins, name = eqn.inputs, eqn.prim.name
+                known = [affine.get(a) if isinstance(a, Var) else None for a in ins]
+                if name in COMPARISONS and len(ins) == 2:
+                    for (x, c), form in ((ins, known[0]), (ins[::-1], known[1])):
+                        if form is None:
                             continue
-                        if isinstance(b, Literal) or b in consts:
-                            fixed.append(np.ravel(np.asarray(b.value if isinstance(b, Literal) else consts[b], dtype=float)))
-                        elif b not in varying:
-                            compared.append(b)
+                        value = constant(c)
+                        if value is not None:
+                            fixed.append(_solved(form, value))
+                        elif c not in varying:
+                            compared.append((c, *form))
+                elif name == "sign" and known[0] is not None:
+                    fixed.append(_solved(known[0], np.zeros(())))
+                elif any(known):
+                    form = _affine_step(name, eqn.params, ins, known, constant)
+                    if form is not None:
+                        affine[eqn.outputs[0]] = form
                 if any(isinstance(a, Var) and a in varying for a in ins):
                     varying.update(eqn.outputs)
-            feeding = program_from(prog.inputs[1:-1], list(prog.eqns), compared, prog) if compared else None
-            hit = self._derived["tswitch"] = (np.concatenate(fixed) if fixed else np.zeros(0), feeding)  # type: ignore[assignment]
-        fixed, feeding = hit  # type: ignore[misc]
+            feeding = program_from(prog.inputs[1:-1], list(prog.eqns), [c for c, _, _ in compared], prog) if compared else None
+            forms = [(a, b) for _, a, b in compared]
+            hit = self._derived["tswitch"] = (np.concatenate(fixed) if fixed else np.zeros(0), feeding, forms)  # type: ignore[assignment]
+        fixed, feeding, forms = hit  # type: ignore[misc]
         known = _values_from_leaves(feeding, leaves) if feeding is not None and leaves is not None else []
-        times = np.unique(np.concatenate([fixed, *known]))
+        solved = [_solved(form, value) for form, value in zip(forms, known) if value is not None]
+        times = np.unique(np.concatenate([fixed, *solved]))
         return times[np.isfinite(times)]
 
     # --- plain evaluation -----------------------------------------------------------
@@ -376,7 +393,46 @@ def _values_from_leaves(prog: Program, leaves: "Sequence[Any]") -> list[np.ndarr
             except Exception:  # a value this check cannot compute: it warns about the others
                 continue
             env.update(zip(eqn.outputs, out if eqn.prim.multiple_results else (out,)))
-    return [np.ravel(np.asarray(env[v], dtype=float)) for v in prog.outputs if isinstance(v, Var) and v in env]
+    return [np.asarray(env[v], dtype=float) if isinstance(v, Var) and v in env else None for v in prog.outputs]
+
+
+def _solved(form: tuple[Any, Any], value: Any) -> np.ndarray:
+    """The times t where ``a * t + b == value``, raveled (none where ``a`` is 0)."""
+    a, b = (np.asarray(x, dtype=float) for x in form)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        times = (np.asarray(value, dtype=float) - b) / a
+    return np.ravel(np.where(a != 0, times, np.nan))
+
+
+def _affine_step(name: str, params: dict[str, Any], ins: Any, known: list[Any], constant: Callable[[Any], Any]) -> Any:
+    """``(a, b)`` of an equation's result, when it is ``a * t + b`` because its inputs are (``known``
+    holds their forms, ``None`` for the others) or constants; else ``None``."""
+    if name in _SAME_T:  # broadcast, reshape or convert: the same values
+        return known[0] if params.get("dtype") is None or np.dtype(params["dtype"]).kind == "f" else None
+    if name == "neg":
+        a, b = known[0]
+        return -np.asarray(a), -np.asarray(b)
+    if name not in ("add", "sub", "mul", "div") or len(ins) != 2:
+        return None
+    (fx, fy), (cx, cy) = known, (constant(ins[0]), constant(ins[1]))
+    if fx is not None and fy is None and cy is not None:  # (a t + b) op c
+        a, b = fx
+        if name == "add":
+            return a, b + cy
+        if name == "sub":
+            return a, b - cy
+        if name == "mul":
+            return a * cy, b * cy
+        return (a / cy, b / cy) if np.all(cy != 0) else None
+    if fy is not None and fx is None and cx is not None:  # c op (a t + b)
+        a, b = fy
+        if name == "add":
+            return a, cx + b
+        if name == "sub":
+            return -np.asarray(a), cx - b
+        if name == "mul":
+            return cx * a, cx * b
+    return None
 
 
 def sensitivity_jacobian(J: Any, k: int) -> Any:
