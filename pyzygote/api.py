@@ -603,7 +603,10 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     owners = _top_level_owners(traced.in_tree)
     wanted = [owners[i] < n for i in traced.array_slots]
     n_in = sum(a.size for a, w in zip(arrays, wanted) if w)
-    if out.size <= n_in:
+    # Reverse mode (a pullback per row) only for fewer outputs than inputs: a square Jacobian is
+    # often a gradient's (pz.jacobian(pz.grad(loss))), where forward over reverse is the cheap
+    # order, as pz.hessian does it (3.5 times faster through a stiff solve in user testing).
+    if out.size < n_in:
         ys, back = eng.vjp(prog, arrays)
         rows = []
         for i in range(out.size):
