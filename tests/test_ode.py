@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import sys
 import warnings
 from typing import Any
 
@@ -1061,6 +1062,9 @@ def test_constant_switching_times_missing_from_tstops_are_warned_about() -> None
         (lambda t, p: 5.0 * (np.sign((t - 5.0) / 2.0) - np.sign(45.0 - t)), "5, 45"),
         (lambda t, p: np.where(2.0 * t + 1.0 >= p["on"], 1.0, 0.0), "1.5"),  # a constant leaf of p
         (lambda t, p: np.sum(np.where(-(t - np.array([1.0, 2.0])) / 4.0 < 0.0, 1.0, 0.0)), "1, 2"),
+        # a piecewise-constant control read at floor(t / dt), and rounding (at half-integers)
+        (lambda t, p: pz.take(np.array([0.3, -0.2, 0.5, 1.0]), np.clip(np.floor(t / 12.5).astype(int), 0, 3)), "12.5, 25, 37.5"),
+        (lambda t, p: np.round(t / 20.0) + (t * 0.04).astype(int), "10, 25, 30"),
     ],
 )
 def test_switches_of_affine_functions_of_t_are_found(pulse: Any, times: Any) -> None:
@@ -1070,6 +1074,20 @@ def test_switches_of_affine_functions_of_t_are_found(pulse: Any, times: Any) -> 
     p = {"k": 0.1, "on": 4.0}
     with pytest.warns(pz.MissingTstopsWarning, match=rf"switches at t = {times} "):
         pz.odesolve(rhs, [0.0], np.array([0.0, 50.0]), p)
+
+
+def test_branching_on_t_in_a_right_hand_side_says_to_use_where_and_tstops() -> None:
+    """User testing: `if 5 < t < 45:` in a right-hand side got the generic message about branching."""
+
+    def f(u: Any, p: Any, t: Any) -> Any:
+        if 5 < t < 45:
+            return -u + 1.0
+        return -u
+
+    with pytest.raises(pz.TracerBoolError) as info:
+        pz.odesolve(f, np.array([0.0]), np.array([0.0, 50.0]), np.array([1.0]))
+    if sys.version_info >= (3, 11):  # notes
+        assert "tstops=[5.0, 45.0]" in "\n".join(info.value.__notes__)
 
 
 def test_a_switching_time_in_a_constant_leaf_of_p_is_a_constant() -> None:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.errors import UnsupportedOperationError
+from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.ode.layout import Layout
 from pyzygote.primitive import zeros
@@ -140,6 +140,12 @@ class RHS(_Directions):
             if hasattr(exc, "add_note"):  # Python 3.11+
                 exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
                              "p as given and a scalar t)")
+                if isinstance(exc, TracerBoolError):
+                    exc.add_note(
+                        "A right-hand side is traced once for every u, p and t, so `if 5 < t < 45:` or `if u[0] > 1:` "
+                        "cannot branch: write np.where((t > 5.0) & (t < 45.0), a, b), and pass the times where it "
+                        "switches as tstops=[5.0, 45.0] so that the solver steps to them"
+                    )
             raise
         if traced.draws_random:
             raise UnsupportedOperationError(
@@ -211,7 +217,7 @@ class RHS(_Directions):
             self._derived["uswitch"] = hit  # type: ignore[assignment]
         return bool(hit)
 
-    def constant_switching_times(self, leaves: "Sequence[Any] | None" = None) -> np.ndarray:
+    def constant_switching_times(self, leaves: "Sequence[Any] | None" = None, span: "tuple[float, float] | None" = None) -> np.ndarray:
         """The times known in advance at which ``f`` switches, sorted: where it compares ``t``, or
         ``a * t + b`` for constants ``a`` and ``b`` (``(t - 5.0) / w``, as in ``np.heaviside(t - 5.0,
         1.0)``), or takes the sign of one, with constants (``t >= 2.5``, ``t < DOSES``) or values
@@ -228,6 +234,7 @@ class RHS(_Directions):
             varying: set[Var] = {prog.inputs[0], t_in}  # what depends on u or t
             fixed: list[np.ndarray] = []
             compared: list[tuple[Var, Any, Any]] = []
+            rounded: list[tuple[tuple[Any, Any], float]] = []  # forms rounded to whole numbers, and where they step
 
             def constant(x: Any) -> Any:
                 if isinstance(x, Literal):
@@ -248,6 +255,8 @@ class RHS(_Directions):
                             compared.append((c, *form))
                 elif name == "sign" and known[0] is not None:
                     fixed.append(_solved(known[0], np.zeros(())))
+                elif known and known[0] is not None and _rounds(name, eqn.params):
+                    rounded.append((known[0], 0.5 if name == "round" else 0.0))
                 elif any(known):
                     form = _affine_step(name, eqn.params, ins, known, constant)
                     if form is not None:
@@ -256,8 +265,10 @@ class RHS(_Directions):
                     varying.update(eqn.outputs)
             feeding = program_from(prog.inputs[1:-1], list(prog.eqns), [c for c, _, _ in compared], prog) if compared else None
             forms = [(a, b) for _, a, b in compared]
-            hit = self._derived["tswitch"] = (np.concatenate(fixed) if fixed else np.zeros(0), feeding, forms)  # type: ignore[assignment]
-        fixed, feeding, forms = hit  # type: ignore[misc]
+            hit = self._derived["tswitch"] = (np.concatenate(fixed) if fixed else np.zeros(0), feeding, forms, rounded)  # type: ignore[assignment]
+        fixed, feeding, forms, rounded = hit  # type: ignore[misc]
+        if span is not None:
+            fixed = np.concatenate([fixed, *(_whole_crossings(form, offset, span) for form, offset in rounded)])
         known = _values_from_leaves(feeding, leaves) if feeding is not None and leaves is not None else []
         solved = [_solved(form, value) for form, value in zip(forms, known) if value is not None]
         times = np.unique(np.concatenate([fixed, *solved]))
@@ -402,6 +413,33 @@ def _solved(form: tuple[Any, Any], value: Any) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         times = (np.asarray(value, dtype=float) - b) / a
     return np.ravel(np.where(a != 0, times, np.nan))
+
+
+# More whole-number crossings than this are a fine grid (np.floor(t * 1000)), not a schedule.
+_MAX_ROUNDED = 1000
+
+
+def _rounds(name: str, params: dict[str, Any]) -> bool:
+    """Whether the equation rounds to whole numbers: floor, ceil, rint or a conversion to integers."""
+    if name in ("floor", "ceil", "round"):
+        return True
+    return name == "convert_element_type" and np.dtype(params.get("dtype", float)).kind in "iu"
+
+
+def _whole_crossings(form: tuple[Any, Any], offset: float, span: tuple[float, float]) -> np.ndarray:
+    """The times in ``span`` where ``a * t + b`` passes a whole number plus ``offset``."""
+    a, b = (np.ravel(np.asarray(x, dtype=float)) for x in form)
+    a, b = np.broadcast_arrays(a, b)
+    found: list[np.ndarray] = []
+    for ai, bi in zip(a, b):
+        if ai == 0 or not np.isfinite(ai) or not np.isfinite(bi):
+            continue
+        ends = np.sort([ai * span[0] + bi - offset, ai * span[1] + bi - offset])
+        first, last = np.ceil(ends[0]), np.floor(ends[1])
+        if last - first + 1 > _MAX_ROUNDED:
+            continue
+        found.append((np.arange(first, last + 1) + offset - bi) / ai)
+    return np.concatenate(found) if found else np.zeros(0)
 
 
 def _affine_step(name: str, params: dict[str, Any], ins: Any, known: list[Any], constant: Callable[[Any], Any]) -> Any:

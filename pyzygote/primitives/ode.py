@@ -386,7 +386,7 @@ def warn_missing_tstops(f: Any, rhs: Any, span: tuple[float, float], stops: tupl
     ``stops``; ``leaves`` are the values of p's leaves (``None`` where traced, see :func:`leaf_values`)."""
     if getattr(rhs, "program", None) is None:
         return
-    times = rhs.constant_switching_times(leaves)
+    times = rhs.constant_switching_times(leaves, span)
     inside = times[(times > min(span)) & (times < max(span))]
     if inside.size == 0 or inside.size > _MAX_SCHEDULE:
         return
@@ -400,8 +400,8 @@ def warn_missing_tstops(f: Any, rhs: Any, span: tuple[float, float], stops: tupl
     shown = ", ".join(f"{x:.6g}" for x in missing[:8]) + (", ..." if missing.size > 8 else "")
     _warn_once(
         f,
-        f"the right-hand side {getattr(f, '__qualname__', f)!r} switches at t = {shown} (it compares t with "
-        f"these constants or constant entries of p), and {'this time is' if missing.size == 1 else f'these {missing.size} times are'} not "
+        f"the right-hand side {getattr(f, '__qualname__', f)!r} switches at t = {shown} (it compares t, or a * t + "
+        f"b, with constants or constant entries of p, or rounds such a value to whole numbers), and {'this time is' if missing.size == 1 else f'these {missing.size} times are'} not "
         "among tstops. An adaptive solver can step over a short pulse and still report success (in user "
         "testing an infusion schedule gave 1.22 mg instead of 16.05 mg). Pass the times where the right-hand "
         f"side switches as tstops, here tstops={np.unique(np.concatenate([given, inside])).tolist()!r}, to "
