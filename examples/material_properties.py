@@ -74,8 +74,8 @@ def main() -> None:
     def as_dict(z):
         return {"log_k": z[:CELLS], "power": z[CELLS]}
 
-    def loss_and_grad(z):
-        value, (grad,) = pz.withgradient(lambda p: misfit(p, data), as_dict(z))
+    def loss_and_grad(z):  # data is a keyword argument: the misfit is traced once, not at every call
+        value, (grad,) = pz.withgradient(misfit, as_dict(z), data=data)
         return float(value), np.append(grad["log_k"], grad["power"])
 
     t0 = time.perf_counter()

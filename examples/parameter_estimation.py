@@ -72,9 +72,13 @@ def main() -> None:
     # Fit log-parameters inside loose bounds: rates stay positive, and the
     # optimizer cannot wander into parameters where the model blows up
     # (a failed solve raises pz.SolverError rather than returning garbage).
+    def log_loss(q):
+        return loss(np.exp(q))
+
+    # Defined once, outside fun: a lambda written inside would be a new function, traced again, at every call.
     def fun(q):
         calls[0] += 1
-        v, (g,) = pz.withgradient(lambda q: loss(np.exp(q)), q)
+        v, (g,) = pz.withgradient(log_loss, q)
         return float(v), g
 
     q0 = np.log(p0)

@@ -46,6 +46,12 @@ class SolverError(PyzygoteError, RuntimeError):
     """An ODE solve did not succeed (its retcode is not Success)."""
 
 
+class RetraceWarning(UserWarning):
+    """The same code was traced again and again because it is a new function object at each
+    call (a ``lambda`` written inside an objective or a loop): traces are cached per function
+    object, so each call paid for tracing."""
+
+
 class MissingTstopsWarning(UserWarning):
     """An ODE right-hand side switches at constant times (``np.where(t < 2.5, rate, 0.0)``)
     that are not among the solve's ``tstops``: an adaptive solver may step over a short pulse

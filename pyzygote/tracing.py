@@ -28,6 +28,7 @@ import inspect
 import linecache
 import sys
 import re
+import time
 import types
 import warnings
 import weakref
@@ -39,7 +40,7 @@ import numpy as np
 
 from pyzygote.gc_pause import gc_paused
 from pyzygote import random_draws
-from pyzygote.errors import TracerBoolError, UnsupportedOperationError
+from pyzygote.errors import RetraceWarning, TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.scipy_calls import scipy_error
@@ -518,7 +519,10 @@ def trace(
         # This call's leaves: whether a result is a Python float or an array
         # follows this call's arguments (2.0 and np.array(2.0) share a trace).
         return dataclasses.replace(hit, leaves=leaves), arrays
+    started = time.perf_counter()
     traced = dataclasses.replace(_trace_fresh(f, leaves, tree, arrays, output), leaf_names=tuple(names))
+    if per_fn is not None and not per_fn and not traced.draws_random:  # the first trace of this function object
+        _note_new_function(f, key, time.perf_counter() - started)
     if traced.draws_random:
         _warn_once(
             f,
@@ -540,6 +544,42 @@ def trace(
 
 
 _MAX_TRACES_PER_FUNCTION = 32
+
+# How often, and for how many seconds in all, the same code is traced as new function objects
+# for the same arguments before RetraceWarning says so (retracing a small function in a loop
+# costs little); by (code object, hash of the signature).  The code objects themselves are the
+# keys: an id could be reused by other code once one is freed.
+_RETRACE_AFTER = 3
+_RETRACE_SECONDS = 1.0
+_NEW_FUNCTIONS: dict[tuple[Any, int], tuple[int, float]] = {}
+_RETRACE_WARNED: set[Any] = set()
+
+
+def _note_new_function(f: Any, key: Hashable, seconds: float) -> None:
+    """Count a first trace of a function object; warn when its code keeps coming back as new ones."""
+    code = getattr(getattr(f, "__func__", f), "__code__", None)
+    if code is None:
+        return
+    try:
+        slot = (code, hash(key))
+    except TypeError:
+        return
+    if len(_NEW_FUNCTIONS) > 1024:
+        _NEW_FUNCTIONS.clear()
+    count, spent = _NEW_FUNCTIONS.get(slot, (0, 0.0))
+    count, spent = _NEW_FUNCTIONS[slot] = (count + 1, spent + seconds)
+    if count < _RETRACE_AFTER or spent < _RETRACE_SECONDS or code in _RETRACE_WARNED:
+        return
+    _RETRACE_WARNED.add(code)
+    warnings.warn(
+        f"{getattr(f, '__qualname__', f)!r} (line {code.co_firstlineno} of {code.co_filename}) has been traced "
+        f"{count} times for the same argument shapes ({spent:.1f} s in all), because it is a new function object at each call, as a "
+        "lambda or a function defined inside the objective or loop is: traces are cached per function object, "
+        "and tracing a long model costs far more than running it. Define the function once, outside, and pass "
+        "what changes as arguments (def loss(th, data): ...; pz.gradient(loss, th, data=data))",
+        RetraceWarning,
+        stacklevel=_user_stacklevel(),
+    )
 
 
 def _layout_key(arr: Any) -> str:
