@@ -1090,6 +1090,33 @@ def test_branching_on_t_in_a_right_hand_side_says_to_use_where_and_tstops() -> N
         assert "tstops=[5.0, 45.0]" in "\n".join(info.value.__notes__)
 
 
+def test_a_threshold_on_daily_forcing_is_not_a_switching_time_set_by_p() -> None:
+    """User testing (a snow threshold): p compared with a day's temperature, read at np.floor(t),
+    switches only at day boundaries, where the gradient is exact; read with np.interp, the switch
+    moves with the threshold, and the warning is right."""
+    temperature = np.array([2.0, -1.0, 0.5, -3.0, 1.5])
+    days = np.arange(5.0)
+
+    def daily(u: Any, p: Any, t: Any) -> Any:
+        today = pz.take(temperature, np.clip(np.floor(t).astype(int), 0, 4))
+        return np.array([np.where(today < p[0], 1.0, 0.0) * p[1] - 0.1 * u[0]])
+
+    def smooth(u: Any, p: Any, t: Any) -> Any:
+        return np.array([np.where(np.interp(t, days, temperature) < p[0], 1.0, 0.0) * p[1] - 0.1 * u[0]])
+
+    t = np.array([0.0, 5.0])
+    loss = lambda rhs, p: pz.odesolve(rhs, [0.0], t, p, tstops=days, reltol=1e-10, abstol=1e-12)[-1, 0]  # noqa: E731
+    p = np.array([0.7, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = pz.gradient(lambda p: loss(daily, p), p)
+    # the snowy days are 1, 2 and 3: u(5) = p1 * sum over them of (1 - e^-0.1) e^(-0.1 (4 - d)) / 0.1
+    weight = sum((1 - np.exp(-0.1)) * np.exp(-0.1 * (4 - d)) / 0.1 for d in (1, 2, 3))
+    np.testing.assert_allclose(g, [0.0, weight], rtol=1e-8, atol=1e-12)
+    with pytest.warns(pz.SwitchingTimeWarning):
+        pz.gradient(lambda p: loss(smooth, p), p)
+
+
 def test_a_switching_time_in_a_constant_leaf_of_p_is_a_constant() -> None:
     """Found by the ODE fuzzer: with p = {"k": k, "t_on": 2.0} and only k differentiated, the
     SwitchingTimeWarning said the gradient missed the switch; t_on is a constant and the gradient

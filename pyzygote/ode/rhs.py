@@ -192,7 +192,10 @@ class RHS(_Directions):
                 if t_dep and p_dep and (eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS):
                     found = True
                     break
-                if t_dep:
+                # A whole number computed from t alone (the day, np.floor(t)) steps at times known
+                # in advance (MissingTstopsWarning's), so what it selects (a day's temperature) may
+                # be compared with p: between steps it does not depend on t.
+                if t_dep and not (_rounds(eqn.prim.name, eqn.params) and not p_dep):
                     on_t.update(eqn.outputs)
                 if p_dep:
                     on_p.update(eqn.outputs)
