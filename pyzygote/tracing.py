@@ -38,9 +38,9 @@ from typing import Any, Callable, Collection, Hashable, Sequence
 
 import numpy as np
 
-from pyzygote.gc_pause import gc_paused
 from pyzygote import random_draws
 from pyzygote.errors import RetraceWarning, TracerBoolError, UnsupportedOperationError
+from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
 from pyzygote.scipy_calls import scipy_error

@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.gc_pause import gc_paused
 from pyzygote.engines.results import unaliased
+from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Eqn, Literal, Program, Var
 from pyzygote.transforms.batch import along_one_input, eval_batched, has_batch_rules, hessian_by_columns, per_column
 from pyzygote.transforms.evaluate import compile_program, prune

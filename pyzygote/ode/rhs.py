@@ -225,8 +225,10 @@ class RHS(_Directions):
         ``a * t + b`` for constants ``a`` and ``b`` (``(t - 5.0) / w``, as in ``np.heaviside(t - 5.0,
         1.0)``), or takes the sign of one, with constants (``t >= 2.5``, ``t < DOSES``) or values
         computed from the leaves of ``p`` that ``leaves`` gives as numpy arrays (``None`` for a
-        traced leaf): ``t >= p["t_on"]``, ``t < p["tlag"] + 1.0``.  (A switch on ``t % 24`` is
-        not found.)"""
+        traced leaf): ``t >= p["t_on"]``, ``t < p["tlag"] + 1.0``.  With ``span``, also the times
+        inside it where ``a * t + b`` is rounded across a whole number (a piecewise-constant
+        control read at ``np.floor(t / dt)``), up to ``_MAX_ROUNDED`` per value.  (A switch on
+        ``t % 24`` is not found.)"""
         hit = self._derived.get("tswitch")
         if hit is None:
             prog = self.leaf_program

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pyzygote.gc_pause import gc_paused
 from pyzygote.errors import UnsupportedOperationError
+from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.primitive import zeros
 from pyzygote.tracer import Builder

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyzygote.gc_pause import gc_paused
 from pyzygote.errors import UnsupportedOperationError
+from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.primitive import Undefined, add_tangents, zeros
 from pyzygote.tracer import Builder
