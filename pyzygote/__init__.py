@@ -31,6 +31,7 @@ from pyzygote.julia.session import start_julia
 from pyzygote.ode.problem import ODEProblem, ODESolution, solve
 from pyzygote.primitives.ode import odesolve
 from pyzygote.primitives.traced_indexing import take_public as take
+from pyzygote.random_draws import RandomDrawWarning
 from pyzygote.tracing import clear_cache, make_program
 
 __version__ = "0.1.0"
@@ -65,6 +66,7 @@ __all__ = [
     "JuliaError",
     "SolverError",
     "MissingTstopsWarning",
+    "RandomDrawWarning",
     "RetraceWarning",
     "StateSwitchWarning",
     "SwitchingTimeWarning",
