@@ -43,6 +43,11 @@ _INSTEAD = {
     "inv": "np.linalg.inv(A)",
     "det": "np.linalg.det(A)",
     "logpdf": "the density written out, e.g. -0.5 * ((x - mu) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)",
+    "cdf": "scipy.special.ndtr((x - mu) / s) for a normal distribution",
+    "logcdf": "scipy.special.log_ndtr((x - mu) / s) for a normal distribution (precise in the lower tail)",
+    "sf": "scipy.special.ndtr(-(x - mu) / s) for a normal distribution",
+    "logsf": "scipy.special.log_ndtr(-(x - mu) / s) for a normal distribution",
+    "ppf": "mu + s * scipy.special.ndtri(q) for a normal distribution",
     "solve_ivp": (
         "pz.odesolve(lambda u, p, t: f(t, u, *p), y0, times, p), which solves and differentiates the ODE: "
         "times must start at t0, so pass times = np.concatenate([[t0], t_eval]) and drop the first row of "
@@ -91,10 +96,18 @@ def _scipy_entry(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
+def _traced_special() -> list[str]:
+    from pyzygote.numpy_api import supported_names
+
+    return [n.rsplit(".", 1)[-1] for n in supported_names() if n.startswith("scipy.special.")]
+
+
 def _advice(instead: str | None) -> str:
     if instead is None:
         return "Write this step with numpy functions."
-    return f"Use {instead}." if instead.startswith("pz.") else f"Write it with numpy: {instead}."
+    if instead.startswith(("pz.", "scipy.special.", "mu + s * scipy.special.")):
+        return f"Use {instead}."
+    return f"Write it with numpy: {instead}."
 
 
 def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
@@ -110,8 +123,7 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
         f"{module}.{name} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
         "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "
         + _advice(instead)
-        + " (scipy.special's expit, logit, log_expit, xlogy, xlog1py, gammaln, digamma and betaln are traced; see README, "
-        "'What can be traced'.)"
+        + f" (scipy.special's {', '.join(_traced_special())} are traced; see README, 'What can be traced'.)"
     )
     err._pyzygote_scipy = True  # type: ignore[attr-defined]
     return err

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.special
 
 from pyzygote.primitive import add_any
+from pyzygote.primitives.error_function import mills_ratio_p
 from pyzygote.primitives.indexing import scatter_add
 from pyzygote.primitives.reduction import cumsum_p
 from pyzygote.primitives.traced_indexing import put_add
@@ -266,6 +267,19 @@ case("abs", "fabs", np.fabs, uniform(0.1, 3, signed=True))
 case("gammaln", "gammaln", lambda x: scipy.special.gammaln(x), uniform(0.3, 5))
 case("gammaln", "betaln", lambda x, y: scipy.special.betaln(x, y), pair(0.3, 4, mode="same"))
 case("polygamma", "digamma", lambda x: scipy.special.digamma(x), uniform(0.3, 5))
+case("erf", "erf", lambda x: scipy.special.erf(x), uniform(-2, 2))
+case("erfc", "erfc", lambda x: scipy.special.erfc(x), uniform(-2, 3))
+case("erfc", "ndtr", lambda x: scipy.special.ndtr(x), uniform(-6, 3))
+case("erfcx", "erfcx", lambda x: scipy.special.erfcx(x), uniform(-1, 5))
+case("erfinv", "erfinv", lambda x: scipy.special.erfinv(x), uniform(-0.9, 0.9))
+case("erfcinv", "erfcinv", lambda x: scipy.special.erfcinv(x), uniform(0.1, 1.9))
+case("erfcinv", "ndtri", lambda x: scipy.special.ndtri(x), uniform(0.05, 0.95))
+case("log_ndtr", "log_ndtr", lambda x: scipy.special.log_ndtr(x), uniform(-8, 4))
+case(
+    "mills_ratio", "bind", lambda x: mills_ratio_p.bind(x), uniform(-8, 4),
+    ref=lambda x: (np.exp(-(x**2) / 2 - scipy.special.log_ndtr(x)) / np.sqrt(2 * np.pi)).astype(x.dtype),
+    value_rtol=1e-12,
+)
 case("div", "reciprocal", np.reciprocal, uniform(0.3, 2, signed=True))
 case("mul", "square", np.square, uniform(-2, 2))
 

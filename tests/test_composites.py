@@ -244,6 +244,15 @@ def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> Non
         pz.gradient(call, np.ones(2))
 
 
+def test_scipy_stats_normal_distribution_points_to_the_traced_special_functions() -> None:
+    import scipy.stats
+
+    with pytest.raises(pz.UnsupportedOperationError, match=r"rv_continuous.logcdf was called on a traced value.*Use scipy.special.log_ndtr"):
+        pz.gradient(lambda x: np.sum(scipy.stats.norm.logcdf(x, 0.0, 2.0)), np.ones(2))
+    with pytest.raises(pz.UnsupportedOperationError, match=r"Use mu \+ s \* scipy.special.ndtri\(q\).*ndtr, ndtri"):
+        pz.gradient(lambda q: np.sum(scipy.stats.norm.ppf(q)), np.full(2, 0.3))
+
+
 def test_scipy_errors_about_plain_arrays_pass_through() -> None:
     """A SciPy error that no traced value caused is the user's own, reported unchanged."""
     import scipy.linalg
@@ -787,3 +796,48 @@ def test_negative_binomial_likelihood_through_gammaln_and_digamma() -> None:
     d3 = pz.gradient(lambda v: np.sum(pz.hessian(lambda w: np.sum(sc.gammaln(w)), v)), x)[0]
     np.testing.assert_allclose(d3, sc.polygamma(2, x), rtol=1e-12)
     np.testing.assert_allclose(pz.gradient(lambda v: sc.betaln(v[0], v[1]), x[1:])[0], sc.digamma(x[1:]) - sc.digamma(np.sum(x[1:])), rtol=1e-13)
+
+
+def test_censored_normal_likelihood_through_log_ndtr_keeps_its_tails() -> None:
+    """A Tobit (left-censored normal) likelihood needs log_ndtr of the fitted mean, far into the
+    lower tail where ndtr underflows; its derivative there is pdf / cdf, about -x."""
+    y = np.array([0.0, 0.0, 1.3, 2.2, 0.0, 0.4])
+    censored = y == 0.0
+
+    def nll(theta: Any) -> Any:
+        mu, sigma = theta[0], np.exp(theta[1])
+        z = (y - mu) / sigma
+        return -np.sum(np.where(censored, sc.log_ndtr(z), -0.5 * z**2 - np.log(sigma)))
+
+    theta = np.array([0.7, -0.2])
+    (g,) = pz.gradient(nll, theta)
+    np.testing.assert_allclose(g, numerical_gradient(nll, theta)[0], rtol=1e-8)
+    grad = lambda t: pz.gradient(nll, t)[0]  # noqa: E731
+    H = pz.hessian(nll, theta)
+    np.testing.assert_allclose(H, np.stack([(grad(theta + h) - grad(theta - h)) / 2e-6 for h in 1e-6 * np.eye(2)], axis=1), rtol=1e-7)
+    # Deep in the lower tail: d/dx log ndtr(x) = x * (1/x**2 - 1 + O(1/x**4)) ... about -x, and
+    # its derivative tends to -1, where ndtr(x) itself is 0.
+    x = np.array([-1e3, -40.0, -8.0, 0.0, 8.0, 40.0])
+    d1 = pz.gradient(lambda v: np.sum(sc.log_ndtr(v)), x)[0]
+    pdf = np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi)
+    np.testing.assert_allclose(d1[2:], pdf[2:] / sc.ndtr(x[2:]), rtol=1e-13)
+    # the asymptotic series ndtr(x) = pdf(x) / -x * S(x) and its derivative
+    S = lambda v: 1 - 1 / v**2 + 3 / v**4 - 15 / v**6 + 105 / v**8  # noqa: E731
+    dS = lambda v: 2 / v**3 - 12 / v**5 + 90 / v**7 - 840 / v**9  # noqa: E731
+    np.testing.assert_allclose(d1[:2], -x[:2] / S(x[:2]), rtol=1e-12)
+    d2 = np.diag(pz.hessian(lambda v: np.sum(sc.log_ndtr(v)), x))
+    np.testing.assert_allclose(d2[:2], -1 / S(x[:2]) + x[:2] * dS(x[:2]) / S(x[:2]) ** 2, rtol=1e-9)
+    assert np.all(np.isfinite(d2)) and abs(d2[-1]) < 1e-300  # the upper tail: r(x) underflows, r'(x) too
+    np.testing.assert_allclose(d2[3], -2 / np.pi, rtol=1e-14)
+    # ndtr, ndtri, erf, erfc, erfcx, erfinv, erfcinv: derivatives in closed form
+    q = np.array([1e-12, 0.2, 0.5, 0.97])
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.ndtri(v)), q)[0], np.sqrt(2 * np.pi) * np.exp(sc.ndtri(q) ** 2 / 2), rtol=1e-12)
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.ndtr(v)), x[1:])[0], pdf[1:], rtol=1e-14, atol=1e-300)
+    u = np.array([-3.0, -0.5, 0.0, 0.7, 30.0])
+    two = 2 / np.sqrt(np.pi)
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.erf(v)), u)[0], two * np.exp(-(u**2)), rtol=1e-14)
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.erfc(v)), u)[0], -two * np.exp(-(u**2)), rtol=1e-14)
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.erfcx(v)), u)[0], 2 * u * sc.erfcx(u) - two, rtol=1e-12)
+    w = np.array([-0.999, 0.0, 0.5])
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.erfinv(v)), w)[0], np.exp(sc.erfinv(w) ** 2) / two, rtol=1e-13)
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.erfcinv(v)), 1 - w)[0], -np.exp(sc.erfcinv(1 - w) ** 2) / two, rtol=1e-13)

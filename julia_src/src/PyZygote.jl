@@ -326,6 +326,36 @@ make the order `n` a dual number; only its plain value is used.
 gammaln(x::Real) = first(SpecialFunctions.logabsgamma(x))
 polygamma_of(x::Real, n::Real) = SpecialFunctions.polygamma(Int(primal(n)), x)
 
+"""
+    erf(x), erfc(x), erfcx(x), erfinv(x), erfcinv(x), log_ndtr(x)
+
+scipy.special's error functions (SpecialFunctions' own, whose derivatives ForwardDiff and
+SpecialFunctions' ChainRules extension know) and `log_ndtr`, the log of the standard normal
+distribution's CDF, with its relative precision in both tails: `logerfc` for the lower one,
+`log1p` for the upper one, where the CDF is close to 1.
+"""
+const erf = SpecialFunctions.erf
+const erfc = SpecialFunctions.erfc
+const erfcx = SpecialFunctions.erfcx
+const erfinv = SpecialFunctions.erfinv
+const erfcinv = SpecialFunctions.erfcinv
+
+function log_ndtr(x::Real)
+    y = x / sqrt(oftype(x, 2))
+    return primal(x) > 0 ?
+        log1p(-SpecialFunctions.erfc(y) / 2) :
+        SpecialFunctions.logerfc(-y) - log(oftype(y, 2))
+end
+
+"""
+    mills_ratio(x)
+
+The inverse Mills ratio `pdf(x) / cdf(x)` of the standard normal distribution, the
+derivative of [`log_ndtr`](@ref), as pyzygote's derivative programs write it. It is
+computed from `log_ndtr`, so that it and its derivatives stay finite in both tails.
+"""
+mills_ratio(x::Real) = exp(-x^2 / 2 - log_ndtr(x)) / sqrt(2 * oftype(x, pi))
+
 _nan(x::Real) = convert(float(typeof(x)), NaN)
 
 ChainRulesCore.@non_differentiable _nan(::Any)
