@@ -85,8 +85,6 @@ def supported_names() -> list[str]:
 
 _INSTEAD = {
     "sinc": "np.where(x == 0, 1.0, np.sin(np.pi * x) / (np.pi * np.where(x == 0, 1.0, x)))",
-    "convolve": "a sum of shifted slices, sum(k[j] * x[j : j + len(x) - len(k) + 1] for j in range(len(k))) "
-    "for mode='valid' (with the kernel reversed)",
     "fmod": "x - y * np.trunc(x / y)",
 }
 

@@ -108,6 +108,10 @@ COMPOSITE_CASES = {
     "arc-hyperbolic": (lambda x: np.arcsinh(x) + np.arctanh(x / 3.0) + np.arccosh(x**2 + 1.5), (V,)),
     "multi_dot": (lambda a, v: np.linalg.multi_dot([v[:3], a, a.T, a]), (M, V)),
     "matrix_power": (lambda a: sum(np.linalg.matrix_power(a[:, :3], n) for n in (0, 1, 2, 5, -1, -3)), (M + 2.0 * np.eye(3, 4),)),
+    "convolve-modes": (lambda a, v: np.concatenate([np.convolve(a, v[:3], m) for m in ("full", "same", "valid")] + [np.convolve(v[:2], a, "same")]), (V, M[0])),
+    "convolve-long-kernel": (lambda a, v: np.concatenate([np.convolve(a, v, m) for m in ("full", "same", "valid")]), (R.uniform(-1, 1, 23), R.uniform(-1, 1, 12))),
+    "correlate-modes": (lambda a, v: np.concatenate([np.correlate(a, v, m) for m in ("full", "same", "valid")] + [np.correlate(v[:2], a, m) for m in ("full", "same")]), (V, M[0, :2])),
+    "correlate-constant-kernel": (lambda a: np.correlate(a, np.hanning(11), "same") + np.correlate(np.arange(2.0), a, "full")[:14], (R.uniform(-1, 1, 14),)),
     # order statistics and traced positions (pyzygote/primitives/traced_indexing.py)
     "sort": (lambda x: np.sort(x, axis=0) * np.sort(x, axis=None)[:4], (M,)),
     "median": (lambda x: np.median(x) + np.median(x, axis=1, keepdims=True), (M,)),
@@ -242,6 +246,32 @@ def test_scipy_special_at_extremes_and_zeros() -> None:
 def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> None:
     with pytest.raises(pz.UnsupportedOperationError, match=rf"{name} was called on a traced value.*Write it with numpy: "):
         pz.gradient(call, np.ones(2))
+
+
+def test_convolution_of_long_signals_sums_shifted_slices(monkeypatch: Any) -> None:
+    """Above a size, the matrix of shifted copies would take more memory than the slices."""
+    import pyzygote.primitives.composites as composites
+
+    a, v = R.uniform(-1, 1, 30), R.uniform(-1, 1, 11)
+    f = lambda x, k: np.sum(np.sin(np.convolve(x, k, "same"))) + np.sum(np.correlate(x, k) ** 2)  # noqa: E731
+    monkeypatch.setattr(composites, "_SHIFTED_COPIES_AT_MOST", 10)
+    prog = pz.make_program(f, a, v)
+    assert not any(e.prim.name == "einsum" for e in prog.eqns)  # no product with a matrix of copies
+    np.testing.assert_allclose(prog(a, v)[0], f(a, v), rtol=1e-13)
+    check_grads(f, (a, v), engine="numpy")
+
+
+def test_convolution_refuses_what_numpy_refuses() -> None:
+    x = np.ones(3)
+    for call, message in [
+        (lambda a: np.convolve(a, np.ones(0)), "v cannot be empty"),
+        (lambda a: np.convolve(np.outer(a, a), a), "a must be 1-D, got shape \\(3, 3\\)"),
+        (lambda a: np.correlate(a, a, mode="circular"), "mode must be 'full', 'same' or 'valid'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            pz.gradient(lambda a: np.sum(call(a)), x)
+    # a number is a signal of length 1, as in numpy
+    np.testing.assert_allclose(pz.gradient(lambda a: np.sum(np.convolve(a[0], a)), x)[0], [4.0, 1.0, 1.0])
 
 
 def test_scipy_stats_normal_distribution_points_to_the_traced_special_functions() -> None:

@@ -365,6 +365,8 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "robust-statistics-f32": (robust_statistics, rng_arrays((5,), (3, 3), dtype=np.float32)),
     "statistics-f32": (statistics, rng_arrays((4,), (3, 3), dtype=np.float32)),
     "writes-through-views": (_numpy_views, rng_arrays((6,))),
+    # the matrix of shifted copies (a kernel longer than 8) and the sum of shifted slices
+    "convolution": (lambda a, k: (np.convolve(a, k, "same"), np.correlate(a, k[:3], "full")), rng_arrays((15,), (10,))),
     "integer-arithmetic": (integer_arithmetic, rng_arrays((7,), seed=5)),
     "traced-assignment": (traced_assignment, rng_arrays((5,), (3, 3), seed=3)),
     "traced-assignment-f32": (traced_assignment, rng_arrays((5,), (3, 3), seed=3, dtype=np.float32)),

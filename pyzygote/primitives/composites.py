@@ -533,3 +533,67 @@ def _np_cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
     b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
     c = np.stack(np.broadcast_arrays(a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0), axis=-1)
     return np.moveaxis(c, -1, axisc)
+
+
+# --- convolution ------------------------------------------------------------------------
+# Above this many entries, the matrix of shifted copies of the longer signal costs more memory
+# than a sum of shifted slices costs equations.
+_SHIFTED_COPIES_AT_MOST = 1 << 22
+
+
+def _full_convolution(a: Any, v: Any) -> Any:
+    """The full convolution of the 1-D arrays ``a`` and ``v``, ``len(v) <= len(a)``: entry ``k``
+    is the sum over ``i`` of ``v[i] * a[k - i]``, ``a`` taken as 0 outside its range."""
+    n, m = a.shape[0], v.shape[0]
+    padded = np.pad(a, m - 1) if m > 1 else a
+    if m <= 8 or (n + m - 1) * m > _SHIFTED_COPIES_AT_MOST:
+        terms = [v[i] * padded[m - 1 - i : m - 1 - i + n + m - 1] for i in range(m)]
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return total
+    # Row k holds padded[k + m - 1 - i] for i = 0 .. m - 1: one gather and one product.
+    shifts = np.arange(n + m - 1)[:, None] + np.arange(m - 1, -1, -1)[None, :]
+    return np.matmul(padded[shifts], v)
+
+
+def _one_d(x: Any, name: str, what: str) -> Any:
+    x = as_operand(x)
+    x = np.reshape(x, (1,)) if x.ndim == 0 else x
+    if x.ndim != 1:
+        raise ValueError(f"numpy.{name}: {what} must be 1-D, got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{what} cannot be empty")  # numpy's
+    return x
+
+
+def _convolve_mode(a: Any, v: Any, mode: str, name: str) -> Any:
+    """numpy's convolution of 1-D ``a`` and ``v`` (either may be the longer) in ``mode``."""
+    if mode not in ("full", "same", "valid"):
+        raise ValueError(f"numpy.{name}: mode must be 'full', 'same' or 'valid', got {mode!r}")
+    if v.shape[0] > a.shape[0]:  # numpy swaps them: convolution is symmetric
+        a, v = v, a
+    n, m = a.shape[0], v.shape[0]
+    full = _full_convolution(a, v)
+    if mode == "full":
+        return full
+    if mode == "same":
+        start = (m - 1) // 2
+        return full[start : start + n]
+    return full[m - 1 : n]
+
+
+@implements(np.convolve)
+def _np_convolve(a: Any, v: Any, mode: str = "full") -> Any:
+    """numpy's ``convolve``, a sum of shifted copies (no FFT), so its derivatives are
+    convolutions again: with respect to the signal, the correlation with the kernel."""
+    return _convolve_mode(_one_d(a, "convolve", "a"), _one_d(v, "convolve", "v"), mode, "convolve")
+
+
+@implements(np.correlate)
+def _np_correlate(a: Any, v: Any, mode: str = "valid") -> Any:
+    a, v = _one_d(a, "correlate", "a"), _one_d(v, "correlate", "v")
+    if a.shape[0] >= v.shape[0]:
+        return _convolve_mode(a, v[::-1], mode, "correlate")
+    # numpy correlates the longer with the shorter and reverses the result
+    return _convolve_mode(v, a[::-1], mode, "correlate")[::-1]
