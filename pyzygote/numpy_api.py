@@ -84,7 +84,6 @@ def supported_names() -> list[str]:
 
 
 _INSTEAD = {
-    "sinc": "np.where(x == 0, 1.0, np.sin(np.pi * x) / (np.pi * np.where(x == 0, 1.0, x)))",
     "fmod": "x - y * np.trunc(x / y)",
 }
 

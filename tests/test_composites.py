@@ -67,6 +67,7 @@ COMPOSITE_CASES = {
     "linspace-traced": (lambda x: np.linspace(x[0], x[1], 5), (V,)),
     "deg2rad-rad2deg": (lambda x: np.sin(np.deg2rad(x * 40.0)) + np.radians(x) + np.rad2deg(x) + np.degrees(x), (V,)),
     "heaviside": (lambda x: np.heaviside(x, 0.5) * x, (V,)),
+    "sinc": (lambda x: np.sinc(x) + np.sinc(x * 0.02), (V,)),
     "nan_to_num": (lambda x: np.nan_to_num(np.log(x)), (np.abs(V),)),
     "select": (lambda x: np.select([x < 0, x > 1.5], [x**2, np.sin(x)], default=x), (V,)),
     "isclose": (lambda x: np.where(np.isclose(x, 1.2), 0.0, x**2), (V,)),
@@ -246,6 +247,23 @@ def test_scipy_special_at_extremes_and_zeros() -> None:
 def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> None:
     with pytest.raises(pz.UnsupportedOperationError, match=rf"{name} was called on a traced value.*Write it with numpy: "):
         pz.gradient(call, np.ones(2))
+
+
+def test_sinc_has_exact_derivatives_at_and_near_zero() -> None:
+    x = np.array([0.0, 1e-9, 0.031, 0.0319, 0.032, 0.5, 1.0, 3.0])  # the series is used below |x| = 0.0318...
+    np.testing.assert_allclose(pz.make_program(np.sinc, x)(x)[0], np.sinc(x), rtol=1e-15)
+    y = np.pi * x[2:]
+    d1 = np.cos(y) / x[2:] - np.sin(y) / (np.pi * x[2:] ** 2)
+    g = pz.gradient(lambda v: np.sum(np.sinc(v)), x)[0]
+    assert g[0] == 0.0
+    np.testing.assert_allclose(g[1], -(np.pi**2) * x[1] / 3, rtol=1e-15)
+    np.testing.assert_allclose(g[2:], d1, rtol=1e-11)
+    h = np.diag(pz.hessian(lambda v: np.sum(np.sinc(v)), x))
+    np.testing.assert_allclose(h[0], -np.pi**2 / 3, rtol=1e-15)
+    d2 = lambda v: (-(np.pi**2) * v**2 * np.sin(np.pi * v) - 2 * np.pi * v * np.cos(np.pi * v) + 2 * np.sin(np.pi * v)) / (np.pi * v**3)  # noqa: E731
+    np.testing.assert_allclose(h[3:], d2(x[3:]), rtol=1e-9)
+    d4 = pz.hessian(lambda v: np.sum(pz.hessian(lambda w: np.sum(np.sinc(w)), v)), x[:1])
+    np.testing.assert_allclose(d4, [[np.pi**4 / 5]], rtol=1e-14)
 
 
 def test_convolution_of_long_signals_sums_shifted_slices(monkeypatch: Any) -> None:

@@ -82,6 +82,22 @@ def _np_logaddexp2(x: Any, y: Any, **kw: Any) -> Any:
     return _log_add(x, y, np.exp2, lambda z: np.log1p(z) / float(np.log(2.0)))
 
 
+@implements(np.sinc)
+def _np_sinc(x: Any) -> Any:
+    """``sin(pi x) / (pi x)``, and its Taylor series where ``|pi x| < 0.1``: there the quotient
+    loses digits, and at 0, where numpy gives 1, derivatives of every order come from the series
+    (``np.where`` with 1 would make the second derivative 0 instead of ``-pi**2 / 3``)."""
+    x = as_operand(x)
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)
+    y = np.pi * x
+    near = np.less(np.abs(y), 0.1)
+    z = y * y
+    # 1 - z/3! + z^2/5! - ...: the first omitted term is below 1e-21 where the series is used
+    series = 1.0 - z / 6.0 * (1.0 - z / 20.0 * (1.0 - z / 42.0 * (1.0 - z / 72.0 * (1.0 - z / 110.0))))
+    away = np.where(near, 1.0, y)
+    return np.where(near, series, np.sin(away) / away)
+
+
 @implements(np.deg2rad, np.radians)
 def _np_deg2rad(x: Any, **kw: Any) -> Any:
     _no_keywords("deg2rad", kw)
