@@ -506,6 +506,36 @@ case(
     ref=lambda a: _signed_eigh(a, "U")[1] * _signed_eigh(a, "U")[0] ** 2,
     f32_rtol=1e-4,
 )
+def _rectangular(rng: np.random.Generator) -> tuple[Any, ...]:
+    """A matrix with well separated singular values, square, tall or wide."""
+    m, n = [(3, 3), (4, 2), (2, 4), (1, 3)][rng.integers(4)]
+    k = min(m, n)
+    q1, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    q2, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    return ((q1 * np.linspace(2.0, 0.7, k)) @ q2.T,)
+
+
+def _svd_weights(shape: tuple[int, ...]) -> np.ndarray:
+    return np.linspace(-1.0, 1.5, int(np.prod(shape))).reshape(shape)
+
+
+def _signed_svd(a: Any) -> tuple[Any, Any, Any]:
+    from pyzygote.primitives.svd import svd_p
+
+    return svd_p.impl(a)
+
+
+case("svd", "singular-values", lambda a: np.linalg.svd(a, compute_uv=False), _rectangular, f32_rtol=2e-5)
+case(
+    "svd",
+    "vectors",
+    lambda a: np.sum(np.linalg.svd(a, full_matrices=False)[0] * _svd_weights((a.shape[0], min(a.shape))))
+    + np.linalg.svd(a, full_matrices=False).Vh * _svd_weights((min(a.shape), a.shape[1])),
+    _rectangular,
+    ref=lambda a: np.sum(_signed_svd(a)[0] * _svd_weights((a.shape[0], min(a.shape)))) + _signed_svd(a)[2] * _svd_weights((min(a.shape), a.shape[1])),
+    f32_rtol=1e-4,
+)
+
 case("logabsdet", "slogdet", lambda a: np.linalg.slogdet(a)[1], lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 case("detsign", "slogdet", lambda a: np.linalg.slogdet(a)[0] * 1.0, lambda rng: (matrix()(rng),), kind="zero")
 case("detsign", "signed-det", lambda a: np.linalg.slogdet(a).sign * np.exp(np.linalg.slogdet(a).logabsdet), lambda rng: (matrix()(rng),), f32_rtol=2e-5)

@@ -718,6 +718,11 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
         (a,) = args
         w, v = np.linalg.eigh(a)
         return (w, signed_eigenvectors(v))
+    if name == "PyZygote.svd_thin":
+        from pyzygote.primitives.svd import svd_p
+
+        (a,) = args
+        return tuple(svd_p.impl(a))
     if name == "PyZygote.cholesky_lower":
         (a,) = args
         return np.linalg.cholesky(a)

@@ -889,3 +889,48 @@ def test_censored_normal_likelihood_through_log_ndtr_keeps_its_tails() -> None:
     w = np.array([-0.999, 0.0, 0.5])
     np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.erfinv(v)), w)[0], np.exp(sc.erfinv(w) ** 2) / two, rtol=1e-13)
     np.testing.assert_allclose(pz.gradient(lambda v: np.sum(sc.erfcinv(v)), 1 - w)[0], -np.exp(sc.erfcinv(1 - w) ** 2) / two, rtol=1e-13)
+
+
+def test_singular_value_functions_have_their_closed_form_derivatives() -> None:
+    """norm(A, 2) = s[0] has gradient u0 v0^T, the nuclear norm U V^T, and pinv, cond and
+    matrix_rank follow numpy, for square, tall and wide matrices."""
+    rng = np.random.default_rng(11)
+    for shape in [(3, 3), (5, 3), (2, 4)]:
+        A = rng.standard_normal(shape)
+        U, s, Vt = np.linalg.svd(A, full_matrices=False)
+        for ord_, want in [(2, np.outer(U[:, 0], Vt[0])), (-2, np.outer(U[:, -1], Vt[-1])), ("nuc", U @ Vt)]:
+            value, (g,) = pz.withgradient(lambda a: np.linalg.norm(a, ord_), A)
+            assert value == pytest.approx(np.linalg.norm(A, ord_), rel=1e-14)
+            np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-14)
+            check_grads(lambda a: np.linalg.norm(a, ord_), (A,), order=2, engine="numpy")
+        np.testing.assert_allclose(pz.make_program(lambda a: np.linalg.norm(a, 2, axis=(1, 0), keepdims=True), A)(A)[0], np.linalg.norm(A, 2, axis=(1, 0), keepdims=True), rtol=1e-14)
+        np.testing.assert_allclose(pz.gradient(lambda a: np.sum(np.linalg.svdvals(a)), A)[0], U @ Vt, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(pz.make_program(np.linalg.pinv, A)(A)[0], np.linalg.pinv(A), rtol=1e-12, atol=1e-14)
+        check_grads(lambda a: np.linalg.pinv(a), (A,), engine="numpy")
+        # least squares through the pseudo-inverse, as a fitted design matrix would use it
+        b = rng.standard_normal(shape[0])
+        check_grads(lambda a, y: np.sum(np.sin(np.linalg.pinv(a) @ y)), (A, b), order=2, engine="numpy")
+        assert pz.make_program(np.linalg.cond, A)(A)[0] == pytest.approx(np.linalg.cond(A), rel=1e-13)
+        check_grads(lambda a: np.linalg.cond(a), (A,), engine="numpy")
+    # pinv drops singular values below rcond * max(s), as numpy does, and is then smooth
+    R = np.outer([1.0, 2.0, 3.0], [1.0, -1.0]) + 1e-17 * rng.standard_normal((3, 2))
+    np.testing.assert_allclose(pz.make_program(lambda a: np.linalg.pinv(a, rcond=1e-10), R)(R)[0], np.linalg.pinv(R, rcond=1e-10), rtol=1e-12)
+    assert pz.make_program(np.linalg.matrix_rank, R)(R)[0] == np.linalg.matrix_rank(R) == 1
+    assert pz.make_program(lambda a: np.linalg.matrix_rank(a, tol=1e-20), R)(R)[0] == np.linalg.matrix_rank(R, tol=1e-20)
+
+
+def test_svd_refuses_what_has_no_derivative_or_no_trace() -> None:
+    A = np.arange(6.0).reshape(3, 2) + np.eye(3, 2)
+    with pytest.raises(pz.UnsupportedOperationError, match="full_matrices=False: the 1 extra singular vectors"):
+        pz.gradient(lambda a: np.sum(np.linalg.svd(a)[0]), A)
+    with pytest.raises(np.linalg.LinAlgError, match="one matrix, got shape \\(2, 3, 2\\)"):
+        pz.gradient(lambda a: np.sum(np.linalg.svd(np.stack([a, a]), compute_uv=False)), A)
+    with pytest.raises(ValueError, match="Invalid norm order for matrices"):
+        pz.gradient(lambda a: np.linalg.norm(a, 3), A)
+    with pytest.raises(pz.UnsupportedOperationError, match=r"numpy.linalg.lstsq.*Write it as np.linalg.pinv\(a\) @ b"):
+        pz.gradient(lambda a: np.sum(np.linalg.lstsq(a, np.ones(3))[0]), A)
+    # a square matrix's full and thin decompositions are the same: allowed
+    B = A[:2]
+    (g,) = pz.gradient(lambda a: np.sum(np.linalg.svd(a).S), B)
+    U, s, Vt = np.linalg.svd(B)
+    np.testing.assert_allclose(g, U @ Vt, rtol=1e-12)

@@ -573,6 +573,101 @@ function _rotation_part(ΔV, w, V)
 end
 
 """
+    svd_thin(A)
+
+numpy's `linalg.svd(A, full_matrices = false)` as a Tuple `(U, s, Vt)`, with
+`A ≈ U * Diagonal(s) * Vt` and `s` descending. Each pair of singular vectors is signed as
+pyzygote's NumPy engine signs it: the first entry of largest magnitude (to within
+`sqrt(eps)`) of each column of `U` is positive.
+
+LAPACK takes only plain floats, so a matrix of ForwardDiff duals (`jvp`, `hessian`) is
+decomposed by its values and the partials carried through the derivative of the
+decomposition, as ForwardDiff's `eigen` does for symmetric matrices. The `rrule` is the
+transpose of that derivative.
+"""
+function svd_thin(A::AbstractMatrix{<:Union{Float32, Float64}})
+    F = LinearAlgebra.svd(A)
+    signs = _column_signs(F.U)
+    return F.U .* permutedims(signs), F.S, F.Vt .* signs
+end
+
+function svd_thin(A::AbstractMatrix{ForwardDiff.Dual{T, V, N}}) where {T, V, N}
+    U, s, Vt = svd_thin(ForwardDiff.value.(A))
+    parts = ntuple(j -> _svd_tangent(U, s, Vt, ForwardDiff.partials.(A, j)), N)
+    carry(x, k) = ForwardDiff.Dual{T}.(x, tuple.(map(p -> p[k], parts)...))
+    return carry(U, 1), carry(s, 2), carry(Vt, 3)
+end
+
+# F[i, j] = 1 / (s[j]^2 - s[i]^2) off the diagonal, 0 on it.
+function _inverse_gaps(s::AbstractVector)
+    gaps = permutedims(s.^2) .- s.^2
+    return map((g, I) -> I[1] == I[2] ? zero(inv(g)) : inv(g), gaps, CartesianIndices(gaps))
+end
+
+# The derivative `(dU, ds, dVt)` of the thin SVD `(U, s, Vt)` along `dA`. With
+# `dP = U' dA V`: `ds = diag(dP)`, and `U` and `V` rotate by `F .* (dP S + S dP')` and
+# `F .* (S dP + dP' S)`; a rectangular `A` adds the part of `dA` outside their span.
+function _svd_tangent(U, s, Vt, dA)
+    V = Vt'
+    dP = U' * dA * V
+    F = _inverse_gaps(s)
+    dU = U * (F .* (dP .* permutedims(s) .+ s .* dP'))
+    dV = V * (F .* (s .* dP .+ dP' .* permutedims(s)))
+    if size(U, 1) > length(s)
+        dAV = dA * V
+        dU = dU .+ (dAV .- U * (U' * dAV)) ./ permutedims(s)
+    end
+    if size(Vt, 2) > length(s)
+        dAU = dA' * U
+        dV = dV .+ (dAU .- V * (V' * dAU)) ./ permutedims(s)
+    end
+    return dU, LinearAlgebra.diag(dP), Matrix(dV')
+end
+
+function ChainRulesCore.rrule(::typeof(svd_thin), A::AbstractMatrix{<:Real})
+    U, s, Vt = svd_thin(A)
+    project_A = ProjectTo(A)
+    function svd_thin_pullback(Δ)
+        Δ isa ChainRulesCore.AbstractZero && return (NoTangent(), Δ)
+        ΔU, Δs, ΔVt = _triple(unthunk(Δ))
+        return NoTangent(), project_A(_svd_cotangent(U, s, Vt, ΔU, Δs, ΔVt))
+    end
+    return (U, s, Vt), svd_thin_pullback
+end
+
+_triple(Δ) = (Δ[1], Δ[2], Δ[3])
+
+# The transpose of `_svd_tangent`: with `J = F .* (U'ΔU - ΔU'U)` and
+# `K = F .* (V'ΔV - ΔV'V)`, `Ā = U (J S + Diagonal(Δs) + S K) Vt` plus, for a rectangular
+# `A`, the parts of `ΔU` and `ΔV` outside the span of `U` and `V`, scaled by `1 ./ s`.
+function _svd_cotangent(U, s, Vt, ΔU, Δs, ΔVt)
+    F = _inverse_gaps(s)
+    inner = LinearAlgebra.Diagonal(_or_zeros(Δs, s))
+    Ā = zero(U) * zero(Vt)
+    if !(ΔU isa ChainRulesCore.AbstractZero)
+        ΔU = unthunk(ΔU)
+        J = F .* (U' * ΔU .- ΔU' * U)
+        inner = inner .+ J .* permutedims(s)
+        if size(U, 1) > length(s)
+            Ā = Ā .+ ((ΔU .- U * (U' * ΔU)) ./ permutedims(s)) * Vt
+        end
+    end
+    if !(ΔVt isa ChainRulesCore.AbstractZero)
+        ΔV = Matrix(unthunk(ΔVt)')
+        V = Vt'
+        K = F .* (V' * ΔV .- ΔV' * V)
+        inner = inner .+ s .* K
+        if size(Vt, 2) > length(s)
+            Ā = Ā .+ U * ((ΔV .- V * (V' * ΔV)) ./ permutedims(s))'
+        end
+    end
+    return Ā .+ U * inner * Vt
+end
+
+_or_zeros(::ChainRulesCore.AbstractZero, s) = zero(s)
+_or_zeros(Δs, _) = unthunk(Δs)
+
+"""
     logabsdet(A)
 
 `log(abs(det(A)))` from an LU factorization, so that it neither overflows nor underflows;

@@ -363,14 +363,20 @@ def _eigh_aval(a: Aval) -> tuple[Aval, Aval]:
     return Aval(a.shape[:1], a.dtype), a
 
 
-def signed_eigenvectors(v: np.ndarray) -> np.ndarray:
-    """``v`` with each column's sign fixed: its first entry of largest magnitude is positive."""
+def column_signs(v: np.ndarray) -> np.ndarray:
+    """``1`` or ``-1`` per column of ``v``: the sign of its first entry of largest magnitude (to
+    within ``sqrt(eps)``), which pyzygote makes positive in eigen- and singular vectors."""
     if v.size == 0:
-        return v
+        return np.ones(v.shape[1], v.dtype)
     mag = np.abs(v)
     near_max = mag >= mag.max(axis=0, initial=0.0) * (1.0 - np.sqrt(np.finfo(v.dtype).eps))
     lead = v[np.argmax(near_max, axis=0), np.arange(v.shape[1])]
-    return v * np.where(lead < 0, -1.0, 1.0).astype(v.dtype)
+    return np.where(lead < 0, -1.0, 1.0).astype(v.dtype)
+
+
+def signed_eigenvectors(v: np.ndarray) -> np.ndarray:
+    """``v`` with each column's sign fixed: its first entry of largest magnitude is positive."""
+    return v * column_signs(v)
 
 
 @eigh_p.def_impl
@@ -464,8 +470,10 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
     nd_axes = x.ndim if axis is None else (1 if isinstance(axis, (int, np.integer)) else len(axis))
     if nd_axes == 1 and isinstance(ord, str):
         raise ValueError(f"Invalid norm order '{ord}' for vectors")  # numpy's
-    if nd_axes == 2 and ord not in (None, "fro", 1, -1, np.inf, -np.inf):
-        raise UnsupportedOperationError(f"traced np.linalg.norm supports matrix ord None, 'fro', 1, inf; got {ord!r}")
+    if nd_axes == 2 and ord not in (None, "fro", 1, -1, np.inf, -np.inf, 2, -2, "nuc"):
+        raise ValueError("Invalid norm order for matrices.")  # numpy's
+    if nd_axes == 2 and ord in (2, -2, "nuc"):
+        return _singular_value_norm(x, ord, axis, keepdims)
     if nd_axes == 2 and ord in (1, -1, np.inf, -np.inf):
         axes = normalize_axes(axis if axis is not None else (0, 1), x.ndim)
         inner_axis, outer_axis = (axes[0], axes[1]) if ord in (1, -1) else (axes[1], axes[0])
@@ -483,6 +491,18 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
     if isinstance(ord, (int, float)) and ord > 0 and nd_axes == 1:
         return np.sum(np.abs(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
     raise UnsupportedOperationError(f"traced np.linalg.norm does not support ord={ord!r} here")
+
+
+def _singular_value_norm(x: Any, ord: Any, axis: Any, keepdims: bool) -> Any:
+    """The largest (``ord=2``) or smallest (``-2``) singular value, or their sum (``'nuc'``), of
+    the matrix ``x`` spans along ``axis`` (one matrix: pyzygote's ``svd`` takes no batches)."""
+    from pyzygote.primitives.svd import singular_values
+
+    if x.ndim != 2:
+        raise UnsupportedOperationError(f"traced np.linalg.norm with ord={ord!r} takes one matrix, got shape {x.shape}")
+    s = singular_values(x)  # those of x.T too, for axis=(1, 0)
+    value = np.sum(s) if ord == "nuc" else s[0] if ord == 2 else s[-1]
+    return np.reshape(value, (1, 1)) if keepdims else value
 
 
 @implements(np.linalg.multi_dot)

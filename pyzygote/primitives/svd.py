@@ -1,0 +1,162 @@
+"""The singular value decomposition, and what numpy computes with it: ``np.linalg.svd``,
+``svdvals``, ``norm`` of a matrix with ``ord`` 2, -2 or ``'nuc'``, ``pinv``, ``cond`` and
+``matrix_rank``.
+
+One primitive, the thin decomposition ``A = U diag(s) Vt`` of one matrix.  LAPACK's drivers
+leave the sign of each pair of singular vectors open, so the IR fixes it, as for ``eigh``: the
+first entry of largest magnitude of each column of ``U`` is positive (on both engines).  The
+derivatives of ``U`` and ``Vt`` divide by the gaps ``s_j**2 - s_i**2`` and by ``s``: where
+singular values repeat or are zero, singular vectors are not unique and have no derivative,
+while ``s`` itself is differentiable wherever it is distinct (its gradient is
+``U[:, i] Vt[i, :]``).
+
+>>> import numpy as np, pyzygote as pz
+>>> A = np.array([[3.0, 0.0], [0.0, 1.0]])
+>>> pz.gradient(lambda a: np.linalg.norm(a, 2), A)[0]
+array([[1., 0.],
+       [0., 0.]])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.ir import Aval
+from pyzygote.numpy_api import implements
+from pyzygote.primitive import Primitive
+from pyzygote.primitives.linalg import column_signs
+from pyzygote.tracer import Tracer, as_operand
+
+__all__ = ["svd_p", "singular_values"]
+
+svd_p = Primitive("svd", multiple_results=True)
+
+
+@svd_p.def_abstract_eval
+def _svd_aval(a: Aval) -> tuple[Aval, Aval, Aval]:
+    if a.ndim != 2:
+        batch = f"; for a batch of matrices, loop and stack: [np.linalg.svd(a[i]) for i in range({a.shape[0]})]" if a.ndim > 2 else ""
+        raise np.linalg.LinAlgError(f"svd: the traced version needs one matrix, got shape {a.shape}{batch}")
+    m, n = a.shape
+    k = min(m, n)
+    return Aval((m, k), a.dtype), Aval((k,), a.dtype), Aval((k, n), a.dtype)
+
+
+@svd_p.def_impl
+def _svd_impl(a: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    signs = column_signs(u)
+    return u * signs, s, vt * signs[:, None]
+
+
+def _svd_jvp(primals: Any, tangents: Any) -> Any:
+    # With dP = U^T dA V: ds = diag(dP), and the rotations of U and V are F o (dP S + S dP^T)
+    # and F o (S dP + dP^T S), F[i, j] = 1 / (s[j]**2 - s[i]**2) off the diagonal; a
+    # rectangular A adds the parts of dA outside the span of U (of V), scaled by 1 / s.
+    (a,), (g,) = primals, tangents
+    u, s, vt = svd_p.bind(a)
+    m, n = a.shape
+    k = min(m, n)
+    v = vt.T
+    dp = np.matmul(np.matmul(u.T, g), v)
+    off = np.logical_not(np.eye(k, dtype=bool))
+    s2 = s * s
+    gap = s2[None, :] - s2[:, None]
+    f = np.where(off, 1.0 / np.where(off, gap, 1.0), 0.0)
+    du = np.matmul(u, f * (dp * s[None, :] + s[:, None] * dp.T))
+    dv = np.matmul(v, f * (s[:, None] * dp + dp.T * s[None, :]))
+    if m > k:
+        gv = np.matmul(g, v)
+        du = du + (gv - np.matmul(u, np.matmul(u.T, gv))) / s
+    if n > k:
+        gu = np.matmul(g.T, u)
+        dv = dv + (gu - np.matmul(v, np.matmul(v.T, gu))) / s
+    return (u, s, vt), (du, np.diagonal(dp), dv.T)
+
+
+svd_p.jvp = _svd_jvp
+svd_p.def_julia(lambda e, a: f"PyZygote.svd_thin({a})")
+
+
+def _floating_matrix(a: Any) -> Any:
+    a = as_operand(a)
+    if a.ndim != 2:
+        _svd_aval(Aval(a.shape, np.dtype(np.float64)))  # numpy's batches: the message says how
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+def singular_values(a: Any) -> Any:
+    """The singular values of the matrix ``a``, descending."""
+    return svd_p.bind(_floating_matrix(a))[1]
+
+
+_SVD_RESULT = type(np.linalg.svd(np.eye(1)))  # numpy's named tuple (U, S, Vh)
+
+
+@implements(np.linalg.svd)
+def _np_svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, hermitian: bool = False) -> Any:
+    a = _floating_matrix(a)
+    if not compute_uv:
+        return svd_p.bind(a)[1]
+    if hermitian:
+        raise UnsupportedOperationError("traced np.linalg.svd does not take hermitian=True; use the default (the result is the same)")
+    m, n = a.shape
+    if full_matrices and m != n:
+        raise UnsupportedOperationError(
+            f"traced np.linalg.svd of a {m} x {n} matrix needs full_matrices=False: the {max(m, n) - min(m, n)} extra "
+            "singular vectors that full_matrices=True adds are any orthonormal completion, which has no derivative"
+        )
+    u, s, vt = svd_p.bind(a)
+    return _SVD_RESULT(u, s, vt)
+
+
+if hasattr(np.linalg, "svdvals"):  # numpy >= 2.0
+    implements(np.linalg.svdvals)(singular_values)
+
+
+_NO_VALUE = object()
+
+
+@implements(np.linalg.pinv)
+def _np_pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = _NO_VALUE) -> Any:
+    """numpy's pseudo-inverse: singular values at most ``rcond * max(s)`` count as zero."""
+    a = _floating_matrix(a)
+    if hermitian:
+        raise UnsupportedOperationError("traced np.linalg.pinv does not take hermitian=True; use the default (the result is the same)")
+    if rcond is None:  # numpy's defaults
+        rcond = 1e-15 if rtol is _NO_VALUE else max(a.shape) * float(np.finfo(a.dtype).eps) if rtol is None else rtol
+    elif rtol is not _NO_VALUE:
+        raise ValueError("`rtol` and `rcond` can't be both set.")  # numpy's
+    if np.ndim(rcond) != 0 or isinstance(rcond, Tracer):
+        raise UnsupportedOperationError("traced np.linalg.pinv takes one constant number as rcond")
+    m, n = a.shape
+    if m == 0 or n == 0:
+        return np.zeros((n, m), a.dtype)
+    u, s, vt = svd_p.bind(a)
+    kept = np.greater(s, rcond * np.max(s))
+    inverse = np.where(kept, 1.0 / np.where(kept, s, 1.0), 0.0)
+    return np.matmul(vt.T * inverse[None, :], u.T)
+
+
+@implements(np.linalg.cond)
+def _np_cond(x: Any, p: Any = None) -> Any:
+    if p not in (None, 2, -2):
+        raise UnsupportedOperationError(f"traced np.linalg.cond supports p=None, 2 and -2; got p={p!r}")
+    s = singular_values(x)
+    return s[-1] / s[0] if p == -2 else s[0] / s[-1]
+
+
+@implements(np.linalg.matrix_rank)
+def _np_matrix_rank(A: Any, tol: Any = None, hermitian: bool = False, *, rtol: Any = None) -> Any:
+    """numpy's rank: the number of singular values above ``tol`` (an integer, no derivative)."""
+    A = as_operand(A)
+    if A.ndim < 2:
+        return np.any(np.not_equal(A, 0)).astype(np.int64)  # numpy's rank of a vector
+    s = singular_values(A)
+    if tol is None:
+        factor = max(A.shape) * float(np.finfo(s.dtype).eps) if rtol is None else rtol
+        tol = np.max(s, initial=0.0) * factor
+    return np.sum(np.greater(s, tol).astype(np.int64))
