@@ -76,6 +76,8 @@ class Builder:
         self.lifted: dict[int, tuple["Tracer", Var]] = {}
         # Whether each use of a numpy constant compares it with its copy (see ConstantChanged).
         self.careful = bool(getattr(Builder._active, "careful", False))
+        # Set when the function's program is built: its traced values are then stale placeholders.
+        self.ended = False
 
     def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
         t = Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
@@ -92,11 +94,7 @@ class Builder:
             if x._builder is self:
                 return x._var
             if not Builder.is_active(x._builder):
-                raise UnsupportedOperationError(
-                    "a traced value was used after its trace ended (kept in a global, a list or a "
-                    "closure by a function pyzygote traced): traced values are placeholders that "
-                    "exist only while their function is traced"
-                )
+                raise trace_ended_error()
             if not self.lift:
                 raise UnsupportedOperationError(
                     "a traced value from another trace was used here; a function traced "
@@ -127,6 +125,8 @@ class Builder:
         return var
 
     def add_eqn(self, prim: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
+        if self.ended:
+            raise trace_ended_error()
         atoms = tuple(map(self.to_atom, args))
         out = prim.abstract_eval(*(a.aval for a in atoms), **params)
         if prim.multiple_results:
@@ -192,6 +192,17 @@ def _refuse_masked(x: Any) -> None:
 def _no_out(out: Any) -> dict[str, Any]:
     """No keywords for numpy when ``out`` is None; else numpy's ``out=`` reaches pyzygote's refusal."""
     return {} if out is None else {"out": out}
+
+
+def trace_ended_error() -> UnsupportedOperationError:
+    return UnsupportedOperationError(
+        "a traced value was used after its trace ended: the traced function stored it (in a global, a "
+        "list, a dict or an attribute: running statistics, a log of losses) or a closure kept it. "
+        "Traced values are placeholders that exist only while their function is traced, and the "
+        "function's Python side effects run only then, once, not at every call (as in jax.jit). "
+        "Return such values as auxiliary outputs (pz.withgradient(f, x) with f returning (loss, aux), "
+        "or pz.grad(f, has_aux=True)) and update the state outside the differentiated function."
+    )
 
 
 def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
@@ -280,7 +291,7 @@ class Tracer:
         return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self) -> str:
-        return f"Tracer<{self.aval}>"
+        return f"Tracer<{self.aval}>" + (" (from a trace that has ended)" if self._builder.ended else "")
 
     # --- control flow on values is impossible -------------------------
     def _setting_hint(self) -> str:
@@ -300,6 +311,8 @@ class Tracer:
         )
 
     def __bool__(self) -> bool:
+        if self._builder.ended:
+            raise trace_ended_error()
         loop = (
             " A loop that runs until it converges (while np.max(np.abs(step)) > tol) cannot be traced either: "
             "run a fixed number of iterations (for _ in range(30)) that is enough to converge."
@@ -309,6 +322,8 @@ class Tracer:
         raise _concretization_error("bool()/if", loop + self._setting_hint())
 
     def __float__(self) -> float:
+        if self._builder.ended:
+            raise trace_ended_error()
         raise _concretization_error(
             "float()", " (The math module's functions take Python floats: use numpy's, np.sin for math.sin.)" + self._setting_hint()
         )
@@ -319,9 +334,13 @@ class Tracer:
         return np.round(self, ndigits or 0)
 
     def __int__(self) -> int:
+        if self._builder.ended:
+            raise trace_ended_error()
         raise _concretization_error("int()", self._setting_hint())
 
     def __index__(self) -> int:
+        if self._builder.ended:
+            raise trace_ended_error()
         raise _concretization_error(
             "use as an index or size",
             " Arguments of a differentiated function are traced, Python ints included: pass an index "

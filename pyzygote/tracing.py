@@ -753,6 +753,7 @@ def _trace_once(
         if isinstance(leaf, Static):
             raise TypeError(f"the traced function returned {leaf.value!r}, which is not an array")
     prog = b.build(tracers, out_leaves)
+    b.ended = True
     lifted = tuple(t for t, _ in b.lifted.values())
     captured = tuple((orig, snap) for orig, snap in b.first_reads.values() if isinstance(orig, np.ndarray))
     known = {id(orig) for orig, _ in captured}

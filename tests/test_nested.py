@@ -232,6 +232,29 @@ def test_traced_values_that_outlive_their_trace_are_refused():
         pz.gradient(lambda z: np.sum(z * kept["x"]), X)
 
 
+def test_side_effects_run_at_the_trace_and_what_they_kept_is_refused_after_it():
+    """User testing: running statistics kept in a dict and a log of losses ran once and kept
+    placeholders; numpy code reading them later got a placeholder back, float() of one
+    complained about branching on traced values."""
+    stats: dict[str, Any] = {"mean": np.zeros(3), "steps": 0}
+    history: list[Any] = []
+
+    def loss(w: Any) -> Any:
+        stats["mean"] = 0.9 * stats["mean"] + 0.1 * w
+        stats["steps"] += 1
+        value = np.sum(w**2)
+        history.append(value)
+        return value
+
+    for _ in range(3):
+        pz.gradient(loss, X)
+    assert stats["steps"] == 1 and len(history) == 1  # once, at the trace
+    assert "trace that has ended" in repr(history[0])
+    for use in (lambda: float(history[0]), lambda: bool(history[0] > 0), lambda: np.sum(stats["mean"] * 2.0), lambda: X + stats["mean"]):
+        with pytest.raises(pz.UnsupportedOperationError, match="after its trace ended.*auxiliary outputs"):
+            use()
+
+
 def test_inner_transformations_cannot_see_into_julia_functions():
     doubled = pz.julia_function("x -> 2 .* x", result_shape=(3,))
     with pytest.raises(TypeError, match="nested in traced code cannot differentiate the Julia function"):
