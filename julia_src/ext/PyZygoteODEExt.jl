@@ -64,18 +64,30 @@ function solver_by_name(name::Symbol)
 end
 
 """
-    sensitivity_algorithm(name::Symbol)
+    sensitivity_algorithm(name::Symbol, u0, p)
 
 The SciMLSensitivity algorithm for pyzygote's `sensealg` name; `nothing` lets
 SciMLSensitivity choose (forward mode when `length(u0) + length(p) <= 100`, else an adjoint).
+
+Where `u0` or `p` are ForwardDiff duals (an outer forward pass, as in `PyZygote.hessian`),
+`:forward` is the adjoint: ForwardDiffSensitivity's pullback keeps only the values of its
+products with the cotangent (`ForwardDiff.value.(J'v)` in SciMLSensitivity 7.112's
+`concrete_solve.jl`), which drops the outer derivatives. SciMLSensitivity's own choice avoids
+it for duals in the same way.
 """
-function sensitivity_algorithm(name::Symbol)
+function sensitivity_algorithm(name::Symbol, u0, p)
     name === :auto && return nothing
-    name === :forward && return ForwardDiffSensitivity()
+    if name === :forward
+        duals = eltype(u0) <: PyZygote.ForwardDiff.Dual ||
+            eltype(p) <: PyZygote.ForwardDiff.Dual
+        return duals ? GaussAdjoint(; autojacvec = ZygoteVJP()) : ForwardDiffSensitivity()
+    end
     name === :adjoint && return GaussAdjoint(; autojacvec = ZygoteVJP())
     name === :backsolve && return BacksolveAdjoint(; autojacvec = ZygoteVJP())
     throw(ArgumentError("unknown sensealg $(name)"))
 end
+
+ChainRulesCore.@non_differentiable sensitivity_algorithm(::Any, ::Any, ::Any)
 
 # A failed solve must never reach Python as a result: SciMLSensitivity does not check
 # retcodes, and its adjoints extrapolate past the failure point.
@@ -87,9 +99,10 @@ function check_success(sol, nsaved::Integer, prob, alg, options::NamedTuple)
     return nothing
 end
 
-# Where a failed solve stopped. The solution cannot say: with `saveat` it ends at the last
-# save time before the failure, and an adjoint's forward solution is interpolated to every
-# save time. Integrating once more without saving leaves the integrator at that time.
+# Where a failed solve stopped. The solution does not say it reliably: with `saveat` it
+# ends at the last save time before the failure (or, when the end of the time span is a save
+# time, at the failure), and an adjoint's forward solution is interpolated to every save
+# time. Integrating once more without saving leaves the integrator at that time.
 function time_reached(prob, alg, options::NamedTuple)
     integrator = OrdinaryDiffEq.init(prob, alg; options..., save_everystep = false)
     OrdinaryDiffEq.solve!(integrator)
@@ -144,8 +157,9 @@ function PyZygote.odesolve(
 )
     g, q = with_parameter(f, p)
     solver = algorithm(alg)
-    # Out-of-place on purpose: ZygoteVJP needs it (SciMLSensitivity #1282). `tstops` is also a
-    # keyword of the problem: GaussAdjoint re-solves checkpoint intervals from `sol.prob`.
+    # Out-of-place: the generated right-hand sides return new arrays. `tstops` is given to the
+    # problem as well as to `solve`, so that every solve SciMLSensitivity makes from
+    # `sol.prob` steps to those times too.
     prob = ODEProblem{false}(g, u0, (first(t), last(t)), q; tstops = tstops)
     sol = solve(
         prob,
@@ -157,7 +171,7 @@ function PyZygote.odesolve(
         abstol = abstol,
         maxiters = maxiters,
         tstops = tstops,
-        sensealg = sensitivity_algorithm(sensealg),
+        sensealg = sensitivity_algorithm(sensealg, u0, q),
     )
     ChainRulesCore.ignore_derivatives() do
         check_success(sol, length(t), prob, solver, (; reltol, abstol, maxiters, tstops))
