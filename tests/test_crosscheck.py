@@ -302,3 +302,46 @@ def test_check_grads_holds_ode_losses_to_their_solver_tolerance() -> None:
         check_grads(lambda k: loss(k, 1e-9) + 1e-3 * np.floor(k[0] * 1e7), (np.array([0.7]),))
     with pytest.warns(UserWarning, match="reltol=0.001: its finite differences are noise"):
         check_grads(lambda k: loss(k, 1e-3), (np.array([0.7]),))
+
+
+def _gp_nll(theta: Any, X: Any, y: Any, jitter: float = 1e-9) -> Any:
+    """A Gaussian-process negative log likelihood: a Cholesky factor of an ill-conditioned kernel."""
+    K = np.exp(2 * theta[1]) * np.exp(-0.5 * (X[:, None] - X[None, :]) ** 2 / np.exp(2 * theta[0])) + jitter * np.eye(X.size, dtype=X.dtype)
+    L = np.linalg.cholesky(K)
+    a = np.linalg.solve(L.T, np.linalg.solve(L, y))
+    return 0.5 * y @ a + np.sum(np.log(np.diag(L)))
+
+
+def test_finite_differences_noisier_than_estimated_are_inconclusive_not_a_disagreement():
+    """User testing: near an ill-conditioned Cholesky, central differences erred by 2.5e-5 of the
+    gradient and the cross-check raised on a right gradient; their error shows in how they change
+    with twice the step."""
+    X = np.sort(np.random.default_rng(0).uniform(-3, 3, 30))
+    theta = np.array([0.8, 0.2])
+    f = lambda th: _gp_nll(th, X, np.sin(X))  # noqa: E731
+    right = pz.gradient(f, theta)[0]
+    report = pz.crosscheck(f, (theta,), (right,), engines=("numpy",))
+    (fd_row,) = [row for row in report.rows if row[0].startswith("central")]
+    assert fd_row[1] is None and "within their own error" in fd_row[3]
+    with pytest.raises(AssertionError, match="numpy engine .*DISAGREES"):
+        pz.crosscheck(f, (theta,), (right * (1 + 1e-4),), engines=("numpy",))
+
+
+def test_float32_gradients_are_judged_against_float64_with_their_own_rounding():
+    """User testing: a float32 GP likelihood near its optimum, whose float32 gradient (JAX's) was
+    as accurate as float32 allows, 'disagreed' with both references at 1e-3 > 1e-4."""
+    X = np.sort(np.random.default_rng(1).uniform(-3, 3, 20)).astype(np.float32)
+    y = np.sin(X).astype(np.float32)
+    theta = (np.array([0.75732014, 0.26818643]) + 0.003).astype(np.float32)  # 0.003 from the optimum
+    f = lambda th: _gp_nll(th, X, y, 1e-3)  # noqa: E731
+    truth = pz.gradient(f, theta.astype(np.float64))[0]
+    own32 = pz.gradient(f, theta)[0]
+    noise = np.max(np.abs(own32 - truth))
+    assert noise > 1e-3 * np.max(np.abs(truth))  # float32 rounding far above 1e-4 of the gradient here
+    # another float32 computation, off by as much in another direction, is as good
+    other = (truth - (own32 - truth)[::-1]).astype(np.float32)
+    report = pz.crosscheck(f, (theta,), (other,), engines=("numpy",))
+    assert report.passed and "computed in float64" in str(report)
+    wrong = (truth * np.array([1.0, 1.5])).astype(np.float32)
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(f, (theta,), (wrong,), engines=("numpy",))
