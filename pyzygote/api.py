@@ -200,17 +200,30 @@ def _with_keywords(f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[st
 
 
 def _no_has_aux(name: str, f: Any, kwargs: dict[str, Any]) -> None:
-    """JAX's ``jacobian(f, has_aux=True)`` habit: pyzygote would hand ``has_aux`` to ``f`` as data."""
-    if "has_aux" not in kwargs:
+    """JAX's ``jacobian(f, has_aux=True)`` and ``hessian(f, argnums=1)`` habits: pyzygote would hand
+    ``has_aux`` or ``argnums`` to ``f`` as data (silently, to an ``f`` taking ``**kwargs``)."""
+    given = [k for k in ("has_aux", "argnums") if k in kwargs]
+    if not given:
         return
     import inspect
 
     try:
-        params = inspect.signature(f).parameters.values()
+        params = inspect.signature(f).parameters
     except (TypeError, ValueError):
         return
-    if any(p.name == "has_aux" or p.kind is p.VAR_KEYWORD for p in params):
-        return  # f takes it itself
+    given = [k for k in given if k not in params or params[k].kind is inspect.Parameter.POSITIONAL_ONLY]
+    if not given:
+        return  # f takes it itself, by that name
+    if "argnums" in given:
+        raise TypeError(
+            f"pz.{name} takes no argnums (keyword arguments are passed to the function, as data): "
+            + (
+                "it differentiates with respect to its first argument; put the one to differentiate first, "
+                if name == "hessian"
+                else "it differentiates every positional argument, as Zygote does; "
+            )
+            + "pass the others as keyword arguments or close over them (pz.grad takes argnums)"
+        )
     raise TypeError(
         f"pz.{name} takes no has_aux (keyword arguments are passed to the function, as data): differentiate "
         "a function returning the array alone, and compute the auxiliary values separately, or use pz.pullback "
@@ -244,6 +257,8 @@ def _withgradient(
     as keyword arguments always are.
     """
     _positional_needed(name or ("gradient" if aux is None else "withgradient"), args, kwargs)
+    if name is None:
+        _no_has_aux("gradient" if aux is None else "withgradient", f, kwargs or {})
     if _is_julia(f) and not kwargs:
         return f._withgradient(args, engine, aux=aux)
     n = len(args)
@@ -520,6 +535,7 @@ def pullback(
     (array([ 2., 20.]),)
     """
     _positional_needed("pullback", args, kwargs)
+    _no_has_aux("pullback", f, kwargs)
     if _is_julia(f) and not kwargs:
         return f._pullback(args, engine)
     n = len(args)
@@ -714,34 +730,49 @@ def _structured_hessian(
     f: Callable[..., Any], x: Any, leaves: list[Any], tree: Any, engine: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """The Hessian in a structured ``x``: that of ``f`` on one flat vector, cut into blocks."""
-    if any(isinstance(leaf, Static) for leaf in leaves):
-        raise TypeError(f"hessian takes an array, or arrays and numbers in a dict, tuple or list; got {x!r}")
-    arrays = [leaf if isinstance(leaf, Tracer) else to_input_array(leaf, "x") for leaf in leaves]
+    if all(isinstance(leaf, Static) for leaf in leaves):
+        raise TypeError(f"hessian takes an array, or arrays and numbers in a dict, tuple, list or dataclass; got {x!r}")
+    # Other leaves (a dataclass's name, a flag) are held as they are, with None for their blocks.
+    arrays = [leaf if isinstance(leaf, Tracer) else to_input_array(leaf, "x") for leaf in leaves if not isinstance(leaf, Static)]
     shapes = tuple(tuple(a.shape) for a in arrays)
     flat = np.concatenate([np.reshape(a, (-1,)) for a in arrays]) if arrays else np.zeros(0)
     bounds = np.cumsum([0, *(int(np.prod(s, dtype=np.int64)) for s in shapes)])
     h = None
     if not any(isinstance(a, Tracer) for a in arrays) and not _is_julia(f):
-        h = _hessian_on_flat(f, tree, flat, shapes, bounds, args, kwargs, engine)
+        h = _hessian_on_flat(f, tree, leaves, flat, shapes, bounds, args, kwargs, engine)
     if h is None:
-        h = hessian(_flat_version(f, tree, shapes), flat, *args, engine=engine, **kwargs)
+        h = hessian(_flat_version(f, tree, leaves, shapes), flat, *args, engine=engine, **kwargs)
 
     def block(i: int, j: int) -> Any:
         b = h[bounds[i] : bounds[i + 1], bounds[j] : bounds[j + 1]]
         return np.reshape(b, shapes[i] + shapes[j])
 
-    return unflatten(tree, [unflatten(tree, [block(i, j) for j in range(len(shapes))]) for i in range(len(shapes))])
+    slot = _array_positions(leaves)
+    row = lambda i: unflatten(tree, [None if k is None else block(i, k) for k in slot])  # noqa: E731
+    return unflatten(tree, [None if i is None else row(i) for i in slot])
+
+
+def _array_positions(leaves: list[Any]) -> list[int | None]:
+    """For each leaf, its position among the array leaves (``None`` for a static one)."""
+    count = iter(range(len(leaves)))
+    return [None if isinstance(leaf, Static) else next(count) for leaf in leaves]
+
+
+def _with_statics(template: list[Any], arrays: list[Any]) -> list[Any]:
+    """``template``'s leaves with its array leaves replaced, in order, by ``arrays``."""
+    it = iter(arrays)
+    return [leaf if isinstance(leaf, Static) else next(it) for leaf in template]
 
 
 def _hessian_on_flat(
-    f: Callable[..., Any], tree: Any, flat: np.ndarray, shapes: tuple[tuple[int, ...], ...], bounds: Any,
+    f: Callable[..., Any], tree: Any, template: list[Any], flat: np.ndarray, shapes: tuple[tuple[int, ...], ...], bounds: Any,
     args: tuple[Any, ...], kwargs: dict[str, Any], engine: str | None,
 ) -> Any:
     """The Hessian of ``f`` in the flat vector of ``x``'s leaves, from ``f``'s own cached trace
     (a Newton loop over a dict of parameters reuses it, and every derivative program of it):
     a program that cuts the vector into the leaves and runs ``f``'s program on them.  ``None``
     inside an enclosing trace, where :func:`_flat_version` is used."""
-    leaves = [np.reshape(flat[bounds[i] : bounds[i + 1]], shape) for i, shape in enumerate(shapes)]
+    leaves = _with_statics(template, [np.reshape(flat[bounds[i] : bounds[i + 1]], shape) for i, shape in enumerate(shapes)])
     traced, arrays = _trace_args(f, (unflatten(tree, leaves), *args), kwargs, held=set(range(1, 1 + len(args))))
     owners = _top_level_owners(traced.in_tree)
     nx = sum(1 for i in traced.array_slots if owners[i] == 0)
@@ -780,7 +811,7 @@ def _cut_into_leaves(prog: Any, shapes: tuple[tuple[int, ...], ...], dtype: Any)
     return hit
 
 
-def _flat_version(f: Callable[..., Any], tree: Any, shapes: tuple[tuple[int, ...], ...]) -> Callable[[Any], Any]:
+def _flat_version(f: Callable[..., Any], tree: Any, template: list[Any], shapes: tuple[tuple[int, ...], ...]) -> Callable[[Any], Any]:
     """``v -> f(x)`` with ``x`` rebuilt from the flat vector ``v``.
 
     A new function each call, traced each call: a cached one would hold ``f`` and keep it
@@ -793,6 +824,6 @@ def _flat_version(f: Callable[..., Any], tree: Any, shapes: tuple[tuple[int, ...
             n = int(np.prod(shape, dtype=np.int64))
             parts.append(np.reshape(v[start : start + n], shape))
             start += n
-        return f(unflatten(tree, parts), *args, **kwargs)
+        return f(unflatten(tree, _with_statics(template, parts)), *args, **kwargs)
 
     return on_flat

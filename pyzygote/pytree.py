@@ -1,7 +1,8 @@
 """Nested containers of arrays (pytrees): flatten to leaves and rebuild.
 
-Tuples, dicts (in sorted key order, like JAX) and lists are containers, except that a list of plain numbers
-(possibly nested) is one array leaf, as numpy would read it.  Numbers and
+Tuples, dicts (in sorted key order, like JAX), lists and dataclass instances (their fields, as
+Zygote's structural gradients and JAX's registered dataclasses have them) are containers, except
+that a list of plain numbers (possibly nested) is one array leaf, as numpy would read it.  Numbers and
 numpy arrays are array leaves; anything else (strings, functions, ``None``,
 and Python ``True``/``False``, which are flags rather than numbers) is a
 static leaf that takes part in tracing as a Python value.
@@ -16,12 +17,13 @@ static leaf that takes part in tracing as a Python value.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
-__all__ = ["flatten", "unflatten", "is_array_leaf", "Static", "KeywordArguments"]
+__all__ = ["flatten", "unflatten", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
 
 
 class KeywordArguments(NamedTuple):
@@ -85,6 +87,9 @@ def flatten(tree: Any) -> tuple[list[Any], Hashable]:
             return ("namedtuple", type(x), tuple(walk(e) for e in x))
         if isinstance(x, list) and not _numeric_list(x):
             return ("list", tuple(walk(e) for e in x))
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            names = tuple(f.name for f in dataclasses.fields(x))
+            return ("dataclass", type(x), names, tuple(walk(getattr(x, n)) for n in names))
         if is_array_leaf(x) or _is_tracer(x):
             leaves.append(x)
             return "*"
@@ -111,9 +116,32 @@ def unflatten(tree: Hashable, leaves: list[Any]) -> Any:
             return tuple(build(c) for c in t[1])
         if kind == "namedtuple":
             return t[1](*(build(c) for c in t[2]))
+        if kind == "dataclass":
+            return _new_dataclass(t[1], t[2], [build(c) for c in t[3]])
         return [build(c) for c in t[1]]
 
     return build(tree)
+
+
+def _new_dataclass(cls: type, names: tuple[str, ...], values: list[Any]) -> Any:
+    """An instance of ``cls`` with these field values, made without ``__init__`` (whose
+    ``__post_init__`` may compute with the fields or check them as numbers) and frozen or not."""
+    obj = cls.__new__(cls)
+    for name, value in zip(names, values):
+        object.__setattr__(obj, name, value)
+    return obj
+
+
+def opaque_arrays(x: Any) -> list[str]:
+    """The attributes holding arrays of an object that is not a container pyzygote traces into
+    (``types.SimpleNamespace(W=..., b=...)``, an instance of a plain class): its arrays would be
+    held constant, with no gradient."""
+    if isinstance(x, (dict, list, tuple, str, bytes, type)) or callable(x) or dataclasses.is_dataclass(x) or is_array_leaf(x):
+        return []
+    attributes = getattr(x, "__dict__", None)
+    if not isinstance(attributes, dict):
+        return []
+    return [k for k, v in attributes.items() if isinstance(v, (np.ndarray, np.floating, float)) and not isinstance(v, bool)]
 
 
 def _is_tracer(x: Any) -> bool:

@@ -42,7 +42,7 @@ from pyzygote import random_draws
 from pyzygote.errors import RetraceWarning, TracerBoolError, UnsupportedOperationError
 from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Program
-from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
+from pyzygote.pytree import KeywordArguments, Static, flatten, opaque_arrays, unflatten
 from pyzygote.scipy_calls import scipy_error
 from pyzygote.tracer import Builder, ConstantChanged, Tracer, as_operand, careful_constants, same_contents
 from pyzygote.views import positions_strided_like
@@ -485,6 +485,7 @@ def trace(
     """
     if not callable(f):
         raise TypeError(f"expected a function of numpy arrays to differentiate, got {type(f).__name__} {f!r}")
+    _refuse_opaque(args, const_args)
     leaves, tree = flatten(tuple(args))
     if const_args or int_arrays_constant:
         owners = _top_level_owners(tree)
@@ -693,6 +694,30 @@ def _still_valid(traced: Traced, f: Any) -> bool:
 
 
 _MISSING = object()
+
+
+def _refuse_opaque(args: tuple[Any, ...], const_args: Collection[int]) -> None:
+    """An object holding arrays in its attributes, passed where pyzygote differentiates, would be
+    held constant and get no gradient: say so, as JAX does for a type it does not know."""
+
+    def visit(x: Any, where: str) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                visit(v, f"{where}[{k!r}]")
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                visit(v, f"{where}[{i}]")
+        elif (held := opaque_arrays(x)):
+            raise TypeError(
+                f"{where} is a {type(x).__name__} holding arrays ({', '.join(held[:4])}{', ...' if len(held) > 4 else ''}), "
+                "which pyzygote cannot see into: it differentiates arrays and numbers in dicts, lists, tuples, "
+                "namedtuples and dataclasses. Make it a dataclass or pass a dict of the arrays (the gradient "
+                "has the same structure), or close over it to hold it constant"
+            )
+
+    for i, a in enumerate(args):
+        if i not in const_args and not isinstance(a, KeywordArguments):
+            visit(a, f"argument {i}")
 
 
 @gc_paused

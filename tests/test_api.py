@@ -235,8 +235,11 @@ def test_hessian_of_structured_parameters_is_nested_as_in_jax() -> None:
     (gv,) = pz.gradient(lambda v: g((A, v)), v)
     fd = np.stack([(pz.gradient(lambda v: g((A, v)), v + e)[0] - pz.gradient(lambda v: g((A, v)), v - e)[0]) / 2e-6 for e in np.eye(2) * 1e-6], axis=1)
     np.testing.assert_allclose(Hg[1][1], fd, rtol=1e-6)
+    # other leaves are held as they are, as pz.gradient holds them, with None for their blocks
+    Hs = pz.hessian(lambda p: p["k"] ** 3 if p["name"] == "x" else 0.0, {"k": 1.0, "name": "x"})
+    assert Hs["k"]["k"] == 6.0 and Hs["name"] is None and Hs["k"]["name"] is None
     with pytest.raises(TypeError, match="hessian takes an array, or arrays and numbers"):
-        pz.hessian(lambda p: p["k"] ** 2, {"k": 1.0, "name": "x"})
+        pz.hessian(lambda p: 1.0, {"name": "x"})
 
 
 def test_structured_hessians_keep_no_function_alive() -> None:
@@ -1653,6 +1656,63 @@ def test_jacobian_and_hessian_refuse_jaxs_has_aux_by_name() -> None:
     # a function with its own has_aux keyword still gets it
     (J,) = pz.jacobian(lambda x, has_aux: np.sin(x) * (2.0 if has_aux else 1.0), np.zeros(2), has_aux=True)
     np.testing.assert_allclose(J, 2.0 * np.eye(2))
+
+
+def test_jax_keywords_are_refused_by_name_also_for_functions_taking_any_keyword() -> None:
+    """User testing: pz.hessian(loss, x, y, argnums=1) with loss(x, y, **hparams) handed argnums
+    to the function and returned d2/dx2 silently."""
+
+    def loss(x: Any, y: Any, **hparams: Any) -> Any:
+        return np.sum(x**2 * y**3) * hparams.get("scale", 1.0)
+
+    x, y = np.ones(2), np.full(2, 2.0)
+    for transform in (pz.hessian, pz.jacobian, pz.gradient, pz.withgradient, pz.pullback):
+        with pytest.raises(TypeError, match=f"pz.{transform.__name__} takes no argnums"):
+            transform(loss, x, y, argnums=1)
+        with pytest.raises(TypeError, match=f"pz.{transform.__name__} takes no has_aux"):
+            transform(loss, x, y, has_aux=True)
+    with pytest.raises(TypeError, match="with respect to its first argument"):
+        pz.hessian(loss, x, y, argnums=1)
+    np.testing.assert_allclose(pz.gradient(loss, x, y, scale=2.0)[1], 2.0 * 3 * x**2 * y**2)  # other keywords are data
+    (g,) = pz.gradient(lambda x, argnums=0: np.sum(x**2) * (argnums + 1), x, argnums=1)  # its own parameter
+    np.testing.assert_allclose(g, 4.0 * x)
+
+
+def test_dataclass_parameters_are_containers_and_opaque_objects_are_refused() -> None:
+    """User testing: parameters in a dataclass got the gradient None, and pz.jvp a zero tangent."""
+    import dataclasses
+    import types
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        W: Any
+        b: Any
+        name: str = "layer"
+
+        def __post_init__(self) -> None:
+            if np.ndim(self.b) != 1:
+                raise ValueError("b must be a vector")
+
+    def loss(p: Any, x: Any) -> Any:
+        assert p.name == "layer"
+        return np.sum(np.tanh(x @ p.W + p.b) ** 2)
+
+    p, x = Params(np.linspace(-1, 1, 6).reshape(3, 2), np.array([0.1, -0.2])), np.arange(6.0).reshape(2, 3) / 6
+    (g, gx) = pz.gradient(loss, p, x)
+    assert type(g) is Params and g.name is None
+    want = pz.gradient(lambda W, b: loss(Params(W, b), x), p.W, p.b)
+    np.testing.assert_allclose(g.W, want[0], rtol=1e-14)
+    np.testing.assert_allclose(g.b, want[1], rtol=1e-14)
+    np.testing.assert_allclose(pz.grad(loss)(p, x).W, want[0], rtol=1e-14)
+    value, t = pz.jvp(lambda q: np.sum(q.W**3), (p,), (Params(np.ones((3, 2)), np.zeros(2)),))
+    assert t == pytest.approx(np.sum(3 * p.W**2), rel=1e-14)
+    H = pz.hessian(lambda q: np.sum(q.W**2) * np.sum(q.b**2), p)
+    np.testing.assert_allclose(H.W.W, 2 * np.sum(p.b**2) * np.eye(6).reshape(3, 2, 3, 2), rtol=1e-14)
+    with pytest.raises(TypeError, match=r"argument 0 is a SimpleNamespace holding arrays \(W, b\).*Make it a dataclass or pass a dict"):
+        pz.gradient(loss, types.SimpleNamespace(W=p.W, b=p.b, name="layer"), x)
+    # held constant where it is data
+    ns = types.SimpleNamespace(W=p.W, b=p.b, name="layer")
+    np.testing.assert_allclose(pz.grad(lambda x, q: loss(q, x))(x, ns), pz.gradient(lambda x: loss(p, x), x)[0], rtol=1e-14)
 
 
 def test_a_structured_hessian_reuses_the_functions_trace() -> None:
