@@ -421,6 +421,13 @@ def _floats_at(args: tuple[Any, ...], argnums: Any, name: str) -> None:
     """The arguments ``argnums`` asks to differentiate must be floats, as in JAX's grad."""
     for i in _wanted(argnums, len(args)) if args else ():
         leaves, _ = flatten(args[i])
+        if leaves and all(isinstance(leaf, Static) for leaf in leaves):
+            shown = repr(args[i]) if len(repr(args[i])) < 40 else type(args[i]).__name__
+            raise TypeError(
+                f"pz.{name} differentiates argument {i} (argnums={argnums!r}), which is {shown}: it holds no numbers "
+                "to differentiate (as JAX, pyzygote refuses it rather than return None). Check the order of the "
+                "arguments, or choose the numeric ones with argnums"
+            )
         for leaf in leaves:
             if isinstance(leaf, (bool, np.bool_)) or (isinstance(leaf, np.ndarray) and leaf.dtype.kind in "biu"):
                 dtype = "bool" if isinstance(leaf, bool) else np.asarray(leaf).dtype

@@ -1678,6 +1678,15 @@ def test_jax_keywords_are_refused_by_name_also_for_functions_taking_any_keyword(
     np.testing.assert_allclose(g, 4.0 * x)
 
 
+def test_grad_refuses_argnums_that_select_no_numbers() -> None:
+    """User testing: arguments in the wrong order gave the gradient None, silently."""
+    W = np.ones((2, 2))
+    with pytest.raises(TypeError, match=r"differentiates argument 0 \(argnums=0\), which is 'relu': it holds no numbers"):
+        pz.grad(lambda name, W: np.sum(W**2))("relu", W)
+    np.testing.assert_allclose(pz.grad(lambda name, W: np.sum(W**2), argnums=1)("relu", W), 2 * W)
+    assert pz.grad(lambda p: p["w"] ** 2)({"w": 3.0, "tag": "a"}) == {"w": 6.0, "tag": None}
+
+
 def test_dataclass_parameters_are_containers_and_opaque_objects_are_refused() -> None:
     """User testing: parameters in a dataclass got the gradient None, and pz.jvp a zero tangent."""
     import dataclasses
