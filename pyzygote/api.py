@@ -617,9 +617,14 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     n = len(args)
     traced, arrays = _trace_args(f, args, kwargs)
     prog = traced.program
-    if len(prog.outputs) != 1:
-        raise ValueError("jacobian needs a function returning one array")
+    if not prog.outputs:
+        raise ValueError("jacobian needs a function returning an array, or arrays in a tuple, list, dict or dataclass")
     _float_outputs(traced, "jacobian")
+    # Several outputs (a tuple, a dict): the Jacobian of all of them raveled and joined, cut into
+    # one block per output and argument, nested as JAX's jacfwd nests them.
+    joined = traced.out_tree != "*"
+    if joined:
+        prog = _joined_outputs(prog)
     out = prog.outputs[0].aval
     eng = _engine(traced, arrays, engine)
     # Keyword arguments are data: no columns or rows of theirs are wanted.
@@ -658,7 +663,30 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
                 cols = np.reshape(_result(basis_columns(a, along(k))), (a.size, out.size))
                 blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
-    return _rebuild(traced, blocks)[:n]
+    if not joined:
+        return _rebuild(traced, blocks)[:n]
+    per_output = []
+    start = 0
+    for o in traced.program.out_avals:
+        cut = [None if b is None else np.reshape(b[start : start + o.size], o.shape + a.shape).astype(np.result_type(o.dtype, b.dtype), copy=False) for a, b in zip(arrays, blocks)]
+        per_output.append(_rebuild(traced, cut)[:n])
+        start += o.size
+    return tuple(unflatten(traced.out_tree, [p[k] for p in per_output]) for k in range(n))
+
+
+def _joined_outputs(prog: Any) -> Any:
+    """``prog`` with one output: its outputs raveled and concatenated; made once per program."""
+    hit = prog._compiled.get("joined_outputs")
+    if hit is None:
+        from pyzygote.tracer import Builder, as_operand
+        from pyzygote.transforms.evaluate import eval_program
+
+        b = Builder()
+        inputs = [b.new_input(a.shape, a.dtype) for a in prog.in_avals]
+        outs = [as_operand(o) for o in eval_program(prog, *inputs)]
+        joined = np.concatenate([np.reshape(o, (-1,)) for o in outs])
+        hit = prog._compiled["joined_outputs"] = b.build(inputs, [joined])
+    return hit
 
 
 def _tangent_columns(eng: Any, prog: Any, arrays: list[Any], wanted: list[bool]) -> Callable[[int], Callable[[Any], Any]]:

@@ -617,9 +617,30 @@ def test_non_finite_gradient(f: Any, x: Any) -> None:
             pz.jvp(f, (x,), (np.ones_like(x),))
 
 
-def test_jacobian_needs_one_output_and_hessian_differentiates_its_first_argument() -> None:
-    with pytest.raises(ValueError, match="one array"):
-        pz.jacobian(lambda x: (x, x), 2.0)
+def test_jacobian_of_several_outputs_is_nested_as_jaxs_jacfwd() -> None:
+    """User testing: pz.jacobian refused dict and tuple outputs, which jax.jacfwd takes."""
+    x, w = np.array([0.1, 0.5, 1.0]), np.float64(2.0)
+
+    def f(x: Any, w: Any) -> Any:
+        return {"a": np.sin(x) * w, "b": np.sum(x**2), "c": (x[:2] * w, np.outer(x, x))}
+
+    for inputs in [(x, w), (x.astype(np.float32), np.float32(2.0))]:
+        Jx, Jw = pz.jacobian(f, *inputs)
+        for path, part in [("a", lambda v: v["a"]), ("b", lambda v: v["b"]), ("c0", lambda v: v["c"][0]), ("c1", lambda v: v["c"][1])]:
+            want_x, want_w = pz.jacobian(lambda a, b: part(f(a, b)), *inputs)
+            np.testing.assert_allclose(part(Jx), want_x, rtol=1e-6, err_msg=path)
+            np.testing.assert_allclose(part(Jw), want_w, rtol=1e-6, err_msg=path)
+            assert part(Jx).dtype == want_x.dtype, path
+    np.testing.assert_allclose(Jx["c"][1][1, 2], [0.0, 1.0, 0.5])  # d(x1 x2)/dx
+    # fewer outputs than inputs: rows by reverse mode, cut the same way
+    (J,) = pz.jacobian(lambda v: (np.sum(v), np.sum(v**2)), np.arange(5.0))
+    np.testing.assert_allclose(J[0], np.ones(5))
+    np.testing.assert_allclose(J[1], 2 * np.arange(5.0))
+
+
+def test_jacobian_needs_an_output_and_hessian_differentiates_its_first_argument() -> None:
+    with pytest.raises(ValueError, match="needs a function returning an array"):
+        pz.jacobian(lambda x: (), 2.0)
     np.testing.assert_allclose(pz.hessian(lambda x, y: x**2 * y, 1.0, 2.0), 4.0)  # y held constant
     with pytest.raises(TypeError, match="hessian takes an array"):
         pz.hessian(lambda x: 1.0, "a")
