@@ -345,3 +345,23 @@ def test_float32_gradients_are_judged_against_float64_with_their_own_rounding():
     wrong = (truth * np.array([1.0, 1.5])).astype(np.float32)
     with pytest.raises(AssertionError, match="DISAGREES"):
         pz.crosscheck(f, (theta,), (wrong,), engines=("numpy",))
+
+
+def test_finite_differences_of_a_loss_with_an_inner_transformation_do_not_warn_about_retracing(monkeypatch: Any) -> None:
+    """User testing: a PINN residual takes pz.grad of a new lambda at each call; crosscheck's
+    differences call it hundreds of times, and a RetraceWarning blamed the user's code."""
+    import warnings
+
+    import pyzygote.tracing as tracing
+
+    monkeypatch.setattr(tracing, "_RETRACE_SECONDS", 0.0)
+    x = np.linspace(0.0, 1.0, 5)
+
+    def loss(w: Any) -> Any:
+        du = pz.grad(lambda z: np.sum(np.tanh(w[0] * z + w[1])))(x)
+        return np.sum((du - 1.0) ** 2)
+
+    w = np.array([0.7, -0.2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pz.RetraceWarning)
+        assert pz.crosscheck(loss, (w,), pz.gradient(loss, w), engines=("numpy",)).passed
