@@ -1699,6 +1699,22 @@ def test_jax_keywords_are_refused_by_name_also_for_functions_taking_any_keyword(
     np.testing.assert_allclose(g, 4.0 * x)
 
 
+def test_labels_passed_as_a_list_are_explained_when_they_index() -> None:
+    """User testing: labels as a Python list became a differentiated float array, and indexing
+    with them failed with a message that did not say why they were floats."""
+    X, w = np.ones((3, 2)), np.array([0.5, -0.3])
+
+    def nll(w: Any, X: Any, y: Any) -> Any:
+        z = np.stack([X @ w, -(X @ w)], axis=1)
+        return -np.sum(z[np.arange(3), y])
+
+    with pytest.raises(IndexError, match=r"an argument pyzygote differentiates.*np.array\(y\)"):
+        pz.gradient(nll, w, X, [0, 1, 1])
+    with pytest.raises(IndexError, match=r"use .astype\(int\)\)\.$"):  # a computed float index: no such note
+        pz.gradient(lambda v: v[v * 0.0], np.ones(2))
+    np.testing.assert_allclose(pz.gradient(nll, w, X, np.array([0, 1, 1]))[0], [1.0, 1.0])  # -(z0 - z1 - z1) = X @ w
+
+
 def test_grad_refuses_argnums_that_select_no_numbers() -> None:
     """User testing: arguments in the wrong order gave the gradient None, silently."""
     W = np.ones((2, 2))

@@ -102,7 +102,14 @@ def _check_static(index: Any) -> tuple[Any, bool]:
     for item in items:
         if isinstance(item, Tracer):
             if item.dtype.kind == "f":
-                raise IndexError("arrays used as indices must be of integer type (a traced float index: use .astype(int))")
+                given = (
+                    " This index is an argument pyzygote differentiates: numbers and lists of numbers become "
+                    "float64 arrays. Pass labels as an integer numpy array (np.array(y)), as a keyword "
+                    "argument, or leave them out of pz.grad's argnums"
+                    if item._var in {v for _, v in item._builder._inputs.values()}
+                    else ""
+                )
+                raise IndexError(f"arrays used as indices must be of integer type (a traced float index: use .astype(int)).{given}")
             raise UnsupportedOperationError(
                 "this use of a traced index depends on the data and cannot be traced: a traced boolean "
                 "mask mixed with other indices selects a data-dependent number of elements. A mask alone "
