@@ -211,6 +211,19 @@ def test_forward_jacobians_in_one_forwarddiff_call_keep_numpys_index_order() -> 
         assert_trees_close(jac_j, jac_n, rtol=1e-5 if args[0].dtype == np.float32 else 1e-12, what="forward jacobian")
 
 
+def test_forward_jacobians_of_number_outputs_and_of_several_outputs() -> None:
+    """A 0-d output is a Julia number, which ForwardDiff.jacobian and reshape do not take
+    (Julia audit); several outputs are joined into one vector first."""
+    x = np.array([0.3, -0.2, 0.5])
+    for f, args in [
+        (lambda v: np.sin(v), (np.float64(0.4),)),
+        (lambda v: np.sum(v**3), (x,)),
+        (lambda v, s: np.sum(v**2) * s, (x, np.float64(2.0))),
+        (lambda v: (np.sin(v), {"n": np.sum(v**2)}), (x,)),
+    ]:
+        assert_trees_close(pz.jacobian(f, *args, engine="julia"), pz.jacobian(f, *args, engine="numpy"), rtol=1e-12, what="jacobian")
+
+
 @pytest.mark.parametrize("case", SMOOTH_NO_ODE)
 def test_hessians(case: Case) -> None:
     """Hessian w.r.t. the first argument (the others are closed-over constants)."""

@@ -973,10 +973,15 @@ them (a scalar `x` gives one column); the caller reshapes in column-major order.
 """
 function jacobian(f, args::Tuple, argnum::Int)
     before, x, after = _around(args, argnum)
-    output(z) = f(before..., z, after...)[1]
+    # A number output (a 0-d numpy result) as a vector of one: `ForwardDiff.jacobian` takes
+    # functions returning arrays, and `reshape` takes no number.
+    output(z) = _as_array(f(before..., z, after...)[1])
     x isa Number && return reshape(ForwardDiff.derivative(output, x), :, 1)
     return ForwardDiff.jacobian(output, x)
 end
+
+_as_array(y::Number) = fill(y, 1)
+_as_array(y::AbstractArray) = y
 
 """
     hessian(f, args::Tuple, argnum::Int) -> Array or number
