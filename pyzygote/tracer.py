@@ -21,6 +21,7 @@ import inspect
 import re
 import itertools
 import threading
+import weakref
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -30,6 +31,10 @@ from pyzygote.ir import Aval, Eqn, Literal, Program, Var
 from pyzygote.numpy_api import is_supported, lookup
 
 __all__ = ["Tracer", "Builder", "as_operand"]
+
+
+# The read-only copies of numpy constants that programs hold, by id, while they live.
+_PRIVATE: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
 
 
 class Builder:
@@ -115,9 +120,15 @@ class Builder:
         if hit is not None and hit[1] is x and (not self.careful or _unchanged_since(self._const_values[hit[0]], arr)):
             return hit[0]
         # A read-only private copy: the program must not change if the caller
-        # later mutates the array it closed over.
-        value = np.array(arr, copy=True)
-        value.setflags(write=False)
+        # later mutates the array it closed over.  A program's own constant, met again when a
+        # derivative program is built from it, is one already (a closed-over data set of 120 MB
+        # was copied once per derivative program).
+        if _PRIVATE.get(id(arr)) is arr:
+            value = arr
+        else:
+            value = np.array(arr, copy=True)
+            value.setflags(write=False)
+            _PRIVATE[id(value)] = value
         var = Var(Aval(value.shape, value.dtype))
         self._consts[id(x)] = (var, x)  # holding ``x`` keeps its id from being reused
         self._const_values[var] = value
@@ -776,12 +787,21 @@ def careful_constants() -> Iterator[None]:
         Builder._active.careful = before
 
 
+# Large arrays are compared a megabyte of bytes at a time: numpy compares bytes fastest, in
+# chunks that stay in cache (120 MB of data in 13 ms, where array_equal with equal_nan took 670 ms).
+_CHUNK = 1 << 20
+
+
 def same_contents(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two arrays hold the same values (NaN equal to NaN), of the same shape and dtype."""
+    """Whether two arrays hold the same bytes (so NaN equals NaN; -0.0 and 0.0 count as a
+    change), of the same shape and dtype."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     if a.nbytes <= 65536:  # the usual case, checked on every call: comparing bytes is several times faster
         return a.tobytes() == b.tobytes()
+    if a.dtype.kind in "biufcmM" and a.flags.c_contiguous and b.flags.c_contiguous:
+        x, y = a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)
+        return all(np.array_equal(x[i : i + _CHUNK], y[i : i + _CHUNK]) for i in range(0, x.size, _CHUNK))
     return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
 
 

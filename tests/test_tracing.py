@@ -894,3 +894,30 @@ def test_the_method_cache_does_not_keep_an_instance_that_refers_to_itself_alive(
         del m
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+def test_derivative_programs_share_the_traces_copy_of_closed_over_data() -> None:
+    """User testing: a closed-over data set of 120 MB was copied once more by each derivative
+    program (+350 MB resident); a change to it is still noticed."""
+    X = np.random.default_rng(0).normal(size=(300, 40))
+    w = np.zeros(40)
+
+    def loss(w: Any) -> Any:
+        return np.mean((X @ w - 1.0) ** 2)
+
+    import pyzygote.tracing as tracing
+
+    pz.clear_cache()
+    g0 = pz.grad(loss)(w)
+    pz.hessian(loss, w)
+    held = set()
+    for traced in tracing._CACHE[loss].values():
+        stack = [traced.program]
+        while stack:
+            prog = stack.pop()
+            held.update(c.ctypes.data for c in prog.consts if c.size == X.size)
+            for v in prog._compiled.values():
+                stack.extend(q for q in (v if isinstance(v, tuple) else (v,)) if isinstance(q, pz.Program))
+    assert len(held) == 1  # one private copy for the trace and all its derivative programs
+    X[0, 0] += 1.0
+    assert not np.allclose(pz.grad(loss)(w), g0)
