@@ -22,7 +22,7 @@ import numpy as np
 from pyzygote.engines import get_engine
 from pyzygote.transforms.batch import basis_columns, per_column
 from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
-from pyzygote.pytree import KeywordArguments, Static, flatten, unflatten
+from pyzygote.pytree import KeywordArguments, Static, flatten, structure, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, to_input_array, trace
 
@@ -515,7 +515,7 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
     # A bare array for an output that is one array inside a tuple is taken as meant; the other way
     # round ((ct,) or {"a": ct} for an array output) is a mistake JAX's vjp refuses too.
     one_in_one = len(traced.program.outputs) == 1 and len(leaves) == 1 and tree == "*"
-    if tree != traced.out_tree and not one_in_one:
+    if structure(tree) != structure(traced.out_tree) and not one_in_one:
         raise ValueError(
             f"the cotangent must have the structure of the function's output ({_describe_tree(traced.out_tree)}), "
             f"got {_describe_tree(tree)}"
@@ -580,7 +580,7 @@ def jvp(
     n = len(primals)
     traced, arrays = _trace_args(f, tuple(primals), kwargs)
     t_leaves, t_tree = flatten(tuple(tangents))
-    if t_tree != (traced.in_tree if not kwargs else ("tuple", traced.in_tree[1][:n])):  # type: ignore[index]
+    if structure(t_tree) != structure(traced.in_tree if not kwargs else ("tuple", traced.in_tree[1][:n])):  # type: ignore[index]
         raise ValueError("tangents must have the same structure as primals")
     given = [t for t in t_leaves if not isinstance(t, Static)]
     # Keyword arguments come last and do not move: zero tangents.

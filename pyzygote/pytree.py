@@ -1,6 +1,7 @@
 """Nested containers of arrays (pytrees): flatten to leaves and rebuild.
 
-Tuples, dicts (in sorted key order, like JAX), lists and dataclass instances (their fields, as
+Tuples, dicts (their leaves in sorted key order, like JAX; rebuilt in their own order, an
+``OrderedDict`` as one), lists and dataclass instances (their fields, as
 Zygote's structural gradients and JAX's registered dataclasses have them) are containers, except
 that a list of plain numbers (possibly nested) is one array leaf, as numpy would read it.  Numbers and
 numpy arrays are array leaves; anything else (strings, functions, ``None``,
@@ -17,13 +18,14 @@ static leaf that takes part in tracing as a Python value.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
-__all__ = ["flatten", "unflatten", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
+__all__ = ["flatten", "unflatten", "structure", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
 
 
 class KeywordArguments(NamedTuple):
@@ -80,7 +82,13 @@ def flatten(tree: Any) -> tuple[list[Any], Hashable]:
                 keys = tuple(sorted(x))
             except TypeError:  # keys that do not sort (mixed types) keep their order
                 keys = tuple(x)
-            return ("dict", keys, tuple(walk(x[k]) for k in keys))
+            # What is rebuilt keeps the dict's own order and an OrderedDict its type, so that
+            # zip(params.values(), grads.values()) pairs each array with its own gradient.
+            order = tuple(x)
+            remake = None if type(x) is not collections.OrderedDict and order == keys else (
+                collections.OrderedDict if type(x) is collections.OrderedDict else dict, order
+            )
+            return ("dict", keys, remake, tuple(walk(x[k]) for k in keys))
         if isinstance(x, tuple) and not hasattr(x, "_fields"):
             return ("tuple", tuple(walk(e) for e in x))
         if isinstance(x, tuple):  # namedtuple
@@ -99,6 +107,16 @@ def flatten(tree: Any) -> tuple[list[Any], Hashable]:
     return leaves, walk(tree)
 
 
+def structure(tree: Any) -> Any:
+    """``tree`` without the order its dicts were built in: two trees that hold the same leaves
+    under the same keys have the same structure."""
+    if not isinstance(tree, tuple):
+        return tree
+    if tree[0] == "dict":
+        return ("dict", tree[1], None, tuple(structure(c) for c in tree[3]))
+    return (*tree[:-1], tuple(structure(c) for c in tree[-1]))
+
+
 def unflatten(tree: Hashable, leaves: list[Any]) -> Any:
     it = iter(leaves)
 
@@ -111,7 +129,11 @@ def unflatten(tree: Hashable, leaves: list[Any]) -> Any:
             return leaf.value if isinstance(leaf, Static) else leaf
         kind = t[0]
         if kind == "dict":
-            return {k: build(c) for k, c in zip(t[1], t[2])}
+            built = {k: build(c) for k, c in zip(t[1], t[3])}
+            if t[2] is None:
+                return built
+            cls, order = t[2]
+            return cls((k, built[k]) for k in order)
         if kind == "tuple":
             return tuple(build(c) for c in t[1])
         if kind == "namedtuple":

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.pytree import Static, flatten, structure, unflatten
 
 __all__ = ["check_grads", "numerical_gradient", "numerical_jvp", "assert_allclose_gradients"]
 
@@ -57,7 +57,9 @@ def leaf_paths(treedef: Any, prefix: str = "") -> list[str]:
         return [prefix or "(the value)"]
     kind = treedef[0]
     if kind == "dict":
-        return [p for k, sub in zip(treedef[1], treedef[2]) for p in leaf_paths(sub, f"{prefix}[{k!r}]")]
+        return [p for k, sub in zip(treedef[1], treedef[-1]) for p in leaf_paths(sub, f"{prefix}[{k!r}]")]
+    if kind == "dataclass":
+        return [p for k, sub in zip(treedef[2], treedef[3]) for p in leaf_paths(sub, f"{prefix}.{k}")]
     children = treedef[-1]
     return [p for i, sub in enumerate(children) for p in leaf_paths(sub, f"{prefix}[{i}]")]
 
@@ -68,7 +70,7 @@ def _describe(treedef: Any) -> str:
     if treedef == "s":
         return "None or a non-array"
     if treedef[0] == "dict":
-        return "{" + ", ".join(f"{k!r}: {_describe(sub)}" for k, sub in zip(treedef[1], treedef[2])) + "}"
+        return "{" + ", ".join(f"{k!r}: {_describe(sub)}" for k, sub in zip(treedef[1], treedef[-1])) + "}"
     inner = ", ".join(_describe(sub) for sub in treedef[-1])
     return f"[{inner}]" if treedef[0] == "list" else f"({inner}{',' if len(treedef[-1]) == 1 else ''})"
 
@@ -88,7 +90,7 @@ def numerical_jvp(f: Callable[..., Any], args: Sequence[Any], tangents: Sequence
     _real_leaves(flatten(tuple(args))[0] + flatten(tuple(tangents))[0], "args and tangents")
     leaves, treedef = _float_leaves(tuple(args))
     t_leaves, t_def = _float_leaves(tuple(tangents))
-    if t_def != treedef:
+    if structure(t_def) != structure(treedef):
         raise ValueError(f"tangents must have the structure of args: {_describe(treedef)}, got {_describe(t_def)}")
     for path, x, t in zip(leaf_paths(treedef), leaves, t_leaves):
         if not isinstance(x, Static) and np.shape(x) != np.shape(t):
@@ -155,7 +157,7 @@ def assert_allclose_gradients(actual: Any, desired: Any, rtol: float = 1e-7, ato
             raise ValueError(f"{name} must be a non-negative finite number, got {v!r}")
     a_leaves, a_def = flatten(actual)
     d_leaves, d_def = flatten(desired)
-    if a_def != d_def:
+    if structure(a_def) != structure(d_def):
         raise AssertionError(
             f"gradient structures differ {err_msg}\n ACTUAL: {_describe(a_def)}\n DESIRED: {_describe(d_def)}"
         )

@@ -431,15 +431,18 @@ def _leaf_names(
             return
         kind = t[0]
         if kind == "dict":
-            for k, c in zip(t[1], t[2]):
+            for k, c in zip(t[1], t[-1]):
                 walk(c, f"{path}[{k!r}]")
+        elif kind == "dataclass":
+            for k, c in zip(t[2], t[3]):
+                walk(c, f"{path}.{k}")
         else:
             for i, c in enumerate(t[-1]):
                 walk(c, f"{path}[{i}]")
 
     for i, c in enumerate(tree[1]):
         if isinstance(c, tuple) and c[0] == "namedtuple" and c[1] is KeywordArguments:
-            for k, leaf_tree in zip(c[2][0][1], c[2][0][2]):
+            for k, leaf_tree in zip(c[2][0][1], c[2][0][-1]):
                 walk(leaf_tree, f"keyword argument {k}")
             continue
         if argnames and i < len(argnames):

@@ -1699,6 +1699,31 @@ def test_jax_keywords_are_refused_by_name_also_for_functions_taking_any_keyword(
     np.testing.assert_allclose(g, 4.0 * x)
 
 
+def test_gradients_keep_the_order_of_dicts_and_ordereddicts() -> None:
+    """User testing: a torch state_dict (an OrderedDict, biases after weights) came back as a
+    plain dict in sorted key order, so zip(params.values(), grads.values()) paired each weight
+    with a bias's gradient, and broadcasting let the update run."""
+    import collections
+
+    from pyzygote.testing import assert_allclose_gradients, numerical_gradient
+
+    params = collections.OrderedDict([("weight", np.ones((2, 2))), ("bias", np.zeros(2))])
+    loss = lambda p: np.sum(np.tanh(p["weight"] @ np.array([1.0, 2.0]) + p["bias"]) ** 2)  # noqa: E731
+    (g,) = pz.gradient(loss, params)
+    assert type(g) is collections.OrderedDict and list(g) == ["weight", "bias"]
+    assert all(p.shape == q.shape for p, q in zip(params.values(), g.values()))
+    assert_allclose_gradients(g, numerical_gradient(loss, params)[0], rtol=1e-7)
+    plain = {"z": 2.0, "a": np.ones(2)}
+    (g,) = pz.gradient(lambda p: p["z"] * np.sum(p["a"]), plain)
+    assert type(g) is dict and list(g) == ["z", "a"]
+    H = pz.hessian(lambda p: p["z"] ** 2 * np.sum(p["a"]), plain)
+    assert list(H) == ["z", "a"] and list(H["a"]) == ["z", "a"]
+    # the same keys in another order are the same structure: tangents, cotangents, checks
+    _, t = pz.jvp(lambda p: p["z"] * np.sum(p["a"]), (plain,), ({"a": np.ones(2), "z": 0.0},))
+    assert t == 4.0
+    assert_allclose_gradients({"a": np.ones(2), "z": 1.0}, {"z": 1.0, "a": np.ones(2)})
+
+
 def test_labels_passed_as_a_list_are_explained_when_they_index() -> None:
     """User testing: labels as a Python list became a differentiated float array, and indexing
     with them failed with a message that did not say why they were floats."""

@@ -78,7 +78,7 @@ back, `ȳ[idx]`.
 function scatter_add(v::AbstractArray, idx::AbstractArray{<:Integer}, sz::Dims)
     y = zeros(eltype(v), sz)
     for k in eachindex(v, idx)
-        y[idx[k]] += v[k]
+        y[idx[k]] = _add(y[idx[k]], v[k])
     end
     return y
 end
@@ -96,6 +96,11 @@ function ChainRulesCore.rrule(::typeof(scatter_add), v, idx, sz::Dims)
     end
     return scatter_add(v, idx, sz), scatter_add_pullback
 end
+
+# numpy adds booleans as `or` (True + True is True); Julia's `true + true` is the integer 2,
+# which an `Array{Bool}` cannot hold.
+_add(a::Bool, b::Bool) = a | b
+_add(a, b) = a + b
 
 """
     take(x, p)
@@ -146,7 +151,8 @@ put_add(v::Number, p::Integer, sz::Dims) = put_add(fill(v), fill(p), sz)
 function put_add(v::AbstractArray, p::AbstractArray{<:Integer}, sz::Dims)
     y = zeros(eltype(v), sz)
     for k in eachindex(v, p)
-        y[_linear_index(sz, p[k])] += v[k]
+        i = _linear_index(sz, p[k])
+        y[i] = _add(y[i], v[k])
     end
     return y
 end

@@ -47,7 +47,7 @@ from pyzygote.ir import Aval
 from pyzygote.julia import session
 from pyzygote.julia.convert import from_julia, to_julia
 from pyzygote.primitive import aval_of
-from pyzygote.pytree import Static, flatten, unflatten
+from pyzygote.pytree import Static, flatten, structure, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import to_input_array
 
@@ -83,12 +83,12 @@ def _tree_expr(tree: Hashable, counter: list[int], leaves: Sequence[str] | None 
         )
     kind = tree[0]  # type: ignore[index]
     if kind == "dict":
-        keys, children = tree[1], tree[2]  # type: ignore[index]
+        keys, children = tree[1], tree[-1]  # type: ignore[index]
         fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter, leaves)}" for k, c in zip(keys, children)]
         return "(; " + ", ".join(fields) + ")" if fields else "NamedTuple()"
-    if kind == "namedtuple":
-        cls, children = tree[1], tree[2]  # type: ignore[index]
-        fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter, leaves)}" for k, c in zip(cls._fields, children)]
+    if kind in ("namedtuple", "dataclass"):
+        names = tree[1]._fields if kind == "namedtuple" else tree[2]  # type: ignore[index]
+        fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter, leaves)}" for k, c in zip(names, tree[-1])]  # type: ignore[index]
         return "(; " + ", ".join(fields) + ")" if fields else "NamedTuple()"
     children = tree[-1]  # type: ignore[index]
     parts = [_tree_expr(c, counter, leaves) for c in children]
@@ -321,7 +321,7 @@ class JuliaFunction:
         self._require(engine)
         tree, _, arrays, names = self._flat(primals)
         t_leaves, t_tree = flatten(tuple(tangents))
-        if t_tree != tree:
+        if structure(t_tree) != structure(tree):
             raise ValueError("tangents must have the same structure as primals")
         ts = []
         for t, a, name in zip(t_leaves, arrays, names):
