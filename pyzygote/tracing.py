@@ -90,6 +90,13 @@ def _from_torch(x: Any, argname: str) -> Any:
     return x.detach().cpu().numpy()
 
 
+def _is_foreign(leaf: Any) -> bool:
+    """A PyTorch tensor or JAX array among the arguments: it becomes the numpy array it holds,
+    whatever its dtype, so that integer labels (torch.long targets) are data as numpy's integer
+    arrays are, and the function computes with numpy's semantics either way."""
+    return hasattr(leaf, "__array__") and not isinstance(leaf, (np.ndarray, np.generic, Tracer, Static))
+
+
 def to_input_array(x: Any, argname: str) -> np.ndarray:
     """Python numbers and lists become float64; numpy arrays keep their dtype."""
     if isinstance(x, Tracer):
@@ -490,6 +497,9 @@ def trace(
         raise TypeError(f"expected a function of numpy arrays to differentiate, got {type(f).__name__} {f!r}")
     _refuse_opaque(args, const_args)
     leaves, tree = flatten(tuple(args))
+    if any(_is_foreign(leaf) for leaf in leaves):
+        at = _leaf_names(args, leaves, tree, argnames, None if argnames else _parameter_names(f))
+        leaves = [np.asarray(_from_torch(leaf, name)) if _is_foreign(leaf) else leaf for leaf, name in zip(leaves, at)]
     if const_args or int_arrays_constant:
         owners = _top_level_owners(tree)
         leaves = [

@@ -1724,6 +1724,28 @@ def test_gradients_keep_the_order_of_dicts_and_ordereddicts() -> None:
     assert_allclose_gradients({"a": np.ones(2), "z": 1.0}, {"z": 1.0, "a": np.ones(2)})
 
 
+def test_integer_labels_in_another_librarys_arrays_are_data() -> None:
+    """User testing: torch.long targets and JAX int arrays reached the function as they were, and
+    indexing with them failed ("unsupported index tensor(...)"); float ones were converted."""
+
+    class Foreign:  # stands in for a torch tensor or a JAX array: numpy reads it through __array__
+        def __init__(self, a: Any) -> None:
+            self.a = a
+
+        def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+            return self.a if dtype is None else self.a.astype(dtype)
+
+    W = np.array([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    nll = lambda w, y: -np.sum(np.log(w[np.arange(3), y]))  # noqa: E731
+    y = np.array([0, 2, 1])
+    want = pz.grad(nll)(W, y)
+    np.testing.assert_allclose(pz.grad(nll)(W, Foreign(y)), want)
+    g_w, g_y = pz.gradient(nll, W, Foreign(y))
+    np.testing.assert_allclose(g_w, want)
+    assert g_y is None or not np.any(g_y)
+    np.testing.assert_allclose(pz.gradient(nll, Foreign(W), y)[0], want)  # a float one is differentiated
+
+
 def test_labels_passed_as_a_list_are_explained_when_they_index() -> None:
     """User testing: labels as a Python list became a differentiated float array, and indexing
     with them failed with a message that did not say why they were floats."""
