@@ -1351,3 +1351,32 @@ def test_an_explicit_solver_stalling_on_a_stiff_problem_suggests_a_stiff_one() -
         pz.odesolve(*args, alg="Tsit5", maxiters=2000)
     u = pz.odesolve(*args, alg="Rodas5P", reltol=1e-8, abstol=1e-10)
     np.testing.assert_allclose(np.sum(u[-1]), 1.0, rtol=1e-8)  # mass is conserved
+
+
+def test_repeated_lsoda_solves_do_not_keep_their_work_arrays() -> None:
+    """User testing: memory grew with every gradient of an ODE loss with alg="auto" (SciPy
+    1.17's LSODA keeps a reference to its work arrays per step, about 10 KB per solve of 30
+    states); pyzygote releases them after each solve."""
+    import gc
+    import tracemalloc
+
+    from pyzygote.ode.solvers import integrate
+
+    rates = np.arange(1.0, 31.0)
+    f = lambda t, y: -rates * y  # noqa: E731
+    want = np.exp(-rates * 2.0)
+    for _ in range(5):
+        res = integrate(f, 0.0, 2.0, np.ones(30), np.array([0.0, 2.0]), "auto", 1e-10, 1e-12)
+    np.testing.assert_allclose(res.u[-1], want, rtol=1e-6, atol=1e-10)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(100):
+            res = integrate(f, 0.0, 2.0, np.ones(30), np.array([0.0, 2.0]), "auto", 1e-10, 1e-12)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(res.u[-1], want, rtol=1e-6, atol=1e-10)
+    assert grown < 100 * 1024, f"{grown / 1024:.0f} KB kept by 100 solves"

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from pyzygote.ode.lsoda_leak import release_work_arrays
+
 if TYPE_CHECKING:
     from scipy.integrate import OdeSolution
 
@@ -309,7 +311,7 @@ def _integrate_span(
     except _NonFinite as exc:
         stats = {"nf": n_calls[0], "njacs": 0, "nlu": 0, "naccept": 0, "nreject": 0}
         return Integration(np.array(ts), np.array(us).reshape(len(us), n), "Unstable", t0, stats, str(exc), None, None)
-    naccept = 0
+    naccept = steps_called = 0
     attempts: int | None = 0
     segments: list[Any] = []
     seg_ts = [t0]
@@ -321,6 +323,7 @@ def _integrate_span(
             retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
             break
         before = n_calls[0]
+        steps_called += 1
         try:
             msg = solver.step()
         except _NonFinite as exc:
@@ -367,4 +370,7 @@ def _integrate_span(
     u = np.array(us, dtype=float).reshape(len(us), n)
     dense_sol = scipy.integrate.OdeSolution(seg_ts, segments) if dense and segments else None
     last = getattr(solver, "step_size", None)
-    return Integration(np.array(ts), u, retcode, float(solver.t), stats, message, dense_sol, last or None)
+    t_end = float(solver.t)
+    if kind == "LSODA":
+        release_work_arrays(solver, steps_called)
+    return Integration(np.array(ts), u, retcode, t_end, stats, message, dense_sol, last or None)
