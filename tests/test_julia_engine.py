@@ -224,6 +224,36 @@ def test_forward_jacobians_of_number_outputs_and_of_several_outputs() -> None:
         assert_trees_close(pz.jacobian(f, *args, engine="julia"), pz.jacobian(f, *args, engine="numpy"), rtol=1e-12, what="jacobian")
 
 
+def test_error_functions_in_the_tails_and_outside_their_domain() -> None:
+    """Julia audit: log_ndtr's derivatives through logerfc's rule lost precision far in the lower
+    tail (8e-6 in a Hessian at -1e3), and erfinv outside [-1, 1] threw instead of giving NaN for
+    np.where to discard."""
+    import scipy.special as sc
+
+    x = np.array([-1e3, -40.0, -8.0, 0.0, 3.0, 40.0])
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 2e-5)):
+        v = x.astype(dtype) if dtype == np.float64 else x[1:].astype(dtype)
+        f = lambda w: np.sum(sc.log_ndtr(w))  # noqa: E731
+        assert_trees_close(pz.gradient(f, v, engine="julia"), pz.gradient(f, v, engine="numpy"), rtol=rtol, what="log_ndtr gradient")
+        assert_close(pz.hessian(f, v, engine="julia"), pz.hessian(f, v, engine="numpy"), rtol=100 * rtol, what="log_ndtr hessian")
+    p = np.array([-1.5, -0.3, 0.5, 0.99, 2.5])
+    g = lambda q: np.where(np.abs(q) < 1, sc.erfinv(q), 0.0) + np.where((q > 0) & (q < 1), sc.ndtri(q), 0.0) + sc.erfcinv(q)  # noqa: E731
+    prog = pz.make_program(g, p)
+    with np.errstate(invalid="ignore"):
+        assert_close(get_engine("julia").evaluate(prog, [p])[0], get_engine("numpy").evaluate(prog, [p])[0], rtol=1e-12, what="erfinv values")
+    ok = lambda q: np.abs(q) < 1  # noqa: E731
+    h = lambda q: np.sum(np.where(ok(q), sc.erfinv(np.where(ok(q), q, 0.0)), 0.0))  # noqa: E731
+    assert_trees_close(pz.withgradient(h, p, engine="julia"), pz.withgradient(h, p, engine="numpy"), rtol=1e-12, what="erfinv")
+
+
+def test_svd_of_an_empty_matrix_has_numpys_thin_shapes() -> None:
+    for shape in ((0, 3), (3, 0)):
+        a = np.zeros(shape)
+        prog = pz.make_program(lambda m: np.linalg.svd(m, full_matrices=False), a)
+        got = get_engine("julia").evaluate(prog, [a])
+        assert [np.shape(o) for o in got] == [np.shape(o) for o in np.linalg.svd(a, full_matrices=False)]
+
+
 @pytest.mark.parametrize("case", SMOOTH_NO_ODE)
 def test_hessians(case: Case) -> None:
     """Hessian w.r.t. the first argument (the others are closed-over constants)."""

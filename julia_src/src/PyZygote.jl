@@ -335,16 +335,19 @@ polygamma_of(x::Real, n::Real) = SpecialFunctions.polygamma(Int(primal(n)), x)
 """
     erf(x), erfc(x), erfcx(x), erfinv(x), erfcinv(x), log_ndtr(x)
 
-scipy.special's error functions (SpecialFunctions' own, whose derivatives ForwardDiff and
-SpecialFunctions' ChainRules extension know) and `log_ndtr`, the log of the standard normal
-distribution's CDF, with its relative precision in both tails: `logerfc` for the lower one,
-`log1p` for the upper one, where the CDF is close to 1.
+scipy.special's error functions: SpecialFunctions' own, whose derivatives ForwardDiff and
+SpecialFunctions' ChainRules extension know, with NaN outside the domain of `erfinv` and
+`erfcinv` as in scipy (SpecialFunctions throws a `DomainError`, and numpy evaluates both
+branches of `np.where`), and `log_ndtr`, the log of the standard normal distribution's CDF,
+with its relative precision in both tails: `logerfc` for the lower one, `log1p` for the upper
+one, where the CDF is close to 1.
 """
 const erf = SpecialFunctions.erf
 const erfc = SpecialFunctions.erfc
 const erfcx = SpecialFunctions.erfcx
-const erfinv = SpecialFunctions.erfinv
-const erfcinv = SpecialFunctions.erfcinv
+
+erfinv(x::Real) = abs(primal(x)) > 1 ? _nan(x) : SpecialFunctions.erfinv(x)
+erfcinv(x::Real) = 0 <= primal(x) <= 2 ? SpecialFunctions.erfcinv(x) : _nan(x)
 
 function log_ndtr(x::Real)
     y = x / sqrt(oftype(x, 2))
@@ -357,10 +360,34 @@ end
     mills_ratio(x)
 
 The inverse Mills ratio `pdf(x) / cdf(x)` of the standard normal distribution, the
-derivative of [`log_ndtr`](@ref), as pyzygote's derivative programs write it. It is
-computed from `log_ndtr`, so that it and its derivatives stay finite in both tails.
+derivative of [`log_ndtr`](@ref), whose own derivative is `-r (x + r)`. Below zero it is
+`sqrt(2 / pi) / erfcx(-x / sqrt(2))`, precise however far into the tail; above, `cdf` is
+close to 1 and `pdf` small.
+
+Both functions carry these derivatives themselves, for ForwardDiff's duals (Zygote's
+broadcasting, `jvp`, `hessian`) and as ChainRules rules, as pyzygote's NumPy engine does: the
+rule of `logerfc` that they would otherwise reach subtracts two numbers of size `x^2 / 2`.
 """
-mills_ratio(x::Real) = exp(-x^2 / 2 - log_ndtr(x)) / sqrt(2 * oftype(x, pi))
+function mills_ratio(x::Real)
+    primal(x) < 0 &&
+        return sqrt(2 / oftype(x, pi)) / SpecialFunctions.erfcx(-x / sqrt(oftype(x, 2)))
+    return exp(-x^2 / 2 - log_ndtr(x)) / sqrt(2 * oftype(x, pi))
+end
+
+# The value may itself be a dual (a Hessian's nested ones): the recursion handles nesting.
+function mills_ratio(d::ForwardDiff.Dual{T}) where {T}
+    x = ForwardDiff.value(d)
+    r = mills_ratio(x)
+    return ForwardDiff.Dual{T}(r, -(r * (x + r)) * ForwardDiff.partials(d))
+end
+
+function log_ndtr(d::ForwardDiff.Dual{T}) where {T}
+    x = ForwardDiff.value(d)
+    return ForwardDiff.Dual{T}(log_ndtr(x), mills_ratio(x) * ForwardDiff.partials(d))
+end
+
+ChainRulesCore.@scalar_rule log_ndtr(x::Real) mills_ratio(x)
+ChainRulesCore.@scalar_rule mills_ratio(x::Real) -(Ω * (x + Ω))
 
 _nan(x::Real) = convert(float(typeof(x)), NaN)
 
@@ -592,6 +619,10 @@ decomposition, as ForwardDiff's `eigen` does for symmetric matrices. The `rrule`
 transpose of that derivative.
 """
 function svd_thin(A::AbstractMatrix{<:Union{Float32, Float64}})
+    m, n = size(A)
+    # numpy's thin factors of an empty matrix (LinearAlgebra's are square identities)
+    min(m, n) == 0 &&
+        return (zeros(eltype(A), m, 0), zeros(eltype(A), 0), zeros(eltype(A), 0, n))
     F = LinearAlgebra.svd(A)
     signs = _column_signs(F.U)
     return F.U .* permutedims(signs), F.S, F.Vt .* signs
