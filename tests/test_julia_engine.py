@@ -235,7 +235,7 @@ def test_error_functions_in_the_tails_and_outside_their_domain() -> None:
         v = x.astype(dtype) if dtype == np.float64 else x[1:].astype(dtype)
         f = lambda w: np.sum(sc.log_ndtr(w))  # noqa: E731
         assert_trees_close(pz.gradient(f, v, engine="julia"), pz.gradient(f, v, engine="numpy"), rtol=rtol, what="log_ndtr gradient")
-        assert_close(pz.hessian(f, v, engine="julia"), pz.hessian(f, v, engine="numpy"), rtol=100 * rtol, what="log_ndtr hessian")
+        assert_close(pz.hessian(f, v, engine="julia"), pz.hessian(f, v, engine="numpy"), rtol=1000 * rtol, what="log_ndtr hessian")
     p = np.array([-1.5, -0.3, 0.5, 0.99, 2.5])
     g = lambda q: np.where(np.abs(q) < 1, sc.erfinv(q), 0.0) + np.where((q > 0) & (q < 1), sc.ndtri(q), 0.0) + sc.erfcinv(q)  # noqa: E731
     prog = pz.make_program(g, p)

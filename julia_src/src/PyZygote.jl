@@ -370,7 +370,10 @@ rule of `logerfc` that they would otherwise reach subtracts two numbers of size 
 """
 function mills_ratio(x::Real)
     primal(x) < 0 &&
-        return sqrt(2 / oftype(x, pi)) / SpecialFunctions.erfcx(-x / sqrt(oftype(x, 2)))
+        return 2 /
+            sqrt(oftype(x, pi)) /
+            sqrt(oftype(x, 2)) /
+            SpecialFunctions.erfcx(-x / sqrt(oftype(x, 2)))
     return exp(-x^2 / 2 - log_ndtr(x)) / sqrt(2 * oftype(x, pi))
 end
 
