@@ -19,7 +19,8 @@ import numpy as np
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
-from pyzygote.primitive import Primitive, Undefined, defjvp
+from pyzygote.primitive import Primitive, Undefined, add_any, defjvp
+from pyzygote.transforms.batch import elementwise_batch
 from pyzygote.tracer import Tracer, as_operand
 from pyzygote.julia import codegen as jl
 
@@ -100,6 +101,7 @@ def _define(name: str, ufunc: Any, *jvps: Any, out_dtype: Any = None) -> Primiti
         defjvp(prim, *jvps)
     if isinstance(ufunc, np.ufunc):
         implements(ufunc)(ufunc_handler(ufunc, prim))
+        prim.batch = elementwise_batch(ufunc)
     ELEMENTWISE[name] = prim
     return prim
 
@@ -108,6 +110,8 @@ def _zero(*_: Any, **__: Any) -> None:
     """Rule of a piecewise-constant function: no tangent."""
     return None
 
+
+add_any.batch = elementwise_batch(np.add)
 
 _LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))  # weak Python floats keep float32 float32
 

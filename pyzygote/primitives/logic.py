@@ -17,6 +17,7 @@ import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
+from pyzygote.transforms.batch import elementwise_batch
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, zeros
 from pyzygote.primitives.elementwise import ELEMENTWISE, elementwise_aval, ufunc_handler
@@ -92,6 +93,7 @@ def _select_aval(cond: Aval, x: Aval, y: Aval) -> Aval:
 
 
 select_p.def_impl(np.where)
+select_p.batch = elementwise_batch(np.where)
 
 
 def _select_jvp(primals: Any, tangents: Any) -> Any:

@@ -25,12 +25,36 @@ import numpy as np
 
 from pyzygote.ir import Literal, Program, Var
 
-__all__ = ["eval_batched", "has_batch_rules", "along_one_input", "basis_columns", "hessian_by_columns", "per_column"]
+__all__ = ["eval_batched", "has_batch_rules", "elementwise_batch", "along_one_input", "basis_columns", "hessian_by_columns", "per_column"]
 
 
 def has_batch_rules(prog: Program) -> bool:
-    """Whether some equation of ``prog`` would take a batch in one call."""
-    return any(eqn.prim.batch is not None for eqn in prog.eqns)
+    """Whether running ``prog`` on a batch pays: some equation's batch rule does work that the
+    columns one at a time would repeat (an ODE's tangent solve; a product with a large matrix,
+    read once for all columns instead of once per column).  Elementwise rules alone do not
+    count: the columns of a compiled program are as fast."""
+    return any(eqn.prim.batch is not None and getattr(eqn.prim.batch, "pays", _always)(eqn) for eqn in prog.eqns)
+
+
+def _always(eqn: Any) -> bool:
+    return True
+
+
+def elementwise_batch(impl: Callable[..., Any]) -> Callable[..., Any]:
+    """The batch rule of an elementwise primitive: its operands are of one shape or 0-d (the IR
+    makes broadcasting explicit), so numpy broadcasts a leading batch axis itself."""
+
+    def rule(args: Sequence[Any], batched: Sequence[bool], **params: Any) -> Any:
+        # A batched 0-d operand beside an array needs its batch axis in front of that array's axes.
+        ndim = max(np.ndim(x) - b for x, b in zip(args, batched))
+        lifted = [
+            np.reshape(x, (np.shape(x)[0],) + (1,) * (ndim + 1 - np.ndim(x)) + np.shape(x)[1:]) if b else x
+            for x, b in zip(args, batched)
+        ]
+        return impl(*lifted, **params)
+
+    rule.pays = lambda eqn: False  # type: ignore[attr-defined]
+    return rule
 
 
 def eval_batched(prog: Program, args: Sequence[Any], batched: Sequence[bool], size: int) -> list[np.ndarray]:
