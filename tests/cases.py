@@ -536,6 +536,8 @@ case(
     f32_rtol=1e-4,
 )
 
+case("pinv", "pinv", lambda a: np.linalg.pinv(a), _rectangular, f32_rtol=1e-4)
+case("pinv", "pinv-orthogonal", lambda a: np.linalg.pinv(a * 0.0 + np.eye(*a.shape)) * a[0, 0] + np.linalg.pinv(a, rcond=1e-8), _rectangular, f32_rtol=1e-4)
 case("logabsdet", "slogdet", lambda a: np.linalg.slogdet(a)[1], lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 case("detsign", "slogdet", lambda a: np.linalg.slogdet(a)[0] * 1.0, lambda rng: (matrix()(rng),), kind="zero")
 case("detsign", "signed-det", lambda a: np.linalg.slogdet(a).sign * np.exp(np.linalg.slogdet(a).logabsdet), lambda rng: (matrix()(rng),), f32_rtol=2e-5)

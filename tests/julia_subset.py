@@ -718,6 +718,9 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
         (a,) = args
         w, v = np.linalg.eigh(a)
         return (w, signed_eigenvectors(v))
+    if name == "PyZygote.pinv_of":
+        a, rcond = args
+        return np.linalg.pinv(a, rcond=float(rcond)).astype(a.dtype)
     if name == "PyZygote.svd_thin":
         from pyzygote.primitives.svd import svd_p
 

@@ -934,3 +934,19 @@ def test_svd_refuses_what_has_no_derivative_or_no_trace() -> None:
     (g,) = pz.gradient(lambda a: np.sum(np.linalg.svd(a).S), B)
     U, s, Vt = np.linalg.svd(B)
     np.testing.assert_allclose(g, U @ Vt, rtol=1e-12)
+
+
+def test_pinv_is_smooth_where_singular_values_repeat() -> None:
+    """Fuzzer: pinv's derivative through the singular vectors divided by the gaps between
+    singular values: NaN at the identity or an orthogonal matrix, and 13% off (silently) for a
+    QR factor whose singular values were equal to rounding.  It needs only pinv itself."""
+    rng = np.random.default_rng(2)
+    Q = np.linalg.qr(rng.standard_normal((4, 2)))[0]  # orthonormal columns: singular values 1, 1
+    f = lambda a: np.sum(np.sin(np.linalg.pinv(a)))  # noqa: E731
+    for A in (np.eye(3), np.diag([3.0, 1.0, 1.0]), Q, Q.T, np.eye(3) + 1e-13 * rng.standard_normal((3, 3))):
+        (g,) = pz.gradient(f, A)
+        np.testing.assert_allclose(g, numerical_gradient(f, A)[0], rtol=1e-7, atol=1e-9)
+        if A.shape[0] == A.shape[1]:  # pinv = inv: d sum(sin(inv(A))) = -inv(A)^T cos(inv(A)) inv(A)^T
+            P = np.linalg.inv(A)
+            np.testing.assert_allclose(g, -P.T @ np.cos(P) @ P.T, rtol=1e-12, atol=1e-14)
+    check_grads(f, (Q,), order=2, engine="numpy")

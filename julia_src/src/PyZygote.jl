@@ -708,6 +708,47 @@ _or_zeros(::ChainRulesCore.AbstractZero, s) = zero(s)
 _or_zeros(Δs, _) = unthunk(Δs)
 
 """
+    pinv_of(A, rcond)
+
+numpy's `linalg.pinv(A, rcond)`: LinearAlgebra's `pinv` with `rtol = rcond` (singular values
+above `rcond` times the largest are inverted). For a matrix of constant rank its derivative
+needs only `P = pinv(A)` (Golub and Pereyra):
+`dP = -P dA P + P P' dA' (I - A P) + (I - P A) dA' P' P`, smooth where singular values
+repeat, where the singular vectors' derivatives are not. Duals carry it as partials; the
+`rrule` is its transpose.
+"""
+function pinv_of(A::AbstractMatrix{<:Union{Float32, Float64}}, rcond::Real)
+    return LinearAlgebra.pinv(A; rtol = rcond)
+end
+
+function pinv_of(A::AbstractMatrix{ForwardDiff.Dual{T, V, N}}, rcond::Real) where {T, V, N}
+    Av = ForwardDiff.value.(A)
+    P = pinv_of(Av, rcond)
+    parts = ntuple(j -> _pinv_tangent(Av, P, ForwardDiff.partials.(A, j)), N)
+    return ForwardDiff.Dual{T}.(P, tuple.(parts...))
+end
+
+function _pinv_tangent(A, P, dA)
+    left = LinearAlgebra.I - A * P
+    right = LinearAlgebra.I - P * A
+    return -(P * dA * P) .+ P * P' * dA' * left .+ right * dA' * P' * P
+end
+
+function ChainRulesCore.rrule(::typeof(pinv_of), A::AbstractMatrix{<:Real}, rcond::Real)
+    P = pinv_of(A, rcond)
+    project_A = ProjectTo(A)
+    function pinv_of_pullback(ΔP)
+        G = unthunk(ΔP)
+        G isa ChainRulesCore.AbstractZero && return (NoTangent(), G, NoTangent())
+        left = LinearAlgebra.I - A * P
+        right = LinearAlgebra.I - P * A
+        Ā = -(P' * G * P') .+ left * G' * P * P' .+ P' * P * G' * right
+        return NoTangent(), project_A(Ā), NoTangent()
+    end
+    return P, pinv_of_pullback
+end
+
+"""
     logabsdet(A)
 
 `log(abs(det(A)))` from an LU factorization, so that it neither overflows nor underflows;
