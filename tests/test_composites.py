@@ -277,6 +277,8 @@ def test_convolution_of_long_signals_sums_shifted_slices(monkeypatch: Any) -> No
     assert not any(e.prim.name == "einsum" for e in prog.eqns)  # no product with a matrix of copies
     np.testing.assert_allclose(prog(a, v)[0], f(a, v), rtol=1e-13)
     check_grads(f, (a, v), engine="numpy")
+    # numpy's integer codes for the modes
+    np.testing.assert_allclose(pz.make_program(lambda x: np.convolve(x, v, mode=0) + np.correlate(x, v, 0), a)(a)[0], np.convolve(a, v, 0) + np.correlate(a, v, 0), rtol=1e-13)
 
 
 def test_convolution_refuses_what_numpy_refuses() -> None:

@@ -552,9 +552,12 @@ def _np_cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
 
 
 # --- convolution ------------------------------------------------------------------------
-# Above this many entries, the matrix of shifted copies of the longer signal costs more memory
-# than a sum of shifted slices costs equations.
+# Above this many entries, the matrix of shifted copies of the longer signal (and the positions
+# it is gathered from, which the program keeps) costs more memory than a sum of shifted slices
+# costs equations.
 _SHIFTED_COPIES_AT_MOST = 1 << 22
+# numpy's codes for the modes, which it also takes
+_MODES = {0: "valid", 1: "same", 2: "full"}
 
 
 def _full_convolution(a: Any, v: Any) -> Any:
@@ -585,6 +588,8 @@ def _one_d(x: Any, name: str, what: str) -> Any:
 
 def _convolve_mode(a: Any, v: Any, mode: str, name: str) -> Any:
     """numpy's convolution of 1-D ``a`` and ``v`` (either may be the longer) in ``mode``."""
+    if isinstance(mode, (int, np.integer)) and not isinstance(mode, bool):
+        mode = _MODES.get(int(mode), mode)
     if mode not in ("full", "same", "valid"):
         raise ValueError(f"numpy.{name}: mode must be 'full', 'same' or 'valid', got {mode!r}")
     if v.shape[0] > a.shape[0]:  # numpy swaps them: convolution is symmetric
