@@ -264,6 +264,10 @@ def test_sinc_has_exact_derivatives_at_and_near_zero() -> None:
     np.testing.assert_allclose(h[3:], d2(x[3:]), rtol=1e-9)
     d4 = pz.hessian(lambda v: np.sum(pz.hessian(lambda w: np.sum(np.sinc(w)), v)), x[:1])
     np.testing.assert_allclose(d4, [[np.pi**4 / 5]], rtol=1e-14)
+    # float32 takes the series further out: the quotient's derivative cancelled to 2e-5 (fuzzer)
+    x32 = np.array([0.035, 0.06, 0.12], dtype=np.float32)
+    d1 = lambda v: np.cos(np.pi * v) / v - np.sin(np.pi * v) / (np.pi * v**2)  # noqa: E731
+    np.testing.assert_allclose(pz.gradient(lambda v: np.sum(np.sinc(v)), x32)[0], d1(x32.astype(np.float64)), rtol=1e-6)
 
 
 def test_convolution_of_long_signals_sums_shifted_slices(monkeypatch: Any) -> None:
@@ -919,6 +923,12 @@ def test_singular_value_functions_have_their_closed_form_derivatives() -> None:
     np.testing.assert_allclose(pz.make_program(lambda a: np.linalg.pinv(a, rcond=1e-10), R)(R)[0], np.linalg.pinv(R, rcond=1e-10), rtol=1e-12)
     assert pz.make_program(np.linalg.matrix_rank, R)(R)[0] == np.linalg.matrix_rank(R) == 1
     assert pz.make_program(lambda a: np.linalg.matrix_rank(a, tol=1e-20), R)(R)[0] == np.linalg.matrix_rank(R, tol=1e-20)
+    # numpy's cond of a singular matrix is inf, also of the zero matrix (0 / 0), and refuses empty ones (fuzzer)
+    with np.errstate(all="ignore"):
+        for S in (np.zeros((2, 2)), np.diag([1.0, 0.0])):
+            assert pz.make_program(np.linalg.cond, S)(S)[0] == np.linalg.cond(S) == np.inf
+    with pytest.raises(np.linalg.LinAlgError, match="cond is not defined on empty arrays"):
+        pz.make_program(np.linalg.cond, np.zeros((0, 2)))
 
 
 def test_svd_refuses_what_has_no_derivative_or_no_trace() -> None:

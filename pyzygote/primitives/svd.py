@@ -174,8 +174,13 @@ def _np_pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = 
 def _np_cond(x: Any, p: Any = None) -> Any:
     if p not in (None, 2, -2):
         raise UnsupportedOperationError(f"traced np.linalg.cond supports p=None, 2 and -2; got p={p!r}")
+    x = _floating_matrix(x)
+    if x.size == 0:
+        raise np.linalg.LinAlgError("cond is not defined on empty arrays")  # numpy's
     s = singular_values(x)
-    return s[-1] / s[0] if p == -2 else s[0] / s[-1]
+    r = s[-1] / s[0] if p == -2 else s[0] / s[-1]
+    # numpy's cond of the zero matrix (0 / 0) is inf, unless the matrix holds NaN
+    return np.where(np.logical_and(np.isnan(r), np.logical_not(np.any(np.isnan(x)))), np.inf, r)
 
 
 @implements(np.linalg.matrix_rank)
