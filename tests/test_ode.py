@@ -1380,3 +1380,17 @@ def test_repeated_lsoda_solves_do_not_keep_their_work_arrays() -> None:
         tracemalloc.stop()
     np.testing.assert_allclose(res.u[-1], want, rtol=1e-6, atol=1e-10)
     assert grown < 100 * 1024, f"{grown / 1024:.0f} KB kept by 100 solves"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_a_u0_of_the_wrong_length_is_named_in_the_error() -> None:
+    """User testing: a u0 one entry short gave only numpy's 'operands could not be broadcast'."""
+    k = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+
+    def f(u: Any, p: Any, t: Any) -> Any:
+        return -k * u * p[0]
+
+    with pytest.raises(ValueError) as info:
+        pz.gradient(lambda p: np.sum(pz.odesolve(f, np.ones(4), np.array([0.0, 1.0]), p)), np.ones(1))
+    notes = "\\n".join(getattr(info.value, "__notes__", []))
+    assert "u of shape (4,)" in notes and "check that u0 holds as many states" in notes

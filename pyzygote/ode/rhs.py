@@ -136,10 +136,15 @@ class RHS(_Directions):
         _check_takes_u_p_t(f)
         try:
             traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative)
-        except (TypeError, IndexError) as exc:
+        except (TypeError, IndexError, ValueError) as exc:
             if hasattr(exc, "add_note"):  # Python 3.11+
                 exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
                              "p as given and a scalar t)")
+                if "could not be broadcast" in str(exc) or isinstance(exc, IndexError):
+                    exc.add_note(
+                        f"u has the shape of u0, {layout.u_shape}: check that u0 holds as many states, in the "
+                        "shape, that the right-hand side reads (a column u0 of shape (n, 1) broadcasts unlike a vector)"
+                    )
                 if isinstance(exc, TracerBoolError):
                     exc.add_note(
                         "A right-hand side is traced once for every u, p and t, so `if 5 < t < 45:` or `if u[0] > 1:` "
