@@ -724,13 +724,13 @@ end
 function pinv_of(A::AbstractMatrix{ForwardDiff.Dual{T, V, N}}, rcond::Real) where {T, V, N}
     Av = ForwardDiff.value.(A)
     P = pinv_of(Av, rcond)
-    parts = ntuple(j -> _pinv_tangent(Av, P, ForwardDiff.partials.(A, j)), N)
+    left, right = LinearAlgebra.I - Av * P, LinearAlgebra.I - P * Av
+    parts = ntuple(j -> _pinv_tangent(P, left, right, ForwardDiff.partials.(A, j)), N)
     return ForwardDiff.Dual{T}.(P, tuple.(parts...))
 end
 
-function _pinv_tangent(A, P, dA)
-    left = LinearAlgebra.I - A * P
-    right = LinearAlgebra.I - P * A
+# With `left = I - A P` and `right = I - P A`, the same for every direction `dA`.
+function _pinv_tangent(P, left, right, dA)
     return -(P * dA * P) .+ P * P' * dA' * left .+ right * dA' * P' * P
 end
 
