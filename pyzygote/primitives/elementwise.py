@@ -20,8 +20,8 @@ from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, add_any, defjvp
-from pyzygote.transforms.batch import elementwise_batch
 from pyzygote.tracer import Tracer, as_operand
+from pyzygote.transforms.batch import elementwise_batch
 from pyzygote.julia import codegen as jl
 
 __all__ = ["elementwise_aval", "ufunc_handler", "unbroadcast", "ELEMENTWISE"]

@@ -17,12 +17,12 @@ import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
-from pyzygote.transforms.batch import elementwise_batch
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, zeros
 from pyzygote.primitives.elementwise import ELEMENTWISE, elementwise_aval, ufunc_handler
 from pyzygote.primitives.shape import broadcast_operands, convert
 from pyzygote.tracer import as_operand
+from pyzygote.transforms.batch import elementwise_batch
 
 __all__ = ["select", "COMPARISONS"]
 
