@@ -718,6 +718,8 @@ def _refuse_opaque(args: tuple[Any, ...], const_args: Collection[int]) -> None:
             for k, v in x.items():
                 visit(v, f"{where}[{k!r}]")
         elif isinstance(x, (list, tuple)):
+            if x and isinstance(x[0], (int, float, np.number)):
+                return  # numbers (a list of them is one array), not objects: checked on every call
             for i, v in enumerate(x):
                 visit(v, f"{where}[{i}]")
         elif (held := opaque_arrays(x)):
