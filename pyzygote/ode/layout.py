@@ -113,6 +113,26 @@ def leaf_values(p: Any) -> tuple[Any, ...]:
     return tuple(None if isinstance(leaf, Tracer) else np.asarray(_from_torch(leaf, "p")) for leaf in flatten(p)[0])
 
 
+def constant_entries(p: Any, layout: "Layout") -> tuple[int, ...]:
+    """The positions in :meth:`Layout.of`'s flat ``p`` of the entries that are not traced.
+
+    Their tangents are zero in every transformation, so their sensitivities need not be
+    solved for: fitting 3 of 74 rates solves 3 sensitivity columns, not 74.
+    """
+    if p is None:
+        return ()
+    if _scalars(p):
+        return tuple(i for i, v in enumerate(p) if not isinstance(v, Tracer))
+    fixed: list[int] = []
+    start = 0
+    for leaf, shape in zip(flatten(p)[0], layout.p_shapes):
+        size = math.prod(shape)
+        if not isinstance(leaf, Tracer):
+            fixed.extend(range(start, start + size))
+        start += size
+    return tuple(fixed)
+
+
 def _scalars(p: Any) -> bool:
     """A plain list or tuple of numbers and traced scalars (not a namedtuple, no containers)."""
     if not isinstance(p, (list, tuple)) or hasattr(p, "_fields") or not p:

@@ -25,7 +25,7 @@ import numpy as np
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.ode import sensitivity
-from pyzygote.ode.layout import Layout, leaf_values
+from pyzygote.ode.layout import Layout, constant_entries, leaf_values
 from pyzygote.ode.rhs import RHS, check_no_outer_tracers
 from pyzygote.ode.sensitivity import Options
 from pyzygote.ode.solvers import algorithm, check_solver_name, runs_on_numpy
@@ -51,7 +51,7 @@ odesolve_p.def_abstract_eval(_out_aval)
 
 
 @odesolve_p.def_impl
-def _odesolve_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> np.ndarray:
+def _odesolve_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = ()) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
     return sensitivity.solve_states(rhs, u0, p, t, opts).u
@@ -60,17 +60,29 @@ def _odesolve_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, s
 def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any:
     u0, p = primals
     tu0, tp = (zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents))
-    # Only the directions with a tangent are followed: a constant u0 costs nothing.
-    cols = _wanted_columns(rhs, (tangents[0] is not None, tangents[1] is not None))
+    # Only the directions with a tangent are followed: a constant u0, or constant entries
+    # of p, cost nothing.
+    wrt = (tangents[0] is not None, tangents[1] is not None)
+    cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
     if sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols)) == "forward":
         # One solve gives the states and their sensitivities; the tangent is a
         # contraction with them, so reverse mode needs no second solve.
         _warn_if_large(rhs, len(cols))
         U, S = odesolve_sens_p.bind(u0, p, rhs=rhs, cols=cols, **params)
-        v = [g for g in (tangents[0], tangents[1]) if g is not None]
-        return U, np.einsum("tik,k->ti", S, np.concatenate(v) if v else np.zeros(0))
+        return U, np.einsum("tik,k->ti", S, _along(cols, rhs, tangents))
     ans = odesolve_p.bind(u0, p, rhs=rhs, **params)
     return ans, odesolve_tangent_p.bind(u0, p, tu0, tp, rhs=rhs, **params)
+
+
+def _along(cols: tuple[int, ...], rhs: RHS, vectors: Any) -> Any:
+    """The entries ``cols`` of ``concatenate(vectors)``, a ``None`` vector being absent from ``cols``."""
+    v = [g for g in vectors if g is not None]
+    if not v:
+        return np.zeros(0)
+    first = 0 if vectors[0] is not None else rhs.n
+    picked = np.asarray(cols, dtype=np.int64) - first
+    whole = np.concatenate(v)
+    return whole if len(picked) == whole.shape[0] else whole[picked]
 
 
 odesolve_p.jvp = _odesolve_jvp
@@ -90,7 +102,7 @@ def _sens_aval(u0: Aval, p: Aval, *, cols: tuple[int, ...], **params: Any) -> tu
 
 
 @odesolve_sens_p.def_impl
-def _sens_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _sens_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...], fixed: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
     return sensitivity.forward_sensitivities(rhs, u0, p, t, opts, cols)
@@ -102,7 +114,7 @@ odesolve_tangent_p.def_abstract_eval(lambda u0, p, tu0, tp, **params: _out_aval(
 
 
 @odesolve_tangent_p.def_impl
-def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> np.ndarray:
+def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = ()) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
     # One directional sensitivity solved with the state: 2n equations, not n (n + m).
@@ -120,7 +132,7 @@ BATCH_EQUATIONS = 400
 BATCH_PROGRAM = 1500
 
 
-def _tangent_batch(args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> Any:
+def _tangent_batch(args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = ()) -> Any:
     u0, p, tu0, tp = args
     if batched[0] or batched[1]:
         return None  # a batch of primal points: one solve each
@@ -159,7 +171,9 @@ def _tangents(primals: Any, tangents: Any) -> list[Any]:
     return [zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents)]
 
 
-def _sens_jvp(primals: Any, tangents: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...] | None = None) -> Any:
+def _sens_jvp(
+    primals: Any, tangents: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...] | None = None, fixed: tuple[int, ...] = ()
+) -> Any:
     u0, p = primals
     tu0, tp = _tangents(primals, tangents)
     cols = rhs.columns(cols)
@@ -167,7 +181,7 @@ def _sens_jvp(primals: Any, tangents: Any, *, rhs: RHS, t: np.ndarray, opts: Opt
     system = rhs.sensitivity_system(cols)
     z0 = np.concatenate([u0, rhs.initial_sensitivities(cols)])
     tz0 = np.concatenate([tu0, np.zeros(n * k)])
-    params = {"rhs": system, "t": t, "opts": opts, "sensealg": sensealg}
+    params = {"rhs": system, "t": t, "opts": opts, "sensealg": sensealg, **({"fixed": fixed} if fixed else {})}
     Z = odesolve_p.bind(z0, p, **params)
     tZ = odesolve_tangent_p.bind(z0, p, tz0, tp, **params)
     split = lambda z: (z[:, :n], np.reshape(z[:, n:], (len(t), n, k)))  # noqa: E731
@@ -184,24 +198,33 @@ def _tangent_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any
     return out, np.einsum("tik,k->ti", S, np.concatenate([c, d])) + np.einsum("tik,k->ti", dS, v)
 
 
-def _wanted_columns(rhs: RHS, wrt: tuple[bool, bool]) -> tuple[int, ...]:
+def _wanted_columns(rhs: RHS, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """The directions of ``(u0, p)`` to follow: u0's if ``wrt[0]``, and p's entries but the ``fixed`` ones if ``wrt[1]``."""
     n, m = rhs.n, rhs.m
-    return (tuple(range(n)) if wrt[0] else ()) + (tuple(range(n, n + m)) if wrt[1] else ())
+    held = set(fixed)
+    return (tuple(range(n)) if wrt[0] else ()) + (tuple(n + i for i in range(m) if i not in held) if wrt[1] else ())
 
 
-def _split_gradient(g: Any, rhs: RHS, wrt: tuple[bool, bool]) -> tuple[Any, Any]:
-    """``(g_u0, g_p)`` from the entries of the wanted directions, zeros for the others."""
-    n = rhs.n if wrt[0] else 0
-    return (g[:n] if wrt[0] else np.zeros(rhs.n)), (g[n:] if wrt[1] else np.zeros(rhs.m))
+def _split_gradient(g: Any, rhs: RHS, cols: tuple[int, ...]) -> tuple[Any, Any]:
+    """``(g_u0, g_p)`` from the entries ``g`` of the directions ``cols``, zeros for the others."""
+    n, m = rhs.n, rhs.m
+    if cols == tuple(range(n + m)):
+        return g[:n], g[n:]
+    # [g, zeros] read through the permutation that puts column j of g at position cols[j].
+    where = np.full(n + m, len(cols), dtype=np.int64)
+    where[list(cols)] = np.arange(len(cols))
+    full = np.concatenate([g, np.zeros(1)])[where]
+    return full[:n], full[n:]
 
 
 def _vjp_jvp(primals: Any, tangents: Any, *, rhs: RHS, wrt: tuple[bool, bool], **params: Any) -> Any:
     u0, p, ct = primals
     a, b, dct = _tangents(primals, tangents)
-    (_, S), (_, dS) = _sens_jvp((u0, p), (a, b), rhs=rhs, cols=_wanted_columns(rhs, wrt), **params)
+    cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
+    (_, S), (_, dS) = _sens_jvp((u0, p), (a, b), rhs=rhs, cols=cols, **params)
     g = np.einsum("ti,tik->k", ct, S)
     dg = np.einsum("ti,tik->k", dct, S) + np.einsum("ti,tik->k", ct, dS)
-    return _split_gradient(g, rhs, wrt), _split_gradient(dg, rhs, wrt)
+    return _split_gradient(g, rhs, cols), _split_gradient(dg, rhs, cols)
 
 
 odesolve_sens_p.jvp = _sens_jvp
@@ -214,10 +237,12 @@ odesolve_vjp_p.def_abstract_eval(lambda u0, p, ct, **params: (u0, p))
 
 # ``wrt``: whether the cotangents of u0 and of p are used (the other is returned as zeros).
 @odesolve_vjp_p.def_impl
-def _vjp_impl(u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool]) -> tuple[np.ndarray, np.ndarray]:
+def _vjp_impl(
+    u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
-    return sensitivity.vjp(rhs, u0, p, t, np.asarray(ct, dtype=float), opts, sensealg, _wanted_columns(rhs, wrt))
+    return sensitivity.vjp(rhs, u0, p, t, np.asarray(ct, dtype=float), opts, sensealg, _wanted_columns(rhs, wrt, fixed))
 
 
 odesolve_vjp_p.jvp = _vjp_jvp
@@ -308,6 +333,9 @@ def odesolve(
         return layout.states(np.reshape(np.copy(u0), (1, -1)))
     opts = Options(alg, reltol, abstol, maxiters, stops)
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
+    fixed = constant_entries(given, layout) if isinstance(p, Tracer) else ()
+    if fixed:
+        params["fixed"] = fixed
     if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
         # Julia code and Julia-only solvers cannot run on the NumPy engine, so even an
         # untraced call goes to Julia.
@@ -473,13 +501,13 @@ def _julia_solve_args(e: Any, rhs: RHS, t: np.ndarray, opts: Options, sensealg: 
 
 
 @odesolve_p.def_julia
-def _odesolve_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> str:
+def _odesolve_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, **_: Any) -> str:
     rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
     return f"PyZygote.odesolve({f}, {u0}, {p}, {rest})"
 
 
 @odesolve_sens_p.def_julia
-def _sens_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...]) -> str:
+def _sens_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...], **_: Any) -> str:
     rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
     if cols == rhs.columns():
         return f"PyZygote.odesolve_sensitivities({f}, {u0}, {p}, {rest})"
@@ -488,12 +516,12 @@ def _sens_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Optio
 
 
 @odesolve_tangent_p.def_julia
-def _tangent_julia(e: Any, u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str) -> str:
+def _tangent_julia(e: Any, u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, **_: Any) -> str:
     rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
     return f"PyZygote.odesolve_tangent({f}, {u0}, {p}, {tu0}, {tp}, {rest})"
 
 
 @odesolve_vjp_p.def_julia
-def _vjp_julia(e: Any, u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool]) -> str:
+def _vjp_julia(e: Any, u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], **_: Any) -> str:
     rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
     return f"PyZygote.odesolve_vjp({f}, {u0}, {p}, {ct}, {rest})"
