@@ -85,7 +85,6 @@ def supported_names() -> list[str]:
 
 _INSTEAD = {
     "fmod": "x - y * np.trunc(x / y)",
-    "lstsq": "np.linalg.pinv(a) @ b, the minimum-norm least-squares solution that lstsq returns first",
     "eig": "np.linalg.eigh(a) for a symmetric matrix (a general matrix's eigenvalues can be complex)",
 }
 

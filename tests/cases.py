@@ -538,6 +538,20 @@ case(
 
 case("pinv", "pinv", lambda a: np.linalg.pinv(a), _rectangular, f32_rtol=1e-4)
 case("pinv", "pinv-orthogonal", lambda a: np.linalg.pinv(a * 0.0 + np.eye(*a.shape)) * a[0, 0] + np.linalg.pinv(a, rcond=1e-8), _rectangular, f32_rtol=1e-4)
+
+
+def _system(rng: np.random.Generator) -> tuple[Any, ...]:
+    """A well conditioned matrix (square, tall or wide) and a right-hand side, a vector or two columns."""
+    (a,) = _rectangular(rng)
+    return a, rng.standard_normal((a.shape[0],) if rng.integers(2) else (a.shape[0], 2))
+
+
+def _lstsq_outputs(a: Any, b: Any) -> Any:
+    x, residuals, rank, s = np.linalg.lstsq(a, b)
+    return np.sum(x * np.cos(x)) + np.sum(residuals) + 0.1 * np.sum(s) + rank
+
+
+case("pinv", "lstsq", _lstsq_outputs, _system, f32_rtol=1e-4)
 case("logabsdet", "slogdet", lambda a: np.linalg.slogdet(a)[1], lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 case("detsign", "slogdet", lambda a: np.linalg.slogdet(a)[0] * 1.0, lambda rng: (matrix()(rng),), kind="zero")
 case("detsign", "signed-det", lambda a: np.linalg.slogdet(a).sign * np.exp(np.linalg.slogdet(a).logabsdet), lambda rng: (matrix()(rng),), f32_rtol=2e-5)

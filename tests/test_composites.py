@@ -939,13 +939,38 @@ def test_svd_refuses_what_has_no_derivative_or_no_trace() -> None:
         pz.gradient(lambda a: np.sum(np.linalg.svd(np.stack([a, a]), compute_uv=False)), A)
     with pytest.raises(ValueError, match="Invalid norm order for matrices"):
         pz.gradient(lambda a: np.linalg.norm(a, 3), A)
-    with pytest.raises(pz.UnsupportedOperationError, match=r"numpy.linalg.lstsq.*Write it as np.linalg.pinv\(a\) @ b"):
-        pz.gradient(lambda a: np.sum(np.linalg.lstsq(a, np.ones(3))[0]), A)
     # a square matrix's full and thin decompositions are the same: allowed
     B = A[:2]
     (g,) = pz.gradient(lambda a: np.sum(np.linalg.svd(a).S), B)
     U, s, Vt = np.linalg.svd(B)
     np.testing.assert_allclose(g, U @ Vt, rtol=1e-12)
+
+
+def test_lstsq_returns_numpys_four_results_and_their_derivatives() -> None:
+    rng = np.random.default_rng(3)
+    tall, b = rng.standard_normal((6, 3)), rng.standard_normal(6)
+    for a, rhs in [(tall, b), (tall, rng.standard_normal((6, 2))), (tall.T, b[:3]), (tall[:3], b[:3]), (tall.astype(np.float32), b.astype(np.float32))]:
+        got = pz.make_program(np.linalg.lstsq, a, rhs)(a, rhs)
+        ref = np.linalg.lstsq(a, rhs)
+        for g, r in zip(got, ref):
+            assert np.shape(g) == np.shape(r) and np.asarray(g).dtype == np.asarray(r).dtype
+            np.testing.assert_allclose(g, r, rtol=1e-5 if a.dtype == np.float32 else 1e-12, atol=1e-6 if a.dtype == np.float32 else 1e-13)
+    # x = (A^T A)^-1 A^T b for a full-rank tall A: d sum(x) / db = A (A^T A)^-1 1
+    (gb,) = pz.gradient(lambda y: np.sum(np.linalg.lstsq(tall, y)[0]), b)
+    np.testing.assert_allclose(gb, tall @ np.linalg.solve(tall.T @ tall, np.ones(3)), rtol=1e-12)
+    check_grads(lambda a, y: np.sum(np.sin(np.linalg.lstsq(a, y)[0])), (tall, b), order=2, engine="numpy")
+    # residuals ||b - A x||^2: d/db = 2 (b - A x) (the gradient in x vanishes at the optimum)
+    (gr,) = pz.gradient(lambda y: np.linalg.lstsq(tall, y)[1][0], b)
+    np.testing.assert_allclose(gr, 2 * (b - tall @ np.linalg.lstsq(tall, b)[0]), rtol=1e-10)
+    # a rank-deficient A: the rank and the minimum-norm x are numpy's
+    deficient = np.hstack([tall, tall[:, :1]])
+    x, _, rank, _ = pz.make_program(np.linalg.lstsq, deficient, b)(deficient, b)
+    assert rank == 3
+    np.testing.assert_allclose(x, np.linalg.lstsq(deficient, b)[0], rtol=1e-10)
+    with pytest.raises(np.linalg.LinAlgError, match=r"Incompatible dimensions.*\(6,\) or \(6, k\).*got \(5,\)"):
+        pz.gradient(lambda a: np.sum(np.linalg.lstsq(a, np.ones(5))[0]), tall)
+    with pytest.raises(pz.UnsupportedOperationError, match="rcond"):
+        pz.gradient(lambda a: np.sum(np.linalg.lstsq(a, b, rcond=a[0, 0])[0]), tall)
 
 
 def test_pinv_is_smooth_where_singular_values_repeat() -> None:

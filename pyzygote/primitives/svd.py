@@ -118,9 +118,6 @@ if hasattr(np.linalg, "svdvals"):  # numpy >= 2.0
     implements(np.linalg.svdvals)(singular_values)
 
 
-_NO_VALUE = object()
-
-
 pinv_p = Primitive("pinv")
 
 
@@ -168,6 +165,37 @@ def _np_pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = 
     if np.ndim(rcond) != 0 or isinstance(rcond, Tracer):
         raise UnsupportedOperationError("traced np.linalg.pinv takes one constant number as rcond")
     return pinv_p.bind(a, rcond=float(rcond))
+
+
+@implements(np.linalg.lstsq)
+def _np_lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
+    """numpy's ``(x, residuals, rank, s)``, with ``x = pinv(a, rcond) @ b``: the minimum-norm
+    least-squares solution that LAPACK's ``gelsd`` gives, from the same SVD cut-off.
+
+    ``residuals`` (the squared norms of the columns of ``b - a @ x``) are returned whenever
+    ``a`` has more rows than columns: numpy returns an empty array when ``a`` turns out rank
+    deficient, a shape that depends on values, which a traced program cannot have.
+    """
+    a, b = as_operand(a), as_operand(b)
+    dtype = np.result_type(a.dtype, b.dtype, np.float32 if a.dtype.kind == b.dtype.kind == "f" else np.float64)
+    a, b = _floating_matrix(a).astype(dtype), b.astype(dtype)
+    m, n = a.shape
+    if b.ndim not in (1, 2) or b.shape[0] != m:
+        raise np.linalg.LinAlgError(f"Incompatible dimensions: lstsq takes b of shape ({m},) or ({m}, k) for a of shape {a.shape}, got {b.shape}")
+    if rcond is None:  # numpy 2's default
+        rcond = float(np.finfo(dtype).eps) * max(m, n)
+    if np.ndim(rcond) != 0 or isinstance(rcond, Tracer):
+        raise UnsupportedOperationError("traced np.linalg.lstsq takes one constant number as rcond")
+    x = np.matmul(pinv_p.bind(a, rcond=float(rcond)), b)
+    s = singular_values(a)
+    rank = np.sum(np.greater(s, float(rcond) * np.max(s, initial=0.0)).astype(np.int32)).astype(np.int32)  # LAPACK's integer, as numpy's
+    if m > n:
+        r = b - np.matmul(a, x)
+        residuals = np.sum(r * r, axis=0)
+        residuals = np.reshape(residuals, (1,)) if b.ndim == 1 else residuals
+    else:
+        residuals = np.zeros((0,), dtype=dtype)
+    return x, residuals, rank, s
 
 
 @implements(np.linalg.cond)
