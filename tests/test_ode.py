@@ -1057,6 +1057,37 @@ def test_constant_leaves_of_p_get_no_sensitivity_columns(monkeypatch: pytest.Mon
     np.testing.assert_allclose(jv, g(k) @ v, rtol=1e-8)
 
 
+def _subjects(u: Any, p: Any, t: Any) -> Any:
+    ka, cl = np.exp(p["lka"]), np.exp(p["lcl"] + p["eta"])
+    return np.stack([-ka * u[:, 0], ka * u[:, 0] - cl * u[:, 1] / (1.0 + u[:, 1])], axis=1)
+
+
+def test_sensitivity_columns_go_through_the_right_hand_side_together() -> None:
+    """User testing: one JVP per column made the sensitivity system of a 6-subject model
+    (39 columns) a program of 2,500 operations on 6 numbers, and its Hessian took 32 s.  The
+    columns now share each operation, so the program does not grow with them."""
+    from pyzygote.ode.layout import Layout
+    from pyzygote.ode.rhs import RHS
+
+    p = {"lka": 0.1, "lcl": -0.5, "eta": np.linspace(-0.2, 0.2, 6)}
+    layout, u0, _ = Layout.of(np.ones((6, 2)), p)
+    rhs = RHS.trace(_subjects, layout.n, layout.m, layout)
+    few = len(rhs.sensitivity_system((12, 13)).program.eqns)
+    every = len(rhs.sensitivity_system().program.eqns)
+    assert every <= few + 5, (few, every)
+    u0 = np.stack([np.full(6, 10.0), np.zeros(6)], axis=1)
+    t = np.linspace(0.0, 3.0, 4)
+    loss = lambda q: np.sum(pz.odesolve(_subjects, u0, t, q, sensealg="forward", **TIGHT)[:, :, 1] ** 2)  # noqa: E731
+    (g,) = pz.gradient(loss, p)
+    flat = lambda x: loss({"lka": x[0], "lcl": x[1], "eta": x[2:]})  # noqa: E731
+    x = np.concatenate([[0.1, -0.5], p["eta"]])
+    fd = central_fd(flat, x, 1e-6)
+    np.testing.assert_allclose(np.concatenate([[g["lka"], g["lcl"]], g["eta"]]), fd, rtol=1e-6)
+    H = pz.hessian(flat, x)
+    gf = lambda y: pz.gradient(flat, y)[0]  # noqa: E731
+    np.testing.assert_allclose(H, np.stack([(gf(x + 1e-5 * e) - gf(x - 1e-5 * e)) / 2e-5 for e in np.eye(8)], axis=1), rtol=1e-5, atol=1e-6)
+
+
 def test_constant_numbers_in_a_list_p_get_no_sensitivity_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     from pyzygote.ode.rhs import RHS
 

@@ -266,6 +266,7 @@ def test_linear_primitive_transpose_by_dot_product(name: str) -> None:
 def test_batched_columns_equal_columns_one_at_a_time(case: Case) -> None:
     """Batch rules (pyzygote/transforms/batch.py) run a linear program on many tangents at once,
     with the batch in a leading axis; they must give each column exactly as the program would."""
+    from pyzygote.tracer import Builder
     from pyzygote.transforms.batch import eval_batched
     from pyzygote.transforms.evaluate import compile_program
     from pyzygote.transforms.linearize import linearize_programs
@@ -286,6 +287,12 @@ def test_batched_columns_equal_columns_one_at_a_time(case: Case) -> None:
         ts[position] = T
         flags = [False] * len(res) + [i == position for i in range(len(avals))]
         batched = eval_batched(linear, [*res, *ts], flags, k)
+        # Traced, the same rules record the batched program (forward sensitivities are built so).
+        builder = Builder()
+        xs = [builder.new_input(np.shape(x), np.asarray(x).dtype) for x in (*res, *ts)]
+        recorded = builder.build(xs, eval_batched(linear, xs, flags, k))
+        for got, b in zip(recorded(*res, *ts), batched):
+            np.testing.assert_allclose(got, b, rtol=1e-13, atol=1e-13, err_msg=f"{case.id} input {position}, traced")
         run = compile_program(linear)
         for i in range(k):
             one = [np.zeros(a.shape, a.dtype) for a in avals]

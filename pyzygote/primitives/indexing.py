@@ -26,6 +26,7 @@ from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, deflinear
 from pyzygote.tracer import Builder, Tracer, as_operand
 from pyzygote.julia import codegen as jl
+from pyzygote.transforms.batch import leading_axis_batch
 
 __all__ = ["gather", "scatter_add", "element_positions"]
 
@@ -52,6 +53,33 @@ def _gather_impl(x: Any, *, positions: np.ndarray, index: Any) -> Any:
 
 deflinear(gather_p, lambda ct, x, *, positions, index: (scatter_add(ct, positions, x.aval.shape),))
 gather_p.def_julia(lambda e, x, *, positions, index: jl.gather(e, x, positions, index))
+
+
+# Positions for all columns at once take k times the memory of one column's: past this many, the
+# columns are gathered (and scattered) one at a time.
+_BATCHED_POSITIONS_AT_MOST = 1 << 20
+
+
+def _batched_positions(k: int, size: int, positions: np.ndarray) -> np.ndarray | None:
+    """``positions`` in each of ``k`` arrays of ``size`` elements laid one after another."""
+    if k * positions.size > _BATCHED_POSITIONS_AT_MOST:
+        return None
+    out = np.reshape(np.arange(k, dtype=np.int64) * size, (k,) + (1,) * positions.ndim) + positions
+    out.setflags(write=False)
+    return out
+
+
+@leading_axis_batch
+def _gather_batch(x: Any, k: int, *, positions: np.ndarray, index: Any) -> Any:
+    size = int(np.prod(x.shape[1:], dtype=np.int64))
+    where = _batched_positions(k, size, positions)
+    if where is None:
+        return None
+    whole = None if index is None else (slice(None),) + (index if isinstance(index, tuple) else (index,))
+    return gather_p.bind(x, positions=where, index=whole)
+
+
+gather_p.batch = _gather_batch
 
 
 def gather(x: Any, positions: np.ndarray, index: Any = None) -> Any:
@@ -86,6 +114,17 @@ def _scatter_impl(v: Any, *, positions: np.ndarray, shape: tuple[int, ...], uniq
 
 deflinear(scatter_add_p, lambda ct, v, *, positions, shape, unique: (gather(ct, positions),))
 scatter_add_p.def_julia(lambda e, v, *, positions, shape, unique: jl.scatter_add(e, v, positions, shape))
+
+
+@leading_axis_batch
+def _scatter_batch(v: Any, k: int, *, positions: np.ndarray, shape: tuple[int, ...], unique: bool) -> Any:
+    where = _batched_positions(k, int(np.prod(shape, dtype=np.int64)), positions)
+    if where is None:
+        return None
+    return scatter_add_p.bind(v, positions=where, shape=(k, *shape), unique=unique)
+
+
+scatter_add_p.batch = _scatter_batch
 
 
 def scatter_add(v: Any, positions: np.ndarray, shape: tuple[int, ...]) -> Any:

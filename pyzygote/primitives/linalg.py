@@ -93,7 +93,7 @@ def _einsum_batch(args: Any, batched: Any, *, spec: str) -> Any:
     ins, out = spec.split("->")
     a, b = ins.split(",")
     z = next(c for c in _LETTERS if c not in spec)
-    return _einsum_impl(x, y, spec=f"{z + a if bx else a},{z + b if by else b}->{z + out}")
+    return einsum_p.bind(x, y, spec=f"{z + a if bx else a},{z + b if by else b}->{z + out}")
 
 
 # Batching pays where the operand every column shares is large; for small ones, a compiled

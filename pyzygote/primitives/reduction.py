@@ -20,6 +20,7 @@ from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, defjvp, deflinear
 from pyzygote.tracer import Tracer, as_operand
 from pyzygote.julia import codegen as jl
+from pyzygote.transforms.batch import leading_axis_batch
 
 __all__ = ["reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "cumsum_p"]
 
@@ -40,6 +41,14 @@ reduce_sum_p.def_abstract_eval(_reduced_aval)
 reduce_sum_p.def_impl(lambda x, *, axes: np.sum(x, axis=axes))
 deflinear(reduce_sum_p, lambda ct, x, *, axes: (_restore(ct, x.aval.shape, axes),))
 reduce_sum_p.def_julia(lambda e, x, *, axes: jl.reduction("sum", x, axes))
+
+
+def _shifted_axes(prim: Primitive) -> Any:
+    """The batch rule of a reduction: the same reduction of the axes after the columns' axis."""
+    return leading_axis_batch(lambda x, k, *, axes: prim.bind(x, axes=tuple(a + 1 for a in axes)))
+
+
+reduce_sum_p.batch = _shifted_axes(reduce_sum_p)
 
 
 def reduce_sum(x: Any, axes: tuple[int, ...]) -> Any:
@@ -69,7 +78,9 @@ reduce_max_p = _extremum("reduce_max", np.max)
 reduce_min_p = _extremum("reduce_min", np.min)
 # Julia's maximum/minimum propagate NaN like numpy's max/min.
 reduce_max_p.def_julia(lambda e, x, *, axes: jl.reduction("maximum", x, axes))
+reduce_max_p.batch = _shifted_axes(reduce_max_p)
 reduce_min_p.def_julia(lambda e, x, *, axes: jl.reduction("minimum", x, axes))
+reduce_min_p.batch = _shifted_axes(reduce_min_p)
 
 
 def reduce_max(x: Any, axes: tuple[int, ...]) -> Any:
@@ -84,6 +95,7 @@ def reduce_min(x: Any, axes: tuple[int, ...]) -> Any:
 reduce_prod_p = Primitive("reduce_prod")
 reduce_prod_p.def_abstract_eval(_reduced_aval)
 reduce_prod_p.def_impl(lambda x, *, axes: np.prod(x, axis=axes))
+reduce_prod_p.batch = _shifted_axes(reduce_prod_p)
 
 
 def _prod_jvp(g: Any, ans: Any, x: Any, *, axes: tuple[int, ...]) -> Any:
@@ -131,6 +143,7 @@ def _cumsum_impl(x: Any, *, axis: int, reverse: bool) -> Any:
 
 
 deflinear(cumsum_p, lambda ct, x, *, axis, reverse: (cumsum_p.bind(ct, axis=axis, reverse=not reverse),))
+cumsum_p.batch = leading_axis_batch(lambda x, k, *, axis, reverse: cumsum_p.bind(x, axis=axis + 1, reverse=reverse))
 
 
 @cumsum_p.def_julia

@@ -20,6 +20,7 @@ from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, deflinear
 from pyzygote.tracer import Tracer, as_operand
 from pyzygote.julia import codegen as jl
+from pyzygote.transforms.batch import leading_axis_batch
 
 __all__ = [
     "broadcast_in_dim",
@@ -80,6 +81,9 @@ def _bcast_transpose(ct: Any, x: Undefined, *, shape: tuple[int, ...], dims: tup
 
 deflinear(broadcast_in_dim_p, _bcast_transpose)
 broadcast_in_dim_p.def_julia(lambda e, x, *, shape, dims: jl.broadcast_in_dim(x, shape, dims))
+broadcast_in_dim_p.batch = leading_axis_batch(
+    lambda x, k, *, shape, dims: broadcast_in_dim_p.bind(x, shape=(k, *shape), dims=(0, *(d + 1 for d in dims)))
+)
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
@@ -140,6 +144,7 @@ def _reshape_aval(x: Aval, *, shape: tuple[int, ...]) -> Aval:
 reshape_p.def_impl(lambda x, *, shape: np.reshape(x, shape))
 deflinear(reshape_p, lambda ct, x, *, shape: (reshape(ct, x.aval.shape),))
 reshape_p.def_julia(lambda e, x, *, shape: jl.rowmajor_reshape(x, x.aval.shape, shape))
+reshape_p.batch = leading_axis_batch(lambda x, k, *, shape: reshape_p.bind(x, shape=(k, *shape)))
 
 
 def reshape(x: Any, shape: Sequence[int]) -> Any:
@@ -163,6 +168,7 @@ def _transpose_aval(x: Aval, *, perm: tuple[int, ...]) -> Aval:
 transpose_p.def_impl(lambda x, *, perm: np.transpose(x, perm))
 deflinear(transpose_p, lambda ct, x, *, perm: (transpose(ct, tuple(np.argsort(perm))),))
 transpose_p.def_julia(lambda e, x, *, perm: jl.permute(x, perm))
+transpose_p.batch = leading_axis_batch(lambda x, k, *, perm: transpose_p.bind(x, perm=(0, *(p + 1 for p in perm))))
 
 
 def transpose(x: Any, perm: Sequence[int]) -> Any:
@@ -177,6 +183,7 @@ convert_p = Primitive("convert_element_type")
 convert_p.def_abstract_eval(lambda x, *, dtype: Aval(x.shape, dtype))
 convert_p.def_impl(lambda x, *, dtype: np.asarray(x).astype(dtype))
 deflinear(convert_p, lambda ct, x, *, dtype: (convert(ct, x.aval.dtype),))
+convert_p.batch = leading_axis_batch(lambda x, k, *, dtype: convert_p.bind(x, dtype=dtype))
 
 
 @convert_p.def_julia
@@ -220,6 +227,17 @@ def _concat_aval(*xs: Aval, axis: int) -> Aval:
 
 
 concatenate_p.def_impl(lambda *xs, axis: np.concatenate(xs, axis=axis))
+
+
+def _concat_batch(args: Any, batched: Any, *, axis: int) -> Any:
+    k = next(shape_of(x)[0] for x, b in zip(args, batched) if b)
+    # The shared operands are repeated for each column, as the columns one at a time read them.
+    xs = [x if b else broadcast_in_dim_p.bind(x, shape=(k, *shape_of(x)), dims=tuple(range(1, len(shape_of(x)) + 1))) for x, b in zip(args, batched)]
+    return concatenate_p.bind(*xs, axis=axis + 1)
+
+
+_concat_batch.pays = lambda eqn: False  # type: ignore[attr-defined]
+concatenate_p.batch = _concat_batch
 
 
 def _concat_transpose(ct: Any, *xs: Any, axis: int) -> tuple[Any, ...]:

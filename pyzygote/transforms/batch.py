@@ -25,7 +25,16 @@ import numpy as np
 
 from pyzygote.ir import Literal, Program, Var
 
-__all__ = ["eval_batched", "has_batch_rules", "elementwise_batch", "along_one_input", "basis_columns", "hessian_by_columns", "per_column"]
+__all__ = [
+    "eval_batched",
+    "has_batch_rules",
+    "elementwise_batch",
+    "leading_axis_batch",
+    "along_one_input",
+    "basis_columns",
+    "hessian_by_columns",
+    "per_column",
+]
 
 
 def has_batch_rules(prog: Program) -> bool:
@@ -57,12 +66,32 @@ def elementwise_batch(impl: Callable[..., Any]) -> Callable[..., Any]:
     return rule
 
 
+def leading_axis_batch(rule: Callable[..., Any]) -> Callable[..., Any]:
+    """The batch rule of a one-operand primitive that moves or sums elements: ``rule(x, k,
+    **params)`` applies it to ``x`` whose leading axis holds the ``k`` columns, by shifting
+    the primitive's axes past that one.  Such rules let a program of them be run, or traced,
+    on all columns at once (forward sensitivities: :mod:`pyzygote.ode.rhs`); they do no work
+    the columns one at a time would repeat, so they do not make batching pay by themselves."""
+
+    def batch(args: Sequence[Any], batched: Sequence[bool], **params: Any) -> Any:
+        (x,) = args
+        return rule(x, _shape(x)[0], **params)
+
+    batch.pays = lambda eqn: False  # type: ignore[attr-defined]
+    return batch
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
 def eval_batched(prog: Program, args: Sequence[Any], batched: Sequence[bool], size: int) -> list[np.ndarray]:
     """``prog``'s outputs, each with a leading axis of ``size``, where the arguments that
     ``batched`` marks carry that leading axis (the others are shared by every column).
 
     A ``batch`` rule is called as ``rule(args, batched, **params)`` and returns the outputs
-    with the leading axis, or ``None`` to be applied column by column."""
+    with the leading axis, or ``None`` to be applied column by column.  The arguments may be
+    traced: the batched program is then recorded into the trace."""
     env: dict[int, tuple[Any, bool]] = {v.uid: (x, b) for v, x, b in zip(prog.inputs, args, batched)}
     env.update((v.uid, (c, False)) for v, c in zip(prog.constvars, prog.consts))
 
@@ -85,7 +114,9 @@ def eval_batched(prog: Program, args: Sequence[Any], batched: Sequence[bool], si
     results = []
     for a in prog.outputs:
         x, b = read(a)
-        results.append(np.asarray(x) if b else np.repeat(np.asarray(x)[None], size, axis=0))
+        if not hasattr(x, "_builder"):  # a traced value stays traced
+            x = np.asarray(x)
+        results.append(x if b else np.broadcast_to(x[None], (size,) + _shape(x)))
     return results
 
 
