@@ -324,3 +324,12 @@ def test_hessians_of_losses_over_large_data_take_all_columns_in_one_product(monk
     grad = lambda v: pz.gradient(loss, v)[0]  # noqa: E731
     fd = np.stack([(grad(w + h) - grad(w - h)) / 2e-6 for h in 1e-6 * np.eye(6)], axis=1)
     np.testing.assert_allclose(batched, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_repeated_positions_are_found_as_np_unique_finds_them() -> None:
+    from pyzygote.primitives.indexing import has_repeats
+
+    rng = np.random.default_rng(5)
+    for size in (0, 1, 2, 7, 1000):
+        for p in (rng.permutation(size), rng.integers(0, max(size, 1), size), rng.integers(0, 3, (size, 2))):
+            assert has_repeats(p) == (np.unique(p).size != p.size), p

@@ -90,6 +90,13 @@ def gather(x: Any, positions: np.ndarray, index: Any = None) -> Any:
     return gather_p.bind(x, positions=positions, index=index)
 
 
+def has_repeats(positions: np.ndarray) -> bool:
+    """Whether a position occurs twice.  A sort and a comparison of neighbours: np.unique took
+    3.9 s for the 2.9M positions of a finite-element assembly (user testing), a sort 0.16 s."""
+    ordered = np.sort(positions, axis=None)
+    return bool(np.any(ordered[1:] == ordered[:-1]))
+
+
 # --- scatter_add --------------------------------------------------------------
 scatter_add_p = Primitive("scatter_add")
 
@@ -130,7 +137,7 @@ scatter_add_p.batch = _scatter_batch
 def scatter_add(v: Any, positions: np.ndarray, shape: tuple[int, ...]) -> Any:
     positions = np.array(positions, dtype=np.int64)
     positions.setflags(write=False)
-    unique = len(np.unique(positions)) == positions.size
+    unique = not has_repeats(positions)
     return scatter_add_p.bind(v, positions=positions, shape=tuple(shape), unique=unique)
 
 
@@ -218,7 +225,7 @@ def _setitem(y: Any, index: Any, value: Any) -> Any:
     value = convert(as_operand(value), y.dtype)
     value = assigned_to_shape(value, positions.shape)
     flat = positions.ravel()
-    if len(np.unique(flat)) != flat.size:  # numpy: the last assignment to a position wins
+    if has_repeats(flat):  # numpy: the last assignment to a position wins
         first_from_end = np.unique(flat[::-1], return_index=True)[1]
         last = np.sort(flat.size - 1 - first_from_end)
         positions, value = flat[last], gather(np.ravel(value), last, None)
