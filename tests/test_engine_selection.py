@@ -720,3 +720,34 @@ def test_a_project_resolved_before_pyzygote_gained_a_dependency_is_not_set_up(mo
     _write_project(prepared, pythoncall=setup._juliacall_pinned_pythoncall(), pyzygote_deps=deps)
     setup._STAMPS.clear()
     assert setup.julia_status().ok
+
+
+def test_julia_is_refused_in_threads_other_than_the_one_it_started_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PythonCall.jl #578: Julia entered from a second Python thread can hang the process, so
+    the session refuses such calls before they reach Julia (here, before any Julia exists:
+    the check reads only which thread started the session)."""
+    import threading
+
+    from pyzygote.julia import session
+
+    monkeypatch.setitem(session._state, "thread", threading.get_ident())
+    monkeypatch.setitem(session._state, "thread_name", "MainThread")
+    assert session.call(lambda: 42) == 42  # the starting thread
+    seen: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            session.call(lambda: 42)
+        except BaseException as exc:
+            seen.append(exc)
+        try:
+            with session.LOCK:
+                pass
+        except BaseException as exc:
+            seen.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(seen) == 2 and all(isinstance(e, pz.JuliaError) for e in seen)
+    assert "engine='numpy'" in str(seen[0]) and "#578" in str(seen[0]) and "'MainThread'" in str(seen[0])

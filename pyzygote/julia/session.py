@@ -19,8 +19,11 @@ defaults are set unless you set them yourself (environment variable or
     compiled at a lower level than the one requested is rejected, so ``3``
     recompiles every package).
 
-Every call into Julia holds one process-wide re-entrant lock, so threads may
-share pyzygote but run Julia one at a time.  Julia exceptions become
+Julia runs only in the Python thread that started it: a Julia garbage collection
+that another Python thread sets off waits for that thread forever (PythonCall
+issue #578), so a call from another thread raises :class:`pyzygote.JuliaError`
+at once, naming the NumPy engine or processes as the way to run in parallel.
+Calls also hold one process-wide re-entrant lock.  Julia exceptions become
 :class:`pyzygote.JuliaError` with the Julia message, the top of the Julia
 stack and, for Zygote's classic failures, a hint.
 
@@ -56,11 +59,46 @@ __all__ = [
     "julia_versions",
     "load_ode_packages",
     "LOCK",
+    "check_thread",
     "ENV_DEFAULTS",
     "translate_error",
 ]
 
-LOCK = threading.RLock()
+class _JuliaLock:
+    """A re-entrant lock that refuses threads other than the one Julia started in.
+
+    juliacall holds the GIL through a call, and Julia's garbage collector stops every Julia
+    thread, the one that started Julia among them; from another Python thread, a collection
+    (which compiling a new function nearly always sets off) waits for it forever (PythonCall
+    issue #578, open for Julia 1.10 with juliacall 0.9).  Refusing is the only safe answer.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> "_JuliaLock":
+        check_thread()
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.release()
+
+
+def check_thread() -> None:
+    """Raise :class:`pyzygote.JuliaError` in a thread other than the one Julia started in."""
+    owner = _state["thread"]
+    if owner is not None and owner != threading.get_ident():
+        raise JuliaError(
+            "the Julia engine runs only in the Python thread that started Julia (here "
+            f"{_state['thread_name']!r}): a Julia garbage collection set off from another thread hangs the "
+            "process (PythonCall.jl issue #578). In threads, use the NumPy engine (engine='numpy', or "
+            "`with pz.engine('numpy'):`); for parallel Julia work, use processes (multiprocessing), "
+            "each with its own Julia."
+        )
+
+
+LOCK = _JuliaLock()
 RUNTIME_JL = Path(__file__).resolve().parent / "runtime.jl"
 MAX_FRAMES = 12
 
@@ -71,7 +109,7 @@ ENV_DEFAULTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("PYTHON_JULIACALL_OPTIMIZE", "2", ("juliacall-optimize",)),
 )
 
-_state: dict[str, Any] = {"jl": None, "juliacall": None, "rt": None, "error": None, "counter": 0}
+_state: dict[str, Any] = {"jl": None, "juliacall": None, "rt": None, "error": None, "counter": 0, "thread": None, "thread_name": None}
 
 
 def is_running() -> bool:
@@ -114,6 +152,7 @@ def start() -> Any:
     """
     rt = _state["rt"]
     if rt is not None:
+        check_thread()
         return rt
     with LOCK:
         if _state["rt"] is not None:
@@ -145,6 +184,7 @@ def start() -> Any:
             raise JuliaNotAvailableError(_state["error"]) from exc
         jl = juliacall.Main
         _state["jl"], _state["juliacall"] = jl, juliacall
+        _state["thread"], _state["thread_name"] = threading.get_ident(), threading.current_thread().name
         try:
             if not bool(jl.seval("isdefined(Main, :PyZygoteRuntime)")):
                 jl.Base.include(jl, str(RUNTIME_JL))
