@@ -72,8 +72,9 @@ def _lv_loss(sensealg: str):
 @julia
 @pytest.mark.parametrize("alg", ["Tsit5", "DP5", "Vern7", "Vern9", "Rodas5P", "FBDF", "KenCarp4", "auto"])
 def test_decay_matches_closed_form_on_julia(alg: str) -> None:
-    u = pz.odesolve(decay, np.array([2.0]), T_DECAY, np.array([0.7]), alg=alg, reltol=1e-10, abstol=1e-12)
-    # An untraced odesolve runs on the NumPy engine; trace it to run the Julia solver.
+    # An untraced odesolve runs on the NumPy engine (the audit); pz.solve takes the engine.
+    prob = pz.ODEProblem(decay, np.array([2.0]), (0.0, float(T_DECAY[-1])), np.array([0.7]))
+    u = pz.solve(prob, alg=alg, saveat=T_DECAY, reltol=1e-10, abstol=1e-12, engine="julia").u
     (J,) = pz.jacobian(lambda u0: pz.odesolve(decay, u0, T_DECAY, np.array([0.7]), alg=alg, reltol=1e-10, abstol=1e-12)[:, 0], np.array([2.0]), engine="julia")
     np.testing.assert_allclose(u[:, 0], 2.0 * np.exp(-0.7 * T_DECAY), rtol=1e-6)
     np.testing.assert_allclose(J[:, 0], np.exp(-0.7 * T_DECAY), rtol=1e-6)
@@ -141,7 +142,8 @@ def test_failed_solve_raises_solver_error_on_julia() -> None:
     with pytest.raises(pz.SolverError, match="stopped at t = ") as info:
         pz.gradient(loss, np.array([1.0]), engine="julia")
     reached = float(re.search(r"stopped at t = ([0-9.eE+-]+)", str(info.value)).group(1))
-    assert 0.9 < reached <= 1.0
+    # where in the blow-up the step size collapses depends on the controller: within 1% of t = 1
+    assert 0.99 < reached < 1.01
     # a solve that fails before its first save time returns an empty, failed solution
     late = pz.solve(prob, alg="Tsit5", saveat=np.array([1.5, 2.0]), engine="julia")
     assert late.retcode != "Success" and late.u.shape == (0, 1)
@@ -295,3 +297,11 @@ def test_tstops_on_julia_match_the_closed_form_and_numpy(sensealg: str) -> None:
     sol = pz.solve(prob, "Tsit5", reltol=1e-10, abstol=1e-12, tstops=[2.0, 2.5], engine="julia")
     assert 2.0 in sol.t and 2.5 in sol.t
     np.testing.assert_allclose(sol([2.25, 9.0])[:, 0], infusion_closed_form(0.5, 10.0, np.array([2.25, 9.0])), rtol=1e-7)
+
+
+@julia
+def test_a_constant_zero_base_in_a_right_hand_side_on_julia() -> None:
+    """From the engine's zero-base test, moved here (the audit): it needs the ODE packages."""
+    x = np.array([0.0, 0.5, 1.0])
+    g = lambda q: np.sum(pz.odesolve(lambda u, q, t: -u + x ** q[0], np.zeros(3), np.array([0.0, 1.0]), q, sensealg="adjoint", reltol=1e-10, abstol=1e-12))  # noqa: E731
+    np.testing.assert_allclose(pz.gradient(g, np.array([0.5]), engine="julia")[0], pz.gradient(g, np.array([0.5]), engine="numpy")[0], rtol=1e-6)
