@@ -272,6 +272,8 @@ def _withgradient(
         # integer and boolean inputs (labels, masks) are data too: no gradient
         wrt = tuple(owners[i] not in const_args and a.dtype.kind == "f" for i, a in zip(traced.array_slots, arrays))
     fname = name or ("gradient" if aux is None else "withgradient")
+    if wrt is not None and not any(wrt):
+        _nothing_differentiable(fname, traced, arrays, const_args)
     if aux == "jax" or (aux == "zygote" and traced.out_tree != "*"):
         _loss_and_aux(traced, "withgradient" if aux == "zygote" else "has_aux=True", pair=aux == "jax")
     else:
@@ -285,6 +287,22 @@ def _withgradient(
     _check_finite(traced, "gradient", grads, ys[0])
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
     return value, _rebuild(traced, grads)[:n]
+
+
+def _nothing_differentiable(fname: str, traced: Traced, arrays: list[Any], const_args: Any) -> None:
+    """Every argument given to differentiate is integer or boolean: each would get ``None``,
+    silently (user testing: Young's moduli given as np.full(ne, 210000)).  Labels and masks
+    beside floating-point parameters stay data."""
+    owners = _top_level_owners(traced.in_tree)
+    for i, a in zip(traced.array_slots, arrays):
+        if owners[i] not in const_args and a.dtype.kind in "iub":
+            name = traced.leaf_names[i] if i < len(traced.leaf_names) else f"argument {owners[i]}"
+            kind = "boolean" if a.dtype.kind == "b" else "integer"
+            raise TypeError(
+                f"pz.{fname}: nothing to differentiate: {name} is an array of {kind} values (dtype {a.dtype}), "
+                "which pyzygote treats as data (labels, masks) with no gradient, and no argument holds floating-point "
+                f"numbers. To differentiate it, pass it as floats: np.asarray(..., dtype=float)."
+            )
 
 
 # Functions that use floating-point data (arguments outside argnums) as plain numbers.

@@ -107,6 +107,8 @@ def to_input_array(x: Any, argname: str) -> np.ndarray:
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(masked_array_message(argname))
     x = _from_torch(x, argname)
+    if isinstance(x, np.integer):  # a number, as a Python int is (np.int64 from an integer pandas column)
+        return np.asarray(x, dtype=np.float64)
     if isinstance(x, np.ndarray) or isinstance(x, np.generic):
         arr = np.asarray(x)
     elif isinstance(x, complex) or (isinstance(x, list) and any(isinstance(v, complex) for v in x)):
@@ -637,6 +639,8 @@ def _held_constant(leaf: Any, is_data: bool, concrete_data: bool) -> bool:
         return False
     if is_data and concrete_data:
         return True
+    if isinstance(leaf, np.integer) and not is_data:
+        return False  # a number, as a Python int is: np.int64(30) from an integer pandas column
     if isinstance(leaf, (np.ndarray, np.generic)):
         return leaf.dtype.kind in "iub"
     if not is_data:

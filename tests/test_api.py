@@ -1839,3 +1839,25 @@ def test_a_nan_gradient_from_nan_data_under_nansum_points_at_the_data() -> None:
         f = (lambda mu: -np.nansum(cases * np.log(mu) - mu)) if len(args) == 1 else (lambda mu, c: -np.nansum(c * np.log(mu) - mu))
         with pytest.raises(pz.NonFiniteGradientError, match=r"reads arrays that hold NaN: is there NaN in the data"):
             pz.gradient(f, *args)
+
+
+def test_numpy_integer_scalars_are_numbers_as_python_ints_are() -> None:
+    """User testing: {"V": np.int64(30)} (from an integer pandas column) got the gradient None
+    silently, where {"V": 30} got d/dV."""
+    f = lambda p: p["a"] * p["V"] ** 2  # noqa: E731
+    (g,) = pz.gradient(f, {"a": 1.5, "V": np.int64(30)})
+    assert g["V"] == pytest.approx(2 * 1.5 * 30) and g["a"] == pytest.approx(900.0)
+    assert pz.hessian(lambda v: v**3, np.int64(2)) == pytest.approx(12.0)
+
+
+def test_gradient_refuses_when_every_argument_is_integer() -> None:
+    """User testing: Young's moduli given as integers (np.full(ne, 210000)) got None silently."""
+    with pytest.raises(TypeError, match=r"nothing to differentiate: E \(argument 0\) is an array of integer values.*dtype=float"):
+        pz.gradient(lambda E: np.sum(E.astype(float) ** 2), np.array([200, 1]))
+    with pytest.raises(TypeError, match="nothing to differentiate"):
+        pz.withgradient(lambda m: np.sum(np.where(m, 1.0, 0.0)), np.array([True, False]))
+    # labels beside floating-point parameters are data, as before
+    logp = np.log(np.full((3, 4), 0.25))
+    gW, gy = pz.gradient(lambda W, y: -np.sum((W * logp)[np.arange(3), y]), np.ones((3, 4)), np.array([0, 1, 2]))
+    assert gy is None
+    np.testing.assert_allclose(gW, np.where(np.arange(4)[None, :] == np.arange(3)[:, None], -np.log(0.25), 0.0))
