@@ -1481,3 +1481,18 @@ def test_a_u0_of_the_wrong_length_is_named_in_the_error() -> None:
         pz.gradient(lambda p: np.sum(pz.odesolve(f, np.ones(4), np.array([0.0, 1.0]), p)), np.ones(1))
     notes = "\\n".join(getattr(info.value, "__notes__", []))
     assert "u of shape (4,)" in notes and "check that u0 holds as many states" in notes
+
+
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint"])
+def test_an_infinite_derivative_of_the_right_hand_side_is_named_as_such(sensealg: str) -> None:
+    """User testing: np.sqrt(p[1]) at p[1] = 0 solves, but its derivative is infinite; the
+    error said only that the right-hand side returned NaN or inf, which it had not."""
+
+    def rhs(u: Any, p: Any, t: Any) -> Any:
+        return np.array([-p[0] * u[0], p[0] * u[0] - np.sqrt(p[1]) / p[2] * u[1]])
+
+    f = lambda p: np.sum(pz.odesolve(rhs, np.array([100.0, 0.0]), np.linspace(0.0, 24.0, 7), p, sensealg=sensealg)[:, 1])  # noqa: E731
+    p = np.array([1.2, 0.0, 30.0])
+    assert np.isfinite(f(p))
+    with pytest.raises(pz.SolverError, match=r"NaN or inf.*a derivative of the right-hand side.*np\.sqrt\(x\)"):
+        pz.gradient(f, p)

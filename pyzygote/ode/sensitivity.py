@@ -94,8 +94,15 @@ def _checked(res: Integration, what: str, alg: str | None = None) -> Integration
             and "NaN or inf" not in res.message
             else ""
         )
+        derivative = (
+            ". If the ODE itself solves at these values (pz.odesolve outside the gradient), it is a derivative of the "
+            "right-hand side that is NaN or inf: f is not differentiable there (np.sqrt(x) or x ** 0.5 at x = 0, np.log "
+            "at 0, np.abs at 0). Keep parameters off such points (fit log-parameters: np.exp(log_k)), or smooth f there"
+            if what != "ODE solve" and "NaN or inf" in res.message
+            else ""
+        )
         raise SolverError(
-            f"the {what} failed with retcode {res.retcode} at t = {res.t_reached:.6g}: {res.message}" + (f".{stiff}" if stiff else "")
+            f"the {what} failed with retcode {res.retcode} at t = {res.t_reached:.6g}: {res.message}" + (f".{stiff}" if stiff else "") + derivative
         )
     return res
 
