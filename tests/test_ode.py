@@ -291,6 +291,10 @@ def test_an_odeproblem_carries_its_own_tstops_into_every_solve():
     assert prob.remake(p=[1.0, 1.0]).tstops.tolist() == [2.0, 2.5, 26.0]
     with pytest.raises(ValueError, match="tstops must be a 1-D array of finite times"):
         pz.ODEProblem(infusion, [0.0], (0.0, 10.0), q, tstops=[np.inf])
+    # a dosing time being fitted (user testing: "got [Tracer<f64[]>]")
+    lagged = lambda lag: np.sum(pz.odesolve(infusion, np.array([0.0]), T_INFUSION, q, tstops=[lag[0], 2.5]))  # noqa: E731
+    with pytest.raises(pz.UnsupportedOperationError, match=r"tstops must be constant times: a stop computed from a differentiated.*expit"):
+        pz.gradient(lagged, np.array([2.0]))
 
 
 def test_failed_solve_reports_retcode_and_differentiated_loss_raises():

@@ -252,14 +252,16 @@ odesolve_vjp_p.jvp = _vjp_jvp
 
 
 # --- the public function -------------------------------------------------------------------------
+_TIMES_FROM_P = (
+    "To fit a time scale T, solve on s = t / T with the right-hand side multiplied by T. To fit a lag or an "
+    "onset, make the switch smooth in the right-hand side, e.g. dose * scipy.special.expit((t - p['lag']) / w): "
+    "a hard switch (np.where(t >= p['lag'], ...)) has a zero derivative with respect to the lag"
+)
+
+
 def check_times(t: Any, name: str = "t") -> np.ndarray:
     if isinstance(t, Tracer):
-        raise UnsupportedOperationError(
-            f"{name} must be constant: differentiating with respect to save times is not supported. To fit a "
-            "time scale T, solve on s = t / T with the right-hand side multiplied by T. To fit a lag or an onset, "
-            "make the switch smooth in the right-hand side, e.g. dose * scipy.special.expit((t - p['lag']) / w): "
-            "a hard switch (np.where(t >= p['lag'], ...)) has a zero derivative with respect to the lag"
-        )
+        raise UnsupportedOperationError(f"{name} must be constant: differentiating with respect to save times is not supported. {_TIMES_FROM_P}")
     given = np.asarray(t)
     if given.dtype.kind not in "iuf" or isinstance(t, (bool, np.bool_)):
         raise TypeError(f"{name} must be an array of times (real numbers), got {t!r}")
@@ -445,8 +447,11 @@ def check_tstops(tstops: Any, span: tuple[float, float]) -> tuple[float, ...]:
     """``tstops`` as a sorted tuple of distinct finite times within ``span``, or a clear error."""
     if tstops is None:
         return ()
-    if isinstance(tstops, Tracer):
-        raise UnsupportedOperationError("tstops must be constant times, not a traced value")
+    if isinstance(tstops, Tracer) or (isinstance(tstops, (list, tuple)) and any(isinstance(s, Tracer) for s in tstops)):
+        raise UnsupportedOperationError(
+            "tstops must be constant times: a stop computed from a differentiated parameter (a dosing time or "
+            f"lag being fitted) has no derivative through the solver's steps. {_TIMES_FROM_P}"
+        )
     given = np.atleast_1d(np.asarray(tstops))
     if given.dtype.kind not in "iuf" or given.ndim != 1 or not np.all(np.isfinite(given)):
         raise ValueError(f"tstops must be a 1-D array of finite times (numbers), got {tstops!r}")
