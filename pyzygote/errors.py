@@ -46,6 +46,12 @@ class SolverError(PyzygoteError, RuntimeError):
     """An ODE solve did not succeed (its retcode is not Success)."""
 
 
+class SolverWarning(UserWarning):
+    """``pz.solve`` returned a solution whose retcode is not Success (a solve that gave up at
+    ``maxiters``, or whose step size collapsed): it holds the states up to where the solver
+    stopped.  DifferentialEquations.jl warns alike; ``verbose=False`` silences it, as there."""
+
+
 class RetraceWarning(UserWarning):
     """The same code was traced again and again because it is a new function object at each
     call (a ``lambda`` written inside an objective or a loop): traces are cached per function

@@ -211,6 +211,7 @@ def test_solution_called_at_new_times_matches_the_closed_form(alg):
         sol([0.5, 2.5])
 
 
+@pytest.mark.filterwarnings("ignore::pyzygote.SolverWarning")  # failed on purpose; the warning has its own test
 def test_solution_of_a_failed_solve_cannot_be_called():
     prob = pz.ODEProblem(lambda u, p, t: u * u, [1.0], (0.0, 2.0))
     sol = pz.solve(prob, alg="Tsit5")
@@ -297,6 +298,7 @@ def test_an_odeproblem_carries_its_own_tstops_into_every_solve():
         pz.gradient(lagged, np.array([2.0]))
 
 
+@pytest.mark.filterwarnings("ignore::pyzygote.SolverWarning")  # failed on purpose; the warning has its own test
 def test_failed_solve_reports_retcode_and_differentiated_loss_raises():
     blowup = lambda u, p, t: p[0] * u * u  # noqa: E731  (u = 1/(1 - t) blows up at t = 1)
     prob = pz.ODEProblem(blowup, [1.0], (0.0, 2.0), [1.0])
@@ -308,6 +310,7 @@ def test_failed_solve_reports_retcode_and_differentiated_loss_raises():
         pz.gradient(loss, np.array([1.0]))
 
 
+@pytest.mark.filterwarnings("ignore::pyzygote.SolverWarning")  # failed on purpose; the warning has its own test
 @pytest.mark.parametrize("alg", ["Tsit5", "DP5", "Vern7", "Vern9", "Rodas5P", "KenCarp4", "FBDF", "auto"])
 def test_nan_from_the_right_hand_side_stops_every_solver_with_a_retcode(alg):
     # SciPy's DOP853 (Vern7, Vern9) looped forever on NaN, and Radau/BDF raised from their LU.
@@ -347,6 +350,7 @@ def test_numpy_scalars_are_valid_tolerances():
     np.testing.assert_allclose(sol.u[-1, 0], np.exp(-1.0), rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::pyzygote.SolverWarning")  # failed on purpose; the warning has its own test
 def test_maxiters_is_a_failure_not_a_result():
     prob = pz.ODEProblem(lotka, U0_LV, (0.0, 10.0), P_LV)
     assert pz.solve(prob, alg="Tsit5", maxiters=5).retcode == "MaxIters"
@@ -1225,6 +1229,7 @@ def test_a_switching_time_in_a_constant_leaf_of_p_is_a_constant() -> None:
         pz.gradient(lambda p: np.sum(pz.odesolve(rhs, [0.0], t, p, tstops=[2.0])), {"k": 0.5, "t_on": 2.0})
 
 
+@pytest.mark.filterwarnings("ignore::pyzygote.SolverWarning")  # failed on purpose; the warning has its own test
 def test_maxiters_is_one_budget_across_tstops() -> None:
     """Found by the ODE fuzzer: with tstops each later piece got at least one step, so a solve
     needing maxiters + 1 steps reported Success."""
@@ -1500,3 +1505,17 @@ def test_an_infinite_derivative_of_the_right_hand_side_is_named_as_such(sensealg
     assert np.isfinite(f(p))
     with pytest.raises(pz.SolverError, match=r"NaN or inf.*a derivative of the right-hand side.*np\.sqrt\(x\)"):
         pz.gradient(f, p)
+
+
+def test_a_failed_solve_warns_as_differentialequations_does() -> None:
+    """User testing: pz.solve returned retcode MaxIters (t reached 0.16 of 24) with no word."""
+    prob = pz.ODEProblem(decay, [1.0], (0.0, 24.0), [0.5])
+    with pytest.warns(pz.SolverWarning, match=r"retcode MaxIters after t = .*its last saved time.*verbose=False"):
+        sol = pz.solve(prob, "Tsit5", maxiters=3)
+    assert sol.retcode == "MaxIters" and sol.t[-1] < 24.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pz.solve(prob, "Tsit5", maxiters=3, verbose=False).retcode == "MaxIters"
+        assert pz.solve(prob, "Tsit5").retcode == "Success"

@@ -200,6 +200,7 @@ def solve(
     maxiters: int = 100_000,
     tstops: Any = None,
     engine: str | None = None,
+    verbose: bool = True,
     **unknown: Any,
 ) -> ODESolution:
     """Solve an :class:`ODEProblem`; a failed solve is reported in ``retcode``, never hidden.
@@ -207,7 +208,8 @@ def solve(
     ``saveat`` is an increasing array of times within ``tspan`` or a spacing;
     without it every step is saved.  ``tstops`` are times the solver steps to
     (SciML's), where the right-hand side switches, in addition to the problem's own.  For derivatives use :func:`pyzygote.odesolve`
-    inside :func:`pyzygote.gradient` and friends.
+    inside :func:`pyzygote.gradient` and friends.  A failed solve also raises a
+    :class:`pyzygote.SolverWarning`, as DifferentialEquations.jl warns (``verbose=False`` silences it).
 
     >>> import numpy as np, pyzygote as pz
     >>> prob = pz.ODEProblem(lambda u, p, t: -p[0] * u, [1.0], (0.0, 1.0), [2.0])
@@ -230,7 +232,7 @@ def solve(
     if options["engine"] == "julia":
         from pyzygote.julia.ode import solve_julia
 
-        return replace(solve_julia(prob, alg, times, reltol, abstol, maxiters, stops), options=options)
+        return _warn_if_failed(replace(solve_julia(prob, alg, times, reltol, abstol, maxiters, stops), options=options), verbose)
     algorithm(alg)  # the NumPy engine's solvers, before anything is traced or solved
     layout, u0, p = prob.flat()
     rhs = prob.rhs()
@@ -247,4 +249,21 @@ def solve(
         jac=(lambda t, u: rhs.jacobian_u(u, p, t)) if algorithm(alg).stiff or alg == "auto" else None,
         tstops=stops,
     )
-    return ODESolution(res.t, layout.states(res.u), res.retcode, res.stats, alg, res.message, prob, options)
+    return _warn_if_failed(ODESolution(res.t, layout.states(res.u), res.retcode, res.stats, alg, res.message, prob, options), verbose)
+
+
+def _warn_if_failed(sol: ODESolution, verbose: bool) -> ODESolution:
+    if verbose and sol.retcode != "Success":
+        import warnings
+
+        from pyzygote.errors import SolverWarning
+
+        reached = f" after t = {sol.t[-1]:.6g}, its last saved time," if sol.t.size else " before its first save time"
+        warnings.warn(
+            f"pz.solve: the solve failed with retcode {sol.retcode}{reached} (tspan {sol.prob.tspan}): {sol.message}. "
+            "The solution holds the states up to where the solver stopped; check sol.retcode or sol.success "
+            "(verbose=False silences this warning)",
+            SolverWarning,
+            stacklevel=3,
+        )
+    return sol
