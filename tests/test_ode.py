@@ -1519,3 +1519,25 @@ def test_a_failed_solve_warns_as_differentialequations_does() -> None:
         warnings.simplefilter("error")
         assert pz.solve(prob, "Tsit5", maxiters=3, verbose=False).retcode == "MaxIters"
         assert pz.solve(prob, "Tsit5").retcode == "Success"
+
+
+@pytest.mark.parametrize("alg", ["Tsit5", "DP5", "Vern7", "Rodas5P", "auto"])
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint", "backsolve"])
+def test_save_times_a_few_ulps_apart(alg: str, sensealg: str) -> None:
+    """Fuzzer: np.unique([0.3, 0.1 * 3]) keeps both times, and the adjoint, which restarts at
+    each, failed with DtLessThanMin with Tsit5 and DP5 (a step of a few ulps is below any
+    stepper's minimum); the next restart inherited that step.  Exact: d/dk sum(exp(-k t))."""
+    times = np.unique([0.0, 0.3, 0.1 * 3, 0.6, 0.7, 0.1 * 7])
+    assert times.size == 6
+    loss = lambda k: np.sum(pz.odesolve(decay, np.array([1.0]), times, k, alg=alg, sensealg=sensealg, reltol=1e-9, abstol=1e-11))  # noqa: E731
+    (g,) = pz.gradient(loss, np.array([0.7]))
+    np.testing.assert_allclose(g[0], -np.sum(times * np.exp(-0.7 * times)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("alg", ["Tsit5", "Vern9", "auto", "Rodas5P"])
+def test_a_span_of_one_ulp_is_one_euler_step(alg: str) -> None:
+    t = np.array([1.0, np.nextafter(1.0, 2.0)])
+    u = pz.odesolve(decay, np.array([2.0]), t, np.array([0.7]), alg=alg)
+    np.testing.assert_array_equal(u[:, 0], [2.0, 2.0 - 1.4 * (t[1] - t[0])])
+    (g,) = pz.gradient(lambda k: pz.odesolve(decay, np.array([2.0]), t, k, alg=alg)[-1, 0], np.array([0.7]))
+    np.testing.assert_allclose(g, -2.0 * (t[1] - t[0]), rtol=1e-6)

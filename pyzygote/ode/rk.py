@@ -102,7 +102,8 @@ def rk_integrate(
 
     K = np.empty((_STAGES + 1, n))
     K[0] = f(t0, y)
-    h_abs = min(first_step, abs(t1 - t0)) if first_step else _initial_step(f, t0, t1, y, K[0], rtol, atol)
+    usable = first_step and first_step > 10 * abs(np.nextafter(t0, direction * np.inf) - t0)
+    h_abs = min(first_step, abs(t1 - t0)) if usable else _initial_step(f, t0, t1, y, K[0], rtol, atol)
 
     pending = np.empty(0) if saveat is None else np.asarray(saveat, dtype=float)
     ts: list[float] = []
@@ -133,6 +134,7 @@ def rk_integrate(
                 break
             h = h_abs * direction
             t_new = t + h
+            unclamped = h_abs
             if (t_new - t1) * direction > 0:
                 t_new = t1
             h = t_new - t
@@ -159,6 +161,10 @@ def rk_integrate(
                 if rejected:
                     factor = min(1.0, factor)
                 h_abs *= factor
+                if t_new == t1:
+                    # The last step, cut to end at t1 (to a few ulps, when the step before fell
+                    # just short), is no guide for a following integration's first step.
+                    h_abs = max(h_abs, unclamped)
                 break
             h_abs *= max(_MIN_FACTOR, _SAFETY * err**_ERR_EXP)
             rejected = True

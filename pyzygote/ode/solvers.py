@@ -186,6 +186,8 @@ def integrate(
     # Times closer than a few ulps count as one (0.3 and 0.1 * 3 from np.linspace): a piece
     # between them would be too short for any solver to step across.
     near = 8.0 * np.finfo(float).eps * max(1.0, abs(t0), abs(t1))
+    if 0.0 < abs(t1 - t0) <= 2.0 * near:
+        return _across_a_few_ulps(fun, t0, t1, u0, saveat)
     span = [s for s in tstops if -near <= (s - t0) * direction <= (t1 - t0) * direction + near]
     if not span:
         return _integrate_span(fun, t0, t1, u0, saveat, alg, reltol, abstol, maxiters, jac, dense, first_step)
@@ -250,6 +252,31 @@ def _joined(pieces: list[Integration], every_step: bool, bounds: list[float] | N
 
         dense_sol = DenseSolution(bounds[: len(pieces) + 1], [p.dense for p in pieces])
     return Integration(np.concatenate(ts), np.concatenate(us), end.retcode, end.t_reached, stats, end.message, dense_sol, end.last_step)
+
+
+class _Line:
+    """The dense output of :func:`_across_a_few_ulps`: ``u0 + (t - t0) du``."""
+
+    def __init__(self, t0: float, u0: np.ndarray, du: np.ndarray):
+        self.t0, self.u0, self.du = t0, u0, du
+
+    def __call__(self, t: Any) -> np.ndarray:
+        return self.u0 + (np.asarray(t, dtype=float) - self.t0) * self.du
+
+
+def _across_a_few_ulps(fun: Callable[[float, np.ndarray], np.ndarray], t0: float, t1: float, u0: np.ndarray, saveat: np.ndarray | None) -> Integration:
+    """A span of a few ulps (an adjoint restarting between save times 0.3 and 0.1 * 3, which
+    np.unique keeps apart) in one Euler step, exact to rounding there: a solver's first step
+    cannot be that small, and SciPy's and pyzygote's stepper reported DtLessThanMin (fuzzer)."""
+    u0 = np.asarray(u0, dtype=float)
+    du = np.asarray(fun(t0, u0), dtype=float)
+    stats = {"nf": 1, "njacs": 0, "nlu": 0, "naccept": 1, "nreject": 0}
+    if not np.all(np.isfinite(du)):
+        return Integration(np.array([t0]), u0[None, :], "Unstable", t0, stats, f"the right-hand side returned NaN or inf at t={t0:.6g}")
+    ts = np.array([t0, t1]) if saveat is None else np.asarray(saveat, dtype=float)
+    line = _Line(t0, u0, du)
+    us = np.array([line(tk) for tk in ts]).reshape(len(ts), u0.size)
+    return Integration(ts, us, "Success", t1, stats, "", line, None)  # type: ignore[arg-type]
 
 
 def _integrate_span(
