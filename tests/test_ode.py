@@ -1541,3 +1541,34 @@ def test_a_span_of_one_ulp_is_one_euler_step(alg: str) -> None:
     np.testing.assert_array_equal(u[:, 0], [2.0, 2.0 - 1.4 * (t[1] - t[0])])
     (g,) = pz.gradient(lambda k: pz.odesolve(decay, np.array([2.0]), t, k, alg=alg)[-1, 0], np.array([0.7]))
     np.testing.assert_allclose(g, -2.0 * (t[1] - t[0]), rtol=1e-6)
+
+
+def _crawls_backwards(u: Any, p: Any, t: Any) -> Any:
+    x = u
+    e = np.stack(
+        [
+            0.9822 * np.tanh(x[3]) ** 3 * x[1] - p["s0"] * x[0],
+            np.tanh(x[0] * np.log(1.0 + (t + x[2]) ** 2)) - p["s0"] * x[1],
+            np.sum(x * x) * 0.051,
+            np.sin(x[2] / (1.0 + 0.9059**2)),
+            np.tanh(np.tanh(np.cos(t)) ** 3 * x[2]),
+        ]
+    )
+    return e - 0.0013 * np.concatenate([x[1:], x[:1]]) - 500.0 * np.concatenate([x[:1] - np.cos(t), np.zeros(4)])
+
+
+def test_a_backsolve_that_crawls_is_stopped_by_its_step_budget() -> None:
+    """Fuzzer: a stiff backward re-solve that stays within the forward range ran to
+    maxiters (100,000 steps, 54 s with Rodas5P) before failing; it now stops after 20 times
+    the forward solve's steps with the backsolve's own diagnosis.  The adjoint is fine."""
+    u0 = np.array([0.188, 0.687, -0.547, 0.959, -0.136])
+    t = np.array([-1.0, -0.5])
+
+    def loss(p: Any, sensealg: str) -> Any:
+        return np.sum(pz.odesolve(_crawls_backwards, u0, t, p, alg="auto", sensealg=sensealg, reltol=1e-8, abstol=1e-10) ** 2)
+
+    with pytest.raises(pz.SolverError, match=r"backsolve' is unstable.*took more than \d+ steps.*sensealg='adjoint'"):
+        pz.gradient(lambda p: loss(p, "backsolve"), {"s0": 0.943})
+    (g,) = pz.gradient(lambda p: loss(p, "adjoint"), {"s0": 0.943})
+    fd = (loss({"s0": 0.943 + 1e-6}, "adjoint") - loss({"s0": 0.943 - 1e-6}, "adjoint")) / 2e-6
+    np.testing.assert_allclose(g["s0"], fd, rtol=1e-5)
