@@ -54,7 +54,18 @@ _INSTEAD = {
         "the result (unless t_eval already starts at t0); it is time-major, sol.y of solve_ivp transposed"
     ),
     "odeint": "pz.odesolve(lambda u, p, t: f(u, t, *p), y0, t, p), which solves and differentiates the ODE",
+    "eigh": (
+        "np.linalg.eigh(A); for the generalized problem eigh(K, M): L = np.linalg.cholesky(M); Li = np.linalg.inv(L); "
+        "w, v = np.linalg.eigh(Li @ K @ Li.T); v = Li.T @ v"
+    ),
+    "lu_factor": "np.linalg.solve(A, b), which factorizes A itself",
+    "lu_solve": "np.linalg.solve(A, b)",
 }
+# scipy.sparse: matrices and their solvers, for which dense numpy is the traced equivalent.
+_SPARSE = (
+    "a dense matrix: K = np.zeros_like(E, shape=(n, n)); np.add.at(K, (rows, cols), values) assembles it (repeated "
+    "positions add, as in coo_matrix), and np.linalg.solve(K, f) replaces spsolve"
+)
 
 # SciPy functions that call the user's code back: a traced value reaches them through a closure
 # (odeint(lambda u, t: f(u, t, k), ...)), so it is not among their own arguments.
@@ -118,7 +129,7 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
     if entry is None:
         return None
     module, name = entry
-    instead = _INSTEAD.get(name.rsplit(".", 1)[-1])
+    instead = _SPARSE if module.startswith("scipy.sparse") else _INSTEAD.get(name.rsplit(".", 1)[-1])
     err = UnsupportedOperationError(
         f"{module}.{name} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
         "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "
