@@ -195,6 +195,8 @@ case("transpose", "swapaxes", lambda x: np.swapaxes(x, -1, 0), fixed((3, 1, 2)),
 case("convert_element_type", "f64-to-f32", lambda x: x.astype(np.float32), uniform(-2, 2), eps=1.0, rtol=1e-6, dot_rtol=1e-6)
 case("convert_element_type", "bool-to-f64", lambda x: (x > 0).astype(np.float64) * x, uniform(0.1, 2, signed=True))
 case("concatenate", "axis", lambda x, y: np.concatenate([x, y, x], axis=-1), fixed((2, 3), (2, 1)), eps=1.0)
+case("concatenate", "block-saddle", lambda x, y: np.block([[x, y], [y.T, np.zeros((1, 1))]]), fixed((2, 2), (2, 1)), eps=1.0)
+case("concatenate", "block-mixed-rank", lambda x, y: np.block([[x[0], 1.0], [y[:, 0], 2.0]]), fixed((2, 2), (2, 1)), eps=1.0)
 case("concatenate", "stack", lambda x, y: np.stack([x, y], axis=1), fixed((3, 2), (3, 2)), eps=1.0)
 case("concatenate", "hstack-scalars", lambda x, y: np.hstack([x, y, x]), fixed((), (2,)), eps=1.0)
 

@@ -994,3 +994,13 @@ def test_pinv_is_smooth_where_singular_values_repeat() -> None:
             P = np.linalg.inv(A)
             np.testing.assert_allclose(g, -P.T @ np.cos(P) @ P.T, rtol=1e-12, atol=1e-14)
     check_grads(f, (Q,), order=2, engine="numpy")
+
+
+def test_block_refuses_what_numpy_refuses() -> None:
+    x = np.ones((2, 2))
+    with pytest.raises(TypeError, match="tuple"):
+        pz.gradient(lambda a: np.sum(np.block((a, a))), x)
+    with pytest.raises(ValueError, match="depths are mismatched"):
+        pz.gradient(lambda a: np.sum(np.block([[a, a], a])), x)
+    with pytest.raises(ValueError, match="cannot be empty"):
+        pz.gradient(lambda a: np.sum(np.block([a, []])), x)

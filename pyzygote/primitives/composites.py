@@ -536,6 +536,53 @@ def _np_kron(a: Any, b: Any) -> Any:
     return np.reshape(ea * eb, tuple(m * n for m, n in zip(sa, sb)))
 
 
+@implements(np.block)
+def _np_block(arrays: Any) -> Any:
+    """numpy's ``block``: nested lists of arrays joined along the last axis at the innermost
+    level, the one before it a level up, ... (saddle-point systems ``[[K, C.T], [C, 0]]``)."""
+    if isinstance(arrays, tuple):
+        raise TypeError(f"{arrays!r} is a tuple. Only lists can be used to arrange blocks, and np.block does not allow implicit conversion from tuple to ndarray.")
+    depths: set[int] = set()
+
+    def depth(x: Any, level: int) -> None:
+        if isinstance(x, tuple):
+            raise TypeError("np.block: only lists can be used to arrange blocks, not tuples")
+        if isinstance(x, list):
+            if not x:
+                raise ValueError("List at arrays" + "[0]" * level + " cannot be empty")
+            for y in x:
+                depth(y, level + 1)
+        else:
+            depths.add(level)
+
+    depth(arrays, 0)
+    if len(depths) != 1:
+        raise ValueError("List depths are mismatched: every block must sit at the same depth of nested lists")
+    (levels,) = depths
+    leaves: list[Any] = []
+
+    def collect(x: Any) -> None:
+        if isinstance(x, list):
+            for y in x:
+                collect(y)
+        else:
+            leaves.append(as_operand(x))
+
+    collect(arrays)
+    ndim = max([levels] + [leaf.ndim for leaf in leaves])
+    it = iter(leaves)
+
+    def join(x: Any, level: int) -> Any:
+        if not isinstance(x, list):
+            leaf = next(it)
+            return np.reshape(leaf, (1,) * (ndim - leaf.ndim) + tuple(leaf.shape))
+        parts = [join(y, level + 1) for y in x]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=ndim - (levels - level))
+
+    out = join(arrays, 0)
+    return out * 1 if levels == 0 else out  # numpy returns a copy
+
+
 @implements(np.cross)
 def _np_cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, axis: Any = None) -> Any:
     if axis is not None:
