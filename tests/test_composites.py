@@ -1004,3 +1004,37 @@ def test_block_refuses_what_numpy_refuses() -> None:
         pz.gradient(lambda a: np.sum(np.block([[a, a], a])), x)
     with pytest.raises(ValueError, match="cannot be empty"):
         pz.gradient(lambda a: np.sum(np.block([a, []])), x)
+
+
+def test_a_solve_singular_to_working_precision_warns() -> None:
+    """User testing: a stiffness matrix without boundary conditions (condition 8.5e17) gave a
+    loss of 2e31 and a finite gradient, silently, as numpy does.  From 64 unknowns solves go
+    through SciPy, which estimates the condition from its LU factors and warns."""
+    import scipy.linalg
+
+    n = 80
+    i = np.arange(n - 1)
+    rows, cols = np.concatenate([i, i, i + 1, i + 1]), np.concatenate([i, i + 1, i, i + 1])
+
+    def loss(E: Any, spring: float) -> Any:
+        K = np.zeros_like(E, shape=(n, n))
+        np.add.at(K, (rows, cols), np.concatenate([E, -E, -E, E]))
+        return np.sum(np.linalg.solve(K + spring * np.eye(n)[0][:, None] * np.eye(n)[0], np.linspace(-1.0, 1.0, n)) ** 2)
+
+    E = np.linspace(1.0, 2.0, n - 1)
+    with pytest.warns(scipy.linalg.LinAlgWarning, match=r"np.linalg.solve: the 80 x 80 matrix is singular to working precision \(reciprocal condition number 1.\de-18\).*boundary conditions"):
+        pz.gradient(lambda e: loss(e, 1e-15), E)  # one end held by a spring of rounding size
+    with pytest.raises(np.linalg.LinAlgError, match="^Singular matrix$"):
+        pz.gradient(lambda e: loss(e, 0.0), E)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = pz.gradient(lambda e: loss(e, 1.0), E)  # well conditioned: no warning, the gradient numpy's rules give
+    # the adjoint's closed form: dL/dE_e = -(lam_e - lam_e+1)(u_e - u_e+1), K lam = 2 u, K u = f
+    K = np.zeros((n, n))
+    np.add.at(K, (rows, cols), np.concatenate([E, -E, -E, E]))
+    K[0, 0] += 1.0
+    u = np.linalg.solve(K, np.linspace(-1.0, 1.0, n))
+    lam = np.linalg.solve(K.T, 2 * u)
+    np.testing.assert_allclose(g, -np.diff(lam) * np.diff(u), rtol=1e-8)
