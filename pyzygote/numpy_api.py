@@ -86,6 +86,7 @@ def supported_names() -> list[str]:
 _INSTEAD = {
     "fmod": "x - y * np.trunc(x / y)",
     "eig": "np.linalg.eigh(a) for a symmetric matrix (a general matrix's eigenvalues can be complex)",
+    "eigvals": "np.linalg.eigvalsh(a) for a symmetric matrix (a general matrix's eigenvalues can be complex)",
 }
 
 

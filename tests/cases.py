@@ -355,6 +355,26 @@ case("gather", "basic", lambda x: x[1:, ::2], fixed((3, 5)), eps=1.0)
 case("gather", "int-newaxis", lambda x: x[..., None, 0], fixed((2, 3)), eps=1.0)
 case("gather", "fancy-repeated", lambda x: x[[0, 2, 0, 1]], fixed((3, 2)), eps=1.0)
 case("gather", "mask", lambda x: x[np.array([True, False, True, True])], fixed((4,)), eps=1.0)
+
+
+def _filled_diagonal(x: Any, v: Any) -> Any:
+    K = x * 1.0
+    np.fill_diagonal(K, v)
+    return K
+
+
+def _put(x: Any, v: Any) -> Any:
+    y = x * 1.0
+    np.put(y, [0, 4, 2], v)
+    return y
+
+
+case("gather", "fill-diagonal", lambda x, v: _filled_diagonal(x, v) * x, fixed((3, 4), (3,)))
+case("gather", "fill-diagonal-scalar", lambda x, v: _filled_diagonal(x, v[0]), fixed((3, 3), (1,)), eps=1.0)
+case("gather", "put-cyclic", lambda x, v: _put(x, v) * x, fixed((2, 3), (2,)))
+case("concatenate", "insert-row", lambda x, r: np.insert(x, 1, r, axis=0), fixed((3, 2), (2,)), eps=1.0)
+case("concatenate", "insert-column", lambda x, c: np.insert(x, -1, c, axis=1), fixed((3, 2), (3,)), eps=1.0)
+case("concatenate", "insert-flat", lambda x: np.insert(x, 6, 7.0), fixed((2, 3)), eps=1.0)
 case("gather", "flip-roll", lambda x: np.roll(np.flip(x, 0), 1, axis=1), fixed((2, 3)), eps=1.0)
 case("gather", "diagonal-take", lambda x: np.diagonal(x) * np.take(x, [2, 0], axis=1)[:, 0], fixed((3, 3)))
 case("gather", "trace", lambda x: np.trace(x), fixed((3, 3)), eps=1.0)

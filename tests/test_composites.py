@@ -1038,3 +1038,15 @@ def test_a_solve_singular_to_working_precision_warns() -> None:
     u = np.linalg.solve(K, np.linspace(-1.0, 1.0, n))
     lam = np.linalg.solve(K.T, 2 * u)
     np.testing.assert_allclose(g, -np.diff(lam) * np.diff(u), rtol=1e-8)
+
+
+def test_writes_into_numpy_arrays_and_general_eigenvalues_are_refused_with_a_way_forward() -> None:
+    x = np.arange(1.0, 4.0)
+    with pytest.raises(pz.TracerBoolError, match="could not store a traced value into one of its own arrays.*np.zeros_like"):
+        pz.gradient(lambda v: np.sum(np.fill_diagonal(np.zeros((3, 3)), v) or 0.0), x)
+    with pytest.raises(pz.UnsupportedOperationError, match="put writes into a numpy array.*np.zeros_like"):
+        pz.gradient(lambda v: np.sum(np.put(np.zeros(3), [0, 1], v) or 0.0), x)
+    with pytest.raises(pz.UnsupportedOperationError, match="Write it as np.linalg.eigvalsh"):
+        pz.gradient(lambda v: np.sum(np.linalg.eigvals(np.diag(v))), x)
+    with pytest.raises(pz.UnsupportedOperationError, match="one constant integer position"):
+        pz.gradient(lambda v: np.sum(np.insert(v, [0, 1], 2.0)), x)

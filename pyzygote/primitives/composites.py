@@ -583,6 +583,34 @@ def _np_block(arrays: Any) -> Any:
     return out * 1 if levels == 0 else out  # numpy returns a copy
 
 
+@implements(np.insert)
+def _np_insert(arr: Any, obj: Any, values: Any, axis: Any = None) -> Any:
+    """numpy's ``insert`` at one constant position (``np.insert(K, 2, row, axis=0)``): a
+    concatenation of the two parts and the values between them."""
+    arr = as_operand(arr)
+    if axis is None:
+        arr, axis = np.ravel(arr), 0
+    axis = normalize_axis(axis, arr.ndim)
+    if isinstance(obj, Tracer) or np.ndim(obj) != 0 or isinstance(obj, (bool, np.bool_)) or np.asarray(obj).dtype.kind not in "iu":
+        raise UnsupportedOperationError("traced np.insert takes one constant integer position; for several, call it once per position")
+    n = arr.shape[axis]
+    at = int(obj)
+    if not -n <= at <= n:
+        raise IndexError(f"index {at} is out of bounds for axis {axis} with size {n}")
+    at = at + n if at < 0 else at
+    v = convert(as_operand(values), arr.dtype) if as_operand(values).dtype != arr.dtype else as_operand(values)
+    # numpy moves the values' axis to `axis` when they have the array's rank; otherwise it
+    # broadcasts them to one slice of the array with `axis` of length 1.
+    piece_shape = arr.shape[:axis] + (1,) + arr.shape[axis + 1 :]
+    if v.ndim == arr.ndim:
+        piece = np.moveaxis(v, 0, axis) if v.ndim else v
+    else:
+        piece = np.broadcast_to(np.expand_dims(v, axis) if v.ndim == arr.ndim - 1 else v, piece_shape)
+    left = arr[(slice(None),) * axis + (slice(0, at),)]
+    right = arr[(slice(None),) * axis + (slice(at, None),)]
+    return np.concatenate([left, piece, right], axis=axis)
+
+
 @implements(np.cross)
 def _np_cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, axis: Any = None) -> Any:
     if axis is not None:

@@ -687,3 +687,53 @@ def _np_copyto(dst: Any, src: Any, casting: str = "same_kind", where: Any = True
     if casting != "same_kind":
         raise UnsupportedOperationError("numpy.copyto supports only casting='same_kind' while tracing")
     dst[...] = np.where(where, src, dst) if where is not True else np.broadcast_to(as_operand(src), dst.shape)
+
+
+def _refuse_numpy_destination(name: str, a: Any) -> None:
+    if not isinstance(a, Tracer):
+        raise UnsupportedOperationError(
+            f"numpy.{name} writes into a numpy array, which cannot hold traced values; make the array from a "
+            "traced one (K = np.zeros_like(x, shape=(n, n)))"
+        )
+
+
+def _cyclic(values: Any, count: int, name: str) -> Any:
+    """``values`` repeated to ``count`` entries, as numpy's flat assignment repeats them."""
+    v = np.ravel(as_operand(values))
+    if v.shape[0] == count or v.shape[0] == 1:
+        return v if v.shape[0] == count else np.broadcast_to(v, (count,))
+    if v.shape[0] == 0:
+        raise ValueError(f"numpy.{name}: values must not be empty")
+    return np.concatenate([v] * (count // v.shape[0]) + [v[: count % v.shape[0]]])
+
+
+@implements(np.fill_diagonal)
+def _np_fill_diagonal(a: Any, val: Any, wrap: bool = False) -> None:
+    """``np.fill_diagonal(K, v)`` on a traced ``K``: its main diagonal set in place, as numpy does.
+    (numpy dispatches on ``K`` alone: a numpy ``K`` with a traced ``v`` fails in numpy's own code,
+    whose error the tracer explains.)"""
+    if a.ndim < 2:
+        raise ValueError("array must be at least 2-d")
+    if a.ndim > 2 and len(set(a.shape)) != 1:
+        raise ValueError("All dimensions of input must be of equal length")
+    if wrap and a.ndim == 2 and a.shape[0] > a.shape[1] + 1:
+        raise UnsupportedOperationError("traced np.fill_diagonal does not take wrap=True for a tall matrix")
+    k = min(a.shape)
+    at = np.arange(k)
+    a[(at,) * a.ndim] = _cyclic(val, k, "fill_diagonal")
+
+
+@implements(np.put)
+def _np_put(a: Any, ind: Any, v: Any, mode: str = "raise") -> None:
+    """``np.put(a, ind, v)`` on a traced ``a``: ``a.flat[ind] = v`` with ``v`` repeated as numpy repeats it."""
+    _refuse_numpy_destination("put", a)
+    if mode != "raise":
+        raise UnsupportedOperationError("traced np.put supports only mode='raise'")
+    if isinstance(ind, Tracer):
+        a.flat[ind] = v
+        return
+    positions = np.ravel(np.asarray(ind))
+    if positions.dtype.kind not in "iu":
+        raise TypeError("np.put: ind must hold integers")
+    if positions.size:
+        a.flat[positions] = _cyclic(v, positions.size, "put")
