@@ -941,3 +941,41 @@ def test_reads_of_single_entries_send_their_cotangents_back_in_one_scatter() -> 
     want = np.zeros(8)
     want[0], want[3], want[1], want[2], want[5], want[7] = p[3], p[0] + p[5], np.cos(p[1]) + 1, -2 * p[2] + 1, p[3], 1.0
     np.testing.assert_allclose(g, want, rtol=1e-15)
+
+
+def test_increments_at_fancy_positions_keep_no_mask_per_assignment() -> None:
+    """User testing: a finite-element loop of K[np.ix_(d, d)] += ke kept, per element, a mask
+    of K's size (984 MB at 992 dofs); y[idx] += k is now y + scatter_add(k)."""
+    n = 6
+    unit = np.array([[1.0, -1.0], [-1.0, 1.0]])
+
+    def assemble(E: Any) -> Any:
+        K = np.zeros_like(E, shape=(n, n))
+        for e in range(n - 1):
+            d = np.array([e, e + 1])
+            K[np.ix_(d, d)] += E[e] * unit
+        K[0, 0] += 1.0  # a spring at one end; a scalar increment
+        return K
+
+    E = np.linspace(1.0, 2.0, n - 1)
+    prog = pz.make_program(assemble, E)
+    assert not any(e.prim.name == "select" for e in prog.eqns)
+    assert not any(np.asarray(c).dtype == bool for c in prog.consts)
+    np.testing.assert_array_equal(prog(E)[0], assemble(E))
+    f = np.linspace(-1.0, 1.0, n)
+    (g,) = pz.gradient(lambda e: np.sum(np.linalg.solve(assemble(e), f) ** 2), E)
+    K = assemble(E)
+    u = np.linalg.solve(K, f)
+    lam = np.linalg.solve(K.T, 2 * u)
+    np.testing.assert_allclose(g, -np.diff(lam) * np.diff(u), rtol=1e-12)
+
+    def not_an_increment(E: Any) -> Any:  # reads another array, or y changed in between: assignment as before
+        y = np.zeros_like(E, shape=(n,))
+        z = E[0] * np.ones(n)
+        y[1:3] = z[1:3] + 1.0
+        t = y[2:4] * 1.0
+        y[0] = E[1]
+        y[2:4] = t + E[2]
+        return y
+
+    np.testing.assert_array_equal(pz.make_program(not_an_increment, E)(E)[0], not_an_increment(E))

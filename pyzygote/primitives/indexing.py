@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
-from pyzygote.ir import Aval
+from pyzygote.ir import Aval, Literal
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, deflinear
 from pyzygote.tracer import Builder, Tracer, as_operand
@@ -229,9 +229,42 @@ def _setitem(y: Any, index: Any, value: Any) -> Any:
         first_from_end = np.unique(flat[::-1], return_index=True)[1]
         last = np.sort(flat.size - 1 - first_from_end)
         positions, value = flat[last], gather(np.ravel(value), last, None)
+    added = _increment_of(y, positions, value)
+    if added is not None:
+        # y[idx] += k: y + scatter_add(k) adds the same two numbers at idx (y[idx] + k) and adds
+        # zero elsewhere (so -0.0 becomes 0.0), without the mask of y's size that select keeps
+        # as a constant per assignment: a finite-element loop of K[np.ix_(d, d)] += ke over 450
+        # elements kept 450 masks of K's size (user testing).
+        return y + scatter_add(added, positions, y.shape)
     keep = np.ones(y.shape, dtype=bool)
     keep.reshape(-1)[positions.ravel()] = False
     return select(keep, y, scatter_add(value, positions, y.shape))
+
+
+def _produced_by(builder: Builder, atom: Any, window: int = 12) -> Any:
+    """The equation among the builder's last ``window`` that produced ``atom``, or None."""
+    for eqn in reversed(builder.eqns[-window:]):
+        if any(v is atom for v in eqn.outputs):
+            return eqn
+    return None
+
+
+def _increment_of(y: Any, positions: np.ndarray, value: Any) -> Any:
+    """``k`` when ``value`` was computed as ``gather(y, positions) + k`` (``y[idx] += k``), else None."""
+    if not isinstance(y, Tracer) or not isinstance(value, Tracer) or value._builder is not y._builder or value.shape != positions.shape:
+        return None
+    builder = y._builder
+    add = _produced_by(builder, value._var)
+    if add is None or add.prim.name != "add" or add.outputs[0].aval.dtype != y.dtype:
+        return None
+    target = y._var
+    for i, atom in enumerate(add.inputs):
+        read = _produced_by(builder, atom)
+        if read is not None and read.prim.name == "gather" and read.inputs[0] is target and np.array_equal(read.params["positions"], positions):
+            other = add.inputs[1 - i]
+            k = other.value if isinstance(other, Literal) else Tracer(builder, other)
+            return assigned_to_shape(as_operand(k), positions.shape)
+    return None
 
 
 def traced_constant(like: Tracer, value: np.ndarray) -> Tracer:
