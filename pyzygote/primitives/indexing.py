@@ -16,6 +16,7 @@ array([0., 0., 4., 0.])
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -33,6 +34,15 @@ __all__ = ["gather", "scatter_add", "element_positions"]
 
 def element_positions(shape: tuple[int, ...]) -> np.ndarray:
     return np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_positions(shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`element_positions`, read-only and kept: an assembly loop indexes the same matrix
+    once per element (an arange of its size each time was a quarter of the trace)."""
+    out = element_positions(shape)
+    out.setflags(write=False)
+    return out
 
 
 # --- gather -----------------------------------------------------------------
@@ -221,7 +231,7 @@ def _setitem(y: Any, index: Any, value: Any) -> Any:
         if all(not isinstance(item, Tracer) or item.dtype.kind in "iu" for item in items):
             return traced_indexing.traced_setitem(y, index, value)
     index, _ = _check_static(index)
-    positions = np.asarray(element_positions(y.shape)[index])
+    positions = np.asarray(_shared_positions(tuple(y.shape))[index])
     value = convert(as_operand(value), y.dtype)
     value = assigned_to_shape(value, positions.shape)
     flat = positions.ravel()
@@ -235,10 +245,40 @@ def _setitem(y: Any, index: Any, value: Any) -> Any:
         # zero elsewhere (so -0.0 becomes 0.0), without the mask of y's size that select keeps
         # as a constant per assignment: a finite-element loop of K[np.ix_(d, d)] += ke over 450
         # elements kept 450 masks of K's size (user testing).
-        return y + scatter_add(added, positions, y.shape)
+        return _accumulate(y, positions, added)
     keep = np.ones(y.shape, dtype=bool)
     keep.reshape(-1)[positions.ravel()] = False
     return select(keep, y, scatter_add(value, positions, y.shape))
+
+
+def _accumulate(y: Any, positions: np.ndarray, added: Any) -> Any:
+    """``y + scatter_add(added, positions)``; when ``y`` is itself ``y0 + scatter_add(v, p)``
+    (the previous element of an assembly loop), one scatter of all the values so far into
+    ``y0``, as ``np.add.at`` would do them: the loop's intermediate matrices are then unused
+    and dropped, and its cost no longer grows with elements x matrix size."""
+    builder = y._builder
+    add = _produced_by(builder, y._var)
+    if add is not None and add.prim.name == "add" and add.outputs[0].aval.shape == y.shape:
+        for i, atom in enumerate(add.inputs):
+            scatter = _produced_by(builder, atom)
+            base = add.inputs[1 - i]
+            if scatter is None or scatter.prim.name != "scatter_add" or isinstance(base, Literal) or base.aval.shape != y.shape:
+                continue
+            earlier = scatter.inputs[0]
+            joined = _produced_by(builder, earlier)
+            pieces = list(joined.inputs) if joined is not None and joined.prim.name == "concatenate" and joined.outputs[0].aval.ndim == 1 else [earlier]
+            from pyzygote.primitives.shape import concatenate_p, reshape
+
+            # The pieces of earlier elements are 1-D already: bound as they are, not through
+            # np.ravel (a view per piece per element made the trace quadratic in elements).
+            parts = [a.value if isinstance(a, Literal) else Tracer(builder, a) for a in pieces]
+            parts = [p if np.ndim(p) == 1 else reshape(p, (int(np.size(p)),)) for p in parts]
+            values = concatenate_p.bind(*parts, reshape(as_operand(added), (int(np.size(added)),)), axis=0)
+            where = np.concatenate([np.ravel(scatter.params["positions"]), np.ravel(positions)])
+            where.setflags(write=False)
+            # Elements share nodes, so positions repeat; not checked again for each element.
+            return Tracer(builder, base) + scatter_add_p.bind(values, positions=where, shape=tuple(y.shape), unique=False)
+    return y + scatter_add(added, positions, y.shape)
 
 
 def _produced_by(builder: Builder, atom: Any, window: int = 12) -> Any:
