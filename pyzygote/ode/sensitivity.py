@@ -124,7 +124,7 @@ def _solve(fun: Any, t0: float, t1: float, y0: np.ndarray, saveat: np.ndarray, o
 def solve_states(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: Options, *, dense: bool = False) -> Integration:
     """The state at times ``t`` (``t[0]`` is the initial time); raises SolverError on failure."""
     fun = lambda tt, u: rhs(u, p, tt)  # noqa: E731
-    if opts.alg == "auto" and rhs.n > _DENSE_SENSITIVITY_LIMIT and rhs._structured_jacobian is not None:
+    if opts.alg == "auto" and rhs.n > DENSE_SENSITIVITY_LIMIT and rhs._structured_jacobian is not None:
         # A derived system (the tangent of a sensitivity system, in a Hessian) as for forward
         # sensitivities below: LSODA's dense Jacobian of an 80-cell heat equation's 1,760
         # tangent equations made a Hessian take 31 s, BDF's sparse one 0.5 s.
@@ -151,7 +151,7 @@ def forward_sensitivities(
         def jac(tt: float, z: np.ndarray) -> Any:
             return sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
 
-        if n * (1 + k) > _DENSE_SENSITIVITY_LIMIT:
+        if n * (1 + k) > DENSE_SENSITIVITY_LIMIT:
             opts = dataclasses.replace(opts, alg="FBDF")
             kw["jac"] = jac
         else:
@@ -161,7 +161,7 @@ def forward_sensitivities(
 
 
 # Above this many equations, alg="auto" solves forward sensitivities with BDF (sparse Newton).
-_DENSE_SENSITIVITY_LIMIT = 1000
+DENSE_SENSITIVITY_LIMIT = 1000
 
 
 def vjp(
