@@ -40,6 +40,8 @@ __all__ = ["RHS"]
 
 # Piecewise-constant functions whose jumps, like a comparison's, carry a switching time.
 _STEPS = frozenset({"floor", "ceil", "round", "sign", "floordiv", "rem", "argextreme", "argsort"})
+# Continuous, with a derivative that jumps: invisible to first derivatives, not to second ones.
+_KINKS = frozenset({"max", "min", "fmax", "fmin", "abs", "reduce_max", "reduce_min"})
 
 # Primitives that hand t on unchanged in value: broadcasting it against an array of times.
 _SAME_T = frozenset({"broadcast_in_dim", "reshape", "convert_element_type"})
@@ -203,6 +205,25 @@ class RHS(_Directions):
                 if p_dep:
                     on_p.update(eqn.outputs)
             hit = self._derived[("switch", traced)] = found  # type: ignore[assignment]
+        return bool(hit)
+
+    def has_kinks_in_the_state(self) -> bool:
+        """Whether ``f`` switches on the state (:meth:`switches_on_the_state`) or takes a maximum,
+        minimum or absolute value of something computed from ``u`` (``p[1] * np.max(u)``): continuous,
+        with a Jacobian that jumps where the trajectory crosses the kink, which second derivatives
+        through the solve miss."""
+        hit = self._derived.get("ukink")
+        if hit is None:
+            prog = self.leaf_program
+            on_u = {prog.inputs[0]}
+            hit = False
+            for eqn in prog.eqns:
+                if any(isinstance(a, Var) and a in on_u for a in eqn.inputs):
+                    if eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS or eqn.prim.name in _KINKS:
+                        hit = True
+                        break
+                    on_u.update(eqn.outputs)
+            self._derived["ukink"] = hit  # type: ignore[assignment]
         return bool(hit)
 
     def switches_on_the_state(self) -> bool:

@@ -182,6 +182,7 @@ def _sens_jvp(
     primals: Any, tangents: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...] | None = None, fixed: tuple[int, ...] = ()
 ) -> Any:
     u0, p = primals
+    _warn_kinks_at_second_order(rhs)
     tu0, tp = _tangents(primals, tangents)
     cols = rhs.columns(cols)
     n, k = rhs.n, len(cols)
@@ -393,6 +394,27 @@ def _warn_switching_time(f: Any) -> None:
         "make the switch smooth, e.g. "
         "scipy.special.expit((t - p['t_on']) / width) with a small width and tstops near it",
         SwitchingTimeWarning,
+    )
+
+
+def _warn_kinks_at_second_order(rhs: Any) -> None:
+    """Second derivatives through a solve whose right-hand side has a kink in the state (fuzzer:
+    a Hessian through p[1] * np.max(u) was 13% off, silently; its gradient is right)."""
+    if rhs.program is None or getattr(rhs, "_warned_kinks", False) or not rhs.has_kinks_in_the_state():
+        return
+    rhs._warned_kinks = True
+    import warnings
+
+    from pyzygote.errors import StateSwitchWarning
+
+    warnings.warn(
+        f"second derivatives (pz.hessian, a jvp of a gradient) through a solve whose right-hand side {rhs!r} has a kink "
+        "in the state (np.max, np.min, np.abs, np.maximum or a comparison of values computed from u): where the "
+        "trajectory crosses the kink, the right-hand side's Jacobian jumps, and the second derivative misses the "
+        "crossing's contribution, which needs event handling (gradients are right). If the trajectory crosses it, "
+        "make the kink smooth (a softplus or logsumexp with a width) or take central differences of pz.gradient",
+        StateSwitchWarning,
+        stacklevel=2,
     )
 
 
