@@ -745,7 +745,7 @@ def test_tuples_namedtuples_and_mixed_containers_reach_the_rhs_as_given():
 
 
 def test_structured_inputs_that_are_not_numbers_are_named():
-    with pytest.raises(TypeError, match=r"p\['source'\] must be an array of real numbers.*'fast'"):
+    with pytest.raises(TypeError, match=r"not numbers reach f as they are, here p\['source'\] = 'fast': a parameter must be an array of real numbers"):
         pz.odesolve(grid_decay, U0_GRID, T_DECAY, {"rates": K_GRID, "source": "fast"})
     with pytest.raises(ValueError, match=r"p\['w'\]\[1\] contains NaN"):
         pz.odesolve(grid_decay, U0_GRID, T_DECAY, {"rates": 1.0, "w": (2.0, np.array([1.0, np.nan]))})
@@ -1596,3 +1596,31 @@ def test_hessians_through_a_kink_in_the_state_warn() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pz.hessian(smooth, np.array([0.7]))
+
+
+def test_a_dataclass_model_with_a_string_field_is_a_p() -> None:
+    """User testing: an Equinox-style model (weights and an activation name) was accepted by
+    pz.grad but refused as the p of pz.odesolve ("p.act must be an array of real numbers")."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Model:
+        W: Any
+        b: Any
+        act: str = "tanh"
+
+        def __call__(self, u: Any) -> Any:
+            z = self.W @ u + self.b
+            return np.tanh(z) if self.act == "tanh" else np.sin(z)
+
+    f = lambda u, m, t: m(u) - 0.5 * u  # noqa: E731
+    t, u0 = np.linspace(0.0, 1.0, 5), np.array([1.0, -0.5])
+    loss = lambda m: np.sum(pz.odesolve(f, u0, t, m, **TIGHT) ** 2)  # noqa: E731
+    W, b = np.array([[0.1, -0.2], [0.3, 0.4]]), np.array([0.05, -0.1])
+    for act in ("tanh", "sin"):  # each value of the string field traces its own right-hand side
+        (g,) = pz.gradient(loss, Model(W, b, act))
+        assert isinstance(g, Model) and g.act is None
+        fd = central_fd(lambda w: loss(Model(np.reshape(w, (2, 2)), b, act)), W.ravel(), 1e-6)
+        np.testing.assert_allclose(g.W.ravel(), fd, rtol=1e-6)
+    with pytest.raises(TypeError, match="p must be an array of real numbers"):
+        pz.odesolve(f, u0, t, "tanh")

@@ -18,7 +18,7 @@ traced program is wrapped in one that reshapes the flat vectors and ravels
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Hashable
 
 import numpy as np
@@ -40,6 +40,19 @@ class Layout:
     u_shape: tuple[int, ...]
     p_tree: Hashable
     p_shapes: tuple[tuple[int, ...], ...]
+    # Non-numeric leaves of p (a dataclass model's activation name): (position among the
+    # leaves, hashable key) compared and hashed, so that another value traces anew; the
+    # values themselves ride along.
+    p_statics: tuple[tuple[int, Hashable], ...] = ()
+    p_static_values: tuple[Any, ...] = field(default=(), compare=False, hash=False)
+    p_static_names: tuple[str, ...] = field(default=(), compare=False, hash=False)
+
+    def with_statics(self, numeric: list[Any]) -> list[Any]:
+        """All of p's leaves: the numeric ones given, the static ones put back in place."""
+        leaves = list(numeric)
+        for (at, _), value in zip(self.p_statics, self.p_static_values):
+            leaves.insert(at, Static(value))
+        return leaves
 
     @staticmethod
     def vectors(n: int, m: int) -> "Layout":
@@ -60,7 +73,7 @@ class Layout:
 
     def example_args(self) -> tuple[Any, Any, float]:
         """``(u, p, t)`` of the user's shapes, to trace the right-hand side at."""
-        return np.zeros(self.u_shape), unflatten(self.p_tree, [np.zeros(s) for s in self.p_shapes]), 0.0
+        return np.zeros(self.u_shape), unflatten(self.p_tree, self.with_statics([np.zeros(s) for s in self.p_shapes])), 0.0
 
     def wrap(self, prog: Program) -> Program:
         """``(u_flat, p_flat, t) -> ravel(du)`` from the traced ``(u, p leaves..., t) -> du``."""
@@ -93,12 +106,28 @@ class Layout:
         leaves, tree = flatten(p)
         wrapped_leaves, wrapped_tree = flatten((p,))
         names = _leaf_names((p,), wrapped_leaves, wrapped_tree, ["p"])
-        arrays = [_numbers(leaf, name) for leaf, name in zip(leaves, names)]
-        layout = Layout(tuple(u.shape), tree, tuple(a.shape for a in arrays))
+        # Strings and other non-numbers inside a container (a dataclass model's fields) reach
+        # f as they are; a bare string p is still refused, by _numbers.
+        statics = [(i, leaf) for i, leaf in enumerate(leaves) if isinstance(leaf, Static) and isinstance(leaf.value, (str, bytes, type(None)))] if tree != "s" else []
+        held = {i for i, _ in statics}
+        arrays = [_numbers(leaf, name) for i, (leaf, name) in enumerate(zip(leaves, names)) if i not in held]
+        layout = Layout(
+            tuple(u.shape),
+            tree,
+            tuple(a.shape for a in arrays),
+            tuple((i, leaf.key()) for i, leaf in statics),
+            tuple(leaf.value for _, leaf in statics),
+            tuple(names[i] for i, _ in statics),
+        )
         if layout.flat:
             return layout, u, arrays[0]
         p_flat = np.concatenate([np.ravel(a) for a in arrays]) if arrays else np.zeros(0)
         return layout, np.ravel(u), p_flat
+
+
+def _numeric(leaves: list[Any], layout: "Layout") -> list[Any]:
+    held = {at for at, _ in layout.p_statics}
+    return [leaf for i, leaf in enumerate(leaves) if i not in held]
 
 
 def leaf_values(p: Any) -> tuple[Any, ...]:
@@ -110,7 +139,8 @@ def leaf_values(p: Any) -> tuple[Any, ...]:
         return ()
     if _scalars(p):
         return (None if any(isinstance(v, Tracer) for v in p) else np.asarray(p, dtype=float),)
-    return tuple(None if isinstance(leaf, Tracer) else np.asarray(_from_torch(leaf, "p")) for leaf in flatten(p)[0])
+    leaves = [leaf for leaf in flatten(p)[0] if not (isinstance(leaf, Static) and isinstance(leaf.value, (str, bytes, type(None))))]
+    return tuple(None if isinstance(leaf, Tracer) else np.asarray(_from_torch(leaf, "p")) for leaf in leaves)
 
 
 def constant_entries(p: Any, layout: "Layout") -> tuple[int, ...]:
@@ -125,7 +155,7 @@ def constant_entries(p: Any, layout: "Layout") -> tuple[int, ...]:
         return tuple(i for i, v in enumerate(p) if not isinstance(v, Tracer))
     fixed: list[int] = []
     start = 0
-    for leaf, shape in zip(flatten(p)[0], layout.p_shapes):
+    for leaf, shape in zip(_numeric(flatten(p)[0], layout), layout.p_shapes):
         size = math.prod(shape)
         if not isinstance(leaf, Tracer):
             fixed.extend(range(start, start + size))

@@ -137,6 +137,13 @@ class RHS(_Directions):
         try:
             traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative)
         except (TypeError, IndexError, ValueError) as exc:
+            if isinstance(exc, TypeError) and layout.p_statics:
+                given = ", ".join(f"{name} = {value!r}" for name, value in zip(layout.p_static_names, layout.p_static_values))
+                raise TypeError(
+                    f"{exc} (while tracing the right-hand side: p's entries that are not numbers reach f as they are, "
+                    f"here {given}: a parameter must be an array of real numbers; a setting such as an activation's "
+                    "name may be a string)"
+                ) from exc
             if hasattr(exc, "add_note"):  # Python 3.11+
                 exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
                              "p as given and a scalar t)")
