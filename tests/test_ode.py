@@ -1592,10 +1592,15 @@ def test_hessians_through_a_kink_in_the_state_warn() -> None:
         pz.gradient(loss, p0)
     with pytest.warns(pz.StateSwitchWarning, match="second derivatives .* kink in the state"):
         pz.hessian(loss, p0)
-    smooth = lambda p: np.sum(pz.odesolve(decay, np.array([1.0]), times, p, sensealg="forward", **TIGHT) ** 2)  # noqa: E731
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        pz.hessian(smooth, np.array([0.7]))
+    # smooth right-hand sides do not warn, also where they are written with min, max and abs
+    import scipy.special as sc
+
+    softplus = lambda v: np.maximum(v, 0.0) + np.log1p(np.exp(-np.abs(v)))  # noqa: E731
+    for g in (sc.expit, softplus):
+        smooth = lambda p: np.sum(pz.odesolve(lambda u, p, t: -p[0] * u + g(u - 0.5), np.array([1.0]), times, p, sensealg="forward", **TIGHT) ** 2)  # noqa: E731
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pz.hessian(smooth, np.array([0.7]))
 
 
 def test_a_dataclass_model_with_a_string_field_is_a_p() -> None:

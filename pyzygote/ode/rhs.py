@@ -41,7 +41,9 @@ __all__ = ["RHS"]
 # Piecewise-constant functions whose jumps, like a comparison's, carry a switching time.
 _STEPS = frozenset({"floor", "ceil", "round", "sign", "floordiv", "rem", "argextreme", "argsort"})
 # Continuous, with a derivative that jumps: invisible to first derivatives, not to second ones.
-_KINKS = frozenset({"max", "min", "fmax", "fmin", "abs", "reduce_max", "reduce_min"})
+# Elementwise maximum, minimum and abs are left out: smooth functions are written with them
+# (expit and log_expit with min(x, 0), the stable softplus with max and abs), and would warn.
+_KINKS = frozenset({"reduce_max", "reduce_min"})
 
 # Primitives that hand t on unchanged in value: broadcasting it against an array of times.
 _SAME_T = frozenset({"broadcast_in_dim", "reshape", "convert_element_type"})

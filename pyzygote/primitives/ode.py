@@ -409,7 +409,7 @@ def _warn_kinks_at_second_order(rhs: Any) -> None:
 
     warnings.warn(
         f"second derivatives (pz.hessian, a jvp of a gradient) through a solve whose right-hand side {rhs!r} has a kink "
-        "in the state (np.max, np.min, np.abs, np.maximum or a comparison of values computed from u): where the "
+        "in the state (np.max, np.min or a comparison of values computed from u): where the "
         "trajectory crosses the kink, the right-hand side's Jacobian jumps, and the second derivative misses the "
         "crossing's contribution, which needs event handling (gradients are right). If the trajectory crosses it, "
         "make the kink smooth (a softplus or logsumexp with a width) or take central differences of pz.gradient",
