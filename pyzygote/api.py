@@ -653,7 +653,10 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     # often a gradient's (pz.jacobian(pz.grad(loss))), where forward over reverse is the cheap
     # order, as pz.hessian does it (3.5 times faster through a stiff solve in user testing).
     if out.size < n_in:
-        ys, back = eng.vjp(prog, arrays)
+        from pyzygote.transforms.vjp import expected_pullbacks
+
+        with expected_pullbacks(out.size):
+            ys, back = eng.vjp(prog, arrays)
         rows = []
         for i in range(out.size):
             ct = np.zeros(out.size, out.dtype)

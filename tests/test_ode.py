@@ -1629,3 +1629,30 @@ def test_a_dataclass_model_with_a_string_field_is_a_p() -> None:
         np.testing.assert_allclose(g.W.ravel(), fd, rtol=1e-6)
     with pytest.raises(TypeError, match="p must be an array of real numbers"):
         pz.odesolve(f, u0, t, "tanh")
+
+
+def test_auto_weighs_forward_sensitivities_against_one_adjoint_per_jacobian_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """User testing: pz.jacobian of 14 outputs of a 12-species mechanism in 15 rates, with
+    sensealg="auto", solved 14 adjoints (192 s); forward sensitivities, solved once for all
+    rows, took 15 s.  A gradient (one pullback) of the same system still takes the adjoint."""
+    from pyzygote.ode import sensitivity
+
+    n = 12
+    A = -np.eye(n) + 0.1 * np.random.default_rng(0).normal(size=(n, n))
+
+    def f(u: Any, p: Any, t: Any) -> Any:
+        return A @ u * p[:n] + 0.1 * np.sin(u) * p[n : 2 * n] - 0.01 * p[-1] * u**2
+
+    t, p = np.linspace(0.0, 2.0, 6), np.ones(2 * n + 1)
+    solve = lambda p, s="auto": pz.odesolve(f, np.ones(n), t, p, sensealg=s, **TIGHT)  # noqa: E731
+    adjoints = []
+    real = sensitivity._interpolating_adjoint
+    monkeypatch.setattr(sensitivity, "_interpolating_adjoint", lambda *a: adjoints.append(1) or real(*a))
+    (J,) = pz.jacobian(lambda p: solve(p)[-1, :10], p)
+    assert not adjoints  # 12 * 26 = 312 equations once, not 10 adjoint solves
+    (J_adjoint,) = pz.jacobian(lambda p: solve(p, "adjoint")[-1, :10], p)
+    assert len(adjoints) == 10
+    np.testing.assert_allclose(J, J_adjoint, rtol=1e-6, atol=1e-9)
+    adjoints.clear()
+    pz.gradient(lambda p: np.sum(solve(p)[-1]), p)
+    assert len(adjoints) == 1

@@ -17,7 +17,9 @@ primitive needs just its JVP rule.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -31,7 +33,26 @@ from pyzygote.transforms.evaluate import program_from
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.linearize import residuals_of, split_linear
 
-__all__ = ["vjp_programs", "transpose_linear"]
+__all__ = ["vjp_programs", "transpose_linear", "expected_pullbacks", "pullbacks_expected"]
+
+# How many cotangents the backward program about to be built will be run on (pz.jacobian in
+# reverse mode runs it once per output): work done once in the forward program (an ODE's
+# forward sensitivities) is then worth more than work repeated per pullback (an adjoint solve).
+_PULLBACKS: contextvars.ContextVar[int] = contextvars.ContextVar("pyzygote_pullbacks", default=1)
+
+
+@contextlib.contextmanager
+def expected_pullbacks(count: int) -> Iterator[None]:
+    """Build backward programs in the knowledge that each will pull back ``count`` cotangents."""
+    token = _PULLBACKS.set(max(1, int(count)))
+    try:
+        yield
+    finally:
+        _PULLBACKS.reset(token)
+
+
+def pullbacks_expected() -> int:
+    return _PULLBACKS.get()
 
 
 @gc_paused
@@ -46,6 +67,8 @@ def vjp_programs(prog: Program, n_seeded: int | None = None) -> tuple[Program, P
     n_in, n_out = len(prog.inputs), len(prog.outputs)
     n_seeded = n_out if n_seeded is None else n_seeded
     key = "vjp" if n_seeded == n_out else ("vjp", n_seeded)
+    if pullbacks_expected() > 1:
+        key = (key, "pullbacks", pullbacks_expected())
     cached = prog._compiled.get(key)
     if cached is not None:
         return cached
