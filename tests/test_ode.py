@@ -1656,3 +1656,21 @@ def test_auto_weighs_forward_sensitivities_against_one_adjoint_per_jacobian_row(
     adjoints.clear()
     pz.gradient(lambda p: np.sum(solve(p)[-1]), p)
     assert len(adjoints) == 1
+
+
+@pytest.mark.parametrize("alg", ["Rodas5P", "FBDF"])
+def test_the_jacobian_of_a_stiff_solve_raises_no_warnings_of_its_own(alg: str) -> None:
+    """User testing: rates k * prod(c ** orders) with orders 0 and a zero concentration solve
+    quietly in numpy, but the Jacobian's 0 ** -1 (discarded by the power rule) warned from
+    inside pyzygote and failed the solve under warnings-as-errors."""
+    import warnings
+
+    orders, S = np.array([[1, 0]]), np.array([[-1, 1]])
+
+    def rhs(c: Any, p: Any, t: Any) -> Any:
+        return S.T @ (p * np.prod(c**orders, axis=1))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        u = pz.odesolve(rhs, np.array([1.0, 0.0]), np.linspace(0.0, 1.0, 3), np.array([2.0]), alg=alg, reltol=1e-8, abstol=1e-10)
+    np.testing.assert_allclose(u[-1, 0], np.exp(-2.0), rtol=1e-5)

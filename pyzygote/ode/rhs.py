@@ -327,7 +327,12 @@ class RHS(_Directions):
         """``df/du``: a numpy array, or a scipy.sparse matrix for a derived system (:func:`pyzygote.ode.solvers.dense_matrix` makes it dense)."""
         if self._structured_jacobian is not None:
             return self._structured_jacobian(u, p, t)
-        return self._get("jac", self._jacobian_program)(u, p, t)[0]
+        # Only derivatives are computed here: numpy's warnings from parts of them that the rules
+        # discard (the derivative of c ** 0 at c = 0 passes through 0 ** -1) are not the user's
+        # (user testing: a RuntimeWarning that failed the solve under -W error); the solver sees
+        # any NaN or inf that remains.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self._get("jac", self._jacobian_program)(u, p, t)[0]
 
     def sensitivity_rhs(self, cols: tuple[int, ...] | None = None) -> Callable[..., Any]:
         """``(z, p, t) -> dz`` for ``z = [u, vec(S)]``, S of shape (n, len(cols)): the sensitivities
