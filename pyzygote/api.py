@@ -74,9 +74,13 @@ def _arg_names(traced: Traced) -> list[str]:
     return [n for n, leaf in zip(names, traced.leaves) if not isinstance(leaf, Static)]
 
 
+def _solves_an_ode(traced: Traced) -> bool:
+    return any(e.prim.name == "odesolve" for e in traced.program.eqns)
+
+
 def _check_finite(traced: Traced, what: str, values: Sequence[Any], value: Any = None) -> None:
     for name, v in zip(_arg_names(traced), values):
-        _require_finite(v, f"the {what} with respect to {name}", value, lambda: _reads_nan(traced))
+        _require_finite(v, f"the {what} with respect to {name}", value, lambda: _reads_nan(traced), _solves_an_ode(traced))
 
 
 def _reads_nan(traced: Traced) -> bool:
@@ -85,7 +89,7 @@ def _reads_nan(traced: Traced) -> bool:
     return any(np.asarray(a).dtype.kind == "f" and np.isnan(a).any() for a in arrays)
 
 
-def _require_finite(v: Any, what: str, value: Any = None, reads_nan: Callable[[], bool] = lambda: False) -> None:
+def _require_finite(v: Any, what: str, value: Any = None, reads_nan: Callable[[], bool] = lambda: False, solves: bool = False) -> None:
     if v is None or isinstance(v, Tracer):
         return  # not computed (data), or checked when the enclosing transformation computes values
     if not np.all(np.isfinite(v)):
@@ -99,8 +103,14 @@ def _require_finite(v: Any, what: str, value: Any = None, reads_nan: Callable[[]
             if nan_value or reads_nan()
             else ""
         )
+        ode = (
+            "A solution of an ODE that dips below zero at loose tolerances (a concentration decayed to "
+            "-1e-3) makes np.log or a fractional power NaN: tighten abstol, or solve for the logarithms. "
+            if solves
+            else ""
+        )
         raise NonFiniteGradientError(
-            f"{what} contains NaN or inf{at}. " + data +
+            f"{what} contains NaN or inf{at}. " + data + ode +
             "Check for log/sqrt/division at zero or overflow in the function. np.where does not "
             "shield the discarded branch's derivative: make its input safe too, as in "
             "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0). Eigenvectors from np.linalg.eigh "

@@ -1674,3 +1674,18 @@ def test_the_jacobian_of_a_stiff_solve_raises_no_warnings_of_its_own(alg: str) -
         warnings.simplefilter("error")
         u = pz.odesolve(rhs, np.array([1.0, 0.0]), np.linspace(0.0, 1.0, 3), np.array([2.0]), alg=alg, reltol=1e-8, abstol=1e-10)
     np.testing.assert_allclose(u[-1, 0], np.exp(-2.0), rtol=1e-5)
+
+
+def test_a_nan_gradient_from_a_solution_below_zero_says_so() -> None:
+    """User testing: decay far past completion at loose tolerances saved c = -1.3e-3, and the
+    NaN gradient of np.log(c) was blamed on NaN in the data only."""
+    t = np.linspace(0.0, 50.0, 11)
+
+    def loss(p: Any) -> Any:
+        c = pz.odesolve(lambda u, p, t: -np.exp(p) * u, np.array([1.0]), t, p, alg="Tsit5", reltol=1e-2, abstol=1e-2)
+        return np.sum(np.log(c[1:, 0]) ** 2)
+
+    assert np.any(pz.odesolve(lambda u, p, t: -np.exp(p) * u, np.array([1.0]), t, np.array([np.log(2.0)]), alg="Tsit5", reltol=1e-2, abstol=1e-2) < 0)
+    with pytest.raises(pz.NonFiniteGradientError, match="dips below zero at loose tolerances.*tighten abstol"):
+        with np.errstate(invalid="ignore"):
+            pz.gradient(loss, np.array([np.log(2.0)]))
