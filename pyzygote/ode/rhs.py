@@ -222,40 +222,32 @@ class RHS(_Directions):
         return bool(hit)
 
     def has_kinks_in_the_state(self) -> bool:
-        """Whether ``f`` switches on the state (:meth:`switches_on_the_state`) or takes a maximum,
-        minimum or absolute value of something computed from ``u`` (``p[1] * np.max(u)``): continuous,
-        with a Jacobian that jumps where the trajectory crosses the kink, which second derivatives
+        """Whether ``f`` switches on the state (:meth:`switches_on_the_state`) or takes a maximum
+        or minimum of something computed from ``u`` (``p[1] * np.max(u)``): continuous, with a
+        Jacobian that jumps where the trajectory crosses the kink, which second derivatives
         through the solve miss."""
-        hit = self._derived.get("ukink")
-        if hit is None:
-            prog = self.leaf_program
-            on_u = {prog.inputs[0]}
-            hit = False
-            for eqn in prog.eqns:
-                if any(isinstance(a, Var) and a in on_u for a in eqn.inputs):
-                    if eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS or eqn.prim.name in _KINKS:
-                        hit = True
-                        break
-                    on_u.update(eqn.outputs)
-            self._derived["ukink"] = hit  # type: ignore[assignment]
-        return bool(hit)
+        return self._applies_to_the_state("ukink", _KINKS)
 
     def switches_on_the_state(self) -> bool:
         """Whether ``f`` compares (or rounds) a value computed from ``u``: ``np.where(u[0] < 1.0,
         p[0], p[1])``.  Where the trajectory crosses such a switch and ``f`` jumps there, the
         derivative misses the crossing time's own sensitivity, which needs events."""
-        hit = self._derived.get("uswitch")
+        return self._applies_to_the_state("uswitch", frozenset())
+
+    def _applies_to_the_state(self, key: str, also: frozenset[str]) -> bool:
+        """Whether ``f`` applies a comparison, a rounding or one of ``also`` to a value computed from ``u``."""
+        hit = self._derived.get(key)
         if hit is None:
             prog = self.leaf_program
             on_u = {prog.inputs[0]}
             hit = False
             for eqn in prog.eqns:
                 if any(isinstance(a, Var) and a in on_u for a in eqn.inputs):
-                    if eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS:
+                    if eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS or eqn.prim.name in also:
                         hit = True
                         break
                     on_u.update(eqn.outputs)
-            self._derived["uswitch"] = hit  # type: ignore[assignment]
+            self._derived[key] = hit  # type: ignore[assignment]
         return bool(hit)
 
     def constant_switching_times(self, leaves: "Sequence[Any] | None" = None, span: "tuple[float, float] | None" = None) -> np.ndarray:
