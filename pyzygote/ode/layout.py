@@ -108,7 +108,7 @@ class Layout:
         names = _leaf_names((p,), wrapped_leaves, wrapped_tree, ["p"])
         # Strings and other non-numbers inside a container (a dataclass model's fields) reach
         # f as they are; a bare string p is still refused, by _numbers.
-        statics = [(i, leaf) for i, leaf in enumerate(leaves) if isinstance(leaf, Static) and isinstance(leaf.value, (str, bytes, type(None)))] if tree != "s" else []
+        statics = [(i, leaf) for i, leaf in enumerate(leaves) if _passes_through(leaf)] if tree != "s" else []
         held = {i for i, _ in statics}
         arrays = [_numbers(leaf, name) for i, (leaf, name) in enumerate(zip(leaves, names)) if i not in held]
         layout = Layout(
@@ -125,6 +125,11 @@ class Layout:
         return layout, np.ravel(u), p_flat
 
 
+def _passes_through(leaf: Any) -> bool:
+    """A leaf of p that reaches f as it is, outside the flat vector: a string or None."""
+    return isinstance(leaf, Static) and isinstance(leaf.value, (str, bytes, type(None)))
+
+
 def _numeric(leaves: list[Any], layout: "Layout") -> list[Any]:
     held = {at for at, _ in layout.p_statics}
     return [leaf for i, leaf in enumerate(leaves) if i not in held]
@@ -139,7 +144,7 @@ def leaf_values(p: Any) -> tuple[Any, ...]:
         return ()
     if _scalars(p):
         return (None if any(isinstance(v, Tracer) for v in p) else np.asarray(p, dtype=float),)
-    leaves = [leaf for leaf in flatten(p)[0] if not (isinstance(leaf, Static) and isinstance(leaf.value, (str, bytes, type(None))))]
+    leaves = [leaf for leaf in flatten(p)[0] if not _passes_through(leaf)]
     return tuple(None if isinstance(leaf, Tracer) else np.asarray(_from_torch(leaf, "p")) for leaf in leaves)
 
 

@@ -394,9 +394,6 @@ class RHS(_Directions):
 
         given = [T for T in (TU, TP) if T is not None]
         k = np.shape(given[0])[1] if given else 0
-        if k == 0:
-            (du,) = eval_program(self.program, u, p, t)
-            return du, np.zeros((self.n, 0))
         if self.n * k <= _COLUMNS_ONE_BY_ONE:
             # A small system is unrolled to floats (pyzygote.transforms.scalarize), where one JVP
             # per column drops the products with the zeros of unit directions that the batch keeps:
@@ -410,7 +407,7 @@ class RHS(_Directions):
                     tp = None
                 _, (tout,) = jvp_eval(self.program, [u, p, t], [tu, tp, None])
                 cols.append(np.zeros(self.n) if tout is None else tout)
-            return du, np.stack(cols, axis=1)
+            return du, np.stack(cols, axis=1) if cols else np.zeros((self.n, 0))
         primal, linear = linearize_programs(self.program, (TU is not None, TP is not None, False))
         du, *res = eval_program(primal, u, p, t)
         (dU,) = eval_batched(linear, [*res, *(np.transpose(T) for T in given)], [False] * len(res) + [True] * len(given), k)
