@@ -167,6 +167,9 @@ class Program:
     eqns: list[Eqn]
     outputs: tuple[Atom, ...]
     _compiled: dict = field(default_factory=dict, repr=False, compare=False)
+    # Var uid -> "smooth" or "continuous", for values made inside such a composition of
+    # pyzygote's own (see pyzygote.tracer.composition); only traced programs record it.
+    choices: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def in_avals(self) -> tuple[Aval, ...]:

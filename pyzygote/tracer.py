@@ -17,6 +17,7 @@ becomes equations of a :class:`~pyzygote.ir.Program`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import re
 import itertools
@@ -30,7 +31,38 @@ from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval, Eqn, Literal, Program, Var
 from pyzygote.numpy_api import is_supported, lookup
 
-__all__ = ["Tracer", "Builder", "as_operand"]
+__all__ = ["Tracer", "Builder", "as_operand", "composition", "SMOOTH", "CONTINUOUS"]
+
+# What pyzygote's own compositions promise about the comparisons they record (see
+# :func:`composition`): checks for switches on an ODE's state read it from ``Program.choices``.
+SMOOTH = "smooth"
+CONTINUOUS = "continuous"
+_COMPOSITION: "contextvars.ContextVar[str | None]" = contextvars.ContextVar("pyzygote_composition", default=None)
+
+
+@contextlib.contextmanager
+def composition(kind: str) -> Iterator[None]:
+    """Mark the equations recorded inside as part of a composition that is ``SMOOTH`` (its
+    comparisons only pick among exact formulas: ``np.logaddexp``'s stable form) or
+    ``CONTINUOUS`` (kinks but no jumps: ``np.interp``, ``np.sort``).  The outermost one counts.
+
+    >>> import numpy as np
+    >>> from pyzygote.tracer import Builder, composition, SMOOTH
+    >>> b = Builder()
+    >>> x = b.new_input((), np.float64)
+    >>> with composition(SMOOTH):
+    ...     y = np.where(x > 0, x, 0.0)
+    >>> sorted(set(b.build([x], [y]).choices.values()))
+    ['smooth']
+    """
+    if _COMPOSITION.get() is not None:
+        yield
+        return
+    token = _COMPOSITION.set(kind)
+    try:
+        yield
+    finally:
+        _COMPOSITION.reset(token)
 
 
 # The read-only copies of numpy constants that programs hold, by id, while they live.
@@ -83,6 +115,7 @@ class Builder:
         self.careful = bool(getattr(Builder._active, "careful", False))
         # Set when the function's program is built: its traced values are then stale placeholders.
         self.ended = False
+        self.choices: dict[int, str] = {}  # var uid -> the kind of composition that made it
 
     def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
         t = Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
@@ -140,13 +173,14 @@ class Builder:
             raise trace_ended_error()
         atoms = tuple(map(self.to_atom, args))
         out = prim.abstract_eval(*(a.aval for a in atoms), **params)
+        outvars = tuple(Var(a) for a in out) if prim.multiple_results else (Var(out),)
+        self.eqns.append(Eqn(prim, atoms, params, outvars))
+        kind = _COMPOSITION.get()
+        if kind is not None:
+            self.choices.update((v.uid, kind) for v in outvars)
         if prim.multiple_results:
-            outvars = tuple(Var(a) for a in out)
-            self.eqns.append(Eqn(prim, atoms, params, outvars))
             return tuple(Tracer(self, v) for v in outvars)
-        var = Var(out)
-        self.eqns.append(Eqn(prim, atoms, params, (var,)))
-        return Tracer(self, var)
+        return Tracer(self, outvars[0])
 
     def build(self, inputs: Sequence["Tracer"], outputs: Sequence[Any]) -> Program:
         if not self.careful:
@@ -173,6 +207,7 @@ class Builder:
             consts=tuple(values[v] for v in constvars),
             eqns=kept,
             outputs=out_atoms,
+            choices={uid: kind for uid, kind in self.choices.items() if uid in live},
         )
 
 

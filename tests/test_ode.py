@@ -1435,6 +1435,67 @@ def test_differentiating_a_solve_that_switches_on_the_state_warns() -> None:
     assert np.all(np.isfinite(g))
 
 
+_SMOOTH_IN_U = {  # pyzygote's compositions that compare the state only to pick among exact formulas
+    "logaddexp": lambda u, p, t: -p[0] * u + np.logaddexp(u - 0.5, 0.0),
+    "logaddexp2": lambda u, p, t: -p[0] * u + np.logaddexp2(u, 0.3),
+    "sinc": lambda u, p, t: -p[0] * np.sinc(u),
+    "xlogy": lambda u, p, t: -p[0] * __import__("scipy.special").special.xlogy(u, u + 1.0),
+    "isfinite": lambda u, p, t: -p[0] * np.where(np.isfinite(u), u, 0.0),
+    "not isnan": lambda u, p, t: -p[0] * np.where(np.logical_not(np.isnan(u)), u, 0.0),
+}
+_KINKED_IN_U = {  # continuous, with kinks: a gradient is right, a Hessian may miss a crossing
+    "interp": lambda u, p, t: -p[0] * np.interp(u, [0.0, 0.5, 1.0], [0.0, 0.2, 1.0]),
+    "sort": lambda u, p, t: -p[0] * np.sort(u)[::-1],
+    "median": lambda u, p, t: -p[0] * u + 0.1 * np.median(u),
+}
+
+
+def _switch_warnings(f: Any, transform: Any) -> list[str]:
+    import warnings
+
+    loss = lambda q: np.sum(pz.odesolve(f, np.array([1.0, 0.3]), np.linspace(0.0, 2.0, 5), q, alg="Tsit5", sensealg="forward") ** 2)  # noqa: E731
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        transform(loss, np.array([0.7]))
+    return [str(w.message) for w in seen if issubclass(w.category, (pz.StateSwitchWarning, pz.SwitchingTimeWarning))]
+
+
+@pytest.mark.parametrize("name", sorted(_SMOOTH_IN_U))
+def test_smooth_functions_of_the_state_written_with_comparisons_do_not_warn(name: str) -> None:
+    """np.logaddexp picks its stable form with a comparison of its operands, and warned that the
+    right-hand side switches on the state (a README workaround); so did np.sinc, xlogy and a
+    guard with np.isfinite.  A trajectory crosses none of these switches with a jump or a kink."""
+    f = lambda u, p, t: _SMOOTH_IN_U[name](u, p, t)  # noqa: E731  (a function of its own: warnings come once per function)
+    assert _switch_warnings(f, pz.gradient) == []
+    assert _switch_warnings(f, pz.hessian) == []
+
+
+@pytest.mark.parametrize("name", sorted(_KINKED_IN_U))
+def test_kinked_functions_of_the_state_warn_only_at_second_order(name: str) -> None:
+    f = lambda u, p, t: _KINKED_IN_U[name](u, p, t)  # noqa: E731
+    assert _switch_warnings(f, pz.gradient) == []
+    (message,) = _switch_warnings(f, pz.hessian)
+    assert "kink in the state" in message
+
+
+def test_interp_of_the_state_with_its_own_left_value_still_switches() -> None:
+    f = lambda u, p, t: -p[0] * np.interp(u, [0.0, 0.5, 1.0], [0.1, 0.2, 1.0], left=0.0)  # noqa: E731  (jumps at 0)
+    assert any("switches on the state" in m for m in _switch_warnings(f, pz.gradient))
+
+
+def test_a_smooth_function_of_a_fitted_time_is_no_switching_time() -> None:
+    f = lambda u, p, t: -u + p[0] * np.logaddexp((t - p[1]) / 0.1, 0.0)  # noqa: E731  (a softplus ramp at t = p[1])
+    loss = lambda q: np.sum(pz.odesolve(f, np.array([1.0]), np.linspace(0.0, 2.0, 5), q, alg="Tsit5", sensealg="forward", **TIGHT) ** 2)  # noqa: E731
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pz.SwitchingTimeWarning)
+        (g,) = pz.gradient(loss, np.array([0.5, 1.0]))
+    h = 1e-6
+    fd = [(loss(np.array([0.5, 1.0]) + h * e) - loss(np.array([0.5, 1.0]) - h * e)) / (2 * h) for e in np.eye(2)]
+    np.testing.assert_allclose(g, fd, rtol=1e-5)
+
+
 def test_an_explicit_solver_stalling_on_a_stiff_problem_suggests_a_stiff_one() -> None:
     """User testing: Tsit5 on Robertson's kinetics stopped with DtLessThanMin and no hint."""
 

@@ -29,7 +29,7 @@ from pyzygote.ir import Literal, Program, Var
 from pyzygote.ode.layout import Layout
 from pyzygote.primitives.logic import COMPARISONS
 from pyzygote.primitives.shape import convert
-from pyzygote.tracer import Builder, Tracer, as_operand
+from pyzygote.tracer import CONTINUOUS, SMOOTH, Builder, Tracer, as_operand
 from pyzygote.tracing import trace
 from pyzygote.transforms.cse import cse
 from pyzygote.transforms.evaluate import eval_program, program_from
@@ -49,6 +49,28 @@ _COLUMNS_ONE_BY_ONE = 32
 # Elementwise maximum, minimum and abs are left out: smooth functions are written with them
 # (expit and log_expit with min(x, 0), the stable softplus with max and abs), and would warn.
 _KINKS = frozenset({"reduce_max", "reduce_min"})
+
+# A solve that succeeds stays finite: its trajectory never crosses from numbers to NaN or inf.
+_NEVER_CROSSED = frozenset({"isnan", "isinf", "isfinite"})
+# Logical operations switch on numbers (nonzero is True); on booleans, the comparison that made
+# them is the switch, and is counted where it is made.
+_LOGICAL = frozenset({"and", "or", "xor", "not"})
+# Compositions whose comparisons cannot make the right-hand side jump (pyzygote.tracer.composition).
+_NO_JUMPS = frozenset({SMOOTH, CONTINUOUS})
+_NO_KINKS = frozenset({SMOOTH})
+
+
+def _switches(prog: Program, eqn: Any, forgiven: frozenset[str], also: frozenset[str] = frozenset()) -> bool:
+    """Whether ``eqn`` compares or rounds its inputs (or is one of ``also``), unless one of
+    pyzygote's own compositions of a ``forgiven`` kind made it (``np.logaddexp`` picks its stable
+    form with a comparison, and is smooth)."""
+    name = eqn.prim.name
+    if name not in COMPARISONS and name not in _STEPS and name not in also:
+        return False
+    if name in _NEVER_CROSSED or prog.choices.get(eqn.outputs[0].uid) in forgiven:
+        return False
+    return name not in _LOGICAL or any(a.aval.dtype != np.bool_ for a in eqn.inputs)
+
 
 # Primitives that hand t on unchanged in value: broadcasting it against an array of times.
 _SAME_T = frozenset({"broadcast_in_dim", "reshape", "convert_element_type"})
@@ -208,7 +230,7 @@ class RHS(_Directions):
             for eqn in prog.eqns:
                 ins = [a for a in eqn.inputs if isinstance(a, Var)]
                 t_dep, p_dep = any(a in on_t for a in ins), any(a in on_p for a in ins)
-                if t_dep and p_dep and (eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS):
+                if t_dep and p_dep and _switches(prog, eqn, _NO_JUMPS):
                     found = True
                     break
                 # A whole number computed from t alone (the day, np.floor(t)) steps at times known
@@ -226,16 +248,17 @@ class RHS(_Directions):
         or minimum of something computed from ``u`` (``p[1] * np.max(u)``): continuous, with a
         Jacobian that jumps where the trajectory crosses the kink, which second derivatives
         through the solve miss."""
-        return self._applies_to_the_state("ukink", _KINKS)
+        return self._applies_to_the_state("ukink", _NO_KINKS, _KINKS)
 
     def switches_on_the_state(self) -> bool:
         """Whether ``f`` compares (or rounds) a value computed from ``u``: ``np.where(u[0] < 1.0,
         p[0], p[1])``.  Where the trajectory crosses such a switch and ``f`` jumps there, the
         derivative misses the crossing time's own sensitivity, which needs events."""
-        return self._applies_to_the_state("uswitch", frozenset())
+        return self._applies_to_the_state("uswitch", _NO_JUMPS)
 
-    def _applies_to_the_state(self, key: str, also: frozenset[str]) -> bool:
-        """Whether ``f`` applies a comparison, a rounding or one of ``also`` to a value computed from ``u``."""
+    def _applies_to_the_state(self, key: str, forgiven: frozenset[str], also: frozenset[str] = frozenset()) -> bool:
+        """Whether ``f`` applies a comparison, a rounding or one of ``also`` to a value computed
+        from ``u``, other than in a composition of a ``forgiven`` kind."""
         hit = self._derived.get(key)
         if hit is None:
             prog = self.leaf_program
@@ -243,7 +266,7 @@ class RHS(_Directions):
             hit = False
             for eqn in prog.eqns:
                 if any(isinstance(a, Var) and a in on_u for a in eqn.inputs):
-                    if eqn.prim.name in COMPARISONS or eqn.prim.name in _STEPS or eqn.prim.name in also:
+                    if _switches(prog, eqn, forgiven, also):
                         hit = True
                         break
                     on_u.update(eqn.outputs)

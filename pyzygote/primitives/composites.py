@@ -16,6 +16,7 @@ array([0.25, 0.5 , 0.25])
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from typing import Any, Sequence
 
@@ -24,7 +25,7 @@ import numpy as np
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.numpy_api import implements
 from pyzygote.primitives.shape import convert, normalize_axis
-from pyzygote.tracer import Tracer, as_operand
+from pyzygote.tracer import CONTINUOUS, SMOOTH, Tracer, as_operand, composition
 
 __all__: list[str] = []
 
@@ -44,6 +45,7 @@ def _is_traced(*xs: Any) -> bool:
 
 
 # --- elementwise ----------------------------------------------------------------------
+@composition(SMOOTH)
 def _log_add(x: Any, y: Any, exp: Any, log1p: Any) -> Any:
     """``log(exp(x) + exp(y))`` in base e or 2, shifted by the larger operand.
 
@@ -83,6 +85,7 @@ def _np_logaddexp2(x: Any, y: Any, **kw: Any) -> Any:
 
 
 @implements(np.sinc)
+@composition(SMOOTH)
 def _np_sinc(x: Any) -> Any:
     """``sin(pi x) / (pi x)``, and its Taylor series where ``|pi x| < 0.1``: there the quotient
     loses digits, and at 0, where numpy gives 1, derivatives of every order come from the series
@@ -350,9 +353,9 @@ def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, pe
     fp = as_operand(fp).astype(np.float64)  # numpy interpolates in float64
     if xp_c is not None and (xp_c.ndim != 1 or fp.shape != xp_c.shape):
         raise ValueError("fp and xp are not of the same length.")
-    left = fp[0] if left is None else left
-    right = fp[-1] if right is None else right
     if xp_c is not None and not _is_traced(x):
+        left = fp[0] if left is None else left
+        right = fp[-1] if right is None else right
         # Constant positions: each value is a fixed blend of two neighbours of fp.
         xc = np.asarray(x, dtype=float)
         j = np.clip(np.searchsorted(xp_c, xc, side="right") - 1, 0, max(len(xp_c) - 2, 0))
@@ -361,7 +364,12 @@ def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, pe
         inside = fp[j] + (np.take(fp, np.minimum(j + 1, len(xp_c) - 1)) - fp[j]) * w
         return np.where(xc < xp_c[0], left, np.where(xc > xp_c[-1], right, np.where(xc == xp_c[-1], fp[-1], inside)))
     # Traced positions: every segment's line, masked to where x falls (cost len(x) * len(xp)).
-    x, xp = as_operand(x), as_operand(xp)
+    # Continuous unless left or right differ from the ends of fp.
+    with composition(CONTINUOUS) if left is None and right is None else contextlib.nullcontext():
+        return _interp_traced(as_operand(x), as_operand(xp), fp, fp[0] if left is None else left, fp[-1] if right is None else right)
+
+
+def _interp_traced(x: Any, xp: Any, fp: Any, left: Any, right: Any) -> Any:
     lo, hi = xp[:-1], xp[1:]
     span = hi - lo
     slope = (fp[1:] - fp[:-1]) / np.where(np.equal(span, 0.0), 1.0, span)

@@ -20,7 +20,7 @@ import numpy as np
 
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.numpy_api import implements_scipy_ufunc
-from pyzygote.tracer import as_operand
+from pyzygote.tracer import SMOOTH, as_operand, composition
 
 __all__: list[str] = []
 
@@ -82,6 +82,7 @@ def _x_times(name: str, log: Any, inside: Any) -> Any:
     too; elsewhere at ``x == 0`` it is replaced by a harmless value.
     """
 
+    @composition(SMOOTH)  # the comparisons only keep log's NaN out of 0 * log(y)
     def handler(x: Any, y: Any, **kw: Any) -> Any:
         _plain(name, kw)
         x, y = _floating(x), _floating(y)

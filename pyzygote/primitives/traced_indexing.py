@@ -27,7 +27,7 @@ from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, defjvp
 from pyzygote.primitives.shape import normalize_axis
-from pyzygote.tracer import Tracer, as_operand
+from pyzygote.tracer import CONTINUOUS, Tracer, as_operand, composition
 
 __all__ = ["take", "put_add", "argsort", "argextreme", "take_p", "put_add_p", "argsort_p", "argextreme_p"]
 
@@ -210,6 +210,7 @@ def _np_argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, 
 
 
 @implements(np.sort)
+@composition(CONTINUOUS)  # sorted values trade places continuously, with kinks where they cross
 def _np_sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> Any:
     if order is not None:
         raise UnsupportedOperationError("numpy.sort's order= is for structured arrays, which cannot be traced")
