@@ -616,4 +616,29 @@ case("odesolve_tangent", "adjoint", _ode("adjoint"), _ode_args, dot_rtol=1e-7, *
 case("odesolve_vjp", "adjoint", _ode("adjoint"), _ode_args, dot_rtol=1e-7, **_ODE)
 case("odesolve_vjp", "backsolve", _ode("backsolve"), _ode_args, dot_rtol=1e-7, **_ODE)
 
+
+def _hvp(sensealg: str) -> Callable[..., Any]:
+    """odesolve_hvp bound directly: second derivatives use it only beyond
+    HVP_BY_ADJOINT_COLUMNS directions, which these small cases do not reach."""
+    from pyzygote.ode.rhs import RHS
+    from pyzygote.ode.sensitivity import Options
+    from pyzygote.primitives.ode import odesolve_hvp_p
+
+    rhs = RHS.trace(lambda u, p, t: -p * u + 0.1 * u[::-1] * u, 2, 2)
+    opts = Options("Tsit5", 1e-12, 1e-12)
+
+    def hvp(*args: Any) -> Any:
+        args = tuple(np.asarray(x).astype(np.float64) if not hasattr(x, "_builder") else x.astype(np.float64) for x in args)
+        return odesolve_hvp_p.bind(*args, rhs=rhs, t=_T, opts=opts, sensealg=sensealg, wrt=(True, True))
+
+    return hvp
+
+
+def _hvp_args(rng: np.random.Generator) -> tuple[Any, ...]:
+    return (rng.uniform(0.5, 1.5, 2), rng.uniform(0.5, 1.5, 2), rng.standard_normal((len(_T), 2)),
+            rng.standard_normal(2), rng.standard_normal(2), rng.standard_normal((len(_T), 2)))
+
+
+case("odesolve_hvp", "adjoint", _hvp("adjoint"), _hvp_args, dot_rtol=1e-7, value_rtol=1e-9, f32_rtol=1e-9, rtol=1e-5, eps=1e-5)
+
 ALL_CASES: list[Case] = [c for cases in CASES.values() for c in cases]

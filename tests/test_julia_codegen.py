@@ -971,7 +971,7 @@ def _method_arities(path: Path, name: str) -> set[int]:
 
 @pytest.mark.parametrize(
     ("primitive", "julia"),
-    [("odesolve", "odesolve"), ("odesolve_sens", "odesolve_sensitivities"), ("odesolve_tangent", "odesolve_tangent"), ("odesolve_vjp", "odesolve_vjp")],
+    [("odesolve", "odesolve"), ("odesolve_sens", "odesolve_sensitivities"), ("odesolve_tangent", "odesolve_tangent"), ("odesolve_vjp", "odesolve_vjp"), ("odesolve_hvp", "odesolve_hvp")],
 )
 def test_emitted_ode_calls_match_the_extension_methods(primitive: str, julia: str) -> None:
     """The ODE extension cannot run here: check at least that every emitted call has a method

@@ -197,6 +197,24 @@ def test_transformations_of_an_ode_loss_inside_a_differentiated_function_agree_a
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@julia_with_ode_packages
+def test_a_hessian_vector_product_by_adjoint_inside_a_differentiated_function_agrees_across_engines(monkeypatch):
+    """With an adjoint sensealg and an explicit solver, pz.jvp of pz.grad is odesolve_hvp (forced
+    here for two parameters): on Julia, PyZygote.odesolve_hvp and its rrule."""
+    from pyzygote.primitives import ode as ode_prims
+
+    monkeypatch.setattr(ode_prims, "HVP_BY_ADJOINT_COLUMNS", 0)
+    t = np.linspace(0.0, 1.0, 5)
+    rhs = lambda u, q, s: -q[0] * u + q[1] * np.sin(s) * u  # noqa: E731
+    loss = lambda q: np.sum(pz.odesolve(rhs, [1.0], t, q, alg="Tsit5", sensealg="adjoint", reltol=1e-10, abstol=1e-10) ** 2)  # noqa: E731
+    v = np.array([1.0, -2.0])
+    f = lambda p: np.sum(pz.jvp(pz.grad(loss), (p,), (v,))[1] ** 2)  # noqa: E731
+    p0 = np.array([0.7, 0.3])
+    (want,) = pz.gradient(f, p0, engine="numpy")
+    (got,) = pz.gradient(f, p0, engine="julia")
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 SCALE = 1.0
 
 

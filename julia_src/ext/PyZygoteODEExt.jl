@@ -362,6 +362,59 @@ function ChainRulesCore.rrule(
     return (g[1:n], g[(n + 1):end]), odesolve_vjp_pullback
 end
 
+# `∂²/∂s∂r solution(z + s v + r w)` at 0: the second derivative of `solution` along `v` and `w`.
+function second(solution, z, v, w)
+    return along(y -> along(solution, y, v), z, w)
+end
+
+# `∇z (c ⋅ second(solution, z, v, w))`: the third-order term of `odesolve_hvp`'s rule.
+function third(solution, z, c, v, w)
+    return PyZygote.ForwardDiff.gradient(y -> PyZygote.dot(c, second(solution, y, v, w)), z)
+end
+
+function PyZygote.odesolve_hvp(f, u0, p, ct, du0, dp, dct, t, settings...)
+    solution = flat_solution(f, length(u0), t, settings)
+    z = vcat(u0, p)
+    return curvature(solution, z, vec(ct), vcat(du0, dp)) .+
+        transposed(solution, z, vec(dct))
+end
+
+function ChainRulesCore.rrule(
+    ::typeof(PyZygote.odesolve_hvp),
+    f,
+    u0,
+    p,
+    ct,
+    du0,
+    dp,
+    dct,
+    t,
+    alg,
+    sensealg,
+    reltol,
+    abstol,
+    maxiters,
+    tstops,
+)
+    n = length(u0)
+    settings = (alg, sensealg, reltol, abstol, maxiters, tstops)
+    solution = flat_solution(f, n, t, settings)
+    z, c, v, dc = vcat(u0, p), vec(ct), vcat(du0, dp), vec(dct)
+    y = curvature(solution, z, c, v) .+ transposed(solution, z, dc)
+    function odesolve_hvp_pullback(ȳ)
+        w = dense_like(y, ȳ)
+        # y is linear in (v, dc) and in c; H is symmetric, so v's cotangent is H w.
+        gv = curvature(solution, z, c, w)
+        gc = reshape(second(solution, z, v, w), size(ct))
+        gdc = reshape(along(solution, z, w), size(dct))
+        gz = third(solution, z, c, v, w) .+ curvature(solution, z, dc, w)
+        no = ChainRulesCore.NoTangent()
+        grads = (gz[1:n], gz[(n + 1):end], gc, gv[1:n], gv[(n + 1):end], gdc)
+        return (no, no, grads..., ntuple(_ -> no, 7)...)
+    end
+    return y, odesolve_hvp_pullback
+end
+
 function PyZygote.solve_problem(
     f,
     u0::AbstractVector,

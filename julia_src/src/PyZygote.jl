@@ -877,6 +877,15 @@ SciMLSensitivity's `sensealg`. Methods in `PyZygoteODEExt`.
 function odesolve_vjp end
 
 """
+    odesolve_hvp(f, u0, p, ct, du0, dp, dct, t, alg, sensealg, reltol, abstol, maxiters, tstops)
+
+The directional derivative of [`odesolve_vjp`](@ref) along `(du0, dp, dct)`, as one vector
+over `[u0; p]`: `H v + Sᵀ dct`, with `H` the Hessian of `ct ⋅ U` in `[u0; p]`, `v = [du0; dp]`
+and `S` the sensitivities of `U`. Methods in `PyZygoteODEExt`.
+"""
+function odesolve_hvp end
+
+"""
     results(y, sizes::Tuple)
 
 The results of a user's Julia function called from traced numpy code, as the Tuple the

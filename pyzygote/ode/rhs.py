@@ -395,6 +395,25 @@ class RHS(_Directions):
             hit._structured_jacobian = lambda z, q, t: sensitivity_jacobian(self.jacobian_u(z[:n], q[:m], t), k)
         return hit
 
+    def copies(self, k: int) -> "RHS":
+        """``k`` independent copies of this system, solved as one: states ``vec(Z)`` (Z of shape
+        (k, n), row-major) and parameters ``vec(Q)`` (k, m); copy j is ``Z[j]' = f(Z[j], Q[j], t)``.
+        An adjoint solve of the copies gives k separate vector-Jacobian products at once (the
+        batched Hessian-vector products of :data:`pyzygote.primitives.ode.odesolve_hvp_p`)."""
+        hit = self._systems.get(("copies", k))
+        if hit is None:
+            hit = self._systems["copies", k] = RHS(f"{k} copies of {self!r}", cse(self._copies_program(k)), self.n * k, self.m * k)
+        return hit
+
+    def _copies_program(self, k: int) -> Program:
+        from pyzygote.transforms.batch import eval_batched
+
+        n, m = self.n, self.m
+        b = Builder()
+        z, q, t = b.new_input((n * k,), np.float64), b.new_input((m * k,), np.float64), b.new_input((), np.float64)
+        (dZ,) = eval_batched(self.program, [np.reshape(z, (k, n)), np.reshape(q, (k, m)), t], [True, True, False], k)
+        return b.build([z, q, t], [np.ravel(dZ)])
+
     def _tangent_program(self, k: int) -> Program:
         n, m = self.n, self.m
         b = Builder()

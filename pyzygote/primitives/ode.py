@@ -229,6 +229,12 @@ def _vjp_jvp(primals: Any, tangents: Any, *, rhs: RHS, wrt: tuple[bool, bool], *
     u0, p, ct = primals
     a, b, dct = _tangents(primals, tangents)
     cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
+    mode = sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols))
+    if _second_order_by_adjoint(len(cols), params["opts"], mode):
+        _warn_kinks_at_second_order(rhs)
+        g = odesolve_vjp_p.bind(u0, p, ct, rhs=rhs, wrt=wrt, **params)
+        h = odesolve_hvp_p.bind(u0, p, ct, a, b, dct, rhs=rhs, wrt=wrt, **{**params, "sensealg": mode})
+        return g, (h[: rhs.n], h[rhs.n :])
     (_, S), (_, dS) = _sens_jvp((u0, p), (a, b), rhs=rhs, cols=cols, **params)
     g = np.einsum("ti,tik->k", ct, S)
     dg = np.einsum("ti,tik->k", dct, S) + np.einsum("ti,tik->k", ct, dS)
@@ -237,6 +243,102 @@ def _vjp_jvp(primals: Any, tangents: Any, *, rhs: RHS, wrt: tuple[bool, bool], *
 
 odesolve_sens_p.jvp = _sens_jvp
 odesolve_tangent_p.jvp = _tangent_jvp
+
+
+# --- second order by adjoint: Hessian-vector products without second-order sensitivities --------
+# The tangent of odesolve_vjp(u0, p, ct) along (a, b, dct) is H v + S^T dct, with H the Hessian
+# of sum(ct * u) in (u0, p), v = (a, b) and S the sensitivities: the gradient in (u0, p) of
+# sum(dct * u + ct * s), s the tangent of u along v.  That is one adjoint solve of the tangent
+# system [u, s] (2n states, parameters [p, b]), whose gradient's first halves are the answer.
+# Forward over forward instead solves n x len(cols) second-order sensitivities per direction:
+# a Hessian over a neural ODE's 354 weights (2 states) followed 708 columns through the network
+# in each direction, where the adjoint needs one vector-Jacobian product of the tangent system.
+odesolve_hvp_p = Primitive("odesolve_hvp")
+odesolve_hvp_p.def_abstract_eval(lambda u0, p, ct, a, b, dct, **params: Aval((u0.shape[0] + p.shape[0],), u0.dtype))
+
+# Followed directions above which second derivatives through an adjoint sensealg take the adjoint
+# of the tangent system (explicit solvers; implicit ones would need the dense Jacobian of all the
+# batched copies, and keep forward over forward).
+HVP_BY_ADJOINT_COLUMNS = 48
+
+
+def _second_order_by_adjoint(columns: int, opts: Options, mode: str) -> bool:
+    return mode in ("adjoint", "backsolve") and columns > HVP_BY_ADJOINT_COLUMNS and opts.alg != "auto" and not algorithm(opts.alg).stiff
+
+
+def _mask(rhs: RHS, wrt: tuple[bool, bool], fixed: tuple[int, ...]) -> np.ndarray:
+    """1 at the entries of (u0, p) whose derivatives are wanted, 0 elsewhere."""
+    mask = np.zeros(rhs.n + rhs.m)
+    mask[list(_wanted_columns(rhs, wrt, fixed))] = 1.0
+    return mask
+
+
+def _on_the_tangent_system(u0: Any, p: Any, ct: Any, a: Any, b: Any, dct: Any) -> tuple[Any, Any, Any]:
+    """The initial state, parameters and cotangent of the tangent system whose gradient holds ``H v + S^T dct``."""
+    return np.concatenate([u0, a]), np.concatenate([p, b]), np.concatenate([dct, ct], axis=-1)
+
+
+@odesolve_hvp_p.def_impl
+def _hvp_impl(
+    u0: Any, p: Any, ct: Any, a: Any, b: Any, dct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()
+) -> np.ndarray:
+    u0, p, ct, a, b, dct = (np.asarray(x, dtype=float) for x in (u0, p, ct, a, b, dct))
+    _check_values(u0, p)
+    z0, q, c = _on_the_tangent_system(u0, p, ct, a, b, dct)
+    gz, gq = sensitivity.vjp(rhs.tangent_system(1), z0, q, t, c, opts, sensealg)
+    return np.concatenate([gz[: rhs.n], gq[: rhs.m]]) * _mask(rhs, wrt, fixed)
+
+
+def _hvp_batch(
+    args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()
+) -> Any:
+    """k directions as k copies of the tangent system in one adjoint solve (RHS.copies)."""
+    if any(isinstance(x, Tracer) for x in args) or not _second_order_by_adjoint(HVP_BY_ADJOINT_COLUMNS + 1, opts, sensealg):
+        return None
+    k = next(np.shape(x)[0] for x, flag in zip(args, batched) if flag)
+    n, m = rhs.n, rhs.m
+    U0, P, CT, A, B, DCT = (np.asarray(x, dtype=float) if flag else np.broadcast_to(np.asarray(x, dtype=float), (k, *np.shape(x))) for x, flag in zip(args, batched))
+    for u0, p in zip(U0, P):
+        _check_values(u0, p)
+    # Copy j's state, parameters and cotangent: row j of Z0 (k, 2n) and Q (k, 2m), C[j] (times, 2n).
+    Z0, Q, C = np.concatenate([U0, A], axis=1), np.concatenate([P, B], axis=1), np.concatenate([DCT, CT], axis=2)
+    copies = rhs.tangent_system(1).copies(k)
+    gz, gq = sensitivity.vjp(copies, np.ravel(Z0), np.ravel(Q), t, np.reshape(np.moveaxis(C, 0, 1), (len(t), k * 2 * n)), opts, sensealg)
+    return np.concatenate([np.reshape(gz, (k, 2 * n))[:, :n], np.reshape(gq, (k, 2 * m))[:, :m]], axis=1) * _mask(rhs, wrt, fixed)
+
+
+odesolve_hvp_p.batch = _hvp_batch
+
+
+@odesolve_hvp_p.def_transpose
+def _hvp_transpose(c: Any, u0: Any, p: Any, ct: Any, a: Any, b: Any, dct: Any, *, rhs: RHS, wrt: tuple[bool, bool], **params: Any) -> tuple[Any, ...]:
+    if any(isinstance(x, Undefined) for x in (u0, p, ct)):
+        raise TypeError("odesolve_hvp is linear only in its directions (a, b, dct)")
+    n = rhs.n
+    c = c * _mask(rhs, wrt, params.get("fixed", ()))
+    # H is symmetric: its transpose is itself, applied to the cotangent.
+    want = (isinstance(a, Undefined), isinstance(b, Undefined))
+    h = odesolve_hvp_p.bind(u0, p, ct, c[:n], c[n:], zeros(aval_of(ct)), rhs=rhs, wrt=want, **params) if any(want) else None
+    # S^T dct transposes to S c: the tangent of u along c.
+    fixed = params.get("fixed", ())
+    solve = {k: v for k, v in params.items() if k != "fixed"}
+    s = odesolve_tangent_p.bind(u0, p, c[:n], c[n:], rhs=rhs, **solve, **({"fixed": fixed} if fixed else {})) if isinstance(dct, Undefined) else None
+    return None, None, None, h[:n] if want[0] else None, h[n:] if want[1] else None, s
+
+
+def _hvp_jvp(primals: Any, tangents: Any, *, rhs: RHS, wrt: tuple[bool, bool], fixed: tuple[int, ...] = (), **params: Any) -> Any:
+    """Third order: the output is the first halves of the tangent system's vector-Jacobian
+    product, so its tangent is theirs (odesolve_vjp's rule, on the tangent system)."""
+    n, m = rhs.n, rhs.m
+    inner = _on_the_tangent_system(*primals)
+    d = _tangents(primals, tangents)
+    d_inner = _on_the_tangent_system(*d)
+    (gz, gq), (tz, tq) = _vjp_jvp(inner, d_inner, rhs=rhs.tangent_system(1), wrt=(True, True), **params)
+    mask = _mask(rhs, wrt, fixed)
+    return np.concatenate([gz[:n], gq[:m]]) * mask, np.concatenate([tz[:n], tq[:m]]) * mask
+
+
+odesolve_hvp_p.jvp = _hvp_jvp
 
 # --- reverse mode: the sensealg's vector-Jacobian product ----------------------------------------
 odesolve_vjp_p = Primitive("odesolve_vjp", multiple_results=True)
@@ -553,6 +655,12 @@ def _sens_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Optio
 def _tangent_julia(e: Any, u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, **_: Any) -> str:
     rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
     return f"PyZygote.odesolve_tangent({f}, {u0}, {p}, {tu0}, {tp}, {rest})"
+
+
+@odesolve_hvp_p.def_julia
+def _hvp_julia(e: Any, u0: Any, p: Any, ct: Any, a: Any, b: Any, dct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, **_: Any) -> str:
+    rest, f = _julia_solve_args(e, rhs, t, opts, sensealg)
+    return f"PyZygote.odesolve_hvp({f}, {u0}, {p}, {ct}, {a}, {b}, {dct}, {rest})"
 
 
 @odesolve_vjp_p.def_julia
