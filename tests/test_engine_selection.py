@@ -722,32 +722,36 @@ def test_a_project_resolved_before_pyzygote_gained_a_dependency_is_not_set_up(mo
     assert setup.julia_status().ok
 
 
-def test_julia_is_refused_in_threads_other_than_the_one_it_started_in(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_julia_is_refused_outside_the_main_thread(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """PythonCall.jl #578: Julia entered from a second Python thread can hang the process, so
-    the session refuses such calls before they reach Julia (here, before any Julia exists:
-    the check reads only which thread started the session)."""
+    the session refuses such calls before they reach Julia (here, before any Julia exists).
+    The main thread, not the first to use pyzygote (the audit): juliacall starts Julia where it
+    is imported, which the advice for PyTorch users puts in the main thread.  engine='auto'
+    uses the NumPy engine in other threads."""
     import threading
 
-    from pyzygote.julia import session
+    from pyzygote import engines
+    from pyzygote.julia import session, setup
 
-    monkeypatch.setitem(session._state, "thread", threading.get_ident())
-    monkeypatch.setitem(session._state, "thread_name", "MainThread")
-    assert session.call(lambda: 42) == 42  # the starting thread
+    assert session.call(lambda: 42) == 42  # the main thread
     seen: list[BaseException] = []
+    picked: list[str] = []
 
     def other() -> None:
-        try:
-            session.call(lambda: 42)
-        except BaseException as exc:
-            seen.append(exc)
-        try:
-            with session.LOCK:
-                pass
-        except BaseException as exc:
-            seen.append(exc)
+        for attempt in (lambda: session.call(lambda: 42), session.start, lambda: session.LOCK.__enter__()):
+            try:
+                attempt()
+            except BaseException as exc:
+                seen.append(exc)
+        picked.append(engines.current_engine_name("auto"))
 
-    t = threading.Thread(target=other)
+    monkeypatch.setattr(setup, "julia_is_set_up", lambda: True)
+    monkeypatch.setattr(engines, "_thread_notice_shown", [False])
+    monkeypatch.delenv("PYZYGOTE_QUIET", raising=False)
+    t = threading.Thread(target=other, name="worker-1")
     t.start()
     t.join()
-    assert len(seen) == 2 and all(isinstance(e, pz.JuliaError) for e in seen)
-    assert "engine='numpy'" in str(seen[0]) and "#578" in str(seen[0]) and "'MainThread'" in str(seen[0])
+    assert len(seen) == 3 and all(isinstance(e, pz.JuliaError) for e in seen)
+    assert "engine='numpy'" in str(seen[0]) and "#578" in str(seen[0]) and "'worker-1'" in str(seen[0])
+    assert picked == ["numpy"] and "NumPy engine in thread 'worker-1'" in capsys.readouterr().err
+    assert engines.current_engine_name("auto") == "julia"  # the main thread

@@ -28,6 +28,7 @@ _state = threading.local()
 _global_choice: list[str | None] = [None]
 _numpy_engine = NumpyEngine()
 _auto_notice_shown = [False]
+_thread_notice_shown = [False]
 
 
 def _check(name: str, source: str = "engine") -> str:
@@ -81,7 +82,18 @@ def current_engine_name(name: str | None = None) -> str:
     from pyzygote.julia.setup import julia_is_set_up
 
     if julia_is_set_up():
-        return "julia"
+        if threading.current_thread() is threading.main_thread():
+            return "julia"
+        # Julia runs only in the main thread (pyzygote.julia.session.check_thread).
+        if not _thread_notice_shown[0]:
+            _thread_notice_shown[0] = True
+            if not quiet():
+                print(
+                    f"pyzygote: using the NumPy engine in thread {threading.current_thread().name!r}: the Julia engine "
+                    "runs only in the main thread (PythonCall.jl issue #578)",
+                    file=sys.stderr,
+                )
+        return "numpy"
     if not _auto_notice_shown[0]:
         _auto_notice_shown[0] = True
         if not quiet():

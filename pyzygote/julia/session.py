@@ -19,8 +19,8 @@ defaults are set unless you set them yourself (environment variable or
     compiled at a lower level than the one requested is rejected, so ``3``
     recompiles every package).
 
-Julia runs only in the Python thread that started it: a Julia garbage collection
-that another Python thread sets off waits for that thread forever (PythonCall
+Julia runs only in the main Python thread: a Julia garbage collection that
+another Python thread sets off waits for the main thread forever (PythonCall
 issue #578), so a call from another thread raises :class:`pyzygote.JuliaError`
 at once, naming the NumPy engine or processes as the way to run in parallel.
 Calls also hold one process-wide re-entrant lock.  Julia exceptions become
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 class _JuliaLock:
-    """A re-entrant lock that refuses threads other than the one Julia started in.
+    """A re-entrant lock that refuses threads other than the main one (:func:`check_thread`).
 
     juliacall holds the GIL through a call, and Julia's garbage collector stops every Julia
     thread, the one that started Julia among them; from another Python thread, a collection
@@ -86,15 +86,19 @@ class _JuliaLock:
 
 
 def check_thread() -> None:
-    """Raise :class:`pyzygote.JuliaError` in a thread other than the one Julia started in."""
-    owner = _state["thread"]
-    if owner is not None and owner != threading.get_ident():
+    """Raise :class:`pyzygote.JuliaError` outside the main Python thread.
+
+    The main thread, not whichever thread first used pyzygote: juliacall starts Julia in the
+    thread that imports it, and the advice for PyTorch users is to import juliacall first, in
+    the main thread; a worker thread recorded as the owner would then be the one that hangs.
+    """
+    if threading.current_thread() is not threading.main_thread():
         raise JuliaError(
-            "the Julia engine runs only in the Python thread that started Julia (here "
-            f"{_state['thread_name']!r}): a Julia garbage collection set off from another thread hangs the "
+            f"the Julia engine runs only in the main Python thread ('{threading.main_thread().name}'; this is "
+            f"{threading.current_thread().name!r}): a Julia garbage collection set off from another thread hangs the "
             "process (PythonCall.jl issue #578). In threads, use the NumPy engine (engine='numpy', or "
-            "`with pz.engine('numpy'):`); for parallel Julia work, use processes (multiprocessing), "
-            "each with its own Julia."
+            "`with pz.engine('numpy'):`; engine='auto' does so there); for parallel Julia work, use processes "
+            "(multiprocessing), each with its own Julia."
         )
 
 
@@ -109,7 +113,7 @@ ENV_DEFAULTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("PYTHON_JULIACALL_OPTIMIZE", "2", ("juliacall-optimize",)),
 )
 
-_state: dict[str, Any] = {"jl": None, "juliacall": None, "rt": None, "error": None, "counter": 0, "thread": None, "thread_name": None}
+_state: dict[str, Any] = {"jl": None, "juliacall": None, "rt": None, "error": None, "counter": 0}
 
 
 def is_running() -> bool:
@@ -150,9 +154,9 @@ def start() -> Any:
     Raises :class:`pyzygote.JuliaNotAvailableError` at once, without any
     download, when Julia is not set up (see ``pyzygote doctor``).
     """
+    check_thread()
     rt = _state["rt"]
     if rt is not None:
-        check_thread()
         return rt
     with LOCK:
         if _state["rt"] is not None:
@@ -184,7 +188,6 @@ def start() -> Any:
             raise JuliaNotAvailableError(_state["error"]) from exc
         jl = juliacall.Main
         _state["jl"], _state["juliacall"] = jl, juliacall
-        _state["thread"], _state["thread_name"] = threading.get_ident(), threading.current_thread().name
         try:
             if not bool(jl.seval("isdefined(Main, :PyZygoteRuntime)")):
                 jl.Base.include(jl, str(RUNTIME_JL))
