@@ -980,6 +980,45 @@ def test_lstsq_returns_numpys_four_results_and_their_derivatives() -> None:
         pz.gradient(lambda a: np.sum(np.linalg.lstsq(a, b, rcond=a[0, 0])[0]), tall)
 
 
+def test_lstsq_edge_cases_as_numpy() -> None:
+    """The Julia audit: rcond=-1 (numpy 1's default, still common) was passed on as a cut-off of
+    0, so a rank-1 matrix gave x of size 1e14 and rank 2, where numpy cuts at machine precision;
+    an empty matrix failed in its rank's np.max."""
+    import warnings
+
+    rank_one, b = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]), np.array([1.0, 2.0, 2.9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy's FutureWarning about rcond's default, if any
+        want = np.linalg.lstsq(rank_one, b, rcond=-1)
+    got = pz.make_program(lambda a, y: np.linalg.lstsq(a, y, rcond=-1), rank_one, b)(rank_one, b)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    assert int(got[2]) == int(want[2]) == 1
+    for shape in ((3, 0), (0, 3)):
+        a, y = np.zeros(shape), np.ones(shape[0])
+        got, want = pz.make_program(np.linalg.lstsq, a, y)(a, y), np.linalg.lstsq(a, y)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_block_of_booleans_and_put_at_traced_positions_as_numpy() -> None:
+    """The Julia audit: np.block of one boolean array gave int64 (a copy made with * 1), and
+    np.put at traced positions did not repeat a shorter v as numpy does."""
+    x = np.array([0.5, -1.0, 2.0])
+    (got,) = pz.make_program(lambda v: np.block(v > 0), x)(x)
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, x > 0)
+
+    def spread(a: Any, w: Any) -> Any:
+        a = a.copy()
+        np.put(a, np.argsort(w), a[:2] + np.array([10.0, 20.0]))
+        return a
+
+    a, w = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.3, 0.1, 0.4, 0.2])
+    np.testing.assert_allclose(pz.make_program(spread, a, w)(a, w)[0], spread(a, w))
+    (g,) = pz.gradient(lambda v: np.sum(spread(v, w) * np.arange(1.0, 5.0)), a)
+    np.testing.assert_allclose(g, numerical_gradient(lambda v: np.sum(spread(v, w) * np.arange(1.0, 5.0)), a)[0], rtol=1e-8)
+
+
 def test_pinv_is_smooth_where_singular_values_repeat() -> None:
     """Fuzzer: pinv's derivative through the singular vectors divided by the gaps between
     singular values: NaN at the identity or an orthogonal matrix, and 13% off (silently) for a

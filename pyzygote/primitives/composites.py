@@ -588,7 +588,7 @@ def _np_block(arrays: Any) -> Any:
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=ndim - (levels - level))
 
     out = join(arrays, 0)
-    return out * 1 if levels == 0 else out  # numpy returns a copy
+    return np.copy(out) if levels == 0 else out  # numpy returns a copy
 
 
 @implements(np.insert)

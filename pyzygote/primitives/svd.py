@@ -186,9 +186,14 @@ def _np_lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
         rcond = float(np.finfo(dtype).eps) * max(m, n)
     if np.ndim(rcond) != 0 or isinstance(rcond, Tracer):
         raise UnsupportedOperationError("traced np.linalg.lstsq takes one constant number as rcond")
+    if rcond < 0:  # numpy 1's default, -1: LAPACK's gelsd then cuts at machine precision
+        rcond = float(np.finfo(dtype).eps)
     x = np.matmul(pinv_p.bind(a, rcond=float(rcond)), b)
     s = singular_values(a)
-    rank = np.sum(np.greater(s, float(rcond) * np.max(s, initial=0.0)).astype(np.int32)).astype(np.int32)  # LAPACK's integer, as numpy's
+    if s.shape[0] == 0:
+        rank = np.zeros((), np.int32)
+    else:
+        rank = np.sum(np.greater(s, float(rcond) * np.max(s)).astype(np.int32)).astype(np.int32)  # LAPACK's integer, as numpy's
     if m > n:
         r = b - np.matmul(a, x)
         residuals = np.sum(r * r, axis=0)

@@ -731,7 +731,7 @@ def _np_put(a: Any, ind: Any, v: Any, mode: str = "raise") -> None:
     if mode != "raise":
         raise UnsupportedOperationError("traced np.put supports only mode='raise'")
     if isinstance(ind, Tracer):
-        a.flat[ind] = v
+        a.flat[ind] = _cyclic(v, int(np.size(ind)), "put")
         return
     positions = np.ravel(np.asarray(ind))
     if positions.dtype.kind not in "iu":
