@@ -580,6 +580,25 @@ def test_results_from_julia_are_views_unless_they_could_alias() -> None:
         results_from_julia([fresh], [(np.dtype(np.float64), (3, 2))], "output")
 
 
+def test_results_from_julia_are_copies_while_other_threads_run() -> None:
+    """The Julia audit: a view's Julia array is released by Julia code in whichever thread drops
+    it, which outside the main thread can hang (PythonCall.jl #578)."""
+    import threading
+
+    fresh = np.asfortranarray(np.ones((2, 3)))
+    spec = [(np.dtype(np.float64), (2, 3))]
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        (out,) = results_from_julia([fresh], spec, "output")
+    finally:
+        release.set()
+        other.join()
+    assert not np.shares_memory(out, fresh)
+    np.testing.assert_array_equal(out, fresh)
+
+
 # --- the command line ------------------------------------------------------------------------
 def test_doctor_reports_numpy_engine_and_setup_steps(online_no_julia: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pyzygote.cli import main

@@ -18,7 +18,8 @@ Results come back in one of two ways:
   return one of its globals).
 * :func:`results_from_julia` returns zero-copy numpy views of Julia arrays
   (column-major strides, same logical indices) where nothing in Julia can read
-  or write that memory again: fresh results of a generated program.  A result
+  or write that memory again: fresh results of a generated program, while the
+  process runs one Python thread (else copies: see there).  A result
   that shares memory with a program constant or with an earlier result of the
   same call is copied, so writing into one returned array never changes another
   or a later call.
@@ -34,6 +35,7 @@ np.float32(2.5)
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -110,5 +112,9 @@ def results_from_julia(
     ``x + y``, and a program may return a constant (see
     :mod:`pyzygote.engines.results`).
     """
-    arrays = [from_julia(value, dtype, shape, what, copy=False) for value, (dtype, shape) in zip(values, specs)]
+    # Releasing a view's Julia array runs Julia code in whichever thread drops the array, and
+    # Julia entered from a thread other than the main one can hang (PythonCall.jl #578; found
+    # by the Julia audit): with other Python threads alive, results are copies.
+    views = threading.active_count() == 1
+    arrays = [from_julia(value, dtype, shape, what, copy=not views) for value, (dtype, shape) in zip(values, specs)]
     return unaliased(arrays, keep_apart)
