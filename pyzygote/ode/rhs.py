@@ -46,9 +46,10 @@ _STEPS = frozenset({"floor", "ceil", "round", "sign", "floordiv", "rem", "argext
 _COLUMNS_ONE_BY_ONE = 32
 
 # Continuous, with a derivative that jumps: invisible to first derivatives, not to second ones.
-# Elementwise maximum, minimum and abs are left out: smooth functions are written with them
-# (expit and log_expit with min(x, 0), the stable softplus with max and abs), and would warn.
 _KINKS = frozenset({"reduce_max", "reduce_min"})
+# The same elementwise, unless pyzygote's smooth compositions made them (expit's min(x, 0)) or
+# the kink is squared away (see _squared_away).
+_ELEMENTWISE_KINKS = frozenset({"abs", "max", "min", "fmax", "fmin"})
 
 # A solve that succeeds stays finite: its trajectory never crosses from numbers to NaN or inf.
 _NEVER_CROSSED = frozenset({"isnan", "isinf", "isfinite"})
@@ -70,6 +71,65 @@ def _switches(prog: Program, eqn: Any, forgiven: frozenset[str], also: frozenset
     if name in _NEVER_CROSSED or prog.choices.get(eqn.outputs[0].uid) in forgiven:
         return False
     return name not in _LOGICAL or any(a.aval.dtype != np.bool_ for a in eqn.inputs)
+
+
+def _same_values(prog: Program) -> dict[int, int]:
+    """Each variable's uid mapped to that of the first variable computed the same way
+    (``u[1]`` read twice is one value), as :func:`pyzygote.transforms.cse.cse` would merge them."""
+    canon: dict[int, int] = {}
+    seen: dict[Any, int] = {}
+    for e in prog.eqns:
+        params = tuple((k, (v.shape, v.tobytes()) if isinstance(v, np.ndarray) else repr(v)) for k, v in sorted(e.params.items()))
+        key = (e.prim.name, tuple(canon.get(a.uid, a.uid) if isinstance(a, Var) else ("literal", a.value.item()) for a in e.inputs), params)
+        for k, v in enumerate(e.outputs):
+            canon[v.uid] = seen.setdefault((key, k), v.uid)
+    return canon
+
+
+def _squared_away(prog: Program, eqn: Any, readers: dict[int, list[Any]], canon: dict[int, int]) -> bool:
+    """Whether the elementwise kink ``eqn`` is 0 at its kink (``abs(a)``, ``max(a, 0)``,
+    ``min(a, 0)``) and reaches the result only multiplied by something else 0 there (a multiple
+    of ``a``) or raised to a power above 1: ``-k * v * np.abs(v)`` (quadratic drag) and
+    ``np.maximum(v, 0) ** 2`` have continuous derivatives, so second derivatives miss nothing.
+    ``readers`` and ``canon`` are by the values of :func:`_same_values`."""
+    consts = dict(zip(prog.constvars, prog.consts))
+    ids = lambda e: [canon.get(a.uid, a.uid) if isinstance(a, Var) else None for a in e.inputs]  # noqa: E731
+
+    def zero(a: Any) -> bool:
+        value = a.value if isinstance(a, Literal) else consts.get(a)
+        return value is not None and not np.any(np.asarray(value))
+
+    if eqn.prim.name != "abs" and not any(zero(a) for a in eqn.inputs):
+        return False
+    y = canon.get(eqn.outputs[0].uid, eqn.outputs[0].uid)
+    # Values 0 at the kink: its input and output, and their multiples.
+    vanishing = {y, *(u for u in ids(eqn) if u is not None)}
+    for e in prog.eqns:
+        ins = ids(e)
+        if (e.prim.name == "mul" and any(u in vanishing for u in ins)) or (e.prim.name in ("neg", "div") and ins[0] in vanishing):
+            vanishing.update(canon.get(v.uid, v.uid) for v in e.outputs)
+    # Follow the kinked value through scalings; every path must end squared away.
+    kinked, todo = {y}, [y]
+    while todo:
+        uid = todo.pop()
+        uses = readers.get(uid, [])
+        if not uses:
+            return False  # an output of f: the kink reaches the result as it is
+        for reader in uses:
+            ins, name = ids(reader), reader.prim.name
+            others = [u for u in ins if u != uid]
+            if name == "mul" and (not others or any(u in vanishing for u in others)):
+                continue  # y * y, or y times a multiple of the kink's input
+            if name == "pow" and ins[0] == uid and isinstance(reader.inputs[1], Literal) and float(reader.inputs[1].value) > 1.0:
+                continue
+            if name == "neg" or (name == "mul" and not any(u in kinked for u in others)) or (name == "div" and ins[0] == uid):
+                out = canon.get(reader.outputs[0].uid, reader.outputs[0].uid)
+                if out not in kinked:
+                    kinked.add(out)
+                    todo.append(out)
+                continue
+            return False
+    return True
 
 
 # Primitives that hand t on unchanged in value: broadcasting it against an array of times.
@@ -248,7 +308,7 @@ class RHS(_Directions):
         or minimum of something computed from ``u`` (``p[1] * np.max(u)``): continuous, with a
         Jacobian that jumps where the trajectory crosses the kink, which second derivatives
         through the solve miss."""
-        return self._applies_to_the_state("ukink", _NO_KINKS, _KINKS)
+        return self._applies_to_the_state("ukink", _NO_KINKS, _KINKS, elementwise=True)
 
     def switches_on_the_state(self) -> bool:
         """Whether ``f`` compares (or rounds) a value computed from ``u``: ``np.where(u[0] < 1.0,
@@ -256,17 +316,30 @@ class RHS(_Directions):
         derivative misses the crossing time's own sensitivity, which needs events."""
         return self._applies_to_the_state("uswitch", _NO_JUMPS)
 
-    def _applies_to_the_state(self, key: str, forgiven: frozenset[str], also: frozenset[str] = frozenset()) -> bool:
+    def _applies_to_the_state(self, key: str, forgiven: frozenset[str], also: frozenset[str] = frozenset(), elementwise: bool = False) -> bool:
         """Whether ``f`` applies a comparison, a rounding or one of ``also`` to a value computed
-        from ``u``, other than in a composition of a ``forgiven`` kind."""
+        from ``u``, other than in a composition of a ``forgiven`` kind; with ``elementwise``, also
+        an elementwise kink (``np.maximum``, ``np.abs``) that is not squared away."""
         hit = self._derived.get(key)
         if hit is None:
             prog = self.leaf_program
+            canon = _same_values(prog) if elementwise else {}
+            readers: dict[int, list[Any]] = {}
+            for eqn in prog.eqns:
+                for uid in {canon.get(a.uid, a.uid) for a in eqn.inputs if isinstance(a, Var)}:
+                    readers.setdefault(uid, []).append(eqn)
             on_u = {prog.inputs[0]}
             hit = False
             for eqn in prog.eqns:
                 if any(isinstance(a, Var) and a in on_u for a in eqn.inputs):
-                    if _switches(prog, eqn, forgiven, also):
+                    kink = (
+                        elementwise
+                        and eqn.prim.name in _ELEMENTWISE_KINKS
+                        and eqn.outputs[0].aval.dtype.kind == "f"
+                        and prog.choices.get(eqn.outputs[0].uid) not in forgiven
+                        and not _squared_away(prog, eqn, readers, canon)
+                    )
+                    if kink or _switches(prog, eqn, forgiven, also):
                         hit = True
                         break
                     on_u.update(eqn.outputs)

@@ -511,10 +511,12 @@ def _warn_kinks_at_second_order(rhs: Any) -> None:
 
     warnings.warn(
         f"second derivatives (pz.hessian, a jvp of a gradient) through a solve whose right-hand side {rhs!r} has a kink "
-        "in the state (np.max, np.min or a comparison of values computed from u): where the "
-        "trajectory crosses the kink, the right-hand side's Jacobian jumps, and the second derivative misses the "
+        "in the state (np.max, np.min, np.maximum, np.abs, np.clip, np.interp or a comparison of values computed from u): "
+        "where the trajectory crosses the kink, the right-hand side's Jacobian jumps, and the second derivative misses the "
         "crossing's contribution, which needs event handling (gradients are right). If the trajectory crosses it, "
-        "make the kink smooth (a softplus or logsumexp with a width) or take central differences of pz.gradient",
+        "make the kink smooth (np.logaddexp(x / w, 0.0) * w for max(x, 0), scipy.special.expit for a step) or take "
+        "central differences of pz.gradient. (A softplus written with np.maximum and np.abs is smooth but warns: "
+        "write it as np.logaddexp(x, 0.0).)",
         StateSwitchWarning,
         stacklevel=2,
     )

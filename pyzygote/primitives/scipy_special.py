@@ -51,6 +51,7 @@ def _shifted(x: Any) -> tuple[Any, Any, Any, Any]:
 
 
 @implements_scipy_ufunc("expit")
+@composition(SMOOTH)
 def _expit(x: Any, **kw: Any) -> Any:
     _plain("expit", kw)
     _, _, a, b = _shifted(_floating(x))
@@ -58,6 +59,7 @@ def _expit(x: Any, **kw: Any) -> Any:
 
 
 @implements_scipy_ufunc("log_expit")
+@composition(SMOOTH)
 def _log_expit(x: Any, **kw: Any) -> Any:
     _plain("log_expit", kw)
     m, n, a, b = _shifted(_floating(x))
