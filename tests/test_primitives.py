@@ -333,3 +333,25 @@ def test_repeated_positions_are_found_as_np_unique_finds_them() -> None:
     for size in (0, 1, 2, 7, 1000):
         for p in (rng.permutation(size), rng.integers(0, max(size, 1), size), rng.integers(0, 3, (size, 2))):
             assert has_repeats(p) == (np.unique(p).size != p.size), p
+
+
+@pytest.mark.parametrize(
+    "spec, x_shape, y_shape",
+    [("ij,jk->ik", (9, 12), (12, 8)), ("ij,kj->ki", (9, 12), (8, 12)), ("bay,yz->baz", (3, 9, 12), (12, 4)),
+     ("by,ayz->baz", (3, 12), (9, 12, 4)), ("ay,byz->baz", (9, 12), (3, 12, 4)), ("bij,bjk->bik", (3, 9, 12), (3, 12, 5)),
+     ("bij,bjk->kib", (3, 9, 12), (3, 12, 5)), ("ij,j->i", (9, 12), (12,)), ("i,ij->j", (12,), (12, 9)), ("ij,kl->ijkl", (9, 8), (8, 9)),
+     ("xy,ay->ax", (90, 15), (8, 15)), ("xy,ax->ay", (90, 15), (8, 90))],
+)
+def test_einsum_as_a_planned_matrix_product_matches_numpy(spec: str, x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> None:
+    """Two-operand einsums of more than 64 entries each run as one planned (stacked) matrix product."""
+    from pyzygote.primitives.linalg import _matmul_plan, einsum_p
+
+    rng = np.random.default_rng(len(spec))
+    x, y = rng.standard_normal(x_shape), rng.standard_normal(y_shape)
+    plan = _matmul_plan(spec, x.shape, y.shape, True)
+    assert plan is not None
+    for got in (plan(x, y), einsum_p.impl(x, y, spec=spec)):
+        np.testing.assert_allclose(got, np.einsum(spec, x, y), rtol=1e-13, atol=1e-13)
+        assert got.flags.c_contiguous
+    assert plan(x.astype(np.float32), y.astype(np.float32)).dtype == np.float32
+    assert _matmul_plan("ii,ij->j", (9, 9), (9, 4), True) is None and _matmul_plan("ij,jk->k", (9, 12), (12, 8), True) is None
