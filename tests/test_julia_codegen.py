@@ -751,6 +751,24 @@ def test_golden_reverse_cumsum_and_concatenate() -> None:
     ]
 
 
+def test_golden_sums_of_narrow_integers_keep_their_dtype() -> None:
+    """The Julia audit: Julia's sum and cumsum widen Int8 to Int32 to Int64 (Base.add_sum), where
+    numpy's np.sum(x, dtype=np.int8) keeps int8 and wraps; reduce(+) and accumulate(+) do not widen."""
+    from pyzygote.tracer import Builder
+
+    b = Builder()
+    x = b.new_input((2, 3), np.int8)
+    prog = b.build([x], [np.sum(x, axis=1, dtype=np.int8), np.cumsum(x, axis=0, dtype=np.int8), np.sum(x, dtype=np.int8), np.sum(x)])
+    lines = body(emit_program(prog, "pz_narrow").source)
+    assert lines[:3] == [
+        "v1 = dropdims(reduce(+, x1; dims = 2, init = zero(Int8)); dims = 2)",
+        "v2 = accumulate(+, x1; dims = 1)",
+        "v3 = reduce(+, x1; init = zero(Int8))",
+    ]
+    # numpy's default sum of int8 is int64: converted first, then Julia's own sum
+    assert any(line.startswith("v5 = sum(v4)") for line in lines), lines
+
+
 # --- (d) index arithmetic, checked with numpy's order="F" -----------------------------------------
 def test_linear_indices_select_the_same_elements() -> None:
     rng = np.random.default_rng(0)

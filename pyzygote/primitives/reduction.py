@@ -40,7 +40,20 @@ reduce_sum_p = Primitive("reduce_sum")
 reduce_sum_p.def_abstract_eval(_reduced_aval)
 reduce_sum_p.def_impl(lambda x, *, axes: np.sum(x, axis=axes))
 deflinear(reduce_sum_p, lambda ct, x, *, axes: (_restore(ct, x.aval.shape, axes),))
-reduce_sum_p.def_julia(lambda e, x, *, axes: jl.reduction("sum", x, axes))
+# Julia's sum and cumsum widen integers narrower than 64 bits (Base.add_sum); numpy keeps the
+# dtype it was asked for (np.sum(x, dtype=np.int8) wraps), so those reduce with + itself.
+_NARROW_INTS = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32))
+
+
+@reduce_sum_p.def_julia
+def _sum_julia(e: Any, x: Any, *, axes: tuple[int, ...]) -> str:
+    if x.aval.dtype not in _NARROW_INTS:
+        return jl.reduction("sum", x, axes)
+    init = f"zero({jl.julia_type(x.aval.dtype)})"
+    if len(axes) == x.aval.ndim:
+        return f"reduce(+, {x}; init = {init})"
+    d = jl.jdims(tuple(sorted(axes)))
+    return f"dropdims(reduce(+, {x}; dims = {d}, init = {init}); dims = {d})"
 
 
 def _shifted_axes(prim: Primitive) -> Any:
@@ -148,10 +161,11 @@ cumsum_p.batch = leading_axis_batch(lambda x, k, *, axis, reverse: cumsum_p.bind
 
 @cumsum_p.def_julia
 def _cumsum_julia(e: Any, x: Any, *, axis: int, reverse: bool) -> str:
+    add = "accumulate(+, {}; dims = {})" if x.aval.dtype in _NARROW_INTS else "cumsum({}; dims = {})"
     if not reverse:
-        return f"cumsum({x}; dims = {axis + 1})"
+        return add.format(x, axis + 1)
     flipped = e.bind(f"reverse({x}; dims = {axis + 1})")
-    summed = e.bind(f"cumsum({flipped}; dims = {axis + 1})")
+    summed = e.bind(add.format(flipped, axis + 1))
     return f"reverse({summed}; dims = {axis + 1})"
 
 
