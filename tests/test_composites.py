@@ -998,6 +998,12 @@ def test_lstsq_edge_cases_as_numpy() -> None:
         got, want = pz.make_program(np.linalg.lstsq, a, y)(a, y), np.linalg.lstsq(a, y)
         for g, w in zip(got, want):
             np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    # Fuzzer: numpy solves float32 in float64, with float64's cut-off, and returns float32.
+    a, y = np.diag([1.0, 1e-8]).astype(np.float32), np.ones(2, np.float32)
+    for rcond in (None, -1):
+        got, want = pz.make_program(lambda a, y: np.linalg.lstsq(a, y, rcond=rcond), a, y)(a, y), np.linalg.lstsq(a, y, rcond=rcond)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+        assert [np.asarray(g).dtype for g in got] == [np.asarray(w).dtype for w in want] and int(got[2]) == 2
 
 
 def test_block_of_booleans_and_put_at_traced_positions_as_numpy() -> None:

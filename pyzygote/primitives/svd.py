@@ -177,7 +177,9 @@ def _np_lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
     deficient, a shape that depends on values, which a traced program cannot have.
     """
     a, b = as_operand(a), as_operand(b)
-    dtype = np.result_type(a.dtype, b.dtype, np.float32 if a.dtype.kind == b.dtype.kind == "f" else np.float64)
+    result = np.result_type(a.dtype, b.dtype, np.float32 if a.dtype.kind == b.dtype.kind == "f" else np.float64)
+    # numpy solves in float64 for float32 too (its cut-off is float64's), and returns float32.
+    dtype = np.dtype(np.float64)
     a, b = _floating_matrix(a).astype(dtype), b.astype(dtype)
     m, n = a.shape
     if b.ndim not in (1, 2) or b.shape[0] != m:
@@ -200,7 +202,7 @@ def _np_lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
         residuals = np.reshape(residuals, (1,)) if b.ndim == 1 else residuals
     else:
         residuals = np.zeros((0,), dtype=dtype)
-    return x, residuals, rank, s
+    return x.astype(result), residuals.astype(result), rank, s.astype(result)
 
 
 @implements(np.linalg.cond)
