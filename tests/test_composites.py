@@ -1025,6 +1025,43 @@ def test_block_of_booleans_and_put_at_traced_positions_as_numpy() -> None:
     np.testing.assert_allclose(g, numerical_gradient(lambda v: np.sum(spread(v, w) * np.arange(1.0, 5.0)), a)[0], rtol=1e-8)
 
 
+def test_insert_put_and_positions_as_numpy_takes_them() -> None:
+    """Fuzzer: np.insert of values that numpy broadcasts into the slot failed; np.put(y, [], v)
+    raised; positions built as np.array([i, j]) of traced integers (an object array) gave
+    numpy's bare IndexError; a position passed positionally (so differentiated) got no hint."""
+    M = np.arange(12.0).reshape(3, 4) + 1
+    for f in (
+        lambda M, v: np.insert(M, 1, np.reshape(v, (1, 1)), axis=0),
+        lambda M, v: np.insert(M, 1, np.ones((2, 1)) * v, axis=1),
+        lambda M, v: np.insert(M, -1, M[:, 0] * v, axis=1),
+        lambda M, v: np.insert(M * v, 1, [7.0, 8.0]),  # flat: both values
+    ):
+        np.testing.assert_array_equal(pz.make_program(f, M, 0.5)(M, 0.5)[0], f(M, 0.5))
+        (gv,) = pz.gradient(lambda v: np.sum(f(M, v) ** 2), 0.5)
+        np.testing.assert_allclose(gv, numerical_gradient(lambda v: np.sum(f(M, v) ** 2), 0.5)[0], rtol=1e-7)
+
+    x = np.array([0.5, -0.7, 1.3, 2.2, -0.1])
+
+    def scatter(x: Any, how: str) -> Any:
+        y = x * 1.0
+        at = np.array([np.argmax(x), np.argmin(x)])  # an object array of traced integers
+        if how == "setitem":
+            y[at] += x[:2]
+        elif how == "add.at":
+            np.add.at(y, at, x[:2])
+        else:
+            np.put(y, at, x[:2])
+            np.put(y, [], x[0])  # nothing written, as numpy
+        return np.sum(y**2)
+
+    for how in ("setitem", "add.at", "put"):
+        (g,) = pz.gradient(lambda v: scatter(v, how), x)
+        np.testing.assert_allclose(g, numerical_gradient(lambda v: scatter(v.copy(), how), x)[0], rtol=1e-7, err_msg=how)
+    for f in (lambda x, p: np.sum(np.insert(x, p, 1.0)), lambda x, p: (lambda y: (np.put(y, p, 1.0), np.sum(y))[1])(x * 1.0)):
+        with pytest.raises((TypeError, pz.UnsupportedOperationError), match="an argument pyzygote differentiates"):
+            pz.gradient(f, x, 2)
+
+
 def test_pinv_is_smooth_where_singular_values_repeat() -> None:
     """Fuzzer: pinv's derivative through the singular vectors divided by the gaps between
     singular values: NaN at the identity or an orthogonal matrix, and 13% off (silently) for a

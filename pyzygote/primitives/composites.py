@@ -600,20 +600,22 @@ def _np_insert(arr: Any, obj: Any, values: Any, axis: Any = None) -> Any:
         arr, axis = np.ravel(arr), 0
     axis = normalize_axis(axis, arr.ndim)
     if isinstance(obj, Tracer) or np.ndim(obj) != 0 or isinstance(obj, (bool, np.bool_)) or np.asarray(obj).dtype.kind not in "iu":
-        raise UnsupportedOperationError("traced np.insert takes one constant integer position; for several, call it once per position")
+        from pyzygote.primitives.indexing import differentiated_position_note
+
+        raise UnsupportedOperationError(
+            f"traced np.insert takes one constant integer position; for several, call it once per position.{differentiated_position_note(obj)}"
+        )
     n = arr.shape[axis]
     at = int(obj)
     if not -n <= at <= n:
         raise IndexError(f"index {at} is out of bounds for axis {axis} with size {n}")
     at = at + n if at < 0 else at
     v = convert(as_operand(values), arr.dtype) if as_operand(values).dtype != arr.dtype else as_operand(values)
-    # numpy moves the values' axis to `axis` when they have the array's rank; otherwise it
-    # broadcasts them to one slice of the array with `axis` of length 1.
-    piece_shape = arr.shape[:axis] + (1,) + arr.shape[axis + 1 :]
-    if v.ndim == arr.ndim:
-        piece = np.moveaxis(v, 0, axis) if v.ndim else v
-    else:
-        piece = np.broadcast_to(np.expand_dims(v, axis) if v.ndim == arr.ndim - 1 else v, piece_shape)
+    # As numpy: the values get the array's rank (leading 1s), their first axis moves to `axis`,
+    # whose length is the number inserted, and they broadcast to that slot.
+    v = np.reshape(v, (1,) * (arr.ndim - v.ndim) + tuple(v.shape)) if v.ndim < arr.ndim else v
+    piece = np.moveaxis(v, 0, axis) if v.ndim else v
+    piece = np.broadcast_to(piece, arr.shape[:axis] + (piece.shape[axis],) + arr.shape[axis + 1 :])
     left = arr[(slice(None),) * axis + (slice(0, at),)]
     right = arr[(slice(None),) * axis + (slice(at, None),)]
     return np.concatenate([left, piece, right], axis=axis)

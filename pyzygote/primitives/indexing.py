@@ -152,20 +152,25 @@ def scatter_add(v: Any, positions: np.ndarray, shape: tuple[int, ...]) -> Any:
 
 
 # --- indexing handlers ----------------------------------------------------------
+def differentiated_position_note(item: Any) -> str:
+    """For a traced float used as a position: when it is an argument being differentiated, why
+    (a number passed positionally becomes a float64 array) and what to do."""
+    if isinstance(item, Tracer) and item._var in {v for _, v in item._builder._inputs.values()}:
+        return (
+            " This index is an argument pyzygote differentiates: numbers and lists of numbers become "
+            "float64 arrays. Pass labels as an integer numpy array (np.array(y)), as a keyword "
+            "argument, or leave them out of pz.grad's argnums"
+        )
+    return ""
+
+
 def _check_static(index: Any) -> tuple[Any, bool]:
     items = index if isinstance(index, tuple) else (index,)
     basic = True
     for item in items:
         if isinstance(item, Tracer):
             if item.dtype.kind == "f":
-                given = (
-                    " This index is an argument pyzygote differentiates: numbers and lists of numbers become "
-                    "float64 arrays. Pass labels as an integer numpy array (np.array(y)), as a keyword "
-                    "argument, or leave them out of pz.grad's argnums"
-                    if item._var in {v for _, v in item._builder._inputs.values()}
-                    else ""
-                )
-                raise IndexError(f"arrays used as indices must be of integer type (a traced float index: use .astype(int)).{given}")
+                raise IndexError(f"arrays used as indices must be of integer type (a traced float index: use .astype(int)).{differentiated_position_note(item)}")
             raise UnsupportedOperationError(
                 "this use of a traced index depends on the data and cannot be traced: a traced boolean "
                 "mask mixed with other indices selects a data-dependent number of elements. A mask alone "
@@ -209,10 +214,13 @@ def _traced_mask(items: tuple[Any, ...]) -> Tracer | None:
 
 
 def _stacked_lists(index: Any) -> Any:
-    """``x[[i, 0]]`` with a traced ``i``: a list holding traced integers is an index array."""
+    """``x[[i, 0]]`` with a traced ``i``: a list holding traced integers is an index array, and so
+    is ``np.array([i, j])`` of traced positions (an object array; fuzzer: numpy's bare IndexError)."""
     def one(item: Any) -> Any:
         if isinstance(item, list) and any(isinstance(v, Tracer) for v in item):
             return np.stack([as_operand(v) for v in item])
+        if isinstance(item, np.ndarray) and item.dtype == object and any(isinstance(v, Tracer) for v in item.flat):
+            return as_operand(item)
         return item
 
     return tuple(one(item) for item in index) if isinstance(index, tuple) else one(index)

@@ -581,6 +581,9 @@ def _ufunc_at(sign: float, name: str) -> Any:
             )
         if b is None:
             raise TypeError(f"np.{name}.at needs the values to {name}")
+        from pyzygote.primitives.indexing import _stacked_lists
+
+        indices = _stacked_lists(indices)
         grid = np.arange(a.size, dtype=_INT).reshape(a.shape)
         index = indices if isinstance(indices, tuple) else (indices,)
         if any(isinstance(i, Tracer) and i.dtype == bool for i in index):
@@ -762,10 +765,19 @@ def _np_put(a: Any, ind: Any, v: Any, mode: str = "raise") -> None:
     _refuse_numpy_destination("put", a)
     if mode != "raise":
         raise UnsupportedOperationError("traced np.put supports only mode='raise'")
+    from pyzygote.primitives.indexing import _stacked_lists
+
+    ind = _stacked_lists(ind)
     if isinstance(ind, Tracer):
+        if ind.dtype.kind not in "iu":
+            from pyzygote.primitives.indexing import differentiated_position_note
+
+            raise TypeError(f"np.put: ind must hold integers, got a traced {ind.dtype} array.{differentiated_position_note(ind)}")
         a.flat[ind] = _cyclic(v, int(np.size(ind)), "put")
         return
     positions = np.ravel(np.asarray(ind))
+    if positions.size == 0:
+        return  # numpy writes nothing (an empty list is a float array)
     if positions.dtype.kind not in "iu":
         raise TypeError("np.put: ind must hold integers")
     if positions.size:
