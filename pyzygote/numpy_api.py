@@ -85,8 +85,14 @@ def supported_names() -> list[str]:
 
 _INSTEAD = {
     "fmod": "x - y * np.trunc(x / y)",
-    "eig": "np.linalg.eigh(a) for a symmetric matrix (a general matrix's eigenvalues can be complex)",
-    "eigvals": "np.linalg.eigvalsh(a) for a symmetric matrix (a general matrix's eigenvalues can be complex)",
+    "eig": "np.linalg.eigh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigh reads only the lower triangle, so a matrix that is not symmetric gets another matrix's eigenvalues)",
+    "eigvals": (
+        "np.linalg.eigvalsh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigvalsh reads only "
+        "the lower triangle, so a matrix that is not symmetric gets another matrix's eigenvalues). For the spectral "
+        "radius of a non-negative matrix (R0 of a next-generation matrix), iterate v = a @ v / np.linalg.norm(a @ v) "
+        "a fixed number of times, or take eigvalsh of a symmetric matrix similar to it (diag(N) C diag(1/N) has the "
+        "eigenvalues of C)"
+    ),
 }
 
 

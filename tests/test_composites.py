@@ -1132,3 +1132,23 @@ def test_writes_into_numpy_arrays_and_general_eigenvalues_are_refused_with_a_way
         pz.gradient(lambda v: np.sum(np.linalg.eigvals(np.diag(v))), x)
     with pytest.raises(pz.UnsupportedOperationError, match="one constant integer position"):
         pz.gradient(lambda v: np.sum(np.insert(v, [0, 1], 2.0)), x)
+
+
+def test_eigvalsh_of_a_matrix_that_is_not_symmetric_warns() -> None:
+    """User testing: the advice for np.linalg.eigvals (eigvalsh, for symmetric matrices) applied
+    to a next-generation matrix gave R0 = 2.456 for 2.290, silently (numpy's eigvalsh reads one
+    triangle).  It warns, and the advice names power iteration and a similar symmetric matrix."""
+    import warnings
+
+    N = np.array([2.0e6, 3.0e6, 2.5e6])
+    C = np.array([[7.0, 3.0, 2.0], [3.0, 9.0, 3.0], [2.0, 3.0, 5.0]])
+    K = lambda b: b * C * N[:, None] / N[None, :]  # noqa: E731  (diag(N) C diag(1/N): C's eigenvalues)
+    with pytest.warns(RuntimeWarning, match="not symmetric.*spectral radius"):
+        pz.gradient(lambda b: np.max(np.linalg.eigvalsh(K(b))), 0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = pz.gradient(lambda b: np.max(np.linalg.eigvalsh(b * C)), 0.2)  # the similar symmetric matrix
+        np.testing.assert_allclose(g, np.max(np.abs(np.linalg.eigvals(K(1.0)))), rtol=1e-12)
+        pz.gradient(lambda b: np.max(np.linalg.eigvalsh(np.tril(b * C))), 0.2)  # the lower triangle only: LAPACK's convention
+    with pytest.raises(pz.UnsupportedOperationError, match="power iteration|iterate v = a @ v"):
+        pz.gradient(lambda b: np.max(np.abs(np.linalg.eigvals(K(b)))), 0.2)

@@ -462,6 +462,28 @@ def column_signs(v: np.ndarray) -> np.ndarray:
     return np.where(lead < 0, -1.0, 1.0).astype(v.dtype)
 
 
+def _warn_if_not_symmetric(a: np.ndarray) -> None:
+    """eigh and eigvalsh read one triangle: a matrix that is not symmetric gets the eigenvalues of
+    another, silently in numpy (user testing: a next-generation matrix's R0, 2.456 for 2.290).  A
+    matrix with zeros above the diagonal is the triangle-only input LAPACK's convention allows."""
+    upper = np.triu(a, 1)
+    if not np.any(upper):
+        return
+    gap = float(np.max(np.abs(upper - np.tril(a, -1).T)))
+    if gap > 1e-8 * float(np.max(np.abs(a))):
+        import warnings
+
+        warnings.warn(
+            f"np.linalg.eigh / eigvalsh of a matrix that is not symmetric (largest |a - a.T| = {gap:.3g}): they read only "
+            "one triangle (the lower one unless UPLO='U'), so the eigenvalues are those of another matrix. A general matrix's "
+            "eigenvalues are not traced; for the spectral radius of a non-negative matrix (R0 of a next-generation "
+            "matrix), iterate v = a @ v / np.linalg.norm(a @ v) a fixed number of times, or use a symmetric matrix "
+            "similar to it (diag(N) C diag(1/N) has the eigenvalues of C)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
 def signed_eigenvectors(v: np.ndarray) -> np.ndarray:
     """``v`` with each column's sign fixed: its first entry of largest magnitude is positive."""
     return v * column_signs(v)
@@ -469,6 +491,7 @@ def signed_eigenvectors(v: np.ndarray) -> np.ndarray:
 
 @eigh_p.def_impl
 def _eigh_impl(a: Any) -> tuple[np.ndarray, np.ndarray]:
+    _warn_if_not_symmetric(np.asarray(a))
     w, v = np.linalg.eigh(a)
     return w, signed_eigenvectors(v)
 
