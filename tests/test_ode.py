@@ -1796,3 +1796,20 @@ def test_a_control_read_at_a_traced_time_index_takes_all_sensitivity_columns_at_
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-10, atol=1e-14)
     system = RHS.trace(indexed, 2, n_int).sensitivity_system()
     assert sum(e.prim.name == "take" for e in system.program.eqns) <= 2
+
+
+def test_an_infinite_loss_through_an_adjoint_names_the_likely_log_of_zero() -> None:
+    """User testing: a Poisson likelihood whose ODE mean decayed to 0 at a trial point has an
+    infinite loss; through an adjoint the error blamed NaN in the data, and the README's advice
+    for fits (catch pz.SolverError) did not cover it."""
+    t = np.linspace(0.0, 10.0, 11)
+    y = np.array([100, 60, 37, 22, 13, 8, 5, 3, 2, 1, 1], float)
+
+    def nll(logk: Any) -> Any:
+        mu = pz.odesolve(lambda u, k, s: -k * u, np.array([100.0]), t, np.exp(logk), alg="Tsit5", reltol=1e-8, abstol=1e-12, sensealg="adjoint")[:, 0]
+        return np.sum(mu - y * np.log(np.maximum(mu, 0.0)))
+
+    (g,) = pz.gradient(nll, np.log(0.5))
+    assert np.isfinite(g)
+    with np.errstate(divide="ignore"), pytest.raises(pz.NonFiniteGradientError, match="loss is not finite there.*np.log of a solution that reached 0.*NaN"):
+        pz.gradient(nll, 8.0)

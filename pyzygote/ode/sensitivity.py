@@ -186,9 +186,11 @@ def vjp(
         bad = np.unique(t[~np.all(np.isfinite(ct), axis=1)])
         raise NonFiniteGradientError(
             f"the derivative of the result with respect to the ODE solution contains NaN or inf at t = {bad[:5].tolist()}"
-            f"{' ...' if bad.size > 5 else ''}, so the adjoint solve ({mode}) cannot start from it. NaN in the data the "
-            "solution is compared with? Mask missing observations before the arithmetic: "
-            "np.where(np.isnan(data), 0.0, u - data)"
+            f"{' ...' if bad.size > 5 else ''}, so the adjoint solve ({mode}) cannot start from it. Either the loss is not "
+            "finite there (np.log of a solution that reached 0, as a Poisson likelihood's mean can at extreme parameters: "
+            "bound the parameters, use np.log(np.maximum(u, tiny)), or solve for log-states; in a fit, catch "
+            "pz.NonFiniteGradientError like pz.SolverError and return np.inf), or the data it is compared with holds NaN: "
+            "mask missing observations before the arithmetic, np.where(np.isnan(data), 0.0, u - data)"
         )
     if mode == "adjoint":
         return _interpolating_adjoint(rhs, u0, p, t, ct, opts)
