@@ -900,7 +900,8 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
             raise _object_array(exc) from exc
         raise
     except IndexError as exc:
-        if "only integers, slices" in str(exc) and hasattr(exc, "add_note"):  # Python 3.11+
+        # Nested traces (an ODE's right-hand side inside a loss) pass the same error up: one note.
+        if "only integers, slices" in str(exc) and hasattr(exc, "add_note") and not any("pz.take(table, i)" in n for n in getattr(exc, "__notes__", ())):
             exc.add_note(
                 "(pyzygote: if the index is a traced value, such as an argument being differentiated or t in "
                 "an ODE right-hand side, numpy's own arrays cannot be indexed with it: read them with "

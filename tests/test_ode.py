@@ -1813,3 +1813,15 @@ def test_an_infinite_loss_through_an_adjoint_names_the_likely_log_of_zero() -> N
     assert np.isfinite(g)
     with np.errstate(divide="ignore"), pytest.raises(pz.NonFiniteGradientError, match="loss is not finite there.*np.log of a solution that reached 0.*NaN"):
         pz.gradient(nll, 8.0)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_a_numpy_table_read_at_a_traced_time_index_gets_one_note() -> None:
+    """User testing: the note pointing to pz.take came twice (once per nested trace), with an
+    unrelated note about u0's shape."""
+    table = np.linspace(320.0, 360.0, 30)
+    rhs = lambda x, p, t: -p * 1e-3 * table[np.minimum(np.floor(t / 0.1).astype(int), 29)] * x  # noqa: E731
+    with pytest.raises(IndexError) as info:
+        pz.gradient(lambda p: pz.odesolve(rhs, np.array([1.0]), np.array([0.0, 3.0]), p)[-1, 0], 1.0)
+    notes = info.value.__notes__
+    assert sum("pz.take(table, i)" in n for n in notes) == 1 and not any("u has the shape of u0" in n for n in notes)

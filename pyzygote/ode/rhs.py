@@ -236,7 +236,7 @@ class RHS(_Directions):
             if hasattr(exc, "add_note"):  # Python 3.11+
                 exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
                              "p as given and a scalar t)")
-                if "could not be broadcast" in str(exc) or isinstance(exc, IndexError):
+                if "could not be broadcast" in str(exc) or (isinstance(exc, IndexError) and "only integers, slices" not in str(exc)):
                     exc.add_note(
                         f"u has the shape of u0, {layout.u_shape}: check that u0 holds as many states, in the "
                         "shape, that the right-hand side reads (a column u0 of shape (n, 1) broadcasts unlike a vector)"
