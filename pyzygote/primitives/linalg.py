@@ -470,7 +470,8 @@ def _warn_if_not_symmetric(a: np.ndarray) -> None:
     if not np.any(upper):
         return
     gap = float(np.max(np.abs(upper - np.tril(a, -1).T)))
-    if gap > 1e-8 * float(np.max(np.abs(a))):
+    # Rounding leaves products such as x.T @ w @ x off symmetry by a few ulps.
+    if gap > float(np.sqrt(np.finfo(a.dtype).eps)) * float(np.max(np.abs(a))):
         import warnings
 
         warnings.warn(
