@@ -470,8 +470,10 @@ def _warn_if_not_symmetric(a: np.ndarray) -> None:
     if not np.any(upper):
         return
     gap = float(np.max(np.abs(upper - np.tril(a, -1).T)))
-    # Rounding leaves products such as x.T @ w @ x off symmetry by a few ulps.
-    if gap > float(np.sqrt(np.finfo(a.dtype).eps)) * float(np.max(np.abs(a))):
+    # Rounding leaves products such as x.T @ w @ x off symmetry by a few ulps, and central
+    # differences (pz.testing.check_grads, pz.crosscheck) by their step; the eigenvalues move by
+    # about the gap, so only a gap that matters is named.
+    if gap > 1e-4 * float(np.max(np.abs(a))):
         import warnings
 
         warnings.warn(
