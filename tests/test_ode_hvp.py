@@ -38,11 +38,11 @@ def _params() -> dict[str, Any]:
 DATA = np.cos(TIMES)[:, None] * np.array([1.0, 0.5])
 
 
-def _loss(sensealg: str) -> Any:
+def _loss(sensealg: str, alg: str = "Tsit5") -> Any:
     scale = 1.0  # a constant leaf of p: it gets no derivative columns
 
     def loss(q: Any, u0: Any) -> Any:
-        u = pz.odesolve(_tiny_network, u0, TIMES, {**q, "scale": scale}, sensealg=sensealg, **TOL)
+        u = pz.odesolve(_tiny_network, u0, TIMES, {**q, "scale": scale}, sensealg=sensealg, **{**TOL, "alg": alg})
         return np.sum((u - DATA) ** 2) + 0.1 * np.sum(u[-1] ** 3)
 
     return loss
@@ -63,9 +63,10 @@ def _hessian_fd(f: Any, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
     return np.stack([(g(x + h * e) - g(x - h * e)) / (2 * h) for e in np.eye(x.size)], axis=1)
 
 
-@pytest.mark.parametrize("sensealg", ["adjoint", "backsolve"])
-def test_hessian_through_an_adjoint_matches_forward_over_forward_and_differences(sensealg: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    loss = _loss(sensealg)
+@pytest.mark.parametrize("sensealg, alg", [("adjoint", "Tsit5"), ("backsolve", "Tsit5"), ("adjoint", "Rodas5P"), ("adjoint", "FBDF")])
+def test_hessian_through_an_adjoint_matches_forward_over_forward_and_differences(sensealg: str, alg: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Implicit solvers too: the copies of the tangent system take a block-diagonal Jacobian."""
+    loss = _loss(sensealg, alg)
     flat0 = np.concatenate([Q0[k].ravel() for k in sorted(Q0)])
 
     def unflat(v: Any) -> dict[str, Any]:
@@ -118,3 +119,21 @@ def test_third_derivative_along_one_direction(by_adjoint: bool) -> None:
     _, d3 = pz.jvp(lambda s: pz.jvp(pz.grad(f), (s,), (1.0,))[1], (0.0,), (1.0,))
     h = 1e-4
     np.testing.assert_allclose(d3, (d2(h) - d2(-h)) / (2 * h), rtol=1e-5)
+
+
+def test_copies_of_a_system_take_its_jacobian_block_by_block() -> None:
+    """Implicit solvers of the copies (batched Hessian directions) use a block-diagonal
+    Jacobian, one block per copy, or one repeated block where the copies share their point."""
+    from pyzygote.ode.rhs import RHS
+
+    base = RHS.trace(lambda u, p, t: np.array([-p[0] * u[0] * u[1], p[1] * u[0] - np.sin(u[1]) * t]), 2, 2)
+    copies = base.copies(3)
+    rng = np.random.default_rng(0)
+    for shared in (False, True):
+        Z, Q = rng.standard_normal((3, 2)), rng.uniform(0.5, 1.5, (3, 2))
+        if shared:
+            Z[:], Q[:] = Z[0], Q[0]
+        z, q = Z.ravel(), Q.ravel()
+        J = copies.jacobian_u(z, q, 0.3).toarray()
+        fd = np.stack([(copies(z + 1e-6 * e, q, 0.3) - copies(z - 1e-6 * e, q, 0.3)) / 2e-6 for e in np.eye(6)], axis=1)
+        np.testing.assert_allclose(J, fd, atol=1e-8)

@@ -200,8 +200,10 @@ class RHS(_Directions):
         self._call = compile_scalar(program)
         self._derived: dict[Any, Callable[..., Any]] = {}
         self._systems: dict[Any, RHS] = {}
-        # A derived system's Jacobian, assembled from its base's (see sensitivity_system).
+        # A derived system's Jacobian, assembled from its base's (see sensitivity_system), and how
+        # many leading entries of the state and of the parameters it reads (all, unless derived).
         self._structured_jacobian: Callable[..., Any] | None = None
+        self._jacobian_reads = (n, m)
 
     def __repr__(self) -> str:
         return f"<rhs {self.name} n={self.n} m={self.m}>"
@@ -451,6 +453,7 @@ class RHS(_Directions):
             n, k = self.n, len(cols)
             hit = self._systems[("sens", cols)] = RHS(f"sensitivities of {self!r}", cse(self._sensitivity_program(cols)), n * (1 + k), self.m)
             hit._structured_jacobian = lambda z, p, t: sensitivity_jacobian(self.jacobian_u(z[:n], p, t), k)
+            hit._jacobian_reads = (n, self.m)
         return hit
 
     def initial_sensitivities(self, cols: tuple[int, ...] | None = None) -> np.ndarray:
@@ -466,6 +469,7 @@ class RHS(_Directions):
             n, m = self.n, self.m
             hit = self._systems["tangent", k] = RHS(f"tangent of {self!r}", cse(self._tangent_program(k)), n * (1 + k), m * (1 + k))
             hit._structured_jacobian = lambda z, q, t: sensitivity_jacobian(self.jacobian_u(z[:n], q[:m], t), k)
+            hit._jacobian_reads = (n, m)
         return hit
 
     def copies(self, k: int) -> "RHS":
@@ -475,7 +479,21 @@ class RHS(_Directions):
         batched Hessian-vector products of :data:`pyzygote.primitives.ode.odesolve_hvp_p`)."""
         hit = self._systems.get(("copies", k))
         if hit is None:
-            hit = self._systems["copies", k] = RHS(f"{k} copies of {self!r}", cse(self._copies_program(k)), self.n * k, self.m * k)
+            n, m = self.n, self.m
+            hit = self._systems["copies", k] = RHS(f"{k} copies of {self!r}", cse(self._copies_program(k)), n * k, m * k)
+
+            reads_n, reads_m = self._jacobian_reads
+
+            def block_diagonal(z: np.ndarray, q: np.ndarray, t: float) -> Any:
+                from scipy.sparse import block_diag, identity, kron
+
+                Z, Q = np.reshape(z, (k, n)), np.reshape(q, (k, m))
+                if np.all(Z[:, :reads_n] == Z[0, :reads_n]) and np.all(Q[:, :reads_m] == Q[0, :reads_m]):
+                    # The directions of a Hessian share their point: one Jacobian, repeated.
+                    return kron(identity(k, format="csc"), self.jacobian_u(Z[0], Q[0], t), format="csc")
+                return block_diag([self.jacobian_u(Z[j], Q[j], t) for j in range(k)], format="csc")
+
+            hit._structured_jacobian = block_diagonal
         return hit
 
     def _copies_program(self, k: int) -> Program:

@@ -263,7 +263,8 @@ HVP_BY_ADJOINT_COLUMNS = 48
 
 
 def _second_order_by_adjoint(columns: int, opts: Options, mode: str) -> bool:
-    return mode in ("adjoint", "backsolve") and columns > HVP_BY_ADJOINT_COLUMNS and opts.alg != "auto" and not algorithm(opts.alg).stiff
+    # Not LSODA (alg="auto"): it takes only dense Jacobians, of all the copies' equations.
+    return mode in ("adjoint", "backsolve") and columns > HVP_BY_ADJOINT_COLUMNS and algorithm(opts.alg).scipy != "LSODA"
 
 
 def _mask(rhs: RHS, wrt: tuple[bool, bool], fixed: tuple[int, ...]) -> np.ndarray:
