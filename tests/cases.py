@@ -618,8 +618,8 @@ case("odesolve_vjp", "backsolve", _ode("backsolve"), _ode_args, dot_rtol=1e-7, *
 
 
 def _hvp(sensealg: str) -> Callable[..., Any]:
-    """odesolve_hvp bound directly: second derivatives use it only beyond
-    HVP_BY_ADJOINT_COLUMNS directions, which these small cases do not reach."""
+    """odesolve_hvp bound directly: second derivatives use it only for many directions
+    (pyzygote.primitives.ode._second_order_by_adjoint), which these small cases do not reach."""
     from pyzygote.ode.rhs import RHS
     from pyzygote.ode.sensitivity import Options
     from pyzygote.primitives.ode import odesolve_hvp_p

@@ -203,7 +203,7 @@ def test_a_hessian_vector_product_by_adjoint_inside_a_differentiated_function_ag
     here for two parameters): on Julia, PyZygote.odesolve_hvp and its rrule."""
     from pyzygote.primitives import ode as ode_prims
 
-    monkeypatch.setattr(ode_prims, "HVP_BY_ADJOINT_COLUMNS", 0)
+    monkeypatch.setattr(ode_prims, "_second_order_by_adjoint", lambda *_: True)
     t = np.linspace(0.0, 1.0, 5)
     rhs = lambda u, q, s: -q[0] * u + q[1] * np.sin(s) * u  # noqa: E731
     loss = lambda q: np.sum(pz.odesolve(rhs, [1.0], t, q, alg="Tsit5", sensealg="adjoint", reltol=1e-10, abstol=1e-10) ** 2)  # noqa: E731

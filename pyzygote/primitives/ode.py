@@ -230,7 +230,7 @@ def _vjp_jvp(primals: Any, tangents: Any, *, rhs: RHS, wrt: tuple[bool, bool], *
     a, b, dct = _tangents(primals, tangents)
     cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
     mode = sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols))
-    if _second_order_by_adjoint(len(cols), params["opts"], mode):
+    if _second_order_by_adjoint(rhs.n, len(cols), params["opts"], mode):
         _warn_kinks_at_second_order(rhs)
         g = odesolve_vjp_p.bind(u0, p, ct, rhs=rhs, wrt=wrt, **params)
         h = odesolve_hvp_p.bind(u0, p, ct, a, b, dct, rhs=rhs, wrt=wrt, **{**params, "sensealg": mode})
@@ -256,15 +256,21 @@ odesolve_tangent_p.jvp = _tangent_jvp
 odesolve_hvp_p = Primitive("odesolve_hvp")
 odesolve_hvp_p.def_abstract_eval(lambda u0, p, ct, a, b, dct, **params: Aval((u0.shape[0] + p.shape[0],), u0.dtype))
 
-# Followed directions above which second derivatives through an adjoint sensealg take the adjoint
-# of the tangent system (explicit solvers; implicit ones would need the dense Jacobian of all the
-# batched copies, and keep forward over forward).
-HVP_BY_ADJOINT_COLUMNS = 48
+# Second derivatives through an adjoint sensealg take the adjoint of the tangent system where
+# forward over forward would follow at least this many second-order sensitivities (states x
+# directions) per direction, and more than 16 directions.  Timed here: pyzygote's own RK stepper
+# (Tsit5, DP5) gains from about 200 (a 2-state neural ODE with 122 weights: 0.55 s against 2.2 s),
+# SciPy's DOP853 (Vern7, Vern9), Radau and BDF from about 400 (Vern7 broke even at 202 weights;
+# Rodas5P with 20 states and 20 parameters at 400, 2.6 times faster with 40).
+HVP_BY_ADJOINT_EQUATIONS = {"RK45": 200, "DOP853": 400, "Radau": 400, "BDF": 400}
+HVP_BY_ADJOINT_COLUMNS = 16
 
 
-def _second_order_by_adjoint(columns: int, opts: Options, mode: str) -> bool:
-    # Not LSODA (alg="auto"): it takes only dense Jacobians, of all the copies' equations.
-    return mode in ("adjoint", "backsolve") and columns > HVP_BY_ADJOINT_COLUMNS and algorithm(opts.alg).scipy != "LSODA"
+def _second_order_by_adjoint(n: int, columns: int, opts: Options, mode: str) -> bool:
+    """Whether second derivatives take the adjoint of the tangent system (:data:`odesolve_hvp_p`).
+    Not with LSODA (alg="auto"), which takes only dense Jacobians, of all the copies' equations."""
+    least = HVP_BY_ADJOINT_EQUATIONS.get(algorithm(opts.alg).scipy)
+    return mode in ("adjoint", "backsolve") and least is not None and columns > HVP_BY_ADJOINT_COLUMNS and n * columns >= least
 
 
 def _mask(rhs: RHS, wrt: tuple[bool, bool], fixed: tuple[int, ...]) -> np.ndarray:
@@ -294,7 +300,7 @@ def _hvp_batch(
     args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()
 ) -> Any:
     """k directions as k copies of the tangent system in one adjoint solve (RHS.copies)."""
-    if any(isinstance(x, Tracer) for x in args) or not _second_order_by_adjoint(HVP_BY_ADJOINT_COLUMNS + 1, opts, sensealg):
+    if any(isinstance(x, Tracer) for x in args) or algorithm(opts.alg).scipy not in HVP_BY_ADJOINT_EQUATIONS:
         return None
     k = next(np.shape(x)[0] for x, flag in zip(args, batched) if flag)
     n, m = rhs.n, rhs.m
