@@ -741,18 +741,23 @@ def test_other_threads_are_refused_at_once_instead_of_hanging() -> None:
     the run.  They are refused before Julia is entered; the starting thread goes on."""
     x = np.linspace(0.1, 1.0, 5)
     errors: list[BaseException] = []
+    by_auto: list[Any] = []
 
     def work() -> None:
         try:
             pz.gradient(lambda v: np.sum(v**3), x, engine="julia")
         except BaseException as exc:  # reported below
             errors.append(exc)
+        by_auto.append((pz.current_engine_name("auto"), pz.gradient(lambda v: np.sum(v**3), x, engine="auto")[0]))
 
     thread = threading.Thread(target=work)
     thread.start()
     thread.join(timeout=60)
     assert not thread.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], pz.JuliaError) and "#578" in str(errors[0])
+    # engine="auto" uses the NumPy engine outside the main thread, where Julia is set up too
+    assert by_auto[0][0] == "numpy"
+    assert_close(by_auto[0][1], 3 * x**2)
     assert_close(pz.gradient(lambda v: np.sum(v**3), x, engine="julia")[0], 3 * x**2)
 
 
