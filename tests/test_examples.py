@@ -26,3 +26,20 @@ def test_example_runs_on_the_numpy_engine(script: str, expected: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout
+
+
+def test_the_readme_tour_runs_as_written() -> None:
+    """README's tour is a script a user can paste (a README walkthrough found it used names it
+    never defined); its first two lines give the values its comments state."""
+    import numpy as np
+
+    import pyzygote as pz
+
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    start = readme.index("## A tour\n\n```python\n") + len("## A tour\n\n```python\n")
+    tour = readme[start : readme.index("```\n", start)]
+    scope: dict[str, object] = {}
+    with pz.engine("numpy"):
+        exec(compile(tour, "README.md (tour)", "exec"), scope)  # noqa: S102
+        assert pz.gradient(lambda v: scope["simulate_trajectory"](v)[-1], 10.0) == (1.0,)  # type: ignore[operator]
+    assert np.shape(scope["dW"]) == (3, 2) and np.shape(scope["g"]) == (3, 2)
