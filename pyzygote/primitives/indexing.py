@@ -188,7 +188,7 @@ def _check_static(index: Any) -> tuple[Any, bool]:
 @implements("getitem")
 def _getitem(x: Any, index: Any) -> Any:
     x = as_operand(x)
-    index = _stacked_lists(index)
+    index = stacked_positions(index)
     items = index if isinstance(index, tuple) else (index,)
     if any(isinstance(item, Tracer) and item.dtype.kind in "iu" for item in items):
         from pyzygote.primitives.traced_indexing import traced_getitem
@@ -213,7 +213,7 @@ def _traced_mask(items: tuple[Any, ...]) -> Tracer | None:
     return None
 
 
-def _stacked_lists(index: Any) -> Any:
+def stacked_positions(index: Any) -> Any:
     """``x[[i, 0]]`` with a traced ``i``: a list holding traced integers is an index array, and so
     is ``np.array([i, j])`` of traced positions (an object array; fuzzer: numpy's bare IndexError)."""
     def one(item: Any) -> Any:
@@ -228,7 +228,7 @@ def _stacked_lists(index: Any) -> Any:
 
 @implements("setitem")
 def _setitem(y: Any, index: Any, value: Any) -> Any:
-    index = _stacked_lists(index)
+    index = stacked_positions(index)
     items = index if isinstance(index, tuple) else (index,)
     if any(isinstance(item, Tracer) for item in items):
         from pyzygote.primitives import traced_indexing

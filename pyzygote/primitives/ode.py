@@ -327,9 +327,7 @@ def _hvp_transpose(c: Any, u0: Any, p: Any, ct: Any, a: Any, b: Any, dct: Any, *
     want = (isinstance(a, Undefined), isinstance(b, Undefined))
     h = odesolve_hvp_p.bind(u0, p, ct, c[:n], c[n:], zeros(aval_of(ct)), rhs=rhs, wrt=want, **params) if any(want) else None
     # S^T dct transposes to S c: the tangent of u along c.
-    fixed = params.get("fixed", ())
-    solve = {k: v for k, v in params.items() if k != "fixed"}
-    s = odesolve_tangent_p.bind(u0, p, c[:n], c[n:], rhs=rhs, **solve, **({"fixed": fixed} if fixed else {})) if isinstance(dct, Undefined) else None
+    s = odesolve_tangent_p.bind(u0, p, c[:n], c[n:], rhs=rhs, **params) if isinstance(dct, Undefined) else None
     return None, None, None, h[:n] if want[0] else None, h[n:] if want[1] else None, s
 
 

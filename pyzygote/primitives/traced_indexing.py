@@ -581,9 +581,9 @@ def _ufunc_at(sign: float, name: str) -> Any:
             )
         if b is None:
             raise TypeError(f"np.{name}.at needs the values to {name}")
-        from pyzygote.primitives.indexing import _stacked_lists
+        from pyzygote.primitives.indexing import stacked_positions
 
-        indices = _stacked_lists(indices)
+        indices = stacked_positions(indices)
         grid = np.arange(a.size, dtype=_INT).reshape(a.shape)
         index = indices if isinstance(indices, tuple) else (indices,)
         if any(isinstance(i, Tracer) and i.dtype == bool for i in index):
@@ -765,9 +765,9 @@ def _np_put(a: Any, ind: Any, v: Any, mode: str = "raise") -> None:
     _refuse_numpy_destination("put", a)
     if mode != "raise":
         raise UnsupportedOperationError("traced np.put supports only mode='raise'")
-    from pyzygote.primitives.indexing import _stacked_lists
+    from pyzygote.primitives.indexing import stacked_positions
 
-    ind = _stacked_lists(ind)
+    ind = stacked_positions(ind)
     if isinstance(ind, Tracer):
         if ind.dtype.kind not in "iu":
             from pyzygote.primitives.indexing import differentiated_position_note
