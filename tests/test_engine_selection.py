@@ -774,3 +774,57 @@ def test_julia_is_refused_outside_the_main_thread(monkeypatch: pytest.MonkeyPatc
     assert "engine='numpy'" in str(seen[0]) and "#578" in str(seen[0]) and "'worker-1'" in str(seen[0])
     assert picked == ["numpy"] and "NumPy engine in thread 'worker-1'" in capsys.readouterr().err
     assert engines.current_engine_name("auto") == "julia"  # the main thread
+
+
+def test_julia_values_dropped_in_another_thread_are_released_in_the_main_thread() -> None:
+    """Releasing a Julia value runs Julia code (PythonCall's `_pyjl_dealloc`), which must not
+    run outside the main thread (#578).  Holders that die in a worker thread (a compiled
+    program, a pullback's Julia closure, a Julia function) leave their values to the main
+    thread, which drops them the next time it takes the Julia lock."""
+    import gc
+    import threading
+    import weakref
+
+    from pyzygote.julia import engine, session
+    from pyzygote.julia.functions import JuliaFunction
+
+    class JuliaValue:  # stands for a juliacall object: only its lifetime matters here
+        pass
+
+    values = [JuliaValue() for _ in range(4)]
+    alive = [weakref.ref(v) for v in values]
+    holders = [
+        engine.CompiledProgram(values[0], (), False, "", "f", values[1]),
+        session.MainThreadValue(values[2]),
+        JuliaFunction("x -> x"),
+    ]
+    holders[2]._fn = values[3]
+    del values
+
+    def drop() -> None:
+        holders.clear()
+        gc.collect()
+
+    t = threading.Thread(target=drop)
+    t.start()
+    t.join()
+    assert all(ref() is not None for ref in alive)  # not released in the worker
+    with session.LOCK:
+        pass
+    gc.collect()
+    assert all(ref() is None for ref in alive)  # released by the main thread
+
+
+def test_julia_values_dropped_in_the_main_thread_are_released_at_once() -> None:
+    import weakref
+
+    from pyzygote.julia import session
+
+    class JuliaValue:
+        pass
+
+    value = JuliaValue()
+    alive = weakref.ref(value)
+    held = session.MainThreadValue(value)
+    del value, held
+    assert alive() is None

@@ -34,6 +34,9 @@ class CompiledProgram:
     name: str
     module: Any
 
+    def __del__(self) -> None:
+        session.release_in_main_thread(self.fn, self.consts, self.module)
+
 
 def _compile(prog: Program) -> CompiledProgram:
     from pyzygote.julia.codegen import emit_program
@@ -140,10 +143,11 @@ class JuliaEngine:
         with session.LOCK:
             ys, back = session.runtime_call("pullback", c.fn, *map(to_julia, arrays), origin=_origin(c))
             values = _copies(ys, prog.out_avals, "output")
+            held = session.MainThreadValue(back)
 
         def backward(*cts: Any) -> list[Any]:
             with session.LOCK:
-                grads = session.call(back, *map(to_julia, cts), origin=_origin(c))
+                grads = session.call(held.value, *map(to_julia, cts), origin=_origin(c))
                 return list(_copies(grads, in_avals, "cotangent"))
 
         return values, backward

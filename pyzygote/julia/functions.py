@@ -131,6 +131,9 @@ class JuliaFunction:
         self._fn: Any = None
         self._wrappers: dict[Hashable, Any] = {}
 
+    def __del__(self) -> None:
+        session.release_in_main_thread(getattr(self, "_fn", None), getattr(self, "_wrappers", None))
+
     def __repr__(self) -> str:
         if self._source is not None:
             text = " ".join(self._source.split())
@@ -294,6 +297,7 @@ class JuliaFunction:
         g = self._wrapped(tree)
         ys, back = session.runtime_call("pullback", g, *map(to_julia, arrays))
         outs = [np.asarray(from_julia(y)) for y in ys]
+        held = session.MainThreadValue(back)
 
         @session.with_lock
         def backward(dy: Any) -> tuple[Any, ...]:
@@ -306,7 +310,7 @@ class JuliaFunction:
                 if c.shape != out.shape:
                     raise ValueError(f"cotangent of shape {c.shape} given for an output of shape {out.shape}")
                 fixed.append(to_julia(c))
-            grads = session.call(back, *fixed)
+            grads = session.call(held.value, *fixed)
             gs = [from_julia(d, a.dtype, a.shape, "cotangent") for d, a in zip(grads, arrays)]
             self._check_finite(names, "pullback", gs)
             return self._rebuild(tree, leaves, gs)
@@ -383,6 +387,9 @@ class JuliaModule:
         self._mod = session.new_module("Include")
         session.include_file(self._mod, self._path)
         self._functions: dict[str, JuliaFunction] = {}
+
+    def __del__(self) -> None:
+        session.release_in_main_thread(self.__dict__.get("_mod"))
 
     def __repr__(self) -> str:
         return f"<Julia module from {str(self._path)!r}>"

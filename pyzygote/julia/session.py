@@ -60,6 +60,8 @@ __all__ = [
     "load_ode_packages",
     "LOCK",
     "check_thread",
+    "release_in_main_thread",
+    "MainThreadValue",
     "ENV_DEFAULTS",
     "translate_error",
 ]
@@ -79,6 +81,8 @@ class _JuliaLock:
     def __enter__(self) -> "_JuliaLock":
         check_thread()
         self._lock.acquire()
+        if _RELEASE_IN_MAIN:
+            del _RELEASE_IN_MAIN[:]
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -103,6 +107,36 @@ def check_thread() -> None:
 
 
 LOCK = _JuliaLock()
+
+# Julia values whose Python holders died in another thread, kept until the main thread
+# next takes LOCK.  Releasing a Julia value runs Julia code (PythonCall's `_pyjl_dealloc`
+# pushes to a Julia vector, which may allocate and so collect), and a collection set off
+# from another thread hangs (PythonCall issue #578).
+_RELEASE_IN_MAIN: list[tuple[Any, ...]] = []
+
+
+def release_in_main_thread(*values: Any) -> None:
+    """For finalizers of objects that hold Julia values: outside the main thread, keep the
+    values alive until the main thread releases them (at its next call into Julia)."""
+    if threading.current_thread() is not threading.main_thread():
+        _RELEASE_IN_MAIN.append(values)
+
+
+class MainThreadValue:
+    """A Julia value that is released in the main thread, wherever its holder dies.
+
+    >>> held = MainThreadValue("a Julia value")
+    >>> held.value
+    'a Julia value'
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __del__(self) -> None:
+        release_in_main_thread(self.value)
 RUNTIME_JL = Path(__file__).resolve().parent / "runtime.jl"
 MAX_FRAMES = 12
 
