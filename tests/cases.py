@@ -23,7 +23,7 @@ import numpy as np
 import scipy.special
 
 from pyzygote.primitive import add_any
-from pyzygote.primitives.error_function import mills_ratio_p
+from pyzygote.primitives.error_function import erfcx_derivative_p, mills_ratio_p
 from pyzygote.primitives.indexing import scatter_add
 from pyzygote.primitives.reduction import cumsum_p
 from pyzygote.primitives.traced_indexing import put_add
@@ -273,6 +273,10 @@ case("erf", "erf", lambda x: scipy.special.erf(x), uniform(-2, 2))
 case("erfc", "erfc", lambda x: scipy.special.erfc(x), uniform(-2, 3))
 case("erfc", "ndtr", lambda x: scipy.special.ndtr(x), uniform(-6, 3))
 case("erfcx", "erfcx", lambda x: scipy.special.erfcx(x), uniform(-1, 5))
+case(
+    "erfcx_derivative", "bind", lambda x: erfcx_derivative_p.bind(x, order=1), uniform(0.5, 30),  # both sides of x = 8
+    ref=lambda x: (2 * x * scipy.special.erfcx(x) - 2 / np.sqrt(np.pi)).astype(x.dtype), value_rtol=1e-11,
+)
 case("erfinv", "erfinv", lambda x: scipy.special.erfinv(x), uniform(-0.9, 0.9))
 case("erfcinv", "erfcinv", lambda x: scipy.special.erfcinv(x), uniform(0.1, 1.9))
 case("erfcinv", "ndtri", lambda x: scipy.special.ndtri(x), uniform(0.05, 0.95))

@@ -1152,3 +1152,26 @@ def test_eigvalsh_of_a_matrix_that_is_not_symmetric_warns() -> None:
         pz.gradient(lambda b: np.max(np.linalg.eigvalsh(np.tril(b * C))), 0.2)  # the lower triangle only: LAPACK's convention
     with pytest.raises(pz.UnsupportedOperationError, match="power iteration|iterate v = a @ v"):
         pz.gradient(lambda b: np.max(np.abs(np.linalg.eigvals(K(b)))), 0.2)
+
+
+def test_erfcx_derivatives_keep_their_precision_for_large_x() -> None:
+    """erfcx's derivatives from its closed forms (2 x erfcx(x) - 2 / sqrt(pi), and each order
+    from the one below) cancel for large x: a Hessian at x = 1e4 came out 2.4 times too large.
+    The reference is erfcx's integral, 2 / sqrt(pi) * int (-2t)^n exp(-t^2 - 2 x t) dt, which
+    has no cancellation (quadrature in s = 2 x t)."""
+    import scipy.integrate
+    import scipy.special as sc
+
+    def reference(x: float, n: int) -> float:
+        f = lambda s: (-s / x) ** n * np.exp(-s - s * s / (4 * x * x))  # noqa: E731
+        return 2 / np.sqrt(np.pi) / (2 * x) * scipy.integrate.quad(f, 0, np.inf, epsabs=0, epsrel=1e-13, limit=200)[0]
+
+    erfcx = lambda v: np.sum(sc.erfcx(v))  # noqa: E731
+    x = np.array([3.0, 7.9, 8.0, 12.0, 1e2, 1e4, 1e6])
+    d1 = pz.gradient(erfcx, x)[0]
+    d2 = np.diag(pz.hessian(erfcx, x))
+    d3 = [pz.hessian(pz.grad(lambda u: sc.erfcx(u)), v) for v in x]
+    for i, v in enumerate(x):
+        np.testing.assert_allclose(d1[i], reference(v, 1), rtol=1e-13)
+        np.testing.assert_allclose(d2[i], reference(v, 2), rtol=1e-12)
+        np.testing.assert_allclose(d3[i], reference(v, 3), rtol=1e-10)

@@ -336,7 +336,7 @@ polygamma_of(x::Real, n::Real) = SpecialFunctions.polygamma(Int(primal(n)), x)
     erf(x), erfc(x), erfcx(x), erfinv(x), erfcinv(x), log_ndtr(x)
 
 scipy.special's error functions: SpecialFunctions' own, whose derivatives ForwardDiff and
-SpecialFunctions' ChainRules extension know, with NaN outside the domain of `erfinv` and
+SpecialFunctions' ChainRules extension know (`erfcx`'s are [`erfcx_derivative`](@ref)'s), with NaN outside the domain of `erfinv` and
 `erfcinv` as in scipy (SpecialFunctions throws a `DomainError`, and numpy evaluates both
 branches of `np.where`), and `log_ndtr`, the log of the standard normal distribution's CDF,
 with its relative precision in both tails: `logerfc` for the lower one, `log1p` for the upper
@@ -344,7 +344,7 @@ one, where the CDF is close to 1.
 """
 const erf = SpecialFunctions.erf
 const erfc = SpecialFunctions.erfc
-const erfcx = SpecialFunctions.erfcx
+erfcx(x::Real) = SpecialFunctions.erfcx(x)
 
 erfinv(x::Real) = abs(primal(x)) > 1 ? _nan(x) : SpecialFunctions.erfinv(x)
 erfcinv(x::Real) = 0 <= primal(x) <= 2 ? SpecialFunctions.erfcinv(x) : _nan(x)
@@ -391,6 +391,71 @@ end
 
 ChainRulesCore.@scalar_rule log_ndtr(x::Real) mills_ratio(x)
 ChainRulesCore.@scalar_rule mills_ratio(x::Real) -(Ω * (x + Ω))
+
+"""
+    erfcx_derivative(x, n)
+
+The `n`-th derivative of `erfcx` at `x`, as pyzygote's NumPy engine computes it. The closed
+form `2x * erfcx(x) - 2 / sqrt(pi)` (ForwardDiff's and SpecialFunctions' rule) subtracts two
+numbers near `2 / sqrt(pi)` for large `x`, and each order built from the one below loses
+another factor `x^2`. The derivatives satisfy `e⁽ᵐ⁺¹⁾ = 2x e⁽ᵐ⁾ + 2m e⁽ᵐ⁻¹⁾`, of whose
+solutions they are the one that shrinks relative to the others (the derivatives of
+`exp(x^2)`): from `x = 2` they are found by running it downwards (Miller's algorithm),
+scaled by `erfcx(x)` itself. Zygote's broadcast may make the order `n` a dual number; only
+its plain value is used.
+"""
+function erfcx_derivative(x::Real, n::Real)
+    order = Int(primal(n))
+    primal(x) < 2 && return _erfcx_upwards(x, order)
+    isinf(x) && return zero(x)
+    return _erfcx_downwards(x, order)
+end
+
+function _erfcx_upwards(x::Real, order::Int)
+    previous = SpecialFunctions.erfcx(x)
+    current = 2 * x * previous - 2 / sqrt(oftype(x, pi))
+    for m in 1:(order - 1)
+        previous, current = current, 2 * x * current + 2 * m * previous
+    end
+    return current
+end
+
+function _erfcx_downwards(x::Real, order::Int)
+    # the recurrence's values from order + 80 down, up to a common factor
+    above, current, kept = zero(x), one(x), one(x)
+    for m in (order + 80):-1:1
+        m == order && (kept = current)
+        above, current = current, (above - 2 * x * current) / (2 * m)
+        # keep the values near 1: for large x each step grows them by x
+        scale = inv(abs(current))
+        above, current, kept = above * scale, current * scale, kept * scale
+    end
+    return kept * SpecialFunctions.erfcx(x) / current
+end
+
+function erfcx(d::ForwardDiff.Dual{T}) where {T}
+    x = ForwardDiff.value(d)
+    return ForwardDiff.Dual{T}(erfcx(x), erfcx_derivative(x, 1) * ForwardDiff.partials(d))
+end
+
+function erfcx_derivative(d::ForwardDiff.Dual{T}, n::Real) where {T}
+    x = ForwardDiff.value(d)
+    order = Int(primal(n))
+    slope = erfcx_derivative(x, order + 1)
+    return ForwardDiff.Dual{T}(erfcx_derivative(x, order), slope * ForwardDiff.partials(d))
+end
+
+ChainRulesCore.@scalar_rule erfcx(x::Real) erfcx_derivative(x, 1)
+
+function ChainRulesCore.rrule(::typeof(erfcx_derivative), x::Real, n::Real)
+    order = Int(primal(n))
+    slope = erfcx_derivative(x, order + 1)
+    function erfcx_derivative_pullback(ȳ)
+        no = ChainRulesCore.NoTangent()
+        return (no, slope * ChainRulesCore.unthunk(ȳ), no)
+    end
+    return erfcx_derivative(x, order), erfcx_derivative_pullback
+end
 
 _nan(x::Real) = convert(float(typeof(x)), NaN)
 
