@@ -1175,3 +1175,17 @@ def test_erfcx_derivatives_keep_their_precision_for_large_x() -> None:
         np.testing.assert_allclose(d1[i], reference(v, 1), rtol=1e-13)
         np.testing.assert_allclose(d2[i], reference(v, 2), rtol=1e-12)
         np.testing.assert_allclose(d3[i], reference(v, 3), rtol=1e-10)
+
+
+def test_log_ndtr_derivatives_keep_their_precision_far_in_the_lower_tail() -> None:
+    """log_ndtr(x) ~ -x**2 / 2 - log(-x sqrt(2 pi)) - 1 / x**2 as x -> -inf.  Its second and
+    third derivatives were built from the Mills ratio's rule -r (x + r), which cancels there
+    (a third derivative at x = -1000 came out 177 times too large); they are now erfcx's."""
+    import scipy.special as sc
+
+    x = np.array([-1e3, -1e4, -1e6])
+    d2 = np.diag(pz.hessian(lambda v: np.sum(sc.log_ndtr(v)), x))
+    d3 = np.array([pz.hessian(pz.grad(lambda u: sc.log_ndtr(u)), v) for v in x])
+    # from the asymptotic series of log_ndtr: -x^2/2 - log(-x) - 1/x^2 + 5/(2 x^4) - 37/(3 x^6)
+    np.testing.assert_allclose(d2, -1 + 1 / x**2 - 6 / x**4 + 50 / x**6, rtol=1e-14)
+    np.testing.assert_allclose(d3, -2 / x**3 + 24 / x**5 - 300 / x**7, rtol=1e-12)

@@ -364,9 +364,10 @@ derivative of [`log_ndtr`](@ref), whose own derivative is `-r (x + r)`. Below ze
 `sqrt(2 / pi) / erfcx(-x / sqrt(2))`, precise however far into the tail; above, `cdf` is
 close to 1 and `pdf` small.
 
-Both functions carry these derivatives themselves, for ForwardDiff's duals (Zygote's
-broadcasting, `jvp`, `hessian`) and as ChainRules rules, as pyzygote's NumPy engine does: the
-rule of `logerfc` that they would otherwise reach subtracts two numbers of size `x^2 / 2`.
+Both functions carry their derivatives themselves (`log_ndtr`'s is
+[`log_ndtr_slope`](@ref)), for ForwardDiff's duals (Zygote's broadcasting, `jvp`, `hessian`)
+and as ChainRules rules, as pyzygote's NumPy engine does: the rule of `logerfc` that they
+would otherwise reach subtracts two numbers of size `x^2 / 2`.
 """
 function mills_ratio(x::Real)
     primal(x) < 0 &&
@@ -386,10 +387,24 @@ end
 
 function log_ndtr(d::ForwardDiff.Dual{T}) where {T}
     x = ForwardDiff.value(d)
-    return ForwardDiff.Dual{T}(log_ndtr(x), mills_ratio(x) * ForwardDiff.partials(d))
+    return ForwardDiff.Dual{T}(log_ndtr(x), log_ndtr_slope(x) * ForwardDiff.partials(d))
 end
 
-ChainRulesCore.@scalar_rule log_ndtr(x::Real) mills_ratio(x)
+"""
+    log_ndtr_slope(x)
+
+The derivative of [`log_ndtr`](@ref), the inverse Mills ratio, written so that its own
+derivatives keep their precision. Below zero it is the derivative of
+`log(erfcx(y) / 2) - y^2` for `y = -x / sqrt(2)`: there the Mills ratio's own rule
+`-r (x + r)` subtracts numbers near `x^2`, where [`erfcx_derivative`](@ref)'s add up.
+"""
+function log_ndtr_slope(x::Real)
+    primal(x) >= 0 && return mills_ratio(x)
+    y = -x / sqrt(oftype(x, 2))
+    return (2 * y - erfcx_derivative(y, 1) / erfcx(y)) / sqrt(oftype(x, 2))
+end
+
+ChainRulesCore.@scalar_rule log_ndtr(x::Real) log_ndtr_slope(x)
 ChainRulesCore.@scalar_rule mills_ratio(x::Real) -(Ω * (x + Ω))
 
 """

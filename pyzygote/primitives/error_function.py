@@ -24,6 +24,7 @@ import numpy as np
 from pyzygote.numpy_api import implements_scipy_ufunc
 from pyzygote.primitive import Primitive, defjvp
 from pyzygote.primitives.elementwise import elementwise_aval, ufunc_handler
+from pyzygote.tracer import SMOOTH, composition
 
 __all__ = ["erf_p", "erfc_p", "erfcx_p", "erfcx_derivative_p", "erfinv_p", "erfcinv_p", "log_ndtr_p", "mills_ratio_p"]
 
@@ -118,8 +119,9 @@ def _erfcx_downwards(x: np.ndarray, order: int) -> np.ndarray:
 defjvp(erfinv_p, lambda g, ans, x: g * (_SQRT_PI_OVER_TWO * np.exp(ans * ans)))
 defjvp(erfcinv_p, lambda g, ans, x: -(g * (_SQRT_PI_OVER_TWO * np.exp(ans * ans))))
 # d log(ndtr(x)) = pdf(x) / ndtr(x), the inverse Mills ratio r(x), whose own derivative is
-# -r (x + r): each order is a polynomial in x and r, finite wherever x is (the quotients of
-# erfcx that the first-order formula suggests overflow to inf / inf in the upper tail).
+# -r (x + r): above 0 each order is a polynomial in x and r, finite wherever x is (the quotients
+# of erfcx that the first-order formula suggests overflow to inf / inf in the upper tail).
+# Below 0 the derivatives are erfcx's (see _log_ndtr_slope).
 mills_ratio_p = Primitive("mills_ratio")
 mills_ratio_p.def_abstract_eval(lambda x: elementwise_aval(x))
 
@@ -132,7 +134,19 @@ def _mills_ratio(x: Any) -> Any:
 
 
 mills_ratio_p.def_julia(lambda e, x: f"PyZygote.mills_ratio.({x})")
-defjvp(log_ndtr_p, lambda g, ans, x: g * mills_ratio_p.bind(x))
+defjvp(log_ndtr_p, lambda g, ans, x: g * _log_ndtr_slope(x))
+
+
+@composition(SMOOTH)
+def _log_ndtr_slope(x: Any) -> Any:
+    """log_ndtr's derivative, written so that its own derivatives keep their precision.  Below
+    0 it is that of ``log(erfcx(y) / 2) - y**2`` for ``y = -x / sqrt(2)``: there ``r (x + r)``,
+    the Mills ratio's derivative, subtracts numbers near x**2 (a third derivative at x = -1000
+    came out 177 times too large), where erfcx's derivatives add up without cancelling."""
+    below = x < 0
+    y = np.where(below, -x, 0.0) / _SQRT2  # 0 and x where unused, so that their derivatives stay finite
+    far = (2.0 * y - erfcx_derivative_p.bind(y, order=1) / erfcx_p.bind(y)) / _SQRT2
+    return np.where(below, far, mills_ratio_p.bind(np.where(below, 0.0, x)))
 defjvp(mills_ratio_p, lambda g, ans, x: -(g * (ans * (x + ans))))
 
 
