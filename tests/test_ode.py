@@ -622,7 +622,7 @@ def test_stiff_adjoints_restart_cleanly_and_fail_as_solver_errors():
 def test_a_scipy_style_right_hand_side_is_told_the_argument_order():
     with pytest.raises(TypeError, match=r"calls f\(u, p, t\), SciML's order.*signature \(t, y\)"):
         pz.odesolve(lambda t, y: -y, np.ones(2), np.linspace(0.0, 1.0, 3), np.ones(1))
-    with pytest.raises(TypeError, match=r"f\(u, p, t\), SciML's order.*signature \(u\).*lambda u, p, t: f\(t, u\)"):
+    with pytest.raises(TypeError, match=r"f\(u, p, t\), SciML's order \(or four, f\(du, u, p, t\).*signature \(u\).*lambda u, p, t: f\(t, u\)"):
         pz.odesolve(lambda u: -u, np.ones(2), np.linspace(0.0, 1.0, 3), np.ones(1))
 
     def rhs(t, y, k):  # written for solve_ivp(..., args=(k,)): it used to run with t and y swapped
@@ -1842,3 +1842,31 @@ def test_stiff_adjoints_factorize_only_the_states_block() -> None:
         np.testing.assert_allclose(J.toarray()[:2, :2], -rhs.jacobian_u(np.ones(2), P_LV, 0.0).T)
     loss = lambda p, sensealg: np.sum((pz.odesolve(lotka, U0_LV, T_LV, p, alg="Rodas5P", sensealg=sensealg, **TIGHT) - DATA_LV) ** 2)  # noqa: E731
     np.testing.assert_allclose(pz.gradient(loss, P_LV, "adjoint")[0], pz.gradient(loss, P_LV, "forward")[0], rtol=1e-6)
+
+
+def test_an_in_place_right_hand_side_is_solved_and_differentiated_as_sciml_takes_it():
+    """DifferentialEquations.jl takes f!(du, u, p, t) as well as f(u, p, t), telling them apart
+    by their number of arguments; diffeqpy users write the first.  pyzygote fills a fresh du."""
+
+    def decay(du, u, p, t):
+        du[0] = -p[0] * u[0]
+        du[1] += -p[1] * u[1]  # in-place operators count as writes too
+
+    t = np.linspace(0.0, 2.0, 5)
+    k = np.array([0.7, 1.3])
+    u0 = np.array([1.0, 2.0])
+    sol = pz.solve(pz.ODEProblem(decay, u0, (0.0, 2.0), k), saveat=t, reltol=1e-10, abstol=1e-10)
+    np.testing.assert_allclose(sol.u, u0 * np.exp(-np.outer(t, k)), rtol=1e-8)
+    for sensealg in ("forward", "adjoint"):
+        (g,) = pz.gradient(lambda q: pz.odesolve(decay, u0, t, q, sensealg=sensealg, reltol=1e-10, abstol=1e-10)[-1].sum(), k)
+        np.testing.assert_allclose(g, -2.0 * u0 * np.exp(-2.0 * k), rtol=1e-7)
+    # one wrapper per function: its trace is cached like the function's own
+    from pyzygote.ode.rhs import out_of_place
+
+    assert out_of_place(decay) is out_of_place(decay)
+
+    def rebinds(du, u, p, t):
+        du = -p[0] * u  # noqa: F841  (the mistake: the solver's du stays zero)
+
+    with pytest.raises(TypeError, match=r"'rebinds' wrote nothing into du: assign into it"):
+        pz.solve(pz.ODEProblem(rebinds, u0, (0.0, 1.0), k))

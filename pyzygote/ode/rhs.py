@@ -224,7 +224,7 @@ class RHS(_Directions):
             if not layout.flat:
                 raise TypeError(f"the Julia right-hand side {f!r} takes u and p as vectors; flatten them")
             return JuliaRHS(f, n, m)  # type: ignore[return-value]
-        _check_takes_u_p_t(f)
+        f = out_of_place(f)
         try:
             traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative)
         except (TypeError, IndexError, ValueError) as exc:
@@ -703,12 +703,58 @@ def check_no_outer_tracers(f: Callable[..., Any]) -> None:
             )
 
 
-def _check_takes_u_p_t(f: Any) -> None:
-    """A right-hand side written for SciPy, ``f(t, u)``, gets told the order pyzygote calls it in."""
+_OUT_OF_PLACE: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()
+
+
+def out_of_place(f: Any) -> Any:
+    """``f`` as pyzygote calls it, ``f(u, p, t) -> du``.
+
+    An in-place ``f(du, u, p, t)``, which DifferentialEquations.jl also takes (telling the
+    two apart by their number of arguments), fills a fresh ``du`` of zeros; item assignment
+    into it is traced as functional updates.  The wrapper is kept per function, so that its
+    trace is cached as ``f``'s own would be.
+
+    >>> import numpy as np
+    >>> def decay(du, u, p, t):
+    ...     du[0] = -p[0] * u[0]
+    >>> out_of_place(decay)(np.array([2.0]), np.array([3.0]), 0.0)
+    array([-6.])
+    """
+    if not _takes_du_u_p_t(f):
+        return f
+    try:
+        hit = _OUT_OF_PLACE.get(f)
+    except TypeError:  # not weakly referable: wrap it anew
+        hit = None
+    if hit is None:
+        from pyzygote.tracer import Tracer
+
+        def in_place(u: Any, p: Any, t: Any) -> Any:
+            du = np.zeros_like(u)
+            f(du, u, p, t)
+            if isinstance(du, Tracer) and du._version == 0:
+                raise TypeError(
+                    f"the in-place right-hand side {getattr(f, '__name__', f)!r} wrote nothing into du: assign into "
+                    "it (du[0] = ..., du[:] = ...), as DifferentialEquations.jl expects; `du = ...` rebinds the "
+                    "name and leaves the solver's du at zero"
+                )
+            return du
+
+        hit = in_place
+        try:
+            _OUT_OF_PLACE[f] = hit
+        except TypeError:
+            pass
+    return hit
+
+
+def _takes_du_u_p_t(f: Any) -> bool:
+    """Whether ``f`` is an in-place right-hand side ``f(du, u, p, t)``; a right-hand side written
+    for SciPy, ``f(t, u)``, or any other call, gets told the order pyzygote calls it in."""
     try:
         sig = inspect.signature(f)
     except (TypeError, ValueError):  # builtins and other callables without a signature
-        return
+        return False
     first = next(iter(sig.parameters.values()), None)
     if first is not None and first.name in ("t", "time") and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
         # f(t, y, k) written for solve_ivp(..., args=(k,)) or diffrax's f(t, y, args) would run, scrambled.
@@ -717,11 +763,14 @@ def _check_takes_u_p_t(f: Any) -> None:
             f"SciML's order ({getattr(f, '__name__', f)!r} has the signature {sig}). For a function written for "
             "SciPy's solve_ivp or diffrax, f(t, y, p), pass lambda u, p, t: f(t, u, p)."
         )
-    try:
-        sig.bind(None, None, None)
-    except TypeError:
-        raise TypeError(
-            f"the right-hand side must take three arguments f(u, p, t), SciML's order, but {getattr(f, '__name__', f)!r} "
-            f"has the signature {sig}. For a function written for SciPy's solve_ivp, f(t, u), pass "
-            "lambda u, p, t: f(t, u)."
-        ) from None
+    for arity, in_place in ((3, False), (4, True)):
+        try:
+            sig.bind(*[None] * arity)
+            return in_place
+        except TypeError:
+            pass
+    raise TypeError(
+        f"the right-hand side must take three arguments f(u, p, t), SciML's order (or four, f(du, u, p, t), "
+        f"filling du in place), but {getattr(f, '__name__', f)!r} has the signature {sig}. For a function written "
+        "for SciPy's solve_ivp, f(t, u), pass lambda u, p, t: f(t, u)."
+    )
