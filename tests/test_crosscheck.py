@@ -261,7 +261,9 @@ def test_ode_losses_are_held_to_their_solver_tolerance() -> None:
     exact = np.sum(-2 * t[:, None] * np.exp(-2 * p * t[:, None]), axis=0)  # what another AD system's solve approximates
     report = pz.crosscheck(lambda p: loss(p, 1e-6), (p,), (exact * (1 + 2e-5),), engines=("numpy",))
     assert report.passed and "reltol=1e-06" in str(report)
-    assert all(tol == pytest.approx(1e-4) for _, diff, tol, _ in report.rows if diff is not None)
+    # 30 x reltol: the gradient here is within 1.5e-8 of one solved 100 times tighter, but another
+    # tool's solver at the same reltol errs more (torchdiffeq by 2.4e-5)
+    assert all(tol == pytest.approx(3e-5) for _, diff, tol, _ in report.rows if diff is not None)
     with pytest.raises(AssertionError, match="DISAGREES"):  # a real error still shows
         pz.crosscheck(lambda p: loss(p, 1e-6), (p,), (exact * np.array([1.0, 1.01]),), engines=("numpy",))
     tight = pz.crosscheck(lambda p: loss(p, 1e-12), (p,), (exact,), engines=("numpy",), raise_on_failure=False)
@@ -365,3 +367,58 @@ def test_finite_differences_of_a_loss_with_an_inner_transformation_do_not_warn_a
     with warnings.catch_warnings():
         warnings.simplefilter("error", pz.RetraceWarning)
         assert pz.crosscheck(loss, (w,), pz.gradient(loss, w), engines=("numpy",)).passed
+
+
+def test_an_ode_loss_at_loose_tolerances_is_held_to_its_measured_solver_error() -> None:
+    """Found in user testing: with the default reltol=1e-3 the allowance was 100 x reltol, 10%,
+    and a diffrax gradient 9% too large agreed.  The engines' references now solve 100 times
+    tighter, and the allowance follows the measured error (and 30 x reltol for the other tool)."""
+    t = np.linspace(0.0, 10.0, 101)
+
+    def lotka(u: Any, p: Any, t: Any) -> Any:
+        return np.array([p[0] * u[0] - p[1] * u[0] * u[1], -p[2] * u[1] + p[3] * u[0] * u[1]])
+
+    u0, p0 = np.array([1.0, 1.0]), np.array([1.5, 1.0, 3.0, 1.0])
+    data = pz.odesolve(lotka, u0, t, np.array([1.3, 0.9, 3.2, 1.1]), alg="Tsit5", reltol=1e-10, abstol=1e-10)
+    loss = lambda p: np.sum((pz.odesolve(lotka, u0, t, p) - data) ** 2)  # noqa: E731  (default tolerances)
+    truth = pz.gradient(lambda p: np.sum((pz.odesolve(lotka, u0, t, p, reltol=1e-11, abstol=1e-11) - data) ** 2), p0)[0]
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(loss, (p0,), (1.05 * truth,), engines=("numpy",), finite_differences=False)
+    report = pz.crosscheck(loss, (p0,), (truth,), engines=("numpy",), finite_differences=False)
+    assert report.passed and "100 times tighter" in str(report)
+    assert 0.01 < report.rows[0][2] < 0.04  # not 100 x reltol
+    assert report.rows[0][1] < 1e-4  # the reference was solved tighter: it is close to the truth
+
+
+def test_arguments_from_other_array_libraries_are_read_as_numpy_arrays() -> None:
+    """Found in user testing: a PyTorch tensor that requires grad, accepted by pz.gradient,
+    crashed crosscheck inside torch.  Arguments holding an array (tensors, JAX arrays) are read
+    as the numpy arrays they hold, as pz.gradient reads them."""
+
+    class Foreign:  # any array library's array: numpy reads it through __array__
+        def __init__(self, a: np.ndarray) -> None:
+            self.a = a
+
+        def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+            return self.a if dtype is None else self.a.astype(dtype)
+
+    w = np.array([[0.5, -1.0], [2.0, 0.25]])
+    f = lambda w: np.sum(np.sin(w) ** 2)  # noqa: E731
+    report = pz.crosscheck(f, (Foreign(w),), (np.sin(2 * w),))
+    assert report.passed
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(w, requires_grad=True)
+    assert pz.crosscheck(f, (t,), (np.sin(2 * w),)).passed
+
+
+def test_a_disagreement_without_a_wrong_entry_names_where_it_is_largest() -> None:
+    """Found in user testing: a 5% error in one row of a gradient was a bare DISAGREES (no entry
+    is 10% off), leaving the user to find the row."""
+    x = np.linspace(0.5, 2.0, 12).reshape(4, 3)
+    f = lambda x: np.sum(x**3)  # noqa: E731
+    wrong = 3 * x**2
+    wrong[3] *= 1.05
+    with pytest.raises(AssertionError, match=r"largest difference at entry \[3, 2\] of argument 0: 12.6, the reference 12"):
+        pz.crosscheck(f, (x,), (wrong,), finite_differences=False)
+    with pytest.raises(AssertionError, match=r"entry of argument 1 is -15, the reference 15"):  # a number: no index
+        pz.crosscheck(lambda x, y: np.sum(x) * y, (x, 1.0), (np.ones_like(x), -np.sum(x)), finite_differences=False)
