@@ -1189,3 +1189,65 @@ def test_log_ndtr_derivatives_keep_their_precision_far_in_the_lower_tail() -> No
     # from the asymptotic series of log_ndtr: -x^2/2 - log(-x) - 1/x^2 + 5/(2 x^4) - 37/(3 x^6)
     np.testing.assert_allclose(d2, -1 + 1 / x**2 - 6 / x**4 + 50 / x**6, rtol=1e-14)
     np.testing.assert_allclose(d3, -2 / x**3 + 24 / x**5 - 300 / x**7, rtol=1e-12)
+
+
+def test_lstsq_cuts_where_lapack_does_for_every_rcond() -> None:
+    """Found by the Julia audit: LAPACK's gelsd replaces an rcond <= 0 or >= 1 by half of
+    finfo's eps (DLAMCH('E')); rcond=0 gave x of size 4e16 for a rank-deficient matrix, rcond=1
+    gave x = 0, and rcond=-1 cut at twice numpy's threshold."""
+    rng = np.random.default_rng(3)
+    q1, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    q2, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    b = rng.normal(size=5)
+    for small in (4.2e-17, 1.47e-16, 1e-10):
+        a = q1[:, :3] @ np.diag([1.0, 0.5, small]) @ q2.T
+        for rcond in (0.0, -1.0, 1.0, 2.0, 1e-12):
+            x, _, rank, s = np.linalg.lstsq(a, b, rcond=rcond)
+            got, traced_rank = pz.make_program(lambda a, b: np.linalg.lstsq(a, b, rcond=rcond)[::2], a, b)(a, b)
+            assert int(traced_rank) == rank, (small, rcond)
+            np.testing.assert_allclose(got, x, rtol=1e-6, err_msg=f"{small} {rcond}")
+
+
+def test_integer_and_boolean_reductions_keep_the_dtype_numpy_computes_in() -> None:
+    """Found by the Julia audit: the NumPy engine's sum, prod and cumsum widened narrow integers
+    (np.sum(x, dtype=np.int8) wraps in numpy), summed booleans as counts (numpy's dtype=bool sum
+    is a logical or), and np.mean(x, dtype=int) returned floats."""
+    a8 = np.array([[100, 100, 3], [50, 60, 70]], dtype=np.int8)
+    u16 = np.array([[60000, 1], [60000, 2]], dtype=np.uint16)
+    mask = np.array([[True, False, False], [True, True, False]])
+    cases = [
+        (lambda a: np.sum(a, axis=0, dtype=np.int8).astype(float), a8),
+        (lambda a: np.trace(a, dtype=np.int8), a8),
+        (lambda a: a.astype(np.uint8).sum(dtype=np.uint8), a8),
+        (lambda a: np.prod(a, axis=0, dtype=np.int8).astype(float), a8),
+        (lambda a: np.cumsum(a, axis=0, dtype=np.uint16), u16),
+        (lambda a: np.mean(a, axis=0, dtype=np.int8), a8),
+        (lambda m: np.sum(m, axis=0, dtype=bool).astype(np.int64) + 1, mask),
+        (lambda m: np.cumsum(m, axis=1, dtype=bool).astype(np.int64), mask),
+    ]
+    for fn, x in cases:
+        want = np.asarray(fn(x))
+        # x is traced as data computed from a traced float argument, as a model's labels would be
+        traced = (lambda w: (w == 0) & x) if x.dtype == bool else (lambda w: (w * 0).astype(x.dtype) + x)
+        (got,) = pz.make_program(lambda w: fn(traced(w)), np.zeros(x.shape))(np.zeros(x.shape))
+        assert got.dtype == want.dtype and np.array_equal(got, want), (got, want)
+
+
+def test_put_at_traced_positions_reads_them_as_numpy_does() -> None:
+    """Found by the Julia audit: numpy reads np.put's positions flat and casts booleans to
+    integers (True is 1); traced positions of 2-D shape or of booleans raised."""
+
+    def put(v: Any, ind: Any) -> Any:
+        a = np.zeros_like(v, shape=(6,))
+        np.put(a, ind, v)
+        return a
+
+    v = np.array([1.5, 2.5, 3.5, 4.5])
+    ind2 = np.array([[0, 3], [4, 5]])
+    mask = np.array([True, False, True])
+    # positions computed from v, as traced values: numpy's reading of them is checked
+    at = lambda v, ind: put(v, (v[0] * 0).astype(ind.dtype) + ind if ind.dtype != bool else (v[0] == v[0]) & ind)  # noqa: E731
+    np.testing.assert_array_equal(pz.make_program(lambda v: at(v, ind2), v)(v)[0], put(v, ind2))
+    np.testing.assert_array_equal(pz.make_program(lambda v: at(v, mask), v[:2])(v[:2])[0], put(v[:2], mask))
+    (g,) = pz.gradient(lambda v: np.sum(at(v, ind2) * np.arange(6.0)), v)
+    np.testing.assert_array_equal(g, [0.0, 3.0, 4.0, 5.0])

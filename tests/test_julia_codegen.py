@@ -761,9 +761,9 @@ def test_golden_sums_of_narrow_integers_keep_their_dtype() -> None:
     prog = b.build([x], [np.sum(x, axis=1, dtype=np.int8), np.cumsum(x, axis=0, dtype=np.int8), np.sum(x, dtype=np.int8), np.sum(x)])
     lines = body(emit_program(prog, "pz_narrow").source)
     assert lines[:3] == [
-        "v1 = dropdims(reduce(+, x1; dims = 2, init = zero(Int8)); dims = 2)",
-        "v2 = accumulate(+, x1; dims = 1)",
-        "v3 = reduce(+, x1; init = zero(Int8))",
+        "v1 = PyZygote.numpy_sum(x1, 2)",
+        "v2 = PyZygote.numpy_cumsum(x1, 1)",
+        "v3 = PyZygote.numpy_sum(x1, :)",
     ]
     # numpy's default sum of int8 is int64: converted first, then Julia's own sum
     assert any(line.startswith("v5 = sum(v4)") for line in lines), lines

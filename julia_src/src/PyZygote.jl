@@ -103,6 +103,36 @@ _add(a::Bool, b::Bool) = a | b
 _add(a, b) = a + b
 
 """
+    numpy_sum(x, dims)
+    numpy_cumsum(x, dim)
+    numpy_prod(x, dims)
+
+numpy's `sum`, `cumsum` and `prod` of integers and booleans, in their own type: integers
+narrower than 64 bits wrap (Base's `sum` and `prod` widen them with `add_sum` and
+`mul_prod`), and booleans add as `|` ([`_add`](@ref)). `dims` is `:` or the dimensions
+to reduce, which are dropped. Their results are integers, which carry no derivative, so
+Zygote does not look inside: ChainRules' rule for `accumulate` refuses `dims` on a matrix,
+and Zygote cannot go back through the array writes inside `reduce(op, x; dims, init)`.
+"""
+numpy_sum(x::Number, ::Colon) = x
+numpy_sum(x::AbstractArray, ::Colon) = reduce(_add, x; init = zero(eltype(x)))
+function numpy_sum(x::AbstractArray, dims)
+    return dropdims(reduce(_add, x; dims = dims, init = zero(eltype(x))); dims = dims)
+end
+
+numpy_cumsum(x::AbstractArray, dim::Integer) = accumulate(_add, x; dims = dim)
+
+numpy_prod(x::Number, ::Colon) = x
+numpy_prod(x::AbstractArray, ::Colon) = reduce(*, x; init = one(eltype(x)))
+function numpy_prod(x::AbstractArray, dims)
+    return dropdims(reduce(*, x; dims = dims, init = one(eltype(x))); dims = dims)
+end
+
+ChainRulesCore.@non_differentiable numpy_sum(::Any, ::Any)
+ChainRulesCore.@non_differentiable numpy_cumsum(::Any, ::Any)
+ChainRulesCore.@non_differentiable numpy_prod(::Any, ::Any)
+
+"""
     take(x, p)
 
 numpy's `x.ravel()[p]` for positions known only at run time (traced integers, such as
@@ -445,7 +475,7 @@ function _erfcx_downwards(x::Real, order::Int)
         scale = inv(abs(current))
         above, current, kept = above * scale, current * scale, kept * scale
     end
-    return kept * SpecialFunctions.erfcx(x) / current
+    return kept * (SpecialFunctions.erfcx(x) / current)
 end
 
 function erfcx(d::ForwardDiff.Dual{T}) where {T}

@@ -38,22 +38,24 @@ def _restore(ct: Any, x_shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
 # --- sum ------------------------------------------------------------------
 reduce_sum_p = Primitive("reduce_sum")
 reduce_sum_p.def_abstract_eval(_reduced_aval)
-reduce_sum_p.def_impl(lambda x, *, axes: np.sum(x, axis=axes))
+reduce_sum_p.def_impl(lambda x, *, axes: np.sum(x, axis=axes, dtype=np.asarray(x).dtype))  # numpy would widen narrow ints and count bools
 deflinear(reduce_sum_p, lambda ct, x, *, axes: (_restore(ct, x.aval.shape, axes),))
 # Julia's sum and cumsum widen integers narrower than 64 bits (Base.add_sum); numpy keeps the
 # dtype it was asked for (np.sum(x, dtype=np.int8) wraps), so those reduce with + itself.
 _NARROW_INTS = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32))
+# Booleans too: numpy's np.sum(mask, dtype=bool) is a logical or, Julia's sum a count.
+_OWN_TYPE = _NARROW_INTS | {np.dtype(bool)}
+
+
+def _own_type_dims(x: Any, axes: tuple[int, ...]) -> str:
+    return ":" if len(axes) == x.aval.ndim else jl.jdims(tuple(sorted(axes)))
 
 
 @reduce_sum_p.def_julia
 def _sum_julia(e: Any, x: Any, *, axes: tuple[int, ...]) -> str:
-    if x.aval.dtype not in _NARROW_INTS:
+    if x.aval.dtype not in _OWN_TYPE:
         return jl.reduction("sum", x, axes)
-    init = f"zero({jl.julia_type(x.aval.dtype)})"
-    if len(axes) == x.aval.ndim:
-        return f"reduce(+, {x}; init = {init})"
-    d = jl.jdims(tuple(sorted(axes)))
-    return f"dropdims(reduce(+, {x}; dims = {d}, init = {init}); dims = {d})"
+    return f"PyZygote.numpy_sum({x}, {_own_type_dims(x, axes)})"
 
 
 def _shifted_axes(prim: Primitive) -> Any:
@@ -107,7 +109,7 @@ def reduce_min(x: Any, axes: tuple[int, ...]) -> Any:
 # --- prod -----------------------------------------------------------------
 reduce_prod_p = Primitive("reduce_prod")
 reduce_prod_p.def_abstract_eval(_reduced_aval)
-reduce_prod_p.def_impl(lambda x, *, axes: np.prod(x, axis=axes))
+reduce_prod_p.def_impl(lambda x, *, axes: np.prod(x, axis=axes, dtype=np.asarray(x).dtype))
 reduce_prod_p.batch = _shifted_axes(reduce_prod_p)
 
 
@@ -136,7 +138,11 @@ def _prod_jvp(g: Any, ans: Any, x: Any, *, axes: tuple[int, ...]) -> Any:
 
 defjvp(reduce_prod_p, _prod_jvp)
 # PyZygote.prod: Base.prod with a derivative rule that holds at zero factors under ForwardDiff 1.
-reduce_prod_p.def_julia(lambda e, x, *, axes: jl.reduction("PyZygote.prod", x, axes))
+@reduce_prod_p.def_julia
+def _prod_julia(e: Any, x: Any, *, axes: tuple[int, ...]) -> str:
+    if x.aval.dtype in _NARROW_INTS:  # Base.prod widens them (mul_prod)
+        return f"PyZygote.numpy_prod({x}, {_own_type_dims(x, axes)})"
+    return jl.reduction("PyZygote.prod", x, axes)
 
 
 def reduce_prod(x: Any, axes: tuple[int, ...]) -> Any:
@@ -151,8 +157,8 @@ cumsum_p.def_abstract_eval(lambda x, *, axis, reverse: x)
 @cumsum_p.def_impl
 def _cumsum_impl(x: Any, *, axis: int, reverse: bool) -> Any:
     if reverse:
-        return np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
-    return np.cumsum(x, axis=axis)
+        return np.flip(np.cumsum(np.flip(x, axis), axis=axis, dtype=np.asarray(x).dtype), axis)
+    return np.cumsum(x, axis=axis, dtype=np.asarray(x).dtype)
 
 
 deflinear(cumsum_p, lambda ct, x, *, axis, reverse: (cumsum_p.bind(ct, axis=axis, reverse=not reverse),))
@@ -161,7 +167,7 @@ cumsum_p.batch = leading_axis_batch(lambda x, k, *, axis, reverse: cumsum_p.bind
 
 @cumsum_p.def_julia
 def _cumsum_julia(e: Any, x: Any, *, axis: int, reverse: bool) -> str:
-    add = "accumulate(+, {}; dims = {})" if x.aval.dtype in _NARROW_INTS else "cumsum({}; dims = {})"
+    add = "PyZygote.numpy_cumsum({}, {})" if x.aval.dtype in _OWN_TYPE else "cumsum({}; dims = {})"
     if not reverse:
         return add.format(x, axis + 1)
     flipped = e.bind(f"reverse({x}; dims = {axis + 1})")
@@ -254,7 +260,9 @@ def _np_mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepd
     if a.dtype.kind != "f" and dtype is None:
         dtype = np.float64
     total = _sum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
-    return total / _in_dtype(_count(a, axis, where, keepdims), total)
+    mean = total / _in_dtype(_count(a, axis, where, keepdims), total)
+    # numpy divides an integer (or boolean) total into its own dtype, truncating
+    return mean.astype(dtype) if np.dtype(dtype).kind in "biu" else mean
 
 
 @implements(np.var)

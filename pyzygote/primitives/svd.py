@@ -188,8 +188,8 @@ def _np_lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
         rcond = float(np.finfo(dtype).eps) * max(m, n)
     if np.ndim(rcond) != 0 or isinstance(rcond, Tracer):
         raise UnsupportedOperationError("traced np.linalg.lstsq takes one constant number as rcond")
-    if rcond < 0:  # numpy 1's default, -1: LAPACK's gelsd then cuts at machine precision
-        rcond = float(np.finfo(dtype).eps)
+    if not 0 < rcond < 1:  # LAPACK's xLALSD (gelsd) then cuts at DLAMCH('E'), half of finfo's eps
+        rcond = float(np.finfo(dtype).eps) / 2
     x = np.matmul(pinv_p.bind(a, rcond=float(rcond)), b)
     s = singular_values(a)
     if s.shape[0] == 0:

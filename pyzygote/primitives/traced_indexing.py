@@ -769,10 +769,13 @@ def _np_put(a: Any, ind: Any, v: Any, mode: str = "raise") -> None:
 
     ind = stacked_positions(ind)
     if isinstance(ind, Tracer):
+        if ind.dtype.kind == "b":  # numpy casts the positions to intp: True is 1
+            ind = ind.astype(_INT)
         if ind.dtype.kind not in "iu":
             from pyzygote.primitives.indexing import differentiated_position_note
 
             raise TypeError(f"np.put: ind must hold integers, got a traced {ind.dtype} array.{differentiated_position_note(ind)}")
+        ind = np.ravel(ind)  # numpy reads the positions flat, whatever their shape
         a.flat[ind] = _cyclic(v, int(np.size(ind)), "put")
         return
     positions = np.ravel(np.asarray(ind))
