@@ -580,10 +580,14 @@ def test_results_from_julia_are_views_unless_they_could_alias() -> None:
         results_from_julia([fresh], [(np.dtype(np.float64), (3, 2))], "output")
 
 
-def test_results_from_julia_are_copies_while_other_threads_run() -> None:
+def test_results_from_julia_are_views_whose_release_waits_for_the_main_thread() -> None:
     """The Julia audit: a view's Julia array is released by Julia code in whichever thread drops
-    it, which outside the main thread can hang (PythonCall.jl #578)."""
+    it, which outside the main thread can hang (PythonCall.jl #578).  Copying while other threads
+    ran left a view made before them exposed, and copied every result in Jupyter (whose kernel
+    runs threads); each view's base now defers the release instead."""
     import threading
+
+    from pyzygote.julia.convert import _JuliaOwned
 
     fresh = np.asfortranarray(np.ones((2, 3)))
     spec = [(np.dtype(np.float64), (2, 3))]
@@ -595,7 +599,7 @@ def test_results_from_julia_are_copies_while_other_threads_run() -> None:
     finally:
         release.set()
         other.join()
-    assert not np.shares_memory(out, fresh)
+    assert np.shares_memory(out, fresh) and isinstance(out.base, _JuliaOwned)
     np.testing.assert_array_equal(out, fresh)
 
 
@@ -813,6 +817,36 @@ def test_julia_values_dropped_in_another_thread_are_released_in_the_main_thread(
         pass
     gc.collect()
     assert all(ref() is None for ref in alive)  # released by the main thread
+
+
+def test_views_of_julia_memory_dropped_in_another_thread_are_released_in_the_main_thread() -> None:
+    """The Julia audit: a result made while one thread ran, handed to a thread pool and dropped
+    there, released its Julia array in that thread.  Every view's base now defers that release;
+    slices keep the base alive, so the last array over the memory decides."""
+    import gc
+    import threading
+    import weakref
+
+    from pyzygote.julia import session
+    from pyzygote.julia.convert import _owned
+
+    julia_memory = np.arange(6.0)  # stands for the juliacall array a view reads
+    view = julia_memory.reshape(2, 3)
+    alive = weakref.ref(view)
+    result = _owned(view)
+    part = result[1:]
+    del view, result
+    np.testing.assert_array_equal(part, [[3.0, 4.0, 5.0]])
+    held = [part]
+    del part
+    t = threading.Thread(target=lambda: (held.clear(), gc.collect()))
+    t.start()
+    t.join()
+    assert alive() is not None  # not released in the worker
+    with session.LOCK:
+        pass
+    gc.collect()
+    assert alive() is None
 
 
 def test_julia_values_dropped_in_the_main_thread_are_released_at_once() -> None:

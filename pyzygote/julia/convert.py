@@ -18,8 +18,9 @@ Results come back in one of two ways:
   return one of its globals).
 * :func:`results_from_julia` returns zero-copy numpy views of Julia arrays
   (column-major strides, same logical indices) where nothing in Julia can read
-  or write that memory again: fresh results of a generated program, while the
-  process runs one Python thread (else copies: see there).  A result
+  or write that memory again: fresh results of a generated program.  Their base
+  hands the release of the Julia array to the main thread if the last view dies
+  in another one (see :class:`_JuliaOwned`).  A result
   that shares memory with a program constant or with an earlier result of the
   same call is copied, so writing into one returned array never changes another
   or a later call.
@@ -35,12 +36,12 @@ np.float32(2.5)
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from pyzygote.engines.results import unaliased
+from pyzygote.julia.session import release_in_main_thread
 
 __all__ = ["to_julia", "from_julia", "results_from_julia"]
 
@@ -97,6 +98,20 @@ def from_julia(
     return arr
 
 
+class _JuliaOwned:
+    """The base of a numpy view of a Julia array.  Releasing the view runs Julia code in the
+    thread that drops it (PythonCall's `_pyjl_release_buffer` and `_pyjl_dealloc`), so when the
+    last numpy array over this memory dies in another thread, the release waits for the main
+    thread (:func:`pyzygote.julia.session.release_in_main_thread`)."""
+
+    def __init__(self, view: np.ndarray):
+        self._view = view
+        self.__array_interface__ = view.__array_interface__
+
+    def __del__(self) -> None:
+        release_in_main_thread(self._view)
+
+
 def results_from_julia(
     values: Sequence[Any],
     specs: Iterable[tuple[Any, tuple[int, ...]]],
@@ -113,8 +128,12 @@ def results_from_julia(
     :mod:`pyzygote.engines.results`).
     """
     # Releasing a view's Julia array runs Julia code in whichever thread drops the array, and
-    # Julia entered from a thread other than the main one can hang (PythonCall.jl #578; found
-    # by the Julia audit): with other Python threads alive, results are copies.
-    views = threading.active_count() == 1
-    arrays = [from_julia(value, dtype, shape, what, copy=not views) for value, (dtype, shape) in zip(values, specs)]
+    # Julia entered from a thread other than the main one can hang (PythonCall.jl #578): each
+    # view's base hands its release to the main thread.
+    arrays = [_owned(from_julia(value, dtype, shape, what, copy=False)) for value, (dtype, shape) in zip(values, specs)]
     return unaliased(arrays, keep_apart)
+
+
+def _owned(a: Any) -> Any:
+    """A view of Julia memory whose release waits for the main thread (numpy scalars are copies)."""
+    return np.asarray(_JuliaOwned(a)) if isinstance(a, np.ndarray) else a

@@ -34,6 +34,7 @@ True
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
@@ -118,7 +119,11 @@ _RELEASE_IN_MAIN: list[tuple[Any, ...]] = []
 def release_in_main_thread(*values: Any) -> None:
     """For finalizers of objects that hold Julia values: outside the main thread, keep the
     values alive until the main thread releases them (at its next call into Julia)."""
-    if threading.current_thread() is not threading.main_thread():
+    try:
+        elsewhere = threading.current_thread() is not threading.main_thread()
+    except Exception:  # interpreter teardown: nothing is left to run Julia on
+        return
+    if elsewhere:
         _RELEASE_IN_MAIN.append(values)
 
 
@@ -222,6 +227,9 @@ def start() -> Any:
             raise JuliaNotAvailableError(_state["error"]) from exc
         jl = juliacall.Main
         _state["jl"], _state["juliacall"] = jl, juliacall
+        # Releases left to the main thread happen at exit at the latest, before juliacall's
+        # own exit hook (registered at its import: atexit runs the later one first) stops Julia.
+        atexit.register(_RELEASE_IN_MAIN.clear)
         try:
             if not bool(jl.seval("isdefined(Main, :PyZygoteRuntime)")):
                 jl.Base.include(jl, str(RUNTIME_JL))
