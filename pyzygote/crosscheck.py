@@ -446,9 +446,17 @@ def crosscheck(
         hint = hint or _convention_hint(grads, reference, rtol)
         report.rows.append((name, *_row(grads, reference, ad_floor, rtol, element_rtol, 100.0 * ad_floor)))
     if finite_differences:
-        fd = _quietly(numerical_gradient, f, *ref_args, eps=eps)
-        fd = _canonical(fd)
+        fd = _canonical(_quietly(numerical_gradient, f, *ref_args, eps=eps))
         name = f"central finite differences (eps={eps:g})"
+        if _not_finite_at(fd, grads):
+            # A step of eps left f's domain (a log of a diffusivity of 2e-9): steps of eps times
+            # each entry stay inside it.
+            fd = _where_not_finite(fd, _canonical(_quietly(_relative_differences, f, *ref_args, eps=eps)))
+        missing = _not_finite_at(fd, grads)
+        if missing:
+            report.rows.append((name, None, fd_rtol, f"no reference: f is not finite within the step of the point ({missing})"))
+            finite_differences = False
+    if finite_differences:
         largest = max((float(np.max(np.abs(y))) for y in _leaves(fd) if y.size), default=0.0)
         if fd_noise > fd_rtol * largest:
             # Every entry is within the differences' rounding noise (an optimum, or a flat f):
@@ -472,6 +480,47 @@ def crosscheck(
     return report
 
 
+def _not_finite_at(reference: Any, grads: Any) -> str:
+    """The first entry where ``reference`` is not finite and ``grads`` is, or ``""``."""
+    for path, c, r in _paired(grads, reference):
+        bad = ~np.isfinite(r) & np.isfinite(c)
+        if np.any(bad):
+            at = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), r.shape))
+            return f"{_entry(at, path)}: {r.flat[int(np.argmax(bad))]}"
+    return ""
+
+
+def _where_not_finite(first: Any, second: Any) -> Any:
+    """``first`` with its entries that are not finite taken from ``second``."""
+    if isinstance(first, dict):
+        return {k: _where_not_finite(v, second[k]) for k, v in first.items()}
+    if isinstance(first, tuple):
+        return tuple(_where_not_finite(a, b) for a, b in zip(first, second))
+    if isinstance(first, np.ndarray):
+        return np.where(np.isfinite(first), first, second)
+    return first
+
+
+def _relative_differences(f: Callable[..., Any], *args: Any, eps: float) -> tuple[Any, ...]:
+    """Central differences with a step of ``eps`` times each entry (``eps`` where it is 0): the
+    differences of ``z -> f(x * (1 + z))`` at 0, divided by ``x``."""
+    from pyzygote.pytree import unflatten
+    from pyzygote.testing import numerical_gradient
+
+    leaves, tree = flatten(args)
+    floating = [isinstance(x, (float, np.floating, np.ndarray)) and np.asarray(x).dtype.kind == "f" for x in leaves]
+    scale = [np.where(np.asarray(x) == 0, 1.0, np.asarray(x, dtype=np.float64)) if fl else None for x, fl in zip(leaves, floating)]
+    offset = [np.where(np.asarray(x) == 0, 1.0, 0.0) if fl else None for x, fl in zip(leaves, floating)]
+
+    def scaled(*zs: Any) -> Any:
+        moved = [x * (1.0 + z) + o * z if fl else x for x, z, o, fl in zip(leaves, flatten(zs)[0], offset, floating)]
+        return f(*unflatten(tree, moved))
+
+    zeros = unflatten(tree, [np.zeros(np.shape(x)) if fl else x for x, fl in zip(leaves, floating)])
+    dz = flatten(numerical_gradient(scaled, *zeros, eps=eps))[0]
+    return tuple(unflatten(tree, [d / s if fl and d is not None else d for d, s, fl in zip(dz, scale, floating)]))
+
+
 def _quietly(differences: Callable[..., Any], f: Callable[..., Any], *args: Any, eps: float) -> Any:
     """Central differences call ``f`` on plain arrays many times: an inner transformation of a new
     function at each call (``pz.grad(lambda x: net(w, x))``, a PINN's) is traced at each, which is
@@ -480,7 +529,7 @@ def _quietly(differences: Callable[..., Any], f: Callable[..., Any], *args: Any,
 
     from pyzygote.errors import RetraceWarning
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # a step that leaves f's domain is handled
         warnings.simplefilter("ignore", RetraceWarning)
         return differences(f, *args, eps=eps)
 

@@ -422,3 +422,19 @@ def test_a_disagreement_without_a_wrong_entry_names_where_it_is_largest() -> Non
         pz.crosscheck(f, (x,), (wrong,), finite_differences=False)
     with pytest.raises(AssertionError, match=r"entry of argument 1 is -15, the reference 15"):  # a number: no index
         pz.crosscheck(lambda x, y: np.sum(x) * y, (x, 1.0), (np.ones_like(x), -np.sum(x)), finite_differences=False)
+
+
+def test_differences_that_step_out_of_fs_domain_are_retaken_or_reported_as_no_reference() -> None:
+    """Found in user testing: a diffusivity of 2e-9 under a log prior, with the absolute step of
+    1e-6, put a NaN in the differences and made a correct gradient DISAGREE.  Steps relative to
+    each entry stay in the domain; where even they leave it, the row says there is no reference."""
+    D = np.array([2e-9, 5e-9])
+    loss = lambda D: np.sum((np.log(D) - np.log(3e-9)) ** 2 / 0.5 + D * 1e9)  # noqa: E731
+    exact = 4 * (np.log(D) - np.log(3e-9)) / D + 1e9
+    report = pz.crosscheck(loss, (D,), (exact,))
+    assert report.passed and report.rows[-1][1] is not None and report.rows[-1][1] < 1e-6
+    with pytest.raises(AssertionError, match="DISAGREES"):  # a wrong one still fails against them
+        pz.crosscheck(loss, (D,), (exact * [1.0, 1.01],), engines=())
+    edge = lambda x: np.sqrt(x - 0.9999999999)  # noqa: E731  (x - 1e-6 is outside)
+    report = pz.crosscheck(edge, (1.0,), (0.5 / np.sqrt(1e-10),), raise_on_failure=False)
+    assert report.passed and report.rows[-1][1] is None and "not finite within the step" in report.rows[-1][3]
