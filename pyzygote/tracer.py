@@ -69,6 +69,17 @@ def composition(kind: str) -> Iterator[None]:
 _PRIVATE: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
 
 
+def _complex_error(name: str) -> UnsupportedOperationError:
+    # Only parts of numpy's complex arithmetic would trace right (np.linalg drops imaginary
+    # parts: user testing got a wrong frequency response and a zero gradient), so none does.
+    return UnsupportedOperationError(
+        f"pyzygote traces real numbers only, and a complex value appeared here (a 1j or a complex array "
+        f"met a traced value; pyzygote's operation: {name}). Write the complex arithmetic in real and imaginary parts: "
+        "(a + ib)(c + id) = (ac - bd) + i(ad + bc), |z|**2 = re**2 + im**2, and a complex linear system "
+        "(A + iB) z = f as the real one np.block([[A, -B], [B, A]]) @ [re; im] = [f.real; f.imag]"
+    )
+
+
 class Builder:
     """Collects the equations of one program while a function is traced.
 
@@ -174,6 +185,8 @@ class Builder:
         atoms = tuple(map(self.to_atom, args))
         out = prim.abstract_eval(*(a.aval for a in atoms), **params)
         outvars = tuple(Var(a) for a in out) if prim.multiple_results else (Var(out),)
+        if any(np.dtype(a.aval.dtype).kind == "c" for a in (*atoms, *outvars)):
+            raise _complex_error(prim.name)
         self.eqns.append(Eqn(prim, atoms, params, outvars))
         kind = _COMPOSITION.get()
         if kind is not None:
