@@ -953,8 +953,10 @@ def _assigned_into_numpy_array() -> TracerBoolError:
 
 # numpy's words when a ufunc meets an object array holding traced values (and, when the array
 # mixes them with plain numbers, a number's missing method of the ufunc's name).
+# np.linalg.eig checks finiteness first, and isfinite refuses object arrays outright.
 _OBJECT_ARRAY_MESSAGES = re.compile(
     r"which has no callable \w+ method|from dtype\('O'\)|'(?:float|int)' object has no attribute '(\w+)'"
+    r"|ufunc 'isfinite' not supported for the input types"
 )
 
 

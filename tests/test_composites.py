@@ -1251,3 +1251,19 @@ def test_put_at_traced_positions_reads_them_as_numpy_does() -> None:
     np.testing.assert_array_equal(pz.make_program(lambda v: at(v, mask), v[:2])(v[:2])[0], put(v[:2], mask))
     (g,) = pz.gradient(lambda v: np.sum(at(v, ind2) * np.arange(6.0)), v)
     np.testing.assert_array_equal(g, [0.0, 3.0, 4.0, 5.0])
+
+
+def test_eigh_of_two_matrices_is_told_numpy_has_no_generalized_problem() -> None:
+    """Found in user testing: np.linalg.eigh(K, M), SciPy's habit, passed M as UPLO and raised
+    numpy's "truth value of an array is ambiguous"."""
+    K, M = np.array([[2.0, -1.0], [-1.0, 2.0]]), np.diag([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"second argument is UPLO.*cholesky\(M\)"):
+        pz.gradient(lambda k: np.sum(np.linalg.eigh(k * K, M)[0]), 1.0)
+    # the recipe it gives: SciPy's generalized eigenvalues
+    import scipy.linalg
+
+    def generalized(k: Any) -> Any:
+        Li = np.linalg.inv(np.linalg.cholesky(M))
+        return np.linalg.eigh(Li @ (k * K) @ Li.T)[0]
+
+    np.testing.assert_allclose(pz.make_program(generalized, 1.5)(1.5)[0], scipy.linalg.eigh(1.5 * K, M)[0], rtol=1e-13)

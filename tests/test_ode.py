@@ -356,6 +356,15 @@ def test_maxiters_is_a_failure_not_a_result():
     assert pz.solve(prob, alg="Tsit5", maxiters=5).retcode == "MaxIters"
     with pytest.raises(pz.SolverError, match="MaxIters"):
         pz.odesolve(lotka, U0_LV, T_LV, P_LV, maxiters=5)
+    # user testing: 10^4 Kepler orbits hit maxiters, and the advice was only a stiff solver
+    with pytest.raises(pz.SolverError, match=r"MaxIters.*If the span is long .*raise maxiters=; if the steps keep shrinking.*Rodas5P"):
+        pz.gradient(lambda p: pz.odesolve(lotka, U0_LV, T_LV, p, alg="Tsit5", maxiters=5)[-1, 0], P_LV)
+
+
+def test_a_step_size_that_shrinks_to_nothing_names_a_singularity_first() -> None:
+    """User testing: a collision (r -> 0) was blamed on stiffness alone."""
+    with pytest.raises(pz.SolverError, match=r"DtLessThanMin.*singularity of the right-hand side.*r -> 0.*if not, an explicit"):
+        pz.gradient(lambda k: pz.odesolve(lambda u, p, t: -p / u**2, np.array([1.0]), np.linspace(0, 1, 3), k, alg="Tsit5")[-1, 0], 1.0)
 
 
 @pytest.mark.parametrize(
@@ -784,6 +793,8 @@ def test_a_right_hand_side_that_draws_random_numbers_is_refused():
         (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], method="BDF"), "method= is SciPy's; here it is alg"),
         (lambda f: pz.solve(pz.ODEProblem(f, [1.0], (0.0, 1.0), [0.3]), t_eval=[0.0, 1.0]), "t_eval= is SciPy's; here it is saveat"),
         (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], alg="Radau"), "'Rodas5P' or 'KenCarp4' runs as SciPy's Radau"),
+        # pz.solve's keyword given to pz.odesolve (user testing)
+        (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], saveat=[0.5]), r"saveat= belongs to pz.solve.*at the times t"),
     ],
 )
 def test_scipy_names_are_pointed_to_their_counterparts(call, match) -> None:

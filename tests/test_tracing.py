@@ -419,6 +419,8 @@ def test_what_object_arrays_cannot_do_is_explained():
     x = np.array([0.3, 0.7])
     with pytest.raises(pz.UnsupportedOperationError, match=r"array of Python objects.*np\.stack"):
         pz.gradient(lambda x: np.linalg.det(np.array([[x[0], 0.0], [0.0, x[1]]])), x)
+    with pytest.raises(pz.UnsupportedOperationError, match=r"array of Python objects.*np\.stack"):  # user testing
+        pz.gradient(lambda x: np.sum(np.linalg.eig(np.array([[x[0], 1.0], [0.5, 2.0]]))[0]), x)
     with pytest.raises(pz.TracerBoolError, match=r"np\.asarray\(x, dtype=float\)"):
         pz.gradient(lambda x: np.sum(np.asarray(x, dtype=float)), x)
     with pytest.raises(AttributeError, match=r"no rule for \.sort on traced arrays"):

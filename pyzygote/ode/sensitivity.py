@@ -92,11 +92,19 @@ def resolve_sensealg(sensealg: str, n: int, m: int, k: int | None = None) -> str
 
 def _checked(res: Integration, what: str, alg: str | None = None) -> Integration:
     if not res.success:
+        explicit = alg is not None and alg != "auto" and not algorithm(alg).stiff
         stiff = (
-            f" An explicit solver ({alg}) that needs ever smaller or ever more steps often meets a stiff "
-            "problem: try alg='Rodas5P' or 'FBDF', or alg='auto', which switches to a stiff method."
-            if alg is not None and alg != "auto" and not algorithm(alg).stiff and res.retcode in ("DtLessThanMin", "MaxIters")
-            and "NaN or inf" not in res.message
+            f"an explicit solver ({alg}) may have met a stiff problem: try alg='Rodas5P' or 'FBDF', or "
+            "alg='auto', which switches to a stiff method"
+        )
+        # A long span (10^4 orbits) or a singularity (r -> 0) is no stiffness (user testing).
+        stiff = (
+            " If the span is long (many periods or orbits), raise maxiters="
+            + (f"; if the steps keep shrinking, {stiff}." if explicit else ".")
+            if res.retcode == "MaxIters"
+            else " The step size shrank to nothing: the solution may near a singularity of the right-hand side (a "
+            "division by zero, such as r -> 0 under gravity) or blow up" + (f"; if not, {stiff}." if explicit else ".")
+            if res.retcode == "DtLessThanMin" and "NaN or inf" not in res.message
             else ""
         )
         derivative = (

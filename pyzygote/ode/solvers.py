@@ -119,6 +119,11 @@ def refuse_unknown_keywords(function: str, given: dict[str, Any]) -> None:
         if k in _SCIPY_KEYWORDS:
             ours = _SCIPY_KEYWORDS[k]
             hints.append(f"{k}= is SciPy's; here it is {ours}" if ours else f"{k}= (SciPy's) has no counterpart here")
+        elif k in ("saveat", "tspan") and function == "pz.odesolve":
+            hints.append(
+                f"{k}= belongs to pz.solve; pz.odesolve(f, u0, t, p) returns the solution at the times t, "
+                "whose first entry is the initial time"
+            )
     hint = f" ({'; '.join(hints)})" if hints else ""
     raise TypeError(f"{function}() got unexpected keyword arguments {sorted(given)}{hint}")
 

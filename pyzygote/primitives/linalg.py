@@ -549,6 +549,12 @@ def _lower_read(a: Any, uplo: str, name: str) -> Any:
     """The matrix whose lower triangle holds the triangle numpy reads (``UPLO``)."""
     a = as_operand(a)
     _square(a, name)
+    if not isinstance(uplo, str):  # eigh(K, M), SciPy's generalized problem (user testing)
+        raise TypeError(
+            f"np.linalg.{name}'s second argument is UPLO, 'L' or 'U', not a matrix: numpy has no generalized "
+            f"problem {name}(K, M). For K v = w M v: L = np.linalg.cholesky(M); Li = np.linalg.inv(L); "
+            f"w, v = np.linalg.eigh(Li @ K @ Li.T); v = Li.T @ v"
+        )
     if uplo not in ("L", "U"):
         raise ValueError("UPLO argument must be 'L' or 'U'")
     return a if uplo == "L" else transpose(a, (1, 0))
