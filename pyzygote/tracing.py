@@ -898,6 +898,11 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
     except (TypeError, AttributeError) as exc:
         if not isinstance(exc, TracerBoolError) and _from_object_array(str(exc)):
             raise _object_array(exc) from exc
+        if _FOREIGN_LIBRARY.search(str(exc)) and hasattr(exc, "add_note"):
+            exc.add_note(
+                "(pyzygote: the function handed a traced value to PyTorch or JAX. pyzygote traces numpy code: "
+                "write the function with numpy (np.sin, np.tanh, x @ w), as the reference for pz.crosscheck is)"
+            )
         raise
     except IndexError as exc:
         # Nested traces (an ODE's right-hand side inside a loss) pass the same error up: one note.
@@ -958,6 +963,10 @@ _OBJECT_ARRAY_MESSAGES = re.compile(
     r"which has no callable \w+ method|from dtype\('O'\)|'(?:float|int)' object has no attribute '(\w+)'"
     r"|ufunc 'isfinite' not supported for the input types"
 )
+
+
+# What PyTorch and JAX say when given a traced value (user testing).
+_FOREIGN_LIBRARY = re.compile(r"must be Tensor, not Tracer|Tracer.*is not a valid JAX type|not a valid JAX type.*Tracer")
 
 
 def _from_object_array(message: str) -> bool:

@@ -406,9 +406,13 @@ def test_arguments_from_other_array_libraries_are_read_as_numpy_arrays() -> None
     f = lambda w: np.sum(np.sin(w) ** 2)  # noqa: E731
     report = pz.crosscheck(f, (Foreign(w),), (np.sin(2 * w),))
     assert report.passed
+
+
+def test_a_pytorch_tensor_that_requires_grad_is_an_argument_as_any_other() -> None:
     torch = pytest.importorskip("torch")
+    w = np.array([[0.5, -1.0], [2.0, 0.25]])
     t = torch.tensor(w, requires_grad=True)
-    assert pz.crosscheck(f, (t,), (np.sin(2 * w),)).passed
+    assert pz.crosscheck(lambda w: np.sum(np.sin(w) ** 2), (t,), (np.sin(2 * w),)).passed
 
 
 def test_a_disagreement_without_a_wrong_entry_names_where_it_is_largest() -> None:
@@ -438,3 +442,51 @@ def test_differences_that_step_out_of_fs_domain_are_retaken_or_reported_as_no_re
     edge = lambda x: np.sqrt(x - 0.9999999999)  # noqa: E731  (x - 1e-6 is outside)
     report = pz.crosscheck(edge, (1.0,), (0.5 / np.sqrt(1e-10),), raise_on_failure=False)
     assert report.passed and report.rows[-1][1] is None and "not finite within the step" in report.rows[-1][3]
+
+
+def test_gradients_at_kinks_and_ties_may_take_any_value_between_the_one_sided_derivatives() -> None:
+    """Found in user testing: PyTorch's correct gradients were DISAGREES at a ReLU at 0 (torch
+    takes 0, numpy's and JAX's maximum 1/2) and at a max over equal entries (torch gives the tie
+    to one entry, pyzygote splits it)."""
+    theta, x = np.zeros(3), np.array([1.0, 2.0, 3.0])
+    relu = lambda th: np.sum(((np.maximum(th, 0.0) + 1.0) * x) ** 2)  # noqa: E731
+    report = pz.crosscheck(relu, (theta,), (np.zeros(3),))
+    assert report.passed and "kinks or ties" in str(report)
+    H = np.array([[1.0, 2.0, 2.0, 0.5], [3.0, 3.0, 1.0, 0.0]])
+    pool = lambda H: np.sum(np.max(H, axis=1))  # noqa: E731
+    torch_like = np.array([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    assert pz.crosscheck(pool, (H,), (torch_like,)).passed
+    # each entry in its interval but not together: both tied entries given 1 double counts
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(pool, (H,), (np.array([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]),))
+    # away from a kink nothing is excused
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(relu, (theta + 0.5,), (np.zeros(3),))
+
+
+def test_a_float64_gradient_computed_in_float32_is_named() -> None:
+    """Found in user testing: a custom backward that cast to float32 gave float64 arrays 6e-8 off,
+    which the default rtol of 1e-7 let pass.  Every entry being a float32 number gives it away."""
+    X = np.random.default_rng(1).standard_normal((4, 6))
+    lse = lambda x: np.sum(np.log(np.sum(np.exp(x), axis=-1)))  # noqa: E731
+    exact = np.exp(X) / np.sum(np.exp(X), axis=-1, keepdims=True)
+    assert pz.crosscheck(lse, (X,), (exact,)).passed
+    with pytest.raises(AssertionError, match="every entry of this float64 gradient is a float32 number"):
+        pz.crosscheck(lse, (X,), (exact.astype(np.float32).astype(np.float64),))
+    # a float32 gradient is held to float32's tolerance, not refused
+    assert pz.crosscheck(lse, (X,), (exact.astype(np.float32),)).passed
+
+
+def test_small_disagreements_a_correct_gradient_can_have_are_explained_in_the_report() -> None:
+    """Found in user testing: a correct diffrax gradient at rtol=1e-6 checked against a reference
+    solved at 1e-10 was DISAGREES with no word on why; and a function returning (loss, aux) was
+    told to use has_aux, which crosscheck does not take."""
+    t = np.linspace(0.0, 5.0, 21)
+    decay = lambda u, p, t: -p * u  # noqa: E731
+    loss = lambda p, tol: np.sum(pz.odesolve(decay, np.ones(2), t, p, alg="Tsit5", reltol=tol, abstol=tol) ** 2)  # noqa: E731
+    p = np.array([0.3, 0.7])
+    loose = pz.gradient(lambda p: loss(p, 1e-5), p)[0]
+    report = pz.crosscheck(lambda p: loss(p, 1e-11), (p,), (loose,), engines=("numpy",), finite_differences=False, raise_on_failure=False)
+    assert not report.passed and any("looser tolerances than f's" in n for n in report.notes)
+    with pytest.raises(ValueError, match=r"return the loss alone.*lambda \*a: f\(\*a\)\[0\]"):
+        pz.crosscheck(lambda p: (np.sum(p**2), p), (p,), (2 * p,))

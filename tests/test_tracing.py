@@ -984,3 +984,15 @@ def test_increments_at_fancy_positions_keep_no_mask_per_assignment() -> None:
         return y
 
     np.testing.assert_array_equal(pz.make_program(not_an_increment, E)(E)[0], not_an_increment(E))
+
+
+def test_a_function_written_for_pytorch_or_jax_is_told_to_use_numpy():
+    """Found in user testing: the torch version of a model given to pz.gradient failed in torch
+    ("must be Tensor, not Tracer") without saying that pyzygote traces numpy code."""
+
+    def torch_style(x):  # what torch.sin says when handed a traced value
+        raise TypeError("sin(): argument 'input' (position 1) must be Tensor, not Tracer")
+
+    with pytest.raises(TypeError) as info:
+        pz.gradient(torch_style, np.ones(3))
+    assert any("write the function with numpy" in note for note in getattr(info.value, "__notes__", []))
