@@ -34,6 +34,7 @@ from pyzygote.tracing import trace
 from pyzygote.transforms.cse import cse
 from pyzygote.transforms.evaluate import eval_program, program_from
 from pyzygote.transforms.jvp import jvp_eval
+from pyzygote.transforms.hoist import compile_hoisted
 from pyzygote.transforms.scalarize import compile_scalar
 from pyzygote.transforms.vjp import vjp_programs
 
@@ -197,7 +198,7 @@ class RHS(_Directions):
         # The traced program with p as its leaves (u, p leaves..., t), before flattening.
         self.leaf_program = program
         self.n, self.m = n, m
-        self._call = compile_scalar(program)
+        self._call = compile_hoisted(program, 1, compile_scalar)  # once per p: what p alone decides
         self._derived: dict[Any, Callable[..., Any]] = {}
         self._systems: dict[Any, RHS] = {}
         # A derived system's Jacobian, assembled from its base's (see sensitivity_system), and how
@@ -415,7 +416,9 @@ class RHS(_Directions):
     def _get(self, key: Any, build: Callable[[], Program]) -> Callable[..., Any]:
         fn = self._derived.get(key)
         if fn is None:
-            fn = self._derived[key] = compile_scalar(cse(build()))
+            prog = cse(build())
+            # p is the input before t in every derived program
+            fn = self._derived[key] = compile_hoisted(prog, len(prog.inputs) - 2, compile_scalar)
         return fn
 
     def jacobian_u(self, u: np.ndarray, p: np.ndarray, t: float) -> Any:
