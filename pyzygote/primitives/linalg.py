@@ -97,11 +97,19 @@ def _matmul_plan(spec: str, x_shape: tuple[int, ...], y_shape: tuple[int, ...], 
     order = batch + free1 + free2
     shape, perm = [size[c] for c in order], [order.index(c) for c in out]
 
+    # Each numpy call costs about a microsecond: a right-hand side's small products (a 10-mass
+    # chain's K @ x, thousands of times per solve) skip the transposes that change nothing.
+    keep1, keep2, keep_out = perm1 == sorted(perm1), perm2 == sorted(perm2), perm == sorted(perm)
+    if not batch:
+        mat1, mat2 = mat1[1:], mat2[1:]
+
     def product(x: Any, y: Any) -> Any:
         u, v = (y, x) if swap else (x, y)
-        z = np.matmul(np.transpose(u, perm1).reshape(mat1), np.transpose(v, perm2).reshape(mat2)).reshape(shape)
+        u = (u if keep1 else np.transpose(u, perm1)).reshape(mat1)
+        v = (v if keep2 else np.transpose(v, perm2)).reshape(mat2)
+        z = np.matmul(u, v).reshape(shape)
         # In numpy's order: elementwise operations on a permuted result are several times slower.
-        return z if perm == sorted(perm) else np.ascontiguousarray(np.transpose(z, perm))
+        return z if keep_out else np.ascontiguousarray(np.transpose(z, perm))
 
     return product
 
