@@ -21,6 +21,7 @@ AssertionError: the gradient disagrees with ...
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -29,6 +30,7 @@ import numpy as np
 
 from pyzygote.errors import NonFiniteGradientError
 from pyzygote.pytree import Static, flatten
+from pyzygote.subgradients import Kinks, changed_entries
 
 __all__ = ["crosscheck", "CrossCheckReport"]
 
@@ -422,7 +424,7 @@ def crosscheck(
     if not engines and not finite_differences:
         raise ValueError("nothing to compare with: give engines or finite_differences=True")
     report = CrossCheckReport(notes=notes)
-    kinks = _Kinks(f, ref_args, eps)
+    kinks = Kinks(f, ref_args, eps, _quietly)
     hint = ""
     ad_floor, fd_floor = _noise_floors(f, args, precision, eps)
     fd_noise = fd_floor
@@ -467,7 +469,7 @@ def crosscheck(
         if _not_finite_at(fd, grads):
             # A step of eps left f's domain (a log of a diffusivity of 2e-9): steps of eps times
             # each entry stay inside it.
-            fd = _where_not_finite(fd, _canonical(_quietly(_relative_differences, f, *ref_args, eps=eps)))
+            fd = _where_not_finite(fd, _canonical(_quietly(functools.partial(numerical_gradient, relative=True), f, *ref_args, eps=eps)))
         missing = _not_finite_at(fd, grads)
         if missing:
             report.rows.append((name, None, fd_rtol, f"no reference: f is not finite within the step of the point ({missing})"))
@@ -500,14 +502,6 @@ def crosscheck(
     if raise_on_failure and all(diff is None for _, diff, _, _ in report.rows):
         raise AssertionError(f"no reference could check the gradient:\n{report}")
     return report
-
-
-def _map_leaves(tree: Any, fn: Callable[[np.ndarray], Any]) -> Any:
-    if isinstance(tree, dict):
-        return {k: _map_leaves(v, fn) for k, v in tree.items()}
-    if isinstance(tree, tuple):
-        return tuple(_map_leaves(v, fn) for v in tree)
-    return fn(tree) if isinstance(tree, np.ndarray) else None
 
 
 def _float32_in_float64(grads: Any, reference: Any) -> str:
@@ -567,108 +561,8 @@ def _agrees(row: tuple[Any, float, str]) -> bool:
     return row[0] is not None and row[0] <= row[1] and not row[2].startswith("entry")
 
 
-class _Kinks:
-    """Where ``f`` has a kink or a tie (``np.maximum(x, 0)`` at 0, a max over equal entries): its
-    one-sided derivatives differ, by as much with half the step, and any value between them is a
-    valid (sub)gradient (PyTorch's ReLU'(0) is 0, numpy's and JAX's 1/2).  Found on first use."""
-
-    def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], eps: float):
-        self.f, self.args, self.eps = f, args, eps
-        self._bounds: Any = None
-
-    def bounds(self) -> Any:
-        """Per entry, ``(low, high)`` of the one-sided derivatives where they differ, else NaN."""
-        if self._bounds is None:
-            (f1, b1), (f2, b2) = (_quietly(_one_sided, self.f, *self.args, eps=h) for h in (self.eps, self.eps / 2))
-
-            def interval(f1: Any, b1: Any, f2: Any, b2: Any) -> Any:
-                if isinstance(f1, dict):
-                    return {k: interval(f1[k], b1[k], f2[k], b2[k]) for k in f1}
-                if isinstance(f1, tuple):
-                    return tuple(interval(*z) for z in zip(f1, b1, f2, b2))
-                if not isinstance(f1, np.ndarray):
-                    return f1
-                gap1, gap2 = np.abs(f1 - b1), np.abs(f2 - b2)
-                scale = max(float(np.max(np.abs(f2), initial=0.0)), float(np.max(np.abs(b2), initial=0.0)), 1e-300)
-                # a smooth f's one-sided differences part in proportion to the step; a kink's do not
-                kink = (gap2 > 0.75 * gap1) & (gap2 > 1e-6 * scale)
-                return np.stack([np.where(kink, np.minimum(f2, b2), np.nan), np.where(kink, np.maximum(f2, b2), np.nan)])
-
-            self._bounds = interval(*(_canonical(z) for z in (f1, b1, f2, b2)))
-        return self._bounds
-
-    def jointly_valid(self, changed: Any) -> bool:
-        """Whether the gradient's values at the kinks, together, lie between the one-sided
-        derivatives along all of them at once: at a tie of two maxima, 1 for each is valid
-        alone but not both (their sum, the derivative along both, is 1)."""
-        masks = [leaf for leaf in flatten(changed)[0] if isinstance(leaf, np.ndarray)]
-        direction_tree = _map_leaves(changed, lambda m: m[0])
-        total = sum(float(np.sum(m[0] * m[1])) for m in masks)
-        try:
-            base = float(np.asarray(self.f(*self.args), dtype=np.float64))
-            h = self.eps / 2
-            with np.errstate(all="ignore"):
-                up = (float(np.asarray(self.f(*_moved(self.args, direction_tree, h)), dtype=np.float64)) - base) / h
-                down = (base - float(np.asarray(self.f(*_moved(self.args, direction_tree, -h)), dtype=np.float64))) / h
-        except (TypeError, ValueError):
-            return False
-        slack = 1e-3 * max(abs(up), abs(down), abs(total), 1e-300)
-        return min(up, down) - slack <= total <= max(up, down) + slack
-
-
-def _changed(grads: Any, reference: Any, adopted: Any) -> Any:
-    """The entries taken from the gradient (1), in the structure of the references, and what it holds there."""
-    if isinstance(adopted, dict):
-        return {k: _changed(grads[k], reference[k], adopted[k]) for k in adopted}
-    if isinstance(adopted, tuple):
-        return tuple(_changed(*z) for z in zip(grads, reference, adopted))
-    if not isinstance(adopted, np.ndarray):
-        return None
-    return np.stack([(adopted != reference).astype(np.float64), np.asarray(grads, dtype=np.float64)])
-
-
-def _moved(x: Any, d: Any, h: float) -> Any:
-    """The arguments ``x`` moved by ``h`` along ``d`` (in the structure ``_canonical`` gives)."""
-    if d is None:
-        return x
-    if isinstance(x, dict):
-        return {k: _moved(x[k], d[k], h) for k in x}
-    if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
-        if isinstance(d, np.ndarray):  # a list of numbers, compared as a vector
-            return type(x)(xi + h * float(di) for xi, di in zip(x, d))
-        return type(x)(_moved(a, b, h) for a, b in zip(x, d))
-    if isinstance(x, (float, np.floating, np.ndarray)):
-        return np.asarray(x, dtype=np.float64) + h * d if np.ndim(x) else x + h * float(d)
-    raise TypeError(f"cannot move an argument of type {type(x).__name__}")
-
-
-def _one_sided(f: Callable[..., Any], *args: Any, eps: float) -> tuple[Any, Any]:
-    """Forward and backward differences of ``f`` with the step ``eps``, in the structure of the arguments."""
-    from pyzygote.pytree import unflatten
-
-    leaves, tree = flatten(args)
-    base = float(np.asarray(f(*args), dtype=np.float64))
-    forward, backward = [], []
-    for k, x in enumerate(leaves):
-        if not (isinstance(x, (float, np.floating, np.ndarray)) and np.asarray(x).dtype.kind == "f"):
-            forward.append(None)
-            backward.append(None)
-            continue
-        x = np.asarray(x, dtype=np.float64)
-        fw, bw = np.zeros(x.shape), np.zeros(x.shape)
-        for i in range(x.size):
-            for sign, out in ((1.0, fw), (-1.0, bw)):
-                moved = x.copy()
-                moved.flat[i] += sign * eps
-                value = float(np.asarray(f(*unflatten(tree, leaves[:k] + [moved] + leaves[k + 1 :])), dtype=np.float64))
-                out.flat[i] = sign * (value - base) / eps
-        forward.append(fw)
-        backward.append(bw)
-    return tuple(unflatten(tree, forward)), tuple(unflatten(tree, backward))
-
-
 def _at_kinks(
-    row: tuple[float, float, str], grads: Any, reference: Any, kinks: _Kinks, floor: float, rtol: float, element_rtol: float
+    row: tuple[float, float, str], grads: Any, reference: Any, kinks: Kinks, floor: float, rtol: float, element_rtol: float
 ) -> tuple[float, float, str]:
     """A disagreement only at kinks or ties, where the gradient lies between the one-sided
     derivatives, is agreement: the reference there becomes the gradient's own choice."""
@@ -694,7 +588,7 @@ def _at_kinks(
         adopted = adopt(grads, reference, bounds)
     except (TypeError, IndexError, KeyError):  # structures that _paired reports on its own
         return row
-    if not chosen or not kinks.jointly_valid(_changed(grads, reference, adopted)):
+    if not chosen or not kinks.jointly_valid(changed_entries(grads, reference, adopted)):
         return row
     again = _row(grads, adopted, floor, rtol, element_rtol, 100.0 * floor)
     if not _agrees(again):
@@ -726,26 +620,6 @@ def _where_not_finite(first: Any, second: Any) -> Any:
     if isinstance(first, np.ndarray):
         return np.where(np.isfinite(first), first, second)
     return first
-
-
-def _relative_differences(f: Callable[..., Any], *args: Any, eps: float) -> tuple[Any, ...]:
-    """Central differences with a step of ``eps`` times each entry (``eps`` where it is 0): the
-    differences of ``z -> f(x * (1 + z))`` at 0, divided by ``x``."""
-    from pyzygote.pytree import unflatten
-    from pyzygote.testing import numerical_gradient
-
-    leaves, tree = flatten(args)
-    floating = [isinstance(x, (float, np.floating, np.ndarray)) and np.asarray(x).dtype.kind == "f" for x in leaves]
-    scale = [np.where(np.asarray(x) == 0, 1.0, np.asarray(x, dtype=np.float64)) if fl else None for x, fl in zip(leaves, floating)]
-    offset = [np.where(np.asarray(x) == 0, 1.0, 0.0) if fl else None for x, fl in zip(leaves, floating)]
-
-    def scaled(*zs: Any) -> Any:
-        moved = [x * (1.0 + z) + o * z if fl else x for x, z, o, fl in zip(leaves, flatten(zs)[0], offset, floating)]
-        return f(*unflatten(tree, moved))
-
-    zeros = unflatten(tree, [np.zeros(np.shape(x)) if fl else x for x, fl in zip(leaves, floating)])
-    dz = flatten(numerical_gradient(scaled, *zeros, eps=eps))[0]
-    return tuple(unflatten(tree, [d / s if fl and d is not None else d for d, s, fl in zip(dz, scale, floating)]))
 
 
 def _quietly(differences: Callable[..., Any], f: Callable[..., Any], *args: Any, eps: float) -> Any:

@@ -1,0 +1,140 @@
+"""Kinks and ties: where a function's one-sided derivatives differ, any value between them is a
+valid (sub)gradient.  PyTorch's ReLU'(0) is 0 where numpy's and JAX's ``maximum`` give 1/2;
+``torch.max`` gives a tie to one entry where pyzygote splits it.  :func:`pyzygote.crosscheck`
+uses :class:`Kinks` to accept either.
+
+>>> import numpy as np
+>>> kinks = Kinks(lambda x: np.sum(np.maximum(x, 0.0)), (np.array([0.0, 2.0]),))
+>>> low, high = kinks.bounds()[0]
+>>> low.tolist(), high.tolist()
+([0.0, nan], [1.0, nan])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.pytree import flatten
+
+__all__ = ["Kinks", "one_sided_differences", "changed_entries"]
+
+
+def _canonical(tree: Any) -> Any:
+    from pyzygote.crosscheck import _canonical as canonical
+
+    return canonical(tree)
+
+
+class Kinks:
+    """Where ``f`` has a kink or a tie (``np.maximum(x, 0)`` at 0, a max over equal entries): its
+    one-sided derivatives differ, by as much with half the step, and any value between them is a
+    valid (sub)gradient (PyTorch's ReLU'(0) is 0, numpy's and JAX's 1/2).  Found on first use."""
+
+    def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], eps: float = 1e-6, quietly: Callable[..., Any] | None = None):
+        self.f, self.args, self.eps = f, args, eps
+        # how the differences are run (crosscheck silences retrace and numpy warnings)
+        self.quietly = quietly or (lambda differences, f, *args, eps: differences(f, *args, eps=eps))
+        self._bounds: Any = None
+
+    def bounds(self) -> Any:
+        """Per entry, ``(low, high)`` of the one-sided derivatives where they differ, else NaN."""
+        if self._bounds is None:
+            (f1, b1), (f2, b2) = (self.quietly(one_sided_differences, self.f, *self.args, eps=h) for h in (self.eps, self.eps / 2))
+
+            def interval(f1: Any, b1: Any, f2: Any, b2: Any) -> Any:
+                if isinstance(f1, dict):
+                    return {k: interval(f1[k], b1[k], f2[k], b2[k]) for k in f1}
+                if isinstance(f1, tuple):
+                    return tuple(interval(*z) for z in zip(f1, b1, f2, b2))
+                if not isinstance(f1, np.ndarray):
+                    return f1
+                gap1, gap2 = np.abs(f1 - b1), np.abs(f2 - b2)
+                scale = max(float(np.max(np.abs(f2), initial=0.0)), float(np.max(np.abs(b2), initial=0.0)), 1e-300)
+                # a smooth f's one-sided differences part in proportion to the step; a kink's do not
+                kink = (gap2 > 0.75 * gap1) & (gap2 > 1e-6 * scale)
+                return np.stack([np.where(kink, np.minimum(f2, b2), np.nan), np.where(kink, np.maximum(f2, b2), np.nan)])
+
+            self._bounds = interval(*(_canonical(z) for z in (f1, b1, f2, b2)))
+        return self._bounds
+
+    def jointly_valid(self, changed: Any) -> bool:
+        """Whether the gradient's values at the kinks, together, lie between the one-sided
+        derivatives along all of them at once: at a tie of two maxima, 1 for each is valid
+        alone but not both (their sum, the derivative along both, is 1)."""
+        masks = [leaf for leaf in flatten(changed)[0] if isinstance(leaf, np.ndarray)]
+        direction_tree = _map_leaves(changed, lambda m: m[0])
+        total = sum(float(np.sum(m[0] * m[1])) for m in masks)
+        try:
+            base = float(np.asarray(self.f(*self.args), dtype=np.float64))
+            h = self.eps / 2
+            with np.errstate(all="ignore"):
+                up = (float(np.asarray(self.f(*_moved(self.args, direction_tree, h)), dtype=np.float64)) - base) / h
+                down = (base - float(np.asarray(self.f(*_moved(self.args, direction_tree, -h)), dtype=np.float64))) / h
+        except (TypeError, ValueError):
+            return False
+        slack = 1e-3 * max(abs(up), abs(down), abs(total), 1e-300)
+        return min(up, down) - slack <= total <= max(up, down) + slack
+
+
+def changed_entries(grads: Any, reference: Any, adopted: Any) -> Any:
+    """The entries taken from the gradient (1), in the structure of the references, and what it holds there."""
+    if isinstance(adopted, dict):
+        return {k: changed_entries(grads[k], reference[k], adopted[k]) for k in adopted}
+    if isinstance(adopted, tuple):
+        return tuple(changed_entries(*z) for z in zip(grads, reference, adopted))
+    if not isinstance(adopted, np.ndarray):
+        return None
+    return np.stack([(adopted != reference).astype(np.float64), np.asarray(grads, dtype=np.float64)])
+
+
+def _moved(x: Any, d: Any, h: float) -> Any:
+    """The arguments ``x`` moved by ``h`` along ``d`` (in the structure ``_canonical`` gives)."""
+    if d is None:
+        return x
+    if isinstance(x, dict):
+        return {k: _moved(x[k], d[k], h) for k in x}
+    if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
+        if isinstance(d, np.ndarray):  # a list of numbers, compared as a vector
+            return type(x)(xi + h * float(di) for xi, di in zip(x, d))
+        return type(x)(_moved(a, b, h) for a, b in zip(x, d))
+    if isinstance(x, (float, np.floating, np.ndarray)):
+        return np.asarray(x, dtype=np.float64) + h * d if np.ndim(x) else x + h * float(d)
+    raise TypeError(f"cannot move an argument of type {type(x).__name__}")
+
+
+def one_sided_differences(f: Callable[..., Any], *args: Any, eps: float) -> tuple[Any, Any]:
+    """Forward and backward differences of ``f`` with the step ``eps``, in the structure of the arguments."""
+    from pyzygote.pytree import unflatten
+
+    leaves, tree = flatten(args)
+    base = float(np.asarray(f(*args), dtype=np.float64))
+    forward, backward = [], []
+    for k, x in enumerate(leaves):
+        if not (isinstance(x, (float, np.floating, np.ndarray)) and np.asarray(x).dtype.kind == "f"):
+            forward.append(None)
+            backward.append(None)
+            continue
+        x = np.asarray(x, dtype=np.float64)
+        fw, bw = np.zeros(x.shape), np.zeros(x.shape)
+        for i in range(x.size):
+            for sign, out in ((1.0, fw), (-1.0, bw)):
+                moved = x.copy()
+                moved.flat[i] += sign * eps
+                value = float(np.asarray(f(*unflatten(tree, leaves[:k] + [moved] + leaves[k + 1 :])), dtype=np.float64))
+                out.flat[i] = sign * (value - base) / eps
+        forward.append(fw)
+        backward.append(bw)
+    return tuple(unflatten(tree, forward)), tuple(unflatten(tree, backward))
+
+
+
+def _map_leaves(tree: Any, fn: Callable[[np.ndarray], Any]) -> Any:
+    if isinstance(tree, dict):
+        return {k: _map_leaves(v, fn) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_map_leaves(v, fn) for v in tree)
+    return fn(tree) if isinstance(tree, np.ndarray) else None
+
+
