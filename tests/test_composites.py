@@ -1177,6 +1177,23 @@ def test_erfcx_derivatives_keep_their_precision_for_large_x() -> None:
         np.testing.assert_allclose(d3[i], reference(v, 3), rtol=1e-10)
 
 
+def test_erfcx_derivatives_stay_finite_up_to_the_largest_float() -> None:
+    """The Julia audit: the downward recurrence formed 2 x e^(m), which overflows to inf for
+    x > floatmax / 2 and made every order NaN there (a gradient of erfcx at 1e308, or of
+    log_ndtr below -1.3e308, was refused as not finite); the derivatives are -0.0 and 0.0."""
+    import scipy.special as sc
+
+    from pyzygote.primitives.error_function import erfcx_derivative_p
+
+    big = np.array([9e307, 1.7e308, np.finfo(np.float64).max])
+    for order in (1, 2, 3):
+        d = erfcx_derivative_p.impl(big, order=order)
+        assert np.all(d == 0.0), (order, d)
+    assert np.all(erfcx_derivative_p.impl(np.array([1.8e38, 3e38], dtype=np.float32), order=2) == 0.0)
+    (g,) = pz.gradient(lambda v: np.sum(sc.erfcx(v)), big)
+    np.testing.assert_array_equal(g, 0.0)
+
+
 def test_log_ndtr_derivatives_keep_their_precision_far_in_the_lower_tail() -> None:
     """log_ndtr(x) ~ -x**2 / 2 - log(-x sqrt(2 pi)) - 1 / x**2 as x -> -inf.  Its second and
     third derivatives were built from the Mills ratio's rule -r (x + r), which cancels there

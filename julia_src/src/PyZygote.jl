@@ -434,6 +434,10 @@ function log_ndtr_slope(x::Real)
     return (2 * y - erfcx_derivative(y, 1) / erfcx(y)) / sqrt(oftype(x, 2))
 end
 
+# A plain number's first derivative needs no more than the Mills ratio (one `erfcx`, not the
+# downward recurrence); only its own derivatives, through duals, need the form above.
+log_ndtr_slope(x::AbstractFloat) = mills_ratio(x)
+
 ChainRulesCore.@scalar_rule log_ndtr(x::Real) log_ndtr_slope(x)
 ChainRulesCore.@scalar_rule mills_ratio(x::Real) -(Ω * (x + Ω))
 
@@ -449,11 +453,22 @@ solutions they are the one that shrinks relative to the others (the derivatives 
 scaled by `erfcx(x)` itself. Zygote's broadcast may make the order `n` a dual number; only
 its plain value is used.
 """
+# The NumPy engine's ERFCX_DOWNWARDS_FROM and ERFCX_DOWNWARDS_STEPS
+# (pyzygote/primitives/error_function.py): the engines compute the same numbers.
+const ERFCX_DOWNWARDS_FROM = 2
+const ERFCX_DOWNWARDS_STEPS = 80
+
 function erfcx_derivative(x::Real, n::Real)
     order = Int(primal(n))
-    primal(x) < 2 && return _erfcx_upwards(x, order)
+    primal(x) < ERFCX_DOWNWARDS_FROM && return _erfcx_upwards(x, order)
     isinf(x) && return zero(x)
     return _erfcx_downwards(x, order)
+end
+
+# Narrow floats in Float64, then rounded, as the NumPy engine computes them: in Float32 the
+# upward recurrence loses up to ~200 ulp by order 5 near x = 2.
+function erfcx_derivative(x::Union{Float16, Float32}, n::Real)
+    return oftype(x, erfcx_derivative(Float64(x), n))
 end
 
 function _erfcx_upwards(x::Real, order::Int)
@@ -468,9 +483,10 @@ end
 function _erfcx_downwards(x::Real, order::Int)
     # the recurrence's values from order + 80 down, up to a common factor
     above, current, kept = zero(x), one(x), one(x)
-    for m in (order + 80):-1:1
+    for m in (order + ERFCX_DOWNWARDS_STEPS):-1:1
         m == order && (kept = current)
-        above, current = current, (above - 2 * x * current) / (2 * m)
+        # (above - 2x current) / 2m, written so that 2x cannot overflow (x > floatmax / 2)
+        above, current = current, (above / 2 - x * current) / m
         # keep the values near 1: for large x each step grows them by x
         scale = inv(abs(current))
         above, current, kept = above * scale, current * scale, kept * scale

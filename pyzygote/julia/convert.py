@@ -108,8 +108,9 @@ class _JuliaOwned:
         self._view = view
         self.__array_interface__ = view.__array_interface__
 
-    def __del__(self) -> None:
-        release_in_main_thread(self._view)
+    # bound here: interpreter teardown may clear module globals before the last arrays die
+    def __del__(self, _release: Any = release_in_main_thread) -> None:
+        _release(self._view)
 
 
 def results_from_julia(

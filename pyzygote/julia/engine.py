@@ -34,8 +34,8 @@ class CompiledProgram:
     name: str
     module: Any
 
-    def __del__(self) -> None:
-        session.release_in_main_thread(self.fn, self.consts, self.module)
+    def __del__(self, _release: Any = session.release_in_main_thread) -> None:
+        _release(self.fn, self.consts, self.module)
 
 
 def _compile(prog: Program) -> CompiledProgram:

@@ -131,8 +131,8 @@ class JuliaFunction:
         self._fn: Any = None
         self._wrappers: dict[Hashable, Any] = {}
 
-    def __del__(self) -> None:
-        session.release_in_main_thread(getattr(self, "_fn", None), getattr(self, "_wrappers", None))
+    def __del__(self, _release: Any = session.release_in_main_thread) -> None:
+        _release(getattr(self, "_fn", None), getattr(self, "_wrappers", None))
 
     def __repr__(self) -> str:
         if self._source is not None:
@@ -388,8 +388,8 @@ class JuliaModule:
         session.include_file(self._mod, self._path)
         self._functions: dict[str, JuliaFunction] = {}
 
-    def __del__(self) -> None:
-        session.release_in_main_thread(self.__dict__.get("_mod"))
+    def __del__(self, _release: Any = session.release_in_main_thread) -> None:
+        _release(self.__dict__.get("_mod"))
 
     def __repr__(self) -> str:
         return f"<Julia module from {str(self._path)!r}>"

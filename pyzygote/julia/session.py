@@ -140,8 +140,10 @@ class MainThreadValue:
     def __init__(self, value: Any):
         self.value = value
 
-    def __del__(self) -> None:
-        release_in_main_thread(self.value)
+    def __del__(self, _release: Any = release_in_main_thread) -> None:
+        _release(self.value)
+
+
 RUNTIME_JL = Path(__file__).resolve().parent / "runtime.jl"
 MAX_FRAMES = 12
 

@@ -109,7 +109,8 @@ def _erfcx_downwards(x: np.ndarray, order: int) -> np.ndarray:
     for m in range(order + ERFCX_DOWNWARDS_STEPS, 0, -1):
         if m == order:
             kept = current
-        above, current = current, (above - 2.0 * x * current) / (2.0 * m)
+        # (above - 2 x current) / 2m, written so that 2 x cannot overflow (x > floatmax / 2)
+        above, current = current, (above / 2.0 - x * current) / m
         # keep the values near 1 (for large x each step grows them by x)
         scale = 1.0 / np.abs(current)
         above, current, kept = above * scale, current * scale, kept * scale
@@ -147,6 +148,8 @@ def _log_ndtr_slope(x: Any) -> Any:
     y = np.where(below, -x, 0.0) / _SQRT2  # 0 and x where unused, so that their derivatives stay finite
     far = (2.0 * y - erfcx_derivative_p.bind(y, order=1) / erfcx_p.bind(y)) / _SQRT2
     return np.where(below, far, mills_ratio_p.bind(np.where(below, 0.0, x)))
+
+
 defjvp(mills_ratio_p, lambda g, ans, x: -(g * (ans * (x + ans))))
 
 
