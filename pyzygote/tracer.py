@@ -614,6 +614,10 @@ class Tracer:
             return _view_at_traced_positions(self, result, index)
         return _mark_view(self, result, lambda p: p[index])
 
+    def fill(self, value: Any) -> None:
+        """numpy's ``a.fill(v)`` (Julia's ``fill!(du, v)``): every entry set to ``v``, in place."""
+        self[...] = value
+
     def __setitem__(self, index: Any, value: Any) -> None:
         if self.ndim == 0 and self._root is None and not self._array0d:
             raise TypeError(f"'numpy.{self.dtype}' object does not support item assignment (a traced scalar, as numpy's are)")

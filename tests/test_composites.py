@@ -1284,3 +1284,13 @@ def test_eigh_of_two_matrices_is_told_numpy_has_no_generalized_problem() -> None
         return np.linalg.eigh(Li @ (k * K) @ Li.T)[0]
 
     np.testing.assert_allclose(pz.make_program(generalized, 1.5)(1.5)[0], scipy.linalg.eigh(1.5 * K, M)[0], rtol=1e-13)
+
+
+def test_interp_refuses_a_table_in_decreasing_order() -> None:
+    """User testing: a forcing table stored newest first gave nonsense temperatures, as numpy
+    does, silently; the table is a constant of the trace, so checking it costs nothing."""
+    xp = np.array([2000.0, 1990.0, 1980.0])
+    with pytest.raises(ValueError, match=r"increasing xp.*xp\[::-1\] and fp\[::-1\]"):
+        pz.gradient(lambda x: np.interp(x, xp, np.array([1.0, 0.5, 0.0])), 1985.0)
+    (g,) = pz.gradient(lambda x: np.interp(x, xp[::-1], np.array([0.0, 0.5, 1.0])), 1985.0)
+    assert g == pytest.approx(0.05)

@@ -1881,3 +1881,71 @@ def test_an_in_place_right_hand_side_is_solved_and_differentiated_as_sciml_takes
 
     with pytest.raises(TypeError, match=r"'rebinds' wrote nothing into du: assign into it"):
         pz.solve(pz.ODEProblem(rebinds, u0, (0.0, 1.0), k))
+
+
+def test_in_place_right_hand_sides_are_told_apart_as_sciml_does_and_checked_for_unwritten_entries() -> None:
+    """User testing: f(du, u, p, t=0.0) takes three arguments too and ran as f(u, p, t), silently
+    wrong; a forgotten du[2] = ... left a state constant, silently; f(du, t, u, p) gave a shape
+    error."""
+    import warnings
+
+    t = np.linspace(0.0, 1.0, 3)
+    k = np.array([0.5, 1.5])
+
+    def decay(du, u, p, t=0.0):  # a default, so that it can be called by hand
+        du[:] = -p * u
+
+    def plain(u, p, t, rate=2.0):  # out of place, with a setting of its own
+        return -rate * p * u
+
+    exact = np.exp(-np.outer(t, k)) * [1.0, 2.0]
+    np.testing.assert_allclose(pz.odesolve(decay, [1.0, 2.0], t, k, reltol=1e-10, abstol=1e-10), exact, rtol=1e-8)
+    np.testing.assert_allclose(pz.odesolve(plain, [1.0, 2.0], t, k / 2, reltol=1e-10, abstol=1e-10), exact, rtol=1e-8)
+
+    def sir(du, u, p, t):
+        du[0] = -p[0] * u[0] * u[1]
+        du[1] = p[0] * u[0] * u[1] - p[1] * u[1]  # du[2] = p[1] * u[1] forgotten
+
+    with pytest.warns(UserWarning, match=r"'sir' never assigns du\[2\]"):
+        pz.odesolve(sir, [0.99, 0.01, 0.0], t, k)
+
+    def accumulated(du, u, p, t):  # += from pyzygote's zero start, and an explicit constant state
+        du[0] = -p[0] * u[0]
+        du[1] += -p[1] * u[1]
+        du[2] = 0.0
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pz.odesolve(accumulated, [1.0, 2.0, 3.0], t, k)
+
+    def scipy_order(du, t, u, p):
+        du[:] = -u
+
+    with pytest.raises(TypeError, match=r"second argument is named 't'.*lambda du, u, p, t: f\(du, t, u, p\)"):
+        pz.odesolve(scipy_order, [1.0], t, k)
+
+
+def test_a_long_list_of_missing_tstops_is_named_by_its_ends() -> None:
+    """User testing: a 101-entry yearly forcing table gave a 4 KB warning listing all 99 knots."""
+    years = np.arange(1850.0, 1951.0)
+    forcing = np.sin(years / 7.0)
+    with pytest.warns(pz.MissingTstopsWarning, match=r"tstops=\[1851, 1852, \.\.\., 1949\] \(99 times\).*finite-difference") as seen:
+        pz.odesolve(lambda u, p, t: -p * u + np.interp(t, years, forcing), np.array([0.0]), np.linspace(1850, 1950, 5), np.array([0.5]))
+    assert len(str(seen[0].message)) < 1200
+
+
+def test_sciml_habits_get_numpys_spelling() -> None:
+    """User testing (a diffeqpy user): du.fill(0.0) (Julia's fill!), sol[i, j], and a tolerance
+    per state gave an AttributeError, a bare TypeError and a misleading message."""
+    t = np.linspace(0.0, 1.0, 3)
+
+    def decay(du, u, p, t):
+        du.fill(0.0)
+        du[0] = -p[0] * u[0]
+
+    np.testing.assert_allclose(pz.odesolve(decay, [1.0, 2.0], t, [1.0], reltol=1e-10, abstol=1e-10)[:, 1], 2.0)
+    sol = pz.solve(pz.ODEProblem(decay, [1.0, 2.0], (0.0, 1.0), [1.0]), saveat=t)
+    with pytest.raises(TypeError, match=r"not indexed as in DifferentialEquations.jl.*sol.u\[j, i\]"):
+        sol[0, 1]
+    with pytest.raises(ValueError, match="a tolerance per state .* is not supported"):
+        pz.odesolve(decay, [1.0, 2.0], t, [1.0], abstol=[1e-8, 1e-6])

@@ -119,6 +119,15 @@ class ODESolution:
     def success(self) -> bool:
         return self.retcode == "Success"
 
+    def __getitem__(self, index: Any) -> Any:
+        # SciML's sol[i, j] is state i at time index j, and sol[j] the state at time j; numpy's
+        # indexing of sol.u is time first: rather than guess which the user meant, say so.
+        raise TypeError(
+            "an ODESolution is not indexed as in DifferentialEquations.jl (where sol[i, j] is state i at the j-th "
+            "time): index its arrays, sol.u[j] for the state at time sol.t[j] and sol.u[j, i] for state i there "
+            "(time first, like SciPy's y.T and diffrax's ys)"
+        )
+
     def __call__(self, t: Any) -> np.ndarray:
         """The solution at times ``t`` (a number or an array, any order), shape ``t.shape + u0.shape``.
 

@@ -225,7 +225,7 @@ class RHS(_Directions):
             if not layout.flat:
                 raise TypeError(f"the Julia right-hand side {f!r} takes u and p as vectors; flatten them")
             return JuliaRHS(f, n, m)  # type: ignore[return-value]
-        f = out_of_place(f)
+        given, f = f, out_of_place(f)
         try:
             traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative)
         except (TypeError, IndexError, ValueError) as exc:
@@ -259,6 +259,8 @@ class RHS(_Directions):
                 "values in p read with np.interp(t, times, p['noise']), and solve again for new noise"
             )
         prog = traced.program
+        if f is not given:
+            _warn_unwritten(given, layout)
         try:
             per_fn = _RHS.setdefault(f, {})
         except TypeError:
@@ -743,12 +745,56 @@ def out_of_place(f: Any) -> Any:
                 )
             return du
 
+        in_place.__name__ = in_place.__qualname__ = getattr(f, "__name__", "f")  # for messages naming f
         hit = in_place
         try:
             _OUT_OF_PLACE[f] = hit
         except TypeError:
             pass
     return hit
+
+
+# First parameters that name the derivative an in-place right-hand side fills: they decide
+# for a function that takes three arguments as well as four (user testing: f(du, u, p, t=0.0)
+# ran as f(u, p, t), silently wrong).
+_DERIVATIVE_NAMES = frozenset(
+    ("du", "dx", "dy", "dz", "dU", "dX", "dY", "dudt", "du_dt", "dxdt", "dx_dt", "dydt", "dy_dt", "dstate", "out", "udot", "xdot", "ydot")
+)
+
+
+def _warn_unwritten(f: Any, layout: Layout) -> None:
+    """Warn when an in-place right-hand side leaves entries of ``du`` unassigned (user testing:
+    a forgotten ``du[2] = ...`` made a state constant, silently).  ``f`` runs twice at a random
+    point, with ``du`` starting at 0 and at another number: an entry that keeps its start
+    both times was never written (an accumulated ``du[i] += x`` moves with its start)."""
+    import warnings
+
+    from pyzygote.pytree import unflatten
+
+    rng = np.random.default_rng(20261128)
+    u = rng.normal(size=layout.u_shape)
+    p = unflatten(layout.p_tree, layout.with_statics([rng.normal(size=shape) for shape in layout.p_shapes]))
+    start = 0.7390851332151607
+    kept = []
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            for fill in (0.0, start):
+                du = np.full(layout.u_shape, fill)
+                f(du, u.copy(), p, 0.5)
+                kept.append(du == fill)
+    except Exception:  # what tracing accepted may still fail on plain arrays: no verdict
+        return
+    unwritten = np.argwhere(kept[0] & kept[1])
+    if unwritten.size:
+        shown = ", ".join(f"du[{', '.join(map(str, i))}]" for i in unwritten[:5]) + (", ..." if len(unwritten) > 5 else "")
+        warnings.warn(
+            f"the in-place right-hand side {getattr(f, '__name__', f)!r} never assigns {shown}: pyzygote starts du at "
+            "0, so those states stay constant (DifferentialEquations.jl leaves stale values there). Assign every "
+            "entry, e.g. du[i] = 0.0 for a state meant to be constant",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _takes_du_u_p_t(f: Any) -> bool:
@@ -758,22 +804,35 @@ def _takes_du_u_p_t(f: Any) -> bool:
         sig = inspect.signature(f)
     except (TypeError, ValueError):  # builtins and other callables without a signature
         return False
-    first = next(iter(sig.parameters.values()), None)
-    if first is not None and first.name in ("t", "time") and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
+    named = [q for q in sig.parameters.values() if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    first = named[0] if named else None
+    if first is not None and first.name in ("t", "time"):
         # f(t, y, k) written for solve_ivp(..., args=(k,)) or diffrax's f(t, y, args) would run, scrambled.
         raise TypeError(
             f"the right-hand side's first argument is named {first.name!r}, but pyzygote calls f(u, p, t), "
             f"SciML's order ({getattr(f, '__name__', f)!r} has the signature {sig}). For a function written for "
             "SciPy's solve_ivp or diffrax, f(t, y, p), pass lambda u, p, t: f(t, u, p)."
         )
-    for arity, in_place in ((3, False), (4, True)):
-        try:
-            sig.bind(*[None] * arity)
-            return in_place
-        except TypeError:
-            pass
+    three, four = (_binds(sig, k) for k in (3, 4))
+    in_place = four and (not three or (first is not None and first.name in _DERIVATIVE_NAMES))
+    if in_place and len(named) > 1 and named[1].name in ("t", "time"):
+        raise TypeError(
+            f"the in-place right-hand side's second argument is named {named[1].name!r}, but pyzygote calls "
+            f"f(du, u, p, t), SciML's order ({getattr(f, '__name__', f)!r} has the signature {sig}); pass "
+            "lambda du, u, p, t: f(du, t, u, p)."
+        )
+    if three or four:
+        return in_place
     raise TypeError(
         f"the right-hand side must take three arguments f(u, p, t), SciML's order (or four, f(du, u, p, t), "
         f"filling du in place), but {getattr(f, '__name__', f)!r} has the signature {sig}. For a function written "
         "for SciPy's solve_ivp, f(t, u), pass lambda u, p, t: f(t, u)."
     )
+
+
+def _binds(sig: inspect.Signature, arity: int) -> bool:
+    try:
+        sig.bind(*[None] * arity)
+        return True
+    except TypeError:
+        return False

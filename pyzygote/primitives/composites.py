@@ -353,6 +353,9 @@ def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, pe
     fp = as_operand(fp).astype(np.float64)  # numpy interpolates in float64
     if xp_c is not None and (xp_c.ndim != 1 or fp.shape != xp_c.shape):
         raise ValueError("fp and xp are not of the same length.")
+    if xp_c is not None and len(xp_c) >= 2 and np.any(np.diff(xp_c) < 0):
+        # numpy returns nonsense here, silently (user testing: a forcing table stored newest first)
+        raise ValueError("np.interp needs increasing xp; for a table stored in decreasing order, pass xp[::-1] and fp[::-1]")
     if xp_c is not None and not _is_traced(x):
         left = fp[0] if left is None else left
         right = fp[-1] if right is None else right

@@ -571,14 +571,18 @@ def warn_missing_tstops(f: Any, rhs: Any, span: tuple[float, float], stops: tupl
     from pyzygote.tracing import _warn_once
 
     shown = ", ".join(f"{x:.6g}" for x in missing[:8]) + (", ..." if missing.size > 8 else "")
+    wanted = np.unique(np.concatenate([given, inside]))
+    # A long list (a yearly forcing table's 99 knots) is named by its ends, not printed whole.
+    listed = repr(wanted.tolist()) if wanted.size <= 12 else f"[{wanted[0]:.6g}, {wanted[1]:.6g}, ..., {wanted[-1]:.6g}] ({wanted.size} times)"
     _warn_once(
         f,
         f"the right-hand side {getattr(f, '__qualname__', f)!r} switches at t = {shown} (it compares t, or a * t + "
         f"b, with constants or constant entries of p, or rounds such a value to whole numbers), and {'this time is' if missing.size == 1 else f'these {missing.size} times are'} not "
         "among tstops. An adaptive solver can step over a short pulse and still report success (in user "
         "testing an infusion schedule gave 1.22 mg instead of 16.05 mg). Pass the times where the right-hand "
-        f"side switches as tstops, here tstops={np.unique(np.concatenate([given, inside])).tolist()!r}, to "
-        "pz.odesolve, pz.solve or pz.ODEProblem",
+        f"side switches as tstops, here tstops={listed}, to pz.odesolve, pz.solve or pz.ODEProblem (for a table "
+        "read with np.interp, its knots inside the span); differences of the solution, such as a finite-difference "
+        "check of its gradient, need them too",
         MissingTstopsWarning,
     )
 
@@ -638,6 +642,8 @@ def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float
     tols = []
     for name, tol in (("reltol", reltol), ("abstol", abstol)):
         ok = isinstance(tol, (int, float, np.integer, np.floating)) and not isinstance(tol, (bool, np.bool_))
+        if not ok and np.ndim(tol) > 0:  # SciML takes one per state
+            raise ValueError(f"{name} must be one positive number: a tolerance per state (which SciML takes) is not supported here, got {tol!r}")
         if not (ok and np.isfinite(tol) and tol > 0):
             raise ValueError(f"{name} must be a positive finite number, got {tol!r}")
         tols.append(float(tol))
