@@ -19,6 +19,7 @@ static leaf that takes part in tracing as a Python value.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import dataclasses
 import hashlib
 from typing import Any, Hashable, NamedTuple
@@ -160,10 +161,22 @@ def opaque_arrays(x: Any) -> list[str]:
     held constant, with no gradient."""
     if isinstance(x, (dict, list, tuple, str, bytes, type)) or callable(x) or dataclasses.is_dataclass(x) or is_array_leaf(x):
         return []
+    if isinstance(x, collections.abc.Mapping):  # not a dict (types.MappingProxyType, a user's Mapping)
+        return [repr(k) for k, v in x.items() if _holds_numbers(v)]
     attributes = getattr(x, "__dict__", None)
     if not isinstance(attributes, dict):
         return []
-    return [k for k, v in attributes.items() if isinstance(v, (np.ndarray, np.floating, float)) and not isinstance(v, bool)]
+    # also arrays one container down (SimpleNamespace(params={"w": w})), found in user testing
+    return [k for k, v in attributes.items() if _holds_numbers(v)]
+
+
+def _holds_numbers(v: Any, depth: int = 3) -> bool:
+    """An array or a float, or a dict, list or tuple holding one (a few levels down)."""
+    if isinstance(v, (np.ndarray, np.floating, float)) and not isinstance(v, bool):
+        return True
+    if depth and isinstance(v, (dict, list, tuple)):
+        return any(_holds_numbers(w, depth - 1) for w in (v.values() if isinstance(v, dict) else v))
+    return False
 
 
 def _is_tracer(x: Any) -> bool:

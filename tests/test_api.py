@@ -1803,6 +1803,16 @@ def test_dataclass_parameters_are_containers_and_opaque_objects_are_refused() ->
     np.testing.assert_allclose(H.W.W, 2 * np.sum(p.b**2) * np.eye(6).reshape(3, 2, 3, 2), rtol=1e-14)
     with pytest.raises(TypeError, match=r"argument 0 is a SimpleNamespace holding arrays \(W, b\).*Make it a dataclass or pass a dict"):
         pz.gradient(loss, types.SimpleNamespace(W=p.W, b=p.b, name="layer"), x)
+    # found by the API fuzzer: a Mapping that is not a dict, and arrays one container down,
+    # got None gradients and a jvp that dropped their tangent, silently
+    for opaque, where in (
+        (types.MappingProxyType({"W": p.W, "b": p.b}), r"argument 0 is a mappingproxy holding arrays \('W', 'b'\)"),
+        (types.SimpleNamespace(params={"W": p.W, "b": p.b}), r"argument 0 is a SimpleNamespace holding arrays \(params\)"),
+    ):
+        with pytest.raises(TypeError, match=where):
+            pz.gradient(lambda q, x: np.sum(x), opaque, x)
+        with pytest.raises(TypeError, match=where):
+            pz.jvp(lambda q: x * 2.0, (opaque,), (opaque,))
     # held constant where it is data
     ns = types.SimpleNamespace(W=p.W, b=p.b, name="layer")
     np.testing.assert_allclose(pz.grad(lambda x, q: loss(q, x))(x, ns), pz.gradient(lambda x: loss(p, x), x)[0], rtol=1e-14)
