@@ -740,6 +740,30 @@ def _refuse_opaque(args: tuple[Any, ...], const_args: Collection[int]) -> None:
 
 
 @gc_paused
+def _check_writes_into_arguments(given: list[Any], tracers: list[Any]) -> None:
+    """numpy's rules for writes into the arguments that a trace, whose inputs are separate values,
+    cannot follow (API fuzzer): a read-only array refuses them, and arguments sharing memory (tied
+    weights {"enc": W, "dec": W}) see each other's."""
+    written = [i for i, t in enumerate(tracers) if t._version > 0]
+    if not written:
+        return
+    for i in written:
+        a = given[i]
+        if isinstance(a, np.ndarray) and not a.flags.writeable:
+            raise ValueError(
+                "assignment destination is read-only: the function writes into an argument that numpy would "
+                "refuse to change (its writeable flag is off); write into a copy, y = x.copy()"
+            )
+        for j, b in enumerate(given):
+            if j != i and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.shares_memory(a, b):
+                raise UnsupportedOperationError(
+                    "the function writes in place into an argument that shares memory with another (the same "
+                    "array passed twice, or tied weights {'enc': W, 'dec': W}): numpy would see the write through "
+                    "the other, and pyzygote traces them as separate values. Pass copies (np.copy), or write into "
+                    "a copy inside the function"
+                )
+
+
 def _trace_fresh(
     f: Callable[..., Any],
     leaves: list[Any],
@@ -783,6 +807,7 @@ def _trace_once(
         out = call_traced(f, *unflatten(tree, traced_leaves))
         if output is not None:
             out = output(out)
+    _check_writes_into_arguments([leaves[i] for i in slots], tracers)
     draws_random = random_draws.drew(generators, random_draws.states(before.values()))
     reached: list[np.ndarray] = []
     unchecked: list[str] = []

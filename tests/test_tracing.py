@@ -996,3 +996,28 @@ def test_a_function_written_for_pytorch_or_jax_is_told_to_use_numpy():
     with pytest.raises(TypeError) as info:
         pz.gradient(torch_style, np.ones(3))
     assert any("write the function with numpy" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_writes_into_arguments_follow_numpys_rules_or_are_refused():
+    """Found by the API fuzzer: a write into a read-only argument was accepted, and a write into
+    an argument sharing memory with another (tied weights) was not seen through the other."""
+
+    def normalise_in_place(p):
+        p["enc"] /= np.sqrt(np.sum(p["enc"] ** 2))
+        return np.sum(p["dec"] * np.array([1.0, 0.0, 0.0]))
+
+    W = np.array([3.0, 0.0, 4.0])
+    with pytest.raises(pz.UnsupportedOperationError, match="shares memory with another"):
+        pz.withgradient(normalise_in_place, {"enc": W, "dec": W})
+    value, _ = pz.withgradient(normalise_in_place, {"enc": W, "dec": W.copy()})  # separate arrays: fine
+    assert value == 3.0
+    frozen = np.array([1.0, 2.0])
+    frozen.flags.writeable = False
+
+    def doubles_first(x):
+        x[0] = 2.0 * x[0]
+        return np.sum(x)
+
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        pz.gradient(doubles_first, frozen)
+    assert pz.gradient(lambda x: np.sum(x**2), frozen)[0].tolist() == [2.0, 4.0]  # reading it is fine
