@@ -14,6 +14,7 @@ tuples and lists of them; derivatives come back in the same structure.
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -746,6 +747,15 @@ def _tangent_columns(eng: Any, prog: Any, arrays: list[Any], wanted: list[bool])
     return along
 
 
+def _names_later_parameter(f: Callable[..., Any], name: str) -> bool:
+    """Whether ``f`` has a parameter ``name`` other than its first."""
+    try:
+        names = list(inspect.signature(f).parameters)
+    except (TypeError, ValueError):
+        return False
+    return name in names[1:]
+
+
 def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> Any:
     """Hessian of scalar ``f(x, *args, **kwargs)`` in ``x`` (forward-over-reverse), shape ``x.shape + x.shape``.
 
@@ -763,7 +773,9 @@ def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwar
     >>> pz.hessian(lambda p: p["k"] ** 2 * np.sum(p["w"]), {"k": 3.0, "w": np.ones(2)})["k"]["w"]
     array([6., 6.])
     """
-    if not args and set(kwargs) == {"x"}:  # hessian(f, x=x), its own parameter's name
+    # hessian(f, x=x), its own parameter's name, unless f has a parameter x after its first, whose
+    # data the keyword is (API fuzzer: loss(w, x=...) got the Hessian at w = the data)
+    if not args and set(kwargs) == {"x"} and not _names_later_parameter(f, "x"):
         args = (kwargs.pop("x"),)
     _positional_needed("hessian", args, kwargs)
     _no_has_aux("hessian", f, kwargs)

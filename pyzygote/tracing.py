@@ -106,6 +106,11 @@ def to_input_array(x: Any, argname: str) -> np.ndarray:
         )
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(masked_array_message(argname))
+    if isinstance(x, np.matrix):  # its * is a matrix product, an array's is elementwise (API fuzzer)
+        raise TypeError(
+            f"{argname} is a numpy matrix, whose * and ** are matrix products where an array's are "
+            "elementwise; pyzygote traces arrays: pass np.asarray(m) and write @ for matrix products"
+        )
     x = _from_torch(x, argname)
     if isinstance(x, np.integer):  # a number, as a Python int is (np.int64 from an integer pandas column)
         return np.asarray(x, dtype=np.float64)

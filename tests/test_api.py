@@ -1895,3 +1895,20 @@ def test_complex_values_made_inside_a_traced_function_are_refused() -> None:
     np.testing.assert_allclose(value, response(0.3), rtol=1e-12)  # numpy's complex value, untraced
     fd = (real_form(0.3 + 1e-6) - real_form(0.3 - 1e-6)) / 2e-6
     np.testing.assert_allclose(g, fd, rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # numpy's own, on making a matrix
+def test_a_keyword_x_of_fs_own_is_data_in_hessian_and_numpy_matrices_are_refused() -> None:
+    """Found by the API fuzzer: pz.hessian(loss, x=data) for loss(w, x=...) took the keyword as
+    its own x and returned the Hessian at w = data; np.matrix's * (a matrix product) was traced
+    as an array's (elementwise), silently."""
+
+    def loss(w: Any, x: Any = np.zeros(2)) -> Any:
+        return np.sum((w - x) ** 2) + np.sum(w**3)
+
+    with pytest.raises(TypeError, match="positional"):
+        pz.hessian(loss, x=np.array([1.0, 2.0]))
+    np.testing.assert_allclose(pz.hessian(lambda x: np.sum(x**3), x=np.array([1.0, 2.0])), np.diag([6.0, 12.0]))
+    m = np.matrix([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(TypeError, match="numpy matrix.*np.asarray"):
+        pz.value_and_grad(lambda m: np.sum(m * m))(m)
