@@ -476,6 +476,8 @@ def _wanted(argnums: int | Sequence[int], n: int) -> tuple[int, ...]:
     if not (_is_index(argnums) or (isinstance(argnums, (tuple, list)) and all(_is_index(i) for i in argnums))):
         raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
     wanted = (argnums,) if _is_index(argnums) else tuple(argnums)
+    if not wanted:
+        raise ValueError("argnums=() selects no argument to differentiate; give at least one position")
     for i in wanted:
         if not -n <= i < n:
             raise ValueError(f"argnums={argnums!r} does not fit a call with {n} argument(s)")
@@ -550,10 +552,20 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
             f"got {_describe_tree(tree)}"
         )
     cts = []
-    for leaf, out in zip(leaves, traced.program.outputs):
+    many = len(traced.program.outputs) > 1
+    for k, (leaf, out) in enumerate(zip(leaves, traced.program.outputs)):
+        which = f" (output {k})" if many else ""
+        if not isinstance(leaf, Tracer):
+            given = np.asarray(leaf)
+            # bool or object cotangents are mistakes JAX refuses too (API fuzzer: True read as 1,
+            # None as NaN, which the non-finite check then blamed on the function)
+            if given.dtype.kind not in "fiu" and out.aval.dtype.kind == "f":
+                raise TypeError(f"the cotangent{which} must hold numbers for a {out.aval.dtype} output, got an array of dtype {given.dtype}")
+            if given.dtype.kind == "f" and not np.all(np.isfinite(given)):
+                raise ValueError(f"the cotangent{which} holds NaN or inf: a pullback needs a finite cotangent")
         ct = leaf if isinstance(leaf, Tracer) else np.asarray(leaf, dtype=out.aval.dtype)
         if ct.shape != out.aval.shape:
-            raise ValueError(f"cotangent of shape {ct.shape} given for an output of shape {out.aval.shape}")
+            raise ValueError(f"cotangent{which} of shape {ct.shape} given for an output of shape {out.aval.shape}")
         cts.append(ct)
     return cts
 

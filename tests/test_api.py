@@ -1912,3 +1912,18 @@ def test_a_keyword_x_of_fs_own_is_data_in_hessian_and_numpy_matrices_are_refused
     m = np.matrix([[1.0, 2.0], [3.0, 4.0]])
     with pytest.raises(TypeError, match="numpy matrix.*np.asarray"):
         pz.value_and_grad(lambda m: np.sum(m * m))(m)
+
+
+def test_cotangents_of_the_wrong_kind_and_empty_argnums_are_refused() -> None:
+    """Found by the API fuzzer: a boolean cotangent was read as 0/1, None as NaN (which the
+    non-finite check then blamed on the function), and argnums=() returned () silently."""
+    _, back = pz.pullback(lambda x: {"a": x * 2.0, "b": np.sum(x)}, np.ones(3))
+    with pytest.raises(TypeError, match=r"cotangent \(output 0\) must hold numbers.*dtype bool"):
+        back({"a": np.array([True, False, True]), "b": 1.0})
+    with pytest.raises(ValueError, match=r"cotangent \(output 1\) holds NaN"):
+        back({"a": np.ones(3), "b": np.nan})
+    with pytest.raises(ValueError, match=r"cotangent \(output 0\) of shape \(2,\)"):
+        back({"a": np.ones(2), "b": 1.0})
+    np.testing.assert_allclose(back({"a": np.ones(3), "b": 2})[0], [4.0, 4.0, 4.0])  # integers are numbers
+    with pytest.raises(ValueError, match=r"argnums=\(\) selects no argument"):
+        pz.grad(lambda x: np.sum(x), argnums=())(np.ones(2))
