@@ -189,6 +189,20 @@ class Program:
         return compile_program(self)(*args)
 
 
+def split_by_dependence(prog: Program, sources: set[int]) -> tuple[list[Eqn], list[Eqn], set[int]]:
+    """The equations of ``prog`` that read nothing computed from the variables ``sources`` (ids),
+    those that do, and the ids of every variable computed from them (``sources`` included)."""
+    reached = set(sources)
+    free, bound = [], []
+    for eqn in prog.eqns:
+        if any(isinstance(a, Var) and a.uid in reached for a in eqn.inputs):
+            bound.append(eqn)
+            reached.update(v.uid for v in eqn.outputs)
+        else:
+            free.append(eqn)
+    return free, bound, reached
+
+
 def _names() -> Any:
     for n in itertools.count(1):
         for combo in itertools.product("abcdefghijklmnopqrstuvwxyz", repeat=n):

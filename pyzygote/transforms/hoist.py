@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pyzygote.ir import Literal, Program, Var
+from pyzygote.ir import Program, Var, split_by_dependence
 
 __all__ = ["compile_hoisted", "split_invariant"]
 
@@ -35,14 +35,8 @@ def split_invariant(prog: Program, invariant: int) -> tuple[Program, Program] | 
     """``(pre, step)``: ``pre`` computes from input ``invariant`` (and constants) the values the
     rest of ``prog`` reads; ``step`` takes ``prog``'s inputs followed by those values.  ``None``
     when too little depends on that input alone to be worth it."""
-    known = {v.uid for v in prog.constvars} | {prog.inputs[invariant].uid}
-    pre_eqns, step_eqns = [], []
-    for eqn in prog.eqns:
-        if all(isinstance(a, Literal) or a.uid in known for a in eqn.inputs):
-            pre_eqns.append(eqn)
-            known.update(v.uid for v in eqn.outputs)
-        else:
-            step_eqns.append(eqn)
+    varying = {v.uid for i, v in enumerate(prog.inputs) if i != invariant}
+    pre_eqns, step_eqns, _ = split_by_dependence(prog, varying)
     work = sum(v.aval.size for e in pre_eqns for v in e.outputs)
     if work < HOIST_FROM_ELEMENTS:
         return None

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from pyzygote.gc_pause import gc_paused
-from pyzygote.ir import Program, Var
+from pyzygote.ir import Program, Var, split_by_dependence
 from pyzygote.transforms.evaluate import program_from
 from pyzygote.transforms.jvp import jvp_program
 
@@ -30,15 +30,7 @@ __all__ = ["linearize_programs", "split_linear"]
 def split_linear(jp: Program, n_in: int) -> tuple[list[Any], list[Any], set[int]]:
     """The equations of JVP program ``jp`` (with ``n_in`` primal inputs) that touch no tangent,
     those that do, and the ids of the tangent-dependent variables."""
-    linear = {v.uid for v in jp.inputs[n_in:]}
-    primal_eqns, linear_eqns = [], []
-    for eqn in jp.eqns:
-        if any(isinstance(a, Var) and a.uid in linear for a in eqn.inputs):
-            linear_eqns.append(eqn)
-            linear.update(v.uid for v in eqn.outputs)
-        else:
-            primal_eqns.append(eqn)
-    return primal_eqns, linear_eqns, linear
+    return split_by_dependence(jp, {v.uid for v in jp.inputs[n_in:]})
 
 
 def residuals_of(jp: Program, linear_eqns: list[Any], linear: set[int], outputs: Sequence[Any] = ()) -> list[Var]:
