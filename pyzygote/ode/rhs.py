@@ -259,8 +259,6 @@ class RHS(_Directions):
                 "values in p read with np.interp(t, times, p['noise']), and solve again for new noise"
             )
         prog = traced.program
-        if f is not given:
-            _warn_unwritten(given, layout)
         try:
             per_fn = _RHS.setdefault(f, {})
         except TypeError:
@@ -273,6 +271,8 @@ class RHS(_Directions):
                     f"the right-hand side returned shape {shape}, expected {layout.u_shape} like u0 "
                     "(it is called as f(u, p, t), SciML's argument order; SciPy's solve_ivp calls f(t, u))"
                 )
+            if f is not given:  # once per trace: it runs f twice
+                _warn_unwritten(given, layout)
             rhs = RHS(f, layout.wrap(prog), n, m)
             rhs.leaf_program = prog
             hit = per_fn[layout] = (prog, rhs)
