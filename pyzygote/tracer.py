@@ -185,7 +185,7 @@ class Builder:
         atoms = tuple(map(self.to_atom, args))
         out = prim.abstract_eval(*(a.aval for a in atoms), **params)
         outvars = tuple(Var(a) for a in out) if prim.multiple_results else (Var(out),)
-        if any(np.dtype(a.aval.dtype).kind == "c" for a in (*atoms, *outvars)):
+        if any(a.aval.dtype.kind == "c" for a in (*atoms, *outvars)):
             raise _complex_error(prim.name)
         self.eqns.append(Eqn(prim, atoms, params, outvars))
         kind = _COMPOSITION.get()
