@@ -460,8 +460,8 @@ def crosscheck(
         row = _row(grads, reference, ad_floor, rtol, element_rtol, 100.0 * ad_floor)
         if not _agrees(row):
             row = _at_kinks(row, grads, reference, kinks, ad_floor, rtol, element_rtol)
-        elif _float32_in_float64(grads, reference):
-            row = (row[0], rtol, _float32_in_float64(grads, reference))
+        elif float32 := _float32_in_float64(grads, reference):
+            row = (row[0], rtol, float32)
         report.rows.append((name, *row))
     if finite_differences:
         fd = _canonical(_quietly(numerical_gradient, f, *ref_args, eps=eps))
