@@ -436,6 +436,11 @@ case("argsort", "flat", lambda x: np.argsort(x, axis=None) * x.ravel(), uniform(
 case("argextreme", "argmax", lambda x: np.argmax(x) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")
 case("argextreme", "argmin-axis", lambda x: np.argmin(x, axis=-1) * 1.0, uniform(-1, 1, lo_ndim=1), kind="zero")
 
+_TABLE = np.linspace(-1.0, 1.0, 7)
+case("searchsorted", "into-a-constant-table", lambda x: np.searchsorted(_TABLE, x) * 1.0, uniform(-1, 1), kind="zero")
+case("searchsorted", "right-into-traced", lambda x: np.searchsorted(np.sort(x.ravel()), 0.5 * x, side="right") * x, uniform(-1, 1, lo_ndim=1))
+case("searchsorted", "interp-traced-positions", lambda x: np.interp(x, _TABLE, np.cos(3.0 * _TABLE)), uniform(-1.2, 1.2, signed=True))
+
 # linear algebra
 case("einsum", "matmul", lambda a, b: a @ b, fixed((2, 3), (3, 4)))
 case("einsum", "matvec", lambda a, b: np.matmul(a, b), fixed((3, 2), (2,)))

@@ -712,6 +712,9 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
     if name == "PyZygote.argsort_along":
         x, d = args
         return np.argsort(x, axis=int(d) - 1, kind="stable").astype(np.int64)
+    if name == "PyZygote.numpy_searchsorted":  # Julia's binary search, 1-based, ordered by _sort_key
+        a, v, right = args
+        return np.asarray(np.searchsorted(a, v, side="right" if right else "left"), dtype=np.int64)[()]
     if name in ("PyZygote.argmax_along", "PyZygote.argmin_along"):
         x, d = args
         pick = np.argmax if name.endswith("max_along") else np.argmin

@@ -183,6 +183,58 @@ def test_interp_at_the_ends_of_the_grid_is_fp_there() -> None:
     np.testing.assert_array_equal(pz.make_program(f, nan)(nan)[0], f(nan))
 
 
+def _scalar_program(f: Any, *args: Any) -> Any:
+    from pyzygote.transforms.scalarize import compile_scalar, scalarizable
+
+    prog = pz.make_program(f, *args)
+    assert scalarizable(prog), prog
+    return compile_scalar(prog)
+
+
+_KNOTS = np.array([-1.0, -0.25, 0.0, 0.0, 0.5, 0.5, 0.5, 2.0])  # repeated knots, as numpy allows
+_AT = [-3.0, -1.0, -0.5, -0.25, -0.0, 0.0, 0.25, 0.5, 0.75, 2.0, 2.5, np.nan, np.inf, -np.inf, 1e-300]
+
+
+def test_interp_at_traced_positions_searches_its_segment_as_numpy_does() -> None:
+    """np.interp at a traced position reads its segment from a binary search (it was every segment,
+    masked: len(xp) work per call); compiled to Python floats for ODE right-hand sides."""
+    fp = np.cos(np.arange(_KNOTS.size))
+    for left, right in ((None, None), (-7.0, 9.0)):
+        f = lambda x: np.interp(x, _KNOTS, fp, left=left, right=right)  # noqa: E731
+        run, scalar = pz.make_program(f, 0.3), _scalar_program(f, 0.3)
+        for x in _AT:
+            want = np.interp(x, _KNOTS, fp, left=left, right=right)
+            np.testing.assert_array_equal(run(np.float64(x))[0], want, err_msg=f"x={x}")
+            np.testing.assert_array_equal(scalar(np.float64(x))[0], want, err_msg=f"scalar, x={x}")
+    big = np.linspace(0.0, 1.0, 1001)
+    prog = pz.make_program(lambda x: np.interp(x, big, big**2), 0.3)
+    assert max(v.aval.size for e in prog.eqns for v in e.outputs) == 1, prog  # nothing of the table's size
+    xs = np.array(_AT)  # a whole array of positions, and the table traced too
+    g = lambda x, fp: np.interp(x, _KNOTS, fp)  # noqa: E731
+    np.testing.assert_array_equal(_scalar_program(g, xs, fp)(xs, fp)[0], np.interp(xs, _KNOTS, fp))
+    (dfp,) = pz.gradient(lambda fp: np.interp(0.75, _KNOTS, fp), fp)
+    np.testing.assert_array_equal(dfp, [0, 0, 0, 0, 0, 0, 5 / 6, 1 / 6])
+
+
+def test_searchsorted_compiled_to_floats_orders_nan_last_as_numpy_does() -> None:
+    table = np.array([-1.0, 0.0, 0.0, 2.0, np.nan, np.nan])  # numpy sorts NaN last
+    for side in ("left", "right"):
+        f = lambda a, v: np.searchsorted(a, v, side=side) * 1.0  # noqa: E731
+        scalar = _scalar_program(f, table, 0.0)
+        for v in (-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, 3.0, np.nan, np.inf):
+            want = np.searchsorted(table, v, side=side)
+            assert scalar(table, np.float64(v))[0] == want, (side, v)
+            assert scalar(table[:4], np.float64(v))[0] == np.searchsorted(table[:4], v, side=side), (side, v)
+
+
+def test_integers_from_data_are_not_compiled_to_python_ints() -> None:
+    """Python's ints do not wrap as numpy's int64 do: integers are unrolled only as positions."""
+    from pyzygote.transforms.scalarize import scalarizable
+
+    assert not scalarizable(pz.make_program(lambda x: (x.astype(np.int64) * 4).astype(np.float64), 1.0))
+    assert not scalarizable(pz.make_program(lambda x: x * (np.searchsorted(_KNOTS, x) + 2**40).astype(np.float64), 1.0))
+
+
 def test_cumprod_through_zeros() -> None:
     x = np.array([2.0, 0.0, 3.0, 0.5])
     (jac,) = pz.jacobian(np.cumprod, x)

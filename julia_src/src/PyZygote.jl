@@ -246,6 +246,25 @@ ChainRulesCore.@non_differentiable argmax_along(::Any, ::Any)
 ChainRulesCore.@non_differentiable argmin_along(::Any, ::Any)
 
 """
+    numpy_searchsorted(a, v, right::Bool)
+
+numpy's `searchsorted(a, v, side = right ? "right" : "left")` for a sorted vector `a`: for
+each entry of `v`, how many entries of `a` are below it (not above it if `right`), found by
+binary search. It orders as numpy's sort does, by [`_sort_key`](@ref): NaN last, `-0.0`
+equal to `0.0`. A number `v` gives a number.
+"""
+function numpy_searchsorted(a::AbstractVector, v, right::Bool)
+    # `by` applies to both sides of each comparison; Julia's searches return 1-based indices.
+    function count_below(x)
+        right && return searchsortedlast(a, x; by = _sort_key)
+        return searchsortedfirst(a, x; by = _sort_key) - 1
+    end
+    return v isa AbstractArray ? map(count_below, v) : count_below(v)
+end
+
+ChainRulesCore.@non_differentiable numpy_searchsorted(::Any, ::Any, ::Any)
+
+"""
     select(c::Bool, x, y)
 
 numpy's `where(c, x, y)` for one element, used as `PyZygote.select.(c, x, y)`. It is

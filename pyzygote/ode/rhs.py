@@ -41,7 +41,7 @@ from pyzygote.transforms.vjp import vjp_programs
 __all__ = ["RHS"]
 
 # Piecewise-constant functions whose jumps, like a comparison's, carry a switching time.
-_STEPS = frozenset({"floor", "ceil", "round", "sign", "floordiv", "rem", "argextreme", "argsort"})
+_STEPS = frozenset({"floor", "ceil", "round", "sign", "floordiv", "rem", "argextreme", "argsort", "searchsorted"})
 # Up to this many sensitivity entries (states x columns), columns go through the right-hand side
 # one JVP at a time; above, together (RHS._along_columns).
 _COLUMNS_ONE_BY_ONE = 32
@@ -389,6 +389,12 @@ class RHS(_Directions):
                             fixed.append(_solved(form, value))
                         elif c not in varying:
                             compared.append((c, *form))
+                elif name == "searchsorted" and known[1] is not None:  # np.interp(t, knots, ...): switches at each knot
+                    value = constant(ins[0])
+                    if value is not None:
+                        fixed.append(_solved(known[1], value))
+                    elif ins[0] not in varying:
+                        compared.append((ins[0], *known[1]))
                 elif name == "sign" and known[0] is not None:
                     fixed.append(_solved(known[0], np.zeros(())))
                 elif known and known[0] is not None and _rounds(name, eqn.params):

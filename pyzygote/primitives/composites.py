@@ -25,6 +25,7 @@ import numpy as np
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.numpy_api import implements
 from pyzygote.primitives.shape import convert, normalize_axis
+from pyzygote.primitives.traced_indexing import searchsorted, take
 from pyzygote.tracer import CONTINUOUS, SMOOTH, Tracer, as_operand, composition
 
 __all__: list[str] = []
@@ -366,21 +367,24 @@ def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, pe
         w = (xc - xp_c[j]) / np.where(span == 0.0, 1.0, span)
         inside = fp[j] + (np.take(fp, np.minimum(j + 1, len(xp_c) - 1)) - fp[j]) * w
         return np.where(xc < xp_c[0], left, np.where(xc > xp_c[-1], right, np.where(xc == xp_c[-1], fp[-1], inside)))
-    # Traced positions: every segment's line, masked to where x falls (cost len(x) * len(xp)).
+    # Traced positions: each finds its segment by binary search.
     # Continuous unless left or right differ from the ends of fp.
     with composition(CONTINUOUS) if left is None and right is None else contextlib.nullcontext():
         return _interp_traced(as_operand(x), as_operand(xp), fp, fp[0] if left is None else left, fp[-1] if right is None else right)
 
 
 def _interp_traced(x: Any, xp: Any, fp: Any, left: Any, right: Any) -> Any:
-    lo, hi = xp[:-1], xp[1:]
-    span = hi - lo
-    slope = (fp[1:] - fp[:-1]) / np.where(np.equal(span, 0.0), 1.0, span)
-    xs = np.expand_dims(x, -1)
-    inside = np.logical_and(np.greater_equal(xs, lo), np.less(xs, hi))
-    y = np.sum(np.where(inside, fp[:-1] + slope * (xs - lo), 0.0), axis=-1)
+    n = xp.shape[0]
+    if n < 2:
+        y = np.broadcast_to(fp[0], x.shape)  # inside a one-point table is the point itself
+    else:
+        # The segment whose left end is the last knot at or below x, as numpy's binary search finds it.
+        j = np.clip(searchsorted(xp, x, side="right") - 1, 0, n - 2)
+        span = xp[1:] - xp[:-1]
+        slope = (fp[1:] - fp[:-1]) / np.where(np.equal(span, 0.0), 1.0, span)
+        y = take(fp, j) + take(slope, j) * (x - take(xp, j))
     y = np.where(np.less(x, xp[0]), left, np.where(np.greater(x, xp[-1]), right, np.where(np.equal(x, xp[-1]), fp[-1], y)))
-    return np.where(np.isnan(x), x, y)  # no segment holds NaN: numpy's result is NaN
+    return np.where(np.isnan(x), x, y)  # NaN sorts last, past every segment: numpy's result is NaN
 
 
 # --- shapes ---------------------------------------------------------------------------

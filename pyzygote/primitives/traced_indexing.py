@@ -29,7 +29,18 @@ from pyzygote.primitive import Primitive, Undefined, defjvp
 from pyzygote.primitives.shape import normalize_axis
 from pyzygote.tracer import CONTINUOUS, Tracer, as_operand, composition
 
-__all__ = ["take", "put_add", "argsort", "argextreme", "take_p", "put_add_p", "argsort_p", "argextreme_p"]
+__all__ = [
+    "take",
+    "put_add",
+    "argsort",
+    "argextreme",
+    "searchsorted",
+    "take_p",
+    "put_add_p",
+    "argsort_p",
+    "argextreme_p",
+    "searchsorted_p",
+]
 
 _INT = np.dtype(np.int64)
 
@@ -187,6 +198,53 @@ def argextreme(x: Any, axis: int, which: str) -> Any:
     if x.shape[axis] == 0:
         raise ValueError(f"attempt to get arg{which} of an empty sequence")
     return argextreme_p.bind(x, axis=axis, which=which)
+
+
+searchsorted_p = Primitive("searchsorted")
+
+
+@searchsorted_p.def_abstract_eval
+def _searchsorted_aval(a: Aval, v: Aval, *, side: str) -> Aval:
+    if a.ndim != 1:
+        raise ValueError("object too deep for desired array: searchsorted needs a 1-D a")
+    return Aval(v.shape, _INT)
+
+
+# numpy's binary search orders as its sort does: NaN last, -0.0 equal to 0.0.
+searchsorted_p.def_impl(lambda a, v, *, side: np.asarray(np.searchsorted(a, v, side=side), _INT)[()])
+_no_derivative(searchsorted_p)
+searchsorted_p.def_julia(lambda e, a, v, *, side: f"PyZygote.numpy_searchsorted({a}, {v}, {str(side == 'right').lower()})")
+
+
+def _searchsorted_batch(args: Any, batched: Any, *, side: str) -> Any:
+    (a, v), (a_batched, _) = args, batched
+    return None if a_batched else searchsorted_p.bind(a, v, side=side)  # positions of each column's v
+
+
+_searchsorted_batch.pays = lambda eqn: False  # type: ignore[attr-defined]
+searchsorted_p.batch = _searchsorted_batch
+
+
+def searchsorted(a: Any, v: Any, side: str = "left") -> Any:
+    """numpy's ``searchsorted(a, v, side)`` for a sorted 1-D ``a``: a binary search per entry of
+    ``v``, where either may be traced."""
+    return searchsorted_p.bind(as_operand(a), as_operand(v), side=side)
+
+
+# --- scalar rules (pyzygote.transforms.scalarize) -------------------------------------
+def _set_scalar_rules() -> None:
+    from pyzygote.transforms.scalarize import lookup
+
+    def table(elements: list[str]) -> str:
+        return f"({', '.join(elements)},)" if elements else "()"  # literals: a constant of the code
+
+    take_p.scalar = lookup(lambda s, x, idx: [f"_at({table(x)}, {j})" for j in idx])
+    searchsorted_p.scalar = lookup(
+        lambda s, a, v, *, side: [f"_searchsorted({table(a)}, {x}, {side == 'right'})" for x in v]
+    )
+
+
+_set_scalar_rules()
 
 
 # --- numpy functions ------------------------------------------------------------------------
@@ -658,11 +716,7 @@ def _np_searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> 
         raise ValueError("object too deep for desired array: searchsorted needs a 1-D a")
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
-    v = np.expand_dims(v, -1)
-    below = np.less(a, v) if side == "left" else np.less_equal(a, v)
-    if a.dtype.kind == "f" or v.dtype.kind == "f":  # numpy sorts NaN last, above every number
-        below = (below | (np.isnan(v) & ~np.isnan(a))) if side == "left" else (below | np.isnan(v))
-    return np.sum(below, axis=-1, dtype=_INT)
+    return searchsorted(a, v, side)
 
 
 @implements(np.digitize)

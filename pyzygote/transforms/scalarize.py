@@ -21,6 +21,7 @@ so results keep numpy's inf/NaN semantics.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from typing import Any, Callable, Sequence
@@ -29,13 +30,19 @@ import numpy as np
 
 from pyzygote.ir import Aval, Literal, Program
 
-__all__ = ["compile_scalar", "scalarizable", "rearrangement", "reduction", "elementwise", "MAX_SIZE"]
+__all__ = ["compile_scalar", "scalarizable", "rearrangement", "reduction", "elementwise", "lookup", "MAX_SIZE"]
 
 MAX_SIZE = 512  # elements of the largest variable worth unrolling
 # Unrolled, a program costs about one float operation per element; compiled to numpy, about one
 # call per equation.  Timed on ODE right-hand sides (an advection-diffusion stencil of N cells),
 # unrolling was twice as fast at N = 50 and half as fast at N = 100: about 64 elements per equation.
 ELEMENTS_PER_EQUATION = 64
+# Integers are unrolled only as positions into tables (``np.interp``'s segment: a binary search,
+# a shift, a clip, reads), where Python's unbounded ints and numpy's int64 cannot differ.
+_INDEX_ARITHMETIC = frozenset({"searchsorted", "sub", "add", "max", "min"})
+_FROM_POSITIONS = frozenset({"convert_element_type"})  # a position as a float (np.searchsorted(...) * 1.0)
+_SMALL_INT = 2**31
+_TABLE_SIZE = 2**16  # elements of a constant table that lookups read
 
 
 class ScalarContext:
@@ -85,6 +92,13 @@ def elementwise(template: str) -> Callable[..., list[str]]:
     return rule
 
 
+def lookup(rule: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    """Marks a rule that reads a table at positions known at run time (a binary search, a read):
+    its cost is per output element, however large the table."""
+    rule.per_output = True  # type: ignore[attr-defined]
+    return rule
+
+
 def sum_of(terms: list[str]) -> str:
     return "(" + " + ".join(terms) + ")" if terms else "0.0"
 
@@ -118,6 +132,18 @@ def _pow(a: float, b: float) -> float:
     return math.pow(a, b)
 
 
+def _at(table: tuple, j: int) -> Any:
+    if 0 <= j < len(table):
+        return table[j]
+    raise IndexError("a traced index is out of bounds for its axis (numpy raises IndexError here too)")
+
+
+def _searchsorted(table: tuple, x: float, right: bool) -> int:
+    if x != x or (table and table[-1] != table[-1]):  # numpy sorts NaN last, bisect does not know it
+        return int(np.searchsorted(np.asarray(table), x, side="right" if right else "left"))
+    return bisect.bisect_right(table, x) if right else bisect.bisect_left(table, x)
+
+
 _HELPERS = {
     "_m": math,
     "_max": _max,
@@ -127,20 +153,63 @@ _HELPERS = {
     "_sign": _sign,
     "_cbrt": _cbrt,
     "_pow": _pow,
+    "_at": _at,
+    "_searchsorted": _searchsorted,
 }
 
 
 # --- code generation ----------------------------------------------------------------
 def scalarizable(prog: Program) -> bool:
-    avals = [v.aval for v in prog.inputs] + [v.aval for v in prog.constvars]
+    tables = _lookup_tables(prog)
+    avals = [v.aval for v in prog.inputs] + [v.aval for v in prog.constvars if v.uid not in tables]
     avals += [v.aval for e in prog.eqns for v in e.outputs]
-    if any(a.dtype not in (np.float64, np.bool_) or a.size > MAX_SIZE for a in avals):
+    if any(a.dtype not in (np.float64, np.bool_, np.int64) or a.size > MAX_SIZE for a in avals):
         return False
-    if not all(getattr(e.prim, "scalar", None) is not None for e in prog.eqns):
+    if any(v.aval.size > _TABLE_SIZE for v in prog.constvars if v.uid in tables):
+        return False
+    if not all(getattr(e.prim, "scalar", None) is not None for e in prog.eqns) or not _integers_are_positions(prog):
         return False
     # Moving elements costs nothing unrolled (names are renamed); arithmetic costs per element.
-    work = sum(max(x.aval.size for x in (*e.outputs, *e.inputs)) for e in prog.eqns if e.prim.scalar is not rearrangement)
+    work = sum(_work(e) for e in prog.eqns if e.prim.scalar is not rearrangement)
     return work <= ELEMENTS_PER_EQUATION * max(len(prog.eqns), 1)
+
+
+def _work(eqn: Any) -> int:
+    if getattr(eqn.prim.scalar, "per_output", False):
+        return max(v.aval.size for v in eqn.outputs)
+    return max(x.aval.size for x in (*eqn.outputs, *eqn.inputs))
+
+
+def _lookup_tables(prog: Program) -> set[int]:
+    """Constants that only lookups read: they become tuple constants of the code, of any size."""
+    readers: dict[int, list[Any]] = {}
+    for e in prog.eqns:
+        for a in e.inputs:
+            if not isinstance(a, Literal):
+                readers.setdefault(a.uid, []).append(e)
+    return {
+        v.uid
+        for v in prog.constvars
+        if readers.get(v.uid) and all(getattr(e.prim.scalar, "per_output", False) for e in readers[v.uid])
+    }
+
+
+def _integers_are_positions(prog: Program) -> bool:
+    """Integer values only as positions: made by index arithmetic on small numbers, and no
+    integer input (data, whose sums may wrap in int64)."""
+    if any(v.aval.dtype == np.int64 for v in (*prog.inputs, *prog.constvars)):
+        return False
+    for e in prog.eqns:
+        if any(v.aval.dtype == np.int64 for v in e.outputs):
+            if e.prim.name not in _INDEX_ARITHMETIC:
+                return False
+            if any(isinstance(a, Literal) and abs(int(np.asarray(a.value))) >= _SMALL_INT for a in e.inputs):
+                return False
+        elif any(a.aval.dtype == np.int64 for a in e.inputs) and not (
+            e.prim.name in _FROM_POSITIONS or getattr(e.prim.scalar, "per_output", False)
+        ):
+            return False
+    return True
 
 
 def _is_name(expr: str) -> bool:
@@ -171,7 +240,7 @@ def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
         names = [f"i{i}_{k}" for k in range(v.aval.size)]
         env[v.uid] = names
         if v.aval.shape == ():
-            body.append(f"{names[0]} = float({args[i]})" if v.aval.dtype == np.float64 else f"{names[0]} = bool({args[i]})")
+            body.append(f"{names[0]} = {_PYTHON_TYPE[v.aval.dtype]}({args[i]})")
         elif names:
             body.append(f"{', '.join(names)}, = {args[i]}.ravel().tolist()")
     for v, c in zip(prog.constvars, prog.consts):
@@ -197,7 +266,7 @@ def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
     outs = []
     for a in prog.outputs:
         e = elems(a)
-        dt = "_np.float64" if a.aval.dtype == np.float64 else "_np.bool_"
+        dt = f"_np.{a.aval.dtype.name}"
         if a.aval.shape == ():
             outs.append(f"_np.array({e[0]}, dtype={dt})")
         else:
@@ -213,10 +282,15 @@ def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
     return fn
 
 
+_PYTHON_TYPE = {np.dtype(np.float64): "float", np.dtype(np.bool_): "bool", np.dtype(np.int64): "int"}
+
+
 def _literal(value: Any) -> str:
     value = np.asarray(value)
     if value.dtype == np.bool_:
         return repr(bool(value))
+    if value.dtype.kind in "iu":
+        return repr(int(value))
     x = float(value)
     if math.isfinite(x):
         return repr(x)
