@@ -23,7 +23,7 @@ import numpy as np
 from pyzygote.engines import get_engine
 from pyzygote.transforms.batch import basis_columns, per_column
 from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
-from pyzygote.pytree import KeywordArguments, Static, flatten, structure, unflatten
+from pyzygote.pytree import KeywordArguments, Static, describe, flatten, structure, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, to_input_array, trace
 
@@ -526,18 +526,10 @@ def _trace_args(
     return _trace_with_data(f, all_args, const_args | set(held))
 
 
-def _describe_tree(tree: Any) -> str:
-    if tree == "*":
-        return "an array"
-    if isinstance(tree, tuple) and tree and tree[0] in ("tuple", "list", "namedtuple"):
-        return f"a {tree[0]} of {len(tree[-1])}"
-    if isinstance(tree, tuple) and tree and tree[0] == "dict":
-        return f"a dict with keys {list(tree[1])}"
-    return f"a {_container(tree)}"
-
-
 def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
     leaves, tree = flatten(dy)
+    if dy is None and traced.out_tree != tree:
+        raise TypeError("the cotangent must be an array (or arrays in the output's structure), got None")
     for leaf in leaves:
         if isinstance(leaf, Static):
             raise TypeError(f"the cotangent must be an array (or arrays in the output's structure), got {leaf.value!r}")
@@ -548,8 +540,8 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
     one_in_one = len(traced.program.outputs) == 1 and len(leaves) == 1 and tree == "*"
     if structure(tree) != structure(traced.out_tree) and not one_in_one:
         raise ValueError(
-            f"the cotangent must have the structure of the function's output ({_describe_tree(traced.out_tree)}), "
-            f"got {_describe_tree(tree)}"
+            f"the cotangent must have the structure of the function's output ({describe(traced.out_tree)}), "
+            f"got {describe(tree)}"
         )
     cts = []
     many = len(traced.program.outputs) > 1

@@ -26,7 +26,7 @@ from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
-__all__ = ["flatten", "unflatten", "structure", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
+__all__ = ["flatten", "unflatten", "structure", "describe", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
 
 
 class KeywordArguments(NamedTuple):
@@ -90,6 +90,8 @@ def flatten(tree: Any) -> tuple[list[Any], Hashable]:
                 collections.OrderedDict if type(x) is collections.OrderedDict else dict, order
             )
             return ("dict", keys, remake, tuple(walk(x[k]) for k in keys))
+        if x is None:  # a node without leaves, as in JAX: a missing entry in outputs and gradients
+            return ("none", ())
         if isinstance(x, tuple) and not hasattr(x, "_fields"):
             return ("tuple", tuple(walk(e) for e in x))
         if isinstance(x, tuple):  # namedtuple
@@ -118,6 +120,25 @@ def structure(tree: Any) -> Any:
     return (*tree[:-1], tuple(structure(c) for c in tree[-1]))
 
 
+def describe(tree: Any) -> str:
+    """A structure in words, for messages: ``(an array, None)``, ``{'w': an array}``."""
+    if tree == "*":
+        return "an array"
+    if tree == "s":
+        return "a non-array"
+    kind, children = tree[0], tree[-1]
+    if kind == "none":
+        return "None"
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {describe(c)}" for k, c in zip(tree[1], children)) + "}"
+    inner = ", ".join(describe(c) for c in children)
+    if kind == "list":
+        return f"[{inner}]"
+    if kind in ("namedtuple", "dataclass"):
+        return f"{tree[1].__name__}({inner})"
+    return f"({inner}{',' if len(children) == 1 else ''})"
+
+
 def unflatten(tree: Hashable, leaves: list[Any]) -> Any:
     it = iter(leaves)
 
@@ -129,6 +150,8 @@ def unflatten(tree: Hashable, leaves: list[Any]) -> Any:
             leaf = next(it)
             return leaf.value if isinstance(leaf, Static) else leaf
         kind = t[0]
+        if kind == "none":
+            return None
         if kind == "dict":
             built = {k: build(c) for k, c in zip(t[1], t[3])}
             if t[2] is None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.pytree import Static, flatten, structure, unflatten
+from pyzygote.pytree import Static, describe, flatten, structure, unflatten
 
 __all__ = ["check_grads", "numerical_gradient", "numerical_jvp", "assert_allclose_gradients"]
 
@@ -64,17 +64,6 @@ def leaf_paths(treedef: Any, prefix: str = "") -> list[str]:
     return [p for i, sub in enumerate(children) for p in leaf_paths(sub, f"{prefix}[{i}]")]
 
 
-def _describe(treedef: Any) -> str:
-    if treedef == "*":
-        return "an array"
-    if treedef == "s":
-        return "None or a non-array"
-    if treedef[0] == "dict":
-        return "{" + ", ".join(f"{k!r}: {_describe(sub)}" for k, sub in zip(treedef[1], treedef[-1])) + "}"
-    inner = ", ".join(_describe(sub) for sub in treedef[-1])
-    return f"[{inner}]" if treedef[0] == "list" else f"({inner}{',' if len(treedef[-1]) == 1 else ''})"
-
-
 def _call(f: Callable[..., Any], treedef: Any, leaves: list[Any]) -> list[np.ndarray]:
     out_leaves, _ = flatten(f(*unflatten(treedef, leaves)))
     return [np.asarray(o, dtype=np.float64) for o in out_leaves]
@@ -91,7 +80,7 @@ def numerical_jvp(f: Callable[..., Any], args: Sequence[Any], tangents: Sequence
     leaves, treedef = _float_leaves(tuple(args))
     t_leaves, t_def = _float_leaves(tuple(tangents))
     if structure(t_def) != structure(treedef):
-        raise ValueError(f"tangents must have the structure of args: {_describe(treedef)}, got {_describe(t_def)}")
+        raise ValueError(f"tangents must have the structure of args: {describe(treedef)}, got {describe(t_def)}")
     for path, x, t in zip(leaf_paths(treedef), leaves, t_leaves):
         if not isinstance(x, Static) and np.shape(x) != np.shape(t):
             raise ValueError(f"the tangent of args{path} has shape {np.shape(t)}, expected {np.shape(x)}")
@@ -164,7 +153,7 @@ def assert_allclose_gradients(actual: Any, desired: Any, rtol: float = 1e-7, ato
     d_leaves, d_def = flatten(desired)
     if structure(a_def) != structure(d_def):
         raise AssertionError(
-            f"gradient structures differ {err_msg}\n ACTUAL: {_describe(a_def)}\n DESIRED: {_describe(d_def)}"
+            f"gradient structures differ {err_msg}\n ACTUAL: {describe(a_def)}\n DESIRED: {describe(d_def)}"
         )
     for path, a, d in zip(leaf_paths(a_def), a_leaves, d_leaves):
         if isinstance(a, Static) or isinstance(d, Static):

@@ -1330,11 +1330,34 @@ def test_gradient_wants_the_scalar_itself_not_a_container_of_it() -> None:
 
 def test_a_cotangent_must_have_the_outputs_structure() -> None:
     y, back = pz.pullback(lambda x: 2.0 * x, np.ones(3))
-    for wrong, described in (({"a": np.ones(3)}, "a dict with keys \\['a'\\]"), ((np.ones(3),), "a tuple of 1"), ([np.ones(3)], "a list of 1")):
+    for wrong, described in (({"a": np.ones(3)}, "{'a': an array}"), ((np.ones(3),), "\\(an array,\\)"), ([np.ones(3)], "\\[an array\\]")):
         with pytest.raises(ValueError, match=f"structure of the function's output \\(an array\\), got {described}"):
             back(wrong)
     _, back2 = pz.pullback(lambda x: (2.0 * x,), np.ones(3))
     np.testing.assert_array_equal(back2(np.ones(3))[0], 2 * np.ones(3))  # a bare array for a 1-tuple is taken as meant
+
+
+def test_none_in_outputs_aux_and_parameters_passes_through_as_in_jax() -> None:
+    """None is a tree without leaves (JAX's convention): found by the API fuzzer, pz.jacobian(pz.grad(loss))
+    failed for parameters with a None entry, whose gradient holds None there."""
+    loss = lambda p: 2.0 * np.sum(p["w"] ** 3)  # noqa: E731
+    p = {"w": np.array([1.0, 2.0]), "b": None}
+    (jac,) = pz.jacobian(pz.grad(loss), p)
+    assert jac["b"] is None and jac["w"]["b"] is None
+    np.testing.assert_array_equal(jac["w"]["w"], np.diag(12.0 * p["w"]))
+    g, aux = pz.grad(lambda w: (np.sum(w**2), {"note": None, "y": 2 * w}), has_aux=True)(np.ones(2))
+    assert aux["note"] is None
+    np.testing.assert_array_equal(aux["y"], [2.0, 2.0])
+    (j,) = pz.jacobian(lambda w: (3.0 * w, None), np.ones(2))
+    assert j[1] is None
+    np.testing.assert_array_equal(j[0], 3.0 * np.eye(2))
+    y, back = pz.pullback(lambda w: (3.0 * w, None), np.ones(2))
+    assert y[1] is None
+    np.testing.assert_array_equal(back((np.ones(2), None))[0], [3.0, 3.0])
+    with pytest.raises(ValueError, match=r"output \(\(an array, None\)\), got \(an array, an array\)"):
+        back((np.ones(2), np.ones(2)))
+    with pytest.raises(TypeError, match="the cotangent must be an array.*got None"):
+        back(None)
 
 
 def test_jacobian_of_integer_or_boolean_outputs_is_refused() -> None:

@@ -82,6 +82,8 @@ def _tree_expr(tree: Hashable, counter: list[int], leaves: Sequence[str] | None 
             "arguments of Julia functions must be numbers, float numpy arrays, or tuples, lists and dicts of them"
         )
     kind = tree[0]  # type: ignore[index]
+    if kind == "none":
+        return "nothing"
     if kind == "dict":
         keys, children = tree[1], tree[-1]  # type: ignore[index]
         fields = [f"{_julia_ident(k)} = {_tree_expr(c, counter, leaves)}" for k, c in zip(keys, children)]
