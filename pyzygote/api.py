@@ -700,14 +700,22 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
                 blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
     _check_finite(traced, "jacobian", blocks)
     if not joined:
-        return _rebuild(traced, blocks)[:n]
+        return _rebuild(traced, [None if b is None else b.astype(_jacobian_dtype(out, a, b), copy=False) for a, b in zip(arrays, blocks)])[:n]
     per_output = []
     start = 0
     for o in traced.program.out_avals:
-        cut = [None if b is None else np.reshape(b[start : start + o.size], o.shape + a.shape).astype(np.result_type(o.dtype, b.dtype), copy=False) for a, b in zip(arrays, blocks)]
+        cut = [None if b is None else np.reshape(b[start : start + o.size], o.shape + a.shape).astype(_jacobian_dtype(o, a, b), copy=False) for a, b in zip(arrays, blocks)]
         per_output.append(_rebuild(traced, cut)[:n])
         start += o.size
     return tuple(unflatten(traced.out_tree, [p[k] for p in per_output]) for k in range(n))
+
+
+def _jacobian_dtype(out: Any, a: np.ndarray, block: np.ndarray) -> np.dtype:
+    """The wider of the output's and the argument's float types, whichever mode ran (reverse mode
+    computes in the argument's type, forward mode in the output's, as JAX's jacrev and jacfwd do)."""
+    if a.dtype.kind != "f" or out.dtype.kind != "f":
+        return block.dtype
+    return np.result_type(out.dtype, a.dtype)
 
 
 def _joined_outputs(prog: Any) -> Any:

@@ -1360,6 +1360,25 @@ def test_none_in_outputs_aux_and_parameters_passes_through_as_in_jax() -> None:
         back(None)
 
 
+def test_jacobian_dtype_is_the_wider_float_type_whichever_mode_runs() -> None:
+    """Found by the API fuzzer: reverse mode (fewer outputs than inputs) gave the argument's type and
+    forward mode the output's, so a float32 -> float64 map's Jacobian changed type with its shape."""
+    x32, x64 = np.arange(1.0, 4.0, dtype=np.float32), np.arange(1.0, 4.0)
+    for f, x, want in (
+        (lambda x: x.astype(np.float64) ** 2, x32, np.float64),  # forward mode
+        (lambda x: np.sum(x.astype(np.float64)) ** 2 * np.ones(2), x32, np.float64),  # reverse mode
+        (lambda x: x.astype(np.float32)[:1] * 2, x64, np.float64),  # reverse mode
+        (lambda x: x**2, x32, np.float32),
+    ):
+        (j,) = pz.jacobian(f, x)
+        assert j.dtype == want, (j.dtype, want)
+        x0, h = x.astype(np.float64), 1e-3
+        fd = np.stack([(f(x0 + h * e).astype(np.float64) - f(x0 - h * e)) / (2 * h) for e in np.eye(3)], axis=-1)
+        np.testing.assert_allclose(j, fd, rtol=1e-3)  # differences through a float32 cast
+    (parts,) = pz.jacobian(lambda x: (x[:1].astype(np.float64), x**2), x32)
+    assert [p.dtype for p in parts] == [np.float64, np.float32]
+
+
 def test_jacobian_of_integer_or_boolean_outputs_is_refused() -> None:
     for f in (lambda x: np.floor(x).astype(int), lambda x: x > 0):
         with pytest.raises(TypeError, match="jacobian needs float outputs"):
