@@ -23,7 +23,7 @@ import numpy as np
 from pyzygote.engines import get_engine
 from pyzygote.transforms.batch import basis_columns, per_column
 from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
-from pyzygote.pytree import KeywordArguments, Static, describe, flatten, structure, unflatten
+from pyzygote.pytree import KeywordArguments, Static, describe, flatten, leaf_paths, structure, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, to_input_array, trace
 
@@ -167,10 +167,11 @@ def _float_loss(prog: Any, fname: str) -> None:
 
 
 def _float_outputs(traced: Traced, fname: str) -> None:
-    for out in traced.program.outputs:
+    paths = leaf_paths(traced.out_tree, "output") if len(traced.program.outputs) > 1 else ["the output"]
+    for out, path in zip(traced.program.outputs, paths):
         if not out.aval.is_float:
             raise TypeError(
-                f"{fname} needs float outputs, got {out.aval}: integer and boolean values (floor(x).astype(int), "
+                f"{fname} needs float outputs, got {out.aval} for {path}: integer and boolean values (floor(x).astype(int), "
                 "x > 0) have no derivative. Return floats, or leave such values out of the differentiated function"
             )
 
@@ -823,7 +824,8 @@ def _structured_hessian(
     if all(isinstance(leaf, Static) for leaf in leaves):
         raise TypeError(f"hessian takes an array, or arrays and numbers in a dict, tuple, list or dataclass; got {x!r}")
     # Other leaves (a dataclass's name, a flag) are held as they are, with None for their blocks.
-    arrays = [leaf if isinstance(leaf, Tracer) else to_input_array(leaf, "x") for leaf in leaves if not isinstance(leaf, Static)]
+    names = leaf_paths(tree, "x")
+    arrays = [leaf if isinstance(leaf, Tracer) else to_input_array(leaf, name) for leaf, name in zip(leaves, names) if not isinstance(leaf, Static)]
     shapes = tuple(tuple(a.shape) for a in arrays)
     flat = np.concatenate([np.reshape(a, (-1,)) for a in arrays]) if arrays else np.zeros(0)
     bounds = np.cumsum([0, *(int(np.prod(s, dtype=np.int64)) for s in shapes)])

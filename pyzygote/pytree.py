@@ -26,7 +26,7 @@ from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
-__all__ = ["flatten", "unflatten", "structure", "describe", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
+__all__ = ["flatten", "unflatten", "structure", "describe", "leaf_paths", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
 
 
 class KeywordArguments(NamedTuple):
@@ -137,6 +137,19 @@ def describe(tree: Any) -> str:
     if kind in ("namedtuple", "dataclass"):
         return f"{tree[1].__name__}({inner})"
     return f"({inner}{',' if len(children) == 1 else ''})"
+
+
+def leaf_paths(treedef: Any, prefix: str = "") -> list[str]:
+    """Where each leaf sits, as indexing reads it: ``[0]['b']``."""
+    if treedef in ("*", "s"):
+        return [prefix or "(the value)"]
+    kind = treedef[0]
+    if kind == "dict":
+        return [p for k, sub in zip(treedef[1], treedef[-1]) for p in leaf_paths(sub, f"{prefix}[{k!r}]")]
+    if kind == "dataclass":
+        return [p for k, sub in zip(treedef[2], treedef[3]) for p in leaf_paths(sub, f"{prefix}.{k}")]
+    children = treedef[-1]
+    return [p for i, sub in enumerate(children) for p in leaf_paths(sub, f"{prefix}[{i}]")]
 
 
 def unflatten(tree: Hashable, leaves: list[Any]) -> Any:

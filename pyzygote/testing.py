@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.pytree import Static, describe, flatten, structure, unflatten
+from pyzygote.pytree import Static, describe, flatten, leaf_paths, structure, unflatten
 
 __all__ = ["check_grads", "numerical_gradient", "numerical_jvp", "assert_allclose_gradients"]
 
@@ -49,19 +49,6 @@ def _real_leaves(leaves: list[Any], what: str) -> None:
     for leaf in leaves:
         if not isinstance(leaf, Static) and np.iscomplexobj(leaf):
             raise TypeError(f"{what} must be real: pyzygote differentiates real functions, got complex {leaf!r}")
-
-
-def leaf_paths(treedef: Any, prefix: str = "") -> list[str]:
-    """Where each leaf sits, as indexing reads it: ``[0]['b']``."""
-    if treedef in ("*", "s"):
-        return [prefix or "(the value)"]
-    kind = treedef[0]
-    if kind == "dict":
-        return [p for k, sub in zip(treedef[1], treedef[-1]) for p in leaf_paths(sub, f"{prefix}[{k!r}]")]
-    if kind == "dataclass":
-        return [p for k, sub in zip(treedef[2], treedef[3]) for p in leaf_paths(sub, f"{prefix}.{k}")]
-    children = treedef[-1]
-    return [p for i, sub in enumerate(children) for p in leaf_paths(sub, f"{prefix}[{i}]")]
 
 
 def _call(f: Callable[..., Any], treedef: Any, leaves: list[Any]) -> list[np.ndarray]:

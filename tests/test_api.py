@@ -1381,8 +1381,13 @@ def test_jacobian_dtype_is_the_wider_float_type_whichever_mode_runs() -> None:
 
 def test_jacobian_of_integer_or_boolean_outputs_is_refused() -> None:
     for f in (lambda x: np.floor(x).astype(int), lambda x: x > 0):
-        with pytest.raises(TypeError, match="jacobian needs float outputs"):
+        with pytest.raises(TypeError, match="jacobian needs float outputs, got .* for the output"):
             pz.jacobian(f, np.array([0.5, 1.5]))
+    # the API fuzzer: which output, and which leaf of hessian's x, is named
+    with pytest.raises(TypeError, match=r"got bool\[2\] for output\['b'\]"):
+        pz.jacobian(lambda x: {"a": 2 * x, "b": x > 0}, np.ones(2))
+    with pytest.raises(TypeError, match=r"with respect to x\['n'\]: it is an array of integer values"):
+        pz.hessian(lambda p: np.sum(p["w"] ** 2), {"w": np.ones(2), "n": np.array([1, 2])})
 
 
 def test_grad_checks_its_function_argnums_and_engine_when_made_and_refuses_integer_argnums() -> None:
