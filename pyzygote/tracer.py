@@ -276,10 +276,26 @@ def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
     )
 
 
+def is_weak(x: Any) -> bool:
+    """Whether numpy's type promotion sees ``x`` as a Python number (weak): a Python float or
+    int (not a bool), or a traced one (:attr:`Tracer._weak`)."""
+    if isinstance(x, Tracer):
+        return x._weak
+    return isinstance(x, (int, float)) and not isinstance(x, (bool, np.generic))
+
+
+def _weak_if(x: Any, o: Any, out: Any) -> Any:
+    """``out`` of Python arithmetic on ``x`` and ``o``: a Python number when both are (numpy's own
+    functions, np.exp(x), give numpy scalars, which are not weak)."""
+    if isinstance(out, Tracer) and is_weak(x) and is_weak(o) and out.dtype.kind == "f":
+        out._weak = True
+    return out
+
+
 class Tracer:
     """A traced array: shape and dtype are known, the value is not."""
 
-    __slots__ = ("_builder", "_v", "_root", "_positions", "_source", "_seen", "_version", "_dummy", "_array0d", "__weakref__")
+    __slots__ = ("_builder", "_v", "_root", "_positions", "_source", "_seen", "_version", "_dummy", "_array0d", "_weak", "__weakref__")
     __array_priority__ = 1000.0
 
     def __init__(self, builder: Builder, var: Var):
@@ -299,6 +315,9 @@ class Tracer:
         # A 0-d value is one of numpy's immutable scalars (x[i], np.sum(x)) unless it stands for
         # a 0-d array (np.zeros_like(x[i]), np.copy(s), a 0-d array argument), which is mutable.
         self._array0d = False
+        # A Python float or int argument, or Python arithmetic on such values only: numpy's
+        # promotion treats it as weak (a float32 array times it stays float32), as JAX does.
+        self._weak = False
 
     @property
     def _var(self) -> Var:
@@ -504,31 +523,31 @@ class Tracer:
 
     # --- operators (each goes through numpy's dispatch) -----------------
     def __add__(self, o: Any) -> Any:
-        return np.add(self, o)
+        return _weak_if(self, o, np.add(self, o))
 
     def __radd__(self, o: Any) -> Any:
-        return np.add(o, self)
+        return _weak_if(self, o, np.add(o, self))
 
     def __sub__(self, o: Any) -> Any:
-        return np.subtract(self, o)
+        return _weak_if(self, o, np.subtract(self, o))
 
     def __rsub__(self, o: Any) -> Any:
-        return np.subtract(o, self)
+        return _weak_if(self, o, np.subtract(o, self))
 
     def __mul__(self, o: Any) -> Any:
-        return np.multiply(self, o)
+        return _weak_if(self, o, np.multiply(self, o))
 
     def __rmul__(self, o: Any) -> Any:
-        return np.multiply(o, self)
+        return _weak_if(self, o, np.multiply(o, self))
 
     def __truediv__(self, o: Any) -> Any:
-        return np.true_divide(self, o)
+        return _weak_if(self, o, np.true_divide(self, o))
 
     def __rtruediv__(self, o: Any) -> Any:
-        return np.true_divide(o, self)
+        return _weak_if(self, o, np.true_divide(o, self))
 
     def __floordiv__(self, o: Any) -> Any:
-        return np.floor_divide(self, o)
+        return _weak_if(self, o, np.floor_divide(self, o))
 
     def __divmod__(self, o: Any) -> Any:
         return np.floor_divide(self, o), np.remainder(self, o)
@@ -537,19 +556,19 @@ class Tracer:
         return np.floor_divide(o, self), np.remainder(o, self)
 
     def __rfloordiv__(self, o: Any) -> Any:
-        return np.floor_divide(o, self)
+        return _weak_if(self, o, np.floor_divide(o, self))
 
     def __mod__(self, o: Any) -> Any:
-        return np.remainder(self, o)
+        return _weak_if(self, o, np.remainder(self, o))
 
     def __rmod__(self, o: Any) -> Any:
-        return np.remainder(o, self)
+        return _weak_if(self, o, np.remainder(o, self))
 
     def __pow__(self, o: Any) -> Any:
-        return np.power(self, o)
+        return _weak_if(self, o, np.power(self, o))
 
     def __rpow__(self, o: Any) -> Any:
-        return np.power(o, self)
+        return _weak_if(self, o, np.power(o, self))
 
     def __matmul__(self, o: Any) -> Any:
         return np.matmul(self, o)
@@ -558,13 +577,13 @@ class Tracer:
         return np.matmul(o, self)
 
     def __neg__(self) -> Any:
-        return np.negative(self)
+        return _weak_if(self, 0.0, np.negative(self))
 
     def __pos__(self) -> Any:
-        return np.positive(self)  # numpy's +x: a new array, laid out like x
+        return _weak_if(self, 0.0, np.positive(self))  # numpy's +x: a new array, laid out like x
 
     def __abs__(self) -> Any:
-        return np.absolute(self)
+        return _weak_if(self, 0.0, np.absolute(self))
 
     def __lt__(self, o: Any) -> Any:
         return np.less(self, o)

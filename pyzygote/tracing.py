@@ -44,7 +44,7 @@ from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Program
 from pyzygote.pytree import KeywordArguments, Static, flatten, opaque_arrays, unflatten
 from pyzygote.scipy_calls import scipy_error
-from pyzygote.tracer import Builder, ConstantChanged, Tracer, as_operand, careful_constants, same_contents
+from pyzygote.tracer import Builder, ConstantChanged, Tracer, as_operand, careful_constants, is_weak, same_contents
 from pyzygote.views import positions_strided_like
 
 __all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
@@ -530,7 +530,7 @@ def trace(
             else:
                 arr = leaf if int_arrays_traced and _int_array(leaf) else to_input_array(leaf, name)
             arrays.append(arr)
-            key_parts.append((arr.shape, arr.dtype.str, _layout_key(arr)))
+            key_parts.append((arr.shape, arr.dtype.str, _layout_key(arr), is_weak(leaf)))
     key = tuple(key_parts)
     if nest and Builder.tracing():
         return _trace_fresh(f, leaves, tree, arrays, output, nest=True), arrays
@@ -538,7 +538,7 @@ def trace(
     hit = per_fn.get(key) if per_fn is not None else None
     if hit is not None and _still_valid(hit, f):
         # This call's leaves: whether a result is a Python float or an array
-        # follows this call's arguments (2.0 and np.array(2.0) share a trace).
+        # follows this call's arguments (2.0 and 3 share a trace; np.float64(2.0), not weak, has its own).
         return dataclasses.replace(hit, leaves=leaves), arrays
     started = time.perf_counter()
     traced = dataclasses.replace(_trace_fresh(f, leaves, tree, arrays, output), leaf_names=tuple(names))
@@ -801,6 +801,7 @@ def _trace_once(
     slots = [i for i, leaf in enumerate(leaves) if not isinstance(leaf, Static)]
     for i, t, a in zip(slots, tracers, arrays):
         t._array0d = isinstance(leaves[i], np.ndarray) and leaves[i].ndim == 0  # a 0-d array argument is mutable
+        t._weak = is_weak(leaves[i])  # a Python number: float32 arrays times it stay float32, as in numpy
         if isinstance(a, np.ndarray) and _layout_key(a) != "C":
             # Fortran-ordered or strided: its reshape(-1) or ravel() is a copy, as numpy decides
             t._dummy = positions_strided_like(a)

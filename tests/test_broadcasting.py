@@ -117,6 +117,38 @@ def test_python_scalars_are_weak_and_broadcast(shape: tuple[int, ...], scalar: f
     np.testing.assert_allclose(g, closed, rtol=1e-5 if single else 1e-13, atol=1e-5 if single else 1e-13)
 
 
+_WEAK_PROGRAMS: dict[str, Callable[[Any, Any], Any]] = {
+    "array times number": lambda w, c: np.sum(w * c),
+    "Python arithmetic first": lambda w, c: np.sum(w * (c * 2.0 + 1) - c**2 / w),
+    "negated and absolute": lambda w, c: np.sum(-c * w + abs(c) * w),
+    "a numpy function of it is strong": lambda w, c: np.sum(w * np.exp(c)),
+    "where": lambda w, c: np.sum(np.where(w > 1.0, w * c, c - w)),
+    "number alone": lambda w, c: np.sum(w) + c,
+}
+
+
+@pytest.mark.parametrize("name", list(_WEAK_PROGRAMS))
+@pytest.mark.parametrize("number", [0.5, 3])
+def test_python_number_arguments_are_weak_as_in_numpy(name: str, number: Any) -> None:
+    """Found by the API fuzzer: a Python float passed as an argument (a penalty weight, a time step)
+    made a float32 model's value float64, where numpy keeps float32 (NEP 50) and so does JAX."""
+    f = _WEAK_PROGRAMS[name]
+    w = np.array([0.75, 1.5, 2.0], dtype=np.float32)
+    want = f(w, number)
+    value, (gw, gc) = pz.withgradient(f, w, number)
+    assert np.asarray(value).dtype == np.asarray(want).dtype, (value, want)
+    np.testing.assert_allclose(value, want, rtol=1e-6)
+    assert gw.dtype == np.float32 and isinstance(gc, float)
+    h = 1e-3
+    np.testing.assert_allclose(gc, (f(w.astype(np.float64), number + h) - f(w.astype(np.float64), number - h)) / (2 * h), rtol=1e-4)
+    # np.float64 is not weak: numpy promotes, and so does the trace
+    strong = pz.withgradient(f, w, np.float64(number))[0]
+    assert np.asarray(strong).dtype == np.asarray(f(w, np.float64(number))).dtype
+    g = pz.grad(lambda w, c=1.0: f(w, c))(w, c=number)  # a keyword argument is data, and weak too
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, gw, rtol=1e-6)
+
+
 @st.composite
 def shape_and_axis(draw: Any) -> tuple[tuple[int, ...], Any]:
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, max_side=3))

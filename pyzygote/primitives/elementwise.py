@@ -20,7 +20,7 @@ from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, add_any, defjvp
-from pyzygote.tracer import Tracer, as_operand
+from pyzygote.tracer import Tracer, as_operand, is_weak
 from pyzygote.transforms.batch import elementwise_batch
 from pyzygote.julia import codegen as jl
 
@@ -56,6 +56,8 @@ def _dtype_arg(x: Any) -> Any:
         return np.dtype(np.bool_)
     if isinstance(x, (int, float, complex)) and not isinstance(x, np.generic):
         return type(x)
+    if is_weak(x):  # a traced Python float argument
+        return float
     return as_operand(x).dtype
 
 
