@@ -14,12 +14,11 @@ Run:  python bench/lv_gradient.py [--repeats 15]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Any, Callable
 
 import numpy as np
 from scipy.integrate import solve_ivp
+from timing import compare
 
 import pyzygote as pz
 
@@ -114,16 +113,6 @@ def torchdiffeq_gradient() -> Callable[[np.ndarray], Any] | None:
     return run
 
 
-def median_ms(fn: Callable[[np.ndarray], Any], repeats: int) -> float:
-    fn(P0)  # warm up: tracing, compilation, JIT
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(P0)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
@@ -142,17 +131,7 @@ def main() -> None:
     candidates.append(("JAX + diffrax Tsit5 (jit, RecursiveCheckpointAdjoint)", jax_gradient()))
     candidates.append(("torchdiffeq dopri5, backprop through solver", torchdiffeq_gradient()))
 
-    base = None
-    print(f"{'peer':58s} {'ms/grad':>9s} {'vs SciPy+FD':>12s}  max rel. diff to SciPy+FD gradient")
-    for name, fn in candidates:
-        if fn is None:
-            print(f"{name:58s} {'skipped (not installed / not set up)':>22s}")
-            continue
-        ms = median_ms(fn, args.repeats)
-        base = base or ms
-        g = np.asarray(fn(P0), dtype=float)
-        rel = float(np.max(np.abs(g - reference) / np.abs(reference)))
-        print(f"{name:58s} {ms:9.2f} {ms / base:11.3f}x  {rel:.1e}")
+    compare(candidates, P0, reference, args.repeats, "SciPy+FD")
 
 
 if __name__ == "__main__":
