@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pyzygote as pz
+from pyzygote.ode.solvers import dense_matrix
 from pyzygote.testing import numerical_gradient
 
 SENSEALGS = ["forward", "adjoint", "backsolve"]
@@ -977,7 +978,7 @@ def test_stiff_adjoint_solves_get_the_adjoint_jacobian(monkeypatch: pytest.Monke
     assert len(backward) == len(T_HEAT) - 1 and all(jac is not None for _, jac in backward)
     fun, jac = backward[0]
     y = np.random.default_rng(0).standard_normal(N_HEAT + 2)
-    J = jac(0.05, y).toarray()  # sparse for Radau (test_stiff_adjoints_factorize_only_the_states_block)
+    J = dense_matrix(jac(0.05, y))  # sparse for Radau above DENSE_JACOBIAN_UP_TO (test_stiff_adjoints_factorize_only_the_states_block)
     fd = np.stack([(fun(0.05, y + 1e-6 * e) - fun(0.05, y - 1e-6 * e)) / 2e-6 for e in np.eye(N_HEAT + 2)], axis=1)
     lam = np.arange(N_HEAT + 2) < N_HEAT
     np.testing.assert_allclose(J[:, :N_HEAT], fd[:, :N_HEAT] * lam[:, None], atol=1e-6 * np.abs(fd).max())  # d mu'/d lambda left out
@@ -1003,7 +1004,7 @@ def test_hessians_through_stiff_solves_assemble_the_derived_jacobians(alg: str) 
     rng = np.random.default_rng(1)
     for system, k in ((rhs.sensitivity_system((N_HEAT, N_HEAT + 1)), 2), (rhs.tangent_system(), 1)):
         z, q = rng.standard_normal(system.n), rng.standard_normal(system.m)
-        J = system.jacobian_u(z, q, 0.1).toarray()
+        J = dense_matrix(system.jacobian_u(z, q, 0.1))
         fd = np.stack([(system(z + 1e-6 * e, q, 0.1) - system(z - 1e-6 * e, q, 0.1)) / 2e-6 for e in np.eye(system.n)], axis=1)
         # Every block but d(J_u S + J_p dp)/du (second derivatives of f), which is left out
         fd[N_HEAT:, :N_HEAT] = 0.0
@@ -1838,19 +1839,26 @@ def test_a_numpy_table_read_at_a_traced_time_index_gets_one_note() -> None:
     assert sum("pz.take(table, i)" in n for n in notes) == 1 and not any("u has the shape of u0" in n for n in notes)
 
 
-def test_stiff_adjoints_factorize_only_the_states_block() -> None:
+def test_stiff_adjoints_factorize_only_the_states_block(monkeypatch: pytest.MonkeyPatch) -> None:
     """The adjoint [lambda, mu]' has no derivative in mu: with Radau and BDF its Jacobian is
     sparse, so their Newton matrices are factorized at the states' cost (a dense LU of 405
-    equations was 7 s of a 16 s gradient with 400 parameters and Rodas5P)."""
+    equations was 7 s of a 16 s gradient with 400 parameters and Rodas5P).  Up to
+    DENSE_JACOBIAN_UP_TO equations it is dense, with the same entries."""
+    from pyzygote.ode import sensitivity
     from pyzygote.ode.rhs import RHS
     from pyzygote.ode.sensitivity import Options, _adjoint_jacobian
 
     rhs = RHS.trace(lotka, 2, 4)
     forward = lambda t: np.array([1.0, 1.0])  # noqa: E731
     for alg in ("Rodas5P", "FBDF"):
-        J = _adjoint_jacobian(rhs, P_LV, Options(alg, 1e-8, 1e-8))(forward)(0.0, np.zeros(6))
+        dense = _adjoint_jacobian(rhs, P_LV, Options(alg, 1e-8, 1e-8))(forward)(0.0, np.zeros(6))
+        assert isinstance(dense, np.ndarray)
+        with monkeypatch.context() as m:
+            m.setattr(sensitivity, "DENSE_JACOBIAN_UP_TO", 0)
+            J = _adjoint_jacobian(rhs, P_LV, Options(alg, 1e-8, 1e-8))(forward)(0.0, np.zeros(6))
         assert J.shape == (6, 6) and J.nnz <= 4
         np.testing.assert_allclose(J.toarray()[:2, :2], -rhs.jacobian_u(np.ones(2), P_LV, 0.0).T)
+        np.testing.assert_array_equal(J.toarray(), dense)
     loss = lambda p, sensealg: np.sum((pz.odesolve(lotka, U0_LV, T_LV, p, alg="Rodas5P", sensealg=sensealg, **TIGHT) - DATA_LV) ** 2)  # noqa: E731
     np.testing.assert_allclose(pz.gradient(loss, P_LV, "adjoint")[0], pz.gradient(loss, P_LV, "forward")[0], rtol=1e-6)
 
@@ -1949,3 +1957,31 @@ def test_sciml_habits_get_numpys_spelling() -> None:
         sol[0, 1]
     with pytest.raises(ValueError, match="a tolerance per state .* is not supported"):
         pz.odesolve(decay, [1.0, 2.0], t, [1.0], abstol=[1e-8, 1e-6])
+
+
+def test_small_derived_systems_get_dense_jacobians_equal_to_the_sparse_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2-state model's forward sensitivities through Rodas5P spent most of their time building
+    scipy.sparse matrices; small systems now get dense ones, with the same entries."""
+    from pyzygote.ode import rhs as rhs_module
+    from pyzygote.ode import sensitivity
+
+    J = np.random.default_rng(3).standard_normal((3, 3))
+    dense = rhs_module.sensitivity_jacobian(J, 2)
+    assert isinstance(dense, np.ndarray) and dense.shape == (9, 9)
+    for module in (rhs_module, sensitivity):
+        monkeypatch.setattr(module, "DENSE_JACOBIAN_UP_TO", 0)
+    sparse = rhs_module.sensitivity_jacobian(J, 2)
+    assert not isinstance(sparse, np.ndarray)
+    np.testing.assert_array_equal(sparse.toarray(), dense)
+    f = lambda u, p, t: np.array([-p[0] * u[0] + np.cos(t) * u[1], -p[1] * u[1] * u[0]])  # noqa: E731
+    loss = lambda p: np.sum(pz.odesolve(f, np.array([1.0, 0.5]), np.linspace(0, 3, 7), p, alg="Rodas5P", sensealg=sensealg, reltol=1e-10, abstol=1e-10) ** 2)  # noqa: E731
+    for sensealg in ("forward", "adjoint"):
+        (g_sparse,) = pz.gradient(loss, np.array([2.0, 30.0]))
+        for module in (rhs_module, sensitivity):
+            monkeypatch.setattr(module, "DENSE_JACOBIAN_UP_TO", 64)
+        pz.clear_cache()
+        (g_dense,) = pz.gradient(loss, np.array([2.0, 30.0]))
+        for module in (rhs_module, sensitivity):
+            monkeypatch.setattr(module, "DENSE_JACOBIAN_UP_TO", 0)
+        pz.clear_cache()
+        np.testing.assert_allclose(g_dense, g_sparse, rtol=1e-7)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pyzygote as pz
+from pyzygote.ode.solvers import dense_matrix
 from pyzygote.primitives import ode as ode_prims
 
 TIMES = np.linspace(0.0, 2.0, 9)
@@ -134,7 +135,7 @@ def test_copies_of_a_system_take_its_jacobian_block_by_block() -> None:
         if shared:
             Z[:], Q[:] = Z[0], Q[0]
         z, q = Z.ravel(), Q.ravel()
-        J = copies.jacobian_u(z, q, 0.3).toarray()
+        J = dense_matrix(copies.jacobian_u(z, q, 0.3))
         fd = np.stack([(copies(z + 1e-6 * e, q, 0.3) - copies(z - 1e-6 * e, q, 0.3)) / 2e-6 for e in np.eye(6)], axis=1)
         np.testing.assert_allclose(J, fd, atol=1e-8)
 

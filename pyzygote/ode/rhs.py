@@ -27,6 +27,7 @@ import numpy as np
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.ode.layout import Layout
+from pyzygote.ode.solvers import dense_matrix
 from pyzygote.primitives.logic import COMPARISONS
 from pyzygote.primitives.shape import convert
 from pyzygote.tracer import CONTINUOUS, SMOOTH, Builder, Tracer, as_operand
@@ -499,10 +500,17 @@ class RHS(_Directions):
                 from scipy.sparse import block_diag, identity, kron
 
                 Z, Q = np.reshape(z, (k, n)), np.reshape(q, (k, m))
+                dense = n * k <= DENSE_JACOBIAN_UP_TO
                 if np.all(Z[:, :reads_n] == Z[0, :reads_n]) and np.all(Q[:, :reads_m] == Q[0, :reads_m]):
                     # The directions of a Hessian share their point: one Jacobian, repeated.
-                    return kron(identity(k, format="csc"), self.jacobian_u(Z[0], Q[0], t), format="csc")
-                return block_diag([self.jacobian_u(Z[j], Q[j], t) for j in range(k)], format="csc")
+                    J = self.jacobian_u(Z[0], Q[0], t)
+                    return np.kron(np.eye(k), dense_matrix(J)) if dense else kron(identity(k, format="csc"), J, format="csc")
+                blocks = [self.jacobian_u(Z[j], Q[j], t) for j in range(k)]
+                if dense:
+                    from scipy.linalg import block_diag as dense_block_diag
+
+                    return dense_block_diag(*map(dense_matrix, blocks))
+                return block_diag(blocks, format="csc")
 
             hit._structured_jacobian = block_diagonal
         return hit
@@ -684,6 +692,12 @@ def _affine_step(name: str, params: dict[str, Any], ins: Any, known: list[Any], 
     return None
 
 
+# Up to this many unknowns, the Jacobians of derived systems are dense: building a scipy.sparse
+# matrix costs more than a dense LU of a small one (a 2-state model's forward sensitivities
+# through Rodas5P spent most of their time in scipy.sparse constructors).
+DENSE_JACOBIAN_UP_TO = 64
+
+
 def sensitivity_jacobian(J: Any, k: int) -> Any:
     """Jacobian of ``[u, vec(S)]' = [f, J_u S + J_p]`` (S of shape (n, k), row-major) for implicit solvers' Newton steps.
 
@@ -695,6 +709,13 @@ def sensitivity_jacobian(J: Any, k: int) -> Any:
     """
     from scipy.sparse import block_diag, csr_matrix, identity, kron
 
+    n = np.shape(J)[0]
+    if n * (1 + k) <= DENSE_JACOBIAN_UP_TO:
+        dense = np.zeros((n * (1 + k), n * (1 + k)))
+        J = dense_matrix(J)
+        dense[:n, :n] = J
+        dense[n:, n:] = np.kron(J, np.eye(k))
+        return dense
     J = csr_matrix(J)
     return block_diag([J, kron(J, identity(k, format="csr"))], format="csc")
 

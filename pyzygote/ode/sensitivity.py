@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from pyzygote.errors import NonFiniteGradientError, SolverError
-from pyzygote.ode.rhs import RHS, sensitivity_jacobian
+from pyzygote.ode.rhs import DENSE_JACOBIAN_UP_TO, RHS, sensitivity_jacobian
 from pyzygote.ode.solvers import Integration, algorithm, dense_matrix, integrate
 
 __all__ = ["Options", "SENSEALGS", "solve_states", "forward_sensitivities", "vjp", "resolve_sensealg"]
@@ -168,7 +168,7 @@ def forward_sensitivities(
             opts = dataclasses.replace(opts, alg="FBDF")
             kw["jac"] = jac
         else:
-            kw["jac"] = lambda tt, z: jac(tt, z).toarray()
+            kw["jac"] = lambda tt, z: dense_matrix(jac(tt, z))
     res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve", **kw)
     return res.u[:, :n], res.u[:, n:].reshape(len(t), n, k)
 
@@ -241,7 +241,7 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
     if not algorithm(opts.alg).stiff and opts.alg != "auto":
         return lambda dense: None
     n, m = rhs.n, rhs.m
-    if algorithm(opts.alg).scipy in ("Radau", "BDF"):
+    if algorithm(opts.alg).scipy in ("Radau", "BDF") and n + m > DENSE_JACOBIAN_UP_TO:
         # Sparse: their Newton matrices are then factorized by splu, at the cost of the states'
         # block, not of all n + m equations (a dense LU was 7 of a 16 s gradient with 400
         # parameters, Rodas5P).
