@@ -123,6 +123,7 @@ _WEAK_PROGRAMS: dict[str, Callable[[Any, Any], Any]] = {
     "negated and absolute": lambda w, c: np.sum(-c * w + abs(c) * w),
     "a numpy function of it is strong": lambda w, c: np.sum(w * np.exp(c)),
     "where": lambda w, c: np.sum(np.where(w > 1.0, w * c, c - w)),
+    "where picks the number itself": lambda w, c: np.sum(np.where(w > 1.0, w, c) * w),
     "number alone": lambda w, c: np.sum(w) + c,
 }
 

@@ -209,6 +209,12 @@ def test_interp_at_traced_positions_searches_its_segment_as_numpy_does() -> None
     big = np.linspace(0.0, 1.0, 1001)
     prog = pz.make_program(lambda x: np.interp(x, big, big**2), 0.3)
     assert max(v.aval.size for e in prog.eqns for v in e.outputs) == 1, prog  # nothing of the table's size
+    # float32 positions and knots: numpy interpolates in float64 (found by the Julia audit)
+    xp32, x32 = np.linspace(0.0, 1000.0, 11, dtype=np.float32), np.linspace(3.3, 997.7, 200).astype(np.float32)
+    fp11 = np.sin(np.arange(11.0))
+    h = lambda x, xp: np.interp(x, xp, fp11)  # noqa: E731
+    np.testing.assert_array_equal(pz.make_program(h, x32, xp32)(x32, xp32)[0], h(x32, xp32))
+    np.testing.assert_array_equal(pz.make_program(lambda x: h(x, xp32), x32)(x32)[0], h(x32, xp32))
     xs = np.array(_AT)  # a whole array of positions, and the table traced too
     g = lambda x, fp: np.interp(x, _KNOTS, fp)  # noqa: E731
     np.testing.assert_array_equal(_scalar_program(g, xs, fp)(xs, fp)[0], np.interp(xs, _KNOTS, fp))

@@ -370,7 +370,9 @@ def _np_interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, pe
     # Traced positions: each finds its segment by binary search.
     # Continuous unless left or right differ from the ends of fp.
     with composition(CONTINUOUS) if left is None and right is None else contextlib.nullcontext():
-        return _interp_traced(as_operand(x), as_operand(xp), fp, fp[0] if left is None else left, fp[-1] if right is None else right)
+        # numpy interpolates in float64, whatever the types of x and xp
+        x64, xp64 = (as_operand(v).astype(np.float64) for v in (x, xp))
+        return _interp_traced(x64, xp64, fp, fp[0] if left is None else left, fp[-1] if right is None else right)
 
 
 def _interp_traced(x: Any, xp: Any, fp: Any, left: Any, right: Any) -> Any:

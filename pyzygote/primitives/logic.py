@@ -21,7 +21,7 @@ from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, zeros
 from pyzygote.primitives.elementwise import ELEMENTWISE, elementwise_aval, ufunc_handler
 from pyzygote.primitives.shape import broadcast_operands, convert
-from pyzygote.tracer import as_operand
+from pyzygote.tracer import Tracer, as_operand, is_weak
 from pyzygote.transforms.batch import elementwise_batch
 
 __all__ = ["select", "COMPARISONS"]
@@ -135,9 +135,8 @@ def _np_where(condition: Any, x: Any = None, y: Any = None) -> Any:
             "traced; use np.where(condition, x, y)"
         )
     cond = convert(as_operand(condition), np.bool_)
-    dtype = np.result_type(
-        *(v if isinstance(v, (int, float)) and not isinstance(v, bool) else as_operand(v).dtype for v in (x, y))
-    )
+    # Python numbers, and traced ones (weak: a Python float argument), do not widen float32
+    dtype = np.result_type(*((0.0 if isinstance(v, Tracer) else v) if is_weak(v) else as_operand(v).dtype for v in (x, y)))
     return select(cond, convert(as_operand(x), dtype), convert(as_operand(y), dtype))
 
 
