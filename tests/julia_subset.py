@@ -696,6 +696,9 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
     if name == "inv":
         (a,) = args
         return np.linalg.inv(a)
+    if name == "typemin":
+        (t,) = args
+        return t.dtype.type(np.iinfo(t.dtype).min)
     if name == "PyZygote.det":
         (a,) = args
         return np.asarray(np.linalg.det(a)).astype(a.dtype)[()]

@@ -591,6 +591,18 @@ def test_golden_scalar_broadcasting_and_literals() -> None:
     ]
 
 
+def test_the_lowest_int64_is_typemin_not_a_negated_literal() -> None:
+    """9223372036854775808 does not fit an Int64, so whether -9223372036854775808 is an Int64 or
+    an Int128 is up to Julia's parser (the Julia audit could not confirm it): it is not left to it."""
+    lowest = int(np.iinfo(np.int64).min)
+    assert codegen.julia_literal(lowest, np.int64) == "typemin(Int64)"
+    assert codegen.julia_literal(lowest + 1, np.int64) == f"({lowest + 1})"
+    f = lambda x: np.maximum(np.floor(x * 4.0).astype(np.int64), lowest) * x  # noqa: E731
+    x = np.array([-0.7, 0.2, 0.9])
+    src = check_program(pz.make_program(f, x), (x,))
+    assert "typemin(Int64)" in src
+
+
 def test_golden_reshape_order() -> None:
     lines = emitted_body(lambda x: x.reshape(3, 2), np.ones((2, 3)))
     assert lines == [

@@ -122,6 +122,8 @@ def julia_literal(value: Any, dtype: Any) -> str:
     if dtype.kind == "b":
         return "true" if v else "false"
     if dtype.kind in "iu":
+        if dtype == np.int64 and int(v) == np.iinfo(np.int64).min:
+            return "typemin(Int64)"  # whether -9223372036854775808 parses as Int64 is the parser's choice
         text = str(int(v)) if dtype == np.int64 else f"{julia_type(dtype)}({int(v)})"
         return f"({text})" if int(v) < 0 else text
     if dtype.kind != "f" or dtype not in (np.float64, np.float32):
