@@ -125,6 +125,7 @@ _WEAK_PROGRAMS: dict[str, Callable[[Any, Any], Any]] = {
     "where": lambda w, c: np.sum(np.where(w > 1.0, w * c, c - w)),
     "where picks the number itself": lambda w, c: np.sum(np.where(w > 1.0, w, c) * w),
     "number alone": lambda w, c: np.sum(w) + c,
+    "np.dot reads it as a float64 array": lambda w, c: np.sum(np.dot(w, c)),
 }
 
 
@@ -148,6 +149,23 @@ def test_python_number_arguments_are_weak_as_in_numpy(name: str, number: Any) ->
     g = pz.grad(lambda w, c=1.0: f(w, c))(w, c=number)  # a keyword argument is data, and weak too
     assert g.dtype == np.float32
     np.testing.assert_allclose(g, gw, rtol=1e-6)
+
+
+def test_a_ufuncs_dtype_keyword_fixes_the_type_of_its_result_and_loop() -> None:
+    """np.add(a32, b32, dtype=np.float64) is float64 in numpy; traced, it was float32 (found while
+    checking np.dot of a Python float)."""
+    w = np.array([1.0, -2.0, 3.0], dtype=np.float32)
+    for f in (
+        lambda w: np.add(w, w, dtype=np.float64),
+        lambda w: np.sin(w, dtype=np.float64),
+        lambda w: np.multiply(w.astype(np.float64), 0.1, dtype=np.float32),
+        lambda w: np.dot(w, 0.1),
+    ):
+        (got,) = pz.make_program(f, w)(w)
+        assert got.dtype == f(w).dtype, (got.dtype, f(w).dtype)
+        np.testing.assert_array_equal(got, f(w))
+    with pytest.raises(TypeError, match="No loop matching"):
+        pz.make_program(lambda w: np.less(w, 1.0, dtype=np.float64), w)
 
 
 @st.composite

@@ -79,7 +79,9 @@ def ufunc_handler(ufunc: np.ufunc, prim: Primitive) -> Callable[..., Any]:
         key = tuple(_dtype_arg(a) for a in args) + (None if dtype is None else np.dtype(dtype),)
         dtypes = resolved.get(key)
         if dtypes is None:
-            dtypes = resolved[key] = ufunc.resolve_dtypes(key)
+            # dtype= fixes the output's type, and so the loop's (np.add(a32, b32, dtype=np.float64))
+            signature = {} if dtype is None else {"signature": (None,) * ufunc.nin + (np.dtype(dtype),)}
+            dtypes = resolved[key] = ufunc.resolve_dtypes(key[:-1] + (None,), **signature)
         xs = [convert(as_operand(a), d) for a, d in zip(args, dtypes)]
         shapes = {shape_of(x) for x in xs}
         shapes.discard(())

@@ -201,11 +201,17 @@ def _np_matmul(a: Any, b: Any, **kwargs: Any) -> Any:
     return einsum(f"{sa},{sb}->{out}", a, b)
 
 
+def _scalar_product(a: Any, b: Any) -> Any:
+    """``np.dot`` with a number: a product, in the type numpy's dot gives, which reads a Python
+    float as a float64 array (not weak, as in ``a * b``)."""
+    return np.multiply(a, b, dtype=np.result_type(a.dtype, b.dtype))
+
+
 @implements(np.dot)
 def _np_dot(a: Any, b: Any, out: Any = None) -> Any:
     a, b = as_operand(a), as_operand(b)
     if a.ndim == 0 or b.ndim == 0:
-        return np.multiply(a, b)
+        return _scalar_product(a, b)
     if b.ndim == 1:
         la = _LETTERS[: a.ndim - 1]
         return einsum(f"{la}z,z->{la}", a, b)
@@ -217,7 +223,7 @@ def _np_dot(a: Any, b: Any, out: Any = None) -> Any:
 def _np_inner(a: Any, b: Any) -> Any:
     a, b = as_operand(a), as_operand(b)
     if a.ndim == 0 or b.ndim == 0:
-        return np.multiply(a, b)
+        return _scalar_product(a, b)
     la, lb = _LETTERS[: a.ndim - 1], _LETTERS[13 : 13 + b.ndim - 1]
     return einsum(f"{la}z,{lb}z->{la}{lb}", a, b)
 
