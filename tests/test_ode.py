@@ -933,7 +933,7 @@ def test_nan_data_under_an_adjoint_is_named_not_blamed_on_the_solver() -> None:
                 pz.withgradient(loss, np.array([1.0]), sensealg)
 
 
-def test_auto_sensealg_picks_forward_only_for_a_small_sensitivity_system(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_sensealg_picks_forward_for_few_directions_or_a_small_sensitivity_system(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found in user testing: 'auto' took SciMLSensitivity's rule (forward up to 100 states plus
     parameters), and forward sensitivities of a 20-species network with 35 parameters took 119 s
     per gradient on the NumPy engine against 2.6 s with the adjoint."""
@@ -962,6 +962,11 @@ def test_auto_sensealg_picks_forward_only_for_a_small_sensitivity_system(monkeyp
     assert followed[1] == tuple(range(16))
     assert sensitivity.resolve_sensealg("auto", 20, 35, 35) == "adjoint"
     assert sensitivity.resolve_sensealg("auto", 2, 4, 4) == "forward"
+    # few directions: forward whatever the states (a battery model's 80 states and 4 parameters
+    # took 20 times longer by the adjoint in user testing)
+    assert sensitivity.resolve_sensealg("auto", 80, 4, 4) == "forward"
+    assert sensitivity.resolve_sensealg("auto", 400, 16, 16) == "forward"
+    assert sensitivity.resolve_sensealg("auto", 400, 17, 17) == "adjoint"
 
 
 def test_stiff_adjoint_solves_get_the_adjoint_jacobian(monkeypatch: pytest.MonkeyPatch) -> None:
