@@ -1990,3 +1990,31 @@ def test_small_derived_systems_get_dense_jacobians_equal_to_the_sparse_ones(monk
             monkeypatch.setattr(module, "DENSE_JACOBIAN_UP_TO", 0)
         pz.clear_cache()
         np.testing.assert_allclose(g_dense, g_sparse, rtol=1e-7)
+
+
+def test_bolus_doses_as_a_chain_of_solves_match_the_closed_form() -> None:
+    """The README's recipe for doses that jump the state (there are no callbacks), and the
+    hint that callback= now gives (user testing: a bare TypeError)."""
+    oral = lambda u, p, t: np.array([-p[0] * u[0], p[0] * u[0] - p[1] * u[1]])  # noqa: E731
+
+    def amounts(p, doses=(0.0, 12.0, 24.0), amount=100.0, t_end=36.0):
+        u, pieces = np.zeros(2), []
+        for start, stop in zip(doses, (*doses[1:], t_end)):
+            u = u + np.array([amount, 0.0])
+            sol = pz.odesolve(oral, u, np.linspace(start, stop, 13), p, reltol=1e-10, abstol=1e-10)
+            pieces.append(sol[:-1])
+            u = sol[-1]
+        return np.concatenate([*pieces, u[None]])
+
+    def closed(p):  # superposition of one dose's central amount
+        ka, ke = p
+        t = np.linspace(0.0, 36.0, 37)
+        return sum(np.where(t >= d, 100.0 * ka / (ka - ke) * (np.exp(-ke * (t - d)) - np.exp(-ka * (t - d))), 0.0) for d in (0.0, 12.0, 24.0))
+
+    p = np.array([1.3, 0.2])
+    np.testing.assert_allclose(amounts(p)[:, 1], closed(p), rtol=1e-8, atol=1e-8)
+    (g,) = pz.gradient(lambda p: np.sum(amounts(p)[:, 1] ** 2), p)
+    (want,) = pz.gradient(lambda p: np.sum(closed(p) ** 2), p)
+    np.testing.assert_allclose(g, want, rtol=1e-7)
+    with pytest.raises(TypeError, match="no callbacks or events: a dose that jumps the state is a chain of solves"):
+        pz.odesolve(oral, np.ones(2), [0.0, 1.0], p, callback=print)

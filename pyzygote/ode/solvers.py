@@ -109,6 +109,14 @@ _SCIPY_KEYWORDS = {
     "events": None, "vectorized": None, "mxstep": "maxiters", "tfirst": None,
 }  # fmt: skip
 
+# DifferentialEquations.jl keywords without a counterpart, and what to do instead.
+_NO_EVENTS = (
+    "there are no callbacks or events: a dose that jumps the state is a chain of solves (solve to the "
+    "dose time, add the dose to the last state, solve on from there; the gradient flows through the chain), "
+    "and an input that switches at known times (an infusion) is a function of t with those times as tstops"
+)
+_SCIML_KEYWORDS = {"callback": _NO_EVENTS, "d_discontinuities": "here they are tstops"}
+
 
 def refuse_unknown_keywords(function: str, given: dict[str, Any]) -> None:
     """A clear error for keywords ``function`` does not take, naming its own for SciPy's."""
@@ -116,7 +124,11 @@ def refuse_unknown_keywords(function: str, given: dict[str, Any]) -> None:
         return
     hints = []
     for k in sorted(given):
-        if k in _SCIPY_KEYWORDS:
+        if k in _SCIML_KEYWORDS:
+            hints.append(f"{k}=: {_SCIML_KEYWORDS[k]}")
+        elif k == "events":
+            hints.append(f"events= (SciPy's): {_NO_EVENTS}")
+        elif k in _SCIPY_KEYWORDS:
             ours = _SCIPY_KEYWORDS[k]
             hints.append(f"{k}= is SciPy's; here it is {ours}" if ours else f"{k}= (SciPy's) has no counterpart here")
         elif k in ("saveat", "tspan") and function == "pz.odesolve":
