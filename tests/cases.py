@@ -277,6 +277,8 @@ case(
     "erfcx_derivative", "bind", lambda x: erfcx_derivative_p.bind(x, order=1), uniform(0.5, 30),  # both sides of x = 8
     ref=lambda x: (2 * x * scipy.special.erfcx(x) - 2 / np.sqrt(np.pi)).astype(x.dtype), value_rtol=1e-11,
 )
+case("exprel_derivative", "exprel", lambda x: scipy.special.exprel(x), uniform(0.0, 4.0, signed=True))  # both sides of |x| = 1
+case("exprel_derivative", "hodgkin-huxley-rate", lambda v: 1.0 / scipy.special.exprel(-(v + 40.0) / 10.0), uniform(-60.0, -20.0))
 case("erfinv", "erfinv", lambda x: scipy.special.erfinv(x), uniform(-0.9, 0.9))
 case("erfcinv", "erfcinv", lambda x: scipy.special.erfcinv(x), uniform(0.1, 1.9))
 case("erfcinv", "ndtri", lambda x: scipy.special.ndtri(x), uniform(0.05, 0.95))

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.special
 
 from pyzygote.primitives.error_function import erfcx_derivative_p
+from pyzygote.primitives.exprel import exprel_derivative_p
 
 __all__ = ["JuliaSubsetError", "run_program", "parse_expr", "evaluate_expr", "ZeroDim"]
 
@@ -429,6 +430,7 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "PyZygote.erfcx": (_float_fn(scipy.special.erfcx), None),
     # the Julia function mirrors the NumPy engine's algorithm (checked against quadrature in test_composites)
     "PyZygote.erfcx_derivative": (lambda x, n: _float_fn(lambda v: erfcx_derivative_p.impl(v, order=int(n)))(x), None),
+    "PyZygote.exprel_derivative": (lambda x, n: _float_fn(lambda v: exprel_derivative_p.impl(v, order=int(n)))(x), None),
     "PyZygote.erfinv": (_float_fn(scipy.special.erfinv), None),
     "PyZygote.erfcinv": (_float_fn(scipy.special.erfcinv), None),
     "PyZygote.log_ndtr": (_float_fn(scipy.special.log_ndtr), None),

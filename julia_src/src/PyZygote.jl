@@ -537,6 +537,72 @@ function ChainRulesCore.rrule(::typeof(erfcx_derivative), x::Real, n::Real)
     return erfcx_derivative(x, order), erfcx_derivative_pullback
 end
 
+"""
+    exprel_derivative(x, n)
+
+The `n`-th derivative of scipy's `exprel(x) = (exp(x) - 1) / x` (`n = 0`: `exprel` itself),
+`E_n(x) = ∫₀¹ sⁿ exp(x s) ds`, as pyzygote's NumPy engine computes it
+(`pyzygote/primitives/exprel.py`). Above `|x| = n + 1` the recurrence
+`E_n = (exp(x) - n E_(n-1)) / x` is stable; nearer 0, where derivatives of the formula cancel,
+a series of positive terms gives it. Only the plain value of the order `n` is used.
+"""
+function exprel_derivative(x::Real, n::Real)
+    order = Int(primal(n))
+    abs(x) <= order + 1 && return _exprel_series(x, order)
+    e = exp(x)
+    current = expm1(x) / x
+    for m in 1:order
+        current = (e - m * current) / x
+    end
+    # past x = 709 exp(x) overflows, and Inf - Inf is NaN: every order is Inf there
+    return isnan(current) && x > 0 ? oftype(current, Inf) : current
+end
+
+# Narrow floats in Float64, then rounded, as the NumPy engine computes them.
+function exprel_derivative(x::Union{Float16, Float32}, n::Real)
+    return oftype(x, exprel_derivative(Float64(x), n))
+end
+
+# The NumPy engine's series_terms: the last term is below 1e-20 of the sum.
+_exprel_terms(order::Int) = 40 + 3 * order
+
+function _exprel_series(x::Real, order::Int)
+    total = zero(x)
+    if x >= 0
+        # sum xʲ / (j! (j + n + 1))
+        term = one(x)
+        for j in 0:(_exprel_terms(order) - 1)
+            total += term / (j + order + 1)
+            term *= x / (j + 1)
+        end
+        return total
+    end
+    # exp(x) sum |x|ʲ n! / (j + n + 1)!
+    term = one(x) / (order + 1)
+    for j in 0:(_exprel_terms(order) - 1)
+        total += term
+        term *= -x / (j + order + 2)
+    end
+    return exp(x) * total
+end
+
+function exprel_derivative(d::ForwardDiff.Dual{T}, n::Real) where {T}
+    x = ForwardDiff.value(d)
+    order = Int(primal(n))
+    slope = exprel_derivative(x, order + 1)
+    return ForwardDiff.Dual{T}(exprel_derivative(x, order), slope * ForwardDiff.partials(d))
+end
+
+function ChainRulesCore.rrule(::typeof(exprel_derivative), x::Real, n::Real)
+    order = Int(primal(n))
+    slope = exprel_derivative(x, order + 1)
+    function exprel_derivative_pullback(ȳ)
+        no = ChainRulesCore.NoTangent()
+        return (no, slope * ChainRulesCore.unthunk(ȳ), no)
+    end
+    return exprel_derivative(x, order), exprel_derivative_pullback
+end
+
 _nan(x::Real) = convert(float(typeof(x)), NaN)
 
 ChainRulesCore.@non_differentiable _nan(::Any)

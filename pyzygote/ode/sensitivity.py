@@ -115,6 +115,14 @@ def _checked(res: Integration, what: str, alg: str | None = None) -> Integration
             if res.retcode == "DtLessThanMin" and "NaN or inf" not in res.message
             else ""
         )
+        if what.startswith("solve of the derivative system") and res.retcode == "DtLessThanMin" and "NaN or inf" not in res.message:
+            # User testing: a Hodgkin-Huxley Hessian through Rodas5P, whose rates are 0 / 0 at V = -40
+            stiff = (
+                " The ODE itself solves here: its derivatives, which this system holds, lose their precision near a "
+                "removable singularity of f, and an implicit solver's error control can then give up. Write a rate such "
+                "as x / (1 - np.exp(-x)) as 1 / scipy.special.exprel(-x), whose derivatives are exact at 0; or try "
+                "alg='auto' or 'Tsit5', or a looser reltol."
+            )
         derivative = (
             ". If the ODE itself solves at these values (pz.odesolve outside the gradient), it is a derivative of the "
             "right-hand side that is NaN or inf: f is not differentiable there (np.sqrt(x) or x ** 0.5 at x = 0, np.log "
@@ -123,7 +131,7 @@ def _checked(res: Integration, what: str, alg: str | None = None) -> Integration
             else ""
         )
         raise SolverError(
-            f"the {what} failed with retcode {res.retcode} at t = {res.t_reached:.6g}: {res.message}" + (f".{stiff}" if stiff else "") + derivative
+            f"the {what} failed with retcode {res.retcode} at t = {res.t_reached:.6g}: {res.message.rstrip('.')}" + (f".{stiff}" if stiff else "") + derivative
         )
     return res
 
@@ -150,7 +158,10 @@ def solve_states(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: O
         # sensitivities below: LSODA's dense Jacobian of an 80-cell heat equation's 1,760
         # tangent equations made a Hessian take 31 s, BDF's sparse one 0.5 s.
         opts = dataclasses.replace(opts, alg="FBDF")
-    return _solve(fun, t[0], t[-1], u0, t, opts, "ODE solve", jac=_jac(rhs, p, opts), dense=dense)
+    # A derived system (second derivatives integrate the tangent of the sensitivity equations)
+    # is named as such: when its solve fails the ODE itself solved.
+    what = "ODE solve" if rhs._structured_jacobian is None else f"solve of the derivative system ({rhs.name}) that second derivatives integrate"
+    return _solve(fun, t[0], t[-1], u0, t, opts, what, jac=_jac(rhs, p, opts), dense=dense)
 
 
 def forward_sensitivities(

@@ -30,7 +30,7 @@ import numpy as np
 
 from pyzygote.ir import Aval, Literal, Program
 
-__all__ = ["compile_scalar", "scalarizable", "rearrangement", "reduction", "elementwise", "lookup", "MAX_SIZE"]
+__all__ = ["compile_scalar", "scalarizable", "register_helper", "rearrangement", "reduction", "elementwise", "lookup", "MAX_SIZE"]
 
 MAX_SIZE = 512  # elements of the largest variable worth unrolling
 # Unrolled, a program costs about one float operation per element; compiled to numpy, about one
@@ -156,6 +156,12 @@ _HELPERS = {
     "_at": _at,
     "_searchsorted": _searchsorted,
 }
+
+
+def register_helper(name: str, fn: Callable[..., Any]) -> None:
+    """Make ``fn`` callable as ``name`` from scalar code: for a primitive's scalar rule whose
+    element needs more than an expression (a series, a recurrence)."""
+    _HELPERS[name] = fn
 
 
 # --- code generation ----------------------------------------------------------------
