@@ -518,23 +518,30 @@ function erfcx(d::ForwardDiff.Dual{T}) where {T}
     return ForwardDiff.Dual{T}(erfcx(x), erfcx_derivative(x, 1) * ForwardDiff.partials(d))
 end
 
-function erfcx_derivative(d::ForwardDiff.Dual{T}, n::Real) where {T}
+# Families of derivatives indexed by their order (`erfcx_derivative`, `exprel_derivative`):
+# the derivative of member `n` is member `n + 1`, in forward mode (duals) and in reverse mode.
+function _dual_of_order(f, d::ForwardDiff.Dual{T}, n::Real) where {T}
     x = ForwardDiff.value(d)
     order = Int(primal(n))
-    slope = erfcx_derivative(x, order + 1)
-    return ForwardDiff.Dual{T}(erfcx_derivative(x, order), slope * ForwardDiff.partials(d))
+    return ForwardDiff.Dual{T}(f(x, order), f(x, order + 1) * ForwardDiff.partials(d))
 end
+
+function _rrule_of_order(f, x::Real, n::Real)
+    order = Int(primal(n))
+    slope = f(x, order + 1)
+    function order_pullback(ȳ)
+        no = ChainRulesCore.NoTangent()
+        return (no, slope * ChainRulesCore.unthunk(ȳ), no)
+    end
+    return f(x, order), order_pullback
+end
+
+erfcx_derivative(d::ForwardDiff.Dual, n::Real) = _dual_of_order(erfcx_derivative, d, n)
 
 ChainRulesCore.@scalar_rule erfcx(x::Real) erfcx_derivative(x, 1)
 
 function ChainRulesCore.rrule(::typeof(erfcx_derivative), x::Real, n::Real)
-    order = Int(primal(n))
-    slope = erfcx_derivative(x, order + 1)
-    function erfcx_derivative_pullback(ȳ)
-        no = ChainRulesCore.NoTangent()
-        return (no, slope * ChainRulesCore.unthunk(ȳ), no)
-    end
-    return erfcx_derivative(x, order), erfcx_derivative_pullback
+    return _rrule_of_order(erfcx_derivative, x, n)
 end
 
 """
@@ -586,21 +593,10 @@ function _exprel_series(x::Real, order::Int)
     return exp(x) * total
 end
 
-function exprel_derivative(d::ForwardDiff.Dual{T}, n::Real) where {T}
-    x = ForwardDiff.value(d)
-    order = Int(primal(n))
-    slope = exprel_derivative(x, order + 1)
-    return ForwardDiff.Dual{T}(exprel_derivative(x, order), slope * ForwardDiff.partials(d))
-end
+exprel_derivative(d::ForwardDiff.Dual, n::Real) = _dual_of_order(exprel_derivative, d, n)
 
 function ChainRulesCore.rrule(::typeof(exprel_derivative), x::Real, n::Real)
-    order = Int(primal(n))
-    slope = exprel_derivative(x, order + 1)
-    function exprel_derivative_pullback(ȳ)
-        no = ChainRulesCore.NoTangent()
-        return (no, slope * ChainRulesCore.unthunk(ȳ), no)
-    end
-    return exprel_derivative(x, order), exprel_derivative_pullback
+    return _rrule_of_order(exprel_derivative, x, n)
 end
 
 _nan(x::Real) = convert(float(typeof(x)), NaN)
