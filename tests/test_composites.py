@@ -206,6 +206,11 @@ def test_interp_at_traced_positions_searches_its_segment_as_numpy_does() -> None
             want = np.interp(x, _KNOTS, fp, left=left, right=right)
             np.testing.assert_array_equal(run(np.float64(x))[0], want, err_msg=f"x={x}")
             np.testing.assert_array_equal(scalar(np.float64(x))[0], want, err_msg=f"scalar, x={x}")
+    for left, right in ((None, None), (-7.0, 9.0)):  # a one-point table (found by a fuzzer: NaN gives fp[0])
+        one = lambda x: np.interp(x, [0.5], [2.0], left=left, right=right)  # noqa: E731
+        for x in (np.nan, 0.5, 0.0, 1.0, np.inf):
+            np.testing.assert_array_equal(pz.make_program(one, 0.3)(np.float64(x))[0], one(x), err_msg=f"x={x}")
+            np.testing.assert_array_equal(_scalar_program(one, 0.3)(np.float64(x))[0], one(x), err_msg=f"scalar, x={x}")
     big = np.linspace(0.0, 1.0, 1001)
     prog = pz.make_program(lambda x: np.interp(x, big, big**2), 0.3)
     assert max(v.aval.size for e in prog.eqns for v in e.outputs) == 1, prog  # nothing of the table's size

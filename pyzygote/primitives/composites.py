@@ -386,6 +386,8 @@ def _interp_traced(x: Any, xp: Any, fp: Any, left: Any, right: Any) -> Any:
         slope = (fp[1:] - fp[:-1]) / np.where(np.equal(span, 0.0), 1.0, span)
         y = take(fp, j) + take(slope, j) * (x - take(xp, j))
     y = np.where(np.less(x, xp[0]), left, np.where(np.greater(x, xp[-1]), right, np.where(np.equal(x, xp[-1]), fp[-1], y)))
+    if n < 2:
+        return y  # numpy's one-point table gives fp[0] at NaN too (neither below nor above it)
     return np.where(np.isnan(x), x, y)  # NaN sorts last, past every segment: numpy's result is NaN
 
 
