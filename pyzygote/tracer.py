@@ -292,6 +292,15 @@ def _weak_if(x: Any, o: Any, out: Any) -> Any:
     return out
 
 
+def _strong(x: Any) -> Any:
+    """``x`` with its weak traced numbers (:func:`is_weak`) as plain float64 arrays."""
+    if isinstance(x, Tracer):
+        return x.copy() if x._weak else x
+    if isinstance(x, (list, tuple)) and any(isinstance(e, Tracer) and e._weak for e in x):
+        return type(x)(_strong(e) for e in x) if isinstance(x, list) else tuple(_strong(e) for e in x)
+    return x
+
+
 class Tracer:
     """A traced array: shape and dtype are known, the value is not."""
 
@@ -511,6 +520,11 @@ class Tracer:
             return _into(out, self.__array_function__(func, types, args, kwargs), func)
         handler = lookup(func)
         args, kwargs = _leading_keywords_as_positional(func, handler, args, kwargs)
+        if args and func is not np.where:
+            # numpy's functions read their array argument with asarray: a Python number becomes a
+            # float64 array, not weak (np.clip(c, lo32, hi32) is float64); their results are numpy
+            # scalars, not weak either (np.mean(c), np.trapezoid([c, c]))
+            args = (_strong(args[0]), *args[1:])
         result = handler(*args, **kwargs)
         if func is np.einsum and len(args) == 2 and isinstance(args[1], Tracer):  # "i->i", "ij->ji", "ii->i" are views
             return _mark_view(args[1], result, lambda p: np.einsum(args[0], p))

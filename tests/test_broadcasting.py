@@ -126,6 +126,10 @@ _WEAK_PROGRAMS: dict[str, Callable[[Any, Any], Any]] = {
     "where picks the number itself": lambda w, c: np.sum(np.where(w > 1.0, w, c) * w),
     "number alone": lambda w, c: np.sum(w) + c,
     "np.dot reads it as a float64 array": lambda w, c: np.sum(np.dot(w, c)),
+    # numpy's functions read it with asarray (strong float64), and return numpy scalars (fuzzer)
+    "np.mean of it is strong": lambda w, c: np.sum(np.mean(c) * w),
+    "np.clip of it is strong": lambda w, c: np.sum(np.clip(c, np.float32(0.5), np.float32(2.5)) * w),
+    "np.clip to it stays weak": lambda w, c: np.sum(np.clip(w, c, 2.0)),
 }
 
 
