@@ -25,7 +25,7 @@ from pyzygote.transforms.batch import basis_columns, per_column
 from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
 from pyzygote.pytree import KeywordArguments, Static, describe, flatten, leaf_paths, structure, unflatten
 from pyzygote.tracer import Tracer
-from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, to_input_array, trace
+from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, cast_direction, to_input_array, trace
 
 __all__ = ["gradient", "withgradient", "grad", "value_and_grad", "pullback", "jacobian", "hessian", "jvp"]
 
@@ -556,7 +556,7 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
                 raise TypeError(f"the cotangent{which} must hold numbers for a {out.aval.dtype} output, got an array of dtype {given.dtype}")
             if given.dtype.kind == "f" and not np.all(np.isfinite(given)):
                 raise ValueError(f"the cotangent{which} holds NaN or inf: a pullback needs a finite cotangent")
-        ct = leaf if isinstance(leaf, Tracer) else np.asarray(leaf, dtype=out.aval.dtype)
+        ct = leaf if isinstance(leaf, Tracer) else cast_direction(leaf, out.aval.dtype, f"the cotangent{which}")
         if ct.shape != out.aval.shape:
             raise ValueError(f"cotangent{which} of shape {ct.shape} given for an output of shape {out.aval.shape}")
         cts.append(ct)
@@ -623,7 +623,7 @@ def jvp(
     for t, a, name in zip(given, arrays, _arg_names(traced)):
         if isinstance(t, (np.ndarray, np.generic)) and t.dtype.kind in "iu":
             t = t.astype(a.dtype)  # whole-number directions are directions too
-        t = t if isinstance(t, Tracer) else to_input_array(t, f"the tangent of {name}").astype(a.dtype)
+        t = t if isinstance(t, Tracer) else cast_direction(to_input_array(t, f"the tangent of {name}"), a.dtype, f"the tangent of {name}")
         if t.shape != a.shape:
             raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")
         t_arrays.append(t)

@@ -47,7 +47,7 @@ from pyzygote.scipy_calls import scipy_error
 from pyzygote.tracer import Builder, ConstantChanged, Tracer, as_operand, careful_constants, is_weak, same_contents
 from pyzygote.views import positions_strided_like
 
-__all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "clear_cache"]
+__all__ = ["make_program", "Traced", "trace", "call_traced", "to_input_array", "cast_direction", "clear_cache"]
 
 _ALLOWED_KINDS = "f"
 
@@ -130,6 +130,27 @@ def to_input_array(x: Any, argname: str) -> np.ndarray:
             f"Convert it with np.asarray(..., dtype=float), or close over it if it is data."
         )
     return arr
+
+
+def cast_direction(given: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """A tangent or cotangent in the dtype of the value it belongs to, refusing overflow.
+
+    A float64 direction for a float32 value is rounded, as Zygote and numpy do, but one beyond
+    float32's range would become inf and be reported as the function's overflow.
+
+    >>> cast_direction(np.array([1e39]), np.dtype(np.float32), "the cotangent")
+    Traceback (most recent call last):
+    ...
+    ValueError: the cotangent holds values beyond the float32 range (largest 3.4e+38) of the value it belongs to; scale it down
+    """
+    with np.errstate(over="ignore"):
+        cast = np.asarray(given).astype(dtype)
+    if cast.dtype.kind == "f" and not np.all(np.isfinite(cast)) and np.all(np.isfinite(given)):
+        raise ValueError(
+            f"{what} holds values beyond the {dtype} range (largest {float(np.finfo(dtype).max):.2g}) of the "
+            "value it belongs to; scale it down"
+        )
+    return cast
 
 
 _CACHE: "weakref.WeakKeyDictionary[Any, dict[Hashable, Traced]]" = weakref.WeakKeyDictionary()

@@ -306,6 +306,20 @@ def test_float32_in_float32_out() -> None:
     assert pz.pullback(lambda x: x**3, x)[1](np.ones(3))[0].dtype == np.float32
 
 
+def test_a_direction_beyond_float32s_range_is_named_not_blamed_on_the_function() -> None:
+    # A float64 tangent or cotangent of a float32 value is rounded, as Zygote and numpy do; one
+    # that overflows float32 became inf and was reported as the function's NaN gradient.
+    x = np.array([1.0, 2.0], np.float32)
+    f = lambda x: np.sin(x) * x  # noqa: E731
+    _, back = pz.pullback(f, x)
+    with pytest.raises(ValueError, match=r"the cotangent holds values beyond the float32 range"):
+        back(np.array([1e39, 1.0]))
+    with pytest.raises(ValueError, match=r"the tangent of x \(argument 0\) holds values beyond the float32 range"):
+        pz.jvp(f, (x,), (np.array([1e39, 1.0]),))
+    (g,) = back(np.array([1e38, 1.0]))  # within range: rounded and pulled back
+    np.testing.assert_allclose(g, np.array([1e38, 1.0]) * (np.sin(x) + x * np.cos(x)), rtol=1e-6)
+
+
 def test_mixed_precision_follows_numpy() -> None:
     x32, y64 = np.ones(2, np.float32), np.full(2, 2.0)
     value, (gx, gy) = pz.withgradient(lambda a, b: np.sum(a * b), x32, y64)

@@ -49,7 +49,7 @@ from pyzygote.julia.convert import from_julia, to_julia
 from pyzygote.primitive import aval_of
 from pyzygote.pytree import Static, flatten, structure, unflatten
 from pyzygote.tracer import Tracer
-from pyzygote.tracing import to_input_array
+from pyzygote.tracing import cast_direction, to_input_array
 
 __all__ = ["JuliaFunction", "JuliaModule", "julia_function", "julia_include", "is_julia_function"]
 
@@ -308,7 +308,7 @@ class JuliaFunction:
                 raise ValueError(f"the cotangent must have one entry per output ({len(outs)})")
             fixed = []
             for ct, out in zip(cts, outs):
-                c = np.asarray(ct, dtype=out.dtype)
+                c = cast_direction(ct, out.dtype, "the cotangent")
                 if c.shape != out.shape:
                     raise ValueError(f"cotangent of shape {c.shape} given for an output of shape {out.shape}")
                 fixed.append(to_julia(c))
@@ -331,7 +331,7 @@ class JuliaFunction:
             raise ValueError("tangents must have the same structure as primals")
         ts = []
         for t, a, name in zip(t_leaves, arrays, names):
-            t = to_input_array(t, f"the tangent of {name}").astype(a.dtype)
+            t = cast_direction(to_input_array(t, f"the tangent of {name}"), a.dtype, f"the tangent of {name}")
             if t.shape != a.shape:
                 raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")
             ts.append(t)
