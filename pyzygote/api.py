@@ -60,7 +60,7 @@ def _rebuild(traced: Traced, values: Sequence[Any], *, none_for_static: bool = T
             leaves.append(None)
         else:
             value = next(it)
-            is_py = isinstance(leaf, (int, float)) and not isinstance(leaf, np.generic)
+            is_py = _is_python_number(leaf)
             if value is None:  # no derivative asked for (data)
                 leaves.append(None)
             else:
@@ -814,6 +814,8 @@ def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwar
         (value,) = eng.evaluate(traced.program, arrays)
         if np.any(np.isnan(value)):
             _require_finite_value(value, "hessian")
+        if _is_python_number(x):  # as the gradient of a Python float is one (Zygote's Float64)
+            return float(h)
     return h
 
 
@@ -835,13 +837,21 @@ def _structured_hessian(
     if h is None:
         h = hessian(_flat_version(f, tree, leaves, shapes), flat, *args, engine=engine, **kwargs)
 
+    slot = _array_positions(leaves)
+    python_numbers = [_is_python_number(leaf) for leaf, k in zip(leaves, slot) if k is not None]
+
     def block(i: int, j: int) -> Any:
         b = h[bounds[i] : bounds[i + 1], bounds[j] : bounds[j + 1]]
+        if python_numbers[i] and python_numbers[j] and not isinstance(b, Tracer):
+            return float(b[0, 0])
         return np.reshape(b, shapes[i] + shapes[j])
 
-    slot = _array_positions(leaves)
     row = lambda i: unflatten(tree, [None if k is None else block(i, k) for k in slot])  # noqa: E731
     return unflatten(tree, [None if i is None else row(i) for i in slot])
+
+
+def _is_python_number(leaf: Any) -> bool:
+    return isinstance(leaf, (int, float)) and not isinstance(leaf, (bool, np.generic))
 
 
 def _array_positions(leaves: list[Any]) -> list[int | None]:

@@ -84,6 +84,19 @@ def test_hessian_shapes_and_scalar_input() -> None:
     np.testing.assert_allclose(pz.hessian(lambda x: x**3, 2.0), 12.0, rtol=1e-14)
 
 
+def test_the_hessian_in_a_python_float_is_a_float_as_its_gradient_is() -> None:
+    # As Zygote.hessian(x -> x^3, 2.0) is a Float64, and as pz.jacobian(pz.grad(f), 2.0) was
+    # (API fuzzer: the two disagreed, a 0-d array against a float).
+    f = lambda x: x**3  # noqa: E731
+    h = pz.hessian(f, 2.0)
+    assert type(h) is float and h == pz.jacobian(pz.grad(f), 2.0)[0] == 12.0
+    assert isinstance(pz.hessian(f, np.float64(2.0)), np.ndarray)  # numpy in, numpy out
+    H = pz.hessian(lambda d: d["a"] ** 3 * d["b"] * np.sum(d["c"] ** 2), {"a": 2.0, "b": 1.0, "c": np.ones(2)})
+    assert type(H["a"]["b"]) is float and H["a"]["b"] == 24.0 and H["b"]["b"] == 0.0
+    np.testing.assert_array_equal(H["a"]["c"], [24.0, 24.0])
+    np.testing.assert_array_equal(H["c"]["c"], 16.0 * np.eye(2))
+
+
 @pytest.mark.parametrize(
     "out_shape, x_shape, y_shape",
     [((), (3,), ()), ((2,), (3,), (2,)), ((2, 3), (3,), (2, 1)), ((4, 2, 3), (2, 3), ()), ((2,), (), (2,))],
