@@ -479,6 +479,8 @@ def test_julia_function_gradient_matches_numpy() -> None:
     # pz.hessian takes one argument: the Julia function's own (a lambda around it would be traced)
     hj = pz.hessian(pz.julia_function("x -> sum(abs2, x .- 0.5) + sum(sin, x)"), x)
     assert_close(hj, pz.hessian(lambda v: energy_np(v, 0.5), x, engine="numpy"))
+    h_float = pz.hessian(pz.julia_function("x -> x^3"), 2.0)  # a Python float in, a float out
+    assert type(h_float) is float and abs(h_float - 12.0) < 1e-12
     # called inside traced numpy code, the Julia function is part of the program
     assert_close(pz.gradient(lambda v: energy(v, p) * 2.0, x)[0], 2.0 * (2 * (x - p) + np.cos(x)))
 

@@ -365,7 +365,7 @@ class JuliaFunction:
         return self._rebuild(tree, leaves, blocks)
 
     @session.with_lock
-    def _hessian(self, x: Any, engine: str | None) -> np.ndarray:
+    def _hessian(self, x: Any, engine: str | None) -> Any:
         self._require(engine)
         tree, _, arrays, names = self._flat((x,))
         if len(arrays) != 1:
@@ -375,7 +375,8 @@ class JuliaFunction:
         h = session.runtime_call("hessian", g, 1, to_julia(a))
         out = np.asarray(from_julia(h, a.dtype, a.shape + a.shape, "Hessian"))
         self._check_finite(names, "hessian", [out])
-        return out
+        python_number = isinstance(x, (int, float)) and not isinstance(x, (bool, np.generic))
+        return float(out) if python_number else out  # as pz.hessian of a traced function
 
 
 class JuliaModule:
