@@ -1735,6 +1735,30 @@ def test_a_dataclass_model_with_a_string_field_is_a_p() -> None:
         pz.odesolve(f, u0, t, "tanh")
 
 
+def test_integer_labels_and_boolean_masks_in_p_are_data() -> None:
+    """User testing (an epidemiologist's age bands mapped to susceptibility groups): an integer
+    array in p's dict became floats, and f's p["k"][p["idx"]] failed with numpy's "arrays used as
+    indices must be of integer type"; a boolean mask was refused.  As in pz.gradient, they are data."""
+    f = lambda u, p, t: np.where(p["mask"], -p["k"][p["idx"]] * u, 0.1 * u)  # noqa: E731
+    t, u0 = np.linspace(0.0, 1.0, 3), np.ones(4)
+    k = np.array([0.5, 1.0, 2.0])
+    p = {"k": k, "idx": np.array([0, 1, 1, 2]), "mask": np.array([True, True, False, True])}
+    loss = lambda p: np.sum(pz.odesolve(f, u0, t, p, **TIGHT)[-1])  # noqa: E731
+    np.testing.assert_allclose(pz.odesolve(f, u0, t, p, **TIGHT)[-1], [np.exp(-0.5), np.exp(-1.0), np.exp(0.1), np.exp(-2.0)], rtol=1e-8)
+    (g,) = pz.gradient(loss, p)
+    assert g["idx"] is None and g["mask"] is None
+    np.testing.assert_allclose(g["k"], [-np.exp(-0.5), -np.exp(-1.0), -np.exp(-2.0)], rtol=1e-7)
+    p["idx"][:] = [2, 2, 2, 0]  # written in place after a solve: the labels are read anew
+    (g,) = pz.gradient(loss, p)
+    np.testing.assert_allclose(g["k"], [-np.exp(-0.5), 0.0, -2 * np.exp(-2.0)], rtol=1e-7, atol=1e-12)
+    prob = pz.ODEProblem(f, u0=u0, tspan=(0.0, 1.0), p=p)  # and in a problem, labels stay labels
+    assert prob.p["idx"].dtype == np.int64 and prob.p["mask"].dtype == bool
+    np.testing.assert_allclose(pz.solve(prob, saveat=[1.0], **TIGHT).u[-1], [np.exp(-2.0), np.exp(-2.0), np.exp(0.1), np.exp(-0.5)], rtol=1e-8)
+    # labels computed from the differentiated values cannot be data
+    with pytest.raises(TypeError, match=r"p\['idx'\] is an integer or boolean array computed inside the differentiated"):
+        pz.gradient(lambda k: loss({"k": k, "idx": np.argsort(k)[np.array([0, 1, 1, 2])], "mask": p["mask"]}), k)
+
+
 def test_auto_weighs_forward_sensitivities_against_one_adjoint_per_jacobian_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """User testing: pz.jacobian of 14 outputs of a 12-species mechanism in 15 rates, with
     sensealg="auto", solved 14 adjoints (192 s); forward sensitivities, solved once for all

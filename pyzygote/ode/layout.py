@@ -108,7 +108,7 @@ class Layout:
         names = _leaf_names((p,), wrapped_leaves, wrapped_tree, ["p"])
         # Strings and other non-numbers inside a container (a dataclass model's fields) reach
         # f as they are; a bare string p is still refused, by _numbers.
-        statics = [(i, leaf) for i, leaf in enumerate(leaves) if _passes_through(leaf)] if tree != "s" else []
+        statics = [(i, _as_static(leaf)) for i, leaf in enumerate(leaves) if _passes_through(leaf)] if tree != "s" else []
         held = {i for i, _ in statics}
         arrays = [_numbers(leaf, name) for i, (leaf, name) in enumerate(zip(leaves, names)) if i not in held]
         layout = Layout(
@@ -126,8 +126,15 @@ class Layout:
 
 
 def _passes_through(leaf: Any) -> bool:
-    """A leaf of p that reaches f as it is, outside the flat vector: a string or None."""
+    """A leaf of p that reaches f as it is, outside the flat vector: a string, None, or an
+    integer or boolean numpy array (group labels, a mask), which is data, as in pz.gradient."""
+    if isinstance(leaf, np.ndarray):
+        return leaf.dtype.kind in "biu"
     return isinstance(leaf, Static) and isinstance(leaf.value, (str, bytes, type(None)))
+
+
+def _as_static(leaf: Any) -> Static:
+    return leaf if isinstance(leaf, Static) else Static(leaf.copy())  # a later write into it retraces
 
 
 def _numeric(leaves: list[Any], layout: "Layout") -> list[Any]:
@@ -190,6 +197,11 @@ def _numbers(x: Any, name: str) -> Any:
         x = as_operand(_from_torch(x, name))
     except ValueError as exc:  # a ragged list
         raise ValueError(f"{name} must be an array of real numbers (any shape): {exc}") from None
+    if isinstance(x, Tracer) and x.dtype.kind in "biu":
+        raise TypeError(
+            f"{name} is an integer or boolean array computed inside the differentiated function; an ODE's p "
+            "takes such arrays (labels, masks) only as data: compute it from data, outside the differentiated function"
+        )
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):

@@ -23,19 +23,26 @@ from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, inte
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ode.layout import Layout, leaf_values
 from pyzygote.primitives.ode import check_solver_options, check_times, check_tstops, warn_missing_tstops
-from pyzygote.pytree import flatten, unflatten
+from pyzygote.pytree import Static, flatten, unflatten
 from pyzygote.tracer import Tracer
 
 __all__ = ["ODEProblem", "ODESolution", "solve"]
 
 
 def _read_only(tree: Any) -> Any:
-    """``tree`` with read-only float64 array leaves."""
+    """``tree`` with read-only float64 array leaves; integer and boolean arrays (labels, masks)
+    keep their type and other values (a string setting) stay as they are."""
     leaves, structure = flatten(tree)
-    arrays = [np.array(leaf, dtype=float) for leaf in leaves]
-    for arr in arrays:
+    out = []
+    for leaf in leaves:
+        if isinstance(leaf, Static):
+            out.append(leaf.value)
+            continue
+        labels = isinstance(leaf, np.ndarray) and leaf.dtype.kind in "biu"
+        arr = np.array(leaf, dtype=leaf.dtype if labels else float)
         arr.setflags(write=False)
-    return unflatten(structure, arrays)
+        out.append(arr)
+    return unflatten(structure, out)
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,8 @@ class RHS(_Directions):
             return JuliaRHS(f, n, m)  # type: ignore[return-value]
         given, f = f, out_of_place(f)
         try:
-            traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative)
+            # integer and boolean arrays in p (labels, masks) are data, constants of the trace
+            traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative, int_arrays_constant=True)
         except (TypeError, IndexError, ValueError) as exc:
             if isinstance(exc, TypeError) and layout.p_statics:
                 given = ", ".join(f"{name} = {value!r}" for name, value in zip(layout.p_static_names, layout.p_static_values))
