@@ -216,7 +216,8 @@ def vjp(
             f"{' ...' if bad.size > 5 else ''}, so the adjoint solve ({mode}) cannot start from it. Either the loss is not "
             "finite there (np.log of a solution that reached 0, as a Poisson likelihood's mean can at extreme parameters: "
             "bound the parameters, use np.log(np.maximum(u, tiny)), or solve for log-states; in a fit, catch "
-            "pz.NonFiniteGradientError like pz.SolverError and return np.inf), or the data it is compared with holds NaN: "
+            "pz.NonFiniteGradientError like pz.SolverError and return a large finite value such as 1e10, on which the line search "
+            "steps back: on np.inf SciPy's L-BFGS-B stops and reports convergence), or the data it is compared with holds NaN: "
             "mask missing observations before the arithmetic, np.where(np.isnan(data), 0.0, u - data)"
         )
     if mode == "adjoint":
