@@ -36,7 +36,7 @@ from pyzygote.transforms.cse import cse
 from pyzygote.transforms.evaluate import eval_program, program_from
 from pyzygote.transforms.jvp import jvp_eval
 from pyzygote.transforms.hoist import compile_hoisted
-from pyzygote.transforms.scalarize import compile_scalar
+from pyzygote.transforms.scalarize import compile_scalar, evaluation_ns
 from pyzygote.transforms.vjp import vjp_programs
 
 __all__ = ["RHS"]
@@ -426,10 +426,28 @@ class RHS(_Directions):
     def _get(self, key: Any, build: Callable[[], Program]) -> Callable[..., Any]:
         fn = self._derived.get(key)
         if fn is None:
-            prog = cse(build())
+            prog = self._program(key, build)
             # p is the input before t in every derived program
             fn = self._derived[key] = compile_hoisted(prog, len(prog.inputs) - 2, compile_scalar)
         return fn
+
+    def _program(self, key: Any, build: Callable[[], Program]) -> Program:
+        prog = self._derived.get(("program", key))
+        if prog is None:
+            prog = self._derived[("program", key)] = cse(build())  # type: ignore[assignment]
+        return prog  # type: ignore[return-value]
+
+    def evaluation_costs(self, cols: tuple[int, ...]) -> tuple[float, float, float]:
+        """Estimated nanoseconds of one evaluation of f, of its sensitivity system along ``cols``
+        and of its adjoint system (:func:`pyzygote.transforms.scalarize.evaluation_ns`)."""
+        costs = self._derived.get(("costs", cols))
+        if costs is None:
+            costs = self._derived[("costs", cols)] = (  # type: ignore[assignment]
+                evaluation_ns(self.program),
+                evaluation_ns(self._program(("sens", cols), lambda: self._sensitivity_program(cols))),
+                evaluation_ns(self._program("adj", self._adjoint_program)),
+            )
+        return costs  # type: ignore[return-value]
 
     def jacobian_u(self, u: np.ndarray, p: np.ndarray, t: float) -> Any:
         """``df/du``: a numpy array, or a scipy.sparse matrix for a derived system (:func:`pyzygote.ode.solvers.dense_matrix` makes it dense)."""

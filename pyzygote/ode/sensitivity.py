@@ -15,7 +15,8 @@ Names follow SciMLSensitivity.jl:
 - ``"auto"``: forward when there are few directions, at most
   ``AUTO_FORWARD_DIRECTIONS`` differentiated entries k of ``u0`` and ``p``, or when the
   forward-sensitivity system is small, at most ``AUTO_FORWARD_EQUATIONS`` equations
-  ``n (1 + k)`` for n states; else the adjoint.  (SciMLSensitivity's
+  ``n (1 + k)`` for n states, or when an evaluation of the sensitivity system is
+  estimated clearly cheaper than the adjoint's work (a vectorized right-hand side); else the adjoint.  (SciMLSensitivity's
   rule, ``len(u0) + len(p) <= 100``, suits Julia, whose forward mode carries all
   directions in one dual number; here each direction costs a tangent of the
   right-hand side at every step.)
@@ -80,8 +81,12 @@ _SCIML_NAMES = {
 }
 
 
-def resolve_sensealg(sensealg: str, n: int, m: int, k: int | None = None) -> str:
-    """The sensealg that runs for ``sensealg`` with n states, m parameters and k followed directions (all n + m by default)."""
+def resolve_sensealg(
+    sensealg: str, n: int, m: int, k: int | None = None, *, rhs: Any = None, cols: tuple[int, ...] | None = None, saves: int = 2
+) -> str:
+    """The sensealg that runs for ``sensealg`` with n states, m parameters and k followed directions
+    (all n + m by default); given the right-hand side ``rhs``, the directions ``cols`` and the number
+    of save times, ``"auto"`` also weighs what one evaluation of each system costs."""
     if sensealg not in SENSEALGS:
         sciml = _SCIML_NAMES.get(str(sensealg).removesuffix("()").split("(")[0]) if isinstance(sensealg, str) else None
         hint = f" ({sensealg!r} is SciMLSensitivity's name; here it is {sciml})" if sciml else ""
@@ -94,8 +99,44 @@ def resolve_sensealg(sensealg: str, n: int, m: int, k: int | None = None) -> str
         # adjoint solve is repeated for each (pz.jacobian's rows: a 12-species mechanism's 14
         # rows took 192 s by adjoint, 15 s by forward sensitivities, in user testing).
         small = n * (1 + k) <= AUTO_FORWARD_EQUATIONS * pullbacks_expected()
-        return "forward" if small or k <= AUTO_FORWARD_DIRECTIONS else "adjoint"
+        if small or k <= AUTO_FORWARD_DIRECTIONS:
+            return "forward"
+        cheaper = rhs is not None and cols is not None and _forward_is_cheaper(rhs, cols, saves, pullbacks_expected())
+        return "forward" if cheaper else "adjoint"
     return sensealg
+
+
+# The solver's own work per evaluation of the right-hand side (the stepper's arithmetic, the
+# dense output the adjoint reads), and how many evaluations the adjoint makes per evaluation of
+# a forward-sensitivity solve: the state twice (the value, then with dense output) and the
+# backward solve, which restarts at each save time: with 41 save times it made about 3 times as
+# many as one forward solve (Tsit5, 4 to 20 states), with 3 about as many.
+SOLVER_NS_PER_EVALUATION = 10_000.0
+ADJOINT_STATE_SOLVES = 2.0
+SAVES_PER_BACKWARD_SOLVE = 20.0
+# The estimates are good to about 1.5 times (numpy's per-call cost differs between operations:
+# a 12-state vectorized model's sensitivity system took 54 us where 37 were estimated), so
+# forward sensitivities are taken only when estimated clearly cheaper.
+FORWARD_MARGIN = 0.6
+
+
+def _forward_is_cheaper(rhs: Any, cols: tuple[int, ...], saves: int, pullbacks: int) -> bool:
+    """Whether forward sensitivities along ``cols`` are estimated to cost less than ``pullbacks`` adjoint solves.
+
+    Many directions alone do not decide it: a vectorized right-hand side (a generalized
+    Lotka-Volterra community, ``u * (r + A @ u)``: 8 states, 72 parameters) carries all of them
+    in a few numpy operations, and forward sensitivities were 2 to 3 times faster than the
+    adjoint; one written entry by entry (a 20-species network, 35 rates) repeats each float
+    operation per direction, and the adjoint was 3 to 6 times faster.
+    """
+    if getattr(rhs, "program", None) is None:  # a Julia right-hand side: no program to weigh
+        return False
+    f, sens, adj = rhs.evaluation_costs(cols)
+    solver = SOLVER_NS_PER_EVALUATION
+    forward = sens + solver
+    backward = 1.0 + saves / SAVES_PER_BACKWARD_SOLVE
+    adjoint = ADJOINT_STATE_SOLVES * (f + solver) + backward * (adj + solver)
+    return forward <= FORWARD_MARGIN * pullbacks * adjoint
 
 
 def _checked(res: Integration, what: str, alg: str | None = None) -> Integration:
@@ -202,7 +243,7 @@ def vjp(
     """``(ct . du/du0, ct . du/dp)`` for the solution at times ``t``; entries outside ``cols`` may be left zero."""
     n, m = rhs.n, rhs.m
     cols = rhs.columns(cols)
-    mode = resolve_sensealg(sensealg, n, m, len(cols))
+    mode = resolve_sensealg(sensealg, n, m, len(cols), rhs=rhs, cols=cols, saves=len(t))
     if mode == "forward":
         _, S = forward_sensitivities(rhs, u0, p, t, opts, cols)
         g = np.zeros(n + m)

@@ -66,7 +66,7 @@ def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> An
     # of p, cost nothing.
     wrt = (tangents[0] is not None, tangents[1] is not None)
     cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
-    if sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols)) == "forward":
+    if sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=len(params["t"])) == "forward":
         # One solve gives the states and their sensitivities; the tangent is a
         # contraction with them, so reverse mode needs no second solve.
         _warn_if_large(rhs, len(cols))
