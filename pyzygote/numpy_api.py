@@ -85,13 +85,20 @@ def supported_names() -> list[str]:
 
 _INSTEAD = {
     "fmod": "x - y * np.trunc(x / y)",
+    "piecewise": (
+        "np.select([cond1, cond2], [f1(x), f2(x)], default) or nested np.where. numpy calls each function only where "
+        "its condition holds; np.select evaluates each everywhere, and a derivative that is NaN or inf where its branch "
+        "is not taken poisons the gradient, so keep each branch's input safe there: np.sqrt(np.where(x > 0, x, 1.0))"
+    ),
     "eig": "np.linalg.eigh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigh reads only the lower triangle, so a matrix that is not symmetric gets another matrix's eigenvalues)",
     "eigvals": (
         "np.linalg.eigvalsh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigvalsh reads only "
-        "the lower triangle, so a matrix that is not symmetric gets another matrix's eigenvalues). For the spectral "
-        "radius of a non-negative matrix (R0 of a next-generation matrix), iterate v = a @ v / np.linalg.norm(a @ v) "
-        "a fixed number of times, or take eigvalsh of a symmetric matrix similar to it (diag(N) C diag(1/N) has the "
-        "eigenvalues of C)"
+        "the lower triangle, so a matrix that is not symmetric gets another matrix's eigenvalues). A product "
+        "diag(s) @ C of positive s and a symmetric C (a next-generation matrix: susceptibilities times a symmetric "
+        "contact matrix) has the eigenvalues of the symmetric diag(sqrt(s)) @ C @ diag(sqrt(s)): take its eigvalsh. "
+        "For the spectral radius (the largest |eigenvalue|) of a non-negative matrix, iterate "
+        "v = a @ v / np.linalg.norm(a @ v) a fixed number of times and take v @ a @ v / (v @ v). The largest real part "
+        "of a general matrix (the stability of a community matrix) has no traced form: it can belong to a complex pair"
     ),
 }
 

@@ -1195,6 +1195,20 @@ def test_writes_into_numpy_arrays_and_general_eigenvalues_are_refused_with_a_way
         pz.gradient(lambda v: np.sum(np.linalg.eigvals(np.diag(v))), x)
     with pytest.raises(pz.UnsupportedOperationError, match="one constant integer position"):
         pz.gradient(lambda v: np.sum(np.insert(v, [0, 1], 2.0)), x)
+    with pytest.raises(pz.UnsupportedOperationError, match=r"Write it as np.select\(\[cond1, cond2\]"):
+        pz.gradient(lambda v: np.sum(np.piecewise(v, [v < 2, v >= 2], [lambda w: -w, lambda w: w])), x)
+
+
+def test_the_advice_for_eigvals_of_a_next_generation_matrix_holds() -> None:
+    """User testing: the advice's similarity was cryptic for K = diag(s) @ C.  Its new form, the
+    eigvalsh of diag(sqrt(s)) @ C @ diag(sqrt(s)), gives R0 and its gradient in s."""
+    C = np.array([[2.0, 1.0, 0.5], [1.0, 3.0, 1.0], [0.5, 1.0, 2.0]])
+    s = np.array([0.5, 1.0, 2.0])
+    r0 = lambda s: np.max(np.linalg.eigvalsh(np.diag(np.sqrt(s)) @ C @ np.diag(np.sqrt(s))))  # noqa: E731
+    np.testing.assert_allclose(r0(s), np.max(np.linalg.eigvals(np.diag(s) @ C).real), rtol=1e-13)
+    (g,) = pz.gradient(r0, s)
+    fd = [(np.max(np.linalg.eigvals(np.diag(s + h) @ C).real) - np.max(np.linalg.eigvals(np.diag(s - h) @ C).real)) / 2e-6 for h in 1e-6 * np.eye(3)]
+    np.testing.assert_allclose(g, fd, rtol=1e-7)
 
 
 def test_eigvalsh_of_a_matrix_that_is_not_symmetric_warns() -> None:
