@@ -400,6 +400,21 @@ def test_right_hand_side_of_a_matrix_state_and_dict_parameters(tmp_path: Path) -
     fatou_check(write_sources(tmp_path, {"layout-rhs": source}))
 
 
+def test_right_hand_side_with_integer_labels_and_a_mask_in_p(tmp_path: Path) -> None:
+    """Labels and masks in p are constants of the right-hand side's program (pyzygote.ode.layout):
+    0-based labels must read the 1-based Julia positions."""
+    from pyzygote.ode.layout import Layout
+    from pyzygote.ode.rhs import RHS
+
+    f = lambda u, p, t: np.where(p["mask"], -p["k"][p["idx"]] * u, 0.1 * u)  # noqa: E731
+    given = {"k": np.array([0.5, 1.0, 2.0]), "idx": np.array([2, 0, 1, 2]), "mask": np.array([True, False, True, True])}
+    layout, u, p = Layout.of(np.array([1.0, 2.0, 3.0, 4.0]), given)
+    prog = RHS.trace(f, layout.n, layout.m, layout).program
+    assert [v.aval.shape for v in prog.inputs] == [(4,), (3,), ()]
+    source = check_program(prog, (u, p, np.float64(0.3)), "pz_rhs")
+    fatou_check(write_sources(tmp_path, {"labels-rhs": source}))
+
+
 def test_long_lines_are_wrapped_as_fatou_formats_them(tmp_path: Path) -> None:
     def many(x: Any) -> Any:
         y = np.broadcast_to(x[:, None, :, None, None, None], (2, 3, 4, 5, 6, 7))

@@ -284,6 +284,19 @@ def test_matrix_state_and_dict_parameters_on_julia() -> None:
 
 
 @julia
+def test_integer_labels_and_masks_in_p_on_julia() -> None:
+    # They are constants of the traced right-hand side: 0-based labels become 1-based reads in Julia.
+    f = lambda u, p, t: np.where(p["mask"], -p["k"][p["idx"]] * u, 0.1 * u)  # noqa: E731
+    t, u0 = np.linspace(0.0, 1.0, 3), np.ones(4)
+    idx, mask = np.array([0, 1, 1, 2]), np.array([True, True, False, True])
+    loss = lambda k: np.sum(pz.odesolve(f, u0, t, {"k": k, "idx": idx, "mask": mask}, alg="Tsit5", **TIGHT)[-1])  # noqa: E731
+    k = np.array([0.5, 1.0, 2.0])
+    (g,) = pz.gradient(loss, k, engine="julia")
+    np.testing.assert_allclose(g, [-np.exp(-0.5), -np.exp(-1.0), -np.exp(-2.0)], rtol=1e-7)
+    np.testing.assert_allclose(float(loss(k)), float(pz.withgradient(loss, k, engine="numpy")[0]), rtol=1e-8)
+
+
+@julia
 @pytest.mark.parametrize("sensealg", ["forward", "adjoint"])
 def test_tstops_on_julia_match_the_closed_form_and_numpy(sensealg: str) -> None:
     q = np.array([0.5, 10.0])
