@@ -1009,6 +1009,27 @@ def test_auto_weighs_what_an_evaluation_of_each_system_costs(monkeypatch: pytest
     assert followed == [72]
 
 
+def test_the_adjoint_reads_the_forward_solution_the_value_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state was solved twice per adjoint gradient: for the value, then again with dense
+    output for the backward solve (pyzygote.ode.forward_memo keeps the first)."""
+    from pyzygote.ode import sensitivity
+
+    solves = []
+    real = sensitivity.solve_states
+    monkeypatch.setattr(sensitivity, "solve_states", lambda *a, **k: solves.append(1) or real(*a, **k))
+    f = lambda u, p, t: -p * u  # noqa: E731
+    t = np.linspace(0.0, 1.0, 5)
+    loss = lambda p: np.sum(pz.odesolve(f, np.ones(1), t, p, alg="Tsit5", sensealg="adjoint", **TIGHT))  # noqa: E731
+    (g,) = pz.gradient(loss, np.array([0.7]))
+    assert len(solves) == 1
+    np.testing.assert_allclose(g, [-np.sum(t * np.exp(-0.7 * t))], rtol=1e-8)
+    # a pullback taken later, after solves at other parameters, reads its own point's solution
+    _, back = pz.pullback(loss, np.array([0.3]))
+    for k in np.linspace(1.0, 2.0, 6):
+        pz.gradient(loss, np.array([k]))
+    np.testing.assert_allclose(back(1.0)[0], [-np.sum(t * np.exp(-0.3 * t))], rtol=1e-8)
+
+
 def test_stiff_adjoint_solves_get_the_adjoint_jacobian(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found in user testing: the backward solve of a stiff adjoint got no Jacobian, so SciPy
     differenced all n + m columns (a 144-cell plate: most of 27 s per gradient)."""

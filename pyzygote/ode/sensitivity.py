@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from pyzygote.errors import NonFiniteGradientError, SolverError
+from pyzygote.ode import forward_memo
 from pyzygote.ode.rhs import DENSE_JACOBIAN_UP_TO, RHS, sensitivity_jacobian
 from pyzygote.ode.solvers import Integration, algorithm, dense_matrix, integrate
 
@@ -108,16 +109,16 @@ def resolve_sensealg(
 
 # The solver's own work per evaluation of the right-hand side (the stepper's arithmetic, the
 # dense output the adjoint reads), and how many evaluations the adjoint makes per evaluation of
-# a forward-sensitivity solve: the state twice (the value, then with dense output) and the
-# backward solve, which restarts at each save time: with 41 save times it made about 3 times as
-# many as one forward solve (Tsit5, 4 to 20 states), with 3 about as many.
+# a forward-sensitivity solve: the state once (the value, with dense output: forward_memo) and
+# the backward solve, which restarts at each save time: with 41 save times it made about 3 times
+# as many as one forward solve (Tsit5, 4 to 20 states), with 3 about as many.
 SOLVER_NS_PER_EVALUATION = 10_000.0
-ADJOINT_STATE_SOLVES = 2.0
+ADJOINT_STATE_SOLVES = 1.0
 SAVES_PER_BACKWARD_SOLVE = 20.0
 # The estimates are good to about 1.5 times (numpy's per-call cost differs between operations:
 # a 12-state vectorized model's sensitivity system took 54 us where 37 were estimated), so
 # forward sensitivities are taken only when estimated clearly cheaper.
-FORWARD_MARGIN = 0.6
+FORWARD_MARGIN = 0.7
 
 
 def _forward_is_cheaper(rhs: Any, cols: tuple[int, ...], saves: int, pullbacks: int) -> bool:
@@ -267,7 +268,8 @@ def vjp(
 
 
 def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
-    fwd = solve_states(rhs, u0, p, t, opts, dense=True)
+    # the solve that gave the value kept it (forward_memo), unless this pullback came without one
+    fwd = forward_memo.recall(rhs, u0, p, t, opts) or solve_states(rhs, u0, p, t, opts, dense=True)
     adj = rhs.adjoint_rhs()
     jac = _adjoint_jacobian(rhs, p, opts)
     n, m = rhs.n, rhs.m

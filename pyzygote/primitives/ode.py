@@ -26,7 +26,7 @@ import numpy as np
 
 from pyzygote.errors import TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval
-from pyzygote.ode import sensitivity
+from pyzygote.ode import forward_memo, sensitivity
 from pyzygote.ode.layout import Layout, constant_entries, leaf_values
 from pyzygote.ode.rhs import RHS, check_no_outer_tracers
 from pyzygote.ode.sensitivity import Options
@@ -53,26 +53,34 @@ odesolve_p.def_abstract_eval(_out_aval)
 
 
 @odesolve_p.def_impl
-def _odesolve_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = ()) -> np.ndarray:
+def _odesolve_impl(
+    u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = (), for_adjoint: bool = False
+) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
-    return sensitivity.solve_states(rhs, u0, p, t, opts).u
+    if not for_adjoint:
+        return sensitivity.solve_states(rhs, u0, p, t, opts).u
+    # an adjoint will read this solution between save times: solved once, with dense output
+    res = sensitivity.solve_states(rhs, u0, p, t, opts, dense=True)
+    forward_memo.keep(rhs, u0, p, t, opts, res)
+    return res.u
 
 
-def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, **params: Any) -> Any:
+def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, for_adjoint: bool = False, **params: Any) -> Any:
     u0, p = primals
     tu0, tp = (zeros(aval_of(x)) if g is None else g for x, g in zip(primals, tangents))
     # Only the directions with a tangent are followed: a constant u0, or constant entries
     # of p, cost nothing.
     wrt = (tangents[0] is not None, tangents[1] is not None)
     cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
-    if sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=len(params["t"])) == "forward":
+    mode = sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=len(params["t"]))
+    if mode == "forward":
         # One solve gives the states and their sensitivities; the tangent is a
         # contraction with them, so reverse mode needs no second solve.
         _warn_if_large(rhs, len(cols))
         U, S = odesolve_sens_p.bind(u0, p, rhs=rhs, cols=cols, **params)
         return U, np.einsum("tik,k->ti", S, _along(cols, rhs, tangents))
-    ans = odesolve_p.bind(u0, p, rhs=rhs, **params)
+    ans = odesolve_p.bind(u0, p, rhs=rhs, **({"for_adjoint": True} if mode == "adjoint" else {}), **params)
     return ans, odesolve_tangent_p.bind(u0, p, tu0, tp, rhs=rhs, **params)
 
 
