@@ -14,12 +14,11 @@ Run:  python bench/community_fit.py [--repeats 9]
 
 from __future__ import annotations
 
-import argparse
 from typing import Any, Callable
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from timing import compare
+from timing import compare, repeats_from_command_line
 
 import pyzygote as pz
 
@@ -83,9 +82,7 @@ def jax_gradient() -> Callable[[np.ndarray], Any] | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
-    args = parser.parse_args()
+    repeats = repeats_from_command_line(__doc__, default=9)
     reference = scipy_fd_gradient(THETA0)
     peers: list[tuple[str, Callable[[np.ndarray], Any] | None]] = [
         ("SciPy solve_ivp DOP853 + central FD", scipy_fd_gradient),
@@ -94,7 +91,7 @@ def main() -> None:
         ("pyzygote NumPy engine, Tsit5, sensealg=adjoint", pyzygote_gradient("adjoint")),
         ("JAX + diffrax Tsit5 (jit)", jax_gradient()),
     ]
-    compare(peers, THETA0, reference, args.repeats, "SciPy+FD")
+    compare(peers, THETA0, reference, repeats, "SciPy+FD")
 
 
 if __name__ == "__main__":

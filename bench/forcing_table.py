@@ -18,12 +18,11 @@ Run:  python bench/forcing_table.py [--repeats 9]
 
 from __future__ import annotations
 
-import argparse
 from typing import Any, Callable
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from timing import compare
+from timing import compare, repeats_from_command_line
 
 import pyzygote as pz
 
@@ -96,9 +95,7 @@ def jax_gradient() -> Callable[[np.ndarray], Any] | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
-    args = parser.parse_args()
+    repeats = repeats_from_command_line(__doc__, default=9)
     reference = scipy_fd_gradient(P0)
     peers: list[tuple[str, Callable[[np.ndarray], Any] | None]] = [
         ("SciPy solve_ivp DOP853 year by year + central FD", scipy_fd_gradient),
@@ -106,7 +103,7 @@ def main() -> None:
         ("pyzygote NumPy engine, Tsit5, sensealg=adjoint", pyzygote_gradient("adjoint")),
         ("JAX + diffrax Tsit5 (jit, step_ts at the knots)", jax_gradient()),
     ]
-    compare(peers, P0, reference, args.repeats, "SciPy+FD")
+    compare(peers, P0, reference, repeats, "SciPy+FD")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ Run:  python bench/lv_gradient.py [--repeats 15]
 
 from __future__ import annotations
 
-import argparse
 from typing import Any, Callable
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from timing import compare
+from timing import compare, repeats_from_command_line
 
 import pyzygote as pz
 
@@ -114,10 +113,7 @@ def torchdiffeq_gradient() -> Callable[[np.ndarray], Any] | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
-
+    repeats = repeats_from_command_line(__doc__, default=15)
     reference = scipy_fd_gradient(P0)
     candidates: list[tuple[str, Callable[[np.ndarray], Any] | None]] = [
         ("SciPy solve_ivp DOP853 + central FD", scipy_fd_gradient),
@@ -131,7 +127,7 @@ def main() -> None:
     candidates.append(("JAX + diffrax Tsit5 (jit, RecursiveCheckpointAdjoint)", jax_gradient()))
     candidates.append(("torchdiffeq dopri5, backprop through solver", torchdiffeq_gradient()))
 
-    compare(candidates, P0, reference, args.repeats, "SciPy+FD")
+    compare(candidates, P0, reference, repeats, "SciPy+FD")
 
 
 if __name__ == "__main__":

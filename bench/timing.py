@@ -37,3 +37,12 @@ def compare(peers: Sequence[Peer], point: np.ndarray, reference: np.ndarray, rep
         g = np.asarray(fn(point), dtype=float)
         rel = float(np.max(np.abs(g - reference) / np.abs(reference)))
         print(f"{name:58s} {ms:9.2f} {ms / base:11.3f}x  {rel:.1e}")
+
+
+def repeats_from_command_line(doc: str, default: int = 9) -> int:
+    """The ``--repeats`` a benchmark script was run with (its docstring's first line is its help)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=default, help="timed calls per peer; the median is printed")
+    return parser.parse_args().repeats
