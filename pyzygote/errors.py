@@ -7,6 +7,8 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "PyzygoteError",
     "TracerBoolError",
@@ -38,11 +40,24 @@ class JuliaNotAvailableError(PyzygoteError, RuntimeError):
     """The Julia engine was requested but Julia is not set up."""
 
 
-class JuliaError(PyzygoteError, RuntimeError):
+class _TranslatesJulia:
+    @property
+    def original(self) -> Any:
+        """juliacall's exception that this one translates (``None`` for one raised in Python).
+
+        It holds Julia values, so it is kept in a holder that releases them in the main thread
+        wherever this exception dies: Julia code run from a finalizer in another thread can
+        hang (PythonCall.jl #578).
+        """
+        held = self.__dict__.get("_held_original")
+        return None if held is None else held.value
+
+
+class JuliaError(_TranslatesJulia, PyzygoteError, RuntimeError):
     """An exception raised inside Julia, with its message and the top of its stack."""
 
 
-class SolverError(PyzygoteError, RuntimeError):
+class SolverError(_TranslatesJulia, PyzygoteError, RuntimeError):
     """An ODE solve did not succeed (its retcode is not Success)."""
 
 

@@ -506,9 +506,13 @@ def test_torch_imported_first_warns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_translate_error_for_pythoncall_type_errors_and_hints() -> None:
-    err = session.translate_error(TypeError("Julia: MethodError: no method matching f(::Int64)"))
+    original = TypeError("Julia: MethodError: no method matching f(::Int64)")
+    err = session.translate_error(original)
     assert isinstance(err, pz.JuliaError)
     assert err.julia_type == "MethodError" and "no method matching" in str(err)
+    # juliacall's exception holds Julia values: kept in a holder that releases them in the main thread
+    assert err.original is original and isinstance(err.__dict__["_held_original"], session.MainThreadValue)
+    assert pz.JuliaError("raised in Python").original is None
     plain = ValueError("not from Julia")
     assert session.translate_error(plain) is plain
     assert "writes into arrays" in (session.hint_for("Mutating arrays is not supported -- called setindex!") or "")

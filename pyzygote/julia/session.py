@@ -413,7 +413,7 @@ def translate_error(exc: BaseException, origin: str = "user") -> BaseException:
     if kind == "SolverFailure":
         # PyZygote's ODE extension refuses to return a failed solve (see PyZygoteODEExt.jl).
         err = SolverError(f"the ODE solve on the Julia engine failed: {body}")
-        err.original = exc  # type: ignore[attr-defined]
+        err._held_original = MainThreadValue(exc)  # type: ignore[attr-defined]
         return err
     hint = hint_for(message)
     text = f"Julia {kind}: {body}"
@@ -428,7 +428,7 @@ def translate_error(exc: BaseException, origin: str = "user") -> BaseException:
     err.julia_message = message  # type: ignore[attr-defined]
     err.julia_stacktrace = stack  # type: ignore[attr-defined]
     err.hint = hint  # type: ignore[attr-defined]
-    err.original = exc  # type: ignore[attr-defined]
+    err._held_original = MainThreadValue(exc)  # type: ignore[attr-defined]
     return err
 
 
