@@ -26,8 +26,8 @@ from pyzygote.errors import UnsupportedOperationError
 from pyzygote.ir import Aval
 from pyzygote.numpy_api import implements
 from pyzygote.primitive import Primitive, Undefined, defjvp
-from pyzygote.primitives.shape import normalize_axis
-from pyzygote.tracer import CONTINUOUS, Tracer, as_operand, composition
+from pyzygote.primitives.shape import convert, normalize_axis
+from pyzygote.tracer import CONTINUOUS, Tracer, as_operand, composition, is_weak
 
 __all__ = [
     "take",
@@ -711,7 +711,12 @@ def _np_searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> 
     not above it (``right``).  Integer positions: no derivative."""
     if sorter is not None:
         a = np.take(a, sorter)
+    weak = is_weak(v)
     a, v = as_operand(a), as_operand(v)
+    # numpy searches in the common type (an int64 table is read as float64 for float positions:
+    # above 2**53 that rounds its entries), weighing a Python number as weak, as it does
+    common = np.result_type(a.dtype, np.zeros((), v.dtype).item() if weak else v.dtype)
+    a, v = convert(a, common), convert(v, common)
     if a.ndim != 1:
         raise ValueError("object too deep for desired array: searchsorted needs a 1-D a")
     if side not in ("left", "right"):
