@@ -53,7 +53,8 @@ def _exprel_derivative(x: Any, *, order: int) -> Any:
         near = np.abs(v) <= order + 1
         if near.any():  # the series only where it is needed: it costs a hundred operations
             out[near] = _series(v[near], order)
-    return np.asarray(out.reshape(x.shape), dtype=x.dtype)[()]
+        # rounded to float32 inside: its overflow to inf is scipy's answer, not a warning
+        return np.asarray(out.reshape(x.shape), dtype=x.dtype)[()]
 
 
 def _upwards(x: np.ndarray, order: int) -> np.ndarray:
