@@ -460,6 +460,11 @@ log_ndtr_slope(x::AbstractFloat) = mills_ratio(x)
 ChainRulesCore.@scalar_rule log_ndtr(x::Real) log_ndtr_slope(x)
 ChainRulesCore.@scalar_rule mills_ratio(x::Real) -(Ω * (x + Ω))
 
+# The NumPy engine's ERFCX_DOWNWARDS_FROM and ERFCX_DOWNWARDS_STEPS
+# (pyzygote/primitives/error_function.py): the engines compute the same numbers.
+const ERFCX_DOWNWARDS_FROM = 2
+const ERFCX_DOWNWARDS_STEPS = 80
+
 """
     erfcx_derivative(x, n)
 
@@ -472,11 +477,6 @@ solutions they are the one that shrinks relative to the others (the derivatives 
 scaled by `erfcx(x)` itself. Zygote's broadcast may make the order `n` a dual number; only
 its plain value is used.
 """
-# The NumPy engine's ERFCX_DOWNWARDS_FROM and ERFCX_DOWNWARDS_STEPS
-# (pyzygote/primitives/error_function.py): the engines compute the same numbers.
-const ERFCX_DOWNWARDS_FROM = 2
-const ERFCX_DOWNWARDS_STEPS = 80
-
 function erfcx_derivative(x::Real, n::Real)
     order = Int(primal(n))
     primal(x) < ERFCX_DOWNWARDS_FROM && return _erfcx_upwards(x, order)
