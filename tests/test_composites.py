@@ -238,6 +238,21 @@ def test_searchsorted_compiled_to_floats_orders_nan_last_as_numpy_does() -> None
             assert scalar(table[:4], np.float64(v))[0] == np.searchsorted(table[:4], v, side=side), (side, v)
 
 
+def test_searchsorted_searches_in_the_common_type_as_numpy_does() -> None:
+    """Julia audit: numpy reads an int64 table as float64 for float positions (above 2**53 that
+    rounds its entries); Julia's isless and Python's < compare int and float exactly.  The
+    program now converts both, so every engine searches what numpy searches."""
+    table = np.array([2**53 + 1])
+    f = lambda v: np.searchsorted(table, v, side="right") * 1.0  # noqa: E731
+    prog = pz.make_program(f, 2.0**53)
+    (search,) = [e for e in prog.eqns if e.prim.name == "searchsorted"]
+    assert [a.aval.dtype for a in search.inputs] == [np.float64, np.float64]
+    want = np.searchsorted(table, 2.0**53, side="right")  # 1: 2**53 + 1 rounds to 2**53
+    assert prog(np.float64(2.0**53))[0] == want == _scalar_program(f, 2.0**53)(np.float64(2.0**53))[0]
+    t32 = np.array([1.0, 2.0], np.float32)  # a Python float is weak: searched in float32, as numpy does
+    assert pz.make_program(lambda x: np.searchsorted(t32, 1.0000001) * x, 1.0)(1.0)[0] == np.searchsorted(t32, 1.0000001)
+
+
 def test_integers_from_data_are_not_compiled_to_python_ints() -> None:
     """Python's ints do not wrap as numpy's int64 do: integers are unrolled only as positions."""
     from pyzygote.transforms.scalarize import scalarizable
@@ -1402,3 +1417,8 @@ def test_exprel_and_its_derivatives_keep_their_precision_at_zero() -> None:
     assert abs(naive / _exprel_reference(1e-6, 2) - 1) > 1e-5
     assert sc.exprel(np.inf) == pz.make_program(sc.exprel, 1.0)(np.inf)[0] == np.inf
     assert pz.make_program(sc.exprel, np.float32(1.0))(np.float32(1e-3))[0].dtype == np.float32
+    import warnings
+
+    with warnings.catch_warnings():  # float32 overflows to inf silently, as scipy's does (Julia audit)
+        warnings.simplefilter("error")
+        assert pz.make_program(sc.exprel, np.float32(1.0))(np.float32(100.0))[0] == sc.exprel(np.float32(100.0)) == np.inf
