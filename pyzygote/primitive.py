@@ -65,6 +65,10 @@ class Primitive:
         self.julia: Callable[..., Any] | None = None
         self.scalar: Callable[..., Any] | None = None  # see pyzygote.transforms.scalarize
         self.batch: Callable[..., Any] | None = None  # see pyzygote.transforms.batch
+        # On rank-0 operands: a Python expression over numpy scalars ("({0} * {1})") equal to
+        # ``impl``, results and warnings alike (see pyzygote.transforms.evaluate); a str, or a
+        # function of the params giving one or None.
+        self.numpy_scalar: str | Callable[..., str | None] | None = None
         PRIMITIVES[name] = self
 
     def __repr__(self) -> str:
@@ -185,3 +189,4 @@ add_any.def_julia(lambda e, x, y: f"{x} .+ {y}")
 from pyzygote.transforms.scalarize import elementwise as _scalar_elementwise  # noqa: E402
 
 add_any.scalar = _scalar_elementwise("({0} + {1})")
+add_any.numpy_scalar = "({0} + {1})"

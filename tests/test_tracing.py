@@ -353,6 +353,95 @@ def test_long_programs_are_interpreted_until_compiling_pays(monkeypatch: Any) ->
     assert longest.compiled is None
 
 
+_SPECIALS = [0.0, -0.0, 1.5, -2.0, 3.0, np.inf, -np.inf, np.nan, 1e308, -1e308, 5e-324, 3.4e38]
+
+
+def _operands(prim: Any, dtype: Any) -> list[tuple[Any, ...]]:
+    """Rank-0 operands of every combination of special values, as the IR gives them to ``prim``."""
+    import itertools
+
+    with np.errstate(over="ignore"):  # 1e308 is inf in float32
+        floats = [np.asarray(v, dtype)[()] for v in _SPECIALS] if dtype != np.bool_ else [np.True_, np.False_]
+    if prim.name == "select":
+        return [(c, a, b) for c in (np.True_, np.False_) for a, b in itertools.product(floats[:8], repeat=2)]
+    return list(itertools.product(floats, repeat=1 if prim.name in ("neg", "convert_element_type") else 2))
+
+
+def _outcome(fn: Any, args: tuple[Any, ...]) -> Any:
+    with np.errstate(all="raise"):  # which warning numpy would give, as an exception
+        try:
+            return np.asarray(fn(*args))
+        except FloatingPointError as e:  # "invalid value encountered in (scalar) add"
+            return str(e).split(" encountered")[0]
+        except TypeError:  # numpy refuses booleans' subtraction and negation
+            return "TypeError"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.bool_])
+def test_numpy_scalar_forms_compute_as_the_ufuncs(dtype: Any) -> None:
+    """Each primitive's ``numpy_scalar`` expression gives its impl's value, dtype and warning."""
+    from pyzygote.primitive import PRIMITIVES
+    from pyzygote.transforms.evaluate import _scalar_function
+
+    checked = 0
+    for prim in PRIMITIVES.values():
+        if prim.numpy_scalar is None:
+            continue
+        params_list = [{"dtype": np.dtype(t)} for t in (np.float64, np.float32, np.bool_)] if callable(prim.numpy_scalar) else [{}]
+        for params in params_list:
+            template = prim.numpy_scalar(**params) if callable(prim.numpy_scalar) else prim.numpy_scalar
+            for args in _operands(prim, dtype):
+                want = _outcome(functools.partial(prim.impl, **params), args)
+                got = _outcome(_scalar_function(template, len(args)), args)
+                assert type(got) is type(want), (prim.name, params, args, got, want)
+                if isinstance(want, str):
+                    assert got == want, (prim.name, params, args)
+                    continue
+                assert got.dtype == want.dtype, (prim.name, params, args)
+                np.testing.assert_array_equal(got, want, err_msg=f"{prim.name} {params} {args}")
+                assert np.signbit(got) == np.signbit(want) or got.dtype == np.bool_, (prim.name, args)
+                checked += 1
+    assert checked > (30 if dtype == np.bool_ else 1000)
+
+
+def test_loop_programs_run_on_numpy_scalars_with_numpys_results_and_warnings(monkeypatch: Any) -> None:
+    import pyzygote.transforms.evaluate as evaluate
+
+    def f(x, a):
+        s = x[0]
+        for i in range(6):  # an overflow, a 0/0 and a division by zero on the way, as numpy gives them
+            s = np.where(s > a, s * 1e200, -s / (a - 1.5) + 1.0)
+        return s, s > 0.0, (s * 0.0).astype(np.float32)
+
+    x, a = np.array([2.0, 1.0]), np.float64(1.5)
+    prog = pz.make_program(f, x, a)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        expected = f(x, a)
+    kinds = {str(w.message).split(" encountered")[0] for w in record}
+    assert kinds == {"overflow", "divide by zero", "invalid value"}
+    compiled = compile_program(prog)
+    assert compiled.__doc__.count(" = f") == 1  # x[0]; every scalar step is an operator
+    monkeypatch.setattr(evaluate, "INTERPRET_ABOVE", 1)
+    prog = pz.make_program(lambda x, a: f(x, a), x, a)  # a fresh program, interpreted
+    interpreted = compile_program(prog)
+    assert type(interpreted).__name__ == "_Interpreted"
+    for run in (compiled, interpreted):
+        for args in ((x, a), (x, 1.5)):
+            with pytest.warns(RuntimeWarning) as record:
+                got = run(*args)
+            assert {str(w.message).split(" encountered")[0] for w in record} == kinds
+            assert [np.asarray(g).dtype for g in got] == [np.float64, np.bool_, np.float32]
+            for g, e in zip(got, expected):
+                np.testing.assert_array_equal(g, e)
+    # Python floats given as operands divide as numpy does, not raising ZeroDivisionError
+    for threshold in (10**6, 1):
+        monkeypatch.setattr(evaluate, "INTERPRET_ABOVE", threshold)
+        run = compile_program(pz.make_program(lambda u, v: u / v - v, 1.0, 0.0))
+        with pytest.warns(RuntimeWarning, match="divide by zero"):
+            assert run(1.0, 0.0) == (np.inf,)
+
+
 def test_hessian_is_forward_over_reverse() -> None:
     x = np.array([0.3, -0.4, 0.8])
     prog = pz.make_program(f_example, x)

@@ -417,6 +417,10 @@ def _set_scalar_rules() -> None:
         return elementwise("_pow({0}, {1})")(s, x, y)
 
     pow_p.scalar = pow_rule
+    # numpy's scalar arithmetic is the ufunc's (same rounding, same warnings) at a tenth of the
+    # call: long loops of scalar steps spend most of their time in ufunc dispatch.
+    for name in ("add", "sub", "mul", "div", "neg"):
+        ELEMENTWISE[name].numpy_scalar = _SCALAR_TEMPLATES[name]
 
 
 _set_scalar_rules()

@@ -153,6 +153,9 @@ def _set_scalar_rules() -> None:
     for name, template in templates.items():
         COMPARISONS[name].scalar = elementwise(template)
     select_p.scalar = elementwise("({1} if {0} else {2})")
+    for name in ("lt", "le", "gt", "ge", "eq", "ne"):  # numpy's scalar comparisons (see elementwise)
+        COMPARISONS[name].numpy_scalar = templates[name]
+    select_p.numpy_scalar = "({1} if {0} else {2})"
 
 
 _set_scalar_rules()

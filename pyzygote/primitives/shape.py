@@ -496,6 +496,9 @@ def _set_scalar_rules() -> None:
     for prim in (broadcast_in_dim_p, reshape_p, transpose_p, concatenate_p):
         prim.scalar = rearrangement
     convert_p.scalar = lambda s, x, *, dtype: elementwise("float({0})" if dtype == np.float64 else "bool({0})")(s, x)
+    # numpy's scalar types cast as astype does between floats and booleans (not to integers:
+    # np.int64(nan) raises where astype gives a value)
+    convert_p.numpy_scalar = lambda *, dtype: f"_np.{np.dtype(dtype).name}({{0}})" if np.dtype(dtype).kind in "fb" else None
 
 
 _set_scalar_rules()
