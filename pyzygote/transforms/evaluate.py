@@ -115,13 +115,14 @@ def compile_program(prog: Program) -> Callable[..., tuple[Any, ...]]:
     return _compiled(prog)
 
 
-# Python compiles generated code at about 25 us a line, where running an equation from a list
-# costs about 1 us more than running its compiled line (0.5 s to compile the 20,000 lines of a
-# 365-day loop's gradient), so programs longer than this run equation by equation until they
-# have been called often enough to repay compiling.  Compiling also takes memory in proportion
-# (0.7 GB for a 400-cell, 8,000-step loop's gradient), so the longest programs are never compiled.
+# Python compiles generated code at about 15 us a line, where running an equation from a list
+# costs about 0.1 us more than running its compiled line (a 365-day loop's gradient of 43,000
+# equations: 0.6 s to compile, 17 ms a call interpreted, 12 ms compiled), so programs longer than
+# this run equation by equation until they have been called about as often as compiling would
+# take to repay (ski rental).  Compiling also takes memory in proportion (0.7 GB for a 400-cell,
+# 8,000-step loop's gradient), so the longest programs are never compiled.
 INTERPRET_ABOVE = 2000
-INTERPRETED_CALLS = 10
+INTERPRETED_CALLS = 100
 COMPILE_AT_MOST = 50_000
 
 
