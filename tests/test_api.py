@@ -13,7 +13,7 @@ import pytest
 
 import pyzygote as pz
 from pyzygote.testing import assert_allclose_gradients, check_grads, numerical_gradient
-from tests.aliasing import assert_results_are_own
+from tests.aliasing import assert_pullbacks_keep_their_point, assert_results_are_own
 
 
 def simulate_trajectory(v: Any, gravity: float = 9.8, time: float = 1.0) -> Any:
@@ -1004,6 +1004,10 @@ def test_bad_function_and_argnums_are_named():
 def test_results_never_alias_arguments_constants_or_each_other() -> None:
     # numpy arrays are mutable: writing into one result must not change another, an input, or the next call
     assert_results_are_own("numpy")
+
+
+def test_pullback_keeps_its_point_when_an_argument_is_written_into() -> None:
+    assert_pullbacks_keep_their_point("numpy")
 
 
 def test_import_does_not_import_scipy() -> None:

@@ -26,7 +26,7 @@ import pytest
 import pyzygote as pz
 from pyzygote.engines import get_engine
 from pyzygote.engines.numpy_engine import NumpyEngine
-from tests.aliasing import assert_results_are_own
+from tests.aliasing import assert_pullbacks_keep_their_point, assert_results_are_own
 from tests.cases import ALL_CASES, Case, rng_for
 from tests.test_julia_codegen import COMPOSITES
 from tests.test_julia_ode import _ode_packages_missing_reason
@@ -366,6 +366,10 @@ def test_fresh_results_are_views_of_julia_memory(jl: Any) -> None:
 
 def test_results_never_alias_arguments_constants_or_each_other() -> None:
     assert_results_are_own("julia")
+
+
+def test_pullback_keeps_its_point_when_an_argument_is_written_into() -> None:
+    assert_pullbacks_keep_their_point("julia")
 
 
 def test_comparisons_at_ties_take_the_evaluated_branch_in_forward_mode() -> None:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.engines.results import unaliased
+from pyzygote.engines.results import arrays_in, unaliased
 from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Eqn, Literal, Program, Var
 from pyzygote.transforms.batch import along_one_input, eval_batched, has_batch_rules, hessian_by_columns, per_column
@@ -134,6 +134,17 @@ def _warning_as_the_value_would(
     return outs
 
 
+def _detached(res: Sequence[Any], arrays: Sequence[Any]) -> list[Any]:
+    """Residuals kept for later, none sharing memory with an argument.
+
+    The caller may write into an argument (a buffer reused between optimizer steps) before it
+    calls the pullback, whose gradient must still be the one at the point it was taken: the Julia
+    engine copies its arguments, and PyTorch refuses such a write.
+    """
+    args = arrays_in(arrays)
+    return [r.copy() if isinstance(r, np.ndarray) and any(np.may_share_memory(r, a) for a in args) else r for r in res]
+
+
 class NumpyEngine:
     """Evaluate and differentiate programs with numpy."""
 
@@ -156,7 +167,7 @@ class NumpyEngine:
         fwd, bwd = vjp_programs(prog)
         outs = _warning_as_the_value_would(fwd, prog, arrays)
         n = len(prog.outputs)
-        ys, res = outs[:n], outs[n:]
+        ys, res = outs[:n], _detached(outs[n:], arrays)
         run_bwd = compile_program(bwd)
         # The residuals are kept for every call of the backward function: nothing returned may alias them.
         kept = [*arrays, *res, *_constants(fwd, bwd)]
@@ -181,7 +192,7 @@ class NumpyEngine:
         primal, linear = linearize_programs(prog, wrt, tangent_outputs)
         outs = _warning_as_the_value_would(primal, prog, arrays)
         n = len(prog.outputs)
-        ys, res = outs[:n], outs[n:]
+        ys, res = outs[:n], _detached(outs[n:], arrays)
         kept = [*arrays, *res, *_constants(primal, linear)]
         return unaliased(ys, kept), Linear(linear, res, kept)
 
