@@ -152,7 +152,7 @@ round_p = _define("round", np.rint, _zero)
 def _balanced(x: Any, y: Any) -> Any:
     """1 where x wins, 1/2 at ties, 0 where y wins: ties share the derivative."""
     dt = np.result_type(x.dtype, y.dtype)
-    return np.greater(x, y).astype(dt) + np.equal(x, y).astype(dt) * 0.5
+    return np.where(np.greater(x, y), dt.type(1.0), np.where(np.equal(x, y), dt.type(0.5), dt.type(0.0)))
 
 
 def _safe_log(x: Any) -> Any:
