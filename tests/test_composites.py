@@ -114,6 +114,12 @@ COMPOSITE_CASES = {
     "convolve-long-kernel": (lambda a, v: np.concatenate([np.convolve(a, v, m) for m in ("full", "same", "valid")]), (R.uniform(-1, 1, 23), R.uniform(-1, 1, 12))),
     "correlate-modes": (lambda a, v: np.concatenate([np.correlate(a, v, m) for m in ("full", "same", "valid")] + [np.correlate(v[:2], a, m) for m in ("full", "same")]), (V, M[0, :2])),
     "correlate-constant-kernel": (lambda a: np.correlate(a, np.hanning(11), "same") + np.correlate(np.arange(2.0), a, "full")[:14], (R.uniform(-1, 1, 14),)),
+    "cov": (lambda x: np.cov(x) + np.cov(x, bias=True) + np.cov(x, ddof=2), (M,)),
+    "cov-columns-and-y": (lambda x, y: np.cov(x, y, rowvar=False), (M.T, R.uniform(-1, 1, (4, 2)))),
+    "cov-weights": (lambda x: np.cov(x, fweights=np.array([1, 3, 2, 1]), aweights=np.array([0.5, 1.0, 2.0, 0.7])) + np.cov(x, aweights=x[0] ** 2), (M,)),
+    "cov-1d": (lambda x: np.cov(x) + np.cov(x, x**2)[0, 1], (V,)),
+    "corrcoef": (lambda x: np.corrcoef(x), (M,)),
+    "corrcoef-pair": (lambda q, o: np.corrcoef(q, o)[0, 1], (V, np.array([0.1, 1.7, -0.2, 1.5, -0.3]))),
     # order statistics and traced positions (pyzygote/primitives/traced_indexing.py)
     "sort": (lambda x: np.sort(x, axis=0) * np.sort(x, axis=None)[:4], (M,)),
     "median": (lambda x: np.median(x) + np.median(x, axis=1, keepdims=True), (M,)),
@@ -285,11 +291,23 @@ def test_ufunc_reduce_and_accumulate_default_to_axis_0() -> None:
         (lambda x: np.gradient(x, x[0], axis=1), pz.UnsupportedOperationError, "constant spacings"),
         (lambda x: np.cross(x[:, :2], x[:, :3]), pz.UnsupportedOperationError, "two 2-vectors or two 3-vectors"),
         (lambda x: np.average(x, weights=np.ones(4)), TypeError, "Axis must be specified"),
+        (lambda x: np.cov(x, fweights=np.ones(4)), TypeError, "fweights must be integers"),
+        (lambda x: np.cov(x, aweights=np.ones(3)), ValueError, "one weight per observation"),
+        (lambda x: np.cov(x, aweights=-np.ones(4)), ValueError, "cannot be negative"),
+        (lambda x: np.corrcoef(x[None]), ValueError, "1-d or 2-d"),
     ],
 )
 def test_composite_errors(f, error, message) -> None:
     with pytest.raises(error, match=message):
         pz.gradient(lambda x: np.sum(f(x)), M)
+
+
+def test_cov_of_one_observation_warns_as_numpy_does() -> None:
+    with pytest.warns(RuntimeWarning, match="Degrees of freedom <= 0"):
+        with np.errstate(all="ignore"):
+            (got,) = pz.make_program(lambda x: np.cov(x[:, :1]), M)(M)
+    with pytest.warns(RuntimeWarning, match="Degrees of freedom <= 0"), np.errstate(all="ignore"):
+        np.testing.assert_array_equal(got, np.cov(M[:, :1]))
 
 
 def test_scipy_special_at_extremes_and_zeros() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -236,6 +237,77 @@ def _np_average(a: Any, axis: Any = None, weights: Any = None, returned: bool = 
     if returned:
         return avg, np.broadcast_to(scale, np.shape(avg))
     return avg
+
+
+def _variables_by_row(a: Any, rowvar: bool, dtype: Any) -> Any:
+    """``a`` as a 2-d array whose rows are the variables (numpy's ``rowvar`` convention)."""
+    a = as_operand(a)
+    if a.ndim > 2:
+        raise ValueError(f"np.cov and np.corrcoef take 1-d or 2-d arrays, got {a.ndim} dimensions")
+    a = np.reshape(a, (1, -1)) if a.ndim < 2 else a
+    if not rowvar and a.shape[0] != 1:
+        a = a.T
+    return convert(a, dtype)
+
+
+def _observation_weights(name: str, given: Any, n: int, integer: bool) -> Any:
+    w = as_operand(given)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"np.cov's {name} must be a 1-d array of one weight per observation ({n}), got shape {w.shape}")
+    if integer and w.dtype.kind not in "iu":
+        raise TypeError(f"np.cov's fweights must be integers (repeat counts), got dtype {w.dtype}")
+    if not isinstance(w, Tracer) and np.any(w < 0):
+        raise ValueError(f"np.cov's {name} cannot be negative")
+    return convert(w, np.float64)
+
+
+@implements(np.cov)
+def _np_cov(
+    m: Any, y: Any = None, rowvar: bool = True, bias: bool = False, ddof: Any = None,
+    fweights: Any = None, aweights: Any = None, *, dtype: Any = None,
+) -> Any:  # fmt: skip
+    """numpy's covariance estimate: deviations from the (weighted) means, their products summed
+    and divided by the degrees of freedom numpy counts."""
+    if ddof is not None and ddof != int(ddof):
+        raise ValueError("ddof must be an integer")
+    if dtype is None:
+        dtype = np.result_type(*(as_operand(a).dtype for a in (m, y) if a is not None), np.float64)
+    x = _variables_by_row(m, rowvar, dtype)
+    if y is not None:
+        x = np.concatenate([x, _variables_by_row(y, rowvar, dtype)], axis=0)
+    n = x.shape[1]
+    ddof = (0 if bias else 1) if ddof is None else int(ddof)
+    fw = None if fweights is None else _observation_weights("fweights", fweights, n, integer=True)
+    aw = None if aweights is None else _observation_weights("aweights", aweights, n, integer=False)
+    w = aw if fw is None else (fw if aw is None else fw * aw)
+    mean, total = np.average(x, axis=1, weights=w, returned=True)
+    total = total[0]
+    if w is None:
+        dof = n - ddof
+    elif ddof == 0:
+        dof = total
+    elif aw is None:
+        dof = total - ddof
+    else:
+        dof = total - ddof * np.sum(w * aw) / total
+    if not isinstance(dof, Tracer) and dof <= 0:
+        warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=3)
+        dof = 0.0
+    dev = x - mean[:, None]
+    c = dev @ (dev if w is None else dev * w).T
+    return np.squeeze(c * np.true_divide(1, dof))
+
+
+@implements(np.corrcoef)
+def _np_corrcoef(x: Any, y: Any = None, rowvar: bool = True, bias: Any = None, ddof: Any = None, *, dtype: Any = None) -> Any:
+    """The covariance divided by both standard deviations, clipped to [-1, 1] as numpy does."""
+    if bias is not None or ddof is not None:
+        warnings.warn("bias and ddof have no effect and are deprecated", DeprecationWarning, stacklevel=3)
+    c = _np_cov(x, y, rowvar, dtype=dtype)
+    if c.ndim == 0:
+        return c / c  # numpy's answer for one variable: 1, or NaN
+    s = np.sqrt(np.diagonal(c))
+    return np.clip(c / s[:, None] / s[None, :], -1, 1)
 
 
 @implements(np.cumprod, "multiply.accumulate")
