@@ -310,6 +310,21 @@ def test_cov_of_one_observation_warns_as_numpy_does() -> None:
         np.testing.assert_array_equal(got, np.cov(M[:, :1]))
 
 
+def test_corrcoef_diagonal_is_one_and_perfect_correlations_stay_within_one() -> None:
+    x = np.array([0.3, 1.7, -0.4, 2.2, 0.9, 1.1])
+    m = np.stack([x, 3.0 * x - 1.0, -0.5 * x, np.sin(x), np.full(6, 2.0)])  # the last is constant
+    with np.errstate(all="ignore"):
+        want = np.corrcoef(m)
+        (got,) = pz.make_program(np.corrcoef, m)(m)
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+    np.testing.assert_array_equal(np.diag(got)[:4], 1.0)
+    assert np.isnan(got[4]).all() and np.isnan(want[4]).all()
+    assert np.all(np.abs(got[:4, :4]) <= 1.0)
+    # the correlation of the first four with each other: its derivative is 0 along the diagonal
+    jac = pz.jacobian(lambda a: np.corrcoef(a)[np.diag_indices(4)], m[:4])[0]
+    np.testing.assert_allclose(jac, 0.0, atol=1e-13)
+
+
 def test_scipy_special_at_extremes_and_zeros() -> None:
     """expit and log_expit never overflow, nor put inf * 0 into a derivative; xlogy is 0 at x == 0."""
     x = np.array([-np.inf, -800.0, -40.0, -20.0, -1.0, 0.0, 1e-300, 1.0, 23.0, 40.0, 800.0, np.inf])

@@ -366,6 +366,7 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "statistics-f32": (statistics, rng_arrays((4,), (3, 3), dtype=np.float32)),
     "writes-through-views": (_numpy_views, rng_arrays((6,))),
     # the matrix of shifted copies (a kernel longer than 8) and the sum of shifted slices
+    "covariance": (lambda m, w: (np.corrcoef(m), np.cov(m, aweights=w**2)), rng_arrays((3, 5), (5,))),
     "convolution": (lambda a, k: (np.convolve(a, k, "same"), np.correlate(a, k[:3], "full")), rng_arrays((15,), (10,))),
     "integer-arithmetic": (integer_arithmetic, rng_arrays((7,), seed=5)),
     "traced-assignment": (traced_assignment, rng_arrays((5,), (3, 3), seed=3)),

@@ -300,14 +300,20 @@ def _np_cov(
 
 @implements(np.corrcoef)
 def _np_corrcoef(x: Any, y: Any = None, rowvar: bool = True, bias: Any = None, ddof: Any = None, *, dtype: Any = None) -> Any:
-    """The covariance divided by both standard deviations, clipped to [-1, 1] as numpy does."""
+    """The covariance divided by both standard deviations, at most 1 in magnitude as numpy makes it."""
     if bias is not None or ddof is not None:
         warnings.warn("bias and ddof have no effect and are deprecated", DeprecationWarning, stacklevel=3)
     c = _np_cov(x, y, rowvar, dtype=dtype)
     if c.ndim == 0:
         return c / c  # numpy's answer for one variable: 1, or NaN
-    s = np.sqrt(np.diagonal(c))
-    return np.clip(c / s[:, None] / s[None, :], -1, 1)
+    d = np.diagonal(c)
+    s = np.sqrt(d)
+    diagonal = np.eye(d.shape[0], dtype=bool)
+    # numpy clips to [-1, 1] to undo rounding.  Here the diagonal is d / d, exactly 1 (or NaN for a
+    # constant variable, as numpy's), and only the other entries are clipped, by a select whose
+    # side is the rounding's: no kink of the clip, at a side rounding picks, in the derivative.
+    r = np.where(diagonal, 0.0, c / s[:, None] / s[None, :])
+    return np.where(diagonal, d / d, np.where(np.abs(r) > 1, np.sign(r), r))
 
 
 @implements(np.cumprod, "multiply.accumulate")
