@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,7 @@ COMPOSITE_CASES = {
     "take-traced": (lambda x: np.take(x, np.argsort(x[0]), axis=1), (M,)),
     "index-from-floor": (lambda x, t: x[np.floor(t * 2.0).astype(int)] * t, (V, np.float64(1.3))),
     # scipy.special's ufuncs (pyzygote/primitives/scipy_special.py)
+    "gamma": (lambda x: sc.gamma(x) + sc.gamma(1.0 + 1.0 / (x**2 + 0.5)), (V,)),
     "expit": (lambda x: sc.expit(x * 3.0), (V,)),
     "log_expit": (lambda x: sc.log_expit(x * 3.0), (V,)),
     "logit": (lambda p: sc.logit(p), (M / 2.0,)),
@@ -323,6 +325,19 @@ def test_corrcoef_diagonal_is_one_and_perfect_correlations_stay_within_one() -> 
     # the correlation of the first four with each other: its derivative is 0 along the diagonal
     jac = pz.jacobian(lambda a: np.corrcoef(a)[np.diag_indices(4)], m[:4])[0]
     np.testing.assert_allclose(jac, 0.0, atol=1e-13)
+
+
+def test_gamma_at_poles_signs_and_overflow_is_scipys_without_warnings() -> None:
+    x = np.array([-2.0, -1.0, -0.5, -1.5, -2.5, 0.0, -0.0, 0.5, 3.0, 100.0, 171.5, 172.0, np.inf, -np.inf, np.nan, 1e-300, -200.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (got,) = pz.make_program(sc.gamma, x)(x)
+    want = sc.gamma(x)
+    np.testing.assert_allclose(got, want, rtol=2e-13)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    k = np.array([0.8, 1.7, 3.5])  # a Weibull mean's derivative in its shape: digamma times gamma
+    (dk,) = pz.gradient(lambda k: np.sum(sc.gamma(1.0 + 1.0 / k)), k)
+    np.testing.assert_allclose(dk, -sc.gamma(1.0 + 1.0 / k) * sc.digamma(1.0 + 1.0 / k) / k**2, rtol=1e-13)
 
 
 def test_scipy_special_at_extremes_and_zeros() -> None:

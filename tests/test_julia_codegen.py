@@ -345,6 +345,12 @@ def _well_conditioned(n: int) -> np.ndarray:
     return np.eye(n) * 3.0 + np.random.default_rng(1).uniform(-0.5, 0.5, (n, n))
 
 
+def gamma_function(x: Any) -> Any:  # a composition over gammaln, with the sign of Gamma
+    import scipy.special as sc
+
+    return sc.gamma(x) * x
+
+
 COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "mlp": (mlp_loss, rng_arrays((3, 5), (5,), (5, 2), (2,), (7, 3), (7, 2))),
     "mlp-f32": (mlp_loss, rng_arrays((3, 5), (5,), (5, 2), (2,), (7, 3), (7, 2), dtype=np.float32)),
@@ -366,6 +372,7 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "statistics-f32": (statistics, rng_arrays((4,), (3, 3), dtype=np.float32)),
     "writes-through-views": (_numpy_views, rng_arrays((6,))),
     # the matrix of shifted copies (a kernel longer than 8) and the sum of shifted slices
+    "gamma": (gamma_function, (np.array([-2.5, -0.7, 0.5, 4.0, 30.0]),)),
     "covariance": (lambda m, w: (np.corrcoef(m), np.cov(m, aweights=w**2)), rng_arrays((3, 5), (5,))),
     "convolution": (lambda a, k: (np.convolve(a, k, "same"), np.correlate(a, k[:3], "full")), rng_arrays((15,), (10,))),
     "integer-arithmetic": (integer_arithmetic, rng_arrays((7,), seed=5)),
