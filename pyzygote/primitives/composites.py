@@ -333,6 +333,32 @@ def _np_cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) ->
     return a
 
 
+def _cumulative(name: str, running: Any, initial: float) -> None:
+    """numpy 2.1's ``np.cumulative_sum`` / ``np.cumulative_prod``: the running sum or product
+    along an axis (required above one dimension), optionally after the empty one."""
+    fn = getattr(np, name, None)
+    if fn is None:  # numpy 2.0
+        return
+
+    @implements(fn)
+    def handler(x: Any, /, *, axis: Any = None, dtype: Any = None, out: Any = None, include_initial: bool = False) -> Any:
+        x = as_operand(x)
+        if axis is None:
+            if x.ndim > 1:
+                raise ValueError("For arrays which have more than one dimension ``axis`` argument is required.")
+            x, axis = np.reshape(x, (-1,)), 0
+        result = running(x, axis=axis, dtype=dtype)
+        if include_initial:
+            axis = normalize_axis(axis, result.ndim)
+            first = np.full(result.shape[:axis] + (1,) + result.shape[axis + 1 :], initial, dtype=result.dtype)
+            result = np.concatenate([first, result], axis=axis)
+        return result
+
+
+_cumulative("cumulative_sum", np.cumsum, 0)
+_cumulative("cumulative_prod", np.cumprod, 1)
+
+
 @implements(np.gradient)
 def _np_gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
     """Second-order central differences inside, one-sided ones at the edges (numpy's formulas)."""
