@@ -129,6 +129,8 @@ class Builder:
         self.choices: dict[int, str] = {}  # var uid -> the kind of composition that made it
 
     def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
+        if np.dtype(dtype).kind == "c":
+            raise _complex_error("an input")
         t = Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
         self._inputs[id(t)] = (t, t._var)
         return t
@@ -185,8 +187,14 @@ class Builder:
         atoms = tuple(map(self.to_atom, args))
         out = prim.abstract_eval(*(a.aval for a in atoms), **params)
         outvars = tuple(Var(a) for a in out) if prim.multiple_results else (Var(out),)
-        if any(a.aval.dtype.kind == "c" for a in (*atoms, *outvars)):
-            raise _complex_error(prim.name)
+        # A traced operand's variable was checked when it was made (an equation's output, an
+        # input, a value of an enclosing trace), so only constants and results are checked here.
+        for x, a in zip(args, atoms):
+            if x.__class__ is not Tracer and a.aval.dtype.kind == "c":
+                raise _complex_error(prim.name)
+        for v in outvars:
+            if v.aval.dtype.kind == "c":
+                raise _complex_error(prim.name)
         self.eqns.append(Eqn(prim, atoms, params, outvars))
         kind = _COMPOSITION.get()
         if kind is not None:
@@ -290,6 +298,48 @@ def _weak_if(x: Any, o: Any, out: Any) -> Any:
     if isinstance(out, Tracer) and is_weak(x) and is_weak(o) and out.dtype.kind == "f":
         out._weak = True
     return out
+
+
+_DIRECT_DTYPES = frozenset(map(np.dtype, (np.float64, np.float32)))
+
+
+class _Primitives(dict):  # type: ignore[type-arg]
+    """Primitives by name, looked up on first use (their modules import this one)."""
+
+    def __missing__(self, name: str) -> Any:
+        from pyzygote.primitive import PRIMITIVES
+
+        self[name] = PRIMITIVES[name]
+        return self[name]
+
+
+_ARITHMETIC = _Primitives()
+
+
+def _direct_operand(x: Any, like: "Tracer") -> Any:
+    """``x`` as an operand of ``like``'s equation when numpy's dispatch could only record that
+    equation unchanged, else ``None``: a traced array of ``like``'s aval (not a view, at most one
+    axis, so no layout to follow), or a Python number beside a float64 one."""
+    if x.__class__ is Tracer:
+        if x._root is None and x._builder is like._builder and x._v.aval == like._v.aval:
+            return x
+        return None
+    if (x.__class__ is float or x.__class__ is int) and like._v.aval.dtype == np.float64:
+        return np.asarray(x, np.float64)
+    return None
+
+
+def _arithmetic(ufunc: Any, name: str, x: Any, y: Any) -> Any:
+    """``ufunc(x, y)`` for Python's operators.  Where numpy's dispatch would record one equation
+    on the operands as they are (same shape and float dtype), it is recorded directly: a loop's
+    scalar steps spent most of their tracing time, and of their derivatives', in that dispatch."""
+    traced = x if x.__class__ is Tracer else y
+    aval = traced._v.aval if traced._root is None else None
+    if aval is not None and aval.dtype in _DIRECT_DTYPES and len(aval.shape) <= 1:
+        a, b = _direct_operand(x, traced), _direct_operand(y, traced)
+        if a is not None and b is not None:
+            return _weak_if(x, y, traced._builder.add_eqn(_ARITHMETIC[name], (a, b), {}))
+    return _weak_if(x, y, ufunc(x, y))
 
 
 def _strong(x: Any) -> Any:
@@ -535,30 +585,30 @@ class Tracer:
         _numpys_layout(func, args, kwargs, result)
         return result
 
-    # --- operators (each goes through numpy's dispatch) -----------------
+    # --- operators (each goes through numpy's dispatch, or records its equation directly) ----
     def __add__(self, o: Any) -> Any:
-        return _weak_if(self, o, np.add(self, o))
+        return _arithmetic(np.add, "add", self, o)
 
     def __radd__(self, o: Any) -> Any:
-        return _weak_if(self, o, np.add(o, self))
+        return _arithmetic(np.add, "add", o, self)
 
     def __sub__(self, o: Any) -> Any:
-        return _weak_if(self, o, np.subtract(self, o))
+        return _arithmetic(np.subtract, "sub", self, o)
 
     def __rsub__(self, o: Any) -> Any:
-        return _weak_if(self, o, np.subtract(o, self))
+        return _arithmetic(np.subtract, "sub", o, self)
 
     def __mul__(self, o: Any) -> Any:
-        return _weak_if(self, o, np.multiply(self, o))
+        return _arithmetic(np.multiply, "mul", self, o)
 
     def __rmul__(self, o: Any) -> Any:
-        return _weak_if(self, o, np.multiply(o, self))
+        return _arithmetic(np.multiply, "mul", o, self)
 
     def __truediv__(self, o: Any) -> Any:
-        return _weak_if(self, o, np.true_divide(self, o))
+        return _arithmetic(np.true_divide, "div", self, o)
 
     def __rtruediv__(self, o: Any) -> Any:
-        return _weak_if(self, o, np.true_divide(o, self))
+        return _arithmetic(np.true_divide, "div", o, self)
 
     def __floordiv__(self, o: Any) -> Any:
         return _weak_if(self, o, np.floor_divide(self, o))

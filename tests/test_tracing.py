@@ -442,6 +442,40 @@ def test_loop_programs_run_on_numpy_scalars_with_numpys_results_and_warnings(mon
             assert run(1.0, 0.0) == (np.inf,)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        (np.float64(0.7), np.float64(-1.3)),
+        (np.array([0.5, 2.0, -1.0]), np.array([1.5, -0.5, 3.0])),
+        (np.array([0.5, 2.0], np.float32), np.array([1.5, -0.5], np.float32)),
+        (np.array([[0.5, 2.0], [1.0, 3.0]]), np.array([1.5, -0.5])),  # two axes, broadcast
+        (0.7, np.array([1.5, -0.5], np.float32)),  # a traced Python float (weak) and float32
+        (0.7, -1.3),  # two weak values
+        (0.7, np.float64(-1.3)),  # a weak value and a strong one of its dtype
+        (np.float64(0.7), np.array([1.0, 2.0])),  # a scalar beside a vector
+    ],
+    ids=["scalars", "vectors", "float32", "matrix-vector", "weak-float32", "weak-weak", "weak-strong", "scalar-vector"],
+)
+def test_operators_record_what_numpys_dispatch_records(args: tuple[Any, ...], monkeypatch: Any) -> None:
+    """Python's operators on traced values record their equation directly where they can; the
+    program must be the one numpy's dispatch records, dtypes and weak numbers included."""
+    import pyzygote.tracer as tracer
+
+    def f(x, y):
+        v = x[::-1] if np.ndim(x) else x  # a view as an operand
+        a = (x * y + 2.0 - y / 3 - 1.5 * x) / (2 - x) + v * 2.0
+        return a, a * np.float32(2.0), 10**20 * y, y - 0.5, x * 1.0 + 0.5 * y
+
+    direct = pz.make_program(f, *args)
+    monkeypatch.setattr(tracer, "_DIRECT_DTYPES", frozenset())  # every operator through numpy
+    dispatched = pz.make_program(lambda x, y: f(x, y), *args)
+    assert str(direct) == str(dispatched)
+    with np.errstate(all="ignore"):
+        for got, want in zip(direct(*args), f(*args)):
+            np.testing.assert_array_equal(got, want)
+            assert np.asarray(got).dtype == np.asarray(want).dtype
+
+
 def test_hessian_is_forward_over_reverse() -> None:
     x = np.array([0.3, -0.4, 0.8])
     prog = pz.make_program(f_example, x)
