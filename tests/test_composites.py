@@ -307,6 +307,24 @@ def test_composite_errors(f, error, message) -> None:
         pz.gradient(lambda x: np.sum(f(x)), M)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weights", [None, "fweights", "aweights32", "aweights64"])
+@pytest.mark.parametrize("kw", [{}, {"dtype": np.float32}, {"dtype": np.float64}, {"bias": True}])
+def test_cov_and_corrcoef_have_numpys_dtypes(dtype, weights, kw) -> None:
+    x = R.standard_normal((3, 6)).astype(dtype)
+    extra = {
+        None: {},
+        "fweights": {"fweights": np.array([1, 2, 1, 3, 1, 1])},
+        "aweights32": {"aweights": np.linspace(0.5, 2.0, 6, dtype=np.float32)},
+        "aweights64": {"aweights": np.linspace(0.5, 2.0, 6)},
+    }[weights]
+    for f in (lambda x: np.cov(x, **kw, **extra), lambda x: np.corrcoef(x, **{k: v for k, v in kw.items() if k == "dtype"})):
+        want = f(x)
+        (got,) = pz.make_program(f, x)(x)
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-6 if want.dtype == np.float32 else 1e-13, atol=1e-7)
+
+
 def test_cov_of_one_observation_warns_as_numpy_does() -> None:
     with pytest.warns(RuntimeWarning, match="Degrees of freedom <= 0"):
         with np.errstate(all="ignore"):

@@ -293,9 +293,10 @@ def _np_cov(
     if not isinstance(dof, Tracer) and dof <= 0:
         warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=3)
         dof = 0.0
-    dev = x - mean[:, None]
+    # numpy subtracts the mean and scales in place, rounding back to x's and c's own dtypes
+    dev = convert(x - mean[:, None], x.dtype)
     c = dev @ (dev if w is None else dev * w).T
-    return np.squeeze(c * np.true_divide(1, dof))
+    return np.squeeze(convert(c * np.true_divide(1, dof), c.dtype))
 
 
 @implements(np.corrcoef)
