@@ -112,7 +112,9 @@ def _require_finite(v: Any, what: str, value: Any = None, reads_nan: Callable[[]
         )
         raise NonFiniteGradientError(
             f"{what} contains NaN or inf{at}. " + data + ode +
-            "Check for log/sqrt/division at zero or overflow in the function. np.where does not "
+            "Check for log/sqrt/division at zero or overflow in the function (np.linalg.norm(d) at "
+            "d = 0 has no derivative: a regularizer norm(theta - prior) ** 2 at its prior is "
+            "np.sum((theta - prior) ** 2), which has). np.where does not "
             "shield the discarded branch's derivative: make its input safe too, as in "
             "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0). Eigenvectors from np.linalg.eigh "
             "have infinite derivatives where eigenvalues repeat."

@@ -639,6 +639,7 @@ def test_non_finite_gradient(f: Any, x: Any) -> None:
         with np.errstate(all="ignore"):
             pz.gradient(f, x)
     assert isinstance(info.value, FloatingPointError)
+    assert "np.sum((theta - prior) ** 2)" in str(info.value)  # a regularizer at its prior
     with pytest.raises(pz.NonFiniteGradientError, match="the tangent of the output"):
         with np.errstate(all="ignore"):
             pz.jvp(f, (x,), (np.ones_like(x),))
