@@ -361,6 +361,36 @@ def test_gamma_at_poles_signs_and_overflow_is_scipys_without_warnings() -> None:
     np.testing.assert_allclose(dk, -sc.gamma(1.0 + 1.0 / k) * sc.digamma(1.0 + 1.0 / k) / k**2, rtol=1e-13)
 
 
+@pytest.mark.parametrize("name", ["jv", "yv", "iv", "kv"])
+def test_bessel_functions_are_scipys_everywhere_and_their_derivatives_the_recurrences(name) -> None:
+    f = getattr(sc, name)
+    x = np.array([-3.0, -0.5, -0.0, 0.0, 0.3, 1.0, 2.5, 12.0, 80.0, np.inf, -np.inf, np.nan])
+    for v in (0, 1, 0.5, 2.5, -1.5, 3):
+        with np.errstate(all="ignore"):
+            want = f(v, x)
+            (got,) = pz.make_program(lambda x: f(v, x), x)(x)
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0, err_msg=f"{name}({v}, x)")
+    x32 = np.array([0.5, 1.5, 4.0], np.float32)
+    assert pz.make_program(lambda x: f(1.5, x), x32)(x32)[0].dtype == f(1.5, x32).dtype == np.float32
+    # d/dx J_v = (J_(v-1) - J_(v+1)) / 2, and so on: checked against the closed forms of order 1/2
+    x = np.array([0.4, 1.3, 2.7])
+    (d,) = pz.gradient(lambda x: np.sum(f(0.5, x)), x)
+    closed = {
+        "jv": lambda x: np.sqrt(2 / (np.pi * x)) * (np.cos(x) - np.sin(x) / (2 * x)),
+        "yv": lambda x: np.sqrt(2 / (np.pi * x)) * (np.sin(x) + np.cos(x) / (2 * x)),
+        "iv": lambda x: np.sqrt(2 / (np.pi * x)) * (np.cosh(x) - np.sinh(x) / (2 * x)),
+        "kv": lambda x: -np.sqrt(np.pi / (2 * x)) * np.exp(-x) * (1 + 1 / (2 * x)),
+    }[name]
+    np.testing.assert_allclose(d, closed(x), rtol=1e-13)
+
+
+def test_bessel_orders_are_constants() -> None:
+    with pytest.raises(pz.UnsupportedOperationError, match="order is differentiated by neither"):
+        pz.gradient(lambda v: sc.jv(v, 1.5), 0.5)
+    with pytest.raises(pz.UnsupportedOperationError, match="one real order at a time"):
+        pz.gradient(lambda x: np.sum(sc.iv(np.array([0.0, 1.0]), x)), np.ones(2))
+
+
 def test_scipy_special_at_extremes_and_zeros() -> None:
     """expit and log_expit never overflow, nor put inf * 0 into a derivative; xlogy is 0 at x == 0."""
     x = np.array([-np.inf, -800.0, -40.0, -20.0, -1.0, 0.0, 1e-300, 1.0, 23.0, 40.0, 800.0, np.inf])

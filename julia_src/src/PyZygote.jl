@@ -382,6 +382,29 @@ gammaln(x::Real) = first(SpecialFunctions.logabsgamma(x))
 polygamma_of(x::Real, n::Real) = SpecialFunctions.polygamma(Int(primal(n)), x)
 
 """
+    besselj_of(x, nu), bessely_of(x, nu), besseli_of(x, nu), besselk_of(x, nu)
+
+scipy.special's Bessel functions `jv`, `yv`, `iv` and `kv` of a constant order `nu`:
+SpecialFunctions' `besselj`, `bessely`, `besseli` and `besselk`, with NaN where scipy gives
+NaN and SpecialFunctions throws a `DomainError` (a negative `x`, for a non-integer order of
+`J` and `I` and for every order of `Y` and `K`) or a NaN `x` might reach its complex
+routines. ForwardDiff and SpecialFunctions' ChainRules extension carry the derivatives in
+`x`. Zygote's broadcast may make the order a dual number; only its plain value is used, in
+the precision of `x`.
+"""
+besselj_of(x::Real, nu::Real) = _bessel(SpecialFunctions.besselj, x, nu, false)
+bessely_of(x::Real, nu::Real) = _bessel(SpecialFunctions.bessely, x, nu, true)
+besseli_of(x::Real, nu::Real) = _bessel(SpecialFunctions.besseli, x, nu, false)
+besselk_of(x::Real, nu::Real) = _bessel(SpecialFunctions.besselk, x, nu, true)
+
+function _bessel(f, x::Real, nu::Real, every_order::Bool)
+    v = primal(x)
+    isnan(v) && return _nan(x)
+    v < 0 && (every_order || !isinteger(primal(nu))) && return _nan(x)
+    return f(convert(float(typeof(v)), primal(nu)), x)
+end
+
+"""
     erf(x), erfc(x), erfcx(x), erfinv(x), erfcinv(x), log_ndtr(x)
 
 scipy.special's error functions: SpecialFunctions' own, whose derivatives ForwardDiff and
