@@ -85,17 +85,10 @@ def _scalar_function(template: str, arity: int) -> Callable[..., Any]:
     return eval(f"lambda {', '.join(names)}: {template.format(*names)}", {"_np": np})  # noqa: S307
 
 
-def _step_function(eqn: Eqn) -> Callable[..., Any]:
-    template = numpy_scalar_template(eqn)
-    if template is None:
-        return _specialize(eqn.prim, eqn.params)
-    return _scalar_function(template, len(eqn.inputs))
-
-
-def _literal_value(a: Literal, eqn: Eqn) -> Any:
-    """A numpy scalar where the equation is computed on numpy scalars (a 0-d array operand
-    would send the operator back through the ufunc)."""
-    return a.value[()] if numpy_scalar_template(eqn) is not None else a.value
+def _literal_value(a: Literal, on_scalars: bool) -> Any:
+    """A numpy scalar for an equation computed on numpy scalars (a 0-d array operand would send
+    the operator back through the ufunc)."""
+    return a.value[()] if on_scalars else a.value
 
 
 def _by_ufuncs(prog: Program) -> Callable[..., tuple[Any, ...]]:
@@ -143,10 +136,10 @@ class _Interpreted:
         slots: dict[int, int] = {v.uid: i for i, v in enumerate(prog.inputs)}
         fixed: dict[int, Any] = {}  # constants and literals
 
-        def slot(a: Var | Literal, eqn: Eqn | None = None) -> int:
+        def slot(a: Var | Literal, on_scalars: bool = False) -> int:
             if isinstance(a, Literal):
                 i = next(numbers)
-                fixed[i] = a.value if eqn is None else _literal_value(a, eqn)
+                fixed[i] = _literal_value(a, on_scalars)
                 return i
             return slots[a.uid]
 
@@ -154,8 +147,9 @@ class _Interpreted:
             slots[v.uid] = next(numbers)
             fixed[slots[v.uid]] = c
         reads, writes = [], []
-        for eqn in prog.eqns:
-            reads.append(tuple(slot(a, eqn) for a in eqn.inputs))
+        templates = [numpy_scalar_template(eqn) for eqn in prog.eqns]
+        for eqn, template in zip(prog.eqns, templates):
+            reads.append(tuple(slot(a, template is not None) for a in eqn.inputs))
             for v in eqn.outputs:
                 slots[v.uid] = next(numbers)
             writes.append(tuple(slots[v.uid] for v in eqn.outputs))
@@ -172,7 +166,7 @@ class _Interpreted:
         self.template: list[Any] = [None] * next(numbers)
         for i, value in fixed.items():
             self.template[i] = value
-        self.steps = [_step(eqn, ins, outs, tuple(free)) for eqn, ins, outs, free in zip(prog.eqns, reads, writes, frees)]
+        self.steps = [_step(*step) for step in zip(prog.eqns, templates, reads, writes, map(tuple, frees))]
         self.by_ufuncs = _by_ufuncs(prog)
 
     def __call__(self, *args: Any) -> tuple[Any, ...]:
@@ -210,10 +204,10 @@ class _Interpreted:
         return tuple(env[i] for i in self.outputs)
 
 
-def _step(eqn: Eqn, ins: tuple[int, ...], outs: tuple[int, ...], free: tuple[int, ...]) -> tuple[Any, ...]:
+def _step(eqn: Eqn, template: str | None, ins: tuple[int, ...], outs: tuple[int, ...], free: tuple[int, ...]) -> tuple[Any, ...]:
     """One equation for :class:`_Interpreted`: ``(arity, fn, x, y, z, out, free)``, where arities
     above 3 pass the operand slots as ``x``, and ``out`` is a slot or, for several results, slots."""
-    fn = _step_function(eqn)
+    fn = _specialize(eqn.prim, eqn.params) if template is None else _scalar_function(template, len(eqn.inputs))
     out = outs if eqn.prim.multiple_results else outs[0]
     if 1 <= len(ins) <= 3:
         x, y, z = (*ins, -1, -1)[:3]
@@ -231,10 +225,10 @@ def _compiled(prog: Program) -> Callable[..., tuple[Any, ...]]:
         names[v.uid] = f"c{i}"
         namespace[f"c{i}"] = c
 
-    def ref(a: Var | Literal, eqn: Eqn | None = None) -> str:
+    def ref(a: Var | Literal, on_scalars: bool = False) -> str:
         if isinstance(a, Literal):
             name = f"k{len(namespace)}"
-            namespace[name] = a.value if eqn is None else _literal_value(a, eqn)
+            namespace[name] = _literal_value(a, on_scalars)
             return name
         return names[a.uid]
 
@@ -247,10 +241,11 @@ def _compiled(prog: Program) -> Callable[..., tuple[Any, ...]]:
             last[a.uid] = len(prog.eqns)
     spare: list[str] = []
     args_text = ", ".join(f"x{i}" for i in range(len(prog.inputs)))
-    lines = []
+    lines, on_scalars = [], False
     for k, eqn in enumerate(prog.eqns):
         template = numpy_scalar_template(eqn)
-        operands = [ref(a, eqn) for a in eqn.inputs]
+        on_scalars |= template is not None
+        operands = [ref(a, template is not None) for a in eqn.inputs]
         if template is None:
             namespace[f"f{k}"] = _specialize(eqn.prim, eqn.params)
             call = f"f{k}({', '.join(operands)})"
@@ -266,7 +261,7 @@ def _compiled(prog: Program) -> Callable[..., tuple[Any, ...]]:
         target = ", ".join(outs) + ("," if eqn.prim.multiple_results and len(outs) == 1 else "")
         lines.append(f"{target} = {call}")
     lines.append(f"return ({''.join(ref(a) + ', ' for a in prog.outputs)})")
-    if any(numpy_scalar_template(eqn) is not None for eqn in prog.eqns):
+    if on_scalars:
         namespace.update(_np=np, _by_ufuncs=_by_ufuncs(prog))
         body = ["try:", *(f"    {line}" for line in lines)]
         body += ["except ZeroDivisionError:", f"    return _by_ufuncs({args_text})"]
