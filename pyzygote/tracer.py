@@ -184,24 +184,31 @@ class Builder:
     def add_eqn(self, prim: Any, args: Sequence[Any], params: dict[str, Any]) -> Any:
         if self.ended:
             raise trace_ended_error()
-        atoms = tuple(map(self.to_atom, args))
-        out = prim.abstract_eval(*(a.aval for a in atoms), **params)
-        outvars = tuple(Var(a) for a in out) if prim.multiple_results else (Var(out),)
+        # This trace's own values, not views, are read directly: every equation of a trace and
+        # of its derivatives comes through here.
+        atoms = tuple([x._v if x.__class__ is Tracer and x._builder is self and x._root is None else self.to_atom(x) for x in args])
+        out = prim.abstract_eval(*[a.aval for a in atoms], **params)
         # A traced operand's variable was checked when it was made (an equation's output, an
         # input, a value of an enclosing trace), so only constants and results are checked here.
         for x, a in zip(args, atoms):
             if x.__class__ is not Tracer and a.aval.dtype.kind == "c":
                 raise _complex_error(prim.name)
-        for v in outvars:
-            if v.aval.dtype.kind == "c":
-                raise _complex_error(prim.name)
-        self.eqns.append(Eqn(prim, atoms, params, outvars))
         kind = _COMPOSITION.get()
+        if not prim.multiple_results:
+            if out.dtype.kind == "c":
+                raise _complex_error(prim.name)
+            var = Var(out)
+            self.eqns.append(Eqn(prim, atoms, params, (var,)))
+            if kind is not None:
+                self.choices[var.uid] = kind
+            return Tracer(self, var)
+        outvars = tuple(Var(a) for a in out)
+        if any(v.aval.dtype.kind == "c" for v in outvars):
+            raise _complex_error(prim.name)
+        self.eqns.append(Eqn(prim, atoms, params, outvars))
         if kind is not None:
             self.choices.update((v.uid, kind) for v in outvars)
-        if prim.multiple_results:
-            return tuple(Tracer(self, v) for v in outvars)
-        return Tracer(self, outvars[0])
+        return tuple(Tracer(self, v) for v in outvars)
 
     def build(self, inputs: Sequence["Tracer"], outputs: Sequence[Any]) -> Program:
         if not self.careful:
@@ -216,9 +223,12 @@ class Builder:
         live = {a.uid for a in out_atoms if isinstance(a, Var)}
         kept: list[Eqn] = []
         for eqn in reversed(self.eqns):
-            if any(v.uid in live for v in eqn.outputs):
+            outs = eqn.outputs
+            if outs[0].uid in live if len(outs) == 1 else any(v.uid in live for v in outs):
                 kept.append(eqn)
-                live.update(a.uid for a in eqn.inputs if isinstance(a, Var))
+                for a in eqn.inputs:
+                    if a.__class__ is Var:
+                        live.add(a.uid)
         kept.reverse()
         values = self._const_values
         constvars = tuple(v for v in values if v.uid in live)
