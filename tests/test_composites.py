@@ -384,6 +384,15 @@ def test_bessel_functions_are_scipys_everywhere_and_their_derivatives_the_recurr
     np.testing.assert_allclose(d, closed(x), rtol=1e-13)
 
 
+def test_bessel_functions_in_scalarized_right_hand_sides_are_impls_values() -> None:
+    f = lambda u: np.stack([sc.j0(u[0]) * u[1], sc.kv(1.5, u[0]) - sc.yv(0.5, u[1]), sc.iv(2.0, u[1])])  # noqa: E731
+    scalar, run = _scalar_program(f, np.ones(2)), pz.make_program(f, np.ones(2))
+    for u in ([0.3, 1.7], [-0.5, 2.0], [0.0, np.nan], [np.inf, 40.0]):
+        u = np.array(u)
+        with np.errstate(all="ignore"):
+            np.testing.assert_array_equal(scalar(u)[0], run(u)[0])
+
+
 def test_bessel_orders_are_constants() -> None:
     with pytest.raises(pz.UnsupportedOperationError, match="order is differentiated by neither"):
         pz.gradient(lambda v: sc.jv(v, 1.5), 0.5)

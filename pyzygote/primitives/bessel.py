@@ -70,6 +70,21 @@ _JULIA = {"j": "PyZygote.besselj_of", "y": "PyZygote.bessely_of", "i": "PyZygote
 bessel_p.def_julia(lambda e, x, *, kind, order: f"{_JULIA[kind]}.({x}, {float(order)!r})")
 
 
+def _bessel_of_float(kind: str, order: float, x: float) -> float:
+    """One value as ``impl`` computes it, for scalarized right-hand sides."""
+    return float(_impl(np.float64(x), kind=kind, order=order))
+
+
+def _set_scalar_rule() -> None:
+    from pyzygote.transforms.scalarize import register_helper
+
+    register_helper("_bessel", _bessel_of_float)
+    bessel_p.scalar = lambda s, x, *, kind, order: [f"_bessel({kind!r}, {float(order)!r}, {e})" for e in x]
+
+
+_set_scalar_rule()
+
+
 def _constant_order(name: str, v: Any) -> float:
     if isinstance(v, Tracer):
         raise UnsupportedOperationError(
