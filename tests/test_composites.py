@@ -348,6 +348,15 @@ def test_corrcoef_diagonal_is_one_and_perfect_correlations_stay_within_one() -> 
     np.testing.assert_allclose(jac, 0.0, atol=1e-13)
 
 
+def test_loggamma_of_real_numbers_is_scipys() -> None:
+    x = np.array([-0.5, 0.0, -0.0, -1.0, 2.5, 40.0, np.inf, -np.inf, np.nan])
+    (got,) = pz.make_program(sc.loggamma, x)(x)
+    np.testing.assert_array_equal(got, sc.loggamma(x))
+    np.testing.assert_allclose(pz.grad(lambda t: sc.loggamma(t))(2.5), sc.digamma(2.5), rtol=1e-15)
+    x32 = np.array([0.5, 3.0], np.float32)
+    assert pz.make_program(sc.loggamma, x32)(x32)[0].dtype == sc.loggamma(x32).dtype
+
+
 def test_gamma_at_poles_signs_and_overflow_is_scipys_without_warnings() -> None:
     x = np.array([-2.0, -1.0, -0.5, -1.5, -2.5, 0.0, -0.0, 0.5, 3.0, 100.0, 171.5, 172.0, np.inf, -np.inf, np.nan, 1e-300, -200.5])
     with warnings.catch_warnings():

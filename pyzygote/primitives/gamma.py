@@ -89,3 +89,11 @@ def _gamma(x: Any, **kw: Any) -> Any:
     size = np.where(over, np.inf, np.exp(np.where(over, 0, lg)))
     value = np.where(negative, -size, size)
     return np.where(pole, np.where(np.equal(x, 0), np.copysign(np.inf, x), np.nan), value)
+
+
+@implements_scipy_ufunc("loggamma")
+def _loggamma(x: Any, **kw: Any) -> Any:
+    """For real x, the principal branch's real values: ``gammaln`` where Gamma is positive (and at
+    its poles at 0, inf), NaN below zero as scipy's real loop gives."""
+    lg = _special().gammaln(x, **kw)
+    return np.where(np.less(x, 0), np.nan, lg)
