@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("differentiable_physics.py", "d(final height)/d(initial velocity) at v = 10 m/s: 1.0"),
         ("parameter_estimation.py", "estimated noise level"),
         ("material_properties.py", "conductivity recovered to"),
+        ("rainfall_runoff.py", "Nash-Sutcliffe efficiency of the fit"),
     ],
 )
 def test_example_runs_on_the_numpy_engine(script: str, expected: str) -> None:
