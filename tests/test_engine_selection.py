@@ -186,6 +186,33 @@ def test_auto_uses_julia_when_set_up_without_notice(prepared: Path, capsys: pyte
     assert capsys.readouterr().err == ""
 
 
+def test_auto_keeps_long_programs_on_the_numpy_engine_with_one_notice(
+    prepared: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop unrolled by tracing would be one very long Julia function, whose compilation grows
+    faster than its length: engine='auto' runs it on the NumPy engine, saying so once."""
+    from pyzygote import engines
+
+    monkeypatch.setattr(engines, "_long_notice_shown", [False])
+    monkeypatch.delenv("PYZYGOTE_QUIET", raising=False)
+    limit = engines.AUTO_JULIA_MAX_EQUATIONS
+    assert pz.current_engine_name(equations=limit) == "julia"
+    assert capsys.readouterr().err == ""
+    for _ in range(2):
+        assert pz.current_engine_name(equations=limit + 1) == "numpy"
+        assert pz.current_engine_name("julia", equations=limit + 1) == "julia"  # asked for
+    err = capsys.readouterr().err
+    assert err.count(f"program of {limit + 1} operations") == 1 and "engine='julia'" in err
+
+    def loop(x):  # more operations than the limit, traced and run on the NumPy engine
+        for _ in range(limit // 2 + 1):
+            x = x * 0.999 + 0.001
+        return x
+
+    (g,) = pz.gradient(loop, 1.0)
+    np.testing.assert_allclose(g, 0.999 ** (limit // 2 + 1), rtol=1e-12)
+
+
 def test_auto_falls_back_to_numpy_with_exactly_one_notice(no_julia: Path, capsys: pytest.CaptureFixture[str]) -> None:
     x = np.array([1.0, 2.0])
     for _ in range(3):

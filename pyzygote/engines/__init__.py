@@ -29,6 +29,13 @@ _global_choice: list[str | None] = [None]
 _numpy_engine = NumpyEngine()
 _auto_notice_shown = [False]
 _thread_notice_shown = [False]
+_long_notice_shown = [False]
+
+# engine="auto" keeps programs longer than this (a loop unrolled by tracing) on the NumPy engine:
+# Julia's compile time grows faster than a function's length (JuliaLang/julia#19158: 2.8 s for a
+# function of 10,000 additions), and Zygote compiles each program's pullback besides.  Not yet
+# timed on a real Julia; engine="julia" uses Julia for them anyway.
+AUTO_JULIA_MAX_EQUATIONS = 5000
 
 
 def _check(name: str, source: str = "engine") -> str:
@@ -74,14 +81,27 @@ def quiet() -> bool:
     return os.environ.get("PYZYGOTE_QUIET", "").lower() in ("1", "yes", "true")
 
 
-def current_engine_name(name: str | None = None) -> str:
-    """The engine a call would use now (``auto`` resolved)."""
+def current_engine_name(name: str | None = None, equations: int | None = None) -> str:
+    """The engine a call would use now (``auto`` resolved), for a program of ``equations``
+    operations when that is given."""
     requested = _requested(name)
     if requested != "auto":
         return requested
     from pyzygote.julia.setup import julia_is_set_up
 
     if julia_is_set_up():
+        if equations is not None and equations > AUTO_JULIA_MAX_EQUATIONS:
+            if not _long_notice_shown[0]:
+                _long_notice_shown[0] = True
+                if not quiet():
+                    print(
+                        f"pyzygote: using the NumPy engine for a program of {equations} operations (a loop unrolled "
+                        f"by tracing, say): engine='auto' sends programs above {AUTO_JULIA_MAX_EQUATIONS} to Julia "
+                        "only when asked, since Julia compiles one function that long slowly; pass engine='julia' "
+                        "to use it anyway",
+                        file=sys.stderr,
+                    )
+            return "numpy"
         if threading.current_thread() is threading.main_thread():
             return "julia"
         # Julia runs only in the main thread (pyzygote.julia.session.check_thread).
@@ -105,8 +125,8 @@ def current_engine_name(name: str | None = None) -> str:
     return "numpy"
 
 
-def get_engine(name: str | None = None) -> Any:
-    resolved = current_engine_name(name)
+def get_engine(name: str | None = None, equations: int | None = None) -> Any:
+    resolved = current_engine_name(name, equations)
     if resolved == "numpy":
         return _numpy_engine
     from pyzygote.julia.engine import julia_engine
