@@ -33,7 +33,8 @@ _long_notice_shown = [False]
 
 # engine="auto" keeps programs longer than this (a loop unrolled by tracing) on the NumPy engine:
 # Julia's compile time grows faster than a function's length (JuliaLang/julia#19158: 2.8 s for a
-# function of 10,000 additions), and Zygote compiles each program's pullback besides.  Not yet
+# function of 10,000 additions), and Zygote's compile time has been reported to grow worse still
+# (TuringLang/Turing.jl#1754, a model of many statements).  Not yet
 # timed on a real Julia; engine="julia" uses Julia for them anyway.
 AUTO_JULIA_MAX_EQUATIONS = 5000
 
