@@ -804,3 +804,24 @@ def test_integer_labels_and_boolean_masks_are_inputs_on_julia_too() -> None:
         if w is not None:
             assert_close(g, w)
     assert got[1][2] is None and got[1][3] is None
+
+
+def test_a_long_unrolled_loop_runs_on_julia_when_asked() -> None:
+    """engine='auto' keeps programs above AUTO_JULIA_MAX_EQUATIONS on the NumPy engine (Julia
+    compiles one long function slowly); engine='julia' must still run them, and agree."""
+    from pyzygote import engines
+
+    steps = engines.AUTO_JULIA_MAX_EQUATIONS // 3 + 10
+
+    def decay(theta):
+        k, c = theta[0], theta[1]
+        y = 1.0
+        for _ in range(steps):
+            y = y - 0.001 * k * y + 0.001 * c
+        return y
+
+    theta = np.array([0.8, 0.3])
+    assert len(pz.make_program(decay, theta).eqns) > engines.AUTO_JULIA_MAX_EQUATIONS
+    (g_julia,) = pz.gradient(decay, theta, engine="julia")
+    (g_numpy,) = pz.gradient(decay, theta, engine="numpy")
+    np.testing.assert_allclose(g_julia, g_numpy, rtol=1e-10)
