@@ -7,7 +7,8 @@ first gradient (tracing, derivation, compilation) and the median milliseconds pe
 after it, with the ratio to central finite differences of the numpy model measured in the
 same run.  PyTorch differentiates the same loop eagerly; JAX is given the loop as
 `lax.scan` (the form JAX needs: its jit of the unrolled loop compiles for minutes), so its
-row measures idiomatic JAX, not the same code.  Peers that are not installed are skipped.
+row measures idiomatic JAX, not the same code.  Peers that are not installed (or a Julia
+that is not set up) are skipped.
 
 Run:  python bench/loop_gradient.py [--repeats 9]
 """
@@ -60,8 +61,8 @@ def finite_difference_gradient(theta: np.ndarray) -> np.ndarray:
     return np.array([(loss(theta + e) - loss(theta - e)) / (2 * e[i]) for i, e in enumerate(np.diag(h))])
 
 
-def pyzygote_gradient() -> Callable[[np.ndarray], np.ndarray]:
-    return pz.grad(loss, engine="numpy")
+def pyzygote_gradient(engine: str = "numpy") -> Callable[[np.ndarray], np.ndarray]:
+    return pz.grad(loss, engine=engine)
 
 
 def torch_gradient() -> Callable[[np.ndarray], Any] | None:
@@ -139,9 +140,14 @@ def first_call_seconds(fn: Callable[[np.ndarray], Any] | None) -> str:
 def main() -> None:
     repeats = repeats_from_command_line(__doc__, default=9)
     reference = finite_difference_gradient(THETA)
+    from pyzygote.julia.setup import julia_is_set_up
+
     peers = [
         ("numpy loop + central FD (12 evaluations)", finite_difference_gradient),
         ("pyzygote NumPy engine, the same loop", pyzygote_gradient()),
+        # engine='auto' keeps a program this long on the NumPy engine; its first call here is
+        # the measurement of Julia's compile time that the limit lacks
+        ("pyzygote Julia engine (engine='julia'), the same loop", pyzygote_gradient("julia") if julia_is_set_up() else None),
         ("PyTorch autograd, the same loop (eager)", torch_gradient()),
         ("JAX, the loop as lax.scan (jit)", jax_scan_gradient()),
     ]
