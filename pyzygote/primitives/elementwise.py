@@ -151,8 +151,11 @@ round_p = _define("round", np.rint, _zero)
 # --- binary: one rule per argument ------------------------------------------
 def _balanced(x: Any, y: Any) -> Any:
     """1 where x wins, 1/2 at ties, 0 where y wins: ties share the derivative."""
+    from pyzygote.primitives.logic import select  # the primitive itself: no np.where dispatch per tie weight
+
     dt = np.result_type(x.dtype, y.dtype)
-    return np.where(np.greater(x, y), dt.type(1.0), np.where(np.equal(x, y), dt.type(0.5), dt.type(0.0)))
+    one, half, zero = (np.asarray(v, dt) for v in (1.0, 0.5, 0.0))
+    return select(np.greater(x, y), one, select(np.equal(x, y), half, zero))
 
 
 def _safe_log(x: Any) -> Any:
