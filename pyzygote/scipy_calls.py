@@ -58,6 +58,11 @@ _INSTEAD = {
         "np.linalg.eigh(A); for the generalized problem eigh(K, M): L = np.linalg.cholesky(M); Li = np.linalg.inv(L); "
         "w, v = np.linalg.eigh(Li @ K @ Li.T); v = Li.T @ v"
     ),
+    "polygamma": (
+        "scipy.special.digamma(x) for n = 0, and for higher n the derivatives pyzygote takes of it "
+        "(pz.grad(lambda t: scipy.special.digamma(t)) is polygamma(1, t))"
+    ),
+    "factorial": "scipy.special.gamma(n + 1.0), or np.exp(scipy.special.gammaln(n + 1.0)) for large n",
     "lu_factor": "np.linalg.solve(A, b), which factorizes A itself",
     "lu_solve": "np.linalg.solve(A, b)",
 }

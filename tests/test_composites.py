@@ -451,6 +451,13 @@ def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> Non
     assert re.search(name, str(info.value)), str(info.value)
 
 
+def test_scipy_special_python_functions_point_to_traced_ones() -> None:
+    for call, hint in ((lambda x: sc.polygamma(1, x), "digamma"), (lambda x: sc.factorial(x), "gamma(n + 1.0)")):
+        with pytest.raises(pz.UnsupportedOperationError, match="was called on a traced value") as info:
+            pz.gradient(call, 2.5)
+        assert hint in str(info.value), str(info.value)
+
+
 def test_sinc_has_exact_derivatives_at_and_near_zero() -> None:
     x = np.array([0.0, 1e-9, 0.031, 0.0319, 0.032, 0.5, 1.0, 3.0])  # the series is used below |x| = 0.0318...
     np.testing.assert_allclose(pz.make_program(np.sinc, x)(x)[0], np.sinc(x), rtol=1e-15)
