@@ -285,10 +285,13 @@ def prune(prog: Program) -> Program:
     """Drop equations and constants the outputs do not need."""
     live = {a.uid for a in prog.outputs if isinstance(a, Var)}
     kept = []
-    for eqn in reversed(prog.eqns):
-        if any(v.uid in live for v in eqn.outputs):
+    for eqn in reversed(prog.eqns):  # without generators: derivative programs of loops are long
+        outs = eqn.outputs
+        if outs[0].uid in live if len(outs) == 1 else any(v.uid in live for v in outs):
             kept.append(eqn)
-            live.update(a.uid for a in eqn.inputs if isinstance(a, Var))
+            for a in eqn.inputs:
+                if a.__class__ is Var:
+                    live.add(a.uid)
     kept.reverse()
     pairs = [(v, c) for v, c in zip(prog.constvars, prog.consts) if v.uid in live]
     return Program(
