@@ -77,8 +77,9 @@ class Primitive:
     def bind(self, *args: Any, **params: Any) -> Any:
         """Apply the primitive: record it when an argument is traced, else evaluate."""
         builder = None
+        tracer = _TRACER or _tracer_type()
         for a in args:
-            if isinstance(a, _tracer_type()):
+            if isinstance(a, tracer):
                 # The innermost trace records it; it lifts values of the traces around it.
                 if builder is None or a._builder.level > builder.level:
                     builder = a._builder
