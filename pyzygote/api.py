@@ -43,7 +43,7 @@ def _engine(traced: Traced, arrays: Sequence[Any], name: str | None) -> Any:
         from pyzygote.engines.inline import InlineEngine
 
         return InlineEngine(traced.lifted)
-    return get_engine(name, len(traced.program.eqns))
+    return get_engine(name, traced.program)
 
 
 def _result(v: Any) -> Any:

@@ -190,26 +190,37 @@ def test_auto_keeps_long_programs_on_the_numpy_engine_with_one_notice(
     prepared: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A loop unrolled by tracing would be one very long Julia function, whose compilation grows
-    faster than its length: engine='auto' runs it on the NumPy engine, saying so once."""
+    faster than its length: engine='auto' runs it on the NumPy engine, saying so once; unless
+    the program calls a Julia function, which only Julia runs."""
     from pyzygote import engines
 
     monkeypatch.setattr(engines, "_long_notice_shown", [False])
     monkeypatch.delenv("PYZYGOTE_QUIET", raising=False)
     limit = engines.AUTO_JULIA_MAX_EQUATIONS
-    assert pz.current_engine_name(equations=limit) == "julia"
-    assert capsys.readouterr().err == ""
-    for _ in range(2):
-        assert pz.current_engine_name(equations=limit + 1) == "numpy"
-        assert pz.current_engine_name("julia", equations=limit + 1) == "julia"  # asked for
-    err = capsys.readouterr().err
-    assert err.count(f"program of {limit + 1} operations") == 1 and "engine='julia'" in err
 
-    def loop(x):  # more operations than the limit, traced and run on the NumPy engine
-        for _ in range(limit // 2 + 1):
+    def loop(x, steps):  # 2 operations a step
+        for _ in range(steps):
             x = x * 0.999 + 0.001
         return x
 
-    (g,) = pz.gradient(loop, 1.0)
+    short = pz.make_program(lambda x: loop(x, limit // 2), 1.0)
+    long = pz.make_program(lambda x: loop(x, limit // 2 + 1), 1.0)
+    assert len(short.eqns) <= limit < len(long.eqns)
+    assert pz.current_engine_name(program=short) == "julia"
+    assert capsys.readouterr().err == ""
+    for _ in range(2):
+        assert pz.current_engine_name(program=long) == "numpy"
+        assert pz.current_engine_name("julia", program=long) == "julia"  # asked for
+    err = capsys.readouterr().err
+    assert err.count(f"program of {len(long.eqns)} operations") == 1 and "engine='julia'" in err
+    double = pz.julia_function("x -> 2 .* x", result_shape=())
+    calls_julia = pz.make_program(lambda x: double(loop(x, limit // 2 + 1)), 1.0)
+    assert pz.current_engine_name(program=calls_julia) == "julia"
+    solve = lambda k: pz.odesolve(lambda u, p, t: -p * u, np.ones(1), np.array([0.0, 1.0]), k, alg="CVODE_BDF")  # noqa: E731
+    julia_solver = pz.make_program(lambda k: loop(solve(k)[-1, 0], limit // 2 + 1), 1.0)  # a solver only Julia has
+    assert pz.current_engine_name(program=julia_solver) == "julia"
+
+    (g,) = pz.gradient(lambda x: loop(x, limit // 2 + 1), 1.0)  # traced, and run on the NumPy engine
     np.testing.assert_allclose(g, 0.999 ** (limit // 2 + 1), rtol=1e-12)
 
 

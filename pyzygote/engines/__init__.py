@@ -82,16 +82,34 @@ def quiet() -> bool:
     return os.environ.get("PYZYGOTE_QUIET", "").lower() in ("1", "yes", "true")
 
 
-def current_engine_name(name: str | None = None, equations: int | None = None) -> str:
-    """The engine a call would use now (``auto`` resolved), for a program of ``equations``
-    operations when that is given."""
+def _runs_on_numpy(program: Any) -> bool:
+    """Whether the NumPy engine can run ``program``: not when it calls a ``pz.julia_function``
+    or solves an ODE with one, or with a solver only Julia has.  Asked of long programs only,
+    once each."""
+    known = program._compiled.get("runs on numpy")
+    if known is None:
+        from pyzygote.ode.solvers import runs_on_numpy
+
+        def numpy_can(eqn: Any) -> bool:
+            rhs, opts = eqn.params.get("rhs"), eqn.params.get("opts")
+            if eqn.prim.name == "julia_call" or (rhs is not None and getattr(rhs, "program", 0) is None):
+                return False
+            return opts is None or not hasattr(opts, "alg") or runs_on_numpy(opts.alg)
+
+        known = program._compiled["runs on numpy"] = all(numpy_can(e) for e in program.eqns)
+    return known
+
+
+def current_engine_name(name: str | None = None, program: Any = None) -> str:
+    """The engine a call would use now (``auto`` resolved), for ``program`` when that is given."""
     requested = _requested(name)
     if requested != "auto":
         return requested
     from pyzygote.julia.setup import julia_is_set_up
 
     if julia_is_set_up():
-        if equations is not None and equations > AUTO_JULIA_MAX_EQUATIONS:
+        equations = None if program is None else len(program.eqns)
+        if equations is not None and equations > AUTO_JULIA_MAX_EQUATIONS and _runs_on_numpy(program):
             if not _long_notice_shown[0]:
                 _long_notice_shown[0] = True
                 if not quiet():
@@ -126,8 +144,8 @@ def current_engine_name(name: str | None = None, equations: int | None = None) -
     return "numpy"
 
 
-def get_engine(name: str | None = None, equations: int | None = None) -> Any:
-    resolved = current_engine_name(name, equations)
+def get_engine(name: str | None = None, program: Any = None) -> Any:
+    resolved = current_engine_name(name, program)
     if resolved == "numpy":
         return _numpy_engine
     from pyzygote.julia.engine import julia_engine
