@@ -119,6 +119,8 @@ COMPOSITE_CASES = {
     "correlate-constant-kernel": (lambda a: np.correlate(a, np.hanning(11), "same") + np.correlate(np.arange(2.0), a, "full")[:14], (R.uniform(-1, 1, 14),)),
     "cov": (lambda x: np.cov(x) + np.cov(x, bias=True) + np.cov(x, ddof=2), (M,)),
     "cov-columns-and-y": (lambda x, y: np.cov(x, y, rowvar=False), (M.T, R.uniform(-1, 1, (4, 2)))),
+    "cov-one-row-by-columns": (lambda x: np.cov(x[:1], rowvar=False, bias=True)[0] + np.cov(x[0], x[1], rowvar=False).sum(), (M,)),
+    "cov-whole-float-fweights": (lambda x: np.cov(x, fweights=np.array([1.0, 3.0, 2.0, 1.0])), (M,)),
     "cov-weights": (lambda x: np.cov(x, fweights=np.array([1, 3, 2, 1]), aweights=np.array([0.5, 1.0, 2.0, 0.7])) + np.cov(x, aweights=x[0] ** 2), (M,)),
     "cov-1d": (lambda x: np.cov(x) + np.cov(x, x**2)[0, 1], (V,)),
     "corrcoef": (lambda x: np.corrcoef(x), (M,)),
@@ -296,10 +298,11 @@ def test_ufunc_reduce_and_accumulate_default_to_axis_0() -> None:
         (lambda x: np.cross(x[:, :2], x[:, :3]), pz.UnsupportedOperationError, "two 2-vectors or two 3-vectors"),
         (lambda x: np.average(x, weights=np.ones(4)), TypeError, "Axis must be specified"),
         (lambda x: np.cumulative_sum(x), ValueError, "``axis`` argument is required"),
-        (lambda x: np.cov(x, fweights=np.ones(4)), TypeError, "fweights must be integers"),
-        (lambda x: np.cov(x, aweights=np.ones(3)), ValueError, "one weight per observation"),
-        (lambda x: np.cov(x, aweights=-np.ones(4)), ValueError, "cannot be negative"),
-        (lambda x: np.corrcoef(x[None]), ValueError, "1-d or 2-d"),
+        (lambda x: np.cov(x, fweights=np.full(4, 1.5)), TypeError, "fweights must be integer"),
+        (lambda x: np.cov(x, aweights=np.ones(3)), RuntimeError, "incompatible numbers of samples and aweights"),
+        (lambda x: np.cov(x, fweights=np.ones((4, 1), int)), RuntimeError, "multidimensional fweights"),
+        (lambda x: np.cov(x, aweights=-np.ones(4)), ValueError, "aweights cannot be negative"),
+        (lambda x: np.corrcoef(x[None]), ValueError, "m has more than 2 dimensions"),
     ],
 )
 def test_composite_errors(f, error, message) -> None:
@@ -365,6 +368,8 @@ def test_gamma_at_poles_signs_and_overflow_is_scipys_without_warnings() -> None:
     want = sc.gamma(x)
     np.testing.assert_allclose(got, want, rtol=2e-13)
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    with pytest.raises(pz.NonFiniteGradientError):  # past overflow the value is inf: no silent zero
+        pz.gradient(lambda x: sc.gamma(x), 172.0)
     k = np.array([0.8, 1.7, 3.5])  # a Weibull mean's derivative in its shape: digamma times gamma
     (dk,) = pz.gradient(lambda k: np.sum(sc.gamma(1.0 + 1.0 / k)), k)
     np.testing.assert_allclose(dk, -sc.gamma(1.0 + 1.0 / k) * sc.digamma(1.0 + 1.0 / k) / k**2, rtol=1e-13)

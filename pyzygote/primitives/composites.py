@@ -239,26 +239,29 @@ def _np_average(a: Any, axis: Any = None, weights: Any = None, returned: bool = 
     return avg
 
 
-def _variables_by_row(a: Any, rowvar: bool, dtype: Any) -> Any:
-    """``a`` as a 2-d array whose rows are the variables (numpy's ``rowvar`` convention)."""
+def _variables_by_row(a: Any, rowvar: bool, dtype: Any, first: bool) -> Any:
+    """``a`` as a 2-d array whose rows are the variables (numpy's ``rowvar`` convention: ``m`` is
+    transposed unless it is 1-d, ``y`` unless it has one row)."""
     a = as_operand(a)
     if a.ndim > 2:
-        raise ValueError(f"np.cov and np.corrcoef take 1-d or 2-d arrays, got {a.ndim} dimensions")
+        raise ValueError(f"{'m' if first else 'y'} has more than 2 dimensions")
+    flip = a.ndim != 1 if first else (a.ndim == 2 and a.shape[0] != 1)
     a = np.reshape(a, (1, -1)) if a.ndim < 2 else a
-    if not rowvar and a.shape[0] != 1:
-        a = a.T
-    return convert(a, dtype)
+    return convert(a.T if not rowvar and flip else a, dtype)
 
 
-def _observation_weights(name: str, given: Any, n: int, integer: bool) -> Any:
-    w = as_operand(given)
-    if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(f"np.cov's {name} must be a 1-d array of one weight per observation ({n}), got shape {w.shape}")
-    if integer and w.dtype.kind not in "iu":
-        raise TypeError(f"np.cov's fweights must be integers (repeat counts), got dtype {w.dtype}")
+def _observation_weights(name: str, given: Any, n: int) -> Any:
+    """numpy's checks of ``fweights`` (whole repeat counts) and ``aweights``, with its errors."""
+    w = convert(as_operand(given), np.float64)
+    if name == "fweights" and not isinstance(w, Tracer) and not np.all(w == np.around(w)):
+        raise TypeError("fweights must be integer")
+    if w.ndim > 1:
+        raise RuntimeError(f"cannot handle multidimensional {name}")
+    if w.ndim == 0 or w.shape[0] != n:
+        raise RuntimeError(f"incompatible numbers of samples and {name}")
     if not isinstance(w, Tracer) and np.any(w < 0):
-        raise ValueError(f"np.cov's {name} cannot be negative")
-    return convert(w, np.float64)
+        raise ValueError(f"{name} cannot be negative")
+    return w
 
 
 @implements(np.cov)
@@ -272,13 +275,13 @@ def _np_cov(
         raise ValueError("ddof must be an integer")
     if dtype is None:
         dtype = np.result_type(*(as_operand(a).dtype for a in (m, y) if a is not None), np.float64)
-    x = _variables_by_row(m, rowvar, dtype)
+    x = _variables_by_row(m, rowvar, dtype, first=True)
     if y is not None:
-        x = np.concatenate([x, _variables_by_row(y, rowvar, dtype)], axis=0)
+        x = np.concatenate([x, _variables_by_row(y, rowvar, dtype, first=False)], axis=0)
     n = x.shape[1]
     ddof = (0 if bias else 1) if ddof is None else int(ddof)
-    fw = None if fweights is None else _observation_weights("fweights", fweights, n, integer=True)
-    aw = None if aweights is None else _observation_weights("aweights", aweights, n, integer=False)
+    fw = None if fweights is None else _observation_weights("fweights", fweights, n)
+    aw = None if aweights is None else _observation_weights("aweights", aweights, n)
     w = aw if fw is None else (fw if aw is None else fw * aw)
     mean, total = np.average(x, axis=1, weights=w, returned=True)
     total = total[0]

@@ -79,14 +79,16 @@ def _betaln(a: Any, b: Any, **kw: Any) -> Any:
 def _gamma(x: Any, **kw: Any) -> Any:
     """Its sign times ``exp(gammaln(x))``, as JAX computes it: as many ulps from scipy's value as
     ``|gammaln(x)|`` (8e-14 relative at x = 171); scipy's inf, -inf and NaN at the poles, and its
-    silent overflow to inf."""
+    silent overflow to inf (where the derivative is not finite: pz.NonFiniteGradientError)."""
     lg = _special().gammaln(x, **kw)
     whole = np.floor(x)
     pole = np.logical_and(np.less_equal(x, 0), np.equal(x, whole))  # 0, the negative integers, -inf
     odd = np.equal(np.remainder(np.where(np.isfinite(whole), whole, 0), 2), 1)  # inf % 2 warns
     negative = np.logical_and(np.less(x, 0), odd)
-    over = np.greater(lg, np.log(np.finfo(lg.dtype).max))
-    size = np.where(over, np.inf, np.exp(np.where(over, 0, lg)))
+    # Past the largest float: inf without numpy's overflow warning (scipy gives none), and a
+    # derivative that is not finite either (inf times a constant's zero), as gamma's is there.
+    most = float(np.log(np.finfo(lg.dtype).max))
+    size = np.exp(np.minimum(lg, most)) * np.where(np.greater(lg, most), lg.dtype.type(np.inf), lg.dtype.type(1.0))
     value = np.where(negative, -size, size)
     return np.where(pole, np.where(np.equal(x, 0), np.copysign(np.inf, x), np.nan), value)
 
