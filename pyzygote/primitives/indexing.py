@@ -318,7 +318,12 @@ def _increment_of(y: Any, positions: np.ndarray, value: Any) -> Any:
 def traced_constant(like: Tracer, value: np.ndarray) -> Tracer:
     """A constant that is itself traced, so that it can be assigned into."""
     builder: Builder = like._builder
-    out = Tracer(builder, builder.to_atom(np.array(value)))
+    value = np.array(value)
+    if value.dtype.kind == "c":  # traced values are checked when they are made: here
+        from pyzygote.tracer import _complex_error
+
+        raise _complex_error(f"a {value.dtype} array like a traced one (np.zeros_like(x, dtype=complex))")
+    out = Tracer(builder, builder.to_atom(value))
     out._array0d = out.ndim == 0
     return out
 
