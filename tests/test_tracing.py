@@ -434,12 +434,16 @@ def test_loop_programs_run_on_numpy_scalars_with_numpys_results_and_warnings(mon
             assert [np.asarray(g).dtype for g in got] == [np.float64, np.bool_, np.float32]
             for g, e in zip(got, expected):
                 np.testing.assert_array_equal(g, e)
-    # Python floats given as operands divide as numpy does, not raising ZeroDivisionError
+    # Python floats given as inputs (an ODE solver's t) compute as numpy's scalars do: inf and a
+    # warning for a division by zero or an overflow, numpy's types (review)
     for threshold in (10**6, 1):
         monkeypatch.setattr(evaluate, "INTERPRET_ABOVE", threshold)
-        run = compile_program(pz.make_program(lambda u, v: u / v - v, 1.0, 0.0))
+        run = compile_program(pz.make_program(lambda u, v: (u / v - v, u * v, u > v), 1.0, 0.0))
         with pytest.warns(RuntimeWarning, match="divide by zero"):
-            assert run(1.0, 0.0) == (np.inf,)
+            assert run(1.0, 0.0)[0] == np.inf
+        with pytest.warns(RuntimeWarning, match="overflow"):
+            quotient, product, larger = run(1e308, 10.0)
+        assert product == np.inf and type(product) is np.float64 and type(larger) is np.bool_
 
 
 @pytest.mark.parametrize(

@@ -168,6 +168,9 @@ class _Interpreted:
             self.template[i] = value
         self.steps = [_step(*step) for step in zip(prog.eqns, templates, reads, writes, map(tuple, frees))]
         self.by_ufuncs = _by_ufuncs(prog)
+        # Rank-0 inputs as numpy scalars where operators run on them (see _compiled)
+        on_scalars = any(t is not None for t in templates)
+        self.scalar_inputs = [(i, v.aval.dtype.type) for i, v in enumerate(prog.inputs) if on_scalars and v.aval.shape == ()]
 
     def __call__(self, *args: Any) -> tuple[Any, ...]:
         if len(args) != self.n_in:
@@ -180,6 +183,8 @@ class _Interpreted:
             return self.compiled(*args)
         env = self.template.copy()
         env[: self.n_in] = args
+        for i, scalar in self.scalar_inputs:
+            env[i] = scalar(env[i])
         try:
             # Operands are passed by arity, without building a list: on scalar steps that halves
             # the interpreter's own time per equation.
@@ -263,6 +268,12 @@ def _compiled(prog: Program) -> Callable[..., tuple[Any, ...]]:
     lines.append(f"return ({''.join(ref(a) + ', ' for a in prog.outputs)})")
     if on_scalars:
         namespace.update(_np=np, _by_ufuncs=_by_ufuncs(prog))
+        # Rank-0 inputs as numpy scalars: a Python float operand would make the operators Python's
+        # (no warnings, Python types), as t is when an ODE solver passes it.
+        for i, v in enumerate(prog.inputs):
+            if v.aval.shape == ():
+                namespace[f"_t{i}"] = v.aval.dtype.type
+                lines.insert(0, f"x{i} = _t{i}(x{i})")
         body = ["try:", *(f"    {line}" for line in lines)]
         body += ["except ZeroDivisionError:", f"    return _by_ufuncs({args_text})"]
     else:
