@@ -288,6 +288,13 @@ def _withgradient(
     fname = name or ("gradient" if aux is None else "withgradient")
     if wrt is not None and not any(wrt):
         _nothing_differentiable(fname, traced, arrays, const_args)
+    if not arrays and has_int_arrays(args):
+        # Integer arrays the function needs as values (an ODE's p) become constants of the trace,
+        # leaving nothing to differentiate: say so, as for integer arrays that stay inputs (user
+        # testing: integer feedback gains through pz.odesolve got a None gradient, silently).
+        leaves, _ = flatten(args)
+        given = [np.asarray(leaf) for leaf in leaves if not isinstance(leaf, Static)]
+        _nothing_differentiable(fname, traced, given, const_args, every_leaf=True)
     if aux == "jax" or (aux == "zygote" and traced.out_tree != "*"):
         _loss_and_aux(traced, "withgradient" if aux == "zygote" else "has_aux=True", pair=aux == "jax")
     else:
@@ -303,12 +310,14 @@ def _withgradient(
     return value, _rebuild(traced, grads)[:n]
 
 
-def _nothing_differentiable(fname: str, traced: Traced, arrays: list[Any], const_args: Any) -> None:
+def _nothing_differentiable(fname: str, traced: Traced, arrays: list[Any], const_args: Any, every_leaf: bool = False) -> None:
     """Every argument given to differentiate is integer or boolean: each would get ``None``,
     silently (user testing: Young's moduli given as np.full(ne, 210000)).  Labels and masks
-    beside floating-point parameters stay data."""
+    beside floating-point parameters stay data.  ``arrays`` are the trace's inputs, or with
+    ``every_leaf`` the arguments' leaves (when the trace took them all as constants)."""
     owners = _top_level_owners(traced.in_tree)
-    for i, a in zip(traced.array_slots, arrays):
+    slots = range(len(arrays)) if every_leaf else traced.array_slots
+    for i, a in zip(slots, arrays):
         if owners[i] not in const_args and a.dtype.kind in "iub":
             name = traced.leaf_names[i] if i < len(traced.leaf_names) else f"argument {owners[i]}"
             kind = "boolean" if a.dtype.kind == "b" else "integer"

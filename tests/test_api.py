@@ -1945,6 +1945,11 @@ def test_gradient_refuses_when_every_argument_is_integer() -> None:
         pz.gradient(lambda E: np.sum(E.astype(float) ** 2), np.array([200, 1]))
     with pytest.raises(TypeError, match="nothing to differentiate"):
         pz.withgradient(lambda m: np.sum(np.where(m, 1.0, 0.0)), np.array([True, False]))
+    # user testing: integer gains through an ODE solve (whose p takes integers as data) got None
+    solve = lambda k: np.sum(pz.odesolve(lambda u, p, t: -p * u, np.ones(2), np.linspace(0, 1, 5), k))  # noqa: E731
+    for transform in (pz.gradient, pz.withgradient):
+        with pytest.raises(TypeError, match=r"nothing to differentiate: k \(argument 0\) is an array of integer"):
+            transform(solve, np.array([2, 3]))
     # labels beside floating-point parameters are data, as before
     logp = np.log(np.full((3, 4), 0.25))
     gW, gy = pz.gradient(lambda W, y: -np.sum((W * logp)[np.arange(3), y]), np.ones((3, 4)), np.array([0, 1, 2]))
