@@ -150,7 +150,9 @@ def _checked(res: Integration, what: str, alg: str | None = None) -> Integration
         # A long span (10^4 orbits) or a singularity (r -> 0) is no stiffness (user testing).
         stiff = (
             " If the span is long (many periods or orbits), raise maxiters="
-            + (f"; if the steps keep shrinking, {stiff}." if explicit else ".")
+            + (f"; if the steps keep shrinking, {stiff}" if explicit else "")
+            + "; if the state grew without bound where the solve stopped, the solution blows up before the "
+            "end of the span (u' = u**2 does): shorten the span or check the model."
             if res.retcode == "MaxIters"
             else " The step size shrank to nothing: the solution may near a singularity of the right-hand side (a "
             "division by zero, such as r -> 0 under gravity) or blow up" + (f"; if not, {stiff}." if explicit else ".")

@@ -452,7 +452,15 @@ def odesolve(
     given = p
     layout, u0, p = Layout.of(u0, p)
     leaves = leaf_values(given)
-    rhs = RHS.trace(f, layout.n, layout.m, layout)
+    try:
+        rhs = RHS.trace(f, layout.n, layout.m, layout)
+    except (ValueError, IndexError, TypeError) as exc:
+        if given is None and hasattr(exc, "add_note"):  # user testing: a cryptic einsum error
+            exc.add_note(
+                "pz.odesolve was called without p, its fourth argument, so the right-hand side got an empty p: "
+                "if it reads parameters, pass them, pz.odesolve(f, u0, t, p)"
+            )
+        raise
     if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p(tuple(v is None for v in leaves)):
         _warn_switching_time(f)
     if (isinstance(p, Tracer) or isinstance(u0, Tracer)) and rhs.program is not None and rhs.switches_on_the_state():
