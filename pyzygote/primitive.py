@@ -69,6 +69,9 @@ class Primitive:
         # ``impl``, results and warnings alike (see pyzygote.transforms.evaluate); a str, or a
         # function of the params giving one or None.
         self.numpy_scalar: str | Callable[..., str | None] | None = None
+        # Whether the NumPy engine can run an equation, from its params (None: always); a Julia
+        # function's call and a solve with a Julia right-hand side or solver cannot.
+        self.on_numpy: Callable[..., bool] | None = None
         PRIMITIVES[name] = self
 
     def __repr__(self) -> str:

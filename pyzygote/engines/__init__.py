@@ -34,8 +34,8 @@ _long_notice_shown = [False]
 # engine="auto" keeps programs longer than this (a loop unrolled by tracing) on the NumPy engine:
 # Julia's compile time grows faster than a function's length (JuliaLang/julia#19158: 2.8 s for a
 # function of 10,000 additions), and Zygote's compile time has been reported to grow worse still
-# (TuringLang/Turing.jl#1754, a model of many statements).  Not yet
-# timed on a real Julia; engine="julia" uses Julia for them anyway.
+# (TuringLang/Turing.jl#1754, a model of many statements).  Not yet timed on a real Julia;
+# engine="julia" uses Julia for them anyway.
 AUTO_JULIA_MAX_EQUATIONS = 5000
 
 
@@ -83,20 +83,14 @@ def quiet() -> bool:
 
 
 def _runs_on_numpy(program: Any) -> bool:
-    """Whether the NumPy engine can run ``program``: not when it calls a ``pz.julia_function``
-    or solves an ODE with one, or with a solver only Julia has.  Asked of long programs only,
-    once each."""
+    """Whether the NumPy engine can run ``program`` (each primitive's ``on_numpy`` rule: not a
+    Julia function's call, nor a solve with one or with a solver only Julia has).  Asked of long
+    programs only, once each."""
     known = program._compiled.get("runs on numpy")
     if known is None:
-        from pyzygote.ode.solvers import runs_on_numpy
-
-        def numpy_can(eqn: Any) -> bool:
-            rhs, opts = eqn.params.get("rhs"), eqn.params.get("opts")
-            if eqn.prim.name == "julia_call" or (rhs is not None and getattr(rhs, "program", 0) is None):
-                return False
-            return opts is None or not hasattr(opts, "alg") or runs_on_numpy(opts.alg)
-
-        known = program._compiled["runs on numpy"] = all(numpy_can(e) for e in program.eqns)
+        known = program._compiled["runs on numpy"] = all(
+            e.prim.on_numpy is None or e.prim.on_numpy(**e.params) for e in program.eqns
+        )
     return known
 
 

@@ -60,6 +60,7 @@ def _julia_call_jvp(primals: Any, tangents: Any, *, fn: Any, **_: Any) -> Any:
 
 
 julia_call_p.jvp = _julia_call_jvp
+julia_call_p.on_numpy = lambda **_: False
 
 
 @julia_call_p.def_julia

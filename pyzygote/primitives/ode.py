@@ -669,6 +669,15 @@ def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float
     return tols[0], tols[1], int(maxiters)
 
 
+def _solve_on_numpy(*, rhs: Any, opts: Options, **_: Any) -> bool:
+    """A solve the NumPy engine can run: a traced right-hand side and one of its solvers."""
+    return rhs.program is not None and runs_on_numpy(opts.alg)
+
+
+for _prim in (odesolve_p, odesolve_sens_p, odesolve_tangent_p, odesolve_hvp_p, odesolve_vjp_p):
+    _prim.on_numpy = _solve_on_numpy
+
+
 def _needs_julia(rhs: Any, alg: str) -> bool:
     if rhs.program is None:
         return True
