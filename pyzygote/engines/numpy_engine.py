@@ -20,6 +20,7 @@ import numpy as np
 from pyzygote.engines.results import arrays_in, unaliased
 from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Eqn, Literal, Program, Var
+from pyzygote.primitives.elementwise import ELEMENTWISE
 from pyzygote.transforms.batch import along_one_input, eval_batched, has_batch_rules, hessian_by_columns, per_column
 from pyzygote.transforms.evaluate import compile_program, prune
 from pyzygote.transforms.jvp import jvp_program
@@ -27,6 +28,8 @@ from pyzygote.transforms.linearize import linearize_programs
 from pyzygote.transforms.vjp import vjp_programs
 
 __all__ = ["NumpyEngine", "grad_program", "with_gaps"]
+
+_MUL = ELEMENTWISE["mul"]
 
 
 def _cached(prog: Program, key: str, build: Callable[[Program], Program]) -> Program:
@@ -57,6 +60,10 @@ def grad_program(prog: Program, wrt: tuple[bool, ...] | None = None) -> Program:
         for eqn in bwd.eqns:
             if any(isinstance(a, Var) and a.uid in feeds for a in eqn.inputs):
                 eqn = Eqn(eqn.prim, tuple(_fed(a, feeds) for a in eqn.inputs), eqn.params, eqn.outputs)
+                times_one = _times_seed(eqn, seed)
+                if times_one is not None:  # 1.0 * x is x, bit for bit
+                    feeds[eqn.outputs[0].uid] = times_one
+                    continue
                 if all(isinstance(a, Literal) for a in eqn.inputs) and not eqn.prim.multiple_results:
                     # Of the seed alone (its broadcast, say): computed now, as tracing would.
                     (out,) = eqn.outputs
@@ -80,6 +87,18 @@ def grad_program(prog: Program, wrt: tuple[bool, ...] | None = None) -> Program:
         )
 
     return _cached(prog, "grad" if wrt is None or all(wrt) else ("grad", wrt), build)
+
+
+def _times_seed(eqn: Eqn, seed: Literal) -> Any:
+    """The other factor of ``seed * x`` when the product is ``x`` itself (same shape and dtype).
+
+    A scalar loss's seed cotangent multiplies each term's local derivative once: a loop's
+    gradient program had a thousand such products."""
+    if eqn.prim is not _MUL or len(eqn.inputs) != 2:
+        return None
+    a, b = eqn.inputs
+    other = b if a is seed else a if b is seed else None
+    return other if other is not None and other.aval == eqn.outputs[0].aval else None
 
 
 def _fed(a: Any, feeds: dict[int, Any]) -> Any:

@@ -165,11 +165,19 @@ def _safe_log(x: Any) -> Any:
 
 mul_p = _define("mul", np.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: x * g)
 div_p = _define("div", np.true_divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: g * (-ans / y))
+def _pow_base_rule(g: Any, ans: Any, x: Any, y: Any) -> Any:
+    if not isinstance(y, Tracer) and np.all(np.not_equal(y, 0.0)):
+        # A constant exponent, as in nearly every x**2: the guard below is known to be false, and
+        # x**1.0 is x. Loops square their state at every step, so these equations add up.
+        return g * (y * x if np.all(np.equal(y, 2.0)) else y * x ** (y - 1.0))
+    # y = 0 gives 0 rather than 0 * x**-1 (NaN at x = 0): x**0 and second derivatives of x**1
+    return g * np.where(np.equal(y, 0.0), 0.0, y * x ** (y - 1.0))
+
+
 pow_p = _define(
     "pow",
     np.power,
-    # y = 0 gives 0 rather than 0 * x**-1 (NaN at x = 0): x**0 and second derivatives of x**1
-    lambda g, ans, x, y: g * np.where(np.equal(y, 0.0), 0.0, y * x ** (y - 1.0)),
+    _pow_base_rule,
     lambda g, ans, x, y: g * (_safe_log(x) * ans),
 )
 max_p = _define("max", np.maximum, lambda g, ans, x, y: g * _balanced(x, y), lambda g, ans, x, y: g * _balanced(y, x))
