@@ -118,7 +118,9 @@ class Builder:
         # Each numpy constant as first read: a careful trace reads some again after the function
         # changed them, but a call is like this trace only if they start as first read.
         self.first_reads: dict[int, tuple[Any, np.ndarray]] = {}
-        self._inputs: dict[int, tuple["Tracer", Var]] = {}
+        # The input tracers are held weakly: a tracer holds its builder, and the cycle kept a
+        # trace's equations (30,000 for a long loop's derivatives) for the garbage collector.
+        self._inputs: dict[int, tuple["weakref.ref[Tracer]", Var]] = {}
         self.level = next(Builder._levels)
         self.lift = lift
         self.lifted: dict[int, tuple["Tracer", Var]] = {}
@@ -132,13 +134,13 @@ class Builder:
         if np.dtype(dtype).kind == "c":
             raise _complex_error("an input")
         t = Tracer(self, Var(Aval(tuple(shape), np.dtype(dtype))))
-        self._inputs[id(t)] = (t, t._var)
+        self._inputs[id(t)] = (weakref.ref(t), t._var)
         return t
 
     def _input_var(self, t: "Tracer") -> Var:
         """An input's own variable, even if the traced code assigned into it (``x[0] = v``)."""
         hit = self._inputs.get(id(t))
-        return hit[1] if hit is not None and hit[0] is t else t._var
+        return hit[1] if hit is not None and hit[0]() is t else t._var
 
     def to_atom(self, x: Any) -> Var | Literal:
         if isinstance(x, Tracer):

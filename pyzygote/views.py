@@ -241,13 +241,15 @@ def _fresh(result: Any, inputs: Sequence[Any]) -> Any:
     # matrix is its read-only diagonal), a result viewing a temporary is a new array in numpy
     # (np.take's transpose of what it gathered).
     under = given | {id(e._root) for e in tracers if e._root is not None}
+    return _new(result, given, under)
 
-    def new(r: Any) -> Any:
-        if isinstance(r, Tracer):
-            temporary_view = r._root is not None and id(r._root) not in under
-            return r.copy() if id(r) in given or temporary_view else r
-        if isinstance(r, (list, tuple)) and not hasattr(r, "_fields"):
-            return type(r)(new(e) for e in r)
-        return r
 
-    return new(result)
+def _new(r: Any, given: set[int], under: set[int]) -> Any:
+    # A module-level function, not a closure calling itself: that closure was a reference cycle
+    # per traced numpy call, left for the garbage collector (0.3 s of a long loop's first gradient).
+    if isinstance(r, Tracer):
+        temporary_view = r._root is not None and id(r._root) not in under
+        return r.copy() if id(r) in given or temporary_view else r
+    if isinstance(r, (list, tuple)) and not hasattr(r, "_fields"):
+        return type(r)(_new(e, given, under) for e in r)
+    return r

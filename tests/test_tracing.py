@@ -1188,3 +1188,28 @@ def test_writes_into_arguments_follow_numpys_rules_or_are_refused():
     with pytest.raises(ValueError, match="assignment destination is read-only"):
         pz.gradient(doubles_first, frozen)
     assert pz.gradient(lambda x: np.sum(x**2), frozen)[0].tolist() == [2.0, 4.0]  # reading it is fine
+
+
+def test_tracing_and_deriving_leave_no_reference_cycle_per_operation() -> None:
+    """A long loop's first gradient spent 0.3 s in one garbage collection: each traced numpy call
+    left a cycle (a closure calling itself), and each trace's builder and input tracers held
+    each other, with every equation of the trace."""
+    import gc
+
+    def cyclic_garbage(steps: int) -> int:
+        def f(th: Any) -> Any:
+            s = 1.0
+            for _ in range(steps):
+                s = s + np.sin(th[0] * s) * th[1] - np.maximum(s, 0.5) * 0.01
+            return s
+
+        gc.collect()
+        gc.disable()
+        try:
+            pz.gradient(f, np.array([0.3, 0.2]), engine="numpy")
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    cyclic_garbage(5)  # first calls set up caches
+    assert cyclic_garbage(200) - cyclic_garbage(10) < 50
