@@ -30,10 +30,14 @@ ELEMENTWISE: dict[str, Primitive] = {}
 
 
 def elementwise_aval(*xs: Aval, out_dtype: Any = None) -> Aval:
-    shapes = {x.shape for x in xs if x.shape != ()}
-    if len(shapes) > 1:
-        raise ValueError(f"elementwise operands must share a shape or be scalars, got {shapes}")
-    shape = shapes.pop() if shapes else ()
+    shape: tuple[int, ...] = ()
+    for x in xs:  # a plain loop: every equation of every trace comes through here
+        if x.shape and x.shape != shape:
+            if shape:
+                raise ValueError(f"elementwise operands must share a shape or be scalars, got {({x.shape for x in xs if x.shape})}")
+            shape = x.shape
+    if out_dtype is None and xs[0].shape == shape:
+        return xs[0]
     return Aval(shape, out_dtype or xs[0].dtype)
 
 
@@ -149,13 +153,25 @@ round_p = _define("round", np.rint, _zero)
 
 
 # --- binary: one rule per argument ------------------------------------------
+_TIE_WEIGHTS: dict[np.dtype, tuple[np.ndarray, ...]] = {}
+
+
 def _balanced(x: Any, y: Any) -> Any:
     """1 where x wins, 1/2 at ties, 0 where y wins: ties share the derivative."""
-    from pyzygote.primitives.logic import select  # the primitive itself: no np.where dispatch per tie weight
+    # The primitives themselves, and weights made once: a loop's clip and maximum at every step
+    # made this a third of the time its derivative program took to build.
+    from pyzygote.primitives.logic import COMPARISONS, select
 
     dt = np.result_type(x.dtype, y.dtype)
-    one, half, zero = (np.asarray(v, dt) for v in (1.0, 0.5, 0.0))
-    return select(np.greater(x, y), one, select(np.equal(x, y), half, zero))
+    weights = _TIE_WEIGHTS.get(dt)
+    if weights is None:
+        weights = _TIE_WEIGHTS[dt] = tuple(np.asarray(v, dt) for v in (1.0, 0.5, 0.0))
+        for w in weights:
+            w.setflags(write=False)
+    one, half, zero = weights
+    if x.dtype != y.dtype:  # numpy's type resolution decides how they compare
+        return select(np.greater(x, y), one, select(np.equal(x, y), half, zero))
+    return select(COMPARISONS["gt"].bind(x, y), one, select(COMPARISONS["eq"].bind(x, y), half, zero))
 
 
 def _safe_log(x: Any) -> Any:

@@ -126,6 +126,8 @@ def broadcast_operands(*xs: Any) -> list[Any]:
     explicit equation.
     """
     shapes = [shape_of(x) for x in xs]
+    if len({s for s in shapes if s}) <= 1:  # nothing to broadcast; np.broadcast_shapes costs microseconds
+        return list(xs)
     shape = np.broadcast_shapes(*shapes)
     return [x if not s else broadcast_to_shape(x, shape) for x, s in zip(xs, shapes)]
 

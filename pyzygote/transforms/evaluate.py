@@ -15,7 +15,6 @@ lookups or tracing at call time, which matters inside ODE solvers.
 from __future__ import annotations
 
 import functools
-import itertools
 import operator
 from typing import Any, Callable, Sequence
 
@@ -62,8 +61,11 @@ def numpy_scalar_template(eqn: Eqn) -> str | None:
     form = eqn.prim.numpy_scalar
     if form is None or eqn.prim.multiple_results:
         return None
-    if any(a.aval.shape != () or a.aval.dtype not in _SCALAR_DTYPES for a in (*eqn.inputs, *eqn.outputs)):
-        return None
+    for atoms in (eqn.inputs, eqn.outputs):
+        for a in atoms:
+            aval = a.aval
+            if aval.shape != () or aval.dtype not in _SCALAR_DTYPES:
+                return None
     return form(**eqn.params) if callable(form) else form
 
 
@@ -132,44 +134,54 @@ class _Interpreted:
         self.calls = 0
         self.n_in = len(prog.inputs)
         self.compiled: Callable[..., tuple[Any, ...]] | None = None
-        numbers = itertools.count(self.n_in)
+        # One pass over the equations, in plain loops: a long loop's gradient program has 70,000
+        # of them, and this setup is part of its first call.
         slots: dict[int, int] = {v.uid: i for i, v in enumerate(prog.inputs)}
-        fixed: dict[int, Any] = {}  # constants and literals
-
-        def slot(a: Var | Literal, on_scalars: bool = False) -> int:
-            if isinstance(a, Literal):
-                i = next(numbers)
-                fixed[i] = _literal_value(a, on_scalars)
-                return i
-            return slots[a.uid]
-
+        values: list[Any] = [None] * self.n_in  # the slots' initial values: constants and literals
         for v, c in zip(prog.constvars, prog.consts):
-            slots[v.uid] = next(numbers)
-            fixed[slots[v.uid]] = c
-        reads, writes = [], []
-        templates = [numpy_scalar_template(eqn) for eqn in prog.eqns]
-        for eqn, template in zip(prog.eqns, templates):
-            reads.append(tuple(slot(a, template is not None) for a in eqn.inputs))
-            for v in eqn.outputs:
-                slots[v.uid] = next(numbers)
-            writes.append(tuple(slots[v.uid] for v in eqn.outputs))
-        self.outputs = tuple(slot(a) for a in prog.outputs)
+            slots[v.uid] = len(values)
+            values.append(c)
+        results = set()  # slots written by equations: those are freed after their last use
         last: dict[int, int] = {}
-        for k, ins in enumerate(reads):
-            for i in ins:
-                last[i] = k
-        kept = set(self.outputs) | set(fixed) | set(range(self.n_in))
+        rows = []
+        on_scalars = False
+        for k, eqn in enumerate(prog.eqns):
+            template = numpy_scalar_template(eqn)
+            scalar = template is not None
+            on_scalars |= scalar
+            ins = []
+            for a in eqn.inputs:
+                if a.__class__ is Literal:
+                    ins.append(len(values))
+                    values.append(_literal_value(a, scalar))
+                else:
+                    i = slots[a.uid]
+                    ins.append(i)
+                    last[i] = k
+            outs = []
+            for v in eqn.outputs:
+                slots[v.uid] = i = len(values)
+                values.append(None)
+                results.add(i)
+                outs.append(i)
+            rows.append((eqn, template, tuple(ins), tuple(outs)))
+        outputs = []
+        for a in prog.outputs:
+            if a.__class__ is Literal:
+                values.append(a.value)
+                outputs.append(len(values) - 1)
+            else:
+                outputs.append(slots[a.uid])
+        self.outputs = tuple(outputs)
+        results.difference_update(outputs)
         frees: list[list[int]] = [[] for _ in prog.eqns]
         for i, k in last.items():
-            if i not in kept:
+            if i in results:
                 frees[k].append(i)
-        self.template: list[Any] = [None] * next(numbers)
-        for i, value in fixed.items():
-            self.template[i] = value
-        self.steps = [_step(*step) for step in zip(prog.eqns, templates, reads, writes, map(tuple, frees))]
+        self.template = values
+        self.steps = [_step(eqn, template, ins, outs, tuple(free)) for (eqn, template, ins, outs), free in zip(rows, frees)]
         self.by_ufuncs = _by_ufuncs(prog)
         # Rank-0 inputs as numpy scalars where operators run on them (see _compiled)
-        on_scalars = any(t is not None for t in templates)
         self.scalar_inputs = [(i, v.aval.dtype.type) for i, v in enumerate(prog.inputs) if on_scalars and v.aval.shape == ()]
 
     def __call__(self, *args: Any) -> tuple[Any, ...]:
