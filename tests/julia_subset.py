@@ -43,6 +43,7 @@ class JType:
 _TYPES = {
     "Float64": JType("Float64", np.dtype(np.float64)),
     "Float32": JType("Float32", np.dtype(np.float32)),
+    "Float16": JType("Float16", np.dtype(np.float16)),
     "Int64": JType("Int64", np.dtype(np.int64)),
     "Int32": JType("Int32", np.dtype(np.int32)),
     "Bool": JType("Bool", np.dtype(np.bool_)),
@@ -643,9 +644,9 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
             raise JuliaSubsetError("local functions are called plainly")
         return fn(*args)
     if isinstance(fn, JType):
-        if not dotted:
-            raise JuliaSubsetError("type constructor calls are emitted broadcast only")
         (x,) = args
+        if not dotted and _is_array(x):  # Float32(x) of an array is a MethodError; of a number, a conversion
+            raise JuliaSubsetError("type constructor calls of arrays are emitted broadcast only")
         if fn.dtype.kind in "iub" and _dtype(x).kind == "f":
             raise JuliaSubsetError(f"{fn.name}.(x) of floats is never emitted (InexactError)")
         return _broadcast(lambda v: np.asarray(v).astype(fn.dtype), [x], fn.dtype)
@@ -773,6 +774,7 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
 _CONSTANTS = {
     "true": np.bool_(True), "false": np.bool_(False), "Inf": np.float64(np.inf),
     "NaN": np.float64(np.nan), "Inf32": np.float32(np.inf), "NaN32": np.float32(np.nan),
+    "Inf16": np.float16(np.inf), "NaN16": np.float16(np.nan),
 }  # fmt: skip
 
 

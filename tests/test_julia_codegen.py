@@ -975,9 +975,10 @@ def test_literals_round_trip_and_are_fatou_formatted(tmp_path: Path) -> None:
     values = [0.0, -0.0, 1.0, -2.5, 0.1, 1e-8, 1.5e-300, 1e22, 123456789.0, 2.0**-1074, np.pi, np.inf, -np.inf, np.nan]
     lines = []
     for k, v in enumerate(values):
-        for dtype in (np.float64, np.float32):
-            text = julia_literal(v, dtype)
-            want = np.asarray(v, dtype=dtype)[()]
+        for dtype in (np.float64, np.float32, np.float16):
+            with np.errstate(over="ignore"):  # 1e22 is inf in float16
+                text = julia_literal(v, dtype)
+                want = np.asarray(v, dtype=dtype)[()]
             got = evaluate_expr(parse_expr(text), {})
             assert np.asarray(got).dtype == np.dtype(dtype), (v, dtype, text)
             assert np.array_equal(got, want, equal_nan=True) and np.signbit(got) == np.signbit(want), (v, text)
@@ -1106,6 +1107,20 @@ def test_programs_with_integer_and_boolean_inputs_emit_and_run(tmp_path: Path) -
     sources = {"program": check_program(prog, tuple(arrays))}
     for label, p, a in derived(prog, tuple(arrays), rng):
         sources[label] = check_program(p, a, name="pz_" + label.replace("-", "_"))
+    fatou_check(write_sources(tmp_path, sources))
+
+
+def test_float16_programs_emit_their_literals_and_run(tmp_path: Path) -> None:
+    """Julia audit: a float16 constant in a program made code generation raise NotImplementedError."""
+    programs = {
+        "half": (lambda x: x * 2.5 - np.float16(0.1), np.linspace(-1.0, 1.0, 5).astype(np.float16)),
+        "mixed": (lambda x: np.float16(0.5) * np.sin(x > 0) + x, np.linspace(-1.0, 1.0, 5)),
+    }
+    sources = {}
+    for name, (f, x) in programs.items():
+        prog = pz.make_program(f, x)
+        assert any(a.aval.dtype == np.float16 for e in prog.eqns for a in e.inputs if not hasattr(a, "uid")), name
+        sources[name] = check_program(prog, (x,), name=f"pz_{name}")
     fatou_check(write_sources(tmp_path, sources))
 
 

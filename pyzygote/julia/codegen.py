@@ -116,6 +116,8 @@ def julia_literal(value: Any, dtype: Any) -> str:
     ['2.0', '(-0.5)', '1.0e-8', '1.0e20', 'Inf', 'NaN']
     >>> [julia_literal(v, np.float32) for v in (0.1, 1e-8, -np.inf)]
     ['0.1f0', '1.0f-8', '(-Inf32)']
+    >>> [julia_literal(v, np.float16) for v in (0.5, -0.1, np.inf)]
+    ['Float16(0.5)', '(-Float16(0.0999755859375))', 'Inf16']
     """
     dtype = np.dtype(dtype)
     v = np.asarray(value, dtype=dtype)[()]
@@ -126,6 +128,11 @@ def julia_literal(value: Any, dtype: Any) -> str:
             return "typemin(Int64)"  # whether -9223372036854775808 parses as Int64 is the parser's choice
         text = str(int(v)) if dtype == np.int64 else f"{julia_type(dtype)}({int(v)})"
         return f"({text})" if int(v) < 0 else text
+    if dtype == np.float16:  # Julia has no Float16 literal syntax: the exact value, converted
+        if np.isnan(v):
+            return "NaN16"
+        text = "Inf16" if np.isinf(v) else f"Float16({julia_literal(abs(float(v)), np.float64)})"
+        return f"(-{text})" if np.signbit(v) else text
     if dtype.kind != "f" or dtype not in (np.float64, np.float32):
         raise NotImplementedError(f"the Julia engine does not support scalars of dtype {dtype}")
     f32 = dtype == np.float32
