@@ -2148,3 +2148,49 @@ def test_a_hodgkin_huxley_hessian_through_an_implicit_solver_with_exprel_rates()
         _checked(failed, "solve of the derivative system (tangent of ...) that second derivatives integrate", "Rodas5P")
     with pytest.raises(pz.SolverError, match=r"numbers\. The step size shrank to nothing"):
         _checked(failed, "ODE solve", "Rodas5P")
+
+
+def _geotherm_misfit(sensealg: str, alg: str = "Rodas5P") -> Any:
+    """A 30-cell heat equation whose starting state, a linear geotherm, comes from the parameters."""
+    z = np.linspace(0.0, 1.0, 30)
+    times = np.linspace(0.0, 0.5, 6)
+    sensors = [3, 10, 20]
+
+    def heat(u: Any, p: Any, t: Any) -> Any:
+        k = np.exp(p["logk"])
+        inner = k * (u[2:] - 2 * u[1:-1] + u[:-2]) * 100.0
+        return np.concatenate([[0.0], inner, [0.0]])
+
+    def misfit(p: Any, data: Any) -> Any:
+        u0 = p["top"] + p["gradient"] * z + 0.3 * np.sin(np.pi * z)
+        U = pz.odesolve(heat, u0, times, p, alg=alg, sensealg=sensealg, reltol=1e-10, abstol=1e-10)
+        return 0.5 * np.sum((U[1:, sensors] - data) ** 2)
+
+    return misfit
+
+
+def test_a_starting_state_computed_from_few_parameters_gets_its_gradient_in_forward_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """User testing: a borehole model's 60-cell starting state, the steady geotherm, came from 5
+    parameters: 65 directions, so sensealg='auto' took the adjoint (370 ms a gradient). Forward
+    mode over the whole program carries the 5 directions in one tangent solve (120 ms)."""
+    from pyzygote.ode import sensitivity
+
+    p = {"logk": np.log(0.8), "top": 10.0, "gradient": 25.0}
+    data = np.linspace(12.0, 30.0, 15).reshape(5, 3)
+    adjoints = []
+    real_vjp = sensitivity.vjp
+    monkeypatch.setattr(sensitivity, "vjp", lambda *a, **k: adjoints.append(1) or real_vjp(*a, **k))
+    value, (g,) = pz.withgradient(_geotherm_misfit("auto"), p, data=data)
+    assert not adjoints  # no adjoint solve: forward mode
+    value_adjoint, (g_adjoint,) = pz.withgradient(_geotherm_misfit("adjoint"), p, data=data)
+    assert adjoints  # the explicit sensealg is kept
+    assert value == value_adjoint
+    want = numerical_gradient(lambda q: _geotherm_misfit("auto")(q, data), p, relative=True)[0]
+    for key in p:
+        np.testing.assert_allclose(g[key], g_adjoint[key], rtol=1e-6)
+        np.testing.assert_allclose(g[key], want[key], rtol=1e-6)
+    # with more parameters than sensealg='auto' follows forward, reverse mode stays
+    adjoints.clear()
+    many = {**p, "logk": np.full(20, np.log(0.8))}
+    pz.withgradient(lambda q, data: _geotherm_misfit("auto")({**q, "logk": np.mean(q["logk"])}, data), many, data=data)
+    assert adjoints

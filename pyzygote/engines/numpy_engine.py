@@ -101,6 +101,27 @@ def _times_seed(eqn: Eqn, seed: Literal) -> Any:
     return other if other is not None and other.aval == eqn.outputs[0].aval else None
 
 
+def _forward_mode_pays(prog: Program, arrays: Sequence[np.ndarray], wrt: tuple[bool, ...] | None) -> bool:
+    """Whether a gradient is cheaper by forward mode: the rule lives beside the ODE primitive
+    (:func:`pyzygote.primitives.ode.gradient_directions_prefer_forward_mode`); decided once per
+    program and ``wrt``."""
+    key = ("forward gradient", wrt)
+    hit = prog._compiled.get(key)
+    if hit is None:
+        from pyzygote.ir import split_by_dependence
+        from pyzygote.primitives.ode import gradient_directions_prefer_forward_mode
+
+        flags = tuple(wrt) if wrt is not None else (True,) * len(arrays)
+        floats = all(a.dtype.kind == "f" for a, w in zip(arrays, flags) if w)
+        directions = sum(a.size for a, w in zip(arrays, flags) if w)
+        hit = floats and 0 < directions and prog.outputs[0].aval.shape == ()
+        if hit:
+            _, _, reached = split_by_dependence(prog, {v.uid for v, w in zip(prog.inputs, flags) if w})
+            hit = gradient_directions_prefer_forward_mode(prog, reached, directions)
+        prog._compiled[key] = hit
+    return hit
+
+
 def _fed(a: Any, feeds: dict[int, Any]) -> Any:
     return feeds.get(a.uid, a) if isinstance(a, Var) else a
 
@@ -186,10 +207,34 @@ class NumpyEngine:
     ) -> tuple[tuple[Any, ...], list[Any]]:
         """All outputs, and the gradient of the first (a scalar) with respect to the inputs ``wrt`` marks
         (every input by default; ``None`` for the others)."""
+        if _forward_mode_pays(prog, arrays, wrt):
+            return self._value_and_grad_forward(prog, arrays, wrt)
         gp = grad_program(prog, wrt)
         y, *rest = unaliased(_warning_as_the_value_would(gp, prog, arrays), [*arrays, *_constants(gp)])
         n = len(arrays) if wrt is None else sum(wrt)
         return (y, *rest[n:]), with_gaps(rest[:n], wrt)
+
+    def _value_and_grad_forward(
+        self, prog: Program, arrays: Sequence[np.ndarray], wrt: tuple[bool, ...] | None
+    ) -> tuple[tuple[Any, ...], list[Any]]:
+        """``value_and_grad`` by forward mode: the linearized program run once on the basis
+        tangents of every differentiated entry together (see ``_forward_mode_pays``)."""
+        flags = tuple(wrt) if wrt is not None else (True,) * len(arrays)
+        ys, linear = self.linearize(prog, arrays, flags, tangent_outputs=(0,))
+        wanted = [a for a, w in zip(arrays, flags) if w]
+        sizes = [a.size for a in wanted]
+        k = sum(sizes)
+        basis = np.split(np.eye(k), np.cumsum(sizes)[:-1], axis=1)
+        ts = [np.reshape(b, (k, *a.shape)).astype(a.dtype) for a, b in zip(wanted, basis)]
+        with _quiet_derivatives():
+            if has_batch_rules(linear.linear):
+                flat = eval_batched(linear.linear, [*linear.res, *ts], [False] * len(linear.res) + [True] * len(ts), k)[0]
+            else:
+                flat = np.stack([linear.run(*linear.res, *(t[i] for t in ts))[0] for i in range(k)])
+        flat = np.reshape(flat, (k,))
+        parts = np.split(flat, np.cumsum(sizes)[:-1])
+        grads = [np.reshape(g, a.shape).astype(a.dtype) for g, a in zip(parts, wanted)]
+        return tuple(ys), with_gaps(grads, wrt)
 
     def vjp(self, prog: Program, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], Callable[..., Any]]:
         fwd, bwd = vjp_programs(prog)
