@@ -615,7 +615,8 @@ def _note_new_function(f: Any, key: Hashable, seconds: float) -> None:
     _RETRACE_WARNED.add(code)
     warnings.warn(
         f"{getattr(f, '__qualname__', f)!r} (line {code.co_firstlineno} of {code.co_filename}) has been traced "
-        f"{count} times for the same argument shapes ({spent:.1f} s in all), because it is a new function object at each call, as a "
+        f"{count} times for the same argument shapes (the tracing alone took {spent:.1f} s in all, and each new trace's "
+        "derivatives are derived and compiled again, which takes longer), because it is a new function object at each call, as a "
         "lambda or a function defined inside the objective or loop is: traces are cached per function object, "
         "and tracing a long model costs far more than running it. Define the function once, outside, and pass "
         "what changes as arguments (def loss(th, data): ...; pz.gradient(loss, th, data=data))",
