@@ -15,6 +15,7 @@ tuples and lists of them; derivatives come back in the same structure.
 from __future__ import annotations
 
 import inspect
+import warnings
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -79,9 +80,36 @@ def _solves_an_ode(traced: Traced) -> bool:
     return any(e.prim.name == "odesolve" for e in traced.program.eqns)
 
 
-def _check_finite(traced: Traced, what: str, values: Sequence[Any], value: Any = None) -> None:
+def _check_finite(
+    traced: Traced, what: str, values: Sequence[Any], value: Any = None, arrays: Sequence[Any] | None = None, wrt: Sequence[bool] | None = None
+) -> None:
+    def where() -> str:
+        if arrays is None or any(isinstance(a, Tracer) for a in arrays):
+            return ""
+        from pyzygote.diagnose import first_nonfinite
+
+        found = first_nonfinite(traced.program, arrays, wrt)
+        return f"The first operation it meets, running the function again: {found}. " if found else ""
+
     for name, v in zip(_arg_names(traced), values):
-        _require_finite(v, f"the {what} with respect to {name}", value, lambda: _reads_nan(traced), _solves_an_ode(traced))
+        _require_finite(v, f"the {what} with respect to {name}", value, lambda: _reads_nan(traced), _solves_an_ode(traced), where)
+
+
+def _warn_if_value_not_finite(value: Any, fname: str) -> None:
+    """A gradient returned without its value, where the value is NaN: NaN in the data
+    or the arguments passes through numpy's arithmetic without a warning (user testing), so say so."""
+    if value is None or isinstance(value, Tracer) or not np.any(np.isnan(value)):
+        return  # an infinite value is a value (log_expit(-inf)); NaN is missing data or a bug
+    from pyzygote.tracing import _user_stacklevel
+
+    warnings.warn(
+        f"pz.{fname}: the function's value is {np.asarray(value)!r} at this point, and the finite {fname.replace('(f)', '')} "
+        "is returned without it. NaN in the data (a missing observation) or in the arguments passes through numpy's "
+        "arithmetic without a warning: mask it before the arithmetic, np.where(np.isnan(data), 0.0, pred - data). "
+        "pz.withgradient returns the value with the gradient",
+        RuntimeWarning,
+        stacklevel=_user_stacklevel(),
+    )
 
 
 def _reads_nan(traced: Traced) -> bool:
@@ -90,7 +118,9 @@ def _reads_nan(traced: Traced) -> bool:
     return any(np.asarray(a).dtype.kind == "f" and np.isnan(a).any() for a in arrays)
 
 
-def _require_finite(v: Any, what: str, value: Any = None, reads_nan: Callable[[], bool] = lambda: False, solves: bool = False) -> None:
+def _require_finite(
+    v: Any, what: str, value: Any = None, reads_nan: Callable[[], bool] = lambda: False, solves: bool = False, where: Callable[[], str] = lambda: ""
+) -> None:
     if v is None or isinstance(v, Tracer):
         return  # not computed (data), or checked when the enclosing transformation computes values
     if not np.all(np.isfinite(v)):
@@ -111,7 +141,7 @@ def _require_finite(v: Any, what: str, value: Any = None, reads_nan: Callable[[]
             else ""
         )
         raise NonFiniteGradientError(
-            f"{what} contains NaN or inf{at}. " + data + ode +
+            f"{what} contains NaN or inf{at}. " + where() + data + ode +
             "Check for log/sqrt/division at zero or overflow in the function (np.linalg.norm(d) at "
             "d = 0 has no derivative: a regularizer norm(theta - prior) ** 2 at its prior is "
             "np.sum((theta - prior) ** 2), which has). np.where does not "
@@ -305,7 +335,9 @@ def _withgradient(
                 "holding one; return the scalar itself" + ("" if aux is None and name is None else ", or use has_aux=True for (loss, aux)")
             )
     ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
-    _check_finite(traced, "gradient", grads, ys[0])
+    _check_finite(traced, "gradient", grads, ys[0], arrays, wrt)
+    if aux is None or name == "grad(f)":  # the value is not returned
+        _warn_if_value_not_finite(ys[0], name or "gradient")
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
     return value, _rebuild(traced, grads)[:n]
 
@@ -601,7 +633,7 @@ def pullback(
             grads = _engine(traced, [*arrays, *cts], None).vjp(traced.program, arrays)[1](*cts)
         else:
             grads = back_flat(*cts)
-        _check_finite(traced, "pullback", grads)
+        _check_finite(traced, "pullback", grads, None, arrays)
         return _rebuild(traced, grads)[:n]
 
     return value, back
@@ -684,6 +716,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
 
         with expected_pullbacks(out.size):
             ys, back = eng.vjp(prog, arrays)
+        _warn_if_value_not_finite(ys[0], "jacobian")
         rows = []
         for i in range(out.size):
             ct = np.zeros(out.size, out.dtype)
@@ -710,7 +743,9 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
             else:
                 cols = np.reshape(_result(basis_columns(a, along(k))), (a.size, out.size))
                 blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
-    _check_finite(traced, "jacobian", blocks)
+    _check_finite(traced, "jacobian", blocks, None, arrays, wanted)
+    if out.size >= n_in:
+        _warn_if_value_not_finite(getattr(along, "values", [None])[0], "jacobian")
     if not joined:
         return _rebuild(traced, [None if b is None else b.astype(_jacobian_dtype(out, a, b), copy=False) for a, b in zip(arrays, blocks)])[:n]
     per_output = []
@@ -758,7 +793,9 @@ def _tangent_columns(eng: Any, prog: Any, arrays: list[Any], wanted: list[bool])
     def along(k: int) -> Callable[[Any], Any]:
         if hasattr(eng, "linearize") and k in position:
             if not made:
-                made.append(eng.linearize(prog, arrays, floats)[1])
+                ys, linear = eng.linearize(prog, arrays, floats)
+                made.append(linear)
+                along.values = ys  # type: ignore[attr-defined]
             return lambda T: made[0].columns(T, position[k])
 
         def one(t: Any) -> Any:
@@ -818,7 +855,7 @@ def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwar
     _scalar_output(traced, "hessian")
     eng = _engine(traced, arrays, engine)
     h = eng.hessian(traced.program, arrays, 0)
-    _check_finite(traced, "hessian", [h])
+    _check_finite(traced, "hessian", [h], None, arrays, [True] + [False] * (len(arrays) - 1))
     if not isinstance(h, Tracer):
         # A NaN value (NaN in the data) can have a finite Hessian ((x - nan) ** 2 has 2): say so
         # instead of handing it back, as the other transformations do through their gradients.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import functools
 import traceback
+import warnings
 from typing import Any
 
 import numpy as np
@@ -1336,8 +1337,9 @@ def test_derivatives_at_a_nan_value_are_returned_for_optimizers_to_step_back_fro
     """A log-likelihood at a negative rate has a NaN value and a finite gradient.  The bad-input
     audit asked for an error; user testing then showed a BFGS line search stepping into such a
     point and crashing on it, where numpy and JAX hand back the NaN and let the optimizer decide.
-    So the value is NaN (numpy warns about it) and the gradient is the finite one; only a Hessian,
-    which optimizers do not probe with, refuses a NaN value."""
+    So the value is NaN and the gradient is the finite one; only a Hessian, which optimizers do
+    not probe with, refuses a NaN value.  Where the value is not returned (pz.grad, pz.jacobian)
+    a warning says it is NaN: user testing found NaN data passing through without any."""
     X = np.array([[1.0, 2.0], [1.0, -3.0]])
 
     def nll(w: Any) -> Any:
@@ -1345,11 +1347,21 @@ def test_derivatives_at_a_nan_value_are_returned_for_optimizers_to_step_back_fro
 
     w = np.ones(2)
     with np.errstate(invalid="ignore"):
-        value, (g,) = pz.withgradient(nll, w)
-        np.testing.assert_allclose(pz.grad(nll)(w), g)
-        np.testing.assert_allclose(pz.jacobian(lambda w: np.log(X @ w), w)[0], X / (X @ w)[:, None])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            value, (g,) = pz.withgradient(nll, w)
+        with pytest.warns(RuntimeWarning, match=r"pz.grad\(f\): the function's value is array\(nan\)"):
+            np.testing.assert_allclose(pz.grad(nll)(w), g)
+        with pytest.warns(RuntimeWarning, match="pz.jacobian: the function's value is"):
+            np.testing.assert_allclose(pz.jacobian(lambda w: np.log(X @ w), w)[0], X / (X @ w)[:, None])
+        with pytest.warns(RuntimeWarning, match="pz.jacobian: the function's value is"):  # reverse mode
+            np.testing.assert_allclose(pz.jacobian(lambda w: np.log(X @ w)[1:], w)[0], X[1:] / (X @ w)[1:, None])
         with pytest.raises(pz.NonFiniteGradientError, match="value is array\\(nan\\)"):
             pz.hessian(nll, w)
+    data = np.array([1.0, np.nan, 3.0])  # user testing: NaN data passed through without a word
+    with pytest.warns(RuntimeWarning, match="NaN in the data"):
+        (g_data,) = pz.gradient(lambda e: np.sum(e * X[0, 0]) + np.sum(data), np.ones(3))
+    np.testing.assert_array_equal(g_data, np.ones(3))
     assert np.isnan(value)
     np.testing.assert_allclose(g, -(X[0] / 3.0 + X[1] / -2.0))
 
@@ -2017,3 +2029,26 @@ def test_cotangents_of_the_wrong_kind_and_empty_argnums_are_refused() -> None:
     np.testing.assert_allclose(back({"a": np.ones(3), "b": 2})[0], [4.0, 4.0, 4.0])  # integers are numbers
     with pytest.raises(ValueError, match=r"argnums=\(\) selects no argument"):
         pz.grad(lambda x: np.sum(x), argnums=())(np.ones(2))
+
+
+def test_a_non_finite_gradient_names_the_operation_where_it_starts() -> None:
+    """User testing: NonFiniteGradientError gave the same checklist for arctan2 at the origin in a
+    radial-velocity model at e = 0 and arccos(1) in the branch np.where discards; it now names the
+    first operation whose value or local derivative stops being finite, with its operands."""
+    cases = [
+        (lambda e: np.arctan2(e * np.sin(0.0), e * np.cos(0.0) - e) + e, 0.3, "np.arctan2 with respect to its operand 1 is not finite at (0.0, 0.0)"),
+        (lambda b: np.sum(np.where(b < 1.0, np.arccos(np.minimum(b, 1.0)), 0.0)), np.array([0.5, 1.0, 2.0]), "np.arccos is not finite at 1.0 (entry [1])"),
+        (lambda x: np.sum(np.sqrt(x * x - 1.0)), np.array([2.0, 1.0]), "np.sqrt is not finite at 0.0 (entry [1])"),
+        (lambda x: np.sum(np.where(x > 0, np.log(x), 0.0)), np.array([1.0, 0.0]), "np.log gives inf at 0.0 (entry [1])"),
+    ]
+    for f, x, where in cases:
+        with pytest.raises(pz.NonFiniteGradientError, match="The first operation it meets") as info, np.errstate(all="ignore"):
+            pz.gradient(f, x)
+        assert where in str(info.value), (where, str(info.value))
+    # operations on data alone are not blamed: sqrt(0) of a constant has no derivative to take
+    data = np.array([0.0, 4.0])
+    with pytest.raises(pz.NonFiniteGradientError) as info, np.errstate(all="ignore"):
+        pz.gradient(lambda x: np.sum(np.sqrt(data) * x + np.log(x)), np.array([1.0, 0.0]))
+    assert "np.log gives inf at 0.0 (entry [1])" in str(info.value)
+    with pytest.raises(pz.NonFiniteGradientError, match="np.arccos is not finite"):
+        pz.jacobian(lambda b: np.arccos(b), np.array([0.2, 1.0]))

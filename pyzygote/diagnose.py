@@ -1,0 +1,107 @@
+"""Where a derivative stops being finite: the operation a NonFiniteGradientError points at.
+
+A NaN in a gradient says little about its origin; the program that computed it does.  Run once
+more with numpy, equation by equation, the first operation that depends on the differentiated
+arguments and either makes a non-finite value from finite operands (``np.log(-1.0)``) or has a
+non-finite local derivative there (``np.arccos`` at 1, ``np.arctan2`` at the origin, ``np.sqrt``
+at 0 in the branch ``np.where`` discards) is named, with its operands.  Run only when the error
+is raised.
+
+>>> import numpy as np, pyzygote as pz
+>>> prog = pz.make_program(lambda e: np.arctan2(e * 0.0, e - 1.0) + e, 1.0)
+>>> print(first_nonfinite(prog, [np.float64(1.0)]))
+the derivative of np.arctan2 with respect to its operand 1 is not finite at (0.0, 0.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from pyzygote.ir import Literal, Program, Var
+
+__all__ = ["first_nonfinite"]
+
+# What users wrote, for the primitives they reach through numpy's names or operators.
+_SPELLED = {
+    "atan2": "np.arctan2", "acos": "np.arccos", "asin": "np.arcsin", "atan": "np.arctan",
+    "acosh": "np.arccosh", "asinh": "np.arcsinh", "atanh": "np.arctanh", "pow": "a power (** or np.power)",
+    "div": "a division", "mul": "a product", "add": "a sum", "sub": "a difference", "sqrt": "np.sqrt",
+    "cbrt": "np.cbrt", "log": "np.log", "log2": "np.log2", "log10": "np.log10", "log1p": "np.log1p",
+    "exp": "np.exp", "exp2": "np.exp2", "expm1": "np.expm1", "tan": "np.tan", "sinh": "np.sinh",
+    "cosh": "np.cosh", "hypot": "np.hypot", "rem": "np.mod", "einsum": "a product of arrays (@, np.dot, np.einsum)",
+}  # fmt: skip
+
+
+def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | None = None) -> str:
+    """A sentence naming the first operation of ``prog`` (run on ``arrays``) that makes a value or
+    a local derivative non-finite while depending on the inputs ``wrt`` marks; "" if none is found
+    (or the program holds something only Julia runs)."""
+    flags = list(wrt) if wrt is not None else [True] * len(prog.inputs)
+    env: dict[int, Any] = {v.uid: x for v, x in zip(prog.inputs, arrays)}
+    env.update((v.uid, c) for v, c in zip(prog.constvars, prog.consts))
+    moving = {v.uid for v, x, w in zip(prog.inputs, arrays, flags) if w and np.asarray(x).dtype.kind == "f"}
+
+    def read(a: Any) -> Any:
+        return a.value if isinstance(a, Literal) else env[a.uid]
+
+    with np.errstate(all="ignore"):
+        for eqn in prog.eqns:
+            if eqn.prim.on_numpy is not None and not eqn.prim.on_numpy(**eqn.params):
+                return ""
+            ins = [read(a) for a in eqn.inputs]
+            try:
+                out = eqn.prim.bind(*ins, **eqn.params)
+            except Exception:  # noqa: BLE001 - a diagnosis must not replace the error it explains
+                return ""
+            outs = out if eqn.prim.multiple_results else (out,)
+            env.update((v.uid, o) for v, o in zip(eqn.outputs, outs))
+            if not any(isinstance(a, Var) and a.uid in moving for a in eqn.inputs):
+                continue
+            moving.update(v.uid for v in eqn.outputs)
+            if not all(_finite(x) for x in ins):
+                continue  # made elsewhere: the NaN of the data, say, is named by the error itself
+            name = _SPELLED.get(eqn.prim.name, eqn.prim.name)
+            bad = next((o for o in outs if not _finite(o)), None)
+            if bad is not None:
+                return f"{name} gives {_kind(bad)} at {_operands(ins, bad)}"
+            if eqn.prim.jvp is None or eqn.prim.name.startswith(("odesolve", "julia")):
+                continue  # a solve's derivative is a solve of its own: too dear to try here
+            for i, (a, x) in enumerate(zip(eqn.inputs, ins)):
+                if not (isinstance(a, Var) and a.uid in moving and np.asarray(x).dtype.kind == "f"):
+                    continue
+                tangents: list[Any] = [None] * len(ins)
+                tangents[i] = np.ones_like(x)
+                try:
+                    _, t = eqn.prim.jvp(ins, tangents, **eqn.params)
+                except Exception:  # noqa: BLE001
+                    continue
+                bad = next((d for d in (t if eqn.prim.multiple_results else (t,)) if d is not None and not _finite(d)), None)
+                if bad is not None:
+                    which = "" if sum(isinstance(b, Var) and b.uid in moving for b in eqn.inputs) < 2 else f" with respect to its operand {i + 1}"
+                    return f"the derivative of {name}{which} is not finite at {_operands(ins, bad)}"
+    return ""
+
+
+def _finite(x: Any) -> bool:
+    a = np.asarray(x)
+    return a.dtype.kind != "f" or bool(np.all(np.isfinite(a)))
+
+
+def _kind(x: Any) -> str:
+    a = np.asarray(x)
+    return "NaN" if np.any(np.isnan(a)) else "inf"
+
+
+def _operands(ins: Sequence[Any], bad: Any) -> str:
+    """The operands at the first non-finite entry of ``bad`` (elementwise operations), or their shapes."""
+    b = np.asarray(bad)
+    shapes = {np.shape(x) for x in ins} - {()}
+    if b.ndim == 0 or shapes == {b.shape}:
+        at = () if b.ndim == 0 else tuple(int(i) for i in np.argwhere(~np.isfinite(b))[0])
+        values = [np.asarray(x)[at] if np.ndim(x) else np.asarray(x)[()] for x in ins]
+        where = "" if not at else f" (entry {list(at)})"
+        shown = [repr(float(v)) if np.asarray(v).dtype.kind == "f" else repr(np.asarray(v).item()) for v in values]
+        return (shown[0] if len(shown) == 1 else "(" + ", ".join(shown) + ")") + where
+    return "operands of shapes " + ", ".join(str(np.shape(x)) for x in ins)
