@@ -66,6 +66,20 @@ _INSTEAD = {
     "lu_factor": "np.linalg.solve(A, b), which factorizes A itself",
     "lu_solve": "np.linalg.solve(A, b)",
 }
+# Root finders: a fixed number of Newton steps is traced, and its derivative is that of the root
+# once the steps have converged (user testing: Kepler's equation in a radial-velocity fit).
+_NEWTON_STEPS = (
+    "a fixed number of Newton steps, which pyzygote differentiates through, e.g. for Kepler's equation "
+    "E - e sin E = M: E = M; then for _ in range(30): E = E - (E - e * np.sin(E) - M) / (1 - e * np.cos(E)) "
+    "(as many steps as converge from your start; a while loop on the residual cannot be traced)"
+)
+_NEWTON_SYSTEM = (
+    "a fixed number of Newton steps, which pyzygote differentiates through: for _ in range(30): "
+    "x = x - np.linalg.solve(J(x), F(x)), with J the Jacobian of F written out (or pz.jacobian(F, x)[0] "
+    "outside the loss)"
+)
+_INSTEAD.update(dict.fromkeys(("brentq", "brenth", "bisect", "ridder", "toms748", "newton", "root_scalar", "halley"), _NEWTON_STEPS))
+_INSTEAD.update(dict.fromkeys(("fsolve", "root", "fixed_point"), _NEWTON_SYSTEM))
 # scipy.sparse: matrices and their solvers, for which dense numpy is the traced equivalent.
 _SPARSE = (
     "a dense matrix: K = np.zeros_like(E, shape=(n, n)); np.add.at(K, (rows, cols), values) assembles it (repeated "
@@ -74,7 +88,10 @@ _SPARSE = (
 
 # SciPy functions that call the user's code back: a traced value reaches them through a closure
 # (odeint(lambda u, t: f(u, t, k), ...)), so it is not among their own arguments.
-_CALLERS_BACK = frozenset({"solve_ivp", "odeint", "quad", "minimize", "root", "fsolve", "least_squares", "curve_fit"})
+_CALLERS_BACK = frozenset(
+    {"solve_ivp", "odeint", "quad", "minimize", "root", "fsolve", "least_squares", "curve_fit", "brentq", "brenth",
+     "bisect", "ridder", "toms748", "newton", "root_scalar", "fixed_point", "minimize_scalar"}
+)  # fmt: skip
 
 
 def _public(module: str) -> str:

@@ -986,9 +986,10 @@ def _at_user_line(err: TracerBoolError, cause: BaseException, conversion: bool =
         text = str(err)
         if conversion and re.search(r"\b(asarray|array|asanyarray|ascontiguousarray)\(", line):
             text = (
-                f"this line converts a traced value with numpy ({line}); traced values are already arrays "
-                "of their dtype: leave them as they are (drop the conversion, or convert only inputs that are "
-                "lists: x = x if hasattr(x, 'shape') else np.asarray(x, dtype=float)). " + text
+                f"this line converts traced values with numpy ({line}): make an array of a list of traced values "
+                "(results appended in a loop) with np.stack(values), and leave a traced value itself as it is, since "
+                "it is already an array of its dtype (drop the conversion, or convert only inputs that are lists: "
+                "x = x if hasattr(x, 'shape') else np.asarray(x, dtype=float)). " + text
             )
         err = TracerBoolError(f"{text}\n  ({where})")
     err._pyzygote_located = True  # type: ignore[attr-defined]

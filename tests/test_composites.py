@@ -448,6 +448,10 @@ def test_scipy_special_at_extremes_and_zeros() -> None:
         # user testing: finite-element assembly with scipy.sparse was refused with no way forward
         (lambda x: __import__("scipy.sparse").sparse.coo_matrix((x, ([0, 1], [0, 1])), shape=(2, 2)).toarray().sum(), "scipy.sparse.*np.add.at"),
         (lambda x: __import__("scipy.sparse.linalg").sparse.linalg.spsolve(__import__("scipy.sparse").sparse.eye(2).tocsr(), x).sum(), "spsolve.*np.linalg.solve"),
+        # user testing: Kepler's equation by brentq was refused under a SciPy internal's name
+        (lambda x: __import__("scipy.optimize").optimize.brentq(lambda E: E - x[0] * np.sin(E) - 1.0, 0.0, 4.0), "scipy.optimize.brentq.*Newton steps.*range\\(30\\)"),
+        (lambda x: __import__("scipy.optimize").optimize.newton(lambda E: E - x[0] * np.sin(E) - 1.0, 1.0), "scipy.optimize.newton.*Newton steps"),
+        (lambda x: __import__("scipy.optimize").optimize.fsolve(lambda v: v - x * np.sin(v) - 1.0, np.ones(2)).sum(), "scipy.optimize.fsolve.*np.linalg.solve\\(J\\(x\\), F\\(x\\)\\)"),
     ],
 )
 def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> None:

@@ -921,8 +921,15 @@ def test_errors_about_traced_values_name_the_users_line():
         theta = np.asarray(theta, dtype=float)  # a common first line, which cannot take a traced value
         return -0.5 * np.sum(theta**2)
 
-    with pytest.raises(pz.TracerBoolError, match=r"(?s)this line converts a traced value.*line \d+, in loglik: theta = np.asarray"):
+    with pytest.raises(pz.TracerBoolError, match=r"(?s)this line converts traced values.*line \d+, in loglik: theta = np.asarray"):
         pz.grad(loglik)(np.array([0.3, -1.2]))
+
+    def collected(p):  # user testing: results appended in a loop, then np.array of the list
+        out = [p[0] * k for k in range(3)]
+        return np.mean((np.array(out) - 1.0) ** 2)
+
+    with pytest.raises(pz.TracerBoolError, match=r"^this line converts traced values .*: make an array of a list of traced values .* with np.stack\(values\)"):
+        pz.grad(collected)(np.ones(1))
 
     def branches(x):
         if np.sum(x) > 0:
