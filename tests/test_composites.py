@@ -1555,3 +1555,56 @@ def test_exprel_and_its_derivatives_keep_their_precision_at_zero() -> None:
     with warnings.catch_warnings():  # float32 overflows to inf silently, as scipy's does (Julia audit)
         warnings.simplefilter("error")
         assert pz.make_program(sc.exprel, np.float32(1.0))(np.float32(100.0))[0] == sc.exprel(np.float32(100.0)) == np.inf
+
+
+def test_dawson_exponential_and_elliptic_integrals_have_their_closed_form_derivatives() -> None:
+    """User testing: scipy.special.dawsn, exp1 and ellipk were refused (transit light curves,
+    well functions)."""
+    x = np.array([-3.0, -0.4, 0.0, 0.7, 2.5, 30.0])
+    (g,) = pz.gradient(lambda v: np.sum(sc.dawsn(v)), x)
+    np.testing.assert_allclose(g, 1.0 - 2.0 * x * sc.dawsn(x), rtol=1e-14, atol=1e-16)
+    x = np.array([1e-3, 0.5, 2.0, 40.0])
+    (g,) = pz.gradient(lambda v: np.sum(sc.exp1(v)), x)
+    np.testing.assert_allclose(g, -np.exp(-x) / x, rtol=1e-14)
+    np.testing.assert_allclose(np.diag(pz.hessian(lambda v: np.sum(sc.exp1(v)), x)), np.exp(-x) * (1.0 / x + 1.0 / x**2), rtol=1e-13)
+    m = np.array([-4.0, -0.3, -1e-3, -2e-4, 0.0, 3e-4, 1e-3, 0.2, 0.9, 0.999])
+    K, E = sc.ellipk(m), sc.ellipe(m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dK = np.where(m == 0, np.pi / 8, (E / (1 - m) - K) / (2 * m))
+        dE = np.where(m == 0, -np.pi / 8, (E - K) / (2 * m))
+    (gK,) = pz.gradient(lambda v: np.sum(sc.ellipk(v)), m)
+    (gE,) = pz.gradient(lambda v: np.sum(sc.ellipe(v)), m)
+    far = np.abs(m) > 1e-3  # where the closed form itself keeps its digits
+    np.testing.assert_allclose(gK[far], dK[far], rtol=1e-13)
+    np.testing.assert_allclose(gE[far], dE[far], rtol=1e-13)
+    # at and near m = 0 the Maclaurin series: K'(0) = pi/8, K''(0) = 9 pi/64, E'(0) = -pi/8, E''(0) = -3 pi/64
+    np.testing.assert_allclose([gK[4], gE[4]], [np.pi / 8, -np.pi / 8], rtol=1e-15)
+    hK = np.diag(pz.hessian(lambda v: np.sum(sc.ellipk(v)), m))
+    hE = np.diag(pz.hessian(lambda v: np.sum(sc.ellipe(v)), m))
+    np.testing.assert_allclose([hK[4], hE[4]], [9 * np.pi / 64, -3 * np.pi / 64], rtol=1e-12)
+    # the series and the closed form meet at |m| = 1e-3: derivatives agree with differences across it
+    for f, g, h in ((sc.ellipk, gK, hK), (sc.ellipe, gE, hE)):
+        step = 1e-6
+        fd = (f(m + step) - f(m - step)) / (2 * step)
+        np.testing.assert_allclose(g[:-1], fd[:-1], rtol=1e-8)
+        fd2 = (pz.gradient(lambda v, f=f: np.sum(f(v)), m + step)[0] - pz.gradient(lambda v, f=f: np.sum(f(v)), m - step)[0]) / (2 * step)
+        np.testing.assert_allclose(h[:-1], fd2[:-1], rtol=1e-6)
+    # scipy's domains: NaN past them, as scipy gives
+    values = pz.make_program(lambda v: (sc.exp1(v), sc.ellipk(v + 3.0), sc.ellipe(v + 3.0)), np.array([-1.0]))(np.array([-1.0]))
+    assert all(np.isnan(v).all() for v in values)
+
+
+def test_special_integrals_in_scalarized_right_hand_sides_are_impls_values() -> None:
+    f = lambda u: np.stack([sc.dawsn(u[0]) * u[1], sc.exp1(u[1]) - sc.ellipk(u[0]), sc.ellipe(u[0] * u[1])])  # noqa: E731
+    scalar, run = _scalar_program(f, np.ones(2)), pz.make_program(f, np.ones(2))
+    for u in ([0.3, 1.7], [-0.5, 2.0], [0.0, np.nan], [1.5, -1.0], [np.inf, 40.0]):
+        u = np.array(u)
+        with np.errstate(all="ignore"):
+            np.testing.assert_array_equal(scalar(u)[0], run(u)[0])
+    # a pendulum's period through an ODE whose rate reads ellipk: the gradient through the solve
+    t = np.linspace(0.0, 1.0, 5)
+    loss = lambda m: pz.odesolve(lambda u, p, t: -u * sc.ellipk(p[0]), np.array([1.0]), t, m, reltol=1e-11, abstol=1e-12)[-1, 0]  # noqa: E731
+    m = np.array([0.4])
+    (g,) = pz.gradient(loss, m)
+    dK = (sc.ellipe(0.4) / 0.6 - sc.ellipk(0.4)) / 0.8
+    np.testing.assert_allclose(g, -np.exp(-sc.ellipk(0.4)) * dK, rtol=1e-8)

@@ -405,6 +405,20 @@ function _bessel(f, x::Real, nu::Real, every_order::Bool)
 end
 
 """
+    dawsn(x), exp1(x), ellipk(m), ellipe(m)
+
+scipy.special's Dawson integral, exponential integral `E1` and complete elliptic integrals
+of the first and second kind in the parameter `m = k^2`: SpecialFunctions' `dawson`,
+`expint`, `ellipk` and `ellipe`, with NaN where scipy gives NaN and SpecialFunctions throws a
+`DomainError` (`x < 0` for `expint`, `m > 1` for the elliptic integrals). DiffRules
+(ForwardDiff) and SpecialFunctions' ChainRules extension (Zygote) carry the derivatives.
+"""
+dawsn(x::Real) = SpecialFunctions.dawson(x)
+exp1(x::Real) = primal(x) < 0 ? _nan(x) : SpecialFunctions.expint(x)
+ellipk(m::Real) = primal(m) > 1 ? _nan(m) : SpecialFunctions.ellipk(m)
+ellipe(m::Real) = primal(m) > 1 ? _nan(m) : SpecialFunctions.ellipe(m)
+
+"""
     erf(x), erfc(x), erfcx(x), erfinv(x), erfcinv(x), log_ndtr(x)
 
 scipy.special's error functions: SpecialFunctions' own, whose derivatives ForwardDiff and
