@@ -101,6 +101,18 @@ _INSTEAD = {
         "v = a @ v / np.linalg.norm(a @ v) a fixed number of times and take v @ a @ v / (v @ v). The largest real part "
         "of a general matrix (the stability of a community matrix) has no traced form: it can belong to a complex pair"
     ),
+    # user testing (a spectroscopist's line fits): the Faddeeva function is complex, and not traced
+    "voigt_profile": (
+        "a pseudo-Voigt (Thompson, Cox and Hastings 1987): with fG = 2 * sigma * np.sqrt(2 * np.log(2)) and fL = 2 * gamma, "
+        "f = (fG**5 + 2.69269 * fG**4 * fL + 2.42843 * fG**3 * fL**2 + 4.47163 * fG**2 * fL**3 + 0.07842 * fG * fL**4 "
+        "+ fL**5) ** 0.2, r = fL / f, eta = 1.36603 * r - 0.47719 * r**2 + 0.11116 * r**3, and eta * L + (1 - eta) * G "
+        "for the Lorentzian L and Gaussian G of FWHM f (within about 1% of the Voigt profile); or the Gaussian and "
+        "Lorentzian convolved on a fine, wide grid with np.convolve (exact to the grid's resolution)"
+    ),
+    "wofz": (
+        "real arithmetic: pyzygote traces real numbers only. For the Voigt profile, see what pz says for "
+        "scipy.special.voigt_profile (a pseudo-Voigt, or np.convolve of a Gaussian and a Lorentzian)"
+    ),
 }
 
 

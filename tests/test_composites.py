@@ -1608,3 +1608,10 @@ def test_special_integrals_in_scalarized_right_hand_sides_are_impls_values() -> 
     (g,) = pz.gradient(loss, m)
     dK = (sc.ellipe(0.4) / 0.6 - sc.ellipk(0.4)) / 0.8
     np.testing.assert_allclose(g, -np.exp(-sc.ellipk(0.4)) * dK, rtol=1e-8)
+
+
+def test_a_voigt_profile_is_refused_with_the_pseudo_voigt_to_write() -> None:
+    """User testing: a spectroscopist's voigt_profile got no way forward (the Faddeeva function is complex)."""
+    x = np.linspace(-5.0, 5.0, 11)
+    with pytest.raises(pz.UnsupportedOperationError, match="voigt_profile.*pseudo-Voigt .*np.convolve"):
+        pz.gradient(lambda s: np.sum(sc.voigt_profile(x, s, 0.5)), 0.3)
