@@ -65,6 +65,15 @@ _INSTEAD = {
     "factorial": "scipy.special.gamma(n + 1.0), or np.exp(scipy.special.gammaln(n + 1.0)) for large n",
     "lu_factor": "np.linalg.solve(A, b), which factorizes A itself",
     "lu_solve": "np.linalg.solve(A, b)",
+    "pdf": "np.exp(-0.5 * ((x - mu) / s) ** 2) / (s * np.sqrt(2 * np.pi)) for a normal distribution (other densities written out alike)",
+    "expm": (
+        "w, V = np.linalg.eigh(A); V @ np.diag(np.exp(w)) @ V.T for a symmetric A; for exp(A t) u0, the solution of "
+        "u' = A u, pz.odesolve(lambda u, p, t: p @ u, u0, times, A), which differentiates in A too"
+    ),
+    "CubicSpline.__init__": (
+        "np.interp(x, xp, fp), piecewise linear and traced in x and in fp; for a smooth curve, the cubic (Hermite) pieces "
+        "written out, with i = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2) for each x's interval"
+    ),
 }
 # Root finders: a fixed number of Newton steps is traced, and its derivative is that of the root
 # once the steps have converged (user testing: Kepler's equation in a radial-velocity fit).
@@ -151,7 +160,7 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
     if entry is None:
         return None
     module, name = entry
-    instead = _SPARSE if module.startswith("scipy.sparse") else _INSTEAD.get(name.rsplit(".", 1)[-1])
+    instead = _SPARSE if module.startswith("scipy.sparse") else _INSTEAD.get(name, _INSTEAD.get(name.rsplit(".", 1)[-1]))
     err = UnsupportedOperationError(
         f"{module}.{name} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
         "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "

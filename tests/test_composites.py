@@ -452,6 +452,9 @@ def test_scipy_special_at_extremes_and_zeros() -> None:
         (lambda x: __import__("scipy.optimize").optimize.brentq(lambda E: E - x[0] * np.sin(E) - 1.0, 0.0, 4.0), "scipy.optimize.brentq.*Newton steps.*range\\(30\\)"),
         (lambda x: __import__("scipy.optimize").optimize.newton(lambda E: E - x[0] * np.sin(E) - 1.0, 1.0), "scipy.optimize.newton.*Newton steps"),
         (lambda x: __import__("scipy.optimize").optimize.fsolve(lambda v: v - x * np.sin(v) - 1.0, np.ones(2)).sum(), "scipy.optimize.fsolve.*np.linalg.solve\\(J\\(x\\), F\\(x\\)\\)"),
+        (lambda x: __import__("scipy.stats").stats.norm.pdf(x, 0.0, 1.0).sum(), "pdf was called.*np.sqrt\\(2 \\* np.pi\\)"),
+        (lambda x: __import__("scipy.linalg").linalg.expm(np.diag(x)).sum(), "scipy.linalg.expm.*np.linalg.eigh\\(A\\).*pz.odesolve"),
+        (lambda x: __import__("scipy.interpolate").interpolate.CubicSpline(np.arange(2.0), x)(0.5), "CubicSpline.*np.interp\\(x, xp, fp\\)"),
     ],
 )
 def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> None:
@@ -1615,3 +1618,10 @@ def test_a_voigt_profile_is_refused_with_the_pseudo_voigt_to_write() -> None:
     x = np.linspace(-5.0, 5.0, 11)
     with pytest.raises(pz.UnsupportedOperationError, match="voigt_profile.*pseudo-Voigt .*np.convolve"):
         pz.gradient(lambda s: np.sum(sc.voigt_profile(x, s, 0.5)), 0.3)
+
+
+def test_fft_and_qr_are_refused_with_what_to_write() -> None:
+    for call, hint in ((lambda x: np.fft.rfft(x).real.sum(), "the real part is C @ x"), (lambda x: np.linalg.qr(np.diag(x))[0].sum(), "np.linalg.lstsq")):
+        with pytest.raises(pz.UnsupportedOperationError, match="no rule is registered") as info:
+            pz.gradient(call, np.ones(2))
+        assert hint in str(info.value), str(info.value)
