@@ -430,6 +430,8 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "PyZygote.bessely_of": (lambda x, v: _float_fn(lambda t: scipy.special.yv(float(v), t))(x), None),
     "PyZygote.besseli_of": (lambda x, v: _float_fn(lambda t: scipy.special.iv(float(v), t))(x), None),
     "PyZygote.besselk_of": (lambda x, v: _float_fn(lambda t: scipy.special.kv(float(v), t))(x), None),
+    "PyZygote.gammainc_of": (lambda x, a: _float_fn(lambda v: scipy.special.gammainc(float(a), v))(x), None),
+    "PyZygote.gammaincc_of": (lambda x, a: _float_fn(lambda v: scipy.special.gammaincc(float(a), v))(x), None),
     "PyZygote.dawsn": (_float_fn(scipy.special.dawsn), None),
     "PyZygote.exp1": (_float_fn(scipy.special.exp1), None),
     "PyZygote.ellipk": (_float_fn(scipy.special.ellipk), None),

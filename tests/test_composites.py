@@ -1625,3 +1625,28 @@ def test_fft_and_qr_are_refused_with_what_to_write() -> None:
         with pytest.raises(pz.UnsupportedOperationError, match="no rule is registered") as info:
             pz.gradient(call, np.ones(2))
         assert hint in str(info.value), str(info.value)
+
+
+def test_incomplete_gamma_functions_have_the_gamma_density_as_derivative() -> None:
+    """User testing: scipy.special.gammainc was refused (chi-square and Poisson probabilities)."""
+    x = np.array([0.0, 1e-300, 0.3, 1.0, 2.0, 50.0, 800.0])
+    for a in (0.5, 1.0, 2.0, 4.5, 60.0):
+        with np.errstate(divide="ignore"):
+            density = np.where(x > 0, np.exp(sc.xlogy(a - 1, x) - x - sc.gammaln(a)), 1.0 if a == 1 else (0.0 if a > 1 else np.inf))
+        for f, sign in ((sc.gammainc, 1.0), (sc.gammaincc, -1.0)):
+            assert np.array_equal(pz.make_program(lambda v, f=f, a=a: f(a, v), x)(x)[0], f(a, x))
+            if a < 1:
+                continue  # an infinite derivative at 0
+            (g,) = pz.gradient(lambda v, f=f, a=a: np.sum(f(a, v)), x)
+            np.testing.assert_allclose(g, sign * density, rtol=1e-13, atol=0)
+    # P(1, x) = 1 - exp(-x): its second derivative, also at x = 0, and a chi-square CDF's derivative
+    h = np.diag(pz.hessian(lambda v: np.sum(sc.gammainc(1.0, v)), x[:5]))
+    np.testing.assert_allclose(h, -np.exp(-x[:5]), rtol=1e-14)
+    k, q = 3.0, np.array([0.5, 2.0, 7.0])
+    (g,) = pz.gradient(lambda v: np.sum(sc.gammainc(k / 2, v / 2)), q)  # chi2(3).cdf
+    np.testing.assert_allclose(g, q ** (k / 2 - 1) * np.exp(-q / 2) / (2 ** (k / 2) * sc.gamma(k / 2)), rtol=1e-13)
+    assert pz.make_program(lambda v: sc.gammainc(2.0, v), np.float32(1.0))(np.float32(1.0))[0].dtype == sc.gammainc(2.0, np.ones(1, np.float32)).dtype
+    with pytest.raises(pz.UnsupportedOperationError, match="derivative in a is taken by neither"):
+        pz.gradient(lambda a: sc.gammainc(a, 2.0), 1.5)
+    with pytest.raises(pz.UnsupportedOperationError, match="one real a at a time"):
+        pz.gradient(lambda v: np.sum(sc.gammainc(np.array([1.0, 2.0]), v)), np.ones(2))

@@ -419,6 +419,51 @@ ellipk(m::Real) = primal(m) > 1 ? _nan(m) : SpecialFunctions.ellipk(m)
 ellipe(m::Real) = primal(m) > 1 ? _nan(m) : SpecialFunctions.ellipe(m)
 
 """
+    gammainc_of(x, a), gammaincc_of(x, a)
+
+scipy.special's regularized incomplete gamma functions `gammainc(a, x)` (lower, `P`) and
+`gammaincc(a, x)` (upper, `Q = 1 - P`) of a constant `a`: SpecialFunctions' `gamma_inc`,
+with NaN where scipy gives NaN and `gamma_inc` throws a `DomainError` (`a < 0`, `x < 0`,
+`a = x = 0`). SpecialFunctions gives no derivative rule that ForwardDiff uses, so the one in
+`x`, `±x^(a - 1) exp(-x) / Gamma(a)`, is given here to duals and to Zygote. Zygote's
+broadcast may make `a` a dual number; only its plain value is used.
+"""
+gammainc_of(x::Real, a::Real) = _incomplete_gamma(x, a, 1)
+gammaincc_of(x::Real, a::Real) = _incomplete_gamma(x, a, 2)
+
+function _incomplete_gamma(x::Real, a::Real, part::Int)
+    v, s = primal(x), convert(float(typeof(primal(x))), primal(a))
+    (isnan(v) || isnan(s) || v < 0 || s < 0 || (iszero(v) && iszero(s))) && return _nan(x)
+    return SpecialFunctions.gamma_inc(s, v, 0)[part]
+end
+
+function _incomplete_gamma(d::ForwardDiff.Dual{T}, a::Real, part::Int) where {T}
+    x = ForwardDiff.value(d)
+    slope = _gamma_density(x, primal(a)) * (part == 1 ? 1 : -1)
+    return ForwardDiff.Dual{T}(
+        _incomplete_gamma(x, a, part),
+        slope * ForwardDiff.partials(d),
+    )
+end
+
+function ChainRulesCore.rrule(::typeof(_incomplete_gamma), x::Real, a::Real, part::Int)
+    slope = _gamma_density(x, primal(a)) * (part == 1 ? 1 : -1)
+    function incomplete_gamma_pullback(ȳ)
+        no = ChainRulesCore.NoTangent()
+        return (no, slope * ChainRulesCore.unthunk(ȳ), no, no)
+    end
+    return _incomplete_gamma(x, a, part), incomplete_gamma_pullback
+end
+
+# x^(a - 1) exp(-x) / Gamma(a), as the NumPy engine computes it: a power below x = 1 (exact at
+# 0), logarithms above (no overflow of the power before exp(-x) underflows).
+function _gamma_density(x::Real, a::Real)
+    lognorm = SpecialFunctions.loggamma(a)
+    primal(x) < 1 && return x^(a - 1) * exp(-x - lognorm)
+    return exp((a - 1) * log(x) - x - lognorm)
+end
+
+"""
     erf(x), erfc(x), erfcx(x), erfinv(x), erfcinv(x), log_ndtr(x)
 
 scipy.special's error functions: SpecialFunctions' own, whose derivatives ForwardDiff and
