@@ -153,4 +153,5 @@ def test_the_route_follows_the_size_and_the_solver() -> None:
     assert not route(2, 122, Options("Vern7", 1e-8, 1e-8), "adjoint") and not route(2, 42, Options("Tsit5", 1e-8, 1e-8), "adjoint")
     assert route(20, 40, Options("Rodas5P", 1e-8, 1e-8), "adjoint") and route(20, 40, Options("auto", 1e-8, 1e-8), "adjoint")
     assert ode_prims._hvp_options(Options("auto", 1e-8, 1e-8)).alg == "Rodas5P"
+    assert not route(12, 36, Options("auto", 1e-8, 1e-8), "adjoint")  # review: LSODA forward over forward is quicker there
     assert not route(20, 12, Options("Rodas5P", 1e-8, 1e-8), "adjoint") and not route(20, 40, Options("Tsit5", 1e-8, 1e-8), "forward")
