@@ -411,12 +411,106 @@ scipy.special's Dawson integral, exponential integral `E1` and complete elliptic
 of the first and second kind in the parameter `m = k^2`: SpecialFunctions' `dawson`,
 `expint`, `ellipk` and `ellipe`, with NaN where scipy gives NaN and SpecialFunctions throws a
 `DomainError` (`x < 0` for `expint`, `m > 1` for the elliptic integrals). DiffRules
-(ForwardDiff) and SpecialFunctions' ChainRules extension (Zygote) carry the derivatives.
+(ForwardDiff) and SpecialFunctions' ChainRules extension (Zygote) carry the derivative of
+`exp1`; those of the others are given below, as the NumPy engine computes them.
 """
 dawsn(x::Real) = SpecialFunctions.dawson(x)
 exp1(x::Real) = primal(x) < 0 ? _nan(x) : SpecialFunctions.expint(x)
 ellipk(m::Real) = primal(m) > 1 ? _nan(m) : SpecialFunctions.ellipk(m)
 ellipe(m::Real) = primal(m) > 1 ? _nan(m) : SpecialFunctions.ellipe(m)
+
+# Derivatives of `dawsn`, `ellipk` and `ellipe` as the NumPy engine computes them
+# (`pyzygote/primitives/special_integrals.py`), for duals and for Zygote: DiffRules' closed
+# forms are 0 / 0 at m = 0 (NaN in forward mode) and `1 - 2x D(x)` cancels for large |x|.
+# There the series are used: Maclaurin in m (DLMF 19.5.1-2), asymptotic in 1 / (2x^2) (DLMF
+# 7.12.1).
+const _ELLIPK_SLOPE = (
+    0.25,
+    0.28125,
+    0.29296875,
+    0.299072265625,
+    0.3028106689453125,
+    0.30533409118652344,
+    0.30715155601501465,
+    0.3085227683186531,
+    0.30959402793087065,
+    0.31045401134178974,
+    0.3111595886402938,
+    0.31174890604302163,
+    0.3122485036488598,
+    0.31267741642859725,
+)
+const _ELLIPE_SLOPE = (
+    -0.25,
+    -0.09375,
+    -0.05859375,
+    -0.042724609375,
+    -0.0336456298828125,
+    -0.027757644653320312,
+    -0.023627042770385742,
+    -0.020568184554576874,
+    -0.018211413407698274,
+    -0.016339684807462618,
+    -0.01481712326858542,
+    -0.013554300262740071,
+    -0.012489940145954392,
+    -0.01158064505291101,
+)
+const _DAWSON_SLOPE = (
+    1.0,
+    3.0,
+    15.0,
+    105.0,
+    945.0,
+    10395.0,
+    135135.0,
+    2027025.0,
+    34459425.0,
+    654729075.0,
+    13749310575.0,
+    316234143225.0,
+    7905853580625.0,
+    213458046676875.0,
+    6190283353629375.0,
+    1.9189878396251062e17,
+)
+
+function _ellipk_slope(m::Real)
+    abs(primal(m)) < 0.05 &&
+        return oftype(float(primal(m)), π) / 2 * evalpoly(m, _ELLIPK_SLOPE)
+    return (ellipe(m) / (1 - m) - ellipk(m)) / (2 * m)
+end
+
+function _ellipe_slope(m::Real)
+    abs(primal(m)) < 0.05 &&
+        return oftype(float(primal(m)), π) / 2 * evalpoly(m, _ELLIPE_SLOPE)
+    return (ellipe(m) - ellipk(m)) / (2 * m)
+end
+
+function _dawsn_slope(x::Real)
+    abs(primal(x)) <= 10 && return 1 - 2 * x * dawsn(x)
+    t = inv(2 * x^2)
+    return -t * evalpoly(t, _DAWSON_SLOPE)
+end
+
+function dawsn(d::ForwardDiff.Dual{T}) where {T}
+    x = ForwardDiff.value(d)
+    return ForwardDiff.Dual{T}(dawsn(x), _dawsn_slope(x) * ForwardDiff.partials(d))
+end
+
+function ellipk(d::ForwardDiff.Dual{T}) where {T}
+    m = ForwardDiff.value(d)
+    return ForwardDiff.Dual{T}(ellipk(m), _ellipk_slope(m) * ForwardDiff.partials(d))
+end
+
+function ellipe(d::ForwardDiff.Dual{T}) where {T}
+    m = ForwardDiff.value(d)
+    return ForwardDiff.Dual{T}(ellipe(m), _ellipe_slope(m) * ForwardDiff.partials(d))
+end
+
+ChainRulesCore.@scalar_rule dawsn(x::Real) _dawsn_slope(x)
+ChainRulesCore.@scalar_rule ellipk(m::Real) _ellipk_slope(m)
+ChainRulesCore.@scalar_rule ellipe(m::Real) _ellipe_slope(m)
 
 """
     gammainc_of(x, a), gammaincc_of(x, a)
