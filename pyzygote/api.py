@@ -83,12 +83,18 @@ def _solves_an_ode(traced: Traced) -> bool:
 def _check_finite(
     traced: Traced, what: str, values: Sequence[Any], value: Any = None, arrays: Sequence[Any] | None = None, wrt: Sequence[bool] | None = None
 ) -> None:
+    if all(v is None or isinstance(v, Tracer) or np.all(np.isfinite(v)) for v in values):
+        return
+    # The arguments as they are now: the diagnosis runs when the message is read (see
+    # NonFiniteGradientError), maybe after the caller has changed them in place.
+    snapshot = None if arrays is None or any(isinstance(a, Tracer) for a in arrays) else [np.array(a, copy=True) for a in arrays]
+
     def where() -> str:
-        if arrays is None or any(isinstance(a, Tracer) for a in arrays):
+        if snapshot is None:
             return ""
         from pyzygote.diagnose import first_nonfinite
 
-        found = first_nonfinite(traced.program, arrays, wrt)
+        found = first_nonfinite(traced.program, snapshot, wrt)
         return f"The first operation it meets, running the function again: {found}. " if found else ""
 
     for name, v in zip(_arg_names(traced), values):
@@ -140,14 +146,17 @@ def _require_finite(
             if solves
             else ""
         )
+        first = f"{what} contains NaN or inf{at}. "
         raise NonFiniteGradientError(
-            f"{what} contains NaN or inf{at}. " + where() + data + ode +
+            first + data + ode +
             "Check for log/sqrt/division at zero or overflow in the function (np.linalg.norm(d) at "
             "d = 0 has no derivative: a regularizer norm(theta - prior) ** 2 at its prior is "
             "np.sum((theta - prior) ** 2), which has). np.where does not "
             "shield the discarded branch's derivative: make its input safe too, as in "
             "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0). Eigenvectors from np.linalg.eigh "
-            "have infinite derivatives where eigenvalues repeat."
+            "have infinite derivatives where eigenvalues repeat.",
+            where=where,
+            where_at=len(first),
         )
 
 
@@ -336,7 +345,7 @@ def _withgradient(
             )
     ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
     _check_finite(traced, "gradient", grads, ys[0], arrays, wrt)
-    if aux is None or name == "grad(f)":  # the value is not returned
+    if (aux is None and name is None) or name == "grad(f)":  # pz.gradient and pz.grad do not return the value
         _warn_if_value_not_finite(ys[0], name or "gradient")
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
     return value, _rebuild(traced, grads)[:n]
@@ -716,7 +725,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
 
         with expected_pullbacks(out.size):
             ys, back = eng.vjp(prog, arrays)
-        _warn_if_value_not_finite(ys[0], "jacobian")
+        value = ys[0]
         rows = []
         for i in range(out.size):
             ct = np.zeros(out.size, out.dtype)
@@ -743,9 +752,9 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
             else:
                 cols = np.reshape(_result(basis_columns(a, along(k))), (a.size, out.size))
                 blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
+        value = getattr(along, "values", [None])[0]  # the linearization's, when it ran
     _check_finite(traced, "jacobian", blocks, None, arrays, wanted)
-    if out.size >= n_in:
-        _warn_if_value_not_finite(getattr(along, "values", [None])[0], "jacobian")
+    _warn_if_value_not_finite(value, "jacobian")  # once the Jacobian itself is known to be finite
     if not joined:
         return _rebuild(traced, [None if b is None else b.astype(_jacobian_dtype(out, a, b), copy=False) for a, b in zip(arrays, blocks)])[:n]
     per_output = []

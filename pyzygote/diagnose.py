@@ -42,6 +42,7 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
     env: dict[int, Any] = {v.uid: x for v, x in zip(prog.inputs, arrays)}
     env.update((v.uid, c) for v, c in zip(prog.constvars, prog.consts))
     moving = {v.uid for v, x, w in zip(prog.inputs, arrays, flags) if w and np.asarray(x).dtype.kind == "f"}
+    reaching = _reaching_the_outputs(prog)
 
     def read(a: Any) -> Any:
         return a.value if isinstance(a, Literal) else env[a.uid]
@@ -60,6 +61,8 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
             if not any(isinstance(a, Var) and a.uid in moving for a in eqn.inputs):
                 continue
             moving.update(v.uid for v in eqn.outputs)
+            if not any(v.uid in reaching for v in eqn.outputs):
+                continue  # a value only compared (a mask): no derivative flows through it
             if not all(_finite(x) for x in ins):
                 continue  # made elsewhere: the NaN of the data, say, is named by the error itself
             name = _SPELLED.get(eqn.prim.name, eqn.prim.name)
@@ -82,6 +85,16 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                     which = "" if sum(isinstance(b, Var) and b.uid in moving for b in eqn.inputs) < 2 else f" with respect to its operand {i + 1}"
                     return f"the derivative of {name}{which} is not finite at {_operands(ins, bad)}"
     return ""
+
+
+def _reaching_the_outputs(prog: Program) -> set[int]:
+    """The floating-point variables from which a derivative can reach an output: a comparison's
+    boolean result carries none back to its operands."""
+    reaching = {a.uid for a in prog.outputs if isinstance(a, Var) and a.aval.dtype.kind == "f"}
+    for eqn in reversed(prog.eqns):
+        if any(v.uid in reaching for v in eqn.outputs):
+            reaching.update(a.uid for a in eqn.inputs if isinstance(a, Var) and a.aval.dtype.kind == "f")
+    return reaching
 
 
 def _finite(x: Any) -> bool:

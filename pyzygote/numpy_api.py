@@ -105,10 +105,19 @@ _INSTEAD = {
         "np.linalg.lstsq(a, b, rcond=None) for a least-squares solution, or R from np.linalg.cholesky(a.T @ a).T "
         "(and Q = a @ np.linalg.inv(R)) for a of full column rank"
     ),
-    **dict.fromkeys(("fft", "rfft", "ifft", "irfft", "fft2", "fftn"), (
+    **dict.fromkeys(("fft", "rfft"), (
         "a discrete Fourier transform in real arithmetic (pyzygote traces real numbers only): with k = np.arange(n), "
         "C = np.cos(2 * np.pi * np.outer(k, k) / n) and S = np.sin(2 * np.pi * np.outer(k, k) / n), the real part is "
-        "C @ x and the imaginary part -S @ x (a matrix product: for moderate n)"
+        "C @ x and the imaginary part -S @ x (rfft keeps the first n // 2 + 1 rows; a matrix product: for moderate n)"
+    )),
+    **dict.fromkeys(("ifft", "irfft"), (
+        "the inverse transform in real arithmetic (pyzygote traces real numbers only): for the full spectrum re + i im "
+        "of length n, with C and S as for the forward transform (C = np.cos(2 * np.pi * np.outer(k, k) / n), S likewise "
+        "with np.sin, k = np.arange(n)), the real signal is (C @ re - S @ im) / n; irfft's half spectrum first "
+        "extended by its conjugate symmetry"
+    )),
+    **dict.fromkeys(("fft2", "fftn", "ifft2", "ifftn", "rfft2", "rfftn"), (
+        "matrix products in real arithmetic along each axis, as for np.fft.fft (pyzygote traces real numbers only)"
     )),
     # user testing (a spectroscopist's line fits): the Faddeeva function is complex, and not traced
     "voigt_profile": (

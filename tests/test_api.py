@@ -2052,3 +2052,32 @@ def test_a_non_finite_gradient_names_the_operation_where_it_starts() -> None:
     assert "np.log gives inf at 0.0 (entry [1])" in str(info.value)
     with pytest.raises(pz.NonFiniteGradientError, match="np.arccos is not finite"):
         pz.jacobian(lambda b: np.arccos(b), np.array([0.2, 1.0]))
+
+
+def test_the_diagnosis_runs_when_read_and_skips_values_only_compared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: the replay cost every caught NonFiniteGradientError 0.4 s on a long loop (a line
+    search pays it at each rejected step), it named np.sqrt when np.sqrt only fed a mask, and
+    pz.value_and_grad warned that it did not return a NaN value it returned."""
+    import pyzygote.diagnose as diagnose
+
+    calls = []
+    real = diagnose.first_nonfinite
+    monkeypatch.setattr(diagnose, "first_nonfinite", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def f(x: Any) -> Any:
+        inside = np.sqrt(x) < 1.0  # a mask: sqrt's derivative never reaches the loss
+        return np.sum(np.where(inside, x, 0.0)) + np.log(x[1] - 2.0)
+
+    with np.errstate(divide="ignore"):
+        with pytest.raises(pz.NonFiniteGradientError) as info:
+            pz.gradient(f, np.array([0.0, 2.0]))
+    assert not calls  # not run until the message is read
+    assert "The first operation it meets, running the function again: np.log gives inf at 0.0" in str(info.value)
+    assert len(calls) == 1 and str(info.value) == str(info.value) and len(calls) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, g = pz.value_and_grad(lambda w: np.sum(w**2) + np.nan)(np.array([1.0, 2.0]))
+        with pytest.raises(pz.NonFiniteGradientError):  # raised without first warning that it is returned
+            pz.jacobian(lambda w: np.sqrt(w)[:1] + np.nan, np.array([0.0, 1.0]))
+    assert np.isnan(value)
+    np.testing.assert_array_equal(g, [2.0, 4.0])
