@@ -518,9 +518,10 @@ ChainRulesCore.@scalar_rule ellipe(m::Real) _ellipe_slope(m)
 scipy.special's regularized incomplete gamma functions `gammainc(a, x)` (lower, `P`) and
 `gammaincc(a, x)` (upper, `Q = 1 - P`) of a constant `a`: SpecialFunctions' `gamma_inc`,
 with NaN where scipy gives NaN and `gamma_inc` throws a `DomainError` (`a < 0`, `x < 0`,
-`a = x = 0`). SpecialFunctions gives no derivative rule that ForwardDiff uses, so the one in
-`x`, `±x^(a - 1) exp(-x) / Gamma(a)`, is given here to duals and to Zygote. Zygote's
-broadcast may make `a` a dual number; only its plain value is used.
+`a = x = 0`). The derivative in `x`, `±x^(a - 1) exp(-x) / Gamma(a)`, is given here to duals
+and to Zygote, as the NumPy engine computes it (ForwardDiff 1 has a dual method of `gamma_inc`
+in `x` too, ForwardDiff 0.10 none). Zygote's broadcast may make `a` a dual number; only its
+plain value is used.
 """
 gammainc_of(x::Real, a::Real) = _incomplete_gamma(x, a, 1)
 gammaincc_of(x::Real, a::Real) = _incomplete_gamma(x, a, 2)
