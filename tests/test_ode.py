@@ -2194,11 +2194,9 @@ def test_a_starting_state_computed_from_few_parameters_gets_its_gradient_in_forw
     many = {**p, "logk": np.full(20, np.log(0.8))}
     pz.withgradient(lambda q, data: _geotherm_misfit("auto")({**q, "logk": np.mean(q["logk"])}, data), many, data=data)
     assert adjoints
-    # alg="auto" would solve a tangent system of more than 1,000 equations with BDF, less accurate
-    # than its tolerance (review: 8e-6 off at reltol=1e-8, 300 cells): the adjoint stays
-    adjoints.clear()
-    pz.withgradient(_geotherm_misfit("auto", alg="auto", cells=300), p, data=data)
-    assert adjoints
-    adjoints.clear()
-    pz.withgradient(_geotherm_misfit("auto", alg="auto", cells=30), p, data=data)
-    assert not adjoints
+    # the multistep solvers' tangents are far less accurate than their tolerance (review: 2.7e-6
+    # against the adjoint's 3e-8 at reltol=1e-8 with alg="auto", 60 cells): the adjoint stays
+    for alg in ("auto", "FBDF"):
+        adjoints.clear()
+        pz.withgradient(_geotherm_misfit("auto", alg=alg), p, data=data)
+        assert adjoints, alg
