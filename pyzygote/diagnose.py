@@ -10,7 +10,7 @@ is raised.
 >>> import numpy as np, pyzygote as pz
 >>> prog = pz.make_program(lambda e: np.arctan2(e * 0.0, e - 1.0) + e, 1.0)
 >>> print(first_nonfinite(prog, [np.float64(1.0)]))
-the derivative of np.arctan2 with respect to its operand 1 is not finite at (0.0, 0.0)
+the derivative of np.arctan2 in its first operand is not finite at (0.0, 0.0)
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                     continue
                 bad = next((d for d in (t if eqn.prim.multiple_results else (t,)) if d is not None and not _finite(d)), None)
                 if bad is not None:
-                    which = "" if sum(isinstance(b, Var) and b.uid in moving for b in eqn.inputs) < 2 else f" with respect to its operand {i + 1}"
+                    ordinal = ("first", "second", "third")[i] if i < 3 else f"{i + 1}th"
+                    which = "" if sum(isinstance(b, Var) and b.uid in moving for b in eqn.inputs) < 2 else f" in its {ordinal} operand"
                     return f"the derivative of {name}{which} is not finite at {_operands(ins, bad)}"
     return ""
 
@@ -104,7 +105,9 @@ def _finite(x: Any) -> bool:
 
 def _kind(x: Any) -> str:
     a = np.asarray(x)
-    return "NaN" if np.any(np.isnan(a)) else "inf"
+    if np.any(np.isnan(a)):
+        return "NaN"
+    return "-inf" if np.any(np.isneginf(a)) else "inf"
 
 
 def _operands(ins: Sequence[Any], bad: Any) -> str:

@@ -70,6 +70,18 @@ _INSTEAD = {
         "w, V = np.linalg.eigh(A); V @ np.diag(np.exp(w)) @ V.T for a symmetric A; for exp(A t) u0, the solution of "
         "u' = A u, pz.odesolve(lambda u, p, t: p @ u, u0, times, A), which differentiates in A too"
     ),
+    **dict.fromkeys(("interp1d.__init__", "interp1d.__call__", "interp1d._evaluate"), (
+        "np.interp(x, xp, fp), linear interpolation traced in x and in fp (as a table in an ODE's right-hand side, "
+        "pass its knots as tstops)"
+    )),
+    "quad": (
+        "np.trapezoid(f(s), s) over a fine grid s, or a Gauss-Legendre sum with nodes and weights from "
+        "np.polynomial.legendre.leggauss(n), mapped to [a, b] (constants; f(s) is traced)"
+    ),
+    **dict.fromkeys(("CubicSpline.__call__", "PPoly.__call__", "_PPolyBase.__call__"), (
+        "np.interp(x, xp, fp), piecewise linear and traced in x and in fp; for a smooth curve, the cubic (Hermite) pieces "
+        "written out, with i = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2) for each x's interval"
+    )),
     "CubicSpline.__init__": (
         "np.interp(x, xp, fp), piecewise linear and traced in x and in fp; for a smooth curve, the cubic (Hermite) pieces "
         "written out, with i = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2) for each x's interval"

@@ -82,9 +82,12 @@ _set_scalar_rule()
 def _constant_a(name: str, a: Any) -> float:
     if isinstance(a, Tracer):
         raise UnsupportedOperationError(
-            f"scipy.special.{name}: the derivative in a is taken by neither scipy nor SpecialFunctions.jl; pass a "
-            "as a number (only x is traced). For a fitted shape, the gamma distribution's log-density "
-            "(a - 1) * np.log(x) - x / s - scipy.special.gammaln(a) - a * np.log(s) is traced in a"
+            f"scipy.special.{name}: its a is traced here, and the derivative in a is taken by neither scipy nor "
+            "SpecialFunctions.jl, so a must be a number. An a given positionally to pz.gradient or pz.grad is "
+            "differentiated (every positional argument is): pass a fixed shape as a keyword argument, "
+            "pz.gradient(f, x, a=2.5), or close over it. For a fitted shape, the gamma distribution's log-density "
+            "(a - 1) * np.log(x) - x / s - scipy.special.gammaln(a) - a * np.log(s) is traced in a; a censored "
+            "observation's survival function in a fitted shape is not"
         )
     value = np.asarray(a)
     if value.ndim != 0 or value.dtype.kind not in "iuf":
