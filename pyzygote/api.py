@@ -101,16 +101,24 @@ def _check_finite(
         _require_finite(v, f"the {what} with respect to {name}", value, lambda: _reads_nan(traced), _solves_an_ode(traced), where)
 
 
-def _warn_if_value_not_finite(value: Any, fname: str) -> None:
+def _warn_if_value_not_finite(value: Any, fname: str, traced: Traced | None = None, arrays: Sequence[Any] | None = None) -> None:
     """A gradient returned without its value, where the value is NaN: NaN in the data
-    or the arguments passes through numpy's arithmetic without a warning (user testing), so say so."""
+    or the arguments passes through numpy's arithmetic without a warning (user testing), so say so,
+    and where the NaN starts when an operation makes it (np.log of an ODE solution below zero)."""
     if value is None or isinstance(value, Tracer) or not np.any(np.isnan(value)):
         return  # an infinite value is a value (log_expit(-inf)); NaN is missing data or a bug
     from pyzygote.tracing import _user_stacklevel
 
+    found = ""
+    if traced is not None and arrays is not None and not any(isinstance(a, Tracer) for a in arrays):
+        from pyzygote.diagnose import first_nonfinite
+
+        # values only (one replay of the program): a NaN that an operation makes, not one read
+        made = first_nonfinite(traced.program, arrays, None, derivatives=False)
+        found = f" Running the function again, the first operation that makes a non-finite value: {made}." if made else ""
     warnings.warn(
         f"pz.{fname}: the function's value is {np.asarray(value)!r} at this point, and the finite {fname.replace('(f)', '')} "
-        "is returned without it. NaN in the data (a missing observation) or in the arguments passes through numpy's "
+        f"is returned without it.{found} NaN in the data (a missing observation) or in the arguments passes through numpy's "
         "arithmetic without a warning: mask it before the arithmetic, np.where(np.isnan(data), 0.0, pred - data). "
         "pz.withgradient returns the value with the gradient",
         RuntimeWarning,
@@ -346,7 +354,7 @@ def _withgradient(
     ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
     _check_finite(traced, "gradient", grads, ys[0], arrays, wrt)
     if (aux is None and name is None) or name == "grad(f)":  # pz.gradient and pz.grad do not return the value
-        _warn_if_value_not_finite(ys[0], name or "gradient")
+        _warn_if_value_not_finite(ys[0], name or "gradient", traced, arrays)
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
     return value, _rebuild(traced, grads)[:n]
 
@@ -754,7 +762,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
                 blocks.append(np.reshape(np.transpose(cols), out.shape + a.shape))
         value = getattr(along, "values", [None])[0]  # the linearization's, when it ran
     _check_finite(traced, "jacobian", blocks, None, arrays, wanted)
-    _warn_if_value_not_finite(value, "jacobian")  # once the Jacobian itself is known to be finite
+    _warn_if_value_not_finite(value, "jacobian", traced, arrays)  # once the Jacobian itself is known to be finite
     if not joined:
         return _rebuild(traced, [None if b is None else b.astype(_jacobian_dtype(out, a, b), copy=False) for a, b in zip(arrays, blocks)])[:n]
     per_output = []

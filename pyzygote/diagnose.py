@@ -34,10 +34,10 @@ _SPELLED = {
 }  # fmt: skip
 
 
-def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | None = None) -> str:
+def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | None = None, derivatives: bool = True) -> str:
     """A sentence naming the first operation of ``prog`` (run on ``arrays``) that makes a value or
-    a local derivative non-finite while depending on the inputs ``wrt`` marks; "" if none is found
-    (or the program holds something only Julia runs)."""
+    (with ``derivatives``) a local derivative non-finite while depending on the inputs ``wrt``
+    marks; "" if none is found (or the program holds something only Julia runs)."""
     flags = list(wrt) if wrt is not None else [True] * len(prog.inputs)
     env: dict[int, Any] = {v.uid: x for v, x in zip(prog.inputs, arrays)}
     env.update((v.uid, c) for v, c in zip(prog.constvars, prog.consts))
@@ -69,7 +69,7 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
             bad = next((o for o in outs if not _finite(o)), None)
             if bad is not None:
                 return f"{name} gives {_kind(bad)} at {_operands(ins, bad)}"
-            if eqn.prim.jvp is None or eqn.prim.name.startswith(("odesolve", "julia")):
+            if not derivatives or eqn.prim.jvp is None or eqn.prim.name.startswith(("odesolve", "julia")):
                 continue  # a solve's derivative is a solve of its own: too dear to try here
             for i, (a, x) in enumerate(zip(eqn.inputs, ins)):
                 if not (isinstance(a, Var) and a.uid in moving and np.asarray(x).dtype.kind == "f"):

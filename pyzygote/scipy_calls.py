@@ -65,6 +65,7 @@ _INSTEAD = {
     "factorial": "scipy.special.gamma(n + 1.0), or np.exp(scipy.special.gammaln(n + 1.0)) for large n",
     "lu_factor": "np.linalg.solve(A, b), which factorizes A itself",
     "lu_solve": "np.linalg.solve(A, b)",
+    "multigammaln": "d * (d - 1) / 4 * np.log(np.pi) + sum(scipy.special.gammaln(a + (1 - j) / 2) for j in range(1, d + 1))",
     "pdf": "np.exp(-0.5 * ((x - mu) / s) ** 2) / (s * np.sqrt(2 * np.pi)) for a normal distribution (other densities written out alike)",
     "expm": (
         "w, V = np.linalg.eigh(A); V @ np.diag(np.exp(w)) @ V.T for a symmetric A; for exp(A t) u0, the solution of "

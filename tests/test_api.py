@@ -1362,6 +1362,10 @@ def test_derivatives_at_a_nan_value_are_returned_for_optimizers_to_step_back_fro
     with pytest.warns(RuntimeWarning, match="NaN in the data"):
         (g_data,) = pz.gradient(lambda e: np.sum(e * X[0, 0]) + np.sum(data), np.ones(3))
     np.testing.assert_array_equal(g_data, np.ones(3))
+    # a NaN an operation makes is named (user testing: np.log of a solution that went below zero)
+    with pytest.warns(RuntimeWarning, match=r"the first operation that makes a non-finite value: np.log gives NaN at -1.0 \(entry \[1\]\)"):
+        with np.errstate(invalid="ignore"):
+            pz.gradient(lambda e: np.sum(e) + np.sum(np.log(np.array([1.0, -1.0]) * e[0] ** 2 * e[0] ** 0)), np.ones(2))
     assert np.isnan(value)
     np.testing.assert_allclose(g, -(X[0] / 3.0 + X[1] / -2.0))
 
