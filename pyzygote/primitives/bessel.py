@@ -14,7 +14,6 @@ True
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,8 @@ import numpy as np
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.numpy_api import implements_scipy_ufunc
 from pyzygote.primitive import Primitive, defjvp
-from pyzygote.primitives.elementwise import elementwise_aval, ufunc_handler
+from pyzygote.primitives.elementwise import elementwise_aval
+from pyzygote.primitives.special_parameters import handler_with_parameters, scalar_rule_by_impl
 from pyzygote.tracer import Tracer
 
 __all__ = ["bessel_p"]
@@ -70,19 +70,7 @@ _JULIA = {"j": "PyZygote.besselj_of", "y": "PyZygote.bessely_of", "i": "PyZygote
 bessel_p.def_julia(lambda e, x, *, kind, order: f"{_JULIA[kind]}.({x}, {float(order)!r})")
 
 
-def _bessel_of_float(kind: str, order: float, x: float) -> float:
-    """One value as ``impl`` computes it, for scalarized right-hand sides."""
-    return float(_impl(np.float64(x), kind=kind, order=order))
-
-
-def _set_scalar_rule() -> None:
-    from pyzygote.transforms.scalarize import register_helper
-
-    register_helper("_bessel", _bessel_of_float)
-    bessel_p.scalar = lambda s, x, *, kind, order: [f"_bessel({kind!r}, {float(order)!r}, {e})" for e in x]
-
-
-_set_scalar_rule()
+scalar_rule_by_impl(bessel_p, "_bessel", "kind", "order")
 
 
 def _constant_order(name: str, v: Any) -> float:
@@ -100,21 +88,10 @@ def _constant_order(name: str, v: Any) -> float:
     return float(order)
 
 
-@functools.lru_cache(maxsize=None)
 def _handler(name: str, kind: str, order: float) -> Any:
-    """scipy.special.<name>'s dtype and broadcasting rules, binding the primitive to x alone."""
-    return ufunc_handler(getattr(_special(), name), _Bound(kind, order))  # type: ignore[arg-type]
-
-
-class _Bound:
-    """The primitive at one kind and order: the ufunc's order operand (``jv(v, x)``) only takes
-    part in numpy's type resolution (a Python number is weak: float32 x stays float32)."""
-
-    def __init__(self, kind: str, order: float):
-        self.kind, self.order = kind, order
-
-    def bind(self, *operands: Any) -> Any:
-        return bessel_p.bind(operands[-1], kind=self.kind, order=self.order)
+    """scipy.special.<name>'s dtype and broadcasting rules, binding the primitive to x alone (the
+    order operand, ``jv(v, x)``'s ``v``, only takes part in numpy's type resolution)."""
+    return handler_with_parameters(getattr(_special(), name), bessel_p, kind=kind, order=order)
 
 
 def _register(kind: str) -> None:

@@ -14,7 +14,6 @@ True
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,8 @@ import numpy as np
 from pyzygote.errors import UnsupportedOperationError
 from pyzygote.numpy_api import implements_scipy_ufunc
 from pyzygote.primitive import Primitive, defjvp
-from pyzygote.primitives.elementwise import elementwise_aval, ufunc_handler
+from pyzygote.primitives.elementwise import elementwise_aval
+from pyzygote.primitives.special_parameters import handler_with_parameters, scalar_rule_by_impl
 from pyzygote.tracer import Tracer
 
 __all__ = ["gammainc_p"]
@@ -64,19 +64,7 @@ defjvp(gammainc_p, _jvp)
 gammainc_p.def_julia(lambda e, x, *, a, upper: f"PyZygote.{'gammaincc' if upper else 'gammainc'}_of.({x}, {float(a)!r})")
 
 
-def _of_float(a: float, upper: bool, x: float) -> float:
-    """One value as ``impl`` computes it, for scalarized right-hand sides."""
-    return float(_impl(np.float64(x), a=a, upper=upper))
-
-
-def _set_scalar_rule() -> None:
-    from pyzygote.transforms.scalarize import register_helper
-
-    register_helper("_gammainc", _of_float)
-    gammainc_p.scalar = lambda s, x, *, a, upper: [f"_gammainc({float(a)!r}, {bool(upper)!r}, {e})" for e in x]
-
-
-_set_scalar_rule()
+scalar_rule_by_impl(gammainc_p, "_gammainc", "a", "upper")
 
 
 def _constant_a(name: str, a: Any) -> float:
@@ -98,21 +86,9 @@ def _constant_a(name: str, a: Any) -> float:
     return float(value)
 
 
-class _Bound:
-    """The primitive at one ``a``: the ufunc's ``a`` operand only takes part in numpy's type
-    resolution (a Python number is weak: float32 x stays float32)."""
-
-    def __init__(self, a: float, upper: bool):
-        self.a, self.upper = a, upper
-
-    def bind(self, *operands: Any) -> Any:
-        return gammainc_p.bind(operands[-1], a=self.a, upper=self.upper)
-
-
-@functools.lru_cache(maxsize=None)
-def _handler(name: str, a: float) -> Any:
-    return ufunc_handler(getattr(_special(), name), _Bound(a, name == "gammaincc"))  # type: ignore[arg-type]
-
-
 for _name in ("gammainc", "gammaincc"):
-    implements_scipy_ufunc(_name)(lambda a, x, _name=_name, **kw: _handler(_name, _constant_a(_name, a))(a, x, **kw))
+    implements_scipy_ufunc(_name)(
+        lambda a, x, _name=_name, **kw: handler_with_parameters(
+            getattr(_special(), _name), gammainc_p, a=_constant_a(_name, a), upper=_name == "gammaincc"
+        )(a, x, **kw)
+    )

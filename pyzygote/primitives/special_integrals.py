@@ -15,7 +15,6 @@ True
 
 from __future__ import annotations
 
-import functools
 import math
 from fractions import Fraction
 from typing import Any, Callable
@@ -24,7 +23,8 @@ import numpy as np
 
 from pyzygote.numpy_api import implements_scipy_ufunc
 from pyzygote.primitive import Primitive, defjvp
-from pyzygote.primitives.elementwise import elementwise_aval, ufunc_handler
+from pyzygote.primitives.elementwise import elementwise_aval
+from pyzygote.primitives.special_parameters import handler_with_parameters, scalar_rule_by_impl
 
 __all__ = ["special_integral_p"]
 
@@ -116,34 +116,9 @@ defjvp(special_integral_p, _jvp)
 special_integral_p.def_julia(lambda e, x, *, name: f"PyZygote.{name}.({x})")
 
 
-def _of_float(name: str, x: float) -> float:
-    """One value as ``impl`` computes it, for scalarized right-hand sides."""
-    return float(_impl(np.float64(x), name=name))
-
-
-def _set_scalar_rule() -> None:
-    from pyzygote.transforms.scalarize import register_helper
-
-    register_helper("_special_integral", _of_float)
-    special_integral_p.scalar = lambda s, x, *, name: [f"_special_integral({name!r}, {e})" for e in x]
-
-
-_set_scalar_rule()
-
-
-class _Bound:
-    def __init__(self, name: str):
-        self.name = name
-
-    def bind(self, x: Any) -> Any:
-        return special_integral_p.bind(x, name=self.name)
-
-
-@functools.lru_cache(maxsize=None)
-def _handler(name: str) -> Any:
-    """scipy.special.<name>'s dtype rules (float32 stays float32, integers become float64)."""
-    return ufunc_handler(getattr(_special(), name), _Bound(name))  # type: ignore[arg-type]
-
+scalar_rule_by_impl(special_integral_p, "_special_integral", "name")
 
 for _name in _DERIVATIVES:
-    implements_scipy_ufunc(_name)(lambda x, _name=_name, **kw: _handler(_name)(x, **kw))
+    implements_scipy_ufunc(_name)(
+        lambda x, _name=_name, **kw: handler_with_parameters(getattr(_special(), _name), special_integral_p, name=_name)(x, **kw)
+    )
