@@ -101,6 +101,9 @@ def _check_finite(
         _require_finite(v, f"the {what} with respect to {name}", value, lambda: _reads_nan(traced), _solves_an_ode(traced), where)
 
 
+_DIAGNOSED_UP_TO = 10_000
+
+
 def _warn_if_value_not_finite(value: Any, fname: str, traced: Traced | None = None, arrays: Sequence[Any] | None = None) -> None:
     """A gradient returned without its value, where the value is NaN: NaN in the data
     or the arguments passes through numpy's arithmetic without a warning (user testing), so say so,
@@ -110,7 +113,9 @@ def _warn_if_value_not_finite(value: Any, fname: str, traced: Traced | None = No
     from pyzygote.tracing import _user_stacklevel
 
     found = ""
-    if traced is not None and arrays is not None and not any(isinstance(a, Tracer) for a in arrays):
+    # A replay costs a few microseconds an operation, at every call that warns (an optimizer may
+    # probe NaN regions often): long programs are warned about without it.
+    if traced is not None and arrays is not None and len(traced.program.eqns) <= _DIAGNOSED_UP_TO and not any(isinstance(a, Tracer) for a in arrays):
         from pyzygote.diagnose import first_nonfinite
 
         # values only (one replay of the program): a NaN that an operation makes, not one read

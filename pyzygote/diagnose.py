@@ -4,8 +4,9 @@ A NaN in a gradient says little about its origin; the program that computed it d
 more with numpy, equation by equation, the first operation that depends on the differentiated
 arguments and either makes a non-finite value from finite operands (``np.log(-1.0)``) or has a
 non-finite local derivative there (``np.arccos`` at 1, ``np.arctan2`` at the origin, ``np.sqrt``
-at 0 in the branch ``np.where`` discards) is named, with its operands.  Run only when the error
-is raised.
+at 0 in the branch ``np.where`` discards) is named, with its operands.  It runs when a
+NonFiniteGradientError's message is first read, and, for values only, when a gradient's NaN
+value is warned about.
 
 >>> import numpy as np, pyzygote as pz
 >>> prog = pz.make_program(lambda e: np.arctan2(e * 0.0, e - 1.0) + e, 1.0)

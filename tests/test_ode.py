@@ -2205,3 +2205,8 @@ def test_a_starting_state_computed_from_few_parameters_gets_its_gradient_in_forw
         adjoints.clear()
         pz.withgradient(_geotherm_misfit("auto", alg=alg), p, data=data)
         assert adjoints, alg
+    # nor beside a solve that qualifies: forward mode would take the tangent through both
+    adjoints.clear()
+    both = lambda q, data: _geotherm_misfit("auto")(q, data) + _geotherm_misfit("auto", alg="auto")(q, data)  # noqa: E731
+    pz.withgradient(both, p, data=data)
+    assert adjoints
