@@ -131,26 +131,38 @@ def _warn_if_value_not_finite(value: Any, fname: str, traced: Traced | None = No
     )
 
 
-def _reads_nan(traced: Traced) -> bool:
-    """Whether the arguments or the arrays the function read (its trace's constants) hold NaN."""
-    arrays = [*traced.program.consts, *(leaf for leaf in traced.leaves if isinstance(leaf, np.ndarray))]
-    return any(np.asarray(a).dtype.kind == "f" and np.isnan(a).any() for a in arrays)
+def _reads_nan(traced: Traced) -> str:
+    """Where the arguments or the arrays the function read (its trace's constants) hold NaN: a
+    phrase naming the first such one and entry (user testing: the message did not say which), or ""."""
+    from pyzygote.tracing import _leaf_names
+
+    names = traced.leaf_names or _leaf_names((), traced.leaves, traced.in_tree, None)
+    named = [(n, leaf) for n, leaf in zip(names, traced.leaves) if isinstance(leaf, np.ndarray)]
+    named += [(f"an array the function reads (shape {np.shape(c)})", c) for c in traced.program.consts]
+    for name, a in named:
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and np.isnan(a).any():
+            at = tuple(int(i) for i in np.argwhere(np.isnan(a))[0])
+            return f"{name}{f', entry {list(at)}' if at else ''}"
+    return ""
 
 
 def _require_finite(
-    v: Any, what: str, value: Any = None, reads_nan: Callable[[], bool] = lambda: False, solves: bool = False, where: Callable[[], str] = lambda: ""
+    v: Any, what: str, value: Any = None, reads_nan: Callable[[], str] = lambda: "", solves: bool = False, where: Callable[[], str] = lambda: ""
 ) -> None:
     if v is None or isinstance(v, Tracer):
         return  # not computed (data), or checked when the enclosing transformation computes values
     if not np.all(np.isfinite(v)):
         at = "" if value is None else f" (where the function's value is {np.asarray(value)!r})"
         nan_value = value is not None and np.any(np.isnan(np.asarray(value, dtype=float)))
+        holder = reads_nan()
         data = (
             ("The value is NaN too" if nan_value else "The function reads arrays that hold NaN")
+            + (f" ({holder} holds NaN)" if holder else "")
             + ": is there NaN in the data (a missing observation)? Mask it before the arithmetic, "
             "np.where(np.isnan(data), 0.0, pred - data); np.nansum alone comes too late, since the "
             "NaN reaches the derivative of what it sums. "
-            if nan_value or reads_nan()
+            if nan_value or holder
             else ""
         )
         ode = (

@@ -1942,9 +1942,10 @@ def test_a_nan_gradient_from_nan_data_under_nansum_points_at_the_data() -> None:
     """Regression testing: with np.nansum the value is finite and the gradient NaN; the hint about
     NaN in the data was given only at a NaN value."""
     cases = np.array([3.0, np.nan, 7.0])
-    for args in ((np.ones(3),), (np.ones(3), cases)):
+    # user testing: the message then says which array holds NaN, and where
+    for args, holder in (((np.ones(3),), r"an array the function reads \(shape \(3,\)\), entry \[1\]"), ((np.ones(3), cases), r"c \(argument 1\), entry \[1\]")):
         f = (lambda mu: -np.nansum(cases * np.log(mu) - mu)) if len(args) == 1 else (lambda mu, c: -np.nansum(c * np.log(mu) - mu))
-        with pytest.raises(pz.NonFiniteGradientError, match=r"reads arrays that hold NaN: is there NaN in the data"):
+        with pytest.raises(pz.NonFiniteGradientError, match=r"reads arrays that hold NaN \(" + holder + r" holds NaN\): is there NaN in the data"):
             pz.gradient(f, *args)
 
 
