@@ -4,6 +4,7 @@ programs that print and compose."""
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from typing import Any
 
@@ -1220,3 +1221,22 @@ def test_tracing_and_deriving_leave_no_reference_cycle_per_operation() -> None:
 
     cyclic_garbage(5)  # first calls set up caches
     assert cyclic_garbage(200) - cyclic_garbage(10) < 50
+
+
+@pytest.mark.parametrize(
+    "join",
+    [
+        lambda x: np.concatenate([np.ones((2, 3)), x.reshape(2, 2)]),
+        lambda x: np.concatenate([x, np.ones((2, 2))]),
+        lambda x: np.concatenate([x, 1.0]),
+        lambda x: np.concatenate([x[0], x[1]]),
+        lambda x: np.concatenate([x.reshape(2, 2), np.ones((3, 3))], axis=1),
+        lambda x: np.concatenate([x, np.ones((2, 2))], axis=5),
+    ],
+)
+def test_joining_errors_are_numpys_whole_message(join) -> None:
+    """numpy's message names both arrays and the dimension; pyzygote's had dropped the second half."""
+    with pytest.raises(ValueError) as expected:
+        join(np.ones(4))
+    with pytest.raises(type(expected.value), match=f"^{re.escape(str(expected.value))}$"):
+        pz.jacobian(join, np.ones(4))

@@ -218,13 +218,18 @@ concatenate_p = Primitive("concatenate")
 @concatenate_p.def_abstract_eval
 def _concat_aval(*xs: Aval, axis: int) -> Aval:
     first = xs[0]
-    for x in xs[1:]:
-        if x.ndim != first.ndim or any(
-            a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != axis
-        ):
+    for k, x in enumerate(xs[1:], 1):
+        if x.ndim != first.ndim:
             raise ValueError(
-                "all the input array dimensions except for the concatenation axis must match exactly"
+                "all the input arrays must have same number of dimensions, but the array at index 0 has "
+                f"{first.ndim} dimension(s) and the array at index {k} has {x.ndim} dimension(s)"
             )
+        for i, (a, b) in enumerate(zip(first.shape, x.shape)):
+            if i != axis and a != b:
+                raise ValueError(  # numpy's words
+                    "all the input array dimensions except for the concatenation axis must match exactly, but "
+                    f"along dimension {i}, the array at index 0 has size {a} and the array at index {k} has size {b}"
+                )
     shape = list(first.shape)
     shape[axis] = sum(x.shape[axis] for x in xs)
     return Aval(tuple(shape), first.dtype)
@@ -407,15 +412,9 @@ def _np_concatenate(arrays: Any, axis: Any = 0, out: Any = None, dtype: Any = No
     xs = _cast_all(_operands_same_dtype(arrays), dtype, casting)
     if axis is None:
         xs, axis = [reshape(x, (x.size,)) for x in xs], 0
-    if any(x.ndim == 0 for x in xs):
+    if xs[0].ndim == 0:
         raise ValueError("zero-dimensional arrays cannot be concatenated")
-    ax = normalize_axis(axis, xs[0].ndim)
-    if any(x.ndim != xs[0].ndim for x in xs):
-        raise ValueError(
-            "all the input arrays must have same number of dimensions, but the array at "
-            "index 0 has %d dimension(s)" % xs[0].ndim
-        )
-    return concatenate(xs, ax)
+    return concatenate(xs, normalize_axis(axis, xs[0].ndim))
 
 
 @implements(np.stack)
