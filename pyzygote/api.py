@@ -23,7 +23,7 @@ import numpy as np
 
 from pyzygote.engines import get_engine
 from pyzygote.transforms.batch import basis_columns, per_column
-from pyzygote.errors import NonFiniteGradientError, TracerBoolError, UnsupportedOperationError
+from pyzygote.errors import NonFiniteGradientError, NonFiniteODEInputError, TracerBoolError, UnsupportedOperationError
 from pyzygote.pytree import KeywordArguments, Static, describe, flatten, leaf_paths, structure, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, cast_direction, to_input_array, trace
@@ -44,7 +44,36 @@ def _engine(traced: Traced, arrays: Sequence[Any], name: str | None) -> Any:
         from pyzygote.engines.inline import InlineEngine
 
         return InlineEngine(traced.lifted)
-    return get_engine(name, traced.program)
+    return _NamingODEInputs(get_engine(name, traced.program), traced, arrays)
+
+
+class _NamingODEInputs:
+    """An engine whose calls, when an ODE's starting state or parameters come out NaN, say which
+    operation of the function made them so (user testing: u0 = np.log(p) at a negative p gave
+    only the NaN vector)."""
+
+    def __init__(self, engine: Any, traced: Traced, arrays: Sequence[Any]):
+        self._engine, self._traced, self._arrays = engine, traced, arrays
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._engine, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except NonFiniteODEInputError as e:
+                e._where = e._where or self._where
+                raise
+
+        return call
+
+    def _where(self) -> str:
+        from pyzygote.diagnose import first_nonfinite
+
+        made = first_nonfinite(self._traced.program, self._arrays, None, derivatives=False)
+        return f" Running the function again, the first operation that makes a non-finite value: {made}." if made else ""
 
 
 def _result(v: Any) -> Any:

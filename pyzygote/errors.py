@@ -14,6 +14,7 @@ __all__ = [
     "TracerBoolError",
     "UnsupportedOperationError",
     "NonFiniteGradientError",
+    "NonFiniteODEInputError",
     "JuliaNotAvailableError",
     "JuliaError",
     "SolverError",
@@ -32,18 +33,14 @@ class UnsupportedOperationError(PyzygoteError, NotImplementedError):
     """A numpy function or construct that has no pyzygote rule."""
 
 
-class NonFiniteGradientError(PyzygoteError, FloatingPointError):
-    """A derivative came out NaN or infinite where the value was finite.
+class _DiagnosedLater(Exception):
+    """An error whose message gains a sentence from ``where`` when it is first read: a line search
+    that catches the error and steps back never pays for the diagnosis (a 20,000-operation
+    loop's replay took 0.4 s).  The sentence goes into the message at ``where_at``."""
 
-    ``where``, if given, finds where the first non-finite value starts; it runs when the
-    message is first read (a line search that catches the error and steps back never pays
-    for it: a 20,000-operation loop's replay took 0.4 s), and its sentence goes into the
-    message at ``where_at``.
-    """
-
-    def __init__(self, message: str = "", *, where: Callable[[], str] | None = None, where_at: int = 0):
+    def __init__(self, message: str = "", *, where: Callable[[], str] | None = None, where_at: int | None = None):
         super().__init__(message)
-        self._where, self._where_at = where, where_at
+        self._where, self._where_at = where, len(message) if where_at is None else where_at
 
     def __str__(self) -> str:
         if self._where is not None:
@@ -55,6 +52,18 @@ class NonFiniteGradientError(PyzygoteError, FloatingPointError):
             text = super().__str__()
             self.args = (text[: self._where_at] + found + text[self._where_at :],)
         return super().__str__()
+
+
+class NonFiniteGradientError(_DiagnosedLater, PyzygoteError, FloatingPointError):
+    """A derivative came out NaN or infinite where the value was finite.
+
+    ``where``, if given, finds where the first non-finite value starts (see ``_DiagnosedLater``).
+    """
+
+
+class NonFiniteODEInputError(_DiagnosedLater, PyzygoteError, ValueError):
+    """The starting state or the parameters of an ODE solve hold NaN or inf.  Where the function
+    computed them from its arguments, the message names the operation that made them so."""
 
 
 class JuliaNotAvailableError(PyzygoteError, RuntimeError):
@@ -78,8 +87,10 @@ class JuliaError(_TranslatesJulia, PyzygoteError, RuntimeError):
     """An exception raised inside Julia, with its message and the top of its stack."""
 
 
-class SolverError(_TranslatesJulia, PyzygoteError, RuntimeError):
-    """An ODE solve did not succeed (its retcode is not Success)."""
+class SolverError(_DiagnosedLater, _TranslatesJulia, PyzygoteError, RuntimeError):
+    """An ODE solve did not succeed (its retcode is not Success).  One that met a derivative of the
+    right-hand side that is not finite names, when its message is read, the operation of f where
+    it starts (see ``_DiagnosedLater``)."""
 
 
 class SolverWarning(UserWarning):

@@ -393,6 +393,21 @@ def test_nan_reaching_a_traced_solve_is_refused_before_solving():
         pz.gradient(lambda p: pz.odesolve(decay, np.array([1.0]), T_DECAY, p)[-1, 0], np.array([np.nan]))
 
 
+def test_a_starting_state_made_nan_by_the_function_names_the_operation():
+    """User testing: u0 = np.log(p) at a negative p was refused with only the NaN vector."""
+
+    def loss(p):
+        u0 = np.array([np.log(p[0]), 1.0])
+        return np.sum(pz.odesolve(lambda u, q, t: -q * u, u0, T_DECAY, p))
+
+    for call in (lambda: pz.gradient(loss, np.array([-1.0, 2.0])), lambda: pz.hessian(loss, np.array([-1.0, 2.0]))):
+        with pytest.raises(pz.NonFiniteODEInputError, match=r"u0 contains NaN.*the first operation that makes a non-finite value: np\.log gives NaN at -1\.0"):
+            call()
+    # NaN given, not made: nothing to name beyond the vector
+    with pytest.raises(ValueError, match=r"p contains NaN or inf \(as the solver sees it, a flat vector\): array\(\[nan\]\)\.$"):
+        pz.gradient(lambda p: pz.odesolve(decay, np.array([1.0]), T_DECAY, p)[-1, 0], np.array([np.nan]))
+
+
 def test_wrong_rhs_shape_and_unknown_solver():
     with pytest.raises(ValueError, match=r"returned shape \(3,\), expected \(2,\)"):
         pz.odesolve(lambda u, p, t: np.ones(3) * u[0], U0_LV, T_LV)
@@ -1651,6 +1666,22 @@ def test_an_infinite_derivative_of_the_right_hand_side_is_named_as_such(sensealg
     p = np.array([1.2, 0.0, 30.0])
     assert np.isfinite(f(p))
     with pytest.raises(pz.SolverError, match=r"NaN or inf.*a derivative of the right-hand side.*np\.sqrt\(x\)"):
+        pz.gradient(f, p)
+
+
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint"])
+def test_a_derivative_solve_that_meets_a_non_finite_derivative_names_the_operation(sensealg: str) -> None:
+    """The message listed np.sqrt, np.log and np.abs as examples whatever the cause was: it now
+    names the operation of f, at the time where the solve stopped."""
+
+    def rhs(u: Any, p: Any, t: Any) -> Any:
+        return np.array([-np.arcsin(p[1]) * u[0], np.exp(-t) * u[0] - p[0] * u[1]])
+
+    f = lambda p: np.sum(pz.odesolve(rhs, np.array([1.0, 0.0]), np.linspace(0.0, 2.0, 5), p, sensealg=sensealg))  # noqa: E731
+    p = np.array([0.5, 1.0])
+    assert np.isfinite(f(p))
+    at = "0" if sensealg == "forward" else "2"
+    with pytest.raises(pz.SolverError, match=rf"smooth f there\. At t = {at}, running f again at the solution and these parameters: the derivative of np\.arcsin is not finite at 1\.0\.$"):
         pz.gradient(f, p)
 
 

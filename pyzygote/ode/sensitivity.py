@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -140,7 +140,9 @@ def _forward_is_cheaper(rhs: Any, cols: tuple[int, ...], saves: int, pullbacks: 
     return forward <= FORWARD_MARGIN * pullbacks * adjoint
 
 
-def _checked(res: Integration, what: str, alg: str | None = None) -> Integration:
+def _checked(res: Integration, what: str, alg: str | None = None, blame: Callable[[float], str] | None = None) -> Integration:
+    """``res``, or a SolverError saying why it failed; ``blame(t)`` names the operation of the
+    right-hand side whose derivative is not finite at time ``t``, for a solve of derivatives."""
     if not res.success:
         explicit = alg is not None and alg != "auto" and not algorithm(alg).stiff
         stiff = (
@@ -174,10 +176,36 @@ def _checked(res: Integration, what: str, alg: str | None = None) -> Integration
             if what != "ODE solve" and "NaN or inf" in res.message
             else ""
         )
-        raise SolverError(
-            f"the {what} failed with retcode {res.retcode} at t = {res.t_reached:.6g}: {res.message.rstrip('.')}" + (f".{stiff}" if stiff else "") + derivative
-        )
+        message = f"the {what} failed with retcode {res.retcode} at t = {res.t_reached:.6g}: {res.message.rstrip('.')}" + (f".{stiff}" if stiff else "") + derivative
+        at, t_reached = len(message), res.t_reached
+        where = None if blame is None or not derivative else lambda: blame(t_reached)
+        raise SolverError(message if message.endswith(".") else message + ".", where=where, where_at=at)
     return res
+
+
+def _blame(rhs: RHS, p: np.ndarray, state_at: Callable[[float], np.ndarray]) -> Callable[[float], str]:
+    """``blame`` for :func:`_checked`: the first operation of ``rhs`` whose value or derivative is
+    not finite at the state ``state_at(t)`` (user testing: the message listed np.sqrt, np.log and
+    np.abs as examples where np.exp had overflowed)."""
+
+    def at(t: float) -> str:
+        from pyzygote.diagnose import first_nonfinite
+
+        u = state_at(t)
+        found = first_nonfinite(rhs.program, [u, p, np.float64(t)], [True, True, False]) if np.all(np.isfinite(u)) else ""
+        return f". At t = {t:.6g}, running f again at the solution and these parameters: {found}" if found else ""
+
+    return at
+
+
+def _state_by_solving(rhs: RHS, u0: np.ndarray, p: np.ndarray, t0: float, opts: Options) -> Callable[[float], np.ndarray]:
+    def state(t: float) -> np.ndarray:
+        if t == t0:
+            return u0
+        res = integrate(lambda tt, u: rhs(u, p, tt), float(t0), float(t), u0, np.array([t0, t]), opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters, tstops=opts.tstops)
+        return res.u[-1] if res.success else np.full_like(u0, np.nan)
+
+    return state
 
 
 def _jac(rhs: RHS, p: np.ndarray, opts: Options):  # type: ignore[no-untyped-def]
@@ -186,12 +214,14 @@ def _jac(rhs: RHS, p: np.ndarray, opts: Options):  # type: ignore[no-untyped-def
     return lambda t, u: rhs.jacobian_u(u, p, t)
 
 
-def _solve(fun: Any, t0: float, t1: float, y0: np.ndarray, saveat: np.ndarray, opts: Options, what: str, **kw: Any) -> Integration:
+def _solve(
+    fun: Any, t0: float, t1: float, y0: np.ndarray, saveat: np.ndarray, opts: Options, what: str, blame: Callable[[float], str] | None = None, **kw: Any
+) -> Integration:
     """Integrate with the user's solver settings; a failure raises SolverError naming ``what``."""
     res = integrate(
         fun, float(t0), float(t1), y0, saveat, opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters, tstops=opts.tstops, **kw
     )
-    return _checked(res, what, opts.alg)
+    return _checked(res, what, opts.alg, blame)
 
 
 def solve_states(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: Options, *, dense: bool = False) -> Integration:
@@ -232,7 +262,8 @@ def forward_sensitivities(
             kw["jac"] = jac
         else:
             kw["jac"] = lambda tt, z: dense_matrix(jac(tt, z))
-    res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve", **kw)
+    blame = _blame(rhs, p, _state_by_solving(rhs, u0, p, t[0], opts))
+    res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve", blame, **kw)
     return res.u[:, :n], res.u[:, n:].reshape(len(t), n, k)
 
 
@@ -289,7 +320,7 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     h = None  # each restart carries the step size over
     for a, b in reversed(list(zip(marks[:-1], marks[1:]))):
         state[:n] += ct[b]
-        res = _solve(fun, t[b], t[a], state, t[a : a + 1], opts, _ADJOINT, first_step=h, jac=jac(dense))
+        res = _solve(fun, t[b], t[a], state, t[a : a + 1], opts, _ADJOINT, _blame(rhs, p, dense), first_step=h, jac=jac(dense))
         state, h = res.u[-1].copy(), res.last_step
     state[:n] += ct[0]
     return state[:n], state[n:]

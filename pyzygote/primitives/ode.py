@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from pyzygote.errors import TracerBoolError, UnsupportedOperationError
+from pyzygote.errors import NonFiniteODEInputError, TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval, Var
 from pyzygote.ode import forward_memo, sensitivity
 from pyzygote.ode.layout import Layout, constant_entries, leaf_values
@@ -45,7 +45,7 @@ def _out_aval(u0: Aval, p: Aval, *, t: np.ndarray, **_: Any) -> Aval:
 def _check_values(u0: np.ndarray, p: np.ndarray) -> None:
     for name, v in (("u0", u0), ("p", p)):
         if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name} contains NaN or inf (as the solver sees it, a flat vector): {np.asarray(v)!r}")
+            raise NonFiniteODEInputError(f"{name} contains NaN or inf (as the solver sees it, a flat vector): {np.asarray(v)!r}.")
 
 
 # --- the solve ----------------------------------------------------------------------------
