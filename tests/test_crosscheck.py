@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import autograd
@@ -494,3 +495,20 @@ def test_small_disagreements_a_correct_gradient_can_have_are_explained_in_the_re
     assert not report.passed and any("looser tolerances than f's" in n for n in report.notes)
     with pytest.raises(ValueError, match=r"return the loss alone.*lambda \*a: f\(\*a\)\[0\]"):
         pz.crosscheck(lambda p: (np.sum(p**2), p), (p,), (2 * p,))
+
+
+def test_a_small_disagreement_prints_the_digits_that_tell_the_numbers_apart() -> None:
+    """User testing: a 1e-6 relative error printed as '31.3067, the reference 31.3067'."""
+
+    def f(x: Any) -> Any:
+        return np.sum(x ** 3)
+
+    x = np.array([1.0, 3.2304])
+    (g,) = pz.gradient(f, x)
+    bad = g * np.array([1.0, 1.0 + 1e-6])
+    with pytest.raises(AssertionError) as info:
+        pz.crosscheck(f, (x,), (bad,))
+    said = re.search(r"entry \[1\] of argument 0(?: is|:) ([-\d.e+]+), the reference ([-\d.e+]+)", str(info.value))
+    assert said is not None, str(info.value)
+    assert said.group(1) != said.group(2)
+    np.testing.assert_allclose([float(said.group(1)), float(said.group(2))], [bad[1], g[1]], rtol=3e-7)
