@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pyzygote.distributions import written_out
 from pyzygote.errors import UnsupportedOperationError
 
 __all__ = ["scipy_error"]
@@ -132,8 +133,9 @@ def _holds_tracer(value: Any, depth: int = 2) -> bool:
     return False
 
 
-def _scipy_entry(exc: BaseException) -> tuple[str, str] | None:
-    """The outermost SciPy function, in ``exc`` or what caused it, that received a traced value."""
+def _scipy_entry(exc: BaseException) -> tuple[str, str, str | None] | None:
+    """The outermost SciPy function, in ``exc`` or what caused it, that received a traced value,
+    and the name of the scipy.stats distribution it is a method of (None for others)."""
     seen: set[int] = set()
     chain: BaseException | None = exc
     while chain is not None and id(chain) not in seen:
@@ -145,7 +147,10 @@ def _scipy_entry(exc: BaseException) -> tuple[str, str] | None:
             if module.split(".")[0] == "scipy" and frame.f_code.co_name not in _WRAPPERS:
                 if frame.f_code.co_name in _CALLERS_BACK or any(_holds_tracer(v) for v in frame.f_locals.values()):
                     code = frame.f_code
-                    return _public(module), getattr(code, "co_qualname", code.co_name)
+                    owner = frame.f_locals.get("self")
+                    owner = getattr(owner, "dist", owner)  # a frozen distribution's
+                    name = getattr(owner, "name", None) if module.startswith("scipy.stats") else None
+                    return _public(module), getattr(code, "co_qualname", code.co_name), name if isinstance(name, str) else None
             tb = tb.tb_next
         chain = chain.__cause__ or chain.__context__
     return None
@@ -160,7 +165,7 @@ def _traced_special() -> list[str]:
 def _advice(instead: str | None) -> str:
     if instead is None:
         return "Write this step with numpy functions."
-    if instead.startswith(("pz.", "scipy.special.", "mu + s * scipy.special.")):
+    if instead.startswith(("pz.", "scipy.special.", "loc + s * scipy.special.")):
         return f"Use {instead}."
     return f"Write it with numpy: {instead}."
 
@@ -172,8 +177,18 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
     entry = _scipy_entry(exc)
     if entry is None:
         return None
-    module, name = entry
-    instead = _SPARSE if module.startswith("scipy.sparse") else _INSTEAD.get(name, _INSTEAD.get(name.rsplit(".", 1)[-1]))
+    module, name, distribution = entry
+    method = name.rsplit(".", 1)[-1]
+    instead = _SPARSE if module.startswith("scipy.sparse") else _INSTEAD.get(name, _INSTEAD.get(method))
+    if distribution is not None:
+        # the distribution's own formula, or the normal one's as an example of writing one out
+        normal = written_out("norm", method)
+        instead = written_out(distribution, method) or (
+            f"the distribution's formula, with the scipy.special functions below (scipy.stats.norm.{method} is {normal})"
+            if normal
+            else None
+        )
+        name = f"{distribution}.{method}"
     err = UnsupportedOperationError(
         f"{module}.{name} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
         "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "

@@ -525,10 +525,54 @@ def test_convolution_refuses_what_numpy_refuses() -> None:
 def test_scipy_stats_normal_distribution_points_to_the_traced_special_functions() -> None:
     import scipy.stats
 
-    with pytest.raises(pz.UnsupportedOperationError, match=r"rv_continuous.logcdf was called on a traced value.*Use scipy.special.log_ndtr"):
+    with pytest.raises(pz.UnsupportedOperationError, match=r"scipy.stats.norm.logcdf was called on a traced value.*Use scipy.special.log_ndtr\(z\)"):
         pz.gradient(lambda x: np.sum(scipy.stats.norm.logcdf(x, 0.0, 2.0)), np.ones(2))
-    with pytest.raises(pz.UnsupportedOperationError, match=r"Use mu \+ s \* scipy.special.ndtri\(q\).*ndtr, ndtri"):
+    with pytest.raises(pz.UnsupportedOperationError, match=r"Use loc \+ s \* scipy.special.ndtri\(q\).*ndtr, ndtri"):
         pz.gradient(lambda q: np.sum(scipy.stats.norm.ppf(q)), np.full(2, 0.3))
+
+
+def test_scipy_stats_distributions_are_refused_with_their_own_formula() -> None:
+    """User testing: gamma.logsf was told to use log_ndtr, the normal distribution's."""
+    import scipy.stats as st
+
+    from pyzygote.distributions import written_out
+
+    x, k, theta = np.array([1.5e-9, 0.5, 2.0, 7.0]), 2.5, 1.5
+    for call, hint in (
+        (lambda s: st.gamma.logsf(x, k, scale=s), r"scipy.stats.gamma.logsf was called.*np.log\(scipy.special.gammaincc\(a, z\)\)"),
+        (lambda s: st.gamma(k, scale=s).logpdf(x), r"scipy.stats.gamma.logpdf was called.*scipy.special.gammaln\(a\)"),
+        (lambda s: st.weibull_min.logsf(x, 1.5, scale=s), r"weibull_min.logsf.*-z \*\* c, with z = \(x - loc\) / s"),
+        (lambda s: st.poisson.logpmf(np.array([0, 3]), s), r"poisson.logpmf.*xlogy\(k, mu\) - mu - scipy.special.gammaln\(k \+ 1\)"),
+        (lambda s: st.invgamma.logsf(x, 2.0, scale=s), r"invgamma.logsf.*the distribution's formula.*scipy.stats.norm.logsf is scipy.special.log_ndtr\(-z\)"),
+    ):
+        with pytest.raises(pz.UnsupportedOperationError, match=hint):
+            pz.gradient(lambda s: np.sum(call(s)), theta)
+    # the formulas are scipy's: evaluated with numpy where they hold z = x / s
+    z, s, a, c = x / theta, theta, k, 1.5
+    for name, method, expected in (
+        ("gamma", "logsf", st.gamma.logsf(x, a, scale=s)),
+        ("gamma", "logpdf", st.gamma.logpdf(x, a, scale=s)),
+        ("weibull_min", "logpdf", st.weibull_min.logpdf(x, c, scale=s)),
+        ("weibull_min", "logcdf", st.weibull_min.logcdf(x, c, scale=s)),
+        ("norm", "logpdf", st.norm.logpdf(x, 0.0, s)),
+        ("expon", "logcdf", st.expon.logcdf(x, scale=s)),
+        ("logistic", "logpdf", st.logistic.logpdf(x, scale=s)),
+        ("t", "logpdf", st.t.logpdf(x, 4.0, scale=s)),
+        ("cauchy", "cdf", st.cauchy.cdf(x, scale=s)),
+        ("laplace", "logpdf", st.laplace.logpdf(x, scale=s)),
+        ("expon", "logsf", st.expon.logsf(x, scale=s)),
+        ("beta", "logpdf", st.beta.logpdf(x / 10, 2.0, 3.0)),
+        ("lognorm", "logpdf", st.lognorm.logpdf(x, 0.8, scale=s)),
+        ("poisson", "logpmf", st.poisson.logpmf(np.array([0, 3, 9]), 2.5)),
+        ("binom", "logpmf", st.binom.logpmf(np.array([0, 3, 9]), 10, 0.3)),
+        ("nbinom", "logpmf", st.nbinom.logpmf(np.array([0, 3, 9]), 4.0, 0.3)),
+    ):
+        formula = re.split(r", with z| \((?:precise|sigma|differentiable)", written_out(name, method))[0]
+        names = {"np": np, "scipy": __import__("scipy"), "z": z, "s": s, "a": a, "c": c, "df": 4.0, "sigma": 0.8,
+                 "k": np.array([0, 3, 9]), "mu": 2.5, "n": 10 if name == "binom" else 4.0, "p": 0.3}  # fmt: skip
+        if name == "beta":
+            names.update(z=x / 10, s=1.0, a=2.0, b=3.0)
+        np.testing.assert_allclose(eval(formula, names), expected, rtol=1e-13, atol=1e-15, err_msg=f"{name}.{method}")
 
 
 def test_scipy_errors_about_plain_arrays_pass_through() -> None:
