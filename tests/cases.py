@@ -283,6 +283,11 @@ case("special_integral", "ellip-series", lambda m: scipy.special.ellipk(m) + sci
 case("special_integral", "dawsn-series", lambda x: scipy.special.dawsn(x), uniform(11, 40, signed=True))
 case("gammainc", "gammainc", lambda x: scipy.special.gammainc(2.5, x), uniform(0.1, 6))
 case("gammainc", "gammaincc", lambda x: scipy.special.gammaincc(0.7, x) * scipy.special.gammainc(1.0, x), uniform(0.1, 6))
+# a traced: P's series below x = a + 1, Q's continued fraction above (both in each draw), and a
+# censored gamma observation's log-survival in (shape, scale)
+case("gammainc_da", "gammainc-a", lambda a, x: scipy.special.gammainc(a, x), pair(0.3, 6, 0.1, 9, mode="broadcast"))
+case("gammainc_da", "gammaincc-a", lambda a, x: scipy.special.gammaincc(a, x) * a, pair(0.3, 6, 0.1, 9, mode="scalar"))
+case("gammainc_da", "censored-gamma", lambda k, s: np.log(scipy.special.gammaincc(k, 3.0 / s)), pair(0.5, 4, 0.4, 5))
 case("erf", "erf", lambda x: scipy.special.erf(x), uniform(-2, 2))
 case("erfc", "erfc", lambda x: scipy.special.erfc(x), uniform(-2, 3))
 case("erfc", "ndtr", lambda x: scipy.special.ndtr(x), uniform(-6, 3))

@@ -26,6 +26,7 @@ import scipy.special
 
 from pyzygote.primitives.error_function import erfcx_derivative_p
 from pyzygote.primitives.exprel import exprel_derivative_p
+from pyzygote.primitives.incomplete_gamma import gammainc_da_p
 
 __all__ = ["JuliaSubsetError", "run_program", "parse_expr", "evaluate_expr", "ZeroDim"]
 
@@ -432,6 +433,8 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "PyZygote.besselk_of": (lambda x, v: _float_fn(lambda t: scipy.special.kv(float(v), t))(x), None),
     "PyZygote.gammainc_of": (lambda x, a: _float_fn(lambda v: scipy.special.gammainc(float(a), v))(x), None),
     "PyZygote.gammaincc_of": (lambda x, a: _float_fn(lambda v: scipy.special.gammaincc(float(a), v))(x), None),
+    # the Julia function's derivatives in a are ForwardDiff's through its series and fraction: modelled by the NumPy engine's
+    "PyZygote.gammainc_da": (lambda a, x, n, part: _float_fn(lambda s, v: gammainc_da_p.impl(s, v, order=int(n), upper=int(part) == 2))(a, x), None),
     "PyZygote.dawsn": (_float_fn(scipy.special.dawsn), None),
     "PyZygote.exp1": (_float_fn(scipy.special.exp1), None),
     "PyZygote.ellipk": (_float_fn(scipy.special.ellipk), None),
