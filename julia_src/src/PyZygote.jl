@@ -558,6 +558,205 @@ function _gamma_density(x::Real, a::Real)
     return exp((a - 1) * log(x) - x - lognorm)
 end
 
+# The NumPy engine's MAX_TERMS (pyzygote/primitives/incomplete_gamma.py).
+const GAMMAINC_MAX_TERMS = 10_000
+
+"""
+    gammainc_da(a, x, n, part)
+
+The `n`-th derivative in `a` of scipy's `gammainc(a, x)` (`part = 1`, `P`) or `gammaincc(a, x)`
+(`part = 2`, `Q = 1 - P`) of a traced `a` (`n = 0`: the function itself, as
+[`gammainc_of`](@ref) computes it), as pyzygote's NumPy engine computes it: truncated Taylor
+series in `a` (jets) carried through `P`'s power series where `x < a + 1` and through `Q`'s
+continued fraction (the modified Lentz method) elsewhere, in `Float64`. Duals and Zygote get
+the derivative in `a` as order `n + 1` and the one in `x` as the `n`-th derivative in `a` of
+the gamma density `x^(a - 1) exp(-x) / Gamma(a)` ([`_gamma_density_da`](@ref)); no rule of
+SpecialFunctions or ForwardDiff is differentiated. Zygote's broadcast may make `n` and
+`part` dual numbers; only their plain values are used.
+"""
+function gammainc_da(a::Real, x::Real, n::Real, part::Real)
+    return _gammainc_da(promote(a, x)..., Int(primal(n)), Int(primal(part)))
+end
+
+function _gammainc_da(a::Real, x::Real, order::Int, part::Int)
+    order == 0 && return _incomplete_gamma(x, a, part)
+    r = _gammainc_derivative_in_a(Float64(a), Float64(x), order, part)
+    return convert(float(typeof(a)), r)
+end
+
+function _gammainc_da(
+    a::ForwardDiff.Dual{T},
+    x::ForwardDiff.Dual{T},
+    order::Int,
+    part::Int,
+) where {T}
+    s, v = ForwardDiff.value(a), ForwardDiff.value(x)
+    slope_x = _gamma_density_da(s, v, order) * (part == 1 ? 1 : -1)
+    return ForwardDiff.Dual{T}(
+        _gammainc_da(s, v, order, part),
+        _gammainc_da(s, v, order + 1, part) * ForwardDiff.partials(a) +
+            slope_x * ForwardDiff.partials(x),
+    )
+end
+
+function ChainRulesCore.rrule(::typeof(gammainc_da), a::Real, x::Real, n::Real, part::Real)
+    s, v = promote(a, x)
+    order, p = Int(primal(n)), Int(primal(part))
+    slope_a = _gammainc_da(s, v, order + 1, p)
+    slope_x = _gamma_density_da(s, v, order) * (p == 1 ? 1 : -1)
+    function gammainc_da_pullback(ȳ)
+        no = ChainRulesCore.NoTangent()
+        δ = ChainRulesCore.unthunk(ȳ)
+        return (no, slope_a * δ, slope_x * δ, no, no)
+    end
+    return _gammainc_da(s, v, order, p), gammainc_da_pullback
+end
+
+# 0 where P is constant (x = 0, x = inf, a = inf), NaN where scipy's value is NaN and at a = 0
+function _gammainc_derivative_in_a(a::Float64, x::Float64, order::Int, part::Int)
+    (isnan(a) || isnan(x) || a <= 0 || x < 0 || (isinf(a) && isinf(x))) && return NaN
+    (iszero(x) || isinf(x) || isinf(a)) && return 0.0
+    n = order + 1
+    scale = factorial(order) * (part == 1 ? 1.0 : -1.0)
+    x < a + 1 && return _gammainc_series_jet(a, x, n)[n] * scale
+    return -_gammainc_fraction_jet(a, x, n)[n] * scale
+end
+
+# Truncated Taylor series in a: coefficient j + 1 is the j-th derivative over j!.
+function _jet_mul(u::Vector{Float64}, v::Vector{Float64})
+    return [sum(u[i] * v[k + 1 - i] for i in 1:k) for k in eachindex(u)]
+end
+
+function _jet_div(u::Vector{Float64}, v::Vector{Float64})
+    w = similar(u)
+    for k in eachindex(u)
+        w[k] = (u[k] - sum((v[i] * w[k + 1 - i] for i in 2:k); init = 0.0)) / v[1]
+    end
+    return w
+end
+
+function _jet_exp(u::Vector{Float64})
+    w = similar(u)
+    w[1] = exp(u[1])
+    for k in 2:length(u)
+        w[k] = sum((j - 1) * u[j] * w[k + 1 - j] for j in 2:k) / (k - 1)
+    end
+    return w
+end
+
+# `value + slope * da` to n coefficients
+function _linear_jet(value::Float64, slope::Float64, n::Int)
+    w = zeros(n)
+    w[1] = value
+    n > 1 && (w[2] = slope)
+    return w
+end
+
+# a log(x) - x - loggamma(a + shift)
+function _log_prefactor(a::Float64, x::Float64, shift::Float64, n::Int)
+    b = a + shift
+    w = zeros(n)
+    w[1] = a * log(x) - x - SpecialFunctions.loggamma(b)
+    n > 1 && (w[2] = log(x) - SpecialFunctions.digamma(b))
+    for j in 3:n
+        w[j] = -SpecialFunctions.polygamma(j - 2, b) / factorial(j - 1)
+    end
+    return w
+end
+
+# P = x^a exp(-x) / Gamma(a + 1) * sum_k x^k / ((a + 1) ... (a + k)), for x < a + 1
+function _gammainc_series_jet(a::Float64, x::Float64, n::Int)
+    term = _linear_jet(1.0, 0.0, n)
+    total = copy(term)
+    for k in 1:GAMMAINC_MAX_TERMS
+        r = a + k
+        quotient = similar(term) # term / (r + da), then times x
+        quotient[1] = term[1] / r
+        for j in 2:n
+            quotient[j] = (term[j] - quotient[j - 1]) / r
+        end
+        term = quotient .* x
+        total .+= term
+        if all(abs.(term) .<= eps() .* abs.(total))
+            return _jet_mul(_jet_exp(_log_prefactor(a, x, 1.0, n)), total)
+        end
+    end
+    return fill(NaN, n)
+end
+
+# Q = x^a exp(-x) / Gamma(a) / (x + 1 - a - 1 (1 - a) / (x + 3 - a - 2 (2 - a) / ...)), for
+# x >= a + 1, by the modified Lentz method
+function _gammainc_fraction_jet(a::Float64, x::Float64, n::Int)
+    one_jet = _linear_jet(1.0, 0.0, n)
+    d = _jet_div(one_jet, _linear_jet(x + 1 - a, -1.0, n))
+    c = _linear_jet(1.0e300, 0.0, n)
+    h = copy(d)
+    for i in 1:GAMMAINC_MAX_TERMS
+        an = _linear_jet(-i * (i - a), Float64(i), n)
+        bn = _linear_jet(x + 1 - a + 2i, -1.0, n)
+        d = _jet_div(one_jet, _jet_mul(an, d) .+ bn)
+        c = bn .+ _jet_div(an, c)
+        factor = _jet_mul(d, c)
+        h = _jet_mul(h, factor)
+        factor[1] -= 1
+        scale = [abs(h[1]) / (x - a + 1)^(j - 1) for j in 1:n]
+        if all(abs.(factor) .* abs(h[1]) .<= eps() .* (abs.(h) .+ scale))
+            return _jet_mul(_jet_exp(_log_prefactor(a, x, 0.0, n)), h)
+        end
+    end
+    return fill(NaN, n)
+end
+
+"""
+    _gamma_density_da(a, x, n)
+
+The `n`-th derivative in `a` of the gamma density `f = x^(a - 1) exp(-x) / Gamma(a)`, the
+derivative in `x` of [`gammainc_da`](@ref): `f = exp(h)`, `h' = log(x) - digamma(a)`,
+`h⁽ʲ⁾ = -polygamma(j - 1, a)`, `f⁽ᵏ⁾ = Σⱼ binomial(k - 1, j) h⁽ʲ⁺¹⁾ f⁽ᵏ⁻¹⁻ʲ⁾`; at `x = 0` the
+limits from above (0 where `a > 1`; for `n = 0`, 1 at `a = 1` and `Inf` below), NaN where none
+exists. Duals get `f⁽ⁿ⁺¹⁾` in `a` and `((a - 1) / x - 1) f⁽ⁿ⁾ + n f⁽ⁿ⁻¹⁾ / x` in `x`.
+"""
+function _gamma_density_da(a::Real, x::Real, order::Int)
+    s, v = Float64(a), Float64(x)
+    return convert(float(typeof(a)), _gamma_density_da_of(s, v, order))
+end
+
+function _gamma_density_da_of(a::Float64, x::Float64, order::Int)
+    if !(x > 0)
+        (iszero(x) && a > 1) && return 0.0
+        (iszero(x) && order == 0) && return a == 1 ? 1.0 : (a < 1 ? Inf : NaN)
+        return NaN
+    end
+    a < 0 && return NaN # P is NaN there; loggamma throws where Gamma(a) < 0
+    f = _gamma_density(x, a)
+    order == 0 && return f
+    h = [log(x) - SpecialFunctions.digamma(a)]
+    for j in 2:order
+        push!(h, -SpecialFunctions.polygamma(j - 1, a))
+    end
+    fs = [f]
+    for k in 1:order
+        push!(fs, sum(binomial(k - 1, j) * h[j + 1] * fs[k - j] for j in 0:(k - 1)))
+    end
+    return fs[end]
+end
+
+function _gamma_density_da(
+    a::ForwardDiff.Dual{T},
+    x::ForwardDiff.Dual{T},
+    order::Int,
+) where {T}
+    s, v = ForwardDiff.value(a), ForwardDiff.value(x)
+    f = _gamma_density_da(s, v, order)
+    slope_x = ((s - 1) / v - 1) * f
+    order > 0 && (slope_x += order * _gamma_density_da(s, v, order - 1) / v)
+    return ForwardDiff.Dual{T}(
+        f,
+        _gamma_density_da(s, v, order + 1) * ForwardDiff.partials(a) +
+            slope_x * ForwardDiff.partials(x),
+    )
+end
+
 """
     erf(x), erfc(x), erfcx(x), erfinv(x), erfcinv(x), log_ndtr(x)
 
