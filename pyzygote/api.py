@@ -167,7 +167,7 @@ def _reads_nan(traced: Traced) -> str:
 
     names = traced.leaf_names or _leaf_names((), traced.leaves, traced.in_tree, None)
     named = [(n, leaf) for n, leaf in zip(names, traced.leaves) if isinstance(leaf, np.ndarray)]
-    named += [(f"an array the function reads (shape {np.shape(c)})", c) for c in traced.program.consts]
+    named += [(f"an array of shape {np.shape(c)} that the function reads or computes without its arguments", c) for c in traced.program.consts]
     for name, a in named:
         a = np.asarray(a)
         if a.dtype.kind == "f" and np.isnan(a).any():
@@ -191,6 +191,12 @@ def _require_finite(
             + ": is there NaN in the data (a missing observation)? Mask it before the arithmetic, "
             "np.where(np.isnan(data), 0.0, pred - data); np.nansum alone comes too late, since the "
             "NaN reaches the derivative of what it sums. "
+            + (
+                "Or numpy made it from constants before it met the arguments (numpy's RuntimeWarning names the "
+                "line): x / (1 - np.exp(-x)) is 0 / 0 at x = 0, where 1 / scipy.special.exprel(-x) is 1. "
+                if "computes without" in holder
+                else ""
+            )
             if nan_value or holder
             else ""
         )

@@ -1943,10 +1943,24 @@ def test_a_nan_gradient_from_nan_data_under_nansum_points_at_the_data() -> None:
     NaN in the data was given only at a NaN value."""
     cases = np.array([3.0, np.nan, 7.0])
     # user testing: the message then says which array holds NaN, and where
-    for args, holder in (((np.ones(3),), r"an array the function reads \(shape \(3,\)\), entry \[1\]"), ((np.ones(3), cases), r"c \(argument 1\), entry \[1\]")):
+    for args, holder in (((np.ones(3),), r"an array of shape \(3,\) that the function reads or computes without its arguments, entry \[1\]"), ((np.ones(3), cases), r"c \(argument 1\), entry \[1\]")):
         f = (lambda mu: -np.nansum(cases * np.log(mu) - mu)) if len(args) == 1 else (lambda mu, c: -np.nansum(c * np.log(mu) - mu))
         with pytest.raises(pz.NonFiniteGradientError, match=r"reads arrays that hold NaN \(" + holder + r" holds NaN\): is there NaN in the data"):
             pz.gradient(f, *args)
+
+
+def test_a_nan_that_numpy_computes_from_constants_is_not_only_blamed_on_the_data() -> None:
+    """User testing: a Hodgkin-Huxley rate on a voltage grid through -55, 0 / 0 computed before
+    the parameters enter, was reported as NaN in the data only."""
+    V = np.linspace(-80.0, 0.0, 81)
+
+    def steady_state(p: Any) -> Any:
+        with np.errstate(invalid="ignore"):
+            an = 0.01 * (V + 55) / (1 - np.exp(-(V + 55) / 10))
+        return np.sum(p[0] * (an / (an + 0.125)) ** 4)
+
+    with pytest.raises(pz.NonFiniteGradientError, match=r"entry \[25\] holds NaN.*numpy made it from constants.*scipy.special.exprel"):
+        pz.gradient(steady_state, np.array([36.0]))
 
 
 def test_numpy_integer_scalars_are_numbers_as_python_ints_are() -> None:
