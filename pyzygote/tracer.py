@@ -21,6 +21,7 @@ import contextvars
 import inspect
 import re
 import itertools
+import sys
 import threading
 import weakref
 from typing import Any, Iterator, Sequence
@@ -284,6 +285,25 @@ def trace_ended_error() -> UnsupportedOperationError:
     )
 
 
+# What to call for a math function named otherwise in numpy (or found in scipy.special)
+_INSTEAD_OF_MATH = {
+    "fabs": "np.abs", "pow": "np.power", "atan": "np.arctan", "asin": "np.arcsin", "acos": "np.arccos",
+    "atan2": "np.arctan2", "asinh": "np.arcsinh", "acosh": "np.arccosh", "atanh": "np.arctanh",
+    "lgamma": "scipy.special.gammaln", "gamma": "scipy.special.gamma", "erf": "scipy.special.erf",
+    "erfc": "scipy.special.erfc",
+}  # fmt: skip
+
+
+def _math_function_on_callers_line() -> str | None:
+    """The ``math`` function named on the line whose C code called ``float()`` on a traced value
+    (``math.exp(x)``), or None: C functions leave no frame of their own, so the line is read."""
+    import linecache
+
+    frame = sys._getframe(2)  # __float__'s caller: the line that called math.exp
+    found = re.search(r"\bmath\.(\w+)\s*\(", linecache.getline(frame.f_code.co_filename, frame.f_lineno))
+    return found.group(1) if found else None
+
+
 def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
     return TracerBoolError(
         f"{what} of a traced value: tracing cannot branch on or read out a value "
@@ -473,6 +493,12 @@ class Tracer:
     def __float__(self) -> float:
         if self._builder.ended:
             raise trace_ended_error()
+        name = _math_function_on_callers_line()
+        if name is not None:  # the usual cause, said first (user testing: it was lost mid-message)
+            raise TracerBoolError(
+                f"math.{name} of a traced value: the math module's functions take Python floats, which a traced value "
+                f"cannot become. Use {_INSTEAD_OF_MATH.get(name, 'np.' + name)}, which pyzygote traces."
+            )
         raise _concretization_error(
             "float()", " (The math module's functions take Python floats: use numpy's, np.sin for math.sin.)" + self._setting_hint()
         )

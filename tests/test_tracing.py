@@ -1240,3 +1240,20 @@ def test_joining_errors_are_numpys_whole_message(join) -> None:
         join(np.ones(4))
     with pytest.raises(type(expected.value), match=f"^{re.escape(str(expected.value))}$"):
         pz.jacobian(join, np.ones(4))
+
+
+def test_a_math_function_on_a_traced_value_is_named_first_with_its_numpy_equivalent() -> None:
+    """User testing: the hint about the math module came in the middle of a long message."""
+    import math
+
+    import scipy.special  # noqa: F401
+
+    for f, name, instead in (
+        (lambda x: math.exp(x[0]) + x[1], "math.exp", "np.exp"),
+        (lambda x: math.atan(x[0]) * x[1], "math.atan", "np.arctan"),
+        (lambda x: math.lgamma(x[0]) * x[1], "math.lgamma", "scipy.special.gammaln"),
+    ):
+        with pytest.raises(pz.TracerBoolError, match=rf"^{re.escape(name)} of a traced value: .* Use {re.escape(instead)}, which pyzygote traces"):
+            pz.gradient(f, np.ones(2))
+    with pytest.raises(pz.TracerBoolError, match=r"^float\(\) of a traced value"):
+        pz.gradient(lambda x: float(x[0]), np.ones(2))
