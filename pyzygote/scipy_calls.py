@@ -50,9 +50,8 @@ _INSTEAD = {
     "logsf": "scipy.special.log_ndtr(-(x - mu) / s) for a normal distribution",
     "ppf": "mu + s * scipy.special.ndtri(q) for a normal distribution",
     "solve_ivp": (
-        "pz.odesolve(lambda u, p, t: f(t, u, *p), y0, times, p), which solves and differentiates the ODE: "
-        "times must start at t0, so pass times = np.concatenate([[t0], t_eval]) and drop the first row of "
-        "the result (unless t_eval already starts at t0); it is time-major, sol.y of solve_ivp transposed"
+        "pz.odesolve(lambda u, p, t: f(t, u, *p), y0, t_eval, p, t0=t0), which solves and differentiates the ODE; "
+        "its result is time-major, sol.y of solve_ivp transposed"
     ),
     "odeint": "pz.odesolve(lambda u, p, t: f(u, t, *p), y0, t, p), which solves and differentiates the ODE",
     "eigh": (

@@ -410,6 +410,23 @@ def test_nan_in_u0_or_p_is_refused(field):
         pz.odesolve(decay, np.array(kwargs["u0"]), T_DECAY, np.array(kwargs["p"]))
 
 
+def test_t0_starts_the_solve_before_the_first_save_time():
+    """User testing: a PK model sampled from 0.5 h on, dosed at 0, passed the sampling times only
+    and got a curve shifted in time; t0= starts the solve at the dose, as SciML's tspan does."""
+    samples = np.array([0.5, 1.0, 2.0, 4.0])
+    u = pz.odesolve(decay, np.array([100.0]), samples, np.array([0.3]), t0=0.0, reltol=1e-10, abstol=1e-10)
+    np.testing.assert_allclose(u[:, 0], 100.0 * np.exp(-0.3 * samples), rtol=1e-8)
+    (g,) = pz.gradient(lambda k: np.sum(pz.odesolve(decay, np.array([100.0]), samples, k, t0=0.0, reltol=1e-10, abstol=1e-10)), np.array([0.3]))
+    np.testing.assert_allclose(g, [np.sum(-samples * 100.0 * np.exp(-0.3 * samples))], rtol=1e-7)
+    same = pz.odesolve(decay, np.array([1.0]), samples, np.array([0.3]), t0=0.5)
+    np.testing.assert_array_equal(same, pz.odesolve(decay, np.array([1.0]), samples, np.array([0.3])))
+    for bad, error, words in ((1.0, ValueError, r"t0 must be a finite time at or before t\[0\] = 0.5, got 1.0"), (np.array([0.0, 1.0]), TypeError, "t0 must be a number")):
+        with pytest.raises(error, match=words):
+            pz.odesolve(decay, np.array([1.0]), samples, np.array([0.3]), t0=bad)
+    with pytest.raises(pz.UnsupportedOperationError, match="t0 must be constant"):
+        pz.gradient(lambda s: pz.odesolve(decay, np.array([1.0]), samples, np.array([0.3]), t0=s)[-1, 0], 0.0)
+
+
 def test_nan_reaching_a_traced_solve_is_refused_before_solving():
     with pytest.raises(ValueError, match="p contains NaN"):
         pz.gradient(lambda p: pz.odesolve(decay, np.array([1.0]), T_DECAY, p)[-1, 0], np.array([np.nan]))

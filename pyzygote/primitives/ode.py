@@ -465,6 +465,7 @@ def odesolve(
     abstol: float = 1e-6,
     maxiters: int = 100_000,
     tstops: Any = None,
+    t0: float | None = None,
     **unknown: Any,
 ) -> Any:
     """Solve ``u' = f(u, p, t)`` from ``u(t[0]) = u0``; the solution at times ``t``.
@@ -479,6 +480,9 @@ def odesolve(
     are theirs (``reltol=1e-3, abstol=1e-6``).  ``tstops`` are times the solver
     must step to, as SciML's: put the times where ``f`` switches (a dose, an
     infusion that starts or stops) there, or an adaptive solver may step over the switch.
+    ``t0`` is the initial time where it is not ``t[0]`` (a dose at 0, samples from 0.5 on):
+    ``u(t0) = u0`` and the result holds the solution at the times ``t`` only, as SciML's
+    ``tspan=(t0, t[-1])`` with ``saveat=t``.
 
     >>> import numpy as np, pyzygote as pz
     >>> u = pz.odesolve(lambda u, p, t: -u, np.array([1.0]), np.linspace(0, 1, 3), reltol=1e-9, abstol=1e-9)
@@ -492,6 +496,11 @@ def odesolve(
         raise TypeError(f"f must be a callable f(u, p, t), got {type(f).__name__}")
     check_no_outer_tracers(f)
     times = check_times(t)
+    if t0 is not None:
+        start = _initial_time(t0, times)
+        if start < times[0]:
+            settings = dict(alg=alg, sensealg=sensealg, reltol=reltol, abstol=abstol, maxiters=maxiters, tstops=tstops)
+            return odesolve(f, u0, np.concatenate([[start], times]), p, **settings)[1:]
     check_solver_name(alg)
     sensitivity.resolve_sensealg(sensealg, 0, 0)
     reltol, abstol, maxiters = check_solver_options(reltol, abstol, maxiters)
@@ -533,6 +542,17 @@ def odesolve(
         prog = make_program(lambda a, b: odesolve_p.bind(a, b, **params), u0, p)
         return layout.states(get_engine("julia").evaluate(prog, [u0, p])[0])
     return layout.states(odesolve_p.bind(u0, p, **params))
+
+
+def _initial_time(t0: Any, times: np.ndarray) -> float:
+    if isinstance(t0, Tracer):
+        raise UnsupportedOperationError(f"t0 must be constant: differentiating with respect to the initial time is not supported. {_TIMES_FROM_P}")
+    if isinstance(t0, (bool, np.bool_)) or np.ndim(t0) != 0 or np.asarray(t0).dtype.kind not in "iuf":
+        raise TypeError(f"t0 must be a number (the initial time), got {t0!r}")
+    start = float(t0)
+    if not np.isfinite(start) or start > times[0]:
+        raise ValueError(f"t0 must be a finite time at or before t[0] = {times[0]:g}, got {start!r}")
+    return start
 
 
 # Forward sensitivities solve n (1 + n + m) equations; sensealg="auto" stays below 10100.
