@@ -283,6 +283,8 @@ case("special_integral", "ellip-series", lambda m: scipy.special.ellipk(m) + sci
 case("special_integral", "dawsn-series", lambda x: scipy.special.dawsn(x), uniform(11, 40, signed=True))
 case("gammainc", "gammainc", lambda x: scipy.special.gammainc(2.5, x), uniform(0.1, 6))
 case("gammainc", "gammaincc", lambda x: scipy.special.gammaincc(0.7, x) * scipy.special.gammainc(1.0, x), uniform(0.1, 6))
+case("betainc", "betainc", lambda x: scipy.special.betainc(2.5, 1.5, x), uniform(0.05, 0.95))
+case("betainc", "student-t-cdf", lambda t: 1 - 0.5 * scipy.special.betainc(2.5, 0.5, 5.0 / (5.0 + t * t)), uniform(0.2, 4))
 # a traced: P's series below x = a + 1, Q's continued fraction above (both in each draw), and a
 # censored gamma observation's log-survival in (shape, scale)
 case("gammainc_da", "gammainc-a", lambda a, x: scipy.special.gammainc(a, x), pair(0.3, 6, 0.1, 9, mode="broadcast"))

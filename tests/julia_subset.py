@@ -433,6 +433,7 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "PyZygote.besselk_of": (lambda x, v: _float_fn(lambda t: scipy.special.kv(float(v), t))(x), None),
     "PyZygote.gammainc_of": (lambda x, a: _float_fn(lambda v: scipy.special.gammainc(float(a), v))(x), None),
     "PyZygote.gammaincc_of": (lambda x, a: _float_fn(lambda v: scipy.special.gammaincc(float(a), v))(x), None),
+    "PyZygote.betainc_of": (lambda x, a, b: _float_fn(lambda v: scipy.special.betainc(float(a), float(b), v))(x), None),
     # the Julia function's derivatives in a are ForwardDiff's through its series and fraction: modelled by the NumPy engine's
     "PyZygote.gammainc_da": (lambda a, x, n, part: _float_fn(lambda s, v: gammainc_da_p.impl(s, v, order=int(n), upper=int(part) == 2))(a, x), None),
     "PyZygote.dawsn": (_float_fn(scipy.special.dawsn), None),

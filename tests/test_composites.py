@@ -1690,6 +1690,32 @@ def test_fft_and_qr_are_refused_with_what_to_write() -> None:
         assert hint in str(info.value), str(info.value)
 
 
+def test_incomplete_beta_function_has_the_beta_density_as_derivative() -> None:
+    """User testing: scipy.special.betainc was refused (Student-t, F and binomial CDFs)."""
+    x = np.array([0.0, 1e-300, 0.05, 0.3, 0.5, 0.7, 0.95, 1.0])
+    for a, b in ((2.0, 3.0), (1.0, 1.0), (1.0, 2.5), (3.5, 1.0), (7.25, 4.5), (500.0, 400.0)):
+        assert np.array_equal(pz.make_program(lambda v, a=a, b=b: sc.betainc(a, b, v), x)(x)[0], sc.betainc(a, b, x))
+        with np.errstate(divide="ignore"):
+            density = np.exp(sc.xlogy(a - 1, x) + sc.xlog1py(b - 1, -x) - sc.betaln(a, b))
+        (g,) = pz.gradient(lambda v, a=a, b=b: np.sum(sc.betainc(a, b, v)), x)
+        np.testing.assert_allclose(g, density, rtol=2e-13, atol=0, err_msg=f"a={a}, b={b}")
+    # second derivatives, at the ends too: d/dx of 12 x (1 - x)**2
+    h = np.diag(pz.hessian(lambda v: np.sum(sc.betainc(2.0, 3.0, v)), x))
+    np.testing.assert_allclose(h, 12 * (1 - x) ** 2 - 24 * x * (1 - x), rtol=1e-13, atol=1e-13)
+    # Student's t CDF in t and the binomial CDF in p against their densities and scipy's pmf
+    df, t = 5.0, np.array([0.3, 1.2, 4.0])
+    (g,) = pz.gradient(lambda v: np.sum(1 - 0.5 * sc.betainc(df / 2, 0.5, df / (df + v**2))), t)
+    np.testing.assert_allclose(g, __import__("scipy.stats").stats.t.pdf(t, df), rtol=1e-13)
+    n, k, p = 12.0, 4.0, np.array([0.2, 0.45])
+    (g,) = pz.gradient(lambda q: np.sum(sc.betainc(n - k, k + 1, 1 - q)), p)
+    np.testing.assert_allclose(g, -n * __import__("scipy.stats").stats.binom.pmf(k, n - 1, p), rtol=1e-12)  # dF/dp
+    assert pz.make_program(lambda v: sc.betainc(2.0, 3.0, v), np.float32(0.5))(np.float32(0.5))[0].dtype == np.float32
+    with pytest.raises(pz.NonFiniteGradientError, match="betainc"):  # an infinite density at 0 for a < 1
+        pz.gradient(lambda v: np.sum(sc.betainc(0.5, 0.5, v)), x)
+    with pytest.raises(pz.UnsupportedOperationError, match="its b is traced here.*keyword argument"):
+        pz.gradient(lambda b: sc.betainc(2.0, b, 0.3), 1.5)
+
+
 def test_incomplete_gamma_functions_have_the_gamma_density_as_derivative() -> None:
     """User testing: scipy.special.gammainc was refused (chi-square and Poisson probabilities)."""
     x = np.array([0.0, 1e-300, 0.3, 1.0, 2.0, 50.0, 800.0])

@@ -558,6 +558,64 @@ function _gamma_density(x::Real, a::Real)
     return exp((a - 1) * log(x) - x - lognorm)
 end
 
+"""
+    betainc_of(x, a, b)
+
+scipy.special's regularized incomplete beta function `betainc(a, b, x)` of constant `a` and
+`b`: SpecialFunctions' `beta_inc`, with NaN where scipy gives NaN and `beta_inc` throws a
+`DomainError` (`a < 0`, `b < 0`, `a = b = 0`, `x` outside [0, 1]). Its derivative in `x`, the
+beta density, is given to duals and to Zygote as the NumPy engine computes it. Zygote's
+broadcast may make `a` and `b` dual numbers; only their plain values are used.
+"""
+function betainc_of(x::Real, a::Real, b::Real)
+    v = primal(x)
+    s, r = _beta_parameters(v, a, b)
+    _outside_beta(v, s, r) && return _nan(x)
+    return first(SpecialFunctions.beta_inc(s, r, v))
+end
+
+function betainc_of(d::ForwardDiff.Dual{T}, a::Real, b::Real) where {T}
+    x = ForwardDiff.value(d)
+    slope = convert(typeof(x), _beta_density(x, a, b))
+    return ForwardDiff.Dual{T}(betainc_of(x, a, b), slope * ForwardDiff.partials(d))
+end
+
+function ChainRulesCore.rrule(::typeof(betainc_of), x::Real, a::Real, b::Real)
+    slope = _beta_density(x, a, b)
+    function betainc_pullback(ȳ)
+        no = ChainRulesCore.NoTangent()
+        return (no, slope * ChainRulesCore.unthunk(ȳ), no, no)
+    end
+    return betainc_of(x, a, b), betainc_pullback
+end
+
+_beta_parameters(v::Real, a::Real, b::Real) = (
+    convert(float(typeof(v)), primal(a)),
+    convert(float(typeof(v)), primal(b)),
+)
+
+function _outside_beta(v::Real, s::Real, r::Real)
+    nan = isnan(v) || isnan(s) || isnan(r)
+    return nan || s < 0 || r < 0 || (iszero(s) && iszero(r)) || v < 0 || v > 1
+end
+
+# x^(a - 1) (1 - x)^(b - 1) / B(a, b) on [0, 1], NaN outside, as the NumPy engine computes it:
+# near each end the factor that vanishes or diverges there as a power (`nan_pow`, exact at the
+# end), the rest through logarithms; through logarithms alone where 1 / B(a, b) overflows.
+function _beta_density(x::Real, a::Real, b::Real)
+    v = primal(x)
+    s, r = _beta_parameters(v, a, b)
+    _outside_beta(v, s, r) && return _nan(x)
+    logbeta = SpecialFunctions.logbeta(s, r)
+    if logbeta > -600
+        v < 0.5 && return nan_pow(x, s - 1) * exp((r - 1) * log1p(-x) - logbeta)
+        return nan_pow(1 - x, r - 1) * exp((s - 1) * log(x) - logbeta)
+    end
+    # a and b are large here: the density vanishes at both ends
+    (iszero(v) || isone(v)) && return zero(x)
+    return exp((s - 1) * log(x) + (r - 1) * log1p(-x) - logbeta)
+end
+
 # The NumPy engine's MAX_TERMS (pyzygote/primitives/incomplete_gamma.py).
 const GAMMAINC_MAX_TERMS = 10_000
 
