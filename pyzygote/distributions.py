@@ -63,12 +63,15 @@ _FORMULAS: dict[str, dict[str, str]] = {
     },
     "beta": {
         "logpdf": "(a - 1) * np.log(z) + (b - 1) * np.log1p(-z) - scipy.special.betaln(a, b) - np.log(s)",
+        "cdf": "scipy.special.betainc(a, b, z)",
+        "sf": "scipy.special.betainc(b, a, 1 - z)",
     },
     "t": {
         "logpdf": (
             "scipy.special.gammaln((df + 1) / 2) - scipy.special.gammaln(df / 2) - 0.5 * np.log(df * np.pi) "
             "- (df + 1) / 2 * np.log1p(z ** 2 / df) - np.log(s)"
         ),
+        "cdf": "np.where(z > 0, 1 - 0.5 * tail, 0.5 * tail) with tail = scipy.special.betainc(df / 2, 0.5, df / (df + z ** 2))",
     },
     "cauchy": {"logpdf": "-np.log(np.pi * s * (1 + z ** 2))", "cdf": "0.5 + np.arctan(z) / np.pi"},
     "logistic": {
@@ -86,6 +89,8 @@ _FORMULAS: dict[str, dict[str, str]] = {
         "sf": "scipy.special.gammainc(k + 1, mu)",
     },
     "binom": {
+        "cdf": "scipy.special.betainc(n - k, k + 1, 1 - p) (differentiable in p)",
+        "sf": "scipy.special.betainc(k + 1, n - k, p)",
         "logpmf": (
             "scipy.special.gammaln(n + 1) - scipy.special.gammaln(k + 1) - scipy.special.gammaln(n - k + 1) "
             "+ scipy.special.xlogy(k, p) + scipy.special.xlog1py(n - k, -p)"

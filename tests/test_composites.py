@@ -562,16 +562,25 @@ def test_scipy_stats_distributions_are_refused_with_their_own_formula() -> None:
         ("laplace", "logpdf", st.laplace.logpdf(x, scale=s)),
         ("expon", "logsf", st.expon.logsf(x, scale=s)),
         ("beta", "logpdf", st.beta.logpdf(x / 10, 2.0, 3.0)),
+        ("beta", "cdf", st.beta.cdf(x / 10, 2.0, 3.0)),
+        ("beta", "sf", st.beta.sf(x / 10, 2.0, 3.0)),
+        ("t", "cdf", st.t.cdf(np.array([-2.0, -0.5, 0.7, 3.0]), 4.0)),
+        ("binom", "cdf", st.binom.cdf(np.array([0, 3, 9]), 10, 0.3)),
+        ("binom", "sf", st.binom.sf(np.array([0, 3, 9]), 10, 0.3)),
         ("lognorm", "logpdf", st.lognorm.logpdf(x, 0.8, scale=s)),
         ("poisson", "logpmf", st.poisson.logpmf(np.array([0, 3, 9]), 2.5)),
         ("binom", "logpmf", st.binom.logpmf(np.array([0, 3, 9]), 10, 0.3)),
         ("nbinom", "logpmf", st.nbinom.logpmf(np.array([0, 3, 9]), 4.0, 0.3)),
     ):
         formula = re.split(r", with z| \((?:precise|sigma|differentiable)", written_out(name, method))[0]
+        formula, _, tail = formula.partition(" with tail = ")
         names = {"np": np, "scipy": __import__("scipy"), "z": z, "s": s, "a": a, "c": c, "df": 4.0, "sigma": 0.8,
                  "k": np.array([0, 3, 9]), "mu": 2.5, "n": 10 if name == "binom" else 4.0, "p": 0.3}  # fmt: skip
         if name == "beta":
             names.update(z=x / 10, s=1.0, a=2.0, b=3.0)
+        if tail:
+            names.update(z=np.array([-2.0, -0.5, 0.7, 3.0]))
+            names["tail"] = eval(tail, names)
         np.testing.assert_allclose(eval(formula, names), expected, rtol=1e-13, atol=1e-15, err_msg=f"{name}.{method}")
 
 
