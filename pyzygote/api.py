@@ -64,15 +64,18 @@ class _NamingODEInputs:
             try:
                 return attr(*args, **kwargs)
             except NonFiniteODEInputError as e:
-                e._where = e._where or self._where
+                if e._where is None:
+                    # the arguments as they are now: the diagnosis runs when the message is read
+                    snapshot = [np.array(a, copy=True) for a in self._arrays]
+                    e._where = lambda: self._where(snapshot)
                 raise
 
         return call
 
-    def _where(self) -> str:
+    def _where(self, arrays: Sequence[Any]) -> str:
         from pyzygote.diagnose import first_nonfinite
 
-        made = first_nonfinite(self._traced.program, self._arrays, None, derivatives=False)
+        made = first_nonfinite(self._traced.program, arrays, None, derivatives=False)
         return f" Running the function again, the first operation that makes a non-finite value: {made}." if made else ""
 
 
