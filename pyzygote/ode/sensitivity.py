@@ -42,7 +42,7 @@ import numpy as np
 from pyzygote.errors import NonFiniteGradientError, SolverError
 from pyzygote.ode import forward_memo
 from pyzygote.ode.rhs import DENSE_JACOBIAN_UP_TO, RHS, sensitivity_jacobian
-from pyzygote.ode.solvers import Integration, algorithm, dense_matrix, integrate
+from pyzygote.ode.solvers import Integration, algorithm, dense_matrix, integrate, point_evaluator
 
 __all__ = ["Options", "SENSEALGS", "solve_states", "forward_sensitivities", "vjp", "resolve_sensealg"]
 
@@ -315,7 +315,7 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     jac = _adjoint_jacobian(rhs, p, opts)
     n, m = rhs.n, rhs.m
     state = np.zeros(n + m)
-    dense = fwd.dense
+    dense = point_evaluator(fwd.dense)
 
     def fun(tt: float, y: np.ndarray) -> np.ndarray:
         dlam, dmu = adj(dense(tt), y[:n], p, tt)

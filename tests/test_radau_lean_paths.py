@@ -1,0 +1,75 @@
+"""The NumPy engine's lean paths through SciPy's Radau and BDF (pyzygote.ode.solvers): LAPACK's
+getrf/getrs called directly, and the forward solution read at one time by bisection, give bitwise
+the values of scipy.linalg.lu_factor/lu_solve and of scipy's OdeSolution."""
+
+import numpy as np
+import pytest
+from scipy.integrate import BDF, Radau, solve_ivp
+
+import pyzygote as pz
+from pyzygote.ode import solvers
+from pyzygote.ode.solvers import integrate, point_evaluator
+
+
+def _robertson(t, y):
+    return np.array([-0.04 * y[0] + 1e4 * y[1] * y[2], 0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2, 3e7 * y[1] ** 2])
+
+
+@pytest.mark.parametrize("method", [Radau, BDF])
+def test_lean_lu_steps_are_scipys(method):
+    y0, rtol, atol = np.array([1.0, 0.0, 0.0]), 1e-6, 1e-10
+    plain, lean = method(_robertson, 0.0, y0, 100.0, rtol=rtol, atol=atol), method(_robertson, 0.0, y0, 100.0, rtol=rtol, atol=atol)
+    solvers._lean_dense_lu(lean)
+    while plain.status == "running":
+        plain.step()
+        lean.step()
+        assert lean.t == plain.t and np.array_equal(lean.y, plain.y)
+    assert lean.status == "finished" and lean.nlu == plain.nlu > 0
+
+
+def test_lean_lu_refuses_nan_like_lu_factor():
+    solver = Radau(_robertson, 0.0, np.array([1.0, 0.0, 0.0]), 1.0)
+    solvers._lean_dense_lu(solver)
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        solver.lu(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    LU = solver.lu(np.array([[2.0, 1.0], [1.0, 3.0]]))
+    np.testing.assert_allclose(solver.solve_lu(LU, np.array([3.0, 4.0])), [1.0, 1.0])
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        solver.solve_lu(LU, np.array([np.inf, 1.0]))
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_point_evaluator_is_odesolutions(backwards):
+    t0, t1 = (100.0, 0.0) if backwards else (0.0, 100.0)
+    res = integrate(lambda t, y: _robertson(t, y) * 1e-3, t0, t1, np.array([1.0, 0.0, 0.0]), None, "Rodas5P", 1e-6, 1e-10, dense=True)
+    fast = point_evaluator(res.dense)
+    assert fast is not res.dense
+    knots = res.t.tolist()
+    times = knots + np.linspace(min(t0, t1) - 1.0, max(t0, t1) + 1.0, 301).tolist()
+    for t in times:
+        assert np.array_equal(fast(float(t)), res.dense(float(t))), t
+
+
+def test_point_evaluator_leaves_other_dense_outputs():
+    res = integrate(lambda t, y: -y, 0.0, 1.0, np.array([1.0]), None, "Tsit5", 1e-8, 1e-8, dense=True)
+    assert point_evaluator(res.dense) is res.dense
+
+
+def test_adjoint_through_radau_matches_finite_differences():
+    u0, t = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.1, 1.0, 10.0])
+
+    def rober(u, p, t):
+        return np.array([-p[0] * u[0] + p[1] * u[1] * u[2], p[0] * u[0] - p[1] * u[1] * u[2] - p[2] * u[1] ** 2, p[2] * u[1] ** 2])
+
+    def loss(p):
+        u = pz.odesolve(rober, u0, t, p, alg="Rodas5P", sensealg="adjoint", reltol=1e-9, abstol=1e-12)
+        return np.sum(u[:, 0] ** 2 + 1e4 * u[:, 1])
+
+    p = np.array([0.04, 1e4, 3e7])
+    (g,) = pz.gradient(loss, p, engine="numpy")
+    fd = []
+    for i in range(3):
+        e = np.zeros(3)
+        e[i] = 1e-5 * p[i]
+        fd.append((loss(p + e) - loss(p - e)) / (2 * e[i]))
+    np.testing.assert_allclose(g, fd, rtol=1e-4)
