@@ -71,3 +71,15 @@ def test_gradient_through_folded_sensitivities_matches_finite_differences():
     eps = 1e-6
     fd = [(loss(p + eps * e) - loss(p - eps * e)) / (2 * eps) for e in np.eye(p.size)]
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("n", [9, 40])  # unrolled, and compiled to numpy
+def test_joined_adjoint_rhs_is_the_concatenated_adjoint(n):
+    def f(u, p, t):
+        return -p[0] * u + np.tanh(p[1] * np.roll(u, 1) + p[2] * np.cos(t))
+
+    rhs = RHS.trace(f, n, 3)
+    rng = np.random.default_rng(5)
+    u, lam, p = rng.standard_normal(n), rng.standard_normal(n), rng.uniform(0.5, 1.5, 3)
+    (joined,) = rhs.adjoint_rhs_joined()(u, lam, p, 0.3)
+    assert np.array_equal(joined, np.concatenate(rhs.adjoint_rhs()(u, lam, p, 0.3)))

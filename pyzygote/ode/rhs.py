@@ -186,7 +186,7 @@ class JuliaRHS(_Directions):
             "(engine='julia'), or write the right-hand side with numpy for the NumPy engine"
         )
 
-    jacobian_u = sensitivity_rhs = initial_sensitivities = adjoint_rhs = backsolve_rhs = __call__
+    jacobian_u = sensitivity_rhs = initial_sensitivities = adjoint_rhs = adjoint_rhs_joined = backsolve_rhs = __call__
 
 
 class RHS(_Directions):
@@ -470,6 +470,11 @@ class RHS(_Directions):
         """``(u, lam, p, t) -> (-lam^T J_u, -lam^T J_p)``."""
         return self._get("adj", self._adjoint_program)
 
+    def adjoint_rhs_joined(self) -> Callable[..., Any]:
+        """``(u, lam, p, t) -> (concatenate([-lam^T J_u, -lam^T J_p]),)``: :meth:`adjoint_rhs` as
+        the one vector the adjoint solve integrates (unrolled, one array is made, not three)."""
+        return self._get("adj_joined", self._adjoint_joined_program)
+
     def backsolve_rhs(self) -> Callable[..., Any]:
         """``(z, p, t) -> dz`` for ``z = [u, lam, mu]``: the state solved backwards with its adjoint."""
         return self._get("backsolve", self._backsolve_program)
@@ -619,6 +624,18 @@ class RHS(_Directions):
         _, *res = eval_program(fwd, u, p, t)
         ct_u, ct_p, _ = eval_program(bwd, *res, lam)
         return b.build([u, lam, p, t], [-ct_u, -ct_p])
+
+    def _adjoint_joined_program(self) -> Program:
+        n, m = self.n, self.m
+        b = Builder()
+        u, lam, p, t = (
+            b.new_input((n,), np.float64),
+            b.new_input((n,), np.float64),
+            b.new_input((m,), np.float64),
+            b.new_input((), np.float64),
+        )
+        dlam, dmu = eval_program(self._program("adj", self._adjoint_program), u, lam, p, t)
+        return b.build([u, lam, p, t], [np.concatenate([dlam, dmu])])
 
     def _backsolve_program(self) -> Program:
         n, m = self.n, self.m

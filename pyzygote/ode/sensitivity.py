@@ -311,15 +311,14 @@ def vjp(
 def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
     # the solve that gave the value kept it (forward_memo), unless this pullback came without one
     fwd = forward_memo.recall(rhs, u0, p, t, opts) or solve_states(rhs, u0, p, t, opts, dense=True)
-    adj = rhs.adjoint_rhs()
+    adj = rhs.adjoint_rhs_joined()
     jac = _adjoint_jacobian(rhs, p, opts)
     n, m = rhs.n, rhs.m
     state = np.zeros(n + m)
     dense = point_evaluator(fwd.dense)
 
     def fun(tt: float, y: np.ndarray) -> np.ndarray:
-        dlam, dmu = adj(dense(tt), y[:n], p, tt)
-        return np.concatenate([dlam, dmu])
+        return adj(dense(tt), y[:n], p, tt)[0]
 
     # The adjoint is linear and jumps by the cotangent at each save time: it is zero after the
     # last nonzero one, and integrates straight across save times without one (a loss on the
