@@ -83,3 +83,19 @@ def test_joined_adjoint_rhs_is_the_concatenated_adjoint(n):
     u, lam, p = rng.standard_normal(n), rng.standard_normal(n), rng.uniform(0.5, 1.5, 3)
     (joined,) = rhs.adjoint_rhs_joined()(u, lam, p, 0.3)
     assert np.array_equal(joined, np.concatenate(rhs.adjoint_rhs()(u, lam, p, 0.3)))
+
+
+def test_unrolled_code_takes_names_again_once_their_values_are_dead():
+    import re
+
+    rhs = RHS.trace(_seir, 9, 7)
+    cols = tuple(range(9, 16))
+    rhs.sensitivity_rhs(cols)
+    prog = rhs._derived[("program", ("sens", cols))]
+    fast = compile_scalar(prog)
+    assigned = re.findall(r"^\s+(r\d+) = ", fast.__doc__, flags=re.M)
+    assert len(set(assigned)) < len(assigned) / 2
+    assert not re.search(r"\bs\d+\b", fast.__doc__)
+    rng = np.random.default_rng(8)
+    args = (rng.standard_normal(9 * 8), rng.uniform(0.1, 1.0, 7), 0.4)
+    assert np.array_equal(fast(*args)[0], compile_program(prog)(*args)[0]) or np.allclose(fast(*args)[0], compile_program(prog)(*args)[0], rtol=1e-13)
