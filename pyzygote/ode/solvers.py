@@ -308,6 +308,10 @@ def point_evaluator(dense: Any) -> Callable[[float], np.ndarray]:
 
     from scipy.integrate import OdeSolution
 
+    from pyzygote.ode.rk import DenseSolution, _StepInterpolant
+
+    if type(dense) is DenseSolution and all(type(i) is _StepInterpolant for i in dense.pieces):
+        return _step_point_evaluator(dense)
     try:
         from scipy.integrate._ivp.radau import RadauDenseOutput
     except ImportError:  # a SciPy that moved it
@@ -333,6 +337,25 @@ def point_evaluator(dense: Any) -> Callable[[float], np.ndarray]:
         y = np.dot(Q, np.array(powers))
         y += y_old
         return y
+
+    return at
+
+
+def _step_point_evaluator(dense: Any) -> Callable[[float], np.ndarray]:
+    """:func:`point_evaluator` for pyzygote's own Runge-Kutta steps: ``DenseSolution.__call__``
+    and ``_StepInterpolant.__call__`` in one function, the same arithmetic."""
+    import bisect
+
+    keys, sign, last = dense._keys, dense._sign, len(dense.pieces) - 1
+    pieces = [(i.t_old, i.h, i.y_old, i.Q) for i in dense.pieces]
+
+    def at(t: float) -> np.ndarray:
+        if not isinstance(t, float):
+            return dense(t)
+        i = bisect.bisect_left(keys, sign * t) - 1
+        t_old, h, y_old, Q = pieces[min(max(i, 0), last)]
+        x = (t - t_old) / h
+        return y_old + h * (Q @ np.array([x, x * x, x**3, x**4]))
 
     return at
 

@@ -1,6 +1,6 @@
-"""The NumPy engine's lean paths through SciPy's Radau and BDF (pyzygote.ode.solvers): LAPACK's
-getrf/getrs called directly, and the forward solution read at one time by bisection, give bitwise
-the values of scipy.linalg.lu_factor/lu_solve and of scipy's OdeSolution."""
+"""The NumPy engine's lean paths (pyzygote.ode.solvers): LAPACK's getrf/getrs called directly in
+Radau and BDF, and the forward solution read at one time (Radau's dense output and the RK stepper's),
+give bitwise the values of scipy.linalg.lu_factor/lu_solve, SciPy's OdeSolution and DenseSolution."""
 
 import numpy as np
 import pytest
@@ -51,8 +51,18 @@ def test_point_evaluator_is_odesolutions(backwards):
 
 
 def test_point_evaluator_leaves_other_dense_outputs():
-    res = integrate(lambda t, y: -y, 0.0, 1.0, np.array([1.0]), None, "Tsit5", 1e-8, 1e-8, dense=True)
+    res = integrate(lambda t, y: -y, 0.0, 1.0, np.array([1.0]), None, "Vern7", 1e-8, 1e-8, dense=True)
     assert point_evaluator(res.dense) is res.dense
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_point_evaluator_is_the_rk_steppers_dense_solution(backwards):
+    t0, t1 = (3.0, 0.0) if backwards else (0.0, 3.0)
+    res = integrate(lambda t, y: np.array([y[1], -np.sin(y[0])]), t0, t1, np.array([1.0, 0.0]), None, "Tsit5", 1e-8, 1e-8, dense=True)
+    fast = point_evaluator(res.dense)
+    assert fast is not res.dense
+    for t in res.t.tolist() + np.linspace(-0.5, 3.5, 201).tolist():
+        assert np.array_equal(fast(float(t)), res.dense(float(t))), t
 
 
 def test_adjoint_through_radau_matches_finite_differences():
