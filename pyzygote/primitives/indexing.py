@@ -17,6 +17,7 @@ array([0., 0., 4., 0.])
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -121,7 +122,7 @@ def _scatter_aval(v: Aval, *, positions: np.ndarray, shape: tuple[int, ...], uni
 @scatter_add_p.def_impl
 def _scatter_impl(v: Any, *, positions: np.ndarray, shape: tuple[int, ...], unique: bool) -> np.ndarray:
     v = np.asarray(v)
-    out = np.zeros(int(np.prod(shape, dtype=np.int64)), dtype=v.dtype)
+    out = np.zeros(math.prod(shape), dtype=v.dtype)  # math.prod: np.prod's dispatch was a third of the call
     if unique:
         out[positions.ravel()] = v.ravel()
     else:
