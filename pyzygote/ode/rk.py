@@ -125,7 +125,7 @@ def rk_integrate(
         if naccept >= maxiters:
             retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
             break
-        min_step = 10 * abs(np.nextafter(t, direction * np.inf) - t)
+        min_step = 10 * abs(math.nextafter(t, direction * math.inf) - t)  # numpy's is a ufunc call
         rejected = non_finite = False
         while True:
             if h_abs < min_step:
@@ -152,7 +152,7 @@ def rk_integrate(
                 rejected = non_finite = True
                 nreject += 1
                 continue
-            if err < 1 and not np.all(np.isfinite(y_new)):
+            if err < 1 and not np.isfinite(y_new).all():
                 retcode, message = "Unstable", f"the solution became NaN or infinite at t={t_new:.6g}"
                 break
             non_finite = False
