@@ -4,7 +4,7 @@ give bitwise the values of scipy.linalg.lu_factor/lu_solve, SciPy's OdeSolution 
 
 import numpy as np
 import pytest
-from scipy.integrate import BDF, Radau, solve_ivp
+from scipy.integrate import BDF, Radau
 
 import pyzygote as pz
 from pyzygote.ode import solvers
