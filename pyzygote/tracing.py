@@ -373,8 +373,11 @@ def _attributes(v: Any) -> dict[str, Any] | None:
     return items if isinstance(attrs, dict) or items else None
 
 
-# Objects the walk does not open as objects: modules (handled above), C functions, weak proxies.
-_OPAQUE = (types.ModuleType, types.BuiltinFunctionType, *weakref.ProxyTypes)
+# Objects the walk does not open as objects: modules (handled above), C functions, weak proxies,
+# and an enclosing trace's values, which a nested trace takes as inputs (their builder holds the
+# whole enclosing program: user testing saw a PINN's pz.grad(pz.grad(lambda x: net(th, x)))
+# warned about as reading more than the budget).
+_OPAQUE = (types.ModuleType, types.BuiltinFunctionType, Tracer, *weakref.ProxyTypes)
 _PROXIES = frozenset(weakref.ProxyTypes)
 _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 

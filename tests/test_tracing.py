@@ -1257,3 +1257,30 @@ def test_a_math_function_on_a_traced_value_is_named_first_with_its_numpy_equival
             pz.gradient(f, np.ones(2))
     with pytest.raises(pz.TracerBoolError, match=r"^float\(\) of a traced value"):
         pz.gradient(lambda x: float(x[0]), np.ones(2))
+
+
+def test_a_nested_transformation_reading_the_enclosing_traces_values_is_not_called_unchecked() -> None:
+    """User testing: a PINN's per-point second derivative, pz.grad(pz.grad(lambda x: net(th, x))),
+    inside a differentiated loss was warned about as reading more than 2000 objects: the walk
+    went into the enclosing trace through its traced parameters."""
+    from pyzygote.tracing import UncheckedDataWarning
+
+    rng = np.random.default_rng(0)
+    theta = {"W1": rng.standard_normal((1, 16)), "b1": rng.standard_normal(16), "W2": rng.standard_normal((16, 16)) / 4,
+             "b2": np.zeros(16), "w2": rng.standard_normal(16) / 4}  # fmt: skip
+
+    def net(th: Any, x: Any) -> Any:
+        h = np.tanh(np.reshape(x, (1, 1)) @ th["W1"] + th["b1"])
+        return np.tanh(h @ th["W2"] + th["b2"])[0] @ th["w2"]
+
+    def loss(th: Any) -> Any:
+        u_xx = pz.grad(pz.grad(lambda x: net(th, x)))
+        return np.mean(np.stack([u_xx(x) for x in np.linspace(0.0, 1.0, 20)]) ** 2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncheckedDataWarning)
+        g = pz.grad(loss)(theta)
+    h = 1e-6
+    bumped = {**theta, "w2": theta["w2"] + h * np.eye(16)[3]}
+    lowered = {**theta, "w2": theta["w2"] - h * np.eye(16)[3]}
+    np.testing.assert_allclose(g["w2"][3], (loss(bumped) - loss(lowered)) / (2 * h), rtol=1e-6)
