@@ -91,7 +91,14 @@ _INSTEAD = {
         "its condition holds; np.select evaluates each everywhere, and a derivative that is NaN or inf where its branch "
         "is not taken poisons the gradient, so keep each branch's input safe there: np.sqrt(np.where(x > 0, x, 1.0))"
     ),
-    "eig": "np.linalg.eigh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigh reads only the lower triangle, so a matrix that is not symmetric gets another matrix's eigenvalues)",
+    "eig": (
+        "np.linalg.eigh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigh reads only the lower "
+        "triangle, so a matrix that is not symmetric gets another matrix's eigenvalues). For the dominant eigenvalue "
+        "and eigenvector of a non-negative matrix (a Leslie or next-generation matrix: the growth rate and the stable "
+        "stage distribution), iterate v = a @ v / np.linalg.norm(a @ v) a fixed number of times and take "
+        "v @ a @ v / (v @ v), with v as the eigenvector; the left eigenvector (reproductive values) the same way with a.T"
+    ),
+    "choose": "np.take_along_axis(np.stack(choices, axis=-1), idx[..., None], axis=-1)[..., 0], or z[np.arange(n), idx] for np.choose(idx, z.T)",
     "eigvals": (
         "np.linalg.eigvalsh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigvalsh reads only "
         "the lower triangle, so a matrix that is not symmetric gets another matrix's eigenvalues). A product "

@@ -1400,6 +1400,11 @@ def test_writes_into_numpy_arrays_and_general_eigenvalues_are_refused_with_a_way
         pz.gradient(lambda v: np.sum(np.put(np.zeros(3), [0, 1], v) or 0.0), x)
     with pytest.raises(pz.UnsupportedOperationError, match="Write it as np.linalg.eigvalsh"):
         pz.gradient(lambda v: np.sum(np.linalg.eigvals(np.diag(v))), x)
+    # user testing: a Leslie matrix's growth rate through eig got only the symmetric advice
+    with pytest.raises(pz.UnsupportedOperationError, match=r"eigh\(a\) if a is symmetric.*Leslie.*v = a @ v / np.linalg.norm\(a @ v\)"):
+        pz.gradient(lambda v: np.sum(np.linalg.eig(np.diag(v))[0].real), x)
+    with pytest.raises(pz.UnsupportedOperationError, match=r"numpy.choose.*z\[np.arange\(n\), idx\] for np.choose\(idx, z.T\)"):
+        pz.gradient(lambda v: np.sum(np.choose(np.array([0, 1, 1]), np.stack([v, 2 * v]))), x)
     with pytest.raises(pz.UnsupportedOperationError, match="one constant integer position"):
         pz.gradient(lambda v: np.sum(np.insert(v, [0, 1], 2.0)), x)
     with pytest.raises(pz.UnsupportedOperationError, match=r"Write it as np.select\(\[cond1, cond2\]"):
@@ -1829,3 +1834,19 @@ def test_censored_gamma_likelihood_has_its_gradient_and_hessian_in_shape_and_sca
     fd2 = np.array([[(loglik(*(theta + step * (ei + ej))) - loglik(*(theta + step * (ei - ej))) - loglik(*(theta - step * (ei - ej))) + loglik(*(theta - step * (ei + ej)))) / (4 * step**2) for ej in np.eye(2)] for ei in np.eye(2)])
     np.testing.assert_allclose(h, fd2, rtol=1e-6)
     np.testing.assert_allclose(h, h.T, rtol=1e-14)
+
+
+def test_logaddexp_reduce_is_a_shifted_log_sum_exp() -> None:
+    """User testing: np.logaddexp.reduce(z, axis=1), a mixture's log-likelihood, was refused."""
+    z = np.random.default_rng(0).standard_normal((3, 4))
+    for axis in (0, 1, -1, None, (0, 1)):
+        np.testing.assert_allclose(pz.make_program(lambda v: np.logaddexp.reduce(v, axis=axis), z)(z)[0], np.logaddexp.reduce(z, axis=axis), rtol=1e-15)
+    (g,) = pz.gradient(lambda v: np.sum(np.logaddexp.reduce(v, axis=1)), z)
+    np.testing.assert_allclose(g, np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True)), rtol=1e-14)
+    edge = np.array([[-np.inf, -np.inf], [0.0, 1.0], [np.inf, 0.0], [np.nan, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = pz.make_program(lambda v: np.logaddexp.reduce(v, axis=1, keepdims=True), edge)(edge)[0]
+    with np.errstate(invalid="ignore"):  # numpy's own, at inf - inf
+        np.testing.assert_array_equal(got, np.logaddexp.reduce(edge, axis=1, keepdims=True))
+    assert pz.make_program(lambda v: np.logaddexp.reduce(v), z.astype(np.float32))(z.astype(np.float32))[0].dtype == np.float32

@@ -1284,3 +1284,21 @@ def test_a_nested_transformation_reading_the_enclosing_traces_values_is_not_call
     bumped = {**theta, "w2": theta["w2"] + h * np.eye(16)[3]}
     lowered = {**theta, "w2": theta["w2"] - h * np.eye(16)[3]}
     np.testing.assert_allclose(g["w2"][3], (loss(bumped) - loss(lowered)) / (2 * h), rtol=1e-6)
+
+
+def test_a_range_indexes_as_the_integer_array_it_spells() -> None:
+    """User testing: P[range(N), y], which numpy accepts, was refused as an unsupported index."""
+    z = np.arange(6.0).reshape(3, 2)
+    y = np.array([0, 1, 1])
+    for index in ((range(3), y), range(1, 3), (range(2), 0), (range(0),)):
+        (g,) = pz.gradient(lambda v: np.sum(v[index] ** 2), z)
+        expected = np.zeros_like(z)
+        np.add.at(expected, index, 2 * z[index])
+        np.testing.assert_array_equal(g, expected)
+
+    def assign(v: Any) -> Any:
+        w = np.zeros_like(v)
+        w[range(2), 0] = v[range(2), 1]
+        return np.sum(3 * w)
+
+    np.testing.assert_array_equal(pz.gradient(assign, z)[0], [[0, 3], [0, 3], [0, 0]])

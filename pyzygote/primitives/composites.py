@@ -86,6 +86,22 @@ def _np_logaddexp2(x: Any, y: Any, **kw: Any) -> Any:
     return _log_add(x, y, np.exp2, lambda z: np.log1p(z) / float(np.log(2.0)))
 
 
+@implements("logaddexp.reduce")
+def _np_logaddexp_reduce(x: Any, axis: Any = 0, dtype: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+    """log(sum(exp(x))) along ``axis``, shifted by the largest entry (numpy adds pairwise, each
+    pair shifted by its larger one); an all -inf slice gives -inf, as numpy's does."""
+    _no_keywords("logaddexp.reduce", kw)
+    x = as_operand(x) if dtype is None else convert(as_operand(x), np.dtype(dtype))
+    if x.dtype.kind != "f":
+        x = convert(x, np.float64)
+    axes = tuple(range(x.ndim)) if axis is None else axis
+    m = np.max(x, axis=axes, keepdims=True)
+    finite = np.isfinite(m)  # else the slice's result is its max: -inf, inf or NaN, as numpy's
+    shift = np.where(finite, m, 0.0)
+    total = np.where(finite, np.log(np.where(finite, np.sum(np.exp(x - shift), axis=axes, keepdims=True), 1.0)) + shift, m)
+    return total if keepdims else np.squeeze(total, axis=axes)
+
+
 @implements(np.sinc)
 @composition(SMOOTH)
 def _np_sinc(x: Any) -> Any:

@@ -166,6 +166,10 @@ def differentiated_position_note(item: Any) -> str:
 
 
 def _check_static(index: Any) -> tuple[Any, bool]:
+    if isinstance(index, range) or (isinstance(index, tuple) and any(isinstance(i, range) for i in index)):
+        # numpy takes a range as the integer array it spells (P[range(n), y])
+        spelled = lambda r: np.arange(r.start, r.stop, r.step)  # noqa: E731 - integers even when empty
+        index = spelled(index) if isinstance(index, range) else tuple(spelled(i) if isinstance(i, range) else i for i in index)
     items = index if isinstance(index, tuple) else (index,)
     basic = True
     for item in items:
