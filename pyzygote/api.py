@@ -170,7 +170,16 @@ def _reads_nan(traced: Traced) -> str:
 
     names = traced.leaf_names or _leaf_names((), traced.leaves, traced.in_tree, None)
     named = [(n, leaf) for n, leaf in zip(names, traced.leaves) if isinstance(leaf, np.ndarray)]
-    named += [(f"an array of shape {np.shape(c)} that the function reads or computes without its arguments", c) for c in traced.program.consts]
+    # the arrays of its closure and globals (the guard's first part; its second holds every array
+    # that met a traced value, computed ones too)
+    read = [v for v in traced.guards[0].values() if isinstance(v, np.ndarray)] if traced.guards else []
+
+    def what(c: Any) -> str:
+        # an array of its closure or globals, or one numpy computed from such before the arguments came in
+        from_data = any(r is c or (np.shape(r) == np.shape(c) and np.array_equal(r, c, equal_nan=True)) for r in read)
+        return f"an array of shape {np.shape(c)} that the function {'reads' if from_data else 'computes without its arguments'}"
+
+    named += [(what(c), c) for c in traced.program.consts]
     for name, a in named:
         a = np.asarray(a)
         if a.dtype.kind == "f" and np.isnan(a).any():
@@ -188,17 +197,20 @@ def _require_finite(
         at = "" if value is None else f" (where the function's value is {np.asarray(value)!r})"
         nan_value = value is not None and np.any(np.isnan(np.asarray(value, dtype=float)))
         holder = reads_nan()
+        computed = "computes without" in holder
         data = (
             ("The value is NaN too" if nan_value else "The function reads arrays that hold NaN")
             + (f" ({holder} holds NaN)" if holder else "")
-            + ": is there NaN in the data (a missing observation)? Mask it before the arithmetic, "
-            "np.where(np.isnan(data), 0.0, pred - data); np.nansum alone comes too late, since the "
-            "NaN reaches the derivative of what it sums. "
             + (
-                "Or numpy made it from constants before it met the arguments (numpy's RuntimeWarning names the "
+                ": numpy made it from constants before they met the arguments (numpy's RuntimeWarning names the "
                 "line): x / (1 - np.exp(-x)) is 0 / 0 at x = 0, where 1 / scipy.special.exprel(-x) is 1. "
-                if "computes without" in holder
-                else ""
+                if computed
+                else ": is there NaN in the data (a missing observation)? Mask it before the arithmetic, "
+                "np.where(np.isnan(data), 0.0, pred - data); np.nansum alone comes too late, since the "
+                "NaN reaches the derivative of what it sums. Where the data multiplies a function of the "
+                "parameters (a Poisson term y * np.log(lam) - lam), replace it too, y0 = np.where(np.isnan(y), 0.0, y), "
+                "and mask the terms, np.where(np.isnan(y), 0.0, y0 * np.log(lam) - lam): the derivative of the "
+                "discarded branch is NaN times zero. "
             )
             if nan_value or holder
             else ""

@@ -1943,7 +1943,7 @@ def test_a_nan_gradient_from_nan_data_under_nansum_points_at_the_data() -> None:
     NaN in the data was given only at a NaN value."""
     cases = np.array([3.0, np.nan, 7.0])
     # user testing: the message then says which array holds NaN, and where
-    for args, holder in (((np.ones(3),), r"an array of shape \(3,\) that the function reads or computes without its arguments, entry \[1\]"), ((np.ones(3), cases), r"c \(argument 1\), entry \[1\]")):
+    for args, holder in (((np.ones(3),), r"an array of shape \(3,\) that the function reads, entry \[1\]"), ((np.ones(3), cases), r"c \(argument 1\), entry \[1\]")):
         f = (lambda mu: -np.nansum(cases * np.log(mu) - mu)) if len(args) == 1 else (lambda mu, c: -np.nansum(c * np.log(mu) - mu))
         with pytest.raises(pz.NonFiniteGradientError, match=r"reads arrays that hold NaN \(" + holder + r" holds NaN\): is there NaN in the data"):
             pz.gradient(f, *args)
@@ -1959,8 +1959,20 @@ def test_a_nan_that_numpy_computes_from_constants_is_not_only_blamed_on_the_data
             an = 0.01 * (V + 55) / (1 - np.exp(-(V + 55) / 10))
         return np.sum(p[0] * (an / (an + 0.125)) ** 4)
 
-    with pytest.raises(pz.NonFiniteGradientError, match=r"entry \[25\] holds NaN.*numpy made it from constants.*scipy.special.exprel"):
+    with pytest.raises(pz.NonFiniteGradientError, match=r"computes without its arguments, entry \[25\] holds NaN\): numpy made it from constants.*scipy.special.exprel"):
         pz.gradient(steady_state, np.array([36.0]))
+
+
+def test_nan_data_multiplying_a_parameter_gets_the_advice_that_works() -> None:
+    """User testing: np.where(np.isnan(y), 0.0, y * np.log(lam) - lam), as the message advised, still
+    gave NaN (NaN times the zero derivative of the discarded branch); the message now says to
+    replace the NaN in the data too, which works."""
+    y = np.array([1.0, np.nan, 3.0])
+    with pytest.raises(pz.NonFiniteGradientError, match=r"that the function reads, entry \[1\] holds NaN.*y0 = np.where\(np.isnan\(y\), 0.0, y\)"):
+        pz.gradient(lambda lam: -np.sum(np.where(np.isnan(y), 0.0, y * np.log(lam) - lam)), np.ones(3))
+    y0 = np.where(np.isnan(y), 0.0, y)
+    (g,) = pz.gradient(lambda lam: -np.sum(np.where(np.isnan(y), 0.0, y0 * np.log(lam) - lam)), np.array([2.0, 2.0, 2.0]))
+    np.testing.assert_allclose(g, [1 - 1 / 2, 0.0, 1 - 3 / 2])
 
 
 def test_numpy_integer_scalars_are_numbers_as_python_ints_are() -> None:
