@@ -479,6 +479,27 @@ class Tracer:
             "argument instead (pz.gradient(f, x, tol=1e-6)) or through a closure."
         )
 
+    def _data_hint(self) -> str:
+        """For a value computed from later arguments only (``if np.isnan(Y[t]): continue`` with the
+        data ``Y`` passed positionally, user testing): data need not be traced."""
+        b = self._builder
+        inputs = [v for _, v in b._inputs.values()]
+        if len(inputs) < 2:
+            return ""
+        needed = {self._var}
+        for e in reversed(b.eqns):
+            if any(o in needed for o in e.outputs):
+                needed.update(a for a in e.inputs if isinstance(a, Var))
+        if inputs[0] in needed or not needed.intersection(inputs[1:]):
+            return ""
+        return (
+            " This value does not depend on the first argument, only on later ones: if they are data (observations, "
+            "a mask), pass them as keyword arguments, pz.gradient(f, theta, Y=Y), or use pz.grad(f) or "
+            "pz.value_and_grad(f), which differentiate the first argument only (JAX's argnums=0): pz.gradient "
+            "traces every positional argument, as Zygote differentiates them, and Python's if can branch on data "
+            "that is not traced."
+        )
+
     def __bool__(self) -> bool:
         if self._builder.ended:
             raise trace_ended_error()
@@ -488,7 +509,9 @@ class Tracer:
             if not self.ndim
             else ""
         )
-        raise _concretization_error("bool()/if", loop + self._setting_hint())
+        setting = self._setting_hint()
+        data = "" if setting else self._data_hint()
+        raise _concretization_error("bool()/if", data or loop + setting)
 
     def __float__(self) -> float:
         if self._builder.ended:

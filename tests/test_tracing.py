@@ -1302,3 +1302,26 @@ def test_a_range_indexes_as_the_integer_array_it_spells() -> None:
         return np.sum(3 * w)
 
     np.testing.assert_array_equal(pz.gradient(assign, z)[0], [[0, 3], [0, 3], [0, 0]])
+
+
+def test_an_if_on_data_passed_positionally_says_data_need_not_be_traced() -> None:
+    """User testing: a Kalman filter skipping missing observations with `if np.isnan(Y[t])`, Y
+    passed positionally to pz.gradient, got only the np.where advice."""
+    Y = np.array([1.0, np.nan, 2.0])
+
+    def nll(theta: Any, Y: Any) -> Any:
+        total = 0.0
+        for t in range(len(Y)):
+            if np.isnan(Y[t]):
+                continue
+            total = total + (Y[t] - theta[0]) ** 2
+        return total
+
+    with pytest.raises(pz.TracerBoolError, match=r"does not depend on the first argument.*keyword arguments, pz.gradient\(f, theta, Y=Y\)"):
+        pz.gradient(nll, np.ones(1), Y)
+    expected = [-2 * ((1.0 - 1.0) + (2.0 - 1.0))]
+    np.testing.assert_allclose(pz.gradient(nll, np.ones(1), Y=Y)[0], expected)
+    np.testing.assert_allclose(pz.grad(nll)(np.ones(1), Y), expected)
+    with pytest.raises(pz.TracerBoolError) as info:  # a branch on the parameters: no such hint
+        pz.gradient(lambda th, Y: th[0] if th[0] > 0 else 0.0, np.ones(1), Y)
+    assert "does not depend on the first argument" not in str(info.value)
