@@ -22,11 +22,32 @@ def test_folded(expr, expected):
     assert folded(expr) == expected
 
 
-def test_sum_of_drops_zero_products():
-    assert sum_of(["a * 0.0", "1.0 * b", "c * d"]) == "(b + c * d)"
-    assert sum_of(["0.0 * a", "b * 1.0"]) == "b"
-    assert sum_of(["0.0 * a"]) == "0.0"
-    assert sum_of(["a * b"]) == "(a * b)"
+def test_sum_of_drops_zero_products_in_derived_programs_only():
+    from pyzygote.transforms.scalarize import _FOLDING
+
+    token = _FOLDING.set(True)
+    try:
+        assert sum_of(["a * 0.0", "1.0 * b", "c * d"]) == "(b + c * d)"
+        assert sum_of(["0.0 * a", "b * 1.0"]) == "b"
+        assert sum_of(["0.0 * a"]) == "0.0"
+        assert sum_of(["a * b"]) == "(a * b)"
+    finally:
+        _FOLDING.reset(token)
+    assert sum_of(["a * 0.0", "1.0 * b"]) == "(a * 0.0 + 1.0 * b)"
+
+
+def test_the_right_hand_side_itself_keeps_numpys_zero_times_inf() -> None:
+    """Review: a zero the user wrote was folded like a direction's, so 0 * log(0) gave 0 where numpy
+    gives NaN (and where a right-hand side too large to unroll failed), silently."""
+    def f(u, p, t):
+        return np.array([0.0 * np.log(u[0]) - u[0], -p[0] * u[1]])
+
+    rhs = RHS.trace(f, 2, 1)
+    with np.errstate(all="ignore"):
+        got = rhs(np.array([0.0, 1.0]), np.array([2.0]), 0.0)
+    assert np.isnan(got[0]) and got[1] == -2.0
+    with pytest.raises(pz.SolverError, match="NaN or inf"), np.errstate(all="ignore"):
+        pz.odesolve(f, np.array([0.0, 1.0]), np.linspace(0.0, 1.0, 3), np.array([2.0]))
 
 
 def _seir(u, p, t):
@@ -52,7 +73,7 @@ def test_folded_derived_programs_match_numpy(which):
     else:
         rhs.adjoint_rhs()
         prog, args = rhs._derived[("program", "adj")], (u, rng.standard_normal(9), p, t)
-    fast = compile_scalar(prog)
+    fast = compile_scalar(prog, fold=True)
     assert fast.__doc__.startswith("def scalar_program")
     assert "0.0 *" not in fast.__doc__ and "* 0.0" not in fast.__doc__ and "1.0 *" not in fast.__doc__
     for got, want in zip(fast(*args), compile_program(prog)(*args)):
@@ -92,7 +113,7 @@ def test_unrolled_code_takes_names_again_once_their_values_are_dead():
     cols = tuple(range(9, 16))
     rhs.sensitivity_rhs(cols)
     prog = rhs._derived[("program", ("sens", cols))]
-    fast = compile_scalar(prog)
+    fast = compile_scalar(prog, fold=True)
     assigned = re.findall(r"^\s+(r\d+) = ", fast.__doc__, flags=re.M)
     assert len(set(assigned)) < len(assigned) / 2
     assert not re.search(r"\bs\d+\b", fast.__doc__)

@@ -189,6 +189,12 @@ class JuliaRHS(_Directions):
     jacobian_u = sensitivity_rhs = initial_sensitivities = adjoint_rhs = adjoint_rhs_joined = backsolve_rhs = __call__
 
 
+def _compile_folded(prog: Program) -> Callable[..., Any]:
+    """A derived program unrolled with its unit directions' zeros and ones folded away
+    (:func:`pyzygote.transforms.scalarize.folded`); the right-hand side itself is not folded."""
+    return compile_scalar(prog, fold=True)
+
+
 class RHS(_Directions):
     """The traced right-hand side of ``u' = f(u, p, t)`` for given sizes of u and p."""
 
@@ -428,7 +434,7 @@ class RHS(_Directions):
         if fn is None:
             prog = self._program(key, build)
             # p is the input before t in every derived program
-            fn = self._derived[key] = compile_hoisted(prog, len(prog.inputs) - 2, compile_scalar)
+            fn = self._derived[key] = compile_hoisted(prog, len(prog.inputs) - 2, _compile_folded)
         return fn
 
     def _program(self, key: Any, build: Callable[[], Program]) -> Program:

@@ -22,6 +22,7 @@ so results keep numpy's inf/NaN semantics.
 from __future__ import annotations
 
 import bisect
+import contextvars
 import itertools
 import math
 import re
@@ -100,10 +101,17 @@ def lookup(rule: Callable[..., list[str]]) -> Callable[..., list[str]]:
     return rule
 
 
+# Whether the program being unrolled folds its zeros and ones (see :func:`folded`): derived
+# programs only, whose literals are mostly unit directions.
+_FOLDING: contextvars.ContextVar[bool] = contextvars.ContextVar("pyzygote_scalar_folding", default=False)
+
+
 def sum_of(terms: list[str]) -> str:
-    """The sum of ``terms`` (names, numbers or products ``"a * b"`` of them), without the terms
-    that are products with the literal ``0.0`` and with the factors ``1.0`` dropped (see
-    :func:`folded`): a Jacobian's unit directions make most terms of its products such."""
+    """The sum of ``terms`` (names, numbers or products ``"a * b"`` of them); in a derived program
+    (see :func:`folded`) without the terms that are products with the literal ``0.0`` and with
+    the factors ``1.0`` dropped: a Jacobian's unit directions make most terms of its products such."""
+    if not _FOLDING.get():
+        return "(" + " + ".join(terms) + ")" if terms else "0.0"
     kept = [t for t in map(_folded_product, terms) if t != "0.0"]
     if len(kept) == 1:
         return kept[0] if _is_name(kept[0]) or _is_number(kept[0]) else f"({kept[0]})"
@@ -131,7 +139,10 @@ def folded(expr: str) -> str:
     a parameter's direction in the sensitivity equations): folded, the forward sensitivities of a
     25-state epidemic model evaluated twice as fast, a 10-species network's Jacobian five times.
     Results are the same but for the sign of zeros (``-0.0 + 0.0``) and for a product of a
-    structural zero with inf or NaN, which is 0 here (the zero is a direction, not a number).
+    structural zero with inf or NaN, which is 0 here, as JAX's symbolic zero tangents make it (a
+    partial derivative that is infinite along a direction not taken).  Only derived programs
+    are folded (``compile_scalar(prog, fold=True)``): the IR does not tell a direction's zero from
+    one the user wrote, and the right-hand side itself keeps numpy's ``0.0 * inf = nan``.
     """
     m = _BINARY.match(expr)
     if m is None:
@@ -289,21 +300,35 @@ def _is_name(expr: str) -> bool:
     return expr.isidentifier()
 
 
-def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
-    """Like :func:`~pyzygote.transforms.evaluate.compile_program`, unrolled to floats.
+def compile_scalar(prog: Program, fold: bool = False) -> Callable[..., tuple[np.ndarray, ...]]:
+    """Like :func:`~pyzygote.transforms.evaluate.compile_program`, unrolled to floats; ``fold``
+    folds the zeros and ones of a derived program's unit directions (see :func:`folded`).
 
     Falls back to the numpy-compiled program when the program is not
     scalarizable.
     """
-    from pyzygote.transforms.evaluate import compile_program, define_function
+    from pyzygote.transforms.evaluate import compile_program
 
-    cached = prog._compiled.get("scalar")
+    key = "scalar folded" if fold else "scalar"
+    cached = prog._compiled.get(key)
     if cached is not None:
         return cached
     fallback = compile_program(prog)
     if not scalarizable(prog):
-        prog._compiled["scalar"] = fallback
+        prog._compiled[key] = fallback
         return fallback
+    token = _FOLDING.set(fold)
+    try:
+        fn = _unrolled(prog, fallback, fold)
+    finally:
+        _FOLDING.reset(token)
+    prog._compiled[key] = fn
+    return fn
+
+
+def _unrolled(prog: Program, fallback: Callable[..., Any], fold: bool) -> Callable[..., tuple[np.ndarray, ...]]:
+    from pyzygote.transforms.evaluate import define_function
+
     namespace: dict[str, Any] = dict(_HELPERS, _fallback=fallback, _np=np)
     counter = itertools.count()
     env: dict[int, list[str]] = {}
@@ -328,7 +353,7 @@ def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
         ctx = ScalarContext(eqn.prim, [a.aval for a in eqn.inputs], eqn.outputs[0].aval)
         exprs = eqn.prim.scalar(ctx, *(elems(a) for a in eqn.inputs), **eqn.params)
         names = []
-        for expr in map(folded, exprs):
+        for expr in map(folded, exprs) if fold else exprs:
             if _is_name(expr) or _is_number(expr):
                 names.append(expr)
             else:
@@ -351,9 +376,7 @@ def compile_scalar(prog: Program) -> Callable[..., tuple[np.ndarray, ...]]:
     src.append(f"        return ({''.join(o + ', ' for o in outs)})")
     src.append("    except (ZeroDivisionError, ValueError, OverflowError):")
     src.append(f"        return _fallback({', '.join(args)})")
-    fn = define_function("\n".join(src), "scalar_program", namespace, f"<pyzygote scalar program {id(prog):x}>")
-    prog._compiled["scalar"] = fn
-    return fn
+    return define_function("\n".join(src), "scalar_program", namespace, f"<pyzygote scalar program {id(prog):x}>")
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
