@@ -300,8 +300,13 @@ def _math_function_on_callers_line() -> str | None:
     import linecache
 
     frame = sys._getframe(2)  # __float__'s caller: the line that called math.exp
-    found = re.search(r"\bmath\.(\w+)\s*\(", linecache.getline(frame.f_code.co_filename, frame.f_lineno))
-    return found.group(1) if found else None
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    calls = re.findall(r"\bmath\.(\w+)\s*\(", line)
+    # only where the line says which call it was, and numpy has one to take its place (review:
+    # math.sqrt(2.0) * float(x) blamed math.sqrt, math.fsum suggested np.fsum)
+    if len(calls) != 1 or re.search(r"\bfloat\s*\(", line):
+        return None
+    return calls[0] if calls[0] in _INSTEAD_OF_MATH or callable(getattr(np, calls[0], None)) else None
 
 
 def _concretization_error(what: str, advice: str = "") -> TracerBoolError:

@@ -401,6 +401,16 @@ def test_multistep_forward_sensitivities_are_as_accurate_as_the_tolerance_promis
         np.testing.assert_allclose(g, ref, rtol=5e-6, err_msg=alg)
 
 
+def test_tightened_multistep_sensitivities_stay_above_scipys_tolerance_floor():
+    """Review: at reltol=1e-13 the 100 times tighter sensitivity solve went below SciPy's floor
+    (100 eps), and gradients warned where the solve did not."""
+    for alg in ("auto", "FBDF"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            (g,) = pz.gradient(lambda k: pz.odesolve(decay, np.array([1.0]), np.array([0.0, 1.0]), k, alg=alg, sensealg="forward", reltol=1e-13, abstol=1e-13)[-1, 0], np.array([0.5]))
+        np.testing.assert_allclose(g, [-np.exp(-0.5)], rtol=1e-7, err_msg=alg)
+
+
 @pytest.mark.parametrize("field", ["u0", "p"])
 def test_nan_in_u0_or_p_is_refused(field):
     kwargs = {"u0": [1.0], "p": [1.0], field: [np.nan]}

@@ -268,7 +268,9 @@ def forward_sensitivities(
         # (user testing, a thermal-runaway reactor at reltol=1e-8: LSODA's 4e-4 and BDF's 3e-5
         # off, Rodas5P's 5e-7), so their system is solved at a tighter one: 1.4e-6 and 1e-6, at
         # 1.3 and 2.4 times the time.
-        opts = dataclasses.replace(opts, reltol=opts.reltol / MULTISTEP_SENSITIVITY_TIGHTENING, abstol=opts.abstol / MULTISTEP_SENSITIVITY_TIGHTENING)
+        # (not below SciPy's floor for rtol, where it warns: review)
+        tight = max(opts.reltol / MULTISTEP_SENSITIVITY_TIGHTENING, 100 * np.finfo(float).eps)
+        opts = dataclasses.replace(opts, reltol=min(opts.reltol, tight), abstol=opts.abstol / MULTISTEP_SENSITIVITY_TIGHTENING)
     res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve", blame, **kw)
     return res.u[:, :n], res.u[:, n:].reshape(len(t), n, k)
 
