@@ -67,7 +67,7 @@ def _bessel_jvp(g: Any, ans: Any, x: Any, *, kind: str, order: float) -> Any:
 defjvp(bessel_p, _bessel_jvp)
 # Julia: SpecialFunctions' besselj, bessely, besseli and besselk, NaN where scipy's are NaN
 _JULIA = {"j": "PyZygote.besselj_of", "y": "PyZygote.bessely_of", "i": "PyZygote.besseli_of", "k": "PyZygote.besselk_of"}
-bessel_p.def_julia(lambda e, x, *, kind, order: f"{_JULIA[kind]}.({x}, {float(order)!r})")
+bessel_p.def_julia(lambda e, x, *, kind, order: f"{_JULIA[kind]}.({x}, {e.literal(float(order), np.float64)})")
 
 
 scalar_rule_by_impl(bessel_p, "_bessel", "kind", "order")

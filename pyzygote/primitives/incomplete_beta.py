@@ -54,6 +54,8 @@ def _density(x: Any, a: float, b: float) -> Any:
     (the log form's derivatives there are 0 * inf), times the rest through logarithms.  Where
     1 / B(a, b) would overflow (a and b in the hundreds) the whole density goes through
     logarithms instead, with its limits at the ends."""
+    if a < 0 or b < 0 or a == b == 0:  # betainc is NaN there: so is its derivative, as on the Julia side
+        return x * np.nan
     log_beta = float(_special().betaln(a, b))
     inside = np.logical_and(np.greater_equal(x, 0.0), np.less_equal(x, 1.0))
     low = np.less(x, 0.5)
@@ -74,7 +76,7 @@ def _density(x: Any, a: float, b: float) -> Any:
 
 
 defjvp(betainc_p, lambda g, ans, x, *, a, b: g * _density(x, a, b))
-betainc_p.def_julia(lambda e, x, *, a, b: f"PyZygote.betainc_of.({x}, {float(a)!r}, {float(b)!r})")
+betainc_p.def_julia(lambda e, x, *, a, b: f"PyZygote.betainc_of.({x}, {e.literal(float(a), np.float64)}, {e.literal(float(b), np.float64)})")
 scalar_rule_by_impl(betainc_p, "_betainc", "a", "b")
 
 

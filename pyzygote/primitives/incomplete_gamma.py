@@ -74,7 +74,7 @@ def _jvp(g: Any, ans: Any, x: Any, *, a: float, upper: bool) -> Any:
 
 
 defjvp(gammainc_p, _jvp)
-gammainc_p.def_julia(lambda e, x, *, a, upper: f"PyZygote.{'gammaincc' if upper else 'gammainc'}_of.({x}, {float(a)!r})")
+gammainc_p.def_julia(lambda e, x, *, a, upper: f"PyZygote.{'gammaincc' if upper else 'gammainc'}_of.({x}, {e.literal(float(a), np.float64)})")
 
 
 scalar_rule_by_impl(gammainc_p, "_gammainc", "a", "upper")
@@ -236,7 +236,8 @@ def _density_derivative(a: Any, x: Any, order: int) -> Any:
 
 
 def _da_jvp_x(g: Any, ans: Any, a: Any, x: Any, *, order: int, upper: bool) -> Any:
-    slope = _density_derivative(a, x, order)
+    # NaN where P is (a < 0), as PyZygote.jl's _gamma_density_da has it
+    slope = np.where(np.less(a, 0.0), np.nan, _density_derivative(a, x, order))
     return g * (-slope if upper else slope)
 
 
