@@ -1135,3 +1135,18 @@ def test_arrays_python_call_cannot_read_are_refused_before_julia() -> None:
     for dtype in wide:
         with pytest.raises(TypeError, match="the Julia engine takes boolean, integer and float16/32/64 arrays, got dtype"):
             to_julia(np.zeros(2, dtype))
+
+
+def test_constant_parameters_of_special_functions_are_julia_literals() -> None:
+    """Review: an infinite or negative parameter was written with Python's repr (inf, nan)."""
+    import scipy.special as sc
+
+    cases = (
+        (lambda x: sc.betainc(np.inf, 2.0, x), "PyZygote.betainc_of.(x1, Inf, 2.0)"),
+        (lambda x: sc.gammainc(-1.5, x), "PyZygote.gammainc_of.(x1, (-1.5))"),
+        (lambda x: sc.jv(1e-8, x), "PyZygote.besselj_of.(x1, 1.0e-8)"),
+    )
+    for f, call in cases:
+        with np.errstate(all="ignore"):
+            source = emit_program(pz.make_program(f, np.ones(2)), "f").source
+        assert call in source, source
