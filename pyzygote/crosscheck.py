@@ -21,6 +21,8 @@ AssertionError: the gradient disagrees with ...
 
 from __future__ import annotations
 
+import contextvars
+
 import functools
 import re
 from dataclasses import dataclass, field
@@ -273,7 +275,8 @@ def _paired(candidate: Any, reference: Any) -> list[tuple[str, np.ndarray, np.nd
             f"got {_describe(candidate)}, expected {_describe(reference)} (integer and boolean numpy arrays "
             "are data: their entries may hold anything; a Python int is a number pyzygote differentiates, as "
             "pz.gradient does: pass np.int64(3) to make it data). To check the gradient with respect to some "
-            "arguments only, close over the others: crosscheck(lambda w: f(w, x), (w,), (grad_w,))"
+            "arguments only, give None for the others (data, as JAX's argnums leaves them out): "
+            "crosscheck(f, (w, x), (grad_w, None))"
         ) from None
 
 
@@ -337,11 +340,19 @@ def _told_apart(candidate: float, reference: float) -> str:
     return f"{candidate:.{digits}g}, the reference {reference:.{digits}g}"
 
 
+# The caller's argument numbers when the gradients given for some arguments are None (those
+# arguments are held as data, and the others numbered anew).
+_ARGUMENT_NUMBERS: contextvars.ContextVar[tuple[int, ...] | None] = contextvars.ContextVar("pyzygote_crosscheck_arguments", default=None)
+
+
 def _argument(path: str) -> str:
     """``[0]['w']`` as ``argument 0['w']``."""
     if not path:
         return "the gradient"
     head, _, rest = path[1:].partition("]")
+    numbers = _ARGUMENT_NUMBERS.get()
+    if numbers is not None and head.isdigit() and int(head) < len(numbers):
+        head = str(numbers[int(head)])
     return f"argument {head}{rest}"
 
 
@@ -363,6 +374,28 @@ def _convention_hint(candidate: Any, reference: Any, rtol: float) -> str:
                     "(g + g.T) / 2, or write f on the symmetric part, e.g. f((A + A.T) / 2)."
                 )
     return ""
+
+
+def _with_data_arguments(f: Callable[..., Any], args: tuple[Any, ...], grads: tuple[Any, ...], **options: Any) -> CrossCheckReport:
+    """:func:`crosscheck` of the arguments whose gradients are given, the others held as data."""
+    if len(args) != len(grads):
+        raise ValueError(f"grads must hold one entry per argument of f (None for data): got {len(grads)} for {len(args)} arguments")
+    checked = tuple(i for i, g in enumerate(grads) if g is not None)
+    if not checked:
+        raise ValueError("grads is None for every argument: there is no gradient to check")
+
+    def with_data(*moving: Any) -> Any:
+        full = list(args)
+        for i, x in zip(checked, moving):
+            full[i] = x
+        return f(*full)
+
+    outer = _ARGUMENT_NUMBERS.get()
+    token = _ARGUMENT_NUMBERS.set(checked if outer is None else tuple(outer[i] for i in checked))
+    try:
+        return crosscheck(with_data, tuple(args[i] for i in checked), tuple(grads[i] for i in checked), **options)
+    finally:
+        _ARGUMENT_NUMBERS.reset(token)
 
 
 def crosscheck(
@@ -397,7 +430,9 @@ def crosscheck(
     references' rounding noise must also agree to ``element_rtol`` (10%) of
     itself, which catches a wrong sign or a missing term in an entry far
     smaller than the largest (a rate constant of 3e7 beside one of 0.04).
-    Integer and boolean arguments are data: their gradients are not compared.
+    Integer and boolean arguments are data: their gradients are not compared; nor are
+    those of arguments whose entry in ``grads`` is None (held constant, as JAX's ``argnums``
+    leaves them out: ``crosscheck(loss, (params, X, y), (g, None, None))``).
     Engines that are not available are reported as skipped.  With
     ``raise_on_failure`` an ``AssertionError`` carrying the report is raised
     when any reference disagrees.
@@ -411,6 +446,11 @@ def crosscheck(
             raise TypeError(f"{name} must be a tuple with one entry per argument of f, got {type(value).__name__}")
     if isinstance(engines, str):
         raise TypeError(f"engines must be a tuple of engine names, e.g. ({engines!r},)")
+    if any(g is None for g in grads):
+        return _with_data_arguments(
+            f, tuple(args), tuple(grads), engines=engines, finite_differences=finite_differences, rtol=rtol, fd_rtol=fd_rtol,
+            eps=eps, raise_on_failure=raise_on_failure, element_rtol=element_rtol,
+        )  # fmt: skip
     args = _numpy_arguments(tuple(args))
     raw_grads = tuple(grads)
     grads = _canonical(raw_grads)

@@ -194,7 +194,7 @@ def test_integer_and_boolean_arguments_are_data():
     float0 = np.zeros(3, dtype=np.dtype([("float0", np.void, 0)]))  # what jax.grad(allow_int=True) gives
     for data_grads in ((None, None), (float0, None), (np.zeros(3), np.zeros(3))):
         assert pz.crosscheck(f, (W, labels, mask), (gW, *data_grads), engines=("numpy",)).passed
-    with pytest.raises(ValueError, match=r"close over the others: crosscheck\(lambda w: f\(w, x\)"):
+    with pytest.raises(ValueError, match=r"give None for the others \(data, as JAX's argnums leaves them out\): crosscheck\(f, \(w, x\), \(grad_w, None\)\)"):
         pz.crosscheck(f, (W, labels, mask), (gW,), engines=("numpy",))
 
 
@@ -512,3 +512,20 @@ def test_a_small_disagreement_prints_the_digits_that_tell_the_numbers_apart() ->
     assert said is not None, str(info.value)
     assert said.group(1) != said.group(2)
     np.testing.assert_allclose([float(said.group(1)), float(said.group(2))], [bad[1], g[1]], rtol=3e-7)
+
+
+def test_none_marks_an_argument_as_data_as_jax_argnums_does(point) -> None:
+    """User testing: crosscheck(loss, (params, X, y), (g, None, None)) was refused: the gradient
+    had to match every argument, and data had to be closed over."""
+    W, b, x = point
+    gW, gb, gx = pz.gradient(loss, W, b, x)
+    report = pz.crosscheck(loss, (W, b, x), (gW, None, None))
+    assert report.passed
+    bad = gx.copy()
+    bad[2, 1] *= 1.5
+    with pytest.raises(AssertionError, match=r"entry \[2, 1\] of argument 2"):  # numbered as the caller's
+        pz.crosscheck(loss, (W, b, x), (None, None, bad))
+    with pytest.raises(ValueError, match="None for every argument"):
+        pz.crosscheck(loss, (W, b, x), (None, None, None))
+    with pytest.raises(ValueError, match="one entry per argument"):
+        pz.crosscheck(loss, (W, b, x), (gW, None))
