@@ -543,11 +543,14 @@ end
 
 function ChainRulesCore.rrule(::typeof(_incomplete_gamma), x::Real, a::Real, part::Int)
     slope = _gamma_density(x, primal(a)) * (part == 1 ? 1 : -1)
-    function incomplete_gamma_pullback(ȳ)
-        no = ChainRulesCore.NoTangent()
-        return (no, slope * ChainRulesCore.unthunk(ȳ), no, no)
-    end
-    return _incomplete_gamma(x, a, part), incomplete_gamma_pullback
+    return _incomplete_gamma(x, a, part), _pullback_in_x(slope)
+end
+
+# The pullback of `f(x, c1, c2)` whose derivative in `x` is `slope`, with constant parameters
+# `c1` and `c2` (they get no tangent).
+function _pullback_in_x(slope)
+    no = ChainRulesCore.NoTangent()
+    return ȳ -> (no, slope * ChainRulesCore.unthunk(ȳ), no, no)
 end
 
 # x^(a - 1) exp(-x) / Gamma(a), as the NumPy engine computes it: a power below x = 1 (exact at
@@ -581,12 +584,7 @@ function betainc_of(d::ForwardDiff.Dual{T}, a::Real, b::Real) where {T}
 end
 
 function ChainRulesCore.rrule(::typeof(betainc_of), x::Real, a::Real, b::Real)
-    slope = _beta_density(x, a, b)
-    function betainc_pullback(ȳ)
-        no = ChainRulesCore.NoTangent()
-        return (no, slope * ChainRulesCore.unthunk(ȳ), no, no)
-    end
-    return betainc_of(x, a, b), betainc_pullback
+    return betainc_of(x, a, b), _pullback_in_x(_beta_density(x, a, b))
 end
 
 _beta_parameters(v::Real, a::Real, b::Real) = (

@@ -617,31 +617,23 @@ class RHS(_Directions):
         du, dS = self._along_columns(u, p, t, S, E if m and any(c >= n for c in cols) else None)
         return b.build([z, p, t], [np.concatenate([du, np.ravel(dS)])])
 
-    def _adjoint_program(self) -> Program:
-        n, m = self.n, self.m
-        fwd, bwd = vjp_programs(self.program)
+    def _adjoint_inputs(self) -> tuple[Builder, list[Tracer]]:
+        """A builder and the adjoint programs' inputs ``u, lambda, p, t``."""
         b = Builder()
-        u, lam, p, t = (
-            b.new_input((n,), np.float64),
-            b.new_input((n,), np.float64),
-            b.new_input((m,), np.float64),
-            b.new_input((), np.float64),
-        )
+        shapes = ((self.n,), (self.n,), (self.m,), ())
+        return b, [b.new_input(shape, np.float64) for shape in shapes]
+
+    def _adjoint_program(self) -> Program:
+        fwd, bwd = vjp_programs(self.program)
+        b, (u, lam, p, t) = self._adjoint_inputs()
         _, *res = eval_program(fwd, u, p, t)
         ct_u, ct_p, _ = eval_program(bwd, *res, lam)
         return b.build([u, lam, p, t], [-ct_u, -ct_p])
 
     def _adjoint_joined_program(self) -> Program:
-        n, m = self.n, self.m
-        b = Builder()
-        u, lam, p, t = (
-            b.new_input((n,), np.float64),
-            b.new_input((n,), np.float64),
-            b.new_input((m,), np.float64),
-            b.new_input((), np.float64),
-        )
-        dlam, dmu = eval_program(self._program("adj", self._adjoint_program), u, lam, p, t)
-        return b.build([u, lam, p, t], [np.concatenate([dlam, dmu])])
+        b, inputs = self._adjoint_inputs()
+        dlam, dmu = eval_program(self._program("adj", self._adjoint_program), *inputs)
+        return b.build(inputs, [np.concatenate([dlam, dmu])])
 
     def _backsolve_program(self) -> Program:
         n, m = self.n, self.m
