@@ -59,12 +59,16 @@ SEIR_P0 = SEIR_TRUE * np.array([1.05, 0.97, 1.03, 0.95, 1.02, 1.04, 0.96, 1.05, 
 SEIR_TOL = (1e-8, 1e-8)
 
 
-def seir(u, p, t):
+def _seir(u, p, t, xp, contact, pop):
     S, E, I, R = u[0:5], u[5:10], u[10:15], u[15:20]
     beta, susc, sigma, gamma, omega, amp = p[0], p[1:6], p[6], p[7], p[8], p[9]
-    force = beta * (1.0 + amp * np.cos(2 * np.pi * t / 365.0)) * susc * (CONTACT @ (I / POP))
+    force = beta * (1.0 + amp * xp.cos(2 * np.pi * t / 365.0)) * susc * (contact @ (I / pop))
     infect = force * S
-    return np.concatenate([-infect + omega * R, infect - sigma * E, sigma * E - gamma * I, gamma * I - omega * R, sigma * E])
+    return xp.concatenate([-infect + omega * R, infect - sigma * E, sigma * E - gamma * I, gamma * I - omega * R, sigma * E])
+
+
+def seir(u, p, t):
+    return _seir(u, p, t, np, CONTACT, POP)
 
 
 def seir_loss_of(u):
@@ -200,11 +204,7 @@ def jax_gradient(name: str, m: dict, data: np.ndarray) -> Callable[[np.ndarray],
         contact, pop = jnp.asarray(CONTACT), jnp.asarray(POP)
 
         def vf(tt, u, p):
-            S, E, I, R = u[0:5], u[5:10], u[10:15], u[15:20]
-            beta, susc, sigma, gamma, omega, amp = p[0], p[1:6], p[6], p[7], p[8], p[9]
-            force = beta * (1.0 + amp * jnp.cos(2 * jnp.pi * tt / 365.0)) * susc * (contact @ (I / pop))
-            infect = force * S
-            return jnp.concatenate([-infect + omega * R, infect - sigma * E, sigma * E - gamma * I, gamma * I - omega * R, sigma * E])
+            return _seir(u, p, tt, jnp, contact, pop)
 
         obs = lambda u: jnp.diff(u[:, 20:25], axis=0) * 1e3  # noqa: E731
     elif name == "chem":
