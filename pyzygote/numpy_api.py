@@ -98,6 +98,10 @@ _INSTEAD = {
         "stage distribution), iterate v = a @ v / np.linalg.norm(a @ v) a fixed number of times and take "
         "v @ a @ v / (v @ v), with v as the eigenvector; the left eigenvector (reproductive values) the same way with a.T"
     ),
+    **dict.fromkeys(("partition", "argpartition"), (
+        "np.sort(x)[k] or np.sort(x)[-k:] for the k largest (np.argsort(x)[-k:] for their positions): a full sort, "
+        "which pyzygote traces and differentiates (ties stable)"
+    )),
     "choose": "np.take_along_axis(np.stack(choices, axis=-1), idx[..., None], axis=-1)[..., 0], or z[np.arange(n), idx] for np.choose(idx, z.T)",
     "eigvals": (
         "np.linalg.eigvalsh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigvalsh reads only "

@@ -420,6 +420,17 @@ def test_nan_in_u0_or_p_is_refused(field):
         pz.odesolve(decay, np.array(kwargs["u0"]), T_DECAY, np.array(kwargs["p"]))
 
 
+def test_decreasing_times_get_the_backward_solve_recipe_which_works():
+    """User testing: a Riccati equation solved backwards with decreasing times got the hint for
+    unsorted measurement times."""
+    t = np.linspace(2.0, 0.0, 5)
+    with pytest.raises(ValueError, match=r"is decreasing: a solve backwards in time from t1 = 2.*-f\(v, p, t1 - s\)"):
+        pz.odesolve(decay, np.array([1.0]), t, np.array([0.5]))
+    # u' = -k u backwards from u(2) = 1: u(t) = exp(k (2 - t))
+    u = pz.odesolve(lambda v, p, s: -decay(v, p, 2.0 - s), np.array([1.0]), 2.0 - t, np.array([0.5]), reltol=1e-10, abstol=1e-10)
+    np.testing.assert_allclose(u[:, 0], np.exp(0.5 * (2.0 - t)), rtol=1e-8)
+
+
 def test_t0_starts_the_solve_before_the_first_save_time():
     """User testing: a PK model sampled from 0.5 h on, dosed at 0, passed the sampling times only
     and got a curve shifted in time; t0= starts the solve at the dose, as SciML's tspan does."""

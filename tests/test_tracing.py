@@ -318,6 +318,17 @@ def test_a_new_lambda_at_every_call_is_warned_about_once_tracing_adds_up(monkeyp
                 pz.gradient(lambda th: th * np.random.normal(), 1.0)
 
 
+def test_many_cheap_retraces_are_warned_about_too() -> None:
+    """User testing: an iLQR sweep's pz.jacobian of a lambda made inside the loop took 20 times
+    as long as the function defined once, and the warning, which counted only the seconds spent
+    tracing, stayed silent."""
+    x = np.array([0.3, 0.7])
+    with pytest.warns(pz.RetraceWarning, match=r"traced 50 times .*new function object at each call"):
+        for k in range(60):
+            (J,) = pz.jacobian(lambda v: np.sin(v) * v[::-1], x)
+    np.testing.assert_allclose(J, [[np.cos(x[0]) * x[1], np.sin(x[0])], [np.sin(x[1]), np.cos(x[1]) * x[0]]], rtol=1e-14)
+
+
 def test_long_programs_are_interpreted_until_compiling_pays(monkeypatch: Any) -> None:
     import pyzygote.transforms.evaluate as evaluate
 

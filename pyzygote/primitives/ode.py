@@ -442,6 +442,12 @@ def check_times(t: Any, name: str = "t") -> np.ndarray:
         raise ValueError(f"{name} must be a non-empty 1-D array of times, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
+    if arr.size > 1 and np.all(np.diff(arr) < 0):
+        raise ValueError(
+            f"{name} must be strictly increasing, and is decreasing: a solve backwards in time from t1 = {arr[0]:g} (a "
+            "Riccati or costate equation) is the forward solve of v(s) = u(t1 - s): pz.odesolve(lambda v, p, s: "
+            "-f(v, p, t1 - s), u_t1, t1 - t, p) with t1 - t increasing from 0, whose rows are u at the times t"
+        )
     if arr.size > 1 and not np.all(np.diff(arr) > 0):
         raise ValueError(
             f"{name} must be strictly increasing (its first entry is the initial time). For repeated or "

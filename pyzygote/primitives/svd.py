@@ -108,7 +108,9 @@ def _np_svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, hermiti
     if full_matrices and m != n:
         raise UnsupportedOperationError(
             f"traced np.linalg.svd of a {m} x {n} matrix needs full_matrices=False: the {max(m, n) - min(m, n)} extra "
-            "singular vectors that full_matrices=True adds are any orthonormal completion, which has no derivative"
+            "singular vectors that full_matrices=True adds are any orthonormal completion, which has no derivative. "
+            "For the singular values alone, np.linalg.svd(a, compute_uv=False) (JAX accepts svd(a)[1] with the "
+            "default: it differentiates what the function uses)"
         )
     u, s, vt = svd_p.bind(a)
     return _SVD_RESULT(u, s, vt)
