@@ -1405,6 +1405,10 @@ def test_writes_into_numpy_arrays_and_general_eigenvalues_are_refused_with_a_way
         pz.gradient(lambda v: np.sum(np.linalg.eig(np.diag(v))[0].real), x)
     with pytest.raises(pz.UnsupportedOperationError, match=r"numpy.choose.*z\[np.arange\(n\), idx\] for np.choose\(idx, z.T\)"):
         pz.gradient(lambda v: np.sum(np.choose(np.array([0, 1, 1]), np.stack([v, 2 * v]))), x)
+    with pytest.raises(pz.UnsupportedOperationError, match=r"numpy.argpartition.*np.argsort\(x\)\[-k:\] for their positions"):
+        pz.gradient(lambda v: np.sum(v[np.argpartition(v, 1)[-2:]]), x)
+    with pytest.raises(pz.UnsupportedOperationError, match=r"full_matrices=False.*np.linalg.svd\(a, compute_uv=False\)"):
+        pz.gradient(lambda v: np.sum(np.linalg.svd(np.outer(v, v[:2]))[1]), x)
     with pytest.raises(pz.UnsupportedOperationError, match="one constant integer position"):
         pz.gradient(lambda v: np.sum(np.insert(v, [0, 1], 2.0)), x)
     with pytest.raises(pz.UnsupportedOperationError, match=r"Write it as np.select\(\[cond1, cond2\]"):
