@@ -998,7 +998,14 @@ def _at_user_line(err: TracerBoolError, cause: BaseException, conversion: bool =
         line = linecache.getline(code.co_filename, frame.tb_lineno).strip()
         where = f"{Path(code.co_filename).name}, line {frame.tb_lineno}, in {code.co_name}: {line}"
         text = str(err)
-        if conversion and re.search(r"\b(asarray|array|asanyarray|ascontiguousarray)\(", line):
+        if conversion and _RANDOM_DRAW.search(line):
+            text = (
+                f"this line draws random numbers with traced parameters ({line}): numpy's generators take numbers, "
+                "not traced values. Draw standard noise and transform it, mu + sigma * rng.standard_normal(n) (the "
+                "reparameterization, differentiable in mu and sigma; np.exp of it for a log-normal, "
+                "-np.log(rng.uniform(size=n)) / rate for an exponential). " + text
+            )
+        elif conversion and re.search(r"\b(asarray|array|asanyarray|ascontiguousarray)\(", line):
             text = (
                 f"this line converts traced values with numpy ({line}): make an array of a list of traced values "
                 "(results appended in a loop) with np.stack(values), and leave a traced value itself as it is, since "
@@ -1008,6 +1015,10 @@ def _at_user_line(err: TracerBoolError, cause: BaseException, conversion: bool =
         err = TracerBoolError(f"{text}\n  ({where})")
     err._pyzygote_located = True  # type: ignore[attr-defined]
     return err
+
+
+# A draw from a numpy generator or np.random with parameters (where a traced one meets numpy)
+_RANDOM_DRAW = re.compile(r"\.(normal|uniform|lognormal|exponential|gamma|beta|laplace|logistic|gumbel|weibull|multivariate_normal|poisson|binomial)\(")
 
 
 def _assigned_into_numpy_array() -> TracerBoolError:

@@ -1340,3 +1340,15 @@ def test_an_if_on_data_passed_positionally_says_data_need_not_be_traced() -> Non
     with pytest.raises(pz.TracerBoolError) as info:  # a branch on the parameters: no such hint
         pz.gradient(lambda th, Y: th[0] if th[0] > 0 else 0.0, np.ones(1), Y)
     assert "does not depend on the first argument" not in str(info.value)
+
+
+def test_a_random_draw_with_traced_parameters_gets_the_reparameterization() -> None:
+    """User testing: np.random.normal(scale=x) with a traced x was told about np.zeros and
+    np.asarray, which the line does not use."""
+    x = np.linspace(0.1, 1.0, 5)
+    rng = np.random.default_rng(0)
+    for f in (lambda v: np.sum(v * np.random.normal(size=5, scale=v)), lambda v: np.sum(rng.normal(v, 1.0))):
+        with pytest.raises(pz.TracerBoolError, match=r"^this line draws random numbers with traced parameters.*mu \+ sigma \* rng.standard_normal\(n\)"):
+            pz.grad(f)(x)
+    noise = np.random.default_rng(1).standard_normal(5)
+    np.testing.assert_allclose(pz.grad(lambda v: np.sum(v * (0.0 + v * noise)))(x), 2 * x * noise, rtol=1e-14)
