@@ -539,7 +539,9 @@ def _integrate_span(
         "nreject": None if attempts is None else attempts - naccept,
     }
     u = np.array(us, dtype=float).reshape(len(us), n)
-    dense_sol = scipy.integrate.OdeSolution(seg_ts, segments) if dense and segments else None
+    # A failed solve's dense output is never read (the caller raises SolverError), and its last
+    # steps may not advance t: OdeSolution would refuse them with a ValueError of its own.
+    dense_sol = scipy.integrate.OdeSolution(seg_ts, segments) if dense and segments and retcode == "Success" else None
     last = getattr(solver, "step_size", None)
     t_end = float(solver.t)
     if kind == "LSODA":
