@@ -1741,8 +1741,25 @@ def test_a_derivative_solve_that_meets_a_non_finite_derivative_names_the_operati
     p = np.array([0.5, 1.0])
     assert np.isfinite(f(p))
     at = "0" if sensealg == "forward" else "2"
-    with pytest.raises(pz.SolverError, match=rf"smooth f there\. At t = {at}, running f again at the solution and these parameters: the derivative of np\.arcsin is not finite at 1\.0\.$"):
+    with pytest.raises(pz.SolverError, match=rf"smooth f there\. At t = {at}, running f again at the solution and these parameters: the derivative of np\.arcsin is not finite at 1\.0\. This solve started from u0 = \[1, 0\] with p = \[0\.5, 1\]\.$"):
         pz.gradient(f, p)
+
+
+def test_a_failed_solve_shows_where_it_started() -> None:
+    """User testing: L-BFGS-B stepped to parameters where the solve hit MaxIters, and the
+    SolverError did not show them."""
+    blows_up = lambda u, p, t: p[0] * u**2  # noqa: E731
+    t = np.linspace(0.0, 1.0, 5)
+    for call in (
+        lambda: pz.odesolve(blows_up, np.array([1.0]), t, np.array([5.0])),
+        lambda: pz.gradient(lambda p: np.sum(pz.odesolve(blows_up, np.array([1.0]), t, p)), np.array([5.0])),
+        lambda: pz.gradient(lambda p: np.sum(pz.odesolve(blows_up, np.array([1.0]), t, p, sensealg="adjoint")), np.array([5.0])),
+    ):
+        with pytest.raises(pz.SolverError, match=r"retcode MaxIters.*This solve started from u0 = \[1\] with p = \[5\]\.$"):
+            call()
+    long = np.arange(12.0)
+    with pytest.raises(pz.SolverError, match=r"with p = \[0, 1, 2, 3, 4, 5, 6, 7, \.\.\. \(12 entries\)\]\.$"):
+        pz.odesolve(lambda u, p, t: (1.0 + p[0]) * u**2, np.array([1.0]), t, long)
 
 
 def test_a_failed_solve_warns_as_differentialequations_does() -> None:

@@ -19,13 +19,14 @@ SciMLSensitivity.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import contextvars
+import dataclasses
+import functools
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from pyzygote.errors import NonFiniteODEInputError, TracerBoolError, UnsupportedOperationError
+from pyzygote.errors import NonFiniteODEInputError, SolverError, TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval, Var
 from pyzygote.ode import forward_memo, sensitivity
 from pyzygote.ode.layout import Layout, constant_entries, leaf_values
@@ -48,12 +49,37 @@ def _check_values(u0: np.ndarray, p: np.ndarray) -> None:
             raise NonFiniteODEInputError(f"{name} contains NaN or inf (as the solver sees it, a flat vector): {np.asarray(v)!r}.")
 
 
+def _naming_the_point(impl: Callable[..., Any]) -> Callable[..., Any]:
+    """``impl`` of a solve primitive whose SolverError shows the starting state and parameters
+    it was solved at (user testing: a fit whose line search stepped to absurd parameters ended
+    in MaxIters with no word of them)."""
+
+    @functools.wraps(impl)
+    def solve(u0: Any, p: Any, *args: Any, **params: Any) -> Any:
+        try:
+            return impl(u0, p, *args, **params)
+        except SolverError as e:
+            if e.args and isinstance(e.args[0], str) and "This solve started from" not in e.args[0]:
+                e.args = (f"{e.args[0]} This solve started from u0 = {_short(u0)} with p = {_short(p)}.", *e.args[1:])
+            raise
+
+    return solve
+
+
+def _short(v: Any) -> str:
+    """A vector as a message shows it: its first entries when it is long."""
+    v = np.ravel(np.asarray(v, dtype=float))
+    shown = ", ".join(f"{x:.6g}" for x in v[:8])
+    return f"[{shown}]" if v.size <= 8 else f"[{shown}, ... ({v.size} entries)]"
+
+
 # --- the solve ----------------------------------------------------------------------------
 odesolve_p = Primitive("odesolve")
 odesolve_p.def_abstract_eval(_out_aval)
 
 
 @odesolve_p.def_impl
+@_naming_the_point
 def _odesolve_impl(
     u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = (), for_adjoint: bool = False
 ) -> np.ndarray:
@@ -113,6 +139,7 @@ def _sens_aval(u0: Aval, p: Aval, *, cols: tuple[int, ...], **params: Any) -> tu
 
 
 @odesolve_sens_p.def_impl
+@_naming_the_point
 def _sens_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...], fixed: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
@@ -125,6 +152,7 @@ odesolve_tangent_p.def_abstract_eval(lambda u0, p, tu0, tp, **params: _out_aval(
 
 
 @odesolve_tangent_p.def_impl
+@_naming_the_point
 def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = ()) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
     _check_values(u0, p)
@@ -346,6 +374,7 @@ def _on_the_tangent_system(u0: Any, p: Any, ct: Any, a: Any, b: Any, dct: Any) -
 
 
 @odesolve_hvp_p.def_impl
+@_naming_the_point
 def _hvp_impl(
     u0: Any, p: Any, ct: Any, a: Any, b: Any, dct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()
 ) -> np.ndarray:
@@ -412,6 +441,7 @@ odesolve_vjp_p.def_abstract_eval(lambda u0, p, ct, **params: (u0, p))
 
 # ``wrt``: whether the cotangents of u0 and of p are used (the other is returned as zeros).
 @odesolve_vjp_p.def_impl
+@_naming_the_point
 def _vjp_impl(
     u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
