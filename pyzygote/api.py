@@ -174,9 +174,12 @@ def _reads_nan(traced: Traced) -> str:
     # that met a traced value, computed ones too)
     read = [v for v in traced.guards[0].values() if isinstance(v, np.ndarray)] if traced.guards else []
 
+    # NaN made from constants only when none of the arrays the function reads holds one (a
+    # slice or reshape of data that does is data: review)
+    data_holds_nan = any(r.dtype.kind == "f" and np.isnan(r).any() for r in read)
+
     def what(c: Any) -> str:
-        # an array of its closure or globals, or one numpy computed from such before the arguments came in
-        from_data = any(r is c or (np.shape(r) == np.shape(c) and np.array_equal(r, c, equal_nan=True)) for r in read)
+        from_data = data_holds_nan or any(r is c or np.may_share_memory(r, c) for r in read)
         return f"an array of shape {np.shape(c)} that the function {'reads' if from_data else 'computes without its arguments'}"
 
     named += [(what(c), c) for c in traced.program.consts]

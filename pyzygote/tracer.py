@@ -489,13 +489,14 @@ class Tracer:
         data ``Y`` passed positionally, user testing): data need not be traced."""
         b = self._builder
         inputs = [v for _, v in b._inputs.values()]
-        if len(inputs) < 2:
+        first = getattr(b, "first_argument_inputs", 0)  # the first argument's leaves (a dict is many)
+        if not 0 < first < len(inputs):
             return ""
         needed = {self._var}
         for e in reversed(b.eqns):
             if any(o in needed for o in e.outputs):
                 needed.update(a for a in e.inputs if isinstance(a, Var))
-        if inputs[0] in needed or not needed.intersection(inputs[1:]):
+        if needed.intersection(inputs[:first]) or not needed.intersection(inputs[first:]):
             return ""
         return (
             " This value does not depend on the first argument, only on later ones: if they are data (observations, "

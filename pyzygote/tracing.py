@@ -457,6 +457,14 @@ def _parameter_names(f: Any) -> list[str] | None:
     return names
 
 
+def _leaf_count(t: Any) -> int:
+    """How many leaves the pytree structure ``t`` (one of :func:`flatten`'s) holds."""
+    if t in ("*", "s"):
+        return 1
+    children = t[3] if t[0] == "dataclass" else t[-1]
+    return sum(_leaf_count(c) for c in children)
+
+
 def _leaf_names(
     args: tuple[Any, ...], leaves: list[Any], tree: Hashable, argnames: list[str] | None, parameters: list[str] | None = None
 ) -> list[str]:
@@ -621,8 +629,13 @@ def _note_new_function(f: Any, key: Hashable, seconds: float) -> None:
     count, spent = _NEW_FUNCTIONS[slot] = (count + 1, spent + seconds)
     # The count alone only over functions that close over the same objects: one made per case
     # of a list (lambda x: case(x)) is another function each time.
-    cells = getattr(getattr(f, "__func__", f), "__closure__", None) or ()
-    same = (slot, tuple(id(c.cell_contents) if _cell_filled(c) else None for c in cells))
+    fn = getattr(f, "__func__", f)
+    bound = [getattr(f, "__self__", None), *(getattr(fn, "__defaults__", None) or ()), *(getattr(fn, "__kwdefaults__", None) or {}).values()]
+    cells = [c.cell_contents if _cell_filled(c) else None for c in getattr(fn, "__closure__", None) or ()]
+    # (a method of another object, or a lambda with another default c=c, is another function)
+    same = (slot, tuple(map(id, bound + cells)))
+    if len(_SAME_CLOSURE) > 4096:
+        _SAME_CLOSURE.clear()
     _SAME_CLOSURE[same] = repeats = _SAME_CLOSURE.get(same, 0) + 1
     if count < _RETRACE_AFTER or (spent < _RETRACE_SECONDS and repeats < _RETRACE_ALWAYS_AFTER) or code in _RETRACE_WARNED:
         return
@@ -835,6 +848,8 @@ def _trace_once(
     tracers = [b.new_input(a.shape, a.dtype) for a in arrays]
     it = iter(tracers)
     slots = [i for i, leaf in enumerate(leaves) if not isinstance(leaf, Static)]
+    # for messages: how many inputs the first argument's leaves are (a dict of parameters is many)
+    b.first_argument_inputs = sum(1 for i in slots if i < _leaf_count(tree[1][0])) if tree[1] else 0
     for i, t, a in zip(slots, tracers, arrays):
         t._array0d = isinstance(leaves[i], np.ndarray) and leaves[i].ndim == 0  # a 0-d array argument is mutable
         t._weak = is_weak(leaves[i])  # a Python number: float32 arrays times it stay float32, as in numpy
@@ -998,7 +1013,7 @@ def _at_user_line(err: TracerBoolError, cause: BaseException, conversion: bool =
         line = linecache.getline(code.co_filename, frame.tb_lineno).strip()
         where = f"{Path(code.co_filename).name}, line {frame.tb_lineno}, in {code.co_name}: {line}"
         text = str(err)
-        if conversion and _RANDOM_DRAW.search(line):
+        if conversion and _draws_with_traced_parameters(line, frame.tb_frame):
             text = (
                 f"this line draws random numbers with traced parameters ({line}): numpy's generators take numbers, "
                 "not traced values. Draw standard noise and transform it, mu + sigma * rng.standard_normal(n) (the "
@@ -1018,7 +1033,25 @@ def _at_user_line(err: TracerBoolError, cause: BaseException, conversion: bool =
 
 
 # A draw from a numpy generator or np.random with parameters (where a traced one meets numpy)
-_RANDOM_DRAW = re.compile(r"\.(normal|uniform|lognormal|exponential|gamma|beta|laplace|logistic|gumbel|weibull|multivariate_normal|poisson|binomial)\(")
+_RANDOM_DRAW = re.compile(
+    r"([\w.]+)\.(normal|uniform|lognormal|exponential|gamma|beta|laplace|logistic|gumbel|weibull|multivariate_normal|poisson|binomial)\("
+)
+
+
+def _draws_with_traced_parameters(line: str, frame: Any) -> bool:
+    """Whether ``line`` (not an item assignment) draws from ``np.random`` or a numpy generator with
+    arguments: the names are looked up in ``frame`` (review: scipy.special.gamma(1.5) is no draw)."""
+    if re.match(r"[\w.]+\[[^\]]*\]\s*[-+*/]?=[^=]", line):
+        return False  # y[i] = x[i] * rng.normal(): an assignment into a numpy array
+    for found in _RANDOM_DRAW.finditer(line):
+        head, *rest = found.group(1).split(".")
+        owner = frame.f_locals.get(head, frame.f_globals.get(head))
+        for name in rest:
+            owner = getattr(owner, name, None)
+        if isinstance(owner, (np.random.Generator, np.random.RandomState)) or owner is np.random:
+            if not line[found.end():].lstrip().startswith(")"):
+                return True
+    return False
 
 
 def _assigned_into_numpy_array() -> TracerBoolError:

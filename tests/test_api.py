@@ -1970,6 +1970,9 @@ def test_nan_data_multiplying_a_parameter_gets_the_advice_that_works() -> None:
     y = np.array([1.0, np.nan, 3.0])
     with pytest.raises(pz.NonFiniteGradientError, match=r"that the function reads, entry \[1\] holds NaN.*y0 = np.where\(np.isnan\(y\), 0.0, y\)"):
         pz.gradient(lambda lam: -np.sum(np.where(np.isnan(y), 0.0, y * np.log(lam) - lam)), np.ones(3))
+    data = np.stack([np.arange(3.0), y], axis=1)  # review: a column of data is data, not a computed constant
+    with pytest.raises(pz.NonFiniteGradientError, match=r"that the function reads, entry \[1\] holds NaN.*is there NaN in the data"):
+        pz.gradient(lambda lam: -np.sum(data[:, 1] * np.log(lam) - lam), np.ones(3))
     y0 = np.where(np.isnan(y), 0.0, y)
     (g,) = pz.gradient(lambda lam: -np.sum(np.where(np.isnan(y), 0.0, y0 * np.log(lam) - lam)), np.array([2.0, 2.0, 2.0]))
     np.testing.assert_allclose(g, [1 - 1 / 2, 0.0, 1 - 3 / 2])

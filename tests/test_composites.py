@@ -1854,3 +1854,5 @@ def test_logaddexp_reduce_is_a_shifted_log_sum_exp() -> None:
     with np.errstate(invalid="ignore"):  # numpy's own, at inf - inf
         np.testing.assert_array_equal(got, np.logaddexp.reduce(edge, axis=1, keepdims=True))
     assert pz.make_program(lambda v: np.logaddexp.reduce(v), z.astype(np.float32))(z.astype(np.float32))[0].dtype == np.float32
+    empty = np.zeros((2, 0))  # numpy's identity, -inf, for each empty slice
+    np.testing.assert_array_equal(pz.make_program(lambda v: np.logaddexp.reduce(v, axis=1), empty)(empty)[0], np.logaddexp.reduce(empty, axis=1))

@@ -1352,3 +1352,42 @@ def test_a_random_draw_with_traced_parameters_gets_the_reparameterization() -> N
             pz.grad(f)(x)
     noise = np.random.default_rng(1).standard_normal(5)
     np.testing.assert_allclose(pz.grad(lambda v: np.sum(v * (0.0 + v * noise)))(x), 2 * x * noise, rtol=1e-14)
+
+
+def test_messages_do_not_guess_beyond_what_they_know() -> None:
+    """Review of the messages above: a method of each of many objects is no retrace; a branch on a
+    dict argument's second entry is no branch on data; a draw without traced parameters beside
+    an item assignment is no draw with traced parameters."""
+    class Model:
+        def __init__(self, k: float) -> None:
+            self.k = k
+
+        def loss(self, th: Any) -> Any:
+            return self.k * np.sum(th**2)
+
+    models = [Model(float(k)) for k in range(60)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pz.RetraceWarning)
+        for m in models:
+            pz.gradient(m.loss, np.ones(2))
+        for c in range(60):
+            pz.gradient(lambda th, c=c: c * np.sum(th), np.ones(2))
+
+    def branchy(params: Any) -> Any:
+        return params["a"] if params["b"].sum() > 0 else 0.0
+
+    with pytest.raises(pz.TracerBoolError) as info:
+        pz.gradient(branchy, {"a": 1.0, "b": np.ones(2)})
+    assert "does not depend on the first argument" not in str(info.value)
+
+    rng = np.random.default_rng(0)
+
+    def stores(x: Any) -> Any:
+        a = np.zeros(2)
+        for i in range(2):
+            a[i] = x[i] * rng.normal()
+        return np.sum(a)
+
+    with pytest.raises(pz.TracerBoolError) as info:
+        pz.grad(stores)(np.ones(2))
+    assert "draws random numbers" not in str(info.value) and "np.zeros_like" in str(info.value)

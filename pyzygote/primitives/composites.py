@@ -95,6 +95,9 @@ def _np_logaddexp_reduce(x: Any, axis: Any = 0, dtype: Any = None, keepdims: boo
     if x.dtype.kind != "f":
         x = convert(x, np.float64)
     axes = tuple(range(x.ndim)) if axis is None else axis
+    if x.size == 0:  # numpy's identity of logaddexp: -inf for each empty slice
+        total = np.sum(x, axis=axes, keepdims=True) - np.inf
+        return total if keepdims else np.squeeze(total, axis=axes)
     m = np.max(x, axis=axes, keepdims=True)
     finite = np.isfinite(m)  # else the slice's result is its max: -inf, inf or NaN, as numpy's
     shift = np.where(finite, m, 0.0)
