@@ -60,7 +60,8 @@ def _naming_the_point(impl: Callable[..., Any]) -> Callable[..., Any]:
             return impl(u0, p, *args, **params)
         except SolverError as e:
             if e.args and isinstance(e.args[0], str) and "This solve started from" not in e.args[0]:
-                e.args = (f"{e.args[0]} This solve started from u0 = {_short(u0)} with p = {_short(p)}.", *e.args[1:])
+                with_p = f" with p = {_short(p)}" if np.size(p) else ""  # (flat, as the solver sees them)
+                e.args = (f"{e.args[0]} This solve started from u0 = {_short(u0)}{with_p}.", *e.args[1:])
             raise
 
     return solve
