@@ -130,6 +130,9 @@ class Builder:
         # Set when the function's program is built: its traced values are then stale placeholders.
         self.ended = False
         self.choices: dict[int, str] = {}  # var uid -> the kind of composition that made it
+        # How many of the inputs are the leaves of the function's first argument (set by tracing;
+        # messages use it: a dict of parameters is many leaves).
+        self.first_argument_inputs = 0
 
     def new_input(self, shape: Sequence[int], dtype: Any) -> "Tracer":
         if np.dtype(dtype).kind == "c":
@@ -489,7 +492,7 @@ class Tracer:
         data ``Y`` passed positionally, user testing): data need not be traced."""
         b = self._builder
         inputs = [v for _, v in b._inputs.values()]
-        first = getattr(b, "first_argument_inputs", 0)  # the first argument's leaves (a dict is many)
+        first = b.first_argument_inputs
         if not 0 < first < len(inputs):
             return ""
         needed = {self._var}

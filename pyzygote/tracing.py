@@ -848,7 +848,6 @@ def _trace_once(
     tracers = [b.new_input(a.shape, a.dtype) for a in arrays]
     it = iter(tracers)
     slots = [i for i, leaf in enumerate(leaves) if not isinstance(leaf, Static)]
-    # for messages: how many inputs the first argument's leaves are (a dict of parameters is many)
     b.first_argument_inputs = sum(1 for i in slots if i < _leaf_count(tree[1][0])) if tree[1] else 0
     for i, t, a in zip(slots, tracers, arrays):
         t._array0d = isinstance(leaves[i], np.ndarray) and leaves[i].ndim == 0  # a 0-d array argument is mutable
