@@ -31,6 +31,7 @@ from pyzygote.ir import Program
 from pyzygote.julia.functions import julia_function, julia_include
 from pyzygote.julia.session import start_julia
 from pyzygote.ode.problem import ODEProblem, ODESolution, solve
+from pyzygote.primitives.matrix_exponential import expm
 from pyzygote.primitives.ode import odesolve
 from pyzygote.primitives.traced_indexing import take_public as take
 from pyzygote.random_draws import RandomDrawWarning
@@ -54,6 +55,7 @@ __all__ = [
     "ODESolution",
     "solve",
     "odesolve",
+    "expm",
     "take",
     "clear_cache",
     "Program",

@@ -68,8 +68,12 @@ _INSTEAD = {
     "multigammaln": "d * (d - 1) / 4 * np.log(np.pi) + sum(scipy.special.gammaln(a + (1 - j) / 2) for j in range(1, d + 1))",
     "pdf": "np.exp(-0.5 * ((x - mu) / s) ** 2) / (s * np.sqrt(2 * np.pi)) for a normal distribution (other densities written out alike)",
     "expm": (
-        "w, V = np.linalg.eigh(A); V @ np.diag(np.exp(w)) @ V.T for a symmetric A; for exp(A t) u0, the solution of "
-        "u' = A u, pz.odesolve(lambda u, p, t: p @ u, u0, times, A), which differentiates in A too"
+        "pz.expm(A), the same matrix exponential (a stack of matrices too), traced and differentiable to any order "
+        "(expm(A * t) @ x0 for a linear compartment model, expm(Q * t) for a Markov chain's transition probabilities)"
+    ),
+    "expm_frechet": (
+        "pz.jvp(pz.expm, (A,), (E,))[1], the Frechet derivative L(A, E), traced (pz.expm's derivative; its transpose "
+        "L(A.T, G) is what pz.grad computes)"
     ),
     **dict.fromkeys(("interp1d.__init__", "interp1d.__call__", "interp1d._evaluate"), (
         "np.interp(x, xp, fp), linear interpolation traced in x and in fp (as a table in an ODE's right-hand side, "

@@ -610,6 +610,81 @@ case("logabsdet", "slogdet", lambda a: np.linalg.slogdet(a)[1], lambda rng: (mat
 case("detsign", "slogdet", lambda a: np.linalg.slogdet(a)[0] * 1.0, lambda rng: (matrix()(rng),), kind="zero")
 case("detsign", "signed-det", lambda a: np.linalg.slogdet(a).sign * np.exp(np.linalg.slogdet(a).logabsdet), lambda rng: (matrix()(rng),), f32_rtol=2e-5)
 
+# --- the matrix exponential (pyzygote.primitives.matrix_exponential) ----------------------------
+def _generator(rng: np.random.Generator, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Matrices of 1-norm about 2 (entries of the exponential up to about e^2), not symmetric."""
+    k = int(rng.integers(1, 5))
+    return 0.7 * rng.standard_normal(shape + (k, k))
+
+
+def _expm_each(a: Any) -> np.ndarray:
+    from scipy.linalg import expm
+
+    return expm(np.asarray(a))
+
+
+def _frechet_each(a: Any, e: Any) -> np.ndarray:
+    """scipy.linalg.expm_frechet (one matrix at a time: it takes no stacks), in float64."""
+    from scipy.linalg import expm_frechet
+
+    a64, e64 = np.asarray(a, np.float64), np.asarray(e, np.float64)
+    out = np.empty(a64.shape)
+    for i in np.ndindex(a64.shape[:-2]):
+        out[i] = expm_frechet(a64[i], e64[i], compute_expm=False)
+    return out.astype(np.asarray(a).dtype)
+
+
+def _rates(rng: np.random.Generator) -> tuple[Any, ...]:
+    return (rng.uniform(0.3, 1.5, 3),)
+
+
+def _chain(k: Any) -> Any:
+    """Three compartments in a chain with a return flow; the amounts at t = 0.5, 1, 2 from a unit dose."""
+    import pyzygote as pz
+
+    a = np.array([[-k[0], 0.0, k[2]], [k[0], -k[1], 0.0], [0.0, k[1], -k[2]]])
+    return np.stack([pz.expm(a * t)[:, 0] for t in (0.5, 1.0, 2.0)])
+
+
+def _chain_ref(k: Any) -> np.ndarray:
+    from scipy.linalg import expm
+
+    k = np.asarray(k)
+    a = np.array([[-k[0], 0.0, k[2]], [k[0], -k[1], 0.0], [0.0, k[1], -k[2]]])  # float64, as numpy builds it
+    return np.stack([expm(a * t)[:, 0] for t in (0.5, 1.0, 2.0)])
+
+
+def _frechet_args(rng: np.random.Generator) -> tuple[Any, ...]:
+    a = _generator(rng, (2,))
+    return a, rng.standard_normal(a.shape)
+
+
+def _expm_bound(a: Any, e: Any) -> Any:
+    from pyzygote.primitives.matrix_exponential import expm_frechet_p
+
+    return expm_frechet_p.bind(a, e)
+
+
+def _expm_case() -> None:
+    import pyzygote as pz
+
+    case("expm", "matrix", pz.expm, lambda rng: (_generator(rng),), ref=_expm_each, f32_rtol=2e-5, value_rtol=1e-14)
+    case("expm", "stack", pz.expm, lambda rng: (_generator(rng, (2, 3)),), ref=_expm_each, f32_rtol=2e-5, value_rtol=1e-14)
+    case("expm", "compartments", _chain, _rates, ref=_chain_ref, f32_rtol=2e-5, value_rtol=1e-14)
+    case(
+        "expm_frechet",
+        "bind",
+        _expm_bound,
+        _frechet_args,
+        ref=_frechet_each,
+        f32_rtol=1e-4,
+        value_rtol=1e-12,
+    )
+
+
+_expm_case()
+
+
 # ODE solves: u' = A(p) u with A = [[-p0, 0.1], [0.1, -p1]], whose solution is expm(A t) u0.
 # The solve always runs in float64 (odesolve's documented dtype), so the reference does too.
 _T = np.linspace(0.0, 1.0, 4)

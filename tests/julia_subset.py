@@ -753,6 +753,8 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
 
         (a,) = args
         return tuple(svd_p.impl(a))
+    if name in ("PyZygote.expm", "PyZygote.expm_frechet"):
+        return _matrix_exponential(name, *args)
     if name == "PyZygote.cholesky_lower":
         (a,) = args
         return np.linalg.cholesky(a)
@@ -779,6 +781,25 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
         with np.errstate(invalid="ignore"):
             return np.asarray(x).astype(t.dtype) if _is_array(x) else np.asarray(x).astype(t.dtype)[()]
     raise JuliaSubsetError(f"call of {name} is not modelled")
+
+
+def _matrix_exponential(name: str, a: Any, *direction: Any) -> Any:
+    """PyZygote.expm and expm_frechet: each A[I, :, :] of the leading indices I (the array
+    contract keeps numpy's logical indices, so these are numpy's last two axes)."""
+    import scipy.linalg
+
+    if not _is_array(a) or a.ndim < 2 or a.shape[-1] != a.shape[-2] or a.dtype.kind != "f":
+        raise JuliaSubsetError(f"{name} takes float arrays of square matrices")
+    if direction and (not _is_array(direction[0]) or direction[0].shape != a.shape):
+        raise JuliaSubsetError(f"{name}: E must have the size of A")
+    out = np.empty(a.shape, a.dtype)
+    for i in np.ndindex(a.shape[:-2]):
+        if direction:
+            e = np.asarray(direction[0], np.float64)[i]
+            out[i] = scipy.linalg.expm_frechet(np.asarray(a[i], np.float64), e, compute_expm=False)
+        else:
+            out[i] = scipy.linalg.expm(a[i])
+    return out
 
 
 _CONSTANTS = {

@@ -49,10 +49,10 @@ JULIA_SRC = REPO / "julia_src"
 
 
 def _family_primitives() -> set[str]:
-    from pyzygote.primitives import elementwise, indexing, linalg, logic, reduction, shape
+    from pyzygote.primitives import elementwise, indexing, linalg, logic, matrix_exponential, reduction, shape
 
     names = {"add_any"}
-    for module in (shape, reduction, elementwise, logic, indexing, linalg):
+    for module in (shape, reduction, elementwise, logic, indexing, linalg, matrix_exponential):
         names |= {v.name for v in vars(module).values() if isinstance(v, Primitive)}
     return names
 
@@ -351,6 +351,21 @@ def gamma_function(x: Any) -> Any:  # a composition over gammaln, with the sign 
     return sc.gamma(x) * x
 
 
+def matrix_exponentials(k: Any, q: Any) -> Any:
+    """A two-compartment chain's amounts (one matrix at a time), a Markov chain's transition
+    probabilities at two times (a stack of matrices), and, through a nested gradient, the
+    sensitivity of the chain's second amount to its rates (expm_frechet in the program)."""
+
+    def second_amount(rates: Any, t: float) -> Any:
+        a = np.array([[-rates[0], 0.0], [rates[0], -rates[1]]])
+        return (pz.expm(a * t) @ np.array([1.0, 0.0]))[1]
+
+    amounts = np.stack([pz.expm(np.array([[-k[0], 0.0], [k[0], -k[1]]]) * t)[:, 0] for t in (0.5, 2.0)])
+    generator = q * q - np.diag(np.sum(q * q, axis=1))  # rates q**2 off the diagonal, rows summing to 0
+    probabilities = pz.expm(np.stack([generator * 0.3, generator * 1.2]))
+    return amounts, probabilities, pz.grad(second_amount)(k, 1.5)
+
+
 COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     "mlp": (mlp_loss, rng_arrays((3, 5), (5,), (5, 2), (2,), (7, 3), (7, 2))),
     "mlp-f32": (mlp_loss, rng_arrays((3, 5), (5,), (5, 2), (2,), (7, 3), (7, 2), dtype=np.float32)),
@@ -381,6 +396,8 @@ COMPOSITES: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...]]] = {
     # Transformations inside traced code: their derivative programs are part of the program.
     "nested-gradient": (physics_informed, rng_arrays((2,), (3,))),
     "nested-hessian-trace": (lambda x: np.trace(pz.hessian(lambda y: np.sum(np.tanh(y) * y), x)), rng_arrays((3,))),
+    "matrix-exponentials": (matrix_exponentials, (np.array([0.8, 0.3]), np.abs(rng_arrays((3, 3), seed=2)[0]))),
+    "matrix-exponentials-f32": (matrix_exponentials, (np.array([0.8, 0.3], np.float32), np.abs(rng_arrays((3, 3), seed=2, dtype=np.float32)[0]))),
 }
 
 
@@ -534,9 +551,17 @@ def test_project_toml() -> None:
     assert compat["ChainRulesCore"] == "1" and compat["ForwardDiff"] == "0.10, 1"
 
 
-def _pyzygote_names() -> set[str]:
-    """Names PyZygote.jl defines at top level (functions, consts)."""
+def _pyzygote_source() -> str:
+    """PyZygote.jl followed by the files it includes (the module's whole source)."""
     text = (JULIA_SRC / "src" / "PyZygote.jl").read_text()
+    included = re.findall(r'^include\("([^"]+)"\)$', text, re.MULTILINE)
+    assert all((JULIA_SRC / "src" / name).is_file() for name in included), included
+    return "\n".join([text, *((JULIA_SRC / "src" / name).read_text() for name in included)])
+
+
+def _pyzygote_names() -> set[str]:
+    """Names PyZygote.jl and the files it includes define at top level (functions, consts)."""
+    text = _pyzygote_source()
     defined = set(re.findall(r"^(?:function\s+)?([A-Za-z_][A-Za-z_0-9]*)\(", text, re.MULTILINE))
     defined |= set(re.findall(r"^const ([A-Za-z_][A-Za-z_0-9]*) =", text, re.MULTILINE))
     # Generic functions declared without methods (their methods live in an extension) and structs.
@@ -558,7 +583,7 @@ def test_functions_that_shadow_base_are_called_unqualified_only_where_meant() ->
     """A module's own ``prod`` hides ``Base.prod`` in every function body of the module, so a
     call meant for Base (``prod(size)`` of a tuple) would find only PyZygote's array method
     and throw a MethodError at run time.  Calls meant for Base must say ``Base.``."""
-    text = (JULIA_SRC / "src" / "PyZygote.jl").read_text()
+    text = _pyzygote_source()
     code = re.sub(r'"""(?:.|\n)*?"""', "", text)  # docstrings
     code = re.sub(r"#.*", "", code)
     shadowing = _pyzygote_names() & _BASE_EXPORTS

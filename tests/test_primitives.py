@@ -209,7 +209,7 @@ def test_boolean_outputs_have_no_tangent(case: Case) -> None:
 
 # --- linear primitives: their transpose is their adjoint -----------------------------------
 LINEAR = [n for n, p in sorted(PRIMITIVES.items()) if p.transpose is not None]
-LINEAR_IN = {"solve": (1,), "div": (0,), "odesolve_tangent": (2, 3), "odesolve_hvp": (3, 4, 5)}  # inputs a transpose rule accepts as unknown
+LINEAR_IN = {"solve": (1,), "div": (0,), "expm_frechet": (1,), "odesolve_tangent": (2, 3), "odesolve_hvp": (3, 4, 5)}  # inputs a transpose rule accepts as unknown
 
 
 def test_linear_primitives_are_the_expected_ones() -> None:

@@ -1411,6 +1411,8 @@ detsign(A::AbstractMatrix) = last(LinearAlgebra.logabsdet(A))
 
 ChainRulesCore.@non_differentiable detsign(::Any)
 
+include("matrix_exponential.jl")
+
 """
     primal(x)
 
