@@ -230,6 +230,14 @@ def test_bad_matrices_are_refused_naming_the_argument(a: Any, error: type, match
             pz.gradient(lambda x: np.sum(pz.expm(x)), a)  # traced
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_overflow_is_named() -> None:
+    """e^800 overflows float64, as in scipy; the gradient's error names pz.expm."""
+    a = np.array([[800.0, 1.0], [0.0, 1.0]])
+    with pytest.raises(pz.NonFiniteGradientError, match=r"pz.expm gives inf"):
+        pz.gradient(lambda x: np.sum(pz.expm(x)), a)
+
+
 def test_scipy_expm_on_a_traced_value_points_to_pz_expm() -> None:
     with pytest.raises(pz.UnsupportedOperationError, match=r"scipy.linalg.expm was called on a traced value.*Use pz.expm\(A\)"):
         pz.gradient(lambda a: np.sum(scipy.linalg.expm(a)), A3)
