@@ -43,6 +43,14 @@ def test_values_are_scipys_on_plain_and_traced_matrices() -> None:
         np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
 
 
+def test_a_nested_list_of_traced_numbers_is_a_matrix() -> None:
+    k = np.array([0.5, 0.2])
+    as_list = lambda k: np.sum(pz.expm([[-k[0], 0.0], [k[0], -k[1]]]) ** 2)  # noqa: E731
+    as_array = lambda k: np.sum(pz.expm(np.array([[-k[0], 0.0], [k[0], -k[1]]])) ** 2)  # noqa: E731
+    np.testing.assert_array_equal(pz.gradient(as_list, k)[0], pz.gradient(as_array, k)[0])
+    np.testing.assert_allclose(pz.gradient(as_list, k)[0], central(as_array, k), rtol=1e-8)
+
+
 @pytest.mark.parametrize(("dtype", "result"), [(np.float32, np.float32), (np.float16, np.float32), (np.int64, np.float64), (np.bool_, np.float64)])
 def test_dtypes_are_scipys(dtype: Any, result: Any) -> None:
     a = np.array([[1, 0], [1, 1]], dtype=dtype)
