@@ -32,6 +32,7 @@ from pyzygote.julia.functions import julia_function, julia_include
 from pyzygote.julia.session import start_julia
 from pyzygote.ode.problem import ODEProblem, ODESolution, solve
 from pyzygote.primitives.matrix_exponential import expm
+from pyzygote.primitives.nonlinear import nlsolve
 from pyzygote.primitives.ode import odesolve
 from pyzygote.primitives.traced_indexing import take_public as take
 from pyzygote.random_draws import RandomDrawWarning
@@ -56,6 +57,7 @@ __all__ = [
     "solve",
     "odesolve",
     "expm",
+    "nlsolve",
     "take",
     "clear_cache",
     "Program",

@@ -751,4 +751,22 @@ def _hvp_args(rng: np.random.Generator) -> tuple[Any, ...]:
 
 case("odesolve_hvp", "adjoint", _hvp("adjoint"), _hvp_args, dot_rtol=1e-7, value_rtol=1e-9, f32_rtol=1e-9, rtol=1e-5, eps=1e-5)
 
+# Nonlinear solves: u0^2 = p0 u1, u1 = p1, whose root from a positive start is (sqrt(p0 p1), p1).
+def _residual(u: Any, p: Any) -> Any:
+    return np.stack([u[0] ** 2 - p[0] * u[1], u[1] - p[1]])
+
+
+def _nlsolve(u0: Any, p: Any) -> Any:
+    import pyzygote as pz
+
+    return pz.nlsolve(_residual, u0, p)
+
+
+def _nlsolve_exact(u0: Any, p: Any) -> np.ndarray:
+    p = np.asarray(p, np.float64)
+    return np.array([np.sqrt(p[0] * p[1]), p[1]])
+
+
+case("nlsolve", "newton", _nlsolve, _ode_args, ref=_nlsolve_exact, value_rtol=1e-12, f32_rtol=1e-12, rtol=1e-6)
+
 ALL_CASES: list[Case] = [c for cases in CASES.values() for c in cases]

@@ -466,6 +466,11 @@ class RHS(_Directions):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return self._get("jac", self._jacobian_program)(u, p, t)[0]
 
+    def jacobian_u_program(self) -> Program:
+        """The program ``(u, p, t) -> df/du`` behind :meth:`jacobian_u`, to be evaluated on traced
+        values (the implicit derivative of :func:`pyzygote.nlsolve`)."""
+        return self._program("jac", self._jacobian_program)
+
     def sensitivity_rhs(self, cols: tuple[int, ...] | None = None) -> Callable[..., Any]:
         """``(z, p, t) -> dz`` for ``z = [u, vec(S)]``, S of shape (n, len(cols)): the sensitivities
         to the directions ``cols`` of ``(u0, p)``."""

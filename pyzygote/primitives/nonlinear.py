@@ -1,0 +1,305 @@
+"""Nonlinear solves ``f(u, p) = 0`` as a differentiable primitive.
+
+``nlsolve`` maps ``(u0, p)`` to a root ``u*`` of ``f(., p)`` found by Newton's method
+from ``u0`` (NonlinearSolve.jl's ``NonlinearProblem(f, u0, p)``).  ``f`` is traced once,
+as an ODE right-hand side is (:class:`pyzygote.ode.rhs.RHS`, with a ``t`` it ignores),
+and its Jacobian ``df/du`` is the RHS's derived program.
+
+Derivatives come from the implicit function theorem, as SciMLSensitivity's
+``SteadyStateAdjoint``: ``f(u*(p), p) = 0`` gives ``J_u du + J_p dp = 0``, so the JVP
+is ``du = -solve(J_u, J_p dp)``, written with traced primitives (the Jacobian
+program, a JVP of f in p, ``solve``).  Reverse mode is its transpose
+(``lambda = solve(J_u^T, ubar)``, ``pbar = -J_p^T lambda``), and second derivatives
+differentiate the JVP again.  The root does not depend on where Newton started: the
+derivative with respect to ``u0`` is zero.
+
+>>> import numpy as np, pyzygote as pz
+>>> root = lambda p: pz.nlsolve(lambda u, p: u ** 2 - p, np.array([1.0]), p)[0]
+>>> round(float(root(np.array([2.0]))), 12), round(float(pz.grad(root)(np.array([2.0]))[0]), 12)
+(1.414213562373, 0.353553390593)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import Any, Callable
+
+import numpy as np
+
+from pyzygote.errors import SolverError, UnsupportedOperationError
+from pyzygote.ir import Aval
+from pyzygote.ode.layout import Layout
+from pyzygote.ode.rhs import RHS
+from pyzygote.ode.solvers import dense_matrix
+from pyzygote.primitive import Primitive
+from pyzygote.primitives.linalg import solve_p
+from pyzygote.primitives.ode import _check_values, _naming_the_point, _short
+from pyzygote.tracer import Builder, Tracer, as_operand
+
+__all__ = ["nlsolve", "nlsolve_p", "NLOptions"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NLOptions:
+    """The stopping rules of a Newton solve (see :func:`nlsolve`)."""
+
+    abstol: float
+    maxiters: int
+
+
+# A Newton step no larger than this many machine epsilons of each entry of u cannot change u in
+# float64: the root is as accurate as it can be, even where rounding keeps max|f| above abstol
+# (residuals of size 1e6 cannot reach abstol=1e-12).
+STEP_EPS = 4.0
+# The line search halves the step at most this many times (to 2^-30 of the Newton step).
+HALVINGS = 30
+# Armijo's sufficient decrease of 0.5 |f|^2: a fraction of what the linear model promises.
+ARMIJO = 1e-4
+# A Jacobian whose condition number exceeds this is singular to working precision.
+SINGULAR_CONDITION = 1e14
+
+
+def _out_aval(u0: Aval, p: Aval, **_: Any) -> Aval:
+    return Aval(u0.shape, u0.dtype)
+
+
+nlsolve_p = Primitive("nlsolve")
+nlsolve_p.def_abstract_eval(_out_aval)
+
+
+def _failed(what: str, iteration: int, u: np.ndarray, r: np.ndarray | None) -> SolverError:
+    reached = "" if r is None or not np.all(np.isfinite(r)) else f", max|f| = {np.max(np.abs(r), initial=0.0):.3g}"
+    return SolverError(f"pz.nlsolve failed: {what} (Newton iteration {iteration}{reached}, at u = {_short(u)}).")
+
+
+def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarray:
+    """A root of ``rhs(., p, 0)`` by Newton's method from ``u0`` with a backtracking line search
+    on ``0.5 |f|^2``; a :class:`pyzygote.SolverError` when there is none to be found from there."""
+    u = np.array(u0, dtype=float)
+    with np.errstate(all="ignore"):
+        r = np.asarray(rhs(u, p, 0.0), dtype=float)
+    if not np.all(np.isfinite(r)):
+        raise _failed("f is NaN or inf at the starting point u0", 0, u, r)
+    for iteration in range(1, opts.maxiters + 1):
+        if np.max(np.abs(r), initial=0.0) <= opts.abstol:
+            return u
+        J = dense_matrix(rhs.jacobian_u(u, p, 0.0))
+        if not np.all(np.isfinite(J)):
+            raise _failed("the Jacobian df/du is NaN or inf", iteration, u, r)
+        if np.linalg.cond(J) > SINGULAR_CONDITION:
+            raise _failed(
+                f"the Jacobian df/du is singular (condition number {np.linalg.cond(J):.3g}): the root is not "
+                "isolated there, or f does not depend on some entry of u",
+                iteration,
+                u,
+                r,
+            )
+        step = np.linalg.solve(J, -r)
+        if np.all(np.abs(step) <= STEP_EPS * np.finfo(float).eps * np.abs(u)):
+            return u  # the step-size test: u cannot move in float64
+        merit = 0.5 * float(r @ r)
+        t = 1.0
+        for _ in range(HALVINGS + 1):
+            trial = u + t * step
+            with np.errstate(all="ignore"):
+                r_trial = np.asarray(rhs(trial, p, 0.0), dtype=float)
+            if np.all(np.isfinite(r_trial)) and 0.5 * float(r_trial @ r_trial) <= (1.0 - 2.0 * ARMIJO * t) * merit:
+                break
+            t *= 0.5
+        else:
+            if not np.all(np.isfinite(r_trial)):
+                raise _failed("f is NaN or inf along the whole Newton step, down to 2^-30 of it", iteration, u, r)
+            raise _failed(
+                "the line search found no decrease of |f| along the Newton step (a local minimum of |f| that "
+                "is not a root, or abstol below what rounding allows)",
+                iteration,
+                u,
+                r,
+            )
+        u, r = trial, r_trial
+    if np.max(np.abs(r), initial=0.0) <= opts.abstol:
+        return u
+    raise _failed(f"no convergence to max|f| <= abstol = {opts.abstol:g} within maxiters = {opts.maxiters} iterations", opts.maxiters, u, r)
+
+
+@nlsolve_p.def_impl
+@_naming_the_point
+def _nlsolve_impl(u0: Any, p: Any, *, rhs: RHS, opts: NLOptions) -> np.ndarray:
+    u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
+    _check_values(u0, p)
+    return newton(rhs, u0, p, opts)
+
+
+def _nlsolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, opts: NLOptions) -> Any:
+    from pyzygote.transforms.evaluate import eval_program
+    from pyzygote.transforms.jvp import jvp_eval
+
+    u0, p = primals
+    u = nlsolve_p.bind(u0, p, rhs=rhs, opts=opts)
+    tp = tangents[1]
+    if tp is None:
+        return u, None  # the root does not depend on u0
+    t = np.zeros(())
+    # J_u du + J_p dp = 0 at the root: both products written with traced primitives, so that
+    # this rule is differentiated again for second derivatives.
+    (J,) = eval_program(rhs.jacobian_u_program(), u, p, t)
+    _, (g,) = jvp_eval(rhs.program, [u, p, t], [None, tp, None])
+    if g is None:
+        return u, None
+    return u, -solve_p.bind(J, g)
+
+
+nlsolve_p.jvp = _nlsolve_jvp
+nlsolve_p.on_numpy = lambda **params: True
+
+
+@nlsolve_p.def_julia
+def _nlsolve_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, opts: NLOptions) -> str:
+    from pyzygote.julia.codegen import julia_literal
+
+    f = e.function(rhs.program)
+    return f"PyZygote.nlsolve(PyZygote.Residual({f}), {u0}, {p}, {julia_literal(opts.abstol, np.float64)}, {int(opts.maxiters)})"
+
+
+# --- tracing f ----------------------------------------------------------------------------------
+_RESIDUALS: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()
+
+
+def _residual(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``f(u, p)`` as the RHS machinery traces it, ``(u, p, t) -> f(u, p)``, with its result
+    checked; kept per ``f`` so that its trace is cached as ``f``'s own would be."""
+    try:
+        hit = _RESIDUALS.get(f)
+    except TypeError:
+        hit = None
+    if hit is not None:
+        return hit
+
+    def residual(u: Any, p: Any, t: Any) -> Any:
+        r = f(u, p)
+        if r is None or isinstance(r, (dict, str, set)):
+            raise TypeError(f"f of pz.nlsolve returned {r!r}; it must return the residual f(u, p), an array shaped like u0")
+        r = as_operand(r)
+        if tuple(np.shape(r)) != tuple(np.shape(u)):
+            raise ValueError(
+                f"f of pz.nlsolve returned shape {tuple(np.shape(r))}, expected {tuple(np.shape(u))}, the shape of u0: "
+                "f(u, p) must return one residual per unknown (a square system)"
+            )
+        return r
+
+    residual.__name__ = residual.__qualname__ = getattr(f, "__name__", "f")
+    try:
+        _RESIDUALS[f] = residual
+    except TypeError:
+        pass
+    return residual
+
+
+def _trace(f: Callable[..., Any], layout: Layout) -> tuple[RHS, list[Any]]:
+    """``f`` traced as an RHS of flat ``(u, q, t)``, and the traced values of enclosing traces
+    that ``f`` reads (none, or their arrays appended to p in ``q``)."""
+    residual = _residual(f)
+    try:
+        return RHS.trace(residual, layout.n, layout.m, layout), []
+    except UnsupportedOperationError as exc:
+        if "another trace" not in str(exc):
+            raise
+    # f reads values being differentiated from its closure: traced nested, they become
+    # parameters after p's entries (their derivatives come out through p's rule).
+    from pyzygote.ode.rhs import _as_derivative
+    from pyzygote.tracing import trace
+
+    traced, _ = trace(residual, layout.example_args(), ["u", "p", "t"], output=_as_derivative, nest=True, int_arrays_constant=True)
+    lifted = list(traced.lifted)
+    sizes = [int(np.prod(np.shape(x))) for x in lifted]
+    b = Builder()
+    n, m = layout.n, layout.m
+    u, q, t = b.new_input((n,), np.float64), b.new_input((m + sum(sizes),), np.float64), b.new_input((), np.float64)
+    leaves, start = [], 0
+    for shape in layout.p_shapes:
+        size = int(np.prod(shape))
+        leaves.append(np.reshape(q[start : start + size], shape))
+        start += size
+    extra = []
+    for x, size in zip(lifted, sizes):
+        piece = np.reshape(q[start : start + size], np.shape(x))
+        extra.append(piece if x.dtype == np.float64 else piece.astype(x.dtype))
+        start += size
+    from pyzygote.transforms.evaluate import eval_program
+
+    (r,) = eval_program(traced.program, np.reshape(u, layout.u_shape), *leaves, t, *extra)
+    prog = b.build([u, q, t], [np.ravel(r)])
+    return RHS(f, prog, n, m + sum(sizes)), lifted
+
+
+def _check_u0(u0: Any) -> Any:
+    if isinstance(u0, (list, tuple)) or (isinstance(u0, np.ndarray) and u0.dtype == object):
+        try:
+            u0 = as_operand(u0)  # traced entries in a list or an object array: one traced vector
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"u0 must be a 1-D array of floats (the starting guess): {exc}") from None
+    if isinstance(u0, Tracer):
+        if u0.dtype.kind != "f" or u0.ndim != 1:
+            raise TypeError(f"u0 must be a 1-D array of floats (the starting guess), got a traced value of dtype {u0.dtype} and shape {u0.shape}")
+        return u0
+    arr = np.asarray(u0)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"u0 must be a 1-D array of floats (the starting guess), got dtype {arr.dtype}: pass np.asarray(u0, dtype=float)")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"u0 must be a non-empty 1-D array of floats (the starting guess), got shape {arr.shape} (a scalar root: np.array([x0]))")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"u0 contains NaN or inf: {arr!r}")
+    return arr.astype(float)
+
+
+def _check_options(abstol: Any, maxiters: Any) -> NLOptions:
+    for name, v in (("abstol", abstol), ("maxiters", maxiters)):
+        if isinstance(v, Tracer):
+            raise TypeError(f"{name} of pz.nlsolve must be a number, not a traced value: pass it as a keyword argument or through a closure")
+    number = isinstance(abstol, (int, float, np.integer, np.floating)) and not isinstance(abstol, (bool, np.bool_))
+    if not (number and np.isfinite(abstol) and abstol > 0):
+        raise ValueError(f"abstol must be a positive finite number (the largest max|f(u, p)| accepted at the root), got {abstol!r}")
+    whole = isinstance(maxiters, (int, np.integer, float, np.floating)) and not isinstance(maxiters, (bool, np.bool_))
+    if not (whole and np.isfinite(maxiters) and maxiters == int(maxiters) and maxiters >= 1):
+        raise ValueError(f"maxiters must be a positive integer (a number of Newton iterations), got {maxiters!r}")
+    return NLOptions(float(abstol), int(maxiters))
+
+
+def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e-12, maxiters: int = 100, **unknown: Any) -> Any:
+    """A root ``u`` of ``f(u, p) = 0``, found by Newton's method from ``u0``.
+
+    NonlinearSolve.jl's ``solve(NonlinearProblem(f, u0, p), NewtonRaphson())``: ``f`` is plain
+    numpy code of ``(u, p)`` returning an array shaped like ``u``, traced once (as an ODE
+    right-hand side is) with its exact Jacobian ``df/du``.  ``u0`` is a 1-D float array, ``p``
+    an array, a dict or a tuple of arrays (as :func:`pyzygote.odesolve` takes).  Each Newton
+    step solves ``J_u du = -f``, then halves it until ``|f|`` decreases enough (Armijo's test on
+    ``0.5 |f|^2``).  The solve has converged when ``max|f(u, p)| <= abstol``, or when a Newton
+    step would move no entry of ``u`` by more than 4 machine epsilons of it (rounding then keeps
+    ``|f|`` above a tiny ``abstol``, and ``u`` is as accurate as float64 allows).  No convergence
+    within ``maxiters`` iterations, a singular Jacobian or a NaN in ``f`` raise
+    :class:`pyzygote.SolverError`.
+
+    The result is differentiable in ``p`` and in traced values ``f`` reads from its closure, by
+    the implicit function theorem (``du/dp = -J_u^{-1} J_p``), to any order; its derivative in
+    ``u0`` is zero (the root does not depend on the start).
+
+    >>> import numpy as np, pyzygote as pz
+    >>> pz.nlsolve(lambda u, p: u ** 3 - p, np.array([1.0, 1.0]), np.array([8.0, 27.0]))
+    array([2., 3.])
+    """
+    from pyzygote.julia.functions import is_julia_function
+    from pyzygote.ode.solvers import refuse_unknown_keywords
+
+    refuse_unknown_keywords("pz.nlsolve", unknown)
+    if not callable(f):
+        raise TypeError(f"f must be a callable f(u, p) returning the residual, got {type(f).__name__}")
+    if is_julia_function(f):
+        raise TypeError(f"f of pz.nlsolve must be numpy code of (u, p); the Julia function {f!r} is not supported here")
+    u0 = _check_u0(u0)
+    opts = _check_options(abstol, maxiters)
+    layout, u0, q = Layout.of(u0, p)
+    rhs, lifted = _trace(f, layout)
+    if lifted:
+        q = np.concatenate([q, *(np.ravel(x).astype(np.float64) for x in lifted)])
+    return nlsolve_p.bind(u0, q, rhs=rhs, opts=opts)
