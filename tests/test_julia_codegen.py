@@ -1072,6 +1072,35 @@ def test_emitted_ode_calls_match_the_extension_methods(primitive: str, julia: st
         assert len(_arguments(text, text.index("(", rrule.start()) + 1)) - 1 in methods
 
 
+def test_emitted_nlsolve_calls_match_the_julia_methods_and_are_fatou_clean(tmp_path: Path) -> None:
+    """PyZygote.nlsolve (julia_src/src/nonlinear_solve.jl) cannot run here: every emitted call, in
+    the primal and in derivative programs, and with a closure's traced values appended to p, has a
+    method and an rrule of its arity, and the programs pass fatou."""
+    source_file = JULIA_SRC / "src" / "nonlinear_solve.jl"
+    assert 'include("nonlinear_solve.jl")' in (JULIA_SRC / "src" / "PyZygote.jl").read_text()
+    methods = _method_arities(source_file, "nlsolve")
+    text = source_file.read_text()
+    rrule = re.search(r"rrule\(\s*::typeof\(nlsolve\),", text)
+    assert rrule is not None
+    assert len(_arguments(text, text.index("(", rrule.start()) + 1)) - 1 in methods
+
+    def closure(q):
+        return np.sum(pz.nlsolve(lambda u, _: u**2 - q[0] * q, np.ones(2)) ** 2)
+
+    programs = _case_programs("nlsolve")
+    for fn, arg in ((closure, np.array([2.0, 3.0])), (lambda q: pz.hessian(closure, q)[0, 1], np.array([2.0, 3.0]))):
+        prog = pz.make_program(fn, arg)
+        programs.append((getattr(fn, "__name__", "hessian"), prog, (arg,)))
+    sources = {}
+    for k, (label, prog, _) in enumerate(programs):
+        source = emit_program(prog, f"pz_nlsolve_{k}").source
+        calls = _call_arities(source, "PyZygote.nlsolve")
+        assert calls and set(calls) <= methods, f"{label}: calls with {calls} arguments, methods take {methods}"
+        assert source.count("PyZygote.Residual(") == len(calls)
+        sources[label] = source
+    fatou_check(write_sources(tmp_path, sources))
+
+
 def test_runtime_solve_problem_passes_what_the_extension_takes() -> None:
     runtime = (Path(pz.__file__).parent / "julia" / "runtime.jl").read_text()
     (call,) = _call_arities(runtime, "PyZygote.solve_problem")

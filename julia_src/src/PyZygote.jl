@@ -1604,6 +1604,8 @@ function Base.showerror(io::IO, e::SolverFailure)
     return print(io, "SolverFailure: the ODE solve stopped at t = $(e.t): $(e.retcode)")
 end
 
+include("nonlinear_solve.jl")
+
 # --- entry points called from Python ------------------------------------------------------
 
 """

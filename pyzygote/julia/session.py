@@ -415,6 +415,11 @@ def translate_error(exc: BaseException, origin: str = "user") -> BaseException:
         err = SolverError(f"the ODE solve on the Julia engine failed: {body}")
         err._held_original = MainThreadValue(exc)  # type: ignore[attr-defined]
         return err
+    if kind == "NonlinearSolveFailure":
+        # PyZygote's nlsolve found no root (see julia_src/src/nonlinear_solve.jl).
+        err = SolverError(f"pz.nlsolve on the Julia engine failed: {body}")
+        err._held_original = MainThreadValue(exc)  # type: ignore[attr-defined]
+        return err
     hint = hint_for(message)
     text = f"Julia {kind}: {body}"
     if stack:

@@ -87,9 +87,12 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
         J = dense_matrix(rhs.jacobian_u(u, p, 0.0))
         if not np.all(np.isfinite(J)):
             raise _failed("the Jacobian df/du is NaN or inf", iteration, u, r)
-        if np.linalg.cond(J) > SINGULAR_CONDITION:
+        s = np.linalg.svd(J, compute_uv=False)
+        if s[0] == 0.0 or s[0] > SINGULAR_CONDITION * s[-1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                condition = s[0] / s[-1]
             raise _failed(
-                f"the Jacobian df/du is singular (condition number {np.linalg.cond(J):.3g}): the root is not "
+                f"the Jacobian df/du is singular (condition number {condition:.3g}): the root is not "
                 "isolated there, or f does not depend on some entry of u",
                 iteration,
                 u,

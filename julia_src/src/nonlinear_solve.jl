@@ -1,0 +1,177 @@
+# --- nonlinear solves: pyzygote's `nlsolve` (included from PyZygote.jl) --------------------
+
+"""
+    Residual(f)
+
+`(u, p) -> first(f(u, p, 0.0))`: a generated program of `(u, p, t)` returning the Tuple of its
+outputs, as the residual `f(u, p)` of a nonlinear solve (pyzygote traces `f` as an ODE
+right-hand side whose `t` it ignores).
+"""
+struct Residual{F}
+    f::F
+end
+
+(r::Residual)(u, p) = first(r.f(u, p, 0.0))
+
+"""
+    NonlinearSolveFailure(reason::String, iteration::Int, residual::Float64, u::Vector{Float64})
+
+Thrown when [`nlsolve`](@ref) finds no root: why, at which Newton iteration, the largest
+`|f(u, p)|` reached there (`NaN` when `f` was not finite) and the point `u`.
+"""
+struct NonlinearSolveFailure <: Exception
+    reason::String
+    iteration::Int
+    residual::Float64
+    u::Vector{Float64}
+end
+
+function Base.showerror(io::IO, e::NonlinearSolveFailure)
+    return print(
+        io,
+        "NonlinearSolveFailure: $(e.reason) (Newton iteration $(e.iteration), max|f| = ",
+        "$(e.residual), at u = $(e.u))",
+    )
+end
+
+# The stopping rules and the line search of pyzygote.primitives.nonlinear, the same numbers.
+const STEP_EPS = 4.0
+const HALVINGS = 30
+const ARMIJO = 1.0e-4
+const SINGULAR_CONDITION = 1.0e14
+
+"""
+    nlsolve(f, u0::AbstractVector, p::AbstractVector, abstol::Real, maxiters::Integer)
+
+A root `u` of `f(u, p) = 0` by Newton's method from `u0`, as pyzygote's `nlsolve`: each step
+solves `J du = -f` with the Jacobian `J = ∂f/∂u` from `ForwardDiff.jacobian`, then halves `du`
+until `0.5 |f|²` decreases enough (Armijo). Converged when `maximum(abs, f) <= abstol`, or when
+a step would move no entry of `u` by more than `STEP_EPS` machine epsilons of it. Throws a
+[`NonlinearSolveFailure`](@ref) after `maxiters` iterations without convergence, at a singular
+or non-finite Jacobian, or where `f` is not finite.
+
+Derivatives follow the implicit function theorem: `∂u/∂p = -J⁻¹ ∂f/∂p` at the root. Dual
+numbers in `p` (ForwardDiff: the engine's `jvp` and `hessian`) get their partials that way,
+and the `rrule` gives Zygote `p̄ = -(∂f/∂p)ᵀ λ` with `Jᵀ λ = ū`. The root does not depend on
+`u0`: Newton starts from its plain values, and its cotangent is zero.
+"""
+function nlsolve(f, u0::AbstractVector, p::AbstractVector, abstol::Real, maxiters::Integer)
+    start = Vector{Float64}(map(_innermost_value, u0))
+    return _nlsolve(f, start, p, Float64(abstol), Int(maxiters))
+end
+
+_innermost_value(x::ForwardDiff.Dual) = _innermost_value(ForwardDiff.value(x))
+_innermost_value(x::Real) = x
+
+# Dual parameters: the root at their values, then its partials from J du = -(∂f/∂p) dp, one
+# column per partial. Nested duals (a Hessian's) are peeled one level per call.
+function _nlsolve(
+    f,
+    start::Vector{Float64},
+    p::AbstractVector{ForwardDiff.Dual{T, V, N}},
+    abstol::Float64,
+    maxiters::Int,
+) where {T, V, N}
+    values = ForwardDiff.value.(p)
+    u = _nlsolve(f, start, values, abstol, maxiters)
+    J = ForwardDiff.jacobian(v -> f(v, values), u)
+    r = f(u, p)
+    # `partials(T, x, k)` is zero for an entry of f that does not depend on p (a plain number).
+    dfdp = [ForwardDiff.partials(T, r[i], k) for i in eachindex(r), k in 1:N]
+    du = -(J \ dfdp)
+    return [ForwardDiff.Dual{T}(u[i], ntuple(k -> du[i, k], Val(N))) for i in eachindex(u)]
+end
+
+function _nlsolve(
+    f,
+    start::Vector{Float64},
+    p::AbstractVector,
+    abstol::Float64,
+    maxiters::Int,
+)
+    u = start
+    r = f(u, p)
+    all(isfinite, r) ||
+        throw(NonlinearSolveFailure("f is NaN or inf at the starting point u0", 0, NaN, u))
+    for iteration in 1:maxiters
+        maximum(abs, r) <= abstol && return u
+        J = ForwardDiff.jacobian(v -> f(v, p), u)
+        all(isfinite, J) ||
+            throw(_failure("the Jacobian df/du is NaN or inf", iteration, r, u))
+        s = LinearAlgebra.svdvals(J)
+        if iszero(maximum(s)) || maximum(s) > SINGULAR_CONDITION * minimum(s)
+            msg = "the Jacobian df/du is singular (condition number " *
+                "$(maximum(s) / minimum(s))): the root is not isolated there, or f does " *
+                "not depend on some entry of u"
+            throw(_failure(msg, iteration, r, u))
+        end
+        step = -(J \ r)
+        all(abs.(step) .<= STEP_EPS * eps(Float64) .* abs.(u)) && return u
+        u, r = _line_search(f, p, u, r, step, iteration)
+    end
+    maximum(abs, r) <= abstol && return u
+    msg = "no convergence to max|f| <= abstol = $abstol within maxiters = $maxiters iterations"
+    throw(_failure(msg, maxiters, r, u))
+end
+
+# The point along `step` from `u` (and f there) where 0.5 |f|² has decreased enough.
+function _line_search(f, p, u, r, step, iteration::Int)
+    merit = sum(abs2, r) / 2
+    t = 1.0
+    finite = false
+    for _ in 0:HALVINGS
+        trial = u .+ t .* step
+        r_trial = f(trial, p)
+        finite = all(isfinite, r_trial)
+        if finite && sum(abs2, r_trial) / 2 <= (1 - 2 * ARMIJO * t) * merit
+            return trial, r_trial
+        end
+        t /= 2
+    end
+    finite ||
+        throw(_failure(
+            "f is NaN or inf along the whole Newton step, down to 2^-30 of it",
+            iteration,
+            r,
+            u,
+        ))
+    msg = "the line search found no decrease of |f| along the Newton step (a local minimum " *
+        "of |f| that is not a root, or abstol below what rounding allows)"
+    throw(_failure(msg, iteration, r, u))
+end
+
+function _failure(reason::String, iteration::Int, r, u)
+    return NonlinearSolveFailure(reason, iteration, maximum(abs, r), Vector{Float64}(u))
+end
+
+function ChainRulesCore.rrule(
+    ::typeof(nlsolve),
+    f,
+    u0::AbstractVector,
+    p::AbstractVector,
+    abstol::Real,
+    maxiters::Integer,
+)
+    u = nlsolve(f, u0, p, abstol, maxiters)
+    function nlsolve_pullback(ū)
+        ū = unthunk(ū)
+        zero_u0 = ChainRulesCore.ZeroTangent()
+        if ū isa ChainRulesCore.AbstractZero
+            return NoTangent(),
+                NoTangent(),
+                zero_u0,
+                ChainRulesCore.ZeroTangent(),
+                NoTangent(),
+                NoTangent()
+        end
+        # Jᵀ λ = ū, then p̄ = -(∂f/∂p)ᵀ λ: one vector-Jacobian product of f in p.
+        J = ForwardDiff.jacobian(v -> f(v, p), u)
+        λ = permutedims(J) \ collect(ū)
+        _, back = Zygote.pullback(q -> f(u, q), p)
+        grads = back(λ) # `nothing` when f does not depend on p at all
+        dp = grads === nothing ? nothing : first(grads)
+        p̄ = dp === nothing ? ChainRulesCore.ZeroTangent() : -dp
+        return NoTangent(), NoTangent(), zero_u0, p̄, NoTangent(), NoTangent()
+    end
+    return u, nlsolve_pullback
+end

@@ -1,0 +1,310 @@
+"""pz.nlsolve: Newton's method on a traced f(u, p), differentiated by the implicit function theorem.
+
+Values and derivatives are checked against closed forms, finite differences and, for the
+steady state of an ODE model, against pz.odesolve run to a long time.  Julia-marked tests
+compare the engines (they need a real Julia, see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+
+
+def _central(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central differences of f (any output shape) in each entry of x: shape (*out, len(x))."""
+    cols = [(np.asarray(f(x + h * e)) - np.asarray(f(x - h * e))) / (2 * h) for e in np.eye(len(x))]
+    return np.stack(cols, axis=-1)
+
+
+# --- closed forms --------------------------------------------------------------------------------
+def square(u, p):
+    return u**2 - p
+
+
+def sqrt_root(p):
+    return pz.nlsolve(square, np.array([1.0]), p)[0]
+
+
+def test_square_root_value_derivatives_and_second_derivative() -> None:
+    p = np.array([2.0])
+    assert sqrt_root(p) == pytest.approx(np.sqrt(2.0), rel=1e-15)
+    np.testing.assert_allclose(pz.gradient(sqrt_root, p)[0], [0.5 / np.sqrt(2.0)], rtol=1e-13)
+    np.testing.assert_allclose(pz.hessian(sqrt_root, p), [[-0.25 * 2.0**-1.5]], rtol=1e-12)
+    value, tangent = pz.jvp(sqrt_root, (p,), (np.array([3.0]),))
+    assert tangent == pytest.approx(3.0 * 0.5 / np.sqrt(2.0), rel=1e-13)
+    # third order: the derivative of the Hessian, 3/8 p^(-5/2)
+    third = pz.gradient(lambda q: pz.hessian(sqrt_root, q)[0, 0], p)[0]
+    np.testing.assert_allclose(third, [0.375 * 2.0**-2.5], rtol=1e-10)
+
+
+def test_a_vector_of_square_roots_has_a_diagonal_jacobian() -> None:
+    p = np.array([4.0, 9.0, 0.25])
+    u = pz.nlsolve(square, np.ones(3), p)
+    np.testing.assert_allclose(u, [2.0, 3.0, 0.5], rtol=1e-14)
+    (J,) = pz.jacobian(lambda q: pz.nlsolve(square, np.ones(3), q), p)
+    np.testing.assert_allclose(J, np.diag(0.5 / np.sqrt(p)), rtol=1e-13, atol=1e-15)
+
+
+A0 = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, -1.0], [0.5, 0.0, 2.0]])
+B = np.array([1.0, -2.0, 0.5])
+
+
+def linear(u, p):
+    return (A0 + np.diag(p)) @ u - B
+
+
+def test_a_linear_system_is_np_linalg_solve_with_its_derivatives() -> None:
+    p = np.array([0.3, -0.2, 0.7])
+    closed = lambda q: np.linalg.solve(A0 + np.diag(q), B)  # noqa: E731
+    np.testing.assert_allclose(pz.nlsolve(linear, np.zeros(3), p), closed(p), rtol=1e-13)
+    loss = lambda q: np.sum(np.sin(pz.nlsolve(linear, np.zeros(3), q)))  # noqa: E731
+    want = lambda q: np.sum(np.sin(closed(q)))  # noqa: E731
+    np.testing.assert_allclose(pz.gradient(loss, p)[0], pz.gradient(want, p)[0], rtol=1e-12)
+    np.testing.assert_allclose(pz.hessian(loss, p), pz.hessian(want, p), rtol=1e-10, atol=1e-13)
+
+
+def test_chemical_equilibrium_a_to_2b_has_its_closed_form() -> None:
+    """A <-> 2B with [B]^2 = K [A] and [A] + [B] / 2 = T (mass balance): the quadratic's root."""
+
+    def equilibrium(u, p):
+        K, T = p[0], p[1]
+        return np.stack([u[1] ** 2 - K * u[0], u[0] + 0.5 * u[1] - T])
+
+    def closed(p):
+        K, T = p[0], p[1]
+        b = 0.5 * (-K / 2 + np.sqrt(K**2 / 4 + 4 * K * T))
+        return np.stack([T - b / 2, b])
+
+    p = np.array([0.3, 2.0])
+    solve = lambda q: pz.nlsolve(equilibrium, np.array([1.0, 1.0]), q)  # noqa: E731
+    np.testing.assert_allclose(solve(p), closed(p), rtol=1e-11)  # max|f| <= abstol = 1e-12
+    np.testing.assert_allclose(pz.jacobian(solve, p)[0], pz.jacobian(closed, p)[0], rtol=1e-11)
+    second = lambda q: solve(q)[1]  # noqa: E731
+    np.testing.assert_allclose(pz.hessian(second, p), pz.hessian(lambda q: closed(q)[1], p), rtol=1e-10)
+
+
+# --- Kepler's equation ---------------------------------------------------------------------------
+def kepler(u, p):
+    e, M = p[0], p[1]
+    return u - e * np.sin(u) - M
+
+
+def eccentric_anomaly(p):
+    return pz.nlsolve(kepler, np.array([p[1]]), p)[0]
+
+
+def test_kepler_against_its_closed_form_derivatives_and_finite_differences() -> None:
+    p = np.array([0.6, 2.1])
+    E = eccentric_anomaly(p)
+    assert abs(E - 0.6 * np.sin(E) - 2.1) <= 1e-12
+    denom = 1.0 - 0.6 * np.cos(E)
+    g = pz.gradient(eccentric_anomaly, p)[0]
+    np.testing.assert_allclose(g, [np.sin(E) / denom, 1.0 / denom], rtol=1e-13)
+    np.testing.assert_allclose(g, _central(eccentric_anomaly, p), rtol=1e-8)
+    H = pz.hessian(eccentric_anomaly, p)
+    np.testing.assert_allclose(H, H.T, rtol=1e-14)
+    np.testing.assert_allclose(H, _central(lambda q: pz.gradient(eccentric_anomaly, q)[0], p), rtol=1e-7, atol=1e-9)
+    # forward over reverse: a jvp of the gradient is H v
+    v = np.array([0.3, -1.2])
+    _, Hv = pz.jvp(lambda q: pz.gradient(eccentric_anomaly, q)[0], (p,), (v,))
+    np.testing.assert_allclose(Hv, H @ v, rtol=1e-12)
+
+
+def test_a_fit_through_kepler_with_a_loss_of_many_anomalies() -> None:
+    """Radial-velocity style: one eccentricity, many mean anomalies solved at once."""
+    M = np.linspace(0.1, 6.0, 12)
+    data = np.cos(np.linspace(0.0, 3.0, 12))
+
+    def loss(e):
+        E = pz.nlsolve(lambda u, p: u - p[0] * np.sin(u) - M, M.copy(), e)
+        return np.sum((np.cos(E) - data) ** 2)
+
+    e = np.array([0.35])
+    np.testing.assert_allclose(pz.gradient(loss, e)[0], _central(loss, e), rtol=1e-7)
+    np.testing.assert_allclose(pz.hessian(loss, e), _central(lambda q: pz.gradient(loss, q)[0], e), rtol=1e-6)
+
+
+# --- the steady state of an ODE model ------------------------------------------------------------
+def production(u, p, t):
+    return np.stack([p[0] - p[1] * u[0] - p[2] * u[0] * u[1], p[2] * u[0] * u[1] - p[3] * u[1] + 0.1])
+
+
+P_SS = np.array([1.0, 0.5, 1.0, 0.8])
+
+
+def steady(p):
+    return pz.nlsolve(lambda u, q: production(u, q, 0.0), np.array([1.0, 1.0]), p)
+
+
+def after_long_time(p):
+    return pz.odesolve(production, np.array([1.0, 1.0]), np.array([0.0, 200.0]), p, alg="Tsit5", reltol=1e-12, abstol=1e-12)[-1]
+
+
+def test_steady_state_is_where_odesolve_ends_up_with_the_same_sensitivities() -> None:
+    np.testing.assert_allclose(steady(P_SS), after_long_time(P_SS), rtol=1e-9)
+    np.testing.assert_allclose(pz.jacobian(steady, P_SS)[0], pz.jacobian(after_long_time, P_SS)[0], rtol=1e-7, atol=1e-9)
+    loss = lambda p: np.sum(steady(p) ** 2)  # noqa: E731
+    H = pz.hessian(loss, P_SS)
+    np.testing.assert_allclose(H, _central(lambda q: pz.gradient(loss, q)[0], P_SS), rtol=1e-6, atol=1e-8)
+
+
+# --- what the derivative does not depend on ------------------------------------------------------
+def test_the_derivative_in_u0_is_zero_even_when_u0_is_computed_from_p() -> None:
+    p = np.array([3.0])
+    g_u0, g_p = pz.gradient(lambda u0, q: pz.nlsolve(square, u0, q)[0], np.array([1.0]), p)
+    np.testing.assert_array_equal(g_u0, [0.0])
+    assert g_p == pytest.approx(0.5 / np.sqrt(3.0), rel=1e-13)
+    # a start computed from p does not add a path through u0
+    from_p = lambda q: pz.nlsolve(square, 1.0 + 0.5 * q, q)[0]  # noqa: E731
+    assert pz.gradient(from_p, p)[0] == pytest.approx(0.5 / np.sqrt(3.0), rel=1e-13)
+    assert pz.hessian(from_p, p)[0, 0] == pytest.approx(-0.25 * 3.0**-1.5, rel=1e-11)
+    # and the Jacobian in u0 is zero
+    (J,) = pz.jacobian(lambda u0: pz.nlsolve(square, u0, np.array([4.0, 9.0])), np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(J, np.zeros((2, 2)))
+
+
+def test_traced_values_read_from_the_closure_are_differentiated_like_p() -> None:
+    p = np.array([0.6, 2.1])
+
+    def through_closure(q):
+        return pz.nlsolve(lambda u, _: u - q[0] * np.sin(u) - q[1], np.array([2.0]))[0]
+
+    np.testing.assert_allclose(through_closure(p), eccentric_anomaly(p), rtol=1e-14)
+    np.testing.assert_allclose(pz.gradient(through_closure, p)[0], pz.gradient(eccentric_anomaly, p)[0], rtol=1e-13)
+    np.testing.assert_allclose(pz.hessian(through_closure, p), pz.hessian(eccentric_anomaly, p), rtol=1e-11)
+
+    def both(e, M):  # e through p, M from the closure
+        return pz.nlsolve(lambda u, q: u - q[0] * np.sin(u) - M, np.array([2.0]), e)[0]
+
+    g_e, g_M = pz.gradient(both, p[:1], p[1])
+    np.testing.assert_allclose([g_e[0], g_M], pz.gradient(eccentric_anomaly, p)[0], rtol=1e-13)
+
+
+def test_p_as_a_dict_of_arrays() -> None:
+    def f(u, p):
+        return u**2 - p["scale"] * p["targets"]
+
+    p = {"scale": 2.0, "targets": np.array([2.0, 8.0])}
+    np.testing.assert_allclose(pz.nlsolve(f, np.ones(2), p), [2.0, 4.0], rtol=1e-14)
+    (g,) = pz.gradient(lambda q: np.sum(pz.nlsolve(f, np.ones(2), q)), p)
+    # u_i = sqrt(s t_i): du_i/ds = t_i / (2 u_i), du_i/dt_i = s / (2 u_i)
+    assert g["scale"] == pytest.approx(2.0 / 4.0 + 8.0 / 8.0, rel=1e-13)
+    np.testing.assert_allclose(g["targets"], [2.0 / 4.0, 2.0 / 8.0], rtol=1e-13)
+
+
+# --- convergence -------------------------------------------------------------------------------
+def test_the_line_search_rescues_newton_where_the_full_step_diverges() -> None:
+    # Newton's full steps on arctan(u) from 3 overshoot farther and farther (|u| > 1.39 diverges).
+    u = pz.nlsolve(lambda u, p: np.arctan(u), np.array([3.0]))
+    assert abs(u[0]) <= 1e-12
+
+
+def test_residuals_too_large_for_abstol_converge_by_the_step_size_test() -> None:
+    # 1e8 (u^2 - 2): rounding keeps |f| near 1e8 * 4e-16 > abstol at the best float64 root.
+    u = pz.nlsolve(lambda u, p: 1e8 * (u**2 - p), np.array([1.0]), np.array([2.0]), abstol=1e-14)
+    assert u[0] == pytest.approx(np.sqrt(2.0), rel=4e-16)
+
+
+def test_abstol_is_the_largest_residual_accepted() -> None:
+    # Newton from 10 on u^2 - 2: a loose abstol stops before the root is exact.
+    loose = pz.nlsolve(square, np.array([10.0]), np.array([2.0]), abstol=1e-2)
+    assert 1e-12 < abs(loose[0] ** 2 - 2.0) <= 1e-2
+    tight = pz.nlsolve(square, np.array([10.0]), np.array([2.0]))
+    assert abs(tight[0] ** 2 - 2.0) <= 1e-12
+
+
+# --- failures ----------------------------------------------------------------------------------
+def test_no_convergence_within_maxiters_is_a_solver_error_naming_iteration_residual_and_point() -> None:
+    with pytest.raises(pz.SolverError, match=r"within maxiters = 3 iterations \(Newton iteration 3, max\|f\| = [0-9.e+]+, at u = \[") as info:
+        pz.nlsolve(square, np.array([1000.0]), np.array([2.0]), maxiters=3)
+    assert "started from u0 = [1000] with p = [2]" in str(info.value)
+    # inside a gradient too
+    with pytest.raises(pz.SolverError, match="maxiters = 3"):
+        pz.gradient(lambda q: pz.nlsolve(square, np.array([1000.0]), q, maxiters=3)[0], np.array([2.0]))
+
+
+def test_a_singular_jacobian_is_a_solver_error() -> None:
+    def dependent(u, p):  # the two equations see only u0 + u1
+        return np.stack([u[0] + u[1] - p[0], 2.0 * (u[0] + u[1]) - p[1]])
+
+    with pytest.raises(pz.SolverError, match=r"singular .*Newton iteration 1, max\|f\| = 3"):
+        pz.nlsolve(dependent, np.zeros(2), np.array([1.0, 3.0]))
+    # x^2 + 1 has no real root: Newton from 1 lands on the minimum at 0, where f' = 0
+    with pytest.raises(pz.SolverError, match=r"singular .*Newton iteration 2, max\|f\| = 1, at u = \[0\]"):
+        pz.nlsolve(lambda u, p: u**2 + 1.0, np.array([1.0]))
+
+
+def test_nan_in_f_is_a_solver_error() -> None:
+    with np.errstate(invalid="ignore"):
+        with pytest.raises(pz.SolverError, match="f is NaN or inf at the starting point"):
+            pz.nlsolve(lambda u, p: np.log(u) - p, np.array([-1.0]), np.array([1.0]))
+        with pytest.raises(pz.SolverError, match="Jacobian df/du is NaN or inf"):
+            pz.nlsolve(lambda u, p: np.sqrt(u) + 1.0, np.array([1.0]))
+
+
+def test_bad_arguments_are_refused_before_solving() -> None:
+    ok = lambda u, p: u - 1.0  # noqa: E731
+    with pytest.raises(ValueError, match="u0 must be a non-empty 1-D array"):
+        pz.nlsolve(ok, np.ones((2, 2)))
+    with pytest.raises(ValueError, match="u0 must be a non-empty 1-D array"):
+        pz.nlsolve(ok, 1.0)
+    with pytest.raises(TypeError, match="u0 must be a 1-D array of floats.*int64"):
+        pz.nlsolve(ok, np.array([1, 2]))
+    with pytest.raises(ValueError, match="u0 contains NaN"):
+        pz.nlsolve(ok, np.array([np.nan]))
+    for bad in (0.0, -1e-8, np.inf, "1e-8"):
+        with pytest.raises(ValueError, match="abstol must be a positive finite number"):
+            pz.nlsolve(ok, np.ones(1), abstol=bad)
+    for bad in (0, 2.5, -3, True):
+        with pytest.raises(ValueError, match="maxiters must be a positive integer"):
+            pz.nlsolve(ok, np.ones(1), maxiters=bad)
+    with pytest.raises(ValueError, match=r"f of pz.nlsolve returned shape \(1,\), expected \(2,\)"):
+        pz.nlsolve(lambda u, p: u[:1], np.ones(2))
+    with pytest.raises(TypeError, match="f of pz.nlsolve returned None"):
+        pz.nlsolve(lambda u, p: None, np.ones(2))
+    with pytest.raises(TypeError, match="f must be a callable"):
+        pz.nlsolve(np.ones(2), np.ones(2))
+    with pytest.raises(TypeError, match="reltol"):
+        pz.nlsolve(ok, np.ones(1), reltol=1e-8)
+
+
+# --- the Julia engine ----------------------------------------------------------------------------
+@pytest.mark.julia
+def test_values_gradients_and_hessians_agree_across_engines() -> None:
+    p = np.array([0.6, 2.1])
+    loss = lambda q: eccentric_anomaly(q) ** 2 + np.sum(steady(np.concatenate([q, q]) * 0.5 + 0.5) ** 2)  # noqa: E731
+    v_np, (g_np,) = pz.withgradient(loss, p, engine="numpy")
+    v_jl, (g_jl,) = pz.withgradient(loss, p, engine="julia")
+    assert v_jl == pytest.approx(v_np, rel=1e-12)
+    np.testing.assert_allclose(g_jl, g_np, rtol=1e-10)
+    np.testing.assert_allclose(pz.hessian(loss, p, engine="julia"), pz.hessian(loss, p, engine="numpy"), rtol=1e-10)
+    _, t_np = pz.jvp(loss, (p,), (np.array([1.0, -0.5]),), engine="numpy")
+    _, t_jl = pz.jvp(loss, (p,), (np.array([1.0, -0.5]),), engine="julia")
+    assert t_jl == pytest.approx(t_np, rel=1e-10)
+
+
+@pytest.mark.julia
+def test_closure_and_u0_derivatives_agree_across_engines() -> None:
+    def f(u0, q):
+        E = pz.nlsolve(lambda u, _: u - q[0] * np.sin(u) - q[1], u0)
+        return np.sum(np.cos(E))
+
+    args = (np.array([2.0]), np.array([0.6, 2.1]))
+    g_np = pz.gradient(f, *args, engine="numpy")
+    g_jl = pz.gradient(f, *args, engine="julia")
+    np.testing.assert_array_equal(g_jl[0], [0.0])
+    np.testing.assert_allclose(g_jl[1], g_np[1], rtol=1e-10)
+    np.testing.assert_allclose(pz.hessian(lambda q: f(args[0], q), args[1], engine="julia"), pz.hessian(lambda q: f(args[0], q), args[1], engine="numpy"), rtol=1e-10)
+
+
+@pytest.mark.julia
+def test_a_failed_solve_on_julia_is_a_solver_error() -> None:
+    loss = lambda q: pz.nlsolve(square, np.array([1000.0]), q, maxiters=3)[0]  # noqa: E731
+    with pytest.raises(pz.SolverError, match=r"pz.nlsolve on the Julia engine failed: .*maxiters = 3.*Newton iteration 3"):
+        pz.gradient(loss, np.array([2.0]), engine="julia")
+    singular = lambda q: pz.nlsolve(lambda u, p: u**2 + p, np.array([1.0]), q)[0]  # noqa: E731
+    with pytest.raises(pz.SolverError, match="singular"):
+        pz.gradient(singular, np.array([1.0]), engine="julia")
