@@ -92,17 +92,19 @@ _INSTEAD = {
         "written out, with i = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2) for each x's interval"
     ),
 }
-# Root finders: a fixed number of Newton steps is traced, and its derivative is that of the root
-# once the steps have converged (user testing: Kepler's equation in a radial-velocity fit).
+# Root finders: pz.nlsolve, Newton's method differentiated by the implicit function theorem
+# (user testing: Kepler's equation in a radial-velocity fit).
 _NEWTON_STEPS = (
-    "a fixed number of Newton steps, which pyzygote differentiates through, e.g. for Kepler's equation "
-    "E - e sin E = M: E = M; then for _ in range(30): E = E - (E - e * np.sin(E) - M) / (1 - e * np.cos(E)) "
-    "(as many steps as converge from your start; a while loop on the residual cannot be traced)"
+    "pz.nlsolve(f, u0, p), which finds a root of f(u, p) = 0 by Newton's method and differentiates it in p "
+    "(and in traced values f reads from its closure) by the implicit function theorem, e.g. for Kepler's "
+    "equation E - e sin E = M: E = pz.nlsolve(lambda E, p: E - p[0] * np.sin(E) - p[1], np.array([M]), "
+    "np.array([e, M]))[0] (u0 is a 1-D start; for a bracket [a, b], start at its middle)"
 )
 _NEWTON_SYSTEM = (
-    "a fixed number of Newton steps, which pyzygote differentiates through: for _ in range(30): "
-    "x = x - np.linalg.solve(J(x), F(x)), with J the Jacobian of F written out (or pz.jacobian(F, x)[0] "
-    "outside the loss)"
+    "pz.nlsolve(F, x0, p), which finds a root of F(x, p) = 0 (x0 a 1-D start, F returning an array shaped "
+    "like x) by Newton's method with F's exact Jacobian, and differentiates it in p (and in traced values F "
+    "reads from its closure) by the implicit function theorem; for fixed_point(g, x0), solve "
+    "F(x, p) = g(x, p) - x"
 )
 _INSTEAD.update(dict.fromkeys(("brentq", "brenth", "bisect", "ridder", "toms748", "newton", "root_scalar", "halley"), _NEWTON_STEPS))
 _INSTEAD.update(dict.fromkeys(("fsolve", "root", "fixed_point"), _NEWTON_SYSTEM))

@@ -514,7 +514,8 @@ class Tracer:
             raise trace_ended_error()
         loop = (
             " A loop that runs until it converges (while np.max(np.abs(step)) > tol) cannot be traced either: "
-            "run a fixed number of iterations (for _ in range(30)) that is enough to converge."
+            "run a fixed number of iterations (for _ in range(30)) that is enough to converge. For a root of "
+            "f(u, p) = 0 (a Newton iteration), pz.nlsolve(f, u0, p) solves until converged and differentiates the root."
             if not self.ndim
             else ""
         )
