@@ -237,6 +237,19 @@ def test_a_singular_jacobian_is_a_solver_error() -> None:
         pz.nlsolve(lambda u, p: u**2 + 1.0, np.array([1.0]))
 
 
+def test_a_root_that_is_not_isolated_is_a_solver_error_not_a_linalg_error() -> None:
+    """Started exactly at a root where df/du is singular: the value would be a root, but it has no
+    derivative, which np.linalg.solve would refuse with a bare LinAlgError."""
+
+    def double(u, p):
+        return np.stack([u[0] ** 2 - p[0], u[1] - p[1]])
+
+    with pytest.raises(pz.SolverError, match=r"singular at the root .*no derivative in p \(Newton iteration 1, max\|f\| = 0"):
+        pz.nlsolve(double, np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    with pytest.raises(pz.SolverError, match="singular at the root"):
+        pz.gradient(lambda q: pz.nlsolve(double, np.array([0.0, 1.0]), q)[0], np.array([0.0, 1.0]))
+
+
 def test_nan_in_f_is_a_solver_error() -> None:
     with np.errstate(invalid="ignore"):
         with pytest.raises(pz.SolverError, match="f is NaN or inf at the starting point"):
@@ -308,3 +321,13 @@ def test_a_failed_solve_on_julia_is_a_solver_error() -> None:
     singular = lambda q: pz.nlsolve(lambda u, p: u**2 + p, np.array([1.0]), q)[0]  # noqa: E731
     with pytest.raises(pz.SolverError, match="singular"):
         pz.gradient(singular, np.array([1.0]), engine="julia")
+
+
+def test_julia_nonlinear_solve_failure_becomes_a_solver_error() -> None:
+    """The translation of the Julia exception (its showerror text, as juliacall reports it)."""
+    from pyzygote.julia import session
+
+    text = "NonlinearSolveFailure: the Jacobian df/du is singular (Newton iteration 2, max|f| = 1.0, at u = [0.0])"
+    err = session.translate_error(TypeError(f"Julia: {text}"))
+    assert isinstance(err, pz.SolverError)
+    assert str(err) == f"pz.nlsolve on the Julia engine failed: {text[len('NonlinearSolveFailure: '):]}"

@@ -48,7 +48,8 @@ solves `J du = -f` with the Jacobian `J = ∂f/∂u` from `ForwardDiff.jacobian`
 until `0.5 |f|²` decreases enough (Armijo). Converged when `maximum(abs, f) <= abstol`, or when
 a step would move no entry of `u` by more than `STEP_EPS` machine epsilons of it. Throws a
 [`NonlinearSolveFailure`](@ref) after `maxiters` iterations without convergence, at a singular
-or non-finite Jacobian, or where `f` is not finite.
+or non-finite Jacobian (also at the root: a root that is not isolated has no derivative), or
+where `f` is not finite.
 
 Derivatives follow the implicit function theorem: `∂u/∂p = -J⁻¹ ∂f/∂p` at the root. Dual
 numbers in `p` (ForwardDiff: the engine's `jvp` and `hessian`) get their partials that way,
@@ -93,25 +94,39 @@ function _nlsolve(
     r = f(u, p)
     all(isfinite, r) ||
         throw(NonlinearSolveFailure("f is NaN or inf at the starting point u0", 0, NaN, u))
-    for iteration in 1:maxiters
-        maximum(abs, r) <= abstol && return u
-        J = ForwardDiff.jacobian(v -> f(v, p), u)
-        all(isfinite, J) ||
-            throw(_failure("the Jacobian df/du is NaN or inf", iteration, r, u))
-        s = LinearAlgebra.svdvals(J)
-        if iszero(maximum(s)) || maximum(s) > SINGULAR_CONDITION * minimum(s)
-            msg = "the Jacobian df/du is singular (condition number " *
-                "$(maximum(s) / minimum(s))): the root is not isolated there, or f does " *
-                "not depend on some entry of u"
-            throw(_failure(msg, iteration, r, u))
+    for iteration in 1:(maxiters + 1)
+        converged = maximum(abs, r) <= abstol
+        if !converged && iteration > maxiters
+            msg = "no convergence to max|f| <= abstol = $abstol within maxiters = " *
+                "$maxiters iterations"
+            throw(_failure(msg, maxiters, r, u))
         end
+        J = _checked_jacobian(f, u, p, iteration, r, converged)
+        converged && return u
         step = -(J \ r)
         all(abs.(step) .<= STEP_EPS * eps(Float64) .* abs.(u)) && return u
         u, r = _line_search(f, p, u, r, step, iteration)
     end
-    maximum(abs, r) <= abstol && return u
-    msg = "no convergence to max|f| <= abstol = $abstol within maxiters = $maxiters iterations"
-    throw(_failure(msg, maxiters, r, u))
+    throw(ErrorException("unreachable: the last iteration returns or throws"))
+end
+
+# ∂f/∂u at `u`, or a NonlinearSolveFailure where it is not finite or singular to working
+# precision (the ratio of its extreme singular values above SINGULAR_CONDITION).
+function _checked_jacobian(f, u, p, iteration::Int, r, at_root::Bool)
+    J = ForwardDiff.jacobian(v -> f(v, p), u)
+    place = at_root ? " at the root" : ""
+    all(isfinite, J) ||
+        throw(_failure("the Jacobian df/du is NaN or inf$place", iteration, r, u))
+    s = LinearAlgebra.svdvals(J)
+    if iszero(maximum(s)) || maximum(s) > SINGULAR_CONDITION * minimum(s)
+        why = at_root ?
+            "the root is not isolated, and has no derivative in p" :
+            "the root is not isolated there, or f does not depend on some entry of u"
+        msg = "the Jacobian df/du is singular$place (condition number " *
+            "$(maximum(s) / minimum(s))): $why"
+        throw(_failure(msg, iteration, r, u))
+    end
+    return J
 end
 
 # The point along `step` from `u` (and f there) where 0.5 |f|² has decreased enough.

@@ -75,55 +75,66 @@ def _failed(what: str, iteration: int, u: np.ndarray, r: np.ndarray | None) -> S
 
 def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarray:
     """A root of ``rhs(., p, 0)`` by Newton's method from ``u0`` with a backtracking line search
-    on ``0.5 |f|^2``; a :class:`pyzygote.SolverError` when there is none to be found from there."""
+    on ``0.5 |f|^2``; a :class:`pyzygote.SolverError` when there is none to be found from there,
+    or when the Jacobian at the root is singular (the root is not isolated: it has no derivative)."""
     u = np.array(u0, dtype=float)
     with np.errstate(all="ignore"):
         r = np.asarray(rhs(u, p, 0.0), dtype=float)
     if not np.all(np.isfinite(r)):
         raise _failed("f is NaN or inf at the starting point u0", 0, u, r)
-    for iteration in range(1, opts.maxiters + 1):
-        if np.max(np.abs(r), initial=0.0) <= opts.abstol:
+    for iteration in range(1, opts.maxiters + 2):
+        converged = np.max(np.abs(r), initial=0.0) <= opts.abstol
+        if not converged and iteration > opts.maxiters:
+            raise _failed(f"no convergence to max|f| <= abstol = {opts.abstol:g} within maxiters = {opts.maxiters} iterations", opts.maxiters, u, r)
+        J = _checked_jacobian(rhs, u, p, iteration, r, converged)
+        if converged:
             return u
-        J = dense_matrix(rhs.jacobian_u(u, p, 0.0))
-        if not np.all(np.isfinite(J)):
-            raise _failed("the Jacobian df/du is NaN or inf", iteration, u, r)
-        s = np.linalg.svd(J, compute_uv=False)
-        if s[0] == 0.0 or s[0] > SINGULAR_CONDITION * s[-1]:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                condition = s[0] / s[-1]
-            raise _failed(
-                f"the Jacobian df/du is singular (condition number {condition:.3g}): the root is not "
-                "isolated there, or f does not depend on some entry of u",
-                iteration,
-                u,
-                r,
-            )
         step = np.linalg.solve(J, -r)
         if np.all(np.abs(step) <= STEP_EPS * np.finfo(float).eps * np.abs(u)):
             return u  # the step-size test: u cannot move in float64
-        merit = 0.5 * float(r @ r)
-        t = 1.0
-        for _ in range(HALVINGS + 1):
-            trial = u + t * step
-            with np.errstate(all="ignore"):
-                r_trial = np.asarray(rhs(trial, p, 0.0), dtype=float)
-            if np.all(np.isfinite(r_trial)) and 0.5 * float(r_trial @ r_trial) <= (1.0 - 2.0 * ARMIJO * t) * merit:
-                break
-            t *= 0.5
-        else:
-            if not np.all(np.isfinite(r_trial)):
-                raise _failed("f is NaN or inf along the whole Newton step, down to 2^-30 of it", iteration, u, r)
-            raise _failed(
-                "the line search found no decrease of |f| along the Newton step (a local minimum of |f| that "
-                "is not a root, or abstol below what rounding allows)",
-                iteration,
-                u,
-                r,
-            )
-        u, r = trial, r_trial
-    if np.max(np.abs(r), initial=0.0) <= opts.abstol:
-        return u
-    raise _failed(f"no convergence to max|f| <= abstol = {opts.abstol:g} within maxiters = {opts.maxiters} iterations", opts.maxiters, u, r)
+        u, r = _line_search(rhs, p, u, r, step, iteration)
+    raise AssertionError("unreachable: the last iteration returns or raises")
+
+
+def _checked_jacobian(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.ndarray, at_root: bool) -> np.ndarray:
+    """``df/du`` at ``u``, or a SolverError where it is not finite or singular to working precision
+    (its condition number, the ratio of its extreme singular values, above SINGULAR_CONDITION)."""
+    J = dense_matrix(rhs.jacobian_u(u, p, 0.0))
+    where = " at the root" if at_root else ""
+    if not np.all(np.isfinite(J)):
+        raise _failed(f"the Jacobian df/du is NaN or inf{where}", iteration, u, r)
+    s = np.linalg.svd(J, compute_uv=False)
+    if s[0] == 0.0 or s[0] > SINGULAR_CONDITION * s[-1]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            condition = s[0] / s[-1]
+        why = "the root is not isolated, and has no derivative in p" if at_root else "the root is not isolated there, or f does not depend on some entry of u"
+        raise _failed(f"the Jacobian df/du is singular{where} (condition number {condition:.3g}): {why}", iteration, u, r)
+    return J
+
+
+def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np.ndarray, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+    """The point along ``step`` from ``u``, and f there, where ``0.5 |f|^2`` has decreased by
+    Armijo's rule, halving the step up to HALVINGS times."""
+    merit = 0.5 * float(r @ r)
+    t = 1.0
+    finite = False
+    for _ in range(HALVINGS + 1):
+        trial = u + t * step
+        with np.errstate(all="ignore"):
+            r_trial = np.asarray(rhs(trial, p, 0.0), dtype=float)
+        finite = bool(np.all(np.isfinite(r_trial)))
+        if finite and 0.5 * float(r_trial @ r_trial) <= (1.0 - 2.0 * ARMIJO * t) * merit:
+            return trial, r_trial
+        t *= 0.5
+    if not finite:
+        raise _failed("f is NaN or inf along the whole Newton step, down to 2^-30 of it", iteration, u, r)
+    raise _failed(
+        "the line search found no decrease of |f| along the Newton step (a local minimum of |f| that is not a "
+        "root, or abstol below what rounding allows)",
+        iteration,
+        u,
+        r,
+    )
 
 
 @nlsolve_p.def_impl
@@ -280,8 +291,8 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     ``0.5 |f|^2``).  The solve has converged when ``max|f(u, p)| <= abstol``, or when a Newton
     step would move no entry of ``u`` by more than 4 machine epsilons of it (rounding then keeps
     ``|f|`` above a tiny ``abstol``, and ``u`` is as accurate as float64 allows).  No convergence
-    within ``maxiters`` iterations, a singular Jacobian or a NaN in ``f`` raise
-    :class:`pyzygote.SolverError`.
+    within ``maxiters`` iterations, a singular Jacobian (also at the root: a root that is not
+    isolated has no derivative) or a NaN in ``f`` raise :class:`pyzygote.SolverError`.
 
     The result is differentiable in ``p`` and in traced values ``f`` reads from its closure, by
     the implicit function theorem (``du/dp = -J_u^{-1} J_p``), to any order; its derivative in
