@@ -297,6 +297,14 @@ def test_values_gradients_and_hessians_agree_across_engines() -> None:
     _, t_np = pz.jvp(loss, (p,), (np.array([1.0, -0.5]),), engine="numpy")
     _, t_jl = pz.jvp(loss, (p,), (np.array([1.0, -0.5]),), engine="julia")
     assert t_jl == pytest.approx(t_np, rel=1e-10)
+    # the steady state's Jacobian (forward mode over four parameters) against odesolve's
+    (J_jl,) = pz.jacobian(steady, P_SS, engine="julia")
+    np.testing.assert_allclose(J_jl, pz.jacobian(steady, P_SS, engine="numpy")[0], rtol=1e-10)
+    np.testing.assert_allclose(J_jl, pz.jacobian(after_long_time, P_SS, engine="numpy")[0], rtol=1e-7, atol=1e-9)
+    # a tangent in u0 alone moves nothing (Julia's dual numbers in u0 are dropped)
+    u, du = pz.jvp(lambda u0: pz.nlsolve(square, u0, np.array([4.0, 9.0])), (np.ones(2),), (np.ones(2),), engine="julia")
+    np.testing.assert_allclose(u, [2.0, 3.0], rtol=1e-14)
+    np.testing.assert_array_equal(du, [0.0, 0.0])
 
 
 @pytest.mark.julia

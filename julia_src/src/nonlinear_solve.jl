@@ -73,9 +73,9 @@ function _nlsolve(
     abstol::Float64,
     maxiters::Int,
 ) where {T, V, N}
-    values = ForwardDiff.value.(p)
-    u = _nlsolve(f, start, values, abstol, maxiters)
-    J = ForwardDiff.jacobian(v -> f(v, values), u)
+    plain = ForwardDiff.value.(p)
+    u = _nlsolve(f, start, plain, abstol, maxiters)
+    J = ForwardDiff.jacobian(v -> f(v, plain), u)
     r = f(u, p)
     # `partials(T, x, k)` is zero for an entry of f that does not depend on p (a plain number).
     dfdp = [ForwardDiff.partials(T, r[i], k) for i in eachindex(r), k in 1:N]
