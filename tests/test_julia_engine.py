@@ -245,6 +245,28 @@ def test_error_functions_in_the_tails_and_outside_their_domain() -> None:
     assert_trees_close(pz.withgradient(h, p, engine="julia"), pz.withgradient(h, p, engine="numpy"), rtol=1e-12, what="erfinv")
 
 
+def test_incomplete_gamma_of_data_outside_its_domain_runs_as_on_numpy() -> None:
+    """Julia review: Zygote's broadcasting hands every float argument to PyZygote's dual method
+    of gammainc, data that is not differentiated too, and its slope, the gamma density, raised a
+    DomainError at x < 0 (`x^(a - 1)`) and for a < 0 (`loggamma`), where numpy's ** and gammaln
+    give NaN that np.where discards.  The scalar case goes through the ChainRules rule instead."""
+    import scipy.special as sc
+
+    x, w = np.array([-1.0, 0.5, 2.0, -np.inf]), np.array([1.0, -2.0, 3.0, 0.5])
+    for upper in (False, True):
+        inc = sc.gammaincc if upper else sc.gammainc
+        f = lambda w, x: np.sum(w * np.where(x > 0, inc(2.5, x), 0.0))  # noqa: E731
+        assert_close(pz.grad(f, engine="julia")(w, x), pz.grad(f, engine="numpy")(w, x), what="gradient in w")
+        assert_close(pz.grad(f, engine="julia")(1.5, -1.0), pz.grad(f, engine="numpy")(1.5, -1.0), what="scalar x")
+        g = lambda x: np.where(x > 0, inc(2.5, x), x)  # noqa: E731
+        t = np.array([1.0, 2.0, -1.0, 0.0])
+        assert_trees_close(pz.jvp(g, (x[:3],), (t[:3],), engine="julia"), pz.jvp(g, (x[:3],), (t[:3],), engine="numpy"), what="jvp")
+        assert_trees_close(pz.jacobian(g, x[:3], engine="julia"), pz.jacobian(g, x[:3], engine="numpy"), what="jacobian")
+        # a negative constant a: NaN everywhere (scipy), discarded here by np.where
+        h = lambda x: np.where(x > 10.0, inc(-0.5, x), 2.0 * x)  # noqa: E731
+        assert_trees_close(pz.jvp(h, (x[:3],), (t[:3],), engine="julia"), pz.jvp(h, (x[:3],), (t[:3],), engine="numpy"), what="a < 0")
+
+
 def test_svd_of_an_empty_matrix_has_numpys_thin_shapes() -> None:
     for shape in ((0, 3), (3, 0)):
         a = np.zeros(shape)

@@ -519,8 +519,8 @@ scipy.special's regularized incomplete gamma functions `gammainc(a, x)` (lower, 
 `gammaincc(a, x)` (upper, `Q = 1 - P`) of a constant `a`: SpecialFunctions' `gamma_inc`,
 with NaN where scipy gives NaN and `gamma_inc` throws a `DomainError` (`a < 0`, `x < 0`,
 `a = x = 0`). The derivative in `x`, `±x^(a - 1) exp(-x) / Gamma(a)`, is given here to duals
-and to Zygote, as the NumPy engine computes it (ForwardDiff 1 has a dual method of `gamma_inc`
-in `x` too, ForwardDiff 0.10 none). Zygote's broadcast may make `a` a dual number; only its
+and to Zygote, as the NumPy engine computes it (ForwardDiff 1, and 0.10 from 0.10.31, have a
+dual method of `gamma_inc` in `x` too). Zygote's broadcast may make `a` a dual number; only its
 plain value is used.
 """
 gammainc_of(x::Real, a::Real) = _incomplete_gamma(x, a, 1)
@@ -554,10 +554,14 @@ function _pullback_in_x(slope)
 end
 
 # x^(a - 1) exp(-x) / Gamma(a), as the NumPy engine computes it: a power below x = 1 (exact at
-# 0), logarithms above (no overflow of the power before exp(-x) underflows).
+# 0), logarithms above (no overflow of the power before exp(-x) underflows). Outside the domain
+# of `gamma_inc` it is NaN or a number, as numpy's `**` and `gammaln` give, never a
+# `DomainError`: Zygote's broadcasting hands every float argument to the dual method above, data
+# with negative entries too (`np.where(x > 0, gammainc(a, x), 0.0)`), and `x^(a - 1)` of a
+# negative `x` or `loggamma(a)` where `Gamma(a) < 0` would throw.
 function _gamma_density(x::Real, a::Real)
-    lognorm = SpecialFunctions.loggamma(a)
-    primal(x) < 1 && return x^(a - 1) * exp(-x - lognorm)
+    lognorm = gammaln(a)
+    primal(x) < 1 && return nan_pow(x, a - 1) * exp(-x - lognorm)
     return exp((a - 1) * log(x) - x - lognorm)
 end
 
