@@ -400,8 +400,9 @@ def _compare(np_fn: Callable[..., Any]) -> Callable[..., Any]:
 
 _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     # name: (numpy function of padded arguments, fixed output dtype or None)
-    "sin": (_float_fn(np.sin), None), "cos": (_float_fn(np.cos), None),
-    "tan": (_float_fn(np.tan), None),
+    # Base.Math's sin, cos and tan throw a DomainError at +-Inf (special/trig.jl), numpy gives NaN
+    "sin": (_float_fn(np.sin, np.isinf, "sin"), None), "cos": (_float_fn(np.cos, np.isinf, "cos"), None),
+    "tan": (_float_fn(np.tan, np.isinf, "tan"), None),
     "asin": (_float_fn(np.arcsin, lambda x: np.abs(x) > 1, "asin"), None),
     "acos": (_float_fn(np.arccos, lambda x: np.abs(x) > 1, "acos"), None),
     "sinh": (_float_fn(np.sinh), None), "cosh": (_float_fn(np.cosh), None),
@@ -460,6 +461,9 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "PyZygote.nan_acos": (_nan_outside(np.arccos, lambda x: np.abs(x) > 1), None),
     "PyZygote.nan_acosh": (_nan_outside(np.arccosh, lambda x: x < 1), None),
     "PyZygote.nan_atanh": (_nan_outside(np.arctanh, lambda x: np.abs(x) > 1), None),
+    "PyZygote.nan_sin": (_nan_outside(np.sin, np.isinf), None),
+    "PyZygote.nan_cos": (_nan_outside(np.cos, np.isinf), None),
+    "PyZygote.nan_tan": (_nan_outside(np.tan, np.isinf), None),
     "PyZygote.nan_pow": (_nan_pow, None),
     "PyZygote.lt": (_compare(np.less), np.bool_), "PyZygote.le": (_compare(np.less_equal), np.bool_),
     "PyZygote.gt": (_compare(np.greater), np.bool_), "PyZygote.ge": (_compare(np.greater_equal), np.bool_),

@@ -41,7 +41,7 @@ from pyzygote.primitive import PRIMITIVES, Primitive
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.vjp import vjp_programs
 from tests.cases import CASES, rng_for
-from tests.julia_subset import evaluate_expr, parse_expr, run_program
+from tests.julia_subset import JuliaSubsetError, evaluate_expr, parse_expr, run_program
 from tests.test_nested import physics_informed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -649,6 +649,20 @@ def test_the_lowest_int64_is_typemin_not_a_negated_literal() -> None:
     x = np.array([-0.7, 0.2, 0.9])
     src = check_program(pz.make_program(f, x), (x,))
     assert "typemin(Int64)" in src
+
+
+def test_trigonometric_functions_of_infinities_are_nan_as_in_numpy() -> None:
+    """Julia review: Base.Math's sin, cos and tan throw a DomainError at +-Inf (special/trig.jl:
+    `isinf(x) && sin_domain_error(x)`), where numpy gives NaN that np.where discards; the
+    interpreter models the throw, so a plain `sin.(x1)` fails here."""
+    x = np.array([0.5, np.inf, -np.inf, np.nan, 0.0])
+    f = lambda v: np.where(np.isfinite(v), np.sin(v) + np.cos(v) * np.tan(v), 0.0)  # noqa: E731
+    for dtype in (np.float64, np.float32):
+        with np.errstate(invalid="ignore"):
+            lines = emitted_body(f, x.astype(dtype))
+        assert lines[1:4] == ["v2 = PyZygote.nan_sin.(x1)", "v3 = PyZygote.nan_cos.(x1)", "v4 = PyZygote.nan_tan.(x1)"]
+    with pytest.raises(JuliaSubsetError, match="DomainError in sin"):
+        run_program("function f()\n    function program(x1)\n        v1 = sin.(x1)\n        return (v1,)\n    end\n    return program\nend\n", (), (x,))
 
 
 def test_golden_reshape_order() -> None:

@@ -267,6 +267,21 @@ def test_incomplete_gamma_of_data_outside_its_domain_runs_as_on_numpy() -> None:
         assert_trees_close(pz.jvp(h, (x[:3],), (t[:3],), engine="julia"), pz.jvp(h, (x[:3],), (t[:3],), engine="numpy"), what="a < 0")
 
 
+def test_trigonometric_functions_of_infinities_run_as_on_numpy() -> None:
+    """Julia review: Base's sin, cos and tan throw a DomainError at +-Inf; numpy gives NaN,
+    which np.where discards (PyZygote.nan_sin & co.).  Zygote's broadcasting dualizes data that
+    is not differentiated too, so a gradient in w alone went through them as well."""
+    x, w = np.array([0.5, np.inf, -np.inf, 2.0]), np.array([1.0, 2.0, 3.0, -1.0])
+    f = lambda v: np.where(np.isfinite(v), np.sin(v) + np.cos(v) * np.tan(v), 0.0)  # noqa: E731
+    g = lambda w, v: np.sum(w * np.where(np.isfinite(v), np.sin(v), 0.0))  # noqa: E731
+    with np.errstate(invalid="ignore"):
+        prog = pz.make_program(f, x)
+        assert_close(get_engine("julia").evaluate(prog, [x])[0], get_engine("numpy").evaluate(prog, [x])[0], what="values")
+        assert_trees_close(pz.jvp(f, (x,), (np.ones(4),), engine="julia"), pz.jvp(f, (x,), (np.ones(4),), engine="numpy"), what="jvp")
+        assert_close(pz.grad(g, engine="julia")(w, x), pz.grad(g, engine="numpy")(w, x), what="gradient in w")
+        assert_close(pz.grad(g, engine="julia")(2.0, np.inf), pz.grad(g, engine="numpy")(2.0, np.inf), what="scalar")
+
+
 def test_svd_of_an_empty_matrix_has_numpys_thin_shapes() -> None:
     for shape in ((0, 3), (3, 0)):
         a = np.zeros(shape)

@@ -299,11 +299,12 @@ end
 """
     nan_log(x), nan_log2(x), nan_log10(x), nan_log1p(x), nan_sqrt(x)
     nan_asin(x), nan_acos(x), nan_acosh(x), nan_atanh(x), nan_pow(x, y)
+    nan_sin(x), nan_cos(x), nan_tan(x)
 
 numpy's functions of real numbers outside their real domain: NaN, where Julia's throw a
-`DomainError`. numpy evaluates both branches of `np.where(x > 0, np.log(x), 0.0)`, so
-code written that way must run. The NaN is a constant: its derivative only reaches a
-result through a branch that `np.where` discards.
+`DomainError` (for `sin`, `cos` and `tan`, at `±Inf`). numpy evaluates both branches of
+`np.where(x > 0, np.log(x), 0.0)`, so code written that way must run. The NaN is a constant:
+its derivative only reaches a result through a branch that `np.where` discards.
 """
 # The domain tests compare plain values: ForwardDiff 1 orders duals with equal values by
 # their partials, so `1 < Dual(1.0, 1.0)` would make acos(1.0) NaN in a gradient.
@@ -316,6 +317,9 @@ nan_asin(x::Real) = abs(primal(x)) > 1 ? _nan(x) : asin(x)
 nan_acos(x::Real) = abs(primal(x)) > 1 ? _nan(x) : acos(x)
 nan_acosh(x::Real) = primal(x) < 1 ? _nan(x) : acosh(x)
 nan_atanh(x::Real) = abs(primal(x)) > 1 ? _nan(x) : atanh(x)
+nan_sin(x::Real) = isinf(primal(x)) ? _nan(x) : sin(x)
+nan_cos(x::Real) = isinf(primal(x)) ? _nan(x) : cos(x)
+nan_tan(x::Real) = isinf(primal(x)) ? _nan(x) : tan(x)
 function nan_pow(x::Real, y::Real)
     px, py = primal(x), primal(y)
     # 0 ^ 0 is 1 with derivative 0 in both, as numpy's rule has it: ForwardDiff's

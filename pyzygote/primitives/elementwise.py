@@ -272,7 +272,7 @@ def _div_transpose(ct: Any, x: Any, y: Any) -> tuple[Any, None]:
 
 # --- Julia rules: dot-broadcasting works on arrays and on scalars alike ------------
 _JULIA_TEMPLATES = {
-    "sin": "sin.({0})", "cos": "cos.({0})", "tan": "tan.({0})", "atan": "atan.({0})", "sinh": "sinh.({0})", "cosh": "cosh.({0})",
+    "atan": "atan.({0})", "sinh": "sinh.({0})", "cosh": "cosh.({0})",
     "tanh": "tanh.({0})", "asinh": "asinh.({0})", "exp": "exp.({0})", "exp2": "exp2.({0})", "expm1": "expm1.({0})",
     "cbrt": "cbrt.({0})", "abs": "PyZygote.absolute.({0})", "sign": "PyZygote.sign.({0})",
     "floor": "floor.({0})", "ceil": "ceil.({0})", "round": "round.({0})",  # ties to even, as rint
@@ -283,8 +283,10 @@ _JULIA_TEMPLATES = {
     "rem": "mod.({0}, {1})",  # numpy's remainder has the sign of the divisor, like mod
     "floordiv": "fld.({0}, {1})",
 }  # fmt: skip
-# Outside the real domain numpy gives NaN where Julia throws: PyZygote's nan_* helpers.
+# Outside the real domain numpy gives NaN where Julia throws: PyZygote's nan_* helpers
+# (Julia's sin, cos and tan throw at +-inf).
 _JULIA_TEMPLATES.update({
+    "sin": "PyZygote.nan_sin.({0})", "cos": "PyZygote.nan_cos.({0})", "tan": "PyZygote.nan_tan.({0})",
     "log": "PyZygote.nan_log.({0})", "log2": "PyZygote.nan_log2.({0})", "log10": "PyZygote.nan_log10.({0})",
     "log1p": "PyZygote.nan_log1p.({0})", "sqrt": "PyZygote.nan_sqrt.({0})", "asin": "PyZygote.nan_asin.({0})",
     "acos": "PyZygote.nan_acos.({0})", "acosh": "PyZygote.nan_acosh.({0})", "atanh": "PyZygote.nan_atanh.({0})",
