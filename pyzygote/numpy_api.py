@@ -152,6 +152,8 @@ def lookup(func: Any) -> Callable[..., Any]:
         names = supported_names()
         short = getattr(func, "__name__", str(func))
         close = difflib.get_close_matches(short, [n.rsplit(".", 1)[-1] for n in names], n=4, cutoff=0.7)
+        # Full names: numpy.i0 is refused while scipy.special.i0 is traced, and "i0" alone says neither.
+        close = [n for c in close for n in names if n.rsplit(".", 1)[-1] == c and n != name][:4]
         hint = f" Write it as {_INSTEAD[short]}." if short in _INSTEAD else ""
         similar = f" Similar ones that are traced: {', '.join(close)}." if close else ""
         raise UnsupportedOperationError(

@@ -409,6 +409,9 @@ def test_unsupported_numpy_function() -> None:
         pz.gradient(lambda y: np.sum(np.polyfit(np.arange(3.0), y, 1)), np.ones(3))
     with pytest.raises(pz.UnsupportedOperationError, match="Similar ones that are traced: .*nanmean"):
         pz.gradient(lambda x: np.nanmedian(x), np.ones(3))
+    # numpy's i0 is refused, scipy.special's is traced: the suggestion names which
+    with pytest.raises(pz.UnsupportedOperationError, match=r"Similar ones that are traced: scipy\.special\.i0\."):
+        pz.gradient(lambda x: np.sum(np.i0(x)), np.ones(3))
     with pytest.raises(pz.UnsupportedOperationError, match="numpy.fft.fft"):
         pz.gradient(lambda x: np.sum(np.fft.fft(x).real), np.ones(4))
     with pytest.raises(pz.TracerBoolError, match=r"out=y.*numpy array"):
