@@ -16,7 +16,7 @@ the derivative of np.arctan2 in its first operand is not finite at (0.0, 0.0)
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -45,6 +45,7 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
     env.update((v.uid, c) for v, c in zip(prog.constvars, prog.consts))
     moving = {v.uid for v, x, w in zip(prog.inputs, arrays, flags) if w and np.asarray(x).dtype.kind == "f"}
     reaching = _reaching_the_outputs(prog)
+    made_by: dict[int, Any] = {}  # the equation that made a variable (a clamp feeding a singular point)
 
     def read(a: Any) -> Any:
         return a.value if isinstance(a, Literal) else env[a.uid]
@@ -60,6 +61,7 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                 return ""
             outs = out if eqn.prim.multiple_results else (out,)
             env.update((v.uid, o) for v, o in zip(eqn.outputs, outs))
+            made_by.update((v.uid, eqn) for v in eqn.outputs)
             if not any(isinstance(a, Var) and a.uid in moving for a in eqn.inputs):
                 continue
             moving.update(v.uid for v in eqn.outputs)
@@ -86,7 +88,56 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                 if bad is not None:
                     ordinal = ("first", "second", "third")[i] if i < 3 else f"{i + 1}th"
                     which = "" if sum(isinstance(b, Var) and b.uid in moving for b in eqn.inputs) < 2 else f" in its {ordinal} operand"
-                    return f"the derivative of {name}{which} is not finite at {_operands(ins, bad)}"
+                    clamp = _clamped(a, _entry(ins, bad), made_by, read, moving)
+                    return f"the derivative of {name}{which} is not finite at {_operands(ins, bad)}{clamp}"
+    return ""
+
+
+# A clamp's primitives: (what users wrote, the bound's side in np.clip)
+_CLAMPS = {"max": ("np.maximum", "lower"), "fmax": ("np.fmax", "lower"), "min": ("np.minimum", "upper"), "fmin": ("np.fmin", "upper")}
+
+
+def _clamped(a: Any, at: tuple[int, ...] | None, made_by: dict[int, Any], read: Callable[[Any], Any], moving: set[int]) -> str:
+    """Where the operand ``a`` at entry ``at`` is a bound that np.maximum, np.minimum or np.clip
+    put in place of a moving value (sqrt(maximum(x, 0)) at x < 0), a sentence saying so and what
+    to write; "" otherwise.
+
+    The clamped entry's derivative is 0 times the infinite derivative there, NaN in the chain
+    rule. A select ("strong zero") in the clamp's transpose would make reverse mode give 0, but
+    not forward mode, whose zero tangent meets the infinite derivative after the clamp (0 / 0 in
+    sqrt's rule), nor the Julia engine, where Zygote differentiates the broadcast max.(x, 0.0)
+    with ForwardDiff's dual numbers and multiplies the cotangent Inf by a Float64 partial 0.0:
+    modes and engines would disagree, so the error stays and says where the clamp is."""
+    if at is None:
+        return ""
+    for _ in range(2):  # np.clip is a minimum of a maximum: the outer clamp first, then the inner one
+        eqn = made_by.get(a.uid) if isinstance(a, Var) else None
+        if eqn is None or eqn.prim.name not in _CLAMPS or len(eqn.inputs) != 2:
+            return ""
+        values = [np.asarray(read(b)) for b in eqn.inputs]
+        shaped = [np.broadcast_to(v, np.broadcast(*values).shape) for v in values]
+        try:
+            entry = [v[at] if v.ndim else v[()] for v in shaped]
+        except IndexError:
+            return ""
+        held = [isinstance(b, Var) and b.uid in moving for b in eqn.inputs]
+        result = max(entry) if eqn.prim.name in ("max", "fmax") else min(entry)
+        for i in (0, 1):
+            # a bound that does not depend on the arguments won against a value that does (at a
+            # tie the derivative is half the infinite one: infinite, as the message says)
+            if held[i] and not held[1 - i] and entry[1 - i] == result and entry[i] != result:
+                spelled, side = _CLAMPS[eqn.prim.name]
+                return (
+                    f", where {spelled} (or np.clip's {side} bound) put the bound {float(entry[1 - i])!r} in place of "
+                    f"{float(entry[i])!r}: the clamped entry's derivative is 0 times this infinite one, which is NaN, "
+                    "not 0. Clamp a little away from the point where the derivative is infinite, "
+                    "np.sqrt(np.maximum(x, np.finfo(float).tiny)) or np.arcsin(np.clip(s, -1 + 1e-12, 1 - 1e-12)), or "
+                    "write the double where, np.where(x > 0, np.sqrt(np.where(x > 0, x, 1.0)), 0.0), which makes the "
+                    "clamped entries' derivative exactly 0"
+                )
+        a = eqn.inputs[0] if held[0] and not held[1] else (eqn.inputs[1] if held[1] and not held[0] else None)
+        if a is None:
+            return ""
     return ""
 
 
@@ -110,6 +161,15 @@ def _kind(x: Any) -> str:
     if np.any(np.isnan(a)):
         return "NaN"
     return "-inf" if np.any(np.isneginf(a)) else "inf"
+
+
+def _entry(ins: Sequence[Any], bad: Any) -> tuple[int, ...] | None:
+    """The index of the first non-finite entry of ``bad`` where the operation is elementwise, or None."""
+    b = np.asarray(bad)
+    shapes = {np.shape(x) for x in ins} - {()}
+    if b.ndim == 0 or shapes == {b.shape}:
+        return () if b.ndim == 0 else tuple(int(i) for i in np.argwhere(~np.isfinite(b))[0])
+    return None
 
 
 def _operands(ins: Sequence[Any], bad: Any) -> str:

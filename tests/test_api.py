@@ -2091,6 +2091,42 @@ def test_a_non_finite_gradient_names_the_operation_where_it_starts() -> None:
         pz.jacobian(lambda b: np.arccos(b), np.array([0.2, 1.0]))
 
 
+def test_a_clamp_feeding_an_infinite_derivative_is_named() -> None:
+    """User testing: np.sqrt(np.maximum(x, 0.0)) (Hertz contact) and np.arcsin(np.clip(n * s, -1, 1))
+    (Snell's law past total internal reflection) raised blaming np.sqrt at 0 and np.arcsin at 1,
+    never the clamp that put the entry there. The error stays (0 * inf is NaN in forward mode and
+    on Zygote's broadcasts too), but it names the clamp, the bound and the value it replaced, and
+    what to write; the double where it suggests gives the true derivative, 0 at clamped entries."""
+    x = np.array([-0.5, 0.25, 1.0])
+    cases = [
+        (lambda x: np.sum(np.sqrt(np.maximum(x, 0.0))), "np.sqrt is not finite at 0.0 (entry [0]), where np.maximum (or np.clip's lower bound) put the bound 0.0 in place of -0.5"),
+        (lambda x: np.sum(np.sqrt(np.maximum(0.0, x))), "where np.maximum (or np.clip's lower bound) put the bound 0.0 in place of -0.5"),
+        (lambda x: np.sum(np.arcsin(np.clip(1.5 * x, -1.0, 1.0))), "np.arcsin is not finite at 1.0 (entry [2]), where np.minimum (or np.clip's upper bound) put the bound 1.0 in place of 1.5"),
+        (lambda x: np.sum(np.arcsin(np.clip(-1.5 * x, -1.0, 1.0))), "np.arcsin is not finite at -1.0 (entry [2]), where np.maximum (or np.clip's lower bound) put the bound -1.0 in place of -1.5"),
+    ]
+    for f, where in cases:
+        with pytest.raises(pz.NonFiniteGradientError) as info:
+            pz.gradient(f, x)
+        assert where in str(info.value), str(info.value)
+        assert "np.where(x > 0, np.sqrt(np.where(x > 0, x, 1.0)), 0.0)" in str(info.value)
+    # a tie is not a clamp: the derivative there is half of the infinite one, and the message does not say 0 * inf
+    with pytest.raises(pz.NonFiniteGradientError) as info:
+        pz.gradient(lambda x: np.sum(np.sqrt(np.maximum(x, 0.0))), np.array([0.0, 1.0]))
+    assert "np.sqrt is not finite at 0.0 (entry [0])" in str(info.value) and "in place of" not in str(info.value)
+    # a bound that depends on the arguments is not a clamp to a constant either
+    with pytest.raises(pz.NonFiniteGradientError) as info:
+        pz.gradient(lambda x: np.sum(np.sqrt(np.maximum(x, x[1] - 0.25))), x)
+    assert "in place of" not in str(info.value)
+    # what the message suggests: the double where and a clamp away from 0 give the true derivative
+    np.testing.assert_allclose(
+        pz.grad(lambda x: np.sum(np.where(x > 0, np.sqrt(np.where(x > 0, x, 1.0)), 0.0)))(x), [0.0, 1.0, 0.5], rtol=1e-15
+    )
+    np.testing.assert_allclose(pz.grad(lambda x: np.sum(np.sqrt(np.maximum(x, np.finfo(float).tiny))))(x), [0.0, 1.0, 0.5], rtol=1e-15)
+    np.testing.assert_allclose(
+        pz.grad(lambda x: np.sum(np.arcsin(np.clip(1.5 * x, -1 + 1e-12, 1 - 1e-12))))(x), [1.5 / np.sqrt(1 - 0.75**2), 1.5 / np.sqrt(1 - 0.375**2), 0.0], rtol=1e-14
+    )
+
+
 def test_the_diagnosis_runs_when_read_and_skips_values_only_compared(monkeypatch: pytest.MonkeyPatch) -> None:
     """Review: the replay cost every caught NonFiniteGradientError 0.4 s on a long loop (a line
     search pays it at each rejected step), it named np.sqrt when np.sqrt only fed a mask, and
