@@ -312,6 +312,14 @@ def _math_function_on_callers_line() -> str | None:
     return calls[0] if calls[0] in _INSTEAD_OF_MATH or callable(getattr(np, calls[0], None)) else None
 
 
+# How to see a value computed inside a differentiated function (user testing: print(f"{s:.3f}")).
+_SEE_VALUES = (
+    "To log or print a value computed inside the function, return it as an auxiliary output, "
+    "(loss, {\"loss\": loss, \"s\": s}), and use pz.value_and_grad(f, has_aux=True)(x), which returns "
+    "((loss, aux), gradient), or print outside the differentiated function (pz.value_and_grad returns the loss)."
+)
+
+
 def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
     return TracerBoolError(
         f"{what} of a traced value: tracing cannot branch on or read out a value "
@@ -533,7 +541,18 @@ class Tracer:
                 f"cannot become. Use {_INSTEAD_OF_MATH.get(name, 'np.' + name)}, which pyzygote traces."
             )
         raise _concretization_error(
-            "float()", " (The math module's functions take Python floats: use numpy's, np.sin for math.sin.)" + self._setting_hint()
+            "float()",
+            " (The math module's functions take Python floats: use numpy's, np.sin for math.sin.) " + _SEE_VALUES + self._setting_hint(),
+        )
+
+    def __format__(self, spec: str) -> str:
+        if not spec:  # f"{s}" and format(s): the repr, as print(s) shows
+            return repr(self)
+        if self._builder.ended:
+            raise trace_ended_error()
+        raise TracerBoolError(
+            f"formatting a traced value (f\"{{s:{spec}}}\", format(s, {spec!r}), '{{:{spec}}}'.format(s)): while the function "
+            "is traced its values are not numbers yet, only placeholders for them. " + _SEE_VALUES
         )
 
     def __round__(self, ndigits: int | None = None) -> Any:

@@ -1274,6 +1274,43 @@ def test_a_math_function_on_a_traced_value_is_named_first_with_its_numpy_equival
             pz.gradient(f, np.ones(2))
 
 
+def test_formatting_or_converting_a_traced_value_says_how_to_see_values() -> None:
+    """User testing: print(f"loss {s:.3f}") inside a differentiated function raised a bare
+    TypeError ("unsupported format string passed to Tracer.__format__"), and float(s) did not say
+    how to log a value. Both now say that a traced value has no number yet and how to see it:
+    as an auxiliary output with has_aux=True, or printed outside; the aux way works as said."""
+    def formatted(spec: str) -> Any:
+        def f(x: Any) -> Any:
+            s = np.sum(x**2)
+            print(format(s, spec))
+            return s
+
+        return f
+
+    for spec in (".3f", ">8", "e"):
+        with pytest.raises(pz.TracerBoolError, match=rf"^formatting a traced value \(f\"{{s:{re.escape(spec)}}}\".*has_aux=True") as info:
+            pz.grad(formatted(spec))(np.ones(3))
+        assert "in f: print(format(s, spec))" in str(info.value)  # the user's line
+
+    def fstring(x: Any) -> Any:
+        s = np.sum(x**2)
+        print(f"loss {s:.3f}")
+        return s
+
+    with pytest.raises(pz.TracerBoolError, match=r"values are not numbers yet.*pz.value_and_grad\(f, has_aux=True\)"):
+        pz.gradient(fstring, np.ones(3))
+    with pytest.raises(pz.TracerBoolError, match=r"^float\(\) of a traced value.*return it as an auxiliary output.*has_aux=True"):
+        pz.grad(lambda x: float(np.sum(x)) + np.sum(x))(np.ones(3))
+    # no format spec: the repr, as print(s) shows, not an error
+    shown = []
+    pz.grad(lambda x: shown.append(f"{np.sum(x)}|{format(np.sum(x))}") or np.sum(x))(np.ones(2))
+    assert shown == ["Tracer<f64[]>|Tracer<f64[]>"]
+    # what the message suggests gives the values
+    (loss, aux), g = pz.value_and_grad(lambda x: (np.sum(x**2), {"loss": np.sum(x**2), "s": np.sum(x)}), has_aux=True)(np.ones(3))
+    assert f"{aux['loss']:.3f} {aux['s']:.1f}" == "3.000 3.0"
+    np.testing.assert_array_equal(g, [2.0, 2.0, 2.0])
+
+
 def test_a_nested_transformation_reading_the_enclosing_traces_values_is_not_called_unchecked() -> None:
     """User testing: a PINN's per-point second derivative, pz.grad(pz.grad(lambda x: net(th, x))),
     inside a differentiated loss was warned about as reading more than 2000 objects: the walk
