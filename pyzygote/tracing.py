@@ -970,6 +970,8 @@ def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
         return f(*tracers, **kwargs)
     except ValueError as exc:
         if _SEQUENCE_MESSAGE in str(exc):
+            if _inside_numpy_function(exc, "piecewise"):
+                raise _at_user_line(_piecewise_of_traced_values(), exc) from exc
             raise _at_user_line(_assigned_into_numpy_array(), exc, conversion=True) from exc
         raise
     except TracerBoolError as exc:
@@ -1051,6 +1053,28 @@ def _draws_with_traced_parameters(line: str, frame: Any) -> bool:
             if not line[found.end():].lstrip().startswith(")"):
                 return True
     return False
+
+
+def _inside_numpy_function(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` was raised inside numpy's function ``name`` (np.piecewise filling its own array)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == name and str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] == "numpy":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _piecewise_of_traced_values() -> TracerBoolError:
+    from pyzygote.numpy_api import _INSTEAD
+
+    return TracerBoolError(
+        "np.piecewise on a numpy array (a constant grid) whose functions (or values) are traced: numpy fills an array of "
+        "its own with the functions' results, and a numpy array holds only numbers, not traced values. Write it as "
+        + _INSTEAD["piecewise"]
+        + "."
+    )
 
 
 def _assigned_into_numpy_array() -> TracerBoolError:

@@ -1425,6 +1425,23 @@ def test_writes_into_numpy_arrays_and_general_eigenvalues_are_refused_with_a_way
         pz.gradient(lambda v: np.sum(np.piecewise(v, [v < 2, v >= 2], [lambda w: -w, lambda w: w])), x)
 
 
+def test_piecewise_over_a_constant_grid_gets_the_select_advice() -> None:
+    """User testing: np.piecewise over a constant grid r with functions of traced parameters got
+    the generic "numpy could not store a traced value" message; the np.select advice came only
+    when r itself was traced. It comes now too, and the np.select it suggests gives the gradient."""
+    r = np.linspace(0.0, 1.5, 31)
+    p = np.array([0.3, 0.2])
+    with pytest.raises(pz.TracerBoolError, match=r"^np.piecewise on a numpy array \(a constant grid\).*Write it as np.select\(\[cond1, cond2\]") as info:
+        pz.grad(lambda p: np.sum(np.piecewise(r, [r < 0.5, r >= 0.5], [lambda r: p[0] * r**2, lambda r: p[1] * r]) ** 2))(p)
+    assert "in <lambda>: pz.grad(lambda p: np.sum(np.piecewise(" in str(info.value)  # the user's line
+    with pytest.raises(pz.TracerBoolError, match=r"^np.piecewise on a numpy array"):  # traced values rather than functions
+        pz.grad(lambda p: np.sum(np.piecewise(r, [r < 0.5, r >= 0.5], [p[0], p[1]])))(p)
+    # what it suggests: the same function, differentiated (closed form: sum of 2 * f * df/dp)
+    g = pz.grad(lambda p: np.sum(np.select([r < 0.5, r >= 0.5], [p[0] * r**2, p[1] * r]) ** 2))(p)
+    lo, hi = r < 0.5, r >= 0.5
+    np.testing.assert_allclose(g, [np.sum(2 * p[0] * r[lo] ** 4), np.sum(2 * p[1] * r[hi] ** 2)], rtol=1e-14)
+
+
 def test_the_advice_for_eigvals_of_a_next_generation_matrix_holds() -> None:
     """User testing: the advice's similarity was cryptic for K = diag(s) @ C.  Its new form, the
     eigvalsh of diag(sqrt(s)) @ C @ diag(sqrt(s)), gives R0 and its gradient in s."""
