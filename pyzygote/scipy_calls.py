@@ -117,7 +117,7 @@ _SPARSE = (
 # SciPy functions that call the user's code back: a traced value reaches them through a closure
 # (odeint(lambda u, t: f(u, t, k), ...)), so it is not among their own arguments.
 _CALLERS_BACK = frozenset(
-    {"solve_ivp", "odeint", "quad", "minimize", "root", "fsolve", "least_squares", "curve_fit", "brentq", "brenth",
+    {"solve_ivp", "odeint", "quad", "minimize", "root", "fsolve", "least_squares", "leastsq", "curve_fit", "brentq", "brenth",
      "bisect", "ridder", "toms748", "newton", "root_scalar", "fixed_point", "minimize_scalar"}
 )  # fmt: skip
 

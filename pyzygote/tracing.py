@@ -21,6 +21,7 @@ that is not checked (call :func:`clear_cache` after changing it).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -28,6 +29,7 @@ import inspect
 import linecache
 import sys
 import re
+import threading
 import time
 import types
 import warnings
@@ -957,12 +959,62 @@ def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
     if tracers and isinstance(tracers[-1], KeywordArguments):
         kwargs, tracers = tracers[-1].given, tracers[:-1]
     try:
-        return _call_explained(f, *tracers, **kwargs)
+        with _callback_errors_unprinted():
+            return _call_explained(f, *tracers, **kwargs)
     except Exception as exc:
         instead = scipy_error(exc)
         if instead is None:
             raise
         raise instead from exc
+
+
+# SciPy's C wrappers of MINPACK (fsolve, leastsq) print the error a callback raised with
+# PyErr_Print, that is through sys.excepthook, before raising their own: a traced value that a
+# callback returns printed a TracerBoolError traceback to stderr before the error pyzygote raises
+# for the SciPy call (user testing). While a thread traces, an exception caused by a TracerBoolError
+# is not printed by the hook; every other exception, and any outside tracing, reaches the hook
+# that was there.
+_tracing_here = threading.local()
+_hook_lock = threading.Lock()
+_hook_users = 0
+_hook_before: Any = None
+
+
+def _quiet_excepthook(etype: Any, value: Any, tb: Any) -> None:
+    if getattr(_tracing_here, "depth", 0) and _caused_by_a_tracer(value):
+        return
+    (_hook_before or sys.__excepthook__)(etype, value, tb)
+
+
+def _caused_by_a_tracer(exc: BaseException | None) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, TracerBoolError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _callback_errors_unprinted() -> Any:
+    global _hook_users, _hook_before
+    depth = getattr(_tracing_here, "depth", 0)
+    if depth == 0:
+        with _hook_lock:
+            if _hook_users == 0 and sys.excepthook is not _quiet_excepthook:
+                _hook_before, sys.excepthook = sys.excepthook, _quiet_excepthook
+            _hook_users += 1
+    _tracing_here.depth = depth + 1
+    try:
+        yield
+    finally:
+        _tracing_here.depth = depth
+        if depth == 0:
+            with _hook_lock:
+                _hook_users -= 1
+                if _hook_users == 0 and sys.excepthook is _quiet_excepthook:
+                    sys.excepthook, _hook_before = _hook_before, None
 
 
 def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:

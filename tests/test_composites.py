@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from typing import Any
 
@@ -474,6 +475,29 @@ def test_scipy_root_finders_point_to_nlsolve(call, name) -> None:
     with pytest.raises(pz.UnsupportedOperationError, match="was called on a traced value.*Use pz.nlsolve") as info:
         pz.gradient(call, np.ones(2))
     assert re.search(name, str(info.value)), str(info.value)
+
+
+def test_scipy_minpack_prints_no_stray_traceback_of_the_traced_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """User testing: scipy.optimize.fsolve (and leastsq: MINPACK's C wrappers print a callback's
+    error with PyErr_Print, through sys.excepthook) printed a TracerBoolError traceback to stderr
+    before pyzygote's error. The hook stays quiet about it while tracing and is as it was after,
+    and an exception outside tracing is printed by the hook as ever."""
+    import scipy.optimize as so
+
+    hook = sys.excepthook
+    for call in (
+        lambda a: so.fsolve(lambda t: t**3 - a, 1.0)[0],
+        lambda a: so.leastsq(lambda t: t**3 - a, np.ones(1))[0][0],
+    ):
+        with pytest.raises(pz.UnsupportedOperationError, match="was called on a traced value"):
+            pz.grad(call)(1.0)
+        assert capsys.readouterr().err == ""
+        assert sys.excepthook is hook
+    try:
+        raise ValueError("printed as ever")
+    except ValueError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    assert "ValueError: printed as ever" in capsys.readouterr().err
 
 
 def test_scipy_special_python_functions_point_to_traced_ones() -> None:
