@@ -254,7 +254,15 @@ def _require_finite_value(value: Any, fname: str) -> None:
     )
 
 
+def _returned_something(traced: Traced, fname: str, wanted: str) -> None:
+    """Refuse a function that returned None: a forgotten ``return`` (user testing: it read
+    "returned shape(s) []")."""
+    if traced.out_tree == ("none", ()):
+        raise ValueError(f"{fname} needs a function returning {wanted}, but it returned None (did you forget return?)")
+
+
 def _scalar_output(traced: Traced, fname: str) -> None:
+    _returned_something(traced, fname, "one scalar")
     prog = traced.program
     if len(prog.outputs) != 1 or prog.outputs[0].aval.shape != ():
         shapes = [a.aval.shape for a in prog.outputs]
@@ -300,6 +308,7 @@ def _loss_and_aux(traced: Traced, fname: str, pair: bool) -> None:
 
     ``pair`` asks for exactly two elements, as JAX's ``has_aux`` does.
     """
+    _returned_something(traced, fname, "a pair (loss, aux)" if pair else "a scalar loss, or a tuple (loss, aux...)")
     tree, prog = traced.out_tree, traced.program
     is_seq = isinstance(tree, tuple) and tree[0] in ("tuple", "list", "namedtuple")
     children = tree[-1] if is_seq else ()
@@ -711,6 +720,7 @@ def pullback(
         return f._pullback(args, engine)
     n = len(args)
     traced, arrays = _trace_args(f, args, kwargs)
+    _returned_something(traced, "pullback", "an array, or arrays in a tuple, list, dict or dataclass")
     ys, back_flat = _engine(traced, arrays, engine).vjp(traced.program, arrays)
     value = unflatten(traced.out_tree, [_result(y) for y in ys])
 
@@ -743,6 +753,7 @@ def jvp(
         return f._jvp(primals, tangents, engine)
     n = len(primals)
     traced, arrays = _trace_args(f, tuple(primals), kwargs)
+    _returned_something(traced, "jvp", "an array, or arrays in a tuple, list, dict or dataclass")
     t_leaves, t_tree = flatten(tuple(tangents))
     if structure(t_tree) != structure(traced.in_tree if not kwargs else ("tuple", traced.in_tree[1][:n])):  # type: ignore[index]
         raise ValueError("tangents must have the same structure as primals")
@@ -781,6 +792,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     n = len(args)
     traced, arrays = _trace_args(f, args, kwargs)
     prog = traced.program
+    _returned_something(traced, "jacobian", "an array, or arrays in a tuple, list, dict or dataclass")
     if not prog.outputs:
         raise ValueError("jacobian needs a function returning an array, or arrays in a tuple, list, dict or dataclass")
     _float_outputs(traced, "jacobian")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import re
 import traceback
 import warnings
 from typing import Any
@@ -2154,3 +2155,31 @@ def test_the_diagnosis_runs_when_read_and_skips_values_only_compared(monkeypatch
             pz.jacobian(lambda w: np.sqrt(w)[:1] + np.nan, np.array([0.0, 1.0]))
     assert np.isnan(value)
     np.testing.assert_array_equal(g, [2.0, 4.0])
+
+
+def test_a_function_returning_none_is_named_a_forgotten_return() -> None:
+    """User testing: a loss without its return statement read "returned shape(s) []. Use
+    pz.jacobian for vector outputs"; pz.jvp and pz.pullback returned (None, ...) silently."""
+
+    def loss(x: Any) -> None:
+        np.sum(x**2)
+
+    x = np.ones(2)
+    calls = {
+        "gradient": lambda: pz.gradient(loss, x),
+        "gradient ": lambda: pz.grad(loss)(x),
+        "gradient  ": lambda: pz.value_and_grad(loss)(x),
+        "withgradient": lambda: pz.withgradient(loss, x),
+        "has_aux=True": lambda: pz.value_and_grad(loss, has_aux=True)(x),
+        "hessian": lambda: pz.hessian(loss, x),
+        "hessian ": lambda: pz.hessian(lambda d: loss(d["a"]), {"a": x, "b": 1.0}),
+        "jacobian": lambda: pz.jacobian(loss, x),
+        "jvp": lambda: pz.jvp(loss, (x,), (x,)),
+        "pullback": lambda: pz.pullback(loss, x),
+    }
+    for fname, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{re.escape(fname.strip())} needs a function returning .*, but it returned None \(did you forget return\?\)$"):
+            call()
+    # inside an enclosing trace too
+    with pytest.raises(ValueError, match=r"returned None \(did you forget return\?\)"):
+        pz.grad(lambda x: np.sum(pz.grad(loss)(x)))(x)
