@@ -529,3 +529,25 @@ def test_none_marks_an_argument_as_data_as_jax_argnums_does(point) -> None:
         pz.crosscheck(loss, (W, b, x), (None, None, None))
     with pytest.raises(ValueError, match="one entry per argument"):
         pz.crosscheck(loss, (W, b, x), (gW, None))
+
+
+def test_every_reference_names_the_same_entry_of_a_gradient_off_by_a_factor():
+    """User testing: for a doubled gradient the engine's row named entry [0], the finite
+    differences' row entry [2]: every entry is off by the same factor, and rounding chose. Near
+    ties go to the largest absolute difference, in every row."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((100, 3))
+    y = (rng.random(100) < 0.5).astype(float)
+    nll = lambda w, X, y: -np.sum(y * (X @ w) - np.logaddexp(0.0, X @ w))  # noqa: E731
+    w = np.array([0.1, -0.2, 0.3])
+    (g,) = pz.gradient(nll, w, X=X, y=y)
+    largest = int(np.argmax(np.abs(g)))
+    report = pz.crosscheck(nll, (w, X, y), (2 * g, None, None), engines=("numpy",), raise_on_failure=False)
+    notes = [row[3] for row in report.rows]
+    assert len(notes) == 2 and all(n.startswith(f"entry [{largest}] of argument 0 is ") for n in notes), notes
+    # a single wrong entry is still the one named, however small against the others
+    bad = g.copy()
+    small = int(np.argmin(np.abs(g)))
+    bad[small] *= 1.5
+    report = pz.crosscheck(nll, (w, X, y), (bad, None, None), engines=("numpy",), raise_on_failure=False)
+    assert [row[3].split(" is ")[0] for row in report.rows] == [f"entry [{small}] of argument 0"] * 2, report.rows
