@@ -16,6 +16,7 @@ scipy.special.logsumexp was called on a traced value
 
 from __future__ import annotations
 
+import sys
 import types
 from typing import Any
 
@@ -126,6 +127,21 @@ def _public(module: str) -> str:
     return ".".join(p for p in module.split(".") if not p.startswith("_"))
 
 
+def _called_as(module: str, qualname: str) -> str:
+    """The name users call a SciPy function by: the shortest public module that exposes it
+    (scipy.optimize.least_squares, defined in scipy.optimize._lsq.least_squares, whose public
+    parts alone repeated the name: user testing), else the module's public parts and the name."""
+    top = qualname.split(".")[0]
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        if parts[i - 1].startswith("_"):
+            break
+        exposed = getattr(sys.modules.get(".".join(parts[:i])), top, None)
+        if exposed is not None and getattr(exposed, "__module__", None) == module:
+            return f"{'.'.join(parts[:i])}.{qualname}"
+    return f"{_public(module)}.{qualname}"
+
+
 def _holds_tracer(value: Any, depth: int = 2) -> bool:
     from pyzygote.tracer import Tracer
 
@@ -155,7 +171,7 @@ def _scipy_entry(exc: BaseException) -> tuple[str, str, str | None] | None:
                     owner = frame.f_locals.get("self")
                     owner = getattr(owner, "dist", owner)  # a frozen distribution's
                     name = getattr(owner, "name", None) if module.startswith("scipy.stats") else None
-                    return _public(module), getattr(code, "co_qualname", code.co_name), name if isinstance(name, str) else None
+                    return module, getattr(code, "co_qualname", code.co_name), name if isinstance(name, str) else None
             tb = tb.tb_next
         chain = chain.__cause__ or chain.__context__
     return None
@@ -194,8 +210,9 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
             else None
         )
         name = f"{distribution}.{method}"
+    called = f"{_public(module)}.{name}" if distribution is not None else _called_as(module, name)
     err = UnsupportedOperationError(
-        f"{module}.{name} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
+        f"{called} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
         "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "
         + _advice(instead)
         + f" (scipy.special's {', '.join(_traced_special())} are traced; see README, 'What can be traced'.)"

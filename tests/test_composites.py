@@ -500,6 +500,21 @@ def test_scipy_minpack_prints_no_stray_traceback_of_the_traced_value(capsys: pyt
     assert "ValueError: printed as ever" in capsys.readouterr().err
 
 
+def test_scipy_functions_are_named_as_users_call_them() -> None:
+    """User testing: "scipy.optimize.least_squares.least_squares was called" (the function lives in
+    scipy.optimize._lsq.least_squares): the shortest public module that exposes it names it."""
+    import scipy.interpolate
+    import scipy.optimize as so
+
+    for call, called in (
+        (lambda a: so.least_squares(lambda t: t - a, np.ones(1)).x[0], "scipy.optimize.least_squares"),
+        (lambda a: so.minimize(lambda t: np.sum((t - a) ** 2), np.ones(1)).x[0], "scipy.optimize.minimize"),
+        (lambda a: scipy.interpolate.interp1d(np.arange(3.0), np.arange(3.0) * a)(1.5), "scipy.interpolate.interp1d.__init__"),
+    ):
+        with pytest.raises(pz.UnsupportedOperationError, match=rf"^{re.escape(called)} was called on a traced value"):
+            pz.grad(call)(1.0)
+
+
 def test_scipy_special_python_functions_point_to_traced_ones() -> None:
     for call, hint in ((lambda x: sc.polygamma(1, x), "digamma"), (lambda x: sc.factorial(x), "gamma(n + 1.0)")):
         with pytest.raises(pz.UnsupportedOperationError, match="was called on a traced value") as info:
