@@ -35,6 +35,7 @@ from pyzygote.primitives.matrix_exponential import expm
 from pyzygote.primitives.nonlinear import nlsolve
 from pyzygote.primitives.ode import odesolve
 from pyzygote.primitives.traced_indexing import take_public as take
+from pyzygote.pytree import ravel
 from pyzygote.random_draws import RandomDrawWarning
 from pyzygote.tracing import clear_cache, make_program
 
@@ -59,6 +60,7 @@ __all__ = [
     "expm",
     "nlsolve",
     "take",
+    "ravel",
     "clear_cache",
     "Program",
     "set_engine",

@@ -26,7 +26,7 @@ from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
-__all__ = ["flatten", "unflatten", "structure", "describe", "leaf_paths", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
+__all__ = ["ravel", "flatten", "unflatten", "structure", "describe", "leaf_paths", "is_array_leaf", "opaque_arrays", "Static", "KeywordArguments"]
 
 
 class KeywordArguments(NamedTuple):
@@ -219,3 +219,82 @@ def _is_tracer(x: Any) -> bool:
     from pyzygote.tracer import Tracer
 
     return isinstance(x, Tracer)
+
+
+def ravel(tree: Any) -> tuple[Any, Any]:
+    """The floating-point entries of a tree of parameters as one flat vector, and the function
+    that rebuilds the tree from such a vector (``jax.flatten_util.ravel_pytree``).
+
+    Leaves come in pyzygote's order (a dict's keys sorted, as JAX orders them), each raveled in C
+    order; the vector has the widest of their float types (all float32 stays float32).
+    ``unravel(v)`` cuts a vector of that length into the leaves' shapes and float types, and
+    works on traced vectors too, so a flat Hessian of a function of a dict, for the covariance of
+    a Laplace approximation, is the Hessian of the function of the vector:
+
+    >>> import numpy as np, pyzygote as pz
+    >>> def nlp(q):
+    ...     return 0.5 * q["mu"] ** 2 + np.sum(np.exp(q["log_s"]) ** 2) + q["mu"] * np.sum(q["log_s"])
+    >>> flat, unravel = pz.ravel({"mu": 0.3, "log_s": np.array([0.1, -0.2])})
+    >>> flat                          # "log_s" sorts before "mu"
+    array([ 0.1, -0.2,  0.3])
+    >>> H = pz.hessian(lambda v: nlp(unravel(v)), flat)
+    >>> cov = np.linalg.inv(H)
+    >>> H.round(3)
+    array([[4.886, 0.   , 1.   ],
+           [0.   , 2.681, 1.   ],
+           [1.   , 1.   , 1.   ]])
+    >>> unravel(flat)["log_s"], float(unravel(flat)["mu"])
+    (array([ 0.1, -0.2]), 0.3)
+
+    Python numbers are float64 leaves (a Python float comes back as a 0-d array); ``None``,
+    strings and ``True``/``False`` are not numbers and come back as they were.  Integer, boolean
+    and complex arrays are refused: leave data out of the tree.
+    """
+    leaves, treedef = flatten(tree)
+    paths = leaf_paths(treedef)
+    shapes: list[tuple[int, ...] | None] = []
+    dtypes: list[np.dtype | None] = []
+    pieces = []
+    for path, leaf in zip(paths, leaves):
+        if isinstance(leaf, Static):
+            shapes.append(None)
+            dtypes.append(None)
+            continue
+        if _is_tracer(leaf):
+            a = leaf
+        else:
+            a = np.asarray(leaf, dtype=np.float64) if isinstance(leaf, (int, float, list)) else np.asarray(leaf)
+        if a.dtype.kind != "f":
+            raise TypeError(
+                f"pz.ravel flattens floating-point parameters; the leaf {path} is {a.dtype} (integer, boolean or complex): "
+                "leave data out of the tree, or convert it with np.asarray(x, dtype=float) if it is a parameter"
+            )
+        shapes.append(tuple(a.shape))
+        dtypes.append(np.dtype(a.dtype))
+        pieces.append(np.reshape(a, (-1,)))
+    floats = [d for d in dtypes if d is not None]
+    dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+    flat = np.concatenate([p.astype(dtype) if p.dtype != dtype else p for p in pieces]) if pieces else np.zeros(0, dtype)
+    if not _is_tracer(flat):
+        flat = np.array(flat, copy=True)  # never a view of the caller's array
+    size = sum(int(np.prod(sh)) for sh in shapes if sh is not None)
+
+    def unravel(v: Any) -> Any:
+        vec = v if _is_tracer(v) else np.asarray(v)
+        if vec.ndim != 1 or vec.shape[0] != size:
+            raise ValueError(f"unravel takes a 1-D vector of length {size} (what pz.ravel made), got shape {tuple(vec.shape)}")
+        if not _is_tracer(vec) and vec.dtype.kind != "f":
+            raise TypeError(f"unravel takes a floating-point vector, got {vec.dtype}")
+        out, at = [], 0
+        for leaf, sh, dt in zip(leaves, shapes, dtypes):
+            if sh is None:
+                out.append(leaf)
+                continue
+            n = int(np.prod(sh))
+            piece = np.reshape(vec[at : at + n], sh)
+            out.append(piece.astype(dt))  # a copy: the leaves never share memory with v
+            at += n
+        return unflatten(treedef, out)
+
+    return flat, unravel
+

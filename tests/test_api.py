@@ -2183,3 +2183,68 @@ def test_a_function_returning_none_is_named_a_forgotten_return() -> None:
     # inside an enclosing trace too
     with pytest.raises(ValueError, match=r"returned None \(did you forget return\?\)"):
         pz.grad(lambda x: np.sum(pz.grad(loss)(x)))(x)
+
+
+def test_ravel_flattens_parameter_trees_and_unravel_rebuilds_them() -> None:
+    """User testing: a Laplace approximation over dict parameters needs the flat Hessian to
+    invert, and pz.hessian gives nested blocks H[a][b]; pz.ravel (jax.flatten_util.ravel_pytree)
+    gives the vector and a traced unravel."""
+    q = {"mu": 0.3, "log_s": np.array([0.1, -0.2]), "L": np.array([[1.0, 0.5], [0.2, 2.0]])}
+    flat, unravel = pz.ravel(q)
+    # sorted keys, each leaf in C order; the Python float a float64 entry
+    np.testing.assert_array_equal(flat, [1.0, 0.5, 0.2, 2.0, 0.1, -0.2, 0.3])
+    assert flat.dtype == np.float64
+    back = unravel(flat)
+    assert list(back) == list(q) and back["L"].shape == (2, 2) and np.shape(back["mu"]) == ()
+    for k in q:
+        np.testing.assert_array_equal(back[k], q[k])
+    flat[0] = 99.0  # neither the vector nor what unravel made shares memory with the other or with q
+    assert q["L"][0, 0] == 1.0 and back["L"][0, 0] == 1.0
+    back["log_s"][0] = 7.0
+    assert flat[4] == 0.1
+
+    # tuples, lists, nested containers, static leaves and None come back as they were
+    tree = (np.float64(2.0), [np.arange(3.0), {"b": np.ones((1, 2)), "tag": "x"}], None, True)
+    flat2, unravel2 = pz.ravel(tree)
+    np.testing.assert_array_equal(flat2, [2.0, 0.0, 1.0, 2.0, 1.0, 1.0])
+    rebuilt = unravel2(flat2 * 2)
+    assert rebuilt[1][1]["tag"] == "x" and rebuilt[2] is None and rebuilt[3] is True
+    np.testing.assert_array_equal(rebuilt[1][0], [0.0, 2.0, 4.0])
+    np.testing.assert_array_equal(rebuilt[1][1]["b"], [[2.0, 2.0]])
+    assert float(rebuilt[0]) == 4.0
+
+    # float32 stays float32; mixed with float64 the vector is float64 and each leaf gets its type back
+    f32 = {"a": np.ones(2, np.float32), "b": np.float32(3.0)}
+    v32, un32 = pz.ravel(f32)
+    assert v32.dtype == np.float32 and un32(v32)["a"].dtype == np.float32
+    vmix, unmix = pz.ravel({"a": np.ones(2, np.float32), "b": np.ones(1)})
+    assert vmix.dtype == np.float64 and unmix(vmix)["a"].dtype == np.float32 and unmix(vmix)["b"].dtype == np.float64
+
+    # the Laplace covariance: the Hessian in the flat vector is np.block of pz.hessian's nested blocks
+    def nlp(p: Any) -> Any:
+        s = np.exp(p["log_s"])
+        return 0.5 * p["mu"] ** 2 + np.sum(s**2) + p["mu"] * np.sum(p["log_s"]) + np.sum(p["L"] @ s) * p["mu"] + np.sum(p["L"] ** 4)
+
+    H = pz.hessian(lambda v: nlp(unravel(v)), pz.ravel(q)[0])
+    blocks = pz.hessian(nlp, q)
+    keys = sorted(q)
+    size = {k: np.size(q[k]) for k in keys}
+    M = np.block([[np.reshape(blocks[a][b], (size[a], size[b])) for b in keys] for a in keys])
+    np.testing.assert_allclose(H, M, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(H, H.T, rtol=1e-14, atol=1e-14)
+    # and the gradient in the vector is the dict's gradient raveled
+    (g,) = pz.gradient(lambda v: nlp(unravel(v)), pz.ravel(q)[0])
+    np.testing.assert_allclose(g, pz.ravel(pz.gradient(nlp, q)[0])[0], rtol=1e-15)
+
+    # ravel of traced leaves, inside a differentiated function
+    (gq,) = pz.gradient(lambda p: np.sum(pz.ravel(p)[0] ** 2), {"a": np.array([1.0, 2.0]), "b": 3.0})
+    np.testing.assert_allclose(gq["a"], [2.0, 4.0])
+    np.testing.assert_allclose(gq["b"], 6.0)
+
+    # bad input is named
+    with pytest.raises(TypeError, match=r"leaf \['n'\] is int64"):
+        pz.ravel({"n": np.arange(3), "x": 1.0})
+    with pytest.raises(ValueError, match=r"1-D vector of length 7 .* got shape \(6,\)"):
+        unravel(np.ones(6))
+    empty, unempty = pz.ravel({})
+    assert empty.shape == (0,) and unempty(empty) == {}
