@@ -807,6 +807,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     owners = _top_level_owners(traced.in_tree)
     wanted = [owners[i] < n for i in traced.array_slots]
     n_in = sum(a.size for a, w in zip(arrays, wanted) if w)
+    _warn_if_data_positional(f, traced, arrays, [owners[i] if w else None for i, w in zip(traced.array_slots, wanted)], out.size)
     # Reverse mode (a pullback per row) only for fewer outputs than inputs: a square Jacobian is
     # often a gradient's (pz.jacobian(pz.grad(loss))), where forward over reverse is the cheap
     # order, as pz.hessian does it (3.5 times faster through a stiff solve in user testing).
@@ -854,6 +855,45 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
         per_output.append(_rebuild(traced, cut)[:n])
         start += o.size
     return tuple(unflatten(traced.out_tree, [p[k] for p in per_output]) for k in range(n))
+
+
+# A Jacobian block larger than this, for a positional argument after the first, is warned about.
+_LARGE_BLOCK = 1_000_000
+
+
+def _warn_if_data_positional(f: Any, traced: Traced, arrays: Sequence[Any], owner: list[int | None], out_size: int) -> None:
+    """Say once per function that a large positional argument after the first (data: the SciPy
+    idiom jac=lambda p, x, y: pz.jacobian(res, p, x, y)[0]) gets a Jacobian block of its own
+    (user testing: 2001 x 2001 blocks for x and y, some 500 times the cost of the block in p)."""
+    sizes: dict[int, int] = {}
+    for k, a in zip(owner, arrays):
+        if k is not None and k > 0:
+            sizes[k] = sizes.get(k, 0) + int(np.size(a))
+    large = [k for k, size in sizes.items() if size * out_size > _LARGE_BLOCK]
+    if not large:
+        return
+    from pyzygote.errors import PositionalDataWarning
+    from pyzygote.tracing import _warn_once
+
+    names = _arg_names(traced)
+    first = {}
+    for k, name in zip(owner, names):
+        first.setdefault(k, name.split("[")[0].split(".")[0])
+    which = "; ".join(f"{first[k]}, {sizes[k]:,} entries, a block of {out_size * sizes[k]:,}" for k in large)
+    fname = getattr(f, "__name__", "f")
+    fname = "f" if not fname.isidentifier() else fname  # a lambda's "<lambda>"
+    # f's own parameter names ("x (argument 1)"), for the keyword form of the call
+    params = [first[k].split(" (argument")[0] for k in large]
+    keywords = ", ".join(f"{p}={p}" for p in params) if all(p.isidentifier() for p in params) else "x=x, y=y"
+    _warn_once(
+        f,
+        f"pz.jacobian({fname}, ...) computes a Jacobian block for every positional argument, and these are large: {which}. "
+        f"If they are data, pass them as keyword arguments, pz.jacobian({fname}, p, {keywords}), or bind them with "
+        f"functools.partial({fname}, {keywords}) or a closure, and they get no block "
+        "(for scipy.optimize.least_squares, jac=lambda p, x, y: pz.jacobian(res, p, x=x, y=y)[0]). "
+        "This warning is given once per function.",
+        PositionalDataWarning,
+    )
 
 
 def _jacobian_dtype(out: Any, a: np.ndarray, block: np.ndarray) -> np.dtype:

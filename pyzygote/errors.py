@@ -18,6 +18,7 @@ __all__ = [
     "JuliaNotAvailableError",
     "JuliaError",
     "SolverError",
+    "PositionalDataWarning",
 ]
 
 
@@ -123,3 +124,13 @@ class SwitchingTimeWarning(UserWarning):
     """An ODE right-hand side switches at a time computed from the parameters being
     differentiated (``np.where(t >= p["t_on"], ...)``): the derivative with respect to that
     time is not computed, because it needs event handling."""
+
+
+class PositionalDataWarning(UserWarning):
+    """``pz.jacobian`` was given a large array as a positional argument other than the first
+    (data such as a grid ``x`` or observations ``y``, the SciPy idiom
+    ``jac=lambda p, x, y: pz.jacobian(res, p, x, y)[0]``): every positional argument gets its
+    Jacobian block, here one of more than a million entries, computed and thrown away.  Data
+    passed as keyword arguments, or bound with ``functools.partial`` or a closure, get none.
+    Warned once per function."""
+
