@@ -346,6 +346,10 @@ for _mode in ("same", "scalar", "bcast"):
     case("floordiv", f"floor_divide-{_mode}", np.floor_divide, rem_pair(_mode), kind="zero")
 case("max", "clip", lambda x: np.clip(x, -0.5, 0.5), lambda rng: (np.concatenate([rng.uniform(-0.4, 0.4, 3), rng.uniform(0.6, 2.0, 2) * [-1.0, 1.0]]),))
 case("min", "clip-max", lambda x: np.clip(x, None, 0.5), lambda rng: (np.concatenate([rng.uniform(-1, 0.4, 3), rng.uniform(0.6, 2.0, 2)]),))
+# running extremes: passes of np.maximum (np.minimum) by doubling strides (standard normal entries: no ties)
+case("max", "maximum.accumulate", lambda x: np.maximum.accumulate(x), fixed((7,)))
+case("max", "maximum.accumulate-axis", lambda x: np.maximum.accumulate(x, axis=-1), fixed((3, 5)))
+case("min", "minimum.accumulate-axis0", lambda x: np.minimum.accumulate(x, axis=0), fixed((6, 2)))
 
 # comparisons and logic: boolean outputs
 for _name, _f in (("lt", np.less), ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal)):

@@ -78,6 +78,8 @@ COMPOSITE_CASES = {
     "round-builtin": (lambda x: round(x[0] * 3.3) * x + round(x[1], 1), (V,)),
     "cumprod": (lambda x: np.cumprod(x), (V,)),
     "cumprod-axis": (lambda x: np.cumprod(x, axis=0), (M,)),
+    "maximum-accumulate": (lambda x: np.maximum.accumulate(x), (V,)),
+    "minimum-accumulate-axis1": (lambda x: np.minimum.accumulate(x, axis=1), (M,)),
     "multiply-accumulate": (lambda x: np.multiply.accumulate(x), (M,)),
     "cumulative_sum-prod": (lambda x: np.cumulative_sum(x, axis=1, include_initial=True)[:, 1:] * np.cumulative_prod(x, axis=0) + np.cumulative_sum(x[0]), (M,)),
     "cumulative-initial": (lambda x: np.cumulative_prod(x, include_initial=True) + np.cumulative_sum(x, axis=-1, include_initial=True), (V,)),
@@ -272,6 +274,47 @@ def test_integers_from_data_are_not_compiled_to_python_ints() -> None:
 
     assert not scalarizable(pz.make_program(lambda x: (x.astype(np.int64) * 4).astype(np.float64), 1.0))
     assert not scalarizable(pz.make_program(lambda x: x * (np.searchsorted(_KNOTS, x) + 2**40).astype(np.float64), 1.0))
+
+
+def test_running_maximum_and_minimum() -> None:
+    """User testing (a drawdown, an envelope): np.maximum.accumulate was refused. It is traced as
+    passes of np.maximum by doubling strides: values as numpy's (NaN propagates, integers and
+    booleans keep their type), and at ties a subgradient, as np.maximum's: the derivative of each
+    running maximum is split among the tied entries and sums to one."""
+    x = np.array([0.3, 1.2, -0.7, 2.0, -1.4, 2.5, 0.0])
+    (J,) = pz.jacobian(np.maximum.accumulate, x)
+    record = np.maximum.accumulate(x)
+    expected = np.array([[1.0 if x[j] == record[i] and j <= i else 0.0 for j in range(7)] for i in range(7)])
+    np.testing.assert_array_equal(J, expected)  # each output's derivative is that of the entry holding it
+    (Jmin,) = pz.jacobian(lambda v: np.minimum.accumulate(v), x)
+    low = np.minimum.accumulate(x)
+    np.testing.assert_array_equal(Jmin, [[1.0 if x[j] == low[i] and j <= i else 0.0 for j in range(7)] for i in range(7)])
+    # ties: a subgradient, the tied entries sharing each output's derivative
+    ties = np.array([1.0, 1.0, 1.0, 0.5, 2.0])
+    (Jt,) = pz.jacobian(np.maximum.accumulate, ties)
+    np.testing.assert_allclose(Jt.sum(axis=1), 1.0, rtol=1e-15)
+    assert np.all(Jt[:3, 3:] == 0.0) and np.all(Jt[:3, :3] >= 0.0) and Jt[4, 4] == 1.0 and np.all(Jt[4, :4] == 0.0)
+    np.testing.assert_array_equal(Jt[0], [1.0, 0.0, 0.0, 0.0, 0.0])
+    # values as numpy's: NaN, infinities, integers, booleans, float32, an axis of length 1 and 0
+    for a, cast, kw in (
+        (np.array([1.0, np.nan, 3.0, 0.5]), None, {}),
+        (np.array([-np.inf, -np.inf, 2.0]), None, {}),
+        (np.array([[3.0, 1.0, 4.0], [1.0, 5.0, 9.0]]), np.int32, {"axis": 1}),  # traced integers
+        (np.array([0.0, 1.0, 0.0]), np.bool_, {}),
+        (np.ones((2, 1, 3), np.float32), None, {"axis": 1}),
+        (np.ones((0, 3)), None, {}),
+    ):
+        for uf in (np.maximum, np.minimum):
+            (got,) = pz.make_program(lambda v: uf.accumulate(v if cast is None else v.astype(cast), **kw), a)(a)
+            want = uf.accumulate(a if cast is None else a.astype(cast), **kw)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="cannot maximum.accumulate on a scalar"):
+        pz.gradient(lambda v: np.maximum.accumulate(v), 1.5)
+    # a drawdown's gradient against central differences
+    prices = np.array([1.0, 1.3, 1.1, 1.6, 1.2, 1.4, 0.9])
+    drawdown = lambda p: np.sum((np.maximum.accumulate(p) - p) ** 2)  # noqa: E731
+    check_grads(drawdown, (prices,), engine="numpy")
 
 
 def test_cumprod_through_zeros() -> None:

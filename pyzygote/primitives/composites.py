@@ -356,6 +356,42 @@ def _np_cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) ->
     return a
 
 
+def _running_extreme(ufunc: Any, name: str) -> Any:
+    """``np.maximum.accumulate`` (``np.minimum``): the running maximum along an axis, by doubling
+    strides as in :func:`_np_cumprod`.  Each pass takes ``ufunc`` of an element and the one ``k``
+    before it, so the derivative is np.maximum's: at a tie it is split between the tied entries
+    (on the Julia engine, whose max gives ties to its second operand, the earlier entry has it)."""
+
+    def handler(a: Any, axis: Any = 0, dtype: Any = None, out: Any = None) -> Any:
+        a = as_operand(a)
+        if dtype is not None:
+            a = a.astype(dtype)
+        if a.ndim == 0:
+            raise TypeError(f"cannot {name}.accumulate on a scalar")  # numpy's words
+        if axis is None:
+            raise TypeError("an integer is required for the axis")
+        axis = normalize_axis(axis, a.ndim)
+        if a.dtype == np.bool_:
+            neutral: Any = name == "minimum"
+        elif a.dtype.kind == "f":
+            neutral = -np.inf if name == "maximum" else np.inf
+        else:
+            info = np.iinfo(a.dtype)
+            neutral = info.min if name == "maximum" else info.max
+        n, k = a.shape[axis], 1
+        while k < n:  # after this pass, each element holds the extreme of the 2k elements ending at it
+            pad = np.full(a.shape[:axis] + (k,) + a.shape[axis + 1 :], neutral, dtype=a.dtype)
+            a = ufunc(a, np.concatenate([pad, a[_along(axis, a.ndim, slice(None, n - k))]], axis=axis))
+            k *= 2
+        return a
+
+    return handler
+
+
+implements("maximum.accumulate")(_running_extreme(np.maximum, "maximum"))
+implements("minimum.accumulate")(_running_extreme(np.minimum, "minimum"))
+
+
 def _cumulative(name: str, running: Any, initial: float) -> None:
     """numpy 2.1's ``np.cumulative_sum`` / ``np.cumulative_prod``: the running sum or product
     along an axis (required above one dimension), optionally after the empty one."""
