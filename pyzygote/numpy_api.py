@@ -102,6 +102,26 @@ _INSTEAD = {
         "np.sort(x)[k] or np.sort(x)[-k:] for the k largest (np.argsort(x)[-k:] for their positions): a full sort, "
         "which pyzygote traces and differentiates (ties stable)"
     )),
+    # user testing (optics, signal processing, a sampler's diagnostics)
+    "unwrap": (
+        "p + np.concatenate([[0.0], np.cumsum(-2 * np.pi * np.round(np.diff(p) / (2 * np.pi)))]) for a 1-D phase p "
+        "(the same as numpy's away from jumps of exactly pi): the whole turns removed are piecewise constant, so the "
+        "derivative is that of p"
+    ),
+    "angle": (
+        "np.arctan2(y, x) for z = x + 1j * y, with the real and imaginary parts as real arrays (pyzygote traces real "
+        "numbers only)"
+    ),
+    **dict.fromkeys(("histogram", "histogram2d", "histogramdd"), (
+        "a kernel density, differentiable in the data: np.sum(np.exp(-0.5 * ((centers[:, None] - x[None, :]) / h) ** 2), "
+        "axis=1) / (x.size * h * np.sqrt(2 * np.pi)) for bin centers and a bandwidth h (the counts themselves are "
+        "piecewise constant in x: their derivative is 0 wherever it exists). Counts of data that are not "
+        "differentiated can be computed outside the differentiated function and passed in"
+    )),
+    "sliding_window_view": (
+        "x[np.arange(x.size - w + 1)[:, None] + np.arange(w)] for the windows of length w of a 1-D x (an array of "
+        "shape (x.size - w + 1, w), traced like any indexing), or np.convolve(x, np.ones(w), 'valid') for moving sums"
+    ),
     "choose": "np.take_along_axis(np.stack(choices, axis=-1), idx[..., None], axis=-1)[..., 0], or z[np.arange(n), idx] for np.choose(idx, z.T)",
     "eigvals": (
         "np.linalg.eigvalsh(a) if a is symmetric (a general matrix's eigenvalues can be complex; eigvalsh reads only "

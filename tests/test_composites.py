@@ -1524,6 +1524,33 @@ def test_piecewise_over_a_constant_grid_gets_the_select_advice() -> None:
     np.testing.assert_allclose(g, [np.sum(2 * p[0] * r[lo] ** 4), np.sum(2 * p[1] * r[hi] ** 2)], rtol=1e-14)
 
 
+def test_unwrap_angle_histogram_and_windows_are_refused_with_what_to_write() -> None:
+    """User testing: np.unwrap (an optical phase), np.angle, np.histogram and
+    sliding_window_view were refused with no hint. The hints' forms give numpy's values and trace."""
+    x = np.linspace(0.0, 1.0, 16)
+    for call, hint in (
+        (lambda a: np.sum(np.unwrap(a * x * 10)), r"numpy.unwrap.*Write it as p \+ np.concatenate\(\[\[0.0\], np.cumsum\(-2 \* np.pi"),
+        (lambda a: np.sum(np.angle(a * x)), r"numpy.angle.*np.arctan2\(y, x\) for z = x \+ 1j \* y"),
+        (lambda a: np.sum(np.histogram(a * x, bins=4)[0] * 1.0), r"numpy.histogram.*a kernel density.*piecewise constant"),
+        (lambda a: np.sum(np.lib.stride_tricks.sliding_window_view(a * x, 3) ** 2), r"sliding_window_view.*x\[np.arange\(x.size - w \+ 1\)\[:, None\] \+ np.arange\(w\)\]"),
+    ):
+        with pytest.raises(pz.UnsupportedOperationError, match=hint):
+            pz.grad(call)(1.0)
+    # the unwrap written out is numpy's, with the derivative of the phase itself
+    p = np.cumsum(np.full(40, 0.9))  # a phase wrapped into (-pi, pi] below
+    wrapped = np.angle(np.exp(1j * p))
+    unwrap = lambda q: q + np.concatenate([[0.0], np.cumsum(-2 * np.pi * np.round(np.diff(q) / (2 * np.pi)))])  # noqa: E731
+    np.testing.assert_allclose(unwrap(wrapped), np.unwrap(wrapped), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pz.make_program(unwrap, wrapped)(wrapped)[0], np.unwrap(wrapped), rtol=0, atol=1e-12)
+    (J,) = pz.jacobian(unwrap, wrapped)
+    np.testing.assert_array_equal(J, np.eye(40))
+    # the windows written out are sliding_window_view's
+    w = 3
+    windows = lambda v: v[np.arange(v.size - w + 1)[:, None] + np.arange(w)]  # noqa: E731
+    np.testing.assert_array_equal(pz.make_program(windows, x)(x)[0], np.lib.stride_tricks.sliding_window_view(x, w))
+    check_grads(lambda v: np.sum(windows(v) ** 2 * np.arange(w)), (x,), engine="numpy")
+
+
 def test_the_advice_for_eigvals_of_a_next_generation_matrix_holds() -> None:
     """User testing: the advice's similarity was cryptic for K = diag(s) @ C.  Its new form, the
     eigvalsh of diag(sqrt(s)) @ C @ diag(sqrt(s)), gives R0 and its gradient in s."""
