@@ -34,6 +34,16 @@ class UnsupportedOperationError(PyzygoteError, NotImplementedError):
     """A numpy function or construct that has no pyzygote rule."""
 
 
+class CapturedTracerError(UnsupportedOperationError):
+    """A function that pyzygote traces on its own read a value of the enclosing trace (a value
+    being differentiated) from its closure, where that value cannot be lifted into its program.
+    ``shape`` and ``dtype`` are the value's."""
+
+    def __init__(self, message: str = "", shape: tuple[int, ...] = (), dtype: Any = None):
+        super().__init__(message)
+        self.shape, self.dtype = shape, dtype
+
+
 class _DiagnosedLater(Exception):
     """An error whose message gains a sentence from ``where`` when it is first read: a line search
     that catches the error and steps back never pays for the diagnosis (a 20,000-operation

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from pyzygote.errors import TracerBoolError, UnsupportedOperationError
+from pyzygote.errors import CapturedTracerError, TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Aval, Eqn, Literal, Program, Var
 from pyzygote.numpy_api import is_supported, lookup
 
@@ -153,10 +153,12 @@ class Builder:
             if not Builder.is_active(x._builder):
                 raise trace_ended_error()
             if not self.lift:
-                raise UnsupportedOperationError(
-                    "a traced value from another trace was used here; a function traced "
-                    "inside another (an ODE right-hand side, say) must receive traced "
-                    "values as arguments (through p or u0), not capture them from outside"
+                raise CapturedTracerError(
+                    f"a traced value of an enclosing trace (a value being differentiated, shape {x.shape}, "
+                    f"dtype {x.dtype}) was read here by a function that pyzygote traces on its own, which "
+                    "must receive such values as arguments, not capture them from outside",
+                    tuple(x.shape),
+                    x.dtype,
                 )
             hit = self.lifted.get(id(x))
             if hit is None:

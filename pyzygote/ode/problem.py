@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pyzygote.ode.rhs import RHS
+from pyzygote.ode.rhs import RHS, captured_values
 from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate, refuse_unknown_keywords
-from pyzygote.errors import UnsupportedOperationError
+from pyzygote.errors import CapturedTracerError, UnsupportedOperationError
 from pyzygote.ode.layout import Layout, leaf_values
 from pyzygote.primitives.ode import check_solver_options, check_times, check_tstops, warn_missing_tstops
 from pyzygote.pytree import Static, flatten, unflatten
@@ -106,7 +106,16 @@ class ODEProblem:
 
     def rhs(self) -> RHS:
         layout = self.flat()[0]
-        return RHS.trace(self.f, layout.n, layout.m, layout)
+        try:
+            return RHS.trace(self.f, layout.n, layout.m, layout)
+        except CapturedTracerError as exc:
+            what = captured_values(self.f) or f"a {exc.dtype} value of shape {exc.shape}"
+            raise UnsupportedOperationError(
+                f"the right-hand side of this ODEProblem reads a value being differentiated from its closure "
+                f"({what}), and pz.solve and ODEProblem "
+                "are not differentiable: use pz.odesolve(f, u0, t, p, ...) inside the differentiated function, "
+                "which differentiates the values a right-hand side captures as if they were in p"
+            ) from None
 
 
 @dataclass

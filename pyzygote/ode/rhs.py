@@ -17,14 +17,15 @@ array([[-3.]])
 
 from __future__ import annotations
 
+import collections
 import inspect
-
+import threading
 import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyzygote.errors import TracerBoolError, UnsupportedOperationError
+from pyzygote.errors import CapturedTracerError, TracerBoolError, UnsupportedOperationError
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.ode.layout import Layout
 from pyzygote.ode.solvers import dense_matrix
@@ -160,6 +161,226 @@ def _as_derivative(du: Any) -> Any:
     return convert(du, np.float64)
 
 
+def _trace_rhs(f: Callable[..., Any], layout: Layout, nest: bool = False) -> Any:
+    """``f(u, p, t)`` traced at the shapes of ``layout`` (:func:`pyzygote.tracing.trace`), with
+    notes on what went wrong; with ``nest``, inside the enclosing trace, whose values that ``f``
+    reads become ``lifted``."""
+    try:
+        # integer and boolean arrays in p (labels, masks) are data, constants of the trace
+        traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative, int_arrays_constant=True, nest=nest)
+    except (TypeError, IndexError, ValueError) as exc:
+        if isinstance(exc, TypeError) and layout.p_statics:
+            shown = ", ".join(f"{name} = {value!r}" for name, value in zip(layout.p_static_names, layout.p_static_values))
+            raise TypeError(
+                f"{exc} (while tracing the right-hand side: p's entries that are not numbers reach f as they are, "
+                f"here {shown}: a parameter must be an array of real numbers; a setting such as an activation's "
+                "name may be a string)"
+            ) from exc
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
+                         "p as given and a scalar t)")
+            if "could not be broadcast" in str(exc) or (isinstance(exc, IndexError) and "only integers, slices" not in str(exc)):
+                exc.add_note(
+                    f"u has the shape of u0, {layout.u_shape}: check that u0 holds as many states, in the "
+                    "shape, that the right-hand side reads (a column u0 of shape (n, 1) broadcasts unlike a vector)"
+                )
+            if isinstance(exc, TracerBoolError):
+                exc.add_note(
+                    "A right-hand side is traced once for every u, p and t, so `if 5 < t < 45:` or `if u[0] > 1:` "
+                    "cannot branch: write np.where((t > 5.0) & (t < 45.0), a, b), and pass the times where it "
+                    "switches as tstops=[5.0, 45.0] so that the solver steps to them"
+                )
+        raise
+    if traced.draws_random:
+        raise UnsupportedOperationError(
+            f"the right-hand side {getattr(f, '__qualname__', f)!r} draws random numbers: it is traced once "
+            "and evaluated at every solver step, so its draws would be frozen, not new at each step (an "
+            "ODE solver needs a deterministic right-hand side). Draw the noise outside, as a table of "
+            "values in p read with np.interp(t, times, p['noise']), and solve again for new noise"
+        )
+    return traced
+
+
+def _traced_cells(f: Any) -> list[tuple[str, Any]]:
+    """The closure variables of ``f`` (or of the functions it wraps) that hold values of a trace
+    that is running, by name: values being differentiated that ``f`` captured."""
+    found: list[tuple[str, Any]] = []
+    for _ in range(4):
+        if f is None:
+            break
+        code = getattr(f, "__code__", None)
+        names = getattr(code, "co_freevars", ())
+        for i, cell in enumerate(getattr(f, "__closure__", None) or ()):
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(content, Tracer) and Builder.is_active(content._builder):
+                found.append((names[i] if i < len(names) else "?", content))
+        f = getattr(f, "__wrapped__", None) or getattr(f, "func", None)
+    return found
+
+
+def _captures_traced(f: Any) -> bool:
+    """Whether ``f`` captured a value being differentiated in a closure cell (where most closures hold it)."""
+    return bool(_traced_cells(f))
+
+
+def captured_values(f: Any) -> str:
+    """The values being differentiated that ``f`` captured in closure cells, for messages:
+    ``"w (a float64 scalar)"``; empty when it reads them from deeper down."""
+    return ", ".join(
+        f"{name} (a {x.dtype} {'scalar' if x.ndim == 0 else f'array of shape {tuple(x.shape)}'})" for name, x in _traced_cells(f)
+    )
+
+
+def with_lifted(p: Any, lifted: "Sequence[Any]") -> Any:
+    """The flat ``p`` with the lifted values of :meth:`RHS.trace_lifting` appended (raveled, float64)."""
+    if not lifted:
+        return p
+    return np.concatenate([p, *(np.ravel(convert(x, np.float64)) for x in lifted)])
+
+
+def lifted_constant_entries(m: int, lifted: "Sequence[Any]") -> tuple[int, ...]:
+    """The positions in :func:`with_lifted`'s vector of lifted integer or boolean values (an index
+    computed in the loss): data, with no derivative, whose sensitivities need not be solved for."""
+    fixed: list[int] = []
+    start = m
+    for x in lifted:
+        size = int(np.prod(np.shape(x)))
+        if np.dtype(x.dtype).kind != "f":
+            fixed.extend(range(start, start + size))
+        start += size
+    return tuple(fixed)
+
+
+# RHSs of right-hand sides that read lifted values, by program (see _lifted_rhs): a closure made
+# afresh each time a loss is traced shares its derived programs with the last one that traced the same.
+_LIFTED: "collections.OrderedDict[Any, RHS]" = collections.OrderedDict()
+_LIFTED_KEPT = 32
+_LIFTED_LOCK = threading.Lock()
+
+
+def _lifted_rhs(f: Any, traced: Any, layout: Layout) -> RHS:
+    """The RHS of flat ``(u, q, t)`` of a nested trace of ``f`` that lifted values (inputs after
+    ``u``, p's leaves and ``t``).  Its leaf program takes ``(u, p leaves..., lifted..., t)``, so the
+    analyses of :class:`RHS` that read p's leaves see the lifted values as more of them; its
+    program splits ``q`` into those pieces.  RHSs are kept by the exact structure of the program
+    (its constants' values, literals and parameters included; not the lifted values, which are
+    inputs): a fresh closure over the same code and data reuses the derived programs."""
+    prog = traced.program
+    lifted = traced.lifted
+    shape = prog.out_avals[0].shape
+    if shape != layout.u_shape:
+        raise ValueError(
+            f"the right-hand side returned shape {shape}, expected {layout.u_shape} like u0 "
+            "(it is called as f(u, p, t), SciML's argument order; SciPy's solve_ivp calls f(t, u))"
+        )
+    k = len(layout.p_shapes)
+    ins = prog.inputs
+    if len(ins) != k + 2 + len(lifted):
+        raise AssertionError(f"a traced right-hand side has {len(ins)} inputs, expected {k + 2 + len(lifted)}")
+    leaf_prog = Program(
+        inputs=(ins[0], *ins[1 : k + 1], *ins[k + 2 :], ins[k + 1]),
+        constvars=prog.constvars,
+        consts=prog.consts,
+        eqns=prog.eqns,
+        outputs=prog.outputs,
+        choices=prog.choices,
+    )
+    code = getattr(getattr(f, "__func__", f), "__code__", None)
+    try:
+        key = (code, layout, _structure(leaf_prog))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None:
+        with _LIFTED_LOCK:
+            hit = _LIFTED.get(key)
+            if hit is not None:
+                _LIFTED.move_to_end(key)
+                return hit
+    sizes = [int(np.prod(np.shape(x))) for x in lifted]
+    n, m = layout.n, layout.m
+    b = Builder()
+    u, q, t = b.new_input((n,), np.float64), b.new_input((m + sum(sizes),), np.float64), b.new_input((), np.float64)
+    pieces, start = [], 0
+    for shape_, dtype in [*((s, np.dtype(np.float64)) for s in layout.p_shapes), *((np.shape(x), np.dtype(x.dtype)) for x in lifted)]:
+        size = int(np.prod(shape_))
+        piece = np.reshape(q[start : start + size], shape_)
+        pieces.append(piece if dtype == np.float64 else convert(piece, dtype))
+        start += size
+    (du,) = eval_program(leaf_prog, np.reshape(u, layout.u_shape), *pieces, t)
+    rhs = RHS(f, b.build([u, q, t], [np.ravel(du)]), n, m + sum(sizes))
+    rhs.leaf_program = leaf_prog
+    if key is not None:
+        with _LIFTED_LOCK:
+            _LIFTED[key] = rhs
+            while len(_LIFTED) > _LIFTED_KEPT:
+                _LIFTED.popitem(last=False)
+    return rhs
+
+
+class _Same:
+    """An object compared by identity in a key: a parameter whose equality is not known to be exact."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
+def _exact(v: Any) -> Any:
+    """``v`` as a hashable key equal only to that of an equal value, bit for bit (-0.0 is not 0.0)."""
+    if isinstance(v, (np.ndarray, np.generic)):
+        a = np.ascontiguousarray(v)
+        data = a.tobytes()
+        if len(data) > 256:
+            import hashlib
+
+            data = hashlib.blake2b(data, digest_size=32).digest()
+        return ("array", a.dtype.str, a.shape, data)
+    if v is None or isinstance(v, (bool, str, bytes)) or type(v) is int:
+        return (type(v).__name__, v)
+    if type(v) is float:
+        return ("float", v.hex())
+    if isinstance(v, np.dtype):
+        return ("dtype", v.str)
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__, tuple(_exact(x) for x in v))
+    if isinstance(v, slice):
+        return ("slice", _exact(v.start), _exact(v.stop), _exact(v.step))
+    if v is Ellipsis:
+        return ("ellipsis",)
+    return _Same(v)
+
+
+def _structure(prog: Program) -> Any:
+    """A key equal for two programs that compute the same thing in the same way: variables by
+    their order of appearance, constants, literals and parameters by value."""
+    ids: dict[int, int] = {}
+
+    def var(v: Var) -> Any:
+        return (ids.setdefault(v.uid, len(ids)), v.aval.shape, v.aval.dtype.str, prog.choices.get(v.uid))
+
+    def atom(a: Any) -> Any:
+        return ("literal", _exact(a.value)) if isinstance(a, Literal) else ids[a.uid]
+
+    parts: list[Any] = [tuple(map(var, prog.inputs)), tuple((var(v), _exact(c)) for v, c in zip(prog.constvars, prog.consts))]
+    for e in prog.eqns:
+        ins = tuple(map(atom, e.inputs))
+        params = tuple(sorted((k, _exact(v)) for k, v in e.params.items()))
+        parts.append((_Same(e.prim), ins, params, tuple(map(var, e.outputs))))
+    parts.append(tuple(map(atom, prog.outputs)))
+    return tuple(parts)
+
+
 class _Directions:
     n: int
     m: int
@@ -233,39 +454,7 @@ class RHS(_Directions):
                 raise TypeError(f"the Julia right-hand side {f!r} takes u and p as vectors; flatten them")
             return JuliaRHS(f, n, m)  # type: ignore[return-value]
         given, f = f, out_of_place(f)
-        try:
-            # integer and boolean arrays in p (labels, masks) are data, constants of the trace
-            traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative, int_arrays_constant=True)
-        except (TypeError, IndexError, ValueError) as exc:
-            if isinstance(exc, TypeError) and layout.p_statics:
-                given = ", ".join(f"{name} = {value!r}" for name, value in zip(layout.p_static_names, layout.p_static_values))
-                raise TypeError(
-                    f"{exc} (while tracing the right-hand side: p's entries that are not numbers reach f as they are, "
-                    f"here {given}: a parameter must be an array of real numbers; a setting such as an activation's "
-                    "name may be a string)"
-                ) from exc
-            if hasattr(exc, "add_note"):  # Python 3.11+
-                exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
-                             "p as given and a scalar t)")
-                if "could not be broadcast" in str(exc) or (isinstance(exc, IndexError) and "only integers, slices" not in str(exc)):
-                    exc.add_note(
-                        f"u has the shape of u0, {layout.u_shape}: check that u0 holds as many states, in the "
-                        "shape, that the right-hand side reads (a column u0 of shape (n, 1) broadcasts unlike a vector)"
-                    )
-                if isinstance(exc, TracerBoolError):
-                    exc.add_note(
-                        "A right-hand side is traced once for every u, p and t, so `if 5 < t < 45:` or `if u[0] > 1:` "
-                        "cannot branch: write np.where((t > 5.0) & (t < 45.0), a, b), and pass the times where it "
-                        "switches as tstops=[5.0, 45.0] so that the solver steps to them"
-                    )
-            raise
-        if traced.draws_random:
-            raise UnsupportedOperationError(
-                f"the right-hand side {getattr(f, '__qualname__', f)!r} draws random numbers: it is traced once "
-                "and evaluated at every solver step, so its draws would be frozen, not new at each step (an "
-                "ODE solver needs a deterministic right-hand side). Draw the noise outside, as a table of "
-                "values in p read with np.interp(t, times, p['noise']), and solve again for new noise"
-            )
+        traced = _trace_rhs(f, layout)
         prog = traced.program
         try:
             per_fn = _RHS.setdefault(f, {})
@@ -285,6 +474,32 @@ class RHS(_Directions):
             rhs.leaf_program = prog
             hit = per_fn[layout] = (prog, rhs)
         return hit[1]
+
+    @staticmethod
+    def trace_lifting(f: Callable[..., Any], layout: Layout) -> tuple["RHS", tuple[Any, ...]]:
+        """``f`` traced as :meth:`trace` does, and the traced values of enclosing traces that it
+        reads: none, or values being differentiated that ``f`` captured from its closure
+        (``lambda u, p, t: -w * u`` inside a loss of ``w``).
+
+        Those are lifted (:class:`pyzygote.tracer.Builder` with ``lift``): they become inputs of
+        the program after p's entries, so the RHS takes ``q = [p, ravel(lifted)...]`` (made by
+        :func:`with_lifted`) of ``layout.m + sum(sizes)`` entries and every derivative with
+        respect to them comes out as one with respect to p's.  They are inputs, never
+        constants: the RHS, kept per program (:func:`_lifted_rhs`), is right for any values.
+        """
+        from pyzygote.julia.functions import is_julia_function
+
+        if is_julia_function(f) or not Builder.tracing():
+            return RHS.trace(f, layout.n, layout.m, layout), ()
+        if not _captures_traced(f):
+            try:
+                return RHS.trace(f, layout.n, layout.m, layout), ()
+            except CapturedTracerError:
+                pass  # read from deeper down (a helper's closure, a container): traced again, lifting
+        traced = _trace_rhs(out_of_place(f), layout, nest=True)
+        if not traced.lifted:  # a captured traced value that f does not read
+            return RHS.trace(f, layout.n, layout.m, layout), ()
+        return _lifted_rhs(f, traced, layout), tuple(traced.lifted)
 
     def switches_at_a_time_set_by_p(self, traced: tuple[bool, ...] | None = None) -> bool:
         """Whether ``f`` compares (or rounds) a value that depends on both ``t`` and ``p``:
@@ -757,21 +972,6 @@ def sensitivity_jacobian(J: Any, k: int) -> Any:
         return dense
     J = csr_matrix(J)
     return block_diag([J, kron(J, identity(k, format="csr"))], format="csc")
-
-
-def check_no_outer_tracers(f: Callable[..., Any]) -> None:
-    """A right-hand side must not capture values traced outside it."""
-    from pyzygote.tracer import Tracer
-
-    for cell in getattr(f, "__closure__", None) or ():
-        try:
-            content = cell.cell_contents
-        except ValueError:
-            continue
-        if isinstance(content, Tracer):
-            raise UnsupportedOperationError(
-                "the right-hand side captures a value that is being differentiated; pass it through p"
-            )
 
 
 _OUT_OF_PLACE: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()

@@ -27,15 +27,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pyzygote.errors import SolverError, UnsupportedOperationError
+from pyzygote.errors import SolverError
 from pyzygote.ir import Aval
 from pyzygote.ode.layout import Layout
-from pyzygote.ode.rhs import RHS
+from pyzygote.ode.rhs import RHS, with_lifted
 from pyzygote.ode.solvers import dense_matrix
 from pyzygote.primitive import Primitive
 from pyzygote.primitives.linalg import solve_p
 from pyzygote.primitives.ode import _check_values, _naming_the_point, _short
-from pyzygote.tracer import Builder, Tracer, as_operand
+from pyzygote.tracer import Tracer, as_operand
 
 __all__ = ["nlsolve", "nlsolve_p", "NLOptions"]
 
@@ -210,43 +210,6 @@ def _residual(f: Callable[..., Any]) -> Callable[..., Any]:
     return residual
 
 
-def _trace(f: Callable[..., Any], layout: Layout) -> tuple[RHS, list[Any]]:
-    """``f`` traced as an RHS of flat ``(u, q, t)``, and the traced values of enclosing traces
-    that ``f`` reads (none, or their arrays appended to p in ``q``)."""
-    residual = _residual(f)
-    try:
-        return RHS.trace(residual, layout.n, layout.m, layout), []
-    except UnsupportedOperationError as exc:
-        if "another trace" not in str(exc):
-            raise
-    # f reads values being differentiated from its closure: traced nested, they become
-    # parameters after p's entries (their derivatives come out through p's rule).
-    from pyzygote.ode.rhs import _as_derivative
-    from pyzygote.tracing import trace
-
-    traced, _ = trace(residual, layout.example_args(), ["u", "p", "t"], output=_as_derivative, nest=True, int_arrays_constant=True)
-    lifted = list(traced.lifted)
-    sizes = [int(np.prod(np.shape(x))) for x in lifted]
-    b = Builder()
-    n, m = layout.n, layout.m
-    u, q, t = b.new_input((n,), np.float64), b.new_input((m + sum(sizes),), np.float64), b.new_input((), np.float64)
-    leaves, start = [], 0
-    for shape in layout.p_shapes:
-        size = int(np.prod(shape))
-        leaves.append(np.reshape(q[start : start + size], shape))
-        start += size
-    extra = []
-    for x, size in zip(lifted, sizes):
-        piece = np.reshape(q[start : start + size], np.shape(x))
-        extra.append(piece if x.dtype == np.float64 else piece.astype(x.dtype))
-        start += size
-    from pyzygote.transforms.evaluate import eval_program
-
-    (r,) = eval_program(traced.program, np.reshape(u, layout.u_shape), *leaves, t, *extra)
-    prog = b.build([u, q, t], [np.ravel(r)])
-    return RHS(f, prog, n, m + sum(sizes)), lifted
-
-
 def _check_u0(u0: Any) -> Any:
     if isinstance(u0, (list, tuple)) or (isinstance(u0, np.ndarray) and u0.dtype == object):
         try:
@@ -313,7 +276,6 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     u0 = _check_u0(u0)
     opts = _check_options(abstol, maxiters)
     layout, u0, q = Layout.of(u0, p)
-    rhs, lifted = _trace(f, layout)
-    if lifted:
-        q = np.concatenate([q, *(np.ravel(x).astype(np.float64) for x in lifted)])
-    return nlsolve_p.bind(u0, q, rhs=rhs, opts=opts)
+    # Values being differentiated that f reads from its closure are parameters after p's entries.
+    rhs, lifted = RHS.trace_lifting(_residual(f), layout)
+    return nlsolve_p.bind(u0, with_lifted(q, lifted), rhs=rhs, opts=opts)

@@ -30,7 +30,7 @@ from pyzygote.errors import NonFiniteODEInputError, SolverError, TracerBoolError
 from pyzygote.ir import Aval, Var
 from pyzygote.ode import forward_memo, sensitivity
 from pyzygote.ode.layout import Layout, constant_entries, leaf_values
-from pyzygote.ode.rhs import RHS, check_no_outer_tracers
+from pyzygote.ode.rhs import RHS, lifted_constant_entries, with_lifted
 from pyzygote.ode.sensitivity import Options
 from pyzygote.ode.solvers import algorithm, check_solver_name, runs_on_numpy
 from pyzygote.primitive import Primitive, Undefined, aval_of, zeros
@@ -531,7 +531,6 @@ def odesolve(
     refuse_unknown_keywords("pz.odesolve", unknown)
     if not callable(f):
         raise TypeError(f"f must be a callable f(u, p, t), got {type(f).__name__}")
-    check_no_outer_tracers(f)
     times = check_times(t)
     if t0 is not None:
         start = _initial_time(t0, times)
@@ -549,7 +548,9 @@ def odesolve(
     layout, u0, p = Layout.of(u0, p)
     leaves = leaf_values(given)
     try:
-        rhs = RHS.trace(f, layout.n, layout.m, layout)
+        # Values being differentiated that f reads from its closure come back as `lifted`:
+        # parameters after p's entries (RHS.trace_lifting), differentiated as p's are.
+        rhs, lifted = RHS.trace_lifting(f, layout)
     except (ValueError, IndexError, TypeError) as exc:
         if given is None and hasattr(exc, "add_note"):  # user testing: a cryptic einsum error
             exc.add_note(
@@ -557,6 +558,10 @@ def odesolve(
                 "if it reads parameters, pass them, pz.odesolve(f, u0, t, p)"
             )
         raise
+    m = layout.m
+    if lifted:
+        p = with_lifted(p, lifted)
+        leaves = (*leaves, *(None,) * len(lifted))
     if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p(tuple(v is None for v in leaves)):
         _warn_switching_time(f)
     if (isinstance(p, Tracer) or isinstance(u0, Tracer)) and rhs.program is not None and rhs.switches_on_the_state():
@@ -567,7 +572,7 @@ def odesolve(
         return layout.states(np.reshape(np.copy(u0), (1, -1)))
     opts = Options(alg, reltol, abstol, maxiters, stops)
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
-    fixed = constant_entries(given, layout) if isinstance(p, Tracer) else ()
+    fixed = constant_entries(given, layout) + lifted_constant_entries(m, lifted) if isinstance(p, Tracer) else ()
     if fixed:
         params["fixed"] = fixed
     if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
