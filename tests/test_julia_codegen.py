@@ -1115,6 +1115,51 @@ def test_emitted_nlsolve_calls_match_the_julia_methods_and_are_fatou_clean(tmp_p
     fatou_check(write_sources(tmp_path, sources))
 
 
+def test_a_right_hand_side_that_captures_differentiated_values_is_emitted_with_them_in_p(tmp_path: Path) -> None:
+    """Values being differentiated that a right-hand side reads from its closure are lifted into
+    its program as parameters after p's (pyzygote.ode.rhs.RHS.trace_lifting): the generated Julia
+    passes ``vcat(p, lifted...)`` as the solve's p, so SciMLSensitivity differentiates them as p.
+    Every emitted ODE call, in the primal and in the derivative programs of each sensealg, has a
+    method of its arity; the flat right-hand side runs in the interpreter as in numpy; all pass fatou."""
+    ext = JULIA_SRC / "ext" / "PyZygoteODEExt.jl"
+    names = ["odesolve", "odesolve_sensitivities", "odesolve_tangent", "odesolve_vjp", "odesolve_hvp", "sensitivity_columns"]
+    methods = {name: _method_arities(ext, f"PyZygote.{name}") for name in names}
+    t = np.linspace(0.0, 1.5, 7)
+
+    def make(sensealg: str) -> Callable[..., Any]:
+        def loss(w: Any, k: Any) -> Any:
+            rhs = lambda u, p, t: np.stack([u[1], -(w[0] * u[0]) * w[1] - p["k"] * u[1]])  # noqa: E731
+            u0 = np.stack([w[0], 0.0 * w[0]])
+            return np.sum(pz.odesolve(rhs, u0, t, {"k": k}, alg="Tsit5", sensealg=sensealg, reltol=1e-8, abstol=1e-8) ** 2)
+
+        return loss
+
+    w, k = np.array([2.0, 1.5]), 0.3
+    primal = pz.make_program(make("adjoint"), w, k)
+    (solve,) = [e for e in primal.eqns if e.prim.name == "odesolve"]
+    rhs = solve.params["rhs"]
+    assert rhs.m == 3 and solve.inputs[1].aval.shape == (3,)  # p's k, then w[0] and w[1]
+    u, q, tt = np.array([0.7, -0.2]), np.array([k, *w]), np.float64(0.4)
+    np.testing.assert_allclose(rhs.program(u, q, tt)[0], [u[1], -(w[0] * u[0]) * w[1] - k * u[1]], rtol=1e-15)
+    sources = {"closure-rhs": check_program(rhs.program, (u, q, tt), "pz_rhs"), "closure-primal": emit_program(primal, "pz_closure").source}
+    for sensealg in ("forward", "adjoint", "backsolve", "auto"):
+        loss = make(sensealg)
+        sources[f"closure-gradient-{sensealg}"] = emit_program(pz.make_program(lambda w, k: pz.gradient(loss, w, k), w, k), "pz_closure_gradient").source
+    hessian = pz.make_program(lambda w: pz.hessian(lambda v: make("adjoint")(v, k), w), w)
+    sources["closure-hessian"] = emit_program(hessian, "pz_closure_hessian").source
+    for label, source in sources.items():
+        if label == "closure-rhs":
+            continue
+        found = 0
+        for name in names:
+            calls = _call_arities(source, f"PyZygote.{name}")
+            assert set(calls) <= methods[name], f"{label}: {name} called with {calls} arguments, methods take {methods[name]}"
+            found += len(calls)
+        assert found, f"{label}: no ODE call"
+        assert "vcat(" in source  # the solve's p: p's entries, then the lifted values
+    fatou_check(write_sources(tmp_path, sources))
+
+
 def test_runtime_solve_problem_passes_what_the_extension_takes() -> None:
     runtime = (Path(pz.__file__).parent / "julia" / "runtime.jl").read_text()
     (call,) = _call_arities(runtime, "PyZygote.solve_problem")
