@@ -280,3 +280,20 @@ def test_an_unused_captured_value_and_plain_calls_take_the_cached_path():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert oscillator_loss("auto")(2.0) == pytest.approx(closed_value(2.0), rel=1e-8)
+
+
+def test_a_right_hand_side_that_is_a_gradient_of_an_energy_with_a_captured_stiffness():
+    """Hamilton's equations from an energy whose stiffness k the right-hand side captures: the inner
+    gradient reads k from two traces out, and the solve differentiates it as a parameter."""
+    from tests.test_nested import T_PENDULUM, pendulum, swing
+
+    def captured(k):
+        def rhs(u, _, t):
+            dq, dp = pz.gradient(lambda q, p: 0.5 * p**2 + k[0] * (1.0 - np.cos(q)), u[0], u[1])
+            return np.stack([dp, -dq])
+
+        return np.sum(pz.odesolve(rhs, np.array([1.0, 0.0]), T_PENDULUM, None, reltol=1e-10, abstol=1e-10)[:, 0] ** 2)
+
+    k = np.array([2.0])
+    np.testing.assert_allclose(pz.gradient(captured, k)[0], pz.gradient(swing, pendulum, k)[1], rtol=1e-12)
+    np.testing.assert_allclose(pz.hessian(captured, k), pz.hessian(lambda k: swing(pendulum, k), k), rtol=1e-10)
