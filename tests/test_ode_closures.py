@@ -297,3 +297,26 @@ def test_a_right_hand_side_that_is_a_gradient_of_an_energy_with_a_captured_stiff
     k = np.array([2.0])
     np.testing.assert_allclose(pz.gradient(captured, k)[0], pz.gradient(swing, pendulum, k)[1], rtol=1e-12)
     np.testing.assert_allclose(pz.hessian(captured, k), pz.hessian(lambda k: swing(pendulum, k), k), rtol=1e-10)
+
+
+def test_a_wrapped_right_hand_side_that_captures_runs_once_per_trace():
+    """pz.nlsolve's f, wrapped as a right-hand side, holds the captured value one closure further
+    down: it is found there, and f is traced once, lifting, not first traced in vain (f ran twice);
+    an in-place right-hand side too."""
+    runs = []
+
+    def loss(w):
+        def f(du, u, p, t):
+            runs.append("ode")
+            du[0] = u[1]
+            du[1] = -w * w * u[0]
+
+        def g(u, _):
+            runs.append("nl")
+            return u - 0.5 * np.sin(u) - w
+
+        return np.sum(pz.odesolve(f, U0, T, alg="Tsit5", **TIGHT)[:, 0] ** 2) + np.sum(pz.nlsolve(g, np.array([1.0])))
+
+    runs.clear()
+    pz.gradient(loss, 2.0)
+    assert runs == ["ode", "nl"]

@@ -18,8 +18,10 @@ array([[-3.]])
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import threading
+import types
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -202,22 +204,29 @@ def _trace_rhs(f: Callable[..., Any], layout: Layout, nest: bool = False) -> Any
 
 
 def _traced_cells(f: Any) -> list[tuple[str, Any]]:
-    """The closure variables of ``f`` (or of the functions it wraps) that hold values of a trace
-    that is running, by name: values being differentiated that ``f`` captured."""
+    """The closure variables of ``f`` that hold values of a trace that is running, by name: values
+    being differentiated that ``f`` captured.  Functions ``f`` closes over (a wrapper's ``f``, a
+    helper) and ``functools.partial``'s function are looked into, three levels deep."""
     found: list[tuple[str, Any]] = []
-    for _ in range(4):
-        if f is None:
-            break
-        code = getattr(f, "__code__", None)
-        names = getattr(code, "co_freevars", ())
-        for i, cell in enumerate(getattr(f, "__closure__", None) or ()):
+    seen: set[int] = set()
+    todo = [(f, 0)]
+    while todo:
+        g, depth = todo.pop()
+        if g is None or id(g) in seen or depth > 3:
+            continue
+        seen.add(id(g))
+        names = getattr(getattr(g, "__code__", None), "co_freevars", ())
+        for i, cell in enumerate(getattr(g, "__closure__", None) or ()):
             try:
                 content = cell.cell_contents
             except ValueError:  # an empty cell
                 continue
             if isinstance(content, Tracer) and Builder.is_active(content._builder):
                 found.append((names[i] if i < len(names) else "?", content))
-        f = getattr(f, "__wrapped__", None) or getattr(f, "func", None)
+            elif isinstance(content, types.FunctionType):
+                todo.append((content, depth + 1))
+        if isinstance(g, functools.partial):
+            todo.append((g.func, depth + 1))
     return found
 
 
