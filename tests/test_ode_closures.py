@@ -128,10 +128,26 @@ def test_every_kind_of_p_with_a_computed_u0(p_kind, sensealg):
     assert gw == pytest.approx((exact(w + h) - exact(w - h)) / (2 * h), rel=1e-6)
 
 
-def test_a_captured_vector_counts_among_the_parameters():
+def test_a_captured_vector_counts_among_the_parameters(monkeypatch):
     """sensealg="auto" and the sensitivity columns see the lifted entries as parameters: a captured
-    vector of 40 rates makes m = 40 + p's."""
+    vector of 40 rates makes m = 40 + p's, and 41 directions of 40 states take the adjoint, where
+    the same rates as constants (not differentiated) leave 1 direction, solved forward."""
+    from pyzygote.ode import sensitivity
+
     rates = np.linspace(0.1, 2.0, 40)
+    chosen = []
+    resolve = sensitivity.resolve_sensealg
+
+    def spy(*args, **kwargs):
+        mode = resolve(*args, **kwargs)
+        if args[1]:  # a solve's choice (odesolve first checks the name with n = 0)
+            chosen.append((args[2], args[3], mode))
+        return mode
+
+    monkeypatch.setattr(sensitivity, "resolve_sensealg", spy)
+    pz.gradient(lambda k: pz.odesolve(lambda u, p, t: -(rates * u) - p[0] * u, np.ones(40), T, k, alg="Tsit5")[-1, 0], np.array([0.5]))
+    assert chosen and all(c == (1, 1, "forward") for c in chosen)
+    chosen.clear()
 
     def loss(r, k):
         rhs = lambda u, p, t: -(r * u) - p[0] * u  # noqa: E731
@@ -141,6 +157,7 @@ def test_a_captured_vector_counts_among_the_parameters():
     (eqn,) = [e for e in prog.eqns if e.prim.name == "odesolve"]
     assert eqn.params["rhs"].m == 41 and eqn.inputs[1].aval.shape == (41,)
     gr, gk = pz.gradient(loss, rates, np.array([0.5]))
+    assert chosen and all(c == (41, 41, "adjoint") for c in chosen)
     np.testing.assert_allclose(gr, -T[-1] * np.exp(-(rates + 0.5) * T[-1]), rtol=1e-8)
     np.testing.assert_allclose(gk, [np.sum(-T[-1] * np.exp(-(rates + 0.5) * T[-1]))], rtol=1e-8)
 
