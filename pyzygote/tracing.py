@@ -447,6 +447,11 @@ def _cell_filled(cell: Any) -> bool:
 
 def _parameter_names(f: Any) -> list[str] | None:
     """The names of ``f``'s positional parameters, for messages (``None`` past ``*args``)."""
+    if type(f) is types.FunctionType and not hasattr(f, "__wrapped__") and not hasattr(f, "__signature__"):
+        # What inspect.signature would say, read from the code object: asked on every call of a
+        # transformation, where inspect's 6 us were a tenth of a small gradient's cost.
+        code = f.__code__
+        return list(code.co_varnames[: code.co_argcount])
     try:
         params = inspect.signature(f).parameters.values()
     except (TypeError, ValueError):

@@ -1428,3 +1428,40 @@ def test_messages_do_not_guess_beyond_what_they_know() -> None:
     with pytest.raises(pz.TracerBoolError) as info:
         pz.grad(stores)(np.ones(2))
     assert "draws random numbers" not in str(info.value) and "np.zeros_like" in str(info.value)
+
+
+def test_parameter_names_read_from_the_code_are_inspects() -> None:
+    """The fast path for plain functions gives what inspect.signature gives (messages name arguments by them)."""
+    import functools
+    import inspect
+
+    from pyzygote.tracing import _parameter_names
+
+    def plain(a, b, c=1.0, *rest, d, **kw):  # type: ignore[no-untyped-def]
+        return a
+
+    def only(a, /, b):  # type: ignore[no-untyped-def]
+        return a
+
+    def closure_maker(k):  # type: ignore[no-untyped-def]
+        def inner(x, y):  # type: ignore[no-untyped-def]
+            z = x * k
+            return z + y
+
+        return inner
+
+    @functools.wraps(only)
+    def wrapper(*args):  # type: ignore[no-untyped-def]
+        return only(*args)
+
+    def by_inspect(f):  # type: ignore[no-untyped-def]
+        names = []
+        for p in inspect.signature(f).parameters.values():
+            if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                break
+            names.append(p.name)
+        return names
+
+    for f in (plain, only, closure_maker(2.0), wrapper, lambda u, p, t: u, lambda *a: a, np.sum):
+        assert _parameter_names(f) == by_inspect(f), f
+    assert by_inspect(wrapper) == ["a", "b"]  # functools.wraps: the wrapped function's names
