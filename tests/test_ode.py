@@ -2318,3 +2318,27 @@ def test_a_starting_state_computed_from_few_parameters_gets_its_gradient_in_forw
     both = lambda q, data: _geotherm_misfit("auto")(q, data) + _geotherm_misfit("auto", alg="auto")(q, data)  # noqa: E731
     pz.withgradient(both, p, data=data)
     assert adjoints
+
+
+def test_a_dense_output_that_is_not_finite_fails_the_solve() -> None:
+    """DOP853 (Vern9) evaluates f again for its interpolation; NaN there is a failed solve, not a NaN row
+    with retcode Success (user testing: a Hill term of a state a hair below 0)."""
+    decay = lambda u, p, t: -p[0] * u  # noqa: E731
+    steps = pz.solve(pz.ODEProblem(decay, u0=[1.0], tspan=(0.0, 10.0), p=[0.5]), alg="Vern9", reltol=1e-6, abstol=1e-8)
+    t0, t1 = steps.t[2], steps.t[3]
+    # f is NaN only in a sliver at 0.1 of one step: where DOP853's extra stage lands, no step stage does
+    a, d = t0 + 0.1 * (t1 - t0), 1e-7 * (t1 - t0)
+    knots, values = np.array([0.0, a - d, a, a + d, 10.0]), np.array([0.0, 0.0, np.nan, 0.0, 0.0])
+    forced = lambda u, p, t: -p[0] * u + np.interp(t, knots, values)  # noqa: E731
+    problem = pz.ODEProblem(forced, u0=[1.0], tspan=(0.0, 10.0), p=[0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        every_step = pz.solve(problem, alg="Vern9", reltol=1e-6, abstol=1e-8)
+        assert every_step.retcode == "Success" and np.allclose(every_step.t, steps.t)  # no step met the sliver
+        saved = pz.solve(problem, alg="Vern9", saveat=[0.5 * (t0 + t1), 10.0], reltol=1e-6, abstol=1e-8)
+        assert saved.retcode == "Unstable" and np.all(np.isfinite(saved.u))
+        with pytest.raises(pz.SolverError, match=r"interpolated near t=.*Vern9's dense output evaluates the right-hand side"):
+            pz.odesolve(forced, np.array([1.0]), np.array([0.0, 0.5 * (t0 + t1), 10.0]), np.array([0.5]), alg="Vern9", reltol=1e-6, abstol=1e-8)
+    # Tsit5's interpolation needs no new evaluations: the same problem solves
+    fine = pz.odesolve(forced, np.array([1.0]), np.array([0.0, 0.5 * (t0 + t1), 10.0]), np.array([0.5]), alg="Tsit5", reltol=1e-8, abstol=1e-10)
+    np.testing.assert_allclose(fine[:, 0], np.exp(-0.5 * np.array([0.0, 0.5 * (t0 + t1), 10.0])), rtol=1e-6)

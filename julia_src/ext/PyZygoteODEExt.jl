@@ -96,6 +96,14 @@ function check_success(sol, nsaved::Integer, prob, alg, options::NamedTuple)
         t = time_reached(prob, alg, options)
         throw(PyZygote.SolverFailure(string(sol.retcode), t))
     end
+    # A saved value interpolated between steps can be NaN while every step stayed finite: the
+    # lazy interpolants of Vern7 and Vern9 evaluate the right-hand side again (user testing
+    # found this with SciPy's DOP853, a Hill term of a state a hair below 0). Not a success.
+    bad = findfirst(u -> !all(isfinite, u), sol.u)
+    if bad !== nothing
+        retcode = "Unstable (NaN or Inf in the solution saved there, with retcode $(sol.retcode))"
+        throw(PyZygote.SolverFailure(retcode, Float64(PyZygote.primal(sol.t[bad]))))
+    end
     return nothing
 end
 
@@ -454,7 +462,14 @@ function PyZygote.solve_problem(
         keep = [s + zero(s) in wanted for s in t]
         t, u = t[keep], u[keep, :]
     end
-    return (t, u, string(sol.retcode), stats)
+    # As in `check_success`: a saved value that is not finite ends the solution there, Unstable
+    # (the NumPy engine stops at it too).
+    retcode = string(sol.retcode)
+    bad = findfirst(i -> !all(isfinite, view(u, i, :)), 1:size(u, 1))
+    if bad !== nothing && SciMLBase.successful_retcode(sol)
+        t, u, retcode = t[1:(bad - 1)], u[1:(bad - 1), :], "Unstable"
+    end
+    return (t, u, retcode, stats)
 end
 
 end # module

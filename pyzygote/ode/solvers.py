@@ -421,6 +421,19 @@ def _lean_dense_lu(solver: Any) -> None:
     solver.lu, solver.solve_lu = lu, solve_lu
 
 
+def _interpolation_not_finite(alg: str, t: float) -> str:
+    # DOP853 (Vern7, Vern9) evaluates the right-hand side again for its dense output, between
+    # accepted steps, where a state may stray outside f's domain although no step did (user
+    # testing: a Hill term x ** n of a state a hair below 0 made a whole saved row NaN while
+    # SciPy reported success).
+    return (
+        f"the solution interpolated near t={t:.6g} is NaN or inf although every step stayed finite: {alg}'s dense "
+        "output evaluates the right-hand side again between steps (SciPy's DOP853 extra stages), and there it was "
+        "not finite, as x ** n is for a state a hair below 0. Guard the right-hand side (np.maximum(x, 0.0) ** n), "
+        "or use a solver whose interpolation needs no new evaluations (alg='Tsit5' or 'DP5')"
+    )
+
+
 def _integrate_span(
     fun: Callable[[float, np.ndarray], np.ndarray],
     t0: float,
@@ -520,6 +533,9 @@ def _integrate_span(
         interp = None
         if dense or (k < len(pending) and (pending[k] - solver.t) * direction <= 0 and pending[k] != solver.t):
             interp = solver.dense_output()
+            if not np.all(np.isfinite(getattr(interp, "F", 0.0))):
+                retcode, message = "Unstable", _interpolation_not_finite(alg, float(solver.t))
+                break
         if dense:
             segments.append(interp)
             seg_ts.append(solver.t)
@@ -528,6 +544,11 @@ def _integrate_span(
             ts.append(tk)
             us.append(np.array(solver.y, dtype=float) if tk == solver.t else np.asarray(interp(tk), dtype=float))
             k += 1
+            if not np.all(np.isfinite(us[-1])):
+                retcode, message = "Unstable", _interpolation_not_finite(alg, tk)
+                break
+        if retcode != "Success":
+            break
         if saveat is None:
             ts.append(float(solver.t))
             us.append(np.array(solver.y, dtype=float))
