@@ -237,6 +237,22 @@ def test_a_singular_jacobian_is_a_solver_error() -> None:
         pz.nlsolve(lambda u, p: u**2 + 1.0, np.array([1.0]))
 
 
+def units(u, p):
+    """Two equations in very different units: a residual in 1e8 of one and 1e-8 of the other.
+    df/du = diag(1e8, 2e-8 u[1]), condition number 3e16, yet nothing about it is singular."""
+    return np.stack([1e8 * (u[0] - p[0]), 1e-8 * (u[1] ** 2 - p[1])])
+
+
+def test_a_badly_scaled_but_regular_jacobian_is_not_called_singular() -> None:
+    p = np.array([3.0, 4.0])
+    np.testing.assert_allclose(pz.nlsolve(units, np.ones(2), p, abstol=1e-30), [3.0, 2.0], rtol=1e-15)
+    (J,) = pz.jacobian(lambda q: pz.nlsolve(units, np.ones(2), q, abstol=1e-30), p)
+    np.testing.assert_allclose(J, [[1.0, 0.0], [0.0, 0.25]], rtol=1e-13, atol=1e-16)
+    # scaling rows and columns does not hide a singular Jacobian
+    with pytest.raises(pz.SolverError, match="singular"):
+        pz.nlsolve(lambda u, q: np.stack([1e8 * (u[0] + u[1] - q[0]), 1e-8 * (u[0] + u[1] - q[1])]), np.ones(2), p)
+
+
 def test_a_root_that_is_not_isolated_is_a_solver_error_not_a_linalg_error() -> None:
     """Started exactly at a root where df/du is singular: the value would be a root, but it has no
     derivative, which np.linalg.solve would refuse with a bare LinAlgError."""
@@ -329,6 +345,14 @@ def test_a_failed_solve_on_julia_is_a_solver_error() -> None:
     singular = lambda q: pz.nlsolve(lambda u, p: u**2 + p, np.array([1.0]), q)[0]  # noqa: E731
     with pytest.raises(pz.SolverError, match="singular"):
         pz.gradient(singular, np.array([1.0]), engine="julia")
+
+
+@pytest.mark.julia
+def test_a_badly_scaled_solve_on_julia_is_not_called_singular() -> None:
+    p = np.array([3.0, 4.0])
+    loss = lambda q: np.sum(pz.nlsolve(units, np.ones(2), q, abstol=1e-30) ** 3)  # noqa: E731
+    assert pz.value_and_grad(loss, engine="julia")(p)[0] == pytest.approx(35.0, rel=1e-14)
+    np.testing.assert_allclose(pz.gradient(loss, p, engine="julia")[0], [27.0, 3.0], rtol=1e-13)
 
 
 def test_julia_nonlinear_solve_failure_becomes_a_solver_error() -> None:

@@ -111,22 +111,36 @@ function _nlsolve(
 end
 
 # ∂f/∂u at `u`, or a NonlinearSolveFailure where it is not finite or singular to working
-# precision (the ratio of its extreme singular values above SINGULAR_CONDITION).
+# precision (the condition number of its scaled rows and columns above SINGULAR_CONDITION).
 function _checked_jacobian(f, u, p, iteration::Int, r, at_root::Bool)
     J = ForwardDiff.jacobian(v -> f(v, p), u)
     place = at_root ? " at the root" : ""
     all(isfinite, J) ||
         throw(_failure("the Jacobian df/du is NaN or inf$place", iteration, r, u))
-    s = LinearAlgebra.svdvals(J)
-    if iszero(maximum(s)) || maximum(s) > SINGULAR_CONDITION * minimum(s)
+    condition = _scaled_condition(J)
+    if !(condition <= SINGULAR_CONDITION)
         why = at_root ?
             "the root is not isolated, and has no derivative in p" :
             "the root is not isolated there, or f does not depend on some entry of u"
         msg = "the Jacobian df/du is singular$place (condition number " *
-            "$(maximum(s) / minimum(s))): $why"
+            "$condition with its rows and columns scaled): $why"
         throw(_failure(msg, iteration, r, u))
     end
     return J
+end
+
+# The condition number of `J` with its rows, then its columns, scaled to a largest magnitude
+# of 1 (Inf where a row or a column is zero), as pyzygote.primitives.nonlinear's
+# `scaled_condition`: equations and unknowns in different units scale them, which changes
+# `cond(J)` but neither whether `J` is singular nor the accuracy of the LU solve.
+function _scaled_condition(J::AbstractMatrix)
+    rows = vec(maximum(abs, J; dims = 2))
+    all(>(0), rows) || return Inf
+    S = J ./ rows
+    cols = vec(maximum(abs, S; dims = 1))
+    all(>(0), cols) || return Inf
+    s = LinearAlgebra.svdvals(S ./ permutedims(cols))
+    return iszero(minimum(s)) ? Inf : Float64(maximum(s) / minimum(s))
 end
 
 # The point along `step` from `u` (and f there) where 0.5 |f|² has decreased enough.

@@ -56,7 +56,8 @@ STEP_EPS = 4.0
 HALVINGS = 30
 # Armijo's sufficient decrease of 0.5 |f|^2: a fraction of what the linear model promises.
 ARMIJO = 1e-4
-# A Jacobian whose condition number exceeds this is singular to working precision.
+# A Jacobian whose condition number, its rows and columns scaled, exceeds this is singular to
+# working precision.
 SINGULAR_CONDITION = 1e14
 
 
@@ -96,19 +97,35 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
     raise AssertionError("unreachable: the last iteration returns or raises")
 
 
+def scaled_condition(J: np.ndarray) -> float:
+    """The condition number (ratio of extreme singular values) of ``J`` with its rows, then its
+    columns, scaled to a largest magnitude of 1; inf where a row or a column is zero.  Equations
+    and unknowns in different units (``1e8 * (u[0] - p[0])`` beside ``1e-8 * u[1]``) scale them,
+    which changes ``J``'s own condition number but neither whether it is singular nor the
+    accuracy of Newton's LU solve, so the singularity test uses this one."""
+    rows = np.max(np.abs(J), axis=1)
+    if not np.all(rows > 0):
+        return np.inf
+    S = J / rows[:, None]
+    cols = np.max(np.abs(S), axis=0)
+    if not np.all(cols > 0):
+        return np.inf
+    s = np.linalg.svd(S / cols[None, :], compute_uv=False)
+    return float(s[0] / s[-1]) if s[-1] > 0 else np.inf
+
+
 def _checked_jacobian(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.ndarray, at_root: bool) -> np.ndarray:
     """``df/du`` at ``u``, or a SolverError where it is not finite or singular to working precision
-    (its condition number, the ratio of its extreme singular values, above SINGULAR_CONDITION)."""
+    (the condition number of its scaled rows and columns, :func:`scaled_condition`, above
+    SINGULAR_CONDITION)."""
     J = dense_matrix(rhs.jacobian_u(u, p, 0.0))
     where = " at the root" if at_root else ""
     if not np.all(np.isfinite(J)):
         raise _failed(f"the Jacobian df/du is NaN or inf{where}", iteration, u, r)
-    s = np.linalg.svd(J, compute_uv=False)
-    if s[0] == 0.0 or s[0] > SINGULAR_CONDITION * s[-1]:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            condition = s[0] / s[-1]
+    condition = scaled_condition(J)
+    if not condition <= SINGULAR_CONDITION:
         why = "the root is not isolated, and has no derivative in p" if at_root else "the root is not isolated there, or f does not depend on some entry of u"
-        raise _failed(f"the Jacobian df/du is singular{where} (condition number {condition:.3g}): {why}", iteration, u, r)
+        raise _failed(f"the Jacobian df/du is singular{where} (condition number {condition:.3g} with its rows and columns scaled): {why}", iteration, u, r)
     return J
 
 
