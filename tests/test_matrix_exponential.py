@@ -168,6 +168,41 @@ def test_frechet_of_a_direction_far_larger_than_the_matrix() -> None:
     np.testing.assert_array_equal(expm_frechet_p.impl(a, np.zeros_like(a)), np.zeros_like(a))
 
 
+def _near_zero_frechet(a: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """L(A, E) = E + (A E + E A) / 2 + O(|A|^2 |E|), exact to rounding for |A| below 1e-15."""
+    a64, e64 = a.astype(np.float64), e.astype(np.float64)
+    return e64 + (a64 @ e64 + e64 @ a64) / 2
+
+
+@pytest.mark.parametrize(
+    ("dtype", "size_a", "size_e"),
+    [(np.float32, 1e-30, 1e20), (np.float32, 1e-20, 1e19), (np.float64, 1e-200, 1e200), (np.float64, 1e-300, 1e10)],
+)
+def test_frechet_of_a_tiny_matrix_along_a_huge_direction(dtype: Any, size_a: float, size_e: float) -> None:
+    """|A| / |E| as the scale underflowed to 0 (1e-30 / 1e20 in float32, 1e-200 / 1e200 in
+    float64: NaN); the other two cases passed before and are kept as controls."""
+    a = (size_a * np.array([[1.0, 2.0], [0.0, 1.0]])).astype(dtype)
+    e = (size_e * np.array([[1.0, 0.0], [3.0, 1.0]])).astype(dtype)
+    got = expm_frechet_p.impl(a, e)
+    assert got.dtype == dtype
+    rtol = 4 * np.finfo(dtype).eps
+    np.testing.assert_allclose(got, _near_zero_frechet(a, e), rtol=rtol, atol=rtol * size_e * 1e-9)
+    # the gradient of a loss that weighs the exponential heavily, at a nearly zero matrix: ~ the weights
+    w = (size_e * np.array([[1.0, -2.0], [0.5, 1.0]])).astype(dtype)
+    (g,) = pz.gradient(lambda x: np.sum(w * pz.expm(x)), a)
+    np.testing.assert_allclose(g, _near_zero_frechet(a.T, w), rtol=rtol, atol=rtol * size_e * 1e-9)
+
+
+def test_frechet_along_a_subnormal_direction_is_not_nan() -> None:
+    """|A| / |E| overflowed float32 (to inf: NaN) for a direction of subnormal numbers."""
+    a = A3.astype(np.float32)
+    e = np.full((3, 3), 1e-44, np.float32)
+    got = expm_frechet_p.impl(a, e)
+    want = scipy.linalg.expm_frechet(A3, np.full((3, 3), 1.0), compute_expm=False) * 1e-44
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=0.2, atol=3e-45)  # subnormal numbers: a few significant bits
+
+
 # --- a compartment model, against the ODE it solves ------------------------------------------------
 TIMES = np.array([0.25, 1.0, 2.5, 4.0])
 DOSE = np.array([1.0, 0.0, 0.0])
@@ -268,6 +303,16 @@ def test_julia_engine_agrees_on_the_compartment_model() -> None:
         got = getattr(pz, what)(loss_by_expm, k, engine="julia")
         want = getattr(pz, what)(loss_by_expm, k, engine="numpy")
         np.testing.assert_allclose(np.asarray(got[0] if what == "gradient" else got), np.asarray(want[0] if what == "gradient" else want), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.julia
+def test_julia_engine_differentiates_a_tiny_matrix_along_a_huge_cotangent() -> None:
+    for dtype, size_a, size_w in ((np.float32, 1e-30, 1e20), (np.float64, 1e-200, 1e200)):
+        a = (size_a * np.array([[1.0, 2.0], [0.0, 1.0]])).astype(dtype)
+        w = (size_w * np.array([[1.0, -2.0], [0.5, 1.0]])).astype(dtype)
+        (g,) = pz.gradient(lambda x: np.sum(w * pz.expm(x)), a, engine="julia")
+        rtol = 4 * np.finfo(dtype).eps
+        np.testing.assert_allclose(g, _near_zero_frechet(a.T, w), rtol=rtol, atol=rtol * size_w * 1e-9)
 
 
 @pytest.mark.julia

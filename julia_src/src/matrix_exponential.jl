@@ -27,7 +27,7 @@ expm(A::AbstractArray{<:Real}) = _matrices(_expm_matrix, A)
 The Fréchet derivative `L(A, E)` of [`expm`](@ref) at `A` in the direction `E` (of `A`'s
 size), for each matrix: `exp(A + h E) = exp(A) + h L(A, E) + O(h²)`, computed as the
 top-right block of `exp([A E; 0 A])` (Higham, *Functions of Matrices*, 2008, eq. 3.16) with
-`E` scaled to the 1-norm of `A` first (`L` is linear in `E`; a large `E` would make scaling
+`E` scaled by a power of two to the 1-norm of `A` (at least 1) first (`L` is linear in `E`; a large `E` would make scaling
 and squaring halve the block matrix more often than `A` needs). numpy's
 `scipy.linalg.expm_frechet(A, E, compute_expm = false)` for one matrix.
 """
@@ -77,12 +77,18 @@ function _frechet_matrix(A::AbstractMatrix, E::AbstractMatrix)
     return _expm_matrix(M)[1:n, (n + 1):(2n)] ./ s
 end
 
-# A plain number (the values of any duals), so that `L(A, s E) / s` is `L(A, E)` exactly in
-# the partials too; 1 where either norm is zero or not finite.
+# The power of two that brings the 1-norm of `E` near `max(|A|, 1)`, as the NumPy engine's
+# `_direction_scales`: a plain number (the values of any duals), so that `L(A, s E) / s` is
+# `L(A, E)` exactly, in the partials too; 1 where `E` is zero or a norm is not finite. Its
+# exponent stays inside the normal range, so neither `s` nor `s E` underflows to zero or
+# overflows (`|A| / |E|` did for `|A| = 1e-30`, `|E| = 1e20` in Float32: NaN).
 function _direction_scale(A::AbstractMatrix, E::AbstractMatrix)
     a = LinearAlgebra.opnorm(primal.(A), 1)
     e = LinearAlgebra.opnorm(primal.(E), 1)
-    return a > 0 && e > 0 && isfinite(a) && isfinite(e) ? a / e : one(a)
+    (e > 0 && isfinite(a) && isfinite(e)) || return one(a)
+    F = typeof(a)
+    k = exponent(max(a, one(a))) - exponent(e)
+    return ldexp(one(a), clamp(k, exponent(floatmin(F)) + 2, exponent(floatmax(F)) - 2))
 end
 
 # Each matrix transposed: numpy's `swapaxes(A, -1, -2)`.

@@ -18,9 +18,9 @@ two primitives, each order doubling the size of the matrices it exponentiates.
 
 ``expm_frechet`` is computed by the same identity, ``L(A, E) = expm(M)[:n, n:]`` (Higham,
 Functions of Matrices, 2008, eq. 3.16; scipy's ``expm_frechet(..., method='blockEnlarge')``),
-with ``E`` first scaled to the 1-norm of ``A``: ``L`` is linear in ``E``, and a large ``E``
-would make scaling and squaring halve ``M`` more often than ``A`` needs (1e-13 relative error
-instead of 1e-15 for ``|E| = 1e8 |A|``).  It takes batches, which scipy's ``expm`` does and
+with ``E`` first scaled by a power of two to the 1-norm of ``A`` (at least 1): ``L`` is linear
+in ``E``, and a large ``E`` would make scaling and squaring halve ``M`` more often than ``A``
+needs (1e-13 relative error instead of 1e-15 for ``|E| = 1e8 |A|``).  It takes batches, which scipy's ``expm`` does and
 its ``expm_frechet`` does not.
 
 >>> import numpy as np, pyzygote as pz
@@ -99,16 +99,27 @@ def _one_norms(x: np.ndarray) -> np.ndarray:
     return np.abs(x).sum(axis=-2).max(axis=-1, initial=0.0)
 
 
+def _direction_scales(a: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """For each matrix, the power of two that brings the 1-norm of ``E`` near ``max(|A|, 1)``
+    (1 where ``E`` is zero or a norm is not finite): multiplying and dividing by it is exact,
+    and its exponent is kept inside the normal range of the dtype, so that neither the scale
+    nor ``E`` times it underflows to zero or overflows (``|A| = 1e-30``, ``|E| = 1e20`` in
+    float32 gave NaN when the scale was ``|A| / |E|``)."""
+    norm_a, norm_e = _one_norms(a), _one_norms(e)
+    ok = (norm_e > 0) & np.isfinite(norm_a) & np.isfinite(norm_e)
+    info = np.finfo(a.dtype)
+    k = np.frexp(np.maximum(np.where(ok, norm_a, 1.0), 1.0))[1] - np.frexp(np.where(ok, norm_e, 1.0))[1]
+    k = np.clip(k, info.minexp + 2, info.maxexp - 3)  # exponents -1020..1021 (float32: -124..125)
+    return np.ldexp(np.ones((), a.dtype), np.where(ok, k, 0)).astype(a.dtype, copy=False)
+
+
 @expm_frechet_p.def_impl
 def _expm_frechet_impl(a: Any, e: Any) -> Any:
     import scipy.linalg
 
     a, e = np.asarray(a), np.asarray(e)
     n = a.shape[-1]
-    norm_a, norm_e = _one_norms(a), _one_norms(e)
-    with np.errstate(all="ignore"):
-        scale = np.where((norm_a > 0) & (norm_e > 0) & np.isfinite(norm_a) & np.isfinite(norm_e), norm_a / np.where(norm_e > 0, norm_e, 1.0), 1.0)
-    scale = scale.astype(a.dtype)[..., None, None]
+    scale = _direction_scales(a, e)[..., None, None]
     m = np.zeros(a.shape[:-2] + (2 * n, 2 * n), a.dtype)
     m[..., :n, :n] = a
     m[..., n:, n:] = a
