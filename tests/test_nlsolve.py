@@ -300,6 +300,30 @@ def test_bad_arguments_are_refused_before_solving() -> None:
         pz.nlsolve(ok, np.ones(1), reltol=1e-8)
 
 
+def test_mistakes_in_f_are_told_in_terms_of_f_u_p_not_of_an_ode() -> None:
+    """f is traced by the ODE machinery (as f(u, p, t)); its notes spoke of right-hand sides, t,
+    tstops and solver steps."""
+
+    def notes(exc: BaseException) -> str:
+        return "\n".join(getattr(exc, "__notes__", []))
+
+    with pytest.raises(TypeError, match="takes 1 positional argument") as info:
+        pz.nlsolve(lambda u: u - 1.0, np.ones(2))
+    assert "pz.nlsolve traced f as f(u, p) with u of shape (2,)" in notes(info.value)
+    assert "right-hand side" not in notes(info.value) and "scalar t" not in notes(info.value)
+    with pytest.raises(pz.TracerBoolError) as info:
+        pz.nlsolve(lambda u, p: u - 1.0 if u[0] > 0 else u, np.ones(2))
+    assert "f of pz.nlsolve is traced once for every u and p" in notes(info.value)
+    assert "tstops" not in notes(info.value)
+    with pytest.raises(IndexError) as info:
+        pz.nlsolve(lambda u, p: u[5] - 1.0, np.ones(2))
+    assert "as many unknowns as f of pz.nlsolve reads" in notes(info.value)
+    with pytest.raises(pz.UnsupportedOperationError, match="f of pz.nlsolve, '<lambda>', draws random numbers: .* every Newton iteration"):
+        pz.grad(lambda a: pz.nlsolve(lambda u, p: u - a * np.random.rand(2), np.ones(2))[0])(1.0)
+    with pytest.raises(TypeError, match=r"f of pz.nlsolve returned booleans \(a comparison"):
+        pz.nlsolve(lambda u, p: u > 1.0, np.ones(2))
+
+
 # --- the Julia engine ----------------------------------------------------------------------------
 @pytest.mark.julia
 def test_values_gradients_and_hessians_agree_across_engines() -> None:

@@ -166,7 +166,10 @@ def _as_derivative(du: Any) -> Any:
 def _trace_rhs(f: Callable[..., Any], layout: Layout, nest: bool = False) -> Any:
     """``f(u, p, t)`` traced at the shapes of ``layout`` (:func:`pyzygote.tracing.trace`), with
     notes on what went wrong; with ``nest``, inside the enclosing trace, whose values that ``f``
-    reads become ``lifted``."""
+    reads become ``lifted``.  The residual of :func:`pyzygote.nlsolve` (a wrapper marked
+    ``_pz_nlsolve``) gets notes about ``f(u, p)`` and Newton's method, not about ODEs."""
+    nonlinear = getattr(f, "_pz_nlsolve", False)
+    what = "f of pz.nlsolve" if nonlinear else "the right-hand side"
     try:
         # integer and boolean arrays in p (labels, masks) are data, constants of the trace
         traced, _ = trace(f, layout.example_args(), ["u", "p", "t"], output=_as_derivative, int_arrays_constant=True, nest=nest)
@@ -174,26 +177,40 @@ def _trace_rhs(f: Callable[..., Any], layout: Layout, nest: bool = False) -> Any
         if isinstance(exc, TypeError) and layout.p_statics:
             shown = ", ".join(f"{name} = {value!r}" for name, value in zip(layout.p_static_names, layout.p_static_values))
             raise TypeError(
-                f"{exc} (while tracing the right-hand side: p's entries that are not numbers reach f as they are, "
+                f"{exc} (while tracing {what}: p's entries that are not numbers reach f as they are, "
                 f"here {shown}: a parameter must be an array of real numbers; a setting such as an activation's "
                 "name may be a string)"
             ) from exc
         if hasattr(exc, "add_note"):  # Python 3.11+
-            exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
-                         "p as given and a scalar t)")
+            if nonlinear:
+                exc.add_note(f"(pz.nlsolve traced f as f(u, p) with u of shape {layout.u_shape} and p as given)")
+            else:
+                exc.add_note(f"(pyzygote traced the right-hand side as f(u, p, t) with u of shape {layout.u_shape}, "
+                             "p as given and a scalar t)")
             if "could not be broadcast" in str(exc) or (isinstance(exc, IndexError) and "only integers, slices" not in str(exc)):
                 exc.add_note(
-                    f"u has the shape of u0, {layout.u_shape}: check that u0 holds as many states, in the "
+                    f"u has the shape of u0, {layout.u_shape}: check that u0 holds as many unknowns as f of pz.nlsolve reads"
+                    if nonlinear
+                    else f"u has the shape of u0, {layout.u_shape}: check that u0 holds as many states, in the "
                     "shape, that the right-hand side reads (a column u0 of shape (n, 1) broadcasts unlike a vector)"
                 )
             if isinstance(exc, TracerBoolError):
                 exc.add_note(
-                    "A right-hand side is traced once for every u, p and t, so `if 5 < t < 45:` or `if u[0] > 1:` "
+                    "f of pz.nlsolve is traced once for every u and p, so `if u[0] > 1:` cannot branch: write "
+                    "np.where(u[0] > 1.0, a, b)"
+                    if nonlinear
+                    else "A right-hand side is traced once for every u, p and t, so `if 5 < t < 45:` or `if u[0] > 1:` "
                     "cannot branch: write np.where((t > 5.0) & (t < 45.0), a, b), and pass the times where it "
                     "switches as tstops=[5.0, 45.0] so that the solver steps to them"
                 )
         raise
     if traced.draws_random:
+        if nonlinear:
+            raise UnsupportedOperationError(
+                f"f of pz.nlsolve, {getattr(f, '__qualname__', f)!r}, draws random numbers: it is traced once and "
+                "evaluated at every Newton iteration, so its draws would be frozen, the same at each (Newton needs a "
+                "deterministic f). Draw them outside and pass them in p"
+            )
         raise UnsupportedOperationError(
             f"the right-hand side {getattr(f, '__qualname__', f)!r} draws random numbers: it is traced once "
             "and evaluated at every solver step, so its draws would be frozen, not new at each step (an "

@@ -212,6 +212,10 @@ def _residual(f: Callable[..., Any]) -> Callable[..., Any]:
         if r is None or isinstance(r, (dict, str, set)):
             raise TypeError(f"f of pz.nlsolve returned {r!r}; it must return the residual f(u, p), an array shaped like u0")
         r = as_operand(r)
+        kind = np.dtype(r.dtype).kind
+        if kind not in "fiu":
+            what = {"b": "booleans (a comparison? see np.where)", "c": "complex numbers (pyzygote solves real systems: split them into real and imaginary parts)"}
+            raise TypeError(f"f of pz.nlsolve returned {what.get(kind, f'an array of {r.dtype}')}; it must return the residual f(u, p) as real numbers shaped like u0")
         if tuple(np.shape(r)) != tuple(np.shape(u)):
             raise ValueError(
                 f"f of pz.nlsolve returned shape {tuple(np.shape(r))}, expected {tuple(np.shape(u))}, the shape of u0: "
@@ -220,6 +224,7 @@ def _residual(f: Callable[..., Any]) -> Callable[..., Any]:
         return r
 
     residual.__name__ = residual.__qualname__ = getattr(f, "__name__", "f")
+    residual._pz_nlsolve = True  # type: ignore[attr-defined]  # its tracing errors speak of f(u, p), not of an ODE
     try:
         _RESIDUALS[f] = residual
     except TypeError:
