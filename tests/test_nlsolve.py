@@ -237,6 +237,17 @@ def test_a_singular_jacobian_is_a_solver_error() -> None:
         pz.nlsolve(lambda u, p: u**2 + 1.0, np.array([1.0]))
 
 
+def test_the_root_is_float64_and_gradients_take_the_arguments_type() -> None:
+    """As the README says (pins documented behaviour): Newton runs in float64."""
+    p32 = np.array([4.0, 9.0], np.float32)
+    u = pz.nlsolve(square, np.ones(2, np.float32), p32)
+    assert u.dtype == np.float64
+    np.testing.assert_array_equal(u, [2.0, 3.0])
+    (g,) = pz.gradient(lambda q: np.sum(pz.nlsolve(square, np.ones(2, np.float32), q)), p32)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, [0.25, 1.0 / 6.0], rtol=1e-7)
+
+
 def units(u, p):
     """Two equations in very different units: a residual in 1e8 of one and 1e-8 of the other.
     df/du = diag(1e8, 2e-8 u[1]), condition number 3e16, yet nothing about it is singular."""
