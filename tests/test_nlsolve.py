@@ -208,6 +208,27 @@ def test_residuals_too_large_for_abstol_converge_by_the_step_size_test() -> None
     assert u[0] == pytest.approx(np.sqrt(2.0), rel=4e-16)
 
 
+def test_an_entry_converging_to_zero_beside_large_residuals_converges() -> None:
+    """Root (sqrt(p), 0) with residuals of 1e10: rounding keeps |f| near 1e-6, and u[1] converges
+    to a tiny number whose Newton steps are as small as itself, so the entrywise step test never
+    passed and the line search failed; a step below rounding of the largest |u| now ends it."""
+
+    def f(u, p):
+        return np.stack([1e10 * (u[0] ** 2 - p[0]) + u[1], u[1] - 1e-3 * (u[0] ** 2 - p[0])])
+
+    u = pz.nlsolve(f, np.array([1.0, 1.0]), np.array([2.0]))
+    assert u[0] == pytest.approx(np.sqrt(2.0), rel=4e-16)
+    assert abs(u[1]) < 1e-25
+    (J,) = pz.jacobian(lambda q: pz.nlsolve(f, np.array([1.0, 1.0]), q), np.array([2.0]))
+    np.testing.assert_allclose(J, [[0.5 / np.sqrt(2.0)], [0.0]], rtol=1e-13, atol=1e-15)
+
+
+def test_no_decrease_along_a_step_that_is_not_negligible_is_a_solver_error() -> None:
+    # u^2 - 1e30 from 1: the Newton step of 5e29 halved 30 times still overshoots
+    with pytest.raises(pz.SolverError, match=r"no decrease of \|f\| along the Newton step, halved 30 times .*too far from the root"):
+        pz.nlsolve(square, np.array([1.0]), np.array([1e30]))
+
+
 def test_abstol_is_the_largest_residual_accepted() -> None:
     # Newton from 10 on u^2 - 2: a loose abstol stops before the root is exact.
     loose = pz.nlsolve(square, np.array([10.0]), np.array([2.0]), abstol=1e-2)
@@ -388,6 +409,17 @@ def test_a_badly_scaled_solve_on_julia_is_not_called_singular() -> None:
     loss = lambda q: np.sum(pz.nlsolve(units, np.ones(2), q, abstol=1e-30) ** 3)  # noqa: E731
     assert pz.value_and_grad(loss, engine="julia")(p)[0] == pytest.approx(35.0, rel=1e-14)
     np.testing.assert_allclose(pz.gradient(loss, p, engine="julia")[0], [27.0, 3.0], rtol=1e-13)
+
+
+@pytest.mark.julia
+def test_an_entry_converging_to_zero_converges_on_julia_too() -> None:
+    def f(u, p):
+        return np.stack([1e10 * (u[0] ** 2 - p[0]) + u[1], u[1] - 1e-3 * (u[0] ** 2 - p[0])])
+
+    (J,) = pz.jacobian(lambda q: pz.nlsolve(f, np.array([1.0, 1.0]), q), np.array([2.0]), engine="julia")
+    np.testing.assert_allclose(J, [[0.5 / np.sqrt(2.0)], [0.0]], rtol=1e-13, atol=1e-15)
+    with pytest.raises(pz.SolverError, match="halved 30 times"):
+        pz.gradient(lambda q: pz.nlsolve(square, np.array([1.0]), q)[0], np.array([1e30]), engine="julia")
 
 
 def test_julia_nonlinear_solve_failure_becomes_a_solver_error() -> None:

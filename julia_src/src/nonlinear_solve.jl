@@ -105,7 +105,18 @@ function _nlsolve(
         converged && return u
         step = -(J \ r)
         all(abs.(step) .<= STEP_EPS * eps(Float64) .* abs.(u)) && return u
-        u, r = _line_search(f, p, u, r, step, iteration)
+        found = _line_search(f, p, u, r, step, iteration)
+        if found === nothing
+            # No decrease along a step below rounding of the largest entry: |f| is at its
+            # rounding floor, while an entry converging to 0 keeps the entrywise test above
+            # from ever passing (its steps are as small as itself).
+            maximum(abs, step) <= STEP_EPS * eps(Float64) * maximum(abs, u) && return u
+            msg = "the line search found no decrease of |f| along the Newton step, halved 30 " *
+                "times (a local minimum of |f| that is not a root, a start u0 too far from " *
+                "the root for Newton's step, or abstol below what rounding allows)"
+            throw(_failure(msg, iteration, r, u))
+        end
+        u, r = found
     end
     throw(ErrorException("unreachable: the last iteration returns or throws"))
 end
@@ -143,7 +154,8 @@ function _scaled_condition(J::AbstractMatrix)
     return iszero(minimum(s)) ? Inf : Float64(maximum(s) / minimum(s))
 end
 
-# The point along `step` from `u` (and f there) where 0.5 |f|² has decreased enough.
+# The point along `step` from `u` (and f there) where 0.5 |f|² has decreased enough, or
+# `nothing` where it has not (a NonlinearSolveFailure where f was not finite all along).
 function _line_search(f, p, u, r, step, iteration::Int)
     merit = sum(abs2, r) / 2
     t = 1.0
@@ -164,9 +176,7 @@ function _line_search(f, p, u, r, step, iteration::Int)
             r,
             u,
         ))
-    msg = "the line search found no decrease of |f| along the Newton step (a local minimum " *
-        "of |f| that is not a root, or abstol below what rounding allows)"
-    throw(_failure(msg, iteration, r, u))
+    return nothing
 end
 
 function _failure(reason::String, iteration::Int, r, u)

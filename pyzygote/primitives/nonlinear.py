@@ -93,7 +93,22 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
         step = np.linalg.solve(J, -r)
         if np.all(np.abs(step) <= STEP_EPS * np.finfo(float).eps * np.abs(u)):
             return u  # the step-size test: u cannot move in float64
-        u, r = _line_search(rhs, p, u, r, step, iteration)
+        found = _line_search(rhs, p, u, r, step, iteration)
+        if found is None:
+            if np.max(np.abs(step)) <= STEP_EPS * np.finfo(float).eps * np.max(np.abs(u)):
+                # No decrease along a step below rounding of the largest entry: |f| is at its
+                # rounding floor, while an entry converging to 0 keeps the entrywise test above
+                # from ever passing (its steps are as small as itself).
+                return u
+            raise _failed(
+                "the line search found no decrease of |f| along the Newton step, halved 30 times (a local minimum of "
+                "|f| that is not a root, a start u0 too far from the root for Newton's step, or abstol below what "
+                "rounding allows)",
+                iteration,
+                u,
+                r,
+            )
+        u, r = found
     raise AssertionError("unreachable: the last iteration returns or raises")
 
 
@@ -129,9 +144,10 @@ def _checked_jacobian(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r:
     return J
 
 
-def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np.ndarray, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np.ndarray, iteration: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The point along ``step`` from ``u``, and f there, where ``0.5 |f|^2`` has decreased by
-    Armijo's rule, halving the step up to HALVINGS times."""
+    Armijo's rule, halving the step up to HALVINGS times; None where it has not (a SolverError
+    where f was NaN or inf all along)."""
     merit = 0.5 * float(r @ r)
     t = 1.0
     finite = False
@@ -145,13 +161,7 @@ def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np
         t *= 0.5
     if not finite:
         raise _failed("f is NaN or inf along the whole Newton step, down to 2^-30 of it", iteration, u, r)
-    raise _failed(
-        "the line search found no decrease of |f| along the Newton step (a local minimum of |f| that is not a "
-        "root, or abstol below what rounding allows)",
-        iteration,
-        u,
-        r,
-    )
+    return None
 
 
 @nlsolve_p.def_impl
