@@ -973,22 +973,48 @@ def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
         raise instead from exc
 
 
-# SciPy's C wrappers of MINPACK (fsolve, leastsq) print the error a callback raised with
-# PyErr_Print, that is through sys.excepthook, before raising their own: a traced value that a
-# callback returns printed a TracerBoolError traceback to stderr before the error pyzygote raises
-# for the SciPy call (user testing). While a thread traces, an exception caused by a TracerBoolError
-# is not printed by the hook; every other exception, and any outside tracing, reaches the hook
-# that was there.
+# SciPy's C wrappers of MINPACK (fsolve, leastsq; other C wrappers alike) print the error a
+# callback raised with PyErr_Print before raising their own: a traced value that a callback returns
+# printed a TracerBoolError traceback to stderr before the error pyzygote raises for the SciPy call
+# (user testing).  PyErr_Print raises the audit event "sys.excepthook" before calling the hook, and
+# skips the hook when an audit hook raises a RuntimeError (documented with sys.excepthook).  So an
+# audit hook, added when the first TracerBoolError is made (no cost before), keeps quiet about an
+# exception caused by a TracerBoolError in a thread that is tracing; everything else is printed as
+# ever.  sys.excepthook itself is never replaced: swapping it process-wide while tracing lost a hook
+# that a library installed meanwhile, and recursed forever when that hook chained to the swapped one.
 _tracing_here = threading.local()
-_hook_lock = threading.Lock()
-_hook_users = 0
-_hook_before: Any = None
+_audit_lock = threading.Lock()
+_audit_added = False
 
 
-def _quiet_excepthook(etype: Any, value: Any, tb: Any) -> None:
-    if getattr(_tracing_here, "depth", 0) and _caused_by_a_tracer(value):
+class _Unprinted(RuntimeError):
+    """Raised by the audit hook to skip sys.excepthook (CPython clears it; never seen)."""
+
+
+def _quiet_audit(event: str, args: Any) -> None:
+    if event != "sys.excepthook" or not getattr(_tracing_here, "depth", 0):
         return
-    (_hook_before or sys.__excepthook__)(etype, value, tb)
+    if len(args) < 3 or not _caused_by_a_tracer(args[2]):
+        return
+    # PyErr_Print also kept the error as sys.last_value, holding the trace's frames and tracers.
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            try:
+                delattr(sys, name)
+            except AttributeError:
+                pass
+    raise _Unprinted("a callback's error about a traced value, which pyzygote reports itself")
+
+
+def quiet_printed_tracer_errors() -> None:
+    """Add the audit hook described above, once per process."""
+    global _audit_added
+    if _audit_added:
+        return
+    with _audit_lock:
+        if not _audit_added:
+            sys.addaudithook(_quiet_audit)
+            _audit_added = True
 
 
 def _caused_by_a_tracer(exc: BaseException | None) -> bool:
@@ -1003,23 +1029,13 @@ def _caused_by_a_tracer(exc: BaseException | None) -> bool:
 
 @contextlib.contextmanager
 def _callback_errors_unprinted() -> Any:
-    global _hook_users, _hook_before
+    """Mark this thread as tracing (a count: traces nest), for the audit hook."""
     depth = getattr(_tracing_here, "depth", 0)
-    if depth == 0:
-        with _hook_lock:
-            if _hook_users == 0 and sys.excepthook is not _quiet_excepthook:
-                _hook_before, sys.excepthook = sys.excepthook, _quiet_excepthook
-            _hook_users += 1
     _tracing_here.depth = depth + 1
     try:
         yield
     finally:
         _tracing_here.depth = depth
-        if depth == 0:
-            with _hook_lock:
-                _hook_users -= 1
-                if _hook_users == 0 and sys.excepthook is _quiet_excepthook:
-                    sys.excepthook, _hook_before = _hook_before, None
 
 
 def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
