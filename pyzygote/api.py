@@ -884,13 +884,20 @@ def _warn_if_data_positional(f: Any, traced: Traced, arrays: Sequence[Any], owne
     fname = "f" if not fname.isidentifier() else fname  # a lambda's "<lambda>"
     # f's own parameter names ("x (argument 1)"), for the keyword form of the call
     params = [first[k].split(" (argument")[0] for k in large]
-    keywords = ", ".join(f"{p}={p}" for p in params) if all(p.isidentifier() for p in params) else "x=x, y=y"
+    if all(p.isidentifier() for p in params):
+        keywords = ", ".join(f"{p}={p}" for p in params)
+        instead = (
+            f"pass them as keyword arguments, pz.jacobian({fname}, p, {keywords}), or bind them with "
+            f"functools.partial({fname}, {keywords}) or a closure"
+        )
+    else:  # f(p, *data): its data have no names to pass them by
+        instead = f"bind them with a closure, pz.jacobian(lambda p: {fname}(p, *data), p)"
     _warn_once(
         f,
         f"pz.jacobian({fname}, ...) computes a Jacobian block for every positional argument, and these are large: {which}. "
-        f"If they are data, pass them as keyword arguments, pz.jacobian({fname}, p, {keywords}), or bind them with "
-        f"functools.partial({fname}, {keywords}) or a closure, and they get no block "
-        "(for scipy.optimize.least_squares, jac=lambda p, x, y: pz.jacobian(res, p, x=x, y=y)[0]). "
+        f"If they are data, {instead}, and they get no block "
+        "(for scipy.optimize.least_squares, jac=lambda p, x, y: pz.jacobian(res, p, x=x, y=y)[0]); if these "
+        "blocks are wanted, warnings.filterwarnings('ignore', category=pz.PositionalDataWarning) silences this. "
         "This warning is given once per function.",
         PositionalDataWarning,
     )

@@ -2286,3 +2286,12 @@ def test_large_data_passed_positionally_to_jacobian_is_warned_about_once() -> No
     # another function warns too, naming a dict argument by its parameter
     with pytest.warns(pz.PositionalDataWarning, match=r"large: c \(argument 1\), 1,001 entries, a block of 1,002,001\. .*pz.jacobian\(f, p, c=c\)"):
         pz.jacobian(lambda v, c: v[0] * c["a"], np.ones(2), {"a": np.ones(1001)})
+    # f(p, *data): no keywords to name (review: it advised x=x, y=y, which f does not take)
+    def star(q: Any, *data: Any) -> Any:
+        return q[0] * data[0] - data[1]
+
+    with pytest.warns(pz.PositionalDataWarning) as caught:
+        pz.jacobian(star, p0, x, y)
+    text = str(caught[0].message)
+    assert "pz.jacobian(star, p, x=x" not in text and "pz.jacobian(lambda p: star(p, *data), p)" in text, text
+    assert "filterwarnings('ignore', category=pz.PositionalDataWarning)" in text
