@@ -219,10 +219,12 @@ def _walk(
     # (self.activation = self.relu) is noted by a marker: holding it would keep it alive.
     owner = f.__self__ if isinstance(f, types.MethodType) else None
     array_bytes = [0]
+    truncated = [False]  # the walk left an object or container unopened (too deep, over budget)
 
     def over_budget(v: Any, n: int) -> bool:
         if len(found) + n <= _GUARD_BUDGET:
             return False
+        truncated[0] = True
         if unchecked is not None:
             what = f"{type(v).__name__} of {n} items" if n > 1 else type(v).__name__
             unchecked.append(what)
@@ -237,8 +239,14 @@ def _walk(
             # f itself (a bound method's function and owner) is what the cache is keyed by,
             # weakly: holding it would keep it alive.
             found[where] = _standing_for_owner(v, owner) if owner is not None else v
-        if type(v) in _PROXIES or seen.get(id(v), _GUARD_DEPTH + 1) <= depth or depth > _GUARD_DEPTH or over_budget(v, 0):
+        if type(v) in _PROXIES or seen.get(id(v), _GUARD_DEPTH + 1) <= depth:
             return  # (a weak proxy's referent may be gone: not even isinstance works on it)
+        if depth >= _GUARD_DEPTH and type(v) not in _SCALARS and not isinstance(v, _NOT_OPENED):
+            # objects and containers are opened above this depth only (functions up to it)
+            if depth > _GUARD_DEPTH or not isinstance(v, types.FunctionType):
+                truncated[0] = True
+        if depth > _GUARD_DEPTH or over_budget(v, 0):
+            return
         if isinstance(v, np.ndarray):
             if arrays is not None and v.dtype != object and id(v) not in seen:
                 seen[id(v)] = depth
@@ -348,7 +356,20 @@ def _walk(
     call = getattr(type(f), "__call__", None)
     if isinstance(call, types.FunctionType):  # a callable object: its class's __call__
         function(call, 0)
+    if truncated[0]:
+        found[_TRUNCATED] = True
     return found
+
+
+# Marks a guard whose walk left data unchecked (guard_is_partial); values the walk never opens.
+_TRUNCATED = ("truncated",)
+_NOT_OPENED = (np.ndarray, np.generic, types.ModuleType, type, types.BuiltinFunctionType)
+
+
+def guard_is_partial(traced: "Traced") -> bool:
+    """Whether the check of what ``traced``'s function reads (:func:`_closure_guard`) stopped
+    short, too deep or over its budget: data changed down there goes unnoticed by the cache."""
+    return bool(traced.guards) and _TRUNCATED in traced.guards[0]
 
 
 _NUMBER = (int, float, complex, str, bytes, np.generic)

@@ -266,6 +266,40 @@ def test_a_switching_time_read_from_the_closure_warns_as_one_in_p():
         pz.gradient(loss, 0.5)
 
 
+class _Node:
+    pass
+
+
+def _deep_rate(u):
+    return -_DEEP.a.b.c.d.e.k * u
+
+
+_DEEP = _Node()
+
+
+def test_a_value_stored_deeper_than_the_trace_cache_checks_is_not_read_stale():
+    """Review: a right-hand side solved once with a constant rate, then inside a loss that stores w
+    six attributes down (past the five levels the trace cache checks), reused the cached trace: w
+    was read as the old 0.5 and its gradient was 0, silently.  A cached trace whose check stopped
+    short is now compared with a trace made inside the loss, which lifts w."""
+    node = _DEEP
+    for name in "abcde":
+        setattr(node, name, _Node())
+        node = getattr(node, name)
+    node.k = 0.5
+    rhs = lambda u, p, t: _deep_rate(u)  # noqa: E731
+    assert pz.odesolve(rhs, np.ones(1), T, **TIGHT)[-1, 0] == pytest.approx(np.exp(-0.5 * T[-1]), rel=1e-8)
+
+    def loss(w):
+        node.k = w
+        return np.sum(pz.odesolve(rhs, np.ones(1), T, **TIGHT))
+
+    value, (g,) = pz.withgradient(loss, 0.7)
+    node.k = 0.5
+    assert value == pytest.approx(np.sum(np.exp(-0.7 * T)), rel=1e-8)
+    assert g == pytest.approx(np.sum(-T * np.exp(-0.7 * T)), rel=1e-7)
+
+
 def test_pz_solve_of_a_problem_that_captures_a_differentiated_value_is_refused_clearly():
     def loss(w):
         rhs = lambda u, p, t: np.array([u[1], -w**2 * u[0]])  # noqa: E731

@@ -34,7 +34,7 @@ from pyzygote.ode.solvers import dense_matrix
 from pyzygote.primitives.logic import COMPARISONS
 from pyzygote.primitives.shape import convert
 from pyzygote.tracer import CONTINUOUS, SMOOTH, Builder, Tracer, as_operand
-from pyzygote.tracing import trace
+from pyzygote.tracing import guard_is_partial, trace
 from pyzygote.transforms.cse import cse
 from pyzygote.transforms.evaluate import eval_program, program_from
 from pyzygote.transforms.jvp import jvp_eval
@@ -280,6 +280,9 @@ def lifted_constant_entries(m: int, lifted: "Sequence[Any]") -> tuple[int, ...]:
     return tuple(fixed)
 
 
+# Whether this thread's last RHS.trace reused a cached trace that its cache check could not vouch for.
+_REUSED = threading.local()
+
 # RHSs of right-hand sides that read lifted values, by program (see _lifted_rhs): a closure made
 # afresh each time a loss is traced shares its derived programs with the last one that traced the same.
 _LIFTED: "collections.OrderedDict[Any, RHS]" = collections.OrderedDict()
@@ -463,6 +466,13 @@ class RHS(_Directions):
     def __repr__(self) -> str:
         return f"<rhs {self.name} n={self.n} m={self.m}>"
 
+    def _structure_key(self) -> Any:
+        """:func:`_structure` of the traced program (``u, p leaves..., t``), computed once."""
+        hit = self._derived.get("structure")
+        if hit is None:
+            hit = self._derived["structure"] = _structure(self.leaf_program)
+        return hit
+
     @staticmethod
     def trace(f: Callable[..., Any], n: int, m: int, layout: Layout | None = None) -> "RHS":
         """Trace ``f`` at u of shape (n,), p of shape (m,), scalar t, or at the shapes of ``layout``.
@@ -487,6 +497,8 @@ class RHS(_Directions):
         except TypeError:
             per_fn = {}
         hit = per_fn.get(layout)
+        # a cached trace whose cache check stopped short of some of the data f reads (trace_lifting)
+        _REUSED.last = hit is not None and hit[0] is prog and guard_is_partial(traced)
         if hit is None or hit[0] is not prog:
             shape = prog.out_avals[0].shape
             if shape != layout.u_shape:
@@ -517,14 +529,26 @@ class RHS(_Directions):
 
         if is_julia_function(f) or not Builder.tracing():
             return RHS.trace(f, layout.n, layout.m, layout), ()
+        cached = None
         if not _captures_traced(f):
             try:
-                return RHS.trace(f, layout.n, layout.m, layout), ()
+                cached = RHS.trace(f, layout.n, layout.m, layout)
             except CapturedTracerError:
                 pass  # read from deeper down (a helper's closure, a container): traced again, lifting
+            else:
+                if not _REUSED.last:
+                    return cached, ()  # traced now, or a cached trace checked in full
+        # A cached trace whose check of f's closure stopped short (pyzygote.tracing._closure_guard
+        # goes five levels deep, 2,000 objects) is compared with a trace made now: a value being
+        # differentiated stored deeper down (obj.a.b.c.d.e.k = w) was silently read as the old
+        # constant, its derivative lost (found in review).
         traced = _trace_rhs(out_of_place(f), layout, nest=True)
         if not traced.lifted:  # a captured traced value that f does not read
-            return RHS.trace(f, layout.n, layout.m, layout), ()
+            if cached is None:
+                return RHS.trace(f, layout.n, layout.m, layout), ()
+            if _structure(traced.program) == cached._structure_key():
+                return cached, ()
+            return _lifted_rhs(f, traced, layout), ()  # the cached trace was stale
         return _lifted_rhs(f, traced, layout), tuple(traced.lifted)
 
     def switches_at_a_time_set_by_p(self, traced: tuple[bool, ...] | None = None) -> bool:
