@@ -266,6 +266,29 @@ def test_a_switching_time_read_from_the_closure_warns_as_one_in_p():
         pz.gradient(loss, 0.5)
 
 
+def test_a_switching_time_set_by_a_captured_integer_is_data_and_not_warned_about():
+    """Review: an integer computed from w (np.argmax) reaches the right-hand side converted to a
+    float by the loss's trace; it is data, as an integer leaf of p is: comparing t with it is a
+    switch with no derivative to miss, not a SwitchingTimeWarning, and gets no sensitivities."""
+
+    def loss(w):
+        day = np.argmax(w)
+        rhs = lambda u, p, t: np.where(t >= day, -w[0] * u, 0.0 * u)  # noqa: E731
+        return np.sum(pz.odesolve(rhs, np.ones(1), T, alg="Tsit5", tstops=[0.0, 1.0], **TIGHT))
+
+    w = np.array([0.5, 0.9, 0.1])  # day 1: u = exp(-w0 (t - 1)) from t = 1 on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = pz.gradient(loss, w)
+    late = T >= 1.0
+    np.testing.assert_allclose(g, [np.sum(-(T[late] - 1.0) * np.exp(-0.5 * (T[late] - 1.0))), 0.0, 0.0], rtol=1e-8)
+    (solve,) = [e for e in pz.make_program(loss, w).eqns if e.prim.name == "odesolve"]
+    assert solve.params["rhs"].m == 2  # p is absent: the day, then -w[0]
+    assert solve.params["fixed"] == (0,)  # the day: no sensitivity solved for it
+    with pytest.warns(pz.SwitchingTimeWarning):  # a switching time computed from w itself still warns
+        pz.gradient(lambda w: np.sum(pz.odesolve(lambda u, p, t: np.where(t >= 2.0 * w[1], -u, 0.0 * u), np.ones(1), T, tstops=[1.8])), w)
+
+
 class _Node:
     pass
 

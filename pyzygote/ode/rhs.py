@@ -267,14 +267,46 @@ def with_lifted(p: Any, lifted: "Sequence[Any]") -> Any:
     return np.concatenate([p, *(np.ravel(convert(x, np.float64)) for x in lifted)])
 
 
-def lifted_constant_entries(m: int, lifted: "Sequence[Any]") -> tuple[int, ...]:
-    """The positions in :func:`with_lifted`'s vector of lifted integer or boolean values (an index
-    computed in the loss): data, with no derivative, whose sensitivities need not be solved for."""
+def lifted_data(lifted: "Sequence[Any]") -> tuple[bool, ...]:
+    """Whether each lifted value is data, with no derivative: an integer or boolean (an index, a
+    mask computed in the loss), or a float the enclosing trace computed from such values and
+    constants alone.  The second is the usual form: an operation of the right-hand side that
+    reads only enclosing values is recorded in their trace, so ``t >= np.argmax(w)`` lifts the
+    index converted to a float, and ``np.where(w > 1.0, a, b)`` mixed with floats the mask so."""
+    data_of: dict[int, set[int]] = {}
+    flags = []
+    for x in lifted:
+        if np.dtype(x.dtype).kind != "f":
+            flags.append(True)
+            continue
+        b = getattr(x, "_builder", None)
+        if b is None:
+            flags.append(False)
+            continue
+        data = data_of.get(id(b))
+        if data is None:
+            data = data_of[id(b)] = _data_values(b)
+        flags.append(x._var.uid in data)
+    return tuple(flags)
+
+
+def _data_values(b: Builder) -> set[int]:
+    """The uids of a trace's values computed from constants, integers and booleans alone."""
+    data = {v.uid for v in b._const_values}
+    for e in b.eqns:
+        if all(isinstance(a, Literal) or a.uid in data or a.aval.dtype.kind != "f" for a in e.inputs):
+            data.update(v.uid for v in e.outputs)
+    return data
+
+
+def lifted_constant_entries(m: int, lifted: "Sequence[Any]", data: "Sequence[bool] | None" = None) -> tuple[int, ...]:
+    """The positions in :func:`with_lifted`'s vector of lifted values that are data
+    (:func:`lifted_data`): no derivative, so their sensitivities need not be solved for."""
     fixed: list[int] = []
     start = m
-    for x in lifted:
+    for x, is_data in zip(lifted, lifted_data(lifted) if data is None else data):
         size = int(np.prod(np.shape(x)))
-        if np.dtype(x.dtype).kind != "f":
+        if is_data:
             fixed.extend(range(start, start + size))
         start += size
     return tuple(fixed)

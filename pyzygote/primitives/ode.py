@@ -30,7 +30,7 @@ from pyzygote.errors import NonFiniteODEInputError, SolverError, TracerBoolError
 from pyzygote.ir import Aval, Var
 from pyzygote.ode import forward_memo, sensitivity
 from pyzygote.ode.layout import Layout, constant_entries, leaf_values
-from pyzygote.ode.rhs import RHS, lifted_constant_entries, with_lifted
+from pyzygote.ode.rhs import RHS, lifted_constant_entries, lifted_data, with_lifted
 from pyzygote.ode.sensitivity import Options
 from pyzygote.ode.solvers import algorithm, check_solver_name, runs_on_numpy
 from pyzygote.primitive import Primitive, Undefined, aval_of, zeros
@@ -559,10 +559,17 @@ def odesolve(
             )
         raise
     m = layout.m
+    # p's leaves being differentiated; lifted data (an index or a mask computed in the loss) are
+    # constants, as such leaves of p are: a switching time they set has no derivative.
+    differentiated = tuple(v is None for v in leaves)
+    if given is None:  # p absent: one empty leaf, which is not differentiated
+        differentiated = (False,) * len(layout.p_shapes)
+    data = lifted_data(lifted)
     if lifted:
         p = with_lifted(p, lifted)
         leaves = (*leaves, *(None,) * len(lifted))
-    if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p(tuple(v is None for v in leaves)):
+        differentiated += tuple(not d for d in data)
+    if isinstance(p, Tracer) and rhs.program is not None and rhs.switches_at_a_time_set_by_p(differentiated):
         _warn_switching_time(f)
     if (isinstance(p, Tracer) or isinstance(u0, Tracer)) and rhs.program is not None and rhs.switches_on_the_state():
         _warn_state_switch(f)
@@ -572,7 +579,7 @@ def odesolve(
         return layout.states(np.reshape(np.copy(u0), (1, -1)))
     opts = Options(alg, reltol, abstol, maxiters, stops)
     params = dict(rhs=rhs, t=times, opts=opts, sensealg=sensealg)
-    fixed = constant_entries(given, layout) + lifted_constant_entries(m, lifted) if isinstance(p, Tracer) else ()
+    fixed = constant_entries(given, layout) + lifted_constant_entries(m, lifted, data) if isinstance(p, Tracer) else ()
     if fixed:
         params["fixed"] = fixed
     if not isinstance(u0, Tracer) and not isinstance(p, Tracer) and _needs_julia(rhs, alg):
