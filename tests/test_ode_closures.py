@@ -257,6 +257,27 @@ def test_closures_over_different_constants_do_not_share_a_program():
         assert g == pytest.approx(np.sum(-cv * T[-1] * np.exp(-0.7 * cv * T[-1])), rel=1e-8)
 
 
+def test_kept_right_hand_sides_are_bounded_by_the_bytes_of_their_constants(monkeypatch):
+    """Review: each kept RHS holds its program's constants, so closures over a data table per data
+    set kept up to 32 tables.  The kept ones hold at most _LIFTED_BYTES of constants (the newest always)."""
+    monkeypatch.setattr(rhs_module, "_LIFTED", collections.OrderedDict())
+    monkeypatch.setattr(rhs_module, "_LIFTED_BYTES", 3 * 8 * 1000)
+
+    def loss(w, table):
+        rhs = lambda u, p, t: -(w * u) * np.mean(table * u[0])  # noqa: E731
+        return np.sum(pz.odesolve(rhs, np.ones(1), T, alg="Tsit5", **TIGHT))
+
+    for k in range(5):
+        table = np.full(1000, 1.0 + k)
+        g = pz.gradient(lambda w: loss(w, table), 0.3)[0]  # u' = -0.3 c u^2, u = 1 / (1 + 0.3 c t)
+        c = 1.0 + k
+        assert g == pytest.approx(np.sum(-c * T / (1.0 + 0.3 * c * T) ** 2), rel=1e-7)
+    assert len(rhs_module._LIFTED) == 3
+    monkeypatch.setattr(rhs_module, "_LIFTED_BYTES", 100)  # less than one table: the newest is kept
+    pz.gradient(lambda w: loss(w, np.full(1000, 9.0)), 0.3)
+    assert len(rhs_module._LIFTED) == 1
+
+
 def test_a_switching_time_read_from_the_closure_warns_as_one_in_p():
     def loss(t_on):
         rhs = lambda u, p, t: np.where(t >= t_on, -u, 0.0 * u)  # noqa: E731

@@ -319,6 +319,9 @@ _REUSED = threading.local()
 # afresh each time a loss is traced shares its derived programs with the last one that traced the same.
 _LIFTED: "collections.OrderedDict[Any, RHS]" = collections.OrderedDict()
 _LIFTED_KEPT = 32
+# ... and as many as hold this many bytes of constants (the newest always): a right-hand side
+# made for each of many data sets holds its data table, which would otherwise stay 32 times over.
+_LIFTED_BYTES = 256 << 20
 _LIFTED_LOCK = threading.Lock()
 
 
@@ -377,9 +380,14 @@ def _lifted_rhs(f: Any, traced: Any, layout: Layout) -> RHS:
     if key is not None:
         with _LIFTED_LOCK:
             _LIFTED[key] = rhs
-            while len(_LIFTED) > _LIFTED_KEPT:
-                _LIFTED.popitem(last=False)
+            held = sum(_const_bytes(r) for r in _LIFTED.values())
+            while len(_LIFTED) > 1 and (len(_LIFTED) > _LIFTED_KEPT or held > _LIFTED_BYTES):
+                held -= _const_bytes(_LIFTED.popitem(last=False)[1])
     return rhs
+
+
+def _const_bytes(rhs: "RHS") -> int:
+    return sum(int(np.asarray(c).nbytes) for c in rhs.leaf_program.consts)
 
 
 class _Same:
