@@ -29,16 +29,6 @@ class PyzygoteError(Exception):
 class TracerBoolError(PyzygoteError, TypeError):
     """Python control flow (``if``, ``float()``, ``int()``) on a traced value."""
 
-    def __init__(self, *args: Any):
-        super().__init__(*args)
-        # C code that calls back into Python (SciPy's MINPACK) may print this error with
-        # PyErr_Print: from the first one made, an audit hook keeps that quiet while tracing.
-        try:
-            from pyzygote.tracing import quiet_printed_tracer_errors
-        except ImportError:  # pyzygote.tracing itself being imported: nothing traces yet
-            return
-        quiet_printed_tracer_errors()
-
 
 class UnsupportedOperationError(PyzygoteError, NotImplementedError):
     """A numpy function or construct that has no pyzygote rule."""

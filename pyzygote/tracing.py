@@ -21,7 +21,6 @@ that is not checked (call :func:`clear_cache` after changing it).
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import enum
 import functools
@@ -29,7 +28,6 @@ import inspect
 import linecache
 import sys
 import re
-import threading
 import time
 import types
 import warnings
@@ -985,78 +983,12 @@ def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
     if tracers and isinstance(tracers[-1], KeywordArguments):
         kwargs, tracers = tracers[-1].given, tracers[:-1]
     try:
-        with _callback_errors_unprinted():
-            return _call_explained(f, *tracers, **kwargs)
+        return _call_explained(f, *tracers, **kwargs)
     except Exception as exc:
         instead = scipy_error(exc)
         if instead is None:
             raise
         raise instead from exc
-
-
-# SciPy's C wrappers of MINPACK (fsolve, leastsq; other C wrappers alike) print the error a
-# callback raised with PyErr_Print before raising their own: a traced value that a callback returns
-# printed a TracerBoolError traceback to stderr before the error pyzygote raises for the SciPy call
-# (user testing).  PyErr_Print raises the audit event "sys.excepthook" before calling the hook, and
-# skips the hook when an audit hook raises a RuntimeError (documented with sys.excepthook).  So an
-# audit hook, added when the first TracerBoolError is made (no cost before), keeps quiet about an
-# exception caused by a TracerBoolError in a thread that is tracing; everything else is printed as
-# ever.  sys.excepthook itself is never replaced: swapping it process-wide while tracing lost a hook
-# that a library installed meanwhile, and recursed forever when that hook chained to the swapped one.
-_tracing_here = threading.local()
-_audit_lock = threading.Lock()
-_audit_added = False
-
-
-class _Unprinted(RuntimeError):
-    """Raised by the audit hook to skip sys.excepthook (CPython clears it; never seen)."""
-
-
-def _quiet_audit(event: str, args: Any) -> None:
-    if event != "sys.excepthook" or not getattr(_tracing_here, "depth", 0):
-        return
-    if len(args) < 3 or not _caused_by_a_tracer(args[2]):
-        return
-    # PyErr_Print also kept the error as sys.last_value, holding the trace's frames and tracers.
-    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
-        if hasattr(sys, name):
-            try:
-                delattr(sys, name)
-            except AttributeError:
-                pass
-    raise _Unprinted("a callback's error about a traced value, which pyzygote reports itself")
-
-
-def quiet_printed_tracer_errors() -> None:
-    """Add the audit hook described above, once per process."""
-    global _audit_added
-    if _audit_added:
-        return
-    with _audit_lock:
-        if not _audit_added:
-            sys.addaudithook(_quiet_audit)
-            _audit_added = True
-
-
-def _caused_by_a_tracer(exc: BaseException | None) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, TracerBoolError):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-@contextlib.contextmanager
-def _callback_errors_unprinted() -> Any:
-    """Mark this thread as tracing (a count: traces nest), for the audit hook."""
-    depth = getattr(_tracing_here, "depth", 0)
-    _tracing_here.depth = depth + 1
-    try:
-        yield
-    finally:
-        _tracing_here.depth = depth
 
 
 def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
