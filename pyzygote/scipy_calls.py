@@ -25,7 +25,7 @@ import numpy as np
 from pyzygote.distributions import written_out
 from pyzygote.errors import UnsupportedOperationError
 
-__all__ = ["scipy_error"]
+__all__ = ["scipy_error", "sparse_error"]
 
 # Names of SciPy's decorators' inner functions, which do not say what the user called.
 _WRAPPERS = frozenset({"wrapper", "wrapped", "inner", "decorated", "_wrapper", "<lambda>"})
@@ -114,6 +114,24 @@ _SPARSE = (
     "a dense matrix: K = np.zeros_like(E, shape=(n, n)); np.add.at(K, (rows, cols), values) assembles it (repeated "
     "positions add, as in coo_matrix), and np.linalg.solve(K, f) replaces spsolve"
 )
+
+
+def sparse_error(x: Any) -> UnsupportedOperationError | None:
+    """The error to raise when ``x``, a scipy.sparse matrix, meets a traced value in an operation
+    (``sp.eye(n) - D * Lap`` with D traced; numpy takes the matrix for a 0-d object array), else None."""
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is None or not sparse.issparse(x):
+        return None
+    kind = type(x).__name__
+    shape = "x".join(str(n) for n in getattr(x, "shape", ()))
+    err = UnsupportedOperationError(
+        f"a scipy.sparse matrix ({kind}, shape {shape}) met a traced value: pyzygote traces numpy's arrays, and "
+        "scipy.sparse's matrices and their operations cannot hold traced entries. Write it with numpy: "
+        f"{_SPARSE}; a constant sparse matrix becomes one with .toarray() (np.eye(n) - D * Lap.toarray())."
+    )
+    err._pyzygote_scipy = True  # type: ignore[attr-defined]  # told already: not renamed by scipy_error
+    return err
+
 
 # SciPy functions that call the user's code back: a traced value reaches them through a closure
 # (odeint(lambda u, t: f(u, t, k), ...)), so it is not among their own arguments.

@@ -167,6 +167,7 @@ class Builder:
         _refuse_masked(x)
         arr = np.asarray(x)
         if arr.dtype == object:
+            _refuse_sparse(arr.item() if arr.ndim == 0 else x)
             raise TypeError(f"cannot use an object array as a constant: {arr!r}")
         if arr.ndim == 0:
             return Literal(arr, arr.dtype)
@@ -264,7 +265,18 @@ def as_operand(x: Any) -> Any:
             shape = x.shape if isinstance(x, np.ndarray) else (len(items),)
             return np.reshape(np.stack(items), shape + np.shape(items[0]))
     _refuse_masked(x)
-    return np.asarray(x)
+    arr = np.asarray(x)
+    if arr.dtype == object and arr.ndim == 0:
+        _refuse_sparse(arr.item())
+    return arr
+
+
+def _refuse_sparse(x: Any) -> None:
+    from pyzygote.scipy_calls import sparse_error
+
+    err = sparse_error(x)
+    if err is not None:
+        raise err
 
 
 def _refuse_masked(x: Any) -> None:
@@ -727,9 +739,11 @@ class Tracer:
         return _weak_if(self, o, np.power(o, self))
 
     def __matmul__(self, o: Any) -> Any:
+        _refuse_sparse(o)  # numpy would take a sparse matrix for a 0-d object array
         return np.matmul(self, o)
 
     def __rmatmul__(self, o: Any) -> Any:
+        _refuse_sparse(o)
         return np.matmul(o, self)
 
     def __neg__(self) -> Any:

@@ -505,6 +505,29 @@ def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> Non
 
 
 @pytest.mark.parametrize(
+    "call",
+    [
+        # user testing: an implicit heat step, spsolve(sp.eye(N) - np.exp(logD) * Lap, b), failed with
+        # "cannot use an object array as a constant: array(<DIAgonal sparse matrix ...>)"
+        lambda x, sp, spla: spla.spsolve((sp.eye(2) - np.exp(x[0]) * sp.diags([1.0, -2.0], [0, 1], shape=(2, 2))).tocsc(), x).sum(),
+        lambda x, sp, spla: ((sp.eye_array(2) * x[0]) @ x).sum(),
+        lambda x, sp, spla: (x + sp.eye(2)).sum(),
+        lambda x, sp, spla: np.multiply(x, sp.csr_array(np.eye(2))).sum(),
+        lambda x, sp, spla: (x @ sp.eye(2)).sum(),
+    ],
+)
+def test_a_sparse_matrix_meeting_a_traced_value_is_refused_with_the_dense_alternative(call) -> None:
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    with pytest.raises(pz.UnsupportedOperationError, match=r"a scipy.sparse matrix \((dia|csr|csc)_(matrix|array), shape 2x2\) met a traced value") as info:
+        pz.gradient(lambda x: call(x, sp, spla), np.ones(2))
+    message = str(info.value)
+    assert "np.add.at(K, (rows, cols), values)" in message and "np.linalg.solve(K, f) replaces spsolve" in message, message
+    assert ".toarray()" in message, message
+
+
+@pytest.mark.parametrize(
     ("call", "name"),
     [
         # user testing: Kepler's equation by brentq was refused under a SciPy internal's name
