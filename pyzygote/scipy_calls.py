@@ -77,22 +77,32 @@ _INSTEAD = {
         "L(A.T, G) is what pz.grad computes)"
     ),
     **dict.fromkeys(("interp1d.__init__", "interp1d.__call__", "interp1d._evaluate"), (
-        "np.interp(x, xp, fp), linear interpolation traced in x and in fp (as a table in an ODE's right-hand side, "
-        "pass its knots as tstops)"
+        "np.interp(x, xp, fp), linear interpolation (interp1d's default kind) traced in x, in xp and in fp (as a table "
+        "in an ODE's right-hand side, pass its knots as tstops); for kind='cubic', the cubic (Hermite) pieces written "
+        "out, with i = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2) for each x's interval"
     )),
     "quad": (
         "np.trapezoid(f(s), s) over a fine grid s, or a Gauss-Legendre sum with nodes and weights from "
         "np.polynomial.legendre.leggauss(n), mapped to [a, b] (constants; f(s) is traced)"
     ),
-    **dict.fromkeys(("CubicSpline.__call__", "PPoly.__call__", "_PPolyBase.__call__"), (
-        "np.interp(x, xp, fp), piecewise linear and traced in x and in fp; for a smooth curve, the cubic (Hermite) pieces "
-        "written out, with i = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2) for each x's interval"
-    )),
-    "CubicSpline.__init__": (
-        "np.interp(x, xp, fp), piecewise linear and traced in x and in fp; for a smooth curve, the cubic (Hermite) pieces "
-        "written out, with i = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2) for each x's interval"
+    "solve_banded": (
+        "np.linalg.solve(A, b) with A the dense banded matrix; for a tridiagonal ab (l_and_u = (1, 1)), "
+        "A = np.diag(ab[1]) + np.diag(ab[0, 1:], 1) + np.diag(ab[2, :-1], -1), that is np.diag(d) + np.diag(e, 1) + "
+        "np.diag(e, -1) for a diagonal d and equal off-diagonals e"
+    ),
+    "solveh_banded": (
+        "np.linalg.solve(A, b) with A the dense symmetric banded matrix; for a tridiagonal ab in upper form, "
+        "A = np.diag(ab[1]) + np.diag(ab[0, 1:], 1) + np.diag(ab[0, 1:], -1)"
     ),
 }
+# Splines and other smooth interpolants: np.interp is traced; a smooth curve is its cubic pieces written out.
+_SMOOTH = (
+    "np.interp(x, xp, fp), piecewise linear and traced in x, in xp and in fp; for a smooth curve, the cubic (Hermite) "
+    "pieces written out, with i = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2) for each x's interval"
+)
+_SMOOTH_INTERPOLANTS = ("CubicSpline", "PPoly", "_PPolyBase", "CubicHermiteSpline", "PchipInterpolator", "Akima1DInterpolator", "BSpline")
+_INSTEAD.update(dict.fromkeys([f"{c}.{m}" for c in _SMOOTH_INTERPOLANTS for m in ("__init__", "__call__")], _SMOOTH))
+_INSTEAD.update(dict.fromkeys(("make_interp_spline", "pchip_interpolate", "BSpline.construct_fast"), _SMOOTH))
 # Root finders: pz.nlsolve, Newton's method differentiated by the implicit function theorem
 # (user testing: Kepler's equation in a radial-velocity fit).
 _NEWTON_STEPS = (
@@ -172,9 +182,11 @@ def _holds_tracer(value: Any, depth: int = 2) -> bool:
     return False
 
 
-def _scipy_entry(exc: BaseException) -> tuple[str, str, str | None] | None:
+def _scipy_entry(exc: BaseException) -> tuple[str, str, str | None, list[str]] | None:
     """The outermost SciPy function, in ``exc`` or what caused it, that received a traced value,
-    and the name of the scipy.stats distribution it is a method of (None for others)."""
+    the name of the scipy.stats distribution it is a method of (None for others), and the names
+    of its arguments that hold traced values.  A method is named by its object's class
+    (interp1d.__call__, not the base class _Interpolator1D that defines it)."""
     seen: set[int] = set()
     chain: BaseException | None = exc
     while chain is not None and id(chain) not in seen:
@@ -186,10 +198,18 @@ def _scipy_entry(exc: BaseException) -> tuple[str, str, str | None] | None:
             if module.split(".")[0] == "scipy" and frame.f_code.co_name not in _WRAPPERS:
                 if frame.f_code.co_name in _CALLERS_BACK or any(_holds_tracer(v) for v in frame.f_locals.values()):
                     code = frame.f_code
+                    qualname = getattr(code, "co_qualname", code.co_name)
+                    arguments = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+                    traced = [a for a in arguments if a != "self" and _holds_tracer(frame.f_locals.get(a))]
                     owner = frame.f_locals.get("self")
-                    owner = getattr(owner, "dist", owner)  # a frozen distribution's
-                    name = getattr(owner, "name", None) if module.startswith("scipy.stats") else None
-                    return module, getattr(code, "co_qualname", code.co_name), name if isinstance(name, str) else None
+                    if module.startswith("scipy.stats"):
+                        owner = getattr(owner, "dist", owner)  # a frozen distribution's
+                        name = getattr(owner, "name", None)
+                        return module, qualname, name if isinstance(name, str) else None, traced
+                    cls = type(owner)
+                    if "self" in arguments[:1] and "." in qualname and cls.__module__.split(".")[0] == "scipy":
+                        module, qualname = cls.__module__, f"{cls.__qualname__}.{code.co_name}"
+                    return module, qualname, None, traced
             tb = tb.tb_next
         chain = chain.__cause__ or chain.__context__
     return None
@@ -209,6 +229,13 @@ def _advice(instead: str | None) -> str:
     return f"Write it with numpy: {instead}."
 
 
+def _listed(names: list[str]) -> str:
+    quoted = [f"`{n}`" for n in names]
+    return ("its argument " if len(names) == 1 else "its arguments ") + (
+        quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    )
+
+
 def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
     """The error to raise instead of ``exc`` when SciPy code choked on a traced value, else None."""
     if getattr(exc, "_pyzygote_scipy", False):
@@ -216,7 +243,7 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
     entry = _scipy_entry(exc)
     if entry is None:
         return None
-    module, name, distribution = entry
+    module, name, distribution, traced = entry
     method = name.rsplit(".", 1)[-1]
     instead = _SPARSE if module.startswith("scipy.sparse") else _INSTEAD.get(name, _INSTEAD.get(method))
     if distribution is not None:
@@ -230,7 +257,9 @@ def scipy_error(exc: BaseException) -> UnsupportedOperationError | None:
         name = f"{distribution}.{method}"
     called = f"{_public(module)}.{name}" if distribution is not None else _called_as(module, name)
     err = UnsupportedOperationError(
-        f"{called} was called on a traced value: pyzygote traces numpy's functions, and SciPy's "
+        f"{called} was called on a traced value: "
+        + (f"{_listed(traced)} {'is' if len(traced) == 1 else 'are'} traced. " if traced else "")
+        + "pyzygote traces numpy's functions, and SciPy's "
         "functions turn their arguments into plain numpy arrays, which a traced value cannot become. "
         + _advice(instead)
         + f" (scipy.special's {', '.join(_traced_special())} are traced; see README, 'What can be traced'.)"

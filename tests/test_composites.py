@@ -505,6 +505,52 @@ def test_scipy_functions_are_named_with_what_to_write_instead(call, name) -> Non
 
 
 @pytest.mark.parametrize(
+    ("call", "called", "traced", "instead"),
+    [
+        # user testing: interp1d of a forcing table in a right-hand side, and solve_banded in an implicit
+        # step, were refused with the generic "Write this step with numpy functions"
+        (lambda x, si, sla: si.interp1d(np.arange(3.0), np.arange(3.0) ** 2)(x).sum(), "scipy.interpolate.interp1d.__call__", "`x`", r"np.interp\(x, xp, fp\), linear"),
+        (lambda x, si, sla: si.interp1d(np.arange(3.0), np.arange(3.0) * x[0])(0.5), "scipy.interpolate.interp1d.__init__", "`y`", r"np.interp\(x, xp, fp\), linear"),
+        (lambda x, si, sla: si.make_interp_spline(np.arange(5.0), np.arange(5.0) ** 2)(x).sum(), "scipy.interpolate.BSpline.__call__", "`x`", r"np.interp\(x, xp, fp\), piecewise linear.*Hermite"),
+        (lambda x, si, sla: si.make_interp_spline(np.arange(5.0), np.arange(5.0) * x[0])(0.5), "scipy.interpolate.make_interp_spline", "`y`", r"np.interp\(x, xp, fp\), piecewise linear.*Hermite"),
+        (lambda x, si, sla: si.PchipInterpolator(np.arange(3.0), np.arange(3.0) ** 2)(x).sum(), "scipy.interpolate.PchipInterpolator.__call__", "`x`", r"np.interp\(x, xp, fp\), piecewise linear.*Hermite"),
+        (lambda x, si, sla: si.PchipInterpolator(np.arange(3.0), np.arange(3.0) * x[0])(0.5), "scipy.interpolate.PchipInterpolator.__init__", "`y`", r"np.interp\(x, xp, fp\), piecewise linear.*Hermite"),
+        (lambda x, si, sla: sla.solve_banded((1, 1), np.stack([-x, 1 + 2 * x, -x]), np.ones(2)).sum(), "scipy.linalg.solve_banded", "`ab`", r"np.linalg.solve\(A, b\).*np.diag\(d\) \+ np.diag\(e, 1\) \+ np.diag\(e, -1\)"),
+        (lambda x, si, sla: sla.solve_banded((1, 1), np.ones((3, 2)), x).sum(), "scipy.linalg.solve_banded", "`b`", r"np.linalg.solve\(A, b\)"),
+    ],
+)
+def test_scipy_interpolants_and_banded_solves_name_what_is_traced_and_the_numpy_instead(call, called, traced, instead) -> None:
+    import scipy.interpolate as si
+    import scipy.linalg as sla
+
+    with pytest.raises(pz.UnsupportedOperationError) as info:
+        pz.gradient(lambda x: call(x, si, sla), np.full(2, 0.25))
+    message = str(info.value)
+    assert re.match(rf"{re.escape(called)} was called on a traced value: its argument {traced} is traced\. ", message), message
+    assert re.search(rf"Write it with numpy: {instead}", message), message
+
+
+def test_the_dense_form_the_solve_banded_message_gives_is_solve_banded() -> None:
+    """The message's A = np.diag(ab[1]) + np.diag(ab[0, 1:], 1) + np.diag(ab[2, :-1], -1) is the
+    matrix scipy's banded storage stands for, and the solveh_banded one likewise."""
+    import scipy.linalg as sla
+
+    from pyzygote.scipy_calls import _INSTEAD
+
+    rng = np.random.default_rng(3)
+    ab, b = rng.normal(size=(3, 6)) + np.array([[0.0], [5.0], [0.0]]), rng.normal(size=6)
+    assert "A = np.diag(ab[1]) + np.diag(ab[0, 1:], 1) + np.diag(ab[2, :-1], -1)" in _INSTEAD["solve_banded"]
+    A = np.diag(ab[1]) + np.diag(ab[0, 1:], 1) + np.diag(ab[2, :-1], -1)
+    np.testing.assert_allclose(np.linalg.solve(A, b), sla.solve_banded((1, 1), ab, b), rtol=1e-13)
+    assert "A = np.diag(ab[1]) + np.diag(ab[0, 1:], 1) + np.diag(ab[0, 1:], -1)" in _INSTEAD["solveh_banded"]
+    A = np.diag(ab[1]) + np.diag(ab[0, 1:], 1) + np.diag(ab[0, 1:], -1)
+    np.testing.assert_allclose(np.linalg.solve(A, b), sla.solveh_banded(ab[:2], b), rtol=1e-13)
+    # and pyzygote differentiates the dense form: d/dc of sum(solve(A + c I, b)) = -sum(A^-2 b)
+    g = pz.grad(lambda c: np.sum(np.linalg.solve(A + c * np.eye(6), b)))(0.0)
+    np.testing.assert_allclose(g, -np.sum(np.linalg.solve(A, np.linalg.solve(A, b))), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
     "call",
     [
         # user testing: an implicit heat step, spsolve(sp.eye(N) - np.exp(logD) * Lap, b), failed with
