@@ -22,7 +22,21 @@ import numpy as np
 
 from pyzygote.ir import Literal, Program, Var
 
-__all__ = ["first_nonfinite"]
+__all__ = ["first_nonfinite", "Finding"]
+
+
+class Finding(str):
+    """The sentence :func:`first_nonfinite` returns, and what it found: ``kind`` is "overflow" (a
+    value beyond the largest float from finite, nonzero operands: ``10.0 ** 373``, ``np.exp(800)``),
+    "value" (another non-finite value: ``np.log(0.0)``, ``np.sqrt(-1.0)``, ``1 / 0``) or
+    "derivative" (a finite value whose local derivative is not finite), "" for nothing found."""
+
+    kind: str = ""
+
+    def __new__(cls, text: str = "", kind: str = "") -> "Finding":
+        made = super().__new__(cls, text)
+        made.kind = kind
+        return made
 
 # What users wrote, for the primitives they reach through numpy's names or operators.
 _SPELLED = {
@@ -36,10 +50,11 @@ _SPELLED = {
 }  # fmt: skip
 
 
-def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | None = None, derivatives: bool = True) -> str:
+def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | None = None, derivatives: bool = True) -> Finding:
     """A sentence naming the first operation of ``prog`` (run on ``arrays``) that makes a value or
     (with ``derivatives``) a local derivative non-finite while depending on the inputs ``wrt``
-    marks; "" if none is found (or the program holds something only Julia runs)."""
+    marks; "" if none is found (or the program holds something only Julia runs).  Its ``kind``
+    (see :class:`Finding`) tells an overflow from other non-finite values and derivatives."""
     flags = list(wrt) if wrt is not None else [True] * len(prog.inputs)
     env: dict[int, Any] = {v.uid: x for v, x in zip(prog.inputs, arrays)}
     env.update((v.uid, c) for v, c in zip(prog.constvars, prog.consts))
@@ -53,12 +68,12 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
     with np.errstate(all="ignore"):
         for eqn in prog.eqns:
             if eqn.prim.on_numpy is not None and not eqn.prim.on_numpy(**eqn.params):
-                return ""
+                return Finding()
             ins = [read(a) for a in eqn.inputs]
             try:
                 out = eqn.prim.bind(*ins, **eqn.params)
             except Exception:  # noqa: BLE001 - a diagnosis must not replace the error it explains
-                return ""
+                return Finding()
             outs = out if eqn.prim.multiple_results else (out,)
             env.update((v.uid, o) for v, o in zip(eqn.outputs, outs))
             made_by.update((v.uid, eqn) for v in eqn.outputs)
@@ -72,7 +87,13 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
             name = _SPELLED.get(eqn.prim.name, eqn.prim.name)
             bad = next((o for o in outs if not _finite(o)), None)
             if bad is not None:
-                return f"{name} gives {_kind(bad)} at {_operands(ins, bad)}"
+                if _overflowed(eqn.prim.name, ins, bad):
+                    return Finding(
+                        f"{name} gives {_kind(bad)} at {_operands(ins, bad)}, an overflow: the result is beyond the largest "
+                        f"{np.asarray(bad).dtype} ({np.finfo(np.asarray(bad).dtype).max:.3g}) although the operands are finite",
+                        "overflow",
+                    )
+                return Finding(f"{name} gives {_kind(bad)} at {_operands(ins, bad)}", "value")
             if not derivatives or eqn.prim.jvp is None or eqn.prim.name.startswith(("odesolve", "julia")):
                 continue  # a solve's derivative is a solve of its own: too dear to try here
             for i, (a, x) in enumerate(zip(eqn.inputs, ins)):
@@ -89,8 +110,27 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                     ordinal = ("first", "second", "third")[i] if i < 3 else f"{i + 1}th"
                     which = "" if sum(isinstance(b, Var) and b.uid in moving for b in eqn.inputs) < 2 else f" in its {ordinal} operand"
                     clamp = _clamped(a, _entry(ins, bad), made_by, read, moving)
-                    return f"the derivative of {name}{which} is not finite at {_operands(ins, bad)}{clamp}"
-    return ""
+                    return Finding(f"the derivative of {name}{which} is not finite at {_operands(ins, bad)}{clamp}", "derivative")
+    return Finding()
+
+
+# Operations that are not elementwise and give inf from finite operands only by overflowing.
+_SUMS_AND_PRODUCTS = frozenset({"reduce_sum", "reduce_prod", "cumsum", "einsum"})
+
+
+def _overflowed(prim: str, ins: Sequence[Any], bad: Any) -> bool:
+    """Whether the first non-finite entry of ``bad`` (finite operands) is an overflow: +-inf, not
+    NaN, from operands none of which is 0 there (np.log(0.0), 1 / 0 and 0.0 ** -1 are singular
+    points, not overflows), or +-inf from a sum or product of arrays."""
+    b = np.asarray(bad)
+    if b.dtype.kind != "f":
+        return False
+    at = _entry(ins, bad)
+    if at is None:
+        return prim in _SUMS_AND_PRODUCTS and not np.any(np.isnan(b))
+    if not np.isinf(b[at]):
+        return False
+    return all(bool(np.all((np.asarray(x)[at] if np.ndim(x) else np.asarray(x)) != 0)) for x in ins)
 
 
 # A clamp's primitives: (what users wrote, the bound's side in np.clip)
@@ -167,7 +207,7 @@ def _entry(ins: Sequence[Any], bad: Any) -> tuple[int, ...] | None:
     """The index of the first non-finite entry of ``bad`` where the operation is elementwise, or None."""
     b = np.asarray(bad)
     shapes = {np.shape(x) for x in ins} - {()}
-    if b.ndim == 0 or shapes == {b.shape}:
+    if shapes <= {b.shape}:  # a sum of an array to a number is not elementwise
         return () if b.ndim == 0 else tuple(int(i) for i in np.argwhere(~np.isfinite(b))[0])
     return None
 
@@ -176,7 +216,7 @@ def _operands(ins: Sequence[Any], bad: Any) -> str:
     """The operands at the first non-finite entry of ``bad`` (elementwise operations), or their shapes."""
     b = np.asarray(bad)
     shapes = {np.shape(x) for x in ins} - {()}
-    if b.ndim == 0 or shapes == {b.shape}:
+    if shapes <= {b.shape}:
         at = () if b.ndim == 0 else tuple(int(i) for i in np.argwhere(~np.isfinite(b))[0])
         values = [np.asarray(x)[at] if np.ndim(x) else np.asarray(x)[()] for x in ins]
         where = "" if not at else f" (entry {list(at)})"

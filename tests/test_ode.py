@@ -1740,9 +1740,85 @@ def test_a_derivative_solve_that_meets_a_non_finite_derivative_names_the_operati
     f = lambda p: np.sum(pz.odesolve(rhs, np.array([1.0, 0.0]), np.linspace(0.0, 2.0, 5), p, sensealg=sensealg))  # noqa: E731
     p = np.array([0.5, 1.0])
     assert np.isfinite(f(p))
-    at = "0" if sensealg == "forward" else "2"
-    with pytest.raises(pz.SolverError, match=rf"smooth f there\. At t = {at}, running f again at the solution and these parameters: the derivative of np\.arcsin is not finite at 1\.0\. This solve started from u0 = \[1, 0\] with p = \[0\.5, 1\]\.$"):
+    # forward sensitivities: the state where the solve's right-hand side returned inf (see test_a_nan_partway_through_a_solve_names_the_operation_and_p_by_its_keys)
+    at, state = ("0", "the state where it returned NaN or inf") if sensealg == "forward" else ("2", "the solution")
+    with pytest.raises(pz.SolverError, match=rf"smooth f there\. At t = {at}, running f again at {state} and these parameters: the derivative of np\.arcsin is not finite at 1\.0\. This solve started from u0 = \[1, 0\] with p = \[0\.5, 1\]\.$"):
         pz.gradient(f, p)
+
+
+@pytest.mark.parametrize("alg", ["Tsit5", "auto", "Rodas5P", "FBDF"])
+def test_a_nan_partway_through_a_solve_names_the_operation_and_p_by_its_keys(alg: str) -> None:
+    """User testing: a Hill term x ** n with a state going a hair below 0 made "the solution
+    became NaN or infinite at t=2.21", naming no operation (at t = 0 it was named), and a dict p
+    of 77 rates was shown as one flat vector.  The solve is repeated with its right-hand side
+    watched, when the message is read, and the operation is named at the state where f returned
+    NaN; p is shown leaf by leaf."""
+    rhs = lambda u, p, t: -p["k"] * u ** p["n"]  # noqa: E731  (u reaches 0 at t = 2, then goes below)
+    t = np.linspace(0.0, 4.0, 9)
+    p = {"n": 0.5, "k": 1.0, "w": np.array([1.0, 2.0])}
+    expected = (
+        r"At t = 2(\.\d+)?, running f again at the state where it returned NaN or inf and these parameters: "
+        r"a power \(\*\* or np\.power\) gives NaN at \(-\d.*, 0\.5\) \(entry \[0\]\)\. "
+        r"This solve started from u0 = \[1\] with p\['k'\] = 1, p\['n'\] = 0\.5, p\['w'\] = \[1, 2\]\.$"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(pz.SolverError, match=expected):
+            pz.odesolve(rhs, np.ones(1), t, p, alg=alg)
+        if alg != "FBDF":  # (its forward sensitivities stop with DtLessThanMin, no NaN met)
+            with pytest.raises(pz.SolverError, match=r"forward sensitivity solve failed.*" + expected):
+                pz.gradient(lambda q: np.sum(pz.odesolve(rhs, np.ones(1), t, q, alg=alg)), p)
+
+
+def test_an_overflow_in_f_is_told_as_an_overflow_not_as_a_point_where_f_is_not_differentiable() -> None:
+    """User testing: a line search stepped to log10 k = 373, and 10 ** 373 = inf made a SolverError
+    whose first advice was "f is not differentiable there (np.sqrt(x) ...)"; the plain solve named
+    no operation at all."""
+    rhs = lambda u, p, t: -(10.0 ** p["logk"]) * u  # noqa: E731
+    t = np.linspace(0.0, 1.0, 3)
+    overflow = (
+        r"At t = 0, running f again at the state where it returned NaN or inf and these parameters: a power \(\*\* or "
+        r"np\.power\) gives inf at \(10\.0, 373\.0\), an overflow: the result is beyond the largest float64 \(1\.8e\+308\) "
+        r"although the operands are finite\. The parameters \(or the state\) have reached values too large for float64.*"
+        r"bound them \(scipy\.optimize\.minimize's bounds=\).*This solve started from u0 = \[1, 1\] with p\['logk'\] = 373\.$"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(pz.SolverError, match=overflow) as info:
+            pz.odesolve(rhs, np.ones(2), t, {"logk": 373.0})
+        with pytest.raises(pz.SolverError, match=r"forward sensitivity solve.*" + overflow) as info:
+            pz.gradient(lambda q: np.sum(pz.odesolve(rhs, np.ones(2), t, q)), {"logk": 373.0})
+    assert "not differentiable" not in str(info.value)
+
+
+def test_first_nonfinite_tells_an_overflow_from_a_singular_point() -> None:
+    from pyzygote.diagnose import first_nonfinite
+
+    def found(f: Any, x: Any) -> Any:
+        return first_nonfinite(pz.make_program(f, x), [np.asarray(x)])
+
+    assert found(lambda a: np.exp(a), 800.0).kind == "overflow"
+    assert found(lambda a: a * 1e300, 1e10).kind == "overflow"
+    assert found(lambda a: np.sum(a), np.array([1e308, 0.0, 1e308])).kind == "overflow"
+    assert found(lambda a: 1.0 / a, 0.0).kind == "value"  # a division at 0 is no overflow
+    assert found(lambda a: np.log(a), 0.0).kind == "value"
+    assert found(lambda a: a ** -1.0, np.array([1.0, 0.0])).kind == "value"
+    assert found(lambda a: np.sqrt(a), 0.0).kind == "derivative"
+    assert found(lambda a: np.sqrt(a), 1.0) == "" and found(lambda a: np.sqrt(a), 1.0).kind == ""
+    # a sum of an array to a number: its operands' shapes, not an entry (this raised before)
+    assert str(found(lambda a: np.sum(a * np.ones(3)), 1e308)).startswith("reduce_sum gives inf at operands of shapes (3,), an overflow")
+
+
+def test_a_failed_solve_with_a_closure_counts_the_entries_f_reads_from_it() -> None:
+    w = np.array([3.0])
+
+    def loss(w: Any) -> Any:
+        return np.sum(pz.odesolve(lambda u, p, t: -w * u ** p["n"], np.ones(1), np.linspace(0.0, 4.0, 3), {"n": 0.5}))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(pz.SolverError, match=r"gives NaN.*with p\['n'\] = 0\.5, and 1 entry of traced values f reads from its closure\.$"):
+            pz.gradient(loss, w)
 
 
 def test_a_failed_solve_shows_where_it_started() -> None:

@@ -46,6 +46,27 @@ class Layout:
     p_statics: tuple[tuple[int, Hashable], ...] = ()
     p_static_values: tuple[Any, ...] = field(default=(), compare=False, hash=False)
     p_static_names: tuple[str, ...] = field(default=(), compare=False, hash=False)
+    # The numeric leaves' names as messages write them (p['logk']['K0']), in the flat vector's order.
+    p_names: tuple[str, ...] = field(default=(), compare=False, hash=False)
+
+    def named_p(self, p: np.ndarray, leaves: int = 100) -> str | None:
+        """The flat vector ``p`` as a message shows it, leaf by leaf with p's own names and the first
+        entries of each (``p['dose'] = 1, p['logk']['K0'] = -0.4776, ...``), entries beyond p's
+        (traced values f reads from its closure) counted; None for a plain vector p."""
+        from pyzygote.primitives.ode import _short
+
+        p = np.ravel(np.asarray(p, dtype=float))
+        if self.flat or len(self.p_names) != len(self.p_shapes) or p.size < self.m:
+            return None
+        shown, start = [], 0
+        for name, shape in zip(self.p_names, self.p_shapes):
+            size = math.prod(shape)
+            value = p[start : start + size]
+            shown.append(f"{name} = {f'{value[0]:.6g}' if shape == () else _short(value)}")
+            start += size
+        text = ", ".join(shown[:leaves]) + (f", ... ({len(shown) - leaves} more leaves)" if len(shown) > leaves else "")
+        rest = p.size - self.m
+        return text + (f", and {rest} {'entry' if rest == 1 else 'entries'} of traced values f reads from its closure" if rest else "")
 
     def with_statics(self, numeric: list[Any]) -> list[Any]:
         """All of p's leaves: the numeric ones given, the static ones put back in place."""
@@ -118,6 +139,7 @@ class Layout:
             tuple((i, leaf.key()) for i, leaf in statics),
             tuple(leaf.value for _, leaf in statics),
             tuple(names[i] for i, _ in statics),
+            tuple(name for i, name in enumerate(names) if i not in held) if tree != "s" else (),
         )
         if layout.flat:
             return layout, u, arrays[0]

@@ -377,6 +377,7 @@ def _lifted_rhs(f: Any, traced: Any, layout: Layout) -> RHS:
     (du,) = eval_program(leaf_prog, np.reshape(u, layout.u_shape), *pieces, t)
     rhs = RHS(f, b.build([u, q, t], [np.ravel(du)]), n, m + sum(sizes))
     rhs.leaf_program = leaf_prog
+    rhs.layout = layout
     if key is not None:
         with _LIFTED_LOCK:
             _LIFTED[key] = rhs
@@ -502,6 +503,8 @@ class RHS(_Directions):
         # many leading entries of the state and of the parameters it reads (all, unless derived).
         self._structured_jacobian: Callable[..., Any] | None = None
         self._jacobian_reads = (n, m)
+        # The shapes and names of u and p as the user wrote them (None for a derived system).
+        self.layout: Layout | None = None
 
     def __repr__(self) -> str:
         return f"<rhs {self.name} n={self.n} m={self.m}>"
@@ -550,6 +553,7 @@ class RHS(_Directions):
                 _warn_unwritten(given, layout)
             rhs = RHS(f, layout.wrap(prog), n, m)
             rhs.leaf_program = prog
+            rhs.layout = layout
             hit = per_fn[layout] = (prog, rhs)
         return hit[1]
 

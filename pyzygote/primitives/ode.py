@@ -60,7 +60,11 @@ def _naming_the_point(impl: Callable[..., Any]) -> Callable[..., Any]:
             return impl(u0, p, *args, **params)
         except SolverError as e:
             if e.args and isinstance(e.args[0], str) and "This solve started from" not in e.args[0]:
-                with_p = f" with p = {_short(p)}" if np.size(p) else ""  # (flat, as the solver sees them)
+                # p leaf by leaf, by its names, when it was a dict or other container (user testing: a
+                # dict of 77 rates shown as one flat vector); else flat, as the solver sees it
+                layout = getattr(params.get("rhs"), "layout", None)
+                named = layout.named_p(p) if layout is not None and np.size(p) else None
+                with_p = f" with {named}" if named else f" with p = {_short(p)}" if np.size(p) else ""
                 e.args = (f"{e.args[0]} This solve started from u0 = {_short(u0)}{with_p}.", *e.args[1:])
             raise
 
