@@ -258,6 +258,61 @@ def test_a_singular_jacobian_is_a_solver_error() -> None:
         pz.nlsolve(lambda u, p: u**2 + 1.0, np.array([1.0]))
 
 
+def _kinase(u, k):
+    """Mass action: R <-> Ra (k0, k1), X -> Xp catalysed by Ra (k2), Xp -> X (k3); R + Ra and
+    X + Xp are conserved, so the four steady-state equations are two pairs of dependent ones."""
+    R, Ra, X, Xp = u[0], u[1], u[2], u[3]
+    v = np.stack([k[0] * R, k[1] * Ra, k[2] * Ra * X, k[3] * Xp])
+    return np.stack([-v[0] + v[1], v[0] - v[1], -v[2] + v[3], v[2] - v[3]])
+
+
+def test_dependent_steady_state_equations_of_a_reaction_network_are_named_with_the_conservation_law() -> None:
+    """User testing: a signalling model's steady state with conserved totals (R + Ra constant)
+    failed as "singular ... the root is not isolated there", with no word of why or what to
+    write; replacing one equation per conserved quantity by its total is the usual fix."""
+    k = np.array([1.0, 2.0, 3.0, 0.5])
+    u0 = np.array([1.0, 0.0, 1.0, 0.0])
+    with pytest.raises(pz.SolverError) as info:
+        pz.nlsolve(_kinase, u0, k)
+    message = str(info.value)
+    assert (
+        "Its rows are linearly dependent (2 dependent combinations of f's equations): "
+        "f[0] + f[1] is constant to first order in u (a conserved total, u[0] + u[1], if it is 0 for every u); "
+        "f[2] + f[3] is constant to first order in u (a conserved total, u[2] + u[3], if it is 0 for every u). "
+        "As in the steady state of a reaction network with conserved totals, f(u) = 0 does not fix these: replace one "
+        "equation per conserved quantity by its conservation law, e.g. f[0] by u[0] + u[1] - total"
+    ) in message, message
+
+    # what it says to write: the root is then isolated, and is the closed form's, with its derivatives
+    def conserved(u, q):
+        f = _kinase(u, q[:4])
+        return np.stack([u[0] + u[1] - q[4], f[1], u[2] + u[3] - q[5], f[3]])
+
+    def closed(q):
+        Ra = q[4] * q[0] / (q[0] + q[1])
+        return q[5] * q[2] * Ra / (q[2] * Ra + q[3])
+
+    q = np.array([1.0, 2.0, 3.0, 0.5, 1.0, 1.0])
+    u = pz.nlsolve(conserved, u0, q)
+    np.testing.assert_allclose(u[3], closed(q), rtol=1e-12)
+    (g,) = pz.gradient(lambda q: pz.nlsolve(conserved, u0, q)[3], q)
+    fd = np.array([(closed(q + h) - closed(q - h)) / 2e-6 for h in 1e-6 * np.eye(6)])
+    np.testing.assert_allclose(g, fd, rtol=1e-7)
+
+
+def test_dependent_equations_of_mixed_sign_and_zero_rows_are_named() -> None:
+    from pyzygote.primitives.nonlinear import dependent_equations
+
+    with pytest.raises(pz.SolverError, match=r"dependent combination of f's equations\): f\[0\] - 0\.5 \* f\[1\] is constant to first order in u \(Newton"):
+        pz.nlsolve(lambda u, p: np.stack([u[0] - u[1] ** 2, 2.0 * (u[0] - u[1] ** 2) + p[0], u[2] - 1.0]), np.array([1.0, 2.0, 3.0]), np.array([1.0]))
+    with pytest.raises(pz.SolverError, match=r"f\[1\] does not depend on u here \(its row of df/du is 0\)"):
+        pz.nlsolve(lambda u, p: np.stack([u[0] - 1.0, 0.0 * u[1] + p[0]]), np.array([1.0, 0.0]), np.array([1.0]))
+    # entries named by u's shape; a regular matrix has none
+    J = np.array([[1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    assert "f[0, 0] + f[0, 1] is constant to first order in u (a conserved total, u[0, 0] + u[0, 1]" in dependent_equations(J, (2, 2))
+    assert dependent_equations(np.eye(3)) == ""
+
+
 def test_the_root_is_float64_and_gradients_take_the_arguments_type() -> None:
     """As the README says (pins documented behaviour): Newton runs in float64."""
     p32 = np.array([4.0, 9.0], np.float32)
@@ -292,7 +347,7 @@ def test_a_root_that_is_not_isolated_is_a_solver_error_not_a_linalg_error() -> N
     def double(u, p):
         return np.stack([u[0] ** 2 - p[0], u[1] - p[1]])
 
-    with pytest.raises(pz.SolverError, match=r"singular at the root .*no derivative in p \(Newton iteration 1, max\|f\| = 0"):
+    with pytest.raises(pz.SolverError, match=r"singular at the root .*no derivative in p\. Its rows are linearly dependent .*f\[0\] does not depend on u here \(its row of df/du is 0\) \(Newton iteration 1, max\|f\| = 0"):
         pz.nlsolve(double, np.array([0.0, 1.0]), np.array([0.0, 1.0]))
     with pytest.raises(pz.SolverError, match="singular at the root"):
         pz.gradient(lambda q: pz.nlsolve(double, np.array([0.0, 1.0]), q)[0], np.array([0.0, 1.0]))

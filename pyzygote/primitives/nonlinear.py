@@ -140,8 +140,94 @@ def _checked_jacobian(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r:
     condition = scaled_condition(J)
     if not condition <= SINGULAR_CONDITION:
         why = "the root is not isolated, and has no derivative in p" if at_root else "the root is not isolated there, or f does not depend on some entry of u"
-        raise _failed(f"the Jacobian df/du is singular{where} (condition number {condition:.3g} with its rows and columns scaled): {why}", iteration, u, r)
+        shape = getattr(getattr(rhs, "layout", None), "u_shape", u.shape)
+        raise _failed(
+            f"the Jacobian df/du is singular{where} (condition number {condition:.3g} with its rows and columns scaled): {why}"
+            + dependent_equations(J, shape),
+            iteration,
+            u,
+            r,
+        )
     return J
+
+
+def dependent_equations(J: np.ndarray, shape: tuple[int, ...] = ()) -> str:
+    """A sentence naming the combinations of f's equations that vanish to first order, the left
+    null vectors of ``J = df/du`` (their rows and columns scaled as in :func:`scaled_condition`,
+    then in reduced row echelon form, so disjoint ones come out apart), and, where one has a
+    constant sign, the conserved quantity it is, with what to write: the steady state of a
+    reaction network with conserved totals (R + Ra constant) is not isolated until one equation
+    per conserved quantity is replaced by its conservation law (user testing).  "" if none is found.
+    ``shape`` is u's (and f's) shape, for the names of entries."""
+    n = J.shape[0]
+    if J.ndim != 2 or J.shape != (n, n) or n == 0 or not np.all(np.isfinite(J)):
+        return ""
+    rows = np.max(np.abs(J), axis=1)
+    rows[rows == 0] = 1.0
+    S = J / rows[:, None]
+    cols = np.max(np.abs(S), axis=0)
+    cols[cols == 0] = 1.0
+    U, s, _ = np.linalg.svd(S / cols[None, :])
+    null = U[:, s <= s[0] / SINGULAR_CONDITION] if s[0] > 0 else np.eye(n)
+    if null.shape[1] == 0:
+        return ""
+    W = _reduced_echelon((null / rows[:, None]).T)
+
+    def name(i: int, of: str) -> str:
+        at = np.unravel_index(i, shape) if len(shape) > 1 and int(np.prod(shape)) == n else (i,)
+        return f"{of}[{', '.join(str(int(k)) for k in at)}]"
+
+    def combination(w: np.ndarray, of: str) -> str:
+        terms = []
+        for i in np.flatnonzero(w)[:10]:
+            c = float(w[i])
+            coef = "" if abs(abs(c) - 1.0) < 1e-9 else f"{abs(c):.4g} * "
+            terms.append(("- " if c < 0 else "+ ") + coef + name(int(i), of))
+        more = " + ..." if np.count_nonzero(w) > 10 else ""
+        return " ".join(terms).removeprefix("+ ").replace("- ", "-", 1 if terms and terms[0].startswith("- ") else 0) + more
+
+    found, laws = [], []
+    for w in W[:5]:
+        support = np.flatnonzero(w)
+        if len(support) == 1:
+            found.append(f"{name(int(support[0]), 'f')} does not depend on u here (its row of df/du is 0)")
+        elif np.all(w[support] > 0) or np.all(w[support] < 0):
+            w = w if w[support[0]] > 0 else -w
+            found.append(f"{combination(w, 'f')} is constant to first order in u (a conserved total, {combination(w, 'u')}, if it is 0 for every u)")
+            laws.append((w, support))
+        else:
+            found.append(f"{combination(w, 'f')} is constant to first order in u")
+    more = f" (and {len(W) - 5} more)" if len(W) > 5 else ""
+    text = f". Its rows are linearly dependent ({len(W)} dependent combination{'s' if len(W) > 1 else ''} of f's equations): " + "; ".join(found) + more
+    if laws:
+        w, support = laws[0]
+        text += (
+            ". As in the steady state of a reaction network with conserved totals, f(u) = 0 does not fix these: replace one "
+            f"equation per conserved quantity by its conservation law, e.g. {name(int(support[0]), 'f')} by "
+            f"{combination(w, 'u')} - total (the total from the initial state, passed in p), and the root is isolated"
+        )
+    return text
+
+
+def _reduced_echelon(A: np.ndarray) -> np.ndarray:
+    """The rows of ``A`` (a basis of a subspace) replaced by the subspace's reduced row echelon
+    basis (partial pivoting), each leading entry 1 and entries below 1e-9 of the largest 0."""
+    A = np.array(A, dtype=float)
+    k, n = A.shape
+    row = 0
+    for col in range(n):
+        if row == k:
+            break
+        pivot = row + int(np.argmax(np.abs(A[row:, col])))
+        if abs(A[pivot, col]) <= 1e-9 * np.max(np.abs(A), initial=0.0):
+            continue
+        A[[row, pivot]] = A[[pivot, row]]
+        A[row] /= A[row, col]
+        others = np.arange(k) != row
+        A[others] -= np.outer(A[others, col], A[row])
+        row += 1
+    A[np.abs(A) <= 1e-9 * np.max(np.abs(A), axis=1, keepdims=True, initial=0.0)] = 0.0
+    return A[:row]
 
 
 def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np.ndarray, iteration: int) -> tuple[np.ndarray, np.ndarray] | None:
