@@ -253,13 +253,29 @@ def _pairs(candidate: Any, reference: Any, path: str = "") -> list[tuple[str, np
     if reference is None:
         return []
     same_kind = type(candidate) is type(reference) or (isinstance(candidate, np.ndarray) and isinstance(reference, np.ndarray))
-    if isinstance(reference, dict) and isinstance(candidate, dict) and set(candidate) == set(reference):
+    where = f"grads{path}"
+    if isinstance(reference, dict) and isinstance(candidate, dict):
+        if set(candidate) != set(reference):
+            # user testing: a dict missing a key was told only by both structures printed in full
+            missing = [k for k in reference if k not in candidate]
+            extra = [k for k in candidate if k not in reference]
+            raise _Mismatch(
+                f"{where} "
+                + "; ".join(
+                    ([f"lacks the key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"] if missing else [])
+                    + ([f"has the key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}, which the argument has not"] if extra else [])
+                )
+            )
         return [pair for k in sorted(reference, key=repr) for pair in _pairs(candidate[k], reference[k], f"{path}[{k!r}]")]
-    if isinstance(reference, tuple) and same_kind and len(candidate) == len(reference):
+    if isinstance(reference, tuple) and same_kind:
+        if len(candidate) != len(reference):
+            raise _Mismatch(f"{where} has {len(candidate)} entr{'y' if len(candidate) == 1 else 'ies'} where the arguments have {len(reference)}")
         return [pair for i, (c, r) in enumerate(zip(candidate, reference)) for pair in _pairs(c, r, f"{path}[{i}]")]
-    if isinstance(reference, np.ndarray) and same_kind and candidate.shape == reference.shape:
+    if isinstance(reference, np.ndarray) and same_kind:
+        if candidate.shape != reference.shape:
+            raise _Mismatch(f"{where} has shape {candidate.shape} where the argument has {reference.shape}")
         return [(path, candidate.astype(np.float64), reference.astype(np.float64))]
-    raise _Mismatch
+    raise _Mismatch(f"{where} is {_describe(candidate)} where the argument is {_describe(reference)}")
 
 
 class _Mismatch(Exception):
@@ -269,10 +285,10 @@ class _Mismatch(Exception):
 def _paired(candidate: Any, reference: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
     try:
         return _pairs(candidate, reference)
-    except _Mismatch:
+    except _Mismatch as mismatch:
         raise ValueError(
             "the gradient to check must have the structure and shapes of the function's arguments: "
-            f"got {_describe(candidate)}, expected {_describe(reference)} (integer and boolean numpy arrays "
+            f"{mismatch}; got {_describe(candidate)}, expected {_describe(reference)} (integer and boolean numpy arrays "
             "are data: their entries may hold anything; a Python int is a number pyzygote differentiates, as "
             "pz.gradient does: pass np.int64(3) to make it data). To check the gradient with respect to some "
             "arguments only, give None for the others (data, as JAX's argnums leaves them out): "

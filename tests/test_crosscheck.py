@@ -68,6 +68,25 @@ def test_structure_mismatch_is_an_error(point):
         pz.crosscheck(loss, point, (np.zeros(2), np.zeros(2), np.zeros((4, 3))))
 
 
+def test_a_structure_mismatch_says_where_and_which_keys():
+    """User testing: a dict gradient missing a key was refused with both structures printed in
+    full and no word of the key."""
+
+    def g(d, w):
+        return 2.0 * d["a"] + 3.0 * d["b"] + np.sum(d["c"] * w)
+
+    args = ({"a": 1.0, "b": 1.0, "c": np.ones(2)}, np.ones(2))
+    full = {"a": 2.0, "b": 3.0, "c": np.ones(2)}
+    with pytest.raises(ValueError, match=r"arguments: grads\[0\] lacks the key 'b'; got "):
+        pz.crosscheck(g, args, ({"a": 2.0, "c": np.ones(2)}, np.ones(2)))
+    with pytest.raises(ValueError, match=r"arguments: grads\[0\] lacks the keys 'a', 'b'; has the key 'x', which the argument has not; got "):
+        pz.crosscheck(g, args, ({"c": np.ones(2), "x": 1.0}, np.ones(2)))
+    with pytest.raises(ValueError, match=r"arguments: grads\[0\]\['c'\] has shape \(3,\) where the argument has \(2,\); got "):
+        pz.crosscheck(g, args, ({**full, "c": np.ones(3)}, np.ones(2)))
+    with pytest.raises(ValueError, match=r"arguments: grads has 1 entry where the arguments have 2; got "):
+        pz.crosscheck(g, args, (full,))
+
+
 def test_dicts_line_up_by_key_not_by_insertion_order():
     def g(d):
         return 2.0 * d["a"] + 3.0 * d["b"]
