@@ -2418,3 +2418,25 @@ def test_a_dense_output_that_is_not_finite_fails_the_solve() -> None:
     # Tsit5's interpolation needs no new evaluations: the same problem solves
     fine = pz.odesolve(forced, np.array([1.0]), np.array([0.0, 0.5 * (t0 + t1), 10.0]), np.array([0.5]), alg="Tsit5", reltol=1e-8, abstol=1e-10)
     np.testing.assert_allclose(fine[:, 0], np.exp(-0.5 * np.array([0.0, 0.5 * (t0 + t1), 10.0])), rtol=1e-6)
+
+
+def test_auto_solves_forward_sensitivities_above_1000_equations_with_fbdfs_bdf() -> None:
+    """As the README's solver table says (pins documented behaviour; user testing found auto and
+    FBDF bitwise equal there): LSODA takes only dense Jacobians, so alg="auto" solves a forward
+    sensitivity system of more than 1,000 equations with SciPy's BDF, as FBDF does."""
+    from pyzygote.ode.sensitivity import DENSE_SENSITIVITY_LIMIT
+
+    def heat(u: Any, p: Any, t: Any) -> Any:
+        inner = np.exp(p[1:-1]) * (u[2:] - 2.0 * u[1:-1] + u[:-2])
+        return np.concatenate([-np.exp(p[:1]) * u[:1], inner, -np.exp(p[-1:]) * u[-1:]])
+
+    def gradient(n: int, alg: str) -> Any:
+        u0 = np.sin(np.linspace(0.0, np.pi, n)) + 1.0
+        loss = lambda p: np.sum(pz.odesolve(heat, u0, np.linspace(0.0, 0.5, 3), p, alg=alg, sensealg="forward", reltol=1e-6) ** 2)  # noqa: E731
+        return pz.gradient(loss, np.full(n, -1.0))[0]
+
+    assert 32 * 33 > DENSE_SENSITIVITY_LIMIT >= 24 * 25
+    np.testing.assert_array_equal(gradient(32, "auto"), gradient(32, "FBDF"))
+    below_auto, below_fbdf = gradient(24, "auto"), gradient(24, "FBDF")
+    assert not np.array_equal(below_auto, below_fbdf)  # LSODA there
+    np.testing.assert_allclose(below_auto, below_fbdf, rtol=1e-3)
