@@ -1770,6 +1770,16 @@ def test_a_nan_partway_through_a_solve_names_the_operation_and_p_by_its_keys(alg
                 pz.gradient(lambda q: np.sum(pz.odesolve(rhs, np.ones(1), t, q, alg=alg)), p)
 
 
+def test_a_failed_solve_that_took_long_is_not_repeated_to_name_the_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyzygote.ode.sensitivity as sensitivity
+
+    monkeypatch.setattr(sensitivity, "REPLAY_UP_TO_SECONDS", -1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(pz.SolverError, match=r"the solution became NaN or infinite at t=2\.\d+\. This solve started from u0 = \[1\] with p\['k'\] = 1, p\['n'\] = 0\.5\.$"):
+            pz.odesolve(lambda u, p, t: -p["k"] * u ** p["n"], np.ones(1), np.linspace(0.0, 4.0, 9), {"n": 0.5, "k": 1.0}, alg="auto")
+
+
 def test_an_overflow_in_f_is_told_as_an_overflow_not_as_a_point_where_f_is_not_differentiable() -> None:
     """User testing: a line search stepped to log10 k = 373, and 10 ** 373 = inf made a SolverError
     whose first advice was "f is not differentiable there (np.sqrt(x) ...)"; the plain solve named

@@ -34,6 +34,7 @@ Names follow SciMLSensitivity.jl:
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -208,13 +209,19 @@ def _diagnosis(found: tuple[float, Any, str], derivative: str) -> str:
     return derivative + named
 
 
+# A failed solve is repeated with f watched (see _Sightings) only if it took at most this long:
+# reading the message of a longer one would cost as much again.
+REPLAY_UP_TO_SECONDS = 30.0
+
+
 class _Sightings:
     """The last time and state (the first ``n`` entries) at which a failed solve's right-hand side
     (or Jacobian) returned NaN or inf from a finite state, found by solving again with both
     watched (:meth:`look`), so that the operation of f responsible can be named (user testing: a
     state a hair below 0 in x ** n made "the solution became NaN or infinite at t=2.21", with no
-    word of the power).  The solve is repeated only when the error's message is read: watching
-    every evaluation of a solve that succeeds made a small Tsit5 solve 1.6 times slower."""
+    word of the power).  The solve is repeated only when the error's message is read (watching
+    every evaluation of a solve that succeeds made a small Tsit5 solve 1.6 times slower), and
+    only if it took at most REPLAY_UP_TO_SECONDS."""
 
     def __init__(self, n: int):
         self.n, self.at = n, None
@@ -299,8 +306,9 @@ def _solve(
             fun, float(t0), float(t1), y0, saveat, opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters, tstops=opts.tstops, **kw
         )
 
+    started = time.perf_counter()
     res = run(fun, **kw)
-    if seen is not None and not res.success:
+    if seen is not None and not res.success and "NaN or inf" in res.message and time.perf_counter() - started <= REPLAY_UP_TO_SECONDS:
         seen.replay = lambda: run(seen.watch(fun), **{**kw, "jac": seen.watch(kw.get("jac")), "dense": False})
     return _checked(res, what, opts.alg, blame)
 
