@@ -394,8 +394,11 @@ def test_mistakes_in_f_are_told_in_terms_of_f_u_p_not_of_an_ode() -> None:
     def notes(exc: BaseException) -> str:
         return "\n".join(getattr(exc, "__notes__", []))
 
+    def one(u):
+        return u - 1.0
+
     with pytest.raises(TypeError, match="takes 1 positional argument") as info:
-        pz.nlsolve(lambda u: u - 1.0, np.ones(2))
+        pz.nlsolve(lambda u, p: one(u, p), np.ones(2))
     assert "pz.nlsolve traced f as f(u, p) with u of shape (2,)" in notes(info.value)
     assert "right-hand side" not in notes(info.value) and "scalar t" not in notes(info.value)
     with pytest.raises(pz.TracerBoolError) as info:
@@ -409,6 +412,23 @@ def test_mistakes_in_f_are_told_in_terms_of_f_u_p_not_of_an_ode() -> None:
         pz.grad(lambda a: pz.nlsolve(lambda u, p: u - a * np.random.rand(2), np.ones(2))[0])(1.0)
     with pytest.raises(TypeError, match=r"f of pz.nlsolve returned booleans \(a comparison"):
         pz.nlsolve(lambda u, p: u > 1.0, np.ones(2))
+
+
+def test_f_of_three_or_one_argument_is_told_how_to_wrap_it() -> None:
+    """An ODE right-hand side f(u, p, t) or a residual of u alone failed with Python's bare
+    "missing 1 required positional argument: 't'" (user testing)."""
+
+    def rhs(u, p, t):
+        return p - u
+
+    with pytest.raises(TypeError, match=r"pz.nlsolve calls f\(u, p\) with two positional arguments, but rhs\(u, p, t\) cannot be called so .*`lambda u, q: rhs\(u, q, 0.0\)`"):
+        pz.nlsolve(rhs, np.ones(2), np.array([2.0, 3.0]))
+    np.testing.assert_allclose(pz.nlsolve(lambda u, q: rhs(u, q, 0.0), np.ones(2), np.array([2.0, 3.0])), [2.0, 3.0], rtol=1e-15)
+    with pytest.raises(TypeError, match=r"but <lambda>\(u\) cannot be called so .*`lambda u, p: g\(u\)`"):
+        pz.nlsolve(lambda u: u - 1.0, np.ones(2))
+    # defaults, *args and callable objects that take (u, p) are fine
+    np.testing.assert_allclose(pz.nlsolve(lambda u, p, t=0.0: u - p, np.ones(1), np.array([2.0])), [2.0])
+    np.testing.assert_allclose(pz.nlsolve(lambda *a: a[0] - a[1], np.ones(1), np.array([2.0])), [2.0])
 
 
 # --- the Julia engine ----------------------------------------------------------------------------

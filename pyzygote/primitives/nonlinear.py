@@ -328,6 +328,27 @@ def _residual(f: Callable[..., Any]) -> Callable[..., Any]:
     return residual
 
 
+def _check_two_arguments(f: Callable[..., Any]) -> None:
+    """A TypeError before tracing where ``f`` cannot be called as ``f(u, p)``: an ODE right-hand
+    side ``f(u, p, t)`` or a residual of ``u`` alone (user testing: Python's own message named a
+    missing ``t`` without saying who called f how)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(f)
+    except (TypeError, ValueError):
+        return  # a builtin or an extension type without a signature: let the call tell
+    try:
+        signature.bind(None, None)
+    except TypeError as exc:
+        name = getattr(f, "__name__", type(f).__name__)
+        raise TypeError(
+            f"pz.nlsolve calls f(u, p) with two positional arguments, but {name}{signature} cannot be called so ({exc}). "
+            "For an ODE right-hand side rhs(u, p, t), pass `lambda u, q: rhs(u, q, 0.0)`; for a residual g(u) of u alone, "
+            "pass `lambda u, p: g(u)`"
+        ) from None
+
+
 def _check_u0(u0: Any) -> Any:
     if isinstance(u0, (list, tuple)) or (isinstance(u0, np.ndarray) and u0.dtype == object):
         try:
@@ -391,6 +412,7 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
         raise TypeError(f"f must be a callable f(u, p) returning the residual, got {type(f).__name__}")
     if is_julia_function(f):
         raise TypeError(f"f of pz.nlsolve must be numpy code of (u, p); the Julia function {f!r} is not supported here")
+    _check_two_arguments(f)
     u0 = _check_u0(u0)
     opts = _check_options(abstol, maxiters)
     layout, u0, q = Layout.of(u0, p)
