@@ -229,12 +229,62 @@ def test_no_decrease_along_a_step_that_is_not_negligible_is_a_solver_error() -> 
         pz.nlsolve(square, np.array([1.0]), np.array([1e30]))
 
 
-def test_abstol_is_the_largest_residual_accepted() -> None:
-    # Newton from 10 on u^2 - 2: a loose abstol stops before the root is exact.
-    loose = pz.nlsolve(square, np.array([10.0]), np.array([2.0]), abstol=1e-2)
+def test_convergence_needs_both_a_small_residual_and_a_small_newton_step() -> None:
+    # Newton from 10 on u^2 - 2: a loose abstol alone no longer stops it (the Newton step there is
+    # not small); loose abstol and reltol stop it before the root is exact, at the first point where
+    # max|f| <= abstol and the Newton step computed there is at most reltol * max|u|.
+    assert pz.nlsolve(square, np.array([10.0]), np.array([2.0]), abstol=1e-2)[0] == pytest.approx(np.sqrt(2.0), rel=4e-16)
+    loose = pz.nlsolve(square, np.array([10.0]), np.array([2.0]), abstol=1e-2, reltol=1e-2)
     assert 1e-12 < abs(loose[0] ** 2 - 2.0) <= 1e-2
+    assert abs((loose[0] ** 2 - 2.0) / (2.0 * loose[0])) <= 1e-2 * loose[0]
     tight = pz.nlsolve(square, np.array([10.0]), np.array([2.0]))
     assert abs(tight[0] ** 2 - 2.0) <= 1e-12
+
+
+def test_a_residual_tiny_from_the_start_is_solved_to_its_root() -> None:
+    """A weak acid at 1 uM in mol/L (u = [H+, OH-, A-, HA]): every residual is below 1e-12 after
+    one Newton step, which the residual test alone accepted, returning H+ several percent off and its
+    gradient more.  The exact [H+] is the positive root of H^3 + Ka H^2 - (Kw + Ka Ct) H - Ka Kw = 0."""
+
+    def acid(u, p):
+        Ka, Kw, Ct = p[0], p[1], p[2]
+        H, OH, A, HA = u[0], u[1], u[2], u[3]
+        return np.stack([H * OH - Kw, H * A - Ka * HA, A + HA - Ct, H - OH - A])
+
+    u0 = np.array([1e-6, 1e-8, 1e-6, 1e-8])
+    p = np.array([1.8e-5, 1e-14, 1e-6])
+
+    def exact(p):
+        Ka, Kw, Ct = p
+        roots = np.roots([1.0, Ka, -(Kw + Ka * Ct), -Ka * Kw])
+        return float(roots[np.isreal(roots) & (roots.real > 0)].real[0])
+
+    H = pz.nlsolve(acid, u0, p)[0]
+    assert H == pytest.approx(exact(p), rel=1e-10)
+    (g,) = pz.gradient(lambda q: pz.nlsolve(acid, u0, q)[0], p)
+    h = 1e-6 * p
+    fd = [(exact(p + h[i] * np.eye(3)[i]) - exact(p - h[i] * np.eye(3)[i])) / (2 * h[i]) for i in range(3)]
+    np.testing.assert_allclose(g, fd, rtol=1e-7)
+
+
+def test_a_residual_that_decays_away_from_the_root_is_not_accepted_far_out() -> None:
+    # u exp(-u) from 5: Newton walks off to infinity, where the residual is below abstol after 27
+    # units; the Newton step there is about 1, so nothing converges.
+    with pytest.raises(pz.SolverError, match=r"no convergence to max\|f\| <= abstol = 1e-12 with a Newton step max\|du\| <= reltol \* max\|u\|"):
+        pz.nlsolve(lambda u, p: u * np.exp(-u) - p, np.array([5.0]), np.zeros(1))
+
+
+def test_a_simple_root_at_zero_still_converges() -> None:
+    # The relative step test cannot pass at u = 0; Newton lands there (or on rounding noise within
+    # abstol) and stops.
+    u = pz.nlsolve(lambda u, p: u * np.exp(-u) - p, np.array([0.5]), np.zeros(1))
+    assert abs(u[0]) <= 1e-15
+    (g,) = pz.gradient(lambda q: pz.nlsolve(lambda u, p: u * np.exp(-u) - p, np.array([0.5]), q)[0], np.zeros(1))
+    assert g[0] == pytest.approx(1.0, rel=1e-12)  # d/dp of the inverse of u exp(-u) at 0
+    # a root at 0 where rounding leaves f near 1e-18: (u + 0.1)^2 - 0.01
+    w = pz.nlsolve(lambda u, p: (u + 0.1) ** 2 - p, np.array([0.3]), np.array([0.01]))
+    assert abs(w[0]) <= 1e-15
+    np.testing.assert_allclose(pz.nlsolve(lambda u, p: np.sin(u) - p, np.array([0.5, -0.4]), np.zeros(2)), [0.0, 0.0], atol=1e-300)
 
 
 # --- failures ----------------------------------------------------------------------------------
@@ -383,8 +433,11 @@ def test_bad_arguments_are_refused_before_solving() -> None:
         pz.nlsolve(lambda u, p: None, np.ones(2))
     with pytest.raises(TypeError, match="f must be a callable"):
         pz.nlsolve(np.ones(2), np.ones(2))
-    with pytest.raises(TypeError, match="reltol"):
-        pz.nlsolve(ok, np.ones(1), reltol=1e-8)
+    with pytest.raises(TypeError, match="xtol"):
+        pz.nlsolve(ok, np.ones(1), xtol=1e-8)
+    for bad in (0.0, 1.0, -1e-8, np.nan, "1e-8", True):
+        with pytest.raises(ValueError, match="reltol must be a number between 0 and 1"):
+            pz.nlsolve(ok, np.ones(1), reltol=bad)
 
 
 def test_mistakes_in_f_are_told_in_terms_of_f_u_p_not_of_an_ode() -> None:
@@ -495,6 +548,32 @@ def test_an_entry_converging_to_zero_converges_on_julia_too() -> None:
     np.testing.assert_allclose(J, [[0.5 / np.sqrt(2.0)], [0.0]], rtol=1e-13, atol=1e-15)
     with pytest.raises(pz.SolverError, match="halved 30 times"):
         pz.gradient(lambda q: pz.nlsolve(square, np.array([1.0]), q)[0], np.array([1e30]), engine="julia")
+
+
+@pytest.mark.julia
+def test_julia_converges_only_with_a_small_newton_step() -> None:
+    """The Julia engine's stopping rules are the NumPy engine's: a residual below abstol is not
+    enough (a dilute weak acid, u exp(-u) walking off), and a root at 0 still converges."""
+
+    def acid(u, p):
+        Ka, Kw, Ct = p[0], p[1], p[2]
+        H, OH, A, HA = u[0], u[1], u[2], u[3]
+        return np.stack([H * OH - Kw, H * A - Ka * HA, A + HA - Ct, H - OH - A])
+
+    u0 = np.array([1e-6, 1e-8, 1e-6, 1e-8])
+    p = np.array([1.8e-5, 1e-14, 1e-6])
+    loss = lambda q: pz.nlsolve(acid, u0, q)[0]  # noqa: E731
+    value, g = pz.value_and_grad(loss, engine="julia")(p)
+    assert value == pytest.approx(pz.nlsolve(acid, u0, p)[0], rel=1e-12)
+    assert value == pytest.approx(9.597961735e-07, rel=1e-9)
+    np.testing.assert_allclose(g, pz.gradient(loss, p, engine="numpy")[0], rtol=1e-10)
+    decaying = lambda q: pz.nlsolve(lambda u, p: u * np.exp(-u) - p, np.array([5.0]), q)[0]  # noqa: E731
+    with pytest.raises(pz.SolverError, match=r"pz.nlsolve on the Julia engine failed: no convergence to max\|f\| <= abstol .* reltol"):
+        pz.gradient(decaying, np.zeros(1), engine="julia")
+    at_zero = lambda q: pz.nlsolve(lambda u, p: u * np.exp(-u) - p, np.array([0.5]), q)[0]  # noqa: E731
+    assert pz.gradient(at_zero, np.zeros(1), engine="julia")[0][0] == pytest.approx(1.0, rel=1e-12)
+    simple = lambda q: pz.nlsolve(square, np.array([1000.0]), q)[0]  # noqa: E731
+    assert pz.gradient(simple, np.array([2.0]), engine="julia")[0][0] == pytest.approx(0.5 / np.sqrt(2.0), rel=1e-13)
 
 
 def test_julia_nonlinear_solve_failure_becomes_a_solver_error() -> None:

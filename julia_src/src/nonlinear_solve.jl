@@ -41,12 +41,16 @@ const ARMIJO = 1.0e-4
 const SINGULAR_CONDITION = 1.0e14
 
 """
-    nlsolve(f, u0::AbstractVector, p::AbstractVector, abstol::Real, maxiters::Integer)
+    nlsolve(f, u0::AbstractVector, p::AbstractVector, abstol::Real, reltol::Real, maxiters::Integer)
 
 A root `u` of `f(u, p) = 0` by Newton's method from `u0`, as pyzygote's `nlsolve`: each step
 solves `J du = -f` with the Jacobian `J = ∂f/∂u` from `ForwardDiff.jacobian`, then halves `du`
-until `0.5 |f|²` decreases enough (Armijo). Converged when `maximum(abs, f) <= abstol`, or when
-a step would move no entry of `u` by more than `STEP_EPS` machine epsilons of it. Throws a
+until `0.5 |f|²` decreases enough (Armijo). Converged at `u` when `maximum(abs, f) <= abstol`
+and the Newton step computed there is small, `maximum(abs, du) <= reltol * maximum(abs, u)`;
+or, whatever `|f|`, when `du` moves no entry of `u` by more than `STEP_EPS` machine epsilons of
+it, or the line search finds no decrease along a `du` below `STEP_EPS` epsilons of
+`maximum(abs, u)`; or when the line search finds no decrease at all while
+`maximum(abs, f) <= abstol` (`|f|` at its rounding floor, as at a root at `u = 0`). Throws a
 [`NonlinearSolveFailure`](@ref) after `maxiters` iterations without convergence, at a singular
 or non-finite Jacobian (also at the root: a root that is not isolated has no derivative), or
 where `f` is not finite.
@@ -56,9 +60,16 @@ numbers in `p` (ForwardDiff: the engine's `jvp` and `hessian`) get their partial
 and the `rrule` gives Zygote `p̄ = -(∂f/∂p)ᵀ λ` with `Jᵀ λ = ū`. The root does not depend on
 `u0`: Newton starts from its plain values, and its cotangent is zero.
 """
-function nlsolve(f, u0::AbstractVector, p::AbstractVector, abstol::Real, maxiters::Integer)
+function nlsolve(
+    f,
+    u0::AbstractVector,
+    p::AbstractVector,
+    abstol::Real,
+    reltol::Real,
+    maxiters::Integer,
+)
     start = Vector{Float64}(map(_innermost_value, u0))
-    return _nlsolve(f, start, p, Float64(abstol), Int(maxiters))
+    return _nlsolve(f, start, p, Float64(abstol), Float64(reltol), Int(maxiters))
 end
 
 _innermost_value(x::ForwardDiff.Dual) = _innermost_value(ForwardDiff.value(x))
@@ -71,10 +82,11 @@ function _nlsolve(
     start::Vector{Float64},
     p::AbstractVector{ForwardDiff.Dual{T, V, N}},
     abstol::Float64,
+    reltol::Float64,
     maxiters::Int,
 ) where {T, V, N}
     plain = ForwardDiff.value.(p)
-    u = _nlsolve(f, start, plain, abstol, maxiters)
+    u = _nlsolve(f, start, plain, abstol, reltol, maxiters)
     J = ForwardDiff.jacobian(v -> f(v, plain), u)
     r = f(u, p)
     # `partials(T, x, k)` is zero for an entry of f that does not depend on p (a plain number).
@@ -88,6 +100,7 @@ function _nlsolve(
     start::Vector{Float64},
     p::AbstractVector,
     abstol::Float64,
+    reltol::Float64,
     maxiters::Int,
 )
     u = start
@@ -95,22 +108,28 @@ function _nlsolve(
     all(isfinite, r) ||
         throw(NonlinearSolveFailure("f is NaN or inf at the starting point u0", 0, NaN, u))
     for iteration in 1:(maxiters + 1)
-        converged = maximum(abs, r) <= abstol
-        if !converged && iteration > maxiters
-            msg = "no convergence to max|f| <= abstol = $abstol within maxiters = " *
-                "$maxiters iterations"
+        small_f = maximum(abs, r) <= abstol
+        J = _checked_jacobian(f, u, p, iteration, r, small_f)
+        step = -(J \ r)
+        stepsize = Float64(maximum(abs, step))
+        scale = Float64(maximum(abs, u))
+        all(abs.(step) .<= STEP_EPS * eps(Float64) .* abs.(u)) && return u
+        small_f && stepsize <= reltol * scale && return u
+        if iteration > maxiters
+            msg = "no convergence to max|f| <= abstol = $abstol with a Newton step " *
+                "max|du| <= reltol * max|u| (reltol = $reltol; max|du| = $stepsize, " *
+                "max|u| = $scale) within maxiters = $maxiters iterations"
             throw(_failure(msg, maxiters, r, u))
         end
-        J = _checked_jacobian(f, u, p, iteration, r, converged)
-        converged && return u
-        step = -(J \ r)
-        all(abs.(step) .<= STEP_EPS * eps(Float64) .* abs.(u)) && return u
         found = _line_search(f, p, u, r, step, iteration)
         if found === nothing
             # No decrease along a step below rounding of the largest entry: |f| is at its
             # rounding floor, while an entry converging to 0 keeps the entrywise test above
             # from ever passing (its steps are as small as itself).
-            maximum(abs, step) <= STEP_EPS * eps(Float64) * maximum(abs, u) && return u
+            stepsize <= STEP_EPS * eps(Float64) * scale && return u
+            # No decrease at all along a descent direction: |f| is rounding noise, within
+            # abstol (a root at u = 0, where the relative step test cannot pass).
+            small_f && return u
             msg = "the line search found no decrease of |f| along the Newton step, halved 30 " *
                 "times (a local minimum of |f| that is not a root, a start u0 too far from " *
                 "the root for Newton's step, or abstol below what rounding allows)"
@@ -189,9 +208,10 @@ function ChainRulesCore.rrule(
     u0::AbstractVector,
     p::AbstractVector,
     abstol::Real,
+    reltol::Real,
     maxiters::Integer,
 )
-    u = nlsolve(f, u0, p, abstol, maxiters)
+    u = nlsolve(f, u0, p, abstol, reltol, maxiters)
     function nlsolve_pullback(ū)
         ū = unthunk(ū)
         zero_u0 = ChainRulesCore.ZeroTangent()
@@ -200,6 +220,7 @@ function ChainRulesCore.rrule(
                 NoTangent(),
                 zero_u0,
                 ChainRulesCore.ZeroTangent(),
+                NoTangent(),
                 NoTangent(),
                 NoTangent()
         end
@@ -210,7 +231,7 @@ function ChainRulesCore.rrule(
         grads = back(λ) # `nothing` when f does not depend on p at all
         dp = grads === nothing ? nothing : first(grads)
         p̄ = dp === nothing ? ChainRulesCore.ZeroTangent() : -dp
-        return NoTangent(), NoTangent(), zero_u0, p̄, NoTangent(), NoTangent()
+        return NoTangent(), NoTangent(), zero_u0, p̄, NoTangent(), NoTangent(), NoTangent()
     end
     return u, nlsolve_pullback
 end

@@ -45,6 +45,7 @@ class NLOptions:
     """The stopping rules of a Newton solve (see :func:`nlsolve`)."""
 
     abstol: float
+    reltol: float
     maxiters: int
 
 
@@ -77,28 +78,46 @@ def _failed(what: str, iteration: int, u: np.ndarray, r: np.ndarray | None) -> S
 def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarray:
     """A root of ``rhs(., p, 0)`` by Newton's method from ``u0`` with a backtracking line search
     on ``0.5 |f|^2``; a :class:`pyzygote.SolverError` when there is none to be found from there,
-    or when the Jacobian at the root is singular (the root is not isolated: it has no derivative)."""
+    or when the Jacobian at the root is singular (the root is not isolated: it has no derivative).
+
+    Converged at ``u`` when ``max|f(u)| <= abstol`` and the Newton step ``du`` computed there is
+    small, ``max|du| <= reltol * max|u|``; or, whatever ``|f|``, when ``du`` is below rounding:
+    ``|du_i| <= 4 eps |u_i|`` for every entry, or the line search finds no decrease along a ``du``
+    with ``max|du| <= 4 eps max|u|``; or when the line search finds no decrease at all while
+    ``max|f| <= abstol`` (``|f|`` is at its rounding floor, as at a root at ``u = 0``)."""
     u = np.array(u0, dtype=float)
     with np.errstate(all="ignore"):
         r = np.asarray(rhs(u, p, 0.0), dtype=float)
     if not np.all(np.isfinite(r)):
         raise _failed("f is NaN or inf at the starting point u0", 0, u, r)
+    eps = np.finfo(float).eps
     for iteration in range(1, opts.maxiters + 2):
-        converged = np.max(np.abs(r), initial=0.0) <= opts.abstol
-        if not converged and iteration > opts.maxiters:
-            raise _failed(f"no convergence to max|f| <= abstol = {opts.abstol:g} within maxiters = {opts.maxiters} iterations", opts.maxiters, u, r)
-        J = _checked_jacobian(rhs, u, p, iteration, r, converged)
-        if converged:
-            return u
+        small_f = bool(np.max(np.abs(r), initial=0.0) <= opts.abstol)
+        J = _checked_jacobian(rhs, u, p, iteration, r, small_f)
         step = np.linalg.solve(J, -r)
-        if np.all(np.abs(step) <= STEP_EPS * np.finfo(float).eps * np.abs(u)):
+        size, scale = float(np.max(np.abs(step), initial=0.0)), float(np.max(np.abs(u), initial=0.0))
+        if np.all(np.abs(step) <= STEP_EPS * eps * np.abs(u)):
             return u  # the step-size test: u cannot move in float64
+        if small_f and size <= opts.reltol * scale:
+            return u
+        if iteration > opts.maxiters:
+            raise _failed(
+                f"no convergence to max|f| <= abstol = {opts.abstol:g} with a Newton step max|du| <= reltol * max|u| "
+                f"(reltol = {opts.reltol:g}; max|du| = {size:.3g}, max|u| = {scale:.3g}) within maxiters = {opts.maxiters} iterations",
+                opts.maxiters,
+                u,
+                r,
+            )
         found = _line_search(rhs, p, u, r, step, iteration)
         if found is None:
-            if np.max(np.abs(step)) <= STEP_EPS * np.finfo(float).eps * np.max(np.abs(u)):
+            if size <= STEP_EPS * eps * scale:
                 # No decrease along a step below rounding of the largest entry: |f| is at its
                 # rounding floor, while an entry converging to 0 keeps the entrywise test above
                 # from ever passing (its steps are as small as itself).
+                return u
+            if small_f:
+                # No decrease at all along a descent direction: |f| is rounding noise, within
+                # abstol (a root at u = 0, where the relative step test cannot pass).
                 return u
             raise _failed(
                 "the line search found no decrease of |f| along the Newton step, halved 30 times (a local minimum of "
@@ -286,7 +305,7 @@ def _nlsolve_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, opts: NLOptions) -> str
     from pyzygote.julia.codegen import julia_literal
 
     f = e.function(rhs.program)
-    return f"PyZygote.nlsolve(PyZygote.Residual({f}), {u0}, {p}, {julia_literal(opts.abstol, np.float64)}, {int(opts.maxiters)})"
+    return f"PyZygote.nlsolve(PyZygote.Residual({f}), {u0}, {p}, {julia_literal(opts.abstol, np.float64)}, {julia_literal(opts.reltol, np.float64)}, {int(opts.maxiters)})"
 
 
 # --- tracing f ----------------------------------------------------------------------------------
@@ -369,20 +388,23 @@ def _check_u0(u0: Any) -> Any:
     return arr.astype(float)
 
 
-def _check_options(abstol: Any, maxiters: Any) -> NLOptions:
-    for name, v in (("abstol", abstol), ("maxiters", maxiters)):
+def _check_options(abstol: Any, reltol: Any, maxiters: Any) -> NLOptions:
+    for name, v in (("abstol", abstol), ("reltol", reltol), ("maxiters", maxiters)):
         if isinstance(v, Tracer):
             raise TypeError(f"{name} of pz.nlsolve must be a number, not a traced value: pass it as a keyword argument or through a closure")
     number = isinstance(abstol, (int, float, np.integer, np.floating)) and not isinstance(abstol, (bool, np.bool_))
     if not (number and np.isfinite(abstol) and abstol > 0):
         raise ValueError(f"abstol must be a positive finite number (the largest max|f(u, p)| accepted at the root), got {abstol!r}")
+    number = isinstance(reltol, (int, float, np.integer, np.floating)) and not isinstance(reltol, (bool, np.bool_))
+    if not (number and np.isfinite(reltol) and 0 < reltol < 1):
+        raise ValueError(f"reltol must be a number between 0 and 1 (the largest Newton step at the root, relative to max|u|), got {reltol!r}")
     whole = isinstance(maxiters, (int, np.integer, float, np.floating)) and not isinstance(maxiters, (bool, np.bool_))
     if not (whole and np.isfinite(maxiters) and maxiters == int(maxiters) and maxiters >= 1):
         raise ValueError(f"maxiters must be a positive integer (a number of Newton iterations), got {maxiters!r}")
-    return NLOptions(float(abstol), int(maxiters))
+    return NLOptions(float(abstol), float(reltol), int(maxiters))
 
 
-def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e-12, maxiters: int = 100, **unknown: Any) -> Any:
+def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e-12, reltol: float = 1e-10, maxiters: int = 100, **unknown: Any) -> Any:
     """A root ``u`` of ``f(u, p) = 0``, found by Newton's method from ``u0``.
 
     NonlinearSolve.jl's ``solve(NonlinearProblem(f, u0, p), NewtonRaphson())``: ``f`` is plain
@@ -390,11 +412,18 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     right-hand side is) with its exact Jacobian ``df/du``.  ``u0`` is a 1-D float array, ``p``
     an array, a dict or a tuple of arrays (as :func:`pyzygote.odesolve` takes).  Each Newton
     step solves ``J_u du = -f``, then halves it until ``|f|`` decreases enough (Armijo's test on
-    ``0.5 |f|^2``).  The solve has converged when ``max|f(u, p)| <= abstol``, or when a Newton
-    step would move no entry of ``u`` by more than 4 machine epsilons of it (rounding then keeps
-    ``|f|`` above a tiny ``abstol``, and ``u`` is as accurate as float64 allows).  No convergence
-    within ``maxiters`` iterations, a singular Jacobian (also at the root: a root that is not
-    isolated has no derivative) or a NaN in ``f`` raise :class:`pyzygote.SolverError`.
+    ``0.5 |f|^2``).  The solve has converged at ``u`` when both ``max|f(u, p)| <= abstol`` and
+    the Newton step ``du`` computed at ``u`` is small, ``max|du| <= reltol * max|u|`` (max-norms
+    over all entries; ``u`` is returned, not ``u + du``): a residual below ``abstol`` alone is
+    not enough, as ``f`` in small units (mol/L) is tiny far from its root.  Rounding floors end
+    it too, whatever ``|f|``: a Newton step moving no entry of ``u`` by more than 4 machine
+    epsilons of it, or a line search finding no decrease along a step below 4 epsilons of
+    ``max|u|``; and so does a line search finding no decrease at all while ``max|f| <= abstol``
+    (``|f|`` is rounding noise, as at a root at ``u = 0``, where the relative test cannot pass).
+    NonlinearSolve.jl's default (``AbsNormSafeBestTerminationMode``, given the residual) stops on
+    ``|f|`` alone, with ``abstol = eps^(4/5)``.  No convergence within ``maxiters`` iterations, a
+    singular Jacobian (also at the root: a root that is not isolated has no derivative) or a NaN
+    in ``f`` raise :class:`pyzygote.SolverError`.
 
     The result is differentiable in ``p`` and in traced values ``f`` reads from its closure, by
     the implicit function theorem (``du/dp = -J_u^{-1} J_p``), to any order; its derivative in
@@ -414,7 +443,7 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
         raise TypeError(f"f of pz.nlsolve must be numpy code of (u, p); the Julia function {f!r} is not supported here")
     _check_two_arguments(f)
     u0 = _check_u0(u0)
-    opts = _check_options(abstol, maxiters)
+    opts = _check_options(abstol, reltol, maxiters)
     layout, u0, q = Layout.of(u0, p)
     # Values being differentiated that f reads from its closure are parameters after p's entries.
     rhs, lifted = RHS.trace_lifting(_residual(f), layout)
