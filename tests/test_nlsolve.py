@@ -287,6 +287,44 @@ def test_a_simple_root_at_zero_still_converges() -> None:
     np.testing.assert_allclose(pz.nlsolve(lambda u, p: np.sin(u) - p, np.array([0.5, -0.4]), np.zeros(2)), [0.0, 0.0], atol=1e-300)
 
 
+def test_a_double_root_is_refused_as_multiple() -> None:
+    """u0^2 - p0 at p0 = 0: Newton halves u0 at each step, and the residual test alone accepted
+    u0 near 1e-6 with the derivative 1 / (2 u0), large and finite where the true one (of sqrt(p0))
+    is infinite; the scaled Jacobian was not singular there."""
+
+    def f(u, p):
+        return np.stack([u[0] ** 2 - p[0], u[1] - 1.0])
+
+    with pytest.raises(pz.SolverError, match=r"Newton converged linearly, each full step 0.5 times the one before.*\(numerically\) multiple.*no derivative"):
+        pz.nlsolve(f, np.array([1.0, 2.0]), np.zeros(2))
+    with pytest.raises(pz.SolverError, match="multiple"):
+        pz.jacobian(lambda q: pz.nlsolve(f, np.array([1.0, 2.0]), q), np.zeros(2))
+    # a triple root: steps shrink by 2/3
+    with pytest.raises(pz.SolverError, match=r"each full step 0.667 times"):
+        pz.nlsolve(lambda u, p: np.stack([(u[0] - 1.0) ** 3 - p[0], u[1] - 2.0]), np.array([2.0, 0.0]), np.zeros(1))
+    # alone at 0, u0 never converges relative to itself: maxiters, with the linear steps named
+    with pytest.raises(pz.SolverError, match=r"within maxiters = 100 iterations; the last full Newton steps shrank linearly, by 0.5 each, as near a multiple root"):
+        pz.nlsolve(square, np.array([1.0]), np.zeros(1))
+
+
+def test_simple_roots_after_linear_looking_or_damped_steps_are_not_called_multiple() -> None:
+    # u^2 - 2 from 1000: ten full steps each half the one before (far from the root, u^2 - 2 looks
+    # like u^2), then quadratic convergence.
+    assert pz.nlsolve(square, np.array([1000.0]), np.array([2.0]))[0] == pytest.approx(np.sqrt(2.0), rel=4e-16)
+    # arctan(u) - 1 from 20: damped steps, each full step after them shorter by the damping factor
+    u = pz.nlsolve(lambda u, p: np.arctan(u) - p, np.array([20.0]), np.array([1.0]))
+    assert u[0] == pytest.approx(np.tan(1.0), rel=1e-15)
+    # two simple roots 2e-6 apart (u^2 = 1e-12): linear steps down to 1e-6, then quadratic
+    def f(u, p):
+        return np.stack([u[0] ** 2 - p[0], u[1] - 1.0])
+
+    (J,) = pz.jacobian(lambda q: pz.nlsolve(f, np.array([1.0, 2.0]), q), np.array([1e-12, 0.0]))
+    assert J[0, 0] == pytest.approx(0.5 / 1e-6, rel=1e-6)
+    # a simple root with the same first two steps as a double root: u^2 - p with p = 1e-4 (the
+    # first steps halve u, the later ones converge quadratically)
+    assert pz.nlsolve(square, np.array([1.0]), np.array([1e-4]))[0] == pytest.approx(1e-2, rel=1e-15)
+
+
 # --- failures ----------------------------------------------------------------------------------
 def test_no_convergence_within_maxiters_is_a_solver_error_naming_iteration_residual_and_point() -> None:
     with pytest.raises(pz.SolverError, match=r"within maxiters = 3 iterations \(Newton iteration 3, max\|f\| = [0-9.e+]+, at u = \[") as info:
@@ -551,9 +589,10 @@ def test_an_entry_converging_to_zero_converges_on_julia_too() -> None:
 
 
 @pytest.mark.julia
-def test_julia_converges_only_with_a_small_newton_step() -> None:
+def test_julia_converges_only_with_a_small_newton_step_and_refuses_multiple_roots() -> None:
     """The Julia engine's stopping rules are the NumPy engine's: a residual below abstol is not
-    enough (a dilute weak acid, u exp(-u) walking off), and a root at 0 still converges."""
+    enough (a dilute weak acid, u exp(-u) walking off), a root at 0 still converges, and linear
+    convergence is a multiple root."""
 
     def acid(u, p):
         Ka, Kw, Ct = p[0], p[1], p[2]
@@ -572,6 +611,12 @@ def test_julia_converges_only_with_a_small_newton_step() -> None:
         pz.gradient(decaying, np.zeros(1), engine="julia")
     at_zero = lambda q: pz.nlsolve(lambda u, p: u * np.exp(-u) - p, np.array([0.5]), q)[0]  # noqa: E731
     assert pz.gradient(at_zero, np.zeros(1), engine="julia")[0][0] == pytest.approx(1.0, rel=1e-12)
+
+    def double(u, p):
+        return np.stack([u[0] ** 2 - p[0], u[1] - 1.0])
+
+    with pytest.raises(pz.SolverError, match=r"pz.nlsolve on the Julia engine failed: Newton converged linearly.*multiple"):
+        pz.gradient(lambda q: pz.nlsolve(double, np.array([1.0, 2.0]), q)[0], np.zeros(2), engine="julia")
     simple = lambda q: pz.nlsolve(square, np.array([1000.0]), q)[0]  # noqa: E731
     assert pz.gradient(simple, np.array([2.0]), engine="julia")[0][0] == pytest.approx(0.5 / np.sqrt(2.0), rel=1e-13)
 

@@ -39,6 +39,11 @@ const STEP_EPS = 4.0
 const HALVINGS = 30
 const ARMIJO = 1.0e-4
 const SINGULAR_CONDITION = 1.0e14
+const LINEAR_RATIO = 0.25
+const LINEAR_RATIO_MAX = 0.95
+const LINEAR_SPREAD = 1.5
+const LINEAR_STEPS = 3
+const ROUNDING_STEPS = 1.0e3
 
 """
     nlsolve(f, u0::AbstractVector, p::AbstractVector, abstol::Real, reltol::Real, maxiters::Integer)
@@ -52,8 +57,8 @@ it, or the line search finds no decrease along a `du` below `STEP_EPS` epsilons 
 `maximum(abs, u)`; or when the line search finds no decrease at all while
 `maximum(abs, f) <= abstol` (`|f|` at its rounding floor, as at a root at `u = 0`). Throws a
 [`NonlinearSolveFailure`](@ref) after `maxiters` iterations without convergence, at a singular
-or non-finite Jacobian (also at the root: a root that is not isolated has no derivative), or
-where `f` is not finite.
+or non-finite Jacobian (also at the root: a root that is not isolated has no derivative), where
+`f` is not finite, or where Newton converged linearly (a multiple root, without a derivative).
 
 Derivatives follow the implicit function theorem: `∂u/∂p = -J⁻¹ ∂f/∂p` at the root. Dual
 numbers in `p` (ForwardDiff: the engine's `jvp` and `hessian`) get their partials that way,
@@ -107,6 +112,8 @@ function _nlsolve(
     r = f(u, p)
     all(isfinite, r) ||
         throw(NonlinearSolveFailure("f is NaN or inf at the starting point u0", 0, NaN, u))
+    # maximum(abs, du) of each Newton step computed, and whether it was taken whole
+    steps = Tuple{Float64, Bool}[]
     for iteration in 1:(maxiters + 1)
         small_f = maximum(abs, r) <= abstol
         J = _checked_jacobian(f, u, p, iteration, r, small_f)
@@ -114,11 +121,28 @@ function _nlsolve(
         stepsize = Float64(maximum(abs, step))
         scale = Float64(maximum(abs, u))
         all(abs.(step) .<= STEP_EPS * eps(Float64) .* abs.(u)) && return u
-        small_f && stepsize <= reltol * scale && return u
+        if small_f && stepsize <= reltol * scale
+            ratio = _linear_convergence(vcat(steps, [(stepsize, true)]), scale)
+            if ratio !== nothing
+                msg = "Newton converged linearly, each full step $ratio times the one " *
+                    "before, where it converges quadratically to a simple root: the root " *
+                    "is (numerically) multiple, its Jacobian singular, and it has no " *
+                    "derivative in p (u**2 - p at p = 0 has the root sqrt(p), whose " *
+                    "derivative is infinite there)"
+                throw(_failure(msg, iteration, r, u))
+            end
+            return u
+        end
         if iteration > maxiters
+            recent = vcat(steps, [(stepsize, true)])
+            ratio = small_f ? _linear_convergence(recent, scale) : nothing
+            hint = ratio === nothing ?
+                "" :
+                "; the last full Newton steps shrank linearly, by $ratio each, as near a " *
+                    "multiple root, which has no derivative"
             msg = "no convergence to max|f| <= abstol = $abstol with a Newton step " *
                 "max|du| <= reltol * max|u| (reltol = $reltol; max|du| = $stepsize, " *
-                "max|u| = $scale) within maxiters = $maxiters iterations"
+                "max|u| = $scale) within maxiters = $maxiters iterations$hint"
             throw(_failure(msg, maxiters, r, u))
         end
         found = _line_search(f, p, u, r, step, iteration)
@@ -135,9 +159,27 @@ function _nlsolve(
                 "the root for Newton's step, or abstol below what rounding allows)"
             throw(_failure(msg, iteration, r, u))
         end
-        u, r = found
+        u, r, whole = found
+        push!(steps, (stepsize, whole))
     end
     throw(ErrorException("unreachable: the last iteration returns or throws"))
+end
+
+# The last ratio of successive full Newton steps where the last LINEAR_STEPS ratios all lie
+# between LINEAR_RATIO and LINEAR_RATIO_MAX, within a factor LINEAR_SPREAD of each other (linear
+# convergence, as to a multiple root), each step taken whole
+# and above ROUNDING_STEPS machine epsilons of `scale = maximum(abs, u)`; `nothing` otherwise,
+# as pyzygote.primitives.nonlinear's `linear_convergence`.
+function _linear_convergence(steps::Vector{Tuple{Float64, Bool}}, scale::Float64)
+    length(steps) < LINEAR_STEPS + 1 && return nothing
+    window = steps[(end - LINEAR_STEPS):end]
+    all(s -> s[2], window[1:(end - 1)]) || return nothing
+    sizes = first.(window)
+    minimum(sizes) > ROUNDING_STEPS * eps(Float64) * scale || return nothing
+    ratios = sizes[2:end] ./ sizes[1:(end - 1)]
+    all(q -> LINEAR_RATIO < q < LINEAR_RATIO_MAX, ratios) || return nothing
+    maximum(ratios) <= LINEAR_SPREAD * minimum(ratios) || return nothing
+    return ratios[end]
 end
 
 # ∂f/∂u at `u`, or a NonlinearSolveFailure where it is not finite or singular to working
@@ -173,8 +215,9 @@ function _scaled_condition(J::AbstractMatrix)
     return iszero(minimum(s)) ? Inf : Float64(maximum(s) / minimum(s))
 end
 
-# The point along `step` from `u` (and f there) where 0.5 |f|² has decreased enough, or
-# `nothing` where it has not (a NonlinearSolveFailure where f was not finite all along).
+# The point along `step` from `u`, f there and whether it is the whole step, where 0.5 |f|²
+# has decreased enough, or `nothing` where it has not (a NonlinearSolveFailure where f was not
+# finite all along).
 function _line_search(f, p, u, r, step, iteration::Int)
     merit = sum(abs2, r) / 2
     t = 1.0
@@ -184,7 +227,7 @@ function _line_search(f, p, u, r, step, iteration::Int)
         r_trial = f(trial, p)
         finite = all(isfinite, r_trial)
         if finite && sum(abs2, r_trial) / 2 <= (1 - 2 * ARMIJO * t) * merit
-            return trial, r_trial
+            return trial, r_trial, t == 1
         end
         t /= 2
     end

@@ -57,6 +57,17 @@ STEP_EPS = 4.0
 HALVINGS = 30
 # Armijo's sufficient decrease of 0.5 |f|^2: a fraction of what the linear model promises.
 ARMIJO = 1e-4
+# A multiple root: Newton converges to it linearly, each full step a roughly constant fraction of
+# the one before ((m - 1) / m for multiplicity m), where near a simple root the ratio falls
+# quadratically.  Refused when the last LINEAR_STEPS ratios of full steps all lie between
+# LINEAR_RATIO and LINEAR_RATIO_MAX, within a factor LINEAR_SPREAD of each other, with the steps
+# above ROUNDING_STEPS machine epsilons of max|u| (below, their ratios are rounding noise).  Steps
+# that hardly shrink (ratios near 1) are Newton walking off, not converging.
+LINEAR_RATIO = 0.25
+LINEAR_RATIO_MAX = 0.95
+LINEAR_SPREAD = 1.5
+LINEAR_STEPS = 3
+ROUNDING_STEPS = 1e3
 # A Jacobian whose condition number, its rows and columns scaled, exceeds this is singular to
 # working precision.
 SINGULAR_CONDITION = 1e14
@@ -78,7 +89,8 @@ def _failed(what: str, iteration: int, u: np.ndarray, r: np.ndarray | None) -> S
 def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarray:
     """A root of ``rhs(., p, 0)`` by Newton's method from ``u0`` with a backtracking line search
     on ``0.5 |f|^2``; a :class:`pyzygote.SolverError` when there is none to be found from there,
-    or when the Jacobian at the root is singular (the root is not isolated: it has no derivative).
+    when the Jacobian at the root is singular (the root is not isolated: it has no derivative), or
+    when Newton converged linearly to it (a multiple root, which has no derivative either).
 
     Converged at ``u`` when ``max|f(u)| <= abstol`` and the Newton step ``du`` computed there is
     small, ``max|du| <= reltol * max|u|``; or, whatever ``|f|``, when ``du`` is below rounding:
@@ -91,6 +103,7 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
     if not np.all(np.isfinite(r)):
         raise _failed("f is NaN or inf at the starting point u0", 0, u, r)
     eps = np.finfo(float).eps
+    steps: list[tuple[float, bool]] = []  # max|du| of each Newton step computed, and whether it was taken whole
     for iteration in range(1, opts.maxiters + 2):
         small_f = bool(np.max(np.abs(r), initial=0.0) <= opts.abstol)
         J = _checked_jacobian(rhs, u, p, iteration, r, small_f)
@@ -99,11 +112,23 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
         if np.all(np.abs(step) <= STEP_EPS * eps * np.abs(u)):
             return u  # the step-size test: u cannot move in float64
         if small_f and size <= opts.reltol * scale:
+            ratio = linear_convergence(steps + [(size, True)], scale)
+            if ratio is not None:
+                raise _failed(
+                    f"Newton converged linearly, each full step {ratio:.3g} times the one before, where it converges "
+                    "quadratically to a simple root: the root is (numerically) multiple, its Jacobian singular, and it has "
+                    "no derivative in p (u**2 - p at p = 0 has the root sqrt(p), whose derivative is infinite there)",
+                    iteration,
+                    u,
+                    r,
+                )
             return u
         if iteration > opts.maxiters:
+            ratio = linear_convergence(steps + [(size, True)], scale) if small_f else None
+            hint = "" if ratio is None else f"; the last full Newton steps shrank linearly, by {ratio:.3g} each, as near a multiple root, which has no derivative"
             raise _failed(
                 f"no convergence to max|f| <= abstol = {opts.abstol:g} with a Newton step max|du| <= reltol * max|u| "
-                f"(reltol = {opts.reltol:g}; max|du| = {size:.3g}, max|u| = {scale:.3g}) within maxiters = {opts.maxiters} iterations",
+                f"(reltol = {opts.reltol:g}; max|du| = {size:.3g}, max|u| = {scale:.3g}) within maxiters = {opts.maxiters} iterations{hint}",
                 opts.maxiters,
                 u,
                 r,
@@ -127,8 +152,30 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
                 u,
                 r,
             )
-        u, r = found
+        u, r, whole = found
+        steps.append((size, whole))
     raise AssertionError("unreachable: the last iteration returns or raises")
+
+
+def linear_convergence(steps: list[tuple[float, bool]], scale: float) -> float | None:
+    """The last ratio of successive full Newton steps where the last LINEAR_STEPS ratios all lie
+    between LINEAR_RATIO and LINEAR_RATIO_MAX, within a factor LINEAR_SPREAD of each other (linear
+    convergence, as to a multiple root), each step taken whole
+    (a damped step shortens the next one by its own factor) and above ROUNDING_STEPS machine
+    epsilons of ``scale = max|u|``; None otherwise.  ``steps`` holds (max|du|, taken whole) of the
+    Newton steps computed at successive iterates, the last one at the current point."""
+    if len(steps) < LINEAR_STEPS + 1:
+        return None
+    last = steps[-(LINEAR_STEPS + 1) :]
+    if not all(whole for _, whole in last[:-1]):
+        return None
+    sizes = [size for size, _ in last]
+    if not min(sizes) > ROUNDING_STEPS * np.finfo(float).eps * scale:
+        return None
+    ratios = [b / a for a, b in zip(sizes, sizes[1:])]
+    if all(LINEAR_RATIO < q < LINEAR_RATIO_MAX for q in ratios) and max(ratios) <= LINEAR_SPREAD * min(ratios):
+        return ratios[-1]
+    return None
 
 
 def scaled_condition(J: np.ndarray) -> float:
@@ -249,10 +296,10 @@ def _reduced_echelon(A: np.ndarray) -> np.ndarray:
     return A[:row]
 
 
-def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np.ndarray, iteration: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The point along ``step`` from ``u``, and f there, where ``0.5 |f|^2`` has decreased by
-    Armijo's rule, halving the step up to HALVINGS times; None where it has not (a SolverError
-    where f was NaN or inf all along)."""
+def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np.ndarray, iteration: int) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """The point along ``step`` from ``u``, f there, and whether it is the whole step, where
+    ``0.5 |f|^2`` has decreased by Armijo's rule, halving the step up to HALVINGS times; None
+    where it has not (a SolverError where f was NaN or inf all along)."""
     merit = 0.5 * float(r @ r)
     t = 1.0
     finite = False
@@ -262,7 +309,7 @@ def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np
             r_trial = np.asarray(rhs(trial, p, 0.0), dtype=float)
         finite = bool(np.all(np.isfinite(r_trial)))
         if finite and 0.5 * float(r_trial @ r_trial) <= (1.0 - 2.0 * ARMIJO * t) * merit:
-            return trial, r_trial
+            return trial, r_trial, t == 1.0
         t *= 0.5
     if not finite:
         raise _failed("f is NaN or inf along the whole Newton step, down to 2^-30 of it", iteration, u, r)
@@ -422,8 +469,10 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     (``|f|`` is rounding noise, as at a root at ``u = 0``, where the relative test cannot pass).
     NonlinearSolve.jl's default (``AbsNormSafeBestTerminationMode``, given the residual) stops on
     ``|f|`` alone, with ``abstol = eps^(4/5)``.  No convergence within ``maxiters`` iterations, a
-    singular Jacobian (also at the root: a root that is not isolated has no derivative) or a NaN
-    in ``f`` raise :class:`pyzygote.SolverError`.
+    singular Jacobian (also at the root: a root that is not isolated has no derivative), a NaN in
+    ``f``, or a multiple root (Newton's last three full steps each a roughly constant fraction,
+    between 0.25 and 0.95, of the one before, as ``u**2`` gives 0.5) raise
+    :class:`pyzygote.SolverError`.
 
     The result is differentiable in ``p`` and in traced values ``f`` reads from its closure, by
     the implicit function theorem (``du/dp = -J_u^{-1} J_p``), to any order; its derivative in
