@@ -73,8 +73,10 @@ class NonFiniteGradientError(_DiagnosedLater, PyzygoteError, FloatingPointError)
 
 
 class NonFiniteODEInputError(_DiagnosedLater, PyzygoteError, ValueError):
-    """The starting state or the parameters of an ODE solve hold NaN or inf.  Where the function
-    computed them from its arguments, the message names the operation that made them so."""
+    """The starting state or the parameters of an ODE solve, or of :func:`pyzygote.nlsolve`, hold
+    NaN or inf.  Where the function computed them from its arguments, the message names the
+    operation that made them so.  (One class for both solvers: they share p's handling, and a
+    caller catching bad solver inputs need not know which solve it is; it is a ValueError.)"""
 
 
 class JuliaNotAvailableError(PyzygoteError, RuntimeError):

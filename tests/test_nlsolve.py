@@ -629,3 +629,56 @@ def test_julia_nonlinear_solve_failure_becomes_a_solver_error() -> None:
     err = session.translate_error(TypeError(f"Julia: {text}"))
     assert isinstance(err, pz.SolverError)
     assert str(err) == f"pz.nlsolve on the Julia engine failed: {text[len('NonlinearSolveFailure: '):]}"
+
+
+# --- NaN in p, captured values in failures (user testing) -----------------------------------------
+def test_nan_or_inf_in_p_is_one_error_naming_the_entry_by_its_key_plain_and_inside_a_gradient() -> None:
+    """A plain call said "ValueError: p contains NaN or inf", the same call inside pz.gradient a
+    NonFiniteODEInputError "(as the solver sees it, a flat vector)": both now name the entry in
+    pz.nlsolve's terms, with one class (a ValueError, as pz.odesolve raises for its inputs)."""
+
+    def f(u, q):
+        return u - q["a"] * q["k"][0]
+
+    def g(q):
+        return pz.nlsolve(f, np.array([1.0]), q)[0]
+
+    q = {"a": 2.0, "k": np.array([1.0, np.inf])}
+    message = r"^pz\.nlsolve: p\['k'\] contains NaN or inf: entry \[1\] is inf"
+    for call in (lambda: g(q), lambda: pz.gradient(g, q)):
+        with pytest.raises(pz.NonFiniteODEInputError, match=message):
+            call()
+    v = np.array([1.0, np.nan])
+    for call in (lambda: pz.nlsolve(square, np.ones(2), v), lambda: pz.jacobian(lambda p: pz.nlsolve(square, np.ones(2), p), v)):
+        with pytest.raises(ValueError, match=r"^pz\.nlsolve: p contains NaN or inf: entry \[1\] is nan") as info:
+            call()
+        assert isinstance(info.value, pz.NonFiniteODEInputError)
+
+
+def test_nan_in_a_captured_traced_value_is_named_as_captured() -> None:
+    def g(c):
+        return pz.nlsolve(lambda u, q: u - q * c[1], np.array([1.0]), np.array([2.0]))[0]
+
+    with pytest.raises(pz.NonFiniteODEInputError, match=r"^pz\.nlsolve: a value f reads from its closure \(captured, not passed in p\) contains NaN or inf: it is nan\.$"):
+        pz.gradient(g, np.array([1.0, np.nan]))
+
+
+def test_a_failed_solve_shows_captured_values_as_captured_not_as_p() -> None:
+    """A backward Euler step with no real root, its state captured and p=None: the message read
+    "started from u0 = [1.38094] with p = [1.38094]" (user testing)."""
+
+    def step(un):
+        return pz.nlsolve(lambda v, _: v - un - 0.3 * v**2, np.array([1.0]), None, maxiters=3)[0]
+
+    with pytest.raises(pz.SolverError) as info:
+        pz.gradient(step, 2.0)
+    assert str(info.value).endswith("This solve started from u0 = [1] with p = None, and the values f reads from its closure (captured, not passed in p) = [2].")
+    with pytest.raises(pz.SolverError) as info:
+        pz.gradient(lambda un: pz.nlsolve(lambda v, q: v - un - q[0] * v**2, np.array([1.0]), q_, maxiters=3)[0], 2.0)
+    assert str(info.value).endswith("with p = [0.3], and the values f reads from its closure (captured, not passed in p) = [2].")
+    with pytest.raises(pz.SolverError) as info:
+        pz.gradient(lambda un: pz.nlsolve(lambda v, q: v - un - q["dt"] * v**2, np.array([1.0]), {"dt": 0.3}, maxiters=3)[0], 2.0)
+    assert str(info.value).endswith("with p['dt'] = 0.3, and the values f reads from its closure (captured, not passed in p) = [2].")
+
+
+q_ = np.array([0.3])

@@ -1819,7 +1819,7 @@ def test_first_nonfinite_tells_an_overflow_from_a_singular_point() -> None:
     assert str(found(lambda a: np.sum(a * np.ones(3)), 1e308)).startswith("reduce_sum gives inf at operands of shapes (3,), an overflow")
 
 
-def test_a_failed_solve_with_a_closure_counts_the_entries_f_reads_from_it() -> None:
+def test_a_failed_solve_with_a_closure_shows_the_values_f_reads_from_it_as_captured() -> None:
     w = np.array([3.0])
 
     def loss(w: Any) -> Any:
@@ -1827,7 +1827,7 @@ def test_a_failed_solve_with_a_closure_counts_the_entries_f_reads_from_it() -> N
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        with pytest.raises(pz.SolverError, match=r"gives NaN.*with p\['n'\] = 0\.5, and 1 entry of traced values f reads from its closure\.$"):
+        with pytest.raises(pz.SolverError, match=r"gives NaN.*with p\['n'\] = 0\.5, and the values f reads from its closure \(captured, not passed in p\) = \[-3\]\.$"):
             pz.gradient(loss, w)
 
 

@@ -52,7 +52,7 @@ class Layout:
     def named_p(self, p: np.ndarray, leaves: int = 100) -> str | None:
         """The flat vector ``p`` as a message shows it, leaf by leaf with p's own names and the first
         entries of each (``p['dose'] = 1, p['logk']['K0'] = -0.4776, ...``), entries beyond p's
-        (traced values f reads from its closure) counted; None for a plain vector p."""
+        (traced values f reads from its closure) left out; None for a plain vector p."""
         from pyzygote.primitives.ode import _short
 
         p = np.ravel(np.asarray(p, dtype=float))
@@ -65,8 +65,24 @@ class Layout:
             shown.append(f"{name} = {f'{value[0]:.6g}' if shape == () else _short(value)}")
             start += size
         text = ", ".join(shown[:leaves]) + (f", ... ({len(shown) - leaves} more leaves)" if len(shown) > leaves else "")
-        rest = p.size - self.m
-        return text + (f", and {rest} {'entry' if rest == 1 else 'entries'} of traced values f reads from its closure" if rest else "")
+        return text  # entries beyond p's (values f reads from its closure): the caller shows them
+
+    def locate_in_p(self, index: int) -> tuple[str, list[int] | None]:
+        """Where entry ``index`` of the flat vector ``q = [p, lifted...]`` comes from, as a message
+        writes it: the leaf's name and the entry in it (``("p['k']", [1])``, ``("p", [3])`` for a
+        vector p, ``None`` for a scalar leaf), or a value f reads from its closure (lifted, after p's
+        ``m`` entries, with no entry shown: only the parts f reads are lifted)."""
+        if index >= self.m:
+            return "a value f reads from its closure (captured, not passed in p)", None
+        if self.flat or len(self.p_names) != len(self.p_shapes):
+            return "p", [index]
+        start = 0
+        for name, shape in zip(self.p_names, self.p_shapes):
+            size = math.prod(shape)
+            if index < start + size:
+                return name, ([int(i) for i in np.unravel_index(index - start, shape)] if shape else None)
+            start += size
+        return "p", [index]
 
     def with_statics(self, numeric: list[Any]) -> list[Any]:
         """All of p's leaves: the numeric ones given, the static ones put back in place."""
@@ -227,5 +243,10 @@ def _numbers(x: Any, name: str) -> Any:
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or inf: {x!r}")
+        from pyzygote.errors import NonFiniteODEInputError  # a ValueError, as inside a gradient (_check_values)
+
+        flat = np.ravel(np.asarray(x, dtype=float))
+        i = int(np.argwhere(~np.isfinite(flat))[0][0])
+        at = f"entry {[int(j) for j in np.unravel_index(i, np.shape(x))]} is" if np.ndim(x) else "it is"
+        raise NonFiniteODEInputError(f"{name} contains NaN or inf: {at} {float(flat[i])!r} ({x!r})")
     return convert(x, np.float64)

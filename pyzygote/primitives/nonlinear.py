@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pyzygote.errors import SolverError
+from pyzygote.errors import NonFiniteODEInputError, SolverError
 from pyzygote.ir import Aval
 from pyzygote.ode.layout import Layout
 from pyzygote.ode.rhs import RHS, with_lifted
@@ -320,7 +320,7 @@ def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np
 @_naming_the_point
 def _nlsolve_impl(u0: Any, p: Any, *, rhs: RHS, opts: NLOptions) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
-    _check_values(u0, p)
+    _check_values(u0, p, "pz.nlsolve", rhs.layout)
     return newton(rhs, u0, p, opts)
 
 
@@ -493,7 +493,10 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     _check_two_arguments(f)
     u0 = _check_u0(u0)
     opts = _check_options(abstol, reltol, maxiters)
-    layout, u0, q = Layout.of(u0, p)
+    try:
+        layout, u0, q = Layout.of(u0, p)
+    except NonFiniteODEInputError as exc:  # the same words as inside a gradient (see _check_values)
+        raise NonFiniteODEInputError(f"pz.nlsolve: {exc}") from None
     # Values being differentiated that f reads from its closure are parameters after p's entries.
     rhs, lifted = RHS.trace_lifting(_residual(f), layout)
     return nlsolve_p.bind(u0, with_lifted(q, lifted), rhs=rhs, opts=opts)

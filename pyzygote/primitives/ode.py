@@ -43,10 +43,19 @@ def _out_aval(u0: Aval, p: Aval, *, t: np.ndarray, **_: Any) -> Aval:
     return Aval((len(t), u0.shape[0]), u0.dtype)
 
 
-def _check_values(u0: np.ndarray, p: np.ndarray) -> None:
+def _check_values(u0: np.ndarray, p: np.ndarray, solver: str | None = None, layout: Any = None) -> None:
+    """NaN or inf in the starting state or the parameters of a solve, refused.  A ``solver``
+    (``"pz.nlsolve"``) with its ``layout`` names the entry by p's keys, or as a value f reads from
+    its closure, in the same words as a plain call (see Layout.of); else the flat vector is shown."""
     for name, v in (("u0", u0), ("p", p)):
         if not np.all(np.isfinite(v)):
-            raise NonFiniteODEInputError(f"{name} contains NaN or inf (as the solver sees it, a flat vector): {np.asarray(v)!r}.")
+            if solver is None:
+                raise NonFiniteODEInputError(f"{name} contains NaN or inf (as the solver sees it, a flat vector): {np.asarray(v)!r}.")
+            flat = np.ravel(np.asarray(v, dtype=float))
+            i = int(np.argwhere(~np.isfinite(flat))[0][0])
+            leaf, at = layout.locate_in_p(i) if name == "p" and layout is not None else (name, [i])
+            entry = f"entry {at} is" if at is not None else "it is"
+            raise NonFiniteODEInputError(f"{solver}: {leaf} contains NaN or inf: {entry} {float(flat[i])!r}.")
 
 
 def _naming_the_point(impl: Callable[..., Any]) -> Callable[..., Any]:
@@ -63,8 +72,16 @@ def _naming_the_point(impl: Callable[..., Any]) -> Callable[..., Any]:
                 # p leaf by leaf, by its names, when it was a dict or other container (user testing: a
                 # dict of 77 rates shown as one flat vector); else flat, as the solver sees it
                 layout = getattr(params.get("rhs"), "layout", None)
-                named = layout.named_p(p) if layout is not None and np.size(p) else None
-                with_p = f" with {named}" if named else f" with p = {_short(p)}" if np.size(p) else ""
+                flat = np.ravel(np.asarray(p, dtype=float))
+                m = layout.m if layout is not None else flat.size
+                own, captured = flat[:m], flat[m:]
+                named = layout.named_p(own) if layout is not None and m else None
+                with_p = named or (f"p = {_short(own)}" if m else "p = None" if captured.size else "")
+                if captured.size:
+                    # values f reads from its closure, shown as such (user testing: the captured state
+                    # of a backward Euler step, with p=None, read "with p = [1.38]")
+                    with_p += f", and the values f reads from its closure (captured, not passed in p) = {_short(captured)}"
+                with_p = f" with {with_p}" if with_p else ""
                 e.args = (f"{e.args[0]} This solve started from u0 = {_short(u0)}{with_p}.", *e.args[1:])
             raise
 
