@@ -205,8 +205,9 @@ def _require_finite(
             ("The value is NaN too" if nan_value else "The function reads arrays that hold NaN")
             + (f" ({holder} holds NaN)" if holder else "")
             + (
-                ": numpy made it from constants before they met the arguments (numpy's RuntimeWarning names the "
-                "line): x / (1 - np.exp(-x)) is 0 / 0 at x = 0, where 1 / scipy.special.exprel(-x) is 1. "
+                ": numpy made it from constants before they met the arguments, or it was written in (np.nan in an "
+                "array the function builds). Where numpy's arithmetic made it, its RuntimeWarning names the line: "
+                "a 0 / 0 such as x / (1 - np.exp(-x)) at x = 0, where 1 / scipy.special.exprel(-x) is 1. "
                 if computed
                 else ": is there NaN in the data (a missing observation)? Mask it before the arithmetic, "
                 "np.where(np.isnan(data), 0.0, pred - data); np.nansum alone comes too late, since the "

@@ -61,6 +61,7 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
     moving = {v.uid for v, x, w in zip(prog.inputs, arrays, flags) if w and np.asarray(x).dtype.kind == "f"}
     reaching = _reaching_the_outputs(prog)
     made_by: dict[int, Any] = {}  # the equation that made a variable (a clamp feeding a singular point)
+    met = Finding()  # a matrix function that met a non-finite entry, named if nothing else is
 
     def read(a: Any) -> Any:
         return a.value if isinstance(a, Literal) else env[a.uid]
@@ -83,7 +84,14 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
             if not any(v.uid in reaching for v in eqn.outputs):
                 continue  # a value only compared (a mask): no derivative flows through it
             if not all(_finite(x) for x in ins):
-                continue  # made elsewhere: the NaN of the data, say, is named by the error itself
+                # made elsewhere: the NaN of the data, say, is named by the error itself; but a matrix
+                # function spreads one non-finite entry of its input to every entry of its result and
+                # derivative (pz.expm of a matrix with NaN written into a constant factor; with -inf,
+                # its value stays finite and only the derivative is NaN), where no elementwise
+                # operation was to blame (user testing: nothing, or an unrelated hint, was named)
+                if derivatives and not met and eqn.prim.name in _MATRIX_FUNCTIONS:
+                    met = _meets(_SPELLED.get(eqn.prim.name, eqn.prim.name), eqn, ins, outs, moving)
+                continue
             name = _SPELLED.get(eqn.prim.name, eqn.prim.name)
             bad = next((o for o in outs if not _finite(o)), None)
             if bad is not None:
@@ -111,6 +119,35 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                     which = "" if sum(isinstance(b, Var) and b.uid in moving for b in eqn.inputs) < 2 else f" in its {ordinal} operand"
                     clamp = _clamped(a, _entry(ins, bad), made_by, read, moving)
                     return Finding(f"the derivative of {name}{which} is not finite at {_operands(ins, bad)}{clamp}", "derivative")
+    return met
+
+
+# Matrix functions: every entry of their result depends on every entry of their operand.
+_MATRIX_FUNCTIONS = frozenset({"expm", "solve", "inv", "det", "cholesky", "logabsdet", "eigh", "svd", "pinv"})
+
+
+def _meets(name: str, eqn: Any, ins: Sequence[Any], outs: Sequence[Any], moving: set[int]) -> Finding:
+    """The sentence for a matrix function ``eqn`` whose operand (one that depends on the
+    arguments) holds NaN or inf that no operation on finite values made: its first such entry."""
+    for i, (a, x) in enumerate(zip(eqn.inputs, ins)):
+        if not (isinstance(a, Var) and a.uid in moving) or _finite(x):
+            continue
+        x = np.asarray(x)
+        at = [int(j) for j in np.argwhere(~np.isfinite(x))[0]]
+        which = f"its operand {i + 1}" if len(ins) > 1 else "its input"
+        result = (
+            "NaN in every entry of its result and derivative"
+            if all(np.all(np.isnan(np.asarray(o))) for o in outs if np.asarray(o).dtype.kind == "f")
+            else "a finite value there but not a finite derivative"
+            if all(_finite(o) for o in outs)
+            else "a non-finite result"
+        )
+        return Finding(
+            f"{name} meets {_kind(x[tuple(at)])} in {which}, entry {at}: {result}. No operation "
+            "made it from finite values: it came in with an argument, the data, or an array the function builds "
+            "(np.nan or np.inf written into a constant)",
+            "value",
+        )
     return Finding()
 
 

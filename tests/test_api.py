@@ -2295,3 +2295,24 @@ def test_large_data_passed_positionally_to_jacobian_is_warned_about_once() -> No
     text = str(caught[0].message)
     assert "pz.jacobian(star, p, x=x" not in text and "pz.jacobian(lambda p: star(p, *data), p)" in text, text
     assert "filterwarnings('ignore', category=pz.PositionalDataWarning)" in text
+
+
+def test_a_nan_or_inf_written_into_a_constant_before_pz_expm_is_named_at_pz_expm() -> None:
+    """User testing: np.nan written into a constant matrix factor of pz.expm's input was blamed on
+    x / (1 - np.exp(-x)) and a RuntimeWarning that did not exist; with inf (a finite value, a NaN
+    gradient) no operation was named. The diagnosis skipped every operation with a non-finite
+    operand; a matrix function that meets one is now named, with the entry of its input."""
+    A = np.array([[-1.0, 2.0], [0.5, -3.0]])
+    M = np.array([[1.0, 1.0], [1.0, np.nan]])
+
+    with pytest.raises(pz.NonFiniteGradientError) as info:
+        pz.gradient(lambda a: np.sum(pz.expm(a * np.array([[1.0, 1.0], [1.0, np.nan]]))), A)
+    text = str(info.value)
+    assert "pz.expm meets NaN in its input, entry [1, 1]: NaN in every entry of its result and derivative" in text
+    assert "or it was written in (np.nan in an array the function builds)" in text
+    with pytest.raises(pz.NonFiniteGradientError, match=r"pz\.expm meets NaN in its input, entry \[1, 1\]"):
+        pz.gradient(lambda a: np.sum(pz.expm(a * M)), A)
+    with pytest.raises(pz.NonFiniteGradientError, match=r"pz\.expm meets -inf in its input, entry \[0, 0\]: a finite value there but not a finite derivative"):
+        pz.gradient(lambda a: np.sum(pz.expm(a * np.array([[np.inf, 0.0], [0.0, 1.0]]))), A)
+    # the same matrix, finite: no error (the gradient is checked elsewhere)
+    assert np.all(np.isfinite(pz.gradient(lambda a: np.sum(pz.expm(a * np.ones((2, 2)))), A)[0]))
