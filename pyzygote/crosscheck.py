@@ -152,8 +152,9 @@ _TIGHTER = 1e-2
 
 
 def _solver_reltol(f: Callable[..., Any], args: tuple[Any, ...]) -> float | None:
-    """The loosest ``reltol`` of the ODE solves in ``f`` (``None`` without any, or when it cannot be traced)."""
+    """The loosest ``reltol`` of the ODE solves in ``f`` (also inside a right-hand side or a pz.nlsolve residual) (``None`` without any, or when it cannot be traced)."""
     from pyzygote.ir import Program
+    from pyzygote.ode.rhs import RHS
     from pyzygote.tracing import make_program
 
     try:
@@ -168,8 +169,11 @@ def _solver_reltol(f: Callable[..., Any], args: tuple[Any, ...]) -> float | None
             if eqn.prim.name.startswith("odesolve") and opts is not None:
                 found.append(float(opts.reltol))
             for value in eqn.params.values():
-                if isinstance(value, Program):
-                    scan(value)
+                # a right-hand side's or a residual's program (pz.nlsolve's f solving an ODE, an
+                # ODE inside another's right-hand side) holds solves too
+                inner = value if isinstance(value, Program) else getattr(value, "program", None) if isinstance(value, RHS) else None
+                if isinstance(inner, Program):
+                    scan(inner)
 
     scan(prog)
     return max(found) if found else None

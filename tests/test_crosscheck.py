@@ -570,3 +570,22 @@ def test_every_reference_names_the_same_entry_of_a_gradient_off_by_a_factor():
     bad[small] *= 1.5
     report = pz.crosscheck(nll, (w, X, y), (bad, None, None), engines=("numpy",), raise_on_failure=False)
     assert [row[3].split(" is ")[0] for row in report.rows] == [f"entry [{small}] of argument 0"] * 2, report.rows
+
+
+def test_ode_solves_inside_an_nlsolve_residual_set_the_solver_tolerance() -> None:
+    """A shooting problem, pz.nlsolve of a residual that solves an ODE, is as accurate as that solve:
+    crosscheck looked for solves only in the loss's own program and held it to 1e-7 (integration
+    review: finite differences of the reltol=1e-3 shooting loss 'DISAGREED' by 4e-3)."""
+    decay = lambda x, q, t: -q[0] * x  # noqa: E731
+
+    def start(p: np.ndarray, tol: float) -> Any:  # x(0) with x(1) = 0.5: 0.5 exp(p)
+        hit = lambda x0, q: pz.odesolve(decay, x0, (0.0, 1.0), q, alg="Tsit5", reltol=tol, abstol=tol * 1e-2)[-1] - 0.5  # noqa: E731
+        return pz.nlsolve(hit, np.array([1.0]), p, abstol=1e-9)[0]
+
+    p = np.array([0.4])
+    exact = 0.5 * np.exp(p)
+    report = pz.crosscheck(lambda p: start(p, 1e-6), (p,), (exact * (1 + 2e-5),), engines=("numpy",))
+    assert report.passed and "reltol=1e-06" in str(report)
+    assert all(tol == pytest.approx(3e-5) for _, diff, tol, _ in report.rows if diff is not None)
+    with pytest.raises(AssertionError, match="DISAGREES"):  # a real error still shows
+        pz.crosscheck(lambda p: start(p, 1e-6), (p,), (exact * 1.01,), engines=("numpy",))
