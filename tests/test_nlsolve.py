@@ -682,3 +682,34 @@ def test_a_failed_solve_shows_captured_values_as_captured_not_as_p() -> None:
 
 
 q_ = np.array([0.3])
+
+def _shooting_start(y):
+    """x(0) of x' = x**2 with x(1) = y: x(t) = x0 / (1 - x0 t), so x0 = y / (1 + y).  Newton's
+    full first step from 0.1 (to 7.3 for y = 9) starts a solution that blows up at t = 0.137."""
+    blow = lambda x, q, t: x**2  # noqa: E731
+    hit = lambda x0, q: pz.odesolve(blow, x0, (0.0, 1.0), None, alg="Tsit5", reltol=1e-10, abstol=1e-12)[-1] - q  # noqa: E731
+    return pz.nlsolve(hit, np.array([0.1]), y)
+
+
+def test_a_trial_point_where_f_fails_its_own_solve_is_halved_as_nan() -> None:
+    """A shooting method's Newton step to a start whose ODE solution blows up: the ODE's
+    SolverError ended pz.nlsolve (integration review); the line search halves the step instead."""
+    y = np.array([9.0])
+    x0 = _shooting_start(y)
+    np.testing.assert_allclose(x0, y / (1 + y), rtol=1e-9)
+    (g,) = pz.gradient(lambda q: _shooting_start(q)[0], y)
+    np.testing.assert_allclose(g, 1 / (1 + y) ** 2, rtol=1e-8)
+    # f failing all along the step is still an error, naming the inner failure: a cube root by an
+    # inner Newton allowed one iteration, which finds it only at the start u = 1
+    cbrt = lambda u: pz.nlsolve(lambda v, q: v**3 - q, np.array([1.0]), u, maxiters=1)  # noqa: E731
+    assert cbrt(np.array([1.0]))[0] == 1.0
+    with pytest.raises(pz.SolverError, match=r"pz.nlsolve failed: f raised pz.SolverError along the whole Newton step.*the last: pz.nlsolve failed: no convergence") as info:
+        pz.nlsolve(lambda u, p: cbrt(u) - p, np.array([1.0]), np.array([2.0]))
+    assert str(info.value).endswith("This solve started from u0 = [1] with p = [2].")
+
+
+@pytest.mark.julia
+def test_a_trial_point_where_f_fails_its_own_solve_is_halved_on_julia_too() -> None:
+    y = np.array([9.0])
+    np.testing.assert_allclose(pz.gradient(lambda q: _shooting_start(q)[0], y, engine="julia")[0], 1 / (1 + y) ** 2, rtol=1e-8)
+    np.testing.assert_allclose(pz.value_and_grad(lambda q: _shooting_start(q)[0], engine="julia")(y)[0], 0.9, rtol=1e-9)

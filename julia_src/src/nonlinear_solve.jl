@@ -217,19 +217,31 @@ end
 
 # The point along `step` from `u`, f there and whether it is the whole step, where 0.5 |f|²
 # has decreased enough, or `nothing` where it has not (a NonlinearSolveFailure where f was not
-# finite all along).
+# finite all along). A trial point where f throws a solve failure (an ODE solve or an nlsolve
+# inside f failing there: a shooting method's full step to a start whose solution blows up) is
+# one where f is not finite: the step is halved, as pyzygote.primitives.nonlinear's does.
 function _line_search(f, p, u, r, step, iteration::Int)
     merit = sum(abs2, r) / 2
     t = 1.0
     finite = false
+    failed = nothing
     for _ in 0:HALVINGS
         trial = u .+ t .* step
-        r_trial = f(trial, p)
-        finite = all(isfinite, r_trial)
-        if finite && sum(abs2, r_trial) / 2 <= (1 - 2 * ARMIJO * t) * merit
-            return trial, r_trial, t == 1
+        r_trial = _residual_or_failure(f, trial, p)
+        if r_trial isa Exception
+            failed, finite = r_trial, false
+        else
+            failed, finite = nothing, all(isfinite, r_trial)
+            if finite && sum(abs2, r_trial) / 2 <= (1 - 2 * ARMIJO * t) * merit
+                return trial, r_trial, t == 1
+            end
         end
         t /= 2
+    end
+    if failed !== nothing
+        msg = "f raised a solve failure along the whole Newton step, down to 2^-30 of it " *
+            "(the last: $(sprint(showerror, failed)))"
+        throw(_failure(msg, iteration, r, u))
     end
     finite ||
         throw(_failure(
@@ -239,6 +251,17 @@ function _line_search(f, p, u, r, step, iteration::Int)
             u,
         ))
     return nothing
+end
+
+# `f(u, p)`, or the SolverFailure (an ODE solve inside f) or NonlinearSolveFailure (an nlsolve
+# inside f) it threw; other exceptions propagate.
+function _residual_or_failure(f, u, p)
+    try
+        return f(u, p)
+    catch err
+        err isa Union{SolverFailure, NonlinearSolveFailure} && return err
+        rethrow()
+    end
 end
 
 function _failure(reason::String, iteration::Int, r, u)

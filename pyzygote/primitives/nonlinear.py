@@ -299,18 +299,29 @@ def _reduced_echelon(A: np.ndarray) -> np.ndarray:
 def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np.ndarray, iteration: int) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """The point along ``step`` from ``u``, f there, and whether it is the whole step, where
     ``0.5 |f|^2`` has decreased by Armijo's rule, halving the step up to HALVINGS times; None
-    where it has not (a SolverError where f was NaN or inf all along)."""
+    where it has not (a SolverError where f was NaN or inf all along).  A trial point where f
+    itself raises SolverError (an ODE solve or a pz.nlsolve inside f failing there: a shooting
+    method's full step to a start whose solution blows up) is one where f is not finite: the
+    step is halved, as for NaN."""
     merit = 0.5 * float(r @ r)
     t = 1.0
     finite = False
+    failed: SolverError | None = None
     for _ in range(HALVINGS + 1):
         trial = u + t * step
-        with np.errstate(all="ignore"):
-            r_trial = np.asarray(rhs(trial, p, 0.0), dtype=float)
-        finite = bool(np.all(np.isfinite(r_trial)))
-        if finite and 0.5 * float(r_trial @ r_trial) <= (1.0 - 2.0 * ARMIJO * t) * merit:
-            return trial, r_trial, t == 1.0
+        try:
+            with np.errstate(all="ignore"):
+                r_trial = np.asarray(rhs(trial, p, 0.0), dtype=float)
+        except SolverError as exc:
+            failed, finite = exc, False
+        else:
+            failed, finite = None, bool(np.all(np.isfinite(r_trial)))
+            if finite and 0.5 * float(r_trial @ r_trial) <= (1.0 - 2.0 * ARMIJO * t) * merit:
+                return trial, r_trial, t == 1.0
         t *= 0.5
+    if failed is not None:
+        inner = str(failed).split(" This solve started from")[0].rstrip(".")
+        raise _failed(f"f raised pz.SolverError along the whole Newton step, down to 2^-30 of it (the last: {inner})", iteration, u, r) from failed
     if not finite:
         raise _failed("f is NaN or inf along the whole Newton step, down to 2^-30 of it", iteration, u, r)
     return None
@@ -459,7 +470,8 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     right-hand side is) with its exact Jacobian ``df/du``.  ``u0`` is a 1-D float array, ``p``
     an array, a dict or a tuple of arrays (as :func:`pyzygote.odesolve` takes).  Each Newton
     step solves ``J_u du = -f``, then halves it until ``|f|`` decreases enough (Armijo's test on
-    ``0.5 |f|^2``).  The solve has converged at ``u`` when both ``max|f(u, p)| <= abstol`` and
+    ``0.5 |f|^2``), also where ``f`` is NaN or raises :class:`pyzygote.SolverError` (an ODE solve
+    inside ``f`` failing there).  The solve has converged at ``u`` when both ``max|f(u, p)| <= abstol`` and
     the Newton step ``du`` computed at ``u`` is small, ``max|du| <= reltol * max|u|`` (max-norms
     over all entries; ``u`` is returned, not ``u + du``): a residual below ``abstol`` alone is
     not enough, as ``f`` in small units (mol/L) is tiny far from its root.  Rounding floors end
