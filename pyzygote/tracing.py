@@ -215,7 +215,9 @@ def _walk(
     seen: dict[int, int] = {}  # id -> the depth it was walked from (a shallower path walks it again)
     # A bound method's traces are cached per owner (_method_cache), so the owner reached again
     # (self.activation = self.relu) is noted by a marker: holding it would keep it alive.
-    owner = f.__self__ if isinstance(f, types.MethodType) else None
+    # pz.nlsolve's wrapper of the user's f (pyzygote.primitives.nonlinear._residual) is kept in
+    # f's __dict__ and keyed weakly: f and the wrapper reached again are noted by markers too.
+    owner = f.__self__ if isinstance(f, types.MethodType) else getattr(f, "_pz_f", None) if isinstance(f, types.FunctionType) else None
     array_bytes = [0]
     truncated = [False]  # the walk left an object or container unopened (too deep, over budget)
 
@@ -236,7 +238,7 @@ def _walk(
         if where != "f" and where[0] != "f":
             # f itself (a bound method's function and owner) is what the cache is keyed by,
             # weakly: holding it would keep it alive.
-            found[where] = _standing_for_owner(v, owner) if owner is not None else v
+            found[where] = _standing_for_owner(v, owner, f) if owner is not None else v
         if type(v) in _PROXIES or seen.get(id(v), _GUARD_DEPTH + 1) <= depth:
             return  # (a weak proxy's referent may be gone: not even isinstance works on it)
         if depth >= _GUARD_DEPTH and type(v) not in _SCALARS and not isinstance(v, _NOT_OPENED):
@@ -691,11 +693,14 @@ def _layout_key(arr: Any) -> str:
 _OWNER = object()  # stands for a bound method's owner among what its function reads
 
 
-def _standing_for_owner(v: Any, owner: Any) -> Any:
+def _standing_for_owner(v: Any, owner: Any, root: Any = None) -> Any:
     """What is noted for ``v`` without holding ``owner``: ``v`` itself, or a marker for the
-    owner and for its bound methods (self.activation = self.relu)."""
+    owner and for its bound methods (self.activation = self.relu), and for the function
+    ``root`` being walked when it is reached again (pz.nlsolve's wrapper in its f's __dict__)."""
     if v is owner:
         return _OWNER
+    if root is not None and v is root:
+        return "<the function walked>"
     if isinstance(v, types.MethodType) and v.__self__ is owner:
         return ("<a method of the owner>", v.__func__)
     return v

@@ -7,6 +7,8 @@ compare the engines (they need a real Julia, see tests/conftest.py).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -713,3 +715,42 @@ def test_a_trial_point_where_f_fails_its_own_solve_is_halved_on_julia_too() -> N
     y = np.array([9.0])
     np.testing.assert_allclose(pz.gradient(lambda q: _shooting_start(q)[0], y, engine="julia")[0], 1 / (1 + y) ** 2, rtol=1e-8)
     np.testing.assert_allclose(pz.value_and_grad(lambda q: _shooting_start(q)[0], engine="julia")(y)[0], 0.9, rtol=1e-9)
+
+
+def test_a_residual_made_afresh_per_call_is_not_kept_alive() -> None:
+    """f's wrapper was kept in a global WeakKeyDictionary whose value called f, and the wrapper's
+    cached trace held f in its closure check: a lambda made per call of a loss (with the data it
+    captured) was never freed (integration review: 50 calls kept 50 closures over their arrays)."""
+    import gc
+    import weakref
+
+    made = []
+
+    def loss(k):
+        data = np.full(1000, 2.0)
+        f = lambda u, p: u**2 - p * data[0]  # noqa: E731
+        made.append(weakref.ref(f))
+        return pz.nlsolve(f, np.array([1.0]), k)[0]
+
+    for k in (2.0, 3.0, 4.0):
+        assert loss(np.array([k])) == pytest.approx(np.sqrt(2 * k), rel=1e-14)
+    gc.collect()
+    assert [r() for r in made] == [None, None, None]
+
+
+def test_a_residual_kept_is_traced_once_and_again_when_its_closure_changes() -> None:
+    calls = [0]
+    c = 2.0
+
+    def f(u, p):
+        calls[0] += 1
+        return u**2 - c * p
+
+    assert pz.nlsolve(f, np.array([1.0]), np.array([2.0]))[0] == pytest.approx(2.0, rel=1e-14)
+    assert pz.nlsolve(f, np.array([1.0]), np.array([2.0]))[0] == pytest.approx(2.0, rel=1e-14)
+    assert calls == [1]
+    c = 8.0
+    assert pz.nlsolve(f, np.array([1.0]), np.array([2.0]))[0] == pytest.approx(4.0, rel=1e-14)
+    assert calls == [2]
+    copied = functools.wraps(f)(lambda u, p: 2.0 * f(u, p) - 3.0 * u)  # f's __dict__ copied with it
+    assert pz.nlsolve(copied, np.array([1.0]), np.array([2.0]))[0] == pytest.approx(-(-3 - np.sqrt(9 + 8 * 32)) / 4, rel=1e-12)
