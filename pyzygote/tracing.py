@@ -215,8 +215,9 @@ def _walk(
     seen: dict[int, int] = {}  # id -> the depth it was walked from (a shallower path walks it again)
     # A bound method's traces are cached per owner (_method_cache), so the owner reached again
     # (self.activation = self.relu) is noted by a marker: holding it would keep it alive.
-    # pz.nlsolve's wrapper of the user's f (pyzygote.primitives.nonlinear._residual) is kept in
-    # f's __dict__ and keyed weakly: f and the wrapper reached again are noted by markers too.
+    # pz.nlsolve's wrapper of the user's f (pyzygote.primitives.nonlinear._residual) and that of
+    # an in-place right-hand side (pyzygote.ode.rhs.out_of_place) are kept in f's __dict__ and
+    # keyed weakly: f and the wrapper reached again are noted by markers too.
     owner = f.__self__ if isinstance(f, types.MethodType) else getattr(f, "_pz_f", None) if isinstance(f, types.FunctionType) else None
     array_bytes = [0]
     truncated = [False]  # the walk left an object or container unopened (too deep, over budget)

@@ -415,3 +415,40 @@ def test_a_wrapped_right_hand_side_that_captures_runs_once_per_trace():
     runs.clear()
     pz.gradient(loss, 2.0)
     assert runs == ["ode", "nl"]
+
+
+def test_an_in_place_right_hand_side_made_afresh_per_call_is_not_kept_alive() -> None:
+    """out_of_place kept its wrapper of f(du, u, p, t) in a global WeakKeyDictionary whose value
+    called f: an in-place right-hand side made per call of a loss (and the data it captured) was
+    never freed (integration review); the out-of-place one was.  The wrapper is still reused for
+    the same f, and traced again when f's closure changes."""
+    import gc
+    import weakref
+
+    made = []
+
+    def loss(k, scale):
+        data = np.full(1000, scale)
+
+        def decay(du, u, p, t):
+            du[0] = -p[0] * data[0] * u[0]
+
+        made.append(weakref.ref(decay))
+        return pz.odesolve(decay, np.array([1.0]), (0.0, 1.0), k, alg="Tsit5", reltol=1e-10, abstol=1e-12)[-1, 0]
+
+    for k in (1.0, 2.0):
+        assert loss(np.array([k]), 0.5) == pytest.approx(np.exp(-0.5 * k), rel=1e-8)
+    gc.collect()
+    assert [r() for r in made] == [None, None]
+
+    calls, c = [0], 1.0
+
+    def kept(du, u, p, t):
+        calls[0] += 1
+        du[0] = -c * p[0] * u[0]
+
+    solve = lambda: pz.odesolve(kept, np.array([1.0]), (0.0, 1.0), np.array([1.0]), alg="Tsit5", reltol=1e-10, abstol=1e-12)[-1, 0]  # noqa: E731
+    assert solve() == pytest.approx(np.exp(-1.0), rel=1e-8) and solve() == pytest.approx(np.exp(-1.0), rel=1e-8)
+    traced = calls[0]
+    c = 2.0
+    assert solve() == pytest.approx(np.exp(-2.0), rel=1e-8) and calls[0] > traced

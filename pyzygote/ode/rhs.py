@@ -1069,6 +1069,7 @@ def sensitivity_jacobian(J: Any, k: int) -> Any:
 
 
 _OUT_OF_PLACE: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()
+_OUT_OF_PLACE_ATTRIBUTE = "_pyzygote_out_of_place"
 
 
 def out_of_place(f: Any) -> Any:
@@ -1087,9 +1088,15 @@ def out_of_place(f: Any) -> Any:
     """
     if not _takes_du_u_p_t(f):
         return f
+    # A plain function keeps its wrapper in its own __dict__ (a cycle the collector frees): in the
+    # WeakKeyDictionary, the wrapper calling f kept f, a closure made per call of a loss, alive
+    # for good; the closure walk of the wrapper's trace notes f by a marker (its _pz_f).
+    own = isinstance(f, types.FunctionType)
     try:
-        hit = _OUT_OF_PLACE.get(f)
+        hit = f.__dict__.get(_OUT_OF_PLACE_ATTRIBUTE) if own else _OUT_OF_PLACE.get(f)
     except TypeError:  # not weakly referable: wrap it anew
+        hit = None
+    if hit is not None and getattr(hit, "_pz_f", None) is not f:  # copied with f's __dict__ (functools.wraps)
         hit = None
     if hit is None:
         from pyzygote.tracer import Tracer
@@ -1106,9 +1113,13 @@ def out_of_place(f: Any) -> Any:
             return du
 
         in_place.__name__ = in_place.__qualname__ = getattr(f, "__name__", "f")  # for messages naming f
+        in_place._pz_f = f  # type: ignore[attr-defined]
         hit = in_place
         try:
-            _OUT_OF_PLACE[f] = hit
+            if own:
+                f.__dict__[_OUT_OF_PLACE_ATTRIBUTE] = hit
+            else:
+                _OUT_OF_PLACE[f] = hit
         except TypeError:
             pass
     return hit
