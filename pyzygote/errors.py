@@ -102,7 +102,7 @@ class JuliaError(_TranslatesJulia, PyzygoteError, RuntimeError):
 
 class SolverError(_DiagnosedLater, _TranslatesJulia, PyzygoteError, RuntimeError):
     """An ODE solve did not succeed (its retcode is not Success), or ``pz.nlsolve`` found no root
-    (no convergence within maxiters, a singular Jacobian, NaN in f).  An ODE solve that met a derivative of the
+    (no convergence within maxiters, a singular Jacobian, NaN in f, a multiple root).  An ODE solve that met a derivative of the
     right-hand side that is not finite names, when its message is read, the operation of f where
     it starts (see ``_DiagnosedLater``)."""
 
