@@ -700,10 +700,10 @@ def _standing_for_owner(v: Any, owner: Any, root: Any = None) -> Any:
     ``root`` being walked when it is reached again (pz.nlsolve's wrapper in its f's __dict__)."""
     if v is owner:
         return _OWNER
-    if root is not None and v is root:
-        return "<the function walked>"
     if isinstance(v, types.MethodType) and v.__self__ is owner:
         return ("<a method of the owner>", v.__func__)
+    if root is not None and v is root:
+        return "<the function walked>"
     return v
 
 
