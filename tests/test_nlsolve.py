@@ -243,18 +243,23 @@ def test_convergence_needs_both_a_small_residual_and_a_small_newton_step() -> No
     assert abs(tight[0] ** 2 - 2.0) <= 1e-12
 
 
+def _acid(u, p):  # type: ignore[no-untyped-def]
+    """A weak acid's equilibrium in mol/L: u = [H+, OH-, A-, HA], p = [Ka, Kw, Ct]."""
+    Ka, Kw, Ct = p[0], p[1], p[2]
+    H, OH, A, HA = u[0], u[1], u[2], u[3]
+    return np.stack([H * OH - Kw, H * A - Ka * HA, A + HA - Ct, H - OH - A])
+
+
+_ACID_U0 = np.array([1e-6, 1e-8, 1e-6, 1e-8])
+_ACID_P = np.array([1.8e-5, 1e-14, 1e-6])  # 1 uM of an acid with Ka = 1.8e-5
+
+
 def test_a_residual_tiny_from_the_start_is_solved_to_its_root() -> None:
     """A weak acid at 1 uM in mol/L (u = [H+, OH-, A-, HA]): every residual is below 1e-12 after
     one Newton step, which the residual test alone accepted, returning H+ several percent off and its
     gradient more.  The exact [H+] is the positive root of H^3 + Ka H^2 - (Kw + Ka Ct) H - Ka Kw = 0."""
 
-    def acid(u, p):
-        Ka, Kw, Ct = p[0], p[1], p[2]
-        H, OH, A, HA = u[0], u[1], u[2], u[3]
-        return np.stack([H * OH - Kw, H * A - Ka * HA, A + HA - Ct, H - OH - A])
-
-    u0 = np.array([1e-6, 1e-8, 1e-6, 1e-8])
-    p = np.array([1.8e-5, 1e-14, 1e-6])
+    acid, u0, p = _acid, _ACID_U0, _ACID_P
 
     def exact(p):
         Ka, Kw, Ct = p
@@ -596,13 +601,7 @@ def test_julia_converges_only_with_a_small_newton_step_and_refuses_multiple_root
     enough (a dilute weak acid, u exp(-u) walking off), a root at 0 still converges, and linear
     convergence is a multiple root."""
 
-    def acid(u, p):
-        Ka, Kw, Ct = p[0], p[1], p[2]
-        H, OH, A, HA = u[0], u[1], u[2], u[3]
-        return np.stack([H * OH - Kw, H * A - Ka * HA, A + HA - Ct, H - OH - A])
-
-    u0 = np.array([1e-6, 1e-8, 1e-6, 1e-8])
-    p = np.array([1.8e-5, 1e-14, 1e-6])
+    acid, u0, p = _acid, _ACID_U0, _ACID_P
     loss = lambda q: pz.nlsolve(acid, u0, q)[0]  # noqa: E731
     value, g = pz.value_and_grad(loss, engine="julia")(p)
     assert value == pytest.approx(pz.nlsolve(acid, u0, p)[0], rel=1e-12)
