@@ -1088,19 +1088,9 @@ def out_of_place(f: Any) -> Any:
     """
     if not _takes_du_u_p_t(f):
         return f
-    # A plain function keeps its wrapper in its own __dict__ (a cycle the collector frees): in the
-    # WeakKeyDictionary, the wrapper calling f kept f, a closure made per call of a loss, alive
-    # for good; the closure walk of the wrapper's trace notes f by a marker (its _pz_f).
-    own = isinstance(f, types.FunctionType)
-    try:
-        hit = f.__dict__.get(_OUT_OF_PLACE_ATTRIBUTE) if own else _OUT_OF_PLACE.get(f)
-    except TypeError:  # not weakly referable: wrap it anew
-        hit = None
-    if hit is not None and getattr(hit, "_pz_f", None) is not f:  # copied with f's __dict__ (functools.wraps)
-        hit = None
-    if hit is None:
-        from pyzygote.tracer import Tracer
+    from pyzygote.tracer import Tracer
 
+    def make() -> Callable[..., Any]:
         def in_place(u: Any, p: Any, t: Any) -> Any:
             du = np.zeros_like(u)
             f(du, u, p, t)
@@ -1112,16 +1102,38 @@ def out_of_place(f: Any) -> Any:
                 )
             return du
 
-        in_place.__name__ = in_place.__qualname__ = getattr(f, "__name__", "f")  # for messages naming f
-        in_place._pz_f = f  # type: ignore[attr-defined]
-        hit = in_place
-        try:
-            if own:
-                f.__dict__[_OUT_OF_PLACE_ATTRIBUTE] = hit
-            else:
-                _OUT_OF_PLACE[f] = hit
-        except TypeError:
-            pass
+        return in_place
+
+    return wrapper_of(f, _OUT_OF_PLACE_ATTRIBUTE, _OUT_OF_PLACE, make)
+
+
+def wrapper_of(f: Any, attribute: str, table: Any, make: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+    """``make()``, a wrapper calling ``f``, made once per ``f`` so that its trace is cached as ``f``'s own
+    would be; named as ``f`` (for messages), with ``f`` as its ``_pz_f``.
+
+    A plain function keeps its wrapper in its own ``__dict__`` under ``attribute`` (a cycle the
+    collector frees): in a WeakKeyDictionary such as ``table``, the wrapper calling ``f`` kept
+    ``f``, a closure made per call of a loss, alive for good; the closure walk of the wrapper's
+    trace notes ``f`` by a marker (its ``_pz_f``).  Other callables use ``table``; one that
+    cannot be weakly referred to is wrapped anew each time.
+    """
+    own = isinstance(f, types.FunctionType)
+    try:
+        hit = f.__dict__.get(attribute) if own else table.get(f)
+    except TypeError:
+        hit = None
+    if hit is not None and getattr(hit, "_pz_f", None) is f:  # not one copied with f's __dict__ (functools.wraps)
+        return hit
+    hit = make()
+    hit.__name__ = hit.__qualname__ = getattr(f, "__name__", "f")
+    hit._pz_f = f  # type: ignore[attr-defined]
+    try:
+        if own:
+            f.__dict__[attribute] = hit
+        else:
+            table[f] = hit
+    except TypeError:
+        pass
     return hit
 
 

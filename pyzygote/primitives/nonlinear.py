@@ -22,7 +22,6 @@ derivative with respect to ``u0`` is zero.
 from __future__ import annotations
 
 import dataclasses
-import types
 import weakref
 from typing import Any, Callable
 
@@ -31,7 +30,7 @@ import numpy as np
 from pyzygote.errors import NonFiniteODEInputError, SolverError
 from pyzygote.ir import Aval
 from pyzygote.ode.layout import Layout
-from pyzygote.ode.rhs import RHS, with_lifted
+from pyzygote.ode.rhs import RHS, with_lifted, wrapper_of
 from pyzygote.ode.solvers import dense_matrix
 from pyzygote.primitive import Primitive
 from pyzygote.primitives.linalg import solve_p
@@ -379,41 +378,28 @@ _WRAPPER_ATTRIBUTE = "_pyzygote_nlsolve_residual"
 def _residual(f: Callable[..., Any]) -> Callable[..., Any]:
     """``f(u, p)`` as the RHS machinery traces it, ``(u, p, t) -> f(u, p)``, with its result
     checked; kept per ``f`` so that its trace is cached as ``f``'s own would be."""
-    own = isinstance(f, types.FunctionType)
-    try:
-        hit = f.__dict__.get(_WRAPPER_ATTRIBUTE) if own else _RESIDUALS.get(f)
-    except TypeError:
-        hit = None
-    if hit is not None and getattr(hit, "_pz_f", None) is f:  # not one copied with f's __dict__ (functools.wraps)
-        return hit
 
-    def residual(u: Any, p: Any, t: Any) -> Any:
-        r = f(u, p)
-        if r is None or isinstance(r, (dict, str, set)):
-            raise TypeError(f"f of pz.nlsolve returned {r!r}; it must return the residual f(u, p), an array shaped like u0")
-        r = as_operand(r)
-        kind = np.dtype(r.dtype).kind
-        if kind not in "fiu":
-            what = {"b": "booleans (a comparison? see np.where)", "c": "complex numbers (pyzygote solves real systems: split them into real and imaginary parts)"}
-            raise TypeError(f"f of pz.nlsolve returned {what.get(kind, f'an array of {r.dtype}')}; it must return the residual f(u, p) as real numbers shaped like u0")
-        if tuple(np.shape(r)) != tuple(np.shape(u)):
-            raise ValueError(
-                f"f of pz.nlsolve returned shape {tuple(np.shape(r))}, expected {tuple(np.shape(u))}, the shape of u0: "
-                "f(u, p) must return one residual per unknown (a square system)"
-            )
-        return r
+    def make() -> Callable[..., Any]:
+        def residual(u: Any, p: Any, t: Any) -> Any:
+            r = f(u, p)
+            if r is None or isinstance(r, (dict, str, set)):
+                raise TypeError(f"f of pz.nlsolve returned {r!r}; it must return the residual f(u, p), an array shaped like u0")
+            r = as_operand(r)
+            kind = np.dtype(r.dtype).kind
+            if kind not in "fiu":
+                what = {"b": "booleans (a comparison? see np.where)", "c": "complex numbers (pyzygote solves real systems: split them into real and imaginary parts)"}
+                raise TypeError(f"f of pz.nlsolve returned {what.get(kind, f'an array of {r.dtype}')}; it must return the residual f(u, p) as real numbers shaped like u0")
+            if tuple(np.shape(r)) != tuple(np.shape(u)):
+                raise ValueError(
+                    f"f of pz.nlsolve returned shape {tuple(np.shape(r))}, expected {tuple(np.shape(u))}, the shape of u0: "
+                    "f(u, p) must return one residual per unknown (a square system)"
+                )
+            return r
 
-    residual.__name__ = residual.__qualname__ = getattr(f, "__name__", "f")
-    residual._pz_nlsolve = True  # type: ignore[attr-defined]  # its tracing errors speak of f(u, p), not of an ODE
-    residual._pz_f = f  # type: ignore[attr-defined]
-    try:
-        if own:
-            f.__dict__[_WRAPPER_ATTRIBUTE] = residual
-        else:
-            _RESIDUALS[f] = residual
-    except TypeError:
-        pass
-    return residual
+        residual._pz_nlsolve = True  # type: ignore[attr-defined]  # its tracing errors speak of f(u, p), not of an ODE
+        return residual
+
+    return wrapper_of(f, _WRAPPER_ATTRIBUTE, _RESIDUALS, make)
 
 
 def _check_two_arguments(f: Callable[..., Any]) -> None:
