@@ -545,6 +545,7 @@ def _integrate_span(
             us.append(np.array(solver.y, dtype=float) if tk == solver.t else np.asarray(interp(tk), dtype=float))
             k += 1
             if not np.all(np.isfinite(us[-1])):
+                ts.pop(), us.pop()  # a failed solve keeps only the finite values it saved
                 retcode, message = "Unstable", _interpolation_not_finite(alg, tk)
                 break
         if retcode != "Success":
