@@ -82,6 +82,7 @@ COMPOSITE_CASES = {
     "multiply-accumulate": (lambda x: np.multiply.accumulate(x), (M,)),
     "cumulative_sum-prod": (lambda x: np.cumulative_sum(x, axis=1, include_initial=True)[:, 1:] * np.cumulative_prod(x, axis=0) + np.cumulative_sum(x[0]), (M,)),
     "cumulative-initial": (lambda x: np.cumulative_prod(x, include_initial=True) + np.cumulative_sum(x, axis=-1, include_initial=True), (V,)),
+    "nancumsum-nancumprod": (lambda x: np.nancumsum(x, axis=1) * np.nancumprod(x, axis=0) + np.nancumsum(x[0]), (M,)),
     "polyval": (lambda p, x: np.polyval(p, x), (V, M)),
     "gradient-even": (lambda f: np.gradient(f**2, 0.5), (V,)),
     "gradient-uneven-edge2": (lambda f: np.gradient(f**2, XP, edge_order=2), (V,)),
@@ -314,6 +315,22 @@ def test_running_maximum_and_minimum() -> None:
     prices = np.array([1.0, 1.3, 1.1, 1.6, 1.2, 1.4, 0.9])
     drawdown = lambda p: np.sum((np.maximum.accumulate(p) - p) ** 2)  # noqa: E731
     check_grads(drawdown, (prices,), engine="numpy")
+
+
+def test_nancumsum_and_nancumprod_skip_missing_entries_with_a_zero_derivative() -> None:
+    x = np.array([[1.5, np.nan, 2.0], [np.nan, 0.5, -1.0]])
+    filled_sum, filled_prod = np.where(np.isnan(x), 0.0, x), np.where(np.isnan(x), 1.0, x)
+
+    def f(x):
+        return np.sum(np.nancumsum(x, axis=1) ** 2) + np.sum(np.nancumprod(x) ** 2)
+
+    def g(s, p):
+        return np.sum(np.cumsum(s, axis=1) ** 2) + np.sum(np.cumprod(p) ** 2)
+
+    (grad,) = pz.gradient(f, x, engine="numpy")
+    ds, dp = pz.gradient(g, filled_sum, filled_prod, engine="numpy")
+    np.testing.assert_allclose(grad, np.where(np.isnan(x), 0.0, ds + dp), rtol=1e-14)
+    assert grad[np.isnan(x)].tolist() == [0.0, 0.0]
 
 
 def test_cumprod_through_zeros() -> None:

@@ -418,6 +418,21 @@ _cumulative("cumulative_sum", np.cumsum, 0)
 _cumulative("cumulative_prod", np.cumprod, 1)
 
 
+def _nan_cumulative(fn: Any, running: Any, neutral: float) -> None:
+    """``np.nancumsum`` / ``np.nancumprod``: NaN entries count as the neutral element.  The
+    NaN is replaced by a ``where`` before the running operation, so its entry gets a zero
+    derivative and no NaN reaches the others' (as for ``np.nansum``)."""
+
+    @implements(fn)
+    def handler(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+        a = as_operand(a)
+        return running(np.where(np.isnan(a), neutral, a), axis=axis, dtype=dtype)
+
+
+_nan_cumulative(np.nancumsum, np.cumsum, 0.0)
+_nan_cumulative(np.nancumprod, np.cumprod, 1.0)
+
+
 @implements(np.gradient)
 def _np_gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
     """Second-order central differences inside, one-sided ones at the edges (numpy's formulas)."""
