@@ -123,7 +123,7 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
 
 
 # Matrix functions: every entry of their result depends on every entry of their operand.
-_MATRIX_FUNCTIONS = frozenset({"expm", "solve", "inv", "det", "cholesky", "logabsdet", "eigh", "svd", "pinv"})
+_MATRIX_FUNCTIONS = frozenset({"expm", "solve", "inv", "det", "cholesky", "logabsdet", "eigh", "svd", "pinv", "qr"})
 
 
 def _meets(name: str, eqn: Any, ins: Sequence[Any], outs: Sequence[Any], moving: set[int]) -> Finding:

@@ -132,10 +132,6 @@ _INSTEAD = {
         "v = a @ v / np.linalg.norm(a @ v) a fixed number of times and take v @ a @ v / (v @ v). The largest real part "
         "of a general matrix (the stability of a community matrix) has no traced form: it can belong to a complex pair"
     ),
-    "qr": (
-        "np.linalg.lstsq(a, b, rcond=None) for a least-squares solution, or R from np.linalg.cholesky(a.T @ a).T "
-        "(and Q = a @ np.linalg.inv(R)) for a of full column rank"
-    ),
     **dict.fromkeys(("fft", "rfft"), (
         "a discrete Fourier transform in real arithmetic (pyzygote traces real numbers only): with k = np.arange(n), "
         "C = np.cos(2 * np.pi * np.outer(k, k) / n) and S = np.sin(2 * np.pi * np.outer(k, k) / n), the real part is "

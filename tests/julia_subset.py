@@ -757,6 +757,11 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
 
         (a,) = args
         return tuple(svd_p.impl(a))
+    if name == "PyZygote.qr_thin":
+        from pyzygote.primitives.qr import qr_p
+
+        (a,) = args
+        return tuple(qr_p.impl(a))
     if name in ("PyZygote.expm", "PyZygote.expm_frechet"):
         return _matrix_exponential(name, *args)
     if name == "PyZygote.cholesky_lower":

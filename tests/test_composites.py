@@ -1913,11 +1913,10 @@ def test_a_voigt_profile_is_refused_with_the_pseudo_voigt_to_write() -> None:
         pz.gradient(lambda s: np.sum(sc.voigt_profile(x, s, 0.5)), 0.3)
 
 
-def test_fft_and_qr_are_refused_with_what_to_write() -> None:
-    for call, hint in ((lambda x: np.fft.rfft(x).real.sum(), "the real part is C @ x"), (lambda x: np.linalg.qr(np.diag(x))[0].sum(), "np.linalg.lstsq")):
-        with pytest.raises(pz.UnsupportedOperationError, match="no rule is registered") as info:
-            pz.gradient(call, np.ones(2))
-        assert hint in str(info.value), str(info.value)
+def test_fft_is_refused_with_what_to_write() -> None:
+    with pytest.raises(pz.UnsupportedOperationError, match="no rule is registered") as info:
+        pz.gradient(lambda x: np.fft.rfft(x).real.sum(), np.ones(2))
+    assert "the real part is C @ x" in str(info.value), str(info.value)
 
 
 def test_incomplete_beta_function_has_the_beta_density_as_derivative() -> None:

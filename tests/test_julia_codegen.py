@@ -49,10 +49,10 @@ JULIA_SRC = REPO / "julia_src"
 
 
 def _family_primitives() -> set[str]:
-    from pyzygote.primitives import elementwise, indexing, linalg, logic, matrix_exponential, reduction, shape
+    from pyzygote.primitives import elementwise, indexing, linalg, logic, matrix_exponential, qr, reduction, shape
 
     names = {"add_any"}
-    for module in (shape, reduction, elementwise, logic, indexing, linalg, matrix_exponential):
+    for module in (shape, reduction, elementwise, logic, indexing, linalg, matrix_exponential, qr):
         names |= {v.name for v in vars(module).values() if isinstance(v, Primitive)}
     return names
 
@@ -636,6 +636,26 @@ def test_golden_scalar_broadcasting_and_literals() -> None:
         "v1 = x2 .* x1",
         "v2 = v1 .- 1.5f0",
         "return (v2,)",
+    ]
+
+
+def test_golden_qr_of_a_stack() -> None:
+    A = np.arange(8.0).reshape(4, 2) + np.eye(4, 2)
+    lines = emitted_body(lambda a: np.linalg.qr(a).Q, np.stack([A, 2.0 * A]))
+    assert lines == [
+        # qr_thin factors one matrix: numpy's stack is looped over.  By the array contract
+        # numpy's a[i] is the Julia x1[i + 1, :, :] (same logical index), and the factor
+        # not used (R) is bound to an underscored name, as fatou's lint asks.
+        "v1 = x1[1, :, :]",
+        "v2, _v3 = PyZygote.qr_thin(v1)",
+        "v4 = x1[2, :, :]",
+        "v5, _v6 = PyZygote.qr_thin(v4)",
+        # np.stack on axis 0: a leading size-1 dimension each (the order of the other
+        # elements is kept in both layouts), then vcat along Julia's dimension 1.
+        "v7 = reshape(v2, (1, 4, 2))",
+        "v8 = reshape(v5, (1, 4, 2))",
+        "v9 = vcat(v7, v8)",
+        "return (v9,)",
     ]
 
 

@@ -290,6 +290,30 @@ def test_svd_of_an_empty_matrix_has_numpys_thin_shapes() -> None:
         assert [np.shape(o) for o in got] == [np.shape(o) for o in np.linalg.svd(a, full_matrices=False)]
 
 
+def test_qr_of_an_empty_matrix_has_numpys_thin_shapes_and_empty_derivatives() -> None:
+    for shape in ((0, 3), (3, 0), (0, 0)):
+        a = np.zeros(shape)
+        prog = pz.make_program(lambda m: np.linalg.qr(m), a)
+        got = get_engine("julia").evaluate(prog, [a])
+        assert [np.shape(o) for o in got] == [np.shape(o) for o in np.linalg.qr(a)]
+        f = lambda m: np.sum(np.linalg.qr(m).Q) + np.sum(np.linalg.qr(m).R) + np.sum(m * 2.0)  # noqa: E731
+        assert_trees_close(pz.gradient(f, a, engine="julia"), (np.full(shape, 2.0),), what=f"gradient {shape}")
+
+
+def test_qr_of_a_rank_deficient_matrix_raises_instead_of_dividing_by_zero() -> None:
+    """A zero on R's diagonal: the factors are numpy's, signed, and a derivative, which solves
+    with R (LAPACK's trtrs, not trsm, which would divide by the zero), raises, as numpy's
+    LinAlgError does on the NumPy engine."""
+    a = np.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
+    prog = pz.make_program(lambda m: np.linalg.qr(m), a)
+    for g, w in zip(get_engine("julia").evaluate(prog, [a]), NumpyEngine().evaluate(prog, [a])):
+        assert_close(g, w, what="rank-deficient factors")
+    f = lambda m: np.sum(np.sin(np.linalg.qr(m).Q)) + np.sum(np.linalg.qr(m).R ** 2)  # noqa: E731
+    for derivative in (lambda: pz.gradient(f, a, engine="julia"), lambda: pz.jvp(f, (a,), (np.ones_like(a),), engine="julia"), lambda: pz.hessian(f, a, engine="julia")):
+        with pytest.raises(pz.JuliaError, match="LAPACKException|SingularException"):
+            derivative()
+
+
 @pytest.mark.parametrize("case", SMOOTH_NO_ODE)
 def test_hessians(case: Case) -> None:
     """Hessian w.r.t. the first argument (the others are closed-over constants)."""

@@ -1355,6 +1355,97 @@ _or_zeros(::ChainRulesCore.AbstractZero, s) = zero(s)
 _or_zeros(Δs, _) = unthunk(Δs)
 
 """
+    qr_thin(A)
+
+numpy's `linalg.qr(A)` (mode `"reduced"`) as a Tuple `(Q, R)`, with `A ≈ Q * R`: `Q` is
+`m × k` with orthonormal columns and `R` is `k × n` upper triangular, `k = min(m, n)`. Each
+column of `Q` and row of `R` is signed as pyzygote's NumPy engine signs it: the diagonal of
+`R` is non-negative (a row with a zero there is kept as LAPACK gives it).
+
+A matrix of ForwardDiff duals is factored by its values and the partials carried through the
+derivative of the factorization, as for [`svd_thin`](@ref); the `rrule` is the transpose of
+that derivative. Both solve with `R`, so a zero on its diagonal (a rank-deficient `A`)
+throws instead of dividing by it.
+"""
+function qr_thin(A::AbstractMatrix{<:Union{Float32, Float64}})
+    m, n = size(A)
+    # numpy's thin factors of an empty matrix
+    min(m, n) == 0 && return (zeros(eltype(A), m, 0), zeros(eltype(A), 0, n))
+    F = LinearAlgebra.qr(A)
+    # `Matrix` of the Q factor is the thin one, m × min(m, n)
+    Q = Matrix(F.Q)
+    R = F.R
+    signs = map(d -> d < 0 ? -one(d) : one(d), LinearAlgebra.diag(R))
+    return Q .* permutedims(signs), R .* signs
+end
+
+function qr_thin(A::AbstractMatrix{ForwardDiff.Dual{T, V, N}}) where {T, V, N}
+    Av = ForwardDiff.value.(A)
+    Q, R = qr_thin(Av)
+    parts = ntuple(j -> _qr_tangent(Av, Q, R, ForwardDiff.partials.(A, j)), N)
+    carry(x, k) = ForwardDiff.Dual{T}.(x, tuple.(map(p -> p[k], parts)...))
+    return carry(Q, 1), carry(R, 2)
+end
+
+# `B R⁻¹` and `B R⁻ᵀ` for an upper triangular `R`, by triangular solves from the left
+# (LAPACK's `trtrs` for floats), which throw at a zero on the diagonal; BLAS's `trsm` behind
+# `B / UpperTriangular(R)` would divide by it.
+_times_inv(B, R) = permutedims(LinearAlgebra.UpperTriangular(R)' \ permutedims(B))
+_times_inv_transpose(B, R) = permutedims(LinearAlgebra.UpperTriangular(R) \ permutedims(B))
+
+# The derivative `(dQ, dR)` of the signed thin QR `(Q, R)` of `A` along `dA`. For `m >= n`,
+# with `M = Q' dA R⁻¹`: `Q' dQ` is antisymmetric and `dR R⁻¹` upper triangular, so
+# `Q' dQ = Ω`, the strict lower triangle of `M` minus its transpose, and `dR = (M - Ω) R`;
+# a tall `A` adds the part of `dA R⁻¹` outside the span of `Q`. A wide `A = [X Y]` takes
+# the square case for `X = Q U`, and `R = [U Q'Y]`.
+function _qr_tangent(A, Q, R, dA)
+    m, n = size(A)
+    min(m, n) == 0 && return zero(Q), zero(R)
+    if m < n
+        dQ, dU = _qr_tangent(A[:, 1:m], Q, R[:, 1:m], dA[:, 1:m])
+        dV = dQ' * A[:, (m + 1):n] .+ Q' * dA[:, (m + 1):n]
+        return dQ, hcat(dU, dV)
+    end
+    Z = _times_inv(dA, R)
+    M = Q' * Z
+    L = LinearAlgebra.tril(M, -1)
+    Ω = L .- L'
+    dR = (M .- Ω) * R
+    dQ = m > n ? Q * Ω .+ (Z .- Q * M) : Q * Ω
+    return dQ, dR
+end
+
+function ChainRulesCore.rrule(::typeof(qr_thin), A::AbstractMatrix{<:Real})
+    Q, R = qr_thin(A)
+    project_A = ProjectTo(A)
+    function qr_thin_pullback(Δ)
+        Δ isa ChainRulesCore.AbstractZero && return (NoTangent(), Δ)
+        ΔQ, ΔR = _pair(unthunk(Δ))
+        Ā = _qr_cotangent(A, Q, R, _or_zeros(ΔQ, Q), _or_zeros(ΔR, R))
+        return NoTangent(), project_A(Ā)
+    end
+    return (Q, R), qr_thin_pullback
+end
+
+# The transpose of `_qr_tangent`. For `m >= n`, with `M = R ΔR' - ΔQ' Q`:
+# `Ā = (ΔQ + Q C) R⁻ᵀ`, `C` the symmetric matrix with the lower triangle of `M` (only the
+# upper triangle of `ΔR` counts: `dR` is upper triangular). A wide `A = [X Y]` with
+# `ΔR = [ΔU ΔV]`: `Ȳ = Q ΔV`, and `X̄` is the square case's with `ΔQ + Y ΔV'` for `ΔQ`.
+function _qr_cotangent(A, Q, R, ΔQ, ΔR)
+    m, n = size(A)
+    min(m, n) == 0 && return zero(A)
+    if m < n
+        Y = A[:, (m + 1):n]
+        ΔV = ΔR[:, (m + 1):n]
+        X̄ = _qr_cotangent(A[:, 1:m], Q, R[:, 1:m], ΔQ .+ Y * ΔV', ΔR[:, 1:m])
+        return hcat(X̄, Q * ΔV)
+    end
+    M = R * ΔR' .- ΔQ' * Q
+    C = LinearAlgebra.tril(M) .+ LinearAlgebra.tril(M, -1)'
+    return _times_inv_transpose(ΔQ .+ Q * C, R)
+end
+
+"""
     pinv_of(A, rcond)
 
 numpy's `linalg.pinv(A, rcond)`: LinearAlgebra's `pinv` with `rtol = rcond` (singular values

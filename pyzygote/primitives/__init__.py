@@ -9,6 +9,6 @@ implementation, derivative rules, Julia emission and numpy bindings.
 True
 """
 
-from pyzygote.primitives import shape, reduction, elementwise, logic, indexing, traced_indexing, linalg, svd, ode, nonlinear, julia_call, composites, scipy_special, gamma, error_function, exprel, bessel, special_integrals, incomplete_gamma, incomplete_beta, matrix_exponential  # noqa: F401
+from pyzygote.primitives import shape, reduction, elementwise, logic, indexing, traced_indexing, linalg, svd, qr, ode, nonlinear, julia_call, composites, scipy_special, gamma, error_function, exprel, bessel, special_integrals, incomplete_gamma, incomplete_beta, matrix_exponential  # noqa: F401
 
-__all__ = ["shape", "reduction", "elementwise", "logic", "indexing", "traced_indexing", "linalg", "svd", "ode", "nonlinear", "julia_call", "composites", "scipy_special", "gamma", "error_function", "exprel", "bessel", "special_integrals", "incomplete_gamma", "incomplete_beta", "matrix_exponential"]
+__all__ = ["shape", "reduction", "elementwise", "logic", "indexing", "traced_indexing", "linalg", "svd", "qr", "ode", "nonlinear", "julia_call", "composites", "scipy_special", "gamma", "error_function", "exprel", "bessel", "special_integrals", "incomplete_gamma", "incomplete_beta", "matrix_exponential"]

@@ -1,0 +1,143 @@
+"""The QR decomposition: ``np.linalg.qr``.
+
+One primitive, the thin (numpy's "reduced") factorization ``A = Q R`` of one real ``m x n``
+matrix: ``Q`` is ``m x k`` with orthonormal columns and ``R`` is ``k x n`` upper triangular
+(trapezoidal when ``m < n``), ``k = min(m, n)``.  LAPACK leaves the sign of each column of
+``Q`` (and row of ``R``) open, so the IR fixes it, as for ``eigh`` and ``svd``: the diagonal
+of ``R`` is non-negative (a zero stays as it is), on both engines.  A traced ``Q`` and ``R``
+can therefore be numpy's with some columns and rows times -1.
+
+Where ``R`` has no zero on its diagonal, the signed factors are unique and smooth, and their
+derivatives divide by that diagonal (they solve with ``R``): for a rank-deficient matrix
+(``m >= n``), or one whose first ``m`` columns are (``m < n``), ``Q`` and ``R`` have no
+derivative, and an exactly zero diagonal entry makes the solve raise numpy's ``LinAlgError``.
+
+>>> import numpy as np, pyzygote as pz
+>>> A = np.array([[3.0, 1.0], [4.0, 2.0]])
+>>> pz.gradient(lambda a: np.linalg.qr(a).R[0, 0], A)[0]  # R[0, 0] is the norm of column 0
+array([[0.6, 0. ],
+       [0.8, 0. ]])
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from pyzygote.errors import UnsupportedOperationError
+from pyzygote.ir import Aval
+from pyzygote.numpy_api import implements
+from pyzygote.primitive import Primitive
+from pyzygote.primitives.linalg import solve_p
+from pyzygote.tracer import as_operand
+
+__all__ = ["qr_p"]
+
+qr_p = Primitive("qr", multiple_results=True)
+
+
+@qr_p.def_abstract_eval
+def _qr_aval(a: Aval) -> tuple[Aval, Aval]:
+    if a.ndim != 2:
+        raise np.linalg.LinAlgError(f"qr: the primitive takes one matrix, got shape {a.shape} (np.linalg.qr loops over stacks)")
+    m, n = a.shape
+    k = min(m, n)
+    return Aval((m, k), a.dtype), Aval((k, n), a.dtype)
+
+
+def diagonal_signs(r: np.ndarray) -> np.ndarray:
+    """``-1`` where the diagonal of ``r`` is negative, ``1`` elsewhere (zeros and NaN too)."""
+    return np.where(np.diagonal(r) < 0, -1.0, 1.0).astype(r.dtype)
+
+
+@qr_p.def_impl
+def _qr_impl(a: Any) -> tuple[np.ndarray, np.ndarray]:
+    q, r = np.linalg.qr(a)
+    signs = diagonal_signs(r)
+    return q * signs, r * signs[:, None]
+
+
+def _tangent(q: Any, r: Any, g: Any) -> tuple[Any, Any]:
+    """``(dQ, dR)`` along ``g`` for ``m >= n``.  With ``M = Q^T g R^-1``: ``Q^T dQ`` is
+    antisymmetric and ``dR R^-1`` upper triangular, so ``Q^T dQ`` is ``Omega``, the strict
+    lower triangle of ``M`` minus its transpose, and ``dR = (M - Omega) R``; a tall ``A`` adds
+    the part of ``g R^-1`` outside the span of ``Q`` to ``dQ``."""
+    m, n = g.shape
+    z = solve_p.bind(r.T, g.T).T  # g R^-1: R^T z^T = g^T
+    mm = np.matmul(q.T, z)
+    low = np.tril(mm, -1)
+    omega = low - low.T
+    dr = np.matmul(mm - omega, r)
+    dq = np.matmul(q, omega)
+    if m > n:
+        dq = dq + (z - np.matmul(q, mm))
+    return dq, dr
+
+
+def _qr_jvp(primals: Any, tangents: Any) -> Any:
+    (a,), (g,) = primals, tangents
+    q, r = qr_p.bind(a)
+    m, n = a.shape
+    k = min(m, n)
+    if k == 0:  # empty factors: any tangent of their (empty) shapes
+        return (q, r), (g[:, :k], g[:k, :])
+    if m >= n:
+        return (q, r), _tangent(q, r, g)
+    # A = [X Y] with X square: X = Q U is the square case, and R = [U, Q^T Y].
+    dq, du = _tangent(q, r[:, :m], g[:, :m])
+    dv = np.matmul(dq.T, a[:, m:]) + np.matmul(q.T, g[:, m:])
+    return (q, r), (dq, np.concatenate([du, dv], axis=1))
+
+
+qr_p.jvp = _qr_jvp
+qr_p.def_julia(lambda e, a: f"PyZygote.qr_thin({a})")
+
+_QR_RESULT = type(np.linalg.qr(np.eye(1)))  # numpy's named tuple (Q, R)
+
+
+def _factors(a: Any) -> tuple[Any, Any]:
+    """``qr_p`` of ``a`` or of each matrix of the stack ``a``, stacked."""
+    if a.ndim == 2:
+        return qr_p.bind(a)
+    lead, (m, n) = a.shape[:-2], a.shape[-2:]
+    k = min(m, n)
+    count = int(np.prod(lead))
+    if count == 0:  # no matrix: empty results of numpy's shapes
+        return a[..., :, :k] * 0, a[..., :k, :] * 0
+    flat = np.reshape(a, (count, m, n))
+    pairs = [qr_p.bind(flat[i]) for i in range(count)]
+    return (np.reshape(np.stack([p[0] for p in pairs]), lead + (m, k)), np.reshape(np.stack([p[1] for p in pairs]), lead + (k, n)))
+
+
+@implements(np.linalg.qr)
+def _np_qr(a: Any, mode: str = "reduced") -> Any:
+    """numpy's ``qr`` in modes ``'reduced'`` (the thin factors), ``'r'`` (``R`` alone) and
+    ``'complete'`` where it equals ``'reduced'`` (``m <= n``), of a matrix or a stack."""
+    a = as_operand(a)
+    if mode in ("f", "full"):  # numpy's deprecated spelling of 'reduced', with its warning
+        warnings.warn("The 'full' option is deprecated in favor of 'reduced'.\nFor backward compatibility let mode default.", DeprecationWarning, stacklevel=3)
+        mode = "reduced"
+    if mode in ("raw", "e", "economic"):
+        raise UnsupportedOperationError(
+            f"traced np.linalg.qr does not take mode={mode!r} (LAPACK's Householder reflectors); "
+            "use mode='reduced' (the default) for Q and R, or mode='r' for R alone"
+        )
+    if mode not in ("reduced", "complete", "r"):
+        raise ValueError(f"Unrecognized mode '{mode}'")  # numpy's
+    if a.ndim < 2:
+        raise np.linalg.LinAlgError(f"{a.ndim}-dimensional array given. Array must be at least two-dimensional")  # numpy's
+    if a.dtype == np.float16:
+        raise TypeError("array type float16 is unsupported in linalg")  # numpy's
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    m, n = a.shape[-2:]
+    if mode == "complete" and m > n:
+        raise UnsupportedOperationError(
+            f"traced np.linalg.qr of a {m} x {n} matrix needs mode='reduced' (the default): the {m - n} extra columns "
+            "of Q that mode='complete' adds are any orthonormal completion, which has no derivative. Q @ R is the "
+            "same with the thin factors"
+        )
+    q, r = _factors(a)
+    return r if mode == "r" else _QR_RESULT(q, r)
