@@ -46,7 +46,7 @@ _SPELLED = {
     "cbrt": "np.cbrt", "log": "np.log", "log2": "np.log2", "log10": "np.log10", "log1p": "np.log1p",
     "exp": "np.exp", "exp2": "np.exp2", "expm1": "np.expm1", "tan": "np.tan", "sinh": "np.sinh",
     "cosh": "np.cosh", "hypot": "np.hypot", "rem": "np.mod", "einsum": "a product of arrays (@, np.dot, np.einsum)",
-    "expm": "pz.expm", "expm_frechet": "pz.expm's derivative",
+    "expm": "pz.expm", "expm_frechet": "pz.expm's derivative", "qr": "np.linalg.qr",
 }  # fmt: skip
 
 

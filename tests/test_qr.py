@@ -10,6 +10,7 @@ themselves on a real Julia (the cases of tests/cases.py).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -291,3 +292,13 @@ def test_rank_deficient_matrices_factor_but_have_no_derivative() -> None:
         ):
             with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
                 derivative()
+    # a diagonal entry so small that dividing by it overflows: NaN or inf, which is reported
+    tiny = np.array([[1e-310, 0.5], [0.0, 1.0]])
+    with pytest.raises(pz.NonFiniteGradientError, match="derivative of np.linalg.qr is not finite.*qr's factors where R has a zero"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pz.gradient(loss, tiny)
+    # NaN in the data reaches qr: the message names it, and the entry
+    nan = np.array([[0.0, np.nan], [0.0, 0.0], [0.0, 0.0]])
+    with pytest.raises(pz.NonFiniteGradientError, match=r"np.linalg.qr meets NaN in its input, entry \[0, 1\]"):
+        pz.gradient(lambda x: np.linalg.qr(x + nan).R[0, 0], np.eye(3, 2))
