@@ -59,6 +59,10 @@ _INSTEAD = {
         "np.linalg.eigh(A); for the generalized problem eigh(K, M): L = np.linalg.cholesky(M); Li = np.linalg.inv(L); "
         "w, v = np.linalg.eigh(Li @ K @ Li.T); v = Li.T @ v"
     ),
+    "qr": (
+        "np.linalg.qr(A), the thin factors (scipy.linalg.qr(A, mode='economic')), signed so that R's diagonal is "
+        "non-negative; np.linalg.qr(A, mode='r') for R alone"
+    ),
     "polygamma": (
         "scipy.special.digamma(x) for n = 0, and for higher n the derivatives pyzygote takes of it "
         "(pz.grad(lambda t: scipy.special.digamma(t)) is polygamma(1, t))"

@@ -276,6 +276,10 @@ def test_what_has_no_derivative_or_no_numpy_meaning_is_refused() -> None:
     with pytest.raises(TypeError, match="float16 is unsupported in linalg"):
         pz.make_program(lambda x: np.linalg.qr(x), tall.astype(np.float16))
     assert "numpy.linalg.qr" in pz.numpy_api.supported_names()
+    import scipy.linalg
+
+    with pytest.raises(pz.UnsupportedOperationError, match=r"scipy.linalg.qr was called on a traced value.*np.linalg.qr\(A\), the thin factors"):
+        pz.gradient(lambda x: np.sum(scipy.linalg.qr(x)[0]), tall)
 
 
 def test_rank_deficient_matrices_factor_but_have_no_derivative() -> None:
