@@ -101,6 +101,9 @@ def doctor(check: bool = False, full: bool = False) -> int:
                 _p(f"  {name + ':':<13} {e.version or '?'}{where}")
         state = ", ".join(f"{n} {st.package_version(n) or 'not installed'}" for n in setup.ODE_PACKAGES)
         _p(f"  ODE packages: {state}")
+        indirect = [n for n in setup.ode_packages_missing(st) if n in st.packages]
+        if indirect:
+            _p(f"                ({', '.join(indirect)} not in the project's [deps]: ODE solves fail to import them)")
         extra = [n for n, _, _ in setup.FULL_PACKAGES]
         state = ", ".join(f"{n} {st.package_version(n) or 'not installed'}" for n in extra)
         _p(f"  Extra packages: {state}  (pyzygote setup-julia --full)")

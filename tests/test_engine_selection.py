@@ -683,6 +683,34 @@ def test_doctor_with_prepared_project(prepared: Path, capsys: pytest.CaptureFixt
     assert "Zygote:       0.7.12" in out and "1.10.9" in out
 
 
+def test_ode_packages_must_be_direct_dependencies(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine imports the ODE packages from top-level code, which finds only the project's
+    [deps]: OrdinaryDiffEq 7 brings OrdinaryDiffEqSDIRK into the manifest (through
+    OrdinaryDiffEqBDF), so a project that did not add it has all four there and still fails at
+    `import OrdinaryDiffEqSDIRK` (the julia-marked ODE tests skipped on the manifest alone)."""
+    from pyzygote.cli import main
+
+    declared = setup.load_juliapkg_json()["packages"]
+    added = ("OrdinaryDiffEq", "OrdinaryDiffEqLowOrderRK", "SciMLSensitivity")
+    with open(prepared / "Manifest.toml", "a") as fp:
+        for name in setup.ODE_PACKAGES:
+            fp.write(f'\n[[deps.{name}]]\nuuid = "{declared[name]["uuid"]}"\nversion = "1.0.0"\n')
+    with open(prepared / "Project.toml", "a") as fp:
+        fp.writelines(f'{name} = "{declared[name]["uuid"]}"\n' for name in added)
+    st = setup.julia_status(refresh=True)
+    assert st.ok and set(setup.ODE_PACKAGES) <= set(st.packages)
+    assert setup.ode_packages_missing(st) == ["OrdinaryDiffEqSDIRK"]
+    assert main(["doctor"]) == 0
+    assert "(OrdinaryDiffEqSDIRK not in the project's [deps]" in capsys.readouterr().out
+    from tests.test_julia_ode import _ode_packages_missing_reason
+
+    assert "(OrdinaryDiffEqSDIRK)" in _ode_packages_missing_reason()
+    with open(prepared / "Project.toml", "a") as fp:
+        fp.writelines(f'{name} = "{declared[name]["uuid"]}"\n' for name in setup.ODE_PACKAGES if name not in added)
+    assert setup.ode_packages_missing(setup.julia_status(refresh=True)) == []
+    assert _ode_packages_missing_reason() == ""
+
+
 def test_doctor_console_script_in_a_subprocess(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in JULIA_ENV}
     env.update(PYTHONPATH=str(ROOT), PYTHON_JULIAPKG_PROJECT=str(tmp_path), PYTHON_JULIAPKG_OFFLINE="yes")

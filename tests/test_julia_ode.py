@@ -31,12 +31,12 @@ from tests.test_ode import (
 
 def _ode_packages_missing_reason() -> str:
     """Why a set-up Julia cannot solve ODEs ("" when it can, or when Julia is not set up at all)."""
-    from pyzygote.julia.setup import ODE_PACKAGES, julia_is_set_up, julia_status
+    from pyzygote.julia.setup import julia_is_set_up, ode_packages_missing
 
     if not julia_is_set_up():
         return ""  # tests/conftest.py skips julia-marked tests with its own reason
-    missing = [name for name in ODE_PACKAGES if name not in julia_status().packages]
-    return f"ODE packages not installed ({', '.join(missing)}): pyzygote setup-julia" if missing else ""
+    missing = ode_packages_missing()
+    return f"ODE packages not direct dependencies of the project ({', '.join(missing)}): pyzygote setup-julia" if missing else ""
 
 
 def julia(test):  # type: ignore[no-untyped-def]

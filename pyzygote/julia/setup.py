@@ -52,6 +52,7 @@ __all__ = [
     "pyzygote_julia_uuid",
     "FULL_PACKAGES",
     "ODE_PACKAGES",
+    "ode_packages_missing",
     "REQUIRED_PACKAGES",
     "PYTHONCALL_UUID",
     "offline_project_commands",
@@ -479,6 +480,15 @@ def _check_packages(st: JuliaStatus) -> None:
                     f'`using Pkg; Pkg.activate(raw"{st.project}"); Pkg.resolve()` (it works offline when '
                     "the packages are installed; ForwardDiff already brings SpecialFunctions)"
                 )
+
+
+def ode_packages_missing(status: JuliaStatus | None = None) -> list[str]:
+    """The ODE packages the engine cannot load from the project: ``import`` from top-level
+    code (``PyZygoteRuntime``) finds only the project's direct dependencies, so one that the
+    manifest holds only as another package's dependency (OrdinaryDiffEq 7 brings
+    OrdinaryDiffEqSDIRK through OrdinaryDiffEqBDF) fails with "Package ... not found"."""
+    st = status or julia_status()
+    return [name for name in ODE_PACKAGES if name not in st.direct_deps]
 
 
 # --- cached entry points ------------------------------------------------------------------
