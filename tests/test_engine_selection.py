@@ -791,6 +791,41 @@ def test_juliapkg_json_declares_the_ode_extension_triggers() -> None:
     assert (setup.julia_src_path() / "ext" / "PyZygoteODEExt.jl").is_file()
 
 
+def test_compiling_loads_the_ode_packages_for_a_solve_nested_in_a_residual(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shooting method (pz.odesolve inside pz.nlsolve's residual) emits PyZygote.odesolve
+    inside the residual's function, whose methods come with the ODE extension: the engine
+    looked for solves among the program's own equations only, so a session whose first ODE
+    was such a one failed with a MethodError (julia-marked test_nlsolve tests passed only
+    after other files had loaded the packages). Julia is faked here: only the compile steps
+    that decide what to load run."""
+    from pyzygote.julia import engine as julia_engine
+
+    loaded: list[str] = []
+    monkeypatch.setattr(session, "load_ode_packages", lambda: loaded.append("ode"))
+    monkeypatch.setattr(session, "load_extra_solvers", lambda: loaded.append("extra"))
+    monkeypatch.setattr(session, "new_module", lambda *a, **k: "module")
+    monkeypatch.setattr(session, "include_text", lambda *a, **k: "julia object")
+    builds = {"getname": "builder", "build": ("fn", ())}
+    monkeypatch.setattr(session, "runtime_call", lambda name, *a, **k: builds[name])
+
+    def shooting(alg: str, rhs_of: Any = None) -> Any:
+        def hit(x0: Any, q: Any) -> Any:
+            rhs = rhs_of or (lambda x, _, t: x**2)
+            return pz.odesolve(rhs, x0, (0.0, 1.0), None, alg=alg)[-1] - q
+
+        return pz.make_program(lambda q: pz.nlsolve(hit, np.array([0.1]), q)[0], np.array([9.0]))
+
+    compiled = julia_engine._compile(shooting("Tsit5"))
+    assert loaded == ["ode"] and not compiled.calls_julia
+    loaded.clear()
+    julia_engine._compile(shooting("TRBDF2"))  # a solver only Julia has, found among the loaded packages
+    assert loaded == ["ode", "extra"]
+    loaded.clear()
+    rate = pz.julia_function("x -> x .^ 2", result_shape=(1,))
+    compiled = julia_engine._compile(shooting("Tsit5", lambda x, _, t: rate(x)))
+    assert loaded == ["ode"] and compiled.calls_julia  # errors come from the user's Julia code
+
+
 def test_failed_start_makes_auto_fall_back(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert pz.current_engine_name() == "julia"
     session._state["error"] = "Julia failed to start: simulated"

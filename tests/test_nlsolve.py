@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import pyzygote as pz
+from tests.test_julia_ode import julia as julia_with_ode_packages
 
 
 def _central(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
@@ -709,7 +710,7 @@ def test_a_trial_point_where_f_fails_its_own_solve_is_halved_as_nan() -> None:
     assert str(info.value).endswith("This solve started from u0 = [1] with p = [2].")
 
 
-@pytest.mark.julia
+@julia_with_ode_packages  # the residual solves an ODE
 def test_a_trial_point_where_f_fails_its_own_solve_is_halved_on_julia_too() -> None:
     y = np.array([9.0])
     np.testing.assert_allclose(pz.gradient(lambda q: _shooting_start(q)[0], y, engine="julia")[0], 1 / (1 + y) ** 2, rtol=1e-8)

@@ -13,7 +13,7 @@ Hessians) or copies (a pullback's results, which its closure may still read).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def _compile(prog: Program) -> CompiledProgram:
 
     if _solves_odes(prog):
         session.load_ode_packages()
-        if any(not runs_on_numpy(e.params["opts"].alg) for e in prog.eqns if e.prim.name.startswith("odesolve")):
+        if any(not runs_on_numpy(e.params["opts"].alg) for e in _equations(prog) if e.prim.name.startswith("odesolve")):
             session.load_extra_solvers()
     name = session.next_name("pz_program")
     emitted = emit_program(prog, name)
@@ -52,7 +52,7 @@ def _compile(prog: Program) -> CompiledProgram:
     builder = session.runtime_call("getname", module, emitted.name, origin="program")
     fn, const_arrays = session.runtime_call("build", builder, *map(_maker_argument, emitted.consts), origin="program")
     consts = tuple(np.asarray(c) for c in const_arrays)
-    calls_julia = any(eqn.prim.name == "julia_call" for eqn in prog.eqns)
+    calls_julia = any(eqn.prim.name == "julia_call" for eqn in _equations(prog))
     return CompiledProgram(fn, consts, calls_julia, emitted.source, emitted.name, module)
 
 
@@ -63,8 +63,19 @@ def _maker_argument(const: Any) -> Any:
     return const._julia() if is_julia_function(const) else to_julia(const)
 
 
+def _equations(prog: Program) -> Iterator[Any]:
+    """The equations of ``prog`` and of the programs emitted inside it: an nlsolve residual's
+    and an ODE right-hand side's (``rhs.program``), which may solve an ODE themselves (a
+    shooting method) or call a Julia function."""
+    for eqn in prog.eqns:
+        yield eqn
+        inner = getattr(eqn.params.get("rhs"), "program", None)
+        if inner is not None:
+            yield from _equations(inner)
+
+
 def _solves_odes(prog: Program) -> bool:
-    return any(eqn.prim.name.startswith("odesolve") for eqn in prog.eqns)
+    return any(eqn.prim.name.startswith("odesolve") for eqn in _equations(prog))
 
 
 def compiled(prog: Program) -> CompiledProgram:
