@@ -7,8 +7,8 @@ Skipped unless Julia is set up (see tests/conftest.py).  Run e.g. with
 
 Every case of tests/cases.py runs on both engines: values, gradients,
 pullbacks, JVPs, Jacobians and Hessians must agree to 1e-10 relative (float64)
-and dtypes must match (float32 too).  ODE cases (which need
-``pyzygote setup-julia --full``) compare to the solvers' accuracy instead.  Then the array contract (shapes (3,),
+and dtypes must match (float32 too).  ODE cases (which need the ODE packages, direct
+dependencies of the project) compare to the solvers' accuracy instead.  Then the array contract (shapes (3,),
 (2, 3), (2, 3, 4), float32, non-contiguous inputs, 0-d), pz.julia_function and
 pz.julia_include, errors (JuliaError with the Julia message, Zygote hints),
 caching, threads, and the doctor.
