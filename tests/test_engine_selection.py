@@ -139,6 +139,9 @@ def _write_project(
     (project / "Manifest.toml").write_text("\n".join(lines))
 
 
+_REAL_PATH_CONFLICT = setup._pyzygote_path_conflict
+
+
 @pytest.fixture
 def prepared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_engine_state: None, no_network: list[str]) -> Path:
     """Offline juliapkg with PYTHON_JULIAPKG_EXE and a project holding every package."""
@@ -146,6 +149,10 @@ def prepared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_engine_state
         pytest.skip("juliacall is not installed")
     project = tmp_path / "project"
     _write_project(project, pythoncall=setup._juliacall_pinned_pythoncall())
+    # A clone of the repository tested with another checkout's editable install has two
+    # pyzygote juliapkg.json files, which juliapkg would refuse to merge (see
+    # test_two_copies_of_pyzygote_that_juliapkg_would_merge_are_not_set_up); not the point here.
+    monkeypatch.setattr(setup, "_pyzygote_path_conflict", lambda: None)
     monkeypatch.setenv("PYTHON_JULIAPKG_EXE", str(_fake_julia(tmp_path)))
     monkeypatch.setenv("PYTHON_JULIAPKG_PROJECT", str(project))
     monkeypatch.setenv("PYTHON_JULIAPKG_OFFLINE", "yes")
@@ -681,6 +688,32 @@ def test_doctor_with_prepared_project(prepared: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "set up:       yes" in out and "active:       julia" in out
     assert "Zygote:       0.7.12" in out and "1.10.9" in out
+
+
+def test_two_copies_of_pyzygote_that_juliapkg_would_merge_are_not_set_up(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """juliapkg merges the PyZygote entries of every juliapkg.json it reads, offline too, and
+    raises ("'path' entries are not unique") where they differ: the source tree's json on
+    sys.path (pytest puts the repository there) and an installed wheel's are both read by
+    juliapkg before 0.1.28 (its deps_files kept every copy), so juliacall could not start
+    although the set-up check said yes. Here deps_files returns both, as those versions do."""
+    import juliapkg.deps as jdeps
+
+    monkeypatch.setattr(setup, "_pyzygote_path_conflict", _REAL_PATH_CONFLICT)
+    wheel = tmp_path / "site-packages" / "pyzygote"
+    wheel.mkdir(parents=True)
+    spec = setup.load_juliapkg_json()
+    spec["packages"]["PyZygote"]["path"] = "julia_src"  # what setup.py writes into a wheel
+    (wheel / "juliapkg.json").write_text(json.dumps(spec))
+    ours = str(setup.juliapkg_json_path())
+    monkeypatch.setattr(jdeps, "deps_files", lambda: [ours, str(wheel / "juliapkg.json")])
+    st = setup.julia_status(refresh=True)
+    assert not st.ok
+    (problem,) = [p for p in st.problems if "PyZygote different paths" in p]
+    assert str(setup.julia_src_path()) in problem and str(wheel / "julia_src") in problem
+    monkeypatch.setattr(jdeps, "deps_files", lambda: [ours])
+    assert setup.julia_status(refresh=True).ok
 
 
 def test_ode_packages_must_be_direct_dependencies(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -310,6 +310,36 @@ def _stale_meta_reason(meta: dict[str, Any], project: str) -> str | None:
     return None
 
 
+def _pyzygote_path_conflict() -> str | None:
+    """Why juliapkg would refuse the PyZygote entries of the juliapkg.json files it reads, or None.
+
+    juliapkg merges every juliapkg.json it finds on ``sys.path`` each time it resolves, offline
+    too (where it installs nothing), and raises where they give one package different paths.
+    Two copies of pyzygote on ``sys.path`` (the source tree, whose json says ``../julia_src``,
+    and an installed wheel, whose json says ``julia_src``) are both read by juliapkg before
+    0.1.28, which keeps only the first copy of each directory name.
+    """
+    import juliapkg.deps as jdeps  # importing juliapkg neither starts nor downloads Julia
+
+    paths: dict[str, list[str]] = {}
+    for fn in jdeps.deps_files():
+        try:
+            with open(fn, encoding="utf-8") as fp:
+                spec = json.load(fp)["packages"]["PyZygote"]
+            where = os.path.normcase(os.path.normpath(os.path.join(os.path.dirname(fn), spec["path"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        paths.setdefault(where, []).append(fn)
+    if len(paths) < 2:
+        return None
+    named = "; ".join(f"{where} (in {', '.join(fns)})" for where, fns in sorted(paths.items()))
+    return (
+        f"juliapkg would refuse to start Julia: the juliapkg.json files on sys.path give PyZygote different "
+        f"paths, {named}; keep one copy of pyzygote on sys.path (juliapkg 0.1.28 and later read only the first "
+        "copy of a package directory)"
+    )
+
+
 def _compute_status() -> JuliaStatus:
     st = JuliaStatus()
     st.juliacall_version = _dist_version("juliacall")
@@ -403,6 +433,13 @@ def _compute_status() -> JuliaStatus:
             else:
                 st.problems.append("the Python package juliapkg is not installed")
 
+    if st.mode == "juliapkg" and _has_module("juliapkg"):
+        try:
+            conflict = _pyzygote_path_conflict()
+        except Exception:  # a juliapkg we do not understand: juliacall will say what it finds
+            conflict = None
+        if conflict:
+            st.problems.append(conflict)
     if st.mode == "juliapkg" and st.project and os.path.isdir(st.project) and not os.access(st.project, os.W_OK):
         st.problems.append(
             f"the Julia project {st.project} is not writable: juliapkg writes lock.pid and pyjuliapkg/meta.json "
