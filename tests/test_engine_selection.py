@@ -226,6 +226,19 @@ def test_auto_keeps_long_programs_on_the_numpy_engine_with_one_notice(
     solve = lambda k: pz.odesolve(lambda u, p, t: -p * u, np.ones(1), np.array([0.0, 1.0]), k, alg="CVODE_BDF")  # noqa: E731
     julia_solver = pz.make_program(lambda k: loop(solve(k)[-1, 0], limit // 2 + 1), 1.0)  # a solver only Julia has
     assert pz.current_engine_name(program=julia_solver) == "julia"
+    # the same inside an nlsolve residual and an ODE right-hand side (was: the NumPy engine,
+    # which cannot run them)
+    in_residual = lambda q: pz.nlsolve(lambda u, p: double(u) - p, np.ones(1), q)[0]  # noqa: E731
+    in_rhs = lambda k: pz.odesolve(lambda u, p, t: -double(p * u), np.ones(1), np.array([0.0, 1.0]), k)[-1, 0]  # noqa: E731
+    julia_solver_in_residual = lambda q: pz.nlsolve(lambda u, p: solve(u)[-1] - p, np.ones(1), q)[0]  # noqa: E731
+    double = pz.julia_function("x -> 2 .* x", result_shape=(1,))
+    for nested in (
+        pz.make_program(lambda k: loop(in_residual(np.reshape(k, (1,))), limit // 2 + 1), 1.0),
+        pz.make_program(lambda k: loop(in_rhs(np.reshape(k, (1,))), limit // 2 + 1), 1.0),
+        pz.make_program(lambda k: loop(julia_solver_in_residual(np.reshape(k, (1,))), limit // 2 + 1), 1.0),
+    ):
+        assert len(nested.eqns) > limit
+        assert pz.current_engine_name(program=nested) == "julia"
 
     (g,) = pz.gradient(lambda x: loop(x, limit // 2 + 1), 1.0)  # traced, and run on the NumPy engine
     np.testing.assert_allclose(g, 0.999 ** (limit // 2 + 1), rtol=1e-12)

@@ -355,7 +355,15 @@ def _nlsolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, opts: NLOptions) -> A
 
 
 nlsolve_p.jvp = _nlsolve_jvp
-nlsolve_p.on_numpy = lambda **params: True
+def _residual_on_numpy(*, rhs: Any, **_: Any) -> bool:
+    """The residual runs on the NumPy engine: it may call a Julia function, or solve an ODE
+    with a solver only Julia has."""
+    from pyzygote.engines import _runs_on_numpy
+
+    return _runs_on_numpy(rhs.program)
+
+
+nlsolve_p.on_numpy = _residual_on_numpy
 
 
 @nlsolve_p.def_julia

@@ -834,8 +834,11 @@ def check_solver_options(reltol: Any, abstol: Any, maxiters: Any) -> tuple[float
 
 
 def _solve_on_numpy(*, rhs: Any, opts: Options, **_: Any) -> bool:
-    """A solve the NumPy engine can run: a traced right-hand side and one of its solvers."""
-    return rhs.program is not None and runs_on_numpy(opts.alg)
+    """A solve the NumPy engine can run: one of its solvers, and a traced right-hand side that
+    calls no Julia function."""
+    from pyzygote.engines import _runs_on_numpy
+
+    return rhs.program is not None and runs_on_numpy(opts.alg) and _runs_on_numpy(rhs.program)
 
 
 for _prim in (odesolve_p, odesolve_sens_p, odesolve_tangent_p, odesolve_hvp_p, odesolve_vjp_p):
