@@ -356,7 +356,8 @@ def hint_for(message: str) -> str | None:
     if missing and missing.group(1) in ODE_PACKAGES:
         return (
             f"{missing.group(1)} is one of the ODE packages pyzygote's juliapkg.json declares: run "
-            "`pyzygote setup-julia` (or add it to your offline project, see `pyzygote doctor`)."
+            "`pyzygote setup-julia` (or `Pkg.add` it to your offline project: Julia imports by name only the "
+            "project's direct dependencies, whatever its manifest holds; see `pyzygote doctor`)."
         )
     for needle, hint in _HINTS:
         if needle in message:
