@@ -317,7 +317,8 @@ def _pyzygote_path_conflict() -> str | None:
     too (where it installs nothing), and raises where they give one package different paths.
     Two copies of pyzygote on ``sys.path`` (the source tree, whose json says ``../julia_src``,
     and an installed wheel, whose json says ``julia_src``) are both read by juliapkg before
-    0.1.28, which keeps only the first copy of each directory name.
+    0.1.28, which keeps only the first copy of each directory name; an editable install of
+    another checkout is read beside the source tree by 0.1.28 too (``editable_deps_files``).
     """
     import juliapkg.deps as jdeps  # importing juliapkg neither starts nor downloads Julia
 

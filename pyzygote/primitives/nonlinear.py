@@ -355,6 +355,8 @@ def _nlsolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, opts: NLOptions) -> A
 
 
 nlsolve_p.jvp = _nlsolve_jvp
+
+
 def _residual_on_numpy(*, rhs: Any, **_: Any) -> bool:
     """The residual runs on the NumPy engine: it may call a Julia function, or solve an ODE
     with a solver only Julia has."""
