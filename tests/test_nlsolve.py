@@ -445,6 +445,21 @@ def _with_singular_values(n: int, smallest: float) -> np.ndarray:
     return U @ np.diag(np.logspace(0, np.log10(smallest), n)) @ V.T
 
 
+# a discretized Bratu problem, u'' + lam(x) exp(u) = 0 on 60 points: Jacobian condition number ~ 3e3
+BRATU_N = 60
+BRATU_H = 1.0 / (BRATU_N + 1)
+BRATU_LAM = 2.0 + np.sin(np.pi * np.linspace(BRATU_H, 1.0 - BRATU_H, BRATU_N))
+
+
+def bratu(u, lam):
+    padded = np.concatenate([np.zeros(1), u, np.zeros(1)])
+    return padded[:-2] - 2.0 * u + padded[2:] + BRATU_H**2 * lam * np.exp(u)
+
+
+def _bratu_loss(q):
+    return np.sum(pz.nlsolve(bratu, np.zeros(BRATU_N), q) ** 2)
+
+
 def test_the_singular_values_are_computed_only_where_the_lu_estimate_nears_the_threshold(monkeypatch) -> None:
     """An SVD per Newton iteration took 7 of the 9 ms of each at n = 300: the LU that solves for
     the step estimates the scaled condition number, and the singular values decide only near
@@ -455,16 +470,7 @@ def test_the_singular_values_are_computed_only_where_the_lu_estimate_nears_the_t
     real_svd = np.linalg.svd
     monkeypatch.setattr(np.linalg, "svd", lambda *a, **k: svds.append(1) or real_svd(*a, **k))
 
-    # a discretized Bratu problem, u'' + lam(x) exp(u) = 0: Jacobian condition number ~ 1.5e3
-    n = 60
-    h = 1.0 / (n + 1)
-
-    def bratu(u, lam):
-        padded = np.concatenate([np.zeros(1), u, np.zeros(1)])
-        return padded[:-2] - 2.0 * u + padded[2:] + h**2 * lam * np.exp(u)
-
-    lam = 2.0 + np.sin(np.pi * np.linspace(h, 1.0 - h, n))
-    loss = lambda q: np.sum(pz.nlsolve(bratu, np.zeros(n), q) ** 2)  # noqa: E731
+    n, lam, loss = BRATU_N, BRATU_LAM, _bratu_loss
     u = pz.nlsolve(bratu, np.zeros(n), lam)
     assert np.max(np.abs(bratu(u, lam))) <= 1e-14 and 0.3 < np.max(u) < 0.6
     (g,) = pz.gradient(loss, lam)
@@ -618,6 +624,27 @@ def test_closure_and_u0_derivatives_agree_across_engines() -> None:
     np.testing.assert_array_equal(g_jl[0], [0.0])
     np.testing.assert_allclose(g_jl[1], g_np[1], rtol=1e-10)
     np.testing.assert_allclose(pz.hessian(lambda q: f(args[0], q), args[1], engine="julia"), pz.hessian(lambda q: f(args[0], q), args[1], engine="numpy"), rtol=1e-10)
+
+
+@pytest.mark.julia
+def test_julia_decides_singular_jacobians_by_the_same_lu_estimate_and_svd() -> None:
+    """julia_src's _newton_step mirrors the NumPy engine's: no SVD for the Bratu problem, the SVD
+    deciding near the threshold (a 5e11-conditioned system solved, a 2.8e14 one refused)."""
+    v_np, (g_np,) = pz.withgradient(_bratu_loss, BRATU_LAM, engine="numpy")
+    v_jl, (g_jl,) = pz.withgradient(_bratu_loss, BRATU_LAM, engine="julia")
+    assert v_jl == pytest.approx(v_np, rel=1e-12)
+    np.testing.assert_allclose(g_jl, g_np, rtol=1e-10)
+    direction = np.cos(np.arange(BRATU_N))
+    _, t_np = pz.jvp(_bratu_loss, (BRATU_LAM,), (direction,), engine="numpy")
+    _, t_jl = pz.jvp(_bratu_loss, (BRATU_LAM,), (direction,), engine="julia")
+    assert t_jl == pytest.approx(t_np, rel=1e-10)
+    A = _with_singular_values(10, 1e-12)
+    p = A @ np.linspace(1.0, 2.0, 10)
+    (J,) = pz.jacobian(lambda q: pz.nlsolve(lambda u, r: A @ u - r, np.zeros(10), q), p, engine="julia")
+    np.testing.assert_allclose(A @ J, np.eye(10), atol=1e-3)  # du/dp = A^-1, to a residual of about eps |A| |A^-1|
+    A = _with_singular_values(10, 1e-15)
+    with pytest.raises(pz.SolverError, match="singular"):
+        pz.gradient(lambda q: np.sum(pz.nlsolve(lambda u, r: A @ u - r, np.zeros(10), q)), A @ np.ones(10), engine="julia")
 
 
 @pytest.mark.julia
