@@ -249,12 +249,13 @@ function _scaled_step(J::AbstractMatrix, r)
     b = -r ./ rows
     y = F \ b
     bnorm = sum(abs, b)
+    # An estimate already Inf stays so (a Float64, also for an LU of other element types).
     if !all(isfinite, y)
         estimate = Inf
-    elseif bnorm > 0
-        estimate = max(estimate, anorm * sum(abs, y) / bnorm)
+    elseif bnorm > 0 && isfinite(estimate)
+        estimate = max(estimate, Float64(anorm * sum(abs, y) / bnorm))
     end
-    return y ./ cols, isnan(estimate) ? Inf : Float64(estimate)
+    return y ./ cols, isnan(estimate) ? Inf : estimate
 end
 
 # 1 / LAPACK's estimate of the reciprocal 1-norm condition number from an LU of floats; other

@@ -237,7 +237,7 @@ def _scaled_step(J: np.ndarray, r: np.ndarray) -> tuple[np.ndarray | None, float
         b_norm = float(np.sum(np.abs(b)))
         if not np.all(np.isfinite(y)):
             estimate = np.inf
-        elif b_norm > 0:
+        elif b_norm > 0 and estimate < np.inf:
             estimate = max(estimate, anorm * float(np.sum(np.abs(y))) / b_norm)
         step = y / cols
     return step, (np.inf if np.isnan(estimate) else float(estimate))
