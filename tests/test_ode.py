@@ -718,6 +718,78 @@ def test_a_scipy_style_right_hand_side_is_told_the_argument_order():
         pz.odesolve(rhs, np.ones(2), np.linspace(0.0, 1.0, 3), np.ones(2))
 
 
+def test_an_odeint_style_right_hand_side_is_told_the_argument_order() -> None:
+    """User testing: scipy.integrate.odeint's deriv(y, t, p) ran as f(u, p, t), t and p swapped:
+    exp(-1/2) for exp(-2), gradient 0, silently; deriv(y, t, beta, gamma) was told an in-place
+    wrapper, deriv(y, t, N, beta, gamma) only solve_ivp's."""
+    import functools
+
+    t = np.linspace(0.0, 1.0, 3)
+    u0 = np.array([1.0])
+
+    def deriv(y, t, p):
+        return -p * y
+
+    def deriv4(y, t, beta, gamma):
+        return -beta * gamma * y
+
+    def deriv5(y, t, N, beta, gamma):
+        return -N * beta * gamma * y
+
+    def deriv2(y, time):
+        return -y
+
+    def deriv_tau(x, tau, k):
+        return -k * x / tau
+
+    for f in (deriv, functools.partial(deriv4, gamma=1.0)):
+        with pytest.raises(TypeError, match=r"second argument is named 't'.*odeint.*lambda u, p, t: (deriv|f)\(u, t, p\)\.$"):
+            pz.odesolve(f, u0, t, 2.0)
+        with pytest.raises(TypeError, match=r"second argument is named 't'"):
+            pz.ODEProblem(f, u0, (0.0, 1.0), 2.0)
+        with pytest.raises(TypeError, match=r"second argument is named 't'"):
+            pz.gradient(lambda q: pz.odesolve(f, u0, t, q)[-1, 0], 2.0)
+    for f, fix in ((deriv4, "deriv4"), (deriv5, "deriv5")):
+        with pytest.raises(TypeError, match=rf"'{fix}' has the signature.*odeint.*lambda u, p, t: {fix}\(u, t, \*p\) with p a tuple"):
+            pz.odesolve(f, u0, t, (1.0, 2.0))
+    with pytest.raises(TypeError, match=r"second argument is named 'time'.*lambda u, p, t: deriv2\(u, t\)\.$"):
+        pz.odesolve(deriv2, u0, t, 2.0)
+    with pytest.raises(TypeError, match=r"second argument is named 'tau'"):
+        pz.odesolve(deriv_tau, u0, t, 2.0)
+
+    # the suggested wrappers are right, and names that only look like a time are left alone
+    exact = np.exp(-2.0 * t)[:, None]
+    tight = dict(reltol=1e-10, abstol=1e-10)
+    np.testing.assert_allclose(pz.odesolve(lambda u, p, t: deriv(u, t, p), u0, t, 2.0, **tight), exact, rtol=1e-8)
+    np.testing.assert_allclose(pz.odesolve(lambda u, p, t: deriv4(u, t, *p), u0, t, (1.0, 2.0), **tight), exact, rtol=1e-8)
+    (g,) = pz.gradient(lambda q: pz.odesolve(lambda u, p, t: deriv(u, t, p), u0, t, q, **tight)[-1, 0], 2.0)
+    np.testing.assert_allclose(g, -np.exp(-2.0), rtol=1e-7)
+
+    def time_constant(x, tau, t):  # a parameter named tau, the time named t
+        return -x / tau
+
+    def named(x, params, time):
+        return -params["k"] * x
+
+    class Decay:
+        def __call__(self, u, p, t):
+            return -p * u
+
+        def rhs(self, u, p, t):
+            return -p * u
+
+    def in_place(du, u, p, t):
+        du[:] = -p * u
+
+    def scaled(u, p, t, rate):
+        return -rate * p * u
+
+    fs = ((time_constant, 0.5), (named, {"k": 2.0}), (Decay(), 2.0), (Decay().rhs, 2.0), (in_place, 2.0), (functools.partial(scaled, rate=4.0), 0.5))
+    for f, p in fs:
+        np.testing.assert_allclose(pz.odesolve(f, u0, t, p, **tight), exact, rtol=1e-8)
+        np.testing.assert_allclose(pz.solve(pz.ODEProblem(f, u0, (0.0, 1.0), p), saveat=t, **tight).u, exact, rtol=1e-8)
+
+
 def test_nan_in_a_difference_quotient_jacobian_is_a_retcode():
     # Radau factorizing its own NaN Jacobian raised SciPy's bare ValueError (met in user testing
     # by sensealg="backsolve" on Robertson, whose backward solve has no traced Jacobian).

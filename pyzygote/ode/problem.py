@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pyzygote.ode.rhs import RHS, captured_values
+from pyzygote.ode.rhs import RHS, captured_values, check_signature
 from pyzygote.ode.solvers import Integration, algorithm, check_solver_name, integrate, refuse_unknown_keywords
 from pyzygote.errors import CapturedTracerError, UnsupportedOperationError
 from pyzygote.ode.layout import Layout, leaf_values
@@ -68,6 +68,7 @@ class ODEProblem:
     def __post_init__(self) -> None:
         if not callable(self.f):
             raise TypeError(f"f must be a callable f(u, p, t), got {type(self.f).__name__}")
+        check_signature(self.f)  # an argument order written for SciPy is told here, not first at solve
         if any(isinstance(v, Tracer) for v in flatten((self.u0, self.p))[0]):
             raise UnsupportedOperationError(
                 "an ODEProblem is being differentiated: pz.solve and ODEProblem are not "

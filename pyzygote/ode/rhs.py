@@ -1180,35 +1180,63 @@ def _warn_unwritten(f: Any, layout: Layout) -> None:
         )
 
 
+# Parameter names that say "time": a right-hand side whose first argument (solve_ivp, diffrax:
+# f(t, y, ...)) or second (scipy.integrate.odeint: f(y, t, ...)) is so named would run with its
+# arguments scrambled, silently wrong (user testing: odeint's deriv(y, t, p) gave exp(-1/2) for
+# exp(-2), gradient 0).  "tau" may instead name a parameter, a time constant (f(x, tau, t)):
+# a later parameter named t or time settles that it is one.
+_TIME_NAMES = frozenset(("t", "time", "tt", "tau"))
+_PLAIN_TIME_NAMES = frozenset(("t", "time"))
+
+
+def _names_time(named: "Sequence[inspect.Parameter]", i: int) -> bool:
+    """Whether positional parameter ``i`` is named as the time and no later one is named t or time."""
+    return len(named) > i and named[i].name in _TIME_NAMES and not any(q.name in _PLAIN_TIME_NAMES for q in named[i + 1 :])
+
+
 def _takes_du_u_p_t(f: Any) -> bool:
     """Whether ``f`` is an in-place right-hand side ``f(du, u, p, t)``; a right-hand side written
-    for SciPy, ``f(t, u)``, or any other call, gets told the order pyzygote calls it in."""
+    for SciPy (``f(t, u)`` for solve_ivp, ``f(y, t, ...)`` for odeint), or any other call, gets told
+    the order pyzygote calls it in."""
     try:
         sig = inspect.signature(f)
     except (TypeError, ValueError):  # builtins and other callables without a signature
         return False
+    name = getattr(f, "__name__", f)
     named = [q for q in sig.parameters.values() if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
     first = named[0] if named else None
-    if first is not None and first.name in ("t", "time"):
+    if _names_time(named, 0):
         # f(t, y, k) written for solve_ivp(..., args=(k,)) or diffrax's f(t, y, args) would run, scrambled.
         raise TypeError(
-            f"the right-hand side's first argument is named {first.name!r}, but pyzygote calls f(u, p, t), "
-            f"SciML's order ({getattr(f, '__name__', f)!r} has the signature {sig}). For a function written for "
+            f"the right-hand side's first argument is named {first.name!r}, but pyzygote calls f(u, p, t), "  # type: ignore[union-attr]
+            f"SciML's order ({name!r} has the signature {sig}). For a function written for "
             "SciPy's solve_ivp or diffrax, f(t, y, p), pass lambda u, p, t: f(t, u, p)."
         )
+    derivative_first = first is not None and first.name in _DERIVATIVE_NAMES
+    if _names_time(named, 1) and not derivative_first:
+        # scipy.integrate.odeint's order, func(y, t, *args): deriv(y, t, p) would get p as t and t as p.
+        rest = len(named) - 2
+        call = name if isinstance(name, str) and name.isidentifier() else "f"  # not <lambda> or a partial's repr
+        fix = {0: f"lambda u, p, t: {call}(u, t)", 1: f"lambda u, p, t: {call}(u, t, p)"}.get(rest, f"lambda u, p, t: {call}(u, t, *p)")
+        raise TypeError(
+            f"the right-hand side's second argument is named {named[1].name!r}, but pyzygote calls f(u, p, t), "
+            f"SciML's order ({name!r} has the signature {sig}). For a function written for scipy.integrate.odeint, "
+            f"func(y, t, ...), pass {fix}"
+            + (" with p a tuple of those arguments." if rest > 1 else ".")
+        )
     three, four = (_binds(sig, k) for k in (3, 4))
-    in_place = four and (not three or (first is not None and first.name in _DERIVATIVE_NAMES))
-    if in_place and len(named) > 1 and named[1].name in ("t", "time"):
+    in_place = four and (not three or derivative_first)
+    if in_place and _names_time(named, 1):
         raise TypeError(
             f"the in-place right-hand side's second argument is named {named[1].name!r}, but pyzygote calls "
-            f"f(du, u, p, t), SciML's order ({getattr(f, '__name__', f)!r} has the signature {sig}); pass "
+            f"f(du, u, p, t), SciML's order ({name!r} has the signature {sig}); pass "
             "lambda du, u, p, t: f(du, t, u, p)."
         )
     if three or four:
         return in_place
     raise TypeError(
         f"the right-hand side must take three arguments f(u, p, t), SciML's order (or four, f(du, u, p, t), "
-        f"filling du in place), but {getattr(f, '__name__', f)!r} has the signature {sig}. For a function written "
+        f"filling du in place), but {name!r} has the signature {sig}. For a function written "
         "for SciPy's solve_ivp, f(t, u), pass lambda u, p, t: f(t, u)."
     )
 
@@ -1219,3 +1247,13 @@ def _binds(sig: inspect.Signature, arity: int) -> bool:
         return True
     except TypeError:
         return False
+
+
+def check_signature(f: Any) -> None:
+    """A TypeError now, where ``f`` cannot be a right-hand side ``f(u, p, t)`` or ``f(du, u, p, t)``
+    by its parameters (:func:`_takes_du_u_p_t`): an ODEProblem is told when it is made, not first
+    when solved.  A Julia right-hand side has no Python parameters to read."""
+    from pyzygote.julia.functions import is_julia_function
+
+    if not is_julia_function(f):
+        _takes_du_u_p_t(f)
