@@ -589,6 +589,19 @@ def test_f_of_three_or_one_argument_is_told_how_to_wrap_it() -> None:
     np.testing.assert_allclose(pz.nlsolve(lambda *a: a[0] - a[1], np.ones(1), np.array([2.0])), [2.0])
 
 
+def test_f_of_p_then_u_is_told_the_order() -> None:
+    """f(p, u) would have solved for the wrong vector silently; names decide only when both say it."""
+
+    def swapped(p, u):
+        return u**2 - p
+
+    with pytest.raises(TypeError, match=r"calls f\(u, p\), the unknowns first, but swapped\(p, u\) takes 'p' first.*`lambda u, p: f\(p, u\)`"):
+        pz.nlsolve(swapped, np.ones(1), np.array([4.0]))
+    np.testing.assert_allclose(pz.nlsolve(lambda u, p: swapped(p, u), np.ones(1), np.array([4.0])), [2.0], rtol=1e-12)
+    np.testing.assert_allclose(pz.nlsolve(lambda x, theta: x**2 - theta, np.ones(1), np.array([4.0])), [2.0], rtol=1e-12)
+    np.testing.assert_allclose(pz.nlsolve(lambda a, b: a**2 - b, np.ones(1), np.array([4.0])), [2.0], rtol=1e-12)
+
+
 # --- the Julia engine ----------------------------------------------------------------------------
 @pytest.mark.julia
 def test_values_gradients_and_hessians_agree_across_engines() -> None:

@@ -485,6 +485,19 @@ def _check_two_arguments(f: Callable[..., Any]) -> None:
             "For an ODE right-hand side rhs(u, p, t), pass `lambda u, q: rhs(u, q, 0.0)`; for a residual g(u) of u alone, "
             "pass `lambda u, p: g(u)`"
         ) from None
+    # Names decide only where both say it: f(p, u) with u and p swapped would solve for the wrong
+    # vector silently; f(x, theta) or f(a, b) are taken as given.
+    named = [q.name for q in signature.parameters.values() if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    if len(named) >= 2 and named[0] in _PARAMETER_NAMES and named[1] in _UNKNOWN_NAMES:
+        name = getattr(f, "__name__", type(f).__name__)
+        raise TypeError(
+            f"pz.nlsolve calls f(u, p), the unknowns first, but {name}{signature} takes {named[0]!r} first and "
+            f"{named[1]!r} second: pass `lambda u, p: f(p, u)`"
+        )
+
+
+_PARAMETER_NAMES = frozenset(("p", "params", "param", "parameters", "theta"))
+_UNKNOWN_NAMES = frozenset(("u", "x", "y", "z", "state"))
 
 
 def _check_u0(u0: Any) -> Any:
