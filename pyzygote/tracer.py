@@ -346,6 +346,21 @@ def _concretization_error(what: str, advice: str = "") -> TracerBoolError:
     )
 
 
+def input_positions(err: BaseException) -> list[int] | None:
+    """The positions, among the inputs of its trace, of those that the value ``err`` refused
+    (:meth:`Tracer._refused`) depends on; None where that is not known."""
+    ref = getattr(err, "value", None)
+    value = ref() if isinstance(ref, weakref.ref) else None
+    if not isinstance(value, Tracer):
+        return None
+    b = value._builder
+    needed = {value._var}
+    for e in reversed(b.eqns):
+        if any(o in needed for o in e.outputs):
+            needed.update(a for a in e.inputs if isinstance(a, Var))
+    return [i for i, (_, v) in enumerate(b._inputs.values()) if v in needed]
+
+
 def is_weak(x: Any) -> bool:
     """Whether numpy's type promotion sees ``x`` as a Python number (weak): a Python float or
     int (not a bool), or a traced one (:attr:`Tracer._weak`)."""
@@ -531,6 +546,15 @@ class Tracer:
             "that is not traced."
         )
 
+    def _refused(self, what: str, advice: str = "") -> TracerBoolError:
+        """The error for ``what`` (bool()/if, use as an index or size, ...) of this value, which
+        keeps ``what`` and (weakly) this value: a caller that traced a function of known arguments
+        (an ODE's right-hand side) can say which argument it came from (:func:`input_positions`)."""
+        err = _concretization_error(what, advice)
+        err.what = what  # type: ignore[attr-defined]
+        err.value = weakref.ref(self)  # type: ignore[attr-defined]
+        return err
+
     def __bool__(self) -> bool:
         if self._builder.ended:
             raise trace_ended_error()
@@ -543,7 +567,7 @@ class Tracer:
         )
         setting = self._setting_hint()
         data = "" if setting else self._data_hint()
-        raise _concretization_error("bool()/if", data or loop + setting)
+        raise self._refused("bool()/if", data or loop + setting)
 
     def __float__(self) -> float:
         if self._builder.ended:
@@ -577,12 +601,12 @@ class Tracer:
     def __int__(self) -> int:
         if self._builder.ended:
             raise trace_ended_error()
-        raise _concretization_error("int()", self._setting_hint())
+        raise self._refused("int()", self._setting_hint())
 
     def __index__(self) -> int:
         if self._builder.ended:
             raise trace_ended_error()
-        raise _concretization_error(
+        raise self._refused(
             "use as an index or size",
             " Arguments of a differentiated function are traced, Python ints included: pass an index "
             "or size through a closure or functools.partial(f, n=...) instead. To read a numpy array at "

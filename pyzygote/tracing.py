@@ -1061,6 +1061,9 @@ def _at_user_line(err: TracerBoolError, cause: BaseException, conversion: bool =
                 "x = x if hasattr(x, 'shape') else np.asarray(x, dtype=float)). " + text
             )
         err = TracerBoolError(f"{text}\n  ({where})")
+    for kept in ("what", "value"):  # what was refused, of which value (pyzygote.tracer.input_positions)
+        if hasattr(cause, kept) and not hasattr(err, kept):
+            setattr(err, kept, getattr(cause, kept))
     err._pyzygote_located = True  # type: ignore[attr-defined]
     return err
 

@@ -1414,8 +1414,45 @@ def test_branching_on_t_in_a_right_hand_side_says_to_use_where_and_tstops() -> N
 
     with pytest.raises(pz.TracerBoolError) as info:
         pz.odesolve(f, np.array([0.0]), np.array([0.0, 50.0]), np.array([1.0]))
-    if sys.version_info >= (3, 11):  # notes
-        assert "tstops=[5.0, 45.0]" in "\n".join(info.value.__notes__)
+    # said first (user testing: loops and pz.nlsolve came first), naming t and the line
+    message = str(info.value)
+    assert message.startswith("bool()/if of a value computed from t in the right-hand side: it is traced once")
+    assert "tstops=[45.0]" in message and "if 5 < t < 45:" in message
+    assert "pz.nlsolve" not in message and "loop" not in message
+
+    def g(u: Any, p: Any, t: Any) -> Any:
+        return -u if u[0] > p["cap"] else u
+
+    with pytest.raises(pz.TracerBoolError, match=r"^bool\(\)/if of a value computed from u and p\['cap'\] in the right-hand side.*np\.where\(u\[0\] > 1\.0, a, b\)"):
+        pz.odesolve(g, np.array([0.0]), np.array([0.0, 50.0]), {"cap": 1.0})
+
+
+def test_an_integer_in_p_used_as_a_size_is_told_to_be_an_integer_array() -> None:
+    """User testing: u.reshape(p["ngroups"], 4) with {"ngroups": 3} in a plain odesolve was told that
+    "arguments of a differentiated function are traced": p's numbers are float parameters (a Python
+    int too, unchanged); an integer array in p is data and works."""
+    t = np.array([0.0, 1.0, 2.0])
+    u0 = np.arange(1.0, 7.0)
+
+    def rhs(u, p, t):
+        return (-p["beta"] * u.reshape(p["ngroups"], 2)).ravel()
+
+    def loss(beta, ngroups):
+        return np.sum(pz.odesolve(rhs, u0, t, {"beta": beta, "ngroups": ngroups}, reltol=1e-10, abstol=1e-10)[-1])
+
+    for n in (3, np.int64(3)):
+        with pytest.raises(pz.TracerBoolError, match=r"^p\['ngroups'\] is used as a size or an index \(use as an index or size\) in the right-hand side.*\{'ngroups': np\.array\(3\)\}.*closure") as info:
+            loss(0.3, n)
+        assert "rhs: return (-p[\"beta\"] * u.reshape(p[\"ngroups\"], 2)).ravel()" in str(info.value)
+        with pytest.raises(pz.TracerBoolError, match=r"^p\['ngroups'\] is used as a size"):
+            pz.gradient(lambda b: loss(b, n), 0.3)
+    # what the message says works: an integer array in p is data
+    np.testing.assert_allclose(loss(0.3, np.array(3)), np.exp(-0.6) * u0.sum(), rtol=1e-8)
+    (g,) = pz.gradient(lambda b: loss(b, np.array(3)), 0.3)
+    np.testing.assert_allclose(g, -2.0 * np.exp(-0.6) * u0.sum(), rtol=1e-7)
+    # int() of a vector p's entry names p
+    with pytest.raises(pz.TracerBoolError, match=r"^p is used as a size or an index \(int\(\)\)"):
+        pz.odesolve(lambda u, p, t: -p[0] * u.reshape(int(p[1]), 2).ravel(), u0, t, [0.1, 3])
 
 
 def test_a_threshold_on_daily_forcing_is_not_a_switching_time_set_by_p() -> None:

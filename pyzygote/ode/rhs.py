@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import functools
 import inspect
+import re
 import threading
 import types
 import weakref
@@ -181,6 +182,9 @@ def _trace_rhs(f: Callable[..., Any], layout: Layout, nest: bool = False) -> Any
                 f"here {shown}: a parameter must be an array of real numbers; a setting such as an activation's "
                 "name may be a string)"
             ) from exc
+        said = _refusal_in_rhs(exc, layout, nonlinear) if isinstance(exc, TracerBoolError) else None
+        if said is not None:  # the line of f that did it (pyzygote.tracing._at_user_line) kept
+            exc.args = (said + "".join(str(exc).partition("\n  (")[1:]),)
         if hasattr(exc, "add_note"):  # Python 3.11+
             if nonlinear:
                 exc.add_note(f"(pz.nlsolve traced f as f(u, p) with u of shape {layout.u_shape} and p as given)")
@@ -194,7 +198,7 @@ def _trace_rhs(f: Callable[..., Any], layout: Layout, nest: bool = False) -> Any
                     else f"u has the shape of u0, {layout.u_shape}: check that u0 holds as many states, in the "
                     "shape, that the right-hand side reads (a column u0 of shape (n, 1) broadcasts unlike a vector)"
                 )
-            if isinstance(exc, TracerBoolError):
+            if isinstance(exc, TracerBoolError) and said is None:
                 exc.add_note(
                     "f of pz.nlsolve is traced once for every u and p, so `if u[0] > 1:` cannot branch: write "
                     "np.where(u[0] > 1.0, a, b)"
@@ -218,6 +222,52 @@ def _trace_rhs(f: Callable[..., Any], layout: Layout, nest: bool = False) -> Any
             "values in p read with np.interp(t, times, p['noise']), and solve again for new noise"
         )
     return traced
+
+
+def _refusal_in_rhs(exc: TracerBoolError, layout: Layout, nonlinear: bool) -> str | None:
+    """What to say of ``if``, ``int()`` or a use as a size of a value of the traced right-hand side
+    (or f of pz.nlsolve), said first, naming the arguments it comes from; None to keep ``exc``'s.
+
+    User testing: ``u.reshape(p["ngroups"], 4)`` with ``{"ngroups": 3}`` was told to pass the
+    count through a closure "as arguments of a differentiated function are traced", in a call that
+    differentiated nothing (p's numbers are float parameters, Python ints too); ``if t > 45:`` was
+    told about loops and pz.nlsolve before the np.where and tstops that fit a right-hand side."""
+    from pyzygote.tracer import input_positions
+
+    what = getattr(exc, "what", None)
+    positions = input_positions(exc)
+    leaves = len(layout.p_shapes)
+    if what is None or positions is None or not positions or max(positions) > leaves + 1:
+        return None
+    p_names = layout.p_names if len(layout.p_names) == leaves else ("p",) * leaves
+    names = ["u"] + list(p_names) + ([] if nonlinear else ["t"])
+    if len(names) < max(positions) + 1:
+        return None
+    from_ = list(dict.fromkeys(names[i] for i in positions))
+    fn = "f of pz.nlsolve" if nonlinear else "the right-hand side"
+    source = " and ".join(from_)
+    if what in ("use as an index or size", "int()") and all(0 < i <= leaves for i in positions):
+        key = re.fullmatch(r"p\[('[^']*')\]", from_[0])
+        instead = f"{{{key.group(1)}: np.array(3)}}" if key else "np.array(3)"
+        return (
+            f"{source} is used as a size or an index ({what}) in {fn}, but p's numbers are float parameters, traced "
+            f"as its inputs (a Python int or np.int64 in p too: {{'k': 1}} is the parameter 1.0). Pass a count as an "
+            f"integer array in p, {instead} (integer and boolean arrays in p are data, not differentiated, and "
+            "usable as sizes), or through a closure (lambda u, p, t: f(u, p, t, n=3))."
+        )
+    if what == "bool()/if" and not nonlinear:
+        if "t" in from_:
+            fix = "Write np.where(t > 45.0, a, b), and pass the times where it switches as tstops=[45.0] so that the solver steps to them."
+        elif "u" in from_:
+            fix = "Write np.where(u[0] > 1.0, a, b) (or np.maximum, np.clip)."
+        else:
+            fix = f"Write np.where({from_[0]} > 1.0, a, b), or pass a setting (a flag, a mode) through a closure."
+        return (
+            f"bool()/if of a value computed from {source} in {fn}: it is traced once for every u, p and t, so `if t > 45:` "
+            f"or `if u[0] > 1:` cannot branch. {fix} If numpy itself did this (np.max or a comparison on an array that "
+            "np.array([...]) made of traced values), build that array with np.stack([...])."
+        )
+    return None
 
 
 def _traced_cells(f: Any) -> list[tuple[str, Any]]:
