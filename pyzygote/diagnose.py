@@ -93,8 +93,13 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                     met = _meets(_SPELLED.get(eqn.prim.name, eqn.prim.name), eqn, ins, outs, moving)
                 continue
             name = _SPELLED.get(eqn.prim.name, eqn.prim.name)
+            if eqn.prim.name == "polygamma":  # what users wrote: digamma, or a derivative pyzygote took of it
+                name = "digamma" if eqn.params.get("order") == 0 else f"polygamma({eqn.params.get('order')}, x)"
             bad = next((o for o in outs if not _finite(o)), None)
             if bad is not None:
+                pole = _pole(eqn.prim.name, ins, bad)
+                if pole:
+                    return Finding(f"{name} gives {_kind(bad)} at {_operands(ins, bad)}, {pole}", "value")
                 if _overflowed(eqn.prim.name, ins, bad):
                     return Finding(
                         f"{name} gives {_kind(bad)} at {_operands(ins, bad)}, an overflow: the result is beyond the largest "
@@ -149,6 +154,42 @@ def _meets(name: str, eqn: Any, ins: Sequence[Any], outs: Sequence[Any], moving:
             "value",
         )
     return Finding()
+
+
+# Where an operation's value is infinite at a point, said so (user testing: gammaln at -2.0 was
+# called an overflow "beyond the largest float64", where the function has a pole).
+_POLES = {
+    "gammaln": "a pole: log|Gamma| is infinite at 0 and at each negative integer",
+    "polygamma": "a pole: digamma and its derivatives are infinite at 0 and at each negative integer",
+    "log": "a pole (a divide by zero): the logarithm of 0 is -inf",
+    "log2": "a pole (a divide by zero): the logarithm of 0 is -inf",
+    "log10": "a pole (a divide by zero): the logarithm of 0 is -inf",
+    "log1p": "a pole (a divide by zero): np.log1p(-1.0) is -inf",
+    "div": "a pole (a division by zero)",
+}
+
+
+def _pole(prim: str, ins: Sequence[Any], bad: Any) -> str:
+    """The phrase for an infinite value of ``prim`` at one of its poles, "" elsewhere."""
+    if prim not in _POLES or not ins:
+        return ""
+    at = _entry(ins, bad)
+    if at is None:
+        return ""
+    b = np.asarray(bad)
+    # scipy's digamma is NaN at its poles, where gammaln is inf
+    if b.dtype.kind != "f" or not (np.isinf(b[at]) or (prim == "polygamma" and np.isnan(b[at]))):
+        return ""
+    x = [np.asarray(v)[at] if np.ndim(v) else np.asarray(v)[()] for v in ins]
+    if prim in ("gammaln", "polygamma"):
+        hit = x[0] <= 0 and x[0] == np.floor(x[0])
+    elif prim == "log1p":
+        hit = x[0] == -1
+    elif prim == "div":
+        hit = len(x) == 2 and x[1] == 0 and x[0] != 0
+    else:
+        hit = x[0] == 0
+    return _POLES[prim] if hit else ""
 
 
 # Operations that are not elementwise and give inf from finite operands only by overflowing.

@@ -1928,6 +1928,30 @@ def test_first_nonfinite_tells_an_overflow_from_a_singular_point() -> None:
     assert str(found(lambda a: np.sum(a * np.ones(3)), 1e308)).startswith("reduce_sum gives inf at operands of shapes (3,), an overflow")
 
 
+def test_first_nonfinite_names_a_pole_as_one() -> None:
+    """User testing: gammaln at -2.0 was called an overflow, "beyond the largest float64 although the
+    operands are finite": it is a pole, as are the logarithm at 0 and a division by 0."""
+    import scipy.special
+
+    from pyzygote.diagnose import first_nonfinite
+
+    def found(f: Any, x: Any) -> Any:
+        return first_nonfinite(pz.make_program(f, x), [np.asarray(x)])
+
+    for x in (-2.0, 0.0):
+        said = found(lambda a: scipy.special.gammaln(a), np.array([3.0, x]))
+        assert said == f"gammaln gives inf at {x!r} (entry [1]), a pole: log|Gamma| is infinite at 0 and at each negative integer"
+        assert said.kind == "value"
+    assert str(found(lambda a: scipy.special.digamma(a), -3.0)).startswith("digamma gives NaN at -3.0, a pole")
+    assert str(found(lambda a: np.log(a), 0.0)) == "np.log gives -inf at 0.0, a pole (a divide by zero): the logarithm of 0 is -inf"
+    assert str(found(lambda a: 1.0 / a, 0.0)) == "a division gives inf at (1.0, 0.0), a pole (a division by zero)"
+    # not at a pole: an overflow stays one, and gammaln's NaN-free large values are no pole
+    assert found(lambda a: scipy.special.gammaln(a), 1e308).kind == "overflow"
+    with pytest.raises(pz.NonFiniteGradientError, match=r"gammaln gives inf at -2\.0 \(entry \[0\]\), a pole") as info:
+        pz.gradient(lambda r: np.sum(scipy.special.gammaln(r)), np.array([-2.0, 3.0]))
+    assert "overflow: the result" not in str(info.value)
+
+
 def test_a_failed_solve_with_a_closure_shows_the_values_f_reads_from_it_as_captured() -> None:
     w = np.array([3.0])
 
