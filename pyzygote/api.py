@@ -191,6 +191,21 @@ def _reads_nan(traced: Traced) -> str:
     return ""
 
 
+def _name_the_data(exc: NonFiniteGradientError, traced: Traced) -> None:
+    """An adjoint ODE solve that cannot start from a NaN derivative of the loss (``data_at``, set by
+    pyzygote.ode.sensitivity.vjp) names the argument or array that holds NaN, as the hessian's
+    check does (user testing: only the times were named), when its message is read."""
+    at = getattr(exc, "data_at", None)
+    if at is None or exc._where is not None:
+        return
+
+    def where() -> str:
+        holder = _reads_nan(traced)
+        return f"The function reads arrays that hold NaN ({holder} holds NaN): most likely missing data. " if holder else ""
+
+    exc._where, exc._where_at = where, at
+
+
 def _require_finite(
     v: Any, what: str, value: Any = None, reads_nan: Callable[[], str] = lambda: "", solves: bool = False, where: Callable[[], str] = lambda: ""
 ) -> None:
@@ -432,7 +447,11 @@ def _withgradient(
                 f"{fname} needs a function returning one scalar, but it returned a {_container(traced.out_tree)} "
                 "holding one; return the scalar itself" + ("" if aux is None and name is None else ", or use has_aux=True for (loss, aux)")
             )
-    ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
+    try:
+        ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
+    except NonFiniteGradientError as exc:
+        _name_the_data(exc, traced)
+        raise
     _check_finite(traced, "gradient", grads, ys[0], arrays, wrt)
     if (aux is None and name is None) or name == "grad(f)":  # pz.gradient and pz.grad do not return the value
         _warn_if_value_not_finite(ys[0], name or "gradient", traced, arrays)

@@ -1083,6 +1083,21 @@ def test_nan_data_under_an_adjoint_is_named_not_blamed_on_the_solver() -> None:
             with np.errstate(invalid="ignore"):
                 pz.withgradient(loss, np.array([1.0]), sensealg)
 
+    # the data named, as the hessian's check names it (user testing: only the times were)
+    def fit(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+        u = pz.odesolve(lambda u, p, t: -p[0] * u, np.ones(2), t, p, sensealg="adjoint", reltol=1e-8, abstol=1e-8)
+        return np.sum((u - y) ** 2)
+
+    named = r"cannot start from it\. The function reads arrays that hold NaN \({}, entry \[2, 0\] holds NaN\)"
+    with np.errstate(invalid="ignore"):
+        for run in (pz.gradient, pz.withgradient):
+            with pytest.raises(pz.NonFiniteGradientError, match=named.format(r"y \(argument 1\)")):
+                run(fit, np.array([1.0]), data)
+        with pytest.raises(pz.NonFiniteGradientError, match=named.format(r"keyword argument y")):
+            pz.gradient(fit, np.array([1.0]), y=data)
+        with pytest.raises(pz.NonFiniteGradientError, match=named.format(r"an array of shape \(5, 2\) that the function reads")):
+            pz.gradient(loss, np.array([1.0]), sensealg="adjoint")
+
 
 def test_auto_sensealg_picks_forward_for_few_directions_or_a_small_sensitivity_system(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found in user testing: 'auto' took SciMLSensitivity's rule (forward up to 100 states plus

@@ -387,15 +387,21 @@ def vjp(
     if not np.all(np.isfinite(ct)):
         # An adjoint solve started from it fails as if the solver were at fault; say what it is.
         bad = np.unique(t[~np.all(np.isfinite(ct), axis=1)])
-        raise NonFiniteGradientError(
+        head = (
             f"the derivative of the result with respect to the ODE solution contains NaN or inf at t = {bad[:5].tolist()}"
-            f"{' ...' if bad.size > 5 else ''}, so the adjoint solve ({mode}) cannot start from it. Either the loss is not "
+            f"{' ...' if bad.size > 5 else ''}, so the adjoint solve ({mode}) cannot start from it. "
+        )
+        err = NonFiniteGradientError(
+            head + "Either the loss is not "
             "finite there (np.log of a solution that reached 0, as a Poisson likelihood's mean can at extreme parameters: "
             "bound the parameters, use np.log(np.maximum(u, tiny)), or solve for log-states; in a fit, catch "
             "pz.NonFiniteGradientError like pz.SolverError and return a large finite value such as 1e10, on which the line search "
             "steps back: on np.inf SciPy's L-BFGS-B stops and reports convergence), or the data it is compared with holds NaN: "
             "mask missing observations before the arithmetic, np.where(np.isnan(data), 0.0, u - data)"
         )
+        # where pz.gradient can name the data that holds NaN, it goes there (pyzygote.api)
+        err.data_at = len(head)  # type: ignore[attr-defined]
+        raise err
     if mode == "adjoint":
         return _interpolating_adjoint(rhs, u0, p, t, ct, opts)
     return _backsolve_adjoint(rhs, u0, p, t, ct, opts)
