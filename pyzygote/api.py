@@ -24,7 +24,7 @@ import numpy as np
 from pyzygote.engines import get_engine
 from pyzygote.transforms.batch import basis_columns, per_column
 from pyzygote.errors import NonFiniteGradientError, NonFiniteODEInputError, TracerBoolError, UnsupportedOperationError
-from pyzygote.pytree import KeywordArguments, Static, describe, flatten, leaf_paths, structure, unflatten
+from pyzygote.pytree import KeywordArguments, Static, describe, difference, flatten, leaf_paths, structure, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, cast_direction, to_input_array, trace
 
@@ -776,8 +776,9 @@ def jvp(
     traced, arrays = _trace_args(f, tuple(primals), kwargs)
     _returned_something(traced, "jvp", "an array, or arrays in a tuple, list, dict or dataclass")
     t_leaves, t_tree = flatten(tuple(tangents))
-    if structure(t_tree) != structure(traced.in_tree if not kwargs else ("tuple", traced.in_tree[1][:n])):  # type: ignore[index]
-        raise ValueError("tangents must have the same structure as primals")
+    wanted = traced.in_tree if not kwargs else ("tuple", traced.in_tree[1][:n])  # type: ignore[index]
+    if structure(t_tree) != structure(wanted):
+        raise ValueError(f"tangents must have the same structure as primals: {difference(t_tree, wanted, 'tangents')}")
     given = [t for t in t_leaves if not isinstance(t, Static)]
     # Keyword arguments come last and do not move: zero tangents.
     given += [np.zeros(a.shape, a.dtype) for a in arrays[len(given) :]]

@@ -1092,6 +1092,23 @@ def test_jvp_takes_keyword_arguments_too() -> None:
     np.testing.assert_array_equal(t, 2.0 * A[:, 0])
 
 
+def test_jvp_names_where_the_tangents_differ_from_the_primals() -> None:
+    """User testing: a tangent dict missing a key was told only "the same structure as primals"."""
+    f = lambda p, x: p["a"] * p["b"] * np.sum(x)  # noqa: E731
+    P, x = {"a": 1.0, "b": 2.0}, np.ones(2)
+    said = {
+        "tangents\\[0\\] lacks the key 'b'$": ({"a": 1.0}, x),
+        "tangents\\[0\\] lacks the key 'b' and has the extra key 'c'$": ({"a": 1.0, "c": 0.0}, x),
+        "tangents has 1 entries, where 2 are expected$": (P,),
+        "tangents\\[1\\] is None, where an array is expected$": (P, None),
+        "tangents\\[0\\]\\['b'\\] is \\{'z': an array\\}, where an array is expected$": ({"a": 1.0, "b": {"z": 1.0}}, x),
+    }
+    for message, tangents in said.items():
+        with pytest.raises(ValueError, match="^tangents must have the same structure as primals: " + message):
+            pz.jvp(f, (P, x), tangents)
+    assert pz.jvp(f, (P, x), ({"a": 1.0, "b": 0.0}, x)) == (4.0, 8.0)
+
+
 def test_check_grads_at_a_minimum_accepts_rounding_noise() -> None:
     """Found in user testing: at a fitted optimum the finite differences are all rounding noise
     (1e-8 against a gradient of 1e-15) and check_grads reported a mismatch."""

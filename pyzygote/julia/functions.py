@@ -47,7 +47,7 @@ from pyzygote.ir import Aval
 from pyzygote.julia import session
 from pyzygote.julia.convert import from_julia, to_julia
 from pyzygote.primitive import aval_of
-from pyzygote.pytree import Static, flatten, structure, unflatten
+from pyzygote.pytree import Static, difference, flatten, structure, unflatten
 from pyzygote.tracer import Tracer
 from pyzygote.tracing import cast_direction, to_input_array
 
@@ -328,7 +328,7 @@ class JuliaFunction:
         tree, _, arrays, names = self._flat(primals)
         t_leaves, t_tree = flatten(tuple(tangents))
         if structure(t_tree) != structure(tree):
-            raise ValueError("tangents must have the same structure as primals")
+            raise ValueError(f"tangents must have the same structure as primals: {difference(t_tree, tree, 'tangents')}")
         ts = []
         for t, a, name in zip(t_leaves, arrays, names):
             t = cast_direction(to_input_array(t, f"the tangent of {name}"), a.dtype, f"the tangent of {name}")
