@@ -788,6 +788,8 @@ def test_an_odeint_style_right_hand_side_is_told_the_argument_order() -> None:
     for f, p in fs:
         np.testing.assert_allclose(pz.odesolve(f, u0, t, p, **tight), exact, rtol=1e-8)
         np.testing.assert_allclose(pz.solve(pz.ODEProblem(f, u0, (0.0, 1.0), p), saveat=t, **tight).u, exact, rtol=1e-8)
+    # a Julia right-hand side has no Python parameters to read: made as before (solved by Julia only)
+    assert pz.ODEProblem(pz.julia_function("(u, p, t) -> -p .* u"), u0, (0.0, 1.0), [2.0]).p.tolist() == [2.0]
 
 
 def test_nan_in_a_difference_quotient_jacobian_is_a_retcode():
