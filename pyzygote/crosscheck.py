@@ -416,6 +416,10 @@ def _with_data_arguments(f: Callable[..., Any], args: tuple[Any, ...], grads: tu
     checked = tuple(i for i, g in enumerate(grads) if g is not None)
     if not checked:
         raise ValueError("grads is None for every argument: there is no gradient to check")
+    # The data as the numpy arrays they hold, as the checked arguments are read: f closed over a
+    # JAX array computed in float32 under the differences (user testing: its rounding let an entry
+    # off by a factor of 2 pass as a kink), over a PyTorch tensor it crashed in np.mean.
+    args = _numpy_arguments(args)
 
     def with_data(*moving: Any) -> Any:
         full = list(args)

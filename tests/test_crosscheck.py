@@ -589,3 +589,56 @@ def test_ode_solves_inside_an_nlsolve_residual_set_the_solver_tolerance() -> Non
     assert all(tol == pytest.approx(3e-5) for _, diff, tol, _ in report.rows if diff is not None)
     with pytest.raises(AssertionError, match="DISAGREES"):  # a real error still shows
         pz.crosscheck(lambda p: start(p, 1e-6), (p,), (exact * 1.01,), engines=("numpy",))
+
+
+class _JaxLike:
+    """The part of a JAX float32 array that matters here (JAX is not a test dependency): numpy reads
+    its values through __array__, and arithmetic with it computes in float32, as jnp does without x64."""
+
+    __array_priority__ = 100  # numpy defers `ndarray @ this` to __rmatmul__, as it does for JAX arrays
+
+    def __init__(self, values: Any) -> None:
+        self.values = np.asarray(values, dtype=np.float32)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __matmul__(self, other: Any) -> Any:
+        if not isinstance(other, np.ndarray):
+            return NotImplemented  # a traced value takes it from here, as from a JAX array
+        return self.values @ other.astype(np.float32)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        if not isinstance(other, np.ndarray):
+            return NotImplemented
+        return other.astype(np.float32) @ self.values
+
+
+def test_data_arguments_from_other_array_libraries_are_read_as_numpy_arrays() -> None:
+    """User testing: a data argument (its gradient None) that was a JAX float32 array was closed over
+    as it was, so the differences ran f in float32 and their rounding passed an entry off by a
+    factor of 2 (as a 'kink' of a smooth tanh); a PyTorch tensor as data crashed in np.mean."""
+    rng = np.random.default_rng(0)
+    W, X = rng.standard_normal((5, 3)), rng.standard_normal((40, 5))
+    f = lambda W, X: np.mean(np.tanh(X @ W) ** 2)  # noqa: E731
+    X32 = X.astype(np.float32)
+    (g,) = pz.gradient(f, W, X=X32)  # what the data reads as in numpy
+    assert pz.crosscheck(f, (W, _JaxLike(X)), (g, None)).passed
+    for factor in (2.0, 1.05, 0.0):
+        bad = g.copy()
+        bad[0, 0] *= factor
+        report = pz.crosscheck(f, (W, _JaxLike(X)), (bad, None), raise_on_failure=False)
+        assert not report.passed and "kinks" not in str(report), str(report)
+        assert all(diff is not None for name, diff, _, _ in report.rows if "julia" not in name), str(report)
+
+    from tests.test_api import _TensorLike
+
+    class Tensor(_TensorLike):
+        __module__ = "torch"
+
+        def sum(self, dim: Any = None) -> "Tensor":  # torch's takes dim=, not numpy's axis=
+            return Tensor(np.sum(self.values, axis=dim))
+
+    w, x = np.array([0.5, -1.0, 2.0]), np.arange(6.0).reshape(2, 3)
+    h = lambda w, x: np.sum(x) * np.sum(np.sin(w))  # noqa: E731
+    assert pz.crosscheck(h, (w, Tensor(x, requires_grad=True)), (np.sum(x) * np.cos(w), None)).passed
