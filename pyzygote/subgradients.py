@@ -18,7 +18,7 @@ import numpy as np
 
 from pyzygote.pytree import flatten
 
-__all__ = ["Kinks", "one_sided_differences", "changed_entries"]
+__all__ = ["Kinks", "one_sided_differences", "changed_entries", "may_kink"]
 
 
 def _canonical(tree: Any) -> Any:
@@ -39,8 +39,11 @@ class Kinks:
         self._bounds: Any = None
 
     def bounds(self) -> Any:
-        """Per entry, ``(low, high)`` of the one-sided derivatives where they differ, else NaN."""
+        """Per entry, ``(low, high)`` of the one-sided derivatives where they differ, else NaN
+        (everywhere NaN for a program without a kink or tie: rounding in f's evaluation, not a
+        kink, can part one-sided differences as much with half the step)."""
         if self._bounds is None:
+            can_kink = may_kink(self.f, self.args)
             (f1, b1), (f2, b2) = (self.quietly(one_sided_differences, self.f, *self.args, eps=h) for h in (self.eps, self.eps / 2))
 
             def interval(f1: Any, b1: Any, f2: Any, b2: Any) -> Any:
@@ -53,7 +56,7 @@ class Kinks:
                 gap1, gap2 = np.abs(f1 - b1), np.abs(f2 - b2)
                 scale = max(float(np.max(np.abs(f2), initial=0.0)), float(np.max(np.abs(b2), initial=0.0)), 1e-300)
                 # a smooth f's one-sided differences part in proportion to the step; a kink's do not
-                kink = (gap2 > 0.75 * gap1) & (gap2 > 1e-6 * scale)
+                kink = (gap2 > 0.75 * gap1) & (gap2 > 1e-6 * scale) & can_kink
                 return np.stack([np.where(kink, np.minimum(f2, b2), np.nan), np.where(kink, np.maximum(f2, b2), np.nan)])
 
             self._bounds = interval(*(_canonical(z) for z in (f1, b1, f2, b2)))
@@ -76,6 +79,41 @@ class Kinks:
             return False
         slack = 1e-3 * max(abs(up), abs(down), abs(total), 1e-300)
         return min(up, down) - slack <= total <= max(up, down) + slack
+
+
+def may_kink(f: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """Whether the program traced from ``f(*args)`` can have a kink or a tie: it takes a maximum,
+    minimum or absolute value, compares or rounds a value computed from the arguments (other than
+    in pyzygote's smooth compositions, np.logaddexp's stable form), or calls code it cannot see
+    into (Julia).  True where ``f`` cannot be traced: the differences alone judge then."""
+    from pyzygote.ir import Program, Var
+    from pyzygote.ode.rhs import _ELEMENTWISE_KINKS, _KINKS, RHS, _switches
+    from pyzygote.tracer import SMOOTH
+    from pyzygote.tracing import make_program
+
+    try:
+        prog = make_program(f, *args)
+    except Exception:  # the engines' own calls report what is wrong with f
+        return True
+    smooth = frozenset({SMOOTH})
+
+    def scan(p: Program, moving: set[Any]) -> bool:
+        for eqn in p.eqns:
+            if not any(isinstance(a, Var) and a in moving for a in eqn.inputs):
+                continue
+            moving.update(eqn.outputs)
+            name = eqn.prim.name
+            if name in _ELEMENTWISE_KINKS and p.choices.get(eqn.outputs[0].uid) not in smooth:
+                return True
+            if _switches(p, eqn, smooth, _KINKS) or name == "julia_call":
+                return True
+            for value in eqn.params.values():  # a right-hand side's or a residual's program
+                inner = value if isinstance(value, Program) else getattr(value, "leaf_program", None) if isinstance(value, RHS) else None
+                if isinstance(inner, Program) and scan(inner, set(inner.inputs)):
+                    return True
+        return False
+
+    return scan(prog, set(prog.inputs))
 
 
 def changed_entries(grads: Any, reference: Any, adopted: Any) -> Any:

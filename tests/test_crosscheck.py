@@ -642,3 +642,38 @@ def test_data_arguments_from_other_array_libraries_are_read_as_numpy_arrays() ->
     w, x = np.array([0.5, -1.0, 2.0]), np.arange(6.0).reshape(2, 3)
     h = lambda w, x: np.sum(x) * np.sum(np.sin(w))  # noqa: E731
     assert pz.crosscheck(h, (w, Tensor(x, requires_grad=True)), (np.sum(x) * np.cos(w), None)).passed
+
+
+def test_a_float64_gradient_at_a_float32_point_is_judged_in_float64_and_not_excused_as_a_kink() -> None:
+    """User testing: with float32 arguments (JAX's default) and a float64 gradient, the references
+    were float32 and the one-sided differences mixed float32 and float64 evaluations of f, so a
+    smooth tanh had 'kinks' and an entry off by a factor of 2, 1.05 or 0 passed."""
+    rng = np.random.default_rng(0)
+    W, X = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((40, 5)).astype(np.float32)
+    f = lambda W, X: np.mean(np.tanh(X @ W) ** 2)  # noqa: E731
+    (g,) = pz.gradient(f, W.astype(np.float64), X=X.astype(np.float64))  # at the same point, in float64
+    report = pz.crosscheck(f, (W, X), (g, None))
+    assert report.passed and report.rows[0][1] < 1e-12 and "kinks" not in str(report), str(report)
+    for factor in (2.0, 1.05, 0.0):
+        bad = g.copy()
+        bad[0, 0] *= factor
+        report = pz.crosscheck(f, (W, X), (bad, None), raise_on_failure=False)
+        assert not report.passed and "kinks" not in str(report), str(report)
+
+
+def test_kinks_are_looked_for_only_in_programs_that_can_have_them() -> None:
+    """A smooth f evaluated in float32 parts its one-sided differences by rounding, as much with
+    half the step: that is no kink, and the traced program, which has no maximum, minimum,
+    absolute value or comparison of the arguments, says so."""
+    from pyzygote.subgradients import Kinks, may_kink
+
+    w = np.random.default_rng(0).standard_normal(6)
+    noisy = lambda w: np.sum(np.tanh(w.astype(np.float32)) ** 2)  # noqa: E731
+    assert np.all(np.isnan(Kinks(noisy, (w,)).bounds()[0]))
+    smooth = [noisy, lambda w: np.sum(np.logaddexp(w, 0.0)), lambda w: np.sum(np.where(np.arange(6) > 2, w, 2 * w))]
+    assert not any(may_kink(h, (w,)) for h in smooth)
+    kinked = [
+        lambda w: np.sum(np.maximum(w, 0.0)), lambda w: np.max(w), lambda w: np.sum(np.abs(w)),
+        lambda w: np.sum(np.sort(w)[:3]), lambda w: np.sum(np.clip(w, -1.0, 1.0)), lambda w: np.sum(np.where(w > 0, w, 0.0)),
+    ]  # fmt: skip
+    assert all(may_kink(h, (w,)) for h in kinked)
