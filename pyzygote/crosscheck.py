@@ -389,24 +389,80 @@ def _argument(path: str) -> str:
     return f"argument {head}{rest}"
 
 
-def _convention_hint(candidate: Any, reference: Any, rtol: float) -> str:
-    """Why a disagreement may be a convention: JAX and PyTorch give functions of a symmetric
-    matrix that read one triangle (cholesky, eigh) the symmetric part of the gradient."""
+def _convention_hint(candidate: Any, reference: Any, rtol: float, reads_triangle: Callable[[str], bool]) -> str:
+    """Why a disagreement of a square matrix's gradient may be a convention: JAX and PyTorch give
+    functions that read one triangle of a symmetric matrix (cholesky, eigh) the symmetric part
+    of the gradient (said only where the program reads one: ``reads_triangle`` of a path); a
+    gradient that is the reference transposed is said to be (user testing: a transposed weight
+    gradient was explained as the cholesky convention)."""
     for path, c, r in _paired(candidate, reference):
         scale = float(np.max(np.abs(r)) or 1.0)
         # A convention moves whole entries between the triangles: far more than noise, which
         # symmetrizing would also average away (user testing: 1e-6 noise in a square weight
         # matrix drew this hint while the error was a bias's sign).
-        if c.ndim == 2 and c.shape[0] == c.shape[1] > 1 and not np.allclose(c, r, rtol=0.0, atol=1e3 * rtol * scale):
-            sym = lambda g: (g + g.T) / 2.0  # noqa: E731
-            if np.allclose(sym(c), sym(r), rtol=10 * rtol, atol=10 * rtol * scale):
-                return (
-                    f"\nThe gradients for {_argument(path)} agree once symmetrized: for a function that reads one "
-                    "triangle of a symmetric matrix (np.linalg.cholesky, eigh), pyzygote, as numpy reads it, "
-                    "puts the gradient in that triangle, and JAX and PyTorch give its symmetric part. Compare "
-                    "(g + g.T) / 2, or write f on the symmetric part, e.g. f((A + A.T) / 2)."
-                )
+        if not (c.ndim == 2 and c.shape[0] == c.shape[1] > 1) or np.allclose(c, r, rtol=0.0, atol=1e3 * rtol * scale):
+            continue
+        close = lambda a, b: np.allclose(a, b, rtol=10 * rtol, atol=10 * rtol * scale)  # noqa: E731
+        if close((c + c.T) / 2.0, (r + r.T) / 2.0) and reads_triangle(path):
+            return (
+                f"\nThe gradients for {_argument(path)} agree once symmetrized: f reads one triangle of a "
+                "symmetric matrix made from it (np.linalg.cholesky, eigh, eigvalsh), pyzygote, as numpy reads it, "
+                "puts the gradient in that triangle, and JAX and PyTorch give its symmetric part. Compare "
+                "(g + g.T) / 2, or write f on the symmetric part, e.g. f((A + A.T) / 2)."
+            )
+        if close(c, r.T):
+            return (
+                f"\nThe gradient for {_argument(path)} agrees once transposed: it is the reference's transpose "
+                "(a weight stored the other way round, as torch.nn.Linear's (out, in) weight is for x @ W); compare g.T."
+            )
     return ""
+
+
+# Primitives that read one triangle of their (symmetric) matrix argument.
+_TRIANGLE_READERS = frozenset({"cholesky", "eigh"})
+
+
+def _triangle_reader(f: Callable[..., Any], args: tuple[Any, ...]) -> Callable[[str], bool]:
+    """Whether the argument at a path of :func:`_pairs` (``[0]['A']``) reaches a primitive that
+    reads one triangle of a matrix, in the program traced from ``f(*args)`` (traced once, when
+    first asked; where the argument cannot be told apart, whether any argument does)."""
+    from pyzygote.ir import Var
+    from pyzygote.pytree import unflatten
+    from pyzygote.tracing import make_program
+
+    found: list[Any] = []
+
+    def reads(path: str) -> bool:
+        if not found:
+            try:
+                prog = make_program(f, *args)
+            except Exception:  # the engines' own calls report what is wrong with f
+                found.append(None)
+                return False
+            reaching: dict[Any, set[int]] = {v: {i} for i, v in enumerate(prog.inputs)}
+            hit: set[int] = set()
+            for eqn in prog.eqns:
+                sources = set().union(*(reaching.get(a, set()) for a in eqn.inputs if isinstance(a, Var)))
+                if eqn.prim.name in _TRIANGLE_READERS:
+                    hit |= sources
+                for v in eqn.outputs:
+                    reaching[v] = sources
+            leaves, tree = flatten(args)
+            found.append((hit, unflatten(tree, list(range(len(leaves)))) if len(leaves) == len(prog.inputs) else None))
+        if found[0] is None:
+            return False
+        hit, numbered = found[0]
+        if numbered is None:
+            return bool(hit)
+        node = numbered
+        try:
+            for key in re.findall(r"\[([^\]]*)\]", path):
+                node = node[int(key)] if isinstance(node, (tuple, list)) else next(v for k, v in node.items() if repr(k) == key)
+        except (StopIteration, KeyError, IndexError, ValueError, TypeError):  # a key whose repr holds brackets
+            return bool(hit)
+        return any(i in hit for i in flatten(node)[0] if isinstance(i, int))
+
+    return reads
 
 
 def _with_data_arguments(f: Callable[..., Any], args: tuple[Any, ...], grads: tuple[Any, ...], **options: Any) -> CrossCheckReport:
@@ -514,6 +570,7 @@ def crosscheck(
         raise ValueError("nothing to compare with: give engines or finite_differences=True")
     report = CrossCheckReport(notes=notes)
     kinks = Kinks(f, ref_args, eps, _quietly)
+    triangle = _triangle_reader(f, args)
     hint = ""
     ad_floor, fd_floor = _noise_floors(f, args, precision, eps)
     fd_noise = fd_floor
@@ -545,7 +602,7 @@ def crosscheck(
                 "crosscheck needs f to return the loss alone (the gradients being checked are of one scalar); "
                 "for a function returning (loss, aux), check crosscheck(lambda *a: f(*a)[0], args, grads)"
             ) from exc
-        hint = hint or _convention_hint(grads, reference, rtol)
+        hint = hint or _convention_hint(grads, reference, rtol, triangle)
         row = _row(grads, reference, ad_floor, rtol, element_rtol, 100.0 * ad_floor)
         if not _agrees(row):
             row = _at_kinks(row, grads, reference, kinks, ad_floor, rtol, element_rtol)
@@ -580,7 +637,7 @@ def crosscheck(
             if row[0] is not None and not _agrees(row):
                 row = _within_own_error(row, grads, fd, _quietly(numerical_gradient, f, *ref_args, eps=2.0 * eps), fd_floor, fd_rtol, element_rtol)
             if row[0] is not None:
-                hint = hint or _convention_hint(grads, fd, fd_rtol)
+                hint = hint or _convention_hint(grads, fd, fd_rtol, triangle)
             report.rows.append((name, *row))
     if not report.passed:
         hint = hint or _likely_cause(report, precision, solver, rtol)

@@ -677,3 +677,30 @@ def test_kinks_are_looked_for_only_in_programs_that_can_have_them() -> None:
         lambda w: np.sum(np.sort(w)[:3]), lambda w: np.sum(np.clip(w, -1.0, 1.0)), lambda w: np.sum(np.where(w > 0, w, 0.0)),
     ]  # fmt: skip
     assert all(may_kink(h, (w,)) for h in kinked)
+
+
+def test_a_transposed_gradient_is_named_and_the_triangle_hint_needs_a_triangle_read() -> None:
+    """User testing: a transposed gradient of a square weight (W of x @ W) was explained as the
+    convention of functions that read one triangle of a symmetric matrix (cholesky, eigh), which
+    f did not call."""
+    rng = np.random.default_rng(0)
+    W, X = rng.standard_normal((5, 5)), rng.standard_normal((32, 5))
+    f = lambda W, X: np.sum(np.tanh(X @ W) ** 2)  # noqa: E731
+    (g,) = pz.gradient(f, W, X=X)
+    with pytest.raises(AssertionError) as info:
+        pz.crosscheck(f, (W, X), (g.T, None))
+    assert "argument 0 agrees once transposed" in str(info.value) and "symmetrized" not in str(info.value)
+    # in a dict: the hint for the entry cholesky reads, and only for it
+    A = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]])
+    h = lambda p, X: np.sum(np.linalg.cholesky(p["A"]) ** 3) + np.sum(np.tanh(X @ p["W"]) ** 2)  # noqa: E731
+    (gp,) = pz.gradient(h, {"A": A, "W": W}, X=X)
+    symmetric = dict(gp, A=(gp["A"] + gp["A"].T) / 2.0)  # what JAX and PyTorch give
+    with pytest.raises(AssertionError, match=r"argument 0\['A'\] agree once symmetrized: f reads one triangle"):
+        pz.crosscheck(h, ({"A": A, "W": W}, X), (symmetric, None), engines=("numpy",))
+    with pytest.raises(AssertionError) as info:
+        pz.crosscheck(h, ({"A": A, "W": W}, X), (dict(gp, W=gp["W"].T), None), engines=("numpy",))
+    assert "argument 0['W'] agrees once transposed" in str(info.value) and "symmetrized" not in str(info.value)
+    # symmetrizing a gradient of a matrix that no triangle-reader sees explains nothing
+    with pytest.raises(AssertionError) as info:
+        pz.crosscheck(h, ({"A": A, "W": W}, X), (dict(gp, W=(gp["W"] + gp["W"].T) / 2.0), None), engines=("numpy",))
+    assert "symmetrized" not in str(info.value) and "transposed" not in str(info.value)
