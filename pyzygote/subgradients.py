@@ -81,11 +81,16 @@ class Kinks:
         return min(up, down) - slack <= total <= max(up, down) + slack
 
 
+# Kinked or stepping at some points too: eigenvalues and singular values where two cross (the
+# largest of a tie), the sign of a determinant, and code pyzygote cannot see into.
+_ALSO_KINKED = frozenset({"eigh", "svd", "detsign", "julia_call"})
+
+
 def may_kink(f: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """Whether the program traced from ``f(*args)`` can have a kink or a tie: it takes a maximum,
     minimum or absolute value, compares or rounds a value computed from the arguments (other than
-    in pyzygote's smooth compositions, np.logaddexp's stable form), or calls code it cannot see
-    into (Julia).  True where ``f`` cannot be traced: the differences alone judge then."""
+    in pyzygote's smooth compositions, np.logaddexp's stable form), takes eigenvalues or singular
+    values, or calls code it cannot see into (Julia).  True where ``f`` cannot be traced: the differences alone judge then."""
     from pyzygote.ir import Program, Var
     from pyzygote.ode.rhs import _ELEMENTWISE_KINKS, _KINKS, RHS, _switches
     from pyzygote.tracer import SMOOTH
@@ -105,7 +110,7 @@ def may_kink(f: Callable[..., Any], args: tuple[Any, ...]) -> bool:
             name = eqn.prim.name
             if name in _ELEMENTWISE_KINKS and p.choices.get(eqn.outputs[0].uid) not in smooth:
                 return True
-            if _switches(p, eqn, smooth, _KINKS) or name == "julia_call":
+            if _switches(p, eqn, smooth, _KINKS) or name in _ALSO_KINKED:
                 return True
             for value in eqn.params.values():  # a right-hand side's or a residual's program
                 inner = value if isinstance(value, Program) else getattr(value, "leaf_program", None) if isinstance(value, RHS) else None

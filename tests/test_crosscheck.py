@@ -675,6 +675,7 @@ def test_kinks_are_looked_for_only_in_programs_that_can_have_them() -> None:
     kinked = [
         lambda w: np.sum(np.maximum(w, 0.0)), lambda w: np.max(w), lambda w: np.sum(np.abs(w)),
         lambda w: np.sum(np.sort(w)[:3]), lambda w: np.sum(np.clip(w, -1.0, 1.0)), lambda w: np.sum(np.where(w > 0, w, 0.0)),
+        lambda w: np.linalg.eigvalsh(np.diag(w))[-1],  # the largest eigenvalue, kinked where two cross
     ]  # fmt: skip
     assert all(may_kink(h, (w,)) for h in kinked)
 
