@@ -43,23 +43,29 @@ class Kinks:
         (everywhere NaN for a program without a kink or tie: rounding in f's evaluation, not a
         kink, can part one-sided differences as much with half the step)."""
         if self._bounds is None:
-            can_kink = may_kink(self.f, self.args)
+            branches = _Branches(self.f, self.args)
             (f1, b1), (f2, b2) = (self.quietly(one_sided_differences, self.f, *self.args, eps=h) for h in (self.eps, self.eps / 2))
 
-            def interval(f1: Any, b1: Any, f2: Any, b2: Any) -> Any:
+            def interval(f1: Any, b1: Any, f2: Any, b2: Any, crossed: Any) -> Any:
                 if isinstance(f1, dict):
-                    return {k: interval(f1[k], b1[k], f2[k], b2[k]) for k in f1}
+                    return {k: interval(f1[k], b1[k], f2[k], b2[k], None if crossed is None else crossed[k]) for k in f1}
                 if isinstance(f1, tuple):
-                    return tuple(interval(*z) for z in zip(f1, b1, f2, b2))
+                    return tuple(interval(*z, None if crossed is None else crossed[i]) for i, z in enumerate(zip(f1, b1, f2, b2)))
                 if not isinstance(f1, np.ndarray):
                     return f1
                 gap1, gap2 = np.abs(f1 - b1), np.abs(f2 - b2)
                 scale = max(float(np.max(np.abs(f2), initial=0.0)), float(np.max(np.abs(b2), initial=0.0)), 1e-300)
                 # a smooth f's one-sided differences part in proportion to the step; a kink's do not
-                kink = (gap2 > 0.75 * gap1) & (gap2 > 1e-6 * scale) & can_kink
+                kink = (gap2 > 0.75 * gap1) & (gap2 > 1e-6 * scale) & branches.possible
+                if crossed is not None:  # and the step moves a value of the program across its kink
+                    kink &= crossed > 0
                 return np.stack([np.where(kink, np.minimum(f2, b2), np.nan), np.where(kink, np.maximum(f2, b2), np.nan)])
 
-            self._bounds = interval(*(_canonical(z) for z in (f1, b1, f2, b2)))
+            canonical = [_canonical(z) for z in (f1, b1, f2, b2)]
+            crossed = None
+            if branches.possible and any(np.any(np.isfinite(b)) for b in _leaves(interval(*canonical, None))):
+                crossed = _canonical(branches.crossed(self.eps))  # only where the differences see a kink: it costs
+            self._bounds = interval(*canonical, crossed)
         return self._bounds
 
     def jointly_valid(self, changed: Any) -> bool:
@@ -82,43 +88,131 @@ class Kinks:
 
 
 # Kinked or stepping at some points too: eigenvalues and singular values where two cross (the
-# largest of a tie), the sign of a determinant, and code pyzygote cannot see into.
-_ALSO_KINKED = frozenset({"eigh", "svd", "detsign", "julia_call"})
+# largest of a tie), the sign of a determinant, and code pyzygote cannot see into.  Which side
+# of such a point a value is on cannot be read off the equation: these are taken on trust.
+_OPAQUE = frozenset({"eigh", "svd", "julia_call"})
 
 
-def may_kink(f: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-    """Whether the program traced from ``f(*args)`` can have a kink or a tie: it takes a maximum,
-    minimum or absolute value, compares or rounds a value computed from the arguments (other than
-    in pyzygote's smooth compositions, np.logaddexp's stable form), takes eigenvalues or singular
-    values, or calls code it cannot see into (Julia).  True where ``f`` cannot be traced: the differences alone judge then."""
-    from pyzygote.ir import Program, Var
-    from pyzygote.ode.rhs import _ELEMENTWISE_KINKS, _KINKS, RHS, _switches
-    from pyzygote.tracer import SMOOTH
-    from pyzygote.tracing import make_program
+class _Branches:
+    """The equations of the program traced from ``f(*args)`` at which it can have a kink or a tie:
+    a maximum, minimum or absolute value, a comparison or rounding of a value computed from the
+    arguments (other than in pyzygote's smooth compositions, np.logaddexp's stable form), a
+    determinant's sign, eigenvalues or singular values, or code it cannot see into (Julia).
+    :meth:`crossed` says which entries of the arguments, moved by a step, move such a value
+    across its kink (or off a tie), which is what a kink at that point is."""
 
-    try:
-        prog = make_program(f, *args)
-    except Exception:  # the engines' own calls report what is wrong with f
-        return True
-    smooth = frozenset({SMOOTH})
+    def __init__(self, f: Callable[..., Any], args: tuple[Any, ...]):
+        from pyzygote.ir import Program, Var
+        from pyzygote.ode.rhs import _ELEMENTWISE_KINKS, _KINKS, RHS, _switches
+        from pyzygote.tracer import SMOOTH
+        from pyzygote.tracing import make_program
 
-    def scan(p: Program, moving: set[Any]) -> bool:
-        for eqn in p.eqns:
-            if not any(isinstance(a, Var) and a in moving for a in eqn.inputs):
-                continue
-            moving.update(eqn.outputs)
+        self.args = args
+        self.prog: Any = None
+        self.found: list[Any] = []  # the equations whose side is read at each point
+        self.opaque = False  # one whose side cannot be read: the differences alone judge
+        try:
+            self.prog = make_program(f, *args)
+        except Exception:  # the engines' own calls report what is wrong with f
+            self.opaque = True
+            return
+        smooth = frozenset({SMOOTH})
+
+        def kinked(p: Program, eqn: Any) -> bool:
             name = eqn.prim.name
             if name in _ELEMENTWISE_KINKS and p.choices.get(eqn.outputs[0].uid) not in smooth:
                 return True
-            if _switches(p, eqn, smooth, _KINKS) or name in _ALSO_KINKED:
-                return True
-            for value in eqn.params.values():  # a right-hand side's or a residual's program
-                inner = value if isinstance(value, Program) else getattr(value, "leaf_program", None) if isinstance(value, RHS) else None
-                if isinstance(inner, Program) and scan(inner, set(inner.inputs)):
-                    return True
-        return False
+            return _switches(p, eqn, smooth, _KINKS | {"detsign"}) or name in _OPAQUE
 
-    return scan(prog, set(prog.inputs))
+        def scan(p: Program, top: bool) -> None:
+            moving = set(p.inputs)
+            for eqn in p.eqns:
+                if not any(isinstance(a, Var) and a in moving for a in eqn.inputs):
+                    continue
+                moving.update(eqn.outputs)
+                if kinked(p, eqn):
+                    if top and eqn.prim.name not in _OPAQUE:
+                        self.found.append(eqn)
+                    else:
+                        self.opaque = True
+                for value in eqn.params.values():  # a right-hand side's or a residual's program
+                    inner = value if isinstance(value, Program) else getattr(value, "leaf_program", None) if isinstance(value, RHS) else None
+                    if isinstance(inner, Program):
+                        scan(inner, False)
+
+        scan(self.prog, True)
+
+    @property
+    def possible(self) -> bool:
+        return self.opaque or bool(self.found)
+
+    def _sides(self, leaves: list[Any]) -> list[np.ndarray]:
+        """Which side of its kink each equation of :attr:`found` is on, with the arguments' leaves."""
+        from pyzygote.ir import Literal
+        from pyzygote.tracing import to_input_array
+
+        prog = self.prog
+        env: dict[Any, Any] = {v: to_input_array(x, "an argument") for v, x in zip(prog.inputs, leaves)}
+        env.update(zip(prog.constvars, prog.consts))
+        found = {id(e) for e in self.found}
+        sides = []
+        for eqn in prog.eqns:
+            ins = [a.value if isinstance(a, Literal) else env[a] for a in eqn.inputs]
+            out = eqn.prim.impl(*ins, **eqn.params)
+            outs = out if eqn.prim.multiple_results else (out,)
+            env.update(zip(eqn.outputs, outs))
+            if id(eqn) in found:
+                name = eqn.prim.name
+                if name in ("max", "min", "fmax", "fmin"):
+                    side = np.sign(np.subtract(ins[0], ins[1]))
+                elif name == "abs":
+                    side = np.sign(ins[0])
+                elif name in ("reduce_max", "reduce_min"):  # which entries are the extremum: a tie has several
+                    pick = np.max if name == "reduce_max" else np.min
+                    side = np.equal(ins[0], pick(ins[0], axis=eqn.params["axes"], keepdims=True))
+                else:  # a comparison's, a rounding's or a sign's own value
+                    side = np.asarray(outs[0])
+                sides.append(np.asarray(side))
+        return sides
+
+    def crossed(self, eps: float) -> Any:
+        """1 for each entry of the arguments that, moved by ``eps`` either way, changes a side in
+        :meth:`_sides`, else 0, in the structure of :func:`one_sided_differences`; ``None`` where
+        that cannot be told (an equation taken on trust, arguments the program does not take one
+        by one, an evaluation that fails)."""
+        from pyzygote.pytree import unflatten
+
+        leaves, tree = flatten(self.args)
+        if self.opaque or self.prog is None or len(leaves) != len(self.prog.inputs):
+            return None
+        try:
+            with np.errstate(all="ignore"):
+                base = self._sides(leaves)
+                out: list[Any] = []
+                for k, x in enumerate(leaves):
+                    if not (isinstance(x, (float, np.floating, np.ndarray)) and np.asarray(x).dtype.kind == "f"):
+                        out.append(None)
+                        continue
+                    x = np.asarray(x, dtype=np.float64)
+                    hit = np.zeros(x.shape)
+                    for i in range(x.size):
+                        for sign in (1.0, -1.0):
+                            moved = x.copy()
+                            moved.flat[i] += sign * eps
+                            sides = self._sides(leaves[:k] + [moved] + leaves[k + 1 :])
+                            if any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(base, sides)):
+                                hit.flat[i] = 1.0
+                                break
+                    out.append(hit)
+        except Exception:  # a step out of the program's domain: the differences alone judge
+            return None
+        return tuple(unflatten(tree, out))
+
+
+def may_kink(f: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """Whether the program traced from ``f(*args)`` can have a kink or a tie anywhere (see
+    :class:`_Branches`); True where ``f`` cannot be traced."""
+    return _Branches(f, args).possible
 
 
 def changed_entries(grads: Any, reference: Any, adopted: Any) -> Any:
@@ -171,6 +265,10 @@ def one_sided_differences(f: Callable[..., Any], *args: Any, eps: float) -> tupl
         backward.append(bw)
     return tuple(unflatten(tree, forward)), tuple(unflatten(tree, backward))
 
+
+
+def _leaves(tree: Any) -> list[np.ndarray]:
+    return [leaf for leaf in flatten(tree)[0] if isinstance(leaf, np.ndarray)]
 
 
 def _map_leaves(tree: Any, fn: Callable[[np.ndarray], Any]) -> Any:

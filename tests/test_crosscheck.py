@@ -678,6 +678,14 @@ def test_kinks_are_looked_for_only_in_programs_that_can_have_them() -> None:
         lambda w: np.linalg.eigvalsh(np.diag(w))[-1],  # the largest eigenvalue, kinked where two cross
     ]  # fmt: skip
     assert all(may_kink(h, (w,)) for h in kinked)
+    # and only at points where a step moves a value across its kink: a ReLU of entries that are
+    # not 0 has none, whatever rounding does to the differences
+    noisy_relu = lambda w: noisy(w) + np.sum(np.maximum(w, 0.0))  # noqa: E731
+    assert np.all(np.isnan(Kinks(noisy_relu, (w,)).bounds()[0]))
+    at_zero = w.copy()
+    at_zero[1] = 0.0
+    low, high = Kinks(noisy_relu, (at_zero,)).bounds()[0]
+    assert np.flatnonzero(np.isfinite(low)).tolist() == [1] and high[1] - low[1] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_transposed_gradient_is_named_and_the_triangle_hint_needs_a_triangle_read() -> None:
