@@ -551,9 +551,9 @@ def crosscheck(
     # Gradients in float32 (or less) are compared with references computed in float64 at the same
     # point, and their own rounding is measured: near an optimum, or through a factorization,
     # it can be far above u * |f| / |x| (user testing: a float32 Gaussian-process likelihood).
-    # A float64 gradient at a float32 point is compared with references in float64 too, at that
-    # point's own rounding (user testing: float32 references and differences passed it by
-    # rounding, and an entry off by a factor of 2 as a 'kink').
+    # A float64 gradient at a float32 point is compared with references in float64 too, at the
+    # point's float32 values exactly (user testing: float32 references and one-sided differences
+    # mixing float32 and float64 evaluations passed an entry off by a factor of 2 as a 'kink').
     ref_args = _in_float64(args)
     solver = _solver_reltol(f, args) if rtol is None or fd_rtol is None else None
     slack, tight, notes = 0.0, None, []
