@@ -410,6 +410,25 @@ def test_an_ode_loss_at_loose_tolerances_is_held_to_its_measured_solver_error() 
     assert report.rows[0][1] < 1e-4  # the reference was solved tighter: it is close to the truth
 
 
+def test_finite_differences_of_an_ode_loss_solve_as_tightly_as_the_engines_references() -> None:
+    """Found in user testing: an exact Hodgkin-Huxley gradient judged DISAGREES by central
+    differences of the loss at its own reltol=1e-7, whose solver noise put them 1.1e-5 off.
+    Here, at reltol=1e-6, differences at f's tolerance were 3.9e-5 off the exact gradient."""
+    t = np.linspace(0.0, 10.0, 101)
+
+    def lotka(u: Any, p: Any, t: Any) -> Any:
+        return np.array([p[0] * u[0] - p[1] * u[0] * u[1], -p[2] * u[1] + p[3] * u[0] * u[1]])
+
+    u0, p0 = np.array([1.0, 1.0]), np.array([1.5, 1.0, 3.0, 1.0])
+    data = pz.odesolve(lotka, u0, t, np.array([1.3, 0.9, 3.2, 1.1]), alg="Tsit5", reltol=1e-10, abstol=1e-10)
+    loss = lambda p: np.sum((pz.odesolve(lotka, u0, t, p, reltol=1e-6, abstol=1e-6) - data) ** 2)  # noqa: E731
+    truth = pz.gradient(lambda p: np.sum((pz.odesolve(lotka, u0, t, p, reltol=1e-11, abstol=1e-11) - data) ** 2), p0)[0]
+    report = pz.crosscheck(loss, (p0,), (truth,), engines=())
+    assert report.rows[0][1] < 1e-5 and "finite differences) solve it 100 times tighter" in str(report)
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(loss, (p0,), (truth * (1 + 1e-3),), engines=())
+
+
 def test_arguments_from_other_array_libraries_are_read_as_numpy_arrays() -> None:
     """Found in user testing: a PyTorch tensor that requires grad, accepted by pz.gradient,
     crashed crosscheck inside torch.  Arguments holding an array (tensors, JAX arrays) are read
