@@ -847,3 +847,25 @@ def test_a_residual_kept_is_traced_once_and_again_when_its_closure_changes() -> 
     assert calls == [2]
     copied = functools.wraps(f)(lambda u, p: 2.0 * f(u, p) - 3.0 * u)  # f's __dict__ copied with it
     assert pz.nlsolve(copied, np.array([1.0]), np.array([2.0]))[0] == pytest.approx(-(-3 - np.sqrt(9 + 8 * 32)) / 4, rel=1e-12)
+
+
+# --- user testing, session 22 --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("keyword", "match"),
+    [
+        ("method", r"method=: pz.nlsolve has one method, Newton's with a backtracking line search; it takes no method= or alg="),
+        ("alg", r"alg=: pz.nlsolve has one method"),
+        ("tol", r"tol=: the solve stops on two tolerances: abstol, the largest max\|f\(u, p\)\| .*, and reltol, the largest Newton step"),
+        ("xtol", r"xtol=: here it is reltol, the largest Newton step at the root relative to max\|u\|"),
+        ("ftol", r"ftol=: here it is abstol, the largest max\|f\(u, p\)\|"),
+        ("maxiter", r"maxiter=: here it is maxiters"),
+        ("max_iter", r"max_iter=: here it is maxiters"),
+        ("maxfev", r"maxfev=: here it is maxiters"),
+    ],
+)
+def test_other_solvers_keywords_are_pointed_to_nlsolves_own(keyword, match) -> None:
+    """User testing: method= was told "here it is alg (a DifferentialEquations.jl solver name)",
+    which nlsolve then refused; tol=, xtol= and maxiter= got no hint at all."""
+    with pytest.raises(TypeError, match=match) as info:
+        pz.nlsolve(square, np.array([1.0]), np.array([2.0]), **{keyword: "hybr" if keyword in ("method", "alg") else 1e-8})
+    assert "DifferentialEquations" not in str(info.value)

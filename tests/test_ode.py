@@ -945,6 +945,8 @@ def test_a_right_hand_side_that_draws_random_numbers_is_refused():
     [
         (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], rtol=1e-8), "rtol= is SciPy's; here it is reltol"),
         (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], method="BDF"), "method= is SciPy's; here it is alg"),
+        # diffrax's, not SciPy's (user testing)
+        (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], max_steps=10), "max_steps= is diffrax's; here it is maxiters"),
         (lambda f: pz.solve(pz.ODEProblem(f, [1.0], (0.0, 1.0), [0.3]), t_eval=[0.0, 1.0]), "t_eval= is SciPy's; here it is saveat"),
         (lambda f: pz.odesolve(f, [1.0], [0.0, 1.0], [0.3], alg="Radau"), "'Rodas5P' or 'KenCarp4' runs as SciPy's Radau"),
         # pz.solve's keyword given to pz.odesolve (user testing)

@@ -104,10 +104,12 @@ def algorithm(name: str) -> Algorithm:
 # SciPy's solve_ivp keywords, and what pyzygote (and DifferentialEquations.jl) calls them.
 _SCIPY_KEYWORDS = {
     "rtol": "reltol", "atol": "abstol", "method": "alg (a DifferentialEquations.jl solver name)",
-    "t_eval": "saveat (pz.solve) or the times t (pz.odesolve)", "args": "p", "max_steps": "maxiters",
+    "t_eval": "saveat (pz.solve) or the times t (pz.odesolve)", "args": "p",
     "dense_output": "sol(t) on pz.solve's solution", "first_step": None, "max_step": None, "jac": None,
     "events": None, "vectorized": None, "mxstep": "maxiters", "tfirst": None,
 }  # fmt: skip
+# diffrax's diffeqsolve keywords (not SciPy's: user testing found max_steps= called SciPy's).
+_DIFFRAX_KEYWORDS = {"max_steps": "maxiters", "solver": "alg (a DifferentialEquations.jl solver name)"}
 
 # DifferentialEquations.jl keywords without a counterpart, and what to do instead.
 _NO_EVENTS = (
@@ -118,19 +120,26 @@ _NO_EVENTS = (
 _SCIML_KEYWORDS = {"callback": _NO_EVENTS, "d_discontinuities": "here they are tstops"}
 
 
-def refuse_unknown_keywords(function: str, given: dict[str, Any]) -> None:
-    """A clear error for keywords ``function`` does not take, naming its own for SciPy's."""
+def refuse_unknown_keywords(function: str, given: dict[str, Any], own: dict[str, str] | None = None) -> None:
+    """A clear error for keywords ``function`` does not take, naming its own for SciPy's (and
+    diffrax's); ``own`` replaces those tables with hints of its own, keyword by keyword (a
+    nonlinear solve has no ``alg=`` to name for ``method=``)."""
     if not given:
         return
     hints = []
     for k in sorted(given):
-        if k in _SCIML_KEYWORDS:
+        if own is not None:
+            if k in own:
+                hints.append(f"{k}=: {own[k]}")
+        elif k in _SCIML_KEYWORDS:
             hints.append(f"{k}=: {_SCIML_KEYWORDS[k]}")
         elif k == "events":
             hints.append(f"events= (SciPy's): {_NO_EVENTS}")
         elif k in _SCIPY_KEYWORDS:
             ours = _SCIPY_KEYWORDS[k]
             hints.append(f"{k}= is SciPy's; here it is {ours}" if ours else f"{k}= (SciPy's) has no counterpart here")
+        elif k in _DIFFRAX_KEYWORDS:
+            hints.append(f"{k}= is diffrax's; here it is {_DIFFRAX_KEYWORDS[k]}")
         elif k in ("saveat", "tspan") and function == "pz.odesolve":
             hints.append(
                 f"{k}= belongs to pz.solve; pz.odesolve(f, u0, t, p) returns the solution at the times t, "

@@ -536,6 +536,26 @@ def _check_options(abstol: Any, reltol: Any, maxiters: Any) -> NLOptions:
     return NLOptions(float(abstol), float(reltol), int(maxiters))
 
 
+# Other solvers' keywords (SciPy's root and fsolve, NonlinearSolve.jl's alg), and what nlsolve has
+# instead: its own, not the ODE solvers' (user testing: method= was told "here it is alg", which
+# nlsolve then refused).
+_ABSTOL = "abstol, the largest max|f(u, p)| accepted at the root"
+_RELTOL = "reltol, the largest Newton step at the root relative to max|u|, max|du| <= reltol * max|u|"
+_ONE_METHOD = "pz.nlsolve has one method, Newton's with a backtracking line search; it takes no method= or alg= argument"
+_KEYWORD_HINTS = {
+    "method": _ONE_METHOD, "alg": _ONE_METHOD, "solver": _ONE_METHOD,
+    "tol": f"the solve stops on two tolerances: {_ABSTOL}, and {_RELTOL}; both must hold",
+    "xtol": f"here it is {_RELTOL}", "rtol": f"here it is {_RELTOL}", "xrtol": f"here it is {_RELTOL}",
+    "ftol": f"here it is {_ABSTOL}", "fatol": f"here it is {_ABSTOL}", "atol": f"here it is {_ABSTOL}",
+    "xatol": f"the step test is relative: {_RELTOL}",
+    **{k: "here it is maxiters, the largest number of Newton iterations" for k in ("maxiter", "max_iter", "max_iters", "maxit", "maxfev", "max_nfev", "max_steps")},
+    "jac": "there is none to pass: the Jacobian df/du is derived exactly from the trace of f",
+    "fprime": "there is none to pass: the Jacobian df/du is derived exactly from the trace of f",
+    "args": "here it is p, which f receives as its second argument, f(u, p)",
+    "x0": "the starting guess is u0, the second positional argument: pz.nlsolve(f, u0, p)",
+}  # fmt: skip
+
+
 def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e-12, reltol: float = 1e-10, maxiters: int = 100, **unknown: Any) -> Any:
     """A root ``u`` of ``f(u, p) = 0``, found by Newton's method from ``u0``.
 
@@ -571,7 +591,7 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     from pyzygote.julia.functions import is_julia_function
     from pyzygote.ode.solvers import refuse_unknown_keywords
 
-    refuse_unknown_keywords("pz.nlsolve", unknown)
+    refuse_unknown_keywords("pz.nlsolve", unknown, _KEYWORD_HINTS)
     if not callable(f):
         raise TypeError(f"f must be a callable f(u, p) returning the residual, got {type(f).__name__}")
     if is_julia_function(f):
