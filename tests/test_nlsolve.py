@@ -869,3 +869,19 @@ def test_other_solvers_keywords_are_pointed_to_nlsolves_own(keyword, match) -> N
     with pytest.raises(TypeError, match=match) as info:
         pz.nlsolve(square, np.array([1.0]), np.array([2.0]), **{keyword: "hybr" if keyword in ("method", "alg") else 1e-8})
     assert "DifferentialEquations" not in str(info.value)
+
+
+def test_nan_at_the_start_names_the_entries_of_f_and_the_operation() -> None:
+    """User testing: a negative pressure in np.log(P), or a mole number started at 0 in np.log(n),
+    gave "f is NaN or inf at the starting point u0" with no word of which entry or operation."""
+
+    def mixture(n, p):
+        return np.stack([n[0] + n[1] - p[0], np.log(n[1]) - np.log(p[1]) - 2.0 * np.log(n[0])])
+
+    with pytest.raises(pz.SolverError, match=r"at the starting point u0 \(f\[1\] = -inf\): running f again there, np.log gives -inf at 0.0 \(Newton iteration 0"):
+        pz.nlsolve(mixture, np.array([1.0, 0.0]), np.array([2.0, 0.5]))
+    with pytest.raises(pz.SolverError, match=r"at the starting point u0 \(f\[1\] = nan\): running f again there, np.log gives NaN at -0.5"):
+        pz.nlsolve(mixture, np.array([1.0, 1.0]), np.array([2.0, -0.5]))
+    # the same inside a gradient (the primitive's implementation says it)
+    with pytest.raises(pz.SolverError, match=r"\(f\[1\] = nan\): running f again there, np.log gives NaN at -0.5"):
+        pz.gradient(lambda q: pz.nlsolve(mixture, np.array([1.0, 1.0]), q)[0], np.array([2.0, -0.5]))

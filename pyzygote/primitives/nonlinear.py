@@ -89,6 +89,30 @@ nlsolve_p = Primitive("nlsolve")
 nlsolve_p.def_abstract_eval(_out_aval)
 
 
+def nonfinite_residual(rhs: Any, u: np.ndarray, p: np.ndarray, r: np.ndarray, where: str = "") -> str:
+    """The words a failure for f's NaN or inf at ``u`` gains: the entries of ``r = f(u, p)``
+    that are not finite, and the first operation of f that made a non-finite value there, with
+    its operands (:func:`pyzygote.diagnose.first_nonfinite`, which names it for a failed ODE
+    solve too; user testing: a np.log of a negative P was not named)."""
+    from pyzygote.diagnose import first_nonfinite
+
+    shape = getattr(getattr(rhs, "layout", None), "u_shape", np.shape(u))
+    bad = np.flatnonzero(~np.isfinite(np.ravel(r)))
+    named = []
+    for i in bad[:6]:
+        at = np.unravel_index(int(i), shape) if len(shape) > 1 else (int(i),)
+        named.append(f"f[{', '.join(str(int(k)) for k in at)}] = {float(np.ravel(r)[i])!r}")
+    entries = ", ".join(named) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
+    text = f" ({entries}{where})" if entries else ""
+    program = getattr(rhs, "program", None)
+    if program is None:  # a Julia function: its operations are not pyzygote's to run
+        return text
+    finding = first_nonfinite(program, [np.ravel(u), np.asarray(p, dtype=float), np.float64(0.0)], derivatives=False)
+    if not finding:
+        return text
+    return f"{text}: running f again there, {finding}"
+
+
 def _failed(what: str, iteration: int, u: np.ndarray, r: np.ndarray | None) -> SolverError:
     reached = "" if r is None or not np.all(np.isfinite(r)) else f", max|f| = {np.max(np.abs(r), initial=0.0):.3g}"
     return SolverError(f"pz.nlsolve failed: {what} (Newton iteration {iteration}{reached}, at u = {_short(u)}).")
@@ -109,7 +133,7 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
     with np.errstate(all="ignore"):
         r = np.asarray(rhs(u, p, 0.0), dtype=float)
     if not np.all(np.isfinite(r)):
-        raise _failed("f is NaN or inf at the starting point u0", 0, u, r)
+        raise _failed("f is NaN or inf at the starting point u0" + nonfinite_residual(rhs, u, p, r), 0, u, r)
     eps = np.finfo(float).eps
     steps: list[tuple[float, bool]] = []  # max|du| of each Newton step computed, and whether it was taken whole
     for iteration in range(1, opts.maxiters + 2):
