@@ -885,3 +885,15 @@ def test_nan_at_the_start_names_the_entries_of_f_and_the_operation() -> None:
     # the same inside a gradient (the primitive's implementation says it)
     with pytest.raises(pz.SolverError, match=r"\(f\[1\] = nan\): running f again there, np.log gives NaN at -0.5"):
         pz.gradient(lambda q: pz.nlsolve(mixture, np.array([1.0, 1.0]), q)[0], np.array([2.0, -0.5]))
+
+
+def test_nan_along_a_whole_step_names_its_size_and_the_overflow_at_its_end() -> None:
+    """User testing: from ln y = -30 an equilibrium failed with "f is NaN or inf along the whole
+    Newton step, down to 2^-30 of it", with no word of the step's size or of np.exp overflowing."""
+    step = np.exp(700.0) - 1.0  # Newton's step for exp(u) - 1 from u = -700
+    with pytest.raises(pz.SolverError) as info:
+        pz.nlsolve(lambda u, p: np.exp(u) - p, np.array([-700.0]), np.array([1.0]))
+    message = str(info.value)
+    assert f"along the whole Newton step (max|du| = {step:.3g}, against max|u| = 700), down to 2^-30 of it (f[0] = inf at the full step)" in message
+    assert re.search(r"running f again there, np.exp gives inf at 1.0\d+e\+304 \(entry \[0\]\), an overflow", message)
+    assert "Start closer to the root (u0), or rescale the unknowns" in message
