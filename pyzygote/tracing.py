@@ -643,7 +643,12 @@ _RETRACE_WARNED: set[Any] = set()
 
 
 def _note_new_function(f: Any, key: Hashable, seconds: float) -> None:
-    """Count a first trace of a function object; warn when its code keeps coming back as new ones."""
+    """Count a first trace of a function object; warn when its code keeps coming back as new ones.
+    A wrapper pyzygote made around the user's function (pz.nlsolve's residual, an in-place
+    right-hand side's out-of-place form: ``_pz_f``) is counted and named as that function: its
+    own code is pyzygote's, the same for every function, and its closure is a new one each time."""
+    inner = getattr(f, "_pz_f", None)
+    f = inner if callable(inner) else f
     code = getattr(getattr(f, "__func__", f), "__code__", None)
     if code is None:
         return

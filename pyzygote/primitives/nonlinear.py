@@ -477,7 +477,14 @@ _WRAPPER_ATTRIBUTE = "_pyzygote_nlsolve_residual"
 
 def _residual(f: Callable[..., Any]) -> Callable[..., Any]:
     """``f(u, p)`` as the RHS machinery traces it, ``(u, p, t) -> f(u, p)``, with its result
-    checked; kept per ``f`` so that its trace is cached as ``f``'s own would be."""
+    checked; kept per ``f`` so that its trace is cached as ``f``'s own would be.
+
+    A plain function made afresh at each call that does what one seen before does (a lambda
+    written in the call, inside a helper called in a loop) is traced as that one
+    (:func:`pyzygote.same_function.earlier_equivalent`)."""
+    from pyzygote.same_function import earlier_equivalent
+
+    f = earlier_equivalent(f, frozenset({_WRAPPER_ATTRIBUTE}))
 
     def make() -> Callable[..., Any]:
         def residual(u: Any, p: Any, t: Any) -> Any:
