@@ -955,3 +955,32 @@ def test_a_residual_over_an_array_made_afresh_in_a_loop_warns_as_odesolve_does()
     with pytest.warns(pz.RetraceWarning, match=r"'test_a_residual_over_an_array_made_afresh_in_a_loop_warns_as_odesolve_does.<locals>.steady.<locals>.<lambda>' .*test_nlsolve.py\) has been traced 50 times"):
         for i in range(50):
             np.testing.assert_allclose(steady(np.array([1.0 + i, 2.0])), np.sqrt([2.0 * (1.0 + i), 6.0]), rtol=1e-14)
+
+
+def test_f_receives_none_when_p_is_omitted_or_none() -> None:
+    """User testing: without p, f was handed an empty traced vector, so `if p is None:` never
+    fired; SciML passes NullParameters and diffrax args=None.  The values f reads from its
+    closure are still differentiated."""
+    seen = []
+
+    def f(u, p):
+        seen.append(p)
+        return u**2 - (2.0 if p is None else p)
+
+    assert pz.nlsolve(f, np.array([1.0]))[0] == pytest.approx(np.sqrt(2.0), rel=1e-14)
+    assert pz.nlsolve(f, np.array([1.0]), None)[0] == pytest.approx(np.sqrt(2.0), rel=1e-14)
+    assert pz.nlsolve(f, np.array([1.0]), np.array([3.0]))[0] == pytest.approx(np.sqrt(3.0), rel=1e-14)
+    assert seen[0] is None and seen[-1] is not None
+    a = 3.0
+    (g,) = pz.gradient(lambda a: pz.nlsolve(lambda u, p: u**2 - a * (1.0 if p is None else np.nan), np.array([1.0]))[0], a)
+    assert g == pytest.approx(0.5 / np.sqrt(a), rel=1e-12)
+    with pytest.raises(TypeError, match="not subscriptable") as info:
+        pz.nlsolve(lambda u, p: u - p[0], np.array([1.0]))
+    assert "p was not given (or was None), and f receives None for it" in "\n".join(getattr(info.value, "__notes__", []))
+
+
+@pytest.mark.julia
+def test_f_receives_none_for_an_omitted_p_on_julia_too() -> None:
+    loss = lambda a: pz.nlsolve(lambda u, p: u**2 - a * (1.0 if p is None else np.nan), np.array([1.0]))[0]  # noqa: E731
+    assert pz.value_and_grad(loss, engine="julia")(3.0)[0] == pytest.approx(np.sqrt(3.0), rel=1e-14)
+    assert pz.gradient(loss, 3.0, engine="julia")[0] == pytest.approx(0.5 / np.sqrt(3.0), rel=1e-12)
