@@ -984,3 +984,14 @@ def test_f_receives_none_for_an_omitted_p_on_julia_too() -> None:
     loss = lambda a: pz.nlsolve(lambda u, p: u**2 - a * (1.0 if p is None else np.nan), np.array([1.0]))[0]  # noqa: E731
     assert pz.value_and_grad(loss, engine="julia")(3.0)[0] == pytest.approx(np.sqrt(3.0), rel=1e-14)
     assert pz.gradient(loss, 3.0, engine="julia")[0] == pytest.approx(0.5 / np.sqrt(3.0), rel=1e-12)
+
+
+@pytest.mark.julia
+def test_julia_names_the_entries_of_f_that_are_nan_and_the_size_of_the_step() -> None:
+    """The entries of f, and the step's size, are named on the Julia engine too (not the operation:
+    the diagnosis runs pyzygote's own operations, on the NumPy engine)."""
+    mixture = lambda n, p: np.stack([n[0] + n[1] - p[0], np.log(n[1]) - np.log(p[1]) - 2.0 * np.log(n[0])])  # noqa: E731
+    with pytest.raises(pz.SolverError, match=r"pz.nlsolve on the Julia engine failed: f is NaN or inf at the starting point u0 \(f\[1\] = -Inf\)"):
+        pz.gradient(lambda q: pz.nlsolve(mixture, np.array([1.0, 0.0]), q)[0], np.array([2.0, 0.5]), engine="julia")
+    with pytest.raises(pz.SolverError, match=r"along the whole Newton step \(max\|du\| = 1.01e304, against max\|u\| = 700.0\), down to 2\^-30 of it \(f\[0\] = Inf at the full step\)\. Start closer"):
+        pz.gradient(lambda q: pz.nlsolve(lambda u, p: np.exp(u) - p, np.array([-700.0]), q)[0], np.array([1.0]), engine="julia")

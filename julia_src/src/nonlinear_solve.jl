@@ -112,7 +112,12 @@ function _nlsolve(
     u = start
     r = f(u, p)
     all(isfinite, r) ||
-        throw(NonlinearSolveFailure("f is NaN or inf at the starting point u0", 0, NaN, u))
+        throw(NonlinearSolveFailure(
+            "f is NaN or inf at the starting point u0 ($(_nonfinite_entries(r)))",
+            0,
+            NaN,
+            u,
+        ))
     # maximum(abs, du) of each Newton step computed, and whether it was taken whole
     steps = Tuple{Float64, Bool}[]
     for iteration in 1:(maxiters + 1)
@@ -300,14 +305,28 @@ function _line_search(f, p, u, r, step, iteration::Int)
             "(the last: $(sprint(showerror, failed)))"
         throw(_failure(msg, iteration, r, u))
     end
-    finite ||
-        throw(_failure(
-            "f is NaN or inf along the whole Newton step, down to 2^-30 of it",
-            iteration,
-            r,
-            u,
-        ))
+    if !finite
+        step_size = round(maximum(abs, step); sigdigits = 3)
+        u_scale = round(maximum(abs, u); sigdigits = 3)
+        r_full = _residual_or_failure(f, u .+ step, p)
+        at_full = r_full isa Exception ?
+            "" :
+            " ($(_nonfinite_entries(r_full)) at the full step)"
+        msg = "f is NaN or inf along the whole Newton step (max|du| = $step_size, against max|u| = " *
+            "$u_scale), down to 2^-30 of it$at_full. Start closer to the root (u0), or rescale the " *
+            "unknowns or equations so that f stays finite along Newton's steps (unknowns " *
+            "spanning many orders of magnitude in logs)"
+        throw(_failure(msg, iteration, r, u))
+    end
     return nothing
+end
+
+# The entries of `r` that are not finite, as pyzygote.primitives.nonlinear names them (0-based,
+# as f[1] in Python), the first six.
+function _nonfinite_entries(r)
+    bad = findall(x -> !isfinite(x), r)
+    named = join(["f[$(i - 1)] = $(r[i])" for i in first(bad, 6)], ", ")
+    return length(bad) > 6 ? "$named and $(length(bad) - 6) more" : named
 end
 
 # `f(u, p)`, or the SolverFailure (an ODE solve inside f) or NonlinearSolveFailure (an nlsolve
