@@ -995,3 +995,21 @@ def test_julia_names_the_entries_of_f_that_are_nan_and_the_size_of_the_step() ->
         pz.gradient(lambda q: pz.nlsolve(mixture, np.array([1.0, 0.0]), q)[0], np.array([2.0, 0.5]), engine="julia")
     with pytest.raises(pz.SolverError, match=r"along the whole Newton step \(max\|du\| = 1.01e304, against max\|u\| = 700.0\), down to 2\^-30 of it \(f\[0\] = Inf at the full step\)\. Start closer"):
         pz.gradient(lambda q: pz.nlsolve(lambda u, p: np.exp(u) - p, np.array([-700.0]), q)[0], np.array([1.0]), engine="julia")
+
+
+def test_a_full_step_where_f_raises_does_not_replace_the_nan_message() -> None:
+    """The message for NaN along a whole step evaluates f at the full step again, to name what
+    overflowed there; where f raises SolverError there (a solve inside f failing) and is NaN at
+    every shorter step, the failure is still the NaN's, not the inner solve's."""
+    from pyzygote.primitives.nonlinear import _line_search
+
+    class Residual:
+        program = layout = None
+
+        def __call__(self, u, p, t):
+            if u[0] > 0.75:
+                raise pz.SolverError("an inner solve failed")
+            return np.array([np.nan])
+
+    with pytest.raises(pz.SolverError, match=r"^pz.nlsolve failed: f is NaN or inf along the whole Newton step \(max\|du\| = 1, against max\|u\| = 0\), down to 2\^-30 of it\. Start closer"):
+        _line_search(Residual(), np.zeros(0), np.array([0.0]), np.array([1.0]), np.array([1.0]), 1)

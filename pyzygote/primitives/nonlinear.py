@@ -401,13 +401,19 @@ def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np
         inner = str(failed).split(" This solve started from")[0].rstrip(".")
         raise _failed(f"f raised pz.SolverError along the whole Newton step, down to 2^-30 of it (the last: {inner})", iteration, u, r) from failed
     if not finite:
-        full = u + step
-        with np.errstate(all="ignore"):
-            r_full = np.asarray(rhs(full, p, 0.0), dtype=float)
+        full, at_full = u + step, ""
+        try:
+            with np.errstate(all="ignore"):
+                r_full = np.asarray(rhs(full, p, 0.0), dtype=float)
+        except SolverError:  # a solve inside f failing at the full step, though not at the last trial
+            pass
+        else:
+            if not np.all(np.isfinite(r_full)):
+                at_full = nonfinite_residual(rhs, full, p, r_full, " at the full step")
         raise _failed(
             f"f is NaN or inf along the whole Newton step (max|du| = {np.max(np.abs(step), initial=0.0):.3g}, against max|u| = "
             f"{np.max(np.abs(u), initial=0.0):.3g}), down to 2^-30 of it"
-            + (nonfinite_residual(rhs, full, p, r_full, " at the full step") if not np.all(np.isfinite(r_full)) else "")
+            + at_full
             + ". Start closer to the root (u0), or rescale the unknowns or equations so that f stays finite along Newton's "
             "steps (unknowns spanning many orders of magnitude in logs, np.exp(a - b) for np.exp(a) / np.exp(b))",
             iteration,
