@@ -64,6 +64,12 @@ class _DiagnosedLater(Exception):
             self.args = (text[: self._where_at] + found + text[self._where_at :],)
         return super().__str__()
 
+    def __repr__(self) -> str:
+        # repr is built from args, which hold the diagnosis only once str has run: a traceback
+        # shows str, but a log line or a notebook's repr of the caught error would miss it.
+        str(self)
+        return super().__repr__()
+
 
 class NonFiniteGradientError(_DiagnosedLater, PyzygoteError, FloatingPointError):
     """A derivative came out NaN or infinite where the value was finite.

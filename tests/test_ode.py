@@ -1898,6 +1898,19 @@ def test_a_nan_partway_through_a_solve_names_the_operation_and_p_by_its_keys(alg
                 pz.gradient(lambda q: np.sum(pz.odesolve(rhs, np.ones(1), t, q, alg=alg)), p)
 
 
+def test_the_repr_of_a_solver_error_holds_the_operation_its_str_names() -> None:
+    """User testing: repr(e), as a log line or a notebook shows a caught error, lacked the
+    "running f again ... a power gives NaN" sentence that str(e) had: it is computed when the
+    message is first read, and repr read the arguments before that."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(pz.SolverError) as info:
+            pz.odesolve(lambda u, p, t: -p["k"] * u ** p["n"], np.ones(1), np.linspace(0.0, 4.0, 9), {"n": 0.5, "k": 1.0}, alg="Tsit5")
+    shown = repr(info.value)
+    assert "running f again" in shown and "a power (** or np.power) gives NaN" in shown
+    assert shown == f"SolverError({str(info.value)!r})"
+
+
 def test_a_failed_solve_that_took_long_is_not_repeated_to_name_the_operation(monkeypatch: pytest.MonkeyPatch) -> None:
     import pyzygote.ode.sensitivity as sensitivity
 
