@@ -1532,6 +1532,20 @@ def test_maxiters_is_one_budget_across_tstops() -> None:
         pz.odesolve(prob.f, [1.0], [0.0, 2.0], alg="Tsit5", maxiters=need - 1, **opts)
 
 
+@pytest.mark.filterwarnings("ignore::pyzygote.SolverWarning")
+def test_a_maxiters_error_names_the_maxiters_given_not_what_was_left_after_a_tstop() -> None:
+    """User testing: with tstops=[1.0] and maxiters=2000 the error said "reached maxiters=1980
+    steps", the budget left for the piece after the stop."""
+    f = lambda u, p, t: np.where(t < 1.0, -50.0 * (u - np.cos(t)), -1e5 * (u - np.cos(t)))  # noqa: E731  (stiff after t = 1)
+    with pytest.raises(pz.SolverError, match=r"MaxIters at t = 1\.\d+: reached maxiters=2000 steps \(counted over the whole solve, across its 2 pieces between tstops\)"):
+        pz.odesolve(f, np.array([1.0]), np.linspace(0, 3, 4), alg="Tsit5", tstops=[1.0], maxiters=2000)
+    prob = pz.ODEProblem(lambda u, p, t: -u + np.sin(5 * t), [1.0], (0.0, 2.0))
+    opts = dict(reltol=1e-8, abstol=1e-8, tstops=[1.0])
+    need = pz.solve(prob, "Tsit5", **opts).stats["naccept"]
+    short = pz.solve(prob, "Tsit5", maxiters=need - 1, **opts)
+    assert short.retcode == "MaxIters" and f"reached maxiters={need - 1} steps" in short.message
+
+
 def test_right_hand_sides_are_unrolled_only_while_that_is_cheaper() -> None:
     """Found in user testing: stencils of up to 512 cells were unrolled to float code, which made a
     400-cell advection solve 9 times slower than its numpy program."""

@@ -244,11 +244,13 @@ def integrate(
         left = maxiters - sum(int(p.stats["naccept"]) for p in pieces)  # one budget for the whole span
         if left < 1:
             none = dict.fromkeys(pieces[-1].stats, 0)
-            empty = Integration(np.zeros(0), np.zeros((0, u.size)), "MaxIters", a, none, f"reached maxiters={maxiters} steps")
+            empty = Integration(np.zeros(0), np.zeros((0, u.size)), "MaxIters", a, none, _budget_spent(maxiters, len(bounds) - 1))
             pieces.append(empty)
             break
         piece = _integrate_span(f, a, b, u, here, alg, reltol, abstol, left, J, dense, step)
         if not piece.success:
+            if piece.retcode == "MaxIters":  # the piece saw what was left of the budget: name the user's maxiters
+                piece = dataclasses.replace(piece, message=_budget_spent(maxiters, len(bounds) - 1))
             pieces.append(piece)
             break
         u, step = piece.u[-1], piece.last_step
@@ -256,6 +258,10 @@ def integrate(
             piece = dataclasses.replace(piece, t=piece.t[:-1], u=piece.u[:-1])
         pieces.append(piece)
     return _joined(pieces, saveat is None, bounds if dense else None)
+
+
+def _budget_spent(maxiters: int, pieces: int) -> str:
+    return f"reached maxiters={maxiters} steps (counted over the whole solve, across its {pieces} pieces between tstops)"
 
 
 def _clamped(fun: Callable[[float, np.ndarray], Any], lo: float, hi: float) -> Callable[[float, np.ndarray], Any]:
