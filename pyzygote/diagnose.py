@@ -106,7 +106,8 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                         f"{np.asarray(bad).dtype} ({np.finfo(np.asarray(bad).dtype).max:.3g}) although the operands are finite",
                         "overflow",
                     )
-                return Finding(f"{name} gives {_kind(bad)} at {_operands(ins, bad)}", "value")
+                removable = _exprel_hint(eqn, ins, bad, made_by, read, moving)
+                return Finding(f"{name} gives {_kind(bad)} at {_operands(ins, bad)}{removable}", "value")
             if not derivatives or eqn.prim.jvp is None or eqn.prim.name.startswith(("odesolve", "julia")):
                 continue  # a solve's derivative is a solve of its own: too dear to try here
             for i, (a, x) in enumerate(zip(eqn.inputs, ins)):
@@ -257,6 +258,54 @@ def _clamped(a: Any, at: tuple[int, ...] | None, made_by: dict[int, Any], read: 
         if a is None:
             return ""
     return ""
+
+
+def _exprel_hint(eqn: Any, ins: Sequence[Any], bad: Any, made_by: dict[int, Any], read: Callable[[Any], Any], moving: set[int]) -> str:
+    """For a division giving 0 / 0 whose denominator is exp(y) - 1 (or 1 - exp(y), np.expm1(y),
+    scaled), a sentence saying that this is a removable singularity and how scipy.special.exprel
+    writes it; "" otherwise.  User testing: a Hodgkin-Huxley rate 0.1 * (V + 40) / (1 - np.exp(-(V + 40) / 10))
+    at V = -40 got advice about NaN in data, which it had none of."""
+    if eqn.prim.name != "div" or len(ins) != 2 or _kind(bad) != "NaN":
+        return ""
+    at = _entry(ins, bad)
+    if at is None or any(float(np.asarray(x)[at] if np.ndim(x) else np.asarray(x)) != 0.0 for x in ins):
+        return ""
+    if not _exp_minus_one(eqn.inputs[1], made_by, read, moving):
+        return ""
+    return (
+        ", a 0 / 0 of the form y / (exp(y) - 1), whose limit is finite (1 at y = 0) but whose formula is not: "
+        "write it with scipy.special.exprel(y) = (exp(y) - 1) / y, which is exact at 0 with its derivatives, as "
+        "y / (np.exp(y) - 1) = 1 / exprel(y) and 0.1 * (V + 40) / (1 - np.exp(-(V + 40) / 10)) = 1 / exprel(-(V + 40) / 10)"
+    )
+
+
+def _exp_minus_one(a: Any, made_by: dict[int, Any], read: Callable[[Any], Any], moving: set[int], depth: int = 0) -> bool:
+    """Whether ``a`` is np.expm1(y), np.exp(y) - 1 or 1 - np.exp(y), negated or scaled by constants."""
+    eqn = made_by.get(a.uid) if isinstance(a, Var) else None
+    if eqn is None or depth > 4:
+        return False
+    name = eqn.prim.name
+    if name == "expm1":
+        return True
+    if name == "neg":
+        return _exp_minus_one(eqn.inputs[0], made_by, read, moving, depth + 1)
+    if len(eqn.inputs) != 2:
+        return False
+    held = [isinstance(b, Var) and b.uid in moving for b in eqn.inputs]
+    if name in ("mul", "div") and held.count(True) == 1:  # scaled by a constant (10 * (1 - exp(-x)))
+        if name == "div" and not held[0]:
+            return False  # c / (exp(y) - 1) is no longer the difference itself
+        return _exp_minus_one(eqn.inputs[held.index(True)], made_by, read, moving, depth + 1)
+    if name == "sub" and held.count(True) == 1:
+        one = eqn.inputs[held.index(False)]
+        other = eqn.inputs[held.index(True)]
+        made = made_by.get(other.uid) if isinstance(other, Var) else None
+        try:
+            is_one = bool(np.all(np.asarray(read(one)) == 1.0))
+        except Exception:  # noqa: BLE001
+            return False
+        return is_one and made is not None and made.prim.name == "exp"
+    return False
 
 
 def _reaching_the_outputs(prog: Program) -> set[int]:

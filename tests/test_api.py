@@ -1984,6 +1984,38 @@ def test_a_nan_that_numpy_computes_from_constants_is_not_only_blamed_on_the_data
         pz.gradient(steady_state, np.array([36.0]))
 
 
+def test_a_0_over_0_of_the_form_x_over_exp_x_minus_1_points_at_exprel_not_at_the_data() -> None:
+    """User testing: a Hodgkin-Huxley rate 0.1 * (V + 40) / (1 - np.exp(-(V + 40) / 10)) at
+    V = -40 named "a division gives NaN at (0.0, 0.0)", then advised about NaN in the data,
+    missing observations and Poisson terms, none of which it had."""
+    import scipy.special as sc
+
+    cases = [
+        lambda V: 0.1 * (V + 40) / (1 - np.exp(-(V + 40) / 10)),
+        lambda V: (V + 40) / np.expm1((V + 40) / 10),
+        lambda V: 3.0 * (V + 40) / (10.0 * (np.exp(V + 40) - 1.0)),
+    ]
+    for f in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with pytest.raises(pz.NonFiniteGradientError) as info:
+                pz.grad(f)(-40.0)
+        text = str(info.value)
+        assert "a division gives NaN at (0.0, 0.0), a 0 / 0 of the form y / (exp(y) - 1)" in text and "exprel" in text
+        assert "missing observation" not in text and "Poisson" not in text
+    # the advice holds: written with exprel, value and derivative are finite and exact at 0
+    assert pz.grad(lambda V: 1.0 / sc.exprel(-(V + 40) / 10))(-40.0) == pytest.approx(0.05, rel=1e-12)
+    # a 0 / 0 of another kind gets no such hint, and NaN read from data still gets the data advice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(pz.NonFiniteGradientError) as info:
+            pz.grad(lambda x: np.sin(x) / x)(0.0)
+        assert "exprel" not in str(info.value) and "missing observation" not in str(info.value)
+        data = np.array([1.0, np.nan])
+        with pytest.raises(pz.NonFiniteGradientError, match="missing observation"):
+            pz.grad(lambda a: np.sum((a * np.ones(2) - data) ** 2))(1.0)
+
+
 def test_nan_data_multiplying_a_parameter_gets_the_advice_that_works() -> None:
     """User testing: np.where(np.isnan(y), 0.0, y * np.log(lam) - lam), as the message advised, still
     gave NaN (NaN times the zero derivative of the discarded branch); the message now says to

@@ -1925,6 +1925,16 @@ def test_the_repr_of_a_solver_error_holds_the_operation_its_str_names() -> None:
     assert shown == f"SolverError({str(info.value)!r})"
 
 
+def test_a_removable_0_over_0_in_the_right_hand_side_points_at_exprel() -> None:
+    """User testing: Hodgkin-Huxley started at V = -40, where 0.1 * (V + 40) / (1 - exp(-(V + 40) / 10))
+    is 0 / 0; the error named the division but not how to write it."""
+    rhs = lambda u, p, t: np.stack([p[0] * (u[0] + 40) / (1 - np.exp(-(u[0] + 40) / 10)) - u[1], -u[1]])  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(pz.SolverError, match=r"a division gives NaN at \(0\.0, 0\.0\), a 0 / 0 of the form y / \(exp\(y\) - 1\).*1 / exprel\(y\)"):
+            pz.odesolve(rhs, np.array([-40.0, 1.0]), np.linspace(0.0, 1.0, 3), np.array([0.1]), alg="Tsit5")
+
+
 def test_a_failed_solve_that_took_long_is_not_repeated_to_name_the_operation(monkeypatch: pytest.MonkeyPatch) -> None:
     import pyzygote.ode.sensitivity as sensitivity
 
