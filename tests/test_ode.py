@@ -829,9 +829,34 @@ def test_rhs_errors_say_how_it_was_called():
         pz.odesolve(lambda u, p, t: u[5], U0_LV, T_LV)  # an error inside the function
     if hasattr(info.value, "add_note"):
         assert any("f(u, p, t)" in note for note in info.value.__notes__)
-        with pytest.raises(IndexError) as info:  # user testing: p forgotten, a cryptic error
+        with pytest.raises(TypeError, match="'NoneType' object is not subscriptable") as info:  # user testing: p forgotten
             pz.odesolve(lambda u, p, t: -p[0] * u, U0_LV, T_LV)
-        assert any("called without p" in note for note in info.value.__notes__)
+        assert any("called without p" in note and "got p=None" in note for note in info.value.__notes__)
+
+
+def test_an_absent_p_reaches_f_as_none() -> None:
+    """User testing: without p, f got an empty float array of shape (0,), so `if p is None:` in
+    f never fired and p[0] failed with "index 0 is out of bounds".  diffrax passes args=None
+    (SciML its NullParameters()): f now gets None, in pz.odesolve, pz.ODEProblem and pz.solve,
+    in a plain call and differentiated."""
+    seen = []
+
+    def f(u, p, t):
+        seen.append(p)
+        return -(1.0 if p is None else p[0]) * u
+
+    t = np.linspace(0.0, 1.0, 3)
+    np.testing.assert_allclose(pz.odesolve(f, np.array([2.0]), t, reltol=1e-10, abstol=1e-12)[:, 0], 2.0 * np.exp(-t), rtol=1e-8)
+    assert seen and all(p is None for p in seen)
+    np.testing.assert_allclose(pz.odesolve(f, np.array([2.0]), t, [3.0], reltol=1e-10, abstol=1e-12)[:, 0], 2.0 * np.exp(-3.0 * t), rtol=1e-8)
+    for sensealg in ("forward", "adjoint"):
+        (g,) = pz.gradient(lambda u0: np.sum(pz.odesolve(f, u0, t, sensealg=sensealg, reltol=1e-10, abstol=1e-12)), np.array([2.0]))
+        np.testing.assert_allclose(g, [np.sum(np.exp(-t))], rtol=1e-7)
+    prob = pz.ODEProblem(f, [2.0], (0.0, 1.0))
+    assert prob.p is None
+    sol = pz.solve(prob, "Tsit5", reltol=1e-10, abstol=1e-12)
+    np.testing.assert_allclose(sol.u[-1], [2.0 * np.exp(-1.0)], rtol=1e-8)
+    np.testing.assert_allclose(pz.solve(prob.remake(p=[3.0]), "Tsit5", reltol=1e-10, abstol=1e-12).u[-1], [2.0 * np.exp(-3.0)], rtol=1e-8)
 
 
 def test_problems_are_not_differentiable():

@@ -131,11 +131,18 @@ class Layout:
         return U if len(self.u_shape) == 1 else np.reshape(U, (np.shape(U)[0],) + self.u_shape)
 
     @staticmethod
-    def of(u0: Any, p: Any) -> tuple["Layout", Any, Any]:
-        """The layout of ``u0`` and ``p``, and both as flat float64 vectors (traced or not)."""
+    def of(u0: Any, p: Any, keep_none: bool = False) -> tuple["Layout", Any, Any]:
+        """The layout of ``u0`` and ``p``, and both as flat float64 vectors (traced or not).
+
+        A ``p`` of None is an empty vector, or, with ``keep_none``, reaches f as None (as
+        diffrax's ``args=None``; SciML passes ``NullParameters()``): ``if p is None:`` in f then
+        works, and ``p[0]`` fails on None, not on an index out of bounds of an empty array."""
         u = _numbers(u0, "u0")
         if u.size == 0:
             raise ValueError("u0 must have at least one element")
+        if p is None and keep_none:
+            # no leaves: the traced f takes (u, t), and wrap feeds it from an empty flat p
+            return Layout(tuple(u.shape), ("none", ()), ()), np.ravel(u), np.zeros(0)
         if p is None:
             p = np.zeros(0)
         elif _scalars(p):

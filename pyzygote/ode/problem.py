@@ -75,8 +75,8 @@ class ODEProblem:
                 "differentiable; use pz.odesolve(f, u0, t, p, ...) inside the differentiated function"
             )
         layout = Layout.of(self.u0, self.p)[0]  # the checks odesolve makes
-        p = np.zeros(0) if self.p is None else self.p
-        if layout.p_tree == "*":  # one array (a list of numbers included)
+        p = self.p  # None stays None: f gets it as odesolve gives it (see flat)
+        if layout.p_tree == "*" and p is not None:  # one array (a list of numbers included)
             p = np.asarray(p, dtype=float)
         object.__setattr__(self, "u0", _read_only(np.asarray(self.u0, dtype=float)))
         object.__setattr__(self, "p", _read_only(p))
@@ -103,7 +103,9 @@ class ODEProblem:
 
     def flat(self) -> tuple[Layout, np.ndarray, np.ndarray]:
         """The layout of ``u0`` and ``p``, and both as flat vectors (see :mod:`pyzygote.ode.layout`)."""
-        return Layout.of(self.u0, self.p)
+        from pyzygote.julia.functions import is_julia_function
+
+        return Layout.of(self.u0, self.p, keep_none=not is_julia_function(self.f))
 
     def rhs(self) -> RHS:
         layout = self.flat()[0]

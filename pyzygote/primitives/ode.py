@@ -565,8 +565,11 @@ def odesolve(
         reltol, abstol = max(reltol * _TIGHTENED.get(), 1e-13), abstol * _TIGHTENED.get()
         maxiters *= 10
     stops = check_tstops(tstops, (float(times[0]), float(times[-1])))
+    from pyzygote.julia.functions import is_julia_function
+
     given = p
-    layout, u0, p = Layout.of(u0, p)
+    # f gets None for an absent p (a Julia f takes vectors: an empty one)
+    layout, u0, p = Layout.of(u0, p, keep_none=not is_julia_function(f))
     leaves = leaf_values(given)
     try:
         # Values being differentiated that f reads from its closure come back as `lifted`:
@@ -575,7 +578,7 @@ def odesolve(
     except (ValueError, IndexError, TypeError) as exc:
         if given is None and hasattr(exc, "add_note"):  # user testing: a cryptic einsum error
             exc.add_note(
-                "pz.odesolve was called without p, its fourth argument, so the right-hand side got an empty p: "
+                "pz.odesolve was called without p, its fourth argument, so the right-hand side got p=None: "
                 "if it reads parameters, pass them, pz.odesolve(f, u0, t, p)"
             )
         raise
