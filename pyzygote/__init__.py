@@ -27,6 +27,7 @@ from pyzygote.errors import (
     SwitchingTimeWarning,
     TracerBoolError,
     UnsupportedOperationError,
+    ZeroGradientWarning,
 )
 from pyzygote.ir import Program
 from pyzygote.julia.functions import julia_function, julia_include
@@ -82,6 +83,7 @@ __all__ = [
     "StateSwitchWarning",
     "SolverWarning",
     "SwitchingTimeWarning",
+    "ZeroGradientWarning",
     "julia_function",
     "julia_include",
     "start_julia",

@@ -458,6 +458,7 @@ def _withgradient(
                 f"{fname} needs a function returning one scalar, but it returned a {_container(traced.out_tree)} "
                 "holding one; return the scalar itself" + ("" if aux is None and name is None else ", or use has_aux=True for (loss, aux)")
             )
+    _warn_if_cut(traced, wrt, fname, loss_only=True)
     try:
         ys, grads = _engine(traced, arrays, engine).value_and_grad(traced.program, arrays, wrt)
     except NonFiniteGradientError as exc:
@@ -468,6 +469,16 @@ def _withgradient(
         _warn_if_value_not_finite(ys[0], name or "gradient", traced, arrays)
     value = ys[0] if len(ys) == 1 and traced.out_tree == "*" else unflatten(traced.out_tree, [ys[0], *map(_result, ys[1:])])
     return value, _rebuild(traced, grads)[:n]
+
+
+def _warn_if_cut(traced: Traced, wrt: Sequence[bool] | None, fname: str, loss_only: bool = False) -> None:
+    """A pz.ZeroGradientWarning where an output depends on an argument only through operations
+    with no derivative (np.argmax of a comparison): found once per trace, at no later cost."""
+    from pyzygote.zero_gradient import warn_if_cut
+
+    many = len(traced.program.outputs) > 1 and not loss_only
+    outputs = lambda: leaf_paths(traced.out_tree, "output") if many else None  # noqa: E731
+    warn_if_cut(traced.program, wrt, lambda: _arg_names(traced), fname, outputs, loss_only)
 
 
 def _nothing_differentiable(fname: str, traced: Traced, arrays: list[Any], const_args: Any, every_leaf: bool = False) -> None:
@@ -753,6 +764,8 @@ def pullback(
     n = len(args)
     traced, arrays = _trace_args(f, args, kwargs)
     _returned_something(traced, "pullback", "an array, or arrays in a tuple, list, dict or dataclass")
+    owners = _top_level_owners(traced.in_tree)
+    _warn_if_cut(traced, [owners[i] < n for i in traced.array_slots], "pullback")
     ys, back_flat = _engine(traced, arrays, engine).vjp(traced.program, arrays)
     value = unflatten(traced.out_tree, [_result(y) for y in ys])
 
@@ -841,6 +854,7 @@ def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwa
     wanted = [owners[i] < n for i in traced.array_slots]
     n_in = sum(a.size for a, w in zip(arrays, wanted) if w)
     _warn_if_data_positional(f, traced, arrays, [owners[i] if w else None for i, w in zip(traced.array_slots, wanted)], out.size)
+    _warn_if_cut(traced, wanted, "jacobian")
     # Reverse mode (a pullback per row) only for fewer outputs than inputs: a square Jacobian is
     # often a gradient's (pz.jacobian(pz.grad(loss))), where forward over reverse is the cheap
     # order, as pz.hessian does it (3.5 times faster through a stiff solve in user testing).
@@ -1032,6 +1046,7 @@ def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwar
     else:
         traced, arrays = trace(f, (x,), nest=True)
     _scalar_output(traced, "hessian")
+    _warn_if_cut(traced, [True] + [False] * (len(arrays) - 1), "hessian")
     eng = _engine(traced, arrays, engine)
     h = eng.hessian(traced.program, arrays, 0)
     _check_finite(traced, "hessian", [h], None, arrays, [True] + [False] * (len(arrays) - 1))
@@ -1108,6 +1123,7 @@ def _hessian_on_flat(
     if traced.lifted or nx != len(shapes):
         return None
     _scalar_output(traced, "hessian")
+    _warn_if_cut(traced, [True] * nx + [False] * (len(arrays) - nx), "hessian")
     prog = _cut_into_leaves(traced.program, shapes, flat.dtype)
     inputs = [flat, *arrays[nx:]]
     eng = _engine(traced, arrays, engine)

@@ -19,6 +19,7 @@ __all__ = [
     "JuliaError",
     "SolverError",
     "PositionalDataWarning",
+    "ZeroGradientWarning",
 ]
 
 
@@ -142,6 +143,13 @@ class SwitchingTimeWarning(UserWarning):
     """An ODE right-hand side switches at a time computed from the parameters being
     differentiated (``np.where(t >= p["t_on"], ...)``): the derivative with respect to that
     time is not computed, because it needs event handling."""
+
+
+class ZeroGradientWarning(UserWarning):
+    """The value being differentiated depends on an argument only through operations that have
+    no derivative (a comparison, ``np.argmax`` of one, ``np.floor(...).astype(int)``,
+    ``np.sign``): its derivative with respect to that argument is zero wherever it is defined,
+    and a fit by gradient stalls.  Warned once per traced function, naming the operations."""
 
 
 class PositionalDataWarning(UserWarning):

@@ -72,6 +72,11 @@ class Primitive:
         # Whether the NumPy engine can run an equation, from its params (None: always); a Julia
         # function's call and a solve with a Julia right-hand side or solver cannot.
         self.on_numpy: Callable[..., bool] | None = None
+        # No derivative in any input (np.floor, np.sign: piecewise constant), or none in the inputs
+        # listed (their JVP rule is None); read by pyzygote.zero_gradient, whose warning names the
+        # operation that leaves a derivative structurally zero.
+        self.zero_derivative = False
+        self.no_tangent_from: frozenset[int] = frozenset()
         PRIMITIVES[name] = self
 
     def __repr__(self) -> str:
@@ -154,6 +159,7 @@ def defjvp(prim: Primitive, *rules: Callable[..., Any] | None) -> None:
         return ans, out
 
     prim.jvp = jvp
+    prim.no_tangent_from = frozenset(i for i, rule in enumerate(rules) if rule is None)
 
 
 def deflinear(prim: Primitive, transpose: Callable[..., Any]) -> None:

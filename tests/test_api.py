@@ -2365,3 +2365,82 @@ def test_a_nan_or_inf_written_into_a_constant_before_pz_expm_is_named_at_pz_expm
         pz.gradient(lambda a: np.sum(pz.expm(a * np.array([[np.inf, 0.0], [0.0, 1.0]]))), A)
     # the same matrix, finite: no error (the gradient is checked elsewhere)
     assert np.all(np.isfinite(pz.gradient(lambda a: np.sum(pz.expm(a * np.ones((2, 2)))), A)[0]))
+
+
+# --- pz.ZeroGradientWarning: a value that depends on an argument only through cut paths ---------
+def _zero_gradient_warnings(call: Any) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [str(w.message) for w in caught if issubclass(w.category, pz.ZeroGradientWarning)]
+
+
+def test_a_value_depending_on_the_arguments_only_through_argmax_of_a_comparison_is_warned_about() -> None:
+    """User testing: the first spike time t[np.argmax(V > 0)] of an ODE solution had gradient
+    [0, 0, 0] in the parameters, silently (JAX is silent too).  Every path from p to it passes
+    through the comparison and np.argmax, which have no derivative."""
+    t = np.linspace(0.0, 2.0, 201)
+    rhs = lambda u, p, t: np.array([p[0] - p[1] * u[0]])  # noqa: E731  (u = (a / b)(1 - exp(-b t)) from 0)
+    crossing = lambda p: pz.take(t, np.argmax(pz.odesolve(rhs, np.zeros(1), t, p)[:, 0] > 0.5))  # noqa: E731
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(crossing, np.array([1.0, 0.5])))
+    np.testing.assert_array_equal(g, [0.0, 0.0])
+    assert len(said) == 1
+    assert said[0].startswith("pz.gradient: the function's value depends on p (argument 0) only through a comparison (>) and then np.argmax")
+    assert "interpolate between the samples around the crossing" in said[0] and "softmax" in said[0]
+    # once per trace: a second call (a fit's next step) is quiet
+    assert _zero_gradient_warnings(lambda: pz.gradient(crossing, np.array([1.2, 0.5])))[1] == []
+
+    # the advice holds: the interpolated crossing time has the derivative of the exact one,
+    # t* = -log(1 - 0.5 b / a) / b, up to the interpolation's error
+    def interpolated(p: Any) -> Any:
+        V = pz.odesolve(rhs, np.zeros(1), t, p, reltol=1e-10, abstol=1e-12)[:, 0]
+        k = np.argmax(V > 0.5)
+        return pz.take(t, k - 1) + (0.5 - V[k - 1]) / (V[k] - V[k - 1]) * (t[1] - t[0])
+
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(interpolated, np.array([1.0, 0.5])))
+    a, b = 1.0, 0.5
+    exact = [-0.5 / (a * a * (1 - 0.5 * b / a)), np.log(1 - 0.5 * b / a) / b**2 + 0.5 / (a * b * (1 - 0.5 * b / a))]
+    assert said == []
+    np.testing.assert_allclose(g, exact, rtol=1e-3)
+
+
+def test_zero_gradient_warnings_for_steps_and_rounding_but_not_for_unused_or_partly_smooth_arguments() -> None:
+    x = np.array([0.3, -1.2, 2.5])
+    # a step function of the argument: its derivative is 0 wherever it is defined
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(lambda x: np.sum(np.where(x > 0.0, 1.0, 0.0)), x))
+    np.testing.assert_array_equal(g, np.zeros(3))
+    assert len(said) == 1 and "only through a comparison (>)" in said[0] and "smooth step" in said[0]
+    # rounding, a position read at it, and astype(int)
+    table = np.linspace(0.0, 1.0, 10)
+    _, said = _zero_gradient_warnings(lambda: pz.grad(lambda s: pz.take(table, np.floor(s * 3.0).astype(int)))(1.7))
+    assert len(said) == 1 and said[0].startswith("pz.grad(f): the function's value depends on s (argument 0) only through np.floor")
+    _, said = _zero_gradient_warnings(lambda: pz.gradient(lambda x: np.sum(x.astype(int)) * 1.0, x))
+    assert len(said) == 1 and "only through astype(int)" in said[0]
+    # quiet: an unused argument, a dependence with one differentiable path among others, data
+    # outside argnums, a loss's auxiliary values, and functions that are piecewise smooth
+    quiet = [
+        lambda: pz.gradient(lambda x, y: np.sum(x**2), x, np.ones(2)),
+        lambda: pz.gradient(lambda x: np.sum(x**2) + np.sum(x > 0.0), x),
+        lambda: pz.gradient(lambda x: x[np.argmax(x)], x),
+        lambda: pz.gradient(lambda x: np.sum(np.where(x > 0.0, x, 0.0)) + np.sum(np.abs(x)) + np.max(x), x),
+        lambda: pz.grad(lambda x, y: np.sum(x * (y > 0.0)), argnums=0)(x, x),
+        lambda: pz.withgradient(lambda x: (np.sum(x**2), np.floor(x)), x),
+        lambda: pz.value_and_grad(lambda x: (np.sum(x**2), np.sign(x)), has_aux=True)(x),
+        lambda: pz.hessian(lambda x: np.sum(x**2 * np.sign(x)), x),
+    ]
+    for call in quiet:
+        assert _zero_gradient_warnings(call)[1] == []
+
+
+def test_zero_gradient_warnings_name_the_output_and_come_from_every_transformation() -> None:
+    x = np.array([0.3, -1.2, 2.5])
+    (J,), said = _zero_gradient_warnings(lambda: pz.jacobian(lambda x: (x**2, np.round(x)), x))
+    assert len(said) == 1 and said[0].startswith("pz.jacobian: output[1] depends on x (argument 0) only through np.round")
+    np.testing.assert_array_equal(J[1], np.zeros((3, 3)))
+    _, said = _zero_gradient_warnings(lambda: pz.pullback(lambda x: np.sign(x) * 2.0, x))
+    assert len(said) == 1 and said[0].startswith("pz.pullback: the function's value depends on x (argument 0) only through np.sign")
+    H, said = _zero_gradient_warnings(lambda: pz.hessian(lambda x: np.sum(np.ceil(x) ** 2), x))
+    np.testing.assert_array_equal(H, np.zeros((3, 3)))
+    assert len(said) == 1 and said[0].startswith("pz.hessian: the function's value depends on x (argument 0) only through np.ceil")
+    _, said = _zero_gradient_warnings(lambda: pz.hessian(lambda p: np.sum(np.ceil(p["a"])) + p["b"] ** 2, {"a": x, "b": 1.0}))
+    assert len(said) == 1 and "depends on p (argument 0)['a'] only through np.ceil" in said[0]

@@ -107,6 +107,7 @@ def _define(name: str, ufunc: Any, *jvps: Any, out_dtype: Any = None) -> Primiti
     prim.def_impl(ufunc)
     if jvps:
         defjvp(prim, *jvps)
+        prim.zero_derivative = all(rule is _zero for rule in jvps)
     if isinstance(ufunc, np.ufunc):
         implements(ufunc)(ufunc_handler(ufunc, prim))
         prim.batch = elementwise_batch(ufunc)

@@ -467,6 +467,7 @@ detsign_p = Primitive("detsign")
 detsign_p.def_abstract_eval(lambda a: (_square(a, "slogdet"), Aval((), a.dtype))[1])
 detsign_p.def_impl(lambda a: np.asarray(np.linalg.slogdet(a)[0], a.dtype)[()])
 defjvp(detsign_p, lambda g, ans, a: None)
+detsign_p.zero_derivative = True  # a sign: piecewise constant
 detsign_p.def_julia(lambda e, a: f"PyZygote.detsign({a})")
 
 
