@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from pyzygote.errors import ZeroGradientWarning
 from pyzygote.ir import Program, Var
 
@@ -48,16 +50,18 @@ def _spelled(eqn: Any) -> str | None:
     if name == "argextreme":
         return f"np.arg{eqn.params.get('which', 'max')}"
     if name == "convert_element_type":
-        kind = getattr(eqn.params.get("dtype"), "kind", "")
-        return "astype(int)" if kind in "iu" else "astype(bool)" if kind == "b" else None
+        try:
+            kind = np.dtype(eqn.params.get("dtype")).kind
+        except TypeError:
+            return None
+        return "astype(int)" if kind in ("i", "u") else "astype(bool)" if kind == "b" else None
     return _SPELLED.get(name)
 
 
 def cut_dependences(prog: Program, wrt: Sequence[bool]) -> list[tuple[int, int, tuple[str, ...]]]:
     """``(input, output, operations)`` for each floating-point output of ``prog`` that is
     computed from the floating-point input ``input`` (one ``wrt`` marks) only through
-    operations with no derivative, the first of them named in program order; cached on
-    ``prog`` per ``wrt``."""
+    operations with no derivative, those named in program order; cached on ``prog`` per ``wrt``."""
     key = (_CACHE_KEY, tuple(bool(w) for w in wrt))
     hit = prog._compiled.get(key)
     if hit is None:
