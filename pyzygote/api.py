@@ -127,7 +127,7 @@ def _check_finite(
         from pyzygote.diagnose import Finding, first_nonfinite
 
         found = first_nonfinite(traced.program, snapshot, wrt)
-        return Finding(f"The first operation it meets, running the function again: {found}. ", found.kind) if found else ""
+        return Finding(f"The first operation it meets, running the function again: {found}. ", found.kind, found.removable) if found else ""
 
     for name, v in zip(_arg_names(traced), values):
         _require_finite(v, f"the {what} with respect to {name}", value, lambda: _reads_nan(traced), _solves_an_ode(traced), where)
@@ -241,29 +241,29 @@ def _require_finite(
             else ""
         )
         first = f"{what} contains NaN or inf{at}. "
-
-        def diagnosed() -> str:
-            # A NaN value that an operation made from finite operands (0 / 0 in x / (1 - np.exp(-x))
-            # at 0) is no missing observation: advice about NaN in the data only misled (user testing).
-            try:
-                found = where()
-            except Exception:  # noqa: BLE001 - a diagnosis must not hide the error it explains
-                found = ""
-            made_here = getattr(found, "kind", "") in ("value", "overflow") and not holder
-            return found + ("" if made_here else data)
-
-        raise NonFiniteGradientError(
-            first + ode +
+        general = (
             "Check for log/sqrt/division at zero or overflow in the function (np.linalg.norm(d) at "
             "d = 0 has no derivative: a regularizer norm(theta - prior) ** 2 at its prior is "
             "np.sum((theta - prior) ** 2), which has). np.where does not "
             "shield the discarded branch's derivative: make its input safe too, as in "
             "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0). Eigenvectors from np.linalg.eigh "
             "have infinite derivatives where eigenvalues repeat, and np.linalg.qr's factors where R has a "
-            "zero on its diagonal (a matrix of lower rank).",
-            where=diagnosed,
-            where_at=len(first),
+            "zero on its diagonal (a matrix of lower rank)."
         )
+
+        def diagnosed() -> str:
+            # A NaN value that an operation made from finite operands (0 / 0 in x / (1 - np.exp(-x))
+            # at 0) is no missing observation: advice about NaN in the data only misled (user
+            # testing), and a removable 0 / 0 named with its rewriting needs no general checklist.
+            try:
+                found = where()
+            except Exception:  # noqa: BLE001 - a diagnosis must not hide the error it explains
+                found = ""
+            made_here = getattr(found, "kind", "") in ("value", "overflow") and not holder
+            removable = getattr(found, "removable", False) and not holder
+            return (found + ("" if made_here else data) + ode + ("" if removable else general)).rstrip()
+
+        raise NonFiniteGradientError(first, where=diagnosed, where_at=len(first))
 
 
 def _container(tree: Any) -> str:

@@ -32,10 +32,11 @@ class Finding(str):
     "derivative" (a finite value whose local derivative is not finite), "" for nothing found."""
 
     kind: str = ""
+    removable: bool = False  # a 0 / 0 with a finite limit, y / (exp(y) - 1): the sentence says how to write it
 
-    def __new__(cls, text: str = "", kind: str = "") -> "Finding":
+    def __new__(cls, text: str = "", kind: str = "", removable: bool = False) -> "Finding":
         made = super().__new__(cls, text)
-        made.kind = kind
+        made.kind, made.removable = kind, removable
         return made
 
 # What users wrote, for the primitives they reach through numpy's names or operators.
@@ -107,7 +108,7 @@ def first_nonfinite(prog: Program, arrays: Sequence[Any], wrt: Sequence[bool] | 
                         "overflow",
                     )
                 removable = _exprel_hint(eqn, ins, bad, made_by, read, moving)
-                return Finding(f"{name} gives {_kind(bad)} at {_operands(ins, bad)}{removable}", "value")
+                return Finding(f"{name} gives {_kind(bad)} at {_operands(ins, bad)}{removable}", "value", bool(removable))
             if not derivatives or eqn.prim.jvp is None or eqn.prim.name.startswith(("odesolve", "julia")):
                 continue  # a solve's derivative is a solve of its own: too dear to try here
             for i, (a, x) in enumerate(zip(eqn.inputs, ins)):

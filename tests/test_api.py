@@ -2002,7 +2002,8 @@ def test_a_0_over_0_of_the_form_x_over_exp_x_minus_1_points_at_exprel_not_at_the
                 pz.grad(f)(-40.0)
         text = str(info.value)
         assert "a division gives NaN at (0.0, 0.0), a 0 / 0 of the form y / (exp(y) - 1)" in text and "exprel" in text
-        assert "missing observation" not in text and "Poisson" not in text
+        assert "missing observation" not in text and "Poisson" not in text and "eigh" not in text
+        assert text.endswith("= 1 / exprel(-(V + 40) / 10).")
     # the advice holds: written with exprel, value and derivative are finite and exact at 0
     assert pz.grad(lambda V: 1.0 / sc.exprel(-(V + 40) / 10))(-40.0) == pytest.approx(0.05, rel=1e-12)
     # a 0 / 0 of another kind gets no such hint, and NaN read from data still gets the data advice
@@ -2011,6 +2012,7 @@ def test_a_0_over_0_of_the_form_x_over_exp_x_minus_1_points_at_exprel_not_at_the
         with pytest.raises(pz.NonFiniteGradientError) as info:
             pz.grad(lambda x: np.sin(x) / x)(0.0)
         assert "exprel" not in str(info.value) and "missing observation" not in str(info.value)
+        assert "Check for log/sqrt/division at zero" in str(info.value)  # the general checklist stays
         data = np.array([1.0, np.nan])
         with pytest.raises(pz.NonFiniteGradientError, match="missing observation"):
             pz.grad(lambda a: np.sum((a * np.ones(2) - data) ** 2))(1.0)
