@@ -167,6 +167,29 @@ def test_second_order(case: Case) -> None:
 
 
 # --- piecewise constant and boolean primitives -------------------------------------------
+@pytest.mark.parametrize("case", [c for c in ALL_CASES if c.kind != "bool"], ids=ids([c for c in ALL_CASES if c.kind != "bool"]))
+def test_a_dependence_found_cut_carries_no_tangent_in_forward_mode(case: Case) -> None:
+    """pz.ZeroGradientWarning's structural check (pyzygote.zero_gradient) against the JVP
+    transform itself: where it finds an output cut from an argument, the forward derivative
+    along that argument is a symbolic zero, for every primitive's case (it never warns about a
+    derivative that flows)."""
+    from pyzygote.zero_gradient import cut_dependences
+
+    args = args_of(case)
+    prog = pz.make_program(case.fn, *args)
+    rng = rng_for(case, "cut")
+    for k, a in enumerate(args):
+        if a.dtype.kind != "f":
+            continue
+        cut = {o for kk, o, _ in cut_dependences(prog, [j == k for j in range(len(args))])}
+        tangents = [rng.standard_normal(np.shape(a)) if j == k else None for j in range(len(args))]
+        _, touts = jvp_eval(prog, list(args), tangents)
+        for o in cut:
+            assert touts[o] is None, f"output {o} is found cut from argument {k}, but its tangent flows"
+    if case.kind == "smooth":  # and a smooth primitive's case is cut nowhere
+        assert cut_dependences(prog, [a.dtype.kind == "f" for a in args]) == []
+
+
 @pytest.mark.filterwarnings("ignore::pyzygote.ZeroGradientWarning")  # found below, without the warn-once cache
 @pytest.mark.parametrize("case", ZERO, ids=ids(ZERO))
 def test_piecewise_constant_has_zero_derivative(case: Case) -> None:
