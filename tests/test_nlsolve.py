@@ -878,7 +878,7 @@ def test_nan_at_the_start_names_the_entries_of_f_and_the_operation() -> None:
     def mixture(n, p):
         return np.stack([n[0] + n[1] - p[0], np.log(n[1]) - np.log(p[1]) - 2.0 * np.log(n[0])])
 
-    with pytest.raises(pz.SolverError, match=r"at the starting point u0 \(f\[1\] = -inf\): running f again there, np.log gives -inf at 0.0 \(Newton iteration 0"):
+    with pytest.raises(pz.SolverError, match=r"at the starting point u0 \(f\[1\] = -inf\): running f again there, np.log gives -inf at 0.0, a pole .*\(Newton iteration 0"):
         pz.nlsolve(mixture, np.array([1.0, 0.0]), np.array([2.0, 0.5]))
     with pytest.raises(pz.SolverError, match=r"at the starting point u0 \(f\[1\] = nan\): running f again there, np.log gives NaN at -0.5"):
         pz.nlsolve(mixture, np.array([1.0, 1.0]), np.array([2.0, -0.5]))
