@@ -77,6 +77,12 @@ class Primitive:
         # operation that leaves a derivative structurally zero.
         self.zero_derivative = False
         self.no_tangent_from: frozenset[int] = frozenset()
+        # For compiled and interpreted programs: a function of the equation (its params and the
+        # avals of its operands) giving a callable of the operands alone equal to ``impl``, or
+        # None for ``impl`` with the params bound.  A long loop's gradient runs thousands of
+        # equations on vectors of a few entries, where binding keywords on each call, and the
+        # generic path of ``impl``, cost as much as the operation.
+        self.specialize: Callable[..., Callable[..., Any] | None] | None = None
         PRIMITIVES[name] = self
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from typing import Any, Callable
 
 import numpy as np
@@ -62,6 +63,14 @@ def _gather_impl(x: Any, *, positions: np.ndarray, index: Any) -> Any:
     return np.ravel(x)[positions]
 
 
+def _gather_specialize(eqn: Any) -> Callable[[Any], Any] | None:
+    """Basic indexing of an array as ``x[index]`` itself (an itemgetter: 0.1 us, where the
+    keyword call of ``impl`` takes 1.5 us); a loop's ``np.diff`` and slices are thousands."""
+    index = eqn.params["index"]
+    return operator.itemgetter(index) if index is not None and eqn.inputs[0].aval.ndim >= 1 else None
+
+
+gather_p.specialize = _gather_specialize
 deflinear(gather_p, lambda ct, x, *, positions, index: (scatter_add(ct, positions, x.aval.shape),))
 gather_p.def_julia(lambda e, x, *, positions, index: jl.gather(e, x, positions, index))
 
@@ -130,6 +139,19 @@ def _scatter_impl(v: Any, *, positions: np.ndarray, shape: tuple[int, ...], uniq
     return out.reshape(shape)
 
 
+def _scatter_specialize(eqn: Any) -> Callable[[Any], Any] | None:
+    """Sums at repeated positions of float64 values by ``np.bincount``: it adds the values in
+    their order to zeros as ``np.add.at`` does (the same sums, bit for bit) in a third of the
+    time on small arrays (the transpose of a loop's ``np.diff``)."""
+    params = eqn.params
+    if params["unique"] or eqn.inputs[0].aval.dtype != np.float64:
+        return None
+    flat, shape = params["positions"].ravel(), params["shape"]
+    size = math.prod(shape)
+    return lambda v: np.bincount(flat, np.ravel(v), size).reshape(shape)
+
+
+scatter_add_p.specialize = _scatter_specialize
 deflinear(scatter_add_p, lambda ct, v, *, positions, shape, unique: (gather(ct, positions),))
 scatter_add_p.def_julia(lambda e, v, *, positions, shape, unique: jl.scatter_add(e, v, positions, shape))
 

@@ -42,7 +42,12 @@ def eval_program(prog: Program, *args: Any) -> list[Any]:
     return [read(a) for a in prog.outputs]
 
 
-def _specialize(prim: Any, params: dict[str, Any]) -> Callable[..., Any]:
+def _specialize(eqn: Eqn) -> Callable[..., Any]:
+    prim, params = eqn.prim, eqn.params
+    if prim.specialize is not None:
+        fn = prim.specialize(eqn)
+        if fn is not None:
+            return fn
     return functools.partial(prim.impl, **params) if params else prim.impl
 
 
@@ -224,7 +229,7 @@ class _Interpreted:
 def _step(eqn: Eqn, template: str | None, ins: tuple[int, ...], outs: tuple[int, ...], free: tuple[int, ...]) -> tuple[Any, ...]:
     """One equation for :class:`_Interpreted`: ``(arity, fn, x, y, z, out, free)``, where arities
     above 3 pass the operand slots as ``x``, and ``out`` is a slot or, for several results, slots."""
-    fn = _specialize(eqn.prim, eqn.params) if template is None else _scalar_function(template, len(eqn.inputs))
+    fn = _specialize(eqn) if template is None else _scalar_function(template, len(eqn.inputs))
     out = outs if eqn.prim.multiple_results else outs[0]
     if 1 <= len(ins) <= 3:
         x, y, z = (*ins, -1, -1)[:3]
@@ -264,7 +269,7 @@ def _compiled(prog: Program) -> Callable[..., tuple[Any, ...]]:
         on_scalars |= template is not None
         operands = [ref(a, template is not None) for a in eqn.inputs]
         if template is None:
-            namespace[f"f{k}"] = _specialize(eqn.prim, eqn.params)
+            namespace[f"f{k}"] = _specialize(eqn)
             call = f"f{k}({', '.join(operands)})"
         else:
             call = template.format(*operands)
