@@ -15,7 +15,7 @@ from typing import Any, Hashable
 
 import numpy as np
 
-from pyzygote.ir import Literal, Program, Var
+from pyzygote.ir import Program, Var
 from pyzygote.transforms.evaluate import prune
 
 __all__ = ["cse"]
@@ -36,25 +36,27 @@ def _freeze(value: Any) -> Hashable:
 def cse(prog: Program) -> Program:
     rename: dict[int, Var] = {}
     seen: dict[Hashable, tuple[Var, ...]] = {}
+    frozen: dict[int, Hashable] = {}  # id of a params dict (alive with prog) -> its key
     eqns = []
-
-    def atom(a: Any) -> Any:
-        return rename.get(a.uid, a) if isinstance(a, Var) else a
-
-    def key_of(a: Any) -> Hashable:
-        if isinstance(a, Literal):
-            return ("lit", a.aval.dtype.str, a.value.tobytes())
-        return a.uid
-
+    # Plain loops and a key per params dict: gradient programs of loops have 30,000 equations,
+    # and this pass is part of their first call.
     for eqn in prog.eqns:
-        inputs = tuple(atom(a) for a in eqn.inputs)
-        key = (eqn.prim.name, tuple(key_of(a) for a in inputs), _freeze(tuple(sorted(eqn.params.items()))))
+        inputs = eqn.inputs
+        if rename:
+            inputs = tuple(rename.get(a.uid, a) if a.__class__ is Var else a for a in inputs)
+        params = eqn.params
+        if params:
+            pkey = frozen.get(id(params))
+            if pkey is None:
+                pkey = frozen[id(params)] = _freeze(tuple(sorted(params.items())))
+        else:
+            pkey = ()
+        key = (eqn.prim.name, tuple(a.uid if a.__class__ is Var else ("lit", a.aval.dtype.str, a.value.tobytes()) for a in inputs), pkey)
         hit = seen.get(key)
         if hit is not None:
             rename.update((v.uid, h) for v, h in zip(eqn.outputs, hit))
             continue
         seen[key] = eqn.outputs
-        eqns.append(type(eqn)(eqn.prim, inputs, eqn.params, eqn.outputs))
-    return prune(
-        Program(prog.inputs, prog.constvars, prog.consts, eqns, tuple(atom(a) for a in prog.outputs))
-    )
+        eqns.append(eqn if inputs is eqn.inputs else type(eqn)(eqn.prim, inputs, params, eqn.outputs))
+    outputs = tuple(rename.get(a.uid, a) if a.__class__ is Var else a for a in prog.outputs)
+    return prune(Program(prog.inputs, prog.constvars, prog.consts, eqns, outputs))
