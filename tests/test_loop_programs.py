@@ -8,14 +8,127 @@ import numpy as np
 import pytest
 
 import pyzygote as pz
+import pyzygote.engines.numpy_engine as numpy_engine
+from pyzygote.engines.numpy_engine import grad_program
+from pyzygote.ir import Literal, Program, Var
 from pyzygote.primitives.indexing import scatter_add, scatter_add_p
 from pyzygote.primitives.linalg import _c_einsum, dot_order
 from pyzygote.transforms.evaluate import _compiled, _Interpreted, eval_program
+from pyzygote.transforms.simplify import fold_negations
 
 
 def _same_bits(a, b) -> bool:
     a, b = np.asarray(a), np.asarray(b)
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def _uncached(prog: Program) -> Program:
+    """The same program without the derivative programs cached on it."""
+    return Program(prog.inputs, prog.constvars, prog.consts, prog.eqns, prog.outputs)
+
+
+def _random_loop(seed: int, n: int = 5, steps: int = 30):
+    """A random straight-line function of two vectors, built of sums, differences, negations,
+    scalings by constants, reversals and slices (gathers) and products."""
+    rng = np.random.default_rng(seed)
+    ops = [rng.integers(0, 8) for _ in range(steps)]
+    picks = [tuple(rng.integers(0, 1000, size=2)) for _ in range(steps)]
+    consts = rng.choice([0.5, -2.0, 0.0, 3.0], size=steps)
+
+    def f(x, y):
+        vals = [x, y]
+        for op, (i, j), c in zip(ops, picks, consts):
+            a, b = vals[i % len(vals)], vals[j % len(vals)]
+            vals.append(
+                [
+                    lambda: a + b,
+                    lambda: a - b,
+                    lambda: -a,
+                    lambda: c * a,
+                    lambda: a[::-1],
+                    lambda: np.concatenate([a[1:], -b[:1]]),
+                    lambda: a * np.tanh(b),
+                    lambda: -(c * -a) + -b,
+                ][op]()
+            )
+        return np.sum(vals[-1] ** 2) + np.sum(vals[-3] * vals[-2])
+
+    return f, rng.standard_normal(n), rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_folding_negations_keeps_every_bit_of_values_and_gradients(seed, monkeypatch):
+    f, x, y = _random_loop(seed)
+    prog = pz.make_program(f, x, y)
+    folded = fold_negations(prog)
+    assert len(folded.eqns) <= len(prog.eqns)
+    for a, b in zip(eval_program(prog, x, y), eval_program(folded, x, y)):
+        assert _same_bits(a, b)
+    simplified = [np.asarray(v) for v in _compiled(grad_program(prog))(x, y)]
+    # The same gradient program without the passes: every output bit for bit.
+    monkeypatch.setattr(numpy_engine, "fold_negations", lambda p: p)
+    monkeypatch.setattr(numpy_engine, "cse", lambda p: p)
+    plain = [np.asarray(v) for v in _compiled(grad_program(_uncached(prog)))(x, y)]
+    assert all(_same_bits(a, b) for a, b in zip(simplified, plain))
+    # and right: against central differences of f
+    h, (gx, gy) = 1e-6, simplified[1:3]
+    for g, k in ((gx, 0), (gy, 1)):
+        for i in range(x.size):
+            e = np.zeros(x.size)
+            e[i] = h
+            args_plus, args_minus = [x, y], [x, y]
+            args_plus[k], args_minus[k] = args_plus[k] + e, args_minus[k] - e
+            fd = (f(*args_plus) - f(*args_minus)) / (2 * h)
+            assert abs(g[i] - fd) <= 1e-5 * max(1.0, abs(fd))
+
+
+def test_folding_removes_the_negations_it_should():
+    def names(fn, *args):
+        return [e.prim.name for e in fold_negations(pz.make_program(fn, *args)).eqns]
+
+    x, y = np.array([1.0, -2.0, 3.0]), np.array([0.5, 0.25, -1.0])
+    assert names(lambda x, y: x + -y, x, y) == ["sub"]
+    assert names(lambda x, y: -y + x, x, y) == ["sub"]
+    assert names(lambda x, y: x - -y, x, y) == ["add"]
+    assert names(lambda x, y: 2.0 * -x, x, y) == ["mul"]
+    assert names(lambda x, y: -(-x) * y, x, y) == ["mul"]
+    assert names(lambda x, y: x[1:] + (-y)[:2], x, y) == ["gather", "gather", "sub"]
+    # a negation read elsewhere too stays, and no equation is added for the gather
+    assert names(lambda x, y: x[1:] + (-y)[:2] + np.sum(-y), x, y).count("neg") == 1
+    # and the values stay
+    prog = pz.make_program(lambda x, y: (x + -y, -(-x), 0.0 * -x), x, y)
+    a, b, c = eval_program(fold_negations(prog), x, y)
+    assert _same_bits(a, x - y) and _same_bits(b, x) and _same_bits(c, 0.0 * -x)  # -0.0 where x > 0
+
+
+def test_a_loop_gradient_program_loses_its_repeats_and_negations(monkeypatch):
+    def chain(k):
+        x, v = np.arange(4.0), np.zeros(4)
+        for _ in range(20):
+            a = np.concatenate([k * np.diff(x), np.zeros(1)]) - 0.1 * x
+            v = v + 0.5 * 0.01 * a
+            x = x + 0.01 * v
+            v = v + 0.5 * 0.01 * a
+        return np.sum(x**2)
+
+    k = np.array([1.0, 1.5, 2.0])
+    prog = pz.make_program(chain, k)
+    gp = grad_program(prog)
+    # what is left negated is joined to the values it is subtracted from (np.diff's transpose)
+    negs = {e.outputs[0].uid for e in gp.eqns if e.prim.name == "neg"}
+    readers = [e.prim.name for e in gp.eqns for a in e.inputs if isinstance(a, Var) and a.uid in negs]
+    assert set(readers) == {"concatenate"}
+    # 0.5 * 0.01 * a once per step in the forward pass, and its cotangent's scaling once
+    scalings = [e for e in gp.eqns if e.prim.name == "mul" and any(isinstance(a, Literal) and a.value == 0.005 for a in e.inputs)]
+    assert len(scalings) == 2 * 20
+    monkeypatch.setattr(numpy_engine, "fold_negations", lambda p: p)
+    monkeypatch.setattr(numpy_engine, "cse", lambda p: p)
+    plain = grad_program(_uncached(prog))
+    assert len(gp.eqns) <= len(plain.eqns) - 2 * 20  # 566 -> 509 when written
+    assert all(_same_bits(a, b) for a, b in zip(gp(k), plain(k)))
+    g = pz.gradient(chain, k)[0]
+    fd = [(chain(k + e) - chain(k - e)) / 2e-6 for e in np.eye(3) * 1e-6]
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,11 @@ from pyzygote.gc_pause import gc_paused
 from pyzygote.ir import Eqn, Literal, Program, Var
 from pyzygote.primitives.elementwise import ELEMENTWISE
 from pyzygote.transforms.batch import along_one_input, eval_batched, has_batch_rules, hessian_by_columns, per_column
-from pyzygote.transforms.evaluate import compile_program, prune
+from pyzygote.transforms.cse import cse
+from pyzygote.transforms.evaluate import compile_program
 from pyzygote.transforms.jvp import jvp_program
 from pyzygote.transforms.linearize import linearize_programs
+from pyzygote.transforms.simplify import fold_negations
 from pyzygote.transforms.vjp import vjp_programs
 
 __all__ = ["NumpyEngine", "grad_program", "with_gaps"]
@@ -76,13 +78,19 @@ def grad_program(prog: Program, wrt: tuple[bool, ...] | None = None) -> Program:
         if wrt is not None:
             of_floats = [w for w, v in zip(wrt, p.inputs) if v.aval.dtype.kind == "f"]
             grads = [g for g, wanted in zip(grads, of_floats) if wanted]
-        return prune(
-            Program(
-                inputs=fwd.inputs,
-                constvars=tuple(v for v, _ in consts.values()),
-                consts=tuple(c for _, c in consts.values()),
-                eqns=eqns,
-                outputs=(ys[0], *grads, *ys[1:]),
+        # A loop's gradient repeats computations (the forward pass's 0.5 * dt * a read twice,
+        # the backward pass's scalings of one cotangent) and negates cotangents before adding
+        # them: both go, without changing a bit of any value (one equation fewer in six for a
+        # velocity-Verlet chain).
+        return fold_negations(
+            cse(
+                Program(
+                    inputs=fwd.inputs,
+                    constvars=tuple(v for v, _ in consts.values()),
+                    consts=tuple(c for _, c in consts.values()),
+                    eqns=eqns,
+                    outputs=(ys[0], *grads, *ys[1:]),
+                )
             )
         )
 
