@@ -171,3 +171,20 @@ def test_small_slices_and_their_transposes_run_as_before():
         np.add.at(want, positions.ravel(), v.ravel())
         for run in (_compiled(eqn_prog), _Interpreted(eqn_prog)):
             assert _same_bits(run(v)[0], want)
+
+
+def test_gradient_programs_of_scalar_loops_are_left_as_derived(monkeypatch):
+    """Operators on single numbers cost less than finding their repeats would save."""
+
+    def scalar_loop(p):
+        s = p[0]
+        for _ in range(30):
+            s = s + 0.5 * 0.01 * s - (0.5 * 0.01 * s) ** 2
+        return s
+
+    p = np.array([0.3])
+    prog = pz.make_program(scalar_loop, p)
+    gp = grad_program(prog)
+    monkeypatch.setattr(numpy_engine, "fold_negations", lambda p: p)
+    monkeypatch.setattr(numpy_engine, "cse", lambda p: p)
+    assert len(grad_program(_uncached(prog)).eqns) == len(gp.eqns)
