@@ -76,10 +76,11 @@ def _key(f: types.FunctionType, depth: int = 0) -> Hashable:
     return (f.__code__, id(f.__globals__), tuple(cells), defaults, kwdefaults)
 
 
-def earlier_equivalent(f: Callable[..., Any], ignore: frozenset[str] = frozenset()) -> Callable[..., Any]:
+def earlier_equivalent(f: Callable[..., Any]) -> Callable[..., Any]:
     """The first function seen (of the last :data:`KEPT`) that computes what ``f`` does, else ``f``.
-    ``ignore`` names attributes of ``f``'s ``__dict__`` set by pyzygote itself (a cached wrapper)."""
-    if type(f) is not types.FunctionType or any(k not in ignore for k in f.__dict__):
+    Attributes of ``f`` named ``_pyzygote_...`` are pyzygote's own (a cached wrapper); any other
+    attribute may be read by ``f`` (``loss.scale``), so such an ``f`` is taken as it is."""
+    if type(f) is not types.FunctionType or any(not k.startswith("_pyzygote_") for k in f.__dict__):
         return f
     try:
         key = _key(f)

@@ -497,7 +497,7 @@ def _residual(f: Callable[..., Any], no_p: bool = False) -> Callable[..., Any]:
     (:func:`pyzygote.same_function.earlier_equivalent`)."""
     from pyzygote.same_function import earlier_equivalent
 
-    f = earlier_equivalent(f, frozenset({_WRAPPER_ATTRIBUTE, _WRAPPER_ATTRIBUTE_NO_P}))
+    f = earlier_equivalent(f)
 
     def make() -> Callable[..., Any]:
         def residual(u: Any, p: Any, t: Any) -> Any:
