@@ -601,7 +601,13 @@ class Tracer:
     def __int__(self) -> int:
         if self._builder.ended:
             raise trace_ended_error()
-        raise self._refused("int()", self._setting_hint())
+        position = (
+            " To read a numpy array at a traced integer position (np.take(table, i), which numpy makes an int), use "
+            "pz.take(table, i)."
+            if np.dtype(self.dtype).kind in "iu"
+            else ""
+        )
+        raise self._refused("int()", self._setting_hint() + position)
 
     def __index__(self) -> int:
         if self._builder.ended:

@@ -184,7 +184,8 @@ def _advice(ops: set[str]) -> str:
     if ops & {"np.argmax", "np.argmin"}:
         said.append(
             "For the time where a signal first crosses a level, interpolate between the samples around the crossing, "
-            "k = np.argmax(V > 0.0); t[k - 1] + (0.0 - V[k - 1]) / (V[k] - V[k - 1]) * (t[k] - t[k - 1]), which is "
+            "k = np.argmax(V > 0.0); t0, t1 = pz.take(t, k - 1), pz.take(t, k) (pz.take reads a numpy array t at a "
+            "traced position); t0 + (0.0 - V[k - 1]) / (V[k] - V[k - 1]) * (t1 - t0), which is "
             "differentiable in V; for the position of a maximum, weight the positions with a softmax, "
             "np.sum(t * w) with w = np.exp(b * (V - V.max())) normalized to sum 1. "
         )

@@ -2446,3 +2446,22 @@ def test_zero_gradient_warnings_name_the_output_and_come_from_every_transformati
     assert len(said) == 1 and said[0].startswith("pz.hessian: the function's value depends on x (argument 0) only through np.ceil")
     _, said = _zero_gradient_warnings(lambda: pz.hessian(lambda p: np.sum(np.ceil(p["a"])) + p["b"] ** 2, {"a": x, "b": 1.0}))
     assert len(said) == 1 and "depends on p (argument 0)['a'] only through np.ceil" in said[0]
+
+
+def test_zero_gradient_advice_reads_the_times_with_pz_take_and_heaviside_is_a_step() -> None:
+    """User testing: the rewrite the warning gave, t[k - 1] + ..., raised IndexError for a numpy t,
+    and np.sum(np.heaviside(x, 0.5)) had gradient 0 without a warning (its NaN branch passed x on)."""
+    t = np.linspace(0.0, 1.0, 11)
+    _, said = _zero_gradient_warnings(lambda: pz.gradient(lambda x: pz.take(t, np.argmax(x > 0.0)), np.array([-1.0, 2.0])))
+    assert len(said) == 1 and "t0, t1 = pz.take(t, k - 1), pz.take(t, k)" in said[0]
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(lambda x: np.sum(np.heaviside(x, 0.5)), np.array([1.0, -1.0])))
+    np.testing.assert_array_equal(g, [0.0, 0.0])
+    assert len(said) == 1 and "only through" in said[0]
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(pz.make_program(lambda x: np.heaviside(x, 0.5), t)(np.array([np.nan, 0.0, 1.0]))[0], [np.nan, 0.5, 1.0])
+
+
+def test_np_take_of_a_numpy_array_at_a_traced_position_points_to_pz_take() -> None:
+    t = np.linspace(0.0, 1.0, 11)
+    with pytest.raises(pz.TracerBoolError, match=r"np.take\(table, i\), which numpy makes an int\), use pz.take\(table, i\)"):
+        pz.gradient(lambda x: np.take(t, np.argmax(x > 0.0)) * x[0], np.array([1.0, -1.0]))
