@@ -188,3 +188,14 @@ def test_gradient_programs_of_scalar_loops_are_left_as_derived(monkeypatch):
     monkeypatch.setattr(numpy_engine, "fold_negations", lambda p: p)
     monkeypatch.setattr(numpy_engine, "cse", lambda p: p)
     assert len(grad_program(_uncached(prog)).eqns) == len(gp.eqns)
+
+
+def test_a_scatter_of_no_values_keeps_its_dtype():
+    """np.bincount of no positions counts (int64 zeros) whatever its weights: a sum of nothing at
+    repeated positions (the running scatter of an assembly with nothing added) must stay float."""
+    empty = np.zeros(0, np.int64)
+    empty.setflags(write=False)
+    v = np.zeros(0)
+    prog = pz.make_program(lambda v: scatter_add_p.bind(v, positions=empty, shape=(3,), unique=False), v)
+    for run in (_compiled(prog), _Interpreted(prog)):
+        assert _same_bits(run(v)[0], np.zeros(3))

@@ -142,9 +142,10 @@ def _scatter_impl(v: Any, *, positions: np.ndarray, shape: tuple[int, ...], uniq
 def _scatter_specialize(eqn: Any) -> Callable[[Any], Any] | None:
     """Sums at repeated positions of float64 values by ``np.bincount``: it adds the values in
     their order to zeros as ``np.add.at`` does (the same sums, bit for bit) in a third of the
-    time on small arrays (the transpose of a loop's ``np.diff``)."""
+    time on small arrays (the transpose of a loop's ``np.diff``).  Not for no values: bincount
+    then counts, and gives int64 zeros."""
     params = eqn.params
-    if params["unique"] or eqn.inputs[0].aval.dtype != np.float64:
+    if params["unique"] or eqn.inputs[0].aval.dtype != np.float64 or params["positions"].size == 0:
         return None
     flat, shape = params["positions"].ravel(), params["shape"]
     size = math.prod(shape)
