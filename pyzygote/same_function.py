@@ -76,11 +76,15 @@ def _key(f: types.FunctionType, depth: int = 0) -> Hashable:
     return (f.__code__, id(f.__globals__), tuple(cells), defaults, kwdefaults)
 
 
+# Attributes pyzygote itself sets on a function (a wrapper kept on it: an in-place ODE
+# right-hand side's, nlsolve's residual): they do not make two functions differ.
+OWN_PREFIX = "_pyzygote_"
+
+
 def earlier_equivalent(f: Callable[..., Any]) -> Callable[..., Any]:
     """The first function seen (of the last :data:`KEPT`) that computes what ``f`` does, else ``f``.
-    Attributes of ``f`` named ``_pyzygote_...`` are pyzygote's own (a cached wrapper); any other
-    attribute may be read by ``f`` (``loss.scale``), so such an ``f`` is taken as it is."""
-    if type(f) is not types.FunctionType or any(not k.startswith("_pyzygote_") for k in f.__dict__):
+    A function with attributes of its own, other than pyzygote's (:data:`OWN_PREFIX`), is itself."""
+    if type(f) is not types.FunctionType or any(not k.startswith(OWN_PREFIX) for k in f.__dict__):
         return f
     try:
         key = _key(f)

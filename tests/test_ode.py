@@ -2664,3 +2664,34 @@ def test_auto_solves_forward_sensitivities_above_1000_equations_with_fbdfs_bdf()
     below_auto, below_fbdf = gradient(24, "auto"), gradient(24, "FBDF")
     assert not np.array_equal(below_auto, below_fbdf)  # LSODA there
     np.testing.assert_allclose(below_auto, below_fbdf, rtol=1e-3)
+
+
+def _decay_counted(u, p, t):
+    _DECAY_CALLS[0] += 1
+    return -p * u
+
+
+_DECAY_CALLS = [0]
+
+
+def test_a_right_hand_side_written_afresh_in_each_call_is_traced_once() -> None:
+    """pz.odesolve(lambda u, q, t: rhs(u, q, t), ...) in a helper called in a loop traced the new
+    lambda at every call (twice the time of a solve) and gave a RetraceWarning at 50 calls, while
+    pz.nlsolve reused an identical fresh residual's trace: the same function, for both."""
+    t = np.linspace(0.0, 1.0, 3)
+
+    def solve(q):
+        return pz.odesolve(lambda u, p, t: _decay_counted(u, p, t), np.ones(1), t, q, reltol=1e-10, abstol=1e-12)
+
+    _DECAY_CALLS[0] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pz.RetraceWarning)
+        for k in range(60):
+            rate = 0.5 + 0.01 * k
+            np.testing.assert_allclose(solve(np.array([rate]))[:, 0], np.exp(-rate * t), rtol=1e-8)
+    assert _DECAY_CALLS == [1]  # the trace's one call
+
+    def scaled(c, q):  # closure contents differ: each its own trace, and the right solution
+        return pz.odesolve(lambda u, p, t: -c * p * u, np.ones(1), t, q, reltol=1e-10, abstol=1e-12)[-1, 0]
+
+    np.testing.assert_allclose([scaled(c, np.array([1.0])) for c in (1.0, 2.0, 1.0)], np.exp([-1.0, -2.0, -1.0]), rtol=1e-8)

@@ -598,11 +598,14 @@ def test_reduction_methods_take_ndarray_positional_arguments():
 
 
 def test_caches_do_not_keep_functions_alive():
+    """Nor the data their closures hold.  (A right-hand side over numbers alone is kept, one of
+    the last pyzygote.same_function.KEPT, for a lambda written afresh in each call.)"""
     import gc
     import weakref
 
     def make() -> tuple[Any, Any]:
-        rhs = lambda u, p, t: -p[0] * u  # noqa: E731
+        scale = np.ones(1000)
+        rhs = lambda u, p, t: -p[0] * u * scale[0]  # noqa: E731
         loss = lambda p: pz.odesolve(rhs, [1.0], [0.0, 1.0], p)[-1, 0]  # noqa: E731
         pz.gradient(loss, np.ones(1))
         return weakref.ref(rhs), weakref.ref(loss)

@@ -574,9 +574,14 @@ class RHS(_Directions):
         redone when what ``f`` reads from its closure or globals changes, and
         the derived programs of the :class:`RHS` are kept as long as it is valid.
         The RHS itself always works with flat vectors (see :mod:`pyzygote.ode.layout`).
+        A plain function made afresh that does what one seen before does (a lambda written in
+        the call, in a helper called in a loop) is traced as that one
+        (:func:`pyzygote.same_function.earlier_equivalent`).
         """
         from pyzygote.julia.functions import is_julia_function
+        from pyzygote.same_function import earlier_equivalent
 
+        f = earlier_equivalent(f)
         layout = layout or Layout.vectors(n, m)
         if is_julia_function(f):
             if not layout.flat:
@@ -620,7 +625,9 @@ class RHS(_Directions):
         constants: the RHS, kept per program (:func:`_lifted_rhs`), is right for any values.
         """
         from pyzygote.julia.functions import is_julia_function
+        from pyzygote.same_function import earlier_equivalent
 
+        f = earlier_equivalent(f)  # as RHS.trace does, for the lifting path too
         if is_julia_function(f) or not Builder.tracing():
             return RHS.trace(f, layout.n, layout.m, layout), ()
         cached = None
