@@ -474,7 +474,6 @@ def _nlsolve_julia(e: Any, u0: Any, p: Any, *, rhs: RHS, opts: NLOptions) -> str
 
 # --- tracing f ----------------------------------------------------------------------------------
 _RESIDUALS: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()
-_RESIDUALS_NO_P: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()
 # A plain function keeps its wrapper in its own __dict__: the wrapper calls f, so a global
 # WeakKeyDictionary's value would keep its key alive, and every closure made afresh per call of
 # a loss (with the data it captured) would stay in memory for good (integration review: 50 calls
@@ -482,15 +481,9 @@ _RESIDUALS_NO_P: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.
 _WRAPPER_ATTRIBUTE = "_pyzygote_nlsolve_residual"
 
 
-_WRAPPER_ATTRIBUTE_NO_P = "_pyzygote_nlsolve_residual_of_u"
-
-
-def _residual(f: Callable[..., Any], no_p: bool = False) -> Callable[..., Any]:
+def _residual(f: Callable[..., Any]) -> Callable[..., Any]:
     """``f(u, p)`` as the RHS machinery traces it, ``(u, p, t) -> f(u, p)``, with its result
-    checked; kept per ``f`` so that its trace is cached as ``f``'s own would be.  With ``no_p``
-    (p omitted or None), ``f`` gets None for p, as SciML's NullParameters and diffrax's
-    ``args=None`` reach it, not the empty vector the machinery carries (user testing: `if p is
-    None:` in f never fired); p is then a constant of the trace, on either engine.
+    checked; kept per ``f`` so that its trace is cached as ``f``'s own would be.
 
     A plain function made afresh at each call that does what one seen before does (a lambda
     written in the call, inside a helper called in a loop) is traced as that one
@@ -501,7 +494,7 @@ def _residual(f: Callable[..., Any], no_p: bool = False) -> Callable[..., Any]:
 
     def make() -> Callable[..., Any]:
         def residual(u: Any, p: Any, t: Any) -> Any:
-            r = f(u, None if no_p else p)
+            r = f(u, p)
             if r is None or isinstance(r, (dict, str, set)):
                 raise TypeError(f"f of pz.nlsolve returned {r!r}; it must return the residual f(u, p), an array shaped like u0")
             r = as_operand(r)
@@ -519,7 +512,7 @@ def _residual(f: Callable[..., Any], no_p: bool = False) -> Callable[..., Any]:
         residual._pz_nlsolve = True  # type: ignore[attr-defined]  # its tracing errors speak of f(u, p), not of an ODE
         return residual
 
-    return wrapper_of(f, _WRAPPER_ATTRIBUTE_NO_P if no_p else _WRAPPER_ATTRIBUTE, _RESIDUALS_NO_P if no_p else _RESIDUALS, make)
+    return wrapper_of(f, _WRAPPER_ATTRIBUTE, _RESIDUALS, make)
 
 
 def _check_two_arguments(f: Callable[..., Any]) -> None:
@@ -657,12 +650,14 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     u0 = _check_u0(u0)
     opts = _check_options(abstol, reltol, maxiters)
     try:
-        layout, u0, q = Layout.of(u0, p)
+        # p omitted or None reaches f as None (as SciML's NullParameters and diffrax's args=None),
+        # not as the empty vector the machinery carries (user testing: `if p is None:` never fired)
+        layout, u0, q = Layout.of(u0, p, keep_none=True)
     except NonFiniteODEInputError as exc:  # the same words as inside a gradient (see _check_values)
         raise NonFiniteODEInputError(f"pz.nlsolve: {exc}") from None
     # Values being differentiated that f reads from its closure are parameters after p's entries.
     try:
-        rhs, lifted = RHS.trace_lifting(_residual(f, no_p=p is None), layout)
+        rhs, lifted = RHS.trace_lifting(_residual(f), layout)
     except (TypeError, IndexError, KeyError) as exc:
         if p is None and "NoneType" in str(exc) and hasattr(exc, "add_note"):  # Python 3.11+
             exc.add_note("p was not given (or was None), and f receives None for it: pass p as pz.nlsolve(f, u0, p)")
