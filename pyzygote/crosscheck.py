@@ -429,6 +429,41 @@ def _convention_hint(candidate: Any, reference: Any, rtol: float, reads_triangle
     return ""
 
 
+# Factors whose signs pyzygote fixes where LAPACK leaves them open: the outputs of each that
+# depend on the signs (svd's U and Vt, eigh's eigenvectors; singular values and eigenvalues do not).
+_SIGNED_OUTPUTS = {"qr": ((0, 1), "np.linalg.qr"), "svd": ((0, 2), "np.linalg.svd"), "eigh": ((1,), "np.linalg.eigh's eigenvectors")}
+
+
+def _signs_hint(f: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """Why finite differences of ``f`` can disagree with a correct gradient: ``f`` reads factors
+    whose signs pyzygote fixes (README, Limits), while the differences run ``f`` as plain numpy,
+    with LAPACK's signs, a different function of the point where ``f`` depends on them (found in
+    review: a loss of np.linalg.qr's Q was judged DISAGREES, 1.5 off)."""
+    from pyzygote.ir import Var
+    from pyzygote.tracing import make_program
+
+    try:
+        prog = make_program(f, *args)
+    except Exception:  # the engines' own calls report what is wrong with f
+        return ""
+    signed: dict[int, str] = {}
+    for eqn in prog.eqns:
+        if eqn.prim.name in _SIGNED_OUTPUTS:
+            which, name = _SIGNED_OUTPUTS[eqn.prim.name]
+            signed.update((eqn.outputs[k].uid, name) for k in which)
+    read = [signed[a.uid] for e in prog.eqns for a in e.inputs if isinstance(a, Var) and a.uid in signed]
+    read += [signed[a.uid] for a in prog.outputs if isinstance(a, Var) and a.uid in signed]
+    if not read:
+        return ""
+    names = ", ".join(dict.fromkeys(read))
+    return (
+        f"\nf reads {names}, whose signs pyzygote fixes (the diagonal of R non-negative; the first entry of largest "
+        "magnitude of each singular vector or eigenvector positive), where numpy leaves them to LAPACK. The finite "
+        "differences run f as plain numpy, so where f depends on those signs they differentiate another function. "
+        "Make f independent of them (Q @ R, np.abs(R), v**2), or fix them in f as pyzygote does, and check again."
+    )
+
+
 # Primitives that read one triangle of their (symmetric) matrix argument.
 _TRIANGLE_READERS = frozenset({"cholesky", "eigh"})
 
@@ -661,6 +696,8 @@ def crosscheck(
                 row = _within_own_error(row, grads, fd, _quietly(numerical_gradient, fd_f, *ref_args, eps=2.0 * eps), fd_floor, fd_rtol, element_rtol)
             if row[0] is not None:
                 hint = hint or _convention_hint(grads, fd, fd_rtol, triangle)
+            if not _agrees(row):
+                hint = hint or _signs_hint(f, args)
             report.rows.append((name, *row))
     if not report.passed:
         hint = hint or _likely_cause(report, precision, solver, rtol)
