@@ -453,27 +453,3 @@ def test_an_in_place_right_hand_side_made_afresh_per_call_is_not_kept_alive() ->
     c = 2.0
     assert solve() == pytest.approx(np.exp(-2.0), rel=1e-8) and calls[0] > traced
 
-
-_TRACED = [0]
-
-
-def _decay_counted(u, p, t, k):
-    _TRACED[0] += 1
-    return -k * p * u
-
-
-def test_a_right_hand_side_written_afresh_in_each_call_is_traced_once() -> None:
-    """A lambda written in the call, pz.odesolve(lambda u, q, s: f(u, q, s, 2.0), ...), inside a
-    function called in a loop, was traced at every call (6.3 ms a solve against 1.2 ms), as
-    pz.nlsolve's residual was in user testing.  Same code, globals and closure contents: the same
-    right-hand side; other contents: its own trace and the right solution."""
-
-    def solve(p, k=2.0):
-        return pz.odesolve(lambda u, q, s: _decay_counted(u, q, s, k), np.ones(2), T, p, alg="Tsit5", **TIGHT)
-
-    _TRACED[0] = 0
-    for p in (0.5, 1.0, 1.5):
-        np.testing.assert_allclose(solve(np.array(p))[:, 0], np.exp(-2.0 * p * T), rtol=1e-8)
-    assert _TRACED == [1]
-    np.testing.assert_allclose(solve(np.array(0.5), k=3.0)[:, 0], np.exp(-1.5 * T), rtol=1e-8)
-    assert _TRACED == [2]

@@ -34,7 +34,6 @@ from pyzygote.ode.rhs import RHS, lifted_constant_entries, lifted_data, with_lif
 from pyzygote.ode.sensitivity import Options
 from pyzygote.ode.solvers import algorithm, check_solver_name, runs_on_numpy
 from pyzygote.primitive import Primitive, Undefined, aval_of, zeros
-from pyzygote.same_function import earlier_equivalent
 from pyzygote.tracer import Tracer
 
 __all__ = ["odesolve", "check_times"]
@@ -553,9 +552,6 @@ def odesolve(
     refuse_unknown_keywords("pz.odesolve", unknown)
     if not callable(f):
         raise TypeError(f"f must be a callable f(u, p, t), got {type(f).__name__}")
-    # A right-hand side written afresh in each call (a lambda inside a loss called in a loop) that
-    # does what one seen before does is traced as that one, as pz.nlsolve's residual is.
-    f = earlier_equivalent(f)
     times = check_times(t)
     if t0 is not None:
         start = _initial_time(t0, times)
