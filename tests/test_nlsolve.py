@@ -1013,3 +1013,52 @@ def test_a_full_step_where_f_raises_does_not_replace_the_nan_message() -> None:
 
     with pytest.raises(pz.SolverError, match=r"^pz.nlsolve failed: f is NaN or inf along the whole Newton step \(max\|du\| = 1, against max\|u\| = 0\), down to 2\^-30 of it\. Start closer"):
         _line_search(Residual(), np.zeros(0), np.array([0.0]), np.array([1.0]), np.array([1.0]), 1)
+
+
+# --- user testing, session 22 (second round) ------------------------------------------------------
+def _bratu_over_h2(n):  # type: ignore[no-untyped-def]
+    """Bratu, u'' + lam exp(u) = 0, with the second difference divided by h^2 as written by hand:
+    its residual's terms are 4 |u| / h^2, some 4e4 at n = 100, so rounding leaves max|f| near 1e-12."""
+    h = 1.0 / (n + 1)
+
+    def f(u, p):
+        left = np.concatenate([np.zeros(1), u[:-1]])
+        right = np.concatenate([u[1:], np.zeros(1)])
+        return (left - 2.0 * u + right) / h**2 + p[0] * np.exp(u)
+
+    def times_h2(u, p):  # the same equations multiplied by h^2: residuals near 1e-17 at the root
+        padded = np.concatenate([np.zeros(1), u, np.zeros(1)])
+        return padded[:-2] - 2.0 * u + padded[2:] + h**2 * p[0] * np.exp(u)
+
+    return f, times_h2
+
+
+@pytest.mark.parametrize("n, lam", [(100, 3.4), (300, 2.0)])
+def test_a_residual_scaled_by_one_over_h_squared_converges_at_its_rounding_level(n, lam) -> None:
+    """User testing: the line search stalled at max|f| = 1.6e-12 (n = 100) and 8.7e-12 (n = 300),
+    above abstol = 1e-12 but at the rounding level of f's terms, with a Newton step of some 20
+    eps max|u|: refused as "no decrease".  The root is that of the h^2-scaled equations, which
+    reach abstol, and its derivative in lam their central difference."""
+    f, times_h2 = _bratu_over_h2(n)
+    u = pz.nlsolve(f, np.zeros(n), np.array([lam]))
+    v = pz.nlsolve(times_h2, np.zeros(n), np.array([lam]))
+    assert np.max(np.abs(u - v)) <= 1e-13 * np.max(v)
+    (g,) = pz.gradient(lambda q: np.sum(pz.nlsolve(f, np.zeros(n), q)), np.array([lam]))
+    d = 1e-6
+    fd = (np.sum(pz.nlsolve(times_h2, np.zeros(n), np.array([lam + d]))) - np.sum(pz.nlsolve(times_h2, np.zeros(n), np.array([lam - d])))) / (2 * d)
+    assert g[0] == pytest.approx(fd, rel=1e-6)
+    # past the fold (3.51 for n = 100) there is no root, and |f| stalls far above its rounding level
+    with pytest.raises(pz.SolverError, match="no decrease"):
+        pz.nlsolve(f, np.zeros(n), np.array([3.6]))
+
+
+@pytest.mark.julia
+def test_a_residual_scaled_by_one_over_h_squared_converges_on_julia_too() -> None:
+    f, _ = _bratu_over_h2(100)
+    loss = lambda q: np.sum(pz.nlsolve(f, np.zeros(100), q))  # noqa: E731
+    v_np, (g_np,) = pz.withgradient(loss, np.array([3.4]), engine="numpy")
+    v_jl, (g_jl,) = pz.withgradient(loss, np.array([3.4]), engine="julia")
+    assert v_jl == pytest.approx(v_np, rel=1e-12)
+    np.testing.assert_allclose(g_jl, g_np, rtol=1e-10)
+    with pytest.raises(pz.SolverError, match="no decrease"):
+        pz.gradient(loss, np.array([3.6]), engine="julia")

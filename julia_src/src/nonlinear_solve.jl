@@ -36,6 +36,9 @@ end
 
 # The stopping rules and the line search of pyzygote.primitives.nonlinear, the same numbers.
 const STEP_EPS = 4.0
+# max|f| within ROUNDING_F * eps * maximum(abs.(J) * abs.(u)), the rounding level of f's own
+# terms, is a root where the line search finds no decrease along a step below reltol * max|u|.
+const ROUNDING_F = 8.0
 const HALVINGS = 30
 const ARMIJO = 1.0e-4
 const SINGULAR_CONDITION = 1.0e14
@@ -56,7 +59,9 @@ and the Newton step computed there is small, `maximum(abs, du) <= reltol * maxim
 or, whatever `|f|`, when `du` moves no entry of `u` by more than `STEP_EPS` machine epsilons of
 it, or the line search finds no decrease along a `du` below `STEP_EPS` epsilons of
 `maximum(abs, u)`; or when the line search finds no decrease at all while
-`maximum(abs, f) <= abstol` (`|f|` at its rounding floor, as at a root at `u = 0`). Throws a
+`maximum(abs, f) <= abstol` (`|f|` at its rounding floor, as at a root at `u = 0`), or along a
+`du` below `reltol * maximum(abs, u)` while `maximum(abs, f)` is within `ROUNDING_F` times the
+rounding level of f's terms, `eps * maximum(abs.(J) * abs.(u))`. Throws a
 [`NonlinearSolveFailure`](@ref) after `maxiters` iterations without convergence, at a singular
 or non-finite Jacobian (also at the root: a root that is not isolated has no derivative), where
 `f` is not finite, or where Newton converged linearly (a multiple root, without a derivative).
@@ -122,20 +127,13 @@ function _nlsolve(
     steps = Tuple{Float64, Bool}[]
     for iteration in 1:(maxiters + 1)
         small_f = maximum(abs, r) <= abstol
-        step = _newton_step(f, u, p, iteration, r, small_f)
+        step, level = _newton_step(f, u, p, iteration, r, small_f)
         stepsize = Float64(maximum(abs, step))
         scale = Float64(maximum(abs, u))
         all(abs.(step) .<= STEP_EPS * eps(Float64) .* abs.(u)) && return u
         if small_f && stepsize <= reltol * scale
             ratio = _linear_convergence(vcat(steps, [(stepsize, true)]), scale)
-            if ratio !== nothing
-                msg = "Newton converged linearly, each full step $ratio times the one " *
-                    "before, where it converges quadratically to a simple root: the root " *
-                    "is (numerically) multiple, its Jacobian singular, and it has no " *
-                    "derivative in p (u**2 - p at p = 0 has the root sqrt(p), whose " *
-                    "derivative is infinite there)"
-                throw(_failure(msg, iteration, r, u))
-            end
+            ratio === nothing || throw(_failure(_linear_words(ratio), iteration, r, u))
             return u
         end
         if iteration > maxiters
@@ -159,6 +157,13 @@ function _nlsolve(
             # No decrease at all along a descent direction: |f| is rounding noise, within
             # abstol (a root at u = 0, where the relative step test cannot pass).
             small_f && return u
+            # No decrease along a small step, |f| at the rounding level of its own terms.
+            if stepsize <= reltol * scale &&
+                    _innermost_value(maximum(abs, r)) <= ROUNDING_F * eps(Float64) * level
+                ratio = _linear_convergence(vcat(steps, [(stepsize, true)]), scale)
+                ratio === nothing || throw(_failure(_linear_words(ratio), iteration, r, u))
+                return u
+            end
             msg = "the line search found no decrease of |f| along the Newton step, halved 30 " *
                 "times (a local minimum of |f| that is not a root, a start u0 too far from " *
                 "the root for Newton's step, or abstol below what rounding allows)"
@@ -168,6 +173,14 @@ function _nlsolve(
         push!(steps, (stepsize, whole))
     end
     throw(ErrorException("unreachable: the last iteration returns or throws"))
+end
+
+function _linear_words(ratio)
+    return "Newton converged linearly, each full step $ratio times the one " *
+        "before, where it converges quadratically to a simple root: the root " *
+        "is (numerically) multiple, its Jacobian singular, and it has no " *
+        "derivative in p (u**2 - p at p = 0 has the root sqrt(p), whose " *
+        "derivative is infinite there)"
 end
 
 # The last ratio of successive full Newton steps where the last LINEAR_STEPS ratios all lie
@@ -187,7 +200,8 @@ function _linear_convergence(steps::Vector{Tuple{Float64, Bool}}, scale::Float64
     return ratios[end]
 end
 
-# The Newton step -J⁻¹ r for J = ∂f/∂u at `u`, or a NonlinearSolveFailure where J is not finite
+# The Newton step -J⁻¹ r for J = ∂f/∂u at `u` and the size of f's terms there,
+# `maximum(abs.(J) * abs.(u))` (see ROUNDING_F), or a NonlinearSolveFailure where J is not finite
 # or singular to working precision (the condition number of its scaled rows and columns above
 # SINGULAR_CONDITION, or a zero pivot in its LU), as pyzygote.primitives.nonlinear's
 # `_newton_step`: the singular values are computed only where the LU's estimate of that
@@ -199,8 +213,9 @@ function _newton_step(f, u, p, iteration::Int, r, at_root::Bool)
     all(isfinite, J) ||
         throw(_failure("the Jacobian df/du is NaN or inf$place", iteration, r, u))
     step, estimate = _scaled_step(J, r)
+    level = Float64(_innermost_value(maximum(abs.(J) * abs.(u))))
     if step !== nothing && estimate <= SINGULAR_CONDITION / (ESTIMATE_MARGIN * length(u))
-        return step
+        return step, level
     end
     condition = _scaled_condition(J)
     if step === nothing || !(condition <= SINGULAR_CONDITION)
@@ -214,7 +229,7 @@ function _newton_step(f, u, p, iteration::Int, r, at_root::Bool)
             "$condition with its rows and columns scaled$pivot): $why"
         throw(_failure(msg, iteration, r, u))
     end
-    return step
+    return step, level
 end
 
 # `(rows, cols, S)`: `S = J ./ rows ./ permutedims(cols)`, J with its rows, then its columns,

@@ -53,6 +53,14 @@ class NLOptions:
 # float64: the root is as accurate as it can be, even where rounding keeps max|f| above abstol
 # (residuals of size 1e6 cannot reach abstol=1e-12).
 STEP_EPS = 4.0
+# The rounding level of f's own evaluation at u is about eps * max_i sum_j |J_ij| |u_j|, the size
+# of the terms that cancel in f (of 1/h^2 discretizations: 4 |u| / h^2); even the exact root,
+# rounded to float64, leaves |f_i| up to eps/2 times that, and evaluating f adds eps/2 per
+# rounding of terms that size.  Where the line search finds no decrease along a Newton step
+# below reltol * max|u|, max|f| within ROUNDING_F times that level is a root (user testing: a
+# Bratu problem with residuals scaled by 1/h^2 stalled at 1.6e-12, 0.2 to 0.4 times the level,
+# against abstol = 1e-12); 8 covers some 16 roundings of the largest terms.
+ROUNDING_F = 8.0
 # The line search halves the step at most this many times (to 2^-30 of the Newton step).
 HALVINGS = 30
 # Armijo's sufficient decrease of 0.5 |f|^2: a fraction of what the linear model promises.
@@ -128,7 +136,9 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
     small, ``max|du| <= reltol * max|u|``; or, whatever ``|f|``, when ``du`` is below rounding:
     ``|du_i| <= 4 eps |u_i|`` for every entry, or the line search finds no decrease along a ``du``
     with ``max|du| <= 4 eps max|u|``; or when the line search finds no decrease at all while
-    ``max|f| <= abstol`` (``|f|`` is at its rounding floor, as at a root at ``u = 0``)."""
+    ``max|f| <= abstol`` (``|f|`` is at its rounding floor, as at a root at ``u = 0``), or along a
+    ``du`` with ``max|du| <= reltol * max|u|`` while ``max|f|`` is within ROUNDING_F times the
+    rounding level of f's terms, ``eps * max_i sum_j |J_ij| |u_j|``."""
     u = np.array(u0, dtype=float)
     with np.errstate(all="ignore"):
         r = np.asarray(rhs(u, p, 0.0), dtype=float)
@@ -138,21 +148,14 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
     steps: list[tuple[float, bool]] = []  # max|du| of each Newton step computed, and whether it was taken whole
     for iteration in range(1, opts.maxiters + 2):
         small_f = bool(np.max(np.abs(r), initial=0.0) <= opts.abstol)
-        step = _newton_step(rhs, u, p, iteration, r, small_f)
+        step, level = _newton_step(rhs, u, p, iteration, r, small_f)
         size, scale = float(np.max(np.abs(step), initial=0.0)), float(np.max(np.abs(u), initial=0.0))
         if np.all(np.abs(step) <= STEP_EPS * eps * np.abs(u)):
             return u  # the step-size test: u cannot move in float64
         if small_f and size <= opts.reltol * scale:
             ratio = linear_convergence(steps + [(size, True)], scale)
             if ratio is not None:
-                raise _failed(
-                    f"Newton converged linearly, each full step {ratio:.3g} times the one before, where it converges "
-                    "quadratically to a simple root: the root is (numerically) multiple, its Jacobian singular, and it has "
-                    "no derivative in p (u**2 - p at p = 0 has the root sqrt(p), whose derivative is infinite there)",
-                    iteration,
-                    u,
-                    r,
-                )
+                raise _failed(_linear_words(ratio), iteration, u, r)
             return u
         if iteration > opts.maxiters:
             ratio = linear_convergence(steps + [(size, True)], scale) if small_f else None
@@ -175,6 +178,13 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
                 # No decrease at all along a descent direction: |f| is rounding noise, within
                 # abstol (a root at u = 0, where the relative step test cannot pass).
                 return u
+            if size <= opts.reltol * scale and np.max(np.abs(r), initial=0.0) <= ROUNDING_F * eps * level:
+                # No decrease along a small step, |f| at the rounding level of its own terms
+                # (see ROUNDING_F): converged, unless it converged linearly.
+                ratio = linear_convergence(steps + [(size, True)], scale)
+                if ratio is not None:
+                    raise _failed(_linear_words(ratio), iteration, u, r)
+                return u
             raise _failed(
                 "the line search found no decrease of |f| along the Newton step, halved 30 times (a local minimum of "
                 "|f| that is not a root, a start u0 too far from the root for Newton's step, or abstol below what "
@@ -186,6 +196,14 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
         u, r, whole = found
         steps.append((size, whole))
     raise AssertionError("unreachable: the last iteration returns or raises")
+
+
+def _linear_words(ratio: float) -> str:
+    return (
+        f"Newton converged linearly, each full step {ratio:.3g} times the one before, where it converges "
+        "quadratically to a simple root: the root is (numerically) multiple, its Jacobian singular, and it has "
+        "no derivative in p (u**2 - p at p = 0 has the root sqrt(p), whose derivative is infinite there)"
+    )
 
 
 def linear_convergence(steps: list[tuple[float, bool]], scale: float) -> float | None:
@@ -267,8 +285,9 @@ def _scaled_step(J: np.ndarray, r: np.ndarray) -> tuple[np.ndarray | None, float
     return step, (np.inf if np.isnan(estimate) else float(estimate))
 
 
-def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.ndarray, at_root: bool) -> np.ndarray:
-    """The Newton step ``-J^{-1} f`` at ``u`` for ``J = df/du``, or a SolverError where ``J`` is
+def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.ndarray, at_root: bool) -> tuple[np.ndarray, float]:
+    """The Newton step ``-J^{-1} f`` at ``u`` for ``J = df/du`` and the size of the terms of
+    ``f`` there, ``max_i sum_j |J_ij| |u_j|`` (see ROUNDING_F); or a SolverError where ``J`` is
     not finite or singular to working precision: its scaled condition number
     (:func:`scaled_condition`) above SINGULAR_CONDITION, or a zero pivot in its LU.  The SVD is
     computed only where the LU's estimate of that condition number is within
@@ -278,8 +297,9 @@ def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.n
     if not np.all(np.isfinite(J)):
         raise _failed(f"the Jacobian df/du is NaN or inf{where}", iteration, u, r)
     step, estimate = _scaled_step(J, r)
+    level = float(np.max(np.abs(J) @ np.abs(u), initial=0.0))
     if step is not None and estimate <= SINGULAR_CONDITION / (ESTIMATE_MARGIN * len(u)):
-        return step
+        return step, level
     condition = scaled_condition(J)
     if step is None or not condition <= SINGULAR_CONDITION:
         why = "the root is not isolated, and has no derivative in p" if at_root else "the root is not isolated there, or f does not depend on some entry of u"
@@ -292,7 +312,7 @@ def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.n
             u,
             r,
         )
-    return step
+    return step, level
 
 
 def dependent_equations(J: np.ndarray, shape: tuple[int, ...] = ()) -> str:
@@ -394,7 +414,9 @@ def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np
             failed, finite = exc, False
         else:
             failed, finite = None, bool(np.all(np.isfinite(r_trial)))
-            if finite and 0.5 * float(r_trial @ r_trial) <= (1.0 - 2.0 * ARMIJO * t) * merit:
+            with np.errstate(over="ignore"):  # finite entries whose squares overflow: no decrease
+                decreased = finite and 0.5 * float(r_trial @ r_trial) <= (1.0 - 2.0 * ARMIJO * t) * merit
+            if decreased:
                 return trial, r_trial, t == 1.0
         t *= 0.5
     if failed is not None:
@@ -622,7 +644,9 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     it too, whatever ``|f|``: a Newton step moving no entry of ``u`` by more than 4 machine
     epsilons of it, or a line search finding no decrease along a step below 4 epsilons of
     ``max|u|``; and so does a line search finding no decrease at all while ``max|f| <= abstol``
-    (``|f|`` is rounding noise, as at a root at ``u = 0``, where the relative test cannot pass).
+    (``|f|`` is rounding noise, as at a root at ``u = 0``, where the relative test cannot pass),
+    or along a step below ``reltol * max|u|`` while ``max|f|`` is within 8 times the rounding
+    level of f's terms, ``eps * max_i sum_j |J_ij| |u_j|`` (residuals divided by ``h**2``).
     NonlinearSolve.jl's default (``AbsNormSafeBestTerminationMode``, given the residual) stops on
     ``|f|`` alone, with ``abstol = eps^(4/5)``.  No convergence within ``maxiters`` iterations, a
     singular Jacobian (also at the root: a root that is not isolated has no derivative), a NaN in
