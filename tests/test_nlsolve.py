@@ -1062,3 +1062,37 @@ def test_a_residual_scaled_by_one_over_h_squared_converges_on_julia_too() -> Non
     np.testing.assert_allclose(g_jl, g_np, rtol=1e-10)
     with pytest.raises(pz.SolverError, match="no decrease"):
         pz.gradient(loss, np.array([3.6]), engine="julia")
+
+
+def test_a_singular_jacobian_where_f_is_not_small_is_called_a_stationary_point_not_a_root() -> None:
+    """User testing: u**2 - p at p = -1 (no real root) reached u = 0, where |f| = 1, and was told
+    "the root is not isolated"; equations that are dependent everywhere are still named so."""
+    with pytest.raises(pz.SolverError, match=r"singular \(condition number inf .*\): f has a stationary point here, where max\|f\| = 1 is not small: a minimum of \|f\| \(or a saddle\) that is not a root.*no root for this p: past a fold \(turning point\).*continuation in p") as info:
+        pz.nlsolve(square, np.array([1.0]), np.array([-1.0]))
+    assert "root is not isolated" not in str(info.value)
+
+    def dependent(u, p):  # f is not along the null space of J here: no stationary point
+        return np.stack([u[0] + u[1] - p[0], 2.0 * (u[0] + u[1]) - p[1]])
+
+    with pytest.raises(pz.SolverError, match=r"singular .*the root is not isolated there.*f\[0\] - 0\.5 \* f\[1\] is constant") as info:
+        pz.nlsolve(dependent, np.zeros(2), np.array([1.0, 3.0]))
+    assert "stationary" not in str(info.value)
+    from pyzygote.primitives.nonlinear import stationary
+
+    assert stationary(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([1e-3, 1.0]))
+    assert not stationary(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([1.0, 1.0]))
+
+
+def test_no_decrease_past_the_fold_of_bratu_says_there_may_be_no_root_and_suggests_continuation() -> None:
+    f, _ = _bratu_over_h2(100)
+    with pytest.raises(pz.SolverError, match=r"no decrease .*no root for this p: past a fold \(turning point\) of the branch of roots.*continuation in p"):
+        pz.nlsolve(f, np.zeros(100), np.array([3.6]))
+
+
+@pytest.mark.julia
+def test_julia_calls_a_singular_jacobian_where_f_is_not_small_a_stationary_point() -> None:
+    with pytest.raises(pz.SolverError, match=r"Julia engine failed: the Jacobian df/du is singular .*f has a stationary point here.*no root for this p"):
+        pz.gradient(lambda q: pz.nlsolve(square, np.array([1.0]), q)[0], np.array([-1.0]), engine="julia")
+    f, _ = _bratu_over_h2(100)
+    with pytest.raises(pz.SolverError, match=r"Julia engine failed: the line search found no decrease.*past a fold \(turning point\).*continuation in p"):
+        pz.gradient(lambda q: np.sum(pz.nlsolve(f, np.zeros(100), q)), np.array([3.6]), engine="julia")

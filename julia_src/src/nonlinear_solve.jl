@@ -127,7 +127,7 @@ function _nlsolve(
     steps = Tuple{Float64, Bool}[]
     for iteration in 1:(maxiters + 1)
         small_f = maximum(abs, r) <= abstol
-        step, level = _newton_step(f, u, p, iteration, r, small_f)
+        step, level = _newton_step(f, u, p, iteration, r, abstol)
         stepsize = Float64(maximum(abs, step))
         scale = Float64(maximum(abs, u))
         all(abs.(step) .<= STEP_EPS * eps(Float64) .* abs.(u)) && return u
@@ -166,7 +166,12 @@ function _nlsolve(
             end
             msg = "the line search found no decrease of |f| along the Newton step, halved 30 " *
                 "times (a local minimum of |f| that is not a root, a start u0 too far from " *
-                "the root for Newton's step, or abstol below what rounding allows)"
+                "the root for Newton's step, or abstol below what rounding allows).  At a " *
+                "local minimum of |f| there may be no root for this p: past a fold (turning " *
+                "point) of the branch of roots, as for the Bratu problem u'' + lam exp(u) = 0 " *
+                "past lam = 3.51, two roots meet and vanish; follow the root by continuation " *
+                "in p from a value where it exists, each solve started from the last root, to " *
+                "see where it ends"
             throw(_failure(msg, iteration, r, u))
         end
         u, r, whole = found
@@ -206,14 +211,18 @@ end
 # SINGULAR_CONDITION, or a zero pivot in its LU), as pyzygote.primitives.nonlinear's
 # `_newton_step`: the singular values are computed only where the LU's estimate of that
 # condition number exceeds SINGULAR_CONDITION / (ESTIMATE_MARGIN * n) (an SVD per iteration cost
-# 7 of the 9 ms of an iteration at n = 300 in NumPy).
-function _newton_step(f, u, p, iteration::Int, r, at_root::Bool)
+# 7 of the 9 ms of an iteration at n = 300 in NumPy). A singular J where max|f| is neither
+# within abstol nor at the rounding level of f's terms, f along directions J cannot change
+# (`_stationary`), is a stationary point of |f| that is not a root, and the message says so.
+function _newton_step(f, u, p, iteration::Int, r, abstol::Float64)
     J = ForwardDiff.jacobian(v -> f(v, p), u)
+    level = Float64(_innermost_value(maximum(abs.(J) * abs.(u))))
+    size_f = Float64(_innermost_value(maximum(abs, r)))
+    at_root = size_f <= abstol || size_f <= ROUNDING_F * eps(Float64) * level
     place = at_root ? " at the root" : ""
     all(isfinite, J) ||
         throw(_failure("the Jacobian df/du is NaN or inf$place", iteration, r, u))
     step, estimate = _scaled_step(J, r)
-    level = Float64(_innermost_value(maximum(abs.(J) * abs.(u))))
     if step !== nothing && estimate <= SINGULAR_CONDITION / (ESTIMATE_MARGIN * length(u))
         return step, level
     end
@@ -222,6 +231,15 @@ function _newton_step(f, u, p, iteration::Int, r, at_root::Bool)
         why = at_root ?
             "the root is not isolated, and has no derivative in p" :
             "the root is not isolated there, or f does not depend on some entry of u"
+        if !at_root && _stationary(J, r)
+            why = "f has a stationary point here, where max|f| = $size_f is not small: a " *
+                "minimum of |f| (or a saddle) that is not a root, f lying along directions " *
+                "df/du cannot change.  There may be no root for this p: past a fold " *
+                "(turning point) of the branch of roots, two roots meet and vanish, as those " *
+                "of u**2 - p do for p < 0.  Start elsewhere (u0), or follow the root by " *
+                "continuation in p from a value where it exists, each solve started from " *
+                "the last root"
+        end
         pivot = condition <= SINGULAR_CONDITION ?
             "; its LU factorization met a zero pivot" :
             ""
@@ -230,6 +248,32 @@ function _newton_step(f, u, p, iteration::Int, r, at_root::Bool)
         throw(_failure(msg, iteration, r, u))
     end
     return step, level
+end
+
+# f lies along directions J cannot change where at least this fraction of its norm (rows and
+# columns of J scaled, f by the same rows) is in J's left null space, as
+# pyzygote.primitives.nonlinear's STATIONARY.
+const STATIONARY = 0.9
+
+# Whether `r = f(u)` lies (its fraction STATIONARY) in the left null space of a singular J, rows
+# and columns scaled (zero ones left as they are), as pyzygote.primitives.nonlinear's
+# `stationary`: u is then near a stationary point of |f|.
+function _stationary(J::AbstractMatrix, r)
+    Jv = Float64.(_innermost_value.(J))
+    rows = vec(maximum(abs, Jv; dims = 2))
+    rows[rows .== 0] .= 1.0
+    S = Jv ./ rows
+    cols = vec(maximum(abs, S; dims = 1))
+    cols[cols .== 0] .= 1.0
+    b = Float64.(_innermost_value.(r)) ./ rows
+    bnorm = LinearAlgebra.norm(b)
+    bnorm > 0 || return false
+    F = LinearAlgebra.svd(S ./ permutedims(cols))
+    n = length(b)
+    null = F.S[1] > 0 ?
+        F.U[:, F.S .<= F.S[1] / SINGULAR_CONDITION] :
+        Matrix{Float64}(LinearAlgebra.I, n, n)
+    return LinearAlgebra.norm(permutedims(null) * b) >= STATIONARY * bnorm
 end
 
 # `(rows, cols, S)`: `S = J ./ rows ./ permutedims(cols)`, J with its rows, then its columns,

@@ -148,7 +148,7 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
     steps: list[tuple[float, bool]] = []  # max|du| of each Newton step computed, and whether it was taken whole
     for iteration in range(1, opts.maxiters + 2):
         small_f = bool(np.max(np.abs(r), initial=0.0) <= opts.abstol)
-        step, level = _newton_step(rhs, u, p, iteration, r, small_f)
+        step, level = _newton_step(rhs, u, p, iteration, r, opts.abstol)
         size, scale = float(np.max(np.abs(step), initial=0.0)), float(np.max(np.abs(u), initial=0.0))
         if np.all(np.abs(step) <= STEP_EPS * eps * np.abs(u)):
             return u  # the step-size test: u cannot move in float64
@@ -188,7 +188,10 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
             raise _failed(
                 "the line search found no decrease of |f| along the Newton step, halved 30 times (a local minimum of "
                 "|f| that is not a root, a start u0 too far from the root for Newton's step, or abstol below what "
-                "rounding allows)",
+                "rounding allows).  At a local minimum of |f| there may be no root for this p: past a fold (turning "
+                "point) of the branch of roots, as for the Bratu problem u'' + lam exp(u) = 0 past lam = 3.51, two "
+                "roots meet and vanish; follow the root by continuation in p from a value where it exists, each "
+                "solve started from the last root, to see where it ends",
                 iteration,
                 u,
                 r,
@@ -285,19 +288,26 @@ def _scaled_step(J: np.ndarray, r: np.ndarray) -> tuple[np.ndarray | None, float
     return step, (np.inf if np.isnan(estimate) else float(estimate))
 
 
-def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.ndarray, at_root: bool) -> tuple[np.ndarray, float]:
+def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.ndarray, abstol: float) -> tuple[np.ndarray, float]:
     """The Newton step ``-J^{-1} f`` at ``u`` for ``J = df/du`` and the size of the terms of
     ``f`` there, ``max_i sum_j |J_ij| |u_j|`` (see ROUNDING_F); or a SolverError where ``J`` is
     not finite or singular to working precision: its scaled condition number
     (:func:`scaled_condition`) above SINGULAR_CONDITION, or a zero pivot in its LU.  The SVD is
     computed only where the LU's estimate of that condition number is within
-    ``ESTIMATE_MARGIN * n`` of the threshold (see ESTIMATE_MARGIN)."""
+    ``ESTIMATE_MARGIN * n`` of the threshold (see ESTIMATE_MARGIN).  A singular ``J`` where
+    ``max|f|`` is neither within ``abstol`` nor at the rounding level of f's terms, with ``f``
+    in directions ``J`` cannot change (:func:`stationary`), is a stationary point of ``|f|``
+    that is not a root, and the message says so (user testing: ``u**2 - p`` at ``p = -1``, where
+    there is no real root, was told "the root is not isolated")."""
     J = np.asarray(dense_matrix(rhs.jacobian_u(u, p, 0.0)), dtype=float)
+    with np.errstate(all="ignore"):
+        level = float(np.max(np.abs(J) @ np.abs(u), initial=0.0))
+    size_f = float(np.max(np.abs(r), initial=0.0))
+    at_root = size_f <= abstol or size_f <= ROUNDING_F * np.finfo(float).eps * level
     where = " at the root" if at_root else ""
     if not np.all(np.isfinite(J)):
         raise _failed(f"the Jacobian df/du is NaN or inf{where}", iteration, u, r)
     step, estimate = _scaled_step(J, r)
-    level = float(np.max(np.abs(J) @ np.abs(u), initial=0.0))
     if step is not None and estimate <= SINGULAR_CONDITION / (ESTIMATE_MARGIN * len(u)):
         return step, level
     condition = scaled_condition(J)
@@ -305,6 +315,14 @@ def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.n
         why = "the root is not isolated, and has no derivative in p" if at_root else "the root is not isolated there, or f does not depend on some entry of u"
         shape = getattr(getattr(rhs, "layout", None), "u_shape", u.shape)
         pivot = "; its LU factorization met a zero pivot" if condition <= SINGULAR_CONDITION else ""
+        if not at_root and stationary(J, r):
+            why = (
+                f"f has a stationary point here, where max|f| = {size_f:.3g} is not small: a minimum of |f| (or a saddle) "
+                "that is not a root, f lying along directions df/du cannot change.  There may be no root for this p: past "
+                "a fold (turning point) of the branch of roots, two roots meet and vanish, as those of u**2 - p do for "
+                "p < 0.  Start elsewhere (u0), or follow the root by continuation in p from a value where it exists, "
+                "each solve started from the last root"
+            )
         raise _failed(
             f"the Jacobian df/du is singular{where} (condition number {condition:.3g} with its rows and columns scaled{pivot}): {why}"
             + dependent_equations(J, shape),
@@ -313,6 +331,32 @@ def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.n
             r,
         )
     return step, level
+
+
+# f lies along directions the Jacobian cannot change where at least this fraction of its norm
+# (rows and columns of J scaled, f by the same rows) is in J's left null space: no step reduces
+# |f| below sqrt(1 - 0.9^2) = 0.44 of itself to first order, and where J^T f = 0 (a stationary
+# point of |f|) the fraction is 1.
+STATIONARY = 0.9
+
+
+def stationary(J: np.ndarray, r: np.ndarray) -> bool:
+    """Whether ``r = f(u)`` lies (its fraction STATIONARY) in the left null space of a singular
+    ``J = df/du``, rows and columns scaled as in :func:`dependent_equations` (zero ones left
+    as they are): ``u`` is then near a stationary point of ``|f|``, which is not a root where
+    ``|f|`` is not small."""
+    rows = np.max(np.abs(J), axis=1)
+    rows[rows == 0] = 1.0
+    S = J / rows[:, None]
+    cols = np.max(np.abs(S), axis=0)
+    cols[cols == 0] = 1.0
+    b = r / rows
+    norm = float(np.linalg.norm(b))
+    if not norm > 0:
+        return False
+    U, s, _ = np.linalg.svd(S / cols[None, :])
+    null = U[:, s <= s[0] / SINGULAR_CONDITION] if s[0] > 0 else np.eye(len(b))
+    return bool(np.linalg.norm(null.T @ b) >= STATIONARY * norm)
 
 
 def dependent_equations(J: np.ndarray, shape: tuple[int, ...] = ()) -> str:
