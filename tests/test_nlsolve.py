@@ -311,9 +311,18 @@ def test_a_double_root_is_refused_as_multiple() -> None:
     # a triple root: steps shrink by 2/3
     with pytest.raises(pz.SolverError, match=r"each full step 0.667 times"):
         pz.nlsolve(lambda u, p: np.stack([(u[0] - 1.0) ** 3 - p[0], u[1] - 2.0]), np.array([2.0, 0.0]), np.zeros(1))
-    # alone at 0, u0 never converges relative to itself: maxiters, with the linear steps named
-    with pytest.raises(pz.SolverError, match=r"within maxiters = 100 iterations; the last full Newton steps shrank linearly, by 0.5 each, as near a multiple root"):
+    # alone at 0, u0 never converges relative to itself: refused once 12 full steps have halved it
+    # with |f| <= abstol (user testing: it ran all 100 iterations), at iteration 33 (u = 2^-32)
+    with pytest.raises(pz.SolverError, match=r"each full step 0.5 times.*multiple.*Its last 12 full steps all shrank so with max\|f\| <= abstol = 1e-12.*pass a smaller abstol\) \(Newton iteration 33, .*at u = \[2.32831e-10\]"):
         pz.nlsolve(square, np.array([1.0]), np.zeros(1))
+    # stopped by maxiters before that, with the linear steps named
+    with pytest.raises(pz.SolverError, match=r"within maxiters = 25 iterations; the last full Newton steps shrank linearly, by 0.5 each, as near a multiple root"):
+        pz.nlsolve(square, np.array([1.0]), np.zeros(1), maxiters=25)
+    # a simple root that near a double one (u**2 - 1e-20: 1e-10) is told apart with a smaller abstol
+    with pytest.raises(pz.SolverError, match="pass a smaller abstol"):
+        pz.nlsolve(square, np.array([1.0]), np.array([1e-20]))
+    (g,) = pz.gradient(lambda q: pz.nlsolve(square, np.array([1.0]), q, abstol=1e-30)[0], np.array([1e-20]))
+    assert g[0] == pytest.approx(0.5e10, rel=1e-10)  # 1 / (2 u), u to reltol
 
 
 def test_simple_roots_after_linear_looking_or_damped_steps_are_not_called_multiple() -> None:
@@ -1096,3 +1105,11 @@ def test_julia_calls_a_singular_jacobian_where_f_is_not_small_a_stationary_point
     f, _ = _bratu_over_h2(100)
     with pytest.raises(pz.SolverError, match=r"Julia engine failed: the line search found no decrease.*past a fold \(turning point\).*continuation in p"):
         pz.gradient(lambda q: np.sum(pz.nlsolve(f, np.zeros(100), q)), np.array([3.6]), engine="julia")
+
+
+@pytest.mark.julia
+def test_julia_refuses_a_double_root_at_zero_after_twelve_linear_steps_within_abstol() -> None:
+    with pytest.raises(pz.SolverError, match=r"Julia engine failed: Newton converged linearly.*Its last 12 full steps all shrank so.*\(Newton iteration 33,"):
+        pz.gradient(lambda q: pz.nlsolve(square, np.array([1.0]), q)[0], np.zeros(1), engine="julia")
+    (g,) = pz.gradient(lambda q: pz.nlsolve(square, np.array([1.0]), q, abstol=1e-30)[0], np.array([1e-20]), engine="julia")
+    assert g[0] == pytest.approx(0.5e10, rel=1e-10)
