@@ -2067,3 +2067,20 @@ def test_logaddexp_reduce_is_a_shifted_log_sum_exp() -> None:
     assert pz.make_program(lambda v: np.logaddexp.reduce(v), z.astype(np.float32))(z.astype(np.float32))[0].dtype == np.float32
     empty = np.zeros((2, 0))  # numpy's identity, -inf, for each empty slice
     np.testing.assert_array_equal(pz.make_program(lambda v: np.logaddexp.reduce(v, axis=1), empty)(empty)[0], np.logaddexp.reduce(empty, axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_modf_and_divmod_are_numpys_and_differentiate_through_the_fraction_and_remainder(dtype) -> None:
+    """Found in user testing: np.modf and np.divmod were refused.  Their values (signed zeros and
+    infinities too) are numpy's; the fractional part and the remainder carry the derivative."""
+    x = np.array([-2.75, -0.5, 0.25, 1.5, 3.3, np.inf, -np.inf, -0.0, np.nan], dtype=dtype)
+    for f in (np.modf, lambda x: np.divmod(x, dtype(0.7)), lambda x: np.divmod(x, -x[::-1] - 1)):
+        with np.errstate(invalid="ignore"):
+            want = f(x)
+            got = pz.make_program(f, x)(x)
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+            np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+    y = np.array([-2.75, -0.4, 0.35, 1.3, 3.3])  # away from the jumps
+    check_grads(lambda x: np.modf(x)[0] ** 2 + np.divmod(x, 0.7)[1] * np.divmod(3.0, x)[1], (y,), engine="numpy")

@@ -147,6 +147,26 @@ def _np_heaviside(x: Any, h0: Any, **kw: Any) -> Any:
     return np.where(np.isnan(x), np.full((), np.nan, x.dtype), step)
 
 
+@implements(np.modf)
+def _np_modf(x: Any, **kw: Any) -> tuple[Any, Any]:
+    """``(x - trunc(x), trunc(x))``: the fractional part carries the derivative, with ``x``'s sign
+    (and ``modf(±inf) = (±0.0, ±inf)``, as numpy's)."""
+    _no_keywords("modf", kw)
+    x = as_operand(x)
+    whole = np.trunc(x)
+    infinite = np.isinf(x)
+    frac = x - np.where(infinite, np.zeros((), x.dtype), whole)  # no inf - inf
+    # x itself where it is ±0.0 or ±inf's zero: the sign numpy gives
+    return np.where(infinite, np.copysign(np.zeros((), x.dtype), x), np.where(np.equal(x, 0), x, frac)), whole
+
+
+@implements(np.divmod)
+def _np_divmod(x: Any, y: Any, **kw: Any) -> tuple[Any, Any]:
+    """``(x // y, x % y)``, numpy's ``floor_divide`` and ``remainder``."""
+    _no_keywords("divmod", kw)
+    return np.floor_divide(x, y), np.remainder(x, y)
+
+
 @implements(np.nan_to_num)
 def _np_nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None, neginf: Any = None) -> Any:
     x = as_operand(x)
