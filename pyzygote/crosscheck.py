@@ -431,14 +431,15 @@ def _convention_hint(candidate: Any, reference: Any, rtol: float, reads_triangle
 
 # Factors whose signs pyzygote fixes where LAPACK leaves them open: the outputs of each that
 # depend on the signs (svd's U and Vt, eigh's eigenvectors; singular values and eigenvalues do not).
-_SIGNED_OUTPUTS = {"qr": ((0, 1), "np.linalg.qr"), "svd": ((0, 2), "np.linalg.svd"), "eigh": ((1,), "np.linalg.eigh's eigenvectors")}
+# qr is not one: its traced factors are numpy's, LAPACK's signs included.
+_SIGNED_OUTPUTS = {"svd": ((0, 2), "np.linalg.svd"), "eigh": ((1,), "np.linalg.eigh's eigenvectors")}
 
 
 def _signs_hint(f: Callable[..., Any], args: tuple[Any, ...]) -> str:
     """Why finite differences of ``f`` can disagree with a correct gradient: ``f`` reads factors
     whose signs pyzygote fixes (README, Limits), while the differences run ``f`` as plain numpy,
     with LAPACK's signs, a different function of the point where ``f`` depends on them (found in
-    review: a loss of np.linalg.qr's Q was judged DISAGREES, 1.5 off)."""
+    review: a loss of np.linalg.qr's Q was judged DISAGREES, 1.5 off, when qr's signs were fixed too)."""
     from pyzygote.ir import Var
     from pyzygote.tracing import make_program
 
@@ -457,10 +458,10 @@ def _signs_hint(f: Callable[..., Any], args: tuple[Any, ...]) -> str:
         return ""
     names = ", ".join(dict.fromkeys(read))
     return (
-        f"\nf reads {names}, whose signs pyzygote fixes (the diagonal of R non-negative; the first entry of largest "
+        f"\nf reads {names}, whose signs pyzygote fixes (the first entry of largest "
         "magnitude of each singular vector or eigenvector positive), where numpy leaves them to LAPACK. The finite "
         "differences run f as plain numpy, so where f depends on those signs they differentiate another function. "
-        "Make f independent of them (Q @ R, np.abs(R), v**2), or fix them in f as pyzygote does, and check again."
+        "Make f independent of them (U @ np.diag(s) @ Vt, v**2), or fix them in f as pyzygote does, and check again."
     )
 
 

@@ -601,7 +601,7 @@ case("pinv", "pinv-orthogonal", lambda a: np.linalg.pinv(a * 0.0 + np.eye(*a.sha
 def _qr_matrix(m: int, n: int, stack: tuple[int, ...] = ()) -> Callable[..., tuple[Any, ...]]:
     """An m x n matrix (or a stack of them) whose leading square block is well away from
     singular, so R's diagonal, which the derivatives divide by, is too; the signs of that
-    block are mixed, so that LAPACK's R has diagonal entries of both signs to fix."""
+    block are mixed, so that LAPACK's R has diagonal entries of both signs."""
 
     def make(rng: np.random.Generator) -> tuple[Any, ...]:
         k = min(m, n)
@@ -616,22 +616,15 @@ def _qr_weights(shape: tuple[int, ...]) -> np.ndarray:
     return np.linspace(-1.0, 1.5, int(np.prod(shape))).reshape(shape)
 
 
-def _signed_qr(a: Any) -> tuple[Any, Any]:
-    from pyzygote.primitives.qr import qr_p
-
-    return qr_p.impl(a)
-
-
 for _label, _shape in (("tall", (4, 2)), ("square", (3, 3)), ("wide", (2, 4))):
     case(
         "qr",
         _label,
         lambda a: np.sum(np.linalg.qr(a)[0] * _qr_weights((a.shape[0], min(a.shape)))) + np.linalg.qr(a).R * _qr_weights((min(a.shape), a.shape[1])),
         _qr_matrix(*_shape),
-        ref=lambda a: np.sum(_signed_qr(a)[0] * _qr_weights((a.shape[0], min(a.shape)))) + _signed_qr(a)[1] * _qr_weights((min(a.shape), a.shape[1])),
+        ref=lambda a: np.sum(np.linalg.qr(a)[0] * _qr_weights((a.shape[0], min(a.shape)))) + np.linalg.qr(a)[1] * _qr_weights((min(a.shape), a.shape[1])),
         f32_rtol=1e-4,
     )
-# numpy's own qr as the reference: squares do not depend on the signs
 case("qr", "r-mode", lambda a: np.linalg.qr(a, mode="r") ** 2, _qr_matrix(3, 1), f32_rtol=1e-4)
 case("qr", "stack", lambda a: np.linalg.qr(a).Q ** 2 @ np.linalg.qr(a, mode="complete")[1] ** 2, _qr_matrix(2, 3, (2,)), f32_rtol=1e-4)
 

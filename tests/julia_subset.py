@@ -761,7 +761,7 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
         from pyzygote.primitives.qr import qr_p
 
         (a,) = args
-        return tuple(qr_p.impl(a))
+        return tuple(qr_p.impl(a))  # numpy's: LAPACK's geqrt and geqrf sign R alike (see README)
     if name in ("PyZygote.expm", "PyZygote.expm_frechet"):
         return _matrix_exponential(name, *args)
     if name == "PyZygote.cholesky_lower":

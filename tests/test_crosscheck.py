@@ -754,16 +754,24 @@ def test_a_float64_gradient_computed_in_float32_is_named_also_where_it_disagrees
 def test_differences_of_a_function_of_signed_factors_name_the_signs() -> None:
     """Found in review: crosscheck of a loss of np.linalg.qr's Q, with pyzygote's exact gradient,
     said DISAGREES (1.5 off) with no word of why: the differences run f as plain numpy, whose Q
-    has LAPACK's column signs, a different function from the traced one (README, Limits)."""
+    had LAPACK's column signs where pyzygote fixed them.  qr now keeps numpy's signs, so that
+    loss agrees; svd's U is still signed by pyzygote, and such a loss is named."""
     rng = np.random.default_rng(3)
     A, W = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
     f = lambda a: np.sum(np.linalg.qr(a)[0] * W)  # noqa: E731
-    report = pz.crosscheck(f, (A,), pz.gradient(f, A), engines=("numpy",), raise_on_failure=False)
-    assert not report.passed and any("np.linalg.qr, whose signs pyzygote fixes" in note for note in report.notes)
+    report = pz.crosscheck(f, (A,), pz.gradient(f, A), engines=("numpy",))
+    assert report.passed and not any("signs" in note for note in report.notes)
+    report = pz.crosscheck(f, (A,), (2.0 * pz.gradient(f, A)[0],), engines=("numpy",), raise_on_failure=False)
+    assert not report.passed and not any("signs" in note for note in report.notes)  # a wrong gradient of qr is just wrong
+    u = lambda a: np.sum(np.linalg.svd(a, full_matrices=False)[0] * W)  # noqa: E731
+    assert u(A) != pytest.approx(pz.withgradient(u, A)[0])  # numpy's U has a column pyzygote flips
+    report = pz.crosscheck(u, (A,), pz.gradient(u, A), engines=("numpy",), raise_on_failure=False)
+    assert not report.passed and any("np.linalg.svd, whose signs pyzygote fixes" in note for note in report.notes)
 
     def signed(a):  # the advice: the signs fixed in f, as pyzygote fixes them; then both agree
-        q, r = np.linalg.qr(a)
-        return np.sum(q * np.where(np.diagonal(r) < 0, -1.0, 1.0) * W)
+        v = np.linalg.svd(a, full_matrices=False)[0]
+        lead = np.take_along_axis(v, np.argmax(np.abs(v), axis=0)[None, :], axis=0)[0]
+        return np.sum(v * np.where(lead < 0, -1.0, 1.0) * W)
 
     assert pz.crosscheck(signed, (A,), pz.gradient(signed, A), engines=("numpy",)).passed
     # singular values do not depend on the signs: a wrong gradient of them gets no such note

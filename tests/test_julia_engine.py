@@ -301,7 +301,7 @@ def test_qr_of_an_empty_matrix_has_numpys_thin_shapes_and_empty_derivatives() ->
 
 
 def test_qr_of_a_rank_deficient_matrix_raises_instead_of_dividing_by_zero() -> None:
-    """A zero on R's diagonal: the factors are numpy's, signed, and a derivative, which solves
+    """A zero on R's diagonal: the factors are numpy's, and a derivative, which solves
     with R (LAPACK's trtrs, not trsm, which would divide by the zero), raises, as numpy's
     LinAlgError does on the NumPy engine."""
     a = np.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
@@ -312,6 +312,21 @@ def test_qr_of_a_rank_deficient_matrix_raises_instead_of_dividing_by_zero() -> N
     for derivative in (lambda: pz.gradient(f, a, engine="julia"), lambda: pz.jvp(f, (a,), (np.ones_like(a),), engine="julia"), lambda: pz.hessian(f, a, engine="julia")):
         with pytest.raises(pz.JuliaError, match="LAPACKException|SingularException"):
             derivative()
+
+
+def test_qr_values_are_numpys_signs_included() -> None:
+    """geqrt (LinearAlgebra.qr) and geqrf (numpy) both sign R's diagonal with dlarfg."""
+    for shape in ((4, 3), (3, 3), (2, 4), (40, 38)):
+        rng = np.random.default_rng(sum(shape))
+        a = rng.uniform(-1.0, 1.0, shape)
+        k = min(shape)
+        a[:k, :k] += 2.0 * np.eye(k) * rng.choice([-1.0, 1.0], k)
+        prog = pz.make_program(lambda m: np.linalg.qr(m), a)
+        q, r = get_engine("julia").evaluate(prog, [a])
+        qn, rn = np.linalg.qr(a)
+        np.testing.assert_array_equal(np.sign(np.diagonal(r)), np.sign(np.diagonal(rn)))
+        np.testing.assert_allclose(q, qn, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(r, rn, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("case", SMOOTH_NO_ODE)

@@ -1,4 +1,4 @@
-"""np.linalg.qr traced: the signed thin factors, their derivatives against closed forms and
+"""np.linalg.qr traced: numpy's thin factors (LAPACK's signs kept), their derivatives against closed forms and
 finite differences, numpy's modes and stacks, and the formulas julia_src's qr_thin uses.
 
 The NumPy engine's derivatives are the JVP written in traced primitives (reverse mode is its
@@ -41,18 +41,10 @@ def traced_qr(a: np.ndarray, mode: str = "reduced") -> Any:
 QR_RESULT = type(np.linalg.qr(np.eye(2)))
 
 
-def signed_qr(a: Any) -> tuple[Any, Any]:
-    """np.linalg.qr with R's diagonal made non-negative: numpy's factors as pyzygote signs them
-    (traced, the signs are all 1 already), so that finite differences of plain numpy calls
-    (check_grads) follow the same factors."""
-    q, r = np.linalg.qr(a)
-    signs = np.where(np.diagonal(r, axis1=-2, axis2=-1) < 0, -1.0, 1.0)
-    return q * signs[..., None, :], r * signs[..., :, None]
-
-
 def loss(a: Any) -> Any:
-    """Weighs every entry of Q and R, nonlinearly (a Hessian then has second derivatives of both)."""
-    q, r = signed_qr(a)
+    """Weighs every entry of Q and R, nonlinearly (a Hessian then has second derivatives of both).
+    check_grads differences it as plain numpy, with numpy's own signs."""
+    q, r = np.linalg.qr(a)
     wq = np.linspace(-1.0, 1.5, q.shape[-2] * q.shape[-1]).reshape(q.shape[-2:])
     wr = np.linspace(0.5, -2.0, r.shape[-2] * r.shape[-1]).reshape(r.shape[-2:])
     return np.sum(np.sin(q) * wq) + np.sum(np.sin(r) * wr)
@@ -60,15 +52,17 @@ def loss(a: Any) -> Any:
 
 # --- values ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", SHAPES)
-def test_factors_are_numpys_with_rs_diagonal_made_non_negative(shape: tuple[int, int]) -> None:
+def test_factors_are_numpys_bit_for_bit_signs_included(shape: tuple[int, int]) -> None:
+    """User testing: with R's diagonal made non-negative, sum(Q[:, 0]) was 1.528 traced and
+    -1.528 in plain numpy, and crosscheck's finite differences (plain numpy) disagreed."""
     a = well_conditioned(shape)
     q, r = traced_qr(a)
     qn, rn = np.linalg.qr(a)
-    signs = np.where(np.diagonal(rn) < 0, -1.0, 1.0)
-    assert np.any(signs < 0) or min(shape) == 1  # a flip is exercised
-    np.testing.assert_array_equal(q, qn * signs)
-    np.testing.assert_array_equal(r, rn * signs[:, None])
-    assert np.all(np.diagonal(r) > 0) and np.array_equal(r, np.triu(r))
+    d = np.diagonal(rn)
+    assert np.any(d < 0) or min(shape) == 1  # where R was flipped before
+    np.testing.assert_array_equal(q, qn)
+    np.testing.assert_array_equal(r, rn)
+    assert np.array_equal(r, np.triu(r))
     np.testing.assert_allclose(q @ r, a, rtol=0, atol=1e-14)
     np.testing.assert_allclose(q.T @ q, np.eye(min(shape)), rtol=0, atol=1e-15)
 
@@ -108,31 +102,32 @@ def test_empty_matrices_have_numpys_shapes_and_empty_derivatives(shape: tuple[in
 
 # --- derivatives ------------------------------------------------------------------------------
 def test_a_column_and_a_row_have_closed_form_derivatives() -> None:
-    """A column a: Q = a / |a| and R = |a|, so dR/da = a^T / |a| and dQ/da = (I - q q^T) / |a|.
-    A row (1 x n): Q = sign(a0) and R = sign(a0) a, so dR/da = sign(a0) I and dQ/da = 0."""
+    """A column a: LAPACK's reflector gives R = s |a| and Q = s a / |a| with s = -sign(a0), so
+    dR/da = q^T and dQ/da = s (I - q q^T) / |a|.  A row (1 x n): no reflector (Q = 1, R = a),
+    so dR/da = I and dQ/da = 0."""
     a = np.array([[3.0], [-4.0], [12.0]])
-    q = a[:, 0] / 13.0
+    q = -a[:, 0] / 13.0
+    np.testing.assert_allclose(np.linalg.qr(a).Q[:, 0], q, rtol=1e-15)
     jq, = pz.jacobian(lambda x: np.linalg.qr(x).Q, a)
     jr, = pz.jacobian(lambda x: np.linalg.qr(x).R, a)
     np.testing.assert_allclose(jr.reshape(3), q, rtol=1e-15)
-    np.testing.assert_allclose(jq.reshape(3, 3), (np.eye(3) - np.outer(q, q)) / 13.0, rtol=1e-14, atol=1e-17)
+    np.testing.assert_allclose(jq.reshape(3, 3), -(np.eye(3) - np.outer(q, q)) / 13.0, rtol=1e-14, atol=1e-17)
     row = np.array([[-2.0, 1.0, 5.0]])
     jr, = pz.jacobian(lambda x: np.linalg.qr(x).R, row)
     jq, = pz.jacobian(lambda x: np.linalg.qr(x).Q, row)
-    np.testing.assert_array_equal(jr.reshape(3, 3), -np.eye(3))
+    np.testing.assert_array_equal(jr.reshape(3, 3), np.eye(3))
     np.testing.assert_array_equal(jq, np.zeros((1, 1, 1, 3)))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_jacobians_match_central_differences(shape: tuple[int, int]) -> None:
+def test_jacobians_match_central_differences_of_plain_numpy(shape: tuple[int, int]) -> None:
     a = well_conditioned(shape, seed=2)
-    prog = pz.make_program(lambda x: np.linalg.qr(x), a)
     for k, name in enumerate("QR"):
         (jac,) = pz.jacobian(lambda x, k=k: np.linalg.qr(x)[k], a)
         for idx in np.ndindex(*shape):
             t = np.zeros(shape)
             t[idx] = 1.0
-            (fd,) = numerical_jvp(lambda x: prog(x)[k], (a,), (t,))
+            (fd,) = numerical_jvp(lambda x, k=k: np.linalg.qr(x)[k], (a,), (t,))
             np.testing.assert_allclose(jac[(...,) + idx], fd, rtol=1e-7, atol=1e-8, err_msg=f"d{name}/da{idx}")
 
 
@@ -250,7 +245,7 @@ def test_modes_r_and_complete_and_numpys_deprecated_full() -> None:
     for shape in ((4, 3), (2, 4), (3, 3)):
         a = well_conditioned(shape, seed=9)
         np.testing.assert_array_equal(traced_qr(a, "r"), traced_qr(a).R)
-        np.testing.assert_array_equal(np.abs(traced_qr(a, "r")), np.abs(np.linalg.qr(a, mode="r")))
+        np.testing.assert_array_equal(traced_qr(a, "r"), np.linalg.qr(a, mode="r"))
         with pytest.warns(DeprecationWarning, match="'full' option is deprecated"):
             full = traced_qr(a, "full")
         np.testing.assert_array_equal(full.Q, traced_qr(a).Q)
@@ -283,12 +278,13 @@ def test_what_has_no_derivative_or_no_numpy_meaning_is_refused() -> None:
 
 
 def test_rank_deficient_matrices_factor_but_have_no_derivative() -> None:
-    """A zero on R's diagonal: numpy's factors (the sign of that row as LAPACK leaves it), and
-    derivatives that would divide by it raise (the solve with R), instead of returning NaN."""
+    """A zero on R's diagonal: numpy's factors, and derivatives that would divide by it raise
+    (the solve with R), instead of returning NaN."""
     for a in (np.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]), np.array([[0.0, 1.0], [0.0, 1.0]]), np.array([[0.0, 1.0, 2.0]])):
         q, r = traced_qr(a)
-        np.testing.assert_allclose(q @ r, a, atol=1e-15)
-        assert np.all(np.diagonal(r) >= 0) and np.any(np.diagonal(r) == 0)
+        np.testing.assert_array_equal(q, np.linalg.qr(a).Q)
+        np.testing.assert_array_equal(r, np.linalg.qr(a).R)
+        assert np.any(np.diagonal(r) == 0)
         for derivative in (
             lambda: pz.gradient(loss, a),
             lambda: pz.jvp(loss, (a,), (np.ones_like(a),)),

@@ -1358,9 +1358,11 @@ _or_zeros(Δs, _) = unthunk(Δs)
     qr_thin(A)
 
 numpy's `linalg.qr(A)` (mode `"reduced"`) as a Tuple `(Q, R)`, with `A ≈ Q * R`: `Q` is
-`m × k` with orthonormal columns and `R` is `k × n` upper triangular, `k = min(m, n)`. Each
-column of `Q` and row of `R` is signed as pyzygote's NumPy engine signs it: the diagonal of
-`R` is non-negative (a row with a zero there is kept as LAPACK gives it).
+`m × k` with orthonormal columns and `R` is `k × n` upper triangular, `k = min(m, n)`. The
+signs are LAPACK's, as numpy's: `LinearAlgebra.qr` of a float matrix calls `geqrt` and numpy
+`geqrf`, both of which make each reflector with `dlarfg`, so `R[j, j] = -sign(α) * norm` for
+the entry `α` of the matrix reduced so far, in both (up to rounding, where `α` is at rounding
+level).
 
 A matrix of ForwardDiff duals is factored by its values and the partials carried through the
 derivative of the factorization, as for [`svd_thin`](@ref); the `rrule` is the transpose of
@@ -1373,10 +1375,7 @@ function qr_thin(A::AbstractMatrix{<:Union{Float32, Float64}})
     min(m, n) == 0 && return (zeros(eltype(A), m, 0), zeros(eltype(A), 0, n))
     F = LinearAlgebra.qr(A)
     # `Matrix` of the Q factor is the thin one, m × min(m, n)
-    Q = Matrix(F.Q)
-    R = F.R
-    signs = map(d -> d < 0 ? -one(d) : one(d), LinearAlgebra.diag(R))
-    return Q .* permutedims(signs), R .* signs
+    return Matrix(F.Q), F.R
 end
 
 function qr_thin(A::AbstractMatrix{ForwardDiff.Dual{T, V, N}}) where {T, V, N}
@@ -1393,7 +1392,7 @@ end
 _times_inv(B, R) = permutedims(LinearAlgebra.UpperTriangular(R)' \ permutedims(B))
 _times_inv_transpose(B, R) = permutedims(LinearAlgebra.UpperTriangular(R) \ permutedims(B))
 
-# The derivative `(dQ, dR)` of the signed thin QR `(Q, R)` of `A` along `dA`. For `m >= n`,
+# The derivative `(dQ, dR)` of the thin QR `(Q, R)` of `A` along `dA`. For `m >= n`,
 # with `M = Q' dA R⁻¹`: `Q' dQ` is antisymmetric and `dR R⁻¹` upper triangular, so
 # `Q' dQ = Ω`, the strict lower triangle of `M` minus its transpose, and `dR = (M - Ω) R`;
 # a tall `A` adds the part of `dA R⁻¹` outside the span of `Q`. A wide `A = [X Y]` takes

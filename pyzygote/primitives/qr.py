@@ -2,21 +2,23 @@
 
 One primitive, the thin (numpy's "reduced") factorization ``A = Q R`` of one real ``m x n``
 matrix: ``Q`` is ``m x k`` with orthonormal columns and ``R`` is ``k x n`` upper triangular
-(trapezoidal when ``m < n``), ``k = min(m, n)``.  LAPACK leaves the sign of each column of
-``Q`` (and row of ``R``) open, so the IR fixes it, as for ``eigh`` and ``svd``: the diagonal
-of ``R`` is non-negative (a zero stays as it is), on both engines.  A traced ``Q`` and ``R``
-can therefore be numpy's with some columns and rows times -1.
+(trapezoidal when ``m < n``), ``k = min(m, n)``.  Its values are numpy's, bit for bit, signs
+included: LAPACK's Householder QR (``geqrf``, each reflector from ``dlarfg``) makes
+``R[j, j] = -sign(alpha) * norm``, ``alpha`` the entry ``[j, j]`` of the matrix reduced so far,
+which is deterministic, and the derivative formulas below hold for any fixed signs.
 
-Where ``R`` has no zero on its diagonal, the signed factors are unique and smooth, and their
-derivatives divide by that diagonal (they solve with ``R``): for a rank-deficient matrix
-(``m >= n``), or one whose first ``m`` columns are (``m < n``), ``Q`` and ``R`` have no
-derivative, and an exactly zero diagonal entry makes the solve raise numpy's ``LinAlgError``.
+Where ``R`` has no zero on its diagonal, the factors are smooth, and their derivatives divide
+by that diagonal (they solve with it): for a rank-deficient matrix (``m >= n``), or one whose
+first ``m`` columns are (``m < n``), ``Q`` and ``R`` have no derivative, and an exactly zero
+diagonal entry makes the solve raise numpy's ``LinAlgError``.
 
 >>> import numpy as np, pyzygote as pz
 >>> A = np.array([[3.0, 1.0], [4.0, 2.0]])
->>> pz.gradient(lambda a: np.linalg.qr(a).R[0, 0], A)[0]  # R[0, 0] is the norm of column 0
-array([[0.6, 0. ],
-       [0.8, 0. ]])
+>>> float(np.linalg.qr(A).R[0, 0])  # minus the norm of column 0: LAPACK's sign, kept
+-5.0
+>>> pz.gradient(lambda a: np.linalg.qr(a).R[0, 0], A)[0]
+array([[-0.6,  0. ],
+       [-0.8,  0. ]])
 """
 
 from __future__ import annotations
@@ -47,16 +49,10 @@ def _qr_aval(a: Aval) -> tuple[Aval, Aval]:
     return Aval((m, k), a.dtype), Aval((k, n), a.dtype)
 
 
-def diagonal_signs(r: np.ndarray) -> np.ndarray:
-    """``-1`` where the diagonal of ``r`` is negative, ``1`` elsewhere (zeros and NaN too)."""
-    return np.where(np.diagonal(r) < 0, -1.0, 1.0).astype(r.dtype)
-
-
 @qr_p.def_impl
 def _qr_impl(a: Any) -> tuple[np.ndarray, np.ndarray]:
     q, r = np.linalg.qr(a)
-    signs = diagonal_signs(r)
-    return q * signs, r * signs[:, None]
+    return q, r
 
 
 def _tangent(q: Any, r: Any, g: Any) -> tuple[Any, Any]:
