@@ -247,8 +247,7 @@ def _require_finite(
             "np.sum((theta - prior) ** 2), which has). np.where does not "
             "shield the discarded branch's derivative: make its input safe too, as in "
             "np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0). Eigenvectors from np.linalg.eigh "
-            "have infinite derivatives where eigenvalues repeat, and np.linalg.qr's factors where R has a "
-            "zero on its diagonal (a matrix of lower rank)."
+            "have infinite derivatives where eigenvalues repeat."
         )
 
         def diagnosed() -> str:

@@ -616,6 +616,12 @@ def _qr_weights(shape: tuple[int, ...]) -> np.ndarray:
     return np.linspace(-1.0, 1.5, int(np.prod(shape))).reshape(shape)
 
 
+def _qr_rank_checked(a: Any) -> Any:
+    from pyzygote.primitives.qr import qr_rank_check_p
+
+    return qr_rank_check_p.bind(a)
+
+
 for _label, _shape in (("tall", (4, 2)), ("square", (3, 3)), ("wide", (2, 4))):
     case(
         "qr",
@@ -627,6 +633,9 @@ for _label, _shape in (("tall", (4, 2)), ("square", (3, 3)), ("wide", (2, 4))):
     )
 case("qr", "r-mode", lambda a: np.linalg.qr(a, mode="r") ** 2, _qr_matrix(3, 1), f32_rtol=1e-4)
 case("qr", "stack", lambda a: np.linalg.qr(a).Q ** 2 @ np.linalg.qr(a, mode="complete")[1] ** 2, _qr_matrix(2, 3, (2,)), f32_rtol=1e-4)
+# qr's derivatives pass R through it (the identity where R's diagonal is not zero to working
+# precision); bound directly, and inside qr's derivative programs through the cases above.
+case("qr_rank_check", "bind", lambda a: _qr_rank_checked(a) * 2.0, _qr_matrix(4, 3), ref=lambda a: a * 2.0)
 
 
 def _system(rng: np.random.Generator) -> tuple[Any, ...]:

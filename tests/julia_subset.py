@@ -762,6 +762,11 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], dotted: bool) -> Any
 
         (a,) = args
         return tuple(qr_p.impl(a))  # numpy's: LAPACK's geqrt and geqrf sign R alike (see README)
+    if name == "PyZygote.qr_rank_checked":
+        from pyzygote.primitives.qr import qr_rank_check_p
+
+        (r,) = args
+        return qr_rank_check_p.impl(r)
     if name in ("PyZygote.expm", "PyZygote.expm_frechet"):
         return _matrix_exponential(name, *args)
     if name == "PyZygote.cholesky_lower":

@@ -301,17 +301,20 @@ def test_qr_of_an_empty_matrix_has_numpys_thin_shapes_and_empty_derivatives() ->
 
 
 def test_qr_of_a_rank_deficient_matrix_raises_instead_of_dividing_by_zero() -> None:
-    """A zero on R's diagonal: the factors are numpy's, and a derivative, which solves
-    with R (LAPACK's trtrs, not trsm, which would divide by the zero), raises, as numpy's
-    LinAlgError does on the NumPy engine."""
-    a = np.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
-    prog = pz.make_program(lambda m: np.linalg.qr(m), a)
-    for g, w in zip(get_engine("julia").evaluate(prog, [a]), NumpyEngine().evaluate(prog, [a])):
-        assert_close(g, w, what="rank-deficient factors")
-    f = lambda m: np.sum(np.sin(np.linalg.qr(m).Q)) + np.sum(np.linalg.qr(m).R ** 2)  # noqa: E731
-    for derivative in (lambda: pz.gradient(f, a, engine="julia"), lambda: pz.jvp(f, (a,), (np.ones_like(a),), engine="julia"), lambda: pz.hessian(f, a, engine="julia")):
-        with pytest.raises(pz.JuliaError, match="LAPACKException|SingularException"):
-            derivative()
+    """R's diagonal zero to working precision: the factors are numpy's (LAPACK's signs), and
+    every derivative throws PyZygote.qr_rank_checked's ArgumentError, with the NumPy engine's
+    message (its LinAlgError): an exact zero, and rounding's 1e-16 for dependent columns."""
+    dependent = np.random.default_rng(0).standard_normal((3, 3))
+    dependent[:, 1] = 2.0 * dependent[:, 0]
+    for a in (np.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]), dependent, np.array([[0.0, 1.0, 2.0], [0.0, 3.0, 1.0]])):
+        prog = pz.make_program(lambda m: np.linalg.qr(m), a)
+        for g, w in zip(get_engine("julia").evaluate(prog, [a]), NumpyEngine().evaluate(prog, [a])):
+            assert_close(g, w, what="rank-deficient factors")
+        column = 0 if a.shape == (2, 3) else 1
+        f = lambda m: np.sum(np.sin(np.linalg.qr(m).Q)) + np.sum(np.linalg.qr(m).R ** 2)  # noqa: E731
+        for derivative in (lambda: pz.gradient(f, a, engine="julia"), lambda: pz.jvp(f, (a,), (np.ones_like(a),), engine="julia"), lambda: pz.hessian(f, a, engine="julia")):
+            with pytest.raises(pz.JuliaError, match=rf"ArgumentError: np.linalg.qr has no derivative here: R\[{column}, {column}\].*column {column} of A is a combination"):
+                derivative()
 
 
 def test_qr_values_are_numpys_signs_included() -> None:

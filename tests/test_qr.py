@@ -10,7 +10,6 @@ themselves on a real Julia (the cases of tests/cases.py).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -187,6 +186,13 @@ def _times_inv_transpose(b: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.linalg.solve(r, b.T).T  # permutedims(UpperTriangular(R) \ permutedims(B))
 
 
+def qr_rank_checked(r: np.ndarray) -> np.ndarray:
+    """PyZygote.qr_rank_checked: the NumPy engine's check (test_julias_message_is_the_numpy_engines)."""
+    from pyzygote.primitives.qr import qr_rank_check_p
+
+    return qr_rank_check_p.impl(r)
+
+
 def julia_tangent(a: np.ndarray, q: np.ndarray, r: np.ndarray, da: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """PyZygote._qr_tangent."""
     m, n = a.shape
@@ -196,7 +202,7 @@ def julia_tangent(a: np.ndarray, q: np.ndarray, r: np.ndarray, da: np.ndarray) -
         dq, du = julia_tangent(a[:, :m], q, r[:, :m], da[:, :m])
         dv = dq.T @ a[:, m:] + q.T @ da[:, m:]
         return dq, np.hstack([du, dv])
-    z = _times_inv(da, r)
+    z = _times_inv(da, qr_rank_checked(r))
     mm = q.T @ z
     low = np.tril(mm, -1)
     omega = low - low.T
@@ -214,6 +220,7 @@ def julia_cotangent(a: np.ndarray, q: np.ndarray, r: np.ndarray, gq: np.ndarray,
         y, gv = a[:, m:], gr[:, m:]
         gx = julia_cotangent(a[:, :m], q, r[:, :m], gq + y @ gv.T, gr[:, :m])
         return np.hstack([gx, q @ gv])
+    qr_rank_checked(r)
     mm = r @ gr.T - gq.T @ q
     c = np.tril(mm) + np.tril(mm, -1).T
     return _times_inv_transpose(gq + q @ c, r)
@@ -277,28 +284,81 @@ def test_what_has_no_derivative_or_no_numpy_meaning_is_refused() -> None:
         pz.gradient(lambda x: np.sum(scipy.linalg.qr(x)[0]), tall)
 
 
-def test_rank_deficient_matrices_factor_but_have_no_derivative() -> None:
-    """A zero on R's diagonal: numpy's factors, and derivatives that would divide by it raise
-    (the solve with R), instead of returning NaN."""
-    for a in (np.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]), np.array([[0.0, 1.0], [0.0, 1.0]]), np.array([[0.0, 1.0, 2.0]])):
+def test_rank_deficient_matrices_factor_but_every_derivative_refuses() -> None:
+    """User testing: A[:, 1] = 2 A[:, 0] gave R[1, 1] = 2.8e-16 from rounding and a gradient of
+    np.sum(R ** 2) (= |A|^2) of noise, [-0.341, 0.799, 1.281] for 2 A[0] = [0.2515, 0.5029, 1.2808],
+    with Q in the loss gradients of 1e15, and an exactly zero column numpy's bare "Singular
+    matrix" from the solve with R.  The values stay numpy's; the derivatives name qr and the column."""
+    rng = np.random.default_rng(0)
+    dependent = rng.standard_normal((3, 3))
+    dependent[:, 1] = 2.0 * dependent[:, 0]
+    cases = [
+        (dependent, 1),
+        (np.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]), 1),
+        (np.array([[0.0, 1.0], [0.0, 1.0]]), 0),
+        (np.array([[0.0, 1.0, 2.0], [0.0, 3.0, 1.0]]), 0),  # wide: its first 2 columns are rank 1
+        (np.array([[1e-310, 0.5], [0.0, 1.0]]), 0),  # 1 / R[0, 0] overflowed to inf before
+    ]
+    for a, column in cases:
         q, r = traced_qr(a)
         np.testing.assert_array_equal(q, np.linalg.qr(a).Q)
         np.testing.assert_array_equal(r, np.linalg.qr(a).R)
-        assert np.any(np.diagonal(r) == 0)
+        sum_r2 = lambda x: np.sum(np.linalg.qr(x).R ** 2)  # noqa: E731
         for derivative in (
             lambda: pz.gradient(loss, a),
+            lambda: pz.gradient(sum_r2, a),
             lambda: pz.jvp(loss, (a,), (np.ones_like(a),)),
             lambda: pz.hessian(loss, a),
+            lambda: pz.jacobian(lambda x: np.linalg.qr(x).Q, a),
         ):
-            with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+            with pytest.raises(np.linalg.LinAlgError, match=rf"np.linalg.qr has no derivative here: R\[{column}, {column}\] = .* zero to working precision.*column {column} of A is a combination of the columns before it and A is rank deficient.*np.sum\(R \*\* 2\) is np.sum\(A \*\* 2\)"):
                 derivative()
-    # a diagonal entry so small that dividing by it overflows: NaN or inf, which is reported
-    tiny = np.array([[1e-310, 0.5], [0.0, 1.0]])
-    with pytest.raises(pz.NonFiniteGradientError, match="derivative of np.linalg.qr is not finite.*qr's factors where R has a zero"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            pz.gradient(loss, tiny)
+    # a matrix 1e-12 away from that one has a derivative, accurate to rounding / R[1, 1]
+    near = dependent.copy()
+    near[0, 1] += 1e-12
+    assert abs(np.linalg.qr(near).R[1, 1]) > 5e-13
+    np.testing.assert_allclose(pz.gradient(lambda x: np.sum(np.linalg.qr(x).R ** 2), near)[0], 2.0 * near, rtol=0, atol=1e-3)
+    near[0, 1] += 1e-8
+    np.testing.assert_allclose(pz.gradient(lambda x: np.sum(np.linalg.qr(x).R ** 2), near)[0], 2.0 * near, rtol=0, atol=1e-7)
     # NaN in the data reaches qr: the message names it, and the entry
     nan = np.array([[0.0, np.nan], [0.0, 0.0], [0.0, 0.0]])
     with pytest.raises(pz.NonFiniteGradientError, match=r"np.linalg.qr meets NaN in its input, entry \[0, 1\]"):
         pz.gradient(lambda x: np.linalg.qr(x + nan).R[0, 0], np.eye(3, 2))
+
+
+def test_the_rank_threshold_is_matrix_ranks_scale() -> None:
+    """Refused exactly where |R[j, j]| <= max(m, n) eps max|R|: never a matrix
+    np.linalg.matrix_rank calls of full rank; float32 with float32's eps."""
+    from pyzygote.primitives.qr import rank_deficient_column
+
+    for dtype in (np.float64, np.float32):
+        eps = np.finfo(dtype).eps
+        for scale in (1.0, 1e-200 if dtype == np.float64 else 1e-20):
+            r = np.array([[2.0, 1.0, 0.5], [0.0, 1.0, 0.25], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype) * dtype(scale)
+            r = r[:3]
+            tol = 3 * eps * 2.0 * dtype(scale)
+            for value, refused in ((tol, True), (tol * 1.5, False), (-tol, True), (0.0, True)):
+                r[2, 2] = value
+                found = rank_deficient_column(r)
+                assert (found is not None and found[0] == 2) == refused, (dtype, scale, value)
+                if not refused:
+                    assert np.linalg.matrix_rank(r.astype(np.float64) / scale, tol=tol / scale) == 3
+
+
+def test_julias_rank_check_and_message_are_the_numpy_engines() -> None:
+    """PyZygote.qr_rank_checked builds the NumPy engine's message from string literals (Julia
+    cannot run here): its text, with the numbers put in, must be the NumPy engine's, and its
+    bound the same expression."""
+    import re
+    from pathlib import Path
+
+    from pyzygote.primitives.qr import rank_deficiency_message
+
+    source = (Path(__file__).resolve().parents[1] / "julia_src" / "src" / "PyZygote.jl").read_text()
+    body = source[source.index("function _qr_rank_message(j, value, tol)") :]
+    body = body[: body.index("\nend\n")]
+    template = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', body))
+    assert template.replace("$j", "1").replace("$v", "2.8e-16").replace("$t", "6.66e-16") == rank_deficiency_message(1, 2.8e-16, 6.66e-16)
+    check = source[source.index("function qr_rank_checked(R::AbstractMatrix)") :]
+    assert "tol = maximum(size(V)) * eps(T) * maximum(abs, V)" in check and "if abs(V[j, j]) <= tol" in check
+    assert "_qr_rank_message(j - 1, V[j, j], tol)" in check  # 0-based, as numpy counts

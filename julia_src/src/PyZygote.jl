@@ -1366,8 +1366,8 @@ level).
 
 A matrix of ForwardDiff duals is factored by its values and the partials carried through the
 derivative of the factorization, as for [`svd_thin`](@ref); the `rrule` is the transpose of
-that derivative. Both solve with `R`, so a zero on its diagonal (a rank-deficient `A`)
-throws instead of dividing by it.
+that derivative. Both throw an `ArgumentError` where `A` is rank deficient to working
+precision (see [`qr_rank_checked`](@ref)): the factors beyond that column have no derivative.
 """
 function qr_thin(A::AbstractMatrix{<:Union{Float32, Float64}})
     m, n = size(A)
@@ -1392,6 +1392,48 @@ end
 _times_inv(B, R) = permutedims(LinearAlgebra.UpperTriangular(R)' \ permutedims(B))
 _times_inv_transpose(B, R) = permutedims(LinearAlgebra.UpperTriangular(R) \ permutedims(B))
 
+"""
+    qr_rank_checked(R)
+
+`R` itself, after checking that no diagonal entry of the (tall or square) `R` is zero to
+working precision: `abs(R[j, j]) <= max(size(R)...) * eps * maximum(abs, R)`, the scale of
+numpy's `matrix_rank`. Otherwise `A = Q R` is rank deficient, its factors from column `j` on
+are any orthonormal completion, and this throws an `ArgumentError` saying so (pyzygote's NumPy
+engine raises `LinAlgError` with the same message). The derivatives of [`qr_thin`](@ref) pass
+`R` through it before solving with `R`.
+"""
+function qr_rank_checked(R::AbstractMatrix)
+    V = primal.(R)
+    T = eltype(V)
+    isempty(V) && return R
+    tol = maximum(size(V)) * eps(T) * maximum(abs, V)
+    for j in 1:minimum(size(V))
+        # NaN compares false: a NaN gradient is reported as such
+        if abs(V[j, j]) <= tol
+            throw(ArgumentError(_qr_rank_message(j - 1, V[j, j], tol)))
+        end
+    end
+    return R
+end
+
+# The identity's pullback: the check is on the primal only.
+function ChainRulesCore.rrule(::typeof(qr_rank_checked), R::AbstractMatrix)
+    return qr_rank_checked(R), Δ -> (NoTangent(), Δ)
+end
+
+# The NumPy engine's message (pyzygote/primitives/qr.py), with 0-based `j` as numpy counts.
+function _qr_rank_message(j, value, tol)
+    v, t = round(value; sigdigits = 3), round(tol; sigdigits = 3)
+    return "np.linalg.qr has no derivative here: R[$j, $j] = $v is zero to working " *
+        "precision (at most $t = max(m, n) * eps * the largest |R| entry, of R's first m " *
+        "columns for a wide A; the scale np.linalg.matrix_rank uses), so column $j of A " *
+        "is a combination of the columns before it and A is rank deficient. Q's columns " *
+        "and R's rows from $j on are then any orthonormal completion, with no derivative. " *
+        "A loss that does not depend on that choice is smooth without qr: np.sum(R ** 2) " *
+        "is np.sum(A ** 2), R.T @ R is A.T @ A; one that needs only Q's first columns can " *
+        "take np.linalg.qr(A[:, :k])."
+end
+
 # The derivative `(dQ, dR)` of the thin QR `(Q, R)` of `A` along `dA`. For `m >= n`,
 # with `M = Q' dA R⁻¹`: `Q' dQ` is antisymmetric and `dR R⁻¹` upper triangular, so
 # `Q' dQ = Ω`, the strict lower triangle of `M` minus its transpose, and `dR = (M - Ω) R`;
@@ -1405,7 +1447,7 @@ function _qr_tangent(A, Q, R, dA)
         dV = dQ' * A[:, (m + 1):n] .+ Q' * dA[:, (m + 1):n]
         return dQ, hcat(dU, dV)
     end
-    Z = _times_inv(dA, R)
+    Z = _times_inv(dA, qr_rank_checked(R))
     M = Q' * Z
     L = LinearAlgebra.tril(M, -1)
     Ω = L .- L'
@@ -1439,6 +1481,7 @@ function _qr_cotangent(A, Q, R, ΔQ, ΔR)
         X̄ = _qr_cotangent(A[:, 1:m], Q, R[:, 1:m], ΔQ .+ Y * ΔV', ΔR[:, 1:m])
         return hcat(X̄, Q * ΔV)
     end
+    qr_rank_checked(R)
     M = R * ΔR' .- ΔQ' * Q
     C = LinearAlgebra.tril(M) .+ LinearAlgebra.tril(M, -1)'
     return _times_inv_transpose(ΔQ .+ Q * C, R)

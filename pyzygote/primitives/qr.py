@@ -7,10 +7,10 @@ included: LAPACK's Householder QR (``geqrf``, each reflector from ``dlarfg``) ma
 ``R[j, j] = -sign(alpha) * norm``, ``alpha`` the entry ``[j, j]`` of the matrix reduced so far,
 which is deterministic, and the derivative formulas below hold for any fixed signs.
 
-Where ``R`` has no zero on its diagonal, the factors are smooth, and their derivatives divide
-by that diagonal (they solve with it): for a rank-deficient matrix (``m >= n``), or one whose
-first ``m`` columns are (``m < n``), ``Q`` and ``R`` have no derivative, and an exactly zero
-diagonal entry makes the solve raise numpy's ``LinAlgError``.
+The derivatives divide by the diagonal of ``R`` (they solve with it).  Where an entry of it is
+zero to working precision, ``A`` is rank deficient (for ``m < n``: its first ``m`` columns are),
+the factors beyond that column are any orthonormal completion, and ``qr_rank_check`` makes every
+derivative raise ``LinAlgError`` saying so; the values stay numpy's.
 
 >>> import numpy as np, pyzygote as pz
 >>> A = np.array([[3.0, 1.0], [4.0, 2.0]])
@@ -35,9 +35,13 @@ from pyzygote.primitive import Primitive
 from pyzygote.primitives.linalg import solve_p
 from pyzygote.tracer import as_operand
 
-__all__ = ["qr_p"]
+__all__ = ["qr_p", "qr_rank_check_p", "rank_deficient_column"]
 
 qr_p = Primitive("qr", multiple_results=True)
+# The identity on R, raising where R's diagonal is zero to working precision: the JVP passes R
+# through it before solving with R, so that derivatives refuse a rank-deficient A while values
+# (which never run it) stay numpy's.
+qr_rank_check_p = Primitive("qr_rank_check")
 
 
 @qr_p.def_abstract_eval
@@ -55,13 +59,64 @@ def _qr_impl(a: Any) -> tuple[np.ndarray, np.ndarray]:
     return q, r
 
 
+def rank_deficient_column(r: np.ndarray) -> tuple[int, float] | None:
+    """The first ``j`` with ``|R[j, j]| <= max(m, n) * eps * max|R|`` for the ``m x n`` (tall or
+    square) ``r``, and that bound; ``None`` where there is none (NaN compares false: it is
+    reported as NaN by the gradient's own check).
+
+    The bound is ``np.linalg.matrix_rank``'s with ``max|R|`` in place of the largest singular
+    value ``s_max``: ``max|R| <= s_max`` and the smallest singular value of a triangular matrix is at
+    most its smallest diagonal entry, so every matrix refused here has a singular value at or
+    below matrix_rank's bound (matrix_rank calls it rank deficient too).  Householder QR is
+    backward stable, so a diagonal entry below ``eps * |A|`` is rounding noise, not a distance
+    between columns: the user-tested ``A[:, 1] = 2 * A[:, 0]`` gave ``R[1, 1] = 2.8e-16`` and a
+    gradient of noise, one exact zero a bare ``LinAlgError: Singular matrix``."""
+    r = np.asarray(r)
+    d = np.abs(np.diagonal(r))
+    if d.size == 0:
+        return None
+    tol = max(r.shape) * np.finfo(r.dtype).eps * np.max(np.abs(r))
+    low = np.flatnonzero(d <= tol)
+    return (int(low[0]), float(tol)) if low.size else None
+
+
+def rank_deficiency_message(j: int, value: float, tol: float) -> str:
+    return (
+        f"np.linalg.qr has no derivative here: R[{j}, {j}] = {value:.3g} is zero to working precision (at most "
+        f"{tol:.3g} = max(m, n) * eps * the largest |R| entry, of R's first m columns for a wide A; the scale "
+        f"np.linalg.matrix_rank uses), so column {j} of A is a combination of the columns before it and A is rank "
+        f"deficient. Q's columns and R's rows from {j} on are then any orthonormal completion, with no derivative. "
+        "A loss that does not depend on that choice is smooth without qr: np.sum(R ** 2) is np.sum(A ** 2), "
+        "R.T @ R is A.T @ A; one that needs only Q's first columns can take np.linalg.qr(A[:, :k])."
+    )
+
+
+@qr_rank_check_p.def_abstract_eval
+def _qr_rank_check_aval(r: Aval) -> Aval:
+    return r
+
+
+@qr_rank_check_p.def_impl
+def _qr_rank_check_impl(r: Any) -> Any:
+    found = rank_deficient_column(r)
+    if found is not None:
+        j, tol = found
+        raise np.linalg.LinAlgError(rank_deficiency_message(j, float(np.asarray(r)[j, j]), tol))
+    return r
+
+
+# The identity's derivative: the check runs on the primal R only, never on a tangent.
+qr_rank_check_p.jvp = lambda primals, tangents: (qr_rank_check_p.bind(primals[0]), tangents[0])
+qr_rank_check_p.def_julia(lambda e, r: f"PyZygote.qr_rank_checked({r})")
+
+
 def _tangent(q: Any, r: Any, g: Any) -> tuple[Any, Any]:
     """``(dQ, dR)`` along ``g`` for ``m >= n``.  With ``M = Q^T g R^-1``: ``Q^T dQ`` is
     antisymmetric and ``dR R^-1`` upper triangular, so ``Q^T dQ`` is ``Omega``, the strict
     lower triangle of ``M`` minus its transpose, and ``dR = (M - Omega) R``; a tall ``A`` adds
     the part of ``g R^-1`` outside the span of ``Q`` to ``dQ``."""
     m, n = g.shape
-    z = solve_p.bind(r.T, g.T).T  # g R^-1: R^T z^T = g^T
+    z = solve_p.bind(qr_rank_check_p.bind(r).T, g.T).T  # g R^-1: R^T z^T = g^T
     mm = np.matmul(q.T, z)
     low = np.tril(mm, -1)
     omega = low - low.T
