@@ -754,7 +754,7 @@ def test_an_odeint_style_right_hand_side_is_told_the_argument_order() -> None:
             pz.odesolve(f, u0, t, (1.0, 2.0))
     with pytest.raises(TypeError, match=r"second argument is named 'time'.*lambda u, p, t: deriv2\(u, t\)\.$"):
         pz.odesolve(deriv2, u0, t, 2.0)
-    with pytest.raises(TypeError, match=r"second argument is named 'tau'"):
+    with pytest.raises(TypeError, match=r"second argument is named 'tau'.*If 'tau' is a parameter \(a time constant\), name the third argument t: f\(u, tau, t\)\.$"):
         pz.odesolve(deriv_tau, u0, t, 2.0)
 
     # the suggested wrappers are right, and names that only look like a time are left alone

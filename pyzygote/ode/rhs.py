@@ -1280,6 +1280,12 @@ def _takes_du_u_p_t(f: Any) -> bool:
             f"SciML's order ({name!r} has the signature {sig}). For a function written for scipy.integrate.odeint, "
             f"func(y, t, ...), pass {fix}"
             + (" with p a tuple of those arguments." if rest > 1 else ".")
+            + (
+                f" If {named[1].name!r} is a parameter (a time constant), name the third argument t: "
+                f"f(u, {named[1].name}, t)."
+                if rest == 1 and named[1].name not in _PLAIN_TIME_NAMES
+                else ""
+            )
         )
     three, four = (_binds(sig, k) for k in (3, 4))
     in_place = four and (not three or derivative_first)
