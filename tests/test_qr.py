@@ -326,23 +326,41 @@ def test_rank_deficient_matrices_factor_but_every_derivative_refuses() -> None:
         pz.gradient(lambda x: np.linalg.qr(x + nan).R[0, 0], np.eye(3, 2))
 
 
-def test_the_rank_threshold_is_matrix_ranks_scale() -> None:
-    """Refused exactly where |R[j, j]| <= max(m, n) eps max|R|: never a matrix
-    np.linalg.matrix_rank calls of full rank; float32 with float32's eps."""
+def test_the_rank_threshold_is_relative_to_the_columns_norm() -> None:
+    """Refused exactly where |R[j, j]| <= max(m, n) eps |R[:, j]| (the norm of column j of A);
+    float32 with float32's eps."""
     from pyzygote.primitives.qr import rank_deficient_column
 
     for dtype in (np.float64, np.float32):
         eps = np.finfo(dtype).eps
         for scale in (1.0, 1e-200 if dtype == np.float64 else 1e-20):
-            r = np.array([[2.0, 1.0, 0.5], [0.0, 1.0, 0.25], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype) * dtype(scale)
-            r = r[:3]
-            tol = 3 * eps * 2.0 * dtype(scale)
-            for value, refused in ((tol, True), (tol * 1.5, False), (-tol, True), (0.0, True)):
+            r = np.array([[2.0, 1.0, 0.5], [0.0, 1.0, 0.25], [0.0, 0.0, 0.0]], dtype) * dtype(scale)
+            tol = 3 * eps * np.hypot(0.5, 0.25) * dtype(scale)
+            for value, refused in ((tol * 0.99, True), (tol * 1.5, False), (-tol * 0.99, True), (0.0, True)):
                 r[2, 2] = value
                 found = rank_deficient_column(r)
                 assert (found is not None and found[0] == 2) == refused, (dtype, scale, value)
-                if not refused:
-                    assert np.linalg.matrix_rank(r.astype(np.float64) / scale, tol=tol / scale) == 3
+
+
+def test_columns_of_very_different_norms_are_not_rank_deficient() -> None:
+    """A D, D a positive diagonal, has the factors Q and R D: its derivatives are those of A's,
+    scaled, however different D's entries (found in review: diag(1e16, 1), full rank, was refused
+    by a bound relative to max|R|, as np.linalg.matrix_rank calls it rank 1)."""
+    rng = np.random.default_rng(3)
+    q_loss_weights = {}
+    for shape, d in (((3, 3), [1e16, 1.0, 1e-9]), ((4, 3), [1.0, 1e-12, 1e8]), ((2, 4), [1e16, 1.0, 1e-9, 1e5])):
+        b = rng.standard_normal(shape)
+        w = q_loss_weights.setdefault(shape, rng.standard_normal((shape[0], min(shape))))
+        d = np.array(d)
+        loss = lambda x, w=w: np.sum(w * np.linalg.qr(x).Q)  # noqa: E731
+        g_b = pz.gradient(loss, b)[0]
+        g_a = pz.gradient(loss, b * d)[0]
+        np.testing.assert_allclose(g_a * d, g_b, rtol=0, atol=1e-13 * np.max(np.abs(g_b)))
+    a = np.diag([1e16, 1.0])
+    np.testing.assert_array_equal(pz.gradient(lambda x: np.linalg.qr(x).R[1, 1], a)[0], [[0.0, 0.0], [0.0, 1.0]])
+    # a column within rounding of its predecessor's span, relative to its own norm, is refused
+    with pytest.raises(np.linalg.LinAlgError, match=r"R\[1, 1\] = .* the norm of column 1 of A"):
+        pz.gradient(lambda x: np.linalg.qr(x).R[1, 1], np.array([[1e16, 2e16], [1.0, 3.0]]))
 
 
 def test_julias_rank_check_and_message_are_the_numpy_engines() -> None:
@@ -360,5 +378,5 @@ def test_julias_rank_check_and_message_are_the_numpy_engines() -> None:
     template = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', body))
     assert template.replace("$j", "1").replace("$v", "2.8e-16").replace("$t", "6.66e-16") == rank_deficiency_message(1, 2.8e-16, 6.66e-16)
     check = source[source.index("function qr_rank_checked(R::AbstractMatrix)") :]
-    assert "tol = maximum(size(V)) * eps(T) * maximum(abs, V)" in check and "if abs(V[j, j]) <= tol" in check
+    assert "tol = maximum(size(V)) * max(eps(T) * LinearAlgebra.norm(view(V, :, j)), floatmin(T))" in " ".join(check.split()) and "if abs(V[j, j]) <= tol" in check
     assert "_qr_rank_message(j - 1, V[j, j], tol)" in check  # 0-based, as numpy counts

@@ -1396,8 +1396,10 @@ _times_inv_transpose(B, R) = permutedims(LinearAlgebra.UpperTriangular(R) \ perm
     qr_rank_checked(R)
 
 `R` itself, after checking that no diagonal entry of the (tall or square) `R` is zero to
-working precision: `abs(R[j, j]) <= max(size(R)...) * eps * maximum(abs, R)`, the scale of
-numpy's `matrix_rank`. Otherwise `A = Q R` is rank deficient, its factors from column `j` on
+working precision: `abs(R[j, j]) <= max(size(R)...) * max(eps * norm(R[:, j]), floatmin)`,
+relative to the norm of column `j` of `A` (Householder QR is columnwise backward stable, and
+`A D` for a positive diagonal `D` has the factors `Q` and `R D`: columns of very different
+norms are not refused). Otherwise `A = Q R` is rank deficient, its factors from column `j` on
 are any orthonormal completion, and this throws an `ArgumentError` saying so (pyzygote's NumPy
 engine raises `LinAlgError` with the same message). The derivatives of [`qr_thin`](@ref) pass
 `R` through it before solving with `R`.
@@ -1406,8 +1408,10 @@ function qr_rank_checked(R::AbstractMatrix)
     V = primal.(R)
     T = eltype(V)
     isempty(V) && return R
-    tol = maximum(size(V)) * eps(T) * maximum(abs, V)
     for j in 1:minimum(size(V))
+        # at least floatmin: a subnormal R[j, j] has lost precision, and its inverse overflows
+        tol = maximum(size(V)) *
+            max(eps(T) * LinearAlgebra.norm(view(V, :, j)), floatmin(T))
         # NaN compares false: a NaN gradient is reported as such
         if abs(V[j, j]) <= tol
             throw(ArgumentError(_qr_rank_message(j - 1, V[j, j], tol)))
@@ -1425,10 +1429,11 @@ end
 function _qr_rank_message(j, value, tol)
     v, t = round(value; sigdigits = 3), round(tol; sigdigits = 3)
     return "np.linalg.qr has no derivative here: R[$j, $j] = $v is zero to working " *
-        "precision (at most $t = max(m, n) * eps * the largest |R| entry, of R's first m " *
-        "columns for a wide A; the scale np.linalg.matrix_rank uses), so column $j of A " *
-        "is a combination of the columns before it and A is rank deficient. Q's columns " *
-        "and R's rows from $j on are then any orthonormal completion, with no derivative. " *
+        "precision (at most $t = max(m, n) * eps * the norm of column $j of A, or max(m, " *
+        "n) * the smallest normal number), so column $j of A is a combination of the " *
+        "columns before it and A is rank deficient. Q's " *
+        "columns and R's rows from $j on are then any orthonormal completion, with no " *
+        "derivative. " *
         "A loss that does not depend on that choice is smooth without qr: np.sum(R ** 2) " *
         "is np.sum(A ** 2), R.T @ R is A.T @ A; one that needs only Q's first columns can " *
         "take np.linalg.qr(A[:, :k])."

@@ -8,7 +8,7 @@ included: LAPACK's Householder QR (``geqrf``, each reflector from ``dlarfg``) ma
 which is deterministic, and the derivative formulas below hold for any fixed signs.
 
 The derivatives divide by the diagonal of ``R`` (they solve with it).  Where an entry of it is
-zero to working precision, ``A`` is rank deficient (for ``m < n``: its first ``m`` columns are),
+zero to working precision, relative to the norm of its column, ``A`` is rank deficient (for ``m < n``: its first ``m`` columns are),
 the factors beyond that column are any orthonormal completion, and ``qr_rank_check`` makes every
 derivative raise ``LinAlgError`` saying so; the values stay numpy's.
 
@@ -60,32 +60,44 @@ def _qr_impl(a: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rank_deficient_column(r: np.ndarray) -> tuple[int, float] | None:
-    """The first ``j`` with ``|R[j, j]| <= max(m, n) * eps * max|R|`` for the ``m x n`` (tall or
-    square) ``r``, and that bound; ``None`` where there is none (NaN compares false: it is
-    reported as NaN by the gradient's own check).
+    """The first ``j`` with ``|R[j, j]| <= max(m, n) * max(eps * |R[:, j]|, tiny)`` for the ``m x n``
+    (tall or square) ``r``, ``|R[:, j]|`` the 2-norm of column ``j`` (that of column ``j`` of
+    ``A``), ``tiny`` the smallest normal number, and
+    that bound; ``None`` where there is none (NaN compares false: it is reported as NaN by the
+    gradient's own check).
 
-    The bound is ``np.linalg.matrix_rank``'s with ``max|R|`` in place of the largest singular
-    value ``s_max``: ``max|R| <= s_max`` and the smallest singular value of a triangular matrix is at
-    most its smallest diagonal entry, so every matrix refused here has a singular value at or
-    below matrix_rank's bound (matrix_rank calls it rank deficient too).  Householder QR is
-    backward stable, so a diagonal entry below ``eps * |A|`` is rounding noise, not a distance
-    between columns: the user-tested ``A[:, 1] = 2 * A[:, 0]`` gave ``R[1, 1] = 2.8e-16`` and a
-    gradient of noise, one exact zero a bare ``LinAlgError: Singular matrix``."""
+    ``R[j, j]`` is the distance of column ``j`` of ``A`` from the span of the columns before it,
+    and Householder QR is columnwise backward stable: it is computed to about ``eps`` times that
+    column's norm, so below the bound it is rounding noise, not a distance (the user-tested
+    ``A[:, 1] = 2 * A[:, 0]`` gave ``R[1, 1] = 2.8e-16`` and a gradient of noise, one exact zero
+    a bare ``LinAlgError: Singular matrix``).  The scale is the column's own, not ``max|R|`` as
+    in ``np.linalg.matrix_rank``: ``A D`` for a diagonal ``D > 0`` has the factors ``Q`` and
+    ``R D``, so columns of very different norms (``diag(1e16, 1)``, full rank, which
+    matrix_rank calls rank 1) have derivatives as accurate as the scaled matrix's (found in
+    review: ``max|R|`` refused them)."""
     r = np.asarray(r)
     d = np.abs(np.diagonal(r))
     if d.size == 0:
         return None
-    tol = max(r.shape) * np.finfo(r.dtype).eps * np.max(np.abs(r))
+    k = d.size
+    columns = np.abs(r[:, :k])
+    big = np.max(columns, axis=0)
+    with np.errstate(invalid="ignore"):  # scaled by the largest entry: no underflow of tiny columns
+        norms = big * np.sqrt(np.sum((columns / np.where(big > 0, big, 1)) ** 2, axis=0))
+    # at least the smallest normal number: a subnormal R[j, j] has lost precision, and 1 / R[j, j]
+    # overflows (the review's [[1e-310, 0.5], [0, 1]])
+    info = np.finfo(r.dtype)
+    tol = max(r.shape) * np.maximum(info.eps * norms, info.tiny)
     low = np.flatnonzero(d <= tol)
-    return (int(low[0]), float(tol)) if low.size else None
+    return (int(low[0]), float(tol[low[0]])) if low.size else None
 
 
 def rank_deficiency_message(j: int, value: float, tol: float) -> str:
     return (
         f"np.linalg.qr has no derivative here: R[{j}, {j}] = {value:.3g} is zero to working precision (at most "
-        f"{tol:.3g} = max(m, n) * eps * the largest |R| entry, of R's first m columns for a wide A; the scale "
-        f"np.linalg.matrix_rank uses), so column {j} of A is a combination of the columns before it and A is rank "
-        f"deficient. Q's columns and R's rows from {j} on are then any orthonormal completion, with no derivative. "
+        f"{tol:.3g} = max(m, n) * eps * the norm of column {j} of A, or max(m, n) * the smallest normal number), so column {j} of A is a combination of the "
+        f"columns before it and A is rank deficient. Q's columns and R's rows from {j} on are then any orthonormal "
+        "completion, with no derivative. "
         "A loss that does not depend on that choice is smooth without qr: np.sum(R ** 2) is np.sum(A ** 2), "
         "R.T @ R is A.T @ A; one that needs only Q's first columns can take np.linalg.qr(A[:, :k])."
     )
