@@ -48,9 +48,6 @@ const LINEAR_RATIO_MAX = 0.95
 const LINEAR_SPREAD = 1.5
 const LINEAR_STEPS = 3
 const ROUNDING_STEPS = 1.0e3
-# Linear steps with max|f| <= abstol at each of the last LINEAR_STEPS_SMALL_F + 1 iterates: a
-# multiple root refused before its steps are small (u**2 - p at p = 0).
-const LINEAR_STEPS_SMALL_F = 12
 
 """
     nlsolve(f, u0::AbstractVector, p::AbstractVector, abstol::Real, reltol::Real, maxiters::Integer)
@@ -128,10 +125,8 @@ function _nlsolve(
         ))
     # maximum(abs, du) of each Newton step computed, and whether it was taken whole
     steps = Tuple{Float64, Bool}[]
-    small_run = 0 # how many successive iterates, up to this one, had max|f| <= abstol
     for iteration in 1:(maxiters + 1)
         small_f = maximum(abs, r) <= abstol
-        small_run = small_f ? small_run + 1 : 0
         step, level = _newton_step(f, u, p, iteration, r, abstol)
         stepsize = Float64(maximum(abs, step))
         scale = Float64(maximum(abs, u))
@@ -140,18 +135,6 @@ function _nlsolve(
             ratio = _linear_convergence(vcat(steps, [(stepsize, true)]), scale)
             ratio === nothing || throw(_failure(_linear_words(ratio), iteration, r, u))
             return u
-        end
-        if small_run > LINEAR_STEPS_SMALL_F
-            recent = vcat(steps, [(stepsize, true)])
-            ratio = _linear_convergence(recent, scale, LINEAR_STEPS_SMALL_F)
-            if ratio !== nothing
-                msg = _linear_words(ratio) *
-                    ". Its last $LINEAR_STEPS_SMALL_F full steps all " *
-                    "shrank so with max|f| <= abstol = $abstol: to that abstol, f is zero along " *
-                    "the way and the root is not told from a multiple one (if f is that small " *
-                    "near a simple root, pass a smaller abstol)"
-                throw(_failure(msg, iteration, r, u))
-            end
         end
         if iteration > maxiters
             recent = vcat(steps, [(stepsize, true)])
@@ -205,18 +188,14 @@ function _linear_words(ratio)
         "derivative is infinite there)"
 end
 
-# The last ratio of successive full Newton steps where the last `nsteps` ratios all lie
+# The last ratio of successive full Newton steps where the last LINEAR_STEPS ratios all lie
 # between LINEAR_RATIO and LINEAR_RATIO_MAX, within a factor LINEAR_SPREAD of each other (linear
 # convergence, as to a multiple root), each step taken whole
 # and above ROUNDING_STEPS machine epsilons of `scale = maximum(abs, u)`; `nothing` otherwise,
 # as pyzygote.primitives.nonlinear's `linear_convergence`.
-function _linear_convergence(
-    steps::Vector{Tuple{Float64, Bool}},
-    scale::Float64,
-    nsteps::Int = LINEAR_STEPS,
-)
-    length(steps) < nsteps + 1 && return nothing
-    window = steps[(end - nsteps):end]
+function _linear_convergence(steps::Vector{Tuple{Float64, Bool}}, scale::Float64)
+    length(steps) < LINEAR_STEPS + 1 && return nothing
+    window = steps[(end - LINEAR_STEPS):end]
     all(s -> s[2], window[1:(end - 1)]) || return nothing
     sizes = first.(window)
     minimum(sizes) > ROUNDING_STEPS * eps(Float64) * scale || return nothing

@@ -76,12 +76,6 @@ LINEAR_RATIO_MAX = 0.95
 LINEAR_SPREAD = 1.5
 LINEAR_STEPS = 3
 ROUNDING_STEPS = 1e3
-# Before the steps are small: where max|f| <= abstol at each of the last LINEAR_STEPS_SMALL_F + 1
-# iterates and the last LINEAR_STEPS_SMALL_F ratios of full steps are linear as above, Newton is
-# walking linearly through a region where f is zero to abstol, as toward a multiple root at 0
-# (u**2 - p at p = 0, whose steps are never small relative to u: refused only at maxiters, in
-# user testing), and is refused there; u has moved by 2^12 in |f| <= abstol already.
-LINEAR_STEPS_SMALL_F = 12
 # A Jacobian whose condition number, its rows and columns scaled, exceeds this is singular to
 # working precision.
 SINGULAR_CONDITION = 1e14
@@ -152,10 +146,8 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
         raise _failed("f is NaN or inf at the starting point u0" + nonfinite_residual(rhs, u, p, r), 0, u, r)
     eps = np.finfo(float).eps
     steps: list[tuple[float, bool]] = []  # max|du| of each Newton step computed, and whether it was taken whole
-    small_run = 0  # how many successive iterates, up to this one, had max|f| <= abstol
     for iteration in range(1, opts.maxiters + 2):
         small_f = bool(np.max(np.abs(r), initial=0.0) <= opts.abstol)
-        small_run = small_run + 1 if small_f else 0
         step, level = _newton_step(rhs, u, p, iteration, r, opts.abstol)
         size, scale = float(np.max(np.abs(step), initial=0.0)), float(np.max(np.abs(u), initial=0.0))
         if np.all(np.abs(step) <= STEP_EPS * eps * np.abs(u)):
@@ -165,17 +157,6 @@ def newton(rhs: Any, u0: np.ndarray, p: np.ndarray, opts: NLOptions) -> np.ndarr
             if ratio is not None:
                 raise _failed(_linear_words(ratio), iteration, u, r)
             return u
-        if small_run > LINEAR_STEPS_SMALL_F:
-            ratio = linear_convergence(steps + [(size, True)], scale, LINEAR_STEPS_SMALL_F)
-            if ratio is not None:
-                raise _failed(
-                    _linear_words(ratio) + f". Its last {LINEAR_STEPS_SMALL_F} full steps all shrank so with max|f| <= abstol "
-                    f"= {opts.abstol:g}: to that abstol, f is zero along the way and the root is not told from a multiple one (if "
-                    "f is that small near a simple root, pass a smaller abstol)",
-                    iteration,
-                    u,
-                    r,
-                )
         if iteration > opts.maxiters:
             ratio = linear_convergence(steps + [(size, True)], scale) if small_f else None
             hint = "" if ratio is None else f"; the last full Newton steps shrank linearly, by {ratio:.3g} each, as near a multiple root, which has no derivative"
@@ -228,16 +209,16 @@ def _linear_words(ratio: float) -> str:
     )
 
 
-def linear_convergence(steps: list[tuple[float, bool]], scale: float, count: int = LINEAR_STEPS) -> float | None:
-    """The last ratio of successive full Newton steps where the last ``count`` ratios all lie
+def linear_convergence(steps: list[tuple[float, bool]], scale: float) -> float | None:
+    """The last ratio of successive full Newton steps where the last LINEAR_STEPS ratios all lie
     between LINEAR_RATIO and LINEAR_RATIO_MAX, within a factor LINEAR_SPREAD of each other (linear
     convergence, as to a multiple root), each step taken whole
     (a damped step shortens the next one by its own factor) and above ROUNDING_STEPS machine
     epsilons of ``scale = max|u|``; None otherwise.  ``steps`` holds (max|du|, taken whole) of the
     Newton steps computed at successive iterates, the last one at the current point."""
-    if len(steps) < count + 1:
+    if len(steps) < LINEAR_STEPS + 1:
         return None
-    last = steps[-(count + 1) :]
+    last = steps[-(LINEAR_STEPS + 1) :]
     if not all(whole for _, whole in last[:-1]):
         return None
     sizes = [size for size, _ in last]
@@ -714,8 +695,7 @@ def nlsolve(f: Callable[..., Any], u0: Any, p: Any = None, *, abstol: float = 1e
     ``|f|`` alone, with ``abstol = eps^(4/5)``.  No convergence within ``maxiters`` iterations, a
     singular Jacobian (also at the root: a root that is not isolated has no derivative), a NaN in
     ``f``, or a multiple root (Newton's last three full steps each a roughly constant fraction,
-    between 0.25 and 0.95, of the one before, as ``u**2`` gives 0.5, or its last twelve so with
-    ``max|f| <= abstol`` all along) raise
+    between 0.25 and 0.95, of the one before, as ``u**2`` gives 0.5) raise
     :class:`pyzygote.SolverError`.
 
     The result is differentiable in ``p`` and in traced values ``f`` reads from its closure, by
