@@ -2084,3 +2084,26 @@ def test_modf_and_divmod_are_numpys_and_differentiate_through_the_fraction_and_r
             np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
     y = np.array([-2.75, -0.4, 0.35, 1.3, 3.3])  # away from the jumps
     check_grads(lambda x: np.modf(x)[0] ** 2 + np.divmod(x, 0.7)[1] * np.divmod(3.0, x)[1], (y,), engine="numpy")
+
+
+def test_modf_of_whole_numbers_and_integers_is_numpys() -> None:
+    """Found in review: np.modf(-3.0)[0] is -0.0 in numpy (the fraction has x's sign) and was
+    +0.0 traced (x - trunc(x)); np.modf of integers is float64 in numpy and was int64 traced.
+    The fraction's derivative stays 1 at whole numbers, as between them."""
+    x = np.array([-3.0, -1.0, 2.0, 5.0, -2.5])
+    for dtype in (np.float64, np.float32):
+        got, want = pz.make_program(np.modf, x.astype(dtype))(x.astype(dtype)), np.modf(x.astype(dtype))
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+            np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+    ints = np.array([7, -7, 0, 3])
+    for dtype in (np.int64, np.int32):  # traced integers: made from a float argument
+        made = lambda w, dtype=dtype: np.modf((w + ints).astype(dtype))  # noqa: E731
+        got, want = pz.make_program(made, np.zeros(4))(np.zeros(4)), np.modf(ints.astype(dtype))
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype == np.float64
+            np.testing.assert_array_equal(g, w)
+            np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+    _, tangent = pz.jvp(lambda v: np.modf(v)[0], (x,), (np.ones_like(x),))
+    np.testing.assert_array_equal(tangent, np.ones_like(x))

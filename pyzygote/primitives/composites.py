@@ -153,9 +153,14 @@ def _np_modf(x: Any, **kw: Any) -> tuple[Any, Any]:
     (and ``modf(±inf) = (±0.0, ±inf)``, as numpy's)."""
     _no_keywords("modf", kw)
     x = as_operand(x)
+    dtype = np.modf(np.zeros((), x.dtype))[0].dtype  # numpy's loop: integers are made floats (int64 float64)
+    if x.dtype != dtype:
+        x = convert(x, dtype)
     whole = np.trunc(x)
     infinite = np.isinf(x)
-    frac = x - np.where(infinite, np.zeros((), x.dtype), whole)  # no inf - inf
+    finite_whole = np.where(infinite, np.zeros((), x.dtype), whole)  # no inf - inf
+    # numpy's fraction has x's sign, -0.0 for a negative whole number: x - x is +0.0, -(x - x) is -0.0
+    frac = np.where(np.less(x, 0), -(finite_whole - x), x - finite_whole)
     # x itself where it is ±0.0 or ±inf's zero: the sign numpy gives
     return np.where(infinite, np.copysign(np.zeros((), x.dtype), x), np.where(np.equal(x, 0), x, frac)), whole
 
