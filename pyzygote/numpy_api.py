@@ -84,7 +84,6 @@ def supported_names() -> list[str]:
 
 
 _INSTEAD = {
-    "fmod": "x - y * np.trunc(x / y)",
     "polyfit": "np.linalg.lstsq(np.vander(x, deg + 1), y, rcond=None)[0] (the coefficients, highest power first, as polyfit gives them)",
     "piecewise": (
         "np.select([cond1, cond2], [f1(x), f2(x)], default) or nested np.where. numpy calls each function only where "

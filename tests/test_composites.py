@@ -2107,3 +2107,24 @@ def test_modf_of_whole_numbers_and_integers_is_numpys() -> None:
             np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
     _, tangent = pz.jvp(lambda v: np.modf(v)[0], (x,), (np.ones_like(x),))
     np.testing.assert_array_equal(tangent, np.ones_like(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fmod_is_numpys_with_the_sign_of_x_and_its_derivatives(dtype) -> None:
+    """np.fmod was refused with a rewrite, x - y * np.trunc(x / y), that is not exact.  The traced
+    fmod is numpy's everywhere (signed zeros, infinities, NaN, huge quotients)."""
+    xs = np.array([-5.5, -2.0, -0.0, 0.0, 0.3, 5.5, 7.25, np.inf, -np.inf, np.nan, 1e30, -3e-30])
+    ys = np.array([2.0, -2.0, 0.7, -0.3, np.inf, -np.inf, 0.0, -0.0, np.nan, 1e-30])
+    x, y = (a.astype(dtype) for a in np.meshgrid(xs, ys))
+    with np.errstate(all="ignore"):
+        want = np.fmod(x, y)
+        (got,) = pz.make_program(np.fmod, x, y)(x, y)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got[~np.isnan(want)]), np.signbit(want[~np.isnan(want)]))  # a NaN's sign aside
+    ints = np.array([-7, -5, 0, 5, 7, 9]), np.array([2, -3, 4, -2, 3, 5])
+    (got,) = pz.make_program(lambda z: np.fmod(ints[0] + z.astype(np.int64), ints[1]), np.zeros(6))(np.zeros(6))
+    assert got.dtype == np.int64 and got.tolist() == np.fmod(*ints).tolist()
+    a, b = np.array([-5.5, 7.25, 0.3]), np.array([2.0, -2.0, 0.7])
+    np.testing.assert_array_equal(pz.gradient(lambda a, b: np.sum(np.fmod(a, b)), a, b), (np.ones(3), -np.trunc(a / b)))
+    check_grads(lambda a, b: np.fmod(a, b) ** 2, (a, b), engine="numpy")

@@ -172,6 +172,15 @@ def _np_divmod(x: Any, y: Any, **kw: Any) -> tuple[Any, Any]:
     return np.floor_divide(x, y), np.remainder(x, y)
 
 
+@implements(np.fmod)
+def _np_fmod(x: Any, y: Any, **kw: Any) -> Any:
+    """C's ``fmod``, the remainder with the sign of ``x``: ``remainder(|x|, |y|)`` (exact, as
+    numpy's) given ``x``'s sign.  Derivatives 1 in ``x`` and ``-trunc(x / y)`` in ``y``."""
+    _no_keywords("fmod", kw)
+    r = np.remainder(np.absolute(x), np.absolute(y))
+    return np.where(np.signbit(x), -r, r)
+
+
 @implements(np.nan_to_num)
 def _np_nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None, neginf: Any = None) -> Any:
     x = as_operand(x)
