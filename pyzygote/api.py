@@ -553,7 +553,7 @@ def _trace_with_data_as(f: Callable[..., Any], args: tuple[Any, ...], const_args
     return result
 
 
-def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, tuple[Any, ...]]:
+def withgradient(f: Callable[..., Any], /, *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, tuple[Any, ...]]:
     """Value of ``f(*args, **kwargs)`` and its gradient with respect to every positional argument.
 
     Keyword arguments (other than ``engine``) are passed to ``f`` and held constant.
@@ -574,7 +574,7 @@ def withgradient(f: Callable[..., Any], *args: Any, engine: str | None = None, *
     return _withgradient(f, args, engine, aux="zygote", kwargs=kwargs)
 
 
-def gradient(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, ...]:
+def gradient(f: Callable[..., Any], /, *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, ...]:
     """Gradient of scalar ``f`` with respect to each positional argument (a tuple, like Zygote).
 
     Keyword arguments (other than ``engine``) are passed to ``f`` and held constant.
@@ -745,7 +745,7 @@ def _cotangents(traced: Traced, dy: Any) -> list[np.ndarray]:
 
 
 def pullback(
-    f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any
+    f: Callable[..., Any], /, *args: Any, engine: str | None = None, **kwargs: Any
 ) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:
     """Value of ``f(*args)`` and a function mapping an output cotangent to argument cotangents.
 
@@ -781,7 +781,7 @@ def pullback(
 
 
 def jvp(
-    f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, engine: str | None = None, **kwargs: Any
+    f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], /, *, engine: str | None = None, **kwargs: Any
 ) -> tuple[Any, Any]:
     """Forward mode: ``(f(*primals), J @ tangents)``.
 
@@ -820,7 +820,7 @@ def jvp(
     return as_tree(ys), as_tree(ts)
 
 
-def jacobian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, ...]:
+def jacobian(f: Callable[..., Any], /, *args: Any, engine: str | None = None, **kwargs: Any) -> tuple[Any, ...]:
     """Jacobian with respect to each positional argument: arrays of shape ``out.shape + arg.shape``.
 
     Keyword arguments (other than ``engine``) are passed to ``f`` and held constant.
@@ -1009,7 +1009,7 @@ def _names_later_parameter(f: Callable[..., Any], name: str) -> bool:
     return name in names[1:]
 
 
-def hessian(f: Callable[..., Any], *args: Any, engine: str | None = None, **kwargs: Any) -> Any:
+def hessian(f: Callable[..., Any], /, *args: Any, engine: str | None = None, **kwargs: Any) -> Any:
     """Hessian of scalar ``f(x, *args, **kwargs)`` in ``x`` (forward-over-reverse), shape ``x.shape + x.shape``.
 
     Further arguments and keyword arguments (other than ``engine``) are passed to ``f`` and held

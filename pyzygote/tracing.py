@@ -1002,7 +1002,7 @@ def call_traced(f: Callable[..., Any], *tracers: Any) -> Any:
         raise instead from exc
 
 
-def _call_explained(f: Callable[..., Any], *tracers: Any, **kwargs: Any) -> Any:
+def _call_explained(f: Callable[..., Any], /, *tracers: Any, **kwargs: Any) -> Any:
     try:
         return f(*tracers, **kwargs)
     except ValueError as exc:

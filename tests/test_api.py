@@ -1057,6 +1057,23 @@ def test_keyword_arguments_are_passed_and_held_constant() -> None:
     np.testing.assert_allclose(ct, 3.0)
 
 
+@pytest.mark.parametrize("name", ["f", "primals", "tangents"])
+def test_a_keyword_may_share_a_name_with_the_transforms_own_parameters(name: str) -> None:
+    """User testing: loss(w, f=np.cos) through pz.gradient raised 'got multiple values for argument f'."""
+    ns: dict = {"np": np}
+    exec(f"def loss(w, {name}=1.0):\n    return {name} * np.sum(np.sin(w))", ns)
+    loss, w, kw = ns["loss"], np.array([0.3, 1.1]), {name: 2.0}
+    want = 2.0 * np.cos(w)
+    np.testing.assert_allclose(pz.gradient(loss, w, **kw)[0], want, rtol=1e-15)
+    np.testing.assert_allclose(pz.grad(loss)(w, **kw), want, rtol=1e-15)
+    np.testing.assert_allclose(pz.value_and_grad(loss)(w, **kw)[1], want, rtol=1e-15)
+    np.testing.assert_allclose(pz.withgradient(loss, w, **kw)[1][0], want, rtol=1e-15)
+    np.testing.assert_allclose(pz.jacobian(loss, w, **kw)[0], want, rtol=1e-15)
+    np.testing.assert_allclose(pz.hessian(loss, w, **kw), np.diag(-2.0 * np.sin(w)), rtol=1e-15)
+    np.testing.assert_allclose(pz.jvp(loss, (w,), (np.array([1.0, 0.0]),), **kw)[1], want[0], rtol=1e-15)
+    np.testing.assert_allclose(pz.pullback(loss, w, **kw)[1](1.0)[0], want, rtol=1e-15)
+
+
 def test_a_new_keyword_value_reuses_the_trace() -> None:
     from pyzygote.tracing import _CACHE
 
