@@ -488,6 +488,8 @@ def test_wrong_rhs_shape_and_unknown_solver():
         pz.gradient(lambda p: pz.odesolve(lotka, U0_LV, T_LV, p, alg="TRBDF2")[-1, 0], P_LV)
     with pytest.raises(ValueError, match="unknown sensealg"):
         pz.odesolve(lotka, U0_LV, T_LV, P_LV, sensealg="magic")
+    with pytest.raises(ValueError, match="did you mean 'adjoint'"):  # user testing
+        pz.odesolve(lotka, U0_LV, T_LV, P_LV, sensealg="Adjoint")
     with pytest.raises(ValueError, match="tspan"):
         pz.ODEProblem(decay, [1.0], (1.0, 0.0), [1.0])
 

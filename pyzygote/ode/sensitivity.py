@@ -92,6 +92,8 @@ def resolve_sensealg(
     if sensealg not in SENSEALGS:
         sciml = _SCIML_NAMES.get(str(sensealg).removesuffix("()").split("(")[0]) if isinstance(sensealg, str) else None
         hint = f" ({sensealg!r} is SciMLSensitivity's name; here it is {sciml})" if sciml else ""
+        if isinstance(sensealg, str) and sensealg.strip().lower() in SENSEALGS:
+            hint = f" (did you mean {sensealg.strip().lower()!r}? the names are lower case)"
         raise ValueError(f"unknown sensealg={sensealg!r}; choose one of {', '.join(SENSEALGS)}{hint}")
     if sensealg == "auto":
         from pyzygote.transforms.vjp import pullbacks_expected
