@@ -170,6 +170,9 @@ class Program:
     # Var uid -> "smooth" or "continuous", for values made inside such a composition of
     # pyzygote's own (see pyzygote.tracer.composition); only traced programs record it.
     choices: dict = field(default_factory=dict, repr=False, compare=False)
+    # Var uid -> the numpy function the user called, for values that a composite of pyzygote's
+    # (np.trunc, np.heaviside) made where a derivative stops (see pyzygote.tracer._CALLED).
+    spelled: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def in_avals(self) -> tuple[Aval, ...]:

@@ -39,6 +39,11 @@ __all__ = ["Tracer", "Builder", "as_operand", "composition", "SMOOTH", "CONTINUO
 SMOOTH = "smooth"
 CONTINUOUS = "continuous"
 _COMPOSITION: "contextvars.ContextVar[str | None]" = contextvars.ContextVar("pyzygote_composition", default=None)
+# The numpy function the user called while pyzygote's handler of it runs, and whether the handler
+# has called other numpy functions (a composite: np.trunc is np.where(x < 0, np.ceil(x),
+# np.floor(x))).  The equations of a composite that stop a derivative record the user's function
+# in ``Program.spelled``, so that pz.ZeroGradientWarning names np.trunc, not its parts.
+_CALLED: "contextvars.ContextVar[tuple[Any, bool] | None]" = contextvars.ContextVar("pyzygote_called", default=None)
 
 
 @contextlib.contextmanager
@@ -64,6 +69,15 @@ def composition(kind: str) -> Iterator[None]:
         yield
     finally:
         _COMPOSITION.reset(token)
+
+
+def _calling(func: Any) -> Any:
+    """Enter the handler of the numpy function ``func`` (see _CALLED): a token to reset, or None
+    inside a composite already known as one."""
+    called = _CALLED.get()
+    if called is None:
+        return _CALLED.set((func, False))
+    return None if called[1] else _CALLED.set((called[0], True))
 
 
 # The read-only copies of numpy constants that programs hold, by id, while they live.
@@ -130,6 +144,7 @@ class Builder:
         # Set when the function's program is built: its traced values are then stale placeholders.
         self.ended = False
         self.choices: dict[int, str] = {}  # var uid -> the kind of composition that made it
+        self.spelled: dict[int, Any] = {}  # var uid -> the numpy function the user called (see _CALLED)
         # How many of the inputs are the leaves of the function's first argument (set by tracing;
         # messages use it: a dict of parameters is many leaves).
         self.first_argument_inputs = 0
@@ -203,6 +218,7 @@ class Builder:
             if x.__class__ is not Tracer and a.aval.dtype.kind == "c":
                 raise _complex_error(prim.name)
         kind = _COMPOSITION.get()
+        called = _CALLED.get()
         if not prim.multiple_results:
             if out.dtype.kind == "c":
                 raise _complex_error(prim.name)
@@ -210,6 +226,8 @@ class Builder:
             self.eqns.append(Eqn(prim, atoms, params, (var,)))
             if kind is not None:
                 self.choices[var.uid] = kind
+            if called is not None and called[1] and (prim.zero_derivative or prim.no_tangent_from or out.dtype.kind not in "fc"):
+                self.spelled[var.uid] = called[0]  # where a derivative can stop (see _CALLED)
             return Tracer(self, var)
         outvars = tuple(Var(a) for a in out)
         if any(v.aval.dtype.kind == "c" for v in outvars):
@@ -217,6 +235,8 @@ class Builder:
         self.eqns.append(Eqn(prim, atoms, params, outvars))
         if kind is not None:
             self.choices.update((v.uid, kind) for v in outvars)
+        if called is not None and called[1]:
+            self.spelled[outvars[0].uid] = called[0]
         return tuple(Tracer(self, v) for v in outvars)
 
     def build(self, inputs: Sequence["Tracer"], outputs: Sequence[Any]) -> Program:
@@ -248,6 +268,7 @@ class Builder:
             eqns=kept,
             outputs=out_atoms,
             choices={uid: kind for uid, kind in self.choices.items() if uid in live},
+            spelled={uid: f for uid, f in self.spelled.items() if uid in live},
         )
 
 
@@ -676,7 +697,12 @@ class Tracer:
             return lookup(f"{ufunc.__name__}.at")(*inputs, **kwargs)
         else:
             raise UnsupportedOperationError(f"numpy.{ufunc.__name__}.{method} cannot be traced")
-        result = _fresh(handler(*inputs, **kwargs), inputs)
+        token = _calling(ufunc if method == "__call__" else f"{ufunc.__name__}.{method}")
+        try:
+            result = _fresh(handler(*inputs, **kwargs), inputs)
+        finally:
+            if token is not None:
+                _CALLED.reset(token)
         if (
             method == "__call__"
             and ufunc.signature is None  # not matmul and the other generalized ufuncs
@@ -709,7 +735,12 @@ class Tracer:
             # float64 array, not weak (np.clip(c, lo32, hi32) is float64); their results are numpy
             # scalars, not weak either (np.mean(c), np.trapezoid([c, c]))
             args = (_strong(args[0]), *args[1:])
-        result = handler(*args, **kwargs)
+        token = _calling(func)
+        try:
+            result = handler(*args, **kwargs)
+        finally:
+            if token is not None:
+                _CALLED.reset(token)
         if func is np.einsum and len(args) == 2 and isinstance(args[1], Tracer):  # "i->i", "ij->ji", "ii->i" are views
             return _mark_view(args[1], result, lambda p: np.einsum(args[0], p))
         if func in _VIEW_FUNCTIONS and args and isinstance(args[0], Tracer) and kwargs.get("copy") is not True:

@@ -40,7 +40,28 @@ _SPELLED = {
     "isnan": "np.isnan", "isinf": "np.isinf", "isfinite": "np.isfinite", "detsign": "the sign of np.linalg.slogdet",
 }  # fmt: skip
 _POSITIONS = frozenset({"argextreme", "argsort", "searchsorted"})
+# Roundings, as messages name them (composites by the user's function: see _named), for the advice.
+_ROUNDING = frozenset({
+    "np.floor", "np.ceil", "np.round (np.rint)", "astype(int)", "// (np.floor_divide)",
+    "np.trunc", "np.fix", "np.around", "np.round", "np.modf", "np.divmod",
+})  # fmt: skip
 _CACHE_KEY = "zero_gradient"
+
+
+def _named(prog: Program, eqn: Any) -> str | None:
+    """How the message names the operation of ``eqn``: the numpy function the user called where it
+    is one of pyzygote's composites (np.trunc, not the comparison, np.ceil and np.floor it is made of)."""
+    called = prog.spelled.get(eqn.outputs[0].uid) if eqn.outputs else None
+    return _spelled(eqn) if called is None else _user_name(called)
+
+
+def _user_name(func: Any) -> str:
+    if isinstance(func, str):  # a ufunc's method: "maximum.reduce"
+        return f"np.{func}"
+    from pyzygote.numpy_api import _name
+
+    name = _name(func)
+    return "np." + name[len("numpy.") :] if name.startswith("numpy.") else name
 
 
 def _spelled(eqn: Any) -> str | None:
@@ -83,8 +104,8 @@ def _find(prog: Program, wrt: Sequence[bool]) -> list[tuple[int, int, tuple[str,
             reach[v.uid] = carry[v.uid] = 1 << k
     if not reach:
         return []
-    stops: list[tuple[int, Any, int]] = []  # (position, equation, bits it cut or carried on)
-    for at, eqn in enumerate(prog.eqns):
+    stops: list[tuple[Any, int]] = []  # (equation, bits it cut or carried on)
+    for eqn in prog.eqns:
         r = c = 0
         for j, x in enumerate(eqn.inputs):
             if isinstance(x, Var) and x.uid in reach:
@@ -103,7 +124,7 @@ def _find(prog: Program, wrt: Sequence[bool]) -> list[tuple[int, int, tuple[str,
         # of a comparison); not the integer plumbing after it (an index's bounds checks)
         later = r & ~c if eqn.prim.name in _POSITIONS else 0
         if cut or later:
-            stops.append((at, eqn, cut | later))
+            stops.append((eqn, cut | later))
     found = []
     for o, out in enumerate(prog.outputs):
         if not isinstance(out, Var) or not _floating(out):
@@ -114,7 +135,7 @@ def _find(prog: Program, wrt: Sequence[bool]) -> list[tuple[int, int, tuple[str,
         feeding = _feeding(prog, out)
         for k in range(len(prog.inputs)):
             if lost >> k & 1:
-                names = [_spelled(e) for _, e, bits in stops if bits >> k & 1 and id(e) in feeding]
+                names = [_named(prog, e) for e, bits in stops if bits >> k & 1 and id(e) in feeding]
                 ordered = tuple(dict.fromkeys(n for n in names if n is not None))
                 found.append((k, o, ordered or ("an operation with no derivative",)))
     return found
@@ -189,11 +210,11 @@ def _advice(ops: set[str]) -> str:
             "differentiable in V; for the position of a maximum, weight the positions with a softmax, "
             "np.sum(t * w) with w = np.exp(b * (V - V.max())) normalized to sum 1. "
         )
-    if any(op.startswith("a comparison") for op in ops) and not ops & {"np.argmax", "np.argmin"}:
+    if any(op.startswith("a comparison") or op == "np.heaviside" for op in ops) and not ops & {"np.argmax", "np.argmin"}:
         said.append(
             "For a threshold, np.where(x > c, a, b), use a smooth step over a width you choose, "
             "b + (a - b) / (1 + np.exp(-(x - c) / width)). "
         )
-    if ops & {"np.floor", "np.ceil", "np.round (np.rint)", "astype(int)", "// (np.floor_divide)"}:
+    if ops & _ROUNDING:
         said.append("For a value read at a rounded position, interpolate between the neighbours (np.interp) instead. ")
     return "".join(said)

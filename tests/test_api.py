@@ -2476,6 +2476,28 @@ def test_zero_gradient_advice_reads_the_times_with_pz_take_and_heaviside_is_a_st
         np.testing.assert_array_equal(pz.make_program(lambda x: np.heaviside(x, 0.5), t)(np.array([np.nan, 0.0, 1.0]))[0], [np.nan, 0.5, 1.0])
 
 
+def test_zero_gradient_warnings_name_the_function_the_user_called_not_its_parts() -> None:
+    """np.trunc is pyzygote's np.where(x < 0, np.ceil(x), np.floor(x)): its warning named "a
+    comparison (<), np.ceil and then np.floor", which the user did not write; a composite is
+    named as called, with the advice for what it does."""
+    x = np.array([1.3, -2.7, 0.4])
+    for fn, name in [(np.trunc, "np.trunc"), (np.fix, "np.fix"), (np.around, "np.around"), (lambda v: np.modf(v)[1], "np.modf")]:
+        (g,), said = _zero_gradient_warnings(lambda: pz.gradient(lambda x: np.sum(fn(x)), x))
+        np.testing.assert_array_equal(g, np.zeros(3))
+        assert len(said) == 1 and f"depends on x (argument 0) only through {name}, where" in said[0], said
+        assert "interpolate between the neighbours" in said[0] and "smooth step" not in said[0]
+    for fn, name in [(lambda v: np.heaviside(v, 0.5), "np.heaviside"), (lambda v: np.signbit(v) * 1.0, "np.signbit")]:
+        _, said = _zero_gradient_warnings(lambda: pz.gradient(lambda x: np.sum(fn(x)), x))
+        assert len(said) == 1 and f"only through {name}, where" in said[0], said
+    assert "smooth step" in _zero_gradient_warnings(lambda: pz.gradient(lambda x: np.sum(np.heaviside(x, 0.5)), x))[1][0]
+    # primitives keep their own words; what the user wrote beside a composite is named as written
+    _, said = _zero_gradient_warnings(lambda: pz.gradient(lambda x: np.sum(np.floor(x) + np.trunc(x * 2.0)), x))
+    assert len(said) == 1 and "only through np.floor and then np.trunc, where" in said[0], said
+    # and a composite with a differentiable path (np.modf's fraction) is quiet
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(lambda x: np.sum(np.modf(x)[0]), x))
+    assert said == [] and np.allclose(g, 1.0)
+
+
 def test_np_take_of_a_numpy_array_at_a_traced_position_points_to_pz_take() -> None:
     t = np.linspace(0.0, 1.0, 11)
     with pytest.raises(pz.TracerBoolError, match=r"np.take\(table, i\), which numpy makes an int\), use pz.take\(table, i\)"):

@@ -401,6 +401,7 @@ def _lifted_rhs(f: Any, traced: Any, layout: Layout) -> RHS:
         eqns=prog.eqns,
         outputs=prog.outputs,
         choices=prog.choices,
+        spelled=prog.spelled,
     )
     code = getattr(getattr(f, "__func__", f), "__code__", None)
     try:
