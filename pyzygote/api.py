@@ -813,6 +813,11 @@ def jvp(
         if t.shape != a.shape:
             raise ValueError(f"the tangent of {name} has shape {t.shape}, expected {a.shape}")
         t_arrays.append(t)
+    # As pz.jacobian, whose columns these are: an output cut from an argument gets a tangent of
+    # exactly 0 from it; an argument given a zero tangent is not one being differentiated.
+    owners = _top_level_owners(traced.in_tree)
+    moved = [owners[i] < n and (isinstance(t, Tracer) or bool(np.any(t))) for i, t in zip(traced.array_slots, t_arrays)]
+    _warn_if_cut(traced, moved, "jvp")
     ys, ts = _engine(traced, [*arrays, *t_arrays], engine).jvp(traced.program, arrays, t_arrays)
     for k, t in enumerate(ts):
         _require_finite(t, "the tangent of the output" + (f" {k}" if len(ts) > 1 else ""), ys[k])

@@ -95,23 +95,62 @@ def _floating(v: Any) -> bool:
 
 
 def _find(prog: Program, wrt: Sequence[bool]) -> list[tuple[int, int, tuple[str, ...]]]:
-    # Bit k of a value's masks stands for input k: `reach` where it is computed from the input
-    # at all, `carry` where a tangent of the input reaches it.
+    reach, carry, stops = _flow(prog, wrt)
+    found = []
+    for o, out in enumerate(prog.outputs):
+        if not isinstance(out, Var) or not _floating(out):
+            continue
+        lost = reach.get(out.uid, 0) & ~carry.get(out.uid, 0)
+        if not lost:
+            continue
+        feeding = _feeding(prog, out)
+        for k in range(len(prog.inputs)):
+            if lost >> k & 1:
+                names = [n for e, bits, said in stops if bits >> k & 1 and id(e) in feeding for n in said or (_named(prog, e),)]
+                ordered = tuple(dict.fromkeys(n for n in names if n is not None))
+                found.append((k, o, ordered or ("an operation with no derivative",)))
+    return found
+
+
+def _flow(prog: Program, wrt: Sequence[bool]) -> tuple[dict[int, int], dict[int, int], list[tuple[Any, int, tuple[str, ...]]]]:
+    """Bit k of a value's masks stands for input k: ``reach`` where it is computed from the input
+    at all, ``carry`` where a tangent of the input reaches it; and the equations where a tangent
+    stops, with the bits it stopped and, for a solve, the operations of its function that stop it."""
     reach: dict[int, int] = {}
     carry: dict[int, int] = {}
+    stops: list[tuple[Any, int, tuple[str, ...]]] = []
     for k, (v, w) in enumerate(zip(prog.inputs, wrt)):
         if w and _floating(v):
             reach[v.uid] = carry[v.uid] = 1 << k
     if not reach:
-        return []
-    stops: list[tuple[Any, int]] = []  # (equation, bits it cut or carried on)
+        return reach, carry, stops
+    made: dict[int, Any] | None = None  # var uid -> the equation that made it, once a solve needs it
     for eqn in prog.eqns:
         r = c = 0
-        for j, x in enumerate(eqn.inputs):
-            if isinstance(x, Var) and x.uid in reach:
+        solve = _through_solve(eqn)
+        if solve is not None:
+            if made is None:
+                made = {v.uid: e for e in prog.eqns for v in e.outputs}
+            start, leaves = solve
+            pieces = _pieces(eqn.inputs[1], [size for size, *_ in leaves], made)
+            if pieces is None:  # p is not the concatenation of the leaves here: all of it at once
+                reaches, carries = any(lf[1] for lf in leaves), any(lf[2] for lf in leaves)
+                said = () if carries else tuple(dict.fromkeys(op for lf in leaves if lf[1] for op in lf[3]))
+                pieces, leaves = [eqn.inputs[1]], [(0, reaches, carries, said)]
+            for x, (_, reaches, carries, said) in zip([eqn.inputs[0], *pieces], [(0, *start), *leaves]):
+                if not (isinstance(x, Var) and x.uid in reach) or not reaches:
+                    continue
                 r |= reach[x.uid]
-                if j not in eqn.prim.no_tangent_from:
+                if carries:
                     c |= carry.get(x.uid, 0)
+                elif carry.get(x.uid, 0):
+                    stops.append((eqn, carry[x.uid], said))
+        else:
+            for j, x in enumerate(eqn.inputs):
+                if isinstance(x, Var) and x.uid in reach:
+                    r |= reach[x.uid]
+                    if j not in eqn.prim.no_tangent_from:
+                        c |= carry.get(x.uid, 0)
         if not r:
             continue
         passed = 0 if eqn.prim.zero_derivative else c
@@ -124,21 +163,73 @@ def _find(prog: Program, wrt: Sequence[bool]) -> list[tuple[int, int, tuple[str,
         # of a comparison); not the integer plumbing after it (an index's bounds checks)
         later = r & ~c if eqn.prim.name in _POSITIONS else 0
         if cut or later:
-            stops.append((eqn, cut | later))
-    found = []
-    for o, out in enumerate(prog.outputs):
-        if not isinstance(out, Var) or not _floating(out):
-            continue
-        lost = reach.get(out.uid, 0) & ~carry.get(out.uid, 0)
-        if not lost:
-            continue
-        feeding = _feeding(prog, out)
-        for k in range(len(prog.inputs)):
-            if lost >> k & 1:
-                names = [_named(prog, e) for e, bits in stops if bits >> k & 1 and id(e) in feeding]
-                ordered = tuple(dict.fromkeys(n for n in names if n is not None))
-                found.append((k, o, ordered or ("an operation with no derivative",)))
-    return found
+            stops.append((eqn, cut | later, ()))
+    return reach, carry, stops
+
+
+# Solves whose function is traced into a program of its own, ``(u, p leaves..., t) -> f``: what
+# the function does with p decides whether the solution carries p's tangent.
+_SOLVES = {"odesolve": "the right-hand side of pz.odesolve", "nlsolve": "the residual of pz.nlsolve"}
+_START = "the starting guess u0 of pz.nlsolve (the root does not depend on where Newton starts)"
+
+
+def _through_solve(eqn: Any) -> tuple[tuple[bool, bool, tuple[str, ...]], list[tuple[int, bool, bool, tuple[str, ...]]]] | None:
+    """For a solve of a traced function (pz.odesolve's right-hand side, pz.nlsolve's residual):
+    for u0, and for each leaf of p (and value the function captured) with its size, whether the
+    solution is computed from it, whether its tangent reaches the solution, and where not, the
+    operations that stop it.  None for any other equation, and for a Julia function, which is
+    counted differentiable."""
+    where = _SOLVES.get(eqn.prim.name)
+    inner = getattr(eqn.params.get("rhs"), "leaf_program", None) if where else None
+    if inner is None or len(inner.inputs) < 2 or len(eqn.inputs) != 2:
+        return None
+    key = (_CACHE_KEY, "solve", where)
+    hit = inner._compiled.get(key)
+    if hit is None:
+        # u is the first input and t the last; p's leaves and the values f captured lie between
+        last = len(inner.inputs) - 1
+        wrt = [False] + [True] * (last - 1) + [False]
+        reach, carry, stops = _flow(inner, [True] * len(inner.inputs))
+        out = inner.outputs[0] if inner.outputs else None
+        r, c = (reach.get(out.uid, 0), carry.get(out.uid, 0)) if isinstance(out, Var) else (0, 0)
+        cut = {k: ops for k, o, ops in cut_dependences(inner, wrt) if o == 0}
+        if eqn.prim.name == "odesolve":
+            # A right-hand side that compares or rounds a value computed from p and u or t switches
+            # at a state or time that moves with p: the solution is continuous in p and its exact
+            # derivative is not 0 (StateSwitchWarning, SwitchingTimeWarning say so); only an
+            # operation on p alone makes the solution a step function of p.
+            ut = 1 | 1 << last
+            feeding = _feeding(inner, out) if isinstance(out, Var) else set()
+            for e, bits, _ in stops:
+                if id(e) in feeding and any(isinstance(x, Var) and reach.get(x.uid, 0) & ut for x in e.inputs):
+                    c |= bits & ~ut  # counted as carried: not this warning's to report
+        leaves = [
+            (int(np.prod(v.aval.shape)), bool(r >> k & 1), bool(c >> k & 1), tuple(f"{op} in {where}" for op in cut.get(k, ())))
+            for k, v in enumerate(inner.inputs[1:-1], start=1)
+        ]
+        start = (True, True, ()) if eqn.prim.name == "odesolve" else (True, False, (_START,))
+        hit = inner._compiled[key] = (start, leaves)
+    return hit
+
+
+def _pieces(p: Any, sizes: Sequence[int], made: dict[int, Any]) -> list[Any] | None:
+    """The values that ``p`` concatenates, one per leaf of ``sizes`` (pz.odesolve flattens p's
+    leaves and the captured values so), or None where it is made otherwise."""
+    todo, pieces = [p], []
+    for size in sizes:
+        while todo:
+            x = todo.pop(0)
+            n = int(np.prod(x.aval.shape)) if hasattr(x, "aval") else -1
+            if n == size:
+                pieces.append(x)
+                break
+            e = made.get(x.uid) if isinstance(x, Var) and n > size else None
+            if e is None or e.prim.name != "concatenate" or len(x.aval.shape) != 1:
+                return None
+            todo[:0] = list(e.inputs)
+        else:
+            return None
+    return pieces if not todo else None
 
 
 def _feeding(prog: Program, out: Var) -> set[int]:
@@ -201,6 +292,7 @@ def _joined(ops: Sequence[str]) -> str:
 
 def _advice(ops: set[str]) -> str:
     """What to write instead, for the kinds of operations met."""
+    ops = {op.split(" in the ")[0] for op in ops}  # the same in a solve's function
     said = []
     if ops & {"np.argmax", "np.argmin"}:
         said.append(

@@ -2498,6 +2498,69 @@ def test_zero_gradient_warnings_name_the_function_the_user_called_not_its_parts(
     assert said == [] and np.allclose(g, 1.0)
 
 
+def test_zero_gradient_warnings_look_inside_ode_right_hand_sides_and_nlsolve_residuals() -> None:
+    """A parameter that a right-hand side or a residual reads only through np.round had gradient 0,
+    silently: the solve counted as differentiable in all of p.  Each leaf of p is looked at."""
+    t = np.linspace(0.0, 2.0, 5)
+    u0 = np.array([1.0])
+
+    def decay(p: Any) -> Any:
+        rhs = lambda u, q, t: -(q["a"] + np.round(q["b"][0])) * u  # noqa: E731
+        return pz.odesolve(rhs, u0, t, p, reltol=1e-11, abstol=1e-12)[-1, 0]
+
+    p = {"a": np.array([0.3]), "b": np.array([1.2, 5.0])}
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(decay, p))
+    # u(2) = exp(-2 (a + round(b0))): d/da = -2 u(2); b, read through np.round, has none
+    np.testing.assert_allclose(g["a"], [-2.0 * np.exp(-2.0 * 1.3)], rtol=1e-8)
+    np.testing.assert_array_equal(g["b"], [0.0, 0.0])
+    assert len(said) == 1, said
+    assert said[0].startswith("pz.gradient: the function's value depends on p (argument 0)['b'] only through np.round in the right-hand side of pz.odesolve, where")
+    assert "interpolate between the neighbours" in said[0]
+    # and finite differences agree: the solution is a step function of b
+    db = {"a": p["a"], "b": p["b"] + np.array([1e-3, 1e-3])}
+    assert decay(db) == decay(p)
+
+    def root(p: Any) -> Any:
+        return pz.nlsolve(lambda u, p: u - np.round(p), np.array([1.0]), p)[0]
+
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(root, np.array([2.2])))
+    np.testing.assert_array_equal(g, [0.0])
+    assert len(said) == 1 and "only through np.round in the residual of pz.nlsolve, where" in said[0], said
+    # the root does not depend on where Newton starts
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(lambda s: pz.nlsolve(lambda u, p: u**2 - 2.0, s, None)[0], np.array([1.0])))
+    np.testing.assert_array_equal(g, [0.0])
+    assert len(said) == 1 and "only through the starting guess u0 of pz.nlsolve" in said[0], said
+
+    # quiet: a parameter with a differentiable path beside the rounded one, a state or time that a
+    # switch compares with p (the solution is continuous in p: StateSwitchWarning and
+    # SwitchingTimeWarning speak of these), a starting guess beside p, and u0 of an ODE
+    k = np.array([0.7])
+    smooth_too = lambda u, p, t: -(np.round(p) + p) * u  # noqa: E731
+    (g,), said = _zero_gradient_warnings(lambda: pz.gradient(lambda k: pz.odesolve(smooth_too, u0, t, k, reltol=1e-11, abstol=1e-12)[-1, 0], k))
+    np.testing.assert_allclose(g, [-2.0 * np.exp(-2.0 * 1.7)], rtol=1e-8)
+    assert said == []
+    quiet = [
+        lambda: pz.gradient(lambda k: pz.odesolve(lambda u, p, t: -np.where(u > p, 1.0, 2.0) * u, u0, t, k)[-1, 0], k),
+        lambda: pz.gradient(lambda k: pz.odesolve(lambda u, p, t: np.where(t > p, 1.0, 0.0) + 0.0 * u, u0, t, k)[-1, 0], k),
+        lambda: pz.gradient(lambda k: pz.odesolve(lambda u, p, t: -(1.0 + np.round(3.0 * u * p)) * u, u0, t, k)[-1, 0], k),
+        lambda: pz.gradient(lambda k: pz.odesolve(lambda u, p, t: -np.round(p) * u, k, t, k)[-1, 0], k),
+        lambda: pz.gradient(lambda k: pz.nlsolve(lambda u, p: u - np.round(p) - p, k, k)[0], k),
+    ]
+    for call in quiet:  # (their other warnings are recorded and dropped)
+        assert _zero_gradient_warnings(call)[1] == []
+
+
+def test_jvp_warns_of_a_cut_dependence_as_jacobian_does() -> None:
+    """pz.jvp gave a tangent of exactly 0 from np.round(x) silently, where pz.jacobian (whose
+    columns it computes) warned; an argument given a zero tangent is not being differentiated."""
+    x = np.array([0.3, 1.7])
+    (y, ty), said = _zero_gradient_warnings(lambda: pz.jvp(lambda x, y: x**2 + np.round(y), (x, x), (np.ones(2), np.ones(2))))
+    np.testing.assert_array_equal(ty, 2.0 * x)
+    assert len(said) == 1 and said[0].startswith("pz.jvp: the function's value depends on y (argument 1) only through np.round, where"), said
+    assert _zero_gradient_warnings(lambda: pz.jvp(lambda x, y: x**2 + np.floor(y), (x, x), (np.ones(2), np.zeros(2))))[1] == []
+    assert _zero_gradient_warnings(lambda: pz.jvp(lambda x: x**2 + np.ceil(x), (x,), (np.ones(2),)))[1] == []
+
+
 def test_np_take_of_a_numpy_array_at_a_traced_position_points_to_pz_take() -> None:
     t = np.linspace(0.0, 1.0, 11)
     with pytest.raises(pz.TracerBoolError, match=r"np.take\(table, i\), which numpy makes an int\), use pz.take\(table, i\)"):

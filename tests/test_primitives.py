@@ -186,8 +186,9 @@ def test_a_dependence_found_cut_carries_no_tangent_in_forward_mode(case: Case) -
         _, touts = jvp_eval(prog, list(args), tangents)
         for o in cut:
             assert touts[o] is None, f"output {o} is found cut from argument {k}, but its tangent flows"
-    if case.kind == "smooth":  # and a smooth primitive's case is cut nowhere
-        assert cut_dependences(prog, [a.dtype.kind == "f" for a in args]) == []
+    if case.kind == "smooth":  # and a smooth primitive's case is cut nowhere (but pz.nlsolve's root from its start)
+        found = cut_dependences(prog, [a.dtype.kind == "f" for a in args])
+        assert [c for c in found if not (case.prim == "nlsolve" and c[0] == 0 and "starting guess" in c[2][0])] == []
 
 
 @pytest.mark.filterwarnings("ignore::pyzygote.ZeroGradientWarning")  # found below, without the warn-once cache
