@@ -2697,3 +2697,23 @@ def test_a_right_hand_side_written_afresh_in_each_call_is_traced_once() -> None:
         return pz.odesolve(lambda u, p, t: -c * p * u, np.ones(1), t, q, reltol=1e-10, abstol=1e-12)[-1, 0]
 
     np.testing.assert_allclose([scaled(c, np.array([1.0])) for c in (1.0, 2.0, 1.0)], np.exp([-1.0, -2.0, -1.0]), rtol=1e-8)
+
+
+def test_lsodas_failure_is_said_in_the_solver_error_and_its_own_warning_does_not_leak():
+    """SciPy's LSODA warned "lsoda: Excess accuracy requested (tolerances too small)" to the
+    user (a failing `python -W error::UserWarning` run) while the SolverError said only
+    "Unexpected istate in LSODA"; and a reltol below SciPy's floor leaked SciPy's warning about
+    its `rtol`.  The failure's reason is in the error now, and the floor is said in pyzygote's words."""
+    import warnings
+
+    t = np.linspace(0.0, 1.0, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(pz.SolverError, match=r"LSODA stopped: excess accuracy requested \(tolerances too small\) \(istate=-2\): loosen reltol"):
+            pz.odesolve(lambda u, p, t: -1e10 * u, np.array([1e10]), t, None, reltol=2e-14, abstol=1e-30)
+        u = pz.odesolve(lambda u, p, t: -u, np.array([1.0]), t, None, reltol=1e-16, abstol=1e-14)
+    np.testing.assert_allclose(u[:, 0], np.exp(-t), rtol=1e-11)
+    said = [(str(w.message), w.filename) for w in caught]
+    assert not [m for m, where in said if "scipy" in where or m.startswith("lsoda") or "`rtol`" in m], said
+    floor = [(m, where) for m, where in said if m.startswith("reltol=1e-16 is below 2.22e-14 (100 machine epsilons)")]
+    assert len(floor) == 1 and floor[0][1] == __file__, said

@@ -13,10 +13,12 @@ accepted and rejected steps, and keep the dense output for adjoints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -449,6 +451,45 @@ def _interpolation_not_finite(alg: str, t: float) -> str:
     )
 
 
+@contextlib.contextmanager
+def _lsoda_failures_unwarned(kind: str) -> Iterator[None]:
+    """Inside, SciPy's LSODA does not warn of a failed step ("lsoda: Excess accuracy requested"):
+    the failure is reported from its istate (:func:`_lsoda_failure`).  Only that warning, from
+    SciPy's LSODA module, is filtered; the right-hand side's own warnings pass.  (Filters are
+    process-wide: a solve in another thread meanwhile has that one warning filtered too.)"""
+    if kind != "LSODA":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="lsoda: ", category=UserWarning, module=r"scipy\.integrate\._ivp\.lsoda")
+        yield
+
+
+def _lsoda_failure(solver: Any) -> str:
+    """Why LSODA stopped, from the istate its Fortran code returned (SciPy itself only says
+    "Unexpected istate in LSODA"), with what to change where the user can."""
+    integrator = getattr(getattr(solver, "_lsoda_solver", None), "_integrator", None)
+    istate = getattr(integrator, "istate", None)
+    said = getattr(integrator, "messages", {}).get(istate) if isinstance(istate, int) else None
+    if not said:
+        return "LSODA failed (istate unknown)" if istate is None else f"LSODA failed with istate={istate}"
+    said = said.rstrip(". ")
+    return f"LSODA stopped: {said[0].lower()}{said[1:]} (istate={istate}){_LSODA_ADVICE.get(istate, '')}"
+
+
+_LSODA_ADVICE = {
+    -2: ": loosen reltol or abstol, or rescale the states, whose rounding error the tolerances asked to beat",
+    -4: ": the right-hand side may jump (a switch, a kink); give the time in tstops, or use a stiff solver (alg='Rodas5P')",
+    -5: ": the Newton iteration of the stiff phase failed; check the right-hand side for jumps, or try alg='Rodas5P'",
+}
+
+
+def _warn(message: str) -> None:
+    from pyzygote.tracing import _user_stacklevel
+
+    warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
+
+
 def _integrate_span(
     fun: Callable[[float, np.ndarray], np.ndarray],
     t0: float,
@@ -477,6 +518,15 @@ def _integrate_span(
         n_calls[0] += 1
         return fun(t, u)
 
+    floor = 100 * np.finfo(float).eps
+    if reltol < floor:
+        # SciPy raises a reltol below its floor with a warning of its own that names its rtol;
+        # said here in the user's words, once per place in their code
+        _warn(
+            f"reltol={reltol:g} is below {floor:.3g} (100 machine epsilons), the least SciPy's {kind}, which runs "
+            f"alg={alg!r} on the NumPy engine, accepts: solved at reltol={floor:.3g}."
+        )
+        reltol = floor
     kwargs: dict[str, Any] = {"rtol": reltol, "atol": abstol}
     if jac is not None and kind in ("Radau", "BDF"):
         kwargs["jac"] = lambda t, u: _finite(jac(t, u), "Jacobian", t)
@@ -517,57 +567,60 @@ def _integrate_span(
     retcode, message = "Success", ""
     # SciPy's explicit RK methods spend exactly n_stages evaluations per attempt.
     per_attempt = getattr(solver, "n_stages", None) if kind in ("RK45", "DOP853") else None
-    while solver.status == "running":
-        if naccept >= maxiters:
-            retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
-            break
-        before = n_calls[0]
-        steps_called += 1
-        try:
-            msg = solver.step()
-        except _NonFinite as exc:
-            retcode, message = "Unstable", str(exc)
-            break
-        except ValueError as exc:  # Radau/BDF factorizing their own difference-quotient Jacobian
-            if "infs or NaNs" not in str(exc):
-                raise
-            retcode, message = "Unstable", f"the Jacobian became NaN or infinite near t={solver.t}"
-            break
-        if solver.status == "failed":
-            retcode = "DtLessThanMin" if msg and "step size" in msg else "Failure"
-            message = msg or "solver failed"
-            break
-        naccept += 1
-        if per_attempt and attempts is not None:
-            attempts += (n_calls[0] - before) // per_attempt
-        else:
-            attempts = None
-        if not np.all(np.isfinite(solver.y)):
-            retcode, message = "Unstable", f"the solution became NaN or infinite at t={solver.t}"
-            break
-        interp = None
-        if dense or (k < len(pending) and (pending[k] - solver.t) * direction <= 0 and pending[k] != solver.t):
-            interp = solver.dense_output()
-            if not np.all(np.isfinite(getattr(interp, "F", 0.0))):
-                retcode, message = "Unstable", _interpolation_not_finite(alg, float(solver.t))
+    # LSODA warns of a failed step (istate < 0) before it reports the failure, which is read
+    # here from istate and said in the SolverError: the warning only repeated it, to the user.
+    with _lsoda_failures_unwarned(kind):
+        while solver.status == "running":
+            if naccept >= maxiters:
+                retcode, message = "MaxIters", f"reached maxiters={maxiters} steps"
                 break
-        if dense:
-            segments.append(interp)
-            seg_ts.append(solver.t)
-        while k < len(pending) and (pending[k] - solver.t) * direction <= 0:
-            tk = float(pending[k])
-            ts.append(tk)
-            us.append(np.array(solver.y, dtype=float) if tk == solver.t else np.asarray(interp(tk), dtype=float))
-            k += 1
-            if not np.all(np.isfinite(us[-1])):
-                ts.pop(), us.pop()  # a failed solve keeps only the finite values it saved
-                retcode, message = "Unstable", _interpolation_not_finite(alg, tk)
+            before = n_calls[0]
+            steps_called += 1
+            try:
+                msg = solver.step()
+            except _NonFinite as exc:
+                retcode, message = "Unstable", str(exc)
                 break
-        if retcode != "Success":
-            break
-        if saveat is None:
-            ts.append(float(solver.t))
-            us.append(np.array(solver.y, dtype=float))
+            except ValueError as exc:  # Radau/BDF factorizing their own difference-quotient Jacobian
+                if "infs or NaNs" not in str(exc):
+                    raise
+                retcode, message = "Unstable", f"the Jacobian became NaN or infinite near t={solver.t}"
+                break
+            if solver.status == "failed":
+                retcode = "DtLessThanMin" if msg and "step size" in msg else "Failure"
+                message = _lsoda_failure(solver) if kind == "LSODA" else msg or "solver failed"
+                break
+            naccept += 1
+            if per_attempt and attempts is not None:
+                attempts += (n_calls[0] - before) // per_attempt
+            else:
+                attempts = None
+            if not np.all(np.isfinite(solver.y)):
+                retcode, message = "Unstable", f"the solution became NaN or infinite at t={solver.t}"
+                break
+            interp = None
+            if dense or (k < len(pending) and (pending[k] - solver.t) * direction <= 0 and pending[k] != solver.t):
+                interp = solver.dense_output()
+                if not np.all(np.isfinite(getattr(interp, "F", 0.0))):
+                    retcode, message = "Unstable", _interpolation_not_finite(alg, float(solver.t))
+                    break
+            if dense:
+                segments.append(interp)
+                seg_ts.append(solver.t)
+            while k < len(pending) and (pending[k] - solver.t) * direction <= 0:
+                tk = float(pending[k])
+                ts.append(tk)
+                us.append(np.array(solver.y, dtype=float) if tk == solver.t else np.asarray(interp(tk), dtype=float))
+                k += 1
+                if not np.all(np.isfinite(us[-1])):
+                    ts.pop(), us.pop()  # a failed solve keeps only the finite values it saved
+                    retcode, message = "Unstable", _interpolation_not_finite(alg, tk)
+                    break
+            if retcode != "Success":
+                break
+            if saveat is None:
+                ts.append(float(solver.t))
+                us.append(np.array(solver.y, dtype=float))
     stats = {
         "nf": n_calls[0],
         "njacs": int(getattr(solver, "njev", 0)),
