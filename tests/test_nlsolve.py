@@ -158,7 +158,8 @@ def test_steady_state_is_where_odesolve_ends_up_with_the_same_sensitivities() ->
 # --- what the derivative does not depend on ------------------------------------------------------
 def test_the_derivative_in_u0_is_zero_even_when_u0_is_computed_from_p() -> None:
     p = np.array([3.0])
-    g_u0, g_p = pz.gradient(lambda u0, q: pz.nlsolve(square, u0, q)[0], np.array([1.0]), p)
+    with pytest.warns(pz.ZeroGradientWarning, match=r"depends on u0 \(argument 0\) only through the starting guess u0 of pz.nlsolve"):
+        g_u0, g_p = pz.gradient(lambda u0, q: pz.nlsolve(square, u0, q)[0], np.array([1.0]), p)
     np.testing.assert_array_equal(g_u0, [0.0])
     assert g_p == pytest.approx(0.5 / np.sqrt(3.0), rel=1e-13)
     # a start computed from p does not add a path through u0
@@ -166,7 +167,8 @@ def test_the_derivative_in_u0_is_zero_even_when_u0_is_computed_from_p() -> None:
     assert pz.gradient(from_p, p)[0] == pytest.approx(0.5 / np.sqrt(3.0), rel=1e-13)
     assert pz.hessian(from_p, p)[0, 0] == pytest.approx(-0.25 * 3.0**-1.5, rel=1e-11)
     # and the Jacobian in u0 is zero
-    (J,) = pz.jacobian(lambda u0: pz.nlsolve(square, u0, np.array([4.0, 9.0])), np.array([1.0, 2.0]))
+    with pytest.warns(pz.ZeroGradientWarning, match="the starting guess u0 of pz.nlsolve"):
+        (J,) = pz.jacobian(lambda u0: pz.nlsolve(square, u0, np.array([4.0, 9.0])), np.array([1.0, 2.0]))
     np.testing.assert_array_equal(J, np.zeros((2, 2)))
 
 
