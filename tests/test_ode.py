@@ -2717,3 +2717,30 @@ def test_lsodas_failure_is_said_in_the_solver_error_and_its_own_warning_does_not
     assert not [m for m, where in said if "scipy" in where or m.startswith("lsoda") or "`rtol`" in m], said
     floor = [(m, where) for m, where in said if m.startswith("reltol=1e-16 is below 2.22e-14 (100 machine epsilons)")]
     assert len(floor) == 1 and floor[0][1] == __file__, said
+
+
+@pytest.mark.parametrize("sensealg", ["forward", "adjoint", "backsolve"])
+def test_derivative_solves_keep_numpys_warnings_to_the_value(sensealg):
+    """The derivative of np.sqrt(p[1]) at p[1] = 0 divides by 0 inside pyzygote's sensitivity
+    system: numpy's RuntimeWarning reached the user (under `-W error` it replaced the SolverError
+    that names np.sqrt, and cut its diagnosis).  Warnings about the value itself are kept."""
+    import warnings
+
+    def rhs(u, p, t):
+        return np.array([-p[0] * u[0], p[0] * u[0] - np.sqrt(p[1]) / p[2] * u[1]])
+
+    f = lambda p: np.sum(pz.odesolve(rhs, np.array([100.0, 0.0]), np.linspace(0.0, 24.0, 7), p, sensealg=sensealg)[:, 1])  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(pz.SolverError, match=r"NaN or inf.*a derivative of the right-hand side.*np\.sqrt\(x\)"):
+            pz.gradient(f, np.array([1.2, 0.0, 30.0]))
+
+    # np.log of a negative number in a branch np.where discards: numpy warns about the value, and
+    # so does the gradient, which solves the value with its sensitivities
+    t = np.linspace(0.0, 2.0, 5)
+    g = lambda k: pz.odesolve(lambda u, p, t: -p * u + np.where(u > 5.0, np.log(u - 5.0), 0.0), np.array([1.0]), t, k, alg="Tsit5", sensealg=sensealg, reltol=1e-10, abstol=1e-12)[-1, 0]  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (dk,) = pz.gradient(g, np.array([0.5]))
+    np.testing.assert_allclose(dk, [-2.0 * np.exp(-1.0)], rtol=1e-8)
+    assert any(issubclass(w.category, RuntimeWarning) and "log" in str(w.message) for w in caught), [str(w.message) for w in caught]

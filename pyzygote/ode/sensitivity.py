@@ -33,6 +33,7 @@ Names follow SciMLSensitivity.jl:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -299,19 +300,42 @@ def _solve(
     what: str,
     blame: Callable[[float], tuple[float, Any, str]] | None = None,
     seen: _Sightings | None = None,
+    derivative: bool = False,
+    value: Callable[[], Any] | None = None,
     **kw: Any,
 ) -> Integration:
     """Integrate with the user's solver settings; a failure raises SolverError naming ``what``.
-    ``seen`` watches the right-hand side and the Jacobian for NaN or inf (see :class:`_Sightings`)."""
+    ``seen`` watches the right-hand side and the Jacobian for NaN or inf (see :class:`_Sightings`).
+
+    A ``derivative`` system (sensitivities, an adjoint) is solved without numpy's floating-point
+    warnings: its derivative terms compute parts that the rules discard (the derivative of
+    ``np.sqrt(p)`` at 0 divides by 0), which are pyzygote's, not the user's (a RuntimeWarning
+    failed such a gradient under ``-W error`` before its SolverError could say what it was), and a
+    NaN or inf that remains fails the solve and is named.  Where something warned, ``value`` (the
+    ODE alone, when the system also solves it) runs again with numpy's warnings as the user has
+    them, as :func:`pyzygote.engines.numpy_engine._warning_as_the_value_would` does for programs."""
     def run(fun: Any, **kw: Any) -> Integration:
         return integrate(
             fun, float(t0), float(t1), y0, saveat, opts.alg, opts.reltol, opts.abstol, maxiters=opts.maxiters, tstops=opts.tstops, **kw
         )
 
     started = time.perf_counter()
-    res = run(fun, **kw)
+    if derivative:
+        warned: list[str] = []
+        # only what the user's settings would report, once for the whole solve
+        noted = {kind: "ignore" if how == "ignore" else "call" for kind, how in np.geterr().items()}
+        with np.errstate(call=lambda kind, flag: warned.append(kind), **noted):
+            res = run(fun, **kw)
+        if warned and value is not None and res.success:
+            value()
+    else:
+        res = run(fun, **kw)
     if seen is not None and not res.success and "NaN or inf" in res.message and time.perf_counter() - started <= REPLAY_UP_TO_SECONDS:
-        seen.replay = lambda: run(seen.watch(fun), **{**kw, "jac": seen.watch(kw.get("jac")), "dense": False})
+        def replay() -> Integration:  # for the diagnosis, when the message is read: as quiet as the solve
+            with np.errstate(all="ignore") if derivative else contextlib.nullcontext():
+                return run(seen.watch(fun), **{**kw, "jac": seen.watch(kw.get("jac")), "dense": False})
+
+        seen.replay = replay
     return _checked(res, what, opts.alg, blame)
 
 
@@ -325,9 +349,10 @@ def solve_states(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, opts: O
         opts = dataclasses.replace(opts, alg="FBDF")
     # A derived system (second derivatives integrate the tangent of the sensitivity equations)
     # is named as such: when its solve fails the ODE itself solved.
-    what = "ODE solve" if rhs._structured_jacobian is None else f"solve of the derivative system ({rhs.name}) that second derivatives integrate"
+    derived = rhs._structured_jacobian is not None
+    what = "ODE solve" if not derived else f"solve of the derivative system ({rhs.name}) that second derivatives integrate"
     seen = _Sightings(rhs.n)
-    return _solve(fun, t[0], t[-1], u0, t, opts, what, _blame(rhs, p, None, seen), seen, jac=_jac(rhs, p, opts), dense=dense)
+    return _solve(fun, t[0], t[-1], u0, t, opts, what, _blame(rhs, p, None, seen), seen, derivative=derived, jac=_jac(rhs, p, opts), dense=dense)
 
 
 def forward_sensitivities(
@@ -364,7 +389,8 @@ def forward_sensitivities(
         # (not below SciPy's floor for rtol, where it warns: review)
         tight = max(opts.reltol / MULTISTEP_SENSITIVITY_TIGHTENING, 100 * np.finfo(float).eps)
         opts = dataclasses.replace(opts, reltol=min(opts.reltol, tight), abstol=opts.abstol / MULTISTEP_SENSITIVITY_TIGHTENING)
-    res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve", blame, seen, **kw)
+    value = lambda: _solve(lambda tt, u: rhs(u, p, tt), t[0], t[-1], u0, t, opts, "ODE solve", jac=_jac(rhs, p, opts))  # noqa: E731
+    res = _solve(lambda tt, z: g(z, p, tt)[0], t[0], t[-1], z0, t, opts, "forward sensitivity solve", blame, seen, derivative=True, value=value, **kw)
     return res.u[:, :n], res.u[:, n:].reshape(len(t), n, k)
 
 
@@ -428,7 +454,7 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     h = None  # each restart carries the step size over
     for a, b in reversed(list(zip(marks[:-1], marks[1:]))):
         state[:n] += ct[b]
-        res = _solve(fun, t[b], t[a], state, t[a : a + 1], opts, _ADJOINT, _blame(rhs, p, dense), first_step=h, jac=jac(dense))
+        res = _solve(fun, t[b], t[a], state, t[a : a + 1], opts, _ADJOINT, _blame(rhs, p, dense), derivative=True, first_step=h, jac=jac(dense))
         state, h = res.u[-1].copy(), res.last_step
     state[:n] += ct[0]
     return state[:n], state[n:]
@@ -508,7 +534,7 @@ def _backsolve_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, c
             continue
         what = "backsolve adjoint solve (it re-solves the state backwards in time, which is unstable for dissipative or stiff problems: use sensealg='adjoint')"
         try:
-            res = _solve(guarded, t[i], t[i - 1], state, t[i - 1 : i], back_opts, what, first_step=h)
+            res = _solve(guarded, t[i], t[i - 1], state, t[i - 1 : i], back_opts, what, derivative=True, first_step=h)
         except SolverError as exc:
             if budget < opts.maxiters and "retcode MaxIters" in str(exc):
                 raise SolverError(
