@@ -12,7 +12,9 @@ The analysis is structural, as the JVP transform's symbolic zeros are: a value c
 tangent from an argument when an operation that has a derivative passes one on; a value of
 integer or boolean type carries none.  Only outputs that depend on an argument (are computed
 from it at all) and carry no tangent from it are reported: an argument that is not used, or
-used along one differentiable path among others, is not.
+used along one differentiable path among others, is not.  A solve whose function was traced
+(pz.odesolve's right-hand side, pz.nlsolve's residual) is looked into, leaf by leaf of ``p``
+(:func:`_through_solve`); a composite of pyzygote's is named as the user called it (np.trunc).
 
 >>> import numpy as np, pyzygote as pz
 >>> prog = pz.make_program(lambda x: np.sum(np.where(x > 0.0, 1.0, 0.0)) + 0.0, np.ones(2))
