@@ -2128,3 +2128,34 @@ def test_fmod_is_numpys_with_the_sign_of_x_and_its_derivatives(dtype) -> None:
     a, b = np.array([-5.5, 7.25, 0.3]), np.array([2.0, -2.0, 0.7])
     np.testing.assert_array_equal(pz.gradient(lambda a, b: np.sum(np.fmod(a, b)), a, b), (np.ones(3), -np.trunc(a / b)))
     check_grads(lambda a, b: np.fmod(a, b) ** 2, (a, b), engine="numpy")
+
+
+def test_fmod_has_derivative_one_at_zero_and_keeps_the_dtype_of_python_numbers() -> None:
+    """Found in review: np.fmod(x, y) was remainder(|x|, |y|) signed like x, whose derivative in x
+    went through |x|, 0 at x = 0 (fmod(x, y) = x for |x| < |y|, slope 1); and np.absolute of a
+    Python number is a strong numpy scalar, so np.fmod(float32, 2.0) was float64 and
+    np.fmod(int32, 3) int64 (numpy: float32, int32)."""
+    for y in (2.0, -2.0, 0.7):
+        for x in (0.0, -0.0, 1e-300, -1e-300):
+            (dx,) = pz.gradient(lambda x: np.fmod(x, y), x, engine="numpy")
+            assert dx == 1.0
+    x = np.array([0.0, -0.0, 0.5, -0.5, -4.0, 4.0])
+    (dx,) = pz.gradient(lambda x: np.sum(np.fmod(x, 2.0)), x, engine="numpy")
+    np.testing.assert_array_equal(dx, np.ones(6))
+    (dy,) = pz.gradient(lambda y: np.sum(np.fmod(x, y)), np.full(6, -2.0), engine="numpy")
+    np.testing.assert_array_equal(dy, -np.trunc(x / -2.0))
+    v = np.array([1.5, -2.5, -0.0, 7.0], np.float32)
+    cases = [
+        lambda v: np.fmod(v, 2.0),
+        lambda v: np.fmod(2.0, v + 3.0),
+        lambda v: np.fmod(v.astype(np.int32), 3),
+        lambda v: np.fmod(7, v.astype(np.int32) + 5),
+        lambda v: np.fmod(v.astype(np.int16), -3),
+    ]
+    for f in cases:
+        (got,) = pz.make_program(f, v)(v)
+        want = f(v)
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+

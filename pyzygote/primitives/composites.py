@@ -174,11 +174,20 @@ def _np_divmod(x: Any, y: Any, **kw: Any) -> tuple[Any, Any]:
 
 @implements(np.fmod)
 def _np_fmod(x: Any, y: Any, **kw: Any) -> Any:
-    """C's ``fmod``, the remainder with the sign of ``x``: ``remainder(|x|, |y|)`` (exact, as
-    numpy's) given ``x``'s sign.  Derivatives 1 in ``x`` and ``-trunc(x / y)`` in ``y``."""
+    """C's ``fmod``, the remainder with the sign of ``x``: ``remainder(x, |y|)`` where ``x`` has no
+    sign bit and ``-remainder(-x, |y|)`` where it has, ``remainder(|x|, |y|)`` with ``x``'s sign
+    (exact, as numpy's).  Each branch is a remainder of ``x`` itself, so the derivative in ``x`` is
+    1 also at ``x = 0``, where ``|x|`` has derivative 0 (review: it was 0 there), and
+    ``-trunc(x / y)`` in ``y``."""
     _no_keywords("fmod", kw)
-    r = np.remainder(np.absolute(x), np.absolute(y))
-    return np.where(np.signbit(x), -r, r)
+    size = _magnitude(y)
+    return np.where(np.signbit(x), -np.remainder(operator.neg(x), size), np.remainder(x, size))
+
+
+def _magnitude(v: Any) -> Any:
+    """``|v|``, a Python number staying one: ``np.absolute(2.0)`` is a float64 scalar, which made
+    ``np.fmod`` of a float32 array and ``2.0`` float64 (and of int32 and ``3`` int64)."""
+    return abs(v) if type(v) in (int, float) else np.absolute(v)
 
 
 @implements(np.nan_to_num)
