@@ -2159,3 +2159,26 @@ def test_fmod_has_derivative_one_at_zero_and_keeps_the_dtype_of_python_numbers()
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
 
+
+def test_running_products_and_nan_running_operations_of_integers_have_numpys_dtype() -> None:
+    """Found in review: np.nancumsum and np.nancumprod of integers or booleans were float64 (numpy:
+    int64, the plain running operation), and np.cumprod of int32, uint8 or booleans kept that
+    dtype (numpy multiplies them in 64 bits, as it sums them: int32 products wrapped)."""
+    x = np.array([1.5, -2.5, 3.0, 100.0, 1e4])
+    cases = [
+        lambda x: np.nancumsum((x > 0).astype(np.int64)),
+        lambda x: np.nancumsum(x > 0),
+        lambda x: np.nancumprod(x.astype(np.int32)),
+        lambda x: np.nancumsum(x.astype(np.int8)[None], axis=1),
+        lambda x: np.nancumsum(x.astype(np.uint8), dtype=np.int16),
+        lambda x: np.cumprod(x.astype(np.int32)),
+        lambda x: np.cumprod(x > 0),
+        lambda x: np.cumprod(x.astype(np.uint8)),
+        lambda x: np.multiply.accumulate(x.astype(np.int16)),
+    ]
+    for f in cases:
+        with np.errstate(over="ignore"):
+            want = f(x)
+        (got,) = pz.make_program(f, x)(x)
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_array_equal(got, want)

@@ -390,6 +390,10 @@ def _np_cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) ->
     a = as_operand(a)
     if dtype is not None:
         a = a.astype(dtype)
+    elif a.dtype.kind in "bi" and a.dtype != np.int64:  # numpy multiplies these in 64 bits, as np.cumsum
+        a = a.astype(np.int64)  # (review: int32 stayed int32 and wrapped, booleans stayed booleans)
+    elif a.dtype.kind == "u" and a.dtype != np.uint64:
+        a = a.astype(np.uint64)
     if axis is None:
         a, axis = np.ravel(a), 0
     axis = normalize_axis(axis, a.ndim)
@@ -466,11 +470,15 @@ _cumulative("cumulative_prod", np.cumprod, 1)
 def _nan_cumulative(fn: Any, running: Any, neutral: float) -> None:
     """``np.nancumsum`` / ``np.nancumprod``: NaN entries count as the neutral element.  The
     NaN is replaced by a ``where`` before the running operation, so its entry gets a zero
-    derivative and no NaN reaches the others' (as for ``np.nansum``)."""
+    derivative and no NaN reaches the others' (as for ``np.nansum``).  Integers and booleans
+    hold no NaN: theirs is the plain running operation, in numpy's integer dtype (the ``where``
+    with a float neutral element made them float64; review)."""
 
     @implements(fn)
     def handler(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
         a = as_operand(a)
+        if a.dtype.kind not in "fc":
+            return running(a, axis=axis, dtype=dtype)
         return running(np.where(np.isnan(a), neutral, a), axis=axis, dtype=dtype)
 
 
