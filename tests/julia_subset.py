@@ -422,6 +422,7 @@ _ELEMENTWISE: dict[str, tuple[Callable[..., Any], Any]] = {
     "max": (_jl_max, None), "min": (_jl_min, None),
     "mod": (_divide_by_nonzero(np.remainder), None), "fld": (_divide_by_nonzero(np.floor_divide), None),
     "PyZygote.int_mod": (_same_type(np.remainder, quiet=True), None),
+    "PyZygote.remainder": (_float_fn(np.remainder), None),  # Julia's mod of floats, as numpy's remainder
     "PyZygote.int_fld": (_same_type(np.floor_divide, quiet=True), None),
     "isnan": (np.isnan, np.bool_), "isinf": (np.isinf, np.bool_),
     "isfinite": (np.isfinite, np.bool_), "xor": (_bools(np.logical_xor), np.bool_),

@@ -659,6 +659,35 @@ def test_golden_qr_of_a_stack() -> None:
     ]
 
 
+def test_golden_float_remainder_keeps_numpys_derivatives_at_whole_quotients() -> None:
+    """Julia review: numpy's float % is Julia's mod (base/float.jl: rem, then r + y where the signs
+    differ, copysign(r, y) at 0), but DiffRules' and ChainRules' rules for mod are NaN wherever
+    x / y is an integer, x = 0 included: theta % (2 * pi) at theta = 0 had a NaN gradient on the
+    Julia engine, and so had np.fmod and np.divmod, built on it.  PyZygote.remainder is mod with
+    the NumPy engine's derivatives (1 and -fld(x, y)); integers keep int_mod."""
+    lines = emitted_body(lambda x, y: (x % y, np.fmod(x, 2.0)), np.array([0.0, -0.0, 4.0, -3.5]), np.array([2.0, -2.0, 2.0, 2.0]))
+    assert lines[0] == "v1 = PyZygote.remainder.(x1, x2)"
+    # np.fmod(x, 2.0): x's sign bit (atan(-0.0, -1.0) = -pi tells the zeros apart), then
+    # -remainder(-x, 2) where it is set and remainder(x, 2) where not: both branches are
+    # remainders of x itself, derivative 1 at x = 0 too.
+    assert lines[6:11] == [
+        "v7 = .-x1",
+        "v8 = PyZygote.remainder.(v7, 2.0)",
+        "v9 = .-v8",
+        "v10 = PyZygote.remainder.(x1, 2.0)",
+        "v11 = PyZygote.select.(v6, v9, v10)",
+    ]
+    for dtype in (np.float64, np.float32):  # Float32 stays Float32: the literal is 0.3f0
+        lines = emitted_body(lambda x: x % 0.3, np.array([0.7, -0.2], dtype))
+        assert lines[0] == ("v1 = PyZygote.remainder.(x1, 0.3)" if dtype == np.float64 else "v1 = PyZygote.remainder.(x1, 0.3f0)")
+    k = np.array([-5.0, 7.0])
+    lines = emitted_body(lambda x: (x.astype(np.int64) % 3) * x, k)
+    assert "v2 = PyZygote.int_mod.(v1, 3)" in lines
+    source = JULIA_SRC.joinpath("src", "PyZygote.jl").read_text()
+    assert "remainder(x::Real, y::Real) = _remainder(promote(x, y)...)" in source
+    assert "ChainRulesCore.rrule(::typeof(remainder), x::Real, y::Real)" in source
+
+
 def test_the_lowest_int64_is_typemin_not_a_negated_literal() -> None:
     """9223372036854775808 does not fit an Int64, so whether -9223372036854775808 is an Int64 or
     an Int128 is up to Julia's parser (the Julia audit could not confirm it): it is not left to it."""

@@ -530,6 +530,32 @@ def test_a_constant_zero_base_gives_the_exponent_numpys_derivative() -> None:
         np.testing.assert_allclose(pz.hessian(f, x, engine="julia"), pz.hessian(f, x, engine="numpy"), rtol=1e-12)
 
 
+def test_remainders_at_whole_quotients_have_numpys_derivatives() -> None:
+    """Found in the Julia review: DiffRules' and ChainRules' rules for mod are NaN where x / y is
+    an integer, so x % y, np.fmod and np.divmod had NaN gradients at x = 0 (an angle wrapped with
+    theta % (2 * pi) at theta = 0, a periodic box at the origin) on the Julia engine only."""
+
+    def f(x, y):
+        return np.sum(x % y + np.fmod(x, y) * 2.0 + np.divmod(x, y)[1] * 3.0 + (x + 1.0) % 2.0)
+
+    x = np.array([0.0, -0.0, 4.0, -4.0, 1.0, -3.5])
+    y = np.array([2.0, -2.0, 2.0, 2.0, -0.5, 0.7])
+    g_np = pz.gradient(f, x, y, engine="numpy")
+    np.testing.assert_array_equal(g_np[0], np.full(6, 7.0))  # 1 + 2 + 3 + 1: every remainder has slope 1
+    g_jl = pz.gradient(f, x, y, engine="julia")
+    assert all(np.all(np.isfinite(g)) for g in g_jl)
+    assert_trees_close(g_jl, g_np)
+    t = (np.ones(6), np.ones(6))
+    assert_trees_close(pz.jvp(f, (x, y), t, engine="julia"), pz.jvp(f, (x, y), t, engine="numpy"))
+    for at in (np.array(0.0), x):  # numbers take the rrule, arrays ForwardDiff's duals; Hessians nest them
+        h = lambda v: np.sum((v % 2.0) ** 2 + np.fmod(v, -3.0) ** 3)  # noqa: E731
+        assert_trees_close(pz.gradient(h, at, engine="julia"), pz.gradient(h, at, engine="numpy"))
+        np.testing.assert_allclose(pz.hessian(h, at, engine="julia"), pz.hessian(h, at, engine="numpy"), rtol=1e-12)
+    v32 = np.array([0.0, 2.5, -1.0], np.float32)
+    (g32,) = pz.gradient(lambda v: np.sum(v % np.float32(0.5)), v32, engine="julia")
+    assert g32.dtype == np.float32 and g32.tolist() == [1.0, 1.0, 1.0]
+
+
 def test_numpy_bool_scalars_arrive_as_julia_bools() -> None:
     # PythonCall 0.9.34 wraps numpy 2's np.bool scalar as a 0-d PyArray; jlarg unwraps it.
     # (pz.julia_function refuses bool arguments, so this calls the runtime entry point, as

@@ -1068,6 +1068,42 @@ int_mod(x::Real, y::Real) = int_mod(primal(x), primal(y))
 int_fld(x::Real, y::Real) = int_fld(primal(x), primal(y))
 
 """
+    remainder(x, y)
+
+numpy's `remainder` (`x % y`) of floats: Julia's `mod`, with the sign of `y`, and with the
+NumPy engine's derivatives, 1 in `x` and `-fld(x, y)` in `y`, also where `x / y` is an
+integer (`x = 0` among them), where the rules of DiffRules (ForwardDiff) and ChainRules for
+`mod` give NaN, so that `theta % (2 * pi)` at `theta = 0` had a NaN gradient. Zygote
+broadcasts it over arrays with ForwardDiff duals, and takes its `rrule` for numbers.
+"""
+remainder(x::Real, y::Real) = _remainder(promote(x, y)...)
+
+_remainder(x::T, y::T) where {T <: AbstractFloat} = mod(x, y)
+
+# Both arguments promoted to the outermost dual type; nested duals (a Hessian's) are peeled
+# one level per call. A zero partial of `y` adds nothing rather than `0 * fld(x, y)`, NaN
+# where `fld` is (an infinite `x` or `y`, a zero `y`).
+function _remainder(
+    x::ForwardDiff.Dual{T, V, N},
+    y::ForwardDiff.Dual{T, V, N},
+) where {T, V, N}
+    vx, vy = ForwardDiff.value(x), ForwardDiff.value(y)
+    q = fld(primal(vx), primal(vy))
+    dx, dy = ForwardDiff.partials(x).values, ForwardDiff.partials(y).values
+    parts = map((a, b) -> iszero(b) ? a : a - q * b, dx, dy)
+    return ForwardDiff.Dual{T}(remainder(vx, vy), parts)
+end
+
+function ChainRulesCore.rrule(::typeof(remainder), x::Real, y::Real)
+    q = fld(primal(x), primal(y))
+    function remainder_pullback(dz)
+        g = unthunk(dz)
+        return NoTangent(), g, -q * g
+    end
+    return remainder(x, y), remainder_pullback
+end
+
+"""
     astype_int(T, x)
 
 numpy's `x.astype(T)` into an integer type `T`, which never throws (Julia's `trunc(T, v)`

@@ -281,7 +281,9 @@ _JULIA_TEMPLATES = {
     "max": "max.({0}, {1})", "min": "min.({0}, {1})",  # NaN propagates, as in numpy
     "fmax": "PyZygote.fmax.({0}, {1})", "fmin": "PyZygote.fmin.({0}, {1})",
     "atan2": "atan.({0}, {1})", "hypot": "hypot.({0}, {1})",
-    "rem": "mod.({0}, {1})",  # numpy's remainder has the sign of the divisor, like mod
+    # numpy's remainder has the sign of the divisor, as mod; PyZygote's keeps numpy's derivatives
+    # where x / y is an integer (DiffRules' and ChainRules' are NaN there)
+    "rem": "PyZygote.remainder.({0}, {1})",
     "floordiv": "fld.({0}, {1})",
 }  # fmt: skip
 # Outside the real domain numpy gives NaN where Julia throws: PyZygote's nan_* helpers
