@@ -2182,3 +2182,28 @@ def test_running_products_and_nan_running_operations_of_integers_have_numpys_dty
         (got,) = pz.make_program(f, x)(x)
         assert got.dtype == want.dtype, (got.dtype, want.dtype)
         np.testing.assert_array_equal(got, want)
+
+
+def test_norm_and_gradient_of_integers_are_computed_in_float64_as_numpys() -> None:
+    """Found in review: np.linalg.norm squared integers in their own dtype (int32 overflowed, uint8
+    wrapped) and its ord=1 norm of integers was int64, and np.gradient took differences of uint8
+    data that wrapped; numpy makes integers and booleans float64 first in both."""
+    x = np.array([0.3, -1.5, 2.0, 7.9, 300.0])
+    cases = [
+        lambda x: np.linalg.norm(x.astype(np.uint8)),
+        lambda x: np.linalg.norm(x.astype(np.int32) * 40000),
+        lambda x: np.linalg.norm(x.astype(np.int64), 1),
+        lambda x: np.linalg.norm(x > 0),
+        lambda x: np.linalg.norm(np.outer(x, x).astype(np.int8), "fro"),
+        lambda x: np.linalg.norm(np.outer(x, x).astype(np.int16), np.inf, axis=(0, 1)),
+        lambda x: np.gradient(x.astype(np.uint8)),
+        lambda x: np.gradient(x.astype(np.int16), 0.5),
+    ]
+    for f in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's own cast of -1.5 and 300 to uint8
+            want = f(x)
+            (got,) = pz.make_program(f, x)(x)
+        assert got.dtype == np.asarray(want).dtype
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+

@@ -488,8 +488,12 @@ _nan_cumulative(np.nancumprod, np.cumprod, 1.0)
 
 @implements(np.gradient)
 def _np_gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
-    """Second-order central differences inside, one-sided ones at the edges (numpy's formulas)."""
+    """Second-order central differences inside, one-sided ones at the edges (numpy's formulas).
+    Integers are made float64 first, as numpy does, so that their differences do not wrap
+    (review: uint8 data wrapped, -124 came out 4)."""
     f = as_operand(f)
+    if f.dtype.kind in "iu":
+        f = f.astype(np.float64)
     axes = tuple(range(f.ndim)) if axis is None else tuple(normalize_axis(a, f.ndim) for a in np.atleast_1d(axis))
     if edge_order not in (1, 2):
         raise ValueError("'edge_order' greater than 2 not supported")

@@ -650,6 +650,8 @@ def _np_slogdet(a: Any) -> Any:
 @implements(np.linalg.norm)
 def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
     x = as_operand(x)
+    if x.dtype.kind not in "fc":  # numpy's norm makes integers and booleans float64 first
+        x = convert(x, np.float64)  # (review: x * x wrapped for int32 and uint8; ord=1 was int64)
     if axis is None and x.ndim > 2:
         if ord is not None:
             raise ValueError("Improper number of dimensions to norm.")  # numpy's
