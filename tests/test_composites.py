@@ -2207,3 +2207,22 @@ def test_norm_and_gradient_of_integers_are_computed_in_float64_as_numpys() -> No
         assert got.dtype == np.asarray(want).dtype
         np.testing.assert_allclose(got, want, rtol=1e-14)
 
+
+def test_max_and_min_of_booleans_are_booleans() -> None:
+    """Found in review: np.max, np.min, np.nanmax and np.minimum.reduce of booleans were int64 (numpy:
+    bool, any and all)."""
+    x = np.array([[0.3, -1.5], [2.0, 7.9]])
+    cases = [
+        lambda x: np.max(x > 0),
+        lambda x: np.min(x > 0, axis=1),
+        lambda x: np.max(x > 0, axis=0, keepdims=True),
+        lambda x: np.minimum.reduce(x > 0),
+        lambda x: np.nanmax(x > 0),
+        lambda x: np.max(x > 0, initial=False, where=x < 1),
+    ]
+    for f in cases:
+        (got,) = pz.make_program(f, x)(x)
+        want = f(x)
+        assert got.dtype == np.bool_
+        np.testing.assert_array_equal(got, want)
+

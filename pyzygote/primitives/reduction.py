@@ -208,6 +208,8 @@ def _reduction_handler(name: str, reducer: Any) -> Any:
         if out is not None:
             raise UnsupportedOperationError("out= is not supported in traced reductions")
         a = as_operand(a)
+        # numpy's max and min of booleans are booleans (any and all); reduced as int64 here
+        boolean_extreme = dtype is None and a.dtype == np.bool_ and name in ("max", "min")
         if dtype is not None:
             a = convert(a, dtype)
         elif a.dtype == np.bool_ or (name in ("sum", "prod") and a.dtype.kind == "i"):
@@ -224,6 +226,8 @@ def _reduction_handler(name: str, reducer: Any) -> Any:
         if initial is not np._NoValue:
             combine = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum}[name]
             result = combine(result, np.asarray(initial, dtype=result.dtype))
+        if boolean_extreme:  # (review: they were int64)
+            result = convert(result, np.bool_)
         if keepdims:
             result = reshape(result, [1 if i in axes else s for i, s in enumerate(a.shape)])
         return result
