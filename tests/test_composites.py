@@ -2226,3 +2226,15 @@ def test_max_and_min_of_booleans_are_booleans() -> None:
         assert got.dtype == np.bool_
         np.testing.assert_array_equal(got, want)
 
+
+def test_round_of_integers_keeps_their_dtype() -> None:
+    """Found in review: np.round of integers was float64; numpy returns them as they are, and for
+    negative decimals rounds to multiples of 10 (in floats) and casts back to their dtype."""
+    x = np.array([0.3, -15.5, 25.0, 79.9, 35.0, 1234.0])
+    for dtype in (np.int64, np.int32, np.int16):
+        for decimals in (0, 2, -1, -2):
+            f = lambda v, dtype=dtype, decimals=decimals: np.round(v.astype(dtype), decimals)  # noqa: E731
+            (got,) = pz.make_program(f, x)(x)
+            want = f(x)
+            assert got.dtype == want.dtype == dtype
+            np.testing.assert_array_equal(got, want)

@@ -389,6 +389,12 @@ def _np_float_power(x: Any, y: Any) -> Any:
 
 @implements(np.round, np.around)
 def _np_round(a: Any, decimals: int = 0, out: Any = None) -> Any:
+    a = as_operand(a)
+    if a.dtype.kind in "iu":  # numpy keeps integers integers (review: they were made float64)
+        if decimals >= 0:
+            return a
+        scale = 10.0**-decimals  # to a multiple of 10**-decimals, in floats, cast back as numpy does
+        return convert(np.rint(a / scale) * scale, a.dtype)
     if decimals:
         scale = 10.0**decimals
         return np.rint(as_operand(a) * scale) / scale
