@@ -2238,3 +2238,32 @@ def test_round_of_integers_keeps_their_dtype() -> None:
             want = f(x)
             assert got.dtype == want.dtype == dtype
             np.testing.assert_array_equal(got, want)
+
+
+def test_python_integers_beyond_an_integer_dtype_raise_or_compare_by_value_as_in_numpy() -> None:
+    """Found in review: a Python integer that an integer operand's dtype cannot hold was converted
+    to it and wrapped, silently (uint8_array + 300 added 44, uint8_array > -1 was False).  numpy
+    raises its OverflowError, except in comparisons (values compared) and in np.clip, where a
+    bound beyond the dtype clips nothing."""
+    x = np.array([0.0, 254.0, 2.0, 7.0])
+    for f in (lambda k: k + 300, lambda k: np.maximum(k, -1), lambda k: k * -1, lambda k: np.clip(k, 300, 400), lambda k: k.astype(np.int8) - 200):
+        with pytest.raises(OverflowError, match="out of bounds for u?int8"):
+            f(x.astype(np.uint8))
+        with pytest.raises(OverflowError, match="out of bounds for u?int8"):
+            pz.make_program(lambda v: f(v.astype(np.uint8)), x)
+    cases = [
+        lambda k: k > -1,
+        lambda k: -1 < k,
+        lambda k: k == 300,
+        lambda k: np.less_equal(k.astype(np.int8), 200),
+        lambda k: k.astype(np.uint64) > -1,
+        lambda k: k.astype(np.int64) < 2**70,
+        lambda k: np.clip(k, -1, 1),
+        lambda k: np.clip(k, -5, 300),
+        lambda k: k + 255,
+    ]
+    for f in cases:
+        want = f(x.astype(np.uint8))
+        (got,) = pz.make_program(lambda v: f(v.astype(np.uint8)), x)(x)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

@@ -12,7 +12,7 @@ array([2., 2.])
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -86,6 +86,10 @@ def ufunc_handler(ufunc: np.ufunc, prim: Primitive) -> Callable[..., Any]:
             # dtype= fixes the output's type, and so the loop's (np.add(a32, b32, dtype=np.float64))
             signature = {} if dtype is None else {"signature": (None,) * ufunc.nin + (np.dtype(dtype),)}
             dtypes = resolved[key] = ufunc.resolve_dtypes(key[:-1] + (None,), **signature)
+        for a, d in zip(args, dtypes):
+            if type(a) is int and d.kind in "iu" and not _fits(a, d):
+                dtypes = _out_of_bounds(ufunc, a, d, args)
+                break
         xs = [convert(as_operand(a), d) for a, d in zip(args, dtypes)]
         shapes = {shape_of(x) for x in xs}
         shapes.discard(())
@@ -99,6 +103,29 @@ def ufunc_handler(ufunc: np.ufunc, prim: Primitive) -> Callable[..., Any]:
         return prim.bind(*broadcast_operands(*xs))
 
     return handler
+
+
+def _fits(value: int, dtype: np.dtype) -> bool:
+    info = np.iinfo(dtype)
+    return bool(info.min <= value <= info.max)
+
+
+_VALUE_COMPARISONS = (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal)
+
+
+def _out_of_bounds(ufunc: np.ufunc, value: int, dtype: np.dtype, args: Sequence[Any]) -> tuple[np.dtype, ...]:
+    """A Python integer that an integer operand's dtype cannot hold (``uint8_array + 300``,
+    ``uint8_array > -1``) was converted to it, wrapping silently (review: ``+ 300`` added 44,
+    ``> -1`` was False).  numpy raises its OverflowError, except in comparisons, which compare the
+    values: the loop types for those, int64 where every operand fits it, else float64."""
+    if ufunc not in _VALUE_COMPARISONS:
+        raise OverflowError(f"Python integer {value} out of bounds for {dtype}")
+    others = [_dtype_arg(a) for a in args if type(a) is not int]
+    exact = _fits(value, np.dtype(np.int64)) and all(
+        isinstance(d, np.dtype) and (d.kind == "b" or d.kind == "i" or (d.kind == "u" and d.itemsize < 8)) for d in others
+    )
+    wide = np.dtype(np.int64 if exact else np.float64)
+    return (wide,) * ufunc.nin + (np.dtype(np.bool_),)
 
 
 def _define(name: str, ufunc: Any, *jvps: Any, out_dtype: Any = None) -> Primitive:
@@ -411,6 +438,10 @@ def _np_clip(a: Any, a_min: Any = None, a_max: Any = None, out: Any = None, *, m
     if lo is None and hi is None:
         raise ValueError("One of max or min must be given")
     x = as_operand(a)
+    if x.dtype.kind in "iu":  # a Python integer bound beyond x's dtype clips nothing, as numpy's
+        info = np.iinfo(x.dtype)
+        lo = info.min if type(lo) is int and lo < info.min else lo
+        hi = info.max if type(hi) is int and hi > info.max else hi
     if lo is not None:
         x = np.maximum(x, lo)
     if hi is not None:
