@@ -2267,3 +2267,19 @@ def test_python_integers_beyond_an_integer_dtype_raise_or_compare_by_value_as_in
         (got,) = pz.make_program(lambda v: f(v.astype(np.uint8)), x)(x)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+def test_fmod_of_the_lowest_integer_is_cs() -> None:
+    """Found in review: np.fmod of integers negated x, which wraps at the lowest integer
+    (fmod(-2**63, 3) was -1, C's and numpy's -2); integers take C's remainder from
+    remainder(x, |y|) itself."""
+    for dtype in (np.int64, np.int32, np.int8):
+        info = np.iinfo(dtype)
+        a = np.array([info.min, info.min + 1, -7, -6, 0, 5, info.max], dtype)
+        for y in (3, -3, 7, 0):
+            f = lambda z, a=a, y=y: np.fmod(a + z.astype(dtype), y)  # noqa: E731
+            with np.errstate(divide="ignore"):
+                (got,) = pz.make_program(f, np.zeros(7))(np.zeros(7))
+                want = np.fmod(a, y)
+            assert got.dtype == want.dtype == dtype
+            np.testing.assert_array_equal(got, want)

@@ -181,7 +181,10 @@ def _np_fmod(x: Any, y: Any, **kw: Any) -> Any:
     ``-trunc(x / y)`` in ``y``."""
     _no_keywords("fmod", kw)
     size = _magnitude(y)
-    return np.where(np.signbit(x), -np.remainder(operator.neg(x), size), np.remainder(x, size))
+    r = np.remainder(x, size)
+    if as_operand(r).dtype.kind in "iu":  # -x wraps at the lowest integer: C's remainder from r itself
+        return np.where(np.less(x, 0), np.where(np.equal(r, 0), r, r - size), r)
+    return np.where(np.signbit(x), -np.remainder(operator.neg(x), size), r)
 
 
 def _magnitude(v: Any) -> Any:
