@@ -771,6 +771,13 @@ def test_nan_or_inf_in_p_is_one_error_naming_the_entry_by_its_key_plain_and_insi
         with pytest.raises(ValueError, match=r"^pz\.nlsolve: p contains NaN or inf: entry \[1\] is nan") as info:
             call()
         assert isinstance(info.value, pz.NonFiniteODEInputError)
+    # a nested p, and u0, inside derivatives: named as a plain call names them, in one line
+    nested = {"a": {"b": np.array([8.0, np.nan])}}
+    for call in (lambda: pz.nlsolve(lambda u, p: u**3 - p["a"]["b"], np.ones(2), nested), lambda: pz.gradient(lambda b: np.sum(pz.nlsolve(lambda u, p: u**3 - p["a"]["b"], np.ones(2), {"a": {"b": b}})), nested["a"]["b"]), lambda: pz.hessian(lambda b: np.sum(pz.nlsolve(lambda u, p: u**3 - p["a"]["b"], np.ones(2), {"a": {"b": b}})), nested["a"]["b"])):
+        with pytest.raises(pz.NonFiniteODEInputError, match=r"^pz\.nlsolve: p\['a'\]\['b'\] contains NaN or inf: entry \[1\] is nan"):
+            call()
+    with pytest.raises(pz.NonFiniteODEInputError, match=r"^pz\.nlsolve: u0 contains NaN or inf: entry \[1\] is nan\.$"):
+        pz.gradient(lambda u: np.sum(pz.nlsolve(lambda v, p: v**3 - p, u, 8.0)), np.array([1.0, np.nan]))
 
 
 def test_nan_in_a_captured_traced_value_is_named_as_captured() -> None:

@@ -464,8 +464,35 @@ def test_a_starting_state_made_nan_by_the_function_names_the_operation():
         with pytest.raises(pz.NonFiniteODEInputError, match=r"u0 contains NaN.*the first operation that makes a non-finite value: np\.log gives NaN at -1\.0"):
             call()
     # NaN given, not made: nothing to name beyond the vector
-    with pytest.raises(ValueError, match=r"p contains NaN or inf \(as the solver sees it, a flat vector\): array\(\[nan\]\)\.$"):
+    with pytest.raises(ValueError, match=r"^p contains NaN or inf: entry \[0\] is nan\.$"):
         pz.gradient(lambda p: pz.odesolve(decay, np.array([1.0]), T_DECAY, p)[-1, 0], np.array([np.nan]))
+
+
+def test_nan_in_a_nested_p_or_in_u0_inside_a_derivative_names_the_leaf_and_entry_as_a_plain_call():
+    """User testing: a NaN weight of p = {'nn': {...}, 'phys': k} inside pz.gradient gave an 89-line
+    message printing the flat parameter vector and naming no leaf; the plain call named p['nn']['b1']."""
+    w = {"W": np.ones((2, 3)), "b": np.zeros(3)}
+    w["b"][2] = np.nan
+
+    def rhs(u, p, t):
+        return np.tanh(u @ p["nn"]["W"] + p["nn"]["b"]) @ np.ones((3, 2)) - p["phys"] * u
+
+    u0 = np.ones((4, 2))
+
+    def loss(q, sensealg="auto"):
+        return np.sum(pz.odesolve(rhs, u0, T_DECAY, {"nn": q, "phys": 0.5}, sensealg=sensealg))
+
+    said = r"^p\['nn'\]\['b'\] contains NaN or inf: entry \[2\] is nan"
+    with pytest.raises(pz.NonFiniteODEInputError, match=said + r" \(array"):
+        pz.odesolve(rhs, u0, T_DECAY, {"nn": w, "phys": 0.5})
+    for call in (lambda: pz.gradient(loss, w), lambda: pz.gradient(lambda q: loss(q, "forward"), w), lambda: pz.gradient(lambda q: loss(q, "adjoint"), w), lambda: pz.hessian(loss, w)):
+        with pytest.raises(pz.NonFiniteODEInputError, match=said + r"\.$"):
+            call()
+    bad = u0.copy()
+    bad[3, 1] = np.inf
+    for call in (lambda: pz.gradient(lambda u: np.sum(pz.odesolve(rhs, u, T_DECAY, {"nn": w | {"b": np.zeros(3)}, "phys": 0.5})), bad), lambda: pz.hessian(lambda u: np.sum(pz.odesolve(lambda v, p, t: -p * v**2, u, T_DECAY, 0.5)), bad)):
+        with pytest.raises(pz.NonFiniteODEInputError, match=r"^u0 contains NaN or inf: entry \[3, 1\] is inf\.$"):
+            call()
 
 
 def test_wrong_rhs_shape_and_unknown_solver():

@@ -556,6 +556,9 @@ class RHS(_Directions):
         self._jacobian_reads = (n, m)
         # The shapes and names of u and p as the user wrote them (None for a derived system).
         self.layout: Layout | None = None
+        # A derived system whose state and parameters start with this one's (the sensitivity and
+        # tangent systems): its NaN-input message names the entry by the base's layout.
+        self.base: RHS | None = None
 
     def __repr__(self) -> str:
         return f"<rhs {self.name} n={self.n} m={self.m}>"
@@ -868,6 +871,7 @@ class RHS(_Directions):
             hit = self._systems[("sens", cols)] = RHS(f"sensitivities of {self!r}", cse(self._sensitivity_program(cols)), n * (1 + k), self.m)
             hit._structured_jacobian = lambda z, p, t: sensitivity_jacobian(self.jacobian_u(z[:n], p, t), k)
             hit._jacobian_reads = (n, self.m)
+            hit.base = self
         return hit
 
     def initial_sensitivities(self, cols: tuple[int, ...] | None = None) -> np.ndarray:
@@ -884,6 +888,7 @@ class RHS(_Directions):
             hit = self._systems["tangent", k] = RHS(f"tangent of {self!r}", cse(self._tangent_program(k)), n * (1 + k), m * (1 + k))
             hit._structured_jacobian = lambda z, q, t: sensitivity_jacobian(self.jacobian_u(z[:n], q[:m], t), k)
             hit._jacobian_reads = (n, m)
+            hit.base = self
         return hit
 
     def copies(self, k: int) -> "RHS":

@@ -493,7 +493,7 @@ def _line_search(rhs: Any, p: np.ndarray, u: np.ndarray, r: np.ndarray, step: np
 @_naming_the_point
 def _nlsolve_impl(u0: Any, p: Any, *, rhs: RHS, opts: NLOptions) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
-    _check_values(u0, p, "pz.nlsolve", rhs.layout)
+    _check_values(u0, p, "pz.nlsolve", rhs)
     return newton(rhs, u0, p, opts)
 
 

@@ -43,19 +43,33 @@ def _out_aval(u0: Aval, p: Aval, *, t: np.ndarray, **_: Any) -> Aval:
     return Aval((len(t), u0.shape[0]), u0.dtype)
 
 
-def _check_values(u0: np.ndarray, p: np.ndarray, solver: str | None = None, layout: Any = None) -> None:
-    """NaN or inf in the starting state or the parameters of a solve, refused.  A ``solver``
-    (``"pz.nlsolve"``) with its ``layout`` names the entry by p's keys, or as a value f reads from
-    its closure, in the same words as a plain call (see Layout.of); else the flat vector is shown."""
+def _check_values(u0: np.ndarray, p: np.ndarray, solver: str | None = None, rhs: Any = None) -> None:
+    """NaN or inf in the starting state or the parameters of a solve, refused, in the same words as
+    a plain call (Layout.of): the entry named by u0's shape and p's keys, or as a value f reads from
+    its closure (see Layout.locate_in_p).  User testing: inside pz.gradient a NaN weight of a nested
+    dict p printed the whole flat vector (89 lines) and named no leaf.  A ``solver`` ("pz.nlsolve")
+    prefixes the message.  A derived system (a Hessian's tangent system) names entries of its base's
+    u0 and p by the base's layout, and the others as its directions."""
     for name, v in (("u0", u0), ("p", p)):
         if not np.all(np.isfinite(v)):
-            if solver is None:
-                raise NonFiniteODEInputError(f"{name} contains NaN or inf (as the solver sees it, a flat vector): {np.asarray(v)!r}.")
             flat = np.ravel(np.asarray(v, dtype=float))
             i = int(np.argwhere(~np.isfinite(flat))[0][0])
-            leaf, at = layout.locate_in_p(i) if name == "p" and layout is not None else (name, [i])
+            while rhs is not None and getattr(rhs, "layout", None) is None and getattr(rhs, "base", None) is not None:
+                if i >= (rhs.base.n if name == "u0" else rhs.base.m):
+                    break
+                rhs = rhs.base
+            layout = getattr(rhs, "layout", None)
+            if layout is None:
+                what = "the directions of a derivative" if getattr(rhs, "base", None) is not None else "the flat vector the solver sees"
+                leaf, at = f"{name} ({what})", [i]
+            elif name == "p":
+                leaf, at = layout.locate_in_p(i)
+            else:
+                # a derived system's state starts with its base's: i indexes into that
+                leaf, at = "u0", ([int(j) for j in np.unravel_index(i, layout.u_shape)] if layout.u_shape else None)
             entry = f"entry {at} is" if at is not None else "it is"
-            raise NonFiniteODEInputError(f"{solver}: {leaf} contains NaN or inf: {entry} {float(flat[i])!r}.")
+            prefix = f"{solver}: " if solver else ""
+            raise NonFiniteODEInputError(f"{prefix}{leaf} contains NaN or inf: {entry} {float(flat[i])!r}.")
 
 
 def _naming_the_point(impl: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,7 +120,7 @@ def _odesolve_impl(
     u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = (), for_adjoint: bool = False
 ) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
-    _check_values(u0, p)
+    _check_values(u0, p, rhs=rhs)
     if not for_adjoint:
         return sensitivity.solve_states(rhs, u0, p, t, opts).u
     # an adjoint will read this solution between save times: solved once, with dense output
@@ -164,7 +178,7 @@ def _sens_aval(u0: Aval, p: Aval, *, cols: tuple[int, ...], **params: Any) -> tu
 @_naming_the_point
 def _sens_impl(u0: Any, p: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, cols: tuple[int, ...], fixed: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
-    _check_values(u0, p)
+    _check_values(u0, p, rhs=rhs)
     return sensitivity.forward_sensitivities(rhs, u0, p, t, opts, cols)
 
 
@@ -177,7 +191,7 @@ odesolve_tangent_p.def_abstract_eval(lambda u0, p, tu0, tp, **params: _out_aval(
 @_naming_the_point
 def _tangent_impl(u0: Any, p: Any, tu0: Any, tp: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, fixed: tuple[int, ...] = ()) -> np.ndarray:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
-    _check_values(u0, p)
+    _check_values(u0, p, rhs=rhs)
     # One directional sensitivity solved with the state: 2n equations, not n (n + m).
     z0 = np.concatenate([u0, np.asarray(tu0, dtype=float)])
     q = np.concatenate([p, np.asarray(tp, dtype=float)])
@@ -208,7 +222,7 @@ def _tangent_batch(args: Any, batched: Any, *, rhs: RHS, t: np.ndarray, opts: Op
     if size > (BATCH_EQUATIONS_DENSE if dense else BATCH_EQUATIONS):
         return None  # one solve per direction: see BATCH_EQUATIONS
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
-    _check_values(u0, p)
+    _check_values(u0, p, rhs=rhs)
     # The k directions as the columns of S0 and D: one solve of n (1 + k) equations.
     S0 = np.asarray(tu0, dtype=float).T if batched[2] else np.repeat(np.asarray(tu0, dtype=float)[:, None], k, axis=1)
     D = np.asarray(tp, dtype=float).T if batched[3] else np.repeat(np.asarray(tp, dtype=float)[:, None], k, axis=1)
@@ -401,7 +415,7 @@ def _hvp_impl(
     u0: Any, p: Any, ct: Any, a: Any, b: Any, dct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()
 ) -> np.ndarray:
     u0, p, ct, a, b, dct = (np.asarray(x, dtype=float) for x in (u0, p, ct, a, b, dct))
-    _check_values(u0, p)
+    _check_values(u0, p, rhs=rhs)
     z0, q, c = _on_the_tangent_system(u0, p, ct, a, b, dct)
     gz, gq = sensitivity.vjp(rhs.tangent_system(1), z0, q, t, c, opts, sensealg)
     return np.concatenate([gz[: rhs.n], gq[: rhs.m]]) * _mask(rhs, wrt, fixed)
@@ -417,7 +431,7 @@ def _hvp_batch(
     n, m = rhs.n, rhs.m
     U0, P, CT, A, B, DCT = (np.asarray(x, dtype=float) if flag else np.broadcast_to(np.asarray(x, dtype=float), (k, *np.shape(x))) for x, flag in zip(args, batched))
     for u0, p in zip(U0, P):
-        _check_values(u0, p)
+        _check_values(u0, p, rhs=rhs)
     # Copy j's state, parameters and cotangent: row j of Z0 (k, 2n) and Q (k, 2m), C[j] (times, 2n).
     Z0, Q, C = np.concatenate([U0, A], axis=1), np.concatenate([P, B], axis=1), np.concatenate([DCT, CT], axis=2)
     copies = rhs.tangent_system(1).copies(k)
@@ -468,7 +482,7 @@ def _vjp_impl(
     u0: Any, p: Any, ct: Any, *, rhs: RHS, t: np.ndarray, opts: Options, sensealg: str, wrt: tuple[bool, bool], fixed: tuple[int, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     u0, p = np.asarray(u0, dtype=float), np.asarray(p, dtype=float)
-    _check_values(u0, p)
+    _check_values(u0, p, rhs=rhs)
     return sensitivity.vjp(rhs, u0, p, t, np.asarray(ct, dtype=float), opts, sensealg, _wanted_columns(rhs, wrt, fixed))
 
 
