@@ -1051,6 +1051,17 @@ class Tracer:
             _lay_out_like(out, np.array(memory_layout(self), order=order))
         return out
 
+    # copy.copy and copy.deepcopy (dataclasses.asdict deep-copies its fields): a new array, as
+    # numpy's ndarray.__copy__/__deepcopy__ (order 'K').  copy.copy used to copy the slots, so the
+    # copy of a view still wrote through to its base (a wrong gradient), and deepcopy reached the
+    # builder and failed with "used after its trace ended" (user testing).  A traced array cannot
+    # be the tracer itself: traced arrays are written in place like numpy's.
+    def __copy__(self) -> "Tracer":
+        return self.copy("K")
+
+    def __deepcopy__(self, memo: Any) -> "Tracer":
+        return self.copy("K")
+
     def conj(self) -> "Tracer":
         return self.copy()
 
