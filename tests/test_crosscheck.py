@@ -793,3 +793,60 @@ def test_a_float32_gradient_far_beyond_pyzygotes_own_float32_rounding_is_not_exc
     assert not report.passed
     assert "float32 rounding in f does not explain the difference" in str(report)
     assert "can be this far off where its computation cancels" not in str(report)
+
+
+def _lotka(u: Any, p: Any, t: Any) -> Any:
+    return np.array([p[0] * u[0] - p[1] * u[0] * u[1], -p[2] * u[1] + p[3] * u[0] * u[1]])
+
+
+def test_an_ode_gradient_dominated_by_its_own_solve_error_is_said_to_be_so() -> None:
+    """User testing: at an optimum of a loss solved at reltol=1e-6, pyzygote's own gradient (3e-6)
+    was DISAGREES, 1.0 off the 100 times tighter reference (-0.015): right, but told with a hint
+    about a gradient from solves looser than f's, where both used f's.  The verdict stays."""
+    import scipy.optimize
+
+    t = np.linspace(0.0, 10.0, 101)
+    u0, ptrue = np.array([1.0, 1.0]), np.array([1.5, 1.0, 3.0, 1.0])
+    data = pz.odesolve(_lotka, u0, t, ptrue, alg="Tsit5", reltol=1e-12, abstol=1e-12)
+    data = data + 0.01 * np.random.default_rng(0).standard_normal(data.shape)
+
+    def loss(p: Any) -> Any:
+        return np.sum((pz.odesolve(_lotka, u0, t, p, alg="Tsit5", reltol=1e-6, abstol=1e-6) - data) ** 2)
+
+    p = scipy.optimize.minimize(pz.value_and_grad(loss), ptrue, jac=True, method="BFGS", options={"gtol": 1e-3}).x
+    own = pz.gradient(loss, p)
+    with pytest.raises(AssertionError, match="DISAGREES") as info:
+        pz.crosscheck(loss, (p,), own, engines=("numpy",))
+    said = str(info.value)
+    assert "pyzygote's own gradient of f at f's tolerances" in said and "error of f's ODE solves at reltol=1e-06" in said
+    assert "near an optimum" in said and "reltol=1e-08" in said and "looser tolerances" not in said
+    # a gradient that is not f's own is not told so (a wrong one still DISAGREES)
+    with pytest.raises(AssertionError, match="DISAGREES") as info:
+        pz.crosscheck(loss, (p,), (own[0] + 0.01,), engines=("numpy",))
+    assert "own gradient of f at f's tolerances, which" not in str(info.value)
+
+
+def test_a_float32_ode_gradient_is_told_the_solve_s_error_not_float32_rounding() -> None:
+    """User testing: float32 arguments and an ODE loss at reltol=1e-6: the report had no ODE note and
+    gave float32 rounding as an absolute 1.2e-4 beside relative differences of 5e-6, where pyzygote's
+    own float32 gradient was 3e-8 of the scale from its float64 one; the 5e-6 is the solve's."""
+    t = np.linspace(0.0, 10.0, 101)
+
+    def loss(p: Any, tol: float = 1e-6) -> Any:
+        return np.sum(pz.odesolve(_lotka, np.array([1.0, 1.0]), t, p, alg="Tsit5", reltol=tol, abstol=tol) ** 2)
+
+    p32 = np.array([1.5, 1.0, 3.0, 1.0], dtype=np.float32)
+    g32, g64 = pz.gradient(loss, p32)[0], pz.gradient(loss, p32.astype(np.float64))[0]
+    rounding = np.max(np.abs(g32 - g64)) / np.max(np.abs(g64))
+    assert rounding < 1e-7
+    report = str(pz.crosscheck(loss, (p32,), (g32,), finite_differences=False, engines=("numpy",)))
+    assert "f solves an ODE at reltol=1e-06" in report
+    assert re.search(r"differs from it by up to (\S+) of its scale", report)
+    assert float(re.search(r"differs from it by up to (\S+) of its scale", report).group(1)) == pytest.approx(rounding, rel=0.05)
+    # a gradient from a 100 times looser solve: DISAGREES, with the solve named beside float32's rounding
+    looser = pz.gradient(lambda p: loss(p, 1e-4), p32)
+    with pytest.raises(AssertionError, match="DISAGREES") as info:
+        pz.crosscheck(loss, (p32,), looser, finite_differences=False, engines=("numpy",))
+    said = str(info.value)
+    assert "f solves an ODE at reltol=1e-06" in said and "float32 rounding in f does not explain" in said
+    assert "if the gradient comes from a solve at looser tolerances than f's" in said
