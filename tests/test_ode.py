@@ -1729,6 +1729,37 @@ def test_solver_and_sensealg_names_from_habit_get_a_hint() -> None:
         solve(sensealg="BacksolveAdjoint()")
 
 
+def test_other_tools_solver_names_and_step_sizes_get_the_nearest_solver_here() -> None:
+    """User testing: diffrax's Dopri5 and Kvaerno5 and torchdiffeq's rk4 got no hint (SciPy's RK45
+    did), and dt= and adaptive=False a bare "unexpected keyword"."""
+    for name, nearest in [("Dopri5", "DP5"), ("dopri5", "DP5"), ("Dopri8", "Vern9"), ("Kvaerno5", "KenCarp4"), ("ImplicitEuler", "FBDF"), ("RK23", "Tsit5"), ("bosh3", "Tsit5")]:
+        with pytest.raises(ValueError, match=rf"'{name}' is (diffrax|torchdiffeq|SciPy)'s.* name: the nearest solver here is '{nearest}'"):
+            pz.odesolve(lambda u, p, t: -u, np.ones(1), np.array([0.0, 1.0]), np.ones(1), alg=name)
+    for name in ("rk4", "Euler"):
+        with pytest.raises(ValueError, match=rf"nearest solver here is 'Tsit5'.*{name} takes fixed steps; pyzygote's solvers are adaptive.*write its loop in numpy"):
+            pz.odesolve(lambda u, p, t: -u, np.ones(1), np.array([0.0, 1.0]), np.ones(1), alg=name)
+    with pytest.raises(ValueError, match="nearest solver here is 'DP5'"):
+        pz.solve(pz.ODEProblem(lambda u, p, t: -u, [1.0], (0.0, 1.0)), "Dopri5")
+    fixed = r"got unexpected keyword arguments \['adaptive', 'dt'\] \(adaptive= and dt=: pyzygote's solvers are adaptive.*reltol and abstol set them.*write its loop in numpy"
+    with pytest.raises(TypeError, match=fixed):
+        pz.odesolve(lambda u, p, t: -u, np.ones(1), np.array([0.0, 1.0]), dt=0.1, adaptive=False)
+    with pytest.raises(TypeError, match=fixed):
+        pz.solve(pz.ODEProblem(lambda u, p, t: -u, [1.0], (0.0, 1.0)), "Tsit5", dt=0.1, adaptive=False)
+
+
+def test_times_holding_traced_values_are_refused_as_not_differentiable() -> None:
+    """User testing: tstops=np.array([s]) with s traced (numpy makes an object array of it) was
+    refused as "must be a 1-D array of finite times, got array([Tracer...])"; t and t0 alike."""
+    decay = lambda u, p, t: -p * u  # noqa: E731
+    t = np.linspace(0.0, 2.0, 5)
+    with pytest.raises(pz.UnsupportedOperationError, match="tstops must be constant times"):
+        pz.gradient(lambda s: pz.odesolve(decay, np.ones(1), t, 1.0, tstops=np.array([s, 3.0]))[-1, 0], 1.0)
+    with pytest.raises(pz.UnsupportedOperationError, match="t must be constant: differentiating with respect to save times"):
+        pz.gradient(lambda s: pz.odesolve(decay, np.ones(1), np.array([0.0, s]), 1.0)[-1, 0], 1.0)
+    with pytest.raises(pz.UnsupportedOperationError, match="t0 must be constant: differentiating with respect to the initial time"):
+        pz.gradient(lambda s: pz.odesolve(decay, np.ones(1), t, 1.0, t0=np.array(s))[-1, 0], -1.0)
+
+
 def test_large_tangent_batches_fall_back_to_one_solve_per_column(monkeypatch: pytest.MonkeyPatch) -> None:
     from pyzygote.primitives import ode as ode_rules
 

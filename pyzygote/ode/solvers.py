@@ -77,7 +77,56 @@ def check_solver_name(name: Any) -> str:
 
 def _did_you_mean(name: Any) -> str:
     cased = [a for a in ALGORITHMS if isinstance(name, str) and a.lower() == name.lower().removesuffix("()")]
-    return f" Did you mean {cased[0]!r}? (solver names are case-sensitive, as in Julia, and take no parentheses)" if cased else ""
+    if cased:
+        return f" Did you mean {cased[0]!r}? (solver names are case-sensitive, as in Julia, and take no parentheses)"
+    return _nearest(name)
+
+
+# pyzygote's solvers are adaptive; what to do for a fixed-step scheme (user testing: dt= and
+# adaptive=False, diffrax's and torchdiffeq's fixed-step solvers, got no word of it).
+FIXED_STEP = (
+    "pyzygote's solvers are adaptive and choose every step, the first included: reltol and abstol set them (lower "
+    "them for accuracy; tstops= makes the solver step to given times), and there is no fixed-step mode. For a fixed-step scheme (Euler or RK4 at "
+    "a given dt), write its loop in numpy: it is traced and differentiated like any other code"
+)
+
+# Other tools' solver names, and the nearest solver the NumPy engine runs (user testing: diffrax's
+# Dopri5 and Kvaerno5 and torchdiffeq's rk4 got no hint, where SciPy's RK45 did).  Names that are
+# also OrdinaryDiffEq's (Euler, RK4, Kvaerno5, ...) still run on the Julia engine by name.
+_DIFFRAX, _TORCHDIFFEQ, _JULIA, _SCIPY = "diffrax's", "torchdiffeq's", "DifferentialEquations.jl's", "SciPy's"
+_FOREIGN: dict[str, tuple[str, str, bool]] = {  # name: (nearest here, whose name it is, fixed-step)
+    "Dopri5": ("DP5", _DIFFRAX, False), "Dopri8": ("Vern9", _DIFFRAX, False), "Bosh3": ("Tsit5", _DIFFRAX, False),
+    "Euler": ("Tsit5", f"{_DIFFRAX} and {_JULIA}", True), "Heun": ("Tsit5", f"{_DIFFRAX} and {_JULIA}", False),
+    "Midpoint": ("Tsit5", f"{_DIFFRAX} and {_JULIA}", False), "Ralston": ("Tsit5", f"{_DIFFRAX} and {_JULIA}", False),
+    "ImplicitEuler": ("FBDF", f"{_DIFFRAX} and {_JULIA}", False),
+    "Kvaerno3": ("KenCarp4", f"{_DIFFRAX} and {_JULIA}", False), "Kvaerno4": ("KenCarp4", f"{_DIFFRAX} and {_JULIA}", False),
+    "Kvaerno5": ("KenCarp4", f"{_DIFFRAX} and {_JULIA}", False), "KenCarp3": ("KenCarp4", f"{_DIFFRAX} and {_JULIA}", False),
+    "KenCarp5": ("KenCarp4", f"{_DIFFRAX} and {_JULIA}", False),
+    "RK4": ("Tsit5", _JULIA, False), "BS3": ("Tsit5", _JULIA, False), "BS5": ("Tsit5", _JULIA, False),
+    "DP8": ("Vern9", _JULIA, False), "Vern6": ("Vern7", _JULIA, False), "Vern8": ("Vern9", _JULIA, False),
+    "Rosenbrock23": ("Rodas5P", _JULIA, False), "Rodas4": ("Rodas5P", _JULIA, False), "Rodas5": ("Rodas5P", _JULIA, False),
+    "TRBDF2": ("KenCarp4", _JULIA, False), "QNDF": ("FBDF", _JULIA, False), "CVODE_BDF": ("FBDF", _JULIA, False),
+    "dopri5": ("DP5", _TORCHDIFFEQ, False), "dopri8": ("Vern9", _TORCHDIFFEQ, False), "bosh3": ("Tsit5", _TORCHDIFFEQ, False),
+    "fehlberg2": ("Tsit5", _TORCHDIFFEQ, False), "adaptive_heun": ("Tsit5", _TORCHDIFFEQ, False),
+    "euler": ("Tsit5", _TORCHDIFFEQ, True), "midpoint": ("Tsit5", _TORCHDIFFEQ, True), "rk4": ("Tsit5", _TORCHDIFFEQ, True),
+    "heun3": ("Tsit5", _TORCHDIFFEQ, True), "explicit_adams": ("Tsit5", _TORCHDIFFEQ, True),
+    "implicit_adams": ("Tsit5", _TORCHDIFFEQ, True), "fixed_adams": ("Tsit5", _TORCHDIFFEQ, True),
+    "RK23": ("Tsit5", _SCIPY, False),
+}  # fmt: skip
+
+
+def _nearest(name: Any) -> str:
+    """`` 'Dopri5' is diffrax's name: the nearest solver here is 'DP5' (...).`` or ``""``."""
+    if not isinstance(name, str):
+        return ""
+    key = name.removesuffix("()")
+    if key not in _FOREIGN:
+        key = next((k for k in _FOREIGN if k.lower() == key.lower()), "")
+    if not key:
+        return ""
+    nearest, whose, fixed = _FOREIGN[key]
+    said = f" {name!r} is {whose} name: the nearest solver here is {nearest!r} ({ALGORITHMS[nearest].note})."
+    return said + (f" {key} takes fixed steps; {FIXED_STEP}." if fixed else "")
 
 
 def runs_on_numpy(name: str) -> bool:
@@ -119,7 +168,10 @@ _NO_EVENTS = (
     "dose time, add the dose to the last state, solve on from there; the gradient flows through the chain), "
     "and an input that switches at known times (an infusion) is a function of t with those times as tstops"
 )
-_SCIML_KEYWORDS = {"callback": _NO_EVENTS, "d_discontinuities": "here they are tstops"}
+_SCIML_KEYWORDS = {
+    "callback": _NO_EVENTS, "d_discontinuities": "here they are tstops", "dt": FIXED_STEP, "adaptive": FIXED_STEP,
+    "dt0": FIXED_STEP, "stepsize_controller": "reltol= and abstol= set the adaptive steps",
+}  # fmt: skip
 
 
 def refuse_unknown_keywords(function: str, given: dict[str, Any], own: dict[str, str] | None = None) -> None:
@@ -134,7 +186,10 @@ def refuse_unknown_keywords(function: str, given: dict[str, Any], own: dict[str,
             if k in own:
                 hints.append(f"{k}=: {own[k]}")
         elif k in _SCIML_KEYWORDS:
-            hints.append(f"{k}=: {_SCIML_KEYWORDS[k]}")
+            # dt= and adaptive=False share one explanation, said once
+            same = [j for j in sorted(given) if _SCIML_KEYWORDS.get(j) == _SCIML_KEYWORDS[k]]
+            if same[0] == k:
+                hints.append(f"{'= and '.join(same)}=: {_SCIML_KEYWORDS[k]}")
         elif k == "events":
             hints.append(f"events= (SciPy's): {_NO_EVENTS}")
         elif k in _SCIPY_KEYWORDS:

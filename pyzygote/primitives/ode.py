@@ -497,8 +497,19 @@ _TIMES_FROM_P = (
 )
 
 
+def _traced(x: Any) -> bool:
+    """Whether ``x`` is or holds a traced value: a list or tuple of them, or the object array numpy
+    makes of them (np.array([s]) with s traced: user testing found it refused as "must be a 1-D
+    array of finite times, got array([Tracer...])", which did not say why)."""
+    if isinstance(x, Tracer):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(_traced(v) for v in x)
+    return isinstance(x, np.ndarray) and x.dtype == object and any(isinstance(v, Tracer) for v in x.flat)
+
+
 def check_times(t: Any, name: str = "t") -> np.ndarray:
-    if isinstance(t, Tracer):
+    if _traced(t):
         raise UnsupportedOperationError(f"{name} must be constant: differentiating with respect to save times is not supported. {_TIMES_FROM_P}")
     given = np.asarray(t)
     if given.dtype.kind not in "iuf" or isinstance(t, (bool, np.bool_)):
@@ -632,7 +643,7 @@ def odesolve(
 
 
 def _initial_time(t0: Any, times: np.ndarray) -> float:
-    if isinstance(t0, Tracer):
+    if _traced(t0):
         raise UnsupportedOperationError(f"t0 must be constant: differentiating with respect to the initial time is not supported. {_TIMES_FROM_P}")
     if isinstance(t0, (bool, np.bool_)) or np.ndim(t0) != 0 or np.asarray(t0).dtype.kind not in "iuf":
         raise TypeError(f"t0 must be a number (the initial time), got {t0!r}")
@@ -788,7 +799,7 @@ def check_tstops(tstops: Any, span: tuple[float, float]) -> tuple[float, ...]:
     """``tstops`` as a sorted tuple of distinct finite times within ``span``, or a clear error."""
     if tstops is None:
         return ()
-    if isinstance(tstops, Tracer) or (isinstance(tstops, (list, tuple)) and any(isinstance(s, Tracer) for s in tstops)):
+    if _traced(tstops):
         raise UnsupportedOperationError(
             "tstops must be constant times: a stop computed from a differentiated parameter (a dosing time or "
             f"lag being fitted) has no derivative through the solver's steps. {_TIMES_FROM_P}"
