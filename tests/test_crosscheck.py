@@ -820,10 +820,15 @@ def test_an_ode_gradient_dominated_by_its_own_solve_error_is_said_to_be_so() -> 
     said = str(info.value)
     assert "pyzygote's own gradient of f at f's tolerances" in said and "error of f's ODE solves at reltol=1e-06" in said
     assert "near an optimum" in said and "reltol=1e-08" in said and "looser tolerances" not in said
-    # a gradient that is not f's own is not told so (a wrong one still DISAGREES)
+    # a gradient that is not f's own is not told so (a wrong one still DISAGREES); one off by about
+    # as much as f's own is told that f's own errs as much, and one far beyond it nothing
     with pytest.raises(AssertionError, match="DISAGREES") as info:
         pz.crosscheck(loss, (p,), (own[0] + 0.01,), engines=("numpy",))
     assert "own gradient of f at f's tolerances, which" not in str(info.value)
+    assert re.search(r"own gradient of f at f's tolerances differs from the references by \S+ too", str(info.value))
+    with pytest.raises(AssertionError, match="DISAGREES") as info:
+        pz.crosscheck(loss, (p,), (own[0] + 1.0,), engines=("numpy",))
+    assert "own gradient of f at f's tolerances" not in str(info.value)
 
 
 def test_a_float32_ode_gradient_is_told_the_solve_s_error_not_float32_rounding() -> None:
