@@ -580,6 +580,9 @@ def test_translate_error_for_pythoncall_type_errors_and_hints() -> None:
     assert "pyzygote setup-julia`" in ode_hint and "direct dependencies" in ode_hint  # in the manifest is not enough
     assert "--full" in (session.hint_for("ArgumentError: Package DifferentialEquations not found in current path") or "")
     assert "jacobian" in (session.hint_for("Output is an array, so the gradient is not defined.") or "")
+    dopri = "ArgumentError: no loaded solver package exports an ODE solver Dopri5() that needs no arguments;"
+    assert "diffrax's name; DifferentialEquations.jl's nearest is alg='DP5'" in (session.hint_for(dopri) or "")
+    assert session.hint_for(dopri.replace("Dopri5", "MySolver")) is None
     assert session.hint_for("some other error") is None
 
 

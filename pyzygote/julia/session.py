@@ -359,6 +359,14 @@ def hint_for(message: str) -> str | None:
             "`pyzygote setup-julia` (or `Pkg.add` it to your offline project: Julia imports by name only the "
             "project's direct dependencies, whatever its manifest holds; see `pyzygote doctor`)."
         )
+    unknown = re.search(r"no loaded solver package exports an ODE solver (\w+)\(\)", message)
+    if unknown:
+        from pyzygote.ode.solvers import FOREIGN_SOLVERS
+
+        name = unknown.group(1)
+        if name in FOREIGN_SOLVERS:  # another tool's name (user testing: diffrax's Dopri5 got no word)
+            nearest, whose, _ = FOREIGN_SOLVERS[name]
+            return f"{name!r} is {whose} name; DifferentialEquations.jl's nearest is alg={nearest!r}."
     for needle, hint in _HINTS:
         if needle in message:
             return hint

@@ -94,7 +94,7 @@ FIXED_STEP = (
 # Dopri5 and Kvaerno5 and torchdiffeq's rk4 got no hint, where SciPy's RK45 did).  Names that are
 # also OrdinaryDiffEq's (Euler, RK4, Kvaerno5, ...) still run on the Julia engine by name.
 _DIFFRAX, _TORCHDIFFEQ, _JULIA, _SCIPY = "diffrax's", "torchdiffeq's", "DifferentialEquations.jl's", "SciPy's"
-_FOREIGN: dict[str, tuple[str, str, bool]] = {  # name: (nearest here, whose name it is, fixed-step)
+FOREIGN_SOLVERS: dict[str, tuple[str, str, bool]] = {  # name: (nearest here, whose name it is, fixed-step)
     "Dopri5": ("DP5", _DIFFRAX, False), "Dopri8": ("Vern9", _DIFFRAX, False), "Bosh3": ("Tsit5", _DIFFRAX, False),
     "Euler": ("Tsit5", f"{_DIFFRAX} and {_JULIA}", True), "Heun": ("Tsit5", f"{_DIFFRAX} and {_JULIA}", False),
     "Midpoint": ("Tsit5", f"{_DIFFRAX} and {_JULIA}", False), "Ralston": ("Tsit5", f"{_DIFFRAX} and {_JULIA}", False),
@@ -120,11 +120,11 @@ def _nearest(name: Any) -> str:
     if not isinstance(name, str):
         return ""
     key = name.removesuffix("()")
-    if key not in _FOREIGN:
-        key = next((k for k in _FOREIGN if k.lower() == key.lower()), "")
+    if key not in FOREIGN_SOLVERS:
+        key = next((k for k in FOREIGN_SOLVERS if k.lower() == key.lower()), "")
     if not key:
         return ""
-    nearest, whose, fixed = _FOREIGN[key]
+    nearest, whose, fixed = FOREIGN_SOLVERS[key]
     said = f" {name!r} is {whose} name: the nearest solver here is {nearest!r} ({ALGORITHMS[nearest].note})."
     return said + (f" {key} takes fixed steps; {FIXED_STEP}." if fixed else "")
 
