@@ -452,12 +452,46 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     # final state, sparse observations), each of which would otherwise restart the solver.
     marks = [0] + [i for i in range(1, len(t)) if np.any(ct[i])]
     h = None  # each restart carries the step size over
+    scales = adjoint_scales(fwd.u, p, opts)
+    # BDF's backward solve, restarting at order 1 at each save time, is less accurate than its
+    # tolerance (Robertson's kinetics, 13 save times, reltol=1e-8: 2e-5 off with these tolerances,
+    # 8e-7 with them tightened, 1.2e-6 with the state's abstol), as its forward sensitivities are.
+    tighter = MULTISTEP_SENSITIVITY_TIGHTENING if opts.alg == "auto" or algorithm(opts.alg).scipy in ("LSODA", "BDF") else 1.0
     for a, b in reversed(list(zip(marks[:-1], marks[1:]))):
         state[:n] += ct[b]
-        res = _solve(fun, t[b], t[a], state, t[a : a + 1], opts, _ADJOINT, _blame(rhs, p, dense), derivative=True, first_step=h, jac=jac(dense))
+        tols = dataclasses.replace(opts, abstol=adjoint_abstol(state[:n], scales, opts.reltol, tighter))
+        res = _solve(fun, t[b], t[a], state, t[a : a + 1], tols, _ADJOINT, _blame(rhs, p, dense), derivative=True, first_step=h, jac=jac(dense))
         state, h = res.u[-1].copy(), res.last_step
     state[:n] += ct[0]
     return state[:n], state[n:]
+
+
+def adjoint_scales(U: np.ndarray, p: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
+    """The sizes of the states and of the parameters an adjoint solve measures its errors against
+    (see :func:`adjoint_abstol`): each state's largest saved magnitude, or ``abstol / reltol``
+    where that is larger (below it the forward solve itself is accurate only to ``abstol``); each
+    parameter's magnitude, 1 for a parameter at 0."""
+    states = np.max(np.abs(U), axis=0, initial=0.0) + opts.abstol / opts.reltol
+    params = np.where(p != 0.0, np.abs(p), 1.0)
+    return states, params
+
+
+def adjoint_abstol(lam: np.ndarray, scales: tuple[np.ndarray, np.ndarray], reltol: float, tighter: float = 1.0) -> np.ndarray:
+    """Absolute tolerances for an adjoint solve's ``[lambda, mu]`` from ``lambda`` where it starts.
+
+    ``lambda_i`` is a derivative of the loss by the state ``u_i``, and ``mu_j`` by the parameter
+    ``p_j``, so the user's ``abstol``, in the state's units, says nothing of their size: the same
+    gradient scaled by 1e-12 came out 4e-4 off (Robertson's kinetics, Rodas5P, reltol=1e-8), and
+    scaled by 1e6 its BDF solve failed; and where the state's ``abstol`` is far below the
+    cotangent's size, the solver resolved the transient after every jump at a save time to that
+    absolute accuracy (three quarters of a Robertson gradient's backward steps).  Here the error allowed in ``lambda_i`` moves the
+    loss, over the state's own range ``s_i``, by ``reltol`` of ``L = sum_i |lambda_i| s_i`` (all n
+    entries together), and that in ``mu_j`` moves it by ``reltol * L`` over a relative change of
+    ``p_j``: both scale with the loss and with the units of ``u`` and ``p``.  ``tighter`` divides
+    them (the multistep solvers', as their forward sensitivities' tolerances)."""
+    states, params = scales
+    size = max(float(np.abs(lam) @ states), np.finfo(float).tiny)
+    return np.concatenate([reltol * size / (lam.size * states), reltol * size / params]) / tighter
 
 
 def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
