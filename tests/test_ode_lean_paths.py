@@ -50,6 +50,20 @@ def test_point_evaluator_is_odesolutions(backwards):
         assert np.array_equal(fast(float(t)), res.dense(float(t))), t
 
 
+@pytest.mark.parametrize("alg", ["Rodas5P", "Tsit5"])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_point_evaluator_is_the_dense_solution_of_a_solve_with_tstops(alg, backwards):
+    """A solve with tstops joins one dense output per piece; each is read by its lean path."""
+    t0, t1 = (100.0, 0.0) if backwards else (0.0, 100.0)
+    stops = (10.0, 55.5, 80.0)
+    res = integrate(lambda t, y: _robertson(t, y) * 1e-3, t0, t1, np.array([1.0, 0.0, 0.0]), None, alg, 1e-6, 1e-10, dense=True, tstops=stops)
+    fast = point_evaluator(res.dense)
+    assert fast is not res.dense and len(res.dense.pieces) == 4
+    assert all(point_evaluator(piece) is not piece for piece in res.dense.pieces)
+    for t in res.t.tolist() + list(stops) + np.linspace(-1.0, 101.0, 301).tolist():
+        assert np.array_equal(fast(float(t)), res.dense(float(t))), t
+
+
 def test_point_evaluator_leaves_other_dense_outputs():
     res = integrate(lambda t, y: -y, 0.0, 1.0, np.array([1.0]), None, "Vern7", 1e-8, 1e-8, dense=True)
     assert point_evaluator(res.dense) is res.dense
