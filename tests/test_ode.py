@@ -1306,8 +1306,10 @@ def test_stiff_adjoint_solves_get_the_adjoint_jacobian(monkeypatch: pytest.Monke
     y = np.random.default_rng(0).standard_normal(N_HEAT + 2)
     J = dense_matrix(jac(0.05, y))  # sparse for Radau above DENSE_JACOBIAN_UP_TO (test_stiff_adjoints_factorize_only_the_states_block)
     fd = np.stack([(fun(0.05, y + 1e-6 * e) - fun(0.05, y - 1e-6 * e)) / 2e-6 for e in np.eye(N_HEAT + 2)], axis=1)
-    lam = np.arange(N_HEAT + 2) < N_HEAT
-    np.testing.assert_allclose(J[:, :N_HEAT], fd[:, :N_HEAT] * lam[:, None], atol=1e-6 * np.abs(fd).max())  # d mu'/d lambda left out
+    # d mu'/d lambda = -J_p^T included on this dense path: without it Newton's iteration lagged for
+    # mu, which the error control watches (twice the LU factorizations on Robertson's kinetics)
+    assert np.abs(fd[N_HEAT:, :N_HEAT]).max() > 1.0
+    np.testing.assert_allclose(J[:, :N_HEAT], fd[:, :N_HEAT], atol=1e-6 * np.abs(fd).max())
     np.testing.assert_array_equal(J[:, N_HEAT:], 0.0)
     np.testing.assert_allclose(fd[:, N_HEAT:], 0.0, atol=1e-8)  # mu enters no derivative
     np.testing.assert_allclose(g, central_fd(lambda q: heat_loss(q, "forward", "Vern9"), p, 1e-6), rtol=1e-5)
@@ -2446,7 +2448,8 @@ def test_stiff_adjoints_factorize_only_the_states_block(monkeypatch: pytest.Monk
     """The adjoint [lambda, mu]' has no derivative in mu: with Radau and BDF its Jacobian is
     sparse, so their Newton matrices are factorized at the states' cost (a dense LU of 405
     equations was 7 s of a 16 s gradient with 400 parameters and Rodas5P).  Up to
-    DENSE_JACOBIAN_UP_TO equations it is dense, with the same entries."""
+    DENSE_JACOBIAN_UP_TO equations it is dense, with the same entries and the block
+    d mu'/d lambda = -J_p^T, which the sparse one leaves out (it would fill its factorization)."""
     from pyzygote.ode import sensitivity
     from pyzygote.ode.rhs import RHS
     from pyzygote.ode.sensitivity import Options, _adjoint_jacobian
@@ -2461,7 +2464,11 @@ def test_stiff_adjoints_factorize_only_the_states_block(monkeypatch: pytest.Monk
             J = _adjoint_jacobian(rhs, P_LV, Options(alg, 1e-8, 1e-8))(forward)(0.0, np.zeros(6))
         assert J.shape == (6, 6) and J.nnz <= 4
         np.testing.assert_allclose(J.toarray()[:2, :2], -rhs.jacobian_u(np.ones(2), P_LV, 0.0).T)
-        np.testing.assert_array_equal(J.toarray(), dense)
+        np.testing.assert_array_equal(J.toarray()[:2], dense[:2])
+        np.testing.assert_array_equal(J.toarray()[2:], 0.0)
+        np.testing.assert_array_equal(dense[2:, :2], -rhs.jacobian_p(np.ones(2), P_LV, 0.0).T)
+        np.testing.assert_allclose(dense[2:, :2], [[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # -(df/dp)^T of lotka at u = (1, 1)
+        np.testing.assert_array_equal(dense[:, 2:], 0.0)
     loss = lambda p, sensealg: np.sum((pz.odesolve(lotka, U0_LV, T_LV, p, alg="Rodas5P", sensealg=sensealg, **TIGHT) - DATA_LV) ** 2)  # noqa: E731
     np.testing.assert_allclose(pz.gradient(loss, P_LV, "adjoint")[0], pz.gradient(loss, P_LV, "forward")[0], rtol=1e-6)
 

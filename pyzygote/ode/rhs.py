@@ -528,7 +528,7 @@ class JuliaRHS(_Directions):
             "(engine='julia'), or write the right-hand side with numpy for the NumPy engine"
         )
 
-    jacobian_u = sensitivity_rhs = initial_sensitivities = adjoint_rhs = adjoint_rhs_joined = backsolve_rhs = __call__
+    jacobian_u = jacobian_p = sensitivity_rhs = initial_sensitivities = adjoint_rhs = adjoint_rhs_joined = backsolve_rhs = __call__
 
 
 def _compile_folded(prog: Program) -> Callable[..., Any]:
@@ -836,6 +836,11 @@ class RHS(_Directions):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return self._get("jac", self._jacobian_program)(u, p, t)[0]
 
+    def jacobian_p(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:
+        """``df/dp``, an (n, m) numpy array (the adjoint's Newton matrices take its transpose)."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # as jacobian_u
+            return self._get("jac_p", self._jacobian_p_program)(u, p, t)[0]
+
     def jacobian_u_program(self) -> Program:
         """The program ``(u, p, t) -> df/du`` behind :meth:`jacobian_u`, to be evaluated on traced
         values (the implicit derivative of :func:`pyzygote.nlsolve`)."""
@@ -977,6 +982,13 @@ class RHS(_Directions):
         b = Builder()
         u, p, t = b.new_input((n,), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
         _, J = self._along_columns(u, p, t, np.eye(n), None)
+        return b.build([u, p, t], [J])
+
+    def _jacobian_p_program(self) -> Program:
+        n, m = self.n, self.m
+        b = Builder()
+        u, p, t = b.new_input((n,), np.float64), b.new_input((m,), np.float64), b.new_input((), np.float64)
+        _, J = self._along_columns(u, p, t, None, np.eye(m))
         return b.build([u, p, t], [J])
 
     def _sensitivity_program(self, cols: tuple[int, ...]) -> Program:

@@ -498,9 +498,14 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
     """For implicit solvers, ``dense -> (t, y) -> d[lambda', mu']/d[lambda, mu]`` with ``lambda' = -J_u^T lambda``.
 
     Without it SciPy differenced the n + m columns (a 144-cell plate: 27 s a gradient with Radau,
-    most of it there).  The block ``d mu'/d lambda = -J_p^T`` is left out: it would cost a
-    tangent per parameter, and as ``mu`` enters no derivative the Newton iteration on the
-    block-triangular system still converges, to the same solution.
+    most of it there).  The block ``d mu'/d lambda = -J_p^T`` costs a tangent per parameter;
+    as ``mu`` enters no derivative the Newton iteration on the block-triangular system converges
+    without it, to the same solution, but an iteration later for ``mu``, which is under the
+    error control (:func:`adjoint_abstol`): Robertson's kinetics (3 states, 7 parameters) made
+    twice the LU factorizations and Jacobians with it left out.  So it is kept on the dense path
+    (n + m up to ``DENSE_JACOBIAN_UP_TO``) for a right-hand side's own program, and left out of
+    the sparse one, whose factorization it would fill, and of derived systems (a Hessian's), whose
+    Jacobians are assembled from blocks of f's.
     """
     if not algorithm(opts.alg).stiff and opts.alg != "auto":
         return lambda dense: None
@@ -520,10 +525,15 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
 
         return sparse_jac
 
+    with_p = rhs._structured_jacobian is None and m > 0
+
     def jac(forward: Any) -> Any:
         def at(tt: float, y: np.ndarray) -> np.ndarray:
             out = np.zeros((n + m, n + m))
-            out[:n, :n] = -dense_matrix(rhs.jacobian_u(forward(tt), p, tt)).T
+            u = forward(tt)
+            out[:n, :n] = -dense_matrix(rhs.jacobian_u(u, p, tt)).T
+            if with_p:
+                out[n:, :n] = -rhs.jacobian_p(u, p, tt).T
             return out
 
         return at
