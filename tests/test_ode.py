@@ -1316,6 +1316,38 @@ def test_stiff_adjoint_solves_get_the_adjoint_jacobian(monkeypatch: pytest.Monke
     np.testing.assert_allclose(g, central_fd(lambda q: heat_loss(q, "forward", "Vern9"), p, 1e-6), rtol=1e-5)
 
 
+def test_stiff_adjoints_take_explicit_steps_where_stability_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pieces between save times go to the explicit Dormand-Prince pair when J_u's row sums
+    say few steps are needed for stability (the transients each jump starts need small steps
+    anyway), to the implicit solver when they say many, or when the explicit solve runs out of
+    steps; the gradient is the same to the tolerance either way."""
+    from pyzygote.ode import sensitivity
+
+    algs: list[str] = []
+    real = sensitivity.integrate
+    monkeypatch.setattr(sensitivity, "integrate", lambda fun, t0, t1, y0, saveat, alg, *a, **kw: algs.append(alg) or real(fun, t0, t1, y0, saveat, alg, *a, **kw))
+    implicit: list[float] = []
+    real_solve = sensitivity._solve
+    monkeypatch.setattr(sensitivity, "_solve", lambda fun, t0, *a, **kw: implicit.append(t0) or real_solve(fun, t0, *a, **kw))
+    p = np.array([1.0, 0.2])
+    ref = central_fd(lambda q: heat_loss(q, "forward", "Vern9"), p, 1e-6)
+    (g,) = pz.gradient(lambda q: heat_loss(q, "adjoint", "Rodas5P"), p)
+    assert algs.count("Tsit5") == len(T_HEAT) - 1 and not [t for t in implicit if t > 0.0]  # 1.5 steps' worth of stiffness each
+    np.testing.assert_allclose(g, ref, rtol=1e-5)
+    algs.clear()
+    monkeypatch.setattr(sensitivity, "EXPLICIT_ADJOINT_BUDGET", 2)
+    (g_fallback,) = pz.gradient(lambda q: heat_loss(q, "adjoint", "Rodas5P"), p)
+    assert algs.count("Tsit5") == len(T_HEAT) - 1 and len([t for t in implicit if t > 0.0]) == len(T_HEAT) - 1
+    np.testing.assert_allclose(g_fallback, ref, rtol=1e-5)
+    # Robertson's kinetics to t = 1e3: some 1e6 explicit steps of stability, so none is tried
+    algs.clear()
+    logp = np.log(P_ROB)
+    loss = lambda q, s: pz.odesolve(robertson, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1e3]), np.exp(q), alg="Rodas5P", sensealg=s, reltol=1e-8, abstol=1e-12)[-1, 1] * 1e4  # noqa: E731
+    (g,) = pz.gradient(lambda q: loss(q, "adjoint"), logp)
+    assert "Tsit5" not in algs
+    np.testing.assert_allclose(g, pz.gradient(lambda q: loss(q, "forward"), logp)[0], rtol=1e-7)
+
+
 @pytest.mark.parametrize("alg", ["auto", "Rodas5P"])
 def test_hessians_through_stiff_solves_assemble_the_derived_jacobians(alg: str) -> None:
     """Found in user testing: a Hessian through a stiff solve traced the Jacobian of the
