@@ -112,6 +112,20 @@ def counting() -> dict[str, dict[str, int]]:
         return res
 
     sensitivity._solve = solve
+    explicit = getattr(sensitivity, "integrate", None)
+
+    def integrate(fun: Any, t0: Any, t1: Any, y0: Any, saveat: Any, alg: str, *a: Any, **kw: Any) -> Any:
+        res = explicit(fun, t0, t1, y0, saveat, alg, *a, **kw)
+        if alg == "Tsit5":  # here only the pieces of a stiff adjoint tried with the explicit pair
+            kind = seen.setdefault("adjoint pieces tried explicitly (Tsit5)", {"solves": 0, "failed": 0})
+            kind["solves"] += 1
+            kind["failed"] += not res.success
+            for key in ("nf", "naccept", "nreject"):
+                kind[key] = kind.get(key, 0) + int(res.stats.get(key) or 0)
+        return res
+
+    if explicit is not None:
+        sensitivity.integrate = integrate
     return seen
 
 
