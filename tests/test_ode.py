@@ -1339,12 +1339,22 @@ def test_stiff_adjoints_take_explicit_steps_where_stability_allows(monkeypatch: 
     (g_fallback,) = pz.gradient(lambda q: heat_loss(q, "adjoint", "Rodas5P"), p)
     assert algs.count("Tsit5") == len(T_HEAT) - 1 and len([t for t in implicit if t > 0.0]) == len(T_HEAT) - 1
     np.testing.assert_allclose(g_fallback, ref, rtol=1e-5)
-    # Robertson's kinetics to t = 1e3: some 1e6 explicit steps of stability, so none is tried
+    # Robertson's kinetics to t = 1e3: some 1e6 explicit steps of stability, so none is tried;
+    # the Jacobian that estimate took is Radau's first, not taken again
     algs.clear()
     logp = np.log(P_ROB)
     loss = lambda q, s: pz.odesolve(robertson, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1e3]), np.exp(q), alg="Rodas5P", sensealg=s, reltol=1e-8, abstol=1e-12)[-1, 1] * 1e4  # noqa: E731
+    pz.gradient(lambda q: loss(q, "adjoint"), logp)
+    from pyzygote.ode.rhs import RHS
+
+    jacobians, stats = [], []
+    real_jacobian = RHS.jacobian_u
+    monkeypatch.setattr(RHS, "jacobian_u", lambda self, u, p, t: jacobians.append(t) or real_jacobian(self, u, p, t))
+    monkeypatch.setattr(sensitivity, "_solve", lambda fun, t0, *a, **kw: (lambda res: stats.append((t0, res.stats)) or res)(real_solve(fun, t0, *a, **kw)))
     (g,) = pz.gradient(lambda q: loss(q, "adjoint"), logp)
     assert "Tsit5" not in algs
+    backward = [st for t0, st in stats if t0 > 0.0]
+    assert len(backward) == 1 and len(jacobians) == sum(st["njacs"] for _, st in stats)
     np.testing.assert_allclose(g, pz.gradient(lambda q: loss(q, "forward"), logp)[0], rtol=1e-7)
 
 

@@ -439,7 +439,8 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     # the solve that gave the value kept it (forward_memo), unless this pullback came without one
     fwd = forward_memo.recall(rhs, u0, p, t, opts) or solve_states(rhs, u0, p, t, opts, dense=True)
     adj = rhs.adjoint_rhs_joined()
-    jac = _adjoint_jacobian(rhs, p, opts)
+    jacobian_u = _last_one(rhs.jacobian_u)  # a piece's start: the explicit estimate's, then Radau's first
+    jac = _adjoint_jacobian(rhs, p, opts, jacobian_u)
     n, m = rhs.n, rhs.m
     state = np.zeros(n + m)
     dense = point_evaluator(fwd.dense)
@@ -461,7 +462,7 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     for a, b in reversed(list(zip(marks[:-1], marks[1:]))):
         state[:n] += ct[b]
         res = None
-        if implicit and _explicit_steps(rhs, dense(float(t[b])), p, float(t[b]), float(t[a])) <= EXPLICIT_ADJOINT_STEPS:
+        if implicit and _explicit_steps(jacobian_u(dense(float(t[b])), p, float(t[b])), float(t[b]), float(t[a])) <= EXPLICIT_ADJOINT_STEPS:
             atol = adjoint_abstol(state[:n], scales, opts.reltol)
             with np.errstate(all="ignore"):  # a derivative system, as in _solve(derivative=True)
                 res = integrate(fun, float(t[b]), float(t[a]), state, t[a : a + 1], "Tsit5", opts.reltol, atol, maxiters=EXPLICIT_ADJOINT_BUDGET, first_step=h, tstops=opts.tstops)
@@ -484,11 +485,10 @@ EXPLICIT_ADJOINT_STEPS = 200
 EXPLICIT_ADJOINT_BUDGET = 500
 
 
-def _explicit_steps(rhs: RHS, u: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float:
+def _explicit_steps(J: Any, t0: float, t1: float) -> float:
     """The steps an explicit solver's stability needs from t0 to t1, estimated with the largest
-    row sum of ``|J_u|`` at ``t0`` (a bound on its eigenvalues) and the Dormand-Prince pair's
+    row sum of ``|J|`` (``J_u`` at ``t0``, a bound on its eigenvalues) and the Dormand-Prince pair's
     stability interval, about 3.3 along the negative real axis (NaN, never small, if J is not finite)."""
-    J = rhs.jacobian_u(u, p, t0)
     radius = float(np.max(np.asarray(abs(J).sum(axis=1)), initial=0.0))
     return radius * abs(t1 - t0) / 3.3
 
@@ -521,7 +521,20 @@ def adjoint_abstol(lam: np.ndarray, scales: tuple[np.ndarray, np.ndarray], relto
     return np.concatenate([reltol * size / (lam.size * states), reltol * size / params]) / tighter
 
 
-def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
+def _last_one(fn: Callable[[np.ndarray, np.ndarray, float], Any]) -> Callable[[np.ndarray, np.ndarray, float], Any]:
+    """``fn(u, p, t)`` remembering its last value, for callers that give the same ``u`` and ``p``
+    at the same ``t`` (the forward solution and the parameters of one adjoint solve)."""
+    last: list[Any] = [None, None]
+
+    def at(u: np.ndarray, p: np.ndarray, t: float) -> Any:
+        if last[0] != t:
+            last[:] = [t, fn(u, p, t)]
+        return last[1]
+
+    return at
+
+
+def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options, jacobian_u: Callable[..., Any] | None = None) -> Any:
     """For implicit solvers, ``dense -> (t, y) -> d[lambda', mu']/d[lambda, mu]`` with ``lambda' = -J_u^T lambda``.
 
     Without it SciPy differenced the n + m columns (a 144-cell plate: 27 s a gradient with Radau,
@@ -537,6 +550,7 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
     if not algorithm(opts.alg).stiff and opts.alg != "auto":
         return lambda dense: None
     n, m = rhs.n, rhs.m
+    jacobian_u = jacobian_u or rhs.jacobian_u
     if algorithm(opts.alg).scipy in ("Radau", "BDF") and n + m > DENSE_JACOBIAN_UP_TO:
         # Sparse: their Newton matrices are then factorized by splu, at the cost of the states'
         # block, not of all n + m equations (a dense LU was 7 of a 16 s gradient with 400
@@ -545,7 +559,7 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
 
         def sparse_jac(forward: Any) -> Any:
             def at(tt: float, y: np.ndarray) -> Any:
-                block = -csr_matrix(rhs.jacobian_u(forward(tt), p, tt)).T
+                block = -csr_matrix(jacobian_u(forward(tt), p, tt)).T
                 return block_diag([block, csr_matrix((m, m))], format="csc")
 
             return at
@@ -558,7 +572,7 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options) -> Any:
         def at(tt: float, y: np.ndarray) -> np.ndarray:
             out = np.zeros((n + m, n + m))
             u = forward(tt)
-            out[:n, :n] = -dense_matrix(rhs.jacobian_u(u, p, tt)).T
+            out[:n, :n] = -dense_matrix(jacobian_u(u, p, tt)).T
             if with_p:
                 out[n:, :n] = -rhs.jacobian_p(u, p, tt).T
             return out
