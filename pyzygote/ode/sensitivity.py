@@ -478,9 +478,10 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
 # pair (Tsit5's) first when its stability alone would not need more than this many steps there,
 # and falls back to the implicit solver when the piece takes more than EXPLICIT_ADJOINT_BUDGET.
 # Each save time's jump starts a transient that either solver must follow with steps small for
-# accuracy, not stability, and there SciPy's Radau took twice the steps, each costing some three
-# explicit ones (Hodgkin-Huxley, 251 save times: 4,794 Radau steps against 2,035, 1.5 s against
-# 0.6 s; a 144-cell plate: 983 against 566, 1.0 s against 0.36 s; gradients as accurate).
+# accuracy, not stability, and there SciPy's Radau took about twice the steps, each costing some
+# three explicit ones (bench/stiff_adjoint.py: a 144-cell plate's pieces, 983 Radau steps in
+# 1.04 s or 566 explicit ones in 0.33 s; Hodgkin-Huxley's 251, 4,794 Radau steps in 1.5 s, or
+# 216 pieces explicit and 34 by Radau, 2,943 steps in 0.95 s; gradients as accurate).
 EXPLICIT_ADJOINT_STEPS = 200
 EXPLICIT_ADJOINT_BUDGET = 500
 
@@ -511,11 +512,12 @@ def adjoint_abstol(lam: np.ndarray, scales: tuple[np.ndarray, np.ndarray], relto
     gradient scaled by 1e-12 came out 4e-4 off (Robertson's kinetics, Rodas5P, reltol=1e-8), and
     scaled by 1e6 its BDF solve failed; and where the state's ``abstol`` is far below the
     cotangent's size, the solver resolved the transient after every jump at a save time to that
-    absolute accuracy (three quarters of a Robertson gradient's backward steps).  Here the error allowed in ``lambda_i`` moves the
-    loss, over the state's own range ``s_i``, by ``reltol`` of ``L = sum_i |lambda_i| s_i`` (all n
-    entries together), and that in ``mu_j`` moves it by ``reltol * L`` over a relative change of
-    ``p_j``: both scale with the loss and with the units of ``u`` and ``p``.  ``tighter`` divides
-    them (the multistep solvers', as their forward sensitivities' tolerances)."""
+    absolute accuracy (three quarters of a Robertson gradient's backward steps).  Here the error
+    allowed in ``lambda_i`` moves the loss, over the state's own range ``s_i``, by ``reltol`` of
+    ``L = sum_i |lambda_i| s_i`` (all n entries together), and that in ``mu_j`` moves it by
+    ``reltol * L`` over a relative change of ``p_j``: both scale with the loss and with the units
+    of ``u`` and ``p``.  ``tighter`` divides them (the multistep solvers', as their forward
+    sensitivities' tolerances)."""
     states, params = scales
     size = max(float(np.abs(lam) @ states), np.finfo(float).tiny)
     return np.concatenate([reltol * size / (lam.size * states), reltol * size / params]) / tighter
