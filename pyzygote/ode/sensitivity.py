@@ -481,8 +481,12 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
 # accuracy, not stability, and there SciPy's Radau took about twice the steps, each costing some
 # three explicit ones (bench/stiff_adjoint.py: a 144-cell plate's pieces, 983 Radau steps in
 # 1.04 s or 566 explicit ones in 0.33 s; Hodgkin-Huxley's 251, 4,794 Radau steps in 1.5 s, or
-# 216 pieces explicit and 34 by Radau, 2,943 steps in 0.95 s; gradients as accurate).
-EXPLICIT_ADJOINT_STEPS = 200
+# 216 pieces explicit and 34 by Radau, 2,943 steps in 0.95 s; gradients as accurate).  Where
+# stability limits the explicit steps they number about the estimate (76 for 76 on a piece of
+# bench/medium_ode.py's reaction network, which Radau crossed in a few), and a Radau step costs
+# some three explicit ones while it takes ten or more on most pieces: hence 40, not more (at 200
+# that network's adjoint took 130 to 150 ms instead of 110).
+EXPLICIT_ADJOINT_STEPS = 40
 EXPLICIT_ADJOINT_BUDGET = 500
 
 
