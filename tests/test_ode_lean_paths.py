@@ -97,3 +97,30 @@ def test_adjoint_through_radau_matches_finite_differences():
         e[i] = 1e-5 * p[i]
         fd.append((loss(p + e) - loss(p - e)) / (2 * e[i]))
     np.testing.assert_allclose(g, fd, rtol=1e-4)
+
+
+class _CountedStops(tuple):
+    """tstops that count how often they are read through."""
+
+    reads = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        type(self).reads += 1
+        return super().__iter__()
+
+
+def test_integrate_finds_its_tstops_by_bisection_not_by_a_scan_per_call():
+    """User testing: an adjoint restarting at 3601 monthly save times scanned all 301 yearly tstops
+    for each backward segment, 14% of the gradient.  They are sorted once per tuple (a solve's
+    Options hold one) and the stops of each piece found by bisection: the same stops, forward and
+    backward, ends included."""
+    stops = _CountedStops(float(s) for s in np.arange(0.0, 30.5, 0.5))
+    f = lambda t, u: np.where(t % 1.0 < 0.5, 1.0, -1.0) * np.ones(1)  # noqa: E731  (switches at every stop)
+    for a, b in [(0.3, 7.3), (7.3, 0.3), (2.0, 2.5), (2.5, 2.0), (29.0, 30.0), (12.25, 12.75)]:
+        res = integrate(f, a, b, np.zeros(1), None, "Tsit5", 1e-10, 1e-12, tstops=stops)
+        inside = [s for s in stops if min(a, b) < s < max(a, b)]
+        assert res.success and set(inside) <= set(res.t.tolist())
+        want = sum(np.where(np.floor(2 * s) % 2 == 0, 1.0, -1.0) * 1e-3 for s in np.arange(min(a, b), max(a, b), 1e-3) + 5e-4)
+        np.testing.assert_allclose(res.u[-1, 0], want * np.sign(b - a), atol=1e-9)
+    reads, _CountedStops.reads = _CountedStops.reads, 0
+    assert reads - 6 <= 1  # the brute-force check above read them 6 times, integrate once
