@@ -83,6 +83,9 @@ class Primitive:
         # equations on vectors of a few entries, where binding keywords on each call, and the
         # generic path of ``impl``, cost as much as the operation.
         self.specialize: Callable[..., Callable[..., Any] | None] | None = None
+        # Whether the JVP rule reads the program and equation being differentiated
+        # (pyzygote.transforms.jvp.equation_being_differentiated): an ODE solve's does.
+        self.jvp_reads_uses = False
         PRIMITIVES[name] = self
 
     def __repr__(self) -> str:

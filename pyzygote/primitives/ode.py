@@ -136,7 +136,8 @@ def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, for_adjoint: bool = 
     # of p, cost nothing.
     wrt = (tangents[0] is not None, tangents[1] is not None)
     cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
-    mode = sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=len(params["t"]))
+    saves = _saves_read(rhs, params["t"])
+    mode = sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=saves, times=len(params["t"]), tstops=len(params["opts"].tstops))
     if mode == "forward":
         # One solve gives the states and their sensitivities; the tangent is a
         # contraction with them, so reverse mode needs no second solve.
@@ -145,6 +146,19 @@ def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, for_adjoint: bool = 
         return U, np.einsum("tik,k->ti", S, _along(cols, rhs, tangents))
     ans = odesolve_p.bind(u0, p, rhs=rhs, **({"for_adjoint": True} if mode == "adjoint" else {}), **params)
     return ans, odesolve_tangent_p.bind(u0, p, tu0, tp, rhs=rhs, **params)
+
+
+def _saves_read(rhs: RHS, t: np.ndarray) -> int:
+    """The save times at which an adjoint for this solve would restart: those whose rows the
+    program being differentiated reads (pyzygote.ode.rows_read), or all of them when the
+    solve is not differentiated as an equation of a program."""
+    from pyzygote.ode.rows_read import saves_read
+    from pyzygote.transforms.jvp import equation_being_differentiated
+
+    prog, eqn = equation_being_differentiated() or (None, None)
+    if eqn is None or eqn.prim is not odesolve_p or eqn.params.get("rhs") is not rhs or eqn.params.get("t") is not t:
+        return len(t)
+    return saves_read(prog, eqn)
 
 
 def _along(cols: tuple[int, ...], rhs: RHS, vectors: Any) -> Any:
@@ -159,6 +173,7 @@ def _along(cols: tuple[int, ...], rhs: RHS, vectors: Any) -> Any:
 
 
 odesolve_p.jvp = _odesolve_jvp
+odesolve_p.jvp_reads_uses = True  # the save times the loss reads weigh on sensealg="auto"
 
 # --- states with their forward sensitivities (the "forward" sensealg) ------------------
 odesolve_sens_p = Primitive("odesolve_sens", multiple_results=True)
@@ -293,6 +308,8 @@ def gradient_directions_prefer_forward_mode(prog: Any, differentiated: set[int],
     of the variables computed from the differentiated inputs.  A solve with an explicit sensealg
     keeps reverse mode, as asked.
     """
+    from pyzygote.ode.rows_read import saves_read
+
     if directions > sensitivity.AUTO_FORWARD_DIRECTIONS:
         return False
     solves = [e for e in prog.eqns if e.prim.name.startswith("odesolve")]
@@ -309,7 +326,7 @@ def gradient_directions_prefer_forward_mode(prog: Any, differentiated: set[int],
         wrt = (isinstance(e.inputs[0], Var) and e.inputs[0].uid in differentiated, isinstance(e.inputs[1], Var) and e.inputs[1].uid in differentiated)
         cols = _wanted_columns(rhs, wrt, e.params.get("fixed", ()))
         if len(cols) > directions and sensitivity.resolve_sensealg(
-            "auto", rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=len(e.params["t"])
+            "auto", rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=saves_read(prog, e), times=len(e.params["t"]), tstops=len(e.params["opts"].tstops)
         ) == "adjoint":
             return True
     return False

@@ -15,6 +15,7 @@ inputs cost nothing.
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,7 +26,17 @@ from pyzygote.ir import Literal, Program, Var
 from pyzygote.primitive import zeros
 from pyzygote.tracer import Builder
 
-__all__ = ["jvp_eval", "jvp_program"]
+__all__ = ["jvp_eval", "jvp_program", "equation_being_differentiated"]
+
+# The program and equation whose JVP rule is running, for a primitive whose rule chooses its
+# method by how the program uses its result (``prim.jvp_reads_uses``): an ODE solve whose loss
+# reads few of its save times (pyzygote.ode.rows_read).  Set for those primitives only.
+_BEING_DIFFERENTIATED: contextvars.ContextVar[tuple[Program, Any] | None] = contextvars.ContextVar("pyzygote_jvp_equation", default=None)
+
+
+def equation_being_differentiated() -> tuple[Program, Any] | None:
+    """``(program, equation)`` whose JVP rule is running, for a primitive with ``jvp_reads_uses``."""
+    return _BEING_DIFFERENTIATED.get()
 
 
 def jvp_eval(prog: Program, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[list[Any], list[Any]]:
@@ -45,7 +56,14 @@ def jvp_eval(prog: Program, primals: Sequence[Any], tangents: Sequence[Any]) -> 
         else:
             if eqn.prim.jvp is None:
                 raise UnsupportedOperationError(f"primitive {eqn.prim.name} has no JVP rule")
-            out, tout = eqn.prim.jvp(xs, ts, **eqn.params)
+            if eqn.prim.jvp_reads_uses:
+                token = _BEING_DIFFERENTIATED.set((prog, eqn))
+                try:
+                    out, tout = eqn.prim.jvp(xs, ts, **eqn.params)
+                finally:
+                    _BEING_DIFFERENTIATED.reset(token)
+            else:
+                out, tout = eqn.prim.jvp(xs, ts, **eqn.params)
         outs = out if eqn.prim.multiple_results else (out,)
         touts = tout if eqn.prim.multiple_results else (tout,)
         if touts is None:
