@@ -259,6 +259,11 @@ def evaluation_ns(prog: Program) -> float:
 
 
 def _work(eqn: Any) -> int:
+    """Float operations of ``eqn`` unrolled: about one per element of its largest operand or
+    result, or as its scalar rule's ``work`` counts them (a contraction's multiply-adds)."""
+    work = getattr(eqn.prim.scalar, "work", None)
+    if work is not None:
+        return int(work(eqn))
     if getattr(eqn.prim.scalar, "per_output", False):
         return max(v.aval.size for v in eqn.outputs)
     return max(x.aval.size for x in (*eqn.outputs, *eqn.inputs))
