@@ -120,3 +120,22 @@ def test_unrolled_code_takes_names_again_once_their_values_are_dead():
     rng = np.random.default_rng(8)
     args = (rng.standard_normal(9 * 8), rng.uniform(0.1, 1.0, 7), 0.4)
     np.testing.assert_allclose(fast(*args)[0], compile_program(prog)(*args)[0], rtol=1e-13, atol=1e-15)
+
+
+def test_unrolled_code_does_not_unpack_an_input_it_never_reads():
+    """Review of user testing: a neural right-hand side's hoisted step program takes p, whose uses
+    were all computed once per p, and unpacked its 357 entries into names at every call."""
+    from pyzygote.transforms.hoist import compile_hoisted, split_invariant
+
+    prog = pz.make_program(lambda u, p: np.tanh(u * 2.0) + 1.0, np.ones(3), np.ones(300))
+    fast = compile_scalar(prog)
+    assert "= x1.ravel()" not in fast.__doc__ and "= x0.ravel()" in fast.__doc__
+    np.testing.assert_allclose(fast(np.arange(3.0), None)[0], np.tanh(np.arange(3.0) * 2.0) + 1.0, rtol=1e-15)
+    # a step reading only what was hoisted from p (W @ p's tanh), not p itself
+    W = np.random.default_rng(0).standard_normal((3, 100))
+    hoisted = pz.make_program(lambda u, p: u * (W @ np.tanh(p)), np.ones(3), np.ones(100))
+    run = compile_hoisted(hoisted, 1, compile_scalar)
+    p = np.linspace(-1.0, 1.0, 100)
+    np.testing.assert_allclose(run(np.arange(3.0), p)[0], np.arange(3.0) * (W @ np.tanh(p)), rtol=1e-13)
+    _, step = split_invariant(hoisted, 1)
+    assert "= x1.ravel()" not in compile_scalar(step).__doc__ and "= x2.ravel()" in compile_scalar(step).__doc__

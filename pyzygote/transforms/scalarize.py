@@ -387,14 +387,23 @@ def _unrolled(prog: Program, fallback: Callable[..., Any], fold: bool) -> Callab
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+_INPUT_ELEMENT = re.compile(r"i\d+_\d+\Z")
+
+
 def _without_unread(body: list[str], outs: list[str]) -> list[str]:
     """``body`` without the assignments ``sN = ...`` that nothing after them reads (what
-    :func:`folded` left unread: the factors of products with a structural zero)."""
+    :func:`folded` left unread: the factors of products with a structural zero), nor the
+    unpacking of an input none of whose elements is read (a hoisted right-hand side's ``p``,
+    whose uses were all computed once per ``p``: 357 floats unpacked at each call of a
+    neural right-hand side's)."""
     read = {name for o in outs for name in _NAME.findall(o)}
     kept = []
     for line in reversed(body):
         target, _, expr = line.partition(" = ")
         if target[:1] == "s" and target[1:].isdigit() and target not in read:
+            continue
+        names = _NAME.findall(target)
+        if names and all(_INPUT_ELEMENT.match(n) for n in names) and not read.intersection(names):
             continue
         read.update(_NAME.findall(expr))
         kept.append(line)
