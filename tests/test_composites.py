@@ -2283,3 +2283,26 @@ def test_fmod_of_the_lowest_integer_is_cs() -> None:
                 want = np.fmod(a, y)
             assert got.dtype == want.dtype == dtype
             np.testing.assert_array_equal(got, want)
+
+
+def test_fmod_by_a_python_integer_at_the_edges_of_the_dtype_is_numpys() -> None:
+    """Found in integration review: np.fmod took |y| of a Python integer divisor before numpy's
+    conversion of it to x's dtype, so np.fmod(int8_array, -128) and np.fmod(int64_array, -2**63)
+    raised OverflowError for 128 and 2**63 (numpy: x, and 0 where x is that lowest integer), and
+    np.fmod(uint8_array, -1) gave zeros where numpy raises OverflowError."""
+    x = np.array([0.0, 1.0, -5.0, 100.0, -128.0, 127.0])
+    cases = ((np.int8, -128), (np.int16, -(2**15)), (np.int32, -(2**31)), (np.int64, -(2**63)), (np.int8, 127), (np.int8, -127), (np.uint8, 0))
+    for dtype, y in cases:
+        f = lambda v, dtype=dtype, y=y: np.fmod(v.astype(dtype), y)  # noqa: E731
+        with np.errstate(divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy's casts of negatives to uint8, its division by 0
+            (got,) = pz.make_program(f, x)(x)
+            want = f(x)
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+    for dtype, y in ((np.uint8, -1), (np.uint16, -129), (np.int8, 128), (np.uint64, -(2**63))):
+        f = lambda v, dtype=dtype, y=y: np.fmod(np.abs(v).astype(dtype), y)  # noqa: E731
+        with pytest.raises(OverflowError, match=f"Python integer {y} out of bounds"):
+            f(x)
+        with pytest.raises(OverflowError, match=f"Python integer {y} out of bounds"):
+            pz.make_program(f, x)

@@ -180,6 +180,12 @@ def _np_fmod(x: Any, y: Any, **kw: Any) -> Any:
     1 also at ``x = 0``, where ``|x|`` has derivative 0 (review: it was 0 there), and
     ``-trunc(x / y)`` in ``y``."""
     _no_keywords("fmod", kw)
+    if type(y) is int and as_operand(x).dtype.kind in "iu":
+        info = np.iinfo(as_operand(x).dtype)
+        if not info.min <= y <= info.max:  # numpy's, where the divisor is converted to x's dtype
+            raise OverflowError(f"Python integer {y} out of bounds for {as_operand(x).dtype}")
+        if y == info.min < 0:  # |y| is beyond the dtype: every other x is smaller in magnitude (review)
+            return np.where(np.equal(x, y), 0, x)
     size = _magnitude(y)
     r = np.remainder(x, size)
     if as_operand(r).dtype.kind in "iu":  # -x wraps at the lowest integer: C's remainder from r itself
