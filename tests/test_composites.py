@@ -2306,3 +2306,28 @@ def test_fmod_by_a_python_integer_at_the_edges_of_the_dtype_is_numpys() -> None:
             f(x)
         with pytest.raises(OverflowError, match=f"Python integer {y} out of bounds"):
             pz.make_program(f, x)
+
+
+def test_comparisons_with_a_python_integer_beyond_64_bits_are_exact() -> None:
+    """Found in integration review: a comparison with a Python integer beyond an int64 or uint64
+    operand's dtype was made in float64, where 2**63 - 1 rounds to 2**63: int64_array == 2**63 was
+    True and int64_array < 2**63 False at the largest int64s (numpy compares the values exactly:
+    every entry is below 2**63)."""
+    z = np.zeros(3)
+    big = np.array([2**63 - 1, 2**63 - 2, -(2**63)], np.int64)
+    ubig = np.array([2**64 - 1, 2**63, 0], np.uint64)
+    cases = [
+        lambda v: big + v.astype(np.int64) == 2**63,
+        lambda v: big + v.astype(np.int64) < 2**63,
+        lambda v: 2**63 <= big + v.astype(np.int64),
+        lambda v: big + v.astype(np.int64) != -(2**63) - 1,
+        lambda v: big + v.astype(np.int64) > -(2**63) - 1,
+        lambda v: np.greater_equal(ubig + v.astype(np.uint64), 2**64),
+        lambda v: np.less(ubig + v.astype(np.uint64), 2**64),
+        lambda v: -1 == ubig + v.astype(np.uint64),
+    ]
+    for f in cases:
+        (got,) = pz.make_program(f, z)(z)
+        want = f(z)
+        assert got.dtype == want.dtype == np.bool_
+        np.testing.assert_array_equal(got, want)

@@ -86,10 +86,9 @@ def ufunc_handler(ufunc: np.ufunc, prim: Primitive) -> Callable[..., Any]:
             # dtype= fixes the output's type, and so the loop's (np.add(a32, b32, dtype=np.float64))
             signature = {} if dtype is None else {"signature": (None,) * ufunc.nin + (np.dtype(dtype),)}
             dtypes = resolved[key] = ufunc.resolve_dtypes(key[:-1] + (None,), **signature)
-        for a, d in zip(args, dtypes):
+        for i, (a, d) in enumerate(zip(args, dtypes)):
             if type(a) is int and d.kind in "iu" and not _fits(a, d):
-                dtypes = _out_of_bounds(ufunc, a, d, args)
-                break
+                return _out_of_bounds(ufunc, i, a, d, args)
         xs = [convert(as_operand(a), d) for a, d in zip(args, dtypes)]
         shapes = {shape_of(x) for x in xs}
         shapes.discard(())
@@ -110,22 +109,29 @@ def _fits(value: int, dtype: np.dtype) -> bool:
     return bool(info.min <= value <= info.max)
 
 
-_VALUE_COMPARISONS = (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal)
+# A comparison of x with a Python integer beyond x's dtype, as the same comparison with that
+# dtype's max (or min) as the bound: x < 2**70 is x <= max (all True), x == 2**70 is x > max (all
+# False).  Exact, as numpy's, where comparing in float64 is not (int64 2**63 - 1 == 2**63 was True).
+_ABOVE_MAX = {np.less: np.less_equal, np.less_equal: np.less_equal, np.not_equal: np.less_equal,
+              np.greater: np.greater, np.greater_equal: np.greater, np.equal: np.greater}  # fmt: skip
+_BELOW_MIN = {np.less: np.less, np.less_equal: np.less, np.equal: np.less,
+              np.greater: np.greater_equal, np.greater_equal: np.greater_equal, np.not_equal: np.greater_equal}  # fmt: skip
+_SWAPPED = {np.less: np.greater, np.less_equal: np.greater_equal, np.greater: np.less,
+            np.greater_equal: np.less_equal, np.equal: np.equal, np.not_equal: np.not_equal}  # fmt: skip
 
 
-def _out_of_bounds(ufunc: np.ufunc, value: int, dtype: np.dtype, args: Sequence[Any]) -> tuple[np.dtype, ...]:
+def _out_of_bounds(ufunc: np.ufunc, at: int, value: int, dtype: np.dtype, args: Sequence[Any]) -> Any:
     """A Python integer that an integer operand's dtype cannot hold (``uint8_array + 300``,
     ``uint8_array > -1``) was converted to it, wrapping silently (review: ``+ 300`` added 44,
     ``> -1`` was False).  numpy raises its OverflowError, except in comparisons, which compare the
-    values: the loop types for those, int64 where every operand fits it, else float64."""
-    if ufunc not in _VALUE_COMPARISONS:
+    values: every entry of the other operand is below (or above) ``value``."""
+    if ufunc not in _SWAPPED:
         raise OverflowError(f"Python integer {value} out of bounds for {dtype}")
-    others = [_dtype_arg(a) for a in args if type(a) is not int]
-    exact = _fits(value, np.dtype(np.int64)) and all(
-        isinstance(d, np.dtype) and (d.kind == "b" or d.kind == "i" or (d.kind == "u" and d.itemsize < 8)) for d in others
-    )
-    wide = np.dtype(np.int64 if exact else np.float64)
-    return (wide,) * ufunc.nin + (np.dtype(np.bool_),)
+    op = ufunc if at == 1 else _SWAPPED[ufunc]  # as x op value
+    info = np.iinfo(dtype)
+    if value > info.max:
+        return _ABOVE_MAX[op](args[1 - at], int(info.max))
+    return _BELOW_MIN[op](args[1 - at], int(info.min))
 
 
 def _define(name: str, ufunc: Any, *jvps: Any, out_dtype: Any = None) -> Primitive:
