@@ -1056,11 +1056,15 @@ class Tracer:
     # copy of a view still wrote through to its base (a wrong gradient), and deepcopy reached the
     # builder and failed with "used after its trace ended" (user testing).  A traced array cannot
     # be the tracer itself: traced arrays are written in place like numpy's.
+    # A traced Python number stays one (a float's copy is that float): np.ones(2, np.float32) *
+    # copy.copy(s) is float32 (review: the copy was a float64 array, and the product float64).
     def __copy__(self) -> "Tracer":
-        return self.copy("K")
+        out = self.copy("K")
+        out._weak = self._weak
+        return out
 
     def __deepcopy__(self, memo: Any) -> "Tracer":
-        return self.copy("K")
+        return self.__copy__()
 
     def conj(self) -> "Tracer":
         return self.copy()

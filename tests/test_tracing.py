@@ -1511,3 +1511,26 @@ def test_copy_and_deepcopy_of_a_traced_array_are_new_arrays_as_numpy_s() -> None
         return np.sum(pz.odesolve(lambda u, q, s: -dataclasses.asdict(q)["a"] * u, np.ones(2), t, p, reltol=1e-10, abstol=1e-10))
 
     np.testing.assert_allclose(pz.gradient(loss, P(a, 2.0))[0].a, -np.sum(t[:, None] * np.exp(-a * t[:, None]), axis=0), rtol=1e-7)
+
+
+def test_a_copy_of_a_traced_python_number_is_still_a_python_number() -> None:
+    """Found in integration review: copy.copy and copy.deepcopy of a traced Python float (a
+    dataclass field b: float that dataclasses.asdict deep-copies) gave a float64 array, so its
+    product with a float32 array was float64 (numpy: a float's copy is that float, float32)."""
+    import copy
+    import dataclasses
+
+    x32 = np.array([1.5, -2.0], np.float32)
+
+    @dataclasses.dataclass
+    class P:
+        b: float
+
+    for f in (lambda s: copy.copy(s) * x32, lambda s: copy.deepcopy(s) * x32, lambda s: x32 / copy.copy(s * 2.0),
+              lambda s: dataclasses.asdict(P(s))["b"] * x32):  # fmt: skip
+        want = f(3.0)
+        (got,) = pz.make_program(f, 3.0)(3.0)
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    (g,) = pz.gradient(lambda s: np.sum(copy.copy(s) * x32), 3.0)
+    assert g == pytest.approx(-0.5, rel=1e-7)
