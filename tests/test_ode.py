@@ -3037,3 +3037,28 @@ def test_derivative_solves_keep_numpys_warnings_to_the_value(sensealg):
         (dk,) = pz.gradient(g, np.array([0.5]))
     np.testing.assert_allclose(dk, [-2.0 * np.exp(-1.0)], rtol=1e-8)
     assert any(issubclass(w.category, RuntimeWarning) and "log" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_a_right_hand_side_that_makes_the_state_or_time_integers_warns_of_its_switch() -> None:
+    """Found in integration review: x.astype(int) (and astype(bool)) of a value computed from u or
+    from t and p is a step, as np.trunc is, but StateSwitchWarning and SwitchingTimeWarning did not
+    count it: u' = -int(p u) had the gradient 0 with no warning at all, while the solution moves
+    with p (its steps come at states that p moves; finite differences below), and
+    pz.ZeroGradientWarning leaves such switches to those warnings."""
+    t = np.linspace(0.0, 1.0, 6)
+
+    def staircase(u: Any, p: Any, t: Any) -> Any:
+        return -(p[0] * u).astype(int) * 1.0
+
+    loss = lambda q: np.sum(pz.odesolve(staircase, np.array([3.0]), t, q, alg="Tsit5", reltol=1e-10, abstol=1e-10))  # noqa: E731
+    with pytest.warns(pz.StateSwitchWarning, match="switches on the state"):
+        (g,) = pz.gradient(loss, np.array([1.0]))
+    assert g[0] == 0.0
+    h = 1e-3
+    assert (loss(np.array([1.0 + h])) - loss(np.array([1.0 - h]))) / (2 * h) < -0.5  # the derivative that the gradient misses
+
+    def truncated_time(u: Any, p: Any, t: Any) -> Any:
+        return -u * (t * p[0]).astype(int)
+
+    with pytest.warns(pz.SwitchingTimeWarning, match="switches at a time computed from p"):
+        pz.gradient(lambda q: np.sum(pz.odesolve(truncated_time, np.array([1.0]), t, q, alg="Tsit5")), np.array([2.5]))

@@ -67,12 +67,22 @@ _NO_JUMPS = frozenset({SMOOTH, CONTINUOUS})
 _NO_KINKS = frozenset({SMOOTH})
 
 
+def _truncates(eqn: Any) -> bool:
+    """Whether ``eqn`` makes floats integers or booleans (``x.astype(int)`` rounds toward 0,
+    ``x.astype(bool)`` compares with 0): a step like np.trunc's, which the tangent does not cross."""
+    return (
+        eqn.prim.name == "convert_element_type"
+        and eqn.outputs[0].aval.dtype.kind in "iub"
+        and any(isinstance(a, Var) and a.aval.dtype.kind == "f" for a in eqn.inputs)
+    )
+
+
 def _switches(prog: Program, eqn: Any, forgiven: frozenset[str], also: frozenset[str] = frozenset()) -> bool:
     """Whether ``eqn`` compares or rounds its inputs (or is one of ``also``), unless one of
     pyzygote's own compositions of a ``forgiven`` kind made it (``np.logaddexp`` picks its stable
     form with a comparison, and is smooth)."""
     name = eqn.prim.name
-    if name not in COMPARISONS and name not in _STEPS and name not in also:
+    if name not in COMPARISONS and name not in _STEPS and name not in also and not _truncates(eqn):
         return False
     if name in _NEVER_CROSSED or prog.choices.get(eqn.outputs[0].uid) in forgiven:
         return False
