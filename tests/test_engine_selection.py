@@ -582,6 +582,10 @@ def test_translate_error_for_pythoncall_type_errors_and_hints() -> None:
     assert "jacobian" in (session.hint_for("Output is an array, so the gradient is not defined.") or "")
     dopri = "ArgumentError: no loaded solver package exports an ODE solver Dopri5() that needs no arguments;"
     assert "diffrax's name; DifferentialEquations.jl's nearest is alg='DP5'" in (session.hint_for(dopri) or "")
+    # integration review: DP8 is DifferentialEquations.jl's own solver, whose package (OrdinaryDiffEqHighOrderRK)
+    # OrdinaryDiffEq 7 does not load; it was told "DifferentialEquations.jl's name; DifferentialEquations.jl's nearest"
+    dp8 = session.hint_for(dopri.replace("Dopri5", "DP8")) or ""
+    assert "'DP8' is a DifferentialEquations.jl solver from a solver package that is not loaded" in dp8 and "alg='Vern9'" in dp8
     assert session.hint_for(dopri.replace("Dopri5", "MySolver")) is None
     assert session.hint_for("some other error") is None
 

@@ -366,6 +366,11 @@ def hint_for(message: str) -> str | None:
         name = unknown.group(1)
         if name in FOREIGN_SOLVERS:  # another tool's name (user testing: diffrax's Dopri5 got no word)
             nearest, whose, _ = FOREIGN_SOLVERS[name]
+            if "DifferentialEquations.jl" in whose:  # its own solver (DP8, Kvaerno5): its package is not loaded
+                return (
+                    f"{name!r} is a DifferentialEquations.jl solver from a solver package that is not loaded (load "
+                    f"it in Julia before the call, where it is installed); the nearest that pyzygote loads is alg={nearest!r}."
+                )
             return f"{name!r} is {whose} name; DifferentialEquations.jl's nearest is alg={nearest!r}."
     for needle, hint in _HINTS:
         if needle in message:
