@@ -3062,3 +3062,29 @@ def test_a_right_hand_side_that_makes_the_state_or_time_integers_warns_of_its_sw
 
     with pytest.warns(pz.SwitchingTimeWarning, match="switches at a time computed from p"):
         pz.gradient(lambda q: np.sum(pz.odesolve(truncated_time, np.array([1.0]), t, q, alg="Tsit5")), np.array([2.5]))
+
+
+def test_lsoda_solves_do_not_repeat_warnings_python_shows_once():
+    """Found in integration review: LSODA's solves changed the warning filters (to drop SciPy's
+    "lsoda: ..." warning), which resets the record of warnings already shown, so a RuntimeWarning
+    of the right-hand side that Python shows once per place came again at every solve (an
+    optimization loop printed it at every step).  Under -W error, LSODA's failure is still the
+    SolverError, not SciPy's UserWarning raised."""
+    import warnings
+
+    t = np.linspace(0.0, 1.0, 5)
+
+    def rhs(u: Any, p: Any, t: Any) -> Any:
+        return -p[0] * u + np.where(u > 10.0, np.log(u - 10.0), 0.0)  # log's warning, in the branch not taken
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(4):
+            u = pz.odesolve(rhs, np.array([1.0]), t, np.array([1.0]), alg="auto", reltol=1e-8, abstol=1e-10)
+    np.testing.assert_allclose(u[:, 0], np.exp(-t), rtol=1e-6)
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert said == ["invalid value encountered in log"], said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with pytest.raises(pz.SolverError, match=r"LSODA stopped: excess accuracy requested"):
+            pz.odesolve(lambda u, p, t: -1e10 * u, np.array([1e10]), t, None, reltol=100 * np.finfo(float).eps, abstol=1e-30)

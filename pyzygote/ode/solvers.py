@@ -546,18 +546,54 @@ def _interpolation_not_finite(alg: str, t: float) -> str:
     )
 
 
+_LSODA_MODULE = "scipy.integrate._ivp.lsoda"  # where SciPy's "lsoda: ..." UserWarning is raised from
+
+
 @contextlib.contextmanager
 def _lsoda_failures_unwarned(kind: str) -> Iterator[None]:
     """Inside, SciPy's LSODA does not warn of a failed step ("lsoda: Excess accuracy requested"):
     the failure is reported from its istate (:func:`_lsoda_failure`).  Only that warning, from
-    SciPy's LSODA module, is filtered; the right-hand side's own warnings pass.  (Filters are
-    process-wide: a solve in another thread meanwhile has that one warning filtered too.)"""
+    SciPy's LSODA module, is dropped; the right-hand side's own warnings pass.
+
+    It is dropped where it would be shown (warnings.showwarning), not with a filter: changing the
+    filters (warnings.catch_warnings) resets every module's record of warnings already shown, so
+    a warning of the right-hand side that Python shows once was shown again at every solve
+    (review: 5 solves, 10 copies).  Where the user's filters make it an error (-W error), it is
+    filtered instead.  (Process-wide either way: a solve in another thread meanwhile loses it too.)"""
     if kind != "LSODA":
         yield
         return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="lsoda: ", category=UserWarning, module=r"scipy\.integrate\._ivp\.lsoda")
+    if _lsoda_warning_is_an_error():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="lsoda: ", category=UserWarning, module=re.escape(_LSODA_MODULE))
+            yield
+        return
+    shown = warnings.showwarning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if not (issubclass(category, UserWarning) and str(message).startswith("lsoda: ") and "scipy" in filename):
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
         yield
+    finally:
+        if warnings.showwarning is show:
+            warnings.showwarning = shown
+
+
+def _lsoda_warning_is_an_error() -> bool:
+    """Whether the first of the warning filters that matches SciPy's "lsoda: ..." UserWarning
+    raises it (as Python matches them: message at its start, category, module, any line)."""
+    for action, message, category, module, lineno in warnings.filters:
+        if (
+            (message is None or message.match("lsoda: "))
+            and issubclass(UserWarning, category)
+            and (module is None or module.match(_LSODA_MODULE))
+            and lineno == 0
+        ):
+            return action == "error"
+    return warnings.defaultaction == "error"
 
 
 def _lsoda_failure(solver: Any) -> str:
