@@ -38,13 +38,23 @@ def element_positions(shape: tuple[int, ...]) -> np.ndarray:
     return np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
 
 
-@functools.lru_cache(maxsize=16)
 def _shared_positions(shape: tuple[int, ...]) -> np.ndarray:
     """:func:`element_positions`, read-only and kept: an assembly loop indexes the same matrix
-    once per element (an arange of its size each time was a quarter of the trace)."""
+    once per element (an arange of its size each time was a quarter of the trace), and a
+    batch too large to gather at once is indexed once per column (``x[i]`` of the batched
+    array: a stiff solve of 2,000 states spent 9 of its 18 s on those aranges)."""
+    return (_kept_positions if math.prod(shape) <= _BATCHED_POSITIONS_AT_MOST else _kept_large_positions)(shape)
+
+
+def _read_only_positions(shape: tuple[int, ...]) -> np.ndarray:
     out = element_positions(shape)
     out.setflags(write=False)
     return out
+
+
+_kept_positions = functools.lru_cache(maxsize=16)(_read_only_positions)
+# Large ones are kept few: each takes 8 bytes per element (32 MB for 2,000 columns of 2,000).
+_kept_large_positions = functools.lru_cache(maxsize=2)(_read_only_positions)
 
 
 # --- gather -----------------------------------------------------------------
@@ -103,7 +113,7 @@ gather_p.batch = _gather_batch
 
 
 def gather(x: Any, positions: np.ndarray, index: Any = None) -> Any:
-    if positions.shape == np.shape(x) and np.array_equal(positions, element_positions(np.shape(x))):
+    if positions.shape == np.shape(x) and np.array_equal(positions, _shared_positions(tuple(np.shape(x)))):
         return x
     positions = np.array(positions, dtype=np.int64)
     positions.setflags(write=False)
@@ -228,7 +238,7 @@ def _getitem(x: Any, index: Any) -> Any:
 
         return select(x, mask)
     index, basic = _check_static(index)
-    positions = element_positions(x.shape)[index]
+    positions = _shared_positions(tuple(x.shape))[index]
     return gather(x, np.asarray(positions), index if basic else None)
 
 
