@@ -39,3 +39,97 @@ def test_a_batch_gathered_column_by_column_builds_the_positions_once(monkeypatch
     np.testing.assert_array_equal(J, _laplacian_1d(n, 0.7))
     batched = [s for s in built if len(s) == 2 and s[0] == n]
     assert len(batched) <= len(set(batched)) and len(built) < n, built
+
+
+def _grid(u, p, t):
+    """A 2D heat grid as a user writes it: fluxes by item assignment, a conductivity per block
+    from parameters, a switch in t and a Robin face (the acceptance tester's model, smaller)."""
+    T = np.reshape(u, (12, 12))
+    k = np.repeat(np.repeat(np.exp(p[:4].reshape(2, 2)), 6, axis=0), 6, axis=1)
+    kx = 2 * k[1:, :] * k[:-1, :] / (k[1:, :] + k[:-1, :])
+    Fx = np.zeros_like(T, shape=(13, 12))
+    Fx[1:-1, :] = -kx * (T[1:, :] - T[:-1, :])
+    Fx[0, :] = np.where(t < 0.5, 2.0, 0.0)
+    Fx[-1, :] = np.exp(p[4]) * (T[-1, :] - 1.0)
+    Fy = np.concatenate([0.0 * T[:, :1], -(T[:, 1:] - T[:, :-1]) * np.maximum(T[:, 1:], 0.5), 0.0 * T[:, :1]], axis=1)
+    return np.ravel(-((Fx[1:, :] - Fx[:-1, :]) + (Fy[:, 1:] - Fy[:, :-1])))
+
+
+_L80 = _laplacian_1d(80, 1.0)
+
+
+MODELS = {
+    "heat 1-D, item assignment": (_heat1d, 80, np.array([0.7])),
+    "2-D grid, blocks, np.where, np.maximum, concatenate": (_grid, 144, np.array([0.1, -0.2, 0.3, 0.0, 0.5])),
+    "a constant stencil matrix": (lambda u, p, t: p[0] * (_L80 @ u) - u**3, 80, np.array([2.0])),
+    "np.roll and a sum over a window": (lambda u, p, t: p[0] * (np.roll(u, 1) - u) + np.sum(u[:3]) * np.sin(u), 90, np.array([1.5])),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_large_sparse_jacobians_are_sparse_with_the_dense_ones_entries(name: str) -> None:
+    """Above DENSE_JACOBIAN_UP_TO states, a Jacobian whose structure is mostly zeros comes from
+    one Jacobian-vector product per colour of columns, as a scipy.sparse matrix: its entries are
+    the dense Jacobian's (the program that gives all n columns), at points where the branches of
+    np.where and np.maximum differ."""
+    f, n, p = MODELS[name]
+    rhs = RHS.trace(f, n, len(p))
+    rng = np.random.default_rng(5)
+    for t in (0.2, 0.8):
+        u = rng.normal(size=n)
+        J = rhs.jacobian_u(u, p, t)
+        assert not isinstance(J, np.ndarray) and J.shape == (n, n)
+        dense = rhs._get("jac", rhs._jacobian_program)(u, p, t)[0]
+        np.testing.assert_allclose(J.toarray(), dense, rtol=1e-14, atol=1e-14)
+        assert J.nnz <= 0.1 * n * n
+    assert rhs._derived["coloured jacobian program"] is not None
+
+
+def test_dense_and_small_jacobians_stay_dense() -> None:
+    """A sum over all states couples each to every other: dense, as is any system of at most
+    DENSE_JACOBIAN_UP_TO states (a dense LU is faster there)."""
+    coupled = RHS.trace(lambda u, p, t: -p[0] * u + np.mean(u), 100, 1)
+    assert isinstance(coupled.jacobian_u(np.ones(100), np.array([1.0]), 0.0), np.ndarray)
+    small = RHS.trace(_heat1d, 64, 1)
+    J = small.jacobian_u(np.ones(64), np.array([0.7]), 0.0)
+    assert isinstance(J, np.ndarray)
+    np.testing.assert_array_equal(J, _laplacian_1d(64, 0.7))
+
+
+@pytest.fixture
+def dense_everywhere(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Gives the state systems traced after it their dense Jacobian, as before sparse ones
+    (derived systems keep theirs); those traced during the test are forgotten after it."""
+
+    def switch() -> None:
+        monkeypatch.setattr(RHS, "_coloured_jacobian", lambda self: None)
+        pz.clear_cache()
+
+    yield switch
+    pz.clear_cache()
+
+
+@pytest.mark.parametrize("alg", ["FBDF", "Rodas5P", "auto"])
+def test_solutions_and_gradients_with_the_sparse_jacobian_are_the_dense_ones(alg: str, dense_everywhere) -> None:  # type: ignore[no-untyped-def]
+    """The Jacobian only steers the Newton iterations: solves and gradients (forward and adjoint)
+    agree with those made with the dense one to the tolerance.  LSODA (auto) gets the band."""
+    p0 = np.array([0.1, -0.2, 0.3, 0.0, 0.5])
+    u0 = np.linspace(0.0, 1.0, 144)
+    t = np.linspace(0.0, 1.0, 5)
+    tight = dict(reltol=1e-10, abstol=1e-12, tstops=[0.5])
+
+    def run() -> tuple[np.ndarray, ...]:
+        U = pz.odesolve(_grid, u0, t, p0, alg=alg, **tight)
+        loss = lambda p, s: np.sum(pz.odesolve(_grid, u0, t, p, alg=alg, sensealg=s, **tight)[-1] ** 2)  # noqa: E731
+        return U, pz.gradient(loss, p0, "forward")[0], pz.gradient(loss, p0, "adjoint")[0]
+
+    pz.clear_cache()
+    sparse = run()
+    rhs = RHS.trace(_grid, 144, 5)
+    assert not isinstance(rhs.jacobian_u(u0, p0, 0.0), np.ndarray)
+    dense_everywhere()
+    assert isinstance(RHS.trace(_grid, 144, 5).jacobian_u(u0, p0, 0.0), np.ndarray)
+    dense = run()
+    for a, b in zip(sparse, dense):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(sparse[1], sparse[2], rtol=1e-6)

@@ -836,20 +836,74 @@ class RHS(_Directions):
         return costs  # type: ignore[return-value]
 
     def jacobian_u(self, u: np.ndarray, p: np.ndarray, t: float) -> Any:
-        """``df/du``: a numpy array, or a scipy.sparse matrix for a derived system (:func:`pyzygote.ode.solvers.dense_matrix` makes it dense)."""
+        """``df/du``: a numpy array, or a scipy.sparse matrix for a derived system or a large sparse
+        one (:func:`pyzygote.ode.solvers.dense_matrix` makes it dense)."""
         if self._structured_jacobian is not None:
             return self._structured_jacobian(u, p, t)
         # Only derivatives are computed here: numpy's warnings from parts of them that the rules
         # discard (the derivative of c ** 0 at c = 0 passes through 0 ** -1) are not the user's
         # (user testing: a RuntimeWarning that failed the solve under -W error); the solver sees
         # any NaN or inf that remains.
+        coloured = self._coloured_jacobian()
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if coloured is not None:
+                return coloured(u, p, t)
             return self._get("jac", self._jacobian_program)(u, p, t)[0]
 
     def jacobian_p(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:
         """``df/dp``, an (n, m) numpy array (the adjoint's Newton matrices take its transpose)."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # as jacobian_u
             return self._get("jac_p", self._jacobian_p_program)(u, p, t)[0]
+
+    def _coloured_jacobian(self) -> Callable[..., Any] | None:
+        """``(u, p, t) -> df/du`` as a scipy.sparse matrix, for a system of more than
+        DENSE_JACOBIAN_UP_TO states whose Jacobian is mostly zeros by its structure
+        (:func:`pyzygote.ode.sparsity.state_pattern`); None for the others.
+
+        Its entries come from one Jacobian-vector product per colour of columns: the dense
+        Jacobian took one per state, n^2 work and memory for each of its derivation and its
+        evaluations (a 40 x 40 heat grid: 1,600 columns, 8 s to derive its program), and Radau
+        and BDF factorized it densely (0.36 s an LU there).  With a sparse one they use splu."""
+        key = "coloured jacobian"
+        if key in self._derived:
+            return self._derived[key]
+        self._derived[key] = None  # type: ignore[assignment]
+        n = self.n
+        if n <= DENSE_JACOBIAN_UP_TO:
+            return None
+        from pyzygote.ode.sparsity import column_colours, state_pattern
+
+        try:
+            pattern = state_pattern(self.program, n)
+        except Exception:  # noqa: BLE001  (a rule that cannot read an equation: the dense Jacobian, as before)
+            pattern = None
+        if pattern is None or pattern.nnz > SPARSE_JACOBIAN_FILL * n * n:
+            return None
+        pattern = pattern.tocsc()
+        pattern.sort_indices()
+        colours = column_colours(pattern)
+        seeds = np.zeros((n, int(colours.max(initial=-1)) + 1))
+        seeds[np.arange(n), colours] = 1.0
+        rows, indptr = pattern.indices.astype(np.int64), pattern.indptr.astype(np.int64)
+        # Entry (i, j) is row i of its column's colour: no other column of that colour reads row i.
+        where = (rows, np.repeat(colours, np.diff(indptr)))
+
+        def build() -> Program:
+            b = Builder()
+            u, p, t = b.new_input((n,), np.float64), b.new_input((self.m,), np.float64), b.new_input((), np.float64)
+            _, C = self._along_columns(u, p, t, seeds, None)
+            return b.build([u, p, t], [C])
+
+        compressed = self._get(key + " program", build)
+
+        def jacobian(u: np.ndarray, p: np.ndarray, t: float) -> Any:
+            from scipy.sparse import csc_matrix
+
+            C = np.reshape(compressed(u, p, t)[0], (n, seeds.shape[1]))
+            return csc_matrix((C[where], rows.copy(), indptr.copy()), shape=(n, n))
+
+        self._derived[key] = jacobian  # type: ignore[assignment]
+        return jacobian
 
     def jacobian_u_program(self) -> Program:
         """The program ``(u, p, t) -> df/du`` behind :meth:`jacobian_u`, to be evaluated on traced
@@ -1129,6 +1183,9 @@ def _affine_step(name: str, params: dict[str, Any], ins: Any, known: list[Any], 
 # matrix costs more than a dense LU of a small one (a 2-state model's forward sensitivities
 # through Rodas5P spent most of their time in scipy.sparse constructors).
 DENSE_JACOBIAN_UP_TO = 64
+# Above that, a state system's Jacobian is sparse when at most this fraction of it can be nonzero
+# (splu of a full matrix of 100 to 400 states took 3 times getrf's time).
+SPARSE_JACOBIAN_FILL = 0.1
 
 
 def sensitivity_jacobian(J: Any, k: int) -> Any:
