@@ -133,3 +133,28 @@ def test_solutions_and_gradients_with_the_sparse_jacobian_are_the_dense_ones(alg
     for a, b in zip(sparse, dense):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(sparse[1], sparse[2], rtol=1e-6)
+
+
+def test_lsoda_gets_the_band_of_a_banded_jacobian() -> None:
+    """LSODA takes only dense or banded Jacobians: a 1-D stencil's comes banded (lband = uband =
+    1), in LAPACK's packed form; a 2-D grid's numbering makes its band the grid's width."""
+    from pyzygote.ode.solvers import _lsoda_jacobian
+
+    for f, n, p, width in ((_heat1d, 80, np.array([0.7]), 1), (_grid, 144, np.array([0.1, -0.2, 0.3, 0.0, 0.5]), 12)):
+        rhs = RHS.trace(f, n, len(p))
+        jac = lambda t, u: rhs.jacobian_u(u, p, t)  # noqa: E731, B023
+        u = np.random.default_rng(1).normal(size=n)
+        kw = _lsoda_jacobian(jac, 0.0, u)
+        assert (kw["lband"], kw["uband"]) == (width, width)
+        J = jac(0.3, u).toarray()
+        packed = kw["jac"](0.3, u)
+        for i, j in zip(*np.nonzero(np.abs(np.arange(n)[:, None] - np.arange(n)) <= width)):
+            assert packed[width + i - j, j] == J[i, j]
+        assert np.count_nonzero(J) == np.count_nonzero(packed)
+    coupled = RHS.trace(lambda u, p, t: -p[0] * u + np.mean(u), 100, 1)
+    assert set(_lsoda_jacobian(lambda t, u: coupled.jacobian_u(u, np.array([1.0]), t), 0.0, np.ones(100))) == {"jac"}
+    # A sparse matrix made from values (a derived system's) holds its nonzeros at this point only:
+    # they may leave any band later, so it is dense for LSODA.
+    from scipy.sparse import csc_matrix
+
+    assert set(_lsoda_jacobian(lambda t, u: csc_matrix(np.diag(u)), 0.0, np.ones(100))) == {"jac"}

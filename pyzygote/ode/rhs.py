@@ -871,7 +871,7 @@ class RHS(_Directions):
         n = self.n
         if n <= DENSE_JACOBIAN_UP_TO:
             return None
-        from pyzygote.ode.sparsity import column_colours, state_pattern
+        from pyzygote.ode.sparsity import StructuralJacobian, column_colours, state_pattern
 
         try:
             pattern = state_pattern(self.program, n)
@@ -897,10 +897,8 @@ class RHS(_Directions):
         compressed = self._get(key + " program", build)
 
         def jacobian(u: np.ndarray, p: np.ndarray, t: float) -> Any:
-            from scipy.sparse import csc_matrix
-
             C = np.reshape(compressed(u, p, t)[0], (n, seeds.shape[1]))
-            return csc_matrix((C[where], rows.copy(), indptr.copy()), shape=(n, n))
+            return StructuralJacobian((C[where], rows.copy(), indptr.copy()), shape=(n, n))
 
         self._derived[key] = jacobian  # type: ignore[assignment]
         return jacobian

@@ -19,11 +19,12 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csc_matrix  # imported with this module, only for systems of more than 64 states
 
 from pyzygote.ir import Literal, Program
 from pyzygote.primitives.elementwise import ELEMENTWISE
 
-__all__ = ["state_pattern", "column_colours"]
+__all__ = ["state_pattern", "column_colours", "StructuralJacobian"]
 
 # A conservative rule making a (size x n) block denser than this gives up: the Jacobian is then
 # dense anyway, and the block would cost memory for nothing.
@@ -32,6 +33,11 @@ _MOST_ENTRIES = 20_000_000
 
 class _TooDense(Exception):
     pass
+
+
+class StructuralJacobian(csc_matrix):
+    """A Jacobian holding an entry at each place of a structural pattern, zero or not: the same
+    places at every point, which LSODA's band needs (a pattern read off values is not)."""
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> Any:
