@@ -111,12 +111,13 @@ def _einsum(ins: list[Any], eqn: Any, values: list[Any], n: int) -> Any:
         if M is None:
             continue
         aval, other_aval = eqn.inputs[i].aval, eqn.inputs[1 - i].aval
-        if size * math.prod(aval.shape) > _MOST_ENTRIES:
+        mine_size = math.prod(aval.shape)
+        if max(size, mine_size) * mine_size > _MOST_ENTRIES:  # the reach below, and the unit basis
             raise _TooDense
         v = values[1 - i]
         nonzero = np.ones(other_aval.shape) if v is None else (np.asarray(v) != 0).astype(float)
-        basis = np.eye(math.prod(aval.shape)).reshape(tuple(aval.shape) + (-1,))
-        reach = np.einsum(f"{mine}{free},{other}->{out_letters}{free}", basis, nonzero).reshape(size, -1)
+        basis = np.eye(mine_size).reshape(tuple(aval.shape) + (-1,))
+        reach = np.einsum(f"{mine}{free},{other}->{out_letters}{free}", basis, nonzero, optimize=True).reshape(size, -1)
         rows, cols = np.nonzero(reach)
         parts.append(_ones(_csr(rows, cols, reach.shape) @ M))
     return _union(parts, size, n)
