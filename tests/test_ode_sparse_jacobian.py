@@ -66,9 +66,21 @@ MODELS = {
 }
 
 
+@pytest.fixture
+def sparse_from_64(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Sparse state Jacobians from 65 states (DENSE_STATE_JACOBIAN_UP_TO is 150), so that the
+    models here stay small; what was traced with it is forgotten after."""
+    from pyzygote.ode import rhs as rhs_module
+
+    monkeypatch.setattr(rhs_module, "DENSE_STATE_JACOBIAN_UP_TO", 64)
+    pz.clear_cache()
+    yield
+    pz.clear_cache()
+
+
 @pytest.mark.parametrize("name", list(MODELS))
-def test_large_sparse_jacobians_are_sparse_with_the_dense_ones_entries(name: str) -> None:
-    """Above DENSE_JACOBIAN_UP_TO states, a Jacobian whose structure is mostly zeros comes from
+def test_large_sparse_jacobians_are_sparse_with_the_dense_ones_entries(name: str, sparse_from_64) -> None:  # type: ignore[no-untyped-def]
+    """Above DENSE_STATE_JACOBIAN_UP_TO states, a Jacobian whose structure is mostly zeros comes from
     one Jacobian-vector product per colour of columns, as a scipy.sparse matrix: its entries are
     the dense Jacobian's (the program that gives all n columns), at points where the branches of
     np.where and np.maximum differ."""
@@ -87,13 +99,13 @@ def test_large_sparse_jacobians_are_sparse_with_the_dense_ones_entries(name: str
 
 def test_dense_and_small_jacobians_stay_dense() -> None:
     """A sum over all states couples each to every other: dense, as is any system of at most
-    DENSE_JACOBIAN_UP_TO states (a dense LU is faster there)."""
-    coupled = RHS.trace(lambda u, p, t: -p[0] * u + np.mean(u), 100, 1)
-    assert isinstance(coupled.jacobian_u(np.ones(100), np.array([1.0]), 0.0), np.ndarray)
-    small = RHS.trace(_heat1d, 64, 1)
-    J = small.jacobian_u(np.ones(64), np.array([0.7]), 0.0)
-    assert isinstance(J, np.ndarray)
-    np.testing.assert_array_equal(J, _laplacian_1d(64, 0.7))
+    DENSE_STATE_JACOBIAN_UP_TO (150) states (a dense LU is faster there)."""
+    coupled = RHS.trace(lambda u, p, t: -p[0] * u + np.mean(u), 300, 1)
+    assert isinstance(coupled.jacobian_u(np.ones(300), np.array([1.0]), 0.0), np.ndarray)
+    for n in (150, 151):
+        J = RHS.trace(_heat1d, n, 1).jacobian_u(np.ones(n), np.array([0.7]), 0.0)
+        assert isinstance(J, np.ndarray) == (n == 150)
+        np.testing.assert_array_equal(dense_matrix(J), _laplacian_1d(n, 0.7))
 
 
 @pytest.fixture
@@ -110,7 +122,7 @@ def dense_everywhere(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untype
 
 
 @pytest.mark.parametrize("alg", ["FBDF", "Rodas5P", "auto"])
-def test_solutions_and_gradients_with_the_sparse_jacobian_are_the_dense_ones(alg: str, dense_everywhere) -> None:  # type: ignore[no-untyped-def]
+def test_solutions_and_gradients_with_the_sparse_jacobian_are_the_dense_ones(alg: str, sparse_from_64, dense_everywhere) -> None:  # type: ignore[no-untyped-def]
     """The Jacobian only steers the Newton iterations: solves and gradients (forward and adjoint)
     agree with those made with the dense one to the tolerance.  LSODA (auto) gets the band."""
     p0 = np.array([0.1, -0.2, 0.3, 0.0, 0.5])
@@ -135,7 +147,7 @@ def test_solutions_and_gradients_with_the_sparse_jacobian_are_the_dense_ones(alg
     np.testing.assert_allclose(sparse[1], sparse[2], rtol=1e-6)
 
 
-def test_lsoda_gets_the_band_of_a_banded_jacobian() -> None:
+def test_lsoda_gets_the_band_of_a_banded_jacobian(sparse_from_64) -> None:  # type: ignore[no-untyped-def]
     """LSODA takes only dense or banded Jacobians: a 1-D stencil's comes banded (lband = uband =
     1), in LAPACK's packed form; a 2-D grid's numbering makes its band the grid's width."""
     from pyzygote.ode.solvers import _lsoda_jacobian

@@ -857,7 +857,7 @@ class RHS(_Directions):
 
     def _coloured_jacobian(self) -> Callable[..., Any] | None:
         """``(u, p, t) -> df/du`` as a scipy.sparse matrix, for a system of more than
-        DENSE_JACOBIAN_UP_TO states whose Jacobian is mostly zeros by its structure
+        DENSE_STATE_JACOBIAN_UP_TO states whose Jacobian is mostly zeros by its structure
         (:func:`pyzygote.ode.sparsity.state_pattern`); None for the others.
 
         Its entries come from one Jacobian-vector product per colour of columns: the dense
@@ -869,7 +869,7 @@ class RHS(_Directions):
             return self._derived[key]
         self._derived[key] = None  # type: ignore[assignment]
         n = self.n
-        if n <= DENSE_JACOBIAN_UP_TO:
+        if n <= DENSE_STATE_JACOBIAN_UP_TO:
             return None
         from pyzygote.ode.sparsity import StructuralJacobian, column_colours, state_pattern
 
@@ -1181,8 +1181,12 @@ def _affine_step(name: str, params: dict[str, Any], ins: Any, known: list[Any], 
 # matrix costs more than a dense LU of a small one (a 2-state model's forward sensitivities
 # through Rodas5P spent most of their time in scipy.sparse constructors).
 DENSE_JACOBIAN_UP_TO = 64
-# Above that, a state system's Jacobian is sparse when at most this fraction of it can be nonzero
-# (splu of a full matrix of 100 to 400 states took 3 times getrf's time).
+# The ODE's own Jacobian is dense up to this many states: a 1-D heat equation's warm solves with a
+# sparse one (interleaved with dense ones, the best of 5) took 1.26 times as long at 120 states
+# with FBDF and Rodas5P (splu's solves and sparse sums cost more than LAPACK's there), 0.9 and
+# 0.5 times at 160, 0.4 and 0.16 times at 300.  Above it, it is sparse when at most this fraction
+# of it can be nonzero (splu of a full matrix of 100 to 400 states took 3 times getrf's time).
+DENSE_STATE_JACOBIAN_UP_TO = 150
 SPARSE_JACOBIAN_FILL = 0.1
 
 

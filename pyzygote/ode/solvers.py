@@ -630,13 +630,16 @@ def _lsoda_jacobian(jac: Callable[[float, np.ndarray], Any], t0: float, u0: np.n
     """LSODA's ``jac`` (and ``lband``, ``uband`` when banded pays).  A large system's Jacobian
     comes sparse, with the entries its structure allows (:meth:`pyzygote.ode.rhs.RHS.jacobian_u`),
     the same at every point: when they lie in a narrow band, LSODA gets that band (a 40 x 40 heat
-    grid, band 40 of 1,600 states: 4.5 s to solve with `auto` and the dense Jacobian, 0.2 s banded).  LSODA takes no other sparse form.  Small systems are
-    not looked at: that would cost them a Jacobian a solve."""
+    grid, band 40 of 1,600 states: 4.5 s to solve with `auto` and the dense Jacobian, 0.2 s
+    banded).  LSODA takes no other sparse form.  Systems of dense Jacobians (at most
+    DENSE_STATE_JACOBIAN_UP_TO states) are not looked at: that would cost them a Jacobian a solve."""
+    from pyzygote.ode import rhs
+    from pyzygote.ode.sparsity import StructuralJacobian
+
     dense = {"jac": lambda t, u: _finite(dense_matrix(jac(t, u)), "Jacobian", t)}
     n = len(u0)
-    if n <= 64:
+    if n <= rhs.DENSE_STATE_JACOBIAN_UP_TO:
         return dense
-    from pyzygote.ode.sparsity import StructuralJacobian
 
     J0 = jac(t0, np.array(u0, dtype=float))
     if not isinstance(J0, StructuralJacobian) or J0.nnz == 0:
