@@ -782,6 +782,27 @@ def test_stiff_adjoints_restart_cleanly_and_fail_as_solver_errors():
     np.testing.assert_allclose(g_adj, g_fwd, rtol=1e-3)
 
 
+def test_lsodas_adjoint_starts_each_piece_with_its_own_step_after_a_stiff_one():
+    """LSODA (alg='auto') starts every integration with its nonstiff method, whose functional
+    iteration diverged at the step size the last piece's stiff method ended with: Robertson's
+    adjoint failed at its second save time from the end (istate=-5), with or without the
+    adjoint's Jacobian; started with a step of its own choosing it gets through."""
+    u0, p, t = np.array([1.0, 0.0, 0.0]), np.array([0.04, 3e7, 1e4]), np.concatenate([[0.0], np.logspace(-5, 5, 11)])
+    loss = lambda q, s: np.sum(pz.odesolve(robertson, u0, t, q, alg="auto", sensealg=s, reltol=1e-8, abstol=1e-12) * [1.0, 1e4, 0.0])  # noqa: E731
+    (g_adj,) = pz.gradient(lambda q: loss(q, "adjoint"), p)
+    (g_fwd,) = pz.gradient(lambda q: loss(q, "forward"), p)
+    np.testing.assert_allclose(g_adj, g_fwd, rtol=2e-5)
+    # where LSODA's Adams phase fails so, it is said (it was blamed on the stiff phase's Newton iteration)
+    from pyzygote.ode.solvers import integrate
+
+    stiff = lambda tt, u: robertson(u, p, tt)  # noqa: E731
+    res = integrate(stiff, 1e4, 1e3, np.array([0.1, 1e-7, 0.9]), np.array([1e3]), "auto", 1e-8, 1e-12, first_step=1e3)
+    assert not res.success and "functional iteration of its nonstiff (Adams) phase failed" in res.message, res.message
+    # a piece that ended nonstiff still hands its step on (Lotka-Volterra is not stiff)
+    res = integrate(lambda tt, u: lotka(u, np.array([1.5, 1.0, 3.0, 1.0]), tt), 0.0, 1.0, np.ones(2), np.array([1.0]), "auto", 1e-8, 1e-10)
+    assert res.success and res.last_step is not None
+
+
 def test_a_scipy_style_right_hand_side_is_told_the_argument_order():
     with pytest.raises(TypeError, match=r"calls f\(u, p, t\), SciML's order.*signature \(t, y\)"):
         pz.odesolve(lambda t, y: -y, np.ones(2), np.linspace(0.0, 1.0, 3), np.ones(1))

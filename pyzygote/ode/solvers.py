@@ -605,7 +605,28 @@ def _lsoda_failure(solver: Any) -> str:
     if not said:
         return "LSODA failed (istate unknown)" if istate is None else f"LSODA failed with istate={istate}"
     said = said.rstrip(". ")
-    return f"LSODA stopped: {said[0].lower()}{said[1:]} (istate={istate}){_LSODA_ADVICE.get(istate, '')}"
+    advice = _LSODA_ADVICE.get(istate, "")
+    if istate == -5 and _lsoda_method(solver, current=True) == 1:
+        advice = ": the functional iteration of its nonstiff (Adams) phase failed, at a step too long for a stiff system; try alg='Rodas5P' or alg='FBDF'"
+    return f"LSODA stopped: {said[0].lower()}{said[1:]} (istate={istate}){advice}"
+
+
+def _lsoda_method(solver: Any, current: bool = False) -> int | None:
+    """The method of LSODA's last successful step (or, ``current``, of the step it was trying):
+    1 nonstiff (Adams), 2 stiff (BDF), or None.
+
+    A step size is carried to the next integration (an adjoint's next piece between save times,
+    a solve's next piece between tstops) only from Adams: LSODA starts every integration with
+    Adams and its functional iteration, which diverges at the stiff method's steps, and LSODA
+    gives up (istate=-5) long before it would switch.  Robertson's kinetics' adjoint failed so
+    at its second save time: the first piece ended stiff with a step of 1,171, and a new LSODA
+    started with it, or with a hundredth of it, failed at its first step."""
+    integrator = getattr(getattr(solver, "_lsoda_solver", None), "_integrator", None)
+    iwork = getattr(integrator, "iwork", None)
+    at = 19 if current else 18  # IWORK(20), MCUR, and IWORK(19), MUSED, in LSODA's documentation
+    if not isinstance(iwork, np.ndarray) or iwork.size <= at or iwork[at] not in (1, 2):
+        return None
+    return int(iwork[at])
 
 
 _LSODA_ADVICE = {
@@ -806,5 +827,7 @@ def _integrate_span(
     last = getattr(solver, "step_size", None)
     t_end = float(solver.t)
     if kind == "LSODA":
+        if _lsoda_method(solver) != 1:
+            last = None
         release_work_arrays(solver, steps_called)
     return Integration(np.array(ts), u, retcode, t_end, stats, message, dense_sol, last or None)
