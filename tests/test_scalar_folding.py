@@ -139,3 +139,45 @@ def test_unrolled_code_does_not_unpack_an_input_it_never_reads():
     np.testing.assert_allclose(run(np.arange(3.0), p)[0], np.arange(3.0) * (W @ np.tanh(p)), rtol=1e-13)
     _, step = split_invariant(hoisted, 1)
     assert "= x1.ravel()" not in compile_scalar(step).__doc__ and "= x2.ravel()" in compile_scalar(step).__doc__
+
+
+def _zero_times_overflow(u, p, t):
+    return -p[0] * u + np.exp(800.0 * u) * 0.0 - 0.0 * np.roll(u, 1)
+
+
+@pytest.mark.parametrize("n", [1, 12, 40])  # one column at a time, batched, and compiled to numpy
+def test_the_value_a_derived_system_carries_is_the_right_hand_sides_bit_for_bit(n):
+    """User report: with sensealg='forward', ``np.exp(800 * u) * 0.0`` was 0 in the sensitivity
+    system's copy of the right-hand side (folded as a unit direction's zero), so the gradient
+    solved an ODE whose value solve failed on NaN (numpy's 0.0 * inf).  The value entries keep
+    numpy's arithmetic, NaN and signed zeros included; only derivative terms are folded."""
+    rhs = RHS.trace(_zero_times_overflow, n, 2)
+    p = np.array([1.3, 0.2])
+    for u in (np.linspace(-0.5, 0.5, n), np.linspace(0.5, 1.5, n), np.full(n, -0.0)):
+        with np.errstate(all="ignore"):
+            want = rhs(u, p, 0.0)
+            for cols in (None, (n, n + 1)):
+                cols = rhs.columns(cols)
+                z = np.concatenate([u, rhs.initial_sensitivities(cols)])
+                got = rhs.sensitivity_rhs(cols)(z, p, 0.0)[0][:n]
+                assert np.array_equal(got, want, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(want)), (u, cols)
+            got = rhs.backsolve_rhs()(np.concatenate([u, np.ones(n), np.zeros(2)]), p, 0.0)[0][:n]
+            assert np.array_equal(got, want, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(want)), u
+    # the derivative terms are still folded: no product with the direction's zeros is left
+    cols = rhs.columns((n, n + 1))
+    rhs.sensitivity_rhs(cols)
+    prog = rhs._derived[("program", ("sens", cols))]
+    code = compile_scalar(prog, fold=True, exact=n).__doc__ or ""
+    if code.startswith("def scalar_program"):
+        assert code.count("* 0.0") + code.count("0.0 *") < compile_scalar(prog).__doc__.count("* 0.0") + compile_scalar(prog).__doc__.count("0.0 *")
+
+
+def test_a_gradient_fails_where_the_value_solve_fails_on_zero_times_inf():
+    t, u0, p = np.array([0.0, 1.0]), np.array([1.0]), np.array([1.0])
+    loss = lambda q, s: np.sum(pz.odesolve(_zero_times_overflow, u0, t, q, alg="Tsit5", sensealg=s))  # noqa: E731
+    with np.errstate(all="ignore"):
+        with pytest.raises(pz.SolverError, match="NaN or inf"):
+            loss(p, "forward")
+        for s in ("forward", "adjoint"):
+            with pytest.raises(pz.SolverError, match="NaN or inf"):
+                pz.gradient(lambda q: loss(q, s), p)

@@ -541,10 +541,13 @@ class JuliaRHS(_Directions):
     jacobian_u = jacobian_p = sensitivity_rhs = initial_sensitivities = adjoint_rhs = adjoint_rhs_joined = backsolve_rhs = __call__
 
 
-def _compile_folded(prog: Program) -> Callable[..., Any]:
+def _compiled_folded(exact: int) -> Callable[[Program], Callable[..., Any]]:
     """A derived program unrolled with its unit directions' zeros and ones folded away
-    (:func:`pyzygote.transforms.scalarize.folded`); the right-hand side itself is not folded."""
-    return compile_scalar(prog, fold=True)
+    (:func:`pyzygote.transforms.scalarize.folded`), but for the first ``exact`` entries of its
+    output: the right-hand side's value, in a system that carries it, is numpy's as in the
+    right-hand side itself (``np.exp(800 * u) * 0.0`` is NaN where the exponential overflows;
+    it was 0 in the forward sensitivities, which solved what the ODE solve refused)."""
+    return lambda prog: compile_scalar(prog, fold=True, exact=exact)
 
 
 class RHS(_Directions):
@@ -809,13 +812,23 @@ class RHS(_Directions):
         return self._call(u, p, t)[0]
 
     # --- derived programs, built on first use -------------------------------------------
-    def _get(self, key: Any, build: Callable[[], Program]) -> Callable[..., Any]:
+    def _get(self, key: Any, build: Callable[[], Program], exact: int = 0) -> Callable[..., Any]:
+        """The derived program ``build`` makes, compiled; ``exact`` leading entries of its output
+        are values, not derivatives (see :func:`_compiled_folded`)."""
         fn = self._derived.get(key)
         if fn is None:
             prog = self._program(key, build)
             # p is the input before t in every derived program
-            fn = self._derived[key] = compile_hoisted(prog, len(prog.inputs) - 2, _compile_folded)
+            fn = self._derived[key] = compile_hoisted(prog, len(prog.inputs) - 2, _compiled_folded(exact))
         return fn
+
+    def _value_states(self) -> int:
+        """The leading states that are values, not derivatives: a sensitivity or tangent system's
+        base's (its first states are the base's; the base's own sensitivities follow)."""
+        root = self
+        while root.base is not None:
+            root = root.base
+        return root.n
 
     def _program(self, key: Any, build: Callable[[], Program]) -> Program:
         prog = self._derived.get(("program", key))
@@ -912,7 +925,7 @@ class RHS(_Directions):
         """``(z, p, t) -> dz`` for ``z = [u, vec(S)]``, S of shape (n, len(cols)): the sensitivities
         to the directions ``cols`` of ``(u0, p)``."""
         cols = self.columns(cols)
-        return self._get(("sens", cols), lambda: self._sensitivity_program(cols))
+        return self._get(("sens", cols), lambda: self._sensitivity_program(cols), exact=self._value_states())
 
     def adjoint_rhs(self) -> Callable[..., Any]:
         """``(u, lam, p, t) -> (-lam^T J_u, -lam^T J_p)``."""
@@ -925,7 +938,7 @@ class RHS(_Directions):
 
     def backsolve_rhs(self) -> Callable[..., Any]:
         """``(z, p, t) -> dz`` for ``z = [u, lam, mu]``: the state solved backwards with its adjoint."""
-        return self._get("backsolve", self._backsolve_program)
+        return self._get("backsolve", self._backsolve_program, exact=self._value_states())
 
     # --- derived systems, themselves right-hand sides ------------------------------------
     def sensitivity_system(self, cols: tuple[int, ...] | None = None) -> "RHS":

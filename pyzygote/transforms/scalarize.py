@@ -142,7 +142,8 @@ def folded(expr: str) -> str:
     structural zero with inf or NaN, which is 0 here, as JAX's symbolic zero tangents make it (a
     partial derivative that is infinite along a direction not taken).  Only derived programs
     are folded (``compile_scalar(prog, fold=True)``): the IR does not tell a direction's zero from
-    one the user wrote, and the right-hand side itself keeps numpy's ``0.0 * inf = nan``.
+    one the user wrote, and the right-hand side itself keeps numpy's ``0.0 * inf = nan``, as does
+    its value inside a derived program (``compile_scalar``'s ``exact``).
     """
     m = _BINARY.match(expr)
     if m is None:
@@ -305,16 +306,19 @@ def _is_name(expr: str) -> bool:
     return expr.isidentifier()
 
 
-def compile_scalar(prog: Program, fold: bool = False) -> Callable[..., tuple[np.ndarray, ...]]:
+def compile_scalar(prog: Program, fold: bool = False, exact: int = 0) -> Callable[..., tuple[np.ndarray, ...]]:
     """Like :func:`~pyzygote.transforms.evaluate.compile_program`, unrolled to floats; ``fold``
-    folds the zeros and ones of a derived program's unit directions (see :func:`folded`).
+    folds the zeros and ones of a derived program's unit directions (see :func:`folded`), except
+    in what the first ``exact`` elements of its first output are computed from: the value of the
+    right-hand side that a sensitivity system carries along, which is numpy's, ``0.0 * inf = nan``
+    included, as in the right-hand side itself.
 
     Falls back to the numpy-compiled program when the program is not
     scalarizable.
     """
     from pyzygote.transforms.evaluate import compile_program
 
-    key = "scalar folded" if fold else "scalar"
+    key = (f"scalar folded {exact}" if exact else "scalar folded") if fold else "scalar"
     cached = prog._compiled.get(key)
     if cached is not None:
         return cached
@@ -322,22 +326,36 @@ def compile_scalar(prog: Program, fold: bool = False) -> Callable[..., tuple[np.
     if not scalarizable(prog):
         prog._compiled[key] = fallback
         return fallback
-    token = _FOLDING.set(fold)
-    try:
-        fn = _unrolled(prog, fallback, fold)
-    finally:
-        _FOLDING.reset(token)
+    fn = _unrolled(prog, fallback, fold, exact)
     prog._compiled[key] = fn
     return fn
 
 
-def _unrolled(prog: Program, fallback: Callable[..., Any], fold: bool) -> Callable[..., tuple[np.ndarray, ...]]:
-    from pyzygote.transforms.evaluate import define_function
+def _exact_equations(prog: Program, exact: int) -> set[int]:
+    """The equations of ``prog`` that the first ``exact`` elements of its first output read,
+    directly or through others: found in its unrolled code without folding, element by element
+    (a sensitivity system's value and its tangents are concatenated into one output)."""
+    if not exact or not prog.outputs or isinstance(prog.outputs[0], Literal):
+        return set()
+    body, env, made_by = _lines(prog, lambda i: False)
+    needed = set(_NAME.findall(" ".join(env[prog.outputs[0].uid][:exact])))
+    eqns: set[int] = set()
+    for line in reversed(body):
+        target, _, expr = line.partition(" = ")
+        if target in needed and target in made_by:  # not an input's unpacking
+            eqns.add(made_by[target])
+            needed.update(_NAME.findall(expr))
+    return eqns
 
-    namespace: dict[str, Any] = dict(_HELPERS, _fallback=fallback, _np=np)
+
+def _lines(prog: Program, folding: Callable[[int], bool]) -> tuple[list[str], dict[int, list[str]], dict[str, int]]:
+    """The unrolled code of ``prog``'s inputs and equations, equation ``i`` folded where
+    ``folding(i)``: its lines, each variable's element expressions, and the equation that
+    assigns each name ``sN``."""
     counter = itertools.count()
     env: dict[int, list[str]] = {}
     body: list[str] = []
+    made_by: dict[str, int] = {}
     args = [f"x{i}" for i in range(len(prog.inputs))]
     for i, v in enumerate(prog.inputs):
         names = [f"i{i}_{k}" for k in range(v.aval.size)]
@@ -349,14 +367,14 @@ def _unrolled(prog: Program, fallback: Callable[..., Any], fold: bool) -> Callab
     for v, c in zip(prog.constvars, prog.consts):
         env[v.uid] = [_literal(e) for e in np.ravel(c)]
 
-    def elems(a: Any) -> list[str]:
-        if isinstance(a, Literal):
-            return [_literal(a.value)]
-        return env[a.uid]
-
-    for eqn in prog.eqns:
+    for i, eqn in enumerate(prog.eqns):
+        fold = folding(i)
         ctx = ScalarContext(eqn.prim, [a.aval for a in eqn.inputs], eqn.outputs[0].aval)
-        exprs = eqn.prim.scalar(ctx, *(elems(a) for a in eqn.inputs), **eqn.params)
+        token = _FOLDING.set(fold)  # read by sum_of in the rules of reductions and contractions
+        try:
+            exprs = eqn.prim.scalar(ctx, *(_elements(env, a) for a in eqn.inputs), **eqn.params)
+        finally:
+            _FOLDING.reset(token)
         names = []
         for expr in map(folded, exprs) if fold else exprs:
             if _is_name(expr) or _is_number(expr):
@@ -364,8 +382,26 @@ def _unrolled(prog: Program, fallback: Callable[..., Any], fold: bool) -> Callab
             else:
                 name = f"s{next(counter)}"
                 body.append(f"{name} = {expr}")
+                made_by[name] = i
                 names.append(name)
         env[eqn.outputs[0].uid] = names
+    return body, env, made_by
+
+
+def _elements(env: dict[int, list[str]], a: Any) -> list[str]:
+    if isinstance(a, Literal):
+        return [_literal(a.value)]
+    return env[a.uid]
+
+
+def _unrolled(prog: Program, fallback: Callable[..., Any], fold: bool, exact: int = 0) -> Callable[..., tuple[np.ndarray, ...]]:
+    from pyzygote.transforms.evaluate import define_function
+
+    namespace: dict[str, Any] = dict(_HELPERS, _fallback=fallback, _np=np)
+    kept = _exact_equations(prog, exact) if fold else set()
+    body, env, _ = _lines(prog, lambda i: fold and i not in kept)
+    args = [f"x{i}" for i in range(len(prog.inputs))]
+    elems = lambda a: _elements(env, a)  # noqa: E731
     outs = []
     for a in prog.outputs:
         e = elems(a)
