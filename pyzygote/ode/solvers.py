@@ -388,6 +388,35 @@ def _across_a_few_ulps(fun: Callable[[float, np.ndarray], np.ndarray], t0: float
     return Integration(ts, us, "Success", t1, stats, "", line, None)  # type: ignore[arg-type]
 
 
+def largest_magnitudes(dense: Any) -> np.ndarray | None:
+    """Each state's largest magnitude at the steps of a solve's dense output (its value at one
+    end of each step, which each interpolant holds), or None for a dense output of a kind not
+    known here.  An adjoint's tolerances are measured against these (a pulse between the save
+    times is no smaller for being unsaved)."""
+    values: list[np.ndarray] = []
+
+    def walk(d: Any) -> bool:
+        pieces = getattr(d, "pieces", None)
+        if pieces is None:
+            pieces = getattr(d, "interpolants", None)
+        if pieces is not None:  # pyzygote's DenseSolution, SciPy's OdeSolution
+            return all(walk(piece) for piece in pieces)
+        for name, row in (("y_old", None), ("u0", None), ("D", 0)):  # RK, Radau; _Line; BDF
+            value = getattr(d, name, None)
+            if value is not None:
+                values.append(np.abs(value if row is None else value[row]))
+                return True
+        yh = getattr(d, "yh", None)  # LSODA's Nordsieck array, y in its first column
+        if yh is not None:
+            values.append(np.abs(yh[:, 0]))
+            return True
+        return False
+
+    if dense is None or not walk(dense) or not values:
+        return None
+    return np.max(np.array(values, dtype=float), axis=0)
+
+
 def point_evaluator(dense: Any) -> Callable[[float], np.ndarray]:
     """``dense`` as a function of one float time, bitwise the same values.
 
