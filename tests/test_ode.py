@@ -1291,6 +1291,39 @@ def test_auto_sensealg_picks_forward_for_few_directions_or_a_small_sensitivity_s
     assert sensitivity.resolve_sensealg("auto", 400, 17, 17) == "adjoint"
 
 
+def _cable(u: Any, p: Any, t: Any) -> Any:
+    """A stiff reaction-diffusion chain of 160 cells (a sparse Jacobian: more than
+    DENSE_STATE_JACOBIAN_UP_TO states), 3 parameters."""
+    d, k, s = p
+    lap = np.concatenate([u[1:2] - u[:1], u[2:] - 2 * u[1:-1] + u[:-2], u[-2:-1] - u[-1:]])
+    return 400.0 * d * lap - k * u**3 + s * np.exp(-np.arange(160) / 20.0)
+
+
+@pytest.mark.parametrize("alg", ["Rodas5P", "FBDF", "auto"])
+def test_auto_takes_the_adjoint_for_a_large_implicit_system_even_with_few_parameters(alg: str) -> None:
+    """Acceptance testing: on 2-D reaction-diffusion grids of 162 to 1,800 states with 12
+    parameters, 'auto' took forward sensitivities (the rule for at most 16 directions), which
+    factorize the whole n (1 + k)-equation system: 7 to 50 times slower than the adjoint."""
+    from pyzygote.ode import sensitivity
+
+    assert sensitivity.resolve_sensealg("auto", 400, 12, 12, alg=alg) == "adjoint"
+    assert sensitivity.resolve_sensealg("auto", 400, 12, 12, alg="Tsit5") == "forward"  # no factorization
+    assert sensitivity.resolve_sensealg("auto", 150, 12, 12, alg=alg) == "forward"  # a dense Jacobian
+    u0, t, p = np.linspace(1.0, 0.0, 160), np.linspace(0.0, 0.5, 6), np.array([1.0, 2.0, 0.5])
+    seen: list[str] = []
+    real = sensitivity.resolve_sensealg
+    loss = lambda q, how: np.sum(pz.odesolve(_cable, u0, t, q, alg=alg, sensealg=how, reltol=1e-8, abstol=1e-10)[1:] ** 2)  # noqa: E731
+    try:
+        # (a call with 0 states only checks the name)
+        sensitivity.resolve_sensealg = lambda *a, **k: a[1] and seen.append(real(*a, **k)) or real(*a, **k)  # type: ignore[assignment]
+        (g,) = pz.gradient(lambda q: loss(q, "auto"), p)
+    finally:
+        sensitivity.resolve_sensealg = real  # type: ignore[assignment]
+    assert seen and set(seen) == {"adjoint"}
+    (want,) = pz.gradient(lambda q: loss(q, "forward"), p)
+    np.testing.assert_allclose(g, want, rtol=2e-5 if alg in ("FBDF", "auto") else 1e-6)
+
+
 def test_auto_weighs_what_an_evaluation_of_each_system_costs(monkeypatch: pytest.MonkeyPatch) -> None:
     """User testing: a generalized Lotka-Volterra community (8 species, 72 parameters) got the
     adjoint from 'auto', 3 to 9 times slower than forward sensitivities (a fit: 31 s against
