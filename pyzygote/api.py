@@ -26,7 +26,7 @@ from pyzygote.transforms.batch import basis_columns, per_column
 from pyzygote.errors import NonFiniteGradientError, NonFiniteODEInputError, TracerBoolError, UnsupportedOperationError
 from pyzygote.pytree import KeywordArguments, Static, describe, difference, flatten, leaf_paths, structure, unflatten
 from pyzygote.tracer import Tracer
-from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, cast_direction, to_input_array, trace
+from pyzygote.tracing import has_int_arrays, Traced, _top_level_owners, cast_direction, numpy_arguments, to_input_array, trace
 
 __all__ = ["gradient", "withgradient", "grad", "value_and_grad", "pullback", "jacobian", "hessian", "jvp"]
 
@@ -429,6 +429,7 @@ def _withgradient(
     if _is_julia(f) and not kwargs:
         return f._withgradient(args, engine, aux=aux)
     n = len(args)
+    args = numpy_arguments(args, f)  # a torch.long tensor is integer data, as np.int64 is, in every check below
     args, const_args = _with_keywords(f, args, kwargs or {})
     if argnums is not None:
         const_args |= set(range(n)) - set(_wanted(argnums, n))
@@ -441,7 +442,7 @@ def _withgradient(
     fname = name or ("gradient" if aux is None else "withgradient")
     if wrt is not None and not any(wrt):
         _nothing_differentiable(fname, traced, arrays, const_args)
-    if not arrays and has_int_arrays(args):
+    if not arrays and any(isinstance(leaf, np.ndarray) and leaf.dtype.kind in "iub" for leaf in flatten(args)[0]):
         # Integer arrays the function needs as values (an ODE's p) become constants of the trace,
         # leaving nothing to differentiate: say so, as for integer arrays that stay inputs (user
         # testing: integer feedback gains through pz.odesolve got a None gradient, silently).
@@ -607,6 +608,7 @@ def grad(
     _check_transform(f, argnums, engine, "grad")
 
     def grad_f(*args: Any, **kwargs: Any) -> Any:
+        args = numpy_arguments(args, f)
         _floats_at(args, argnums, "grad")
         (value, grads) = _withgradient(
             f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs, name="grad(f)"
@@ -688,6 +690,7 @@ def value_and_grad(
     _check_transform(f, argnums, engine, "value_and_grad")
 
     def vg(*args: Any, **kwargs: Any) -> Any:
+        args = numpy_arguments(args, f)
         _floats_at(args, argnums, "value_and_grad")
         val, grads = _withgradient(
             f, args, engine, aux="jax" if has_aux else None, argnums=argnums, kwargs=kwargs, name="value_and_grad(f)"

@@ -32,6 +32,7 @@ import numpy as np
 
 from pyzygote.errors import NonFiniteGradientError
 from pyzygote.pytree import Static, flatten
+from pyzygote.tracing import numpy_arguments
 from pyzygote.subgradients import Kinks, changed_entries
 
 __all__ = ["crosscheck", "CrossCheckReport"]
@@ -96,18 +97,6 @@ def _as_numpy(x: Any) -> np.ndarray:
             x = x.float()
     arr = np.asarray(x)
     return arr.astype(np.float32) if arr.dtype.name == "bfloat16" else arr  # JAX's (ml_dtypes) bfloat16
-
-
-def _numpy_arguments(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """PyTorch tensors (detached, also those that require grad) and JAX arrays among the
-    arguments as the numpy arrays they hold, as ``pz.gradient`` reads them."""
-    from pyzygote.pytree import unflatten
-    from pyzygote.tracing import _from_torch, _is_foreign
-
-    leaves, tree = flatten(args)
-    if not any(_is_foreign(leaf) for leaf in leaves):
-        return args
-    return unflatten(tree, [np.asarray(_from_torch(leaf, "an argument")) if _is_foreign(leaf) else leaf for leaf in leaves])
 
 
 def _leaves(canonical: Any) -> list[np.ndarray]:
@@ -525,7 +514,7 @@ def _with_data_arguments(f: Callable[..., Any], args: tuple[Any, ...], grads: tu
     # The data as the numpy arrays they hold, as the checked arguments are read: f closed over a
     # JAX array computed in float32 under the differences (user testing: its rounding let an entry
     # off by a factor of 2 pass as a kink), over a PyTorch tensor it crashed in np.mean.
-    args = _numpy_arguments(args)
+    args = numpy_arguments(args)
 
     def with_data(*moving: Any) -> Any:
         full = list(args)
@@ -594,7 +583,7 @@ def crosscheck(
             f, tuple(args), tuple(grads), engines=engines, finite_differences=finite_differences, rtol=rtol, fd_rtol=fd_rtol,
             eps=eps, raise_on_failure=raise_on_failure, element_rtol=element_rtol,
         )  # fmt: skip
-    args = _numpy_arguments(tuple(args))
+    args = numpy_arguments(tuple(args))
     raw_grads = tuple(grads)
     grads = _canonical(raw_grads)
     precision = _precision_rtol(raw_grads)

@@ -97,6 +97,18 @@ def _is_foreign(leaf: Any) -> bool:
     return hasattr(leaf, "__array__") and not isinstance(leaf, (np.ndarray, np.generic, Tracer, Static))
 
 
+def numpy_arguments(args: tuple[Any, ...], f: Any = None) -> tuple[Any, ...]:
+    """PyTorch tensors (detached, also those that require grad) and JAX arrays among the
+    arguments as the numpy arrays they hold, so that every check of dtypes sees what the
+    trace will see (a torch.long tensor is integer data, as np.int64 is).  ``f``'s parameter
+    names name an argument numpy has no type for."""
+    leaves, tree = flatten(args)
+    if not any(_is_foreign(leaf) for leaf in leaves):
+        return args
+    at = _leaf_names(args, leaves, tree, None, _parameter_names(f) if f is not None else None)
+    return unflatten(tree, [np.asarray(_from_torch(leaf, name)) if _is_foreign(leaf) else leaf for leaf, name in zip(leaves, at)])
+
+
 def to_input_array(x: Any, argname: str) -> np.ndarray:
     """Python numbers and lists become float64; numpy arrays keep their dtype."""
     if isinstance(x, Tracer):
@@ -1007,6 +1019,8 @@ def _call_explained(f: Callable[..., Any], /, *tracers: Any, **kwargs: Any) -> A
         return f(*tracers, **kwargs)
     except ValueError as exc:
         if _SEQUENCE_MESSAGE in str(exc):
+            if _handed_to_foreign_library(exc):  # jnp.asarray(x): JAX asked numpy for the numbers
+                raise _at_user_line(TracerBoolError(_FOREIGN_NOTE[1:-1]), exc) from exc
             if _inside_numpy_function(exc, "piecewise"):
                 raise _at_user_line(_piecewise_of_traced_values(), exc) from exc
             raise _at_user_line(_assigned_into_numpy_array(), exc, conversion=True) from exc
@@ -1014,15 +1028,15 @@ def _call_explained(f: Callable[..., Any], /, *tracers: Any, **kwargs: Any) -> A
     except TracerBoolError as exc:
         if getattr(exc, "_pyzygote_located", False):
             raise
-        raise _at_user_line(TracerBoolError(str(exc)), exc) from exc
+        located = _at_user_line(TracerBoolError(str(exc)), exc)
+        if _handed_to_foreign_library(exc):  # jnp.asarray(x) asks numpy for the traced value's numbers
+            located.add_note(_FOREIGN_NOTE)
+        raise located from exc
     except (TypeError, AttributeError) as exc:
         if not isinstance(exc, TracerBoolError) and _from_object_array(str(exc)):
             raise _object_array(exc) from exc
-        if _FOREIGN_LIBRARY.search(str(exc)) and hasattr(exc, "add_note"):
-            exc.add_note(
-                "(pyzygote: the function handed a traced value to PyTorch or JAX. pyzygote traces numpy code: "
-                "write the function with numpy (np.sin, np.tanh, x @ w), as the reference for pz.crosscheck is)"
-            )
+        if (_FOREIGN_LIBRARY.search(str(exc)) or _handed_to_foreign_library(exc)) and hasattr(exc, "add_note"):
+            exc.add_note(_FOREIGN_NOTE)
         raise
     except IndexError as exc:
         # Nested traces (an ODE's right-hand side inside a loss) pass the same error up: one note.
@@ -1043,7 +1057,7 @@ def _at_user_line(err: TracerBoolError, cause: BaseException, conversion: bool =
     tb = cause.__traceback__
     while tb is not None:
         module = str(tb.tb_frame.f_globals.get("__name__", ""))
-        if module.split(".")[0] not in ("numpy", "pyzygote", "scipy"):
+        if module.split(".")[0] not in ("numpy", "pyzygote", "scipy", "torch", "jax", "jaxlib"):
             frame = tb
         tb = tb.tb_next
     if frame is not None:
@@ -1142,6 +1156,40 @@ _OBJECT_ARRAY_MESSAGES = re.compile(
 
 # What PyTorch and JAX say when given a traced value (user testing).
 _FOREIGN_LIBRARY = re.compile(r"must be Tensor, not Tracer|Tracer.*is not a valid JAX type|not a valid JAX type.*Tracer")
+_FOREIGN_NOTE = (
+    "(pyzygote: the function handed a traced value to PyTorch or JAX. pyzygote traces numpy code: "
+    "write the function with numpy (np.sin, np.tanh, x @ w), as the reference for pz.crosscheck is)"
+)
+_FOREIGN_CALL = re.compile(r"\b(torch|jnp|jax)\.")
+_FOREIGN_MODULES = ("torch", "jax", "jaxlib")
+
+
+def _handed_to_foreign_library(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside PyTorch or JAX, or on a line of the user's calling one:
+    torch.tensor(x) of a traced value fails in C with "len() of unsized object", which names
+    neither (acceptance testing)."""
+    tb, user = exc.__traceback__, None
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0]
+        if module in _FOREIGN_MODULES:
+            return True
+        if module not in ("numpy", "pyzygote", "scipy"):
+            user = tb
+        tb = tb.tb_next
+    if user is None:
+        return False
+    frame = user.tb_frame
+    if _FOREIGN_CALL.search(linecache.getline(frame.f_code.co_filename, user.tb_lineno)):
+        return True
+    # torch's conversions are C functions, absent from the traceback: look at what the failing
+    # function's own names hold (``xp = torch``, ``convert = torch.tensor``).
+    code = frame.f_code
+    for name in (*code.co_names, *code.co_varnames, *code.co_freevars):
+        held = frame.f_locals.get(name, frame.f_globals.get(name))
+        owner = held.__name__ if isinstance(held, types.ModuleType) else getattr(held, "__module__", None)
+        if isinstance(owner, str) and owner.split(".")[0] in _FOREIGN_MODULES:
+            return True
+    return False
 
 
 def _from_object_array(message: str) -> bool:

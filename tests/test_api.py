@@ -1879,6 +1879,38 @@ def test_integer_labels_in_another_librarys_arrays_are_data() -> None:
     np.testing.assert_allclose(pz.gradient(nll, Foreign(W), y)[0], want)  # a float one is differentiated
 
 
+def test_another_librarys_integer_array_alone_is_refused_as_numpys_is() -> None:
+    """Acceptance testing: torch.arange(4) and jnp.arange(4) (integer by default) got the gradient
+    None from gradient, grad, value_and_grad and withgradient, silently, where np.arange(4) is
+    refused: the integer checks looked at numpy arrays only."""
+
+    class Foreign:  # numpy reads it through __array__, as it reads a torch tensor or a JAX array
+        def __init__(self, a: Any) -> None:
+            self.a = a
+
+        def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+            return self.a if dtype is None else self.a.astype(dtype)
+
+    f = lambda x: np.sum(np.sin(x) ** 2)  # noqa: E731
+    calls = {
+        "gradient": lambda x: pz.gradient(f, x),
+        "withgradient": lambda x: pz.withgradient(f, x),
+        "grad": lambda x: pz.grad(f)(x),
+        "value_and_grad": lambda x: pz.value_and_grad(f)(x),
+        "pullback": lambda x: pz.pullback(f, x),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match="integer"):
+            call(Foreign(np.arange(4)))
+    x = np.linspace(0.0, 1.0, 4)
+    np.testing.assert_allclose(pz.gradient(f, Foreign(x))[0], np.sin(2 * x))
+    for dtype in (np.int32, np.uint8):  # JAX's default integers, image data: constants of the trace
+        with pytest.raises(TypeError, match="integer"):
+            pz.gradient(f, np.arange(4, dtype=dtype))
+        with pytest.raises(TypeError, match="integer"):
+            pz.withgradient(f, Foreign(np.arange(4, dtype=dtype)))
+
+
 def test_labels_passed_as_a_list_are_explained_when_they_index() -> None:
     """User testing: labels as a Python list became a differentiated float array, and indexing
     with them failed with a message that did not say why they were floats."""

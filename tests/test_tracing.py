@@ -1187,6 +1187,44 @@ def test_a_function_written_for_pytorch_or_jax_is_told_to_use_numpy():
     assert any("write the function with numpy" in note for note in getattr(info.value, "__notes__", []))
 
 
+def test_a_tensor_made_of_a_traced_value_is_told_to_use_numpy():
+    """Acceptance testing: torch.tensor(x) of a traced value fails inside torch's C code with
+    "len() of unsized object", and jnp.asarray(x) with a long message about numpy's np.asarray;
+    neither said that pyzygote traces numpy code.  A module named like torch's stands in for its
+    conversion (the real libraries are checked below when installed)."""
+    import types
+
+    torch_like = types.ModuleType("torch._tensor_like")
+    exec(
+        "def tensor(x):\n    raise TypeError('len() of unsized object')\n"
+        "def asarray(x):\n    import numpy\n    return numpy.asarray(x, dtype=float)\n",
+        torch_like.__dict__,
+    )
+    for convert in (torch_like.tensor, torch_like.asarray):
+        with pytest.raises((TypeError, pz.TracerBoolError)) as info:
+            pz.gradient(lambda x, convert=convert: np.sum(convert(x) ** 2), np.ones(3))
+        shown = str(info.value) + "".join(getattr(info.value, "__notes__", []))
+        assert "pyzygote traces numpy code" in shown, shown
+
+    def plain(x):
+        raise TypeError("len() of unsized object")  # the same words, from the user's own code
+
+    with pytest.raises(TypeError) as info:
+        pz.gradient(plain, np.ones(3))
+    assert not getattr(info.value, "__notes__", [])
+
+
+@pytest.mark.parametrize("library", ["torch", "jax.numpy"])
+def test_torch_and_jax_conversions_of_a_traced_value_are_explained(library):
+    xp = pytest.importorskip(library)
+    converts = (xp.as_tensor, xp.tensor, xp.from_numpy) if library == "torch" else (xp.asarray, xp.array)
+    for convert in converts:
+        with pytest.raises(Exception) as info:
+            pz.gradient(lambda x, convert=convert: xp.sum(convert(x) ** 2), np.linspace(0.1, 1.0, 5))
+        shown = str(info.value) + "".join(getattr(info.value, "__notes__", []))
+        assert "pyzygote traces numpy code" in shown, shown
+
+
 def test_writes_into_arguments_follow_numpys_rules_or_are_refused():
     """Found by the API fuzzer: a write into a read-only argument was accepted, and a write into
     an argument sharing memory with another (tied weights) was not seen through the other."""
