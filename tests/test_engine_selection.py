@@ -113,7 +113,8 @@ def _fake_julia(tmp_path: Path) -> Path:
 
 
 def _write_project(
-    project: Path, *, pythoncall: str | None, omit: tuple[str, ...] = (), direct: tuple[str, ...] | None = None, pyzygote_deps: tuple[str, ...] | None = None
+    project: Path, *, pythoncall: str | None, omit: tuple[str, ...] = (), direct: tuple[str, ...] | None = None, pyzygote_deps: tuple[str, ...] | None = None,
+    pyzygote_path: Path | None = None,
 ) -> None:
     project.mkdir(parents=True, exist_ok=True)
     pkgs = {
@@ -121,7 +122,7 @@ def _write_project(
         "Zygote": (setup.ZYGOTE_UUID, "0.7.12", None),
         "ChainRulesCore": ("d360d2e6-b24c-11e9-a2a3-2a2ae2dbcce4", "1.26.1", None),
         "ForwardDiff": ("f6369f11-7733-5829-9624-2563aa707210", "1.4.5", None),
-        "PyZygote": (setup.pyzygote_julia_uuid(), "0.1.0", str(setup.julia_src_path())),
+        "PyZygote": (setup.pyzygote_julia_uuid(), "0.1.0", str(pyzygote_path or setup.julia_src_path())),
     }
     pkgs = {k: v for k, v in pkgs.items() if k not in omit}
     direct = tuple(pkgs) if direct is None else direct
@@ -902,6 +903,30 @@ def test_a_project_resolved_before_pyzygote_gained_a_dependency_is_not_set_up(mo
     _write_project(prepared, pythoncall=setup._juliacall_pinned_pythoncall(), pyzygote_deps=deps)
     setup._STAMPS.clear()
     assert setup.julia_status().ok
+
+
+def test_a_project_developing_another_pyzygote_julia_package_is_not_set_up(tmp_path: Path, prepared: Path) -> None:
+    """Offline juliapkg develops nothing: a project prepared with PyZygote from another copy of
+    julia_src makes Julia load that code beside this pyzygote's runtime.jl and generated programs
+    (julia-marked tests would test other Julia code).  A byte-identical copy is fine."""
+    import shutil
+
+    pc = setup._juliacall_pinned_pythoncall()
+    copy = tmp_path / "elsewhere" / "julia_src"
+    shutil.copytree(setup.julia_src_path(), copy, ignore=shutil.ignore_patterns("Manifest*.toml"))
+    (copy / "docs-notes.md").write_text("not Julia code")  # other files do not count
+    _write_project(prepared, pythoncall=pc, pyzygote_path=copy)
+    st = setup.julia_status(refresh=True)
+    assert st.ok, st.problems
+    assert any("a copy of this pyzygote's" in n for n in st.notes)
+    with open(copy / "src" / "PyZygote.jl", "a", encoding="utf-8") as fp:
+        fp.write("\n# an older or newer PyZygote\n")
+    st = setup.julia_status(refresh=True)
+    assert not st.ok
+    assert any(str(copy) in p and "differ" in p and "Pkg.develop(path=" in p for p in st.problems)
+    (copy / "ext" / "PyZygoteODEExt.jl").unlink()  # a file missing is a difference too
+    (copy / "src" / "PyZygote.jl").write_bytes((setup.julia_src_path() / "src" / "PyZygote.jl").read_bytes())
+    assert not setup.julia_status(refresh=True).ok
 
 
 def test_julia_is_refused_outside_the_main_thread(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -505,9 +505,23 @@ def _check_packages(st: JuliaStatus) -> None:
             st.notes.append("PyZygote in the project is not a developed (path) package; it may not match this pyzygote")
         elif not os.path.isdir(entry.path):
             st.problems.append(f"the project's PyZygote path {entry.path} does not exist")
-        elif os.path.realpath(entry.path) != os.path.realpath(src):
-            st.notes.append(f"the project develops PyZygote from {entry.path}, not from this pyzygote's {src}")
-        elif entry.deps is not None:
+        else:
+            if os.path.realpath(entry.path) != os.path.realpath(src):
+                theirs = _julia_package_files(Path(entry.path))
+                if theirs is not None and theirs == _julia_package_files(src):
+                    st.notes.append(f"the project develops PyZygote from {entry.path}, a copy of this pyzygote's {src}")
+                else:
+                    # Offline juliapkg develops nothing, so Julia would load that other PyZygote beside
+                    # this pyzygote's runtime.jl and generated code: a version skew that fails late
+                    # (an UndefVarError in a generated program) or, worse, runs other Julia code.
+                    st.problems.append(
+                        f"the project develops PyZygote from {entry.path}, whose Julia files differ from this "
+                        f"pyzygote's {src}: run `using Pkg; Pkg.activate(raw\"{st.project}\"); "
+                        f'Pkg.develop(path=raw"{src}")`'
+                    )
+                    return
+            if entry.deps is None:
+                return
             # Julia loads a developed package's dependencies from the manifest: one resolved
             # before julia_src gained a dependency fails at `using PyZygote`.
             wanted = (_load_toml(Path(src) / "Project.toml").get("deps") or {}).keys()
@@ -518,6 +532,19 @@ def _check_packages(st: JuliaStatus) -> None:
                     f'`using Pkg; Pkg.activate(raw"{st.project}"); Pkg.resolve()` (it works offline when '
                     "the packages are installed; ForwardDiff already brings SpecialFunctions)"
                 )
+
+
+def _julia_package_files(root: Path) -> dict[str, bytes] | None:
+    """The files that make a Julia package's code (Project.toml, src/ and ext/ sources), by
+    relative path, or None when they cannot be read."""
+    try:
+        files = {"Project.toml": (root / "Project.toml").read_bytes()}
+        for sub in ("src", "ext"):
+            for fn in sorted((root / sub).rglob("*.jl")):
+                files[fn.relative_to(root).as_posix()] = fn.read_bytes()
+    except OSError:
+        return None
+    return files
 
 
 def ode_packages_missing(status: JuliaStatus | None = None) -> list[str]:
