@@ -1,8 +1,12 @@
 """Test configuration: tests marked ``julia`` need a real, set-up Julia.
 
-They are skipped, with the reason, unless ``julia_is_set_up()`` (the same
-check pyzygote's ``engine="auto"`` uses) is true.  To run them, set up Julia
-(``pyzygote setup-julia``) or point pyzygote at a prepared project:
+Unless ``julia_is_set_up()`` (the same check pyzygote's ``engine="auto"`` uses)
+is true they are skipped, with the reason; or, where the environment names a
+Julia (``PYTHON_JULIAPKG_EXE``/``PYTHON_JULIACALL_EXE``) or
+``PYZYGOTE_JULIA_TESTS=required``, they fail with it, so that a run meant to
+test Julia cannot pass with none of them run (tests/julia_gate.py).  To run
+them, set up Julia (``pyzygote setup-julia``) or point pyzygote at a prepared
+project:
 
     PYTHON_JULIAPKG_EXE=/path/to/julia PYTHON_JULIAPKG_PROJECT=/path/to/project \\
     PYTHON_JULIAPKG_OFFLINE=yes python -m pytest tests -m julia
@@ -14,6 +18,8 @@ conftest.py beside pyproject.toml).
 from __future__ import annotations
 
 import pytest
+
+from tests.julia_gate import fail_if_unavailable, unavailable
 
 
 def _julia_skip_reason() -> str | None:
@@ -32,6 +38,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = _julia_skip_reason()
     if reason is None:
         return
-    skip = pytest.mark.skip(reason=reason)
+    mark = unavailable(reason)
     for item in julia_items:
-        item.add_marker(skip)
+        item.add_marker(mark)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    fail_if_unavailable(item)

@@ -766,6 +766,57 @@ def test_ode_packages_must_be_direct_dependencies(prepared: Path, capsys: pytest
     assert _ode_packages_missing_reason() == ""
 
 
+def _run_one_julia_test(tmp_path: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in JULIA_ENV and k != "PYZYGOTE_JULIA_TESTS"}
+    env.update(PYTHONPATH=str(ROOT), **env_vars)
+    test = "tests/test_julia_ode.py::test_decay_matches_closed_form_on_julia[Tsit5]"
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", test]
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_julia_tests_fail_instead_of_skipping_where_the_environment_names_a_julia(tmp_path: Path) -> None:
+    """A run pointed at a Julia (as the julia-marked tests' real run is, through
+    PYTHON_JULIAPKG_EXE) whose set-up check says no would have skipped every julia-marked test
+    and passed: there they fail with the reason; elsewhere they still skip."""
+    offline = dict(PYTHON_JULIAPKG_EXE=str(tmp_path / "no-julia"), PYTHON_JULIAPKG_OFFLINE="yes",
+                   PYTHON_JULIAPKG_PROJECT=str(tmp_path / "project"))  # fmt: skip
+    named = _run_one_julia_test(tmp_path, **offline)
+    assert named.returncode == 1, named.stdout + named.stderr
+    assert "1 error" in named.stdout and "Julia is not set up for pyzygote" in named.stdout
+    assert "no-julia is not an executable" in named.stdout and "PYZYGOTE_JULIA_TESTS=optional" in named.stdout
+    optional = _run_one_julia_test(tmp_path, PYZYGOTE_JULIA_TESTS="optional", **offline)
+    assert optional.returncode == 0 and "1 skipped" in optional.stdout, optional.stdout + optional.stderr
+    unnamed = _run_one_julia_test(tmp_path, PYTHON_JULIAPKG_PROJECT=str(tmp_path / "project"), PYTHON_JULIAPKG_OFFLINE="yes")
+    assert unnamed.returncode == 0 and "1 skipped" in unnamed.stdout, unnamed.stdout + unnamed.stderr
+    required = _run_one_julia_test(tmp_path, PYZYGOTE_JULIA_TESTS="required", PYTHON_JULIAPKG_PROJECT=str(tmp_path / "project"))
+    assert required.returncode == 1 and "1 error" in required.stdout, required.stdout + required.stderr
+
+
+def test_missing_ode_packages_fail_the_ode_tests_where_julia_tests_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.test_julia_ode as jode
+    from tests import julia_gate
+
+    monkeypatch.setattr(jode, "_ode_packages_missing_reason", lambda: "ODE packages not direct dependencies (X)")
+
+    def marks(decorate: Any) -> dict[str, Any]:
+        def test_an_ode() -> None:  # a named function: pytest's marks take lambdas as arguments
+            pass
+
+        return {m.name: m for m in decorate(test_an_ode).pytestmark}
+
+    monkeypatch.setenv("PYZYGOTE_JULIA_TESTS", "required")
+    required = marks(jode.julia)
+    assert set(required) == {"julia", "julia_unavailable"}
+    assert required["julia_unavailable"].kwargs["reason"] == "ODE packages not direct dependencies (X)"
+    with pytest.raises(pytest.fail.Exception, match=r"\(X\) \(julia-marked tests are required here: PYZYGOTE_JULIA_TESTS=required\)"):
+        julia_gate.skip_or_fail("ODE packages not direct dependencies (X)")
+    monkeypatch.setenv("PYZYGOTE_JULIA_TESTS", "optional")
+    optional = marks(jode.julia)
+    assert set(optional) == {"julia", "skip"} and optional["skip"].kwargs["reason"].endswith("(X)")
+    with pytest.raises(pytest.skip.Exception):
+        julia_gate.skip_or_fail("ODE packages not direct dependencies (X)")
+
+
 def test_doctor_console_script_in_a_subprocess(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in JULIA_ENV}
     env.update(PYTHONPATH=str(ROOT), PYTHON_JULIAPKG_PROJECT=str(tmp_path), PYTHON_JULIAPKG_OFFLINE="yes")

@@ -29,6 +29,7 @@ from pyzygote.engines.numpy_engine import NumpyEngine
 from tests.aliasing import assert_pullbacks_keep_their_point, assert_results_are_own
 from tests.cases import ALL_CASES, Case, rng_for
 from tests.test_julia_codegen import COMPOSITES
+from tests.julia_gate import skip_or_fail, unavailable
 from tests.test_julia_ode import _ode_packages_missing_reason
 
 pytestmark = pytest.mark.julia
@@ -43,8 +44,8 @@ def solves_ode(case: Case) -> bool:
 def params(cases: list[Case]) -> list[Any]:
     """Cases as parameters; ODE cases skip when the optional ODE packages are not installed."""
     reason = _ode_packages_missing_reason()
-    skip_ode = pytest.mark.skipif(bool(reason), reason=reason)
-    return [pytest.param(c, id=c.id, marks=[skip_ode] if solves_ode(c) else []) for c in cases]
+    skip_ode = [unavailable(reason)] if reason else []
+    return [pytest.param(c, id=c.id, marks=skip_ode if solves_ode(c) else []) for c in cases]
 
 
 def tol(case: Case, kind: str = "value") -> float:
@@ -628,7 +629,7 @@ def test_julia_function_inside_traced_numpy_code() -> None:
 
 def test_julia_function_inside_an_ode_right_hand_side() -> None:
     if _ode_packages_missing_reason():
-        pytest.skip(_ode_packages_missing_reason())
+        skip_or_fail(_ode_packages_missing_reason())
     decay = pz.julia_function("(u, p) -> -p .* u")
     t = np.linspace(0.0, 1.0, 5)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import pyzygote as pz
+from tests.julia_gate import unavailable
 from tests.test_ode import (
     K_GRID,
     P_LV,
@@ -40,9 +41,11 @@ def _ode_packages_missing_reason() -> str:
 
 
 def julia(test):  # type: ignore[no-untyped-def]
-    """Marked ``julia``, and skipped when the project lacks the ODE packages."""
+    """Marked ``julia``, and skipped when the project lacks the ODE packages (failed where
+    julia-marked tests are required: tests/julia_gate.py)."""
     reason = _ode_packages_missing_reason()
-    return pytest.mark.skipif(bool(reason), reason=reason)(pytest.mark.julia(test))
+    test = pytest.mark.julia(test)
+    return unavailable(reason)(test) if reason else test
 
 
 TIGHT = dict(reltol=1e-10, abstol=1e-10)
