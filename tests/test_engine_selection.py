@@ -114,8 +114,11 @@ def _fake_julia(tmp_path: Path) -> Path:
 
 def _write_project(
     project: Path, *, pythoncall: str | None, omit: tuple[str, ...] = (), direct: tuple[str, ...] | None = None, pyzygote_deps: tuple[str, ...] | None = None,
-    pyzygote_path: Path | None = None,
+    pyzygote_path: Path | None = None, pyzygote_extensions: dict[str, Any] | None = None,
 ) -> None:
+    """A project and manifest as Julia 1.10's Pkg writes them; PyZygote's entry has its
+    dependencies, weak dependencies and extensions only with ``pyzygote_deps`` (the extensions
+    of julia_src/Project.toml unless ``pyzygote_extensions``)."""
     project.mkdir(parents=True, exist_ok=True)
     pkgs = {
         "PythonCall": (setup.PYTHONCALL_UUID, pythoncall or "0.9.34", None),
@@ -135,7 +138,13 @@ def _write_project(
         if path:
             lines.append(f"path = {json.dumps(path)}")
         if name == "PyZygote" and pyzygote_deps is not None:
+            src = _toml(setup.julia_src_path() / "Project.toml")
+            extensions = src["extensions"] if pyzygote_extensions is None else pyzygote_extensions
             lines.append("deps = [" + ", ".join(json.dumps(d) for d in pyzygote_deps) + "]")
+            lines.append("weakdeps = " + json.dumps(sorted(src["weakdeps"])))
+            if extensions:
+                lines += ["", "    [deps.PyZygote.extensions]"]
+                lines += [f"    {ext} = {json.dumps(triggers)}" for ext, triggers in extensions.items()]
         lines.append("")
     (project / "Manifest.toml").write_text("\n".join(lines))
 
@@ -978,6 +987,27 @@ def test_a_project_developing_another_pyzygote_julia_package_is_not_set_up(tmp_p
     (copy / "ext" / "PyZygoteODEExt.jl").unlink()  # a file missing is a difference too
     (copy / "src" / "PyZygote.jl").write_bytes((setup.julia_src_path() / "src" / "PyZygote.jl").read_bytes())
     assert not setup.julia_status(refresh=True).ok
+
+
+def test_a_project_resolved_before_pyzygote_had_its_current_extensions_is_not_set_up(prepared: Path) -> None:
+    """Julia 1.10 reads a package's extensions from its manifest entry (Base.insert_extension_triggers):
+    a project resolved before PyZygoteODEExt existed, or with other triggers, never loads it, and
+    the first ODE solve fails with 'the extension did not load' and no error above it."""
+    deps = tuple(setup._load_toml(setup.julia_src_path() / "Project.toml")["deps"])
+    pc = setup._juliacall_pinned_pythoncall()
+    _write_project(prepared, pythoncall=pc, pyzygote_deps=deps)
+    st = setup.julia_status(refresh=True)
+    assert st.ok, st.problems
+    assert st.packages["PyZygote"].extensions == {"PyZygoteODEExt": tuple(sorted(setup.ODE_PACKAGES))}
+    _write_project(prepared, pythoncall=pc, pyzygote_deps=deps, pyzygote_extensions={})
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("package extensions" in p and "none" in p and "Pkg.resolve()" in p for p in st.problems)
+    older = {"PyZygoteODEExt": ["OrdinaryDiffEq", "SciMLSensitivity"]}
+    _write_project(prepared, pythoncall=pc, pyzygote_deps=deps, pyzygote_extensions=older)
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and any("package extensions" in p for p in st.problems)
+    one = {"PyZygoteODEExt": "OrdinaryDiffEq"}  # Pkg writes a single trigger as a string
+    assert setup._extensions(one) == {"PyZygoteODEExt": ("OrdinaryDiffEq",)}
 
 
 def test_julia_is_refused_outside_the_main_thread(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

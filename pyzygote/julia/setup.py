@@ -166,6 +166,7 @@ class PackageEntry:
     version: str | None
     path: str | None  # for developed packages, absolute
     deps: tuple[str, ...] | None = None  # the names the manifest resolved it with
+    extensions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extension -> its trigger packages
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -206,8 +207,15 @@ def _read_manifest(path: Path) -> tuple[str | None, dict[str, PackageEntry]]:
             p = os.path.normpath(os.path.join(path.parent, p))
         deps = e.get("deps")
         names = tuple(deps) if isinstance(deps, (list, dict)) else None
-        out[name] = PackageEntry(name, e.get("uuid"), e.get("version"), p, names)
+        out[name] = PackageEntry(name, e.get("uuid"), e.get("version"), p, names, _extensions(e.get("extensions")))
     return data.get("julia_version"), out
+
+
+def _extensions(table: Any) -> dict[str, tuple[str, ...]]:
+    """A package's extensions as Project.toml and manifests write them (a trigger alone is a string)."""
+    if not isinstance(table, dict):
+        return {}
+    return {ext: tuple(sorted([t] if isinstance(t, str) else t)) for ext, t in table.items()}
 
 
 # --- the status ------------------------------------------------------------------------
@@ -524,13 +532,21 @@ def _check_packages(st: JuliaStatus) -> None:
                 return
             # Julia loads a developed package's dependencies from the manifest: one resolved
             # before julia_src gained a dependency fails at `using PyZygote`.
-            wanted = (_load_toml(Path(src) / "Project.toml").get("deps") or {}).keys()
+            src_project = _load_toml(Path(src) / "Project.toml")
+            wanted = (src_project.get("deps") or {}).keys()
             new = sorted(set(wanted) - set(entry.deps))
+            resolve = f'`using Pkg; Pkg.activate(raw"{st.project}"); Pkg.resolve()`'
             if new:
                 st.problems.append(
-                    f"the project resolved PyZygote before it depended on {', '.join(new)}: run "
-                    f'`using Pkg; Pkg.activate(raw"{st.project}"); Pkg.resolve()` (it works offline when '
-                    "the packages are installed; ForwardDiff already brings SpecialFunctions)"
+                    f"the project resolved PyZygote before it depended on {', '.join(new)}: run {resolve} (it works "
+                    "offline when the packages are installed; ForwardDiff already brings SpecialFunctions)"
+                )
+            # Julia 1.10 takes a package's extensions from its manifest entry: one resolved before
+            # PyZygoteODEExt (or with other triggers) never loads it, and ODE solves fail.
+            if entry.extensions != _extensions(src_project.get("extensions")):
+                st.problems.append(
+                    f"the project resolved PyZygote before its package extensions took their current form (the "
+                    f"manifest has {entry.extensions or 'none'}): run {resolve}"
                 )
 
 
