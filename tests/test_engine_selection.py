@@ -38,6 +38,7 @@ JULIA_ENV = (
     "PYTHON_JULIACALL_EXE",
     "PYTHON_JULIACALL_PROJECT",
     "PYTHON_JULIACALL_BINDIR",
+    "PYTHON_JULIACALL_SYSIMAGE",
     "PYZYGOTE_ENGINE",
 )
 
@@ -434,6 +435,18 @@ def test_juliacall_bindir_alone_is_passed_on(prepared: Path, monkeypatch: pytest
     monkeypatch.setenv("PYTHON_JULIACALL_BINDIR", str(tmp_path / "missing"))
     st = setup.julia_status(refresh=True)
     assert not st.ok and any("PYTHON_JULIACALL_BINDIR" in p and "does not exist" in p for p in st.problems)
+
+
+def test_a_missing_system_image_is_not_set_up(prepared: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """juliacall 0.9.34 reads PYTHON_JULIACALL_SYSIMAGE with check_exists=True and raises before
+    Julia starts: engine='auto' would pick Julia and the first call would fail."""
+    image = tmp_path / "pyzygote-sysimage.so"
+    monkeypatch.setenv("PYTHON_JULIACALL_SYSIMAGE", str(image))
+    st = setup.julia_status()
+    assert not st.ok and any("PYTHON_JULIACALL_SYSIMAGE" in p and "does not exist" in p for p in st.problems)
+    assert not setup.julia_is_set_up()
+    image.write_bytes(b"")
+    assert setup.julia_status(refresh=True).ok
 
 
 def _meta_for(project: Path, exe: Path) -> dict[str, Any]:

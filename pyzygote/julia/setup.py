@@ -366,6 +366,9 @@ def _compute_status() -> JuliaStatus:
             st.notes.append(f"{jc_bindir_key}={jc_bindir} is passed to Julia as its --home")
         else:
             st.problems.append(f"{jc_bindir_key}={jc_bindir} does not exist (juliacall refuses a missing one)")
+    jc_sysimage, jc_sysimage_key = _juliacall_option("sysimage")
+    if jc_sysimage and not os.path.exists(jc_sysimage):  # juliacall 0.9.34 raises before starting Julia
+        st.problems.append(f"{jc_sysimage_key}={jc_sysimage} does not exist (juliacall refuses a missing system image)")
     if jc_exe or jc_proj:
         st.mode = "juliacall-env"
         if not (jc_exe and jc_proj):
@@ -582,6 +585,7 @@ _ENV_KEYS = (
     "PYTHON_JULIACALL_EXE",
     "PYTHON_JULIACALL_PROJECT",
     "PYTHON_JULIACALL_BINDIR",
+    "PYTHON_JULIACALL_SYSIMAGE",
     "JULIA_DEPOT_PATH",
     "CONDA_PREFIX",
     "PATH",
