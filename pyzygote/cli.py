@@ -87,6 +87,8 @@ def doctor(check: bool = False, full: bool = False) -> int:
         _p(f"  mode:         juliapkg{' (offline)' if st.offline else ''}")
     _p(f"  project:      {st.project or '-'}" + (f"  [{st.project_source}]" if st.project_source else ""))
     _p(f"  executable:   {st.executable or '-'}" + (f"  [{st.executable_source}]" if st.executable_source else ""))
+    if st.executable_version:
+        _p(f"                Julia {'.'.join(map(str, st.executable_version))} (its julia_version.h)")
     _p(f"  manifest:     {st.manifest or '-'}")
     if st.julia_version:
         _p(f"  Julia:        {st.julia_version} (recorded in the manifest)")

@@ -437,6 +437,75 @@ def test_juliacall_bindir_alone_is_passed_on(prepared: Path, monkeypatch: pytest
     assert not st.ok and any("PYTHON_JULIACALL_BINDIR" in p and "does not exist" in p for p in st.problems)
 
 
+def _julia_version_h(exe: Path, version: str) -> None:
+    """The header an official Julia tarball (and juliaup) ships beside bin/julia."""
+    major, minor, patch = version.split(".")
+    header = exe.parent.parent / "include" / "julia" / "julia_version.h"
+    header.parent.mkdir(parents=True, exist_ok=True)
+    header.write_text(
+        f'#ifndef JL_VERSION_H\n#define JL_VERSION_H\n#define JULIA_VERSION_STRING "{version}"\n'
+        f"#define JULIA_VERSION_MAJOR {major}\n#define JULIA_VERSION_MINOR {minor}\n#define JULIA_VERSION_PATCH {patch}\n"
+        "#define JULIA_VERSION_IS_RELEASE 1\n#endif\n"
+    )
+
+
+def test_the_julia_version_is_read_from_the_installation_without_running_it(tmp_path: Path, no_network: list[str]) -> None:
+    exe = _fake_julia(tmp_path)
+    assert setup.julia_version_of(str(exe)) is None
+    _julia_version_h(exe, "1.10.9")
+    link = tmp_path / "on-path" / "julia"
+    link.parent.mkdir()
+    link.symlink_to(exe)
+    assert setup.julia_version_of(str(link)) == (1, 10, 9)  # a symlink on the PATH to the installation
+    assert setup.julia_version_of(None) is None
+    assert no_network == []
+
+
+def test_the_manifest_is_the_one_julia_would_read(tmp_path: Path) -> None:
+    """Base.manifest_names: JuliaManifest-vX.Y, Manifest-vX.Y (Julia >= 1.10.8, its own X.Y), then
+    JuliaManifest, Manifest, whatever the project file is called."""
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "JuliaProject.toml").write_text("[deps]\n")
+    assert setup._project_files(project) == (project / "JuliaProject.toml", None)
+    (project / "Manifest.toml").write_text("")
+    assert setup._project_files(project)[1] == project / "Manifest.toml"  # not only JuliaManifest.toml
+    for v in ("1.9", "1.10", "1.11"):
+        (project / f"Manifest-v{v}.toml").write_text("")
+    assert setup._project_files(project, (1, 10, 9))[1] == project / "Manifest-v1.10.toml"
+    assert setup._project_files(project, (1, 10, 4))[1] == project / "Manifest.toml"  # before versioned manifests
+    assert setup._project_files(project, (1, 12, 1))[1] == project / "Manifest.toml"  # none for 1.12
+    (project / "JuliaManifest-v1.11.toml").write_text("")
+    assert setup._project_files(project, (1, 11, 2))[1] == project / "JuliaManifest-v1.11.toml"
+    # the version unknown: the newest versioned manifest, by number (1.11 > 1.10 > 1.9)
+    assert setup._project_files(project)[1].name in ("Manifest-v1.11.toml", "JuliaManifest-v1.11.toml")
+    (project / "Manifest-v1.11.toml").unlink()
+    (project / "JuliaManifest-v1.11.toml").unlink()
+    assert setup._project_files(project)[1] == project / "Manifest-v1.10.toml"
+
+
+def test_a_manifest_for_another_julia_beside_the_projects_is_not_read(prepared: Path, tmp_path: Path) -> None:
+    """Julia 1.10.9 reads Manifest.toml where the project also has a Manifest-v1.11.toml (left by
+    Julia 1.11): the check read the newest versioned manifest whatever the Julia."""
+    (prepared / "Manifest-v1.11.toml").write_text('julia_version = "1.11.5"\nmanifest_format = "2.0"\n\n[deps]\n')
+    st = setup.julia_status(refresh=True)
+    assert not st.ok and st.manifest == str(prepared / "Manifest-v1.11.toml")  # which Julia runs is unknown
+    _julia_version_h(tmp_path / "bin" / "julia", "1.10.9")  # the prepared fixture's julia
+    st = setup.julia_status(refresh=True)
+    assert st.ok, st.problems
+    assert st.executable_version == (1, 10, 9) and st.manifest == str(prepared / "Manifest.toml")
+    assert not st.notes or not any("resolved by Julia" in n for n in st.notes)
+    _julia_version_h(tmp_path / "bin" / "julia", "1.11.5")
+    st = setup.julia_status(refresh=True)
+    assert st.manifest == str(prepared / "Manifest-v1.11.toml") and not st.ok
+    (prepared / "Manifest-v1.11.toml").unlink()
+    st = setup.julia_status(refresh=True)
+    assert st.ok and any("resolved by Julia 1.10.9 but the executable is Julia 1.11.5" in n for n in st.notes)
+    _julia_version_h(tmp_path / "bin" / "julia", "1.12.1")
+    st = setup.julia_status(refresh=True)
+    assert st.ok and any("Julia 1.12.1" in n and "1.10.3 to 1.11.x" in n for n in st.notes)
+
+
 def test_a_missing_system_image_is_not_set_up(prepared: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """juliacall 0.9.34 reads PYTHON_JULIACALL_SYSIMAGE with check_exists=True and raises before
     Julia starts: engine='auto' would pick Julia and the first call would fail."""

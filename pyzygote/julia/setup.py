@@ -11,7 +11,9 @@ package installation:
   ``julia`` on the ``PATH``;
 * the Julia project juliacall will use has a manifest listing PythonCall
   (at juliacall's exact version), Zygote and PyZygote, with PythonCall and
-  PyZygote direct dependencies of the project;
+  PyZygote direct dependencies of the project (the manifest Julia would read:
+  a versioned one only for the executable's own version, which is read from
+  the ``julia_version.h`` of its installation when there is one);
 * unless juliapkg is offline (``PYTHON_JULIAPKG_OFFLINE=yes``), juliapkg's
   record of its last resolve (``<project>/pyjuliapkg/meta.json``) still
   matches the ``juliapkg.json`` files it would read now, so juliacall will
@@ -32,6 +34,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -178,19 +181,49 @@ def _load_toml(path: Path) -> dict[str, Any]:
         return tomllib.load(fp)
 
 
-def _project_files(project: Path) -> tuple[Path | None, Path | None]:
-    """The project file and manifest Julia would use in ``project``."""
-    for prefix in ("Julia", ""):
-        proj = project / f"{prefix}Project.toml"
+def julia_version_of(exe: str | None) -> tuple[int, int, int] | None:
+    """The version of the Julia installation that ``exe`` belongs to, read from the
+    ``include/julia/julia_version.h`` it ships (official binaries, juliaup's), without running
+    it; None where there is no such file (a launcher, a distribution's own layout)."""
+    if not exe:
+        return None
+    header = Path(os.path.realpath(exe)).parent.parent / "include" / "julia" / "julia_version.h"
+    try:
+        text = header.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = dict(re.findall(r"^#define JULIA_VERSION_(MAJOR|MINOR|PATCH) (\d+)\s*$", text, flags=re.M))
+    if len(found) < 3:
+        return None
+    return int(found["MAJOR"]), int(found["MINOR"]), int(found["PATCH"])
+
+
+_VERSIONED_MANIFEST = re.compile(r"(?:Julia)?Manifest-v(\d+)\.(\d+)\.toml")
+
+
+def _project_files(project: Path, version: tuple[int, int, int] | None = None) -> tuple[Path | None, Path | None]:
+    """The project file and manifest Julia ``version`` would use in ``project``.
+
+    Julia's order (Base.manifest_names), whatever the project file is called:
+    ``JuliaManifest-vX.Y.toml`` and ``Manifest-vX.Y.toml`` for its own X.Y (from 1.10.8),
+    then ``JuliaManifest.toml``, ``Manifest.toml``.  With the version unknown, a versioned
+    manifest (the newest) is taken before an unversioned one.
+    """
+    for name in ("JuliaProject.toml", "Project.toml"):
+        proj = project / name
         if proj.is_file():
             break
     else:
         return None, None
-    # Julia >= 1.10.8 / 1.11 prefer a versioned manifest; take the newest present.
-    versioned = sorted(project.glob(f"{prefix}Manifest-v*.toml"), key=lambda p: p.name, reverse=True)
-    for cand in [*versioned, project / f"{prefix}Manifest.toml"]:
-        if cand.is_file():
-            return proj, cand
+    names = ["JuliaManifest.toml", "Manifest.toml"]
+    if version is None:
+        versioned = [(tuple(map(int, m.groups())), p) for p in project.iterdir() if (m := _VERSIONED_MANIFEST.fullmatch(p.name))]
+        names = [p.name for _, p in sorted(versioned, reverse=True)] + names
+    elif version >= (1, 10, 8):
+        names = [f"JuliaManifest-v{version[0]}.{version[1]}.toml", f"Manifest-v{version[0]}.{version[1]}.toml", *names]
+    for name in names:
+        if (project / name).is_file():
+            return proj, project / name
     return proj, None
 
 
@@ -233,6 +266,7 @@ class JuliaStatus:
     project_source: str = ""
     executable: str | None = None
     executable_source: str = ""
+    executable_version: tuple[int, int, int] | None = None  # from its julia_version.h, when found
     manifest: str | None = None
     julia_version: str | None = None
     packages: dict[str, PackageEntry] = field(default_factory=dict)
@@ -459,7 +493,8 @@ def _compute_status() -> JuliaStatus:
             "PYTHON_JULIACALL_PROJECT instead, which bypass juliapkg)"
         )
     if st.project and os.path.isdir(st.project):
-        proj_file, manifest = _project_files(Path(st.project))
+        st.executable_version = julia_version_of(st.executable)
+        proj_file, manifest = _project_files(Path(st.project), st.executable_version)
         if proj_file is None:
             if not st.problems:
                 st.problems.append(f"the Julia project {st.project} has no Project.toml")
@@ -474,6 +509,7 @@ def _compute_status() -> JuliaStatus:
                 st.problems.append(f"could not read {manifest}: {type(exc).__name__}: {exc}")
             else:
                 _check_packages(st)
+                _compare_julia_versions(st)
     elif st.project and not st.problems:
         st.problems.append(f"the Julia project {st.project} does not exist")
 
@@ -551,6 +587,23 @@ def _check_packages(st: JuliaStatus) -> None:
                     f"the project resolved PyZygote before its package extensions took their current form (the "
                     f"manifest has {entry.extensions or 'none'}): run {resolve}"
                 )
+
+
+def _compare_julia_versions(st: JuliaStatus) -> None:
+    exe = st.executable_version
+    if exe is None:
+        return
+    said = ".".join(map(str, exe))
+    if st.julia_version and st.julia_version.split(".")[:2] != [str(exe[0]), str(exe[1])]:
+        st.notes.append(
+            f"the manifest was resolved by Julia {st.julia_version} but the executable is Julia {said}: packages "
+            "resolved for another Julia may fail to load (re-resolve the project with this Julia)"
+        )
+    if not ((1, 10, 3) <= exe < (1, 12, 0)):
+        st.notes.append(
+            f"the executable is Julia {said}; pyzygote's and juliacall's juliapkg.json ask for 1.10.3 to 1.11.x "
+            "(offline juliapkg only warns)"
+        )
 
 
 def _julia_package_files(root: Path) -> dict[str, bytes] | None:
