@@ -69,6 +69,9 @@ class Primitive:
         # ``impl``, results and warnings alike (see pyzygote.transforms.evaluate); a str, or a
         # function of the params giving one or None.
         self.numpy_scalar: str | Callable[..., str | None] | None = None
+        # Whether that expression returns one of its operands as it is (np.minimum's), so it
+        # stands for ``impl`` only where every operand already has the result's dtype.
+        self.numpy_scalar_picks = False
         # Whether the NumPy engine can run an equation, from its params (None: always); a Julia
         # function's call and a solve with a Julia right-hand side or solver cannot.
         self.on_numpy: Callable[..., bool] | None = None

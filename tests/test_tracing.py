@@ -458,6 +458,35 @@ def test_loop_programs_run_on_numpy_scalars_with_numpys_results_and_warnings(mon
         assert product == np.inf and type(product) is np.float64 and type(larger) is np.bool_
 
 
+def test_scalar_minimum_and_maximum_run_as_comparisons_giving_the_ufuncs_bits() -> None:
+    """np.minimum / np.maximum of single numbers (a bucket model's clamps) compile to comparisons:
+    ties give the second operand (-0.0 against 0.0), NaN propagates, as the ufuncs; an equation
+    whose operands have another dtype than its result keeps the ufunc, which converts them."""
+    from pyzygote.ir import Aval, Eqn, Var
+    from pyzygote.primitives.elementwise import ELEMENTWISE
+    from pyzygote.transforms.evaluate import numpy_scalar_template
+
+    f64, f32 = Aval((), np.float64), Aval((), np.float32)
+    for name in ("min", "max"):
+        assert numpy_scalar_template(Eqn(ELEMENTWISE[name], (Var(f64), Var(f64)), {}, (Var(f64),))) is not None
+        assert numpy_scalar_template(Eqn(ELEMENTWISE[name], (Var(f32), Var(f64)), {}, (Var(f64),))) is None
+
+    def f(x, y, h):
+        lo, hi = np.minimum(x, y), np.maximum(x, y)
+        return lo, hi, np.minimum(h, x), np.maximum(np.minimum(lo * 2.0, 1.0), 0.0)
+
+    values = [0.0, -0.0, 1.5, -2.0, np.nan, np.inf]
+    prog = pz.make_program(f, 0.5, 0.25, np.float32(1.0))
+    source = compile_program(prog).__doc__
+    assert source.count(" = f") == 0 and source.count(" if ") == 5, source
+    for x in values:
+        for y in values:
+            got = compile_program(prog)(x, y, np.float32(y))
+            want = f(x, y, np.float32(y))  # as traced: x and y Python floats (weak against float32)
+            for g, w in zip(got, want):
+                assert type(g) is type(w) and np.asarray(g).tobytes() == np.asarray(w).tobytes(), (x, y, g, w)
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -496,6 +496,12 @@ def _set_scalar_rules() -> None:
     # call: long loops of scalar steps spend most of their time in ufunc dispatch.
     for name in ("add", "sub", "mul", "div", "neg"):
         ELEMENTWISE[name].numpy_scalar = _SCALAR_TEMPLATES[name]
+    # np.minimum and np.maximum as comparisons: the second operand on ties (-0.0 against 0.0),
+    # the first NaN, no warning, as the ufuncs (a ufunc call on two numpy scalars costs about a
+    # microsecond, twenty times these; a bucket model's loop clamps at every step)
+    for name, op in (("min", "<"), ("max", ">")):
+        ELEMENTWISE[name].numpy_scalar = f"({{0}} if ({{0}} {op} {{1}} or {{0}} != {{0}}) else {{1}})"
+        ELEMENTWISE[name].numpy_scalar_picks = True
 
 
 _set_scalar_rules()

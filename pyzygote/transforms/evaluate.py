@@ -71,6 +71,8 @@ def numpy_scalar_template(eqn: Eqn) -> str | None:
             aval = a.aval
             if aval.shape != () or aval.dtype not in _SCALAR_DTYPES:
                 return None
+    if eqn.prim.numpy_scalar_picks and any(a.aval.dtype != eqn.outputs[0].aval.dtype for a in eqn.inputs):
+        return None
     return form(**eqn.params) if callable(form) else form
 
 
