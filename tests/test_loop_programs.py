@@ -199,3 +199,31 @@ def test_a_scatter_of_no_values_keeps_its_dtype():
     prog = pz.make_program(lambda v: scatter_add_p.bind(v, positions=empty, shape=(3,), unique=False), v)
     for run in (_compiled(prog), _Interpreted(prog)):
         assert _same_bits(run(v)[0], np.zeros(3))
+
+
+
+def test_interpreted_programs_give_dead_values_slots_to_later_results():
+    """A long program run equation by equation holds a few slots, not one per result and per
+    literal (copying those at each call was most of a scalar loop's interpreting), and frees each
+    array at its last use; an unused result of an equation with several (eigh's vectors) too."""
+    import tracemalloc
+
+    def f(x, a):
+        for _ in range(300):
+            x = np.sin(x) * 0.5 + 0.25
+        w, v = np.linalg.eigh(a)  # the eigenvalues alone are read
+        return x, np.sum(x) * w[0]
+
+    x, a = np.linspace(0.0, 1.0, 100_000), np.array([[2.0, 1.0], [1.0, 3.0]])
+    prog = pz.make_program(f, x, a)
+    assert len(prog.eqns) > 900
+    run = _Interpreted(prog)
+    assert len(run.template) < 20, len(run.template)  # 2 inputs, 2 literals, a few results
+    tracemalloc.start()
+    try:
+        got = run(x, a)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * x.nbytes, peak  # not 900 arrays of 0.8 MB
+    assert all(_same_bits(g, e) for g, e in zip(got, eval_program(prog, x, a)))

@@ -132,8 +132,11 @@ class _Interpreted:
     """``prog`` run equation by equation; compiled at its ``INTERPRETED_CALLS + 1``-th call
     unless it is longer than ``COMPILE_AT_MOST``.
 
-    Each value is dropped after its last use, which compiled code (holding every local to the
-    end) does not do.
+    A result's slot is given to a later result once the value has had its last use (as compiled
+    code reuses its names), so intermediate arrays are freed as the program runs by the writes
+    themselves, and equal literals share one slot: clearing slots after each equation, and
+    copying a slot per result and per literal at each call, were a third of the interpreter's
+    own time on a scalar loop's gradient.
     """
 
     def __init__(self, prog: Program):
@@ -148,9 +151,18 @@ class _Interpreted:
         for v, c in zip(prog.constvars, prog.consts):
             slots[v.uid] = len(values)
             values.append(c)
-        results = set()  # slots written by equations: those are freed after their last use
-        last: dict[int, int] = {}
-        rows = []
+        literal_slots: dict[tuple[Any, ...], int] = {}
+        last: dict[int, int] = {}  # the last equation reading each value; outputs' is past the end
+        for k, eqn in enumerate(prog.eqns):
+            for a in eqn.inputs:
+                if a.__class__ is Var:
+                    last[a.uid] = k
+        for a in prog.outputs:
+            if a.__class__ is Var:
+                last[a.uid] = len(prog.eqns)
+        results: dict[int, int] = {}  # uid -> slot of the results still to be read
+        spare: list[int] = []  # slots of results past their last use
+        steps = []
         on_scalars = False
         for k, eqn in enumerate(prog.eqns):
             template = numpy_scalar_template(eqn)
@@ -159,34 +171,35 @@ class _Interpreted:
             ins = []
             for a in eqn.inputs:
                 if a.__class__ is Literal:
-                    ins.append(len(values))
-                    values.append(_literal_value(a, scalar))
-                else:
-                    i = slots[a.uid]
+                    value = _literal_value(a, scalar)
+                    key = (type(value), value.dtype, value.shape, value.tobytes())
+                    i = literal_slots.get(key)
+                    if i is None:
+                        i = literal_slots[key] = len(values)
+                        values.append(value)
                     ins.append(i)
-                    last[i] = k
+                else:
+                    ins.append(slots[a.uid])
+                    if last[a.uid] == k and a.uid in results:  # (once, if read twice)
+                        spare.append(results.pop(a.uid))
             outs = []
             for v in eqn.outputs:
-                slots[v.uid] = i = len(values)
-                values.append(None)
-                results.add(i)
+                if spare:
+                    i = spare.pop()
+                else:
+                    i = len(values)
+                    values.append(None)
+                slots[v.uid] = i
                 outs.append(i)
-            rows.append((eqn, template, tuple(ins), tuple(outs)))
-        outputs = []
-        for a in prog.outputs:
-            if a.__class__ is Literal:
-                values.append(a.value)
-                outputs.append(len(values) - 1)
-            else:
-                outputs.append(slots[a.uid])
-        self.outputs = tuple(outputs)
-        results.difference_update(outputs)
-        frees: list[list[int]] = [[] for _ in prog.eqns]
-        for i, k in last.items():
-            if i in results:
-                frees[k].append(i)
+                if v.uid in last:
+                    results[v.uid] = i
+            for v, i in zip(eqn.outputs, outs):
+                if v.uid not in last:  # never read: its slot is free again after this equation
+                    spare.append(i)
+            steps.append(_step(eqn, template, tuple(ins), tuple(outs)))
+        self.outputs = tuple(slots[a.uid] if a.__class__ is Var else _append(values, a.value) for a in prog.outputs)
         self.template = values
-        self.steps = [_step(eqn, template, ins, outs, tuple(free)) for (eqn, template, ins, outs), free in zip(rows, frees)]
+        self.steps = steps
         self.by_ufuncs = _by_ufuncs(prog)
         # Rank-0 inputs as numpy scalars where operators run on them (see _compiled)
         self.scalar_inputs = [(i, v.aval.dtype.type) for i, v in enumerate(prog.inputs) if on_scalars and v.aval.shape == ()]
@@ -207,36 +220,42 @@ class _Interpreted:
         try:
             # Operands are passed by arity, without building a list: on scalar steps that halves
             # the interpreter's own time per equation.
-            for arity, fn, x, y, z, out, free in self.steps:
+            for arity, fn, x, y, z, out in self.steps:
                 if arity == 2:
-                    result = fn(env[x], env[y])
+                    env[out] = fn(env[x], env[y])
                 elif arity == 1:
-                    result = fn(env[x])
+                    env[out] = fn(env[x])
                 elif arity == 3:
-                    result = fn(env[x], env[y], env[z])
+                    env[out] = fn(env[x], env[y], env[z])
+                elif arity == _ANY_ONE:
+                    env[out] = fn(*[env[i] for i in x])
                 else:
-                    result = fn(*[env[i] for i in x])
-                if out.__class__ is int:
-                    env[out] = result
-                else:
-                    for i, r in zip(out, result):
+                    for i, r in zip(out, fn(*[env[i] for i in x])):
                         env[i] = r
-                for i in free:
-                    env[i] = None
         except ZeroDivisionError:
             return self.by_ufuncs(*args)
-        return tuple(env[i] for i in self.outputs)
+        return tuple([env[i] for i in self.outputs])
 
 
-def _step(eqn: Eqn, template: str | None, ins: tuple[int, ...], outs: tuple[int, ...], free: tuple[int, ...]) -> tuple[Any, ...]:
-    """One equation for :class:`_Interpreted`: ``(arity, fn, x, y, z, out, free)``, where arities
-    above 3 pass the operand slots as ``x``, and ``out`` is a slot or, for several results, slots."""
+def _append(values: list[Any], value: Any) -> int:
+    values.append(value)
+    return len(values) - 1
+
+
+_ANY_ONE, _ANY_SEVERAL = -1, -2  # step kinds: any number of operands, one result or several
+
+
+def _step(eqn: Eqn, template: str | None, ins: tuple[int, ...], outs: tuple[int, ...]) -> tuple[Any, ...]:
+    """One equation for :class:`_Interpreted`: ``(arity, fn, x, y, z, out)``, where ``out`` is a
+    slot; with several results, or operands other than 1 to 3, the arity is ``_ANY_SEVERAL`` or
+    ``_ANY_ONE``, ``x`` the operand slots and ``out`` the result slots if several."""
     fn = _specialize(eqn) if template is None else _scalar_function(template, len(eqn.inputs))
-    out = outs if eqn.prim.multiple_results else outs[0]
+    if eqn.prim.multiple_results:
+        return (_ANY_SEVERAL, fn, ins, -1, -1, outs)
     if 1 <= len(ins) <= 3:
         x, y, z = (*ins, -1, -1)[:3]
-        return (len(ins), fn, x, y, z, out, free)
-    return (-1, fn, ins, -1, -1, out, free)
+        return (len(ins), fn, x, y, z, outs[0])
+    return (_ANY_ONE, fn, ins, -1, -1, outs[0])
 
 
 @gc_paused
