@@ -82,6 +82,8 @@ def _calling(func: Any) -> Any:
 
 # The read-only copies of numpy constants that programs hold, by id, while they live.
 _PRIVATE: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
+# Constants up to this size are compared by contents when met (see Builder.to_atom).
+_INTERNED_BYTES = 1024
 
 
 def _complex_error(name: str) -> UnsupportedOperationError:
@@ -130,6 +132,7 @@ class Builder:
         self.eqns: list[Eqn] = []
         self._consts: dict[int, tuple[Var, Any]] = {}
         self._const_values: dict[Var, np.ndarray] = {}
+        self._interned: dict[tuple[Any, ...], Var] = {}  # small constants by dtype, shape and bytes
         # Each numpy constant as first read: a careful trace reads some again after the function
         # changed them, but a call is like this trace only if they start as first read.
         self.first_reads: dict[int, tuple[Any, np.ndarray]] = {}
@@ -189,6 +192,14 @@ class Builder:
         hit = self._consts.get(id(x))
         if hit is not None and hit[1] is x and (not self.careful or _unchanged_since(self._const_values[hit[0]], arr)):
             return hit[0]
+        # Small constants of equal contents and layout are one constant: a loop's np.zeros(1) made
+        # at each of 1,000 steps was 2,000 constants, each checked against the results at every call.
+        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.nbytes <= _INTERNED_BYTES and arr.flags.c_contiguous else None
+        var = self._interned.get(key) if key is not None else None
+        if var is not None:
+            self._consts[id(x)] = (var, x)
+            self.first_reads.setdefault(id(x), (x, self._const_values[var]))
+            return var
         # A read-only private copy: the program must not change if the caller
         # later mutates the array it closed over.  A program's own constant, met again when a
         # derivative program is built from it, is one already (a closed-over data set of 120 MB
@@ -200,6 +211,8 @@ class Builder:
             value.setflags(write=False)
             _PRIVATE[id(value)] = value
         var = Var(Aval(value.shape, value.dtype))
+        if key is not None and value.flags.c_contiguous:
+            self._interned[key] = var
         self._consts[id(x)] = (var, x)  # holding ``x`` keeps its id from being reused
         self._const_values[var] = value
         self.first_reads.setdefault(id(x), (x, value))

@@ -810,7 +810,19 @@ def _still_valid(traced: Traced, f: Any) -> bool:
     now = _closure_guard(f, extra=_static_objects(traced.leaves))
     if not all(_unchanged(now.get(where, _MISSING), v) for where, v in reads.items()):
         return False
-    return all(same_contents(orig, snap) for orig, snap in captured)
+    return all((orig := held()) is None or same_contents(orig, snap) for held, snap in captured)
+
+
+def _held(a: np.ndarray) -> Callable[[], np.ndarray | None]:
+    """How a trace holds an array it read, to compare it at later calls: weakly if the array owns
+    its memory (gone, nothing can have changed it: the np.zeros(1) a loop makes at each step, 2,000
+    arrays compared at every call), else strongly (a view of data that may change)."""
+    if a.base is None:
+        try:
+            return weakref.ref(a)
+        except TypeError:
+            pass
+    return lambda: a
 
 
 _MISSING = object()
@@ -929,9 +941,9 @@ def _trace_once(
     prog = b.build(tracers, out_leaves)
     b.ended = True
     lifted = tuple(t for t, _ in b.lifted.values())
-    captured = tuple((orig, snap) for orig, snap in b.first_reads.values() if isinstance(orig, np.ndarray))
-    known = {id(orig) for orig, _ in captured}
-    captured += tuple((a, np.array(a, copy=True)) for a in reached if id(a) not in known)
+    known = {id(orig) for orig, _ in b.first_reads.values()}
+    captured = tuple((_held(orig), snap) for orig, snap in b.first_reads.values() if isinstance(orig, np.ndarray))
+    captured += tuple((_held(a), np.array(a, copy=True)) for a in reached if id(a) not in known)
     return Traced(prog, tree, leaves, slots, out_tree, (guard, captured), lifted, draws_random)
 
 

@@ -150,6 +150,42 @@ def test_cache_sees_mutation_of_arrays_read_eagerly() -> None:
     assert pz.gradient(f, 1.0) == (25.0,)
 
 
+def test_small_constants_made_in_a_loop_are_one_constant_and_not_kept_by_the_trace() -> None:
+    """A loop's np.zeros(1) made at each step is one constant of the program (equal contents,
+    dtype and layout: -0.0 and a Fortran-ordered matrix stay apart), and the trace does not keep
+    those arrays to compare them at later calls (nothing can change an array that is gone);
+    a view of a closed-over array is kept and compared, so writing into its base re-traces."""
+    import gc
+    import weakref
+
+    made: list[Any] = []
+    data = np.array([1.0, 2.0, 3.0, 4.0])
+    m = np.array([[1.0, 2.0], [3.0, 4.0]])
+
+    def f(x):
+        total = 0.0
+        for _ in range(50):
+            zero = np.zeros(1)
+            made.append(weakref.ref(zero))
+            total = total + np.sum(np.concatenate([x, zero]) * np.concatenate([zero, x]))
+        view = data[1:3]  # a new view at each call
+        return total + np.sum(x * view) + np.sum(x * np.array([-0.0, 0.0])) + np.sum(m @ x) + np.sum(np.asfortranarray(m) @ x)
+
+    x = np.array([0.5, 2.0])
+    prog = pz.make_program(f, x)
+    consts = [c for c in prog.consts if c.shape == (1,)]
+    assert len(consts) == 1
+    assert sum(c.shape == (2, 2) for c in prog.consts) == 2  # C- and Fortran-ordered
+    assert sum(c.shape == (2,) for c in prog.consts) == 2  # [-0.0, 0.0] and the view's copy
+    g = pz.grad(f)
+    want = 50 * np.array([x[1], x[0]]) + data[1:3] + m.sum(axis=0) * 2
+    np.testing.assert_array_equal(g(x), want)
+    gc.collect()
+    assert made and all(r() is None for r in made)
+    data[1] = 10.0  # through the view the trace read
+    np.testing.assert_array_equal(g(x), want + [8.0, 0.0])
+
+
 def test_cache_sees_rebinding_of_globals() -> None:
     global W_GLOBAL, SCALE_GLOBAL
     old_w, old_s = W_GLOBAL, SCALE_GLOBAL
