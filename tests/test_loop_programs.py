@@ -13,7 +13,7 @@ from pyzygote.engines.numpy_engine import grad_program
 from pyzygote.ir import Literal, Program, Var
 from pyzygote.primitives.indexing import scatter_add, scatter_add_p
 from pyzygote.primitives.linalg import _c_einsum, dot_order
-from pyzygote.transforms.evaluate import _compiled, _Interpreted, eval_program
+from pyzygote.transforms.evaluate import _compiled, _Interpreted, _specialize, eval_program
 from pyzygote.transforms.simplify import fold_negations
 
 
@@ -227,3 +227,33 @@ def test_interpreted_programs_give_dead_values_slots_to_later_results():
         tracemalloc.stop()
     assert peak < 6 * x.nbytes, peak  # not 900 arrays of 0.8 MB
     assert all(_same_bits(g, e) for g, e in zip(got, eval_program(prog, x, a)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numbers_packed_into_and_out_of_one_entry_arrays_stay_numpy_scalars(dtype):
+    """A loop's np.stack of its daily numbers, and its gradient's unpacking of their cotangents:
+    the reshapes give numpy scalars (which the scalar steps after them compute on as operators)
+    and fresh one-entry arrays, with the values and dtypes numpy's reshape gives."""
+
+    def f(x):
+        out = []
+        s = x[0]
+        for _ in range(4):
+            s = s * x[1] - 0.5
+            out.append(s)
+        y = np.stack(out)
+        return np.sum(y * y), y[2].reshape(()) * 2.0, np.reshape(x[:1], ()), (y[:1].reshape(()) > 0.0).reshape(1)
+
+    x = np.array([0.7, -1.3], dtype)
+    prog = pz.make_program(f, x)
+    reshapes = [e for e in prog.eqns if e.prim.name == "reshape"]
+    assert len(reshapes) >= 6
+    for run in (_compiled(prog), _Interpreted(prog)):
+        got, want = run(x), eval_program(prog, x)
+        assert all(_same_bits(g, w) and np.asarray(g).dtype == np.asarray(w).dtype for g, w in zip(got, want))
+    for e in reshapes:  # each on its own, against numpy's reshape
+        fn = _specialize(e)
+        value = np.full(e.inputs[0].aval.shape, 0.25, e.inputs[0].aval.dtype)
+        if e.outputs[0].aval.shape == ():
+            assert type(fn(value)) is e.outputs[0].aval.dtype.type
+        assert _same_bits(fn(value), value.reshape(e.outputs[0].aval.shape))

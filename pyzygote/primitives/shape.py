@@ -10,6 +10,7 @@ array([4., 4., 4.])
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -149,6 +150,28 @@ reshape_p.def_impl(lambda x, *, shape: x.reshape(shape) if isinstance(x, (np.nda
 deflinear(reshape_p, lambda ct, x, *, shape: (reshape(ct, x.aval.shape),))
 reshape_p.def_julia(lambda e, x, *, shape: jl.rowmajor_reshape(x, x.aval.shape, shape))
 reshape_p.batch = leading_axis_batch(lambda x, k, *, shape: reshape_p.bind(x, shape=(k, *shape)))
+
+
+def _reshape_specialize(eqn: Any) -> Callable[[Any], Any] | None:
+    """Single numbers into and out of one-entry arrays, as a loop packs its daily numbers with
+    ``np.stack`` and its gradient unpacks their cotangents: the entry read as a numpy scalar
+    (``x[0]``), which the scalar steps it feeds compute on as operators (a 0-d array sent each
+    of them through a ufunc, about a microsecond), and a number into a fresh one-entry array by
+    ``np.array`` (half of a numpy scalar's ``reshape``)."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    dtype = x.aval.dtype
+    if dtype not in _SCALAR_DTYPES:
+        return None
+    if out.aval.shape == () and x.aval.shape:
+        return operator.itemgetter((0,) * len(x.aval.shape))
+    if x.aval.shape == () and out.aval.shape == (1,):
+        return lambda x: _array([x], dtype)
+    return None
+
+
+_SCALAR_DTYPES = frozenset(map(np.dtype, (np.float64, np.float32, np.bool_)))
+_array = np.array
+reshape_p.specialize = _reshape_specialize
 
 
 def reshape(x: Any, shape: Sequence[int]) -> Any:
