@@ -117,14 +117,16 @@ def compile_program(prog: Program) -> Callable[..., tuple[Any, ...]]:
     return _compiled(prog)
 
 
-# Python compiles generated code at about 15 us a line, where running an equation from a list
-# costs about 0.1 us more than running its compiled line (a 365-day loop's gradient of 43,000
-# equations: 0.6 s to compile, 17 ms a call interpreted, 12 ms compiled), so programs longer than
-# this run equation by equation until they have been called about as often as compiling would
-# take to repay (ski rental).  Compiling also takes memory in proportion (0.7 GB for a 400-cell,
-# 8,000-step loop's gradient), so the longest programs are never compiled.
+# Python compiles generated code at about 10-17 us a line, where running an equation from a list
+# costs 15-55 ns more than running its compiled line (gradients of a 1,000-step Verlet chain,
+# 31,000 equations: 0.54 s to compile, 15.2 ms a call interpreted, 14.8 ms compiled; of a 200-step
+# MPC rollout, 5,400 equations: 2.1 and 1.8 ms), so programs longer than this run equation by
+# equation until they have been called about as often as compiling would take to repay (ski
+# rental; 100 calls when interpreting cost 0.1-0.2 us an equation more).  Compiling also takes
+# memory in proportion (0.7 GB for a 400-cell, 8,000-step loop's gradient), so the longest
+# programs are never compiled.
 INTERPRET_ABOVE = 2000
-INTERPRETED_CALLS = 100
+INTERPRETED_CALLS = 250
 COMPILE_AT_MOST = 50_000
 
 
