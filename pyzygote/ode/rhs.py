@@ -984,14 +984,22 @@ class RHS(_Directions):
             reads_n, reads_m = self._jacobian_reads
 
             def block_diagonal(z: np.ndarray, q: np.ndarray, t: float) -> Any:
-                from scipy.sparse import block_diag, identity, kron
+                from scipy.sparse import block_diag, identity, issparse, kron
+
+                from pyzygote.ode.block_lu import groups_of, repeated
 
                 Z, Q = np.reshape(z, (k, n)), np.reshape(q, (k, m))
                 dense = n * k <= DENSE_JACOBIAN_UP_TO
                 if np.all(Z[:, :reads_n] == Z[0, :reads_n]) and np.all(Q[:, :reads_m] == Q[0, :reads_m]):
                     # The directions of a Hessian share their point: one Jacobian, repeated.
                     J = self.jacobian_u(Z[0], Q[0], t)
-                    return np.kron(np.eye(k), dense_matrix(J)) if dense else kron(identity(k, format="csc"), J, format="csc")
+                    if dense:
+                        return np.kron(np.eye(k), dense_matrix(J))
+                    whole = kron(identity(k, format="csc"), J, format="csc")
+                    if not issparse(J):
+                        return whole
+                    G = groups_of(J)  # copy c is equations c N .. (c + 1) N - 1
+                    return repeated(whole, np.concatenate([c * J.shape[0] + G for c in range(k)]))
                 blocks = [self.jacobian_u(Z[j], Q[j], t) for j in range(k)]
                 if dense:
                     from scipy.linalg import block_diag as dense_block_diag
@@ -1212,7 +1220,9 @@ def sensitivity_jacobian(J: Any, k: int) -> Any:
     cost of a Hessian through a stiff solve.  ``J_u S`` is ``kron(J_u, I_k)``
     acting on ``vec(S)``.  The tangent system ``[u, s]`` is the case ``k = 1``.
     """
-    from scipy.sparse import block_diag, csr_matrix, identity, kron
+    from scipy.sparse import block_diag, csr_matrix, identity, issparse, kron
+
+    from pyzygote.ode.block_lu import groups_of, repeated
 
     n = np.shape(J)[0]
     if n * (1 + k) <= DENSE_JACOBIAN_UP_TO:
@@ -1221,8 +1231,15 @@ def sensitivity_jacobian(J: Any, k: int) -> Any:
         dense[:n, :n] = J
         dense[n:, n:] = np.kron(J, np.eye(k))
         return dense
-    J = csr_matrix(J)
-    return block_diag([J, kron(J, identity(k, format="csr"))], format="csc")
+    whole = block_diag([csr_matrix(J), kron(csr_matrix(J), identity(k, format="csr"))], format="csc")
+    if not issparse(J):
+        return whole  # a small system's dense J (at most DENSE_STATE_JACOBIAN_UP_TO states): as it was
+    # Copies of J's own repeated block: its groups, and theirs in each column of S (entry
+    # (i, j) of S is equation N + i k + j), which kron(J, I_k) couples as J couples u
+    # (pyzygote.ode.block_lu factorizes one block for them all).
+    G = groups_of(J)
+    N = np.shape(J)[0]
+    return repeated(whole, np.concatenate([G] + [N + G * k + j for j in range(k)]))
 
 
 _OUT_OF_PLACE: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()

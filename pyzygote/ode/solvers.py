@@ -749,8 +749,15 @@ def _integrate_span(
         )
         reltol = floor
     kwargs: dict[str, Any] = {"rtol": reltol, "atol": abstol}
+    latest: list[Any] = [None]  # the groups of the last Jacobian given (pyzygote.ode.block_lu)
     if jac is not None and kind in ("Radau", "BDF"):
-        kwargs["jac"] = lambda t, u: _finite(jac(t, u), "Jacobian", t)
+
+        def checked_jac(t: float, u: np.ndarray) -> Any:
+            J = _finite(jac(t, u), "Jacobian", t)
+            latest[0] = getattr(J, "groups", None)
+            return J
+
+        kwargs["jac"] = checked_jac
     elif jac is not None and kind == "LSODA":  # dense, or banded in LAPACK's packed form
         kwargs.update(_lsoda_jacobian(jac, t0, u0))
     if first_step:
@@ -778,6 +785,10 @@ def _integrate_span(
         solver = method(counted, t0, np.array(u0, dtype=float), t1, **kwargs)
         if kind in ("Radau", "BDF"):
             _lean_dense_lu(solver)
+            if latest[0] is not None:
+                from pyzygote.ode.block_lu import install
+
+                install(solver, latest)
     except _NonFinite as exc:
         stats = {"nf": n_calls[0], "njacs": 0, "nlu": 0, "naccept": 0, "nreject": 0}
         return Integration(np.array(ts), np.array(us).reshape(len(us), n), "Unstable", t0, stats, str(exc), None, None)
