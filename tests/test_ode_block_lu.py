@@ -97,23 +97,27 @@ def test_derived_jacobians_say_where_their_copies_of_the_state_block_are() -> No
 
 @pytest.mark.parametrize("alg", ["Rodas5P", "FBDF"])
 def test_a_solve_with_repeated_blocks_factorizes_one_and_matches_the_whole(alg: str, factorized: collections.Counter) -> None:
-    """A linear system of 4 copies of a sparse block (different right-hand sides), solved with the
-    block factorization and with the whole matrix's: the same solution to the tolerance, and
-    only 40 x 40 matrices factorized (Radau's complex one included)."""
+    """A linear system of 4 copies of a sparse block (different right-hand sides) and 5 states
+    that only the forcing moves, solved with the block factorization and with the whole
+    matrix's: the same solution to the tolerance, and only 40 x 40 matrices factorized
+    (Radau's complex one included)."""
+    from scipy.sparse import block_diag
+
     rng = np.random.default_rng(1)
     A = -(csc_matrix(sparse_random(40, 40, density=0.1, random_state=rng)) * 5.0 + 30.0 * csc_matrix(np.eye(40)))
-    J = sensitivity_jacobian(A, 3)
+    # and 5 equations in no group, whose Jacobian is zero (an adjoint's parameter cotangents)
+    J = block_lu.repeated(block_diag([sensitivity_jacobian(A, 3), csc_matrix((5, 5))], format="csc"), sensitivity_jacobian(A, 3).groups)
     plain = csc_matrix(J)
-    forcing = np.linspace(-1.0, 1.0, 160)
+    forcing = np.linspace(-1.0, 1.0, 165)
     fun = lambda t, y: J @ y + forcing * np.cos(t)  # noqa: E731
-    y0 = np.linspace(1.0, 2.0, 160)
+    y0 = np.linspace(1.0, 2.0, 165)
     by_block = integrate(fun, 0.0, 1.0, y0, np.array([0.0, 0.5, 1.0]), alg, 1e-10, 1e-12, jac=lambda t, y: J)
     sizes = dict(factorized)
     factorized.clear()
     whole = integrate(fun, 0.0, 1.0, y0, np.array([0.0, 0.5, 1.0]), alg, 1e-10, 1e-12, jac=lambda t, y: plain)
     assert by_block.success and whole.success
     assert set(sizes) == {40, "block"} and sizes["block"] == by_block.stats["nlu"] > 0, sizes
-    assert set(factorized) == {160}
+    assert set(factorized) == {165}
     np.testing.assert_allclose(by_block.u, whole.u, rtol=1e-8, atol=1e-10)
 
 
@@ -125,16 +129,23 @@ def _hessian_fd(f: Any, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
 @pytest.mark.parametrize("alg", ["Rodas5P", "FBDF"])
 def test_hessian_of_a_large_implicit_solve_factorizes_state_blocks(alg: str, factorized: collections.Counter, monkeypatch: pytest.MonkeyPatch) -> None:
     """Forward over adjoint (sensitivities and their tangent, 160 x 4 and 160 x 16 equations)
-    factorizes nothing larger than the adjoint's n + m; the Hessian matches central differences
-    of the gradient and the route by the adjoint of the tangent system."""
+    and the adjoint of copies of the tangent system factorize nothing larger than the gradient's
+    adjoint, n + m equations; the Hessians match each other and central differences of the gradient."""
+    from pyzygote.ode import sensitivity
+
+    monkeypatch.setattr(sensitivity, "EXPLICIT_ADJOINT_STEPS", -1)  # every adjoint piece implicit, none by Tsit5
     f = _loss(alg)
     H = pz.hessian(f, P0)
     assert factorized["block"] > 0 and max(s for s in factorized if s != "block") <= N + len(P0), factorized
     scale = np.abs(H).max()
     np.testing.assert_allclose(H, H.T, atol=1e-7 * scale)
     np.testing.assert_allclose(H, _hessian_fd(f, P0), rtol=1e-5, atol=1e-6 * scale)
+    # By the adjoint of 3 copies of the tangent system (2 x 160 states each): its Newton
+    # matrices hold 6 transposed copies of the state block, and the parameters' cotangents.
     monkeypatch.setattr(ode_prims, "_second_order_by_adjoint", lambda *_: True)
-    np.testing.assert_allclose(H, pz.hessian(f, P0), rtol=1e-6, atol=1e-6 * scale)
+    factorized.clear()
+    np.testing.assert_allclose(H, pz.hessian(_loss(alg, "adjoint"), P0), rtol=1e-6, atol=1e-6 * scale)
+    assert factorized["block"] > 0 and max(s for s in factorized if s != "block") <= N + len(P0), factorized
 
 
 def test_forward_sensitivities_of_a_large_implicit_solve_factorize_the_state_block(factorized: collections.Counter) -> None:

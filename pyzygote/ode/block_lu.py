@@ -27,8 +27,10 @@ __all__ = ["RepeatedBlocks", "repeated", "groups_of", "install", "BlockLU"]
 class RepeatedBlocks(csc_matrix):
     """A sparse Jacobian whose equations fall into groups (the rows of ``groups``, (r, b) indices)
     such that it is the same ``b x b`` block within each group and zero between groups (the
-    first group is ``0 .. b - 1``).  The claim is made by whoever builds it (kron and block_diag
-    of one matrix), not checked; an operation on it gives a plain matrix, without the claim."""
+    first group is ``0 .. b - 1``); equations in no group (an adjoint's parameter cotangents,
+    which its sparse Jacobian leaves out) have zero rows and columns.  The claim is made by whoever
+    builds it (kron and block_diag of one matrix), not checked; an operation on it gives a plain
+    matrix, without the claim."""
 
     groups: np.ndarray
 
@@ -49,8 +51,9 @@ def groups_of(J: Any) -> np.ndarray:
 class BlockLU:
     """The LU factorization of a Newton matrix of repeated blocks: ``splu`` of its first block."""
 
-    def __init__(self, lu: Any, groups: np.ndarray, complex_lu: bool):
+    def __init__(self, lu: Any, groups: np.ndarray, complex_lu: bool, rest: np.ndarray, diagonal: np.ndarray):
         self.lu, self.groups, self.complex_lu = lu, groups, complex_lu
+        self.rest, self.diagonal = rest, diagonal  # equations in no group, where the matrix is diagonal
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         R = np.asarray(rhs)[self.groups]  # (r, b): one column of right-hand sides per copy
@@ -60,6 +63,8 @@ class BlockLU:
             X = self.lu.solve(np.ascontiguousarray(R.T))
         out = np.empty(np.shape(rhs), dtype=X.dtype)
         out[self.groups] = X.T
+        if self.rest.size:
+            out[self.rest] = np.asarray(rhs)[self.rest] / self.diagonal
         return out
 
 
@@ -82,11 +87,17 @@ def install(solver: Any, latest: list[Any]) -> None:
 
     def lu(A: Any) -> Any:
         groups = latest[0]
-        if groups is None or groups.shape[0] < 2 or not issparse(A) or A.shape[0] != groups.size:
+        if groups is None or groups.shape[0] < 2 or not issparse(A) or A.shape[0] < groups.size:
             return plain_lu(A)
         solver.nlu += 1
         b = groups.shape[1]
-        return BlockLU(splu(csc_matrix(A[:b, :b])), groups, np.iscomplexobj(A.data))
+        rest = np.zeros(0, dtype=np.int64)
+        if A.shape[0] > groups.size:
+            in_none = np.ones(A.shape[0], dtype=bool)
+            in_none[groups] = False
+            rest = np.flatnonzero(in_none)
+        diagonal = A.diagonal()[rest] if rest.size else rest
+        return BlockLU(splu(csc_matrix(A[:b, :b])), groups, np.iscomplexobj(A.data), rest, diagonal)
 
     def solve_lu(LU: Any, rhs: Any) -> Any:
         return LU.solve(rhs) if isinstance(LU, BlockLU) else plain_solve(LU, rhs)

@@ -609,10 +609,16 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options, jacobian_u: Callab
         # parameters, Rodas5P).
         from scipy.sparse import block_diag, csr_matrix
 
+        from pyzygote.ode.block_lu import repeated
+
         def sparse_jac(forward: Any) -> Any:
             def at(tt: float, y: np.ndarray) -> Any:
-                block = -csr_matrix(jacobian_u(forward(tt), p, tt)).T
-                return block_diag([block, csr_matrix((m, m))], format="csc")
+                J = jacobian_u(forward(tt), p, tt)
+                whole = block_diag([-csr_matrix(J).T, csr_matrix((m, m))], format="csc")
+                # A derived system's copies of the state block (a Hessian's copies of the tangent
+                # system) stay copies, transposed: Radau and BDF factorize one (pyzygote.ode.block_lu).
+                groups = getattr(J, "groups", None)
+                return whole if groups is None else repeated(whole, groups)
 
             return at
 
