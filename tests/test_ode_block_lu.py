@@ -128,24 +128,43 @@ def _hessian_fd(f: Any, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
 
 @pytest.mark.parametrize("alg", ["Rodas5P", "FBDF"])
 def test_hessian_of_a_large_implicit_solve_factorizes_state_blocks(alg: str, factorized: collections.Counter, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forward over adjoint (sensitivities and their tangent, 160 x 4 and 160 x 16 equations)
-    and the adjoint of copies of the tangent system factorize nothing larger than the gradient's
-    adjoint, n + m equations; the Hessians match each other and central differences of the gradient."""
+    """Forward over forward (sensitivities and their tangent, 160 x 4 and 160 x 16 equations)
+    and the adjoint of 3 copies of the tangent system (2 x 160 states each, and the parameters'
+    cotangents) factorize nothing larger than the gradient's adjoint, n + m equations; the two
+    Hessians match each other and central differences of the gradient."""
     from pyzygote.ode import sensitivity
 
     monkeypatch.setattr(sensitivity, "EXPLICIT_ADJOINT_STEPS", -1)  # every adjoint piece implicit, none by Tsit5
     f = _loss(alg)
-    H = pz.hessian(f, P0)
-    assert factorized["block"] > 0 and max(s for s in factorized if s != "block") <= N + len(P0), factorized
+    hessians = []
+    for by_adjoint in (False, True):
+        monkeypatch.setattr(ode_prims, "_second_order_by_adjoint", lambda *_, route=by_adjoint: route)
+        factorized.clear()
+        hessians.append(pz.hessian(f, P0))
+        assert factorized["block"] > 0 and max(s for s in factorized if s != "block") <= N + len(P0), factorized
+    fof, H = hessians
     scale = np.abs(H).max()
     np.testing.assert_allclose(H, H.T, atol=1e-7 * scale)
+    np.testing.assert_allclose(H, fof, rtol=1e-6, atol=1e-6 * scale)
     np.testing.assert_allclose(H, _hessian_fd(f, P0), rtol=1e-5, atol=1e-6 * scale)
-    # By the adjoint of 3 copies of the tangent system (2 x 160 states each): its Newton
-    # matrices hold 6 transposed copies of the state block, and the parameters' cotangents.
-    monkeypatch.setattr(ode_prims, "_second_order_by_adjoint", lambda *_: True)
-    factorized.clear()
-    np.testing.assert_allclose(H, pz.hessian(_loss(alg, "adjoint"), P0), rtol=1e-6, atol=1e-6 * scale)
-    assert factorized["block"] > 0 and max(s for s in factorized if s != "block") <= N + len(P0), factorized
+
+
+def test_second_derivatives_of_a_large_implicit_solve_take_the_adjoint_of_the_tangent_system(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a sparse state Jacobian, whatever the number of directions: forward over forward
+    integrates n (1 + k)^2 equations, the copies of the tangent system 2 n k."""
+    from pyzygote.ode.sensitivity import Options
+
+    route = ode_prims._second_order_by_adjoint
+    for alg in ("Rodas5P", "FBDF", "KenCarp4", "auto"):
+        assert route(N, 3, Options(alg, 1e-8, 1e-8), "adjoint")
+        assert not route(N, 3, Options(alg, 1e-8, 1e-8), "forward") and not route(100, 3, Options(alg, 1e-8, 1e-8), "adjoint")
+    assert not route(N, 3, Options("Tsit5", 1e-8, 1e-8), "adjoint")
+    # sensealg="auto" is the adjoint there, for the gradient and so for its tangent
+    seen = []
+    real = ode_prims.odesolve_hvp_p.bind
+    monkeypatch.setattr(ode_prims.odesolve_hvp_p, "bind", lambda *a, **k: seen.append(k["sensealg"]) or real(*a, **k))
+    pz.jvp(pz.grad(_loss("Rodas5P")), (P0,), (np.array([1.0, -1.0, 0.5]),))
+    assert seen == ["adjoint"]
 
 
 def test_forward_sensitivities_of_a_large_implicit_solve_factorize_the_state_block(factorized: collections.Counter) -> None:
