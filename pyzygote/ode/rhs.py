@@ -1219,6 +1219,10 @@ def sensitivity_jacobian(J: Any, k: int) -> Any:
     solution's accuracy, does not use it; tracing that block was most of the
     cost of a Hessian through a stiff solve.  ``J_u S`` is ``kron(J_u, I_k)``
     acting on ``vec(S)``.  The tangent system ``[u, s]`` is the case ``k = 1``.
+
+    So the result is 1 + k copies of ``J`` up to a permutation; for a sparse ``J`` (above
+    DENSE_STATE_JACOBIAN_UP_TO states, or a derived system's) it says where they are
+    (:class:`pyzygote.ode.block_lu.RepeatedBlocks`), and Radau and BDF factorize one.
     """
     from scipy.sparse import block_diag, csr_matrix, identity, issparse, kron
 
@@ -1231,15 +1235,15 @@ def sensitivity_jacobian(J: Any, k: int) -> Any:
         dense[:n, :n] = J
         dense[n:, n:] = np.kron(J, np.eye(k))
         return dense
-    whole = block_diag([csr_matrix(J), kron(csr_matrix(J), identity(k, format="csr"))], format="csc")
+    Jc = csr_matrix(J)
+    whole = block_diag([Jc, kron(Jc, identity(k, format="csr"))], format="csc")
     if not issparse(J):
         return whole  # a small system's dense J (at most DENSE_STATE_JACOBIAN_UP_TO states): as it was
     # Copies of J's own repeated block: its groups, and theirs in each column of S (entry
-    # (i, j) of S is equation N + i k + j), which kron(J, I_k) couples as J couples u
+    # (i, j) of S is equation n + i k + j), which kron(J, I_k) couples as J couples u
     # (pyzygote.ode.block_lu factorizes one block for them all).
     G = groups_of(J)
-    N = np.shape(J)[0]
-    return repeated(whole, np.concatenate([G] + [N + G * k + j for j in range(k)]))
+    return repeated(whole, np.concatenate([G] + [n + G * k + j for j in range(k)]))
 
 
 _OUT_OF_PLACE: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()
