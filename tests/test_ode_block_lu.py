@@ -163,8 +163,12 @@ def test_second_derivatives_of_a_large_implicit_solve_take_the_adjoint_of_the_ta
     seen = []
     real = ode_prims.odesolve_hvp_p.bind
     monkeypatch.setattr(ode_prims.odesolve_hvp_p, "bind", lambda *a, **k: seen.append(k["sensealg"]) or real(*a, **k))
-    pz.jvp(pz.grad(_loss("Rodas5P")), (P0,), (np.array([1.0, -1.0, 0.5]),))
+    f, v, h = _loss("Rodas5P"), np.array([1.0, -1.0, 0.5]), 1e-5
+    _, hv = pz.jvp(pz.grad(f), (P0,), (v,))
     assert seen == ["adjoint"]
+    g = lambda p: pz.gradient(f, p)[0]  # noqa: E731
+    fd = (g(P0 + h * v) - g(P0 - h * v)) / (2 * h)
+    np.testing.assert_allclose(hv, fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
 
 
 def test_forward_sensitivities_of_a_large_implicit_solve_factorize_the_state_block(factorized: collections.Counter) -> None:
