@@ -26,7 +26,7 @@ X = np.linspace(0.0, 1.0, N)
 U0 = np.exp(-((X - 0.4) ** 2) / 0.01)
 TIMES = np.linspace(0.0, 0.1, 3)
 P0 = np.array([0.01, 1.0, 0.4])
-TOL = dict(reltol=1e-8, abstol=1e-10)
+TOL = dict(reltol=1e-7, abstol=1e-9)
 
 
 @pytest.fixture(autouse=True)
