@@ -170,3 +170,86 @@ def test_lsoda_gets_the_band_of_a_banded_jacobian(sparse_from_64) -> None:  # ty
     from scipy.sparse import csc_matrix
 
     assert set(_lsoda_jacobian(lambda t, u: csc_matrix(np.diag(u)), 0.0, np.ones(100))) == {"jac"}
+
+
+# A Brusselator on a 10 x 10 grid (200 states), stored species-first, u of shape (2, 10, 10):
+# the two species of a cell are 100 states apart, half the system, so as numbered its Jacobian's
+# band is too wide for LSODA; renumbered (reverse Cuthill-McKee) it is the grid-first one's.
+_NB = 10
+
+
+def _laplacian_2d(a):  # type: ignore[no-untyped-def]
+    ap = np.pad(a, 1, mode="edge")
+    return (ap[2:, 1:-1] + ap[:-2, 1:-1] + ap[1:-1, 2:] + ap[1:-1, :-2] - 4 * a) * (_NB - 1) ** 2
+
+
+def _brusselator(a, b, p):  # type: ignore[no-untyped-def]
+    return p[0] + a * a * b - (p[1] + 1) * a + p[2] * _laplacian_2d(a), p[1] * a - a * a * b + p[2] * _laplacian_2d(b)
+
+
+def _species_first(u, p, t):  # type: ignore[no-untyped-def]
+    return np.stack(_brusselator(u[0], u[1], p))
+
+
+def _grid_first(u, p, t):  # type: ignore[no-untyped-def]
+    return np.stack(_brusselator(u[..., 0], u[..., 1], p), axis=-1)
+
+
+_X, _Y = np.meshgrid(np.linspace(0, 1, _NB), np.linspace(0, 1, _NB), indexing="ij")
+_BRU_U0 = np.stack([1.0 + 0.5 * np.sin(2 * np.pi * _X) * np.cos(np.pi * _Y), 3.0 + 0.2 * _X])
+_BRU_P = np.array([1.0, 3.0, 0.02])
+_BRU_T = np.linspace(0.0, 1.0, 6)
+
+
+@pytest.fixture
+def lsoda_bands(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The (states, lband, uband) of every SciPy LSODA the NumPy engine starts (None for a dense Jacobian)."""
+    import scipy.integrate
+
+    seen = []
+
+    class Watched(scipy.integrate.LSODA):  # type: ignore[misc]
+        def __init__(self, fun, t0, y0, t_bound, **kw):  # type: ignore[no-untyped-def]
+            seen.append((len(y0), kw.get("lband"), kw.get("uband")))
+            super().__init__(fun, t0, y0, t_bound, **kw)
+
+    monkeypatch.setattr(scipy.integrate, "LSODA", Watched)
+    return seen
+
+
+def test_lsoda_renumbers_the_states_of_a_species_first_grid_into_a_narrow_band() -> None:
+    """As numbered, the species-first Brusselator's band is 100 on each side of 200 states: LSODA
+    got the dense Jacobian.  Reverse Cuthill-McKee renumbers the states into a band of 2 x 10 (the
+    grid-first numbering's), and the packed band holds the renumbered Jacobian's entries."""
+    from pyzygote.ode.solvers import _lsoda_jacobian
+
+    n = 2 * _NB * _NB
+    rhs = RHS.trace(lambda u, p, t: np.ravel(_species_first(np.reshape(u, (2, _NB, _NB)), p, t)), n, 3)
+    jac = lambda t, u: rhs.jacobian_u(u, _BRU_P, t)  # noqa: E731
+    u = np.ravel(_BRU_U0) + np.random.default_rng(2).normal(size=n)
+    kw = _lsoda_jacobian(jac, 0.0, u)
+    order = kw["order"]
+    assert sorted(order.tolist()) == list(range(n))
+    assert kw["lband"] + kw["uband"] + 1 <= 0.25 * n and max(kw["lband"], kw["uband"]) <= 2 * _NB
+    J = jac(0.3, u).toarray()[np.ix_(order, order)]  # the renumbered system's Jacobian
+    packed = kw["jac"](0.3, u[order])
+    for i, j in zip(*np.nonzero(J)):
+        assert packed[kw["uband"] + i - j, j] == J[i, j]
+    assert np.count_nonzero(J) == np.count_nonzero(packed)
+
+
+def test_auto_solves_a_species_first_grid_banded_with_the_grid_first_solution(lsoda_bands) -> None:  # type: ignore[no-untyped-def]
+    """alg='auto' (LSODA) solves the species-first grid with a band of at most 2 x 10 (its states
+    renumbered), to the same solution as the grid-first layout (the same system, numbered so)
+    and as Rodas5P at tight tolerances; its dense output is read back in the user's numbering."""
+    tight = dict(reltol=1e-10, abstol=1e-12)
+    U = pz.odesolve(_species_first, _BRU_U0, _BRU_T, _BRU_P, alg="auto", **tight)
+    solves = [(lb, ub) for n, lb, ub in lsoda_bands if n == 200]  # (SciPy's leak check starts one of 2 states)
+    assert solves and all(lb is not None and lb <= 2 * _NB and ub <= 2 * _NB for lb, ub in solves)
+    G = pz.odesolve(_grid_first, np.moveaxis(_BRU_U0, 0, -1), _BRU_T, _BRU_P, alg="auto", **tight)
+    np.testing.assert_allclose(U, np.moveaxis(G, -1, 1), rtol=1e-8, atol=1e-9)
+    R = pz.odesolve(_species_first, _BRU_U0, _BRU_T, _BRU_P, alg="Rodas5P", reltol=1e-11, abstol=1e-13)
+    np.testing.assert_allclose(U, R, rtol=1e-7, atol=1e-8)
+    sol = pz.solve(pz.ODEProblem(_species_first, _BRU_U0, (0.0, 1.0), _BRU_P), alg="auto", **tight)
+    np.testing.assert_allclose(sol(0.55), pz.odesolve(_species_first, _BRU_U0, np.array([0.0, 0.55]), _BRU_P, alg="Rodas5P", reltol=1e-11, abstol=1e-13)[-1], rtol=1e-6, atol=1e-7)
+

@@ -677,11 +677,14 @@ BANDED_WIDTH_AT_MOST = 0.25
 
 
 def _lsoda_jacobian(jac: Callable[[float, np.ndarray], Any], t0: float, u0: np.ndarray) -> dict[str, Any]:
-    """LSODA's ``jac`` (and ``lband``, ``uband`` when banded pays).  A large system's Jacobian
-    comes sparse, with the entries its structure allows (:meth:`pyzygote.ode.rhs.RHS.jacobian_u`),
-    the same at every point: when they lie in a narrow band, LSODA gets that band (a 40 x 40 heat
-    grid, band 40 of 1,600 states: 4.5 s to solve with `auto` and the dense Jacobian, 0.2 s
-    banded).  LSODA takes no other sparse form.  Systems of dense Jacobians (at most
+    """LSODA's ``jac`` (and ``lband``, ``uband`` when banded pays, and ``order`` when that band
+    needs the states renumbered).  A large system's Jacobian comes sparse, with the entries its
+    structure allows (:meth:`pyzygote.ode.rhs.RHS.jacobian_u`), the same at every point: when they
+    lie in a narrow band, LSODA gets that band (a 40 x 40 heat grid, band 40 of 1,600 states: 4.5 s
+    to solve with `auto` and the dense Jacobian, 0.2 s banded).  When they do not as numbered (a
+    grid stored species-first), the states are renumbered by reverse Cuthill-McKee (new state i
+    is old ``order[i]``, :mod:`pyzygote.ode.band_order`), and ``jac`` takes and gives the
+    renumbered system's.  LSODA takes no other sparse form.  Systems of dense Jacobians (at most
     DENSE_STATE_JACOBIAN_UP_TO states) are not looked at: that would cost them a Jacobian a solve."""
     from pyzygote.ode import rhs
     from pyzygote.ode.sparsity import StructuralJacobian
@@ -696,19 +699,28 @@ def _lsoda_jacobian(jac: Callable[[float, np.ndarray], Any], t0: float, u0: np.n
         return dense  # dense, or sparse with the places of its nonzero values (they may move)
     J0 = J0.tocoo()
     lband, uband = int(max(0, np.max(J0.row - J0.col))), int(max(0, np.max(J0.col - J0.row)))
+    order = position = None
     if lband + uband + 1 > BANDED_WIDTH_AT_MOST * n:
-        return dense
+        from pyzygote.ode.band_order import narrow_order
 
-    def packed(t: float, u: np.ndarray) -> np.ndarray:
-        J = jac(t, u).tocoo()
-        band = uband + J.row - J.col
+        narrow = narrow_order(J0.row, J0.col, n, BANDED_WIDTH_AT_MOST * n)
+        if narrow is None:
+            return dense
+        order, lband, uband = narrow
+        position = np.argsort(order)
+
+    def packed(t: float, v: np.ndarray) -> np.ndarray:
+        J = jac(t, v if position is None else v[position]).tocoo()
+        row, col = (J.row, J.col) if position is None else (position[J.row], position[J.col])
+        band = uband + row - col
         if np.any(band < 0) or np.any(band > lband + uband):  # a pattern is fixed per system
             raise ValueError(f"the Jacobian at t={t:.6g} has entries outside its band (lband={lband}, uband={uband})")
         out = np.zeros((lband + uband + 1, n))
-        out[band, J.col] = J.data
+        out[band, col] = J.data
         return _finite(out, "Jacobian", t)
 
-    return {"jac": packed, "lband": lband, "uband": uband}
+    banded = {"jac": packed, "lband": lband, "uband": uband}
+    return banded if order is None else {**banded, "order": order}
 
 
 def _integrate_span(
@@ -758,8 +770,10 @@ def _integrate_span(
             return J
 
         kwargs["jac"] = checked_jac
-    elif jac is not None and kind == "LSODA":  # dense, or banded in LAPACK's packed form
+    order = None  # LSODA's renumbering of the states, when its band needs one
+    if jac is not None and kind == "LSODA":  # dense, or banded in LAPACK's packed form
         kwargs.update(_lsoda_jacobian(jac, t0, u0))
+        order = kwargs.pop("order", None)
     if first_step:
         kwargs["first_step"] = min(first_step, abs(t1 - t0))
     direction = 1.0 if t1 >= t0 else -1.0
@@ -782,7 +796,13 @@ def _integrate_span(
     # later NaN derivatives make them reject the step and shrink it, as OrdinaryDiffEq does.
     try:
         _finite(fun(t0, np.array(u0, dtype=float)), "right-hand side", t0)  # not counted in the stats
-        solver = method(counted, t0, np.array(u0, dtype=float), t1, **kwargs)
+        if order is None:
+            solver = method(counted, t0, np.array(u0, dtype=float), t1, **kwargs)
+        else:
+            from pyzygote.ode.band_order import Renumbered
+
+            stepped, v0, kwargs["atol"] = Renumbered.problem(counted, u0, abstol, order)
+            solver = Renumbered(method(stepped, t0, v0, t1, **kwargs), order)
         if kind in ("Radau", "BDF"):
             _lean_dense_lu(solver)
             if latest[0] is not None:
