@@ -253,3 +253,21 @@ def test_auto_solves_a_species_first_grid_banded_with_the_grid_first_solution(ls
     sol = pz.solve(pz.ODEProblem(_species_first, _BRU_U0, (0.0, 1.0), _BRU_P), alg="auto", **tight)
     np.testing.assert_allclose(sol(0.55), pz.odesolve(_species_first, _BRU_U0, np.array([0.0, 0.55]), _BRU_P, alg="Rodas5P", reltol=1e-11, abstol=1e-13)[-1], rtol=1e-6, atol=1e-7)
 
+
+def test_auto_gradients_of_a_species_first_grid_are_banded_and_agree(lsoda_bands) -> None:  # type: ignore[no-untyped-def]
+    """The adjoint of alg='auto' (sensealg='auto' takes it here: an implicit solver above 150
+    states) gives LSODA the band of -J_u^T, its states renumbered as the ODE's, the parameters'
+    rows empty (the dense (n + m) Jacobian before); the gradient agrees with forward sensitivities
+    and with FBDF's adjoint."""
+
+    def loss(p, alg, sensealg):  # type: ignore[no-untyped-def]
+        U = pz.odesolve(_species_first, _BRU_U0, _BRU_T, p, alg=alg, sensealg=sensealg, reltol=1e-9, abstol=1e-11)
+        return np.sum(U[:, 0, 2:5, 3:7] ** 2) + np.sum(U[-1, 1]) ** 2
+
+    (adjoint,) = pz.gradient(lambda p: loss(p, "auto", "auto"), _BRU_P)
+    backward = [(n, lb, ub) for n, lb, ub in lsoda_bands if n == 203]
+    assert backward and all(lb is not None and lb <= 2 * _NB and ub <= 2 * _NB for _, lb, ub in backward)
+    (forward,) = pz.gradient(lambda p: loss(p, "auto", "forward"), _BRU_P)
+    (fbdf,) = pz.gradient(lambda p: loss(p, "FBDF", "adjoint"), _BRU_P)
+    np.testing.assert_allclose(adjoint, forward, rtol=5e-7)
+    np.testing.assert_allclose(adjoint, fbdf, rtol=2e-6)

@@ -624,6 +624,19 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options, jacobian_u: Callab
 
         return sparse_jac
 
+    if opts.alg == "auto" and rhs._structured_jacobian is None and rhs._coloured_jacobian() is not None:
+        # LSODA gets a band (its states renumbered where the numbering spreads it): the states'
+        # block -J_u^T keeps the places of J_u's structure, the parameters' rows stay empty, as
+        # on the sparse path.  The dense (n + m) Jacobian made a 30 x 30 two-species grid's
+        # gradient take 2.7 s stored cell by cell, 4.8 s species-first (FBDF: 0.7 s).
+        def banded_jac(forward: Any) -> Any:
+            def at(tt: float, y: np.ndarray) -> Any:
+                return adjoint_structure(jacobian_u(forward(tt), p, tt), m)
+
+            return at
+
+        return banded_jac
+
     with_p = rhs._structured_jacobian is None and m > 0
 
     def jac(forward: Any) -> Any:
@@ -638,6 +651,17 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options, jacobian_u: Callab
         return at
 
     return jac
+
+
+def adjoint_structure(J: Any, m: int) -> Any:
+    """``[[-J^T, 0], [0, 0]]`` ((n + m) square) for a StructuralJacobian ``J`` (n square), itself
+    one: every place of J's structure kept, zero or not, so that LSODA's band holds at every point."""
+    from pyzygote.ode.sparsity import StructuralJacobian
+
+    n = J.shape[0]
+    rows = J.tocsr()  # J^T's columns are J's rows; explicit zeros are kept
+    indptr = np.concatenate([rows.indptr, np.full(m, rows.indptr[-1])])
+    return StructuralJacobian((-rows.data, rows.indices, indptr), shape=(n + m, n + m))
 
 
 _ADJOINT = (
