@@ -257,8 +257,9 @@ def test_auto_solves_a_species_first_grid_banded_with_the_grid_first_solution(ls
 def test_auto_gradients_of_a_species_first_grid_are_banded_and_agree(lsoda_bands) -> None:  # type: ignore[no-untyped-def]
     """The adjoint of alg='auto' (sensealg='auto' takes it here: an implicit solver above 150
     states) gives LSODA the band of -J_u^T, its states renumbered as the ODE's, the parameters'
-    rows empty (the dense (n + m) Jacobian before); the gradient agrees with forward sensitivities
-    and with FBDF's adjoint."""
+    rows empty (the dense (n + m) Jacobian before); forward sensitivities give it the band of their
+    system's Jacobian, block-diagonal in 1 + k copies of J_u's pattern (dense before, BDF above
+    1,000 equations).  The gradients agree with each other and with FBDF's adjoint."""
 
     def loss(p, alg, sensealg):  # type: ignore[no-untyped-def]
         U = pz.odesolve(_species_first, _BRU_U0, _BRU_T, p, alg=alg, sensealg=sensealg, reltol=1e-9, abstol=1e-11)
@@ -268,6 +269,9 @@ def test_auto_gradients_of_a_species_first_grid_are_banded_and_agree(lsoda_bands
     backward = [(n, lb, ub) for n, lb, ub in lsoda_bands if n == 203]
     assert backward and all(lb is not None and lb <= 2 * _NB and ub <= 2 * _NB for _, lb, ub in backward)
     (forward,) = pz.gradient(lambda p: loss(p, "auto", "forward"), _BRU_P)
+    # forward sensitivities: 200 (1 + 3) equations, 4 copies of J's pattern, each renumbered into its band
+    sensitivities = [(lb, ub) for n, lb, ub in lsoda_bands if n == 800]
+    assert sensitivities and all(lb is not None and lb <= 2 * _NB and ub <= 2 * _NB for lb, ub in sensitivities)
     (fbdf,) = pz.gradient(lambda p: loss(p, "FBDF", "adjoint"), _BRU_P)
     np.testing.assert_allclose(adjoint, forward, rtol=5e-7)
     np.testing.assert_allclose(adjoint, fbdf, rtol=2e-6)

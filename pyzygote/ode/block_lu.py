@@ -21,6 +21,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy.sparse import csc_matrix, issparse
 
+from pyzygote.ode.sparsity import StructuralJacobian
+
 __all__ = ["RepeatedBlocks", "repeated", "groups_of", "install", "BlockLU"]
 
 
@@ -35,9 +37,15 @@ class RepeatedBlocks(csc_matrix):
     groups: np.ndarray
 
 
-def repeated(M: Any, groups: np.ndarray) -> RepeatedBlocks:
-    """``M`` (sparse) as a :class:`RepeatedBlocks` with these ``groups``."""
-    out = RepeatedBlocks(M)
+class StructuralRepeatedBlocks(RepeatedBlocks, StructuralJacobian):
+    """Repeated blocks holding an entry at each place of a structural pattern, zero or not
+    (the derived systems of a :class:`pyzygote.ode.sparsity.StructuralJacobian`)."""
+
+
+def repeated(M: Any, groups: np.ndarray, structural: bool = False) -> RepeatedBlocks:
+    """``M`` (sparse) as a :class:`RepeatedBlocks` with these ``groups``; ``structural`` when ``M``
+    keeps every place of a structural pattern (LSODA's band needs that)."""
+    out = (StructuralRepeatedBlocks if structural else RepeatedBlocks)(M)
     out.groups = np.asarray(groups, dtype=np.int64)
     return out
 

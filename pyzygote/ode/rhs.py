@@ -1235,15 +1235,20 @@ def sensitivity_jacobian(J: Any, k: int) -> Any:
         dense[:n, :n] = J
         dense[n:, n:] = np.kron(J, np.eye(k))
         return dense
+    from pyzygote.ode.sparsity import StructuralJacobian
+
     Jc = csr_matrix(J)
     whole = block_diag([Jc, kron(Jc, identity(k, format="csr"))], format="csc")
     if not issparse(J):
         return whole  # a small system's dense J (at most DENSE_STATE_JACOBIAN_UP_TO states): as it was
     # Copies of J's own repeated block: its groups, and theirs in each column of S (entry
     # (i, j) of S is equation n + i k + j), which kron(J, I_k) couples as J couples u
-    # (pyzygote.ode.block_lu factorizes one block for them all).
+    # (pyzygote.ode.block_lu factorizes one block for them all).  kron and block_diag keep J's
+    # places, zero or not: a structural J's system is structural, and LSODA can take its band
+    # (1 + k copies of J's pattern, each renumbered into J's band).
     G = groups_of(J)
-    return repeated(whole, np.concatenate([G] + [n + G * k + j for j in range(k)]))
+    groups = np.concatenate([G] + [n + G * k + j for j in range(k)])
+    return repeated(whole, groups, structural=isinstance(J, StructuralJacobian))
 
 
 _OUT_OF_PLACE: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()

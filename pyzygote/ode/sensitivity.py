@@ -412,7 +412,9 @@ def forward_sensitivities(
         def jac(tt: float, z: np.ndarray) -> Any:
             return sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
 
-        if n * (1 + k) > DENSE_SENSITIVITY_LIMIT:
+        if rhs._structured_jacobian is None and rhs._coloured_jacobian() is not None:
+            kw["jac"] = jac  # structural: LSODA gets the band of 1 + k copies of J's pattern
+        elif n * (1 + k) > DENSE_SENSITIVITY_LIMIT:
             opts = dataclasses.replace(opts, alg="FBDF")
             kw["jac"] = jac
         else:
