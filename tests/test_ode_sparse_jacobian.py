@@ -236,6 +236,12 @@ def test_lsoda_renumbers_the_states_of_a_species_first_grid_into_a_narrow_band()
     for i, j in zip(*np.nonzero(J)):
         assert packed[kw["uband"] + i - j, j] == J[i, j]
     assert np.count_nonzero(J) == np.count_nonzero(packed)
+    # whatever the order of the states: the same grid, its states shuffled
+    shuffle = np.random.default_rng(3).permutation(n)
+    back = np.argsort(shuffle)
+    shuffled = RHS.trace(lambda u, p, t: np.ravel(_species_first(np.reshape(u[back], (2, _NB, _NB)), p, t))[shuffle], n, 3)
+    kw = _lsoda_jacobian(lambda t, u: shuffled.jacobian_u(u, _BRU_P, t), 0.0, u[shuffle])
+    assert max(kw["lband"], kw["uband"]) <= 2 * _NB + 1
 
 
 def test_auto_solves_a_species_first_grid_banded_with_the_grid_first_solution(lsoda_bands) -> None:  # type: ignore[no-untyped-def]
