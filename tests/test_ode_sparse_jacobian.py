@@ -244,6 +244,31 @@ def test_lsoda_renumbers_the_states_of_a_species_first_grid_into_a_narrow_band()
     assert max(kw["lband"], kw["uband"]) <= 2 * _NB + 1
 
 
+def test_lsoda_renumbers_a_band_that_renumbering_narrows_enough() -> None:
+    """Forward sensitivities of the grid-first layout: kron(J_u, I_3) numbered row by row has a
+    band 3 times J_u's, within a quarter of the 800 equations; renumbered, 1 + 3 copies of J_u's
+    pattern side by side, it is J_u's band (a factorization costs about n width^2).  The grid's
+    own band, which renumbering does not narrow, is kept as numbered."""
+    from pyzygote.ode.rhs import sensitivity_jacobian
+    from pyzygote.ode.solvers import _lsoda_jacobian
+
+    n = 2 * _NB * _NB
+    grid = RHS.trace(lambda u, p, t: np.ravel(_grid_first(np.reshape(u, (_NB, _NB, 2)), p, t)), n, 3)
+    u = np.ravel(np.moveaxis(_BRU_U0, 0, -1))
+    own = _lsoda_jacobian(lambda t, u: grid.jacobian_u(u, _BRU_P, t), 0.0, u)
+    assert "order" not in own and own["lband"] == own["uband"] == 2 * _NB
+    sens = lambda t, z: sensitivity_jacobian(grid.jacobian_u(z[:n], _BRU_P, t), 3)  # noqa: E731
+    J = sens(0.0, np.concatenate([u, np.zeros(3 * n)])).tocoo()
+    assert np.max(J.row - J.col) == 3 * 2 * _NB and 2 * 3 * 2 * _NB + 1 <= 0.25 * 4 * n
+    kw = _lsoda_jacobian(sens, 0.0, np.concatenate([u, np.zeros(3 * n)]))
+    assert "order" in kw and max(kw["lband"], kw["uband"]) <= 2 * _NB + 1
+    z = np.concatenate([u, np.random.default_rng(4).normal(size=3 * n)])
+    packed, order = kw["jac"](0.2, z[kw["order"]]), kw["order"]
+    renumbered = sens(0.2, z).toarray()[np.ix_(order, order)]
+    for i, j in zip(*np.nonzero(renumbered)):
+        assert packed[kw["uband"] + i - j, j] == renumbered[i, j]
+
+
 def test_auto_solves_a_species_first_grid_banded_with_the_grid_first_solution(lsoda_bands) -> None:  # type: ignore[no-untyped-def]
     """alg='auto' (LSODA) solves the species-first grid with a band of at most 2 x 10 (its states
     renumbered), to the same solution as the grid-first layout (the same system, numbered so)

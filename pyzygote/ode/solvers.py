@@ -674,6 +674,11 @@ def _warn(message: str) -> None:
 # LSODA factorizes a banded Jacobian in about n (lband + uband)^2 operations against n^3 / 3 for a
 # dense one; past this fraction of the states as its width, the dense one is kept.
 BANDED_WIDTH_AT_MOST = 0.25
+# A band narrow enough as numbered is still renumbered when that makes it this many times narrower
+# (a factorization costs about n width^2): the forward sensitivities of a 40 x 40 two-species grid
+# stored grid-first, kron(J_u, I_3) numbered row by row, have a band 487 wide where renumbered, 3 + 1
+# copies of J_u's pattern side by side, they have one 163 wide.
+RENUMBERED_IF_NARROWER_BY = 2.0
 
 
 def _lsoda_jacobian(jac: Callable[[float, np.ndarray], Any], t0: float, u0: np.ndarray) -> dict[str, Any]:
@@ -682,9 +687,10 @@ def _lsoda_jacobian(jac: Callable[[float, np.ndarray], Any], t0: float, u0: np.n
     structure allows (:meth:`pyzygote.ode.rhs.RHS.jacobian_u`), the same at every point: when they
     lie in a narrow band, LSODA gets that band (a 40 x 40 heat grid, band 40 of 1,600 states: 4.5 s
     to solve with `auto` and the dense Jacobian, 0.2 s banded).  When they do not as numbered (a
-    grid stored species-first), the states are renumbered by reverse Cuthill-McKee (new state i
-    is old ``order[i]``, :mod:`pyzygote.ode.band_order`), and ``jac`` takes and gives the
-    renumbered system's.  LSODA takes no other sparse form.  Systems of dense Jacobians (at most
+    grid stored species-first), or when that makes the band RENUMBERED_IF_NARROWER_BY times
+    narrower, the states are renumbered by reverse Cuthill-McKee (new state i is old
+    ``order[i]``, :mod:`pyzygote.ode.band_order`), and ``jac`` takes and gives the renumbered
+    system's.  LSODA takes no other sparse form.  Systems of dense Jacobians (at most
     DENSE_STATE_JACOBIAN_UP_TO states) are not looked at: that would cost them a Jacobian a solve."""
     from pyzygote.ode import rhs
     from pyzygote.ode.sparsity import StructuralJacobian
@@ -699,15 +705,15 @@ def _lsoda_jacobian(jac: Callable[[float, np.ndarray], Any], t0: float, u0: np.n
         return dense  # dense, or sparse with the places of its nonzero values (they may move)
     J0 = J0.tocoo()
     lband, uband = int(max(0, np.max(J0.row - J0.col))), int(max(0, np.max(J0.col - J0.row)))
-    order = position = None
-    if lband + uband + 1 > BANDED_WIDTH_AT_MOST * n:
-        from pyzygote.ode.band_order import narrow_order
+    from pyzygote.ode.band_order import narrow_order
 
-        narrow = narrow_order(J0.row, J0.col, n, BANDED_WIDTH_AT_MOST * n)
-        if narrow is None:
-            return dense
+    width, order, position = lband + uband + 1, None, None
+    narrow = narrow_order(J0.row, J0.col, n, min(BANDED_WIDTH_AT_MOST * n, width / RENUMBERED_IF_NARROWER_BY))
+    if narrow is not None:
         order, lband, uband = narrow
         position = np.argsort(order)
+    elif width > BANDED_WIDTH_AT_MOST * n:
+        return dense
 
     def packed(t: float, v: np.ndarray) -> np.ndarray:
         J = jac(t, v if position is None else v[position]).tocoo()
