@@ -598,8 +598,9 @@ def _adjoint_jacobian(rhs: RHS, p: np.ndarray, opts: Options, jacobian_u: Callab
     error control (:func:`adjoint_abstol`): Robertson's kinetics (3 states, 7 parameters) made
     twice the LU factorizations and Jacobians with it left out.  So it is kept on the dense path
     (n + m up to ``DENSE_JACOBIAN_UP_TO``) for a right-hand side's own program, and left out of
-    the sparse one, whose factorization it would fill, and of derived systems (a Hessian's), whose
-    Jacobians are assembled from blocks of f's.
+    the sparse one, whose factorization it would fill, of LSODA's band (``auto`` on a structurally
+    sparse f: :func:`adjoint_structure`), whose width it would make the whole system, and of
+    derived systems (a Hessian's), whose Jacobians are assembled from blocks of f's.
     """
     if not algorithm(opts.alg).stiff and opts.alg != "auto":
         return lambda dense: None
