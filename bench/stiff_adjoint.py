@@ -12,6 +12,14 @@ Three models, each a loss on an ODE solution and its gradient, by ``sensealg="fo
   temperature, insulated edges, cooling to the air: 4 parameters, 21 save times;
   ``reltol=1e-7``, ``abstol=1e-9``.
 
+- ``bru``: with ``--layouts N``: a Brusselator on an N x N grid (5-point Laplacian, 2 N^2 states,
+  3 parameters), stored species-first (``u`` of shape ``(2, N, N)``) and grid-first (``(N, N, 2)``):
+  the same system, numbered so that its Jacobian's band is N^2 or 2N.  Per layout, the seconds of
+  a solve with ``auto`` (LSODA), ``FBDF`` and SciPy's ``BDF`` given the ``jac_sparsity`` pattern
+  (the peer, a plain SciPy call), and of a gradient by ``auto`` (its adjoint), by ``FBDF``'s adjoint
+  and by ``auto``'s forward sensitivities (the least CPU time of ``--repeats``), with the
+  gradients' largest difference to FBDF's forward sensitivities at 1000 times tighter tolerances.
+
 Prints, per model, one solve's time and, per solver and sensealg, the CPU milliseconds of a
 gradient (the least of ``--repeats``), its largest difference to a reference gradient (forward
 sensitivities through Rodas5P at 1000 times tighter tolerances) relative to the reference's
@@ -19,6 +27,7 @@ largest entry, and with ``--counts`` the backward solve's steps and evaluations 
 forward solve's.  Run with ``OPENBLAS_NUM_THREADS=1``:
 
     python bench/stiff_adjoint.py [--models rob,hh,plate] [--algs Rodas5P,FBDF] [--repeats 3] [--counts]
+    python bench/stiff_adjoint.py --layouts 40 [--repeats 3]
 """
 
 from __future__ import annotations
@@ -93,6 +102,82 @@ def plate_loss(p: Any, alg: str, sensealg: str, tol: float) -> Any:
     return np.sum(U[:, 3:9, 3:9] ** 2)
 
 
+# --- a Brusselator on a grid, species-first or grid-first ------------------------------------------
+BRU_P, BRU_T, BRU_TOL = np.array([1.0, 3.0, 0.02]), np.linspace(0.0, 2.0, 11), (1e-6, 1e-8)
+
+
+def _lap(a: Any, h2: float) -> Any:
+    ap = np.pad(a, 1, mode="edge")  # no flux through the edges
+    return (ap[2:, 1:-1] + ap[:-2, 1:-1] + ap[1:-1, 2:] + ap[1:-1, :-2] - 4 * a) * h2
+
+
+def bru_rates(a: Any, b: Any, p: Any) -> tuple[Any, Any]:
+    h2 = (a.shape[0] - 1) ** 2
+    return p[0] + a * a * b - (p[1] + 1) * a + p[2] * _lap(a, h2), p[1] * a - a * a * b + p[2] * _lap(b, h2)
+
+
+def bru_species_first(u: Any, p: Any, t: Any) -> Any:
+    return np.stack(bru_rates(u[0], u[1], p))
+
+
+def bru_grid_first(u: Any, p: Any, t: Any) -> Any:
+    return np.stack(bru_rates(u[..., 0], u[..., 1], p), axis=-1)
+
+
+def bru_u0(N: int, layout: str) -> np.ndarray:
+    X, Y = np.meshgrid(np.linspace(0, 1, N), np.linspace(0, 1, N), indexing="ij")
+    u = np.stack([1.0 + 0.5 * np.sin(2 * np.pi * X) * np.cos(np.pi * Y), 3.0 + 0.2 * X])
+    return u if layout == "species" else np.moveaxis(u, 0, -1)
+
+
+def bru_sparsity(N: int, layout: str) -> Any:
+    """The Jacobian's pattern as a SciPy user writes it for ``jac_sparsity``."""
+    import scipy.sparse as sp
+
+    line = sp.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(N, N), dtype=float)
+    cell = (sp.kron(line, sp.eye(N)) + sp.kron(sp.eye(N), line)).astype(bool)  # the 5-point stencil
+    species = np.ones((2, 2))  # each species of a cell reads both
+    return (sp.kron(species, cell) if layout == "species" else sp.kron(cell, species)).astype(bool).tocsr()
+
+
+def bru_layouts(N: int, repeats: int) -> None:
+    from scipy.integrate import solve_ivp
+
+    rel, ab = BRU_TOL
+
+    def best(fn: Any) -> tuple[float, Any]:
+        out, times = fn(), []  # traced and derived on this first call
+        for _ in range(repeats):
+            start = time.process_time()
+            out = fn()
+            times.append(time.process_time() - start)
+        return min(times), out
+
+    print(f"== bru: Brusselator on a {N} x {N} grid, {2 * N * N} states, reltol={rel:g}, abstol={ab:g}", flush=True)
+    for layout, f in (("species", bru_species_first), ("grid", bru_grid_first)):
+        u0 = bru_u0(N, layout)
+
+        def loss(p: Any, alg: str, sensealg: str, scale: float = 1.0) -> Any:
+            U = pz.odesolve(f, u0, BRU_T, p, alg=alg, sensealg=sensealg, reltol=rel * scale, abstol=ab * scale)  # noqa: B023
+            return np.sum(U[-1] ** 2) / U[-1].size
+
+        def peer() -> Any:
+            rhs = lambda t, y: np.ravel(f(np.reshape(y, u0.shape), BRU_P, t))  # noqa: B023, E731
+            sol = solve_ivp(rhs, (0.0, 2.0), np.ravel(u0), "BDF", t_eval=BRU_T, rtol=rel, atol=ab, jac_sparsity=bru_sparsity(N, layout))  # noqa: B023
+            return sol.y[:, -1]
+
+        line = [f"  {layout + '-first':14s} solve: "]
+        for name, fn in (("auto", lambda: loss(BRU_P, "auto", "auto")), ("FBDF", lambda: loss(BRU_P, "FBDF", "auto")), ("SciPy BDF + jac_sparsity", peer)):
+            line.append(f"{name} {best(fn)[0]:.2f} s")
+        print(line[0] + ", ".join(line[1:]), flush=True)
+        (ref,) = pz.gradient(lambda p: loss(p, "FBDF", "forward", 1e-3), BRU_P)  # noqa: B023
+        line = [f"  {layout + '-first':14s} gradient: "]
+        for alg, mode in (("auto", "auto"), ("FBDF", "adjoint"), ("auto", "forward")):
+            seconds, (g,) = best(lambda: pz.gradient(lambda p: loss(p, alg, mode), BRU_P))  # noqa: B023
+            line.append(f"{alg} {mode} {seconds:.2f} s ({np.max(np.abs(g - ref)) / np.max(np.abs(ref)):.0e})")
+        print(line[0] + ", ".join(line[1:]), flush=True)
+
+
 MODELS = {"rob": (rob_loss, ROB_P, 1e-8), "hh": (hh_loss, HH_P, 1e-8), "plate": (plate_loss, PLATE_P, 1e-7)}
 
 
@@ -136,7 +221,11 @@ def main() -> None:
     parser.add_argument("--modes", default="forward,adjoint")
     parser.add_argument("--repeats", type=int, default=3, help="timed gradients per row; the least CPU time is printed")
     parser.add_argument("--counts", action="store_true", help="print the steps and evaluations of each kind of solve")
+    parser.add_argument("--layouts", type=int, default=0, help="N: the Brusselator on an N x N grid in both layouts, instead")
     args = parser.parse_args()
+    if args.layouts:
+        bru_layouts(args.layouts, args.repeats)
+        return
     seen = counting() if args.counts else {}
     for name in args.models.split(","):
         loss, p0, tol = MODELS[name]
