@@ -610,7 +610,7 @@ def crosscheck(
     if not engines and not finite_differences:
         raise ValueError("nothing to compare with: give engines or finite_differences=True")
     report = CrossCheckReport(notes=notes)
-    kinks = Kinks(f, ref_args, eps, _quietly)
+    kinks = Kinks(f, ref_args, eps, _quietly, differences=finite_differences)
     triangle = _triangle_reader(f, args)
     hint = ""
     ad_floor, fd_floor = _noise_floors(f, args, precision, eps)
@@ -849,6 +849,11 @@ def _at_kinks(
     """A disagreement only at kinks or ties, where the gradient lies between the one-sided
     derivatives, is agreement: the reference there becomes the gradient's own choice."""
     bounds = kinks.bounds()
+    if kinks.not_probed:
+        return (*row[:2], row[2] + (
+            " (f holds eigenvalues, singular values or Julia code, whose kinks are found by one-sided differences, "
+            "which finite_differences=False turns off: pass finite_differences=True to accept a subgradient at one)"
+        ))  # fmt: skip
     chosen: list[str] = []
 
     def adopt(c: Any, r: Any, b: Any, path: str = "") -> Any:
@@ -870,7 +875,10 @@ def _at_kinks(
         adopted = adopt(grads, reference, bounds)
     except (TypeError, IndexError, KeyError):  # structures that _paired reports on its own
         return row
-    if not chosen or not kinks.jointly_valid(changed_entries(grads, reference, adopted)):
+    changed = changed_entries(grads, reference, adopted)
+    count = sum(float(np.sum(m[0])) for m in _leaves(changed) if m.size)
+    scale = max((float(np.max(np.abs(r))) for _, _, r in _paired(reference, reference) if r.size), default=0.0)
+    if not chosen or not kinks.jointly_valid(changed, slack=rtol * scale * count):
         return row
     again = _row(grads, adopted, floor, rtol, element_rtol, 100.0 * floor)
     if not _agrees(again):

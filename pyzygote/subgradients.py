@@ -29,52 +29,90 @@ def _canonical(tree: Any) -> Any:
 
 class Kinks:
     """Where ``f`` has a kink or a tie (``np.maximum(x, 0)`` at 0, a max over equal entries): its
-    one-sided derivatives differ, by as much with half the step, and any value between them is a
-    valid (sub)gradient (PyTorch's ReLU'(0) is 0, numpy's and JAX's 1/2).  Found on first use."""
+    one-sided derivatives differ, and any value between them is a valid (sub)gradient (PyTorch's
+    ReLU'(0) is 0, numpy's and JAX's 1/2).  Found on first use: read off the traced program
+    exactly (:mod:`pyzygote.directional`), or where it holds code whose switches cannot be read
+    (eigenvalues, Julia calls), from one-sided differences, unless ``differences`` is False."""
 
-    def __init__(self, f: Callable[..., Any], args: tuple[Any, ...], eps: float = 1e-6, quietly: Callable[..., Any] | None = None):
-        self.f, self.args, self.eps = f, args, eps
+    def __init__(
+        self, f: Callable[..., Any], args: tuple[Any, ...], eps: float = 1e-6, quietly: Callable[..., Any] | None = None,
+        differences: bool = True,
+    ):  # fmt: skip
+        self.f, self.args, self.eps, self.differences = f, args, eps, differences
         # how the differences are run (crosscheck silences retrace and numpy warnings)
         self.quietly = quietly or (lambda differences, f, *args, eps: differences(f, *args, eps=eps))
         self._bounds: Any = None
+        self._branches: Any = None
+        self.exact = False  # the bounds were read off the program (else differences, or none)
+        self.not_probed = False  # kinks may be there but were not looked for (differences off)
+
+    @property
+    def branches(self) -> "_Branches":
+        if self._branches is None:
+            self._branches = _Branches(self.f, self.args)
+        return self._branches
 
     def bounds(self) -> Any:
         """Per entry, ``(low, high)`` of the one-sided derivatives where they differ, else NaN
-        (everywhere NaN for a program without a kink or tie: rounding in f's evaluation, not a
-        kink, can part one-sided differences as much with half the step)."""
+        (everywhere NaN for a program without a kink or tie, or none at this point)."""
         if self._bounds is None:
-            branches = _Branches(self.f, self.args)
-            (f1, b1), (f2, b2) = (self.quietly(one_sided_differences, self.f, *self.args, eps=h) for h in (self.eps, self.eps / 2))
-
-            def interval(f1: Any, b1: Any, f2: Any, b2: Any, crossed: Any) -> Any:
-                if isinstance(f1, dict):
-                    return {k: interval(f1[k], b1[k], f2[k], b2[k], None if crossed is None else crossed[k]) for k in f1}
-                if isinstance(f1, tuple):
-                    return tuple(interval(*z, None if crossed is None else crossed[i]) for i, z in enumerate(zip(f1, b1, f2, b2)))
-                if not isinstance(f1, np.ndarray):
-                    return f1
-                gap1, gap2 = np.abs(f1 - b1), np.abs(f2 - b2)
-                scale = max(float(np.max(np.abs(f2), initial=0.0)), float(np.max(np.abs(b2), initial=0.0)), 1e-300)
-                # a smooth f's one-sided differences part in proportion to the step; a kink's do not
-                kink = (gap2 > 0.75 * gap1) & (gap2 > 1e-6 * scale) & branches.possible
-                if crossed is not None:  # and the step moves a value of the program across its kink
-                    kink &= crossed > 0
-                return np.stack([np.where(kink, np.minimum(f2, b2), np.nan), np.where(kink, np.maximum(f2, b2), np.nan)])
-
-            canonical = [_canonical(z) for z in (f1, b1, f2, b2)]
-            crossed = None
-            if branches.possible and any(np.any(np.isfinite(b)) for b in _leaves(interval(*canonical, None))):
-                crossed = _canonical(branches.crossed(self.eps))  # only where the differences see a kink: it costs
-            self._bounds = interval(*canonical, crossed)
+            branches = self.branches
+            if not branches.possible:  # no f evaluations: a smooth program has no kink anywhere
+                self._bounds = self._nowhere()
+            elif not branches.opaque and (exact := branches.exact_bounds()) is not None:
+                self._bounds, self.exact = exact, True
+            elif not self.differences:
+                self._bounds, self.not_probed = self._nowhere(), True
+            else:
+                self._bounds = self._by_differences(branches)
         return self._bounds
 
-    def jointly_valid(self, changed: Any) -> bool:
+    def _nowhere(self) -> Any:
+        from pyzygote.pytree import unflatten
+
+        leaves, tree = flatten(self.args)
+        return _stacked(*(_canonical(tuple(unflatten(tree, [_floats(x, np.nan) for x in leaves]))) for _ in range(2)))
+
+    def _by_differences(self, branches: "_Branches") -> Any:
+        """One-sided differences with a step and half of it, where they part as much with both (a
+        smooth f's part in proportion to the step) and the step moves a value across its switch."""
+        (f1, b1), (f2, b2) = (self.quietly(one_sided_differences, self.f, *self.args, eps=h) for h in (self.eps, self.eps / 2))
+
+        def interval(f1: Any, b1: Any, f2: Any, b2: Any, crossed: Any) -> Any:
+            if isinstance(f1, dict):
+                return {k: interval(f1[k], b1[k], f2[k], b2[k], None if crossed is None else crossed[k]) for k in f1}
+            if isinstance(f1, tuple):
+                return tuple(interval(*z, None if crossed is None else crossed[i]) for i, z in enumerate(zip(f1, b1, f2, b2)))
+            if not isinstance(f1, np.ndarray):
+                return f1
+            gap1, gap2 = np.abs(f1 - b1), np.abs(f2 - b2)
+            scale = max(float(np.max(np.abs(f2), initial=0.0)), float(np.max(np.abs(b2), initial=0.0)), 1e-300)
+            kink = (gap2 > 0.75 * gap1) & (gap2 > 1e-6 * scale)
+            if crossed is not None:  # and the step moves a value of the program across its kink
+                kink &= crossed > 0
+            return np.stack([np.where(kink, np.minimum(f2, b2), np.nan), np.where(kink, np.maximum(f2, b2), np.nan)])
+
+        canonical = [_canonical(z) for z in (f1, b1, f2, b2)]
+        crossed = None
+        if any(np.any(np.isfinite(b)) for b in _leaves(interval(*canonical, None))):
+            crossed = _canonical(branches.crossed(self.eps))  # only where the differences see a kink: it costs
+        return interval(*canonical, crossed)
+
+    def jointly_valid(self, changed: Any, slack: float = 0.0) -> bool:
         """Whether the gradient's values at the kinks, together, lie between the one-sided
         derivatives along all of them at once: at a tie of two maxima, 1 for each is valid
-        alone but not both (their sum, the derivative along both, is 1)."""
+        alone but not both (their sum, the derivative along both, is 1).  ``slack``: what the
+        sum may be off by (the entries' own tolerance)."""
         masks = [leaf for leaf in flatten(changed)[0] if isinstance(leaf, np.ndarray)]
         direction_tree = _map_leaves(changed, lambda m: m[0])
         total = sum(float(np.sum(m[0] * m[1])) for m in masks)
+        if self.exact:
+            sides = self.branches.along(direction_tree)
+            if sides is None:
+                return False
+            up, down = sides
+            slack += 1e-12 * max(abs(up), abs(down), abs(total))
+            return min(up, down) - slack <= total <= max(up, down) + slack
         try:
             base = float(np.asarray(self.f(*self.args), dtype=np.float64))
             h = self.eps / 2
@@ -83,8 +121,23 @@ class Kinks:
                 down = (base - float(np.asarray(self.f(*_moved(self.args, direction_tree, -h)), dtype=np.float64))) / h
         except (TypeError, ValueError):
             return False
-        slack = 1e-3 * max(abs(up), abs(down), abs(total), 1e-300)
+        slack = max(slack, 1e-3 * max(abs(up), abs(down), abs(total), 1e-300))
         return min(up, down) - slack <= total <= max(up, down) + slack
+
+
+def _floats(x: Any, fill: float) -> Any:
+    """An array like the float argument ``x`` filled with ``fill``, None for any other argument."""
+    if isinstance(x, (float, np.floating, np.ndarray)) and np.asarray(x).dtype.kind == "f":
+        return np.full(np.shape(x), fill)
+    return None
+
+
+def _stacked(low: Any, high: Any) -> Any:
+    if isinstance(low, dict):
+        return {k: _stacked(low[k], high[k]) for k in low}
+    if isinstance(low, tuple):
+        return tuple(_stacked(a, b) for a, b in zip(low, high))
+    return np.stack([low, high]) if isinstance(low, np.ndarray) else low
 
 
 # Kinked or stepping at some points too: eigenvalues and singular values where two cross (the
@@ -145,6 +198,72 @@ class _Branches:
     @property
     def possible(self) -> bool:
         return self.opaque or bool(self.found)
+
+    def _leaves_and_tree(self) -> tuple[list[Any], Any] | None:
+        from pyzygote.tracing import to_input_array
+
+        leaves, tree = flatten(self.args)
+        if self.prog is None or len(leaves) != len(self.prog.inputs):
+            return None  # arguments the program does not take one by one
+        return [to_input_array(x, "an argument") for x in leaves], tree
+
+    def _sides_along(self, leaves: list[Any], direction: list[Any]) -> tuple[float, float] | None:
+        """The derivatives along ``direction`` from either side (``f'(x; d)`` and ``-f'(x; -d)``),
+        or None where ``f`` jumps there or a switch cannot be decided."""
+        from pyzygote.directional import directional_derivative
+
+        base = directional_derivative(self.prog, leaves, [None] * len(leaves)).value
+        up = directional_derivative(self.prog, leaves, direction)
+        down = directional_derivative(self.prog, leaves, [None if d is None else -d for d in direction])
+        for side in (up, down):
+            # a jump is no kink: no value between the sides is a derivative
+            if not side.decided or not abs(side.value - base) <= 1e-9 * max(1.0, abs(base)):
+                return None
+        return up.derivative, -down.derivative
+
+    def along(self, direction_tree: Any) -> tuple[float, float] | None:
+        """:meth:`_sides_along` a direction in the structure ``_canonical`` gives the arguments."""
+        found = self._leaves_and_tree()
+        if found is None:
+            return None
+        leaves, tree = found
+        zero = tuple(_map_leaves_of_args(self.args))
+        moved = _moved(zero, direction_tree, 1.0)
+        direction = [np.asarray(d, dtype=np.float64) if _floats(x, 0.0) is not None else None for d, x in zip(flatten(moved)[0], leaves)]
+        try:
+            return self._sides_along(leaves, direction)
+        except Exception:  # an equation that cannot run this way: not judged
+            return None
+
+    def exact_bounds(self) -> Any:
+        """:meth:`Kinks.bounds` read off the program: nothing evaluated by steps, and only where
+        a switch of it sits at this point, the entries that move one; None where that cannot
+        be done (then the differences judge)."""
+        from pyzygote.directional import at_a_switch
+        from pyzygote.pytree import unflatten
+
+        found = self._leaves_and_tree()
+        if found is None:
+            return None
+        leaves, tree = found
+        ids = {id(e) for e in self.found}
+        try:
+            here = at_a_switch(self.prog, leaves, lambda e: id(e) in ids)
+            lows, highs = [], []
+            for k, x in enumerate(leaves):
+                low, high = _floats(x, np.nan), _floats(x, np.nan)
+                if low is not None and here:
+                    for i in range(x.size):
+                        e = np.zeros(x.shape)
+                        e.flat[i] = 1.0
+                        sides = self._sides_along(leaves, [e if j == k else None for j in range(len(leaves))])
+                        if sides is not None and sides[0] != sides[1]:
+                            low.flat[i], high.flat[i] = min(sides), max(sides)
+                lows.append(low)
+                highs.append(high)
+        except Exception:  # an equation that cannot run this way: the differences judge
+            return None
+        return _stacked(_canonical(tuple(unflatten(tree, lows))), _canonical(tuple(unflatten(tree, highs))))
 
     def _sides(self, leaves: list[Any]) -> list[np.ndarray]:
         """Which side of its kink each equation of :attr:`found` is on, with the arguments' leaves."""
@@ -269,6 +388,15 @@ def one_sided_differences(f: Callable[..., Any], *args: Any, eps: float) -> tupl
 
 def _leaves(tree: Any) -> list[np.ndarray]:
     return [leaf for leaf in flatten(tree)[0] if isinstance(leaf, np.ndarray)]
+
+
+def _map_leaves_of_args(args: tuple[Any, ...]) -> Any:
+    """``args`` with every float leaf zero (the origin that :func:`_moved` moves along a direction)."""
+    from pyzygote.pytree import unflatten
+
+    leaves, tree = flatten(args)
+    zero = [np.zeros(np.shape(x)) if _floats(x, 0.0) is not None and np.ndim(x) else 0.0 if _floats(x, 0.0) is not None else x for x in leaves]
+    return unflatten(tree, zero)
 
 
 def _map_leaves(tree: Any, fn: Callable[[np.ndarray], Any]) -> Any:

@@ -1,0 +1,127 @@
+"""pz.crosscheck at kinks and ties: one-sided derivatives read off the traced program exactly,
+and no evaluations of f spent looking for kinks where the program cannot have one here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyzygote as pz
+
+
+def _sides(f, x, i):
+    """The derivatives of f at x along entry i from the right and from the left."""
+    from pyzygote.directional import directional_derivative
+
+    prog = pz.make_program(f, x)
+    e = np.zeros_like(x)
+    e[i] = 1.0
+    return directional_derivative(prog, [x], [e]).derivative, -directional_derivative(prog, [x], [-e]).derivative
+
+
+def test_one_sided_derivatives_at_kinks_are_exact() -> None:
+    """Closed forms, to the last bit: no step, no truncation error (a step of 5e-7 gave 1.9999995
+    for d/dx clip(x)**2 = 2 at the bound, outside the engines' tolerance of 1e-7)."""
+    assert _sides(lambda x: np.sum(np.clip(x, -1.0, 1.0) ** 2), np.array([1.0, 0.5]), 0) == (0.0, 2.0)
+    assert _sides(lambda x: np.sum(np.clip(x, -1.0, 1.0) ** 2), np.array([-1.0, 0.5]), 0) == (-2.0, 0.0)
+    assert _sides(lambda x: np.sum(np.exp(np.clip(x, -1.0, 1.0))), np.array([1.0, 0.0]), 0) == (0.0, np.e)
+    assert _sides(lambda x: np.sum(np.maximum(x, 0.0) + x**3), np.array([0.0, 0.5]), 0) == (1.0, 0.0)
+    assert _sides(lambda x: np.sum(np.abs(x - 0.25) * 3.0), np.array([0.25, 0.5]), 0) == (3.0, -3.0)
+    assert _sides(lambda x: np.sum(np.where(x > 0, x, 0.0)), np.array([0.0]), 0) == (1.0, 0.0)
+    assert _sides(lambda x: 2.0 * np.max(x), np.array([1.0, 3.0, 3.0]), 1) == (2.0, 0.0)
+    # a sort of tied values: the one moved up goes last among them
+    assert _sides(lambda x: np.sum(np.sort(x) * np.arange(3.0)), np.array([1.0, 1.0, 2.0]), 0) == (1.0, 0.0)
+    # away from the kink, both sides are the derivative
+    assert _sides(lambda x: np.sum(np.clip(x, -1.0, 1.0) ** 2), np.array([1.0 - 1e-9, 0.5]), 0) == (2 * (1 - 1e-9),) * 2
+
+
+def _clip_square(x):
+    return np.sum(np.clip(x, -1.0, 1.0) ** 2)
+
+
+@pytest.mark.parametrize("finite_differences", [True, False])
+def test_either_one_sided_derivative_at_a_bound_agrees_and_nothing_outside(finite_differences: bool) -> None:
+    x = np.array([1.0, 0.5, -1.0])
+    (own,) = pz.gradient(_clip_square, x)
+    for g0, g2 in ((2.0, -2.0), (0.0, 0.0), (1.0, -1.0), (2.0, 0.0)):  # torch.clamp's, one side, halves, mixed
+        g = np.array([g0, 1.0, g2])
+        report = pz.crosscheck(_clip_square, (x,), (g,), finite_differences=finite_differences)
+        assert report.passed and ("kinks" in str(report) or np.array_equal(g, own)), str(report)
+    for g0 in (2.0 * (1 + 1e-4), -2e-4, 3.0):  # outside [0, 2] by 1e-4 of the scale and more
+        report = pz.crosscheck(_clip_square, (x,), (np.array([g0, 1.0, -2.0]),), finite_differences=finite_differences, raise_on_failure=False)
+        assert not report.passed and "DISAGREES" in str(report), str(report)
+    # a point 1e-9 from the bound is no kink: the other side's derivative there is wrong
+    near = np.array([1.0 - 1e-9, 0.5, -1.0])
+    report = pz.crosscheck(_clip_square, (near,), (np.array([0.0, 1.0, -2.0]),), finite_differences=finite_differences, raise_on_failure=False)
+    assert not report.passed and "kinks" not in str(report), str(report)
+    # nor is an entry that is right beside one that sits at a kink: a wrong entry stays wrong
+    report = pz.crosscheck(_clip_square, (x,), (np.array([2.0, 1.0 + 1e-4, -2.0]),), finite_differences=finite_differences, raise_on_failure=False)
+    assert not report.passed, str(report)
+
+
+def test_relu_network_at_a_kink_takes_pytorchs_convention_and_refuses_a_wrong_entry() -> None:
+    rng = np.random.default_rng(3)
+    W1, W2, X = rng.normal(size=(4, 3)), rng.normal(size=(1, 4)), rng.normal(size=(6, 3))
+    X[0] = 0.0  # every pre-activation of the first row is 0, at ReLU's kink
+
+    def loss(W1, b1, W2):
+        return np.mean((np.maximum(X @ W1.T + b1, 0.0) @ W2.T) ** 2)
+
+    b1 = np.zeros(4)
+    z = X @ W1.T + b1
+    r = 2.0 * (np.maximum(z, 0.0) @ W2.T) / 6
+    dz = (r @ W2) * (z > 0)  # ReLU'(0) = 0, as PyTorch
+    grads = (dz.T @ X, dz.sum(0), r.T @ np.maximum(z, 0.0))
+    assert pz.crosscheck(loss, (W1, b1, W2), grads, finite_differences=False).passed
+    left = (dz + (r @ W2) * (z == 0)).sum(0)  # ReLU'(0) = 1: the other side, also valid
+    assert pz.crosscheck(loss, (W1, b1, W2), (grads[0], left, grads[2]), finite_differences=False).passed
+    for k in range(4):  # each bias entry a little beyond its interval
+        wrong = grads[1].copy()
+        low, high = sorted((grads[1][k], left[k]))
+        wrong[k] = high + 1e-4 * np.max(np.abs(grads[1])) if k % 2 else low - 1e-4 * np.max(np.abs(grads[1]))
+        report = pz.crosscheck(loss, (W1, b1, W2), (grads[0], wrong, grads[2]), finite_differences=False, raise_on_failure=False)
+        assert not report.passed, str(report)
+
+
+def _counting(f):
+    calls = {"plain": 0}
+
+    def counted(*args):
+        if all(isinstance(a, np.ndarray) for a in args):  # an evaluation outside tracing
+            calls["plain"] += 1
+        return f(*args)
+
+    return counted, calls
+
+
+@pytest.mark.parametrize(
+    "f, at",
+    [
+        (lambda w: np.sum(np.tanh(w) ** 2), 0.3),  # smooth: no kink anywhere
+        (lambda w: np.sum(np.maximum(w, 0.0) ** 2 + np.tanh(w)), 0.3),  # kinked, but at no kink here
+        (lambda w: np.sum(np.maximum(w, 0.0) ** 2 + np.tanh(w)), 0.0),  # at kinks: read off the program
+    ],
+)
+def test_a_wrong_gradient_costs_no_evaluations_of_f_without_finite_differences(f, at) -> None:
+    w = np.linspace(-1.0, 1.0, 50) + at
+    (g,) = pz.gradient(f, w)
+    counted, calls = _counting(f)
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(counted, (w,), (g * 1.01,), finite_differences=False)
+    assert calls["plain"] <= 1, calls  # f's value for the noise floors
+    calls["plain"] = 0
+    with pytest.raises(AssertionError, match="DISAGREES"):
+        pz.crosscheck(counted, (w,), (g * 1.01,))
+    # the central differences (with the step and twice it), and nothing per entry for kinks
+    assert calls["plain"] <= 4 * w.size + 1, calls
+
+
+def test_a_program_whose_kinks_cannot_be_read_is_not_probed_when_differences_are_off() -> None:
+    """An eigenvalue's kinks (where two cross) are found by one-sided differences only: with
+    finite_differences=False they are not looked for, and the row says so."""
+    f = lambda w: np.linalg.eigvalsh(np.diag(w))[-1] + np.sum(w**2)  # noqa: E731
+    w = np.array([1.0, 2.0, 0.5])
+    counted, calls = _counting(f)
+    report = pz.crosscheck(counted, (w,), (np.array([2.0, 5.0 * 1.01, 1.0]),), finite_differences=False, raise_on_failure=False)
+    assert not report.passed and calls["plain"] <= 1, (calls, str(report))
+    assert "finite_differences=False" in str(report), str(report)
