@@ -125,3 +125,13 @@ def test_a_program_whose_kinks_cannot_be_read_is_not_probed_when_differences_are
     report = pz.crosscheck(counted, (w,), (np.array([2.0, 5.0 * 1.01, 1.0]),), finite_differences=False, raise_on_failure=False)
     assert not report.passed and calls["plain"] <= 1, (calls, str(report))
     assert "finite_differences=False" in str(report), str(report)
+
+
+def test_a_jump_is_no_kink() -> None:
+    """At floor's switch f jumps: the one-sided differences were 2 and 2e6, and any value between
+    them (5, where the derivative of each side is 2) was accepted as a subgradient."""
+    f = lambda x: np.sum(np.floor(x) + x**2)  # noqa: E731
+    x = np.array([1.0, 0.5])
+    assert pz.crosscheck(f, (x,), (np.array([2.0, 1.0]),)).passed
+    report = pz.crosscheck(f, (x,), (np.array([5.0, 1.0]),), raise_on_failure=False)
+    assert not report.passed and "kinks" not in str(report), str(report)
