@@ -879,7 +879,7 @@ def _at_kinks(
     count = sum(float(np.sum(m[0])) for m in _leaves(changed) if m.size)
     scale = max((float(np.max(np.abs(r))) for _, _, r in _paired(reference, reference) if r.size), default=0.0)
     if not chosen or not kinks.jointly_valid(changed, slack=rtol * scale * count):
-        return row
+        return _in_tie_hull(row, grads, kinks, floor, rtol, element_rtol)
     again = _row(grads, adopted, floor, rtol, element_rtol, 100.0 * floor)
     if not _agrees(again):
         return row
@@ -889,6 +889,56 @@ def _at_kinks(
         "agrees at kinks or ties, where the one-sided derivatives differ and any value between them is a valid "
         "(sub)gradient: " + "; ".join(chosen),
     )
+
+
+def _in_tie_hull(
+    row: tuple[float, float, str], grads: Any, kinks: Kinks, floor: float, rtol: float, element_rtol: float
+) -> tuple[float, float, str]:
+    """A gradient that is a convex combination of the gradients of the pieces of ``f`` meeting at
+    a tie (PyTorch's 2/3 to each of a median's three tied values, where JAX gives 2 to one) agrees:
+    each piece's is a limit of gradients at nearby points.  Their one-sided derivatives cannot
+    tell (moving one tied value either way leaves the median with another)."""
+    from pyzygote.directional import convex_weights
+
+    pieces = kinks.pieces()
+    if not pieces or len(pieces) < 2:
+        return row
+    try:
+        columns = [_paired(grads, piece) for piece in pieces]
+    except ValueError:  # structures that _paired reports on its own
+        return row
+    point = np.concatenate([c.ravel() for _, c, _ in columns[0]])
+    vertices = np.array([np.concatenate([r.ravel() for _, _, r in pairs]) for pairs in columns])
+    lam = convex_weights(point, vertices)
+    if lam is None:
+        return row
+    fit = functools.reduce(_add_trees, [_scaled_tree(piece, w) for piece, w in zip(pieces, lam)])
+    again = _row(grads, fit, floor, rtol, element_rtol, 100.0 * floor)
+    if not _agrees(again):
+        return row
+    distinct = len({v.tobytes() for v in vertices})
+    return (
+        again[0],
+        rtol,
+        f"agrees at a tie: a convex combination of the gradients of the {distinct} pieces of f that meet here "
+        "(one for each way the tie can part), each a limit of gradients at nearby points",
+    )
+
+
+def _scaled_tree(tree: Any, w: float) -> Any:
+    if isinstance(tree, dict):
+        return {k: _scaled_tree(v, w) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_scaled_tree(v, w) for v in tree)
+    return tree * w if isinstance(tree, np.ndarray) else tree
+
+
+def _add_trees(a: Any, b: Any) -> Any:
+    if isinstance(a, dict):
+        return {k: _add_trees(a[k], b[k]) for k in a}
+    if isinstance(a, tuple):
+        return tuple(_add_trees(x, y) for x, y in zip(a, b))
+    return a + b if isinstance(a, np.ndarray) else a
 
 
 def _not_finite_at(reference: Any, grads: Any) -> str:

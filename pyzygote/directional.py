@@ -37,6 +37,7 @@ class Along:
     derivative: float
     touched: bool
     decided: bool = True
+    depth: int = -1  # the deepest of the directions that decided a tie (-1: none did)
 
 
 class _Undecided(Exception):
@@ -47,102 +48,149 @@ def _f(x: Any) -> bool:
     return np.asarray(x).dtype.kind == "f"
 
 
-def _order(a: Any, b: Any, da: Any, db: Any) -> Any:
-    """The sign of ``(a + t da) - (b + t db)`` for small ``t > 0`` (0 where they tie to first order)."""
+def _lex(first: Any, levels: Sequence[Any]) -> tuple[Any, int]:
+    """The sign of ``first + t levels[0] + t**2 levels[1] + ...`` for small ``t > 0`` (0 where all
+    are 0), and the deepest level that decided an entry (-1: ``first`` decided them all)."""
+    key, depth = np.sign(first), -1
+    for k, level in enumerate(levels):
+        open_ = key == 0
+        key = np.where(open_, np.sign(level), key)
+        if np.any(open_ & (key != 0)):
+            depth = k
+    return key, depth
+
+
+def _order(a: Any, b: Any, das: Sequence[Any], dbs: Sequence[Any]) -> tuple[Any, int]:
+    """The order of ``a`` and ``b`` moved along the tangents' levels (see :func:`_lex`)."""
     with np.errstate(invalid="ignore"):
-        return np.where(a > b, 1, np.where(a < b, -1, np.sign(da - db)))
+        first = np.where(a > b, 1, np.where(a < b, -1, 0))
+        return _lex(first, [np.subtract(da, db) for da, db in zip(das, dbs)])
 
 
-def _extreme(name: str, ins: list[Any], ts: list[Any]) -> tuple[Any, Any, bool]:
-    (a, b), (da, db) = ins, ts
-    key = _order(a, b, da, db)
+def _extreme(name: str, ins: list[Any], ts: list[list[Any]]) -> tuple[Any, list[Any], int]:
+    (a, b), (das, dbs) = ins, ts
+    key, depth = _order(a, b, das, dbs)
     if name in ("fmax", "fmin"):  # the number wins over a NaN
         key = np.where(np.isnan(b), 1, np.where(np.isnan(a), -1, key))
     first = key >= 0 if name in ("max", "fmax") else key <= 0
     first = np.where(np.isnan(a), True, np.where(np.isnan(b), False, first)) if name in ("max", "min") else first
     value = {"max": np.maximum, "min": np.minimum, "fmax": np.fmax, "fmin": np.fmin}[name](a, b)
     shape = np.shape(value)
-    tangent = np.where(first, np.broadcast_to(da, shape), np.broadcast_to(db, shape))
-    return value, tangent, bool(np.any((a == b) & (da != db)))
+    return value, [np.where(first, np.broadcast_to(da, shape), np.broadcast_to(db, shape)) for da, db in zip(das, dbs)], depth
 
 
-def _reduce_extreme(name: str, x: Any, dx: Any, axes: tuple[int, ...]) -> tuple[Any, Any, bool]:
+def _narrowed(x: Any, dxs: Sequence[Any], axis: Any, pick: Any) -> tuple[Any, list[Any], int]:
+    """Which entries along ``axis`` are the extremum (``pick``) moved along the levels, the
+    extremum's tangents, and the deepest level that parted a tie."""
+    mask = x == pick(x, axis=axis, keepdims=True)
+    worst = -np.inf if pick is np.max else np.inf
+    tangents, depth = [], -1
+    for k, dx in enumerate(dxs):
+        dx = np.broadcast_to(dx, np.shape(x))
+        with np.errstate(invalid="ignore"):
+            m = pick(np.where(mask, dx, worst), axis=axis, keepdims=True)
+        narrower = mask & (dx == m)
+        if np.any(narrower != mask):
+            depth = k
+        mask = narrower
+        tangents.append(np.squeeze(m, axis=axis))
+    return mask, tangents, depth
+
+
+def _reduce_extreme(name: str, x: Any, dxs: list[Any], axes: tuple[int, ...]) -> tuple[Any, list[Any], int]:
     pick = np.max if name == "reduce_max" else np.min
     value = pick(x, axis=axes)
-    tied = x == pick(x, axis=axes, keepdims=True)
-    dx = np.broadcast_to(dx, np.shape(x))
-    with np.errstate(invalid="ignore"):
-        tangent = pick(np.where(tied, dx, -np.inf if name == "reduce_max" else np.inf), axis=axes)
-    tangent = np.where(np.isnan(value), np.nan, tangent)
-    return value, tangent, bool(np.sum(tied & (dx != np.expand_dims(tangent, axes))) > 0)
+    _, tangents, depth = _narrowed(x, dxs, axes, pick)
+    return value, [np.where(np.isnan(value), np.nan, t) for t in tangents], depth
 
 
-def _moved_float(x: Any, dx: Any) -> Any:
+def _moved_float(x: Any, dxs: Sequence[Any]) -> tuple[Any, int]:
     """For a rounding or a cast: ``x`` nudged off an integer (where rounding switches) in the
-    direction of ``dx``, to half-way to the next integer: the same side, no other switch crossed."""
-    return np.where((np.floor(x) == x) & (dx != 0), x + 0.5 * np.sign(dx), x)
+    direction of the tangents, to half-way to the next integer: the same side, no other switch crossed."""
+    side, depth = _lex(np.zeros(np.shape(x)), dxs)
+    at = np.floor(x) == x
+    return np.where(at, x + 0.5 * side, x), depth if np.any(at & (side != 0)) else -1
 
 
-def _discrete(name: str, eqn: Any, ins: list[Any], ts: list[Any]) -> Any:
-    """The value of a piecewise-constant equation on the side of ``x`` that the tangents point to."""
+def _discrete(name: str, eqn: Any, ins: list[Any], ts: list[list[Any]]) -> tuple[Any, int]:
+    """The value of a piecewise-constant equation on the side of ``x`` that the tangents point to,
+    and the deepest level of them that decided it (-1: the value alone)."""
     params = eqn.params
     if name in ("lt", "le", "gt", "ge", "eq", "ne"):
         a, b = ins
         if not (_f(a) or _f(b)):
-            return eqn.prim.impl(a, b)
-        key = _order(a, b, ts[0], ts[1])
-        return np.where(np.isnan(a) | np.isnan(b), eqn.prim.impl(a, b), eqn.prim.impl(key, 0))
-    x, dx = ins[0], ts[0]
+            return eqn.prim.impl(a, b), -1
+        key, depth = _order(a, b, ts[0], ts[1])
+        return np.where(np.isnan(a) | np.isnan(b), eqn.prim.impl(a, b), eqn.prim.impl(key, 0)), depth
+    x, dxs = ins[0], ts[0]
     if not _f(x) and name not in ("floordiv", "rem", "searchsorted"):
-        return eqn.prim.impl(*ins, **params)
+        return eqn.prim.impl(*ins, **params), -1
     if name in ("floor", "ceil"):
-        return eqn.prim.impl(_moved_float(x, dx))
+        moved, depth = _moved_float(x, dxs)
+        return eqn.prim.impl(moved), depth
     if name == "round":  # rint switches at half-integers
-        half = (x - np.floor(x) == 0.5) & (dx != 0)
-        return np.where(half, np.floor(x) + (dx > 0), np.rint(x))
+        side, depth = _lex(np.zeros(np.shape(x)), dxs)
+        half = (x - np.floor(x) == 0.5) & (side != 0)
+        return np.where(half, np.floor(x) + (side > 0), np.rint(x)), depth if np.any(half) else -1
     if name == "sign":
-        return np.where(x == 0, np.sign(dx), np.sign(x))
+        side, depth = _lex(np.zeros(np.shape(x)), dxs)
+        return np.where(x == 0, side, np.sign(x)), depth if np.any((x == 0) & (side != 0)) else -1
     if name == "convert_element_type":
         if np.dtype(params["dtype"]).kind == "b":
-            return np.asarray((x != 0) | (dx != 0))
-        return eqn.prim.impl(_moved_float(x, dx), **params)
+            side, depth = _lex(np.zeros(np.shape(x)), dxs)
+            return np.asarray((x != 0) | (side != 0)), depth if np.any((x == 0) & (side != 0)) else -1
+        moved, depth = _moved_float(x, dxs)
+        return eqn.prim.impl(moved, **params), depth
     if name in ("and", "or", "xor", "not"):
-        return eqn.prim.impl(*[(v != 0) | (t != 0) if _f(v) else v for v, t in zip(ins, ts)])
+        truths, depth = [], -1
+        for v, levels in zip(ins, ts):
+            if not _f(v):
+                truths.append(v)
+                continue
+            side, d = _lex(np.zeros(np.shape(v)), levels)
+            truths.append((v != 0) | (side != 0))
+            depth = max(depth, d if np.any((v == 0) & (side != 0)) else -1)
+        return eqn.prim.impl(*truths), depth
     if name in ("floordiv", "rem"):
         a, b = ins
-        da, db = ts
-        q, r = np.floor_divide(a, b), np.remainder(a, b)
         if not (_f(a) or _f(b)):
-            return eqn.prim.impl(a, b)
-        down = (r == 0) & (np.sign(da * b - a * db) * np.sign(b) < 0)  # a / b moves below a whole number
-        return np.where(down, q - 1, q) if name == "floordiv" else np.where(down, r + b, r)
+            return eqn.prim.impl(a, b), -1
+        q, r = np.floor_divide(a, b), np.remainder(a, b)
+        # a / b moves below a whole number where the first level moving it does so downwards
+        side, depth = _lex(np.zeros(np.shape(q)), [(da * b - a * db) * np.sign(b) for da, db in zip(*ts)])
+        down = (r == 0) & (side < 0)
+        depth = depth if np.any((r == 0) & (side != 0)) else -1
+        return (np.where(down, q - 1, q) if name == "floordiv" else np.where(down, r + b, r)), depth
     if name == "argextreme":
         axis, which = params["axis"], params["which"]
-        pick = np.max if which == "max" else np.min
-        tied = x == pick(x, axis=axis, keepdims=True)
-        key = np.where(tied, np.broadcast_to(dx, x.shape), -np.inf if which == "max" else np.inf)
-        # among the tied entries, the one that moves furthest, the first of those as numpy's
-        found = np.asarray((np.argmax if which == "max" else np.argmin)(key, axis=axis), dtype=eqn.outputs[0].aval.dtype)
-        return np.where(np.any(np.isnan(x), axis=axis), eqn.prim.impl(x, **params), found)[()]
+        mask, _, depth = _narrowed(x, dxs, axis, np.max if which == "max" else np.min)
+        found = np.asarray(np.argmax(mask, axis=axis), dtype=eqn.outputs[0].aval.dtype)  # the first, as numpy's
+        return np.where(np.any(np.isnan(x), axis=axis), eqn.prim.impl(x, **params), found)[()], depth
     if name == "argsort":
-        axis = params["axis"]
         if np.any(np.isnan(x)):
-            return eqn.prim.impl(x, **params)
-        return np.lexsort((np.broadcast_to(dx, x.shape), x), axis=axis).astype(eqn.outputs[0].aval.dtype)
+            return eqn.prim.impl(x, **params), -1
+        keys = [np.broadcast_to(dx, x.shape) for dx in dxs]
+        previous, depth = eqn.prim.impl(x, **params), -1
+        for k in range(len(keys)):  # the deepest level whose order parts a tie
+            order = np.lexsort((*keys[: k + 1][::-1], x), axis=params["axis"])
+            if not np.array_equal(order, previous):
+                depth = k
+            previous = order
+        return np.asarray(previous).astype(eqn.outputs[0].aval.dtype), depth
     if name == "searchsorted":
         a, v = ins
-        da, dv = (np.broadcast_to(t, np.shape(s)) for t, s in zip(ts, ins))
         if not (_f(a) or _f(v)) or np.any(np.isnan(a)) or np.any(np.isnan(v)):
-            return eqn.prim.impl(a, v, **params)
-        va, vv = np.asarray(v).reshape(1, -1), np.asarray(dv).reshape(1, -1)
-        key = _order(a[:, None], va, da[:, None], vv)
+            return eqn.prim.impl(a, v, **params), -1
+        das = [np.broadcast_to(t, np.shape(a))[:, None] for t in ts[0]]
+        dvs = [np.broadcast_to(t, np.shape(v)).reshape(1, -1) for t in ts[1]]
+        key, depth = _order(a[:, None], np.asarray(v).reshape(1, -1), das, dvs)
         below = key < 0 if params["side"] == "left" else key <= 0
-        return np.sum(below, axis=0).reshape(np.shape(v)).astype(eqn.outputs[0].aval.dtype)[()]
+        return np.sum(below, axis=0).reshape(np.shape(v)).astype(eqn.outputs[0].aval.dtype)[()], depth
     if name == "detsign":
         value = eqn.prim.impl(x)
         if value == 0:
             raise _Undecided  # the sign of det(A + t dA) at a singular A: not read off here
-        return value
+        return value, -1
     raise _Undecided
 
 
@@ -155,64 +203,92 @@ DECIDED = frozenset(
 )  # fmt: skip
 
 
-def _decide(eqn: Any, ins: list[Any], ts: list[Any]) -> tuple[Any, Any, bool]:
-    """``(value, tangent, touched)`` of an equation of :data:`DECIDED` on the side ``ts`` point to."""
+def _decide(eqn: Any, ins: list[Any], ts: list[list[Any]]) -> tuple[Any, list[Any] | None, int]:
+    """``(value, tangents, depth)`` of an equation of :data:`DECIDED` on the side the tangents'
+    levels point to (``ts[i][k]``: level ``k`` of input ``i``, None for zero); ``depth``: the
+    deepest level that decided a tie (-1: none was decided by a tangent)."""
     name = eqn.prim.name
-    zero = [np.zeros(np.shape(v)) if t is None else t for v, t in zip(ins, ts)]
+    zero = [[np.zeros(np.shape(v)) if t is None else t for t in levels] for v, levels in zip(ins, ts)]
     if name in ("max", "min", "fmax", "fmin") and eqn.outputs[0].aval.is_float:
         return _extreme(name, ins, zero)
     if name == "abs" and eqn.outputs[0].aval.is_float:
-        x, dx = ins[0], zero[0]
-        return eqn.prim.impl(x), np.where(x > 0, dx, np.where(x < 0, -dx, np.abs(dx))), bool(np.any((x == 0) & (dx != 0)))
+        x, dxs = ins[0], zero[0]
+        side, depth = _lex(np.sign(x), dxs)
+        return eqn.prim.impl(x), [np.where(side < 0, -dx, dx) for dx in dxs], depth
     if name in ("reduce_max", "reduce_min") and eqn.outputs[0].aval.is_float:
         return _reduce_extreme(name, ins[0], zero[0], eqn.params["axes"])
     if name == "convert_element_type" and eqn.outputs[0].aval.is_float:  # a cast among floats: linear
-        return eqn.prim.impl(ins[0], **eqn.params), None if ts[0] is None else eqn.prim.impl(ts[0], **eqn.params), False
+        return eqn.prim.impl(ins[0], **eqn.params), [None if t is None else eqn.prim.impl(t, **eqn.params) for t in ts[0]], -1
+    value, depth = _discrete(name, eqn, ins, zero)
     if name == "rem" and eqn.outputs[0].aval.is_float:
         a, b = ins
-        value = _discrete(name, eqn, ins, zero)
         q = np.floor_divide(a, b) - (value != np.remainder(a, b))  # the quotient on that side
-        return value, zero[0] - zero[1] * q, bool(np.any(value != np.remainder(a, b)))
-    at = eqn.prim.impl(*ins, **eqn.params)
-    value = _discrete(name, eqn, ins, zero)
-    return value, None, not np.array_equal(np.asarray(at), np.asarray(value), equal_nan=True)
+        return value, [da - db * q for da, db in zip(*zero)], depth
+    return value, None, depth
 
 
-def directional_derivative(prog: Program, leaves: Sequence[Any], direction: Sequence[Any]) -> Along:
-    """The value and one-sided derivative of the scalar program ``prog`` at ``leaves`` along
-    ``direction`` (one tangent per input, ``None`` for zero), taking each switch on the side of
-    ``x + t d`` for small ``t > 0``.  Switches tied to first order are taken as at ``x``."""
+def directional_derivative(prog: Program, leaves: Sequence[Any], *directions: Sequence[Any]) -> Along:
+    """The value and one-sided derivative of the scalar program ``prog`` at ``leaves`` along the
+    last of ``directions`` (each one tangent per input, ``None`` for zero), taking each switch on
+    the side of ``x + t d1 + t**2 d2 + ...`` for small ``t > 0``: the earlier directions choose a
+    side first (a tie-break), the last is differentiated along.  Switches that all of them leave
+    tied are taken as at ``x``."""
     from pyzygote.transforms.jvp import _BEING_DIFFERENTIATED
 
-    env: dict[int, tuple[Any, Any]] = {v.uid: (np.asarray(x), None if d is None else np.asarray(d, dtype=np.float64)) for v, x, d in zip(prog.inputs, leaves, direction)}
-    env.update((v.uid, (c, None)) for v, c in zip(prog.constvars, prog.consts))
-    touched = False
+    levels = len(directions)
+    env: dict[int, tuple[Any, list[Any]]] = {
+        v.uid: (np.asarray(x), [None if d[i] is None else np.asarray(d[i], dtype=np.float64) for d in directions])
+        for i, (v, x) in enumerate(zip(prog.inputs, leaves))
+    }
+    env.update((v.uid, (c, [None] * levels)) for v, c in zip(prog.constvars, prog.consts))
+    depth = -1
     try:
         with np.errstate(all="ignore"):
             for eqn in prog.eqns:
-                ins, ts = zip(*[(a.value, None) if isinstance(a, Literal) else env[a.uid] for a in eqn.inputs]) if eqn.inputs else ((), ())
-                ins, ts = list(ins), list(ts)
+                ins, ts = [], []
+                for a in eqn.inputs:
+                    value, tangents = (a.value, [None] * levels) if isinstance(a, Literal) else env[a.uid]
+                    ins.append(value)
+                    ts.append(tangents)
+                touts: list[Any]
                 if eqn.prim.name in DECIDED:
-                    out, tout, hit = _decide(eqn, ins, ts)
-                    touched |= hit
-                elif all(t is None for t in ts):
-                    out, tout = eqn.prim.impl(*ins, **eqn.params), None
-                elif eqn.prim.jvp_reads_uses:
-                    token = _BEING_DIFFERENTIATED.set((prog, eqn))
-                    try:
-                        out, tout = eqn.prim.jvp(ins, ts, **eqn.params)
-                    finally:
-                        _BEING_DIFFERENTIATED.reset(token)
+                    out, decided, d = _decide(eqn, ins, ts)
+                    depth = max(depth, d)
+                    touts = [None] * levels if decided is None else decided
+                    touts = [touts]  # one output
                 else:
-                    out, tout = eqn.prim.jvp(ins, ts, **eqn.params)
+                    out, touts = _forward(prog, eqn, ins, ts, levels, _BEING_DIFFERENTIATED)
                 outs = out if eqn.prim.multiple_results else (out,)
-                touts = (tout,) if not eqn.prim.multiple_results else (None,) * len(outs) if tout is None else tout
                 for v, o, t in zip(eqn.outputs, outs, touts):
-                    env[v.uid] = (o, t if v.aval.is_float else None)
+                    env[v.uid] = (o, t if v.aval.is_float else [None] * levels)
     except _Undecided:
         return Along(np.nan, np.nan, True, decided=False)
-    (value, tangent), = [(a.value, None) if isinstance(a, Literal) else env[a.uid] for a in prog.outputs]
-    return Along(float(np.asarray(value)), 0.0 if tangent is None else float(np.asarray(tangent)), touched)
+    ((value, tangents),) = [(a.value, [None] * levels) if isinstance(a, Literal) else env[a.uid] for a in prog.outputs]
+    last = tangents[-1] if levels else None
+    return Along(float(np.asarray(value)), 0.0 if last is None else float(np.asarray(last)), depth >= 0, depth=depth)
+
+
+def _forward(prog: Program, eqn: Any, ins: list[Any], ts: list[list[Any]], levels: int, being: Any) -> tuple[Any, list[list[Any]]]:
+    """An equation's value and, by its own JVP rule, each level's tangents of its outputs."""
+    n = len(eqn.outputs)
+    per_output: list[list[Any]] = [[None] * levels for _ in range(n)]
+    out = None
+    for k in range(levels):
+        level = [t[k] for t in ts]
+        if all(t is None for t in level):
+            continue
+        token = being.set((prog, eqn)) if eqn.prim.jvp_reads_uses else None
+        try:
+            out, tout = eqn.prim.jvp(ins, level, **eqn.params)
+        finally:
+            if token is not None:
+                being.reset(token)
+        touts = (tout,) if not eqn.prim.multiple_results else (None,) * n if tout is None else tout
+        for j, t in enumerate(touts):
+            per_output[j][k] = t
+    if out is None:
+        out = eqn.prim.impl(*ins, **eqn.params)
+    return out, per_output
 
 
 def at_a_switch(prog: Program, leaves: Sequence[Any], found: Callable[[Any], bool]) -> bool:
@@ -244,9 +320,74 @@ def _switching(eqn: Any, ins: list[Any]) -> bool:
             for sign in (1.0, -1.0):
                 # distinct tangents, so that tied entries of one input part
                 ramp = sign * (1.0 + np.arange(np.size(ins[k]), dtype=np.float64)).reshape(np.shape(ins[k]))
-                ts = [ramp if j == k else None for j in range(len(ins))]
-                if _decide(eqn, ins, ts)[2]:
+                ts = [[ramp if j == k else None] for j in range(len(ins))]
+                if _decide(eqn, ins, ts)[2] >= 0:
                     return True
         return False
     except _Undecided:
         return True
+
+
+# Tie-breaks tried for a tie's pieces: every order of up to this many entries (4! = 24), else
+# this many seeded orders; and no more than this many forward passes in all.
+_ALL_ORDERS_UP_TO = 4
+_SEEDED_ORDERS = 24
+_MAX_PASSES = 5_000
+
+
+def piece_gradients(prog: Program, leaves: Sequence[Any], tied: Sequence[tuple[int, int]]) -> list[list[Any]] | None:
+    """Gradients of the smooth pieces of ``f`` that meet at ``x``, where the entries ``tied``
+    (``(leaf, entry)``) move a switch (a tie of three at a median: which of them is the middle).
+
+    Each order of those entries gives a tie-break direction ``w``; the piece that ``x + t w`` lies
+    on for small ``t > 0`` is smooth there, and its gradient at ``x`` is a limit of ``f``'s gradients
+    at nearby points (a Clarke subgradient).  A ``w`` is kept only where it decides every tie the
+    program meets (no entry's own direction parts one further) and ``f`` is continuous along it.
+    One pass per entry and order: None where that is more than ``_MAX_PASSES``."""
+    from itertools import permutations
+
+    sizes = [np.size(x) if _f(x) else 0 for x in leaves]
+    if len(tied) <= _ALL_ORDERS_UP_TO:
+        orders: list[Any] = list(permutations(range(len(tied))))
+    else:
+        rng = np.random.default_rng(0)
+        orders = [rng.permutation(len(tied)) for _ in range(_SEEDED_ORDERS)]
+    if len(orders) * sum(sizes) > _MAX_PASSES:
+        return None
+    base = directional_derivative(prog, leaves, [None] * len(leaves)).value
+    found = []
+    for order in orders:
+        w = [np.zeros(np.shape(x)) if size else None for x, size in zip(leaves, sizes)]
+        for rank, (k, i) in zip(order, tied):
+            w[k].flat[i] = 1.0 + rank
+        along = directional_derivative(prog, leaves, w)
+        if not along.decided or not abs(along.value - base) <= 1e-9 * max(1.0, abs(base)):
+            continue
+        grad: list[Any] = [np.zeros(np.shape(x)) if size else None for x, size in zip(leaves, sizes)]
+        try:
+            for k, size in enumerate(sizes):
+                for i in range(size):
+                    e = [None] * len(leaves)
+                    e[k] = np.zeros(np.shape(leaves[k]))
+                    e[k].flat[i] = 1.0
+                    piece = directional_derivative(prog, leaves, w, e)
+                    if not piece.decided or piece.depth >= 1:
+                        raise _Undecided  # w left a tie that this entry parts: not one piece
+                    grad[k].flat[i] = piece.derivative
+        except _Undecided:
+            continue
+        found.append(grad)
+    return found
+
+
+def convex_weights(point: np.ndarray, vertices: np.ndarray) -> np.ndarray | None:
+    """Weights ``lam >= 0`` summing to 1 with ``vertices.T @ lam`` nearest ``point`` (non-negative
+    least squares, the sum held by a heavily weighted row), or None."""
+    from scipy.optimize import nnls
+
+    scale = max(1.0, float(np.max(np.abs(vertices), initial=0.0)), float(np.max(np.abs(point), initial=0.0)))
+    weight = 1e3 * scale
+    a = np.vstack([vertices.T, np.full((1, len(vertices)), weight)])
+    lam, _ = nnls(a, np.concatenate([point, [weight]]))
+    total = float(np.sum(lam))
+    return lam / total if total > 0 else None

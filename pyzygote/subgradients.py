@@ -44,6 +44,7 @@ class Kinks:
         self._bounds: Any = None
         self._branches: Any = None
         self.exact = False  # the bounds were read off the program (else differences, or none)
+        self._pieces: Any = False  # not yet looked for
         self.not_probed = False  # kinks may be there but were not looked for (differences off)
 
     @property
@@ -97,6 +98,14 @@ class Kinks:
         if any(np.any(np.isfinite(b)) for b in _leaves(interval(*canonical, None))):
             crossed = _canonical(branches.crossed(self.eps))  # only where the differences see a kink: it costs
         return interval(*canonical, crossed)
+
+    def pieces(self) -> list[Any] | None:
+        """Gradients of the smooth pieces of ``f`` that meet at a tie here (read off the program),
+        or None; any convex combination of them is a valid (Clarke) subgradient."""
+        if self._pieces is False:
+            self.bounds()
+            self._pieces = self.branches.pieces() if self.exact else None
+        return self._pieces
 
     def jointly_valid(self, changed: Any, slack: float = 0.0) -> bool:
         """Whether the gradient's values at the kinks, together, lie between the one-sided
@@ -164,6 +173,8 @@ class _Branches:
         self.prog: Any = None
         self.found: list[Any] = []  # the equations whose side is read at each point
         self.opaque = False  # one whose side cannot be read: the differences alone judge
+        self._base: float | None = None  # f's value, as the program computes it
+        self.tied: list[tuple[int, int]] = []  # (leaf, entry) moving a switch at this point (exact_bounds)
         try:
             self.prog = make_program(f, *args)
         except Exception:  # the engines' own calls report what is wrong with f
@@ -207,19 +218,22 @@ class _Branches:
             return None  # arguments the program does not take one by one
         return [to_input_array(x, "an argument") for x in leaves], tree
 
-    def _sides_along(self, leaves: list[Any], direction: list[Any]) -> tuple[float, float] | None:
+    def _sides_along(self, leaves: list[Any], direction: list[Any]) -> tuple[float, float, bool] | None:
         """The derivatives along ``direction`` from either side (``f'(x; d)`` and ``-f'(x; -d)``),
-        or None where ``f`` jumps there or a switch cannot be decided."""
+        and whether a switch at ``x`` took part, or None where ``f`` jumps there or a switch
+        cannot be decided."""
         from pyzygote.directional import directional_derivative
 
-        base = directional_derivative(self.prog, leaves, [None] * len(leaves)).value
+        if self._base is None:
+            self._base = directional_derivative(self.prog, leaves, [None] * len(leaves)).value
+        base = self._base
         up = directional_derivative(self.prog, leaves, direction)
         down = directional_derivative(self.prog, leaves, [None if d is None else -d for d in direction])
         for side in (up, down):
             # a jump is no kink: no value between the sides is a derivative
             if not side.decided or not abs(side.value - base) <= 1e-9 * max(1.0, abs(base)):
                 return None
-        return up.derivative, -down.derivative
+        return up.derivative, -down.derivative, up.touched or down.touched
 
     def along(self, direction_tree: Any) -> tuple[float, float] | None:
         """:meth:`_sides_along` a direction in the structure ``_canonical`` gives the arguments."""
@@ -231,9 +245,27 @@ class _Branches:
         moved = _moved(zero, direction_tree, 1.0)
         direction = [np.asarray(d, dtype=np.float64) if _floats(x, 0.0) is not None else None for d, x in zip(flatten(moved)[0], leaves)]
         try:
-            return self._sides_along(leaves, direction)
+            sides = self._sides_along(leaves, direction)
         except Exception:  # an equation that cannot run this way: not judged
             return None
+        return None if sides is None else sides[:2]
+
+    def pieces(self) -> list[Any] | None:
+        """The gradients of the pieces meeting at a tie here (see
+        :func:`pyzygote.directional.piece_gradients`), each in the structure ``_canonical`` gives
+        the arguments; None where there is none to find (call :meth:`exact_bounds` first)."""
+        from pyzygote.directional import piece_gradients
+        from pyzygote.pytree import unflatten
+
+        found = self._leaves_and_tree()
+        if found is None or not self.tied:
+            return None
+        leaves, tree = found
+        try:
+            grads = piece_gradients(self.prog, leaves, self.tied)
+        except Exception:  # an equation that cannot run this way: not judged
+            return None
+        return None if not grads else [_canonical(tuple(unflatten(tree, g))) for g in grads]
 
     def exact_bounds(self) -> Any:
         """:meth:`Kinks.bounds` read off the program: nothing evaluated by steps, and only where
@@ -257,8 +289,10 @@ class _Branches:
                         e = np.zeros(x.shape)
                         e.flat[i] = 1.0
                         sides = self._sides_along(leaves, [e if j == k else None for j in range(len(leaves))])
+                        if sides is not None and sides[2]:
+                            self.tied.append((k, i))
                         if sides is not None and sides[0] != sides[1]:
-                            low.flat[i], high.flat[i] = min(sides), max(sides)
+                            low.flat[i], high.flat[i] = min(sides[:2]), max(sides[:2])
                 lows.append(low)
                 highs.append(high)
         except Exception:  # an equation that cannot run this way: the differences judge

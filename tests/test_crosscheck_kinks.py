@@ -135,3 +135,39 @@ def test_a_jump_is_no_kink() -> None:
     assert pz.crosscheck(f, (x,), (np.array([2.0, 1.0]),)).passed
     report = pz.crosscheck(f, (x,), (np.array([5.0, 1.0]),), raise_on_failure=False)
     assert not report.passed and "kinks" not in str(report), str(report)
+
+
+def test_a_tie_of_three_at_the_median_accepts_convex_combinations_of_its_pieces_only() -> None:
+    """np.median(x) * 2 at [1, 3, 3, 3, 5]: near x the median is one of the three tied entries,
+    so the gradients nearby are 2 e_1, 2 e_2, 2 e_3, and any convex combination of them is a
+    (Clarke) subgradient: torch's 2/3 each, JAX's 2 on one.  Each one-sided partial is 0 (moving
+    one tied entry leaves another in the middle), so intervals alone cannot tell."""
+    f = lambda x: np.median(x) * 2.0  # noqa: E731
+    x = np.array([1.0, 3.0, 3.0, 3.0, 5.0])
+    for g in ([0, 2 / 3, 2 / 3, 2 / 3, 0], [0, 2, 0, 0, 0], [0, 1, 0, 1, 0], [0, 0.5, 1.2, 0.3, 0]):
+        report = pz.crosscheck(f, (x,), (np.array(g),))
+        assert report.passed, str(report)
+        assert "tie" in str(report) or g == [0, 0, 2, 0, 0], str(report)
+    wrong = (
+        [0, 3, -1, 0, 0],  # sums to 2, but a negative weight
+        [0, 1, 1, 1, 0],  # sums to 3
+        [0, 2 / 3, 2 / 3, 2 / 3 + 1e-6, 0],  # 1e-6 too much
+        [0.1, 2 / 3, 2 / 3, 2 / 3 - 0.1, 0],  # an entry that is no part of the tie
+        [0, 0, 0, 0, 2],  # the largest entry
+    )
+    for g in wrong:
+        report = pz.crosscheck(f, (x,), (np.array(g),), raise_on_failure=False)
+        assert not report.passed and "DISAGREES" in str(report), (g, str(report))
+
+
+def test_a_tie_in_a_sort_with_a_smooth_part() -> None:
+    """f = 3 * sort(x)[1] + sum(x**2) at a two-way tie of the two smallest: the pieces' gradients
+    are 3 e_i + 2 x for i of the tie; halves agree, an extra 1e-4 does not."""
+    f = lambda x: 3.0 * np.sort(x)[1] + np.sum(x**2)  # noqa: E731
+    x = np.array([0.5, 0.5, 2.0])
+    base = 2.0 * x
+    for split in ((3.0, 0.0), (1.5, 1.5), (0.0, 3.0)):
+        assert pz.crosscheck(f, (x,), (base + np.array([*split, 0.0]),)).passed
+    for split in ((1.5, 1.5 + 1e-4), (3.0, 3.0), (-1.0, 4.0)):
+        report = pz.crosscheck(f, (x,), (base + np.array([*split, 0.0]),), raise_on_failure=False)
+        assert not report.passed, (split, str(report))
