@@ -348,8 +348,9 @@ def _compare(
 
 
 def _entry(at: tuple[int, ...], path: str) -> str:
-    """``entry [2, 3] of argument 0``, or ``entry of argument 1`` for a number."""
-    return f"entry {list(at)} of {_argument(path)}" if at else f"entry of {_argument(path)}"
+    """``entry [2, 3] of argument 0``, or ``entry of argument 1 (a scalar)`` for a number (a note
+    naming an entry that disagrees starts with "entry": the verdict reads it)."""
+    return f"entry {list(at)} of {_argument(path)}" if at else f"entry of {_argument(path)} (a scalar)"
 
 
 def _largest_difference(candidate: Any, reference: Any) -> str:
@@ -363,7 +364,8 @@ def _largest_difference(candidate: Any, reference: Any) -> str:
         if d.flat[k] > best:
             best = float(d.flat[k])
             at = tuple(int(i) for i in np.unravel_index(k, r.shape))
-            note = f"largest difference at {_entry(at, path)}: {_told_apart(c.flat[k], r.flat[k])}"
+            where = _entry(at, path) if at else f"{_argument(path)} (a scalar)"
+            note = f"largest difference at {where}: {_told_apart(c.flat[k], r.flat[k])}"
     return note
 
 
@@ -617,17 +619,19 @@ def crosscheck(
     fd_noise = fd_floor
     own = None  # pyzygote's own lower-precision gradient's distance from float64, relative
     if ref_args is not args and precision > 1e-7:
-        noise = _rounding_of(f, args, ref_args)
+        noise, scale64 = _rounding_of(f, args, ref_args)
         if noise is not None:
-            own = noise / (max((float(np.max(np.abs(g))) for g in _leaves(grads) if g.size), default=0.0) or 1.0)
+            # relative to pyzygote's float64 gradient, not to the gradient checked (user testing: a
+            # gradient twice too large halved the figure, which read as float32 rounding changing)
+            own = noise / (scale64 or 1.0)
         if noise:
             ad_floor, fd_floor = max(ad_floor, 4.0 * noise), max(fd_floor, 4.0 * noise)
             # relative, as the table's column (user testing: an absolute 1.2e-4 beside a relative
             # 5e-6 read as float32 rounding far above the difference, where it was 3e-8 of the scale)
             notes.append(
                 f"(the references are computed in float64 at the same point; pyzygote's own gradient in the "
-                f"arguments' precision differs from it by up to {own:.1e} of its scale ({noise:.1e}), so differences "
-                f"below {4.0 * noise:.1e} count as rounding)"
+                f"arguments' precision differs from its float64 gradient by up to {own:.1e} of that gradient's largest "
+                f"entry ({scale64:.1e}), so differences below {4.0 * noise:.1e} count as rounding)"
             )
     for engine in engines:
         name = f"pyzygote {engine} engine" + (" (Zygote.jl)" if engine == "julia" else "")
@@ -640,6 +644,9 @@ def crosscheck(
         except NonFiniteGradientError as exc:
             reason = str(exc).split(" (where the function's value")[0].split(". ")[0]
             report.rows.append((name, None, rtol, f"no reference: its own gradient is not finite here ({reason})"))
+            root = _root_of_zero(f, ref_args)
+            if root and root not in report.notes:
+                report.notes.append(root)
             continue
         except ValueError as exc:
             if "has_aux" not in str(exc):
@@ -941,6 +948,43 @@ def _add_trees(a: Any, b: Any) -> Any:
     return a + b if isinstance(a, np.ndarray) else a
 
 
+def _root_of_zero(f: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """Why the engines' gradient is not finite where ``f`` takes a square root of 0 computed from
+    the arguments (user testing: np.linalg.norm at 0 got only 'not finite' and 'no reference could
+    check'): that is a kink, not a bug in the gradient checked, and no reference here judges it."""
+    from pyzygote.ir import Literal, Var
+    from pyzygote.tracing import make_program, to_input_array
+
+    try:
+        prog = make_program(f, *args)
+        leaves = flatten(args)[0]
+        if len(leaves) != len(prog.inputs):
+            return ""
+        env = {v.uid: to_input_array(x, "an argument") for v, x in zip(prog.inputs, leaves)}
+        env.update((v.uid, c) for v, c in zip(prog.constvars, prog.consts))
+        moving = {v.uid for v in prog.inputs}
+        with np.errstate(all="ignore"):
+            for eqn in prog.eqns:
+                ins = [a.value if isinstance(a, Literal) else env[a.uid] for a in eqn.inputs]
+                out = eqn.prim.impl(*ins, **eqn.params)
+                outs = out if eqn.prim.multiple_results else (out,)
+                env.update((v.uid, o) for v, o in zip(eqn.outputs, outs))
+                if any(isinstance(a, Var) and a.uid in moving for a in eqn.inputs):
+                    moving.update(v.uid for v in eqn.outputs)
+                    if eqn.prim.name in ("sqrt", "cbrt") and np.any(np.asarray(ins[0]) == 0):
+                        break
+            else:
+                return ""
+    except Exception:  # the engines' own calls report what is wrong with f
+        return ""
+    return (
+        f"f takes the {'square' if eqn.prim.name == 'sqrt' else 'cube'} root of 0 here (as np.linalg.norm of a zero vector "
+        "does), where it is not differentiable (the norm at 0 is a kink: every vector of length at most 1 is a "
+        "subgradient; PyTorch gives 0, JAX NaN), so the engines' gradient is not finite and crosscheck cannot judge a "
+        "gradient at this point: check it at a nearby one."
+    )
+
+
 def _not_finite_at(reference: Any, grads: Any) -> str:
     """The first entry where ``reference`` is not finite and ``grads`` is, or ``""``."""
     for path, c, r in _paired(grads, reference):
@@ -987,15 +1031,17 @@ def _in_float64(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return unflatten(tree, [np.asarray(x, dtype=np.float64) if low(x) else x for x in leaves])
 
 
-def _rounding_of(f: Callable[..., Any], args: tuple[Any, ...], args64: tuple[Any, ...]) -> float | None:
-    """How far pyzygote's gradient in the arguments' own precision is from its float64 gradient."""
+def _rounding_of(f: Callable[..., Any], args: tuple[Any, ...], args64: tuple[Any, ...]) -> tuple[float | None, float]:
+    """How far pyzygote's gradient in the arguments' own precision is from its float64 gradient
+    (None where that is not finite), and the float64 gradient's largest entry."""
     from pyzygote.api import gradient
 
     try:
         pairs = _paired(_canonical(gradient(f, *args, engine="numpy")), _canonical(gradient(f, *args64, engine="numpy")))
     except NonFiniteGradientError:
-        return None
-    return max((float(np.max(np.abs(c - r))) for _, c, r in pairs if c.size), default=0.0)
+        return None, 0.0
+    scale = max((float(np.max(np.abs(r))) for _, _, r in pairs if r.size), default=0.0)
+    return max((float(np.max(np.abs(c - r))) for _, c, r in pairs if c.size), default=0.0), scale
 
 
 def _within_own_error(
