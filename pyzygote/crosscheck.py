@@ -856,6 +856,8 @@ def _at_kinks(
     """A disagreement only at kinks or ties, where the gradient lies between the one-sided
     derivatives, is agreement: the reference there becomes the gradient's own choice."""
     bounds = kinks.bounds()
+    if not kinks.separable:  # entries share a switch: only the pieces' convex combinations are valid
+        return _in_tie_hull(row, grads, kinks, floor, rtol, element_rtol)
     if kinks.not_probed:
         return (*row[:2], row[2] + (
             " (f holds eigenvalues, singular values or Julia code, whose kinks are found by one-sided differences, "
@@ -927,8 +929,8 @@ def _in_tie_hull(
     return (
         again[0],
         rtol,
-        f"agrees at a tie: a convex combination of the gradients of the {distinct} pieces of f that meet here "
-        "(one for each way the tie can part), each a limit of gradients at nearby points",
+        f"agrees at a kink or tie: a convex combination of the gradients of the {distinct} pieces of f that meet here "
+        "(one for each side its switches can take), each a limit of gradients at nearby points",
     )
 
 

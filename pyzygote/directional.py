@@ -38,6 +38,8 @@ class Along:
     touched: bool
     decided: bool = True
     depth: int = -1  # the deepest of the directions that decided a tie (-1: none did)
+    # the switches the (single) direction moves at x: (equation's position, output entry)
+    switches: frozenset[tuple[int, int]] = frozenset()
 
 
 class _Undecided(Exception):
@@ -227,12 +229,14 @@ def _decide(eqn: Any, ins: list[Any], ts: list[list[Any]]) -> tuple[Any, list[An
     return value, None, depth
 
 
-def directional_derivative(prog: Program, leaves: Sequence[Any], *directions: Sequence[Any]) -> Along:
+def directional_derivative(prog: Program, leaves: Sequence[Any], *directions: Sequence[Any], record: bool = False) -> Along:
     """The value and one-sided derivative of the scalar program ``prog`` at ``leaves`` along the
     last of ``directions`` (each one tangent per input, ``None`` for zero), taking each switch on
     the side of ``x + t d1 + t**2 d2 + ...`` for small ``t > 0``: the earlier directions choose a
     side first (a tie-break), the last is differentiated along.  Switches that all of them leave
-    tied are taken as at ``x``."""
+    tied are taken as at ``x``.  With ``record``, :attr:`Along.switches` names the entries of
+    the switches that the direction moves at ``x``: those whose choice it turns the other way
+    when reversed."""
     from pyzygote.transforms.jvp import _BEING_DIFFERENTIATED
 
     levels = len(directions)
@@ -242,9 +246,10 @@ def directional_derivative(prog: Program, leaves: Sequence[Any], *directions: Se
     }
     env.update((v.uid, (c, [None] * levels)) for v, c in zip(prog.constvars, prog.consts))
     depth = -1
+    switches: set[tuple[int, int]] = set()
     try:
         with np.errstate(all="ignore"):
-            for eqn in prog.eqns:
+            for position, eqn in enumerate(prog.eqns):
                 ins, ts = [], []
                 for a in eqn.inputs:
                     value, tangents = (a.value, [None] * levels) if isinstance(a, Literal) else env[a.uid]
@@ -254,6 +259,8 @@ def directional_derivative(prog: Program, leaves: Sequence[Any], *directions: Se
                 if eqn.prim.name in DECIDED:
                     out, decided, d = _decide(eqn, ins, ts)
                     depth = max(depth, d)
+                    if record and d >= 0:
+                        switches.update((position, int(i)) for i in np.flatnonzero(_parted(eqn, ins, ts, out, decided)))
                     touts = [None] * levels if decided is None else decided
                     touts = [touts]  # one output
                 else:
@@ -265,7 +272,19 @@ def directional_derivative(prog: Program, leaves: Sequence[Any], *directions: Se
         return Along(np.nan, np.nan, True, decided=False)
     ((value, tangents),) = [(a.value, [None] * levels) if isinstance(a, Literal) else env[a.uid] for a in prog.outputs]
     last = tangents[-1] if levels else None
-    return Along(float(np.asarray(value)), 0.0 if last is None else float(np.asarray(last)), depth >= 0, depth=depth)
+    derivative = 0.0 if last is None else float(np.asarray(last))
+    return Along(float(np.asarray(value)), derivative, depth >= 0, depth=depth, switches=frozenset(switches))
+
+
+def _parted(eqn: Any, ins: list[Any], ts: list[list[Any]], out: Any, tangents: list[Any] | None) -> np.ndarray:
+    """The output entries of a decided equation whose choice the tangents turn the other way
+    when reversed (a maximum of two equal values, the one moved up against the one moved down)."""
+    back, back_tangents, _ = _decide(eqn, ins, [[None if t is None else -t for t in levels] for levels in ts])
+    parted = np.asarray(out != back) if np.shape(out) == np.shape(back) else np.ones(np.shape(out), bool)
+    for t, b in zip(tangents or [], back_tangents or []):
+        if t is not None and b is not None:
+            parted = parted | np.asarray(np.broadcast_to(t, np.shape(parted)) != -np.broadcast_to(b, np.shape(parted)))
+    return np.atleast_1d(parted).ravel()
 
 
 def _forward(prog: Program, eqn: Any, ins: list[Any], ts: list[list[Any]], levels: int, being: Any) -> tuple[Any, list[list[Any]]]:
@@ -328,41 +347,54 @@ def _switching(eqn: Any, ins: list[Any]) -> bool:
         return True
 
 
-# Tie-breaks tried for a tie's pieces: every order of up to this many entries (4! = 24), else
-# this many seeded orders; and no more than this many forward passes in all.
+# Tie-breaks tried for the pieces meeting at x: every order and every sign of up to this many
+# entries (2**4 * 4! = 384 directions, one pass each), else this many seeded ones; and no more
+# than this many forward passes for the pieces' gradients.
 _ALL_ORDERS_UP_TO = 4
-_SEEDED_ORDERS = 24
+_SEEDED_ORDERS = 64
 _MAX_PASSES = 5_000
+
+
+def _tie_breaks(count: int) -> list[np.ndarray]:
+    """Weights for ``count`` entries: distinct magnitudes in every order and with every sign."""
+    from itertools import permutations, product
+
+    if count <= _ALL_ORDERS_UP_TO:
+        return [np.array(signs) * (1.0 + np.array(order)) for order in permutations(range(count)) for signs in product((1.0, -1.0), repeat=count)]
+    rng = np.random.default_rng(0)
+    return [rng.choice((1.0, -1.0), count) * (1.0 + rng.permutation(count)) for _ in range(_SEEDED_ORDERS)]
 
 
 def piece_gradients(prog: Program, leaves: Sequence[Any], tied: Sequence[tuple[int, int]]) -> list[list[Any]] | None:
     """Gradients of the smooth pieces of ``f`` that meet at ``x``, where the entries ``tied``
-    (``(leaf, entry)``) move a switch (a tie of three at a median: which of them is the middle).
+    (``(leaf, entry)``) move a switch (a tie of three at a median: which of them is the middle;
+    a ReLU of ``w0 + w1`` at 0: on or off for both).
 
-    Each order of those entries gives a tie-break direction ``w``; the piece that ``x + t w`` lies
-    on for small ``t > 0`` is smooth there, and its gradient at ``x`` is a limit of ``f``'s gradients
-    at nearby points (a Clarke subgradient).  A ``w`` is kept only where it decides every tie the
-    program meets (no entry's own direction parts one further) and ``f`` is continuous along it.
-    One pass per entry and order: None where that is more than ``_MAX_PASSES``."""
-    from itertools import permutations
-
+    Each order and sign of those entries gives a tie-break direction ``w``; the piece that
+    ``x + t w`` lies on for small ``t > 0`` is smooth there, and its gradient at ``x`` is a limit of
+    ``f``'s gradients at nearby points (a Clarke subgradient).  A ``w`` is kept only where it decides
+    every tie the program meets (no entry's own direction parts one further) and ``f`` is continuous
+    along it; pieces are told apart by their derivative along a fixed random direction.  None where
+    that needs more than ``_MAX_PASSES`` passes."""
     sizes = [np.size(x) if _f(x) else 0 for x in leaves]
-    if len(tied) <= _ALL_ORDERS_UP_TO:
-        orders: list[Any] = list(permutations(range(len(tied))))
-    else:
-        rng = np.random.default_rng(0)
-        orders = [rng.permutation(len(tied)) for _ in range(_SEEDED_ORDERS)]
-    if len(orders) * sum(sizes) > _MAX_PASSES:
-        return None
     base = directional_derivative(prog, leaves, [None] * len(leaves)).value
+    probe_rng = np.random.default_rng(1)
+    probe = [probe_rng.standard_normal(np.shape(x)) if size else None for x, size in zip(leaves, sizes)]
+    seen: set[float] = set()
     found = []
-    for order in orders:
+    for weights in _tie_breaks(len(tied)):
         w = [np.zeros(np.shape(x)) if size else None for x, size in zip(leaves, sizes)]
-        for rank, (k, i) in zip(order, tied):
-            w[k].flat[i] = 1.0 + rank
-        along = directional_derivative(prog, leaves, w)
-        if not along.decided or not abs(along.value - base) <= 1e-9 * max(1.0, abs(base)):
+        for weight, (k, i) in zip(weights, tied):
+            w[k].flat[i] = weight
+        along = directional_derivative(prog, leaves, w, probe)
+        if not along.decided or along.depth >= 1 or not abs(along.value - base) <= 1e-9 * max(1.0, abs(base)):
             continue
+        signature = float(f"{along.derivative:.12g}")
+        if signature in seen:
+            continue
+        if (len(found) + 1) * sum(sizes) > _MAX_PASSES:
+            return None
+        seen.add(signature)
         grad: list[Any] = [np.zeros(np.shape(x)) if size else None for x, size in zip(leaves, sizes)]
         try:
             for k, size in enumerate(sizes):

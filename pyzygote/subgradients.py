@@ -99,6 +99,13 @@ class Kinks:
             crossed = _canonical(branches.crossed(self.eps))  # only where the differences see a kink: it costs
         return interval(*canonical, crossed)
 
+    @property
+    def separable(self) -> bool:
+        """Whether entries between their one-sided derivatives are valid independently (see
+        :meth:`_Branches.separable`); True for bounds from differences, as before."""
+        self.bounds()
+        return not self.exact or self.branches.separable()
+
     def pieces(self) -> list[Any] | None:
         """Gradients of the smooth pieces of ``f`` that meet at a tie here (read off the program),
         or None; any convex combination of them is a valid (Clarke) subgradient."""
@@ -174,7 +181,9 @@ class _Branches:
         self.found: list[Any] = []  # the equations whose side is read at each point
         self.opaque = False  # one whose side cannot be read: the differences alone judge
         self._base: float | None = None  # f's value, as the program computes it
-        self.tied: list[tuple[int, int]] = []  # (leaf, entry) moving a switch at this point (exact_bounds)
+        self.tied: list[tuple[int, int]] = []
+        self.moves: dict[tuple[int, int], frozenset[Any]] = {}  # the switch entries each of those moves
+        self._last_switches: frozenset[Any] = frozenset()  # (leaf, entry) moving a switch at this point (exact_bounds)
         try:
             self.prog = make_program(f, *args)
         except Exception:  # the engines' own calls report what is wrong with f
@@ -227,8 +236,9 @@ class _Branches:
         if self._base is None:
             self._base = directional_derivative(self.prog, leaves, [None] * len(leaves)).value
         base = self._base
-        up = directional_derivative(self.prog, leaves, direction)
-        down = directional_derivative(self.prog, leaves, [None if d is None else -d for d in direction])
+        up = directional_derivative(self.prog, leaves, direction, record=True)
+        down = directional_derivative(self.prog, leaves, [None if d is None else -d for d in direction], record=True)
+        self._last_switches = up.switches | down.switches
         for side in (up, down):
             # a jump is no kink: no value between the sides is a derivative
             if not side.decided or not abs(side.value - base) <= 1e-9 * max(1.0, abs(base)):
@@ -267,6 +277,19 @@ class _Branches:
             return None
         return None if not grads else [_canonical(tuple(unflatten(tree, g))) for g in grads]
 
+    def separable(self) -> bool:
+        """Whether each entry that moves a switch here moves one switch entry, which no other entry
+        moves (a ReLU of a bias, a clip of an entry): then the valid gradients are exactly those
+        with each such entry between its one-sided derivatives, independently; else the choices
+        are shared (a ReLU of w0 + w1 at 0 takes the same side for both) and only a convex
+        combination of the pieces' gradients is valid."""
+        seen: set[Any] = set()
+        for keys in self.moves.values():
+            if len(keys) > 1 or keys & seen:
+                return False
+            seen |= keys
+        return True
+
     def exact_bounds(self) -> Any:
         """:meth:`Kinks.bounds` read off the program: nothing evaluated by steps, and only where
         a switch of it sits at this point, the entries that move one; None where that cannot
@@ -291,6 +314,7 @@ class _Branches:
                         sides = self._sides_along(leaves, [e if j == k else None for j in range(len(leaves))])
                         if sides is not None and sides[2]:
                             self.tied.append((k, i))
+                            self.moves[(k, i)] = self._last_switches
                         if sides is not None and sides[0] != sides[1]:
                             low.flat[i], high.flat[i] = min(sides[:2]), max(sides[:2])
                 lows.append(low)

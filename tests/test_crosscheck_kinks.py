@@ -171,3 +171,16 @@ def test_a_tie_in_a_sort_with_a_smooth_part() -> None:
     for split in ((1.5, 1.5 + 1e-4), (3.0, 3.0), (-1.0, 4.0)):
         report = pz.crosscheck(f, (x,), (base + np.array([*split, 0.0]),), raise_on_failure=False)
         assert not report.passed, (split, str(report))
+
+
+def test_entries_sharing_a_kink_must_take_the_same_side() -> None:
+    """A ReLU of w0 + w1 at 0 (acceptance testing): each entry between its one-sided derivatives
+    is not enough, both take the same side (7 + 2s and 5 + 2s for one s in [0, 1]); 7.5 beside 5
+    passed as 'between 7 and 9' and 'between 5 and 7'."""
+    f = lambda w, X: np.sum(np.maximum(X @ w, 0.0) * 2.0) + np.sum(w**3)  # noqa: E731
+    w, X = np.array([1.0, -1.0, 0.5]), np.array([[1.0, 1.0, 0.0], [2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    for s in (0.0, 0.25, 1.0):
+        assert pz.crosscheck(f, (w, X), (np.array([7.0 + 2 * s, 5.0 + 2 * s, 0.75]), None)).passed
+    for g in ([7.5, 5.0, 0.75], [9.0, 5.0, 0.75], [7.0, 7.0, 0.75], [7.0 + 2e-4, 5.0, 0.75]):
+        report = pz.crosscheck(f, (w, X), (np.array(g), None), raise_on_failure=False)
+        assert not report.passed, (g, str(report))
