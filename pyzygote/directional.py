@@ -287,26 +287,33 @@ def _parted(eqn: Any, ins: list[Any], ts: list[list[Any]], out: Any, tangents: l
     return np.atleast_1d(parted).ravel()
 
 
+def _evaluated(eqn: Any, ins: list[Any]) -> Any:
+    """``eqn``'s value as the NumPy engine computes it (small products as ``ndarray.dot``)."""
+    from pyzygote.transforms.evaluate import _specialize
+
+    return _specialize(eqn)(*ins)
+
+
 def _forward(prog: Program, eqn: Any, ins: list[Any], ts: list[list[Any]], levels: int, being: Any) -> tuple[Any, list[list[Any]]]:
-    """An equation's value and, by its own JVP rule, each level's tangents of its outputs."""
+    """An equation's value, as the NumPy engine computes it (a JVP rule or another product may
+    round it otherwise: an einsum's 0.0, as x @ W.T gives it, came out -5.6e-17 and a ReLU's tie
+    at it was lost), and by its own JVP rule each level's tangents of its outputs."""
     n = len(eqn.outputs)
     per_output: list[list[Any]] = [[None] * levels for _ in range(n)]
-    out = None
+    out = _evaluated(eqn, ins)
     for k in range(levels):
         level = [t[k] for t in ts]
         if all(t is None for t in level):
             continue
         token = being.set((prog, eqn)) if eqn.prim.jvp_reads_uses else None
         try:
-            out, tout = eqn.prim.jvp(ins, level, **eqn.params)
+            _, tout = eqn.prim.jvp(ins, level, **eqn.params)
         finally:
             if token is not None:
                 being.reset(token)
         touts = (tout,) if not eqn.prim.multiple_results else (None,) * n if tout is None else tout
         for j, t in enumerate(touts):
             per_output[j][k] = t
-    if out is None:
-        out = eqn.prim.impl(*ins, **eqn.params)
     return out, per_output
 
 
@@ -319,7 +326,7 @@ def at_a_switch(prog: Program, leaves: Sequence[Any], found: Callable[[Any], boo
     with np.errstate(all="ignore"):
         for eqn in prog.eqns:
             ins = [a.value if isinstance(a, Literal) else env[a.uid] for a in eqn.inputs]
-            out = eqn.prim.impl(*ins, **eqn.params)
+            out = _evaluated(eqn, ins)
             outs = out if eqn.prim.multiple_results else (out,)
             env.update(zip((v.uid for v in eqn.outputs), outs))
             if found(eqn) and _switching(eqn, ins):

@@ -184,3 +184,31 @@ def test_entries_sharing_a_kink_must_take_the_same_side() -> None:
     for g in ([7.5, 5.0, 0.75], [9.0, 5.0, 0.75], [7.0, 7.0, 0.75], [7.0 + 2e-4, 5.0, 0.75]):
         report = pz.crosscheck(f, (w, X), (np.array(g), None), raise_on_failure=False)
         assert not report.passed, (g, str(report))
+
+
+def test_a_relu_at_zero_of_a_nonzero_input_row_accepts_either_side_and_no_mixture() -> None:
+    """A bias chosen so that one pre-activation of a nonzero input row is 0: the weights' row and
+    the bias share that kink, so PyTorch's gradient (off) and the other side (on) agree, a
+    gradient taking one side for the weights and the other for the bias does not.  The kink is
+    0.0 as x @ W.T computes it; the traced einsum's own loop gave -5.6e-17."""
+    rng = np.random.default_rng(0)
+    W1, W2, X = rng.normal(size=(4, 3)), rng.normal(size=(1, 4)), rng.normal(size=(6, 3))
+    b1 = rng.normal(size=4)
+    b1[0] = -X[0] @ W1[0]
+
+    def loss(W1, b1, W2):
+        return np.mean((np.maximum(X @ W1.T + b1, 0.0) @ W2.T) ** 2)
+
+    z = X @ W1.T + b1
+    assert z[0, 0] == 0.0
+    r = 2.0 * (np.maximum(z, 0.0) @ W2.T) / len(X)
+    grads = {}
+    for side, on in (("off", z > 0), ("on", z >= 0)):
+        dz = (r @ W2) * on
+        grads[side] = (dz.T @ X, dz.sum(0), r.T @ np.maximum(z, 0.0))
+        assert pz.crosscheck(loss, (W1, b1, W2), grads[side], finite_differences=False).passed
+    mixed = (grads["off"][0], grads["on"][1], grads["off"][2])
+    assert not pz.crosscheck(loss, (W1, b1, W2), mixed, finite_differences=False, raise_on_failure=False).passed
+    wrong = (grads["off"][0].copy(), *grads["off"][1:])
+    wrong[0][0, 1] += 1e-4 * np.max(np.abs(wrong[0]))
+    assert not pz.crosscheck(loss, (W1, b1, W2), wrong, finite_differences=False, raise_on_failure=False).passed
