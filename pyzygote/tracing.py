@@ -1176,6 +1176,21 @@ _FOREIGN_CALL = re.compile(r"\b(torch|jnp|jax)\.")
 _FOREIGN_MODULES = ("torch", "jax", "jaxlib")
 
 
+def _names_in(line: str) -> dict[str, None]:
+    """The names a line of code reads, in order, without those in its comment and strings."""
+    import io
+    import tokenize
+
+    names: dict[str, None] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type == tokenize.NAME:
+                names[tok.string] = None
+    except (tokenize.TokenError, SyntaxError):  # a line of a longer statement: the names up to there
+        pass
+    return names
+
+
 def _handed_to_foreign_library(exc: BaseException) -> bool:
     """Whether ``exc`` was raised inside PyTorch or JAX, or on a line of the user's calling one:
     torch.tensor(x) of a traced value fails in C with "len() of unsized object", which names
@@ -1191,12 +1206,13 @@ def _handed_to_foreign_library(exc: BaseException) -> bool:
     if user is None:
         return False
     frame = user.tb_frame
-    if _FOREIGN_CALL.search(linecache.getline(frame.f_code.co_filename, user.tb_lineno)):
+    line = linecache.getline(frame.f_code.co_filename, user.tb_lineno)
+    if _FOREIGN_CALL.search(line):
         return True
-    # torch's conversions are C functions, absent from the traceback: look at what the failing
-    # function's own names hold (``xp = torch``, ``convert = torch.tensor``).
-    code = frame.f_code
-    for name in (*code.co_names, *code.co_varnames, *code.co_freevars):
+    # torch's conversions are C functions, absent from the traceback: look at what the names on
+    # the failing line hold (``xp = torch``, ``convert = torch.tensor``); only there, as a function
+    # holding torch for other uses (a dtype, a seed) may fail on a traced value in numpy terms.
+    for name in _names_in(line):
         held = frame.f_locals.get(name, frame.f_globals.get(name))
         owner = held.__name__ if isinstance(held, types.ModuleType) else getattr(held, "__module__", None)
         if isinstance(owner, str) and owner.split(".")[0] in _FOREIGN_MODULES:

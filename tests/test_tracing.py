@@ -1279,6 +1279,36 @@ def test_a_tensor_made_of_a_traced_value_is_told_to_use_numpy():
     assert not getattr(info.value, "__notes__", [])
 
 
+def test_an_unrelated_error_in_a_function_that_names_torch_gets_no_torch_note():
+    """The note is for the failing line: a function that holds torch (its dtype, a seed, a branch
+    not taken) and fails elsewhere on a traced value, in numpy terms, was told it had handed the
+    value to PyTorch or JAX (review: len() of a traced number names neither)."""
+    import functools
+    import types
+
+    torch_like = types.ModuleType("torch._names_only")
+    torch_like.float32 = object()
+
+    def f(x):
+        dtype = torch_like.float32  # noqa: F841 (held, never given a traced value)
+        return len(x[0])  # a numpy mistake, not torch_like's
+
+    with pytest.raises(TypeError) as info:
+        pz.gradient(f, np.ones(3))
+    assert not getattr(info.value, "__notes__", []), info.value.__notes__
+
+    torch_like.tensor = functools.partial(len)  # C code, as torch.tensor: no frame of its own
+    torch_like.tensor.__module__ = torch_like.__name__
+
+    def g(x):
+        convert = torch_like.tensor  # the conversion under another name, on the failing line
+        return np.sum(convert(x[0]))
+
+    with pytest.raises(TypeError) as info:
+        pz.gradient(g, np.ones(3))
+    assert any("pyzygote traces numpy code" in note for note in getattr(info.value, "__notes__", []))
+
+
 @pytest.mark.parametrize("library", ["torch", "jax.numpy"])
 def test_torch_and_jax_conversions_of_a_traced_value_are_explained(library):
     xp = pytest.importorskip(library)
