@@ -1172,23 +1172,28 @@ _FOREIGN_NOTE = (
     "(pyzygote: the function handed a traced value to PyTorch or JAX. pyzygote traces numpy code: "
     "write the function with numpy (np.sin, np.tanh, x @ w), as the reference for pz.crosscheck is)"
 )
-_FOREIGN_CALL = re.compile(r"\b(torch|jnp|jax)\.")
+_FOREIGN_NAMES = ("torch", "jnp", "jax")
 _FOREIGN_MODULES = ("torch", "jax", "jaxlib")
 
 
-def _names_in(line: str) -> dict[str, None]:
-    """The names a line of code reads, in order, without those in its comment and strings."""
+def _names_in(line: str) -> tuple[dict[str, None], bool]:
+    """The names a line of code reads, in order, and whether it calls into ``torch.``, ``jnp.`` or
+    ``jax.`` by name; its comment and strings do not count."""
     import io
     import tokenize
 
     names: dict[str, None] = {}
+    foreign, previous = False, None
     try:
         for tok in tokenize.generate_tokens(io.StringIO(line).readline):
             if tok.type == tokenize.NAME:
                 names[tok.string] = None
+            elif tok.string == "." and previous is not None and previous.type == tokenize.NAME:
+                foreign |= previous.string in _FOREIGN_NAMES
+            previous = tok
     except (tokenize.TokenError, SyntaxError):  # a line of a longer statement: the names up to there
         pass
-    return names
+    return names, foreign
 
 
 def _handed_to_foreign_library(exc: BaseException) -> bool:
@@ -1206,13 +1211,13 @@ def _handed_to_foreign_library(exc: BaseException) -> bool:
     if user is None:
         return False
     frame = user.tb_frame
-    line = linecache.getline(frame.f_code.co_filename, user.tb_lineno)
-    if _FOREIGN_CALL.search(line):
+    names, calls_foreign = _names_in(linecache.getline(frame.f_code.co_filename, user.tb_lineno))
+    if calls_foreign:
         return True
     # torch's conversions are C functions, absent from the traceback: look at what the names on
     # the failing line hold (``xp = torch``, ``convert = torch.tensor``); only there, as a function
     # holding torch for other uses (a dtype, a seed) may fail on a traced value in numpy terms.
-    for name in _names_in(line):
+    for name in names:
         held = frame.f_locals.get(name, frame.f_globals.get(name))
         owner = held.__name__ if isinstance(held, types.ModuleType) else getattr(held, "__module__", None)
         if isinstance(owner, str) and owner.split(".")[0] in _FOREIGN_MODULES:

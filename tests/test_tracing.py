@@ -1322,7 +1322,7 @@ def test_an_unrelated_error_in_a_function_that_names_torch_gets_no_torch_note():
 
     def f(x):
         dtype = torch_like.float32  # noqa: F841 (held, never given a traced value)
-        return len(x[0])  # a numpy mistake, not torch_like's
+        return len(x[0])  # a numpy mistake, not torch_like's, nor torch.tensor's
 
     with pytest.raises(TypeError) as info:
         pz.gradient(f, np.ones(3))
