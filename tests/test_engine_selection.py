@@ -477,11 +477,15 @@ def test_the_manifest_is_the_one_julia_would_read(tmp_path: Path) -> None:
     assert setup._project_files(project, (1, 12, 1))[1] == project / "Manifest.toml"  # none for 1.12
     (project / "JuliaManifest-v1.11.toml").write_text("")
     assert setup._project_files(project, (1, 11, 2))[1] == project / "JuliaManifest-v1.11.toml"
-    # the version unknown: the newest versioned manifest, by number (1.11 > 1.10 > 1.9)
-    assert setup._project_files(project)[1].name in ("Manifest-v1.11.toml", "JuliaManifest-v1.11.toml")
-    (project / "Manifest-v1.11.toml").unlink()
+    # the version unknown: the newest versioned manifest, by number (1.11 > 1.10 > 1.9), Julia's first
+    assert setup._project_files(project)[1] == project / "JuliaManifest-v1.11.toml"
     (project / "JuliaManifest-v1.11.toml").unlink()
+    assert setup._project_files(project)[1] == project / "Manifest-v1.11.toml"
+    (project / "Manifest-v1.11.toml").unlink()
     assert setup._project_files(project)[1] == project / "Manifest-v1.10.toml"
+    # but not one that no Julia pyzygote runs on reads (review: Manifest-v1.9.toml was taken)
+    (project / "Manifest-v1.10.toml").unlink()
+    assert setup._project_files(project)[1] == project / "Manifest.toml"
 
 
 def test_a_manifest_for_another_julia_beside_the_projects_is_not_read(prepared: Path, tmp_path: Path) -> None:

@@ -199,6 +199,7 @@ def julia_version_of(exe: str | None) -> tuple[int, int, int] | None:
 
 
 _VERSIONED_MANIFEST = re.compile(r"(?:Julia)?Manifest-v(\d+)\.(\d+)\.toml")
+_READABLE_MINORS = ((1, 10), (1, 11))  # the Julias pyzygote runs on (1.10.3 to 1.11.x) that read one
 
 
 def _project_files(project: Path, version: tuple[int, int, int] | None = None) -> tuple[Path | None, Path | None]:
@@ -207,7 +208,7 @@ def _project_files(project: Path, version: tuple[int, int, int] | None = None) -
     Julia's order (Base.manifest_names), whatever the project file is called:
     ``JuliaManifest-vX.Y.toml`` and ``Manifest-vX.Y.toml`` for its own X.Y (from 1.10.8),
     then ``JuliaManifest.toml``, ``Manifest.toml``.  With the version unknown, a versioned
-    manifest (the newest) is taken before an unversioned one.
+    manifest for Julia 1.11 or 1.10 (the newest) is taken before an unversioned one.
     """
     for name in ("JuliaProject.toml", "Project.toml"):
         proj = project / name
@@ -217,8 +218,14 @@ def _project_files(project: Path, version: tuple[int, int, int] | None = None) -
         return None, None
     names = ["JuliaManifest.toml", "Manifest.toml"]
     if version is None:
-        versioned = [(tuple(map(int, m.groups())), p) for p in project.iterdir() if (m := _VERSIONED_MANIFEST.fullmatch(p.name))]
-        names = [p.name for _, p in sorted(versioned, reverse=True)] + names
+        # Only a Julia pyzygote can run (1.10, 1.11: _compare_julia_versions) reads a versioned
+        # manifest here: a Manifest-v1.9.toml beside Manifest.toml is never read. JuliaManifest first.
+        versioned = [
+            ((int(m[1]), int(m[2])), not p.name.startswith("Julia"), p.name)
+            for p in project.iterdir()
+            if (m := _VERSIONED_MANIFEST.fullmatch(p.name)) and (int(m[1]), int(m[2])) in _READABLE_MINORS
+        ]
+        names = [name for _, _, name in sorted(versioned, key=lambda v: (tuple(-x for x in v[0]), v[1]))] + names
     elif version >= (1, 10, 8):
         names = [f"JuliaManifest-v{version[0]}.{version[1]}.toml", f"Manifest-v{version[0]}.{version[1]}.toml", *names]
     for name in names:
