@@ -848,9 +848,13 @@ class RHS(_Directions):
             )
         return costs  # type: ignore[return-value]
 
-    def jacobian_u(self, u: np.ndarray, p: np.ndarray, t: float) -> Any:
+    def jacobian_u(self, u: np.ndarray, p: np.ndarray, t: float, exact: bool = False) -> Any:
         """``df/du``: a numpy array, or a scipy.sparse matrix for a derived system or a large sparse
-        one (:func:`pyzygote.ode.solvers.dense_matrix` makes it dense)."""
+        one (:func:`pyzygote.ode.solvers.dense_matrix` makes it dense).
+
+        It is the Newton matrix of the implicit solvers: unless ``exact``, its entries that are
+        NaN or inf where f is finite (``c ** 0.7`` at c = 0) are difference quotients of f
+        (:func:`pyzygote.ode.singular.finite_newton_matrix`)."""
         if self._structured_jacobian is not None:
             return self._structured_jacobian(u, p, t)
         # Only derivatives are computed here: numpy's warnings from parts of them that the rules
@@ -859,9 +863,12 @@ class RHS(_Directions):
         # any NaN or inf that remains.
         coloured = self._coloured_jacobian()
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if coloured is not None:
-                return coloured(u, p, t)
-            return self._get("jac", self._jacobian_program)(u, p, t)[0]
+            J = coloured(u, p, t) if coloured is not None else self._get("jac", self._jacobian_program)(u, p, t)[0]
+        if exact:
+            return J
+        from pyzygote.ode.singular import finite_newton_matrix
+
+        return finite_newton_matrix(J, lambda v: self(v, p, t), np.asarray(u, dtype=float))
 
     def jacobian_p(self, u: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:
         """``df/dp``, an (n, m) numpy array (the adjoint's Newton matrices take its transpose)."""
@@ -925,7 +932,33 @@ class RHS(_Directions):
         """``(z, p, t) -> dz`` for ``z = [u, vec(S)]``, S of shape (n, len(cols)): the sensitivities
         to the directions ``cols`` of ``(u0, p)``."""
         cols = self.columns(cols)
-        return self._get(("sens", cols), lambda: self._sensitivity_program(cols), exact=self._value_states())
+        fast = self._get(("sens", cols), lambda: self._sensitivity_program(cols), exact=self._value_states())
+        if self._structured_jacobian is not None:
+            return fast
+        n, k = self.n, len(cols)
+        E = np.zeros((self.m, k))
+        for j, c in enumerate(cols):
+            if c >= n:
+                E[c - n, j] = 1.0
+
+        def sensitivities(z: np.ndarray, p: np.ndarray, t: float) -> Any:
+            out = fast(z, p, t)
+            if np.all(np.isfinite(out[0])):
+                return out
+            # inf * 0 in J_u S where S is exactly 0 (at t0, in states u0 does not depend on):
+            # a derivative along a zero direction, 0 (pyzygote.ode.singular)
+            from pyzygote.ode.singular import zero_aware_jvp
+
+            u, S = z[:n], np.reshape(z[n:], (n, k))
+            dS = np.zeros((n, k))
+            for j in range(k):
+                (tout,) = zero_aware_jvp(self.program, [u, p, np.float64(t)], [S[:, j], E[:, j], None])
+                if tout is not None:
+                    dS[:, j] = tout
+            mended = np.concatenate([self(u, p, t), np.ravel(dS)])
+            return [mended] if np.all(np.isfinite(mended)) else out
+
+        return sensitivities
 
     def adjoint_rhs(self) -> Callable[..., Any]:
         """``(u, lam, p, t) -> (-lam^T J_u, -lam^T J_p)``."""

@@ -247,6 +247,18 @@ def _diagnosis(found: tuple[float, Any, str], derivative: str) -> str:
         return named + _OVERFLOW
     if kind == "value":  # f itself is not finite there: the value, not its derivative
         return named
+    states = getattr(finding, "states", None)
+    if states and derivative:
+        # the state, not a parameter, is at the point: log-parameters would not move it
+        which = ", ".join(f"u[{j}]" for j in states[:5]) + (" ..." if len(states) > 5 else "")
+        entries = "entry" if len(states) == 1 else "entries"
+        return (
+            f"{named}. It is the state that sits at this singular point: f's derivative along state {entries} {which} "
+            f"(flattened) is not finite at t = {t:.6g}, with a finite f. Derivatives along a direction that leaves "
+            "such a state where it is (sensitivities to parameters, from a state that starts there) are taken as 0; "
+            "this one is not. Keep the operand a little away from the point, np.maximum(c, 1e-12) ** h for a "
+            "concentration c that starts at 0, or write f so that its derivative is finite there"
+        )
     return derivative + named
 
 
@@ -307,9 +319,26 @@ def _blame(
             u, state = state_at(t), "the solution"
         else:
             return t, "", ""
-        return t, first_nonfinite(rhs.program, [u, p, np.float64(t)], [True, True, False]) if np.all(np.isfinite(u)) else "", state
+        if not np.all(np.isfinite(u)):
+            return t, "", state
+        finding = first_nonfinite(rhs.program, [u, p, np.float64(t)], [True, True, False])
+        if getattr(finding, "kind", "") == "derivative":
+            finding.states = _singular_states(rhs, u, p, t)  # type: ignore[attr-defined]
+        return t, finding, state
 
     return at
+
+
+def _singular_states(rhs: RHS, u: np.ndarray, p: np.ndarray, t: float) -> list[int]:
+    """The entries of the state along which f's derivative is not finite at ``(u, p, t)``: the
+    state, not a parameter, sits at the singular point (a concentration dosed into the gut is 0
+    at t0, where ``c ** 0.7`` has an infinite derivative: acceptance testing)."""
+    try:
+        with np.errstate(all="ignore"):
+            J = dense_matrix(rhs.jacobian_u(u, p, t, exact=True))
+    except Exception:  # noqa: BLE001 - a diagnosis must not replace the error it explains
+        return []
+    return [int(j) for j in np.flatnonzero(~np.all(np.isfinite(J), axis=0))]
 
 
 def _state_by_solving(rhs: RHS, u0: np.ndarray, p: np.ndarray, t0: float, opts: Options) -> Callable[[float], np.ndarray]:
@@ -473,11 +502,13 @@ def vjp(
         err.data_at = len(head)  # type: ignore[attr-defined]
         raise err
     if mode == "adjoint":
-        return _interpolating_adjoint(rhs, u0, p, t, ct, opts)
+        return _interpolating_adjoint(rhs, u0, p, t, ct, opts, cols)
     return _backsolve_adjoint(rhs, u0, p, t, ct, opts)
 
 
-def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
+def _interpolating_adjoint(
+    rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarray, ct: np.ndarray, opts: Options, cols: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     # the solve that gave the value kept it (forward_memo), unless this pullback came without one
     fwd = forward_memo.recall(rhs, u0, p, t, opts) or solve_states(rhs, u0, p, t, opts, dense=True)
     adj = rhs.adjoint_rhs_joined()
@@ -501,8 +532,11 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
     # 8e-7 with them tightened, 1.2e-6 with the state's abstol), as its forward sensitivities are.
     tighter = MULTISTEP_SENSITIVITY_TIGHTENING if opts.alg == "auto" or algorithm(opts.alg).scipy in ("LSODA", "BDF") else 1.0
     implicit = algorithm(opts.alg).stiff
+    singular = _starts_at_a_singular_point(rhs, u0, p, float(t[0]))
     for a, b in reversed(list(zip(marks[:-1], marks[1:]))):
         state[:n] += ct[b]
+        if a == 0 and singular:
+            return _first_piece_forward(rhs, u0, p, t[[0, b]], ct[0], state, opts, rhs.columns(cols))
         res = None
         if implicit and _explicit_steps(jacobian_u(dense(float(t[b])), p, float(t[b])), float(t[b]), float(t[a])) <= EXPLICIT_ADJOINT_STEPS:
             atol = adjoint_abstol(state[:n], scales, opts.reltol)
@@ -514,6 +548,37 @@ def _interpolating_adjoint(rhs: RHS, u0: np.ndarray, p: np.ndarray, t: np.ndarra
         state, h = res.u[-1].copy(), res.last_step
     state[:n] += ct[0]
     return state[:n], state[n:]
+
+
+def _starts_at_a_singular_point(rhs: RHS, u0: np.ndarray, p: np.ndarray, t0: float) -> bool:
+    """Whether f is finite at the initial state but ``J_u`` is not (``c ** 0.7`` of a
+    concentration dosed into the gut, 0 at t0): there the adjoint equation
+    ``lambda' = -J_u^T lambda`` is infinite, integrably (``t ** (h - 1)``), and a backward solve
+    cannot step onto t0 (acceptance testing: every solver's adjoint failed within 1e-10 of it)."""
+    if getattr(rhs, "program", None) is None or rhs._structured_jacobian is not None:
+        return False
+    with np.errstate(all="ignore"):
+        if not np.all(np.isfinite(rhs(u0, p, t0))):
+            return False
+        return not np.all(np.isfinite(dense_matrix(rhs.jacobian_u(u0, p, t0, exact=True))))
+
+
+def _first_piece_forward(
+    rhs: RHS, u0: np.ndarray, p: np.ndarray, span: np.ndarray, ct0: np.ndarray, state: np.ndarray, opts: Options, cols: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The adjoint's result when its last piece, back to t0 from the first save time with a
+    cotangent, starts at a singular point (:func:`_starts_at_a_singular_point`): that piece by
+    forward sensitivities instead, whose right-hand side is finite there (pyzygote.ode.singular).
+    With ``[lambda, mu]`` (``state``) at ``span[1]`` and the sensitivities ``S`` to ``cols`` there,
+    the gradient is ``lambda^T S`` plus ``mu`` and the cotangent ``ct0`` of ``u(t0)``, exactly as
+    the backward solve would have made it.  Entries outside ``cols`` are left zero."""
+    n = rhs.n
+    _, S = forward_sensitivities(rhs, u0, p, span, opts, cols)
+    g = np.zeros(n + rhs.m)
+    g[list(cols)] = state[:n] @ S[-1]
+    g[:n] += ct0
+    g[n:] += state[n:]
+    return g[:n], g[n:]
 
 
 # An implicit solver's adjoint solves a piece between save times with the explicit Dormand-Prince

@@ -299,7 +299,7 @@ def _newton_step(rhs: Any, u: np.ndarray, p: np.ndarray, iteration: int, r: np.n
     in directions ``J`` cannot change (:func:`stationary`), is a stationary point of ``|f|``
     that is not a root, and the message says so (user testing: ``u**2 - p`` at ``p = -1``, where
     there is no real root, was told "the root is not isolated")."""
-    J = np.asarray(dense_matrix(rhs.jacobian_u(u, p, 0.0)), dtype=float)
+    J = np.asarray(dense_matrix(rhs.jacobian_u(u, p, 0.0, exact=True)), dtype=float)
     with np.errstate(all="ignore"):
         level = float(np.max(np.abs(J) @ np.abs(u), initial=0.0))
     size_f = float(np.max(np.abs(r), initial=0.0))
