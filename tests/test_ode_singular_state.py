@@ -115,3 +115,26 @@ def test_a_right_hand_side_that_is_itself_not_finite_still_fails():
 
     with pytest.raises(SolverError, match="NaN or inf"):
         pz.odesolve(bad, np.array([0.0]), np.array([0.0, 1.0]), np.array([1.0]), alg="Rodas5P")
+
+
+def test_newton_matrix_quotients_dense_and_sparse_forward_and_backward():
+    import scipy.sparse as sp
+
+    from pyzygote.ode.singular import finite_newton_matrix
+
+    d = np.sqrt(np.finfo(float).eps)
+    u = np.array([0.0, 3.0])
+    J = np.array([[np.inf, 1.0], [0.0, 6.0]])
+    above = lambda v: np.array([np.sqrt(v[0]) + v[1], v[1] ** 2])  # noqa: E731 - defined at and above 0
+    for M in (J, sp.csc_matrix(J), sp.csr_matrix(J)):
+        with np.errstate(invalid="ignore"):
+            out = finite_newton_matrix(M, above, u)
+        dense = out.toarray() if sp.issparse(out) else out
+        np.testing.assert_allclose(dense, [[np.sqrt(d) / d, 1.0], [0.0, 6.0]], rtol=1e-12)
+        assert np.isinf((M.toarray() if sp.issparse(M) else M)[0, 0])  # the given matrix is left as it was
+    below = lambda v: np.array([np.sqrt(-v[0]) if v[0] <= 0 else np.nan, v[1]])  # noqa: E731 - at and below 0
+    assert finite_newton_matrix(np.array([[np.inf, 0.0], [0.0, 1.0]]), below, np.array([0.0, 1.0]))[0, 0] == pytest.approx(-np.sqrt(d) / d)
+    # f itself not finite at the point: nothing is mended, the solve fails and says why
+    with np.errstate(divide="ignore"):
+        kept = finite_newton_matrix(np.array([[np.inf, 0.0], [0.0, 1.0]]), lambda v: np.array([np.log(v[0]), v[1]]), np.array([0.0, 1.0]))
+    assert np.isinf(kept[0, 0])

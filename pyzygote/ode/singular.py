@@ -50,10 +50,10 @@ def finite_newton_matrix(J: Any, f: Callable[[np.ndarray], np.ndarray], u: np.nd
     quotients of ``f``: forward, else backward where f is not finite forward (sqrt(x) at 0 is
     defined only above); ``J`` unchanged if it is finite or f is not finite at ``u``, and an
     entry left as it was where neither quotient is finite (the solve then fails and says why)."""
+    if np.all(np.isfinite(J if isinstance(J, np.ndarray) else J.data)):
+        return J  # every Newton matrix of every implicit solve comes through here: nothing more
     data, rows, cols = _entries(J)
     bad = ~np.isfinite(data)
-    if not np.any(bad):
-        return J
     with np.errstate(all="ignore"):
         f0 = np.asarray(f(u), dtype=float)
     if not np.all(np.isfinite(f0)):
