@@ -59,7 +59,7 @@ def test_implicit_solvers_start_where_the_jacobian_is_infinite(alg):
     np.testing.assert_allclose(ref[-1], [6.1442e-4, 33.465, 11.675], rtol=1e-4)
 
 
-@pytest.mark.parametrize("alg", ["Tsit5", "FBDF", "auto"])
+@pytest.mark.parametrize("alg", ["Tsit5", "Rodas5P", "FBDF", "auto"])
 @pytest.mark.parametrize("sensealg", ["forward", "adjoint"])
 def test_gradient_from_a_state_at_the_singular_point(alg, sensealg, central):
     (g,) = pz.gradient(lambda p: loss(p, alg=alg, sensealg=sensealg), P)
