@@ -138,3 +138,22 @@ def test_newton_matrix_quotients_dense_and_sparse_forward_and_backward():
     with np.errstate(divide="ignore"):
         kept = finite_newton_matrix(np.array([[np.inf, 0.0], [0.0, 1.0]]), lambda v: np.array([np.log(v[0]), v[1]]), np.array([0.0, 1.0]))
     assert np.isinf(kept[0, 0])
+
+
+def test_forward_sensitivities_pass_a_clamp_feeding_sqrt_and_the_adjoint_says_where_it_fails():
+    # x crosses 0 at t = ln 2 and stays below; sqrt(max(x, 0)) is then constant in x, with
+    # derivative 0, which the compiled sensitivities made 0 * inf (they failed there before)
+    def f(u, p, t):
+        x, y = u
+        return np.array([-p[0] * x - 1.0, np.sqrt(np.maximum(x, 0.0)) - p[1] * y])
+
+    u0, t, p = np.array([1.0, 0.0]), np.linspace(0.0, 2.0, 5), np.array([1.0, 0.5])
+
+    def clamp_loss(q, sensealg):
+        return np.sum(pz.odesolve(f, u0, t, q, alg="Tsit5", sensealg=sensealg, reltol=1e-10, abstol=1e-12)[:, 1])
+
+    (g,) = pz.gradient(lambda q: clamp_loss(q, "forward"), p)
+    fd = [(clamp_loss(p + 1e-6 * e, "forward") - clamp_loss(p - 1e-6 * e, "forward")) / 2e-6 for e in np.eye(2)]
+    np.testing.assert_allclose(g, fd, rtol=1e-5)
+    with pytest.raises(SolverError, match="adjoint solve"):
+        pz.gradient(lambda q: clamp_loss(q, "adjoint"), p)
