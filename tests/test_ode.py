@@ -1417,6 +1417,86 @@ def test_rows_read_follows_elements_through_moves_to_the_first_computation() -> 
     assert rows(lambda U: np.mean(U)) == list(range(7))
 
 
+class _CountingEqns(list):  # type: ignore[type-arg]
+    """A program's equation list that counts the equations its walks visit."""
+
+    visited = 0
+
+    def __iter__(self) -> Any:
+        for e in super().__iter__():
+            self.visited += 1
+            yield e
+
+
+def _chained_solves(solves: int) -> Any:
+    """A program of ``solves`` community solves, each starting from the last state of the one
+    before; the loss reads rows 1 and 3 of the first, the last rows of the others, and the
+    second-to-last rows of each pair through a concatenation mixing two solves."""
+    community, theta, u0 = _community()
+    t = np.linspace(0.0, 0.2, 5)
+
+    def loss(p: Any) -> Any:
+        u, total, prev = u0, 0.0, None
+        for i in range(solves):
+            U = pz.odesolve(community, u, t, p, alg="Tsit5", reltol=1e-8, abstol=1e-8)
+            total = total + (np.sum(U[1] * U[3]) if i == 0 else 0.0)
+            if prev is not None and i % 2 == 0:
+                total = total + np.sum(np.concatenate([prev[-2], U[-2]]) ** 2)
+            u, prev = U[-1], U
+        return total + np.sum(u**2)
+
+    return loss, theta
+
+
+def test_saves_read_walks_the_program_once_for_all_its_solves() -> None:
+    """Acceptance testing: a population model of 1,680 chained solves took 52 s for its first
+    gradient and 8.8 s for the next, as finding the save times each solve's loss reads walked the
+    whole program once per solve (1.5, 5.2, 13.7 s for 200, 400, 600 solves).  One walk now finds
+    them for every solve; the counts are those each solve's walk of its own found."""
+    from pyzygote.ode.rows_read import rows_read, saves_read
+
+    solves = 30
+    loss, theta = _chained_solves(solves)
+    prog = pz.make_program(loss, theta)
+    expected = [1 + int(np.count_nonzero(rows_read(prog, e.outputs[0])[1:])) for e in prog.eqns if e.prim.name == "odesolve"]
+    # the first reads rows 1, 3 and 4, the others rows 3 (a concatenation mixes those of two solves) and 4, but the last
+    assert expected == [4] + [3] * (solves - 2) + [2]
+    prog.eqns = _CountingEqns(prog.eqns)
+    found = [saves_read(prog, e) for e in prog.eqns if e.prim.name == "odesolve"]
+    assert found == expected
+    walks = prog.eqns.visited / len(prog.eqns) - 2  # the two walks above picking the solves
+    assert walks <= 2, walks  # (was one per solve)
+
+
+def test_auto_follows_the_programs_reads_only_where_its_choice_turns_on_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few directions (at most AUTO_FORWARD_DIRECTIONS) and an explicit sensealg choose without
+    the save times read: the program is not walked for them.  Many directions weigh them, and
+    the choice is the one made from each solve's own walk."""
+    from pyzygote.ode import rows_read as rr
+    from pyzygote.ode import sensitivity
+
+    calls = []
+    real = rr.saves_read
+    monkeypatch.setattr(rr, "saves_read", lambda prog, e: calls.append(e) or real(prog, e))
+    community, theta, u0 = _community()
+    t = np.linspace(0.0, 1.0, 9)
+    decay = lambda u, p, t: -p[:8] * u + p[8:] * u[::-1]  # noqa: E731  (16 parameters)
+    for sensealg, rhs, p, walked in (("auto", decay, theta[:16], False), ("adjoint", community, theta, False), ("forward", community, theta, False), ("auto", community, theta, True)):
+        calls.clear()
+        f = lambda q: np.sum(pz.odesolve(rhs, u0, t, q, alg="Tsit5", sensealg=sensealg, reltol=1e-10, abstol=1e-10)[-1] ** 2)  # noqa: E731
+        (g,) = pz.gradient(f, p)
+        assert bool(calls) == walked, (sensealg, len(p))
+        np.testing.assert_allclose(g, numerical_gradient(f, p)[0], rtol=1e-5, atol=1e-7 * np.max(np.abs(g)))
+    # auto's choice for each solve of the chained program is the one its own walk gave
+    loss, theta = _chained_solves(6)
+    prog = pz.make_program(loss, theta)
+    for e in (e for e in prog.eqns if e.prim.name == "odesolve"):
+        rhs, cols = e.params["rhs"], tuple(range(8, 80))
+        own = 1 + int(np.count_nonzero(rr.rows_read(prog, e.outputs[0])[1:]))
+        choose = lambda s: sensitivity.resolve_sensealg("auto", 8, 72, 72, rhs=rhs, cols=cols, saves=s, times=5, alg="Tsit5")  # noqa: E731
+        assert choose(lambda: real(prog, e)) == choose(own) == "adjoint"
+
+
 def test_auto_restarts_counted_at_run_time_are_the_nonzero_cotangent_rows() -> None:
     """A pullback's cotangent (pz.pullback, or a loss the program cannot see through) is weighed
     by its rows that are not zero, where the adjoint restarts; a fully dense one by all."""

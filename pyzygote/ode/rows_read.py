@@ -31,20 +31,41 @@ MAX_FOLLOWED = 10_000_000
 
 def rows_read(prog: Program, var: Var) -> np.ndarray:
     """A boolean per row (entry of the leading axis) of ``var``: whether ``prog`` reads any of its elements."""
+    return _follow(prog, [var])[var.uid]
+
+
+def _follow(prog: Program, vars_: list[Var]) -> dict[int, np.ndarray]:
+    """:func:`rows_read` for each of ``vars_`` (results of distinct equations), in one pass over ``prog``.
+
+    Each followed element carries its own number among all of theirs (the values of ``vars_``
+    numbered one after another), so one pass serves every solve of a program however its values
+    mix (a concatenation of two solves' rows): a pass per solve made a gradient through many
+    chained solves (1,680 in a population model, acceptance testing) cost their square.
+    """
     from pyzygote.transforms.scalarize import rearrangement
 
-    shape = var.aval.shape
-    rows = shape[0]
-    if var.aval.size > MAX_FOLLOWED or var.aval.size == 0:
-        return np.ones(rows, dtype=bool)
-    per_row = var.aval.size // rows
-    read = np.zeros(rows, dtype=bool)
-    # the position in var of each element of each value followed (-1: from elsewhere)
-    followed: dict[int, np.ndarray] = {var.uid: np.arange(var.aval.size, dtype=np.int64).reshape(shape)}
+    read = {v.uid: np.ones(v.aval.shape[0], dtype=bool) for v in vars_}
+    starts, owners, followed = [], [], {}
+    total = 0
+    for v in vars_:
+        size = v.aval.size
+        if size == 0 or total + size > MAX_FOLLOWED:
+            continue  # read whole
+        read[v.uid][:] = False
+        followed[v.uid] = np.arange(total, total + size, dtype=np.int64).reshape(v.aval.shape)
+        starts.append(total)
+        owners.append(v)
+        total += size
+    if not owners:
+        return read
+    first = np.asarray(starts, dtype=np.int64)
 
     def mark(positions: np.ndarray) -> None:
-        at = positions[positions >= 0]
-        read[np.unique(at // per_row)] = True
+        at = np.unique(positions[positions >= 0])
+        which = np.searchsorted(first, at, side="right") - 1
+        for i in np.unique(which):
+            v = owners[i]
+            read[v.uid][(at[which == i] - first[i]) // (v.aval.size // v.aval.shape[0])] = True
 
     for eqn in prog.eqns:
         ins = [followed.get(a.uid) if isinstance(a, Var) else None for a in eqn.inputs]
@@ -67,12 +88,15 @@ def rows_read(prog: Program, var: Var) -> np.ndarray:
 
 def saves_read(prog: Any, eqn: Any) -> int | None:
     """How many save times of the solve ``eqn`` of ``prog`` the adjoint would stop at (its first
-    time, and the later ones ``prog`` reads), or None when ``prog`` is unknown."""
+    time, and the later ones ``prog`` reads), or None when ``prog`` is unknown.  Found for every
+    solve of ``prog`` at the first call."""
     if prog is None or eqn is None:
         return None
-    key = ("saves read", eqn.outputs[0].uid)
-    hit = prog._compiled.get(key)
-    if hit is None:
-        read = rows_read(prog, eqn.outputs[0])
-        hit = prog._compiled[key] = 1 + int(np.count_nonzero(read[1:]))
+    hits = prog._compiled.get("saves read")
+    if hits is None:
+        solves = [e.outputs[0] for e in prog.eqns if e.prim.name == "odesolve" and e.outputs and e.outputs[0].aval.shape]
+        hits = prog._compiled["saves read"] = {uid: 1 + int(np.count_nonzero(r[1:])) for uid, r in _follow(prog, solves).items()}
+    hit = hits.get(eqn.outputs[0].uid)
+    if hit is None:  # not an equation of prog as it was first seen
+        hit = 1 + int(np.count_nonzero(rows_read(prog, eqn.outputs[0])[1:]))
     return hit

@@ -97,14 +97,15 @@ def resolve_sensealg(
     *,
     rhs: Any = None,
     cols: tuple[int, ...] | None = None,
-    saves: int = 2,
+    saves: int | Callable[[], int] = 2,
     times: int | None = None,
     tstops: int = 0,
     alg: str | None = None,
 ) -> str:
     """The sensealg that runs for ``sensealg`` with n states, m parameters and k followed directions
     (all n + m by default); given the right-hand side ``rhs``, the directions ``cols`` and the number
-    of save times at which an adjoint restarts (those the loss reads), ``"auto"`` also weighs what
+    of save times at which an adjoint restarts (those the loss reads; or a function finding it, called
+    only when the choice turns on it: following a program's values costs), ``"auto"`` also weighs what
     one evaluation of each system costs (a solve with ``tstops`` stops steps at least as often),
     and, given the number of save ``times``, what forward sensitivities would hold in memory."""
     if sensealg not in SENSEALGS:
@@ -163,7 +164,7 @@ SAVES_PER_BACKWARD_SOLVE = 20.0
 FORWARD_MARGIN = 0.7
 
 
-def _forward_is_cheaper(rhs: Any, cols: tuple[int, ...], saves: int, pullbacks: int, tstops: int = 0) -> bool:
+def _forward_is_cheaper(rhs: Any, cols: tuple[int, ...], saves: int | Callable[[], int], pullbacks: int, tstops: int = 0) -> bool:
     """Whether forward sensitivities along ``cols`` are estimated to cost less than ``pullbacks`` adjoint solves.
 
     Many directions alone do not decide it: a vectorized right-hand side (a generalized
@@ -175,6 +176,7 @@ def _forward_is_cheaper(rhs: Any, cols: tuple[int, ...], saves: int, pullbacks: 
     if getattr(rhs, "program", None) is None:  # a Julia right-hand side: no program to weigh
         return False
     f, sens, adj = rhs.evaluation_costs(cols)
+    saves = saves() if callable(saves) else saves
     solver = SOLVER_NS_PER_EVALUATION
     forward = sens + solver
     backward = 1.0 + saves / max(SAVES_PER_BACKWARD_SOLVE, tstops + 1.0)

@@ -136,7 +136,8 @@ def _odesolve_jvp(primals: Any, tangents: Any, *, rhs: RHS, for_adjoint: bool = 
     # of p, cost nothing.
     wrt = (tangents[0] is not None, tangents[1] is not None)
     cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
-    saves = _saves_read(rhs, params["t"])
+    # the save times the program reads: found only if auto's choice turns on them
+    saves = lambda: _saves_read(rhs, params["t"])  # noqa: E731
     mode = sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=saves, times=len(params["t"]), tstops=len(params["opts"].tstops), alg=params["opts"].alg)
     if mode == "forward":
         # One solve gives the states and their sensitivities; the tangent is a
@@ -326,7 +327,7 @@ def gradient_directions_prefer_forward_mode(prog: Any, differentiated: set[int],
         wrt = (isinstance(e.inputs[0], Var) and e.inputs[0].uid in differentiated, isinstance(e.inputs[1], Var) and e.inputs[1].uid in differentiated)
         cols = _wanted_columns(rhs, wrt, e.params.get("fixed", ()))
         if len(cols) > directions and sensitivity.resolve_sensealg(
-            "auto", rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=saves_read(prog, e), times=len(e.params["t"]), tstops=len(e.params["opts"].tstops), alg=e.params["opts"].alg
+            "auto", rhs.n, rhs.m, len(cols), rhs=rhs, cols=cols, saves=lambda e=e: saves_read(prog, e), times=len(e.params["t"]), tstops=len(e.params["opts"].tstops), alg=e.params["opts"].alg
         ) == "adjoint" and not sensitivity._large_implicit(e.params["opts"].alg, rhs.n):
             return True
     return False
