@@ -435,7 +435,7 @@ def forward_sensitivities(
     g = rhs.sensitivity_rhs(cols)
     kw = {}
     if algorithm(opts.alg).stiff:
-        kw["jac"] = lambda tt, z: sensitivity_jacobian(rhs.jacobian_u(z[:n], p, tt), k)
+        kw["jac"] = lambda tt, z: rhs.sensitivity_system(cols).jacobian_u(z, p, tt)
     elif opts.alg == "auto":
         # LSODA takes only a dense Jacobian, which costs (n (1 + k))^3 to factorize; without
         # one, its stiff phase differenced the whole system, 100 times slower on a 45-cell heat
@@ -449,14 +449,15 @@ def forward_sensitivities(
             opts = dataclasses.replace(opts, alg="FBDF")
             kw["jac"] = jac
         else:
-            kw["jac"] = lambda tt, z: dense_matrix(jac(tt, z))
+            kw["jac"] = lambda tt, z: dense_matrix(rhs.sensitivity_system(cols).jacobian_u(z, p, tt))
     seen = _Sightings(n)
     blame = _blame(rhs, p, _state_by_solving(rhs, u0, p, t[0], opts), seen)
     if opts.alg == "auto" or algorithm(opts.alg).scipy in ("LSODA", "BDF"):
         # The multistep solvers' sensitivities come out far less accurate than their tolerance
         # (user testing, a thermal-runaway reactor at reltol=1e-8: LSODA's 4e-4 and BDF's 3e-5
         # off, Rodas5P's 5e-7), so their system is solved at a tighter one: 1.4e-6 and 1e-6, at
-        # 1.3 and 2.4 times the time.
+        # 1.3 and 2.4 times the time (Robertson's kinetics: twice the BDF steps, 1,406 against
+        # 702, given the Newton Jacobian's coupling block: RHS._newton_jacobian).
         # (not below SciPy's floor for rtol, where it warns: review)
         tight = max(opts.reltol / MULTISTEP_SENSITIVITY_TIGHTENING, 100 * np.finfo(float).eps)
         opts = dataclasses.replace(opts, reltol=min(opts.reltol, tight), abstol=opts.abstol / MULTISTEP_SENSITIVITY_TIGHTENING)
