@@ -1068,6 +1068,11 @@ class RHS(_Directions):
         def jacobian(z: np.ndarray, q: np.ndarray, t: float) -> np.ndarray:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # as jacobian_u
                 B = self._get("coupled", build)(z, q, t)[0]
+            if not np.all(np.isfinite(B)):
+                # A state at a point where f's derivative is infinite (c ** 0.7 of a central amount
+                # dosed from 0): the blocks, whose copies of J_u are mended by difference quotients
+                # (RHS.jacobian_u), give Newton a finite matrix there, without the coupling block.
+                return blocks(z, q, t)
             J = np.zeros((N, N))
             J[:, :n] = B
             J[n:, n:] = np.kron(B[:n], np.eye(k))
