@@ -122,7 +122,7 @@ def resolve_sensealg(
         # adjoint solve is repeated for each (pz.jacobian's rows: a 12-species mechanism's 14
         # rows took 192 s by adjoint, 15 s by forward sensitivities, in user testing).
         small = n * (1 + k) <= AUTO_FORWARD_EQUATIONS * pullbacks_expected()
-        if small or (k <= AUTO_FORWARD_DIRECTIONS and not _large_implicit(alg, n)):
+        if small or (k <= AUTO_FORWARD_DIRECTIONS and not (_large_implicit(alg, n) and _few_restarts(saves, k))):
             return "forward"
         if _large_implicit(alg, n) and pullbacks_expected() == 1:
             return "adjoint"
@@ -135,16 +135,35 @@ def resolve_sensealg(
 
 def _large_implicit(alg: str | None, n: int) -> bool:
     """Whether an implicit solver (``auto`` too: its LSODA, or BDF for a large sensitivity system)
-    factorizes a sparse state Jacobian (more than DENSE_STATE_JACOBIAN_UP_TO states): there forward
-    sensitivities factorize the whole ``n (1 + k)``-equation system at every Jacobian update, and
-    were 7 to 50 times slower than the adjoint with as few as 12 directions (acceptance testing,
-    2-D reaction-diffusion grids of 162 to 1,800 states: 0.81 s against 0.11 s to 37.5 s against
-    1.5 s with FBDF, alike with Rodas5P and auto), where the rule for few directions took them."""
+    factorizes a sparse state Jacobian (more than DENSE_STATE_JACOBIAN_UP_TO states).  Before
+    pyzygote.ode.block_lu, forward sensitivities factorized the whole ``n (1 + k)``-equation system
+    there, 7 to 50 times slower than the adjoint with 12 directions (2-D reaction-diffusion grids of
+    162 to 1,800 states); with few directions ``auto`` now weighs the adjoint's restarts
+    (AUTO_FORWARD_SAVES_PER_DIRECTION)."""
     from pyzygote.ode.rhs import DENSE_STATE_JACOBIAN_UP_TO
 
     if alg is None or n <= DENSE_STATE_JACOBIAN_UP_TO:
         return False
     return alg == "auto" or (alg in ALGORITHMS and algorithm(alg).stiff)
+
+
+# A large implicit system with few directions takes forward sensitivities where the loss reads at
+# least this many save times per direction (the adjoint's restarts), the adjoint where it reads
+# fewer.  Forward sensitivities factorize one state block (pyzygote.ode.block_lu); on 2-D
+# reaction-diffusion grids, where restarts are cheap, they were 1.4 to 7.7 times slower than the
+# adjoint (196 states, 4 and 12 parameters, 7 to 61 saves read; 900 states, 12 parameters, 21 and
+# 101 saves) and broke even at about 16 saves per direction (196 states, 12 parameters, 201
+# saves; with 900 states and 201 saves forward was still 2 times slower, FBDF).  Where each restart
+# meets a stiff transient again, the adjoint was 3.5 to 4 times slower (acceptance testing: 1-D
+# diffusion with a stiff surface state, 201 states, 2 parameters, 101 saves read: 1.43 s against
+# 0.41 s with Rodas5P, 1.86 s against 0.56 s with FBDF).
+AUTO_FORWARD_SAVES_PER_DIRECTION = 16
+
+
+def _few_restarts(saves: int | Callable[[], int], k: int) -> bool:
+    """Whether an adjoint would restart at fewer than AUTO_FORWARD_SAVES_PER_DIRECTION save times per direction."""
+    saves = saves() if callable(saves) else saves
+    return saves < AUTO_FORWARD_SAVES_PER_DIRECTION * max(k, 1)
 
 
 # The solver's own work per evaluation of the right-hand side (the stepper's arithmetic, the

@@ -356,7 +356,8 @@ def _vjp_jvp(primals: Any, tangents: Any, *, rhs: RHS, wrt: tuple[bool, bool], *
     u0, p, ct = primals
     a, b, dct = _tangents(primals, tangents)
     cols = _wanted_columns(rhs, wrt, params.get("fixed", ()))
-    # the sensealg the gradient itself took (for an implicit solver, its size decides: _large_implicit)
+    # the sensealg the gradient itself took (for an implicit solver, its size decides: _large_implicit;
+    # a large one with few directions counts as the adjoint here, its save times not weighed)
     mode = sensitivity.resolve_sensealg(params["sensealg"], rhs.n, rhs.m, len(cols), alg=params["opts"].alg)
     if _second_order_by_adjoint(rhs.n, len(cols), params["opts"], mode):
         _warn_kinks_at_second_order(rhs)
