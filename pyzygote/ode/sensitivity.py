@@ -101,13 +101,16 @@ def resolve_sensealg(
     times: int | None = None,
     tstops: int = 0,
     alg: str | None = None,
+    restarts_counted: bool = False,
 ) -> str:
     """The sensealg that runs for ``sensealg`` with n states, m parameters and k followed directions
     (all n + m by default); given the right-hand side ``rhs``, the directions ``cols`` and the number
     of save times at which an adjoint restarts (those the loss reads; or a function finding it, called
     only when the choice turns on it: following a program's values costs), ``"auto"`` also weighs what
     one evaluation of each system costs (a solve with ``tstops`` stops steps at least as often),
-    and, given the number of save ``times``, what forward sensitivities would hold in memory."""
+    and, given the number of save ``times``, what forward sensitivities would hold in memory.
+    ``restarts_counted``: ``saves`` are the adjoint's restarts, counted from its cotangent (by
+    :func:`vjp`); only then does a large implicit system with few directions weigh them."""
     if sensealg not in SENSEALGS:
         sciml = _SCIML_NAMES.get(str(sensealg).removesuffix("()").split("(")[0]) if isinstance(sensealg, str) else None
         hint = f" ({sensealg!r} is SciMLSensitivity's name; here it is {sciml})" if sciml else ""
@@ -122,7 +125,7 @@ def resolve_sensealg(
         # adjoint solve is repeated for each (pz.jacobian's rows: a 12-species mechanism's 14
         # rows took 192 s by adjoint, 15 s by forward sensitivities, in user testing).
         small = n * (1 + k) <= AUTO_FORWARD_EQUATIONS * pullbacks_expected()
-        if small or (k <= AUTO_FORWARD_DIRECTIONS and not (_large_implicit(alg, n) and _few_restarts(saves, k))):
+        if small or (k <= AUTO_FORWARD_DIRECTIONS and not (_large_implicit(alg, n) and (not restarts_counted or _few_restarts(saves, k)))):
             return "forward"
         if _large_implicit(alg, n) and pullbacks_expected() == 1:
             return "adjoint"
@@ -499,7 +502,10 @@ def vjp(
     cols = rhs.columns(cols)
     # the adjoint restarts at the save times with a cotangent (as pz.gradient chose it: rows_read)
     restarts = int(np.count_nonzero(np.any(ct[1:] != 0, axis=tuple(range(1, ct.ndim)))))
-    mode = resolve_sensealg(sensealg, n, m, len(cols), rhs=rhs, cols=cols, saves=1 + restarts, times=len(t), tstops=len(opts.tstops), alg=opts.alg)
+    # A large implicit system's gradient program holds this adjoint primitive (so that second
+    # derivatives take the adjoint of the tangent system, pyzygote.primitives.ode); here, with its
+    # restarts counted, it may still take forward sensitivities (AUTO_FORWARD_SAVES_PER_DIRECTION).
+    mode = resolve_sensealg(sensealg, n, m, len(cols), rhs=rhs, cols=cols, saves=1 + restarts, times=len(t), tstops=len(opts.tstops), alg=opts.alg, restarts_counted=True)
     if mode == "forward":
         _, S = forward_sensitivities(rhs, u0, p, t, opts, cols)
         g = np.zeros(n + m)
